@@ -1,0 +1,187 @@
+"""Typed domain errors (DESIGN.md §12).
+
+Every error carries its data as fields, so the API layer can turn it into a gRPC status
+with google.rpc details without parsing messages. Errors cross process boundaries (Ray
+results, snapshots of the idempotency window), so each one pickles by its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every expected, typed refusal. A refused command changes nothing."""
+
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and other.message == self.message  # type: ignore[attr-defined]
+            and other.fields == self.fields  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.message))
+
+
+def _rebuild(cls: type[DomainError], message: str, fields: dict[str, Any]) -> DomainError:
+    err = cls.__new__(cls)
+    DomainError.__init__(err, message, **fields)
+    return err
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed: maps to INVALID_ARGUMENT with field violations."""
+
+    code = "INVALID_ARGUMENT"
+    violations: tuple[FieldViolation, ...]
+
+    def __init__(self, violations: tuple[FieldViolation, ...] | list[FieldViolation]) -> None:
+        violations = tuple(violations)
+        message = "; ".join(f"{v.field}: {v.description}" for v in violations) or "invalid argument"
+        super().__init__(message, violations=violations)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (InvalidArgument, (self.violations,))
+
+
+def invalid(field: str, description: str) -> InvalidArgument:
+    return InvalidArgument((FieldViolation(field, description),))
+
+
+class NotFound(DomainError):
+    """An sku, site, lot or hold that does not exist: maps to NOT_FOUND."""
+
+    code = "NOT_FOUND"
+    resource_type: str
+    resource_name: str
+
+    def __init__(self, resource_type: str, resource_name: str) -> None:
+        super().__init__(
+            f"{resource_type} {resource_name!r} not found",
+            resource_type=resource_type,
+            resource_name=resource_name,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (NotFound, (self.resource_type, self.resource_name))
+
+
+class FailedPrecondition(DomainError):
+    """The state does not allow the command: maps to FAILED_PRECONDITION + ErrorInfo."""
+
+    code = "FAILED_PRECONDITION"
+    reason: str
+    metadata: dict[str, str]
+
+    def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason, metadata=dict(metadata or {}))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.message, self.metadata))
+
+
+class InsufficientStock(FailedPrecondition):
+    """Not enough free stock matched the constraints. Carries what was available."""
+
+    requested: int
+    available: int
+
+    def __init__(self, sku: str, site: str, requested: int, available: int) -> None:
+        FailedPrecondition.__init__(
+            self,
+            "INSUFFICIENT_STOCK",
+            f"{sku}@{site}: requested {requested}, available {available}",
+            {"sku": sku, "site": site, "requested": str(requested), "available": str(available)},
+        )
+        self.sku, self.site, self.requested, self.available = sku, site, requested, available
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (InsufficientStock, (self.sku, self.site, self.requested, self.available))
+
+
+class RequestConflict(DomainError):
+    """A request id reused with a different payload: maps to ALREADY_EXISTS."""
+
+    code = "ALREADY_EXISTS"
+    request_id: str
+    what: str
+
+    def __init__(self, request_id: str, what: str = "request id") -> None:
+        super().__init__(
+            f"{what} {request_id!r} was already used with a different payload",
+            request_id=request_id,
+            what=what,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RequestConflict, (self.request_id, self.what))
+
+
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PermissionDenied, (self.message,))
+
+
+class InvariantViolation(Exception):
+    """A bug, never an answer to bad input. Raised, not asserted, so `-O` keeps it."""
+
+
+class Overloaded(DomainError):
+    """A bounded queue is full: maps to RESOURCE_EXHAUSTED; the caller should back off."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} is full ({limit}); retry with backoff", what=what, limit=limit)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Overloaded, (self.what, self.limit))
+
+
+class Unavailable(DomainError):
+    """A shard is starting or recovering: maps to UNAVAILABLE; retry with the same request id."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Unavailable, (self.message,))
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed before the command was dispatched: nothing was applied."""
+
+    code = "DEADLINE_EXCEEDED"
+
+    def __init__(self, message: str = "deadline passed before the command was dispatched") -> None:
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DeadlineExceeded, (self.message,))

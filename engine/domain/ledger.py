@@ -1,0 +1,159 @@
+"""The double-entry ledger of one cell (DESIGN.md §4).
+
+A cell's balances change only by `Ledger.apply(movement)`: the live path and the replay
+path are one function, and `check_invariants` states what must hold after every step.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from engine.domain.errors import InvariantViolation
+from engine.domain.model import (
+    External,
+    HoldPart,
+    HoldState,
+    Lot,
+    Movement,
+    MovementKind,
+    Quant,
+    QuantKey,
+)
+from engine.domain.statuses import StatusDictionary
+
+_RESOLVING = {MovementKind.COMMIT, MovementKind.RELEASE, MovementKind.EXPIRE, MovementKind.ADJUST}
+
+
+@dataclass(slots=True)
+class Ledger:
+    quants: dict[QuantKey, Quant] = field(default_factory=dict)
+    externals: dict[External, int] = field(default_factory=dict)
+    lots: dict[str, Lot] = field(default_factory=dict)
+    active: dict[str, HoldPart] = field(default_factory=dict)
+    resolved: OrderedDict[str, HoldPart] = field(default_factory=OrderedDict)  # oldest first
+    seq: int = 0  # the last movement applied; movements arrive gap-free from 1
+
+    def apply(self, m: Movement) -> None:
+        if m.seq != self.seq + 1:
+            raise InvariantViolation(f"movement seq {m.seq} after {self.seq}: a gap or a repeat")
+        self.seq = m.seq
+        if m.lot is not None and m.lot.lot_id not in self.lots:
+            self.lots[m.lot.lot_id] = m.lot
+        if m.qty:
+            self._add(m.src, -m.qty)
+            self._add(m.dst, m.qty)
+        if m.held_key is not None and m.held_delta:
+            self.quants.setdefault(m.held_key, Quant()).held += m.held_delta
+            self._apply_to_hold(m)
+        for key in (m.src, m.dst, m.held_key):
+            if isinstance(key, QuantKey):
+                quant = self.quants.get(key)
+                if quant is not None and quant.qty == 0 and quant.held == 0:
+                    del self.quants[key]
+
+    def _add(self, bucket: QuantKey | External, qty: int) -> None:
+        if isinstance(bucket, QuantKey):
+            self.quants.setdefault(bucket, Quant()).qty += qty
+        else:
+            self.externals[bucket] = self.externals.get(bucket, 0) + qty
+
+    def _apply_to_hold(self, m: Movement) -> None:
+        key = m.held_key
+        assert key is not None  # guarded by the caller; typing only
+        if m.kind is MovementKind.RESERVE:
+            part = self.active.get(m.hold_id)
+            if part is None:
+                part = HoldPart(m.hold_id, m.request_id, {}, m.at_ms, m.expires_at_ms)
+                self.active[m.hold_id] = part
+            part.allocations[key] = part.allocations.get(key, 0) + m.held_delta
+            return
+        if m.kind not in _RESOLVING:
+            raise InvariantViolation(f"{m.kind} movement may not change held")
+        part = self.active.get(m.hold_id)
+        if part is None:
+            raise InvariantViolation(f"{m.kind} of hold {m.hold_id!r}, which is not active")
+        left = part.allocations.get(key, 0) + m.held_delta
+        if left < 0:
+            raise InvariantViolation(f"hold {m.hold_id!r} would hold {left} of {key}")
+        if left:
+            part.allocations[key] = left
+        else:
+            part.allocations.pop(key, None)
+        if m.kind is MovementKind.COMMIT:
+            part.committed_qty += -m.held_delta
+        else:
+            part.released_qty += -m.held_delta
+        if not part.allocations:
+            # A hold resolves once nothing is held by it; the last movement tells how.
+            if part.committed_qty:
+                part.state = HoldState.COMMITTED
+            elif m.kind is MovementKind.EXPIRE:
+                part.state = HoldState.EXPIRED
+            else:
+                part.state = HoldState.RELEASED
+            part.resolved_at_ms = m.at_ms
+            del self.active[m.hold_id]
+            self.resolved[m.hold_id] = part
+
+    def hold(self, hold_id: str) -> HoldPart | None:
+        return self.active.get(hold_id) or self.resolved.get(hold_id)
+
+    def prune_resolved(self, older_than_ms: int, keep_at_most: int) -> None:
+        """Forget resolved holds past their retention (bounded memory); GetHold answers
+        NOT_FOUND for them afterwards. Resolution order is time order, so pop the front."""
+        resolved = self.resolved
+        while resolved and (
+            len(resolved) > keep_at_most or next(iter(resolved.values())).resolved_at_ms < older_than_ms
+        ):
+            resolved.popitem(last=False)
+
+    def check_invariants(self, statuses: StatusDictionary) -> None:
+        """Raise InvariantViolation unless every invariant of DESIGN.md §4 holds."""
+        total = sum(q.qty for q in self.quants.values()) + sum(self.externals.values())
+        if total != 0:
+            raise InvariantViolation(f"conservation: buckets sum to {total}, not 0")
+        held_by_holds: dict[QuantKey, int] = {}
+        for part in self.active.values():
+            if part.state is not HoldState.ACTIVE or not part.allocations:
+                raise InvariantViolation(f"active hold {part.hold_id!r} is {part.state} / empty")
+            for key, qty in part.allocations.items():
+                if qty <= 0:
+                    raise InvariantViolation(f"hold {part.hold_id!r} allocates {qty} of {key}")
+                held_by_holds[key] = held_by_holds.get(key, 0) + qty
+        for key, quant in self.quants.items():
+            status = statuses.get(key.status)
+            if status is None:
+                raise InvariantViolation(f"quant {key} has an unknown status")
+            if quant.qty < 0 and not status.allow_negative:
+                raise InvariantViolation(f"quant {key} is negative: {quant.qty}")
+            if not 0 <= quant.held <= max(quant.qty, 0):
+                raise InvariantViolation(f"quant {key}: held {quant.held} outside 0..{quant.qty}")
+            if quant.held != held_by_holds.get(key, 0):
+                raise InvariantViolation(f"quant {key}: held {quant.held} ≠ holds' {held_by_holds.get(key, 0)}")
+            if key.lot_id not in self.lots:
+                raise InvariantViolation(f"quant {key} names an unknown lot")
+        for key in held_by_holds:
+            if key not in self.quants:
+                raise InvariantViolation(f"a hold allocates {key}, which has no quant")
+
+
+def replay(movements: Iterable[Movement]) -> Ledger:
+    """Rebuild a ledger from zero; the result must equal the live one."""
+    ledger = Ledger()
+    for m in movements:
+        ledger.apply(m)
+    return ledger
+
+
+def same_balances(a: Ledger, b: Ledger) -> bool:
+    """Quants, external buckets, lots and active holds agree (resolved-hold retention may differ)."""
+    return (
+        a.quants == b.quants
+        and {k: v for k, v in a.externals.items() if v} == {k: v for k, v in b.externals.items() if v}
+        and a.lots == b.lots
+        and {k: (p.allocations, p.expires_at_ms) for k, p in a.active.items()}
+        == {k: (p.allocations, p.expires_at_ms) for k, p in b.active.items()}
+        and a.seq == b.seq
+    )

@@ -1,0 +1,158 @@
+"""Values of the ledger: lots, quants, buckets, movements, holds (DESIGN.md §1, §4, §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+MS_PER_DAY = 86_400_000
+NO_EXPIRY_MS = 0  # a lot without an expiry date (`expires_at_ms == 0`) never expires
+
+
+class External(StrEnum):
+    """Buckets outside the site. Their balances go negative: they are the other leg."""
+
+    SUPPLIER = "@supplier"
+    CUSTOMER = "@customer"
+    SCRAP = "@scrap"
+    COUNT_VARIANCE = "@count_variance"
+    TRANSIT = "@transit"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class QuantKey:
+    """Where a balance row lives inside a cell: (lot, bin, status, owner)."""
+
+    lot_id: str
+    bin: str
+    status: str
+    owner: str
+
+
+Bucket = QuantKey | External
+
+
+@dataclass(slots=True)
+class Quant:
+    qty: int = 0
+    held: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    lot_id: str
+    received_at_ms: int
+    expires_at_ms: int = NO_EXPIRY_MS
+    opened_at_ms: int = 0
+
+    def effective_expiry_ms(self, opened_shelf_life_ms: int) -> int:
+        """min(expires_at, opened_at + opened shelf life); 0 when the lot never expires."""
+        candidates = []
+        if self.expires_at_ms:
+            candidates.append(self.expires_at_ms)
+        if self.opened_at_ms and opened_shelf_life_ms:
+            candidates.append(self.opened_at_ms + opened_shelf_life_ms)
+        return min(candidates) if candidates else NO_EXPIRY_MS
+
+
+def shelf_life_left_days(expiry_ms: int, now_ms: int) -> float:
+    """Days of shelf life left; infinite for a lot without expiry."""
+    if expiry_ms == NO_EXPIRY_MS:
+        return float("inf")
+    return (expiry_ms - now_ms) / MS_PER_DAY
+
+
+class MovementKind(StrEnum):
+    RECEIVE = "receive"
+    MOVE = "move"
+    CHANGE_STATUS = "change_status"
+    RESERVE = "reserve"
+    COMMIT = "commit"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    CONSUME = "consume"
+    DISCREPANCY = "discrepancy"
+    ADJUST = "adjust"
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One journaled change: `qty` leaves `src` and enters `dst`; `held_delta` changes the
+    held amount of the quant named by `held_key` (reserve +, commit/release/expire −).
+
+    Reserve and release move no qty between buckets (src == dst), only held; so replaying
+    the movements from zero rebuilds both qty and held exactly (DESIGN.md §4).
+    """
+
+    seq: int  # per-cell, gap-free, from 1
+    kind: MovementKind
+    sku: str
+    site: str
+    lot_id: str
+    qty: int
+    src: Bucket
+    dst: Bucket
+    held_key: QuantKey | None = None
+    held_delta: int = 0
+    hold_id: str = ""
+    request_id: str = ""
+    doc_ref: str = ""
+    at_ms: int = 0
+    lot: Lot | None = None  # on receipts: the lot's dates, so replay rebuilds lots too
+    expires_at_ms: int = 0  # on reserves: the hold's expiry, so replay rebuilds holds too
+
+
+class HoldState(StrEnum):
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+@dataclass(slots=True)
+class HoldPart:
+    """The share of one hold that lives in one cell. Allocations are in removal order."""
+
+    hold_id: str
+    request_id: str
+    allocations: dict[QuantKey, int]
+    created_at_ms: int
+    expires_at_ms: int
+    state: HoldState = HoldState.ACTIVE
+    committed_qty: int = 0
+    released_qty: int = 0
+    resolved_at_ms: int = 0
+
+    @property
+    def held_qty(self) -> int:
+        return sum(self.allocations.values()) if self.state is HoldState.ACTIVE else 0
+
+    @property
+    def reserved_qty(self) -> int:
+        return self.committed_qty + self.released_qty + self.held_qty
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    lot_id: str
+    bin: str
+    status: str
+    owner: str
+    qty: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldView:
+    """What a reader sees of a hold part, with expiry already applied (checked on read)."""
+
+    hold_id: str
+    sku: str
+    site: str
+    state: HoldState
+    allocations: tuple[Allocation, ...]
+    held_qty: int
+    committed_qty: int
+    released_qty: int
+    created_at_ms: int
+    expires_at_ms: int
