@@ -185,3 +185,15 @@ class DeadlineExceeded(DomainError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (DeadlineExceeded, (self.message,))
+
+
+class Internal(DomainError):
+    """A bug met while serving a command (logged with its traceback on the server side)."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str = "internal error") -> None:
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Internal, (self.message,))

@@ -1,0 +1,124 @@
+"""Micro-batching between the gateway and one shard (DESIGN.md §7).
+
+Ops queue per shard; a batch leaves at once when the shard is idle, and otherwise waits
+for a free in-flight slot, filling up to `max_batch` meanwhile (so batches grow with the
+load and stay small when idle). The queue is bounded: a full queue answers Overloaded
+(RESOURCE_EXHAUSTED) instead of growing. An op whose caller's deadline passed before
+dispatch is answered DeadlineExceeded and never sent, so it is never applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.domain.errors import DeadlineExceeded, Overloaded, Unavailable
+
+SendBatch = Callable[[list[Any]], Awaitable[list[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_batch: int = 256
+    window_ms: float = 1.0  # how long a batch may wait to fill while the shard is busy
+    max_pending: int = 10_000
+    max_in_flight: int = 2
+
+
+class MicroBatcher:
+    def __init__(self, name: str, send: SendBatch, limits: BatchLimits = BatchLimits()) -> None:
+        self.name = name
+        self._send = send
+        self._limits = limits
+        self._pending: deque[tuple[Any, asyncio.Future[Any], float | None]] = deque()
+        self._in_flight = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches_sent = 0
+        self.ops_sent = 0
+
+    def submit(self, op: Any, deadline: float | None = None) -> asyncio.Future[Any]:
+        """Queue one op; the future resolves to the shard's answer for it."""
+        if self._closed:
+            raise Unavailable(f"shard {self.name} is shutting down")
+        if len(self._pending) >= self._limits.max_pending:
+            raise Overloaded(f"queue of shard {self.name}", self._limits.max_pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future, deadline))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wakeup.set()
+        return future
+
+    async def call(self, op: Any, deadline: float | None = None) -> Any:
+        return await self.submit(op, deadline)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def _run(self) -> None:
+        limits = self._limits
+        while not self._closed:
+            if not self._pending or self._in_flight >= limits.max_in_flight:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self._in_flight and len(self._pending) < limits.max_batch:
+                # Busy: give this batch a short window to fill before it takes a slot.
+                await asyncio.sleep(limits.window_ms / 1000)
+                if self._in_flight >= limits.max_in_flight:
+                    continue
+            batch = self._take(limits.max_batch)
+            if batch:
+                self._in_flight += 1
+                asyncio.get_running_loop().create_task(self._dispatch(batch))
+
+    def _take(self, n: int) -> list[tuple[Any, asyncio.Future[Any]]]:
+        now = time.monotonic()
+        batch: list[tuple[Any, asyncio.Future[Any]]] = []
+        while self._pending and len(batch) < n:
+            op, future, deadline = self._pending.popleft()
+            if future.done():  # the caller gave up (cancelled): do not apply it
+                continue
+            if deadline is not None and deadline <= now:
+                future.set_exception(DeadlineExceeded())
+                continue
+            batch.append((op, future))
+        return batch
+
+    async def _dispatch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._send([op for op, _ in batch])
+        except Exception as exc:  # the shard (process) failed: the batch is not acknowledged
+            failure = exc if isinstance(exc, Unavailable) else Unavailable(f"shard {self.name}: {exc}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+        else:
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            self.batches_sent += 1
+            self.ops_sent += len(batch)
+        finally:
+            self._in_flight -= 1
+            self._wakeup.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self._pending:
+            _, future, _ = self._pending.popleft()
+            if not future.done():
+                future.set_exception(Unavailable(f"shard {self.name} is shutting down"))

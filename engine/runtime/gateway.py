@@ -1,0 +1,432 @@
+"""The gateway: stateless coordinator between the API and the shards (DESIGN.md §5–8).
+
+It routes each op to its shard's micro-batcher, makes multi-line holds all-or-nothing
+(compensating the lines already held when one fails), fans reads out over shards, and
+re-routes when a hot pair has been pinned to a shard of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+from engine.domain.catalog import Site, Sku, validate_site, validate_sku
+from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.commands import (
+    MAX_LINES,
+    Adjust,
+    Adjusted,
+    ChangeStatus,
+    Commit,
+    Consume,
+    Consumed,
+    Move,
+    Moved,
+    Receive,
+    Received,
+    Release,
+    Reserve,
+    ReserveLine,
+    StatusChanged,
+    check_id,
+    check_qty,
+    validate,
+    validate_reserve_line,
+)
+from engine.domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound
+from engine.domain.model import HoldView
+from engine.domain.ports import Clock
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.runtime.batcher import BatchLimits, MicroBatcher, SendBatch
+from engine.runtime.routing import Directory, Pair, pinned_shard_name
+from engine.runtime.shard import (
+    Adopt,
+    CellMoved,
+    HandOff,
+    HoldHeader,
+    LookupHold,
+    PutSite,
+    PutSku,
+    ReadCatalog,
+    ReadHold,
+    ReadSlice,
+    RegisterHold,
+    ScanCells,
+    ShardHost,
+)
+from engine.runtime.types import (
+    AggregateState,
+    Availability,
+    CommitLine,
+    HoldLine,
+    HoldSummary,
+    StockQuery,
+    StockRow,
+    aggregate_state,
+)
+
+UNDO_SUFFIX = "#undo"  # request id suffix of a failed multi-line hold's compensating releases (reserved)
+MAX_REROUTES = 3  # a pair can move while a request is in flight; bounded retries
+
+
+class ShardFactory(Protocol):
+    """Starts (or finds) a shard by name and returns how to send it a batch."""
+
+    async def __call__(self, name: str) -> SendBatch: ...
+
+
+class DirectoryStore(Protocol):
+    """Where gateways share the directory of pins (a Ray actor in a cluster)."""
+
+    async def load(self) -> Directory: ...
+
+    async def save(self, directory: Directory) -> None: ...
+
+
+class MemoryDirectoryStore:
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
+
+    async def load(self) -> Directory:
+        return replace(self._directory, pins=dict(self._directory.pins))
+
+    async def save(self, directory: Directory) -> None:
+        self._directory = replace(directory, pins=dict(directory.pins))
+
+
+def _raise_if_refused(result: Any) -> Any:
+    if isinstance(result, DomainError):
+        raise result
+    return result
+
+
+class Gateway:
+    def __init__(
+        self,
+        directory: Directory,
+        senders: dict[str, SendBatch],
+        shard_factory: ShardFactory,
+        directory_store: DirectoryStore,
+        statuses: StatusDictionary = DEFAULT_DICTIONARY,
+        batch_limits: BatchLimits = BatchLimits(),
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.statuses = statuses
+        self._factory = shard_factory
+        self._store = directory_store
+        self._limits = batch_limits
+        self._batchers = {name: MicroBatcher(name, send, batch_limits) for name, send in senders.items()}
+        self._on_close = on_close
+
+    # ---- construction ----
+
+    @classmethod
+    def local(
+        cls,
+        shards: int = 2,
+        clock: Clock | None = None,
+        statuses: StatusDictionary = DEFAULT_DICTIONARY,
+        batch_limits: BatchLimits = BatchLimits(),
+        sweep_interval_ms: int = 1_000,
+    ) -> Gateway:
+        """Shards in this process (no Ray): unit tests, embedding, the API's own tests."""
+        hosts: dict[str, ShardHost] = {}
+
+        def make(name: str) -> ShardHost:
+            host = ShardHost(name, statuses, clock=clock, sweep_interval_ms=sweep_interval_ms)
+            hosts[name] = host
+            return host
+
+        names = tuple(f"shard-{i}" for i in range(shards))
+        senders: dict[str, SendBatch] = {name: make(name).apply for name in names}
+
+        async def factory(name: str) -> SendBatch:
+            return (hosts.get(name) or make(name)).apply
+
+        async def close() -> None:
+            for host in hosts.values():
+                await host.stop()
+
+        directory = Directory(names)
+        gateway = cls(directory, senders, factory, MemoryDirectoryStore(directory), statuses, batch_limits, close)
+        gateway.hosts = hosts  # type: ignore[attr-defined]  # tests reach the hosts to sweep
+        return gateway
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        if self._on_close is not None:
+            await self._on_close()
+
+    # ---- plumbing ----
+
+    async def _batcher(self, name: str) -> MicroBatcher:
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            batcher = MicroBatcher(name, await self._factory(name), self._limits)
+            self._batchers[name] = batcher
+        return batcher
+
+    async def _to_shard(self, name: str, op: Any, deadline: float | None) -> Any:
+        return await (await self._batcher(name)).submit(op, deadline)
+
+    async def _to_pair(self, sku: str, site: str, op: Any, deadline: float | None) -> Any:
+        """Send an op to its pair's shard; follow a hand-off if the pair moved meanwhile."""
+        for _ in range(MAX_REROUTES):
+            result = await self._to_shard(self.directory.shard_for(sku, site), op, deadline)
+            if not isinstance(result, CellMoved):
+                return result
+            self.directory = await self._store.load()
+        return result
+
+    async def _broadcast(self, op: Any, deadline: float | None) -> list[Any]:
+        return list(await asyncio.gather(*(self._to_shard(name, op, deadline) for name in self.directory.all_shards())))
+
+    # ---- catalog ----
+
+    async def put_sku(self, sku: Sku, deadline: float | None = None) -> None:
+        validate_sku(sku)
+        for result in await self._broadcast(PutSku(sku), deadline):
+            _raise_if_refused(result)
+
+    async def put_site(self, site: Site, deadline: float | None = None) -> None:
+        validate_site(site)
+        for result in await self._broadcast(PutSite(site), deadline):
+            _raise_if_refused(result)
+
+    async def _catalog(self, org_prefix: str = "") -> tuple[list[Site], list[Sku]]:
+        return _raise_if_refused(await self._to_shard(self.directory.shard_names[0], ReadCatalog(org_prefix), None))
+
+    async def list_sites(self, org_prefix: str = "") -> list[Site]:
+        return (await self._catalog(org_prefix))[0]
+
+    async def list_skus(self) -> list[Sku]:
+        return (await self._catalog())[1]
+
+    # ---- single-cell commands ----
+
+    async def execute(
+        self, cmd: Receive | Move | ChangeStatus | Consume | Adjust, deadline: float | None = None
+    ) -> Received | Moved | StatusChanged | Consumed | Adjusted:
+        validate(cmd, self.statuses)  # refuse bad input before it costs a shard call
+        return _raise_if_refused(await self._to_pair(cmd.sku, cmd.site, cmd, deadline))
+
+    # ---- holds ----
+
+    async def reserve(
+        self,
+        request_id: str,
+        hold_id: str,
+        lines: Sequence[HoldLine],
+        ttl_ms: int,
+        doc_ref: str = "",
+        deadline: float | None = None,
+    ) -> HoldSummary:
+        hold_id = hold_id or request_id
+        by_pair = self._validate_hold(request_id, hold_id, lines, ttl_ms)
+        pairs = tuple(by_pair)
+        cmds = [
+            Reserve(request_id, sku, site, hold_id, tuple(ls), ttl_ms, doc_ref) for (sku, site), ls in by_pair.items()
+        ]
+        for cmd in cmds:
+            validate(cmd, self.statuses)
+        header = HoldHeader(hold_id, request_id, pairs, ttl_ms)
+        # The header and every line go out at once: one round trip, not two.
+        outcomes = await asyncio.gather(
+            self._to_shard(self.directory.home_for(hold_id), RegisterHold(header), deadline),
+            *(self._to_pair(c.sku, c.site, c, deadline) for c in cmds),
+            return_exceptions=True,
+        )
+        header_result, line_results = outcomes[0], outcomes[1:]
+        failure = next((r for r in (header_result, *line_results) if isinstance(r, BaseException)), None)
+        if failure is not None:
+            # All-or-nothing: undo the lines that were held, then report the first refusal.
+            held = [c for c, r in zip(cmds, line_results, strict=True) if not isinstance(r, BaseException)]
+            await self._compensate(request_id, hold_id, held, doc_ref)
+            raise failure
+        parts: tuple[HoldView, ...] = tuple(r.hold for r in line_results)
+        return HoldSummary(hold_id, aggregate_state(parts), parts, min(p.expires_at_ms for p in parts))
+
+    def _validate_hold(
+        self, request_id: str, hold_id: str, lines: Sequence[HoldLine], ttl_ms: int
+    ) -> dict[Pair, list[ReserveLine]]:
+        out: list[FieldViolation] = []
+        check_id(request_id, "request_id", out)
+        check_id(hold_id, "hold_id", out)
+        if not lines:
+            out.append(FieldViolation("lines", "must not be empty"))
+        if len(lines) > MAX_LINES:
+            out.append(FieldViolation("lines", f"must have at most {MAX_LINES} lines"))
+        by_pair: dict[Pair, list[ReserveLine]] = {}
+        for i, hl in enumerate(lines[:MAX_LINES]):
+            check_id(hl.sku, f"lines[{i}].sku", out)
+            check_id(hl.site, f"lines[{i}].site", out)
+            validate_reserve_line(hl.line, f"lines[{i}]", out)
+            by_pair.setdefault((hl.sku, hl.site), []).append(hl.line)
+        if out:
+            raise InvalidArgument(out)
+        return by_pair
+
+    async def _compensate(self, request_id: str, hold_id: str, held: Sequence[Reserve], doc_ref: str) -> None:
+        undo = request_id[: 128 - len(UNDO_SUFFIX)] + UNDO_SUFFIX
+        results = await asyncio.gather(
+            *(self._to_pair(c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref), None) for c in held)
+        )
+        for result in results:
+            if isinstance(result, DomainError) and not isinstance(result, NotFound):
+                # The hold's TTL still bounds the damage: it expires and is swept.
+                raise result
+
+    async def _header(self, hold_id: str, deadline: float | None) -> HoldHeader:
+        out: list[FieldViolation] = []
+        check_id(hold_id, "hold_id", out)
+        if out:
+            raise InvalidArgument(out)
+        return _raise_if_refused(await self._to_shard(self.directory.home_for(hold_id), LookupHold(hold_id), deadline))
+
+    async def commit(
+        self,
+        request_id: str,
+        hold_id: str,
+        lines: Sequence[CommitLine] | None = None,
+        doc_ref: str = "",
+        deadline: float | None = None,
+    ) -> HoldSummary:
+        header = await self._header(hold_id, deadline)
+        qty_by_pair = self._commit_plan(header, lines)
+        cmds = [
+            Commit(request_id, sku, site, hold_id, qty_by_pair.get((sku, site)) if lines is not None else None, doc_ref)
+            for sku, site in header.pairs
+        ]
+        for cmd in cmds:
+            validate(cmd, self.statuses)
+        results = await asyncio.gather(*(self._to_pair(c.sku, c.site, c, deadline) for c in cmds))
+        return self._summary(hold_id, [_raise_if_refused(r).hold for r in _first_refusal_last(results)])
+
+    def _commit_plan(self, header: HoldHeader, lines: Sequence[CommitLine] | None) -> dict[Pair, int]:
+        if lines is None:
+            return {}
+        out: list[FieldViolation] = []
+        plan: dict[Pair, int] = {}
+        for i, line in enumerate(lines):
+            pair = (line.sku, line.site)
+            if pair not in header.pairs:
+                out.append(FieldViolation(f"lines[{i}]", f"{line.sku}@{line.site} is not part of the hold"))
+            elif pair in plan:
+                out.append(FieldViolation(f"lines[{i}]", f"{line.sku}@{line.site} is listed twice"))
+            check_qty(line.qty, f"lines[{i}].qty", out, allow_zero=True)
+            plan[pair] = line.qty
+        if out:
+            raise InvalidArgument(out)
+        # Pairs not listed commit nothing: their share is released in the same step.
+        return {pair: plan.get(pair, 0) for pair in header.pairs}
+
+    async def release(
+        self, request_id: str, hold_id: str, doc_ref: str = "", deadline: float | None = None
+    ) -> HoldSummary:
+        header = await self._header(hold_id, deadline)
+        cmds = [Release(request_id, sku, site, hold_id, doc_ref) for sku, site in header.pairs]
+        for cmd in cmds:
+            validate(cmd, self.statuses)
+        results = await asyncio.gather(*(self._to_pair(c.sku, c.site, c, deadline) for c in cmds))
+        return self._summary(hold_id, [_raise_if_refused(r).hold for r in _first_refusal_last(results)])
+
+    async def get_hold(self, hold_id: str) -> HoldSummary:
+        header = await self._header(hold_id, None)
+        views = await asyncio.gather(
+            *(self._to_pair(sku, site, ReadHold(sku, site, hold_id), None) for sku, site in header.pairs)
+        )
+        parts = [_raise_if_refused(v) for v in views]
+        found = [p for p in parts if p is not None]
+        if not found:
+            raise NotFound("hold", hold_id)
+        return self._summary(hold_id, found)
+
+    @staticmethod
+    def _summary(hold_id: str, parts: Sequence[HoldView]) -> HoldSummary:
+        views = tuple(parts)
+        state = aggregate_state(views) if views else AggregateState.RELEASED
+        return HoldSummary(hold_id, state, views, min((p.expires_at_ms for p in views), default=0))
+
+    # ---- reads ----
+
+    async def get_availability(
+        self,
+        sku: str,
+        site: str,
+        group_by: Sequence[Dimension] = (),
+        filt: SliceFilter = SliceFilter(),
+        bin_depth: int = 0,
+        deadline: float | None = None,
+    ) -> Availability:
+        out: list[FieldViolation] = []
+        check_id(sku, "sku", out)
+        check_id(site, "site", out)
+        if not 0 <= bin_depth <= 8:
+            out.append(FieldViolation("bin_depth", "must be in 0..8"))
+        if out:
+            raise InvalidArgument(out)
+        read = ReadSlice(sku, site, tuple(group_by), filt, bin_depth)
+        as_of_ms, rows = _raise_if_refused(await self._to_pair(sku, site, read, deadline))
+        return Availability(sku, site, sum(r.available for r in rows), tuple(rows), as_of_ms)
+
+    async def query_stock(self, q: StockQuery, deadline: float | None = None) -> list[StockRow]:
+        if not 1 <= q.limit <= 100_000:
+            raise InvalidArgument([FieldViolation("limit", "must be in 1..100000")])
+        if not 0 <= q.bin_depth <= 8:
+            raise InvalidArgument([FieldViolation("bin_depth", "must be in 0..8")])
+        scan = ScanCells(
+            frozenset(q.skus), frozenset(q.sites), q.org_prefix, q.group_by, q.filter, q.bin_depth, q.limit
+        )
+        merged: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
+        for result in await self._broadcast(scan, deadline):
+            for sku, site, row in _raise_if_refused(result):
+                key = (sku if q.by_sku else "", site if q.by_site else "", row.group)
+                acc = merged.setdefault(key, [0, 0, 0, 0, 0])
+                acc[0] += row.qty
+                acc[1] += row.held
+                acc[2] += row.available
+                acc[3] += row.on_hand
+                if row.earliest_expiry_ms and (not acc[4] or row.earliest_expiry_ms < acc[4]):
+                    acc[4] = row.earliest_expiry_ms
+        rows = [
+            StockRow(sku, site, SliceRow(group, a[0], a[1], a[2], a[3], a[4]))
+            for (sku, site, group), a in sorted(merged.items())
+        ]
+        return rows[: q.limit]
+
+    # ---- hot pairs ----
+
+    async def pin(self, sku: str, site: str) -> str:
+        """Give a hot pair a shard of its own: snapshot hand-off from its current shard."""
+        target = pinned_shard_name(sku, site)
+        current = self.directory.shard_for(sku, site)
+        if current == target:
+            return target
+        await self._batcher(target)  # starts the new shard
+        blob = _raise_if_refused(await self._to_shard(current, HandOff(sku, site, target), None))
+        for op in (PutSku(s) for s in await self.list_skus()):
+            _raise_if_refused(await self._to_shard(target, op, None))
+        for site_ in await self.list_sites():
+            _raise_if_refused(await self._to_shard(target, PutSite(site_), None))
+        _raise_if_refused(await self._to_shard(target, Adopt(sku, site, blob), None))
+        directory = await self._store.load()
+        directory.pins[(sku, site)] = target
+        directory.version += 1
+        await self._store.save(directory)
+        self.directory = directory
+        return target
+
+    def queue_depths(self) -> dict[str, int]:
+        return {name: b.pending for name, b in self._batchers.items()}
+
+
+def _first_refusal_last(results: Sequence[Any]) -> list[Any]:
+    """Raise the first refusal only after looking at all parts (every part was sent)."""
+    refusals = [r for r in results if isinstance(r, DomainError)]
+    if refusals:
+        raise refusals[0]
+    return list(results)

@@ -1,0 +1,397 @@
+"""A shard hosts many cells and applies batches of ops to them in arrival order (DESIGN.md §6, §7).
+
+`ShardCore` is plain and synchronous (unit-testable); `ShardHost` adds the journal, the
+single-writer lock and the expiry sweeper, and is what runs inside a Ray actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from engine.domain.catalog import Site, Sku, org_covers
+from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRow
+from engine.domain.commands import Command, Reply, Reserve
+from engine.domain.errors import DomainError, Internal, NotFound, Overloaded, RequestConflict, Unavailable
+from engine.domain.model import MS_PER_DAY, Movement
+from engine.domain.ports import Clock, InMemoryJournal, Journal, SystemClock
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.runtime.routing import Pair
+
+log = structlog.get_logger("lotwise.shard")
+
+# ---- ops a shard accepts besides cell commands ----
+
+
+@dataclass(frozen=True, slots=True)
+class PutSku:
+    sku: Sku
+
+
+@dataclass(frozen=True, slots=True)
+class PutSite:
+    site: Site
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCatalog:
+    org_prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldHeader:
+    """Which pairs a hold spans; kept at the hold's home shard (routing.hold_home_index)."""
+
+    hold_id: str
+    request_id: str
+    pairs: tuple[Pair, ...]
+    ttl_ms: int
+    expires_at_ms: int = 0  # stamped by the home shard in engine time
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterHold:
+    header: HoldHeader
+
+
+@dataclass(frozen=True, slots=True)
+class LookupHold:
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHold:
+    sku: str
+    site: str
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSlice:
+    sku: str
+    site: str
+    group_by: tuple[Dimension, ...] = ()
+    filter: SliceFilter = field(default_factory=SliceFilter)
+    bin_depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanCells:
+    """QueryStock's share for one shard: every cell matching skus / sites / org."""
+
+    skus: frozenset[str]
+    sites: frozenset[str]
+    org_prefix: str
+    group_by: tuple[Dimension, ...]
+    filter: SliceFilter
+    bin_depth: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """Export a cell (snapshot hand-off to another shard); the pair is then refused here."""
+
+    sku: str
+    site: str
+    to_shard: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    sku: str
+    site: str
+    cell_blob: bytes
+
+
+class CellMoved(Unavailable):
+    """The pair was handed off to another shard; the gateway re-routes and retries."""
+
+    def __init__(self, sku: str, site: str, to_shard: str) -> None:
+        DomainError.__init__(self, f"{sku}@{site} moved to {to_shard}", sku=sku, site=site, to_shard=to_shard)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CellMoved, (self.sku, self.site, self.to_shard))
+
+
+Op = (
+    Command
+    | PutSku
+    | PutSite
+    | ReadCatalog
+    | RegisterHold
+    | LookupHold
+    | ReadHold
+    | ReadSlice
+    | ScanCells
+    | HandOff
+    | Adopt
+)
+Result = Any  # a Reply, a read's value, or the DomainError that refused the op
+
+HEADER_RETENTION_MS = 60 * 60_000  # past a hold's expiry; matches CellLimits.resolved_hold_retention_ms
+HEADER_MAX = 1_000_000
+
+
+class ShardCore:
+    """Cells, the replicated catalog and hold headers of one shard. Single-threaded."""
+
+    def __init__(
+        self,
+        name: str,
+        statuses: StatusDictionary = DEFAULT_DICTIONARY,
+        limits: CellLimits = CellLimits(),
+    ) -> None:
+        self.name = name
+        self.statuses = statuses
+        self.limits = limits
+        self.cells: dict[Pair, Cell] = {}
+        self.skus: dict[str, Sku] = {}
+        self.sites: dict[str, Site] = {}
+        self.headers: OrderedDict[str, HoldHeader] = OrderedDict()  # insertion ≈ expiry order
+        self.moved: dict[Pair, str] = {}
+        self.with_holds: set[Pair] = set()  # cells that may have active holds (sweeper's list)
+
+    def apply_batch(self, ops: Sequence[Op], now_ms: int) -> list[Result]:
+        """Apply ops in order; each answer is a value or the DomainError that refused it."""
+        results: list[Result] = []
+        for op in ops:
+            try:
+                results.append(self.apply(op, now_ms))
+            except DomainError as refusal:
+                results.append(refusal)
+            except Exception:  # a bug: log it, answer INTERNAL, keep serving the others
+                log.exception("op failed", shard=self.name, op=type(op).__name__)
+                results.append(Internal(f"{type(op).__name__} failed on shard {self.name}"))
+        return results
+
+    def apply(self, op: Op, now_ms: int) -> Result:
+        match op:
+            case ReadSlice():
+                cell = self._existing_cell(op.sku, op.site)
+                rows = [] if cell is None else cell.slice(now_ms, op.group_by, op.filter, op.bin_depth)
+                return (now_ms, rows)  # the engine time the answer is as of
+            case ReadHold():
+                cell = self._existing_cell(op.sku, op.site)
+                return None if cell is None else cell.hold_view(op.hold_id, now_ms)
+            case ScanCells():
+                return self._scan(op, now_ms)
+            case LookupHold():
+                header = self.headers.get(op.hold_id)
+                if header is None:
+                    raise NotFound("hold", op.hold_id)
+                return header
+            case RegisterHold():
+                return self._register(op.header, now_ms)
+            case PutSku():
+                self.skus[op.sku.sku] = op.sku
+                return None
+            case PutSite():
+                self.sites[op.site.site] = op.site
+                return None
+            case ReadCatalog():
+                sites = [s for s in self.sites.values() if org_covers(s.org_path, op.org_prefix)]
+                return (sorted(sites, key=lambda s: s.site), sorted(self.skus.values(), key=lambda s: s.sku))
+            case HandOff():
+                return self._hand_off(op)
+            case Adopt():
+                cell = pickle.loads(op.cell_blob)
+                self.cells[(op.sku, op.site)] = cell
+                self.moved.pop((op.sku, op.site), None)
+                if cell.ledger.active:
+                    self.with_holds.add((op.sku, op.site))
+                return None
+            case _:
+                return self._command(op, now_ms)
+
+    def _command(self, cmd: Command, now_ms: int) -> Reply:
+        cell = self._cell(cmd.sku, cmd.site)
+        reply = cell.handle(cmd, now_ms)
+        if isinstance(cmd, Reserve):
+            self.with_holds.add((cmd.sku, cmd.site))
+        return reply
+
+    def _cell(self, sku: str, site: str) -> Cell:
+        pair = (sku, site)
+        cell = self.cells.get(pair)
+        if cell is not None:
+            return cell
+        moved_to = self.moved.get(pair)
+        if moved_to is not None:
+            raise CellMoved(sku, site, moved_to)
+        known = self.skus.get(sku)
+        if known is None:
+            raise NotFound("sku", sku)
+        if site not in self.sites:
+            raise NotFound("site", site)
+        cell = Cell(sku, site, self.statuses, known.opened_shelf_life_days * MS_PER_DAY, self.limits)
+        self.cells[pair] = cell
+        return cell
+
+    def _existing_cell(self, sku: str, site: str) -> Cell | None:
+        """For reads: unknown sku or site is NOT_FOUND; a known pair with no stock is empty."""
+        cell = self.cells.get((sku, site))
+        if cell is not None:
+            return cell
+        moved_to = self.moved.get((sku, site))
+        if moved_to is not None:
+            raise CellMoved(sku, site, moved_to)
+        if sku not in self.skus:
+            raise NotFound("sku", sku)
+        if site not in self.sites:
+            raise NotFound("site", site)
+        return None
+
+    def _register(self, header: HoldHeader, now_ms: int) -> HoldHeader:
+        existing = self.headers.get(header.hold_id)
+        if existing is not None:
+            if (existing.request_id, existing.pairs) != (header.request_id, header.pairs):
+                raise RequestConflict(header.hold_id, "hold id")
+            return existing
+        self._prune_headers(now_ms)
+        if len(self.headers) >= HEADER_MAX:
+            # Never evict the header of a hold that may still be live: refuse instead.
+            raise Overloaded(f"hold index of shard {self.name}", HEADER_MAX)
+        header = replace(header, expires_at_ms=now_ms + header.ttl_ms)
+        self.headers[header.hold_id] = header
+        return header
+
+    def _prune_headers(self, now_ms: int) -> None:
+        """Forget headers of holds resolved long ago (their parts are pruned by then too)."""
+        horizon = now_ms - HEADER_RETENTION_MS
+        headers = self.headers
+        while headers and next(iter(headers.values())).expires_at_ms < horizon:
+            headers.popitem(last=False)
+
+    def _scan(self, op: ScanCells, now_ms: int) -> list[tuple[str, str, SliceRow]]:
+        out: list[tuple[str, str, SliceRow]] = []
+        for (sku, site), cell in self.cells.items():
+            if op.skus and sku not in op.skus:
+                continue
+            if op.sites and site not in op.sites:
+                continue
+            if op.org_prefix:
+                known = self.sites.get(site)
+                if known is None or not org_covers(known.org_path, op.org_prefix):
+                    continue
+            for row in cell.slice(now_ms, op.group_by, op.filter, op.bin_depth):
+                out.append((sku, site, row))
+                if len(out) >= op.limit:
+                    return out
+        return out
+
+    def _hand_off(self, op: HandOff) -> bytes:
+        pair = (op.sku, op.site)
+        cell = self.cells.pop(pair, None)
+        if cell is None:
+            cell = self._cell(op.sku, op.site)  # an empty cell moves too, so the pin is exact
+            del self.cells[pair]
+        self.moved[pair] = op.to_shard
+        self.with_holds.discard(pair)
+        return pickle.dumps(cell, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def sweep(self, now_ms: int, max_cells: int = 10_000) -> int:
+        """Release expired holds (bounded work per call); returns the movements made."""
+        made = 0
+        for pair in list(self.with_holds)[:max_cells]:
+            cell = self.cells.get(pair)
+            if cell is None:
+                self.with_holds.discard(pair)
+                continue
+            made += len(cell.expire_due(now_ms))
+            if not cell.ledger.active:
+                self.with_holds.discard(pair)
+        return made
+
+    def drain(self) -> list[Movement]:
+        out: list[Movement] = []
+        for cell in self.cells.values():
+            if cell.outbox:
+                out.extend(cell.drain())
+        return out
+
+
+class ShardHost:
+    """A shard as a service: one batch at a time, journal append before any reply.
+
+    Runs in a Ray actor (engine.runtime.engine) or in-process (Gateway.local).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        statuses: StatusDictionary = DEFAULT_DICTIONARY,
+        limits: CellLimits = CellLimits(),
+        clock: Clock | None = None,
+        journal: Journal | None = None,
+        sweep_interval_ms: int = 1_000,
+    ) -> None:
+        self.core = ShardCore(name, statuses, limits)
+        self.clock = clock or SystemClock()
+        self.journal = journal or InMemoryJournal()
+        self.sweep_interval_ms = sweep_interval_ms
+        self._lock: asyncio.Lock | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.ops = 0
+
+    def _ensure_started(self) -> asyncio.Lock:
+        # The lock and sweeper need the running loop, which Ray's async actor has only
+        # once a method runs, so they start lazily.
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+            if self.sweep_interval_ms > 0:
+                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        return self._lock
+
+    async def apply(self, ops: Sequence[Op]) -> list[Result]:
+        async with self._ensure_started():
+            results = self.core.apply_batch(ops, self.clock.now_ms())
+            movements = self.core.drain()
+            if movements:
+                # DESIGN §7: nothing is replied before the batch's movements are journaled.
+                await self.journal.append(self.core.name, movements)
+            self.batches += 1
+            self.ops += len(ops)
+            return results
+
+    async def sweep(self) -> int:
+        async with self._ensure_started():
+            made = self.core.sweep(self.clock.now_ms())
+            movements = self.core.drain()
+            if movements:
+                await self.journal.append(self.core.name, movements)
+            return made
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_ms / 1000)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed", shard=self.core.name)
+
+    async def stats(self) -> dict[str, int]:
+        return {
+            "cells": len(self.core.cells),
+            "batches": self.batches,
+            "ops": self.ops,
+            "cells_with_holds": len(self.core.with_holds),
+        }
+
+    async def ping(self) -> None:
+        """An empty call: the ceiling a shard call can reach (bench)."""
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None

@@ -1,0 +1,105 @@
+"""What the gateway (the coordinator over shards) accepts and answers.
+
+These are the runtime's public values: the gRPC servicer maps protobuf to and from them,
+and the in-process tests use them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.commands import ReserveLine
+from engine.domain.model import HoldState, HoldView
+
+
+@dataclass(frozen=True, slots=True)
+class HoldLine:
+    """One line of a (possibly multi-site) hold."""
+
+    sku: str
+    site: str
+    line: ReserveLine
+
+
+@dataclass(frozen=True, slots=True)
+class CommitLine:
+    """How much of one pair's share of a hold to commit (the rest is released)."""
+
+    sku: str
+    site: str
+    qty: int
+
+
+class AggregateState(StrEnum):
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    PARTIAL = "partial"  # parts resolved differently (e.g. committed here, expired there)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldSummary:
+    hold_id: str
+    state: AggregateState
+    parts: tuple[HoldView, ...]  # one per (sku, site), in the order of the hold's lines
+    expires_at_ms: int
+
+    @property
+    def held_qty(self) -> int:
+        return sum(p.held_qty for p in self.parts)
+
+    @property
+    def committed_qty(self) -> int:
+        return sum(p.committed_qty for p in self.parts)
+
+    @property
+    def released_qty(self) -> int:
+        return sum(p.released_qty for p in self.parts)
+
+
+def aggregate_state(parts: tuple[HoldView, ...]) -> AggregateState:
+    states = {p.state for p in parts}
+    if len(states) == 1:
+        return AggregateState(next(iter(states)).value)
+    if states == {HoldState.COMMITTED, HoldState.RELEASED}:
+        return AggregateState.COMMITTED  # a partial commit released some pairs entirely
+    return AggregateState.PARTIAL
+
+
+@dataclass(frozen=True, slots=True)
+class StockQuery:
+    """QueryStock: many pairs, filtered and grouped by the four dimensions.
+
+    Empty `skus` / `sites` mean all; `org_prefix` keeps sites under an org node.
+    `group_by` may include "sku" and "site" (via `by_sku` / `by_site`) besides the
+    cell dimensions.
+    """
+
+    skus: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    org_prefix: str = ""
+    filter: SliceFilter = field(default_factory=SliceFilter)
+    group_by: tuple[Dimension, ...] = ()
+    by_sku: bool = True
+    by_site: bool = True
+    bin_depth: int = 0
+    limit: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StockRow:
+    sku: str  # "" when not grouped by sku
+    site: str  # "" when not grouped by site
+    row: SliceRow
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    sku: str
+    site: str
+    available: int
+    rows: tuple[SliceRow, ...]
+    as_of_ms: int
