@@ -295,6 +295,7 @@ class Gateway:
         doc_ref: str = "",
         deadline: float | None = None,
     ) -> HoldSummary:
+        _check_commit_lines(lines)  # shape first: bad input costs no shard call
         header = await self._header(hold_id, deadline)
         qty_by_pair = self._commit_plan(header, lines)
         cmds = [
@@ -317,7 +318,6 @@ class Gateway:
                 out.append(FieldViolation(f"lines[{i}]", f"{line.sku}@{line.site} is not part of the hold"))
             elif pair in plan:
                 out.append(FieldViolation(f"lines[{i}]", f"{line.sku}@{line.site} is listed twice"))
-            check_qty(line.qty, f"lines[{i}].qty", out, allow_zero=True)
             plan[pair] = line.qty
         if out:
             raise InvalidArgument(out)
@@ -422,6 +422,20 @@ class Gateway:
 
     def queue_depths(self) -> dict[str, int]:
         return {name: b.pending for name, b in self._batchers.items()}
+
+
+def _check_commit_lines(lines: Sequence[CommitLine] | None) -> None:
+    if lines is None:
+        return
+    out: list[FieldViolation] = []
+    if len(lines) > MAX_LINES:
+        out.append(FieldViolation("lines", f"must have at most {MAX_LINES} lines"))
+    for i, line in enumerate(lines[:MAX_LINES]):
+        check_id(line.sku, f"lines[{i}].sku", out)
+        check_id(line.site, f"lines[{i}].site", out)
+        check_qty(line.qty, f"lines[{i}].qty", out, allow_zero=True)
+    if out:
+        raise InvalidArgument(out)
 
 
 def _first_refusal_last(results: Sequence[Any]) -> list[Any]:

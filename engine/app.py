@@ -1,0 +1,51 @@
+"""The composition root: settings → Ray shards → gateway → gRPC server + metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from engine.runtime.gateway import Gateway
+from engine.settings import Settings
+
+log = structlog.get_logger("lotwise.app")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningEngine:
+    settings: Settings
+    gateway: Gateway
+    grpc_address: str  # host:port clients dial
+    metrics_url: str  # "" when metrics are off
+
+
+@asynccontextmanager
+async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
+    """Start everything, yield where it listens, stop it all on exit (in reverse order).
+
+    `gateway` lets tests and embedders supply an in-process one (no Ray).
+    """
+    from engine.api.server import start_metrics_http, start_server
+    from engine.runtime.cluster import start_gateway
+
+    own_gateway = gateway is None
+    gw = gateway or await start_gateway(settings)
+    server: Any = None
+    try:
+        server, port = await start_server(
+            gw, host=settings.host, port=settings.port, max_concurrent_rpcs=settings.max_concurrent_rpcs
+        )
+        metrics_port = start_metrics_http(settings.metrics_port, host=settings.host)
+        address = f"{settings.host}:{port}"
+        metrics_url = f"http://{settings.host}:{metrics_port}/metrics"
+        log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
+        yield RunningEngine(settings, gw, address, metrics_url)
+    finally:
+        if server is not None:
+            await server.stop(2.0)
+        if own_gateway:
+            await gw.close()

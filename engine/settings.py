@@ -1,0 +1,56 @@
+"""All configuration in one object, built once at start-up (DESIGN.md §13).
+
+Every field can be set by an environment variable `LOTWISE_<FIELD>` (e.g. `LOTWISE_PORT`),
+by a `.env` file, or by CLI flags that override both. Bad values fail at start-up with
+the field named, never mid-flight.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOTWISE_", env_file=".env", extra="forbid")
+
+    # API
+    host: str = Field("127.0.0.1", description="gRPC listen address")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics port; 0 picks a free one")
+    max_concurrent_rpcs: int = Field(2048, ge=1, le=1_000_000, description="in-flight RPC bound of the server")
+    default_deadline_ms: int = Field(10_000, ge=1, description="deadline for calls that carry none")
+
+    # actors
+    ray_address: str = Field("", description="'' starts a local Ray; 'auto' or ray://host:port joins a cluster")
+    namespace: str = Field("lotwise", min_length=1, max_length=64, description="Ray namespace of the engine")
+    shards: int = Field(2, ge=1, le=4096, description="shard actors (each hosts many cells)")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs a local Ray may use (default: all)")
+
+    # micro-batching (DESIGN §7)
+    batch_max: int = Field(256, ge=1, le=10_000, description="ops per shard call at most")
+    batch_window_ms: float = Field(1.0, ge=0, le=1_000, description="how long a batch may wait to fill when busy")
+    queue_max: int = Field(20_000, ge=1, le=10_000_000, description="queued ops per shard before RESOURCE_EXHAUSTED")
+    max_in_flight: int = Field(2, ge=1, le=64, description="batches in flight per shard")
+
+    # cells
+    dedupe_window_ms: int = Field(15 * 60_000, ge=1_000, description="how long a request id is remembered")
+    dedupe_max_entries: int = Field(50_000, ge=1, description="request ids remembered per cell at most")
+    resolved_hold_retention_ms: int = Field(60 * 60_000, ge=0, description="how long GetHold sees resolved holds")
+    sweep_interval_ms: int = Field(1_000, ge=0, le=3_600_000, description="expired-hold sweep period; 0 disables")
+    status_dictionary: Path | None = Field(None, description="status dictionary JSON; default: the packaged one")
+
+    # operations
+    data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_sane(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be a host name or address")
+        return value
