@@ -20,6 +20,7 @@ from typing import Any
 from engine.domain.errors import DeadlineExceeded, Overloaded, Unavailable
 
 SendBatch = Callable[[list[Any]], Awaitable[list[Any]]]
+BatchObserver = Callable[[int, float, bool], None]  # (ops, seconds, ok) of each shard call
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,15 @@ class BatchLimits:
 
 
 class MicroBatcher:
-    def __init__(self, name: str, send: SendBatch, limits: BatchLimits = BatchLimits()) -> None:
+    def __init__(
+        self,
+        name: str,
+        send: SendBatch,
+        limits: BatchLimits = BatchLimits(),
+        observe: BatchObserver | None = None,
+    ) -> None:
         self.name = name
+        self._observe = observe
         self._send = send
         self._limits = limits
         self._pending: deque[tuple[Any, asyncio.Future[Any], float | None]] = deque()
@@ -94,8 +102,11 @@ class MicroBatcher:
         return batch
 
     async def _dispatch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        started = time.perf_counter()
+        ok = False
         try:
             results = await self._send([op for op, _ in batch])
+            ok = True
         except Exception as exc:  # the shard (process) failed: the batch is not acknowledged
             failure = exc if isinstance(exc, Unavailable) else Unavailable(f"shard {self.name}: {exc}")
             for _, future in batch:
@@ -110,6 +121,8 @@ class MicroBatcher:
         finally:
             self._in_flight -= 1
             self._wakeup.set()
+            if self._observe is not None:
+                self._observe(len(batch), time.perf_counter() - started, ok)
 
     async def close(self) -> None:
         self._closed = True

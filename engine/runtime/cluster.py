@@ -18,6 +18,7 @@ from engine.domain.cell import CellLimits
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary, load_dictionary
 from engine.runtime.batcher import BatchLimits, SendBatch
 from engine.runtime.gateway import Gateway
+from engine.runtime.metrics import default_runtime_metrics
 from engine.runtime.routing import Directory
 from engine.runtime.shard import ShardHost
 from engine.settings import Settings
@@ -52,6 +53,10 @@ class RayDirectoryStore:
         await self._actor.save.remote(replace(directory, pins=dict(directory.pins)))
 
 
+_REMOTE_SHARD = ray.remote(ShardHost)
+_REMOTE_DIRECTORY = ray.remote(DirectoryActor)
+
+
 def init_ray(settings: Settings) -> None:
     """Start (or join) Ray. Locally everything binds to 127.0.0.1."""
     if ray.is_initialized():
@@ -79,8 +84,7 @@ def shard_actor(name: str, settings: Settings, statuses: StatusDictionary) -> An
         dedupe_max_entries=settings.dedupe_max_entries,
         resolved_hold_retention_ms=settings.resolved_hold_retention_ms,
     )
-    remote_cls = ray.remote(ShardHost)
-    return remote_cls.options(
+    return _REMOTE_SHARD.options(
         name=f"shard:{name}",
         namespace=settings.namespace,
         get_if_exists=True,
@@ -104,11 +108,9 @@ async def start_gateway(settings: Settings) -> Gateway:
     statuses = load_dictionary(settings.status_dictionary) if settings.status_dictionary else DEFAULT_DICTIONARY
     names = tuple(f"{i:03d}" for i in range(settings.shards))
     actors = {name: shard_actor(name, settings, statuses) for name in names}
-    directory_actor = (
-        ray.remote(DirectoryActor)
-        .options(name=DIRECTORY_ACTOR, namespace=settings.namespace, get_if_exists=True, num_cpus=0)
-        .remote(Directory(names))
-    )
+    directory_actor = _REMOTE_DIRECTORY.options(
+        name=DIRECTORY_ACTOR, namespace=settings.namespace, get_if_exists=True, num_cpus=0
+    ).remote(Directory(names))
     store = RayDirectoryStore(directory_actor)
     directory = await store.load()
     if directory.shard_names != names:
@@ -129,16 +131,22 @@ async def start_gateway(settings: Settings) -> Gateway:
         if name not in senders:
             senders[name] = await factory(name)
 
+    embedded = not settings.ray_address
+
     async def close() -> None:
         for actor in actors.values():
             try:
                 await actor.stop.remote()
             except Exception:  # a shard that is already gone has nothing to stop
                 log.warning("shard stop failed", exc_info=True)
+            if embedded:
+                # The embedded engine owns its shards; in a cluster they outlive a gateway.
+                ray.kill(actor)
+        if embedded:
+            ray.kill(directory_actor)
 
-    gateway = Gateway(directory, senders, factory, store, statuses, limits, close)
-    gateway.actors = actors  # type: ignore[attr-defined]  # bench and tests reach the shards
-    return gateway
+    observe = default_runtime_metrics().observer()
+    return Gateway(directory, senders, factory, store, statuses, limits, close, actors, observe)
 
 
 def shutdown_ray() -> None:

@@ -39,7 +39,7 @@ from engine.domain.errors import DomainError, FieldViolation, InvalidArgument, N
 from engine.domain.model import HoldView
 from engine.domain.ports import Clock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
-from engine.runtime.batcher import BatchLimits, MicroBatcher, SendBatch
+from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
 from engine.runtime.routing import Directory, Pair, pinned_shard_name
 from engine.runtime.shard import (
     Adopt,
@@ -112,13 +112,19 @@ class Gateway:
         statuses: StatusDictionary = DEFAULT_DICTIONARY,
         batch_limits: BatchLimits = BatchLimits(),
         on_close: Callable[[], Awaitable[None]] | None = None,
+        handles: dict[str, Any] | None = None,
+        observe: BatchObserver | None = None,
     ) -> None:
         self.directory = directory
+        # The shards themselves (ShardHost objects or Ray actor handles), by name: for
+        # sweeps, stats and the bench; requests never bypass the batchers through them.
+        self.handles: dict[str, Any] = handles if handles is not None else {}
         self.statuses = statuses
         self._factory = shard_factory
         self._store = directory_store
         self._limits = batch_limits
-        self._batchers = {name: MicroBatcher(name, send, batch_limits) for name, send in senders.items()}
+        self._observe = observe
+        self._batchers = {name: MicroBatcher(name, send, batch_limits, observe) for name, send in senders.items()}
         self._on_close = on_close
 
     # ---- construction ----
@@ -151,9 +157,7 @@ class Gateway:
                 await host.stop()
 
         directory = Directory(names)
-        gateway = cls(directory, senders, factory, MemoryDirectoryStore(directory), statuses, batch_limits, close)
-        gateway.hosts = hosts  # type: ignore[attr-defined]  # tests reach the hosts to sweep
-        return gateway
+        return cls(directory, senders, factory, MemoryDirectoryStore(directory), statuses, batch_limits, close, hosts)
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
@@ -166,7 +170,7 @@ class Gateway:
     async def _batcher(self, name: str) -> MicroBatcher:
         batcher = self._batchers.get(name)
         if batcher is None:
-            batcher = MicroBatcher(name, await self._factory(name), self._limits)
+            batcher = MicroBatcher(name, await self._factory(name), self._limits, self._observe)
             self._batchers[name] = batcher
         return batcher
 

@@ -155,7 +155,7 @@ async def test_sweeper_releases_expired_holds(world: World) -> None:
     await stock(world, "strip", "ward1", "L1", 10)
     await world.gateway.reserve("o6", "H6", [line("strip", "ward1", 2)], 1_000)
     world.clock.advance(5_000)
-    hosts = world.gateway.hosts  # type: ignore[attr-defined]
+    hosts = world.gateway.handles
     swept = [await host.sweep() for host in hosts.values()]
     assert sum(swept) == 1  # one EXPIRE movement, on the cell's shard
     assert all(not host.core.with_holds for host in hosts.values())
