@@ -29,23 +29,25 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
 
     `gateway` lets tests and embedders supply an in-process one (no Ray).
     """
-    from engine.api.server import start_metrics_http, start_server
+    from engine.api.server import ServerOptions, start_metrics_http, start_server
     from engine.runtime.cluster import start_gateway
 
     own_gateway = gateway is None
     gw = gateway or await start_gateway(settings)
     server: Any = None
+    metrics: Any = None
     try:
-        server, port = await start_server(
-            gw, host=settings.host, port=settings.port, max_concurrent_rpcs=settings.max_concurrent_rpcs
-        )
-        metrics_port = start_metrics_http(settings.metrics_port, host=settings.host)
+        options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
+        server, port = await start_server(gw, settings.host, settings.port, options)
+        metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         address = f"{settings.host}:{port}"
-        metrics_url = f"http://{settings.host}:{metrics_port}/metrics"
+        metrics_url = f"http://{settings.host}:{metrics.port}/metrics"
         log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
         yield RunningEngine(settings, gw, address, metrics_url)
     finally:
         if server is not None:
             await server.stop(2.0)
+        if metrics is not None:
+            metrics.stop()
         if own_gateway:
             await gw.close()

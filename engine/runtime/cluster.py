@@ -88,7 +88,8 @@ def shard_actor(name: str, settings: Settings, statuses: StatusDictionary) -> An
         name=f"shard:{name}",
         namespace=settings.namespace,
         get_if_exists=True,
-        lifetime=None,
+        # In a cluster the shards outlive any one gateway process; embedded, they die with it.
+        lifetime="detached" if settings.ray_address else None,
         num_cpus=0,  # shards are I/O-and-CPU bound but few; do not let Ray's CPU accounting cap them
         max_restarts=0,  # with the in-memory journal a restarted shard would come back empty
         max_concurrency=64,
@@ -109,7 +110,11 @@ async def start_gateway(settings: Settings) -> Gateway:
     names = tuple(f"{i:03d}" for i in range(settings.shards))
     actors = {name: shard_actor(name, settings, statuses) for name in names}
     directory_actor = _REMOTE_DIRECTORY.options(
-        name=DIRECTORY_ACTOR, namespace=settings.namespace, get_if_exists=True, num_cpus=0
+        name=DIRECTORY_ACTOR,
+        namespace=settings.namespace,
+        get_if_exists=True,
+        num_cpus=0,
+        lifetime="detached" if settings.ray_address else None,
     ).remote(Directory(names))
     store = RayDirectoryStore(directory_actor)
     directory = await store.load()

@@ -35,15 +35,17 @@ from engine.domain.commands import (
     validate,
     validate_reserve_line,
 )
-from engine.domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound
-from engine.domain.model import HoldView
+from engine.domain.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from engine.domain.model import HoldState, HoldView
 from engine.domain.ports import Clock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
 from engine.runtime.routing import Directory, Pair, pinned_shard_name
 from engine.runtime.shard import (
     Adopt,
+    CellAdopting,
     CellMoved,
+    Expect,
     HandOff,
     HoldHeader,
     LookupHold,
@@ -68,7 +70,8 @@ from engine.runtime.types import (
 )
 
 UNDO_SUFFIX = "#undo"  # request id suffix of a failed multi-line hold's compensating releases (reserved)
-MAX_REROUTES = 3  # a pair can move while a request is in flight; bounded retries
+MAX_REROUTES = 12  # a pair can move while a request is in flight; bounded retries
+REROUTE_BACKOFF_S = 0.002  # doubled per wait for a hand-off to land (≈ 4 s in all)
 
 
 class ShardFactory(Protocol):
@@ -179,11 +182,18 @@ class Gateway:
 
     async def _to_pair(self, sku: str, site: str, op: Any, deadline: float | None) -> Any:
         """Send an op to its pair's shard; follow a hand-off if the pair moved meanwhile."""
+        route = self.directory.shard_for(sku, site)
+        backoff_s = REROUTE_BACKOFF_S
         for _ in range(MAX_REROUTES):
-            result = await self._to_shard(self.directory.shard_for(sku, site), op, deadline)
-            if not isinstance(result, CellMoved):
+            result = await self._to_shard(route, op, deadline)
+            if isinstance(result, CellMoved):
+                route = result.to_shard  # follow the pair; learn the new directory too
+                self.directory = await self._store.load()
+            elif isinstance(result, CellAdopting):
+                await asyncio.sleep(backoff_s)  # the snapshot is on its way: wait, briefly
+                backoff_s *= 2
+            else:
                 return result
-            self.directory = await self._store.load()
         return result
 
     async def _broadcast(self, op: Any, deadline: float | None) -> list[Any]:
@@ -308,6 +318,7 @@ class Gateway:
         ]
         for cmd in cmds:
             validate(cmd, self.statuses)
+        await self._check_parts(hold_id, header, {(c.sku, c.site): c.qty for c in cmds}, deadline)
         results = await asyncio.gather(*(self._to_pair(c.sku, c.site, c, deadline) for c in cmds))
         return self._summary(hold_id, [_raise_if_refused(r).hold for r in _first_refusal_last(results)])
 
@@ -335,8 +346,44 @@ class Gateway:
         cmds = [Release(request_id, sku, site, hold_id, doc_ref) for sku, site in header.pairs]
         for cmd in cmds:
             validate(cmd, self.statuses)
+        await self._check_parts(hold_id, header, dict.fromkeys(header.pairs), deadline)
         results = await asyncio.gather(*(self._to_pair(c.sku, c.site, c, deadline) for c in cmds))
         return self._summary(hold_id, [_raise_if_refused(r).hold for r in _first_refusal_last(results)])
+
+    async def _check_parts(
+        self, hold_id: str, header: HoldHeader, qty_by_pair: dict[Pair, int | None], deadline: float | None
+    ) -> None:
+        """Refuse a commit or release before sending any part that a cell would refuse.
+
+        Parts of one hold live in several cells and a commit cannot be undone, so a refusal
+        must come before anything is applied (a refused command changes nothing). The reads
+        go through the same per-shard queues as the commands that follow. When no part is
+        active any more (a retry, or a hold already resolved), the commands go out as they
+        are: cells answer retries from their idempotency window, others with the reason.
+        """
+        views = await asyncio.gather(
+            *(self._to_pair(sku, site, ReadHold(sku, site, hold_id), deadline) for sku, site in header.pairs)
+        )
+        parts = [_raise_if_refused(v) for v in views]
+        if not any(p is not None and p.state is HoldState.ACTIVE for p in parts):
+            return
+        for (sku, site), part in zip(header.pairs, parts, strict=True):
+            if part is None:
+                raise NotFound("hold", f"{hold_id} at {sku}@{site}")
+            if part.state is not HoldState.ACTIVE:
+                reason = "HOLD_EXPIRED" if part.state is HoldState.EXPIRED else "HOLD_NOT_ACTIVE"
+                raise FailedPrecondition(
+                    reason,
+                    f"hold {hold_id!r} is {part.state.value} at {sku}@{site}",
+                    {"hold_id": hold_id, "sku": sku, "site": site, "state": part.state.value},
+                )
+            qty = qty_by_pair.get((sku, site))
+            if qty is not None and qty > part.held_qty:
+                raise FailedPrecondition(
+                    "COMMIT_EXCEEDS_HOLD",
+                    f"hold {hold_id!r} holds {part.held_qty} at {sku}@{site}; cannot commit {qty}",
+                    {"hold_id": hold_id, "sku": sku, "site": site, "held": str(part.held_qty), "requested": str(qty)},
+                )
 
     async def get_hold(self, hold_id: str) -> HoldSummary:
         header = await self._header(hold_id, None)
@@ -410,13 +457,11 @@ class Gateway:
         current = self.directory.shard_for(sku, site)
         if current == target:
             return target
-        await self._batcher(target)  # starts the new shard
-        blob = _raise_if_refused(await self._to_shard(current, HandOff(sku, site, target), None))
-        for op in (PutSku(s) for s in await self.list_skus()):
-            _raise_if_refused(await self._to_shard(target, op, None))
-        for site_ in await self.list_sites():
-            _raise_if_refused(await self._to_shard(target, PutSite(site_), None))
-        _raise_if_refused(await self._to_shard(target, Adopt(sku, site, blob), None))
+        # Expect first, so ops that follow the hand-off to the target wait for the cell
+        # instead of finding an empty one there.
+        _raise_if_refused(await self._to_shard(target, Expect(sku, site), None))
+        blob, skus, sites = _raise_if_refused(await self._to_shard(current, HandOff(sku, site, target), None))
+        _raise_if_refused(await self._to_shard(target, Adopt(sku, site, blob, skus, sites), None))
         directory = await self._store.load()
         directory.pins[(sku, site)] = target
         directory.version += 1

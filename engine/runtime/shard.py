@@ -105,10 +105,22 @@ class HandOff:
 
 
 @dataclass(frozen=True, slots=True)
+class Expect:
+    """Sent to a hand-off's target first: until the cell arrives, its ops wait (retryable)."""
+
+    sku: str
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
 class Adopt:
+    """The hand-off's snapshot, with the catalog, so the target can serve the pair at once."""
+
     sku: str
     site: str
     cell_blob: bytes
+    skus: tuple[Sku, ...]
+    sites: tuple[Site, ...]
 
 
 class CellMoved(Unavailable):
@@ -119,6 +131,16 @@ class CellMoved(Unavailable):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CellMoved, (self.sku, self.site, self.to_shard))
+
+
+class CellAdopting(Unavailable):
+    """The pair is on its way to this shard; the gateway retries shortly."""
+
+    def __init__(self, sku: str, site: str) -> None:
+        DomainError.__init__(self, f"{sku}@{site} is being handed over", sku=sku, site=site)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CellAdopting, (self.sku, self.site))
 
 
 Op = (
@@ -132,6 +154,7 @@ Op = (
     | ReadSlice
     | ScanCells
     | HandOff
+    | Expect
     | Adopt
 )
 Result = Any  # a Reply, a read's value, or the DomainError that refused the op
@@ -157,6 +180,7 @@ class ShardCore:
         self.sites: dict[str, Site] = {}
         self.headers: OrderedDict[str, HoldHeader] = OrderedDict()  # insertion ≈ expiry order
         self.moved: dict[Pair, str] = {}
+        self.expecting: set[Pair] = set()
         self.with_holds: set[Pair] = set()  # cells that may have active holds (sweeper's list)
 
     def apply_batch(self, ops: Sequence[Op], now_ms: int) -> list[Result]:
@@ -201,13 +225,11 @@ class ShardCore:
                 return (sorted(sites, key=lambda s: s.site), sorted(self.skus.values(), key=lambda s: s.sku))
             case HandOff():
                 return self._hand_off(op)
-            case Adopt():
-                cell = pickle.loads(op.cell_blob)
-                self.cells[(op.sku, op.site)] = cell
-                self.moved.pop((op.sku, op.site), None)
-                if cell.ledger.active:
-                    self.with_holds.add((op.sku, op.site))
+            case Expect():
+                self.expecting.add((op.sku, op.site))
                 return None
+            case Adopt():
+                return self._adopt(op)
             case _:
                 return self._command(op, now_ms)
 
@@ -223,9 +245,7 @@ class ShardCore:
         cell = self.cells.get(pair)
         if cell is not None:
             return cell
-        moved_to = self.moved.get(pair)
-        if moved_to is not None:
-            raise CellMoved(sku, site, moved_to)
+        self._check_here(pair)
         known = self.skus.get(sku)
         if known is None:
             raise NotFound("sku", sku)
@@ -235,14 +255,20 @@ class ShardCore:
         self.cells[pair] = cell
         return cell
 
+    def _check_here(self, pair: Pair) -> None:
+        """A pair with no cell here may live elsewhere (moved) or be on its way (expected)."""
+        moved_to = self.moved.get(pair)
+        if moved_to is not None:
+            raise CellMoved(pair[0], pair[1], moved_to)
+        if pair in self.expecting:
+            raise CellAdopting(*pair)
+
     def _existing_cell(self, sku: str, site: str) -> Cell | None:
         """For reads: unknown sku or site is NOT_FOUND; a known pair with no stock is empty."""
         cell = self.cells.get((sku, site))
         if cell is not None:
             return cell
-        moved_to = self.moved.get((sku, site))
-        if moved_to is not None:
-            raise CellMoved(sku, site, moved_to)
+        self._check_here((sku, site))
         if sku not in self.skus:
             raise NotFound("sku", sku)
         if site not in self.sites:
@@ -287,7 +313,18 @@ class ShardCore:
                     return out
         return out
 
-    def _hand_off(self, op: HandOff) -> bytes:
+    def _adopt(self, op: Adopt) -> None:
+        pair = (op.sku, op.site)
+        self.skus.update((s.sku, s) for s in op.skus)
+        self.sites.update((s.site, s) for s in op.sites)
+        cell = pickle.loads(op.cell_blob)  # our own snapshot, shard to shard (trusted)
+        self.cells[pair] = cell
+        self.moved.pop(pair, None)
+        self.expecting.discard(pair)
+        if cell.ledger.active:
+            self.with_holds.add(pair)
+
+    def _hand_off(self, op: HandOff) -> tuple[bytes, tuple[Sku, ...], tuple[Site, ...]]:
         pair = (op.sku, op.site)
         cell = self.cells.pop(pair, None)
         if cell is None:
@@ -295,7 +332,8 @@ class ShardCore:
             del self.cells[pair]
         self.moved[pair] = op.to_shard
         self.with_holds.discard(pair)
-        return pickle.dumps(cell, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(cell, protocol=pickle.HIGHEST_PROTOCOL)
+        return blob, tuple(self.skus.values()), tuple(self.sites.values())
 
     def sweep(self, now_ms: int, max_cells: int = 10_000) -> int:
         """Release expired holds (bounded work per call); returns the movements made."""

@@ -1,0 +1,414 @@
+"""LotwiseClient: the async Python client of lotwise.v1.Inventory.
+
+    async with LotwiseClient("127.0.0.1:50051") as client:
+        await client.receive("sku-1", "store-7", "LOT-A", 10, status="available")
+        hold = await client.reserve([HoldLine("sku-1", "store-7", ReserveLine(3))], ttl_ms=60_000)
+        await client.commit(hold.hold_id)
+
+Methods take plain values and domain dataclasses and return them (HoldSummary,
+Availability, Received, ...), never protobufs. Refusals raise the same typed exceptions
+as the in-process gateway (engine.domain.errors), rebuilt from the rich status.
+
+Every mutating call carries a request id, generated when the caller gives none, and a
+retry reuses it: UNAVAILABLE and RESOURCE_EXHAUSTED are retried with exponential backoff
+and full jitter, at most `RetryPolicy.max_attempts` times and never past the call's
+deadline. The server answers a retried request id with its first answer, so a retry
+never applies anything twice. A DEADLINE_EXCEEDED raised by the transport (not by the
+engine) means "outcome unknown": call again with the same request id to learn it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+import structlog
+
+from engine.api import convert
+from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.domain.catalog import Site, Sku
+from engine.domain.cell import Dimension, SliceFilter
+from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy
+from engine.domain.errors import DeadlineExceeded
+from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
+
+log = structlog.get_logger("lotwise.client")
+
+_Resp = TypeVar("_Resp")
+
+DEFAULT_TIMEOUT_S = 5.0
+# gRPC carries deadlines with millisecond resolution (a shorter one is rounded up and may
+# well succeed), so a smaller budget is refused locally instead of being stretched.
+MIN_ATTEMPT_S = 0.001
+
+
+def new_request_id() -> str:
+    """A UUIDv7 as 32 hex digits: time-ordered (friendly to logs and indexes), 74 random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | rand  # 48-bit time, then 80 bits of randomness
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value).hex
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of UNAVAILABLE / RESOURCE_EXHAUSTED, always with the same request id."""
+
+    max_attempts: int = 4  # the first try included; 1 disables retries
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+    multiplier: float = 2.0
+
+    def backoff_s(self, attempt: int, rng: random.Random, server_hint_s: float | None = None) -> float:
+        """Full jitter over an exponential cap; never shorter than the server's RetryInfo."""
+        cap = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
+        delay = rng.uniform(0, cap)
+        return max(delay, server_hint_s or 0.0)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class LotwiseClient:
+    """An async client over one grpc.aio channel. Cheap to share; close it (or use `async with`)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = RetryPolicy(),
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
+        channel: grpc.aio.Channel | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`target` is host:port. `metadata` goes with every call (e.g. an auth token).
+        Pass `channel` to bring your own (the client then does not close it)."""
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
+        if retry.max_attempts < 1:
+            raise ValueError("retry.max_attempts must be ≥ 1")
+        self._owns_channel = channel is None
+        if channel is None:
+            channel_options = [("grpc.keepalive_time_ms", 30_000), *options]
+            channel = (
+                grpc.aio.secure_channel(target, credentials, options=channel_options)
+                if credentials is not None
+                else grpc.aio.insecure_channel(target, options=channel_options)
+            )
+        self.channel = channel
+        self._stub = pb_grpc.InventoryStub(channel)
+        self._timeout_s = timeout_s
+        self._retry = retry
+        self._metadata = tuple(metadata)
+        self._rng = rng or random.Random()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self.channel.close()
+
+    async def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Wait until the channel is connected (raises TimeoutError after timeout_s)."""
+        await asyncio.wait_for(self.channel.channel_ready(), timeout_s or self._timeout_s)
+
+    # ---- catalog ----
+
+    async def put_sku(self, sku: Sku, *, request_id: str | None = None, timeout_s: float | None = None) -> Sku:
+        req = pb.PutSkuRequest(request_id=request_id or new_request_id(), sku=convert.sku_to_pb(sku))
+        reply = await self._call(self._stub.PutSku, req, timeout_s)
+        return convert.sku_from_pb(reply.sku)
+
+    async def put_site(self, site: Site, *, request_id: str | None = None, timeout_s: float | None = None) -> Site:
+        req = pb.PutSiteRequest(request_id=request_id or new_request_id(), site=convert.site_to_pb(site))
+        reply = await self._call(self._stub.PutSite, req, timeout_s)
+        return convert.site_from_pb(reply.site)
+
+    async def list_sites(self, org_prefix: str = "", *, timeout_s: float | None = None) -> list[Site]:
+        reply = await self._call(self._stub.ListSites, pb.ListSitesRequest(org_prefix=org_prefix), timeout_s)
+        return [convert.site_from_pb(s) for s in reply.sites]
+
+    async def list_skus(self, *, timeout_s: float | None = None) -> list[Sku]:
+        reply = await self._call(self._stub.ListSkus, pb.ListSkusRequest(), timeout_s)
+        return [convert.sku_from_pb(s) for s in reply.skus]
+
+    # ---- stock commands ----
+
+    async def receive(
+        self,
+        sku: str,
+        site: str,
+        lot_id: str,
+        qty: int,
+        *,
+        bin: str = "",
+        status: str = "receiving",
+        owner: str = "own",
+        expires_at_ms: int = 0,
+        received_at_ms: int = 0,
+        opened_at_ms: int = 0,
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Received:
+        req = pb.ReceiveRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            lot_id=lot_id,
+            qty=qty,
+            bin=bin,
+            status=status,
+            owner=owner,
+            expires_at_ms=expires_at_ms,
+            received_at_ms=received_at_ms,
+            opened_at_ms=opened_at_ms,
+            doc_ref=doc_ref,
+        )
+        return convert.received_from_pb(await self._call(self._stub.Receive, req, timeout_s))
+
+    async def move(
+        self,
+        sku: str,
+        site: str,
+        lot_id: str,
+        qty: int,
+        from_bin: str,
+        to_bin: str,
+        *,
+        status: str = "available",
+        owner: str = "own",
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Moved:
+        req = pb.MoveRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            lot_id=lot_id,
+            qty=qty,
+            from_bin=from_bin,
+            to_bin=to_bin,
+            status=status,
+            owner=owner,
+            doc_ref=doc_ref,
+        )
+        return convert.moved_from_pb(await self._call(self._stub.Move, req, timeout_s))
+
+    async def change_status(
+        self,
+        sku: str,
+        site: str,
+        lot_id: str,
+        qty: int,
+        from_status: str,
+        to_status: str,
+        *,
+        bin: str = "",
+        owner: str = "own",
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> StatusChanged:
+        req = pb.ChangeStatusRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            lot_id=lot_id,
+            qty=qty,
+            from_status=from_status,
+            to_status=to_status,
+            bin=bin,
+            owner=owner,
+            doc_ref=doc_ref,
+        )
+        return convert.status_changed_from_pb(await self._call(self._stub.ChangeStatus, req, timeout_s))
+
+    async def consume(
+        self,
+        sku: str,
+        site: str,
+        qty: int,
+        *,
+        lot_id: str = "",
+        bin_prefix: str = "",
+        owner: str = "",
+        strategy: Strategy = Strategy.FEFO,
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Consumed:
+        req = pb.ConsumeRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            qty=qty,
+            lot_id=lot_id,
+            bin_prefix=bin_prefix,
+            owner=owner,
+            strategy=convert.STRATEGY_TO_PB[Strategy(strategy)],
+            doc_ref=doc_ref,
+        )
+        return convert.consumed_from_pb(await self._call(self._stub.Consume, req, timeout_s))
+
+    async def adjust(
+        self,
+        sku: str,
+        site: str,
+        lot_id: str,
+        counted_qty: int,
+        *,
+        bin: str = "",
+        status: str = "available",
+        owner: str = "own",
+        reason: str = "count",
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Adjusted:
+        req = pb.AdjustRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            lot_id=lot_id,
+            counted_qty=counted_qty,
+            bin=bin,
+            status=status,
+            owner=owner,
+            reason=reason,
+            doc_ref=doc_ref,
+        )
+        return convert.adjusted_from_pb(await self._call(self._stub.Adjust, req, timeout_s))
+
+    # ---- holds ----
+
+    async def reserve(
+        self,
+        lines: Sequence[HoldLine],
+        ttl_ms: int,
+        *,
+        hold_id: str | None = None,
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> HoldSummary:
+        """Hold stock over one or more (sku, site) lines, all or nothing.
+
+        Without `hold_id` the hold is named after the request id, so a retry finds it.
+        """
+        request_id = request_id or new_request_id()
+        req = pb.ReserveRequest(
+            request_id=request_id,
+            hold_id=hold_id or request_id,
+            lines=[convert.hold_line_to_pb(line) for line in lines],
+            ttl_ms=ttl_ms,
+            doc_ref=doc_ref,
+        )
+        reply = await self._call(self._stub.Reserve, req, timeout_s)
+        return convert.hold_from_pb(reply.hold)
+
+    async def commit(
+        self,
+        hold_id: str,
+        lines: Sequence[CommitLine] | None = None,
+        *,
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> HoldSummary:
+        """Commit everything held (`lines=None`), or each listed pair's qty; the rest is released."""
+        if lines is not None and not lines:
+            # The wire cannot tell "no lines" from "all": say what an empty list would mean.
+            raise ValueError("lines=[] would commit nothing; pass None to commit all, or use release()")
+        req = pb.CommitRequest(
+            request_id=request_id or new_request_id(),
+            hold_id=hold_id,
+            lines=[convert.commit_line_to_pb(line) for line in lines or ()],
+            doc_ref=doc_ref,
+        )
+        reply = await self._call(self._stub.Commit, req, timeout_s)
+        return convert.hold_from_pb(reply.hold)
+
+    async def release(
+        self, hold_id: str, *, doc_ref: str = "", request_id: str | None = None, timeout_s: float | None = None
+    ) -> HoldSummary:
+        req = pb.ReleaseRequest(request_id=request_id or new_request_id(), hold_id=hold_id, doc_ref=doc_ref)
+        reply = await self._call(self._stub.Release, req, timeout_s)
+        return convert.hold_from_pb(reply.hold)
+
+    async def get_hold(self, hold_id: str, *, timeout_s: float | None = None) -> HoldSummary:
+        reply = await self._call(self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
+        return convert.hold_from_pb(reply.hold)
+
+    # ---- reads ----
+
+    async def get_availability(
+        self,
+        sku: str,
+        site: str,
+        group_by: Sequence[Dimension] = (),
+        filt: SliceFilter = SliceFilter(),
+        bin_depth: int = 0,
+        *,
+        timeout_s: float | None = None,
+    ) -> Availability:
+        req = pb.GetAvailabilityRequest(
+            sku=sku,
+            site=site,
+            group_by=convert.dimensions_to_pb(group_by),
+            filter=convert.filter_to_pb(filt),
+            bin_depth=bin_depth,
+        )
+        return convert.availability_from_pb(await self._call(self._stub.GetAvailability, req, timeout_s))
+
+    async def query_stock(self, query: StockQuery | None = None, *, timeout_s: float | None = None) -> list[StockRow]:
+        """Stock over many pairs; `None` queries every pair, grouped by sku and site."""
+        req = convert.stock_query_to_pb(query or StockQuery())
+        reply = await self._call(self._stub.QueryStock, req, timeout_s)
+        return [convert.stock_row_from_pb(r) for r in reply.rows]
+
+    # ---- plumbing ----
+
+    async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None) -> _Resp:
+        """One logical call: attempts with the same request until done, refused or out of time."""
+        budget_s = self._timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + budget_s
+        if budget_s < MIN_ATTEMPT_S:
+            # Nothing was sent, so nothing was applied: the engine's own DeadlineExceeded fits.
+            raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await method(request, timeout=max(deadline - time.monotonic(), 0.0), metadata=self._metadata)
+            except grpc.aio.AioRpcError as err:
+                status = status_of_rpc_error(err)
+                if not is_retryable(status) or attempt >= self._retry.max_attempts:
+                    raise from_rpc_status(status) from err
+                delay_s = self._retry.backoff_s(attempt, self._rng, retry_delay_s(status))
+                if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
+                    raise from_rpc_status(status) from err  # no time left for another attempt
+                log.debug("retrying", code=err.code().name, attempt=attempt, delay_ms=round(delay_s * 1000, 1))
+                await asyncio.sleep(delay_s)

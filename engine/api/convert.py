@@ -1,0 +1,552 @@
+"""Protobuf ↔ domain values, both directions, for the servicer and the client.
+
+proto → domain checks what only the wire can get wrong (enum numbers the schema does not
+know, missing sub-messages, NaN floats, unbounded lists) and names the offending field by
+its request path (`lines[2].strategy`), collecting every violation before refusing. The
+domain's own `validate()` still checks ids, quantities, statuses and owners afterwards,
+so there is one source of truth for those rules.
+
+Proto3 has no presence for scalars, so "" / 0 mean "not set"; the defaults applied here
+are the ones the .proto documents (status "receiving" on receipt, owner "own", ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.domain.catalog import Site, Sku
+from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.commands import (
+    MAX_LINES,
+    Adjust,
+    Adjusted,
+    ChangeStatus,
+    Consume,
+    Consumed,
+    Move,
+    Moved,
+    Receive,
+    Received,
+    ReserveLine,
+    StatusChanged,
+    Strategy,
+    check_bin,
+    check_id,
+    check_owner,
+)
+from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.model import Allocation, HoldState, HoldView
+from engine.domain.statuses import StatusDictionary
+from engine.runtime.types import (
+    AggregateState,
+    Availability,
+    CommitLine,
+    HoldLine,
+    HoldSummary,
+    StockQuery,
+    StockRow,
+)
+
+DEFAULT_QUERY_LIMIT = 10_000
+MAX_QUERY_KEYS = 10_000  # skus / sites listed in one QueryStock; bounds the request's fan-out
+MAX_FILTER_STATUSES = 64
+
+STRATEGY_TO_PB: dict[Strategy, int] = {
+    Strategy.FEFO: pb.REMOVAL_STRATEGY_FEFO,
+    Strategy.FIFO: pb.REMOVAL_STRATEGY_FIFO,
+    Strategy.LIFO: pb.REMOVAL_STRATEGY_LIFO,
+    Strategy.LOT: pb.REMOVAL_STRATEGY_LOT,
+}
+STRATEGY_FROM_PB: dict[int, Strategy] = {v: k for k, v in STRATEGY_TO_PB.items()}
+
+DIMENSION_TO_PB: dict[Dimension, int] = {
+    Dimension.BIN: pb.DIMENSION_BIN,
+    Dimension.STATUS: pb.DIMENSION_STATUS,
+    Dimension.OWNER: pb.DIMENSION_OWNER,
+    Dimension.LOT: pb.DIMENSION_LOT,
+    Dimension.EXPIRY_DAY: pb.DIMENSION_EXPIRY_DAY,
+    Dimension.RECEIVED_DAY: pb.DIMENSION_RECEIVED_DAY,
+}
+DIMENSION_FROM_PB: dict[int, Dimension] = {v: k for k, v in DIMENSION_TO_PB.items()}
+
+# HoldState (a part) and AggregateState (a whole hold) share their string values.
+_STATE_TO_PB: dict[str, int] = {
+    "active": pb.HOLD_STATE_ACTIVE,
+    "committed": pb.HOLD_STATE_COMMITTED,
+    "released": pb.HOLD_STATE_RELEASED,
+    "expired": pb.HOLD_STATE_EXPIRED,
+    "partial": pb.HOLD_STATE_PARTIAL,
+}
+_STATE_FROM_PB: dict[int, str] = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+class Violations:
+    """Collects field violations so one answer lists every problem of a request."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+# =====================================================================================
+# Server side: requests (proto → domain)
+# =====================================================================================
+
+
+def sku_from_pb(msg: pb.Sku) -> Sku:
+    return Sku(sku=msg.sku, name=msg.name, unit=msg.unit or "ea", opened_shelf_life_days=msg.opened_shelf_life_days)
+
+
+def site_from_pb(msg: pb.Site) -> Site:
+    return Site(site=msg.site, org_path=msg.org_path, kind=msg.kind or "warehouse", name=msg.name)
+
+
+def put_sku_from_pb(req: pb.PutSkuRequest) -> Sku:
+    v = Violations()
+    _optional_id(req.request_id, "request_id", v)
+    if not req.HasField("sku"):
+        v.add("sku", "is required")
+    v.raise_if_any()
+    return sku_from_pb(req.sku)
+
+
+def put_site_from_pb(req: pb.PutSiteRequest) -> Site:
+    v = Violations()
+    _optional_id(req.request_id, "request_id", v)
+    if not req.HasField("site"):
+        v.add("site", "is required")
+    v.raise_if_any()
+    return site_from_pb(req.site)
+
+
+def receive_from_pb(req: pb.ReceiveRequest) -> Receive:
+    return Receive(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        lot_id=req.lot_id,
+        qty=req.qty,
+        bin=req.bin,
+        status=req.status or "receiving",
+        owner=req.owner or "own",
+        expires_at_ms=req.expires_at_ms,
+        received_at_ms=req.received_at_ms,
+        opened_at_ms=req.opened_at_ms,
+        doc_ref=req.doc_ref,
+    )
+
+
+def move_from_pb(req: pb.MoveRequest) -> Move:
+    return Move(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        lot_id=req.lot_id,
+        qty=req.qty,
+        from_bin=req.from_bin,
+        to_bin=req.to_bin,
+        status=req.status or "available",
+        owner=req.owner or "own",
+        doc_ref=req.doc_ref,
+    )
+
+
+def change_status_from_pb(req: pb.ChangeStatusRequest) -> ChangeStatus:
+    return ChangeStatus(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        lot_id=req.lot_id,
+        qty=req.qty,
+        from_status=req.from_status,
+        to_status=req.to_status,
+        bin=req.bin,
+        owner=req.owner or "own",
+        doc_ref=req.doc_ref,
+    )
+
+
+def consume_from_pb(req: pb.ConsumeRequest) -> Consume:
+    v = Violations()
+    strategy = _strategy(req.strategy, "strategy", v)
+    v.raise_if_any()
+    return Consume(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        qty=req.qty,
+        lot_id=req.lot_id,
+        bin_prefix=req.bin_prefix,
+        owner=req.owner,
+        strategy=strategy,
+        doc_ref=req.doc_ref,
+    )
+
+
+def adjust_from_pb(req: pb.AdjustRequest) -> Adjust:
+    return Adjust(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        lot_id=req.lot_id,
+        counted_qty=req.counted_qty,
+        bin=req.bin,
+        status=req.status or "available",
+        owner=req.owner or "own",
+        reason=req.reason or "count",
+        doc_ref=req.doc_ref,
+    )
+
+
+def hold_lines_from_pb(lines: Sequence[pb.ReserveLine]) -> list[HoldLine]:
+    """The lines of a Reserve; the count is bounded before anything is converted."""
+    v = Violations()
+    if len(lines) > MAX_LINES:
+        v.add("lines", f"must have at most {MAX_LINES} lines")
+        v.raise_if_any()
+    out: list[HoldLine] = []
+    for i, line in enumerate(lines):
+        prefix = f"lines[{i}]"
+        strategy = _strategy(line.strategy, f"{prefix}.strategy", v)
+        _finite(line.min_shelf_life_days, f"{prefix}.min_shelf_life_days", v)
+        out.append(
+            HoldLine(
+                sku=line.sku,
+                site=line.site,
+                line=ReserveLine(
+                    qty=line.qty,
+                    strategy=strategy,
+                    lot_id=line.lot_id,
+                    owner=line.owner,
+                    min_shelf_life_days=line.min_shelf_life_days,
+                    bin_prefix=line.bin_prefix,
+                ),
+            )
+        )
+    v.raise_if_any()
+    return out
+
+
+def commit_lines_from_pb(lines: Sequence[pb.CommitLine]) -> list[CommitLine] | None:
+    """None (commit all that is held) when the request lists no lines."""
+    if not lines:
+        return None
+    if len(lines) > MAX_LINES:
+        raise InvalidArgument([FieldViolation("lines", f"must have at most {MAX_LINES} lines")])
+    return [CommitLine(sku=line.sku, site=line.site, qty=line.qty) for line in lines]
+
+
+def filter_from_pb(msg: pb.SliceFilter, field: str, v: Violations, statuses: StatusDictionary | None) -> SliceFilter:
+    if len(msg.statuses) > MAX_FILTER_STATUSES:
+        v.add(f"{field}.statuses", f"must list at most {MAX_FILTER_STATUSES} statuses")
+    elif statuses is not None:
+        for i, name in enumerate(msg.statuses):
+            if name not in statuses:
+                # A typo would silently match nothing; say so instead.
+                v.add(f"{field}.statuses[{i}]", f"unknown status {name!r}")
+    check_owner(msg.owner, f"{field}.owner", v.items, filter_=True)
+    check_bin(msg.bin_prefix, f"{field}.bin_prefix", v.items)
+    check_id(msg.lot_id, f"{field}.lot_id", v.items, required=False)
+    min_days = msg.min_shelf_life_days if msg.HasField("min_shelf_life_days") else None
+    max_days = msg.max_shelf_life_days if msg.HasField("max_shelf_life_days") else None
+    if min_days is not None:
+        _finite(min_days, f"{field}.min_shelf_life_days", v)
+    if max_days is not None:
+        _finite(max_days, f"{field}.max_shelf_life_days", v)
+    return SliceFilter(
+        statuses=frozenset(msg.statuses),
+        owner=msg.owner,
+        bin_prefix=msg.bin_prefix,
+        lot_id=msg.lot_id,
+        sellable_only=msg.sellable_only,
+        min_shelf_life_days=min_days,
+        max_shelf_life_days=max_days,
+    )
+
+
+def dimensions_from_pb(values: Iterable[int], field: str, v: Violations) -> tuple[Dimension, ...]:
+    out: list[Dimension] = []
+    for i, value in enumerate(values):
+        dim = DIMENSION_FROM_PB.get(value)
+        if dim is None:
+            v.add(
+                f"{field}[{i}]",
+                f"unknown dimension {value}; use one of BIN, STATUS, OWNER, LOT, EXPIRY_DAY, RECEIVED_DAY",
+            )
+        elif dim in out:
+            v.add(f"{field}[{i}]", f"dimension {dim.name} is listed twice")
+        else:
+            out.append(dim)
+    return tuple(out)
+
+
+def availability_query_from_pb(
+    req: pb.GetAvailabilityRequest, statuses: StatusDictionary | None
+) -> tuple[tuple[Dimension, ...], SliceFilter]:
+    v = Violations()
+    group_by = dimensions_from_pb(req.group_by, "group_by", v)
+    filt = filter_from_pb(req.filter, "filter", v, statuses)
+    v.raise_if_any()
+    return group_by, filt
+
+
+def stock_query_from_pb(req: pb.QueryStockRequest, statuses: StatusDictionary | None) -> StockQuery:
+    v = Violations()
+    for name, keys in (("skus", req.skus), ("sites", req.sites)):
+        if len(keys) > MAX_QUERY_KEYS:
+            v.add(name, f"must list at most {MAX_QUERY_KEYS} ids")
+            continue
+        for i, key in enumerate(keys):
+            check_id(key, f"{name}[{i}]", v.items)
+    if req.org_prefix and len(req.org_prefix) > 1024:
+        v.add("org_prefix", "must be at most 1024 characters")
+    group_by = dimensions_from_pb(req.group_by, "group_by", v)
+    filt = filter_from_pb(req.filter, "filter", v, statuses)
+    v.raise_if_any()
+    return StockQuery(
+        skus=tuple(req.skus),
+        sites=tuple(req.sites),
+        org_prefix=req.org_prefix,
+        filter=filt,
+        group_by=group_by,
+        by_sku=req.by_sku if req.HasField("by_sku") else True,
+        by_site=req.by_site if req.HasField("by_site") else True,
+        bin_depth=req.bin_depth,
+        limit=req.limit or DEFAULT_QUERY_LIMIT,
+    )
+
+
+def _strategy(value: int, field: str, v: Violations) -> Strategy:
+    strategy = STRATEGY_FROM_PB.get(value)
+    if strategy is None:
+        v.add(field, f"unknown removal strategy {value}; use FEFO, FIFO, LIFO or LOT")
+        return Strategy.FEFO
+    return strategy
+
+
+def _finite(value: float, field: str, v: Violations) -> None:
+    if math.isnan(value) or math.isinf(value):
+        v.add(field, "must be a finite number")
+
+
+def _optional_id(value: str, field: str, v: Violations) -> None:
+    check_id(value, field, v.items, required=False)
+
+
+# =====================================================================================
+# Server side: replies (domain → proto)
+# =====================================================================================
+
+
+def sku_to_pb(sku: Sku) -> pb.Sku:
+    return pb.Sku(sku=sku.sku, name=sku.name, unit=sku.unit, opened_shelf_life_days=sku.opened_shelf_life_days)
+
+
+def site_to_pb(site: Site) -> pb.Site:
+    return pb.Site(site=site.site, org_path=site.org_path, kind=site.kind, name=site.name)
+
+
+def allocation_to_pb(a: Allocation) -> pb.Allocation:
+    return pb.Allocation(
+        lot_id=a.lot_id, bin=a.bin, status=a.status, owner=a.owner, qty=a.qty, expires_at_ms=a.expires_at_ms
+    )
+
+
+def hold_part_to_pb(part: HoldView) -> pb.HoldPart:
+    return pb.HoldPart(
+        sku=part.sku,
+        site=part.site,
+        state=_STATE_TO_PB[part.state.value],
+        allocations=[allocation_to_pb(a) for a in part.allocations],
+        held_qty=part.held_qty,
+        committed_qty=part.committed_qty,
+        released_qty=part.released_qty,
+        created_at_ms=part.created_at_ms,
+        expires_at_ms=part.expires_at_ms,
+    )
+
+
+def hold_to_pb(hold: HoldSummary) -> pb.Hold:
+    return pb.Hold(
+        hold_id=hold.hold_id,
+        state=_STATE_TO_PB[hold.state.value],
+        parts=[hold_part_to_pb(p) for p in hold.parts],
+        expires_at_ms=hold.expires_at_ms,
+        held_qty=hold.held_qty,
+        committed_qty=hold.committed_qty,
+        released_qty=hold.released_qty,
+    )
+
+
+def slice_row_to_pb(row: SliceRow) -> pb.SliceRow:
+    return pb.SliceRow(
+        group=[pb.GroupValue(dimension=DIMENSION_TO_PB[Dimension(d)], value=value) for d, value in row.group],
+        qty=row.qty,
+        held=row.held,
+        available=row.available,
+        on_hand=row.on_hand,
+        earliest_expiry_ms=row.earliest_expiry_ms,
+    )
+
+
+def availability_to_pb(a: Availability) -> pb.GetAvailabilityResponse:
+    return pb.GetAvailabilityResponse(
+        sku=a.sku,
+        site=a.site,
+        available=a.available,
+        rows=[slice_row_to_pb(r) for r in a.rows],
+        as_of_ms=a.as_of_ms,
+    )
+
+
+def stock_row_to_pb(row: StockRow) -> pb.StockRow:
+    return pb.StockRow(sku=row.sku, site=row.site, row=slice_row_to_pb(row.row))
+
+
+def consumed_to_pb(c: Consumed) -> pb.ConsumeResponse:
+    return pb.ConsumeResponse(
+        consumed_qty=c.consumed_qty,
+        shortfall_qty=c.shortfall_qty,
+        discrepancy=c.shortfall_qty > 0,
+        allocations=[allocation_to_pb(a) for a in c.allocations],
+    )
+
+
+def adjusted_to_pb(a: Adjusted) -> pb.AdjustResponse:
+    return pb.AdjustResponse(previous_qty=a.previous_qty, counted_qty=a.counted_qty, variance=a.variance)
+
+
+# =====================================================================================
+# Client side: requests (domain → proto)
+# =====================================================================================
+
+
+def filter_to_pb(f: SliceFilter) -> pb.SliceFilter:
+    msg = pb.SliceFilter(
+        statuses=sorted(f.statuses),
+        owner=f.owner,
+        bin_prefix=f.bin_prefix,
+        lot_id=f.lot_id,
+        sellable_only=f.sellable_only,
+    )
+    if f.min_shelf_life_days is not None:
+        msg.min_shelf_life_days = f.min_shelf_life_days
+    if f.max_shelf_life_days is not None:
+        msg.max_shelf_life_days = f.max_shelf_life_days
+    return msg
+
+
+def dimensions_to_pb(dims: Iterable[Dimension | str]) -> list[int]:
+    return [DIMENSION_TO_PB[Dimension(d)] for d in dims]
+
+
+def hold_line_to_pb(hl: HoldLine) -> pb.ReserveLine:
+    line = hl.line
+    return pb.ReserveLine(
+        sku=hl.sku,
+        site=hl.site,
+        qty=line.qty,
+        strategy=STRATEGY_TO_PB[Strategy(line.strategy)],
+        lot_id=line.lot_id,
+        owner=line.owner,
+        min_shelf_life_days=line.min_shelf_life_days,
+        bin_prefix=line.bin_prefix,
+    )
+
+
+def commit_line_to_pb(cl: CommitLine) -> pb.CommitLine:
+    return pb.CommitLine(sku=cl.sku, site=cl.site, qty=cl.qty)
+
+
+def stock_query_to_pb(q: StockQuery) -> pb.QueryStockRequest:
+    return pb.QueryStockRequest(
+        skus=list(q.skus),
+        sites=list(q.sites),
+        org_prefix=q.org_prefix,
+        filter=filter_to_pb(q.filter),
+        group_by=dimensions_to_pb(q.group_by),
+        by_sku=q.by_sku,
+        by_site=q.by_site,
+        bin_depth=q.bin_depth,
+        limit=q.limit,
+    )
+
+
+# =====================================================================================
+# Client side: replies (proto → domain)
+# =====================================================================================
+
+
+def allocation_from_pb(msg: pb.Allocation) -> Allocation:
+    return Allocation(msg.lot_id, msg.bin, msg.status, msg.owner, msg.qty, msg.expires_at_ms)
+
+
+def hold_part_from_pb(msg: pb.HoldPart, hold_id: str) -> HoldView:
+    return HoldView(
+        hold_id=hold_id,  # the wire keeps the id once, on the whole hold
+        sku=msg.sku,
+        site=msg.site,
+        state=HoldState(_state_name(msg.state)),
+        allocations=tuple(allocation_from_pb(a) for a in msg.allocations),
+        held_qty=msg.held_qty,
+        committed_qty=msg.committed_qty,
+        released_qty=msg.released_qty,
+        created_at_ms=msg.created_at_ms,
+        expires_at_ms=msg.expires_at_ms,
+    )
+
+
+def hold_from_pb(msg: pb.Hold) -> HoldSummary:
+    parts = tuple(hold_part_from_pb(p, msg.hold_id) for p in msg.parts)
+    return HoldSummary(msg.hold_id, AggregateState(_state_name(msg.state)), parts, msg.expires_at_ms)
+
+
+def slice_row_from_pb(msg: pb.SliceRow) -> SliceRow:
+    group = tuple((DIMENSION_FROM_PB[g.dimension].value, g.value) for g in msg.group)
+    return SliceRow(group, msg.qty, msg.held, msg.available, msg.on_hand, msg.earliest_expiry_ms)
+
+
+def availability_from_pb(msg: pb.GetAvailabilityResponse) -> Availability:
+    return Availability(msg.sku, msg.site, msg.available, tuple(slice_row_from_pb(r) for r in msg.rows), msg.as_of_ms)
+
+
+def stock_row_from_pb(msg: pb.StockRow) -> StockRow:
+    return StockRow(msg.sku, msg.site, slice_row_from_pb(msg.row))
+
+
+def received_from_pb(msg: pb.ReceiveResponse) -> Received:
+    return Received(msg.lot_id, msg.qty)
+
+
+def moved_from_pb(msg: pb.MoveResponse) -> Moved:
+    return Moved(msg.qty)
+
+
+def status_changed_from_pb(msg: pb.ChangeStatusResponse) -> StatusChanged:
+    return StatusChanged(msg.qty)
+
+
+def consumed_from_pb(msg: pb.ConsumeResponse) -> Consumed:
+    return Consumed(msg.consumed_qty, msg.shortfall_qty, tuple(allocation_from_pb(a) for a in msg.allocations))
+
+
+def adjusted_from_pb(msg: pb.AdjustResponse) -> Adjusted:
+    return Adjusted(msg.previous_qty, msg.counted_qty, msg.variance)
+
+
+def _state_name(value: int) -> str:
+    name = _STATE_FROM_PB.get(value)
+    if name is None:
+        # A newer server with a state this client does not know: fail loudly, not silently.
+        raise ValueError(f"unknown hold state {value} in server reply")
+    return name

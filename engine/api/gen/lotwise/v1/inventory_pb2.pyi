@@ -1,0 +1,555 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RemovalStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REMOVAL_STRATEGY_FEFO: _ClassVar[RemovalStrategy]
+    REMOVAL_STRATEGY_FIFO: _ClassVar[RemovalStrategy]
+    REMOVAL_STRATEGY_LIFO: _ClassVar[RemovalStrategy]
+    REMOVAL_STRATEGY_LOT: _ClassVar[RemovalStrategy]
+
+class HoldState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOLD_STATE_UNSPECIFIED: _ClassVar[HoldState]
+    HOLD_STATE_ACTIVE: _ClassVar[HoldState]
+    HOLD_STATE_COMMITTED: _ClassVar[HoldState]
+    HOLD_STATE_RELEASED: _ClassVar[HoldState]
+    HOLD_STATE_EXPIRED: _ClassVar[HoldState]
+    HOLD_STATE_PARTIAL: _ClassVar[HoldState]
+
+class Dimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIMENSION_UNSPECIFIED: _ClassVar[Dimension]
+    DIMENSION_BIN: _ClassVar[Dimension]
+    DIMENSION_STATUS: _ClassVar[Dimension]
+    DIMENSION_OWNER: _ClassVar[Dimension]
+    DIMENSION_LOT: _ClassVar[Dimension]
+    DIMENSION_EXPIRY_DAY: _ClassVar[Dimension]
+    DIMENSION_RECEIVED_DAY: _ClassVar[Dimension]
+REMOVAL_STRATEGY_FEFO: RemovalStrategy
+REMOVAL_STRATEGY_FIFO: RemovalStrategy
+REMOVAL_STRATEGY_LIFO: RemovalStrategy
+REMOVAL_STRATEGY_LOT: RemovalStrategy
+HOLD_STATE_UNSPECIFIED: HoldState
+HOLD_STATE_ACTIVE: HoldState
+HOLD_STATE_COMMITTED: HoldState
+HOLD_STATE_RELEASED: HoldState
+HOLD_STATE_EXPIRED: HoldState
+HOLD_STATE_PARTIAL: HoldState
+DIMENSION_UNSPECIFIED: Dimension
+DIMENSION_BIN: Dimension
+DIMENSION_STATUS: Dimension
+DIMENSION_OWNER: Dimension
+DIMENSION_LOT: Dimension
+DIMENSION_EXPIRY_DAY: Dimension
+DIMENSION_RECEIVED_DAY: Dimension
+
+class Sku(_message.Message):
+    __slots__ = ("sku", "name", "unit", "opened_shelf_life_days")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    OPENED_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    name: str
+    unit: str
+    opened_shelf_life_days: int
+    def __init__(self, sku: _Optional[str] = ..., name: _Optional[str] = ..., unit: _Optional[str] = ..., opened_shelf_life_days: _Optional[int] = ...) -> None: ...
+
+class Site(_message.Message):
+    __slots__ = ("site", "org_path", "kind", "name")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    ORG_PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    org_path: str
+    kind: str
+    name: str
+    def __init__(self, site: _Optional[str] = ..., org_path: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class PutSkuRequest(_message.Message):
+    __slots__ = ("request_id", "sku")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: Sku
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[_Union[Sku, _Mapping]] = ...) -> None: ...
+
+class PutSkuResponse(_message.Message):
+    __slots__ = ("sku",)
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    sku: Sku
+    def __init__(self, sku: _Optional[_Union[Sku, _Mapping]] = ...) -> None: ...
+
+class PutSiteRequest(_message.Message):
+    __slots__ = ("request_id", "site")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    site: Site
+    def __init__(self, request_id: _Optional[str] = ..., site: _Optional[_Union[Site, _Mapping]] = ...) -> None: ...
+
+class PutSiteResponse(_message.Message):
+    __slots__ = ("site",)
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    site: Site
+    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ...) -> None: ...
+
+class ListSitesRequest(_message.Message):
+    __slots__ = ("org_prefix",)
+    ORG_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    org_prefix: str
+    def __init__(self, org_prefix: _Optional[str] = ...) -> None: ...
+
+class ListSitesResponse(_message.Message):
+    __slots__ = ("sites",)
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedCompositeFieldContainer[Site]
+    def __init__(self, sites: _Optional[_Iterable[_Union[Site, _Mapping]]] = ...) -> None: ...
+
+class ListSkusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSkusResponse(_message.Message):
+    __slots__ = ("skus",)
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    skus: _containers.RepeatedCompositeFieldContainer[Sku]
+    def __init__(self, skus: _Optional[_Iterable[_Union[Sku, _Mapping]]] = ...) -> None: ...
+
+class ReceiveRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "bin", "status", "owner", "expires_at_ms", "received_at_ms", "opened_at_ms", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    qty: int
+    bin: str
+    status: str
+    owner: str
+    expires_at_ms: int
+    received_at_ms: int
+    opened_at_ms: int
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., received_at_ms: _Optional[int] = ..., opened_at_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class ReceiveResponse(_message.Message):
+    __slots__ = ("lot_id", "qty")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    qty: int
+    def __init__(self, lot_id: _Optional[str] = ..., qty: _Optional[int] = ...) -> None: ...
+
+class MoveRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "from_bin", "to_bin", "status", "owner", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    FROM_BIN_FIELD_NUMBER: _ClassVar[int]
+    TO_BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    qty: int
+    from_bin: str
+    to_bin: str
+    status: str
+    owner: str
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., from_bin: _Optional[str] = ..., to_bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class MoveResponse(_message.Message):
+    __slots__ = ("qty",)
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    qty: int
+    def __init__(self, qty: _Optional[int] = ...) -> None: ...
+
+class ChangeStatusRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "from_status", "to_status", "bin", "owner", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TO_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    qty: int
+    from_status: str
+    to_status: str
+    bin: str
+    owner: str
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., from_status: _Optional[str] = ..., to_status: _Optional[str] = ..., bin: _Optional[str] = ..., owner: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class ChangeStatusResponse(_message.Message):
+    __slots__ = ("qty",)
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    qty: int
+    def __init__(self, qty: _Optional[int] = ...) -> None: ...
+
+class ReserveLine(_message.Message):
+    __slots__ = ("sku", "site", "qty", "strategy", "lot_id", "owner", "min_shelf_life_days", "bin_prefix")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    BIN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    qty: int
+    strategy: RemovalStrategy
+    lot_id: str
+    owner: str
+    min_shelf_life_days: float
+    bin_prefix: str
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ..., strategy: _Optional[_Union[RemovalStrategy, str]] = ..., lot_id: _Optional[str] = ..., owner: _Optional[str] = ..., min_shelf_life_days: _Optional[float] = ..., bin_prefix: _Optional[str] = ...) -> None: ...
+
+class ReserveRequest(_message.Message):
+    __slots__ = ("request_id", "hold_id", "lines", "ttl_ms", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    hold_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[ReserveLine]
+    ttl_ms: int
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[ReserveLine, _Mapping]]] = ..., ttl_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class Allocation(_message.Message):
+    __slots__ = ("lot_id", "bin", "status", "owner", "qty", "expires_at_ms")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    bin: str
+    status: str
+    owner: str
+    qty: int
+    expires_at_ms: int
+    def __init__(self, lot_id: _Optional[str] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., qty: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class HoldPart(_message.Message):
+    __slots__ = ("sku", "site", "state", "allocations", "held_qty", "committed_qty", "released_qty", "created_at_ms", "expires_at_ms")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    HELD_QTY_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_QTY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    state: HoldState
+    allocations: _containers.RepeatedCompositeFieldContainer[Allocation]
+    held_qty: int
+    committed_qty: int
+    released_qty: int
+    created_at_ms: int
+    expires_at_ms: int
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., state: _Optional[_Union[HoldState, str]] = ..., allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ..., held_qty: _Optional[int] = ..., committed_qty: _Optional[int] = ..., released_qty: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class Hold(_message.Message):
+    __slots__ = ("hold_id", "state", "parts", "expires_at_ms", "held_qty", "committed_qty", "released_qty")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    HELD_QTY_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_QTY_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    state: HoldState
+    parts: _containers.RepeatedCompositeFieldContainer[HoldPart]
+    expires_at_ms: int
+    held_qty: int
+    committed_qty: int
+    released_qty: int
+    def __init__(self, hold_id: _Optional[str] = ..., state: _Optional[_Union[HoldState, str]] = ..., parts: _Optional[_Iterable[_Union[HoldPart, _Mapping]]] = ..., expires_at_ms: _Optional[int] = ..., held_qty: _Optional[int] = ..., committed_qty: _Optional[int] = ..., released_qty: _Optional[int] = ...) -> None: ...
+
+class ReserveResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
+
+class CommitLine(_message.Message):
+    __slots__ = ("sku", "site", "qty")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    qty: int
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("request_id", "hold_id", "lines", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    hold_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[CommitLine]
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CommitLine, _Mapping]]] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("hold", "committed_qty", "released_qty")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_QTY_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    committed_qty: int
+    released_qty: int
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., committed_qty: _Optional[int] = ..., released_qty: _Optional[int] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("request_id", "hold_id", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    hold_id: str
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ("hold", "released_qty")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_QTY_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    released_qty: int
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., released_qty: _Optional[int] = ...) -> None: ...
+
+class ConsumeRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "qty", "lot_id", "bin_prefix", "owner", "strategy", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    qty: int
+    lot_id: str
+    bin_prefix: str
+    owner: str
+    strategy: RemovalStrategy
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ..., lot_id: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., owner: _Optional[str] = ..., strategy: _Optional[_Union[RemovalStrategy, str]] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class ConsumeResponse(_message.Message):
+    __slots__ = ("consumed_qty", "shortfall_qty", "discrepancy", "allocations")
+    CONSUMED_QTY_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_QTY_FIELD_NUMBER: _ClassVar[int]
+    DISCREPANCY_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    consumed_qty: int
+    shortfall_qty: int
+    discrepancy: bool
+    allocations: _containers.RepeatedCompositeFieldContainer[Allocation]
+    def __init__(self, consumed_qty: _Optional[int] = ..., shortfall_qty: _Optional[int] = ..., discrepancy: _Optional[bool] = ..., allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ...) -> None: ...
+
+class AdjustRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "counted_qty", "bin", "status", "owner", "reason", "doc_ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    counted_qty: int
+    bin: str
+    status: str
+    owner: str
+    reason: str
+    doc_ref: str
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., counted_qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., reason: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+
+class AdjustResponse(_message.Message):
+    __slots__ = ("previous_qty", "counted_qty", "variance")
+    PREVIOUS_QTY_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    previous_qty: int
+    counted_qty: int
+    variance: int
+    def __init__(self, previous_qty: _Optional[int] = ..., counted_qty: _Optional[int] = ..., variance: _Optional[int] = ...) -> None: ...
+
+class GetHoldRequest(_message.Message):
+    __slots__ = ("hold_id",)
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    def __init__(self, hold_id: _Optional[str] = ...) -> None: ...
+
+class GetHoldResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
+
+class SliceFilter(_message.Message):
+    __slots__ = ("statuses", "owner", "bin_prefix", "lot_id", "sellable_only", "min_shelf_life_days", "max_shelf_life_days")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    BIN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    SELLABLE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[str]
+    owner: str
+    bin_prefix: str
+    lot_id: str
+    sellable_only: bool
+    min_shelf_life_days: float
+    max_shelf_life_days: float
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., lot_id: _Optional[str] = ..., sellable_only: _Optional[bool] = ..., min_shelf_life_days: _Optional[float] = ..., max_shelf_life_days: _Optional[float] = ...) -> None: ...
+
+class GroupValue(_message.Message):
+    __slots__ = ("dimension", "value")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    dimension: Dimension
+    value: str
+    def __init__(self, dimension: _Optional[_Union[Dimension, str]] = ..., value: _Optional[str] = ...) -> None: ...
+
+class SliceRow(_message.Message):
+    __slots__ = ("group", "qty", "held", "available", "on_hand", "earliest_expiry_ms")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    ON_HAND_FIELD_NUMBER: _ClassVar[int]
+    EARLIEST_EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
+    group: _containers.RepeatedCompositeFieldContainer[GroupValue]
+    qty: int
+    held: int
+    available: int
+    on_hand: int
+    earliest_expiry_ms: int
+    def __init__(self, group: _Optional[_Iterable[_Union[GroupValue, _Mapping]]] = ..., qty: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ..., on_hand: _Optional[int] = ..., earliest_expiry_ms: _Optional[int] = ...) -> None: ...
+
+class GetAvailabilityRequest(_message.Message):
+    __slots__ = ("sku", "site", "group_by", "filter", "bin_depth")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    BIN_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    group_by: _containers.RepeatedScalarFieldContainer[Dimension]
+    filter: SliceFilter
+    bin_depth: int
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., group_by: _Optional[_Iterable[_Union[Dimension, str]]] = ..., filter: _Optional[_Union[SliceFilter, _Mapping]] = ..., bin_depth: _Optional[int] = ...) -> None: ...
+
+class GetAvailabilityResponse(_message.Message):
+    __slots__ = ("sku", "site", "available", "rows", "as_of_ms")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_MS_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    available: int
+    rows: _containers.RepeatedCompositeFieldContainer[SliceRow]
+    as_of_ms: int
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., available: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[SliceRow, _Mapping]]] = ..., as_of_ms: _Optional[int] = ...) -> None: ...
+
+class QueryStockRequest(_message.Message):
+    __slots__ = ("skus", "sites", "org_prefix", "filter", "group_by", "by_sku", "by_site", "bin_depth", "limit")
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    ORG_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    BY_SKU_FIELD_NUMBER: _ClassVar[int]
+    BY_SITE_FIELD_NUMBER: _ClassVar[int]
+    BIN_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    skus: _containers.RepeatedScalarFieldContainer[str]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    org_prefix: str
+    filter: SliceFilter
+    group_by: _containers.RepeatedScalarFieldContainer[Dimension]
+    by_sku: bool
+    by_site: bool
+    bin_depth: int
+    limit: int
+    def __init__(self, skus: _Optional[_Iterable[str]] = ..., sites: _Optional[_Iterable[str]] = ..., org_prefix: _Optional[str] = ..., filter: _Optional[_Union[SliceFilter, _Mapping]] = ..., group_by: _Optional[_Iterable[_Union[Dimension, str]]] = ..., by_sku: _Optional[bool] = ..., by_site: _Optional[bool] = ..., bin_depth: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class StockRow(_message.Message):
+    __slots__ = ("sku", "site", "row")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    row: SliceRow
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., row: _Optional[_Union[SliceRow, _Mapping]] = ...) -> None: ...
+
+class QueryStockResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[StockRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[StockRow, _Mapping]]] = ...) -> None: ...

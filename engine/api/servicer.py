@@ -1,0 +1,269 @@
+"""The Inventory gRPC servicer: protobuf in, the gateway, protobuf out (DESIGN.md §7, §12).
+
+It holds no state of its own. Every method converts the request (refusing malformed
+ones with INVALID_ARGUMENT), hands the caller's deadline to the gateway so a request
+that can no longer be answered in time is never applied, and turns a DomainError into
+a rich status. Anything else is a bug: logged here with its traceback under an incident
+id, answered INTERNAL with that id only.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import structlog
+
+from engine.api import convert
+from engine.api.errors import DEFAULT_RETRY_DELAY_MS, internal_status, to_grpc_status
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.domain.catalog import Site, Sku
+from engine.domain.cell import Dimension, SliceFilter
+from engine.domain.commands import (
+    Adjust,
+    Adjusted,
+    ChangeStatus,
+    Consume,
+    Consumed,
+    Move,
+    Moved,
+    Receive,
+    Received,
+    StatusChanged,
+)
+from engine.domain.errors import DomainError
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
+
+log = structlog.get_logger("lotwise.api")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inventory"].full_name  # "lotwise.v1.Inventory"
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class InventoryGateway(Protocol):
+    """What the servicer needs of engine.runtime.gateway.Gateway (fakes implement it too)."""
+
+    async def put_sku(self, sku: Sku, deadline: float | None = None) -> None: ...
+
+    async def put_site(self, site: Site, deadline: float | None = None) -> None: ...
+
+    async def list_sites(self, org_prefix: str = "") -> list[Site]: ...
+
+    async def list_skus(self) -> list[Sku]: ...
+
+    async def execute(
+        self, cmd: Receive | Move | ChangeStatus | Consume | Adjust, deadline: float | None = None
+    ) -> Received | Moved | StatusChanged | Consumed | Adjusted: ...
+
+    async def reserve(
+        self,
+        request_id: str,
+        hold_id: str,
+        lines: Sequence[HoldLine],
+        ttl_ms: int,
+        doc_ref: str = "",
+        deadline: float | None = None,
+    ) -> HoldSummary: ...
+
+    async def commit(
+        self,
+        request_id: str,
+        hold_id: str,
+        lines: Sequence[CommitLine] | None = None,
+        doc_ref: str = "",
+        deadline: float | None = None,
+    ) -> HoldSummary: ...
+
+    async def release(
+        self, request_id: str, hold_id: str, doc_ref: str = "", deadline: float | None = None
+    ) -> HoldSummary: ...
+
+    async def get_hold(self, hold_id: str) -> HoldSummary: ...
+
+    async def get_availability(
+        self,
+        sku: str,
+        site: str,
+        group_by: Sequence[Dimension] = (),
+        filt: SliceFilter = SliceFilter(),
+        bin_depth: int = 0,
+        deadline: float | None = None,
+    ) -> Availability: ...
+
+    async def query_stock(self, q: StockQuery, deadline: float | None = None) -> list[StockRow]: ...
+
+
+def call_deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The caller's deadline as an absolute time.monotonic() value (None: no deadline)."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return time.monotonic() + max(remaining, 0.0)
+
+
+Handler = Callable[[Any, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]]
+
+
+def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
+    """Answer a DomainError with its rich status and a bug with INTERNAL (no traceback sent)."""
+
+    @functools.wraps(fn)
+    async def serve(self: InventoryServicer, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+        try:
+            return await fn(self, request, context)
+        except DomainError as err:
+            status = to_grpc_status(err, retry_delay_ms=self.retry_delay_ms)
+        except Exception:  # a bug; asyncio.CancelledError (a BaseException) passes through
+            incident_id = uuid.uuid4().hex[:16]
+            log.exception("rpc failed", method=fn.__name__, incident_id=incident_id)
+            status = internal_status(incident_id)
+        await context.abort_with_status(status)
+        raise AssertionError("abort_with_status returned")  # it always raises
+
+    return serve
+
+
+class InventoryServicer(pb_grpc.InventoryServicer):
+    """lotwise.v1.Inventory over a gateway (local shards or a Ray cluster)."""
+
+    def __init__(
+        self,
+        gateway: InventoryGateway,
+        *,
+        statuses: StatusDictionary | None = None,
+        retry_delay_ms: int = DEFAULT_RETRY_DELAY_MS,
+    ) -> None:
+        self.gateway = gateway
+        # Filters are checked against the engine's dictionary so a typo is refused, not empty.
+        self.statuses: StatusDictionary = statuses or getattr(gateway, "statuses", DEFAULT_DICTIONARY)
+        self.retry_delay_ms = retry_delay_ms
+
+    # ---- catalog ----
+
+    @_rpc
+    async def PutSku(self, request: pb.PutSkuRequest, context: grpc.aio.ServicerContext) -> pb.PutSkuResponse:
+        sku = convert.put_sku_from_pb(request)
+        await self.gateway.put_sku(sku, deadline=call_deadline(context))
+        return pb.PutSkuResponse(sku=convert.sku_to_pb(sku))
+
+    @_rpc
+    async def PutSite(self, request: pb.PutSiteRequest, context: grpc.aio.ServicerContext) -> pb.PutSiteResponse:
+        site = convert.put_site_from_pb(request)
+        await self.gateway.put_site(site, deadline=call_deadline(context))
+        return pb.PutSiteResponse(site=convert.site_to_pb(site))
+
+    @_rpc
+    async def ListSites(self, request: pb.ListSitesRequest, context: grpc.aio.ServicerContext) -> pb.ListSitesResponse:
+        sites = await self.gateway.list_sites(request.org_prefix)
+        return pb.ListSitesResponse(sites=[convert.site_to_pb(s) for s in sorted(sites, key=lambda s: s.site)])
+
+    @_rpc
+    async def ListSkus(self, request: pb.ListSkusRequest, context: grpc.aio.ServicerContext) -> pb.ListSkusResponse:
+        skus = await self.gateway.list_skus()
+        return pb.ListSkusResponse(skus=[convert.sku_to_pb(s) for s in sorted(skus, key=lambda s: s.sku)])
+
+    # ---- single-cell commands ----
+
+    @_rpc
+    async def Receive(self, request: pb.ReceiveRequest, context: grpc.aio.ServicerContext) -> pb.ReceiveResponse:
+        reply = await self._execute(convert.receive_from_pb(request), context, Received)
+        return pb.ReceiveResponse(lot_id=reply.lot_id, qty=reply.qty)
+
+    @_rpc
+    async def Move(self, request: pb.MoveRequest, context: grpc.aio.ServicerContext) -> pb.MoveResponse:
+        reply = await self._execute(convert.move_from_pb(request), context, Moved)
+        return pb.MoveResponse(qty=reply.qty)
+
+    @_rpc
+    async def ChangeStatus(
+        self, request: pb.ChangeStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ChangeStatusResponse:
+        reply = await self._execute(convert.change_status_from_pb(request), context, StatusChanged)
+        return pb.ChangeStatusResponse(qty=reply.qty)
+
+    @_rpc
+    async def Consume(self, request: pb.ConsumeRequest, context: grpc.aio.ServicerContext) -> pb.ConsumeResponse:
+        reply = await self._execute(convert.consume_from_pb(request), context, Consumed)
+        return convert.consumed_to_pb(reply)
+
+    @_rpc
+    async def Adjust(self, request: pb.AdjustRequest, context: grpc.aio.ServicerContext) -> pb.AdjustResponse:
+        reply = await self._execute(convert.adjust_from_pb(request), context, Adjusted)
+        return convert.adjusted_to_pb(reply)
+
+    async def _execute(
+        self,
+        cmd: Receive | Move | ChangeStatus | Consume | Adjust,
+        context: grpc.aio.ServicerContext,
+        expected: type[_Resp],
+    ) -> _Resp:
+        reply = await self.gateway.execute(cmd, deadline=call_deadline(context))
+        if not isinstance(reply, expected):
+            # The gateway answered another command's reply: a bug, not a client error.
+            raise TypeError(f"{type(cmd).__name__} answered with {type(reply).__name__}")
+        return reply
+
+    # ---- holds ----
+
+    @_rpc
+    async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext) -> pb.ReserveResponse:
+        lines = convert.hold_lines_from_pb(request.lines)
+        hold = await self.gateway.reserve(
+            request.request_id,
+            request.hold_id,
+            lines,
+            request.ttl_ms,
+            request.doc_ref,
+            deadline=call_deadline(context),
+        )
+        return pb.ReserveResponse(hold=convert.hold_to_pb(hold))
+
+    @_rpc
+    async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
+        lines = convert.commit_lines_from_pb(request.lines)
+        hold = await self.gateway.commit(
+            request.request_id, request.hold_id, lines, request.doc_ref, deadline=call_deadline(context)
+        )
+        return pb.CommitResponse(
+            hold=convert.hold_to_pb(hold), committed_qty=hold.committed_qty, released_qty=hold.released_qty
+        )
+
+    @_rpc
+    async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        hold = await self.gateway.release(
+            request.request_id, request.hold_id, request.doc_ref, deadline=call_deadline(context)
+        )
+        return pb.ReleaseResponse(hold=convert.hold_to_pb(hold), released_qty=hold.released_qty)
+
+    @_rpc
+    async def GetHold(self, request: pb.GetHoldRequest, context: grpc.aio.ServicerContext) -> pb.GetHoldResponse:
+        hold = await self.gateway.get_hold(request.hold_id)
+        return pb.GetHoldResponse(hold=convert.hold_to_pb(hold))
+
+    # ---- reads ----
+
+    @_rpc
+    async def GetAvailability(
+        self, request: pb.GetAvailabilityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAvailabilityResponse:
+        group_by, filt = convert.availability_query_from_pb(request, self.statuses)
+        availability = await self.gateway.get_availability(
+            request.sku, request.site, group_by, filt, request.bin_depth, deadline=call_deadline(context)
+        )
+        return convert.availability_to_pb(availability)
+
+    @_rpc
+    async def QueryStock(
+        self, request: pb.QueryStockRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QueryStockResponse:
+        query = convert.stock_query_from_pb(request, self.statuses)
+        rows = await self.gateway.query_stock(query, deadline=call_deadline(context))
+        return pb.QueryStockResponse(rows=[convert.stock_row_to_pb(r) for r in rows])

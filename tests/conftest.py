@@ -1,0 +1,73 @@
+"""Session-wide fixtures: one local Ray per test session, started only by tests that need it.
+
+Ray's processes listen on every interface and probe cloud-metadata addresses when they
+start, so a test session that starts Ray must run inside a loopback-only network
+namespace (`scripts/in-netns`, which `make test` uses). The fixture refuses to start Ray
+anywhere else rather than let it reach beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from engine.api.client import LotwiseClient
+from engine.app import RunningEngine, running_engine
+from engine.settings import Settings
+
+
+def only_loopback() -> bool:
+    """True inside a fresh network namespace: `lo` is the only interface.
+
+    (Not /sys/class/net: sysfs still shows the parent namespace unless remounted.)
+    """
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    if not only_loopback() and os.environ.get("LOTWISE_NO_NETNS") != "1":
+        pytest.fail(
+            "tests that start Ray must run in a loopback-only network namespace: "
+            "use `make test` or `scripts/in-netns .venv/bin/python -m pytest ...`"
+        )
+    import ray
+
+    from engine.runtime.cluster import init_ray, shutdown_ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    init_ray(Settings(namespace="lotwise-tests", ray_num_cpus=2))
+    assert ray.is_initialized()
+    yield
+    shutdown_ray()
+
+
+def engine_settings(**overrides: object) -> Settings:
+    """An engine on free ports, in a namespace of its own (its shards are its own)."""
+    base: dict[str, object] = {
+        "port": 0,
+        "metrics_port": 0,
+        "shards": 2,
+        "namespace": f"t-{uuid.uuid4().hex[:8]}",
+        "sweep_interval_ms": 200,
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ray_engine(ray_session: None) -> AsyncIterator[RunningEngine]:
+    """The real thing: Ray shard actors, the gateway and a gRPC server on a free port."""
+    async with running_engine(engine_settings()) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ray_client(ray_engine: RunningEngine) -> AsyncIterator[LotwiseClient]:
+    async with LotwiseClient(ray_engine.grpc_address, timeout_s=30) as client:
+        yield client
