@@ -167,7 +167,9 @@ class Cell:
             if not same_payload(first, cmd):
                 raise RequestConflict(cmd.request_id)
             if isinstance(answer, DomainError):
-                raise answer
+                # Drop the traceback of the previous raise: re-raising the cached object
+                # would chain every retry's frames onto it (unbounded memory).
+                raise answer.with_traceback(None)
             return answer
         self.expire_due(now_ms)
         try:
@@ -345,10 +347,13 @@ class Cell:
         if cmd.counted_qty < held:
             # Fewer units exist than are held: shorten the newest holds on this quant first.
             excess = held - cmd.counted_qty
-            parts = sorted(
-                (p for p in self.ledger.active.values() if key in p.allocations),
-                key=lambda p: p.created_at_ms,
-                reverse=True,
+            # Not `reverse=True`: that keeps ties in creation order, and holds of one
+            # micro-batch share created_at_ms; reversing the stable sort puts the newest first.
+            parts = reversed(
+                sorted(
+                    (p for p in self.ledger.active.values() if key in p.allocations),
+                    key=lambda p: p.created_at_ms,
+                )
             )
             for part in parts:
                 cut = min(part.allocations[key], excess)
@@ -555,11 +560,12 @@ class Cell:
 
     def _require_free(self, key: QuantKey, qty: int) -> None:
         quant = self.ledger.quants.get(key)
-        if self.statuses.statuses[key.status].allow_negative:
-            return
-        free = quant.qty - quant.held if quant else 0
         if quant is None and key.lot_id not in self.ledger.lots:
             raise NotFound("lot", f"{self.sku}@{self.site}/{key.lot_id}")
+        held = quant.held if quant else 0
+        if self.statuses.statuses[key.status].allow_negative and not held:
+            return  # may go below zero, but never below what holds have promised
+        free = quant.qty - held if quant else 0
         if free < qty:
             raise InsufficientStock(self.sku, self.site, qty, max(free, 0))
 

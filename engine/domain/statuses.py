@@ -24,6 +24,9 @@ REQUIRED_STATUSES = (
 )
 
 
+_FLAGS = ("on_hand", "sellable", "terminal_out", "receivable", "allow_negative")
+
+
 class DictionaryError(ValueError):
     """The status dictionary file is malformed; raised at start-up, never mid-flight."""
 
@@ -62,7 +65,7 @@ def parse_dictionary(raw: Mapping[str, object]) -> StatusDictionary:
     """Build and check a dictionary; every transition must name a known status."""
     version = raw.get("version")
     entries = raw.get("statuses")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:  # JSON true is no version
         raise DictionaryError("status dictionary: 'version' must be a positive integer")
     if not isinstance(entries, Mapping) or not entries:
         raise DictionaryError("status dictionary: 'statuses' must be a non-empty object")
@@ -70,6 +73,13 @@ def parse_dictionary(raw: Mapping[str, object]) -> StatusDictionary:
     for name, spec in entries.items():
         if not isinstance(spec, Mapping):
             raise DictionaryError(f"status {name!r}: spec must be an object")
+        # bool("false") is True: a quoted flag would silently make a status sellable.
+        for flag in _FLAGS:
+            if flag in spec and not isinstance(spec[flag], bool):
+                raise DictionaryError(f"status {name!r}: flag {flag!r} must be true or false")
+        targets = spec.get("to", ())
+        if not isinstance(targets, list | tuple) or not all(isinstance(t, str) for t in targets):
+            raise DictionaryError(f"status {name!r}: 'to' must be a list of status names")
         try:
             statuses[name] = Status(
                 name=name,

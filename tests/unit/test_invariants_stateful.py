@@ -1,0 +1,721 @@
+"""Random command sequences against one cell; after every step all of DESIGN.md §4 holds.
+
+The machine drives receive / reserve / commit (full and partial) / release / consume /
+adjust / move / change-status with clock jumps (often past hold TTLs and lot expiries),
+sweeps, retries of earlier request ids (same payload and another payload) and invalid
+commands. It keeps its own model, built only from what it sent and the movements it
+drained: the first answer of every request id, each hold's allocations, and the lots'
+dates. After every step the invariants below compare the live cell with that model and
+with a replay of every movement ever drained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from engine.domain.cell import Cell, CellLimits, Dimension
+from engine.domain.commands import (
+    Adjust,
+    Adjusted,
+    ChangeStatus,
+    Command,
+    Commit,
+    Committed,
+    Consume,
+    Consumed,
+    Move,
+    Moved,
+    Receive,
+    Received,
+    Release,
+    Released,
+    Reply,
+    Reserve,
+    Reserved,
+    ReserveLine,
+    StatusChanged,
+    Strategy,
+    same_payload,
+)
+from engine.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InsufficientStock,
+    InvalidArgument,
+    NotFound,
+    RequestConflict,
+)
+from engine.domain.ledger import replay, same_balances
+from engine.domain.model import External, HoldState, HoldView, Movement, MovementKind, QuantKey
+from engine.domain.ports import ManualClock
+from engine.domain.statuses import DEFAULT_DICTIONARY
+from tests.unit.conftest import DAY_MS, HOUR_MS, SITE, SKU, T0_MS, ledger_state
+
+STATUSES = DEFAULT_DICTIONARY
+OPENED_SHELF_LIFE_MS = 2 * DAY_MS
+LIMITS = CellLimits(
+    dedupe_window_ms=15 * 60_000,  # the default age bound: clock jumps cross it both ways
+    dedupe_max_entries=1_000_000,  # never reached here; the count bound has its own unit test
+    resolved_hold_retention_ms=3_650 * DAY_MS,  # resolved holds stay visible, so "resolved once" is checkable
+    resolved_hold_max=1_000_000,
+)
+
+
+@dataclass(frozen=True)
+class LotSpec:
+    lot_id: str
+    expires_at_ms: int
+    opened_at_ms: int = 0
+
+    @property
+    def effective_expiry_ms(self) -> int:
+        """min(expires_at, opened_at + opened shelf life), 0 = never (DESIGN.md §2)."""
+        dates = [d for d in (self.expires_at_ms, self.opened_at_ms and self.opened_at_ms + OPENED_SHELF_LIFE_MS) if d]
+        return min(dates) if dates else 0
+
+
+LOTS = (
+    LotSpec("L-6h", T0_MS + 6 * HOUR_MS),
+    LotSpec("L-3d", T0_MS + 3 * DAY_MS),
+    LotSpec("L-40d", T0_MS + 40 * DAY_MS),
+    LotSpec("L-none", 0),
+    LotSpec("L-open", T0_MS + 30 * DAY_MS, opened_at_ms=T0_MS - DAY_MS),  # effectively T0 + 1 day
+)
+LOT_BY_ID = {lot.lot_id: lot for lot in LOTS}
+LOT_IDS = tuple(LOT_BY_ID)
+BINS = ("", "A/01", "A/01/P1", "B/02")
+OWNERS = ("own", "consignment:acme", "consignment:zed", "custody:clinic")
+OWNER_FILTERS = ("", "own", "consignment", "consignment:acme", "custody")
+BIN_PREFIXES = ("", "A/01", "B")
+ALL_STATUSES = tuple(sorted(STATUSES.statuses))
+RECEIVABLE = tuple(sorted(s.name for s in STATUSES.statuses.values() if s.receivable))
+TTLS_MS = (1_000, 600_000, 3_600_000)
+FAR_MS = 2**62
+
+lots = st.sampled_from(LOTS)
+bins = st.sampled_from(BINS)
+source_bins = st.one_of(st.just(""), st.sampled_from(BINS))  # where receive_sellable puts stock
+owners = st.one_of(st.just("own"), st.sampled_from(OWNERS))
+qtys = st.integers(1, 12)
+# Half the time the sellable status, so holds and consumption find stock.
+receivable_statuses = st.one_of(st.just("available"), st.sampled_from(RECEIVABLE))
+any_statuses = st.one_of(st.just("available"), st.sampled_from(ALL_STATUSES))
+sometimes = st.sampled_from((False, False, False, True))
+clock_jumps = st.one_of(
+    st.integers(1, 5_000),
+    st.sampled_from([ttl + 1 for ttl in TTLS_MS]),
+    st.integers(HOUR_MS, 2 * DAY_MS),
+)
+
+
+def mostly(default: object, others: tuple[object, ...]) -> st.SearchStrategy[object]:
+    """`default` about two times in three, else any of `others`: constraints that bite
+    sometimes, so that most holds still find stock."""
+    return st.one_of(st.just(default), st.just(default), st.sampled_from(others))
+
+
+@st.composite
+def reserve_lines(draw: st.DrawFn) -> ReserveLine:
+    strategy = draw(st.sampled_from(list(Strategy)))
+    lot_id = draw(st.sampled_from(LOT_IDS) if strategy is Strategy.LOT else mostly("", LOT_IDS))
+    return ReserveLine(
+        qty=draw(st.integers(1, 8)),
+        strategy=strategy,
+        lot_id=str(lot_id),
+        owner=str(draw(mostly("", OWNER_FILTERS))),
+        min_shelf_life_days=float(draw(mostly(0.0, (1.0, 5.0)))),  # type: ignore[arg-type]
+        bin_prefix=str(draw(mostly("", BIN_PREFIXES))),
+    )
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    command: Command
+    at_ms: int
+    answer: Reply | DomainError
+
+
+@dataclass
+class HoldModel:
+    """One hold as its movements tell it."""
+
+    request_id: str
+    expires_at_ms: int
+    allocations: dict[QuantKey, int] = field(default_factory=dict)
+    reserved: int = 0
+    committed: int = 0
+    released: int = 0
+    state: HoldState = HoldState.ACTIVE
+
+    @property
+    def held(self) -> int:
+        return sum(self.allocations.values())
+
+
+def owner_ok(owner: str, owner_filter: str) -> bool:
+    return owner_filter in ("", owner) or owner.startswith(owner_filter + ":")
+
+
+def bin_ok(bin_: str, prefix: str) -> bool:
+    return prefix in ("", bin_) or bin_.startswith(prefix + "/")
+
+
+def alloc_keys(hold: HoldView) -> list[tuple[QuantKey, int]]:
+    return [(QuantKey(a.lot_id, a.bin, a.status, a.owner), a.qty) for a in hold.allocations]
+
+
+class CellMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock(T0_MS)
+        self.cell = Cell(SKU, SITE, STATUSES, OPENED_SHELF_LIFE_MS, LIMITS)
+        self.journal: list[Movement] = []  # every movement ever drained, in order
+        self.answers: dict[str, FirstAnswer] = {}
+        self.invalid_ids: list[str] = []
+        self.holds: dict[str, HoldModel] = {}
+        self.received_at: dict[str, int] = {}  # lot → engine time of its first receipt
+        self.counter = 0
+
+    # ---------------------------------------------------------------- model helpers
+
+    @property
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def new_id(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def remembered(self, request_id: str) -> FirstAnswer | None:
+        first = self.answers.get(request_id)
+        if first is None or self.now_ms - first.at_ms > LIMITS.dedupe_window_ms:
+            return None
+        return first
+
+    def due_holds(self) -> set[str]:
+        return {h for h, m in self.holds.items() if m.state is HoldState.ACTIVE and m.expires_at_ms <= self.now_ms}
+
+    def due_allocations(self) -> dict[QuantKey, int]:
+        out: dict[QuantKey, int] = {}
+        for hold_id in self.due_holds():
+            for k, q in self.holds[hold_id].allocations.items():
+                out[k] = out.get(k, 0) + q
+        return out
+
+    def qty(self, k: QuantKey) -> int:
+        quant = self.cell.ledger.quants.get(k)
+        return quant.qty if quant else 0
+
+    def effective_held(self, k: QuantKey) -> int:
+        """Held by holds that are not past their TTL (expired holds stop counting at once)."""
+        quant = self.cell.ledger.quants.get(k)
+        return (quant.held if quant else 0) - self.due_allocations().get(k, 0)
+
+    def fresh(self, lot_id: str) -> bool:
+        expiry = LOT_BY_ID[lot_id].effective_expiry_ms
+        return expiry == 0 or expiry > self.now_ms
+
+    def rank(self, strategy: Strategy, k: QuantKey) -> tuple[int, int, str, str]:
+        received = self.received_at[k.lot_id]
+        if strategy is Strategy.FIFO:
+            return (received, 0, k.lot_id, k.bin)
+        if strategy is Strategy.LIFO:
+            return (-received, 0, k.lot_id, k.bin)
+        return (LOT_BY_ID[k.lot_id].effective_expiry_ms or FAR_MS, received, k.lot_id, k.bin)
+
+    def candidates(self, line: ReserveLine, *, for_consume: bool = False) -> dict[QuantKey, int]:
+        """Free qty a line may take, per quant, as the spec says (after the due sweep)."""
+        out: dict[QuantKey, int] = {}
+        for k, quant in self.cell.ledger.quants.items():
+            if not STATUSES.statuses[k.status].sellable:
+                continue
+            if (line.lot_id and k.lot_id != line.lot_id) or not owner_ok(k.owner, line.owner):
+                continue
+            if not bin_ok(k.bin, line.bin_prefix):
+                continue
+            expiry = LOT_BY_ID[k.lot_id].effective_expiry_ms
+            if not for_consume:
+                if not self.fresh(k.lot_id):
+                    continue
+                if expiry and line.min_shelf_life_days and (expiry - self.now_ms) / DAY_MS < line.min_shelf_life_days:
+                    continue
+            free = quant.qty - self.effective_held(k)
+            if free > 0:
+                out[k] = free
+        return out
+
+    def check_greedy(self, strategy: Strategy, picks: list[tuple[QuantKey, int]], cands: dict[QuantKey, int]) -> None:
+        """Picks are in removal order and take whole quants before the last one touched."""
+        assert len({k for k, _ in picks}) == len(picks)
+        for k, q in picks:
+            assert k in cands, f"{k} was not a candidate"
+            assert 0 < q <= cands[k]
+        ranks = [self.rank(strategy, k) for k, _ in picks]
+        assert ranks == sorted(ranks), f"{strategy} picks out of removal order: {picks}"
+        taken = dict(picks)
+        for k, free in cands.items():
+            if ranks and self.rank(strategy, k) < ranks[-1]:
+                assert taken.get(k, 0) == free, f"{strategy} skipped free stock in {k}"
+        assert sum(1 for k, q in picks if q < cands[k]) <= 1
+
+    def record(self, movements: list[Movement]) -> None:
+        """Append drained movements to the journal and follow the holds they change."""
+        for m in movements:
+            self.journal.append(m)
+            if m.kind is MovementKind.RECEIVE and m.lot is not None:
+                assert m.lot.lot_id not in self.received_at, "a lot's dates were sent twice"
+                self.received_at[m.lot.lot_id] = m.lot.received_at_ms
+            if not m.hold_id:
+                assert (m.held_key, m.held_delta) == (None, 0)
+                continue
+            assert m.held_key is not None
+            hold = self.holds.get(m.hold_id)
+            if m.kind is MovementKind.RESERVE:
+                if hold is None:
+                    hold = self.holds[m.hold_id] = HoldModel(m.request_id, m.expires_at_ms)
+                assert hold.state is HoldState.ACTIVE, f"resolved hold {m.hold_id} came back to active"
+                assert (hold.request_id, hold.expires_at_ms) == (m.request_id, m.expires_at_ms)
+                assert m.held_delta > 0
+                hold.allocations[m.held_key] = hold.allocations.get(m.held_key, 0) + m.held_delta
+                hold.reserved += m.held_delta
+                continue
+            assert hold is not None, f"{m.kind} of unknown hold {m.hold_id}"
+            assert hold.state is HoldState.ACTIVE, f"hold {m.hold_id} resolved twice"
+            assert m.held_delta < 0
+            left = hold.allocations.get(m.held_key, 0) + m.held_delta
+            assert left >= 0, f"hold {m.hold_id} gave back more than it held"
+            if left:
+                hold.allocations[m.held_key] = left
+            else:
+                del hold.allocations[m.held_key]
+            if m.kind is MovementKind.COMMIT:
+                assert (m.qty, m.src, m.dst) == (-m.held_delta, m.held_key, External.CUSTOMER)
+                hold.committed -= m.held_delta
+            else:
+                assert m.kind in (MovementKind.RELEASE, MovementKind.EXPIRE, MovementKind.ADJUST)
+                assert (m.qty, m.src, m.dst) == (0, m.held_key, m.held_key)
+                hold.released -= m.held_delta
+            if not hold.allocations:
+                if hold.committed:
+                    hold.state = HoldState.COMMITTED
+                elif m.kind is MovementKind.EXPIRE:
+                    hold.state = HoldState.EXPIRED
+                else:
+                    hold.state = HoldState.RELEASED
+
+    def run(self, cmd: Command) -> tuple[Reply | DomainError, list[Movement]]:
+        """Send one command; check the idempotency and refusal rules; return the answer and
+        the command's own movements (without the EXPIRE sweep that runs before it)."""
+        first = self.remembered(cmd.request_id)
+        due = self.due_holds()
+        before = ledger_state(self.cell.ledger)
+        try:
+            answer: Reply | DomainError = self.cell.handle(cmd, self.now_ms)
+        except DomainError as err:
+            answer = err
+        movements = self.cell.drain()
+        self.record(movements)
+        # Shown by `pytest --hypothesis-show-statistics`: which outcomes the runs reached.
+        event(f"{type(cmd).__name__} → {type(answer).__name__}{' (retry)' if first else ''}")
+        if first is not None:
+            assert movements == [], "a retried request id emitted movements"
+            assert ledger_state(self.cell.ledger) == before, "a retried request id changed the ledger"
+            if same_payload(first.command, cmd):
+                assert answer == first.answer, "a retry did not get the first answer"
+            else:
+                assert isinstance(answer, RequestConflict), f"reused request id answered {answer!r}"
+                assert (answer.request_id, answer.what) == (cmd.request_id, "request id")
+            return answer, []
+        if isinstance(answer, InvalidArgument):
+            assert movements == [], "an invalid command emitted movements"
+            assert ledger_state(self.cell.ledger) == before
+            return answer, []
+        swept = [m for m in movements if m.kind is MovementKind.EXPIRE]
+        own = movements[len(swept) :]
+        assert {m.hold_id for m in swept} == due, "the sweep before a command must take exactly the due holds"
+        assert all(m.kind is not MovementKind.EXPIRE for m in own)
+        assert all(m.request_id == cmd.request_id for m in own)
+        if isinstance(answer, DomainError):
+            assert own == [], f"refusal {answer!r} emitted {own}"
+        self.answers[cmd.request_id] = FirstAnswer(cmd, self.now_ms, answer)
+        return answer, own
+
+    # ---------------------------------------------------------------- rules: commands
+
+    @initialize()
+    def some_sellable_stock(self) -> None:
+        for lot_id, qty, bin_, owner in (
+            ("L-40d", 20, "", "own"),
+            ("L-none", 15, "A/01", "consignment:acme"),
+            ("L-3d", 10, "A/01/P1", "own"),
+        ):
+            lot = LOT_BY_ID[lot_id]
+            cmd = Receive(self.new_id("R"), SKU, SITE, lot_id, qty, bin_, "available", owner, lot.expires_at_ms)
+            assert self.run(cmd)[0] == Received(lot_id, qty)
+
+    @rule(lot=lots, qty=st.integers(1, 20))
+    def receive_sellable(self, lot: LotSpec, qty: int) -> None:
+        cmd = Receive(
+            self.new_id("R"), SKU, SITE, lot.lot_id, qty, "", "available", "own", lot.expires_at_ms, 0, lot.opened_at_ms
+        )
+        assert self.run(cmd)[0] == Received(lot.lot_id, qty)
+
+    @rule(lot=lots, bin_=bins, status=receivable_statuses, owner=owners, qty=qtys, wrong_dates=sometimes)
+    def receive(self, lot: LotSpec, bin_: str, status: str, owner: str, qty: int, wrong_dates: bool) -> None:
+        known = lot.lot_id in self.received_at
+        conflict = wrong_dates and known
+        expires = lot.expires_at_ms + DAY_MS if conflict else lot.expires_at_ms
+        cmd = Receive(self.new_id("R"), SKU, SITE, lot.lot_id, qty, bin_, status, owner, expires, 0, lot.opened_at_ms)
+        k = QuantKey(lot.lot_id, bin_, status, owner)
+        before = self.qty(k)
+        answer, own = self.run(cmd)
+        if conflict:
+            assert isinstance(answer, FailedPrecondition)
+            assert answer.reason == "LOT_DATES_CONFLICT"
+        else:
+            assert answer == Received(lot.lot_id, qty)
+            assert [(m.kind, m.src, m.dst, m.qty) for m in own] == [(MovementKind.RECEIVE, External.SUPPLIER, k, qty)]
+            assert self.qty(k) == before + qty
+
+    @rule(
+        data=st.data(),
+        lines=st.lists(reserve_lines(), min_size=1, max_size=3),
+        ttl_ms=st.sampled_from(TTLS_MS),
+        reuse_hold_id=sometimes,
+    )
+    def reserve(self, data: st.DataObject, lines: list[ReserveLine], ttl_ms: int, reuse_hold_id: bool) -> None:
+        hold_id = data.draw(st.sampled_from(sorted(self.holds))) if reuse_hold_id and self.holds else self.new_id("H")
+        self._reserve(hold_id, lines, ttl_ms)
+
+    @rule(qty=st.integers(1, 5), strategy=st.sampled_from(list(Strategy)), lot=lots, ttl_ms=st.sampled_from(TTLS_MS))
+    def reserve_one_line(self, qty: int, strategy: Strategy, lot: LotSpec, ttl_ms: int) -> None:
+        lot_id = lot.lot_id if strategy is Strategy.LOT else ""
+        self._reserve(self.new_id("H"), [ReserveLine(qty, strategy, lot_id)], ttl_ms)
+
+    def _reserve(self, hold_id: str, lines: list[ReserveLine], ttl_ms: int) -> None:
+        conflict = hold_id in self.holds
+        cands = self.candidates(lines[0])
+        answer, own = self.run(Reserve(self.new_id("R"), SKU, SITE, hold_id, tuple(lines), ttl_ms))
+        total = sum(line.qty for line in lines)
+        if conflict:
+            assert isinstance(answer, RequestConflict)
+            assert (answer.request_id, answer.what) == (hold_id, "hold id")
+            return
+        if len(lines) == 1:
+            assert isinstance(answer, Reserved) == (sum(cands.values()) >= total), (answer, cands)
+        if isinstance(answer, Reserved):
+            hold = answer.hold
+            assert (hold.hold_id, hold.state, hold.held_qty) == (hold_id, HoldState.ACTIVE, total)
+            assert hold.expires_at_ms == self.now_ms + ttl_ms
+            assert {m.kind for m in own} == {MovementKind.RESERVE}
+            assert sum(m.held_delta for m in own) == total
+            if len(lines) == 1:
+                self.check_greedy(lines[0].strategy, alloc_keys(hold), cands)
+        else:
+            assert isinstance(answer, InsufficientStock), answer
+            assert answer.requested in {line.qty for line in lines}
+            assert 0 <= answer.available < answer.requested
+            if len(lines) == 1:
+                assert answer.available == sum(cands.values())
+            assert hold_id not in self.holds
+
+    def _hold_to_resolve(self, data: st.DataObject) -> tuple[str, HoldModel, HoldState, bool]:
+        """Mostly an active hold (so commits and releases succeed), sometimes any hold."""
+        every = sorted(self.holds)
+        active = [h for h in every if self.holds[h].state is HoldState.ACTIVE]
+        hold_id = data.draw(
+            st.sampled_from(active) if active and data.draw(st.integers(0, 3)) else st.sampled_from(every)
+        )
+        hold = self.holds[hold_id]
+        return hold_id, hold, hold.state, hold_id in self.due_holds()
+
+    def _expect_not_active(self, answer: Reply | DomainError, state: HoldState, due: bool) -> bool:
+        """True (and checked) when the hold can no longer be committed or released."""
+        if due or state is HoldState.EXPIRED:
+            assert isinstance(answer, FailedPrecondition)
+            assert answer.reason == "HOLD_EXPIRED"
+            return True
+        if state is not HoldState.ACTIVE:
+            assert isinstance(answer, FailedPrecondition)
+            assert answer.reason == "HOLD_NOT_ACTIVE"
+            return True
+        return False
+
+    def live_holds(self) -> list[str]:
+        due = self.due_holds()
+        return sorted(h for h, m in self.holds.items() if m.state is HoldState.ACTIVE and h not in due)
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data(), qty=st.one_of(st.none(), st.integers(0, 10)))
+    def commit(self, data: st.DataObject, qty: int | None) -> None:
+        self._commit(*self._hold_to_resolve(data), qty)
+
+    @precondition(lambda self: self.live_holds())
+    @rule(data=st.data(), partial=st.booleans())
+    def commit_a_live_hold(self, data: st.DataObject, partial: bool) -> None:
+        hold_id = data.draw(st.sampled_from(self.live_holds()))
+        hold = self.holds[hold_id]
+        qty = data.draw(st.integers(0, hold.held)) if partial else None
+        self._commit(hold_id, hold, HoldState.ACTIVE, False, qty)
+
+    def _commit(self, hold_id: str, hold: HoldModel, state: HoldState, due: bool, qty: int | None) -> None:
+        held = hold.held
+        answer, own = self.run(Commit(self.new_id("R"), SKU, SITE, hold_id, qty))
+        if self._expect_not_active(answer, state, due):
+            return
+        if qty is not None and qty > held:
+            assert isinstance(answer, FailedPrecondition)
+            assert answer.reason == "COMMIT_EXCEEDS_HOLD"
+            return
+        to_commit = held if qty is None else qty
+        assert isinstance(answer, Committed), answer
+        assert (answer.committed_qty, answer.released_qty) == (to_commit, held - to_commit)
+        assert {m.hold_id for m in own} == {hold_id}
+        assert sum(m.qty for m in own if m.kind is MovementKind.COMMIT) == to_commit
+        assert sum(-m.held_delta for m in own if m.kind is MovementKind.RELEASE) == held - to_commit
+        resolved = HoldState.COMMITTED if to_commit else HoldState.RELEASED
+        assert hold.state is resolved
+        assert answer.hold.state is resolved
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        hold_id, hold, state, due = self._hold_to_resolve(data)
+        held = hold.held
+        answer, own = self.run(Release(self.new_id("R"), SKU, SITE, hold_id))
+        if self._expect_not_active(answer, state, due):
+            return
+        assert isinstance(answer, Released), answer
+        assert answer.released_qty == held
+        assert {m.kind for m in own} == {MovementKind.RELEASE}
+        assert hold.state is HoldState.RELEASED
+        assert answer.hold.state is HoldState.RELEASED
+
+    @rule(
+        qty=st.integers(1, 15),
+        strategy=st.sampled_from(list(Strategy)),
+        lot=lots,
+        use_lot=st.booleans(),
+        owner_filter=st.sampled_from(OWNER_FILTERS),
+        bin_prefix=st.sampled_from(BIN_PREFIXES),
+    )
+    def consume(
+        self, qty: int, strategy: Strategy, lot: LotSpec, use_lot: bool, owner_filter: str, bin_prefix: str
+    ) -> None:
+        lot_id = lot.lot_id if use_lot or strategy is Strategy.LOT else ""
+        line = ReserveLine(qty, strategy, lot_id, owner_filter, 0.0, bin_prefix)
+        cands = self.candidates(line, for_consume=True)
+        answer, own = self.run(Consume(self.new_id("R"), SKU, SITE, qty, lot_id, bin_prefix, owner_filter, strategy))
+        assert isinstance(answer, Consumed), answer
+        consumed = min(qty, sum(cands.values()))
+        assert (answer.consumed_qty, answer.shortfall_qty) == (consumed, qty - consumed)
+        picks = [(QuantKey(a.lot_id, a.bin, a.status, a.owner), a.qty) for a in answer.allocations]
+        assert picks == [(m.src, m.qty) for m in own if m.kind is MovementKind.CONSUME]
+        self.check_greedy(strategy, picks, cands)
+        shortfall = [(m.src, m.dst, m.qty) for m in own if m.kind is MovementKind.DISCREPANCY]
+        expected = [(External.COUNT_VARIANCE, External.CUSTOMER, qty - consumed)] if qty > consumed else []
+        assert shortfall == expected
+
+    @rule(lot=lots, bin_=bins, status=any_statuses, owner=owners, counted=st.integers(0, 15))
+    def adjust(self, lot: LotSpec, bin_: str, status: str, owner: str, counted: int) -> None:
+        k = QuantKey(lot.lot_id, bin_, status, owner)
+        known = lot.lot_id in self.received_at
+        previous, held = self.qty(k), self.effective_held(k)
+        answer, _ = self.run(Adjust(self.new_id("R"), SKU, SITE, lot.lot_id, counted, bin_, status, owner))
+        if not known:
+            assert isinstance(answer, NotFound)
+            assert answer.resource_type == "lot"
+            return
+        assert answer == Adjusted(previous, counted, counted - previous)
+        quant = self.cell.ledger.quants.get(k)
+        assert ((quant.qty, quant.held) if quant else (0, 0)) == (counted, min(held, counted))
+
+    @precondition(lambda self: self.live_holds())
+    @rule(data=st.data())
+    def count_a_held_quant(self, data: st.DataObject) -> None:
+        """A count on stock that holds have promised: the holds shrink to fit the count."""
+        held_keys = sorted({k for h in self.live_holds() for k in self.holds[h].allocations})
+        k = data.draw(st.sampled_from(held_keys))
+        counted = data.draw(st.integers(0, self.qty(k) + 2))
+        self.adjust(LOT_BY_ID[k.lot_id], k.bin, k.status, k.owner, counted)
+
+    @rule(
+        lot=lots, from_bin=source_bins, step=st.integers(1, len(BINS) - 1), status=any_statuses, owner=owners, qty=qtys
+    )
+    def move(self, lot: LotSpec, from_bin: str, step: int, status: str, owner: str, qty: int) -> None:
+        to_bin = BINS[(BINS.index(from_bin) + step) % len(BINS)]
+        src, dst = QuantKey(lot.lot_id, from_bin, status, owner), QuantKey(lot.lot_id, to_bin, status, owner)
+        before_src, before_dst = self.qty(src), self.qty(dst)
+        free = before_src - self.effective_held(src)
+        answer, _ = self.run(Move(self.new_id("R"), SKU, SITE, lot.lot_id, qty, from_bin, to_bin, status, owner))
+        if lot.lot_id not in self.received_at:
+            assert isinstance(answer, NotFound)
+        elif free >= qty:
+            assert answer == Moved(qty)
+            assert (self.qty(src), self.qty(dst)) == (before_src - qty, before_dst + qty)
+        else:
+            assert isinstance(answer, InsufficientStock)
+            assert answer.available == max(free, 0)
+
+    @rule(data=st.data(), lot=lots, bin_=source_bins, owner=owners, qty=qtys, allowed=st.booleans())
+    def change_status(self, data: st.DataObject, lot: LotSpec, bin_: str, owner: str, qty: int, allowed: bool) -> None:
+        from_status = data.draw(any_statuses)
+        targets = sorted(STATUSES.statuses[from_status].to)
+        to_status = data.draw(st.sampled_from(targets) if allowed and targets else st.sampled_from(ALL_STATUSES))
+        src = QuantKey(lot.lot_id, bin_, from_status, owner)
+        free = self.qty(src) - self.effective_held(src)
+        cmd = ChangeStatus(self.new_id("R"), SKU, SITE, lot.lot_id, qty, from_status, to_status, bin_, owner)
+        answer, _ = self.run(cmd)
+        if not STATUSES.can_transition(from_status, to_status):
+            assert isinstance(answer, FailedPrecondition)
+            assert answer.reason == "TRANSITION_NOT_ALLOWED"
+        elif lot.lot_id not in self.received_at:
+            assert isinstance(answer, NotFound)
+        elif free >= qty:
+            assert answer == StatusChanged(qty)
+        else:
+            assert isinstance(answer, InsufficientStock)
+            assert answer.available == max(free, 0)
+
+    # ---------------------------------------------------------------- rules: time, retries, bad input
+
+    @rule(ms=clock_jumps)
+    def advance_clock(self, ms: int) -> None:
+        self.clock.advance(ms)
+
+    @rule()
+    def sweep(self) -> None:
+        due = self.due_holds()
+        swept = self.cell.expire_due(self.now_ms)
+        assert self.cell.drain() == swept
+        self.record(swept)
+        assert {m.kind for m in swept} <= {MovementKind.EXPIRE}
+        assert {m.hold_id for m in swept} == due
+        assert all(self.holds[h].state is HoldState.EXPIRED for h in due)
+
+    @precondition(lambda self: self.answers)
+    @rule(data=st.data())
+    def retry_same_payload(self, data: st.DataObject) -> None:
+        request_id = data.draw(st.sampled_from(sorted(self.answers)))
+        self.run(self.answers[request_id].command)  # run() checks: the first answer, no movements
+
+    @precondition(lambda self: self.answers and self.live_holds())
+    @rule(data=st.data())
+    def retry_once_a_hold_is_past_its_ttl(self, data: st.DataObject) -> None:
+        """A retry answers from the window before anything else: even with a hold past its
+        TTL and not yet swept, it must emit no movement (run() checks)."""
+        earliest_expiry_ms = min(self.holds[h].expires_at_ms for h in self.live_holds())
+        self.clock.advance(max(0, earliest_expiry_ms - self.now_ms))
+        recent = sorted(r for r in self.answers if self.remembered(r))
+        if recent:
+            self.run(self.answers[data.draw(st.sampled_from(recent))].command)
+
+    @precondition(lambda self: self.answers)
+    @rule(data=st.data(), other_kind=st.booleans())
+    def retry_other_payload(self, data: st.DataObject, other_kind: bool) -> None:
+        request_id = data.draw(st.sampled_from(sorted(self.answers)))
+        first = self.answers[request_id].command
+        other: Command = (
+            Release(request_id, SKU, SITE, "H-never-reserved")
+            if other_kind and not isinstance(first, Release)
+            else dataclasses.replace(first, doc_ref=first.doc_ref + "-changed")
+        )
+        self.run(other)  # run() checks: RequestConflict while remembered, nothing changed
+
+    @rule(qty=st.integers(-3, 0))
+    def invalid_reserve(self, qty: int) -> None:
+        request_id = self.new_id("R")
+        answer, _ = self.run(Reserve(request_id, SKU, SITE, self.new_id("H"), (ReserveLine(qty),), 1_000))
+        assert isinstance(answer, InvalidArgument)
+        assert {v.field for v in answer.violations} == {"lines[0].qty"}
+        self.invalid_ids.append(request_id)
+
+    @precondition(lambda self: self.invalid_ids)
+    @rule(data=st.data(), qty=qtys)
+    def reuse_an_invalid_request_id(self, data: st.DataObject, qty: int) -> None:
+        request_id = data.draw(st.sampled_from(self.invalid_ids))
+        self.invalid_ids.remove(request_id)
+        answer, _ = self.run(Receive(request_id, SKU, SITE, "L-none", qty, status="available"))
+        assert answer == Received("L-none", qty), "an invalid command must not be remembered"
+
+    # ---------------------------------------------------------------- invariants (DESIGN.md §4)
+
+    @invariant()
+    def ledger_checks_its_own_invariants(self) -> None:
+        self.cell.ledger.check_invariants(self.cell.statuses)
+
+    @invariant()
+    def held_within_qty_and_buckets_conserved(self) -> None:
+        ledger = self.cell.ledger
+        for k, quant in ledger.quants.items():
+            assert 0 <= quant.held <= quant.qty, f"{k}: held {quant.held}, qty {quant.qty}"
+            assert (quant.qty, quant.held) != (0, 0), f"{k}: an empty quant was kept"
+        assert sum(q.qty for q in ledger.quants.values()) + sum(ledger.externals.values()) == 0
+
+    @invariant()
+    def available_is_sellable_unexpired_unheld(self) -> None:
+        expected = sum(
+            quant.qty - self.effective_held(k)
+            for k, quant in self.cell.ledger.quants.items()
+            if STATUSES.statuses[k.status].sellable and self.fresh(k.lot_id)
+        )
+        assert expected >= 0
+        assert self.cell.available(self.now_ms) == expected
+        rows = self.cell.slice(self.now_ms, (Dimension.STATUS, Dimension.LOT))
+        assert sum(r.available for r in rows) == expected
+        assert sum(r.qty for r in rows) == sum(q.qty for q in self.cell.ledger.quants.values())
+        assert all(r.available >= 0 and 0 <= r.held <= r.qty for r in rows)
+
+    @invariant()
+    def replay_from_zero_gives_the_live_state(self) -> None:
+        assert self.cell.outbox == []
+        rebuilt = replay(self.journal)
+        live = self.cell.ledger
+        assert same_balances(rebuilt, live)
+        assert {h: (p.state, p.committed_qty, p.released_qty) for h, p in rebuilt.resolved.items()} == {
+            h: (p.state, p.committed_qty, p.released_qty) for h, p in live.resolved.items()
+        }
+
+    @invariant()
+    def movement_seqs_are_gap_free_from_one(self) -> None:
+        assert [m.seq for m in self.journal] == list(range(1, len(self.journal) + 1))
+        assert self.cell.ledger.seq == len(self.journal)
+
+    @invariant()
+    def every_hold_is_resolved_at_most_once(self) -> None:
+        ledger, due = self.cell.ledger, self.due_holds()
+        assert set(ledger.active) | set(ledger.resolved) == set(self.holds)
+        for hold_id, hold in self.holds.items():
+            part = ledger.hold(hold_id)
+            view = self.cell.hold_view(hold_id, self.now_ms)
+            assert part is not None
+            assert view is not None
+            assert (view.committed_qty, view.released_qty) == (hold.committed, hold.released)
+            if hold.state is HoldState.ACTIVE:
+                assert hold_id in ledger.active
+                assert hold_id not in ledger.resolved
+                assert part.allocations == hold.allocations
+                expired = hold_id in due
+                assert view.state is (HoldState.EXPIRED if expired else HoldState.ACTIVE)
+                assert view.held_qty == (0 if expired else hold.held)
+            else:
+                assert hold_id in ledger.resolved
+                assert hold_id not in ledger.active
+                assert part.state is hold.state
+                assert view.state is hold.state
+                assert view.held_qty == 0
+                assert hold.committed + hold.released == hold.reserved
+
+
+CellMachine.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestCellInvariants = CellMachine.TestCase
