@@ -21,6 +21,17 @@ class RunningEngine:
     gateway: Gateway
     grpc_address: str  # host:port clients dial
     metrics_url: str  # "" when metrics are off
+    nats: Any = None  # the embedded nats-server (EmbeddedNats) when this engine started one
+
+
+async def start_embedded_nats(settings: Settings) -> Any:
+    """The embedded journal: a nats-server from the pip-installed binary, on 127.0.0.1."""
+    from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
+
+    nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=settings.data_dir / "nats", port=settings.nats_port))
+    await nats.start()
+    log.info("embedded nats-server started", url=nats.url, data_dir=str(settings.data_dir / "nats"))
+    return nats
 
 
 @asynccontextmanager
@@ -33,21 +44,30 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     from engine.runtime.cluster import start_gateway
 
     own_gateway = gateway is None
-    gw = gateway or await start_gateway(settings)
+    nats: Any = None
     server: Any = None
     metrics: Any = None
+    gw = gateway
     try:
+        if gw is None:
+            nats_url = settings.nats_url
+            if settings.journal == "nats" and not nats_url:
+                nats = await start_embedded_nats(settings)
+                nats_url = nats.url
+            gw = await start_gateway(settings, nats_url)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
-        server, port = await start_server(gw, settings.host, settings.port, options)
+        server, port = await start_server(gw, settings.host, settings.port, options, admin=gw)
         metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         address = f"{settings.host}:{port}"
         metrics_url = f"http://{settings.host}:{metrics.port}/metrics"
         log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
-        yield RunningEngine(settings, gw, address, metrics_url)
+        yield RunningEngine(settings, gw, address, metrics_url, nats)
     finally:
         if server is not None:
             await server.stop(2.0)
         if metrics is not None:
             metrics.stop()
-        if own_gateway:
+        if own_gateway and gw is not None:
             await gw.close()
+        if nats is not None:
+            await nats.stop()

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     sweep_interval_ms: int = Field(1_000, ge=0, le=3_600_000, description="expired-hold sweep period; 0 disables")
     status_dictionary: Path | None = Field(None, description="status dictionary JSON; default: the packaged one")
 
+    # journal and snapshots (DESIGN §9)
+    journal: Literal["nats", "memory"] = Field(
+        "nats", description="'nats': durable JetStream journal; 'memory': nothing survives a restart (dev only)"
+    )
+    nats_url: str = Field("", description="'' starts an embedded nats-server; else nats://host:port[,...] of a cluster")
+    nats_port: int = Field(0, ge=0, le=65535, description="port of the embedded nats-server; 0 picks a free one")
+    journal_replicas: int = Field(1, ge=1, le=5, description="JetStream replicas of the journal (3 in a cluster)")
+    snapshot_every_batches: int = Field(20_000, ge=1, description="snapshot a shard after this many batches")
+    snapshot_interval_ms: int = Field(60_000, ge=1_000, description="or after this much time with new batches")
+    shard_max_restarts: int = Field(100, ge=0, le=100_000, description="Ray restarts of a crashed shard actor")
+
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

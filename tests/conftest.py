@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -48,13 +50,16 @@ def ray_session() -> Iterator[None]:
 
 
 def engine_settings(**overrides: object) -> Settings:
-    """An engine on free ports, in a namespace of its own (its shards are its own)."""
+    """An engine on free ports, in a namespace and data dir of its own (its shards, its
+    embedded nats-server and journal are its own)."""
+    tag = uuid.uuid4().hex[:8]
     base: dict[str, object] = {
         "port": 0,
         "metrics_port": 0,
         "shards": 2,
-        "namespace": f"t-{uuid.uuid4().hex[:8]}",
+        "namespace": f"t-{tag}",
         "sweep_interval_ms": 200,
+        "data_dir": Path(tempfile.gettempdir()) / "lotwise-tests" / tag,
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

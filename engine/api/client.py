@@ -34,13 +34,15 @@ import structlog
 
 from engine.api import convert
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
+from engine.api.gen.lotwise.v1 import admin_pb2 as apb
+from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy
 from engine.domain.errors import DeadlineExceeded
-from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
+from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, ShardCheck, StockQuery, StockRow
 
 log = structlog.get_logger("lotwise.client")
 
@@ -112,6 +114,7 @@ class LotwiseClient:
             )
         self.channel = channel
         self._stub = pb_grpc.InventoryStub(channel)
+        self._admin = apb_grpc.AdminStub(channel)
         self._timeout_s = timeout_s
         self._retry = retry
         self._metadata = tuple(metadata)
@@ -388,6 +391,27 @@ class LotwiseClient:
         req = convert.stock_query_to_pb(query or StockQuery())
         reply = await self._call(self._stub.QueryStock, req, timeout_s)
         return [convert.stock_row_from_pb(r) for r in reply.rows]
+
+    # ---- operations (lotwise.v1.Admin) ----
+
+    async def verify(self, *, timeout_s: float | None = 600.0) -> tuple[bool, list[ShardCheck]]:
+        """Rebuild every shard from snapshot + journal and compare with the live state."""
+        reply = await self._call(self._admin.Verify, apb.VerifyRequest(), timeout_s)
+        checks = [
+            ShardCheck(c.shard, c.batch_seq, c.live_hash, c.rebuilt_hash, c.replayed_batches, c.error)
+            for c in reply.shards
+        ]
+        return reply.ok, checks
+
+    async def shard_stats(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        reply = await self._call(self._admin.ShardStats, apb.ShardStatsRequest(), timeout_s)
+        return [{f.name: getattr(s, f.name) for f in s.DESCRIPTOR.fields} for s in reply.shards]
+
+    async def snapshot(self, *, timeout_s: float | None = 120.0) -> dict[str, int]:
+        return dict((await self._call(self._admin.Snapshot, apb.SnapshotRequest(), timeout_s)).batch_seq)
+
+    async def pin_pair(self, sku: str, site: str, *, timeout_s: float | None = None) -> str:
+        return (await self._call(self._admin.PinPair, apb.PinPairRequest(sku=sku, site=site), timeout_s)).shard
 
     # ---- plumbing ----
 

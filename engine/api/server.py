@@ -20,7 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from engine.api.admin import ADMIN_SERVICE_NAME, AdminGateway, AdminServicer
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS
+from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer
 
@@ -186,10 +188,12 @@ async def start_server(
     *,
     metrics: ApiMetrics | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    admin: AdminGateway | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
     Without `credentials` the port is plaintext, meant for 127.0.0.1 and behind a TLS proxy.
+    With `admin`, lotwise.v1.Admin is served too (verify, shard stats, snapshots, pins).
     """
     server = grpc.aio.server(
         interceptors=[ObservabilityInterceptor(metrics or default_metrics())],
@@ -197,18 +201,22 @@ async def start_server(
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
     pb_grpc.add_InventoryServicer_to_server(InventoryServicer(gateway, retry_delay_ms=options.retry_delay_ms), server)
+    services = [SERVICE_NAME]
+    if admin is not None:
+        apb_grpc.add_AdminServicer_to_server(AdminServicer(admin, retry_delay_ms=options.retry_delay_ms), server)
+        services.append(ADMIN_SERVICE_NAME)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((*services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     address = f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     await server.start()
-    for service in ("", SERVICE_NAME):
+    for service in ("", *services):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("grpc server started", host=host, port=bound, services=[SERVICE_NAME])
+    log.info("grpc server started", host=host, port=bound, services=services)
     return LotwiseServer(server, bound, health_servicer), bound
 
 

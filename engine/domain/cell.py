@@ -302,7 +302,21 @@ class Cell:
         held = part.held_qty
         for key, alloc in list(part.allocations.items()):
             self._release_leg(cmd, now_ms, key, alloc, cmd.hold_id)
+        if cmd.abort:
+            self._void_answer(part.request_id, cmd.hold_id)
         return Released(self._view(part, now_ms), held)
+
+    def _void_answer(self, request_id: str, hold_id: str) -> None:
+        """Replace a remembered success by HOLD_ABORTED (see Release.abort)."""
+        seen = self._seen.get(request_id)
+        if seen is not None and not isinstance(seen[2], DomainError):
+            aborted = FailedPrecondition(
+                "HOLD_ABORTED",
+                f"hold {hold_id!r} was rolled back because another of its lines failed; "
+                "place it again with a new request id and hold id",
+                {"hold_id": hold_id},
+            )
+            self._seen[request_id] = (seen[0], seen[1], aborted)
 
     def _consume(self, cmd: Consume, now_ms: int) -> Consumed:
         # A physical fact: take what the books have (unheld, on hand), never refuse.

@@ -114,11 +114,17 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Release:
+    """Release what a hold still holds. With `abort`, the release rolls back a reserve that
+    failed as a whole (another line of a multi-line hold was refused): the reserve's own
+    request id then answers HOLD_ABORTED instead of its cached success, so a retry of the
+    failed reserve can never report stock that is no longer held."""
+
     request_id: str
     sku: str
     site: str
     hold_id: str
     doc_ref: str = ""
+    abort: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from engine.domain.model import Movement
 
@@ -39,33 +40,117 @@ class ManualClock:
         self._now_ms += ms
 
 
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One shard batch, as journaled: the mutating ops applied, in order, at `now_ms`, and
+    the movements they produced. Replaying the ops at the same engine time rebuilds the
+    shard exactly (the domain is deterministic), idempotency window included; the
+    movements feed every downstream consumer and let replay check itself."""
+
+    shard: str
+    batch_seq: int  # per shard, gap-free from 1
+    now_ms: int
+    ops: tuple[Any, ...]  # cell commands and shard ops (engine.runtime.shard.Op)
+    movements: tuple[Movement, ...]
+
+
+class JournalError(Exception):
+    """Base of journal failures. None of them means a batch was acknowledged."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal could not confirm the append (down, timeout): the batch is not acknowledged."""
+
+
+class JournalConflict(JournalError):
+    """Someone else appended to this shard's stream since `expected_position`: this writer is
+    stale (a zombie after a restart, or a late ack) and must recover before writing again."""
+
+    def __init__(self, stream: str, expected_position: int, actual: str = "") -> None:
+        super().__init__(f"{stream}: expected last position {expected_position}{actual and ', ' + actual}")
+        self.stream, self.expected_position = stream, expected_position
+
+
+class JournalCorrupt(JournalError):
+    """A journal message cannot be decoded, or batch sequence numbers have a gap. Recovery
+    stops here; nothing is skipped silently."""
+
+    def __init__(self, stream: str, position: int, reason: str) -> None:
+        super().__init__(f"journal {stream} at position {position}: {reason}")
+        self.stream, self.position, self.reason = stream, position, reason
+
+
 class Journal(Protocol):
-    """The durable, ordered log of movements, one stream per shard (DESIGN.md §9).
+    """The durable, ordered log of shard batches, one stream (subject) per shard (DESIGN §9)."""
 
-    `append` returns the batch's journal sequence only once the batch is durable; a
-    raised exception means the batch was not acknowledged and must not be replied to.
-    """
+    async def append(self, entry: JournalEntry, expected_position: int) -> int:
+        """Append durably and return the entry's position. `expected_position` is the
+        position of this shard's last entry (0: none); raises JournalConflict if it moved,
+        JournalUnavailable if durability is not confirmed."""
+        ...
 
-    async def append(self, shard: str, movements: Sequence[Movement]) -> int: ...
+    def read(self, shard: str, after_position: int = 0) -> AsyncIterator[tuple[int, JournalEntry]]:
+        """The shard's entries after `after_position`, in order, with their positions.
+        Raises JournalCorrupt on an undecodable entry."""
+        ...
 
-    async def read(self, shard: str, from_seq: int = 1) -> list[tuple[int, tuple[Movement, ...]]]: ...
+    async def last_position(self, shard: str) -> int:
+        """Position of the shard's last entry; 0 when it has none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A shard's state as of journal `position` (its batch `batch_seq`)."""
+
+    shard: str
+    batch_seq: int
+    position: int
+    taken_at_ms: int
+    blob: bytes
+
+
+class SnapshotStore(Protocol):
+    async def save(self, snapshot: Snapshot) -> None: ...
+
+    async def load(self, shard: str) -> Snapshot | None:
+        """The newest snapshot of the shard, or None."""
+        ...
 
 
 class InMemoryJournal:
-    """The in-memory journal: ordered, gap-free per shard; not durable (unit tests, dev)."""
+    """Ordered, gap-free, fenced like the real one; not durable (unit tests, dev).
 
-    def __init__(self, max_batches: int = 1_000_000) -> None:
-        self._streams: dict[str, list[tuple[Movement, ...]]] = {}
-        self._max_batches = max_batches
+    Entries are kept as objects, so no codec is involved; positions are per shard.
+    """
 
-    async def append(self, shard: str, movements: Sequence[Movement]) -> int:
-        stream = self._streams.setdefault(shard, [])
-        if len(stream) >= self._max_batches:
-            # Bounded: an in-memory journal that grew without end would take the process down.
-            del stream[: self._max_batches // 2]
-        stream.append(tuple(movements))
+    def __init__(self, max_entries_per_shard: int = 1_000_000) -> None:
+        self._streams: dict[str, list[JournalEntry]] = {}
+        self._max = max_entries_per_shard  # bounded: a dev journal must not eat the machine
+
+    async def append(self, entry: JournalEntry, expected_position: int) -> int:
+        stream = self._streams.setdefault(entry.shard, [])
+        if len(stream) != expected_position:
+            raise JournalConflict(entry.shard, expected_position, f"last is {len(stream)}")
+        if len(stream) >= self._max:
+            raise JournalUnavailable(f"in-memory journal of {entry.shard} is full ({self._max} entries)")
+        stream.append(entry)
         return len(stream)
 
-    async def read(self, shard: str, from_seq: int = 1) -> list[tuple[int, tuple[Movement, ...]]]:
-        stream = self._streams.get(shard, [])
-        return [(i + 1, batch) for i, batch in enumerate(stream) if i + 1 >= from_seq]
+    async def read(self, shard: str, after_position: int = 0) -> AsyncIterator[tuple[int, JournalEntry]]:
+        for i, entry in enumerate(list(self._streams.get(shard, ()))[after_position:], start=after_position + 1):
+            yield i, entry
+
+    async def last_position(self, shard: str) -> int:
+        return len(self._streams.get(shard, ()))
+
+
+class InMemorySnapshotStore:
+    def __init__(self) -> None:
+        self._snapshots: dict[str, Snapshot] = {}
+
+    async def save(self, snapshot: Snapshot) -> None:
+        self._snapshots[snapshot.shard] = snapshot
+
+    async def load(self, shard: str) -> Snapshot | None:
+        return self._snapshots.get(shard)

@@ -7,7 +7,9 @@ namespace, so several gateways share them.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -17,10 +19,10 @@ import structlog
 from engine.domain.cell import CellLimits
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary, load_dictionary
 from engine.runtime.batcher import BatchLimits, SendBatch
-from engine.runtime.gateway import Gateway
+from engine.runtime.gateway import Gateway, ShardAdmin
+from engine.runtime.host import Backend, BackendFactory, ShardHost, SnapshotPolicy, in_memory_backend
 from engine.runtime.metrics import default_runtime_metrics
 from engine.runtime.routing import Directory
-from engine.runtime.shard import ShardHost
 from engine.settings import Settings
 
 log = structlog.get_logger("lotwise.cluster")
@@ -77,13 +79,46 @@ def init_ray(settings: Settings) -> None:
     ray.init(**kwargs)
 
 
-def shard_actor(name: str, settings: Settings, statuses: StatusDictionary) -> Any:
-    """Find or start the shard actor `name` (named, so other gateways share it)."""
-    limits = CellLimits(
+def cell_limits(settings: Settings) -> CellLimits:
+    return CellLimits(
         dedupe_window_ms=settings.dedupe_window_ms,
         dedupe_max_entries=settings.dedupe_max_entries,
         resolved_hold_retention_ms=settings.resolved_hold_retention_ms,
     )
+
+
+def journal_backend(settings: Settings, nats_url: str) -> BackendFactory:
+    """How a shard (in its own process) reaches the journal: picklable, connects lazily."""
+    if settings.journal == "memory":
+        return in_memory_backend
+    from adapters.nats.journal import JournalConfig
+
+    # One stream, subject space and bucket per engine namespace: engines can share a NATS.
+    tag = re.sub(r"[^A-Za-z0-9_-]", "_", settings.namespace)
+    config = JournalConfig(
+        url=nats_url,
+        replicas=settings.journal_replicas,
+        stream=f"LOTWISE_JOURNAL_{tag}",
+        subject_prefix=f"lotwise.journal.{tag}",
+        snapshot_bucket=f"lotwise-snapshots-{tag}",
+        # A healthy server acks an fsynced write in about a millisecond; past 2 s the batch
+        # is answered UNAVAILABLE (and retried) rather than holding the shard longer.
+        ack_timeout_s=2.0,
+    )
+
+    async def connect() -> Backend:
+        from adapters.nats.journal import connect_journal
+
+        journal, snapshots, close = await connect_journal(config)
+        return Backend(journal, snapshots, close)
+
+    return connect
+
+
+def shard_actor(name: str, settings: Settings, statuses: StatusDictionary, backend: BackendFactory) -> Any:
+    """Find or start the shard actor `name` (named, so other gateways share it)."""
+    durable = settings.journal == "nats"
+    limits = cell_limits(settings)
     return _REMOTE_SHARD.options(
         name=f"shard:{name}",
         namespace=settings.namespace,
@@ -91,9 +126,19 @@ def shard_actor(name: str, settings: Settings, statuses: StatusDictionary) -> An
         # In a cluster the shards outlive any one gateway process; embedded, they die with it.
         lifetime="detached" if settings.ray_address else None,
         num_cpus=0,  # shards are I/O-and-CPU bound but few; do not let Ray's CPU accounting cap them
-        max_restarts=0,  # with the in-memory journal a restarted shard would come back empty
+        # A crashed shard restarts and recovers from snapshot + journal; with the in-memory
+        # journal it would come back empty, so it stays down (its calls answer UNAVAILABLE).
+        max_restarts=settings.shard_max_restarts if durable else 0,
         max_concurrency=64,
-    ).remote(name, statuses, limits, None, None, settings.sweep_interval_ms)
+    ).remote(
+        name,
+        statuses,
+        limits,
+        None,
+        backend,
+        settings.sweep_interval_ms,
+        SnapshotPolicy(settings.snapshot_every_batches, settings.snapshot_interval_ms),
+    )
 
 
 def _sender(actor: Any) -> SendBatch:
@@ -103,12 +148,15 @@ def _sender(actor: Any) -> SendBatch:
     return send
 
 
-async def start_gateway(settings: Settings) -> Gateway:
-    """Start Ray if needed, find or start the shards and the directory, return a gateway."""
+async def start_gateway(settings: Settings, nats_url: str = "") -> Gateway:
+    """Start Ray if needed, find or start the shards and the directory, return a gateway.
+
+    `nats_url` is where the journal is (the embedded server's, or settings.nats_url)."""
     init_ray(settings)
     statuses = load_dictionary(settings.status_dictionary) if settings.status_dictionary else DEFAULT_DICTIONARY
+    backend = journal_backend(settings, nats_url or settings.nats_url)
     names = tuple(f"{i:03d}" for i in range(settings.shards))
-    actors = {name: shard_actor(name, settings, statuses) for name in names}
+    actors = {name: shard_actor(name, settings, statuses, backend) for name in names}
     directory_actor = _REMOTE_DIRECTORY.options(
         name=DIRECTORY_ACTOR,
         namespace=settings.namespace,
@@ -122,12 +170,20 @@ async def start_gateway(settings: Settings) -> Gateway:
         raise RuntimeError(
             f"the running engine has {len(directory.shard_names)} shards, this gateway was given {len(names)}"
         )
-    for actor in actors.values():
-        await actor.ping.remote()  # fail fast if a shard cannot start
+    # Every shard recovers (snapshot + journal) before the gateway serves; a corrupt journal
+    # stops the start here, naming the stream and position.
+    try:
+        await asyncio.gather(*(actor.start.remote() for actor in actors.values()))
+    except Exception:
+        if not settings.ray_address:  # embedded: nobody else will use these actors
+            for actor in (*actors.values(), directory_actor):
+                ray.kill(actor)
+        raise
 
     async def factory(name: str) -> SendBatch:
-        actor = actors.get(name) or shard_actor(name, settings, statuses)
+        actor = actors.get(name) or shard_actor(name, settings, statuses, backend)
         actors[name] = actor
+        await actor.start.remote()
         return _sender(actor)
 
     limits = BatchLimits(settings.batch_max, settings.batch_window_ms, settings.queue_max, settings.max_in_flight)
@@ -150,8 +206,16 @@ async def start_gateway(settings: Settings) -> Gateway:
         if embedded:
             ray.kill(directory_actor)
 
+    async def call(name: str, method: str) -> Any:
+        actor = actors.get(name)
+        if actor is None:
+            await factory(name)
+            actor = actors[name]
+        return await getattr(actor, method).remote()
+
     observe = default_runtime_metrics().observer()
-    return Gateway(directory, senders, factory, store, statuses, limits, close, actors, observe)
+    admin = ShardAdmin(call, backend, cell_limits(settings))
+    return Gateway(directory, senders, factory, store, statuses, limits, close, actors, observe, admin)
 
 
 def shutdown_ray() -> None:

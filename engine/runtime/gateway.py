@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import structlog
+
 from engine.domain.catalog import Site, Sku, validate_site, validate_sku
-from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.cell import CellLimits, Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
     MAX_LINES,
     Adjust,
@@ -35,11 +37,27 @@ from engine.domain.commands import (
     validate,
     validate_reserve_line,
 )
-from engine.domain.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from engine.domain.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from engine.domain.model import HoldState, HoldView
-from engine.domain.ports import Clock
+from engine.domain.ports import Clock, JournalError
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
+from engine.runtime.host import (
+    Backend,
+    BackendFactory,
+    HostState,
+    ShardHost,
+    rebuild,
+    shared_in_memory_backend,
+)
 from engine.runtime.routing import Directory, Pair, pinned_shard_name
 from engine.runtime.shard import (
     Adopt,
@@ -56,7 +74,6 @@ from engine.runtime.shard import (
     ReadSlice,
     RegisterHold,
     ScanCells,
-    ShardHost,
 )
 from engine.runtime.types import (
     AggregateState,
@@ -64,10 +81,13 @@ from engine.runtime.types import (
     CommitLine,
     HoldLine,
     HoldSummary,
+    ShardCheck,
     StockQuery,
     StockRow,
     aggregate_state,
 )
+
+log = structlog.get_logger("lotwise.gateway")
 
 UNDO_SUFFIX = "#undo"  # request id suffix of a failed multi-line hold's compensating releases (reserved)
 MAX_REROUTES = 12  # a pair can move while a request is in flight; bounded retries
@@ -99,6 +119,15 @@ class MemoryDirectoryStore:
         self._directory = replace(directory, pins=dict(directory.pins))
 
 
+@dataclass(frozen=True, slots=True)
+class ShardAdmin:
+    """What operators' tools need beyond the batched write path."""
+
+    call: Callable[[str, str], Awaitable[Any]]  # (shard, method name) → that host method's result
+    backend: BackendFactory  # the journal and snapshots, read independently of the shards
+    limits: CellLimits  # the shards' limits: replay must use the very same
+
+
 def _raise_if_refused(result: Any) -> Any:
     if isinstance(result, DomainError):
         raise result
@@ -117,7 +146,9 @@ class Gateway:
         on_close: Callable[[], Awaitable[None]] | None = None,
         handles: dict[str, Any] | None = None,
         observe: BatchObserver | None = None,
+        admin: ShardAdmin | None = None,
     ) -> None:
+        self._admin = admin
         self.directory = directory
         # The shards themselves (ShardHost objects or Ray actor handles), by name: for
         # sweeps, stats and the bench; requests never bypass the batchers through them.
@@ -140,27 +171,52 @@ class Gateway:
         statuses: StatusDictionary = DEFAULT_DICTIONARY,
         batch_limits: BatchLimits = BatchLimits(),
         sweep_interval_ms: int = 1_000,
+        backend: BackendFactory | None = None,
     ) -> Gateway:
-        """Shards in this process (no Ray): unit tests, embedding, the API's own tests."""
-        hosts: dict[str, ShardHost] = {}
+        """Shards in this process (no Ray): unit tests, embedding, the API's own tests.
 
-        def make(name: str) -> ShardHost:
-            host = ShardHost(name, statuses, clock=clock, sweep_interval_ms=sweep_interval_ms)
+        The journal is in memory (one for all shards, so `verify` can read it) unless
+        `backend` says otherwise."""
+        hosts: dict[str, ShardHost] = {}
+        backend = backend or shared_in_memory_backend()
+
+        def make(name: str) -> SendBatch:
+            host = ShardHost(name, statuses, clock=clock, backend=backend, sweep_interval_ms=sweep_interval_ms)
             hosts[name] = host
-            return host
+
+            async def send(ops: list[Any]) -> list[Any]:
+                if host.state is HostState.NEW:
+                    await host.start()  # in-process: the first call waits for recovery
+                return await host.apply(ops)
+
+            return send
 
         names = tuple(f"shard-{i}" for i in range(shards))
-        senders: dict[str, SendBatch] = {name: make(name).apply for name in names}
+        senders: dict[str, SendBatch] = {name: make(name) for name in names}
 
         async def factory(name: str) -> SendBatch:
-            return (hosts.get(name) or make(name)).apply
+            return senders.get(name) or senders.setdefault(name, make(name))
 
         async def close() -> None:
             for host in hosts.values():
                 await host.stop()
 
+        async def call(name: str, method: str) -> Any:
+            return await getattr(hosts[name], method)()
+
         directory = Directory(names)
-        return cls(directory, senders, factory, MemoryDirectoryStore(directory), statuses, batch_limits, close, hosts)
+        admin = ShardAdmin(call, backend, CellLimits())
+        return cls(
+            directory,
+            senders,
+            factory,
+            MemoryDirectoryStore(directory),
+            statuses,
+            batch_limits,
+            close,
+            hosts,
+            admin=admin,
+        )
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
@@ -255,12 +311,18 @@ class Gateway:
             return_exceptions=True,
         )
         header_result, line_results = outcomes[0], outcomes[1:]
-        failure = next((r for r in (header_result, *line_results) if isinstance(r, BaseException)), None)
-        if failure is not None:
-            # All-or-nothing: undo the lines that were held, then report the first refusal.
-            held = [c for c, r in zip(cmds, line_results, strict=True) if not isinstance(r, BaseException)]
-            await self._compensate(request_id, hold_id, held, doc_ref)
-            raise failure
+        failures = [r for r in (header_result, *line_results) if isinstance(r, BaseException)]
+        if failures:
+            # All-or-nothing: abort every line that was held, and every line whose outcome
+            # is unknown (its shard failed mid-call; the reserve may be in its journal).
+            # A line that was refused outright holds nothing and needs no abort.
+            undo = [
+                c
+                for c, r in zip(cmds, line_results, strict=True)
+                if not isinstance(r, BaseException) or isinstance(r, Unavailable | DeadlineExceeded)
+            ]
+            await self._abort(request_id, hold_id, undo, doc_ref)
+            raise _root_cause(failures)
         parts: tuple[HoldView, ...] = tuple(r.hold for r in line_results)
         return HoldSummary(hold_id, aggregate_state(parts), parts, min(p.expires_at_ms for p in parts))
 
@@ -284,15 +346,21 @@ class Gateway:
             raise InvalidArgument(out)
         return by_pair
 
-    async def _compensate(self, request_id: str, hold_id: str, held: Sequence[Reserve], doc_ref: str) -> None:
+    async def _abort(self, request_id: str, hold_id: str, lines: Sequence[Reserve], doc_ref: str) -> None:
+        """Roll back the lines of a failed hold. Best effort by design: a line whose abort
+        cannot be delivered now stays held at most until its TTL, and a retry of the same
+        reserve aborts it again (its other lines answer HOLD_ABORTED)."""
         undo = request_id[: 128 - len(UNDO_SUFFIX)] + UNDO_SUFFIX
         results = await asyncio.gather(
-            *(self._to_pair(c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref), None) for c in held)
+            *(
+                self._to_pair(c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True), None)
+                for c in lines
+            ),
+            return_exceptions=True,
         )
-        for result in results:
-            if isinstance(result, DomainError) and not isinstance(result, NotFound):
-                # The hold's TTL still bounds the damage: it expires and is swept.
-                raise result
+        for cmd, result in zip(lines, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, NotFound | FailedPrecondition):
+                log.warning("abort of a failed hold line not delivered", hold_id=hold_id, sku=cmd.sku, site=cmd.site)
 
     async def _header(self, hold_id: str, deadline: float | None) -> HoldHeader:
         out: list[FieldViolation] = []
@@ -318,7 +386,7 @@ class Gateway:
         ]
         for cmd in cmds:
             validate(cmd, self.statuses)
-        await self._check_parts(hold_id, header, {(c.sku, c.site): c.qty for c in cmds}, deadline)
+        await self._check_parts(hold_id, header, {(c.sku, c.site): c.qty for c in cmds}, HoldState.COMMITTED, deadline)
         results = await asyncio.gather(*(self._to_pair(c.sku, c.site, c, deadline) for c in cmds))
         return self._summary(hold_id, [_raise_if_refused(r).hold for r in _first_refusal_last(results)])
 
@@ -346,12 +414,17 @@ class Gateway:
         cmds = [Release(request_id, sku, site, hold_id, doc_ref) for sku, site in header.pairs]
         for cmd in cmds:
             validate(cmd, self.statuses)
-        await self._check_parts(hold_id, header, dict.fromkeys(header.pairs), deadline)
+        await self._check_parts(hold_id, header, dict.fromkeys(header.pairs), HoldState.RELEASED, deadline)
         results = await asyncio.gather(*(self._to_pair(c.sku, c.site, c, deadline) for c in cmds))
         return self._summary(hold_id, [_raise_if_refused(r).hold for r in _first_refusal_last(results)])
 
     async def _check_parts(
-        self, hold_id: str, header: HoldHeader, qty_by_pair: dict[Pair, int | None], deadline: float | None
+        self,
+        hold_id: str,
+        header: HoldHeader,
+        qty_by_pair: dict[Pair, int | None],
+        done_state: HoldState,
+        deadline: float | None,
     ) -> None:
         """Refuse a commit or release before sending any part that a cell would refuse.
 
@@ -370,6 +443,8 @@ class Gateway:
         for (sku, site), part in zip(header.pairs, parts, strict=True):
             if part is None:
                 raise NotFound("hold", f"{hold_id} at {sku}@{site}")
+            if part.state is done_state:
+                continue  # an earlier attempt of this very resolution got this far: finish it
             if part.state is not HoldState.ACTIVE:
                 reason = "HOLD_EXPIRED" if part.state is HoldState.EXPIRED else "HOLD_NOT_ACTIVE"
                 raise FailedPrecondition(
@@ -469,8 +544,67 @@ class Gateway:
         self.directory = directory
         return target
 
+    # ---- operations ----
+
+    def _require_admin(self) -> ShardAdmin:
+        if self._admin is None:
+            raise Unavailable("this gateway has no admin access to its shards")
+        return self._admin
+
+    async def shard_stats(self) -> list[dict[str, Any]]:
+        admin = self._require_admin()
+        return list(await asyncio.gather(*(admin.call(name, "stats") for name in self.directory.all_shards())))
+
+    async def snapshot(self) -> dict[str, int]:
+        admin = self._require_admin()
+        names = self.directory.all_shards()
+        return dict(zip(names, await asyncio.gather(*(admin.call(n, "snapshot_now") for n in names)), strict=True))
+
+    async def verify(self) -> list[ShardCheck]:
+        """Rebuild every shard from snapshot + journal here, and compare with the live one."""
+        admin = self._require_admin()
+        backend = await admin.backend()
+        try:
+            return [await self._verify_shard(admin, backend, name) for name in self.directory.all_shards()]
+        finally:
+            await backend.close()
+
+    async def _verify_shard(self, admin: ShardAdmin, backend: Backend, name: str) -> ShardCheck:
+        batch_seq, live_hash = await admin.call(name, "state_hash")
+        replayed = 0
+
+        def count(_: int) -> None:
+            nonlocal replayed
+            replayed += 1
+
+        try:
+            core, rebuilt_seq, _ = await rebuild(
+                name, self.statuses, admin.limits, backend.journal, backend.snapshots, batch_seq, count
+            )
+        except JournalError as exc:
+            return ShardCheck(name, batch_seq, live_hash, "", replayed, f"{type(exc).__name__}: {exc}")
+        if rebuilt_seq != batch_seq:
+            error = f"the journal ends at batch {rebuilt_seq}; the live shard is at batch {batch_seq}"
+            return ShardCheck(name, batch_seq, live_hash, "", replayed, error)
+        return ShardCheck(name, batch_seq, live_hash, core.state_hash(), replayed)
+
     def queue_depths(self) -> dict[str, int]:
         return {name: b.pending for name, b in self._batchers.items()}
+
+
+def _root_cause(failures: Sequence[BaseException]) -> BaseException:
+    """Of a failed hold's refusals, the one that says why: a definite refusal (e.g.
+    INSUFFICIENT_STOCK) before HOLD_ABORTED (an earlier attempt was rolled back), before
+    the retryable UNAVAILABLE."""
+
+    def rank(exc: BaseException) -> int:
+        if isinstance(exc, Unavailable | DeadlineExceeded):
+            return 2
+        if isinstance(exc, FailedPrecondition) and exc.reason == "HOLD_ABORTED":
+            return 1
+        return 0
+
+    return min(failures, key=rank)
 
 
 def _check_commit_lines(lines: Sequence[CommitLine] | None) -> None:

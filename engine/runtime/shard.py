@@ -1,13 +1,13 @@
 """A shard hosts many cells and applies batches of ops to them in arrival order (DESIGN.md §6, §7).
 
-`ShardCore` is plain and synchronous (unit-testable); `ShardHost` adds the journal, the
-single-writer lock and the expiry sweeper, and is what runs inside a Ray actor.
+`ShardCore` is plain, synchronous and deterministic: the same ops at the same engine time
+give the same state and answers, which is what makes journal replay exact. `ShardHost`
+(engine.runtime.host) adds the journal, snapshots, recovery and the expiry sweeper.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import hashlib
 import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,7 +21,6 @@ from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRo
 from engine.domain.commands import Command, Reply, Reserve
 from engine.domain.errors import DomainError, Internal, NotFound, Overloaded, RequestConflict, Unavailable
 from engine.domain.model import MS_PER_DAY, Movement
-from engine.domain.ports import Clock, InMemoryJournal, Journal, SystemClock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.routing import Pair
 
@@ -123,6 +122,13 @@ class Adopt:
     sites: tuple[Site, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Release holds past their TTL (bounded work); journaled like any other write."""
+
+    max_cells: int = 10_000
+
+
 class CellMoved(Unavailable):
     """The pair was handed off to another shard; the gateway re-routes and retries."""
 
@@ -156,6 +162,7 @@ Op = (
     | HandOff
     | Expect
     | Adopt
+    | Sweep
 )
 Result = Any  # a Reply, a read's value, or the DomainError that refused the op
 
@@ -230,6 +237,8 @@ class ShardCore:
                 return None
             case Adopt():
                 return self._adopt(op)
+            case Sweep():
+                return self.sweep(now_ms, op.max_cells)
             case _:
                 return self._command(op, now_ms)
 
@@ -348,88 +357,36 @@ class ShardCore:
                 self.with_holds.discard(pair)
         return made
 
+    def state_hash(self) -> str:
+        """A digest of everything replay must reproduce (not caches, not the dedupe window's
+        insertion timing): catalog, hold headers, hand-offs and every cell's ledger."""
+        digest = hashlib.blake2b(digest_size=16)
+        for name, value in (
+            ("skus", sorted(self.skus.items())),
+            ("sites", sorted(self.sites.items())),
+            ("headers", sorted(self.headers.items())),
+            ("moved", sorted(self.moved.items())),
+        ):
+            digest.update(repr((name, value)).encode())
+        for pair in sorted(self.cells):
+            ledger = self.cells[pair].ledger
+            digest.update(
+                repr(
+                    (
+                        pair,
+                        ledger.seq,
+                        sorted(ledger.quants.items()),
+                        sorted((k.value, v) for k, v in ledger.externals.items() if v),
+                        sorted(ledger.lots.items()),
+                        sorted((k, sorted(p.allocations.items()), p.expires_at_ms) for k, p in ledger.active.items()),
+                    )
+                ).encode()
+            )
+        return digest.hexdigest()
+
     def drain(self) -> list[Movement]:
         out: list[Movement] = []
         for cell in self.cells.values():
             if cell.outbox:
                 out.extend(cell.drain())
         return out
-
-
-class ShardHost:
-    """A shard as a service: one batch at a time, journal append before any reply.
-
-    Runs in a Ray actor (engine.runtime.engine) or in-process (Gateway.local).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        statuses: StatusDictionary = DEFAULT_DICTIONARY,
-        limits: CellLimits = CellLimits(),
-        clock: Clock | None = None,
-        journal: Journal | None = None,
-        sweep_interval_ms: int = 1_000,
-    ) -> None:
-        self.core = ShardCore(name, statuses, limits)
-        self.clock = clock or SystemClock()
-        self.journal = journal or InMemoryJournal()
-        self.sweep_interval_ms = sweep_interval_ms
-        self._lock: asyncio.Lock | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.ops = 0
-
-    def _ensure_started(self) -> asyncio.Lock:
-        # The lock and sweeper need the running loop, which Ray's async actor has only
-        # once a method runs, so they start lazily.
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-            if self.sweep_interval_ms > 0:
-                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
-        return self._lock
-
-    async def apply(self, ops: Sequence[Op]) -> list[Result]:
-        async with self._ensure_started():
-            results = self.core.apply_batch(ops, self.clock.now_ms())
-            movements = self.core.drain()
-            if movements:
-                # DESIGN §7: nothing is replied before the batch's movements are journaled.
-                await self.journal.append(self.core.name, movements)
-            self.batches += 1
-            self.ops += len(ops)
-            return results
-
-    async def sweep(self) -> int:
-        async with self._ensure_started():
-            made = self.core.sweep(self.clock.now_ms())
-            movements = self.core.drain()
-            if movements:
-                await self.journal.append(self.core.name, movements)
-            return made
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval_ms / 1000)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("sweep failed", shard=self.core.name)
-
-    async def stats(self) -> dict[str, int]:
-        return {
-            "cells": len(self.core.cells),
-            "batches": self.batches,
-            "ops": self.ops,
-            "cells_with_holds": len(self.core.with_holds),
-        }
-
-    async def ping(self) -> None:
-        """An empty call: the ceiling a shard call can reach (bench)."""
-
-    async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None

@@ -103,3 +103,17 @@ class Availability:
     available: int
     rows: tuple[SliceRow, ...]
     as_of_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardCheck:
+    shard: str
+    batch_seq: int
+    live_hash: str
+    rebuilt_hash: str
+    replayed_batches: int
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.live_hash == self.rebuilt_hash

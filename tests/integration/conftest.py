@@ -16,6 +16,7 @@ from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.server import ApiMetrics, LotwiseServer, start_server
 from engine.domain.ports import ManualClock
 from engine.runtime.gateway import Gateway
+from tests.nats_fixtures import nats_server  # noqa: F401 - a real nats-server, session-scoped
 
 
 @pytest.fixture

@@ -18,9 +18,11 @@ from engine.domain.errors import (
     InvalidArgument,
     NotFound,
     RequestConflict,
+    Unavailable,
 )
 from engine.domain.ports import ManualClock
 from engine.runtime.gateway import UNDO_SUFFIX, Gateway
+from engine.runtime.host import HostState
 from engine.runtime.routing import Directory, hold_home_index, shard_index
 from engine.runtime.types import AggregateState, CommitLine, HoldLine, StockQuery
 
@@ -218,3 +220,30 @@ def test_undo_suffix_is_a_valid_request_id_tail() -> None:
     out: list = []
     check_id("x" * 120 + UNDO_SUFFIX, "request_id", out)
     assert out == []
+
+
+async def test_a_retry_after_an_unknown_outcome_never_reports_rolled_back_stock(world: World) -> None:
+    # Two sites on different shards; the second shard fails mid-call (outcome unknown).
+    sites = ["ward1", "ward2", "cw"]
+    a = sites[0]
+    b = next(
+        s
+        for s in sites[1:]
+        if world.gateway.directory.shard_for("strip", s) != world.gateway.directory.shard_for("strip", a)
+    )
+    await stock(world, "strip", a, "L1", 10)
+    await stock(world, "strip", b, "L1", 10)
+    down = world.gateway.handles[world.gateway.directory.shard_for("strip", b)]
+    down.state, down._next_recovery_at = HostState.BROKEN, float("inf")  # answers UNAVAILABLE
+    lines = [line("strip", a, 4), line("strip", b, 4)]
+    with pytest.raises(Unavailable):
+        await world.gateway.reserve("o20", "H20", lines, 60_000)
+    down.state = HostState.READY
+    assert await available(world, "strip", a) == 10  # the held line was aborted
+    with pytest.raises(FailedPrecondition) as err:  # the client's retry, same request id
+        await world.gateway.reserve("o20", "H20", lines, 60_000)
+    assert err.value.reason == "HOLD_ABORTED"
+    assert await available(world, "strip", a) == 10
+    assert await available(world, "strip", b) == 10  # the retry's fresh line was aborted too
+    placed = await world.gateway.reserve("o21", "H21", lines, 60_000)  # a new request id works
+    assert placed.held_qty == 8

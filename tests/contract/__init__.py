@@ -1,0 +1,1 @@
+"""Contract tests: one suite, run against every implementation of a port (DESIGN.md §10)."""
