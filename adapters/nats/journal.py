@@ -232,13 +232,20 @@ async def _connect(config: JournalConfig, closing: Callable[[], bool]) -> NatsCl
 
 async def ensure_stream(js: JetStreamContext, stream: api.StreamConfig) -> None:
     """Create the stream, or bring an existing one to this config (idempotent; concurrent
-    callers with the same config all succeed)."""
+    callers with the same config all succeed).
+
+    Look it up first: for an existing stream, `add` is refused for lack of storage before
+    the server notices the name is taken (it counts the stream's reservation twice)."""
     try:
-        await js.add_stream(stream)
-    except APIError as exc:
-        if exc.err_code != ERR_STREAM_NAME_IN_USE:
-            raise
-        await js.update_stream(stream)
+        await js.stream_info(stream.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(stream)
+            return
+        except APIError as exc:
+            if exc.err_code != ERR_STREAM_NAME_IN_USE:
+                raise
+    await js.update_stream(stream)
 
 
 async def connect_journal(

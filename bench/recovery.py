@@ -1,0 +1,196 @@
+"""Shard recovery time against the real journal (DESIGN.md §9), by shard size.
+
+    scripts/in-netns .venv/bin/python -m bench.recovery --quants 10000,100000,1000000
+
+For each size it starts an embedded nats-server (fresh data dir), builds one shard host on
+the JetStream journal, fills it with that many quants (receipts of distinct lots and bins,
+spread over 1,000 cells, journaled in batches like the live write path does), and then
+measures, each on a fresh host process-state:
+
+- replay:   recovery from the journal alone (no snapshot): decode + re-apply every batch;
+- snapshot: recovery from a snapshot taken at the end (load + unpickle), nothing to replay;
+- snapshot+tail: a snapshot, then 10% more batches journaled after it, which recovery replays.
+
+No Ray is involved: this is the shard's own work, which is what a restarted actor does.
+Writes bench/results/<date>/recovery/{recovery.json,recovery.md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.nats.journal import JournalConfig, connect_journal
+from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import Receive
+from engine.domain.ports import SystemClock
+from engine.runtime.host import Backend, ShardHost, SnapshotPolicy
+from engine.runtime.shard import PutSite, PutSku
+
+CELLS = 1_000  # (sku, site) pairs the quants spread over
+OPS_PER_BATCH = 500  # receipts per journaled batch (about 150 KB of Avro)
+MAX_QUANTS = 5_000_000
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [int(x) for x in text.split(",") if x.strip()]
+    if not sizes or any(not 1_000 <= s <= MAX_QUANTS for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be in 1000..{MAX_QUANTS}")
+    return sizes
+
+
+def receipts(n: int, start: int) -> list[Receive]:
+    """`n` receipts, each a new quant: lot and bin vary, so no two land on one quant."""
+    out = []
+    for i in range(start, start + n):
+        cell = i % CELLS
+        out.append(
+            Receive(
+                f"rcv-{i}",
+                f"sku-{cell % 100}",
+                f"site-{cell // 100}",
+                f"L{i}",
+                10,
+                bin=f"A/{i % 97:02d}/P{i % 13}",
+                status="available",
+                expires_at_ms=1_900_000_000_000 + i,
+            )
+        )
+    return out
+
+
+async def fill(host: ShardHost, quants: int, start: int = 0) -> None:
+    for offset in range(0, quants, OPS_PER_BATCH):
+        ops = receipts(min(OPS_PER_BATCH, quants - offset), start + offset)
+        await host.apply(ops)
+
+
+async def timed_recovery(name: str, connect: Any) -> tuple[float, int]:
+    host = ShardHost(name, backend=connect, clock=SystemClock(), sweep_interval_ms=0)
+    started = time.perf_counter()
+    await host.start()
+    seconds = time.perf_counter() - started
+    quants = sum(len(c.ledger.quants) for c in host.core.cells.values())
+    await host.stop(snapshot_grace_s=0)
+    return seconds, quants
+
+
+async def measure(quants: int, workdir: Path) -> dict[str, Any]:
+    nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=workdir / f"nats-{quants}"))
+    await nats.start()
+    config = JournalConfig(
+        url=nats.url,
+        stream=f"BENCH_{quants}",
+        subject_prefix=f"bench.{quants}",
+        snapshot_bucket=f"bench-snap-{quants}",
+        max_bytes=4 * 1024**3,
+    )
+
+    async def connect() -> Backend:
+        journal, snapshots, close = await connect_journal(config)
+        return Backend(journal, snapshots, close)
+
+    try:
+        writer = ShardHost("s", backend=connect, sweep_interval_ms=0, snapshot_policy=SnapshotPolicy(10**9, 10**9))
+        await writer.start()
+        await writer.apply(
+            [PutSku(Sku(f"sku-{i}")) for i in range(100)] + [PutSite(Site(f"site-{i}")) for i in range(10)]
+        )
+        t = time.perf_counter()
+        await fill(writer, quants)
+        fill_s = time.perf_counter() - t
+        batches = writer.batch_seq
+        await writer.stop(snapshot_grace_s=0)
+
+        replay_s, replayed_quants = await timed_recovery("s", connect)
+        assert replayed_quants == quants, (replayed_quants, quants)
+
+        writer = ShardHost("s", backend=connect, sweep_interval_ms=0)
+        await writer.start()
+        t = time.perf_counter()
+        await writer.snapshot_now()
+        snapshot_save_s = time.perf_counter() - t
+        await writer.stop(snapshot_grace_s=0)
+        snapshot_s, _ = await timed_recovery("s", connect)
+
+        writer = ShardHost("s", backend=connect, sweep_interval_ms=0, snapshot_policy=SnapshotPolicy(10**9, 10**9))
+        await writer.start()
+        await fill(writer, quants // 10, start=quants)
+        tail_batches = writer.batch_seq - batches
+        await writer.stop(snapshot_grace_s=0)
+        tail_s, tail_quants = await timed_recovery("s", connect)
+        assert tail_quants == quants + quants // 10
+        return {
+            "quants": quants,
+            "batches": batches,
+            "fill_s": round(fill_s, 2),
+            "fill_quants_per_s": round(quants / fill_s),
+            "recover_replay_s": round(replay_s, 2),
+            "replay_quants_per_s": round(quants / replay_s),
+            "snapshot_save_s": round(snapshot_save_s, 2),
+            "recover_snapshot_s": round(snapshot_s, 2),
+            "recover_snapshot_plus_tail_s": round(tail_s, 2),
+            "tail_batches": tail_batches,
+        }
+    finally:
+        await nats.stop()
+
+
+def markdown(rows: Sequence[dict[str, Any]], machine: str) -> str:
+    lines = [
+        f"Shard recovery on {machine}",
+        "",
+        "| quants | journal batches | recover by replay (s) | replay quants/s | snapshot save (s) "
+        "| recover from snapshot (s) | snapshot + 10% tail (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['quants']:,} | {r['batches']:,} | {r['recover_replay_s']} | {r['replay_quants_per_s']:,} "
+            f"| {r['snapshot_save_s']} | {r['recover_snapshot_s']} | {r['recover_snapshot_plus_tail_s']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quants", type=_sizes, default=[10_000, 100_000, 1_000_000], help="comma-separated sizes")
+    parser.add_argument("--out", type=Path, default=Path("bench/results") / dt.date.today().isoformat() / "recovery")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lotwise-recovery-") as tmp:
+        for size in args.quants:
+            row = await measure(size, Path(tmp))
+            print(json.dumps(row))
+            rows.append(row)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "recovery.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    (args.out / "recovery.md").write_text(markdown(rows, machine()))
+    print(markdown(rows, machine()))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
