@@ -154,3 +154,67 @@ class InMemorySnapshotStore:
 
     async def load(self, shard: str) -> Snapshot | None:
         return self._snapshots.get(shard)
+
+
+# ---- history store (DESIGN.md §8, §10) ----
+# Appended section: the values it speaks live in engine.domain.history.
+
+from collections.abc import Sequence  # noqa: E402 - appended section; the top of this file is kept as is
+
+from engine.domain.history import (  # noqa: E402
+    BalanceQuery,
+    BalanceRow,
+    DayQty,
+    ExpiryQuery,
+    Exposure,
+    HistoryBatch,
+    InMemoryHistoryStore,
+    LotTrace,
+    MovementKey,
+    MovementPage,
+    MovementQuery,
+    PairTotal,
+    SeriesQuery,
+    TraceQuery,
+    TurnoverQuery,
+    TurnoverRow,
+)
+
+
+class HistoryStore(Protocol):
+    """Every journaled movement, once, and the questions asked of them (DESIGN §8).
+
+    Inserting is idempotent per movement, keyed by (sku, site, seq): a movement stored
+    twice (a retried or redelivered batch) is counted once by every query. Queries check
+    their arguments (InvalidArgument with field violations); a store that cannot answer
+    raises Unavailable. `InMemoryHistoryStore` is the reference implementation."""
+
+    async def insert(self, batch: HistoryBatch) -> None:
+        """Store the batch's movements (and the catalog entries it carries) durably."""
+        ...
+
+    async def existing(self, keys: Sequence[MovementKey]) -> set[MovementKey]:
+        """Which of these movements are stored already (a redelivered batch skips them)."""
+        ...
+
+    async def balance_as_of(self, q: BalanceQuery) -> list[BalanceRow]: ...
+
+    async def movements(self, q: MovementQuery) -> MovementPage: ...
+
+    async def consumption(self, q: SeriesQuery) -> list[DayQty]: ...
+
+    async def turnover(self, q: TurnoverQuery) -> list[TurnoverRow]: ...
+
+    async def near_expiry(self, q: ExpiryQuery) -> Exposure: ...
+
+    async def lot_trace(self, q: TraceQuery) -> LotTrace: ...
+
+    async def totals(self, limit: int = 1_000_000) -> list[PairTotal]:
+        """All-time totals per (sku, site), ordered by pair (reconciliation, tests)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# The in-memory history store lives beside its values; exported here with the other fakes.
+HISTORY_FAKES = (InMemoryHistoryStore,)

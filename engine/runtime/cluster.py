@@ -73,6 +73,9 @@ def init_ray(settings: Settings) -> None:
     if settings.ray_address:
         kwargs["address"] = settings.ray_address
     else:
+        # "local": always a new Ray of our own. Without it ray.init() joins whatever cluster
+        # /tmp/ray/ray_current_cluster names (another project's, possibly unreachable).
+        kwargs["address"] = "local"
         kwargs["_node_ip_address"] = "127.0.0.1"
         if settings.ray_num_cpus is not None:
             kwargs["num_cpus"] = settings.ray_num_cpus

@@ -8,6 +8,7 @@ re-routes when a hot pair has been pinned to a shard of its own.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from engine.domain.catalog import Site, Sku, validate_site, validate_sku
-from engine.domain.cell import CellLimits, Dimension, SliceFilter, SliceRow
+from engine.domain.cell import CellLimits, Dimension, SliceFilter
 from engine.domain.commands import (
     MAX_LINES,
     Adjust,
@@ -74,6 +75,9 @@ from engine.runtime.shard import (
     ReadSlice,
     RegisterHold,
     ScanCells,
+    add_row,
+    result_too_large,
+    row_of,
 )
 from engine.runtime.types import (
     AggregateState,
@@ -91,6 +95,7 @@ log = structlog.get_logger("lotwise.gateway")
 
 UNDO_SUFFIX = "#undo"  # request id suffix of a failed multi-line hold's compensating releases (reserved)
 MAX_REROUTES = 12  # a pair can move while a request is in flight; bounded retries
+HEADER_CACHE_MAX = 100_000  # hold headers remembered by a gateway (≈ 30 MB at most)
 REROUTE_BACKOFF_S = 0.002  # doubled per wait for a hand-off to land (≈ 4 s in all)
 
 
@@ -149,6 +154,7 @@ class Gateway:
         admin: ShardAdmin | None = None,
     ) -> None:
         self._admin = admin
+        self._headers: OrderedDict[str, HoldHeader] = OrderedDict()
         self.directory = directory
         # The shards themselves (ShardHost objects or Ray actor handles), by name: for
         # sweeps, stats and the bench; requests never bypass the batchers through them.
@@ -323,6 +329,7 @@ class Gateway:
             ]
             await self._abort(request_id, hold_id, undo, doc_ref)
             raise _root_cause(failures)
+        self._remember(header_result)
         parts: tuple[HoldView, ...] = tuple(r.hold for r in line_results)
         return HoldSummary(hold_id, aggregate_state(parts), parts, min(p.expires_at_ms for p in parts))
 
@@ -367,7 +374,22 @@ class Gateway:
         check_id(hold_id, "hold_id", out)
         if out:
             raise InvalidArgument(out)
-        return _raise_if_refused(await self._to_shard(self.directory.home_for(hold_id), LookupHold(hold_id), deadline))
+        cached = self._headers.get(hold_id)
+        if cached is not None:
+            self._headers.move_to_end(hold_id)
+            return cached
+        header = _raise_if_refused(
+            await self._to_shard(self.directory.home_for(hold_id), LookupHold(hold_id), deadline)
+        )
+        self._remember(header)
+        return header
+
+    def _remember(self, header: HoldHeader) -> None:
+        """Headers never change once registered, so any gateway may cache them (bounded LRU):
+        a commit right after its reserve then needs no lookup round trip."""
+        self._headers[header.hold_id] = header
+        if len(self._headers) > HEADER_CACHE_MAX:
+            self._headers.popitem(last=False)
 
     async def commit(
         self,
@@ -434,6 +456,8 @@ class Gateway:
         active any more (a retry, or a hold already resolved), the commands go out as they
         are: cells answer retries from their idempotency window, others with the reason.
         """
+        if len(header.pairs) == 1:
+            return  # one cell: its own command is all-or-nothing already
         views = await asyncio.gather(
             *(self._to_pair(sku, site, ReadHold(sku, site, hold_id), deadline) for sku, site in header.pairs)
         )
@@ -505,24 +529,26 @@ class Gateway:
         if not 0 <= q.bin_depth <= 8:
             raise InvalidArgument([FieldViolation("bin_depth", "must be in 0..8")])
         scan = ScanCells(
-            frozenset(q.skus), frozenset(q.sites), q.org_prefix, q.group_by, q.filter, q.bin_depth, q.limit
+            frozenset(q.skus),
+            frozenset(q.sites),
+            q.org_prefix,
+            q.group_by,
+            q.filter,
+            q.bin_depth,
+            q.limit,
+            q.by_sku,
+            q.by_site,
         )
         merged: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
         for result in await self._broadcast(scan, deadline):
             for sku, site, row in _raise_if_refused(result):
-                key = (sku if q.by_sku else "", site if q.by_site else "", row.group)
-                acc = merged.setdefault(key, [0, 0, 0, 0, 0])
-                acc[0] += row.qty
-                acc[1] += row.held
-                acc[2] += row.available
-                acc[3] += row.on_hand
-                if row.earliest_expiry_ms and (not acc[4] or row.earliest_expiry_ms < acc[4]):
-                    acc[4] = row.earliest_expiry_ms
-        rows = [
-            StockRow(sku, site, SliceRow(group, a[0], a[1], a[2], a[3], a[4]))
-            for (sku, site, group), a in sorted(merged.items())
-        ]
-        return rows[: q.limit]
+                total = merged.get((sku, site, row.group))
+                if total is None:
+                    if len(merged) >= q.limit:
+                        raise result_too_large(q.limit)
+                    total = merged[(sku, site, row.group)] = [0, 0, 0, 0, 0]
+                add_row(total, row)
+        return [StockRow(sku, site, row_of(group, total)) for (sku, site, group), total in sorted(merged.items())]
 
     # ---- hot pairs ----
 

@@ -19,7 +19,15 @@ import structlog
 from engine.domain.catalog import Site, Sku, org_covers
 from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRow
 from engine.domain.commands import Command, Reply, Reserve
-from engine.domain.errors import DomainError, Internal, NotFound, Overloaded, RequestConflict, Unavailable
+from engine.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    Internal,
+    NotFound,
+    Overloaded,
+    RequestConflict,
+    Unavailable,
+)
 from engine.domain.model import MS_PER_DAY, Movement
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.routing import Pair
@@ -92,6 +100,8 @@ class ScanCells:
     filter: SliceFilter
     bin_depth: int
     limit: int
+    by_sku: bool = True
+    by_site: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,28 @@ HEADER_RETENTION_MS = 60 * 60_000  # past a hold's expiry; matches CellLimits.re
 HEADER_MAX = 1_000_000
 
 
+def add_row(total: list[int], row: SliceRow) -> None:
+    """Sum a slice row into [qty, held, available, on_hand, earliest expiry]."""
+    total[0] += row.qty
+    total[1] += row.held
+    total[2] += row.available
+    total[3] += row.on_hand
+    if row.earliest_expiry_ms and (not total[4] or row.earliest_expiry_ms < total[4]):
+        total[4] = row.earliest_expiry_ms
+
+
+def row_of(group: tuple[tuple[str, str], ...], total: list[int]) -> SliceRow:
+    return SliceRow(group, total[0], total[1], total[2], total[3], total[4])
+
+
+def result_too_large(limit: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        "RESULT_TOO_LARGE",
+        f"the query has more than {limit} rows: narrow it (skus, sites, org, filters) or raise limit",
+        {"limit": str(limit)},
+    )
+
+
 class ShardCore:
     """Cells, the replicated catalog and hold headers of one shard. Single-threaded."""
 
@@ -188,7 +220,12 @@ class ShardCore:
         self.headers: OrderedDict[str, HoldHeader] = OrderedDict()  # insertion ≈ expiry order
         self.moved: dict[Pair, str] = {}
         self.expecting: set[Pair] = set()
-        self.with_holds: set[Pair] = set()  # cells that may have active holds (sweeper's list)
+        # Cells that may have active holds (the sweeper's list) and cells touched since the
+        # last drain. Dicts, not sets: iteration order must not depend on the process's
+        # hash seed, or a replay elsewhere would produce movements in another order.
+        self.with_holds: dict[Pair, None] = {}
+        self._touched: dict[Pair, Cell] = {}
+        self._handed_off: list[Movement] = []
 
     def apply_batch(self, ops: Sequence[Op], now_ms: int) -> list[Result]:
         """Apply ops in order; each answer is a value or the DomainError that refused it."""
@@ -244,9 +281,10 @@ class ShardCore:
 
     def _command(self, cmd: Command, now_ms: int) -> Reply:
         cell = self._cell(cmd.sku, cmd.site)
+        self._touched[(cmd.sku, cmd.site)] = cell
         reply = cell.handle(cmd, now_ms)
         if isinstance(cmd, Reserve):
-            self.with_holds.add((cmd.sku, cmd.site))
+            self.with_holds[(cmd.sku, cmd.site)] = None
         return reply
 
     def _cell(self, sku: str, site: str) -> Cell:
@@ -306,7 +344,9 @@ class ShardCore:
             headers.popitem(last=False)
 
     def _scan(self, op: ScanCells, now_ms: int) -> list[tuple[str, str, SliceRow]]:
-        out: list[tuple[str, str, SliceRow]] = []
+        """This shard's rows, already summed by the query's grouping (so a limit never cuts
+        a group's total short); more groups than the limit is refused, never truncated."""
+        acc: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
         for (sku, site), cell in self.cells.items():
             if op.skus and sku not in op.skus:
                 continue
@@ -317,10 +357,14 @@ class ShardCore:
                 if known is None or not org_covers(known.org_path, op.org_prefix):
                     continue
             for row in cell.slice(now_ms, op.group_by, op.filter, op.bin_depth):
-                out.append((sku, site, row))
-                if len(out) >= op.limit:
-                    return out
-        return out
+                key = (sku if op.by_sku else "", site if op.by_site else "", row.group)
+                total = acc.get(key)
+                if total is None:
+                    if len(acc) >= op.limit:
+                        raise result_too_large(op.limit)
+                    total = acc[key] = [0, 0, 0, 0, 0]
+                add_row(total, row)
+        return [(sku, site, row_of(group, total)) for (sku, site, group), total in acc.items()]
 
     def _adopt(self, op: Adopt) -> None:
         pair = (op.sku, op.site)
@@ -331,7 +375,7 @@ class ShardCore:
         self.moved.pop(pair, None)
         self.expecting.discard(pair)
         if cell.ledger.active:
-            self.with_holds.add(pair)
+            self.with_holds[pair] = None
 
     def _hand_off(self, op: HandOff) -> tuple[bytes, tuple[Sku, ...], tuple[Site, ...]]:
         pair = (op.sku, op.site)
@@ -340,7 +384,10 @@ class ShardCore:
             cell = self._cell(op.sku, op.site)  # an empty cell moves too, so the pin is exact
             del self.cells[pair]
         self.moved[pair] = op.to_shard
-        self.with_holds.discard(pair)
+        self.with_holds.pop(pair, None)
+        # Movements this batch made before the hand-off are journaled here, not there.
+        self._touched.pop(pair, None)
+        self._handed_off.extend(cell.drain())
         blob = pickle.dumps(cell, protocol=pickle.HIGHEST_PROTOCOL)
         return blob, tuple(self.skus.values()), tuple(self.sites.values())
 
@@ -350,11 +397,12 @@ class ShardCore:
         for pair in list(self.with_holds)[:max_cells]:
             cell = self.cells.get(pair)
             if cell is None:
-                self.with_holds.discard(pair)
+                del self.with_holds[pair]
                 continue
+            self._touched[pair] = cell
             made += len(cell.expire_due(now_ms))
             if not cell.ledger.active:
-                self.with_holds.discard(pair)
+                del self.with_holds[pair]
         return made
 
     def state_hash(self) -> str:
@@ -385,8 +433,11 @@ class ShardCore:
         return digest.hexdigest()
 
     def drain(self) -> list[Movement]:
-        out: list[Movement] = []
-        for cell in self.cells.values():
+        """The movements made since the last drain, cell by cell in the order they were
+        first touched (deterministic: replay must produce the very same sequence)."""
+        out, self._handed_off = self._handed_off, []
+        for cell in self._touched.values():
             if cell.outbox:
                 out.extend(cell.drain())
+        self._touched.clear()
         return out

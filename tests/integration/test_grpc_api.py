@@ -410,7 +410,12 @@ async def test_query_stock_over_many_pairs(stocked: LotwiseClient) -> None:
         ((("owner", "consignment:medsupply"),), 7),
         ((("owner", "own"),), 10),
     ]
-    assert len(await stocked.query_stock(StockQuery(limit=1))) == 1
+    # More groups than `limit` is refused, never silently cut (totals would come out short).
+    with pytest.raises(FailedPrecondition) as too_many:
+        await stocked.query_stock(StockQuery(limit=1))
+    assert too_many.value.reason == "RESULT_TOO_LARGE"
+    totals = await stocked.query_stock(StockQuery(by_sku=False, by_site=False, limit=1))
+    assert [r.row.qty for r in totals] == [sum(r.row.qty for r in await stocked.query_stock())]
 
 
 async def test_a_retried_request_is_applied_once(stocked: LotwiseClient) -> None:

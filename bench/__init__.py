@@ -1,0 +1,1 @@
+"""Benchmarks of Lotwise: the core write path and its ceilings (see bench/README.md)."""

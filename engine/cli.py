@@ -1,0 +1,871 @@
+"""`lotwise`: serve the engine, run the demo, and ask a running engine about its stock.
+
+    lotwise up [--port 50051 --shards 2 --demo]      serve until Ctrl-C / SIGTERM
+    lotwise demo [--target host:port]                the scripted medical-device demo
+    lotwise availability SKU SITE [--by lot ...]     one pair, sliced
+    lotwise stock [--org medline/east --by sku ...]  many pairs, rolled up
+    lotwise hold HOLD_ID                             one hold and its parts
+    lotwise sites [--org ...]                        the site directory
+
+Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
+its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
+not be reached; 130 interrupted.
+
+Heavy imports (Ray, gRPC, the engine) happen inside the commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from engine.domain.cell import Dimension
+
+if TYPE_CHECKING:
+    from engine.api.client import LotwiseClient
+    from engine.app import RunningEngine
+    from engine.demo import DemoRun, DemoSummary, SliceTable, Step
+    from engine.domain.cell import SliceRow
+    from engine.runtime.types import HoldSummary, StockRow
+    from engine.settings import Settings
+
+EXIT_REFUSED = 1
+EXIT_CONFIG = 2  # the same code click uses for usage errors: "you asked for something impossible"
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+_DEBUG_HINT = "LOTWISE_LOG_LEVEL=debug logs the full traceback"
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+SERVICE = "lotwise.v1.Inventory"
+MS_PER_DAY = 86_400_000
+EXPIRY_WARN_DAYS = 30  # expiry within a month is shown in yellow: what a pharmacist scans for
+
+app = typer.Typer(
+    name="lotwise",
+    help="Lotwise — a real-time inventory engine: lot-level stock per (sku, site), holds, slices, over gRPC.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Our errors are printed as one clear line each; a bug still gets Python's plain traceback.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_T = TypeVar("_T")
+
+
+class ConfigError(Exception):
+    """Bad configuration, caught before anything starts. Names the field it is about;
+    `more` lists further problems found at the same time (so one run shows them all)."""
+
+    def __init__(self, field: str, message: str, more: Sequence[str] = ()) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.more = tuple(more)
+
+
+class StartError(Exception):
+    """The engine could not start for a reason that is not bad configuration (Ray did not
+    come up, a cluster is unreachable, the journal cannot be read)."""
+
+
+async def start_engine(stack: contextlib.AsyncExitStack, settings: Settings, gateway: Any = None) -> RunningEngine:
+    """Enter `running_engine` on `stack`; any failure becomes one StartError line, and the
+    traceback goes to the log at debug level (LOTWISE_LOG_LEVEL=debug) for whoever digs."""
+    from engine.app import running_engine
+
+    try:
+        return await stack.enter_async_context(running_engine(settings, gateway=gateway))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        import structlog
+
+        structlog.get_logger("lotwise.cli").debug("engine start failed", exc_info=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise StartError(f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__) from exc
+
+
+class StockBy(StrEnum):
+    """What `lotwise stock` groups by: sku and site, plus the four dimensions of a cell."""
+
+    SKU = "sku"
+    SITE = "site"
+    BIN = "bin"
+    STATUS = "status"
+    OWNER = "owner"
+    LOT = "lot"
+    EXPIRY_DAY = "expiry_day"
+    RECEIVED_DAY = "received_day"
+
+
+# ---- consoles and failures ------------------------------------------------------------
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    # soft_wrap: an error stays one line however narrow the terminal (greppable in logs).
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(lines: str | Sequence[str], code: int) -> NoReturn:
+    """Print `lotwise: error: ...` (first line) plus detail lines to stderr and exit."""
+    items = [lines] if isinstance(lines, str) else list(lines)
+    err = _err()
+    err.print(Text("lotwise: error: ", style="bold red") + Text(items[0]))
+    for line in items[1:]:
+        err.print(Text("  " + line))
+    raise typer.Exit(code)
+
+
+# ---- configuration --------------------------------------------------------------------
+
+# CLI flag of each settings field that has one, so an error names what the user typed.
+_FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "metrics_port": "--metrics-port",
+    "shards": "--shards",
+    "ray_address": "--ray-address",
+    "namespace": "--namespace",
+    "ray_num_cpus": "--ray-num-cpus",
+    "status_dictionary": "--status-dictionary",
+    "log_level": "--log-level",
+    "log_format": "--log-format",
+    "journal": "--journal",
+    "nats_url": "--nats-url",
+    "data_dir": "--data-dir",
+}
+
+
+def build_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment (LOTWISE_*, .env) with CLI flags on top, checked in full.
+
+    Field types and ranges, and the status dictionary (readable, well-formed), are checked
+    here, so a bad value is a one-line error naming the field — not a traceback ten seconds
+    into a Ray start. (`check_can_listen` checks the ports.)
+    """
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from engine.domain.statuses import DictionaryError, load_dictionary
+    from engine.settings import Settings
+
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        problems = [
+            (
+                _field_label(".".join(str(p) for p in e["loc"]) or "settings", given),
+                f"{e['msg']} (got {e.get('input')!r})",
+            )
+            for e in exc.errors()
+        ]
+        (label, message), rest = problems[0], problems[1:]
+        raise ConfigError(label, message, [f"{f}: {m}" for f, m in rest]) from None
+    except SettingsError as exc:  # e.g. an env var that is not valid for its type
+        raise ConfigError("settings", str(exc)) from None
+    if settings.status_dictionary is not None:
+        try:
+            load_dictionary(settings.status_dictionary)
+        except OSError as exc:
+            label = _field_label("status_dictionary", given)
+            raise ConfigError(label, f"cannot read {settings.status_dictionary}: {exc.strerror or exc}") from None
+        except DictionaryError as exc:
+            raise ConfigError(_field_label("status_dictionary", given), str(exc)) from None
+    return settings
+
+
+def _field_label(field: str, given: dict[str, Any]) -> str:
+    env = f"LOTWISE_{field.upper()}"
+    flag = _FLAGS.get(field)
+    return f"{field} ({flag})" if flag and given.get(field) is not None else f"{field} ({env})"
+
+
+def check_can_listen(host: str, port: int, host_field: str, port_field: str) -> None:
+    """Fail fast when the host is not an address of this machine or the port is taken."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(host_field, f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)  # port 0 binds anywhere: then only the host is checked
+        except OSError as exc:
+            field = port_field if exc.errno == errno.EADDRINUSE else host_field
+            raise ConfigError(field, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        fail([f"invalid configuration: {exc}", *exc.more], EXIT_CONFIG)
+
+
+# ---- talking to an engine -------------------------------------------------------------
+
+
+def describe(err: BaseException) -> list[str]:
+    """A typed refusal as lines: what happened, then its details (violations, quantities)."""
+    from engine.api.errors import RemoteError
+    from engine.domain.errors import (
+        DeadlineExceeded,
+        FailedPrecondition,
+        InsufficientStock,
+        InvalidArgument,
+        NotFound,
+        Overloaded,
+        PermissionDenied,
+        RequestConflict,
+        Unavailable,
+    )
+
+    match err:
+        case InvalidArgument():
+            return ["invalid argument (INVALID_ARGUMENT):"] + [f"{v.field}: {v.description}" for v in err.violations]
+        case InsufficientStock():
+            return [
+                f"insufficient stock (FAILED_PRECONDITION, INSUFFICIENT_STOCK) at {err.sku}@{err.site}:",
+                f"requested {err.requested}, available {err.available}",
+            ]
+        case FailedPrecondition():
+            meta = ", ".join(f"{k}={v}" for k, v in sorted(err.metadata.items()))
+            return [f"refused (FAILED_PRECONDITION, {err.reason}): {err.message}"] + ([meta] if meta else [])
+        case NotFound():
+            what = f"{err.resource_type} {err.resource_name!r}" if err.resource_type else err.message
+            return [f"not found (NOT_FOUND): {what}"]
+        case RequestConflict():
+            return [f"conflict (ALREADY_EXISTS): {err.message}"]
+        case PermissionDenied():
+            return [f"permission denied (PERMISSION_DENIED): {err.message}"]
+        case Overloaded():
+            return [f"engine overloaded (RESOURCE_EXHAUSTED): {err.message}", "retry with backoff"]
+        case Unavailable():
+            return [f"engine unavailable (UNAVAILABLE): {err.message}"]
+        case DeadlineExceeded():
+            return [f"no answer in time (DEADLINE_EXCEEDED): {err.message}"]
+        case RemoteError():
+            return [f"{err.code.name}: {err.message}"]
+    return [f"{type(err).__name__}: {err}"]
+
+
+def _exit_code(err: BaseException) -> int:
+    from engine.domain.errors import DeadlineExceeded, Unavailable
+
+    return EXIT_UNREACHABLE if isinstance(err, Unavailable | DeadlineExceeded) else EXIT_REFUSED
+
+
+def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], Awaitable[_T]]) -> _T:
+    """Run `work` with a client of `target`; typed refusals become messages and exit codes."""
+    from engine.api.client import LotwiseClient
+    from engine.api.errors import RemoteError
+    from engine.domain.errors import DomainError, Unavailable
+    from engine.logs import configure_logging
+
+    if timeout_s <= 0:
+        fail("--timeout must be > 0", EXIT_CONFIG)
+    configure_logging("warning")  # the client's retry chatter is debug; the table is the output
+
+    async def go() -> _T:
+        async with LotwiseClient(target, timeout_s=timeout_s) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(go())
+    except Unavailable as exc:
+        fail([f"cannot reach the engine at {target}", *describe(exc)], EXIT_UNREACHABLE)
+    except (DomainError, RemoteError) as exc:
+        fail(describe(exc), _exit_code(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+
+
+# ---- rendering ------------------------------------------------------------------------
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat() if ms else "—"
+
+
+def _expiry_cell(ms: int, now_ms: int) -> Text:
+    if not ms:
+        return Text("never", style="dim")
+    days = (ms - now_ms) / MS_PER_DAY
+    style = "bold red" if days <= 0 else "yellow" if days < EXPIRY_WARN_DAYS else ""
+    left = "expired" if days <= 0 else f"{days:.0f} d"
+    return Text(f"{_day(ms)} ({left})", style=style)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def slice_table(dims: Sequence[str], rows: Sequence[SliceRow], now_ms: int) -> Table:
+    table = Table(show_footer=len(rows) > 1)
+    for dim in dims:
+        table.add_column(dim, footer="total" if dim == dims[0] else "", no_wrap=True)
+    if not dims:
+        table.add_column("", footer="")
+    totals = [sum(r.qty for r in rows), sum(r.held for r in rows), sum(r.available for r in rows)]
+    table.add_column("qty", justify="right", footer=str(totals[0]))
+    table.add_column("held", justify="right", footer=str(totals[1]))
+    table.add_column("available", justify="right", style="bold green", footer=str(totals[2]))
+    table.add_column("on hand", justify="right", footer=str(sum(r.on_hand for r in rows)))
+    table.add_column("earliest expiry", footer="", no_wrap=True)
+    for row in rows:
+        group = dict(row.group)
+        # A bin of "" is the site itself; say so rather than print an empty cell.
+        cells: list[str | Text] = [(group.get(d, "") or "(site)") if d == "bin" else group.get(d, "") for d in dims]
+        if not dims:
+            cells = ["all"]
+        table.add_row(
+            *cells,
+            str(row.qty),
+            str(row.held),
+            str(row.available),
+            str(row.on_hand),
+            _expiry_cell(row.earliest_expiry_ms, now_ms),
+        )
+    if not rows:
+        table.add_row(*([""] * max(len(dims), 1)), "0", "0", "0", "0", Text("no stock", style="dim"))
+    return table
+
+
+def print_slice(console: Console, t: SliceTable) -> None:
+    dims = [d.value for d in t.group_by]
+    console.print(f"[bold]{t.sku} @ {t.site}[/] — {t.title}: [bold green]{t.available}[/] available")
+    console.print(slice_table(dims, t.rows, t.as_of_ms))
+
+
+def stock_table(rows: Sequence[StockRow], by_sku: bool, by_site: bool, dims: Sequence[str]) -> Table:
+    now_ms = _now_ms()
+    table = Table(show_footer=len(rows) > 1)
+    keys = (["sku"] if by_sku else []) + (["site"] if by_site else []) + list(dims)
+    for i, key in enumerate(keys):
+        table.add_column(key, footer="total" if i == 0 else "", no_wrap=True)
+    table.add_column("qty", justify="right", footer=str(sum(r.row.qty for r in rows)))
+    table.add_column("held", justify="right", footer=str(sum(r.row.held for r in rows)))
+    table.add_column("available", justify="right", style="bold green", footer=str(sum(r.row.available for r in rows)))
+    table.add_column("on hand", justify="right", footer=str(sum(r.row.on_hand for r in rows)))
+    table.add_column("earliest expiry", no_wrap=True)
+    for r in rows:
+        group = dict(r.row.group)
+        cells = ([r.sku] if by_sku else []) + ([r.site] if by_site else []) + [group.get(d, "") for d in dims]
+        table.add_row(
+            *cells,
+            str(r.row.qty),
+            str(r.row.held),
+            str(r.row.available),
+            str(r.row.on_hand),
+            _expiry_cell(r.row.earliest_expiry_ms, now_ms),
+        )
+    return table
+
+
+def hold_table(hold: HoldSummary) -> Table:
+    now_ms = _now_ms()
+    expires = "" if not hold.expires_at_ms else f", expires {_stamp(hold.expires_at_ms, now_ms)}"
+    table = Table(title=f"hold {hold.hold_id}: [bold]{hold.state.value}[/]{expires}", title_justify="left")
+    table.title_style = "none"
+    for name in ("sku", "site", "state", "held", "committed", "released", "allocations (lot bin owner ×qty)"):
+        table.add_column(name, justify="right" if name in ("held", "committed", "released") else "left")
+    for p in hold.parts:
+        allocations = "\n".join(f"{a.lot_id} {a.bin or '(site)'} {a.owner} ×{a.qty}" for a in p.allocations)
+        table.add_row(
+            p.sku,
+            p.site,
+            p.state.value,
+            str(p.held_qty),
+            str(p.committed_qty),
+            str(p.released_qty),
+            allocations or Text("—", style="dim"),
+        )
+    return table
+
+
+def _stamp(ms: int, now_ms: int) -> str:
+    at = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    delta_s = (ms - now_ms) / 1000
+    return f"{at} (in {delta_s:.0f} s)" if delta_s >= 0 else f"{at} ({-delta_s:.0f} s ago)"
+
+
+# ---- options shared by the client commands --------------------------------------------
+
+TargetOpt = Annotated[
+    str,
+    typer.Option("--target", "-t", envvar="LOTWISE_TARGET", help="host:port of a running engine.", show_default=True),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]
+
+
+# ---- lotwise up -----------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (env LOTWISE_HOST, default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port; 0 picks a free one (env LOTWISE_PORT, default 50051).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus /metrics port; 0 picks one (env LOTWISE_METRICS_PORT, default 9464).")
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option(help="Shard actors, each hosting many cells (env LOTWISE_SHARDS, default 2).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="'' starts a local Ray; 'auto' or ray://host:port joins a cluster.")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option(help="Ray namespace of the engine (env LOTWISE_NAMESPACE).")] = None,
+    ray_num_cpus: Annotated[int | None, typer.Option(help="CPUs a local Ray may use (default: all).")] = None,
+    status_dictionary: Annotated[
+        Path | None, typer.Option(help="Status dictionary JSON (default: the packaged one).")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error (env LOTWISE_LOG_LEVEL).")
+    ] = None,
+    log_format: Annotated[str | None, typer.Option(help="console or json (env LOTWISE_LOG_FORMAT).")] = None,
+    journal: Annotated[
+        str | None,
+        typer.Option(help="nats: durable JetStream journal; memory: nothing survives a restart (env LOTWISE_JOURNAL)."),
+    ] = None,
+    nats_url: Annotated[
+        str | None, typer.Option(help="'' starts an embedded nats-server; else nats://host:port of a cluster.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where embedded servers keep their files (env LOTWISE_DATA_DIR, default .data).")
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo/--no-demo", help="Load the demo dataset (medical devices) once started.")
+    ] = False,
+) -> None:
+    """Serve the engine: gRPC API + /metrics, until Ctrl-C or SIGTERM.
+
+    Flags override LOTWISE_* environment variables (and .env), which override defaults.
+    Bad configuration exits with code 2 before anything starts.
+    """
+    overrides = {
+        "host": host,
+        "port": port,
+        "metrics_port": metrics_port,
+        "shards": shards,
+        "ray_address": ray_address,
+        "namespace": namespace,
+        "ray_num_cpus": ray_num_cpus,
+        "status_dictionary": status_dictionary,
+        "log_level": log_level,
+        "log_format": log_format,
+        "journal": journal,
+        "nats_url": nats_url,
+        "data_dir": data_dir,
+    }
+    with config_errors():
+        settings = build_settings(overrides)
+        host_label = _field_label("host", overrides)
+        check_can_listen(settings.host, settings.port, host_label, _field_label("port", overrides))
+        check_can_listen(settings.host, settings.metrics_port, host_label, _field_label("metrics_port", overrides))
+    from engine.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    from engine.api.errors import RemoteError
+    from engine.domain.errors import DomainError
+
+    try:
+        asyncio.run(_serve(settings, demo))
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:  # Ctrl-C during start-up, before our handlers were in place
+        fail("interrupted during start-up; stopped", EXIT_INTERRUPTED)
+    except (DomainError, RemoteError) as exc:  # loading the demo dataset was refused
+        fail(["the demo dataset could not be loaded", *describe(exc)], EXIT_REFUSED)
+    except StartError as exc:  # Ray did not come up, a port was taken since our check, ...
+        fail([f"could not start the engine: {exc}", _DEBUG_HINT], EXIT_REFUSED)
+
+
+async def _serve(settings: Settings, demo: bool) -> None:
+
+    out = _out()
+    started = time.monotonic()
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(_shutdown_ray_if_local, settings)
+        with out.status(f"Starting Lotwise: {_where_ray(settings)}, {settings.shards} shards…"):
+            engine = await start_engine(stack, settings)
+        # Ray replaces the driver's SIGTERM handler during start-up: install ours after it.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print_listening(out, engine, time.monotonic() - started)
+        if demo:
+            await _load_demo(out, engine.grpc_address)
+        out.print("Serving. Press [bold]Ctrl-C[/] (or send SIGTERM) to stop.")
+        await stop.wait()
+        with out.status("Stopping: draining gRPC, stopping shards…"):
+            await stack.aclose()
+    out.print("[green]✓[/] Lotwise stopped cleanly.")
+
+
+def _where_ray(settings: Settings) -> str:
+    return f"joining Ray at {settings.ray_address}" if settings.ray_address else "local Ray"
+
+
+def _where_journal(engine: RunningEngine) -> str:
+    settings = engine.settings
+    if settings.journal == "memory":
+        return "in memory (nothing survives a restart; development only)"
+    nats = getattr(engine, "nats", None)
+    if nats is not None:
+        return f"NATS JetStream, embedded nats-server at {nats.url}, files in {settings.data_dir / 'nats'}"
+    return f"NATS JetStream at {settings.nats_url}"
+
+
+def _shutdown_ray_if_local(settings: Settings) -> None:
+    if not settings.ray_address:
+        from engine.runtime.cluster import shutdown_ray
+
+        shutdown_ray()
+
+
+def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("gRPC", f"{engine.grpc_address}  ({SERVICE}, grpc.health.v1.Health, reflection)")
+    grid.add_row("metrics", engine.metrics_url or "off")
+    grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
+    grid.add_row("journal", _where_journal(engine))
+    out.print(f"[green]✓[/] Lotwise is up in {took_s:.1f} s")
+    out.print(grid)
+    # Commands to copy: never wrapped, whatever the terminal width.
+    address = engine.grpc_address
+    out.print("[bold]try[/]", soft_wrap=True)
+    for line in (
+        f"grpcurl -plaintext {address} list {SERVICE}",
+        f'grpcurl -plaintext -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
+        f"{address} {SERVICE}/GetAvailability",
+        f"lotwise availability GLU-50 FW-BOS --by lot --target {address}",
+    ):
+        out.print(Text("  " + line), soft_wrap=True)
+
+
+async def _load_demo(out: Console, address: str) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from engine.api.client import LotwiseClient
+    from engine.demo import SEED_RUN, load_dataset
+
+    async with LotwiseClient(address) as client:
+        with Progress(TextColumn("Loading the demo dataset"), BarColumn(), MofNCompleteColumn(), transient=True) as bar:
+            task = bar.add_task("load", total=None)
+            report = await load_dataset(
+                client, SEED_RUN, progress=lambda n, total: bar.update(task, completed=n, total=total)
+            )
+    if report.loaded:
+        out.print(
+            f"[green]✓[/] demo dataset: {report.skus} skus, {report.sites} sites, "
+            f"{report.receipts} opening receipts ({report.units} units)"
+        )
+    else:
+        out.print("[green]✓[/] demo dataset already loaded (its central warehouse exists); nothing booked")
+
+
+# ---- lotwise demo ---------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo_command(
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Run against this engine (host:port) instead of an embedded one."),
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Prefix of every request and hold id (default: a fresh random one).")
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option(help="Shards of the embedded engine (env LOTWISE_SHARDS, default 2).")
+    ] = None,
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="Embedded engine without Ray: shards in this process (starts at once).")
+    ] = False,
+    hold_ttl_ms: Annotated[int, typer.Option(help="TTL of the hold the demo lets expire (it waits for it).")] = 1_500,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Run the scripted medical-device day: receive, QC, putaway, orders, scan-takes, counts, holds.
+
+    Without --target it starts an engine of its own (gRPC and metrics on free ports),
+    loads the demo dataset, runs the flow, prints availability before and after, and
+    stops the engine. With --target the run books into its own copies of the sites
+    (FW-BOS.<run-id>, ...), so it never disturbs the target's stock.
+    """
+    from engine.demo import DemoRun
+
+    if not 100 <= hold_ttl_ms <= 60_000:
+        fail("--hold-ttl-ms must be in 100..60000 (the demo waits for it)", EXIT_CONFIG)
+    if run_id is not None:
+        _check_run_id(run_id)
+    out = _out()
+    if target is not None:
+        run = DemoRun.shared_engine(run_id)
+        summary = with_client(target, timeout, lambda client: _demo_flow(out, client, run, hold_ttl_ms))
+        _print_summary(out, summary)
+        return
+    # An engine of its own, with its files in a fresh directory: every demo starts from
+    # empty stock, whatever a previous run (or a `lotwise up` in this directory) journaled.
+    with tempfile.TemporaryDirectory(prefix="lotwise-demo-") as data_dir:
+        with config_errors():
+            settings = build_settings({"port": 0, "metrics_port": 0, "shards": shards, "data_dir": Path(data_dir)})
+        from engine.logs import configure_logging
+
+        # The narration is the output; the engine's per-RPC access logs would drown it.
+        configure_logging("debug" if settings.log_level == "debug" else "warning", settings.log_format)
+        try:
+            summary = asyncio.run(
+                _demo_embedded(out, settings, DemoRun.fresh_engine(run_id), in_process, hold_ttl_ms, timeout)
+            )
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except StartError as exc:
+            fail([f"could not start the embedded engine: {exc}", _DEBUG_HINT], EXIT_REFUSED)
+    _print_summary(out, summary)
+
+
+def _check_run_id(run_id: str) -> None:
+    from engine.domain.commands import check_id
+    from engine.domain.errors import FieldViolation
+
+    problems: list[FieldViolation] = []
+    check_id(run_id, "--run-id", problems)
+    if problems or len(run_id) > 48:
+        fail(f"--run-id: {problems[0].description if problems else 'must be at most 48 characters'}", EXIT_CONFIG)
+
+
+async def _demo_embedded(
+    out: Console, settings: Settings, run: DemoRun, in_process: bool, hold_ttl_ms: int, timeout_s: float
+) -> DemoSummary:
+    from engine.api.client import LotwiseClient
+    from engine.domain.errors import DomainError
+
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        gateway = None
+        if in_process:
+            from engine.runtime.gateway import Gateway
+
+            gateway = Gateway.local(shards=settings.shards, sweep_interval_ms=settings.sweep_interval_ms)
+            stack.push_async_callback(gateway.close)  # running_engine closes only gateways it made
+        else:
+            stack.callback(_shutdown_ray_if_local, settings)
+        where = "in this process" if in_process else _where_ray(settings)
+        with out.status(f"Starting an embedded Lotwise ({where}, {settings.shards} shards)…"):
+            engine = await start_engine(stack, settings, gateway)
+        out.print(f"[green]✓[/] engine up in {time.monotonic() - started:.1f} s at {engine.grpc_address} ({where})")
+        client = await stack.enter_async_context(LotwiseClient(engine.grpc_address, timeout_s=timeout_s))
+        try:
+            summary = await _demo_flow(out, client, run, hold_ttl_ms)
+        except DomainError as exc:  # the demo itself was refused: a bug in the demo or the engine
+            fail(["the demo was refused unexpectedly", *describe(exc)], EXIT_REFUSED)
+        with out.status("Stopping the embedded engine…"):
+            await stack.aclose()
+    return summary
+
+
+async def _demo_flow(out: Console, client: LotwiseClient, run: DemoRun, hold_ttl_ms: int) -> DemoSummary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from engine.demo import load_dataset, run_flow
+
+    with Progress(TextColumn("Loading the demo dataset"), BarColumn(), MofNCompleteColumn(), transient=True) as bar:
+        task = bar.add_task("load", total=None)
+        report = await load_dataset(client, run, progress=lambda n, total: bar.update(task, completed=n, total=total))
+    out.print(
+        f"[green]✓[/] dataset: {report.skus} skus, {report.sites} sites "
+        f"({', '.join(run.sites)}), {report.receipts} opening receipts, {report.units} units; run id {run.run_id}"
+    )
+    out.rule("the day, step by step")
+
+    def on_step(step: Step) -> None:
+        mark = "[green]✓[/]" if step.ok else "[yellow]![/]"
+        out.print(f"{mark} [bold]{step.title:<8}[/] {step.detail}")
+
+    with out.status("Running the scripted flow…") as status:
+
+        def narrate(step: Step) -> None:
+            on_step(step)
+            status.update(f"Running the scripted flow… (after: {step.title})")
+
+        return await run_flow(client, run, short_ttl_ms=hold_ttl_ms, on_step=narrate)
+
+
+def _print_summary(out: Console, s: DemoSummary) -> None:
+    out.rule("availability before the day")
+    for t in s.before:
+        print_slice(out, t)
+    out.rule("availability after the day")
+    for t in s.after:
+        print_slice(out, t)
+    out.print(f"[bold]QueryStock roll-up over org {s.rollup_org}[/] (all its sites), by sku and owner")
+    out.print(stock_table(s.rollup, by_sku=True, by_site=False, dims=["owner"]))
+    out.rule("what to notice")
+    fefo = " then ".join(s.fefo_lots)
+    out.print(
+        f"• FEFO picked {s.fefo_lots[0]} first (expires first; FIFO would have taken {s.oldest_receipt_lot}): {fefo}"
+    )
+    out.print(f"• min shelf life 30 d skipped the soon-expiring 22G lot and took {s.shelf_life_lot}")
+    out.print(
+        f"• SO-1001 spanned two sites, all or nothing; partial commit: {s.committed_qty} committed, "
+        f"{s.released_on_commit_qty} released in the same step ({s.order_state})"
+    )
+    out.print(
+        f"• SO-1002 refused whole: {s.refused_reason} (requested {s.refused_requested}, "
+        f"available {s.refused_available}); its other line was undone: "
+        f"{'nothing changed' if s.refusal_changed_nothing else 'STOCK CHANGED'}"
+    )
+    out.print(
+        f"• scan-take over book stock: {s.overtake_consumed_qty} from the books + "
+        f"{s.overtake_shortfall_qty} booked as a discrepancy; cycle count variance {s.count_variance}"
+    )
+    out.print(
+        f"• SO-1003 {s.released_hold_state} ({s.released_hold_qty} units); SO-1004 {s.expiring_hold_state}: "
+        f"free {s.expiring_available_before} → {s.expiring_available_during} while held → "
+        f"{s.expiring_available_after} after its TTL"
+    )
+    out.print(f"[bold green]Demo complete[/] (run id {s.run_id}).")
+
+
+# ---- lotwise availability / stock / hold / sites --------------------------------------
+
+
+@app.command()
+def availability(
+    sku: Annotated[str, typer.Argument(help="The sku, e.g. GLU-50.")],
+    site: Annotated[str, typer.Argument(help="The site, e.g. FW-BOS.")],
+    by: Annotated[
+        list[Dimension] | None, typer.Option("--by", "-b", help="Group by this dimension (repeat for more).")
+    ] = None,
+    bin_depth: Annotated[int, typer.Option(help="With --by bin: cut bin paths to this many levels (0: full).")] = 0,
+    status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeat for more).")] = None,
+    owner: Annotated[str, typer.Option(help="Owner filter: own, consignment, consignment:<supplier>, ...")] = "",
+    bin_prefix: Annotated[str, typer.Option(help="Only bins under this path, e.g. A/03.")] = "",
+    lot: Annotated[str, typer.Option(help="Only this lot.")] = "",
+    min_shelf_life_days: Annotated[
+        float | None, typer.Option(help="Only lots with at least this many days left.")
+    ] = None,
+    target: TargetOpt = DEFAULT_TARGET,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Available-to-promise of one (sku, site), sliced by bin, status, owner, lot or expiry."""
+    from engine.domain.cell import SliceFilter
+
+    dims = tuple(by or ())
+    filt = SliceFilter(
+        statuses=frozenset(status or ()),
+        owner=owner,
+        bin_prefix=bin_prefix,
+        lot_id=lot,
+        min_shelf_life_days=min_shelf_life_days,
+    )
+    a = with_client(target, timeout, lambda c: c.get_availability(sku, site, dims, filt, bin_depth))
+    out = _out()
+    out.print(f"[bold]{a.sku} @ {a.site}[/]: [bold green]{a.available}[/] available")
+    out.print(slice_table([d.value for d in dims], a.rows, a.as_of_ms))
+
+
+@app.command()
+def stock(
+    sku: Annotated[list[str] | None, typer.Option("--sku", help="Only this sku (repeat for more).")] = None,
+    site: Annotated[list[str] | None, typer.Option("--site", help="Only this site (repeat for more).")] = None,
+    org: Annotated[str, typer.Option(help="Only sites at or below this org node, e.g. medline/east.")] = "",
+    by: Annotated[
+        list[StockBy] | None,
+        typer.Option(
+            "--by", "-b", help="Group by (repeat); default: sku and site. Leave out sku/site to sum over them."
+        ),
+    ] = None,
+    bin_depth: Annotated[int, typer.Option(help="With --by bin: cut bin paths to this many levels (0: full).")] = 0,
+    status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeat for more).")] = None,
+    owner: Annotated[str, typer.Option(help="Owner filter: own, consignment, consignment:<supplier>, ...")] = "",
+    sellable_only: Annotated[bool, typer.Option("--sellable-only", help="Only sellable statuses.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows (1..100000).")] = 1_000,
+    target: TargetOpt = DEFAULT_TARGET,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up."""
+    from engine.domain.cell import SliceFilter
+    from engine.runtime.types import StockQuery
+
+    keys = list(dict.fromkeys(by or (StockBy.SKU, StockBy.SITE)))
+    dims = tuple(Dimension(k.value) for k in keys if k not in (StockBy.SKU, StockBy.SITE))
+    query = StockQuery(
+        skus=tuple(sku or ()),
+        sites=tuple(site or ()),
+        org_prefix=org,
+        filter=SliceFilter(statuses=frozenset(status or ()), owner=owner, sellable_only=sellable_only),
+        group_by=dims,
+        by_sku=StockBy.SKU in keys,
+        by_site=StockBy.SITE in keys,
+        bin_depth=bin_depth,
+        limit=limit,
+    )
+    rows = with_client(target, timeout, lambda c: c.query_stock(query))
+    scope = f"org {org}" if org else "all sites"
+    out = _out()
+    out.print(
+        f"[bold]stock over {scope}[/]: [bold green]{sum(r.row.available for r in rows)}[/] available, {len(rows)} rows"
+    )
+    out.print(stock_table(rows, query.by_sku, query.by_site, [d.value for d in dims]))
+
+
+@app.command()
+def hold(
+    hold_id: Annotated[str, typer.Argument(help="The hold's id (as given to Reserve).")],
+    target: TargetOpt = DEFAULT_TARGET,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """One hold: its state, and per (sku, site) what it holds, committed and released."""
+    summary = with_client(target, timeout, lambda c: c.get_hold(hold_id))
+    _out().print(hold_table(summary))
+
+
+@app.command()
+def sites(
+    org: Annotated[str, typer.Option(help="Only sites at or below this org node.")] = "",
+    target: TargetOpt = DEFAULT_TARGET,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """The site directory: every site with its org node and kind."""
+    found = with_client(target, timeout, lambda c: c.list_sites(org))
+    table = Table(title=f"{len(found)} sites" + (f" under {org}" if org else ""), title_justify="left")
+    for name in ("site", "org", "kind", "name"):
+        table.add_column(name)
+    for s in found:
+        table.add_row(s.site, s.org_path, s.kind, s.name)
+    _out().print(table)
+
+
+if __name__ == "__main__":  # `python -m engine.cli`
+    app()
