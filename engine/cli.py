@@ -639,6 +639,8 @@ def demo_command(
     with tempfile.TemporaryDirectory(prefix="lotwise-demo-") as data_dir:
         with config_errors():
             settings = build_settings({"port": 0, "metrics_port": 0, "shards": shards, "data_dir": Path(data_dir)})
+        if settings.log_level != "debug":  # shards log in their own processes: quiet them too
+            settings = settings.model_copy(update={"log_level": "warning"})
         from engine.logs import configure_logging
 
         # The narration is the output; the engine's per-RPC access logs would drown it.

@@ -102,29 +102,37 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: ApiMetrics) -> None:
         self._metrics = metrics
+        # One wrapped handler per method, built once: this runs on every call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        wrapped = self._wrapped.get(handler_call_details.method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method.lstrip("/")  # "lotwise.v1.Inventory/Reserve"
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             self._observe(method, handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[handler_call_details.method] = wrapped
+        return wrapped
 
     def _observe(self, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         metrics = self._metrics
         quiet = method.startswith(_QUIET_SERVICES)
+        in_flight = metrics.in_flight.labels(method)
+        latency = metrics.latency.labels(method)
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            in_flight = metrics.in_flight.labels(method)
             in_flight.inc()
             code = grpc.StatusCode.UNKNOWN
             try:
@@ -143,8 +151,10 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 in_flight.dec()
                 code_name = _code_name(code)
                 metrics.requests.labels(method, code_name).inc()
-                metrics.latency.labels(method).observe(elapsed_s)
-                (log.debug if quiet else log.info)(
+                latency.observe(elapsed_s)
+                # Successes are metered (above) and logged at debug; every refusal or failure
+                # is logged at info, so the log stays readable at thousands of calls a second.
+                (log.debug if quiet or code is grpc.StatusCode.OK else log.info)(
                     "rpc",
                     method=method,
                     code=code_name,
@@ -189,11 +199,13 @@ async def start_server(
     metrics: ApiMetrics | None = None,
     credentials: grpc.ServerCredentials | None = None,
     admin: AdminGateway | None = None,
+    history: Any = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
     Without `credentials` the port is plaintext, meant for 127.0.0.1 and behind a TLS proxy.
-    With `admin`, lotwise.v1.Admin is served too (verify, shard stats, snapshots, pins).
+    With `admin`, lotwise.v1.Admin is served too (verify, shard stats, snapshots, pins);
+    with `history` (an engine.api.history.HistoryServicer), lotwise.v1.History.
     """
     server = grpc.aio.server(
         interceptors=[ObservabilityInterceptor(metrics or default_metrics())],
@@ -205,6 +217,10 @@ async def start_server(
     if admin is not None:
         apb_grpc.add_AdminServicer_to_server(AdminServicer(admin, retry_delay_ms=options.retry_delay_ms), server)
         services.append(ADMIN_SERVICE_NAME)
+    if history is not None:
+        from engine.api.history import add_history_service
+
+        services.append(add_history_service(server, history))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -422,6 +422,11 @@ class Cell:
         self._next_expiry_ms = next_expiry
         return movements
 
+    @property
+    def next_expiry_ms(self) -> int:
+        """A lower bound on the earliest expiry of this cell's active holds."""
+        return self._next_expiry_ms
+
     def drain(self) -> list[Movement]:
         """Hand the movements produced since the last drain to the journal."""
         out, self.outbox = self.outbox, []

@@ -18,6 +18,7 @@ import structlog
 
 from engine.domain.cell import CellLimits
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary, load_dictionary
+from engine.logs import configure_logging
 from engine.runtime.batcher import BatchLimits, SendBatch
 from engine.runtime.gateway import Gateway, ShardAdmin
 from engine.runtime.host import Backend, BackendFactory, ShardHost, SnapshotPolicy, in_memory_backend
@@ -55,7 +56,15 @@ class RayDirectoryStore:
         await self._actor.save.remote(replace(directory, pins=dict(directory.pins)))
 
 
-_REMOTE_SHARD = ray.remote(ShardHost)
+class ShardActor(ShardHost):
+    """A shard host in a Ray worker process of its own, logging as the engine is set to."""
+
+    def __init__(self, *args: Any, log_level: str = "info", log_format: str = "console", **kwargs: Any) -> None:
+        configure_logging(log_level, log_format)
+        super().__init__(*args, **kwargs)
+
+
+_REMOTE_SHARD = ray.remote(ShardActor)
 _REMOTE_DIRECTORY = ray.remote(DirectoryActor)
 
 
@@ -79,7 +88,12 @@ def init_ray(settings: Settings) -> None:
         kwargs["_node_ip_address"] = "127.0.0.1"
         if settings.ray_num_cpus is not None:
             kwargs["num_cpus"] = settings.ray_num_cpus
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # a loaded machine can miss Ray's start-up deadlines once
+        log.warning("ray start failed; trying once more", error=str(exc))
+        ray.shutdown()
+        ray.init(**kwargs)
 
 
 def cell_limits(settings: Settings) -> CellLimits:
@@ -141,6 +155,8 @@ def shard_actor(name: str, settings: Settings, statuses: StatusDictionary, backe
         backend,
         settings.sweep_interval_ms,
         SnapshotPolicy(settings.snapshot_every_batches, settings.snapshot_interval_ms),
+        log_level=settings.log_level,
+        log_format=settings.log_format,
     )
 
 

@@ -350,7 +350,7 @@ class ShardHost:
         while True:
             await asyncio.sleep(self.sweep_interval_ms / 1000)
             try:
-                if self.state is HostState.READY and self.core.with_holds:
+                if self.state is HostState.READY and self.core.sweep_due(self.clock.now_ms()):
                     await self.sweep()
             except Exception:
                 log.exception("sweep failed", shard=self.name)

@@ -391,6 +391,11 @@ class ShardCore:
         blob = pickle.dumps(cell, protocol=pickle.HIGHEST_PROTOCOL)
         return blob, tuple(self.skus.values()), tuple(self.sites.values())
 
+    def sweep_due(self, now_ms: int) -> bool:
+        """Is any hold past its TTL? (Read-only: the sweeper journals a Sweep only then.)"""
+        cells = self.cells
+        return any((cell := cells.get(pair)) is None or cell.next_expiry_ms <= now_ms for pair in self.with_holds)
+
     def sweep(self, now_ms: int, max_cells: int = 10_000) -> int:
         """Release expired holds (bounded work per call); returns the movements made."""
         made = 0
