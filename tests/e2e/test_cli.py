@@ -31,7 +31,7 @@ from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("up", "demo", "availability", "stock", "hold", "sites")
+SUBCOMMANDS = ("up", "demo", "availability", "stock", "hold", "sites", "verify", "shards")
 CLI_TIMEOUT_S = 30  # a command that starts nothing answers in about a second
 RAY_TIMEOUT_S = 240
 UP_QUIET = ("--log-level", "warning")  # Ray start (~3–10 s) on a 2-core machine, plus the demo's hold TTL wait
@@ -381,6 +381,14 @@ def test_up_serves_client_commands_and_stops_on_sigterm(
 
     malformed = run_cli("availability", "GLU 50", "FW-BOS", "--target", target)
     assert_clean_failure(malformed, 1, "INVALID_ARGUMENT", "sku: may contain only")
+
+    # Everything above, replayed from snapshot + journal, equals the live state.
+    verified = run_cli("verify", "--target", target, timeout_s=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "verify: all 2 shards match their journal" in verified.stdout
+    shard_rows = run_cli("shards", "--target", target)
+    assert shard_rows.returncode == 0, shard_rows.stderr
+    assert shard_rows.stdout.count("ready") == 2
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
