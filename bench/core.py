@@ -167,7 +167,7 @@ class CpuSampler:
     """CPU seconds of this process and of every process below it, grouped.
 
     Ray's processes (gcs_server, raylet, workers) are descendants of the driver when it
-    starts a local Ray. A shard actor's process title names its class (`ray::ShardHost`).
+    starts a local Ray. A shard actor's process title names its class (`ray::ShardActor`).
     """
 
     def __init__(self, loadgen_pid: int) -> None:
@@ -188,7 +188,7 @@ class CpuSampler:
                     cmdline = " ".join(proc.cmdline())
                 except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
                     cmdline = ""
-                if "ShardHost" in cmdline:
+                if "ray::Shard" in cmdline:  # ShardActor (a ShardHost in its own process)
                     group = "ray_shards"
                 elif "nats-server" in cmdline:
                     group = "nats"  # the embedded journal
