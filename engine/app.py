@@ -22,6 +22,7 @@ class RunningEngine:
     grpc_address: str  # host:port clients dial
     metrics_url: str  # "" when metrics are off
     nats: Any = None  # the embedded nats-server (EmbeddedNats) when this engine started one
+    history: Any = None  # the history runtime (store, sink, service) when history is on
 
 
 async def start_embedded_nats(settings: Settings) -> Any:
@@ -32,6 +33,20 @@ async def start_embedded_nats(settings: Settings) -> Any:
     await nats.start()
     log.info("embedded nats-server started", url=nats.url, data_dir=str(settings.data_dir / "nats"))
     return nats
+
+
+async def start_history_runtime(settings: Settings, nats_url: str) -> Any:
+    """History (DESIGN §8): a sink from the journal into ClickHouse (chDB embedded under
+    the data dir, or a server), and the lotwise.v1.History service over it. This process
+    owns the chDB path, so queries are served here too."""
+    from dataclasses import replace
+
+    from adapters.clickhouse.runtime import history_config, journal_config_for, start_history
+
+    config = history_config(settings.data_dir, settings.namespace, settings.history_dsn)
+    config = replace(config, store=replace(config.store, rollup_ttl_days=settings.history_rollup_ttl_days))
+    journal = journal_config_for(settings.namespace, nats_url, settings.journal_replicas)
+    return await start_history(config, journal)
 
 
 @asynccontextmanager
@@ -47,6 +62,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     nats: Any = None
     server: Any = None
     metrics: Any = None
+    history: Any = None
     gw = gateway
     try:
         if gw is None:
@@ -55,18 +71,24 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
                 nats = await start_embedded_nats(settings)
                 nats_url = nats.url
             gw = await start_gateway(settings, nats_url)
+            if settings.history and settings.journal == "nats":
+                history = await start_history_runtime(settings, nats_url)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
-        server, port = await start_server(gw, settings.host, settings.port, options, admin=gw)
+        server, port = await start_server(
+            gw, settings.host, settings.port, options, admin=gw, history=history.service if history else None
+        )
         metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         address = f"{settings.host}:{port}"
         metrics_url = f"http://{settings.host}:{metrics.port}/metrics"
         log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
-        yield RunningEngine(settings, gw, address, metrics_url, nats)
+        yield RunningEngine(settings, gw, address, metrics_url, nats, history)
     finally:
         if server is not None:
             await server.stop(2.0)
         if metrics is not None:
             metrics.stop()
+        if history is not None:
+            await history.stop()  # the sink flushes and acks what it holds
         if own_gateway and gw is not None:
             await gw.close()
         if nats is not None:

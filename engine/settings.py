@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     snapshot_interval_ms: int = Field(60_000, ge=1_000, description="or after this much time with new batches")
     shard_max_restarts: int = Field(100, ge=0, le=100_000, description="Ray restarts of a crashed shard actor")
 
+    # history (ClickHouse; DESIGN §8, §11)
+    history: bool = Field(True, description="feed ClickHouse from the journal and serve lotwise.v1.History")
+    history_dsn: str = Field(
+        "", description="'' embeds chDB at <data_dir>/history; else http(s)://user:pass@host:8123 of a server"
+    )
+    history_rollup_ttl_days: int = Field(0, ge=0, le=36_500, description="keep daily roll-ups this long; 0 forever")
+
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

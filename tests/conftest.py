@@ -21,6 +21,9 @@ import pytest_asyncio
 from engine.api.client import LotwiseClient
 from engine.app import RunningEngine, running_engine
 from engine.settings import Settings
+from tests.history_fixtures import process_chdb_dsn
+
+TEST_DATA_DIR = Path(tempfile.gettempdir()) / "lotwise-tests" / f"pid-{os.getpid()}"
 
 
 def only_loopback() -> bool:
@@ -59,7 +62,10 @@ def engine_settings(**overrides: object) -> Settings:
         "shards": 2,
         "namespace": f"t-{tag}",
         "sweep_interval_ms": 200,
-        "data_dir": Path(tempfile.gettempdir()) / "lotwise-tests" / tag,
+        "data_dir": TEST_DATA_DIR / tag,
+        # chDB opens one path per process: every engine of this test process shares it,
+        # each in a database of its own (named after the engine's namespace).
+        "history_dsn": process_chdb_dsn(TEST_DATA_DIR),
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -72,8 +72,10 @@ class HistoryRecord:
 
 @dataclass(frozen=True, slots=True)
 class HistoryBatch:
-    """What a sink inserts at once. `token` names the batch: inserting the same token with
-    the same records twice (a retry whose first outcome was unknown) stores them once."""
+    """What a sink inserts at once: whole journal batches (all the movements of a
+    (shard, batch_seq) go in the same HistoryBatch). Inserting is idempotent: movements
+    stored already are not stored again. `token` names the content, so a store can also
+    recognise a retry of the very same batch whose first outcome was unknown."""
 
     records: tuple[HistoryRecord, ...]
     skus: tuple[Sku, ...] = ()  # catalog entries seen: their opened shelf life gives effective expiry
@@ -513,22 +515,24 @@ class InMemoryHistoryStore:
         self._max = max_records  # bounded: a dev store must not eat the machine
         self.inserts = 0
 
-    async def insert(self, batch: HistoryBatch) -> None:
+    async def insert(self, batch: HistoryBatch) -> int:
         if len(self._records) + len(batch.records) > self._max:
             raise OverflowError(f"in-memory history is full ({self._max} movements)")
+        stored = 0
         for sku in batch.skus:
             known = self._skus.get(sku.sku)
             if known is None or known[0] <= batch.skus_at_ms:
                 self._skus[sku.sku] = (batch.skus_at_ms, sku)
         for record in batch.records:
-            self._records.setdefault(record.key, record)
+            if record.key in self._records:
+                continue
+            self._records[record.key] = record
+            stored += 1
             m = record.movement
             if m.lot is not None:
                 self._lots.setdefault((m.sku, m.site, m.lot.lot_id), m.lot)
         self.inserts += 1
-
-    async def existing(self, keys: Sequence[MovementKey]) -> set[MovementKey]:
-        return {key for key in keys if key in self._records}
+        return stored
 
     async def close(self) -> None:
         return None

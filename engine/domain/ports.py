@@ -159,9 +159,7 @@ class InMemorySnapshotStore:
 # ---- history store (DESIGN.md §8, §10) ----
 # Appended section: the values it speaks live in engine.domain.history.
 
-from collections.abc import Sequence  # noqa: E402 - appended section; the top of this file is kept as is
-
-from engine.domain.history import (  # noqa: E402
+from engine.domain.history import (  # noqa: E402 - appended section; the top of this file is kept as is
     BalanceQuery,
     BalanceRow,
     DayQty,
@@ -170,7 +168,6 @@ from engine.domain.history import (  # noqa: E402
     HistoryBatch,
     InMemoryHistoryStore,
     LotTrace,
-    MovementKey,
     MovementPage,
     MovementQuery,
     PairTotal,
@@ -184,17 +181,15 @@ from engine.domain.history import (  # noqa: E402
 class HistoryStore(Protocol):
     """Every journaled movement, once, and the questions asked of them (DESIGN §8).
 
-    Inserting is idempotent per movement, keyed by (sku, site, seq): a movement stored
-    twice (a retried or redelivered batch) is counted once by every query. Queries check
+    Inserting is idempotent: a movement (named by (sku, site, seq); it arrives with its
+    whole journal batch) inserted again — a retried or redelivered batch — is not stored
+    again, and no query, roll-ups included, counts it twice. Queries check
     their arguments (InvalidArgument with field violations); a store that cannot answer
     raises Unavailable. `InMemoryHistoryStore` is the reference implementation."""
 
-    async def insert(self, batch: HistoryBatch) -> None:
-        """Store the batch's movements (and the catalog entries it carries) durably."""
-        ...
-
-    async def existing(self, keys: Sequence[MovementKey]) -> set[MovementKey]:
-        """Which of these movements are stored already (a redelivered batch skips them)."""
+    async def insert(self, batch: HistoryBatch) -> int:
+        """Store the batch's movements (and the catalog entries it carries) durably, except
+        those stored already (a retried or redelivered batch); returns how many it wrote."""
         ...
 
     async def balance_as_of(self, q: BalanceQuery) -> list[BalanceRow]: ...

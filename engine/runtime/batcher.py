@@ -51,11 +51,15 @@ class MicroBatcher:
         self.batches_sent = 0
         self.ops_sent = 0
 
-    def submit(self, op: Any, deadline: float | None = None) -> asyncio.Future[Any]:
-        """Queue one op; the future resolves to the shard's answer for it."""
+    def submit(self, op: Any, deadline: float | None = None, *, essential: bool = False) -> asyncio.Future[Any]:
+        """Queue one op; the future resolves to the shard's answer for it.
+
+        `essential` ops (the aborts that undo a refused hold) are queued even when the queue
+        is full: refusing them would leave stock held until the hold's TTL. They stay
+        bounded: at most one per line of the in-flight requests (max_concurrent_rpcs)."""
         if self._closed:
             raise Unavailable(f"shard {self.name} is shutting down")
-        if len(self._pending) >= self._limits.max_pending:
+        if not essential and len(self._pending) >= self._limits.max_pending:
             raise Overloaded(f"queue of shard {self.name}", self._limits.max_pending)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future, deadline))

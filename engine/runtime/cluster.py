@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -108,20 +107,9 @@ def journal_backend(settings: Settings, nats_url: str) -> BackendFactory:
     """How a shard (in its own process) reaches the journal: picklable, connects lazily."""
     if settings.journal == "memory":
         return in_memory_backend
-    from adapters.nats.journal import JournalConfig
+    from adapters.nats.journal import engine_journal_config
 
-    # One stream, subject space and bucket per engine namespace: engines can share a NATS.
-    tag = re.sub(r"[^A-Za-z0-9_-]", "_", settings.namespace)
-    config = JournalConfig(
-        url=nats_url,
-        replicas=settings.journal_replicas,
-        stream=f"LOTWISE_JOURNAL_{tag}",
-        subject_prefix=f"lotwise.journal.{tag}",
-        snapshot_bucket=f"lotwise-snapshots-{tag}",
-        # A healthy server acks an fsynced write in about a millisecond; past 2 s the batch
-        # is answered UNAVAILABLE (and retried) rather than holding the shard longer.
-        ack_timeout_s=2.0,
-    )
+    config = engine_journal_config(settings.namespace, nats_url, settings.journal_replicas)
 
     async def connect() -> Backend:
         from adapters.nats.journal import connect_journal

@@ -239,15 +239,15 @@ class Gateway:
             self._batchers[name] = batcher
         return batcher
 
-    async def _to_shard(self, name: str, op: Any, deadline: float | None) -> Any:
-        return await (await self._batcher(name)).submit(op, deadline)
+    async def _to_shard(self, name: str, op: Any, deadline: float | None, essential: bool = False) -> Any:
+        return await (await self._batcher(name)).submit(op, deadline, essential=essential)
 
-    async def _to_pair(self, sku: str, site: str, op: Any, deadline: float | None) -> Any:
+    async def _to_pair(self, sku: str, site: str, op: Any, deadline: float | None, essential: bool = False) -> Any:
         """Send an op to its pair's shard; follow a hand-off if the pair moved meanwhile."""
         route = self.directory.shard_for(sku, site)
         backoff_s = REROUTE_BACKOFF_S
         for _ in range(MAX_REROUTES):
-            result = await self._to_shard(route, op, deadline)
+            result = await self._to_shard(route, op, deadline, essential)
             if isinstance(result, CellMoved):
                 route = result.to_shard  # follow the pair; learn the new directory too
                 self.directory = await self._store.load()
@@ -360,7 +360,9 @@ class Gateway:
         undo = request_id[: 128 - len(UNDO_SUFFIX)] + UNDO_SUFFIX
         results = await asyncio.gather(
             *(
-                self._to_pair(c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True), None)
+                self._to_pair(
+                    c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True), None, essential=True
+                )
                 for c in lines
             ),
             return_exceptions=True,

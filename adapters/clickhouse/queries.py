@@ -1,0 +1,491 @@
+"""Rows in, SQL out: movements as ClickHouse columns, and the history queries (pure code).
+
+Every query reads `movements FINAL`: a movement stored twice collapses to one row, so
+nothing is counted twice even before the background merge (DESIGN §4, the sink's
+idempotency). Values travel as server-side parameters (`{name:Type}`), never spliced
+into SQL text; only identifiers we validated (the database, dimension columns) are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.domain.history import (
+    BalanceQuery,
+    BalanceRow,
+    ExpiryQuery,
+    ExposureRow,
+    HistoryDimension,
+    HistoryRecord,
+    LotDocument,
+    LotStop,
+    MovementQuery,
+    PairTotal,
+    TraceQuery,
+    TurnoverQuery,
+    decode_cursor,
+    needs_lots,
+)
+from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+
+MOVEMENT_COLUMNS: tuple[str, ...] = (
+    "sku",
+    "site",
+    "seq",
+    "kind",
+    "lot_id",
+    "qty",
+    "src_bucket",
+    "src_bin",
+    "src_status",
+    "src_owner",
+    "src_delta",
+    "dst_bucket",
+    "dst_bin",
+    "dst_status",
+    "dst_owner",
+    "dst_delta",
+    "held_bin",
+    "held_status",
+    "held_owner",
+    "held_delta",
+    "hold_id",
+    "request_id",
+    "doc_ref",
+    "at_ms",
+    "hold_expires_at_ms",
+    "has_lot",
+    "lot_received_at_ms",
+    "lot_expires_at_ms",
+    "lot_opened_at_ms",
+    "shard",
+    "batch_seq",
+    "position",
+)
+SKU_COLUMNS = ("sku", "opened_shelf_life_days", "updated_at_ms")
+_MOVEMENT_SELECT = ", ".join(MOVEMENT_COLUMNS)
+
+# Query settings every read uses. Duplicates of a movement share its at_ms, hence its
+# partition, so FINAL need not merge across partitions; and they are identical rows, so
+# skipping granules by index under FINAL cannot pick a "wrong" version.
+READ_SETTINGS: dict[str, Any] = {
+    "do_not_merge_across_partitions_select_final": 1,
+    "use_skip_indexes_if_final": 1,
+    "use_skip_indexes_if_final_exact_mode": 0,
+}
+
+
+class UnrepresentableMovement(ValueError):
+    """A movement whose buckets name another lot than the movement itself."""
+
+
+# ---- movements → columns ----
+
+
+def _bucket(bucket: QuantKey | External, lot_id: str) -> tuple[str, str, str, str]:
+    if isinstance(bucket, External):
+        return bucket.value, "", "", ""
+    if bucket.lot_id != lot_id:
+        raise UnrepresentableMovement(f"bucket lot {bucket.lot_id!r} differs from the movement's lot {lot_id!r}")
+    return "", bucket.bin, bucket.status, bucket.owner
+
+
+def movement_row(record: HistoryRecord) -> tuple[Any, ...]:
+    m = record.movement
+    src_bucket, src_bin, src_status, src_owner = _bucket(m.src, m.lot_id)
+    dst_bucket, dst_bin, dst_status, dst_owner = _bucket(m.dst, m.lot_id)
+    held_bin = held_status = held_owner = ""
+    if m.held_key is not None:
+        _, held_bin, held_status, held_owner = _bucket(m.held_key, m.lot_id)
+    lot = m.lot
+    if lot is not None and lot.lot_id != m.lot_id:
+        raise UnrepresentableMovement(f"receipt of lot {m.lot_id!r} carries the dates of {lot.lot_id!r}")
+    return (
+        m.sku,
+        m.site,
+        m.seq,
+        m.kind.value,
+        m.lot_id,
+        m.qty,
+        src_bucket,
+        src_bin,
+        src_status,
+        src_owner,
+        -m.qty,
+        dst_bucket,
+        dst_bin,
+        dst_status,
+        dst_owner,
+        m.qty,
+        held_bin,
+        held_status,
+        held_owner,
+        m.held_delta if m.held_key is not None else 0,
+        m.hold_id,
+        m.request_id,
+        m.doc_ref,
+        m.at_ms,
+        m.expires_at_ms,
+        1 if lot is not None else 0,
+        lot.received_at_ms if lot else 0,
+        lot.expires_at_ms if lot else 0,
+        lot.opened_at_ms if lot else 0,
+        record.shard,
+        record.batch_seq,
+        record.position,
+    )
+
+
+def movement_columns(records: Sequence[HistoryRecord]) -> list[list[Any]]:
+    """Column-oriented data for clickhouse-connect's insert (faster than rows)."""
+    rows = [movement_row(r) for r in records]
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in MOVEMENT_COLUMNS]
+
+
+def record_from_row(row: Sequence[Any]) -> HistoryRecord:
+    v = dict(zip(MOVEMENT_COLUMNS, row, strict=True))
+    lot_id = v["lot_id"]
+
+    def bucket(prefix: str) -> QuantKey | External:
+        name = v[f"{prefix}_bucket"]
+        if name:
+            return External(name)
+        return QuantKey(lot_id, v[f"{prefix}_bin"], v[f"{prefix}_status"], v[f"{prefix}_owner"])
+
+    held_key = QuantKey(lot_id, v["held_bin"], v["held_status"], v["held_owner"]) if v["held_status"] else None
+    lot = Lot(lot_id, v["lot_received_at_ms"], v["lot_expires_at_ms"], v["lot_opened_at_ms"]) if v["has_lot"] else None
+    movement = Movement(
+        seq=int(v["seq"]),
+        kind=MovementKind(v["kind"]),
+        sku=v["sku"],
+        site=v["site"],
+        lot_id=lot_id,
+        qty=int(v["qty"]),
+        src=bucket("src"),
+        dst=bucket("dst"),
+        held_key=held_key,
+        held_delta=int(v["held_delta"]),
+        hold_id=v["hold_id"],
+        request_id=v["request_id"],
+        doc_ref=v["doc_ref"],
+        at_ms=int(v["at_ms"]),
+        lot=lot,
+        expires_at_ms=int(v["hold_expires_at_ms"]),
+    )
+    return HistoryRecord(v["shard"], int(v["batch_seq"]), int(v["position"]), movement)
+
+
+# ---- queries ----
+
+
+@dataclass(slots=True)
+class Sql:
+    """A statement and its parameters, built up clause by clause."""
+
+    text: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    _n: int = 0
+
+    def param(self, value: Any, type_: str) -> str:
+        self._n += 1
+        name = f"p{self._n}"
+        self.params[name] = value
+        return f"{{{name}:{type_}}}"
+
+
+def _in(sql: Sql, column: str, values: Sequence[str]) -> str:
+    return f"{column} IN {sql.param(list(values), 'Array(String)')}"
+
+
+def _pair_filters(sql: Sql, skus: Sequence[str], sites: Sequence[str], lot_id: str = "") -> list[str]:
+    where = []
+    if skus:
+        where.append(_in(sql, "sku", skus))
+    if sites:
+        where.append(_in(sql, "site", sites))
+    if lot_id:
+        where.append(f"lot_id = {sql.param(lot_id, 'String')}")
+    return where
+
+
+def _legs_subquery(sql: Sql, db: str, where: list[str], extra: list[str] | None = None) -> str:
+    """Per-quant sums of qty and held over the movements that pass `where`: each movement
+    is unrolled into the quants it touches (external buckets have no status: dropped)."""
+    leg_where = " AND ".join(extra or []) or "1"
+    return f"""
+        SELECT sku, site, lot_id, leg.1 AS bin, leg.2 AS status, leg.3 AS owner,
+               sum(leg.4) AS q, sum(leg.5) AS h
+        FROM {db}.movements FINAL
+        ARRAY JOIN arrayFilter(l -> l.2 != '', [
+            tuple(src_bin, src_status, src_owner, src_delta, toInt64(0)),
+            tuple(dst_bin, dst_status, dst_owner, dst_delta, toInt64(0)),
+            tuple(held_bin, held_status, held_owner, toInt64(0), held_delta)]) AS leg
+        WHERE {" AND ".join(where) or "1"} AND {leg_where}
+        GROUP BY sku, site, lot_id, bin, status, owner"""
+
+
+def _lots_subquery(sql: Sql, db: str, skus: Sequence[str], sites: Sequence[str], lot_id: str = "") -> str:
+    """Each lot's dates and effective expiry: min(expires, opened + opened shelf life).
+    Filtered like the movements it joins, so the join's table is small."""
+    where = " AND ".join(_pair_filters(sql, skus, sites, lot_id)) or "1"
+    sku_where = _in(sql, "sku", skus) if skus else "1"
+    return f"""
+        SELECT l.sku AS sku, l.site AS site, l.lot_id AS lot_id, l.received_at_ms AS received_at_ms,
+               multiIf(l.opened_at_ms > 0 AND s.opened_shelf_life_days > 0,
+                       if(l.expires_at_ms > 0,
+                          least(l.expires_at_ms, l.opened_at_ms + toInt64(s.opened_shelf_life_days) * 86400000),
+                          l.opened_at_ms + toInt64(s.opened_shelf_life_days) * 86400000),
+                       l.expires_at_ms) AS expiry
+        FROM (SELECT * FROM {db}.lots FINAL WHERE {where}) AS l
+        LEFT JOIN (SELECT sku, opened_shelf_life_days FROM {db}.skus FINAL WHERE {sku_where}) AS s ON s.sku = l.sku"""
+
+
+def _iso_day(expr: str) -> str:
+    return f"if({expr} = 0, '', formatDateTime(fromUnixTimestamp64Milli({expr}, 'UTC'), '%F', 'UTC'))"
+
+
+def _dimension_expr(d: HistoryDimension, bin_depth: int) -> str:
+    match d:
+        case HistoryDimension.SKU:
+            return "b.sku"
+        case HistoryDimension.SITE:
+            return "b.site"
+        case HistoryDimension.BIN:
+            if bin_depth > 0:
+                return f"arrayStringConcat(arraySlice(splitByChar('/', b.bin), 1, {int(bin_depth)}), '/')"
+            return "b.bin"
+        case HistoryDimension.STATUS:
+            return "b.status"
+        case HistoryDimension.OWNER:
+            return "b.owner"
+        case HistoryDimension.LOT:
+            return "b.lot_id"
+        case HistoryDimension.EXPIRY_DAY:
+            return _iso_day("ifNull(lt.expiry, 0)")
+        case HistoryDimension.RECEIVED_DAY:
+            return _iso_day("ifNull(lt.received_at_ms, 0)")
+    raise ValueError(f"unknown dimension {d!r}")
+
+
+def balance_sql(db: str, q: BalanceQuery) -> Sql:
+    sql = Sql()
+    where = [f"at_ms <= {sql.param(q.as_of_ms, 'Int64')}", *_pair_filters(sql, q.skus, q.sites, q.lot_id)]
+    legs: list[str] = []
+    if q.statuses:
+        legs.append(f"leg.2 IN {sql.param(list(q.statuses), 'Array(String)')}")
+    if q.bin_prefix:
+        prefix = sql.param(q.bin_prefix, "String")
+        legs.append(f"(leg.1 = {prefix} OR startsWith(leg.1, concat({prefix}, '/')))")
+    if q.owner:
+        owner = sql.param(q.owner, "String")
+        legs.append(f"(leg.3 = {owner} OR startsWith(leg.3, concat({owner}, ':')))")
+    outer: list[str] = []
+    join = ""
+    if needs_lots(q):
+        lots = _lots_subquery(sql, db, q.skus, q.sites, q.lot_id)
+        join = f"LEFT JOIN ({lots}) AS lt ON lt.sku = b.sku AND lt.site = b.site AND lt.lot_id = b.lot_id"
+        if q.expires_from_ms or q.expires_to_ms:
+            outer.append(f"ifNull(lt.expiry, 0) > 0 AND lt.expiry >= {sql.param(q.expires_from_ms, 'Int64')}")
+        if q.expires_to_ms:
+            outer.append(f"lt.expiry < {sql.param(q.expires_to_ms, 'Int64')}")
+    groups = [f"{_dimension_expr(d, q.bin_depth)} AS g{i}" for i, d in enumerate(q.group_by)]
+    names = [f"g{i}" for i in range(len(q.group_by))]
+    sql.text = f"""
+        SELECT {", ".join([*groups, "sum(b.q) AS qty", "sum(b.h) AS held"])}
+        FROM ({_legs_subquery(sql, db, where, legs)}) AS b
+        {join}
+        WHERE {" AND ".join(outer) or "1"}
+        {"GROUP BY " + ", ".join(names) if names else ""}
+        HAVING qty != 0 OR held != 0
+        {"ORDER BY " + ", ".join(names) if names else ""}
+        LIMIT {int(q.limit)}"""
+    return sql
+
+
+def balance_rows(q: BalanceQuery, rows: Sequence[Sequence[Any]]) -> list[BalanceRow]:
+    n = len(q.group_by)
+    return [
+        BalanceRow(tuple((d.value, str(row[i])) for i, d in enumerate(q.group_by)), int(row[n]), int(row[n + 1]))
+        for row in rows
+    ]
+
+
+def movements_sql(db: str, q: MovementQuery) -> Sql:
+    sql = Sql()
+    where = _pair_filters(sql, (q.sku,) if q.sku else (), (q.site,) if q.site else (), q.lot_id)
+    for column in ("doc_ref", "hold_id", "request_id"):
+        value = getattr(q, column)
+        if value:
+            where.append(f"{column} = {sql.param(value, 'String')}")
+    if q.kinds:
+        where.append(f"kind IN {sql.param([k.value for k in q.kinds], 'Array(String)')}")
+    if q.from_ms:
+        where.append(f"at_ms >= {sql.param(q.from_ms, 'Int64')}")
+    if q.to_ms:
+        where.append(f"at_ms < {sql.param(q.to_ms, 'Int64')}")
+    if q.cursor:
+        at_ms, sku, site, seq = decode_cursor(q.cursor)
+        where.append(
+            f"(at_ms, sku, site, seq) > ({sql.param(at_ms, 'Int64')}, {sql.param(sku, 'String')}, "
+            f"{sql.param(site, 'String')}, {sql.param(seq, 'UInt64')})"
+        )
+    sql.text = f"""
+        SELECT {_MOVEMENT_SELECT} FROM {db}.movements FINAL
+        WHERE {" AND ".join(where) or "1"}
+        ORDER BY at_ms, sku, site, seq
+        LIMIT {int(q.page_size) + 1}"""
+    return sql
+
+
+def consumption_sql(db: str, first_day: int, last_day: int, sku: str, site: str) -> Sql:
+    sql = Sql()
+    where = [
+        f"day >= toDate({sql.param(first_day, 'Int32')})",
+        f"day <= toDate({sql.param(last_day, 'Int32')})",
+    ]
+    where += _pair_filters(sql, (sku,) if sku else (), (site,) if site else ())
+    sql.text = f"""
+        SELECT toInt32(day) AS d, sum(consumed) AS qty FROM {db}.daily_consumption
+        WHERE {" AND ".join(where)} GROUP BY d ORDER BY d"""
+    return sql
+
+
+def turnover_sql(db: str, q: TurnoverQuery, first_day: int, last_day: int) -> Sql:
+    """Σ end-of-day balances over the window in closed form: a day's net change counts in
+    every end-of-day balance from that day to the last (and the opening in all of them)."""
+    sql = Sql()
+    first = f"toDate({sql.param(first_day, 'Int32')})"
+    last = f"toDate({sql.param(last_day, 'Int32')})"
+    days = last_day - first_day + 1
+    where = [f"day <= {last}", *_pair_filters(sql, q.skus, q.sites)]
+    sql.text = f"""
+        SELECT sku, site, numerator, consumed FROM (
+            SELECT sku, site,
+                   sumIf(qty_delta, day < {first}) * {days}
+                     + sumIf(qty_delta * (dateDiff('day', day, {last}) + 1), day >= {first}) AS numerator,
+                   sumIf(consumed, day >= {first}) AS consumed
+            FROM {db}.daily_balance
+            WHERE {" AND ".join(where)}
+            GROUP BY sku, site)
+        WHERE numerator != 0 OR consumed != 0
+        ORDER BY sku, site
+        LIMIT {int(q.limit)}"""
+    return sql
+
+
+def _exposure_base(sql: Sql, db: str, q: ExpiryQuery) -> str:
+    where = [f"at_ms <= {sql.param(q.as_of_ms, 'Int64')}", *_pair_filters(sql, q.skus, q.sites)]
+    as_of = sql.param(q.as_of_ms, "Int64")
+    return f"""
+        SELECT b.sku AS sku, b.site AS site, b.lot_id AS lot_id, lt.expiry AS expiry,
+               toInt64(floor((lt.expiry - {as_of}) / 86400000)) AS days_left,
+               sum(b.q) AS qty, sum(b.h) AS held
+        FROM ({_legs_subquery(sql, db, where)}) AS b
+        INNER JOIN ({_lots_subquery(sql, db, q.skus, q.sites)}) AS lt
+            ON lt.sku = b.sku AND lt.site = b.site AND lt.lot_id = b.lot_id
+        WHERE lt.expiry > 0
+        GROUP BY sku, site, lot_id, expiry, days_left
+        HAVING qty != 0 AND days_left < {sql.param(q.horizon_days, "Int64")}"""
+
+
+def exposure_sql(db: str, q: ExpiryQuery) -> Sql:
+    sql = Sql()
+    sql.text = f"""
+        SELECT sku, site, lot_id, expiry, days_left, qty, held FROM ({_exposure_base(sql, db, q)})
+        ORDER BY expiry, sku, site, lot_id
+        LIMIT {int(q.limit)}"""
+    return sql
+
+
+def exposure_totals_sql(db: str, q: ExpiryQuery) -> Sql:
+    sql = Sql()
+    sql.text = f"""
+        SELECT greatest(days_left, -1) AS d, sum(qty), count() FROM ({_exposure_base(sql, db, q)})
+        GROUP BY d ORDER BY d"""
+    return sql
+
+
+def exposure_rows(rows: Sequence[Sequence[Any]]) -> list[ExposureRow]:
+    return [ExposureRow(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows]
+
+
+def trace_stops_sql(db: str, q: TraceQuery) -> Sql:
+    sql = Sql()
+    where = _pair_filters(sql, (q.sku,) if q.sku else (), (), q.lot_id)
+    sql.text = f"""
+        SELECT m.sku, m.site, ifNull(l.received_at_ms, 0), ifNull(l.expires_at_ms, 0),
+               m.first_at, m.last_at, m.qty_in, m.qty_out, m.balance, m.n
+        FROM (
+            SELECT sku, site, min(at_ms) AS first_at, max(at_ms) AS last_at,
+                   sumIf(qty, dst_bucket = '' AND src_bucket != '') AS qty_in,
+                   sumIf(qty, src_bucket = '' AND dst_bucket != '') AS qty_out,
+                   sum(if(src_bucket = '', src_delta, 0) + if(dst_bucket = '', dst_delta, 0)) AS balance,
+                   count() AS n
+            FROM {db}.movements FINAL
+            WHERE {" AND ".join(where)}
+            GROUP BY sku, site) AS m
+        LEFT JOIN (SELECT * FROM {db}.lots FINAL WHERE lot_id = {sql.param(q.lot_id, "String")}) AS l
+            ON l.sku = m.sku AND l.site = m.site
+        ORDER BY m.first_at, m.sku, m.site
+        LIMIT {int(q.limit)}"""
+    return sql
+
+
+def trace_stops(rows: Sequence[Sequence[Any]]) -> list[LotStop]:
+    return [LotStop(r[0], r[1], *(int(x) for x in r[2:])) for r in rows]
+
+
+def trace_documents_sql(db: str, q: TraceQuery) -> Sql:
+    sql = Sql()
+    where = [*_pair_filters(sql, (q.sku,) if q.sku else (), (), q.lot_id), "doc_ref != ''"]
+    sql.text = f"""
+        SELECT doc_ref, sku, site, min(at_ms) AS first_at, max(at_ms) AS last_at,
+               arraySort(groupUniqArray(toString(kind))) AS kinds, sum(qty), count()
+        FROM {db}.movements FINAL
+        WHERE {" AND ".join(where)}
+        GROUP BY doc_ref, sku, site
+        ORDER BY first_at, doc_ref, sku, site
+        LIMIT {int(q.limit)}"""
+    return sql
+
+
+def trace_documents(rows: Sequence[Sequence[Any]]) -> list[LotDocument]:
+    return [LotDocument(r[0], r[1], r[2], int(r[3]), int(r[4]), tuple(r[5]), int(r[6]), int(r[7])) for r in rows]
+
+
+def totals_sql(db: str, limit: int) -> Sql:
+    sql = Sql()
+    sql.text = f"""
+        SELECT sku, site, count(), max(seq),
+               sum(if(src_bucket = '', src_delta, 0) + if(dst_bucket = '', dst_delta, 0)),
+               sum(held_delta)
+        FROM {db}.movements FINAL
+        GROUP BY sku, site ORDER BY sku, site
+        LIMIT {int(limit)}"""
+    return sql
+
+
+def totals_rows(rows: Sequence[Sequence[Any]]) -> list[PairTotal]:
+    return [PairTotal(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
+
+
+def quote_str(value: str) -> str:
+    """A ClickHouse string literal (for the few lists too long to send as parameters)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def stored_batches_sql(db: str, records: Sequence[HistoryRecord]) -> Sql:
+    """Which journal batches of these records are stored: one primary-key range per shard
+    on the small `journal_batches` table (literals: an HTTP request carries parameters in
+    its URL)."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for r in records:
+        lo, hi = ranges.get(r.shard, (r.batch_seq, r.batch_seq))
+        ranges[r.shard] = (min(lo, r.batch_seq), max(hi, r.batch_seq))
+    conditions = " OR ".join(
+        f"(shard = {quote_str(shard)} AND batch_seq BETWEEN {int(lo)} AND {int(hi)})"
+        for shard, (lo, hi) in sorted(ranges.items())
+    )
+    return Sql(f"SELECT DISTINCT shard, batch_seq FROM {db}.journal_batches WHERE {conditions or '0'}")
