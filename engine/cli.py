@@ -6,6 +6,7 @@
     lotwise stock [--org medline/east --by sku ...]  many pairs, rolled up
     lotwise hold HOLD_ID                             one hold and its parts
     lotwise sites [--org ...]                        the site directory
+    lotwise history balance|movements|...            ask the history store (engine/cli_history.py)
 
 Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
 its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
@@ -906,6 +907,12 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
     for row in stats:
         table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in columns))
     _out().print(table)
+
+
+# `lotwise history …` lives in its own module; imported last, as it uses what is above.
+from engine.cli_history import history_app  # noqa: E402
+
+app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 
 
 if __name__ == "__main__":  # `python -m engine.cli`
