@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("history_dsn")
+    @classmethod
+    def _history_dsn_is_known(cls, value: str) -> str:
+        # Checked here, not when history opens: a bad DSN must stop start-up before Ray does.
+        if value and urlparse(value).scheme not in ("chdb", "http", "https"):
+            raise ValueError("must be '' (embedded chDB), chdb:///path or http(s)://host:8123")
+        return value
 
     @field_validator("host")
     @classmethod

@@ -127,10 +127,6 @@ class HoldPart:
     def held_qty(self) -> int:
         return sum(self.allocations.values()) if self.state is HoldState.ACTIVE else 0
 
-    @property
-    def reserved_qty(self) -> int:
-        return self.committed_qty + self.released_qty + self.held_qty
-
 
 @dataclass(frozen=True, slots=True)
 class Allocation:

@@ -117,6 +117,12 @@ def test_each_command_has_help(command: str) -> None:
         ),
         pytest.param(("up", "--log-level", "loud"), {}, ("log_level (--log-level)",), id="bad-log-level"),
         pytest.param(("demo",), {"LOTWISE_SHARDS": "0"}, ("shards (LOTWISE_SHARDS)",), id="demo-zero-shards"),
+        pytest.param(
+            ("up",),
+            {"LOTWISE_HISTORY_DSN": "postgres://db/history"},
+            ("history_dsn (LOTWISE_HISTORY_DSN)", "chdb:///path"),
+            id="bad-history-dsn",
+        ),
     ],
 )
 def test_bad_config_fails_fast_and_clearly(
