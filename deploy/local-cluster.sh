@@ -43,11 +43,14 @@ CONF
   # History: the first gateway runs the sink and serves lotwise.v1.History from an embedded
   # chDB (one process owns a chDB path); with a ClickHouse server (LOTWISE_HISTORY_DSN)
   # every gateway could. Each gateway keeps its files in a directory of its own.
+  # The same gateway runs ingestion and the business-event bus: one consumer per durable
+  # keeps events in order (two would share the work and interleave it).
   local history=true
   for port in "${GATEWAYS[@]}"; do
     LOTWISE_RAY_ADDRESS="127.0.0.1:$RAY_PORT" LOTWISE_NATS_URL="nats://127.0.0.1:$NATS_PORT" \
       LOTWISE_PORT="$port" LOTWISE_METRICS_PORT=0 LOTWISE_NAMESPACE=lotwise-cluster \
       LOTWISE_DATA_DIR="$DATA/gateway-$port" LOTWISE_HISTORY="$history" \
+      LOTWISE_INGEST="$history" LOTWISE_EVENTS="$history" \
       "$VENV/lotwise" up --no-demo >"$DATA/gateway-$port.log" 2>&1 & echo $! >"$DATA/gateway-$port.pid"
     history=false
   done

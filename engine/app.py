@@ -23,6 +23,8 @@ class RunningEngine:
     metrics_url: str  # "" when metrics are off
     nats: Any = None  # the embedded nats-server (EmbeddedNats) when this engine started one
     history: Any = None  # the history runtime (store, sink, service) when history is on
+    ingest: Any = None  # the ingestion runtime (consumer, dead letters, desk) when ingestion is on
+    bus: Any = None  # the business-event bus runtime when it is on
 
 
 async def start_embedded_nats(settings: Settings) -> Any:
@@ -49,6 +51,28 @@ async def start_history_runtime(settings: Settings, nats_url: str) -> Any:
     return await start_history(config, journal)
 
 
+async def start_ingest_runtime(settings: Settings, gateway: Gateway, nats_url: str) -> Any:
+    """Ingestion (issue: IoT cabinets and WMS over NATS) with its dead letters."""
+    from adapters.nats.ingest.config import load_ingest_config
+    from adapters.nats.ingest.runtime import start_ingest
+
+    config = load_ingest_config(settings.ingest_config, settings.namespace)
+    return await start_ingest(
+        gateway, config, namespace=settings.namespace, nats_url=nats_url, replicas=settings.journal_replicas
+    )
+
+
+async def start_bus_runtime(settings: Settings, nats_url: str) -> Any:
+    """The business-event bus: every journaled movement, in order, as JSON and/or Avro."""
+    from adapters.nats.bus import engine_bus_config, start_bus
+    from adapters.nats.journal import engine_journal_config
+
+    formats = tuple(settings.events_formats.split(","))
+    bus = engine_bus_config(settings.namespace, nats_url, settings.journal_replicas, formats=formats)
+    journal = engine_journal_config(settings.namespace, nats_url, settings.journal_replicas, client_name="lotwise-bus")
+    return await start_bus(bus, journal)
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
     """Start everything, yield where it listens, stop it all on exit (in reverse order).
@@ -63,6 +87,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     server: Any = None
     metrics: Any = None
     history: Any = None
+    ingest: Any = None
+    bus: Any = None
     gw = gateway
     try:
         if gw is None:
@@ -73,20 +99,34 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             gw = await start_gateway(settings, nats_url)
             if settings.history and settings.journal == "nats":
                 history = await start_history_runtime(settings, nats_url)
+            if settings.events and settings.journal == "nats":
+                bus = await start_bus_runtime(settings, nats_url)
+            if settings.ingest and settings.journal == "nats":
+                ingest = await start_ingest_runtime(settings, gw, nats_url)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         server, port = await start_server(
-            gw, settings.host, settings.port, options, admin=gw, history=history.service if history else None
+            gw,
+            settings.host,
+            settings.port,
+            options,
+            admin=gw,
+            history=history.service if history else None,
+            dead_letters=ingest.desk if ingest else None,
         )
         metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         address = f"{settings.host}:{port}"
         metrics_url = f"http://{settings.host}:{metrics.port}/metrics"
         log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
-        yield RunningEngine(settings, gw, address, metrics_url, nats, history)
+        yield RunningEngine(settings, gw, address, metrics_url, nats, history, ingest, bus)
     finally:
+        if ingest is not None:
+            await ingest.stop()  # first: it applies through the gateway and the server
         if server is not None:
             await server.stop(2.0)
         if metrics is not None:
             metrics.stop()
+        if bus is not None:
+            await bus.stop()
         if history is not None:
             await history.stop()  # the sink flushes and acks what it holds
         if own_gateway and gw is not None:

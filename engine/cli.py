@@ -7,6 +7,7 @@
     lotwise hold HOLD_ID                             one hold and its parts
     lotwise sites [--org ...]                        the site directory
     lotwise history balance|movements|...            ask the history store (engine/cli_history.py)
+    lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli_dlq.py)
 
 Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
 its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
@@ -496,6 +497,8 @@ def up(
     from engine.api.errors import RemoteError
     from engine.domain.errors import DomainError
 
+    if demo:
+        settings = with_demo_devices(settings)
     try:
         asyncio.run(_serve(settings, demo))
     except typer.Exit:
@@ -506,6 +509,15 @@ def up(
         fail(["the demo dataset could not be loaded", *describe(exc)], EXIT_REFUSED)
     except StartError as exc:  # Ray did not come up, a port was taken since our check, ...
         fail([f"could not start the engine: {exc}", _DEBUG_HINT], EXIT_REFUSED)
+
+
+def with_demo_devices(settings: Settings) -> Settings:
+    """The demo dataset's cabinets and GTINs, unless an ingestion config was given."""
+    if settings.ingest_config is not None:
+        return settings
+    from adapters.nats.ingest.config import EXAMPLE_CONFIG
+
+    return settings.model_copy(update={"ingest_config": EXAMPLE_CONFIG})
 
 
 async def _serve(settings: Settings, demo: bool) -> None:
@@ -640,6 +652,7 @@ def demo_command(
     with tempfile.TemporaryDirectory(prefix="lotwise-demo-") as data_dir:
         with config_errors():
             settings = build_settings({"port": 0, "metrics_port": 0, "shards": shards, "data_dir": Path(data_dir)})
+        settings = with_demo_devices(settings)
         if settings.log_level != "debug":  # shards log in their own processes: quiet them too
             settings = settings.model_copy(update={"log_level": "warning"})
         from engine.logs import configure_logging
@@ -910,9 +923,11 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
 
 
 # `lotwise history …` lives in its own module; imported last, as it uses what is above.
+from engine.cli_dlq import dlq_app  # noqa: E402
 from engine.cli_history import history_app  # noqa: E402
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
+app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
 
 
 if __name__ == "__main__":  # `python -m engine.cli`

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     )
     history_rollup_ttl_days: int = Field(0, ge=0, le=36_500, description="keep daily roll-ups this long; 0 forever")
 
+    # ingestion and the business-event bus (NATS; adapters/nats/ingest, adapters/nats/bus.py)
+    ingest: bool = Field(True, description="consume cabinet and WMS events from NATS (needs the nats journal)")
+    ingest_config: Path | None = Field(
+        None, description="ingestion TOML (devices, GTINs, subjects); '' = no devices mapped yet"
+    )
+    events: bool = Field(True, description="publish every journaled movement as a business event")
+    events_formats: str = Field("json,avro", description="business-event encodings: json, avro or json,avro")
+
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -74,6 +82,27 @@ class Settings(BaseSettings):
         if value and urlparse(value).scheme not in ("chdb", "http", "https"):
             raise ValueError("must be '' (embedded chDB), chdb:///path or http(s)://host:8123")
         return value
+
+    @field_validator("ingest_config")
+    @classmethod
+    def _ingest_config_loads(cls, value: Path | None) -> Path | None:
+        # Read now, not when ingestion starts: a typo must stop start-up before Ray does.
+        if value is not None:
+            from adapters.nats.ingest.config import IngestConfigError, load_ingest_config
+
+            try:
+                load_ingest_config(value, "lotwise")
+            except IngestConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("events_formats")
+    @classmethod
+    def _formats_are_known(cls, value: str) -> str:
+        formats = [f.strip() for f in value.split(",") if f.strip()]
+        if not formats or any(f not in ("json", "avro") for f in formats):
+            raise ValueError("must be json, avro or json,avro")
+        return ",".join(dict.fromkeys(formats))
 
     @field_validator("host")
     @classmethod

@@ -8,6 +8,10 @@ Evolution rule (the journal is read back for years, by newer code):
 - bump `SCHEMA_VERSION` with every change and keep every older schema file, so a reader
   decodes each message with the schema it was written with (schemaless messages carry
   no schema: the version field, always first, says which one).
+
+Versions: 1 (journal_batch.v1.avsc); 2 (journal_batch.avsc) adds `finance` to every
+command, `source` to Receive, `destination` and `status` to Consume. A v1 message is
+decoded with the v1 schema, and the fields it lacks take the dataclasses' defaults.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from engine.domain.commands import (
     ReserveLine,
     Strategy,
 )
-from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
 from engine.runtime.shard import Adopt, Expect, HandOff, HoldHeader, PutSite, PutSku, RegisterHold, Sweep
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # every version ever written; a reader decodes all of them
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 _NS = "lotwise.journal.v1."
 _PLAIN_OPS: dict[type, str] = {
@@ -87,7 +92,7 @@ def decode_entry(data: bytes) -> JournalEntry:
     if zlib.crc32(data) != crc:
         raise ValueError("checksum mismatch (truncated or corrupted message)")
     version = _zigzag_int(data)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(f"unknown journal schema version {version}")
     try:
         record = fastavro.schemaless_reader(io.BytesIO(data), schema(version), return_record_name=True)
@@ -121,14 +126,14 @@ def _zigzag_int(data: bytes) -> int:
 def _op_out(op: Any) -> tuple[str, dict[str, Any]]:
     name = _PLAIN_OPS.get(type(op))
     if name is not None:
-        return _NS + name, _fields(op)
+        return _NS + name, _command_out(op)
     match op:
         case Reserve():
-            value = _fields(op)
+            value = _command_out(op)
             value["lines"] = [_fields(line) for line in op.lines]
             return _NS + "Reserve", value
         case Consume():
-            return _NS + "Consume", _fields(op)
+            return _NS + "Consume", _command_out(op)
         case PutSku():
             return _NS + "PutSku", {"sku": _fields(op.sku)}
         case PutSite():
@@ -152,13 +157,13 @@ def _op_in(name: str, value: dict[str, Any]) -> Any:
     short = name.removeprefix(_NS)
     plain = _PLAIN_BY_NAME.get(short)
     if plain is not None:
-        return plain(**value)
+        return plain(**_command_in(value))
     match short:
         case "Reserve":
             lines = tuple(ReserveLine(**{**line, "strategy": Strategy(line["strategy"])}) for line in value["lines"])
-            return Reserve(**{**value, "lines": lines})
+            return Reserve(**{**_command_in(value), "lines": lines})
         case "Consume":
-            return Consume(**{**value, "strategy": Strategy(value["strategy"])})
+            return Consume(**{**_command_in(value), "strategy": Strategy(value["strategy"])})
         case "PutSku":
             return PutSku(Sku(**value["sku"]))
         case "PutSite":
@@ -180,6 +185,29 @@ def _op_in(name: str, value: dict[str, Any]) -> Any:
 def _fields(obj: Any) -> dict[str, Any]:
     """A slotted dataclass's fields as a dict (shallow; StrEnums stay str-compatible)."""
     return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def _command_out(op: Any) -> dict[str, Any]:
+    """An op's fields; a command's finance context as its branch of the Avro union."""
+    value = _fields(op)
+    if "finance" in value:
+        finance = value["finance"]
+        value["finance"] = None if finance is None else (_NS + "Finance", _fields(finance))
+    return value
+
+
+def _command_in(value: dict[str, Any]) -> dict[str, Any]:
+    """An op's decoded fields as its dataclass takes them: the finance record and the
+    external buckets (Receive.source, Consume.destination) back to their types. Fields a
+    v1 message lacks are simply absent, so the dataclass defaults apply."""
+    out = dict(value)
+    finance = out.get("finance")
+    if finance is not None:
+        out["finance"] = Finance(**finance[1])
+    for name in ("source", "destination"):
+        if name in out:
+            out[name] = External(out[name])
+    return out
 
 
 # ---- movements ----

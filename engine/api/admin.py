@@ -1,4 +1,4 @@
-"""The Admin gRPC servicer: verify, shard stats, snapshots, pins (operators only)."""
+"""The Admin gRPC servicer: verify, shard stats, snapshots, pins, dead letters (operators only)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.servicer import _rpc
 from engine.domain.commands import check_id
-from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.deadletters import DEFAULT_LIST_LIMIT, StoredDeadLetter, code_violations, list_violations
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from engine.runtime.deadletters import MAX_REPLAY, DeadLetterDesk
 from engine.runtime.types import ShardCheck
 
 ADMIN_SERVICE_NAME = apb.DESCRIPTOR.services_by_name["Admin"].full_name  # "lotwise.v1.Admin"
+REASON_INGESTION_OFF = "INGESTION_OFF"
+# A list page stops growing past this many bytes, well under the server's 4 MiB message
+# limit (ServerOptions.max_message_bytes): letters carry headers and reasons of any size.
+LIST_PAGE_MAX_BYTES = 2 * 1024 * 1024
 
 
 class AdminGateway(Protocol):
@@ -42,10 +48,31 @@ def stat_to_pb(stat: dict[str, Any]) -> apb.ShardStat:
     return apb.ShardStat(**{field: stat[field] for field in apb.ShardStat.DESCRIPTOR.fields_by_name})
 
 
+def dead_letter_to_pb(stored: StoredDeadLetter, *, with_payload: bool = True) -> apb.DeadLetter:
+    letter = stored.letter
+    return apb.DeadLetter(
+        seq=stored.seq,
+        key=letter.key,
+        subject=letter.subject,
+        code=letter.code.value,
+        reason=letter.reason,
+        event_id=letter.event_id,
+        event_type=letter.event_type,
+        deliveries=letter.deliveries,
+        failed_at_ms=letter.failed_at_ms,
+        payload=letter.payload if with_payload else b"",
+        headers=dict(letter.headers),
+        payload_size=len(letter.payload),
+    )
+
+
 class AdminServicer(apb_grpc.AdminServicer):
-    def __init__(self, gateway: AdminGateway, *, retry_delay_ms: int) -> None:
+    def __init__(
+        self, gateway: AdminGateway, *, retry_delay_ms: int, dead_letters: DeadLetterDesk | None = None
+    ) -> None:
         self.gateway = gateway
         self.retry_delay_ms = retry_delay_ms  # read by _rpc when it answers a DomainError
+        self.dead_letters = dead_letters  # None: this engine does not ingest from NATS
 
     @_rpc
     async def Verify(self, request: apb.VerifyRequest, context: grpc.aio.ServicerContext) -> apb.VerifyResponse:
@@ -70,3 +97,67 @@ class AdminServicer(apb_grpc.AdminServicer):
         if out:
             raise InvalidArgument(out)
         return apb.PinPairResponse(shard=await self.gateway.pin(request.sku, request.site))
+
+    # ---- dead letters ----
+
+    def _desk(self) -> DeadLetterDesk:
+        if self.dead_letters is None:
+            raise FailedPrecondition(
+                REASON_INGESTION_OFF, "ingestion is off on this engine: there is no dead-letter store to ask"
+            )
+        return self.dead_letters
+
+    @_rpc
+    async def ListDeadLetters(
+        self, request: apb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListDeadLettersResponse:
+        limit = request.limit or DEFAULT_LIST_LIMIT
+        violations = list_violations(request.after_seq, limit, request.code)
+        if violations:
+            raise InvalidArgument(violations)
+        desk = self._desk()
+        letters = await desk.list(after_seq=request.after_seq, limit=limit, code=request.code)
+        reply = apb.ListDeadLettersResponse(total=await desk.count())
+        size = 0
+        for stored in letters:
+            msg = dead_letter_to_pb(stored, with_payload=False)
+            size += msg.ByteSize()
+            if reply.letters and size > LIST_PAGE_MAX_BYTES:
+                break  # the rest come with the next page
+            reply.letters.append(msg)
+        cut = len(reply.letters) < len(letters)
+        if reply.letters and (cut or len(letters) == limit):
+            reply.next_after_seq = reply.letters[-1].seq
+        return reply
+
+    @_rpc
+    async def GetDeadLetter(
+        self, request: apb.GetDeadLetterRequest, context: grpc.aio.ServicerContext
+    ) -> apb.GetDeadLetterResponse:
+        if request.seq <= 0:
+            raise InvalidArgument([FieldViolation("seq", f"must be ≥ 1 (got {request.seq})")])
+        stored = await self._desk().show(request.seq)
+        return apb.GetDeadLetterResponse(letter=dead_letter_to_pb(stored))
+
+    @_rpc
+    async def ReplayDeadLetters(
+        self, request: apb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ReplayDeadLettersResponse:
+        seqs = list(request.seqs)
+        out = code_violations(request.code)
+        if request.all and seqs:
+            out.append(FieldViolation("all", "give either seqs or all, not both"))
+        elif not request.all and not seqs:
+            out.append(FieldViolation("seqs", "give the seqs to replay, or set all"))
+        if seqs and request.code:
+            out.append(FieldViolation("code", "filters a replay of all letters; not with seqs"))
+        if len(seqs) > MAX_REPLAY:
+            out.append(FieldViolation("seqs", f"at most {MAX_REPLAY} per call (got {len(seqs)})"))
+        out.extend(FieldViolation(f"seqs[{i}]", f"must be ≥ 1 (got {seq})") for i, seq in enumerate(seqs) if seq <= 0)
+        if out:
+            raise InvalidArgument(out)
+        result = await self._desk().replay(None if request.all else seqs, code=request.code)
+        return apb.ReplayDeadLettersResponse(
+            replayed=result.replayed,
+            failed=[apb.ReplayFailure(seq=seq, error=error) for seq, error in result.failed],
+        )

@@ -41,7 +41,9 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy
+from engine.domain.deadletters import DeadLetter, DeadLetterPage, ReplayResult, StoredDeadLetter
 from engine.domain.errors import DeadlineExceeded
+from engine.domain.model import External, Finance
 from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, ShardCheck, StockQuery, StockRow
 
 log = structlog.get_logger("lotwise.client")
@@ -172,9 +174,13 @@ class LotwiseClient:
         received_at_ms: int = 0,
         opened_at_ms: int = 0,
         doc_ref: str = "",
+        source: External | str = External.SUPPLIER,
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> Received:
+        """Book stock in; `source` is the external bucket it comes from (a return:
+        External.CUSTOMER, a transfer in: External.TRANSIT)."""
         req = pb.ReceiveRequest(
             request_id=request_id or new_request_id(),
             sku=sku,
@@ -188,6 +194,8 @@ class LotwiseClient:
             received_at_ms=received_at_ms,
             opened_at_ms=opened_at_ms,
             doc_ref=doc_ref,
+            source=str(source),
+            finance=convert.finance_to_pb(finance),
         )
         return convert.received_from_pb(await self._call(self._stub.Receive, req, timeout_s))
 
@@ -203,6 +211,7 @@ class LotwiseClient:
         status: str = "available",
         owner: str = "own",
         doc_ref: str = "",
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> Moved:
@@ -217,6 +226,7 @@ class LotwiseClient:
             status=status,
             owner=owner,
             doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
         )
         return convert.moved_from_pb(await self._call(self._stub.Move, req, timeout_s))
 
@@ -232,6 +242,7 @@ class LotwiseClient:
         bin: str = "",
         owner: str = "own",
         doc_ref: str = "",
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> StatusChanged:
@@ -246,6 +257,7 @@ class LotwiseClient:
             bin=bin,
             owner=owner,
             doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
         )
         return convert.status_changed_from_pb(await self._call(self._stub.ChangeStatus, req, timeout_s))
 
@@ -260,9 +272,14 @@ class LotwiseClient:
         owner: str = "",
         strategy: Strategy = Strategy.FEFO,
         doc_ref: str = "",
+        destination: External | str = External.CUSTOMER,
+        status: str = "",
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> Consumed:
+        """Issue stock without a hold; `destination` is where it goes (External.TRANSIT,
+        External.SCRAP); `status` takes only from quants in that status ("" = sellable)."""
         req = pb.ConsumeRequest(
             request_id=request_id or new_request_id(),
             sku=sku,
@@ -273,6 +290,9 @@ class LotwiseClient:
             owner=owner,
             strategy=convert.STRATEGY_TO_PB[Strategy(strategy)],
             doc_ref=doc_ref,
+            destination=str(destination),
+            status=status,
+            finance=convert.finance_to_pb(finance),
         )
         return convert.consumed_from_pb(await self._call(self._stub.Consume, req, timeout_s))
 
@@ -288,6 +308,7 @@ class LotwiseClient:
         owner: str = "own",
         reason: str = "count",
         doc_ref: str = "",
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> Adjusted:
@@ -302,6 +323,7 @@ class LotwiseClient:
             owner=owner,
             reason=reason,
             doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
         )
         return convert.adjusted_from_pb(await self._call(self._stub.Adjust, req, timeout_s))
 
@@ -314,6 +336,7 @@ class LotwiseClient:
         *,
         hold_id: str | None = None,
         doc_ref: str = "",
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> HoldSummary:
@@ -328,6 +351,7 @@ class LotwiseClient:
             lines=[convert.hold_line_to_pb(line) for line in lines],
             ttl_ms=ttl_ms,
             doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
         )
         reply = await self._call(self._stub.Reserve, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
@@ -338,6 +362,7 @@ class LotwiseClient:
         lines: Sequence[CommitLine] | None = None,
         *,
         doc_ref: str = "",
+        finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> HoldSummary:
@@ -350,14 +375,26 @@ class LotwiseClient:
             hold_id=hold_id,
             lines=[convert.commit_line_to_pb(line) for line in lines or ()],
             doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
         )
         reply = await self._call(self._stub.Commit, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def release(
-        self, hold_id: str, *, doc_ref: str = "", request_id: str | None = None, timeout_s: float | None = None
+        self,
+        hold_id: str,
+        *,
+        doc_ref: str = "",
+        finance: Finance | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
     ) -> HoldSummary:
-        req = pb.ReleaseRequest(request_id=request_id or new_request_id(), hold_id=hold_id, doc_ref=doc_ref)
+        req = pb.ReleaseRequest(
+            request_id=request_id or new_request_id(),
+            hold_id=hold_id,
+            doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
+        )
         reply = await self._call(self._stub.Release, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
@@ -413,6 +450,29 @@ class LotwiseClient:
     async def pin_pair(self, sku: str, site: str, *, timeout_s: float | None = None) -> str:
         return (await self._call(self._admin.PinPair, apb.PinPairRequest(sku=sku, site=site), timeout_s)).shard
 
+    # ---- dead letters (lotwise.v1.Admin) ----
+
+    async def list_dead_letters(
+        self, *, after_seq: int = 0, limit: int = 100, code: str = "", timeout_s: float | None = None
+    ) -> DeadLetterPage:
+        """Dead letters with seq > after_seq, oldest first, without payloads (see get_dead_letter)."""
+        req = apb.ListDeadLettersRequest(after_seq=after_seq, limit=limit, code=code)
+        reply = await self._call(self._admin.ListDeadLetters, req, timeout_s)
+        return DeadLetterPage(tuple(_dead_letter_from_pb(m) for m in reply.letters), reply.next_after_seq, reply.total)
+
+    async def get_dead_letter(self, seq: int, *, timeout_s: float | None = None) -> StoredDeadLetter:
+        reply = await self._call(self._admin.GetDeadLetter, apb.GetDeadLetterRequest(seq=seq), timeout_s)
+        return _dead_letter_from_pb(reply.letter)
+
+    async def replay_dead_letters(
+        self, seqs: Sequence[int] | None = None, *, code: str = "", timeout_s: float | None = 60.0
+    ) -> ReplayResult:
+        """Replay the letters `seqs`, or with `seqs=None` the oldest (up to 1000; of `code`
+        if given). Letters that failed stay in the store and are listed in `failed`."""
+        req = apb.ReplayDeadLettersRequest(seqs=list(seqs or ()), all=seqs is None, code=code)
+        reply = await self._call(self._admin.ReplayDeadLetters, req, timeout_s)
+        return ReplayResult(list(reply.replayed), [(f.seq, f.error) for f in reply.failed])
+
     # ---- plumbing ----
 
     async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None) -> _Resp:
@@ -436,3 +496,19 @@ class LotwiseClient:
                     raise from_rpc_status(status) from err  # no time left for another attempt
                 log.debug("retrying", code=err.code().name, attempt=attempt, delay_ms=round(delay_s * 1000, 1))
                 await asyncio.sleep(delay_s)
+
+
+def _dead_letter_from_pb(msg: apb.DeadLetter) -> StoredDeadLetter:
+    letter = DeadLetter(
+        key=msg.key,
+        subject=msg.subject,
+        payload=msg.payload,
+        code=msg.code,  # type: ignore[arg-type]  # DeadLetter makes it a DeadLetterCode
+        reason=msg.reason,
+        event_id=msg.event_id,
+        event_type=msg.event_type,
+        deliveries=msg.deliveries,
+        failed_at_ms=msg.failed_at_ms,
+        headers=tuple(sorted(msg.headers.items())),
+    )
+    return StoredDeadLetter(msg.seq, letter)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
+    CONSUME_DESTINATIONS,
     MAX_LINES,
+    RECEIVE_SOURCES,
     Adjust,
     Adjusted,
     ChangeStatus,
@@ -37,7 +40,7 @@ from engine.domain.commands import (
     check_owner,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
-from engine.domain.model import Allocation, HoldState, HoldView
+from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
 from engine.domain.statuses import StatusDictionary
 from engine.runtime.types import (
     AggregateState,
@@ -129,7 +132,41 @@ def put_site_from_pb(req: pb.PutSiteRequest) -> Site:
     return site_from_pb(req.site)
 
 
+class _WithFinance(Protocol):
+    """A request message with a `finance` field (every stock and hold command)."""
+
+    @property
+    def finance(self) -> pb.Finance: ...
+
+    def HasField(self, field_name: str) -> bool: ...
+
+
+def finance_from_pb(req: _WithFinance) -> Finance | None:
+    """The request's financial context, as written; None when absent or empty, so both
+    mean the same command (a retry that drops an empty message still matches)."""
+    if not req.HasField("finance"):
+        return None
+    msg = req.finance
+    finance = Finance(msg.currency, msg.unit_cost, msg.unit_price, msg.tax_rate, msg.terms)
+    return None if finance == Finance() else finance
+
+
+def _external(value: str, field: str, allowed: tuple[External, ...], v: Violations) -> External:
+    """An external bucket by its name ("@customer"); "" is the first of `allowed` (the
+    default). Whether the bucket fits the command is the domain's check."""
+    if not value:
+        return allowed[0]
+    try:
+        return External(value)
+    except ValueError:
+        v.add(field, f"must be one of {', '.join(e.value for e in allowed)}")
+        return allowed[0]
+
+
 def receive_from_pb(req: pb.ReceiveRequest) -> Receive:
+    v = Violations()
+    source = _external(req.source, "source", RECEIVE_SOURCES, v)
+    v.raise_if_any()
     return Receive(
         request_id=req.request_id,
         sku=req.sku,
@@ -143,6 +180,8 @@ def receive_from_pb(req: pb.ReceiveRequest) -> Receive:
         received_at_ms=req.received_at_ms,
         opened_at_ms=req.opened_at_ms,
         doc_ref=req.doc_ref,
+        source=source,
+        finance=finance_from_pb(req),
     )
 
 
@@ -158,6 +197,7 @@ def move_from_pb(req: pb.MoveRequest) -> Move:
         status=req.status or "available",
         owner=req.owner or "own",
         doc_ref=req.doc_ref,
+        finance=finance_from_pb(req),
     )
 
 
@@ -173,12 +213,14 @@ def change_status_from_pb(req: pb.ChangeStatusRequest) -> ChangeStatus:
         bin=req.bin,
         owner=req.owner or "own",
         doc_ref=req.doc_ref,
+        finance=finance_from_pb(req),
     )
 
 
 def consume_from_pb(req: pb.ConsumeRequest) -> Consume:
     v = Violations()
     strategy = _strategy(req.strategy, "strategy", v)
+    destination = _external(req.destination, "destination", CONSUME_DESTINATIONS, v)
     v.raise_if_any()
     return Consume(
         request_id=req.request_id,
@@ -190,6 +232,9 @@ def consume_from_pb(req: pb.ConsumeRequest) -> Consume:
         owner=req.owner,
         strategy=strategy,
         doc_ref=req.doc_ref,
+        destination=destination,
+        status=req.status,
+        finance=finance_from_pb(req),
     )
 
 
@@ -205,6 +250,7 @@ def adjust_from_pb(req: pb.AdjustRequest) -> Adjust:
         owner=req.owner or "own",
         reason=req.reason or "count",
         doc_ref=req.doc_ref,
+        finance=finance_from_pb(req),
     )
 
 
@@ -429,6 +475,19 @@ def adjusted_to_pb(a: Adjusted) -> pb.AdjustResponse:
 # =====================================================================================
 # Client side: requests (domain → proto)
 # =====================================================================================
+
+
+def finance_to_pb(finance: Finance | None) -> pb.Finance | None:
+    """None (the field stays unset) when there is no financial context."""
+    if finance is None:
+        return None
+    return pb.Finance(
+        currency=finance.currency,
+        unit_cost=finance.unit_cost,
+        unit_price=finance.unit_price,
+        tax_rate=finance.tax_rate,
+        terms=finance.terms,
+    )
 
 
 def filter_to_pb(f: SliceFilter) -> pb.SliceFilter:

@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -25,6 +25,9 @@ from engine.api.errors import DEFAULT_RETRY_DELAY_MS
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer
+
+if TYPE_CHECKING:
+    from engine.runtime.deadletters import DeadLetterDesk
 
 log = structlog.get_logger("lotwise.api")
 
@@ -200,12 +203,14 @@ async def start_server(
     credentials: grpc.ServerCredentials | None = None,
     admin: AdminGateway | None = None,
     history: Any = None,
+    dead_letters: DeadLetterDesk | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
     Without `credentials` the port is plaintext, meant for 127.0.0.1 and behind a TLS proxy.
     With `admin`, lotwise.v1.Admin is served too (verify, shard stats, snapshots, pins);
-    with `history` (an engine.api.history.HistoryServicer), lotwise.v1.History.
+    with `history` (an engine.api.history.HistoryServicer), lotwise.v1.History. Admin's
+    dead-letter RPCs use `dead_letters` (None: they answer FAILED_PRECONDITION INGESTION_OFF).
     """
     server = grpc.aio.server(
         interceptors=[ObservabilityInterceptor(metrics or default_metrics())],
@@ -215,7 +220,8 @@ async def start_server(
     pb_grpc.add_InventoryServicer_to_server(InventoryServicer(gateway, retry_delay_ms=options.retry_delay_ms), server)
     services = [SERVICE_NAME]
     if admin is not None:
-        apb_grpc.add_AdminServicer_to_server(AdminServicer(admin, retry_delay_ms=options.retry_delay_ms), server)
+        servicer = AdminServicer(admin, retry_delay_ms=options.retry_delay_ms, dead_letters=dead_letters)
+        apb_grpc.add_AdminServicer_to_server(servicer, server)
         services.append(ADMIN_SERVICE_NAME)
     if history is not None:
         from engine.api.history import add_history_service

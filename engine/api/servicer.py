@@ -37,6 +37,7 @@ from engine.domain.commands import (
     StatusChanged,
 )
 from engine.domain.errors import DomainError
+from engine.domain.model import Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
 
@@ -71,6 +72,8 @@ class InventoryGateway(Protocol):
         ttl_ms: int,
         doc_ref: str = "",
         deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> HoldSummary: ...
 
     async def commit(
@@ -80,10 +83,18 @@ class InventoryGateway(Protocol):
         lines: Sequence[CommitLine] | None = None,
         doc_ref: str = "",
         deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> HoldSummary: ...
 
     async def release(
-        self, request_id: str, hold_id: str, doc_ref: str = "", deadline: float | None = None
+        self,
+        request_id: str,
+        hold_id: str,
+        doc_ref: str = "",
+        deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> HoldSummary: ...
 
     async def get_hold(self, hold_id: str) -> HoldSummary: ...
@@ -223,6 +234,7 @@ class InventoryServicer(pb_grpc.InventoryServicer):
             request.ttl_ms,
             request.doc_ref,
             deadline=call_deadline(context),
+            finance=convert.finance_from_pb(request),
         )
         return pb.ReserveResponse(hold=convert.hold_to_pb(hold))
 
@@ -230,7 +242,12 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
         lines = convert.commit_lines_from_pb(request.lines)
         hold = await self.gateway.commit(
-            request.request_id, request.hold_id, lines, request.doc_ref, deadline=call_deadline(context)
+            request.request_id,
+            request.hold_id,
+            lines,
+            request.doc_ref,
+            deadline=call_deadline(context),
+            finance=convert.finance_from_pb(request),
         )
         return pb.CommitResponse(
             hold=convert.hold_to_pb(hold), committed_qty=hold.committed_qty, released_qty=hold.released_qty
@@ -239,7 +256,11 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     @_rpc
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
         hold = await self.gateway.release(
-            request.request_id, request.hold_id, request.doc_ref, deadline=call_deadline(context)
+            request.request_id,
+            request.hold_id,
+            request.doc_ref,
+            deadline=call_deadline(context),
+            finance=convert.finance_from_pb(request),
         )
         return pb.ReleaseResponse(hold=convert.hold_to_pb(hold), released_qty=hold.released_qty)
 

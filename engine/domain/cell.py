@@ -212,7 +212,7 @@ class Cell:
                 {"lot_id": cmd.lot_id, "expires_at_ms": str(lot.expires_at_ms)},
             )
         key = QuantKey(cmd.lot_id, cmd.bin, cmd.status, cmd.owner)
-        self._emit(MovementKind.RECEIVE, cmd, now_ms, key.lot_id, cmd.qty, External.SUPPLIER, key, lot=new_lot)
+        self._emit(MovementKind.RECEIVE, cmd, now_ms, key.lot_id, cmd.qty, cmd.source, key, lot=new_lot)
         return Received(cmd.lot_id, cmd.qty)
 
     def _move(self, cmd: Move, now_ms: int) -> Moved:
@@ -327,13 +327,13 @@ class Cell:
             owner=cmd.owner,
             bin_prefix=cmd.bin_prefix,
         )
-        picks = self._candidates(line, now_ms, {}, for_consume=True)
+        picks = self._candidates(line, now_ms, {}, for_consume=True, status=cmd.status)
         allocations: list[Allocation] = []
         left = cmd.qty
         for key, free in picks:
             take = min(free, left)
             left -= take
-            self._emit(MovementKind.CONSUME, cmd, now_ms, key.lot_id, take, key, External.CUSTOMER)
+            self._emit(MovementKind.CONSUME, cmd, now_ms, key.lot_id, take, key, cmd.destination)
             allocations.append(self._allocation(key, take))
             if not left:
                 break
@@ -346,7 +346,7 @@ class Cell:
                 cmd.lot_id,
                 left,
                 External.COUNT_VARIANCE,
-                External.CUSTOMER,
+                cmd.destination,
             )
         return Consumed(cmd.qty - left, left, tuple(allocations))
 
@@ -536,12 +536,16 @@ class Cell:
         taken: dict[QuantKey, int],
         *,
         for_consume: bool = False,
+        status: str = "",
     ) -> list[tuple[QuantKey, int]]:
-        """Quants the line may take from, with their free qty, in removal order."""
+        """Quants the line may take from, with their free qty, in removal order: sellable
+        ones, or with `status` (a consume that names one) only those in exactly that status."""
         out: list[tuple[tuple[int, int, str, str], QuantKey, int]] = []
         for key, quant in self.ledger.quants.items():
-            status = self.statuses.statuses[key.status]
-            if not status.sellable:
+            if status:
+                if key.status != status:
+                    continue
+            elif not self.statuses.statuses[key.status].sellable:
                 continue
             if line.lot_id and key.lot_id != line.lot_id:
                 continue

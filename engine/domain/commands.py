@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from enum import StrEnum
 
 from engine.domain.errors import FieldViolation, InvalidArgument
-from engine.domain.model import Allocation, HoldView
+from engine.domain.model import Allocation, External, Finance, HoldView, Terms
 from engine.domain.statuses import StatusDictionary
 
 MAX_ID_LEN = 128
@@ -24,6 +25,20 @@ MAX_LINES = 256  # lines of one multi-line hold; bounds a request's fan-out
 _ID_RE = re.compile(r"^[A-Za-z0-9._:\-@#+]+$")
 _BIN_SEG_RE = re.compile(r"^[A-Za-z0-9._\-]+$")
 _OWNER_RE = re.compile(r"^(own|consignment:[^\s:]+|custody:[^\s:]+)$")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")  # fullmatch: "$" would let a trailing newline through
+_DECIMAL_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))?")  # fullmatch; plain notation: no sign, exponent, NaN
+_TERMS_RE = re.compile(  # fullmatch: [pct/discount_days] then n/net_days or net net_days
+    r"(?:(?P<pct>[0-9]{1,3}(?:\.[0-9]{1,6})?)/(?P<discount_days>[0-9]{1,4})[\s,]+)?"
+    r"(?:n/|net\s*)(?P<net_days>[0-9]{1,4})",
+    re.IGNORECASE | re.ASCII,
+)
+MAX_AMOUNT_DIGITS = 18  # of an amount, before and after the point together
+MAX_AMOUNT_PLACES = 6
+MAX_TERMS_LEN = 64
+MAX_TERMS_DAYS = 3_650
+# The external buckets a receipt may come from and a consumption may go to.
+RECEIVE_SOURCES = (External.SUPPLIER, External.CUSTOMER, External.TRANSIT, External.COUNT_VARIANCE)
+CONSUME_DESTINATIONS = (External.CUSTOMER, External.TRANSIT, External.SCRAP)
 
 
 class Strategy(StrEnum):
@@ -49,6 +64,8 @@ class Receive:
     received_at_ms: int = 0  # 0 = engine time of arrival
     opened_at_ms: int = 0
     doc_ref: str = ""
+    source: External = External.SUPPLIER  # supplier; customer (a return); transit (a transfer in); count variance
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +80,7 @@ class Move:
     status: str = "available"
     owner: str = "own"
     doc_ref: str = ""
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,7 @@ class ChangeStatus:
     bin: str = ""
     owner: str = "own"
     doc_ref: str = ""
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,7 @@ class Reserve:
     lines: tuple[ReserveLine, ...]
     ttl_ms: int
     doc_ref: str = ""
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +130,7 @@ class Commit:
     hold_id: str
     qty: int | None = None  # None = all that is held; less = partial, the rest released
     doc_ref: str = ""
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +146,16 @@ class Release:
     hold_id: str
     doc_ref: str = ""
     abort: bool = False
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Consume:
-    """A direct issue without a hold (a cabinet scan-take): a physical fact, never refused
-    for lack of book stock; a shortfall is recorded as a discrepancy."""
+    """A direct issue without a hold (a cabinet scan-take, a shipment, a scrapping): a
+    physical fact, never refused for lack of book stock; a shortfall is recorded as a
+    discrepancy. It takes from sellable quants, or with `status` only from quants in
+    exactly that status (ship from `packed`, scrap from `damaged`), and books the stock
+    to `destination`."""
 
     request_id: str
     sku: str
@@ -141,6 +166,9 @@ class Consume:
     owner: str = ""
     strategy: Strategy = Strategy.FEFO
     doc_ref: str = ""
+    destination: External = External.CUSTOMER  # customer; transit (a transfer out); scrap
+    status: str = ""  # "" = sellable statuses; else exactly this on-hand status
+    finance: Finance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +185,7 @@ class Adjust:
     owner: str = "own"
     reason: str = "count"
     doc_ref: str = ""
+    finance: Finance | None = None
 
 
 Command = Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust
@@ -226,7 +255,7 @@ def check_id(value: str, field: str, out: list[FieldViolation], *, required: boo
         return
     if len(value) > MAX_ID_LEN:
         out.append(FieldViolation(field, f"must be at most {MAX_ID_LEN} characters"))
-    elif not _ID_RE.match(value):
+    elif not _ID_RE.fullmatch(value):
         out.append(FieldViolation(field, "may contain only letters, digits and ._:-@#+"))
 
 
@@ -240,7 +269,7 @@ def check_bin(value: str, field: str, out: list[FieldViolation]) -> None:
     segments = value.split("/")
     if len(segments) > MAX_BIN_DEPTH:
         out.append(FieldViolation(field, f"must have at most {MAX_BIN_DEPTH} levels"))
-    elif not all(_BIN_SEG_RE.match(s) for s in segments):
+    elif not all(_BIN_SEG_RE.fullmatch(s) for s in segments):
         out.append(FieldViolation(field, "must be a path like A/03/P12 of letters, digits, ._-"))
 
 
@@ -255,10 +284,10 @@ def check_qty(value: int, field: str, out: list[FieldViolation], *, allow_zero: 
 
 def check_owner(value: str, field: str, out: list[FieldViolation], *, filter_: bool = False) -> None:
     if filter_:
-        if value and value not in ("own", "consignment", "custody") and not _OWNER_RE.match(value):
+        if value and value not in ("own", "consignment", "custody") and not _OWNER_RE.fullmatch(value):
             out.append(FieldViolation(field, "must be own, consignment[:supplier] or custody[:party]"))
         return
-    if not _OWNER_RE.match(value):
+    if not _OWNER_RE.fullmatch(value):
         out.append(FieldViolation(field, "must be own, consignment:<supplier> or custody:<party>"))
 
 
@@ -270,6 +299,80 @@ def check_status(value: str, field: str, out: list[FieldViolation], statuses: St
 def check_time(value: int, field: str, out: list[FieldViolation]) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         out.append(FieldViolation(field, "must be a non-negative epoch time in ms"))
+
+
+def check_external(value: External, field: str, out: list[FieldViolation], allowed: tuple[External, ...]) -> None:
+    if not isinstance(value, External) or value not in allowed:
+        names = ", ".join(e.value for e in allowed)
+        out.append(FieldViolation(field, f"must be one of {names}"))
+
+
+def check_finance(finance: Finance | None, field: str, out: list[FieldViolation]) -> None:
+    """The financial context is optional; when given, every part of it must be well formed,
+    because the business events hand it on to finance systems as it is."""
+    if finance is None:
+        return
+    if not isinstance(finance, Finance):
+        out.append(FieldViolation(field, "must be a Finance"))
+        return
+    for name in ("currency", "unit_cost", "unit_price", "tax_rate", "terms"):
+        if not isinstance(getattr(finance, name), str):
+            out.append(FieldViolation(f"{field}.{name}", "must be a string"))
+            return
+    if finance.currency and not _CURRENCY_RE.fullmatch(finance.currency):
+        out.append(FieldViolation(f"{field}.currency", "must be an ISO 4217 code of three upper-case letters"))
+    elif not finance.currency and (finance.unit_cost or finance.unit_price):
+        out.append(FieldViolation(f"{field}.currency", "is required when an amount is given"))
+    for name in ("unit_cost", "unit_price"):
+        _check_decimal(getattr(finance, name), f"{field}.{name}", out)
+    rate = _check_decimal(finance.tax_rate, f"{field}.tax_rate", out)
+    if rate is not None and rate > 1:
+        out.append(FieldViolation(f"{field}.tax_rate", "must be a fraction in 0..1 (0.20 = 20 %)"))
+    if finance.terms:
+        try:
+            parse_terms(finance.terms)
+        except ValueError as exc:
+            out.append(FieldViolation(f"{field}.terms", str(exc)))
+
+
+def _check_decimal(value: str, field: str, out: list[FieldViolation]) -> Decimal | None:
+    """A non-negative decimal in plain notation ("12.50"), or "" (not given: None)."""
+    if not value:
+        return None
+    match = _DECIMAL_RE.fullmatch(value) if len(value) <= 2 * MAX_AMOUNT_DIGITS else None
+    if match is None:
+        out.append(FieldViolation(field, 'must be a non-negative decimal number such as "12.50"'))
+        return None
+    whole, places = match.group(1).lstrip("0"), match.group(2) or ""
+    if len(places) > MAX_AMOUNT_PLACES:
+        out.append(FieldViolation(field, f"must have at most {MAX_AMOUNT_PLACES} decimal places"))
+        return None
+    if len(whole) + len(places) > MAX_AMOUNT_DIGITS:
+        out.append(FieldViolation(field, f"must have at most {MAX_AMOUNT_DIGITS} digits"))
+        return None
+    return Decimal(value)
+
+
+def parse_terms(text: str) -> Terms:
+    """Settlement terms as written ("2/10 n/30", "2/10 net 30", "n/30", "net 30", any case)
+    → Terms. Raise ValueError saying what is wrong."""
+    if len(text) > MAX_TERMS_LEN:
+        raise ValueError(f"terms must be at most {MAX_TERMS_LEN} characters")
+    match = _TERMS_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f'cannot read terms {text!r}; write them like "2/10 n/30", "2/10 net 30", "n/30" or "net 30"')
+    net_days = int(match["net_days"])
+    if not 0 < net_days <= MAX_TERMS_DAYS:
+        raise ValueError(f"net days must be in 1..{MAX_TERMS_DAYS}")
+    if match["pct"] is None:
+        return Terms(Decimal(0), 0, net_days)
+    pct = Decimal(match["pct"])  # digits and one point, by the pattern: always a number
+    discount_days = int(match["discount_days"])
+    if not 0 < pct < 100:
+        raise ValueError("the discount must be more than 0 and less than 100 percent")
+    if not 0 < discount_days < net_days:
+        raise ValueError(f"discount days must be more than 0 and fewer than the net days ({net_days})")
+    return Terms(pct, discount_days, net_days)
 
 
 def owner_matches(owner: str, owner_filter: str) -> bool:
@@ -285,6 +388,7 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
     check_id(cmd.site, "site", out)
     if len(cmd.doc_ref) > 256:
         out.append(FieldViolation("doc_ref", "must be at most 256 characters"))
+    check_finance(cmd.finance, "finance", out)
     match cmd:
         case Receive():
             check_id(cmd.lot_id, "lot_id", out)
@@ -297,6 +401,7 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
                 out.append(FieldViolation("status", f"stock cannot be received into {cmd.status!r}"))
             for name in ("expires_at_ms", "received_at_ms", "opened_at_ms"):
                 check_time(getattr(cmd, name), name, out)
+            check_external(cmd.source, "source", out, RECEIVE_SOURCES)
         case Move():
             check_id(cmd.lot_id, "lot_id", out)
             check_qty(cmd.qty, "qty", out)
@@ -334,6 +439,12 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             check_id(cmd.lot_id, "lot_id", out, required=cmd.strategy is Strategy.LOT)
             check_bin(cmd.bin_prefix, "bin_prefix", out)
             check_owner(cmd.owner, "owner", out, filter_=True)
+            check_external(cmd.destination, "destination", out, CONSUME_DESTINATIONS)
+            if cmd.status:
+                check_status(cmd.status, "status", out, statuses)
+                status = statuses.get(cmd.status)
+                if status is not None and not status.on_hand:
+                    out.append(FieldViolation("status", f"stock in {cmd.status!r} is not on hand to consume"))
         case Adjust():
             check_id(cmd.lot_id, "lot_id", out)
             check_qty(cmd.counted_qty, "counted_qty", out, allow_zero=True)
@@ -362,4 +473,8 @@ def same_payload(a: Command, b: Command) -> bool:
     """Idempotency: equal in every field but the request id (which matched already)."""
     if type(a) is not type(b):
         return False
-    return all(getattr(a, f.name) == getattr(b, f.name) for f in fields(a) if f.name != "request_id")
+    # getattr with the field's default: a command restored from a snapshot written before a
+    # field existed lacks it (slotted dataclasses unpickle positionally) and means the default.
+    return all(
+        getattr(a, f.name, f.default) == getattr(b, f.name, f.default) for f in fields(a) if f.name != "request_id"
+    )

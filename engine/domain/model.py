@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 MS_PER_DAY = 86_400_000
@@ -17,6 +18,33 @@ class External(StrEnum):
     SCRAP = "@scrap"
     COUNT_VARIANCE = "@count_variance"
     TRANSIT = "@transit"
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """Settlement terms, parsed: "2/10 n/30" is 2 % off when paid within 10 days, else
+    the net amount is due within 30 (commands.parse_terms reads the written forms)."""
+
+    discount_pct: Decimal  # 2 in "2/10 n/30"; 0 when none
+    discount_days: int  # 10 in "2/10 n/30"; 0 when none
+    net_days: int  # 30 in "2/10 n/30"
+
+
+@dataclass(frozen=True, slots=True)
+class Finance:
+    """The financial context a caller attaches to a command, carried to the business events.
+
+    The engine books quantities, not money: it validates this context (commands.check_finance),
+    journals it with the command, and never computes with it. Amounts stay decimal strings
+    as the caller wrote them ("12.50"): exact, with no binary floating point on the way,
+    and finance systems parse them with Decimal. "" means "not given".
+    """
+
+    currency: str = ""  # ISO 4217, three upper-case letters; required when any amount is given
+    unit_cost: str = ""  # decimal string, e.g. "12.50" ("" = not given)
+    unit_price: str = ""  # decimal string
+    tax_rate: str = ""  # decimal fraction, "0.20" = 20 %
+    terms: str = ""  # settlement terms as written: "2/10 n/30", "n/30", "net 30", "2/10 net 30", ""
 
 
 @dataclass(frozen=True, slots=True, order=True)

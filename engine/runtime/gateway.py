@@ -33,6 +33,7 @@ from engine.domain.commands import (
     Reserve,
     ReserveLine,
     StatusChanged,
+    check_finance,
     check_id,
     check_qty,
     validate,
@@ -47,7 +48,7 @@ from engine.domain.errors import (
     NotFound,
     Unavailable,
 )
-from engine.domain.model import HoldState, HoldView
+from engine.domain.model import Finance, HoldState, HoldView
 from engine.domain.ports import Clock, JournalError
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
@@ -300,12 +301,16 @@ class Gateway:
         ttl_ms: int,
         doc_ref: str = "",
         deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> HoldSummary:
+        """Hold stock over the lines, all or nothing; each pair's Reserve carries `finance`."""
         hold_id = hold_id or request_id
-        by_pair = self._validate_hold(request_id, hold_id, lines, ttl_ms)
+        by_pair = self._validate_hold(request_id, hold_id, lines, ttl_ms, finance)
         pairs = tuple(by_pair)
         cmds = [
-            Reserve(request_id, sku, site, hold_id, tuple(ls), ttl_ms, doc_ref) for (sku, site), ls in by_pair.items()
+            Reserve(request_id, sku, site, hold_id, tuple(ls), ttl_ms, doc_ref, finance)
+            for (sku, site), ls in by_pair.items()
         ]
         for cmd in cmds:
             validate(cmd, self.statuses)
@@ -334,11 +339,12 @@ class Gateway:
         return HoldSummary(hold_id, aggregate_state(parts), parts, min(p.expires_at_ms for p in parts))
 
     def _validate_hold(
-        self, request_id: str, hold_id: str, lines: Sequence[HoldLine], ttl_ms: int
+        self, request_id: str, hold_id: str, lines: Sequence[HoldLine], ttl_ms: int, finance: Finance | None
     ) -> dict[Pair, list[ReserveLine]]:
         out: list[FieldViolation] = []
         check_id(request_id, "request_id", out)
         check_id(hold_id, "hold_id", out)
+        check_finance(finance, "finance", out)
         if not lines:
             out.append(FieldViolation("lines", "must not be empty"))
         if len(lines) > MAX_LINES:
@@ -400,12 +406,23 @@ class Gateway:
         lines: Sequence[CommitLine] | None = None,
         doc_ref: str = "",
         deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> HoldSummary:
-        _check_commit_lines(lines)  # shape first: bad input costs no shard call
+        """Commit the hold at every pair; each pair's Commit carries `finance`."""
+        _check_resolve_input(lines, finance)  # shape first: bad input costs no shard call
         header = await self._header(hold_id, deadline)
         qty_by_pair = self._commit_plan(header, lines)
         cmds = [
-            Commit(request_id, sku, site, hold_id, qty_by_pair.get((sku, site)) if lines is not None else None, doc_ref)
+            Commit(
+                request_id,
+                sku,
+                site,
+                hold_id,
+                qty_by_pair.get((sku, site)) if lines is not None else None,
+                doc_ref,
+                finance,
+            )
             for sku, site in header.pairs
         ]
         for cmd in cmds:
@@ -432,10 +449,18 @@ class Gateway:
         return {pair: plan.get(pair, 0) for pair in header.pairs}
 
     async def release(
-        self, request_id: str, hold_id: str, doc_ref: str = "", deadline: float | None = None
+        self,
+        request_id: str,
+        hold_id: str,
+        doc_ref: str = "",
+        deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> HoldSummary:
+        """Release the hold at every pair; each pair's Release carries `finance`."""
+        _check_resolve_input(None, finance)  # bad input costs no shard call
         header = await self._header(hold_id, deadline)
-        cmds = [Release(request_id, sku, site, hold_id, doc_ref) for sku, site in header.pairs]
+        cmds = [Release(request_id, sku, site, hold_id, doc_ref, finance=finance) for sku, site in header.pairs]
         for cmd in cmds:
             validate(cmd, self.statuses)
         await self._check_parts(hold_id, header, dict.fromkeys(header.pairs), HoldState.RELEASED, deadline)
@@ -635,13 +660,13 @@ def _root_cause(failures: Sequence[BaseException]) -> BaseException:
     return min(failures, key=rank)
 
 
-def _check_commit_lines(lines: Sequence[CommitLine] | None) -> None:
-    if lines is None:
-        return
+def _check_resolve_input(lines: Sequence[CommitLine] | None, finance: Finance | None) -> None:
+    """What a commit (or release: no lines) can get wrong before its hold is looked up."""
     out: list[FieldViolation] = []
-    if len(lines) > MAX_LINES:
+    check_finance(finance, "finance", out)
+    if lines is not None and len(lines) > MAX_LINES:
         out.append(FieldViolation("lines", f"must have at most {MAX_LINES} lines"))
-    for i, line in enumerate(lines[:MAX_LINES]):
+    for i, line in enumerate((lines or ())[:MAX_LINES]):
         check_id(line.sku, f"lines[{i}].sku", out)
         check_id(line.site, f"lines[{i}].site", out)
         check_qty(line.qty, f"lines[{i}].qty", out, allow_zero=True)

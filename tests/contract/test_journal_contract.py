@@ -11,6 +11,18 @@ import os
 
 import pytest
 
+from engine.domain.commands import (
+    Adjust,
+    ChangeStatus,
+    Commit,
+    Consume,
+    Move,
+    Receive,
+    Release,
+    Reserve,
+    ReserveLine,
+)
+from engine.domain.model import External, Finance
 from engine.domain.ports import JournalConflict, JournalEntry, Snapshot
 from tests.contract.conftest import Backend
 from tests.nats_fixtures import journal_entry
@@ -79,6 +91,27 @@ async def test_read_after_a_position_gives_only_later_entries(backend: Backend, 
 
     assert await read_all(backend, shard, positions[1]) == list(zip(positions[2:], entries[2:], strict=True))
     assert await read_all(backend, shard, positions[-1]) == []
+
+
+async def test_commands_come_back_with_their_financial_context_and_buckets(backend: Backend, shard: str) -> None:
+    """What the business-event bus reads from the journal: each op as the caller sent it."""
+    eur = Finance(currency="EUR", unit_cost="12.50", unit_price="19.99", tax_rate="0.20", terms="2/10 n/30")
+    ops = (
+        Receive("r1", "sku-1", "site-1", "L1", 5, status="returned_pending", source=External.CUSTOMER, finance=eur),
+        Move("r2", "sku-1", "site-1", "L1", 1, "", "A/01", finance=eur),
+        ChangeStatus("r3", "sku-1", "site-1", "L1", 1, "available", "damaged", finance=eur),
+        Reserve("r4", "sku-1", "site-1", "H1", (ReserveLine(1),), 60_000, finance=eur),
+        Commit("r5", "sku-1", "site-1", "H1", finance=eur),
+        Release("r6", "sku-1", "site-1", "H1", finance=Finance(terms="net 30")),
+        Consume("r7", "sku-1", "site-1", 2, destination=External.SCRAP, status="damaged", finance=eur),
+        Adjust("r8", "sku-1", "site-1", "L1", 3),
+    )
+    base = journal_entry(shard, 1)
+    entry = JournalEntry(shard, 1, base.now_ms, ops, base.movements)
+
+    [position] = await append_all(backend, [entry])
+
+    assert await read_all(backend, shard) == [(position, entry)]
 
 
 async def test_a_stale_writer_is_fenced_and_nothing_is_appended(backend: Backend, shard: str) -> None:

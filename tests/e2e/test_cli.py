@@ -141,6 +141,24 @@ def test_malformed_status_dictionary_is_named(tmp_path: Path) -> None:
     assert_clean_failure(proc, 2, "status_dictionary (LOTWISE_STATUS_DICTIONARY)", "missing flag")
 
 
+@pytest.mark.parametrize(
+    ("toml", "needles"),
+    [
+        ("[cabinets.ICU-1]\nsite = 'x'\nreturn_status = 'teleported'\n", ("cabinets.ICU-1.return_status",)),
+        ("[consumer]\nmax_deliver = 1\n", ("consumer.max_deliver",)),
+        ("[gtins]\n'42' = 'GLU-50'\n", ("gtins", "14 digits")),
+        ("[[subjects]]\nsubject = 'lotwise..in'\nsource = 'cabinet'\n", ("subjects.0.subject",)),
+    ],
+    ids=["unknown-status", "max-deliver", "short-gtin", "bad-subject"],
+)
+def test_bad_ingest_config_is_named_before_anything_starts(tmp_path: Path, toml: str, needles: tuple[str, ...]) -> None:
+    bad = tmp_path / "ingest.toml"
+    bad.write_text(toml)
+    proc = run_cli("up", env=cli_env(LOTWISE_INGEST_CONFIG=str(bad)))
+    assert_clean_failure(proc, 2, "ingest_config (LOTWISE_INGEST_CONFIG)", *needles)
+    assert proc.stdout == ""
+
+
 def test_port_in_use_is_refused_before_starting() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

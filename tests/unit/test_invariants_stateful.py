@@ -1,12 +1,14 @@
 """Random command sequences against one cell; after every step all of DESIGN.md §4 holds.
 
 The machine drives receive / reserve / commit (full and partial) / release / consume /
-adjust / move / change-status with clock jumps (often past hold TTLs and lot expiries),
-sweeps, retries of earlier request ids (same payload and another payload) and invalid
-commands. It keeps its own model, built only from what it sent and the movements it
-drained: the first answer of every request id, each hold's allocations, and the lots'
-dates. After every step the invariants below compare the live cell with that model and
-with a replay of every movement ever drained.
+adjust / move / change-status (receipts from every source, consumption to every
+destination and from a named status, commands with and without a financial context)
+with clock jumps (often past hold TTLs and lot expiries), sweeps, retries of earlier
+request ids (same payload and another payload) and invalid commands. It keeps its own
+model, built only from what it sent and the movements it drained: the first answer of
+every request id, each hold's allocations, and the lots' dates. After every step the
+invariants below compare the live cell with that model and with a replay of every
+movement ever drained.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from engine.domain.cell import Cell, CellLimits, Dimension
 from engine.domain.commands import (
+    CONSUME_DESTINATIONS,
+    RECEIVE_SOURCES,
     Adjust,
     Adjusted,
     ChangeStatus,
@@ -51,7 +55,7 @@ from engine.domain.errors import (
     RequestConflict,
 )
 from engine.domain.ledger import replay, same_balances
-from engine.domain.model import External, HoldState, HoldView, Movement, MovementKind, QuantKey
+from engine.domain.model import External, Finance, HoldState, HoldView, Movement, MovementKind, QuantKey
 from engine.domain.ports import ManualClock
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from tests.unit.conftest import DAY_MS, HOUR_MS, SITE, SKU, T0_MS, ledger_state
@@ -94,6 +98,7 @@ OWNER_FILTERS = ("", "own", "consignment", "consignment:acme", "custody")
 BIN_PREFIXES = ("", "A/01", "B")
 ALL_STATUSES = tuple(sorted(STATUSES.statuses))
 RECEIVABLE = tuple(sorted(s.name for s in STATUSES.statuses.values() if s.receivable))
+ON_HAND = tuple(sorted(s.name for s in STATUSES.statuses.values() if s.on_hand))
 TTLS_MS = (1_000, 600_000, 3_600_000)
 FAR_MS = 2**62
 
@@ -106,6 +111,29 @@ qtys = st.integers(1, 12)
 receivable_statuses = st.one_of(st.just("available"), st.sampled_from(RECEIVABLE))
 any_statuses = st.one_of(st.just("available"), st.sampled_from(ALL_STATUSES))
 sometimes = st.sampled_from((False, False, False, True))
+# Valid financial contexts (None most often): they must change no balance and no answer.
+finances = st.one_of(
+    st.none(),
+    st.none(),
+    st.builds(
+        Finance,
+        currency=st.sampled_from(["EUR", "USD"]),
+        unit_cost=st.sampled_from(["", "0", "12.50", "0.000001"]),
+        unit_price=st.sampled_from(["", "19.99"]),
+        tax_rate=st.sampled_from(["", "0", "0.20", "1"]),
+        terms=st.sampled_from(["", "n/30", "2/10 n/30", "2.5/15 net 45"]),
+    ),
+)
+bad_finances = st.sampled_from(
+    [
+        Finance(currency="eur"),
+        Finance(unit_cost="12.50"),  # an amount without a currency
+        Finance(currency="EUR", unit_price="-1"),
+        Finance(currency="EUR", unit_cost="1e3"),
+        Finance(tax_rate="1.5"),
+        Finance(terms="2/30 n/30"),
+    ]
+)
 clock_jumps = st.one_of(
     st.integers(1, 5_000),
     st.sampled_from([ttl + 1 for ttl in TTLS_MS]),
@@ -228,11 +256,12 @@ class CellMachine(RuleBasedStateMachine):
             return (-received, 0, k.lot_id, k.bin)
         return (LOT_BY_ID[k.lot_id].effective_expiry_ms or FAR_MS, received, k.lot_id, k.bin)
 
-    def candidates(self, line: ReserveLine, *, for_consume: bool = False) -> dict[QuantKey, int]:
-        """Free qty a line may take, per quant, as the spec says (after the due sweep)."""
+    def candidates(self, line: ReserveLine, *, for_consume: bool = False, status: str = "") -> dict[QuantKey, int]:
+        """Free qty a line may take, per quant, as the spec says (after the due sweep): from
+        sellable quants, or (a consume that names a status) from quants in exactly that one."""
         out: dict[QuantKey, int] = {}
         for k, quant in self.cell.ledger.quants.items():
-            if not STATUSES.statuses[k.status].sellable:
+            if k.status != status if status else not STATUSES.statuses[k.status].sellable:
                 continue
             if (line.lot_id and k.lot_id != line.lot_id) or not owner_ok(k.owner, line.owner):
                 continue
@@ -365,12 +394,45 @@ class CellMachine(RuleBasedStateMachine):
         )
         assert self.run(cmd)[0] == Received(lot.lot_id, qty)
 
-    @rule(lot=lots, bin_=bins, status=receivable_statuses, owner=owners, qty=qtys, wrong_dates=sometimes)
-    def receive(self, lot: LotSpec, bin_: str, status: str, owner: str, qty: int, wrong_dates: bool) -> None:
+    @rule(
+        lot=lots,
+        bin_=bins,
+        status=receivable_statuses,
+        owner=owners,
+        qty=qtys,
+        wrong_dates=sometimes,
+        source=st.sampled_from(RECEIVE_SOURCES),
+        finance=finances,
+    )
+    def receive(
+        self,
+        lot: LotSpec,
+        bin_: str,
+        status: str,
+        owner: str,
+        qty: int,
+        wrong_dates: bool,
+        source: External,
+        finance: Finance | None,
+    ) -> None:
         known = lot.lot_id in self.received_at
         conflict = wrong_dates and known
         expires = lot.expires_at_ms + DAY_MS if conflict else lot.expires_at_ms
-        cmd = Receive(self.new_id("R"), SKU, SITE, lot.lot_id, qty, bin_, status, owner, expires, 0, lot.opened_at_ms)
+        cmd = Receive(
+            self.new_id("R"),
+            SKU,
+            SITE,
+            lot.lot_id,
+            qty,
+            bin_,
+            status,
+            owner,
+            expires,
+            0,
+            lot.opened_at_ms,
+            source=source,
+            finance=finance,
+        )
         k = QuantKey(lot.lot_id, bin_, status, owner)
         before = self.qty(k)
         answer, own = self.run(cmd)
@@ -379,7 +441,7 @@ class CellMachine(RuleBasedStateMachine):
             assert answer.reason == "LOT_DATES_CONFLICT"
         else:
             assert answer == Received(lot.lot_id, qty)
-            assert [(m.kind, m.src, m.dst, m.qty) for m in own] == [(MovementKind.RECEIVE, External.SUPPLIER, k, qty)]
+            assert [(m.kind, m.src, m.dst, m.qty) for m in own] == [(MovementKind.RECEIVE, source, k, qty)]
             assert self.qty(k) == before + qty
 
     @rule(
@@ -387,20 +449,23 @@ class CellMachine(RuleBasedStateMachine):
         lines=st.lists(reserve_lines(), min_size=1, max_size=3),
         ttl_ms=st.sampled_from(TTLS_MS),
         reuse_hold_id=sometimes,
+        finance=finances,
     )
-    def reserve(self, data: st.DataObject, lines: list[ReserveLine], ttl_ms: int, reuse_hold_id: bool) -> None:
+    def reserve(
+        self, data: st.DataObject, lines: list[ReserveLine], ttl_ms: int, reuse_hold_id: bool, finance: Finance | None
+    ) -> None:
         hold_id = data.draw(st.sampled_from(sorted(self.holds))) if reuse_hold_id and self.holds else self.new_id("H")
-        self._reserve(hold_id, lines, ttl_ms)
+        self._reserve(hold_id, lines, ttl_ms, finance)
 
     @rule(qty=st.integers(1, 5), strategy=st.sampled_from(list(Strategy)), lot=lots, ttl_ms=st.sampled_from(TTLS_MS))
     def reserve_one_line(self, qty: int, strategy: Strategy, lot: LotSpec, ttl_ms: int) -> None:
         lot_id = lot.lot_id if strategy is Strategy.LOT else ""
         self._reserve(self.new_id("H"), [ReserveLine(qty, strategy, lot_id)], ttl_ms)
 
-    def _reserve(self, hold_id: str, lines: list[ReserveLine], ttl_ms: int) -> None:
+    def _reserve(self, hold_id: str, lines: list[ReserveLine], ttl_ms: int, finance: Finance | None = None) -> None:
         conflict = hold_id in self.holds
         cands = self.candidates(lines[0])
-        answer, own = self.run(Reserve(self.new_id("R"), SKU, SITE, hold_id, tuple(lines), ttl_ms))
+        answer, own = self.run(Reserve(self.new_id("R"), SKU, SITE, hold_id, tuple(lines), ttl_ms, finance=finance))
         total = sum(line.qty for line in lines)
         if conflict:
             assert isinstance(answer, RequestConflict)
@@ -451,9 +516,9 @@ class CellMachine(RuleBasedStateMachine):
         return sorted(h for h, m in self.holds.items() if m.state is HoldState.ACTIVE and h not in due)
 
     @precondition(lambda self: self.holds)
-    @rule(data=st.data(), qty=st.one_of(st.none(), st.integers(0, 10)))
-    def commit(self, data: st.DataObject, qty: int | None) -> None:
-        self._commit(*self._hold_to_resolve(data), qty)
+    @rule(data=st.data(), qty=st.one_of(st.none(), st.integers(0, 10)), finance=finances)
+    def commit(self, data: st.DataObject, qty: int | None, finance: Finance | None) -> None:
+        self._commit(*self._hold_to_resolve(data), qty, finance)
 
     @precondition(lambda self: self.live_holds())
     @rule(data=st.data(), partial=st.booleans())
@@ -463,9 +528,17 @@ class CellMachine(RuleBasedStateMachine):
         qty = data.draw(st.integers(0, hold.held)) if partial else None
         self._commit(hold_id, hold, HoldState.ACTIVE, False, qty)
 
-    def _commit(self, hold_id: str, hold: HoldModel, state: HoldState, due: bool, qty: int | None) -> None:
+    def _commit(
+        self,
+        hold_id: str,
+        hold: HoldModel,
+        state: HoldState,
+        due: bool,
+        qty: int | None,
+        finance: Finance | None = None,
+    ) -> None:
         held = hold.held
-        answer, own = self.run(Commit(self.new_id("R"), SKU, SITE, hold_id, qty))
+        answer, own = self.run(Commit(self.new_id("R"), SKU, SITE, hold_id, qty, finance=finance))
         if self._expect_not_active(answer, state, due):
             return
         if qty is not None and qty > held:
@@ -483,11 +556,11 @@ class CellMachine(RuleBasedStateMachine):
         assert answer.hold.state is resolved
 
     @precondition(lambda self: self.holds)
-    @rule(data=st.data())
-    def release(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), finance=finances)
+    def release(self, data: st.DataObject, finance: Finance | None) -> None:
         hold_id, hold, state, due = self._hold_to_resolve(data)
         held = hold.held
-        answer, own = self.run(Release(self.new_id("R"), SKU, SITE, hold_id))
+        answer, own = self.run(Release(self.new_id("R"), SKU, SITE, hold_id, finance=finance))
         if self._expect_not_active(answer, state, due):
             return
         assert isinstance(answer, Released), answer
@@ -503,30 +576,60 @@ class CellMachine(RuleBasedStateMachine):
         use_lot=st.booleans(),
         owner_filter=st.sampled_from(OWNER_FILTERS),
         bin_prefix=st.sampled_from(BIN_PREFIXES),
+        destination=st.sampled_from(CONSUME_DESTINATIONS),
+        status=mostly("", ON_HAND),
+        finance=finances,
     )
     def consume(
-        self, qty: int, strategy: Strategy, lot: LotSpec, use_lot: bool, owner_filter: str, bin_prefix: str
+        self,
+        qty: int,
+        strategy: Strategy,
+        lot: LotSpec,
+        use_lot: bool,
+        owner_filter: str,
+        bin_prefix: str,
+        destination: External,
+        status: str,
+        finance: Finance | None,
     ) -> None:
         lot_id = lot.lot_id if use_lot or strategy is Strategy.LOT else ""
         line = ReserveLine(qty, strategy, lot_id, owner_filter, 0.0, bin_prefix)
-        cands = self.candidates(line, for_consume=True)
-        answer, own = self.run(Consume(self.new_id("R"), SKU, SITE, qty, lot_id, bin_prefix, owner_filter, strategy))
+        cands = self.candidates(line, for_consume=True, status=status)
+        cmd = Consume(
+            self.new_id("R"),
+            SKU,
+            SITE,
+            qty,
+            lot_id,
+            bin_prefix,
+            owner_filter,
+            strategy,
+            destination=destination,
+            status=status,
+            finance=finance,
+        )
+        answer, own = self.run(cmd)
         assert isinstance(answer, Consumed), answer
         consumed = min(qty, sum(cands.values()))
         assert (answer.consumed_qty, answer.shortfall_qty) == (consumed, qty - consumed)
         picks = [(QuantKey(a.lot_id, a.bin, a.status, a.owner), a.qty) for a in answer.allocations]
         assert picks == [(m.src, m.qty) for m in own if m.kind is MovementKind.CONSUME]
+        assert {m.dst for m in own} <= {destination}
+        assert all(k.status == status for k, _ in picks) if status else True
         self.check_greedy(strategy, picks, cands)
         shortfall = [(m.src, m.dst, m.qty) for m in own if m.kind is MovementKind.DISCREPANCY]
-        expected = [(External.COUNT_VARIANCE, External.CUSTOMER, qty - consumed)] if qty > consumed else []
+        expected = [(External.COUNT_VARIANCE, destination, qty - consumed)] if qty > consumed else []
         assert shortfall == expected
 
-    @rule(lot=lots, bin_=bins, status=any_statuses, owner=owners, counted=st.integers(0, 15))
-    def adjust(self, lot: LotSpec, bin_: str, status: str, owner: str, counted: int) -> None:
+    @rule(lot=lots, bin_=bins, status=any_statuses, owner=owners, counted=st.integers(0, 15), finance=finances)
+    def adjust(
+        self, lot: LotSpec, bin_: str, status: str, owner: str, counted: int, finance: Finance | None = None
+    ) -> None:
         k = QuantKey(lot.lot_id, bin_, status, owner)
         known = lot.lot_id in self.received_at
         previous, held = self.qty(k), self.effective_held(k)
-        answer, _ = self.run(Adjust(self.new_id("R"), SKU, SITE, lot.lot_id, counted, bin_, status, owner))
+        cmd = Adjust(self.new_id("R"), SKU, SITE, lot.lot_id, counted, bin_, status, owner, finance=finance)
+        answer, _ = self.run(cmd)
         if not known:
             assert isinstance(answer, NotFound)
             assert answer.resource_type == "lot"
@@ -545,14 +648,23 @@ class CellMachine(RuleBasedStateMachine):
         self.adjust(LOT_BY_ID[k.lot_id], k.bin, k.status, k.owner, counted)
 
     @rule(
-        lot=lots, from_bin=source_bins, step=st.integers(1, len(BINS) - 1), status=any_statuses, owner=owners, qty=qtys
+        lot=lots,
+        from_bin=source_bins,
+        step=st.integers(1, len(BINS) - 1),
+        status=any_statuses,
+        owner=owners,
+        qty=qtys,
+        finance=finances,
     )
-    def move(self, lot: LotSpec, from_bin: str, step: int, status: str, owner: str, qty: int) -> None:
+    def move(
+        self, lot: LotSpec, from_bin: str, step: int, status: str, owner: str, qty: int, finance: Finance | None
+    ) -> None:
         to_bin = BINS[(BINS.index(from_bin) + step) % len(BINS)]
         src, dst = QuantKey(lot.lot_id, from_bin, status, owner), QuantKey(lot.lot_id, to_bin, status, owner)
         before_src, before_dst = self.qty(src), self.qty(dst)
         free = before_src - self.effective_held(src)
-        answer, _ = self.run(Move(self.new_id("R"), SKU, SITE, lot.lot_id, qty, from_bin, to_bin, status, owner))
+        cmd = Move(self.new_id("R"), SKU, SITE, lot.lot_id, qty, from_bin, to_bin, status, owner, finance=finance)
+        answer, _ = self.run(cmd)
         if lot.lot_id not in self.received_at:
             assert isinstance(answer, NotFound)
         elif free >= qty:
@@ -562,14 +674,18 @@ class CellMachine(RuleBasedStateMachine):
             assert isinstance(answer, InsufficientStock)
             assert answer.available == max(free, 0)
 
-    @rule(data=st.data(), lot=lots, bin_=source_bins, owner=owners, qty=qtys, allowed=st.booleans())
-    def change_status(self, data: st.DataObject, lot: LotSpec, bin_: str, owner: str, qty: int, allowed: bool) -> None:
+    @rule(data=st.data(), lot=lots, bin_=source_bins, owner=owners, qty=qtys, allowed=st.booleans(), finance=finances)
+    def change_status(
+        self, data: st.DataObject, lot: LotSpec, bin_: str, owner: str, qty: int, allowed: bool, finance: Finance | None
+    ) -> None:
         from_status = data.draw(any_statuses)
         targets = sorted(STATUSES.statuses[from_status].to)
         to_status = data.draw(st.sampled_from(targets) if allowed and targets else st.sampled_from(ALL_STATUSES))
         src = QuantKey(lot.lot_id, bin_, from_status, owner)
         free = self.qty(src) - self.effective_held(src)
-        cmd = ChangeStatus(self.new_id("R"), SKU, SITE, lot.lot_id, qty, from_status, to_status, bin_, owner)
+        cmd = ChangeStatus(
+            self.new_id("R"), SKU, SITE, lot.lot_id, qty, from_status, to_status, bin_, owner, finance=finance
+        )
         answer, _ = self.run(cmd)
         if not STATUSES.can_transition(from_status, to_status):
             assert isinstance(answer, FailedPrecondition)
@@ -626,6 +742,33 @@ class CellMachine(RuleBasedStateMachine):
             else dataclasses.replace(first, doc_ref=first.doc_ref + "-changed")
         )
         self.run(other)  # run() checks: RequestConflict while remembered, nothing changed
+
+    @rule(data=st.data(), finance=bad_finances)
+    def invalid_finance(self, data: st.DataObject, finance: Finance) -> None:
+        """Any command with a malformed financial context is refused whole (run() checks:
+        no movement, no change, not remembered)."""
+        request_id = self.new_id("R")
+        cmd = data.draw(
+            st.sampled_from(
+                [
+                    Receive(request_id, SKU, SITE, "L-none", 1, status="available", finance=finance),
+                    Consume(request_id, SKU, SITE, 1, finance=finance),
+                    Commit(request_id, SKU, SITE, "H-any", finance=finance),
+                    Release(request_id, SKU, SITE, "H-any", finance=finance),
+                    Adjust(request_id, SKU, SITE, "L-none", 0, finance=finance),
+                ]
+            )
+        )
+        answer, _ = self.run(cmd)
+        assert isinstance(answer, InvalidArgument), answer
+        assert {v.field for v in answer.violations} <= {
+            "finance.currency",
+            "finance.unit_cost",
+            "finance.unit_price",
+            "finance.tax_rate",
+            "finance.terms",
+        }
+        self.invalid_ids.append(request_id)
 
     @rule(qty=st.integers(-3, 0))
     def invalid_reserve(self, qty: int) -> None:

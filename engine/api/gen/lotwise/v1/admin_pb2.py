@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lotwise/v1/admin.proto\x12\nlotwise.v1\"\x0f\n\rVerifyRequest\"\x8c\x01\n\nShardCheck\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x11\n\tbatch_seq\x18\x02 \x01(\x03\x12\x11\n\tlive_hash\x18\x03 \x01(\t\x12\x14\n\x0crebuilt_hash\x18\x04 \x01(\t\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x18\n\x10replayed_batches\x18\x07 \x01(\x03\"D\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12&\n\x06shards\x18\x02 \x03(\x0b\x32\x16.lotwise.v1.ShardCheck\"\x13\n\x11ShardStatsRequest\"\xba\x01\n\tShardStat\x12\r\n\x05shard\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x0b\n\x03ops\x18\x06 \x01(\x03\x12\x11\n\tbatch_seq\x18\x07 \x01(\x03\x12\x10\n\x08position\x18\x08 \x01(\x03\x12\x12\n\nrecoveries\x18\t \x01(\x03\x12\x18\n\x10\x63\x65lls_with_holds\x18\n \x01(\x03\";\n\x12ShardStatsResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.lotwise.v1.ShardStat\"\x11\n\x0fSnapshotRequest\"\x82\x01\n\x10SnapshotResponse\x12=\n\tbatch_seq\x18\x01 \x03(\x0b\x32*.lotwise.v1.SnapshotResponse.BatchSeqEntry\x1a/\n\rBatchSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"+\n\x0ePinPairRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\" \n\x0fPinPairResponse\x12\r\n\x05shard\x18\x01 \x01(\t2\xa0\x02\n\x05\x41\x64min\x12?\n\x06Verify\x12\x19.lotwise.v1.VerifyRequest\x1a\x1a.lotwise.v1.VerifyResponse\x12K\n\nShardStats\x12\x1d.lotwise.v1.ShardStatsRequest\x1a\x1e.lotwise.v1.ShardStatsResponse\x12\x45\n\x08Snapshot\x12\x1b.lotwise.v1.SnapshotRequest\x1a\x1c.lotwise.v1.SnapshotResponse\x12\x42\n\x07PinPair\x12\x1a.lotwise.v1.PinPairRequest\x1a\x1b.lotwise.v1.PinPairResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lotwise/v1/admin.proto\x12\nlotwise.v1\"\x0f\n\rVerifyRequest\"\x8c\x01\n\nShardCheck\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x11\n\tbatch_seq\x18\x02 \x01(\x03\x12\x11\n\tlive_hash\x18\x03 \x01(\t\x12\x14\n\x0crebuilt_hash\x18\x04 \x01(\t\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x18\n\x10replayed_batches\x18\x07 \x01(\x03\"D\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12&\n\x06shards\x18\x02 \x03(\x0b\x32\x16.lotwise.v1.ShardCheck\"\x13\n\x11ShardStatsRequest\"\xba\x01\n\tShardStat\x12\r\n\x05shard\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x0b\n\x03ops\x18\x06 \x01(\x03\x12\x11\n\tbatch_seq\x18\x07 \x01(\x03\x12\x10\n\x08position\x18\x08 \x01(\x03\x12\x12\n\nrecoveries\x18\t \x01(\x03\x12\x18\n\x10\x63\x65lls_with_holds\x18\n \x01(\x03\";\n\x12ShardStatsResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.lotwise.v1.ShardStat\"\x11\n\x0fSnapshotRequest\"\x82\x01\n\x10SnapshotResponse\x12=\n\tbatch_seq\x18\x01 \x03(\x0b\x32*.lotwise.v1.SnapshotResponse.BatchSeqEntry\x1a/\n\rBatchSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"+\n\x0ePinPairRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\" \n\x0fPinPairResponse\x12\r\n\x05shard\x18\x01 \x01(\t\"\xb2\x02\n\nDeadLetter\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12\x12\n\ndeliveries\x18\x08 \x01(\x05\x12\x14\n\x0c\x66\x61iled_at_ms\x18\t \x01(\x03\x12\x0f\n\x07payload\x18\n \x01(\x0c\x12\x34\n\x07headers\x18\x0b \x03(\x0b\x32#.lotwise.v1.DeadLetter.HeadersEntry\x12\x14\n\x0cpayload_size\x18\x0c \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x16ListDeadLettersRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"i\n\x17ListDeadLettersResponse\x12\'\n\x07letters\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.DeadLetter\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"#\n\x14GetDeadLetterRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\"?\n\x15GetDeadLetterResponse\x12&\n\x06letter\x18\x01 \x01(\x0b\x32\x16.lotwise.v1.DeadLetter\"C\n\x18ReplayDeadLettersRequest\x12\x0c\n\x04seqs\x18\x01 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"X\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x03(\x03\x12)\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x19.lotwise.v1.ReplayFailure\"+\n\rReplayFailure\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\xb4\x04\n\x05\x41\x64min\x12?\n\x06Verify\x12\x19.lotwise.v1.VerifyRequest\x1a\x1a.lotwise.v1.VerifyResponse\x12K\n\nShardStats\x12\x1d.lotwise.v1.ShardStatsRequest\x1a\x1e.lotwise.v1.ShardStatsResponse\x12\x45\n\x08Snapshot\x12\x1b.lotwise.v1.SnapshotRequest\x1a\x1c.lotwise.v1.SnapshotResponse\x12\x42\n\x07PinPair\x12\x1a.lotwise.v1.PinPairRequest\x1a\x1b.lotwise.v1.PinPairResponse\x12Z\n\x0fListDeadLetters\x12\".lotwise.v1.ListDeadLettersRequest\x1a#.lotwise.v1.ListDeadLettersResponse\x12T\n\rGetDeadLetter\x12 .lotwise.v1.GetDeadLetterRequest\x1a!.lotwise.v1.GetDeadLetterResponse\x12`\n\x11ReplayDeadLetters\x12$.lotwise.v1.ReplayDeadLettersRequest\x1a%.lotwise.v1.ReplayDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._loaded_options = None
   _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._serialized_options = b'8\001'
+  _globals['_DEADLETTER_HEADERSENTRY']._loaded_options = None
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_VERIFYREQUEST']._serialized_start=38
   _globals['_VERIFYREQUEST']._serialized_end=53
   _globals['_SHARDCHECK']._serialized_start=56
@@ -55,6 +57,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINPAIRREQUEST']._serialized_end=734
   _globals['_PINPAIRRESPONSE']._serialized_start=736
   _globals['_PINPAIRRESPONSE']._serialized_end=768
-  _globals['_ADMIN']._serialized_start=771
-  _globals['_ADMIN']._serialized_end=1059
+  _globals['_DEADLETTER']._serialized_start=771
+  _globals['_DEADLETTER']._serialized_end=1077
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_start=1031
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_end=1077
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1079
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1151
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1153
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1258
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=1260
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=1295
+  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1297
+  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1360
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1362
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1429
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1431
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1519
+  _globals['_REPLAYFAILURE']._serialized_start=1521
+  _globals['_REPLAYFAILURE']._serialized_end=1564
+  _globals['_ADMIN']._serialized_start=1567
+  _globals['_ADMIN']._serialized_end=2131
 # @@protoc_insertion_point(module_scope)

@@ -100,3 +100,96 @@ class PinPairResponse(_message.Message):
     SHARD_FIELD_NUMBER: _ClassVar[int]
     shard: str
     def __init__(self, shard: _Optional[str] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("seq", "key", "subject", "code", "reason", "event_id", "event_type", "deliveries", "failed_at_ms", "payload", "headers", "payload_size")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    key: str
+    subject: str
+    code: str
+    reason: str
+    event_id: str
+    event_type: str
+    deliveries: int
+    failed_at_ms: int
+    payload: bytes
+    headers: _containers.ScalarMap[str, str]
+    payload_size: int
+    def __init__(self, seq: _Optional[int] = ..., key: _Optional[str] = ..., subject: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., deliveries: _Optional[int] = ..., failed_at_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., headers: _Optional[_Mapping[str, str]] = ..., payload_size: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("after_seq", "limit", "code")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    limit: int
+    code: str
+    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("letters", "next_after_seq", "total")
+    LETTERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    next_after_seq: int
+    total: int
+    def __init__(self, letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ..., next_after_seq: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetDeadLetterRequest(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class GetDeadLetterResponse(_message.Message):
+    __slots__ = ("letter",)
+    LETTER_FIELD_NUMBER: _ClassVar[int]
+    letter: DeadLetter
+    def __init__(self, letter: _Optional[_Union[DeadLetter, _Mapping]] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("seqs", "all", "code")
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    all: bool
+    code: str
+    def __init__(self, seqs: _Optional[_Iterable[int]] = ..., all: _Optional[bool] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed", "failed")
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    replayed: _containers.RepeatedScalarFieldContainer[int]
+    failed: _containers.RepeatedCompositeFieldContainer[ReplayFailure]
+    def __init__(self, replayed: _Optional[_Iterable[int]] = ..., failed: _Optional[_Iterable[_Union[ReplayFailure, _Mapping]]] = ...) -> None: ...
+
+class ReplayFailure(_message.Message):
+    __slots__ = ("seq", "error")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    error: str
+    def __init__(self, seq: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,21 @@ class AdminStub:
                 request_serializer=lotwise_dot_v1_dot_admin__pb2.PinPairRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_admin__pb2.PinPairResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/lotwise.v1.Admin/ListDeadLetters',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.GetDeadLetter = channel.unary_unary(
+                '/lotwise.v1.Admin/GetDeadLetter',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.GetDeadLetterRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.GetDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/lotwise.v1.Admin/ReplayDeadLetters',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -89,6 +104,37 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Dead letters (DESIGN.md §12): inbound NATS messages (IoT cabinets, WMS) that could not
+        be decoded, validated or applied, kept with the reason and the original bytes. On an
+        engine without ingestion these answer FAILED_PRECONDITION, reason INGESTION_OFF.
+
+        Dead letters, oldest first, one page at a time; without their payloads (see
+        GetDeadLetter). INVALID_ARGUMENT for a limit out of 0..1000, a negative after_seq or
+        an unknown code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeadLetter(self, request, context):
+        """One dead letter with its payload and headers. NOT_FOUND (reason DEAD_LETTER_NOT_FOUND)
+        when there is none at that seq: never stored, or already replayed or deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Publishes dead letters again to their original subjects, with their original bytes
+        and headers plus `Lotwise-Replay-Of: <seq>`, and removes each one whose publish was
+        confirmed. A letter whose publish failed stays, and is listed in `failed`. Replaying
+        an event that was already applied changes nothing (its event id is the request id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +157,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.PinPair,
                     request_deserializer=lotwise_dot_v1_dot_admin__pb2.PinPairRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_admin__pb2.PinPairResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'GetDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeadLetter,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.GetDeadLetterRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.GetDeadLetterResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +282,87 @@ class Admin:
             '/lotwise.v1.Admin/PinPair',
             lotwise_dot_v1_dot_admin__pb2.PinPairRequest.SerializeToString,
             lotwise_dot_v1_dot_admin__pb2.PinPairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Admin/ListDeadLetters',
+            lotwise_dot_v1_dot_admin__pb2.ListDeadLettersRequest.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Admin/GetDeadLetter',
+            lotwise_dot_v1_dot_admin__pb2.GetDeadLetterRequest.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.GetDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Admin/ReplayDeadLetters',
+            lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersRequest.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

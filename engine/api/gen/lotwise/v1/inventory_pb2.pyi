@@ -124,8 +124,22 @@ class ListSkusResponse(_message.Message):
     skus: _containers.RepeatedCompositeFieldContainer[Sku]
     def __init__(self, skus: _Optional[_Iterable[_Union[Sku, _Mapping]]] = ...) -> None: ...
 
+class Finance(_message.Message):
+    __slots__ = ("currency", "unit_cost", "unit_price", "tax_rate", "terms")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_COST_FIELD_NUMBER: _ClassVar[int]
+    UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    TAX_RATE_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    unit_cost: str
+    unit_price: str
+    tax_rate: str
+    terms: str
+    def __init__(self, currency: _Optional[str] = ..., unit_cost: _Optional[str] = ..., unit_price: _Optional[str] = ..., tax_rate: _Optional[str] = ..., terms: _Optional[str] = ...) -> None: ...
+
 class ReceiveRequest(_message.Message):
-    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "bin", "status", "owner", "expires_at_ms", "received_at_ms", "opened_at_ms", "doc_ref")
+    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "bin", "status", "owner", "expires_at_ms", "received_at_ms", "opened_at_ms", "doc_ref", "source", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +152,8 @@ class ReceiveRequest(_message.Message):
     RECEIVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sku: str
     site: str
@@ -150,7 +166,9 @@ class ReceiveRequest(_message.Message):
     received_at_ms: int
     opened_at_ms: int
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., received_at_ms: _Optional[int] = ..., opened_at_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    source: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., received_at_ms: _Optional[int] = ..., opened_at_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ..., source: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class ReceiveResponse(_message.Message):
     __slots__ = ("lot_id", "qty")
@@ -161,7 +179,7 @@ class ReceiveResponse(_message.Message):
     def __init__(self, lot_id: _Optional[str] = ..., qty: _Optional[int] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
-    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "from_bin", "to_bin", "status", "owner", "doc_ref")
+    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "from_bin", "to_bin", "status", "owner", "doc_ref", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +190,7 @@ class MoveRequest(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sku: str
     site: str
@@ -182,7 +201,8 @@ class MoveRequest(_message.Message):
     status: str
     owner: str
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., from_bin: _Optional[str] = ..., to_bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., from_bin: _Optional[str] = ..., to_bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class MoveResponse(_message.Message):
     __slots__ = ("qty",)
@@ -191,7 +211,7 @@ class MoveResponse(_message.Message):
     def __init__(self, qty: _Optional[int] = ...) -> None: ...
 
 class ChangeStatusRequest(_message.Message):
-    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "from_status", "to_status", "bin", "owner", "doc_ref")
+    __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "from_status", "to_status", "bin", "owner", "doc_ref", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +222,7 @@ class ChangeStatusRequest(_message.Message):
     BIN_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sku: str
     site: str
@@ -212,7 +233,8 @@ class ChangeStatusRequest(_message.Message):
     bin: str
     owner: str
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., from_status: _Optional[str] = ..., to_status: _Optional[str] = ..., bin: _Optional[str] = ..., owner: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., from_status: _Optional[str] = ..., to_status: _Optional[str] = ..., bin: _Optional[str] = ..., owner: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class ChangeStatusResponse(_message.Message):
     __slots__ = ("qty",)
@@ -241,18 +263,20 @@ class ReserveLine(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ..., strategy: _Optional[_Union[RemovalStrategy, str]] = ..., lot_id: _Optional[str] = ..., owner: _Optional[str] = ..., min_shelf_life_days: _Optional[float] = ..., bin_prefix: _Optional[str] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("request_id", "hold_id", "lines", "ttl_ms", "doc_ref")
+    __slots__ = ("request_id", "hold_id", "lines", "ttl_ms", "doc_ref", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     HOLD_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     hold_id: str
     lines: _containers.RepeatedCompositeFieldContainer[ReserveLine]
     ttl_ms: int
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[ReserveLine, _Mapping]]] = ..., ttl_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[ReserveLine, _Mapping]]] = ..., ttl_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class Allocation(_message.Message):
     __slots__ = ("lot_id", "bin", "status", "owner", "qty", "expires_at_ms")
@@ -327,16 +351,18 @@ class CommitLine(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("request_id", "hold_id", "lines", "doc_ref")
+    __slots__ = ("request_id", "hold_id", "lines", "doc_ref", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     HOLD_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     hold_id: str
     lines: _containers.RepeatedCompositeFieldContainer[CommitLine]
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CommitLine, _Mapping]]] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CommitLine, _Mapping]]] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
     __slots__ = ("hold", "committed_qty", "released_qty")
@@ -349,14 +375,16 @@ class CommitResponse(_message.Message):
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., committed_qty: _Optional[int] = ..., released_qty: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
-    __slots__ = ("request_id", "hold_id", "doc_ref")
+    __slots__ = ("request_id", "hold_id", "doc_ref", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     HOLD_ID_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     hold_id: str
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class ReleaseResponse(_message.Message):
     __slots__ = ("hold", "released_qty")
@@ -367,7 +395,7 @@ class ReleaseResponse(_message.Message):
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., released_qty: _Optional[int] = ...) -> None: ...
 
 class ConsumeRequest(_message.Message):
-    __slots__ = ("request_id", "sku", "site", "qty", "lot_id", "bin_prefix", "owner", "strategy", "doc_ref")
+    __slots__ = ("request_id", "sku", "site", "qty", "lot_id", "bin_prefix", "owner", "strategy", "doc_ref", "destination", "status", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -377,6 +405,9 @@ class ConsumeRequest(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sku: str
     site: str
@@ -386,7 +417,10 @@ class ConsumeRequest(_message.Message):
     owner: str
     strategy: RemovalStrategy
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ..., lot_id: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., owner: _Optional[str] = ..., strategy: _Optional[_Union[RemovalStrategy, str]] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    destination: str
+    status: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., qty: _Optional[int] = ..., lot_id: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., owner: _Optional[str] = ..., strategy: _Optional[_Union[RemovalStrategy, str]] = ..., doc_ref: _Optional[str] = ..., destination: _Optional[str] = ..., status: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class ConsumeResponse(_message.Message):
     __slots__ = ("consumed_qty", "shortfall_qty", "discrepancy", "allocations")
@@ -401,7 +435,7 @@ class ConsumeResponse(_message.Message):
     def __init__(self, consumed_qty: _Optional[int] = ..., shortfall_qty: _Optional[int] = ..., discrepancy: _Optional[bool] = ..., allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ...) -> None: ...
 
 class AdjustRequest(_message.Message):
-    __slots__ = ("request_id", "sku", "site", "lot_id", "counted_qty", "bin", "status", "owner", "reason", "doc_ref")
+    __slots__ = ("request_id", "sku", "site", "lot_id", "counted_qty", "bin", "status", "owner", "reason", "doc_ref", "finance")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -412,6 +446,7 @@ class AdjustRequest(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sku: str
     site: str
@@ -422,7 +457,8 @@ class AdjustRequest(_message.Message):
     owner: str
     reason: str
     doc_ref: str
-    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., counted_qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., reason: _Optional[str] = ..., doc_ref: _Optional[str] = ...) -> None: ...
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., counted_qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., reason: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
 
 class AdjustResponse(_message.Message):
     __slots__ = ("previous_qty", "counted_qty", "variance")

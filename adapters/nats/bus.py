@@ -1,0 +1,1023 @@
+"""The business-event bus: journal stream → business events on NATS (DESIGN.md §9, §10).
+
+Every journaled movement leaves Lotwise as one business event (engine.domain.events),
+published on `<prefix>.<kind>.<site>` as JSON and/or on `<avro_prefix>.<kind>.<site>` as
+schemaless Avro (schemas/business_event.avsc). The catalogue — subjects, headers, fields,
+kinds, guarantees, replay — is adapters/nats/EVENTS.md.
+
+The publisher has the shape of the history sink (adapters.clickhouse.sink): a durable
+pull consumer (`lotwise-bus`) of the journal stream with explicit acks. For each fetched
+journal message, in journal order: decode it (undecodable: to the bus's dead-letter
+stream with the reason, then acked — §12), derive its events, publish every event in
+every format with asynchronous JetStream publishes (bounded in flight), wait for all
+their PubAcks, and only then ack the journal message. A crash anywhere loses nothing:
+unacked journal messages come back, and their events are published again — except that
+nothing is stored twice:
+1. `Nats-Msg-Id = <event_id>:<format>`: the events stream drops a republished event
+   within its duplicate window;
+2. the publisher knows the last event the stream holds (read from the stream at start,
+   then kept up to date from the PubAcks): events of a redelivered journal message up to
+   that point are skipped, so even a restart after a long outage doubles nothing.
+
+Order. Publishes go out in journal order over one connection, and a server stores one
+connection's messages in the order it receives them; so after a failure the events stored
+are a prefix of those sent, and the retry sends the rest, in order, again (duplicates of
+the stored ones are dropped by 1.). Only a server refusing one message while storing a
+later one could break the order; with this stream's limits (discard old, no per-subject
+limits, events far below the size limit) nothing refuses one event and not the next.
+
+When NATS refuses or does not confirm publishes, the publisher keeps what it holds,
+retries with capped exponential backoff, tells JetStream it is still working on the
+held journal messages and fetches nothing more: bounded, and it catches up afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import nats.errors
+import orjson
+import structlog
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream, journal_stream_config
+from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
+from engine.domain.ports import JournalEntry, JournalUnavailable
+
+log = structlog.get_logger("lotwise.bus")
+
+KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
+DAY_S = 86_400.0
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "business_event.avsc"
+JSON, AVRO = "json", "avro"
+FORMATS = (JSON, AVRO)  # the order an event's formats are published in
+CONTENT_TYPES = {JSON: "application/json", AVRO: "avro/binary"}
+
+H_CONTENT_TYPE = "Content-Type"
+H_EVENT_ID = "Lotwise-Event-Id"
+H_EVENT_KIND = "Lotwise-Event-Kind"
+H_SCHEMA = "Lotwise-Schema"  # CRC-64-AVRO fingerprint (hex) of the schema's canonical form
+H_JOURNAL_POSITION = "Lotwise-Journal-Position"  # <journal stream seq>:<index in the batch>
+_H_REASON = "Lotwise-Reason"
+_H_STREAM_SEQ = "Lotwise-Stream-Seq"
+_H_SUBJECT = "Lotwise-Subject"
+_DELAY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_TRANSIENT = (TimeoutError, nats.errors.Error, OSError, JournalUnavailable)
+
+# Characters a subject token keeps as they are; everything else is %XX (UTF-8, upper-case hex).
+_TOKEN_SAFE = re.compile(r"[A-Za-z0-9_\-:@#+]")
+# Namespaces whose prefixes would overlap another namespace's subjects (see engine_bus_config).
+_RESERVED_TAGS = frozenset({"events", "avro", "journal", "dlq"})
+
+
+# ---- the schema and the encodings ----
+
+
+@functools.cache
+def schema() -> Any:
+    return fastavro.parse_schema(json.loads(SCHEMA_PATH.read_text()))
+
+
+@functools.cache
+def schema_fingerprint() -> str:
+    """CRC-64-AVRO of the schema's parsing canonical form, hex: what the Lotwise-Schema
+    header carries, so a consumer can tell which schema a message was written with."""
+    return str(fingerprint(to_parsing_canonical_form(schema()), "CRC-64-AVRO"))
+
+
+def event_record(e: BusinessEvent) -> dict[str, Any]:
+    """The event as a record with the Avro schema's field names (the JSON keys too)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": e.event_id,
+        "kind": e.kind,
+        "sku": e.sku,
+        "site": e.site,
+        "seq": e.seq,
+        "lot_id": e.lot_id,
+        "qty": e.qty,
+        "from": _slots(e.from_),
+        "to": _slots(e.to),
+        "held_delta": e.held_delta,
+        "hold_id": e.hold_id,
+        "request_id": e.request_id,
+        "doc_ref": e.doc_ref,
+        "at_ms": e.at_ms,
+        "lot": None if e.lot is None else _slots(e.lot),
+        "hold_expires_at_ms": e.hold_expires_at_ms,
+        "shard": e.shard,
+        "batch_seq": e.batch_seq,
+        "index": e.index,
+        "stream_seq": e.stream_seq,
+        "finance": None if e.finance is None else _slots(e.finance),
+    }
+
+
+def event_from_record(r: dict[str, Any]) -> BusinessEvent:
+    """The inverse of event_record; raises ValueError on a record of another schema version."""
+    if r.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"unknown business event schema version {r.get('schema_version')!r}")
+    try:
+        lot, finance = r["lot"], r["finance"]
+        return BusinessEvent(
+            event_id=r["event_id"],
+            kind=r["kind"],
+            sku=r["sku"],
+            site=r["site"],
+            seq=r["seq"],
+            lot_id=r["lot_id"],
+            qty=r["qty"],
+            from_=Place(**r["from"]),
+            to=Place(**r["to"]),
+            held_delta=r["held_delta"],
+            hold_id=r["hold_id"],
+            request_id=r["request_id"],
+            doc_ref=r["doc_ref"],
+            at_ms=r["at_ms"],
+            lot=None if lot is None else LotDates(**lot),
+            hold_expires_at_ms=r["hold_expires_at_ms"],
+            shard=r["shard"],
+            batch_seq=r["batch_seq"],
+            index=r["index"],
+            stream_seq=r["stream_seq"],
+            finance=None if finance is None else EventFinance(**finance),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a business event: {type(exc).__name__}: {exc}") from None
+
+
+def _slots(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def encode_event_json(e: BusinessEvent) -> bytes:
+    """UTF-8 JSON object; keys are the Avro field names; money stays decimal strings."""
+    return orjson.dumps(event_record(e))
+
+
+def decode_event_json(data: bytes) -> BusinessEvent:
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return event_from_record(record)
+
+
+def encode_event_avro(e: BusinessEvent) -> bytes:
+    """Schemaless Avro body (no container, no header): the schema is the catalogue's file,
+    named by the message's Lotwise-Schema header."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema(), event_record(e))
+    return out.getvalue()
+
+
+def decode_event_avro(data: bytes) -> BusinessEvent:
+    version = _first_int(data)
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"unknown business event schema version {version}")
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(data), schema())
+    except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+        raise ValueError(f"undecodable business event: {type(exc).__name__}: {exc}") from None
+    return event_from_record(record)  # type: ignore[arg-type]
+
+
+def decode_event(data: bytes, content_type: str) -> BusinessEvent:
+    """Decode a message body by its Content-Type header."""
+    if content_type == CONTENT_TYPES[AVRO]:
+        return decode_event_avro(data)
+    if content_type == CONTENT_TYPES[JSON]:
+        return decode_event_json(data)
+    raise ValueError(f"unknown content type {content_type!r}")
+
+
+def _first_int(data: bytes) -> int:
+    """The first field (schema_version) as Avro writes it: a zig-zag varint."""
+    shift, value = 0, 0
+    for byte in data[:5]:
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1)
+        shift += 7
+    raise ValueError("truncated schema version")
+
+
+_ENCODERS: dict[str, Callable[[BusinessEvent], bytes]] = {JSON: encode_event_json, AVRO: encode_event_avro}
+
+
+# ---- subjects ----
+
+
+def subject_token(text: str) -> str:
+    """`text` as one subject token, reversibly: letters, digits and `_-:@#+` stay, every
+    other character (`.` above all: NATS splits tokens on it; also `%`, `*`, `>`, spaces)
+    becomes %XX per UTF-8 byte; the empty string is `%`. "store.12" → "store%2E12"."""
+    if not text:
+        return "%"
+    return "".join(c if _TOKEN_SAFE.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+def token_text(token: str) -> str:
+    """The inverse of subject_token."""
+    if token == "%":
+        return ""
+    out = bytearray()
+    i = 0
+    while i < len(token):
+        if token[i] == "%":
+            out.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.extend(token[i].encode())
+            i += 1
+    return out.decode()
+
+
+# ---- configuration ----
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """Where the events go and the publisher's bounds. Frozen: built once at start-up."""
+
+    url: str = "nats://127.0.0.1:4222"  # the NATS of the events stream: the journal's (see start_bus)
+    stream: str = "LOTWISE_EVENTS_lotwise"
+    subject_prefix: str = "lotwise.events"  # JSON: <subject_prefix>.<kind>.<site>
+    avro_prefix: str = "lotwise.avro.events"  # Avro: <avro_prefix>.<kind>.<site>
+    formats: tuple[str, ...] = FORMATS  # which encodings are published, in FORMATS order
+    replicas: int = 1
+    # The stream is a copy the journal can always derive again (derive_events; or reset
+    # the `lotwise-bus` consumer), so it may forget its oldest events: discard OLD, bounded
+    # by age and size, and never stops the publisher for lack of room.
+    max_age_s: float = 7 * DAY_S
+    max_bytes: int = 2 * GiB  # ~1.5 KiB per event in both formats: about 1.4 million events
+    max_msg_size: int = 64 * KiB  # one event is well under 2 KiB
+    duplicate_window_s: float = 600.0  # ≥ 2 min and well above ack_wait_s: a redelivery lands inside it
+    consumer: str = "lotwise-bus"  # the durable consumer on the journal stream
+    fetch_batch: int = 256  # journal messages per pull
+    fetch_wait_s: float = 0.2  # a pull with nothing to deliver ends after this
+    ack_wait_s: float = 30.0  # JetStream redelivers a journal message unacked this long
+    max_ack_pending: int = 4_000  # journal messages delivered and not yet acked, at most
+    max_in_flight: int = 1_024  # publishes awaiting their PubAck, at most
+    publish_timeout_s: float = 5.0  # for one PubAck
+    retry_initial_s: float = 0.05  # backoff between failed attempts: doubles up to retry_max_s
+    retry_max_s: float = 5.0
+    lag_interval_s: float = 1.0  # how often the lag gauges are refreshed
+    stop_timeout_s: float = 10.0  # a stop publishes and acks what it holds for at most this long
+    dead_letter_max_bytes: int = 64 * MiB
+
+    def __post_init__(self) -> None:
+        formats = self.formats
+        if not formats or any(f not in FORMATS for f in formats) or len(set(formats)) != len(formats):
+            raise ValueError(f"BusConfig.formats must be one or both of {FORMATS}, got {self.formats!r}")
+        for name in ("fetch_batch", "max_ack_pending", "max_in_flight", "max_bytes", "max_msg_size", "replicas"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"BusConfig.{name} must be positive")
+        for name in ("subject_prefix", "avro_prefix"):
+            prefix = getattr(self, name)
+            if not prefix or any(not t or set(t) & set("*> \t\r\n") for t in prefix.split(".")):
+                raise ValueError(f"bad BusConfig.{name} {prefix!r}")
+        if self.subject_prefix == self.avro_prefix:
+            raise ValueError("BusConfig.subject_prefix and avro_prefix must differ")
+        if self.duplicate_window_s < max(120.0, 2 * self.ack_wait_s):
+            raise ValueError("BusConfig.duplicate_window_s must be ≥ 120 s and ≥ 2 × ack_wait_s")
+
+    @property
+    def ordered_formats(self) -> tuple[str, ...]:
+        return tuple(f for f in FORMATS if f in self.formats)
+
+    def subject(self, fmt: str, kind: str, site: str) -> str:
+        prefix = self.subject_prefix if fmt == JSON else self.avro_prefix
+        return f"{prefix}.{subject_token(kind)}.{subject_token(site)}"
+
+    def wildcard(self, fmt: str = JSON) -> str:
+        return f"{self.subject_prefix if fmt == JSON else self.avro_prefix}.>"
+
+
+def engine_bus_config(namespace: str, nats_url: str, replicas: int = 1, **options: Any) -> BusConfig:
+    """The event bus of one engine namespace (its journal: engine_journal_config).
+
+    Namespace "lotwise" (the default) publishes on `lotwise.events.>` and
+    `lotwise.avro.events.>`; another namespace on `lotwise.<tag>.events.>` and
+    `lotwise.<tag>.avro.events.>`, tag = the namespace with characters other than
+    letters, digits, `_` and `-` replaced by `_`. The tags events, avro, journal and dlq
+    are refused: their subjects would overlap the default namespace's events, or a
+    journal's, dead letters' subjects."""
+    tag = re.sub(r"[^A-Za-z0-9_-]", "_", namespace)
+    if tag == "lotwise":
+        prefix, avro_prefix = "lotwise.events", "lotwise.avro.events"
+    elif tag in _RESERVED_TAGS:
+        raise ValueError(f"namespace {namespace!r}: its event subjects would overlap others; choose another name")
+    else:
+        prefix, avro_prefix = f"lotwise.{tag}.events", f"lotwise.{tag}.avro.events"
+    return BusConfig(
+        url=nats_url,
+        stream=f"LOTWISE_EVENTS_{tag}",
+        subject_prefix=prefix,
+        avro_prefix=avro_prefix,
+        replicas=replicas,
+        **options,
+    )
+
+
+def events_stream_config(config: BusConfig) -> api.StreamConfig:
+    """Both prefixes in one stream, so one sequence orders all events (every limit explicit)."""
+    return api.StreamConfig(
+        name=config.stream,
+        description="Lotwise business events (JSON and Avro), derived from the journal in journal order",
+        subjects=[config.wildcard(JSON), config.wildcard(AVRO)],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        discard=api.DiscardPolicy.OLD,
+        max_age=config.max_age_s,
+        max_bytes=config.max_bytes,
+        max_msgs=-1,
+        max_msgs_per_subject=-1,
+        max_msg_size=config.max_msg_size,
+        num_replicas=config.replicas,
+        duplicate_window=config.duplicate_window_s,
+        allow_direct=True,  # consumers may get single events by sequence cheaply
+        allow_rollup_hdrs=False,
+    )
+
+
+def dead_letter_stream(journal: JournalConfig) -> str:
+    return f"{journal.stream}_BUS_DLQ"
+
+
+def dead_letter_subject(journal: JournalConfig) -> str:
+    # Outside the journal's and the events' subject spaces: neither stream may capture it.
+    return f"lotwise.dlq.bus.{journal.stream}"
+
+
+def dead_letter_stream_config(journal: JournalConfig, config: BusConfig) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=dead_letter_stream(journal),
+        description="Journal messages the event bus could not use, with the reason",
+        subjects=[dead_letter_subject(journal)],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        discard=api.DiscardPolicy.OLD,
+        max_bytes=config.dead_letter_max_bytes,
+        max_msg_size=journal.max_msg_size,
+        num_replicas=journal.replicas,
+    )
+
+
+# ---- outgoing messages and publishing them in order ----
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event in one format, ready to publish."""
+
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    kind: str
+    fmt: str
+    mark: tuple[int, int, int]  # (journal stream seq, index, format rank): grows in publish order
+
+
+def outgoing(events: Sequence[BusinessEvent], config: BusConfig) -> list[Outgoing]:
+    """Every event in every configured format, in publish order."""
+    out: list[Outgoing] = []
+    for e in events:
+        for fmt in config.ordered_formats:
+            headers = {
+                api.Header.MSG_ID.value: f"{e.event_id}:{fmt}",
+                H_CONTENT_TYPE: CONTENT_TYPES[fmt],
+                H_EVENT_ID: e.event_id,
+                H_EVENT_KIND: e.kind,
+                H_SCHEMA: schema_fingerprint(),
+                H_JOURNAL_POSITION: f"{e.stream_seq}:{e.index}",
+            }
+            out.append(
+                Outgoing(
+                    config.subject(fmt, e.kind, e.site),
+                    _ENCODERS[fmt](e),
+                    headers,
+                    e.kind,
+                    fmt,
+                    (e.stream_seq, e.index, FORMATS.index(fmt)),
+                )
+            )
+    return out
+
+
+class BusUnavailable(JournalUnavailable):
+    """NATS did not confirm every publish: the events are not all stored (retry them)."""
+
+
+class _Incomplete(Exception):
+    def __init__(self, done: int, cause: BaseException) -> None:
+        super().__init__(f"{done} publishes confirmed, then {type(cause).__name__}: {cause}")
+        self.done, self.cause = done, cause
+
+
+async def publish_in_order(
+    js: JetStreamContext,
+    outs: Sequence[Outgoing],
+    config: BusConfig,
+    on_ack: Callable[[Outgoing, api.PubAck], None] | None = None,
+) -> int:
+    """Publish `outs` in order, at most `max_in_flight` awaiting their PubAck, and wait for
+    every PubAck; `on_ack` sees them in order. Returns the number of duplicates. Raises
+    _Incomplete(done) when only the first `done` were confirmed (the rest are retried)."""
+    pending: deque[asyncio.Future[api.PubAck]] = deque()
+    done = duplicates = 0
+
+    async def settle_oldest() -> None:
+        nonlocal done, duplicates
+        ack = await asyncio.wait_for(pending.popleft(), config.publish_timeout_s)
+        if ack.stream != config.stream:
+            raise BusUnavailable(f"{outs[done].subject} is captured by stream {ack.stream}, not {config.stream}")
+        duplicates += bool(ack.duplicate)
+        if on_ack is not None:
+            on_ack(outs[done], ack)
+        done += 1
+
+    try:
+        for out in outs:
+            if len(pending) >= config.max_in_flight:
+                await settle_oldest()
+            future = await js.publish_async(
+                out.subject, out.payload, wait_stall=config.publish_timeout_s, headers=dict(out.headers)
+            )
+            pending.append(future)
+        while pending:
+            await settle_oldest()
+    except asyncio.CancelledError:
+        _cancel_all(pending)
+        raise
+    except Exception as exc:
+        _cancel_all(pending)
+        raise _Incomplete(done, exc) from exc
+    return duplicates
+
+
+def _cancel_all(pending: deque[asyncio.Future[api.PubAck]]) -> None:
+    for future in pending:  # a cancelled future frees its slot of the client's in-flight bound
+        future.cancel()
+    pending.clear()
+
+
+# ---- metrics ----
+
+
+class BusMetrics:
+    """Prometheus metrics of the publisher. Pass a fresh CollectorRegistry in tests."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.published = Counter(
+            "lotwise_bus_events_published",
+            "Business events published (PubAck received), by kind and format",
+            ["kind", "format"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "lotwise_bus_duplicates", "Publishes the events stream dropped as duplicates", registry=registry
+        )
+        self.skipped = Counter(
+            "lotwise_bus_redelivered_skipped",
+            "Events of redelivered journal messages that were published already",
+            registry=registry,
+        )
+        self.failures = Counter("lotwise_bus_publish_failures", "Failed publish attempts", registry=registry)
+        self.dead_letters = Counter(
+            "lotwise_bus_dead_letters", "Journal messages sent to the bus dead letters", registry=registry
+        )
+        self.lag_messages = Gauge(
+            "lotwise_bus_lag_messages", "Journal messages whose events are not yet acknowledged", registry=registry
+        )
+        self.stream_position = Gauge(
+            "lotwise_bus_journal_position", "Last position of the journal stream", registry=registry
+        )
+        self.acked_position = Gauge(
+            "lotwise_bus_acked_position", "Journal position up to which every event is published", registry=registry
+        )
+        self.delay = Histogram(
+            "lotwise_bus_delay_seconds",
+            "From journal append to its events acknowledged",
+            buckets=_DELAY_BUCKETS_S,
+            registry=registry,
+        )
+
+
+@functools.cache
+def default_bus_metrics() -> BusMetrics:
+    """The process-wide publisher metrics on the default registry (created once)."""
+    return BusMetrics(REGISTRY)
+
+
+@dataclass(frozen=True, slots=True)
+class BusLag:
+    stream_position: int  # the journal's last message
+    acked_position: int  # the events of every journal message up to here are published
+    pending_messages: int  # journal messages not yet acknowledged by the publisher
+    held_messages: int  # of which: held by this publisher, publishing
+    stalled: bool  # the last publish attempt failed: the publisher is retrying
+
+
+# ---- the publisher ----
+
+
+@dataclass(slots=True)
+class _Held:
+    """A journal message being published: its remaining outgoing events."""
+
+    msg: Msg
+    outs: deque[Outgoing] = field(default_factory=deque)
+
+
+class EventBusPublisher:
+    """Publishes the journal's business events; `await start()`, `lag()`, `await stop()`."""
+
+    def __init__(
+        self,
+        link: NatsLink,
+        journal: JournalConfig,
+        config: BusConfig = BusConfig(),
+        metrics: BusMetrics | None = None,
+        decode: Callable[[bytes], JournalEntry] | None = None,
+    ) -> None:
+        from adapters.nats.codec import decode_entry
+
+        self._link = link
+        self._journal = journal
+        self.config = config
+        self.metrics = metrics or BusMetrics(CollectorRegistry())
+        self._decode = decode or decode_entry
+        self._held: deque[_Held] = deque()
+        self._mark: tuple[int, int, int] = (0, 0, -1)  # the newest event the events stream holds
+        self._psub: Any = None
+        self._psub_nc: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._stalled = False
+        self._next_lag_at = 0.0
+        self.published_events = 0  # PubAcks, every format counted
+        self.acked_messages = 0
+
+    @property
+    def stream(self) -> str:
+        return self._journal.stream
+
+    @property
+    def consumer(self) -> str:
+        return self.config.consumer
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        """Make sure the journal, events and dead-letter streams and the durable consumer
+        exist, learn where the events stream is, then consume in the background."""
+        _, js = await self._link.client()
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError:  # the shards have not written yet: create it as they would
+            await ensure_stream(js, journal_stream_config(self._journal))
+        await ensure_stream(js, events_stream_config(self.config))
+        await ensure_stream(js, dead_letter_stream_config(self._journal, self.config))
+        await js.add_consumer(self.stream, config=self._consumer_config(), timeout=self._journal.api_timeout_s)
+        self._mark = await self._stored_mark(js)
+        await self._subscribe()
+        self._stopping.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"event-bus:{self.stream}")
+        log.info("event bus started", journal=self.stream, events=self.config.stream, mark=self._mark)
+
+    async def stop(self) -> None:
+        """Stop fetching; publish and ack what is held (bounded by stop_timeout_s; what does
+        not make it stays unacked and is redelivered to the next publisher)."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.config.stop_timeout_s)
+            except (TimeoutError, Exception):
+                log.warning("event bus stopped before its events were all published; they will be redelivered")
+            await _cancel(self._task)
+            self._task = None
+        await self._unsubscribe()
+        log.info("event bus stopped", journal=self.stream, acked=self.acked_messages)
+
+    async def abort(self) -> None:
+        """Stop at once: no flush, no ack (what a crash looks like to JetStream)."""
+        self._stopping.set()
+        if self._task is not None:
+            await _cancel(self._task)
+            self._task = None
+        self._held.clear()
+        await self._unsubscribe()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ---- the loop ----
+
+    async def _run(self) -> None:
+        backoff_s = self.config.retry_initial_s
+        while True:
+            stopping = self._stopping.is_set()
+            try:
+                if not self._held and not stopping:
+                    await self._fill()
+                if self._held:
+                    await self._drain()
+                await self._refresh_lag()
+                backoff_s = self.config.retry_initial_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS down, a bug: log, back off (bounded), keep going
+                log.warning("event bus step failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.config.retry_max_s)
+            if stopping and not self._held:
+                return
+
+    async def _fill(self) -> None:
+        psub = await self._subscription()
+        try:
+            msgs = await psub.fetch(batch=self.config.fetch_batch, timeout=self.config.fetch_wait_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return
+        for msg in msgs:
+            await self._take(msg)
+
+    async def _take(self, msg: Msg) -> None:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        if any(h.msg.metadata.sequence.stream == seq for h in self._held):
+            return  # delivered again while we hold it (bounded: the held are one fetch)
+        try:
+            entry = self._decode(msg.data)
+        except Exception as exc:  # whatever the codec raises, the message is not an entry
+            await self._dead_letter(msg, f"undecodable journal entry: {type(exc).__name__}: {exc}")
+            return
+        try:
+            outs = outgoing(business_events(entry, seq), self.config)
+        except Exception as exc:  # an entry no event can be made of: a bug, but not one to stop on
+            await self._dead_letter(msg, f"cannot derive business events: {type(exc).__name__}: {exc}")
+            return
+        if meta.num_delivered > 1:
+            # Redelivered: a previous publisher may have published some or all of its events.
+            # Those up to the stream's newest are skipped (publish order = mark order).
+            fresh = [o for o in outs if o.mark > self._mark]
+            self.metrics.skipped.inc(len(outs) - len(fresh))
+            outs = fresh
+        self._held.append(_Held(msg, deque(outs)))
+
+    async def _drain(self) -> None:
+        """Publish everything held, in order, acking each journal message once all its events
+        are confirmed; on failure keep the rest and retry (capped backoff, bounded)."""
+        backoff_s = self.config.retry_initial_s
+        last_progress = time.monotonic()
+        attempt = 0
+        while self._held:
+            await self._ack_finished()
+            outs = [o for h in self._held for o in h.outs]
+            if not outs:
+                continue
+            try:
+                _, js = await self._link.client()
+                duplicates = await publish_in_order(js, outs, self.config, self._on_ack)
+                self.metrics.duplicates.inc(duplicates)
+                await self._ack_finished()
+                if self._stalled:
+                    log.info("event bus publishes confirmed again; catching up", attempts=attempt + 1)
+                self._stalled = False
+                return
+            except asyncio.CancelledError:
+                raise
+            except (_Incomplete, *_TRANSIENT) as exc:
+                attempt += 1
+                self._stalled = True
+                self.metrics.failures.inc()
+                cause = exc.cause if isinstance(exc, _Incomplete) else exc
+                (log.warning if attempt == 1 or attempt % 20 == 0 else log.debug)(
+                    "event publish not confirmed; retrying",
+                    attempt=attempt,
+                    error=f"{type(cause).__name__}: {cause}",
+                    held_messages=len(self._held),
+                    retry_in_s=backoff_s,
+                )
+                if self._stopping.is_set() and attempt >= 3:
+                    raise
+                with contextlib.suppress(Exception):  # acks of what is done; the rest waits
+                    await self._ack_finished()
+                if time.monotonic() - last_progress >= self.config.ack_wait_s / 3:
+                    await self._in_progress()
+                    last_progress = time.monotonic()
+                await self._refresh_lag()
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.config.retry_max_s)
+
+    def _on_ack(self, out: Outgoing, ack: api.PubAck) -> None:
+        """A PubAck, in publish order: the event is stored; drop it from what is held."""
+        # The first held message with events left (those before it are complete, awaiting their ack).
+        head = next(h for h in self._held if h.outs)
+        if head.outs[0] is not out:  # cannot happen: PubAcks are settled in publish order
+            raise AssertionError("PubAck out of publish order")
+        head.outs.popleft()
+        self._mark = max(self._mark, out.mark)
+        if not ack.duplicate:  # duplicates are counted apart (metrics.duplicates)
+            self.published_events += 1
+            self.metrics.published.labels(out.kind, out.fmt).inc()
+
+    async def _ack_finished(self) -> None:
+        """Ack, in journal order, the journal messages whose events are all confirmed."""
+        acked = False
+        now_s = time.time()
+        while self._held and not self._held[0].outs:
+            msg = self._held[0].msg
+            await msg.ack()
+            self._held.popleft()
+            self.acked_messages += 1
+            self.metrics.delay.observe(max(0.0, now_s - msg.metadata.timestamp.timestamp()))
+            acked = True
+        if acked:
+            nc, _ = await self._link.client()
+            # Acks are buffered by the client: push them out now, so a crash right after this
+            # does not make JetStream redeliver what is published (harmless, but wasted work).
+            await nc.flush(timeout=self._journal.api_timeout_s)
+
+    async def _in_progress(self) -> None:
+        with contextlib.suppress(Exception):
+            for held in self._held:
+                await held.msg.in_progress()
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        _, js = await self._link.client()
+        seq = msg.metadata.sequence.stream
+        headers = {_H_REASON: reason[:1_000], _H_STREAM_SEQ: str(seq), _H_SUBJECT: msg.subject}
+        await js.publish(
+            dead_letter_subject(self._journal), msg.data, headers=headers, timeout=self._journal.ack_timeout_s
+        )
+        await msg.term()  # only after the dead letter is stored: never silently dropped
+        self.metrics.dead_letters.inc()
+        log.error("journal message dead-lettered by the event bus", stream=self.stream, position=seq, reason=reason)
+
+    async def _stored_mark(self, js: JetStreamContext) -> tuple[int, int, int]:
+        """The position of the newest event in the events stream ((0, 0, -1): none)."""
+        info = await js.stream_info(self.config.stream)
+        last = int(info.state.last_seq or 0)
+        if not info.state.messages or not last:
+            return (0, 0, -1)
+        try:
+            msg = await js.get_msg(self.config.stream, last)
+        except NotFoundError:
+            return (0, 0, -1)
+        return _mark_of(msg.headers or {})
+
+    # ---- lag ----
+
+    async def lag(self) -> BusLag:
+        """Where the journal is vs what the bus has acknowledged (asks the server)."""
+        _, js = await self._link.client()
+        info = await js.consumer_info(self.stream, self.consumer, timeout=self._journal.api_timeout_s)
+        stream = await js.stream_info(self.stream)
+        lag = BusLag(
+            stream_position=int(stream.state.last_seq or 0),
+            acked_position=int(info.ack_floor.stream_seq if info.ack_floor else 0),
+            pending_messages=int((info.num_pending or 0) + (info.num_ack_pending or 0)),
+            held_messages=len(self._held),
+            stalled=self._stalled,
+        )
+        self.metrics.lag_messages.set(lag.pending_messages)
+        self.metrics.stream_position.set(lag.stream_position)
+        self.metrics.acked_position.set(lag.acked_position)
+        return lag
+
+    async def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_at:
+            return
+        self._next_lag_at = now + self.config.lag_interval_s
+        with contextlib.suppress(Exception):  # the gauges are best effort; lag() raises
+            await self.lag()
+
+    async def wait_caught_up(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> BusLag:
+        """Until the events of every journal message so far are published (tests, ops)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lag = await self.lag()
+            # The ack floor too: a consumer's pending count may lag a fresh append a moment.
+            if lag.pending_messages == 0 and lag.held_messages == 0 and lag.acked_position >= lag.stream_position:
+                return lag
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"event bus still behind after {timeout_s}s: {lag}")
+            await asyncio.sleep(poll_s)
+
+    # ---- NATS plumbing ----
+
+    def _consumer_config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            name=self.consumer,
+            durable_name=self.consumer,
+            description="Lotwise business-event bus",
+            filter_subject=f"{self._journal.subject_prefix}.>",
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.config.ack_wait_s,
+            max_deliver=-1,  # redeliver until published: no movement may miss its event
+            max_ack_pending=self.config.max_ack_pending,
+            max_waiting=16,
+            num_replicas=self._journal.replicas,
+        )
+
+    async def _subscribe(self) -> None:
+        nc, js = await self._link.client()
+        self._psub = await js.pull_subscribe_bind(
+            durable=self.consumer,
+            stream=self.stream,
+            pending_msgs_limit=2 * self.config.fetch_batch + 64,
+            pending_bytes_limit=2 * self.config.fetch_batch * self._journal.max_msg_size,
+        )
+        self._psub_nc = nc
+
+    async def _subscription(self) -> Any:
+        """The pull subscription, made again when the link had to reconnect from scratch."""
+        nc, _ = await self._link.client()
+        if self._psub is None or nc is not self._psub_nc:
+            await self._subscribe()
+        return self._psub
+
+    async def _unsubscribe(self) -> None:
+        psub, self._psub, self._psub_nc = self._psub, None, None
+        if psub is not None:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+
+def _mark_of(headers: dict[str, str]) -> tuple[int, int, int]:
+    """(journal stream seq, index, format rank) from an event message's headers."""
+    try:
+        stream_seq, index = (int(t) for t in headers[H_JOURNAL_POSITION].split(":"))
+        fmt = next(f for f, t in CONTENT_TYPES.items() if t == headers[H_CONTENT_TYPE])
+    except (KeyError, ValueError, StopIteration):
+        return (0, 0, -1)  # not one of ours: assume nothing is published
+    return (stream_seq, index, FORMATS.index(fmt))
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+
+
+async def delete_consumer(link: NatsLink, consumer: str = "lotwise-bus") -> None:
+    """Forget the publisher's position: the next publisher derives every event again from
+    the journal's start (the events stream drops those it holds within its window)."""
+    _, js = await link.client()
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(link.config.stream, consumer)
+
+
+# ---- deriving events straight from the journal ----
+
+
+async def derive_events(
+    link: NatsLink,
+    journal: JournalConfig,
+    from_stream_seq: int = 1,
+    limit: int = 10_000,
+    decode: Callable[[bytes], JournalEntry] | None = None,
+) -> list[BusinessEvent]:
+    """The business events of the journal from stream sequence `from_stream_seq` on (up to
+    the journal's last message when the call starts), at most `limit`, in journal order:
+    what the publisher publishes, derived again (an ephemeral consumer, no acks). Journal
+    messages that do not decode are skipped, as the publisher dead-letters them."""
+    from adapters.nats.codec import decode_entry
+
+    decode = decode or decode_entry
+    if limit <= 0:
+        raise ValueError("limit must be positive")
+    nc, js = await link.client()
+    end = int((await js.stream_info(journal.stream)).state.last_seq or 0)
+    if end < max(1, from_stream_seq):
+        return []
+    events: list[BusinessEvent] = []
+    reader = PullReader(nc, js, journal.stream, f"{journal.subject_prefix}.>", from_stream_seq, journal)
+    async for batch in reader.batches():
+        for delivered in batch:
+            try:
+                entry = decode(delivered.data)
+            except Exception as exc:  # the publisher dead-letters these; so skip them here
+                log.warning("undecodable journal message skipped", position=delivered.stream_seq, error=str(exc))
+            else:
+                events.extend(business_events(entry, delivered.stream_seq))
+            if len(events) >= limit:
+                return events[:limit]
+            if delivered.stream_seq >= end:
+                return events
+    return events
+
+
+# ---- the EventBus port on the events stream ----
+
+
+class NatsEventBus:
+    """The EventBus port (engine.domain.events) on the events stream: `publish` as the
+    publisher does (same subjects, headers, message ids: idempotent within the duplicate
+    window), `read` decodes the JSON subjects in stream order."""
+
+    def __init__(self, link: NatsLink, config: BusConfig) -> None:
+        self._link = link
+        self.config = config
+
+    async def ensure_stream(self) -> None:
+        _, js = await self._link.client()
+        await ensure_stream(js, events_stream_config(self.config))
+
+    async def publish(self, events: Sequence[BusinessEvent]) -> None:
+        outs = outgoing(events, self.config)
+        if not outs:
+            return
+        _, js = await self._link.client()
+        try:
+            await publish_in_order(js, outs, self.config)
+        except _Incomplete as exc:
+            raise BusUnavailable(f"{self.config.stream}: {exc}") from exc.cause
+
+    async def read(self, after: int = 0, limit: int = 100) -> list[BusinessEvent]:
+        """Skips `after` JSON events from the stream's oldest retained one: O(after) reads
+        (real consumers start a JetStream consumer at a sequence or time; EVENTS.md)."""
+        if after < 0 or limit <= 0:
+            raise ValueError("after must be ≥ 0 and limit > 0")
+        nc, js = await self._link.client()
+        state = (await js.stream_info(self.config.stream)).state
+        if not state.messages:
+            return []
+        end = int(state.last_seq or 0)
+        # Every subject of the stream (not only the JSON ones), so the read ends at `end`
+        # whichever format was published last.
+        reader = PullReader(nc, js, self.config.stream, ">", int(state.first_seq or 1), self._link.config)
+        json_prefix = self.config.subject_prefix + "."
+        events: list[BusinessEvent] = []
+        seen = 0
+        async for batch in reader.batches():
+            for delivered in batch:
+                if delivered.subject.startswith(json_prefix):
+                    seen += 1
+                    if seen > after:
+                        events.append(decode_event_json(delivered.data))
+                        if len(events) >= limit:
+                            return events
+                if delivered.stream_seq >= end:
+                    return events
+        return events
+
+
+# ---- one call for the composition root ----
+
+
+@dataclass(slots=True)
+class BusRuntime:
+    publisher: EventBusPublisher
+    link: NatsLink
+
+    async def stop(self) -> None:
+        """The publisher first (it publishes and acks what it holds), then the link."""
+        await self.publisher.stop()
+        await self.link.close()
+        log.info("event bus runtime stopped")
+
+
+async def start_bus(config: BusConfig, journal: JournalConfig, registry: CollectorRegistry | None = None) -> BusRuntime:
+    """Connect to the journal's NATS, start the publisher; `runtime.stop()` on the way down.
+
+    `await start_bus(engine_bus_config(ns, url), engine_journal_config(ns, url, client_name="lotwise-bus"))`"""
+    if config.url != journal.url:
+        raise ValueError(f"the events stream lives beside the journal: bus url {config.url} ≠ journal {journal.url}")
+    link = NatsLink(journal)
+    try:
+        await link.connect()
+        publisher = EventBusPublisher(
+            link, journal, config, BusMetrics(registry) if registry is not None else default_bus_metrics()
+        )
+        await publisher.start()
+    except BaseException:
+        await link.close()
+        raise
+    return BusRuntime(publisher, link)

@@ -1,0 +1,1 @@
+"""NATS ingestion of IoT cabinet and WMS events (DESIGN.md §10, §12)."""

@@ -1,0 +1,56 @@
+"""Starting ingestion as one piece: config, dead-letter store, replay desk, consumer.
+
+The composition root (engine.app) calls `start_ingest` once the gateway exists, passes
+`runtime.desk` to the Admin service (`lotwise dlq`), and `runtime.stop()` on the way down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from adapters.nats.deadletter import NatsDeadLetters, dead_letter_config, nats_republish
+from adapters.nats.ingest.apply import Applier, IngestGateway
+from adapters.nats.ingest.config import IngestConfig
+from adapters.nats.ingest.consumer import IngestConsumer, IngestMetrics
+from adapters.nats.journal import NatsLink, engine_journal_config
+from engine.runtime.deadletters import DeadLetterDesk
+
+log = structlog.get_logger("lotwise.ingest")
+
+
+@dataclass(slots=True)
+class IngestRuntime:
+    consumer: IngestConsumer
+    dead_letters: NatsDeadLetters
+    desk: DeadLetterDesk  # pass to engine.api.server.start_server(dead_letters=...)
+    link: NatsLink
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.link.close()
+
+
+async def start_ingest(
+    gateway: IngestGateway,
+    config: IngestConfig,
+    *,
+    namespace: str,
+    nats_url: str,
+    replicas: int = 1,
+    metrics: IngestMetrics | None = None,
+) -> IngestRuntime:
+    """Connect, make sure the inbound and dead-letter streams and the durable consumer
+    exist, and start consuming. `config` must have its defaults filled (`with_defaults`)."""
+    link = NatsLink(engine_journal_config(namespace, nats_url, replicas, client_name="lotwise-ingest"))
+    await link.connect()
+    try:
+        store = NatsDeadLetters(link, dead_letter_config(namespace, nats_url, replicas))
+        await store.ensure()
+        consumer = IngestConsumer(link, config, Applier(gateway, config), store, metrics, replicas)
+        await consumer.start()
+    except BaseException:
+        await link.close()
+        raise
+    return IngestRuntime(consumer, store, DeadLetterDesk(store, nats_republish(link)), link)

@@ -1,0 +1,316 @@
+"""The journal's Avro codec: every field round-trips, and every schema version ever
+written still decodes (adapters/nats/codec.py states the evolution rule).
+
+A v1 message here is written with the v1 schema file itself, as a v1 engine wrote it:
+it must decode to the same commands with the fields v1 lacked at their defaults.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from typing import Any
+
+import fastavro
+import pytest
+
+from adapters.nats.codec import READABLE_VERSIONS, SCHEMA_DIR, SCHEMA_VERSION, decode_entry, encode_entry, schema
+from engine.domain.commands import (
+    Adjust,
+    ChangeStatus,
+    Commit,
+    Consume,
+    Move,
+    Receive,
+    Release,
+    Reserve,
+    ReserveLine,
+    Strategy,
+)
+from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
+from engine.domain.ports import JournalEntry
+
+NS = "lotwise.journal.v1."
+EUR = Finance(currency="EUR", unit_cost="12.50", unit_price="19.99", tax_rate="0.20", terms="2/10 n/30")
+KEY = QuantKey("L1", "A/01", "available", "own")
+COMMANDS = ("Receive", "Move", "ChangeStatus", "Reserve", "Commit", "Release", "Consume", "Adjust")
+
+
+def frame(body: bytes) -> bytes:
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def round_trip(*ops: Any) -> JournalEntry:
+    entry = JournalEntry("shard-0", 7, 1_767_225_600_000, tuple(ops), ())
+    decoded = decode_entry(encode_entry(entry))
+    assert decoded == entry
+    return decoded
+
+
+# ---- v2: every new field round-trips ----
+
+
+def test_the_current_version_is_2_and_both_versions_are_readable() -> None:
+    assert SCHEMA_VERSION == 2
+    assert READABLE_VERSIONS == (1, 2)
+    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 4  # zig-zag varint of 2
+
+
+@pytest.mark.parametrize("finance", [None, Finance(), EUR, Finance(currency="USD", terms="net 30")])
+def test_finance_round_trips_on_every_command(finance: Finance | None) -> None:
+    ops = round_trip(
+        Receive("r1", "s", "x", "L1", 5, finance=finance),
+        Move("r2", "s", "x", "L1", 1, "", "A/01", finance=finance),
+        ChangeStatus("r3", "s", "x", "L1", 1, "available", "damaged", finance=finance),
+        Reserve("r4", "s", "x", "H1", (ReserveLine(2, Strategy.FIFO),), 60_000, "SO-1", finance=finance),
+        Commit("r5", "s", "x", "H1", 1, finance=finance),
+        Commit("r5b", "s", "x", "H1", None, finance=finance),
+        Release("r6", "s", "x", "H1", abort=True, finance=finance),
+        Consume("r7", "s", "x", 1, finance=finance),
+        Adjust("r8", "s", "x", "L1", 3, finance=finance),
+    ).ops
+    assert [op.finance for op in ops] == [finance] * len(ops)
+
+
+@pytest.mark.parametrize("source", list(External))
+def test_receive_source_round_trips(source: External) -> None:
+    [op] = round_trip(Receive("r1", "s", "x", "L1", 5, source=source, finance=EUR)).ops
+    assert op.source is source
+
+
+@pytest.mark.parametrize("destination", list(External))
+@pytest.mark.parametrize("status", ["", "packed", "damaged"])
+def test_consume_destination_and_status_round_trip(destination: External, status: str) -> None:
+    cmd = Consume("r7", "s", "x", 3, "L1", "A", "own", Strategy.LOT, "D-1", destination, status, EUR)
+    [op] = round_trip(cmd).ops
+    assert (op.destination, op.status, op.strategy) == (destination, status, Strategy.LOT)
+    assert op.destination is destination
+
+
+def test_movements_to_and_from_every_bucket_round_trip() -> None:
+    movements = tuple(
+        Movement(i + 1, MovementKind.CONSUME, "s", "x", "L1", 2, KEY, bucket, request_id=f"r{i}")
+        for i, bucket in enumerate(External)
+    )
+    entry = JournalEntry("shard-0", 1, 5, (), movements)
+    assert decode_entry(encode_entry(entry)) == entry
+
+
+# ---- v1: written with the v1 schema, read by this code ----
+
+
+def v1_message(ops: list[tuple[str, dict[str, Any]]], movements: list[dict[str, Any]]) -> bytes:
+    record = {"schema_version": 1, "shard": "shard-0", "batch_seq": 3, "now_ms": 1_000, "ops": ops}
+    record["movements"] = movements
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema(1), record)
+    return frame(out.getvalue())
+
+
+def test_a_v1_message_decodes_with_the_defaults_of_the_new_fields() -> None:
+    ops = [
+        (
+            NS + "Receive",
+            {
+                "request_id": "r1",
+                "sku": "s",
+                "site": "x",
+                "lot_id": "L1",
+                "qty": 5,
+                "bin": "A/01",
+                "status": "available",
+                "owner": "own",
+                "expires_at_ms": 9_000,
+                "received_at_ms": 0,
+                "opened_at_ms": 0,
+                "doc_ref": "PO-1",
+            },
+        ),
+        (
+            NS + "Move",
+            {
+                "request_id": "r2",
+                "sku": "s",
+                "site": "x",
+                "lot_id": "L1",
+                "qty": 1,
+                "from_bin": "A/01",
+                "to_bin": "B/01",
+                "status": "available",
+                "owner": "own",
+                "doc_ref": "",
+            },
+        ),
+        (
+            NS + "ChangeStatus",
+            {
+                "request_id": "r3",
+                "sku": "s",
+                "site": "x",
+                "lot_id": "L1",
+                "qty": 1,
+                "from_status": "available",
+                "to_status": "damaged",
+                "bin": "A/01",
+                "owner": "own",
+                "doc_ref": "",
+            },
+        ),
+        (
+            NS + "Reserve",
+            {
+                "request_id": "r4",
+                "sku": "s",
+                "site": "x",
+                "hold_id": "H1",
+                "lines": [
+                    {
+                        "qty": 2,
+                        "strategy": "fefo",
+                        "lot_id": "",
+                        "owner": "",
+                        "min_shelf_life_days": 1.5,
+                        "bin_prefix": "A",
+                    }
+                ],
+                "ttl_ms": 60_000,
+                "doc_ref": "SO-1",
+            },
+        ),
+        (NS + "Commit", {"request_id": "r5", "sku": "s", "site": "x", "hold_id": "H1", "qty": 1, "doc_ref": ""}),
+        (NS + "Commit", {"request_id": "r5b", "sku": "s", "site": "x", "hold_id": "H1", "qty": None, "doc_ref": ""}),
+        (
+            NS + "Release",
+            {"request_id": "r6", "sku": "s", "site": "x", "hold_id": "H1", "doc_ref": "", "abort": True},
+        ),
+        (
+            NS + "Consume",
+            {
+                "request_id": "r7",
+                "sku": "s",
+                "site": "x",
+                "qty": 3,
+                "lot_id": "",
+                "bin_prefix": "",
+                "owner": "",
+                "strategy": "fifo",
+                "doc_ref": "scan-1",
+            },
+        ),
+        (
+            NS + "Adjust",
+            {
+                "request_id": "r8",
+                "sku": "s",
+                "site": "x",
+                "lot_id": "L1",
+                "counted_qty": 0,
+                "bin": "A/01",
+                "status": "available",
+                "owner": "own",
+                "reason": "count",
+                "doc_ref": "",
+            },
+        ),
+        (NS + "Sweep", {"max_cells": 10}),
+    ]
+    movements = [
+        {
+            "seq": 1,
+            "kind": "receive",
+            "sku": "s",
+            "site": "x",
+            "lot_id": "L1",
+            "qty": 5,
+            "src": "@supplier",
+            "dst": (NS + "QuantKey", {"lot_id": "L1", "bin": "A/01", "status": "available", "owner": "own"}),
+            "held_key": None,
+            "held_delta": 0,
+            "hold_id": "",
+            "request_id": "r1",
+            "doc_ref": "PO-1",
+            "at_ms": 1_000,
+            "lot": (NS + "Lot", {"lot_id": "L1", "received_at_ms": 1_000, "expires_at_ms": 9_000, "opened_at_ms": 0}),
+            "expires_at_ms": 0,
+        }
+    ]
+
+    entry = decode_entry(v1_message(ops, movements))
+
+    assert (entry.shard, entry.batch_seq, entry.now_ms) == ("shard-0", 3, 1_000)
+    assert list(entry.ops[:-1]) == [
+        Receive("r1", "s", "x", "L1", 5, "A/01", "available", "own", 9_000, 0, 0, "PO-1"),
+        Move("r2", "s", "x", "L1", 1, "A/01", "B/01", "available", "own", ""),
+        ChangeStatus("r3", "s", "x", "L1", 1, "available", "damaged", "A/01", "own", ""),
+        Reserve("r4", "s", "x", "H1", (ReserveLine(2, Strategy.FEFO, "", "", 1.5, "A"),), 60_000, "SO-1"),
+        Commit("r5", "s", "x", "H1", 1, ""),
+        Commit("r5b", "s", "x", "H1", None, ""),
+        Release("r6", "s", "x", "H1", "", abort=True),
+        Consume("r7", "s", "x", 3, "", "", "", Strategy.FIFO, "scan-1"),
+        Adjust("r8", "s", "x", "L1", 0, "A/01", "available", "own", "count", ""),
+    ]
+    receive, consume = entry.ops[0], entry.ops[7]
+    assert receive.source is External.SUPPLIER
+    assert (consume.destination, consume.status) == (External.CUSTOMER, "")
+    assert all(op.finance is None for op in entry.ops[:-1])
+    [m] = entry.movements
+    assert (m.src, m.dst, m.lot) == (External.SUPPLIER, KEY, Lot("L1", 1_000, 9_000))
+
+
+def test_the_v1_schema_file_is_the_v1_shape() -> None:
+    """Kept unchanged: old messages are decoded with it. No v2 field may leak into it."""
+    v1 = json.loads((SCHEMA_DIR / "journal_batch.v1.avsc").read_text())
+    ops = {o["name"]: [f["name"] for f in o["fields"]] for o in v1["fields"][4]["type"]["items"]}
+    assert all("finance" not in ops[name] for name in COMMANDS)
+    assert ops["Receive"][-1] == "doc_ref"
+    assert ops["Consume"][-1] == "doc_ref"
+
+
+def test_v2_only_appends_fields_with_defaults() -> None:
+    """The evolution rule: v2 is v1 plus fields at the end of records, each with a default."""
+    v1 = json.loads((SCHEMA_DIR / "journal_batch.v1.avsc").read_text())
+    v2 = json.loads((SCHEMA_DIR / "journal_batch.avsc").read_text())
+    old = {o["name"]: o["fields"] for o in v1["fields"][4]["type"]["items"]}
+    new = {o["name"]: o["fields"] for o in v2["fields"][4]["type"]["items"]}
+    assert list(new) == list(old)
+    for name, fields in old.items():
+        assert new[name][: len(fields)] == fields
+        assert all("default" in f for f in new[name][len(fields) :])
+    assert [f["name"] for f in new["Receive"][len(old["Receive"]) :]] == ["source", "finance"]
+    assert [f["name"] for f in new["Consume"][len(old["Consume"]) :]] == ["destination", "status", "finance"]
+    assert v2["fields"][5] == v1["fields"][5]  # movements unchanged
+
+
+def test_v2_decodes_a_v1_message_by_schema_resolution_too() -> None:
+    """A reader that holds only the newest schema (another language, the bus) can read v1
+    messages through Avro schema resolution: the defaults are the dataclasses' defaults."""
+    receive = {
+        "request_id": "r1",
+        "sku": "s",
+        "site": "x",
+        "lot_id": "L1",
+        "qty": 5,
+        "bin": "",
+        "status": "available",
+        "owner": "own",
+        "expires_at_ms": 0,
+        "received_at_ms": 0,
+        "opened_at_ms": 0,
+        "doc_ref": "",
+    }
+    body = v1_message([(NS + "Receive", receive)], [])[:-4]
+    record = fastavro.schemaless_reader(io.BytesIO(body), schema(1), schema(2), return_record_name=True)
+    [(name, value)] = record["ops"]
+    assert name == NS + "Receive"
+    assert (value["source"], value["finance"]) == (External.SUPPLIER.value, None)
+
+
+@pytest.mark.parametrize("version", [0, 3, -1, 99])
+def test_an_unknown_version_is_refused(version: int) -> None:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(
+        out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": version}
+    )
+    with pytest.raises(ValueError, match="unknown journal schema version"):
+        decode_entry(frame(out.getvalue() + b"\x00" * 8))
