@@ -12,6 +12,7 @@
 #   make lint    ruff format --check + ruff check
 #   make protos-check   the committed generated code matches protos/
 #   make bench   the benchmark suite
+#   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
 
 SHELL := /bin/sh
 .DEFAULT_GOAL := help
@@ -29,7 +30,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint format protos-check bench clean
+.PHONY: help setup demo up shell test lint format protos-check bench bench-ingest clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -73,6 +74,9 @@ protos-check: setup
 
 bench: setup
 	$(NETNS) $(PY) -m bench.core
+
+bench-ingest: setup
+	$(NETNS) $(PY) -m bench.ingest
 
 clean:
 	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache

@@ -703,6 +703,8 @@ async def _demo_embedded(
         client = await stack.enter_async_context(LotwiseClient(engine.grpc_address, timeout_s=timeout_s))
         try:
             summary = await _demo_flow(out, client, run, hold_ttl_ms)
+            if engine.ingest is not None and engine.nats is not None:
+                await _demo_cabinet(out, client, engine)
         except DomainError as exc:  # the demo itself was refused: a bug in the demo or the engine
             fail(["the demo was refused unexpectedly", *describe(exc)], EXIT_REFUSED)
         with out.status("Stopping the embedded engine…"):
@@ -735,6 +737,22 @@ async def _demo_flow(out: Console, client: LotwiseClient, run: DemoRun, hold_ttl
             status.update(f"Running the scripted flow… (after: {step.title})")
 
         return await run_flow(client, run, short_ttl_ms=hold_ttl_ms, on_step=narrate)
+
+
+async def _demo_cabinet(out: Console, client: LotwiseClient, engine: RunningEngine) -> None:
+    from engine.demo import CABINET_DEVICE, cabinet_scan_over_nats
+
+    with out.status("A cabinet publishes a scan over NATS…"):
+        scan = await cabinet_scan_over_nats(client, engine.nats.url, engine.settings.namespace)
+    out.print(
+        f"[green]✓[/] [bold]{'nats':<8}[/] {CABINET_DEVICE} published a GS1 scan-take on NATS: {scan.site} "
+        f"available IVC-20G {scan.available_before} → {scan.available_after}, visible centrally after "
+        f"{scan.visible_after_ms:.0f} ms"
+    )
+    out.print(
+        f"[green]✓[/] [bold]{'event':<8}[/] business event on {scan.event_subject}: doc {scan.event_doc_ref}, "
+        f"extended price USD {scan.event_extended_price}"
+    )
 
 
 def _print_summary(out: Console, s: DemoSummary) -> None:

@@ -528,3 +528,67 @@ async def wait_for_expiry(client: LotwiseClient, hold_id: str, expires_at_ms: in
 
 def _first(site: str, sku: str, *, key: Callable[[Opening], int]) -> str:
     return min((o for o in OPENING if o.site == site and o.sku == sku), key=key).lot_id
+
+
+# ---- the same scan, from a cabinet over NATS (embedded demo) ---------------------------
+
+CABINET_DEVICE = "ICU-CAB-01"  # mapped to CAB-MGH-ICU by adapters/nats/ingest/example.toml
+IVC20_GTIN = "00380652001205"
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetScan:
+    """What the NATS step saw: the take, how fast it was visible, and its business event."""
+
+    site: str
+    available_before: int
+    available_after: int
+    visible_after_ms: float
+    event_subject: str
+    event_doc_ref: str
+    event_extended_price: str
+
+
+async def cabinet_scan_over_nats(
+    client: LotwiseClient, nats_url: str, namespace: str, *, timeout_s: float = 10.0
+) -> CabinetScan:
+    """A nurse scans a catheter out of the ICU cabinet: the cabinet publishes the GS1 scan
+    on NATS, the engine applies it, central availability shows it, and the movement leaves
+    as a business event carrying the price the cabinet sent."""
+    import nats
+    import orjson
+
+    from adapters.nats.ingest.config import inbound_prefix
+    from engine.domain.gs1 import Gs1Data, encode_gs1
+
+    events_prefix = "lotwise.events" if namespace == "lotwise" else f"lotwise.{namespace}.events"
+    before = (await client.get_availability(IVC20, ICU)).available
+    nc = await nats.connect(nats_url, connect_timeout=timeout_s)
+    try:
+        sub = await nc.subscribe(f"{events_prefix}.consume.{ICU}")
+        scan = {
+            "event_id": f"{CABINET_DEVICE}-{new_run_id()}",
+            "type": "scan_take",
+            "cabinet_id": CABINET_DEVICE,
+            "barcode": encode_gs1(Gs1Data(gtin=IVC20_GTIN, lot="BD-7702")),
+            "qty": 1,
+            "doc_ref": "case-4502",
+            "finance": {"currency": "USD", "unit_price": "3.85", "tax_rate": "0"},
+        }
+        sent = time.perf_counter()
+        await nc.jetstream().publish(f"{inbound_prefix(namespace)}.cabinet.{CABINET_DEVICE}", orjson.dumps(scan))
+        after = before
+        while after == before:
+            if time.perf_counter() - sent > timeout_s:
+                raise TimeoutError(f"the cabinet scan was not visible within {timeout_s} s")
+            await asyncio.sleep(0.002)
+            after = (await client.get_availability(IVC20, ICU)).available
+        visible_ms = (time.perf_counter() - sent) * 1000
+        msg = await sub.next_msg(timeout=timeout_s)
+        event = orjson.loads(msg.data)
+    finally:
+        await nc.close()
+    finance = event.get("finance") or {}
+    return CabinetScan(
+        ICU, before, after, visible_ms, msg.subject, event.get("doc_ref", ""), finance.get("extended_price", "")
+    )

@@ -48,6 +48,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream
+from adapters.nats.pull import DurablePull, cancel_task, finish_task
 from engine.domain.catalog import Sku
 from engine.domain.history import HistoryBatch, HistoryRecord, unrepresentable
 from engine.domain.ports import HistoryStore, JournalEntry
@@ -198,8 +199,9 @@ class HistorySink:
         self.metrics = metrics or SinkMetrics(CollectorRegistry())
         self._decode = decode or decode_entry
         self._batch = _Batch()
-        self._psub: Any = None
-        self._psub_nc: Any = None
+        self._pull = DurablePull(
+            link, link.config.stream, config.consumer, config.max_ack_pending, link.config.max_msg_size
+        )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stalled = False
@@ -230,7 +232,7 @@ class HistorySink:
             await ensure_stream(js, journal_stream_config(self._journal))
         await ensure_stream(js, self._dead_letter_config())
         await js.add_consumer(self.stream, config=self._consumer_config(), timeout=self._journal.api_timeout_s)
-        await self._subscribe()
+        await self._pull.get()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"history-sink:{self.stream}")
         log.info("history sink started", stream=self.stream, consumer=self.consumer)
 
@@ -238,24 +240,19 @@ class HistorySink:
         """Stop fetching, insert and ack what is held (bounded by stop_timeout_s; what does
         not make it stays unacked and is redelivered to the next sink)."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.config.stop_timeout_s)
-            except (TimeoutError, Exception):
-                log.warning("history sink stopped before its batch was stored; it will be redelivered")
-            await _cancel(self._task)
-            self._task = None
-        await self._unsubscribe()
+        if not await finish_task(self._task, self.config.stop_timeout_s):
+            log.warning("history sink stopped before its batch was stored; it will be redelivered")
+        self._task = None
+        await self._pull.close()
         log.info("history sink stopped", stream=self.stream, acked=self.acked_messages)
 
     async def abort(self) -> None:
         """Stop at once: no flush, no ack (what a crash looks like to JetStream)."""
         self._stopping.set()
-        if self._task is not None:
-            await _cancel(self._task)
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         self._batch = _Batch()
-        await self._unsubscribe()
+        await self._pull.close()
 
     @property
     def running(self) -> bool:
@@ -293,7 +290,7 @@ class HistorySink:
         wait_s = config.fetch_wait_s
         if batch.msgs:
             wait_s = max(0.001, min(wait_s, config.batch_max_ms / 1000 - (time.monotonic() - batch.opened)))
-        psub = await self._subscription()
+        psub = await self._pull.get()
         try:
             msgs = await psub.fetch(batch=room, timeout=wait_s)
         except TimeoutError:
@@ -490,41 +487,13 @@ class HistorySink:
             subjects=[dead_letter_subject(self._journal)],
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
-            discard=api.DiscardPolicy.OLD,
+            # Full: the next dead letter is refused, the sink retries and its lag grows
+            # (alerting) — older letters are never dropped silently (DESIGN §12).
+            discard=api.DiscardPolicy.NEW,
             max_bytes=self.config.dead_letter_max_bytes,
             max_msg_size=self._journal.max_msg_size,
             num_replicas=self._journal.replicas,
         )
-
-    async def _subscribe(self) -> None:
-        nc, js = await self._link.client()
-        self._psub = await js.pull_subscribe_bind(
-            durable=self.consumer,
-            stream=self.stream,
-            pending_msgs_limit=2 * self.config.fetch_batch + 64,
-            pending_bytes_limit=2 * self.config.fetch_batch * self._journal.max_msg_size,
-        )
-        self._psub_nc = nc
-
-    async def _subscription(self) -> Any:
-        """The pull subscription, made again when the link had to reconnect from scratch."""
-        nc, _ = await self._link.client()
-        if self._psub is None or nc is not self._psub_nc:
-            await self._subscribe()
-        return self._psub
-
-    async def _unsubscribe(self) -> None:
-        psub, self._psub, self._psub_nc = self._psub, None, None
-        if psub is not None:
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
 
 
 async def delete_consumer(link: NatsLink, consumer: str) -> None:

@@ -57,6 +57,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream, journal_stream_config
+from adapters.nats.pull import DurablePull, cancel_task, finish_task
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
 from engine.domain.ports import JournalEntry, JournalUnavailable
 
@@ -377,7 +378,9 @@ def dead_letter_stream_config(journal: JournalConfig, config: BusConfig) -> api.
         subjects=[dead_letter_subject(journal)],
         retention=api.RetentionPolicy.LIMITS,
         storage=api.StorageType.FILE,
-        discard=api.DiscardPolicy.OLD,
+        # Full: the next letter is refused and the bus retries (its lag grows, alerting);
+        # older letters are never dropped silently (DESIGN §12).
+        discard=api.DiscardPolicy.NEW,
         max_bytes=config.dead_letter_max_bytes,
         max_msg_size=journal.max_msg_size,
         num_replicas=journal.replicas,
@@ -570,8 +573,7 @@ class EventBusPublisher:
         self._decode = decode or decode_entry
         self._held: deque[_Held] = deque()
         self._mark: tuple[int, int, int] = (0, 0, -1)  # the newest event the events stream holds
-        self._psub: Any = None
-        self._psub_nc: Any = None
+        self._pull = DurablePull(link, journal.stream, config.consumer, config.max_ack_pending, journal.max_msg_size)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stalled = False
@@ -601,7 +603,7 @@ class EventBusPublisher:
         await ensure_stream(js, dead_letter_stream_config(self._journal, self.config))
         await js.add_consumer(self.stream, config=self._consumer_config(), timeout=self._journal.api_timeout_s)
         self._mark = await self._stored_mark(js)
-        await self._subscribe()
+        await self._pull.get()
         self._stopping.clear()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"event-bus:{self.stream}")
         log.info("event bus started", journal=self.stream, events=self.config.stream, mark=self._mark)
@@ -610,24 +612,19 @@ class EventBusPublisher:
         """Stop fetching; publish and ack what is held (bounded by stop_timeout_s; what does
         not make it stays unacked and is redelivered to the next publisher)."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.config.stop_timeout_s)
-            except (TimeoutError, Exception):
-                log.warning("event bus stopped before its events were all published; they will be redelivered")
-            await _cancel(self._task)
-            self._task = None
-        await self._unsubscribe()
+        if not await finish_task(self._task, self.config.stop_timeout_s):
+            log.warning("event bus stopped before its events were all published; they will be redelivered")
+        self._task = None
+        await self._pull.close()
         log.info("event bus stopped", journal=self.stream, acked=self.acked_messages)
 
     async def abort(self) -> None:
         """Stop at once: no flush, no ack (what a crash looks like to JetStream)."""
         self._stopping.set()
-        if self._task is not None:
-            await _cancel(self._task)
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         self._held.clear()
-        await self._unsubscribe()
+        await self._pull.close()
 
     @property
     def running(self) -> bool:
@@ -656,7 +653,7 @@ class EventBusPublisher:
                 return
 
     async def _fill(self) -> None:
-        psub = await self._subscription()
+        psub = await self._pull.get()
         try:
             msgs = await psub.fetch(batch=self.config.fetch_batch, timeout=self.config.fetch_wait_s)
         except (TimeoutError, nats.errors.TimeoutError):
@@ -845,29 +842,6 @@ class EventBusPublisher:
             num_replicas=self._journal.replicas,
         )
 
-    async def _subscribe(self) -> None:
-        nc, js = await self._link.client()
-        self._psub = await js.pull_subscribe_bind(
-            durable=self.consumer,
-            stream=self.stream,
-            pending_msgs_limit=2 * self.config.fetch_batch + 64,
-            pending_bytes_limit=2 * self.config.fetch_batch * self._journal.max_msg_size,
-        )
-        self._psub_nc = nc
-
-    async def _subscription(self) -> Any:
-        """The pull subscription, made again when the link had to reconnect from scratch."""
-        nc, _ = await self._link.client()
-        if self._psub is None or nc is not self._psub_nc:
-            await self._subscribe()
-        return self._psub
-
-    async def _unsubscribe(self) -> None:
-        psub, self._psub, self._psub_nc = self._psub, None, None
-        if psub is not None:
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-
 
 def _mark_of(headers: dict[str, str]) -> tuple[int, int, int]:
     """(journal stream seq, index, format rank) from an event message's headers."""
@@ -877,13 +851,6 @@ def _mark_of(headers: dict[str, str]) -> tuple[int, int, int]:
     except (KeyError, ValueError, StopIteration):
         return (0, 0, -1)  # not one of ours: assume nothing is published
     return (stream_seq, index, FORMATS.index(fmt))
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
 
 
 async def delete_consumer(link: NatsLink, consumer: str = "lotwise-bus") -> None:

@@ -31,7 +31,7 @@ from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("up", "demo", "availability", "stock", "hold", "sites", "verify", "shards")
+SUBCOMMANDS = ("up", "demo", "availability", "stock", "hold", "sites", "verify", "shards", "dlq")
 CLI_TIMEOUT_S = 30  # a command that starts nothing answers in about a second
 RAY_TIMEOUT_S = 240
 UP_QUIET = ("--log-level", "warning")  # Ray start (~3–10 s) on a 2-core machine, plus the demo's hold TTL wait
@@ -303,6 +303,10 @@ def test_demo_with_ray_runs_to_completion() -> None:
     assert "local Ray" in out
     for marker in ("FEFO picked GS-24088 first", "INSUFFICIENT_STOCK", "available 30", "Demo complete"):
         assert marker in out, marker
+    # The cabinet step: a GS1 scan-take over NATS, visible centrally, out as a business event.
+    flat = " ".join(out.split())
+    assert "published a GS1 scan-take on NATS: CAB-MGH-ICU available IVC-20G 37 → 36" in flat
+    assert "lotwise.events.consume.CAB-MGH-ICU: doc case-4502, extended price USD 3.85" in flat
 
 
 class LineReader:

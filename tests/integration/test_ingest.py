@@ -217,8 +217,12 @@ async def test_bad_messages_go_to_dead_letters_while_good_ones_flow(rig: Rig) ->
     assert sum((await quants(r.gw, "strip", "icu")).values()) == 10  # all five good ones applied
 
 
-async def test_a_consumer_killed_mid_stream_resumes_without_loss_or_double(nats_server: EmbeddedNats) -> None:  # noqa: F811
-    r = await make_rig(nats_server.url, fetch_batch=16, max_concurrency=8)
+@pytest.mark.parametrize("pulls_in_hand", [1, 2])
+async def test_a_consumer_killed_mid_stream_resumes_without_loss_or_double(
+    nats_server: EmbeddedNats,  # noqa: F811
+    pulls_in_hand: int,
+) -> None:
+    r = await make_rig(nats_server.url, fetch_batch=16, max_concurrency=8, pulls_in_hand=pulls_in_hand)
     try:
         n = 400
         await asyncio.gather(

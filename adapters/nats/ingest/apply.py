@@ -77,6 +77,8 @@ class IngestGateway(Protocol):
         lines: Sequence[CommitLine] | None = None,
         doc_ref: str = "",
         deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
     ) -> Any: ...
 
     async def query_stock(self, q: StockQuery, deadline: float | None = None) -> list[StockRow]: ...
@@ -384,7 +386,9 @@ class Applier:
         site = self.site(e.site)
         if e.hold_id:
             lines = [CommitLine(line.sku, site, line.qty) for line in e.lines] if e.lines else None
-            summary = await self.gateway.commit(e.event_id, e.hold_id, lines, e.doc_ref, deadline)
+            summary = await self.gateway.commit(
+                e.event_id, e.hold_id, lines, e.doc_ref, deadline, finance=finance_of(e.finance)
+            )
             return Applied(1, sum(p.committed_qty for p in summary.parts))
         if not e.lines:
             raise BadEvent(DeadLetterCode.SCHEMA, "lines: a ship without hold_id needs lines")
@@ -478,6 +482,7 @@ class Applier:
                     from_status=IN_TRANSIT_IN,
                     to_status=status,
                     doc_ref=doc,
+                    finance=finance_of(e.finance),
                 ),
                 deadline,
             )

@@ -70,6 +70,9 @@ class Consumer(_Strict):
     fetch_batch: int = Field(256, ge=1, le=4096, description="messages per pull")
     max_ack_pending: int = Field(2048, ge=1, le=100_000, description="delivered and unacked, at most")
     max_concurrency: int = Field(256, ge=1, le=10_000, description="events applied at once")
+    # 2+ overlaps the next pull with the last one's application: measured no faster on one
+    # machine (bench/README.md) and with a worse p50, so one pull at a time by default.
+    pulls_in_hand: int = Field(1, ge=1, le=8, description="pulls being applied at once (1: one pull at a time)")
     max_deliver: int = Field(8, ge=2, le=100, description="deliveries of a message before it is dead-lettered")
     backoff_s: tuple[float, ...] = Field(
         (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0), description="redelivery delays after a transient failure"

@@ -43,6 +43,7 @@ from adapters.nats.ingest.apply import Applied, Applier
 from adapters.nats.ingest.config import Consumer, IngestConfig, SubjectBinding
 from adapters.nats.ingest.events import BadEvent, Door, InboundEvent, ScanReturn, ScanTake, decode
 from adapters.nats.journal import NatsLink, ensure_stream
+from adapters.nats.pull import DurablePull, cancel_task, finish_task
 from engine.domain.deadletters import DeadLetter, DeadLetterCode, DeadLetterStore
 from engine.domain.errors import (
     DomainError,
@@ -146,6 +147,14 @@ class _Order:
                 deps.append(self.last[(sku, site)])
         return deps
 
+    def prune(self, keep_max: int = 10_000) -> None:
+        """Forget finished events once the maps grow (a finished dependency is a no-op)."""
+        if len(self.last) + len(self.since) + len(self.barrier) <= keep_max:
+            return
+        self.last = {k: f for k, f in self.last.items() if not f.done()}
+        self.barrier = {k: f for k, f in self.barrier.items() if not f.done()}
+        self.since = {k: live for k, fs in self.since.items() if (live := [f for f in fs if not f.done()])}
+
     def add(self, keys: Sequence[tuple[str, str]], commutes: bool, task: asyncio.Future[Any]) -> None:
         for sku, site in keys:
             if sku == "*":
@@ -153,7 +162,10 @@ class _Order:
                 self.since[site] = []
                 self.last = {k: v for k, v in self.last.items() if k[1] != site}
             else:
-                self.since.setdefault(site, []).append(task)
+                since = self.since.setdefault(site, [])
+                since.append(task)
+                if len(since) > 1024:  # bound it between barriers: finished ones wait for nothing
+                    since[:] = [f for f in since if not f.done()]
                 if not commutes:
                     self.last[(sku, site)] = task
 
@@ -232,10 +244,11 @@ class IngestConsumer:
         self._metrics = metrics or default_ingest_metrics()
         self._replicas = replicas
         self._task: asyncio.Task[None] | None = None
-        self._psub: Any = None
-        self._psub_nc: Any = None
+        self._pull = DurablePull(link, config.stream, config.consumer.durable, config.consumer.max_ack_pending, 1 << 20)
         self._stopping = asyncio.Event()
         self._sem = asyncio.Semaphore(config.consumer.max_concurrency)
+        self._order = _Order()  # kept across pulls: an event waits for its pair's earlier ones
+        self._in_hand: set[asyncio.Task[None]] = set()
         self.doors: dict[str, DoorState] = {}
         self.applied = 0  # events applied by this consumer (tests, logs)
         self.dead_lettered = 0
@@ -250,7 +263,7 @@ class IngestConsumer:
         _, js = await self._link.client()
         await ensure_stream(js, inbound_stream_config(self.config, self._replicas))
         await js.add_consumer(self.stream, config=self._consumer_config())
-        await self._subscribe()
+        await self._pull.get()
         self._stopping.clear()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ingest:{self.stream}")
         log.info("ingestion started", stream=self.stream, subjects=[b.subject for b in self.config.subjects])
@@ -258,23 +271,24 @@ class IngestConsumer:
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the events in hand (bounded), then stop; the rest is redelivered later."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            except (TimeoutError, Exception):
-                log.warning("ingestion stopped with events in hand; they will be redelivered")
-            await _cancel(self._task)
-            self._task = None
-        await self._unsubscribe()
+        if not await finish_task(self._task, timeout_s):
+            log.warning("ingestion stopped with events in hand; they will be redelivered")
+        self._task = None
+        await self._cancel_in_hand()
+        await self._pull.close()
         log.info("ingestion stopped", applied=self.applied, dead_lettered=self.dead_lettered)
 
     async def abort(self) -> None:
         """Stop at once, acking nothing more (what a crash looks like to JetStream)."""
         self._stopping.set()
-        if self._task is not None:
-            await _cancel(self._task)
-            self._task = None
-        await self._unsubscribe()
+        await cancel_task(self._task)
+        self._task = None
+        await self._cancel_in_hand()
+        await self._pull.close()
+
+    async def _cancel_in_hand(self) -> None:
+        for task in list(self._in_hand):
+            await cancel_task(task)
 
     @property
     def running(self) -> bool:
@@ -283,13 +297,19 @@ class IngestConsumer:
     # ---- the loop ----
 
     async def _run(self) -> None:
+        """Pull, schedule, pull again: events of the next pull start while earlier ones are
+        still being applied (ordering is kept across pulls by `_order`); at most two pulls'
+        worth of events are in hand, so memory and redelivery exposure stay bounded."""
         backoff_s, busy = 0.05, False
+        cfg = self.config.consumer
+        room = (cfg.pulls_in_hand - 1) * cfg.fetch_batch  # events in hand before the next pull
         while not self._stopping.is_set():
             try:
-                msgs = await self._pull(busy)
+                while len(self._in_hand) > room:
+                    await asyncio.wait(self._in_hand, return_when=asyncio.FIRST_COMPLETED)
+                msgs = await self._fetch(busy or bool(self._in_hand))
                 busy = bool(msgs)
-                if msgs:
-                    await self._handle_batch(msgs)
+                self._schedule(msgs)
                 backoff_s = 0.05
             except asyncio.CancelledError:
                 raise
@@ -297,12 +317,14 @@ class IngestConsumer:
                 log.warning("ingestion step failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff_s)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
+        if self._in_hand:  # stopping: finish what was pulled (stop() bounds how long)
+            await asyncio.gather(*self._in_hand, return_exceptions=True)
 
-    async def _pull(self, busy: bool) -> list[Msg]:
+    async def _fetch(self, busy: bool) -> list[Msg]:
         """Low latency when idle, batches when busy: idle, wait for one message (a pull
         for one returns as soon as it arrives), then take whatever else is there at once."""
         cfg = self.config.consumer
-        psub = await self._subscription()
+        psub = await self._pull.get()
         try:
             if busy:
                 return list(await psub.fetch(batch=cfg.fetch_batch, timeout=0.01))
@@ -315,10 +337,9 @@ class IngestConsumer:
             more = []
         return [*first, *more]
 
-    async def _handle_batch(self, msgs: Sequence[Msg]) -> None:
-        order = _Order()
-        tasks = []
+    def _schedule(self, msgs: Sequence[Msg]) -> None:
         loop = asyncio.get_running_loop()
+        order = self._order
         for msg in msgs:
             binding = binding_for(msg.subject, self.config.subjects)
             event: InboundEvent | BadEvent
@@ -333,8 +354,9 @@ class IngestConsumer:
             deps = order.after(keys, commutes)
             task = loop.create_task(self._one(msg, binding, event, deps))
             order.add(keys, commutes, task)
-            tasks.append(task)
-        await asyncio.gather(*tasks)
+            self._in_hand.add(task)
+            task.add_done_callback(self._in_hand.discard)
+        order.prune()
 
     async def _one(
         self, msg: Msg, binding: SubjectBinding | None, event: InboundEvent | BadEvent, deps: list[Any]
@@ -449,29 +471,6 @@ class IngestConsumer:
             num_replicas=self._replicas,
         )
 
-    async def _subscribe(self) -> None:
-        nc, js = await self._link.client()
-        fetch = self.config.consumer.fetch_batch
-        self._psub = await js.pull_subscribe_bind(
-            durable=self.config.consumer.durable,
-            stream=self.stream,
-            pending_msgs_limit=2 * fetch + 64,
-            pending_bytes_limit=(2 * fetch + 64) * (1 << 20),
-        )
-        self._psub_nc = nc
-
-    async def _subscription(self) -> Any:
-        nc, _ = await self._link.client()
-        if self._psub is None or nc is not self._psub_nc:
-            await self._subscribe()
-        return self._psub
-
-    async def _unsubscribe(self) -> None:
-        psub, self._psub, self._psub_nc = self._psub, None, None
-        if psub is not None:
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-
 
 def inbound_stream_config(config: IngestConfig, replicas: int = 1) -> api.StreamConfig:
     """Work-queue retention: a message leaves the stream once acked (applied or dead-
@@ -498,10 +497,3 @@ async def delete_ingest_consumer(link: NatsLink, stream: str, durable: str) -> N
     _, js = await link.client()
     with contextlib.suppress(NotFoundError):
         await js.delete_consumer(stream, durable)
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
