@@ -13,6 +13,7 @@
 #   make protos-check   the committed generated code matches protos/
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
+#   make bench-suite    Lotwise vs PostgreSQL vs Redis, report under bench/results/<date>/suite
 
 SHELL := /bin/sh
 .DEFAULT_GOAL := help
@@ -30,7 +31,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint format protos-check bench bench-ingest clean
+.PHONY: help setup demo up shell test lint format protos-check bench bench-ingest bench-suite clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -77,6 +78,11 @@ bench: setup
 
 bench-ingest: setup
 	$(NETNS) $(PY) -m bench.ingest
+
+# Extra flags, e.g. `make bench-suite SUITE_ARGS='--workloads pos-deep --rounds 1'`.
+SUITE_ARGS ?=
+bench-suite: setup
+	$(NETNS) $(PY) -m bench.suite $(SUITE_ARGS)
 
 clean:
 	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache

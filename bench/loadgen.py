@@ -108,7 +108,7 @@ class Window:
         return started_ns >= self.t0_ns and ended_ns <= self.t1_ns
 
 
-async def _run_window(
+async def run_window(
     conn: Connection,
     window: Window,
     workers: list[Callable[[], Awaitable[None]]],
@@ -188,7 +188,7 @@ async def run_orders(job: OrderJob, conn: Connection) -> JobResult:
 
             return loop
 
-        await _run_window(
+        await run_window(
             conn, window, [worker(i) for i in range(job.concurrency)], result, drain_s=2 * CALL_TIMEOUT_S + 5
         )
     return result
@@ -221,7 +221,7 @@ async def run_health(job: HealthJob, conn: Connection) -> JobResult:
                     result.ops += 1
                     result.latencies_ns.append(ended - started)
 
-        await _run_window(conn, window, [loop for _ in range(job.concurrency)], result, drain_s=CALL_TIMEOUT_S + 5)
+        await run_window(conn, window, [loop for _ in range(job.concurrency)], result, drain_s=CALL_TIMEOUT_S + 5)
     return result
 
 

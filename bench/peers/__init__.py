@@ -1,0 +1,1 @@
+"""Peer baselines the bench compares Lotwise with (bench/systems.py: the `System` they implement)."""

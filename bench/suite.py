@@ -1,0 +1,534 @@
+"""The comparison suite: Lotwise vs PostgreSQL vs Redis on the same work (bench/README.md).
+
+    scripts/in-netns .venv/bin/python -m bench.suite            # or: make bench-suite / lotwise bench
+
+This process starts every system on loopback — the Lotwise engine embedded (local Ray,
+2 shards, durable journal; history, events and ingestion off: they are not on the order
+path), a PostgreSQL cluster (fsync on) and two Redis servers (no persistence, and
+`appendfsync always`) — and one load-generator process (bench.suite_loadgen) drives them
+all with the same asyncio workers. For every round, workload, system (interleaved, the
+order rotating per round) and concurrency: load fresh stock, run one window, read back
+what the system believes and check it (no oversell, units conserved, no hold left open).
+A window whose check fails is reported as failed, not as a number. Medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import multiprocessing
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.stats import jsonable, render_table, spread, summarize_latencies_ns
+from bench.suite_loadgen import SuiteJob, SuiteResult, SystemSpec
+from bench.systems import Audit, CheckResult, Dataset, check
+from bench.workloads import WORKLOADS, dataset, shape
+
+SYSTEMS = ("lotwise", "postgres", "redis", "redis-aof-always")
+PIPE_SLACK_S = 120.0
+
+
+# ---- CLI ----
+
+
+def _csv(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in allowed]
+        if not items or bad:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}; got {text!r}")
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, got {text!r}") from None
+    if not values or values[0] < 1 or values[-1] > 512:
+        raise argparse.ArgumentTypeError("concurrency levels must be in 1..512")
+    return values
+
+
+def _bounded(kind: type, lo: float, hi: float) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    today = dt.date.today().isoformat()
+    p = argparse.ArgumentParser(
+        prog="python -m bench.suite",
+        description="Lotwise vs PostgreSQL (row locks) vs Redis (Lua) on the same POS, hot-pair and WMS "
+        "workloads, interleaved rounds, correctness checked after every run. Starts Ray: run it inside "
+        "scripts/in-netns.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--systems", type=_csv(SYSTEMS), default=list(SYSTEMS), help="systems to compare")
+    p.add_argument("--workloads", type=_csv(WORKLOADS), default=list(WORKLOADS), help="workloads to run")
+    p.add_argument("--concurrency", type=_ints, default=[1, 16, 64], help="client concurrency levels")
+    p.add_argument("--rounds", type=_bounded(int, 1, 20), default=3, help="repeats; tables show medians")
+    p.add_argument("--duration-s", type=_bounded(float, 1, 300), default=6.0, help="measured window")
+    p.add_argument("--warmup-s", type=_bounded(float, 0, 60), default=1.0, help="unmeasured lead-in")
+    p.add_argument("--skus", type=_bounded(int, 1, 20_000), default=2_000, help="skus of the POS datasets")
+    p.add_argument("--sites", type=_bounded(int, 1, 100), default=10, help="sites of the POS datasets")
+    p.add_argument("--seed", type=int, default=11, help="seed of datasets and order streams")
+    p.add_argument("--out", type=Path, default=Path("bench/results") / today / "suite", help="report directory")
+    return p.parse_args(argv)
+
+
+# ---- the systems, as the parent sees them ----
+
+
+@dataclass(slots=True)
+class Running:
+    """A started system: how the child reaches it, and how the parent loads, audits and
+    measures it."""
+
+    spec: SystemSpec
+    load: Callable[[Dataset], Any]
+    audit: Callable[[Dataset], Any]
+    pids: Callable[[], list[int]]
+    foreign: set[int] = field(default_factory=set)  # processes below this one that are not its own
+
+
+async def start_systems(stack: contextlib.AsyncExitStack, names: Sequence[str], tmp: Path) -> dict[str, Running]:
+    out: dict[str, Running] = {}
+    if "lotwise" in names:
+        out["lotwise"] = await _start_lotwise(stack, tmp)
+    if "postgres" in names:
+        from bench.peers.postgres import PostgresServer, PostgresSystem
+
+        server = await stack.enter_async_context(PostgresServer())
+        admin = PostgresSystem(server.dsn, 4)
+        await _open(admin)
+        stack.push_async_callback(admin.close)
+        out["postgres"] = Running(
+            SystemSpec("postgres", server.dsn, "postgres"), admin.load, _audit_of(admin), server.pids
+        )
+    for name, durable in (("redis", False), ("redis-aof-always", True)):
+        if name in names:
+            from bench.peers.redis_peer import RedisServer, RedisSystem
+
+            server = await stack.enter_async_context(RedisServer(durable=durable))
+            admin = RedisSystem(server.url, 4, name)
+            await _open(admin)
+            stack.push_async_callback(admin.close)
+            out[name] = Running(SystemSpec("redis", server.url, name), admin.load, _audit_of(admin), server.pids)
+    return out
+
+
+async def _open(system: Any) -> None:
+    opener = getattr(system, "open", None)
+    if opener is not None:
+        await opener()
+
+
+def _audit_of(system: Any) -> Callable[[Dataset], Any]:
+    async def audit(_: Dataset) -> Audit:
+        result: Audit = await system.audit()
+        return result
+
+    return audit
+
+
+async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path) -> Running:
+    import psutil
+
+    from bench.peers import lotwise
+    from engine.app import running_engine
+    from engine.settings import Settings
+
+    settings = Settings(
+        port=0,
+        metrics_port=0,
+        shards=2,
+        namespace=f"bench-suite-{time.strftime('%Y%m%d%H%M%S')}",
+        data_dir=tmp / "lotwise",
+        history=False,  # history, the event bus and ingestion read the journal or NATS, off
+        events=False,  # the order path: measuring them here would charge their CPU to orders
+        ingest=False,
+        log_level="warning",
+    )
+    engine = await stack.enter_async_context(running_engine(settings))
+    me = psutil.Process()
+    foreign: set[int] = set()  # peers' servers and the load generator: not Lotwise's CPU
+
+    def pids() -> list[int]:
+        others = set(foreign)
+        for pid in foreign:  # a PostgreSQL backend is born below its postmaster, later
+            with contextlib.suppress(psutil.NoSuchProcess):
+                others.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        return [me.pid, *(p.pid for p in me.children(recursive=True) if p.pid not in others)]
+
+    return Running(
+        SystemSpec("lotwise", engine.grpc_address, "lotwise"),
+        lambda data: lotwise.seed(engine.gateway, data),
+        lambda data: lotwise.audit(engine.gateway, data),
+        pids,
+        foreign,
+    )
+
+
+# ---- CPU ----
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+# ---- one window ----
+
+
+@dataclass(slots=True)
+class WindowOut:
+    system: str
+    workload: str
+    concurrency: int
+    round: int
+    result: SuiteResult
+    server_cpu_s: float
+    check: CheckResult
+    load_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.check.ok and not self.result.unknown_outcomes and not self.result.errors
+
+
+async def _recv(conn: Any, timeout_s: float) -> tuple[Any, ...]:
+    def wait() -> tuple[Any, ...]:
+        if not conn.poll(timeout_s):
+            raise TimeoutError(f"the load generator said nothing for {timeout_s:.0f} s")
+        msg: tuple[Any, ...] = conn.recv()
+        return msg
+
+    return await asyncio.to_thread(wait)
+
+
+async def run_one(
+    conn: Any, running: Running, workload: str, concurrency: int, round_: int, args: argparse.Namespace
+) -> WindowOut:
+    s = shape(workload, args.skus, args.sites)
+    # Fresh sites for every window (Lotwise keeps earlier ones; its seeding is idempotent
+    # by request id, so a reused tag would be refused as a conflicting retry).
+    tag = f"w{WORKLOADS.index(workload)}r{round_}c{concurrency}s{SYSTEMS.index(running.spec.name)}"
+    data = dataset(s, tag, args.seed)
+    t0 = time.perf_counter()
+    await running.load(data)
+    load_s = time.perf_counter() - t0
+    job = SuiteJob(running.spec, s, tag, args.seed + round_, concurrency, args.duration_s, args.warmup_s)
+    conn.send(job)
+    timeout = args.warmup_s + args.duration_s + PIPE_SLACK_S
+    msg = await _recv(conn, timeout)
+    if msg[0] == "failed":
+        raise RuntimeError(f"{running.spec.name} {workload} c{concurrency}: load generator failed: {msg[1]}")
+    cpu0 = cpu_seconds(running.pids())
+    msg = await _recv(conn, timeout)
+    cpu1 = cpu_seconds(running.pids())
+    msg = await _recv(conn, timeout)
+    if msg[0] == "failed":
+        raise RuntimeError(f"{running.spec.name} {workload} c{concurrency}: {msg[1]}")
+    result: SuiteResult = msg[1]
+    audit = await running.audit(data)
+    checked = check(data, result.received, result.committed, audit)
+    return WindowOut(running.spec.name, workload, concurrency, round_, result, cpu1 - cpu0, checked, load_s)
+
+
+# ---- the run ----
+
+
+def _log(text: str) -> None:
+    print(f"[bench.suite {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def describe(w: WindowOut) -> str:
+    r = w.result
+    lat = summarize_latencies_ns(r.latencies_ns)
+    status = "ok" if w.ok else "FAILED: " + "; ".join(w.check.problems[:3] + r.first_errors[:2])
+    return (
+        f"{w.system:<17} {w.workload:<10} c{w.concurrency:<3} {r.orders / r.window_s:8,.0f} orders/s "
+        f"{r.refused / r.window_s:7,.0f} refused/s p50 {lat.p50_ms or 0:6.1f} p99 {lat.p99_ms or 0:6.1f} ms "
+        f"(load {w.load_s:.1f}s) {status}"
+    )
+
+
+async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import suite_loadgen
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    loadgen = ctx.Process(target=suite_loadgen.serve, args=(child,), name="bench-suite-loadgen", daemon=True)
+    windows: list[WindowOut] = []
+    with tempfile.TemporaryDirectory(prefix="lotwise-suite-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            systems = await start_systems(stack, args.systems, Path(tmp))
+            loadgen.start()
+            stack.callback(_stop_loadgen, parent, loadgen)
+            foreign = {loadgen.pid or 0}
+            for name, running in systems.items():
+                if name != "lotwise":
+                    foreign.update(running.pids())
+            if "lotwise" in systems:
+                systems["lotwise"].foreign.update(foreign)
+            order = [n for n in SYSTEMS if n in systems]
+            for round_ in range(1, args.rounds + 1):
+                rotated = order[(round_ - 1) % len(order) :] + order[: (round_ - 1) % len(order)]
+                for workload in args.workloads:
+                    for name in rotated:
+                        for c in args.concurrency:
+                            w = await run_one(parent, systems[name], workload, c, round_, args)
+                            windows.append(w)
+                            _log(f"round {round_}: {describe(w)}")
+    return {"windows": windows}
+
+
+def _stop_loadgen(conn: Any, proc: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.send(None)
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+
+
+# ---- aggregation and the report ----
+
+
+def aggregate(windows: Sequence[WindowOut]) -> list[dict[str, Any]]:
+    """One row per (workload, system, concurrency): medians over rounds; failed if any round failed."""
+    keys = sorted({(w.workload, w.system, w.concurrency) for w in windows}, key=_row_order)
+    rows = []
+    for workload, system, c in keys:
+        ws = [w for w in windows if (w.workload, w.system, w.concurrency) == (workload, system, c)]
+        lats = [summarize_latencies_ns(w.result.latencies_ns) for w in ws]
+        orders = [w.result.orders / w.result.window_s for w in ws]
+        rows.append(
+            {
+                "workload": workload,
+                "system": system,
+                "concurrency": c,
+                "rounds": len(ws),
+                "ok": all(w.ok for w in ws),
+                "problems": [p for w in ws for p in (w.check.problems + w.result.first_errors)][:5],
+                "orders_per_s": spread(orders),
+                "lines_per_s": spread(w.result.lines / w.result.window_s for w in ws),
+                "refused_per_s": spread(w.result.refused / w.result.window_s for w in ws),
+                "receipts_per_s": spread(w.result.receipts / w.result.window_s for w in ws),
+                "p50_ms": spread(lat.p50_ms for lat in lats),
+                "p99_ms": spread(lat.p99_ms for lat in lats),
+                "server_cpu_ms_per_order": spread(_per_order(w.server_cpu_s, w) for w in ws),
+                "loadgen_cpu_ms_per_order": spread(_per_order(w.result.cpu_s, w) for w in ws),
+                "loadgen_cpu_busy": spread(w.result.cpu_s / w.result.window_s for w in ws),
+            }
+        )
+    return rows
+
+
+def _row_order(key: tuple[str, str, int]) -> tuple[int, int, int]:
+    workload, system, c = key
+    return (WORKLOADS.index(workload), SYSTEMS.index(system), c)
+
+
+def _per_order(cpu_s: float, w: WindowOut) -> float | None:
+    done = w.result.orders + w.result.refused + w.result.receipts
+    return cpu_s * 1000 / done if done else None
+
+
+def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    out = [f"## Lotwise vs PostgreSQL vs Redis — {meta['date']}", "", f"Command: `{meta['command']}`  "]
+    out.append(
+        f"{meta['rounds']} rounds, systems interleaved (order rotating per round), medians (min–max); "
+        f"{meta['duration_s']:.0f} s windows after {meta['warmup_s']:.0f} s warm-up; one asyncio load-generator "
+        "process for every system. A ✗ row failed its correctness check (no oversell, units conserved, no open "
+        "hold) or had errors: its numbers are not results."
+    )
+    for workload in dict.fromkeys(r["workload"] for r in rows):
+        wr = [r for r in rows if r["workload"] == workload]
+        out += ["", f"### {workload}", ""]
+        headers = [
+            "system",
+            "c",
+            "orders/s",
+            "lines/s",
+            "refused/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms/op",
+            "loadgen CPU ms/op",
+            "loadgen busy",
+            "check",
+        ]
+        body = [
+            [
+                r["system"],
+                str(r["concurrency"]),
+                r["orders_per_s"].fmt(0, with_range=True),
+                r["lines_per_s"].fmt(0),
+                r["refused_per_s"].fmt(0),
+                r["p50_ms"].fmt(1),
+                r["p99_ms"].fmt(1),
+                r["server_cpu_ms_per_order"].fmt(2),
+                r["loadgen_cpu_ms_per_order"].fmt(2),
+                r["loadgen_cpu_busy"].fmt(2),
+                "ok" if r["ok"] else "✗ " + "; ".join(r["problems"][:2]),
+            ]
+            for r in wr
+        ]
+        out.append(render_table(headers, body, right_align_from=1))
+        out += ["", ratio_table(wr)]
+    return "\n".join(out) + "\n"
+
+
+def ratio_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Lotwise orders/s ÷ each peer's, per concurrency (only where both runs passed)."""
+    peers = [s for s in SYSTEMS if s != "lotwise" and any(r["system"] == s for r in rows)]
+    cs = sorted({r["concurrency"] for r in rows})
+    by = {(r["system"], r["concurrency"]): r for r in rows}
+    body = []
+    for peer in peers:
+        cells = [f"Lotwise ÷ {peer}"]
+        for c in cs:
+            lw, pr = by.get(("lotwise", c)), by.get((peer, c))
+            if lw is None or pr is None or not (lw["ok"] and pr["ok"]) or not pr["orders_per_s"].median:
+                cells.append("–")
+            else:
+                cells.append(f"{lw['orders_per_s'].median / pr['orders_per_s'].median:.2f}×")
+        body.append(cells)
+    return render_table(["orders/s ratio", *(f"c={c}" for c in cs)], body, right_align_from=1) if body else ""
+
+
+def plot(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    paths = []
+    for metric, label, fname, log in (
+        ("orders_per_s", "orders/s (median; bars min–max)", "throughput.png", False),
+        ("p99_ms", "p99 latency, ms (median)", "latency.png", True),
+    ):
+        fig, axes = plt.subplots(1, len(workloads), figsize=(4.2 * len(workloads), 3.8), squeeze=False)
+        for ax, workload in zip(axes[0], workloads, strict=True):
+            for system in SYSTEMS:
+                rs = [r for r in rows if r["workload"] == workload and r["system"] == system]
+                if not rs:
+                    continue
+                xs = [r["concurrency"] for r in rs]
+                med = [r[metric].median or 0 for r in rs]
+                lo = [m - (r[metric].lo or m) for m, r in zip(med, rs, strict=True)]
+                hi = [(r[metric].hi or m) - m for m, r in zip(med, rs, strict=True)]
+                style = "-" if all(r["ok"] for r in rs) else ":"
+                ax.errorbar(xs, med, yerr=[lo, hi], marker="o", linestyle=style, capsize=3, label=system)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({r["concurrency"] for r in rows}))
+            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            if log:
+                ax.set_yscale("log")
+            ax.set_title(workload)
+            ax.set_xlabel("client concurrency")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(label)
+        axes[0][-1].legend(fontsize=8)
+        fig.tight_layout()
+        path = out / fname
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_report(args: argparse.Namespace, windows: Sequence[WindowOut], argv: Sequence[str]) -> list[Path]:
+    rows = aggregate(windows)
+    meta = {
+        "date": dt.date.today().isoformat(),
+        "command": "scripts/in-netns .venv/bin/python -m bench.suite " + shlex.join(argv),
+        "rounds": args.rounds,
+        "duration_s": args.duration_s,
+        "warmup_s": args.warmup_s,
+        "machine": report.machine_info(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = args.out / "suite.md"
+    md.write_text(render(rows, meta) + "\n" + machine_table(meta["machine"]))
+    data = {
+        "meta": meta,
+        "rows": rows,
+        "windows": [
+            {
+                "system": w.system,
+                "workload": w.workload,
+                "concurrency": w.concurrency,
+                "round": w.round,
+                "ok": w.ok,
+                "orders": w.result.orders,
+                "refused": w.result.refused,
+                "receipts": w.result.receipts,
+                "lines": w.result.lines,
+                "window_s": w.result.window_s,
+                "errors": w.result.errors,
+                "problems": w.check.problems,
+                "latency": summarize_latencies_ns(w.result.latencies_ns),
+                "server_cpu_s": w.server_cpu_s,
+                "loadgen_cpu_s": w.result.cpu_s,
+                "load_s": w.load_s,
+            }
+            for w in windows
+        ],
+    }
+    report.write_json(args.out / "suite.json", jsonable(data))
+    return [md, args.out / "suite.json", *plot(rows, args.out)]
+
+
+def machine_table(m: dict[str, Any]) -> str:
+    rows = [
+        ["CPU", f"{m['cpu_model']}, {m['usable_cpus']} usable of {m['logical_cpus']}"],
+        ["memory", f"{m['memory_gib']:.1f} GiB" if m.get("memory_gib") else "–"],
+        ["software", f"Python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())],
+    ]
+    return "### Machine\n\n" + render_table(["", ""], rows) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    from engine.logs import configure_logging
+
+    configure_logging("warning")  # the engine runs in this process: its access logs would drown the progress
+    started = time.monotonic()
+    result = asyncio.run(run_suite(args))
+    for path in write_report(args, result["windows"], argv):
+        _log(f"wrote {path}")
+    failed = [w for w in result["windows"] if not w.ok]
+    _log(f"done in {time.monotonic() - started:.0f} s; {len(failed)} of {len(result['windows'])} windows failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

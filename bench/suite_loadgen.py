@@ -1,0 +1,171 @@
+"""The suite's load generator: one process, asyncio, the same for every system.
+
+N closed-loop workers, each taking operations from its own seeded `OrderStream`: hold the
+order's lines (FEFO, all or nothing), then commit (70 %) or release (30 %); receipts in
+the WMS workload. An order's latency is its hold plus its commit/release. The child tells
+the parent when the measured window opens and closes (as bench.loadgen does), and tallies
+from acknowledged replies only what the correctness check needs: units committed and
+received per pair, and how many operations ended without a known outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bench.loadgen import ERROR_PAUSE_S, Window, error_key, run_window
+from bench.systems import Pair, System
+from bench.workloads import OrderStream, Shape, units_of
+
+DRAIN_S = 30.0  # after the window, how long workers may take to finish their current order
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSpec:
+    """How the child reaches a system (picklable)."""
+
+    kind: str  # "lotwise" | "postgres" | "redis"
+    target: str  # gRPC address, DSN or URL
+    name: str = ""  # the row's label, e.g. "redis-aof-always"
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteJob:
+    system: SystemSpec
+    shape: Shape
+    tag: str  # the dataset's tag: its sites, and unique hold ids
+    seed: int
+    concurrency: int
+    duration_s: float
+    warmup_s: float
+
+
+@dataclass(slots=True)
+class SuiteResult:
+    orders: int = 0  # held and then committed or released, inside the window
+    refused: int = 0  # refused for stock (all or nothing: nothing held), inside the window
+    receipts: int = 0
+    lines: int = 0  # lines of the orders counted in `orders`
+    errors: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+    latencies_ns: list[int] = field(default_factory=list)  # every order and refusal in the window
+    cpu_s: float = 0.0
+    window_s: float = 0.0
+    abandoned_workers: int = 0
+    # For the correctness check: every acknowledged reply, window or not.
+    committed: dict[Pair, int] = field(default_factory=dict)
+    received: dict[Pair, int] = field(default_factory=dict)
+    unknown_outcomes: int = 0  # an op failed after it may have been applied
+
+    def error(self, key: str, detail: str) -> None:
+        self.errors[key] = self.errors.get(key, 0) + 1
+        if len(self.first_errors) < 5:
+            self.first_errors.append(f"{key}: {detail}"[:300])
+
+
+def make_system(spec: SystemSpec, pool_size: int) -> System:
+    match spec.kind:
+        case "lotwise":
+            from bench.peers.lotwise import LotwiseSystem
+
+            return LotwiseSystem(spec.target)
+        case "postgres":
+            from bench.peers.postgres import PostgresSystem
+
+            return PostgresSystem(spec.target, pool_size)
+        case "redis":
+            from bench.peers.redis_peer import RedisSystem
+
+            return RedisSystem(spec.target, pool_size, spec.name or "redis")
+    raise ValueError(f"unknown system kind {spec.kind!r}")
+
+
+def _add(tally: dict[Pair, int], units: dict[Pair, int]) -> None:
+    for pair, qty in units.items():
+        tally[pair] = tally.get(pair, 0) + qty
+
+
+async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
+    result = SuiteResult()
+    system = make_system(job.system, job.concurrency)
+    opener = getattr(system, "open", None)
+    if opener is not None:
+        await opener()
+    try:
+        window = Window(job.warmup_s, job.duration_s)
+
+        def worker(index: int) -> Any:
+            stream = OrderStream(job.shape, job.tag, job.seed, index)
+
+            async def loop() -> None:
+                n = 0
+                while window.open(time.perf_counter_ns()):
+                    n += 1
+                    op = stream.next()
+                    started = time.perf_counter_ns()
+                    stage = "hold"
+                    try:
+                        if op.receipt is not None:
+                            sku, site, lot = op.receipt
+                            stage = "receipt"
+                            await system.receive(sku, site, lot)
+                            _add(result.received, {(sku, site): lot.qty})
+                            if window.counts(started, time.perf_counter_ns()):
+                                result.receipts += 1
+                            continue
+                        hold_id = f"{job.tag}-w{index}-{n}"
+                        held = await system.reserve(hold_id, op.lines)
+                        if held:
+                            stage = "commit" if op.commit else "release"
+                            if op.commit:
+                                await system.commit(hold_id)
+                                _add(result.committed, units_of(op.lines))
+                            else:
+                                await system.release(hold_id)
+                    except Exception as exc:
+                        # The op may or may not have been applied: the stock check cannot
+                        # account for it, so it is counted (and the run reported failed).
+                        result.unknown_outcomes += 1
+                        if window.counts(started, time.perf_counter_ns()):
+                            result.error(f"{stage}:{error_key(exc)}", str(exc))
+                        await asyncio.sleep(ERROR_PAUSE_S)
+                        continue
+                    ended = time.perf_counter_ns()
+                    if not window.counts(started, ended):
+                        continue
+                    result.latencies_ns.append(ended - started)
+                    if held:
+                        result.orders += 1
+                        result.lines += len(op.lines)
+                    else:
+                        result.refused += 1
+
+            return loop
+
+        await run_window(conn, window, [worker(i) for i in range(job.concurrency)], result, DRAIN_S)  # type: ignore[arg-type]
+    finally:
+        await system.close()
+    return result
+
+
+def serve(conn: Connection) -> None:
+    """The child's main loop: one job at a time until it receives None (or the pipe closes)."""
+    from engine.logs import configure_logging
+
+    configure_logging("warning")
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            result = asyncio.run(run_job(job, conn))
+        except Exception as exc:  # tell the parent instead of dying silently
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+            continue
+        conn.send(("result", result))
