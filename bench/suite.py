@@ -24,13 +24,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench import report
 from bench.stats import jsonable, render_table, spread, summarize_latencies_ns
-from bench.suite_loadgen import SuiteJob, SuiteResult, SystemSpec
+from bench.suite_loadgen import SuiteJob, SuiteResult, SystemSpec, merge
 from bench.systems import Audit, CheckResult, Dataset, check
 from bench.workloads import WORKLOADS, dataset, shape
 
@@ -90,6 +90,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skus", type=_bounded(int, 1, 20_000), default=2_000, help="skus of the POS datasets")
     p.add_argument("--sites", type=_bounded(int, 1, 100), default=10, help="sites of the POS datasets")
     p.add_argument("--seed", type=int, default=11, help="seed of datasets and order streams")
+    p.add_argument(
+        "--loadgens",
+        type=_bounded(int, 1, 8),
+        default=1,
+        help="load-generator processes sharing each window's workers: one Python process saturates a core "
+        "before Redis does; 2 shows how far that bounds a result (on 2 cores they then compete with the server)",
+    )
+    p.add_argument(
+        "--profile",
+        default="pos-deep",
+        help="py-spy the gateway process and one shard during Lotwise's windows of this workload at the "
+        "highest concurrency ('' = no profile)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/results") / today / "suite", help="report directory")
     return p.parse_args(argv)
 
@@ -190,15 +203,96 @@ async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path) -> Running
 # ---- CPU ----
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
+def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds so far of each process (user + system)."""
     import psutil
 
-    total = 0.0
+    out = {}
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-    return total
+            out[pid] = t.user + t.system
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two samples; a process born in between counts from zero, one that
+    ended in between is lost (PostgreSQL backends live as long as the pool's connections,
+    which outlive the window)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+# ---- profile (py-spy, sampling: it costs the profiled process little) ----
+
+
+async def profile_window(pids: dict[str, int], seconds: float, out: Path) -> dict[str, list[tuple[str, float]]]:
+    """py-spy `record --format raw` of each process for `seconds`; the top frames by own time."""
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    procs = {}
+    for name, pid in pids.items():
+        path = out / f"profile-{name}.txt"
+        cmd = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200"]
+        cmd += ["--format", "raw", "--output", str(path), "--nonblocking"]
+        procs[name] = (
+            await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            ),
+            path,
+        )
+    tops = {}
+    for name, (proc, path) in procs.items():
+        await proc.wait()
+        raw = await asyncio.to_thread(lambda p=path: p.read_text() if p.exists() else "")
+        tops[name] = top_frames(raw)
+        tops[f"{name} by component"] = top_parts(top_frames(raw, n=10_000))
+    return tops
+
+
+_IDLE = ("select (selectors.py", "Condition.wait", "Worker.main_loop", "Thread.run", "_read_from_self")
+_PARTS = (
+    ("engine/", "lotwise engine"),
+    ("adapters/", "lotwise adapters"),
+    ("ray/", "ray"),
+    ("grpc", "grpc"),
+    ("google/protobuf", "protobuf"),
+    ("nats/", "nats-py"),
+    ("asyncio/", "asyncio"),
+    ("structlog", "logging"),
+)
+
+
+def part_of(frame: str) -> str:
+    """Which component a leaf frame's time belongs to (idle = waiting for work)."""
+    if any(marker in frame for marker in _IDLE):
+        return "idle (waiting)"
+    where = frame.rpartition("(")[2]
+    return next((name for marker, name in _PARTS if marker in where), "other")
+
+
+def top_parts(frames: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    shares: dict[str, float] = {}
+    for frame, share in frames:
+        shares[part_of(frame)] = shares.get(part_of(frame), 0.0) + share
+    return sorted(shares.items(), key=lambda kv: -kv[1])
+
+
+def top_frames(raw: str, n: int = 12) -> list[tuple[str, float]]:
+    """Collapsed stacks ('a;b;c 17' per line) → the n leaf frames with the most samples, as
+    shares of all samples (idle waits included: they say the process had nothing to do)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, num = line.rpartition(" ")
+        if not stack or not num.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        counts[leaf] = counts.get(leaf, 0) + int(num)
+        total += int(num)
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:n]
+    return [(frame, count / total) for frame, count in ranked] if total else []
 
 
 # ---- one window ----
@@ -231,8 +325,34 @@ async def _recv(conn: Any, timeout_s: float) -> tuple[Any, ...]:
     return await asyncio.to_thread(wait)
 
 
+def _split(job: SuiteJob, parts: int) -> list[SuiteJob]:
+    """The window's workers over `parts` processes (fewer when there are fewer workers)."""
+    parts = min(parts, job.concurrency)
+    sizes = [job.concurrency // parts + (i < job.concurrency % parts) for i in range(parts)]
+    starts = [sum(sizes[:i]) for i in range(parts)]
+    return [replace(job, concurrency=n, first_worker=first) for n, first in zip(sizes, starts, strict=True)]
+
+
+async def _expect(conns: Sequence[Any], what: str, timeout_s: float, *where: object) -> list[tuple[Any, ...]]:
+    msgs = await asyncio.gather(*(_recv(c, timeout_s) for c in conns))
+    for msg in msgs:
+        if msg[0] == "failed":
+            raise RuntimeError(f"{' '.join(map(str, where))}: load generator failed: {msg[1]}")
+        if msg[0] != what:
+            raise RuntimeError(
+                f"{' '.join(map(str, where))}: expected {what!r} from the load generator, got {msg[0]!r}"
+            )
+    return msgs
+
+
 async def run_one(
-    conn: Any, running: Running, workload: str, concurrency: int, round_: int, args: argparse.Namespace
+    conns: Sequence[Any],
+    running: Running,
+    workload: str,
+    concurrency: int,
+    round_: int,
+    args: argparse.Namespace,
+    profile: dict[str, int] | None = None,
 ) -> WindowOut:
     s = shape(workload, args.skus, args.sites)
     # Fresh sites for every window (Lotwise keeps earlier ones; its seeding is idempotent
@@ -242,22 +362,27 @@ async def run_one(
     t0 = time.perf_counter()
     await running.load(data)
     load_s = time.perf_counter() - t0
-    job = SuiteJob(running.spec, s, tag, args.seed + round_, concurrency, args.duration_s, args.warmup_s)
-    conn.send(job)
+    jobs = _split(
+        SuiteJob(running.spec, s, tag, args.seed + round_, concurrency, args.duration_s, args.warmup_s), len(conns)
+    )
+    for conn, job in zip(conns, jobs, strict=False):
+        conn.send(job)
     timeout = args.warmup_s + args.duration_s + PIPE_SLACK_S
-    msg = await _recv(conn, timeout)
-    if msg[0] == "failed":
-        raise RuntimeError(f"{running.spec.name} {workload} c{concurrency}: load generator failed: {msg[1]}")
+    await _expect(conns[: len(jobs)], "start", timeout, running.spec.name, workload, concurrency)
     cpu0 = cpu_seconds(running.pids())
-    msg = await _recv(conn, timeout)
+    spying = (
+        asyncio.create_task(profile_window(profile, args.duration_s * 0.9, args.out / "profile")) if profile else None
+    )
+    await _expect(conns[: len(jobs)], "end", timeout, running.spec.name, workload, concurrency)
     cpu1 = cpu_seconds(running.pids())
-    msg = await _recv(conn, timeout)
-    if msg[0] == "failed":
-        raise RuntimeError(f"{running.spec.name} {workload} c{concurrency}: {msg[1]}")
-    result: SuiteResult = msg[1]
+    results = await _expect(conns[: len(jobs)], "result", timeout, running.spec.name, workload, concurrency)
+    result = merge([m[1] for m in results])
     audit = await running.audit(data)
     checked = check(data, result.received, result.committed, audit)
-    return WindowOut(running.spec.name, workload, concurrency, round_, result, cpu1 - cpu0, checked, load_s)
+    out = WindowOut(running.spec.name, workload, concurrency, round_, result, cpu_delta(cpu0, cpu1), checked, load_s)
+    if spying is not None:
+        out.extra["profile"] = await spying
+    return out
 
 
 # ---- the run ----
@@ -282,15 +407,20 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     from bench import suite_loadgen
 
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    loadgen = ctx.Process(target=suite_loadgen.serve, args=(child,), name="bench-suite-loadgen", daemon=True)
+    pipes = [ctx.Pipe() for _ in range(args.loadgens)]
+    loadgens = [
+        ctx.Process(target=suite_loadgen.serve, args=(child,), name=f"bench-suite-loadgen-{i}", daemon=True)
+        for i, (_, child) in enumerate(pipes)
+    ]
+    conns = [parent for parent, _ in pipes]
     windows: list[WindowOut] = []
     with tempfile.TemporaryDirectory(prefix="lotwise-suite-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             systems = await start_systems(stack, args.systems, Path(tmp))
-            loadgen.start()
-            stack.callback(_stop_loadgen, parent, loadgen)
-            foreign = {loadgen.pid or 0}
+            for conn, proc in zip(conns, loadgens, strict=True):
+                proc.start()
+                stack.callback(_stop_loadgen, conn, proc)
+            foreign = {proc.pid or 0 for proc in loadgens}
             for name, running in systems.items():
                 if name != "lotwise":
                     foreign.update(running.pids())
@@ -302,10 +432,28 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 for workload in args.workloads:
                     for name in rotated:
                         for c in args.concurrency:
-                            w = await run_one(parent, systems[name], workload, c, round_, args)
+                            spy = None
+                            if name == "lotwise" and workload == args.profile and c == max(args.concurrency):
+                                spy = profile_targets(systems[name]) if round_ == args.rounds else None
+                            w = await run_one(conns, systems[name], workload, c, round_, args, spy)
                             windows.append(w)
                             _log(f"round {round_}: {describe(w)}")
     return {"windows": windows}
+
+
+def profile_targets(running: Running) -> dict[str, int]:
+    """The gateway (this process) and one shard actor."""
+    import os
+
+    import psutil
+
+    targets = {"gateway": os.getpid()}
+    for pid in running.pids():
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if "ray::Shard" in " ".join(psutil.Process(pid).cmdline()):
+                targets["shard"] = pid
+                break
+    return targets
 
 
 def _stop_loadgen(conn: Any, proc: Any) -> None:
@@ -363,9 +511,11 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     out = [f"## Lotwise vs PostgreSQL vs Redis — {meta['date']}", "", f"Command: `{meta['command']}`  "]
     out.append(
         f"{meta['rounds']} rounds, systems interleaved (order rotating per round), medians (min–max); "
-        f"{meta['duration_s']:.0f} s windows after {meta['warmup_s']:.0f} s warm-up; one asyncio load-generator "
-        "process for every system. A ✗ row failed its correctness check (no oversell, units conserved, no open "
-        "hold) or had errors: its numbers are not results."
+        f"{meta['duration_s']:.0f} s windows after {meta['warmup_s']:.0f} s warm-up; the same asyncio load "
+        f"generator for every system ({meta.get('loadgens', 1)} process(es)). A ✗ row failed its correctness "
+        "check (no oversell, units conserved, no open hold) or had errors: its numbers are not results. "
+        "'loadgen busy' is the load generator's CPU over the window: near 1.0 per process, the client, not the "
+        "server, bounds the row."
     )
     for workload in dict.fromkeys(r["workload"] for r in rows):
         wr = [r for r in rows if r["workload"] == workload]
@@ -472,11 +622,12 @@ def write_report(args: argparse.Namespace, windows: Sequence[WindowOut], argv: S
         "rounds": args.rounds,
         "duration_s": args.duration_s,
         "warmup_s": args.warmup_s,
+        "loadgens": args.loadgens,
         "machine": report.machine_info(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     md = args.out / "suite.md"
-    md.write_text(render(rows, meta) + "\n" + machine_table(meta["machine"]))
+    md.write_text(render(rows, meta) + profile_section(windows) + "\n" + machine_table(meta["machine"]))
     data = {
         "meta": meta,
         "rows": rows,
@@ -504,6 +655,26 @@ def write_report(args: argparse.Namespace, windows: Sequence[WindowOut], argv: S
     }
     report.write_json(args.out / "suite.json", jsonable(data))
     return [md, args.out / "suite.json", *plot(rows, args.out)]
+
+
+def profile_section(windows: Sequence[WindowOut]) -> str:
+    """py-spy's top frames (own time) of the gateway process and one shard, one window."""
+    profiled = [w for w in windows if w.extra.get("profile")]
+    if not profiled:
+        return ""
+    w = profiled[-1]
+    out = [
+        "",
+        f"### Where Lotwise's time goes ({w.workload}, c={w.concurrency}, round {w.round}; py-spy, 200 Hz)",
+        "",
+        "Leaf frames by share of samples, idle waits included (a process waiting in `epoll_wait`/`select` "
+        "had nothing to do); raw stacks in `profile/`.",
+    ]
+    for process, frames in w.extra["profile"].items():
+        what = "component" if process.endswith("by component") else "frame"
+        out += ["", f"**{process}**", ""]
+        out.append(render_table([what, "share"], [[f"`{f}`", f"{s:.1%}"] for f, s in frames], right_align_from=1))
+    return "\n".join(out) + "\n"
 
 
 def machine_table(m: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ class SuiteJob:
     concurrency: int
     duration_s: float
     warmup_s: float
+    first_worker: int = 0  # with several load-generator processes, each runs its own slice of workers
 
 
 @dataclass(slots=True)
@@ -64,6 +65,26 @@ class SuiteResult:
         self.errors[key] = self.errors.get(key, 0) + 1
         if len(self.first_errors) < 5:
             self.first_errors.append(f"{key}: {detail}"[:300])
+
+
+def merge(results: list[SuiteResult]) -> SuiteResult:
+    """The results of one window's load-generator processes, as one."""
+    out = SuiteResult(window_s=max(r.window_s for r in results))
+    for r in results:
+        out.orders += r.orders
+        out.refused += r.refused
+        out.receipts += r.receipts
+        out.lines += r.lines
+        out.cpu_s += r.cpu_s
+        out.abandoned_workers += r.abandoned_workers
+        out.unknown_outcomes += r.unknown_outcomes
+        out.latencies_ns.extend(r.latencies_ns)
+        out.first_errors.extend(r.first_errors[: 5 - len(out.first_errors)])
+        for key, n in r.errors.items():
+            out.errors[key] = out.errors.get(key, 0) + n
+        _add(out.committed, r.committed)
+        _add(out.received, r.received)
+    return out
 
 
 def make_system(spec: SystemSpec, pool_size: int) -> System:
@@ -145,7 +166,8 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
 
             return loop
 
-        await run_window(conn, window, [worker(i) for i in range(job.concurrency)], result, DRAIN_S)  # type: ignore[arg-type]
+        workers = [worker(job.first_worker + i) for i in range(job.concurrency)]
+        await run_window(conn, window, workers, result, DRAIN_S)  # type: ignore[arg-type]
     finally:
         await system.close()
     return result

@@ -95,3 +95,33 @@ def test_arguments_are_bounded() -> None:
     for bad in (["--systems", "mysql"], ["--concurrency", "0"], ["--rounds", "0"], ["--workloads", "x"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_profile_frames_and_components() -> None:
+    from bench.suite import top_frames, top_parts
+
+    raw = "\n".join(
+        [
+            "main (x.py:1);Gateway.reserve (engine/runtime/gateway.py:300) 30",
+            "main (x.py:1);EpollSelector.select (selectors.py:468) 50",
+            "main (x.py:1);ActorHandle._actor_method_call (ray/actor.py:2578) 20",
+            "garbage",
+        ]
+    )
+    frames = top_frames(raw)
+    assert frames[0] == ("EpollSelector.select (selectors.py:468)", 0.5)
+    assert dict(top_parts(frames)) == {"idle (waiting)": 0.5, "lotwise engine": 0.3, "ray": 0.2}
+
+
+def test_workers_split_over_load_generators_and_results_merge() -> None:
+    from bench.suite import _split
+    from bench.suite_loadgen import SuiteJob, SystemSpec, merge
+
+    job = SuiteJob(SystemSpec("redis", "u"), shape("hot-pair"), "t", 1, 5, 1.0, 0.0)
+    parts = _split(job, 2)
+    assert [(p.concurrency, p.first_worker) for p in parts] == [(3, 0), (2, 3)]
+    assert len(_split(job, 8)) == 5  # never a process without a worker
+    a = SuiteResult(orders=3, window_s=1.0, committed={("s", "x"): 2}, errors={"E": 1}, latencies_ns=[1])
+    b = SuiteResult(orders=4, window_s=1.0, committed={("s", "x"): 5}, errors={"E": 2}, latencies_ns=[2])
+    m = merge([a, b])
+    assert (m.orders, m.committed, m.errors, sorted(m.latencies_ns)) == (7, {("s", "x"): 7}, {"E": 3}, [1, 2])
