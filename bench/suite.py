@@ -31,7 +31,7 @@ from typing import Any
 from bench import report
 from bench.stats import jsonable, render_table, spread, summarize_latencies_ns
 from bench.suite_loadgen import SuiteJob, SuiteResult, SystemSpec, merge
-from bench.systems import Audit, CheckResult, Dataset, check
+from bench.systems import Audit, CheckResult, Dataset, check, wrong_refusals
 from bench.workloads import WORKLOADS, dataset, shape
 
 SYSTEMS = ("lotwise", "postgres", "redis", "redis-aof-always")
@@ -379,6 +379,10 @@ async def run_one(
     result = merge([m[1] for m in results])
     audit = await running.audit(data)
     checked = check(data, result.received, result.committed, audit)
+    if result.refusals and not result.received:  # stock only shrank: refusals can be checked
+        wrong = wrong_refusals(result.refusals, audit, concurrency, s.max_qty)
+        if wrong:
+            checked.problems.append(f"{wrong} of {len(result.refusals)} refusals had stock to hold the order")
     out = WindowOut(running.spec.name, workload, concurrency, round_, result, cpu_delta(cpu0, cpu1), checked, load_s)
     if spying is not None:
         out.extra["profile"] = await spying

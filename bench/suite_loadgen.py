@@ -21,6 +21,7 @@ from bench.systems import Pair, System
 from bench.workloads import OrderStream, Shape, units_of
 
 DRAIN_S = 30.0  # after the window, how long workers may take to finish their current order
+MAX_REFUSALS_KEPT = 100_000  # refused orders kept for the refusal check (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class SuiteResult:
     committed: dict[Pair, int] = field(default_factory=dict)
     received: dict[Pair, int] = field(default_factory=dict)
     unknown_outcomes: int = 0  # an op failed after it may have been applied
+    refusals: list[tuple[tuple[Pair, int], ...]] = field(default_factory=list)  # refused orders' lines (bounded)
 
     def error(self, key: str, detail: str) -> None:
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -79,6 +81,7 @@ def merge(results: list[SuiteResult]) -> SuiteResult:
         out.abandoned_workers += r.abandoned_workers
         out.unknown_outcomes += r.unknown_outcomes
         out.latencies_ns.extend(r.latencies_ns)
+        out.refusals.extend(r.refusals[: MAX_REFUSALS_KEPT - len(out.refusals)])
         out.first_errors.extend(r.first_errors[: 5 - len(out.first_errors)])
         for key, n in r.errors.items():
             out.errors[key] = out.errors.get(key, 0) + n
@@ -163,6 +166,8 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
                         result.lines += len(op.lines)
                     else:
                         result.refused += 1
+                        if len(result.refusals) < MAX_REFUSALS_KEPT:
+                            result.refusals.append(tuple(units_of(op.lines).items()))
 
             return loop
 

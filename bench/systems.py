@@ -97,6 +97,22 @@ class System(Protocol):
     async def close(self) -> None: ...
 
 
+def wrong_refusals(
+    refusals: Sequence[Sequence[tuple[Pair, int]]], audit: Audit, concurrency: int, max_line_qty: int
+) -> int:
+    """Refused orders that provably could have been held. Stock at a pair only shrinks
+    during a POS run (no receipts), and when an order was refused the other workers'
+    orders in flight held at most (concurrency − 1) × max_line_qty units there; so if, at
+    the end, on hand − that bound still covers every line of a refused order, it had free
+    stock when refused. Sound (never flags a right refusal); exact at concurrency 1."""
+    slack = (concurrency - 1) * max_line_qty
+    wrong = 0
+    for lines in refusals:
+        if all(audit.pairs.get(pair, PairTotals(0, 0)).on_hand - slack >= qty for pair, qty in lines):
+            wrong += 1
+    return wrong
+
+
 @dataclass(slots=True)
 class CheckResult:
     problems: list[str] = field(default_factory=list)

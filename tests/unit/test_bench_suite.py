@@ -125,3 +125,15 @@ def test_workers_split_over_load_generators_and_results_merge() -> None:
     b = SuiteResult(orders=4, window_s=1.0, committed={("s", "x"): 5}, errors={"E": 2}, latencies_ns=[2])
     m = merge([a, b])
     assert (m.orders, m.committed, m.errors, sorted(m.latencies_ns)) == (7, {("s", "x"): 7}, {"E": 3}, [1, 2])
+
+
+def test_wrong_refusals_are_flagged_only_when_provable() -> None:
+    from bench.systems import wrong_refusals
+
+    audit = Audit({("s", "a"): PairTotals(10, 0), ("s", "b"): PairTotals(2, 0)}, 0, 0)
+    refused_a = ((("s", "a"), 5),)  # 10 left at the end: at c=1 there were ≥ 10 when refused
+    refused_ab = ((("s", "a"), 5), (("s", "b"), 3))  # b had at most... 2 left: maybe right
+    assert wrong_refusals([refused_a, refused_ab], audit, concurrency=1, max_line_qty=5) == 1
+    # At c=2 another order may have held up to 5 at `a`: 10 − 5 ≥ 5 still proves it wrong.
+    assert wrong_refusals([refused_a], audit, concurrency=2, max_line_qty=5) == 1
+    assert wrong_refusals([refused_a], audit, concurrency=3, max_line_qty=5) == 0
