@@ -120,6 +120,7 @@ class Running:
     audit: Callable[[Dataset], Any]
     pids: Callable[[], list[int]]
     foreign: set[int] = field(default_factory=set)  # processes below this one that are not its own
+    restart: Callable[[], Any] | None = None  # a fresh instance (between workloads), if the system needs one
 
 
 async def start_systems(stack: contextlib.AsyncExitStack, names: Sequence[str], tmp: Path) -> dict[str, Running]:
@@ -162,25 +163,51 @@ def _audit_of(system: Any) -> Callable[[Dataset], Any]:
     return audit
 
 
+class LotwiseEngine:
+    """The embedded engine, restartable: `restart()` gives the next workload an engine of
+    its own (fresh namespace, journal and shards), as the peers get fresh tables — stock a
+    previous workload left in memory would otherwise weigh on this one (snapshots grow)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._n = 0
+        self.engine: Any = None
+
+    async def restart(self) -> None:
+        from engine.app import running_engine
+        from engine.settings import Settings
+
+        await self.stop()
+        self._n += 1
+        settings = Settings(
+            port=0,
+            metrics_port=0,
+            shards=2,
+            namespace=f"bench-suite-{time.strftime('%Y%m%d%H%M%S')}-{self._n}",
+            data_dir=self._tmp / f"lotwise-{self._n}",
+            history=False,  # history, the event bus and ingestion read the journal or NATS, off
+            events=False,  # the order path: measuring them here would charge their CPU to orders
+            ingest=False,
+            log_level="warning",
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self.engine = await self._stack.enter_async_context(running_engine(settings))
+
+    async def stop(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+
+
 async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path) -> Running:
     import psutil
 
     from bench.peers import lotwise
-    from engine.app import running_engine
-    from engine.settings import Settings
 
-    settings = Settings(
-        port=0,
-        metrics_port=0,
-        shards=2,
-        namespace=f"bench-suite-{time.strftime('%Y%m%d%H%M%S')}",
-        data_dir=tmp / "lotwise",
-        history=False,  # history, the event bus and ingestion read the journal or NATS, off
-        events=False,  # the order path: measuring them here would charge their CPU to orders
-        ingest=False,
-        log_level="warning",
-    )
-    engine = await stack.enter_async_context(running_engine(settings))
+    box = LotwiseEngine(tmp)
+    await box.restart()
+    stack.push_async_callback(box.stop)
     me = psutil.Process()
     foreign: set[int] = set()  # peers' servers and the load generator: not Lotwise's CPU
 
@@ -191,13 +218,20 @@ async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path) -> Running
                 others.update(c.pid for c in psutil.Process(pid).children(recursive=True))
         return [me.pid, *(p.pid for p in me.children(recursive=True) if p.pid not in others)]
 
-    return Running(
-        SystemSpec("lotwise", engine.grpc_address, "lotwise"),
-        lambda data: lotwise.seed(engine.gateway, data),
-        lambda data: lotwise.audit(engine.gateway, data),
+    running = Running(
+        SystemSpec("lotwise", box.engine.grpc_address, "lotwise"),
+        lambda data: lotwise.seed(box.engine.gateway, data),
+        lambda data: lotwise.audit(box.engine.gateway, data),
         pids,
         foreign,
     )
+
+    async def restart() -> None:
+        await box.restart()
+        running.spec = SystemSpec("lotwise", box.engine.grpc_address, "lotwise")
+
+    running.restart = restart
+    return running
 
 
 # ---- CPU ----
@@ -435,6 +469,9 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 rotated = order[(round_ - 1) % len(order) :] + order[: (round_ - 1) % len(order)]
                 for workload in args.workloads:
                     for name in rotated:
+                        restart = systems[name].restart
+                        if restart is not None and (round_, workload) != (1, args.workloads[0]):
+                            await restart()
                         for c in args.concurrency:
                             spy = None
                             if name == "lotwise" and workload == args.profile and c == max(args.concurrency):

@@ -20,7 +20,7 @@ from bench.loadgen import ERROR_PAUSE_S, Window, error_key, run_window
 from bench.systems import Pair, System
 from bench.workloads import OrderStream, Shape, units_of
 
-DRAIN_S = 30.0  # after the window, how long workers may take to finish their current order
+DRAIN_S = 60.0  # after the window, how long workers may take to finish their current order
 MAX_REFUSALS_KEPT = 100_000  # refused orders kept for the refusal check (bounded memory)
 
 
@@ -173,6 +173,12 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
 
         workers = [worker(job.first_worker + i) for i in range(job.concurrency)]
         await run_window(conn, window, workers, result, DRAIN_S)  # type: ignore[arg-type]
+        # A worker cut off after DRAIN_S was inside an operation whose outcome nobody saw.
+        result.unknown_outcomes += result.abandoned_workers
+        if result.abandoned_workers:
+            result.error(
+                "abandoned", f"{result.abandoned_workers} workers still waiting {DRAIN_S:.0f} s after the window"
+            )
     finally:
         await system.close()
     return result
