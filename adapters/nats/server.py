@@ -98,7 +98,7 @@ def render_config(cfg: EmbeddedNatsConfig, port: int, monitoring_port: int, stor
     return "\n".join(lines) + "\n"
 
 
-def _pdeathsig_setter() -> Callable[[], None] | None:
+def pdeathsig_setter() -> Callable[[], None] | None:
     """A function for the child, between fork and exec, that asks Linux to SIGKILL the
     server when the process that started it dies: a crashed test run or engine leaves no
     orphan server behind. (The signal follows the *thread* that forked: start the server
@@ -185,7 +185,7 @@ class EmbeddedNats:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_pdeathsig_setter(),  # noqa: PLW1509 - see _pdeathsig_setter
+                preexec_fn=pdeathsig_setter(),  # noqa: PLW1509 - see pdeathsig_setter
             )
         deadline = time.monotonic() + self._cfg.start_timeout_s
         try:

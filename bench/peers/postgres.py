@@ -32,7 +32,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -45,6 +44,7 @@ import asyncpg
 import psutil
 from asyncpg.exceptions import DeadlockDetectedError
 
+from adapters.nats.server import pdeathsig_setter
 from bench.systems import Audit, Dataset, LotSeed, OrderLine, Pair, PairTotals
 from engine.domain.errors import InvariantViolation
 
@@ -120,27 +120,6 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def _pdeathsig_setter() -> Callable[[], None] | None:
-    """A function for the child, between fork and exec (after its setuid): ask Linux to
-    SIGKILL the postmaster if the thread that started it dies, so a crashed run leaves no
-    server behind. (A credential change clears the setting, and Popen runs this after its
-    setuid.) prctl is looked up here, in the parent: the child makes one foreign call only."""
-    if sys.platform != "linux":
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_pdeathsig() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-
-    return set_pdeathsig
 
 
 class PostgresServer:
@@ -329,7 +308,7 @@ class PostgresServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
-                preexec_fn=_pdeathsig_setter(),  # noqa: PLW1509 - see _pdeathsig_setter
+                preexec_fn=pdeathsig_setter(),  # noqa: PLW1509 - adapters.nats.server.pdeathsig_setter; runs after the setuid
                 **self._popen_ids(ids),
             )
         deadline = time.monotonic() + self._cfg.start_timeout_s
