@@ -43,6 +43,7 @@ class SuiteJob:
     duration_s: float
     warmup_s: float
     first_worker: int = 0  # with several load-generator processes, each runs its own slice of workers
+    batch: int = 1  # > 1: the lean driver — each worker sends this many orders per round trip
 
 
 @dataclass(slots=True)
@@ -171,7 +172,48 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
 
             return loop
 
-        workers = [worker(job.first_worker + i) for i in range(job.concurrency)]
+        def lean_worker(index: int) -> Any:
+            """B orders per round trip (`reserve_many`, `finish_many`): the same scripts and
+            checks, much less client CPU per order. An order's latency is its batch's."""
+            stream = OrderStream(job.shape, job.tag, job.seed, index)
+
+            async def loop() -> None:
+                n = 0
+                while window.open(time.perf_counter_ns()):
+                    ops = [stream.next() for _ in range(job.batch)]
+                    ids = [f"{job.tag}-w{index}-{n + i + 1}" for i in range(len(ops))]
+                    n += len(ops)
+                    started = time.perf_counter_ns()
+                    try:
+                        held = await system.reserve_many([(i, op.lines) for i, op in zip(ids, ops, strict=True)])  # type: ignore[attr-defined]
+                        done = [(i, op) for i, op, h in zip(ids, ops, held, strict=True) if h]
+                        await system.finish_many(  # type: ignore[attr-defined]
+                            [i for i, op in done if op.commit], [i for i, op in done if not op.commit]
+                        )
+                    except Exception as exc:
+                        result.unknown_outcomes += len(ops)
+                        if window.counts(started, time.perf_counter_ns()):
+                            result.error(f"batch:{error_key(exc)}", str(exc))
+                        await asyncio.sleep(ERROR_PAUSE_S)
+                        continue
+                    for _, op in done:
+                        if op.commit:
+                            _add(result.committed, units_of(op.lines))
+                    ended = time.perf_counter_ns()
+                    if not window.counts(started, ended):
+                        continue
+                    result.latencies_ns.extend([ended - started] * len(ops))
+                    result.orders += len(done)
+                    result.lines += sum(len(op.lines) for _, op in done)
+                    result.refused += len(ops) - len(done)
+                    for op, h in zip(ops, held, strict=True):
+                        if not h and len(result.refusals) < MAX_REFUSALS_KEPT:
+                            result.refusals.append(tuple(units_of(op.lines).items()))
+
+            return loop
+
+        make = worker if job.batch <= 1 else lean_worker
+        workers = [make(job.first_worker + i) for i in range(job.concurrency)]
         await run_window(conn, window, workers, result, DRAIN_S)  # type: ignore[arg-type]
         # A worker cut off after DRAIN_S was inside an operation whose outcome nobody saw.
         result.unknown_outcomes += result.abandoned_workers

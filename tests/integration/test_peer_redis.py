@@ -231,3 +231,18 @@ async def test_no_oversell_under_64_concurrent_tasks_then_check_catches_tamperin
     tampered = await system.audit()
     assert tampered.negative_rows == 1
     assert any("oversold" in p for p in check(d, {}, committed, tampered).problems)
+
+
+async def test_the_lean_driver_pipelines_whole_orders_each_all_or_nothing(system: RedisSystem) -> None:
+    await system.load(data((A, (LotSeed("L1", 100, 10),)), (B, (LotSeed("L1", 100, 3),))))
+    ids = [hold_id() for _ in range(3)]
+    held = await system.reserve_many(
+        [(ids[0], [line(A, 4), line(B, 2)]), (ids[1], [line(A, 4), line(B, 2)]), (ids[2], [line(A, 2)])]
+    )
+    assert held == [True, False, True]  # the second finds B short: nothing of it is held
+    await system.finish_many([ids[0]], [ids[2]])
+    audit = await system.audit()
+    assert (audit.pairs[A].on_hand, audit.pairs[A].held, audit.pairs[B].on_hand) == (6, 0, 1)
+    assert check(data((A, (LotSeed("L1", 100, 10),)), (B, (LotSeed("L1", 100, 3),))), {}, {A: 4, B: 2}, audit).ok
+    with pytest.raises(HoldStateError):
+        await system.finish_many([ids[1]], [])  # refused: nothing to commit

@@ -137,3 +137,10 @@ def test_wrong_refusals_are_flagged_only_when_provable() -> None:
     # At c=2 another order may have held up to 5 at `a`: 10 − 5 ≥ 5 still proves it wrong.
     assert wrong_refusals([refused_a], audit, concurrency=2, max_line_qty=5) == 1
     assert wrong_refusals([refused_a], audit, concurrency=3, max_line_qty=5) == 0
+
+
+def test_the_lean_driver_is_only_offered_where_it_exists() -> None:
+    assert parse_args(["--systems", "redis", "--workloads", "pos-deep", "--batch", "16"]).batch == 16
+    for bad in (["--batch", "16"], ["--systems", "redis", "--workloads", "wms-bulk", "--batch", "4"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
