@@ -48,7 +48,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream
-from adapters.nats.pull import DurablePull, cancel_task, finish_task
+from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
 from engine.domain.catalog import Sku
 from engine.domain.history import HistoryBatch, HistoryRecord, unrepresentable
 from engine.domain.ports import HistoryStore, JournalEntry
@@ -429,13 +429,11 @@ class HistorySink:
 
     async def lag(self) -> SinkLag:
         """Where the journal is vs what history has acknowledged (asks the server)."""
-        _, js = await self._link.client()
-        info = await js.consumer_info(self.stream, self.consumer, timeout=self._journal.api_timeout_s)
-        stream = await js.stream_info(self.stream)
+        at = await consumer_positions(self._link, self.stream, self.consumer, self._journal.api_timeout_s)
         lag = SinkLag(
-            stream_position=int(stream.state.last_seq or 0),
-            acked_position=int(info.ack_floor.stream_seq if info.ack_floor else 0),
-            pending_messages=int((info.num_pending or 0) + (info.num_ack_pending or 0)),
+            stream_position=at.stream_position,
+            acked_position=at.acked_position,
+            pending_messages=at.pending_messages,
             buffered_messages=len(self._batch.msgs),
             stalled=self._stalled,
         )
@@ -454,14 +452,13 @@ class HistorySink:
 
     async def wait_caught_up(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> SinkLag:
         """Until every journal message so far is in history (tests, the bench, ops)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            lag = await self.lag()
-            if lag.pending_messages == 0 and lag.buffered_messages == 0:
-                return lag
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"history sink still {lag.pending_messages} messages behind after {timeout_s}s")
-            await asyncio.sleep(poll_s)
+        return await wait_until(
+            self.lag,
+            lambda lag: lag.pending_messages == 0 and lag.buffered_messages == 0,
+            timeout_s,
+            poll_s,
+            "history sink",
+        )
 
     # ---- NATS plumbing ----
 

@@ -57,7 +57,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream, journal_stream_config
-from adapters.nats.pull import DurablePull, cancel_task, finish_task
+from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
 from engine.domain.ports import JournalEntry, JournalUnavailable
 
@@ -790,13 +790,11 @@ class EventBusPublisher:
 
     async def lag(self) -> BusLag:
         """Where the journal is vs what the bus has acknowledged (asks the server)."""
-        _, js = await self._link.client()
-        info = await js.consumer_info(self.stream, self.consumer, timeout=self._journal.api_timeout_s)
-        stream = await js.stream_info(self.stream)
+        at = await consumer_positions(self._link, self.stream, self.consumer, self._journal.api_timeout_s)
         lag = BusLag(
-            stream_position=int(stream.state.last_seq or 0),
-            acked_position=int(info.ack_floor.stream_seq if info.ack_floor else 0),
-            pending_messages=int((info.num_pending or 0) + (info.num_ack_pending or 0)),
+            stream_position=at.stream_position,
+            acked_position=at.acked_position,
+            pending_messages=at.pending_messages,
             held_messages=len(self._held),
             stalled=self._stalled,
         )
@@ -815,15 +813,16 @@ class EventBusPublisher:
 
     async def wait_caught_up(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> BusLag:
         """Until the events of every journal message so far are published (tests, ops)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            lag = await self.lag()
-            # The ack floor too: a consumer's pending count may lag a fresh append a moment.
-            if lag.pending_messages == 0 and lag.held_messages == 0 and lag.acked_position >= lag.stream_position:
-                return lag
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"event bus still behind after {timeout_s}s: {lag}")
-            await asyncio.sleep(poll_s)
+        # The ack floor too: a consumer's pending count may lag a fresh append a moment.
+        return await wait_until(
+            self.lag,
+            lambda lag: (
+                lag.pending_messages == 0 and lag.held_messages == 0 and lag.acked_position >= lag.stream_position
+            ),
+            timeout_s,
+            poll_s,
+            "event bus",
+        )
 
     # ---- NATS plumbing ----
 

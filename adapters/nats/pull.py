@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from adapters.nats.journal import NatsLink
+
+_T = TypeVar("_T")
 
 
 class DurablePull:
@@ -70,3 +75,37 @@ async def finish_task(task: asyncio.Task[Any] | None, timeout_s: float) -> bool:
         finished = False
     await cancel_task(task)
     return finished
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Where a stream is, and how far a durable consumer of it has got (asks the server)."""
+
+    stream_position: int  # the stream's last sequence
+    acked_position: int  # the consumer's ack floor
+    pending_messages: int  # not yet delivered + delivered and not yet acked
+
+
+async def consumer_positions(link: NatsLink, stream: str, consumer: str, timeout_s: float) -> Positions:
+    _, js = await link.client()
+    info = await js.consumer_info(stream, consumer, timeout=timeout_s)
+    state = (await js.stream_info(stream)).state
+    return Positions(
+        stream_position=int(state.last_seq or 0),
+        acked_position=int(info.ack_floor.stream_seq if info.ack_floor else 0),
+        pending_messages=int((info.num_pending or 0) + (info.num_ack_pending or 0)),
+    )
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[_T]], done: Callable[[_T], bool], timeout_s: float, poll_s: float, what: str
+) -> _T:
+    """Poll `probe` until `done` says so; TimeoutError naming `what` and the last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still behind after {timeout_s}s: {value}")
+        await asyncio.sleep(poll_s)

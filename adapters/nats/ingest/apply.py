@@ -204,7 +204,9 @@ class Applier:
         try:
             match event:
                 case ScanTake() | ScanReturn():
-                    return ((resolve_item(event, self.config.gtins).sku, self.cabinet(event.cabinet_id).site),)
+                    # Scans commute: only the site's barriers order them, so no sku (and no
+                    # second GS1 parse on the hot path) is needed here.
+                    return (("scan", self.cabinet(event.cabinet_id).site),)
                 case RfidCount() | TemperatureExcursion() | Door():
                     return (("*", self.cabinet(event.cabinet_id).site),)
                 case CycleCount():

@@ -43,7 +43,7 @@ from adapters.nats.ingest.apply import Applied, Applier
 from adapters.nats.ingest.config import Consumer, IngestConfig, SubjectBinding
 from adapters.nats.ingest.events import BadEvent, Door, InboundEvent, ScanReturn, ScanTake, decode
 from adapters.nats.journal import NatsLink, ensure_stream
-from adapters.nats.pull import DurablePull, cancel_task, finish_task
+from adapters.nats.pull import DurablePull, cancel_task, finish_task, wait_until
 from engine.domain.deadletters import DeadLetter, DeadLetterCode, DeadLetterStore
 from engine.domain.errors import (
     DomainError,
@@ -445,14 +445,9 @@ class IngestConsumer:
 
     async def wait_idle(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> None:
         """Until every message in the stream has been acked (tests, the bench, the demo)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            lag = await self.lag()
-            if not lag.pending_messages and not lag.ack_pending:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ingestion still {lag} behind after {timeout_s}s")
-            await asyncio.sleep(poll_s)
+        await wait_until(
+            self.lag, lambda lag: not lag.pending_messages and not lag.ack_pending, timeout_s, poll_s, "ingestion"
+        )
 
     # ---- NATS plumbing ----
 
