@@ -39,7 +39,7 @@ from engine.domain.commands import (
 from engine.domain.history import HistoryBatch, HistoryRecord, InMemoryHistoryStore
 from engine.domain.model import MS_PER_DAY
 from engine.domain.ports import HistoryStore
-from engine.runtime.shard import PutSite, PutSku, ShardCore, Sweep
+from engine.domain.shard import PutSite, PutSku, ShardCore, Sweep
 
 SERVER_URL_ENV = "LOTWISE_TEST_CLICKHOUSE_URL"
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00Z

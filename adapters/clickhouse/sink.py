@@ -326,7 +326,7 @@ class HistorySink:
         self._take_catalog(entry)
 
     def _take_catalog(self, entry: JournalEntry) -> None:
-        from engine.runtime.shard import PutSku
+        from engine.domain.shard import PutSku
 
         for op in entry.ops:
             if isinstance(op, PutSku) and entry.now_ms >= self._batch.skus_at_ms:

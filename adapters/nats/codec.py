@@ -40,7 +40,7 @@ from engine.domain.commands import (
 )
 from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
-from engine.runtime.shard import Adopt, Expect, HandOff, HoldHeader, PutSite, PutSku, RegisterHold, Sweep
+from engine.domain.shard import Adopt, Expect, HandOff, HoldHeader, PutSite, PutSku, RegisterHold, Sweep
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # every version ever written; a reader decodes all of them

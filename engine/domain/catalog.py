@@ -9,6 +9,9 @@ from engine.domain.errors import FieldViolation, InvalidArgument
 
 MAX_ORG_DEPTH = 16
 
+# A (sku, site) pair: the key of one cell (DESIGN §1).
+Pair = tuple[str, str]
+
 
 @dataclass(frozen=True, slots=True)
 class Sku:

@@ -50,7 +50,7 @@ class JournalEntry:
     shard: str
     batch_seq: int  # per shard, gap-free from 1
     now_ms: int
-    ops: tuple[Any, ...]  # cell commands and shard ops (engine.runtime.shard.Op)
+    ops: tuple[Any, ...]  # cell commands and shard ops (engine.domain.shard.Op)
     movements: tuple[Movement, ...]
 
 

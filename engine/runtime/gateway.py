@@ -50,18 +50,7 @@ from engine.domain.errors import (
 )
 from engine.domain.model import Finance, HoldState, HoldView
 from engine.domain.ports import Clock, JournalError
-from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
-from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
-from engine.runtime.host import (
-    Backend,
-    BackendFactory,
-    HostState,
-    ShardHost,
-    rebuild,
-    shared_in_memory_backend,
-)
-from engine.runtime.routing import Directory, Pair, pinned_shard_name
-from engine.runtime.shard import (
+from engine.domain.shard import (
     Adopt,
     CellAdopting,
     CellMoved,
@@ -80,6 +69,17 @@ from engine.runtime.shard import (
     result_too_large,
     row_of,
 )
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
+from engine.runtime.host import (
+    Backend,
+    BackendFactory,
+    HostState,
+    ShardHost,
+    rebuild,
+    shared_in_memory_backend,
+)
+from engine.runtime.routing import Directory, Pair, pinned_shard_name
 from engine.runtime.types import (
     AggregateState,
     Availability,

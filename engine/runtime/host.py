@@ -38,8 +38,7 @@ from engine.domain.ports import (
     SnapshotStore,
     SystemClock,
 )
-from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
-from engine.runtime.shard import (
+from engine.domain.shard import (
     LookupHold,
     Op,
     ReadCatalog,
@@ -50,6 +49,7 @@ from engine.runtime.shard import (
     ShardCore,
     Sweep,
 )
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
 log = structlog.get_logger("lotwise.shard")
 

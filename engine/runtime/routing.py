@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-Pair = tuple[str, str]
+from engine.domain.catalog import Pair
 
 
 def shard_index(sku: str, site: str, shard_count: int) -> int:

@@ -218,7 +218,7 @@ async def test_balances_as_of_match_the_reference(loaded: HistoryStore, referenc
 
 async def test_balances_as_of_the_end_match_the_live_core(reference: InMemoryHistoryStore) -> None:
     # Replaying the same ops on a fresh core gives the live state the movements must sum to.
-    from engine.runtime.shard import ShardCore
+    from engine.domain.shard import ShardCore
 
     core = ShardCore("replay")
     expected: dict[tuple[str, ...], tuple[int, int]] = {}

@@ -44,8 +44,8 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.shard import CellMoved
 from engine.domain.statuses import DEFAULT_DICTIONARY
-from engine.runtime.shard import CellMoved
 
 EVERY_ERROR: list[tuple[DomainError, grpc.StatusCode]] = [
     (

@@ -41,7 +41,7 @@ from engine.domain.events import (
 )
 from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
-from engine.runtime.shard import Sweep
+from engine.domain.shard import Sweep
 from tests.unit.conftest import SKU, TTL_MS, CellDriver
 
 EUR = Finance(currency="EUR", unit_cost="12.50", unit_price="19.99", tax_rate="0.20", terms="2/10 n/30")

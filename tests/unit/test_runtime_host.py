@@ -24,8 +24,8 @@ from engine.domain.ports import (
     JournalUnavailable,
     ManualClock,
 )
+from engine.domain.shard import PutSite, PutSku, ReadSlice
 from engine.runtime.host import Backend, HostState, ShardHost, SnapshotPolicy, rebuild
-from engine.runtime.shard import PutSite, PutSku, ReadSlice
 
 
 class FlakyJournal(InMemoryJournal):

@@ -2,7 +2,7 @@
 
 `ShardCore` is plain, synchronous and deterministic: the same ops at the same engine time
 give the same state and answers, which is what makes journal replay exact. `ShardHost`
-(engine.runtime.host) adds the journal, snapshots, recovery and the expiry sweeper.
+(engine.runtime.host) hosts it in a Ray actor and adds the journal, snapshots, recovery and the expiry sweeper.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from engine.domain.catalog import Site, Sku, org_covers
+from engine.domain.catalog import Pair, Site, Sku, org_covers
 from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRow
 from engine.domain.commands import Command, Reply, Reserve
 from engine.domain.errors import (
@@ -30,7 +30,6 @@ from engine.domain.errors import (
 )
 from engine.domain.model import MS_PER_DAY, Movement
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
-from engine.runtime.routing import Pair
 
 log = structlog.get_logger("lotwise.shard")
 
