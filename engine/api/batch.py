@@ -98,6 +98,8 @@ class BatchRunner:
             return kind, await self._handlers[kind](getattr(command, kind), deadline)
         except DomainError as err:
             status = to_rpc_status(err, retry_delay_ms=self.retry_delay_ms)
+            # As the unary path's interceptor does: every refusal is logged at info.
+            log.info("batch command refused", kind=kind, code=err.code, error=err.message)
             return "error", convert.command_error_from_status(status)
         except Exception:  # a bug; asyncio.CancelledError (a BaseException) passes through
             incident_id = uuid.uuid4().hex[:16]
