@@ -161,7 +161,7 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         # Filters are checked against the engine's dictionary so a typo is refused, not empty.
         self.statuses: StatusDictionary = statuses or getattr(gateway, "statuses", DEFAULT_DICTIONARY)
         self.retry_delay_ms = retry_delay_ms
-        self._batches = BatchRunner(self._command_handlers(), retry_delay_ms=retry_delay_ms)
+        self.batches = BatchRunner(self._command_handlers(), retry_delay_ms=retry_delay_ms)
 
     def _command_handlers(self) -> dict[str, CommandHandler]:
         """The handler of each kind of a batch's Command, by its oneof field name."""
@@ -183,13 +183,13 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     # ---- batches ----
 
     async def Execute(self, request: pb.CommandBatch, context: grpc.aio.ServicerContext) -> pb.ReplyBatch:
-        refusal = self._batches.check(request)
+        refusal = self.batches.check(request)
         if refusal is not None:
             await context.abort_with_status(refusal)
-        return await self._batches.run(request, call_deadline(context))
+        return await self.batches.run(request, call_deadline(context))
 
     async def Stream(self, request_iterator: AsyncIterator[pb.CommandBatch], context: grpc.aio.ServicerContext) -> None:
-        await serve_stream(self._batches, request_iterator, context)
+        await serve_stream(self.batches, request_iterator, context)
 
     # ---- catalog ----
 
