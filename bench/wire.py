@@ -8,8 +8,9 @@ fsync) serves lotwise.v1.Inventory on 127.0.0.1; this process drives orders (Res
 one unit, then Commit) from N concurrent callers on one LotwiseClient, first unary
 (`batching=None`), then auto-batched (the default). Printed per row: orders/s and the
 server process's CPU per order and per command (an order is two commands), from
-/proc via psutil — so the numbers are the wire + servicer + gateway + cells, not Ray or
-the journal's durability (bench/core.py and bench/suite.py measure those).
+/proc via psutil, and this (client) process's CPU per order. The server's numbers are
+the wire + servicer + gateway + cells, not Ray or the journal's durability
+(bench/core.py and bench/suite.py measure those).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,7 @@ class Row:
     orders: int
     seconds: float
     server_cpu_s: float
+    client_cpu_s: float
 
     @property
     def orders_per_s(self) -> float:
@@ -55,6 +58,10 @@ class Row:
     @property
     def cpu_us_per_command(self) -> float:
         return self.server_cpu_s / max(self.orders * 2, 1) * 1e6
+
+    @property
+    def client_cpu_us_per_order(self) -> float:
+        return self.client_cpu_s / max(self.orders, 1) * 1e6
 
 
 # ---- the server process ----
@@ -120,12 +127,13 @@ async def drive(target: str, pid: int, batched: bool, callers: int, seconds: flo
         stop_at = time.monotonic() + 0.5  # warm-up: connection, first batches
         await asyncio.gather(*(caller(k) for k in range(callers)))
         done = 0
-        cpu0, t0 = proc.cpu_times(), time.monotonic()
+        cpu0, own0, t0 = proc.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         stop_at = t0 + seconds
         await asyncio.gather(*(caller(k) for k in range(callers)))
-        cpu1, t1 = proc.cpu_times(), time.monotonic()
+        cpu1, own1, t1 = proc.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    return Row("batched" if batched else "unary", callers, done, t1 - t0, cpu_s)
+    own_s = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
+    return Row("batched" if batched else "unary", callers, done, t1 - t0, cpu_s, own_s)
 
 
 async def run(callers: list[int], seconds: float) -> list[Row]:
@@ -144,7 +152,8 @@ async def run(callers: list[int], seconds: float) -> list[Row]:
 def _format(row: Row) -> str:
     return (
         f"| {row.mode:<7} | {row.callers:>3} | {row.orders_per_s:>9,.0f} | "
-        f"{row.cpu_us_per_command:>9,.0f} | {row.cpu_us_per_command * 2:>9,.0f} |"
+        f"{row.cpu_us_per_command:>9,.0f} | {row.cpu_us_per_command * 2:>9,.0f} | "
+        f"{row.client_cpu_us_per_order:>9,.0f} |"
     )
 
 
@@ -158,8 +167,8 @@ def main() -> None:
         asyncio.run(serve(args.serve))
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    print("| mode    | callers | orders/s | server CPU µs/command | server CPU µs/order |")
-    print("|---------|--------:|---------:|------:|------:|")
+    print("| mode | callers | orders/s | server CPU µs/command | server CPU µs/order | client CPU µs/order |")
+    print("|---|---:|---:|---:|---:|---:|")
     asyncio.run(run([int(c) for c in args.callers.split(",")], args.seconds))
 
 
