@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,7 @@ async def serve(port_file: Path) -> None:
 
 
 @contextlib.contextmanager
-def server_process() -> object:
+def server_process() -> Iterator[tuple[int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
         proc = subprocess.Popen([sys.executable, "-m", "bench.wire", "--serve", str(port_file)])
