@@ -42,6 +42,37 @@ REASON_MALFORMED_REQUEST = "MALFORMED_REQUEST"
 CommandHandler = Callable[[Any, float | None], Awaitable[Message]]
 
 
+class Undecodable:
+    """A request whose bytes do not parse (invalid UTF-8 in a string, a truncated field).
+
+    The lenient deserializers of `add_inventory_service` hand this to the method instead
+    of raising inside gRPC — which would answer UNKNOWN with a Python class name — so the
+    method answers INVALID_ARGUMENT with ErrorInfo MALFORMED_REQUEST.
+    """
+
+    __slots__ = ("error", "message_type")
+
+    def __init__(self, message_type: str, error: str) -> None:
+        self.message_type = message_type
+        self.error = error
+
+    def status(self) -> grpc.Status:
+        return malformed_status([("", f"a {self.message_type} that does not decode: {self.error}")])
+
+
+def lenient(message: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """`message.FromString` that returns Undecodable instead of raising."""
+    name = message.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> Message | Undecodable:
+        try:
+            return message.FromString(data)
+        except DecodeError as err:
+            return Undecodable(name, str(err))
+
+    return decode
+
+
 class BatchRunner:
     """Checks a CommandBatch's shape and runs its commands concurrently."""
 
@@ -128,6 +159,8 @@ async def serve_stream(
     try:
         try:
             async for batch in requests:
+                if isinstance(batch, Undecodable):
+                    await context.abort_with_status(batch.status())
                 refusal = runner.check(batch)
                 if refusal is not None:
                     await context.abort_with_status(refusal)
@@ -145,12 +178,12 @@ async def serve_stream(
 
 
 def malformed_status(violations: list[tuple[str, str]]) -> grpc.Status:
-    """INVALID_ARGUMENT for the whole batch, with BadRequest and ErrorInfo MALFORMED_REQUEST."""
+    """INVALID_ARGUMENT for a whole request (a batch), with BadRequest and ErrorInfo MALFORMED_REQUEST."""
     bad = error_details_pb2.BadRequest(
         field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]
     )
     info = error_details_pb2.ErrorInfo(reason=REASON_MALFORMED_REQUEST, domain=ERROR_DOMAIN)
-    message = "malformed batch: " + "; ".join(f"{f}: {d}" if f else d for f, d in violations)
+    message = "malformed request: " + "; ".join(f"{f}: {d}" if f else d for f, d in violations)
     return _grpc_status(code_pb2.INVALID_ARGUMENT, message, [bad, info])
 
 

@@ -19,7 +19,7 @@ import grpc
 import structlog
 
 from engine.api import convert
-from engine.api.batch import BatchRunner, CommandHandler, serve_stream
+from engine.api.batch import BatchRunner, CommandHandler, Undecodable, lenient, serve_stream
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS, internal_status, to_grpc_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
@@ -129,6 +129,8 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
 
     @functools.wraps(fn)
     async def serve(self: InventoryServicer, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+        if isinstance(request, Undecodable):  # see add_inventory_service
+            await context.abort_with_status(request.status())
         try:
             return await fn(self, request, context)
         except DomainError as err:
@@ -182,7 +184,10 @@ class InventoryServicer(pb_grpc.InventoryServicer):
 
     # ---- batches ----
 
-    async def Execute(self, request: pb.CommandBatch, context: grpc.aio.ServicerContext) -> pb.ReplyBatch:
+    async def Execute(self, request: pb.CommandBatch | Undecodable, context: grpc.aio.ServicerContext) -> pb.ReplyBatch:
+        if isinstance(request, Undecodable):
+            await context.abort_with_status(request.status())
+            raise AssertionError("abort_with_status returned")  # it always raises
         refusal = self.batches.check(request)
         if refusal is not None:
             await context.abort_with_status(refusal)
@@ -360,3 +365,27 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         query = convert.stock_query_from_pb(request, self.statuses)
         rows = await self.gateway.query_stock(query, deadline=call_deadline(context))
         return pb.QueryStockResponse(rows=[convert.stock_row_to_pb(r) for r in rows])
+
+
+def add_inventory_service(servicer: InventoryServicer, server: grpc.aio.Server) -> None:
+    """Register lotwise.v1.Inventory like `add_InventoryServicer_to_server`, but with request
+    decoding that cannot fail inside gRPC: bytes that do not parse reach the method as
+    Undecodable and are answered INVALID_ARGUMENT (MALFORMED_REQUEST), not UNKNOWN."""
+    service = pb.DESCRIPTOR.services_by_name["Inventory"]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        decode = lenient(getattr(pb, method.input_type.name))
+        encode = getattr(pb, method.output_type.name).SerializeToString
+        behavior = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                behavior, request_deserializer=decode, response_serializer=encode
+            )
+        elif not method.client_streaming and not method.server_streaming:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behavior, request_deserializer=decode, response_serializer=encode
+            )
+        else:  # no such method today; a new shape must be added here on purpose
+            raise TypeError(f"{method.full_name}: streaming shape not supported")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as the generated code does

@@ -26,7 +26,7 @@ from engine.api.errors import rich_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.server import ApiMetrics, LotwiseServer, start_server
-from engine.api.servicer import InventoryServicer
+from engine.api.servicer import InventoryServicer, add_inventory_service
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import DeadlineExceeded, InsufficientStock, InvalidArgument, NotFound, RequestConflict
@@ -417,3 +417,66 @@ async def test_a_client_falls_back_to_unary_on_a_server_without_execute(local_ga
             assert (await c.receive("strip", "ward1", "L1", 3, status="available")).qty == 3
     finally:
         await server.stop(grace=1.0)
+
+
+# =====================================================================================
+# Bytes that do not decode
+# =====================================================================================
+
+# CommandBatch{commands: [Command{get_hold: GetHoldRequest{hold_id: b"\xff"}}]}: invalid UTF-8.
+_BAD_HOLD = b"\x0a\x01\xff"
+_BAD_COMMAND = b"\x5a" + bytes([len(_BAD_HOLD)]) + _BAD_HOLD
+UNDECODABLE_BATCH = b"\x0a" + bytes([len(_BAD_COMMAND)]) + _BAD_COMMAND
+
+
+def _raw(value: bytes) -> bytes:
+    return value
+
+
+@pytest_asyncio.fixture
+async def lenient_port(local_gateway: Gateway) -> AsyncIterator[int]:
+    """A server registered with add_inventory_service (lenient request decoding)."""
+    server = grpc.aio.server()
+    add_inventory_service(InventoryServicer(local_gateway), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield port
+    await server.stop(grace=1.0)
+
+
+def _assert_malformed(err: grpc.aio.AioRpcError) -> None:
+    assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+    status = _unary_status(err)
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    info = error_details_pb2.ErrorInfo()
+    assert infos[0].Unpack(info)
+    assert info.reason == REASON_MALFORMED_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("method", "payload"),
+    [("Execute", UNDECODABLE_BATCH), ("GetHold", _BAD_HOLD)],
+)
+async def test_bytes_that_do_not_decode_are_invalid_argument(lenient_port: int, method: str, payload: bytes) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{lenient_port}") as channel:
+        call = channel.unary_unary(
+            f"/lotwise.v1.Inventory/{method}", request_serializer=_raw, response_deserializer=_raw
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(payload)
+        _assert_malformed(refused.value)
+        # The same server still answers well-formed calls.
+        assert len((await pb_grpc.InventoryStub(channel).Execute(pb.CommandBatch())).replies) == 0
+
+
+async def test_a_stream_batch_that_does_not_decode_is_invalid_argument(lenient_port: int) -> None:
+    async def requests() -> AsyncIterator[bytes]:
+        yield UNDECODABLE_BATCH
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{lenient_port}") as channel:
+        call = channel.stream_stream(
+            "/lotwise.v1.Inventory/Stream", request_serializer=_raw, response_deserializer=_raw
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            _ = [reply async for reply in call(requests())]
+        _assert_malformed(refused.value)
