@@ -7,6 +7,8 @@ them back into these very values (tests/unit/test_journal_formats.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import (
     Adjust,
@@ -84,3 +86,15 @@ def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
             ),
         ),
     ]
+
+
+def as_v1(op: object) -> object:
+    """The op as a v1 engine could journal it: v1 had no financial context, no
+    Receive.source and no Consume.destination or status (their defaults)."""
+    if isinstance(op, Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust):
+        op = replace(op, finance=None)
+    if isinstance(op, Receive):
+        op = replace(op, source=External.SUPPLIER)
+    if isinstance(op, Consume):
+        op = replace(op, destination=External.CUSTOMER, status="")
+    return op
