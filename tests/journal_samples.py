@@ -46,8 +46,9 @@ def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
             T0_MS + 1_000,
             (
                 Receive("r1", "SKU-1", "BOS", "L1", 40, "A/01", "available", "own", T0_MS + 90 * MS_PER_DAY),
-                Receive("r2", "SKU-1", "BOS", "L2", 10, "A/02", "available", "own", 0, 0, 0, "PO-7",
-                        External.TRANSIT, EUR),
+                Receive(
+                    "r2", "SKU-1", "BOS", "L2", 10, "A/02", "available", "own", 0, 0, 0, "PO-7", External.TRANSIT, EUR
+                ),
                 Move("r3", "SKU-1", "BOS", "L1", 5, "A/01", "B/01", finance=EUR),
                 ChangeStatus("r4", "SKU-1", "BOS", "L1", 2, "available", "damaged", "B/01"),
                 Receive("r1", "SKU-1", "BOS", "L1", 40, "A/01", "available", "own", T0_MS + 90 * MS_PER_DAY),
@@ -58,8 +59,15 @@ def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
             T0_MS + 2_000,
             (
                 RegisterHold(HoldHeader("H1", "r6", (("SKU-1", "BOS"),), 60_000)),
-                Reserve("r6", "SKU-1", "BOS", "H1",
-                        (ReserveLine(3), ReserveLine(2, Strategy.FIFO, "", "own", 1.5, "A")), 60_000, "SO-1"),
+                Reserve(
+                    "r6",
+                    "SKU-1",
+                    "BOS",
+                    "H1",
+                    (ReserveLine(3), ReserveLine(2, Strategy.FIFO, "", "own", 1.5, "A")),
+                    60_000,
+                    "SO-1",
+                ),
                 Reserve("r7", "SKU-1", "BOS", "H2", (ReserveLine(4, Strategy.LOT, "L2"),), 1_000, "SO-2", EUR),
                 Reserve("r8", "SKU-1", "BOS", "H3", (ReserveLine(1),), 60_000),
                 Reserve("r9", "SKU-1", "BOS", "H4", (ReserveLine(999),), 60_000),  # refused: too few
