@@ -86,6 +86,8 @@ def decode_entry(data: bytes) -> JournalEntry:
         raise UnsupportedFormat(FORMAT, version, f"unknown journal schema version {version}")
     try:
         record = fastavro.schemaless_reader(io.BytesIO(data), schema(version), return_record_name=True)
+        if not isinstance(record, dict):
+            raise TypeError(f"a journal entry decodes to a {type(record).__name__}")
         upcast = _UPCASTERS.get(version, _as_is)
         return JournalEntry(
             shard=record["shard"],

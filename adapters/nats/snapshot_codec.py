@@ -73,6 +73,8 @@ def decode_state(data: bytes) -> ShardState:
         raise UnsupportedFormat(FORMAT, version, f"unknown snapshot schema version {version}")
     try:
         record = fastavro.schemaless_reader(io.BytesIO(body), schema(version), return_record_name=True)
+        if not isinstance(record, dict):
+            raise TypeError(f"a snapshot decodes to a {type(record).__name__}")
         return shard_in(record["shard"], record)
     except (EOFError, KeyError, TypeError, IndexError, UnicodeDecodeError, OverflowError, ValueError) as exc:
         raise ValueError(f"undecodable snapshot: {type(exc).__name__}: {exc}") from None

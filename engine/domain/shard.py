@@ -142,6 +142,10 @@ class Sweep:
 class CellMoved(Unavailable):
     """The pair was handed off to another shard; the gateway re-routes and retries."""
 
+    sku: str
+    site: str
+    to_shard: str
+
     def __init__(self, sku: str, site: str, to_shard: str) -> None:
         DomainError.__init__(self, f"{sku}@{site} moved to {to_shard}", sku=sku, site=site, to_shard=to_shard)
 
@@ -151,6 +155,9 @@ class CellMoved(Unavailable):
 
 class CellAdopting(Unavailable):
     """The pair is on its way to this shard; the gateway retries shortly."""
+
+    sku: str
+    site: str
 
     def __init__(self, sku: str, site: str) -> None:
         DomainError.__init__(self, f"{sku}@{site} is being handed over", sku=sku, site=site)

@@ -14,6 +14,7 @@ shard. Movements not yet drained are not state either: export only drained cells
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -161,7 +162,9 @@ def error_of(refusal: Refusal) -> DomainError:
     cls = REFUSALS.get(refusal.kind)
     if cls is None:
         raise ValueError(f"unknown refusal {refusal.kind!r}")
-    return cls(*refusal.args)
+    # Each class takes its own constructor arguments (what refusal_of recorded).
+    rebuild: Callable[..., DomainError] = cls
+    return rebuild(*refusal.args)
 
 
 # ---- cells ----
