@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import nats.errors
 import structlog
@@ -37,9 +38,11 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream, journal_stream_config
-from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
+from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, delete_consumer, finish_task, wait_until
 from engine.domain.errors import Unavailable
 from engine.domain.ports import EntryRejected, FollowedEntry, FollowerSink, JournalEntry, JournalUnavailable
+
+__all__ = ["FollowerConfig", "FollowerLag", "FollowerMetrics", "JournalFollower", "delete_consumer"]
 
 log = structlog.get_logger("lotwise.follower")
 
@@ -93,10 +96,9 @@ class FollowerConfig:
         return f"lotwise.dlq.{self.dead_letter_tag}.{journal.stream}"
 
 
-@dataclass(frozen=True, slots=True)
-class FollowerMetrics:
-    """The gauges and counters every follower keeps; a sink's own metrics sit beside them
-    (each sink names them under its own prefix, so dashboards keep their names)."""
+class FollowerMetrics(Protocol):
+    """The gauges and counters every follower keeps. Each sink's metrics class provides
+    them under its own names (dashboards keep theirs) beside the sink's own counters."""
 
     lag_messages: Gauge
     stream_position: Gauge
@@ -461,11 +463,3 @@ class JournalFollower:
             max_msg_size=self._journal.max_msg_size,
             num_replicas=self._journal.replicas,
         )
-
-
-async def delete_consumer(link: NatsLink, consumer: str, stream: str = "") -> None:
-    """Forget a durable consumer's position (of the journal unless `stream` names another):
-    its next follower starts again from the stream's first message."""
-    _, js = await link.client()
-    with contextlib.suppress(NotFoundError):
-        await js.delete_consumer(stream or link.config.stream, consumer)
