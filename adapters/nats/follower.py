@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -374,7 +375,7 @@ class JournalFollower:
         nc, _ = await self._link.client()
         # Acks are buffered by the client: push them out now, so a crash right after this
         # does not make JetStream redeliver what is applied (harmless, but wasted work).
-        await nc.flush(timeout=self._journal.api_timeout_s)
+        await nc.flush(timeout=math.ceil(self._journal.api_timeout_s))  # the client takes whole seconds
 
     async def _ack_one(self, msg: Msg) -> None:
         await msg.ack()

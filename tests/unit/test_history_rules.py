@@ -75,7 +75,7 @@ def test_sink_bounds_are_checked_and_a_batch_token_names_its_messages() -> None:
     assert batch_token("S", (5, 6, 9)) != batch_token("S", (5, 6, 10))
     config = FollowerConfig(**SinkConfig(batch_max_messages=3, batch_max_ms=100).follower_bounds())
     a = _Held()
-    a.msgs = dict.fromkeys((5, 6, 9))  # type: ignore[arg-type]
+    a.msgs = dict.fromkeys((5, 6, 9))  # type: ignore[assignment]
     a.opened = 0.0
     assert a.due(config, now=0.0)  # full by messages
     c = _Held()
