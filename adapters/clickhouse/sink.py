@@ -74,28 +74,6 @@ class SinkConfig:
         if self.max_ack_pending < self.batch_max_messages:
             raise ValueError("SinkConfig.max_ack_pending must be ≥ batch_max_messages (a batch is acked at once)")
 
-    def follower_bounds(self) -> dict[str, Any]:
-        """The follower's configuration (adapters.nats.follower.FollowerConfig) as keywords:
-        a history batch is bounded by its rows, i.e. its movements."""
-        return {
-            "consumer": self.consumer,
-            "dead_letter_tag": DEAD_LETTER_TAG,
-            "description": "Lotwise history sink",
-            "batch_max_movements": self.batch_max_rows,
-            "batch_max_messages": self.batch_max_messages,
-            "batch_max_ms": self.batch_max_ms,
-            "fetch_batch": self.fetch_batch,
-            "fetch_wait_s": self.fetch_wait_s,
-            "ack_wait_s": self.ack_wait_s,
-            "max_ack_pending": self.max_ack_pending,
-            "retry_initial_s": self.retry_initial_s,
-            "retry_max_s": self.retry_max_s,
-            "lag_interval_s": self.lag_interval_s,
-            "stop_timeout_s": self.stop_timeout_s,
-            "dead_letter_max_bytes": self.dead_letter_max_bytes,
-            "delay_samples": self.delay_samples,
-        }
-
 
 class SinkMetrics:
     """Prometheus metrics of the history sink and its follower. Pass a fresh

@@ -27,6 +27,29 @@ def dead_letter_subject(journal: JournalConfig) -> str:
     return f"lotwise.dlq.{DEAD_LETTER_TAG}.{journal.stream}"
 
 
+def follower_config(config: SinkConfig) -> FollowerConfig:
+    """The follower's bounds from the history sink's: a history batch is bounded by its
+    rows, i.e. its movements."""
+    return FollowerConfig(
+        consumer=config.consumer,
+        dead_letter_tag=DEAD_LETTER_TAG,
+        description="Lotwise history sink",
+        batch_max_movements=config.batch_max_rows,
+        batch_max_messages=config.batch_max_messages,
+        batch_max_ms=config.batch_max_ms,
+        fetch_batch=config.fetch_batch,
+        fetch_wait_s=config.fetch_wait_s,
+        ack_wait_s=config.ack_wait_s,
+        max_ack_pending=config.max_ack_pending,
+        retry_initial_s=config.retry_initial_s,
+        retry_max_s=config.retry_max_s,
+        lag_interval_s=config.lag_interval_s,
+        stop_timeout_s=config.stop_timeout_s,
+        dead_letter_max_bytes=config.dead_letter_max_bytes,
+        delay_samples=config.delay_samples,
+    )
+
+
 class HistorySink(JournalFollower):
     """Feeds a HistoryStore from the journal; `await start()`, `lag()`, `await stop()`."""
 
@@ -40,9 +63,7 @@ class HistorySink(JournalFollower):
     ) -> None:
         sink_metrics = metrics or SinkMetrics(CollectorRegistry())
         self.feed = HistoryFeed(store, sink_metrics, link.config.stream)
-        super().__init__(
-            link, self.feed, FollowerConfig(**(config or SinkConfig()).follower_bounds()), sink_metrics, decode
-        )
+        super().__init__(link, self.feed, follower_config(config or SinkConfig()), sink_metrics, decode)
         self.metrics: SinkMetrics = sink_metrics
 
     @property

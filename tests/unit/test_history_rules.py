@@ -6,7 +6,8 @@ import pytest
 
 from adapters.clickhouse.queries import movement_row, quote_str, record_from_row
 from adapters.clickhouse.sink import SinkConfig, batch_token
-from adapters.nats.follower import FollowerConfig, _Held
+from adapters.nats.follower import _Held
+from adapters.nats.history import follower_config
 from engine.domain.errors import InvalidArgument
 from engine.domain.history import (
     HistoryRecord,
@@ -73,7 +74,7 @@ def test_sink_bounds_are_checked_and_a_batch_token_names_its_messages() -> None:
         SinkConfig(batch_max_rows=0)
     assert batch_token("S", (5, 6, 9)) == batch_token("S", (9, 5, 6))
     assert batch_token("S", (5, 6, 9)) != batch_token("S", (5, 6, 10))
-    config = FollowerConfig(**SinkConfig(batch_max_messages=3, batch_max_ms=100).follower_bounds())
+    config = follower_config(SinkConfig(batch_max_messages=3, batch_max_ms=100))
     a = _Held()
     a.msgs = dict.fromkeys((5, 6, 9))  # type: ignore[assignment]
     a.opened = 0.0
