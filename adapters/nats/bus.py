@@ -53,7 +53,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from adapters.nats.follower import FollowerConfig, FollowerLag, JournalFollower
+from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
 from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
@@ -74,7 +74,6 @@ H_EVENT_ID = "Lotwise-Event-Id"
 H_EVENT_KIND = "Lotwise-Event-Kind"
 H_SCHEMA = "Lotwise-Schema"  # CRC-64-AVRO fingerprint (hex) of the schema's canonical form
 H_JOURNAL_POSITION = "Lotwise-Journal-Position"  # <journal stream seq>:<index in the batch>
-_DELAY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 # Characters a subject token keeps as they are; everything else is %XX (UTF-8, upper-case hex).
 _TOKEN_SAFE = re.compile(r"[A-Za-z0-9_\-:@#+]")
@@ -522,7 +521,7 @@ class BusMetrics:
         self.delay = Histogram(
             "lotwise_bus_delay_seconds",
             "From journal append to its events acknowledged",
-            buckets=_DELAY_BUCKETS_S,
+            buckets=DELAY_BUCKETS_S,
             registry=registry,
         )
 
@@ -531,9 +530,6 @@ class BusMetrics:
 def default_bus_metrics() -> BusMetrics:
     """The process-wide publisher metrics on the default registry (created once)."""
     return BusMetrics(REGISTRY)
-
-
-BusLag = FollowerLag  # held_messages: journal messages this publisher holds, publishing
 
 
 # ---- the publisher: a sink of the journal follower ----

@@ -117,11 +117,6 @@ class FollowerLag:
     held_messages: int  # of which: held by this follower, waiting for their apply
     stalled: bool  # the last apply failed: the follower is retrying
 
-    @property
-    def buffered_messages(self) -> int:
-        """The history sink's name for held_messages."""
-        return self.held_messages
-
 
 @dataclass(slots=True)
 class _Held:
