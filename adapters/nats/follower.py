@@ -39,11 +39,9 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream, journal_stream_config
-from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, delete_consumer, finish_task, wait_until
+from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
 from engine.domain.errors import Unavailable
 from engine.domain.ports import EntryRejected, FollowedEntry, FollowerSink, JournalEntry, JournalUnavailable
-
-__all__ = ["FollowerConfig", "FollowerLag", "FollowerMetrics", "JournalFollower", "delete_consumer"]
 
 log = structlog.get_logger("lotwise.follower")
 
