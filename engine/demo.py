@@ -31,8 +31,9 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceRow
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import InsufficientStock
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
+from engine.runtime.types import AggregateState, HoldLine, HoldSummary
 
 # ---- the dataset -----------------------------------------------------------------------
 

@@ -43,8 +43,9 @@ from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy
 from engine.domain.deadletters import DeadLetter, DeadLetterPage, ReplayResult, StoredDeadLetter
 from engine.domain.errors import DeadlineExceeded
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
-from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, ShardCheck, StockQuery, StockRow
+from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
 log = structlog.get_logger("lotwise.client")
 

@@ -40,17 +40,10 @@ from engine.domain.commands import (
     check_owner,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
 from engine.domain.statuses import StatusDictionary
-from engine.runtime.types import (
-    AggregateState,
-    Availability,
-    CommitLine,
-    HoldLine,
-    HoldSummary,
-    StockQuery,
-    StockRow,
-)
+from engine.runtime.types import AggregateState, Availability, HoldLine, HoldSummary
 
 DEFAULT_QUERY_LIMIT = 10_000
 MAX_QUERY_KEYS = 10_000  # skus / sites listed in one QueryStock; bounds the request's fan-out

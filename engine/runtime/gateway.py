@@ -48,6 +48,7 @@ from engine.domain.errors import (
     NotFound,
     Unavailable,
 )
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance, HoldState, HoldView
 from engine.domain.ports import Clock, JournalError
 from engine.domain.shard import (
@@ -80,17 +81,7 @@ from engine.runtime.host import (
     shared_in_memory_backend,
 )
 from engine.runtime.routing import Directory, Pair, pinned_shard_name
-from engine.runtime.types import (
-    AggregateState,
-    Availability,
-    CommitLine,
-    HoldLine,
-    HoldSummary,
-    ShardCheck,
-    StockQuery,
-    StockRow,
-    aggregate_state,
-)
+from engine.runtime.types import AggregateState, Availability, HoldLine, HoldSummary, ShardCheck, aggregate_state
 
 log = structlog.get_logger("lotwise.gateway")
 

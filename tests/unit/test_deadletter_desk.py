@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters, StoredDeadLetter
+from engine.domain.deadletters import (
+    DeadLetter,
+    DeadLetterCode,
+    DeadLetterDesk,
+    InMemoryDeadLetters,
+    StoredDeadLetter,
+    replay_headers,
+)
 from engine.domain.errors import InvalidArgument, NotFound
-from engine.runtime.deadletters import DeadLetterDesk, replay_headers
 
 
 class FakeBus:

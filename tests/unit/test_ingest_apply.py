@@ -202,7 +202,7 @@ async def test_barcode_and_spelled_out_lot_must_agree(gw: Gateway) -> None:
 def test_count_adjustments_take_sellable_stock_first_and_are_keyed_by_quant() -> None:
     from adapters.nats.ingest.config import Cabinet
     from engine.domain.cell import SliceRow
-    from engine.runtime.types import StockRow
+    from engine.domain.inventory import StockRow
 
     def row(lot: str, status: str, qty: int) -> StockRow:
         group = (("lot", lot), ("bin", "C"), ("status", status), ("owner", "own"))
@@ -223,7 +223,7 @@ def test_count_adjustments_take_sellable_stock_first_and_are_keyed_by_quant() ->
 
 def test_freeze_skips_held_units_and_statuses_that_cannot_freeze() -> None:
     from engine.domain.cell import SliceRow
-    from engine.runtime.types import StockRow
+    from engine.domain.inventory import StockRow
 
     def row(status: str, qty: int, held: int) -> StockRow:
         group = (("lot", "A"), ("bin", ""), ("status", status), ("owner", "own"))

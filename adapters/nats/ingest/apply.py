@@ -54,9 +54,9 @@ from engine.domain.commands import (
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.errors import NotFound
 from engine.domain.gs1 import Gs1Error, normalize_gtin, parse_gs1
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
 from engine.domain.statuses import StatusDictionary
-from engine.runtime.types import CommitLine, StockQuery, StockRow
 
 FROZEN = "quality_frozen"
 IN_TRANSIT_IN = "in_transit_in"
