@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -84,7 +84,7 @@ class Status:
 class StatusDictionary:
     version: int
     statuses: Mapping[str, Status]
-    roles: Mapping[Role, str] = field(default_factory=lambda: DEFAULT_ROLES)
+    roles: Mapping[Role, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))  # a dict: shards ship it
 
     def __contains__(self, name: object) -> bool:
         return name in self.statuses
@@ -98,6 +98,14 @@ class StatusDictionary:
 
     def sellable_names(self) -> frozenset[str]:
         return frozenset(s.name for s in self.statuses.values() if s.sellable)
+
+    def __setstate__(self, state: list[object]) -> None:
+        """Restore from a shard snapshot; one written before `roles` existed (version-1
+        dictionaries, positional state without it) gets the default roles."""
+        values: dict[str, object] = {"roles": dict(DEFAULT_ROLES)}
+        values.update(zip((f.name for f in fields(self)), state, strict=False))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def role(self, role: Role) -> str:
         """The name of the status that plays `role` (every role has one: parse checks it)."""
@@ -133,8 +141,8 @@ def parse_dictionary(raw: Mapping[str, object]) -> StatusDictionary:
                 allow_negative=bool(spec.get("allow_negative", False)),
                 to=frozenset(spec.get("to", ())),
             )
-        except KeyError as missing:
-            raise DictionaryError(f"status {name!r}: missing flag {missing}") from None
+        except KeyError as absent:
+            raise DictionaryError(f"status {name!r}: missing flag {absent}") from None
     for status in statuses.values():
         unknown = status.to - statuses.keys()
         if unknown:
@@ -160,7 +168,7 @@ def parse_roles(raw: object, statuses: Mapping[str, Status]) -> Mapping[Role, st
         if not isinstance(target, str) or target not in statuses:
             raise DictionaryError(f"role {name!r}: {target!r} is not a status of the dictionary")
         roles[Role(name)] = target
-    return MappingProxyType(roles)
+    return roles
 
 
 def load_dictionary(path: str | Path | None = None) -> StatusDictionary:

@@ -259,3 +259,14 @@ def test_a_role_can_name_another_status_and_the_others_keep_their_default() -> N
     d = parse_dictionary(edited(lambda r: r.update(roles={"receipt": "qc_hold"})))
     assert d.role(Role.RECEIPT) == "qc_hold"
     assert d.role(Role.READY) == DEFAULT_ROLES[Role.READY]
+
+
+def test_a_dictionary_restored_from_a_snapshot_without_roles_gets_the_default_roles() -> None:
+    # A shard snapshot written before roles existed holds the state [version, statuses].
+    restored = StatusDictionary.__new__(StatusDictionary)
+    restored.__setstate__([1, dict(DEFAULT_DICTIONARY.statuses)])
+    assert restored.role(Role.PACK) == DEFAULT_ROLES[Role.PACK]
+    assert restored.statuses == DEFAULT_DICTIONARY.statuses
+    current = StatusDictionary.__new__(StatusDictionary)
+    current.__setstate__([2, dict(DEFAULT_DICTIONARY.statuses), {Role.PACK: "picking"}])
+    assert current.role(Role.PACK) == "picking"

@@ -268,7 +268,8 @@ def decode(payload: bytes, fmt: str, source: str) -> InboundEvent:
 def validate_event(raw: Any, source: str) -> InboundEvent:
     if not isinstance(raw, dict):
         raise BadEvent(DeadLetterCode.SCHEMA, f"payload must be an object, not {type(raw).__name__}")
-    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else ""
+    given_id = raw.get("event_id")
+    event_id = given_id if isinstance(given_id, str) else ""
     kind = raw.get("type")
     if kind not in EVENT_TYPES[source]:
         raise BadEvent(
@@ -326,6 +327,8 @@ def _read_avro(payload: bytes) -> dict[str, Any]:
         record = fastavro.schemaless_reader(io.BytesIO(payload), avro_schema(), return_record_name=True)
     except Exception as exc:  # fastavro raises many types on garbage; all mean "undecodable"
         raise BadEvent(DeadLetterCode.DECODE, f"not an inbound_event Avro record: {type(exc).__name__}") from None
+    if not isinstance(record, dict):  # the schema is a record; anything else is not one of ours
+        raise BadEvent(DeadLetterCode.SCHEMA, f"Avro record of an unexpected shape: {type(record).__name__}")
     try:
         return flatten_avro(record)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
