@@ -201,9 +201,19 @@ def take(request_id: str, place: Place, item: Resolved, qty: int, doc: Document)
     )
 
 
-def give_back(request_id: str, place: Place, item: Resolved, qty: int, return_status: str, doc: Document) -> Receive:
-    """A unit scanned back in, from the customer, into `return_status` (the cabinet's for
-    an unopened one, the rejected role for a damaged one). A return needs its lot."""
+def give_back(
+    request_id: str,
+    place: Place,
+    item: Resolved,
+    qty: int,
+    unopened: bool,
+    return_status: str,
+    choices: StatusChoices,
+    doc: Document,
+) -> Receive:
+    """A unit scanned back in, from the customer: an unopened one into the cabinet's
+    `return_status` ('' = the ready role), a damaged one into the rejected role. A return
+    needs its lot."""
     if not item.lot:
         raise BadEvent(DeadLetterCode.INVALID, "lot: a return needs its lot (GS1 AI 10 in the barcode, or lot)")
     return Receive(
@@ -213,7 +223,7 @@ def give_back(request_id: str, place: Place, item: Resolved, qty: int, return_st
         lot_id=item.lot,
         qty=qty,
         bin=place.bin,
-        status=return_status,
+        status=(return_status or choices.ready) if unopened else choices.rejected,
         owner=place.owner,
         expires_at_ms=item.expires_at_ms,
         source=External.CUSTOMER,

@@ -189,9 +189,10 @@ def test_a_take_is_fefo_unless_the_lot_is_named() -> None:
 
 def test_a_return_needs_its_lot_and_comes_from_the_customer() -> None:
     with pytest.raises(BadEvent) as bad:
-        ingestion.give_back("e", Spot("x"), ingestion.Resolved("s", "", 0), 1, "available", DOC)
+        ingestion.give_back("e", Spot("x"), ingestion.Resolved("s", "", 0), 1, True, "", StatusChoices.of(D), DOC)
     assert bad.value.code is DeadLetterCode.INVALID
-    cmd = ingestion.give_back("e", Spot("x", "CAB", "custody:w"), ingestion.Resolved("s", "A", 9), 1, "damaged", DOC)
+    choices, item = StatusChoices.of(D), ingestion.Resolved("s", "A", 9)
+    cmd = ingestion.give_back("e", Spot("x", "CAB", "custody:w"), item, 1, False, "promo_locked", choices, DOC)
     assert (cmd.status, cmd.owner, cmd.bin, cmd.expires_at_ms, cmd.source) == (
         "damaged",
         "custody:w",
@@ -199,6 +200,10 @@ def test_a_return_needs_its_lot_and_comes_from_the_customer() -> None:
         9,
         External.CUSTOMER,
     )
+    unopened = [
+        ingestion.give_back("e", Spot("x"), item, 1, True, configured, choices, DOC) for configured in ("", "qc_hold")
+    ]
+    assert [c.status for c in unopened] == ["available", "qc_hold"]
 
 
 def test_qc_pick_and_pack_walk_the_configured_statuses() -> None:

@@ -199,8 +199,9 @@ class Applier:
     async def _scan_return(self, e: ScanReturn, deadline: float | None) -> Applied:
         cab = self.cabinet(e.cabinet_id)
         item = resolve_item(e, self.config.gtins)
-        status = (cab.return_status or self.choices.ready) if e.condition == "unopened" else self.choices.rejected
-        cmd = ingestion.give_back(e.event_id, cab, item, e.qty, status, document(e.doc_ref, e.finance))
+        unopened = e.condition == "unopened"
+        doc = document(e.doc_ref, e.finance)
+        cmd = ingestion.give_back(e.event_id, cab, item, e.qty, unopened, cab.return_status, self.choices, doc)
         await self.gateway.execute(cmd, deadline)
         return Applied(1, e.qty)
 
