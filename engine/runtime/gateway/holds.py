@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
 from engine.domain.catalog import Pair
 from engine.domain.commands import (
-    MAX_LINES,
     Commit,
     Release,
     Reserve,
+    Reserved,
     ReserveLine,
     check_finance,
     check_id,
@@ -37,7 +37,14 @@ from engine.domain.errors import (
     NotFound,
     Unavailable,
 )
-from engine.domain.holds import check_line_count, check_resolvable, commit_plan, hold_not_found, is_hold_aborted
+from engine.domain.holds import (
+    MAX_LINES,
+    check_line_count,
+    check_resolvable,
+    commit_plan,
+    hold_not_found,
+    is_hold_aborted,
+)
 from engine.domain.model import Finance, HoldState, HoldView
 from engine.domain.shard import HoldHeader, LookupHold, ReadHold, RegisterHold
 from engine.domain.statuses import StatusDictionary
@@ -97,8 +104,9 @@ class HoldCoordinator:
             ]
             await self._abort(request_id, hold_id, undo, doc_ref)
             raise _root_cause(failures)
-        self._remember(header_result)
-        parts: tuple[HoldView, ...] = tuple(r.hold for r in line_results)
+        # No failure: the shards answered what these ops answer (their replies are untyped).
+        self._remember(cast(HoldHeader, header_result))
+        parts = tuple(cast(Reserved, r).hold for r in line_results)
         return HoldSummary(hold_id, aggregate_state(parts), parts, min(p.expires_at_ms for p in parts))
 
     async def _abort(self, request_id: str, hold_id: str, lines: Sequence[Reserve], doc_ref: str) -> None:
