@@ -14,6 +14,7 @@ from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Receive, ReserveLine
 from engine.domain.errors import (
     FailedPrecondition,
+    FieldViolation,
     InsufficientStock,
     InvalidArgument,
     NotFound,
@@ -47,10 +48,10 @@ async def world() -> AsyncIterator[World]:
     await gateway.close()
 
 
-async def stock(w: World, sku: str, site: str, lot: str, qty: int, days: int = 100, **kw: str) -> None:
+async def stock(w: World, sku: str, site: str, lot: str, qty: int, days: int = 100, owner: str = "own") -> None:
     expires = w.clock.now_ms() + days * DAY_MS
     await w.gateway.execute(
-        Receive(f"rcv-{sku}-{site}-{lot}", sku, site, lot, qty, status="available", expires_at_ms=expires, **kw)
+        Receive(f"rcv-{sku}-{site}-{lot}", sku, site, lot, qty, status="available", expires_at_ms=expires, owner=owner)
     )
 
 
@@ -217,7 +218,7 @@ async def test_pinned_pair_keeps_its_state_and_holds(world: World) -> None:
 def test_undo_suffix_is_a_valid_request_id_tail() -> None:
     from engine.domain.commands import check_id
 
-    out: list = []
+    out: list[FieldViolation] = []
     check_id("x" * 120 + UNDO_SUFFIX, "request_id", out)
     assert out == []
 
