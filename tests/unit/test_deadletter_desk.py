@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.domain.deadletters import (
-    DeadLetter,
-    DeadLetterCode,
-    DeadLetterDesk,
-    InMemoryDeadLetters,
-    StoredDeadLetter,
-    replay_headers,
-)
+from engine.domain.deadletter_desk import DeadLetterDesk, replay_headers
+from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters, StoredDeadLetter
 from engine.domain.errors import InvalidArgument, NotFound
 
 
