@@ -42,7 +42,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from adapters.nats.deadletter import HEADER_ROOM_BYTES
 from adapters.nats.ingest.apply import Applied, Applier
 from adapters.nats.ingest.config import Consumer, IngestConfig, SubjectBinding
-from adapters.nats.ingest.events import Door, InboundEvent, ScanReturn, ScanTake, decode
+from adapters.nats.ingest.events import BadEvent, Door, InboundEvent, ScanReturn, ScanTake, decode
 from adapters.nats.journal import NatsLink, ensure_stream
 from adapters.nats.pull import DurablePull, cancel_task, finish_task, wait_until
 from engine.domain.deadletters import DeadLetter, DeadLetterCode, DeadLetterStore
@@ -54,7 +54,6 @@ from engine.domain.errors import (
     PermissionDenied,
     RequestConflict,
 )
-from engine.domain.ingestion import BadEvent
 
 log = structlog.get_logger("lotwise.ingest")
 
