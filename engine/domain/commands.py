@@ -16,7 +16,7 @@ from enum import StrEnum
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.holds import MAX_LINES, check_line_count, check_ttl
 from engine.domain.model import Allocation, External, Finance, HoldView, Terms
-from engine.domain.statuses import StatusDictionary
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 
 MAX_ID_LEN = 128
 MAX_BIN_DEPTH = 8
@@ -57,7 +57,7 @@ class Receive:
     lot_id: str
     qty: int
     bin: str = ""
-    status: str = "receiving"
+    status: str = DEFAULT_DICTIONARY.role(Role.RECEIPT)
     owner: str = "own"
     expires_at_ms: int = 0
     received_at_ms: int = 0  # 0 = engine time of arrival
@@ -76,7 +76,7 @@ class Move:
     qty: int
     from_bin: str
     to_bin: str
-    status: str = "available"
+    status: str = DEFAULT_DICTIONARY.role(Role.READY)
     owner: str = "own"
     doc_ref: str = ""
     finance: Finance | None = None
@@ -180,7 +180,7 @@ class Adjust:
     lot_id: str
     counted_qty: int
     bin: str = ""
-    status: str = "available"
+    status: str = DEFAULT_DICTIONARY.role(Role.READY)
     owner: str = "own"
     reason: str = "count"
     doc_ref: str = ""

@@ -21,11 +21,12 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.inventory import CommitLine, StockQuery
 from engine.domain.ports import ManualClock
 from engine.runtime.gateway import UNDO_SUFFIX, Gateway
 from engine.runtime.host import HostState
 from engine.runtime.routing import Directory, hold_home_index, shard_index
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, StockQuery
+from engine.runtime.types import AggregateState, HoldLine
 
 DAY_MS = 86_400_000
 

@@ -26,6 +26,7 @@ from engine.domain.commands import (
     StatusChanged,
     validate,
 )
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.ports import Clock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -43,15 +44,7 @@ from engine.runtime.gateway.router import (
 )
 from engine.runtime.host import BackendFactory, HostState, ShardHost, shared_in_memory_backend
 from engine.runtime.routing import Directory
-from engine.runtime.types import (
-    Availability,
-    CommitLine,
-    HoldLine,
-    HoldSummary,
-    ShardCheck,
-    StockQuery,
-    StockRow,
-)
+from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
 SingleCellCommand = Receive | Move | ChangeStatus | Consume | Adjust
 SingleCellReply = Received | Moved | StatusChanged | Consumed | Adjusted

@@ -45,11 +45,12 @@ from engine.domain.holds import (
     hold_not_found,
     is_hold_aborted,
 )
+from engine.domain.inventory import CommitLine
 from engine.domain.model import Finance, HoldState, HoldView
 from engine.domain.shard import HoldHeader, LookupHold, ReadHold, RegisterHold
 from engine.domain.statuses import StatusDictionary
 from engine.runtime.gateway.router import Router, raise_if_refused
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, HoldSummary, aggregate_state
+from engine.runtime.types import AggregateState, HoldLine, HoldSummary, aggregate_state
 
 log = structlog.get_logger("lotwise.gateway")
 

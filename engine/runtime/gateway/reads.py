@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import MAX_BIN_DEPTH, check_id
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.inventory import StockQuery, StockRow
 from engine.domain.shard import ReadSlice, ScanCells, add_row, result_too_large, row_of
 from engine.runtime.gateway.router import Router, raise_if_refused
-from engine.runtime.types import Availability, StockQuery, StockRow
+from engine.runtime.types import Availability
 
 MAX_QUERY_ROWS = 100_000  # rows of one stock query, at most
 
