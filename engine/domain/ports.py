@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from engine.domain.model import Movement
+from engine.domain.shard import Op
+from engine.domain.state import ShardState
 
 
 class Clock(Protocol):
@@ -50,7 +52,7 @@ class JournalEntry:
     shard: str
     batch_seq: int  # per shard, gap-free from 1
     now_ms: int
-    ops: tuple[Any, ...]  # cell commands and shard ops (engine.domain.shard.Op)
+    ops: tuple[Op, ...]  # cell commands and the shard's mutating ops
     movements: tuple[Movement, ...]
 
 
@@ -101,13 +103,14 @@ class Journal(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A shard's state as of journal `position` (its batch `batch_seq`)."""
+    """A shard's state as of journal `position` (its batch `batch_seq`): typed records
+    (engine.domain.state), encoded by the store's codec, never a pickle."""
 
     shard: str
     batch_seq: int
     position: int
     taken_at_ms: int
-    blob: bytes
+    state: ShardState
 
 
 class SnapshotStore(Protocol):
