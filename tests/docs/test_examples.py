@@ -99,7 +99,13 @@ def run_sh(example: Example, env: dict[str, str]) -> str:
     printed: list[str] = []
     for command in example.commands():
         proc = subprocess.run(
-            ["sh", "-c", command.text], cwd=ROOT, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+            ["sh", "-c", command.text],
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
         )
         where = f"{example.path.name}:{command.line}: {command.text}"
         assert proc.returncode == command.exit_code, f"{where}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}"
@@ -112,7 +118,13 @@ def run_python(example: Example, env: dict[str, str], tmp_path: Path) -> str:
     script = tmp_path / "example.py"
     script.write_text(example.code)
     proc = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        [sys.executable, str(script)],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
     )
     assert proc.returncode == 0, f"{example.name}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}"
     return proc.stdout
