@@ -138,5 +138,17 @@ def resolve_target(given: str, data_dir: Path | None = None) -> Target:
     where = data_dir if data_dir is not None else data_dir_from_env()
     found = read_endpoints(where)
     if found is not None:
-        return Target(found.grpc, str(endpoints_path(where)))
+        stale = "" if found.pid <= 0 or _alive(found.pid) else f", left by pid {found.pid}, which is no longer running"
+        return Target(found.grpc, f"{endpoints_path(where)}{stale}")
     return Target(FALLBACK_TARGET, f"the default; no {endpoints_path(where)}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` exists (an engine killed with SIGKILL leaves its file behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,21 @@ def test_target_given_then_engine_json_then_the_default(tmp_path: Path) -> None:
     fallback = resolve_target("", tmp_path)
     assert fallback.address == FALLBACK_TARGET
     assert "no " + str(tmp_path / "engine.json") in fallback.source
-    write_endpoints(tmp_path, ENGINE)
+    write_endpoints(tmp_path, Endpoints(ENGINE.grpc, pid=os.getpid()))  # this process: alive
     found = resolve_target("", tmp_path)
     assert (found.address, found.source) == (ENGINE.grpc, str(tmp_path / "engine.json"))
+
+
+def test_a_file_left_by_a_dead_engine_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True)
+    dead_pid = int(gone.stdout)
+    write_endpoints(tmp_path, Endpoints("127.0.0.1:40001", pid=dead_pid))
+    assert f"left by pid {dead_pid}, which is no longer running" in resolve_target("", tmp_path).source
+    write_endpoints(tmp_path, Endpoints("127.0.0.1:40001", pid=os.getpid()))
+    assert resolve_target("", tmp_path).source == str(tmp_path / "engine.json")
 
 
 def test_find_engine_reads_the_data_dir_of_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
