@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from engine.app import RunningEngine
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
+    from engine.domain.inventory import StockRow
     from engine.endpoints import Target
-    from engine.runtime.types import HoldSummary, StockRow
+    from engine.runtime.types import HoldSummary
     from engine.settings import Settings
 
 EXIT_REFUSED = 1
@@ -893,7 +894,7 @@ def stock(
 ) -> None:
     """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up."""
     from engine.domain.cell import SliceFilter
-    from engine.runtime.types import StockQuery
+    from engine.domain.inventory import StockQuery
 
     keys = list(dict.fromkeys(by or (StockBy.SKU, StockBy.SITE)))
     dims = tuple(Dimension(k.value) for k in keys if k not in (StockBy.SKU, StockBy.SITE))
