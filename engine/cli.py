@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from engine.app import RunningEngine
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
-    from engine.runtime.types import HoldSummary, StockRow
+    from engine.domain.inventory import StockRow
+    from engine.endpoints import Target
+    from engine.runtime.types import HoldSummary
     from engine.settings import Settings
 
 EXIT_REFUSED = 1
@@ -52,7 +54,8 @@ EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 _DEBUG_HINT = "LOTWISE_LOG_LEVEL=debug logs the full traceback"
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+# "": the engine.json of the data dir (`lotwise up` writes it), else 127.0.0.1:50051 (engine/endpoints.py).
+DEFAULT_TARGET = ""
 SERVICE = "lotwise.v1.Inventory"
 MS_PER_DAY = 86_400_000
 EXPIRY_WARN_DAYS = 30  # expiry within a month is shown in yellow: what a pharmacist scans for
@@ -289,6 +292,8 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
 
     if timeout_s <= 0:
         fail("--timeout must be > 0", EXIT_CONFIG)
+    resolved = _resolve_target(target)
+    target = resolved.address
     configure_logging("warning")  # the client's retry chatter is debug; the table is the output
 
     async def go() -> _T:
@@ -298,11 +303,27 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
     try:
         return asyncio.run(go())
     except Unavailable as exc:
-        fail([f"cannot reach the engine at {target}", *describe(exc)], EXIT_UNREACHABLE)
+        lines = [f"cannot reach the engine at {target} (from {resolved.source})", *describe(exc)]
+        fail([*lines, _UNREACHABLE_HINT], EXIT_UNREACHABLE)
     except (DomainError, RemoteError) as exc:
         fail(describe(exc), _exit_code(exc))
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
+
+
+_UNREACHABLE_HINT = (
+    "is `lotwise up` running? `make up` serves inside a private network namespace: "
+    "run clients in `make shell`, or set LOTWISE_NO_NETNS=1"
+)
+
+
+def _resolve_target(given: str) -> Target:
+    from engine.endpoints import EndpointsError, resolve_target
+
+    try:
+        return resolve_target(given)
+    except EndpointsError as exc:
+        fail([f"unusable {exc.path}: {exc.problem}", "give --target, or remove the file"], EXIT_CONFIG)
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -418,7 +439,13 @@ def _stamp(ms: int, now_ms: int) -> str:
 
 TargetOpt = Annotated[
     str,
-    typer.Option("--target", "-t", envvar="LOTWISE_TARGET", help="host:port of a running engine.", show_default=True),
+    typer.Option(
+        "--target",
+        "-t",
+        envvar="LOTWISE_TARGET",
+        help="host:port of a running engine.",
+        show_default="the engine.json in LOTWISE_DATA_DIR (.data), else 127.0.0.1:50051",
+    ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]
 
@@ -491,9 +518,10 @@ def up(
         host_label = _field_label("host", overrides)
         check_can_listen(settings.host, settings.port, host_label, _field_label("port", overrides))
         check_can_listen(settings.host, settings.metrics_port, host_label, _field_label("metrics_port", overrides))
-    from engine.logs import configure_logging
+    from engine.logs import configure_logging, quiet_ray_start
 
     configure_logging(settings.log_level, settings.log_format)
+    quiet_ray_start(local_ray=not settings.ray_address)
     from engine.api.errors import RemoteError
     from engine.domain.errors import DomainError
 
@@ -534,6 +562,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print_listening(out, engine, time.monotonic() - started)
+        _publish_endpoints(stack, engine)
         if demo:
             await _load_demo(out, engine.grpc_address)
         out.print("Serving. Press [bold]Ctrl-C[/] (or send SIGTERM) to stop.")
@@ -541,6 +570,20 @@ async def _serve(settings: Settings, demo: bool) -> None:
         with out.status("Stopping: draining gRPC, stopping shards…"):
             await stack.aclose()
     out.print("[green]✓[/] Lotwise stopped cleanly.")
+
+
+def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) -> None:
+    """engine.json in the data dir, so clients find this engine; removed on a clean stop."""
+    import os
+
+    from engine.endpoints import Endpoints, remove_endpoints, write_endpoints
+
+    nats = getattr(engine, "nats", None)
+    nats_url = nats.url if nats is not None else engine.settings.nats_url
+    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid())
+    data_dir = engine.settings.data_dir
+    write_endpoints(data_dir, endpoints)
+    stack.callback(remove_endpoints, data_dir, endpoints)
 
 
 def _where_ray(settings: Settings) -> str:
@@ -655,10 +698,11 @@ def demo_command(
         settings = with_demo_devices(settings)
         if settings.log_level != "debug":  # shards log in their own processes: quiet them too
             settings = settings.model_copy(update={"log_level": "warning"})
-        from engine.logs import configure_logging
+        from engine.logs import configure_logging, quiet_ray_start
 
         # The narration is the output; the engine's per-RPC access logs would drown it.
         configure_logging("debug" if settings.log_level == "debug" else "warning", settings.log_format)
+        quiet_ray_start(local_ray=not settings.ray_address)
         try:
             summary = asyncio.run(
                 _demo_embedded(out, settings, DemoRun.fresh_engine(run_id), in_process, hold_ttl_ms, timeout)
@@ -850,7 +894,7 @@ def stock(
 ) -> None:
     """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up."""
     from engine.domain.cell import SliceFilter
-    from engine.runtime.types import StockQuery
+    from engine.domain.inventory import StockQuery
 
     keys = list(dict.fromkeys(by or (StockBy.SKU, StockBy.SITE)))
     dims = tuple(Dimension(k.value) for k in keys if k not in (StockBy.SKU, StockBy.SITE))
@@ -943,6 +987,9 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
 # `lotwise history …` lives in its own module; imported last, as it uses what is above.
 from engine.cli_dlq import dlq_app  # noqa: E402
 from engine.cli_history import history_app  # noqa: E402
+from engine.cli_where import where  # noqa: E402
+
+app.command()(where)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")

@@ -27,7 +27,7 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer
 
 if TYPE_CHECKING:
-    from engine.runtime.deadletters import DeadLetterDesk
+    from engine.domain.deadletter_desk import DeadLetterDesk
 
 log = structlog.get_logger("lotwise.api")
 

@@ -19,7 +19,7 @@ from engine.domain.cell import CellLimits
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary, load_dictionary
 from engine.logs import configure_logging
 from engine.runtime.batcher import BatchLimits, SendBatch
-from engine.runtime.gateway import Gateway, ShardAdmin
+from engine.runtime.gateway import Gateway, GatewayConfig, ShardAdmin, ShardPorts
 from engine.runtime.host import Backend, BackendFactory, ShardHost, SnapshotPolicy, in_memory_backend
 from engine.runtime.metrics import default_runtime_metrics
 from engine.runtime.routing import Directory
@@ -222,7 +222,8 @@ async def start_gateway(settings: Settings, nats_url: str = "") -> Gateway:
 
     observe = default_runtime_metrics().observer()
     admin = ShardAdmin(call, backend, cell_limits(settings))
-    return Gateway(directory, senders, factory, store, statuses, limits, close, actors, observe, admin)
+    ports = ShardPorts(directory, senders, factory, store, actors, admin, close)
+    return Gateway(ports, GatewayConfig(statuses, limits, observe))
 
 
 def shutdown_ray() -> None:

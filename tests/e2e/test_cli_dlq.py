@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from engine.api.server import ApiMetrics, start_server
 from engine.cli import app
+from engine.domain.deadletter_desk import DeadLetterDesk
 from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters
-from engine.runtime.deadletters import DeadLetterDesk
 from engine.runtime.gateway import Gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -23,8 +23,9 @@ from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
 from adapters.clickhouse.runtime import HistoryConfig, journal_config_for, start_history
-from adapters.clickhouse.sink import HistorySink, SinkConfig, SinkMetrics, dead_letter_stream, dead_letter_subject
+from adapters.clickhouse.sink import SinkConfig, SinkMetrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig
+from adapters.nats.history import HistorySink, dead_letter_stream, dead_letter_subject
 from adapters.nats.journal import JournalConfig, NatsLink, connect_journal
 from adapters.nats.server import EmbeddedNats
 from engine.api.errors import status_of_rpc_error
@@ -36,12 +37,13 @@ from engine.domain.cell import CellLimits
 from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive, ReserveLine, Strategy
 from engine.domain.errors import DomainError, Unavailable
 from engine.domain.history import BalanceQuery, HistoryBatch, HistoryDimension, TraceQuery
+from engine.domain.inventory import CommitLine
 from engine.domain.model import MS_PER_DAY, External
 from engine.domain.ports import HistoryStore, InMemorySnapshotStore, JournalEntry, ManualClock
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import Backend, rebuild
-from engine.runtime.types import CommitLine, HoldLine
+from engine.runtime.types import HoldLine
 from tests.history_fixtures import (
     chdb_dsn_for_session,  # noqa: F401 - the session's chDB path
     drop_test_store,

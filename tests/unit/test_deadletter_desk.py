@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.domain.deadletter_desk import DeadLetterDesk, replay_headers
 from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters, StoredDeadLetter
 from engine.domain.errors import InvalidArgument, NotFound
-from engine.runtime.deadletters import DeadLetterDesk, replay_headers
 
 
 class FakeBus:
