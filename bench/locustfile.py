@@ -48,8 +48,22 @@ def _options(parser: Any) -> None:
     parser.add_argument("--seed", type=int, default=11, help="seed of the dataset and order streams")
 
 
+@events.init.add_listener
+def _seed_at_init(environment: Environment, **_: Any) -> None:
+    """Seed at `init` when the host is known (headless runs): `--run-time` counts from the
+    start of the test, and seeding a slow engine inside that window left runs without orders."""
+    if environment.host and environment.parsed_options is not None:
+        _seed(environment)
+
+
 @events.test_start.add_listener
-def _seed(environment: Environment, **_: Any) -> None:
+def _seed_at_start(environment: Environment, **_: Any) -> None:
+    """The web UI names the host only when the test starts."""
+    if not _run:
+        _seed(environment)
+
+
+def _seed(environment: Environment) -> None:
     """Book the run's catalog and stock, once, before the users start."""
     opts = environment.parsed_options
     s = shape(opts.workload, opts.skus, opts.sites)
