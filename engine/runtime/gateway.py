@@ -49,7 +49,7 @@ from engine.domain.errors import (
     Unavailable,
 )
 from engine.domain.model import Finance, HoldState, HoldView
-from engine.domain.ports import Clock, JournalError
+from engine.domain.ports import Backend, BackendFactory, Clock, JournalError
 from engine.domain.shard import (
     Adopt,
     CellAdopting,
@@ -71,14 +71,7 @@ from engine.domain.shard import (
 )
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, MicroBatcher, SendBatch
-from engine.runtime.host import (
-    Backend,
-    BackendFactory,
-    HostState,
-    ShardHost,
-    rebuild,
-    shared_in_memory_backend,
-)
+from engine.runtime.host import HostState, ShardHost, rebuild
 from engine.runtime.routing import Directory, Pair, pinned_shard_name
 from engine.runtime.types import (
     AggregateState,
@@ -178,14 +171,14 @@ class Gateway:
         statuses: StatusDictionary = DEFAULT_DICTIONARY,
         batch_limits: BatchLimits = BatchLimits(),
         sweep_interval_ms: int = 1_000,
-        backend: BackendFactory | None = None,
+        *,
+        backend: BackendFactory,
     ) -> Gateway:
         """Shards in this process (no Ray): unit tests, embedding, the API's own tests.
 
-        The journal is in memory (one for all shards, so `verify` can read it) unless
-        `backend` says otherwise."""
+        `backend` is the journal every shard writes (engine.bootstrap.local_gateway gives
+        one in-memory journal for all shards, so `verify` can read it)."""
         hosts: dict[str, ShardHost] = {}
-        backend = backend or shared_in_memory_backend()
 
         def make(name: str) -> SendBatch:
             host = ShardHost(name, statuses, clock=clock, backend=backend, sweep_interval_ms=sweep_interval_ms)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters, StoredDeadLetter
+from adapters.memory.deadletters import InMemoryDeadLetters
+from engine.domain.deadletters import DeadLetter, DeadLetterCode, StoredDeadLetter
 from engine.domain.errors import InvalidArgument, NotFound
 from engine.runtime.deadletters import DeadLetterDesk, replay_headers
 
