@@ -562,7 +562,7 @@ async def _demo_embedded(
         try:
             summary = await _demo_flow(out, client, run, hold_ttl_ms)
             if engine.ingest is not None and engine.nats is not None:
-                await _demo_cabinet(out, client, engine)
+                await _demo_cabinet(out, client, engine.nats.url, settings.namespace)
         except DomainError as exc:  # the demo itself was refused: a bug in the demo or the engine
             fail(["the demo was refused unexpectedly", *describe(exc)], EXIT_REFUSED)
         with out.status("Stopping the embedded engine…"):
@@ -597,11 +597,11 @@ async def _demo_flow(out: Console, client: LotwiseClient, run: DemoRun, hold_ttl
         return await run_flow(client, run, short_ttl_ms=hold_ttl_ms, on_step=narrate)
 
 
-async def _demo_cabinet(out: Console, client: LotwiseClient, engine: RunningEngine) -> None:
+async def _demo_cabinet(out: Console, client: LotwiseClient, nats_url: str, namespace: str) -> None:
     from engine.demo import CABINET_DEVICE, cabinet_scan_over_nats
 
     with out.status("A cabinet publishes a scan over NATS…"):
-        scan = await cabinet_scan_over_nats(client, engine.nats.url, engine.settings.namespace)
+        scan = await cabinet_scan_over_nats(client, nats_url, namespace)
     out.print(
         f"[green]✓[/] [bold]{'nats':<8}[/] {CABINET_DEVICE} published a GS1 scan-take on NATS: {scan.site} "
         f"available IVC-20G {scan.available_before} → {scan.available_after}, visible centrally after "

@@ -41,9 +41,10 @@ class DomainError(Exception):
 
     def __eq__(self, other: object) -> bool:
         return (
-            type(other) is type(self)
-            and other.message == self.message  # type: ignore[attr-defined]
-            and other.fields == self.fields  # type: ignore[attr-defined]
+            isinstance(other, DomainError)
+            and type(other) is type(self)
+            and other.message == self.message
+            and other.fields == self.fields
         )
 
     def __hash__(self) -> int:
