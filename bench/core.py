@@ -241,7 +241,7 @@ class Run:
     args: argparse.Namespace
     conn: Connection
     sampler: CpuSampler
-    engine: Any  # engine.app.RunningEngine
+    engine: Any  # engine.bootstrap.RunningEngine
     pairs: tuple[tuple[str, str], ...]
     seeded_qty: int
     windows: list[WindowResult] = field(default_factory=list)

@@ -688,7 +688,7 @@ class Run:
     args: argparse.Namespace
     conn: Connection
     sampler: Any  # bench.core.CpuSampler
-    engine: Any  # engine.app.RunningEngine
+    engine: Any  # engine.bootstrap.RunningEngine
     mix: Mix
     raw: list[dict[str, Any]] = field(default_factory=list)
     sustained: list[dict[str, Any]] = field(default_factory=list)
