@@ -438,7 +438,7 @@ def _chunks(items: Sequence[_T], n: int) -> list[Sequence[_T]]:
 
 async def stock_totals(gateway: Any) -> tuple[int, int]:
     """(qty, held) summed over every pair, as the engine reports them."""
-    from engine.runtime.types import StockQuery
+    from engine.domain.inventory import StockQuery
 
     # QueryStock's limit caps each shard's scanned rows *before* they are merged, so it must
     # cover every pair or the totals come out short (pairs ≤ MAX_PAIRS is checked at start).

@@ -31,8 +31,10 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceRow
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import InsufficientStock
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.runtime.types import AggregateState, HoldLine, HoldSummary
 
 # ---- the dataset -----------------------------------------------------------------------
 
@@ -62,6 +64,10 @@ SITES = (
 )
 
 BD = "consignment:bd"  # the supplier owns cabinet catheters until one is taken
+# The statuses the story moves stock through, by role (statuses are data, DESIGN §3).
+INSPECTION = DEFAULT_DICTIONARY.role(Role.INSPECTION)
+READY = DEFAULT_DICTIONARY.role(Role.READY)
+REJECTED = DEFAULT_DICTIONARY.role(Role.REJECTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +197,7 @@ async def load_dataset(
             o.lot_id,
             o.qty,
             bin=o.bin,
-            status="available",  # opening balances are counted, sellable stock
+            status=READY,  # opening balances are counted, sellable stock
             owner=o.owner,
             expires_at_ms=day_ms(now_ms, o.expires_in_days),
             received_at_ms=day_ms(now_ms, -o.received_days_ago),
@@ -338,7 +344,7 @@ async def run_flow(
             lot_id,
             qty,
             bin="R/00/IN",
-            status="qc_hold",
+            status=INSPECTION,
             expires_at_ms=day_ms(now_ms, days),
             doc_ref=asn,
             request_id=run.rid(f"recv:{lot_id}"),
@@ -347,13 +353,13 @@ async def run_flow(
 
     # 2. QC: 58 boxes pass, 2 crushed ones are damaged; the catheters all pass.
     passed = await client.change_status(
-        GLU, s(FW), "GS-24120", 58, "qc_hold", "available", bin="R/00/IN", request_id=run.rid("qc:GS-24120:pass")
+        GLU, s(FW), "GS-24120", 58, INSPECTION, READY, bin="R/00/IN", request_id=run.rid("qc:GS-24120:pass")
     )
     damaged = await client.change_status(
-        GLU, s(FW), "GS-24120", 2, "qc_hold", "damaged", bin="R/00/IN", request_id=run.rid("qc:GS-24120:damaged")
+        GLU, s(FW), "GS-24120", 2, INSPECTION, REJECTED, bin="R/00/IN", request_id=run.rid("qc:GS-24120:damaged")
     )
     await client.change_status(
-        IVC20, s(FW), "BD-7810", 100, "qc_hold", "available", bin="R/00/IN", request_id=run.rid("qc:BD-7810:pass")
+        IVC20, s(FW), "BD-7810", 100, INSPECTION, READY, bin="R/00/IN", request_id=run.rid("qc:BD-7810:pass")
     )
     say("qc", f"GS-24120: {passed.qty} passed to available, {damaged.qty} to damaged; BD-7810: 100 passed")
 

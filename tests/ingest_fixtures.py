@@ -15,7 +15,7 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Receive
 from engine.domain.gs1 import Gs1Data, encode_gs1
-from engine.runtime.types import StockQuery
+from engine.domain.inventory import StockQuery
 
 STRIP_GTIN = "09506000134352"
 CATH_GTIN = "00380652001205"

@@ -15,7 +15,8 @@ from bench.systems import Audit, Dataset, LotSeed, OrderLine, PairTotals
 from engine.api.client import NO_RETRY, LotwiseClient
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import InsufficientStock
-from engine.runtime.types import HoldLine, StockQuery
+from engine.domain.inventory import StockQuery
+from engine.runtime.types import HoldLine
 
 MS_PER_DAY = 86_400_000
 HOLD_TTL_MS = 120_000  # longer than any window: a hold ends by commit or release, never by expiry

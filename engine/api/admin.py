@@ -10,9 +10,9 @@ from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.servicer import _rpc
 from engine.domain.commands import check_id
+from engine.domain.deadletter_desk import MAX_REPLAY, DeadLetterDesk
 from engine.domain.deadletters import DEFAULT_LIST_LIMIT, StoredDeadLetter, code_violations, list_violations
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
-from engine.runtime.deadletters import MAX_REPLAY, DeadLetterDesk
 from engine.runtime.types import ShardCheck
 
 ADMIN_SERVICE_NAME = apb.DESCRIPTOR.services_by_name["Admin"].full_name  # "lotwise.v1.Admin"

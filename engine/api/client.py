@@ -43,8 +43,10 @@ from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy
 from engine.domain.deadletters import DeadLetter, DeadLetterPage, ReplayResult, StoredDeadLetter
 from engine.domain.errors import DeadlineExceeded
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
-from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, ShardCheck, StockQuery, StockRow
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
 log = structlog.get_logger("lotwise.client")
 
@@ -168,7 +170,7 @@ class LotwiseClient:
         qty: int,
         *,
         bin: str = "",
-        status: str = "receiving",
+        status: str = DEFAULT_DICTIONARY.role(Role.RECEIPT),
         owner: str = "own",
         expires_at_ms: int = 0,
         received_at_ms: int = 0,
@@ -208,7 +210,7 @@ class LotwiseClient:
         from_bin: str,
         to_bin: str,
         *,
-        status: str = "available",
+        status: str = DEFAULT_DICTIONARY.role(Role.READY),
         owner: str = "own",
         doc_ref: str = "",
         finance: Finance | None = None,
@@ -304,7 +306,7 @@ class LotwiseClient:
         counted_qty: int,
         *,
         bin: str = "",
-        status: str = "available",
+        status: str = DEFAULT_DICTIONARY.role(Role.READY),
         owner: str = "own",
         reason: str = "count",
         doc_ref: str = "",

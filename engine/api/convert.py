@@ -40,17 +40,10 @@ from engine.domain.commands import (
     check_owner,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
-from engine.domain.statuses import StatusDictionary
-from engine.runtime.types import (
-    AggregateState,
-    Availability,
-    CommitLine,
-    HoldLine,
-    HoldSummary,
-    StockQuery,
-    StockRow,
-)
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
+from engine.runtime.types import AggregateState, Availability, HoldLine, HoldSummary
 
 DEFAULT_QUERY_LIMIT = 10_000
 MAX_QUERY_KEYS = 10_000  # skus / sites listed in one QueryStock; bounds the request's fan-out
@@ -174,7 +167,7 @@ def receive_from_pb(req: pb.ReceiveRequest) -> Receive:
         lot_id=req.lot_id,
         qty=req.qty,
         bin=req.bin,
-        status=req.status or "receiving",
+        status=req.status or DEFAULT_DICTIONARY.role(Role.RECEIPT),
         owner=req.owner or "own",
         expires_at_ms=req.expires_at_ms,
         received_at_ms=req.received_at_ms,
@@ -194,7 +187,7 @@ def move_from_pb(req: pb.MoveRequest) -> Move:
         qty=req.qty,
         from_bin=req.from_bin,
         to_bin=req.to_bin,
-        status=req.status or "available",
+        status=req.status or DEFAULT_DICTIONARY.role(Role.READY),
         owner=req.owner or "own",
         doc_ref=req.doc_ref,
         finance=finance_from_pb(req),
@@ -246,7 +239,7 @@ def adjust_from_pb(req: pb.AdjustRequest) -> Adjust:
         lot_id=req.lot_id,
         counted_qty=req.counted_qty,
         bin=req.bin,
-        status=req.status or "available",
+        status=req.status or DEFAULT_DICTIONARY.role(Role.READY),
         owner=req.owner or "own",
         reason=req.reason or "count",
         doc_ref=req.doc_ref,

@@ -28,7 +28,7 @@ from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryService
 
 if TYPE_CHECKING:
     from engine.api.history import HistoryServicer
-    from engine.runtime.deadletters import DeadLetterDesk
+    from engine.domain.deadletter_desk import DeadLetterDesk
 
 log = structlog.get_logger("lotwise.api")
 

@@ -37,9 +37,10 @@ from engine.domain.commands import (
     StatusChanged,
 )
 from engine.domain.errors import DomainError
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
-from engine.runtime.types import Availability, CommitLine, HoldLine, HoldSummary, StockQuery, StockRow
+from engine.runtime.types import Availability, HoldLine, HoldSummary
 
 log = structlog.get_logger("lotwise.api")
 

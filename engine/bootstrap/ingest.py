@@ -15,7 +15,7 @@ from adapters.nats.ingest.apply import Applier, IngestGateway
 from adapters.nats.ingest.config import IngestConfig
 from adapters.nats.ingest.consumer import IngestConsumer, IngestMetrics
 from adapters.nats.journal import NatsLink, engine_journal_config
-from engine.runtime.deadletters import DeadLetterDesk
+from engine.domain.deadletter_desk import DeadLetterDesk
 
 log = structlog.get_logger("lotwise.ingest")
 

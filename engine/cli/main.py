@@ -63,7 +63,8 @@ if TYPE_CHECKING:
     from engine.bootstrap import RunningEngine
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
-    from engine.runtime.types import HoldSummary, StockRow
+    from engine.domain.inventory import StockRow
+    from engine.runtime.types import HoldSummary
     from engine.settings import Settings
 
 app = typer.Typer(
@@ -708,7 +709,7 @@ def stock(
 ) -> None:
     """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up."""
     from engine.domain.cell import SliceFilter
-    from engine.runtime.types import StockQuery
+    from engine.domain.inventory import StockQuery
 
     keys = list(dict.fromkeys(by or (StockBy.SKU, StockBy.SITE)))
     dims = tuple(Dimension(k.value) for k in keys if k not in (StockBy.SKU, StockBy.SITE))

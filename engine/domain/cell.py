@@ -46,6 +46,7 @@ from engine.domain.errors import (
     NotFound,
     RequestConflict,
 )
+from engine.domain.holds import hold_aborted, hold_not_found, require_active, require_within_hold
 from engine.domain.ledger import Ledger
 from engine.domain.model import (
     NO_EXPIRY_MS,
@@ -269,12 +270,7 @@ class Cell:
         part = self._active_hold(cmd.hold_id, now_ms)
         held = part.held_qty
         qty = held if cmd.qty is None else cmd.qty
-        if qty > held:
-            raise FailedPrecondition(
-                "COMMIT_EXCEEDS_HOLD",
-                f"hold {cmd.hold_id!r} holds {held}; cannot commit {qty}",
-                {"hold_id": cmd.hold_id, "held": str(held), "requested": str(qty)},
-            )
+        require_within_hold(cmd.hold_id, held, qty)
         to_commit = qty
         # Commit in allocation (removal) order; the remainder is released in the same step.
         for key, alloc in list(part.allocations.items()):
@@ -310,13 +306,7 @@ class Cell:
         """Replace a remembered success by HOLD_ABORTED (see Release.abort)."""
         seen = self._seen.get(request_id)
         if seen is not None and not isinstance(seen[2], DomainError):
-            aborted = FailedPrecondition(
-                "HOLD_ABORTED",
-                f"hold {hold_id!r} was rolled back because another of its lines failed; "
-                "place it again with a new request id and hold id",
-                {"hold_id": hold_id},
-            )
-            self._seen[request_id] = (seen[0], seen[1], aborted)
+            self._seen[request_id] = (seen[0], seen[1], hold_aborted(hold_id))
 
     def _consume(self, cmd: Consume, now_ms: int) -> Consumed:
         # A physical fact: take what the books have (unheld, on hand), never refuse.
@@ -595,13 +585,8 @@ class Cell:
     def _active_hold(self, hold_id: str, now_ms: int) -> HoldPart:
         part = self.ledger.hold(hold_id)
         if part is None:
-            raise NotFound("hold", hold_id)
-        if part.state is not HoldState.ACTIVE:
-            raise FailedPrecondition(
-                "HOLD_EXPIRED" if part.state is HoldState.EXPIRED else "HOLD_NOT_ACTIVE",
-                f"hold {hold_id!r} is {part.state.value}",
-                {"hold_id": hold_id, "state": part.state.value},
-            )
+            raise hold_not_found(hold_id)
+        require_active(hold_id, part.state)
         return part
 
     def _release_leg(self, cmd: Command, now_ms: int, key: QuantKey, qty: int, hold_id: str) -> Movement:

@@ -14,14 +14,13 @@ from decimal import Decimal
 from enum import StrEnum
 
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.holds import MAX_LINES, check_line_count, check_ttl
 from engine.domain.model import Allocation, External, Finance, HoldView, Terms
-from engine.domain.statuses import StatusDictionary
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 
 MAX_ID_LEN = 128
 MAX_BIN_DEPTH = 8
 MAX_QTY = 10**12  # far above any real stock; keeps sums well inside int64
-MAX_TTL_MS = 7 * 86_400_000
-MAX_LINES = 256  # lines of one multi-line hold; bounds a request's fan-out
 _ID_RE = re.compile(r"^[A-Za-z0-9._:\-@#+]+$")
 _BIN_SEG_RE = re.compile(r"^[A-Za-z0-9._\-]+$")
 _OWNER_RE = re.compile(r"^(own|consignment:[^\s:]+|custody:[^\s:]+)$")
@@ -58,7 +57,7 @@ class Receive:
     lot_id: str
     qty: int
     bin: str = ""
-    status: str = "receiving"
+    status: str = DEFAULT_DICTIONARY.role(Role.RECEIPT)
     owner: str = "own"
     expires_at_ms: int = 0
     received_at_ms: int = 0  # 0 = engine time of arrival
@@ -77,7 +76,7 @@ class Move:
     qty: int
     from_bin: str
     to_bin: str
-    status: str = "available"
+    status: str = DEFAULT_DICTIONARY.role(Role.READY)
     owner: str = "own"
     doc_ref: str = ""
     finance: Finance | None = None
@@ -181,7 +180,7 @@ class Adjust:
     lot_id: str
     counted_qty: int
     bin: str = ""
-    status: str = "available"
+    status: str = DEFAULT_DICTIONARY.role(Role.READY)
     owner: str = "own"
     reason: str = "count"
     doc_ref: str = ""
@@ -420,12 +419,8 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             check_status(cmd.to_status, "to_status", out, statuses)
         case Reserve():
             check_id(cmd.hold_id, "hold_id", out)
-            if not 0 < cmd.ttl_ms <= MAX_TTL_MS:
-                out.append(FieldViolation("ttl_ms", f"must be in 1..{MAX_TTL_MS}"))
-            if not cmd.lines:
-                out.append(FieldViolation("lines", "must not be empty"))
-            if len(cmd.lines) > MAX_LINES:
-                out.append(FieldViolation("lines", f"must have at most {MAX_LINES} lines"))
+            check_ttl(cmd.ttl_ms, out)
+            check_line_count(len(cmd.lines), out)
             for i, line in enumerate(cmd.lines[:MAX_LINES]):
                 validate_reserve_line(line, f"lines[{i}]", out)
         case Commit():

@@ -22,7 +22,7 @@ from engine.domain.ports import BackendFactory
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.logs import configure_logging
 from engine.runtime.batcher import BatchLimits, SendBatch
-from engine.runtime.gateway import Gateway, ShardAdmin
+from engine.runtime.gateway import Gateway, GatewayConfig, ShardAdmin, ShardPorts
 from engine.runtime.host import ShardHost, SnapshotPolicy
 from engine.runtime.metrics import default_runtime_metrics
 from engine.runtime.routing import Directory
@@ -212,9 +212,8 @@ async def start_gateway(config: ClusterConfig, backend: BackendFactory) -> Gatew
     observe = default_runtime_metrics().observer()
     admin = ShardAdmin(call, backend, config.cell_limits)
     close = _closer(actors, directory_actor, config.embedded)
-    return Gateway(
-        directory, senders, factory, store, config.statuses, config.batch_limits, close, actors, observe, admin
-    )
+    ports = ShardPorts(directory, senders, factory, store, actors, admin, close)
+    return Gateway(ports, GatewayConfig(config.statuses, config.batch_limits, observe))
 
 
 def _closer(actors: dict[str, Any], directory_actor: Any, embedded: bool) -> Callable[[], Awaitable[None]]:

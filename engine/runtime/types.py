@@ -1,15 +1,16 @@
 """What the gateway (the coordinator over shards) accepts and answers.
 
 These are the runtime's public values: the gRPC servicer maps protobuf to and from them,
-and the in-process tests use them directly.
+and the in-process tests use them directly. The plain values every layer shares (CommitLine,
+StockQuery, StockRow) live in engine.domain.inventory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.cell import SliceRow
 from engine.domain.commands import ReserveLine
 from engine.domain.model import HoldState, HoldView
 
@@ -21,15 +22,6 @@ class HoldLine:
     sku: str
     site: str
     line: ReserveLine
-
-
-@dataclass(frozen=True, slots=True)
-class CommitLine:
-    """How much of one pair's share of a hold to commit (the rest is released)."""
-
-    sku: str
-    site: str
-    qty: int
 
 
 class AggregateState(StrEnum):
@@ -67,33 +59,6 @@ def aggregate_state(parts: tuple[HoldView, ...]) -> AggregateState:
     if states == {HoldState.COMMITTED, HoldState.RELEASED}:
         return AggregateState.COMMITTED  # a partial commit released some pairs entirely
     return AggregateState.PARTIAL
-
-
-@dataclass(frozen=True, slots=True)
-class StockQuery:
-    """QueryStock: many pairs, filtered and grouped by the four dimensions.
-
-    Empty `skus` / `sites` mean all; `org_prefix` keeps sites under an org node.
-    `group_by` may include "sku" and "site" (via `by_sku` / `by_site`) besides the
-    cell dimensions.
-    """
-
-    skus: tuple[str, ...] = ()
-    sites: tuple[str, ...] = ()
-    org_prefix: str = ""
-    filter: SliceFilter = field(default_factory=SliceFilter)
-    group_by: tuple[Dimension, ...] = ()
-    by_sku: bool = True
-    by_site: bool = True
-    bin_depth: int = 0
-    limit: int = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class StockRow:
-    sku: str  # "" when not grouped by sku
-    site: str  # "" when not grouped by site
-    row: SliceRow
 
 
 @dataclass(frozen=True, slots=True)

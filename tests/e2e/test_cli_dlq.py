@@ -21,8 +21,8 @@ from adapters.memory.deadletters import InMemoryDeadLetters
 from engine import bootstrap
 from engine.api.server import ApiMetrics, start_server
 from engine.cli import app
+from engine.domain.deadletter_desk import DeadLetterDesk
 from engine.domain.deadletters import DeadLetter, DeadLetterCode
-from engine.runtime.deadletters import DeadLetterDesk
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from engine import bootstrap
 from engine.api.server import ApiMetrics, start_server
+from engine.domain.inventory import StockQuery
 from engine.runtime.gateway import Gateway
-from engine.runtime.types import StockQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "bench" / "locustfile.py"

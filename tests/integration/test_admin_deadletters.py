@@ -24,9 +24,9 @@ from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.server import ApiMetrics, start_server
+from engine.domain.deadletter_desk import DeadLetterDesk
 from engine.domain.deadletters import DeadLetter, DeadLetterCode
 from engine.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from engine.runtime.deadletters import DeadLetterDesk
 from engine.runtime.gateway import Gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -47,9 +47,10 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY, HoldState
 from engine.runtime.gateway import Gateway
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, StockQuery, StockRow
+from engine.runtime.types import AggregateState, HoldLine
 
 ROOT = Path(__file__).resolve().parents[2]
 T0_MS = ManualClock().now_ms()  # 2026-01-01T00:00Z

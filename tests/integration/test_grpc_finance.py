@@ -26,10 +26,11 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Commit, Consume, Receive, ReserveLine
 from engine.domain.errors import InvalidArgument
+from engine.domain.inventory import CommitLine
 from engine.domain.model import External, Finance, Movement, QuantKey
 from engine.domain.ports import BackendFactory
 from engine.runtime.gateway import Gateway
-from engine.runtime.types import CommitLine, HoldLine
+from engine.runtime.types import HoldLine
 from tests.integration.test_grpc_api import refused, refused_unchanged
 
 EUR = Finance(currency="EUR", unit_cost="12.50", unit_price="19.99", tax_rate="0.20", terms="2/10 n/30")

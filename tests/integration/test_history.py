@@ -38,12 +38,13 @@ from engine.domain.clock import ManualClock
 from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive, ReserveLine, Strategy
 from engine.domain.errors import DomainError, Unavailable
 from engine.domain.history import BalanceQuery, HistoryBatch, HistoryDimension, TraceQuery
+from engine.domain.inventory import CommitLine
 from engine.domain.model import MS_PER_DAY, External
 from engine.domain.ports import Backend, HistoryStore, JournalEntry
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import rebuild
-from engine.runtime.types import CommitLine, HoldLine
+from engine.runtime.types import HoldLine
 from tests.history_fixtures import (
     chdb_dsn_for_session,  # noqa: F401 - the session's chDB path
     drop_test_store,

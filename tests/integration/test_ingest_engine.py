@@ -23,7 +23,7 @@ from engine.api.client import LotwiseClient
 from engine.bootstrap import RunningEngine, running_engine
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
-from engine.runtime.types import StockQuery
+from engine.domain.inventory import StockQuery
 from tests.conftest import engine_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -34,7 +34,8 @@ from engine.domain.errors import (
     Overloaded,
     RequestConflict,
 )
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, StockQuery
+from engine.domain.inventory import CommitLine, StockQuery
+from engine.runtime.types import AggregateState, HoldLine
 from tests.conftest import engine_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]

@@ -16,9 +16,7 @@ import pytest
 
 from engine.domain.cell import CellLimits, Dimension, SliceFilter, SliceRow, bin_matches
 from engine.domain.commands import (
-    MAX_LINES,
     MAX_QTY,
-    MAX_TTL_MS,
     Adjusted,
     Command,
     Consume,
@@ -40,6 +38,7 @@ from engine.domain.errors import (
     NotFound,
     RequestConflict,
 )
+from engine.domain.holds import MAX_LINES, MAX_TTL_MS
 from engine.domain.ledger import replay, same_balances
 from engine.domain.model import (
     NO_EXPIRY_MS,

@@ -8,15 +8,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from adapters.nats.ingest.apply import Applier, count_adjustments, derived_id, freeze_commands
+from adapters.nats.ingest.apply import Applier
 from adapters.nats.ingest.events import BadEvent, validate_event
 from engine import bootstrap
 from engine.domain.clock import ManualClock
-from engine.domain.commands import Adjust, Receive
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.errors import InsufficientStock, NotFound
-from engine.domain.model import External
-from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
 from tests.ingest_fixtures import NOW_MS, event, hospital_config, load_hospital, quants, strip_barcode
 
@@ -195,42 +192,3 @@ async def test_barcode_and_spelled_out_lot_must_agree(gw: Gateway) -> None:
     with pytest.raises(BadEvent) as bad:
         await apply(gw, "cabinet", event("scan_take", cabinet_id="ICU-1", barcode=strip_barcode("L100"), lot="L200"))
     assert bad.value.code is DeadLetterCode.INVALID
-
-
-# ---- the pure decisions ----
-
-
-def test_count_adjustments_take_sellable_stock_first_and_are_keyed_by_quant() -> None:
-    from adapters.nats.ingest.config import Cabinet
-    from engine.domain.cell import SliceRow
-    from engine.runtime.types import StockRow
-
-    def row(lot: str, status: str, qty: int) -> StockRow:
-        group = (("lot", lot), ("bin", "C"), ("status", status), ("owner", "own"))
-        return StockRow("s", "", SliceRow(group, qty, 0, qty, qty, 0))
-
-    rows = [row("A", "quality_frozen", 4), row("A", "available", 3)]
-    cmds = count_adjustments("e1", Cabinet(site="x", bin="C"), rows, {("s", "A"): 5}, {}, DEFAULT_DICTIONARY, "rfid")
-    assert cmds == [
-        Adjust(derived_id("e1", "s", "A", "C", "available", "own"), "s", "x", "A", 1, "C", "available", "own", "rfid")
-    ]
-    found = count_adjustments(
-        "e1", Cabinet(site="x", bin="C"), [], {("s", "B"): 2}, {("s", "B"): 99}, DEFAULT_DICTIONARY, "rfid"
-    )
-    assert isinstance(found[0], Receive)
-    assert found[0].source is External.COUNT_VARIANCE
-    assert found[0].expires_at_ms == 99
-
-
-def test_freeze_skips_held_units_and_statuses_that_cannot_freeze() -> None:
-    from engine.domain.cell import SliceRow
-    from engine.runtime.types import StockRow
-
-    def row(status: str, qty: int, held: int) -> StockRow:
-        group = (("lot", "A"), ("bin", ""), ("status", status), ("owner", "own"))
-        return StockRow("s", "", SliceRow(group, qty, held, qty - held, qty, 0))
-
-    cmds = freeze_commands(
-        "e", "x", [row("available", 5, 2), row("packed", 3, 0), row("quality_frozen", 1, 0)], DEFAULT_DICTIONARY, "d"
-    )
-    assert [(c.from_status, c.qty) for c in cmds] == [("available", 3)]

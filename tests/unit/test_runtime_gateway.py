@@ -16,16 +16,18 @@ from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive, ReserveLine
 from engine.domain.errors import (
     FailedPrecondition,
+    FieldViolation,
     InsufficientStock,
     InvalidArgument,
     NotFound,
     RequestConflict,
     Unavailable,
 )
+from engine.domain.inventory import CommitLine, StockQuery
 from engine.runtime.gateway import UNDO_SUFFIX, Gateway
 from engine.runtime.host import HostState
 from engine.runtime.routing import Directory, hold_home_index, shard_index
-from engine.runtime.types import AggregateState, CommitLine, HoldLine, StockQuery
+from engine.runtime.types import AggregateState, HoldLine
 
 DAY_MS = 86_400_000
 
@@ -48,10 +50,10 @@ async def world() -> AsyncIterator[World]:
     await gateway.close()
 
 
-async def stock(w: World, sku: str, site: str, lot: str, qty: int, days: int = 100, **kw: str) -> None:
+async def stock(w: World, sku: str, site: str, lot: str, qty: int, days: int = 100, owner: str = "own") -> None:
     expires = w.clock.now_ms() + days * DAY_MS
     await w.gateway.execute(
-        Receive(f"rcv-{sku}-{site}-{lot}", sku, site, lot, qty, status="available", expires_at_ms=expires, **kw)
+        Receive(f"rcv-{sku}-{site}-{lot}", sku, site, lot, qty, status="available", expires_at_ms=expires, owner=owner)
     )
 
 
@@ -218,7 +220,7 @@ async def test_pinned_pair_keeps_its_state_and_holds(world: World) -> None:
 def test_undo_suffix_is_a_valid_request_id_tail() -> None:
     from engine.domain.commands import check_id
 
-    out: list = []
+    out: list[FieldViolation] = []
     check_id("x" * 120 + UNDO_SUFFIX, "request_id", out)
     assert out == []
 
@@ -248,3 +250,20 @@ async def test_a_retry_after_an_unknown_outcome_never_reports_rolled_back_stock(
     assert await available(world, "strip", b) == 10  # the retry's fresh line was aborted too
     placed = await world.gateway.reserve("o21", "H21", lines, 60_000)  # a new request id works
     assert placed.held_qty == 8
+
+
+async def test_a_multi_cell_commit_is_refused_before_any_part_is_applied(world: World) -> None:
+    await stock(world, "strip", "ward1", "L1", 10)
+    await stock(world, "strip", "ward2", "L1", 10)
+    await world.gateway.reserve("o30", "H30", [line("strip", "ward1", 4), line("strip", "ward2", 2)], 60_000)
+    with pytest.raises(FailedPrecondition) as err:
+        await world.gateway.commit("c30", "H30", [CommitLine("strip", "ward1", 4), CommitLine("strip", "ward2", 3)])
+    # The cells' own rule, naming the cell it is about.
+    assert err.value.reason == "COMMIT_EXCEEDS_HOLD"
+    assert err.value.metadata == {"hold_id": "H30", "sku": "strip", "site": "ward2", "held": "2", "requested": "3"}
+    assert (await world.gateway.get_hold("H30")).state is AggregateState.ACTIVE
+    assert (await available(world, "strip", "ward1"), await available(world, "strip", "ward2")) == (6, 8)
+    await world.gateway.release("r30", "H30")
+    with pytest.raises(FailedPrecondition) as late:  # every part resolved: the cells answer themselves
+        await world.gateway.commit("c31", "H30")
+    assert (late.value.reason, late.value.metadata["state"]) == ("HOLD_NOT_ACTIVE", "released")

@@ -12,8 +12,10 @@ import pytest
 
 from engine.domain.statuses import (
     DEFAULT_DICTIONARY,
+    DEFAULT_ROLES,
     REQUIRED_STATUSES,
     DictionaryError,
+    Role,
     StatusDictionary,
     load_dictionary,
     parse_dictionary,
@@ -189,6 +191,10 @@ MALFORMED: list[tuple[str, Any, str]] = [
         _set(("statuses", "qc_hold", "to"), ["available", 7]),
         r"status 'qc_hold': 'to' must be a list of status names",
     ),
+    ("roles-a-list", _set(("roles",), ["frozen"]), r"'roles' must be an object of role → status name"),
+    ("role-unknown", _set(("roles", "teleport"), "available"), r"role 'teleport': unknown role"),
+    ("role-unknown-status", _set(("roles", "frozen"), "sold"), r"role 'frozen': 'sold' is not a status"),
+    ("role-not-a-name", _set(("roles", "ready"), 3), r"role 'ready': 3 is not a status"),
 ]
 
 
@@ -216,3 +222,51 @@ def test_invalid_json_is_refused(tmp_path: Path, text: str) -> None:
 
 def test_dictionary_error_is_a_value_error() -> None:
     assert issubclass(DictionaryError, ValueError)
+
+
+# ---------------------------------------------------------------- roles
+
+
+def test_every_role_has_a_status_in_the_packaged_dictionary() -> None:
+    raw = packaged_raw()
+    assert raw["version"] >= 2
+    assert set(raw["roles"]) == {r.value for r in Role}
+    for role in Role:
+        assert DEFAULT_DICTIONARY.role(role) in DEFAULT_DICTIONARY
+        assert DEFAULT_DICTIONARY.role(role) == DEFAULT_ROLES[role]
+
+
+def test_role_names_are_not_status_names() -> None:
+    # A role spelled in code must never be mistaken for a hard-coded status.
+    assert {r.value for r in Role}.isdisjoint(DEFAULT_DICTIONARY.statuses)
+
+
+def test_a_version_1_file_without_roles_still_loads_with_the_default_roles(tmp_path: Path) -> None:
+    def as_version_1(raw: dict[str, Any]) -> None:
+        raw["version"] = 1
+        del raw["roles"]
+
+    path = tmp_path / "statuses.json"
+    path.write_text(json.dumps(edited(as_version_1)))
+    d = load_dictionary(path)
+    assert d.version == 1
+    assert dict(d.roles) == dict(DEFAULT_ROLES)
+    assert d.role(Role.FROZEN) == "quality_frozen"
+    assert d.statuses == DEFAULT_DICTIONARY.statuses
+
+
+def test_a_role_can_name_another_status_and_the_others_keep_their_default() -> None:
+    d = parse_dictionary(edited(lambda r: r.update(roles={"receipt": "qc_hold"})))
+    assert d.role(Role.RECEIPT) == "qc_hold"
+    assert d.role(Role.READY) == DEFAULT_ROLES[Role.READY]
+
+
+def test_a_dictionary_restored_from_a_snapshot_without_roles_gets_the_default_roles() -> None:
+    # A shard snapshot written before roles existed holds the state [version, statuses].
+    restored = StatusDictionary.__new__(StatusDictionary)
+    restored.__setstate__([1, dict(DEFAULT_DICTIONARY.statuses)])
+    assert restored.role(Role.PACK) == DEFAULT_ROLES[Role.PACK]
+    assert restored.statuses == DEFAULT_DICTIONARY.statuses
+    current = StatusDictionary.__new__(StatusDictionary)
+    current.__setstate__([2, dict(DEFAULT_DICTIONARY.statuses), {Role.PACK: "picking"}])
+    assert current.role(Role.PACK) == "picking"

@@ -48,19 +48,22 @@ class Cabinet(_Strict):
 
     site: str = Field(min_length=1, max_length=128)
     bin: str = Field("", max_length=128, description="the cabinet's bin inside the site; '' = the site itself")
-    return_status: str = Field("available", description="status of an item scanned back in unopened")
+    return_status: str = Field(
+        "", description="status of an item scanned back in unopened; '' = the dictionary's ready role"
+    )
     owner: str = Field("own", description="owner of stock returned or found by a count")
 
 
 class Wms(_Strict):
-    """How WMS events map onto the engine's sites and statuses."""
+    """How WMS events map onto the engine's sites and statuses. A status left '' is the
+    status dictionary's for that role (engine.domain.ingestion.StatusChoices)."""
 
     sites: dict[str, str] = Field(default_factory=dict, description="WMS warehouse code → site; unlisted = same id")
-    receipt_status: str = "receiving"
-    qc_pass_status: str = "available"
-    qc_fail_status: str = "damaged"
-    pick_from_status: str = "available"
-    transfer_in_status: str = "receiving"
+    receipt_status: str = Field("", description="ASN lines arrive in this status; '' = the receipt role")
+    qc_pass_status: str = Field("", description="'' = the ready role")
+    qc_fail_status: str = Field("", description="'' = the rejected role")
+    pick_from_status: str = Field("", description="'' = the ready role")
+    transfer_in_status: str = Field("", description="a transfer's arrival; '' = the receipt role")
 
 
 class Consumer(_Strict):
@@ -123,7 +126,7 @@ class IngestConfig(_Strict):
         named = {f"wms.{k}": getattr(self.wms, k) for k in Wms.model_fields if k.endswith("_status")}
         named |= {f"cabinets.{c}.return_status": cab.return_status for c, cab in self.cabinets.items()}
         for where, status in named.items():
-            if status not in statuses:
+            if status and status not in statuses:
                 raise ValueError(f"{where}: unknown status {status!r}")
         return self
 

@@ -1,9 +1,10 @@
-"""The ingestion consumer: inbound stream → events → engine, with dead letters (DESIGN §12).
+"""The ingestion entry point: inbound stream → events → commands, with dead letters (DESIGN §12).
 
 A durable JetStream pull consumer with explicit acks over every configured subject.
-Per message: find its binding (source + format) by subject, decode and validate, apply
-through the gateway, then ack. Nothing is acked before it is either applied or stored in
-the dead-letter stream with its reason and original bytes:
+Per message: find its binding (source + format) by subject, decode and validate, hand the
+event to the Applier (which sends the commands the domain decides on), then ack. Nothing
+is acked before it is either applied or stored in the dead-letter stream with its reason
+and original bytes:
 
 - bad input (undecodable, schema violation, unknown device/sku/site/GTIN, impossible
   values, a refusal the engine will repeat) → dead letter, then ack: never blocks the

@@ -5,8 +5,8 @@ One pydantic model per event type; JSON payloads (orjson) and Avro payloads (fas
 same model, so both formats mean exactly the same thing. `adapters/nats/ingest/EVENTS_IN.md`
 documents every type with examples (tested: tests/unit/test_ingest_events.py reads them).
 
-A message that cannot be read raises `BadEvent` with a dead-letter code and a reason
-naming the field; nothing here touches the engine.
+A message that cannot be read raises `BadEvent` (engine.domain.ingestion) with a
+dead-letter code and a reason naming the field; nothing here touches the engine.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, TypeAdapter, ValidationError
 
 from engine.domain.deadletters import DeadLetterCode
+from engine.domain.ingestion import BadEvent
 
 MAX_QTY = 1_000_000  # one event moves at most this many base units: more is a typo, not stock
 MAX_LINES = 256  # lines of one receipt / count / transfer (the engine's hold bound)
@@ -36,17 +37,6 @@ Id = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._:\
 OptId = Annotated[str, Field(max_length=96, pattern=r"^[A-Za-z0-9._:\-@#+]*$")]
 Bin = Annotated[str, Field(max_length=128)]
 Text = Annotated[str, Field(max_length=256)]
-
-
-class BadEvent(Exception):
-    """The message cannot be applied as it is; it goes to the dead-letter stream."""
-
-    def __init__(self, code: DeadLetterCode, reason: str, event_id: str = "", event_type: str = "") -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.event_id = event_id
-        self.event_type = event_type
 
 
 class _Model(BaseModel):
@@ -94,7 +84,7 @@ class ScanTake(_CabinetEvent, Item):
 
 
 class ScanReturn(_CabinetEvent, Item):
-    """A unit scanned back in: unopened goes back to stock, damaged to `damaged`."""
+    """A unit scanned back in: unopened goes back to stock, damaged to the rejected role's status."""
 
     type: Literal["scan_return"]
     qty: Qty = 1
@@ -278,7 +268,8 @@ def decode(payload: bytes, fmt: str, source: str) -> InboundEvent:
 def validate_event(raw: Any, source: str) -> InboundEvent:
     if not isinstance(raw, dict):
         raise BadEvent(DeadLetterCode.SCHEMA, f"payload must be an object, not {type(raw).__name__}")
-    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else ""
+    given_id = raw.get("event_id")
+    event_id = given_id if isinstance(given_id, str) else ""
     kind = raw.get("type")
     if kind not in EVENT_TYPES[source]:
         raise BadEvent(
@@ -336,6 +327,8 @@ def _read_avro(payload: bytes) -> dict[str, Any]:
         record = fastavro.schemaless_reader(io.BytesIO(payload), avro_schema(), return_record_name=True)
     except Exception as exc:  # fastavro raises many types on garbage; all mean "undecodable"
         raise BadEvent(DeadLetterCode.DECODE, f"not an inbound_event Avro record: {type(exc).__name__}") from None
+    if not isinstance(record, dict):  # the schema is a record; anything else is not one of ours
+        raise BadEvent(DeadLetterCode.SCHEMA, f"Avro record of an unexpected shape: {type(record).__name__}")
     try:
         return flatten_avro(record)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -1,5 +1,7 @@
 """The dead-letter desk: list, show and replay dead letters (DESIGN.md §12; `lotwise dlq`).
 
+A service over the dead-letter store port; the Admin service and the CLI use it.
+
 A replay publishes the letter's original bytes to its original subject again, so the
 ingestion consumer sees the event as if it had just arrived (after the operator fixed
 what was missing: the sku, the site, the cabinet mapping), and only then removes the

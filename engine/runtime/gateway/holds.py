@@ -1,0 +1,294 @@
+"""Multi-line hold coordination across cells (DESIGN.md §7).
+
+A hold's lines may live in several cells (pairs), each the single writer of its part.
+Reserve sends every line at once and, when one fails, compensates the lines already
+held (all or nothing). Commit and release are pre-checked with the cells' own rules
+(engine.domain.holds) before any part is sent, because a commit cannot be undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, cast
+
+import structlog
+
+from engine.domain.catalog import Pair
+from engine.domain.commands import (
+    Commit,
+    Release,
+    Reserve,
+    Reserved,
+    ReserveLine,
+    check_finance,
+    check_id,
+    check_qty,
+    validate,
+    validate_reserve_line,
+)
+from engine.domain.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from engine.domain.holds import (
+    MAX_LINES,
+    check_line_count,
+    check_resolvable,
+    commit_plan,
+    hold_not_found,
+    is_hold_aborted,
+)
+from engine.domain.inventory import CommitLine
+from engine.domain.model import Finance, HoldState, HoldView
+from engine.domain.shard import HoldHeader, LookupHold, ReadHold, RegisterHold
+from engine.domain.statuses import StatusDictionary
+from engine.runtime.gateway.router import Router, raise_if_refused
+from engine.runtime.types import AggregateState, HoldLine, HoldSummary, aggregate_state
+
+log = structlog.get_logger("lotwise.gateway")
+
+UNDO_SUFFIX = "#undo"  # request id suffix of a failed multi-line hold's compensating releases (reserved)
+HEADER_CACHE_MAX = 100_000  # hold headers remembered by a gateway (≈ 30 MB at most)
+
+
+class HoldCoordinator:
+    """Reserve, commit, release and read holds that span cells."""
+
+    def __init__(self, router: Router, statuses: StatusDictionary) -> None:
+        self._router = router
+        self._statuses = statuses
+        self._headers: OrderedDict[str, HoldHeader] = OrderedDict()
+
+    async def reserve(
+        self,
+        request_id: str,
+        hold_id: str,
+        lines: Sequence[HoldLine],
+        ttl_ms: int,
+        doc_ref: str,
+        deadline: float | None,
+        finance: Finance | None,
+    ) -> HoldSummary:
+        """Hold stock over the lines, all or nothing; each pair's Reserve carries `finance`."""
+        hold_id = hold_id or request_id
+        by_pair = _validate_hold(request_id, hold_id, lines, finance)
+        cmds = [
+            Reserve(request_id, sku, site, hold_id, tuple(ls), ttl_ms, doc_ref, finance)
+            for (sku, site), ls in by_pair.items()
+        ]
+        for cmd in cmds:
+            validate(cmd, self._statuses)
+        header = HoldHeader(hold_id, request_id, tuple(by_pair), ttl_ms)
+        # The header and every line go out at once: one round trip, not two.
+        outcomes = await asyncio.gather(
+            self._router.home(hold_id, RegisterHold(header), deadline),
+            *(self._router.to_pair(c.sku, c.site, c, deadline) for c in cmds),
+            return_exceptions=True,
+        )
+        header_result, line_results = outcomes[0], outcomes[1:]
+        failures = [r for r in (header_result, *line_results) if isinstance(r, BaseException)]
+        if failures:
+            # All-or-nothing: abort every line that was held, and every line whose outcome
+            # is unknown (its shard failed mid-call; the reserve may be in its journal).
+            # A line that was refused outright holds nothing and needs no abort.
+            undo = [
+                c
+                for c, r in zip(cmds, line_results, strict=True)
+                if not isinstance(r, BaseException) or isinstance(r, Unavailable | DeadlineExceeded)
+            ]
+            await self._abort(request_id, hold_id, undo, doc_ref)
+            raise _root_cause(failures)
+        # No failure: the shards answered what these ops answer (their replies are untyped).
+        self._remember(cast(HoldHeader, header_result))
+        parts = tuple(cast(Reserved, r).hold for r in line_results)
+        return HoldSummary(hold_id, aggregate_state(parts), parts, min(p.expires_at_ms for p in parts))
+
+    async def _abort(self, request_id: str, hold_id: str, lines: Sequence[Reserve], doc_ref: str) -> None:
+        """Roll back the lines of a failed hold. Best effort by design: a line whose abort
+        cannot be delivered now stays held at most until its TTL, and a retry of the same
+        reserve aborts it again (its other lines answer HOLD_ABORTED)."""
+        undo = request_id[: 128 - len(UNDO_SUFFIX)] + UNDO_SUFFIX
+        results = await asyncio.gather(
+            *(
+                self._router.to_pair(
+                    c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True), None, essential=True
+                )
+                for c in lines
+            ),
+            return_exceptions=True,
+        )
+        for cmd, result in zip(lines, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, NotFound | FailedPrecondition):
+                log.warning("abort of a failed hold line not delivered", hold_id=hold_id, sku=cmd.sku, site=cmd.site)
+
+    async def commit(
+        self,
+        request_id: str,
+        hold_id: str,
+        lines: Sequence[CommitLine] | None,
+        doc_ref: str,
+        deadline: float | None,
+        finance: Finance | None,
+    ) -> HoldSummary:
+        """Commit the hold at every pair; each pair's Commit carries `finance`."""
+        _check_resolve_input(lines, finance)  # shape first: bad input costs no shard call
+        header = await self._header(hold_id, deadline)
+        plan = commit_plan(header.pairs, lines) if lines is not None else {}
+        cmds = [
+            Commit(request_id, sku, site, hold_id, plan.get((sku, site)), doc_ref, finance)
+            for sku, site in header.pairs
+        ]
+        qty_by_pair = {(c.sku, c.site): c.qty for c in cmds}
+        return await self._resolve(hold_id, header, cmds, qty_by_pair, HoldState.COMMITTED, deadline)
+
+    async def release(
+        self, request_id: str, hold_id: str, doc_ref: str, deadline: float | None, finance: Finance | None
+    ) -> HoldSummary:
+        """Release the hold at every pair; each pair's Release carries `finance`."""
+        _check_resolve_input(None, finance)  # bad input costs no shard call
+        header = await self._header(hold_id, deadline)
+        cmds = [Release(request_id, sku, site, hold_id, doc_ref, finance=finance) for sku, site in header.pairs]
+        return await self._resolve(hold_id, header, cmds, dict.fromkeys(header.pairs), HoldState.RELEASED, deadline)
+
+    async def _resolve(
+        self,
+        hold_id: str,
+        header: HoldHeader,
+        cmds: Sequence[Commit | Release],
+        qty_by_pair: dict[Pair, int | None],
+        done_state: HoldState,
+        deadline: float | None,
+    ) -> HoldSummary:
+        """Pre-check, then send every part's commit or release at once."""
+        for cmd in cmds:
+            validate(cmd, self._statuses)
+        await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
+        results = await asyncio.gather(*(self._router.to_pair(c.sku, c.site, c, deadline) for c in cmds))
+        return _summary(hold_id, [raise_if_refused(r).hold for r in _first_refusal_last(results)])
+
+    async def _check_parts(
+        self,
+        hold_id: str,
+        header: HoldHeader,
+        qty_by_pair: dict[Pair, int | None],
+        done_state: HoldState,
+        deadline: float | None,
+    ) -> None:
+        """Refuse a commit or release before sending any part that a cell would refuse.
+
+        Parts of one hold live in several cells and a commit cannot be undone, so a refusal
+        must come before anything is applied (a refused command changes nothing). The reads
+        go through the same per-shard queues as the commands that follow. When no part is
+        active any more (a retry, or a hold already resolved), the commands go out as they
+        are: cells answer retries from their idempotency window, others with the reason.
+        """
+        if len(header.pairs) == 1:
+            return  # one cell: its own command is all-or-nothing already
+        parts = await self._parts(hold_id, header, deadline)
+        if not any(p is not None and p.state is HoldState.ACTIVE for p in parts):
+            return
+        for pair, part in zip(header.pairs, parts, strict=True):
+            check_resolvable(hold_id, pair, part, done_state, qty_by_pair.get(pair))
+
+    async def _parts(self, hold_id: str, header: HoldHeader, deadline: float | None) -> list[HoldView | None]:
+        views = await asyncio.gather(
+            *(self._router.to_pair(sku, site, ReadHold(sku, site, hold_id), deadline) for sku, site in header.pairs)
+        )
+        return [raise_if_refused(v) for v in views]
+
+    async def get_hold(self, hold_id: str) -> HoldSummary:
+        header = await self._header(hold_id, None)
+        found = [p for p in await self._parts(hold_id, header, None) if p is not None]
+        if not found:
+            raise hold_not_found(hold_id)
+        return _summary(hold_id, found)
+
+    async def _header(self, hold_id: str, deadline: float | None) -> HoldHeader:
+        out: list[FieldViolation] = []
+        check_id(hold_id, "hold_id", out)
+        if out:
+            raise InvalidArgument(out)
+        cached = self._headers.get(hold_id)
+        if cached is not None:
+            self._headers.move_to_end(hold_id)
+            return cached
+        header: HoldHeader = raise_if_refused(await self._router.home(hold_id, LookupHold(hold_id), deadline))
+        self._remember(header)
+        return header
+
+    def _remember(self, header: HoldHeader) -> None:
+        """Headers never change once registered, so any gateway may cache them (bounded LRU):
+        a commit right after its reserve then needs no lookup round trip."""
+        self._headers[header.hold_id] = header
+        if len(self._headers) > HEADER_CACHE_MAX:
+            self._headers.popitem(last=False)
+
+
+def _validate_hold(
+    request_id: str, hold_id: str, lines: Sequence[HoldLine], finance: Finance | None
+) -> dict[Pair, list[ReserveLine]]:
+    """A hold request's shape, every field at once; its lines grouped by pair."""
+    out: list[FieldViolation] = []
+    check_id(request_id, "request_id", out)
+    check_id(hold_id, "hold_id", out)
+    check_finance(finance, "finance", out)
+    check_line_count(len(lines), out)
+    by_pair: dict[Pair, list[ReserveLine]] = {}
+    for i, hl in enumerate(lines[:MAX_LINES]):
+        check_id(hl.sku, f"lines[{i}].sku", out)
+        check_id(hl.site, f"lines[{i}].site", out)
+        validate_reserve_line(hl.line, f"lines[{i}]", out)
+        by_pair.setdefault((hl.sku, hl.site), []).append(hl.line)
+    if out:
+        raise InvalidArgument(out)
+    return by_pair
+
+
+def _check_resolve_input(lines: Sequence[CommitLine] | None, finance: Finance | None) -> None:
+    """What a commit (or release: no lines) can get wrong before its hold is looked up."""
+    out: list[FieldViolation] = []
+    check_finance(finance, "finance", out)
+    if lines is not None:
+        check_line_count(len(lines), out, required=False)
+    for i, line in enumerate((lines or ())[:MAX_LINES]):
+        check_id(line.sku, f"lines[{i}].sku", out)
+        check_id(line.site, f"lines[{i}].site", out)
+        check_qty(line.qty, f"lines[{i}].qty", out, allow_zero=True)
+    if out:
+        raise InvalidArgument(out)
+
+
+def _root_cause(failures: Sequence[BaseException]) -> BaseException:
+    """Of a failed hold's refusals, the one that says why: a definite refusal (e.g.
+    INSUFFICIENT_STOCK) before HOLD_ABORTED (an earlier attempt was rolled back), before
+    the retryable UNAVAILABLE."""
+
+    def rank(exc: BaseException) -> int:
+        if isinstance(exc, Unavailable | DeadlineExceeded):
+            return 2
+        if is_hold_aborted(exc):
+            return 1
+        return 0
+
+    return min(failures, key=rank)
+
+
+def _first_refusal_last(results: Sequence[Any]) -> list[Any]:
+    """Raise the first refusal only after looking at all parts (every part was sent)."""
+    refusals = [r for r in results if isinstance(r, DomainError)]
+    if refusals:
+        raise refusals[0]
+    return list(results)
+
+
+def _summary(hold_id: str, parts: Sequence[HoldView]) -> HoldSummary:
+    views = tuple(parts)
+    state = aggregate_state(views) if views else AggregateState.RELEASED
+    return HoldSummary(hold_id, state, views, min((p.expires_at_ms for p in views), default=0))
