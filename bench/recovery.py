@@ -8,7 +8,7 @@ spread over 1,000 cells, journaled in batches like the live write path does), an
 measures, each on a fresh host process-state:
 
 - replay:   recovery from the journal alone (no snapshot): decode + re-apply every batch;
-- snapshot: recovery from a snapshot taken at the end (load + unpickle), nothing to replay;
+- snapshot: recovery from a snapshot taken at the end (load + decode the Avro state), nothing to replay;
 - snapshot+tail: a snapshot, then 10% more batches journaled after it, which recovery replays.
 
 No Ray is involved: this is the shard's own work, which is what a restarted actor does.

@@ -325,32 +325,3 @@ def apply_rollup_ttl(client: Client, db: str, days: int) -> None:
         return
     for table in ROLLUP_TABLES:
         client.command(f"ALTER TABLE {db}.{table} MODIFY TTL day + INTERVAL {int(days)} DAY DELETE")
-
-
-def rebuild_rollups(client: Client, db: str) -> None:
-    """Recompute every roll-up and the lots/holds views from `movements` (deduplicated).
-
-    An operator's repair: the roll-ups are exact under retried inserts (tokens) and
-    redelivered batches (the sink skips stored movements), but a process killed inside
-    one insert can, in principle, commit a movement's part without its views' parts."""
-    for table, view in (
-        ("daily_consumption", "daily_consumption_mv"),
-        ("daily_balance", "daily_balance_mv"),
-        ("holds", "holds_mv"),
-        ("lots", "lots_mv"),
-        ("journal_batches", "journal_batches_mv"),
-    ):
-        select = _view_select(client, db, view)
-        client.command(f"TRUNCATE TABLE {db}.{table}")
-        client.command(f"INSERT INTO {db}.{table} {select}")
-
-
-def _view_select(client: Client, db: str, view: str) -> str:
-    """The view's SELECT, reading the deduplicated movements."""
-    for migration in MIGRATIONS:
-        for statement in migration.statements:
-            marker = f"VIEW IF NOT EXISTS {{db}}.{view} TO "
-            if marker in statement:
-                select = statement[statement.index(" AS\n") + 4 :]
-                return select.replace("FROM {db}.movements", "FROM {db}.movements FINAL").replace("{db}", db)
-    raise ValueError(f"no view {view}")

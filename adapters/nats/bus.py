@@ -5,14 +5,14 @@ published on `<prefix>.<kind>.<site>` as JSON and/or on `<avro_prefix>.<kind>.<s
 schemaless Avro (schemas/business_event.avsc). The catalogue — subjects, headers, fields,
 kinds, guarantees, replay — is adapters/nats/EVENTS.md.
 
-The publisher has the shape of the history sink (adapters.clickhouse.sink): a durable
-pull consumer (`lotwise-bus`) of the journal stream with explicit acks. For each fetched
-journal message, in journal order: decode it (undecodable: to the bus's dead-letter
-stream with the reason, then acked — §12), derive its events, publish every event in
-every format with asynchronous JetStream publishes (bounded in flight), wait for all
-their PubAcks, and only then ack the journal message. A crash anywhere loses nothing:
-unacked journal messages come back, and their events are published again — except that
-nothing is stored twice:
+The publisher is a sink of the journal follower (adapters.nats.follower), as history is:
+a durable pull consumer (`lotwise-bus`) of the journal stream with explicit acks. For each
+fetched batch of journal messages, in journal order: decode them (undecodable: to the
+bus's dead-letter stream with the reason, then acked — §12), derive their events, publish
+every event in every format with asynchronous JetStream publishes (bounded in flight),
+wait for all their PubAcks, and only then ack the journal messages. A crash anywhere
+loses nothing: unacked journal messages come back, and their events are published again
+— except that nothing is stored twice:
 1. `Nats-Msg-Id = <event_id>:<format>`: the events stream drops a republished event
    within its duplicate window;
 2. the publisher knows the last event the stream holds (read from the stream at start,
@@ -26,40 +26,37 @@ the stored ones are dropped by 1.). Only a server refusing one message while sto
 later one could break the order; with this stream's limits (discard old, no per-subject
 limits, events far below the size limit) nothing refuses one event and not the next.
 
-When NATS refuses or does not confirm publishes, the publisher keeps what it holds,
-retries with capped exponential backoff, tells JetStream it is still working on the
-held journal messages and fetches nothing more: bounded, and it catches up afterwards.
+When NATS refuses or does not confirm publishes, the follower keeps what it holds,
+retries with capped exponential backoff (the retry skips what was confirmed), tells
+JetStream it is still working on the held journal messages and fetches nothing more:
+bounded, and it catches up afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import io
 import json
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fastavro
-import nats.errors
 import orjson
 import structlog
 from fastavro.schema import fingerprint, to_parsing_canonical_form
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream, journal_stream_config
-from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
+from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
+from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
-from engine.domain.ports import JournalEntry, JournalUnavailable
+from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
 
 log = structlog.get_logger("lotwise.bus")
 
@@ -77,11 +74,6 @@ H_EVENT_ID = "Lotwise-Event-Id"
 H_EVENT_KIND = "Lotwise-Event-Kind"
 H_SCHEMA = "Lotwise-Schema"  # CRC-64-AVRO fingerprint (hex) of the schema's canonical form
 H_JOURNAL_POSITION = "Lotwise-Journal-Position"  # <journal stream seq>:<index in the batch>
-_H_REASON = "Lotwise-Reason"
-_H_STREAM_SEQ = "Lotwise-Stream-Seq"
-_H_SUBJECT = "Lotwise-Subject"
-_DELAY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-_TRANSIENT = (TimeoutError, nats.errors.Error, OSError, JournalUnavailable)
 
 # Characters a subject token keeps as they are; everything else is %XX (UTF-8, upper-case hex).
 _TOKEN_SAFE = re.compile(r"[A-Za-z0-9_\-:@#+]")
@@ -303,6 +295,26 @@ class BusConfig:
         if self.duplicate_window_s < max(120.0, 2 * self.ack_wait_s):
             raise ValueError("BusConfig.duplicate_window_s must be ≥ 120 s and ≥ 2 × ack_wait_s")
 
+    def follower_config(self) -> FollowerConfig:
+        """The journal follower's bounds: one pull is one batch, published at once (the
+        publisher bounds itself by max_in_flight, not by a time window)."""
+        return FollowerConfig(
+            consumer=self.consumer,
+            dead_letter_tag=BUS_DEAD_LETTER_TAG,
+            description="Lotwise business-event bus",
+            batch_max_messages=self.fetch_batch,
+            batch_max_ms=0.0,
+            fetch_batch=self.fetch_batch,
+            fetch_wait_s=self.fetch_wait_s,
+            ack_wait_s=self.ack_wait_s,
+            max_ack_pending=self.max_ack_pending,
+            retry_initial_s=self.retry_initial_s,
+            retry_max_s=self.retry_max_s,
+            lag_interval_s=self.lag_interval_s,
+            stop_timeout_s=self.stop_timeout_s,
+            dead_letter_max_bytes=self.dead_letter_max_bytes,
+        )
+
     @property
     def ordered_formats(self) -> tuple[str, ...]:
         return tuple(f for f in FORMATS if f in self.formats)
@@ -362,29 +374,16 @@ def events_stream_config(config: BusConfig) -> api.StreamConfig:
     )
 
 
+BUS_DEAD_LETTER_TAG = "bus"  # its dead letters: <journal>_BUS_DLQ on lotwise.dlq.bus.<journal>
+
+
 def dead_letter_stream(journal: JournalConfig) -> str:
-    return f"{journal.stream}_BUS_DLQ"
+    return f"{journal.stream}_{BUS_DEAD_LETTER_TAG.upper()}_DLQ"
 
 
 def dead_letter_subject(journal: JournalConfig) -> str:
     # Outside the journal's and the events' subject spaces: neither stream may capture it.
-    return f"lotwise.dlq.bus.{journal.stream}"
-
-
-def dead_letter_stream_config(journal: JournalConfig, config: BusConfig) -> api.StreamConfig:
-    return api.StreamConfig(
-        name=dead_letter_stream(journal),
-        description="Journal messages the event bus could not use, with the reason",
-        subjects=[dead_letter_subject(journal)],
-        retention=api.RetentionPolicy.LIMITS,
-        storage=api.StorageType.FILE,
-        # Full: the next letter is refused and the bus retries (its lag grows, alerting);
-        # older letters are never dropped silently (DESIGN §12).
-        discard=api.DiscardPolicy.NEW,
-        max_bytes=config.dead_letter_max_bytes,
-        max_msg_size=journal.max_msg_size,
-        num_replicas=journal.replicas,
-    )
+    return f"lotwise.dlq.{BUS_DEAD_LETTER_TAG}.{journal.stream}"
 
 
 # ---- outgoing messages and publishing them in order ----
@@ -522,7 +521,7 @@ class BusMetrics:
         self.delay = Histogram(
             "lotwise_bus_delay_seconds",
             "From journal append to its events acknowledged",
-            buckets=_DELAY_BUCKETS_S,
+            buckets=DELAY_BUCKETS_S,
             registry=registry,
         )
 
@@ -533,313 +532,77 @@ def default_bus_metrics() -> BusMetrics:
     return BusMetrics(REGISTRY)
 
 
-@dataclass(frozen=True, slots=True)
-class BusLag:
-    stream_position: int  # the journal's last message
-    acked_position: int  # the events of every journal message up to here are published
-    pending_messages: int  # journal messages not yet acknowledged by the publisher
-    held_messages: int  # of which: held by this publisher, publishing
-    stalled: bool  # the last publish attempt failed: the publisher is retrying
+# ---- the publisher: a sink of the journal follower ----
 
 
-# ---- the publisher ----
+class EventBusSink:
+    """Publishes the business events of the journal batches the follower hands it (a
+    FollowerSink), in journal order, and returns once NATS confirmed every one of them."""
 
+    name = "event bus"
 
-@dataclass(slots=True)
-class _Held:
-    """A journal message being published: its remaining outgoing events."""
-
-    msg: Msg
-    outs: deque[Outgoing] = field(default_factory=deque)
-
-
-class EventBusPublisher:
-    """Publishes the journal's business events; `await start()`, `lag()`, `await stop()`."""
-
-    def __init__(
-        self,
-        link: NatsLink,
-        journal: JournalConfig,
-        config: BusConfig = BusConfig(),
-        metrics: BusMetrics | None = None,
-        decode: Callable[[bytes], JournalEntry] | None = None,
-    ) -> None:
-        from adapters.nats.codec import decode_entry
-
+    def __init__(self, link: NatsLink, config: BusConfig, metrics: BusMetrics) -> None:
         self._link = link
-        self._journal = journal
         self.config = config
-        self.metrics = metrics or BusMetrics(CollectorRegistry())
-        self._decode = decode or decode_entry
-        self._held: deque[_Held] = deque()
+        self.metrics = metrics
         self._mark: tuple[int, int, int] = (0, 0, -1)  # the newest event the events stream holds
-        self._pull = DurablePull(link, journal.stream, config.consumer, config.max_ack_pending, journal.max_msg_size)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self._stalled = False
-        self._next_lag_at = 0.0
         self.published_events = 0  # PubAcks, every format counted
-        self.acked_messages = 0
 
-    @property
-    def stream(self) -> str:
-        return self._journal.stream
+    async def open(self) -> None:
+        """Make sure the events stream exists and learn the newest event it holds."""
+        _, js = await self._link.client()
+        await ensure_stream(js, events_stream_config(self.config))
+        self._mark = await _stored_mark(js, self.config.stream)
+        log.info("event bus sink open", events=self.config.stream, mark=self._mark)
 
-    @property
-    def consumer(self) -> str:
-        return self.config.consumer
-
-    # ---- lifecycle ----
-
-    async def start(self) -> None:
-        """Make sure the journal, events and dead-letter streams and the durable consumer
-        exist, learn where the events stream is, then consume in the background."""
+    async def apply(self, entries: tuple[FollowedEntry, ...]) -> None:
+        outs = self._outgoing(entries)
+        if not outs:
+            return
         _, js = await self._link.client()
         try:
-            await js.stream_info(self.stream)
-        except NotFoundError:  # the shards have not written yet: create it as they would
-            await ensure_stream(js, journal_stream_config(self._journal))
-        await ensure_stream(js, events_stream_config(self.config))
-        await ensure_stream(js, dead_letter_stream_config(self._journal, self.config))
-        await js.add_consumer(self.stream, config=self._consumer_config(), timeout=self._journal.api_timeout_s)
-        self._mark = await self._stored_mark(js)
-        await self._pull.get()
-        self._stopping.clear()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"event-bus:{self.stream}")
-        log.info("event bus started", journal=self.stream, events=self.config.stream, mark=self._mark)
+            duplicates = await publish_in_order(js, outs, self.config, self._on_ack)
+        except _Incomplete as exc:  # transient: the follower retries what is not confirmed
+            raise BusUnavailable(f"{self.config.stream}: {exc}") from exc.cause
+        self.metrics.duplicates.inc(duplicates)
 
-    async def stop(self) -> None:
-        """Stop fetching; publish and ack what is held (bounded by stop_timeout_s; what does
-        not make it stays unacked and is redelivered to the next publisher)."""
-        self._stopping.set()
-        if not await finish_task(self._task, self.config.stop_timeout_s):
-            log.warning("event bus stopped before its events were all published; they will be redelivered")
-        self._task = None
-        await self._pull.close()
-        log.info("event bus stopped", journal=self.stream, acked=self.acked_messages)
-
-    async def abort(self) -> None:
-        """Stop at once: no flush, no ack (what a crash looks like to JetStream)."""
-        self._stopping.set()
-        await cancel_task(self._task)
-        self._task = None
-        self._held.clear()
-        await self._pull.close()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    # ---- the loop ----
-
-    async def _run(self) -> None:
-        backoff_s = self.config.retry_initial_s
-        while True:
-            stopping = self._stopping.is_set()
+    def _outgoing(self, entries: tuple[FollowedEntry, ...]) -> list[Outgoing]:
+        outs: list[Outgoing] = []
+        for followed in entries:
             try:
-                if not self._held and not stopping:
-                    await self._fill()
-                if self._held:
-                    await self._drain()
-                await self._refresh_lag()
-                backoff_s = self.config.retry_initial_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS down, a bug: log, back off (bounded), keep going
-                log.warning("event bus step failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff_s)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self.config.retry_max_s)
-            if stopping and not self._held:
-                return
-
-    async def _fill(self) -> None:
-        psub = await self._pull.get()
-        try:
-            msgs = await psub.fetch(batch=self.config.fetch_batch, timeout=self.config.fetch_wait_s)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return
-        for msg in msgs:
-            await self._take(msg)
-
-    async def _take(self, msg: Msg) -> None:
-        meta = msg.metadata
-        seq = meta.sequence.stream
-        if any(h.msg.metadata.sequence.stream == seq for h in self._held):
-            return  # delivered again while we hold it (bounded: the held are one fetch)
-        try:
-            entry = self._decode(msg.data)
-        except Exception as exc:  # whatever the codec raises, the message is not an entry
-            await self._dead_letter(msg, f"undecodable journal entry: {type(exc).__name__}: {exc}")
-            return
-        try:
-            outs = outgoing(business_events(entry, seq), self.config)
-        except Exception as exc:  # an entry no event can be made of: a bug, but not one to stop on
-            await self._dead_letter(msg, f"cannot derive business events: {type(exc).__name__}: {exc}")
-            return
-        if meta.num_delivered > 1:
-            # Redelivered: a previous publisher may have published some or all of its events.
-            # Those up to the stream's newest are skipped (publish order = mark order).
-            fresh = [o for o in outs if o.mark > self._mark]
-            self.metrics.skipped.inc(len(outs) - len(fresh))
-            outs = fresh
-        self._held.append(_Held(msg, deque(outs)))
-
-    async def _drain(self) -> None:
-        """Publish everything held, in order, acking each journal message once all its events
-        are confirmed; on failure keep the rest and retry (capped backoff, bounded)."""
-        backoff_s = self.config.retry_initial_s
-        last_progress = time.monotonic()
-        attempt = 0
-        while self._held:
-            await self._ack_finished()
-            outs = [o for h in self._held for o in h.outs]
-            if not outs:
-                continue
-            try:
-                _, js = await self._link.client()
-                duplicates = await publish_in_order(js, outs, self.config, self._on_ack)
-                self.metrics.duplicates.inc(duplicates)
-                await self._ack_finished()
-                if self._stalled:
-                    log.info("event bus publishes confirmed again; catching up", attempts=attempt + 1)
-                self._stalled = False
-                return
-            except asyncio.CancelledError:
-                raise
-            except (_Incomplete, *_TRANSIENT) as exc:
-                attempt += 1
-                self._stalled = True
-                self.metrics.failures.inc()
-                cause = exc.cause if isinstance(exc, _Incomplete) else exc
-                (log.warning if attempt == 1 or attempt % 20 == 0 else log.debug)(
-                    "event publish not confirmed; retrying",
-                    attempt=attempt,
-                    error=f"{type(cause).__name__}: {cause}",
-                    held_messages=len(self._held),
-                    retry_in_s=backoff_s,
-                )
-                if self._stopping.is_set() and attempt >= 3:
-                    raise
-                with contextlib.suppress(Exception):  # acks of what is done; the rest waits
-                    await self._ack_finished()
-                if time.monotonic() - last_progress >= self.config.ack_wait_s / 3:
-                    await self._in_progress()
-                    last_progress = time.monotonic()
-                await self._refresh_lag()
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self.config.retry_max_s)
+                fresh = outgoing(business_events(followed.entry, followed.position), self.config)
+            except Exception as exc:  # an entry no event can be made of: a bug, but not one to stop on
+                raise EntryRejected(
+                    followed.position, f"cannot derive business events: {type(exc).__name__}: {exc}"
+                ) from exc
+            if followed.redelivered:
+                # A previous attempt may have published some or all of its events: those up
+                # to the stream's newest are skipped (publish order = mark order).
+                kept = [o for o in fresh if o.mark > self._mark]
+                self.metrics.skipped.inc(len(fresh) - len(kept))
+                fresh = kept
+            outs.extend(fresh)
+        return outs
 
     def _on_ack(self, out: Outgoing, ack: api.PubAck) -> None:
-        """A PubAck, in publish order: the event is stored; drop it from what is held."""
-        # The first held message with events left (those before it are complete, awaiting their ack).
-        head = next(h for h in self._held if h.outs)
-        if head.outs[0] is not out:  # cannot happen: PubAcks are settled in publish order
-            raise AssertionError("PubAck out of publish order")
-        head.outs.popleft()
+        """A PubAck, in publish order: the event is stored."""
         self._mark = max(self._mark, out.mark)
         if not ack.duplicate:  # duplicates are counted apart (metrics.duplicates)
             self.published_events += 1
             self.metrics.published.labels(out.kind, out.fmt).inc()
 
-    async def _ack_finished(self) -> None:
-        """Ack, in journal order, the journal messages whose events are all confirmed."""
-        acked = False
-        now_s = time.time()
-        while self._held and not self._held[0].outs:
-            msg = self._held[0].msg
-            await msg.ack()
-            self._held.popleft()
-            self.acked_messages += 1
-            self.metrics.delay.observe(max(0.0, now_s - msg.metadata.timestamp.timestamp()))
-            acked = True
-        if acked:
-            nc, _ = await self._link.client()
-            # Acks are buffered by the client: push them out now, so a crash right after this
-            # does not make JetStream redeliver what is published (harmless, but wasted work).
-            await nc.flush(timeout=self._journal.api_timeout_s)
 
-    async def _in_progress(self) -> None:
-        with contextlib.suppress(Exception):
-            for held in self._held:
-                await held.msg.in_progress()
-
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        _, js = await self._link.client()
-        seq = msg.metadata.sequence.stream
-        headers = {_H_REASON: reason[:1_000], _H_STREAM_SEQ: str(seq), _H_SUBJECT: msg.subject}
-        await js.publish(
-            dead_letter_subject(self._journal), msg.data, headers=headers, timeout=self._journal.ack_timeout_s
-        )
-        await msg.term()  # only after the dead letter is stored: never silently dropped
-        self.metrics.dead_letters.inc()
-        log.error("journal message dead-lettered by the event bus", stream=self.stream, position=seq, reason=reason)
-
-    async def _stored_mark(self, js: JetStreamContext) -> tuple[int, int, int]:
-        """The position of the newest event in the events stream ((0, 0, -1): none)."""
-        info = await js.stream_info(self.config.stream)
-        last = int(info.state.last_seq or 0)
-        if not info.state.messages or not last:
-            return (0, 0, -1)
-        try:
-            msg = await js.get_msg(self.config.stream, last)
-        except NotFoundError:
-            return (0, 0, -1)
-        return _mark_of(msg.headers or {})
-
-    # ---- lag ----
-
-    async def lag(self) -> BusLag:
-        """Where the journal is vs what the bus has acknowledged (asks the server)."""
-        at = await consumer_positions(self._link, self.stream, self.consumer, self._journal.api_timeout_s)
-        lag = BusLag(
-            stream_position=at.stream_position,
-            acked_position=at.acked_position,
-            pending_messages=at.pending_messages,
-            held_messages=len(self._held),
-            stalled=self._stalled,
-        )
-        self.metrics.lag_messages.set(lag.pending_messages)
-        self.metrics.stream_position.set(lag.stream_position)
-        self.metrics.acked_position.set(lag.acked_position)
-        return lag
-
-    async def _refresh_lag(self) -> None:
-        now = time.monotonic()
-        if now < self._next_lag_at:
-            return
-        self._next_lag_at = now + self.config.lag_interval_s
-        with contextlib.suppress(Exception):  # the gauges are best effort; lag() raises
-            await self.lag()
-
-    async def wait_caught_up(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> BusLag:
-        """Until the events of every journal message so far are published (tests, ops)."""
-        # The ack floor too: a consumer's pending count may lag a fresh append a moment.
-        return await wait_until(
-            self.lag,
-            lambda lag: (
-                lag.pending_messages == 0 and lag.held_messages == 0 and lag.acked_position >= lag.stream_position
-            ),
-            timeout_s,
-            poll_s,
-            "event bus",
-        )
-
-    # ---- NATS plumbing ----
-
-    def _consumer_config(self) -> api.ConsumerConfig:
-        return api.ConsumerConfig(
-            name=self.consumer,
-            durable_name=self.consumer,
-            description="Lotwise business-event bus",
-            filter_subject=f"{self._journal.subject_prefix}.>",
-            deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self.config.ack_wait_s,
-            max_deliver=-1,  # redeliver until published: no movement may miss its event
-            max_ack_pending=self.config.max_ack_pending,
-            max_waiting=16,
-            num_replicas=self._journal.replicas,
-        )
+async def _stored_mark(js: JetStreamContext, stream: str) -> tuple[int, int, int]:
+    """The position of the newest event in the events stream ((0, 0, -1): none)."""
+    info = await js.stream_info(stream)
+    last = int(info.state.last_seq or 0)
+    if not info.state.messages or not last:
+        return (0, 0, -1)
+    try:
+        msg = await js.get_msg(stream, last)
+    except NotFoundError:
+        return (0, 0, -1)
+    return _mark_of(msg.headers or {})
 
 
 def _mark_of(headers: dict[str, str]) -> tuple[int, int, int]:
@@ -852,12 +615,33 @@ def _mark_of(headers: dict[str, str]) -> tuple[int, int, int]:
     return (stream_seq, index, FORMATS.index(fmt))
 
 
-async def delete_consumer(link: NatsLink, consumer: str = "lotwise-bus") -> None:
-    """Forget the publisher's position: the next publisher derives every event again from
-    the journal's start (the events stream drops those it holds within its window)."""
-    _, js = await link.client()
-    with contextlib.suppress(NotFoundError):
-        await js.delete_consumer(link.config.stream, consumer)
+class EventBusPublisher(JournalFollower):
+    """Publishes the journal's business events: the journal follower with the event bus
+    sink; `await start()`, `lag()`, `await stop()`."""
+
+    def __init__(
+        self,
+        link: NatsLink,
+        journal: JournalConfig,
+        config: BusConfig = BusConfig(),
+        metrics: BusMetrics | None = None,
+        decode: Callable[[bytes], JournalEntry] | None = None,
+    ) -> None:
+        if journal.stream != link.config.stream:
+            raise ValueError(f"the publisher follows its link's journal {link.config.stream}, not {journal.stream}")
+        bus_metrics = metrics or BusMetrics(CollectorRegistry())
+        self.events = EventBusSink(link, config, bus_metrics)
+        super().__init__(link, self.events, config.follower_config(), bus_metrics, decode)
+        self.metrics: BusMetrics = bus_metrics
+
+    @property
+    def published_events(self) -> int:
+        return self.events.published_events
+
+    async def start(self) -> None:
+        """The events stream first (and where it is), then the follower."""
+        await self.events.open()
+        await super().start()
 
 
 # ---- deriving events straight from the journal ----
@@ -898,61 +682,6 @@ async def derive_events(
             if delivered.stream_seq >= end:
                 return events
     return events
-
-
-# ---- the EventBus port on the events stream ----
-
-
-class NatsEventBus:
-    """The EventBus port (engine.domain.events) on the events stream: `publish` as the
-    publisher does (same subjects, headers, message ids: idempotent within the duplicate
-    window), `read` decodes the JSON subjects in stream order."""
-
-    def __init__(self, link: NatsLink, config: BusConfig) -> None:
-        self._link = link
-        self.config = config
-
-    async def ensure_stream(self) -> None:
-        _, js = await self._link.client()
-        await ensure_stream(js, events_stream_config(self.config))
-
-    async def publish(self, events: Sequence[BusinessEvent]) -> None:
-        outs = outgoing(events, self.config)
-        if not outs:
-            return
-        _, js = await self._link.client()
-        try:
-            await publish_in_order(js, outs, self.config)
-        except _Incomplete as exc:
-            raise BusUnavailable(f"{self.config.stream}: {exc}") from exc.cause
-
-    async def read(self, after: int = 0, limit: int = 100) -> list[BusinessEvent]:
-        """Skips `after` JSON events from the stream's oldest retained one: O(after) reads
-        (real consumers start a JetStream consumer at a sequence or time; EVENTS.md)."""
-        if after < 0 or limit <= 0:
-            raise ValueError("after must be ≥ 0 and limit > 0")
-        nc, js = await self._link.client()
-        state = (await js.stream_info(self.config.stream)).state
-        if not state.messages:
-            return []
-        end = int(state.last_seq or 0)
-        # Every subject of the stream (not only the JSON ones), so the read ends at `end`
-        # whichever format was published last.
-        reader = PullReader(nc, js, self.config.stream, ">", int(state.first_seq or 1), self._link.config)
-        json_prefix = self.config.subject_prefix + "."
-        events: list[BusinessEvent] = []
-        seen = 0
-        async for batch in reader.batches():
-            for delivered in batch:
-                if delivered.subject.startswith(json_prefix):
-                    seen += 1
-                    if seen > after:
-                        events.append(decode_event_json(delivered.data))
-                        if len(events) >= limit:
-                            return events
-                if delivered.stream_seq >= end:
-                    return events
-        return events
 
 
 # ---- one call for the composition root ----

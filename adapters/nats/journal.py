@@ -31,7 +31,11 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from adapters.nats.codec import decode_entry, encode_entry
+from adapters.nats.snapshot_codec import decode_state, encode_state
+from engine.domain.formats import UnreadableFormat, UnsupportedFormat
 from engine.domain.ports import JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable, Snapshot
+from engine.domain.state import ShardState
 
 log = structlog.get_logger("lotwise.journal")
 
@@ -435,23 +439,14 @@ class PullReader:
 # ---- the journal ----
 
 
-def _default_codec() -> tuple[Encode, Decode]:
-    # Imported on first use: the codec imports the runtime's op types, and the runtime
-    # may import this module.
-    from adapters.nats.codec import decode_entry, encode_entry
-
-    return encode_entry, decode_entry
-
-
 class JetStreamJournal:
     """The Journal port on a JetStream stream (DESIGN.md §9)."""
 
     def __init__(self, link: NatsLink, *, encode: Encode | None = None, decode: Decode | None = None) -> None:
-        default_encode, default_decode = _default_codec() if encode is None or decode is None else (encode, decode)
         self._link = link
         self._config = link.config
-        self._encode = encode or default_encode
-        self._decode = decode or default_decode
+        self._encode = encode or encode_entry
+        self._decode = decode or decode_entry
 
     @property
     def stream(self) -> str:
@@ -558,6 +553,8 @@ class JetStreamJournal:
     def _decoded(self, delivered: Delivered, shard: str) -> JournalEntry:
         try:
             entry = self._decode(delivered.data)
+        except UnsupportedFormat as exc:  # intact, but newer (or older) than this release reads
+            raise UnreadableFormat.at(self.stream, delivered.stream_seq, shard, exc) from exc
         except Exception as exc:  # whatever the codec raises, the message is not a readable entry
             raise JournalCorrupt(
                 self.stream, delivered.stream_seq, f"{delivered.subject}: undecodable entry: {exc}"
@@ -608,7 +605,8 @@ class JetStreamSnapshotStore:
             options=api.ObjectMetaOptions(max_chunk_size=self._config.snapshot_chunk_bytes),
         )
         try:
-            await asyncio.wait_for(store.put(snapshot.shard, snapshot.blob, meta=meta), self._config.snapshot_timeout_s)
+            blob = encode_state(snapshot.state)
+            await asyncio.wait_for(store.put(snapshot.shard, blob, meta=meta), self._config.snapshot_timeout_s)
         except _TRANSIENT as exc:
             raise JournalUnavailable(
                 f"{self.bucket}: snapshot of {snapshot.shard} at batch {snapshot.batch_seq} not saved: {_describe(exc)}"
@@ -639,8 +637,22 @@ class JetStreamSnapshotStore:
             batch_seq=_header_int(headers, _H_BATCH_SEQ, self.bucket, shard, position),
             position=position,
             taken_at_ms=_header_int(headers, _H_TAKEN_AT_MS, self.bucket, shard, position),
-            blob=blob,
+            state=self._decoded(blob, shard, position),
         )
+
+    def _decoded(self, blob: bytes, shard: str, position: int) -> ShardState:
+        """The snapshot's state; a format this release cannot read, or a damaged or foreign
+        snapshot, stops recovery with the shard and the position it was taken at."""
+        where = f"{self.bucket}/{shard}"
+        try:
+            state = decode_state(blob)
+        except UnsupportedFormat as exc:
+            raise UnreadableFormat.at(where, position, shard, exc) from exc
+        except ValueError as exc:
+            raise JournalCorrupt(where, position, f"undecodable snapshot: {exc}") from exc
+        if state.name != shard:
+            raise JournalCorrupt(where, position, f"holds the state of shard {state.name!r}")
+        return state
 
     async def _read_chunks(self, nc: NatsClient, js: JetStreamContext, info: api.ObjectInfo, position: int) -> bytes:
         chunks, size = info.chunks or 0, info.size or 0

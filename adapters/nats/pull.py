@@ -1,6 +1,7 @@
 """What every durable pull consumer of Lotwise shares: the history sink, the event bus and
 ingestion each follow a stream with a bound pull subscription that must survive the link
-reconnecting from scratch, and a background task that must stop cleanly or at once."""
+reconnecting from scratch, a background task that must stop cleanly or at once, a position
+to report and to wait for, and a way to forget that position."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from nats.js.errors import NotFoundError
 
 from adapters.nats.journal import NatsLink
 
@@ -109,3 +112,11 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} still behind after {timeout_s}s: {value}")
         await asyncio.sleep(poll_s)
+
+
+async def delete_consumer(link: NatsLink, consumer: str, stream: str = "") -> None:
+    """Forget a durable consumer's position (on the journal unless `stream` names another
+    stream): its next follower starts again from the stream's first message."""
+    _, js = await link.client()
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(stream or link.config.stream, consumer)

@@ -14,8 +14,9 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry
 
-from adapters.clickhouse.sink import HistorySink, SinkConfig, SinkMetrics, default_sink_metrics
+from adapters.clickhouse.sink import SinkConfig, SinkMetrics, default_sink_metrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig, chdb_dsn, open_store
+from adapters.nats.history import HistorySink
 from adapters.nats.journal import JournalConfig, NatsLink, engine_journal_config
 from engine.api.history import HistoryServicer
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Any, Protocol
+from typing import Any
 
 from engine.domain.model import External, Lot, Movement, QuantKey
 from engine.domain.ports import JournalEntry
@@ -254,44 +254,3 @@ def _terms_parser() -> Any:
     from engine.domain import commands
 
     return getattr(commands, "parse_terms", None)
-
-
-# ---- the port ----
-
-
-class EventBus(Protocol):
-    """Where business events leave Lotwise (DESIGN.md §10).
-
-    `publish` stores events durably, in the order given, each once: an event whose
-    `event_id` was published already is not published again (the NATS bus: within its
-    duplicate window; the publisher's own bookkeeping covers the rest). `read` returns
-    events in publish order, skipping the first `after` (an offset, so a reader resumes
-    with `after + len(result)`)."""
-
-    async def publish(self, events: Sequence[BusinessEvent]) -> None: ...
-
-    async def read(self, after: int = 0, limit: int = 100) -> list[BusinessEvent]: ...
-
-
-class InMemoryEventBus:
-    """The reference EventBus: a list, bounded, idempotent by event id (tests, dev)."""
-
-    def __init__(self, max_events: int = 1_000_000) -> None:
-        self._events: list[BusinessEvent] = []
-        self._ids: set[str] = set()
-        self._max = max_events  # bounded: a dev bus must not eat the machine
-
-    async def publish(self, events: Sequence[BusinessEvent]) -> None:
-        fresh: dict[str, BusinessEvent] = {}  # in order; the first of repeated ids wins
-        for e in events:
-            if e.event_id not in self._ids:
-                fresh.setdefault(e.event_id, e)
-        if len(self._events) + len(fresh) > self._max:
-            raise OverflowError(f"in-memory event bus is full ({self._max} events)")
-        self._ids.update(fresh)
-        self._events.extend(fresh.values())
-
-    async def read(self, after: int = 0, limit: int = 100) -> list[BusinessEvent]:
-        if after < 0 or limit <= 0:
-            raise ValueError("after must be ≥ 0 and limit > 0")
-        return self._events[after : after + limit]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from engine.domain.deadletters import DEFAULT_LIST_LIMIT, DeadLetter, StoredDeadLetter
 from engine.domain.history import (
@@ -30,6 +30,8 @@ from engine.domain.history import (
     TurnoverRow,
 )
 from engine.domain.model import Movement
+from engine.domain.shard import Op
+from engine.domain.state import ShardState
 
 # ---- time ----
 
@@ -53,7 +55,7 @@ class JournalEntry:
     shard: str
     batch_seq: int  # per shard, gap-free from 1
     now_ms: int
-    ops: tuple[Any, ...]  # cell commands and shard ops (engine.domain.shard.Op)
+    ops: tuple[Op, ...]  # cell commands and the shard's mutating ops
     movements: tuple[Movement, ...]
 
 
@@ -104,13 +106,14 @@ class Journal(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A shard's state as of journal `position` (its batch `batch_seq`)."""
+    """A shard's state as of journal `position` (its batch `batch_seq`): typed records
+    (engine.domain.state), encoded by the store's codec, never a pickle."""
 
     shard: str
     batch_seq: int
     position: int
     taken_at_ms: int
-    blob: bytes
+    state: ShardState
 
 
 class SnapshotStore(Protocol):
@@ -206,3 +209,41 @@ class DeadLetterStore(Protocol):
     async def count(self) -> int:
         """Letters stored now."""
         ...
+
+
+# ---- journal follower sink (DESIGN.md §9, §12) ----
+# Self-contained: what a durable follower of the journal hands to a downstream consumer.
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedEntry:
+    """A journal entry as a follower delivers it: its journal-wide position (every shard's
+    entries share one order there) and whether it may have been applied before (delivered
+    again after a crash, or retried after a failed apply)."""
+
+    position: int
+    entry: JournalEntry
+    redelivered: bool = False
+
+
+class EntryRejected(Exception):
+    """A sink cannot apply this entry, now or ever (not a transient failure): the follower
+    moves it to the dead letters with `reason` and applies the rest of the batch."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"journal position {position}: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+class FollowerSink(Protocol):
+    """What a journal follower feeds: history, the business-event bus, later consumers.
+
+    `apply` receives a bounded batch in journal order and returns once every entry's
+    effect is durable; raising leaves the batch unacknowledged, and the follower retries
+    it (with `redelivered` set), so applying must be idempotent per position."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def apply(self, entries: tuple[FollowedEntry, ...]) -> None: ...

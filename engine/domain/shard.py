@@ -8,7 +8,6 @@ give the same state and answers, which is what makes journal replay exact. `Shar
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,12 +22,14 @@ from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
     Internal,
+    InvariantViolation,
     NotFound,
     Overloaded,
     RequestConflict,
     Unavailable,
 )
 from engine.domain.model import MS_PER_DAY, Movement
+from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
 log = structlog.get_logger("lotwise.shard")
@@ -122,11 +123,11 @@ class Expect:
 
 @dataclass(frozen=True, slots=True)
 class Adopt:
-    """The hand-off's snapshot, with the catalog, so the target can serve the pair at once."""
+    """The hand-off's cell state, with the catalog, so the target can serve the pair at once."""
 
     sku: str
     site: str
-    cell_blob: bytes
+    cell: CellState
     skus: tuple[Sku, ...]
     sites: tuple[Site, ...]
 
@@ -380,14 +381,14 @@ class ShardCore:
         pair = (op.sku, op.site)
         self.skus.update((s.sku, s) for s in op.skus)
         self.sites.update((s.site, s) for s in op.sites)
-        cell = pickle.loads(op.cell_blob)  # our own snapshot, shard to shard (trusted)
+        cell = import_cell(op.cell, self.statuses, self.limits)
         self.cells[pair] = cell
         self.moved.pop(pair, None)
         self.expecting.discard(pair)
         if cell.ledger.active:
             self.with_holds[pair] = None
 
-    def _hand_off(self, op: HandOff) -> tuple[bytes, tuple[Sku, ...], tuple[Site, ...]]:
+    def _hand_off(self, op: HandOff) -> tuple[CellState, tuple[Sku, ...], tuple[Site, ...]]:
         pair = (op.sku, op.site)
         cell = self.cells.pop(pair, None)
         if cell is None:
@@ -398,8 +399,39 @@ class ShardCore:
         # Movements this batch made before the hand-off are journaled here, not there.
         self._touched.pop(pair, None)
         self._handed_off.extend(cell.drain())
-        blob = pickle.dumps(cell, protocol=pickle.HIGHEST_PROTOCOL)
-        return blob, tuple(self.skus.values()), tuple(self.sites.values())
+        return export_cell(cell), tuple(self.skus.values()), tuple(self.sites.values())
+
+    # ---- snapshots (engine.domain.state) ----
+
+    def export_state(self) -> ShardState:
+        """Everything replay would rebuild, as plain records; call between batches (drained)."""
+        if self._touched or self._handed_off:
+            raise InvariantViolation(f"shard {self.name} exported with undrained movements")
+        return ShardState(
+            name=self.name,
+            skus=tuple(self.skus.values()),
+            sites=tuple(self.sites.values()),
+            headers=tuple(self.headers.values()),
+            moved=tuple(MovedPair(sku, site, to) for (sku, site), to in self.moved.items()),
+            expecting=tuple(sorted(self.expecting)),  # a set: sorted, so exports compare equal
+            with_holds=tuple(self.with_holds),
+            cells=tuple(export_cell(cell) for cell in self.cells.values()),
+        )
+
+    @classmethod
+    def from_state(
+        cls, state: ShardState, statuses: StatusDictionary = DEFAULT_DICTIONARY, limits: CellLimits = CellLimits()
+    ) -> ShardCore:
+        """The shard an export was taken of, under this release's configuration."""
+        core = cls(state.name, statuses, limits)
+        core.skus = {s.sku: s for s in state.skus}
+        core.sites = {s.site: s for s in state.sites}
+        core.headers = OrderedDict((h.hold_id, h) for h in state.headers)
+        core.moved = {(m.sku, m.site): m.to_shard for m in state.moved}
+        core.expecting = set(state.expecting)
+        core.with_holds = dict.fromkeys(state.with_holds)
+        core.cells = {(c.sku, c.site): import_cell(c, statuses, limits) for c in state.cells}
+        return core
 
     def sweep_due(self, now_ms: int) -> bool:
         """Is any hold past its TTL? (Read-only: the sweeper journals a Sweep only then.)"""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,7 +52,6 @@ from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
 log = structlog.get_logger("lotwise.shard")
 
-SNAPSHOT_FORMAT = b"LWS1"  # pickle of ShardCore, versioned by this tag and the code release
 RECOVERY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # between failed recovery attempts, then 2 s
 # Reads change nothing and are not journaled; every other op is (a new op type is
 # journaled unless it is declared a read here).
@@ -105,7 +103,7 @@ async def rebuild(
     on an undecodable entry, a gap in batch sequence numbers, or a replay that diverges."""
     snapshot = await snapshots.load(name)
     if snapshot is not None:
-        core = load_snapshot(snapshot)
+        core = load_snapshot(snapshot, statuses, limits)
         batch_seq, position = snapshot.batch_seq, snapshot.position
     else:
         core, batch_seq, position = ShardCore(name, statuses, limits), 0, 0
@@ -122,18 +120,19 @@ async def rebuild(
 
 
 def dump_snapshot(core: ShardCore, batch_seq: int, position: int, now_ms: int) -> Snapshot:
-    blob = SNAPSHOT_FORMAT + pickle.dumps(core, protocol=pickle.HIGHEST_PROTOCOL)
-    return Snapshot(core.name, batch_seq, position, now_ms, blob)
+    """The core's state as typed records (engine.domain.state); the store encodes them."""
+    return Snapshot(core.name, batch_seq, position, now_ms, core.export_state())
 
 
-def load_snapshot(snapshot: Snapshot) -> ShardCore:
-    if not snapshot.blob.startswith(SNAPSHOT_FORMAT):
-        raise JournalCorrupt(f"snapshot:{snapshot.shard}", snapshot.position, "unknown snapshot format")
-    # Our own snapshot, written by a shard of this engine into its own store (trusted).
-    core = pickle.loads(snapshot.blob[len(SNAPSHOT_FORMAT) :])
-    if not isinstance(core, ShardCore):
-        raise JournalCorrupt(f"snapshot:{snapshot.shard}", snapshot.position, "not a shard snapshot")
-    return core
+def load_snapshot(
+    snapshot: Snapshot, statuses: StatusDictionary = DEFAULT_DICTIONARY, limits: CellLimits = CellLimits()
+) -> ShardCore:
+    """The core a snapshot was taken of, under this host's status dictionary and limits."""
+    if snapshot.state.name != snapshot.shard:
+        raise JournalCorrupt(
+            f"snapshot:{snapshot.shard}", snapshot.position, f"holds the state of shard {snapshot.state.name}"
+        )
+    return ShardCore.from_state(snapshot.state, statuses, limits)
 
 
 class ShardHost:

@@ -7,8 +7,6 @@ sequence shared by all shards. The contract only promises that they grow, that
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from engine.domain.commands import (
@@ -26,6 +24,7 @@ from engine.domain.model import External, Finance
 from engine.domain.ports import JournalConflict, JournalEntry, Snapshot
 from tests.contract.conftest import Backend
 from tests.nats_fixtures import journal_entry
+from tests.state_fixtures import shard_state
 
 
 async def append_all(backend: Backend, entries: list[JournalEntry]) -> list[int]:
@@ -154,8 +153,8 @@ async def test_no_snapshot_loads_as_none(backend: Backend, shard: str) -> None:
 
 
 async def test_the_newest_snapshot_is_loaded(backend: Backend, shard: str) -> None:
-    older = Snapshot(shard, batch_seq=3, position=30, taken_at_ms=1_000, blob=b"older state")
-    newer = Snapshot(shard, batch_seq=7, position=70, taken_at_ms=2_000, blob=b"newer state")
+    older = Snapshot(shard, batch_seq=3, position=30, taken_at_ms=1_000, state=shard_state(shard, 10, label="older"))
+    newer = Snapshot(shard, batch_seq=7, position=70, taken_at_ms=2_000, state=shard_state(shard, 10, label="newer"))
 
     await backend.snapshots.save(older)
     assert await backend.snapshots.load(shard) == older
@@ -165,27 +164,27 @@ async def test_the_newest_snapshot_is_loaded(backend: Backend, shard: str) -> No
 
 
 async def test_snapshots_are_per_shard(backend: Backend, shard: str) -> None:
-    mine = Snapshot(shard, 1, 10, 1_000, b"mine")
+    mine = Snapshot(shard, 1, 10, 1_000, shard_state(shard, 1, label="mine"))
     await backend.snapshots.save(mine)
-    await backend.snapshots.save(Snapshot(shard + "x", 2, 20, 1_000, b"theirs"))
+    await backend.snapshots.save(Snapshot(shard + "x", 2, 20, 1_000, shard_state(shard + "x", 1, label="theirs")))
 
     assert await backend.snapshots.load(shard) == mine
     assert await backend.snapshots.load(shard + "y") is None
 
 
 async def test_an_empty_snapshot_round_trips(backend: Backend, shard: str) -> None:
-    empty = Snapshot(shard, 0, 0, 5, b"")
+    empty = Snapshot(shard, 0, 0, 5, shard_state(shard))
     await backend.snapshots.save(empty)
     assert await backend.snapshots.load(shard) == empty
 
 
 async def test_a_large_snapshot_round_trips(backend: Backend, shard: str) -> None:
-    """20 MB: the size of a shard with about a million quants."""
-    big = Snapshot(shard, 42, 4_200, 9_000, os.urandom(20 * 1024 * 1024))
+    """60,000 quants (about 2.4 MB of Avro): several chunks of the object store."""
+    big = Snapshot(shard, 42, 4_200, 9_000, shard_state(shard, 60_000, cells=20))
 
     await backend.snapshots.save(big)
 
     loaded = await backend.snapshots.load(shard)
     assert loaded is not None
     assert (loaded.batch_seq, loaded.position, loaded.taken_at_ms) == (42, 4_200, 9_000)
-    assert loaded.blob == big.blob
+    assert loaded.state == big.state

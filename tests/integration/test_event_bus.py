@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from nats.aio.msg import Msg
 from nats.js import api
 from prometheus_client import CollectorRegistry
 
@@ -31,7 +32,6 @@ from adapters.nats.bus import (
     decode_event,
     decode_event_avro,
     decode_event_json,
-    delete_consumer,
     derive_events,
     engine_bus_config,
     schema_fingerprint,
@@ -46,6 +46,7 @@ from adapters.nats.journal import (
     ensure_stream,
     journal_stream_config,
 )
+from adapters.nats.pull import delete_consumer
 from adapters.nats.server import EmbeddedNats
 from engine.domain.commands import Commit, Receive
 from engine.domain.events import business_events
@@ -184,13 +185,12 @@ class _Crashing(EventBusPublisher):
     acks_left = 2
     frozen = asyncio.Event()
 
-    async def _ack_finished(self) -> None:
-        while self._held and not self._held[0].outs:
-            if self.acks_left == 0:
-                self.frozen.set()
-                await asyncio.Event().wait()  # hangs here until aborted
-            self.acks_left -= 1
-            await self._held.popleft().msg.ack()
+    async def _ack_one(self, msg: Msg) -> None:
+        if self.acks_left == 0:
+            self.frozen.set()
+            await asyncio.Event().wait()  # hangs here until aborted
+        self.acks_left -= 1
+        await msg.ack()
         nc, _ = await self._link.client()
         await nc.flush()
 
@@ -341,18 +341,15 @@ async def test_one_format_only(rig: Rig, formats: tuple[str, ...]) -> None:
     await publisher.stop()
 
 
-async def test_publish_rate(rig: Rig) -> None:
-    """Not a benchmark, a floor: a few thousand events a second on one core (both formats)."""
+async def test_a_long_journal_is_published_whole(rig: Rig) -> None:
+    """Many journal messages, several pulls: every event of every one is published once
+    (the rate is measured by bench/followers.py, not asserted here)."""
     batches = 400
     for batch_seq in range(1, batches + 1):
         await rig.write(with_finance(journal_entry("s1", batch_seq)))
     publisher = rig.publisher()
-    started = time.perf_counter()
     await publisher.start()
     await publisher.wait_caught_up(timeout_s=60, poll_s=0.01)
-    elapsed_s = time.perf_counter() - started
     publishes = 2 * 2 * batches
-    print(f"published {publishes} event messages in {elapsed_s:.2f}s: {publishes / elapsed_s:.0f}/s")
     assert publisher.published_events == publishes
-    assert publishes / elapsed_s > 500
     await publisher.stop()

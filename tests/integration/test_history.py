@@ -22,9 +22,10 @@ import pytest_asyncio
 from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
-from adapters.clickhouse.sink import HistorySink, SinkConfig, SinkMetrics, dead_letter_stream, dead_letter_subject
+from adapters.clickhouse.sink import SinkConfig, SinkMetrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig
 from adapters.memory.snapshots import InMemorySnapshotStore
+from adapters.nats.history import HistorySink, dead_letter_stream, dead_letter_subject
 from adapters.nats.journal import JournalConfig, NatsLink, connect_journal
 from adapters.nats.server import EmbeddedNats
 from engine.api.errors import status_of_rpc_error

@@ -35,6 +35,7 @@ from engine.domain.ports import (
     Snapshot,
 )
 from tests.nats_fixtures import journal_entry, server_config_for_tests
+from tests.state_fixtures import shard_state
 
 # Fast failure and reconnection: tests should not sit out production timeouts.
 QUICK = {
@@ -139,7 +140,7 @@ async def test_everything_acknowledged_survives_a_kill_9(
     first = await open_journal(own_server)
     position = await append_batches(first.journal, shard, 1, 200)
     other_position = await append_batches(first.journal, shard + "b", 1, 20)
-    snapshot = Snapshot(shard, 150, 1_500, 77, b"state at 150" * 1_000)
+    snapshot = Snapshot(shard, 150, 1_500, 77, shard_state(shard, 1_000, label="at 150"))
     await first.snapshots.save(snapshot)
 
     await own_server.kill()  # SIGKILL: no shutdown, no final flush
@@ -305,7 +306,7 @@ async def test_reads_leave_no_consumers_behind(
 ) -> None:
     opened = await open_journal(read_batch=8)
     position = await append_batches(opened.journal, shard, 1, 40)
-    snapshot = Snapshot(shard, 40, position, 1, b"x" * 3_000_000)
+    snapshot = Snapshot(shard, 40, position, 1, shard_state(shard, 30_000, cells=10))  # over 1 MB: several chunks
     await opened.snapshots.save(snapshot)
 
     assert len(await read_all(opened.journal, shard)) == 40

@@ -1,5 +1,5 @@
 """Business events derived from journal entries (engine.domain.events), their encodings
-(adapters.nats.bus: pure functions, no server) and the in-memory event bus.
+(adapters.nats.bus: pure functions, no server).
 
 Entries are built the way a shard builds them: commands run on a real cell, the ops and
 the movements they produced side by side.
@@ -33,7 +33,6 @@ from engine.domain.commands import Command, ReserveLine
 from engine.domain.events import (
     MONEY_PLACES,
     BusinessEvent,
-    InMemoryEventBus,
     Place,
     business_events,
     event_finance,
@@ -305,20 +304,6 @@ def test_decoders_refuse_other_schema_versions(driver: CellDriver) -> None:
         decode_event_avro(bytes(data))
     with pytest.raises(ValueError, match="version"):
         decode_event_json(b'{"schema_version": 2}')
-
-
-# ---- the in-memory bus ----
-
-
-async def test_in_memory_bus_is_ordered_idempotent_and_readable_from_an_offset(driver: CellDriver) -> None:
-    receive = dataclasses.replace(driver.receive_cmd("L1", 10), finance=EUR)
-    events = business_events(run_batch(driver, receive, driver.reserve_cmd("H1", ReserveLine(4))))
-    bus = InMemoryEventBus()
-    await bus.publish(events[:1])
-    await bus.publish(events)  # the first again: not stored twice
-    assert await bus.read() == events
-    assert await bus.read(after=1, limit=5) == events[1:]
-    assert await bus.read(after=2) == []
 
 
 def test_the_catalogue_names_the_current_schema() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from adapters.clickhouse.queries import movement_row, quote_str, record_from_row
-from adapters.clickhouse.sink import SinkConfig, _Batch
+from adapters.clickhouse.sink import SinkConfig, batch_token
+from adapters.nats.follower import _Held
+from adapters.nats.history import follower_config
 from engine.domain.errors import InvalidArgument
 from engine.domain.history import (
     HistoryRecord,
@@ -70,16 +72,14 @@ def test_sink_bounds_are_checked_and_a_batch_token_names_its_messages() -> None:
         SinkConfig(batch_max_messages=100, max_ack_pending=10)
     with pytest.raises(ValueError, match="batch_max_rows"):
         SinkConfig(batch_max_rows=0)
-    a, b = _Batch(), _Batch()
-    a.msgs = dict.fromkeys((5, 6, 9))  # type: ignore[arg-type]
-    b.msgs = dict.fromkeys((9, 5, 6))  # type: ignore[arg-type]
-    assert a.token("S") == b.token("S")
-    b.msgs = dict.fromkeys((5, 6, 10))  # type: ignore[arg-type]
-    assert a.token("S") != b.token("S")
-    config = SinkConfig(batch_max_messages=3, batch_max_ms=100)
+    assert batch_token("S", (5, 6, 9)) == batch_token("S", (9, 5, 6))
+    assert batch_token("S", (5, 6, 9)) != batch_token("S", (5, 6, 10))
+    config = follower_config(SinkConfig(batch_max_messages=3, batch_max_ms=100))
+    a = _Held()
+    a.msgs = dict.fromkeys((5, 6, 9))  # type: ignore[assignment]
     a.opened = 0.0
     assert a.due(config, now=0.0)  # full by messages
-    c = _Batch()
+    c = _Held()
     assert not c.due(config, now=10.0)  # empty is never due
     c.msgs, c.opened = {1: None}, 10.0  # type: ignore[dict-item]
     assert not c.due(config, now=10.05)

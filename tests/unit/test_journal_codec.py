@@ -15,7 +15,16 @@ from typing import Any
 import fastavro
 import pytest
 
-from adapters.nats.codec import READABLE_VERSIONS, SCHEMA_DIR, SCHEMA_VERSION, decode_entry, encode_entry, schema
+from adapters.nats.codec import (
+    READABLE_VERSIONS,
+    SCHEMA_DIR,
+    SCHEMA_VERSION,
+    decode_entry,
+    encode_entry,
+    schema,
+    schema_path,
+)
+from adapters.nats.records import movement_in, movement_out
 from engine.domain.commands import (
     Adjust,
     ChangeStatus,
@@ -28,6 +37,7 @@ from engine.domain.commands import (
     ReserveLine,
     Strategy,
 )
+from engine.domain.formats import UnsupportedFormat
 from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
 
@@ -51,10 +61,10 @@ def round_trip(*ops: Any) -> JournalEntry:
 # ---- v2: every new field round-trips ----
 
 
-def test_the_current_version_is_2_and_both_versions_are_readable() -> None:
-    assert SCHEMA_VERSION == 2
-    assert READABLE_VERSIONS == (1, 2)
-    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 4  # zig-zag varint of 2
+def test_the_current_version_is_3_and_every_version_is_readable() -> None:
+    assert SCHEMA_VERSION == 3
+    assert READABLE_VERSIONS == (1, 2, 3)
+    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 6  # zig-zag varint of 3
 
 
 @pytest.mark.parametrize("finance", [None, Finance(), EUR, Finance(currency="USD", terms="net 30")])
@@ -270,7 +280,7 @@ def test_the_v1_schema_file_is_the_v1_shape() -> None:
 def test_v2_only_appends_fields_with_defaults() -> None:
     """The evolution rule: v2 is v1 plus fields at the end of records, each with a default."""
     v1 = json.loads((SCHEMA_DIR / "journal_batch.v1.avsc").read_text())
-    v2 = json.loads((SCHEMA_DIR / "journal_batch.avsc").read_text())
+    v2 = json.loads((SCHEMA_DIR / "journal_batch.v2.avsc").read_text())
     old = {o["name"]: o["fields"] for o in v1["fields"][4]["type"]["items"]}
     new = {o["name"]: o["fields"] for o in v2["fields"][4]["type"]["items"]}
     assert list(new) == list(old)
@@ -306,11 +316,41 @@ def test_v2_decodes_a_v1_message_by_schema_resolution_too() -> None:
     assert (value["source"], value["finance"]) == (External.SUPPLIER.value, None)
 
 
-@pytest.mark.parametrize("version", [0, 3, -1, 99])
+@pytest.mark.parametrize("version", [0, 4, -1, 99])
 def test_an_unknown_version_is_refused(version: int) -> None:
     out = io.BytesIO()
     fastavro.schemaless_writer(
         out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": version}
     )
-    with pytest.raises(ValueError, match="unknown journal schema version"):
+    with pytest.raises(UnsupportedFormat, match="unknown journal schema version") as caught:
         decode_entry(frame(out.getvalue() + b"\x00" * 8))
+    assert isinstance(caught.value, ValueError)
+    assert (caught.value.format, caught.value.version) == ("journal batch (Avro)", version)
+
+
+# ---- v3: the handed-off cell as a typed record; only appended fields ----
+
+
+def test_v3_only_appends_the_cell_to_adopt() -> None:
+    """The evolution rule: v3 is v2 plus `Adopt.cell` (a default of null) at its end, and
+    every v2 message reads through Avro schema resolution with the v3 schema."""
+    v2 = json.loads((SCHEMA_DIR / "journal_batch.v2.avsc").read_text())
+    v3 = json.loads((SCHEMA_DIR / "journal_batch.avsc").read_text())
+    old = {o["name"]: o["fields"] for o in v2["fields"][4]["type"]["items"]}
+    new = {o["name"]: o["fields"] for o in v3["fields"][4]["type"]["items"]}
+    assert list(new) == list(old)
+    for name, fields in old.items():
+        assert new[name][: len(fields)] == fields
+        assert all("default" in f for f in new[name][len(fields) :])
+    assert [f["name"] for f in new["Adopt"][len(old["Adopt"]) :]] == ["cell"]
+    assert fastavro.schema.to_parsing_canonical_form(schema(3)) != fastavro.schema.to_parsing_canonical_form(schema(2))
+    receipt = Movement(1, MovementKind.RECEIVE, "s", "x", "L1", 5, External.SUPPLIER, KEY, lot=Lot("L1", 1, 2))
+    body = io.BytesIO()
+    record = {"schema_version": 2, "shard": "s", "batch_seq": 1, "now_ms": 0, "ops": []}
+    fastavro.schemaless_writer(body, schema(2), {**record, "movements": [movement_out(receipt)]})
+    body.seek(0)
+    # v3 names QuantKey and Lot in Movement instead of defining them there (CellState, earlier
+    # in the schema, defines them): the same types, so resolution holds, given expanded schemas.
+    writer, reader = (fastavro.parse_schema(json.loads(schema_path(v).read_text()), expand=True) for v in (2, 3))
+    resolved = fastavro.schemaless_reader(body, writer, reader, return_record_name=True)
+    assert movement_in(resolved["movements"][0]) == receipt

@@ -1,0 +1,459 @@
+"""The journal follower: one durable JetStream consumer of the journal feeding one sink
+(DESIGN.md §9, §12). History and the business-event bus are two sinks of it; every later
+consumer of the journal (replenishment triggers, vouchers, alerts) is one more.
+
+The follower pulls journal messages (explicit acks), decodes them and holds a bounded batch
+(messages, movements, time); when the batch is due it hands it to the sink in journal order
+and acknowledges its messages only once `sink.apply` returned: a crash anywhere loses
+nothing, unacknowledged messages come back (flagged `redelivered`, so the sink can skip
+what it made durable already).
+
+When the sink fails, the follower keeps its batch, retries with capped exponential backoff,
+tells JetStream it is still working on the held messages (so they are not redelivered
+meanwhile) and fetches nothing more: it pauses, bounded, and catches up afterwards.
+Transient failures are retried until they pass; any other failure at most
+`max_apply_attempts` times, after which the batch is applied one entry at a time and an
+entry that still fails goes to the dead letters. A message that does not decode, and an
+entry the sink rejects (`EntryRejected`), go to the dead letters at once, with their
+reason, and are acknowledged only after that (§12).
+
+Lag = journal messages not yet acknowledged by the follower: Prometheus gauges and `lag()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge, Histogram
+
+from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream, journal_stream_config
+from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
+from engine.domain.errors import Unavailable
+from engine.domain.ports import EntryRejected, FollowedEntry, FollowerSink, JournalEntry, JournalUnavailable
+
+log = structlog.get_logger("lotwise.follower")
+
+MiB = 1024 * 1024
+H_REASON = "Lotwise-Reason"
+H_STREAM_SEQ = "Lotwise-Stream-Seq"
+H_SUBJECT = "Lotwise-Subject"
+DELAY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Failures that say "not now" rather than "never": retried until they pass (a pause).
+TRANSIENT: tuple[type[Exception], ...] = (TimeoutError, OSError, nats.errors.Error, JournalUnavailable, Unavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerConfig:
+    """Bounds of one follower. A batch closes at whichever bound it reaches first."""
+
+    consumer: str  # the durable consumer's name on the journal stream (one per sink)
+    dead_letter_tag: str  # names the dead letters: <journal>_<TAG>_DLQ on lotwise.dlq.<tag>.<journal>
+    description: str = "Lotwise journal follower"
+    batch_max_movements: int = 20_000  # movements per apply
+    batch_max_messages: int = 1_000  # journal messages per apply
+    batch_max_ms: float = 200.0  # how long a batch may wait to fill (0: apply after each pull)
+    fetch_batch: int = 256  # messages per pull
+    fetch_wait_s: float = 0.2  # a pull with nothing to deliver ends after this
+    ack_wait_s: float = 30.0  # JetStream redelivers a message unacked this long
+    max_ack_pending: int = 4_000  # messages delivered and not yet acked, at most
+    retry_initial_s: float = 0.05  # backoff between failed applies: doubles up to retry_max_s
+    retry_max_s: float = 5.0
+    max_apply_attempts: int = 0  # non-transient failures before isolating the culprit (0: no bound)
+    lag_interval_s: float = 1.0  # how often the lag gauges are refreshed
+    stop_timeout_s: float = 10.0  # a stop applies and acks what it holds for at most this long
+    dead_letter_max_bytes: int = 64 * MiB
+    delay_samples: int = 100_000  # recent journal→acked delays kept for percentiles
+
+    def __post_init__(self) -> None:
+        for name in ("batch_max_movements", "batch_max_messages", "fetch_batch", "max_ack_pending", "delay_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_ack_pending < self.batch_max_messages:
+            raise ValueError("max_ack_pending must be ≥ batch_max_messages (a batch is acked at once)")
+        if self.max_apply_attempts < 0:
+            raise ValueError("max_apply_attempts must be ≥ 0")
+        if not self.consumer or not self.dead_letter_tag.isidentifier():
+            raise ValueError("a follower needs a consumer name and a dead-letter tag (letters, digits, _)")
+
+    def dead_letter_stream(self, journal: JournalConfig) -> str:
+        return f"{journal.stream}_{self.dead_letter_tag.upper()}_DLQ"
+
+    def dead_letter_subject(self, journal: JournalConfig) -> str:
+        # Outside the journal's subject space: the journal stream must never capture it.
+        return f"lotwise.dlq.{self.dead_letter_tag}.{journal.stream}"
+
+
+class FollowerMetrics(Protocol):
+    """The gauges and counters every follower keeps. Each sink's metrics class provides
+    them under its own names (dashboards keep theirs) beside the sink's own counters."""
+
+    lag_messages: Gauge
+    stream_position: Gauge
+    acked_position: Gauge
+    failures: Counter
+    dead_letters: Counter
+    delay: Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerLag:
+    stream_position: int  # the journal's last message
+    acked_position: int  # every message up to here is applied
+    pending_messages: int  # journal messages not yet acknowledged by the follower
+    held_messages: int  # of which: held by this follower, waiting for their apply
+    stalled: bool  # the last apply failed: the follower is retrying
+
+
+@dataclass(slots=True)
+class _Held:
+    """What the follower holds between fetch and ack, in journal order."""
+
+    msgs: dict[int, Msg] = field(default_factory=dict)  # stream seq → its newest delivery
+    entries: dict[int, FollowedEntry] = field(default_factory=dict)  # stream seq → decoded
+    movements: int = 0
+    opened: float = 0.0  # monotonic time of the first message
+
+    def due(self, config: FollowerConfig, now: float) -> bool:
+        if not self.msgs:
+            return False
+        return (
+            self.movements >= config.batch_max_movements
+            or len(self.msgs) >= config.batch_max_messages
+            or (now - self.opened) * 1000 >= config.batch_max_ms
+        )
+
+    def drop(self, seq: int) -> None:
+        self.msgs.pop(seq, None)
+        gone = self.entries.pop(seq, None)
+        if gone is not None:
+            self.movements -= len(gone.entry.movements)
+
+    def mark_redelivered(self) -> None:
+        """After a failed apply: the sink may have made part of the batch durable."""
+        self.entries = {seq: replace(e, redelivered=True) for seq, e in self.entries.items()}
+
+
+class JournalFollower:
+    """Feeds a FollowerSink from the journal; `await start()`, `lag()`, `await stop()`."""
+
+    def __init__(
+        self,
+        link: NatsLink,
+        sink: FollowerSink,
+        config: FollowerConfig,
+        metrics: FollowerMetrics,
+        decode: Callable[[bytes], JournalEntry] | None = None,
+    ) -> None:
+        from adapters.nats.codec import decode_entry
+
+        self._link = link
+        self._journal = link.config
+        self.sink = sink
+        self.config = config
+        self.metrics = metrics
+        self._decode = decode or decode_entry
+        self._held = _Held()
+        self._pull = DurablePull(link, self.stream, config.consumer, config.max_ack_pending, self._journal.max_msg_size)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._stalled = False
+        self._next_lag_at = 0.0
+        self.delays_s: deque[float] = deque(maxlen=config.delay_samples)
+        self.acked_messages = 0
+
+    @property
+    def stream(self) -> str:
+        return self._journal.stream
+
+    @property
+    def consumer(self) -> str:
+        return self.config.consumer
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        """Make sure the journal stream, the dead-letter stream and the durable consumer
+        exist, then follow the journal in the background."""
+        _, js = await self._link.client()
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError:  # the shards have not written yet: create it as they would
+            await ensure_stream(js, journal_stream_config(self._journal))
+        await ensure_stream(js, self._dead_letter_config())
+        await js.add_consumer(self.stream, config=self._consumer_config(), timeout=self._journal.api_timeout_s)
+        await self._pull.get()
+        self._stopping.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.sink.name}:{self.stream}")
+        log.info("journal follower started", sink=self.sink.name, stream=self.stream, consumer=self.consumer)
+
+    async def stop(self) -> None:
+        """Stop fetching, apply and ack what is held (bounded by stop_timeout_s; what does
+        not make it stays unacked and is redelivered to the next follower)."""
+        self._stopping.set()
+        if not await finish_task(self._task, self.config.stop_timeout_s):
+            log.warning("journal follower stopped before its batch was applied; it will be redelivered")
+        self._task = None
+        await self._pull.close()
+        log.info("journal follower stopped", sink=self.sink.name, stream=self.stream, acked=self.acked_messages)
+
+    async def abort(self) -> None:
+        """Stop at once: no apply, no ack (what a crash looks like to JetStream)."""
+        self._stopping.set()
+        await cancel_task(self._task)
+        self._task = None
+        self._held = _Held()
+        await self._pull.close()
+
+    # ---- the loop ----
+
+    async def _run(self) -> None:
+        backoff_s = self.config.retry_initial_s
+        while True:
+            stopping = self._stopping.is_set()
+            try:
+                if not stopping:
+                    await self._fill()
+                if self._held.msgs and (stopping or self._held.due(self.config, time.monotonic())):
+                    await self._flush()
+                await self._refresh_lag()
+                backoff_s = self.config.retry_initial_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS down, a bug: log, back off (bounded), keep going
+                log.warning(
+                    "journal follower step failed",
+                    sink=self.sink.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=backoff_s,
+                )
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.config.retry_max_s)
+            if stopping and not self._held.msgs:
+                return
+
+    async def _fill(self) -> None:
+        """One pull, for no more than the batch has room for; waits at most until the
+        open batch is due."""
+        held, config = self._held, self.config
+        room = min(config.batch_max_messages - len(held.msgs), config.fetch_batch)
+        if room <= 0 or held.movements >= config.batch_max_movements:
+            return
+        wait_s = config.fetch_wait_s
+        if held.msgs:
+            wait_s = max(0.001, min(wait_s, config.batch_max_ms / 1000 - (time.monotonic() - held.opened)))
+        psub = await self._pull.get()
+        try:
+            msgs = await psub.fetch(batch=room, timeout=wait_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return
+        for msg in msgs:
+            await self._take(msg)
+
+    async def _take(self, msg: Msg) -> None:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        held = self._held
+        if seq in held.msgs:  # delivered again while we still hold it: keep the newest delivery
+            held.msgs[seq] = msg
+            return
+        try:
+            entry = self._decode(msg.data)
+        except Exception as exc:  # whatever the codec raises, the message is not an entry
+            await self._dead_letter(msg, f"undecodable journal entry: {type(exc).__name__}: {exc}")
+            return
+        if not held.msgs:
+            held.opened = time.monotonic()
+        held.msgs[seq] = msg
+        held.entries[seq] = FollowedEntry(seq, entry, redelivered=meta.num_delivered > 1)
+        held.movements += len(entry.movements)
+
+    async def _flush(self) -> None:
+        """Apply the held batch (retrying, isolating, dead-lettering as needed), then ack it."""
+        await self._apply_held()
+        await self._ack(self._held)
+        self._held = _Held()
+
+    async def _apply_held(self) -> None:
+        """Until every held entry is applied or dead-lettered. Bounded in memory (nothing
+        more is fetched meanwhile) and in backoff."""
+        backoff_s = self.config.retry_initial_s
+        last_progress = time.monotonic()
+        attempt = failures = 0
+        one_at_a_time = False
+        applied: set[int] = set()
+        while pending := [e for seq, e in self._held.entries.items() if seq not in applied]:
+            batch = tuple(pending[:1] if one_at_a_time else pending)
+            try:
+                await self.sink.apply(batch)
+            except asyncio.CancelledError:
+                raise
+            except EntryRejected as rejected:
+                await self._reject(rejected.position, rejected.reason)
+                continue
+            except Exception as exc:
+                attempt += 1
+                transient = isinstance(exc, TRANSIENT)
+                failures = 0 if transient else failures + 1
+                self._note_failure(exc, attempt, backoff_s)
+                if self._stopping.is_set() and attempt >= 3:
+                    raise
+                if self._poisoned(failures):
+                    if len(batch) == 1:
+                        await self._reject(batch[0].position, f"{self.sink.name} cannot apply it: {exc}")
+                        failures = 0
+                        continue
+                    one_at_a_time, failures = True, 0  # find the entry that fails
+                self._held.mark_redelivered()
+                if time.monotonic() - last_progress >= self.config.ack_wait_s / 3:
+                    await self._in_progress()
+                    last_progress = time.monotonic()
+                await self._refresh_lag()
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.config.retry_max_s)
+                continue
+            applied.update(e.position for e in batch)
+            if self._stalled:
+                log.info("journal follower's sink is back; catching up", sink=self.sink.name, attempts=attempt + 1)
+            self._stalled = False
+
+    def _poisoned(self, failures: int) -> bool:
+        bound = self.config.max_apply_attempts
+        return bound > 0 and failures >= bound
+
+    def _note_failure(self, exc: Exception, attempt: int, backoff_s: float) -> None:
+        self._stalled = True
+        self.metrics.failures.inc()
+        (log.warning if attempt == 1 or attempt % 20 == 0 else log.debug)(
+            "journal follower's apply failed; retrying",
+            sink=self.sink.name,
+            attempt=attempt,
+            error=f"{type(exc).__name__}: {exc}",
+            held_messages=len(self._held.msgs),
+            retry_in_s=backoff_s,
+        )
+
+    async def _reject(self, position: int, reason: str) -> None:
+        msg = self._held.msgs.get(position)
+        if msg is None:  # a sink naming a position it was not given: a bug, never skip silently
+            raise ValueError(f"{self.sink.name} rejected journal position {position}, which it was not given")
+        await self._dead_letter(msg, reason)
+        self._held.drop(position)
+
+    async def _ack(self, held: _Held) -> None:
+        if not held.msgs:
+            return
+        now_s = time.time()
+        for msg in held.msgs.values():
+            await self._ack_one(msg)
+            delay_s = max(0.0, now_s - msg.metadata.timestamp.timestamp())
+            self.delays_s.append(delay_s)
+            self.metrics.delay.observe(delay_s)
+            self.acked_messages += 1
+        nc, _ = await self._link.client()
+        # Acks are buffered by the client: push them out now, so a crash right after this
+        # does not make JetStream redeliver what is applied (harmless, but wasted work).
+        await nc.flush(timeout=math.ceil(self._journal.api_timeout_s))  # the client takes whole seconds
+
+    async def _ack_one(self, msg: Msg) -> None:
+        await msg.ack()
+
+    async def _in_progress(self) -> None:
+        with contextlib.suppress(Exception):
+            for msg in self._held.msgs.values():
+                await msg.in_progress()
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        _, js = await self._link.client()
+        seq = msg.metadata.sequence.stream
+        headers = {H_REASON: reason[:1_000], H_STREAM_SEQ: str(seq), H_SUBJECT: msg.subject}
+        subject = self.config.dead_letter_subject(self._journal)
+        await js.publish(subject, msg.data, headers=headers, timeout=self._journal.ack_timeout_s)
+        await msg.term()  # only after the dead letter is stored: never silently dropped
+        self.metrics.dead_letters.inc()
+        log.error("journal message dead-lettered", sink=self.sink.name, stream=self.stream, position=seq, reason=reason)
+
+    # ---- lag ----
+
+    async def lag(self) -> FollowerLag:
+        """Where the journal is vs what the sink has acknowledged (asks the server)."""
+        at = await consumer_positions(self._link, self.stream, self.consumer, self._journal.api_timeout_s)
+        lag = FollowerLag(
+            stream_position=at.stream_position,
+            acked_position=at.acked_position,
+            pending_messages=at.pending_messages,
+            held_messages=len(self._held.msgs),
+            stalled=self._stalled,
+        )
+        self.metrics.lag_messages.set(lag.pending_messages)
+        self.metrics.stream_position.set(lag.stream_position)
+        self.metrics.acked_position.set(lag.acked_position)
+        return lag
+
+    async def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_at:
+            return
+        self._next_lag_at = now + self.config.lag_interval_s
+        with contextlib.suppress(Exception):  # the gauges are best effort; lag() raises
+            await self.lag()
+
+    async def wait_caught_up(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> FollowerLag:
+        """Until every journal message so far is applied (tests, benches, ops)."""
+        # The ack floor too: a consumer's pending count may lag a fresh append a moment.
+        return await wait_until(
+            self.lag,
+            lambda lag: (
+                lag.pending_messages == 0 and lag.held_messages == 0 and lag.acked_position >= lag.stream_position
+            ),
+            timeout_s,
+            poll_s,
+            self.sink.name,
+        )
+
+    # ---- NATS plumbing ----
+
+    def _consumer_config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            name=self.consumer,
+            durable_name=self.consumer,
+            description=self.config.description,
+            filter_subject=f"{self._journal.subject_prefix}.>",
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.config.ack_wait_s,
+            max_deliver=-1,  # redeliver until applied: no sink may miss a batch
+            max_ack_pending=self.config.max_ack_pending,
+            max_waiting=16,
+            num_replicas=self._journal.replicas,
+        )
+
+    def _dead_letter_config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.config.dead_letter_stream(self._journal),
+            description=f"Journal messages {self.sink.name} could not use, with the reason",
+            subjects=[self.config.dead_letter_subject(self._journal)],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            # Full: the next dead letter is refused, the follower retries and its lag grows
+            # (alerting) — older letters are never dropped silently (DESIGN §12).
+            discard=api.DiscardPolicy.NEW,
+            max_bytes=self.config.dead_letter_max_bytes,
+            max_msg_size=self._journal.max_msg_size,
+            num_replicas=self._journal.replicas,
+        )

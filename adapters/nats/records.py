@@ -1,0 +1,406 @@
+"""Domain values ↔ the plain dicts of the journal's Avro schemas (schemas/*.avsc).
+
+Pure conversion, no framing and no versions (adapters/nats/codec.py and
+adapters/nats/snapshot_codec.py own those): records, unions as (name, value) pairs, enums
+as their values. Imports only the domain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import (
+    Adjust,
+    Adjusted,
+    ChangeStatus,
+    Command,
+    Commit,
+    Committed,
+    Consume,
+    Consumed,
+    Move,
+    Moved,
+    Receive,
+    Received,
+    Release,
+    Released,
+    Reply,
+    Reserve,
+    Reserved,
+    ReserveLine,
+    StatusChanged,
+    Strategy,
+)
+from engine.domain.errors import FieldViolation
+from engine.domain.model import (
+    Allocation,
+    External,
+    Finance,
+    HoldState,
+    HoldView,
+    Lot,
+    Movement,
+    MovementKind,
+    QuantKey,
+)
+from engine.domain.shard import Adopt, Expect, HandOff, HoldHeader, Op, PutSite, PutSku, RegisterHold, Sweep
+from engine.domain.state import (
+    CellState,
+    HoldRecord,
+    MovedPair,
+    QuantBalance,
+    Refusal,
+    RefusalArg,
+    Remembered,
+    ShardState,
+)
+
+NS = "lotwise.journal.v1."
+Union = tuple[str, dict[str, Any]]  # an Avro union branch: (full record name, record)
+
+_PLAIN_OPS: dict[type, str] = {
+    Receive: "Receive",
+    Move: "Move",
+    ChangeStatus: "ChangeStatus",
+    Release: "Release",
+    Commit: "Commit",
+    Adjust: "Adjust",
+    Expect: "Expect",
+    HandOff: "HandOff",
+    Sweep: "Sweep",
+}
+_PLAIN_BY_NAME = {name: cls for cls, name in _PLAIN_OPS.items()}
+_REPLIES: dict[type, str] = {
+    Received: "Received",
+    Moved: "Moved",
+    StatusChanged: "StatusChanged",
+    Adjusted: "Adjusted",
+}
+_REPLIES_BY_NAME = {name: cls for cls, name in _REPLIES.items()}
+
+
+def fields(obj: Any) -> dict[str, Any]:
+    """A slotted dataclass's fields as a dict (shallow; StrEnums stay str-compatible)."""
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+# ---- ops ----
+
+
+def op_out(op: Op) -> Union:
+    name = _PLAIN_OPS.get(type(op))
+    if name is not None:
+        return NS + name, _command_out(op)
+    match op:
+        case Reserve():
+            value = _command_out(op)
+            value["lines"] = [fields(line) for line in op.lines]
+            return NS + "Reserve", value
+        case Consume():
+            return NS + "Consume", _command_out(op)
+        case PutSku():
+            return NS + "PutSku", {"sku": fields(op.sku)}
+        case PutSite():
+            return NS + "PutSite", {"site": fields(op.site)}
+        case RegisterHold():
+            return NS + "RegisterHold", header_out(op.header)
+        case Adopt():
+            return NS + "Adopt", {
+                "sku": op.sku,
+                "site": op.site,
+                "cell_blob": b"",  # the v1/v2 pickle's place; empty since v3
+                "skus": [fields(s) for s in op.skus],
+                "sites": [fields(s) for s in op.sites],
+                "cell": (NS + "CellState", cell_out(op.cell)),
+            }
+    raise TypeError(f"{type(op).__name__} is not a journaled op")
+
+
+def op_in(name: str, value: dict[str, Any]) -> Op:
+    """An op from its record; an Adopt must carry its cell state (v3 on: the codec
+    upcasts older ones first)."""
+    short = name.removeprefix(NS)
+    plain = _PLAIN_BY_NAME.get(short)
+    if plain is not None:
+        op: Op = plain(**_command_in(value))
+        return op
+    match short:
+        case "Reserve":
+            lines = tuple(ReserveLine(**{**line, "strategy": Strategy(line["strategy"])}) for line in value["lines"])
+            return Reserve(**{**_command_in(value), "lines": lines})
+        case "Consume":
+            return Consume(**{**_command_in(value), "strategy": Strategy(value["strategy"])})
+        case "PutSku":
+            return PutSku(Sku(**value["sku"]))
+        case "PutSite":
+            return PutSite(Site(**value["site"]))
+        case "RegisterHold":
+            return RegisterHold(header_in(value))
+        case "Adopt":
+            cell = value.get("cell")
+            if cell is None:
+                raise ValueError(f"Adopt of {value['sku']}@{value['site']} carries no cell state")
+            return Adopt(
+                value["sku"],
+                value["site"],
+                cell_in(cell[1]),
+                tuple(Sku(**s) for s in value["skus"]),
+                tuple(Site(**s) for s in value["sites"]),
+            )
+    raise ValueError(f"unknown op {name}")
+
+
+def command_out(cmd: Command) -> Union:
+    return op_out(cmd)
+
+
+def command_in(branch: Union) -> Command:
+    cmd = op_in(*branch)
+    if not isinstance(cmd, Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust):
+        raise ValueError(f"{branch[0]} is not a command")
+    return cmd
+
+
+def header_out(header: HoldHeader) -> dict[str, Any]:
+    value = fields(header)
+    value["pairs"] = [{"sku": sku, "site": site} for sku, site in header.pairs]
+    return value
+
+
+def header_in(value: dict[str, Any]) -> HoldHeader:
+    pairs = tuple((p["sku"], p["site"]) for p in value["pairs"])
+    return HoldHeader(**{**value, "pairs": pairs})
+
+
+def _command_out(op: Any) -> dict[str, Any]:
+    """An op's fields; a command's finance context as its branch of the Avro union."""
+    value = fields(op)
+    if "finance" in value:
+        finance = value["finance"]
+        value["finance"] = None if finance is None else (NS + "Finance", fields(finance))
+    return value
+
+
+def _command_in(value: dict[str, Any]) -> dict[str, Any]:
+    """An op's decoded fields as its dataclass takes them: the finance record and the
+    external buckets (Receive.source, Consume.destination) back to their types. Fields a
+    v1 message lacks are simply absent, so the dataclass defaults apply."""
+    out = dict(value)
+    finance = out.get("finance")
+    if finance is not None:
+        out["finance"] = Finance(**finance[1])
+    for name in ("source", "destination"):
+        if name in out:
+            out[name] = External(out[name])
+    return out
+
+
+# ---- movements ----
+
+
+def _bucket_out(bucket: QuantKey | External) -> Any:
+    if isinstance(bucket, QuantKey):
+        return (NS + "QuantKey", fields(bucket))
+    return bucket.value
+
+
+def _bucket_in(value: Any) -> QuantKey | External:
+    if isinstance(value, tuple):
+        return QuantKey(**value[1])
+    return External(value)
+
+
+def movement_out(m: Movement) -> dict[str, Any]:
+    return {
+        "seq": m.seq,
+        "kind": m.kind.value,
+        "sku": m.sku,
+        "site": m.site,
+        "lot_id": m.lot_id,
+        "qty": m.qty,
+        "src": _bucket_out(m.src),
+        "dst": _bucket_out(m.dst),
+        "held_key": None if m.held_key is None else (NS + "QuantKey", fields(m.held_key)),
+        "held_delta": m.held_delta,
+        "hold_id": m.hold_id,
+        "request_id": m.request_id,
+        "doc_ref": m.doc_ref,
+        "at_ms": m.at_ms,
+        "lot": None if m.lot is None else (NS + "Lot", fields(m.lot)),
+        "expires_at_ms": m.expires_at_ms,
+    }
+
+
+def movement_in(value: dict[str, Any]) -> Movement:
+    held_key = value["held_key"]
+    lot = value["lot"]
+    return Movement(
+        seq=value["seq"],
+        kind=MovementKind(value["kind"]),
+        sku=value["sku"],
+        site=value["site"],
+        lot_id=value["lot_id"],
+        qty=value["qty"],
+        src=_bucket_in(value["src"]),
+        dst=_bucket_in(value["dst"]),
+        held_key=None if held_key is None else QuantKey(**held_key[1]),
+        held_delta=value["held_delta"],
+        hold_id=value["hold_id"],
+        request_id=value["request_id"],
+        doc_ref=value["doc_ref"],
+        at_ms=value["at_ms"],
+        lot=None if lot is None else Lot(**lot[1]),
+        expires_at_ms=value["expires_at_ms"],
+    )
+
+
+# ---- remembered answers ----
+
+
+def _view_out(view: HoldView) -> dict[str, Any]:
+    value = fields(view)
+    value["state"] = view.state.value
+    value["allocations"] = [fields(a) for a in view.allocations]
+    return value
+
+
+def _view_in(value: dict[str, Any]) -> HoldView:
+    allocations = tuple(Allocation(**a) for a in value["allocations"])
+    return HoldView(**{**value, "state": HoldState(value["state"]), "allocations": allocations})
+
+
+def _arg_out(arg: RefusalArg) -> Any:
+    if isinstance(arg, tuple):
+        return [fields(v) for v in arg]
+    return arg
+
+
+def _arg_in(value: Any) -> RefusalArg:
+    if isinstance(value, list):
+        return tuple(FieldViolation(**v) for v in value)
+    if isinstance(value, str | int | dict):
+        return value
+    raise ValueError(f"a refusal argument of type {type(value).__name__}")
+
+
+def answer_out(answer: Reply | Refusal) -> Union:
+    name = _REPLIES.get(type(answer))
+    if name is not None:
+        return NS + name, fields(answer)
+    match answer:
+        case Reserved():
+            return NS + "Reserved", {"hold": _view_out(answer.hold)}
+        case Committed():
+            value = {**fields(answer), "hold": _view_out(answer.hold)}
+            return NS + "Committed", value
+        case Released():
+            return NS + "Released", {**fields(answer), "hold": _view_out(answer.hold)}
+        case Consumed():
+            return NS + "Consumed", {**fields(answer), "allocations": [fields(a) for a in answer.allocations]}
+        case Refusal():
+            return NS + "Refusal", {"kind": answer.kind, "args": [_arg_out(a) for a in answer.args]}
+    raise TypeError(f"{type(answer).__name__} is not a remembered answer")
+
+
+def answer_in(name: str, value: dict[str, Any]) -> Reply | Refusal:
+    short = name.removeprefix(NS)
+    plain = _REPLIES_BY_NAME.get(short)
+    if plain is not None:
+        reply: Reply = plain(**value)
+        return reply
+    match short:
+        case "Reserved":
+            return Reserved(_view_in(value["hold"]))
+        case "Committed":
+            return Committed(**{**value, "hold": _view_in(value["hold"])})
+        case "Released":
+            return Released(**{**value, "hold": _view_in(value["hold"])})
+        case "Consumed":
+            return Consumed(**{**value, "allocations": tuple(Allocation(**a) for a in value["allocations"])})
+        case "Refusal":
+            return Refusal(value["kind"], tuple(_arg_in(a) for a in value["args"]))
+    raise ValueError(f"unknown answer {name}")
+
+
+# ---- cell and shard state ----
+
+
+def _hold_out(record: HoldRecord) -> dict[str, Any]:
+    value = fields(record)
+    value["allocations"] = [{"key": fields(key), "qty": qty} for key, qty in record.allocations]
+    value["state"] = record.state.value
+    return value
+
+
+def _hold_in(value: dict[str, Any]) -> HoldRecord:
+    allocations = tuple((QuantKey(**a["key"]), a["qty"]) for a in value["allocations"])
+    return HoldRecord(**{**value, "allocations": allocations, "state": HoldState(value["state"])})
+
+
+def cell_out(cell: CellState) -> dict[str, Any]:
+    return {
+        "sku": cell.sku,
+        "site": cell.site,
+        "opened_shelf_life_ms": cell.opened_shelf_life_ms,
+        "seq": cell.seq,
+        "quants": [{"key": fields(b.key), "qty": b.qty, "held": b.held} for b in cell.quants],
+        "externals": [{"bucket": bucket.value, "qty": qty} for bucket, qty in cell.externals],
+        "lots": [fields(lot) for lot in cell.lots],
+        "active": [_hold_out(r) for r in cell.active],
+        "resolved": [_hold_out(r) for r in cell.resolved],
+        "remembered": [
+            {
+                "request_id": r.request_id,
+                "at_ms": r.at_ms,
+                "command": command_out(r.command),
+                "answer": answer_out(r.answer),
+            }
+            for r in cell.remembered
+        ],
+        "next_expiry_ms": cell.next_expiry_ms,
+    }
+
+
+def cell_in(value: dict[str, Any]) -> CellState:
+    return CellState(
+        sku=value["sku"],
+        site=value["site"],
+        opened_shelf_life_ms=value["opened_shelf_life_ms"],
+        seq=value["seq"],
+        quants=tuple(QuantBalance(QuantKey(**b["key"]), b["qty"], b["held"]) for b in value["quants"]),
+        externals=tuple((External(e["bucket"]), e["qty"]) for e in value["externals"]),
+        lots=tuple(Lot(**lot) for lot in value["lots"]),
+        active=tuple(_hold_in(r) for r in value["active"]),
+        resolved=tuple(_hold_in(r) for r in value["resolved"]),
+        remembered=tuple(
+            Remembered(r["request_id"], r["at_ms"], command_in(r["command"]), answer_in(*r["answer"]))
+            for r in value["remembered"]
+        ),
+        next_expiry_ms=value["next_expiry_ms"],
+    )
+
+
+def shard_out(state: ShardState) -> dict[str, Any]:
+    return {
+        "skus": [fields(s) for s in state.skus],
+        "sites": [fields(s) for s in state.sites],
+        "headers": [header_out(h) for h in state.headers],
+        "moved": [fields(m) for m in state.moved],
+        "expecting": [{"sku": sku, "site": site} for sku, site in state.expecting],
+        "with_holds": [{"sku": sku, "site": site} for sku, site in state.with_holds],
+        "cells": [cell_out(c) for c in state.cells],
+    }
+
+
+def shard_in(name: str, value: dict[str, Any]) -> ShardState:
+    return ShardState(
+        name=name,
+        skus=tuple(Sku(**s) for s in value["skus"]),
+        sites=tuple(Site(**s) for s in value["sites"]),
+        headers=tuple(header_in(h) for h in value["headers"]),
+        moved=tuple(MovedPair(**m) for m in value["moved"]),
+        expecting=tuple((p["sku"], p["site"]) for p in value["expecting"]),
+        with_holds=tuple((p["sku"], p["site"]) for p in value["with_holds"]),
+        cells=tuple(cell_in(c) for c in value["cells"]),
+    )

@@ -1,0 +1,242 @@
+"""A cell's and a shard's state as plain, typed records: what snapshots and hand-offs carry
+(DESIGN.md §7, §9).
+
+A snapshot is an explicit export of everything replay would rebuild — quants, lots,
+holds, the remembered answers of the idempotency window, the movement counter — never a
+copy of live objects, so a codec can write it with a versioned schema and a newer release
+can read it. `export_cell` / `import_cell` are exact inverses: importing an export gives a
+cell that answers every command and read as the original would.
+
+Configuration is not state: the status dictionary and the limits come from the importing
+shard. Movements not yet drained are not state either: export only drained cells.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.domain.cell import Cell, CellLimits
+from engine.domain.commands import Command, Reply
+from engine.domain.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InsufficientStock,
+    Internal,
+    InvalidArgument,
+    InvariantViolation,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    RequestConflict,
+    Unavailable,
+)
+from engine.domain.ledger import Ledger
+from engine.domain.model import External, HoldPart, HoldState, Lot, Quant, QuantKey
+from engine.domain.statuses import StatusDictionary
+
+if TYPE_CHECKING:
+    from engine.domain.catalog import Pair, Site, Sku
+    from engine.domain.shard import HoldHeader
+
+# A refusal's constructor arguments: what each typed error is rebuilt from.
+RefusalArg = str | int | dict[str, str] | tuple[FieldViolation, ...]
+
+# The refusals a cell can remember, by name (a closed list: a name outside it is unreadable).
+REFUSALS: dict[str, type[DomainError]] = {
+    cls.__name__: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        FailedPrecondition,
+        InsufficientStock,
+        RequestConflict,
+        PermissionDenied,
+        Overloaded,
+        Unavailable,
+        DeadlineExceeded,
+        Internal,
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A remembered refusal: the error's class name and its constructor arguments."""
+
+    kind: str
+    args: tuple[RefusalArg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """One entry of a cell's idempotency window: the first command under a request id
+    and the answer it got (replayed to a retry with the same payload)."""
+
+    request_id: str
+    at_ms: int
+    command: Command
+    answer: Reply | Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class QuantBalance:
+    key: QuantKey
+    qty: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    """A hold part (engine.domain.model.HoldPart) with its allocations in allocation order."""
+
+    hold_id: str
+    request_id: str
+    allocations: tuple[tuple[QuantKey, int], ...]
+    created_at_ms: int
+    expires_at_ms: int
+    state: HoldState
+    committed_qty: int
+    released_qty: int
+    resolved_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CellState:
+    """Everything a cell holds, in its iteration orders (they decide allocation order)."""
+
+    sku: str
+    site: str
+    opened_shelf_life_ms: int
+    seq: int  # the last movement applied
+    quants: tuple[QuantBalance, ...]
+    externals: tuple[tuple[External, int], ...]
+    lots: tuple[Lot, ...]
+    active: tuple[HoldRecord, ...]
+    resolved: tuple[HoldRecord, ...]  # oldest resolution first
+    remembered: tuple[Remembered, ...]  # oldest first
+    next_expiry_ms: int  # the cell's lower bound on its earliest active expiry
+
+
+@dataclass(frozen=True, slots=True)
+class MovedPair:
+    sku: str
+    site: str
+    to_shard: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardState:
+    """A shard's cells, catalog, hold headers and hand-off marks (engine.domain.shard)."""
+
+    name: str
+    skus: tuple[Sku, ...]
+    sites: tuple[Site, ...]
+    headers: tuple[HoldHeader, ...]  # insertion order ≈ expiry order
+    moved: tuple[MovedPair, ...]
+    expecting: tuple[Pair, ...]
+    with_holds: tuple[Pair, ...]  # the sweeper's list, in its order
+    cells: tuple[CellState, ...]
+
+
+# ---- refusals ----
+
+
+def refusal_of(error: DomainError) -> Refusal:
+    """The error as its class name and constructor arguments (its `__reduce__`, which every
+    domain error declares so it can cross process boundaries by its fields)."""
+    kind = type(error).__name__
+    if REFUSALS.get(kind) is not type(error):
+        raise InvariantViolation(f"refusal {kind} cannot be remembered in a snapshot")
+    rebuild, args = error.__reduce__()[:2]
+    if rebuild is not type(error):
+        raise InvariantViolation(f"refusal {kind} does not rebuild from its constructor arguments")
+    return Refusal(kind, tuple(args))
+
+
+def error_of(refusal: Refusal) -> DomainError:
+    cls = REFUSALS.get(refusal.kind)
+    if cls is None:
+        raise ValueError(f"unknown refusal {refusal.kind!r}")
+    # Each class takes its own constructor arguments (what refusal_of recorded).
+    rebuild: Callable[..., DomainError] = cls
+    return rebuild(*refusal.args)
+
+
+# ---- cells ----
+
+
+def _hold_record(part: HoldPart) -> HoldRecord:
+    return HoldRecord(
+        part.hold_id,
+        part.request_id,
+        tuple(part.allocations.items()),
+        part.created_at_ms,
+        part.expires_at_ms,
+        part.state,
+        part.committed_qty,
+        part.released_qty,
+        part.resolved_at_ms,
+    )
+
+
+def _hold_part(record: HoldRecord) -> HoldPart:
+    return HoldPart(
+        record.hold_id,
+        record.request_id,
+        dict(record.allocations),
+        record.created_at_ms,
+        record.expires_at_ms,
+        record.state,
+        record.committed_qty,
+        record.released_qty,
+        record.resolved_at_ms,
+    )
+
+
+def export_cell(cell: Cell) -> CellState:
+    """The cell's state; its outbox must be drained (undrained movements are not state)."""
+    if cell.outbox:
+        raise InvariantViolation(f"cell {cell.sku}@{cell.site} exported with {len(cell.outbox)} undrained movements")
+    ledger = cell.ledger
+    # The idempotency window is the cell's own (private) field: this module is its export.
+    seen = cell._seen
+    return CellState(
+        sku=cell.sku,
+        site=cell.site,
+        opened_shelf_life_ms=cell.opened_shelf_life_ms,
+        seq=ledger.seq,
+        quants=tuple(QuantBalance(key, q.qty, q.held) for key, q in ledger.quants.items()),
+        externals=tuple(ledger.externals.items()),
+        lots=tuple(ledger.lots.values()),
+        active=tuple(_hold_record(p) for p in ledger.active.values()),
+        resolved=tuple(_hold_record(p) for p in ledger.resolved.values()),
+        remembered=tuple(
+            Remembered(request_id, at_ms, cmd, refusal_of(answer) if isinstance(answer, DomainError) else answer)
+            for request_id, (at_ms, cmd, answer) in seen.items()
+        ),
+        next_expiry_ms=cell.next_expiry_ms,
+    )
+
+
+def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits) -> Cell:
+    """A cell that answers as the exported one did, under this shard's configuration."""
+    cell = Cell(state.sku, state.site, statuses, state.opened_shelf_life_ms, limits)
+    cell.ledger = Ledger(
+        quants={b.key: Quant(b.qty, b.held) for b in state.quants},
+        externals=dict(state.externals),
+        lots={lot.lot_id: lot for lot in state.lots},
+        active={r.hold_id: _hold_part(r) for r in state.active},
+        resolved=OrderedDict((r.hold_id, _hold_part(r)) for r in state.resolved),
+        seq=state.seq,
+    )
+    cell._seen = OrderedDict(
+        (r.request_id, (r.at_ms, r.command, error_of(r.answer) if isinstance(r.answer, Refusal) else r.answer))
+        for r in state.remembered
+    )
+    cell._next_expiry_ms = state.next_expiry_ms
+    return cell

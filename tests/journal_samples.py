@@ -1,0 +1,108 @@
+"""The scenario behind the committed journal samples (tests/data/journal/).
+
+Every op type of the journal, as a shard applies them: the committed files are these
+batches encoded by the release that wrote each schema version, and the test decodes
+them back into these very values (tests/unit/test_journal_formats.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import (
+    Adjust,
+    ChangeStatus,
+    Commit,
+    Consume,
+    Move,
+    Receive,
+    Release,
+    Reserve,
+    ReserveLine,
+    Strategy,
+)
+from engine.domain.model import MS_PER_DAY, External, Finance
+from engine.domain.shard import Expect, HandOff, HoldHeader, PutSite, PutSku, RegisterHold, Sweep
+
+SHARD = "shard-3"
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00Z
+EUR = Finance(currency="EUR", unit_cost="12.50", unit_price="19.99", tax_rate="0.20", terms="2/10 n/30")
+
+
+def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
+    """(engine ms, ops) per batch: catalog, every command, holds, a hand-off and a sweep."""
+    return [
+        (
+            T0_MS,
+            (
+                PutSku(Sku("SKU-1", "Saline 500 ml", "ea", 3)),
+                PutSku(Sku("SKU-2")),
+                PutSite(Site("BOS", "medline/east/boston", "store", "Boston")),
+                PutSite(Site("NYC")),
+            ),
+        ),
+        (
+            T0_MS + 1_000,
+            (
+                Receive("r1", "SKU-1", "BOS", "L1", 40, "A/01", "available", "own", T0_MS + 90 * MS_PER_DAY),
+                Receive(
+                    "r2", "SKU-1", "BOS", "L2", 10, "A/02", "available", "own", 0, 0, 0, "PO-7", External.TRANSIT, EUR
+                ),
+                Move("r3", "SKU-1", "BOS", "L1", 5, "A/01", "B/01", finance=EUR),
+                ChangeStatus("r4", "SKU-1", "BOS", "L1", 2, "available", "damaged", "B/01"),
+                Receive("r1", "SKU-1", "BOS", "L1", 40, "A/01", "available", "own", T0_MS + 90 * MS_PER_DAY),
+                Move("r5", "SKU-1", "BOS", "L9", 5, "A/01", "B/01"),  # refused: no such lot
+            ),
+        ),
+        (
+            T0_MS + 2_000,
+            (
+                RegisterHold(HoldHeader("H1", "r6", (("SKU-1", "BOS"),), 60_000)),
+                Reserve(
+                    "r6",
+                    "SKU-1",
+                    "BOS",
+                    "H1",
+                    (ReserveLine(3), ReserveLine(2, Strategy.FIFO, "", "own", 1.5, "A")),
+                    60_000,
+                    "SO-1",
+                ),
+                Reserve("r7", "SKU-1", "BOS", "H2", (ReserveLine(4, Strategy.LOT, "L2"),), 1_000, "SO-2", EUR),
+                Reserve("r8", "SKU-1", "BOS", "H3", (ReserveLine(1),), 60_000),
+                Reserve("r9", "SKU-1", "BOS", "H4", (ReserveLine(999),), 60_000),  # refused: too few
+                Commit("r10", "SKU-1", "BOS", "H1", 4, "INV-1", EUR),
+                Release("r11", "SKU-1", "BOS", "H3", "", True),
+            ),
+        ),
+        (
+            T0_MS + 5_000,
+            (
+                Consume("r12", "SKU-1", "BOS", 3, "", "", "", Strategy.FEFO, "CON-1", External.SCRAP, "damaged"),
+                Consume("r13", "SKU-1", "BOS", 500, doc_ref="CON-2", finance=EUR),  # a shortfall
+                Adjust("r14", "SKU-1", "BOS", "L1", 7, "B/01", "available", "own", "cycle count", "CC-1"),
+                Commit("r15", "SKU-1", "BOS", "H1"),
+                Sweep(10),
+            ),
+        ),
+        (
+            T0_MS + 6_000,
+            (
+                Receive("r16", "SKU-2", "NYC", "L5", 8, "C/01"),
+                Expect("SKU-2", "BOS"),
+                HandOff("SKU-2", "NYC", "shard-4"),
+            ),
+        ),
+    ]
+
+
+def as_v1(op: object) -> object:
+    """The op as a v1 engine could journal it: v1 had no financial context, no
+    Receive.source and no Consume.destination or status (their defaults)."""
+    if isinstance(op, Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust):
+        op = replace(op, finance=None)
+    if isinstance(op, Receive):
+        op = replace(op, source=External.SUPPLIER)
+    if isinstance(op, Consume):
+        op = replace(op, destination=External.CUSTOMER, status="")
+    return op

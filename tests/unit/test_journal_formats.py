@@ -1,0 +1,142 @@
+"""Every journal and snapshot format ever written decodes into today's types; a format
+this release cannot read is refused by name; a snapshot gives back the very shard.
+
+The samples in tests/data/journal/ were written by the release that introduced each
+version (see its README), from the scenario in tests/journal_samples.py.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from adapters.nats.codec import READABLE_VERSIONS, SCHEMA_VERSION, decode_entry, encode_entry, schema
+from adapters.nats.records import NS
+from adapters.nats.snapshot_codec import FORMAT as SNAPSHOT_FORMAT
+from adapters.nats.snapshot_codec import (
+    LEGACY_TAG,
+    SNAPSHOT_VERSION,
+    TAG,
+    decode_state,
+    encode_state,
+)
+from adapters.nats.snapshot_codec import schema as snapshot_schema
+from engine.domain.formats import UnsupportedFormat
+from engine.domain.shard import Adopt, ShardCore
+from engine.domain.state import CellState
+from tests.journal_samples import SHARD, as_v1, sample_batches
+
+SAMPLES = Path(__file__).parents[1] / "data" / "journal"
+STATE_HASH = {1: "8acb6e501a18a4057426860227966103", 2: "c62ca4cb4991fe37a88c9f177c583969"}
+STATE_HASH[3] = STATE_HASH[2]  # v3 wrote the v2 scenario unchanged
+ADOPTED_HASH = "5ba9fb9362676c705017d8f7a882712e"
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def scenario(version: int) -> list[tuple[int, tuple[object, ...]]]:
+    """The batches as the release of `version` journaled them."""
+    if version == 1:
+        return [(now_ms, tuple(as_v1(op) for op in ops)) for now_ms, ops in sample_batches()]
+    return sample_batches()
+
+
+def replayed(version: int) -> ShardCore:
+    core = ShardCore(SHARD)
+    for seq, (now_ms, ops) in enumerate(scenario(version), start=1):
+        entry = decode_entry(sample(f"v{version}-batch-{seq}.bin"))
+        assert (entry.shard, entry.batch_seq, entry.now_ms, entry.ops) == (SHARD, seq, now_ms, ops)
+        core.apply_batch(entry.ops, entry.now_ms)
+        assert tuple(core.drain()) == entry.movements  # the check recovery makes on replay
+        assert decode_entry(encode_entry(entry)) == entry  # and it re-encodes in today's version
+    return core
+
+
+def test_a_sample_of_every_readable_version_is_committed() -> None:
+    assert {int(p.name[1]) for p in SAMPLES.glob("v*-batch-1.bin")} == set(READABLE_VERSIONS)
+    assert SCHEMA_VERSION in READABLE_VERSIONS
+    assert {p.name for p in SAMPLES.glob("snapshot-*.bin")} == {
+        "snapshot-LWS1.bin",
+        f"snapshot-v{SNAPSHOT_VERSION}.bin",
+    }
+
+
+@pytest.mark.parametrize("version", READABLE_VERSIONS)
+def test_every_committed_batch_decodes_into_todays_types_and_replays(version: int) -> None:
+    assert replayed(version).state_hash() == STATE_HASH[version]
+
+
+@pytest.mark.parametrize("version", READABLE_VERSIONS)
+def test_an_adopted_cell_of_every_version_decodes_to_its_typed_state(version: int) -> None:
+    """v1 and v2 carried the handed-off cell as a pickle; it is upcast to a CellState."""
+    entry = decode_entry(sample(f"v{version}-adopt-1.bin"))
+    [adopt] = entry.ops
+    assert isinstance(adopt, Adopt)
+    assert isinstance(adopt.cell, CellState)
+    assert (adopt.cell.sku, adopt.cell.site, adopt.cell.seq) == ("SKU-2", "NYC", 1)
+    target = ShardCore("shard-4")
+    target.apply_batch(entry.ops, entry.now_ms)
+    assert tuple(target.drain()) == entry.movements
+    assert target.state_hash() == ADOPTED_HASH
+    assert decode_entry(encode_entry(entry)) == entry
+
+
+@pytest.mark.parametrize("name", ["snapshot-LWS1.bin", f"snapshot-v{SNAPSHOT_VERSION}.bin"])
+def test_every_committed_snapshot_decodes_to_the_replayed_shard(name: str) -> None:
+    state = decode_state(sample(name))
+    assert state == replayed(2).export_state()
+    assert ShardCore.from_state(state).state_hash() == STATE_HASH[2]
+
+
+# ---- formats this release cannot read ----
+
+
+def test_a_pickle_naming_anything_but_domain_values_is_refused() -> None:
+    foreign = pickle.dumps(Counter(a=1))
+    with pytest.raises(UnsupportedFormat, match=r"collections\.Counter is not a domain value") as caught:
+        decode_state(LEGACY_TAG + foreign)
+    assert (caught.value.format, caught.value.version) == ("shard snapshot LWS1 (pickle)", None)
+
+    record = fastavro.schemaless_reader(io.BytesIO(sample("v2-adopt-1.bin")[:-4]), schema(2), return_record_name=True)
+    [(name, adopt)] = record["ops"]
+    adopt["cell_blob"] = foreign
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema(2), {**record, "ops": [(name, adopt)]})
+    with pytest.raises(UnsupportedFormat) as refused:
+        decode_entry(out.getvalue() + zlib.crc32(out.getvalue()).to_bytes(4, "big"))
+    assert (refused.value.format, refused.value.version) == ("journal batch Adopt.cell_blob (pickle)", 2)
+
+
+def test_an_unknown_snapshot_tag_or_version_is_refused_by_name() -> None:
+    with pytest.raises(UnsupportedFormat, match="unknown snapshot format") as tag:
+        decode_state(b"LWZ9" + b"\x00" * 16)
+    assert (tag.value.format, tag.value.version) == ("shard snapshot tagged b'LWZ9'", None)
+
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": 2})
+    body = out.getvalue() + b"\x00" * 8
+    with pytest.raises(UnsupportedFormat, match="unknown snapshot schema version 2") as version:
+        decode_state(TAG + body + zlib.crc32(body).to_bytes(4, "big"))
+    assert (version.value.format, version.value.version) == (SNAPSHOT_FORMAT, 2)
+
+
+def test_a_damaged_snapshot_is_not_mistaken_for_another_format() -> None:
+    data = bytearray(sample(f"snapshot-v{SNAPSHOT_VERSION}.bin"))
+    data[len(TAG) + 7] ^= 0xFF
+    with pytest.raises(ValueError, match="checksum") as caught:
+        decode_state(bytes(data))
+    assert not isinstance(caught.value, UnsupportedFormat)
+
+
+def test_the_snapshot_schema_names_the_journal_types_it_uses() -> None:
+    named = snapshot_schema()["__named_schemas"]
+    assert {NS + "CellState", NS + "Sku", NS + "Site", NS + "RegisterHold", NS + "ShardSnapshot"} <= set(named)
+    assert encode_state(replayed(2).export_state()) == sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")
