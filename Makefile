@@ -8,7 +8,7 @@
 #   make demo    start an embedded engine, load the demo dataset, run the scripted flow
 #   make test    the whole test suite (unit, integration, e2e)
 #   make up      serve the engine (with the demo dataset) until Ctrl-C
-#   make shell   a shell inside the same network namespace (run lotwise up & + clients)
+#   make shell   a shell inside the same network namespace, .venv/bin on PATH (lotwise up & + clients)
 #   make lint    ruff format --check + ruff check
 #   make protos-check   the committed generated code matches protos/
 #   make bench   the benchmark suite
@@ -51,9 +51,9 @@ demo: setup
 up: setup
 	$(NETNS) $(VENV)/bin/lotwise up $(UP_ARGS)
 
+# .venv/bin first on PATH, so `lotwise`, `grpcurl` and the `try` lines `lotwise up` prints work as pasted.
 shell: setup
-	@echo "shell: inside a loopback-only network namespace; try: .venv/bin/lotwise up --demo &"
-	$(NETNS) $${SHELL:-/bin/sh}
+	@scripts/shell
 
 # pytest exits 5 when it collected no tests: a broken layout, never a pass.
 test: setup

@@ -15,6 +15,13 @@ and full jitter, at most `RetryPolicy.max_attempts` times and never past the cal
 deadline. The server answers a retried request id with its first answer, so a retry
 never applies anything twice. A DEADLINE_EXCEEDED raised by the transport (not by the
 engine) means "outcome unknown": call again with the same request id to learn it.
+
+Auto-batching (on by default, `batching=None` turns it off): the commands of concurrent
+calls on one client — catalog puts, stock commands, holds, GetHold, GetAvailability —
+travel together in one Execute batch (engine.api.autobatch); each call still gets its own
+answer or its own typed exception, exactly as its unary call would, retries included.
+Listings and stock queries stay unary. A server without Execute is detected on the first
+batch and the client goes on with unary calls.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import grpc
 import structlog
 
 from engine.api import convert
+from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
@@ -85,6 +93,7 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+DEFAULT_BATCHING = BatchPolicy()
 
 
 class LotwiseClient:
@@ -101,9 +110,11 @@ class LotwiseClient:
         options: Sequence[tuple[str, Any]] = (),
         channel: grpc.aio.Channel | None = None,
         rng: random.Random | None = None,
+        batching: BatchPolicy | None = DEFAULT_BATCHING,
     ) -> None:
         """`target` is host:port. `metadata` goes with every call (e.g. an auth token).
-        Pass `channel` to bring your own (the client then does not close it)."""
+        Pass `channel` to bring your own (the client then does not close it).
+        `batching=None`: every call is its own unary RPC (see the module doc)."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -123,6 +134,12 @@ class LotwiseClient:
         self._retry = retry
         self._metadata = tuple(metadata)
         self._rng = rng or random.Random()
+        self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
+
+    @property
+    def batching(self) -> bool:
+        """True while concurrent calls coalesce into Execute batches."""
+        return self._batcher is not None
 
     async def __aenter__(self) -> Self:
         return self
@@ -133,6 +150,8 @@ class LotwiseClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
         if self._owns_channel:
             await self.channel.close()
 
@@ -144,12 +163,12 @@ class LotwiseClient:
 
     async def put_sku(self, sku: Sku, *, request_id: str | None = None, timeout_s: float | None = None) -> Sku:
         req = pb.PutSkuRequest(request_id=request_id or new_request_id(), sku=convert.sku_to_pb(sku))
-        reply = await self._call(self._stub.PutSku, req, timeout_s)
+        reply = await self._command("put_sku", self._stub.PutSku, req, timeout_s)
         return convert.sku_from_pb(reply.sku)
 
     async def put_site(self, site: Site, *, request_id: str | None = None, timeout_s: float | None = None) -> Site:
         req = pb.PutSiteRequest(request_id=request_id or new_request_id(), site=convert.site_to_pb(site))
-        reply = await self._call(self._stub.PutSite, req, timeout_s)
+        reply = await self._command("put_site", self._stub.PutSite, req, timeout_s)
         return convert.site_from_pb(reply.site)
 
     async def list_sites(self, org_prefix: str = "", *, timeout_s: float | None = None) -> list[Site]:
@@ -199,7 +218,7 @@ class LotwiseClient:
             source=str(source),
             finance=convert.finance_to_pb(finance),
         )
-        return convert.received_from_pb(await self._call(self._stub.Receive, req, timeout_s))
+        return convert.received_from_pb(await self._command("receive", self._stub.Receive, req, timeout_s))
 
     async def move(
         self,
@@ -230,7 +249,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.moved_from_pb(await self._call(self._stub.Move, req, timeout_s))
+        return convert.moved_from_pb(await self._command("move", self._stub.Move, req, timeout_s))
 
     async def change_status(
         self,
@@ -261,7 +280,9 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.status_changed_from_pb(await self._call(self._stub.ChangeStatus, req, timeout_s))
+        return convert.status_changed_from_pb(
+            await self._command("change_status", self._stub.ChangeStatus, req, timeout_s)
+        )
 
     async def consume(
         self,
@@ -296,7 +317,7 @@ class LotwiseClient:
             status=status,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.consumed_from_pb(await self._call(self._stub.Consume, req, timeout_s))
+        return convert.consumed_from_pb(await self._command("consume", self._stub.Consume, req, timeout_s))
 
     async def adjust(
         self,
@@ -327,7 +348,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.adjusted_from_pb(await self._call(self._stub.Adjust, req, timeout_s))
+        return convert.adjusted_from_pb(await self._command("adjust", self._stub.Adjust, req, timeout_s))
 
     # ---- holds ----
 
@@ -355,7 +376,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        reply = await self._call(self._stub.Reserve, req, timeout_s)
+        reply = await self._command("reserve", self._stub.Reserve, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def commit(
@@ -379,7 +400,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        reply = await self._call(self._stub.Commit, req, timeout_s)
+        reply = await self._command("commit", self._stub.Commit, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def release(
@@ -397,11 +418,11 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        reply = await self._call(self._stub.Release, req, timeout_s)
+        reply = await self._command("release", self._stub.Release, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def get_hold(self, hold_id: str, *, timeout_s: float | None = None) -> HoldSummary:
-        reply = await self._call(self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
+        reply = await self._command("get_hold", self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     # ---- reads ----
@@ -423,7 +444,9 @@ class LotwiseClient:
             filter=convert.filter_to_pb(filt),
             bin_depth=bin_depth,
         )
-        return convert.availability_from_pb(await self._call(self._stub.GetAvailability, req, timeout_s))
+        return convert.availability_from_pb(
+            await self._command("get_availability", self._stub.GetAvailability, req, timeout_s)
+        )
 
     async def query_stock(self, query: StockQuery | None = None, *, timeout_s: float | None = None) -> list[StockRow]:
         """Stock over many pairs; `None` queries every pair, grouped by sku and site."""
@@ -478,26 +501,70 @@ class LotwiseClient:
     # ---- plumbing ----
 
     async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None) -> _Resp:
-        """One logical call: attempts with the same request until done, refused or out of time."""
-        budget_s = self._timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + budget_s
-        if budget_s < MIN_ATTEMPT_S:
-            # Nothing was sent, so nothing was applied: the engine's own DeadlineExceeded fits.
-            raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
-        attempt = 0
-        while True:
-            attempt += 1
+        """One logical unary call: attempts with the same request until done, refused or out of time."""
+
+        async def attempt(deadline: float) -> _Resp:
             try:
                 return await method(request, timeout=max(deadline - time.monotonic(), 0.0), metadata=self._metadata)
             except grpc.aio.AioRpcError as err:
-                status = status_of_rpc_error(err)
-                if not is_retryable(status) or attempt >= self._retry.max_attempts:
-                    raise from_rpc_status(status) from err
-                delay_s = self._retry.backoff_s(attempt, self._rng, retry_delay_s(status))
+                raise CallFailed(status_of_rpc_error(err), whole_batch=True) from err
+
+        return await self._with_retries(attempt, self._deadline(timeout_s))
+
+    async def _command(
+        self, kind: str, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None
+    ) -> _Resp:
+        """One logical call of a command that can travel in a batch: batched when batching is
+        on, else unary; the same retries, deadlines and typed errors either way."""
+        batcher = self._batcher
+        if batcher is None:
+            return await self._call(method, request, timeout_s)
+        deadline = self._deadline(timeout_s)
+        command = pb.Command(**{kind: request})
+
+        async def attempt(deadline: float) -> _Resp:
+            reply = await batcher.submit(command, deadline)
+            response: _Resp = getattr(reply, kind)
+            return response
+
+        try:
+            return await self._with_retries(attempt, deadline)
+        except _NoExecute:
+            # An older server without Execute: unary from now on, for every caller.
+            log.info("server has no Execute; batching off")
+            self._batcher = None
+            return await self._call(method, request, max(deadline - time.monotonic(), MIN_ATTEMPT_S))
+
+    def _deadline(self, timeout_s: float | None) -> float:
+        budget_s = self._timeout_s if timeout_s is None else timeout_s
+        if budget_s < MIN_ATTEMPT_S:
+            # Nothing was sent, so nothing was applied: the engine's own DeadlineExceeded fits.
+            raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
+        return time.monotonic() + budget_s
+
+    async def _with_retries(self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float) -> _Resp:
+        """Attempts until one answers, one is refused for good, or the deadline is too near."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await attempt(deadline)
+            except CallFailed as failed:
+                status = failed.status
+                cause = failed.__cause__ or failed
+                if failed.whole_batch and status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]:
+                    raise _NoExecute() from cause
+                if not is_retryable(status) or attempts >= self._retry.max_attempts:
+                    raise from_rpc_status(status) from cause
+                delay_s = self._retry.backoff_s(attempts, self._rng, retry_delay_s(status))
                 if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
-                    raise from_rpc_status(status) from err  # no time left for another attempt
-                log.debug("retrying", code=err.code().name, attempt=attempt, delay_ms=round(delay_s * 1000, 1))
+                    raise from_rpc_status(status) from cause  # no time left for another attempt
+                log.debug("retrying", code=status.code, attempt=attempts, delay_ms=round(delay_s * 1000, 1))
                 await asyncio.sleep(delay_s)
+
+
+class _NoExecute(Exception):
+    """The server answered UNIMPLEMENTED to Execute (it predates batches)."""
 
 
 def _dead_letter_from_pb(msg: apb.DeadLetter) -> StoredDeadLetter:

@@ -16,6 +16,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
@@ -602,3 +606,67 @@ def _state_name(value: int) -> str:
         # A newer server with a state this client does not know: fail loudly, not silently.
         raise ValueError(f"unknown hold state {value} in server reply")
     return name
+
+
+# =====================================================================================
+# Batches: a command's error as plain fields ↔ the google.rpc.Status a unary call carries
+# =====================================================================================
+
+
+def command_error_from_status(status: status_pb2.Status) -> pb.CommandError:
+    """The batch form of a unary call's rich status: the same code, message and details,
+    flattened into fields a caller reads without unpacking Any (grpcurl shows them)."""
+    out = pb.CommandError(code=status.code, message=status.message)
+    for any_ in status.details:
+        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+            out.reason, out.domain = info.reason, info.domain
+            out.metadata.update(info.metadata)
+        elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            any_.Unpack(bad)
+            out.field_violations.extend(
+                pb.FieldViolation(field=v.field, description=v.description) for v in bad.field_violations
+            )
+        elif any_.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+            resource = error_details_pb2.ResourceInfo()
+            any_.Unpack(resource)
+            out.resource_type, out.resource_name = resource.resource_type, resource.resource_name
+        elif any_.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            any_.Unpack(retry)
+            out.retry_delay_ms = retry.retry_delay.seconds * 1000 + retry.retry_delay.nanos // 1_000_000
+    return out
+
+
+def status_from_command_error(err: pb.CommandError) -> status_pb2.Status:
+    """The rich status a unary call would have ended with, so the client raises the very
+    same typed exception for a command of a batch as for the unary call."""
+    details: list[Message] = []
+    if err.field_violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in err.field_violations
+                ]
+            )
+        )
+    if err.resource_type or err.resource_name:
+        details.append(
+            error_details_pb2.ResourceInfo(
+                resource_type=err.resource_type, resource_name=err.resource_name, description=err.message
+            )
+        )
+    if err.reason:
+        details.append(error_details_pb2.ErrorInfo(reason=err.reason, domain=err.domain, metadata=err.metadata))
+    if err.retry_delay_ms > 0:
+        delay = duration_pb2.Duration(seconds=err.retry_delay_ms // 1000, nanos=(err.retry_delay_ms % 1000) * 1_000_000)
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        any_ = any_pb2.Any()
+        any_.Pack(detail)
+        packed.append(any_)
+    return status_pb2.Status(code=err.code, message=err.message, details=packed)

@@ -15,6 +15,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from engine.api.client import LotwiseClient
+    from engine.endpoints import Target
 
 EXIT_REFUSED = 1
 EXIT_CONFIG = 2  # the same code click uses for usage errors: "you asked for something impossible"
@@ -22,7 +23,8 @@ EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 _DEBUG_HINT = "LOTWISE_LOG_LEVEL=debug logs the full traceback"
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+# "": the engine.json of the data dir (`lotwise up` writes it), else 127.0.0.1:50051 (engine/endpoints.py).
+DEFAULT_TARGET = ""
 SERVICE = "lotwise.v1.Inventory"
 MS_PER_DAY = 86_400_000
 EXPIRY_WARN_DAYS = 30  # expiry within a month is shown in yellow: what a pharmacist scans for
@@ -130,6 +132,8 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
 
     if timeout_s <= 0:
         fail("--timeout must be > 0", EXIT_CONFIG)
+    resolved = _resolve_target(target)
+    target = resolved.address
     configure_logging("warning")  # the client's retry chatter is debug; the table is the output
 
     async def go() -> _T:
@@ -139,11 +143,27 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
     try:
         return asyncio.run(go())
     except Unavailable as exc:
-        fail([f"cannot reach the engine at {target}", *describe(exc)], EXIT_UNREACHABLE)
+        lines = [f"cannot reach the engine at {target} (from {resolved.source})", *describe(exc)]
+        fail([*lines, _UNREACHABLE_HINT], EXIT_UNREACHABLE)
     except (DomainError, RemoteError) as exc:
         fail(describe(exc), _exit_code(exc))
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
+
+
+_UNREACHABLE_HINT = (
+    "is `lotwise up` running? `make up` serves inside a private network namespace: "
+    "run clients in `make shell`, or set LOTWISE_NO_NETNS=1"
+)
+
+
+def _resolve_target(given: str) -> Target:
+    from engine.endpoints import EndpointsError, resolve_target
+
+    try:
+        return resolve_target(given)
+    except EndpointsError as exc:
+        fail([f"unusable {exc.path}: {exc.problem}", "give --target, or remove the file"], EXIT_CONFIG)
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -170,6 +190,12 @@ def _now_ms() -> int:
 
 TargetOpt = Annotated[
     str,
-    typer.Option("--target", "-t", envvar="LOTWISE_TARGET", help="host:port of a running engine.", show_default=True),
+    typer.Option(
+        "--target",
+        "-t",
+        envvar="LOTWISE_TARGET",
+        help="host:port of a running engine.",
+        show_default="the engine.json in LOTWISE_DATA_DIR (.data), else 127.0.0.1:50051",
+    ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]

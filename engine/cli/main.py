@@ -56,6 +56,7 @@ from engine.cli.common import (
 )
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
+from engine.cli.where import where
 from engine.domain.cell import Dimension
 
 if TYPE_CHECKING:
@@ -350,9 +351,10 @@ def up(
         host_label = _field_label("host", overrides)
         check_can_listen(settings.host, settings.port, host_label, _field_label("port", overrides))
         check_can_listen(settings.host, settings.metrics_port, host_label, _field_label("metrics_port", overrides))
-    from engine.logs import configure_logging
+    from engine.logs import configure_logging, quiet_ray_start
 
     configure_logging(settings.log_level, settings.log_format)
+    quiet_ray_start(local_ray=not settings.ray_address)
     from engine.api.errors import RemoteError
     from engine.domain.errors import DomainError
 
@@ -393,6 +395,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print_listening(out, engine, time.monotonic() - started)
+        _publish_endpoints(stack, engine)
         if demo:
             await _load_demo(out, engine.grpc_address)
         out.print("Serving. Press [bold]Ctrl-C[/] (or send SIGTERM) to stop.")
@@ -400,6 +403,20 @@ async def _serve(settings: Settings, demo: bool) -> None:
         with out.status("Stopping: draining gRPC, stopping shards…"):
             await stack.aclose()
     out.print("[green]✓[/] Lotwise stopped cleanly.")
+
+
+def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) -> None:
+    """engine.json in the data dir, so clients find this engine; removed on a clean stop."""
+    import os
+
+    from engine.endpoints import Endpoints, remove_endpoints, write_endpoints
+
+    nats = engine.nats
+    nats_url = nats.url if nats is not None else engine.settings.nats_url
+    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid())
+    data_dir = engine.settings.data_dir
+    write_endpoints(data_dir, endpoints)
+    stack.callback(remove_endpoints, data_dir, endpoints)
 
 
 def _where_ray(settings: Settings) -> str:
@@ -410,7 +427,7 @@ def _where_journal(engine: RunningEngine) -> str:
     settings = engine.settings
     if settings.journal == "memory":
         return "in memory (nothing survives a restart; development only)"
-    nats = getattr(engine, "nats", None)
+    nats = engine.nats
     if nats is not None:
         return f"NATS JetStream, embedded nats-server at {nats.url}, files in {settings.data_dir / 'nats'}"
     return f"NATS JetStream at {settings.nats_url}"
@@ -514,10 +531,11 @@ def demo_command(
         settings = with_demo_devices(settings)
         if settings.log_level != "debug":  # shards log in their own processes: quiet them too
             settings = settings.model_copy(update={"log_level": "warning"})
-        from engine.logs import configure_logging
+        from engine.logs import configure_logging, quiet_ray_start
 
         # The narration is the output; the engine's per-RPC access logs would drown it.
         configure_logging("debug" if settings.log_level == "debug" else "warning", settings.log_format)
+        quiet_ray_start(local_ray=not settings.ray_address)
         try:
             summary = asyncio.run(
                 _demo_embedded(out, settings, DemoRun.fresh_engine(run_id), in_process, hold_ttl_ms, timeout)
@@ -798,6 +816,8 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
         table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in columns))
     _out().print(table)
 
+
+app.command()(where)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")

@@ -33,6 +33,8 @@ METHODS = [
     "GetHold",
     "GetAvailability",
     "QueryStock",
+    "Execute",
+    "Stream",
 ]
 
 
@@ -113,6 +115,14 @@ async def test_grpcurl_calls_every_method(ray_engine: RunningEngine) -> None:
     assert (await do("Adjust", counted))["variance"] == "-5"
     availability = await do("GetAvailability", {"sku": sku, "site": site, "group_by": ["DIMENSION_LOT"]})
     assert availability["available"] == "10"
+    too_many = {"request_id": f"{tag}-12", "lines": [{**line, "qty": "999"}], "ttl_ms": "60000"}
+    batch = {"batch_id": "5", "commands": [{"get_availability": {"sku": sku, "site": site}}, {"reserve": too_many}]}
+    replies = (await do("Execute", batch))["replies"]
+    assert replies[0]["get_availability"]["available"] == "10"
+    assert replies[1]["error"]["reason"] == "INSUFFICIENT_STOCK"
+    streamed = await do("Stream", {"batch_id": "6", "commands": [{"get_hold": {"hold_id": f"H{tag}"}}]})
+    assert streamed["batch_id"] == "6"
+    assert streamed["replies"][0]["get_hold"]["hold"]["committed_qty"] == "3"
     rows = (await do("QueryStock", {"org_prefix": org}))["rows"]
     assert [(r["sku"], r["row"]["qty"]) for r in rows] == [(sku, "10")]
     assert called == set(METHODS)

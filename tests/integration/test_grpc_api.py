@@ -913,8 +913,10 @@ async def test_metrics_count_time_and_track_in_flight(
     assert sample("lotwise_grpc_request_duration_seconds_count", method=method) == ok_before + 2
 
     receive = "lotwise.v1.Inventory/Receive"
+    # Metrics are per RPC method: a unary client (a batching one would call Execute).
+    unary = LotwiseClient("unused", channel=stocked.channel, batching=None)
     with pytest.raises(InvalidArgument):
-        await stocked.receive("strip", "ward1", "L-NEW", 0)
+        await unary.receive("strip", "ward1", "L-NEW", 0)
     assert sample("lotwise_grpc_requests_total", method=receive, code="INVALID_ARGUMENT") == 1
     assert sample("lotwise_grpc_requests_in_flight", method=receive) == 0
 
