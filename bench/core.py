@@ -241,7 +241,7 @@ class Run:
     args: argparse.Namespace
     conn: Connection
     sampler: CpuSampler
-    engine: Any  # engine.app.RunningEngine
+    engine: Any  # engine.bootstrap.RunningEngine
     pairs: tuple[tuple[str, str], ...]
     seeded_qty: int
     windows: list[WindowResult] = field(default_factory=list)
@@ -458,9 +458,8 @@ def _describe(w: WindowResult) -> str:
 
 
 async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.app import running_engine
+    from engine.bootstrap import running_engine, shutdown_ray
     from engine.logs import configure_logging
-    from engine.runtime.cluster import shutdown_ray
     from engine.settings import Settings
 
     # Per-RPC access logs are info-level; at thousands of calls per second they would be

@@ -187,7 +187,7 @@ class LotwiseEngine:
         self.engine: Any = None
 
     async def restart(self) -> None:
-        from engine.app import running_engine
+        from engine.bootstrap import running_engine
         from engine.settings import Settings
 
         await self.stop()
