@@ -9,7 +9,7 @@
 #   make test    the whole test suite (unit, integration, e2e)
 #   make up      serve the engine (with the demo dataset) until Ctrl-C
 #   make shell   a shell inside the same network namespace (run lotwise up & + clients)
-#   make lint    ruff format --check + ruff check
+#   make lint    ruff format --check + ruff check + mypy (strict on engine/domain; config in pyproject.toml)
 #   make protos-check   the committed generated code matches protos/
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
@@ -62,9 +62,11 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) — treating as a failure" >&2; fi; \
 	exit $$rc
 
+# mypy checks engine/ and adapters/ (files = ... in pyproject's [tool.mypy]); .mypy_cache keeps reruns quick.
 lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format .
@@ -85,5 +87,5 @@ bench-suite: setup
 	$(NETNS) $(PY) -m bench.suite $(SUITE_ARGS)
 
 clean:
-	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache
+	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache .mypy_cache
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
