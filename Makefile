@@ -9,7 +9,8 @@
 #   make test    the whole test suite (unit, integration, e2e)
 #   make up      serve the engine (with the demo dataset) until Ctrl-C
 #   make shell   a shell inside the same network namespace (run lotwise up & + clients)
-#   make lint    ruff format --check + ruff check + mypy (strict on engine/domain; config in pyproject.toml)
+#   make lint    ruff format --check + ruff check
+#   make typecheck   mypy, strict on engine/domain ([tool.mypy] in pyproject.toml); make lint runs it last
 #   make protos-check   the committed generated code matches protos/
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
@@ -31,7 +32,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint format protos-check bench bench-ingest bench-suite clean
+.PHONY: help setup demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -62,10 +63,13 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) — treating as a failure" >&2; fi; \
 	exit $$rc
 
-# mypy checks engine/ and adapters/ (files = ... in pyproject's [tool.mypy]); .mypy_cache keeps reruns quick.
 lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	@$(MAKE) --no-print-directory typecheck
+
+# What mypy checks (engine/, adapters/, bench/) is `files` in pyproject's [tool.mypy]; .mypy_cache keeps reruns quick.
+typecheck: setup
 	$(VENV)/bin/mypy
 
 format: setup
