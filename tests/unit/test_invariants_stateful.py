@@ -1,7 +1,7 @@
 """Random command sequences against one cell; after every step all of DESIGN.md §4 holds.
 
 The machine drives receive / reserve / commit (full and partial) / release / consume /
-adjust / move / change-status (receipts from every source, consumption to every
+adjust / move / change-status / one-call sale (receipts from every source, consumption to every
 destination and from a named status, commands with and without a financial context)
 with clock jumps (often past hold TTLs and lot expiries), sweeps, retries of earlier
 request ids (same payload and another payload) and invalid commands. It keeps its own
@@ -24,6 +24,7 @@ from engine.domain.cell import Cell, CellLimits, Dimension
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
     RECEIVE_SOURCES,
+    SALE_HOLD_SUFFIX,
     Adjust,
     Adjusted,
     ChangeStatus,
@@ -42,8 +43,12 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    SaleLine,
+    Sell,
     StatusChanged,
     Strategy,
+    is_sale_part,
+    sale_parts,
     same_payload,
 )
 from engine.domain.errors import (
@@ -454,7 +459,8 @@ class CellMachine(RuleBasedStateMachine):
     def reserve(
         self, data: st.DataObject, lines: list[ReserveLine], ttl_ms: int, reuse_hold_id: bool, finance: Finance | None
     ) -> None:
-        hold_id = data.draw(st.sampled_from(sorted(self.holds))) if reuse_hold_id and self.holds else self.new_id("H")
+        callers = self.caller_holds()
+        hold_id = data.draw(st.sampled_from(callers)) if reuse_hold_id and callers else self.new_id("H")
         self._reserve(hold_id, lines, ttl_ms, finance)
 
     @rule(qty=st.integers(1, 5), strategy=st.sampled_from(list(Strategy)), lot=lots, ttl_ms=st.sampled_from(TTLS_MS))
@@ -491,7 +497,7 @@ class CellMachine(RuleBasedStateMachine):
 
     def _hold_to_resolve(self, data: st.DataObject) -> tuple[str, HoldModel, HoldState, bool]:
         """Mostly an active hold (so commits and releases succeed), sometimes any hold."""
-        every = sorted(self.holds)
+        every = self.caller_holds()
         active = [h for h in every if self.holds[h].state is HoldState.ACTIVE]
         hold_id = data.draw(
             st.sampled_from(active) if active and data.draw(st.integers(0, 3)) else st.sampled_from(every)
@@ -511,11 +517,15 @@ class CellMachine(RuleBasedStateMachine):
             return True
         return False
 
+    def caller_holds(self) -> list[str]:
+        """Holds callers placed: a sale's internal hold takes ids callers may not use."""
+        return sorted(h for h in self.holds if not h.endswith(SALE_HOLD_SUFFIX))
+
     def live_holds(self) -> list[str]:
         due = self.due_holds()
         return sorted(h for h, m in self.holds.items() if m.state is HoldState.ACTIVE and h not in due)
 
-    @precondition(lambda self: self.holds)
+    @precondition(lambda self: self.caller_holds())
     @rule(data=st.data(), qty=st.one_of(st.none(), st.integers(0, 10)), finance=finances)
     def commit(self, data: st.DataObject, qty: int | None, finance: Finance | None) -> None:
         self._commit(*self._hold_to_resolve(data), qty, finance)
@@ -555,7 +565,7 @@ class CellMachine(RuleBasedStateMachine):
         assert hold.state is resolved
         assert answer.hold.state is resolved
 
-    @precondition(lambda self: self.holds)
+    @precondition(lambda self: self.caller_holds())
     @rule(data=st.data(), finance=finances)
     def release(self, data: st.DataObject, finance: Finance | None) -> None:
         hold_id, hold, state, due = self._hold_to_resolve(data)
@@ -568,6 +578,30 @@ class CellMachine(RuleBasedStateMachine):
         assert {m.kind for m in own} == {MovementKind.RELEASE}
         assert hold.state is HoldState.RELEASED
         assert answer.hold.state is HoldState.RELEASED
+
+    @rule(lines=st.lists(reserve_lines(), min_size=1, max_size=3), finance=finances)
+    def sell(self, lines: list[ReserveLine], finance: Finance | None) -> None:
+        """A one-call sale at this cell: its Reserve and its Commit, back to back (as the
+        gateway's fast path sends them); all of it is sold, or nothing is held."""
+        sale_id = self.new_id("S")
+        sale = Sell(sale_id, tuple(SaleLine(SKU, SITE, line) for line in lines), f"receipt-{sale_id}", finance)
+        (part,) = sale_parts(sale)
+        total = sum(line.qty for line in lines)
+        cands = self.candidates(lines[0])
+        reserved, _ = self.run(part.reserve)
+        committed, own = self.run(part.commit)
+        if len(lines) == 1:
+            assert isinstance(reserved, Reserved) == (sum(cands.values()) >= total), (reserved, cands)
+        if not isinstance(reserved, Reserved):
+            assert isinstance(reserved, InsufficientStock), reserved
+            assert isinstance(committed, NotFound), committed
+            assert part.reserve.hold_id not in self.holds  # nothing held
+            return
+        assert isinstance(committed, Committed), committed
+        assert (committed.committed_qty, committed.released_qty) == (total, 0)
+        assert self.holds[part.reserve.hold_id].state is HoldState.COMMITTED  # no hold left open
+        assert {m.kind for m in own} == {MovementKind.COMMIT}
+        assert all(m.doc_ref == sale.doc_ref and m.dst is External.CUSTOMER for m in own)
 
     @rule(
         qty=st.integers(1, 15),
@@ -738,7 +772,7 @@ class CellMachine(RuleBasedStateMachine):
         first = self.answers[request_id].command
         other: Command = (
             Release(request_id, SKU, SITE, "H-never-reserved")
-            if other_kind and not isinstance(first, Release)
+            if other_kind and not isinstance(first, Release) and not is_sale_part(first)
             else dataclasses.replace(first, doc_ref=first.doc_ref + "-changed")
         )
         self.run(other)  # run() checks: RequestConflict while remembered, nothing changed
