@@ -27,8 +27,9 @@ from engine.domain.commands import (
     validate_sale,
 )
 from engine.domain.errors import InsufficientStock, InvalidArgument, RequestConflict, Unavailable
-from engine.domain.model import External, HoldState, MovementKind
-from engine.domain.ports import ManualClock
+from engine.domain.events import business_events
+from engine.domain.model import External, Finance, HoldState, MovementKind
+from engine.domain.ports import JournalEntry, ManualClock
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import HostState
 from engine.runtime.types import AggregateState, HoldLine
@@ -143,6 +144,25 @@ def test_at_one_cell_a_sale_leaves_commit_movements_and_no_open_hold() -> None:
     assert all(m.doc_ref == "receipt-1" for m in movements)
     assert cell.available(2) == 2
     assert not cell.ledger.active
+
+
+def test_a_sales_business_events_are_a_reserve_and_a_commit_with_its_document() -> None:
+    cell = Cell("strip", "ward1")
+    cell.handle(Receive("r", "strip", "ward1", "L1", 5, status="available"), 0)
+    cell.drain()
+    finance = Finance(currency="EUR", unit_price="2.50")
+    sale = Sell("s1", (SaleLine("strip", "ward1", ReserveLine(3)),), "receipt-1", finance)
+    (part,) = sale_parts(sale)
+    cell.handle(part.reserve, 1)
+    cell.handle(part.commit, 1)
+    entry = JournalEntry("shard-0", 2, 1, (part.reserve, part.commit), tuple(cell.drain()))
+    events = business_events(entry)
+    assert [e.kind for e in events] == ["reserve", "commit"]
+    assert {e.doc_ref for e in events} == {"receipt-1"}
+    sold = events[1]
+    assert (sold.qty, sold.to.external) == (3, "@customer")
+    assert sold.finance is not None
+    assert sold.finance.extended_price == "7.50"
 
 
 # ---- gateway ----
