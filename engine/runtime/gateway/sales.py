@@ -81,19 +81,21 @@ class SaleDesk:
         raise committed if isinstance(committed, DomainError) else Internal("a sale's commit answered nothing")
 
     async def _send_pair(self, part: SalePart, deadline: float | None) -> tuple[Any, Any]:
+        """The Reserve under the caller's deadline; the Commit under none, so a reserve
+        that was applied is always followed by its commit (never left held to its TTL)."""
         reserve, commit = part.reserve, part.commit
         if self._router.directory.shard_for(reserve.sku, reserve.site) in self._router.queue_depths():
             # The shard's queue exists: both are queued before either is awaited, in order.
             results = await asyncio.gather(
                 self._router.to_pair(reserve.sku, reserve.site, reserve, deadline),
-                self._router.to_pair(commit.sku, commit.site, commit, deadline),
+                self._router.to_pair(commit.sku, commit.site, commit, None),
             )
             return results[0], results[1]
         # The queue starts with this call (its creation awaits): keep the order by waiting.
         reserved = await self._router.to_pair(reserve.sku, reserve.site, reserve, deadline)
         if isinstance(reserved, DomainError):
             return reserved, None
-        return reserved, await self._router.to_pair(commit.sku, commit.site, commit, deadline)
+        return reserved, await self._router.to_pair(commit.sku, commit.site, commit, None)
 
     async def _void(self, part: SalePart) -> None:
         """Roll back a fast-path sale whose commit was refused (best effort, like an abort)."""
@@ -104,12 +106,13 @@ class SaleDesk:
             log.warning("roll-back of a refused sale not applied", hold_id=r.hold_id, reason=str(result))
 
     async def _sell_coordinated(self, sale: Sell, first: SalePart, deadline: float | None) -> tuple[HoldView, ...]:
-        """Hold every line under the internal hold (all or nothing), then commit all of it."""
+        """Hold every line under the internal hold (all or nothing), then commit all of it;
+        once every line is held, the commit runs to the end whatever the caller's deadline."""
         hold_id = sale_hold_id(sale.request_id)
         lines = [HoldLine(sl.sku, sl.site, sl.line) for sl in sale.lines]
         reserve, commit = first.reserve, first.commit  # every part shares the ids and the TTL
         await self._holds.reserve(hold_id, hold_id, lines, reserve.ttl_ms, sale.doc_ref, deadline, sale.finance)
-        summary = await self._holds.commit(commit.request_id, hold_id, None, sale.doc_ref, deadline, sale.finance)
+        summary = await self._holds.commit(commit.request_id, hold_id, None, sale.doc_ref, None, sale.finance)
         return summary.parts
 
 
