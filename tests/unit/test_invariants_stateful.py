@@ -24,7 +24,6 @@ from engine.domain.cell import Cell, CellLimits, Dimension
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
     RECEIVE_SOURCES,
-    SALE_HOLD_SUFFIX,
     Adjust,
     Adjusted,
     ChangeStatus,
@@ -47,7 +46,6 @@ from engine.domain.commands import (
     Sell,
     StatusChanged,
     Strategy,
-    is_sale_part,
     sale_parts,
     same_payload,
 )
@@ -459,8 +457,7 @@ class CellMachine(RuleBasedStateMachine):
     def reserve(
         self, data: st.DataObject, lines: list[ReserveLine], ttl_ms: int, reuse_hold_id: bool, finance: Finance | None
     ) -> None:
-        callers = self.caller_holds()
-        hold_id = data.draw(st.sampled_from(callers)) if reuse_hold_id and callers else self.new_id("H")
+        hold_id = data.draw(st.sampled_from(sorted(self.holds))) if reuse_hold_id and self.holds else self.new_id("H")
         self._reserve(hold_id, lines, ttl_ms, finance)
 
     @rule(qty=st.integers(1, 5), strategy=st.sampled_from(list(Strategy)), lot=lots, ttl_ms=st.sampled_from(TTLS_MS))
@@ -497,7 +494,7 @@ class CellMachine(RuleBasedStateMachine):
 
     def _hold_to_resolve(self, data: st.DataObject) -> tuple[str, HoldModel, HoldState, bool]:
         """Mostly an active hold (so commits and releases succeed), sometimes any hold."""
-        every = self.caller_holds()
+        every = sorted(self.holds)
         active = [h for h in every if self.holds[h].state is HoldState.ACTIVE]
         hold_id = data.draw(
             st.sampled_from(active) if active and data.draw(st.integers(0, 3)) else st.sampled_from(every)
@@ -517,15 +514,11 @@ class CellMachine(RuleBasedStateMachine):
             return True
         return False
 
-    def caller_holds(self) -> list[str]:
-        """Holds callers placed: a sale's internal hold takes ids callers may not use."""
-        return sorted(h for h in self.holds if not h.endswith(SALE_HOLD_SUFFIX))
-
     def live_holds(self) -> list[str]:
         due = self.due_holds()
         return sorted(h for h, m in self.holds.items() if m.state is HoldState.ACTIVE and h not in due)
 
-    @precondition(lambda self: self.caller_holds())
+    @precondition(lambda self: self.holds)
     @rule(data=st.data(), qty=st.one_of(st.none(), st.integers(0, 10)), finance=finances)
     def commit(self, data: st.DataObject, qty: int | None, finance: Finance | None) -> None:
         self._commit(*self._hold_to_resolve(data), qty, finance)
@@ -565,7 +558,7 @@ class CellMachine(RuleBasedStateMachine):
         assert hold.state is resolved
         assert answer.hold.state is resolved
 
-    @precondition(lambda self: self.caller_holds())
+    @precondition(lambda self: self.holds)
     @rule(data=st.data(), finance=finances)
     def release(self, data: st.DataObject, finance: Finance | None) -> None:
         hold_id, hold, state, due = self._hold_to_resolve(data)
@@ -772,7 +765,7 @@ class CellMachine(RuleBasedStateMachine):
         first = self.answers[request_id].command
         other: Command = (
             Release(request_id, SKU, SITE, "H-never-reserved")
-            if other_kind and not isinstance(first, Release) and not is_sale_part(first)
+            if other_kind and not isinstance(first, Release)
             else dataclasses.replace(first, doc_ref=first.doc_ref + "-changed")
         )
         self.run(other)  # run() checks: RequestConflict while remembered, nothing changed

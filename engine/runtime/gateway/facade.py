@@ -166,6 +166,7 @@ class Gateway:
 
     async def execute(self, cmd: SingleCellCommand, deadline: float | None = None) -> SingleCellReply:
         validate(cmd, self.statuses)  # refuse bad input before it costs a shard call
+        _check_caller_ids(cmd.request_id)
         reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
         return reply
 
@@ -268,9 +269,9 @@ class Gateway:
         return self._router.queue_depths()
 
 
-def _check_caller_ids(request_id: str, hold_id: str) -> None:
-    """A caller's hold may not take the ids the engine derives for a sale's parts (a hold
-    id "" becomes the request id, so both are checked)."""
+def _check_caller_ids(request_id: str, hold_id: str = "") -> None:
+    """A caller's command or hold may not take the ids the engine derives for a sale's
+    parts (a hold id "" becomes the request id, so both are checked)."""
     out: list[FieldViolation] = []
     check_caller_id(request_id, "request_id", out)
     check_caller_id(hold_id, "hold_id", out)
