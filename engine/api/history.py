@@ -40,7 +40,7 @@ from engine.domain.ports import HistoryStore
 HISTORY_SERVICE_NAME = hpb.DESCRIPTOR.services_by_name["History"].full_name  # "lotwise.v1.History"
 DEFAULT_PAGE_SIZE = 100
 
-DIMENSION_TO_PB: dict[HistoryDimension, int] = {
+DIMENSION_TO_PB: dict[HistoryDimension, hpb.HistoryDimension] = {
     HistoryDimension.SKU: hpb.HISTORY_DIMENSION_SKU,
     HistoryDimension.SITE: hpb.HISTORY_DIMENSION_SITE,
     HistoryDimension.BIN: hpb.HISTORY_DIMENSION_BIN,
