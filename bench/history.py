@@ -43,8 +43,9 @@ from typing import Any, TypedDict
 
 from prometheus_client import CollectorRegistry
 
-from adapters.clickhouse.sink import HistorySink, SinkConfig, SinkMetrics
+from adapters.clickhouse.sink import SinkConfig, SinkMetrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig, chdb_dsn, open_store
+from adapters.nats.history import HistorySink
 from adapters.nats.journal import JournalConfig, NatsLink, connect_journal
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
 from bench.recovery import machine

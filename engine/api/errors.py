@@ -293,9 +293,9 @@ def _unpack(status: status_pb2.Status) -> dict[type[Message], Any]:
     out: dict[type[Message], Any] = {}
     for any_ in status.details:
         for kind in kinds:
-            if kind not in out and any_.Is(kind.DESCRIPTOR):
-                msg = kind()
-                if any_.Unpack(msg):
-                    out[kind] = msg
+            # Unpack answers whether the Any held that type (Is() is mistyped in the stubs).
+            msg = kind()
+            if any_.Unpack(msg):
+                out.setdefault(kind, msg)
                 break
     return out

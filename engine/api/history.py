@@ -70,7 +70,7 @@ class SinkLagView(Protocol):
 
 
 class SinkStatus(Protocol):
-    """What the servicer reads of the sink (adapters.clickhouse.sink.HistorySink)."""
+    """What the servicer reads of the sink (adapters.nats.history.HistorySink)."""
 
     async def lag(self) -> SinkLagView: ...
 
