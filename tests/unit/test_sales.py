@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from engine import bootstrap
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Cell
+from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     MAX_ID_LEN,
     SALE_COMMIT_SUFFIX,
@@ -29,7 +31,7 @@ from engine.domain.commands import (
 from engine.domain.errors import InsufficientStock, InvalidArgument, RequestConflict, Unavailable
 from engine.domain.events import business_events
 from engine.domain.model import External, Finance, HoldState, MovementKind
-from engine.domain.ports import JournalEntry, ManualClock
+from engine.domain.ports import JournalEntry
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import HostState
 from engine.runtime.types import AggregateState, HoldLine
@@ -46,7 +48,7 @@ class World:
 @pytest_asyncio.fixture
 async def world() -> AsyncIterator[World]:
     clock = ManualClock()
-    gateway = Gateway.local(shards=3, clock=clock, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=3, clock=clock, sweep_interval_ms=0)
     await gateway.put_sku(Sku("strip", "Glucose test strips", "box"))
     await gateway.put_sku(Sku("cath", "IV catheter 20G"))
     for site, org in (("cw", "acme/central"), ("ward1", "acme/east/boston"), ("ward2", "acme/east/salem")):
