@@ -425,6 +425,28 @@ class LotwiseClient:
         reply = await self._command("get_hold", self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
         return convert.hold_from_pb(reply.hold)
 
+    # ---- one-call sale ----
+
+    async def sell(
+        self,
+        lines: Sequence[HoldLine],
+        *,
+        doc_ref: str = "",
+        finance: Finance | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> HoldSummary:
+        """Sell in one call: hold every line and commit it, all or nothing. The answer (state
+        COMMITTED) is named by the request id; a retry with it sells nothing twice."""
+        req = pb.SellRequest(
+            request_id=request_id or new_request_id(),
+            lines=[convert.hold_line_to_pb(line) for line in lines],
+            doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
+        )
+        reply = await self._command("sell", self._stub.Sell, req, timeout_s)
+        return convert.hold_from_pb(reply.sale)
+
     # ---- reads ----
 
     async def get_availability(

@@ -431,6 +431,11 @@ def hold_to_pb(hold: HoldSummary) -> pb.Hold:
     )
 
 
+def sale_to_pb(sale: HoldSummary) -> pb.SellResponse:
+    """A one-call sale's answer: the sale as a hold named by its request id."""
+    return pb.SellResponse(sale=hold_to_pb(sale), sold_qty=sale.committed_qty)
+
+
 def slice_row_to_pb(row: SliceRow) -> pb.SliceRow:
     return pb.SliceRow(
         group=[pb.GroupValue(dimension=DIMENSION_TO_PB[Dimension(d)], value=value) for d, value in row.group],

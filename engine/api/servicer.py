@@ -101,6 +101,16 @@ class InventoryGateway(Protocol):
 
     async def get_hold(self, hold_id: str) -> HoldSummary: ...
 
+    async def sell(
+        self,
+        request_id: str,
+        lines: Sequence[HoldLine],
+        doc_ref: str = "",
+        deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
+    ) -> HoldSummary: ...
+
     async def get_availability(
         self,
         sku: str,
@@ -186,6 +196,7 @@ class InventoryServicer(pb_grpc.InventoryServicer):
             "adjust": self._adjust,
             "get_hold": self._get_hold,
             "get_availability": self._get_availability,
+            "sell": self._sell,
         }
 
     # ---- batches ----
@@ -324,6 +335,22 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         return pb.CommitResponse(
             hold=convert.hold_to_pb(hold), committed_qty=hold.committed_qty, released_qty=hold.released_qty
         )
+
+    # ---- one-call sale ----
+
+    @_rpc
+    async def Sell(self, request: pb.SellRequest, context: grpc.aio.ServicerContext) -> pb.SellResponse:
+        return await self._sell(request, call_deadline(context))
+
+    async def _sell(self, request: pb.SellRequest, deadline: float | None) -> pb.SellResponse:
+        sale = await self.gateway.sell(
+            request.request_id,
+            convert.hold_lines_from_pb(request.lines),
+            request.doc_ref,
+            deadline=deadline,
+            finance=convert.finance_from_pb(request),
+        )
+        return convert.sale_to_pb(sale)
 
     @_rpc
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:

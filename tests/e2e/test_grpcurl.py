@@ -28,6 +28,7 @@ METHODS = [
     "Reserve",
     "Commit",
     "Release",
+    "Sell",
     "Consume",
     "Adjust",
     "GetHold",
@@ -125,6 +126,8 @@ async def test_grpcurl_calls_every_method(ray_engine: RunningEngine) -> None:
     assert streamed["replies"][0]["get_hold"]["hold"]["committed_qty"] == "3"
     rows = (await do("QueryStock", {"org_prefix": org}))["rows"]
     assert [(r["sku"], r["row"]["qty"]) for r in rows] == [(sku, "10")]
+    sold = await do("Sell", {"request_id": f"{tag}-sale", "lines": [{**line, "qty": "1"}], "doc_ref": "receipt-1"})
+    assert sold["sold_qty"] == "1"
     assert called == set(METHODS)
 
 

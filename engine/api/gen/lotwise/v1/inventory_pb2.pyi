@@ -340,6 +340,26 @@ class ReserveResponse(_message.Message):
     hold: Hold
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
 
+class SellRequest(_message.Message):
+    __slots__ = ("request_id", "lines", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[ReserveLine]
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[ReserveLine, _Mapping]]] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class SellResponse(_message.Message):
+    __slots__ = ("sale", "sold_qty")
+    SALE_FIELD_NUMBER: _ClassVar[int]
+    SOLD_QTY_FIELD_NUMBER: _ClassVar[int]
+    sale: Hold
+    sold_qty: int
+    def __init__(self, sale: _Optional[_Union[Hold, _Mapping]] = ..., sold_qty: _Optional[int] = ...) -> None: ...
+
 class CommitLine(_message.Message):
     __slots__ = ("sku", "site", "qty")
     SKU_FIELD_NUMBER: _ClassVar[int]
@@ -591,7 +611,7 @@ class QueryStockResponse(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[StockRow, _Mapping]]] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "timeout_ms")
+    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "timeout_ms")
     PUT_SKU_FIELD_NUMBER: _ClassVar[int]
     PUT_SITE_FIELD_NUMBER: _ClassVar[int]
     RECEIVE_FIELD_NUMBER: _ClassVar[int]
@@ -604,6 +624,7 @@ class Command(_message.Message):
     ADJUST_FIELD_NUMBER: _ClassVar[int]
     GET_HOLD_FIELD_NUMBER: _ClassVar[int]
     GET_AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    SELL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     put_sku: PutSkuRequest
     put_site: PutSiteRequest
@@ -617,8 +638,9 @@ class Command(_message.Message):
     adjust: AdjustRequest
     get_hold: GetHoldRequest
     get_availability: GetAvailabilityRequest
+    sell: SellRequest
     timeout_ms: int
-    def __init__(self, put_sku: _Optional[_Union[PutSkuRequest, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteRequest, _Mapping]] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldRequest, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, put_sku: _Optional[_Union[PutSkuRequest, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteRequest, _Mapping]] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldRequest, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityRequest, _Mapping]] = ..., sell: _Optional[_Union[SellRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class CommandBatch(_message.Message):
     __slots__ = ("commands", "batch_id")
@@ -666,7 +688,7 @@ class CommandError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., domain: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., resource_type: _Optional[str] = ..., resource_name: _Optional[str] = ..., retry_delay_ms: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "error")
+    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "error")
     PUT_SKU_FIELD_NUMBER: _ClassVar[int]
     PUT_SITE_FIELD_NUMBER: _ClassVar[int]
     RECEIVE_FIELD_NUMBER: _ClassVar[int]
@@ -679,6 +701,7 @@ class Reply(_message.Message):
     ADJUST_FIELD_NUMBER: _ClassVar[int]
     GET_HOLD_FIELD_NUMBER: _ClassVar[int]
     GET_AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    SELL_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     put_sku: PutSkuResponse
     put_site: PutSiteResponse
@@ -692,8 +715,9 @@ class Reply(_message.Message):
     adjust: AdjustResponse
     get_hold: GetHoldResponse
     get_availability: GetAvailabilityResponse
+    sell: SellResponse
     error: CommandError
-    def __init__(self, put_sku: _Optional[_Union[PutSkuResponse, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteResponse, _Mapping]] = ..., receive: _Optional[_Union[ReceiveResponse, _Mapping]] = ..., move: _Optional[_Union[MoveResponse, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusResponse, _Mapping]] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., consume: _Optional[_Union[ConsumeResponse, _Mapping]] = ..., adjust: _Optional[_Union[AdjustResponse, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldResponse, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityResponse, _Mapping]] = ..., error: _Optional[_Union[CommandError, _Mapping]] = ...) -> None: ...
+    def __init__(self, put_sku: _Optional[_Union[PutSkuResponse, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteResponse, _Mapping]] = ..., receive: _Optional[_Union[ReceiveResponse, _Mapping]] = ..., move: _Optional[_Union[MoveResponse, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusResponse, _Mapping]] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., consume: _Optional[_Union[ConsumeResponse, _Mapping]] = ..., adjust: _Optional[_Union[AdjustResponse, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldResponse, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityResponse, _Mapping]] = ..., sell: _Optional[_Union[SellResponse, _Mapping]] = ..., error: _Optional[_Union[CommandError, _Mapping]] = ...) -> None: ...
 
 class ReplyBatch(_message.Message):
     __slots__ = ("replies", "batch_id")

@@ -80,6 +80,11 @@ class InventoryStub:
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.Sell = channel.unary_unary(
+                '/lotwise.v1.Inventory/Sell',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.SellRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.SellResponse.FromString,
+                _registered_method=True)
         self.Consume = channel.unary_unary(
                 '/lotwise.v1.Inventory/Consume',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ConsumeRequest.SerializeToString,
@@ -185,6 +190,15 @@ class InventoryServicer:
 
     def Release(self, request, context):
         """Releases everything a hold still holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Sell(self, request, context):
+        """Sells in one call: holds every line and commits it, all-or-nothing across sites (a
+        POS that has taken payment needs no two-phase round trip). A refused sale holds and
+        sells nothing. A retry with the same request id answers the first sale once more.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -302,6 +316,11 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'Sell': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sell,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.SellRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.SellResponse.SerializeToString,
             ),
             'Consume': grpc.unary_unary_rpc_method_handler(
                     servicer.Consume,
@@ -588,6 +607,33 @@ class Inventory:
             '/lotwise.v1.Inventory/Release',
             lotwise_dot_v1_dot_inventory__pb2.ReleaseRequest.SerializeToString,
             lotwise_dot_v1_dot_inventory__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/Sell',
+            lotwise_dot_v1_dot_inventory__pb2.SellRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.SellResponse.FromString,
             options,
             channel_credentials,
             insecure,
