@@ -8,6 +8,7 @@
     lotwise sites [--org ...]                        the site directory
     lotwise history balance|movements|...            ask the history store (engine/cli_history.py)
     lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli_dlq.py)
+    lotwise import FILE                              bulk load skus, sites, lots (engine/cli_import.py)
 
 Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
 its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
@@ -987,9 +988,11 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
 # `lotwise history …` lives in its own module; imported last, as it uses what is above.
 from engine.cli_dlq import dlq_app  # noqa: E402
 from engine.cli_history import history_app  # noqa: E402
+from engine.cli_import import import_command  # noqa: E402
 from engine.cli_where import where  # noqa: E402
 
 app.command()(where)
+app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
