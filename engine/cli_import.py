@@ -88,7 +88,7 @@ def import_command(
         fail([f"cannot import {exc.path}:", *exc.problems], EXIT_CONFIG)
     started = time.perf_counter()
     total = None if quiet else max(count_lines(file) - 1, 1)
-    tally = with_client(target, timeout, lambda client: _run(client, source, chunk_rows, total))
+    tally = with_client(target, timeout, lambda client: _run(client, source, chunk_rows, total, timeout))
     took_s = time.perf_counter() - started
     out = _out()
     out.print(_summary(file, tally, took_s))
@@ -109,13 +109,15 @@ def _format(given: str | None) -> FileFormat | None:
         fail(f"--format must be one of {', '.join(f.value for f in FileFormat)} (got {given!r})", EXIT_CONFIG)
 
 
-async def _run(client: LotwiseClient, source: RowSource, chunk_rows: int, total: int | None) -> ImportTally:
+async def _run(
+    client: LotwiseClient, source: RowSource, chunk_rows: int, total: int | None, timeout_s: float
+) -> ImportTally:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from engine.api.import_client import import_source
 
     if total is None:
-        return await import_source(client.channel, source, chunk_rows=chunk_rows)
+        return await import_source(client.channel, source, chunk_rows=chunk_rows, timeout_s=timeout_s)
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("rows", total=total)
@@ -124,6 +126,7 @@ async def _run(client: LotwiseClient, source: RowSource, chunk_rows: int, total:
             source,
             chunk_rows=chunk_rows,
             on_reply=lambda _, rows: progress.advance(task, rows),
+            timeout_s=timeout_s,
         )
         progress.update(task, completed=total)
     return tally

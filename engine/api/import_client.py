@@ -149,6 +149,7 @@ async def send_chunks(
     metadata: Sequence[tuple[str, str]] = (),
     window_chunks: int = DEFAULT_WINDOW_CHUNKS,
     on_reply: Callable[[apb.ImportChunkReply, int], None] | None = None,
+    timeout_s: float | None = None,
 ) -> None:
     """Stream the chunks and add every reply to `tally`; `on_reply(reply, rows)` is told of
     each. Raises the typed error the stream ended with (nothing after it was applied)."""
@@ -161,7 +162,7 @@ async def send_chunks(
             sizes[part.chunk_seq] = len(part.rows)
             yield part
 
-    call = apb_grpc.AdminStub(channel).Import(requests(), metadata=tuple(metadata))
+    call = apb_grpc.AdminStub(channel).Import(requests(), metadata=tuple(metadata), timeout=timeout_s)
     try:
         async for reply in call:
             window.release()
@@ -181,11 +182,18 @@ async def import_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     window_chunks: int = DEFAULT_WINDOW_CHUNKS,
     on_reply: Callable[[apb.ImportChunkReply, int], None] | None = None,
+    timeout_s: float | None = None,
 ) -> ImportTally:
     """Import one file (raises ImportFileError before sending anything when it cannot be read)."""
     source = read_rows(path, fmt)
     return await import_source(
-        channel, source, metadata=metadata, chunk_rows=chunk_rows, window_chunks=window_chunks, on_reply=on_reply
+        channel,
+        source,
+        metadata=metadata,
+        chunk_rows=chunk_rows,
+        window_chunks=window_chunks,
+        on_reply=on_reply,
+        timeout_s=timeout_s,
     )
 
 
@@ -197,11 +205,15 @@ async def import_source(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     window_chunks: int = DEFAULT_WINDOW_CHUNKS,
     on_reply: Callable[[apb.ImportChunkReply, int], None] | None = None,
+    timeout_s: float | None = None,
 ) -> ImportTally:
-    """Import the rows of an opened file; the tally's refusals come in line order."""
+    """Import the rows of an opened file; the tally's refusals come in line order. With
+    `timeout_s`, the whole stream must end within it (DEADLINE_EXCEEDED otherwise)."""
     tally = ImportTally()
     parts = chunks(parse_rows(source, tally), chunk_rows)
-    await send_chunks(channel, parts, tally, metadata=metadata, window_chunks=window_chunks, on_reply=on_reply)
+    await send_chunks(
+        channel, parts, tally, metadata=metadata, window_chunks=window_chunks, on_reply=on_reply, timeout_s=timeout_s
+    )
     tally.refused.sort(key=lambda r: r.line)
     return tally
 

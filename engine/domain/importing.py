@@ -13,10 +13,10 @@ importing again applies just that row (its content, hence its id, is new).
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -64,6 +64,7 @@ REQUIRED: dict[RowKind, frozenset[str]] = {
     RowKind.LOT: frozenset({"sku", "site", "lot_id", "qty"}),
 }
 ALL_COLUMNS = frozenset({RECORD_COLUMN}).union(*COLUMNS.values())
+_ALLOWED = {kind: columns | {RECORD_COLUMN} for kind, columns in COLUMNS.items()}
 
 Command = Sku | Site | Receive
 
@@ -141,27 +142,11 @@ class RequestIds:
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
 
-    def derive(self, cmd: Receive) -> str:
-        content = json.dumps(
-            [
-                cmd.sku,
-                cmd.site,
-                cmd.lot_id,
-                cmd.qty,
-                cmd.bin,
-                cmd.status,
-                cmd.owner,
-                cmd.expires_at_ms,
-                cmd.received_at_ms,
-                cmd.opened_at_ms,
-                cmd.doc_ref,
-                cmd.source.value,
-            ],
-            ensure_ascii=False,
-        )
+    def derive(self, content: str) -> str:
+        """The id of a row whose command fields, joined, are `content`."""
         occurrence = self._seen.get(content, 0)
         self._seen[content] = occurrence + 1
-        digest = hashlib.blake2b(f"{content}\n{occurrence}".encode(), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(f"{content}\x1e{occurrence}".encode(), digest_size=16).hexdigest()
         return REQUEST_ID_PREFIX + digest
 
 
@@ -172,9 +157,8 @@ def parse_row(line: int, row: Mapping[str, RowValue], kind: RowKind | None, ids:
         kind = _row_kind(row, out)
         if kind is None:
             return RowError(line, tuple(out))
-    allowed = COLUMNS[kind] | {RECORD_COLUMN}
     # A file that mixes kinds has every kind's columns: only a value where none belongs is wrong.
-    stray = sorted(name for name, value in row.items() if name not in allowed and not _blank(value))
+    stray = sorted(name for name in row.keys() - _ALLOWED[kind] if not _blank(row[name]))
     out += [FieldViolation(name, f"is not a column of {kind} rows") for name in stray]
     out += [FieldViolation(name, "is required") for name in sorted(REQUIRED[kind]) if _blank(row.get(name))]
     if out:
@@ -212,7 +196,9 @@ def _blank(value: RowValue) -> bool:
 
 def _text(row: Mapping[str, RowValue], name: str, out: list[FieldViolation], default: str = "") -> str:
     value = row.get(name)
-    if _blank(value):
+    if type(value) is str:  # the common case first: a CSV cell
+        return value.strip() or default
+    if value is None:
         return default
     if isinstance(value, bool):
         out.append(FieldViolation(name, "must be text"))
@@ -222,6 +208,8 @@ def _text(row: Mapping[str, RowValue], name: str, out: list[FieldViolation], def
 
 def _int(row: Mapping[str, RowValue], name: str, out: list[FieldViolation]) -> int:
     value = row.get(name)
+    if type(value) is str and value.isdigit():  # the common case first: a CSV cell
+        return int(value)
     if _blank(value):
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
@@ -239,7 +227,15 @@ def _time_ms(row: Mapping[str, RowValue], name: str, out: list[FieldViolation]) 
     value = row.get(name)
     if _blank(value) or isinstance(value, int):
         return _int(row, name, out)
-    text = str(value).strip()
+    ms = _time_text_ms(str(value).strip())
+    if ms is None:
+        out.append(FieldViolation(name, f"must be a date (2027-03-31), a date-time or epoch ms (got {value!r})"))
+        return 0
+    return ms
+
+
+@functools.lru_cache(maxsize=4096)  # a file repeats its dates: expiry days, receipt days
+def _time_text_ms(text: str) -> int | None:
     if text.isdigit():
         return int(text)
     try:
@@ -249,8 +245,7 @@ def _time_ms(row: Mapping[str, RowValue], name: str, out: list[FieldViolation]) 
             moment = datetime.fromisoformat(text)
             moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     except ValueError:
-        out.append(FieldViolation(name, f"must be a date (2027-03-31), a date-time or epoch ms (got {value!r})"))
-        return 0
+        return None
     return int(moment.timestamp() * 1000)
 
 
@@ -284,24 +279,23 @@ def _source(row: Mapping[str, RowValue], out: list[FieldViolation]) -> External:
 
 
 def _receive(row: Mapping[str, RowValue], out: list[FieldViolation], ids: RequestIds) -> Receive | None:
-    cmd = Receive(
-        request_id="",
-        sku=_text(row, "sku", out),
-        site=_text(row, "site", out),
-        lot_id=_text(row, "lot_id", out),
-        qty=_int(row, "qty", out),
-        bin=_text(row, "bin", out),
-        status=_text(row, "status", out, DEFAULT_DICTIONARY.role(Role.RECEIPT)),
-        owner=_text(row, "owner", out, "own"),
-        expires_at_ms=_time_ms(row, "expires_at", out),
-        received_at_ms=_time_ms(row, "received_at", out),
-        opened_at_ms=_time_ms(row, "opened_at", out),
-        doc_ref=_text(row, "doc_ref", out),
-        source=_source(row, out),
-    )
+    sku, site, lot_id = _text(row, "sku", out), _text(row, "site", out), _text(row, "lot_id", out)
+    qty = _int(row, "qty", out)
+    bin_, doc_ref = _text(row, "bin", out), _text(row, "doc_ref", out)
+    status = _text(row, "status", out, DEFAULT_DICTIONARY.role(Role.RECEIPT))
+    owner = _text(row, "owner", out, "own")
+    expires_at_ms = _time_ms(row, "expires_at", out)
+    received_at_ms = _time_ms(row, "received_at", out)
+    opened_at_ms = _time_ms(row, "opened_at", out)
+    source = _source(row, out)
     given = _text(row, "request_id", out)
     if given:
         check_id(given, "request_id", out)
     if out:
         return None
-    return replace(cmd, request_id=given or ids.derive(cmd))
+    if not given:
+        fields = (sku, site, lot_id, qty, bin_, status, owner, expires_at_ms, received_at_ms, opened_at_ms, doc_ref)
+        given = ids.derive("\x1f".join(map(str, (*fields, source.value))))
+    return Receive(
+        given, sku, site, lot_id, qty, bin_, status, owner, expires_at_ms, received_at_ms, opened_at_ms, doc_ref, source
+    )
