@@ -14,6 +14,7 @@ holds back every chunk after it, because the lots that follow may refer to them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -93,9 +94,11 @@ class ChunkApplier:
     async def apply(self, chunk: apb.ImportChunk) -> apb.ImportChunkReply:
         reply = apb.ImportChunkReply(chunk_seq=chunk.chunk_seq)
         rows: Sequence[apb.ImportRow] = chunk.rows
-        # Catalog rows first, in file order: the chunk's lots may refer to them.
+        # All at once, in file order: each shard's micro-batcher is first in, first out,
+        # so a sku put twice ends as its last row says. Catalog rows first: the chunk's
+        # lots may refer to them.
         catalog = [row for row in rows if row.WhichOneof("row") != "lot"]
-        refused = [await self._catalog_row(row, reply) for row in catalog]
+        refused = list(await asyncio.gather(*(self._catalog_row(row, reply) for row in catalog)))
         lots = [row for row in rows if row.WhichOneof("row") == "lot"]
         if lots:
             refused += await asyncio.gather(*(self._lot_row(row, reply) for row in lots))
@@ -106,10 +109,12 @@ class ChunkApplier:
         kind = row.WhichOneof("row")
         try:
             if kind == "sku":
-                await self._retrying(lambda: self._gateway.put_sku(convert.sku_from_pb(row.sku)))
+                sku = convert.sku_from_pb(row.sku)
+                await self._tries(lambda: self._gateway.put_sku(sku))
                 reply.skus += 1
             elif kind == "site":
-                await self._retrying(lambda: self._gateway.put_site(convert.site_from_pb(row.site)))
+                site = convert.site_from_pb(row.site)
+                await self._tries(lambda: self._gateway.put_site(site))
                 reply.sites += 1
             else:
                 raise InvalidArgument([FieldViolation("row", "carries no sku, site or lot")])
@@ -120,21 +125,27 @@ class ChunkApplier:
     async def _lot_row(self, row: apb.ImportRow, reply: apb.ImportChunkReply) -> apb.ImportRefusal | None:
         try:
             cmd = convert.receive_from_pb(row.lot)
-            await self._retrying(lambda: self._gateway.execute(cmd))
+            await self._tries(lambda: self._gateway.execute(cmd))
         except DomainError as err:
             return refusal(row.line, err)
         reply.lots += 1
         reply.units += cmd.qty
         return None
 
-    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def _tries(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call()`, and again after a transient refusal (a full queue, a shard that
+        recovers), pausing longer each time: IMPORT_ROW_ATTEMPTS tries in all."""
+        try:
+            return await call()
+        except (Overloaded, Unavailable):
+            pass
         pause_s = self._retry_pause_s
-        for _ in range(IMPORT_ROW_ATTEMPTS - 1):
-            try:
+        for _ in range(IMPORT_ROW_ATTEMPTS - 2):
+            await asyncio.sleep(pause_s)  # the same request id: a retry applies once
+            pause_s *= 2
+            with contextlib.suppress(Overloaded, Unavailable):
                 return await call()
-            except (Overloaded, Unavailable):
-                await asyncio.sleep(pause_s)  # the same request id: a retry applies once
-                pause_s *= 2
+        await asyncio.sleep(pause_s)
         return await call()
 
 
