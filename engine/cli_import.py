@@ -76,7 +76,15 @@ def import_command(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds the whole import may take.")] = 3600.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Bulk load skus, sites and lots (receipts) from a CSV, JSONL or Parquet file."""
+    """Bulk load skus, sites and lots (receipts) from a CSV, JSONL or Parquet file.
+
+    Columns: sku rows sku, name, unit, opened_shelf_life_days; site rows site, org_path,
+    kind, name; lot rows sku, site, lot_id, qty, bin, status, owner, expires_at,
+    received_at, opened_at, doc_ref, source, request_id. A file that mixes kinds names
+    each row's in a `record` column (sku, site or lot). Importing a file again changes
+    nothing; refused rows go to FILE.rejects.csv. Exit 1: some rows refused; 2: the file
+    cannot be imported (nothing sent); 3: the engine could not be reached.
+    """
     from engine.cli import EXIT_CONFIG, EXIT_REFUSED, _out, fail, with_client
     from engine.importfile import ImportFileError, read_rows
 
