@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.bulk_load --lots 20000 --chunk-rows 4096
     .venv/bin/python -m bench.bulk_load --target 127.0.0.1:50051   # a running `lotwise up`
 
-Without --target, a server process (Gateway.local: 2 shards in that process, journal in
+Without --target, a server process (bootstrap.local_gateway: 2 shards in that process, journal in
 memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin on 127.0.0.1, and
 this process imports a generated CSV into it the way `lotwise import` does (read, parse,
 chunk, stream). Each size is imported twice: the first run loads the lots, the second
@@ -32,10 +32,10 @@ from pathlib import Path
 import grpc
 import psutil
 
+from engine import bootstrap
 from engine.api.import_client import import_file
 from engine.api.server import start_server
 from engine.logs import configure_logging
-from engine.runtime.gateway import Gateway
 
 SKUS = 200
 SITES = 10  # 2,000 pairs: lots spread over both shards and many cells
@@ -76,7 +76,7 @@ def write_file(path: Path, lots: int) -> None:
 
 async def serve(port_file: Path) -> None:
     configure_logging("warning")
-    gateway = Gateway.local(shards=2)
+    gateway = bootstrap.local_gateway(shards=2)
     server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway)
     await asyncio.to_thread(port_file.write_text, str(server.port))
     try:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import psutil
 
+from engine import bootstrap
 from engine.api.client import DEFAULT_BATCHING, LotwiseClient
 from engine.api.server import start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.logs import configure_logging
-from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
 
 SKUS = 64  # orders spread over this many pairs, so no one cell is the bottleneck
@@ -70,7 +70,7 @@ class Row:
 
 async def serve(port_file: Path) -> None:
     configure_logging("warning")  # as an operator runs it: no per-call debug lines
-    gateway = Gateway.local(shards=2)
+    gateway = bootstrap.local_gateway(shards=2)
     server, _ = await start_server(gateway, "127.0.0.1", 0)
     await asyncio.to_thread(port_file.write_text, str(server.port))
     try:

@@ -189,7 +189,7 @@ def _plain(obj: dict[str, Any]) -> tuple[dict[str, RowValue], str]:
 
 def _parquet_rows(path: Path) -> RowSource:
     try:
-        import pyarrow.parquet as pq  # optional: only when it is installed
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # optional: only when installed
     except ImportError:
         raise ImportFileError(path, ["reading Parquet needs pyarrow: pip install pyarrow"]) from None
     try:

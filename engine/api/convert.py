@@ -25,7 +25,6 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
-    MAX_LINES,
     RECEIVE_SOURCES,
     Adjust,
     Adjusted,
@@ -44,6 +43,7 @@ from engine.domain.commands import (
     check_owner,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.holds import MAX_LINES
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
@@ -53,7 +53,7 @@ DEFAULT_QUERY_LIMIT = 10_000
 MAX_QUERY_KEYS = 10_000  # skus / sites listed in one QueryStock; bounds the request's fan-out
 MAX_FILTER_STATUSES = 64
 
-STRATEGY_TO_PB: dict[Strategy, int] = {
+STRATEGY_TO_PB: dict[Strategy, pb.RemovalStrategy] = {
     Strategy.FEFO: pb.REMOVAL_STRATEGY_FEFO,
     Strategy.FIFO: pb.REMOVAL_STRATEGY_FIFO,
     Strategy.LIFO: pb.REMOVAL_STRATEGY_LIFO,
@@ -61,7 +61,7 @@ STRATEGY_TO_PB: dict[Strategy, int] = {
 }
 STRATEGY_FROM_PB: dict[int, Strategy] = {v: k for k, v in STRATEGY_TO_PB.items()}
 
-DIMENSION_TO_PB: dict[Dimension, int] = {
+DIMENSION_TO_PB: dict[Dimension, pb.Dimension] = {
     Dimension.BIN: pb.DIMENSION_BIN,
     Dimension.STATUS: pb.DIMENSION_STATUS,
     Dimension.OWNER: pb.DIMENSION_OWNER,
@@ -72,7 +72,7 @@ DIMENSION_TO_PB: dict[Dimension, int] = {
 DIMENSION_FROM_PB: dict[int, Dimension] = {v: k for k, v in DIMENSION_TO_PB.items()}
 
 # HoldState (a part) and AggregateState (a whole hold) share their string values.
-_STATE_TO_PB: dict[str, int] = {
+_STATE_TO_PB: dict[str, pb.HoldState] = {
     "active": pb.HOLD_STATE_ACTIVE,
     "committed": pb.HOLD_STATE_COMMITTED,
     "released": pb.HOLD_STATE_RELEASED,
@@ -502,7 +502,7 @@ def filter_to_pb(f: SliceFilter) -> pb.SliceFilter:
     return msg
 
 
-def dimensions_to_pb(dims: Iterable[Dimension | str]) -> list[int]:
+def dimensions_to_pb(dims: Iterable[Dimension | str]) -> list[pb.Dimension]:
     return [DIMENSION_TO_PB[Dimension(d)] for d in dims]
 
 
@@ -618,24 +618,21 @@ def command_error_from_status(status: status_pb2.Status) -> pb.CommandError:
     flattened into fields a caller reads without unpacking Any (grpcurl shows them)."""
     out = pb.CommandError(code=status.code, message=status.message)
     for any_ in status.details:
-        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            any_.Unpack(info)
+        # Unpack answers whether the Any held that type (Is() is mistyped in the stubs).
+        info = error_details_pb2.ErrorInfo()
+        bad = error_details_pb2.BadRequest()
+        resource = error_details_pb2.ResourceInfo()
+        retry = error_details_pb2.RetryInfo()
+        if any_.Unpack(info):
             out.reason, out.domain = info.reason, info.domain
             out.metadata.update(info.metadata)
-        elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            any_.Unpack(bad)
+        elif any_.Unpack(bad):
             out.field_violations.extend(
                 pb.FieldViolation(field=v.field, description=v.description) for v in bad.field_violations
             )
-        elif any_.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-            resource = error_details_pb2.ResourceInfo()
-            any_.Unpack(resource)
+        elif any_.Unpack(resource):
             out.resource_type, out.resource_name = resource.resource_type, resource.resource_name
-        elif any_.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            any_.Unpack(retry)
+        elif any_.Unpack(retry):
             out.retry_delay_ms = retry.retry_delay.seconds * 1000 + retry.retry_delay.nanos // 1_000_000
     return out
 

@@ -206,11 +206,11 @@ def from_rpc_status(status: status_pb2.Status) -> DomainError | RemoteError:
         case grpc.StatusCode.NOT_FOUND:
             resource = details.get(error_details_pb2.ResourceInfo)
             if resource is None:
-                return _bare(NotFound, message, resource_type="", resource_name="")
+                return _verbatim(NotFound("", ""), message)
             return NotFound(resource.resource_type, resource.resource_name)
         case grpc.StatusCode.ALREADY_EXISTS:
             if "request_id" not in meta:
-                return _bare(RequestConflict, message, request_id="", what="request id")
+                return _verbatim(RequestConflict(""), message)
             return RequestConflict(meta["request_id"], meta.get("what", "request id"))
         case grpc.StatusCode.PERMISSION_DENIED:
             return PermissionDenied(message)
@@ -218,7 +218,7 @@ def from_rpc_status(status: status_pb2.Status) -> DomainError | RemoteError:
             if "what" in meta and meta.get("limit", "").isdigit():
                 return Overloaded(meta["what"], int(meta["limit"]))
             # The transport's own limit (max concurrent RPCs, message size): no fields.
-            return _bare(Overloaded, message, what="server", limit=0)
+            return _verbatim(Overloaded("server", 0), message)
         case grpc.StatusCode.UNAVAILABLE:
             return Unavailable(message)
         case grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -252,7 +252,7 @@ def is_retryable(status: status_pb2.Status) -> bool:
 
 def _invalid_argument(message: str, bad: error_details_pb2.BadRequest | None) -> InvalidArgument:
     if bad is None or not bad.field_violations:
-        return _bare(InvalidArgument, message, violations=())
+        return _verbatim(InvalidArgument(()), message)
     return InvalidArgument([FieldViolation(v.field, v.description) for v in bad.field_violations])
 
 
@@ -268,10 +268,10 @@ def _failed_precondition(message: str, info: error_details_pb2.ErrorInfo | None)
     return FailedPrecondition(info.reason, message, meta)
 
 
-def _bare(cls: type[_E], message: str, **fields: Any) -> _E:
-    """An error of `cls` with the server's message kept verbatim (no constructor rewording)."""
-    err = cls.__new__(cls)
-    DomainError.__init__(err, message, **fields)
+def _verbatim(err: _E, message: str) -> _E:
+    """`err` with the server's message kept verbatim (no constructor rewording)."""
+    err.message = message
+    err.args = (message,)
     return err
 
 
@@ -293,9 +293,9 @@ def _unpack(status: status_pb2.Status) -> dict[type[Message], Any]:
     out: dict[type[Message], Any] = {}
     for any_ in status.details:
         for kind in kinds:
-            if kind not in out and any_.Is(kind.DESCRIPTOR):
-                msg = kind()
-                if any_.Unpack(msg):
-                    out[kind] = msg
+            # Unpack answers whether the Any held that type (Is() is mistyped in the stubs).
+            msg = kind()
+            if any_.Unpack(msg):
+                out.setdefault(kind, msg)
                 break
     return out

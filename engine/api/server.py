@@ -27,6 +27,7 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer
 
 if TYPE_CHECKING:
+    from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
 
 log = structlog.get_logger("lotwise.api")
@@ -110,9 +111,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         wrapped = self._wrapped.get(handler_call_details.method)
         if wrapped is not None:
             return wrapped
@@ -202,15 +203,15 @@ async def start_server(
     metrics: ApiMetrics | None = None,
     credentials: grpc.ServerCredentials | None = None,
     admin: AdminGateway | None = None,
-    history: Any = None,
+    history: HistoryServicer | None = None,
     dead_letters: DeadLetterDesk | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
     Without `credentials` the port is plaintext, meant for 127.0.0.1 and behind a TLS proxy.
     With `admin`, lotwise.v1.Admin is served too (verify, shard stats, snapshots, pins);
-    with `history` (an engine.api.history.HistoryServicer), lotwise.v1.History. Admin's
-    dead-letter RPCs use `dead_letters` (None: they answer FAILED_PRECONDITION INGESTION_OFF).
+    with `history`, lotwise.v1.History. Admin's dead-letter RPCs use `dead_letters`
+    (None: they answer FAILED_PRECONDITION INGESTION_OFF).
     """
     server = grpc.aio.server(
         interceptors=[ObservabilityInterceptor(metrics or default_metrics())],

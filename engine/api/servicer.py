@@ -146,6 +146,10 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
     return serve
 
 
+# The commands `_execute` sends; an alias because inside the class these names are the RPC methods.
+Mutation = Receive | Move | ChangeStatus | Consume | Adjust
+
+
 class InventoryServicer(pb_grpc.InventoryServicer):
     """lotwise.v1.Inventory over a gateway (local shards or a Ray cluster).
 
@@ -162,7 +166,8 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     ) -> None:
         self.gateway = gateway
         # Filters are checked against the engine's dictionary so a typo is refused, not empty.
-        self.statuses: StatusDictionary = statuses or getattr(gateway, "statuses", DEFAULT_DICTIONARY)
+        known = getattr(gateway, "statuses", None)
+        self.statuses = statuses or (known if isinstance(known, StatusDictionary) else DEFAULT_DICTIONARY)
         self.retry_delay_ms = retry_delay_ms
         self.batches = BatchRunner(self._command_handlers(), retry_delay_ms=retry_delay_ms)
 
@@ -273,7 +278,7 @@ class InventoryServicer(pb_grpc.InventoryServicer):
 
     async def _execute(
         self,
-        cmd: Receive | Move | ChangeStatus | Consume | Adjust,
+        cmd: Mutation,
         deadline: float | None,
         expected: type[_Resp],
     ) -> _Resp:

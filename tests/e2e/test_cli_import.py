@@ -16,6 +16,7 @@ from click.testing import Result
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+from engine import bootstrap
 from engine.api.server import ApiMetrics, start_server
 from engine.cli import app
 from engine.domain.inventory import StockQuery
@@ -26,7 +27,7 @@ ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
 
 @pytest_asyncio.fixture
 async def rig() -> AsyncIterator[tuple[str, Gateway]]:
-    gateway = Gateway.local(shards=2, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
     server, port = await start_server(gateway, "127.0.0.1", 0, metrics=ApiMetrics(CollectorRegistry()), admin=gateway)
     try:
         yield f"127.0.0.1:{port}", gateway

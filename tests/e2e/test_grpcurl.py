@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.app import RunningEngine
+from engine.bootstrap import RunningEngine
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
 

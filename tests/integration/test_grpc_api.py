@@ -33,6 +33,7 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.server import ApiMetrics, LotwiseServer, ServerOptions, start_metrics_http, start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Adjusted, Consumed, ReserveLine, Strategy
 from engine.domain.errors import (
     DeadlineExceeded,
@@ -48,7 +49,6 @@ from engine.domain.errors import (
 )
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY, HoldState
-from engine.domain.ports import ManualClock
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import AggregateState, HoldLine
 

@@ -1,5 +1,5 @@
 """The batched wire end to end: Execute, Stream and the auto-batching LotwiseClient over a
-real grpc.aio server on Gateway.local() (no Ray).
+real grpc.aio server on bootstrap.local_gateway() (no Ray).
 
 A batch's command must answer exactly what its unary call answers (the same response
 bytes, the same status and details), fail on its own, keep exactly-once on retry, and
@@ -19,6 +19,7 @@ import pytest_asyncio
 from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry
 
+from engine import bootstrap
 from engine.api import convert
 from engine.api.batch import MAX_BATCH_COMMANDS, REASON_BATCH_TOO_LARGE, REASON_MALFORMED_REQUEST
 from engine.api.client import LotwiseClient, RetryPolicy
@@ -28,9 +29,9 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.server import ApiMetrics, LotwiseServer, start_server
 from engine.api.servicer import InventoryServicer, add_inventory_service
 from engine.domain.catalog import Site, Sku
+from engine.domain.clock import ManualClock
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import DeadlineExceeded, InsufficientStock, InvalidArgument, NotFound, RequestConflict
-from engine.domain.ports import ManualClock
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
 
@@ -130,7 +131,7 @@ UNARY = {
 
 
 async def _serve(clock: ManualClock, registry: CollectorRegistry | None = None) -> tuple[Gateway, LotwiseServer]:
-    gateway = Gateway.local(shards=2, clock=clock, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, clock=clock, sweep_interval_ms=0)
     metrics = ApiMetrics(registry or CollectorRegistry())
     server, _ = await start_server(gateway, "127.0.0.1", 0, metrics=metrics)
     return gateway, server

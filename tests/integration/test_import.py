@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from engine import bootstrap
 from engine.api.client import LotwiseClient
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.import_client import ImportTally, import_file, send_chunks
@@ -25,7 +26,7 @@ LOTS = 3_000
 
 @pytest_asyncio.fixture
 async def engine() -> AsyncIterator[tuple[Gateway, LotwiseClient]]:
-    gateway = Gateway.local(shards=2, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
     server, port = await start_server(gateway, "127.0.0.1", 0, metrics=ApiMetrics(CollectorRegistry()), admin=gateway)
     async with LotwiseClient(f"127.0.0.1:{port}", timeout_s=30.0) as client:
         yield gateway, client

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine.domain.cell import Cell, CellLimits, Dimension
+from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
     RECEIVE_SOURCES,
@@ -56,7 +57,6 @@ from engine.domain.errors import (
 )
 from engine.domain.ledger import replay, same_balances
 from engine.domain.model import External, Finance, HoldState, HoldView, Movement, MovementKind, QuantKey
-from engine.domain.ports import ManualClock
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from tests.unit.conftest import DAY_MS, HOUR_MS, SITE, SKU, T0_MS, ledger_state
 

@@ -28,7 +28,7 @@ from engine.domain.commands import (
 )
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
-from engine.domain.ports import Clock
+from engine.domain.ports import BackendFactory, Clock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, SendBatch
 from engine.runtime.gateway.catalog import CatalogService
@@ -42,7 +42,7 @@ from engine.runtime.gateway.router import (
     ShardFactory,
     raise_if_refused,
 )
-from engine.runtime.host import BackendFactory, HostState, ShardHost, shared_in_memory_backend
+from engine.runtime.host import HostState, ShardHost
 from engine.runtime.routing import Directory
 from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
@@ -99,14 +99,14 @@ class Gateway:
         statuses: StatusDictionary = DEFAULT_DICTIONARY,
         batch_limits: BatchLimits = BatchLimits(),
         sweep_interval_ms: int = 1_000,
-        backend: BackendFactory | None = None,
+        *,
+        backend: BackendFactory,
     ) -> Gateway:
         """Shards in this process (no Ray): unit tests, embedding, the API's own tests.
 
-        The journal is in memory (one for all shards, so `verify` can read it) unless
-        `backend` says otherwise."""
+        `backend` is the journal every shard writes (engine.bootstrap.local_gateway gives
+        one in-memory journal for all shards, so `verify` can read it)."""
         hosts: dict[str, ShardHost] = {}
-        backend = backend or shared_in_memory_backend()
 
         def make(name: str) -> SendBatch:
             host = ShardHost(name, statuses, clock=clock, backend=backend, sweep_interval_ms=sweep_interval_ms)

@@ -34,6 +34,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from engine.cli.common import (
+    DEFAULT_TARGET,
+    EXIT_CONFIG,
+    EXIT_REFUSED,
+    TargetOpt,
+    _err,
+    _out,
+    fail,
+    with_client,
+)
+
 if TYPE_CHECKING:
     from engine.api.client import LotwiseClient
     from engine.api.import_client import ImportTally
@@ -54,16 +65,7 @@ def count_lines(path: Path) -> int:
 
 def import_command(
     file: Annotated[Path, typer.Argument(help="The file: .csv, .jsonl (.ndjson) or .parquet.", show_default=False)],
-    target: Annotated[
-        str,
-        typer.Option(
-            "--target",
-            "-t",
-            envvar="LOTWISE_TARGET",
-            help="host:port of a running engine.",
-            show_default="the engine.json in LOTWISE_DATA_DIR (.data), else 127.0.0.1:50051",
-        ),
-    ] = "",
+    target: TargetOpt = DEFAULT_TARGET,
     rejects: Annotated[
         Path | None,
         typer.Option("--rejects", help="Where to write the refused rows (CSV).", show_default="FILE.rejects.csv"),
@@ -85,7 +87,6 @@ def import_command(
     nothing; refused rows go to FILE.rejects.csv. Exit 1: some rows refused; 2: the file
     cannot be imported (nothing sent); 3: the engine could not be reached.
     """
-    from engine.cli import EXIT_CONFIG, EXIT_REFUSED, _out, fail, with_client
     from engine.importfile import ImportFileError, read_rows
 
     if not 1 <= chunk_rows <= 4096:
@@ -106,7 +107,6 @@ def import_command(
 
 
 def _format(given: str | None) -> FileFormat | None:
-    from engine.cli import EXIT_CONFIG, fail
     from engine.importfile import FileFormat
 
     if given is None:
@@ -152,7 +152,6 @@ def _report_refusals(file: Path, rejects: Path, tally: ImportTally) -> None:
     from rich.text import Text
 
     from engine.api.import_client import write_rejects
-    from engine.cli import _err
 
     err = _err()
     for r in tally.refused[:SHOWN_REFUSALS]:
