@@ -8,6 +8,7 @@
     lotwise sites [--org ...]                        the site directory
     lotwise history balance|movements|...            ask the history store (engine/cli/history.py)
     lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli/dlq.py)
+    lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
 
 Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
 its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
@@ -36,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.cli.bulk import import_command
 from engine.cli.common import (
     _DEBUG_HINT,
     DEFAULT_TARGET,
@@ -818,6 +820,7 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
 
 
 app.command()(where)
+app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
