@@ -24,7 +24,9 @@ of every unary method. Streams (Stream, health Watch) pass: their flow control b
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -80,6 +82,15 @@ DEFAULT_MAX_RETRY_DELAY_MS = 2_000
 BOUND_CALLS = "calls"
 BOUND_COST = "cost"
 BOUND_DEADLINE = "queue_delay"
+BOUND_LOOP = "loop_lag"
+
+# How much of the loop-lag shedding probability each priority takes (see Shedder).
+_LAG_WEIGHT: dict[Priority, float] = {
+    Priority.CRITICAL: 0.0,
+    Priority.WRITE: 0.5,
+    Priority.RESERVE: 1.0,
+    Priority.READ: 2.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,8 @@ class AdmissionLimits:
     min_retry_delay_ms: int = 100  # the shortest back-off RetryInfo suggests
     max_retry_delay_ms: int = DEFAULT_MAX_RETRY_DELAY_MS  # and the longest
     deadline_aware: bool = True  # refuse a call whose deadline is shorter than the queueing delay
+    min_time_left_ms: float = 2.0  # a call arriving with less time left is refused unread
+    target_loop_lag_ms: float = 20.0  # above it (a standing queue in front of the door) shed by priority
     log_every_s: float = 1.0  # one sampled log line per bound at most this often
 
     def __post_init__(self) -> None:
@@ -198,6 +211,51 @@ class Throughput:
         return self._done / self._busy_s
 
 
+class Shedder:
+    """Sheds a share of the calls while the event loop lags (CoDel's idea, AIMD's control).
+
+    Calls wait in front of the door too — in gRPC core's queue of calls Python has not yet
+    asked for — and the door cannot count them. What it can see is the loop they all
+    share: when even the smallest lag of a 100 ms window is above the target, a queue is
+    standing, not passing. The shedding probability then grows by a step each window and
+    falls by half a step each window without one, so it settles where the loop keeps up.
+    Reads take twice the probability, reserves all of it, other writes half, commits and
+    releases none (they free stock; refusing them would only lengthen the overload).
+    """
+
+    WINDOW_S = 0.1
+    STEP = 0.05
+    MAX_P = 0.95
+
+    def __init__(self, target_lag_s: float, now: float) -> None:
+        self._target_s = target_lag_s
+        self._window_end = now + self.WINDOW_S
+        self._window_min = float("inf")
+        self.p = 0.0
+        self.lag_s = 0.0
+
+    def observe(self, lag_s: float, now: float) -> None:
+        self.lag_s = lag_s
+        self._window_min = min(self._window_min, lag_s)
+        if now < self._window_end:
+            return
+        if self._window_min > self._target_s:
+            self.p = min(self.MAX_P, self.p + self.STEP)
+        else:
+            self.p = max(0.0, self.p - self.STEP / 2)
+        self._window_min = float("inf")
+        self._window_end = now + self.WINDOW_S
+
+    def reset(self) -> None:
+        """Nothing arrives: no queue can stand, so the next burst starts unshed."""
+        self.p = 0.0
+        self.lag_s = 0.0
+        self._window_min = float("inf")
+
+    def probability(self, priority: Priority) -> float:
+        return min(1.0, self.p * _LAG_WEIGHT[priority])
+
+
 class Door:
     """The accounting of admission: in-flight calls and cost, throughput, refusals."""
 
@@ -209,6 +267,8 @@ class Door:
         self.in_flight_calls = 0
         self.in_flight_cost = 0
         self._throughput = Throughput(clock())
+        self.shedder = Shedder(limits.target_loop_lag_ms / 1000, clock())
+        self._random = random.Random()
 
     def queue_delay_s(self, extra_cost: int = 0) -> float:
         """How long a call admitted now should wait for the work ahead of it (0: unknown)."""
@@ -219,6 +279,15 @@ class Door:
         """Admit the call (a Ticket to hand back to `leave`) or say why not."""
         limits = self.limits
         self._throughput.advance(self._clock(), self.in_flight_calls > 0)
+        if time_remaining_s is not None and time_remaining_s * 1000 < limits.min_time_left_ms:
+            # It waited in front of the door until its caller (nearly) gave up: do no work for it.
+            return self._refusal(BOUND_DEADLINE, "time left on arrival", int(limits.min_time_left_ms), priority, cost)
+        shed_p = self.shedder.probability(priority)
+        if shed_p > 0 and self._random.random() < shed_p:
+            lag_ms = int(self.shedder.lag_s * 1000)
+            return self._refusal(
+                BOUND_LOOP, f"event loop (lag {lag_ms} ms)", int(limits.target_loop_lag_ms), priority, cost
+            )
         share = SHARES[priority]
         if self.in_flight_calls >= max(1, int(limits.max_calls * share)):
             return self._refusal(BOUND_CALLS, "in-flight calls", int(limits.max_calls * share), priority, 1)
@@ -226,7 +295,7 @@ class Door:
         cost_limit = max(1, int(limits.max_cost * share))
         if self.in_flight_cost > 0 and self.in_flight_cost + cost > cost_limit:
             return self._refusal(BOUND_COST, "in-flight commands", cost_limit, priority, cost)
-        if limits.deadline_aware and time_remaining_s is not None and self.in_flight_cost > 0:
+        if limits.deadline_aware and time_remaining_s is not None:
             delay_s = self.queue_delay_s(cost)
             if delay_s > time_remaining_s:
                 what = f"queueing delay ({delay_s * 1000:.0f} ms) beyond the call's deadline"
@@ -246,6 +315,8 @@ class Door:
         limits = self.limits
         if bound == BOUND_DEADLINE:
             hint_s = self.queue_delay_s(cost)
+        elif bound == BOUND_LOOP:
+            hint_s = 10 * self.shedder.lag_s  # the loop needs several windows to catch up
         else:
             excess = self.in_flight_cost + cost - limits.max_cost * SHARES[priority]
             rate = self._throughput.per_s()
@@ -311,6 +382,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics or default_admission_metrics()
         self._log = RefusalLog(door.limits.log_every_s)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._probe = LoopLagProbe(door)
 
     async def intercept_service(
         self,
@@ -336,7 +408,10 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         door = self.door
         metrics = self._metrics
 
+        probe = self._probe
+
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            probe.touch()
             cost, priority = weigh(method, request)
             entry = door.enter(cost, priority, context.time_remaining())
             if isinstance(entry, Refusal):
@@ -353,6 +428,41 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 metrics.queue_delay.set(door.queue_delay_s())
 
         return admitted
+
+
+class LoopLagProbe:
+    """Measures how late the event loop runs a timer, and tells the door's Shedder.
+
+    A chain of timer callbacks, not a task: it runs only while calls arrive (it stops after
+    a quiet second and the next call restarts it) and leaves nothing behind on a closed loop.
+    """
+
+    INTERVAL_S = 0.01
+    QUIET_S = 1.0
+
+    def __init__(self, door: Door) -> None:
+        self._door = door
+        self._handle: asyncio.TimerHandle | None = None
+        self._last_call = 0.0
+
+    def touch(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_call = loop.time()
+        if self._handle is None:
+            self._schedule(loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        expected = loop.time() + self.INTERVAL_S
+        self._handle = loop.call_at(expected, self._tick, loop, expected)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, expected: float) -> None:
+        now = loop.time()
+        self._door.shedder.observe(max(now - expected, 0.0), now)
+        if now - self._last_call > self.QUIET_S:
+            self._handle = None  # idle: no lag to measure; the next call restarts the chain
+            self._door.shedder.reset()
+            return
+        self._schedule(loop)
 
 
 def _status(refusal: Refusal) -> grpc.Status:
