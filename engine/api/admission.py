@@ -192,17 +192,16 @@ class Throughput:
         self._last = now
         self._epoch = now
 
-    def advance(self, now: float, busy: bool) -> None:
+    def advance(self, now: float, busy: bool, done: int = 0) -> None:
+        """Account the time since the last event (busy or idle) and `done` commands finished now."""
         if busy:
             self._busy_s += now - self._last
+        self._done += done
         self._last = now
         if now - self._epoch >= self.HALF_LIFE_S:  # halve both: recent seconds dominate
             self._busy_s *= 0.5
             self._done *= 0.5
             self._epoch = now
-
-    def completed(self, cost: int) -> None:
-        self._done += cost
 
     def per_s(self) -> float | None:
         """None until there is enough busy time to say (then no deadline refusals)."""
@@ -305,8 +304,7 @@ class Door:
         return Ticket(cost, priority)
 
     def leave(self, ticket: Ticket) -> None:
-        self._throughput.advance(self._clock(), True)
-        self._throughput.completed(ticket.cost)
+        self._throughput.advance(self._clock(), True, ticket.cost)
         self.in_flight_calls -= 1
         self.in_flight_cost -= ticket.cost
 
