@@ -294,8 +294,9 @@ class Door:
         cost_limit = max(1, int(limits.max_cost * share))
         if self.in_flight_cost > 0 and self.in_flight_cost + cost > cost_limit:
             return self._refusal(BOUND_COST, "in-flight commands", cost_limit, priority, cost)
-        if limits.deadline_aware and time_remaining_s is not None:
-            delay_s = self.queue_delay_s(cost)
+        if limits.deadline_aware and time_remaining_s is not None and self.in_flight_cost > 0:
+            # Only the work ahead counts: the call's own service time is the gateway's to judge.
+            delay_s = self.queue_delay_s()
             if delay_s > time_remaining_s:
                 what = f"queueing delay ({delay_s * 1000:.0f} ms) beyond the call's deadline"
                 return self._refusal(BOUND_DEADLINE, what, int(delay_s * 1000), priority, cost)
@@ -312,7 +313,7 @@ class Door:
         # Suggest the time the excess should take to drain at the measured throughput.
         limits = self.limits
         if bound == BOUND_DEADLINE:
-            hint_s = self.queue_delay_s(cost)
+            hint_s = self.queue_delay_s()
         elif bound == BOUND_LOOP:
             hint_s = 10 * self.shedder.lag_s  # the loop needs several windows to catch up
         else:
