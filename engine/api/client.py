@@ -103,10 +103,12 @@ class RetryBudget:
     takes a token, every success puts back `token_ratio`; retries are allowed only while
     more than half the bucket is left. So once most calls are refused the client retries
     at most `token_ratio` times per success (plus the half bucket it started with), and
-    the first answers after an overload earn the retries back.
+    the first answers after an overload earn the retries back. Tokens count commands, as
+    the server's door does, so a refused batch of 256 costs 256: hence a bucket of 1,000
+    (gRPC's largest), room for a refused batch or two before retries stop.
     """
 
-    def __init__(self, max_tokens: float = 100.0, token_ratio: float = 0.1) -> None:
+    def __init__(self, max_tokens: float = 1_000.0, token_ratio: float = 0.1) -> None:
         if max_tokens <= 0 or token_ratio <= 0:
             raise ValueError("max_tokens and token_ratio must be > 0")
         self.max_tokens = max_tokens
