@@ -286,7 +286,10 @@ def plot(rows: list[Row], path: Path) -> None:
     left.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
     left.set(xscale="log", xlabel="offered load (× saturation callers)", ylabel="goodput, % of 1×", title="Goodput")
     right.set(xscale="log", xlabel="offered load (× saturation callers)", ylabel="ms", title="p99 of successful calls")
+    levels = sorted({r.level for r in rows})
     for ax in (left, right):
+        ax.set_xticks(levels, [f"{level:g}×" for level in levels])
+        ax.minorticks_off()
         ax.legend()
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
