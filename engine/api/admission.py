@@ -103,7 +103,7 @@ class AdmissionLimits:
     max_retry_delay_ms: int = DEFAULT_MAX_RETRY_DELAY_MS  # and the longest
     deadline_aware: bool = True  # refuse a call whose deadline is shorter than the queueing delay
     min_time_left_ms: float = 2.0  # a call arriving with less time left is refused unread
-    target_loop_lag_ms: float = 20.0  # above it (a standing queue in front of the door) shed by priority
+    target_loop_lag_ms: float = 50.0  # above it (a standing queue in front of the door) shed by priority
     log_every_s: float = 1.0  # one sampled log line per bound at most this often
 
     def __post_init__(self) -> None:
@@ -215,14 +215,14 @@ class Shedder:
 
     Calls wait in front of the door too — in gRPC core's queue of calls Python has not yet
     asked for — and the door cannot count them. What it can see is the loop they all
-    share: when even the smallest lag of a 100 ms window is above the target, a queue is
+    share: when even the smallest lag of a 250 ms window is above the target, a queue is
     standing, not passing. The shedding probability then grows by a step each window and
     falls by half a step each window without one, so it settles where the loop keeps up.
     Reads take twice the probability, reserves all of it, other writes half, commits and
     releases none (they free stock; refusing them would only lengthen the overload).
     """
 
-    WINDOW_S = 0.1
+    WINDOW_S = 0.25
     STEP = 0.05
     MAX_P = 0.95
 
@@ -282,7 +282,8 @@ class Door:
             # It waited in front of the door until its caller (nearly) gave up: do no work for it.
             return self._refusal(BOUND_DEADLINE, "time left on arrival", int(limits.min_time_left_ms), priority, cost)
         shed_p = self.shedder.probability(priority)
-        if shed_p > 0 and self._random.random() < shed_p:
+        # A lone call is not a queue: a busy machine (other processes) lags the loop too.
+        if shed_p > 0 and self.in_flight_calls > 0 and self._random.random() < shed_p:
             lag_ms = int(self.shedder.lag_s * 1000)
             return self._refusal(
                 BOUND_LOOP, f"event loop (lag {lag_ms} ms)", int(limits.target_loop_lag_ms), priority, cost
