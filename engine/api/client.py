@@ -12,9 +12,12 @@ as the in-process gateway (engine.domain.errors), rebuilt from the rich status.
 Every mutating call carries a request id, generated when the caller gives none, and a
 retry reuses it: UNAVAILABLE and RESOURCE_EXHAUSTED are retried with exponential backoff
 and full jitter, at most `RetryPolicy.max_attempts` times and never past the call's
-deadline. The server answers a retried request id with its first answer, so a retry
-never applies anything twice. A DEADLINE_EXCEEDED raised by the transport (not by the
-engine) means "outcome unknown": call again with the same request id to learn it.
+deadline, and only while the client's retry budget (`RetryBudget`, gRPC's retry
+throttling) has tokens, so retries cannot amplify an overload. The server's RetryInfo
+hint is a floor for the back-off. The server answers a retried request id with its
+first answer, so a retry never applies anything twice. A DEADLINE_EXCEEDED raised by
+the transport (not by the engine) means "outcome unknown": call again with the same
+request id to learn it.
 
 Auto-batching (on by default, `batching=None` turns it off): the commands of concurrent
 calls on one client — catalog puts, stock commands, holds, GetHold, GetAvailability —
@@ -38,6 +41,7 @@ from typing import Any, Self, TypeVar
 
 import grpc
 import structlog
+from google.rpc import status_pb2
 
 from engine.api import convert
 from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
@@ -92,6 +96,38 @@ class RetryPolicy:
         return max(delay, server_hint_s or 0.0)
 
 
+class RetryBudget:
+    """Retry throttling as gRPC's (proposal A6), per client: retries cannot amplify overload.
+
+    The bucket starts full (`max_tokens`). Every attempt refused with a retryable status
+    takes a token, every success puts back `token_ratio`; retries are allowed only while
+    more than half the bucket is left. So once most calls are refused the client retries
+    at most `token_ratio` times per success (plus the half bucket it started with), and
+    the first answers after an overload earn the retries back. Tokens count commands, as
+    the server's door does, so a refused batch of 256 costs 256: hence a bucket of 1,000
+    (gRPC's largest), room for a refused batch or two before retries stop.
+    """
+
+    def __init__(self, max_tokens: float = 1_000.0, token_ratio: float = 0.1) -> None:
+        if max_tokens <= 0 or token_ratio <= 0:
+            raise ValueError("max_tokens and token_ratio must be > 0")
+        self.max_tokens = max_tokens
+        self.token_ratio = token_ratio
+        self.tokens = max_tokens
+        self.throttled = 0  # retries the budget refused (for benches and tests)
+
+    def on_success(self) -> None:
+        self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
+
+    def on_retryable_failure(self) -> bool:
+        """Take a token for the refused attempt; True when a retry is still allowed."""
+        self.tokens = max(0.0, self.tokens - 1)
+        if self.tokens > self.max_tokens / 2:
+            return True
+        self.throttled += 1
+        return False
+
+
 NO_RETRY = RetryPolicy(max_attempts=1)
 DEFAULT_BATCHING = BatchPolicy()
 
@@ -111,10 +147,12 @@ class LotwiseClient:
         channel: grpc.aio.Channel | None = None,
         rng: random.Random | None = None,
         batching: BatchPolicy | None = DEFAULT_BATCHING,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         """`target` is host:port. `metadata` goes with every call (e.g. an auth token).
         Pass `channel` to bring your own (the client then does not close it).
-        `batching=None`: every call is its own unary RPC (see the module doc)."""
+        `batching=None`: every call is its own unary RPC (see the module doc).
+        `retry_budget`: shared by every call of this client (default: a fresh RetryBudget())."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -134,6 +172,7 @@ class LotwiseClient:
         self._retry = retry
         self._metadata = tuple(metadata)
         self._rng = rng or random.Random()
+        self.retry_budget = retry_budget or RetryBudget()
         self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
 
     @property
@@ -570,19 +609,34 @@ class LotwiseClient:
         while True:
             attempts += 1
             try:
-                return await attempt(deadline)
+                reply = await attempt(deadline)
             except CallFailed as failed:
                 status = failed.status
                 cause = failed.__cause__ or failed
                 if failed.whole_batch and status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]:
                     raise _NoExecute() from cause
-                if not is_retryable(status) or attempts >= self._retry.max_attempts:
+                delay_s = self._retry_delay_s(status, attempts, deadline)
+                if delay_s is None:
                     raise from_rpc_status(status) from cause
-                delay_s = self._retry.backoff_s(attempts, self._rng, retry_delay_s(status))
-                if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
-                    raise from_rpc_status(status) from cause  # no time left for another attempt
                 log.debug("retrying", code=status.code, attempt=attempts, delay_ms=round(delay_s * 1000, 1))
                 await asyncio.sleep(delay_s)
+            else:
+                self.retry_budget.on_success()
+                return reply
+
+    def _retry_delay_s(self, status: status_pb2.Status, attempts: int, deadline: float) -> float | None:
+        """How long to wait before the next attempt, or None when the call must fail now:
+        refused for good, out of attempts, out of retry budget or out of time."""
+        if not is_retryable(status):
+            return None
+        # Every retryable refusal takes a token, even the last attempt's: the budget
+        # measures how much of the traffic is being refused.
+        if not self.retry_budget.on_retryable_failure() or attempts >= self._retry.max_attempts:
+            return None
+        delay_s = self._retry.backoff_s(attempts, self._rng, retry_delay_s(status))
+        if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
+            return None  # no time left for another attempt
+        return delay_s
 
 
 class _NoExecute(Exception):

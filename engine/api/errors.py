@@ -47,6 +47,9 @@ REASON_UNAVAILABLE = "UNAVAILABLE"
 REASON_DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 REASON_PERMISSION_DENIED = "PERMISSION_DENIED"
 REASON_INTERNAL = "INTERNAL"
+# ErrorInfo OVERLOADED's "bound": which bound refused. A queue behind the door (a shard's
+# micro-batch queue, a hold index) is "queue"; the door's own are in engine.api.admission.
+BOUND_QUEUE = "queue"
 
 # The statuses a client may retry with the same request id: the server either did not
 # apply the request or will answer the retry with the first answer (idempotency).
@@ -88,7 +91,7 @@ def to_rpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY
         case PermissionDenied():
             details.append(_error_info(REASON_PERMISSION_DENIED, {}))
         case Overloaded():
-            details.append(_error_info(REASON_OVERLOADED, _str_fields(err)))
+            details.append(_error_info(REASON_OVERLOADED, {"bound": BOUND_QUEUE, **_str_fields(err)}))
             details.append(_retry_info(retry_delay_ms))
         case Unavailable():
             details.append(_error_info(REASON_UNAVAILABLE, _str_fields(err)))
@@ -103,6 +106,17 @@ def to_rpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY
 def to_grpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY_MS) -> grpc.Status:
     """What `context.abort_with_status` takes: code, message and the details trailer."""
     return rpc_status.to_status(to_rpc_status(err, retry_delay_ms=retry_delay_ms))
+
+
+def overload_status(what: str, limit: int, *, bound: str, retry_delay_ms: int, **metadata: str) -> grpc.Status:
+    """RESOURCE_EXHAUSTED for a call shed at the door (engine.api.admission): ErrorInfo
+    OVERLOADED names the bound (and its limit), RetryInfo says when to try again. The
+    client rebuilds it as Overloaded(what, limit), as it does a full shard queue."""
+    err = Overloaded(what, limit)
+    info = _error_info(REASON_OVERLOADED, {**_str_fields(err), "bound": bound, **metadata})
+    return rpc_status.to_status(
+        _status(grpc.StatusCode.RESOURCE_EXHAUSTED, err.message, [info, _retry_info(retry_delay_ms)])
+    )
 
 
 def internal_status(incident_id: str) -> grpc.Status:
