@@ -96,12 +96,30 @@ async def run_load(client: LotwiseClient, chaos: object, clients: int = 64, orde
     return book
 
 
+async def wait_serving(client: LotwiseClient, timeout_s: float = 60.0) -> None:
+    """Until every site answers again: after an outage the shards are still recovering, and the
+    client's retry budget (spent by the load) no longer retries UNAVAILABLE for the checks."""
+    give_up = time.monotonic() + timeout_s
+    for site in SITES:
+        while True:
+            try:
+                await client.get_availability(SKU, site)
+                break
+            except Unavailable:
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.2)
+
+
 async def check_books(client: LotwiseClient, book: Ledger) -> None:
     """Every acknowledged op is there exactly once; nothing is half-applied; no oversell."""
+    await wait_serving(client)
     committed_qty = 0
     for hold_id in sorted(set(book.reserved) | book.unknown):
         try:
             hold = await client.get_hold(hold_id)
+        except Unavailable:
+            raise  # not an answer about the hold
         except DomainError:
             assert hold_id in book.unknown, f"acknowledged hold {hold_id} is gone"
             continue
