@@ -605,7 +605,8 @@ class JetStreamSnapshotStore:
             options=api.ObjectMetaOptions(max_chunk_size=self._config.snapshot_chunk_bytes),
         )
         try:
-            blob = encode_state(snapshot.state)
+            # Encoding 10⁶ quants takes seconds: off the event loop, so the shard keeps serving.
+            blob = await asyncio.to_thread(encode_state, snapshot.state)
             await asyncio.wait_for(store.put(snapshot.shard, blob, meta=meta), self._config.snapshot_timeout_s)
         except _TRANSIENT as exc:
             raise JournalUnavailable(

@@ -544,9 +544,8 @@ class SnapshotCapture:
         todo, done = self._todo, self._done
         deadline = None if budget_s is None else time.perf_counter() + budget_s
         while todo:
-            for _ in range(min(64, len(todo))):  # check the clock every few cells, not each
-                pair, cell = todo.popitem()
-                done[pair] = export_cell(cell)
+            pair, cell = todo.popitem()
+            done[pair] = export_cell(cell)  # µs for a small cell, ms for one of 10³ quants
             if deadline is not None and time.perf_counter() >= deadline:
                 break
         return not todo

@@ -258,11 +258,12 @@ class ShardHost:
         self._recovery_attempts = 0
         self._next_recovery_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
-        self._snapshotting: asyncio.Task[Any] | None = None
+        self._snapshotting: asyncio.Task[int] | None = None
         self._last_snapshot = (0, 0)  # (batch_seq, engine ms)
         self._pending: _Group | None = None  # open: batches applied, not yet journaled
         self._appending: _Group | None = None  # sealed: its append is in flight
         self._flusher: asyncio.Task[None] | None = None
+        self._wanted: asyncio.Future[asyncio.Task[int]] | None = None  # a snapshot_now() waiting
 
     # ---- lifecycle ----
 
@@ -383,6 +384,8 @@ class ShardHost:
                 self._pending = None
                 if not await self._commit(group):
                     break
+            if self._pending is None and self.state is HostState.READY:
+                self._capture_if_wanted(self._durable_point())  # idle: the core is at batch_seq
         finally:
             # A failed append (or a stop, or a bug) leaves memory unacknowledged: the groups
             # still open or in flight answer UNAVAILABLE, and the host rebuilds before serving.
@@ -393,6 +396,8 @@ class ShardHost:
                 self.failure = "a journal append did not finish"
             for group in left:
                 group.resolve(False)
+            if self._wanted is not None and not self._wanted.done():
+                self._wanted.set_exception(Unavailable(f"shard {self.name} is {self.state.value}: no snapshot"))
 
     async def _commit(self, group: _Group) -> bool:
         """Seal the group and journal it as one entry; True once it is durable."""
@@ -400,9 +405,12 @@ class ShardHost:
         movements = tuple(self.core.drain())
         if not group.ops:  # reads only: durable as soon as what came before is
             group.resolve(True)
+            self._capture_if_wanted(self._durable_point())
             return True
         entry = JournalEntry(self.name, self.batch_seq + 1, group.now_ms, tuple(group.ops), movements)
-        self._capture_if_due(group, entry.batch_seq)  # the core is exactly the entry's state now
+        # The core is exactly the entry's state now: the point a snapshot can be taken at.
+        self._capture_if_wanted(group, entry.batch_seq)
+        self._capture_if_due(group, entry.batch_seq)
         self._appending = group
         durable = await self._journal(entry)
         self._appending = None
@@ -438,62 +446,76 @@ class ShardHost:
 
     # ---- snapshots ----
 
+    def _durable_point(self) -> _Group:
+        """A stand-in group for 'the state as of batch_seq', already durable."""
+        point = _Group(self.clock.now_ms(), position=self.position)
+        point.resolve(True)
+        return point
+
     def _capture_if_due(self, group: _Group, batch_seq: int) -> None:
         last_seq, last_ms = self._last_snapshot
         policy = self.snapshot_policy
         due = batch_seq - last_seq >= policy.every_batches or (
             batch_seq > last_seq and group.now_ms - last_ms >= policy.interval_ms
         )
-        if not due or (self._snapshotting is not None and not self._snapshotting.done()):
+        if due and (self._snapshotting is None or self._snapshotting.done()):
+            self._snapshotting = self._start_snapshot(group, batch_seq, strict=False)
+
+    def _capture_if_wanted(self, group: _Group, batch_seq: int | None = None) -> None:
+        """Serve a snapshot_now() waiting for a point where the core is at an entry."""
+        wanted = self._wanted
+        if wanted is None or wanted.done():
             return
+        if self._snapshotting is not None and not self._snapshotting.done():
+            return  # snapshot_now waited for it; the policy started another since: next point
+        self._wanted = None
+        self._snapshotting = self._start_snapshot(group, self.batch_seq if batch_seq is None else batch_seq, True)
+        wanted.set_result(self._snapshotting)
+
+    def _start_snapshot(self, group: _Group, batch_seq: int, strict: bool) -> asyncio.Task[int]:
         capture = self.core.begin_capture()  # cheap: the cells are exported while serving
         self._last_snapshot = (batch_seq, group.now_ms)
-        self._snapshotting = asyncio.get_running_loop().create_task(self._take(capture, group, batch_seq, group.now_ms))
+        return asyncio.get_running_loop().create_task(self._take(capture, group, batch_seq, strict))
 
-    async def _take(self, capture: SnapshotCapture, group: _Group, batch_seq: int, now_ms: int) -> None:
+    async def _take(self, capture: SnapshotCapture, group: _Group, batch_seq: int, strict: bool) -> int:
+        """Export and save the capture once its entry is durable; its batch_seq (0: none).
+        `strict` (snapshot_now) raises what went wrong; the policy's logs it."""
         await group.done.wait()
         if not group.durable:  # its entry never made it: neither may the snapshot
-            return
-        snapshot = await self._export(capture, batch_seq, group.position, now_ms)
-        await self._save(snapshot)
-
-    async def _export(self, capture: SnapshotCapture, batch_seq: int, position: int, now_ms: int) -> Snapshot:
-        """Export the captured cells a slice at a time, letting batches run in between."""
+            if strict:
+                raise Unavailable(f"shard {self.name}: the entry of the snapshot was not journaled")
+            return 0
         while True:
             if capture.step():
-                return Snapshot(self.name, batch_seq, position, now_ms, capture.state())
+                break
             await asyncio.sleep(0)  # a turn for the batches waiting (the step took ~5 ms)
-
-    async def _save(self, snapshot: Snapshot) -> None:
+        snapshot = Snapshot(self.name, batch_seq, group.position, group.now_ms, capture.state())
         assert self._backend is not None
         try:
             await self._backend.snapshots.save(snapshot)
         except Exception:  # the journal still has everything; the next snapshot will try again
-            log.warning("snapshot failed", shard=self.name, batch_seq=snapshot.batch_seq, exc_info=True)
+            if strict:
+                raise
+            log.warning("snapshot failed", shard=self.name, batch_seq=batch_seq, exc_info=True)
             self._last_snapshot = (0, 0)
+            return 0
+        return batch_seq
 
     async def snapshot_now(self) -> int:
-        """Take and save a snapshot now (ops tooling, tests); returns its batch_seq."""
+        """Take and save a snapshot now (ops tooling, tests); returns its batch_seq. It is
+        captured at the next point the core is at an entry (at once when idle)."""
         async with self._get_lock():
-            while True:
-                if self._snapshotting is not None and not self._snapshotting.done():
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(self._snapshotting)
-                await self._settle()
-                if self.state is not HostState.READY:
-                    raise Unavailable(f"shard {self.name} is {self.state.value}")
-                if self._snapshotting is None or self._snapshotting.done():
-                    break
-            # No await from _settle to here: the core is at batch_seq.
-            capture = self.core.begin_capture()
-            batch_seq, position, now_ms = self.batch_seq, self.position, self.clock.now_ms()
-            self._last_snapshot = (batch_seq, now_ms)
-            task = asyncio.get_running_loop().create_task(self._export(capture, batch_seq, position, now_ms))
-            self._snapshotting = task
-        snapshot = await task
-        assert self._backend is not None
-        await self._backend.snapshots.save(snapshot)
-        return snapshot.batch_seq
+            while self._snapshotting is not None and not self._snapshotting.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._snapshotting)
+            # No await from here until the request is placed: no other snapshot can start.
+            if self.state is not HostState.READY:
+                raise Unavailable(f"shard {self.name} is {self.state.value}")
+            wanted = self._wanted = asyncio.get_running_loop().create_future()
+            if self._pending is None and self._appending is None:
+                self._capture_if_wanted(self._durable_point())
+            task = await wanted
+        return await task
 
     # ---- background ----
 

@@ -317,8 +317,19 @@ async def test_a_failed_append_with_batches_in_flight_loses_nothing_acknowledged
 # ---- snapshots off the write path ----
 
 
-async def test_a_snapshot_taken_during_writes_is_the_state_at_its_position(clock: ManualClock) -> None:
+class SlowJournal(FlakyJournal):
+    """Appends take a while, as an fsync does: there is always one in flight under load."""
+
+    async def append(self, entry: JournalEntry, expected_position: int) -> int:
+        await asyncio.sleep(0.001)
+        return await super().append(entry, expected_position)
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["instant-appends", "slow-appends"])
+async def test_a_snapshot_taken_during_writes_is_the_state_at_its_position(clock: ManualClock, slow: bool) -> None:
     store = Store()
+    if slow:  # a writer that never pauses: snapshot_now must still find a point to capture at
+        store.journal = SlowJournal()
     h = host(store, clock, every_batches=40)
     await h.start()
     skus = [f"k{i}" for i in range(3_000)]  # enough cells for the export to take many slices
