@@ -213,6 +213,10 @@ def result_too_large(limit: int) -> FailedPrecondition:
 class ShardCore:
     """Cells, the replicated catalog and hold headers of one shard. Single-threaded."""
 
+    # A class default as well: a core unpickled from a pre-v3 snapshot (adapters/nats/legacy.py)
+    # never ran __init__, and is exported once.
+    _capture: SnapshotCapture | None = None
+
     def __init__(
         self,
         name: str,
