@@ -14,7 +14,8 @@ only the state's size matters here). Then:
   the filled state, so the copy-on-write export is exercised) for a baseline second, then
   while `snapshot_now()` captures, exports, encodes (in a thread) and uploads the state.
   The pause is the slowest batch during the snapshot; the baseline's slowest batch is the
-  same measure without one.
+  same measure without one. A 1 ms ticker on the same loop gives the longest stall (time
+  in which the loop ran nothing else: one export or encode slice, or a GC pause).
 
 No Ray is involved. Writes bench/results/<date>/snapshot/{snapshot.json,snapshot.md}.
 """
@@ -96,6 +97,23 @@ class Probe:
         return [s for t, s in self.latencies if start <= t + s and t <= end]
 
 
+class LoopLag:
+    """How late a 1 ms sleep wakes up on the shard's loop: the longest time the loop could
+    run nothing at all (a stall), apart from the batches' own latency."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (start, seconds late)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.samples.append((t, max(0.0, time.perf_counter() - t - 0.001)))
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [s for t, s in self.samples if start <= t <= end]
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
@@ -121,14 +139,14 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
         await host.start()
         fill_core(host, quants)
         export_s, encode_s = stop_the_world(host)
-        probe, stop = Probe(host), asyncio.Event()
-        writer = asyncio.create_task(probe.run(stop))
+        probe, lag, stop = Probe(host), LoopLag(), asyncio.Event()
+        tasks = [asyncio.create_task(probe.run(stop)), asyncio.create_task(lag.run(stop))]
         await asyncio.sleep(BASELINE_S)
         started = time.perf_counter()
         await host.snapshot_now()
         ended = time.perf_counter()
         stop.set()
-        await writer
+        await asyncio.gather(*tasks)
         baseline = probe.between(0, started)
         during = probe.between(started, ended)
         return {
@@ -145,6 +163,8 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
             "during_p50_ms": _ms(_p(during, 0.5)),
             "during_p99_ms": _ms(_p(during, 0.99)),
             "pause_ms": _ms(max(during, default=0)),
+            "loop_stall_max_ms": _ms(max(lag.between(started, ended), default=0)),
+            "baseline_loop_stall_max_ms": _ms(max(lag.between(0, started), default=0)),
         }
     finally:
         await host.stop(snapshot_grace_s=0)
@@ -157,14 +177,15 @@ def markdown(rows: Sequence[dict[str, Any]], where: str) -> str:
         "",
         "| quants | stop-the-world: export + encode (ms) | snapshot while serving (s) "
         "| batches during it | batch p50 / p99 during (ms) | **pause**: slowest batch during (ms) "
-        "| slowest batch, no snapshot (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| slowest batch, no snapshot (ms) | longest loop stall during / without (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['quants']:,} | {r['stop_the_world_export_ms']} + {r['stop_the_world_encode_ms']} "
             f"= {r['stop_the_world_pause_ms']} | {r['snapshot_s']} | {r['during_batches']:,} "
-            f"| {r['during_p50_ms']} / {r['during_p99_ms']} | **{r['pause_ms']}** | {r['baseline_max_ms']} |"
+            f"| {r['during_p50_ms']} / {r['during_p99_ms']} | **{r['pause_ms']}** | {r['baseline_max_ms']} "
+            f"| {r.get('loop_stall_max_ms', '-')} / {r.get('baseline_loop_stall_max_ms', '-')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -81,7 +81,7 @@ def encode_state(state: ShardState) -> bytes:
     return b"".join(encode_state_parts(state, budget_s=None))
 
 
-def encode_state_parts(state: ShardState, budget_s: float | None = 0.005) -> Iterator[bytes]:
+def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Iterator[bytes]:
     """The encoded snapshot in pieces of about `budget_s` seconds of work each (None: one
     piece), so a caller on an event loop can serve between them: encoding 10⁶ quants takes
     seconds, and fastavro holds the GIL throughout (a thread would stall the loop as much).

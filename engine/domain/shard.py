@@ -543,7 +543,7 @@ class SnapshotCapture:
         if cell is not None:
             self._done[pair] = export_cell(cell)
 
-    def step(self, budget_s: float | None = 0.005) -> bool:
+    def step(self, budget_s: float | None = 0.002) -> bool:
         """Export unchanged cells for about `budget_s` seconds (None: all); True when done."""
         todo, done = self._todo, self._done
         deadline = None if budget_s is None else time.perf_counter() + budget_s

@@ -488,7 +488,7 @@ class ShardHost:
         while True:
             if capture.step():
                 break
-            await asyncio.sleep(0)  # a turn for the batches waiting (the step took ~5 ms)
+            await asyncio.sleep(0)  # a turn for the batches waiting (a step takes ~2 ms)
         snapshot = Snapshot(self.name, batch_seq, group.position, group.now_ms, capture.state())
         assert self._backend is not None
         try:
