@@ -10,6 +10,7 @@
 #   make up      serve the engine (with the demo dataset) until Ctrl-C
 #   make shell   a shell inside the same network namespace, .venv/bin on PATH (lotwise up & + clients)
 #   make lint    ruff format --check + ruff check
+#   make typecheck   mypy, strict on engine/domain ([tool.mypy] in pyproject.toml); make lint runs it last
 #   make protos-check   the committed generated code matches protos/
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
@@ -31,7 +32,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint format protos-check bench bench-ingest bench-suite clean
+.PHONY: help setup demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -65,6 +66,11 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	@$(MAKE) --no-print-directory typecheck
+
+# What mypy checks (engine/, adapters/, bench/) is `files` in pyproject's [tool.mypy]; .mypy_cache keeps reruns quick.
+typecheck: setup
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format .
@@ -85,5 +91,5 @@ bench-suite: setup
 	$(NETNS) $(PY) -m bench.suite $(SUITE_ARGS)
 
 clean:
-	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache
+	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache .mypy_cache
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

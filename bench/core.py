@@ -241,7 +241,7 @@ class Run:
     args: argparse.Namespace
     conn: Connection
     sampler: CpuSampler
-    engine: Any  # engine.app.RunningEngine
+    engine: Any  # engine.bootstrap.RunningEngine
     pairs: tuple[tuple[str, str], ...]
     seeded_qty: int
     windows: list[WindowResult] = field(default_factory=list)
@@ -407,8 +407,8 @@ async def seed_catalog(gateway: Any, skus: int, sites: int) -> tuple[tuple[tuple
 
     sku_ids = [f"SKU-{i:05d}" for i in range(skus)]
     site_ids = [f"SITE-{j:03d}" for j in range(sites)]
-    for chunk in _chunks(sku_ids, 256):
-        await asyncio.gather(*(gateway.put_sku(Sku(s, name=f"bench {s}")) for s in chunk))
+    for sku_chunk in _chunks(sku_ids, 256):
+        await asyncio.gather(*(gateway.put_sku(Sku(s, name=f"bench {s}")) for s in sku_chunk))
     for s in site_ids:
         await gateway.put_site(Site(s, org_path="bench/region", kind="store"))
     pairs = tuple((sku, site) for sku in sku_ids for site in site_ids)
@@ -427,8 +427,8 @@ async def seed_catalog(gateway: Any, skus: int, sites: int) -> tuple[tuple[tuple
         for sku, site in pairs
         for n, days in enumerate(LOT_EXPIRY_DAYS)
     ]
-    for chunk in _chunks(receives, 512):
-        await asyncio.gather(*(gateway.execute(r) for r in chunk))
+    for receive_chunk in _chunks(receives, 512):
+        await asyncio.gather(*(gateway.execute(r) for r in receive_chunk))
     return pairs, qty_per_lot * len(receives)
 
 
@@ -458,9 +458,8 @@ def _describe(w: WindowResult) -> str:
 
 
 async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.app import running_engine
+    from engine.bootstrap import running_engine, shutdown_ray
     from engine.logs import configure_logging
-    from engine.runtime.cluster import shutdown_ray
     from engine.settings import Settings
 
     # Per-RPC access logs are info-level; at thousands of calls per second they would be

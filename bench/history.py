@@ -39,12 +39,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from prometheus_client import CollectorRegistry
 
-from adapters.clickhouse.sink import HistorySink, SinkConfig, SinkMetrics
+from adapters.clickhouse.sink import SinkConfig, SinkMetrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig, chdb_dsn, open_store
+from adapters.nats.history import HistorySink
 from adapters.nats.journal import JournalConfig, NatsLink, connect_journal
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
 from bench.recovery import machine
@@ -68,6 +69,16 @@ GiB = 1024**3
 # ---- synthetic journal batches ----
 
 
+class _PairFields(TypedDict):
+    """The fields every movement of one pair's cycle shares (passed as **kwargs to Movement)."""
+
+    seq: int
+    sku: str
+    site: str
+    lot_id: str
+    at_ms: int
+
+
 class PairGen:
     """The movements of one (sku, site), in a fixed 20-step cycle per lot: a receipt of 100
     (with the lot's dates), six reserve → commit pairs of 5, four scan-takes of 3 and three
@@ -83,7 +94,7 @@ class PairGen:
         seq, r = self.seq, (self.seq - 1) % 20
         lot = f"L{(seq - 1) // 20}"
         a = QuantKey(lot, "A/01", "available", "own")
-        common = {"seq": seq, "sku": self.sku, "site": self.site, "lot_id": lot, "at_ms": now_ms}
+        common: _PairFields = {"seq": seq, "sku": self.sku, "site": self.site, "lot_id": lot, "at_ms": now_ms}
         hold = f"H{self.sku}.{self.site}.{seq - (r % 2 == 0)}"
         if r == 0:
             dates = Lot(lot, now_ms, now_ms + 90 * MS_PER_DAY)

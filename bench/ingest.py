@@ -688,7 +688,7 @@ class Run:
     args: argparse.Namespace
     conn: Connection
     sampler: Any  # bench.core.CpuSampler
-    engine: Any  # engine.app.RunningEngine
+    engine: Any  # engine.bootstrap.RunningEngine
     mix: Mix
     raw: list[dict[str, Any]] = field(default_factory=list)
     sustained: list[dict[str, Any]] = field(default_factory=list)
@@ -987,9 +987,8 @@ def _fmt(v: float | None, digits: int = 0) -> str:
 async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from adapters.nats.ingest.config import inbound_prefix
     from bench.core import CpuSampler, measure_idle
-    from engine.app import running_engine
+    from engine.bootstrap import running_engine, shutdown_ray
     from engine.logs import configure_logging
-    from engine.runtime.cluster import shutdown_ray
     from engine.settings import Settings
 
     configure_logging("warning")  # per-event logs would be a large share of the work

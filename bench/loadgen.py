@@ -16,7 +16,7 @@ import asyncio
 import random
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -111,7 +111,7 @@ class Window:
 async def run_window(
     conn: Connection,
     window: Window,
-    workers: list[Callable[[], Awaitable[None]]],
+    workers: list[Callable[[], Coroutine[Any, Any, None]]],
     result: JobResult,
     drain_s: float,
 ) -> None:
@@ -145,7 +145,7 @@ async def run_orders(job: OrderJob, conn: Connection) -> JobResult:
         await client.wait_ready(CALL_TIMEOUT_S)
         window = Window(job.warmup_s, job.duration_s)
 
-        def worker(index: int) -> Callable[[], Awaitable[None]]:
+        def worker(index: int) -> Callable[[], Coroutine[Any, Any, None]]:
             async def loop() -> None:
                 n = 0
                 while window.open(time.perf_counter_ns()):
@@ -209,7 +209,8 @@ async def run_health(job: HealthJob, conn: Connection) -> JobResult:
             while window.open(time.perf_counter_ns()):
                 started = time.perf_counter_ns()
                 try:
-                    await stub.Check(request, timeout=CALL_TIMEOUT_S)
+                    # types-grpcio-health-checking declares HealthStub without its RPC attributes.
+                    await stub.Check(request, timeout=CALL_TIMEOUT_S)  # type: ignore[attr-defined]
                 except Exception as exc:
                     ended = time.perf_counter_ns()
                     if window.counts(started, ended):

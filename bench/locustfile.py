@@ -18,6 +18,7 @@ every system there is driven the same way.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import time
 from typing import Any
@@ -48,14 +49,42 @@ def _options(parser: Any) -> None:
     parser.add_argument("--seed", type=int, default=11, help="seed of the dataset and order streams")
 
 
+@events.init.add_listener
+def _seed_at_init(environment: Environment, **_: Any) -> None:
+    """Seed at `init` when the host is known (headless runs): `--run-time` counts from the
+    start of the test, and seeding a slow engine inside that window left runs without orders."""
+    if environment.host and environment.parsed_options is not None:
+        _seed(environment)
+
+
+def _parsed_options(environment: Environment) -> argparse.Namespace:
+    """The command line's options; locust parses them before any test starts."""
+    if environment.parsed_options is None:
+        raise RuntimeError("bench/locustfile.py runs under the locust command line (no parsed options)")
+    return environment.parsed_options
+
+
+def _target(host: str | None) -> str:
+    """The engine's gRPC address, from locust's --host."""
+    if host is None:
+        raise RuntimeError("bench/locustfile.py needs --host (the engine's gRPC address, e.g. 127.0.0.1:50051)")
+    return host
+
+
 @events.test_start.add_listener
-def _seed(environment: Environment, **_: Any) -> None:
+def _seed_at_start(environment: Environment, **_: Any) -> None:
+    """The web UI names the host only when the test starts."""
+    if not _run:
+        _seed(environment)
+
+
+def _seed(environment: Environment) -> None:
     """Book the run's catalog and stock, once, before the users start."""
-    opts = environment.parsed_options
+    opts = _parsed_options(environment)
     s = shape(opts.workload, opts.skus, opts.sites)
     tag = f"lc{int(time.time())}"
     data = dataset(s, tag, opts.seed)
-    with grpc.insecure_channel(environment.host) as channel:
+    with grpc.insecure_channel(_target(environment.host)) as channel:
         stub = pb_grpc.InventoryStub(channel)
         for sku in sorted({sku for sku, _ in data.pairs}):
             stub.PutSku(pb.PutSkuRequest(request_id=f"{tag}:sku:{sku}", sku=pb.Sku(sku=sku, name=sku)), timeout=30)
@@ -86,7 +115,7 @@ class LotwiseUser(User):
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        self._channel = grpc.insecure_channel(self.host)
+        self._channel = grpc.insecure_channel(_target(self.host))
         self._stub = pb_grpc.InventoryStub(self._channel)
         self._worker = next(_workers)
         self._stream: OrderStream | None = None

@@ -32,10 +32,11 @@ from typing import Any
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
 from engine.domain.catalog import Site, Sku
+from engine.domain.clock import SystemClock
 from engine.domain.commands import Receive
-from engine.domain.ports import SystemClock
+from engine.domain.ports import Backend
 from engine.domain.shard import PutSite, PutSku
-from engine.runtime.host import Backend, ShardHost, SnapshotPolicy
+from engine.runtime.host import ShardHost, SnapshotPolicy
 
 CELLS = 1_000  # (sku, site) pairs the quants spread over
 OPS_PER_BATCH = 500  # receipts per journaled batch (about 150 KB of Avro)

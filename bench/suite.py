@@ -140,25 +140,31 @@ async def start_systems(stack: contextlib.AsyncExitStack, names: Sequence[str], 
     if "lotwise" in names:
         out["lotwise"] = await _start_lotwise(stack, tmp)
     if "postgres" in names:
-        from bench.peers.postgres import PostgresServer, PostgresSystem
-
-        server = await stack.enter_async_context(PostgresServer())
-        admin = PostgresSystem(server.dsn, 4)
-        await _open(admin)
-        stack.push_async_callback(admin.close)
-        out["postgres"] = Running(
-            SystemSpec("postgres", server.dsn, "postgres"), admin.load, _audit_of(admin), server.pids
-        )
+        out["postgres"] = await _start_postgres(stack)
     for name, durable in (("redis", False), ("redis-aof-always", True)):
         if name in names:
-            from bench.peers.redis_peer import RedisServer, RedisSystem
-
-            server = await stack.enter_async_context(RedisServer(durable=durable))
-            admin = RedisSystem(server.url, 4, name)
-            await _open(admin)
-            stack.push_async_callback(admin.close)
-            out[name] = Running(SystemSpec("redis", server.url, name), admin.load, _audit_of(admin), server.pids)
+            out[name] = await _start_redis(stack, name, durable)
     return out
+
+
+async def _start_postgres(stack: contextlib.AsyncExitStack) -> Running:
+    from bench.peers.postgres import PostgresServer, PostgresSystem
+
+    server = await stack.enter_async_context(PostgresServer())
+    admin = PostgresSystem(server.dsn, 4)
+    await _open(admin)
+    stack.push_async_callback(admin.close)
+    return Running(SystemSpec("postgres", server.dsn, "postgres"), admin.load, _audit_of(admin), server.pids)
+
+
+async def _start_redis(stack: contextlib.AsyncExitStack, name: str, durable: bool) -> Running:
+    from bench.peers.redis_peer import RedisServer, RedisSystem
+
+    server = await stack.enter_async_context(RedisServer(durable=durable))
+    admin = RedisSystem(server.url, 4, name)
+    await _open(admin)
+    stack.push_async_callback(admin.close)
+    return Running(SystemSpec("redis", server.url, name), admin.load, _audit_of(admin), server.pids)
 
 
 async def _open(system: Any) -> None:
@@ -187,7 +193,7 @@ class LotwiseEngine:
         self.engine: Any = None
 
     async def restart(self) -> None:
-        from engine.app import running_engine
+        from engine.bootstrap import running_engine
         from engine.settings import Settings
 
         await self.stop()
@@ -291,10 +297,14 @@ async def profile_window(pids: dict[str, int], seconds: float, out: Path) -> dic
     tops = {}
     for name, (proc, path) in procs.items():
         await proc.wait()
-        raw = await asyncio.to_thread(lambda p=path: p.read_text() if p.exists() else "")
+        raw = await asyncio.to_thread(_read_if_exists, path)
         tops[name] = top_frames(raw)
         tops[f"{name} by component"] = top_parts(top_frames(raw, n=10_000))
     return tops
+
+
+def _read_if_exists(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 _IDLE = ("select (selectors.py", "Condition.wait", "Worker.main_loop", "Thread.run", "_read_from_self")

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     ingest: bool = Field(True, description="consume cabinet and WMS events from NATS (needs the nats journal)")
     ingest_config: Path | None = Field(
         None, description="ingestion TOML (devices, GTINs, subjects); '' = no devices mapped yet"
-    )
+    )  # read (and checked) by engine.bootstrap.check_settings, before anything starts
     events: bool = Field(True, description="publish every journaled movement as a business event")
     events_formats: str = Field("json,avro", description="business-event encodings: json, avro or json,avro")
 
@@ -81,19 +81,6 @@ class Settings(BaseSettings):
         # Checked here, not when history opens: a bad DSN must stop start-up before Ray does.
         if value and urlparse(value).scheme not in ("chdb", "http", "https"):
             raise ValueError("must be '' (embedded chDB), chdb:///path or http(s)://host:8123")
-        return value
-
-    @field_validator("ingest_config")
-    @classmethod
-    def _ingest_config_loads(cls, value: Path | None) -> Path | None:
-        # Read now, not when ingestion starts: a typo must stop start-up before Ray does.
-        if value is not None:
-            from adapters.nats.ingest.config import IngestConfigError, load_ingest_config
-
-            try:
-                load_ingest_config(value, "lotwise")
-            except IngestConfigError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("events_formats")

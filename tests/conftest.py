@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from engine.api.client import LotwiseClient
-from engine.app import RunningEngine, running_engine
+from engine.bootstrap import RunningEngine, running_engine
 from engine.settings import Settings
 from tests.history_fixtures import process_chdb_dsn
 
@@ -43,10 +43,10 @@ def ray_session() -> Iterator[None]:
         )
     import ray
 
-    from engine.runtime.cluster import init_ray, shutdown_ray
+    from engine.bootstrap import shutdown_ray, start_ray
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    init_ray(Settings(namespace="lotwise-tests", ray_num_cpus=2))
+    start_ray(Settings(namespace="lotwise-tests", ray_num_cpus=2))
     assert ray.is_initialized()
     yield
     shutdown_ray()

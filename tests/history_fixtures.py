@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig, chdb_dsn, open_store
+from adapters.memory.history import InMemoryHistoryStore
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import (
     Adjust,
@@ -36,7 +37,7 @@ from engine.domain.commands import (
     ReserveLine,
     Strategy,
 )
-from engine.domain.history import HistoryBatch, HistoryRecord, InMemoryHistoryStore
+from engine.domain.history import HistoryBatch, HistoryRecord
 from engine.domain.model import MS_PER_DAY
 from engine.domain.ports import HistoryStore
 from engine.domain.shard import PutSite, PutSku, ShardCore, Sweep

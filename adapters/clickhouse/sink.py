@@ -31,7 +31,6 @@ import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -183,14 +182,3 @@ class HistoryFeed:
                 messages=redelivered,
                 skipped_movements=len(batch.records) - written,
             )
-
-
-def __getattr__(name: str) -> Any:
-    """`HistorySink` and its dead letters' names, for callers not yet importing them from
-    adapters.nats.history (the NATS half of the history sink); lazy, so this module
-    imports no NATS code."""
-    if name in ("HistorySink", "dead_letter_stream", "dead_letter_subject"):
-        from adapters.nats import history
-
-        return getattr(history, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -242,6 +242,8 @@ async def ensure_stream(js: JetStreamContext, stream: api.StreamConfig) -> None:
     Look it up first: for an existing stream, `add` is refused for lack of storage before
     the server notices the name is taken (it counts the stream's reservation twice)."""
     try:
+        if not stream.name:
+            raise ValueError("a stream config must name its stream")
         await js.stream_info(stream.name)
     except NotFoundError:
         try:
@@ -464,7 +466,7 @@ class JetStreamJournal:
                 f"{self.stream}: batch {entry.batch_seq} of {entry.shard} encodes to {len(payload)} bytes, "
                 f"over max_msg_size {self._config.max_msg_size}: not journaled"
             )
-        headers = {
+        headers: dict[str, str] = {
             api.Header.MSG_ID: f"{entry.shard}:{entry.batch_seq}",
             api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_position),
         }

@@ -262,7 +262,9 @@ class EmbeddedNats:
         """The server writes `<name>_<pid>.ports` once its listeners are up: it names the
         client port it picked (port -1), so there is no bind-then-close race for a free port."""
         assert self._proc is not None
-        ports_file = ports_dir / f"{Path(self._proc.args[0]).name}_{self._proc.pid}.ports"
+        # The server names the file after its own executable: args is the list given to Popen.
+        executable = str(self._proc.args[0]) if isinstance(self._proc.args, list) else str(self._proc.args)
+        ports_file = ports_dir / f"{Path(executable).name}_{self._proc.pid}.ports"
         while True:
             if self._proc.poll() is not None:
                 raise self._fail(f"exited with code {self._proc.returncode} while starting")

@@ -34,7 +34,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import asyncpg
 import psutil
 from asyncpg.exceptions import DeadlockDetectedError
+from asyncpg.pool import PoolConnectionProxy
 
 from adapters.nats.server import pdeathsig_setter
 from bench.systems import Audit, Dataset, LotSeed, OrderLine, Pair, PairTotals
@@ -484,7 +485,7 @@ def _lock_sql(pairs: int) -> str:
 Allocation = tuple[str, str, str, int]  # (sku, site, lot_id, units)
 
 
-def allocate_fefo(lots: Sequence[Sequence[Any]], lines: Sequence[OrderLine]) -> list[Allocation] | None:
+def allocate_fefo(lots: Iterable[Iterable[Any]], lines: Sequence[OrderLine]) -> list[Allocation] | None:
     """Take every line's units from its pair's lots, earliest expiry first (ties: lot id),
     cumulatively when several lines name the same pair. `lots`: rows of (sku, site, lot_id,
     expires_day, qty, held). None if any line lacks free units (then nothing is taken).
@@ -572,7 +573,7 @@ class PostgresSystem:
                 )
             return self._pool
 
-    async def _retrying(self, attempt: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _retrying(self, attempt: Callable[[PoolConnectionProxy], Awaitable[T]]) -> T:
         """Run `attempt` (one whole transaction) on a pooled connection; again after a
         deadlock (PostgreSQL aborted the transaction, so a retry is safe), bounded."""
         pool = await self._get_pool()
@@ -609,7 +610,7 @@ class PostgresSystem:
         lock_sql = _lock_sql(len(pairs))
         lock_args = [part for pair in pairs for part in pair]
 
-        async def attempt(conn: asyncpg.Connection) -> bool:
+        async def attempt(conn: PoolConnectionProxy) -> bool:
             try:
                 async with conn.transaction():  # any exception rolls back, which also drops the locks
                     rows = await conn.fetch(lock_sql, *lock_args)
@@ -636,7 +637,7 @@ class PostgresSystem:
         await self._finish(hold_id, _RELEASE)
 
     async def _finish(self, hold_id: str, sql: str) -> None:
-        async def attempt(conn: asyncpg.Connection) -> None:
+        async def attempt(conn: PoolConnectionProxy) -> None:
             row = await conn.fetchrow(sql, hold_id)
             if row is None or (row["finished"] == 1 and row["updated"] != row["lines"]):
                 raise InvariantViolation(f"finishing {hold_id}: {row and dict(row)}")
@@ -647,7 +648,7 @@ class PostgresSystem:
         if lot.qty <= 0:
             raise ValueError(f"a receipt adds a positive quantity: {lot}")
 
-        async def attempt(conn: asyncpg.Connection) -> None:
+        async def attempt(conn: PoolConnectionProxy) -> None:
             await conn.execute(_RECEIVE, sku, site, lot.lot_id, lot.expires_day, lot.qty)
 
         await self._retrying(attempt)

@@ -36,12 +36,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from bench.systems import Audit, Dataset, LotSeed, OrderLine, Pair, PairTotals
 
@@ -279,7 +280,8 @@ class RedisSystem:
                         raise ValueError(f"{tag} lot {lot.lot_id}: negative opening stock {lot.qty}")
                     fields[f"q:{lot.lot_id}"] = fields.get(f"q:{lot.lot_id}", 0) + lot.qty
                     fields[f"h:{lot.lot_id}"] = 0
-                pipe.hset(f"lot:{tag}", mapping=fields)
+                # The stub's Mapping is invariant in its key: a str-keyed dict is one of the mappings it takes.
+                pipe.hset(f"lot:{tag}", mapping=cast("dict[FieldT, EncodableT]", fields))
                 pipe.zadd(f"fefo:{tag}", {lot.lot_id: lot.expires_day for lot in lots})
             if tags:
                 pipe.sadd(PAIRS_KEY, *tags)
@@ -338,7 +340,8 @@ class RedisSystem:
         """Per pair on hand/held (summed over its lots) and shipped; holds still active
         (SCAN over `hold:*`: the holds' own states, not a counter the scripts keep); lot
         rows below zero or over-held. Meant for a quiet server, after a run."""
-        tags = sorted(await self._redis.smembers(PAIRS_KEY))  # type: ignore[misc]
+        # decode_responses=True (see __init__): members come back as str, which the stub cannot know.
+        tags = sorted(cast("set[str]", await self._redis.smembers(PAIRS_KEY)))
         pairs: dict[Pair, PairTotals] = {}
         negative_rows = 0
         for start in range(0, len(tags), AUDIT_CHUNK):

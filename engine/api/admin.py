@@ -1,13 +1,16 @@
-"""The Admin gRPC servicer: verify, shard stats, snapshots, pins, dead letters (operators only)."""
+"""The Admin gRPC servicer: verify, shard stats, snapshots, pins, dead letters, bulk import
+(operators only)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
 
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.importer import ChunkApplier, ImportGateway, serve_import
 from engine.api.servicer import _rpc
 from engine.domain.commands import check_id
 from engine.domain.deadletter_desk import MAX_REPLAY, DeadLetterDesk
@@ -22,7 +25,7 @@ REASON_INGESTION_OFF = "INGESTION_OFF"
 LIST_PAGE_MAX_BYTES = 2 * 1024 * 1024
 
 
-class AdminGateway(Protocol):
+class AdminGateway(ImportGateway, Protocol):
     async def verify(self) -> list[ShardCheck]: ...
 
     async def shard_stats(self) -> list[dict[str, Any]]: ...
@@ -161,3 +164,8 @@ class AdminServicer(apb_grpc.AdminServicer):
             replayed=result.replayed,
             failed=[apb.ReplayFailure(seq=seq, error=error) for seq, error in result.failed],
         )
+
+    # ---- bulk import ----
+
+    async def Import(self, request_iterator: AsyncIterator[apb.ImportChunk], context: grpc.aio.ServicerContext) -> None:
+        await serve_import(ChunkApplier(self.gateway), request_iterator, context, retry_delay_ms=self.retry_delay_ms)

@@ -12,9 +12,19 @@ as the in-process gateway (engine.domain.errors), rebuilt from the rich status.
 Every mutating call carries a request id, generated when the caller gives none, and a
 retry reuses it: UNAVAILABLE and RESOURCE_EXHAUSTED are retried with exponential backoff
 and full jitter, at most `RetryPolicy.max_attempts` times and never past the call's
-deadline. The server answers a retried request id with its first answer, so a retry
-never applies anything twice. A DEADLINE_EXCEEDED raised by the transport (not by the
-engine) means "outcome unknown": call again with the same request id to learn it.
+deadline, and only while the client's retry budget (`RetryBudget`, gRPC's retry
+throttling) has tokens, so retries cannot amplify an overload. The server's RetryInfo
+hint is a floor for the back-off. The server answers a retried request id with its
+first answer, so a retry never applies anything twice. A DEADLINE_EXCEEDED raised by
+the transport (not by the engine) means "outcome unknown": call again with the same
+request id to learn it.
+
+Auto-batching (on by default, `batching=None` turns it off): the commands of concurrent
+calls on one client — catalog puts, stock commands, holds, GetHold, GetAvailability —
+travel together in one Execute batch (engine.api.autobatch); each call still gets its own
+answer or its own typed exception, exactly as its unary call would, retries included.
+Listings and stock queries stay unary. A server without Execute is detected on the first
+batch and the client goes on with unary calls.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ from typing import Any, Self, TypeVar
 
 import grpc
 import structlog
+from google.rpc import status_pb2
 
 from engine.api import convert
+from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
@@ -84,7 +96,40 @@ class RetryPolicy:
         return max(delay, server_hint_s or 0.0)
 
 
+class RetryBudget:
+    """Retry throttling as gRPC's (proposal A6), per client: retries cannot amplify overload.
+
+    The bucket starts full (`max_tokens`). Every attempt refused with a retryable status
+    takes a token, every success puts back `token_ratio`; retries are allowed only while
+    more than half the bucket is left. So once most calls are refused the client retries
+    at most `token_ratio` times per success (plus the half bucket it started with), and
+    the first answers after an overload earn the retries back. Tokens count commands, as
+    the server's door does, so a refused batch of 256 costs 256: hence a bucket of 1,000
+    (gRPC's largest), room for a refused batch or two before retries stop.
+    """
+
+    def __init__(self, max_tokens: float = 1_000.0, token_ratio: float = 0.1) -> None:
+        if max_tokens <= 0 or token_ratio <= 0:
+            raise ValueError("max_tokens and token_ratio must be > 0")
+        self.max_tokens = max_tokens
+        self.token_ratio = token_ratio
+        self.tokens = max_tokens
+        self.throttled = 0  # retries the budget refused (for benches and tests)
+
+    def on_success(self) -> None:
+        self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
+
+    def on_retryable_failure(self) -> bool:
+        """Take a token for the refused attempt; True when a retry is still allowed."""
+        self.tokens = max(0.0, self.tokens - 1)
+        if self.tokens > self.max_tokens / 2:
+            return True
+        self.throttled += 1
+        return False
+
+
 NO_RETRY = RetryPolicy(max_attempts=1)
+DEFAULT_BATCHING = BatchPolicy()
 
 
 class LotwiseClient:
@@ -101,9 +146,13 @@ class LotwiseClient:
         options: Sequence[tuple[str, Any]] = (),
         channel: grpc.aio.Channel | None = None,
         rng: random.Random | None = None,
+        batching: BatchPolicy | None = DEFAULT_BATCHING,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         """`target` is host:port. `metadata` goes with every call (e.g. an auth token).
-        Pass `channel` to bring your own (the client then does not close it)."""
+        Pass `channel` to bring your own (the client then does not close it).
+        `batching=None`: every call is its own unary RPC (see the module doc).
+        `retry_budget`: shared by every call of this client (default: a fresh RetryBudget())."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -123,6 +172,13 @@ class LotwiseClient:
         self._retry = retry
         self._metadata = tuple(metadata)
         self._rng = rng or random.Random()
+        self.retry_budget = retry_budget or RetryBudget()
+        self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
+
+    @property
+    def batching(self) -> bool:
+        """True while concurrent calls coalesce into Execute batches."""
+        return self._batcher is not None
 
     async def __aenter__(self) -> Self:
         return self
@@ -133,6 +189,8 @@ class LotwiseClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
         if self._owns_channel:
             await self.channel.close()
 
@@ -144,12 +202,12 @@ class LotwiseClient:
 
     async def put_sku(self, sku: Sku, *, request_id: str | None = None, timeout_s: float | None = None) -> Sku:
         req = pb.PutSkuRequest(request_id=request_id or new_request_id(), sku=convert.sku_to_pb(sku))
-        reply = await self._call(self._stub.PutSku, req, timeout_s)
+        reply = await self._command("put_sku", self._stub.PutSku, req, timeout_s)
         return convert.sku_from_pb(reply.sku)
 
     async def put_site(self, site: Site, *, request_id: str | None = None, timeout_s: float | None = None) -> Site:
         req = pb.PutSiteRequest(request_id=request_id or new_request_id(), site=convert.site_to_pb(site))
-        reply = await self._call(self._stub.PutSite, req, timeout_s)
+        reply = await self._command("put_site", self._stub.PutSite, req, timeout_s)
         return convert.site_from_pb(reply.site)
 
     async def list_sites(self, org_prefix: str = "", *, timeout_s: float | None = None) -> list[Site]:
@@ -199,7 +257,7 @@ class LotwiseClient:
             source=str(source),
             finance=convert.finance_to_pb(finance),
         )
-        return convert.received_from_pb(await self._call(self._stub.Receive, req, timeout_s))
+        return convert.received_from_pb(await self._command("receive", self._stub.Receive, req, timeout_s))
 
     async def move(
         self,
@@ -230,7 +288,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.moved_from_pb(await self._call(self._stub.Move, req, timeout_s))
+        return convert.moved_from_pb(await self._command("move", self._stub.Move, req, timeout_s))
 
     async def change_status(
         self,
@@ -261,7 +319,9 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.status_changed_from_pb(await self._call(self._stub.ChangeStatus, req, timeout_s))
+        return convert.status_changed_from_pb(
+            await self._command("change_status", self._stub.ChangeStatus, req, timeout_s)
+        )
 
     async def consume(
         self,
@@ -296,7 +356,7 @@ class LotwiseClient:
             status=status,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.consumed_from_pb(await self._call(self._stub.Consume, req, timeout_s))
+        return convert.consumed_from_pb(await self._command("consume", self._stub.Consume, req, timeout_s))
 
     async def adjust(
         self,
@@ -327,7 +387,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        return convert.adjusted_from_pb(await self._call(self._stub.Adjust, req, timeout_s))
+        return convert.adjusted_from_pb(await self._command("adjust", self._stub.Adjust, req, timeout_s))
 
     # ---- holds ----
 
@@ -355,7 +415,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        reply = await self._call(self._stub.Reserve, req, timeout_s)
+        reply = await self._command("reserve", self._stub.Reserve, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def commit(
@@ -379,7 +439,7 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        reply = await self._call(self._stub.Commit, req, timeout_s)
+        reply = await self._command("commit", self._stub.Commit, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def release(
@@ -397,12 +457,34 @@ class LotwiseClient:
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
         )
-        reply = await self._call(self._stub.Release, req, timeout_s)
+        reply = await self._command("release", self._stub.Release, req, timeout_s)
         return convert.hold_from_pb(reply.hold)
 
     async def get_hold(self, hold_id: str, *, timeout_s: float | None = None) -> HoldSummary:
-        reply = await self._call(self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
+        reply = await self._command("get_hold", self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
         return convert.hold_from_pb(reply.hold)
+
+    # ---- one-call sale ----
+
+    async def sell(
+        self,
+        lines: Sequence[HoldLine],
+        *,
+        doc_ref: str = "",
+        finance: Finance | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> HoldSummary:
+        """Sell in one call: hold every line and commit it, all or nothing. The answer (state
+        COMMITTED) is named by the request id; a retry with it sells nothing twice."""
+        req = pb.SellRequest(
+            request_id=request_id or new_request_id(),
+            lines=[convert.hold_line_to_pb(line) for line in lines],
+            doc_ref=doc_ref,
+            finance=convert.finance_to_pb(finance),
+        )
+        reply = await self._command("sell", self._stub.Sell, req, timeout_s)
+        return convert.hold_from_pb(reply.sale)
 
     # ---- reads ----
 
@@ -423,7 +505,9 @@ class LotwiseClient:
             filter=convert.filter_to_pb(filt),
             bin_depth=bin_depth,
         )
-        return convert.availability_from_pb(await self._call(self._stub.GetAvailability, req, timeout_s))
+        return convert.availability_from_pb(
+            await self._command("get_availability", self._stub.GetAvailability, req, timeout_s)
+        )
 
     async def query_stock(self, query: StockQuery | None = None, *, timeout_s: float | None = None) -> list[StockRow]:
         """Stock over many pairs; `None` queries every pair, grouped by sku and site."""
@@ -478,26 +562,85 @@ class LotwiseClient:
     # ---- plumbing ----
 
     async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None) -> _Resp:
-        """One logical call: attempts with the same request until done, refused or out of time."""
-        budget_s = self._timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + budget_s
-        if budget_s < MIN_ATTEMPT_S:
-            # Nothing was sent, so nothing was applied: the engine's own DeadlineExceeded fits.
-            raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
-        attempt = 0
-        while True:
-            attempt += 1
+        """One logical unary call: attempts with the same request until done, refused or out of time."""
+
+        async def attempt(deadline: float) -> _Resp:
             try:
                 return await method(request, timeout=max(deadline - time.monotonic(), 0.0), metadata=self._metadata)
             except grpc.aio.AioRpcError as err:
-                status = status_of_rpc_error(err)
-                if not is_retryable(status) or attempt >= self._retry.max_attempts:
-                    raise from_rpc_status(status) from err
-                delay_s = self._retry.backoff_s(attempt, self._rng, retry_delay_s(status))
-                if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
-                    raise from_rpc_status(status) from err  # no time left for another attempt
-                log.debug("retrying", code=err.code().name, attempt=attempt, delay_ms=round(delay_s * 1000, 1))
+                raise CallFailed(status_of_rpc_error(err), whole_batch=True) from err
+
+        return await self._with_retries(attempt, self._deadline(timeout_s))
+
+    async def _command(
+        self, kind: str, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None
+    ) -> _Resp:
+        """One logical call of a command that can travel in a batch: batched when batching is
+        on, else unary; the same retries, deadlines and typed errors either way."""
+        batcher = self._batcher
+        if batcher is None:
+            return await self._call(method, request, timeout_s)
+        deadline = self._deadline(timeout_s)
+        command = pb.Command(**{kind: request})
+
+        async def attempt(deadline: float) -> _Resp:
+            reply = await batcher.submit(command, deadline)
+            response: _Resp = getattr(reply, kind)
+            return response
+
+        try:
+            return await self._with_retries(attempt, deadline)
+        except _NoExecute:
+            # An older server without Execute: unary from now on, for every caller.
+            log.info("server has no Execute; batching off")
+            self._batcher = None
+            return await self._call(method, request, max(deadline - time.monotonic(), MIN_ATTEMPT_S))
+
+    def _deadline(self, timeout_s: float | None) -> float:
+        budget_s = self._timeout_s if timeout_s is None else timeout_s
+        if budget_s < MIN_ATTEMPT_S:
+            # Nothing was sent, so nothing was applied: the engine's own DeadlineExceeded fits.
+            raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
+        return time.monotonic() + budget_s
+
+    async def _with_retries(self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float) -> _Resp:
+        """Attempts until one answers, one is refused for good, or the deadline is too near."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                reply = await attempt(deadline)
+            except CallFailed as failed:
+                status = failed.status
+                cause = failed.__cause__ or failed
+                if failed.whole_batch and status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]:
+                    raise _NoExecute() from cause
+                delay_s = self._retry_delay_s(status, attempts, deadline)
+                if delay_s is None:
+                    raise from_rpc_status(status) from cause
+                log.debug("retrying", code=status.code, attempt=attempts, delay_ms=round(delay_s * 1000, 1))
                 await asyncio.sleep(delay_s)
+            else:
+                self.retry_budget.on_success()
+                return reply
+
+    def _retry_delay_s(self, status: status_pb2.Status, attempts: int, deadline: float) -> float | None:
+        """How long to wait before the next attempt, or None when the call must fail now:
+        refused for good, out of attempts, out of retry budget or out of time."""
+        if not is_retryable(status):
+            return None
+        # Every retryable refusal takes a token, even the last attempt's: the budget
+        # measures how much of the traffic is being refused.
+        if not self.retry_budget.on_retryable_failure() or attempts >= self._retry.max_attempts:
+            return None
+        delay_s = self._retry.backoff_s(attempts, self._rng, retry_delay_s(status))
+        if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
+            return None  # no time left for another attempt
+        return delay_s
+
+
+class _NoExecute(Exception):
+    """The server answered UNIMPLEMENTED to Execute (it predates batches)."""
 
 
 def _dead_letter_from_pb(msg: apb.DeadLetter) -> StoredDeadLetter:

@@ -16,12 +16,15 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
-    MAX_LINES,
     RECEIVE_SOURCES,
     Adjust,
     Adjusted,
@@ -40,6 +43,7 @@ from engine.domain.commands import (
     check_owner,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.holds import MAX_LINES
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
@@ -49,7 +53,7 @@ DEFAULT_QUERY_LIMIT = 10_000
 MAX_QUERY_KEYS = 10_000  # skus / sites listed in one QueryStock; bounds the request's fan-out
 MAX_FILTER_STATUSES = 64
 
-STRATEGY_TO_PB: dict[Strategy, int] = {
+STRATEGY_TO_PB: dict[Strategy, pb.RemovalStrategy] = {
     Strategy.FEFO: pb.REMOVAL_STRATEGY_FEFO,
     Strategy.FIFO: pb.REMOVAL_STRATEGY_FIFO,
     Strategy.LIFO: pb.REMOVAL_STRATEGY_LIFO,
@@ -57,7 +61,7 @@ STRATEGY_TO_PB: dict[Strategy, int] = {
 }
 STRATEGY_FROM_PB: dict[int, Strategy] = {v: k for k, v in STRATEGY_TO_PB.items()}
 
-DIMENSION_TO_PB: dict[Dimension, int] = {
+DIMENSION_TO_PB: dict[Dimension, pb.Dimension] = {
     Dimension.BIN: pb.DIMENSION_BIN,
     Dimension.STATUS: pb.DIMENSION_STATUS,
     Dimension.OWNER: pb.DIMENSION_OWNER,
@@ -68,7 +72,7 @@ DIMENSION_TO_PB: dict[Dimension, int] = {
 DIMENSION_FROM_PB: dict[int, Dimension] = {v: k for k, v in DIMENSION_TO_PB.items()}
 
 # HoldState (a part) and AggregateState (a whole hold) share their string values.
-_STATE_TO_PB: dict[str, int] = {
+_STATE_TO_PB: dict[str, pb.HoldState] = {
     "active": pb.HOLD_STATE_ACTIVE,
     "committed": pb.HOLD_STATE_COMMITTED,
     "released": pb.HOLD_STATE_RELEASED,
@@ -427,6 +431,11 @@ def hold_to_pb(hold: HoldSummary) -> pb.Hold:
     )
 
 
+def sale_to_pb(sale: HoldSummary) -> pb.SellResponse:
+    """A one-call sale's answer: the sale as a hold named by its request id."""
+    return pb.SellResponse(sale=hold_to_pb(sale), sold_qty=sale.committed_qty)
+
+
 def slice_row_to_pb(row: SliceRow) -> pb.SliceRow:
     return pb.SliceRow(
         group=[pb.GroupValue(dimension=DIMENSION_TO_PB[Dimension(d)], value=value) for d, value in row.group],
@@ -498,7 +507,7 @@ def filter_to_pb(f: SliceFilter) -> pb.SliceFilter:
     return msg
 
 
-def dimensions_to_pb(dims: Iterable[Dimension | str]) -> list[int]:
+def dimensions_to_pb(dims: Iterable[Dimension | str]) -> list[pb.Dimension]:
     return [DIMENSION_TO_PB[Dimension(d)] for d in dims]
 
 
@@ -602,3 +611,64 @@ def _state_name(value: int) -> str:
         # A newer server with a state this client does not know: fail loudly, not silently.
         raise ValueError(f"unknown hold state {value} in server reply")
     return name
+
+
+# =====================================================================================
+# Batches: a command's error as plain fields ↔ the google.rpc.Status a unary call carries
+# =====================================================================================
+
+
+def command_error_from_status(status: status_pb2.Status) -> pb.CommandError:
+    """The batch form of a unary call's rich status: the same code, message and details,
+    flattened into fields a caller reads without unpacking Any (grpcurl shows them)."""
+    out = pb.CommandError(code=status.code, message=status.message)
+    for any_ in status.details:
+        # Unpack answers whether the Any held that type (Is() is mistyped in the stubs).
+        info = error_details_pb2.ErrorInfo()
+        bad = error_details_pb2.BadRequest()
+        resource = error_details_pb2.ResourceInfo()
+        retry = error_details_pb2.RetryInfo()
+        if any_.Unpack(info):
+            out.reason, out.domain = info.reason, info.domain
+            out.metadata.update(info.metadata)
+        elif any_.Unpack(bad):
+            out.field_violations.extend(
+                pb.FieldViolation(field=v.field, description=v.description) for v in bad.field_violations
+            )
+        elif any_.Unpack(resource):
+            out.resource_type, out.resource_name = resource.resource_type, resource.resource_name
+        elif any_.Unpack(retry):
+            out.retry_delay_ms = retry.retry_delay.seconds * 1000 + retry.retry_delay.nanos // 1_000_000
+    return out
+
+
+def status_from_command_error(err: pb.CommandError) -> status_pb2.Status:
+    """The rich status a unary call would have ended with, so the client raises the very
+    same typed exception for a command of a batch as for the unary call."""
+    details: list[Message] = []
+    if err.field_violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in err.field_violations
+                ]
+            )
+        )
+    if err.resource_type or err.resource_name:
+        details.append(
+            error_details_pb2.ResourceInfo(
+                resource_type=err.resource_type, resource_name=err.resource_name, description=err.message
+            )
+        )
+    if err.reason:
+        details.append(error_details_pb2.ErrorInfo(reason=err.reason, domain=err.domain, metadata=err.metadata))
+    if err.retry_delay_ms > 0:
+        delay = duration_pb2.Duration(seconds=err.retry_delay_ms // 1000, nanos=(err.retry_delay_ms % 1000) * 1_000_000)
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        any_ = any_pb2.Any()
+        any_.Pack(detail)
+        packed.append(any_)
+    return status_pb2.Status(code=err.code, message=err.message, details=packed)

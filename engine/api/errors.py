@@ -47,6 +47,9 @@ REASON_UNAVAILABLE = "UNAVAILABLE"
 REASON_DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 REASON_PERMISSION_DENIED = "PERMISSION_DENIED"
 REASON_INTERNAL = "INTERNAL"
+# ErrorInfo OVERLOADED's "bound": which bound refused. A queue behind the door (a shard's
+# micro-batch queue, a hold index) is "queue"; the door's own are in engine.api.admission.
+BOUND_QUEUE = "queue"
 
 # The statuses a client may retry with the same request id: the server either did not
 # apply the request or will answer the retry with the first answer (idempotency).
@@ -88,7 +91,7 @@ def to_rpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY
         case PermissionDenied():
             details.append(_error_info(REASON_PERMISSION_DENIED, {}))
         case Overloaded():
-            details.append(_error_info(REASON_OVERLOADED, _str_fields(err)))
+            details.append(_error_info(REASON_OVERLOADED, {"bound": BOUND_QUEUE, **_str_fields(err)}))
             details.append(_retry_info(retry_delay_ms))
         case Unavailable():
             details.append(_error_info(REASON_UNAVAILABLE, _str_fields(err)))
@@ -103,6 +106,17 @@ def to_rpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY
 def to_grpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY_MS) -> grpc.Status:
     """What `context.abort_with_status` takes: code, message and the details trailer."""
     return rpc_status.to_status(to_rpc_status(err, retry_delay_ms=retry_delay_ms))
+
+
+def overload_status(what: str, limit: int, *, bound: str, retry_delay_ms: int, **metadata: str) -> grpc.Status:
+    """RESOURCE_EXHAUSTED for a call shed at the door (engine.api.admission): ErrorInfo
+    OVERLOADED names the bound (and its limit), RetryInfo says when to try again. The
+    client rebuilds it as Overloaded(what, limit), as it does a full shard queue."""
+    err = Overloaded(what, limit)
+    info = _error_info(REASON_OVERLOADED, {**_str_fields(err), "bound": bound, **metadata})
+    return rpc_status.to_status(
+        _status(grpc.StatusCode.RESOURCE_EXHAUSTED, err.message, [info, _retry_info(retry_delay_ms)])
+    )
 
 
 def internal_status(incident_id: str) -> grpc.Status:
@@ -206,11 +220,11 @@ def from_rpc_status(status: status_pb2.Status) -> DomainError | RemoteError:
         case grpc.StatusCode.NOT_FOUND:
             resource = details.get(error_details_pb2.ResourceInfo)
             if resource is None:
-                return _bare(NotFound, message, resource_type="", resource_name="")
+                return _verbatim(NotFound("", ""), message)
             return NotFound(resource.resource_type, resource.resource_name)
         case grpc.StatusCode.ALREADY_EXISTS:
             if "request_id" not in meta:
-                return _bare(RequestConflict, message, request_id="", what="request id")
+                return _verbatim(RequestConflict(""), message)
             return RequestConflict(meta["request_id"], meta.get("what", "request id"))
         case grpc.StatusCode.PERMISSION_DENIED:
             return PermissionDenied(message)
@@ -218,7 +232,7 @@ def from_rpc_status(status: status_pb2.Status) -> DomainError | RemoteError:
             if "what" in meta and meta.get("limit", "").isdigit():
                 return Overloaded(meta["what"], int(meta["limit"]))
             # The transport's own limit (max concurrent RPCs, message size): no fields.
-            return _bare(Overloaded, message, what="server", limit=0)
+            return _verbatim(Overloaded("server", 0), message)
         case grpc.StatusCode.UNAVAILABLE:
             return Unavailable(message)
         case grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -252,7 +266,7 @@ def is_retryable(status: status_pb2.Status) -> bool:
 
 def _invalid_argument(message: str, bad: error_details_pb2.BadRequest | None) -> InvalidArgument:
     if bad is None or not bad.field_violations:
-        return _bare(InvalidArgument, message, violations=())
+        return _verbatim(InvalidArgument(()), message)
     return InvalidArgument([FieldViolation(v.field, v.description) for v in bad.field_violations])
 
 
@@ -268,10 +282,10 @@ def _failed_precondition(message: str, info: error_details_pb2.ErrorInfo | None)
     return FailedPrecondition(info.reason, message, meta)
 
 
-def _bare(cls: type[_E], message: str, **fields: Any) -> _E:
-    """An error of `cls` with the server's message kept verbatim (no constructor rewording)."""
-    err = cls.__new__(cls)
-    DomainError.__init__(err, message, **fields)
+def _verbatim(err: _E, message: str) -> _E:
+    """`err` with the server's message kept verbatim (no constructor rewording)."""
+    err.message = message
+    err.args = (message,)
     return err
 
 
@@ -293,9 +307,9 @@ def _unpack(status: status_pb2.Status) -> dict[type[Message], Any]:
     out: dict[type[Message], Any] = {}
     for any_ in status.details:
         for kind in kinds:
-            if kind not in out and any_.Is(kind.DESCRIPTOR):
-                msg = kind()
-                if any_.Unpack(msg):
-                    out[kind] = msg
+            # Unpack answers whether the Any held that type (Is() is mistyped in the stubs).
+            msg = kind()
+            if any_.Unpack(msg):
+                out.setdefault(kind, msg)
                 break
     return out

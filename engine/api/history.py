@@ -40,7 +40,7 @@ from engine.domain.ports import HistoryStore
 HISTORY_SERVICE_NAME = hpb.DESCRIPTOR.services_by_name["History"].full_name  # "lotwise.v1.History"
 DEFAULT_PAGE_SIZE = 100
 
-DIMENSION_TO_PB: dict[HistoryDimension, int] = {
+DIMENSION_TO_PB: dict[HistoryDimension, hpb.HistoryDimension] = {
     HistoryDimension.SKU: hpb.HISTORY_DIMENSION_SKU,
     HistoryDimension.SITE: hpb.HISTORY_DIMENSION_SITE,
     HistoryDimension.BIN: hpb.HISTORY_DIMENSION_BIN,
@@ -70,7 +70,7 @@ class SinkLagView(Protocol):
 
 
 class SinkStatus(Protocol):
-    """What the servicer reads of the sink (adapters.clickhouse.sink.HistorySink)."""
+    """What the servicer reads of the sink (adapters.nats.history.HistorySink)."""
 
     async def lag(self) -> SinkLagView: ...
 

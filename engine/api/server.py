@@ -1,6 +1,7 @@
 """The gRPC server: Inventory + health + reflection, metrics and access logs (DESIGN.md §7, §11).
 
-Everything is bounded: concurrent RPCs (beyond the limit gRPC answers RESOURCE_EXHAUSTED),
+Everything is bounded: concurrent RPCs and the commands they carry (beyond the limits the
+door, engine.api.admission, answers RESOURCE_EXHAUSTED OVERLOADED with RetryInfo),
 message sizes, and keepalive pings a client may send. `stop()` flips health to
 NOT_SERVING first, so load balancers drain the server before its in-flight calls end.
 """
@@ -21,12 +22,20 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from engine.api.admin import ADMIN_SERVICE_NAME, AdminGateway, AdminServicer
+from engine.api.admission import (
+    DEFAULT_MAX_RETRY_DELAY_MS,
+    AdmissionInterceptor,
+    AdmissionLimits,
+    AdmissionMetrics,
+    Door,
+    core_channel_args,
+)
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
-from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
-from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer
+from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer, add_inventory_service
 
 if TYPE_CHECKING:
+    from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
 
 log = structlog.get_logger("lotwise.api")
@@ -42,7 +51,7 @@ _LATENCY_BUCKETS_S = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 class ServerOptions:
     """Limits of one gRPC server; built from the settings object at start-up."""
 
-    max_concurrent_rpcs: int = 2_048  # beyond it gRPC answers RESOURCE_EXHAUSTED at once
+    max_concurrent_rpcs: int = 2_048  # beyond it the door (engine.api.admission) answers RESOURCE_EXHAUSTED
     max_message_bytes: int = 4 * 1024 * 1024  # a 256-line hold or a 10k-row query fits easily
     keepalive_time_ms: int = 30_000  # ping idle connections so dead peers are found
     keepalive_timeout_ms: int = 10_000
@@ -110,9 +119,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         wrapped = self._wrapped.get(handler_call_details.method)
         if wrapped is not None:
             return wrapped
@@ -202,22 +211,37 @@ async def start_server(
     metrics: ApiMetrics | None = None,
     credentials: grpc.ServerCredentials | None = None,
     admin: AdminGateway | None = None,
-    history: Any = None,
+    history: HistoryServicer | None = None,
     dead_letters: DeadLetterDesk | None = None,
+    admission: AdmissionLimits | None = None,
+    admission_metrics: AdmissionMetrics | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
     Without `credentials` the port is plaintext, meant for 127.0.0.1 and behind a TLS proxy.
     With `admin`, lotwise.v1.Admin is served too (verify, shard stats, snapshots, pins);
-    with `history` (an engine.api.history.HistoryServicer), lotwise.v1.History. Admin's
+    with `history`, lotwise.v1.History. Admin's
     dead-letter RPCs use `dead_letters` (None: they answer FAILED_PRECONDITION INGESTION_OFF).
+    `admission` bounds what is admitted (default: options.max_concurrent_rpcs calls; see
+    engine.api.admission); refusals are typed RESOURCE_EXHAUSTED OVERLOADED.
     """
-    server = grpc.aio.server(
-        interceptors=[ObservabilityInterceptor(metrics or default_metrics())],
-        options=options.channel_args(),
-        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
+    # ---- admission (issue 19): Lotwise, not gRPC core, decides which calls are refused ----
+    limits = admission or AdmissionLimits(
+        max_calls=options.max_concurrent_rpcs,
+        min_retry_delay_ms=options.retry_delay_ms,
+        max_retry_delay_ms=max(options.retry_delay_ms, DEFAULT_MAX_RETRY_DELAY_MS),
     )
-    pb_grpc.add_InventoryServicer_to_server(InventoryServicer(gateway, retry_delay_ms=options.retry_delay_ms), server)
+    server = grpc.aio.server(
+        # The door first: a refused call costs only the check, and is metered and logged there.
+        interceptors=[
+            AdmissionInterceptor(Door(limits), admission_metrics),
+            ObservabilityInterceptor(metrics or default_metrics()),
+        ],
+        options=options.channel_args() + core_channel_args(limits),
+        maximum_concurrent_rpcs=None,  # the door bounds calls, with typed refusals
+    )
+    # ---- end admission ----
+    add_inventory_service(InventoryServicer(gateway, retry_delay_ms=options.retry_delay_ms), server)
     services = [SERVICE_NAME]
     if admin is not None:
         servicer = AdminServicer(admin, retry_delay_ms=options.retry_delay_ms, dead_letters=dead_letters)

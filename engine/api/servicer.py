@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
 
 from engine.api import convert
+from engine.api.batch import BatchRunner, CommandHandler, Undecodable, lenient, serve_stream
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS, internal_status, to_grpc_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
@@ -100,6 +101,16 @@ class InventoryGateway(Protocol):
 
     async def get_hold(self, hold_id: str) -> HoldSummary: ...
 
+    async def sell(
+        self,
+        request_id: str,
+        lines: Sequence[HoldLine],
+        doc_ref: str = "",
+        deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
+    ) -> HoldSummary: ...
+
     async def get_availability(
         self,
         sku: str,
@@ -129,6 +140,8 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
 
     @functools.wraps(fn)
     async def serve(self: InventoryServicer, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+        if isinstance(request, Undecodable):  # see add_inventory_service
+            await context.abort_with_status(request.status())
         try:
             return await fn(self, request, context)
         except DomainError as err:
@@ -143,8 +156,16 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
     return serve
 
 
+# The commands `_execute` sends; an alias because inside the class these names are the RPC methods.
+Mutation = Receive | Move | ChangeStatus | Consume | Adjust
+
+
 class InventoryServicer(pb_grpc.InventoryServicer):
-    """lotwise.v1.Inventory over a gateway (local shards or a Ray cluster)."""
+    """lotwise.v1.Inventory over a gateway (local shards or a Ray cluster).
+
+    Every command has one handler taking (request, deadline); the unary method and a
+    batch's command both call it, so the two paths cannot drift apart.
+    """
 
     def __init__(
         self,
@@ -155,21 +176,61 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     ) -> None:
         self.gateway = gateway
         # Filters are checked against the engine's dictionary so a typo is refused, not empty.
-        self.statuses: StatusDictionary = statuses or getattr(gateway, "statuses", DEFAULT_DICTIONARY)
+        known = getattr(gateway, "statuses", None)
+        self.statuses = statuses or (known if isinstance(known, StatusDictionary) else DEFAULT_DICTIONARY)
         self.retry_delay_ms = retry_delay_ms
+        self.batches = BatchRunner(self._command_handlers(), retry_delay_ms=retry_delay_ms)
+
+    def _command_handlers(self) -> dict[str, CommandHandler]:
+        """The handler of each kind of a batch's Command, by its oneof field name."""
+        return {
+            "put_sku": self._put_sku,
+            "put_site": self._put_site,
+            "receive": self._receive,
+            "move": self._move,
+            "change_status": self._change_status,
+            "reserve": self._reserve,
+            "commit": self._commit,
+            "release": self._release,
+            "consume": self._consume,
+            "adjust": self._adjust,
+            "get_hold": self._get_hold,
+            "get_availability": self._get_availability,
+            "sell": self._sell,
+        }
+
+    # ---- batches ----
+
+    async def Execute(self, request: pb.CommandBatch | Undecodable, context: grpc.aio.ServicerContext) -> pb.ReplyBatch:
+        if isinstance(request, Undecodable):
+            await context.abort_with_status(request.status())
+            raise AssertionError("abort_with_status returned")  # it always raises
+        refusal = self.batches.check(request)
+        if refusal is not None:
+            await context.abort_with_status(refusal)
+        return await self.batches.run(request, call_deadline(context))
+
+    async def Stream(self, request_iterator: AsyncIterator[pb.CommandBatch], context: grpc.aio.ServicerContext) -> None:
+        await serve_stream(self.batches, request_iterator, context)
 
     # ---- catalog ----
 
     @_rpc
     async def PutSku(self, request: pb.PutSkuRequest, context: grpc.aio.ServicerContext) -> pb.PutSkuResponse:
+        return await self._put_sku(request, call_deadline(context))
+
+    async def _put_sku(self, request: pb.PutSkuRequest, deadline: float | None) -> pb.PutSkuResponse:
         sku = convert.put_sku_from_pb(request)
-        await self.gateway.put_sku(sku, deadline=call_deadline(context))
+        await self.gateway.put_sku(sku, deadline=deadline)
         return pb.PutSkuResponse(sku=convert.sku_to_pb(sku))
 
     @_rpc
     async def PutSite(self, request: pb.PutSiteRequest, context: grpc.aio.ServicerContext) -> pb.PutSiteResponse:
+        return await self._put_site(request, call_deadline(context))
+
+    async def _put_site(self, request: pb.PutSiteRequest, deadline: float | None) -> pb.PutSiteResponse:
         site = convert.put_site_from_pb(request)
-        await self.gateway.put_site(site, deadline=call_deadline(context))
+        await self.gateway.put_site(site, deadline=deadline)
         return pb.PutSiteResponse(site=convert.site_to_pb(site))
 
     @_rpc
@@ -186,38 +247,53 @@ class InventoryServicer(pb_grpc.InventoryServicer):
 
     @_rpc
     async def Receive(self, request: pb.ReceiveRequest, context: grpc.aio.ServicerContext) -> pb.ReceiveResponse:
-        reply = await self._execute(convert.receive_from_pb(request), context, Received)
+        return await self._receive(request, call_deadline(context))
+
+    async def _receive(self, request: pb.ReceiveRequest, deadline: float | None) -> pb.ReceiveResponse:
+        reply = await self._execute(convert.receive_from_pb(request), deadline, Received)
         return pb.ReceiveResponse(lot_id=reply.lot_id, qty=reply.qty)
 
     @_rpc
     async def Move(self, request: pb.MoveRequest, context: grpc.aio.ServicerContext) -> pb.MoveResponse:
-        reply = await self._execute(convert.move_from_pb(request), context, Moved)
+        return await self._move(request, call_deadline(context))
+
+    async def _move(self, request: pb.MoveRequest, deadline: float | None) -> pb.MoveResponse:
+        reply = await self._execute(convert.move_from_pb(request), deadline, Moved)
         return pb.MoveResponse(qty=reply.qty)
 
     @_rpc
     async def ChangeStatus(
         self, request: pb.ChangeStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.ChangeStatusResponse:
-        reply = await self._execute(convert.change_status_from_pb(request), context, StatusChanged)
+        return await self._change_status(request, call_deadline(context))
+
+    async def _change_status(self, request: pb.ChangeStatusRequest, deadline: float | None) -> pb.ChangeStatusResponse:
+        reply = await self._execute(convert.change_status_from_pb(request), deadline, StatusChanged)
         return pb.ChangeStatusResponse(qty=reply.qty)
 
     @_rpc
     async def Consume(self, request: pb.ConsumeRequest, context: grpc.aio.ServicerContext) -> pb.ConsumeResponse:
-        reply = await self._execute(convert.consume_from_pb(request), context, Consumed)
+        return await self._consume(request, call_deadline(context))
+
+    async def _consume(self, request: pb.ConsumeRequest, deadline: float | None) -> pb.ConsumeResponse:
+        reply = await self._execute(convert.consume_from_pb(request), deadline, Consumed)
         return convert.consumed_to_pb(reply)
 
     @_rpc
     async def Adjust(self, request: pb.AdjustRequest, context: grpc.aio.ServicerContext) -> pb.AdjustResponse:
-        reply = await self._execute(convert.adjust_from_pb(request), context, Adjusted)
+        return await self._adjust(request, call_deadline(context))
+
+    async def _adjust(self, request: pb.AdjustRequest, deadline: float | None) -> pb.AdjustResponse:
+        reply = await self._execute(convert.adjust_from_pb(request), deadline, Adjusted)
         return convert.adjusted_to_pb(reply)
 
     async def _execute(
         self,
-        cmd: Receive | Move | ChangeStatus | Consume | Adjust,
-        context: grpc.aio.ServicerContext,
+        cmd: Mutation,
+        deadline: float | None,
         expected: type[_Resp],
     ) -> _Resp:
-        reply = await self.gateway.execute(cmd, deadline=call_deadline(context))
+        reply = await self.gateway.execute(cmd, deadline=deadline)
         if not isinstance(reply, expected):
             # The gateway answered another command's reply: a bug, not a client error.
             raise TypeError(f"{type(cmd).__name__} answered with {type(reply).__name__}")
@@ -227,6 +303,9 @@ class InventoryServicer(pb_grpc.InventoryServicer):
 
     @_rpc
     async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext) -> pb.ReserveResponse:
+        return await self._reserve(request, call_deadline(context))
+
+    async def _reserve(self, request: pb.ReserveRequest, deadline: float | None) -> pb.ReserveResponse:
         lines = convert.hold_lines_from_pb(request.lines)
         hold = await self.gateway.reserve(
             request.request_id,
@@ -234,39 +313,64 @@ class InventoryServicer(pb_grpc.InventoryServicer):
             lines,
             request.ttl_ms,
             request.doc_ref,
-            deadline=call_deadline(context),
+            deadline=deadline,
             finance=convert.finance_from_pb(request),
         )
         return pb.ReserveResponse(hold=convert.hold_to_pb(hold))
 
     @_rpc
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
+        return await self._commit(request, call_deadline(context))
+
+    async def _commit(self, request: pb.CommitRequest, deadline: float | None) -> pb.CommitResponse:
         lines = convert.commit_lines_from_pb(request.lines)
         hold = await self.gateway.commit(
             request.request_id,
             request.hold_id,
             lines,
             request.doc_ref,
-            deadline=call_deadline(context),
+            deadline=deadline,
             finance=convert.finance_from_pb(request),
         )
         return pb.CommitResponse(
             hold=convert.hold_to_pb(hold), committed_qty=hold.committed_qty, released_qty=hold.released_qty
         )
 
+    # ---- one-call sale ----
+
+    @_rpc
+    async def Sell(self, request: pb.SellRequest, context: grpc.aio.ServicerContext) -> pb.SellResponse:
+        return await self._sell(request, call_deadline(context))
+
+    async def _sell(self, request: pb.SellRequest, deadline: float | None) -> pb.SellResponse:
+        sale = await self.gateway.sell(
+            request.request_id,
+            convert.hold_lines_from_pb(request.lines),
+            request.doc_ref,
+            deadline=deadline,
+            finance=convert.finance_from_pb(request),
+        )
+        return convert.sale_to_pb(sale)
+
     @_rpc
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        return await self._release(request, call_deadline(context))
+
+    async def _release(self, request: pb.ReleaseRequest, deadline: float | None) -> pb.ReleaseResponse:
         hold = await self.gateway.release(
             request.request_id,
             request.hold_id,
             request.doc_ref,
-            deadline=call_deadline(context),
+            deadline=deadline,
             finance=convert.finance_from_pb(request),
         )
         return pb.ReleaseResponse(hold=convert.hold_to_pb(hold), released_qty=hold.released_qty)
 
     @_rpc
     async def GetHold(self, request: pb.GetHoldRequest, context: grpc.aio.ServicerContext) -> pb.GetHoldResponse:
+        return await self._get_hold(request, call_deadline(context))
+
+    async def _get_hold(self, request: pb.GetHoldRequest, deadline: float | None) -> pb.GetHoldResponse:
         hold = await self.gateway.get_hold(request.hold_id)
         return pb.GetHoldResponse(hold=convert.hold_to_pb(hold))
 
@@ -276,9 +380,14 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def GetAvailability(
         self, request: pb.GetAvailabilityRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetAvailabilityResponse:
+        return await self._get_availability(request, call_deadline(context))
+
+    async def _get_availability(
+        self, request: pb.GetAvailabilityRequest, deadline: float | None
+    ) -> pb.GetAvailabilityResponse:
         group_by, filt = convert.availability_query_from_pb(request, self.statuses)
         availability = await self.gateway.get_availability(
-            request.sku, request.site, group_by, filt, request.bin_depth, deadline=call_deadline(context)
+            request.sku, request.site, group_by, filt, request.bin_depth, deadline=deadline
         )
         return convert.availability_to_pb(availability)
 
@@ -289,3 +398,27 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         query = convert.stock_query_from_pb(request, self.statuses)
         rows = await self.gateway.query_stock(query, deadline=call_deadline(context))
         return pb.QueryStockResponse(rows=[convert.stock_row_to_pb(r) for r in rows])
+
+
+def add_inventory_service(servicer: InventoryServicer, server: grpc.aio.Server) -> None:
+    """Register lotwise.v1.Inventory like `add_InventoryServicer_to_server`, but with request
+    decoding that cannot fail inside gRPC: bytes that do not parse reach the method as
+    Undecodable and are answered INVALID_ARGUMENT (MALFORMED_REQUEST), not UNKNOWN."""
+    service = pb.DESCRIPTOR.services_by_name["Inventory"]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        decode = lenient(getattr(pb, method.input_type.name))
+        encode = getattr(pb, method.output_type.name).SerializeToString
+        behavior = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                behavior, request_deserializer=decode, response_serializer=encode
+            )
+        elif not method.client_streaming and not method.server_streaming:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behavior, request_deserializer=decode, response_serializer=encode
+            )
+        else:  # no such method today; a new shape must be added here on purpose
+            raise TypeError(f"{method.full_name}: streaming shape not supported")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as the generated code does

@@ -195,6 +195,112 @@ class Adjust:
 Command = Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust
 
 
+# ---- the one-call sale (DESIGN.md §7): a Reserve and a Commit of every pair, all or nothing ----
+
+# Ids the engine derives for a sale's parts end with these suffixes, and a caller's ids may
+# not (`check_caller_id`, applied where callers come in: the gateway), so a caller's hold or
+# request never meets a sale's parts in a cell. Not in `validate`: the cell applies it on
+# replay too, and a journal written before the rule may hold such a caller id.
+SALE_HOLD_SUFFIX = "#sale"  # the internal hold id, and the request id of the pair's Reserve
+SALE_COMMIT_SUFFIX = "#sold"  # the request id of the pair's Commit
+SALE_VOID_SUFFIX = "#void"  # the request id of the release that rolls back a refused sale
+SALE_SUFFIXES = (SALE_HOLD_SUFFIX, SALE_COMMIT_SUFFIX, SALE_VOID_SUFFIX)
+# A sale's hold lives between its Reserve and its Commit, sent one after the other; the TTL
+# only bounds how long a line stays held when the gateway dies between the two.
+SALE_TTL_MS = 120_000
+
+
+@dataclass(frozen=True, slots=True)
+class SaleLine:
+    """One line of a sale: an amount of one sku at one site, with a reserve line's constraints."""
+
+    sku: str
+    site: str
+    line: ReserveLine
+
+
+@dataclass(frozen=True, slots=True)
+class Sell:
+    """Reserve and commit every line in one call, all or nothing (a POS that has taken payment).
+
+    Not a cell command: each pair applies its share as a Reserve of the pair's lines under an
+    internal hold and a Commit of all of it (`sale_parts`), so the journal and the business
+    events see the movements of a reserve and a commit, and no hold stays open. The request
+    id makes the sale exactly-once: the parts' ids derive from it."""
+
+    request_id: str
+    lines: tuple[SaleLine, ...]
+    doc_ref: str = ""  # the sale's document (receipt, order number)
+    finance: Finance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SalePart:
+    """A sale's share in one (sku, site): its Reserve and the Commit that follows it."""
+
+    reserve: Reserve
+    commit: Commit
+
+
+def derived_id(request_id: str, suffix: str) -> str:
+    """An engine id derived from a caller's: distinct per caller id (a long id keeps a
+    prefix and a digest of the whole) and at most MAX_ID_LEN characters."""
+    if len(request_id) + len(suffix) <= MAX_ID_LEN:
+        return request_id + suffix
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).hexdigest()
+    keep = MAX_ID_LEN - len(suffix) - len(digest) - 1
+    return f"{request_id[:keep]}+{digest}{suffix}"
+
+
+def sale_hold_id(request_id: str) -> str:
+    return derived_id(request_id, SALE_HOLD_SUFFIX)
+
+
+def sale_lines_by_pair(sale: Sell) -> dict[tuple[str, str], tuple[ReserveLine, ...]]:
+    """The sale's lines grouped by pair, pairs in the order of their first line."""
+    by_pair: dict[tuple[str, str], list[ReserveLine]] = {}
+    for sl in sale.lines:
+        by_pair.setdefault((sl.sku, sl.site), []).append(sl.line)
+    return {pair: tuple(lines) for pair, lines in by_pair.items()}
+
+
+def sale_parts(sale: Sell) -> list[SalePart]:
+    """The Reserve and Commit each pair applies; the same sale always gives the same parts,
+    so a retry is answered by the cells' idempotency windows."""
+    hold_id = sale_hold_id(sale.request_id)
+    commit_id = derived_id(sale.request_id, SALE_COMMIT_SUFFIX)
+    return [
+        SalePart(
+            Reserve(hold_id, sku, site, hold_id, lines, SALE_TTL_MS, sale.doc_ref, sale.finance),
+            Commit(commit_id, sku, site, hold_id, None, sale.doc_ref, sale.finance),
+        )
+        for (sku, site), lines in sale_lines_by_pair(sale).items()
+    ]
+
+
+def validate_sale(sale: Sell) -> None:
+    """Raise InvalidArgument listing every field a sale got wrong (pure: no state read)."""
+    out: list[FieldViolation] = []
+    check_id(sale.request_id, "request_id", out)
+    check_caller_id(sale.request_id, "request_id", out)
+    if len(sale.doc_ref) > 256:
+        out.append(FieldViolation("doc_ref", "must be at most 256 characters"))
+    check_finance(sale.finance, "finance", out)
+    check_line_count(len(sale.lines), out)
+    for i, sl in enumerate(sale.lines[:MAX_LINES]):
+        check_id(sl.sku, f"lines[{i}].sku", out)
+        check_id(sl.site, f"lines[{i}].site", out)
+        validate_reserve_line(sl.line, f"lines[{i}]", out)
+    if out:
+        raise InvalidArgument(out)
+
+
+def check_caller_id(value: str, field: str, out: list[FieldViolation]) -> None:
+    """A caller's id may not end like the ids the engine derives for a sale's parts."""
+    if value.endswith(SALE_SUFFIXES):
+        out.append(FieldViolation(field, f"must not end with {' or '.join(SALE_SUFFIXES)} (reserved for the engine)"))
+
+
 # ---- replies (past tense). The movements a command produced go to the cell's outbox. ----
 
 

@@ -22,13 +22,13 @@ from engine.domain.deadletters import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     DeadLetter,
-    DeadLetterStore,
     ReplayResult,
     StoredDeadLetter,
     check_list_args,
     code_violations,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument, NotFound
+from engine.domain.ports import DeadLetterStore
 
 log = structlog.get_logger("lotwise.deadletters")
 

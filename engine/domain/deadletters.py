@@ -11,12 +11,10 @@ unit tests use and the contract suite holds every real store to.
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
-from engine.domain.errors import FieldViolation, InvalidArgument, NotFound, Overloaded
+from engine.domain.errors import FieldViolation, InvalidArgument
 
 MAX_REASON_CHARS = 2_000
 MAX_KEY_CHARS = 256
@@ -126,87 +124,3 @@ def check_list_args(after_seq: int, limit: int, code: str) -> None:
     violations = list_violations(after_seq, limit, code)
     if violations:
         raise InvalidArgument(violations)
-
-
-class DeadLetterStore(Protocol):
-    """Where dead letters wait for an operator. Seqs grow; a seq is never reused."""
-
-    async def put(self, letter: DeadLetter) -> int:
-        """Store `letter` and return its seq. Raises Overloaded when the store is full
-        (nothing is dropped to make room), Unavailable when the store did not confirm.
-
-        Idempotent by `letter.key` while the letter is stored: a consumer that crashed
-        between put and ack puts it again and gets the same seq. (The NATS store
-        remembers keys for its duplicate window only; see adapters.nats.deadletter.)"""
-        ...
-
-    async def list(
-        self, *, after_seq: int = 0, limit: int = DEFAULT_LIST_LIMIT, code: str = ""
-    ) -> builtins.list[StoredDeadLetter]:
-        """Letters with seq > after_seq, oldest first, at most `limit` (1..1000), of one
-        code when `code` is given. InvalidArgument for bad arguments."""
-        ...
-
-    async def get(self, seq: int) -> StoredDeadLetter:
-        """The letter at `seq`; NotFound when there is none (never stored, or deleted)."""
-        ...
-
-    async def delete(self, seq: int) -> None:
-        """Remove the letter at `seq`; NotFound when there is none."""
-        ...
-
-    async def count(self) -> int:
-        """Letters stored now."""
-        ...
-
-
-class InMemoryDeadLetters:
-    """The DeadLetterStore of unit tests and `journal=memory` engines: bounded, in order."""
-
-    def __init__(self, max_letters: int = DEFAULT_MAX_LETTERS) -> None:
-        if max_letters <= 0:
-            raise ValueError("max_letters must be positive")
-        self.max_letters = max_letters
-        self._letters: dict[int, DeadLetter] = {}  # insertion order is seq order
-        self._by_key: dict[str, int] = {}
-        self._last_seq = 0
-
-    async def put(self, letter: DeadLetter) -> int:
-        seq = self._by_key.get(letter.key)
-        if seq is not None:
-            return seq
-        if len(self._letters) >= self.max_letters:
-            raise Overloaded("dead-letter store", self.max_letters)
-        self._last_seq += 1
-        self._letters[self._last_seq] = letter
-        self._by_key[letter.key] = self._last_seq
-        return self._last_seq
-
-    async def list(
-        self, *, after_seq: int = 0, limit: int = DEFAULT_LIST_LIMIT, code: str = ""
-    ) -> builtins.list[StoredDeadLetter]:
-        check_list_args(after_seq, limit, code)
-        out: builtins.list[StoredDeadLetter] = []
-        for seq, letter in self._letters.items():  # bounded by max_letters
-            if seq <= after_seq or (code and letter.code != code):
-                continue
-            out.append(StoredDeadLetter(seq, letter))
-            if len(out) >= limit:
-                break
-        return out
-
-    async def get(self, seq: int) -> StoredDeadLetter:
-        letter = self._letters.get(seq)
-        if letter is None:
-            raise NotFound(RESOURCE_TYPE, str(seq))
-        return StoredDeadLetter(seq, letter)
-
-    async def delete(self, seq: int) -> None:
-        letter = self._letters.pop(seq, None)
-        if letter is None:
-            raise NotFound(RESOURCE_TYPE, str(seq))
-        if self._by_key.get(letter.key) == seq:
-            del self._by_key[letter.key]
-
-    async def count(self) -> int:
-        return len(self._letters)

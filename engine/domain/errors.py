@@ -1,45 +1,59 @@
 """Typed domain errors (DESIGN.md §12).
 
-Every error carries its data as fields, so the API layer can turn it into a gRPC status
-with google.rpc details without parsing messages. Errors cross process boundaries (Ray
-results, snapshots of the idempotency window), so each one pickles by its fields.
+Every error declares its data as typed attributes (and names them in `FIELDS`), so the
+API layer can turn it into a gRPC status with google.rpc details without parsing
+messages. Errors cross process boundaries (Ray results, snapshots of the idempotency
+window), so each one rebuilds from its constructor's arguments (`__reduce__`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class DomainError(Exception):
-    """Base of every expected, typed refusal. A refused command changes nothing."""
+    """Base of every expected, typed refusal. A refused command changes nothing.
 
-    code: str = "UNKNOWN"
+    A subclass declares its fields as annotated attributes set in its constructor and
+    lists them in `FIELDS`; `fields` is then exactly those, by name. The base type itself
+    carries free-form `details` instead (errors of peers the API does not know)."""
 
-    def __init__(self, message: str, **fields: Any) -> None:
+    code: ClassVar[str] = "UNKNOWN"
+    FIELDS: ClassVar[tuple[str, ...]] = ()  # the declared fields: equality, ErrorInfo metadata
+    message: str
+    details: dict[str, Any]
+
+    def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
-        self.fields = fields
-        for name, value in fields.items():
-            setattr(self, name, value)
+        self.details = details
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The error's data by name: the declared fields, or the base type's details."""
+        if self.FIELDS:
+            return {name: getattr(self, name) for name in self.FIELDS}
+        return dict(self.details)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.fields))
+        return (_rebuild, (type(self), self.message, self.details))
 
     def __eq__(self, other: object) -> bool:
         return (
-            type(other) is type(self)
-            and other.message == self.message  # type: ignore[attr-defined]
-            and other.fields == self.fields  # type: ignore[attr-defined]
+            isinstance(other, DomainError)
+            and type(other) is type(self)
+            and other.message == self.message
+            and other.fields == self.fields
         )
 
     def __hash__(self) -> int:
         return hash((type(self), self.message))
 
 
-def _rebuild(cls: type[DomainError], message: str, fields: dict[str, Any]) -> DomainError:
+def _rebuild(cls: type[DomainError], message: str, details: dict[str, Any]) -> DomainError:
     err = cls.__new__(cls)
-    DomainError.__init__(err, message, **fields)
+    DomainError.__init__(err, message, **details)
     return err
 
 
@@ -53,12 +67,13 @@ class InvalidArgument(DomainError):
     """The request is malformed: maps to INVALID_ARGUMENT with field violations."""
 
     code = "INVALID_ARGUMENT"
+    FIELDS = ("violations",)
     violations: tuple[FieldViolation, ...]
 
     def __init__(self, violations: tuple[FieldViolation, ...] | list[FieldViolation]) -> None:
-        violations = tuple(violations)
-        message = "; ".join(f"{v.field}: {v.description}" for v in violations) or "invalid argument"
-        super().__init__(message, violations=violations)
+        self.violations = tuple(violations)
+        message = "; ".join(f"{v.field}: {v.description}" for v in self.violations) or "invalid argument"
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (InvalidArgument, (self.violations,))
@@ -72,15 +87,14 @@ class NotFound(DomainError):
     """An sku, site, lot or hold that does not exist: maps to NOT_FOUND."""
 
     code = "NOT_FOUND"
+    FIELDS = ("resource_type", "resource_name")
     resource_type: str
     resource_name: str
 
     def __init__(self, resource_type: str, resource_name: str) -> None:
-        super().__init__(
-            f"{resource_type} {resource_name!r} not found",
-            resource_type=resource_type,
-            resource_name=resource_name,
-        )
+        super().__init__(f"{resource_type} {resource_name!r} not found")
+        self.resource_type = resource_type
+        self.resource_name = resource_name
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (NotFound, (self.resource_type, self.resource_name))
@@ -90,19 +104,25 @@ class FailedPrecondition(DomainError):
     """The state does not allow the command: maps to FAILED_PRECONDITION + ErrorInfo."""
 
     code = "FAILED_PRECONDITION"
+    FIELDS = ("reason", "metadata")
     reason: str
     metadata: dict[str, str]
 
     def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None) -> None:
-        super().__init__(message, reason=reason, metadata=dict(metadata or {}))
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = dict(metadata or {})
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.reason, self.message, self.metadata))
 
 
 class InsufficientStock(FailedPrecondition):
-    """Not enough free stock matched the constraints. Carries what was available."""
+    """Not enough free stock matched the constraints. Carries what was available (its
+    `fields` stay FailedPrecondition's: the numbers travel in `metadata` as strings)."""
 
+    sku: str
+    site: str
     requested: int
     available: int
 
@@ -123,15 +143,14 @@ class RequestConflict(DomainError):
     """A request id reused with a different payload: maps to ALREADY_EXISTS."""
 
     code = "ALREADY_EXISTS"
+    FIELDS = ("request_id", "what")
     request_id: str
     what: str
 
     def __init__(self, request_id: str, what: str = "request id") -> None:
-        super().__init__(
-            f"{what} {request_id!r} was already used with a different payload",
-            request_id=request_id,
-            what=what,
-        )
+        super().__init__(f"{what} {request_id!r} was already used with a different payload")
+        self.request_id = request_id
+        self.what = what
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RequestConflict, (self.request_id, self.what))
@@ -155,9 +174,14 @@ class Overloaded(DomainError):
     """A bounded queue is full: maps to RESOURCE_EXHAUSTED; the caller should back off."""
 
     code = "RESOURCE_EXHAUSTED"
+    FIELDS = ("what", "limit")
+    what: str
+    limit: int
 
     def __init__(self, what: str, limit: int) -> None:
-        super().__init__(f"{what} is full ({limit}); retry with backoff", what=what, limit=limit)
+        super().__init__(f"{what} is full ({limit}); retry with backoff")
+        self.what = what
+        self.limit = limit
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Overloaded, (self.what, self.limit))

@@ -1,15 +1,39 @@
-"""Ports the domain and runtime depend on (DESIGN.md §10). Adapters implement them."""
+"""Every port the domain and runtime depend on, in one module (DESIGN.md §10).
+
+Adapters implement them: the real ones under adapters/nats and adapters/clickhouse, the
+in-memory ones under adapters/memory. This module holds Protocols and the plain values
+they speak, nothing that does I/O; engine.bootstrap picks the implementations.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.domain.deadletters import DEFAULT_LIST_LIMIT, DeadLetter, StoredDeadLetter
+from engine.domain.history import (
+    BalanceQuery,
+    BalanceRow,
+    DayQty,
+    ExpiryQuery,
+    Exposure,
+    HistoryBatch,
+    LotTrace,
+    MovementPage,
+    MovementQuery,
+    PairTotal,
+    SeriesQuery,
+    TraceQuery,
+    TurnoverQuery,
+    TurnoverRow,
+)
 from engine.domain.model import Movement
 from engine.domain.shard import Op
 from engine.domain.state import ShardState
+
+# ---- time ----
 
 
 class Clock(Protocol):
@@ -18,28 +42,7 @@ class Clock(Protocol):
     def now_ms(self) -> int: ...
 
 
-class SystemClock:
-    __slots__ = ()
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-
-class ManualClock:
-    """A clock tests move by hand."""
-
-    __slots__ = ("_now_ms",)
-
-    def __init__(self, now_ms: int = 1_767_225_600_000) -> None:  # 2026-01-01T00:00Z
-        self._now_ms = now_ms
-
-    def now_ms(self) -> int:
-        return self._now_ms
-
-    def advance(self, ms: int) -> None:
-        if ms < 0:
-            raise ValueError("engine time never goes back")
-        self._now_ms += ms
+# ---- journal and snapshots (DESIGN.md §9) ----
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,64 +124,23 @@ class SnapshotStore(Protocol):
         ...
 
 
-class InMemoryJournal:
-    """Ordered, gap-free, fenced like the real one; not durable (unit tests, dev).
-
-    Entries are kept as objects, so no codec is involved; positions are per shard.
-    """
-
-    def __init__(self, max_entries_per_shard: int = 1_000_000) -> None:
-        self._streams: dict[str, list[JournalEntry]] = {}
-        self._max = max_entries_per_shard  # bounded: a dev journal must not eat the machine
-
-    async def append(self, entry: JournalEntry, expected_position: int) -> int:
-        stream = self._streams.setdefault(entry.shard, [])
-        if len(stream) != expected_position:
-            raise JournalConflict(entry.shard, expected_position, f"last is {len(stream)}")
-        if len(stream) >= self._max:
-            raise JournalUnavailable(f"in-memory journal of {entry.shard} is full ({self._max} entries)")
-        stream.append(entry)
-        return len(stream)
-
-    async def read(self, shard: str, after_position: int = 0) -> AsyncIterator[tuple[int, JournalEntry]]:
-        for i, entry in enumerate(list(self._streams.get(shard, ()))[after_position:], start=after_position + 1):
-            yield i, entry
-
-    async def last_position(self, shard: str) -> int:
-        return len(self._streams.get(shard, ()))
+# ---- what a shard host writes to ----
 
 
-class InMemorySnapshotStore:
-    def __init__(self) -> None:
-        self._snapshots: dict[str, Snapshot] = {}
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """The journal and snapshot store a shard host writes to, and how to close them."""
 
-    async def save(self, snapshot: Snapshot) -> None:
-        self._snapshots[snapshot.shard] = snapshot
-
-    async def load(self, shard: str) -> Snapshot | None:
-        return self._snapshots.get(shard)
+    journal: Journal
+    snapshots: SnapshotStore
+    close: Callable[[], Awaitable[None]]
 
 
-# ---- history store (DESIGN.md §8, §10) ----
-# Appended section: the values it speaks live in engine.domain.history.
+# How a shard (possibly in a process of its own) reaches its backend: connects lazily.
+BackendFactory = Callable[[], Awaitable[Backend]]
 
-from engine.domain.history import (  # noqa: E402 - appended section; the top of this file is kept as is
-    BalanceQuery,
-    BalanceRow,
-    DayQty,
-    ExpiryQuery,
-    Exposure,
-    HistoryBatch,
-    InMemoryHistoryStore,
-    LotTrace,
-    MovementPage,
-    MovementQuery,
-    PairTotal,
-    SeriesQuery,
-    TraceQuery,
-    TurnoverQuery,
-    TurnoverRow,
-)
+
+# ---- history store (DESIGN.md §8) ----
 
 
 class HistoryStore(Protocol):
@@ -214,8 +176,39 @@ class HistoryStore(Protocol):
     async def close(self) -> None: ...
 
 
-# The in-memory history store lives beside its values; exported here with the other fakes.
-HISTORY_FAKES = (InMemoryHistoryStore,)
+# ---- dead letters (DESIGN.md §10) ----
+
+
+class DeadLetterStore(Protocol):
+    """Where dead letters wait for an operator. Seqs grow; a seq is never reused."""
+
+    async def put(self, letter: DeadLetter) -> int:
+        """Store `letter` and return its seq. Raises Overloaded when the store is full
+        (nothing is dropped to make room), Unavailable when the store did not confirm.
+
+        Idempotent by `letter.key` while the letter is stored: a consumer that crashed
+        between put and ack puts it again and gets the same seq. (The NATS store
+        remembers keys for its duplicate window only; see adapters.nats.deadletter.)"""
+        ...
+
+    async def list(
+        self, *, after_seq: int = 0, limit: int = DEFAULT_LIST_LIMIT, code: str = ""
+    ) -> builtins.list[StoredDeadLetter]:
+        """Letters with seq > after_seq, oldest first, at most `limit` (1..1000), of one
+        code when `code` is given. InvalidArgument for bad arguments."""
+        ...
+
+    async def get(self, seq: int) -> StoredDeadLetter:
+        """The letter at `seq`; NotFound when there is none (never stored, or deleted)."""
+        ...
+
+    async def delete(self, seq: int) -> None:
+        """Remove the letter at `seq`; NotFound when there is none."""
+        ...
+
+    async def count(self) -> int:
+        """Letters stored now."""
+        ...
 
 
 # ---- journal follower sink (DESIGN.md §9, §12) ----

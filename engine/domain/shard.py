@@ -143,12 +143,14 @@ class Sweep:
 class CellMoved(Unavailable):
     """The pair was handed off to another shard; the gateway re-routes and retries."""
 
+    FIELDS = ("sku", "site", "to_shard")
     sku: str
     site: str
     to_shard: str
 
     def __init__(self, sku: str, site: str, to_shard: str) -> None:
-        DomainError.__init__(self, f"{sku}@{site} moved to {to_shard}", sku=sku, site=site, to_shard=to_shard)
+        Unavailable.__init__(self, f"{sku}@{site} moved to {to_shard}")
+        self.sku, self.site, self.to_shard = sku, site, to_shard
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CellMoved, (self.sku, self.site, self.to_shard))
@@ -157,11 +159,13 @@ class CellMoved(Unavailable):
 class CellAdopting(Unavailable):
     """The pair is on its way to this shard; the gateway retries shortly."""
 
+    FIELDS = ("sku", "site")
     sku: str
     site: str
 
     def __init__(self, sku: str, site: str) -> None:
-        DomainError.__init__(self, f"{sku}@{site} is being handed over", sku=sku, site=site)
+        Unavailable.__init__(self, f"{sku}@{site} is being handed over")
+        self.sku, self.site = sku, site
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CellAdopting, (self.sku, self.site))

@@ -3,8 +3,11 @@
 Ops queue per shard; a batch leaves at once when the shard is idle, and otherwise waits
 for a free in-flight slot, filling up to `max_batch` meanwhile (so batches grow with the
 load and stay small when idle). The queue is bounded: a full queue answers Overloaded
-(RESOURCE_EXHAUSTED) instead of growing. An op whose caller's deadline passed before
-dispatch is answered DeadlineExceeded and never sent, so it is never applied.
+(RESOURCE_EXHAUSTED) instead of growing. An op whose caller's deadline passes before
+dispatch — or would pass during the shard call, judged by the recent calls' duration —
+is answered DeadlineExceeded and never sent, so it is never applied: under overload the
+shard does not spend itself on answers nobody waits for, and the caller hears "not
+applied" instead of a transport timeout's "outcome unknown".
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.domain.errors import DeadlineExceeded, Overloaded, Unavailable
+
+_CALL_EWMA = 0.2  # weight of the newest shard call in `call_s`: a few calls make the estimate
 
 SendBatch = Callable[[list[Any]], Awaitable[list[Any]]]
 BatchObserver = Callable[[int, float, bool], None]  # (ops, seconds, ok) of each shard call
@@ -50,6 +55,7 @@ class MicroBatcher:
         self._closed = False
         self.batches_sent = 0
         self.ops_sent = 0
+        self.call_s = 0.0  # recent shard calls' duration (EWMA): what a dispatched op still needs
 
     def submit(self, op: Any, deadline: float | None = None, *, essential: bool = False) -> asyncio.Future[Any]:
         """Queue one op; the future resolves to the shard's answer for it.
@@ -93,13 +99,14 @@ class MicroBatcher:
                 asyncio.get_running_loop().create_task(self._dispatch(batch))
 
     def _take(self, n: int) -> list[tuple[Any, asyncio.Future[Any]]]:
-        now = time.monotonic()
+        # An op whose deadline falls before the call can answer would be applied for nobody.
+        answered_at = time.monotonic() + self.call_s
         batch: list[tuple[Any, asyncio.Future[Any]]] = []
         while self._pending and len(batch) < n:
             op, future, deadline = self._pending.popleft()
             if future.done():  # the caller gave up (cancelled): do not apply it
                 continue
-            if deadline is not None and deadline <= now:
+            if deadline is not None and deadline <= answered_at:
                 future.set_exception(DeadlineExceeded())
                 continue
             batch.append((op, future))
@@ -123,10 +130,13 @@ class MicroBatcher:
             self.batches_sent += 1
             self.ops_sent += len(batch)
         finally:
+            elapsed_s = time.perf_counter() - started
+            if ok:  # a failed call (a dead shard, a recovery) says nothing about the next one
+                self.call_s += _CALL_EWMA * (elapsed_s - self.call_s)
             self._in_flight -= 1
             self._wakeup.set()
             if self._observe is not None:
-                self._observe(len(batch), time.perf_counter() - started, ok)
+                self._observe(len(batch), elapsed_s, ok)
 
     async def close(self) -> None:
         self._closed = True

@@ -1,29 +1,31 @@
 """Shards as Ray actors, and a gateway over them (DESIGN.md §6, §11).
 
 Locally the engine starts its own Ray (embedded default); in production it joins an
-existing cluster (`ray_address`), where shard actors are found by name in the engine's
-namespace, so several gateways share them.
+existing cluster (`RayConfig.address`), where shard actors are found by name in the
+engine's namespace, so several gateways share them. Everything here is given its limits
+and its journal backend as arguments (engine.bootstrap reads the settings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
 import structlog
 
 from engine.domain.cell import CellLimits
-from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary, load_dictionary
+from engine.domain.ports import BackendFactory
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.logs import configure_logging
 from engine.runtime.batcher import BatchLimits, SendBatch
 from engine.runtime.gateway import Gateway, GatewayConfig, ShardAdmin, ShardPorts
-from engine.runtime.host import Backend, BackendFactory, ShardHost, SnapshotPolicy, in_memory_backend
+from engine.runtime.host import ShardHost, SnapshotPolicy
 from engine.runtime.metrics import default_runtime_metrics
 from engine.runtime.routing import Directory
-from engine.settings import Settings
 
 log = structlog.get_logger("lotwise.cluster")
 
@@ -67,26 +69,57 @@ _REMOTE_SHARD = ray.remote(ShardActor)
 _REMOTE_DIRECTORY = ray.remote(DirectoryActor)
 
 
-def init_ray(settings: Settings) -> None:
+@dataclass(frozen=True, slots=True)
+class RayConfig:
+    """Where Ray runs: '' starts a local Ray of our own, else the address of a cluster to join."""
+
+    namespace: str = "lotwise"
+    address: str = ""
+    num_cpus: int | None = None  # of a local Ray; None: all
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """What the shards and the gateway over them are given (the composition root fills it)."""
+
+    ray: RayConfig = field(default_factory=RayConfig)
+    shards: int = 2
+    statuses: StatusDictionary = DEFAULT_DICTIONARY
+    cell_limits: CellLimits = field(default_factory=CellLimits)
+    batch_limits: BatchLimits = field(default_factory=BatchLimits)
+    snapshot_policy: SnapshotPolicy = field(default_factory=SnapshotPolicy)
+    sweep_interval_ms: int = 1_000
+    durable: bool = False  # the journal survives a restart (so a crashed shard may restart)
+    shard_max_restarts: int = 100
+    log_level: str = "info"
+    log_format: str = "console"
+
+    @property
+    def embedded(self) -> bool:
+        """This process owns the Ray and its actors (no cluster to join)."""
+        return not self.ray.address
+
+
+def init_ray(config: RayConfig) -> None:
     """Start (or join) Ray. Locally everything binds to 127.0.0.1."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = {
-        "namespace": settings.namespace,
+        "namespace": config.namespace,
         "include_dashboard": False,
         "logging_level": "WARNING",
         "log_to_driver": True,
     }
-    if settings.ray_address:
-        kwargs["address"] = settings.ray_address
+    if config.address:
+        kwargs["address"] = config.address
     else:
         # "local": always a new Ray of our own. Without it ray.init() joins whatever cluster
         # /tmp/ray/ray_current_cluster names (another project's, possibly unreachable).
         kwargs["address"] = "local"
         kwargs["_node_ip_address"] = "127.0.0.1"
-        if settings.ray_num_cpus is not None:
-            kwargs["num_cpus"] = settings.ray_num_cpus
+        if config.num_cpus is not None:
+            kwargs["num_cpus"] = config.num_cpus
     try:
         ray.init(**kwargs)
     except Exception as exc:  # a loaded machine can miss Ray's start-up deadlines once
@@ -95,56 +128,29 @@ def init_ray(settings: Settings) -> None:
         ray.init(**kwargs)
 
 
-def cell_limits(settings: Settings) -> CellLimits:
-    return CellLimits(
-        dedupe_window_ms=settings.dedupe_window_ms,
-        dedupe_max_entries=settings.dedupe_max_entries,
-        resolved_hold_retention_ms=settings.resolved_hold_retention_ms,
-    )
-
-
-def journal_backend(settings: Settings, nats_url: str) -> BackendFactory:
-    """How a shard (in its own process) reaches the journal: picklable, connects lazily."""
-    if settings.journal == "memory":
-        return in_memory_backend
-    from adapters.nats.journal import engine_journal_config
-
-    config = engine_journal_config(settings.namespace, nats_url, settings.journal_replicas)
-
-    async def connect() -> Backend:
-        from adapters.nats.journal import connect_journal
-
-        journal, snapshots, close = await connect_journal(config)
-        return Backend(journal, snapshots, close)
-
-    return connect
-
-
-def shard_actor(name: str, settings: Settings, statuses: StatusDictionary, backend: BackendFactory) -> Any:
+def shard_actor(name: str, config: ClusterConfig, backend: BackendFactory) -> Any:
     """Find or start the shard actor `name` (named, so other gateways share it)."""
-    durable = settings.journal == "nats"
-    limits = cell_limits(settings)
     return _REMOTE_SHARD.options(
         name=f"shard:{name}",
-        namespace=settings.namespace,
+        namespace=config.ray.namespace,
         get_if_exists=True,
         # In a cluster the shards outlive any one gateway process; embedded, they die with it.
-        lifetime="detached" if settings.ray_address else None,
+        lifetime=None if config.embedded else "detached",
         num_cpus=0,  # shards are I/O-and-CPU bound but few; do not let Ray's CPU accounting cap them
         # A crashed shard restarts and recovers from snapshot + journal; with the in-memory
         # journal it would come back empty, so it stays down (its calls answer UNAVAILABLE).
-        max_restarts=settings.shard_max_restarts if durable else 0,
+        max_restarts=config.shard_max_restarts if config.durable else 0,
         max_concurrency=64,
     ).remote(
         name,
-        statuses,
-        limits,
+        config.statuses,
+        config.cell_limits,
         None,
         backend,
-        settings.sweep_interval_ms,
-        SnapshotPolicy(settings.snapshot_every_batches, settings.snapshot_interval_ms),
-        log_level=settings.log_level,
-        log_format=settings.log_format,
+        config.sweep_interval_ms,
+        config.snapshot_policy,
+        log_level=config.log_level,
+        log_format=config.log_format,
     )
 
 
@@ -155,21 +161,19 @@ def _sender(actor: Any) -> SendBatch:
     return send
 
 
-async def start_gateway(settings: Settings, nats_url: str = "") -> Gateway:
+async def start_gateway(config: ClusterConfig, backend: BackendFactory) -> Gateway:
     """Start Ray if needed, find or start the shards and the directory, return a gateway.
 
-    `nats_url` is where the journal is (the embedded server's, or settings.nats_url)."""
-    init_ray(settings)
-    statuses = load_dictionary(settings.status_dictionary) if settings.status_dictionary else DEFAULT_DICTIONARY
-    backend = journal_backend(settings, nats_url or settings.nats_url)
-    names = tuple(f"{i:03d}" for i in range(settings.shards))
-    actors = {name: shard_actor(name, settings, statuses, backend) for name in names}
+    `backend` is how a shard (in its own process) reaches the journal: picklable, connects lazily."""
+    init_ray(config.ray)
+    names = tuple(f"{i:03d}" for i in range(config.shards))
+    actors = {name: shard_actor(name, config, backend) for name in names}
     directory_actor = _REMOTE_DIRECTORY.options(
         name=DIRECTORY_ACTOR,
-        namespace=settings.namespace,
+        namespace=config.ray.namespace,
         get_if_exists=True,
         num_cpus=0,
-        lifetime="detached" if settings.ray_address else None,
+        lifetime=None if config.embedded else "detached",
     ).remote(Directory(names))
     store = RayDirectoryStore(directory_actor)
     directory = await store.load()
@@ -182,25 +186,37 @@ async def start_gateway(settings: Settings, nats_url: str = "") -> Gateway:
     try:
         await asyncio.gather(*(actor.start.remote() for actor in actors.values()))
     except Exception:
-        if not settings.ray_address:  # embedded: nobody else will use these actors
+        if config.embedded:  # nobody else will use these actors
             for actor in (*actors.values(), directory_actor):
                 ray.kill(actor)
         raise
 
     async def factory(name: str) -> SendBatch:
-        actor = actors.get(name) or shard_actor(name, settings, statuses, backend)
+        actor = actors.get(name) or shard_actor(name, config, backend)
         actors[name] = actor
         await actor.start.remote()
         return _sender(actor)
 
-    limits = BatchLimits(settings.batch_max, settings.batch_window_ms, settings.queue_max, settings.max_in_flight)
     senders = {name: _sender(actor) for name, actor in actors.items()}
     for name in directory.all_shards():
         if name not in senders:
             senders[name] = await factory(name)
 
-    embedded = not settings.ray_address
+    async def call(name: str, method: str) -> Any:
+        actor = actors.get(name)
+        if actor is None:
+            await factory(name)
+            actor = actors[name]
+        return await getattr(actor, method).remote()
 
+    observe = default_runtime_metrics().observer()
+    admin = ShardAdmin(call, backend, config.cell_limits)
+    close = _closer(actors, directory_actor, config.embedded)
+    ports = ShardPorts(directory, senders, factory, store, actors, admin, close)
+    return Gateway(ports, GatewayConfig(config.statuses, config.batch_limits, observe))
+
+
+def _closer(actors: dict[str, Any], directory_actor: Any, embedded: bool) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         for actor in actors.values():
             try:
@@ -213,17 +229,7 @@ async def start_gateway(settings: Settings, nats_url: str = "") -> Gateway:
         if embedded:
             ray.kill(directory_actor)
 
-    async def call(name: str, method: str) -> Any:
-        actor = actors.get(name)
-        if actor is None:
-            await factory(name)
-            actor = actors[name]
-        return await getattr(actor, method).remote()
-
-    observe = default_runtime_metrics().observer()
-    admin = ShardAdmin(call, backend, cell_limits(settings))
-    ports = ShardPorts(directory, senders, factory, store, actors, admin, close)
-    return Gateway(ports, GatewayConfig(statuses, limits, observe))
+    return close
 
 
 def shutdown_ray() -> None:

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -40,18 +40,18 @@ from typing import Any
 import structlog
 
 from engine.domain.cell import CellLimits
+from engine.domain.clock import SystemClock
 from engine.domain.errors import Unavailable
 from engine.domain.ports import (
+    Backend,
+    BackendFactory,
     Clock,
-    InMemoryJournal,
-    InMemorySnapshotStore,
     Journal,
     JournalCorrupt,
     JournalEntry,
     JournalError,
     Snapshot,
     SnapshotStore,
-    SystemClock,
 )
 from engine.domain.shard import (
     LookupHold,
@@ -74,37 +74,6 @@ STOP_FLUSH_GRACE_S = 5.0  # stop() lets the append in flight land (its answers a
 # Reads change nothing and are not journaled; every other op is (a new op type is
 # journaled unless it is declared a read here).
 _READ_OPS = (ReadSlice, ReadHold, ScanCells, LookupHold, ReadCatalog)
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """The journal and snapshot store a host writes to, and how to close them."""
-
-    journal: Journal
-    snapshots: SnapshotStore
-    close: Callable[[], Awaitable[None]]
-
-
-BackendFactory = Callable[[], Awaitable[Backend]]
-
-
-async def in_memory_backend() -> Backend:
-    return Backend(InMemoryJournal(), InMemorySnapshotStore(), _no_close)
-
-
-def shared_in_memory_backend() -> BackendFactory:
-    """One in-memory journal and snapshot store for every shard of a process (and for
-    whoever verifies them): entries are keyed by shard, as in the real journal."""
-    backend = Backend(InMemoryJournal(), InMemorySnapshotStore(), _no_close)
-
-    async def connect() -> Backend:
-        return backend
-
-    return connect
-
-
-async def _no_close() -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +220,9 @@ class ShardHost:
         self.ops = 0
         self.entries = 0  # journal appends (batches / entries: how much group commit gathers)
         self.recoveries = 0
-        self._backend_factory = backend or in_memory_backend
+        if backend is None:  # the composition root picks it (engine.bootstrap); no silent default
+            raise ValueError(f"shard host {name}: no journal backend given")
+        self._backend_factory: BackendFactory = backend
         self._backend: Backend | None = None
         self._lock: asyncio.Lock | None = None
         self._recovery: asyncio.Task[None] | None = None

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from adapters.memory.journal import InMemoryJournal
+from adapters.memory.snapshots import InMemorySnapshotStore
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats
-from engine.domain.ports import InMemoryJournal, InMemorySnapshotStore, Journal, SnapshotStore
+from engine.domain.ports import Journal, SnapshotStore
 from tests.nats_fixtures import nats_server  # noqa: F401 - the session's nats-server
 
 

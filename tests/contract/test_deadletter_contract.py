@@ -15,10 +15,12 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
+from adapters.memory.deadletters import InMemoryDeadLetters
 from adapters.nats.deadletter import DeadLetterConfig, NatsDeadLetters, connect_dead_letters
 from adapters.nats.server import EmbeddedNats
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, DeadLetterStore, InMemoryDeadLetters
+from engine.domain.deadletters import DeadLetter, DeadLetterCode
 from engine.domain.errors import InvalidArgument, NotFound, Overloaded
+from engine.domain.ports import DeadLetterStore
 from tests.nats_fixtures import nats_server  # noqa: F401 - the session's nats-server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -19,10 +19,11 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from adapters.clickhouse.sink import HistoryFeed, SinkMetrics
+from adapters.memory.history import InMemoryHistoryStore
 from adapters.nats.bus import BusMetrics, EventBusSink, decode_event_json, engine_bus_config
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader
 from adapters.nats.server import EmbeddedNats
-from engine.domain.history import InMemoryHistoryStore, MovementQuery
+from engine.domain.history import MovementQuery
 from engine.domain.ports import FollowedEntry, FollowerSink
 from tests.nats_fixtures import journal_entry, nats_server  # noqa: F401 - a real nats-server, session-scoped
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import pytest_asyncio
 
+from adapters.memory.history import InMemoryHistoryStore
 from engine.domain.errors import InvalidArgument
 from engine.domain.history import (
     BalanceQuery,
@@ -22,7 +23,6 @@ from engine.domain.history import (
     HistoryBatch,
     HistoryDimension,
     HistoryRecord,
-    InMemoryHistoryStore,
     MovementQuery,
     SeriesQuery,
     TraceQuery,

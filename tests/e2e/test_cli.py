@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from engine import bootstrap
 from engine.api.client import LotwiseClient
-from engine.app import RunningEngine, running_engine
+from engine.bootstrap import RunningEngine, running_engine
 from engine.demo import GLU, ICU, DemoRun, load_dataset, run_flow
 from engine.domain.errors import NotFound
-from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,7 +221,7 @@ def test_demo_in_process_prints_the_story() -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def local_engine() -> AsyncIterator[RunningEngine]:
     """The full server stack (gRPC + metrics) over in-process shards: no Ray."""
-    gateway = Gateway.local(shards=2, sweep_interval_ms=100)
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=100)
     try:
         async with running_engine(Settings(port=0, metrics_port=0), gateway=gateway) as engine:
             yield engine

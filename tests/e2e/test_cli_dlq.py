@@ -17,11 +17,12 @@ from click.testing import Result
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+from adapters.memory.deadletters import InMemoryDeadLetters
+from engine import bootstrap
 from engine.api.server import ApiMetrics, start_server
 from engine.cli import app
 from engine.domain.deadletter_desk import DeadLetterDesk
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters
-from engine.runtime.gateway import Gateway
+from engine.domain.deadletters import DeadLetter, DeadLetterCode
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -46,7 +47,7 @@ class Rig:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def rig() -> AsyncIterator[Rig]:
-    gateway = Gateway.local(shards=1, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=1, sweep_interval_ms=0)
     store, bus = InMemoryDeadLetters(), Bus()
     server, port = await start_server(
         gateway,
@@ -184,7 +185,7 @@ async def test_replay_usage_errors_exit_2(rig: Rig) -> None:
 
 
 async def test_an_engine_without_ingestion_says_so() -> None:
-    gateway = Gateway.local(shards=1, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=1, sweep_interval_ms=0)
     server, port = await start_server(gateway, "127.0.0.1", 0, metrics=ApiMetrics(CollectorRegistry()), admin=gateway)
     try:
         result = await lotwise(f"127.0.0.1:{port}", "list")

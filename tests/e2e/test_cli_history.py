@@ -21,10 +21,10 @@ from click.testing import Result
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from adapters.clickhouse.runtime import HistoryConfig, journal_config_for, start_history
 from adapters.clickhouse.store import HistoryStoreConfig
 from adapters.nats.server import EmbeddedNats
 from engine.api.server import start_server
+from engine.bootstrap.history import HistoryConfig, journal_config_for, start_history
 from engine.cli import app
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Consume, Receive, ReserveLine

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.app import RunningEngine
+from engine.bootstrap import RunningEngine
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
 
@@ -28,11 +28,14 @@ METHODS = [
     "Reserve",
     "Commit",
     "Release",
+    "Sell",
     "Consume",
     "Adjust",
     "GetHold",
     "GetAvailability",
     "QueryStock",
+    "Execute",
+    "Stream",
 ]
 
 
@@ -113,8 +116,18 @@ async def test_grpcurl_calls_every_method(ray_engine: RunningEngine) -> None:
     assert (await do("Adjust", counted))["variance"] == "-5"
     availability = await do("GetAvailability", {"sku": sku, "site": site, "group_by": ["DIMENSION_LOT"]})
     assert availability["available"] == "10"
+    too_many = {"request_id": f"{tag}-12", "lines": [{**line, "qty": "999"}], "ttl_ms": "60000"}
+    batch = {"batch_id": "5", "commands": [{"get_availability": {"sku": sku, "site": site}}, {"reserve": too_many}]}
+    replies = (await do("Execute", batch))["replies"]
+    assert replies[0]["get_availability"]["available"] == "10"
+    assert replies[1]["error"]["reason"] == "INSUFFICIENT_STOCK"
+    streamed = await do("Stream", {"batch_id": "6", "commands": [{"get_hold": {"hold_id": f"H{tag}"}}]})
+    assert streamed["batch_id"] == "6"
+    assert streamed["replies"][0]["get_hold"]["hold"]["committed_qty"] == "3"
     rows = (await do("QueryStock", {"org_prefix": org}))["rows"]
     assert [(r["sku"], r["row"]["qty"]) for r in rows] == [(sku, "10")]
+    sold = await do("Sell", {"request_id": f"{tag}-sale", "lines": [{**line, "qty": "1"}], "doc_ref": "receipt-1"})
+    assert sold["sold_qty"] == "1"
     assert called == set(METHODS)
 
 

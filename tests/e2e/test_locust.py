@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from engine import bootstrap
 from engine.api.server import ApiMetrics, start_server
 from engine.domain.inventory import StockQuery
 from engine.runtime.gateway import Gateway
@@ -24,7 +25,7 @@ LOCUSTFILE = Path(__file__).resolve().parents[2] / "bench" / "locustfile.py"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def served() -> AsyncIterator[tuple[str, Gateway]]:
-    gateway = Gateway.local(shards=2, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
     server, port = await start_server(gateway, "127.0.0.1", 0, metrics=ApiMetrics(CollectorRegistry()))
     try:
         yield f"127.0.0.1:{port}", gateway

@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from engine import bootstrap
 from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.server import ApiMetrics, LotwiseServer, start_server
-from engine.domain.ports import ManualClock
+from engine.domain.clock import ManualClock
 from engine.runtime.gateway import Gateway
 from tests.nats_fixtures import nats_server  # noqa: F401 - a real nats-server, session-scoped
 
@@ -28,7 +29,7 @@ def manual_clock() -> ManualClock:
 @pytest_asyncio.fixture
 async def local_gateway(manual_clock: ManualClock) -> AsyncIterator[Gateway]:
     """In-process shards; the background sweeper is off so tests decide when holds expire."""
-    gateway = Gateway.local(shards=2, clock=manual_clock, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, clock=manual_clock, sweep_interval_ms=0)
     yield gateway
     await gateway.close()
 

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from engine import bootstrap
 from engine.api.client import LotwiseClient
-from engine.app import running_engine
+from engine.bootstrap import running_engine
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import InvalidArgument
@@ -20,7 +21,7 @@ from engine.settings import Settings
 
 @pytest_asyncio.fixture
 async def admin_setup() -> AsyncIterator[tuple[Gateway, LotwiseClient]]:
-    gateway = Gateway.local(shards=2, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
     settings = Settings(port=0, metrics_port=0, journal="memory")
     async with running_engine(settings, gateway=gateway) as running, LotwiseClient(running.grpc_address) as client:
         await client.put_sku(Sku("strip"))

@@ -17,6 +17,7 @@ import pytest_asyncio
 from nats.js import api
 from prometheus_client import CollectorRegistry
 
+from adapters.memory.deadletters import InMemoryDeadLetters
 from adapters.nats.deadletter import DeadLetterConfig, connect_dead_letters, nats_republish
 from adapters.nats.server import EmbeddedNats
 from engine.api.client import LotwiseClient, RetryPolicy
@@ -24,7 +25,7 @@ from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.server import ApiMetrics, start_server
 from engine.domain.deadletter_desk import DeadLetterDesk
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters
+from engine.domain.deadletters import DeadLetter, DeadLetterCode
 from engine.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.runtime.gateway import Gateway
 

@@ -19,7 +19,7 @@ import nats
 import pytest
 
 from engine.api.client import LotwiseClient, RetryPolicy
-from engine.app import RunningEngine, running_engine
+from engine.bootstrap import RunningEngine, running_engine
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import DomainError, InsufficientStock, Unavailable

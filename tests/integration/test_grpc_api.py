@@ -33,6 +33,7 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.server import ApiMetrics, LotwiseServer, ServerOptions, start_metrics_http, start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Adjusted, Consumed, ReserveLine, Strategy
 from engine.domain.errors import (
     DeadlineExceeded,
@@ -48,7 +49,6 @@ from engine.domain.errors import (
 )
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY, HoldState
-from engine.domain.ports import ManualClock
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import AggregateState, HoldLine
 
@@ -913,8 +913,10 @@ async def test_metrics_count_time_and_track_in_flight(
     assert sample("lotwise_grpc_request_duration_seconds_count", method=method) == ok_before + 2
 
     receive = "lotwise.v1.Inventory/Receive"
+    # Metrics are per RPC method: a unary client (a batching one would call Execute).
+    unary = LotwiseClient("unused", channel=stocked.channel, batching=None)
     with pytest.raises(InvalidArgument):
-        await stocked.receive("strip", "ward1", "L-NEW", 0)
+        await unary.receive("strip", "ward1", "L-NEW", 0)
     assert sample("lotwise_grpc_requests_total", method=receive, code="INVALID_ARGUMENT") == 1
     assert sample("lotwise_grpc_requests_in_flight", method=receive) == 0
 

@@ -17,18 +17,19 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from adapters.memory.backend import shared_in_memory_backend
 from engine.api.client import LotwiseClient, new_request_id
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.server import ApiMetrics, start_server
 from engine.domain.catalog import Site, Sku
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Commit, Consume, Receive, ReserveLine
 from engine.domain.errors import InvalidArgument
 from engine.domain.inventory import CommitLine
 from engine.domain.model import External, Finance, Movement, QuantKey
-from engine.domain.ports import ManualClock
+from engine.domain.ports import BackendFactory
 from engine.runtime.gateway import Gateway
-from engine.runtime.host import BackendFactory, shared_in_memory_backend
 from engine.runtime.types import HoldLine
 from tests.integration.test_grpc_api import refused, refused_unchanged
 

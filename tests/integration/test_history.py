@@ -22,9 +22,9 @@ import pytest_asyncio
 from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
-from adapters.clickhouse.runtime import HistoryConfig, journal_config_for, start_history
 from adapters.clickhouse.sink import SinkConfig, SinkMetrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig
+from adapters.memory.snapshots import InMemorySnapshotStore
 from adapters.nats.history import HistorySink, dead_letter_stream, dead_letter_subject
 from adapters.nats.journal import JournalConfig, NatsLink, connect_journal
 from adapters.nats.server import EmbeddedNats
@@ -32,17 +32,19 @@ from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
 from engine.api.history import HistoryServicer, add_history_service
+from engine.bootstrap.history import HistoryConfig, journal_config_for, start_history
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import CellLimits
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive, ReserveLine, Strategy
 from engine.domain.errors import DomainError, Unavailable
 from engine.domain.history import BalanceQuery, HistoryBatch, HistoryDimension, TraceQuery
 from engine.domain.inventory import CommitLine
 from engine.domain.model import MS_PER_DAY, External
-from engine.domain.ports import HistoryStore, InMemorySnapshotStore, JournalEntry, ManualClock
+from engine.domain.ports import Backend, HistoryStore, JournalEntry
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
-from engine.runtime.host import Backend, rebuild
+from engine.runtime.host import rebuild
 from engine.runtime.types import HoldLine
 from tests.history_fixtures import (
     chdb_dsn_for_session,  # noqa: F401 - the session's chDB path

@@ -12,7 +12,7 @@ import pytest
 from engine.api.client import LotwiseClient
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
-from engine.app import RunningEngine
+from engine.bootstrap import RunningEngine
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.runtime.types import HoldLine

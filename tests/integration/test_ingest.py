@@ -19,11 +19,12 @@ from nats.js import JetStreamContext
 from adapters.nats.ingest.apply import Applied, Applier
 from adapters.nats.ingest.consumer import IngestMetrics
 from adapters.nats.ingest.events import encode_avro
-from adapters.nats.ingest.runtime import IngestRuntime, start_ingest
 from adapters.nats.server import EmbeddedNats
+from engine import bootstrap
+from engine.bootstrap.ingest import IngestRuntime, start_ingest
+from engine.domain.clock import ManualClock
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.errors import Unavailable
-from engine.domain.ports import ManualClock
 from engine.runtime.gateway import Gateway
 from tests.ingest_fixtures import NOW_MS, event, hospital_config, load_hospital, quants, strip_barcode
 from tests.nats_fixtures import nats_server  # noqa: F401
@@ -57,7 +58,7 @@ class Rig:
 
 async def make_rig(url: str, applier_wrapper: Any = None, **consumer: Any) -> Rig:
     namespace = f"ing{next(_ns)}"
-    gw = Gateway.local(shards=2, clock=ManualClock(NOW_MS), sweep_interval_ms=0)
+    gw = bootstrap.local_gateway(shards=2, clock=ManualClock(NOW_MS), sweep_interval_ms=0)
     await load_hospital(gw)
     config = hospital_config(namespace, **{**FAST, **consumer})
     ingest = await start_ingest(

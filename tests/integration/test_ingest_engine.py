@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from adapters.nats.bus import decode_event
 from engine.api.client import LotwiseClient
-from engine.app import RunningEngine, running_engine
+from engine.bootstrap import RunningEngine, running_engine
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.inventory import StockQuery

@@ -21,13 +21,14 @@ from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import CellLimits
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive
 from engine.domain.errors import Unavailable
 from engine.domain.formats import UnreadableFormat
-from engine.domain.ports import ManualClock
+from engine.domain.ports import Backend, BackendFactory
 from engine.domain.shard import PutSite, PutSku
 from engine.domain.statuses import DEFAULT_DICTIONARY
-from engine.runtime.host import Backend, BackendFactory, HostState, ShardHost, SnapshotPolicy, rebuild
+from engine.runtime.host import HostState, ShardHost, SnapshotPolicy, rebuild
 
 QUICK = {"ack_timeout_s": 1.0, "api_timeout_s": 1.0, "connect_timeout_s": 1.0, "connect_deadline_s": 1.0}
 

@@ -21,7 +21,7 @@ from engine.api.client import NO_RETRY, LotwiseClient
 from engine.api.errors import from_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
-from engine.app import RunningEngine, running_engine
+from engine.bootstrap import RunningEngine, running_engine
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import ReserveLine, Strategy

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from engine.domain.cell import Cell, CellLimits
+from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     Adjust,
     Adjusted,
@@ -38,7 +39,6 @@ from engine.domain.commands import (
 from engine.domain.errors import DomainError, InvalidArgument
 from engine.domain.ledger import Ledger
 from engine.domain.model import MS_PER_DAY, HoldView, Movement, QuantKey
-from engine.domain.ports import ManualClock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
 SKU = "SKU-1"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.memory.deadletters import InMemoryDeadLetters
 from engine.domain.deadletter_desk import DeadLetterDesk, replay_headers
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, InMemoryDeadLetters, StoredDeadLetter
+from engine.domain.deadletters import DeadLetter, DeadLetterCode, StoredDeadLetter
 from engine.domain.errors import InvalidArgument, NotFound
 
 

@@ -10,9 +10,10 @@ import pytest_asyncio
 
 from adapters.nats.ingest.apply import Applier
 from adapters.nats.ingest.events import BadEvent, validate_event
+from engine import bootstrap
+from engine.domain.clock import ManualClock
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.errors import InsufficientStock, NotFound
-from engine.domain.ports import ManualClock
 from engine.runtime.gateway import Gateway
 from tests.ingest_fixtures import NOW_MS, event, hospital_config, load_hospital, quants, strip_barcode
 
@@ -21,7 +22,7 @@ FIN = {"currency": "EUR", "unit_cost": "4.20", "tax_rate": "0.07", "terms": "2/1
 
 @pytest_asyncio.fixture
 async def gw() -> AsyncIterator[Gateway]:
-    gateway = Gateway.local(shards=2, clock=ManualClock(NOW_MS), sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=2, clock=ManualClock(NOW_MS), sweep_interval_ms=0)
     await load_hospital(gateway)
     yield gateway
     await gateway.close()

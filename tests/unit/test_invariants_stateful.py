@@ -1,7 +1,7 @@
 """Random command sequences against one cell; after every step all of DESIGN.md §4 holds.
 
 The machine drives receive / reserve / commit (full and partial) / release / consume /
-adjust / move / change-status (receipts from every source, consumption to every
+adjust / move / change-status / one-call sale (receipts from every source, consumption to every
 destination and from a named status, commands with and without a financial context)
 with clock jumps (often past hold TTLs and lot expiries), sweeps, retries of earlier
 request ids (same payload and another payload) and invalid commands. It keeps its own
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine.domain.cell import Cell, CellLimits, Dimension
+from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
     RECEIVE_SOURCES,
@@ -42,8 +43,11 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    SaleLine,
+    Sell,
     StatusChanged,
     Strategy,
+    sale_parts,
     same_payload,
 )
 from engine.domain.errors import (
@@ -56,7 +60,6 @@ from engine.domain.errors import (
 )
 from engine.domain.ledger import replay, same_balances
 from engine.domain.model import External, Finance, HoldState, HoldView, Movement, MovementKind, QuantKey
-from engine.domain.ports import ManualClock
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from tests.unit.conftest import DAY_MS, HOUR_MS, SITE, SKU, T0_MS, ledger_state
 
@@ -568,6 +571,30 @@ class CellMachine(RuleBasedStateMachine):
         assert {m.kind for m in own} == {MovementKind.RELEASE}
         assert hold.state is HoldState.RELEASED
         assert answer.hold.state is HoldState.RELEASED
+
+    @rule(lines=st.lists(reserve_lines(), min_size=1, max_size=3), finance=finances)
+    def sell(self, lines: list[ReserveLine], finance: Finance | None) -> None:
+        """A one-call sale at this cell: its Reserve and its Commit, back to back (as the
+        gateway's fast path sends them); all of it is sold, or nothing is held."""
+        sale_id = self.new_id("S")
+        sale = Sell(sale_id, tuple(SaleLine(SKU, SITE, line) for line in lines), f"receipt-{sale_id}", finance)
+        (part,) = sale_parts(sale)
+        total = sum(line.qty for line in lines)
+        cands = self.candidates(lines[0])
+        reserved, _ = self.run(part.reserve)
+        committed, own = self.run(part.commit)
+        if len(lines) == 1:
+            assert isinstance(reserved, Reserved) == (sum(cands.values()) >= total), (reserved, cands)
+        if not isinstance(reserved, Reserved):
+            assert isinstance(reserved, InsufficientStock), reserved
+            assert isinstance(committed, NotFound), committed
+            assert part.reserve.hold_id not in self.holds  # nothing held
+            return
+        assert isinstance(committed, Committed), committed
+        assert (committed.committed_qty, committed.released_qty) == (total, 0)
+        assert self.holds[part.reserve.hold_id].state is HoldState.COMMITTED  # no hold left open
+        assert {m.kind for m in own} == {MovementKind.COMMIT}
+        assert all(m.doc_ref == sale.doc_ref and m.dst is External.CUSTOMER for m in own)
 
     @rule(
         qty=st.integers(1, 15),

@@ -78,6 +78,19 @@ async def test_expired_deadline_is_never_sent() -> None:
     await batcher.close()
 
 
+async def test_an_op_that_would_expire_during_the_shard_call_is_never_sent() -> None:
+    shard = RecordingShard(delay_s=0.2)
+    batcher = MicroBatcher("s", shard.send)
+    for i in range(5):  # the shard answers in ~200 ms: the batcher learns it
+        await batcher.call(i)
+    assert batcher.call_s > 0.1
+    with pytest.raises(DeadlineExceeded):
+        await batcher.call("too short", deadline=time.monotonic() + 0.05)
+    assert await batcher.call("long enough", deadline=time.monotonic() + 5) == ("done", "long enough")
+    assert [op for b in shard.batches for op in b] == [0, 1, 2, 3, 4, "long enough"]
+    await batcher.close()
+
+
 async def test_shard_failure_fails_the_whole_batch_unavailable() -> None:
     shard = RecordingShard(fail=True)
     batcher = MicroBatcher("s", shard.send)

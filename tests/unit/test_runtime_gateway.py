@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from engine import bootstrap
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive, ReserveLine
 from engine.domain.errors import (
     FailedPrecondition,
@@ -22,7 +24,6 @@ from engine.domain.errors import (
     Unavailable,
 )
 from engine.domain.inventory import CommitLine, StockQuery
-from engine.domain.ports import ManualClock
 from engine.runtime.gateway import UNDO_SUFFIX, Gateway
 from engine.runtime.host import HostState
 from engine.runtime.routing import Directory, hold_home_index, shard_index
@@ -40,7 +41,7 @@ class World:
 @pytest_asyncio.fixture
 async def world() -> AsyncIterator[World]:
     clock = ManualClock()
-    gateway = Gateway.local(shards=3, clock=clock, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=3, clock=clock, sweep_interval_ms=0)
     await gateway.put_sku(Sku("strip", "Glucose test strips", "box"))
     await gateway.put_sku(Sku("cath", "IV catheter 20G"))
     for site, org in (("cw", "acme/central"), ("ward1", "acme/east/boston"), ("ward2", "acme/east/salem")):

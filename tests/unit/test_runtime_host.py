@@ -11,21 +11,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from adapters.memory.journal import InMemoryJournal
+from adapters.memory.snapshots import InMemorySnapshotStore
 from engine.domain.catalog import Site, Sku
+from engine.domain.clock import ManualClock
 from engine.domain.commands import Commit, Receive, Reserve, ReserveLine
 from engine.domain.errors import InsufficientStock, Unavailable
 from engine.domain.model import MS_PER_DAY
-from engine.domain.ports import (
-    InMemoryJournal,
-    InMemorySnapshotStore,
-    JournalConflict,
-    JournalCorrupt,
-    JournalEntry,
-    JournalUnavailable,
-    ManualClock,
-)
+from engine.domain.ports import Backend, JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable
 from engine.domain.shard import PutSite, PutSku, ReadSlice
-from engine.runtime.host import Backend, HostState, ShardHost, SnapshotPolicy, rebuild
+from engine.runtime.host import HostState, ShardHost, SnapshotPolicy, rebuild
 
 
 class FlakyJournal(InMemoryJournal):

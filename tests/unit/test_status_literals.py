@@ -27,9 +27,9 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("engine/api/convert.py", "expired"): "the hold state mapped to pb.HOLD_STATE_EXPIRED",
     ("engine/domain/errors.py", "available"): "InsufficientStock's metadata key: the available quantity",
     ("engine/api/errors.py", "available"): "InsufficientStock's metadata key: the available quantity",
-    ("engine/cli.py", "available"): "a table column: the available quantity",
-    ("engine/cli.py", "expired"): "a lot's days left, shown when they ran out",
-    ("engine/cli_history.py", "expired"): "a lot's days left, shown when they ran out",
+    ("engine/cli/main.py", "available"): "a table column: the available quantity",
+    ("engine/cli/common.py", "expired"): "a lot's days left, shown when they ran out",
+    ("engine/cli/history.py", "expired"): "a lot's days left, shown when they ran out",
     ("adapters/nats/ingest/events.py", "damaged"): "a scan_return's `condition` on the wire (unopened | damaged)",
 }
 

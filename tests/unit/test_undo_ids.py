@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from engine import bootstrap
 from engine.domain.catalog import Site, Sku
+from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     MAX_ID_LEN,
     UNDO_SUFFIX,
@@ -19,7 +21,6 @@ from engine.domain.commands import (
     validate,
 )
 from engine.domain.errors import InsufficientStock, InvalidArgument
-from engine.domain.ports import ManualClock
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
@@ -30,7 +31,7 @@ DAY_MS = 86_400_000
 @pytest_asyncio.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     clock = ManualClock()
-    gateway = Gateway.local(shards=3, clock=clock, sweep_interval_ms=0)
+    gateway = bootstrap.local_gateway(shards=3, clock=clock, sweep_interval_ms=0)
     await gateway.put_sku(Sku("strip", "Glucose test strips", "box"))
     for site in ("ward1", "ward2"):
         await gateway.put_site(Site(site, "acme/east", "cabinet"))

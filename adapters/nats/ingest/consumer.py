@@ -45,7 +45,7 @@ from adapters.nats.ingest.config import Consumer, IngestConfig, SubjectBinding
 from adapters.nats.ingest.events import BadEvent, Door, InboundEvent, ScanReturn, ScanTake, decode
 from adapters.nats.journal import NatsLink, ensure_stream
 from adapters.nats.pull import DurablePull, cancel_task, finish_task, wait_until
-from engine.domain.deadletters import DeadLetter, DeadLetterCode, DeadLetterStore
+from engine.domain.deadletters import DeadLetter, DeadLetterCode
 from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -54,6 +54,7 @@ from engine.domain.errors import (
     PermissionDenied,
     RequestConflict,
 )
+from engine.domain.ports import DeadLetterStore
 
 log = structlog.get_logger("lotwise.ingest")
 

@@ -23,12 +23,16 @@ from engine.domain.commands import (
     Moved,
     Receive,
     Received,
+    SaleLine,
+    Sell,
     StatusChanged,
+    check_caller_id,
     validate,
 )
+from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
-from engine.domain.ports import Clock
+from engine.domain.ports import BackendFactory, Clock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, SendBatch
 from engine.runtime.gateway.catalog import CatalogService
@@ -42,7 +46,8 @@ from engine.runtime.gateway.router import (
     ShardFactory,
     raise_if_refused,
 )
-from engine.runtime.host import BackendFactory, HostState, ShardHost, shared_in_memory_backend
+from engine.runtime.gateway.sales import SaleDesk
+from engine.runtime.host import HostState, ShardHost
 from engine.runtime.routing import Directory
 from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
@@ -83,6 +88,7 @@ class Gateway:
         )
         self._catalog = CatalogService(self._router)
         self._holds = HoldCoordinator(self._router, config.statuses)
+        self._sales = SaleDesk(self._router, self._holds, config.statuses)
         self._reads = StockReader(self._router)
         self._operations = Operations(self._router, ports.admin, config.statuses)
 
@@ -99,14 +105,14 @@ class Gateway:
         statuses: StatusDictionary = DEFAULT_DICTIONARY,
         batch_limits: BatchLimits = BatchLimits(),
         sweep_interval_ms: int = 1_000,
-        backend: BackendFactory | None = None,
+        *,
+        backend: BackendFactory,
     ) -> Gateway:
         """Shards in this process (no Ray): unit tests, embedding, the API's own tests.
 
-        The journal is in memory (one for all shards, so `verify` can read it) unless
-        `backend` says otherwise."""
+        `backend` is the journal every shard writes (engine.bootstrap.local_gateway gives
+        one in-memory journal for all shards, so `verify` can read it)."""
         hosts: dict[str, ShardHost] = {}
-        backend = backend or shared_in_memory_backend()
 
         def make(name: str) -> SendBatch:
             host = ShardHost(name, statuses, clock=clock, backend=backend, sweep_interval_ms=sweep_interval_ms)
@@ -160,6 +166,7 @@ class Gateway:
 
     async def execute(self, cmd: SingleCellCommand, deadline: float | None = None) -> SingleCellReply:
         validate(cmd, self.statuses)  # refuse bad input before it costs a shard call
+        _check_caller_ids(cmd.request_id)
         reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
         return reply
 
@@ -177,6 +184,7 @@ class Gateway:
         finance: Finance | None = None,
     ) -> HoldSummary:
         """Hold stock over the lines, all or nothing; each pair's Reserve carries `finance`."""
+        _check_caller_ids(request_id, hold_id)
         return await self._holds.reserve(request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance)
 
     async def commit(
@@ -190,6 +198,7 @@ class Gateway:
         finance: Finance | None = None,
     ) -> HoldSummary:
         """Commit the hold at every pair; each pair's Commit carries `finance`."""
+        _check_caller_ids(request_id, hold_id)
         return await self._holds.commit(request_id, hold_id, lines, doc_ref, deadline, finance)
 
     async def release(
@@ -202,10 +211,27 @@ class Gateway:
         finance: Finance | None = None,
     ) -> HoldSummary:
         """Release the hold at every pair; each pair's Release carries `finance`."""
+        _check_caller_ids(request_id, hold_id)
         return await self._holds.release(request_id, hold_id, doc_ref, deadline, finance)
 
     async def get_hold(self, hold_id: str) -> HoldSummary:
         return await self._holds.get_hold(hold_id)
+
+    # ---- one-call sale ----
+
+    async def sell(
+        self,
+        request_id: str,
+        lines: Sequence[HoldLine],
+        doc_ref: str = "",
+        deadline: float | None = None,
+        *,
+        finance: Finance | None = None,
+    ) -> HoldSummary:
+        """Reserve and commit every line in one call, all or nothing (DESIGN.md §7); the
+        summary (state COMMITTED) is named by `request_id`."""
+        sale = Sell(request_id, tuple(SaleLine(hl.sku, hl.site, hl.line) for hl in lines), doc_ref, finance)
+        return await self._sales.sell(sale, deadline)
 
     # ---- reads ----
 
@@ -241,3 +267,13 @@ class Gateway:
 
     def queue_depths(self) -> dict[str, int]:
         return self._router.queue_depths()
+
+
+def _check_caller_ids(request_id: str, hold_id: str = "") -> None:
+    """A caller's command or hold may not take the ids the engine derives for a sale's
+    parts (a hold id "" becomes the request id, so both are checked)."""
+    out: list[FieldViolation] = []
+    check_caller_id(request_id, "request_id", out)
+    check_caller_id(hold_id, "hold_id", out)
+    if out:
+        raise InvalidArgument(out)

@@ -11,10 +11,10 @@ from typing import Any
 
 from engine.domain.cell import CellLimits
 from engine.domain.errors import Unavailable
-from engine.domain.ports import JournalError
+from engine.domain.ports import Backend, BackendFactory, JournalError
 from engine.domain.statuses import StatusDictionary
 from engine.runtime.gateway.router import Router
-from engine.runtime.host import Backend, BackendFactory, rebuild
+from engine.runtime.host import rebuild
 from engine.runtime.types import ShardCheck
 
 

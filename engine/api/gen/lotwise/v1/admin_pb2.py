@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from engine.api.gen.lotwise.v1 import inventory_pb2 as lotwise_dot_v1_dot_inventory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lotwise/v1/admin.proto\x12\nlotwise.v1\"\x0f\n\rVerifyRequest\"\x8c\x01\n\nShardCheck\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x11\n\tbatch_seq\x18\x02 \x01(\x03\x12\x11\n\tlive_hash\x18\x03 \x01(\t\x12\x14\n\x0crebuilt_hash\x18\x04 \x01(\t\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x18\n\x10replayed_batches\x18\x07 \x01(\x03\"D\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12&\n\x06shards\x18\x02 \x03(\x0b\x32\x16.lotwise.v1.ShardCheck\"\x13\n\x11ShardStatsRequest\"\xba\x01\n\tShardStat\x12\r\n\x05shard\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x0b\n\x03ops\x18\x06 \x01(\x03\x12\x11\n\tbatch_seq\x18\x07 \x01(\x03\x12\x10\n\x08position\x18\x08 \x01(\x03\x12\x12\n\nrecoveries\x18\t \x01(\x03\x12\x18\n\x10\x63\x65lls_with_holds\x18\n \x01(\x03\";\n\x12ShardStatsResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.lotwise.v1.ShardStat\"\x11\n\x0fSnapshotRequest\"\x82\x01\n\x10SnapshotResponse\x12=\n\tbatch_seq\x18\x01 \x03(\x0b\x32*.lotwise.v1.SnapshotResponse.BatchSeqEntry\x1a/\n\rBatchSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"+\n\x0ePinPairRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\" \n\x0fPinPairResponse\x12\r\n\x05shard\x18\x01 \x01(\t\"\xb2\x02\n\nDeadLetter\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12\x12\n\ndeliveries\x18\x08 \x01(\x05\x12\x14\n\x0c\x66\x61iled_at_ms\x18\t \x01(\x03\x12\x0f\n\x07payload\x18\n \x01(\x0c\x12\x34\n\x07headers\x18\x0b \x03(\x0b\x32#.lotwise.v1.DeadLetter.HeadersEntry\x12\x14\n\x0cpayload_size\x18\x0c \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x16ListDeadLettersRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"i\n\x17ListDeadLettersResponse\x12\'\n\x07letters\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.DeadLetter\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"#\n\x14GetDeadLetterRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\"?\n\x15GetDeadLetterResponse\x12&\n\x06letter\x18\x01 \x01(\x0b\x32\x16.lotwise.v1.DeadLetter\"C\n\x18ReplayDeadLettersRequest\x12\x0c\n\x04seqs\x18\x01 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"X\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x03(\x03\x12)\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x19.lotwise.v1.ReplayFailure\"+\n\rReplayFailure\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\xb4\x04\n\x05\x41\x64min\x12?\n\x06Verify\x12\x19.lotwise.v1.VerifyRequest\x1a\x1a.lotwise.v1.VerifyResponse\x12K\n\nShardStats\x12\x1d.lotwise.v1.ShardStatsRequest\x1a\x1e.lotwise.v1.ShardStatsResponse\x12\x45\n\x08Snapshot\x12\x1b.lotwise.v1.SnapshotRequest\x1a\x1c.lotwise.v1.SnapshotResponse\x12\x42\n\x07PinPair\x12\x1a.lotwise.v1.PinPairRequest\x1a\x1b.lotwise.v1.PinPairResponse\x12Z\n\x0fListDeadLetters\x12\".lotwise.v1.ListDeadLettersRequest\x1a#.lotwise.v1.ListDeadLettersResponse\x12T\n\rGetDeadLetter\x12 .lotwise.v1.GetDeadLetterRequest\x1a!.lotwise.v1.GetDeadLetterResponse\x12`\n\x11ReplayDeadLetters\x12$.lotwise.v1.ReplayDeadLettersRequest\x1a%.lotwise.v1.ReplayDeadLettersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lotwise/v1/admin.proto\x12\nlotwise.v1\x1a\x1alotwise/v1/inventory.proto\"\x0f\n\rVerifyRequest\"\x8c\x01\n\nShardCheck\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x11\n\tbatch_seq\x18\x02 \x01(\x03\x12\x11\n\tlive_hash\x18\x03 \x01(\t\x12\x14\n\x0crebuilt_hash\x18\x04 \x01(\t\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x18\n\x10replayed_batches\x18\x07 \x01(\x03\"D\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12&\n\x06shards\x18\x02 \x03(\x0b\x32\x16.lotwise.v1.ShardCheck\"\x13\n\x11ShardStatsRequest\"\xba\x01\n\tShardStat\x12\r\n\x05shard\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x0b\n\x03ops\x18\x06 \x01(\x03\x12\x11\n\tbatch_seq\x18\x07 \x01(\x03\x12\x10\n\x08position\x18\x08 \x01(\x03\x12\x12\n\nrecoveries\x18\t \x01(\x03\x12\x18\n\x10\x63\x65lls_with_holds\x18\n \x01(\x03\";\n\x12ShardStatsResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.lotwise.v1.ShardStat\"\x11\n\x0fSnapshotRequest\"\x82\x01\n\x10SnapshotResponse\x12=\n\tbatch_seq\x18\x01 \x03(\x0b\x32*.lotwise.v1.SnapshotResponse.BatchSeqEntry\x1a/\n\rBatchSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"+\n\x0ePinPairRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\" \n\x0fPinPairResponse\x12\r\n\x05shard\x18\x01 \x01(\t\"\xb2\x02\n\nDeadLetter\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12\x12\n\ndeliveries\x18\x08 \x01(\x05\x12\x14\n\x0c\x66\x61iled_at_ms\x18\t \x01(\x03\x12\x0f\n\x07payload\x18\n \x01(\x0c\x12\x34\n\x07headers\x18\x0b \x03(\x0b\x32#.lotwise.v1.DeadLetter.HeadersEntry\x12\x14\n\x0cpayload_size\x18\x0c \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x16ListDeadLettersRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"i\n\x17ListDeadLettersResponse\x12\'\n\x07letters\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.DeadLetter\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"#\n\x14GetDeadLetterRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\"?\n\x15GetDeadLetterResponse\x12&\n\x06letter\x18\x01 \x01(\x0b\x32\x16.lotwise.v1.DeadLetter\"C\n\x18ReplayDeadLettersRequest\x12\x0c\n\x04seqs\x18\x01 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"X\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x03(\x03\x12)\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x19.lotwise.v1.ReplayFailure\"+\n\rReplayFailure\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x8d\x01\n\tImportRow\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x1e\n\x03sku\x18\x02 \x01(\x0b\x32\x0f.lotwise.v1.SkuH\x00\x12 \n\x04site\x18\x03 \x01(\x0b\x32\x10.lotwise.v1.SiteH\x00\x12)\n\x03lot\x18\x04 \x01(\x0b\x32\x1a.lotwise.v1.ReceiveRequestH\x00\x42\x05\n\x03row\"E\n\x0bImportChunk\x12\x11\n\tchunk_seq\x18\x01 \x01(\x03\x12#\n\x04rows\x18\x02 \x03(\x0b\x32\x15.lotwise.v1.ImportRow\"L\n\rImportRefusal\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\"\x8b\x01\n\x10ImportChunkReply\x12\x11\n\tchunk_seq\x18\x01 \x01(\x03\x12\x0c\n\x04skus\x18\x02 \x01(\x03\x12\r\n\x05sites\x18\x03 \x01(\x03\x12\x0c\n\x04lots\x18\x04 \x01(\x03\x12\r\n\x05units\x18\x05 \x01(\x03\x12*\n\x07refused\x18\x06 \x03(\x0b\x32\x19.lotwise.v1.ImportRefusal2\xf9\x04\n\x05\x41\x64min\x12?\n\x06Verify\x12\x19.lotwise.v1.VerifyRequest\x1a\x1a.lotwise.v1.VerifyResponse\x12K\n\nShardStats\x12\x1d.lotwise.v1.ShardStatsRequest\x1a\x1e.lotwise.v1.ShardStatsResponse\x12\x45\n\x08Snapshot\x12\x1b.lotwise.v1.SnapshotRequest\x1a\x1c.lotwise.v1.SnapshotResponse\x12\x42\n\x07PinPair\x12\x1a.lotwise.v1.PinPairRequest\x1a\x1b.lotwise.v1.PinPairResponse\x12Z\n\x0fListDeadLetters\x12\".lotwise.v1.ListDeadLettersRequest\x1a#.lotwise.v1.ListDeadLettersResponse\x12T\n\rGetDeadLetter\x12 .lotwise.v1.GetDeadLetterRequest\x1a!.lotwise.v1.GetDeadLetterResponse\x12`\n\x11ReplayDeadLetters\x12$.lotwise.v1.ReplayDeadLettersRequest\x1a%.lotwise.v1.ReplayDeadLettersResponse\x12\x43\n\x06Import\x12\x17.lotwise.v1.ImportChunk\x1a\x1c.lotwise.v1.ImportChunkReply(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,46 +36,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._serialized_options = b'8\001'
   _globals['_DEADLETTER_HEADERSENTRY']._loaded_options = None
   _globals['_DEADLETTER_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_VERIFYREQUEST']._serialized_start=38
-  _globals['_VERIFYREQUEST']._serialized_end=53
-  _globals['_SHARDCHECK']._serialized_start=56
-  _globals['_SHARDCHECK']._serialized_end=196
-  _globals['_VERIFYRESPONSE']._serialized_start=198
-  _globals['_VERIFYRESPONSE']._serialized_end=266
-  _globals['_SHARDSTATSREQUEST']._serialized_start=268
-  _globals['_SHARDSTATSREQUEST']._serialized_end=287
-  _globals['_SHARDSTAT']._serialized_start=290
-  _globals['_SHARDSTAT']._serialized_end=476
-  _globals['_SHARDSTATSRESPONSE']._serialized_start=478
-  _globals['_SHARDSTATSRESPONSE']._serialized_end=537
-  _globals['_SNAPSHOTREQUEST']._serialized_start=539
-  _globals['_SNAPSHOTREQUEST']._serialized_end=556
-  _globals['_SNAPSHOTRESPONSE']._serialized_start=559
-  _globals['_SNAPSHOTRESPONSE']._serialized_end=689
-  _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._serialized_start=642
-  _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._serialized_end=689
-  _globals['_PINPAIRREQUEST']._serialized_start=691
-  _globals['_PINPAIRREQUEST']._serialized_end=734
-  _globals['_PINPAIRRESPONSE']._serialized_start=736
-  _globals['_PINPAIRRESPONSE']._serialized_end=768
-  _globals['_DEADLETTER']._serialized_start=771
-  _globals['_DEADLETTER']._serialized_end=1077
-  _globals['_DEADLETTER_HEADERSENTRY']._serialized_start=1031
-  _globals['_DEADLETTER_HEADERSENTRY']._serialized_end=1077
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1079
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1151
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1153
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1258
-  _globals['_GETDEADLETTERREQUEST']._serialized_start=1260
-  _globals['_GETDEADLETTERREQUEST']._serialized_end=1295
-  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1297
-  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1360
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1362
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1429
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1431
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1519
-  _globals['_REPLAYFAILURE']._serialized_start=1521
-  _globals['_REPLAYFAILURE']._serialized_end=1564
-  _globals['_ADMIN']._serialized_start=1567
-  _globals['_ADMIN']._serialized_end=2131
+  _globals['_VERIFYREQUEST']._serialized_start=66
+  _globals['_VERIFYREQUEST']._serialized_end=81
+  _globals['_SHARDCHECK']._serialized_start=84
+  _globals['_SHARDCHECK']._serialized_end=224
+  _globals['_VERIFYRESPONSE']._serialized_start=226
+  _globals['_VERIFYRESPONSE']._serialized_end=294
+  _globals['_SHARDSTATSREQUEST']._serialized_start=296
+  _globals['_SHARDSTATSREQUEST']._serialized_end=315
+  _globals['_SHARDSTAT']._serialized_start=318
+  _globals['_SHARDSTAT']._serialized_end=504
+  _globals['_SHARDSTATSRESPONSE']._serialized_start=506
+  _globals['_SHARDSTATSRESPONSE']._serialized_end=565
+  _globals['_SNAPSHOTREQUEST']._serialized_start=567
+  _globals['_SNAPSHOTREQUEST']._serialized_end=584
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=587
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=717
+  _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._serialized_start=670
+  _globals['_SNAPSHOTRESPONSE_BATCHSEQENTRY']._serialized_end=717
+  _globals['_PINPAIRREQUEST']._serialized_start=719
+  _globals['_PINPAIRREQUEST']._serialized_end=762
+  _globals['_PINPAIRRESPONSE']._serialized_start=764
+  _globals['_PINPAIRRESPONSE']._serialized_end=796
+  _globals['_DEADLETTER']._serialized_start=799
+  _globals['_DEADLETTER']._serialized_end=1105
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_start=1059
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_end=1105
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1107
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1179
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1181
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1286
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=1288
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=1323
+  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1325
+  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1388
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1390
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1457
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1459
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1547
+  _globals['_REPLAYFAILURE']._serialized_start=1549
+  _globals['_REPLAYFAILURE']._serialized_end=1592
+  _globals['_IMPORTROW']._serialized_start=1595
+  _globals['_IMPORTROW']._serialized_end=1736
+  _globals['_IMPORTCHUNK']._serialized_start=1738
+  _globals['_IMPORTCHUNK']._serialized_end=1807
+  _globals['_IMPORTREFUSAL']._serialized_start=1809
+  _globals['_IMPORTREFUSAL']._serialized_end=1885
+  _globals['_IMPORTCHUNKREPLY']._serialized_start=1888
+  _globals['_IMPORTCHUNKREPLY']._serialized_end=2027
+  _globals['_ADMIN']._serialized_start=2030
+  _globals['_ADMIN']._serialized_end=2663
 # @@protoc_insertion_point(module_scope)

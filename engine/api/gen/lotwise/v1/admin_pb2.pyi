@@ -1,3 +1,4 @@
+from engine.api.gen.lotwise.v1 import inventory_pb2 as _inventory_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -193,3 +194,51 @@ class ReplayFailure(_message.Message):
     seq: int
     error: str
     def __init__(self, seq: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ImportRow(_message.Message):
+    __slots__ = ("line", "sku", "site", "lot")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    sku: _inventory_pb2.Sku
+    site: _inventory_pb2.Site
+    lot: _inventory_pb2.ReceiveRequest
+    def __init__(self, line: _Optional[int] = ..., sku: _Optional[_Union[_inventory_pb2.Sku, _Mapping]] = ..., site: _Optional[_Union[_inventory_pb2.Site, _Mapping]] = ..., lot: _Optional[_Union[_inventory_pb2.ReceiveRequest, _Mapping]] = ...) -> None: ...
+
+class ImportChunk(_message.Message):
+    __slots__ = ("chunk_seq", "rows")
+    CHUNK_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    chunk_seq: int
+    rows: _containers.RepeatedCompositeFieldContainer[ImportRow]
+    def __init__(self, chunk_seq: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[ImportRow, _Mapping]]] = ...) -> None: ...
+
+class ImportRefusal(_message.Message):
+    __slots__ = ("line", "code", "message", "fields")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    code: str
+    message: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, line: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImportChunkReply(_message.Message):
+    __slots__ = ("chunk_seq", "skus", "sites", "lots", "units", "refused")
+    CHUNK_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    LOTS_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    chunk_seq: int
+    skus: int
+    sites: int
+    lots: int
+    units: int
+    refused: _containers.RepeatedCompositeFieldContainer[ImportRefusal]
+    def __init__(self, chunk_seq: _Optional[int] = ..., skus: _Optional[int] = ..., sites: _Optional[int] = ..., lots: _Optional[int] = ..., units: _Optional[int] = ..., refused: _Optional[_Iterable[_Union[ImportRefusal, _Mapping]]] = ...) -> None: ...

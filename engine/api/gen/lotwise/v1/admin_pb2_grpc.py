@@ -69,6 +69,11 @@ class AdminStub:
                 request_serializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.Import = channel.stream_stream(
+                '/lotwise.v1.Admin/Import',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.ImportChunk.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.ImportChunkReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -135,6 +140,23 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Import(self, request_iterator, context):
+        """Bulk load (`lotwise import FILE`): skus, sites and lots (receipts) in chunks of rows.
+        Each row is one command applied on its own — all of it or nothing of it — and a
+        refused row is answered in its chunk's reply with its line and why; the others go on.
+        Lots are receipts with the caller's request ids, so a re-run with the same ids
+        changes nothing (within the engine's idempotency window); skus and sites are upserts.
+        A chunk that carries skus or sites is applied after every chunk before it and before
+        any after it (a lot may refer to them); chunks of lots only run concurrently.
+        Bounds: at most 4,096 rows per chunk (beyond: RESOURCE_EXHAUSTED, reason
+        IMPORT_CHUNK_TOO_LARGE, which ends the stream), a message under the server's size
+        limit, and at most 8 chunks applied at once per stream (beyond: the server stops
+        reading, and gRPC's flow control slows the caller down). Replies come in chunk order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +194,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'Import': grpc.stream_stream_rpc_method_handler(
+                    servicer.Import,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.ImportChunk.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.ImportChunkReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +390,33 @@ class Admin:
             '/lotwise.v1.Admin/ReplayDeadLetters',
             lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersRequest.SerializeToString,
             lotwise_dot_v1_dot_admin__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Import(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lotwise.v1.Admin/Import',
+            lotwise_dot_v1_dot_admin__pb2.ImportChunk.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.ImportChunkReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -340,6 +340,26 @@ class ReserveResponse(_message.Message):
     hold: Hold
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
 
+class SellRequest(_message.Message):
+    __slots__ = ("request_id", "lines", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[ReserveLine]
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[ReserveLine, _Mapping]]] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class SellResponse(_message.Message):
+    __slots__ = ("sale", "sold_qty")
+    SALE_FIELD_NUMBER: _ClassVar[int]
+    SOLD_QTY_FIELD_NUMBER: _ClassVar[int]
+    sale: Hold
+    sold_qty: int
+    def __init__(self, sale: _Optional[_Union[Hold, _Mapping]] = ..., sold_qty: _Optional[int] = ...) -> None: ...
+
 class CommitLine(_message.Message):
     __slots__ = ("sku", "site", "qty")
     SKU_FIELD_NUMBER: _ClassVar[int]
@@ -589,3 +609,120 @@ class QueryStockResponse(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[StockRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[StockRow, _Mapping]]] = ...) -> None: ...
+
+class Command(_message.Message):
+    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "timeout_ms")
+    PUT_SKU_FIELD_NUMBER: _ClassVar[int]
+    PUT_SITE_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    CONSUME_FIELD_NUMBER: _ClassVar[int]
+    ADJUST_FIELD_NUMBER: _ClassVar[int]
+    GET_HOLD_FIELD_NUMBER: _ClassVar[int]
+    GET_AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    SELL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    put_sku: PutSkuRequest
+    put_site: PutSiteRequest
+    receive: ReceiveRequest
+    move: MoveRequest
+    change_status: ChangeStatusRequest
+    reserve: ReserveRequest
+    commit: CommitRequest
+    release: ReleaseRequest
+    consume: ConsumeRequest
+    adjust: AdjustRequest
+    get_hold: GetHoldRequest
+    get_availability: GetAvailabilityRequest
+    sell: SellRequest
+    timeout_ms: int
+    def __init__(self, put_sku: _Optional[_Union[PutSkuRequest, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteRequest, _Mapping]] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldRequest, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityRequest, _Mapping]] = ..., sell: _Optional[_Union[SellRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class CommandBatch(_message.Message):
+    __slots__ = ("commands", "batch_id")
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[Command]
+    batch_id: int
+    def __init__(self, commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+
+class FieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class CommandError(_message.Message):
+    __slots__ = ("code", "message", "reason", "domain", "metadata", "field_violations", "resource_type", "resource_name", "retry_delay_ms")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    reason: str
+    domain: str
+    metadata: _containers.ScalarMap[str, str]
+    field_violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
+    resource_type: str
+    resource_name: str
+    retry_delay_ms: int
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., domain: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., resource_type: _Optional[str] = ..., resource_name: _Optional[str] = ..., retry_delay_ms: _Optional[int] = ...) -> None: ...
+
+class Reply(_message.Message):
+    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "error")
+    PUT_SKU_FIELD_NUMBER: _ClassVar[int]
+    PUT_SITE_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    CONSUME_FIELD_NUMBER: _ClassVar[int]
+    ADJUST_FIELD_NUMBER: _ClassVar[int]
+    GET_HOLD_FIELD_NUMBER: _ClassVar[int]
+    GET_AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    SELL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    put_sku: PutSkuResponse
+    put_site: PutSiteResponse
+    receive: ReceiveResponse
+    move: MoveResponse
+    change_status: ChangeStatusResponse
+    reserve: ReserveResponse
+    commit: CommitResponse
+    release: ReleaseResponse
+    consume: ConsumeResponse
+    adjust: AdjustResponse
+    get_hold: GetHoldResponse
+    get_availability: GetAvailabilityResponse
+    sell: SellResponse
+    error: CommandError
+    def __init__(self, put_sku: _Optional[_Union[PutSkuResponse, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteResponse, _Mapping]] = ..., receive: _Optional[_Union[ReceiveResponse, _Mapping]] = ..., move: _Optional[_Union[MoveResponse, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusResponse, _Mapping]] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., consume: _Optional[_Union[ConsumeResponse, _Mapping]] = ..., adjust: _Optional[_Union[AdjustResponse, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldResponse, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityResponse, _Mapping]] = ..., sell: _Optional[_Union[SellResponse, _Mapping]] = ..., error: _Optional[_Union[CommandError, _Mapping]] = ...) -> None: ...
+
+class ReplyBatch(_message.Message):
+    __slots__ = ("replies", "batch_id")
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[Reply]
+    batch_id: int
+    def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ..., batch_id: _Optional[int] = ...) -> None: ...

@@ -80,6 +80,11 @@ class InventoryStub:
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.Sell = channel.unary_unary(
+                '/lotwise.v1.Inventory/Sell',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.SellRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.SellResponse.FromString,
+                _registered_method=True)
         self.Consume = channel.unary_unary(
                 '/lotwise.v1.Inventory/Consume',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ConsumeRequest.SerializeToString,
@@ -109,6 +114,16 @@ class InventoryStub:
                 '/lotwise.v1.Inventory/ListSkus',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
+                _registered_method=True)
+        self.Execute = channel.unary_unary(
+                '/lotwise.v1.Inventory/Execute',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ReplyBatch.FromString,
+                _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/lotwise.v1.Inventory/Stream',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ReplyBatch.FromString,
                 _registered_method=True)
 
 
@@ -180,6 +195,15 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Sell(self, request, context):
+        """Sells in one call: holds every line and commits it, all-or-nothing across sites (a
+        POS that has taken payment needs no two-phase round trip). A refused sale holds and
+        sells nothing. A retry with the same request id answers the first sale once more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Consume(self, request, context):
         """Issues stock without a hold (a scan-take). Never refused for lack of book stock:
         a shortfall is booked as a discrepancy and reported.
@@ -218,6 +242,28 @@ class InventoryServicer:
 
     def ListSkus(self, request, context):
         """Lists every sku in the catalog.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Execute(self, request, context):
+        """Runs many independent commands in one message (at most 1024). Each command keeps the
+        unary call's semantics (its own request id, idempotency, refusals) and gets its own
+        reply or its own error, in the order sent; one refused command fails nothing else.
+        The commands of one batch run concurrently: send a command that depends on another
+        in a later batch. More than 1024 commands: RESOURCE_EXHAUSTED (ErrorInfo reason
+        BATCH_TOO_LARGE, never worth retrying as is); a command slot with no command set:
+        INVALID_ARGUMENT (ErrorInfo reason MALFORMED_REQUEST) for the whole batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request_iterator, context):
+        """Execute for long-lived callers: each CommandBatch sent is answered by one ReplyBatch
+        with the same `batch_id`, in completion order. At most 64 batches per stream run at
+        once; beyond that the server stops reading until one is answered (flow control).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -271,6 +317,11 @@ def add_InventoryServicer_to_server(servicer, server):
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.ReleaseResponse.SerializeToString,
             ),
+            'Sell': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sell,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.SellRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.SellResponse.SerializeToString,
+            ),
             'Consume': grpc.unary_unary_rpc_method_handler(
                     servicer.Consume,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ConsumeRequest.FromString,
@@ -300,6 +351,16 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.ListSkus,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.SerializeToString,
+            ),
+            'Execute': grpc.unary_unary_rpc_method_handler(
+                    servicer.Execute,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ReplyBatch.SerializeToString,
+            ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ReplyBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -557,6 +618,33 @@ class Inventory:
             _registered_method=True)
 
     @staticmethod
+    def Sell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/Sell',
+            lotwise_dot_v1_dot_inventory__pb2.SellRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.SellResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Consume(request,
             target,
             options=(),
@@ -708,6 +796,60 @@ class Inventory:
             '/lotwise.v1.Inventory/ListSkus',
             lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
             lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Execute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/Execute',
+            lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ReplyBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lotwise.v1.Inventory/Stream',
+            lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ReplyBatch.FromString,
             options,
             channel_credentials,
             insecure,

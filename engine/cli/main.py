@@ -6,8 +6,9 @@
     lotwise stock [--org medline/east --by sku ...]  many pairs, rolled up
     lotwise hold HOLD_ID                             one hold and its parts
     lotwise sites [--org ...]                        the site directory
-    lotwise history balance|movements|...            ask the history store (engine/cli_history.py)
-    lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli_dlq.py)
+    lotwise history balance|movements|...            ask the history store (engine/cli/history.py)
+    lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli/dlq.py)
+    lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
 
 Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
 its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
@@ -25,40 +26,49 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.cli.bulk import import_command
+from engine.cli.common import (
+    _DEBUG_HINT,
+    DEFAULT_TARGET,
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_REFUSED,
+    SERVICE,
+    ConfigError,
+    StartError,
+    TargetOpt,
+    TimeoutOpt,
+    _expiry_cell,
+    _now_ms,
+    _out,
+    describe,
+    fail,
+    with_client,
+)
+from engine.cli.dlq import dlq_app
+from engine.cli.history import history_app
+from engine.cli.where import where
 from engine.domain.cell import Dimension
 
 if TYPE_CHECKING:
     from engine.api.client import LotwiseClient
-    from engine.app import RunningEngine
+    from engine.bootstrap import RunningEngine
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
     from engine.domain.inventory import StockRow
-    from engine.endpoints import Target
     from engine.runtime.types import HoldSummary
     from engine.settings import Settings
-
-EXIT_REFUSED = 1
-EXIT_CONFIG = 2  # the same code click uses for usage errors: "you asked for something impossible"
-EXIT_UNREACHABLE = 3
-EXIT_INTERRUPTED = 130
-_DEBUG_HINT = "LOTWISE_LOG_LEVEL=debug logs the full traceback"
-
-# "": the engine.json of the data dir (`lotwise up` writes it), else 127.0.0.1:50051 (engine/endpoints.py).
-DEFAULT_TARGET = ""
-SERVICE = "lotwise.v1.Inventory"
-MS_PER_DAY = 86_400_000
-EXPIRY_WARN_DAYS = 30  # expiry within a month is shown in yellow: what a pharmacist scans for
 
 app = typer.Typer(
     name="lotwise",
@@ -70,29 +80,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_T = TypeVar("_T")
-
-
-class ConfigError(Exception):
-    """Bad configuration, caught before anything starts. Names the field it is about;
-    `more` lists further problems found at the same time (so one run shows them all)."""
-
-    def __init__(self, field: str, message: str, more: Sequence[str] = ()) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-        self.more = tuple(more)
-
-
-class StartError(Exception):
-    """The engine could not start for a reason that is not bad configuration (Ray did not
-    come up, a cluster is unreachable, the journal cannot be read)."""
-
 
 async def start_engine(stack: contextlib.AsyncExitStack, settings: Settings, gateway: Any = None) -> RunningEngine:
     """Enter `running_engine` on `stack`; any failure becomes one StartError line, and the
     traceback goes to the log at debug level (LOTWISE_LOG_LEVEL=debug) for whoever digs."""
-    from engine.app import running_engine
+    from engine.bootstrap import running_engine
 
     try:
         return await stack.enter_async_context(running_engine(settings, gateway=gateway))
@@ -117,28 +109,6 @@ class StockBy(StrEnum):
     LOT = "lot"
     EXPIRY_DAY = "expiry_day"
     RECEIVED_DAY = "received_day"
-
-
-# ---- consoles and failures ------------------------------------------------------------
-
-
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _err() -> Console:
-    # soft_wrap: an error stays one line however narrow the terminal (greppable in logs).
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(lines: str | Sequence[str], code: int) -> NoReturn:
-    """Print `lotwise: error: ...` (first line) plus detail lines to stderr and exit."""
-    items = [lines] if isinstance(lines, str) else list(lines)
-    err = _err()
-    err.print(Text("lotwise: error: ", style="bold red") + Text(items[0]))
-    for line in items[1:]:
-        err.print(Text("  " + line))
-    raise typer.Exit(code)
 
 
 # ---- configuration --------------------------------------------------------------------
@@ -171,7 +141,7 @@ def build_settings(overrides: dict[str, Any]) -> Settings:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from engine.domain.statuses import DictionaryError, load_dictionary
+    from engine.bootstrap.config import SettingsProblem, check_settings
     from engine.settings import Settings
 
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -189,14 +159,10 @@ def build_settings(overrides: dict[str, Any]) -> Settings:
         raise ConfigError(label, message, [f"{f}: {m}" for f, m in rest]) from None
     except SettingsError as exc:  # e.g. an env var that is not valid for its type
         raise ConfigError("settings", str(exc)) from None
-    if settings.status_dictionary is not None:
-        try:
-            load_dictionary(settings.status_dictionary)
-        except OSError as exc:
-            label = _field_label("status_dictionary", given)
-            raise ConfigError(label, f"cannot read {settings.status_dictionary}: {exc.strerror or exc}") from None
-        except DictionaryError as exc:
-            raise ConfigError(_field_label("status_dictionary", given), str(exc)) from None
+    try:
+        check_settings(settings)  # the files it names (status dictionary, ingestion map)
+    except SettingsProblem as exc:
+        raise ConfigError(_field_label(exc.field, given), exc.message) from None
     return settings
 
 
@@ -228,122 +194,6 @@ def config_errors() -> Iterator[None]:
         yield
     except ConfigError as exc:
         fail([f"invalid configuration: {exc}", *exc.more], EXIT_CONFIG)
-
-
-# ---- talking to an engine -------------------------------------------------------------
-
-
-def describe(err: BaseException) -> list[str]:
-    """A typed refusal as lines: what happened, then its details (violations, quantities)."""
-    from engine.api.errors import RemoteError
-    from engine.domain.errors import (
-        DeadlineExceeded,
-        FailedPrecondition,
-        InsufficientStock,
-        InvalidArgument,
-        NotFound,
-        Overloaded,
-        PermissionDenied,
-        RequestConflict,
-        Unavailable,
-    )
-
-    match err:
-        case InvalidArgument():
-            return ["invalid argument (INVALID_ARGUMENT):"] + [f"{v.field}: {v.description}" for v in err.violations]
-        case InsufficientStock():
-            return [
-                f"insufficient stock (FAILED_PRECONDITION, INSUFFICIENT_STOCK) at {err.sku}@{err.site}:",
-                f"requested {err.requested}, available {err.available}",
-            ]
-        case FailedPrecondition():
-            meta = ", ".join(f"{k}={v}" for k, v in sorted(err.metadata.items()))
-            return [f"refused (FAILED_PRECONDITION, {err.reason}): {err.message}"] + ([meta] if meta else [])
-        case NotFound():
-            what = f"{err.resource_type} {err.resource_name!r}" if err.resource_type else err.message
-            return [f"not found (NOT_FOUND): {what}"]
-        case RequestConflict():
-            return [f"conflict (ALREADY_EXISTS): {err.message}"]
-        case PermissionDenied():
-            return [f"permission denied (PERMISSION_DENIED): {err.message}"]
-        case Overloaded():
-            return [f"engine overloaded (RESOURCE_EXHAUSTED): {err.message}", "retry with backoff"]
-        case Unavailable():
-            return [f"engine unavailable (UNAVAILABLE): {err.message}"]
-        case DeadlineExceeded():
-            return [f"no answer in time (DEADLINE_EXCEEDED): {err.message}"]
-        case RemoteError():
-            return [f"{err.code.name}: {err.message}"]
-    return [f"{type(err).__name__}: {err}"]
-
-
-def _exit_code(err: BaseException) -> int:
-    from engine.domain.errors import DeadlineExceeded, Unavailable
-
-    return EXIT_UNREACHABLE if isinstance(err, Unavailable | DeadlineExceeded) else EXIT_REFUSED
-
-
-def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], Awaitable[_T]]) -> _T:
-    """Run `work` with a client of `target`; typed refusals become messages and exit codes."""
-    from engine.api.client import LotwiseClient
-    from engine.api.errors import RemoteError
-    from engine.domain.errors import DomainError, Unavailable
-    from engine.logs import configure_logging
-
-    if timeout_s <= 0:
-        fail("--timeout must be > 0", EXIT_CONFIG)
-    resolved = _resolve_target(target)
-    target = resolved.address
-    configure_logging("warning")  # the client's retry chatter is debug; the table is the output
-
-    async def go() -> _T:
-        async with LotwiseClient(target, timeout_s=timeout_s) as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(go())
-    except Unavailable as exc:
-        lines = [f"cannot reach the engine at {target} (from {resolved.source})", *describe(exc)]
-        fail([*lines, _UNREACHABLE_HINT], EXIT_UNREACHABLE)
-    except (DomainError, RemoteError) as exc:
-        fail(describe(exc), _exit_code(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
-
-
-_UNREACHABLE_HINT = (
-    "is `lotwise up` running? `make up` serves inside a private network namespace: "
-    "run clients in `make shell`, or set LOTWISE_NO_NETNS=1"
-)
-
-
-def _resolve_target(given: str) -> Target:
-    from engine.endpoints import EndpointsError, resolve_target
-
-    try:
-        return resolve_target(given)
-    except EndpointsError as exc:
-        fail([f"unusable {exc.path}: {exc.problem}", "give --target, or remove the file"], EXIT_CONFIG)
-
-
-# ---- rendering ------------------------------------------------------------------------
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat() if ms else "—"
-
-
-def _expiry_cell(ms: int, now_ms: int) -> Text:
-    if not ms:
-        return Text("never", style="dim")
-    days = (ms - now_ms) / MS_PER_DAY
-    style = "bold red" if days <= 0 else "yellow" if days < EXPIRY_WARN_DAYS else ""
-    left = "expired" if days <= 0 else f"{days:.0f} d"
-    return Text(f"{_day(ms)} ({left})", style=style)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def slice_table(dims: Sequence[str], rows: Sequence[SliceRow], now_ms: int) -> Table:
@@ -433,21 +283,6 @@ def _stamp(ms: int, now_ms: int) -> str:
     at = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     delta_s = (ms - now_ms) / 1000
     return f"{at} (in {delta_s:.0f} s)" if delta_s >= 0 else f"{at} ({-delta_s:.0f} s ago)"
-
-
-# ---- options shared by the client commands --------------------------------------------
-
-TargetOpt = Annotated[
-    str,
-    typer.Option(
-        "--target",
-        "-t",
-        envvar="LOTWISE_TARGET",
-        help="host:port of a running engine.",
-        show_default="the engine.json in LOTWISE_DATA_DIR (.data), else 127.0.0.1:50051",
-    ),
-]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]
 
 
 # ---- lotwise up -----------------------------------------------------------------------
@@ -578,7 +413,7 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
 
     from engine.endpoints import Endpoints, remove_endpoints, write_endpoints
 
-    nats = getattr(engine, "nats", None)
+    nats = engine.nats
     nats_url = nats.url if nats is not None else engine.settings.nats_url
     endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid())
     data_dir = engine.settings.data_dir
@@ -594,7 +429,7 @@ def _where_journal(engine: RunningEngine) -> str:
     settings = engine.settings
     if settings.journal == "memory":
         return "in memory (nothing survives a restart; development only)"
-    nats = getattr(engine, "nats", None)
+    nats = engine.nats
     if nats is not None:
         return f"NATS JetStream, embedded nats-server at {nats.url}, files in {settings.data_dir / 'nats'}"
     return f"NATS JetStream at {settings.nats_url}"
@@ -602,7 +437,7 @@ def _where_journal(engine: RunningEngine) -> str:
 
 def _shutdown_ray_if_local(settings: Settings) -> None:
     if not settings.ray_address:
-        from engine.runtime.cluster import shutdown_ray
+        from engine.bootstrap import shutdown_ray
 
         shutdown_ray()
 
@@ -734,9 +569,9 @@ async def _demo_embedded(
     async with contextlib.AsyncExitStack() as stack:
         gateway = None
         if in_process:
-            from engine.runtime.gateway import Gateway
+            from engine.bootstrap import in_process_gateway
 
-            gateway = Gateway.local(shards=settings.shards, sweep_interval_ms=settings.sweep_interval_ms)
+            gateway = in_process_gateway(settings)
             stack.push_async_callback(gateway.close)  # running_engine closes only gateways it made
         else:
             stack.callback(_shutdown_ray_if_local, settings)
@@ -748,7 +583,7 @@ async def _demo_embedded(
         try:
             summary = await _demo_flow(out, client, run, hold_ttl_ms)
             if engine.ingest is not None and engine.nats is not None:
-                await _demo_cabinet(out, client, engine)
+                await _demo_cabinet(out, client, engine.nats.url, settings.namespace)
         except DomainError as exc:  # the demo itself was refused: a bug in the demo or the engine
             fail(["the demo was refused unexpectedly", *describe(exc)], EXIT_REFUSED)
         with out.status("Stopping the embedded engine…"):
@@ -783,11 +618,11 @@ async def _demo_flow(out: Console, client: LotwiseClient, run: DemoRun, hold_ttl
         return await run_flow(client, run, short_ttl_ms=hold_ttl_ms, on_step=narrate)
 
 
-async def _demo_cabinet(out: Console, client: LotwiseClient, engine: RunningEngine) -> None:
+async def _demo_cabinet(out: Console, client: LotwiseClient, nats_url: str, namespace: str) -> None:
     from engine.demo import CABINET_DEVICE, cabinet_scan_over_nats
 
     with out.status("A cabinet publishes a scan over NATS…"):
-        scan = await cabinet_scan_over_nats(client, engine.nats.url, engine.settings.namespace)
+        scan = await cabinet_scan_over_nats(client, nats_url, namespace)
     out.print(
         f"[green]✓[/] [bold]{'nats':<8}[/] {CABINET_DEVICE} published a GS1 scan-take on NATS: {scan.site} "
         f"available IVC-20G {scan.available_before} → {scan.available_after}, visible centrally after "
@@ -984,16 +819,8 @@ def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> No
     _out().print(table)
 
 
-# `lotwise history …` lives in its own module; imported last, as it uses what is above.
-from engine.cli_dlq import dlq_app  # noqa: E402
-from engine.cli_history import history_app  # noqa: E402
-from engine.cli_where import where  # noqa: E402
-
 app.command()(where)
+app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
-
-
-if __name__ == "__main__":  # `python -m engine.cli`
-    app()

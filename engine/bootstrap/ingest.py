@@ -1,6 +1,6 @@
-"""Starting ingestion as one piece: config, dead-letter store, replay desk, consumer.
+"""Wiring ingestion: config, dead-letter store, replay desk, consumer.
 
-The composition root (engine.app) calls `start_ingest` once the gateway exists, passes
+`running_engine` calls `start_ingest` once the gateway exists, passes
 `runtime.desk` to the Admin service (`lotwise dlq`), and `runtime.stop()` on the way down.
 """
 

@@ -1,8 +1,8 @@
-"""Starting history as one piece: the store, the sink and the gRPC service (DESIGN.md §8, §11).
+"""Wiring history: the store, the sink and the gRPC service over them (DESIGN.md §8, §11).
 
-The composition root (engine.app) calls `start_history` once the journal exists and
-passes `runtime.service` to the gRPC server; `runtime.stop()` on the way down. With the
-embedded default the store is chDB under the engine's data dir, owned by this process.
+`running_engine` calls `start_history` once the journal exists and passes
+`runtime.service` to the gRPC server; `runtime.stop()` on the way down. With the embedded
+default the store is chDB under the engine's data dir, owned by this process.
 """
 
 from __future__ import annotations
@@ -10,17 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry
 
-from adapters.clickhouse.sink import HistorySink, SinkConfig, SinkMetrics, default_sink_metrics
+from adapters.clickhouse.sink import SinkConfig, SinkMetrics, default_sink_metrics
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig, chdb_dsn, open_store
+from adapters.nats.history import HistorySink
 from adapters.nats.journal import JournalConfig, NatsLink, engine_journal_config
-
-if TYPE_CHECKING:
-    from engine.api.history import HistoryServicer
+from engine.api.history import HistoryServicer
 
 log = structlog.get_logger("lotwise.history")
 
@@ -67,8 +65,6 @@ async def start_history(
     """Open the store (migrating its schema), start the sink on the journal, build the
     servicer. Raises Unavailable when the store cannot be opened (e.g. its chdb path is
     owned by another process)."""
-    from engine.api.history import HistoryServicer
-
     store = await open_store(config.store)
     link: NatsLink | None = None
     sink: HistorySink | None = None

@@ -22,18 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from engine.domain.deadletters import DeadLetterCode
-
-# Defined before engine.cli is imported: engine.cli registers it at its bottom, whichever
-# of the two modules is imported first.
-dlq_app = typer.Typer(
-    name="dlq",
-    help="Dead letters of NATS ingestion: list them, show one, replay them once the cause is fixed.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-from engine.cli import (  # noqa: E402 - after dlq_app (see above)
+from engine.cli.common import (
     DEFAULT_TARGET,
     EXIT_CONFIG,
     EXIT_REFUSED,
@@ -43,6 +32,7 @@ from engine.cli import (  # noqa: E402 - after dlq_app (see above)
     fail,
     with_client,
 )
+from engine.domain.deadletters import DeadLetterCode
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,6 +40,14 @@ if TYPE_CHECKING:
 
     from engine.api.client import LotwiseClient
     from engine.domain.deadletters import ReplayResult, StoredDeadLetter
+
+
+dlq_app = typer.Typer(
+    name="dlq",
+    help="Dead letters of NATS ingestion: list them, show one, replay them once the cause is fixed.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 REASON_COLUMN_CHARS = 60
 SHOW_TEXT_MAX_CHARS = 16_000  # a pretty-printed JSON payload is cut here

@@ -18,10 +18,8 @@ from typing import Annotated
 
 import typer
 
+from engine.cli.common import EXIT_CONFIG, EXIT_UNREACHABLE, fail
 from engine.endpoints import EndpointsError, data_dir_from_env, endpoints_path, read_endpoints
-
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
 
 
 class WhereFormat(StrEnum):
@@ -40,8 +38,6 @@ def where(
     output: Annotated[WhereFormat, typer.Option("--format", help="text or json.")] = WhereFormat.TEXT,
 ) -> None:
     """Where the engine of a data directory listens (written by `lotwise up` to engine.json)."""
-    from engine.cli import fail
-
     if grpc + nats + metrics > 1:
         fail("--grpc, --nats and --metrics: give at most one", EXIT_CONFIG)
     where_dir = data_dir if data_dir is not None else data_dir_from_env()

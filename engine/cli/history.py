@@ -23,18 +23,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from engine.domain.history import HistoryDimension
-
-# Defined before engine.cli is imported: engine.cli registers it at its bottom, whichever
-# of the two modules is imported first.
-history_app = typer.Typer(
-    name="history",
-    help="Ask the history store: balances as of any time, movements, consumption, expiry, lot traces.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-from engine.cli import (  # noqa: E402 - after history_app (see above)
+from engine.cli.common import (
     DEFAULT_TARGET,
     EXIT_CONFIG,
     MS_PER_DAY,
@@ -47,11 +36,20 @@ from engine.cli import (  # noqa: E402 - after history_app (see above)
     fail,
     with_client,
 )
+from engine.domain.history import HistoryDimension
 
 if TYPE_CHECKING:
     from engine.api.client import LotwiseClient
     from engine.api.gen.lotwise.v1 import history_pb2 as hpb
     from engine.api.history_client import HistoryClient
+
+
+history_app = typer.Typer(
+    name="history",
+    help="Ask the history store: balances as of any time, movements, consumption, expiry, lot traces.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 _T = TypeVar("_T")
 

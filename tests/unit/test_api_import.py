@@ -1,0 +1,119 @@
+"""The server side of Import without a network: chunk bounds, order, barriers, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.api.gen.lotwise.v1 import admin_pb2 as apb
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.importer import (
+    IMPORT_MAX_CHUNK_ROWS,
+    IMPORT_ROW_ATTEMPTS,
+    ChunkApplier,
+    ChunkTooLarge,
+    check_chunk,
+    run_import,
+)
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import Receive
+from engine.domain.errors import InvalidArgument, NotFound, Overloaded
+
+
+class FakeGateway:
+    """Records what it applied; refuses what it is told to, `busy` times first."""
+
+    def __init__(self, busy: int = 0, delay_s: float = 0.0) -> None:
+        self.applied: list[str] = []
+        self.busy = busy
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def _step(self, name: str) -> None:
+        self.calls += 1
+        if self.busy:
+            self.busy -= 1
+            raise Overloaded("queue of shard-0", 10)
+        await asyncio.sleep(self.delay_s)
+        self.applied.append(name)
+
+    async def put_sku(self, sku: Sku, deadline: float | None = None) -> None:
+        await self._step(f"sku:{sku.sku}")
+
+    async def put_site(self, site: Site, deadline: float | None = None) -> None:
+        await self._step(f"site:{site.site}")
+
+    async def execute(self, cmd: Receive, deadline: float | None = None) -> object:
+        if cmd.sku == "missing":
+            raise NotFound("sku", cmd.sku)
+        await self._step(f"lot:{cmd.lot_id}")
+        return None
+
+
+def lot_row(line: int, lot_id: str, sku: str = "S1") -> apb.ImportRow:
+    req = pb.ReceiveRequest(request_id=f"r-{lot_id}", sku=sku, site="W1", lot_id=lot_id, qty=2)
+    return apb.ImportRow(line=line, lot=req)
+
+
+def sku_row(line: int, sku: str) -> apb.ImportRow:
+    return apb.ImportRow(line=line, sku=pb.Sku(sku=sku))
+
+
+async def feed(chunks: list[apb.ImportChunk]) -> AsyncIterator[apb.ImportChunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+def test_chunk_bounds() -> None:
+    with pytest.raises(ChunkTooLarge):
+        check_chunk(apb.ImportChunk(rows=[sku_row(i, "S") for i in range(IMPORT_MAX_CHUNK_ROWS + 1)]))
+    with pytest.raises(InvalidArgument):
+        check_chunk(apb.ImportChunk())
+
+
+async def test_a_chunk_counts_what_it_applied_and_lists_refusals_by_line() -> None:
+    gateway = FakeGateway()
+    chunk = apb.ImportChunk(chunk_seq=7, rows=[lot_row(3, "L3", sku="missing"), sku_row(1, "S1"), lot_row(2, "L2")])
+    reply = await ChunkApplier(gateway).apply(chunk)
+    assert (reply.chunk_seq, reply.skus, reply.lots, reply.units) == (7, 1, 1, 2)
+    assert [(r.line, r.code) for r in reply.refused] == [(3, "NOT_FOUND")]
+    assert gateway.applied == ["sku:S1", "lot:L2"]  # the catalog first
+
+
+async def test_transient_refusals_are_tried_again_then_reported() -> None:
+    flaky = FakeGateway(busy=IMPORT_ROW_ATTEMPTS - 1)
+    reply = await ChunkApplier(flaky, retry_pause_s=0.001).apply(apb.ImportChunk(rows=[lot_row(1, "L1")]))
+    assert (reply.lots, list(reply.refused), flaky.calls) == (1, [], IMPORT_ROW_ATTEMPTS)
+
+    stuck = FakeGateway(busy=IMPORT_ROW_ATTEMPTS)
+    reply = await ChunkApplier(stuck, retry_pause_s=0.001).apply(apb.ImportChunk(rows=[lot_row(1, "L1")]))
+    assert reply.lots == 0
+    assert [(r.line, r.code) for r in reply.refused] == [(1, "RESOURCE_EXHAUSTED")]
+    assert stuck.calls == IMPORT_ROW_ATTEMPTS
+
+
+async def test_replies_come_in_chunk_order_and_a_catalog_chunk_is_a_barrier() -> None:
+    gateway = FakeGateway(delay_s=0.001)
+    chunks = [
+        apb.ImportChunk(chunk_seq=0, rows=[lot_row(1, "A")]),
+        apb.ImportChunk(chunk_seq=1, rows=[lot_row(2, "B")]),
+        apb.ImportChunk(chunk_seq=2, rows=[sku_row(3, "S9")]),
+        apb.ImportChunk(chunk_seq=3, rows=[lot_row(4, "C")]),
+    ]
+    replies = [r async for r in run_import(feed(chunks), ChunkApplier(gateway), max_in_flight=4)]
+    assert [r.chunk_seq for r in replies] == [0, 1, 2, 3]
+    assert gateway.applied.index("sku:S9") > max(gateway.applied.index("lot:A"), gateway.applied.index("lot:B"))
+    assert gateway.applied.index("lot:C") > gateway.applied.index("sku:S9")
+
+
+async def test_a_chunk_too_large_stops_the_stream_before_it_is_applied() -> None:
+    gateway = FakeGateway()
+    chunks = [
+        apb.ImportChunk(chunk_seq=0, rows=[lot_row(1, "A")]),
+        apb.ImportChunk(chunk_seq=1, rows=[lot_row(i, f"X{i}") for i in range(IMPORT_MAX_CHUNK_ROWS + 1)]),
+    ]
+    with pytest.raises(ChunkTooLarge):
+        _ = [r async for r in run_import(feed(chunks), ChunkApplier(gateway))]
+    assert not any(name.startswith("lot:X") for name in gateway.applied)
