@@ -32,7 +32,7 @@ from nats.js.errors import APIError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from adapters.nats.codec import decode_entry, encode_entry
-from adapters.nats.snapshot_codec import decode_state, encode_state
+from adapters.nats.snapshot_codec import decode_state, encode_state_parts
 from engine.domain.formats import UnreadableFormat, UnsupportedFormat
 from engine.domain.ports import JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable, Snapshot
 from engine.domain.state import ShardState
@@ -607,7 +607,7 @@ class JetStreamSnapshotStore:
             options=api.ObjectMetaOptions(max_chunk_size=self._config.snapshot_chunk_bytes),
         )
         try:
-            blob = encode_state(snapshot.state)
+            blob = await _encode_between_batches(snapshot.state)
             await asyncio.wait_for(store.put(snapshot.shard, blob, meta=meta), self._config.snapshot_timeout_s)
         except _TRANSIENT as exc:
             raise JournalUnavailable(
@@ -680,6 +680,16 @@ class JetStreamSnapshotStore:
                 f"snapshot of {len(blob)} bytes, expected {size}, or digest differs",
             )
         return blob
+
+
+async def _encode_between_batches(state: ShardState) -> bytes:
+    """Encoding 10⁶ quants takes seconds and holds the GIL: encode a slice at a time on the
+    shard's own loop, letting its batches run between slices."""
+    parts = []
+    for part in encode_state_parts(state):
+        parts.append(part)
+        await asyncio.sleep(0)
+    return b"".join(parts)
 
 
 class _Replaced(Exception):

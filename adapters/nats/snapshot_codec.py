@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zlib
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -29,7 +31,7 @@ import fastavro
 from adapters.nats import legacy
 from adapters.nats.codec import SCHEMA_DIR
 from adapters.nats.codec import schema_path as journal_schema_path
-from adapters.nats.records import shard_in, shard_out
+from adapters.nats.records import cell_out, shard_in, shard_out
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.state import ShardState
 
@@ -49,12 +51,74 @@ def schema(version: int = SNAPSHOT_VERSION) -> Any:
     return fastavro.parse_schema(json.loads((SCHEMA_DIR / name).read_text()), named_schemas=named)
 
 
+@cache
+def _parts_schemas() -> tuple[Any, Any]:
+    """The snapshot record without its last field (`cells`), and an array of cells: the
+    pieces encode_state_parts writes the very same bytes with."""
+    named: dict[str, Any] = {}
+    fastavro.parse_schema(
+        json.loads(journal_schema_path(JOURNAL_TYPES[SNAPSHOT_VERSION]).read_text()), named_schemas=named
+    )
+    full = json.loads((SCHEMA_DIR / "shard_snapshot.avsc").read_text())
+    if full["fields"][-1]["name"] != "cells":
+        raise AssertionError("shard_snapshot.avsc: `cells` must stay the last field (encode_state_parts)")
+    head = {**full, "name": "ShardSnapshotHead", "fields": full["fields"][:-1]}
+    cells = dict(full["fields"][-1]["type"])
+    if "." not in cells["items"] and full.get("namespace"):  # resolved in the record's namespace
+        cells["items"] = f"{full['namespace']}.{cells['items']}"
+    # A record of one field encodes as that field: the array of cells (a bare array schema
+    # would not keep its named types through schemaless_writer).
+    block = {
+        "type": "record",
+        "name": "CellsBlock",
+        "namespace": full.get("namespace"),
+        "fields": [{"name": "cells", "type": cells}],
+    }
+    return fastavro.parse_schema(head, named_schemas=dict(named)), fastavro.parse_schema(block, named_schemas=named)
+
+
 def encode_state(state: ShardState) -> bytes:
-    record = {"format_version": SNAPSHOT_VERSION, "shard": state.name, **shard_out(state)}
+    return b"".join(encode_state_parts(state, budget_s=None))
+
+
+def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Iterator[bytes]:
+    """The encoded snapshot in pieces of about `budget_s` seconds of work each (None: one
+    piece), so a caller on an event loop can serve between them: encoding 10⁶ quants takes
+    seconds, and fastavro holds the GIL throughout (a thread would stall the loop as much).
+
+    Avro writes an array as blocks (a count, then that many items) ended by a zero count, so
+    the cells go out a block at a time; any Avro reader reads them as one array (in one
+    piece, the bytes are exactly one schemaless_writer call's). A block's size follows the
+    measured cost per cell (a cell is the smallest piece)."""
+    head_schema, cells_schema = _parts_schemas()
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, schema(), record)
+    head = {"format_version": SNAPSHOT_VERSION, "shard": state.name, **shard_out(_without_cells(state))}
+    del head["cells"]
+    fastavro.schemaless_writer(out, head_schema, head)
     body = out.getvalue()
-    return TAG + body + zlib.crc32(body).to_bytes(4, "big")
+    crc = zlib.crc32(body)
+    cells, i, n = state.cells, 0, 1 if budget_s is not None else len(state.cells)
+    while i < len(cells):
+        started = time.perf_counter()
+        block = [cell_out(c) for c in cells[i : i + n]]
+        piece = io.BytesIO()
+        fastavro.schemaless_writer(piece, cells_schema, {"cells": block})
+        data = piece.getvalue()[:-1]  # a block: the array's closing zero count comes once, at the end
+        crc = zlib.crc32(data, crc)
+        yield TAG + body + data if i == 0 else data
+        i += len(block)
+        if budget_s is not None:
+            elapsed = max(time.perf_counter() - started, 1e-6)
+            n = max(1, min(2 * n, int(len(block) * budget_s / elapsed)))
+    end = b"\x00"
+    crc = zlib.crc32(end, crc)
+    yield (end if cells else TAG + body + end) + crc.to_bytes(4, "big")
+
+
+def _without_cells(state: ShardState) -> ShardState:
+    return ShardState(
+        state.name, state.skus, state.sites, state.headers, state.moved, state.expecting, state.with_holds, ()
+    )
 
 
 def decode_state(data: bytes) -> ShardState:

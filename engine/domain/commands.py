@@ -20,6 +20,10 @@ from engine.domain.model import Allocation, External, Finance, HoldView, Terms
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 
 MAX_ID_LEN = 128
+# The request ids of the engine's own compensating releases (the abort of a multi-line hold
+# that failed) end with this suffix; a caller's request id may not, so the two namespaces
+# never meet (a caller id equal to an abort id would make the abort a RequestConflict).
+UNDO_SUFFIX = "#undo"
 MAX_BIN_DEPTH = 8
 MAX_QTY = 10**12  # far above any real stock; keeps sums well inside int64
 _ID_RE = re.compile(r"^[A-Za-z0-9._:\-@#+]+$")
@@ -486,10 +490,28 @@ def owner_matches(owner: str, owner_filter: str) -> bool:
     return not owner_filter or owner == owner_filter or owner.startswith(owner_filter + ":")
 
 
+def undo_request_id(request_id: str) -> str:
+    """The request id of the abort that rolls back the hold placed under `request_id`:
+    distinct per caller id (a long id keeps a prefix and a digest of the whole, so two ids
+    sharing their first 123 characters never share an abort id) and at most MAX_ID_LEN."""
+    if len(request_id) + len(UNDO_SUFFIX) <= MAX_ID_LEN:
+        return request_id + UNDO_SUFFIX
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).hexdigest()
+    keep = MAX_ID_LEN - len(UNDO_SUFFIX) - len(digest) - 1
+    return f"{request_id[:keep]}+{digest}{UNDO_SUFFIX}"
+
+
+def is_internal(cmd: Command) -> bool:
+    """An abort release, which only the engine sends (the API has no way to ask for one)."""
+    return isinstance(cmd, Release) and cmd.abort
+
+
 def validate(cmd: Command, statuses: StatusDictionary) -> None:
     """Raise InvalidArgument listing every field violation; return when the command is sane."""
     out: list[FieldViolation] = []
     check_id(cmd.request_id, "request_id", out)
+    if cmd.request_id.endswith(UNDO_SUFFIX) and not is_internal(cmd):
+        out.append(FieldViolation("request_id", f"must not end with {UNDO_SUFFIX!r} (reserved for the engine)"))
     check_id(cmd.sku, "sku", out)
     check_id(cmd.site, "site", out)
     if len(cmd.doc_ref) > 256:

@@ -8,6 +8,7 @@ give the same state and answers, which is what makes journal replay exact. `Shar
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -216,6 +217,10 @@ def result_too_large(limit: int) -> FailedPrecondition:
 class ShardCore:
     """Cells, the replicated catalog and hold headers of one shard. Single-threaded."""
 
+    # A class default as well: a core unpickled from a pre-v3 snapshot (adapters/nats/legacy.py)
+    # never ran __init__, and is exported once.
+    _capture: SnapshotCapture | None = None
+
     def __init__(
         self,
         name: str,
@@ -237,6 +242,7 @@ class ShardCore:
         self.with_holds: dict[Pair, None] = {}
         self._touched: dict[Pair, Cell] = {}
         self._handed_off: list[Movement] = []
+        self._capture: SnapshotCapture | None = None  # a snapshot being taken (copy-on-write)
 
     def apply_batch(self, ops: Sequence[Op], now_ms: int) -> list[Result]:
         """Apply ops in order; each answer is a value or the DomainError that refused it."""
@@ -292,6 +298,7 @@ class ShardCore:
 
     def _command(self, cmd: Command, now_ms: int) -> Reply:
         cell = self._cell(cmd.sku, cmd.site)
+        self._before_change((cmd.sku, cmd.site))
         self._touched[(cmd.sku, cmd.site)] = cell
         reply = cell.handle(cmd, now_ms)
         if isinstance(cmd, Reserve):
@@ -379,6 +386,7 @@ class ShardCore:
 
     def _adopt(self, op: Adopt) -> None:
         pair = (op.sku, op.site)
+        self._before_change(pair)
         self.skus.update((s.sku, s) for s in op.skus)
         self.sites.update((s.site, s) for s in op.sites)
         cell = import_cell(op.cell, self.statuses, self.limits)
@@ -390,6 +398,7 @@ class ShardCore:
 
     def _hand_off(self, op: HandOff) -> tuple[CellState, tuple[Sku, ...], tuple[Site, ...]]:
         pair = (op.sku, op.site)
+        self._before_change(pair)
         cell = self.cells.pop(pair, None)
         if cell is None:
             cell = self._cell(op.sku, op.site)  # an empty cell moves too, so the pin is exact
@@ -404,19 +413,33 @@ class ShardCore:
     # ---- snapshots (engine.domain.state) ----
 
     def export_state(self) -> ShardState:
-        """Everything replay would rebuild, as plain records; call between batches (drained)."""
+        """Everything replay would rebuild, as plain records; call between batches (drained).
+        All at once: O(state) under the caller's turn. The host uses `begin_capture`."""
+        capture = self.begin_capture()
+        capture.step(budget_s=None)
+        return capture.state()
+
+    def begin_capture(self) -> SnapshotCapture:
+        """Start a snapshot of the state as it is now, without stopping the shard: the
+        catalog and the list of cells are copied now (cheap), the cells are exported later
+        a few at a time (`SnapshotCapture.step`) — and a cell about to change before its
+        turn is exported first (copy-on-write). Call between batches (drained)."""
         if self._touched or self._handed_off:
             raise InvariantViolation(f"shard {self.name} exported with undrained movements")
-        return ShardState(
-            name=self.name,
-            skus=tuple(self.skus.values()),
-            sites=tuple(self.sites.values()),
-            headers=tuple(self.headers.values()),
-            moved=tuple(MovedPair(sku, site, to) for (sku, site), to in self.moved.items()),
-            expecting=tuple(sorted(self.expecting)),  # a set: sorted, so exports compare equal
-            with_holds=tuple(self.with_holds),
-            cells=tuple(export_cell(cell) for cell in self.cells.values()),
-        )
+        if self._capture is not None and not self._capture.complete:
+            raise InvariantViolation(f"shard {self.name} is already taking a snapshot")
+        self._capture = SnapshotCapture(self)
+        return self._capture
+
+    def _before_change(self, pair: Pair) -> None:
+        """Every change to an existing cell passes here first: a snapshot being taken
+        needs the cell as it was at the snapshot's point."""
+        capture = self._capture
+        if capture is not None:
+            if capture.complete:
+                self._capture = None  # done: stop paying for it on every change
+            else:
+                capture.before_change(pair)
 
     @classmethod
     def from_state(
@@ -446,6 +469,7 @@ class ShardCore:
             if cell is None:
                 del self.with_holds[pair]
                 continue
+            self._before_change(pair)
             self._touched[pair] = cell
             made += len(cell.expire_due(now_ms))
             if not cell.ledger.active:
@@ -488,3 +512,62 @@ class ShardCore:
                 out.extend(cell.drain())
         self._touched.clear()
         return out
+
+
+class SnapshotCapture:
+    """A snapshot of one shard at one point (between two batches), taken incrementally.
+
+    Cells are independent, so the state at the point is: the catalog, headers and marks
+    copied at the point (small, immutable records), plus each cell exported either by
+    `step` while it is still unchanged, or by `before_change` just before its first change
+    after the point. The shard keeps serving between steps."""
+
+    def __init__(self, core: ShardCore) -> None:
+        self.name = core.name
+        self._skus = tuple(core.skus.values())
+        self._sites = tuple(core.sites.values())
+        self._headers = tuple(core.headers.values())  # frozen records: sharing them is safe
+        self._moved = tuple(MovedPair(sku, site, to) for (sku, site), to in core.moved.items())
+        self._expecting = tuple(sorted(core.expecting))  # a set: sorted, so exports compare equal
+        self._with_holds = tuple(core.with_holds)
+        self._order = tuple(core.cells)  # the cells' order at the point (it decides scan order)
+        self._todo: dict[Pair, Cell] = dict(core.cells)
+        self._done: dict[Pair, CellState] = {}
+
+    @property
+    def complete(self) -> bool:
+        return not self._todo
+
+    @property
+    def remaining(self) -> int:
+        return len(self._todo)
+
+    def before_change(self, pair: Pair) -> None:
+        cell = self._todo.pop(pair, None)
+        if cell is not None:
+            self._done[pair] = export_cell(cell)
+
+    def step(self, budget_s: float | None = 0.002) -> bool:
+        """Export unchanged cells for about `budget_s` seconds (None: all); True when done."""
+        todo, done = self._todo, self._done
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        while todo:
+            pair, cell = todo.popitem()
+            done[pair] = export_cell(cell)  # µs for a small cell, ms for one of 10³ quants
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        return not todo
+
+    def state(self) -> ShardState:
+        if self._todo:
+            raise InvariantViolation(f"snapshot of shard {self.name} read before it was complete")
+        return ShardState(
+            name=self.name,
+            skus=self._skus,
+            sites=self._sites,
+            headers=self._headers,
+            moved=self._moved,
+            expecting=self._expecting,
+            with_holds=self._with_holds,
+            cells=tuple(self._done[pair] for pair in self._order),
+        )

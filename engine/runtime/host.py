@@ -1,11 +1,27 @@
 """A shard as a service: journal before reply, snapshots, recovery (DESIGN.md §7, §9).
 
-One batch at a time (the single-writer lock). A batch's mutating ops and the movements
-they produced are appended to the journal as one entry, and only once the journal has
-confirmed it durably are the answers returned. If the append fails, memory holds changes
-nobody acknowledged: the host drops its state and rebuilds it from the newest snapshot
-plus the journal, answering UNAVAILABLE meanwhile; clients retry with the same request
-ids, and the ops that did reach the journal answer from the rebuilt idempotency window.
+Group commit. Batches are applied to the core one at a time, in arrival order, and never
+wait for the disk to be applied: while one journal append is in flight, the batches that
+arrive are applied and gather in one *group*; when the append lands, the group is sealed
+and journaled as the next entry (its mutating ops, in order, at the group's engine time,
+and the movements they produced). Exactly one append is in flight per shard: an entry's
+expected position (the fence) is the previous entry's position, which only its ack tells
+(positions are stream sequences, shared with other shards). Groups are bounded
+(`GroupCommit`); a batch that does not fit waits for the next group.
+
+Answers leave only once their entry is durable, in order — reads too: a read answered
+from a state whose entry is still in flight could show stock that a failed append then
+rolls back, so a read that follows unacknowledged writes waits with them (a read with
+nothing unacknowledged before it answers at once). If an append fails, memory holds
+changes nobody acknowledged: that group and the one gathered behind it answer
+UNAVAILABLE, and the host rebuilds from the newest snapshot plus the journal; clients
+retry with the same request ids, and the ops that did reach the journal answer from the
+rebuilt idempotency window.
+
+Snapshots are captured at a group's seal (the state as of its entry) without stopping the
+shard: engine.domain.shard.SnapshotCapture exports the cells a few at a time between
+batches, copying a cell on its first change; the snapshot is saved only once its entry is
+durable.
 
 Runs in a Ray actor (engine.runtime.cluster) or in-process (Gateway.local).
 """
@@ -17,7 +33,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -46,6 +62,7 @@ from engine.domain.shard import (
     Result,
     ScanCells,
     ShardCore,
+    SnapshotCapture,
     Sweep,
 )
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -53,6 +70,7 @@ from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 log = structlog.get_logger("lotwise.shard")
 
 RECOVERY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # between failed recovery attempts, then 2 s
+STOP_FLUSH_GRACE_S = 5.0  # stop() lets the append in flight land (its answers are then sent)
 # Reads change nothing and are not journaled; every other op is (a new op type is
 # journaled unless it is declared a read here).
 _READ_OPS = (ReadSlice, ReadHold, ScanCells, LookupHold, ReadCatalog)
@@ -64,6 +82,45 @@ class SnapshotPolicy:
 
     every_batches: int = 20_000
     interval_ms: int = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommit:
+    """Bounds of one group (one journal entry): the ops of the batches gathered while the
+    previous append is in flight. `max_ops` keeps an entry well under the journal's
+    message size (JournalConfig.max_msg_size, 1 MiB: an op and its movements encode to a
+    few hundred bytes); a single batch larger than it still goes alone."""
+
+    max_ops: int = 1_024
+    max_batches: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_ops <= 0 or self.max_batches <= 0:
+            raise ValueError("GroupCommit bounds must be positive")
+
+
+@dataclass(eq=False, slots=True)
+class _Group:
+    """Batches applied to the core since the last seal: the next journal entry."""
+
+    now_ms: int  # the engine time every batch of the group is applied at (replay uses it)
+    ops: list[Op] = field(default_factory=list)  # the mutating ops, in order
+    size: int = 0  # every op, reads too
+    batches: int = 0
+    position: int = 0  # the entry's journal position, once durable
+    sealed: asyncio.Event = field(default_factory=asyncio.Event)  # no batch joins any more
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # durable, or failed
+    durable: bool = False
+
+    def add(self, ops: Sequence[Op]) -> None:
+        self.ops.extend(op for op in ops if is_mutating(op))
+        self.size += len(ops)
+        self.batches += 1
+
+    def resolve(self, durable: bool) -> None:
+        self.durable = durable
+        self.sealed.set()
+        self.done.set()
 
 
 class HostState(StrEnum):
@@ -145,8 +202,10 @@ class ShardHost:
         backend: BackendFactory | None = None,
         sweep_interval_ms: int = 1_000,
         snapshot_policy: SnapshotPolicy = SnapshotPolicy(),
+        group_commit: GroupCommit = GroupCommit(),
     ) -> None:
         self.name = name
+        self.group_commit = group_commit
         self.statuses = statuses
         self.limits = limits
         self.clock = clock or SystemClock()
@@ -159,6 +218,7 @@ class ShardHost:
         self.failure = ""
         self.batches = 0
         self.ops = 0
+        self.entries = 0  # journal appends (batches / entries: how much group commit gathers)
         self.recoveries = 0
         if backend is None:  # the composition root picks it (engine.bootstrap); no silent default
             raise ValueError(f"shard host {name}: no journal backend given")
@@ -169,8 +229,12 @@ class ShardHost:
         self._recovery_attempts = 0
         self._next_recovery_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
-        self._snapshotting: asyncio.Task[None] | None = None
+        self._snapshotting: asyncio.Task[int] | None = None
         self._last_snapshot = (0, 0)  # (batch_seq, engine ms)
+        self._pending: _Group | None = None  # open: batches applied, not yet journaled
+        self._appending: _Group | None = None  # sealed: its append is in flight
+        self._flusher: asyncio.Task[None] | None = None
+        self._wanted: asyncio.Future[asyncio.Task[int]] | None = None  # a snapshot_now() waiting
 
     # ---- lifecycle ----
 
@@ -202,6 +266,10 @@ class ShardHost:
 
     async def _recover(self) -> None:
         async with self._get_lock():
+            if self._flusher is not None and not self._flusher.done():
+                # It fails what it still holds once it sees the host is not ready.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._flusher)
             self.state = HostState.RECOVERING
             started = time.perf_counter()
             try:
@@ -241,20 +309,85 @@ class ShardHost:
     async def apply(self, ops: Sequence[Op]) -> list[Result]:
         if self.state is not HostState.READY:
             return self._unavailable(len(ops))
-        async with self._get_lock():
-            if self.state is not HostState.READY:
-                return self._unavailable(len(ops))
-            now_ms = self.clock.now_ms()
-            results = self.core.apply_batch(ops, now_ms)
-            movements = tuple(self.core.drain())
-            mutating = tuple(op for op in ops if is_mutating(op))
-            if mutating and not await self._journal(
-                JournalEntry(self.name, self.batch_seq + 1, now_ms, mutating, movements)
-            ):
-                return self._unavailable(len(ops))
-            self.batches += 1
-            self.ops += len(ops)
+        if self._pending is None and self._appending is None and not any(map(is_mutating, ops)):
+            # Nothing unacknowledged in memory: a read answers at once.
+            results = self.core.apply_batch(ops, self.clock.now_ms())
+            self._count(ops)
             return results
+        group = await self._join(len(ops))
+        if group is None:
+            return self._unavailable(len(ops))
+        # No await since _join returned: the group is still open and the core is its own.
+        results = self.core.apply_batch(ops, group.now_ms)
+        group.add(ops)
+        self._flush_soon()
+        await group.done.wait()
+        if not group.durable:
+            return self._unavailable(len(ops))
+        self._count(ops)
+        return results
+
+    def _count(self, ops: Sequence[Op]) -> None:
+        self.batches += 1
+        self.ops += len(ops)
+
+    async def _join(self, n: int) -> _Group | None:
+        """The open group, once it has room for n more ops; None if the host stopped being ready."""
+        bounds = self.group_commit
+        while self.state is HostState.READY:
+            group = self._pending
+            if group is None:
+                self._pending = group = _Group(self.clock.now_ms())
+                return group
+            if group.size + n <= bounds.max_ops and group.batches < bounds.max_batches:
+                return group
+            await group.sealed.wait()  # full: the next group takes this batch
+        return None
+
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Journal the open group; then the group gathered meanwhile; until none is open."""
+        try:
+            while (group := self._pending) is not None and self.state is HostState.READY:
+                self._pending = None
+                if not await self._commit(group):
+                    break
+            if self._pending is None and self.state is HostState.READY:
+                self._capture_if_wanted(self._durable_point())  # idle: the core is at batch_seq
+        finally:
+            # A failed append (or a stop, or a bug) leaves memory unacknowledged: the groups
+            # still open or in flight answer UNAVAILABLE, and the host rebuilds before serving.
+            left = [g for g in (self._appending, self._pending) if g is not None and not g.done.is_set()]
+            self._appending = self._pending = None
+            if left and self.state is HostState.READY:
+                self.state = HostState.BROKEN
+                self.failure = "a journal append did not finish"
+            for group in left:
+                group.resolve(False)
+            if self._wanted is not None and not self._wanted.done():
+                self._wanted.set_exception(Unavailable(f"shard {self.name} is {self.state.value}: no snapshot"))
+
+    async def _commit(self, group: _Group) -> bool:
+        """Seal the group and journal it as one entry; True once it is durable."""
+        group.sealed.set()
+        movements = tuple(self.core.drain())
+        if not group.ops:  # reads only: durable as soon as what came before is
+            group.resolve(True)
+            self._capture_if_wanted(self._durable_point())
+            return True
+        entry = JournalEntry(self.name, self.batch_seq + 1, group.now_ms, tuple(group.ops), movements)
+        # The core is exactly the entry's state now: the point a snapshot can be taken at.
+        self._capture_if_wanted(group, entry.batch_seq)
+        self._capture_if_due(group, entry.batch_seq)
+        self._appending = group
+        durable = await self._journal(entry)
+        self._appending = None
+        group.position = self.position
+        group.resolve(durable)
+        return durable
 
     async def _journal(self, entry: JournalEntry) -> bool:
         """Append durably; on failure the state in memory is unacknowledged: rebuild it."""
@@ -267,8 +400,13 @@ class ShardHost:
             log.warning("journal append failed; shard will rebuild", shard=self.name, error=self.failure)
             return False
         self.batch_seq = entry.batch_seq
-        self._maybe_snapshot(entry.now_ms)
+        self.entries += 1
         return True
+
+    async def _settle(self) -> None:
+        """Wait until nothing applied is unacknowledged (the core is at batch_seq)."""
+        while (group := self._appending or self._pending) is not None:
+            await group.done.wait()
 
     def _unavailable(self, n: int) -> list[Result]:
         # Every answer of the batch is UNAVAILABLE, reads too: they may have seen state the
@@ -279,35 +417,76 @@ class ShardHost:
 
     # ---- snapshots ----
 
-    def _maybe_snapshot(self, now_ms: int) -> None:
+    def _durable_point(self) -> _Group:
+        """A stand-in group for 'the state as of batch_seq', already durable."""
+        point = _Group(self.clock.now_ms(), position=self.position)
+        point.resolve(True)
+        return point
+
+    def _capture_if_due(self, group: _Group, batch_seq: int) -> None:
         last_seq, last_ms = self._last_snapshot
         policy = self.snapshot_policy
-        due = self.batch_seq - last_seq >= policy.every_batches or (
-            self.batch_seq > last_seq and now_ms - last_ms >= policy.interval_ms
+        due = batch_seq - last_seq >= policy.every_batches or (
+            batch_seq > last_seq and group.now_ms - last_ms >= policy.interval_ms
         )
-        if not due or (self._snapshotting is not None and not self._snapshotting.done()):
-            return
-        snapshot = dump_snapshot(self.core, self.batch_seq, self.position, now_ms)  # consistent: under the lock
-        self._last_snapshot = (self.batch_seq, now_ms)
-        self._snapshotting = asyncio.get_running_loop().create_task(self._save(snapshot))
+        if due and (self._snapshotting is None or self._snapshotting.done()):
+            self._snapshotting = self._start_snapshot(group, batch_seq, strict=False)
 
-    async def _save(self, snapshot: Snapshot) -> None:
+    def _capture_if_wanted(self, group: _Group, batch_seq: int | None = None) -> None:
+        """Serve a snapshot_now() waiting for a point where the core is at an entry."""
+        wanted = self._wanted
+        if wanted is None or wanted.done():
+            return
+        if self._snapshotting is not None and not self._snapshotting.done():
+            return  # snapshot_now waited for it; the policy started another since: next point
+        self._wanted = None
+        self._snapshotting = self._start_snapshot(group, self.batch_seq if batch_seq is None else batch_seq, True)
+        wanted.set_result(self._snapshotting)
+
+    def _start_snapshot(self, group: _Group, batch_seq: int, strict: bool) -> asyncio.Task[int]:
+        capture = self.core.begin_capture()  # cheap: the cells are exported while serving
+        self._last_snapshot = (batch_seq, group.now_ms)
+        return asyncio.get_running_loop().create_task(self._take(capture, group, batch_seq, strict))
+
+    async def _take(self, capture: SnapshotCapture, group: _Group, batch_seq: int, strict: bool) -> int:
+        """Export and save the capture once its entry is durable; its batch_seq (0: none).
+        `strict` (snapshot_now) raises what went wrong; the policy's logs it."""
+        await group.done.wait()
+        if not group.durable:  # its entry never made it: neither may the snapshot
+            if strict:
+                raise Unavailable(f"shard {self.name}: the entry of the snapshot was not journaled")
+            return 0
+        while True:
+            if capture.step():
+                break
+            await asyncio.sleep(0)  # a turn for the batches waiting (a step takes ~2 ms)
+        snapshot = Snapshot(self.name, batch_seq, group.position, group.now_ms, capture.state())
         assert self._backend is not None
         try:
             await self._backend.snapshots.save(snapshot)
         except Exception:  # the journal still has everything; the next snapshot will try again
-            log.warning("snapshot failed", shard=self.name, batch_seq=snapshot.batch_seq, exc_info=True)
+            if strict:
+                raise
+            log.warning("snapshot failed", shard=self.name, batch_seq=batch_seq, exc_info=True)
             self._last_snapshot = (0, 0)
+            return 0
+        return batch_seq
 
     async def snapshot_now(self) -> int:
-        """Take and save a snapshot now (ops tooling, tests); returns its batch_seq."""
+        """Take and save a snapshot now (ops tooling, tests); returns its batch_seq. It is
+        captured at the next point the core is at an entry (at once when idle)."""
         async with self._get_lock():
+            while self._snapshotting is not None and not self._snapshotting.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._snapshotting)
+            # No await from here until the request is placed: no other snapshot can start.
             if self.state is not HostState.READY:
                 raise Unavailable(f"shard {self.name} is {self.state.value}")
-            snapshot = dump_snapshot(self.core, self.batch_seq, self.position, self.clock.now_ms())
-        assert self._backend is not None
-        await self._backend.snapshots.save(snapshot)
-        return snapshot.batch_seq
+            wanted = self._wanted = asyncio.get_running_loop().create_future()
+            if self._pending is None and self._appending is None:
+                self._capture_if_wanted(self._durable_point())
+            task = await wanted
+        return await task
 
     # ---- background ----
 
@@ -335,6 +514,7 @@ class ShardHost:
             "cells": len(self.core.cells),
             "batches": self.batches,
             "ops": self.ops,
+            "entries": self.entries,
             "batch_seq": self.batch_seq,
             "position": self.position,
             "recoveries": self.recoveries,
@@ -344,6 +524,7 @@ class ShardHost:
     async def state_hash(self) -> tuple[int, str]:
         """(batch_seq, hash of the state as of it): what `lotwise verify` compares."""
         async with self._get_lock():
+            await self._settle()
             if self.state is not HostState.READY:
                 raise Unavailable(f"shard {self.name} is {self.state.value}")
             return self.batch_seq, self.core.state_hash()
@@ -356,16 +537,19 @@ class ShardHost:
         return os.getpid()
 
     async def stop(self, snapshot_grace_s: float = 30.0) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._flusher), STOP_FLUSH_GRACE_S)
         if self._snapshotting is not None and not self._snapshotting.done():
             # Let a snapshot being saved finish: it shortens the next recovery.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._snapshotting), snapshot_grace_s)
-        for task in (self._sweeper, self._recovery, self._snapshotting):
+        for task in (self._sweeper, self._recovery, self._flusher, self._snapshotting):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._sweeper = None
+        self._sweeper = self._flusher = None
         if self._backend is not None:
             with contextlib.suppress(Exception):
                 await self._backend.close()

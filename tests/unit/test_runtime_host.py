@@ -202,3 +202,156 @@ async def test_in_memory_journal_fences_like_the_real_one() -> None:
     with pytest.raises(JournalConflict):
         await journal.append(JournalEntry("s", 2, 0, (), ()), 0)
     assert await journal.last_position("s") == 1
+
+
+# ---- group commit: several batches in flight per shard ----
+
+
+class GatedJournal(FlakyJournal):
+    """Appends wait at a gate the test opens one at a time, so batches pile up behind an
+    append in flight; an append can be made to fail when it is let through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[asyncio.Future[bool]] = []  # one per append: True lets it land
+        self.arrived = asyncio.Event()
+        self.gated = True
+
+    async def append(self, entry: JournalEntry, expected_position: int) -> int:
+        if self.gated:
+            gate = asyncio.get_running_loop().create_future()
+            self.waiting.append(gate)
+            self.arrived.set()
+            if not await gate:
+                raise JournalUnavailable("journal down (injected)")
+        return await super().append(entry, expected_position)
+
+    async def next_append(self) -> asyncio.Future[bool]:
+        while not self.waiting:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.waiting.pop(0)
+
+
+async def gated(clock: ManualClock) -> tuple[Store, GatedJournal, ShardHost]:
+    store = Store()
+    journal = store.journal = GatedJournal()
+    h = host(store, clock)
+    await h.start()
+    setup = asyncio.ensure_future(h.apply([PutSku(Sku("strip")), PutSite(Site("ward1"))]))
+    (await journal.next_append()).set_result(True)
+    await setup
+    expires = clock.now_ms() + 100 * MS_PER_DAY
+    receipt = asyncio.ensure_future(
+        h.apply([Receive("r1", "strip", "ward1", "L1", 10, status="available", expires_at_ms=expires)])
+    )
+    (await journal.next_append()).set_result(True)
+    await receipt
+    return store, journal, h
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_batches_apply_while_an_append_is_in_flight_and_answer_in_order(clock: ManualClock) -> None:
+    store, journal, h = await gated(clock)
+    first = asyncio.ensure_future(h.apply([reserve("o1", 1)]))
+    gate1 = await journal.next_append()
+    later = [asyncio.ensure_future(h.apply([reserve(f"o{i}", 1)])) for i in range(2, 6)]
+    read = asyncio.ensure_future(h.apply([ReadSlice("strip", "ward1")]))
+    await settle()
+    # Applied already (the group holds them), answered not yet: their entry is not durable.
+    assert h.core.cells["strip", "ward1"].available(clock.now_ms()) == 5
+    assert not any(f.done() for f in (first, *later, read))
+    gate1.set_result(True)
+    await settle()
+    assert first.done()
+    assert not any(f.done() for f in (*later, read))
+    gate2 = await journal.next_append()  # the four reserves and the read: one entry
+    gate2.set_result(True)
+    answers = await asyncio.gather(*later, read)
+    assert all(a[0].hold.held_qty == 1 for a in answers[:-1])
+    (_, rows) = answers[-1][0]
+    assert sum(r.available for r in rows) == 5
+    assert len(store.journal._streams["s0"]) == 4
+    assert h.entries == 4
+    assert h.batches == 8
+    rebuilt, batch_seq, _ = await rebuild("s0", h.statuses, h.limits, store.journal, InMemorySnapshotStore())
+    assert (batch_seq, rebuilt.state_hash()) == await h.state_hash()
+    await h.stop()
+
+
+async def test_a_failed_append_with_batches_in_flight_loses_nothing_acknowledged_and_shows_nothing_else(
+    clock: ManualClock,
+) -> None:
+    store, journal, h = await gated(clock)
+    acknowledged = asyncio.ensure_future(h.apply([reserve("o1", 2)]))
+    (await journal.next_append()).set_result(True)
+    assert (await acknowledged)[0].hold.held_qty == 2
+    in_flight = asyncio.ensure_future(h.apply([reserve("o2", 3)]))
+    gate = await journal.next_append()
+    behind = [asyncio.ensure_future(h.apply([reserve(f"o{i}", 1)])) for i in range(3, 6)]
+    read = asyncio.ensure_future(h.apply([ReadSlice("strip", "ward1")]))
+    await settle()
+    gate.set_result(False)  # the journal dies with one append in flight and four batches behind it
+    for answers in await asyncio.gather(in_flight, *behind, read):
+        assert all(isinstance(a, Unavailable) for a in answers)  # never acknowledged
+    journal.gated = False
+    await h.start()  # (the failed answers kicked the rebuild already)
+    assert h.recoveries == 2
+    assert await available(h) == 8  # o1's hold survived the rebuild; o2..o5 left no trace
+    assert [e.batch_seq for e in store.journal._streams["s0"]] == [1, 2, 3]
+    assert (await h.apply([reserve("o1", 2)]))[0].hold.held_qty == 2  # its retry: the same answer
+    assert (await h.apply([reserve("o2", 3)]))[0].hold.held_qty == 3  # the unacknowledged ones apply anew
+    assert await available(h) == 5
+    await h.stop()
+
+
+# ---- snapshots off the write path ----
+
+
+class SlowJournal(FlakyJournal):
+    """Appends take a while, as an fsync does: there is always one in flight under load."""
+
+    async def append(self, entry: JournalEntry, expected_position: int) -> int:
+        await asyncio.sleep(0.001)
+        return await super().append(entry, expected_position)
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["instant-appends", "slow-appends"])
+async def test_a_snapshot_taken_during_writes_is_the_state_at_its_position(clock: ManualClock, slow: bool) -> None:
+    store = Store()
+    if slow:  # a writer that never pauses: snapshot_now must still find a point to capture at
+        store.journal = SlowJournal()
+    h = host(store, clock, every_batches=40)
+    await h.start()
+    skus = [f"k{i}" for i in range(3_000)]  # enough cells for the export to take many slices
+    await h.apply([PutSite(Site("ward1")), *(PutSku(Sku(s)) for s in skus)])
+    await h.apply([Receive(f"r-{s}", s, "ward1", "L1", 10, status="available") for s in skus])
+
+    async def writer() -> None:
+        for i in range(120):  # keeps changing cells while the snapshots are exported
+            sku = skus[(i * 37) % len(skus)]
+            await h.apply([Reserve(f"o{i}", sku, "ward1", f"H{i}", (ReserveLine(1),), 60_000)])
+            await asyncio.sleep(0)
+
+    async def snapshot() -> tuple[int, int]:
+        await asyncio.sleep(0)
+        taken_at = await h.snapshot_now()
+        return taken_at, h.batch_seq
+
+    _, (taken_at, after) = await asyncio.gather(writer(), snapshot())
+    assert after > taken_at + 1  # the shard kept journaling batches while the snapshot was exported
+    await h.stop()  # waits for the policy's snapshot being saved
+    snapshot = await store.snapshots.load("s0")
+    assert snapshot is not None
+    assert 2 < snapshot.batch_seq < h.batch_seq
+    at_point, batch_seq, position = await rebuild(
+        "s0", h.statuses, h.limits, store.journal, InMemorySnapshotStore(), until_batch_seq=snapshot.batch_seq
+    )
+    assert (batch_seq, position) == (snapshot.batch_seq, snapshot.position)
+    assert at_point.export_state() == snapshot.state
+    from_snapshot, _, _ = await rebuild("s0", h.statuses, h.limits, store.journal, store.snapshots)
+    assert from_snapshot.state_hash() == h.core.state_hash()

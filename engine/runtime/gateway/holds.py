@@ -17,6 +17,7 @@ import structlog
 
 from engine.domain.catalog import Pair
 from engine.domain.commands import (
+    UNDO_SUFFIX,  # noqa: F401 (re-exported by engine.runtime.gateway)
     Commit,
     Release,
     Reserve,
@@ -25,6 +26,7 @@ from engine.domain.commands import (
     check_finance,
     check_id,
     check_qty,
+    undo_request_id,
     validate,
     validate_reserve_line,
 )
@@ -54,7 +56,6 @@ from engine.runtime.types import AggregateState, HoldLine, HoldSummary, aggregat
 
 log = structlog.get_logger("lotwise.gateway")
 
-UNDO_SUFFIX = "#undo"  # request id suffix of a failed multi-line hold's compensating releases (reserved)
 HEADER_CACHE_MAX = 100_000  # hold headers remembered by a gateway (≈ 30 MB at most)
 
 
@@ -114,7 +115,7 @@ class HoldCoordinator:
         """Roll back the lines of a failed hold. Best effort by design: a line whose abort
         cannot be delivered now stays held at most until its TTL, and a retry of the same
         reserve aborts it again (its other lines answer HOLD_ABORTED)."""
-        undo = request_id[: 128 - len(UNDO_SUFFIX)] + UNDO_SUFFIX
+        undo = undo_request_id(request_id)
         results = await asyncio.gather(
             *(
                 self._router.to_pair(
