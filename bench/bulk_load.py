@@ -21,20 +21,16 @@ import asyncio
 import contextlib
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import psutil
 
-from engine import bootstrap
+from bench.served import server_process
 from engine.api.import_client import import_file
-from engine.api.server import start_server
 from engine.logs import configure_logging
 
 SKUS = 200
@@ -72,35 +68,6 @@ def write_file(path: Path, lots: int) -> None:
 
 
 # ---- the server process ----
-
-
-async def serve(port_file: Path) -> None:
-    configure_logging("warning")
-    gateway = bootstrap.local_gateway(shards=2)
-    server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway)
-    await asyncio.to_thread(port_file.write_text, str(server.port))
-    try:
-        await asyncio.Event().wait()  # until killed
-    finally:
-        await server.stop(grace_s=0.5)
-        await gateway.close()
-
-
-@contextlib.contextmanager
-def server_process() -> Iterator[tuple[int, int]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "bench.bulk_load", "--serve", str(port_file)])
-        try:
-            deadline = time.monotonic() + 30
-            while not port_file.exists() or not port_file.read_text():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the bench server did not start")
-                time.sleep(0.05)
-            yield proc.pid, int(port_file.read_text())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 # ---- the import ----
@@ -151,11 +118,7 @@ def main() -> None:
     parser.add_argument("--lots", default="10000,100000", help="lots per file, comma-separated")
     parser.add_argument("--chunk-rows", type=int, default=2048, help="rows per Import chunk (1..4096)")
     parser.add_argument("--target", help="host:port of a running engine (default: a bench server process)")
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # internal: be the server process
     args = parser.parse_args()
-    if args.serve is not None:
-        asyncio.run(serve(args.serve))
-        return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     configure_logging("warning")
     print("| lots | run | lots/s | server CPU µs/lot | client CPU µs/lot | refused |")

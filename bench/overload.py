@@ -24,25 +24,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench.served import server_process
 from engine.api.client import DEFAULT_BATCHING, LotwiseClient
 from engine.api.errors import RemoteError
-from engine.api.server import start_server
-from engine.bootstrap import local_gateway
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import DeadlineExceeded, DomainError, Overloaded
@@ -57,35 +53,6 @@ OUTCOMES = ("ok", "shed", "deadline", "cancelled_unknown", "other")
 
 
 # ---- the server process ----
-
-
-async def serve(port_file: Path) -> None:
-    configure_logging("warning")  # as an operator runs it: no per-call lines
-    gateway = local_gateway(shards=2)
-    server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway)
-    await asyncio.to_thread(port_file.write_text, str(server.port))
-    try:
-        await asyncio.Event().wait()  # until killed
-    finally:
-        await server.stop(grace_s=0.5)
-        await gateway.close()
-
-
-@contextlib.contextmanager
-def server_process() -> Iterator[tuple[int, int]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "bench.overload", "--serve", str(port_file)])
-        try:
-            deadline = time.monotonic() + 30
-            while not port_file.exists() or not port_file.read_text():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the bench server did not start")
-                time.sleep(0.05)
-            yield proc.pid, int(port_file.read_text())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 # ---- a worker process: closed-loop callers ----
@@ -332,17 +299,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per row")
     parser.add_argument("--procs", type=int, default=2, help="load-generating processes")
     parser.add_argument("--out", type=Path, help="where to write overload.json and overload.png")
-    # internal: be the server process, or one load-generating worker
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    # internal: be one load-generating worker
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--callers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve is not None:
-        asyncio.run(serve(args.serve))
-    elif args.worker is not None:
+    if args.worker is not None:
         args.target = args.worker
         worker_main(args)
     else:

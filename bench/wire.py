@@ -21,25 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
-from engine import bootstrap
+from bench.served import server_process
 from engine.api.client import DEFAULT_BATCHING, LotwiseClient
-from engine.api.server import start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
-from engine.logs import configure_logging
 from engine.runtime.types import HoldLine
 
 SKUS = 64  # orders spread over this many pairs, so no one cell is the bottleneck
@@ -82,35 +74,6 @@ class Row:
 
 
 # ---- the server process ----
-
-
-async def serve(port_file: Path) -> None:
-    configure_logging("warning")  # as an operator runs it: no per-call debug lines
-    gateway = bootstrap.local_gateway(shards=2)
-    server, _ = await start_server(gateway, "127.0.0.1", 0)
-    await asyncio.to_thread(port_file.write_text, str(server.port))
-    try:
-        await asyncio.Event().wait()  # until killed
-    finally:
-        await server.stop(grace_s=0.5)
-        await gateway.close()
-
-
-@contextlib.contextmanager
-def server_process() -> Iterator[tuple[int, int]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "bench.wire", "--serve", str(port_file)])
-        try:
-            deadline = time.monotonic() + 30
-            while not port_file.exists() or not port_file.read_text():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the bench server did not start")
-                time.sleep(0.05)
-            yield proc.pid, int(port_file.read_text())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 # ---- the load ----
@@ -183,11 +146,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per row")
     parser.add_argument("--callers", default="1,16,64", help="concurrent callers per row, comma-separated")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # internal: be the server process
     args = parser.parse_args()
-    if args.serve is not None:
-        asyncio.run(serve(args.serve))
-        return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print("| mode | callers | orders/s | server CPU µs/command | server CPU µs/order | client CPU µs/order |")
     print("|---|---:|---:|---:|---:|---:|")
