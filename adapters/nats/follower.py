@@ -371,7 +371,11 @@ class JournalFollower:
         await nc.flush(timeout=math.ceil(self._journal.api_timeout_s))  # the client takes whole seconds
 
     async def _ack_one(self, msg: Msg) -> None:
-        await msg.ack()
+        # A batch whose acks went out but whose flush failed (NATS went away) is applied and
+        # acked again as a whole once NATS is back: the messages acked the first time must not
+        # fail the retry, or the follower would stall on them for good.
+        with contextlib.suppress(nats.errors.MsgAlreadyAckdError):
+            await msg.ack()
 
     async def _in_progress(self) -> None:
         with contextlib.suppress(Exception):

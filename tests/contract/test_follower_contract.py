@@ -250,7 +250,12 @@ async def test_stop_applies_and_acks_what_is_held(rig: Rig) -> None:
     await follower.stop()
     assert sink.batch_seqs() == [1, 2]
     _, js = await rig.link.client()
-    info = await js.consumer_info(rig.config.stream, QUICK.consumer)
+    # The acks reached the server (stop flushes them); its consumer records them a moment later.
+    for _ in range(100):
+        info = await js.consumer_info(rig.config.stream, QUICK.consumer)
+        if info.ack_floor.stream_seq == 2:
+            break
+        await asyncio.sleep(0.05)
     assert info.ack_floor.stream_seq == 2
 
 

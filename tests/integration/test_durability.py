@@ -11,9 +11,10 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import nats
 import pytest
@@ -33,6 +34,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
 SKU, SITES = "strip", ("ward1", "ward2")
 STOCK_PER_SITE = 400
 PATIENT = RetryPolicy(max_attempts=40, initial_backoff_s=0.05, max_backoff_s=0.5)
+
+
+_T = TypeVar("_T")
 
 
 @asynccontextmanager
@@ -96,19 +100,22 @@ async def run_load(client: LotwiseClient, chaos: object, clients: int = 64, orde
     return book
 
 
-async def wait_serving(client: LotwiseClient, timeout_s: float = 60.0) -> None:
-    """Until every site answers again: after an outage the shards are still recovering, and the
-    client's retry budget (spent by the load) no longer retries UNAVAILABLE for the checks."""
+async def until_served(call: Callable[[], Awaitable[_T]], timeout_s: float = 60.0) -> _T:
+    """The answer of `call` once its shard serves again: after an outage the shards recover one
+    by one, and the client's retry budget (spent by the load) no longer retries UNAVAILABLE."""
     give_up = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await call()
+        except Unavailable:
+            if time.monotonic() > give_up:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def wait_serving(client: LotwiseClient) -> None:
     for site in SITES:
-        while True:
-            try:
-                await client.get_availability(SKU, site)
-                break
-            except Unavailable:
-                if time.monotonic() > give_up:
-                    raise
-                await asyncio.sleep(0.2)
+        await until_served(lambda site=site: client.get_availability(SKU, site))
 
 
 async def check_books(client: LotwiseClient, book: Ledger) -> None:
@@ -117,7 +124,7 @@ async def check_books(client: LotwiseClient, book: Ledger) -> None:
     committed_qty = 0
     for hold_id in sorted(set(book.reserved) | book.unknown):
         try:
-            hold = await client.get_hold(hold_id)
+            hold = await until_served(lambda hold_id=hold_id: client.get_hold(hold_id))
         except Unavailable:
             raise  # not an answer about the hold
         except DomainError:
@@ -137,7 +144,7 @@ async def check_books(client: LotwiseClient, book: Ledger) -> None:
             # An unanswered reserve ends held on every line or on none (aborted / expired).
             assert states <= {HoldState.ACTIVE} or HoldState.ACTIVE not in states, f"{hold_id}: {states}"
     for site in SITES:
-        availability = await client.get_availability(SKU, site)
+        availability = await until_served(lambda site=site: client.get_availability(SKU, site))
         on_hand = sum(r.qty for r in availability.rows)
         assert availability.available >= 0
         assert on_hand >= 0, "oversold"
