@@ -17,6 +17,7 @@ from engine.api.convert import Violations
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
+from engine.api.registration import add_service
 from engine.api.servicer import _rpc
 from engine.domain.errors import Unavailable
 from engine.domain.history import (
@@ -336,5 +337,4 @@ class HistoryServicer(hpb_grpc.HistoryServicer):
 
 def add_history_service(server: grpc.aio.Server, servicer: HistoryServicer) -> str:
     """Register lotwise.v1.History on a server; returns its name (for health and reflection)."""
-    hpb_grpc.add_HistoryServicer_to_server(servicer, server)
-    return HISTORY_SERVICE_NAME
+    return add_service(hpb, "History", servicer, server)

@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from engine.api.admin import ADMIN_SERVICE_NAME, AdminGateway, AdminServicer
+from engine.api.admin import AdminGateway, AdminServicer
 from engine.api.admission import (
     DEFAULT_MAX_RETRY_DELAY_MS,
     AdmissionInterceptor,
@@ -31,7 +31,8 @@ from engine.api.admission import (
     core_channel_args,
 )
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS
-from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.gen.lotwise.v1 import admin_pb2 as apb
+from engine.api.registration import add_service
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer, add_inventory_service
 
 if TYPE_CHECKING:
@@ -245,8 +246,7 @@ async def start_server(
     services = [SERVICE_NAME]
     if admin is not None:
         servicer = AdminServicer(admin, retry_delay_ms=options.retry_delay_ms, dead_letters=dead_letters)
-        apb_grpc.add_AdminServicer_to_server(servicer, server)
-        services.append(ADMIN_SERVICE_NAME)
+        services.append(add_service(apb, "Admin", servicer, server))
     if history is not None:
         from engine.api.history import add_history_service
 

@@ -19,10 +19,11 @@ import grpc
 import structlog
 
 from engine.api import convert
-from engine.api.batch import BatchRunner, CommandHandler, Undecodable, lenient, serve_stream
+from engine.api.batch import BatchRunner, CommandHandler, Undecodable, serve_stream
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS, internal_status, to_grpc_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.registration import add_service
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import (
@@ -401,24 +402,5 @@ class InventoryServicer(pb_grpc.InventoryServicer):
 
 
 def add_inventory_service(servicer: InventoryServicer, server: grpc.aio.Server) -> None:
-    """Register lotwise.v1.Inventory like `add_InventoryServicer_to_server`, but with request
-    decoding that cannot fail inside gRPC: bytes that do not parse reach the method as
-    Undecodable and are answered INVALID_ARGUMENT (MALFORMED_REQUEST), not UNKNOWN."""
-    service = pb.DESCRIPTOR.services_by_name["Inventory"]
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
-    for method in service.methods:
-        decode = lenient(getattr(pb, method.input_type.name))
-        encode = getattr(pb, method.output_type.name).SerializeToString
-        behavior = getattr(servicer, method.name)
-        if method.client_streaming and method.server_streaming:
-            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                behavior, request_deserializer=decode, response_serializer=encode
-            )
-        elif not method.client_streaming and not method.server_streaming:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                behavior, request_deserializer=decode, response_serializer=encode
-            )
-        else:  # no such method today; a new shape must be added here on purpose
-            raise TypeError(f"{method.full_name}: streaming shape not supported")
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as the generated code does
+    """Register lotwise.v1.Inventory with lenient request decoding (engine.api.registration)."""
+    add_service(pb, "Inventory", servicer, server)

@@ -495,19 +495,9 @@ def owner_matches(owner: str, owner_filter: str) -> bool:
 
 
 def undo_request_id(request_id: str) -> str:
-    """The request id of the abort that rolls back the hold placed under `request_id`:
-    distinct per caller id (a long id keeps a prefix and a digest of the whole, so two ids
-    sharing their first 123 characters never share an abort id) and at most MAX_ID_LEN."""
-    if len(request_id) + len(UNDO_SUFFIX) <= MAX_ID_LEN:
-        return request_id + UNDO_SUFFIX
-    digest = hashlib.blake2b(request_id.encode(), digest_size=8).hexdigest()
-    keep = MAX_ID_LEN - len(UNDO_SUFFIX) - len(digest) - 1
-    return f"{request_id[:keep]}+{digest}{UNDO_SUFFIX}"
-
-
-def is_internal(cmd: Command) -> bool:
-    """An abort release, which only the engine sends (the API has no way to ask for one)."""
-    return isinstance(cmd, Release) and cmd.abort
+    """The request id of the abort that rolls back the hold placed under `request_id` (two
+    long ids sharing their first characters never share an abort id: see derived_id)."""
+    return derived_id(request_id, UNDO_SUFFIX)
 
 
 def validate(cmd: Command, statuses: StatusDictionary) -> None:
