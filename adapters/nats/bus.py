@@ -53,6 +53,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from adapters.nats.codec import decode_entry
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
@@ -658,8 +659,6 @@ async def derive_events(
     the journal's last message when the call starts), at most `limit`, in journal order:
     what the publisher publishes, derived again (an ephemeral consumer, no acks). Journal
     messages that do not decode are skipped, as the publisher dead-letters them."""
-    from adapters.nats.codec import decode_entry
-
     decode = decode or decode_entry
     if limit <= 0:
         raise ValueError("limit must be positive")

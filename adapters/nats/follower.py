@@ -38,6 +38,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
+from adapters.nats.codec import decode_entry
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream, journal_stream_config
 from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
 from engine.domain.errors import Unavailable
@@ -156,8 +157,6 @@ class JournalFollower:
         metrics: FollowerMetrics,
         decode: Callable[[bytes], JournalEntry] | None = None,
     ) -> None:
-        from adapters.nats.codec import decode_entry
-
         self._link = link
         self._journal = link.config
         self.sink = sink
