@@ -14,6 +14,10 @@ and refuse the others at once, cheaply and in words a client understands. So:
 - Deadline-aware: a call whose remaining deadline is shorter than the current queueing
   delay estimate (in-flight cost / measured throughput, Little's law) is refused at once
   instead of being started and then abandoned.
+- A call the calls/cost bound refuses may wait briefly in the waiting room for a slot
+  (`WaitingRoom`, a `CoDelQueue` per priority): FIFO while the queue drains now and then,
+  LIFO with a short wait once it stands, so the calls served are fresh ones that can still
+  meet their deadline and the stale ones are refused rather than served late.
 - Every refusal is RESOURCE_EXHAUSTED with ErrorInfo{reason OVERLOADED, metadata: the
   bound} and a RetryInfo hint (how long the excess should take to drain); refusals are
   counted in Prometheus and logged sampled (one line per bound per second with a count).
@@ -28,10 +32,11 @@ import asyncio
 import functools
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 import structlog
@@ -105,12 +110,19 @@ class AdmissionLimits:
     min_time_left_ms: float = 2.0  # a call arriving with less time left is refused unread
     target_loop_lag_ms: float = 50.0  # above it (a standing queue in front of the door) shed by priority
     log_every_s: float = 1.0  # one sampled log line per bound at most this often
+    # The waiting room (CoDelQueue): a call the calls/cost bound refuses may wait this long
+    # for a slot while the queue drains now and then, only `queue_target_ms` once it stands.
+    max_waiting: int = 256  # per priority; beyond it a call is refused at once
+    queue_target_ms: float = 10.0
+    queue_interval_ms: float = 100.0
 
     def __post_init__(self) -> None:
         if self.max_calls < 1 or self.max_cost < 1:
             raise ValueError("admission bounds must be ≥ 1")
         if not 0 <= self.min_retry_delay_ms <= self.max_retry_delay_ms:
             raise ValueError("need 0 ≤ min_retry_delay_ms ≤ max_retry_delay_ms")
+        if self.max_waiting < 0 or not 0 <= self.queue_target_ms <= self.queue_interval_ms:
+            raise ValueError("need max_waiting ≥ 0 and 0 ≤ queue_target_ms ≤ queue_interval_ms")
 
 
 def core_channel_args(limits: AdmissionLimits) -> list[tuple[str, Any]]:
@@ -262,7 +274,7 @@ class Door:
         self, limits: AdmissionLimits = AdmissionLimits(), clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.limits = limits
-        self._clock = clock
+        self.clock = clock
         self.in_flight_calls = 0
         self.in_flight_cost = 0
         self._throughput = Throughput(clock())
@@ -274,14 +286,19 @@ class Door:
         rate = self._throughput.per_s()
         return 0.0 if rate is None else (self.in_flight_cost + extra_cost) / rate
 
-    def enter(self, cost: int, priority: Priority, time_remaining_s: float | None) -> Ticket | Refusal:
-        """Admit the call (a Ticket to hand back to `leave`) or say why not."""
+    def enter(
+        self, cost: int, priority: Priority, time_remaining_s: float | None, *, shed: bool = True
+    ) -> Ticket | Refusal:
+        """Admit the call (a Ticket to hand back to `leave`) or say why not.
+
+        `shed=False` for a call leaving the waiting room: it was past the loop-lag shedder
+        once already, and a slot has just been freed for it."""
         limits = self.limits
-        self._throughput.advance(self._clock(), self.in_flight_calls > 0)
+        self._throughput.advance(self.clock(), self.in_flight_calls > 0)
         if time_remaining_s is not None and time_remaining_s * 1000 < limits.min_time_left_ms:
             # It waited in front of the door until its caller (nearly) gave up: do no work for it.
             return self._refusal(BOUND_DEADLINE, "time left on arrival", int(limits.min_time_left_ms), priority, cost)
-        shed_p = self.shedder.probability(priority)
+        shed_p = self.shedder.probability(priority) if shed else 0.0
         # A lone call is not a queue: a busy machine (other processes) lags the loop too.
         if shed_p > 0 and self.in_flight_calls > 0 and self._random.random() < shed_p:
             lag_ms = int(self.shedder.lag_s * 1000)
@@ -306,7 +323,7 @@ class Door:
         return Ticket(cost, priority)
 
     def leave(self, ticket: Ticket) -> None:
-        self._throughput.advance(self._clock(), True, ticket.cost)
+        self._throughput.advance(self.clock(), True, ticket.cost)
         self.in_flight_calls -= 1
         self.in_flight_cost -= ticket.cost
 
@@ -323,6 +340,173 @@ class Door:
             hint_s = 0.0 if rate is None else max(excess, 0.0) / rate
         delay_ms = min(max(int(hint_s * 1000), limits.min_retry_delay_ms), limits.max_retry_delay_ms)
         return Refusal(bound, what, limit, priority, delay_ms)
+
+
+_T = TypeVar("_T")
+WAITABLE_BOUNDS = (BOUND_CALLS, BOUND_COST)  # full for now: a slot frees as soon as a call ends
+
+
+class CoDelQueue(Generic[_T]):
+    """Controlled delay with adaptive LIFO, for the door's waiting room (after CoDel and
+    Facebook's server queues).
+
+    While the queue empties now and then it is a buffer for bursts: FIFO, and an entry may
+    wait `interval_s`. Once it has not been empty for a whole interval, a queue is
+    standing — more arrives than leaves — and waiting longer only makes every answer late:
+    the queue turns LIFO (the freshest call is the one that can still meet its deadline)
+    and an entry may wait only `target_s`; the stale ones are dropped (refused, to be
+    retried after a back-off) instead of served late. Emptied, it is FIFO again.
+
+    Pure bookkeeping on the caller's clock; `live` tells entries whose caller is gone
+    (they are skipped and purged lazily, so abandoning one costs nothing).
+    """
+
+    def __init__(
+        self, target_s: float, interval_s: float, max_len: int, now: float, live: Callable[[_T], bool] = bool
+    ) -> None:
+        self._target_s = target_s
+        self._interval_s = interval_s
+        self._max_len = max_len
+        self._live = live
+        self._entries: deque[tuple[float, _T]] = deque()
+        self._empty_at = now  # when the queue was last seen empty
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def standing(self, now: float) -> bool:
+        return bool(self._entries) and now - self._empty_at >= self._interval_s
+
+    def max_wait_s(self, now: float) -> float:
+        """How long an entry may wait now: the interval for a burst, the target once it stands."""
+        return self._target_s if self.standing(now) else self._interval_s
+
+    def put(self, item: _T, now: float) -> bool:
+        """Queue `item`; False when the queue is full (refuse it at once)."""
+        self._purge()
+        if len(self._entries) >= self._max_len:
+            return False
+        if not self._entries:
+            self._empty_at = now
+        self._entries.append((now, item))
+        return True
+
+    def expire(self, now: float) -> list[_T]:
+        """Drop and return the live entries that waited longer than they may now. The oldest
+        are at the head in either discipline, so the drops stop at the first fresh one."""
+        limit = self.max_wait_s(now)
+        dropped: list[_T] = []
+        while self._entries and (now - self._entries[0][0] > limit or not self._live(self._entries[0][1])):
+            _, item = self._entries.popleft()
+            if self._live(item):
+                dropped.append(item)
+        self._note_empty(now)
+        return dropped
+
+    def peek(self, now: float) -> _T | None:
+        """The entry to serve next: the oldest while the queue drains, the newest once it stands."""
+        self._purge()
+        if not self._entries:
+            self._note_empty(now)
+            return None
+        return self._entries[-1][1] if self.standing(now) else self._entries[0][1]
+
+    def pop(self, now: float) -> _T:
+        """Remove and return what `peek(now)` returned (same `now`)."""
+        lifo = self.standing(now)
+        _, item = self._entries.pop() if lifo else self._entries.popleft()
+        self._note_empty(now)
+        return item
+
+    def _purge(self) -> None:
+        while self._entries and not self._live(self._entries[0][1]):
+            self._entries.popleft()
+        while self._entries and not self._live(self._entries[-1][1]):
+            self._entries.pop()
+
+    def _note_empty(self, now: float) -> None:
+        if not self._entries:
+            self._empty_at = now
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    cost: int
+    priority: Priority
+    deadline: float | None  # on the door's clock
+    refusal: Refusal  # what the door said when it arrived: its answer if no slot frees in time
+    future: asyncio.Future[Ticket | Refusal]
+
+
+def _waiting(waiter: _Waiter) -> bool:
+    return not waiter.future.done()
+
+
+class WaitingRoom:
+    """Calls the calls/cost bound refuses wait here briefly for a slot (one CoDelQueue per
+    priority, the most urgent served first) instead of being refused at once: a burst is
+    absorbed, a standing overload is refused fresh-first. `wake` runs when a call leaves."""
+
+    def __init__(self, door: Door) -> None:
+        self._door = door
+        limits = door.limits
+        now = door.clock()
+        self._queues = {
+            p: CoDelQueue[_Waiter](
+                limits.queue_target_ms / 1000, limits.queue_interval_ms / 1000, limits.max_waiting, now, _waiting
+            )
+            for p in Priority
+        }
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    async def wait(self, cost: int, refusal: Refusal, time_remaining_s: float | None) -> Ticket | Refusal:
+        """A Ticket once a slot frees for the call, else (queue full, waited its limit) `refusal`."""
+        door, now = self._door, self._door.clock()
+        queue = self._queues[refusal.priority]
+        limit_s = queue.max_wait_s(now)
+        deadline = None if time_remaining_s is None else now + time_remaining_s
+        if time_remaining_s is not None:
+            limit_s = min(limit_s, time_remaining_s - door.limits.min_time_left_ms / 1000)
+        if limit_s <= 0:
+            return refusal
+        future: asyncio.Future[Ticket | Refusal] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(cost, refusal.priority, deadline, refusal, future)
+        if not queue.put(waiter, now):
+            return refusal
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit_s)
+        except TimeoutError:
+            return self._abandon(waiter) or refusal
+        except asyncio.CancelledError:  # the caller went away: a slot it got goes back
+            entry = self._abandon(waiter)
+            if isinstance(entry, Ticket):
+                door.leave(entry)
+                self.wake()
+            raise
+
+    def wake(self) -> None:
+        """Admit waiters while there is room, most urgent first; refuse the stale ones."""
+        door = self._door
+        now = door.clock()
+        for priority in Priority:
+            queue = self._queues[priority]
+            for stale in queue.expire(now):
+                stale.future.set_result(stale.refusal)
+            while (waiter := queue.peek(now)) is not None:
+                remaining = None if waiter.deadline is None else waiter.deadline - now
+                entry = door.enter(waiter.cost, priority, remaining, shed=False)
+                if isinstance(entry, Refusal) and entry.bound in WAITABLE_BOUNDS:
+                    return  # full again: the less urgent would not fit either
+                queue.pop(now).future.set_result(entry)
+
+    @staticmethod
+    def _abandon(waiter: _Waiter) -> Ticket | Refusal | None:
+        if waiter.future.done():
+            return waiter.future.result()  # it got its answer as its time ran out
+        waiter.future.cancel()  # `live` is now False: the queue skips it
+        return None
 
 
 def weigh(method: str, request: Any) -> tuple[int, Priority]:
@@ -383,6 +567,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         self._log = RefusalLog(door.limits.log_every_s)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
         self._probe = LoopLagProbe(door)
+        self.waiting_room = WaitingRoom(door)
 
     async def intercept_service(
         self,
@@ -409,13 +594,15 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     def _admit(self, method: str, behavior: Behavior) -> Behavior:
         door = self.door
         metrics = self._metrics
-
+        room = self.waiting_room
         probe = self._probe
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             probe.touch()
             cost, priority = weigh(method, request)
             entry = door.enter(cost, priority, context.time_remaining())
+            if isinstance(entry, Refusal) and entry.bound in WAITABLE_BOUNDS:
+                entry = await room.wait(cost, entry, context.time_remaining())
             if isinstance(entry, Refusal):
                 metrics.refused.labels(entry.bound, entry.priority.name.lower()).inc()
                 self._log.refused(entry, method, door)
@@ -426,6 +613,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 return await behavior(request, context)
             finally:
                 door.leave(entry)
+                room.wake()
                 metrics.in_flight_cost.set(door.in_flight_cost)
                 metrics.queue_delay.set(door.queue_delay_s())
 

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from engine.domain.errors import DeadlineExceeded, Overloaded, Unavailable
 
@@ -26,6 +26,19 @@ _CALL_EWMA = 0.2  # weight of the newest shard call in `call_s`: a few calls mak
 
 SendBatch = Callable[[list[Any]], Awaitable[list[Any]]]
 BatchObserver = Callable[[int, float, bool], None]  # (ops, seconds, ok) of each shard call
+
+# Why the batcher answered ops with a refusal instead of the shard's answer (metrics label).
+REFUSED_QUEUE = "queue"  # the shard's queue was full: Overloaded (RESOURCE_EXHAUSTED)
+REFUSED_DEADLINE = "deadline"  # its deadline would pass before the answer: never sent
+REFUSED_UNAVAILABLE = "unavailable"  # the shard call failed (a dead or restarting process)
+REFUSED_RECOVERING = "recovering"  # the shard answered that it is recovering
+
+
+@runtime_checkable
+class RefusalObserver(Protocol):
+    """An observer that also wants to hear of refusals: `refused(shard, reason, ops)`."""
+
+    def refused(self, shard: str, reason: str, ops: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,8 @@ class MicroBatcher:
     ) -> None:
         self.name = name
         self._observe = observe
+        # Refusals are counted where the observer can (RuntimeMetrics); a plain callable cannot.
+        self._refused = observe.refused if isinstance(observe, RefusalObserver) else None
         self._send = send
         self._limits = limits
         self._pending: deque[tuple[Any, asyncio.Future[Any], float | None]] = deque()
@@ -66,6 +81,7 @@ class MicroBatcher:
         if self._closed:
             raise Unavailable(f"shard {self.name} is shutting down")
         if not essential and len(self._pending) >= self._limits.max_pending:
+            self._count_refused(REFUSED_QUEUE, 1)
             raise Overloaded(f"queue of shard {self.name}", self._limits.max_pending)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future, deadline))
@@ -102,15 +118,23 @@ class MicroBatcher:
         # An op whose deadline falls before the call can answer would be applied for nobody.
         answered_at = time.monotonic() + self.call_s
         batch: list[tuple[Any, asyncio.Future[Any]]] = []
+        late = 0
         while self._pending and len(batch) < n:
             op, future, deadline = self._pending.popleft()
             if future.done():  # the caller gave up (cancelled): do not apply it
                 continue
             if deadline is not None and deadline <= answered_at:
                 future.set_exception(DeadlineExceeded())
+                late += 1
                 continue
             batch.append((op, future))
+        if late:
+            self._count_refused(REFUSED_DEADLINE, late)
         return batch
+
+    def _count_refused(self, reason: str, ops: int) -> None:
+        if self._refused is not None:
+            self._refused(self.name, reason, ops)
 
     async def _dispatch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         started = time.perf_counter()
@@ -123,12 +147,16 @@ class MicroBatcher:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
+            self._count_refused(REFUSED_UNAVAILABLE, len(batch))
         else:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
             self.batches_sent += 1
             self.ops_sent += len(batch)
+            if self._refused is not None and results and isinstance(results[0], Unavailable):
+                # A host that is not ready answers the whole batch Unavailable (host._unavailable).
+                self._count_refused(REFUSED_RECOVERING, len(results))
         finally:
             elapsed_s = time.perf_counter() - started
             if ok:  # a failed call (a dead shard, a recovery) says nothing about the next one

@@ -25,15 +25,32 @@ class RuntimeMetrics:
         self.failed_batches = Counter(
             "lotwise_shard_failed_batches", "shard calls that failed (answered UNAVAILABLE)", registry=registry
         )
+        self.refused_ops = Counter(
+            "lotwise_shard_refused_ops",
+            "ops the gateway answered with a refusal instead of the shard's answer, by shard and reason "
+            "(queue: RESOURCE_EXHAUSTED; deadline: DEADLINE_EXCEEDED, never sent; "
+            "unavailable, recovering: UNAVAILABLE)",
+            ("shard", "reason"),
+            registry=registry,
+        )
 
     def observer(self) -> Callable[[int, float, bool], None]:
-        def observe(ops: int, seconds: float, ok: bool) -> None:
-            self.batch_ops.observe(ops)
-            self.call_seconds.observe(seconds)
-            if not ok:
-                self.failed_batches.inc()
+        """What MicroBatcher tells of each shard call (and, as a RefusalObserver, of refusals)."""
+        return _Observer(self)
 
-        return observe
+
+class _Observer:
+    def __init__(self, metrics: RuntimeMetrics) -> None:
+        self._metrics = metrics
+
+    def __call__(self, ops: int, seconds: float, ok: bool) -> None:
+        self._metrics.batch_ops.observe(ops)
+        self._metrics.call_seconds.observe(seconds)
+        if not ok:
+            self._metrics.failed_batches.inc()
+
+    def refused(self, shard: str, reason: str, ops: int) -> None:
+        self._metrics.refused_ops.labels(shard, reason).inc(ops)
 
 
 @functools.cache
