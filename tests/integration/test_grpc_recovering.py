@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.bootstrap import running_engine
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
+from engine.domain.errors import FailedPrecondition
+from engine.domain.holds import is_hold_aborted
 from engine.runtime.types import HoldLine
 from tests.conftest import engine_settings
 from tests.integration.test_durability import pid_of, until_served
@@ -47,7 +50,7 @@ class Answers:
     codes: Counter[str] = field(default_factory=Counter)
     untyped: list[str] = field(default_factory=list)  # UNAVAILABLE without its details, or worse
     unanswered: list[pb.ReserveRequest | pb.CommitRequest] = field(default_factory=list)
-    holds: list[str] = field(default_factory=list)
+    committed: set[str] = field(default_factory=set)  # hold ids whose commit was acknowledged
 
 
 def typed_unavailable(err: grpc.aio.AioRpcError) -> bool:
@@ -64,6 +67,8 @@ async def send(stub: pb_grpc.InventoryStub, request: pb.ReserveRequest | pb.Comm
     method = stub.Reserve if isinstance(request, pb.ReserveRequest) else stub.Commit
     try:
         await method(request, timeout=15)
+        if isinstance(request, pb.CommitRequest):
+            book.committed.add(request.hold_id)
     except grpc.aio.AioRpcError as err:
         book.codes[err.code().name] += 1
         if err.code() is not grpc.StatusCode.UNAVAILABLE or not typed_unavailable(err):
@@ -81,21 +86,29 @@ async def raw_caller(stub: pb_grpc.InventoryStub, k: int, stop: asyncio.Event, b
         n += 1
         line = pb.ReserveLine(sku=SKUS[n % len(SKUS)], site=SITE, qty=1)
         reserve = pb.ReserveRequest(request_id=f"r-{hold_id}", hold_id=hold_id, lines=[line], ttl_ms=600_000)
-        book.holds.append(hold_id)
         if await send(stub, reserve, book):
             await send(stub, pb.CommitRequest(request_id=f"c-{hold_id}", hold_id=hold_id), book)
         else:
             book.unanswered.append(pb.CommitRequest(request_id=f"c-{hold_id}", hold_id=hold_id))
 
 
-async def client_caller(client: LotwiseClient, k: int, stop: asyncio.Event) -> int:
-    """Orders through LotwiseClient: its retries carry them across the recovery."""
-    done = 0
+async def client_caller(client: LotwiseClient, k: int, stop: asyncio.Event) -> tuple[int, int]:
+    """Orders through LotwiseClient: its retries carry them across the recovery. A reserve
+    retried after UNAVAILABLE may find its hold rolled back (HOLD_ABORTED, a definite
+    answer: nothing held): the order is placed again under new ids. (orders, aborted)"""
+    done = aborted = 0
     while not stop.is_set():
-        hold = await client.reserve([HoldLine(SKUS[(k + done) % len(SKUS)], SITE, ReserveLine(1))], 600_000)
+        line = HoldLine(SKUS[(k + done + aborted) % len(SKUS)], SITE, ReserveLine(1))
+        try:
+            hold = await client.reserve([line], 600_000)
+        except FailedPrecondition as err:
+            if not is_hold_aborted(err):
+                raise
+            aborted += 1
+            continue
         await client.commit(hold.hold_id)
         done += 1
-    return done
+    return done, aborted
 
 
 async def test_a_recovering_shard_answers_typed_unavailable_and_the_books_stay_exact(ray_session: None) -> None:
@@ -118,7 +131,8 @@ async def test_a_recovering_shard_answers_typed_unavailable_and_the_books_stay_e
             await asyncio.sleep(2.0)
         stop.set()
         await asyncio.gather(*raw)
-        orders_by_client = sum(await asyncio.gather(*retried))
+        by_client = await asyncio.gather(*retried)
+        orders_by_client = sum(done for done, _ in by_client)
 
         assert book.untyped == [], book.untyped[:5]
         assert set(book.codes) <= {"OK", "UNAVAILABLE"}, book.codes
@@ -126,9 +140,13 @@ async def test_a_recovering_shard_answers_typed_unavailable_and_the_books_stay_e
         assert orders_by_client > 0
 
         # Every refused request again, same ids: each lands once (or answers its first answer).
+        aborted: set[str] = set()
         for request in book.unanswered:
-            await until_served(lambda request=request: send_retried(client, request))
-        committed = len(book.holds) + orders_by_client
+            if request.hold_id in aborted:
+                continue  # its reserve was rolled back: there is nothing to commit
+            if not await until_served(lambda request=request: send_retried(client, request, book)):
+                aborted.add(request.hold_id)
+        committed = len(book.committed) + orders_by_client
         left = 0
         for sku in SKUS:
             availability = await until_served(lambda sku=sku: client.get_availability(sku, SITE))
@@ -137,12 +155,29 @@ async def test_a_recovering_shard_answers_typed_unavailable_and_the_books_stay_e
         assert len(SKUS) * STOCK - left == committed
         ok, checks = await client.verify()
         assert ok, [c for c in checks if not c.ok]
+        # The refusals are counted, by shard and reason, on /metrics.
+        text = await asyncio.to_thread(scrape, running.metrics_url)
+        refused = [line for line in text.splitlines() if line.startswith("lotwise_shard_refused_ops_total{")]
+        assert any('reason="unavailable"' in line or 'reason="recovering"' in line for line in refused), refused
 
 
-async def send_retried(client: LotwiseClient, request: pb.ReserveRequest | pb.CommitRequest) -> None:
-    if isinstance(request, pb.ReserveRequest):
-        line = request.lines[0]
-        lines = [HoldLine(line.sku, line.site, ReserveLine(line.qty))]
-        await client.reserve(lines, request.ttl_ms, hold_id=request.hold_id, request_id=request.request_id)
-    else:
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+async def send_retried(client: LotwiseClient, request: pb.ReserveRequest | pb.CommitRequest, book: Answers) -> bool:
+    """Send a refused request again with its own ids; False if its hold was rolled back."""
+    if isinstance(request, pb.CommitRequest):
         await client.commit(request.hold_id, request_id=request.request_id)
+        book.committed.add(request.hold_id)
+        return True
+    line = request.lines[0]
+    lines = [HoldLine(line.sku, line.site, ReserveLine(line.qty))]
+    try:
+        await client.reserve(lines, request.ttl_ms, hold_id=request.hold_id, request_id=request.request_id)
+    except FailedPrecondition as err:
+        if not is_hold_aborted(err):
+            raise
+        return False
+    return True
