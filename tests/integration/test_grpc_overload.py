@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from prometheus_client import CollectorRegistry
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, generate_latest
 
 from engine.api.admission import AdmissionLimits, AdmissionMetrics
 from engine.api.client import NO_RETRY, LotwiseClient, new_request_id
@@ -38,6 +39,7 @@ class GatedReserves:
     inner: Gateway
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0
+    service_s: float = 0.0  # how long each reserve takes once through the gate (a busy shard)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -45,6 +47,7 @@ class GatedReserves:
     async def reserve(self, *args: Any, **kwargs: Any) -> Any:
         self.waiting += 1
         await self.gate.wait()
+        await asyncio.sleep(self.service_s)
         return await self.inner.reserve(*args, **kwargs)
 
 
@@ -152,3 +155,70 @@ async def test_the_client_retries_an_overload_within_its_deadline(local_gateway:
         assert hold.hold_id
         await asyncio.gather(*held)
     assert (await local_gateway.get_availability("strip", "ward1")).available == 100 - GATED_RESERVES - 1
+
+
+FLOOD = 200  # closed-loop reserve callers: many times what the door admits
+FLOOD_LIMITS = AdmissionLimits(max_calls=64, max_cost=10)  # reserves may fill 8 of 10
+COMMITTERS = 2  # commit callers at once: they fit in the head room reserves leave
+
+
+async def test_a_flood_of_reserves_is_shed_while_commits_and_health_get_through(local_gateway: Gateway) -> None:
+    """A sustained flood saturates the door (each reserve takes 20 ms, as on a busy shard);
+    commits (which free stock) and health checks are still admitted, reserves are shed
+    typed, and the books are exact."""
+    await local_gateway.put_sku(Sku("strip"))
+    await local_gateway.put_site(Site("ward1"))
+    slow = GatedReserves(local_gateway, service_s=0.02)
+    slow.gate.set()
+    registry = CollectorRegistry()
+    metrics = AdmissionMetrics(registry)
+    server, port = await start_server(
+        slow, metrics=ApiMetrics(CollectorRegistry()), admission=FLOOD_LIMITS, admission_metrics=metrics, admin=slow
+    )
+    async with LotwiseClient(f"127.0.0.1:{port}", retry=NO_RETRY, timeout_s=30) as client:
+        await client.receive("strip", "ward1", "L1", 100_000, status="available")
+        holds = [await client.reserve([HoldLine("strip", "ward1", ReserveLine(1))], 600_000) for _ in range(40)]
+        stub = pb_grpc.InventoryStub(client.channel)
+        health = health_pb2_grpc.HealthStub(client.channel)
+        flood_codes: list[grpc.StatusCode] = []
+        done = asyncio.Event()
+
+        async def flood() -> None:  # closed loop: a sustained overload, not one burst
+            while not done.is_set():
+                try:
+                    await stub.Reserve(reserve_request(), timeout=30)
+                    flood_codes.append(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as err:
+                    flood_codes.append(err.code())
+
+        async def committer(k: int) -> int:
+            for hold in holds[k::COMMITTERS]:
+                assert (await client.commit(hold.hold_id)).committed_qty == 1
+            return len(holds[k::COMMITTERS])
+
+        async def probe() -> list[int]:
+            request = health_pb2.HealthCheckRequest(service="")
+            return [(await health.Check(request, timeout=30)).status for _ in range(20)]
+
+        flooding = [asyncio.ensure_future(flood()) for _ in range(FLOOD)]
+        await eventually(lambda: grpc.StatusCode.RESOURCE_EXHAUSTED in flood_codes)  # saturated
+        committed, statuses = await asyncio.gather(asyncio.gather(*(committer(k) for k in range(COMMITTERS))), probe())
+        done.set()
+        await asyncio.gather(*flooding)
+    await server.stop(0)
+
+    assert sum(committed) == len(holds)  # every commit admitted while the reserves were shed
+    assert set(statuses) == {health_pb2.HealthCheckResponse.SERVING}
+    assert set(flood_codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    shed = flood_codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert shed > 0
+    assert metrics.refused.labels("cost", "critical")._value.get() == 0
+    admitted = flood_codes.count(grpc.StatusCode.OK)
+    availability = await local_gateway.get_availability("strip", "ward1")
+    assert availability.available == 100_000 - len(holds) - admitted  # committed + held, nothing else
+    assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
+    # Every refusal is on /metrics, by bound and priority.
+    text = generate_latest(registry).decode()
+    counted = [line for line in text.splitlines() if line.startswith("lotwise_admission_refused_total{")]
+    assert 'bound="cost",priority="reserve"' in "".join(counted)
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in counted if 'priority="reserve"' in line) == shed
