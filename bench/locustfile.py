@@ -8,7 +8,11 @@
 
 Every gRPC call is reported through locust's request event (`request_type` "grpc", name =
 the RPC; a stock refusal is reported as "Reserve (refused)", not as a failure: it is a
-correct answer). Give `--stop-timeout` so users finish the order they are in when the run
+correct answer). Calls the server declined under load are reported apart from errors,
+`request_type` "grpc-shed": "<RPC> (shed)" for RESOURCE_EXHAUSTED OVERLOADED (the door or
+a shard queue), "<RPC> (recovering)" for UNAVAILABLE while a shard recovers; a shed commit
+or release is retried after the server's RetryInfo, each attempt reported. Give
+`--stop-timeout` so users finish the order they are in when the run
 ends: one cut off between its hold and its commit leaves stock held until the TTL. At
 test start the users' stock is seeded into sites of the run's own (`S000.<tag>`…), so
 every run starts fresh. gRPC runs on gevent here (locust's model);
@@ -25,16 +29,22 @@ from typing import Any
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
+from google.rpc import error_details_pb2
 from locust import User, constant, events, task
 from locust.env import Environment
 
 from bench.workloads import WORKLOADS, OrderStream, dataset, shape
+from engine.api.errors import REASON_OVERLOADED, REASON_UNAVAILABLE, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 
 grpc_gevent.init_gevent()  # gRPC's polling must cooperate with gevent's hub
 
 CALL_TIMEOUT_S = 10.0
+# A shed commit or release is tried again (it frees stock: giving up would leave it held
+# until the TTL); a shed reserve is not (the user moves on to its next order).
+RESOLVE_ATTEMPTS = 20
+REQUEST_TYPE_SHED = "grpc-shed"  # shed (OVERLOADED) and recovering (UNAVAILABLE) calls: not errors
 HOLD_TTL_MS = 120_000
 MS_PER_DAY = 86_400_000
 _run: dict[str, Any] = {}  # the run's tag and shape, set once at test start
@@ -108,6 +118,41 @@ def _seed(environment: Environment) -> None:
     _run.update(shape=s, tag=tag, seed=opts.seed)
 
 
+def refusal_label(name: str, err: grpc.RpcError) -> tuple[str | None, float | None]:
+    """How a refused call is reported, apart from errors: (its stats name, or None for an
+    error; the back-off before retrying it, or None for an answer not to retry).
+
+    A stock refusal is a correct answer ("Reserve (refused)"). A call shed by the door or a
+    shard queue (RESOURCE_EXHAUSTED, ErrorInfo OVERLOADED) is "<name> (shed)"; one refused
+    while a shard recovers (UNAVAILABLE with its ErrorInfo) is "<name> (recovering)": both
+    carry RetryInfo and were not applied, so they are load the server declined, not errors.
+    """
+    code = err.code()
+    if name == "Reserve" and code is grpc.StatusCode.FAILED_PRECONDITION:
+        return "Reserve (refused)", None
+    if code not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+        return None, None
+    status = status_of_rpc_error(err)
+    reasons = {info.reason for info in _error_infos(status)}
+    hint_s = retry_delay_s(status)
+    if hint_s is None:
+        return None, None  # no RetryInfo: a transport failure, not a typed refusal
+    if REASON_OVERLOADED in reasons:
+        return f"{name} (shed)", hint_s
+    if REASON_UNAVAILABLE in reasons:
+        return f"{name} (recovering)", hint_s
+    return None, None
+
+
+def _error_infos(status: Any) -> list[error_details_pb2.ErrorInfo]:
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            infos.append(info)
+    return infos
+
+
 class LotwiseUser(User):
     """One closed-loop client: hold an order (FEFO, all or nothing), then commit or release."""
 
@@ -124,25 +169,37 @@ class LotwiseUser(User):
     def on_stop(self) -> None:
         self._channel.close()
 
-    def _call(self, name: str, method: Any, request: Any) -> Any:
+    def _call(self, name: str, method: Any, request: Any, *, attempts: int = 1) -> Any:
+        """One call, reported; a call shed or refused while recovering is tried again (same
+        request id, after the server's RetryInfo) up to `attempts` times, each reported."""
+        for attempt in range(1, attempts + 1):
+            response, backoff_s = self._attempt(name, method, request)
+            if backoff_s is None or attempt == attempts:
+                return response
+            time.sleep(backoff_s)  # gevent-patched: other users run meanwhile
+        return None
+
+    def _attempt(self, name: str, method: Any, request: Any) -> tuple[Any, float | None]:
+        """(the response or None, the back-off before a retry or None when not to retry)."""
         started = time.perf_counter()
-        response, exception, label = None, None, name
+        response, exception, label, backoff_s = None, None, name, None
         try:
             response = method(request, timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as err:
-            if name == "Reserve" and err.code() is grpc.StatusCode.FAILED_PRECONDITION:
-                label = "Reserve (refused)"  # not enough free stock: a correct answer
-            else:
+            refused_as, backoff_s = refusal_label(name, err)
+            if refused_as is None:
                 exception = err
+            else:
+                label = refused_as
         self.environment.events.request.fire(
-            request_type="grpc",
+            request_type=REQUEST_TYPE_SHED if backoff_s is not None else "grpc",
             name=label,
             response_time=(time.perf_counter() - started) * 1000,
             response_length=response.ByteSize() if response is not None else 0,
             exception=exception,
             context={},
         )
-        return response if exception is None and label == name else None
+        return (response if exception is None and label == name else None), backoff_s
 
     @task
     def order(self) -> None:
@@ -176,6 +233,8 @@ class LotwiseUser(User):
         if held is None:
             return
         if op.commit:
-            self._call("Commit", self._stub.Commit, pb.CommitRequest(request_id=f"{hold_id}:c", hold_id=hold_id))
+            commit = pb.CommitRequest(request_id=f"{hold_id}:c", hold_id=hold_id)
+            self._call("Commit", self._stub.Commit, commit, attempts=RESOLVE_ATTEMPTS)
         else:
-            self._call("Release", self._stub.Release, pb.ReleaseRequest(request_id=f"{hold_id}:r", hold_id=hold_id))
+            release = pb.ReleaseRequest(request_id=f"{hold_id}:r", hold_id=hold_id)
+            self._call("Release", self._stub.Release, release, attempts=RESOLVE_ATTEMPTS)

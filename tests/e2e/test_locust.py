@@ -15,6 +15,7 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from engine import bootstrap
+from engine.api.admission import AdmissionLimits, AdmissionMetrics
 from engine.api.server import ApiMetrics, start_server
 from engine.domain.inventory import StockQuery
 from engine.runtime.gateway import Gateway
@@ -34,13 +35,29 @@ async def served() -> AsyncIterator[tuple[str, Gateway]]:
         await gateway.close()
 
 
-@pytest.mark.parametrize("workload", ["pos-scarce", "wms-bulk"])
-async def test_locust_headless_reports_every_call_and_writes_csv(
-    served: tuple[str, Gateway], tmp_path: Path, workload: str
-) -> None:
-    target, gateway = served
-    prefix = tmp_path / "run"
-    cmd = [
+@pytest_asyncio.fixture(loop_scope="session")
+async def overloaded() -> AsyncIterator[str]:
+    """A server whose door admits one call at a time and keeps no waiting room: with eight
+    users, most calls that meet another in flight are shed."""
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
+    limits = AdmissionLimits(max_calls=1, max_cost=1, max_waiting=0, min_retry_delay_ms=10)
+    server, port = await start_server(
+        gateway,
+        "127.0.0.1",
+        0,
+        metrics=ApiMetrics(CollectorRegistry()),
+        admission=limits,
+        admission_metrics=AdmissionMetrics(CollectorRegistry()),
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0.5)
+        await gateway.close()
+
+
+def locust_command(target: str, prefix: Path, workload: str) -> list[str]:
+    return [
         str(Path(sys.executable).with_name("locust")),
         "-f",
         str(LOCUSTFILE),
@@ -65,6 +82,29 @@ async def test_locust_headless_reports_every_call_and_writes_csv(
         "2",
         "--only-summary",
     ]
+
+
+async def test_locust_reports_shed_calls_apart_from_errors(overloaded: str, tmp_path: Path) -> None:
+    cmd = locust_command(overloaded, tmp_path / "run", "pos-scarce")
+    proc = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    with (tmp_path / "run_stats.csv").open() as f:
+        stats = {row["Name"]: row for row in csv.DictReader(f)}
+    shed = {name: row for name, row in stats.items() if name.endswith(" (shed)")}
+    assert shed, sorted(stats)
+    assert all(row["Type"] == "grpc-shed" for row in shed.values())
+    assert sum(int(row["Request Count"]) for row in shed.values()) > 0
+    # Shed calls are not errors: nothing failed, and the orders still went through.
+    assert int(stats["Aggregated"]["Failure Count"]) == 0, stats["Aggregated"]
+    assert int(stats["Reserve"]["Request Count"]) > 0
+
+
+@pytest.mark.parametrize("workload", ["pos-scarce", "wms-bulk"])
+async def test_locust_headless_reports_every_call_and_writes_csv(
+    served: tuple[str, Gateway], tmp_path: Path, workload: str
+) -> None:
+    target, gateway = served
+    cmd = locust_command(target, tmp_path / "run", workload)
     proc = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     with (tmp_path / "run_stats.csv").open() as f:
