@@ -27,15 +27,18 @@ import asyncio
 import datetime
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psutil
 
+from bench import lean_load
 from bench.served import server_process
 from engine.api.client import DEFAULT_BATCHING, LotwiseClient
 from engine.api.errors import RemoteError
@@ -49,23 +52,14 @@ SKUS = 64  # orders spread over this many pairs, so no one cell is the bottlenec
 STOCK_PER_SKU = 10_000_000  # deep: no order is refused for stock
 TTL_MS = 60_000
 DEADLINE_S = 2.0
-OUTCOMES = ("ok", "shed", "deadline", "cancelled_unknown", "other")
+OUTCOMES = lean_load.OUTCOMES
+Tally = lean_load.Tally
 
 
 # ---- the server process ----
 
 
 # ---- a worker process: closed-loop callers ----
-
-
-@dataclass
-class Tally:
-    """What one worker saw in the measured window."""
-
-    orders: int = 0
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    latencies_ms: list[float] = field(default_factory=list)  # successful calls only
-    throttled_retries: int = 0
 
 
 def outcome_of(err: BaseException) -> str:
@@ -80,6 +74,8 @@ def outcome_of(err: BaseException) -> str:
 
 
 async def work(target: str, callers: int, batched: bool, start_at: float, seconds: float, offset: int) -> Tally:
+    """Closed-loop callers through LotwiseClient (`--client lotwise`): the real client's
+    behaviour under overload, at ~0.5–1 ms of client CPU per call."""
     tally = Tally()
     async with LotwiseClient(target, timeout_s=DEADLINE_S, batching=DEFAULT_BATCHING if batched else None) as client:
         await client.wait_ready(30)
@@ -107,13 +103,69 @@ async def work(target: str, callers: int, batched: bool, start_at: float, second
                     tally.orders += 1
                 i += callers
 
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         await asyncio.gather(*(caller(k) for k in range(callers)))
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        tally.cpu_s = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
         tally.throttled_retries = client.retry_budget.throttled
+    return tally
+
+
+async def work_lean(
+    target: str, callers: int, batch: int, start_at: float, seconds: float, offset: int
+) -> lean_load.Tally:
+    """Closed-loop callers on raw gRPC (bench/lean_load.py): unary Reserve then Commit, or
+    (batch > 1) an Execute of `batch` reserves then one of their commits."""
+    tally = lean_load.Tally()
+    encoder = lean_load.Encoder(SKUS, "bench-site", TTL_MS)
+    lean_load.check_encoding(encoder, "bench-site", TTL_MS)
+    tag = f"{os.getpid()}-{int(start_at)}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S)
+        await asyncio.sleep(max(start_at - time.time(), 0.0))
+        stop_at = time.monotonic() + seconds
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+
+        async def unary(k: int) -> None:
+            n = 0
+            while time.monotonic() < stop_at:
+                hold = f"{tag}-{k}-{n}".encode()
+                if await caller.unary(True, encoder.reserve(hold, offset + k + n)) and await caller.unary(
+                    False, encoder.commit(hold)
+                ):
+                    tally.orders += 1
+                n += 1
+
+        async def batched(k: int) -> None:
+            n = 0
+            while time.monotonic() < stop_at:
+                holds = [f"{tag}-{k}-{n + j}".encode() for j in range(batch)]
+                n += batch
+                reserved = await caller.execute(
+                    [encoder.reserve_command(h, offset + k + j) for j, h in enumerate(holds)]
+                )
+                held = [h for h, ok in zip(holds, reserved, strict=True) if ok]
+                if held:
+                    committed = await caller.execute([encoder.commit_command(h) for h in held])
+                    tally.orders += sum(committed)  # after the await: `+= await` would lose updates
+
+        await asyncio.gather(*((batched if batch > 1 else unary)(k) for k in range(callers)))
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        tally.cpu_s = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+        tally.throttled_retries = caller.budget.throttled
     return tally
 
 
 def worker_main(args: argparse.Namespace) -> None:
     configure_logging("error")
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
+    if args.client == "lean":
+        batch = args.batch if args.batched else 1
+        lean = asyncio.run(work_lean(args.target, args.callers, batch, args.start_at, args.seconds, args.offset))
+        print(json.dumps(asdict(lean)))
+        return
     tally = asyncio.run(work(args.target, args.callers, args.batched, args.start_at, args.seconds, args.offset))
     print(json.dumps(asdict(tally)))
 
@@ -134,6 +186,8 @@ class Row:
     throttled_retries: int
     rss_growth_mib: float
     server_cpu: float  # cores the server process used over the row (1.0 = one core busy)
+    server_cpu_ms_per_call: float  # server CPU per call answered (ok or refused)
+    client_cpu_ms_per_call: float  # load generators' CPU per call answered: the harness's own cost
     goodput_share: float = 0.0  # of the 1× row of the same mode
 
     @property
@@ -148,40 +202,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_level(target: str, pid: int, batched: bool, level: float, saturation: int, procs: int, seconds: float) -> Row:
+@dataclass(frozen=True, slots=True)
+class Harness:
+    """How the load is generated: which client, how many processes, which CPUs."""
+
+    client: str  # "lean" (bench/lean_load.py) or "lotwise" (LotwiseClient)
+    procs: int
+    batch: int  # commands per Execute of the lean batched mode
+    server_cpus: str  # "" when not pinned
+    load_cpus: str
+
+
+def run_level(target: str, pid: int, batched: bool, level: float, saturation: int, seconds: float, h: Harness) -> Row:
     callers = max(1, round(saturation * level))
-    per_proc = [callers // procs + (1 if p < callers % procs else 0) for p in range(procs)]
+    per_proc = [callers // h.procs + (1 if p < callers % h.procs else 0) for p in range(h.procs)]
     start_at = time.time() + 4.0  # the workers import and connect meanwhile
     server = psutil.Process(pid)
-    rss0, cpu0, t0 = server.memory_info().rss, server.cpu_times(), time.monotonic()
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.overload",
-                "--worker",
-                target,
-                "--callers",
-                str(n),
-                "--start-at",
-                str(start_at),
-                "--seconds",
-                str(seconds),
-                "--offset",
-                str(sum(per_proc[:p])),
-                *(["--batched"] if batched else []),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        for p, n in enumerate(per_proc)
-        if n > 0
-    ]
+    rss0 = server.memory_info().rss
+    workers = [worker(target, n, sum(per_proc[:p]), batched, start_at, seconds, h) for p, n in enumerate(per_proc) if n]
+    time.sleep(max(start_at - time.time(), 0.0))
+    cpu0, t0 = server.cpu_times(), time.monotonic()
     tallies = [Tally(**json.loads(w.communicate(timeout=seconds + 120)[0])) for w in workers]
     rss1, cpu1, t1 = server.memory_info().rss, server.cpu_times(), time.monotonic()
-    server_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / max(t1 - t0 - 4.0, 0.1)
+    server_cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     latencies = [ms for t in tallies for ms in t.latencies_ms]
     outcomes = {k: sum(t.outcomes[k] for t in tallies) for k in OUTCOMES}
+    calls = max(sum(outcomes.values()), 1)
     return Row(
         "batched" if batched else "unary",
         level,
@@ -193,8 +239,20 @@ def run_level(target: str, pid: int, batched: bool, level: float, saturation: in
         percentile(latencies, 0.99),
         sum(t.throttled_retries for t in tallies),
         (rss1 - rss0) / 2**20,
-        server_cpu,
+        server_cpu_s / max(t1 - t0, 0.1),
+        1000 * server_cpu_s / calls,
+        1000 * sum(t.cpu_s for t in tallies) / calls,
     )
+
+
+def worker(
+    target: str, callers: int, offset: int, batched: bool, start_at: float, seconds: float, h: Harness
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "bench.overload", "--worker", target, "--callers", str(callers)]
+    args += ["--start-at", str(start_at), "--seconds", str(seconds), "--offset", str(offset)]
+    args += ["--client", h.client, "--batch", str(h.batch), *(["--batched"] if batched else [])]
+    args += ["--cpus", h.load_cpus] if h.load_cpus else []
+    return subprocess.Popen(args, stdout=subprocess.PIPE)
 
 
 async def stock(target: str) -> None:
@@ -227,14 +285,16 @@ def format_row(r: Row) -> str:
         f"| {r.mode:<7} | {r.level:>4g}× | {r.callers:>5} | {r.goodput:>7,.0f} | {r.goodput_share:>5.0%} | "
         f"{r.p50_ms:>7,.0f} | {r.p99_ms:>7,.0f} | {o['ok']:>7,} | {o['shed']:>7,} | {o['deadline']:>6,} | "
         f"{o['cancelled_unknown']:>3} | {o['other']:>3} | {r.throttled_retries:>6,} | "
-        f"{r.rss_growth_mib:>+6.0f} | {r.server_cpu:>4.2f} |"
+        f"{r.rss_growth_mib:>+6.0f} | {r.server_cpu:>4.2f} | {r.server_cpu_ms_per_call:>5.2f} | "
+        f"{r.client_cpu_ms_per_call:>5.2f} |"
     )
 
 
 HEADER = (
     "| mode | load | callers | orders/s | of 1× | p50 ms | p99 ms | ok calls | shed | deadline "
-    "| cancelled/unknown | other | retries throttled | server RSS MiB | server cores |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| cancelled/unknown | other | retries throttled | server RSS MiB | server cores "
+    "| server ms CPU/call | client ms CPU/call |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -263,19 +323,28 @@ def plot(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def pin(pid: int, cpus: str) -> None:
+    if cpus:
+        os.sched_setaffinity(pid, {int(c) for c in cpus.split(",")})
+
+
 def drive(args: argparse.Namespace) -> None:
     levels = [float(x) for x in args.levels.split(",")]
     modes = [m.strip() for m in args.modes.split(",")]
     out_dir = args.out or Path("bench/results") / datetime.date.today().isoformat() / "overload"
     out_dir.mkdir(parents=True, exist_ok=True)
+    harness = Harness(args.client, args.procs, args.batch, args.server_cpus, args.load_cpus)
+    saturation = {"unary": args.saturation, "batched": args.saturation_batched or args.saturation}
     rows: list[Row] = []
+    load_before = os.getloadavg()
     with server_process() as (pid, port):
+        pin(pid, harness.server_cpus)  # the server on its own CPU, the load on the other(s)
         target = f"127.0.0.1:{port}"
         asyncio.run(stock(target))
         print(HEADER, flush=True)
         for mode in modes:
             for level in levels:
-                row = run_level(target, pid, mode == "batched", level, args.saturation, args.procs, args.seconds)
+                row = run_level(target, pid, mode == "batched", level, saturation[mode], args.seconds, harness)
                 rows.append(row)
                 print(format_row(row), flush=True)
         exact = asyncio.run(books_exact(target))
@@ -283,10 +352,10 @@ def drive(args: argparse.Namespace) -> None:
     print("\n" + HEADER)
     for row in rows:
         print(format_row(row))
-    print(f"\nbooks exact afterwards (verify): {exact}")
-    (out_dir / "overload.json").write_text(
-        json.dumps({"books_exact": exact, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
-    )
+    loadavg = {"before": load_before, "after": os.getloadavg()}
+    print(f"\nbooks exact afterwards (verify): {exact}; harness {asdict(harness)}; load average {loadavg}")
+    report = {"books_exact": exact, "harness": asdict(harness), "loadavg": loadavg, "rows": [asdict(r) for r in rows]}
+    (out_dir / "overload.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(rows, out_dir / "overload.png")
     print(f"wrote {out_dir / 'overload.json'} and {out_dir / 'overload.png'}")
 
@@ -294,10 +363,16 @@ def drive(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--saturation", type=int, default=64, help="callers at 1× (where orders/s stops growing)")
-    parser.add_argument("--levels", default="0.5,1,2,4,8", help="offered load, in multiples of --saturation")
+    parser.add_argument("--levels", default="0.5,1,2,4,8,10", help="offered load, in multiples of --saturation")
     parser.add_argument("--modes", default="unary,batched", help="unary, batched or both")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per row")
+    parser.add_argument("--saturation-batched", type=int, default=0, help="batched callers at 1× (default: as unary)")
     parser.add_argument("--procs", type=int, default=2, help="load-generating processes")
+    parser.add_argument("--client", choices=("lean", "lotwise"), default="lean", help="raw gRPC or LotwiseClient")
+    parser.add_argument("--batch", type=int, default=8, help="orders per Execute of a lean batched caller")
+    parser.add_argument("--server-cpus", default="0", help="CPUs the server is pinned to ('' = not pinned)")
+    parser.add_argument("--load-cpus", default="1", help="CPUs the load processes are pinned to ('' = not pinned)")
+    parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="where to write overload.json and overload.png")
     # internal: be one load-generating worker
     parser.add_argument("--worker", help=argparse.SUPPRESS)
