@@ -7,9 +7,11 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from engine.domain.errors import DeadlineExceeded, Overloaded, Unavailable
 from engine.runtime.batcher import BatchLimits, MicroBatcher
+from engine.runtime.metrics import RuntimeMetrics
 
 
 class RecordingShard:
@@ -111,3 +113,39 @@ async def test_closed_batcher_refuses_and_fails_pending() -> None:
         await pending
     with pytest.raises(Unavailable):
         batcher.submit("after close")
+
+
+async def test_every_refusal_of_the_batcher_is_counted_by_shard_and_reason_on_metrics() -> None:
+    """Queue full, deadline, a failed shard call, a recovering shard: each a labelled counter."""
+    registry = CollectorRegistry()
+    metrics = RuntimeMetrics(registry)
+    shard = RecordingShard()
+    shard.gate = asyncio.Event()
+    batcher = MicroBatcher(
+        "s7", shard.send, BatchLimits(max_batch=1, max_pending=1, max_in_flight=1), metrics.observer()
+    )
+    first = batcher.submit("in-flight")
+    await asyncio.sleep(0.01)
+    late = batcher.submit("late", deadline=time.monotonic() + 0.001)
+    with pytest.raises(Overloaded):
+        batcher.submit("one too many")
+    await asyncio.sleep(0.01)  # "late" is past its deadline by the time a slot frees
+    shard.gate.set()
+    await first
+    with pytest.raises(DeadlineExceeded):
+        await late
+    shard.fail = True
+    with pytest.raises(Unavailable):
+        await batcher.call("dead")
+    await batcher.close()
+
+    async def recovering(ops: list[Any]) -> list[Any]:
+        return [Unavailable("shard r is recovering (recovering)")] * len(ops)
+
+    other = MicroBatcher("r", recovering, BatchLimits(), metrics.observer())
+    assert isinstance(await other.call("x"), Unavailable)
+    await other.close()
+
+    text = generate_latest(registry).decode()
+    for shard_name, reason in (("s7", "queue"), ("s7", "deadline"), ("s7", "unavailable"), ("r", "recovering")):
+        assert f'lotwise_shard_refused_ops_total{{reason="{reason}",shard="{shard_name}"}} 1.0' in text, text
