@@ -194,6 +194,12 @@ class Row:
     def goodput(self) -> float:
         return self.orders / self.seconds
 
+    @property
+    def orders_per_cpu_s(self) -> float:
+        """Orders per second of server CPU: what overload costs in wasted work, whatever
+        share of a core the (shared) machine gave the server in this row."""
+        return self.orders / max(self.server_cpu * self.seconds, 1e-9)
+
 
 def percentile(values: list[float], q: float) -> float:
     if not values:
@@ -286,15 +292,15 @@ def format_row(r: Row) -> str:
         f"{r.p50_ms:>7,.0f} | {r.p99_ms:>7,.0f} | {o['ok']:>7,} | {o['shed']:>7,} | {o['deadline']:>6,} | "
         f"{o['cancelled_unknown']:>3} | {o['other']:>3} | {r.throttled_retries:>6,} | "
         f"{r.rss_growth_mib:>+6.0f} | {r.server_cpu:>4.2f} | {r.server_cpu_ms_per_call:>5.2f} | "
-        f"{r.client_cpu_ms_per_call:>5.2f} |"
+        f"{r.client_cpu_ms_per_call:>5.2f} | {r.orders_per_cpu_s:>6,.0f} |"
     )
 
 
 HEADER = (
     "| mode | load | callers | orders/s | of 1× | p50 ms | p99 ms | ok calls | shed | deadline "
     "| cancelled/unknown | other | retries throttled | server RSS MiB | server cores "
-    "| server ms CPU/call | client ms CPU/call |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| server ms CPU/call | client ms CPU/call | orders per server CPU-s |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -304,17 +310,23 @@ def plot(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
     for mode in ("unary", "batched"):
         mine = sorted((r for r in rows if r.mode == mode), key=lambda r: r.level)
         levels = [r.level for r in mine]
         left.plot(levels, [r.goodput_share * 100 for r in mine], marker="o", label=mode)
+        base = next((r.orders_per_cpu_s for r in mine if r.level == 1.0), 0.0)
+        per_cpu = [100 * r.orders_per_cpu_s / base if base else 0.0 for r in mine]
+        middle.plot(levels, per_cpu, marker="o", label=mode)
         right.plot(levels, [r.p99_ms for r in mine], marker="o", label=mode)
-    left.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
-    left.set(xscale="log", xlabel="offered load (× saturation callers)", ylabel="goodput, % of 1×", title="Goodput")
-    right.set(xscale="log", xlabel="offered load (× saturation callers)", ylabel="ms", title="p99 of successful calls")
+    x = "offered load (× saturation callers)"
+    for ax in (left, middle):
+        ax.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
+    left.set(xscale="log", xlabel=x, ylabel="goodput, % of 1×", title="Goodput")
+    middle.set(xscale="log", xlabel=x, ylabel="% of 1×", title="Orders per server CPU-second")
+    right.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of successful calls")
     levels = sorted({r.level for r in rows})
-    for ax in (left, right):
+    for ax in (left, middle, right):
         ax.set_xticks(levels, [f"{level:g}×" for level in levels])
         ax.minorticks_off()
         ax.legend()
