@@ -197,8 +197,10 @@ class Row:
     @property
     def orders_per_cpu_s(self) -> float:
         """Orders per second of server CPU: what overload costs in wasted work, whatever
-        share of a core the (shared) machine gave the server in this row."""
-        return self.orders / max(self.server_cpu * self.seconds, 1e-9)
+        share of a core the (shared) machine gave the server in this row. The CPU is all
+        the server spent from the window's start until the last call in flight answered."""
+        cpu_s = self.server_cpu_ms_per_call * max(sum(self.outcomes.values()), 1) / 1000
+        return self.orders / max(cpu_s, 1e-9)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -217,6 +219,7 @@ class Harness:
     batch: int  # commands per Execute of the lean batched mode
     server_cpus: str  # "" when not pinned
     load_cpus: str
+    door_max_cost: int = 0  # 0: the door's default bounds
 
 
 def run_level(target: str, pid: int, batched: bool, level: float, saturation: int, seconds: float, h: Harness) -> Row:
@@ -335,6 +338,18 @@ def plot(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def report(path: Path) -> None:
+    """Print the table of a run's overload.json again and redraw its plot next to it."""
+    run = json.loads(path.read_text())
+    rows = [Row(**r) for r in run["rows"]]
+    print(HEADER)
+    for row in rows:
+        print(format_row(row))
+    print(f"\nbooks exact afterwards (verify): {run['books_exact']}; harness {run.get('harness')}")
+    print(f"load average {run.get('loadavg')}")
+    plot(rows, path.with_suffix(".png"))
+
+
 def pin(pid: int, cpus: str) -> None:
     if cpus:
         os.sched_setaffinity(pid, {int(c) for c in cpus.split(",")})
@@ -345,11 +360,11 @@ def drive(args: argparse.Namespace) -> None:
     modes = [m.strip() for m in args.modes.split(",")]
     out_dir = args.out or Path("bench/results") / datetime.date.today().isoformat() / "overload"
     out_dir.mkdir(parents=True, exist_ok=True)
-    harness = Harness(args.client, args.procs, args.batch, args.server_cpus, args.load_cpus)
+    harness = Harness(args.client, args.procs, args.batch, args.server_cpus, args.load_cpus, args.door_max_cost)
     saturation = {"unary": args.saturation, "batched": args.saturation_batched or args.saturation}
     rows: list[Row] = []
     load_before = os.getloadavg()
-    with server_process() as (pid, port):
+    with server_process(args.door_max_cost) as (pid, port):
         pin(pid, harness.server_cpus)  # the server on its own CPU, the load on the other(s)
         target = f"127.0.0.1:{port}"
         asyncio.run(stock(target))
@@ -384,7 +399,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="orders per Execute of a lean batched caller")
     parser.add_argument("--server-cpus", default="0", help="CPUs the server is pinned to ('' = not pinned)")
     parser.add_argument("--load-cpus", default="1", help="CPUs the load processes are pinned to ('' = not pinned)")
+    parser.add_argument("--door-max-cost", type=int, default=0, help="the door's cost bound (0: its default)")
     parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help="print and plot an earlier run's overload.json, run nothing")
     parser.add_argument("--out", type=Path, help="where to write overload.json and overload.png")
     # internal: be one load-generating worker
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -393,7 +410,9 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker is not None:
+    if args.report is not None:
+        report(args.report)
+    elif args.worker is not None:
         args.target = args.worker
         worker_main(args)
     else:

@@ -4,7 +4,7 @@ The server runs in its own process so the bench's load (client CPU) and the serv
 measured apart (psutil on `pid`). In-process shards over an in-memory journal: the write path
 without Ray and fsync, which is what the wire, overload and bulk-load benches compare.
 
-    python -m bench.served PORT_FILE   # serve until killed; writes the port to PORT_FILE
+    python -m bench.served PORT_FILE [DOOR_MAX_COST]   # serve until killed; writes the port to PORT_FILE
 """
 
 from __future__ import annotations
@@ -19,16 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine import bootstrap
+from engine.api.admission import AdmissionLimits
 from engine.api.server import start_server
 from engine.logs import configure_logging
 
 START_TIMEOUT_S = 30.0
 
 
-async def serve(port_file: Path) -> None:
+async def serve(port_file: Path, max_cost: int = 0) -> None:
     configure_logging("warning")  # as an operator runs it: no per-call lines
     gateway = bootstrap.local_gateway(shards=2)
-    server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway)
+    # max_cost > 0: the door's cost bound (bench/overload.py --door-max-cost); else its defaults.
+    admission = AdmissionLimits(max_cost=max_cost) if max_cost > 0 else None
+    server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway, admission=admission)
     await asyncio.to_thread(port_file.write_text, str(server.port))
     try:
         await asyncio.Event().wait()  # until killed
@@ -38,11 +41,12 @@ async def serve(port_file: Path) -> None:
 
 
 @contextlib.contextmanager
-def server_process() -> Iterator[tuple[int, int]]:
-    """Start the server process; yield (its pid, its gRPC port); terminate it on the way out."""
+def server_process(max_cost: int = 0) -> Iterator[tuple[int, int]]:
+    """Start the server process; yield (its pid, its gRPC port); terminate it on the way out.
+    `max_cost` > 0 sets the door's cost bound (engine.api.admission), else its default."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "bench.served", str(port_file)])
+        proc = subprocess.Popen([sys.executable, "-m", "bench.served", str(port_file), str(max_cost)])
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not port_file.exists() or not port_file.read_text():
@@ -56,6 +60,6 @@ def server_process() -> Iterator[tuple[int, int]]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m bench.served PORT_FILE")
-    asyncio.run(serve(Path(sys.argv[1])))
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m bench.served PORT_FILE [DOOR_MAX_COST]")
+    asyncio.run(serve(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) == 3 else 0))
