@@ -91,7 +91,8 @@ async def test_overload_is_typed_commits_pass_and_the_books_stay_exact(local_gat
         held = [asyncio.ensure_future(stub.Reserve(reserve_request(), timeout=30)) for _ in range(GATED_RESERVES)]
         await eventually(lambda: gated.waiting >= GATED_RESERVES)
 
-        # A ninth reserve is refused at once: RESOURCE_EXHAUSTED, OVERLOADED, which bound, RetryInfo.
+        # A ninth reserve is refused (after its time in the waiting room, no slot freed): RESOURCE_EXHAUSTED,
+        # OVERLOADED, which bound, RetryInfo.
         try:
             await stub.Reserve(reserve_request(), timeout=5)
         except grpc.aio.AioRpcError as err:
