@@ -35,6 +35,7 @@ from engine.domain.commands import (
     StatusChanged,
     Strategy,
     owner_matches,
+    payload_difference,
     same_payload,
     validate,
 )
@@ -166,7 +167,7 @@ class Cell:
         if seen is not None:
             _, first, answer = seen
             if not same_payload(first, cmd):
-                raise RequestConflict(cmd.request_id)
+                raise RequestConflict(cmd.request_id, differs=payload_difference(first, cmd))
             if isinstance(answer, DomainError):
                 # Drop the traceback of the previous raise: re-raising the cached object
                 # would chain every retry's frames onto it (unbounded memory).
@@ -238,7 +239,8 @@ class Cell:
 
     def _reserve(self, cmd: Reserve, now_ms: int) -> Reserved:
         if self.ledger.hold(cmd.hold_id) is not None:
-            raise RequestConflict(cmd.hold_id, "hold id")
+            # The request id is new (a retry with the first one is answered from _seen).
+            raise RequestConflict(cmd.hold_id, "hold id", "request_id")
         taken: dict[QuantKey, int] = {}  # what earlier lines of this command already took
         plan: list[tuple[QuantKey, int]] = []
         for line in cmd.lines:

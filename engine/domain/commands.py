@@ -585,6 +585,18 @@ def validate_reserve_line(line: ReserveLine, prefix: str, out: list[FieldViolati
         out.append(FieldViolation(f"{prefix}.min_shelf_life_days", "must be in 0..36500"))
 
 
+def payload_difference(a: Command, b: Command) -> str:
+    """The fields (request id aside) in which `b` differs from `a`, comma-separated;
+    "command" when they are different commands altogether. Names a RequestConflict's cause."""
+    if type(a) is not type(b):
+        return "command"
+    return ",".join(
+        f.name
+        for f in fields(a)
+        if f.name != "request_id" and getattr(a, f.name, f.default) != getattr(b, f.name, f.default)
+    )
+
+
 def same_payload(a: Command, b: Command) -> bool:
     """Idempotency: equal in every field but the request id (which matched already)."""
     if type(a) is not type(b):
