@@ -148,6 +148,7 @@ def describe(err: BaseException) -> list[str]:
 _NOT_FOUND_HINTS: Mapping[str, tuple[str, ...]] = {
     "site": ("`lotwise sites` lists the sites this engine knows",),
     "sku": ("an sku exists once it was put (PutSku, `lotwise import`); `lotwise stock` lists skus with stock",),
+    "org node": ("no site is at or below it; `lotwise sites` lists the sites and their org nodes",),
     "hold": ("holds are named by the hold id given to Reserve; resolved holds are forgotten after a while",),
 }
 
@@ -262,6 +263,18 @@ def check_id(flag: str, value: str) -> None:
         fail(f"{flag} {value!r}: {problems[0].description}", EXIT_CONFIG)
 
 
+def no_site_under(org: str) -> NoReturn:
+    fail([f"no site at or below org node {org!r}", "`lotwise sites` lists the sites and their org nodes"], EXIT_REFUSED)
+
+
+async def check_org(client: LotwiseClient, org: str) -> None:
+    """An org filter under which the directory has no site: an error, not an empty table."""
+    from engine.domain.errors import NotFound
+
+    if org and not await client.list_sites(org):
+        raise NotFound("org node", org)
+
+
 async def check_sites(client: LotwiseClient, sites: Sequence[str]) -> None:
     """A filter naming a site the directory does not know is a refusal, not an empty table."""
     from engine.domain.errors import NotFound
@@ -357,7 +370,7 @@ def emit_object(fmt: OutputFormat, obj: Mapping[str, object], sections: Mapping[
 def show_table(out: Console, table: Table) -> None:
     """Print `table` when it fits the terminal, else the same rows as records (one
     `column: value` line each): a narrow terminal never cuts an id or a quantity to `…`."""
-    if Measurement.get(out, out.options, table).minimum <= out.width:
+    if _needed_width(out, table) <= out.width:
         out.print(table)
         return
     title = table.title
@@ -370,6 +383,20 @@ def show_table(out: Console, table: Table) -> None:
         out.print(_record(columns, [c[index] for c in cells]))
     if table.show_footer and rows > 1:
         out.print(_record(columns, [c.footer or "" for c in columns]))
+
+
+def _needed_width(out: Console, table: Table) -> int:
+    """The width at which no no_wrap cell is cut (rich's own minimum lets it cut them)."""
+    total = 0
+    for column in table.columns:
+        cells: list[RenderableType] = [column.header, *column.cells]
+        if table.show_footer:
+            cells.append(column.footer)
+        sizes = [Measurement.get(out, out.options, cell) for cell in cells]
+        total += max((m.maximum if column.no_wrap else m.minimum) for m in sizes)
+    _, right, _, left = table.padding
+    edges = (len(table.columns) + 1) if table.box is not None else 0
+    return total + len(table.columns) * (left + right) + edges
 
 
 def _record(columns: Sequence[object], values: Sequence[RenderableType]) -> Table:

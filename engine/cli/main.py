@@ -61,12 +61,14 @@ from engine.cli.common import (
     _now_ms,
     _out,
     check_id,
+    check_org,
     check_range,
     check_sites,
     describe,
     emit,
     emit_object,
     fail,
+    no_site_under,
     show_table,
     with_client,
 )
@@ -822,6 +824,7 @@ def stock(
 
     async def work(client: LotwiseClient) -> list[StockRow]:
         await check_sites(client, query.sites)
+        await check_org(client, org)
         return list(await client.query_stock(query))
 
     rows = with_client(target, timeout, work)
@@ -896,6 +899,8 @@ def sites(
 ) -> None:
     """The site directory: every site with its org node and kind."""
     found = with_client(target, timeout, lambda c: c.list_sites(org))
+    if org and not found:
+        no_site_under(org)
     if fmt is not OutputFormat.TABLE:
         emit(fmt, [{"site": s.site, "org": s.org_path, "kind": s.kind, "name": s.name} for s in found])
         return
