@@ -238,9 +238,12 @@ class Cell:
         return StatusChanged(cmd.qty)
 
     def _reserve(self, cmd: Reserve, now_ms: int) -> Reserved:
-        if self.ledger.hold(cmd.hold_id) is not None:
-            # The request id is new (a retry with the first one is answered from _seen).
-            raise RequestConflict(cmd.hold_id, "hold id", "request_id")
+        existing = self.ledger.hold(cmd.hold_id)
+        if existing is not None:
+            # A retry with the first request id is answered from _seen while the window
+            # remembers it; after that, "the same request id" is the true explanation.
+            same = existing.request_id == cmd.request_id
+            raise RequestConflict(cmd.hold_id, "hold id", "idempotency_window" if same else "request_id")
         taken: dict[QuantKey, int] = {}  # what earlier lines of this command already took
         plan: list[tuple[QuantKey, int]] = []
         for line in cmd.lines:

@@ -143,7 +143,8 @@ class RequestConflict(DomainError):
     """A request (or hold) id reused with a different payload: maps to ALREADY_EXISTS.
 
     `differs` names what is not the same as the first use, comma-separated — the command's
-    fields that differ, or "request_id" when a hold id comes back under another request id —
+    fields that differ, "request_id" when a hold id comes back under another request id,
+    or "idempotency_window" when the same request comes back after its answer was forgotten —
     so the caller learns what to fix instead of "a different payload". A plain string: it
     travels as it is in ErrorInfo metadata and in the snapshots' remembered refusals."""
 
@@ -165,6 +166,11 @@ class RequestConflict(DomainError):
 
 def _conflict_message(request_id: str, what: str, differs: str) -> str:
     used = f"{what} {request_id!r} was already used"
+    if differs == "idempotency_window":
+        return (
+            f"{used} by this same request id, longer ago than the idempotency window remembers "
+            f"answers: look the {what} up instead of sending it again, or give a new {what}"
+        )
     if differs == "request_id":
         return f"{used} under another request id: retry with the first request id, or give a new {what}"
     if differs:
