@@ -260,7 +260,7 @@ def check_id(flag: str, value: str) -> None:
     problems: list[FieldViolation] = []
     domain_check_id(value, flag, problems)
     if problems:
-        fail(f"{flag} {value!r}: {problems[0].description}", EXIT_CONFIG)
+        fail(f"{flag}: {problems[0].description}", EXIT_CONFIG)  # the description quotes the value
 
 
 def no_site_under(org: str) -> NoReturn:

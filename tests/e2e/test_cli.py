@@ -408,7 +408,7 @@ def test_up_serves_client_commands_and_stops_on_sigterm(
     assert_clean_failure(unknown, 1, "not found (NOT_FOUND): sku 'NO-SUCH-SKU'")
 
     malformed = run_cli("availability", "GLU 50", "FW-BOS", "--target", target)
-    assert_clean_failure(malformed, 1, "INVALID_ARGUMENT", "sku: may contain only")
+    assert_clean_failure(malformed, 2, "SKU: may contain only", "(got 'GLU 50')")  # caught before any call
 
     # Everything above, replayed from snapshot + journal, equals the live state.
     verified = run_cli("verify", "--target", target, timeout_s=120)

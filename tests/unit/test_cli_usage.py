@@ -26,7 +26,10 @@ def invoke(*args: str) -> Any:
 
 
 USAGE = [
-    (("availability", "GLU 50", "FW-BOS", *NOWHERE), "SKU 'GLU 50': may contain only"),
+    (
+        ("availability", "GLU 50", "FW-BOS", *NOWHERE),
+        "SKU: may contain only letters, digits and ._:-@#+ (got 'GLU 50')",
+    ),
     (("availability", "GLU-50", "FW-BOS", "--min-shelf-life-days", "-2", *NOWHERE), "0..36500 (got -2)"),
     (("availability", "GLU-50", "FW-BOS", "--bin-depth", "99", *NOWHERE), "--bin-depth must be in 0..8"),
     (("availability", "GLU-50", "FW-BOS", "--by", "colour", *NOWHERE), "colour"),
@@ -38,7 +41,10 @@ USAGE = [
     (("availability", "GLU-50", "FW-BOS", "--target", "::1:50051"), "written in brackets"),
     (("availability", "GLU-50", "FW-BOS", "--timeout", "0", *NOWHERE), "--timeout must be > 0"),
     (("stock", "--limit", "-5", *NOWHERE), "--limit must be in 1..100000 (got -5)"),
-    (("stock", "--site", "NOPE SITE", *NOWHERE), "--site 'NOPE SITE'"),
+    (
+        ("stock", "--site", "NOPE SITE", *NOWHERE),
+        "--site: may contain only letters, digits and ._:-@#+ (got 'NOPE SITE')",
+    ),
     (("stock", "--format", "xml", *NOWHERE), "xml"),
     (("stock", "--target", "127.0.0.1:http"), "is not a number"),
     (("hold", "", *NOWHERE), "must not be empty"),
@@ -50,14 +56,14 @@ USAGE = [
     (("demo", "--run-id", "a b", *NOWHERE), "--run-id"),
     (("history", "balance", "--limit", "-1", *NOWHERE), "--limit must be in 0..10000"),
     (("history", "balance", "--at", "2026-13-01", *NOWHERE), "--at: cannot read '2026-13-01'"),
-    (("history", "balance", "--site", "a b", *NOWHERE), "--site 'a b'"),
+    (("history", "balance", "--site", "a b", *NOWHERE), "(got 'a b')"),
     (("history", "movements", "--limit", "0", *NOWHERE), "--limit must be in 1..1000"),
     (("history", "movements", "--from", "2026-02-01", "--to", "2026-01-01", *NOWHERE), "is after --to"),
     (("history", "consumption", "GLU-50", "FW-BOS", "--days", "0", *NOWHERE), "--days must be in 1..3660"),
     (("history", "turnover", "GLU-50", "FW-BOS", "--days", "99999", *NOWHERE), "--days must be in 1..3660"),
     (("history", "expiry", "--within-days", "0", *NOWHERE), "--within-days must be in 1..3650"),
     (("history", "expiry", "--limit", "-1", *NOWHERE), "--limit must be in 0..10000"),
-    (("history", "trace", "a b", *NOWHERE), "--lot 'a b'"),
+    (("history", "trace", "a b", *NOWHERE), "--lot: may contain only letters, digits and ._:-@#+ (got 'a b')"),
     (("history", "status", "--target", "127.0.0.1:70000"), "port 70000 is out of range"),
     (("dlq", "list", "--limit", "0", *NOWHERE), "--limit must be in 1..1000"),
     (("dlq", "list", "--after", "-1", *NOWHERE), "--after must be ≥ 0"),
