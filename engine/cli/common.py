@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 if TYPE_CHECKING:
@@ -368,21 +368,45 @@ def emit_object(fmt: OutputFormat, obj: Mapping[str, object], sections: Mapping[
 
 
 def show_table(out: Console, table: Table) -> None:
-    """Print `table` when it fits the terminal, else the same rows as records (one
-    `column: value` line each): a narrow terminal never cuts an id or a quantity to `…`."""
+    """Print `table` so that a narrow terminal never cuts an id or a quantity to `…`: as it
+    is when it fits; else without its borders (columns two spaces apart); else as records,
+    one `column: value` line each, a blank line between rows."""
     if _needed_width(out, table) <= out.width:
         out.print(table)
         return
-    title = table.title
-    if title:
-        out.print(title)
-    rows = table.row_count
+    borders = table.box
+    table.box, table.pad_edge = None, False
+    if _needed_width(out, table) <= out.width:
+        out.print(table)
+        return
+    table.box = borders
+    if table.title:
+        out.print(table.title)
     columns = list(table.columns)
     cells = [list(c.cells) for c in columns]
-    for index in range(rows):
-        out.print(_record(columns, [c[index] for c in cells]))
-    if table.show_footer and rows > 1:
-        out.print(_record(columns, [c.footer or "" for c in columns]))
+    names = [_header(c) for c in columns]
+    for index in range(table.row_count):
+        _print_record(out, names, [c[index] for c in cells])
+    if table.show_footer and table.row_count > 1:
+        _print_record(out, names, [c.footer for c in columns])
+
+
+def _header(column: Column) -> str:
+    header = column.header
+    text = header.plain if isinstance(header, Text) else str(header)
+    return text or "group"
+
+
+def _print_record(out: Console, names: Sequence[str], values: Sequence[RenderableType]) -> None:
+    width = max(len(n) for n in names) + 2
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, str | Text):
+            text = value if isinstance(value, Text) else Text.from_markup(value)
+            if text.plain:  # an empty cell says nothing in a record
+                out.print(Text(f"{name}:".ljust(width), style="bold") + text)
+        else:  # another renderable (none of our tables has one): as rich prints it
+            out.print(Text(f"{name}:", style="bold"), value)
+    out.print()
 
 
 def _needed_width(out: Console, table: Table) -> int:
@@ -397,17 +421,3 @@ def _needed_width(out: Console, table: Table) -> int:
     _, right, _, left = table.padding
     edges = (len(table.columns) + 1) if table.box is not None else 0
     return total + len(table.columns) * (left + right) + edges
-
-
-def _record(columns: Sequence[object], values: Sequence[RenderableType]) -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for column, value in zip(columns, values, strict=True):
-        header = getattr(column, "header", "")
-        name = header if isinstance(header, str | Text) else str(header)
-        if value == "" or (isinstance(value, Text) and not value.plain):
-            continue
-        grid.add_row(Text(f"{name or 'group'}:") if isinstance(name, str) else name, value)
-    grid.add_row("", "")  # a blank line between records
-    return grid

@@ -268,7 +268,7 @@ def slice_table(dims: Sequence[str], rows: Sequence[SliceRow], now_ms: int) -> T
 def print_slice(console: Console, t: SliceTable) -> None:
     dims = [d.value for d in t.group_by]
     console.print(f"[bold]{t.sku} @ {t.site}[/] — {t.title}: [bold green]{t.available}[/] available")
-    console.print(slice_table(dims, t.rows, t.as_of_ms))
+    show_table(console, slice_table(dims, t.rows, t.as_of_ms))
 
 
 def stock_table(rows: Sequence[StockRow], by_sku: bool, by_site: bool, dims: Sequence[str]) -> Table:
@@ -680,7 +680,7 @@ def _print_summary(out: Console, s: DemoSummary) -> None:
     for t in s.after:
         print_slice(out, t)
     out.print(f"[bold]QueryStock roll-up over org {s.rollup_org}[/] (all its sites), by sku and owner")
-    out.print(stock_table(s.rollup, by_sku=True, by_site=False, dims=["owner"]))
+    show_table(out, stock_table(s.rollup, by_sku=True, by_site=False, dims=["owner"]))
     out.rule("what to notice")
     fefo = " then ".join(s.fefo_lots)
     out.print(
