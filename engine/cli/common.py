@@ -39,7 +39,7 @@ class ExitCode(IntEnum):
 EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.OK: "ok",
     ExitCode.REFUSED: "refused by the engine (the typed error is printed: field, value, what is accepted)",
-    ExitCode.USAGE: "bad usage or configuration; nothing was sent or started",
+    ExitCode.USAGE: "bad usage or configuration (nothing was sent or started)",
     ExitCode.UNREACHABLE: "the engine could not be reached (the message says where the client looked)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }

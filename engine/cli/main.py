@@ -44,6 +44,7 @@ from engine.cli.bulk import import_command
 from engine.cli.common import (
     _DEBUG_HINT,
     DEFAULT_TARGET,
+    EXIT_CODES,
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
@@ -96,6 +97,7 @@ app = typer.Typer(
     # Our errors are printed as one clear line each; a bug still gets Python's plain traceback.
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: " + "; ".join(f"{code.value} {meaning}" for code, meaning in EXIT_CODES.items()) + ".",
 )
 
 
