@@ -31,7 +31,20 @@ from engine.domain.errors import NotFound
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("up", "demo", "availability", "stock", "hold", "sites", "verify", "shards", "dlq")
+SUBCOMMANDS = (
+    "up",
+    "demo",
+    "availability",
+    "stock",
+    "hold",
+    "sites",
+    "verify",
+    "shards",
+    "where",
+    "import",
+    "history",
+    "dlq",
+)
 CLI_TIMEOUT_S = 30  # a command that starts nothing answers in about a second
 RAY_TIMEOUT_S = 240
 UP_QUIET = ("--log-level", "warning")  # Ray start (~3–10 s) on a 2-core machine, plus the demo's hold TTL wait
