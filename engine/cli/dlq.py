@@ -14,6 +14,7 @@ could not be replayed (they stay in the store), 3 the engine could not be reache
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -170,12 +171,27 @@ def render_payload(data: bytes) -> tuple[str, str]:
 @dlq_app.command("show")
 def show(
     seq: Annotated[int, typer.Argument(help="The letter's seq (from `lotwise dlq list`).", min=1)],
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """One dead letter: every field, its original headers, and its payload (JSON pretty-printed, else hex)."""
+    """One dead letter: every field, its original headers, and its payload (JSON pretty-printed, else hex).
+
+    With --format json or csv the payload is base64 (payload_base64): the original bytes, whatever they are."""
     stored: StoredDeadLetter = with_client(target, timeout, lambda c: c.get_dead_letter(seq))
     letter = stored.letter
+    if fmt is not OutputFormat.TABLE:
+        record = {
+            **_letter_record(stored),
+            "key": letter.key,
+            "payload_base64": base64.b64encode(letter.payload).decode(),
+        }
+        if fmt is OutputFormat.JSON:
+            original = [{"name": name, "value": value} for name, value in letter.headers]
+            typer.echo(json.dumps({**record, "headers": original}, ensure_ascii=False))
+        else:
+            emit(fmt, [record])
+        return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()

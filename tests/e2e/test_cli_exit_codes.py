@@ -14,6 +14,7 @@ Exit codes (engine/cli/common.py ExitCode): 0 ok, 1 refused by the engine, 2 bad
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
@@ -254,6 +255,14 @@ async def test_stock_json_has_the_quantities(target: str) -> None:
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert (row["sku"], row["site"], row["qty"], row["held"], row["available"]) == ("sku-a", "north", 40, 5, 35)
+
+
+async def test_dlq_show_json_carries_the_original_bytes(target: str) -> None:
+    result = await lotwise("dlq", "show", "1", "--format", "json", "--target", target)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert base64.b64decode(shown["payload_base64"]) == letter(1).payload
+    assert shown["headers"] == [{"name": "X-Cabinet", "value": "C-9"}]
 
 
 async def test_hold_and_trace_json_are_one_object_each(target: str) -> None:
