@@ -225,7 +225,7 @@ def from_rpc_status(status: status_pb2.Status) -> DomainError | RemoteError:
         case grpc.StatusCode.ALREADY_EXISTS:
             if "request_id" not in meta:
                 return _verbatim(RequestConflict(""), message)
-            return RequestConflict(meta["request_id"], meta.get("what", "request id"))
+            return RequestConflict(meta["request_id"], meta.get("what", "request id"), meta.get("differs", ""))
         case grpc.StatusCode.PERMISSION_DENIED:
             return PermissionDenied(message)
         case grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -1,26 +1,53 @@
 """What every `lotwise` command shares: exit codes, consoles, failing with one clear line,
-talking to an engine, and the options and cells the client commands have in common."""
+checking arguments before any call, talking to an engine, output formats (table, json,
+csv) and tables that stay readable on a narrow terminal."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import ipaddress
+import json
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
+from rich.table import Column, Table
 from rich.text import Text
 
 if TYPE_CHECKING:
     from engine.api.client import LotwiseClient
     from engine.endpoints import Target
 
-EXIT_REFUSED = 1
-EXIT_CONFIG = 2  # the same code click uses for usage errors: "you asked for something impossible"
-EXIT_UNREACHABLE = 3
-EXIT_INTERRUPTED = 130
+
+class ExitCode(IntEnum):
+    """The one exit-code table of every `lotwise` command (README, "Exit codes")."""
+
+    OK = 0
+    REFUSED = 1  # the engine answered with a typed refusal (printed with its details)
+    USAGE = 2  # bad usage or configuration, found before any call (click's code for usage errors)
+    UNREACHABLE = 3  # no engine answered at the address (it is printed, with where it came from)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+
+EXIT_CODES: Mapping[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.REFUSED: "refused by the engine (the typed error is printed: field, value, what is accepted)",
+    ExitCode.USAGE: "bad usage or configuration (nothing was sent or started)",
+    ExitCode.UNREACHABLE: "the engine could not be reached (the message says where the client looked)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+EXIT_REFUSED = ExitCode.REFUSED
+EXIT_CONFIG = ExitCode.USAGE
+EXIT_UNREACHABLE = ExitCode.UNREACHABLE
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 _DEBUG_HINT = "LOTWISE_LOG_LEVEL=debug logs the full traceback"
 
 # "": the engine.json of the data dir (`lotwise up` writes it), else 127.0.0.1:50051 (engine/endpoints.py).
@@ -101,9 +128,10 @@ def describe(err: BaseException) -> list[str]:
             return [f"refused (FAILED_PRECONDITION, {err.reason}): {err.message}"] + ([meta] if meta else [])
         case NotFound():
             what = f"{err.resource_type} {err.resource_name!r}" if err.resource_type else err.message
-            return [f"not found (NOT_FOUND): {what}"]
+            return [f"not found (NOT_FOUND): {what}", *_NOT_FOUND_HINTS.get(err.resource_type, ())]
         case RequestConflict():
-            return [f"conflict (ALREADY_EXISTS): {err.message}"]
+            differs = [f"differs: {err.differs.replace(',', ', ')}"] if err.differs else []
+            return [f"conflict (ALREADY_EXISTS): {err.message}", *differs]
         case PermissionDenied():
             return [f"permission denied (PERMISSION_DENIED): {err.message}"]
         case Overloaded():
@@ -117,6 +145,14 @@ def describe(err: BaseException) -> list[str]:
     return [f"{type(err).__name__}: {err}"]
 
 
+_NOT_FOUND_HINTS: Mapping[str, tuple[str, ...]] = {
+    "site": ("`lotwise sites` lists the sites this engine knows",),
+    "sku": ("an sku exists once it was put (PutSku, `lotwise import`); `lotwise stock` lists skus with stock",),
+    "org node": ("no site is at or below it; `lotwise sites` lists the sites and their org nodes",),
+    "hold": ("holds are named by the hold id given to Reserve; resolved holds are forgotten after a while",),
+}
+
+
 def _exit_code(err: BaseException) -> int:
     from engine.domain.errors import DeadlineExceeded, Unavailable
 
@@ -127,7 +163,7 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
     """Run `work` with a client of `target`; typed refusals become messages and exit codes."""
     from engine.api.client import LotwiseClient
     from engine.api.errors import RemoteError
-    from engine.domain.errors import DomainError, Unavailable
+    from engine.domain.errors import DeadlineExceeded, DomainError, Unavailable
     from engine.logs import configure_logging
 
     if timeout_s <= 0:
@@ -143,9 +179,17 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
     try:
         return asyncio.run(go())
     except Unavailable as exc:
-        lines = [f"cannot reach the engine at {target} (from {resolved.source})", *describe(exc)]
-        fail([*lines, _UNREACHABLE_HINT], EXIT_UNREACHABLE)
+        # One line says where the client looked and the likely cause; the details follow.
+        fail(
+            [f"cannot reach the engine at {target} (from {resolved.source}); {_UNREACHABLE_HINT}", *describe(exc)],
+            EXIT_UNREACHABLE,
+        )
     except (DomainError, RemoteError) as exc:
+        if isinstance(exc, DeadlineExceeded):  # no answer in time: as unreachable, with where it looked
+            fail(
+                [*describe(exc), f"asked {target} (from {resolved.source}); a longer --timeout may help"],
+                EXIT_UNREACHABLE,
+            )
         fail(describe(exc), _exit_code(exc))
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
@@ -161,9 +205,86 @@ def _resolve_target(given: str) -> Target:
     from engine.endpoints import EndpointsError, resolve_target
 
     try:
-        return resolve_target(given)
+        resolved = resolve_target(given)
     except EndpointsError as exc:
         fail([f"unusable {exc.path}: {exc.problem}", "give --target, or remove the file"], EXIT_CONFIG)
+    problem = target_problem(resolved.address)
+    if problem:
+        fail(f"--target {resolved.address!r} (from {resolved.source}): {problem}", EXIT_CONFIG)
+    return resolved
+
+
+MAX_PORT = 65_535
+_TARGET_SCHEMES = ("dns:", "unix:", "ipv4:", "ipv6:")  # gRPC name syntax, passed through as given
+
+
+def target_problem(address: str) -> str:
+    """What is wrong with a host:port a client would dial ("" when nothing): checked here,
+    because gRPC would wrap a port like 99999 around and report another one."""
+    if address.startswith(_TARGET_SCHEMES):
+        return ""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        return "give host:port, e.g. 127.0.0.1:50051"
+    if not port.isdigit():
+        return f"the port {port!r} is not a number; give host:port, e.g. 127.0.0.1:50051"
+    if not 1 <= int(port) <= MAX_PORT:
+        return f"the port {int(port)} is out of range; ports are 1..{MAX_PORT}"
+    if host.startswith("["):
+        if not host.endswith("]"):
+            return "an IPv6 host is written in brackets: [::1]:50051"
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"{host} is not an IPv6 address"
+    elif ":" in host:
+        return "an IPv6 host is written in brackets: [::1]:50051"
+    return ""
+
+
+def check_range(flag: str, value: float, low: float, high: float) -> None:
+    """Exit 2 naming the flag, the value and the accepted range when `value` is outside it."""
+    if not low <= value <= high:
+        fail(f"{flag} must be in {_number(low)}..{_number(high)} (got {_number(value)})", EXIT_CONFIG)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def check_id(flag: str, value: str) -> None:
+    """An id argument the engine would refuse anyway (empty, spaces, too long), caught here."""
+    from engine.domain.commands import check_id as domain_check_id
+    from engine.domain.errors import FieldViolation
+
+    problems: list[FieldViolation] = []
+    domain_check_id(value, flag, problems)
+    if problems:
+        fail(f"{flag}: {problems[0].description}", EXIT_CONFIG)  # the description quotes the value
+
+
+def no_site_under(org: str) -> NoReturn:
+    fail([f"no site at or below org node {org!r}", "`lotwise sites` lists the sites and their org nodes"], EXIT_REFUSED)
+
+
+async def check_org(client: LotwiseClient, org: str) -> None:
+    """An org filter under which the directory has no site: an error, not an empty table."""
+    from engine.domain.errors import NotFound
+
+    if org and not await client.list_sites(org):
+        raise NotFound("org node", org)
+
+
+async def check_sites(client: LotwiseClient, sites: Sequence[str]) -> None:
+    """A filter naming a site the directory does not know is a refusal, not an empty table."""
+    from engine.domain.errors import NotFound
+
+    if not sites:
+        return
+    known = {s.site for s in await client.list_sites("")}
+    for site in sites:
+        if site not in known:
+            raise NotFound("site", site)
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -199,3 +320,104 @@ TargetOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]
+
+
+# ---- output formats: a table for people, json and csv for scripts ---------------------
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-F",
+        case_sensitive=False,
+        help="table for people; json or csv for scripts (never wrapped, never coloured).",
+    ),
+]
+
+Scalar = str | int | float | bool | None
+Record = Mapping[str, Scalar]
+
+
+def emit(fmt: OutputFormat, records: Sequence[Record], columns: Sequence[str] = ()) -> None:
+    """json (one array of objects) or csv (a header row, then one row per record) on stdout,
+    plain: a script reads exactly the values, whatever the terminal."""
+    if fmt is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(list(records), ensure_ascii=False) + "\n")
+        return
+    names = list(columns) or list(dict.fromkeys(name for r in records for name in r))
+    writer = csv.DictWriter(sys.stdout, fieldnames=names, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
+
+
+def emit_object(fmt: OutputFormat, obj: Mapping[str, object], sections: Mapping[str, Sequence[Record]]) -> None:
+    """A reply with several parts: json as one object (its scalars and each section's list);
+    csv as one table of the sections' rows, each named in a leading `record` column."""
+    if fmt is OutputFormat.JSON:
+        sys.stdout.write(json.dumps({**obj, **{k: list(v) for k, v in sections.items()}}, ensure_ascii=False) + "\n")
+        return
+    rows = [{"record": name, **r} for name, records in sections.items() for r in records]
+    emit(fmt, rows, ["record", *dict.fromkeys(k for name in sections for r in sections[name] for k in r)])
+
+
+def show_table(out: Console, table: Table) -> None:
+    """Print `table` so that a narrow terminal never cuts an id or a quantity to `…`: as it
+    is when it fits; else without its borders (columns two spaces apart); else as records,
+    one `column: value` line each, a blank line between rows."""
+    if _needed_width(out, table) <= out.width:
+        out.print(table)
+        return
+    borders = table.box
+    table.box, table.pad_edge = None, False
+    if _needed_width(out, table) <= out.width:
+        out.print(table)
+        return
+    table.box = borders
+    if table.title:
+        out.print(table.title)
+    columns = list(table.columns)
+    cells = [list(c.cells) for c in columns]
+    names = [_header(c) for c in columns]
+    for index in range(table.row_count):
+        _print_record(out, names, [c[index] for c in cells])
+    if table.show_footer and table.row_count > 1:
+        _print_record(out, names, [c.footer for c in columns])
+
+
+def _header(column: Column) -> str:
+    header = column.header
+    text = header.plain if isinstance(header, Text) else str(header)
+    return text or "group"
+
+
+def _print_record(out: Console, names: Sequence[str], values: Sequence[RenderableType]) -> None:
+    width = max(len(n) for n in names) + 2
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, str | Text):
+            text = value if isinstance(value, Text) else Text.from_markup(value)
+            if text.plain:  # an empty cell says nothing in a record
+                out.print(Text(f"{name}:".ljust(width), style="bold") + text)
+        else:  # another renderable (none of our tables has one): as rich prints it
+            out.print(Text(f"{name}:", style="bold"), value)
+    out.print()
+
+
+def _needed_width(out: Console, table: Table) -> int:
+    """The width at which no no_wrap cell is cut (rich's own minimum lets it cut them)."""
+    total = 0
+    for column in table.columns:
+        cells: list[RenderableType] = [column.header, *column.cells]
+        if table.show_footer:
+            cells.append(column.footer)
+        sizes = [Measurement.get(out, out.options, cell) for cell in cells]
+        total += max((m.maximum if column.no_wrap else m.minimum) for m in sizes)
+    _, right, _, left = table.padding
+    edges = (len(table.columns) + 1) if table.box is not None else 0
+    return total + len(table.columns) * (left + right) + edges

@@ -14,6 +14,7 @@ could not be replayed (they stay in the store), 3 the engine could not be reache
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -26,10 +27,15 @@ from engine.cli.common import (
     DEFAULT_TARGET,
     EXIT_CONFIG,
     EXIT_REFUSED,
+    FormatOpt,
+    OutputFormat,
     TargetOpt,
     TimeoutOpt,
     _out,
+    check_range,
+    emit,
     fail,
+    show_table,
     with_client,
 )
 from engine.domain.deadletters import DeadLetterCode
@@ -80,16 +86,19 @@ def list_(
     code: CodeOpt = None,
     after: Annotated[int, typer.Option("--after", help="Only letters after this seq (page on with it).")] = 0,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Letters per page (1..1000).")] = 100,
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Dead letters, oldest first: when, why (code and reason), which event, from where."""
     if after < 0:
         fail(f"--after must be ≥ 0 (got {after})", EXIT_CONFIG)
-    if not 1 <= limit <= 1000:
-        fail(f"--limit must be in 1..1000 (got {limit})", EXIT_CONFIG)
+    check_range("--limit", limit, 1, LIST_PAGE)
     code_value = code.value if code else ""
     page = with_client(target, timeout, lambda c: c.list_dead_letters(after_seq=after, limit=limit, code=code_value))
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [_letter_record(s) for s in page.letters], LETTER_FIELDS)
+        return
     which = f" ({code_value})" if code_value else ""
     table = Table(title=f"{len(page.letters)} dead letters{which}; {page.total} in the store", title_justify="left")
     for name in ("seq", "failed at (UTC)", "code", "event type", "event id", "subject", "reason"):
@@ -106,11 +115,28 @@ def list_(
             _short(letter.reason, REASON_COLUMN_CHARS),
         )
     out = _out()
-    out.print(table)
+    show_table(out, table)
     if page.next_after_seq:
         out.print(Text(f"next page: --after {page.next_after_seq}"), soft_wrap=True)
     else:
         out.print("last page")
+
+
+LETTER_FIELDS = ("seq", "failed_at_ms", "code", "event_type", "event_id", "subject", "deliveries", "reason")
+
+
+def _letter_record(s: StoredDeadLetter) -> dict[str, str | int]:
+    letter = s.letter
+    return {
+        "seq": s.seq,
+        "failed_at_ms": letter.failed_at_ms,
+        "code": letter.code.value,
+        "event_type": letter.event_type,
+        "event_id": letter.event_id,
+        "subject": letter.subject,
+        "deliveries": letter.deliveries,
+        "reason": letter.reason,  # whole: a script gets what the table cuts
+    }
 
 
 # ---- lotwise dlq show -----------------------------------------------------------------
@@ -145,12 +171,27 @@ def render_payload(data: bytes) -> tuple[str, str]:
 @dlq_app.command("show")
 def show(
     seq: Annotated[int, typer.Argument(help="The letter's seq (from `lotwise dlq list`).", min=1)],
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """One dead letter: every field, its original headers, and its payload (JSON pretty-printed, else hex)."""
+    """One dead letter: every field, its original headers, and its payload (JSON pretty-printed, else hex).
+
+    With --format json or csv the payload is base64 (payload_base64): the original bytes, whatever they are."""
     stored: StoredDeadLetter = with_client(target, timeout, lambda c: c.get_dead_letter(seq))
     letter = stored.letter
+    if fmt is not OutputFormat.TABLE:
+        record = {
+            **_letter_record(stored),
+            "key": letter.key,
+            "payload_base64": base64.b64encode(letter.payload).decode(),
+        }
+        if fmt is OutputFormat.JSON:
+            original = [{"name": name, "value": value} for name, value in letter.headers]
+            typer.echo(json.dumps({**record, "headers": original}, ensure_ascii=False))
+        else:
+            emit(fmt, [record])
+        return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()

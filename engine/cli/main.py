@@ -6,13 +6,16 @@
     lotwise stock [--org medline/east --by sku ...]  many pairs, rolled up
     lotwise hold HOLD_ID                             one hold and its parts
     lotwise sites [--org ...]                        the site directory
+    lotwise verify | shards                          journal check, shard states
+    lotwise where                                    the addresses in engine.json
     lotwise history balance|movements|...            ask the history store (engine/cli/history.py)
     lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli/dlq.py)
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
 
-Exit codes: 0 ok; 1 the engine refused the request (the typed error is printed with
-its details); 2 bad usage or bad configuration (nothing was started); 3 the engine could
-not be reached; 130 interrupted.
+Exit codes (one table for every command, engine/cli/common.py ExitCode): 0 ok; 1 the
+engine refused the request (the typed error is printed with its details); 2 bad usage or
+bad configuration (nothing was sent or started); 3 the engine could not be reached; 130
+interrupted.
 
 Heavy imports (Ray, gRPC, the engine) happen inside the commands, so `--help` is instant.
 """
@@ -41,25 +44,40 @@ from engine.cli.bulk import import_command
 from engine.cli.common import (
     _DEBUG_HINT,
     DEFAULT_TARGET,
+    EXIT_CODES,
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
     SERVICE,
     ConfigError,
+    FormatOpt,
+    OutputFormat,
+    Record,
+    Scalar,
     StartError,
     TargetOpt,
     TimeoutOpt,
+    _day,
     _expiry_cell,
     _now_ms,
     _out,
+    check_id,
+    check_org,
+    check_range,
+    check_sites,
     describe,
+    emit,
+    emit_object,
     fail,
+    no_site_under,
+    show_table,
     with_client,
 )
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
+from engine.domain.commands import MAX_BIN_DEPTH
 
 if TYPE_CHECKING:
     from engine.api.client import LotwiseClient
@@ -67,6 +85,7 @@ if TYPE_CHECKING:
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
     from engine.domain.inventory import StockRow
+    from engine.domain.model import HoldView
     from engine.runtime.types import HoldSummary
     from engine.settings import Settings
 
@@ -78,7 +97,28 @@ app = typer.Typer(
     # Our errors are printed as one clear line each; a bug still gets Python's plain traceback.
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: " + "; ".join(f"{code.value} {meaning}" for code, meaning in EXIT_CODES.items()) + ".",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"lotwise {version('lotwise')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("lotwise (not installed: no package metadata)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Lotwise — a real-time inventory engine: lot-level stock per (sku, site), holds, slices, over gRPC."""
 
 
 async def start_engine(stack: contextlib.AsyncExitStack, settings: Settings, gateway: Any = None) -> RunningEngine:
@@ -230,7 +270,7 @@ def slice_table(dims: Sequence[str], rows: Sequence[SliceRow], now_ms: int) -> T
 def print_slice(console: Console, t: SliceTable) -> None:
     dims = [d.value for d in t.group_by]
     console.print(f"[bold]{t.sku} @ {t.site}[/] — {t.title}: [bold green]{t.available}[/] available")
-    console.print(slice_table(dims, t.rows, t.as_of_ms))
+    show_table(console, slice_table(dims, t.rows, t.as_of_ms))
 
 
 def stock_table(rows: Sequence[StockRow], by_sku: bool, by_site: bool, dims: Sequence[str]) -> Table:
@@ -642,7 +682,7 @@ def _print_summary(out: Console, s: DemoSummary) -> None:
     for t in s.after:
         print_slice(out, t)
     out.print(f"[bold]QueryStock roll-up over org {s.rollup_org}[/] (all its sites), by sku and owner")
-    out.print(stock_table(s.rollup, by_sku=True, by_site=False, dims=["owner"]))
+    show_table(out, stock_table(s.rollup, by_sku=True, by_site=False, dims=["owner"]))
     out.rule("what to notice")
     fefo = " then ".join(s.fefo_lots)
     out.print(
@@ -673,6 +713,21 @@ def _print_summary(out: Console, s: DemoSummary) -> None:
 # ---- lotwise availability / stock / hold / sites --------------------------------------
 
 
+MAX_SHELF_LIFE_DAYS = 36_500  # the engine's bound (engine/domain/commands.py)
+MAX_STOCK_ROWS = 100_000
+
+
+def _slice_record(group: Sequence[tuple[str, str]], row: SliceRow) -> dict[str, Scalar]:
+    return {
+        **dict(group),
+        "qty": row.qty,
+        "held": row.held,
+        "available": row.available,
+        "on_hand": row.on_hand,
+        "earliest_expiry": _day(row.earliest_expiry_ms) if row.earliest_expiry_ms else None,
+    }
+
+
 @app.command()
 def availability(
     sku: Annotated[str, typer.Argument(help="The sku, e.g. GLU-50.")],
@@ -680,20 +735,30 @@ def availability(
     by: Annotated[
         list[Dimension] | None, typer.Option("--by", "-b", help="Group by this dimension (repeat for more).")
     ] = None,
-    bin_depth: Annotated[int, typer.Option(help="With --by bin: cut bin paths to this many levels (0: full).")] = 0,
+    bin_depth: Annotated[
+        int, typer.Option(help=f"With --by bin: cut bin paths to this many levels (0: full; 0..{MAX_BIN_DEPTH}).")
+    ] = 0,
     status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeat for more).")] = None,
     owner: Annotated[str, typer.Option(help="Owner filter: own, consignment, consignment:<supplier>, ...")] = "",
     bin_prefix: Annotated[str, typer.Option(help="Only bins under this path, e.g. A/03.")] = "",
     lot: Annotated[str, typer.Option(help="Only this lot.")] = "",
     min_shelf_life_days: Annotated[
-        float | None, typer.Option(help="Only lots with at least this many days left.")
+        float | None, typer.Option(help=f"Only lots with at least this many days left (0..{MAX_SHELF_LIFE_DAYS}).")
     ] = None,
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Available-to-promise of one (sku, site), sliced by bin, status, owner, lot or expiry."""
     from engine.domain.cell import SliceFilter
 
+    check_id("SKU", sku)
+    check_id("SITE", site)
+    if lot:
+        check_id("--lot", lot)
+    check_range("--bin-depth", bin_depth, 0, MAX_BIN_DEPTH)
+    if min_shelf_life_days is not None:
+        check_range("--min-shelf-life-days", min_shelf_life_days, 0, MAX_SHELF_LIFE_DAYS)
     dims = tuple(by or ())
     filt = SliceFilter(
         statuses=frozenset(status or ()),
@@ -703,9 +768,12 @@ def availability(
         min_shelf_life_days=min_shelf_life_days,
     )
     a = with_client(target, timeout, lambda c: c.get_availability(sku, site, dims, filt, bin_depth))
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [{"sku": a.sku, "site": a.site, **_slice_record(r.group, r)} for r in a.rows])
+        return
     out = _out()
     out.print(f"[bold]{a.sku} @ {a.site}[/]: [bold green]{a.available}[/] available")
-    out.print(slice_table([d.value for d in dims], a.rows, a.as_of_ms))
+    show_table(out, slice_table([d.value for d in dims], a.rows, a.as_of_ms))
 
 
 @app.command()
@@ -719,18 +787,29 @@ def stock(
             "--by", "-b", help="Group by (repeat); default: sku and site. Leave out sku/site to sum over them."
         ),
     ] = None,
-    bin_depth: Annotated[int, typer.Option(help="With --by bin: cut bin paths to this many levels (0: full).")] = 0,
+    bin_depth: Annotated[
+        int, typer.Option(help=f"With --by bin: cut bin paths to this many levels (0: full; 0..{MAX_BIN_DEPTH}).")
+    ] = 0,
     status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeat for more).")] = None,
     owner: Annotated[str, typer.Option(help="Owner filter: own, consignment, consignment:<supplier>, ...")] = "",
     sellable_only: Annotated[bool, typer.Option("--sellable-only", help="Only sellable statuses.")] = False,
-    limit: Annotated[int, typer.Option(help="At most this many rows (1..100000).")] = 1_000,
+    limit: Annotated[int, typer.Option(help=f"At most this many rows (1..{MAX_STOCK_ROWS}).")] = 1_000,
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
-    """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up."""
+    """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up.
+
+    A --site the engine does not know is an error (exit 1), not an empty table."""
     from engine.domain.cell import SliceFilter
     from engine.domain.inventory import StockQuery
 
+    for value in sku or ():
+        check_id("--sku", value)
+    for value in site or ():
+        check_id("--site", value)
+    check_range("--limit", limit, 1, MAX_STOCK_ROWS)
+    check_range("--bin-depth", bin_depth, 0, MAX_BIN_DEPTH)
     keys = list(dict.fromkeys(by or (StockBy.SKU, StockBy.SITE)))
     dims = tuple(Dimension(k.value) for k in keys if k not in (StockBy.SKU, StockBy.SITE))
     query = StockQuery(
@@ -744,44 +823,100 @@ def stock(
         bin_depth=bin_depth,
         limit=limit,
     )
-    rows = with_client(target, timeout, lambda c: c.query_stock(query))
-    scope = f"org {org}" if org else "all sites"
+
+    async def work(client: LotwiseClient) -> list[StockRow]:
+        await check_sites(client, query.sites)
+        await check_org(client, org)
+        return list(await client.query_stock(query))
+
+    rows = with_client(target, timeout, work)
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [_stock_record(r, query.by_sku, query.by_site) for r in rows])
+        return
+    scope = f"org {org}" if org else "all sites" if not site else ", ".join(site)
     out = _out()
     out.print(
         f"[bold]stock over {scope}[/]: [bold green]{sum(r.row.available for r in rows)}[/] available, {len(rows)} rows"
     )
-    out.print(stock_table(rows, query.by_sku, query.by_site, [d.value for d in dims]))
+    show_table(out, stock_table(rows, query.by_sku, query.by_site, [d.value for d in dims]))
+
+
+def _stock_record(r: StockRow, by_sku: bool, by_site: bool) -> Record:
+    keys = ({"sku": r.sku} if by_sku else {}) | ({"site": r.site} if by_site else {})
+    return {**keys, **_slice_record(r.row.group, r.row)}
 
 
 @app.command()
 def hold(
     hold_id: Annotated[str, typer.Argument(help="The hold's id (as given to Reserve).")],
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """One hold: its state, and per (sku, site) what it holds, committed and released."""
+    check_id("HOLD_ID", hold_id)
     summary = with_client(target, timeout, lambda c: c.get_hold(hold_id))
-    _out().print(hold_table(summary))
+    if fmt is not OutputFormat.TABLE:
+        head = {"hold_id": summary.hold_id, "state": summary.state.value, "expires_at_ms": summary.expires_at_ms}
+        emit_object(
+            fmt, head, {"parts": [_part_record(p) for p in summary.parts], "allocations": _allocations(summary)}
+        )
+        return
+    show_table(_out(), hold_table(summary))
+
+
+def _part_record(p: HoldView) -> Record:
+    return {
+        "sku": p.sku,
+        "site": p.site,
+        "state": p.state.value,
+        "held": p.held_qty,
+        "committed": p.committed_qty,
+        "released": p.released_qty,
+    }
+
+
+def _allocations(summary: HoldSummary) -> list[Record]:
+    return [
+        {
+            "sku": p.sku,
+            "site": p.site,
+            "lot": a.lot_id,
+            "bin": a.bin,
+            "status": a.status,
+            "owner": a.owner,
+            "qty": a.qty,
+        }
+        for p in summary.parts
+        for a in p.allocations
+    ]
 
 
 @app.command()
 def sites(
     org: Annotated[str, typer.Option(help="Only sites at or below this org node.")] = "",
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """The site directory: every site with its org node and kind."""
     found = with_client(target, timeout, lambda c: c.list_sites(org))
+    if org and not found:
+        no_site_under(org)
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [{"site": s.site, "org": s.org_path, "kind": s.kind, "name": s.name} for s in found])
+        return
     table = Table(title=f"{len(found)} sites" + (f" under {org}" if org else ""), title_justify="left")
     for name in ("site", "org", "kind", "name"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name == "site")
     for s in found:
         table.add_row(s.site, s.org_path, s.kind, s.name)
-    _out().print(table)
+    show_table(_out(), table)
 
 
 @app.command()
 def verify(
+    fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     timeout: TimeoutOpt = 600.0,
 ) -> None:
@@ -793,30 +928,49 @@ def verify(
     out = _out()
     with out.status("rebuilding every shard from snapshot + journal …"):
         ok, checks = with_client(target, timeout, lambda c: c.verify(timeout_s=timeout))
-    table = Table(title="verify: live state vs snapshot + journal", title_justify="left")
-    for name, justify in (("shard", "left"), ("batch", "right"), ("replayed", "right"), ("live hash", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    table.add_column("result")
-    for c in checks:
-        result = Text("ok", style="green") if c.ok else Text(c.error or f"differs: {c.rebuilt_hash}", style="red")
-        table.add_row(c.shard, f"{c.batch_seq:,}", f"{c.replayed_batches:,}", c.live_hash, result)
-    out.print(table)
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [_verify_record(c) for c in checks])
+    else:
+        table = Table(title="verify: live state vs snapshot + journal", title_justify="left")
+        for name, justify in (("shard", "left"), ("batch", "right"), ("replayed", "right"), ("live hash", "left")):
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column("result")
+        for c in checks:
+            result = Text("ok", style="green") if c.ok else Text(c.error or f"differs: {c.rebuilt_hash}", style="red")
+            table.add_row(c.shard, f"{c.batch_seq:,}", f"{c.replayed_batches:,}", c.live_hash, result)
+        show_table(out, table)
     if not ok:
-        fail(f"verify: {sum(not c.ok for c in checks)} of {len(checks)} shards differ from their journal", 1)
-    out.print(f"verify: all {len(checks)} shards match their journal")
+        fail(f"verify: {sum(not c.ok for c in checks)} of {len(checks)} shards differ from their journal", EXIT_REFUSED)
+    if fmt is OutputFormat.TABLE:
+        out.print(f"verify: all {len(checks)} shards match their journal")
+
+
+def _verify_record(c: Any) -> Record:
+    return {
+        "shard": c.shard,
+        "ok": c.ok,
+        "batch_seq": c.batch_seq,
+        "replayed_batches": c.replayed_batches,
+        "live_hash": c.live_hash,
+        "rebuilt_hash": c.rebuilt_hash,
+        "error": c.error or "",
+    }
 
 
 @app.command()
-def shards(target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> None:
+def shards(fmt: FormatOpt = OutputFormat.TABLE, target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> None:
     """Every shard's state, cells, batches and journal position."""
     stats = with_client(target, timeout, lambda c: c.shard_stats())
     columns = ("shard", "state", "cells", "batches", "ops", "batch_seq", "position", "recoveries", "failure")
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [{c: row[c] for c in columns} for row in stats], columns)
+        return
     table = Table(title=f"{len(stats)} shards", title_justify="left")
     for name in columns:
-        table.add_column(name)
+        table.add_column(name, no_wrap=name != "failure")
     for row in stats:
         table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in columns))
-    _out().print(table)
+    show_table(_out(), table)
 
 
 app.command()(where)

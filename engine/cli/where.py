@@ -1,7 +1,7 @@
 """`lotwise where`: the addresses of the engine serving a data directory (its engine.json).
 
     lotwise where                   gRPC, metrics and NATS, one per line
-    lotwise where --format json     the same as one JSON object
+    lotwise where --format json     the same as one JSON object (csv: a header and one row)
     lotwise where --grpc | --nats | --metrics    one address, for scripts: "$(lotwise where --nats)"
 
 Exit codes: 0 found; 2 bad usage or an unusable engine.json; 3 no engine has written its
@@ -18,13 +18,17 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import EXIT_CONFIG, EXIT_UNREACHABLE, fail
+from engine.cli.common import EXIT_CONFIG, EXIT_UNREACHABLE, OutputFormat, emit, fail
 from engine.endpoints import EndpointsError, data_dir_from_env, endpoints_path, read_endpoints
 
 
 class WhereFormat(StrEnum):
+    """table (also spelled text: one `name address` line each), json or csv."""
+
+    TABLE = "table"
     TEXT = "text"
     JSON = "json"
+    CSV = "csv"
 
 
 def where(
@@ -35,7 +39,9 @@ def where(
     grpc: Annotated[bool, typer.Option("--grpc", help="Print only the gRPC address (host:port).")] = False,
     nats: Annotated[bool, typer.Option("--nats", help="Print only the NATS URL.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Print only the metrics URL.")] = False,
-    output: Annotated[WhereFormat, typer.Option("--format", help="text or json.")] = WhereFormat.TEXT,
+    output: Annotated[
+        WhereFormat, typer.Option("--format", "-F", case_sensitive=False, help="table (or text), json or csv.")
+    ] = WhereFormat.TABLE,
 ) -> None:
     """Where the engine of a data directory listens (written by `lotwise up` to engine.json)."""
     if grpc + nats + metrics > 1:
@@ -60,6 +66,8 @@ def where(
         typer.echo(single)
     elif output is WhereFormat.JSON:
         typer.echo(json.dumps(asdict(found)))
+    elif output is WhereFormat.CSV:
+        emit(OutputFormat.CSV, [asdict(found)])
     else:
         for name, value in (("grpc", found.grpc), ("metrics", found.metrics), ("nats", found.nats)):
             typer.echo(f"{name:<8} {value or 'off'}")

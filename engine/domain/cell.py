@@ -35,6 +35,7 @@ from engine.domain.commands import (
     StatusChanged,
     Strategy,
     owner_matches,
+    payload_difference,
     same_payload,
     validate,
 )
@@ -166,7 +167,7 @@ class Cell:
         if seen is not None:
             _, first, answer = seen
             if not same_payload(first, cmd):
-                raise RequestConflict(cmd.request_id)
+                raise RequestConflict(cmd.request_id, differs=payload_difference(first, cmd))
             if isinstance(answer, DomainError):
                 # Drop the traceback of the previous raise: re-raising the cached object
                 # would chain every retry's frames onto it (unbounded memory).
@@ -237,8 +238,12 @@ class Cell:
         return StatusChanged(cmd.qty)
 
     def _reserve(self, cmd: Reserve, now_ms: int) -> Reserved:
-        if self.ledger.hold(cmd.hold_id) is not None:
-            raise RequestConflict(cmd.hold_id, "hold id")
+        existing = self.ledger.hold(cmd.hold_id)
+        if existing is not None:
+            # A retry with the first request id is answered from _seen while the window
+            # remembers it; after that, "the same request id" is the true explanation.
+            same = existing.request_id == cmd.request_id
+            raise RequestConflict(cmd.hold_id, "hold id", "idempotency_window" if same else "request_id")
         taken: dict[QuantKey, int] = {}  # what earlier lines of this command already took
         plan: list[tuple[QuantKey, int]] = []
         for line in cmd.lines:

@@ -361,6 +361,16 @@ Reply = Received | Moved | StatusChanged | Reserved | Committed | Released | Con
 
 # ---- validation (pure) ----
 
+_SHOWN_VALUE_CHARS = 40  # a refusal quotes the value it refused, cut to this many characters
+
+
+def _got(value: object) -> str:
+    """ " (got 'GLU 50')": every violation names the value it refuses, not only the field."""
+    shown = (
+        value if not isinstance(value, str) or len(value) <= _SHOWN_VALUE_CHARS else value[:_SHOWN_VALUE_CHARS] + "…"
+    )
+    return f" (got {shown!r})"
+
 
 def check_id(value: str, field: str, out: list[FieldViolation], *, required: bool = True) -> None:
     if not value:
@@ -368,9 +378,9 @@ def check_id(value: str, field: str, out: list[FieldViolation], *, required: boo
             out.append(FieldViolation(field, "must not be empty"))
         return
     if len(value) > MAX_ID_LEN:
-        out.append(FieldViolation(field, f"must be at most {MAX_ID_LEN} characters"))
+        out.append(FieldViolation(field, f"must be at most {MAX_ID_LEN} characters{_got(value)}"))
     elif not _ID_RE.fullmatch(value):
-        out.append(FieldViolation(field, "may contain only letters, digits and ._:-@#+"))
+        out.append(FieldViolation(field, f"may contain only letters, digits and ._:-@#+{_got(value)}"))
 
 
 def check_bin(value: str, field: str, out: list[FieldViolation]) -> None:
@@ -378,31 +388,31 @@ def check_bin(value: str, field: str, out: list[FieldViolation]) -> None:
     if not value:
         return
     if len(value) > MAX_ID_LEN:
-        out.append(FieldViolation(field, f"must be at most {MAX_ID_LEN} characters"))
+        out.append(FieldViolation(field, f"must be at most {MAX_ID_LEN} characters{_got(value)}"))
         return
     segments = value.split("/")
     if len(segments) > MAX_BIN_DEPTH:
-        out.append(FieldViolation(field, f"must have at most {MAX_BIN_DEPTH} levels"))
+        out.append(FieldViolation(field, f"must have at most {MAX_BIN_DEPTH} levels{_got(value)}"))
     elif not all(_BIN_SEG_RE.fullmatch(s) for s in segments):
-        out.append(FieldViolation(field, "must be a path like A/03/P12 of letters, digits, ._-"))
+        out.append(FieldViolation(field, f"must be a path like A/03/P12 of letters, digits, ._-{_got(value)}"))
 
 
 def check_qty(value: int, field: str, out: list[FieldViolation], *, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        out.append(FieldViolation(field, "must be an integer"))
+        out.append(FieldViolation(field, f"must be an integer{_got(value)}"))
     elif value < 0 or (value == 0 and not allow_zero):
-        out.append(FieldViolation(field, "must be ≥ 0" if allow_zero else "must be > 0"))
+        out.append(FieldViolation(field, ("must be ≥ 0" if allow_zero else "must be > 0") + _got(value)))
     elif value > MAX_QTY:
-        out.append(FieldViolation(field, f"must be at most {MAX_QTY}"))
+        out.append(FieldViolation(field, f"must be at most {MAX_QTY}{_got(value)}"))
 
 
 def check_owner(value: str, field: str, out: list[FieldViolation], *, filter_: bool = False) -> None:
     if filter_:
         if value and value not in ("own", "consignment", "custody") and not _OWNER_RE.fullmatch(value):
-            out.append(FieldViolation(field, "must be own, consignment[:supplier] or custody[:party]"))
+            out.append(FieldViolation(field, f"must be own, consignment[:supplier] or custody[:party]{_got(value)}"))
         return
     if not _OWNER_RE.fullmatch(value):
-        out.append(FieldViolation(field, "must be own, consignment:<supplier> or custody:<party>"))
+        out.append(FieldViolation(field, f"must be own, consignment:<supplier> or custody:<party>{_got(value)}"))
 
 
 def check_status(value: str, field: str, out: list[FieldViolation], statuses: StatusDictionary) -> None:
@@ -412,7 +422,7 @@ def check_status(value: str, field: str, out: list[FieldViolation], statuses: St
 
 def check_time(value: int, field: str, out: list[FieldViolation]) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        out.append(FieldViolation(field, "must be a non-negative epoch time in ms"))
+        out.append(FieldViolation(field, f"must be a non-negative epoch time in ms{_got(value)}"))
 
 
 def check_external(value: External, field: str, out: list[FieldViolation], allowed: tuple[External, ...]) -> None:
@@ -583,6 +593,18 @@ def validate_reserve_line(line: ReserveLine, prefix: str, out: list[FieldViolati
     days = line.min_shelf_life_days
     if not isinstance(days, int | float) or math.isnan(days) or not 0 <= days <= 36_500:
         out.append(FieldViolation(f"{prefix}.min_shelf_life_days", "must be in 0..36500"))
+
+
+def payload_difference(a: Command, b: Command) -> str:
+    """The fields (request id aside) in which `b` differs from `a`, comma-separated;
+    "command" when they are different commands altogether. Names a RequestConflict's cause."""
+    if type(a) is not type(b):
+        return "command"
+    return ",".join(
+        f.name
+        for f in fields(a)
+        if f.name != "request_id" and getattr(a, f.name, f.default) != getattr(b, f.name, f.default)
+    )
 
 
 def same_payload(a: Command, b: Command) -> bool:

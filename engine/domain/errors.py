@@ -140,20 +140,42 @@ class InsufficientStock(FailedPrecondition):
 
 
 class RequestConflict(DomainError):
-    """A request id reused with a different payload: maps to ALREADY_EXISTS."""
+    """A request (or hold) id reused with a different payload: maps to ALREADY_EXISTS.
+
+    `differs` names what is not the same as the first use, comma-separated — the command's
+    fields that differ, "request_id" when a hold id comes back under another request id,
+    or "idempotency_window" when the same request comes back after its answer was forgotten —
+    so the caller learns what to fix instead of "a different payload". A plain string: it
+    travels as it is in ErrorInfo metadata and in the snapshots' remembered refusals."""
 
     code = "ALREADY_EXISTS"
-    FIELDS = ("request_id", "what")
+    FIELDS = ("request_id", "what", "differs")
     request_id: str
     what: str
+    differs: str
 
-    def __init__(self, request_id: str, what: str = "request id") -> None:
-        super().__init__(f"{what} {request_id!r} was already used with a different payload")
+    def __init__(self, request_id: str, what: str = "request id", differs: str = "") -> None:
+        super().__init__(_conflict_message(request_id, what, differs))
         self.request_id = request_id
         self.what = what
+        self.differs = differs
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RequestConflict, (self.request_id, self.what))
+        return (RequestConflict, (self.request_id, self.what, self.differs))
+
+
+def _conflict_message(request_id: str, what: str, differs: str) -> str:
+    used = f"{what} {request_id!r} was already used"
+    if differs == "idempotency_window":
+        return (
+            f"{used} by this same request id, longer ago than the idempotency window remembers "
+            f"answers: look the {what} up instead of sending it again, or give a new {what}"
+        )
+    if differs == "request_id":
+        return f"{used} under another request id: retry with the first request id, or give a new {what}"
+    if differs:
+        return f"{used} with a different {differs.replace(',', ', ')}: retry with the same values, or give a new {what}"
+    return f"{used} with a different payload: retry with the same values, or give a new {what}"
 
 
 class PermissionDenied(DomainError):

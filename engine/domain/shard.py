@@ -344,7 +344,15 @@ class ShardCore:
         existing = self.headers.get(header.hold_id)
         if existing is not None:
             if (existing.request_id, existing.pairs) != (header.request_id, header.pairs):
-                raise RequestConflict(header.hold_id, "hold id")
+                differs = ",".join(
+                    name
+                    for name, same in (
+                        ("request_id", existing.request_id == header.request_id),
+                        ("lines", existing.pairs == header.pairs),
+                    )
+                    if not same
+                )
+                raise RequestConflict(header.hold_id, "hold id", differs)
             return existing
         self._prune_headers(now_ms)
         if len(self.headers) >= HEADER_MAX:

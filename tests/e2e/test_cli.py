@@ -31,7 +31,20 @@ from engine.domain.errors import NotFound
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("up", "demo", "availability", "stock", "hold", "sites", "verify", "shards", "dlq")
+SUBCOMMANDS = (
+    "up",
+    "demo",
+    "availability",
+    "stock",
+    "hold",
+    "sites",
+    "verify",
+    "shards",
+    "where",
+    "import",
+    "history",
+    "dlq",
+)
 CLI_TIMEOUT_S = 30  # a command that starts nothing answers in about a second
 RAY_TIMEOUT_S = 240
 UP_QUIET = ("--log-level", "warning")  # Ray start (~3–10 s) on a 2-core machine, plus the demo's hold TTL wait
@@ -408,7 +421,7 @@ def test_up_serves_client_commands_and_stops_on_sigterm(
     assert_clean_failure(unknown, 1, "not found (NOT_FOUND): sku 'NO-SUCH-SKU'")
 
     malformed = run_cli("availability", "GLU 50", "FW-BOS", "--target", target)
-    assert_clean_failure(malformed, 1, "INVALID_ARGUMENT", "sku: may contain only")
+    assert_clean_failure(malformed, 2, "SKU: may contain only", "(got 'GLU 50')")  # caught before any call
 
     # Everything above, replayed from snapshot + journal, equals the live state.
     verified = run_cli("verify", "--target", target, timeout_s=120)

@@ -141,9 +141,9 @@ def test_not_found_carries_resource_info() -> None:
 
 
 def test_request_conflict_reasons() -> None:
-    request = details_of(to_rpc_status(RequestConflict("req-1")))[error_details_pb2.ErrorInfo]
+    request = details_of(to_rpc_status(RequestConflict("req-1", differs="qty")))[error_details_pb2.ErrorInfo]
     assert request.reason == "REQUEST_ID_REUSED"
-    assert dict(request.metadata) == {"request_id": "req-1", "what": "request id"}
+    assert dict(request.metadata) == {"request_id": "req-1", "what": "request id", "differs": "qty"}
     hold = details_of(to_rpc_status(RequestConflict("H-1", "hold id")))[error_details_pb2.ErrorInfo]
     assert hold.reason == "HOLD_ID_REUSED"
 

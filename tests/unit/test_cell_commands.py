@@ -474,6 +474,7 @@ def test_reserve_with_an_active_hold_id_is_request_conflict(driver: CellDriver) 
     driver.reserve("h1", line(1))
     err = driver.refuse(driver.reserve_cmd("h1", line(2)), RequestConflict)
     assert (err.request_id, err.what, err.code) == ("h1", "hold id", "ALREADY_EXISTS")
+    assert err.differs == "request_id"  # a new request id under the hold id: said, not "a different payload"
 
 
 def test_reserve_with_a_resolved_hold_id_is_request_conflict(driver: CellDriver) -> None:
@@ -973,7 +974,10 @@ def test_reused_request_id_with_another_payload_is_request_conflict(driver: Cell
     first = driver.run(cmd)
     err = driver.refuse(dataclasses.replace(cmd, qty=6), RequestConflict)
     assert (err.request_id, err.what, err.code) == (cmd.request_id, "request id", "ALREADY_EXISTS")
-    driver.refuse(Consume(cmd.request_id, SKU, SITE, 5), RequestConflict)  # another command entirely
+    assert err.differs == "qty"
+    assert "with a different qty" in err.message
+    other = driver.refuse(Consume(cmd.request_id, SKU, SITE, 5), RequestConflict)  # another command entirely
+    assert other.differs == "command"
     assert driver.run(cmd) == first  # the conflict did not replace the first answer
 
 

@@ -119,10 +119,13 @@ async def test_retried_reserve_and_commit_apply_once(world: World) -> None:
     await world.gateway.commit("c3", "H3")
     await world.gateway.commit("c3", "H3")
     assert await available(world, "strip", "ward1") == 6
-    with pytest.raises(RequestConflict):
+    with pytest.raises(RequestConflict) as other_qty:
         await world.gateway.reserve("o3", "H3", [line("strip", "ward1", 5)], 60_000)
-    with pytest.raises(RequestConflict):  # hold id reused by another request
+    assert other_qty.value.differs == "lines"  # the error names what differs
+    with pytest.raises(RequestConflict) as new_request:  # hold id reused by another request
         await world.gateway.reserve("o4", "H3", [line("strip", "ward1", 1)], 60_000)
+    assert new_request.value.differs == "request_id"
+    assert "under another request id" in new_request.value.message
     assert await available(world, "strip", "ward1") == 6
 
 

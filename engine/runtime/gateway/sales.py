@@ -64,9 +64,9 @@ class SaleDesk:
                 views: tuple[HoldView, ...] = (await self._sell_one(parts[0], deadline),)
             else:
                 views = await self._sell_coordinated(sale, parts[0], deadline)
-        except RequestConflict:
+        except RequestConflict as exc:
             # The parts' ids are the engine's: the caller reused the sale's request id.
-            raise RequestConflict(sale.request_id) from None
+            raise RequestConflict(sale.request_id, differs=exc.differs) from None
         return HoldSummary(sale.request_id, AggregateState.COMMITTED, views, 0)
 
     async def _sell_one(self, part: SalePart, deadline: float | None) -> HoldView:
