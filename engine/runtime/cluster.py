@@ -27,6 +27,7 @@ from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.logs import configure_logging
 from engine.runtime.batcher import BatchLimits, SendBatch
 from engine.runtime.gateway import Gateway, GatewayConfig, ShardAdmin, ShardPorts
+from engine.runtime.gateway.router import DirectoryStore, MemoryDirectoryStore
 from engine.runtime.host import ShardHost, SnapshotPolicy
 from engine.runtime.metrics import RuntimeMetrics, default_runtime_metrics
 from engine.runtime.routing import Directory
@@ -52,13 +53,8 @@ class DirectoryActor:
         return self.epochs.get(shard, 0)
 
     def claim(self, shard: str, seen_epoch: int) -> tuple[int, bool]:
-        """The primary of `seen_epoch` is gone: the next epoch's actor takes over. Exactly one
-        caller wins (this actor runs one call at a time); the others learn the new epoch."""
-        current = self.epochs.get(shard, 0)
-        if current != seen_epoch:
-            return current, False
-        self.epochs[shard] = current + 1
-        return current + 1, True
+        # This actor runs one call at a time: exactly one gateway wins a take-over.
+        return claim_epoch(self.epochs, shard, seen_epoch)
 
     def load(self) -> Directory:
         return self.directory
@@ -66,6 +62,47 @@ class DirectoryActor:
     def save(self, directory: Directory) -> None:
         if directory.version >= self.directory.version:
             self.directory = directory
+
+
+def claim_epoch(epochs: dict[str, int], shard: str, seen_epoch: int) -> tuple[int, bool]:
+    """The primary of `seen_epoch` is gone: the next epoch's actor takes over. The first
+    caller wins (True); the others learn the epoch it moved to."""
+    current = epochs.get(shard, 0)
+    if current != seen_epoch:
+        return current, False
+    epochs[shard] = current + 1
+    return current + 1, True
+
+
+class LocalEpochs:
+    """The shards' epochs of an embedded engine: one gateway, so kept in its process (no
+    directory actor, one Ray worker fewer to start)."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, int] = {}
+
+    async def epoch_of(self, shard: str) -> int:
+        return self._epochs.get(shard, 0)
+
+    async def claim(self, shard: str, seen_epoch: int) -> tuple[int, bool]:
+        return claim_epoch(self._epochs, shard, seen_epoch)
+
+
+class ActorEpochs:
+    """The shards' epochs in the directory actor, shared by every gateway of a cluster."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    async def epoch_of(self, shard: str) -> int:
+        return int(await self._actor.epoch_of.remote(shard))
+
+    async def claim(self, shard: str, seen_epoch: int) -> tuple[int, bool]:
+        epoch, won = await self._actor.claim.remote(shard, seen_epoch)
+        return int(epoch), bool(won)
+
+
+Epochs = LocalEpochs | ActorEpochs
 
 
 class RayDirectoryStore:
@@ -254,14 +291,12 @@ class ShardSupervisor:
     no second writer) and every gateway promotes the standby (idempotent), which catches up
     with the journal's last entry and serves; its idempotency window is the journal's."""
 
-    def __init__(
-        self, shard: str, epoch: int, config: ClusterConfig, backend: BackendFactory, directory_actor: Any
-    ) -> None:
+    def __init__(self, shard: str, epoch: int, config: ClusterConfig, backend: BackendFactory, epochs: Epochs) -> None:
         self.shard = shard
         self.epoch = epoch
         self._config = config
         self._backend = backend
-        self._directory = directory_actor
+        self._epochs = epochs
         self.primary = shard_actor(shard, config, backend, epoch)
         self.standby: Any | None = None
         self.handles: dict[str, Any] = {}  # the gateway's view of the primaries, kept current here
@@ -299,7 +334,7 @@ class ShardSupervisor:
                 await self.primary.start.remote()
             return
         for _ in range(TAKE_OVER_ATTEMPTS):
-            epoch, won = await self._directory.claim.remote(self.shard, seen_epoch)
+            epoch, won = await self._epochs.claim(self.shard, seen_epoch)
             successor = self.standby if won and self.standby is not None else None
             successor = successor or shard_actor(self.shard, self._config, self._backend, epoch)
             if won:
@@ -365,43 +400,52 @@ async def start_gateway(config: ClusterConfig, backend: BackendFactory) -> Gatew
     `backend` is how a shard (in its own process) reaches the journal: picklable, connects lazily."""
     init_ray(config.ray)
     names = tuple(f"{i:03d}" for i in range(config.shards))
-    directory_actor: Any = _REMOTE_DIRECTORY.options(
-        name=DIRECTORY_ACTOR,
-        namespace=config.ray.namespace,
-        get_if_exists=True,
-        num_cpus=0,
-        lifetime=None if config.embedded else "detached",
-    ).remote(Directory(names))
-    epochs = await asyncio.gather(*(directory_actor.epoch_of.remote(name) for name in names))
-    supervisors = {
-        name: ShardSupervisor(name, epoch, config, backend, directory_actor)
-        for name, epoch in zip(names, epochs, strict=True)
-    }
-    store = RayDirectoryStore(directory_actor)
+    directory_actor, store, epochs = _directory_for(config, names)
     directory = await store.load()
     if directory.shard_names != names:
         raise RuntimeError(
             f"the running engine has {len(directory.shard_names)} shards, this gateway was given {len(names)}"
         )
+    epoch_list = await asyncio.gather(*(epochs.epoch_of(name) for name in names))
+    supervisors = {
+        name: ShardSupervisor(name, epoch, config, backend, epochs)
+        for name, epoch in zip(names, epoch_list, strict=True)
+    }
     # Every shard recovers (snapshot + journal) before the gateway serves; a corrupt journal
     # stops the start here, naming the stream and position.
     try:
         await asyncio.gather(*(s.primary.start.remote() for s in supervisors.values()))
     except Exception:
         if config.embedded:  # nobody else will use these actors
-            for actor in (*(s.primary for s in supervisors.values()), directory_actor):
+            for actor in (s.primary for s in supervisors.values()):
                 ray.kill(actor)
         raise
-    return await _gateway_over(config, backend, directory_actor, directory, supervisors)
+    return await _gateway_over(config, backend, (directory_actor, store, epochs), directory, supervisors)
+
+
+def _directory_for(config: ClusterConfig, names: tuple[str, ...]) -> tuple[Any, DirectoryStore, Epochs]:
+    """(directory actor or None, the pins' store, the epochs). Embedded, this gateway is the
+    only one: both live in its process. In a cluster, in the directory actor all gateways share."""
+    if config.embedded:
+        return None, MemoryDirectoryStore(Directory(names)), LocalEpochs()
+    actor = _REMOTE_DIRECTORY.options(
+        name=DIRECTORY_ACTOR,
+        namespace=config.ray.namespace,
+        get_if_exists=True,
+        num_cpus=0,
+        lifetime="detached",
+    ).remote(Directory(names))
+    return actor, RayDirectoryStore(actor), ActorEpochs(actor)
 
 
 async def _gateway_over(
     config: ClusterConfig,
     backend: BackendFactory,
-    directory_actor: Any,
+    shared: tuple[Any, DirectoryStore, Epochs],
     directory: Directory,
     supervisors: dict[str, ShardSupervisor],
 ) -> Gateway:
+    directory_actor, store, epochs = shared
     metrics = default_runtime_metrics()
     ledger = RecoveryLedger(config.recoveries_path, metrics)
     # Gateway.handles: the primaries by shard (tests, benches); a take-over updates it.
@@ -412,8 +456,8 @@ async def _gateway_over(
     async def supervisor_of(name: str) -> ShardSupervisor:
         supervisor = supervisors.get(name)
         if supervisor is None:  # a pinned pair's shard, started on first use
-            epoch = await directory_actor.epoch_of.remote(name)
-            supervisor = supervisors[name] = ShardSupervisor(name, epoch, config, backend, directory_actor)
+            epoch = await epochs.epoch_of(name)
+            supervisor = supervisors[name] = ShardSupervisor(name, epoch, config, backend, epochs)
             supervisor.handles = actors
             actors[name] = supervisor.primary
             await supervisor.primary.start.remote()
@@ -440,7 +484,7 @@ async def _gateway_over(
     )
     admin = ShardAdmin(call, backend, config.cell_limits)
     close = _closer(supervisors, directory_actor, config.embedded, watcher)
-    ports = ShardPorts(directory, senders, factory, RayDirectoryStore(directory_actor), actors, admin, close)
+    ports = ShardPorts(directory, senders, factory, store, actors, admin, close)
     return Gateway(ports, GatewayConfig(config.statuses, config.batch_limits, metrics.observer()))
 
 
@@ -460,7 +504,7 @@ def _closer(
                 if embedded:
                     # The embedded engine owns its shards; in a cluster they outlive a gateway.
                     ray.kill(actor)
-        if embedded:
+        if embedded and directory_actor is not None:
             ray.kill(directory_actor)
 
     return close
