@@ -51,6 +51,7 @@ from engine.domain.ports import (
     JournalCorrupt,
     JournalEntry,
     JournalError,
+    JournalUnavailable,
     Snapshot,
     SnapshotStore,
 )
@@ -589,10 +590,13 @@ class ShardHost:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # The journal is down, or corrupt: promote() rebuilds from scratch and says why.
+                # The journal is down: the core is still at an entry, the next look goes on
+                # from there. Anything else (a gap, a diverging replay) may have left a batch
+                # half applied: start again from the snapshot (promote() says why if it recurs).
                 delay = RECOVERY_BACKOFF_S[min(attempts, len(RECOVERY_BACKOFF_S) - 1)]
                 attempts += 1
-                self._standby_core_lost()
+                if not isinstance(exc, JournalUnavailable):
+                    self._standby_core_lost()
                 log.warning("standby cannot follow", shard=self.name, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
 
