@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     snapshot_every_batches: int = Field(20_000, ge=1, description="snapshot a shard after this many batches")
     snapshot_interval_ms: int = Field(60_000, ge=1_000, description="or after this much time with new batches")
     shard_max_restarts: int = Field(100, ge=0, le=100_000, description="Ray restarts of a crashed shard actor")
+    standby: bool = Field(
+        True,
+        description="a warm standby actor per shard follows its journal and takes over within a second "
+        "when the shard's process dies (~50 MiB per shard); off: Ray restarts the shard, which recovers",
+    )
+    standby_follow_interval_ms: int = Field(
+        200, ge=10, le=60_000, description="how often a standby reads its shard's new journal entries"
+    )
 
     # history (ClickHouse; DESIGN §8, §11)
     history: bool = Field(True, description="feed ClickHouse from the journal and serve lotwise.v1.History")

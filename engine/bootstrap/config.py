@@ -92,6 +92,9 @@ def cluster_config(settings: Settings) -> ClusterConfig:
         sweep_interval_ms=settings.sweep_interval_ms,
         durable=settings.journal == "nats",
         shard_max_restarts=settings.shard_max_restarts,
+        standby=settings.standby and settings.journal == "nats",
+        follow_interval_ms=settings.standby_follow_interval_ms,
+        recoveries_path=settings.data_dir / "recoveries.json",
         log_level=settings.log_level,
         log_format=settings.log_format,
     )

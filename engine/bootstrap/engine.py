@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -35,6 +39,22 @@ class RunningEngine:
     bus: BusRuntime | None = None  # the business-event bus when it is on
 
 
+class StartPhases:
+    """Where start-up time goes: milliseconds per phase, for the "lotwise is up" log line."""
+
+    def __init__(self) -> None:
+        self._started = self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.ms[phase] = round((now - self._last) * 1000, 1)
+        self._last = now
+
+    def total_ms(self) -> float:
+        return round((time.perf_counter() - self._started) * 1000, 1)
+
+
 @dataclass(slots=True)
 class _Parts:
     """What has been started so far, so the way down stops exactly that, in reverse."""
@@ -47,6 +67,7 @@ class _Parts:
     ingest: IngestRuntime | None = None
     server: LotwiseServer | None = None
     metrics: MetricsEndpoint | None = None
+    phases: StartPhases = field(default_factory=StartPhases)
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -59,10 +80,34 @@ async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
     return nats
 
 
-async def start_gateway(settings: Settings, nats_url: str) -> Gateway:
+class _NoSigtermNotice(logging.Filter):
+    """Ray started off the main thread says it set no SIGTERM handler: the CLI sets its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+def start_ray_quietly(settings: Settings) -> None:
+    """Start (or join) Ray from any thread."""
+    from engine.bootstrap.ray import start_ray
+
+    ray_worker_log = logging.getLogger("ray._private.worker")
+    notice = _NoSigtermNotice()
+    ray_worker_log.addFilter(notice)
+    try:
+        start_ray(settings)
+    finally:
+        ray_worker_log.removeFilter(notice)
+
+
+async def start_gateway(settings: Settings, nats_url: str, phases: StartPhases | None = None) -> Gateway:
     """Ray shards over the journal at `nats_url` (or in memory), and a gateway over them."""
+    from engine.bootstrap.ray import start_ray
     from engine.runtime.cluster import start_gateway as start_cluster
 
+    start_ray(settings)
+    if phases is not None:
+        phases.done("ray")
     return await start_cluster(cluster_config(settings), journal_backend(settings, nats_url))
 
 
@@ -106,19 +151,46 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
     """The journal, the shards and what follows the journal (history, bus, ingestion)."""
     nats_url = settings.nats_url
     if settings.journal == "nats" and not nats_url:
-        parts.nats = await start_embedded_nats(settings)
+        # Ray and the nats-server start side by side: each mostly waits for its processes.
+        ray_started = asyncio.ensure_future(asyncio.to_thread(start_ray_quietly, settings))
+        try:
+            parts.nats = await start_embedded_nats(settings)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await ray_started
+            raise
         nats_url = parts.nats.url
-    gateway = parts.gateway = await start_gateway(settings, nats_url)
+        parts.phases.done("nats")
+        await ray_started
+    # The followers need only the journal: they open (chDB, consumers) while the shard
+    # actors start in their own processes, on the other core.
+    followers = asyncio.ensure_future(_start_followers(settings, parts, nats_url))
+    try:
+        gateway = parts.gateway = await start_gateway(settings, nats_url, parts.phases)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await followers  # so that the way down stops what they started
+        raise
     parts.own_gateway = True
+    parts.phases.done("shards")
+    await followers
+    parts.phases.done("followers")
     if settings.journal != "nats":  # the journal followers need a durable journal
         return gateway
+    if settings.ingest:
+        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url)
+        parts.phases.done("ingest")
+    return gateway
+
+
+async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> None:
+    """History and the event bus, when on (they need a durable journal)."""
+    if settings.journal != "nats":
+        return
     if settings.history:
         parts.history = await start_history_runtime(settings, nats_url)
     if settings.events:
         parts.bus = await start_bus_runtime(settings, nats_url)
-    if settings.ingest:
-        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url)
-    return gateway
 
 
 async def _stop(parts: _Parts) -> None:
@@ -160,9 +232,17 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             dead_letters=parts.ingest.desk if parts.ingest else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
+        parts.phases.done("grpc")
         address = f"{settings.host}:{port}"
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
-        log.info("lotwise is up", grpc=address, metrics=metrics_url, shards=len(gw.directory.all_shards()))
+        log.info(
+            "lotwise is up",
+            grpc=address,
+            metrics=metrics_url,
+            shards=len(gw.directory.all_shards()),
+            start_ms=parts.phases.total_ms(),
+            phases_ms=parts.phases.ms,
+        )
         yield RunningEngine(settings, gw, address, metrics_url, parts.nats, parts.history, parts.ingest, parts.bus)
     finally:
         await _stop(parts)

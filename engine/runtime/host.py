@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,6 +51,7 @@ from engine.domain.ports import (
     JournalCorrupt,
     JournalEntry,
     JournalError,
+    JournalUnavailable,
     Snapshot,
     SnapshotStore,
 )
@@ -127,6 +129,7 @@ class HostState(StrEnum):
     NEW = "new"
     RECOVERING = "recovering"
     READY = "ready"
+    STANDBY = "standby"  # follows the journal of a primary; serves nothing until promoted
     BROKEN = "broken"  # memory cannot be trusted (failed append) or recovery failed
 
 
@@ -220,6 +223,10 @@ class ShardHost:
         self.ops = 0
         self.entries = 0  # journal appends (batches / entries: how much group commit gathers)
         self.recoveries = 0
+        self.incarnation = uuid.uuid4().hex  # changes when a new process takes the shard (crash counting)
+        self.follow_interval_ms = 200  # a standby reads the journal's new entries this often
+        self._follower: asyncio.Task[None] | None = None
+        self._followed = False  # the standby's core is at (batch_seq, position) of the journal
         if backend is None:  # the composition root picks it (engine.bootstrap); no silent default
             raise ValueError(f"shard host {name}: no journal backend given")
         self._backend_factory: BackendFactory = backend
@@ -410,8 +417,10 @@ class ShardHost:
 
     def _unavailable(self, n: int) -> list[Result]:
         # Every answer of the batch is UNAVAILABLE, reads too: they may have seen state the
-        # journal never confirmed. The recovery starts (or continues) in the background.
-        self._kick()
+        # journal never confirmed. The recovery starts (or continues) in the background;
+        # a standby waits to be promoted (its primary may be alive: no second writer).
+        if self.state is not HostState.STANDBY:
+            self._kick()
         reason = self.failure or self.state.value
         return [Unavailable(f"shard {self.name} is recovering ({reason})")] * n
 
@@ -518,6 +527,7 @@ class ShardHost:
             "batch_seq": self.batch_seq,
             "position": self.position,
             "recoveries": self.recoveries,
+            "incarnation": self.incarnation,
             "cells_with_holds": len(self.core.with_holds),
         }
 
@@ -544,14 +554,107 @@ class ShardHost:
             # Let a snapshot being saved finish: it shortens the next recovery.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._snapshotting), snapshot_grace_s)
-        for task in (self._sweeper, self._recovery, self._flusher, self._snapshotting):
+        for task in (self._sweeper, self._recovery, self._flusher, self._snapshotting, self._follower):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._sweeper = self._flusher = None
+        self._sweeper = self._flusher = self._follower = None
         if self._backend is not None:
             with contextlib.suppress(Exception):
                 await self._backend.close()
             self._backend = None
         self.state = HostState.NEW
+
+    # ---- warm standby (DESIGN §9): follow a primary's journal, take over when it dies ----
+
+    async def follow(self, interval_ms: int = 200) -> str:
+        """Become (or stay) a standby of this shard: rebuild once, then replay the journal's
+        new entries every `interval_ms`. Idempotent; answers the state."""
+        self.follow_interval_ms = max(10, interval_ms)
+        if self.state is HostState.NEW:
+            self.state = HostState.STANDBY
+        if self.state is HostState.STANDBY and (self._follower is None or self._follower.done()):
+            self._follower = asyncio.get_running_loop().create_task(self._follow_forever())
+        return self.state.value
+
+    async def _follow_forever(self) -> None:
+        attempts = 0
+        while self.state is HostState.STANDBY:
+            try:
+                async with self._get_lock():
+                    if self.state is HostState.STANDBY:
+                        await self._catch_up()
+                attempts = 0
+                await asyncio.sleep(self.follow_interval_ms / 1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The journal is down: the core is still at an entry, the next look goes on
+                # from there. Anything else (a gap, a diverging replay) may have left a batch
+                # half applied: start again from the snapshot (promote() says why if it recurs).
+                delay = RECOVERY_BACKOFF_S[min(attempts, len(RECOVERY_BACKOFF_S) - 1)]
+                attempts += 1
+                if not isinstance(exc, JournalUnavailable):
+                    self._standby_core_lost()
+                log.warning("standby cannot follow", shard=self.name, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+
+    def _standby_core_lost(self) -> None:
+        """What the standby holds is not known to follow the journal: start again from the snapshot."""
+        self.core, self.batch_seq, self.position = ShardCore(self.name, self.statuses, self.limits), 0, 0
+        self._followed = False
+
+    async def _catch_up(self) -> None:
+        """Replay every entry journaled since this host's position (the first time: from the
+        newest snapshot). Each entry is applied and recorded with no await in between, so a
+        cancellation leaves the core exactly at an entry."""
+        if self._backend is None:
+            self._backend = await self._backend_factory()
+        if not self._followed:
+            core, batch_seq, position = await rebuild(
+                self.name, self.statuses, self.limits, self._backend.journal, self._backend.snapshots
+            )
+            self.core, self.batch_seq, self.position, self._followed = core, batch_seq, position, True
+            return
+        async for pos, entry in self._backend.journal.read(self.name, self.position):
+            if entry.batch_seq != self.batch_seq + 1:
+                raise JournalCorrupt(self.name, pos, f"batch {entry.batch_seq} follows batch {self.batch_seq}: a gap")
+            replay_entry(self.core, entry, pos, self.name)
+            self.batch_seq, self.position = entry.batch_seq, pos
+
+    async def promote(self) -> str:
+        """Take over as the shard's primary: catch up with the journal's last entry and serve.
+        The caller has fenced the old primary off (killed it); should it still append, the
+        journal's expected-position check refuses one of the two and that one rebuilds.
+        Idempotent. A host that was never a standby (or lost its place) recovers in full."""
+        if self.state is HostState.READY:
+            return self.state.value
+        started = time.perf_counter()
+        if self.state is HostState.STANDBY:
+            async with self._get_lock():
+                if self._follower is not None:
+                    self._follower.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await self._follower
+                    self._follower = None
+                try:
+                    await self._catch_up()
+                except Exception as exc:
+                    log.warning("standby catch-up failed; recovering in full", shard=self.name, error=str(exc))
+                    self.state = HostState.NEW
+                else:
+                    self._last_snapshot = (self.batch_seq, self.clock.now_ms())
+                    self.state, self.failure = HostState.READY, ""
+                    self.recoveries += 1
+        if self.state is not HostState.READY:
+            await self.start()
+        elif self._sweeper is None and self.sweep_interval_ms > 0:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        log.info(
+            "standby promoted",
+            shard=self.name,
+            batch_seq=self.batch_seq,
+            promote_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return self.state.value

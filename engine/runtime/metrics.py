@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _CALL_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -31,6 +31,12 @@ class RuntimeMetrics:
             "(queue: RESOURCE_EXHAUSTED; deadline: DEADLINE_EXCEEDED, never sent; "
             "unavailable, recovering: UNAVAILABLE)",
             ("shard", "reason"),
+            registry=registry,
+        )
+        self.shard_recoveries = Gauge(
+            "lotwise_shard_recoveries",
+            "recoveries of a shard since its data dir was made (crashed processes replaced, rebuilds)",
+            ["shard"],
             registry=registry,
         )
 

@@ -168,7 +168,8 @@ async def pid_of(actor: object, wait_s: float = 60.0) -> int:
 
 
 async def test_shard_processes_killed_with_sigkill_lose_nothing(ray_session: None) -> None:
-    settings = engine_settings(snapshot_every_batches=40)
+    # Ray restarts the killed shards here; take-overs by standbys: tests/integration/test_failover.py.
+    settings = engine_settings(snapshot_every_batches=40, standby=False)
     async with engine(settings) as (running, client):
         await seed(client)
         actors = running.gateway.handles
