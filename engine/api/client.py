@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -58,6 +59,7 @@ from engine.domain.errors import DeadlineExceeded
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.endpoints import TLS_CA_ENV, resolve_token
 from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
 log = structlog.get_logger("lotwise.client")
@@ -128,6 +130,20 @@ class RetryBudget:
         return False
 
 
+def _with_token(
+    target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None
+) -> Sequence[tuple[str, str]]:
+    if any(key == "authorization" for key, _ in metadata):
+        return metadata
+    found = token if token is not None else resolve_token(target, token_file)
+    return [*metadata, ("authorization", f"Bearer {found}")] if found else metadata
+
+
+def _tls_from_env() -> grpc.ChannelCredentials | None:
+    ca_file = os.environ.get(TLS_CA_ENV)
+    return grpc.ssl_channel_credentials(Path(ca_file).read_bytes()) if ca_file else None
+
+
 NO_RETRY = RetryPolicy(max_attempts=1)
 DEFAULT_BATCHING = BatchPolicy()
 
@@ -148,8 +164,14 @@ class LotwiseClient:
         rng: random.Random | None = None,
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
     ) -> None:
-        """`target` is host:port. `metadata` goes with every call (e.g. an auth token).
+        """`target` is host:port. `metadata` goes with every call.
+        Credentials: `token` (a bearer JWT), else `token_file`, else LOTWISE_TOKEN /
+        LOTWISE_TOKEN_FILE, else the admin token engine.json names for this target
+        (engine.endpoints.resolve_token); `token=""` sends none. TLS: `credentials`, else
+        LOTWISE_TLS_CA_FILE (a PEM CA to trust) when set.
         Pass `channel` to bring your own (the client then does not close it).
         `batching=None`: every call is its own unary RPC (see the module doc).
         `retry_budget`: shared by every call of this client (default: a fresh RetryBudget())."""
@@ -158,6 +180,8 @@ class LotwiseClient:
         if retry.max_attempts < 1:
             raise ValueError("retry.max_attempts must be ≥ 1")
         self._owns_channel = channel is None
+        metadata = _with_token(target, metadata, token, token_file)
+        credentials = credentials or _tls_from_env()
         if channel is None:
             channel_options = [("grpc.keepalive_time_ms", 30_000), *options]
             channel = (

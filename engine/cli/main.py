@@ -399,7 +399,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         print_listening(out, engine, time.monotonic() - started)
         _publish_endpoints(stack, engine)
         if demo:
-            await _load_demo(out, engine.grpc_address)
+            await _load_demo(out, engine.grpc_address, engine.token_file)
         out.print("Serving. Press [bold]Ctrl-C[/] (or send SIGTERM) to stop.")
         await stop.wait()
         with out.status("Stopping: draining gRPC, stopping shards…"):
@@ -415,7 +415,8 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
 
     nats = engine.nats
     nats_url = nats.url if nats is not None else engine.settings.nats_url
-    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid())
+    token_file = str(engine.token_file.resolve()) if engine.token_file else ""
+    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file)
     data_dir = engine.settings.data_dir
     write_endpoints(data_dir, endpoints)
     stack.callback(remove_endpoints, data_dir, endpoints)
@@ -464,13 +465,13 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
         out.print(Text("  " + line), soft_wrap=True)
 
 
-async def _load_demo(out: Console, address: str) -> None:
+async def _load_demo(out: Console, address: str, token_file: Path | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from engine.api.client import LotwiseClient
     from engine.demo import SEED_RUN, load_dataset
 
-    async with LotwiseClient(address) as client:
+    async with LotwiseClient(address, token_file=token_file) as client:
         with Progress(TextColumn("Loading the demo dataset"), BarColumn(), MofNCompleteColumn(), transient=True) as bar:
             task = bar.add_task("load", total=None)
             report = await load_dataset(
@@ -579,7 +580,9 @@ async def _demo_embedded(
         with out.status(f"Starting an embedded Lotwise ({where}, {settings.shards} shards)…"):
             engine = await start_engine(stack, settings, gateway)
         out.print(f"[green]✓[/] engine up in {time.monotonic() - started:.1f} s at {engine.grpc_address} ({where})")
-        client = await stack.enter_async_context(LotwiseClient(engine.grpc_address, timeout_s=timeout_s))
+        client = await stack.enter_async_context(
+            LotwiseClient(engine.grpc_address, timeout_s=timeout_s, token_file=engine.token_file)
+        )
         try:
             summary = await _demo_flow(out, client, run, hold_ttl_ms)
             if engine.ingest is not None and engine.nats is not None:
