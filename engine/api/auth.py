@@ -233,7 +233,7 @@ class Authorizer:
 
     def __init__(self, policy: Callable[[], Policy], metrics: AuthMetrics | None = None) -> None:
         self._policy = policy
-        self._metrics = metrics or default_auth_metrics()
+        self.metrics = self._metrics = metrics or default_auth_metrics()
         self._compiled: dict[tuple[str, tuple[str, ...], str], Permissions] = {}
 
     def permissions(self, principal: Principal) -> Permissions:
@@ -348,4 +348,4 @@ class ServerAuth:
 
     def interceptor(self) -> AuthInterceptor:
         open_prefixes = (OPEN_HEALTH if self.open_health else ()) + (OPEN_REFLECTION if self.open_reflection else ())
-        return AuthInterceptor(self.verifier, self.authorizer, open_prefixes)
+        return AuthInterceptor(self.verifier, self.authorizer, open_prefixes, self.authorizer.metrics)
