@@ -197,7 +197,7 @@ def _parse_grant(raw: Any, key: str, roles: Mapping[str, Action]) -> Grant:
     subject, group, role, site, bin_, org = (
         get("subject", ""),
         get("group", ""),
-        get("role"),
+        get("role", ""),
         get("site", ""),
         get("bin", ""),
         get("org"),
