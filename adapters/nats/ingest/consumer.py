@@ -349,6 +349,7 @@ class IngestConsumer:
                 if binding is None:
                     raise BadEvent(DeadLetterCode.SCHEMA, f"no subject binding matches {msg.subject!r}")
                 event = decode(msg.data, binding.format, binding.source)
+                self._applier.check_sender(event, msg.subject)
             except BadEvent as bad:
                 event = bad
             keys = () if isinstance(event, BadEvent) else self._applier.ordering_keys(event)
