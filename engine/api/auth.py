@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from adapters.auth.files import VerificationKey, WatchedFile
 from engine.api.errors import ERROR_DOMAIN
+from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
 from engine.domain.grants import (
     AccessDenied,
     Action,
@@ -349,3 +350,17 @@ class ServerAuth:
     def interceptor(self) -> AuthInterceptor:
         open_prefixes = (OPEN_HEALTH if self.open_health else ()) + (OPEN_REFLECTION if self.open_reflection else ())
         return AuthInterceptor(self.verifier, self.authorizer, open_prefixes, self.authorizer.metrics)
+
+
+class IdentityServicer:
+    """lotwise.v1.Identity: the caller as the engine sees it (engine.api.gen identity.proto)."""
+
+    def __init__(self, auth: bool) -> None:
+        self._auth = auth
+
+    async def WhoAmI(self, request: ipb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> ipb.WhoAmIResponse:
+        principal = PRINCIPAL.get()
+        if not self._auth or principal is None or principal.permissions is None:
+            return ipb.WhoAmIResponse(auth=self._auth)
+        scopes = [ipb.ScopeSummary(scope=s, actions=a) for s, a in principal.permissions.summary()]
+        return ipb.WhoAmIResponse(subject=principal.subject, groups=list(principal.groups), auth=True, scopes=scopes)

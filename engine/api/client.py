@@ -49,6 +49,8 @@ from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
+from engine.api.gen.lotwise.v1 import identity_pb2_grpc as ipb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.domain.catalog import Site, Sku
@@ -142,6 +144,26 @@ def _with_token(
 def _tls_from_env() -> grpc.ChannelCredentials | None:
     ca_file = os.environ.get(TLS_CA_ENV)
     return grpc.ssl_channel_credentials(Path(ca_file).read_bytes()) if ca_file else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerView:
+    """Whose view the engine's answers are (LotwiseClient.whoami)."""
+
+    subject: str  # "" when the engine runs without authentication
+    groups: tuple[str, ...]
+    auth: bool
+    scopes: tuple[tuple[str, tuple[str, ...]], ...]  # (scope, actions), most general first
+
+    def line(self, max_scopes: int = 3) -> str:
+        """One line for people: `view of ana (clerks): site FW-BOS bin A/01 [read, move]`."""
+        if not self.auth:
+            return "view: everything (the engine runs without authentication)"
+        who = self.subject + (f" ({', '.join(self.groups)})" if self.groups else "")
+        shown = [f"{scope} [{', '.join(actions)}]" for scope, actions in self.scopes[:max_scopes]]
+        more = len(self.scopes) - max_scopes
+        covers = "; ".join(shown) + (f"; +{more} more" if more > 0 else "") if shown else "no grants"
+        return f"view of {who}: {covers}"
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -538,6 +560,15 @@ class LotwiseClient:
         req = convert.stock_query_to_pb(query or StockQuery())
         reply = await self._call(self._stub.QueryStock, req, timeout_s)
         return [convert.stock_row_from_pb(r) for r in reply.rows]
+
+    # ---- identity (lotwise.v1.Identity) ----
+
+    async def whoami(self, *, timeout_s: float | None = None) -> CallerView:
+        """The caller as the engine sees it: subject, groups and what the grants cover."""
+        stub = ipb_grpc.IdentityStub(self.channel)
+        reply = await self._call(stub.WhoAmI, ipb.WhoAmIRequest(), timeout_s)
+        scopes = tuple((s.scope, tuple(s.actions)) for s in reply.scopes)
+        return CallerView(reply.subject, tuple(reply.groups), reply.auth, scopes)
 
     # ---- operations (lotwise.v1.Admin) ----
 

@@ -261,6 +261,10 @@ async def start_server(
         from engine.api.history import add_history_service
 
         services.append(add_history_service(server, history))
+    from engine.api.auth import IdentityServicer
+    from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
+
+    services.append(add_service(ipb, "Identity", IdentityServicer(auth is not None), server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from engine.bootstrap import RunningEngine
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
-    from engine.domain.inventory import StockRow
+    from engine.domain.inventory import StockQuery, StockRow
     from engine.runtime.types import HoldSummary
     from engine.settings import Settings
 
@@ -747,13 +747,26 @@ def stock(
         bin_depth=bin_depth,
         limit=limit,
     )
-    rows = with_client(target, timeout, lambda c: c.query_stock(query))
+    rows, view = with_client(target, timeout, lambda c: _stock_and_view(c, query))
     scope = f"org {org}" if org else "all sites"
     out = _out()
+    if view:
+        out.print(Text(view), soft_wrap=True)  # whose view the table is (docs/security.md)
     out.print(
         f"[bold]stock over {scope}[/]: [bold green]{sum(r.row.available for r in rows)}[/] available, {len(rows)} rows"
     )
     out.print(stock_table(rows, query.by_sku, query.by_site, [d.value for d in dims]))
+
+
+async def _stock_and_view(client: LotwiseClient, query: StockQuery) -> tuple[list[StockRow], str]:
+    """The rows, and one line saying whose grants shaped them ("" from an engine without Identity)."""
+    from engine.api.errors import RemoteError
+
+    rows = await client.query_stock(query)
+    try:
+        return rows, (await client.whoami()).line()
+    except RemoteError:  # an older engine: UNIMPLEMENTED
+        return rows, ""
 
 
 @app.command()

@@ -314,6 +314,17 @@ class Permissions:
             return False
         return any(bits & action and covers(bin_, prefix) for prefix, bits in self.bins.get(site, ()))
 
+    def summary(self) -> list[tuple[str, list[str]]]:
+        """What the grants cover, for people: (scope, action names), most general first."""
+        out: list[tuple[str, list[str]]] = []
+        if self.everywhere:
+            out.append(("everything", _names(self.everywhere)))
+        out += [(f"org {org}", _names(bits)) for org, bits in sorted(self.orgs.items())]
+        out += [(f"site {site}", _names(bits)) for site, bits in sorted(self.sites.items())]
+        for site, entries in sorted(self.bins.items()):
+            out += [(f"site {site} bin {prefix}", _names(bits)) for prefix, bits in entries]
+        return out
+
     def allows_global(self, action: Action) -> bool:
         """Engine-wide actions (admin RPCs, catalog writes) need an org "" grant."""
         return bool(self.everywhere & action)
@@ -348,6 +359,10 @@ class Permissions:
             if kept:
                 bins[site] = kept
         return ReadScope(False, frozenset(orgs), sites, bins)
+
+
+def _names(bits: Action) -> list[str]:
+    return [name for name, action in ACTION_NAMES.items() if bits & action]
 
 
 def _outermost(prefixes: Iterable[str]) -> tuple[str, ...]:

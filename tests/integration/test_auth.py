@@ -291,3 +291,15 @@ async def test_a_policy_change_applies_without_a_restart(engine: Engine) -> None
     assert total(await query(engine, "clerk")) == 11
     engine.policy_file.write_text(POLICY.replace('bin = "A/1"', 'bin = "A"'))
     assert total(await query(engine, "clerk")) == 1 + 10 + 100  # A covers A/1, A/1/x, A/10; not AA
+
+
+async def test_whoami_says_whose_view_it_is(engine: Engine) -> None:
+    async with as_user(engine.address, "clerk") as clerk:
+        view = await clerk.whoami()
+    assert (view.subject, view.auth) == ("clerk", True)
+    assert view.scopes == (("site BOS bin A/1", ("read", "move", "count")),)
+    assert view.line() == "view of clerk: site BOS bin A/1 [read, move, count]"
+    async with as_user(engine.address, "root", ["admin"]) as admin:
+        assert (await admin.whoami()).line().startswith("view of root (admin): everything [read, read_cost, ")
+    async with as_user(engine.address, "nobody") as nobody:
+        assert (await nobody.whoami()).line() == "view of nobody: no grants"
