@@ -443,6 +443,15 @@ def _shutdown_ray_if_local(settings: Settings) -> None:
         shutdown_ray()
 
 
+def _where_token(engine: RunningEngine) -> str:
+    """The admin token's file (never the token), or why there is none."""
+    if engine.token_file is not None:
+        return f"{engine.token_file}  (the CLI and LotwiseClient use it; docs/security.md)"
+    if not engine.settings.auth:
+        return "none: authentication is OFF (LOTWISE_AUTH=off)"
+    return "from your token issuer (LOTWISE_AUTH_PUBLIC_KEYS_FILE)"
+
+
 def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -451,14 +460,16 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid.add_row("metrics", engine.metrics_url or "off")
     grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
     grid.add_row("journal", _where_journal(engine))
+    grid.add_row("token", _where_token(engine))
     out.print(f"[green]✓[/] Lotwise is up in {took_s:.1f} s")
     out.print(grid)
     # Commands to copy: never wrapped, whatever the terminal width.
     address = engine.grpc_address
+    bearer = f' -H "authorization: Bearer $(cat {engine.token_file})"' if engine.token_file else ""
     out.print("[bold]try[/]", soft_wrap=True)
     for line in (
         f"grpcurl -plaintext {address} list {SERVICE}",
-        f'grpcurl -plaintext -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
+        f'grpcurl -plaintext{bearer} -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
         f"{address} {SERVICE}/GetAvailability",
         f"lotwise availability GLU-50 FW-BOS --by lot --target {address}",
     ):
