@@ -303,3 +303,23 @@ async def test_whoami_says_whose_view_it_is(engine: Engine) -> None:
         assert (await admin.whoami()).line().startswith("view of root (admin): everything [read, read_cost, ")
     async with as_user(engine.address, "nobody") as nobody:
         assert (await nobody.whoami()).line() == "view of nobody: no grants"
+
+
+async def test_a_stream_is_authenticated_and_each_command_checked(engine: Engine) -> None:
+    def batch(n: int, site: str) -> pb.CommandBatch:
+        receive = pb.ReceiveRequest(request_id=f"s{n}", sku="GLU", site=site, lot_id="L5", qty=1, bin="B")
+        return pb.CommandBatch(commands=[pb.Command(receive=receive)], batch_id=n)
+
+    bearer = (("authorization", f"Bearer {token('manager')}"),)
+    async with grpc.aio.insecure_channel(engine.address) as channel:
+        stub = pb_grpc.InventoryStub(channel)
+        replies = [r async for r in stub.Stream(iter([batch(1, "BOS"), batch(2, "LA")]), metadata=bearer, timeout=10)]
+        by_id = {r.batch_id: r.replies[0] for r in replies}
+        assert by_id[1].WhichOneof("reply") == "receive"
+        assert (by_id[2].error.code, by_id[2].error.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED.value[0],
+            "PERMISSION_DENIED",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [r async for r in stub.Stream(iter([batch(3, "BOS")]), timeout=10)]
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
