@@ -184,15 +184,16 @@ async def serve(auth: bool, tmp: Path) -> tuple[Any, Any, str]:
     return server, gateway, f"127.0.0.1:{port}"
 
 
-async def one_round(auth: bool, seconds: float, callers: int) -> dict[str, Any]:
+async def one_round(auth: bool, seconds: float, callers: int, *, tokenless: bool = False) -> dict[str, Any]:
+    """One window; `tokenless`: an auth server flooded by callers without a token."""
     from engine.api.auth import mint_token
 
     with tempfile.TemporaryDirectory() as tmp:
         server, gateway, address = await serve(auth, Path(tmp))
-        token = mint_token(SECRET, "mgr") if auth else ""
+        token = mint_token(SECRET, "mgr") if auth and not tokenless else ""
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.auth", "--drive", address, "--token", token,
-            "--seconds", str(seconds), "--callers", str(callers),
+            "--seconds", str(seconds), "--callers", str(callers), *(["--unary"] if tokenless else []),
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "LOTWISE_TOKEN": ""},
         )  # fmt: skip
@@ -202,6 +203,9 @@ async def one_round(auth: bool, seconds: float, callers: int) -> dict[str, Any]:
         await server.stop(0.5)
         await gateway.close()
     result = json.loads(out.decode().strip().splitlines()[-1])
+    if tokenless:  # every call refused UNAUTHENTICATED: what one refusal costs the server
+        refused = result["errors"]
+        return {"refused": refused, "server_cpu_us_per_refusal": round(cpu_s * 1e6 / max(refused, 1), 1)}
     ops = result["ops"]
     return {
         "auth": auth,
@@ -213,13 +217,15 @@ async def one_round(auth: bool, seconds: float, callers: int) -> dict[str, Any]:
     }
 
 
-async def drive(address: str, token: str, seconds: float, callers: int) -> None:
+async def drive(address: str, token: str, seconds: float, callers: int, unary: bool = False) -> None:
     """The load generator (its own process): closed-loop callers, half writes, half reads."""
-    from engine.api.client import NO_RETRY, LotwiseClient
+    from engine.api.client import DEFAULT_BATCHING, NO_RETRY, LotwiseClient
 
     counts = {"ops": 0, "errors": 0}
-    async with LotwiseClient(address, token=token, retry=NO_RETRY, timeout_s=30) as client:
-        await client.receive("SKU", "S0", "L0", 1)  # warm: channel up, token verified once
+    batching = None if unary else DEFAULT_BATCHING  # unary: one RPC per call (refusals are per RPC)
+    async with LotwiseClient(address, token=token, retry=NO_RETRY, timeout_s=30, batching=batching) as client:
+        if token:
+            await client.receive("SKU", "S0", "L0", 1)  # warm: channel up, token verified once
         stop_at = time.perf_counter() + seconds
 
         async def caller(i: int) -> None:
@@ -274,9 +280,10 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=64)
     parser.add_argument("--drive", default="")
     parser.add_argument("--token", default="")
+    parser.add_argument("--unary", action="store_true")
     args = parser.parse_args()
     if args.drive:
-        asyncio.run(drive(args.drive, args.token, args.seconds, args.callers))
+        asyncio.run(drive(args.drive, args.token, args.seconds, args.callers, args.unary))
         return
     from engine.logs import configure_logging
 
@@ -286,6 +293,8 @@ def main() -> None:
     print("checks:", json.dumps(measure_checks()), flush=True)
     rounds = asyncio.run(measure_throughput(args.seconds, args.rounds, args.callers))
     print("throughput:", json.dumps(summary(rounds)), flush=True)
+    flood = asyncio.run(one_round(True, args.seconds / 2, args.callers, tokenless=True))
+    print("calls without a token:", json.dumps(flood), flush=True)
     print("loadavg after:", Path("/proc/loadavg").read_text().strip(), flush=True)
 
 
