@@ -132,13 +132,42 @@ class RetryBudget:
         return False
 
 
-def _with_token(
-    target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None
-) -> Sequence[tuple[str, str]]:
+def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None) -> str:
+    """`Bearer <token>` for the engine at `target` ("" when the caller set its own or has none)."""
     if any(key == "authorization" for key, _ in metadata):
-        return metadata
+        return ""
     found = token if token is not None else resolve_token(target, token_file)
-    return [*metadata, ("authorization", f"Bearer {found}")] if found else metadata
+    return f"Bearer {found}" if found else ""
+
+
+class _Bearer(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer …` to every call on the channel, whatever its shape."""
+
+    def __init__(self, bearer: str) -> None:
+        self._pair = ("authorization", bearer)
+
+    def _details(self, details: Any) -> Any:
+        pairs = list(details.metadata or ())
+        if not any(key == "authorization" for key, _ in pairs):
+            pairs.append(self._pair)
+        return details._replace(metadata=grpc.aio.Metadata(*pairs))
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(client_call_details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(client_call_details), request_iterator)
 
 
 def _tls_from_env() -> grpc.ChannelCredentials | None:
@@ -202,15 +231,20 @@ class LotwiseClient:
         if retry.max_attempts < 1:
             raise ValueError("retry.max_attempts must be ≥ 1")
         self._owns_channel = channel is None
-        metadata = _with_token(target, metadata, token, token_file)
+        bearer = _bearer_of(target, metadata, token, token_file)
         credentials = credentials or _tls_from_env()
         if channel is None:
+            # The token rides on the channel, so every stub on `client.channel` (History,
+            # Import, dead letters in the CLI) sends it too.
             channel_options = [("grpc.keepalive_time_ms", 30_000), *options]
+            interceptors = [_Bearer(bearer)] if bearer else None
             channel = (
-                grpc.aio.secure_channel(target, credentials, options=channel_options)
+                grpc.aio.secure_channel(target, credentials, options=channel_options, interceptors=interceptors)
                 if credentials is not None
-                else grpc.aio.insecure_channel(target, options=channel_options)
+                else grpc.aio.insecure_channel(target, options=channel_options, interceptors=interceptors)
             )
+        elif bearer:  # a caller's own channel: the token goes with each of this client's calls
+            metadata = [*metadata, ("authorization", bearer)]
         self.channel = channel
         self._stub = pb_grpc.InventoryStub(channel)
         self._admin = apb_grpc.AdminStub(channel)
