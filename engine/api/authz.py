@@ -21,7 +21,7 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive
 from engine.domain.errors import PermissionDenied
-from engine.domain.grants import ADMIN_EVERYWHERE, Action, Permissions, ReadScope, narrow, resource_name
+from engine.domain.grants import ADMIN_EVERYWHERE, NO_ACTIONS, Action, Permissions, ReadScope, narrow, resource_name
 from engine.domain.history import BalanceQuery, ExpiryQuery, MovementQuery, SeriesQuery, TurnoverQuery
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance, HoldView
@@ -82,9 +82,10 @@ class AuthorizingGateway:
         if principal is None or principal.permissions is None:
             return  # auth is off, or the engine calls itself
         perms = principal.permissions
-        if perms.everywhere & action:
-            return
-        if not perms.allows(action, site, await self.site_orgs.org_of(site), bin_):
+        if perms.everywhere & action or perms.sites.get(site, NO_ACTIONS) & action:
+            return  # no org path needed: the common case costs two lookups
+        org_path = await self.site_orgs.org_of(site) if perms.orgs else ""
+        if not perms.allows(action, site, org_path, bin_):
             raise self._authorizer.denied(principal, action, resource_name(site, bin_))
 
     def _require_global(self, action: Action, resource: str) -> None:
@@ -244,15 +245,14 @@ class AuthorizingGateway:
         scope = self.read_scope()
         if scope is None:
             return await self._inner.get_availability(sku, site, group_by, filt, bin_depth, deadline)
-        prefixes = [
-            p
-            for g in scope.bins_for(site, await self.site_orgs.org_of(site))
-            if (p := narrow(g, filt.bin_prefix)) is not None
-        ]
+        org_path = await self.site_orgs.org_of(site) if scope.orgs else ""
+        prefixes = [p for g in scope.bins_for(site, org_path) if (p := narrow(g, filt.bin_prefix)) is not None]
         if not prefixes:
             await self._require(Action.READ, site, filt.bin_prefix)  # raises: nothing of this site is visible
         parts = [
-            await self._inner.get_availability(sku, site, group_by, replace(filt, bin_prefix=p), bin_depth, deadline)
+            await self._inner.get_availability(
+                sku, site, group_by, filt if p == filt.bin_prefix else replace(filt, bin_prefix=p), bin_depth, deadline
+            )
             for p in prefixes
         ]
         return _merge_availability(parts) if len(parts) > 1 else parts[0]
