@@ -140,36 +140,6 @@ def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | No
     return f"Bearer {found}" if found else ""
 
 
-class _Bearer(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds `authorization: Bearer …` to every call on the channel, whatever its shape."""
-
-    def __init__(self, bearer: str) -> None:
-        self._pair = ("authorization", bearer)
-
-    def _details(self, details: Any) -> Any:
-        pairs = list(details.metadata or ())
-        if not any(key == "authorization" for key, _ in pairs):
-            pairs.append(self._pair)
-        return details._replace(metadata=grpc.aio.Metadata(*pairs))
-
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(self._details(client_call_details), request)
-
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(self._details(client_call_details), request)
-
-    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
-
-    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
-
-
 def _tls_from_env() -> grpc.ChannelCredentials | None:
     ca_file = os.environ.get(TLS_CA_ENV)
     return grpc.ssl_channel_credentials(Path(ca_file).read_bytes()) if ca_file else None
@@ -232,19 +202,19 @@ class LotwiseClient:
             raise ValueError("retry.max_attempts must be ≥ 1")
         self._owns_channel = channel is None
         bearer = _bearer_of(target, metadata, token, token_file)
+        if bearer:
+            # Per call, not a channel interceptor: grpc.aio's intercepted calls cost the
+            # caller several times a plain call (bench/auth.py). Other stubs on
+            # `client.channel` pass `client.metadata`.
+            metadata = [*metadata, ("authorization", bearer)]
         credentials = credentials or _tls_from_env()
         if channel is None:
-            # The token rides on the channel, so every stub on `client.channel` (History,
-            # Import, dead letters in the CLI) sends it too.
             channel_options = [("grpc.keepalive_time_ms", 30_000), *options]
-            interceptors = [_Bearer(bearer)] if bearer else None
             channel = (
-                grpc.aio.secure_channel(target, credentials, options=channel_options, interceptors=interceptors)
+                grpc.aio.secure_channel(target, credentials, options=channel_options)
                 if credentials is not None
-                else grpc.aio.insecure_channel(target, options=channel_options, interceptors=interceptors)
+                else grpc.aio.insecure_channel(target, options=channel_options)
             )
-        elif bearer:  # a caller's own channel: the token goes with each of this client's calls
-            metadata = [*metadata, ("authorization", bearer)]
         self.channel = channel
         self._stub = pb_grpc.InventoryStub(channel)
         self._admin = apb_grpc.AdminStub(channel)
@@ -254,6 +224,11 @@ class LotwiseClient:
         self._rng = rng or random.Random()
         self.retry_budget = retry_budget or RetryBudget()
         self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """What goes with every call (the bearer token among it): pass it to other stubs on `channel`."""
+        return self._metadata
 
     @property
     def batching(self) -> bool:

@@ -100,7 +100,7 @@ def _history(target: str, timeout_s: float, work: Callable[[HistoryClient], Awai
         from engine.api.history_client import HistoryClient
 
         try:
-            return await work(HistoryClient(client.channel, timeout_s=timeout_s))
+            return await work(HistoryClient(client.channel, timeout_s=timeout_s, metadata=client.metadata))
         except RemoteError as exc:
             if exc.code is grpc.StatusCode.UNIMPLEMENTED:
                 raise RemoteError(exc.code, "this engine does not serve lotwise.v1.History") from exc

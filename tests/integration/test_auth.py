@@ -325,11 +325,12 @@ async def test_a_stream_is_authenticated_and_each_command_checked(engine: Engine
         assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_every_stub_on_the_clients_channel_carries_its_token(engine: Engine) -> None:
+async def test_other_stubs_on_the_clients_channel_send_its_metadata(engine: Engine) -> None:
     from engine.api.gen.lotwise.v1 import admin_pb2 as apb
     from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 
     async with as_user(engine.address, "root", ["admin"]) as admin:
         # What the CLI's history, import and dead-letter commands do: their own stubs, the client's channel.
-        stats = await apb_grpc.AdminStub(admin.channel).ShardStats(apb.ShardStatsRequest(), timeout=10)
+        stub = apb_grpc.AdminStub(admin.channel)
+        stats = await stub.ShardStats(apb.ShardStatsRequest(), metadata=admin.metadata, timeout=10)
         assert len(stats.shards) == 2
