@@ -30,6 +30,7 @@ from engine.domain.errors import PermissionDenied
 MAX_ROLES = 1_000
 MAX_GRANTS = 1_000_000  # a policy larger than this is refused at load, not half-loaded
 MAX_PATH_CHARS = 512
+MAX_CACHED_ORG_PATHS = 100_000  # per compiled principal
 
 
 class Action(IntFlag):
@@ -292,6 +293,8 @@ class Permissions:
     bins: Mapping[str, tuple[tuple[str, Action], ...]]  # site → sorted (bin prefix, actions)
     # read_scope per action, built on first use: every query of this principal reuses it.
     _scopes: dict[Action, ReadScope] = field(default_factory=dict, compare=False, repr=False)
+    # org path → the actions org grants give there; a principal meets few org paths.
+    _org_bits: dict[str, Action] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def any_actions(self) -> Action:
@@ -330,15 +333,22 @@ class Permissions:
         return bool(self.everywhere & action)
 
     def _org_allows(self, action: Action, org_path: str) -> bool:
+        bits = self._org_bits.get(org_path)
+        if bits is None:
+            bits = self._org_walk(org_path)
+            if len(self._org_bits) < MAX_CACHED_ORG_PATHS:
+                self._org_bits[org_path] = bits
+        return bool(bits & action)
+
+    def _org_walk(self, org_path: str) -> Action:
+        """The actions granted on `org_path` and every node above it."""
         orgs = self.orgs
-        if orgs.get(org_path, NO_ACTIONS) & action:
-            return True
+        bits = orgs.get(org_path, NO_ACTIONS)
         end = org_path.rfind("/")
         while end > 0:
-            if orgs.get(org_path[:end], NO_ACTIONS) & action:
-                return True
+            bits |= orgs.get(org_path[:end], NO_ACTIONS)
             end = org_path.rfind("/", 0, end)
-        return False
+        return bits
 
     def read_scope(self, action: Action = Action.READ) -> ReadScope:
         found = self._scopes.get(action)
