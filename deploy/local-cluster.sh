@@ -24,6 +24,13 @@ mkdir -p "$DATA"
 [ -s "$DATA/ray-token" ] || "$VENV/python" -c 'import secrets; print(secrets.token_hex(32))' >"$DATA/ray-token"
 RAY_AUTH_TOKEN="$(cat "$DATA/ray-token")"
 export RAY_AUTH_TOKEN
+# Lotwise's callers too: every gateway verifies tokens with one signing secret (docs/security.md),
+# so a token works on either; the first gateway writes the admin token under its data dir.
+if [ -z "${LOTWISE_AUTH_SECRET_FILE:-}" ]; then
+  LOTWISE_AUTH_SECRET_FILE="$DATA/signing.key"
+  [ -s "$LOTWISE_AUTH_SECRET_FILE" ] || (umask 077 && "$VENV/python" -c 'import secrets; print(secrets.token_hex(32))' >"$LOTWISE_AUTH_SECRET_FILE")
+fi
+export LOTWISE_AUTH_SECRET_FILE
 
 up() {
   # --block: the head lives as long as this process, so `down` stops exactly this cluster
@@ -81,6 +88,7 @@ down() {
 smoke() {
   trap down EXIT
   up
+  export LOTWISE_TOKEN_FILE="$DATA/gateway-${GATEWAYS[0]}/auth/admin.token"
   "$VENV/python" - "${GATEWAYS[@]}" <<'PY'
 import asyncio, sys, uuid
 from engine.api.client import LotwiseClient

@@ -40,6 +40,7 @@ class Endpoints:
     metrics: str = ""  # http://host:port/metrics
     nats: str = ""  # nats://host:port of the journal's NATS (embedded or external)
     pid: int = 0  # the `lotwise up` process
+    token_file: str = ""  # the admin token `lotwise up` wrote (0600); "" when auth is off
 
     def to_json(self) -> str:
         return json.dumps({"version": FORMAT_VERSION, **asdict(self)}, indent=2) + "\n"
@@ -89,6 +90,7 @@ def read_endpoints(data_dir: Path) -> Endpoints | None:
         metrics=str(data.get("metrics", "")),
         nats=str(data.get("nats", "")),
         pid=int(data.get("pid", 0)),
+        token_file=str(data.get("token_file", "")),
     )
 
 
@@ -152,3 +154,49 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+# ---- credentials -----------------------------------------------------------------------
+
+TOKEN_ENV = "LOTWISE_TOKEN"  # a bearer token itself
+TOKEN_FILE_ENV = "LOTWISE_TOKEN_FILE"  # a file holding one
+TLS_CA_ENV = "LOTWISE_TLS_CA_FILE"  # a PEM CA a client trusts for the engine's TLS port
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"})
+
+
+def resolve_token(target: str, token_file: Path | None = None, data_dir: Path | None = None) -> str:
+    """The bearer token for `target`: `token_file`, else LOTWISE_TOKEN, else LOTWISE_TOKEN_FILE,
+    else the token file engine.json names when that engine is `target`; "" when none.
+    engine.json's token is never sent to another address than the one it describes."""
+    if token_file is not None:
+        return _read_token(token_file)
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    if os.environ.get(TOKEN_FILE_ENV):
+        return _read_token(Path(os.environ[TOKEN_FILE_ENV]))
+    where = data_dir if data_dir is not None else data_dir_from_env()
+    try:
+        found = read_endpoints(where)
+    except EndpointsError:
+        return ""
+    if found is None or not found.token_file or not _same_engine(target, found.grpc):
+        return ""
+    try:
+        return _read_token(Path(found.token_file))
+    except EndpointsError:
+        return ""
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise EndpointsError(path, f"cannot read the token file: {exc.strerror or exc}") from None
+
+
+def _same_engine(target: str, published: str) -> bool:
+    if not target or target == published:
+        return True
+    host, _, port = target.rpartition(":")
+    their_host, _, their_port = published.rpartition(":")
+    return port == their_port and host in _LOOPBACK and their_host in _LOOPBACK

@@ -78,6 +78,24 @@ class Settings(BaseSettings):
     events: bool = Field(True, description="publish every journaled movement as a business event")
     events_formats: str = Field("json,avro", description="business-event encodings: json, avro or json,avro")
 
+    # security (DESIGN §13; docs/security.md)
+    auth: bool = Field(
+        True, description="require bearer tokens and check grants; off (LOTWISE_AUTH=off) only for local development"
+    )
+    auth_secret_file: Path | None = Field(
+        None, description="HS256 signing secret; default <data_dir>/auth/signing.key, created at first start"
+    )
+    auth_public_keys_file: Path | None = Field(None, description="PEM public keys or a JWKS file of your token issuer")
+    auth_audience: str = Field("lotwise", min_length=1, description="the `aud` tokens must carry")
+    auth_issuer: str = Field("lotwise", min_length=1, description="the `iss` tokens must carry")
+    auth_policy: Path | None = Field(None, description="roles and grants (TOML or JSON); default: group admin = all")
+    auth_open_health: bool = Field(True, description="gRPC health checking answers without a token")
+    auth_open_reflection: bool = Field(True, description="server reflection answers without a token")
+    auth_admin_token_days: int = Field(365, ge=1, le=3650, description="lifetime of the admin token `up` writes")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain of the gRPC port (TLS on when set)")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    tls_client_ca_file: Path | None = Field(None, description="PEM CA: when set, clients must present a certificate")
+
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

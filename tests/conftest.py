@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import pytest_asyncio
 
@@ -24,6 +25,40 @@ from engine.settings import Settings
 from tests.history_fixtures import process_chdb_dsn
 
 TEST_DATA_DIR = Path(tempfile.gettempdir()) / "lotwise-tests" / f"pid-{os.getpid()}"
+
+
+def _test_credentials() -> tuple[Path, str]:
+    """One signing secret and one admin token for the whole test session, in the environment:
+    every engine a test starts (in process or `lotwise up` in a subprocess) verifies with the
+    secret (LOTWISE_AUTH_SECRET_FILE) and every client, CLI and grpcurl call sends the token
+    (LOTWISE_TOKEN), exactly as a user's shell would after `lotwise up`. Auth stays on."""
+    from adapters.auth.files import ensure_secret, write_private
+    from engine.api.auth import mint_token
+
+    secret_file = TEST_DATA_DIR / "auth" / "signing.key"
+    ensure_secret(secret_file)
+    token = mint_token(secret_file.read_bytes().strip(), "admin", ["admin"], ttl_s=7 * 86_400)
+    write_private(TEST_DATA_DIR / "auth" / "admin.token", token.encode())
+    os.environ["LOTWISE_AUTH_SECRET_FILE"] = str(secret_file)
+    os.environ["LOTWISE_TOKEN"] = token
+    return secret_file, token
+
+
+TEST_SECRET_FILE, TEST_ADMIN_TOKEN = _test_credentials()
+AUTH_METADATA = (("authorization", f"Bearer {TEST_ADMIN_TOKEN}"),)
+
+
+class _BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the test admin token to raw stubs' calls (what LotwiseClient does by itself)."""
+
+    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        metadata = grpc.aio.Metadata(*(list(details.metadata or ()) + list(AUTH_METADATA)))
+        return await continuation(details._replace(metadata=metadata), request)
+
+
+def authed_channel(address: str) -> grpc.aio.Channel:
+    """A plaintext channel whose unary calls carry the test admin token."""
+    return grpc.aio.insecure_channel(address, interceptors=[_BearerInterceptor()])
 
 
 def only_loopback() -> bool:

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -48,6 +49,8 @@ from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
+from engine.api.gen.lotwise.v1 import identity_pb2_grpc as ipb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.domain.catalog import Site, Sku
@@ -58,6 +61,7 @@ from engine.domain.errors import DeadlineExceeded
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.endpoints import TLS_CA_ENV, resolve_token
 from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
 log = structlog.get_logger("lotwise.client")
@@ -128,6 +132,39 @@ class RetryBudget:
         return False
 
 
+def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None) -> str:
+    """`Bearer <token>` for the engine at `target` ("" when the caller set its own or has none)."""
+    if any(key == "authorization" for key, _ in metadata):
+        return ""
+    found = token if token is not None else resolve_token(target, token_file)
+    return f"Bearer {found}" if found else ""
+
+
+def _tls_from_env() -> grpc.ChannelCredentials | None:
+    ca_file = os.environ.get(TLS_CA_ENV)
+    return grpc.ssl_channel_credentials(Path(ca_file).read_bytes()) if ca_file else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerView:
+    """Whose view the engine's answers are (LotwiseClient.whoami)."""
+
+    subject: str  # "" when the engine runs without authentication
+    groups: tuple[str, ...]
+    auth: bool
+    scopes: tuple[tuple[str, tuple[str, ...]], ...]  # (scope, actions), most general first
+
+    def line(self, max_scopes: int = 3) -> str:
+        """One line for people: `view of ana (clerks): site FW-BOS bin A/01 [read, move]`."""
+        if not self.auth:
+            return "view: everything (the engine runs without authentication)"
+        who = self.subject + (f" ({', '.join(self.groups)})" if self.groups else "")
+        shown = [f"{scope} [{', '.join(actions)}]" for scope, actions in self.scopes[:max_scopes]]
+        more = len(self.scopes) - max_scopes
+        covers = "; ".join(shown) + (f"; +{more} more" if more > 0 else "") if shown else "no grants"
+        return f"view of {who}: {covers}"
+
+
 NO_RETRY = RetryPolicy(max_attempts=1)
 DEFAULT_BATCHING = BatchPolicy()
 
@@ -148,8 +185,14 @@ class LotwiseClient:
         rng: random.Random | None = None,
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
     ) -> None:
-        """`target` is host:port. `metadata` goes with every call (e.g. an auth token).
+        """`target` is host:port. `metadata` goes with every call.
+        Credentials: `token` (a bearer JWT), else `token_file`, else LOTWISE_TOKEN /
+        LOTWISE_TOKEN_FILE, else the admin token engine.json names for this target
+        (engine.endpoints.resolve_token); `token=""` sends none. TLS: `credentials`, else
+        LOTWISE_TLS_CA_FILE (a PEM CA to trust) when set.
         Pass `channel` to bring your own (the client then does not close it).
         `batching=None`: every call is its own unary RPC (see the module doc).
         `retry_budget`: shared by every call of this client (default: a fresh RetryBudget())."""
@@ -158,6 +201,13 @@ class LotwiseClient:
         if retry.max_attempts < 1:
             raise ValueError("retry.max_attempts must be ≥ 1")
         self._owns_channel = channel is None
+        bearer = _bearer_of(target, metadata, token, token_file)
+        if bearer:
+            # Per call, not a channel interceptor: grpc.aio's intercepted calls cost the
+            # caller several times a plain call (bench/auth.py). Other stubs on
+            # `client.channel` pass `client.metadata`.
+            metadata = [*metadata, ("authorization", bearer)]
+        credentials = credentials or _tls_from_env()
         if channel is None:
             channel_options = [("grpc.keepalive_time_ms", 30_000), *options]
             channel = (
@@ -174,6 +224,11 @@ class LotwiseClient:
         self._rng = rng or random.Random()
         self.retry_budget = retry_budget or RetryBudget()
         self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """What goes with every call (the bearer token among it): pass it to other stubs on `channel`."""
+        return self._metadata
 
     @property
     def batching(self) -> bool:
@@ -514,6 +569,15 @@ class LotwiseClient:
         req = convert.stock_query_to_pb(query or StockQuery())
         reply = await self._call(self._stub.QueryStock, req, timeout_s)
         return [convert.stock_row_from_pb(r) for r in reply.rows]
+
+    # ---- identity (lotwise.v1.Identity) ----
+
+    async def whoami(self, *, timeout_s: float | None = None) -> CallerView:
+        """The caller as the engine sees it: subject, groups and what the grants cover."""
+        stub = ipb_grpc.IdentityStub(self.channel)
+        reply = await self._call(stub.WhoAmI, ipb.WhoAmIRequest(), timeout_s)
+        scopes = tuple((s.scope, tuple(s.actions)) for s in reply.scopes)
+        return CallerView(reply.subject, tuple(reply.groups), reply.auth, scopes)
 
     # ---- operations (lotwise.v1.Admin) ----
 

@@ -88,8 +88,8 @@ def to_rpc_status(err: DomainError, *, retry_delay_ms: int = DEFAULT_RETRY_DELAY
             details.append(_error_info(_not_found_reason(err.resource_type), _str_fields(err)))
         case RequestConflict():
             details.append(_error_info(_conflict_reason(err.what), _str_fields(err)))
-        case PermissionDenied():
-            details.append(_error_info(REASON_PERMISSION_DENIED, {}))
+        case PermissionDenied():  # AccessDenied names the action and the resource
+            details.append(_error_info(REASON_PERMISSION_DENIED, _str_fields(err)))
         case Overloaded():
             details.append(_error_info(REASON_OVERLOADED, {"bound": BOUND_QUEUE, **_str_fields(err)}))
             details.append(_retry_info(retry_delay_ms))

@@ -1,7 +1,7 @@
 """HistoryClient: a small async Python client of lotwise.v1.History.
 
     async with LotwiseClient("127.0.0.1:50051") as client:
-        history = HistoryClient(client.channel)
+        history = HistoryClient(client.channel, metadata=client.metadata)
         reply = await history.balance_as_of(skus=["GLU-50"], group_by=[HistoryDimension.LOT])
 
 Methods take plain values (times in UTC epoch ms, 0 meaning "not set", as in

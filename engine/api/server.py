@@ -36,6 +36,7 @@ from engine.api.registration import add_service
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer, add_inventory_service
 
 if TYPE_CHECKING:
+    from engine.api.auth import ServerAuth
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
 
@@ -216,6 +217,7 @@ async def start_server(
     dead_letters: DeadLetterDesk | None = None,
     admission: AdmissionLimits | None = None,
     admission_metrics: AdmissionMetrics | None = None,
+    auth: ServerAuth | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
@@ -225,6 +227,8 @@ async def start_server(
     dead-letter RPCs use `dead_letters` (None: they answer FAILED_PRECONDITION INGESTION_OFF).
     `admission` bounds what is admitted (default: options.max_concurrent_rpcs calls; see
     engine.api.admission); refusals are typed RESOURCE_EXHAUSTED OVERLOADED.
+    With `auth`, every call but health and reflection needs a bearer token and is checked
+    against the caller's grants (engine.api.auth, engine.api.authz); without it, none is.
     """
     # ---- admission (issue 19): Lotwise, not gRPC core, decides which calls are refused ----
     limits = admission or AdmissionLimits(
@@ -232,12 +236,18 @@ async def start_server(
         min_retry_delay_ms=options.retry_delay_ms,
         max_retry_delay_ms=max(options.retry_delay_ms, DEFAULT_MAX_RETRY_DELAY_MS),
     )
-    server = grpc.aio.server(
+    interceptors: list[grpc.aio.ServerInterceptor] = [
         # The door first: a refused call costs only the check, and is metered and logged there.
-        interceptors=[
-            AdmissionInterceptor(Door(limits), admission_metrics),
-            ObservabilityInterceptor(metrics or default_metrics()),
-        ],
+        AdmissionInterceptor(Door(limits), admission_metrics),
+        ObservabilityInterceptor(metrics or default_metrics()),
+    ]
+    if auth is not None:
+        # Authentication before the door: a call without a valid token is refused for a
+        # cache lookup and never takes a slot the door keeps for real callers.
+        interceptors.insert(0, auth.interceptor())
+        gateway, admin, history, dead_letters = _authorizing(auth, gateway, admin, history, dead_letters)
+    server = grpc.aio.server(
+        interceptors=interceptors,
         options=options.channel_args() + core_channel_args(limits),
         maximum_concurrent_rpcs=None,  # the door bounds calls, with typed refusals
     )
@@ -251,6 +261,10 @@ async def start_server(
         from engine.api.history import add_history_service
 
         services.append(add_history_service(server, history))
+    from engine.api.auth import IdentityServicer
+    from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
+
+    services.append(add_service(ipb, "Identity", IdentityServicer(auth is not None), server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -264,6 +278,29 @@ async def start_server(
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("grpc server started", host=host, port=bound, services=services)
     return LotwiseServer(server, bound, health_servicer), bound
+
+
+def _authorizing(
+    auth: ServerAuth,
+    gateway: InventoryGateway,
+    admin: AdminGateway | None,
+    history: HistoryServicer | None,
+    dead_letters: DeadLetterDesk | None,
+) -> tuple[Any, Any, HistoryServicer | None, Any]:
+    """The engine's parts as the caller of each RPC may see and touch them."""
+    from engine.api.authz import AdminOnly, AuthorizingGateway, ScopedHistory
+    from engine.api.history import HistoryServicer
+
+    guarded = AuthorizingGateway(gateway, auth.authorizer)
+    guarded_admin = (
+        guarded if admin is gateway else (None if admin is None else AuthorizingGateway(admin, auth.authorizer))
+    )
+    if history is not None:
+        history = HistoryServicer(
+            ScopedHistory(history.store, guarded, auth.authorizer), history.sink, retry_delay_ms=history.retry_delay_ms
+        )
+    desk = None if dead_letters is None else AdminOnly(dead_letters, guarded, "dead-letters")
+    return guarded, guarded_admin, history, desk
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -37,6 +38,7 @@ class RunningEngine:
     history: HistoryRuntime | None = None  # store, sink and service when history is on
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
+    token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
 
 
 class StartPhases:
@@ -216,8 +218,11 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
 
     `gateway` lets tests and embedders supply an in-process one (no Ray)."""
     from engine.api.server import ServerOptions, start_metrics_http, start_server
+    from engine.bootstrap.auth import server_credentials, start_auth
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    auth = start_auth(settings)  # keys, policy and certificates too
+    credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)
     try:
         gw = gateway if gateway is not None else await _start_services(settings, parts)
@@ -230,6 +235,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             admin=gw,
             history=parts.history.service if parts.history else None,
             dead_letters=parts.ingest.desk if parts.ingest else None,
+            auth=auth.server if auth else None,
+            credentials=credentials,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
@@ -243,6 +250,16 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             start_ms=parts.phases.total_ms(),
             phases_ms=parts.phases.ms,
         )
-        yield RunningEngine(settings, gw, address, metrics_url, parts.nats, parts.history, parts.ingest, parts.bus)
+        yield RunningEngine(
+            settings,
+            gw,
+            address,
+            metrics_url,
+            parts.nats,
+            parts.history,
+            parts.ingest,
+            parts.bus,
+            auth.token_file if auth else None,
+        )
     finally:
         await _stop(parts)

@@ -125,7 +125,9 @@ async def _run(
     from engine.api.import_client import import_source
 
     if total is None:
-        return await import_source(client.channel, source, chunk_rows=chunk_rows, timeout_s=timeout_s)
+        return await import_source(
+            client.channel, source, chunk_rows=chunk_rows, timeout_s=timeout_s, metadata=client.metadata
+        )
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("rows", total=total)
@@ -135,6 +137,7 @@ async def _run(
             chunk_rows=chunk_rows,
             on_reply=lambda _, rows: progress.advance(task, rows),
             timeout_s=timeout_s,
+            metadata=client.metadata,
         )
         progress.update(task, completed=total)
     return tally

@@ -110,7 +110,7 @@ def _history(
 
         await check_sites(client, sites)
         try:
-            return await work(HistoryClient(client.channel, timeout_s=timeout_s))
+            return await work(HistoryClient(client.channel, timeout_s=timeout_s, metadata=client.metadata))
         except RemoteError as exc:
             if exc.code is grpc.StatusCode.UNIMPLEMENTED:
                 raise RemoteError(exc.code, "this engine does not serve lotwise.v1.History") from exc

@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from engine.bootstrap import RunningEngine
     from engine.demo import DemoRun, DemoSummary, SliceTable, Step
     from engine.domain.cell import SliceRow
-    from engine.domain.inventory import StockRow
+    from engine.domain.inventory import StockQuery, StockRow
     from engine.domain.model import HoldView
     from engine.runtime.types import HoldSummary
     from engine.settings import Settings
@@ -439,7 +439,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         print_listening(out, engine, time.monotonic() - started)
         _publish_endpoints(stack, engine)
         if demo:
-            await _load_demo(out, engine.grpc_address)
+            await _load_demo(out, engine.grpc_address, engine.token_file)
         out.print("Serving. Press [bold]Ctrl-C[/] (or send SIGTERM) to stop.")
         await stop.wait()
         with out.status("Stopping: draining gRPC, stopping shards…"):
@@ -455,7 +455,8 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
 
     nats = engine.nats
     nats_url = nats.url if nats is not None else engine.settings.nats_url
-    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid())
+    token_file = str(engine.token_file.resolve()) if engine.token_file else ""
+    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file)
     data_dir = engine.settings.data_dir
     write_endpoints(data_dir, endpoints)
     stack.callback(remove_endpoints, data_dir, endpoints)
@@ -482,6 +483,15 @@ def _shutdown_ray_if_local(settings: Settings) -> None:
         shutdown_ray()
 
 
+def _where_token(engine: RunningEngine) -> str:
+    """The admin token's file (never the token), or why there is none."""
+    if engine.token_file is not None:
+        return f"{engine.token_file}  (the CLI and LotwiseClient use it; docs/security.md)"
+    if not engine.settings.auth:
+        return "none: authentication is OFF (LOTWISE_AUTH=off)"
+    return "from your token issuer (LOTWISE_AUTH_PUBLIC_KEYS_FILE)"
+
+
 def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -490,27 +500,29 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid.add_row("metrics", engine.metrics_url or "off")
     grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
     grid.add_row("journal", _where_journal(engine))
+    grid.add_row("token", _where_token(engine))
     out.print(f"[green]✓[/] Lotwise is up in {took_s:.1f} s")
     out.print(grid)
     # Commands to copy: never wrapped, whatever the terminal width.
     address = engine.grpc_address
+    bearer = f' -H "authorization: Bearer $(cat {engine.token_file})"' if engine.token_file else ""
     out.print("[bold]try[/]", soft_wrap=True)
     for line in (
         f"grpcurl -plaintext {address} list {SERVICE}",
-        f'grpcurl -plaintext -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
+        f'grpcurl -plaintext{bearer} -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
         f"{address} {SERVICE}/GetAvailability",
         f"lotwise availability GLU-50 FW-BOS --by lot --target {address}",
     ):
         out.print(Text("  " + line), soft_wrap=True)
 
 
-async def _load_demo(out: Console, address: str) -> None:
+async def _load_demo(out: Console, address: str, token_file: Path | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from engine.api.client import LotwiseClient
     from engine.demo import SEED_RUN, load_dataset
 
-    async with LotwiseClient(address) as client:
+    async with LotwiseClient(address, token_file=token_file) as client:
         with Progress(TextColumn("Loading the demo dataset"), BarColumn(), MofNCompleteColumn(), transient=True) as bar:
             task = bar.add_task("load", total=None)
             report = await load_dataset(
@@ -619,7 +631,9 @@ async def _demo_embedded(
         with out.status(f"Starting an embedded Lotwise ({where}, {settings.shards} shards)…"):
             engine = await start_engine(stack, settings, gateway)
         out.print(f"[green]✓[/] engine up in {time.monotonic() - started:.1f} s at {engine.grpc_address} ({where})")
-        client = await stack.enter_async_context(LotwiseClient(engine.grpc_address, timeout_s=timeout_s))
+        client = await stack.enter_async_context(
+            LotwiseClient(engine.grpc_address, timeout_s=timeout_s, token_file=engine.token_file)
+        )
         try:
             summary = await _demo_flow(out, client, run, hold_ttl_ms)
             if engine.ingest is not None and engine.nats is not None:
@@ -824,17 +838,19 @@ def stock(
         limit=limit,
     )
 
-    async def work(client: LotwiseClient) -> list[StockRow]:
+    async def work(client: LotwiseClient) -> tuple[list[StockRow], str]:
         await check_sites(client, query.sites)
         await check_org(client, org)
-        return list(await client.query_stock(query))
+        return await _stock_and_view(client, query)
 
-    rows = with_client(target, timeout, work)
+    rows, view = with_client(target, timeout, work)
     if fmt is not OutputFormat.TABLE:
         emit(fmt, [_stock_record(r, query.by_sku, query.by_site) for r in rows])
         return
     scope = f"org {org}" if org else "all sites" if not site else ", ".join(site)
     out = _out()
+    if view:
+        out.print(Text(view), soft_wrap=True)  # whose view the table is (docs/security.md)
     out.print(
         f"[bold]stock over {scope}[/]: [bold green]{sum(r.row.available for r in rows)}[/] available, {len(rows)} rows"
     )
@@ -844,6 +860,17 @@ def stock(
 def _stock_record(r: StockRow, by_sku: bool, by_site: bool) -> Record:
     keys = ({"sku": r.sku} if by_sku else {}) | ({"site": r.site} if by_site else {})
     return {**keys, **_slice_record(r.row.group, r.row)}
+
+
+async def _stock_and_view(client: LotwiseClient, query: StockQuery) -> tuple[list[StockRow], str]:
+    """The rows, and one line saying whose grants shaped them ("" from an engine without Identity)."""
+    from engine.api.errors import RemoteError
+
+    rows = await client.query_stock(query)
+    try:
+        return rows, (await client.whoami()).line()
+    except RemoteError:  # an older engine: UNIMPLEMENTED
+        return rows, ""
 
 
 @app.command()

@@ -33,6 +33,7 @@ class DeadLetterCode(StrEnum):
     INVALID = "invalid_value"  # impossible quantity, bad barcode, bad dates...
     REFUSED = "refused"  # the engine refused the command for good (lot not found, transition not allowed)
     GAVE_UP = "gave_up"  # a transient failure outlasted max_deliver
+    SITE_NOT_ALLOWED = "site_not_allowed"  # the sender (device, WMS) may not post for that site
 
 
 CODES = frozenset(c.value for c in DeadLetterCode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
+from engine.domain.grants import ReadScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class StockQuery:
     by_site: bool = True
     bin_depth: int = 0
     limit: int = 10_000
+    scope: ReadScope | None = None  # the caller's grants (engine.api.auth injects them); None: all
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.grants import ReadScope, narrow
 from engine.domain.model import MS_PER_DAY, Movement
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -103,6 +104,7 @@ class ScanCells:
     limit: int
     by_sku: bool = True
     by_site: bool = True
+    scope: ReadScope | None = None  # the caller's grants: applied before summing (DESIGN §13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +384,7 @@ class ShardCore:
                 known = self.sites.get(site)
                 if known is None or not org_covers(known.org_path, op.org_prefix):
                     continue
-            for row in cell.slice(now_ms, op.group_by, op.filter, op.bin_depth):
+            for row in self._scoped_slice(op, site, cell, now_ms):
                 key = (sku if op.by_sku else "", site if op.by_site else "", row.group)
                 total = acc.get(key)
                 if total is None:
@@ -391,6 +393,20 @@ class ShardCore:
                     total = acc[key] = [0, 0, 0, 0, 0]
                 add_row(total, row)
         return [(sku, site, row_of(group, total)) for (sku, site, group), total in acc.items()]
+
+    def _scoped_slice(self, op: ScanCells, site: str, cell: Cell, now_ms: int) -> list[SliceRow]:
+        """The cell's rows within the caller's grants: one slice per granted bin prefix
+        (disjoint, so nothing is counted twice), each narrowed by the query's own prefix."""
+        if op.scope is None:
+            return cell.slice(now_ms, op.group_by, op.filter, op.bin_depth)
+        known = self.sites.get(site)
+        rows: list[SliceRow] = []
+        for granted in op.scope.bins_for(site, known.org_path if known else ""):
+            prefix = narrow(granted, op.filter.bin_prefix)
+            if prefix is not None:
+                filt = op.filter if prefix == op.filter.bin_prefix else replace(op.filter, bin_prefix=prefix)
+                rows.extend(cell.slice(now_ms, op.group_by, filt, op.bin_depth))
+        return rows
 
     def _adopt(self, op: Adopt) -> None:
         pair = (op.sku, op.site)

@@ -385,49 +385,55 @@ def test_up_serves_client_commands_and_stops_on_sigterm(
     served_engine: tuple[subprocess.Popen[str], LineReader, str, Path],
 ) -> None:
     proc, reader, target, stderr_path = served_engine
+
+    def run_here(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        # The engine's data dir, as a user's shell has it: the CLI finds engine.json there,
+        # and in it the admin token `up` wrote (auth is on, as by default).
+        return run_cli(*args, env=cli_env(LOTWISE_DATA_DIR=str(stderr_path.parent / "data")), timeout_s=timeout_s)
+
     reader.wait_for("Serving.", RAY_TIMEOUT_S)
     banner = "".join(reader.seen)
     assert f"gRPC     {target}" in banner or target in banner
     assert "demo dataset: 3 skus, 5 sites" in banner
     assert "NATS JetStream, embedded nats-server" in banner
 
-    lots = run_cli("availability", "GLU-50", "FW-BOS", "--by", "lot", "--target", target)
+    lots = run_here("availability", "GLU-50", "FW-BOS", "--by", "lot", "--target", target)
     assert lots.returncode == 0, lots.stderr
     for lot in ("GS-23950", "GS-24031", "GS-24088"):
         assert lot in lots.stdout
     assert "82 available" in lots.stdout  # 40 + 30 + 12 opening boxes
 
-    rollup = run_cli("stock", "--org", "medline/east/boston", "--by", "sku", "--by", "owner", "--target", target)
+    rollup = run_here("stock", "--org", "medline/east/boston", "--by", "sku", "--by", "owner", "--target", target)
     assert rollup.returncode == 0, rollup.stderr
     assert "consignment:bd" in rollup.stdout
     assert "DC-EAST" not in rollup.stdout
 
-    sites = run_cli("sites", "--org", "medline/east/boston/mgh", "--target", target)
+    sites = run_here("sites", "--org", "medline/east/boston/mgh", "--target", target)
     assert sites.returncode == 0, sites.stderr
     assert "CAB-MGH-ICU" in sites.stdout
     assert "CAB-BWH-OR" not in sites.stdout
 
     # The demo against a shared engine books into its own sites and leaves the seed alone.
-    demo = run_cli("demo", "--target", target, "--run-id", "e2e2", "--hold-ttl-ms", "300", timeout_s=120)
+    demo = run_here("demo", "--target", target, "--run-id", "e2e2", "--hold-ttl-ms", "300", timeout_s=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "FW-BOS.e2e2" in demo.stdout
     assert "Demo complete (run id e2e2)" in demo.stdout
-    assert "82 available" in run_cli("availability", "GLU-50", "FW-BOS", "--target", target).stdout
+    assert "82 available" in run_here("availability", "GLU-50", "FW-BOS", "--target", target).stdout
 
-    missing = run_cli("hold", "no-such-hold", "--target", target)
+    missing = run_here("hold", "no-such-hold", "--target", target)
     assert_clean_failure(missing, 1, "NOT_FOUND", "no-such-hold")
 
-    unknown = run_cli("availability", "NO-SUCH-SKU", "FW-BOS", "--target", target)
+    unknown = run_here("availability", "NO-SUCH-SKU", "FW-BOS", "--target", target)
     assert_clean_failure(unknown, 1, "not found (NOT_FOUND): sku 'NO-SUCH-SKU'")
 
-    malformed = run_cli("availability", "GLU 50", "FW-BOS", "--target", target)
+    malformed = run_here("availability", "GLU 50", "FW-BOS", "--target", target)
     assert_clean_failure(malformed, 2, "SKU: may contain only", "(got 'GLU 50')")  # caught before any call
 
     # Everything above, replayed from snapshot + journal, equals the live state.
-    verified = run_cli("verify", "--target", target, timeout_s=120)
+    verified = run_here("verify", "--target", target, timeout_s=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "verify: all 2 shards match their journal" in verified.stdout
-    shard_rows = run_cli("shards", "--target", target)
+    shard_rows = run_here("shards", "--target", target)
     assert shard_rows.returncode == 0, shard_rows.stderr
     assert shard_rows.stdout.count("ready") == 2
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from engine.bootstrap import RunningEngine
+from tests.conftest import TEST_ADMIN_TOKEN
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
 
@@ -49,7 +50,8 @@ def grpcurl_binary() -> str:
 
 
 async def grpcurl(address: str, *args: str, data: dict[str, Any] | None = None) -> tuple[int, str, str]:
-    argv = [grpcurl_binary(), "-plaintext", "-max-time", "20"]
+    # The session's admin token (tests/conftest.py), sent as any integrator sends theirs.
+    argv = [grpcurl_binary(), "-plaintext", "-max-time", "20", "-H", f"authorization: Bearer {TEST_ADMIN_TOKEN}"]
     if data is not None:
         argv += ["-d", json.dumps(data)]
     proc = await asyncio.create_subprocess_exec(

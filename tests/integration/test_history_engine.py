@@ -16,6 +16,7 @@ from engine.bootstrap import RunningEngine
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.runtime.types import HoldLine
+from tests.conftest import authed_channel
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
 
@@ -45,7 +46,7 @@ async def test_history_follows_the_live_engine(ray_engine: RunningEngine, ray_cl
     await c.consume(sku, here, 2, doc_ref="SCAN-1")
     await c.reserve([HoldLine(sku, there, ReserveLine(4))], 60_000)  # still held
 
-    async with grpc.aio.insecure_channel(ray_engine.grpc_address) as channel:
+    async with authed_channel(ray_engine.grpc_address) as channel:
         stub = hpb_grpc.HistoryStub(channel)
         await caught_up(stub)
         now_ms = int(time.time() * 1000) + 1

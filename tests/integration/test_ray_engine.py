@@ -36,7 +36,7 @@ from engine.domain.errors import (
 )
 from engine.domain.inventory import CommitLine, StockQuery
 from engine.runtime.types import AggregateState, HoldLine
-from tests.conftest import engine_settings
+from tests.conftest import authed_channel, engine_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
 
@@ -242,7 +242,7 @@ async def test_commit_beyond_hold_and_reused_request_id_change_nothing(ray_clien
 
 async def test_empty_and_oversize_ids_on_the_wire(ray_engine: RunningEngine) -> None:
     # The typed client always sets ids, so speak protobuf directly, as any integrator may.
-    async with grpc.aio.insecure_channel(ray_engine.grpc_address) as channel:
+    async with authed_channel(ray_engine.grpc_address) as channel:
         stub = pb_grpc.InventoryStub(channel)
         for request_id, hold_id in (("", "h"), ("r" * 129, "h"), ("ok", "h" * 129)):
             req = pb.ReserveRequest(request_id=request_id, hold_id=hold_id, ttl_ms=1000)

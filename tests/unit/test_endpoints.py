@@ -103,6 +103,7 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
         "metrics": ENGINE.metrics,
         "nats": ENGINE.nats,
         "pid": 4242,
+        "token_file": "",  # the admin token's path when auth is on (never the token)
     }
     for flag, value in (("--grpc", ENGINE.grpc), ("--nats", ENGINE.nats), ("--metrics", ENGINE.metrics)):
         single = runner.invoke(app, ["where", "--data-dir", str(tmp_path), flag])

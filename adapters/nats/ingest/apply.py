@@ -334,3 +334,26 @@ class Applier:
 
         moved = await asyncio.gather(*(line_in(i, line) for i, line in enumerate(e.lines)))
         return Applied(len(e.lines), sum(moved))
+
+
+def check_sender(config: IngestConfig, event: InboundEvent, subject: str) -> None:
+    """A device or WMS posts only for its own sites (`senders` in the ingestion config).
+    The sender is the subject's last token: with per-sender NATS credentials allowed to
+    publish only there, the subject is the sender's identity. A transfer is checked at its
+    source site (the destination's in-transit stock follows from it). Raises BadEvent
+    SITE_NOT_ALLOWED (a dead letter with the reason)."""
+    sender = subject.rpartition(".")[2]
+    allowed = config.senders.get(sender)
+    if allowed is None and not config.senders_only:
+        return
+    cabinet_id = getattr(event, "cabinet_id", None)
+    if cabinet_id is not None:
+        cabinet = config.cabinets.get(cabinet_id)
+        if cabinet is None:
+            raise BadEvent(DeadLetterCode.UNKNOWN_REF, f"unknown cabinet {cabinet_id!r}")
+        site = cabinet.site
+    else:
+        code = str(getattr(event, "site", ""))
+        site = config.wms.sites.get(code, code)
+    if site not in (allowed or ()):
+        raise BadEvent(DeadLetterCode.SITE_NOT_ALLOWED, f"sender {sender!r} may not post for site {site!r}")

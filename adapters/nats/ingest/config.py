@@ -111,6 +111,11 @@ class IngestConfig(_Strict):
     gtins: dict[str, str] = Field(default_factory=dict, description="GTIN-14 → sku")
     wms: Wms = Field(default_factory=Wms)
     consumer: Consumer = Field(default_factory=Consumer)
+    senders: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="sender (the subject's last token, e.g. lotwise.in.wms.DC-EAST) → the sites it may post for",
+    )
+    senders_only: bool = Field(False, description="true: a sender not listed in `senders` may post for no site")
 
     @field_validator("gtins")
     @classmethod

@@ -40,7 +40,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.deadletter import HEADER_ROOM_BYTES
-from adapters.nats.ingest.apply import Applied, Applier
+from adapters.nats.ingest.apply import Applied, Applier, check_sender
 from adapters.nats.ingest.config import Consumer, IngestConfig, SubjectBinding
 from adapters.nats.ingest.events import BadEvent, Door, InboundEvent, ScanReturn, ScanTake, decode
 from adapters.nats.journal import NatsLink, ensure_stream
@@ -349,6 +349,7 @@ class IngestConsumer:
                 if binding is None:
                     raise BadEvent(DeadLetterCode.SCHEMA, f"no subject binding matches {msg.subject!r}")
                 event = decode(msg.data, binding.format, binding.source)
+                check_sender(self.config, event, msg.subject)
             except BadEvent as bad:
                 event = bad
             keys = () if isinstance(event, BadEvent) else self._applier.ordering_keys(event)

@@ -60,6 +60,7 @@ class StockReader:
             q.limit,
             q.by_sku,
             q.by_site,
+            q.scope,
         )
         merged: dict[_GroupKey, list[int]] = {}
         for result in await self._router.broadcast(scan, deadline):
