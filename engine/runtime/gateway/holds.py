@@ -216,6 +216,11 @@ class HoldCoordinator:
         self._remember(header)
         return header
 
+    def cached_pairs(self, hold_id: str) -> tuple[Pair, ...] | None:
+        """The hold's pairs if its header is cached (no shard call; None when it is not)."""
+        header = self._headers.get(hold_id)
+        return None if header is None else header.pairs
+
     def _remember(self, header: HoldHeader) -> None:
         """Headers never change once registered, so any gateway may cache them (bounded LRU):
         a commit right after its reserve then needs no lookup round trip."""
