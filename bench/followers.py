@@ -157,6 +157,7 @@ async def run(nats: EmbeddedNats, batches: int) -> None:
 
 
 MOVEMENTS_PER_BATCH = 2  # batch(): a receipt and a reserve
+TRICKLE_STREAM_BYTES = 128 * MiB
 MAX_TRICKLE_RATE = 1_000  # journal batches per second: far above what one writer here appends
 
 
@@ -179,8 +180,11 @@ async def _write_at(journal: JetStreamJournal, rate: float, seconds: float) -> i
 
 async def trickle_one(nats: EmbeddedNats, tmp: Path, kind: str, rate: float, seconds: float) -> tuple[float, float]:
     """(process CPU s, nats CPU s) of writing a fresh journal at `rate` with `kind` following."""
-    namespace = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-    config = dataclasses.replace(engine_journal_config(namespace, nats.url, client_name="lotwise-bench"), max_bytes=GiB)
+    namespace = f"bench-{kind.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
+    # Small streams: every run's streams stay on the server until it stops (its store is bounded).
+    config = dataclasses.replace(
+        engine_journal_config(namespace, nats.url, client_name="lotwise-bench"), max_bytes=TRICKLE_STREAM_BYTES
+    )
     link = NatsLink(config)
     await link.connect()
     _, js = await link.client()
@@ -195,7 +199,7 @@ async def trickle_one(nats: EmbeddedNats, tmp: Path, kind: str, rate: float, sec
             )
             follower = HistorySink(link, store, metrics=SinkMetrics(CollectorRegistry()))
         elif kind == "event bus":
-            bus = engine_bus_config(namespace, nats.url, max_bytes=GiB)
+            bus = engine_bus_config(namespace, nats.url, max_bytes=TRICKLE_STREAM_BYTES)
             follower = EventBusPublisher(link, config, bus, BusMetrics(CollectorRegistry()))
         elif kind == "null sink":
             follower = JournalFollower(
