@@ -25,6 +25,7 @@ RATE_HZ = 97  # samples per second: low enough that the profiler's own CPU stays
 # Where a sample's stack passes, first match wins (substrings of py-spy's "function (file)" frames).
 PLACES: tuple[tuple[str, str], ...] = (
     ("history sink (chDB insert)", "adapters/clickhouse/"),
+    ("bench", "bench/"),
     ("history sink (follower)", "adapters/nats/history.py"),
     ("event bus", "adapters/nats/bus.py"),
     ("journal follower (pull, decode, ack)", "adapters/nats/follower.py"),
@@ -36,6 +37,7 @@ PLACES: tuple[tuple[str, str], ...] = (
     ("servicer + convert", "engine/api/"),
     ("gateway", "engine/runtime/gateway/"),
     ("micro-batcher", "engine/runtime/batcher.py"),
+    ("Ray call (submit, serialize)", "engine/runtime/cluster.py"),
     ("Ray call (submit, serialize)", "ray/"),
     ("gRPC (grpc.aio)", "grpc/"),
     ("NATS client", "nats/"),
@@ -89,22 +91,40 @@ def summarize(path: Path) -> Profile:
     return Profile(path.stem, total, dict(places))
 
 
+_OWN = tuple(p for p in PLACES if p[1].startswith(("adapters/", "engine/")))
+_LIBRARIES = tuple(p for p in PLACES if p not in _OWN)
+
+
+# Leaves that are a thread waiting, not working (py-spy may sample them as active when it
+# does not pause the process): counted apart, and left out of the shares.
+WAITING = "waiting (epoll, Ray's task loop)"
+_WAITING_LEAVES = ("EpollSelector.select (", "_PollLikeSelector.select (", "Worker.main_loop (ray/_private/worker.py")
+
+
 def _place(stack: str) -> str:
-    # The innermost named place says what the time is spent on (a chDB insert called from
-    # the follower is the insert), so frames are searched from the leaf up.
-    for frame in reversed(stack.split(";")):
-        for name, needle in PLACES:
-            if needle in frame:
-                return name
+    # Who the time is spent for: the innermost of Lotwise's own places on the stack (a chDB
+    # insert called by the history sink is the sink's; asyncio work a gateway call causes is
+    # the gateway's), else the innermost library (Ray's threads, gRPC's, the event loop idling).
+    frames = stack.split(";")
+    if frames[-1].startswith(_WAITING_LEAVES):
+        return WAITING
+    for places in (_OWN, _LIBRARIES):
+        for frame in reversed(frames):
+            for name, needle in places:
+                if needle in frame:
+                    return name
     return "other (threads, C extensions)"
 
 
 def render(profiles: Sequence[Profile]) -> str:
     lines = []
     for p in profiles:
-        lines.append(f"{p.label}: {p.samples} samples")
+        waiting = p.places.get(WAITING, 0)
+        working = max(p.samples - waiting, 1)
+        lines.append(f"{p.label}: {p.samples} samples, {waiting} of them waiting; shares of the working ones:")
         for name, count in sorted(p.places.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {100 * count / max(p.samples, 1):5.1f}%  {name}")
+            if name != WAITING:
+                lines.append(f"  {100 * count / working:5.1f}%  {name}")
     return "\n".join(lines)
 
 
