@@ -11,8 +11,9 @@ the batch's order; the others run concurrently. Each command's Footprint says wh
 and holds it touches and whether it is *eager* — it queues all its shard ops in its first
 step, before it suspends (engine.runtime.gateway.router.send_all), so a later command on
 the same pair only has to start after it (commands start in the batch's order). A later
-command waits for the end of an earlier non-eager one (a multi-pair commit, whose commits
-follow a pre-check read) on a shared key; a *barrier* (a catalog change, a command naming a
+command waits for an earlier non-eager one (a multi-pair commit, whose commits follow a
+pre-check read) on a shared key until that one has queued its last ops (router.ops_queued)
+or ended; a *barrier* (a catalog change, a command naming a
 hold whose pairs are unknown here) waits for every command before it, and every command
 after it waits for it.
 
@@ -25,6 +26,7 @@ the stream, so gRPC's flow control slows the caller down).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
@@ -41,6 +43,7 @@ from engine.api import convert
 from engine.api.errors import ERROR_DOMAIN, REASON_INTERNAL, to_rpc_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.errors import DomainError
+from engine.runtime.gateway.router import ops_queued
 
 log = structlog.get_logger("lotwise.api")
 
@@ -190,16 +193,24 @@ class BatchRunner:
         started = {j: loop.create_future() for j in watched}
         done = {j: loop.create_future() for j in watched}
 
+        def settle(future: asyncio.Future[None]) -> None:
+            if not future.done():
+                future.set_result(None)
+
         async def run(i: int, command: pb.Command) -> tuple[str, Message]:
             for j, until_done in plan[i]:
                 await (done if until_done else started)[j]
             if i in started:
                 started[i].set_result(None)
+            if i in done:
+                # "Done" for the commands behind it comes as soon as its last ops are
+                # queued (a multi-pair commit's commits): theirs queue right behind them.
+                ops_queued.set(functools.partial(settle, done[i]))
             try:
                 return await self._one(command, now, deadline)
             finally:
                 if i in done:
-                    done[i].set_result(None)
+                    settle(done[i])
 
         return list(await asyncio.gather(*(run(i, c) for i, c in enumerate(commands))))
 

@@ -163,7 +163,9 @@ class HoldCoordinator:
         for cmd in cmds:
             validate(cmd, self._statuses)
         await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
-        results = await self._router.send_all([((c.sku, c.site), c) for c in cmds], deadline)
+        # The commits (releases) are the request's last ops: a batch's next command on these
+        # pairs may queue right behind them (engine.api.batch).
+        results = await self._router.send_all([((c.sku, c.site), c) for c in cmds], deadline, last=True)
         return _summary(hold_id, [raise_if_refused(r).hold for r in _first_refusal_last(results)])
 
     async def _check_parts(

@@ -13,7 +13,8 @@ were sent; engine.api.batch relies on it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, Protocol, TypeAlias
 
@@ -27,6 +28,11 @@ REROUTE_BACKOFF_S = 0.002  # doubled per wait for a hand-off to land (≈ 4 s in
 
 # Where an op goes: its pair's shard, or a shard by name.
 Target: TypeAlias = tuple[str, str] | str
+
+# Told when the request running in this context has queued the last of its shard ops
+# (send_all with last=True): engine.api.batch lets the batch's next command on the same
+# pairs start then, instead of when the request ends. Per asyncio task (a context each).
+ops_queued: ContextVar[Callable[[], None] | None] = ContextVar("ops_queued", default=None)
 
 
 class ShardFactory(Protocol):
@@ -114,10 +120,12 @@ class Router:
         essential: bool = False,
         return_exceptions: bool = False,
         deadlines: Sequence[float | None] | None = None,
+        last: bool = False,
     ) -> list[Any]:
         """Queue every op now, in order, then await their answers (as `asyncio.gather`
         does, exceptions included when asked); a pair that moved meanwhile is followed.
-        `deadlines`, when given, is each op's own instead of `deadline`."""
+        `deadlines`, when given, is each op's own instead of `deadline`; `last` says these
+        are the request's last ops (ops_queued is told once they are queued)."""
         routes = [target if isinstance(target, str) else self.directory.shard_for(*target) for target, _ in sends]
         for name in dict.fromkeys(routes):
             await self._batcher(name)  # does not suspend once the shard's queue exists
@@ -126,6 +134,9 @@ class Router:
             self._submit(name, op, op_deadline, essential)
             for name, (_, op), op_deadline in zip(routes, sends, own, strict=True)
         ]
+        told = ops_queued.get() if last else None
+        if told is not None:
+            told()
         results = list(await asyncio.gather(*futures, return_exceptions=return_exceptions))
         moved = [i for i, r in enumerate(results) if isinstance(r, CellMoved | CellAdopting)]
         if moved:  # rare (a hand-off): follow each such pair as to_pair does
