@@ -130,13 +130,16 @@ class Router:
         for name in dict.fromkeys(routes):
             await self._batcher(name)  # does not suspend once the shard's queue exists
         own = list(deadlines) if deadlines is not None else [deadline] * len(sends)
+        told = ops_queued.get() if last else None
+        if told is not None:
+            # Told before queueing: what it wakes runs only after this step has queued every
+            # op below, but before the shard's batcher (woken by the first op) takes them,
+            # so both leave in one shard call.
+            told()
         futures = [
             self._submit(name, op, op_deadline, essential)
             for name, (_, op), op_deadline in zip(routes, sends, own, strict=True)
         ]
-        told = ops_queued.get() if last else None
-        if told is not None:
-            told()
         results = list(await asyncio.gather(*futures, return_exceptions=return_exceptions))
         moved = [i for i, r in enumerate(results) if isinstance(r, CellMoved | CellAdopting)]
         if moved:  # rare (a hand-off): follow each such pair as to_pair does
