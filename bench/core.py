@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import loadgen, report
+from bench import loadgen, pyspy, report
 from bench.loadgen import HealthJob, JobResult, OrderJob, Window, error_key
 from bench.stats import Kind, WindowResult, aggregate_rounds, summarize_latencies_ns, window_from_json
 
@@ -126,6 +126,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sites", type=_bounded_int(1, 1_000), default=5, help="sites in the seeded catalog")
     p.add_argument("--max-lines", type=_bounded_int(1, 16), default=3, help="an order has 1..max-lines lines")
     p.add_argument("--seed", type=int, default=7, help="random seed of the order mix")
+    p.add_argument(
+        "--followers",
+        choices=("on", "off"),
+        default="on",
+        help="history, business events and ingestion: on as `lotwise up` runs them, or all off",
+    )
+    p.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="py-spy every engine and shard process during the orders windows (bench.pyspy reads the files)",
+    )
+    p.add_argument(
+        "--profile-concurrency",
+        type=_concurrency_list,
+        default="16,64",
+        help="with --profile-dir: the concurrency levels whose orders windows are profiled",
+    )
     p.add_argument(
         "--out", type=Path, default=Path("bench/results") / today / "core", help="where JSON, markdown and PNGs go"
     )
@@ -289,10 +307,13 @@ async def run_loadgen_job(run: Run, kind: Kind, job: OrderJob | HealthJob, round
     if msg[0] != "start":
         raise RuntimeError(f"unexpected message from the load generator: {msg[0]}")
     cpu0, counters0 = run.sampler.sample(), await shard_counters(run)
+    profiling = _start_profiling(run, kind, job, round_)
     msg = await _recv(run.conn, job.duration_s + PIPE_SLACK_S)
     if msg[0] != "end":
         raise RuntimeError(f"unexpected message from the load generator: {msg[0]}")
     cpu1, counters1 = run.sampler.sample(), await shard_counters(run)
+    if profiling is not None:
+        await profiling
     msg = await _recv(run.conn, 2 * loadgen.CALL_TIMEOUT_S + PIPE_SLACK_S)
     if msg[0] == "failed":
         raise RuntimeError(f"load generator failed: {msg[1]}")
@@ -307,6 +328,16 @@ async def run_loadgen_job(run: Run, kind: Kind, job: OrderJob | HealthJob, round
             f"{2 * loadgen.CALL_TIMEOUT_S + 5:.0f} s after the window closed"
         )
     return _window(kind, job.concurrency, round_, result, cpu, _delta(counters0, counters1), run)
+
+
+def _start_profiling(run: Run, kind: Kind, job: OrderJob | HealthJob, round_: int) -> asyncio.Task[Any] | None:
+    """py-spy on the engine process and every shard actor over this window, if asked for."""
+    args = run.args
+    if args.profile_dir is None or kind != "lotwise" or job.concurrency not in args.profile_concurrency:
+        return None
+    pids = {"engine": os.getpid(), **{f"shard{i}": pid for i, pid in enumerate(run.sampler.shard_pids())}}
+    tag = f"r{round_}-c{job.concurrency}-followers-{args.followers}"
+    return asyncio.create_task(pyspy.record(pids, job.duration_s, args.profile_dir, tag))
 
 
 def _window(
@@ -480,6 +511,9 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         journal=args.journal,
         data_dir=data_dir,
         log_level="warning",
+        history=args.followers == "on",
+        events=args.followers == "on",
+        ingest=args.followers == "on",
     )
     started_at = dt.datetime.now(dt.UTC)
 
@@ -544,6 +578,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds,
             "shards": args.shards,
             "journal": args.journal,
+            "followers": args.followers,
             "skus": args.skus,
             "sites": args.sites,
             "pairs": len(run.pairs),
@@ -637,7 +672,8 @@ def render_outputs(out: Path, result: dict[str, Any]) -> list[Path]:
         f"{config['rounds']} rounds × {config['duration_s']:g} s windows "
         f"(ceilings {config['ceiling_duration_s']:g} s), "
         f"{config['warmup_s']:g} s warm-up each; concurrency {', '.join(map(str, config['concurrency']))}; "
-        f"{config['shards']} shards; journal: {config['journal']}; {config['pairs']} (sku, site) pairs. "
+        f"{config['shards']} shards; journal: {config['journal']}; "
+        f"history, events, ingestion: {config.get('followers', 'on')}; {config['pairs']} (sku, site) pairs. "
         "Medians over rounds (min–max in brackets). "
         f"Stock consistency check: {'ok' if result['consistency']['ok'] else 'FAILED'}."
     )

@@ -54,9 +54,12 @@ class SinkConfig:
     consumer: str = CONSUMER
     batch_max_rows: int = 20_000  # movements per insert
     batch_max_messages: int = 1_000  # journal messages per insert
-    batch_max_ms: float = 200.0  # how long a batch may wait to fill
+    # How long a batch may wait to fill. Every insert costs chDB a part in `movements` and
+    # in each roll-up view whatever its size (bench/README.md, "Cheaper hops"): one insert
+    # a second keeps that cost off the orders, and history one second behind is fresh enough.
+    batch_max_ms: float = 1_000.0
     fetch_batch: int = 256  # messages per pull
-    fetch_wait_s: float = 0.2  # a pull with nothing to deliver ends after this
+    fetch_wait_s: float = 1.0  # a pull with nothing to deliver ends after this (an idle sink wakes once a second)
     ack_wait_s: float = 30.0  # JetStream redelivers a message unacked this long
     max_ack_pending: int = 4_000  # messages delivered and not yet acked, at most
     retry_initial_s: float = 0.05  # backoff between failed inserts: doubles up to retry_max_s

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -146,6 +146,33 @@ class _Held:
         self.entries = {seq: replace(e, redelivered=True) for seq, e in self.entries.items()}
 
 
+class DecodedCache:
+    """The journal entries the followers of this process decoded lately, by message bytes.
+
+    History and the event bus follow the same journal in one process: the second to fetch
+    a message finds its entry here instead of decoding it again (decoding is most of a
+    follower's own Python time per movement). Keyed by the bytes themselves, so a hit is
+    the very same message; entries are immutable values. Bounded: the oldest goes first."""
+
+    def __init__(self, decode: Callable[[bytes], JournalEntry], max_entries: int = 4_096) -> None:
+        if max_entries <= 0:
+            raise ValueError("max_entries must be positive")
+        self._decode = decode
+        self._max = max_entries
+        self._entries: OrderedDict[bytes, JournalEntry] = OrderedDict()
+
+    def __call__(self, data: bytes) -> JournalEntry:
+        entry = self._entries.get(data)
+        if entry is None:
+            entry = self._entries[data] = self._decode(data)
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return entry
+
+
+_SHARED_DECODE = DecodedCache(decode_entry)
+
+
 class JournalFollower:
     """Feeds a FollowerSink from the journal; `await start()`, `lag()`, `await stop()`."""
 
@@ -162,7 +189,7 @@ class JournalFollower:
         self.sink = sink
         self.config = config
         self.metrics = metrics
-        self._decode = decode or decode_entry
+        self._decode = decode or _SHARED_DECODE
         self._held = _Held()
         self._pull = DurablePull(link, self.stream, config.consumer, config.max_ack_pending, self._journal.max_msg_size)
         self._task: asyncio.Task[None] | None = None

@@ -4,7 +4,7 @@ The history sink is two parts: adapters.clickhouse.sink.HistoryFeed turns journa
 into history inserts; the journal follower (adapters.nats.follower) is the durable
 consumer that batches, retries, pauses, dead-letters and reports lag. `HistorySink` is the
 two joined, with the history sink's own defaults (consumer `lotwise-history`, batches of at
-most 20,000 movements, 1,000 messages or 200 ms).
+most 20,000 movements, 1,000 messages or 1 s).
 """
 
 from __future__ import annotations

@@ -6,6 +6,17 @@ the replies are encoded once. Each command runs through the very handler its una
 uses, so request ids, idempotency and refusals are the same on both paths; a refusal is
 that command's reply, never the batch's.
 
+Order. Commands of one batch that touch the same pair (or name the same hold) apply in
+the batch's order; the others run concurrently. Each command's Footprint says which pairs
+and holds it touches and whether it is *eager* — it queues all its shard ops in its first
+step, before it suspends (engine.runtime.gateway.router.send_all), so a later command on
+the same pair only has to start after it (commands start in the batch's order). A later
+command waits for an earlier non-eager one (a multi-pair commit, whose commits follow a
+pre-check read) on a shared key until that one has queued its last ops (router.ops_queued)
+or ended; a *barrier* (a catalog change, a command naming a
+hold whose pairs are unknown here) waits for every command before it, and every command
+after it waits for it.
+
 Bounds (TIGER_STYLE: every queue has one): at most MAX_BATCH_COMMANDS commands per batch
 (beyond: RESOURCE_EXHAUSTED for the batch, reason BATCH_TOO_LARGE) and at most
 MAX_STREAM_BATCHES_IN_FLIGHT batches running per stream (beyond: the server stops reading
@@ -15,9 +26,11 @@ the stream, so gRPC's flow control slows the caller down).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,6 +43,7 @@ from engine.api import convert
 from engine.api.errors import ERROR_DOMAIN, REASON_INTERNAL, to_rpc_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.errors import DomainError
+from engine.runtime.gateway.router import ops_queued
 
 log = structlog.get_logger("lotwise.api")
 
@@ -40,6 +54,51 @@ REASON_MALFORMED_REQUEST = "MALFORMED_REQUEST"
 
 # What a unary handler becomes for a batch: (the command's request, its deadline) → reply.
 CommandHandler = Callable[[Any, float | None], Awaitable[Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What a command touches, for ordering the commands of one batch (see the module doc)."""
+
+    keys: frozenset[Hashable] = frozenset()  # its pairs (and holds)
+    eager: bool = False  # queues every shard op in its first step
+    barrier: bool = False  # orders against every command of the batch
+
+
+BARRIER = Footprint(barrier=True)
+FootprintOf = Callable[[pb.Command], Footprint]
+# Per command: the earlier commands it waits for, each (index, until it is done: else started).
+Plan = list[list[tuple[int, bool]]]
+
+
+def plan_order(footprints: Sequence[Footprint]) -> Plan | None:
+    """What each command waits for so that commands sharing a key apply in batch order;
+    None when nothing waits (every command may start at once, in order)."""
+    plan: Plan = [[] for _ in footprints]
+    last_on: dict[Hashable, int] = {}
+    since_barrier: list[int] = []
+    barrier: int | None = None
+    for i, fp in enumerate(footprints):
+        if fp.barrier:
+            plan[i] = [(j, True) for j in (*([] if barrier is None else [barrier]), *since_barrier)]
+            barrier, since_barrier = i, []
+            last_on.clear()
+            continue
+        before = {last_on[k] for k in fp.keys if k in last_on}
+        # An eager predecessor that starts at once has queued its ops before this one starts;
+        # one that waits itself must be seen to start; a non-eager one, to end.
+        waits = [
+            (j, True) if not footprints[j].eager else (j, False)
+            for j in sorted(before)
+            if plan[j] or not footprints[j].eager
+        ]
+        if barrier is not None:
+            waits.append((barrier, True))
+        plan[i] = waits
+        since_barrier.append(i)
+        for k in fp.keys:
+            last_on[k] = i
+    return plan if any(plan) else None
 
 
 class Undecodable:
@@ -83,10 +142,13 @@ class BatchRunner:
         retry_delay_ms: int,
         max_commands: int = MAX_BATCH_COMMANDS,
         max_stream_batches: int = MAX_STREAM_BATCHES_IN_FLIGHT,
+        footprint: FootprintOf | None = None,
     ) -> None:
         if max_commands < 1 or max_stream_batches < 1:
             raise ValueError("batch bounds must be ≥ 1")
         self._handlers = dict(handlers)
+        # Without a footprint every command is a barrier: the batch runs one command at a time.
+        self._footprint = footprint or (lambda _: BARRIER)
         self.retry_delay_ms = retry_delay_ms
         self.max_commands = max_commands
         self.max_stream_batches = max_stream_batches
@@ -112,11 +174,45 @@ class BatchRunner:
         if len(commands) == 1:
             results = [await self._one(commands[0], now, deadline)]
         else:
-            results = await asyncio.gather(*(self._one(c, now, deadline) for c in commands))
+            plan = plan_order([self._footprint(c) for c in commands])
+            if plan is None:
+                results = await asyncio.gather(*(self._one(c, now, deadline) for c in commands))
+            else:
+                results = await self._run_ordered(commands, plan, now, deadline)
         out = pb.ReplyBatch(batch_id=batch.batch_id)
         for kind, result in results:
             getattr(out.replies.add(), kind).CopyFrom(result)
         return out
+
+    async def _run_ordered(
+        self, commands: Sequence[pb.Command], plan: Plan, now: float, deadline: float | None
+    ) -> list[tuple[str, Message]]:
+        """Every command as a task, each first waiting for what the plan says."""
+        loop = asyncio.get_running_loop()
+        watched = {j for waits in plan for j, _ in waits}
+        started = {j: loop.create_future() for j in watched}
+        done = {j: loop.create_future() for j in watched}
+
+        def settle(future: asyncio.Future[None]) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        async def run(i: int, command: pb.Command) -> tuple[str, Message]:
+            for j, until_done in plan[i]:
+                await (done if until_done else started)[j]
+            if i in started:
+                started[i].set_result(None)
+            if i in done:
+                # "Done" for the commands behind it comes as soon as its last ops are
+                # queued (a multi-pair commit's commits): theirs queue right behind them.
+                ops_queued.set(functools.partial(settle, done[i]))
+            try:
+                return await self._one(command, now, deadline)
+            finally:
+                if i in done:
+                    settle(done[i])
+
+        return list(await asyncio.gather(*(run(i, c) for i, c in enumerate(commands))))
 
     async def _one(self, command: pb.Command, now: float, batch_deadline: float | None) -> tuple[str, Message]:
         kind = command.WhichOneof("command")

@@ -19,7 +19,7 @@ import grpc
 import structlog
 
 from engine.api import convert
-from engine.api.batch import BatchRunner, CommandHandler, Undecodable, serve_stream
+from engine.api.batch import BARRIER, BatchRunner, CommandHandler, Footprint, Undecodable, serve_stream
 from engine.api.errors import DEFAULT_RETRY_DELAY_MS, internal_status, to_grpc_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
@@ -157,6 +157,9 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
     return serve
 
 
+# A batch's commands that go to one cell, by their oneof field name.
+_SINGLE_CELL = frozenset({"receive", "move", "change_status", "consume", "adjust"})
+
 # The commands `_execute` sends; an alias because inside the class these names are the RPC methods.
 Mutation = Receive | Move | ChangeStatus | Consume | Adjust
 
@@ -180,7 +183,12 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         known = getattr(gateway, "statuses", None)
         self.statuses = statuses or (known if isinstance(known, StatusDictionary) else DEFAULT_DICTIONARY)
         self.retry_delay_ms = retry_delay_ms
-        self.batches = BatchRunner(self._command_handlers(), retry_delay_ms=retry_delay_ms)
+        self.batches = BatchRunner(self._command_handlers(), retry_delay_ms=retry_delay_ms, footprint=self._footprint)
+        # The gateway's cache of hold headers (engine.runtime.gateway.Gateway.cached_hold_pairs):
+        # a fake without one makes every command naming a hold a barrier.
+        self._hold_pairs: Callable[[str], tuple[tuple[str, str], ...] | None] = getattr(
+            gateway, "cached_hold_pairs", lambda _: None
+        )
 
     def _command_handlers(self) -> dict[str, CommandHandler]:
         """The handler of each kind of a batch's Command, by its oneof field name."""
@@ -201,6 +209,34 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         }
 
     # ---- batches ----
+
+    def _footprint(self, command: pb.Command) -> Footprint:
+        """Which pairs and holds a batch's command touches, and whether the gateway queues
+        all its shard ops before it first suspends (engine.api.batch: order in a batch)."""
+        kind = command.WhichOneof("command")
+        if kind in _SINGLE_CELL:
+            request = getattr(command, kind)
+            return Footprint(frozenset([("pair", request.sku, request.site)]), eager=True)
+        if kind == "reserve":
+            r = command.reserve
+            pairs = {("pair", line.sku, line.site) for line in r.lines}
+            return Footprint(frozenset([*pairs, ("hold", r.hold_id or r.request_id)]), eager=True)
+        if kind == "sell":
+            pairs = {("pair", line.sku, line.site) for line in command.sell.lines}
+            return Footprint(frozenset(pairs), eager=len(pairs) == 1)  # several pairs: reserve, then commit
+        if kind == "get_availability":
+            a = command.get_availability
+            return Footprint(frozenset([("pair", a.sku, a.site)]))
+        if kind in ("commit", "release", "get_hold"):
+            hold_id = getattr(command, kind).hold_id
+            known = self._hold_pairs(hold_id)
+            if known is None:
+                # Its pairs are unknown until its header is read (or its reserve, earlier in
+                # this batch, is done): order it against everything.
+                return BARRIER
+            keys = frozenset([("hold", hold_id), *(("pair", sku, site) for sku, site in known)])
+            return Footprint(keys, eager=len(known) == 1 and kind != "get_hold")
+        return BARRIER  # the catalog (put_sku, put_site): every shard
 
     async def Execute(self, request: pb.CommandBatch | Undecodable, context: grpc.aio.ServicerContext) -> pb.ReplyBatch:
         if isinstance(request, Undecodable):

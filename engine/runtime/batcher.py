@@ -109,6 +109,11 @@ class MicroBatcher:
                 await asyncio.sleep(limits.window_ms / 1000)
                 if self._in_flight >= limits.max_in_flight:
                     continue
+            elif not self._in_flight:
+                # Idle: leave now, but after what is already due in this turn of the loop
+                # (e.g. the commands of an Execute batch that waited for an earlier one on
+                # the same pair to queue its ops), so ops that arrive together leave together.
+                await asyncio.sleep(0)
             batch = self._take(limits.max_batch)
             if batch:
                 self._in_flight += 1

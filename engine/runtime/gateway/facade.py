@@ -217,6 +217,10 @@ class Gateway:
     async def get_hold(self, hold_id: str) -> HoldSummary:
         return await self._holds.get_hold(hold_id)
 
+    def cached_hold_pairs(self, hold_id: str) -> tuple[tuple[str, str], ...] | None:
+        """The pairs of a hold whose header this gateway has cached; None when it has not."""
+        return self._holds.cached_pairs(hold_id)
+
     # ---- one-call sale ----
 
     async def sell(

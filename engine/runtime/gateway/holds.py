@@ -8,7 +8,6 @@ held (all or nothing). Commit and release are pre-checked with the cells' own ru
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, cast
@@ -51,7 +50,7 @@ from engine.domain.inventory import CommitLine
 from engine.domain.model import Finance, HoldState, HoldView
 from engine.domain.shard import HoldHeader, LookupHold, ReadHold, RegisterHold
 from engine.domain.statuses import StatusDictionary
-from engine.runtime.gateway.router import Router, raise_if_refused
+from engine.runtime.gateway.router import Router, Target, raise_if_refused
 from engine.runtime.types import AggregateState, HoldLine, HoldSummary, aggregate_state
 
 log = structlog.get_logger("lotwise.gateway")
@@ -88,11 +87,9 @@ class HoldCoordinator:
             validate(cmd, self._statuses)
         header = HoldHeader(hold_id, request_id, tuple(by_pair), ttl_ms)
         # The header and every line go out at once: one round trip, not two.
-        outcomes = await asyncio.gather(
-            self._router.home(hold_id, RegisterHold(header), deadline),
-            *(self._router.to_pair(c.sku, c.site, c, deadline) for c in cmds),
-            return_exceptions=True,
-        )
+        home = self._router.directory.home_for(hold_id)
+        sends: list[tuple[Target, Any]] = [(home, RegisterHold(header)), *(((c.sku, c.site), c) for c in cmds)]
+        outcomes = await self._router.send_all(sends, deadline, return_exceptions=True)
         header_result, line_results = outcomes[0], outcomes[1:]
         failures = [r for r in (header_result, *line_results) if isinstance(r, BaseException)]
         if failures:
@@ -116,15 +113,10 @@ class HoldCoordinator:
         cannot be delivered now stays held at most until its TTL, and a retry of the same
         reserve aborts it again (its other lines answer HOLD_ABORTED)."""
         undo = undo_request_id(request_id)
-        results = await asyncio.gather(
-            *(
-                self._router.to_pair(
-                    c.sku, c.site, Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True), None, essential=True
-                )
-                for c in lines
-            ),
-            return_exceptions=True,
-        )
+        sends: list[tuple[Target, Any]] = [
+            ((c.sku, c.site), Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True)) for c in lines
+        ]
+        results = await self._router.send_all(sends, None, essential=True, return_exceptions=True)
         for cmd, result in zip(lines, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, NotFound | FailedPrecondition):
                 log.warning("abort of a failed hold line not delivered", hold_id=hold_id, sku=cmd.sku, site=cmd.site)
@@ -171,7 +163,9 @@ class HoldCoordinator:
         for cmd in cmds:
             validate(cmd, self._statuses)
         await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
-        results = await asyncio.gather(*(self._router.to_pair(c.sku, c.site, c, deadline) for c in cmds))
+        # The commits (releases) are the request's last ops: a batch's next command on these
+        # pairs may queue right behind them (engine.api.batch).
+        results = await self._router.send_all([((c.sku, c.site), c) for c in cmds], deadline, last=True)
         return _summary(hold_id, [raise_if_refused(r).hold for r in _first_refusal_last(results)])
 
     async def _check_parts(
@@ -199,8 +193,8 @@ class HoldCoordinator:
             check_resolvable(hold_id, pair, part, done_state, qty_by_pair.get(pair))
 
     async def _parts(self, hold_id: str, header: HoldHeader, deadline: float | None) -> list[HoldView | None]:
-        views = await asyncio.gather(
-            *(self._router.to_pair(sku, site, ReadHold(sku, site, hold_id), deadline) for sku, site in header.pairs)
+        views = await self._router.send_all(
+            [((sku, site), ReadHold(sku, site, hold_id)) for sku, site in header.pairs], deadline
         )
         return [raise_if_refused(v) for v in views]
 
@@ -223,6 +217,11 @@ class HoldCoordinator:
         header: HoldHeader = raise_if_refused(await self._router.home(hold_id, LookupHold(hold_id), deadline))
         self._remember(header)
         return header
+
+    def cached_pairs(self, hold_id: str) -> tuple[Pair, ...] | None:
+        """The hold's pairs if its header is cached (no shard call; None when it is not)."""
+        header = self._headers.get(hold_id)
+        return None if header is None else header.pairs
 
     def _remember(self, header: HoldHeader) -> None:
         """Headers never change once registered, so any gateway may cache them (bounded LRU):

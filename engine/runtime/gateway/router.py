@@ -3,14 +3,20 @@
 An op goes to its pair's shard (or a named shard) through that shard's micro-batcher. A
 pair can move while an op is in flight (a hot pair pinned to a shard of its own): the
 old shard answers CellMoved and the router follows, learning the new directory.
+
+`send_all` queues several ops at once, in the order given, before awaiting any: one
+future per op and no task, and the ops keep their order in each shard's queue (a
+request's ops, and the ops of the commands of one Execute batch, apply in the order they
+were sent; engine.api.batch relies on it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from engine.domain.errors import DomainError
 from engine.domain.shard import Adopt, CellAdopting, CellMoved, Expect, HandOff
@@ -19,6 +25,14 @@ from engine.runtime.routing import Directory, pinned_shard_name
 
 MAX_REROUTES = 12  # a pair can move while a request is in flight; bounded retries
 REROUTE_BACKOFF_S = 0.002  # doubled per wait for a hand-off to land (≈ 4 s in all)
+
+# Where an op goes: its pair's shard, or a shard by name.
+Target: TypeAlias = tuple[str, str] | str
+
+# Told when the request running in this context has queued the last of its shard ops
+# (send_all with last=True): engine.api.batch lets the batch's next command on the same
+# pairs start then, instead of when the request ends. Per asyncio task (a context each).
+ops_queued: ContextVar[Callable[[], None] | None] = ContextVar("ops_queued", default=None)
 
 
 class ShardFactory(Protocol):
@@ -97,6 +111,62 @@ class Router:
             else:
                 return result
         return result
+
+    async def send_all(
+        self,
+        sends: Sequence[tuple[Target, Any]],
+        deadline: float | None,
+        *,
+        essential: bool = False,
+        return_exceptions: bool = False,
+        deadlines: Sequence[float | None] | None = None,
+        last: bool = False,
+    ) -> list[Any]:
+        """Queue every op now, in order, then await their answers (as `asyncio.gather`
+        does, exceptions included when asked); a pair that moved meanwhile is followed.
+        `deadlines`, when given, is each op's own instead of `deadline`; `last` says these
+        are the request's last ops (ops_queued is told once they are queued)."""
+        routes = [target if isinstance(target, str) else self.directory.shard_for(*target) for target, _ in sends]
+        for name in dict.fromkeys(routes):
+            await self._batcher(name)  # does not suspend once the shard's queue exists
+        own = list(deadlines) if deadlines is not None else [deadline] * len(sends)
+        told = ops_queued.get() if last else None
+        if told is not None:
+            # Told before queueing: what it wakes runs only after this step has queued every
+            # op below, but before the shard's batcher (woken by the first op) takes them,
+            # so both leave in one shard call.
+            told()
+        futures = [
+            self._submit(name, op, op_deadline, essential)
+            for name, (_, op), op_deadline in zip(routes, sends, own, strict=True)
+        ]
+        results = list(await asyncio.gather(*futures, return_exceptions=return_exceptions))
+        moved = [i for i, r in enumerate(results) if isinstance(r, CellMoved | CellAdopting)]
+        if moved:  # rare (a hand-off): follow each such pair as to_pair does
+            followed = await asyncio.gather(
+                *(self._follow(sends[i][0], sends[i][1], own[i], essential, results[i]) for i in moved),
+                return_exceptions=return_exceptions,
+            )
+            for i, result in zip(moved, followed, strict=True):
+                results[i] = result
+        return results
+
+    def _submit(self, name: str, op: Any, deadline: float | None, essential: bool) -> asyncio.Future[Any]:
+        try:
+            return self._batchers[name].submit(op, deadline, essential=essential)
+        except DomainError as exc:  # a full queue, a closing shard: that op's answer, not the others'
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _follow(self, target: Target, op: Any, deadline: float | None, essential: bool, first: Any) -> Any:
+        if isinstance(target, str):
+            return first  # a named shard does not move
+        if isinstance(first, CellMoved):
+            self.directory = await self._store.load()
+        else:
+            await asyncio.sleep(REROUTE_BACKOFF_S)
+        return await self.to_pair(target[0], target[1], op, deadline, essential)
 
     async def broadcast(self, op: Any, deadline: float | None) -> list[Any]:
         names = self.directory.all_shards()

@@ -17,7 +17,6 @@ request id is checked per pair.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
@@ -84,18 +83,17 @@ class SaleDesk:
         """The Reserve under the caller's deadline; the Commit under none, so a reserve
         that was applied is always followed by its commit (never left held to its TTL)."""
         reserve, commit = part.reserve, part.commit
-        if self._router.directory.shard_for(reserve.sku, reserve.site) in self._router.queue_depths():
-            # The shard's queue exists: both are queued before either is awaited, in order.
-            results = await asyncio.gather(
-                self._router.to_pair(reserve.sku, reserve.site, reserve, deadline),
-                self._router.to_pair(commit.sku, commit.site, commit, None),
-            )
-            return results[0], results[1]
-        # The queue starts with this call (its creation awaits): keep the order by waiting.
-        reserved = await self._router.to_pair(reserve.sku, reserve.site, reserve, deadline)
-        if isinstance(reserved, DomainError):
-            return reserved, None
-        return reserved, await self._router.to_pair(commit.sku, commit.site, commit, None)
+        pair = (reserve.sku, reserve.site)
+        # Both are queued, in order, before either is awaited (send_all); the Commit's own
+        # deadline is none. An op the batcher answers before the shard does (a deadline
+        # that passed) is refused as a value below, like the shard's own refusals.
+        reserved, committed = await self._router.send_all(
+            [(pair, reserve), (pair, commit)], deadline, deadlines=[deadline, None], return_exceptions=True
+        )
+        for result in (reserved, committed):
+            if isinstance(result, BaseException) and not isinstance(result, DomainError):
+                raise result  # a bug, not an answer
+        return reserved, committed
 
     async def _void(self, part: SalePart) -> None:
         """Roll back a fast-path sale whose commit was refused (best effort, like an abort)."""
