@@ -104,7 +104,10 @@ def test_where_exits_0_2_3(tmp_path: Path) -> None:
     (tmp_path / "engine.json").write_text('{"grpc": "127.0.0.1:50051", "nats": "nats://127.0.0.1:4333"}')
     found = invoke("where", "--data-dir", str(tmp_path), "--format", "csv")
     assert found.exit_code == 0, found.output
-    assert found.output.splitlines() == ["grpc,metrics,nats,pid,token_file", "127.0.0.1:50051,,nats://127.0.0.1:4333,0,"]
+    assert found.output.splitlines() == [
+        "grpc,metrics,nats,pid,token_file",
+        "127.0.0.1:50051,,nats://127.0.0.1:4333,0,",
+    ]
 
 
 class _Interrupted:
