@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.importer import IMPORT_MAX_CHUNK_ROWS, IMPORT_MAX_CHUNKS_IN_FLIGHT
 from engine.domain.catalog import Site, Sku
-from engine.domain.commands import Receive
+from engine.domain.commands import RECEIVE_SOURCES, Receive
 from engine.domain.importing import ParsedRow, RequestIds, RowError, infer_kind, parse_row
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.importfile import FileFormat, RowSource, read_rows
 
 DEFAULT_CHUNK_ROWS = 2_048
@@ -110,35 +112,107 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow]:
             yield parsed
 
 
+class LotColumns:
+    """Lots gathered as columns (apb.ImportLots): no message per lot, one per chunk."""
+
+    __slots__ = ("bytes", "cols")
+
+    def __init__(self) -> None:
+        self.cols: tuple[list[object], ...] = tuple([] for _ in LOT_FIELDS)
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.cols[0])
+
+    def add(self, line: int, cmd: Receive) -> None:
+        values = (
+            line,
+            cmd.request_id,
+            cmd.sku,
+            cmd.site,
+            cmd.lot_id,
+            cmd.qty,
+            cmd.bin,
+            cmd.status,
+            cmd.owner,
+            cmd.expires_at_ms,
+            cmd.received_at_ms,
+            cmd.opened_at_ms,
+            cmd.doc_ref,
+            cmd.source.value,
+        )
+        for col, value in zip(self.cols, values, strict=True):
+            col.append(value)
+        # About what it encodes to: its texts, a byte of tag and length each, ~6 per number.
+        self.bytes += 60 + len(cmd.request_id) + len(cmd.sku) + len(cmd.site) + len(cmd.lot_id) + len(cmd.bin)
+        self.bytes += len(cmd.status) + len(cmd.owner) + len(cmd.doc_ref)
+
+    def message(self) -> apb.ImportLots:
+        # A column every lot leaves at its default is left out (the server fills it in).
+        fields = {
+            name: col
+            for name, col, required in zip(LOT_FIELDS, self.cols, _LOT_REQUIRED, strict=True)
+            if required or any(value != default for value, default in zip(col, _defaults(name), strict=False))
+        }
+        return apb.ImportLots(**fields)  # type: ignore[arg-type]  # columns of str or int, by name
+
+
+LOT_FIELDS = tuple(apb.ImportLots.DESCRIPTOR.fields_by_name)
+_LOT_REQUIRED = tuple(name in ("line", "request_id", "sku", "site", "lot_id", "qty") for name in LOT_FIELDS)
+
+
+def _defaults(name: str) -> itertools.repeat[object]:
+    return itertools.repeat(_LOT_DEFAULTS.get(name, ""))
+
+
+# What the server takes for a column left out (apb.ImportLots); any other column: "".
+_LOT_DEFAULTS: dict[str, object] = {
+    "status": DEFAULT_DICTIONARY.role(Role.RECEIPT),
+    "owner": "own",
+    "expires_at_ms": 0,
+    "received_at_ms": 0,
+    "opened_at_ms": 0,
+    "source": RECEIVE_SOURCES[0].value,
+}
+
+
 def chunks(
     rows: Iterable[ParsedRow], chunk_rows: int = DEFAULT_CHUNK_ROWS, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[apb.ImportChunk]:
-    """Rows in chunks of at most `chunk_rows` rows and about `chunk_bytes` bytes.
+    """Rows in chunks of at most `chunk_rows` rows and about `chunk_bytes` bytes: catalog
+    rows as rows, lots as columns (apb.ImportLots).
 
     A catalog row never shares a chunk with a lot: a chunk with catalog rows is a barrier
     on the server, and lots in their own chunks keep running concurrently."""
     if not 1 <= chunk_rows <= IMPORT_MAX_CHUNK_ROWS:
         raise ValueError(f"chunk_rows must be in 1..{IMPORT_MAX_CHUNK_ROWS}")
     seq = 0
-    current = apb.ImportChunk(chunk_seq=seq)
-    size = 0
-    catalog = False
+    catalog: list[apb.ImportRow] = []
+    catalog_bytes = 0
+    lots = LotColumns()
     for row in rows:
+        if isinstance(row.command, Receive):
+            if catalog:
+                yield apb.ImportChunk(chunk_seq=seq, rows=catalog)
+                seq, catalog, catalog_bytes = seq + 1, [], 0
+            lots.add(row.line, row.command)
+            if len(lots) >= chunk_rows or lots.bytes >= chunk_bytes:
+                yield apb.ImportChunk(chunk_seq=seq, lots=lots.message())
+                seq, lots = seq + 1, LotColumns()
+            continue
+        if len(lots):
+            yield apb.ImportChunk(chunk_seq=seq, lots=lots.message())
+            seq, lots = seq + 1, LotColumns()
         msg = row_to_pb(row)
-        is_catalog = msg.WhichOneof("row") != "lot"
-        row_bytes = msg.ByteSize()
-        if current.rows and (
-            len(current.rows) >= chunk_rows or size + row_bytes > chunk_bytes or is_catalog != catalog
-        ):
-            yield current
-            seq += 1
-            current = apb.ImportChunk(chunk_seq=seq)
-            size = 0
-        catalog = is_catalog
-        current.rows.append(msg)
-        size += row_bytes
-    if current.rows:
-        yield current
+        catalog.append(msg)
+        catalog_bytes += msg.ByteSize()
+        if len(catalog) >= chunk_rows or catalog_bytes >= chunk_bytes:
+            yield apb.ImportChunk(chunk_seq=seq, rows=catalog)
+            seq, catalog, catalog_bytes = seq + 1, [], 0
+    if catalog:
+        yield apb.ImportChunk(chunk_seq=seq, rows=catalog)
+    elif len(lots):
+        yield apb.ImportChunk(chunk_seq=seq, lots=lots.message())
 
 
 async def send_chunks(
@@ -159,7 +233,7 @@ async def send_chunks(
     async def requests() -> AsyncIterator[apb.ImportChunk]:
         for part in parts:
             await window.acquire()
-            sizes[part.chunk_seq] = len(part.rows)
+            sizes[part.chunk_seq] = len(part.rows) + len(part.lots.line)
             yield part
 
     call = apb_grpc.AdminStub(channel).Import(requests(), metadata=tuple(metadata), timeout=timeout_s)

@@ -211,13 +211,9 @@ def test_chunks_are_bounded_and_never_mix_catalog_rows_with_lots() -> None:
     rows += [parse_row(i, lot(lot_id=f"L{i}"), RowKind.LOT, ids) for i in range(2, 12)]
     rows += [parse_row(12, {"site": "w"}, RowKind.SITE, ids)]
     parts = list(chunks([r for r in rows if isinstance(r, ParsedRow)], chunk_rows=4))
-    assert [[row.WhichOneof("row") for row in p.rows] for p in parts] == [
-        ["sku"],
-        ["lot"] * 4,
-        ["lot"] * 4,
-        ["lot"] * 2,
-        ["site"],
-    ]
+    # Catalog rows as rows, lots as columns (ImportLots), each lot keeping its line.
+    assert [[row.WhichOneof("row") for row in p.rows] for p in parts] == [["sku"], [], [], [], ["site"]]
+    assert [list(p.lots.line) for p in parts] == [[], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11], []]
     assert [p.chunk_seq for p in parts] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="chunk_rows"):
         list(chunks([], chunk_rows=5000))
