@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import grpc
 
@@ -25,7 +25,7 @@ from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.importer import IMPORT_MAX_CHUNK_ROWS, IMPORT_MAX_CHUNKS_IN_FLIGHT
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import RECEIVE_SOURCES, Receive
-from engine.domain.importing import ParsedRow, RequestIds, RowError, infer_kind, parse_row
+from engine.domain.importing import LotRow, LotRows, ParsedRow, RequestIds, RowError, infer_kind, parse_row
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.importfile import FileFormat, RowSource, read_rows
 
@@ -95,15 +95,23 @@ def receive_to_pb(cmd: Receive) -> pb.ReceiveRequest:
     )
 
 
-def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow]:
-    """The rows that parse; the others are counted and refused into `tally`."""
+def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow | LotRow]:
+    """The rows that parse (plain lot rows as LotRow values); the others are counted and
+    refused into `tally`."""
     ids = RequestIds()
     # A header names one kind for every row, or (a `record` column) lets each row say it.
     kind = infer_kind(source.columns) if source.columns is not None else None
+    # Plain lot rows take the fast path; the others (and JSONL, whose rows name their own
+    # columns) the full parse.
+    fast = LotRows(source.columns, kind, ids) if source.columns is not None else None
     for row in source.rows:
         tally.rows += 1
         if row.problem:
             tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", row.problem))
+            continue
+        lot = fast.parse(row.line, row.values) if fast is not None else None
+        if lot is not None:
+            yield lot
             continue
         parsed = parse_row(row.line, row.values, kind, ids)
         if isinstance(parsed, RowError):
@@ -113,56 +121,36 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow]:
 
 
 class LotColumns:
-    """Lots gathered as columns (apb.ImportLots): no message per lot, one per chunk."""
+    """Lots gathered for one chunk, sent as columns (apb.ImportLots): no message per lot."""
 
-    __slots__ = ("bytes", "cols")
+    __slots__ = ("bytes", "rows")
 
     def __init__(self) -> None:
-        self.cols: tuple[list[object], ...] = tuple([] for _ in LOT_FIELDS)
+        self.rows: list[LotRow] = []
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self.cols[0])
+        return len(self.rows)
 
-    def add(self, line: int, cmd: Receive) -> None:
-        values = (
-            line,
-            cmd.request_id,
-            cmd.sku,
-            cmd.site,
-            cmd.lot_id,
-            cmd.qty,
-            cmd.bin,
-            cmd.status,
-            cmd.owner,
-            cmd.expires_at_ms,
-            cmd.received_at_ms,
-            cmd.opened_at_ms,
-            cmd.doc_ref,
-            cmd.source.value,
-        )
-        for col, value in zip(self.cols, values, strict=True):
-            col.append(value)
-        # About what it encodes to: its texts, a byte of tag and length each, ~6 per number.
-        self.bytes += 60 + len(cmd.request_id) + len(cmd.sku) + len(cmd.site) + len(cmd.lot_id) + len(cmd.bin)
-        self.bytes += len(cmd.status) + len(cmd.owner) + len(cmd.doc_ref)
+    def add(self, row: LotRow) -> None:
+        self.rows.append(row)
+        # About what it encodes to: its texts, plus tags, lengths and numbers (~40 bytes).
+        self.bytes += 40 + len(row.request_id) + len(row.sku) + len(row.site) + len(row.lot_id) + len(row.bin)
+        self.bytes += len(row.doc_ref)
 
     def message(self) -> apb.ImportLots:
         # A column every lot leaves at its default is left out (the server fills it in).
+        columns = zip(LOT_FIELDS, zip(*self.rows, strict=True), _LOT_REQUIRED, strict=True)
         fields = {
             name: col
-            for name, col, required in zip(LOT_FIELDS, self.cols, _LOT_REQUIRED, strict=True)
-            if required or any(value != default for value, default in zip(col, _defaults(name), strict=False))
+            for name, col, required in columns
+            if required or col.count(_LOT_DEFAULTS.get(name, "")) != len(col)
         }
-        return apb.ImportLots(**fields)  # type: ignore[arg-type]  # columns of str or int, by name
+        return apb.ImportLots(**fields)
 
 
-LOT_FIELDS = tuple(apb.ImportLots.DESCRIPTOR.fields_by_name)
+LOT_FIELDS = LotRow._fields  # the names of apb.ImportLots' columns too
 _LOT_REQUIRED = tuple(name in ("line", "request_id", "sku", "site", "lot_id", "qty") for name in LOT_FIELDS)
-
-
-def _defaults(name: str) -> itertools.repeat[object]:
-    return itertools.repeat(_LOT_DEFAULTS.get(name, ""))
 
 
 # What the server takes for a column left out (apb.ImportLots); any other column: "".
@@ -176,8 +164,14 @@ _LOT_DEFAULTS: dict[str, object] = {
 }
 
 
+def as_lot(row: ParsedRow | LotRow) -> LotRow | None:
+    if isinstance(row, LotRow):
+        return row
+    return LotRow.of(row.line, row.command) if isinstance(row.command, Receive) else None
+
+
 def chunks(
-    rows: Iterable[ParsedRow], chunk_rows: int = DEFAULT_CHUNK_ROWS, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    rows: Iterable[ParsedRow | LotRow], chunk_rows: int = DEFAULT_CHUNK_ROWS, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[apb.ImportChunk]:
     """Rows in chunks of at most `chunk_rows` rows and about `chunk_bytes` bytes: catalog
     rows as rows, lots as columns (apb.ImportLots).
@@ -191,11 +185,12 @@ def chunks(
     catalog_bytes = 0
     lots = LotColumns()
     for row in rows:
-        if isinstance(row.command, Receive):
+        lot = as_lot(row)
+        if lot is not None:
             if catalog:
                 yield apb.ImportChunk(chunk_seq=seq, rows=catalog)
                 seq, catalog, catalog_bytes = seq + 1, [], 0
-            lots.add(row.line, row.command)
+            lots.add(lot)
             if len(lots) >= chunk_rows or lots.bytes >= chunk_bytes:
                 yield apb.ImportChunk(chunk_seq=seq, lots=lots.message())
                 seq, lots = seq + 1, LotColumns()
@@ -203,7 +198,7 @@ def chunks(
         if len(lots):
             yield apb.ImportChunk(chunk_seq=seq, lots=lots.message())
             seq, lots = seq + 1, LotColumns()
-        msg = row_to_pb(row)
+        msg = row_to_pb(cast(ParsedRow, row))  # not a lot: a catalog row
         catalog.append(msg)
         catalog_bytes += msg.ByteSize()
         if len(catalog) >= chunk_rows or catalog_bytes >= chunk_bytes:
