@@ -99,7 +99,7 @@ class BulkReceiver:
                 (answer,) = await send([ReceiveBulk(tuple(cmds))])
             except Exception as exc:  # the shard (process) failed: nothing was acknowledged
                 answer = exc if isinstance(exc, Unavailable) else Unavailable(f"shard {name}: {exc}")
-        return _per_receipt(answer, len(cmds))
+        return _per_receipt(answer, cmds)
 
     async def _follow(self, cmds: Sequence[Receive], rows: list[int], results: list[BulkResult | None]) -> None:
         """Receipts of pairs that moved: one by one through the router, which follows them."""
@@ -110,11 +110,13 @@ class BulkReceiver:
             results[i] = answer if isinstance(answer, Received | DomainError) else Unavailable(str(answer))
 
 
-def _per_receipt(answer: Any, n: int) -> list[BulkResult]:
-    """The shard's answer to a ReceiveBulk: a list (one per receipt), or one refusal of all."""
-    if isinstance(answer, list) and len(answer) == n:
-        return answer
+def _per_receipt(answer: Any, cmds: Sequence[Receive]) -> list[BulkResult]:
+    """The shard's answer to a ReceiveBulk — a refusal or None (received) per receipt, or
+    one refusal of them all — as each receipt's answer."""
+    if isinstance(answer, list) and len(answer) == len(cmds):
+        pairs = zip(cmds, answer, strict=True)
+        return [Received(cmd.lot_id, cmd.qty) if result is None else result for cmd, result in pairs]
     if isinstance(answer, DomainError):
-        return [answer] * n
+        return [answer] * len(cmds)
     log.error("unexpected answer to a bulk receipt", answer_type=type(answer).__name__)
-    return [Internal("unexpected answer to a bulk receipt")] * n
+    return [Internal("unexpected answer to a bulk receipt")] * len(cmds)
