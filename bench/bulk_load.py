@@ -163,9 +163,11 @@ async def measure(server: Server, path: Path, lots: int, rerun: bool, chunk_rows
         server0, own0, t0 = _cpu_s(procs), _own_cpu_s(), time.perf_counter()
         tally = await import_file(channel, path, chunk_rows=chunk_rows)
         seconds = time.perf_counter() - t0
-        server1, own_s = _cpu_s(procs), _own_cpu_s() - own0
+        own_s = _own_cpu_s() - own0
     done.set()
+    # With followers, the server's CPU counts until they have caught up: that work is the load's too.
     lag = await watch if watch is not None else None
+    server1 = _cpu_s(procs)
     if tally.lots != lots:
         raise RuntimeError(f"imported {tally.lots} lots of {lots}; refused: {tally.refused[:5]}")
     server_s = sum(cpu - server0.get(pid, 0.0) for pid, cpu in server1.items()) if procs else None
