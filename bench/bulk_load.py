@@ -187,7 +187,7 @@ def _name(proc: psutil.Process) -> str:
         cmdline = proc.cmdline()
         if cmdline and cmdline[0].startswith("ray::"):
             return cmdline[0]
-        if any(part.endswith("lotwise") for part in cmdline[:2]):
+        if "up" in cmdline[:5] and any("engine.cli" in part for part in cmdline[:3]):
             return "lotwise up (gateway, API, followers)"
         return proc.name()
     return "?"
@@ -211,8 +211,9 @@ def lotwise_up(data_dir: Path, followers: bool = True) -> Iterator[Server]:
     """`lotwise up` with its defaults, on free ports, in a data directory of its own;
     `followers=False` turns history, events and ingestion off (what they cost)."""
     port, metrics_port = _free_port(), _free_port()
-    exe = Path(sys.executable).with_name("lotwise")
-    args = [str(exe), "up", "--port", str(port), "--metrics-port", str(metrics_port), "--data-dir", str(data_dir)]
+    # `lotwise up` from the engine this bench imports (the checkout it runs in).
+    exe = [sys.executable, "-c", "from engine.cli import app; app()"]
+    args = [*exe, "up", "--port", str(port), "--metrics-port", str(metrics_port), "--data-dir", str(data_dir)]
     off = {} if followers else {"LOTWISE_HISTORY": "false", "LOTWISE_EVENTS": "false", "LOTWISE_INGEST": "false"}
     proc = subprocess.Popen([*args, "--log-level", "warning"], env={**os.environ, **off})
     try:
