@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.bulk_load --lots 20000 --chunk-rows 4096
     .venv/bin/python -m bench.bulk_load --up                  # a `lotwise up` started for the run
     .venv/bin/python -m bench.bulk_load --target 127.0.0.1:50051   # a running `lotwise up`
+    .venv/bin/python -m bench.bulk_load --before a07f5ec      # the same bench over an older engine first
 
 Without --target or --up, a server process (bootstrap.local_gateway: 2 shards in that
 process, journal in memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin on
@@ -267,6 +268,19 @@ def serve_and_run(sizes: list[int], chunk_rows: int, target: str | None, up: boo
         asyncio.run(run(sizes, chunk_rows, server))
 
 
+def run_before(ref: str, argv: list[str]) -> None:
+    """This bench, as it is, over the engine at git `ref` (an export of that commit): the
+    "before" of a before/after pair, run in the same invocation on the same machine."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        export = subprocess.run(["git", "-C", str(root), "archive", ref], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=export, check=True)
+        (Path(tmp) / "bench" / "bulk_load.py").write_bytes(Path(__file__).read_bytes())
+        print(f"before: the engine at {ref}", flush=True)
+        subprocess.run([sys.executable, "-m", "bench.bulk_load", *argv], cwd=tmp, check=True)
+    print("after: this checkout", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lots", default="10000,100000", help="lots per file, comma-separated")
@@ -274,7 +288,10 @@ def main() -> None:
     parser.add_argument("--target", help="host:port of a running engine (default: a bench server process)")
     parser.add_argument("--up", action="store_true", help="start `lotwise up` (its defaults) for the run")
     parser.add_argument("--followers-off", action="store_true", help="with --up: history, events, ingestion off")
+    parser.add_argument("--before", metavar="GIT_REF", help="first run the same bench over the engine at GIT_REF")
     args = parser.parse_args()
+    if args.before:
+        run_before(args.before, [a for a in sys.argv[1:] if a not in ("--before", args.before)])
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     configure_logging("warning")
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
