@@ -52,6 +52,7 @@ SITES = 10  # 2,000 pairs: lots spread over both shards and many cells
 UP_START_TIMEOUT_S = 180.0
 LAG_SAMPLE_S = 0.5
 LAG_DRAIN_TIMEOUT_S = 300.0
+LAG_SETTLED_S = 3.0
 LAG_METRICS = ("lotwise_history_lag_messages", "lotwise_bus_lag_messages")
 
 
@@ -140,26 +141,37 @@ def _lag_now(metrics_url: str) -> tuple[int, int]:
     return found[LAG_METRICS[0]], found[LAG_METRICS[1]]
 
 
-async def _watch_lag(metrics_url: str, done: asyncio.Event) -> Lag:
-    """Sample the followers' lag until the import is done and they have caught up."""
+async def _watch_lag(
+    metrics_url: str, done: asyncio.Event, procs: list[psutil.Process]
+) -> tuple[Lag, dict[int, float]]:
+    """Sample the followers' lag until the import is done and they have caught up: both
+    gauges at 0 for LAG_SETTLED_S (they are refreshed about once a second, so a single 0
+    right after a short import may be stale). Returns the lag and the server's CPU times
+    at the first sample that saw them caught up (not counting the idle wait after it)."""
     most = [0, 0]
-    ended_at: float | None = None
-    give_up = None
+    ended_at = last_lag_at = 0.0
+    cpu_at_zero: dict[int, float] | None = None
     while True:
         history, events = await asyncio.to_thread(_lag_now, metrics_url)
+        now = time.perf_counter()
         most = [max(most[0], history), max(most[1], events)]
+        if (history, events) != (0, 0):
+            last_lag_at, cpu_at_zero = now, None
+        elif cpu_at_zero is None or (done.is_set() and not ended_at):
+            cpu_at_zero = _cpu_s(procs)  # the first 0 after a lag, or the import's end
         if done.is_set():
-            ended_at = ended_at or time.perf_counter()
-            give_up = give_up or ended_at + LAG_DRAIN_TIMEOUT_S
-            if (history, events) == (0, 0) or time.perf_counter() > give_up:
-                return Lag(most[0], most[1], time.perf_counter() - ended_at)
+            ended_at = ended_at or now
+            settled = now - max(last_lag_at, ended_at) >= LAG_SETTLED_S
+            if settled or now - ended_at > LAG_DRAIN_TIMEOUT_S:
+                lag = Lag(most[0], most[1], max(0.0, last_lag_at - ended_at))
+                return lag, cpu_at_zero if cpu_at_zero is not None else _cpu_s(procs)
         await asyncio.sleep(LAG_SAMPLE_S)
 
 
 async def measure(server: Server, path: Path, lots: int, rerun: bool, chunk_rows: int) -> Run:
     done = asyncio.Event()
-    watch = asyncio.create_task(_watch_lag(server.metrics_url, done)) if server.metrics_url else None
     procs = _tree(server.proc)
+    watch = asyncio.create_task(_watch_lag(server.metrics_url, done, procs)) if server.metrics_url else None
     async with grpc.aio.insecure_channel(server.target) as channel:
         server0, own0, t0 = _cpu_s(procs), _own_cpu_s(), time.perf_counter()
         tally = await import_file(channel, path, chunk_rows=chunk_rows)
@@ -167,8 +179,7 @@ async def measure(server: Server, path: Path, lots: int, rerun: bool, chunk_rows
         own_s = _own_cpu_s() - own0
     done.set()
     # With followers, the server's CPU counts until they have caught up: that work is the load's too.
-    lag = await watch if watch is not None else None
-    server1 = _cpu_s(procs)
+    lag, server1 = await watch if watch is not None else (None, _cpu_s(procs))
     if tally.lots != lots:
         raise RuntimeError(f"imported {tally.lots} lots of {lots}; refused: {tally.refused[:5]}")
     server_s = sum(cpu - server0.get(pid, 0.0) for pid, cpu in server1.items()) if procs else None
