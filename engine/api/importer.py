@@ -119,7 +119,7 @@ def lots_from_pb(lots: apb.ImportLots) -> list[tuple[int, Receive | DomainError]
     out: list[tuple[int, Receive | DomainError]] = []
     for line, rid, sku, site, lot_id, qty, bin_, status, owner, expires, received, opened, doc_ref, src in columns:
         source = _SOURCES.get(src) if src else RECEIVE_SOURCES[0]
-        if source is None:  # whether a source fits a receipt is validate's to say; not a bucket at all is this
+        if source is None:  # not a bucket stock can be received from
             allowed = ", ".join(s.value for s in RECEIVE_SOURCES)
             out.append((line, InvalidArgument([FieldViolation("source", f"must be one of {allowed}")])))
             continue
