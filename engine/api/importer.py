@@ -1,11 +1,11 @@
 """Bulk load on the server: Import of lotwise.v1.Admin (DESIGN.md §7).
 
-A stream of chunks of rows. Each row is one command through the gateway — a catalog put
-(broadcast to every shard) or a Receive (to its pair's shard) — so a row is applied whole
-or not at all, with the same checks, idempotency and refusals as its unary call. The rows
-of a chunk are handed to the gateway all at once, so its micro-batchers pack them per
-shard; a few chunks run at once (IMPORT_MAX_CHUNKS_IN_FLIGHT), the stream is read no
-faster than they finish, and replies go back in chunk order.
+A stream of chunks of rows (catalog rows, lot rows, and lots as columns). A catalog row is
+one put through the gateway (broadcast to every shard). A chunk's lots go together to
+`Gateway.receive_bulk` (engine.runtime.gateway.bulk): validated once, one shard call per
+shard, each lot a Receive applied whole or not at all, with the same checks, idempotency
+and refusals as its unary call. A few chunks run at once (IMPORT_MAX_CHUNKS_IN_FLIGHT), the
+stream is read no faster than they finish, and replies go back in chunk order.
 
 A chunk that carries skus or sites is a barrier: it waits for every chunk before it and
 holds back every chunk after it, because the lots that follow may refer to them.
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 import grpc
@@ -28,9 +29,11 @@ from grpc_status import rpc_status
 from engine.api import convert
 from engine.api.errors import ERROR_DOMAIN, internal_status, to_grpc_status
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.catalog import Site, Sku
-from engine.domain.commands import Receive
+from engine.domain.commands import RECEIVE_SOURCES, Receive, Received
 from engine.domain.errors import DomainError, FieldViolation, InvalidArgument, Overloaded, Unavailable
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 
 IMPORT_MAX_CHUNK_ROWS = 4_096
 IMPORT_MAX_CHUNKS_IN_FLIGHT = 8
@@ -49,7 +52,7 @@ class ImportGateway(Protocol):
 
     async def put_site(self, site: Site, deadline: float | None = None) -> None: ...
 
-    async def execute(self, cmd: Receive, deadline: float | None = None) -> object: ...
+    async def receive_bulk(self, cmds: Sequence[Receive]) -> list[Received | DomainError]: ...
 
 
 class ChunkTooLarge(Exception):
@@ -71,12 +74,61 @@ class ChunkTooLarge(Exception):
         return rpc_status.to_status(status)
 
 
+def chunk_rows(chunk: apb.ImportChunk) -> int:
+    return len(chunk.rows) + len(chunk.lots.line)
+
+
 def check_chunk(chunk: apb.ImportChunk) -> None:
     """Refuse a chunk whose shape is wrong; its rows' content is each row's business."""
-    if len(chunk.rows) > IMPORT_MAX_CHUNK_ROWS:
-        raise ChunkTooLarge(len(chunk.rows))
-    if not chunk.rows:
-        raise InvalidArgument([FieldViolation("rows", f"must hold 1..{IMPORT_MAX_CHUNK_ROWS} rows")])
+    rows = chunk_rows(chunk)
+    if rows > IMPORT_MAX_CHUNK_ROWS:
+        raise ChunkTooLarge(rows)
+    if not rows:
+        raise InvalidArgument([FieldViolation("rows", f"must hold 1..{IMPORT_MAX_CHUNK_ROWS} rows and lots")])
+
+
+_SOURCES = {source.value: source for source in RECEIVE_SOURCES}
+_RECEIPT_STATUS = DEFAULT_DICTIONARY.role(Role.RECEIPT)
+
+
+def _column(values: Sequence[_T], name: str, n: int, default: _T | None = None) -> Iterable[_T]:
+    """A column of n values; an optional one may be empty (every lot takes `default`)."""
+    if len(values) == n:
+        return values
+    if not values and default is not None:
+        return itertools.repeat(default, n)
+    expected = f"{n} values" if default is None else f"{n} values or none"
+    raise InvalidArgument([FieldViolation(f"lots.{name}", f"must hold {expected} (holds {len(values)})")])
+
+
+def lots_from_pb(lots: apb.ImportLots) -> list[tuple[int, Receive | DomainError]]:
+    """Each lot's line and Receive (or why it is none); raises InvalidArgument when the
+    columns do not line up (the chunk is malformed, not a row)."""
+    n = len(lots.line)
+    columns = zip(
+        lots.line,
+        *(_column(getattr(lots, name), name, n) for name in ("request_id", "sku", "site", "lot_id", "qty")),
+        _column(lots.bin, "bin", n, ""),
+        _column(lots.status, "status", n, ""),
+        _column(lots.owner, "owner", n, ""),
+        *(_column(getattr(lots, name), name, n, 0) for name in ("expires_at_ms", "received_at_ms", "opened_at_ms")),
+        _column(lots.doc_ref, "doc_ref", n, ""),
+        _column(lots.source, "source", n, ""),
+        strict=True,
+    )
+    out: list[tuple[int, Receive | DomainError]] = []
+    for line, rid, sku, site, lot_id, qty, bin_, status, owner, expires, received, opened, doc_ref, src in columns:
+        source = _SOURCES.get(src) if src else RECEIVE_SOURCES[0]
+        if source is None:  # not a bucket stock can be received from
+            allowed = ", ".join(s.value for s in RECEIVE_SOURCES)
+            out.append((line, InvalidArgument([FieldViolation("source", f"must be one of {allowed}")])))
+            continue
+        state = status or _RECEIPT_STATUS
+        cmd = Receive(
+            rid, sku, site, lot_id, qty, bin_, state, owner or "own", expires, received, opened, doc_ref, source
+        )
+        out.append((line, cmd))
+    return out
 
 
 def refusal(line: int, err: DomainError) -> apb.ImportRefusal:
@@ -85,7 +137,7 @@ def refusal(line: int, err: DomainError) -> apb.ImportRefusal:
 
 
 class ChunkApplier:
-    """Applies the rows of one chunk through the gateway, concurrently."""
+    """Applies the rows of one chunk: catalog rows through the gateway, lots in bulk."""
 
     def __init__(self, gateway: ImportGateway, *, retry_pause_s: float = IMPORT_RETRY_PAUSE_S) -> None:
         self._gateway = gateway
@@ -98,11 +150,13 @@ class ChunkApplier:
         # so a sku put twice ends as its last row says. Catalog rows first: the chunk's
         # lots may refer to them.
         catalog = [row for row in rows if row.WhichOneof("row") != "lot"]
-        refused = list(await asyncio.gather(*(self._catalog_row(row, reply) for row in catalog)))
-        lots = [row for row in rows if row.WhichOneof("row") == "lot"]
+        refused = [r for r in await asyncio.gather(*(self._catalog_row(row, reply) for row in catalog)) if r]
+        lots = [(row.line, _receive(row.lot)) for row in rows if row.WhichOneof("row") == "lot"]
+        if chunk.lots.line:
+            lots += lots_from_pb(chunk.lots)
         if lots:
-            refused += await asyncio.gather(*(self._lot_row(row, reply) for row in lots))
-        reply.refused.extend(sorted((r for r in refused if r is not None), key=lambda r: r.line))
+            refused += await self._lots(lots, reply)
+        reply.refused.extend(sorted(refused, key=lambda r: r.line))
         return reply
 
     async def _catalog_row(self, row: apb.ImportRow, reply: apb.ImportChunkReply) -> apb.ImportRefusal | None:
@@ -122,15 +176,37 @@ class ChunkApplier:
             return refusal(row.line, err)
         return None
 
-    async def _lot_row(self, row: apb.ImportRow, reply: apb.ImportChunkReply) -> apb.ImportRefusal | None:
-        try:
-            cmd = convert.receive_from_pb(row.lot)
-            await self._tries(lambda: self._gateway.execute(cmd))
-        except DomainError as err:
-            return refusal(row.line, err)
-        reply.lots += 1
-        reply.units += cmd.qty
-        return None
+    async def _lots(
+        self, lots: list[tuple[int, Receive | DomainError]], reply: apb.ImportChunkReply
+    ) -> list[apb.ImportRefusal]:
+        """Receive the chunk's lots in bulk; each lot applied or refused on its own."""
+        refused = [refusal(line, cmd) for line, cmd in lots if isinstance(cmd, DomainError)]
+        good = [(line, cmd) for line, cmd in lots if isinstance(cmd, Receive)]
+        results = await self._bulk_tries([cmd for _, cmd in good])
+        for (line, cmd), result in zip(good, results, strict=True):
+            if isinstance(result, DomainError):
+                refused.append(refusal(line, result))
+            else:
+                reply.lots += 1
+                reply.units += cmd.qty
+        return refused
+
+    async def _bulk_tries(self, cmds: list[Receive]) -> list[Received | DomainError]:
+        """Each receipt's answer; those refused as Overloaded or Unavailable (a full queue, a
+        shard that recovers) are sent again — the same request ids, so a receipt applies
+        once — pausing longer each time: IMPORT_ROW_ATTEMPTS tries in all."""
+        results = await self._gateway.receive_bulk(cmds)
+        pause_s = self._retry_pause_s
+        for _ in range(IMPORT_ROW_ATTEMPTS - 1):
+            again = [i for i, result in enumerate(results) if isinstance(result, Overloaded | Unavailable)]
+            if not again:
+                break
+            await asyncio.sleep(pause_s)
+            pause_s *= 2
+            retried = await self._gateway.receive_bulk([cmds[i] for i in again])
+            for i, result in zip(again, retried, strict=True):
+                results[i] = result
+        return results
 
     async def _tries(self, call: Callable[[], Awaitable[_T]]) -> _T:
         """`call()`, and again after a transient refusal (a full queue, a shard that
@@ -147,6 +223,13 @@ class ChunkApplier:
                 return await call()
         await asyncio.sleep(pause_s)
         return await call()
+
+
+def _receive(lot: pb.ReceiveRequest) -> Receive | DomainError:
+    try:
+        return convert.receive_from_pb(lot)
+    except DomainError as err:
+        return err
 
 
 def has_catalog_rows(chunk: apb.ImportChunk) -> bool:

@@ -160,6 +160,10 @@ class Cell:
         too); with another payload it is refused with RequestConflict.
         """
         validate(cmd, self.statuses)
+        return self.handle_checked(cmd, now_ms)
+
+    def handle_checked(self, cmd: Command, now_ms: int) -> Reply:
+        """`handle` for a command its sender already validated (a bulk load's receipts)."""
         if cmd.sku != self.sku or cmd.site != self.site:
             raise InvariantViolation(f"{cmd.sku}@{cmd.site} routed to cell {self.sku}@{self.site}")
         self._forget_old(now_ms)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import NamedTuple, cast
 
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import RECEIVE_SOURCES, Receive, check_id
@@ -299,3 +300,119 @@ def _receive(row: Mapping[str, RowValue], out: list[FieldViolation], ids: Reques
     return Receive(
         given, sku, site, lot_id, qty, bin_, status, owner, expires_at_ms, received_at_ms, opened_at_ms, doc_ref, source
     )
+
+
+_RECEIPT_STATUS = DEFAULT_DICTIONARY.role(Role.RECEIPT)
+_LOT_TEXT = ("sku", "site", "lot_id", "qty", "bin", "status", "owner", "doc_ref")
+_LOT_TIMES = ("expires_at", "received_at", "opened_at")
+_LOT_PLAIN = ("source", "request_id")  # the fast path takes only rows that leave these blank
+
+
+class LotRow(NamedTuple):
+    """A parsed lot row as plain values, in the order of a Receive's fields (and of
+    lotwise.v1.ImportLots' columns): what a bulk load carries per lot, without building
+    a command object per row."""
+
+    line: int
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    qty: int
+    bin: str
+    status: str
+    owner: str
+    expires_at_ms: int
+    received_at_ms: int
+    opened_at_ms: int
+    doc_ref: str
+    source: str
+
+    @classmethod
+    def of(cls, line: int, cmd: Receive) -> LotRow:
+        return cls(line, *astuple_receive(cmd))
+
+    @property
+    def kind(self) -> RowKind:
+        return RowKind.LOT
+
+    @property
+    def command(self) -> Receive:
+        return Receive(*self[1:-1], External(self.source))
+
+
+def astuple_receive(cmd: Receive) -> tuple[str, str, str, str, int, str, str, str, int, int, int, str, str]:
+    return (
+        cmd.request_id,
+        cmd.sku,
+        cmd.site,
+        cmd.lot_id,
+        cmd.qty,
+        cmd.bin,
+        cmd.status,
+        cmd.owner,
+        cmd.expires_at_ms,
+        cmd.received_at_ms,
+        cmd.opened_at_ms,
+        cmd.doc_ref,
+        cmd.source.value,
+    )
+
+
+_new_lot_row = tuple.__new__  # LotRow(...) runs a Python-level __new__; this skips it
+
+
+class LotRows:
+    """`parse_row` for plain lot rows, a few times faster: compiled once for a file's
+    columns, it parses a row whose values are all text, whose qty is plain digits, whose
+    times are dates or blank and that gives no request id and no source — the rows a bulk
+    load is made of — straight into a LotRow. Any other row answers None: `parse_row` then
+    parses it (or says what is wrong with it). A row it parses gives the very same values
+    as `parse_row`'s command (tests/unit/test_importing.py compares them)."""
+
+    __slots__ = ("_ids", "_kind", "_others")
+
+    def __init__(self, columns: frozenset[str], kind: RowKind | None, ids: RequestIds) -> None:
+        self._kind = kind
+        self._ids = ids
+        # Columns of other kinds: a lot row must leave them blank (parse_row's stray check).
+        self._others = (*sorted(columns - _ALLOWED[RowKind.LOT]), *_LOT_PLAIN)
+
+    def parse(self, line: int, row: Mapping[str, RowValue]) -> LotRow | None:
+        if not self._is_plain_lot(row):
+            return None
+        texts = [row.get(name, "") for name in _LOT_TEXT]
+        if any(type(value) is not str for value in texts):
+            return None
+        sku, site, lot_id, qty_text, bin_, status, owner, doc_ref = cast(list[str], texts)
+        sku, site, lot_id = sku.strip(), site.strip(), lot_id.strip()
+        if not (sku and site and lot_id and qty_text.isdigit() and qty_text.isascii()):
+            return None
+        times = [self._time(row.get(name, "")) for name in _LOT_TIMES]
+        if None in times:
+            return None
+        expires, received, opened = cast(list[int], times)
+        qty, bin_, doc_ref = int(qty_text), bin_.strip(), doc_ref.strip()
+        status, owner = status.strip() or _RECEIPT_STATUS, owner.strip() or "own"
+        fields = (sku, site, lot_id, qty, bin_, status, owner, expires, received, opened, doc_ref, _SUPPLIER)
+        request_id = self._ids.derive("\x1f".join(map(str, fields)))
+        return _new_lot_row(LotRow, (line, request_id, *fields))
+
+    def _is_plain_lot(self, row: Mapping[str, RowValue]) -> bool:
+        if self._kind is None:
+            record = row.get(RECORD_COLUMN)
+            if type(record) is not str or record.strip().lower() != RowKind.LOT:
+                return False
+        elif self._kind is not RowKind.LOT:
+            return False
+        return all(_blank(row.get(name)) for name in self._others)
+
+    @staticmethod
+    def _time(value: RowValue) -> int | None:
+        if type(value) is not str:
+            return None
+        text = value.strip()
+        return _time_text_ms(text) if text else 0
+
+
+_SUPPLIER = External.SUPPLIER.value

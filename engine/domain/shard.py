@@ -18,11 +18,13 @@ import structlog
 
 from engine.domain.catalog import Pair, Site, Sku, org_covers
 from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRow
-from engine.domain.commands import Command, Reply, Reserve
+from engine.domain.commands import Command, Receive, Reply, Reserve
 from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
+    FieldViolation,
     Internal,
+    InvalidArgument,
     InvariantViolation,
     NotFound,
     Overloaded,
@@ -135,6 +137,47 @@ class Adopt:
     sites: tuple[Site, ...]
 
 
+RECEIVE_BULK_MAX = 1_024  # receipts in one ReceiveBulk: its journal entry stays well under 1 MiB
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveBulk:
+    """Receipts for pairs of this shard (bulk load), already validated by the sender
+    (engine.runtime.gateway.bulk): each is applied on its own, in order, exactly as if it
+    had come alone — its own answer or refusal, idempotent by its request id. The journal
+    records the receipts one by one (`journaled`), so replay applies them as plain Receives."""
+
+    receipts: tuple[Receive, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to a shard process as plain tuples: pickling a thousand dataclasses costs
+        # several times more than pickling their fields.
+        return (_receive_bulk_of_rows, (tuple(map(_receive_row, self.receipts)),))
+
+
+def _receive_row(cmd: Receive) -> tuple[Any, ...]:
+    return (
+        cmd.request_id,
+        cmd.sku,
+        cmd.site,
+        cmd.lot_id,
+        cmd.qty,
+        cmd.bin,
+        cmd.status,
+        cmd.owner,
+        cmd.expires_at_ms,
+        cmd.received_at_ms,
+        cmd.opened_at_ms,
+        cmd.doc_ref,
+        cmd.source,
+        cmd.finance,
+    )
+
+
+def _receive_bulk_of_rows(rows: tuple[tuple[Any, ...], ...]) -> ReceiveBulk:
+    return ReceiveBulk(tuple(Receive(*row) for row in rows))
+
+
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """Release holds past their TTL (bounded work); journaled like any other write."""
@@ -187,11 +230,23 @@ Op = (
     | Expect
     | Adopt
     | Sweep
+    | ReceiveBulk
 )
 Result = Any  # a Reply, a read's value, or the DomainError that refused the op
 
 HEADER_RETENTION_MS = 60 * 60_000  # past a hold's expiry; matches CellLimits.resolved_hold_retention_ms
 HEADER_MAX = 1_000_000
+
+
+def journaled(op: Op) -> Sequence[Op]:
+    """The ops the journal records for `op`: a bulk receipt is its receipts (replay applies
+    them one by one, which gives the very same state and movements)."""
+    return op.receipts if isinstance(op, ReceiveBulk) else (op,)
+
+
+def op_weight(ops: Sequence[Op]) -> int:
+    """How many journaled ops `ops` stand for (what bounds a group commit)."""
+    return sum(len(op.receipts) if isinstance(op, ReceiveBulk) else 1 for op in ops)
 
 
 def add_row(total: list[int], row: SliceRow) -> None:
@@ -295,6 +350,8 @@ class ShardCore:
                 return self._adopt(op)
             case Sweep():
                 return self.sweep(now_ms, op.max_cells)
+            case ReceiveBulk():
+                return self._receive_bulk(op, now_ms)
             case _:
                 return self._command(op, now_ms)
 
@@ -306,6 +363,27 @@ class ShardCore:
         if isinstance(cmd, Reserve):
             self.with_holds[(cmd.sku, cmd.site)] = None
         return reply
+
+    def _receive_bulk(self, op: ReceiveBulk, now_ms: int) -> list[DomainError | None]:
+        """Each receipt's refusal, or None when it was received (its answer is always
+        Received(lot_id, qty): the sender makes it, so no answer object travels back);
+        in order, and one refused receipt stops no other."""
+        if len(op.receipts) > RECEIVE_BULK_MAX:
+            raise InvalidArgument([FieldViolation("receipts", f"at most {RECEIVE_BULK_MAX} per bulk op")])
+        results: list[DomainError | None] = []
+        for cmd in op.receipts:
+            try:
+                cell = self._cell(cmd.sku, cmd.site)
+                self._before_change((cmd.sku, cmd.site))
+                self._touched[(cmd.sku, cmd.site)] = cell
+                cell.handle_checked(cmd, now_ms)  # the sender validated it
+                results.append(None)
+            except DomainError as refusal:
+                results.append(refusal)
+            except Exception:  # a bug: as apply_batch does for a lone op (replay does the same)
+                log.exception("receipt failed", shard=self.name, request_id=cmd.request_id)
+                results.append(Internal(f"Receive failed on shard {self.name}"))
+        return results
 
     def _cell(self, sku: str, site: str) -> Cell:
         pair = (sku, site)

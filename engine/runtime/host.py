@@ -66,6 +66,8 @@ from engine.domain.shard import (
     ShardCore,
     SnapshotCapture,
     Sweep,
+    journaled,
+    op_weight,
 )
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
@@ -115,8 +117,9 @@ class _Group:
     durable: bool = False
 
     def add(self, ops: Sequence[Op]) -> None:
-        self.ops.extend(op for op in ops if is_mutating(op))
-        self.size += len(ops)
+        # A bulk receipt weighs (and is journaled as) its receipts.
+        self.ops.extend(one for op in ops if is_mutating(op) for one in journaled(op))
+        self.size += op_weight(ops)
         self.batches += 1
 
     def resolve(self, durable: bool) -> None:
@@ -321,7 +324,7 @@ class ShardHost:
             results = self.core.apply_batch(ops, self.clock.now_ms())
             self._count(ops)
             return results
-        group = await self._join(len(ops))
+        group = await self._join(op_weight(ops))
         if group is None:
             return self._unavailable(len(ops))
         # No await since _join returned: the group is still open and the core is its own.

@@ -18,6 +18,7 @@ from engine.api.server import ApiMetrics, start_server
 from engine.domain.errors import Overloaded
 from engine.domain.inventory import StockQuery
 from engine.runtime.gateway import Gateway
+from engine.runtime.routing import Directory
 
 SKUS = 20
 SITES = 5
@@ -111,6 +112,40 @@ async def test_refused_rows_come_back_with_their_lines_and_the_rest_is_applied(
     assert totals[("S1", "W1")][0] == 5
     assert totals[("S1", "W2")][0] == 3
     assert ("NOPE", "W1") not in totals
+
+    # Again: every good row was applied exactly once, the bad ones are refused again.
+    again = await import_file(client.channel, path)
+    assert [(r.line, r.code) for r in again.refused] == [(r.line, r.code) for r in tally.refused]
+    assert await stock_totals(client) == totals
+    # The bad rows fixed: just those apply (new content, new request ids).
+    lines[2], lines[3] = "S2,W1,A2,5,available,", "S1,W1,A3,1,available,"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fixed = await import_file(client.channel, path)
+    assert [r.line for r in fixed.refused] == [5, 6, 7]
+    totals_after = await stock_totals(client)
+    assert (totals_after[("S1", "W1")][0], totals_after[("S2", "W1")][0]) == (5 + 1, 5)
+    ok, checks = await client.verify()
+    assert ok, checks
+
+
+async def test_lots_of_a_pinned_pair_follow_it_to_its_own_shard(
+    engine: tuple[Gateway, LotwiseClient], tmp_path: Path
+) -> None:
+    gateway, client = engine
+    catalog_and_lots(tmp_path / "catalog.csv", lots=0)
+    assert (await import_file(client.channel, tmp_path / "catalog.csv")).refused == []
+    await gateway.pin("S0", "W0")
+    # As a gateway that has not heard of the pin yet: the old shard answers CellMoved, and
+    # those lots go the ordinary way, which follows the pair (and learns the pin).
+    gateway._router.directory = Directory(gateway.directory.shard_names)
+    path = catalog_and_lots(tmp_path / "lots.csv", lots=400)
+    tally = await import_file(client.channel, path)
+    assert (tally.lots, tally.refused, tally.units) == (400, [], expected_units(400))
+    totals = await stock_totals(client)
+    assert totals[("S0", "W0")][0] == sum(1 + k % 9 for k in range(400) if k % SKUS == 0 and (k // SKUS) % SITES == 0)
+    assert sum(qty for qty, _ in totals.values()) == expected_units(400)
+    ok, checks = await client.verify()
+    assert ok, checks
 
 
 async def test_a_chunk_beyond_the_bound_ends_the_stream_with_resource_exhausted(

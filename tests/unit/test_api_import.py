@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -15,11 +15,12 @@ from engine.api.importer import (
     ChunkApplier,
     ChunkTooLarge,
     check_chunk,
+    lots_from_pb,
     run_import,
 )
 from engine.domain.catalog import Site, Sku
-from engine.domain.commands import Receive
-from engine.domain.errors import InvalidArgument, NotFound, Overloaded
+from engine.domain.commands import Receive, Received
+from engine.domain.errors import DomainError, InvalidArgument, NotFound, Overloaded
 
 
 class FakeGateway:
@@ -45,11 +46,19 @@ class FakeGateway:
     async def put_site(self, site: Site, deadline: float | None = None) -> None:
         await self._step(f"site:{site.site}")
 
-    async def execute(self, cmd: Receive, deadline: float | None = None) -> object:
-        if cmd.sku == "missing":
-            raise NotFound("sku", cmd.sku)
-        await self._step(f"lot:{cmd.lot_id}")
-        return None
+    async def receive_bulk(self, cmds: Sequence[Receive]) -> list[Received | DomainError]:
+        answers: list[Received | DomainError] = []
+        for cmd in cmds:
+            if cmd.sku == "missing":
+                answers.append(NotFound("sku", cmd.sku))
+                continue
+            try:
+                await self._step(f"lot:{cmd.lot_id}")
+            except Overloaded as err:
+                answers.append(err)
+                continue
+            answers.append(Received(cmd.lot_id, cmd.qty))
+        return answers
 
 
 def lot_row(line: int, lot_id: str, sku: str = "S1") -> apb.ImportRow:
@@ -117,3 +126,58 @@ async def test_a_chunk_too_large_stops_the_stream_before_it_is_applied() -> None
     with pytest.raises(ChunkTooLarge):
         _ = [r async for r in run_import(feed(chunks), ChunkApplier(gateway))]
     assert not any(name.startswith("lot:X") for name in gateway.applied)
+
+
+def lots(*lot_ids: str, **columns: list[object]) -> apb.ImportLots:
+    n = len(lot_ids)
+    base: dict[str, object] = {
+        "line": list(range(1, n + 1)),
+        "request_id": [f"r-{lot}" for lot in lot_ids],
+        "sku": ["S1"] * n,
+        "site": ["W1"] * n,
+        "lot_id": list(lot_ids),
+        "qty": [2] * n,
+    }
+    return apb.ImportLots(**{**base, **columns})  # type: ignore[arg-type]
+
+
+def test_lot_columns_left_out_take_the_defaults_and_each_lot_keeps_its_line() -> None:
+    got = lots_from_pb(lots("A", "B", bin=["X/1", "X/2"], source=["", "@customer"]))
+    assert [line for line, _ in got] == [1, 2]
+    first, second = (cmd for _, cmd in got)
+    assert isinstance(first, Receive)
+    assert isinstance(second, Receive)
+    assert (first.request_id, first.bin, first.status, first.owner, first.source.value) == (
+        "r-A",
+        "X/1",
+        "receiving",
+        "own",
+        "@supplier",
+    )
+    assert (second.bin, second.source.value, second.expires_at_ms) == ("X/2", "@customer", 0)
+
+
+def test_a_lot_with_an_unknown_source_is_refused_alone() -> None:
+    got = lots_from_pb(lots("A", "B", source=["@nowhere", ""]))
+    assert isinstance(got[0][1], InvalidArgument)
+    assert isinstance(got[1][1], Receive)
+
+
+def test_columns_that_do_not_line_up_refuse_the_chunk() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        lots_from_pb(lots("A", "B", bin=["only one"]))
+    assert refused.value.violations[0].field == "lots.bin"
+    with pytest.raises(InvalidArgument):
+        lots_from_pb(lots("A", "B", qty=[1]))  # a required column may not be left out either
+
+
+async def test_a_chunk_of_rows_and_columns_applies_both_and_counts_them_together() -> None:
+    gateway = FakeGateway()
+    chunk = apb.ImportChunk(chunk_seq=2, rows=[lot_row(9, "R9")], lots=lots("A", "B", sku=["S1", "missing"]))
+    check_chunk(chunk)
+    reply = await ChunkApplier(gateway).apply(chunk)
+    assert (reply.lots, reply.units) == (2, 4)
+    assert [(r.line, r.code) for r in reply.refused] == [(2, "NOT_FOUND")]
+    assert gateway.applied == ["lot:R9", "lot:A"]
+    with pytest.raises(ChunkTooLarge):
+        check_chunk(apb.ImportChunk(lots=lots(*(f"L{i}" for i in range(IMPORT_MAX_CHUNK_ROWS + 1)))))

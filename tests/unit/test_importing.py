@@ -11,12 +11,16 @@ from engine.api.import_client import ImportTally, chunks, parse_rows
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Receive
 from engine.domain.importing import (
+    COLUMNS,
     REQUEST_ID_PREFIX,
     HeaderError,
+    LotRow,
+    LotRows,
     ParsedRow,
     RequestIds,
     RowError,
     RowKind,
+    RowValue,
     header_problems,
     infer_kind,
     parse_row,
@@ -211,13 +215,85 @@ def test_chunks_are_bounded_and_never_mix_catalog_rows_with_lots() -> None:
     rows += [parse_row(i, lot(lot_id=f"L{i}"), RowKind.LOT, ids) for i in range(2, 12)]
     rows += [parse_row(12, {"site": "w"}, RowKind.SITE, ids)]
     parts = list(chunks([r for r in rows if isinstance(r, ParsedRow)], chunk_rows=4))
-    assert [[row.WhichOneof("row") for row in p.rows] for p in parts] == [
-        ["sku"],
-        ["lot"] * 4,
-        ["lot"] * 4,
-        ["lot"] * 2,
-        ["site"],
-    ]
+    # Catalog rows as rows, lots as columns (ImportLots), each lot keeping its line.
+    assert [[row.WhichOneof("row") for row in p.rows] for p in parts] == [["sku"], [], [], [], ["site"]]
+    assert [list(p.lots.line) for p in parts] == [[], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11], []]
     assert [p.chunk_seq for p in parts] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="chunk_rows"):
         list(chunks([], chunk_rows=5000))
+
+
+MIXED_COLUMNS = frozenset({"record", "sku", "site", "name", "org_path", "lot_id", "qty", "expires_at", "bin", "status"})
+LOT_COLUMNS = frozenset(COLUMNS[RowKind.LOT])
+
+
+@pytest.mark.parametrize(
+    ("columns", "kind", "row", "fast"),
+    [
+        (MIXED_COLUMNS, None, {"record": "lot", "sku": "S", "site": "W", "lot_id": "L", "qty": "5"}, True),
+        (
+            MIXED_COLUMNS,
+            None,
+            {
+                "record": " LOT ",
+                "sku": " S ",
+                "site": "W",
+                "lot_id": "L",
+                "qty": "5",
+                "bin": "A/1",
+                "status": "available",
+                "expires_at": "2027-03-28",
+                "name": " ",
+            },
+            True,
+        ),
+        (
+            LOT_COLUMNS,
+            RowKind.LOT,
+            {
+                "sku": "S",
+                "site": "W",
+                "lot_id": "L",
+                "qty": "12",
+                "owner": "c1",
+                "received_at": "2026-12-01T08:00:00+01:00",
+                "opened_at": "1700000000000",
+                "doc_ref": " po-9 ",
+            },
+            True,
+        ),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": "0"}, True),  # the engine refuses
+        # The full parse's business: each of these leaves the fast path.
+        (
+            MIXED_COLUMNS,
+            None,
+            {"record": "lot", "sku": "S", "site": "W", "lot_id": "L", "qty": "5", "name": "x"},
+            False,
+        ),
+        (MIXED_COLUMNS, None, {"record": "sku", "sku": "S", "name": "x"}, False),
+        (MIXED_COLUMNS, None, {"record": "", "sku": "S", "site": "W", "lot_id": "L", "qty": "5"}, False),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": " 5"}, False),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": "-5"}, False),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": "５"}, False),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "", "qty": "5"}, False),
+        (
+            LOT_COLUMNS,
+            RowKind.LOT,
+            {"sku": "S", "site": "W", "lot_id": "L", "qty": "5", "expires_at": "2027-02-30"},
+            False,
+        ),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": "5", "source": "customer"}, False),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": "5", "request_id": "po-1"}, False),
+        (LOT_COLUMNS, RowKind.LOT, {"sku": "S", "site": "W", "lot_id": "L", "qty": 5}, False),  # JSON-like values
+    ],
+)
+def test_the_fast_lot_parse_gives_what_the_full_parse_gives_or_leaves_the_row_to_it(
+    columns: frozenset[str], kind: RowKind | None, row: dict[str, RowValue], fast: bool
+) -> None:
+    quick = LotRows(columns, kind, RequestIds()).parse(9, row)
+    full = parse_row(9, row, kind, RequestIds())
+    assert (quick is not None) == fast
+    if quick is not None:
+        assert isinstance(full, ParsedRow)
+        assert (quick.line, quick.kind, quick.command) == (full.line, full.kind, full.command)
+        assert LotRow.of(full.line, full.command) == quick  # hence the same request id on a re-run

@@ -35,6 +35,7 @@ from engine.domain.model import Finance
 from engine.domain.ports import BackendFactory, Clock
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, SendBatch
+from engine.runtime.gateway.bulk import BulkReceiver, BulkResult
 from engine.runtime.gateway.catalog import CatalogService
 from engine.runtime.gateway.holds import HoldCoordinator
 from engine.runtime.gateway.operations import Operations, ShardAdmin
@@ -91,6 +92,7 @@ class Gateway:
         self._sales = SaleDesk(self._router, self._holds, config.statuses)
         self._reads = StockReader(self._router)
         self._operations = Operations(self._router, ports.admin, config.statuses)
+        self._bulk = BulkReceiver(self._router, ports.senders, ports.factory, config.statuses)
 
     @property
     def directory(self) -> Directory:
@@ -169,6 +171,10 @@ class Gateway:
         _check_caller_ids(cmd.request_id)
         reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
         return reply
+
+    async def receive_bulk(self, cmds: Sequence[Receive]) -> list[BulkResult]:
+        """Many receipts (a bulk load), one shard call per shard: each its own answer or refusal."""
+        return await self._bulk.receive(cmds)
 
     # ---- holds ----
 

@@ -207,13 +207,47 @@ class ImportRow(_message.Message):
     lot: _inventory_pb2.ReceiveRequest
     def __init__(self, line: _Optional[int] = ..., sku: _Optional[_Union[_inventory_pb2.Sku, _Mapping]] = ..., site: _Optional[_Union[_inventory_pb2.Site, _Mapping]] = ..., lot: _Optional[_Union[_inventory_pb2.ReceiveRequest, _Mapping]] = ...) -> None: ...
 
+class ImportLots(_message.Message):
+    __slots__ = ("line", "request_id", "sku", "site", "lot_id", "qty", "bin", "status", "owner", "expires_at_ms", "received_at_ms", "opened_at_ms", "doc_ref", "source")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    line: _containers.RepeatedScalarFieldContainer[int]
+    request_id: _containers.RepeatedScalarFieldContainer[str]
+    sku: _containers.RepeatedScalarFieldContainer[str]
+    site: _containers.RepeatedScalarFieldContainer[str]
+    lot_id: _containers.RepeatedScalarFieldContainer[str]
+    qty: _containers.RepeatedScalarFieldContainer[int]
+    bin: _containers.RepeatedScalarFieldContainer[str]
+    status: _containers.RepeatedScalarFieldContainer[str]
+    owner: _containers.RepeatedScalarFieldContainer[str]
+    expires_at_ms: _containers.RepeatedScalarFieldContainer[int]
+    received_at_ms: _containers.RepeatedScalarFieldContainer[int]
+    opened_at_ms: _containers.RepeatedScalarFieldContainer[int]
+    doc_ref: _containers.RepeatedScalarFieldContainer[str]
+    source: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, line: _Optional[_Iterable[int]] = ..., request_id: _Optional[_Iterable[str]] = ..., sku: _Optional[_Iterable[str]] = ..., site: _Optional[_Iterable[str]] = ..., lot_id: _Optional[_Iterable[str]] = ..., qty: _Optional[_Iterable[int]] = ..., bin: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., owner: _Optional[_Iterable[str]] = ..., expires_at_ms: _Optional[_Iterable[int]] = ..., received_at_ms: _Optional[_Iterable[int]] = ..., opened_at_ms: _Optional[_Iterable[int]] = ..., doc_ref: _Optional[_Iterable[str]] = ..., source: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ImportChunk(_message.Message):
-    __slots__ = ("chunk_seq", "rows")
+    __slots__ = ("chunk_seq", "rows", "lots")
     CHUNK_SEQ_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    LOTS_FIELD_NUMBER: _ClassVar[int]
     chunk_seq: int
     rows: _containers.RepeatedCompositeFieldContainer[ImportRow]
-    def __init__(self, chunk_seq: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[ImportRow, _Mapping]]] = ...) -> None: ...
+    lots: ImportLots
+    def __init__(self, chunk_seq: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[ImportRow, _Mapping]]] = ..., lots: _Optional[_Union[ImportLots, _Mapping]] = ...) -> None: ...
 
 class ImportRefusal(_message.Message):
     __slots__ = ("line", "code", "message", "fields")

@@ -1,0 +1,114 @@
+"""ReceiveBulk (a bulk load's receipts for one shard) is exactly its receipts one by one:
+the same answers, movements and state, journaled as plain Receives that replay the same."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from adapters.memory.backend import shared_in_memory_backend
+from adapters.nats.codec import decode_entry, encode_entry
+from engine.domain.catalog import Site, Sku
+from engine.domain.clock import ManualClock
+from engine.domain.commands import Receive, Received
+from engine.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, RequestConflict
+from engine.domain.shard import RECEIVE_BULK_MAX, PutSite, PutSku, ReceiveBulk, ShardCore, journaled, op_weight
+from engine.runtime.host import GroupCommit, ShardHost, rebuild
+
+NOW_MS = 1_800_000_000_000
+
+
+def core() -> ShardCore:
+    shard = ShardCore("s0")
+    shard.apply_batch([PutSku(Sku("strip")), PutSku(Sku("gauze")), PutSite(Site("ward1"))], NOW_MS)
+    return shard
+
+
+def receipts() -> tuple[Receive, ...]:
+    return (
+        Receive("r1", "strip", "ward1", "L1", 5, bin="A/1", expires_at_ms=NOW_MS + 9),
+        Receive("r2", "gauze", "ward1", "L2", 3),
+        Receive("r3", "nope", "ward1", "L3", 1),  # unknown sku: refused alone
+        Receive("r1", "strip", "ward1", "L1", 5, bin="A/1", expires_at_ms=NOW_MS + 9),  # a retry: the first answer
+        Receive("r1", "strip", "ward1", "L1", 6, bin="A/1", expires_at_ms=NOW_MS + 9),  # the id reused: a conflict
+        Receive("r4", "strip", "ward1", "L1", 2, expires_at_ms=NOW_MS + 1),  # other dates for L1: refused
+        Receive("r5", "strip", "ward1", "L1", 2, bin="A/2"),
+    )
+
+
+def answer(result: object) -> object:
+    """Comparable: a refusal as its class and message; anything else means received."""
+    return (type(result).__name__, result.message) if isinstance(result, DomainError) else "received"
+
+
+def test_a_bulk_receipt_answers_moves_and_ends_as_its_receipts_one_by_one() -> None:
+    bulk, single = core(), core()
+    (results,) = bulk.apply_batch([ReceiveBulk(receipts())], NOW_MS)
+    one_by_one = single.apply_batch(list(receipts()), NOW_MS)
+    assert [answer(r) for r in results] == [answer(r) for r in one_by_one]
+    assert [type(r) for r in one_by_one] == [
+        Received,
+        Received,
+        NotFound,
+        Received,
+        RequestConflict,
+        FailedPrecondition,
+        Received,
+    ]
+    # A receipt received answers None: its answer is always Received(lot_id, qty).
+    assert [r for r in results if not isinstance(r, DomainError)] == [None] * 4
+    assert bulk.drain() == single.drain()
+    assert bulk.state_hash() == single.state_hash()
+
+
+def test_the_journal_records_its_receipts_and_a_group_weighs_them() -> None:
+    op = ReceiveBulk(receipts())
+    assert journaled(op) == receipts()
+    assert journaled(PutSite(Site("w"))) == (PutSite(Site("w")),)
+    assert op_weight([op, PutSite(Site("w"))]) == len(receipts()) + 1
+
+
+def test_a_bulk_op_beyond_its_bound_is_refused_whole() -> None:
+    shard = core()
+    many = tuple(Receive(f"r{i}", "strip", "ward1", f"L{i}", 1) for i in range(RECEIVE_BULK_MAX + 1))
+    (result,) = shard.apply_batch([ReceiveBulk(many)], NOW_MS)
+    assert isinstance(result, InvalidArgument)
+    assert shard.drain() == []
+    assert shard.cells == {}
+
+
+async def test_a_host_journals_bulk_receipts_as_receives_that_replay_to_the_same_state() -> None:
+    backend = shared_in_memory_backend()
+    host = ShardHost("s0", clock=ManualClock(), backend=backend, sweep_interval_ms=0, group_commit=GroupCommit(8))
+    await host.start()
+    try:
+        await host.apply([PutSku(Sku("strip")), PutSku(Sku("gauze")), PutSite(Site("ward1"))])
+        many = tuple(Receive(f"b{i}", "strip", "ward1", f"M{i}", 1 + i % 3) for i in range(20))
+        (results,) = await host.apply([ReceiveBulk(many)])
+        assert results == [None] * len(many)
+        # Larger than a group's bound: it goes alone, as one entry of its 20 receipts.
+        (first, second) = await host.apply([ReceiveBulk(receipts()[:2]), ReceiveBulk(receipts()[2:])])
+        assert [type(r) for r in (*first, *second)][:3] == [type(None), type(None), NotFound]
+        store = await backend()
+        entries = [entry async for _, entry in store.journal.read("s0", 0)]
+        assert [len(e.ops) for e in entries] == [3, 20, 7]
+        assert all(type(op) is Receive for e in entries[1:] for op in e.ops)
+        assert decode_entry(encode_entry(entries[1])) == entries[1]  # a plain batch record carries it
+        rebuilt, batch_seq, _ = await rebuild("s0", host.statuses, host.limits, store.journal, store.snapshots)
+        assert (batch_seq, rebuilt.state_hash()) == (host.batch_seq, host.core.state_hash())
+    finally:
+        await host.stop()
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_an_empty_or_single_bulk_op_is_fine(n: int) -> None:
+    shard = core()
+    (results,) = shard.apply_batch([ReceiveBulk(receipts()[:n])], NOW_MS)
+    assert len(results) == n
+
+
+def test_a_bulk_op_travels_to_a_shard_process_as_plain_rows() -> None:
+    op = ReceiveBulk(receipts())
+    assert pickle.loads(pickle.dumps(op)) == op
+    assert b"Receive\n" not in pickle.dumps(op, protocol=0)  # no Receive object is pickled
