@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
+from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -49,6 +50,8 @@ class _Parts:
     ingest: IngestRuntime | None = None
     server: LotwiseServer | None = None
     metrics: MetricsEndpoint | None = None
+    nats_url: str = ""
+    desks: Desks | None = None  # the org tree and transfers
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -110,6 +113,7 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
     if settings.journal == "nats" and not nats_url:
         parts.nats = await start_embedded_nats(settings)
         nats_url = parts.nats.url
+    parts.nats_url = nats_url
     gateway = parts.gateway = await start_gateway(settings, nats_url)
     parts.own_gateway = True
     if settings.journal != "nats":  # the journal followers need a durable journal
@@ -134,6 +138,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.bus.stop()
     if parts.history is not None:
         await parts.history.stop()  # the sink flushes and acks what it holds
+    if parts.desks is not None:
+        await parts.desks.documents.close()
     if parts.own_gateway and parts.gateway is not None:
         await parts.gateway.close()
     if parts.nats is not None:
@@ -149,11 +155,13 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     from engine.bootstrap.auth import server_credentials, start_auth
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    transfer_flow_of(settings)  # the transfer flow too
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)
     try:
         gw = gateway if gateway is not None else await _start_services(settings, parts)
+        parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,
@@ -165,6 +173,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             dead_letters=parts.ingest.desk if parts.ingest else None,
             auth=auth.server if auth else None,
             credentials=credentials,
+            org=parts.desks.org,
+            transfers=parts.desks.transfers,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         address = f"{settings.host}:{port}"
