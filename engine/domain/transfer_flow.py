@@ -188,6 +188,19 @@ class TransferLot:
 
 
 @dataclass(frozen=True, slots=True)
+class Pick:
+    """One quant the approval's hold took at the source: what shipping issues. Recorded on
+    the transfer, so a retried ship issues the same quants even after the hold ended."""
+
+    sku: str
+    lot_id: str
+    bin: str
+    owner: str
+    qty: int
+    expires_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     transfer_id: str
     from_site: str
@@ -197,6 +210,7 @@ class Transfer:
     state: str = REQUESTED
     steps: tuple[Step, ...] = ()
     lots: tuple[TransferLot, ...] = ()
+    picks: tuple[Pick, ...] = ()
     eta_ms: int = 0
     hold_id: str = ""
 
@@ -424,6 +438,7 @@ def transfer_from_doc(doc: dict[str, Any]) -> Transfer:
         state=doc["state"],
         steps=tuple(Step(**s) for s in doc["steps"]),
         lots=tuple(TransferLot(**lot) for lot in doc["lots"]),
+        picks=tuple(Pick(**p) for p in doc["picks"]),
         eta_ms=doc["eta_ms"],
         hold_id=doc["hold_id"],
     )

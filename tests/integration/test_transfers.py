@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -35,11 +36,12 @@ from engine.api.server import ApiMetrics, start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.clock import ManualClock
+from engine.domain.documents import RevisionMismatch, Stored
 from engine.domain.inventory import StockQuery
-from engine.domain.transfer_flow import default_flow
+from engine.domain.transfer_flow import ReceiptLine, Transfer, TransferLine, default_flow
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.orgtree import OrgDesk
-from engine.runtime.gateway.transfers import TransferDesk
+from engine.runtime.gateway.transfers import Actor, TransferDesk
 
 SECRET = b"t" * 48
 POLICY = """
@@ -339,3 +341,62 @@ async def test_org_nodes_move_with_their_sites(engine: Engine) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await apb_grpc.AdminStub(sam.channel).PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="x")))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailingOnce:
+    """The real document store, whose next write is lost as if the gateway died before it."""
+
+    def __init__(self, inner: JetStreamDocuments) -> None:
+        self.inner = inner
+        self.fail_next = False
+
+    async def get(self, key: str) -> Stored | None:
+        return await self.inner.get(key)
+
+    async def put(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("the gateway died before the step was recorded")
+        return await self.inner.put(key, value, expected_revision)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_crash_between_the_stock_and_the_record_loses_and_doubles_nothing(
+    engine: Engine, manual_clock: ManualClock
+) -> None:
+    store = FailingOnce(engine.documents)
+    desk = TransferDesk(engine.gateway, store, default_flow(), manual_clock.now_ms)
+    sam, maya = Actor("sam", ("store",)), Actor("maya", ("site_manager",))
+    await desk.create(sam, "c", "T9", "DC", "BOS", [TransferLine("GLU", 50)])
+    for step in ("approve", "ship", "receive"):
+        store.fail_next = True
+        with pytest.raises(ConnectionError):
+            await run_step(desk, step, sam, maya)
+        done = await run_step(desk, step, sam, maya)  # the caller's retry, same request id
+    assert done.state == "received"
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (350, 0)}
+    assert await stock(engine.gateway, "GLU", "BOS") == {"available": (50, 0)}
+    assert [s.action for s in done.steps] == ["create", "approve", "ship", "receive"]
+
+
+async def run_step(desk: TransferDesk, step: str, sam: Actor, maya: Actor) -> Transfer:
+    if step == "approve":
+        return await desk.approve(maya, "a", "T9")
+    if step == "ship":
+        return await desk.ship(sam, "s", "T9")
+    return await desk.receive(sam, "r", "T9", [ReceiptLine("GLU", 50)])
+
+
+async def test_documents_refuse_a_write_based_on_a_stale_revision(engine: Engine) -> None:
+    docs = engine.documents
+    first = await docs.put("race", {"n": 1}, 0)
+    with pytest.raises(RevisionMismatch):
+        await docs.put("race", {"n": 2}, 0)  # created meanwhile
+    second = await docs.put("race", {"n": 2}, first)
+    with pytest.raises(RevisionMismatch):
+        await docs.put("race", {"n": 3}, first)  # another writer got there first
+    stored = await docs.get("race")
+    assert stored == Stored("race", {"n": 2}, second)
+    assert await docs.get("never-written") is None

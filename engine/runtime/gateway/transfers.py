@@ -53,7 +53,7 @@ from engine.domain.errors import (
 )
 from engine.domain.holds import HOLD_EXPIRED, HOLD_NOT_ACTIVE
 from engine.domain.ingestion import strategy_for
-from engine.domain.model import Allocation, External, HoldView
+from engine.domain.model import External
 from engine.domain.statuses import Role, StatusDictionary
 from engine.domain.transfer_flow import (
     APPROVED,
@@ -61,6 +61,7 @@ from engine.domain.transfer_flow import (
     RECEIVED,
     REQUESTED,
     SHIPPED,
+    Pick,
     ReceiptLine,
     Step,
     Take,
@@ -118,8 +119,6 @@ class StockGateway(Protocol):
     ) -> HoldSummary: ...
 
     async def release(self, request_id: str, hold_id: str, doc_ref: str = "") -> HoldSummary: ...
-
-    async def get_hold(self, hold_id: str) -> HoldSummary: ...
 
     async def get_availability(
         self, sku: str, site: str, group_by: Sequence[Dimension] = (), filt: SliceFilter = SliceFilter()
@@ -261,9 +260,8 @@ class TransferDesk:
     async def approve(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
             rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles)
-            if rule.next_state == APPROVED:
-                await self._hold(transfer)
-            return with_step(transfer, replace(step, state=rule.next_state))
+            picks = await self._hold(transfer) if rule.next_state == APPROVED else ()
+            return with_step(transfer, replace(step, state=rule.next_state), picks=picks)
 
         return await self._step(actor, request_id, transfer_id, {"action": "approve", "note": note}, run)
 
@@ -316,14 +314,20 @@ class TransferDesk:
 
     # ---- stock ----
 
-    async def _hold(self, transfer: Transfer) -> None:
-        """Hold every line at the source, all or nothing (the hold coordinator)."""
+    async def _hold(self, transfer: Transfer) -> tuple[Pick, ...]:
+        """Hold every line at the source, all or nothing (the hold coordinator); the quants
+        it took (a retry's reserve answers the same ones from the cells' windows)."""
         lines = [
             HoldLine(line.sku, transfer.from_site, ReserveLine(line.qty, strategy_for(line.lot_id), line.lot_id))
             for line in transfer.lines
         ]
-        await self.gateway.reserve(
+        summary = await self.gateway.reserve(
             f"{transfer.hold_id}:hold", transfer.hold_id, lines, self.flow.hold_ttl_ms, transfer.transfer_id
+        )
+        return tuple(
+            Pick(part.sku, a.lot_id, a.bin, a.owner, a.qty, a.expires_at_ms)
+            for part in summary.parts
+            for a in part.allocations
         )
 
     async def _let_go(self, hold_id: str, request_id: str, doc_ref: str) -> None:
@@ -337,23 +341,25 @@ class TransferDesk:
         """Per pair: release the hold and issue exactly the held quants to transit, back to
         back on the pair's shard, then book what left as arriving at the destination."""
         base = base_id(transfer.transfer_id)
-        summary = await self.gateway.get_hold(transfer.hold_id)
+        skus = list(dict.fromkeys(pick.sku for pick in transfer.picks))  # one pair per sku, in pick order
         lots: list[TransferLot] = []
-        for i, part in enumerate(summary.parts):
-            consumed = await self._issue(part, f"{base}:ship:{i}", transfer.transfer_id)
+        for i, sku in enumerate(skus):
+            picks = [pick for pick in transfer.picks if pick.sku == sku]
+            consumed = await self._issue(transfer, sku, picks, f"{base}:ship:{i}")
             for leg in transit_receipts(
-                f"{base}:ship", i, part.sku, transfer.to_site, unknown_lot(base), consumed, self._arriving
+                f"{base}:ship", i, sku, transfer.to_site, unknown_lot(base), consumed, self._arriving
             ):
                 await self.gateway.execute(replace(leg, doc_ref=transfer.transfer_id))
-                lots.append(TransferLot(part.sku, leg.lot_id, leg.qty, leg.expires_at_ms, owner=leg.owner))
+                lots.append(TransferLot(sku, leg.lot_id, leg.qty, leg.expires_at_ms, owner=leg.owner))
         return tuple(lots)
 
-    async def _issue(self, part: HoldView, prefix: str, doc_ref: str) -> Consumed:
-        release = ReleaseCmd(f"{prefix}:release", part.sku, part.site, part.hold_id, doc_ref)
-        consumes = [_consume(a, part, f"{prefix}:{j}", doc_ref) for j, a in enumerate(part.allocations)]
+    async def _issue(self, transfer: Transfer, sku: str, picks: Sequence[Pick], prefix: str) -> Consumed:
+        site, doc_ref = transfer.from_site, transfer.transfer_id
+        release = ReleaseCmd(f"{prefix}:release", sku, site, transfer.hold_id, doc_ref)
+        consumes = [_consume(pick, site, f"{prefix}:{j}", doc_ref) for j, pick in enumerate(picks)]
         router = self.gateway.router
-        sends = [router.to_pair(part.sku, part.site, op, None, essential=True) for op in (release, *consumes)]
-        if router.directory.shard_for(part.sku, part.site) in router.queue_depths():
+        sends = [router.to_pair(sku, site, op, None, essential=True) for op in (release, *consumes)]
+        if router.directory.shard_for(sku, site) in router.queue_depths():
             results = await asyncio.gather(*sends)  # queued in this order before any is awaited
         else:
             results = [await send for send in sends]  # the queue starts with this call: keep the order
@@ -407,15 +413,15 @@ class TransferDesk:
             return  # this very count was applied before a crash; the quant has moved on since
 
 
-def _consume(a: Allocation, part: HoldView, request_id: str, doc_ref: str) -> Consume:
+def _consume(pick: Pick, site: str, request_id: str, doc_ref: str) -> Consume:
     return Consume(
         request_id=request_id,
-        sku=part.sku,
-        site=part.site,
-        qty=a.qty,
-        lot_id=a.lot_id,
-        bin_prefix=a.bin,
-        owner=a.owner,
+        sku=pick.sku,
+        site=site,
+        qty=pick.qty,
+        lot_id=pick.lot_id,
+        bin_prefix=pick.bin,
+        owner=pick.owner,
         strategy=Strategy.LOT,
         doc_ref=doc_ref,
         destination=External.TRANSIT,
