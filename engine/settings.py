@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     resolved_hold_retention_ms: int = Field(60 * 60_000, ge=0, description="how long GetHold sees resolved holds")
     sweep_interval_ms: int = Field(1_000, ge=0, le=3_600_000, description="expired-hold sweep period; 0 disables")
     status_dictionary: Path | None = Field(None, description="status dictionary JSON; default: the packaged one")
+    transfer_flow: Path | None = Field(None, description="transfer approval flow JSON; default: the packaged one")
 
     # journal and snapshots (DESIGN §9)
     journal: Literal["nats", "memory"] = Field(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -16,10 +16,17 @@ from engine.domain.commands import check_id
 from engine.domain.deadletter_desk import MAX_REPLAY, DeadLetterDesk
 from engine.domain.deadletters import DEFAULT_LIST_LIMIT, StoredDeadLetter, code_violations, list_violations
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from engine.domain.grants import Action
+from engine.domain.orgtree import OrgNode
+from engine.runtime.gateway.orgtree import OrgDesk
 from engine.runtime.types import ShardCheck
+
+if TYPE_CHECKING:
+    from engine.api.transfers import Guard
 
 ADMIN_SERVICE_NAME = apb.DESCRIPTOR.services_by_name["Admin"].full_name  # "lotwise.v1.Admin"
 REASON_INGESTION_OFF = "INGESTION_OFF"
+REASON_ORG_TREE_OFF = "ORG_TREE_OFF"
 # A list page stops growing past this many bytes, well under the server's 4 MiB message
 # limit (ServerOptions.max_message_bytes): letters carry headers and reasons of any size.
 LIST_PAGE_MAX_BYTES = 2 * 1024 * 1024
@@ -69,13 +76,25 @@ def dead_letter_to_pb(stored: StoredDeadLetter, *, with_payload: bool = True) ->
     )
 
 
+def org_node_to_pb(node: OrgNode, path: str) -> apb.OrgNode:
+    return apb.OrgNode(
+        node_id=node.node_id, parent_id=node.parent_id, name=node.name, legal_entity=node.legal_entity, path=path
+    )
+
+
 class AdminServicer(apb_grpc.AdminServicer):
     def __init__(
-        self, gateway: AdminGateway, *, retry_delay_ms: int, dead_letters: DeadLetterDesk | None = None
+        self,
+        gateway: AdminGateway,
+        *,
+        retry_delay_ms: int,
+        dead_letters: DeadLetterDesk | None = None,
+        org: tuple[OrgDesk, Guard] | None = None,
     ) -> None:
         self.gateway = gateway
         self.retry_delay_ms = retry_delay_ms  # read by _rpc when it answers a DomainError
         self.dead_letters = dead_letters  # None: this engine does not ingest from NATS
+        self.org = org  # the org tree's desk and the admin check (engine-wide `admin`)
 
     @_rpc
     async def Verify(self, request: apb.VerifyRequest, context: grpc.aio.ServicerContext) -> apb.VerifyResponse:
@@ -100,6 +119,40 @@ class AdminServicer(apb_grpc.AdminServicer):
         if out:
             raise InvalidArgument(out)
         return apb.PinPairResponse(shard=await self.gateway.pin(request.sku, request.site))
+
+    # ---- the org tree ----
+
+    def _org(self, resource: str) -> OrgDesk:
+        if self.org is None:
+            raise FailedPrecondition(REASON_ORG_TREE_OFF, "this engine keeps no org tree (no document store)")
+        desk, guard = self.org
+        guard.require_global(Action.ADMIN, resource)
+        return desk
+
+    @_rpc
+    async def PutOrgNode(
+        self, request: apb.PutOrgNodeRequest, context: grpc.aio.ServicerContext
+    ) -> apb.PutOrgNodeResponse:
+        n = request.node
+        node = OrgNode(n.node_id, n.parent_id, n.name, n.legal_entity)
+        path = await self._org(f"org:{node.node_id}").put(node)
+        return apb.PutOrgNodeResponse(node=org_node_to_pb(node, path))
+
+    @_rpc
+    async def MoveOrgNode(
+        self, request: apb.MoveOrgNodeRequest, context: grpc.aio.ServicerContext
+    ) -> apb.MoveOrgNodeResponse:
+        desk = self._org(f"org:{request.node_id}")
+        path, sites = await desk.move(request.node_id, request.new_parent_id)
+        node = (await desk.tree()).nodes[request.node_id]
+        return apb.MoveOrgNodeResponse(node=org_node_to_pb(node, path), sites_moved=sites)
+
+    @_rpc
+    async def ListOrgNodes(
+        self, request: apb.ListOrgNodesRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListOrgNodesResponse:
+        nodes = await self._org(f"org:{request.org_prefix or '*'}").list(request.org_prefix)
+        return apb.ListOrgNodesResponse(nodes=[org_node_to_pb(node, path) for node, path in nodes])
 
     # ---- dead letters ----
 

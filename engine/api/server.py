@@ -34,11 +34,14 @@ from engine.api.errors import DEFAULT_RETRY_DELAY_MS
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.registration import add_service
 from engine.api.servicer import SERVICE_NAME, InventoryGateway, InventoryServicer, add_inventory_service
+from engine.api.transfers import Guard, TransfersServicer
 
 if TYPE_CHECKING:
     from engine.api.auth import ServerAuth
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
+    from engine.runtime.gateway.orgtree import OrgDesk
+    from engine.runtime.gateway.transfers import TransferDesk
 
 log = structlog.get_logger("lotwise.api")
 
@@ -218,6 +221,8 @@ async def start_server(
     admission: AdmissionLimits | None = None,
     admission_metrics: AdmissionMetrics | None = None,
     auth: ServerAuth | None = None,
+    org: OrgDesk | None = None,
+    transfers: TransferDesk | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
@@ -230,6 +235,8 @@ async def start_server(
     With `auth`, every call but health and reflection needs a bearer token and is checked
     against the caller's grants (engine.api.auth, engine.api.authz); without it, none is.
     """
+    # The desks act as the engine (system flows) on the unwrapped gateway; Guard checks the caller.
+    guard = Guard(auth.authorizer if auth else None, transfers.gateway) if transfers is not None else None
     # ---- admission (issue 19): Lotwise, not gRPC core, decides which calls are refused ----
     limits = admission or AdmissionLimits(
         max_calls=options.max_concurrent_rpcs,
@@ -255,8 +262,14 @@ async def start_server(
     add_inventory_service(InventoryServicer(gateway, retry_delay_ms=options.retry_delay_ms), server)
     services = [SERVICE_NAME]
     if admin is not None:
-        servicer = AdminServicer(admin, retry_delay_ms=options.retry_delay_ms, dead_letters=dead_letters)
+        org_desk = None if org is None or guard is None else (org, guard)
+        servicer = AdminServicer(admin, retry_delay_ms=options.retry_delay_ms, dead_letters=dead_letters, org=org_desk)
         services.append(add_service(apb, "Admin", servicer, server))
+    if transfers is not None and guard is not None:
+        from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
+
+        xfer = TransfersServicer(transfers, guard, retry_delay_ms=options.retry_delay_ms)
+        services.append(add_service(tpb, "Transfers", xfer, server))
     if history is not None:
         from engine.api.history import add_history_service
 

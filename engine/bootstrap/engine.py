@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
+from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -70,6 +71,8 @@ class _Parts:
     server: LotwiseServer | None = None
     metrics: MetricsEndpoint | None = None
     phases: StartPhases = field(default_factory=StartPhases)
+    nats_url: str = ""
+    desks: Desks | None = None  # the org tree and transfers
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -164,6 +167,7 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
         nats_url = parts.nats.url
         parts.phases.done("nats")
         await ray_started
+    parts.nats_url = nats_url
     # The followers need only the journal: they open (chDB, consumers) while the shard
     # actors start in their own processes, on the other core.
     followers = asyncio.ensure_future(_start_followers(settings, parts, nats_url))
@@ -206,6 +210,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.bus.stop()
     if parts.history is not None:
         await parts.history.stop()  # the sink flushes and acks what it holds
+    if parts.desks is not None:
+        await parts.desks.documents.close()
     if parts.own_gateway and parts.gateway is not None:
         await parts.gateway.close()
     if parts.nats is not None:
@@ -221,11 +227,13 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     from engine.bootstrap.auth import server_credentials, start_auth
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    transfer_flow_of(settings)  # the transfer flow too
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)
     try:
         gw = gateway if gateway is not None else await _start_services(settings, parts)
+        parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,
@@ -237,6 +245,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             dead_letters=parts.ingest.desk if parts.ingest else None,
             auth=auth.server if auth else None,
             credentials=credentials,
+            org=parts.desks.org,
+            transfers=parts.desks.transfers,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")

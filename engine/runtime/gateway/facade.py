@@ -95,6 +95,11 @@ class Gateway:
         self._bulk = BulkReceiver(self._router, ports.senders, ports.factory, config.statuses)
 
     @property
+    def router(self) -> Router:
+        """For desks that send their own commands in order (engine.runtime.gateway.transfers)."""
+        return self._router
+
+    @property
     def directory(self) -> Directory:
         """The routing as this gateway knows it (it learns of pins as it meets them)."""
         return self._router.directory

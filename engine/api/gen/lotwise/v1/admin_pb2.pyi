@@ -276,3 +276,57 @@ class ImportChunkReply(_message.Message):
     units: int
     refused: _containers.RepeatedCompositeFieldContainer[ImportRefusal]
     def __init__(self, chunk_seq: _Optional[int] = ..., skus: _Optional[int] = ..., sites: _Optional[int] = ..., lots: _Optional[int] = ..., units: _Optional[int] = ..., refused: _Optional[_Iterable[_Union[ImportRefusal, _Mapping]]] = ...) -> None: ...
+
+class OrgNode(_message.Message):
+    __slots__ = ("node_id", "parent_id", "name", "legal_entity", "path")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    parent_id: str
+    name: str
+    legal_entity: bool
+    path: str
+    def __init__(self, node_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., name: _Optional[str] = ..., legal_entity: _Optional[bool] = ..., path: _Optional[str] = ...) -> None: ...
+
+class PutOrgNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: OrgNode
+    def __init__(self, node: _Optional[_Union[OrgNode, _Mapping]] = ...) -> None: ...
+
+class PutOrgNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: OrgNode
+    def __init__(self, node: _Optional[_Union[OrgNode, _Mapping]] = ...) -> None: ...
+
+class MoveOrgNodeRequest(_message.Message):
+    __slots__ = ("node_id", "new_parent_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    new_parent_id: str
+    def __init__(self, node_id: _Optional[str] = ..., new_parent_id: _Optional[str] = ...) -> None: ...
+
+class MoveOrgNodeResponse(_message.Message):
+    __slots__ = ("node", "sites_moved")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SITES_MOVED_FIELD_NUMBER: _ClassVar[int]
+    node: OrgNode
+    sites_moved: int
+    def __init__(self, node: _Optional[_Union[OrgNode, _Mapping]] = ..., sites_moved: _Optional[int] = ...) -> None: ...
+
+class ListOrgNodesRequest(_message.Message):
+    __slots__ = ("org_prefix",)
+    ORG_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    org_prefix: str
+    def __init__(self, org_prefix: _Optional[str] = ...) -> None: ...
+
+class ListOrgNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[OrgNode]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[OrgNode, _Mapping]]] = ...) -> None: ...

@@ -54,6 +54,21 @@ class AdminStub:
                 request_serializer=lotwise_dot_v1_dot_admin__pb2.PinPairRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_admin__pb2.PinPairResponse.FromString,
                 _registered_method=True)
+        self.PutOrgNode = channel.unary_unary(
+                '/lotwise.v1.Admin/PutOrgNode',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.PutOrgNodeRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.PutOrgNodeResponse.FromString,
+                _registered_method=True)
+        self.MoveOrgNode = channel.unary_unary(
+                '/lotwise.v1.Admin/MoveOrgNode',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.MoveOrgNodeRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.MoveOrgNodeResponse.FromString,
+                _registered_method=True)
+        self.ListOrgNodes = channel.unary_unary(
+                '/lotwise.v1.Admin/ListOrgNodes',
+                request_serializer=lotwise_dot_v1_dot_admin__pb2.ListOrgNodesRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_admin__pb2.ListOrgNodesResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/lotwise.v1.Admin/ListDeadLetters',
                 request_serializer=lotwise_dot_v1_dot_admin__pb2.ListDeadLettersRequest.SerializeToString,
@@ -104,6 +119,36 @@ class AdminServicer:
 
     def PinPair(self, request, context):
         """Gives a hot (sku, site) pair a shard actor of its own (a snapshot hand-off).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutOrgNode(self, request, context):
+        """The org tree (DESIGN.md §1): nodes of unlimited kind (group → company → region → …),
+        at most 16 levels deep, each under one parent; a node's path is the ids from its root,
+        the `org_path` sites hang under, so node ids are unique across the tree. Kept as a
+        durable, revisioned document (the documents bucket next to the journal).
+
+        Creates a node or changes its name and legal-entity flag. NOT_FOUND for an unknown
+        parent; FAILED_PRECONDITION ORG_NODE_PARENT when the node exists under another parent
+        (use MoveOrgNode), ORG_TOO_DEEP past 16 levels. Retrying changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveOrgNode(self, request, context):
+        """Re-parents a node with everything below it ("" = make it a root), and puts every site
+        under its old path under the new one (journaled PutSite), so roll-ups over any node
+        stay exact. FAILED_PRECONDITION ORG_CYCLE when the new parent is below the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrgNodes(self, request, context):
+        """Nodes at or below `org_prefix` ("" = all), in path order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +224,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.PinPair,
                     request_deserializer=lotwise_dot_v1_dot_admin__pb2.PinPairRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_admin__pb2.PinPairResponse.SerializeToString,
+            ),
+            'PutOrgNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutOrgNode,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.PutOrgNodeRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.PutOrgNodeResponse.SerializeToString,
+            ),
+            'MoveOrgNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveOrgNode,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.MoveOrgNodeRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.MoveOrgNodeResponse.SerializeToString,
+            ),
+            'ListOrgNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrgNodes,
+                    request_deserializer=lotwise_dot_v1_dot_admin__pb2.ListOrgNodesRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_admin__pb2.ListOrgNodesResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -309,6 +369,87 @@ class Admin:
             '/lotwise.v1.Admin/PinPair',
             lotwise_dot_v1_dot_admin__pb2.PinPairRequest.SerializeToString,
             lotwise_dot_v1_dot_admin__pb2.PinPairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutOrgNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Admin/PutOrgNode',
+            lotwise_dot_v1_dot_admin__pb2.PutOrgNodeRequest.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.PutOrgNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveOrgNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Admin/MoveOrgNode',
+            lotwise_dot_v1_dot_admin__pb2.MoveOrgNodeRequest.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.MoveOrgNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrgNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Admin/ListOrgNodes',
+            lotwise_dot_v1_dot_admin__pb2.ListOrgNodesRequest.SerializeToString,
+            lotwise_dot_v1_dot_admin__pb2.ListOrgNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,444 @@
+"""Transfers as data: the approval flow (a table, like Frappe's workflow_transition) and
+the transfer document with its steps, lots and times in state (DESIGN.md §1, §4, §14).
+
+Pure: no stock moves here. The transfer desk (engine.runtime.gateway.transfers) asks this
+module what a step leads to, moves the stock through the cells, then records the step.
+
+States: `requested` → (one or more approval steps, by the table) → `approved` → `shipped`
+→ `received`; `rejected` and `cancelled` end a transfer early. The table decides only the
+approval part: which role may `approve` or `reject` in which state, for which total
+quantity, and whether the requester may approve their own transfer (never, by default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+from typing import Any, ClassVar
+
+from engine.domain.commands import MAX_ID_LEN, check_id
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied, RequestConflict
+
+REQUESTED, APPROVED, SHIPPED, RECEIVED = "requested", "approved", "shipped", "received"
+REJECTED, CANCELLED = "rejected", "cancelled"
+FIXED_STATES = frozenset({REQUESTED, APPROVED, SHIPPED, RECEIVED, REJECTED, CANCELLED})
+FLOW_ACTIONS = ("approve", "reject")  # the actions the table decides
+ANY_ROLE = "*"
+MAX_LINES = 256
+MAX_STEPS = 64  # a transfer's steps (receipts included): bounds the document
+MAX_RULES = 256
+MAX_NOTE = 1024
+MAX_QTY = 10**12
+MAX_HOLD_TTL_MS = 7 * 24 * 3600 * 1000  # the hold coordinator's bound
+REASON_SELF_APPROVAL = "SELF_APPROVAL"
+REASON_TRANSFER_STATE = "TRANSFER_STATE"
+REASON_TRANSFER_SHIPPED = "TRANSFER_SHIPPED"
+REASON_RECEIPT_EXCEEDS_TRANSIT = "RECEIPT_EXCEEDS_TRANSIT"
+REASON_TOO_MANY_STEPS = "TOO_MANY_STEPS"
+
+
+class FlowError(ValueError):
+    """A flow table that cannot be used; `key` names where (e.g. `transitions[2].role`)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
+
+
+class RoleNotAllowed(PermissionDenied):
+    """The flow names no `action` step in `state` for the caller's roles; `roles` may act."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("action", "state", "roles")
+    action: str
+    state: str
+    roles: str
+
+    def __init__(self, action: str, state: str, roles: str) -> None:
+        PermissionDenied.__init__(self, f"{action} in state {state} is for the roles: {roles or '(none)'}")
+        self.action, self.state, self.roles = action, state, roles
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RoleNotAllowed, (self.action, self.state, self.roles))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRule:
+    state: str
+    action: str
+    next_state: str
+    role: str
+    allow_self_approval: bool = False
+    min_qty: int = 0  # applies to transfers of at least this many units in all
+    max_qty: int = 0  # … and at most this many (0: no upper bound)
+
+    def covers(self, total_qty: int) -> bool:
+        return total_qty >= self.min_qty and (not self.max_qty or total_qty <= self.max_qty)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFlow:
+    rules: tuple[FlowRule, ...]
+    hold_ttl_ms: int = MAX_HOLD_TTL_MS  # how long approved stock stays held before it ships
+
+
+# ---- the table ----
+
+
+def parse_flow(data: Mapping[str, Any]) -> TransferFlow:
+    """Validate a flow table (a parsed JSON/TOML object); FlowError names the bad key."""
+    if data.get("format") != 1:
+        raise FlowError("format", "must be 1")
+    ttl = data.get("hold_ttl_ms", MAX_HOLD_TTL_MS)
+    if not isinstance(ttl, int) or not 1 <= ttl <= MAX_HOLD_TTL_MS:
+        raise FlowError("hold_ttl_ms", f"must be an integer in 1..{MAX_HOLD_TTL_MS}")
+    raw = data.get("transitions")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_RULES:
+        raise FlowError("transitions", f"must be a list of 1..{MAX_RULES} transitions")
+    rules = tuple(_parse_rule(r, f"transitions[{i}]") for i, r in enumerate(raw))
+    if APPROVED not in _reachable(rules):
+        raise FlowError("transitions", "no chain of approve steps leads from requested to approved")
+    return TransferFlow(rules, ttl)
+
+
+def _parse_rule(raw: Any, key: str) -> FlowRule:
+    if not isinstance(raw, dict):
+        raise FlowError(key, "must be a table")
+    unknown = set(raw) - {f for f in FlowRule.__slots__}
+    if unknown:
+        raise FlowError(f"{key}.{sorted(unknown)[0]}", "unknown field")
+    for name in ("state", "action", "next_state", "role"):
+        if not isinstance(raw.get(name), str) or not raw[name] or len(raw[name]) > MAX_ID_LEN:
+            raise FlowError(f"{key}.{name}", f"must be a string of 1..{MAX_ID_LEN} characters")
+    rule = FlowRule(**raw)
+    if rule.action not in FLOW_ACTIONS:
+        raise FlowError(f"{key}.action", f"must be one of {', '.join(FLOW_ACTIONS)}")
+    if rule.state in FIXED_STATES - {REQUESTED}:
+        raise FlowError(f"{key}.state", "approval steps start from requested or a state of the table's own")
+    if rule.action == "reject":
+        bad_end = rule.next_state != REJECTED
+    else:
+        bad_end = rule.next_state != APPROVED and rule.next_state in FIXED_STATES
+    if bad_end:
+        raise FlowError(f"{key}.next_state", "approve leads to approved or a state of its own; reject to rejected")
+    for name in ("min_qty", "max_qty"):
+        value = getattr(rule, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_QTY:
+            raise FlowError(f"{key}.{name}", f"must be an integer in 0..{MAX_QTY}")
+    if not isinstance(rule.allow_self_approval, bool):
+        raise FlowError(f"{key}.allow_self_approval", "must be true or false")
+    return rule
+
+
+def _reachable(rules: Sequence[FlowRule]) -> set[str]:
+    seen, todo = {REQUESTED}, [REQUESTED]
+    while todo:  # bounded: each state is added once
+        state = todo.pop()
+        for rule in rules:
+            if rule.state == state and rule.action == "approve" and rule.next_state not in seen:
+                seen.add(rule.next_state)
+                todo.append(rule.next_state)
+    return seen
+
+
+def default_flow() -> TransferFlow:
+    text = resources.files("engine.domain").joinpath("transfer_flow.json").read_text()
+    return parse_flow(json.loads(text))
+
+
+# ---- the document ----
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLine:
+    sku: str
+    qty: int
+    lot_id: str = ""  # "": first expiry, first out
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    action: str
+    state: str  # the state the step led to
+    actor: str
+    at_ms: int
+    request_id: str
+    digest: str  # of the step's request: a retry must carry the same one
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLot:
+    """One lot of one sku on its way: shipped, then taken in (or not) at the destination."""
+
+    sku: str
+    lot_id: str
+    shipped_qty: int
+    expires_at_ms: int = 0
+    owner: str = "own"
+    received_qty: int = 0
+    damaged_qty: int = 0
+    short_qty: int = 0
+
+    @property
+    def in_transit(self) -> int:
+        return self.shipped_qty - self.received_qty - self.damaged_qty - self.short_qty
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """One quant the approval's hold took at the source: what shipping issues. Recorded on
+    the transfer, so a retried ship issues the same quants even after the hold ended."""
+
+    sku: str
+    lot_id: str
+    bin: str
+    owner: str
+    qty: int
+    expires_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    transfer_id: str
+    from_site: str
+    to_site: str
+    lines: tuple[TransferLine, ...]
+    requested_by: str
+    state: str = REQUESTED
+    steps: tuple[Step, ...] = ()
+    lots: tuple[TransferLot, ...] = ()
+    picks: tuple[Pick, ...] = ()
+    eta_ms: int = 0
+    hold_id: str = ""
+
+    @property
+    def total_qty(self) -> int:
+        return sum(line.qty for line in self.lines)
+
+
+def digest_of(payload: Mapping[str, Any]) -> str:
+    data = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def validate_create(transfer_id: str, from_site: str, to_site: str, lines: Sequence[TransferLine], note: str) -> None:
+    out: list[FieldViolation] = []
+    check_id(transfer_id, "transfer_id", out)
+    check_id(from_site, "from_site", out)
+    check_id(to_site, "to_site", out)
+    if from_site and from_site == to_site:
+        out.append(FieldViolation("to_site", "a transfer must go to another site"))
+    if not 1 <= len(lines) <= MAX_LINES:
+        out.append(FieldViolation("lines", f"must have 1..{MAX_LINES} lines"))
+    for i, line in enumerate(lines[:MAX_LINES]):
+        check_id(line.sku, f"lines[{i}].sku", out)
+        check_id(line.lot_id, f"lines[{i}].lot_id", out, required=False)
+        if not 1 <= line.qty <= MAX_QTY:
+            out.append(FieldViolation(f"lines[{i}].qty", f"must be in 1..{MAX_QTY}"))
+    if len(note) > MAX_NOTE:
+        out.append(FieldViolation("note", f"must be at most {MAX_NOTE} characters"))
+    if out:
+        raise InvalidArgument(out)
+
+
+def repeated_step(transfer: Transfer, request_id: str, digest: str) -> bool:
+    """True when this request already made one of the transfer's steps (a retry: answer
+    as now); RequestConflict when that step was another request under the same id."""
+    for step in transfer.steps:
+        if step.request_id == request_id:
+            if step.digest != digest:
+                raise RequestConflict(request_id)
+            return True
+    return False
+
+
+def decide(flow: TransferFlow, transfer: Transfer, action: str, actor: str, roles: Sequence[str]) -> FlowRule:
+    """The rule an approve/reject by `actor` (in `roles`) follows, or the typed refusal."""
+    candidates = [r for r in flow.rules if r.state == transfer.state and r.action == action]
+    candidates = [r for r in candidates if r.covers(transfer.total_qty)]
+    if not candidates:
+        raise FailedPrecondition(
+            REASON_TRANSFER_STATE,
+            f"transfer {transfer.transfer_id} is {transfer.state}: it cannot be {action}d now",
+            {"state": transfer.state, "action": action},
+        )
+    mine = [r for r in candidates if r.role == ANY_ROLE or r.role in roles]
+    if not mine:
+        raise RoleNotAllowed(action, transfer.state, ", ".join(sorted({r.role for r in candidates})))
+    if actor == transfer.requested_by and not any(r.allow_self_approval for r in mine):
+        raise FailedPrecondition(
+            REASON_SELF_APPROVAL,
+            f"{actor} requested transfer {transfer.transfer_id} and may not {action} it too",
+            {"requested_by": transfer.requested_by, "actor": actor, "action": action},
+        )
+    return next(r for r in mine if actor != transfer.requested_by or r.allow_self_approval)
+
+
+def with_step(transfer: Transfer, step: Step, **changes: Any) -> Transfer:
+    if len(transfer.steps) >= MAX_STEPS:
+        raise FailedPrecondition(REASON_TOO_MANY_STEPS, f"a transfer has at most {MAX_STEPS} steps")
+    return replace(transfer, steps=(*transfer.steps, step), state=step.state, **changes)
+
+
+def require_state(transfer: Transfer, action: str, *states: str) -> None:
+    if transfer.state not in states:
+        reason = REASON_TRANSFER_SHIPPED if transfer.state in (SHIPPED, RECEIVED) else REASON_TRANSFER_STATE
+        raise FailedPrecondition(
+            reason,
+            f"transfer {transfer.transfer_id} is {transfer.state}: it cannot be {action} now",
+            {"state": transfer.state, "action": action},
+        )
+
+
+def cancellable(transfer: Transfer) -> None:
+    """Anything before shipping: nothing has left the source yet."""
+    if transfer.state in (SHIPPED, RECEIVED, REJECTED, CANCELLED):
+        require_state(transfer, "cancelled")
+
+
+# ---- receipts ----
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    sku: str
+    qty: int
+    damaged_qty: int = 0
+    lot_id: str = ""  # "": the lots in transit, first expiry first
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """Units of the transfer's lot `index` leaving `in transit` at the destination, as
+    `kind` received, damage or short."""
+
+    index: int
+    sku: str
+    lot_id: str
+    qty: int
+    kind: str
+
+
+def validate_receipt(lines: Sequence[ReceiptLine], final: bool) -> None:
+    out: list[FieldViolation] = []
+    if not lines and not final:
+        out.append(FieldViolation("lines", "name what arrived, or set final"))
+    if len(lines) > MAX_LINES:
+        out.append(FieldViolation("lines", f"at most {MAX_LINES} lines"))
+    for i, line in enumerate(lines[:MAX_LINES]):
+        check_id(line.sku, f"lines[{i}].sku", out)
+        check_id(line.lot_id, f"lines[{i}].lot_id", out, required=False)
+        if not 0 <= line.qty <= MAX_QTY or not 0 <= line.damaged_qty <= MAX_QTY:
+            out.append(FieldViolation(f"lines[{i}].qty", f"qty and damaged_qty must be in 0..{MAX_QTY}"))
+        elif not line.qty and not line.damaged_qty:
+            out.append(FieldViolation(f"lines[{i}].qty", "a line receives or reports damaged at least one unit"))
+    if out:
+        raise InvalidArgument(out)
+
+
+def plan_receipt(transfer: Transfer, lines: Sequence[ReceiptLine], final: bool) -> list[Take]:
+    """What each lot in transit gives up: received and damaged units as the lines say (a
+    line without a lot takes the lots in transit by earliest expiry), then, when `final`,
+    everything still in transit as short. Refused whole when a line asks for more than is
+    in transit."""
+    left = [lot.in_transit for lot in transfer.lots]
+    order = sorted(range(len(left)), key=lambda i: (transfer.lots[i].expires_at_ms or 2**62, transfer.lots[i].lot_id))
+    takes: list[Take] = []
+    for n, line in enumerate(lines):
+        mine = [i for i in order if _matches(transfer.lots[i], line)]
+        for kind, qty in (("received", line.qty), ("damage", line.damaged_qty)):
+            takes.extend(_take(transfer.lots, mine, left, kind, qty, n))
+    if final:
+        takes.extend(
+            Take(i, lot.sku, lot.lot_id, left[i], "short") for i, lot in enumerate(transfer.lots) if left[i] > 0
+        )
+    return takes
+
+
+def _matches(lot: TransferLot, line: ReceiptLine) -> bool:
+    return lot.sku == line.sku and (not line.lot_id or lot.lot_id == line.lot_id)
+
+
+def _take(lots: Sequence[TransferLot], mine: Sequence[int], left: list[int], kind: str, qty: int, n: int) -> list[Take]:
+    takes: list[Take] = []
+    for i in mine:
+        k = min(qty, left[i])
+        if k > 0:
+            takes.append(Take(i, lots[i].sku, lots[i].lot_id, k, kind))
+            left[i] -= k
+            qty -= k
+    if qty:
+        raise FailedPrecondition(
+            REASON_RECEIPT_EXCEEDS_TRANSIT,
+            f"lines[{n}] takes {qty} more {kind} units than are in transit",
+            {"line": str(n), "excess_qty": str(qty)},
+        )
+    return takes
+
+
+_COUNTER = {"received": "received_qty", "damage": "damaged_qty", "short": "short_qty"}
+
+
+def after_receipt(transfer: Transfer, takes: Sequence[Take]) -> tuple[TransferLot, ...]:
+    lots = list(transfer.lots)
+    for take in takes:
+        name = _COUNTER[take.kind]
+        lots[take.index] = replace(lots[take.index], **{name: getattr(lots[take.index], name) + take.qty})
+    return tuple(lots)
+
+
+def all_arrived(lots: Sequence[TransferLot]) -> bool:
+    return all(lot.in_transit == 0 for lot in lots)
+
+
+# ---- time in state ----
+
+
+@dataclass(frozen=True, slots=True)
+class StateTime:
+    state: str
+    entered_at_ms: int
+    left_at_ms: int  # 0: still there
+    duration_ms: int  # up to `now_ms` while still there
+
+
+def state_times(transfer: Transfer, now_ms: int) -> list[StateTime]:
+    """How long the transfer spent in each state, from its steps (a partial receipt stays
+    in `shipped`: it is not a new state)."""
+    entered: list[tuple[str, int]] = []
+    for step in transfer.steps:
+        if not entered or entered[-1][0] != step.state:
+            entered.append((step.state, step.at_ms))
+    out: list[StateTime] = []
+    for i, (state, at) in enumerate(entered):
+        left = entered[i + 1][1] if i + 1 < len(entered) else 0
+        out.append(StateTime(state, at, left, (left or now_ms) - at))
+    return out
+
+
+# ---- as a document (JSON) ----
+
+
+def transfer_to_doc(transfer: Transfer) -> dict[str, Any]:
+    return {"format": 1, **asdict(transfer)}
+
+
+def transfer_from_doc(doc: dict[str, Any]) -> Transfer:
+    if doc.get("format") != 1:
+        raise ValueError(f"transfer document format {doc.get('format')!r} is not 1")
+    return Transfer(
+        transfer_id=doc["transfer_id"],
+        from_site=doc["from_site"],
+        to_site=doc["to_site"],
+        lines=tuple(TransferLine(**line) for line in doc["lines"]),
+        requested_by=doc["requested_by"],
+        state=doc["state"],
+        steps=tuple(Step(**s) for s in doc["steps"]),
+        lots=tuple(TransferLot(**lot) for lot in doc["lots"]),
+        picks=tuple(Pick(**p) for p in doc["picks"]),
+        eta_ms=doc["eta_ms"],
+        hold_id=doc["hold_id"],
+    )

@@ -1,0 +1,435 @@
+"""The transfer desk: a transfer's steps carried out on stock and recorded in its
+document (engine.domain.transfer_flow; DESIGN.md §1, §4, §5).
+
+Where the state lives. Stock stays in the cells, moved by ordinary journaled commands
+whose doc_ref is the transfer id: a hold at the source on approval, then the sending leg
+(`@transit`) and the arriving legs (`in_transit_in`) on shipping, then status changes on
+receipt. The transfer itself — its lines, state, steps with their actors and times, the
+lots on their way — is one document in the durable, revisioned document store (a
+JetStream key-value bucket beside the journal; engine.domain.documents). That is the
+simplest durable home: a transfer spans two sites, usually on two shards, so neither
+shard's journal alone can order its steps, and the store's revision check gives one
+writer per step without a coordinator.
+
+Exactly once. Each step runs its stock commands first, under request ids derived from the
+transfer and the step's request id, and writes the document last, naming the revision it
+read. A retry after a crash re-sends the same commands — the cells answer them from their
+idempotency windows — and then writes the step; a retry after the write finds the step
+in the document and answers it. A write that lost a race reads again and re-runs
+(bounded). A failure between the commands and the write is finished by that retry; the
+hold's TTL bounds what an abandoned approval keeps held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from engine.domain.catalog import Site, Sku
+from engine.domain.cell import Dimension, SliceFilter
+from engine.domain.commands import (
+    Adjust,
+    ChangeStatus,
+    Consume,
+    Consumed,
+    ReserveLine,
+    Strategy,
+    check_id,
+)
+from engine.domain.commands import Release as ReleaseCmd
+from engine.domain.documents import DocumentStore, RevisionMismatch
+from engine.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    RequestConflict,
+    Unavailable,
+)
+from engine.domain.holds import HOLD_EXPIRED, HOLD_NOT_ACTIVE
+from engine.domain.ingestion import strategy_for
+from engine.domain.model import External
+from engine.domain.statuses import Role, StatusDictionary
+from engine.domain.transfer_flow import (
+    APPROVED,
+    CANCELLED,
+    RECEIVED,
+    REQUESTED,
+    SHIPPED,
+    Pick,
+    ReceiptLine,
+    Step,
+    Take,
+    Transfer,
+    TransferFlow,
+    TransferLine,
+    TransferLot,
+    after_receipt,
+    all_arrived,
+    cancellable,
+    decide,
+    digest_of,
+    plan_receipt,
+    repeated_step,
+    require_state,
+    transfer_from_doc,
+    transfer_to_doc,
+    validate_create,
+    validate_receipt,
+    with_step,
+)
+from engine.domain.transfers import transit_receipts, unknown_lot
+from engine.runtime.gateway.router import Router, raise_if_refused
+from engine.runtime.types import HoldLine, HoldSummary
+
+MAX_WRITE_TRIES = 4  # a step that lost this many races in a row answers UNAVAILABLE (retry)
+ANONYMOUS = "anonymous"  # the actor when authentication is off
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who takes a step: the token's subject and groups (the flow's roles)."""
+
+    subject: str
+    roles: tuple[str, ...] = ()
+
+
+class StockGateway(Protocol):
+    """What the desk needs of the gateway (engine.runtime.gateway.Gateway has all of it)."""
+
+    @property
+    def statuses(self) -> StatusDictionary: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    async def list_sites(self, org_prefix: str = "") -> list[Site]: ...
+
+    async def list_skus(self) -> list[Sku]: ...
+
+    async def execute(self, cmd: Any, deadline: float | None = None) -> Any: ...
+
+    async def reserve(
+        self, request_id: str, hold_id: str, lines: Sequence[HoldLine], ttl_ms: int, doc_ref: str = ""
+    ) -> HoldSummary: ...
+
+    async def release(self, request_id: str, hold_id: str, doc_ref: str = "") -> HoldSummary: ...
+
+    async def get_availability(
+        self, sku: str, site: str, group_by: Sequence[Dimension] = (), filt: SliceFilter = SliceFilter()
+    ) -> Any: ...
+
+
+def base_id(transfer_id: str) -> str:
+    """A short id the transfer's own commands and hold derive from (a transfer id may be
+    128 characters; derived ids must fit the same bound)."""
+    return "xfer:" + hashlib.blake2b(transfer_id.encode(), digest_size=10).hexdigest()
+
+
+def document_key(transfer_id: str) -> str:
+    return "transfer." + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
+
+
+def step_id(transfer_id: str, request_id: str) -> str:
+    """The prefix of one step's commands: the same for a retry of that step only."""
+    return f"{base_id(transfer_id)}:{hashlib.blake2b(request_id.encode(), digest_size=6).hexdigest()}"
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_step_ids(request_id: str, transfer_id: str) -> None:
+    out: list[FieldViolation] = []
+    check_id(request_id, "request_id", out)
+    check_id(transfer_id, "transfer_id", out)
+    if out:
+        raise InvalidArgument(out)
+
+
+Run = Callable[[Transfer, Step], Awaitable[Transfer]]
+
+
+class TransferDesk:
+    def __init__(
+        self,
+        gateway: StockGateway,
+        documents: DocumentStore,
+        flow: TransferFlow,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.gateway = gateway
+        self._documents = documents
+        self.flow = flow
+        self._clock = clock
+        self._arriving = gateway.statuses.role(Role.ARRIVING)
+        self._ready = gateway.statuses.role(Role.READY)
+        self._damaged = gateway.statuses.role(Role.REJECTED)
+
+    # ---- reads ----
+
+    async def get(self, transfer_id: str) -> Transfer:
+        check_step_ids("get", transfer_id)
+        return (await self._load(transfer_id))[0]
+
+    async def _load(self, transfer_id: str) -> tuple[Transfer, int]:
+        stored = await self._documents.get(document_key(transfer_id))
+        if stored is None:
+            raise NotFound("transfer", transfer_id)
+        transfer = transfer_from_doc(stored.value)
+        if transfer.transfer_id != transfer_id:  # two ids with one digest: never in practice
+            raise NotFound("transfer", transfer_id)
+        return transfer, stored.revision
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    # ---- create ----
+
+    async def create(
+        self,
+        actor: Actor,
+        request_id: str,
+        transfer_id: str,
+        from_site: str,
+        to_site: str,
+        lines: Sequence[TransferLine],
+        note: str = "",
+    ) -> Transfer:
+        check_step_ids(request_id, transfer_id)
+        validate_create(transfer_id, from_site, to_site, lines, note)
+        await self._check_known(from_site, to_site, lines)
+        payload = {"from": from_site, "to": to_site, "lines": [(x.sku, x.qty, x.lot_id) for x in lines]}
+        digest = digest_of({"action": "create", **payload})
+        step = Step("create", REQUESTED, actor.subject, self._clock(), request_id, digest, note)
+        first = Transfer(transfer_id, from_site, to_site, tuple(lines), actor.subject, hold_id=base_id(transfer_id))
+        first = with_step(first, step)
+        try:
+            await self._documents.put(document_key(transfer_id), transfer_to_doc(first), 0)
+        except RevisionMismatch:
+            existing, _ = await self._load(transfer_id)
+            if existing.steps[0].request_id != request_id or existing.steps[0].digest != digest:
+                raise RequestConflict(transfer_id, "transfer id") from None
+            return existing  # a retry of this create
+        return first
+
+    async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> None:
+        sites = {s.site for s in await self.gateway.list_sites()}
+        for site in (from_site, to_site):
+            if site not in sites:
+                raise NotFound("site", site)
+        skus = {s.sku for s in await self.gateway.list_skus()}
+        for line in lines:
+            if line.sku not in skus:
+                raise NotFound("sku", line.sku)
+
+    # ---- the steps ----
+
+    async def _step(
+        self, actor: Actor, request_id: str, transfer_id: str, payload: dict[str, Any], run: Run
+    ) -> Transfer:
+        """Load, answer a retry from the document, else run the step and write it."""
+        check_step_ids(request_id, transfer_id)
+        digest = digest_of(payload)
+        for _ in range(MAX_WRITE_TRIES):
+            transfer, revision = await self._load(transfer_id)
+            if repeated_step(transfer, request_id, digest):
+                return transfer
+            step = Step(
+                payload["action"],
+                transfer.state,
+                actor.subject,
+                self._clock(),
+                request_id,
+                digest,
+                str(payload.get("note", "")),
+            )
+            changed = await run(transfer, step)
+            try:
+                await self._documents.put(document_key(transfer_id), transfer_to_doc(changed), revision)
+            except RevisionMismatch:
+                continue  # another step was written meanwhile: judge this one again against it
+            return changed
+        raise Unavailable(f"transfer {transfer_id} is being changed by others: retry")
+
+    async def approve(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
+        async def run(transfer: Transfer, step: Step) -> Transfer:
+            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles)
+            picks = await self._hold(transfer) if rule.next_state == APPROVED else ()
+            return with_step(transfer, replace(step, state=rule.next_state), picks=picks)
+
+        return await self._step(actor, request_id, transfer_id, {"action": "approve", "note": note}, run)
+
+    async def reject(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
+        async def run(transfer: Transfer, step: Step) -> Transfer:
+            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles)
+            return with_step(transfer, replace(step, state=rule.next_state))
+
+        return await self._step(actor, request_id, transfer_id, {"action": "reject", "note": note}, run)
+
+    async def cancel(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
+        async def run(transfer: Transfer, step: Step) -> Transfer:
+            cancellable(transfer)
+            if transfer.state == APPROVED:
+                await self._let_go(transfer.hold_id, f"{base_id(transfer.transfer_id)}:cancel", transfer.transfer_id)
+            return with_step(transfer, replace(step, state=CANCELLED))
+
+        return await self._step(actor, request_id, transfer_id, {"action": "cancel", "note": note}, run)
+
+    async def ship(self, actor: Actor, request_id: str, transfer_id: str, eta_ms: int = 0) -> Transfer:
+        if eta_ms < 0:
+            raise InvalidArgument([FieldViolation("eta_ms", "must be ≥ 0 (0: not given)")])
+
+        async def run(transfer: Transfer, step: Step) -> Transfer:
+            require_state(transfer, "shipped", APPROVED)
+            lots = await self._ship(transfer)
+            return with_step(transfer, replace(step, state=SHIPPED), lots=lots, eta_ms=eta_ms)
+
+        return await self._step(actor, request_id, transfer_id, {"action": "ship", "eta_ms": eta_ms}, run)
+
+    async def receive(
+        self, actor: Actor, request_id: str, transfer_id: str, lines: Sequence[ReceiptLine], final: bool = False
+    ) -> Transfer:
+        validate_receipt(lines, final)
+        payload = {
+            "action": "receive",
+            "lines": [(x.sku, x.lot_id, x.qty, x.damaged_qty) for x in lines],
+            "final": final,
+        }
+
+        async def run(transfer: Transfer, step: Step) -> Transfer:
+            require_state(transfer, "received", SHIPPED)
+            takes = plan_receipt(transfer, lines, final)
+            await self._take_in(transfer, step_id(transfer.transfer_id, request_id), takes)
+            lots = after_receipt(transfer, takes)
+            state = RECEIVED if all_arrived(lots) else SHIPPED
+            return with_step(transfer, replace(step, state=state), lots=lots)
+
+        return await self._step(actor, request_id, transfer_id, payload, run)
+
+    # ---- stock ----
+
+    async def _hold(self, transfer: Transfer) -> tuple[Pick, ...]:
+        """Hold every line at the source, all or nothing (the hold coordinator); the quants
+        it took (a retry's reserve answers the same ones from the cells' windows)."""
+        lines = [
+            HoldLine(line.sku, transfer.from_site, ReserveLine(line.qty, strategy_for(line.lot_id), line.lot_id))
+            for line in transfer.lines
+        ]
+        summary = await self.gateway.reserve(
+            f"{transfer.hold_id}:hold", transfer.hold_id, lines, self.flow.hold_ttl_ms, transfer.transfer_id
+        )
+        return tuple(
+            Pick(part.sku, a.lot_id, a.bin, a.owner, a.qty, a.expires_at_ms)
+            for part in summary.parts
+            for a in part.allocations
+        )
+
+    async def _let_go(self, hold_id: str, request_id: str, doc_ref: str) -> None:
+        try:
+            await self.gateway.release(request_id, hold_id, doc_ref)
+        except FailedPrecondition as refusal:
+            if refusal.reason not in (HOLD_EXPIRED, HOLD_NOT_ACTIVE):
+                raise  # an expired or ended hold holds nothing: there is nothing to let go
+
+    async def _ship(self, transfer: Transfer) -> tuple[TransferLot, ...]:
+        """Per pair: release the hold and issue exactly the held quants to transit, back to
+        back on the pair's shard, then book what left as arriving at the destination."""
+        base = base_id(transfer.transfer_id)
+        skus = list(dict.fromkeys(pick.sku for pick in transfer.picks))  # one pair per sku, in pick order
+        lots: list[TransferLot] = []
+        for i, sku in enumerate(skus):
+            picks = [pick for pick in transfer.picks if pick.sku == sku]
+            consumed = await self._issue(transfer, sku, picks, f"{base}:ship:{i}")
+            for leg in transit_receipts(
+                f"{base}:ship", i, sku, transfer.to_site, unknown_lot(base), consumed, self._arriving
+            ):
+                await self.gateway.execute(replace(leg, doc_ref=transfer.transfer_id))
+                lots.append(TransferLot(sku, leg.lot_id, leg.qty, leg.expires_at_ms, owner=leg.owner))
+        return tuple(lots)
+
+    async def _issue(self, transfer: Transfer, sku: str, picks: Sequence[Pick], prefix: str) -> Consumed:
+        site, doc_ref = transfer.from_site, transfer.transfer_id
+        release = ReleaseCmd(f"{prefix}:release", sku, site, transfer.hold_id, doc_ref)
+        consumes = [_consume(pick, site, f"{prefix}:{j}", doc_ref) for j, pick in enumerate(picks)]
+        router = self.gateway.router
+        sends = [router.to_pair(sku, site, op, None, essential=True) for op in (release, *consumes)]
+        if router.directory.shard_for(sku, site) in router.queue_depths():
+            results = await asyncio.gather(*sends)  # queued in this order before any is awaited
+        else:
+            results = [await send for send in sends]  # the queue starts with this call: keep the order
+        _check_release(results[0])
+        answers = [raise_if_refused(r) for r in results[1:]]
+        allocations = tuple(a for c in answers for a in c.allocations)
+        return Consumed(sum(c.consumed_qty for c in answers), sum(c.shortfall_qty for c in answers), allocations)
+
+    async def _take_in(self, transfer: Transfer, prefix: str, takes: Sequence[Take]) -> None:
+        for k, take in enumerate(takes):
+            owner = transfer.lots[take.index].owner
+            rid = f"{prefix}:{k}"
+            if take.kind == "short":
+                await self._book_short(transfer, take, owner, rid)
+                continue
+            to_status = self._ready if take.kind == "received" else self._damaged
+            cmd = ChangeStatus(
+                rid,
+                take.sku,
+                transfer.to_site,
+                take.lot_id,
+                take.qty,
+                self._arriving,
+                to_status,
+                owner=owner,
+                doc_ref=transfer.transfer_id,
+            )
+            await self.gateway.execute(cmd)
+
+    async def _book_short(self, transfer: Transfer, take: Take, owner: str, rid: str) -> None:
+        """Units that never arrived leave the arriving quant as a count variance (a
+        discrepancy the receiving site's books show), recorded on the transfer as short."""
+        filt = SliceFilter(statuses=frozenset({self._arriving}), owner=owner, lot_id=take.lot_id)
+        seen = await self.gateway.get_availability(take.sku, transfer.to_site, (Dimension.BIN,), filt)
+        here = sum(row.qty for row in seen.rows if row.group == (("bin", ""),))
+        count = Adjust(
+            rid,
+            take.sku,
+            transfer.to_site,
+            take.lot_id,
+            max(0, here - take.qty),
+            "",
+            self._arriving,
+            owner,
+            "transfer_shortage",
+            transfer.transfer_id,
+        )
+        try:
+            await self.gateway.execute(count)
+        except RequestConflict:
+            return  # this very count was applied before a crash; the quant has moved on since
+
+
+def _consume(pick: Pick, site: str, request_id: str, doc_ref: str) -> Consume:
+    return Consume(
+        request_id=request_id,
+        sku=pick.sku,
+        site=site,
+        qty=pick.qty,
+        lot_id=pick.lot_id,
+        bin_prefix=pick.bin,
+        owner=pick.owner,
+        strategy=Strategy.LOT,
+        doc_ref=doc_ref,
+        destination=External.TRANSIT,
+    )
+
+
+def _check_release(result: Any) -> None:
+    if isinstance(result, FailedPrecondition) and result.reason in (HOLD_EXPIRED, HOLD_NOT_ACTIVE):
+        return  # the hold ran out before shipping: the goods still left; shortfalls are recorded
+    if isinstance(result, DomainError):
+        raise result

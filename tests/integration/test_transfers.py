@@ -1,0 +1,402 @@
+"""Transfers and the org tree over real gRPC: in-process shards, a real nats-server for
+the documents (JetStream key-value), tokens and grants checked (issue 13 items 1–2).
+
+The flow end to end (create → approve → ship → partial receipt → final receipt), the stock
+at each step (held at the source, in transit at the destination, received), self-approval
+refused, a second approval level by quantity, a cancel after shipping refused, a cancel
+that releases the hold, idempotent retries of every step, and org nodes moved with their
+sites so roll-ups follow.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from google.rpc import error_details_pb2
+from prometheus_client import CollectorRegistry
+
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
+from adapters.nats.documents import DocumentsConfig, JetStreamDocuments, connect_documents
+from adapters.nats.server import EmbeddedNats
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
+from engine.api.client import LotwiseClient, RetryPolicy
+from engine.api.errors import status_of_rpc_error
+from engine.api.gen.lotwise.v1 import admin_pb2 as apb
+from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
+from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
+from engine.api.server import ApiMetrics, start_server
+from engine.domain.catalog import Site, Sku
+from engine.domain.cell import Dimension
+from engine.domain.clock import ManualClock
+from engine.domain.documents import RevisionMismatch, Stored
+from engine.domain.inventory import StockQuery
+from engine.domain.transfer_flow import ReceiptLine, Transfer, TransferLine, default_flow
+from engine.runtime.gateway import Gateway
+from engine.runtime.gateway.orgtree import OrgDesk
+from engine.runtime.gateway.transfers import Actor, TransferDesk
+
+SECRET = b"t" * 48
+POLICY = """
+[roles]
+admin = ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer"]
+store = ["read", "receive", "move"]
+approver = ["read", "approve_transfer"]
+
+[[grants]]
+group = "admin"
+role = "admin"
+org = ""
+
+[[grants]]
+group = "store"
+role = "store"
+org = "acme"
+
+[[grants]]
+group = "site_manager"
+role = "approver"
+site = "DC"
+
+[[grants]]
+group = "regional_manager"
+role = "approver"
+org = "acme"
+"""
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Engine:
+    address: str
+    gateway: Gateway
+    documents: JetStreamDocuments
+
+
+@pytest_asyncio.fixture
+async def engine(
+    tmp_path: Path, local_gateway: Gateway, nats_server: EmbeddedNats, manual_clock: ManualClock
+) -> AsyncIterator[Engine]:
+    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
+    metrics = AuthMetrics(CollectorRegistry())
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, metrics)
+    documents = await connect_documents(DocumentsConfig(nats_server.url, bucket=f"docs-{uuid.uuid4().hex[:8]}"))
+    server, port = await start_server(
+        local_gateway,
+        "127.0.0.1",
+        0,
+        metrics=ApiMetrics(CollectorRegistry()),
+        admin=local_gateway,
+        auth=ServerAuth(verifier, authorizer),
+        org=OrgDesk(documents, local_gateway),
+        transfers=TransferDesk(local_gateway, documents, default_flow(), manual_clock.now_ms),
+    )
+    address = f"127.0.0.1:{port}"
+    now = manual_clock.now_ms()
+    async with as_user(address, "root", ["admin"]) as admin:
+        await admin.put_sku(Sku("GLU"))
+        await admin.put_sku(Sku("IVC"))
+        for site in (Site("DC", "acme/east"), Site("BOS", "acme/east"), Site("NYC", "acme/east")):
+            await admin.put_site(site)
+        await admin.receive("GLU", "DC", "L-late", 300, status="available", expires_at_ms=now + 400 * DAY_MS)
+        await admin.receive("GLU", "DC", "L-early", 100, status="available", expires_at_ms=now + 200 * DAY_MS)
+        await admin.receive("IVC", "DC", "V1", 1_000, status="available", expires_at_ms=now + 300 * DAY_MS)
+    yield Engine(address, local_gateway, documents)
+    await server.stop(grace_s=1.0)
+    await documents.close()
+
+
+def as_user(address: str, subject: str, groups: list[str]) -> LotwiseClient:
+    token = mint_token(SECRET, subject, groups)
+    return LotwiseClient(address, token=token, retry=RetryPolicy(max_attempts=1), timeout_s=10)
+
+
+@pytest_asyncio.fixture
+async def people(engine: Engine) -> AsyncIterator[dict[str, tpb_grpc.TransfersStub]]:
+    clients = {
+        "store": as_user(engine.address, "sam", ["store"]),
+        "manager": as_user(engine.address, "maya", ["site_manager"]),
+        "regional": as_user(engine.address, "rita", ["regional_manager"]),
+        "admin": as_user(engine.address, "root", ["admin"]),
+    }
+    for c in clients.values():
+        await c.__aenter__()
+    yield {name: tpb_grpc.TransfersStub(c.channel) for name, c in clients.items()}
+    for c in clients.values():
+        await c.__aexit__(None, None, None)
+
+
+def reason(err: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    for any_ in status_of_rpc_error(err).details:
+        info = error_details_pb2.ErrorInfo()
+        if any_.Unpack(info):
+            return info.reason, dict(info.metadata)
+    return "", {}
+
+
+async def stock(gateway: Gateway, sku: str, site: str) -> dict[str, tuple[int, int]]:
+    """status → (qty, held) of one pair."""
+    seen = await gateway.get_availability(sku, site, (Dimension.STATUS,))
+    return {dict(r.group)["status"]: (r.qty, r.held) for r in seen.rows if r.qty}
+
+
+def create(transfer_id: str, qty: int, request_id: str = "", lot: str = "") -> tpb.CreateTransferRequest:
+    return tpb.CreateTransferRequest(
+        request_id=request_id or f"{transfer_id}-create",
+        transfer_id=transfer_id,
+        from_site="DC",
+        to_site="BOS",
+        lines=[tpb.TransferLine(sku="GLU", qty=qty, lot_id=lot)],
+    )
+
+
+def act(transfer_id: str, request_id: str) -> tpb.TransferActionRequest:
+    return tpb.TransferActionRequest(request_id=request_id, transfer_id=transfer_id)
+
+
+async def test_the_flow_end_to_end_with_a_partial_receipt(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub]
+) -> None:
+    store, manager = people["store"], people["manager"]
+    created = (await store.CreateTransfer(create("T1", 120))).transfer
+    assert (created.state, created.requested_by) == ("requested", "sam")
+
+    approved = (await manager.ApproveTransfer(act("T1", "T1-ok"))).transfer
+    assert approved.state == "approved"
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (400, 120)}  # held, FEFO over both lots
+
+    shipped = (
+        await store.ShipTransfer(tpb.ShipTransferRequest(request_id="T1-ship", transfer_id="T1", eta_ms=5))
+    ).transfer
+    assert (shipped.state, shipped.eta_ms) == ("shipped", 5)
+    assert {(lot.lot_id, lot.shipped_qty) for lot in shipped.lots} == {("L-early", 100), ("L-late", 20)}
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (280, 0)}
+    assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (120, 0)}
+    rows = await engine.gateway.query_stock(StockQuery(skus=("GLU",), group_by=(Dimension.STATUS,)))
+    assert {(r.site, dict(r.row.group)["status"]): r.row.qty for r in rows} == {
+        ("DC", "available"): 280,
+        ("BOS", "in_transit_in"): 120,
+    }
+
+    receipt = tpb.ReceiveTransferRequest(
+        request_id="T1-r1", transfer_id="T1", lines=[tpb.ReceiptLine(sku="GLU", qty=90, damaged_qty=5)]
+    )
+    partial = (await store.ReceiveTransfer(receipt)).transfer
+    assert partial.state == "shipped"  # 25 still on the way
+    assert await stock(engine.gateway, "GLU", "BOS") == {
+        "available": (90, 0),
+        "damaged": (5, 0),
+        "in_transit_in": (25, 0),
+    }
+    again = (await store.ReceiveTransfer(receipt)).transfer  # a retry changes nothing
+    assert again == partial
+    assert await stock(engine.gateway, "GLU", "BOS") == {
+        "available": (90, 0),
+        "damaged": (5, 0),
+        "in_transit_in": (25, 0),
+    }
+
+    final = tpb.ReceiveTransferRequest(
+        request_id="T1-r2", transfer_id="T1", lines=[tpb.ReceiptLine(sku="GLU", lot_id="L-late", qty=15)], final=True
+    )
+    done = (await store.ReceiveTransfer(final)).transfer
+    assert done.state == "received"
+    assert sum(lot.short_qty for lot in done.lots) == 10
+    assert await stock(engine.gateway, "GLU", "BOS") == {"available": (105, 0), "damaged": (5, 0)}
+    assert [t.state for t in done.state_times] == ["requested", "approved", "shipped", "received"]
+    assert all(t.left_at_ms >= t.entered_at_ms for t in done.state_times[:-1])
+    assert [s.actor for s in done.steps] == ["sam", "maya", "sam", "sam", "sam"]
+
+
+async def test_self_approval_is_refused_with_details(engine: Engine, people: dict[str, tpb_grpc.TransfersStub]) -> None:
+    async with as_user(engine.address, "maya", ["site_manager", "store"]) as maya:
+        stub = tpb_grpc.TransfersStub(maya.channel)
+        await stub.CreateTransfer(create("T2", 10))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ApproveTransfer(act("T2", "T2-ok"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(err.value) == ("SELF_APPROVAL", {"requested_by": "maya", "actor": "maya", "action": "approve"})
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (400, 0)}
+
+
+async def test_a_large_transfer_needs_a_second_level_and_the_right_role(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub]
+) -> None:
+    await people["store"].CreateTransfer(
+        tpb.CreateTransferRequest(
+            request_id="T3-c",
+            transfer_id="T3",
+            from_site="DC",
+            to_site="NYC",
+            lines=[tpb.TransferLine(sku="IVC", qty=600)],
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await people["regional"].ApproveTransfer(act("T3", "T3-a0"))  # the first level is the site manager's
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason(err.value)[1]["roles"] == "site_manager"
+    first = (await people["manager"].ApproveTransfer(act("T3", "T3-a1"))).transfer
+    assert first.state == "pending_regional"
+    assert await stock(engine.gateway, "IVC", "DC") == {"available": (1_000, 0)}  # nothing held yet
+    second = (await people["regional"].ApproveTransfer(act("T3", "T3-a2"))).transfer
+    assert second.state == "approved"
+    assert await stock(engine.gateway, "IVC", "DC") == {"available": (1_000, 600)}
+
+
+async def test_cancel_releases_before_shipping_and_is_refused_after(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub]
+) -> None:
+    store, manager = people["store"], people["manager"]
+    await store.CreateTransfer(create("T4", 30))
+    await manager.ApproveTransfer(act("T4", "T4-ok"))
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (400, 30)}
+    cancelled = (await store.CancelTransfer(act("T4", "T4-x"))).transfer
+    assert cancelled.state == "cancelled"
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (400, 0)}
+
+    await store.CreateTransfer(create("T5", 30))
+    await manager.ApproveTransfer(act("T5", "T5-ok"))
+    await store.ShipTransfer(tpb.ShipTransferRequest(request_id="T5-ship", transfer_id="T5"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await store.CancelTransfer(act("T5", "T5-x"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(err.value)[0] == "TRANSFER_SHIPPED"
+    assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (30, 0)}
+
+
+async def test_every_step_is_idempotent_and_a_reused_id_is_refused(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub]
+) -> None:
+    store, manager = people["store"], people["manager"]
+    first = await store.CreateTransfer(create("T6", 40))
+    assert await store.CreateTransfer(create("T6", 40)) == first
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await store.CreateTransfer(create("T6", 41))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    approved = await manager.ApproveTransfer(act("T6", "T6-ok"))
+    assert await manager.ApproveTransfer(act("T6", "T6-ok")) == approved
+    ship = tpb.ShipTransferRequest(request_id="T6-ship", transfer_id="T6", eta_ms=9)
+    shipped = await store.ShipTransfer(ship)
+    assert await store.ShipTransfer(ship) == shipped
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (360, 0)}
+    assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (40, 0)}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await store.ShipTransfer(tpb.ShipTransferRequest(request_id="T6-ship", transfer_id="T6", eta_ms=10))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_bad_input_and_missing_grants_are_typed(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub]
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await people["store"].CreateTransfer(
+            tpb.CreateTransferRequest(request_id="r", transfer_id="T7", from_site="DC", to_site="DC")
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await people["store"].CreateTransfer(create("T7", 450))  # more than DC has unheld
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await people["manager"].ApproveTransfer(act("T7", "T7-ok"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(err.value)[0] == "INSUFFICIENT_STOCK"
+    assert (await people["store"].GetTransfer(tpb.GetTransferRequest(transfer_id="T7"))).transfer.state == "requested"
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (400, 0)}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await people["store"].GetTransfer(tpb.GetTransferRequest(transfer_id="nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await people["store"].CreateTransfer(create("T8", 10))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await people["regional"].ShipTransfer(tpb.ShipTransferRequest(request_id="s", transfer_id="T8"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_org_nodes_move_with_their_sites(engine: Engine) -> None:
+    async with as_user(engine.address, "root", ["admin"]) as admin:
+        org = apb_grpc.AdminStub(admin.channel)
+        await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="acme", legal_entity=True)))
+        for node_id in ("east", "west"):
+            await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id=node_id, parent_id="acme")))
+        await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="metro", parent_id="east")))
+        await admin.put_site(Site("MET", "acme/east/metro"))
+        await admin.receive("GLU", "MET", "M1", 7, status="available")
+        moved = await org.MoveOrgNode(apb.MoveOrgNodeRequest(node_id="metro", new_parent_id="west"))
+        assert (moved.node.path, moved.sites_moved) == ("acme/west/metro", 1)
+        listed = await org.ListOrgNodes(apb.ListOrgNodesRequest(org_prefix="acme/west"))
+        assert [n.path for n in listed.nodes] == ["acme/west", "acme/west/metro"]
+        west = await engine.gateway.query_stock(StockQuery(skus=("GLU",), org_prefix="acme/west"))
+        assert sum(r.row.qty for r in west) == 7
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await org.MoveOrgNode(apb.MoveOrgNodeRequest(node_id="acme", new_parent_id="metro"))
+        assert reason(err.value)[0] == "ORG_CYCLE"
+    async with as_user(engine.address, "sam", ["store"]) as sam:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await apb_grpc.AdminStub(sam.channel).PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="x")))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailingOnce:
+    """The real document store, whose next write is lost as if the gateway died before it."""
+
+    def __init__(self, inner: JetStreamDocuments) -> None:
+        self.inner = inner
+        self.fail_next = False
+
+    async def get(self, key: str) -> Stored | None:
+        return await self.inner.get(key)
+
+    async def put(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("the gateway died before the step was recorded")
+        return await self.inner.put(key, value, expected_revision)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_crash_between_the_stock_and_the_record_loses_and_doubles_nothing(
+    engine: Engine, manual_clock: ManualClock
+) -> None:
+    store = FailingOnce(engine.documents)
+    desk = TransferDesk(engine.gateway, store, default_flow(), manual_clock.now_ms)
+    sam, maya = Actor("sam", ("store",)), Actor("maya", ("site_manager",))
+    await desk.create(sam, "c", "T9", "DC", "BOS", [TransferLine("GLU", 50)])
+    for step in ("approve", "ship", "receive"):
+        store.fail_next = True
+        with pytest.raises(ConnectionError):
+            await run_step(desk, step, sam, maya)
+        done = await run_step(desk, step, sam, maya)  # the caller's retry, same request id
+    assert done.state == "received"
+    assert await stock(engine.gateway, "GLU", "DC") == {"available": (350, 0)}
+    assert await stock(engine.gateway, "GLU", "BOS") == {"available": (50, 0)}
+    assert [s.action for s in done.steps] == ["create", "approve", "ship", "receive"]
+
+
+async def run_step(desk: TransferDesk, step: str, sam: Actor, maya: Actor) -> Transfer:
+    if step == "approve":
+        return await desk.approve(maya, "a", "T9")
+    if step == "ship":
+        return await desk.ship(sam, "s", "T9")
+    return await desk.receive(sam, "r", "T9", [ReceiptLine("GLU", 50)])
+
+
+async def test_documents_refuse_a_write_based_on_a_stale_revision(engine: Engine) -> None:
+    docs = engine.documents
+    first = await docs.put("race", {"n": 1}, 0)
+    with pytest.raises(RevisionMismatch):
+        await docs.put("race", {"n": 2}, 0)  # created meanwhile
+    second = await docs.put("race", {"n": 2}, first)
+    with pytest.raises(RevisionMismatch):
+        await docs.put("race", {"n": 3}, first)  # another writer got there first
+    stored = await docs.get("race")
+    assert stored == Stored("race", {"n": 2}, second)
+    assert await docs.get("never-written") is None
