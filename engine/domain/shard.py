@@ -251,7 +251,10 @@ class ShardCore:
             try:
                 results.append(self.apply(op, now_ms))
             except DomainError as refusal:
-                results.append(refusal)
+                # Without its traceback: the frames it names hold `results`, which holds
+                # it — a cycle per refusal, which a cell's window keeps and (frozen by the
+                # shard host, engine/runtime/host.py) no collector would ever free.
+                results.append(refusal.with_traceback(None))
             except Exception:  # a bug: log it, answer INTERNAL, keep serving the others
                 log.exception("op failed", shard=self.name, op=type(op).__name__)
                 results.append(Internal(f"{type(op).__name__} failed on shard {self.name}"))
@@ -557,6 +560,13 @@ class SnapshotCapture:
             if deadline is not None and time.perf_counter() >= deadline:
                 break
         return not todo
+
+    def close(self) -> None:
+        """Drop the exported cells (the caller has what `state` made of them); a capture
+        not complete is abandoned (the shard stops copying cells for it)."""
+        self._todo.clear()
+        self._done.clear()
+        self._order = ()
 
     def state(self) -> ShardState:
         if self._todo:
