@@ -36,9 +36,10 @@ import dataclasses
 import struct
 import sys
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from itertools import accumulate
+from operator import attrgetter
 from typing import Any
 
 from engine.domain.commands import (
@@ -67,6 +68,7 @@ _ENUMS: dict[str, type[StrEnum]] = {"x": External, "g": Strategy}
 _ENUM_KINDS: dict[type, str] = {cls: kind for kind, cls in _ENUMS.items()}
 _KEY_FIELDS = ("lot_id", "bin", "status", "owner")  # QuantKey's, in its order (a test checks)
 _LOT_DATES = ("received_at_ms", "expires_at_ms", "opened_at_ms")  # Lot's after lot_id, in its order
+_key_values = attrgetter(*_KEY_FIELDS)
 _U32 = struct.Struct("<I")
 _TYPECODES = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31), ("q", 1 << 63))
 _LITTLE = sys.byteorder == "little"
@@ -116,6 +118,9 @@ def _blob(data: bytes) -> bytes:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+_TYPE_KINDS: dict[type, str] = {type(None): "z", str: "s", int: "i", **{cls: k for k, cls in _ENUMS.items()}}
+_KEYS: dict[tuple[type, tuple[type, ...], type, tuple[type, ...]], TableKey | None] = {}
 
 
 def field_names(cls: type) -> tuple[str, ...]:
@@ -126,34 +131,47 @@ def field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _kind(value: object) -> str | None:
-    if value is None:
-        return "z"
-    kind = _ENUM_KINDS.get(type(value))
-    if kind is not None:
-        return kind
-    if type(value) is str:
-        return "s"
-    if type(value) is int:
-        return "i"
-    return None
+def values_of(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """All of a record's field values at once (one C call per record)."""
+    getter = _GETTERS.get(cls)
+    if getter is None:
+        names = field_names(cls)
+        single = attrgetter(names[0])
+        getter = attrgetter(*names) if len(names) > 1 else lambda record: (single(record),)
+        _GETTERS[cls] = getter
+    return getter
 
 
 def table_key(entry: Remembered) -> TableKey | None:
-    """The table an entry's row goes to; None: it stays in the Avro rest."""
+    """The table an entry's row goes to; None: it stays in the Avro rest. Decided by the
+    types of its values (cached per combination: µs per entry)."""
     command, answer = entry.command, entry.answer
-    name, answer_name = type(command).__name__, type(answer).__name__
-    command_cls, answer_cls = _FLAT_COMMANDS.get(name), _FLAT_ANSWERS.get(answer_name)
-    if command_cls is not type(command) or answer_cls is not type(answer) or command_cls is None or answer_cls is None:
+    command_cls, answer_cls = type(command), type(answer)
+    if _FLAT_COMMANDS.get(command_cls.__name__) is not command_cls:
         return None
-    kinds = tuple(_kind(getattr(command, f)) for f in field_names(command_cls))
-    answer_kinds = tuple(_kind(getattr(answer, f)) for f in field_names(answer_cls))
-    if None in kinds or None in answer_kinds:
+    if _FLAT_ANSWERS.get(answer_cls.__name__) is not answer_cls:
         return None
-    return name, answer_name, kinds, answer_kinds  # type: ignore[return-value]  # None ruled out above
+    types = (
+        command_cls,
+        tuple(map(type, values_of(command_cls)(command))),
+        answer_cls,
+        tuple(map(type, values_of(answer_cls)(answer))),
+    )
+    try:
+        return _KEYS[types]
+    except KeyError:
+        pass
+    kinds = tuple(_TYPE_KINDS.get(t) for t in types[1])
+    answer_kinds = tuple(_TYPE_KINDS.get(t) for t in types[3])
+    key: TableKey | None = None
+    if None not in kinds and None not in answer_kinds:
+        key = (command_cls.__name__, answer_cls.__name__, kinds, answer_kinds)  # type: ignore[assignment]  # no None
+    if len(_KEYS) < 4096:  # bounded: the combinations are few (None or not, per field)
+        _KEYS[types] = key
+    return key
 
 
-def _column(values: list[Any], kind: str, strings: Strings) -> bytes:
+def _column(values: Sequence[Any], kind: str, strings: Strings) -> bytes:
     if kind == "z":
         return b""
     if kind == "i":
@@ -177,10 +195,13 @@ def _table(key: TableKey, rows: list[Remembered], strings: Strings) -> Iterator[
             _ints([r.at_ms for r in rows]),
         )
     )
-    for field, kind in zip(command_fields, kinds, strict=True):
-        yield _column([getattr(r.command, field) for r in rows], kind, strings)
-    for field, kind in zip(answer_fields, answer_kinds, strict=True):
-        yield _column([getattr(r.answer, field) for r in rows], kind, strings)
+    # Rows to columns in C: each record's values at once, then transposed.
+    command_columns = zip(*map(values_of(_FLAT_COMMANDS[name]), [r.command for r in rows]), strict=True)
+    for values, kind in zip(command_columns, kinds, strict=True):
+        yield _column(values, kind, strings)
+    answer_columns = zip(*map(values_of(_FLAT_ANSWERS[answer_name]), [r.answer for r in rows]), strict=True)
+    for values, kind in zip(answer_columns, answer_kinds, strict=True):
+        yield _column(values, kind, strings)
 
 
 def block_bytes(cells: Sequence[CellState], keys: Sequence[Sequence[TableKey | None]]) -> Iterator[bytes]:
@@ -191,8 +212,9 @@ def block_bytes(cells: Sequence[CellState], keys: Sequence[Sequence[TableKey | N
     strings, parts = Strings(), []
     quants = [b for c in cells for b in c.quants]
     parts.append(_ints([len(c.quants) for c in cells]))
-    for field in _KEY_FIELDS:
-        parts.append(strings.column([getattr(b.key, field) for b in quants]))
+    key_columns = zip(*map(_key_values, [b.key for b in quants]), strict=True)
+    for _ in _KEY_FIELDS:
+        parts.append(strings.column(next(key_columns, ())))
         yield b""
     parts.append(_ints([b.qty for b in quants]) + _ints([b.held for b in quants]))
     lots = [lot for c in cells for lot in c.lots]
