@@ -561,12 +561,20 @@ class SnapshotCapture:
                 break
         return not todo
 
-    def close(self) -> None:
-        """Drop the exported cells (the caller has what `state` made of them); a capture
-        not complete is abandoned (the shard stops copying cells for it)."""
+    def release(self, budget_s: float | None = 0.002) -> bool:
+        """Drop exported cells for about `budget_s` seconds (None: all); True when none is
+        left. A snapshot of 10⁶ quants is millions of records: freeing them at once stops
+        the shard for as long as making them did, so they go a few cells at a time once
+        the snapshot is saved. A capture not complete is abandoned (no more copying)."""
         self._todo.clear()
-        self._done.clear()
         self._order = ()
+        done = self._done
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        while done:
+            done.popitem()
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        return not done
 
     def state(self) -> ShardState:
         if self._todo:

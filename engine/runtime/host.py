@@ -504,7 +504,12 @@ class ShardHost:
             try:
                 return await self._export_and_save(capture, group, batch_seq, strict)
             finally:
-                capture.close()  # the exported records go now, not at the next change
+                # The exported records go now (a few cells per turn: freeing 10⁶ quants'
+                # records at once is a stall of its own), not at the shard's next change.
+                while True:
+                    if capture.release():
+                        break
+                    await asyncio.sleep(0)  # a turn for the batches waiting
                 freeze_long_lived(collect_young=True)
 
     async def _export_and_save(self, capture: SnapshotCapture, group: _Group, batch_seq: int, strict: bool) -> int:

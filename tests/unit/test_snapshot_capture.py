@@ -101,3 +101,18 @@ def test_a_snapshot_encoded_in_slices_decodes_as_one_encoded_at_once() -> None:
     assert decode_state(b"".join(sliced)) == decode_state(whole) == decode_state(encode_avro(state)) == state
     empty = ShardCore("empty").export_state()
     assert decode_state(b"".join(encode_state_parts(empty, budget_s=0))) == empty
+
+
+def test_a_saved_capture_releases_its_records_a_few_cells_at_a_time() -> None:
+    core = a_busy_shard()
+    capture = core.begin_capture()
+    capture.step(budget_s=None)
+    state = capture.state()
+    turns = 0
+    while not capture.release(budget_s=0):  # a zero budget: one cell per turn
+        turns += 1
+    assert turns == len(state.cells) - 1
+    assert capture.complete
+    core.apply_batch(changes(T0_MS + 1), T0_MS + 1)  # the shard no longer copies cells for it
+    core.drain()
+    assert core.begin_capture().remaining == len(core.cells)
