@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nats
+
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
 from engine.domain.catalog import Site, Sku
@@ -76,14 +78,20 @@ async def fill(host: ShardHost, quants: int, start: int = 0) -> None:
         await host.apply(ops)
 
 
-async def timed_recovery(name: str, connect: Any) -> tuple[float, int]:
+def load_average() -> str:
+    """The 1-minute load average (the machine is shared: read numbers beside it)."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+async def timed_recovery(name: str, connect: Any) -> tuple[float, int, float]:
+    """(wall s, quants recovered, CPU s of this process: loading, decoding, building, replaying)."""
     host = ShardHost(name, backend=connect, clock=SystemClock(), sweep_interval_ms=0)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await host.start()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     quants = sum(len(c.ledger.quants) for c in host.core.cells.values())
     await host.stop(snapshot_grace_s=0)
-    return seconds, quants
+    return seconds, quants, cpu
 
 
 async def measure(quants: int, workdir: Path) -> dict[str, Any]:
@@ -113,7 +121,7 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
         batches = writer.batch_seq
         await writer.stop(snapshot_grace_s=0)
 
-        replay_s, replayed_quants = await timed_recovery("s", connect)
+        replay_s, replayed_quants, replay_cpu_s = await timed_recovery("s", connect)
         assert replayed_quants == quants, (replayed_quants, quants)
 
         writer = ShardHost("s", backend=connect, sweep_interval_ms=0)
@@ -122,17 +130,19 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
         await writer.snapshot_now()
         snapshot_save_s = time.perf_counter() - t
         await writer.stop(snapshot_grace_s=0)
-        snapshot_s, _ = await timed_recovery("s", connect)
+        snapshot_s, _, snapshot_cpu_s = await timed_recovery("s", connect)
+        snapshot_bytes = await snapshot_size(config, "s")
 
         writer = ShardHost("s", backend=connect, sweep_interval_ms=0, snapshot_policy=SnapshotPolicy(10**9, 10**9))
         await writer.start()
         await fill(writer, quants // 10, start=quants)
         tail_batches = writer.batch_seq - batches
         await writer.stop(snapshot_grace_s=0)
-        tail_s, tail_quants = await timed_recovery("s", connect)
+        tail_s, tail_quants, tail_cpu_s = await timed_recovery("s", connect)
         assert tail_quants == quants + quants // 10
         return {
             "quants": quants,
+            "load_average": load_average(),
             "batches": batches,
             "fill_s": round(fill_s, 2),
             "fill_quants_per_s": round(quants / fill_s),
@@ -142,23 +152,41 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
             "recover_snapshot_s": round(snapshot_s, 2),
             "recover_snapshot_plus_tail_s": round(tail_s, 2),
             "tail_batches": tail_batches,
+            "recover_replay_cpu_s": round(replay_cpu_s, 2),
+            "recover_snapshot_cpu_s": round(snapshot_cpu_s, 2),
+            "recover_snapshot_plus_tail_cpu_s": round(tail_cpu_s, 2),
+            "snapshot_mb": round(snapshot_bytes / 2**20, 1),
         }
     finally:
         await nats.stop()
+
+
+async def snapshot_size(config: JournalConfig, shard: str) -> int:
+    """The stored snapshot's size in bytes (the object store's record of it)."""
+    client = await nats.connect(config.url)
+    try:
+        store = await client.jetstream().object_store(config.snapshot_bucket)
+        info = await store.get_info(shard)
+        return info.size or 0
+    finally:
+        await client.close()
 
 
 def markdown(rows: Sequence[dict[str, Any]], machine: str) -> str:
     lines = [
         f"Shard recovery on {machine}",
         "",
-        "| quants | journal batches | recover by replay (s) | replay quants/s | snapshot save (s) "
-        "| recover from snapshot (s) | snapshot + 10% tail (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| quants | journal batches | recover by replay (s) | replay quants/s | snapshot save (s) | snapshot (MB) "
+        "| recover from snapshot: wall / CPU (s) | snapshot + 10% tail: wall / CPU (s) | load average |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['quants']:,} | {r['batches']:,} | {r['recover_replay_s']} | {r['replay_quants_per_s']:,} "
-            f"| {r['snapshot_save_s']} | {r['recover_snapshot_s']} | {r['recover_snapshot_plus_tail_s']} |"
+            f"| {r['snapshot_save_s']} | {r.get('snapshot_mb', '-')} "
+            f"| {r['recover_snapshot_s']} / {r.get('recover_snapshot_cpu_s', '-')} "
+            f"| {r['recover_snapshot_plus_tail_s']} / {r.get('recover_snapshot_plus_tail_cpu_s', '-')} "
+            f"| {r.get('load_average', '-')} |"
         )
     return "\n".join(lines) + "\n"
 

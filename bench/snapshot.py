@@ -15,7 +15,13 @@ only the state's size matters here). Then:
   while `snapshot_now()` captures, exports, encodes (in a thread) and uploads the state.
   The pause is the slowest batch during the snapshot; the baseline's slowest batch is the
   same measure without one. A 1 ms ticker on the same loop gives the longest stall (time
-  in which the loop ran nothing else: one export or encode slice, or a GC pause).
+  in which the loop ran nothing else: one export or encode slice, or a GC pause), and
+  `gc.callbacks` the longest collection and how many full (generation-2) ones ran;
+- then `--repeat` more snapshots back to back, still serving, with the process's RSS after
+  each: memory the collector's settings leak would show as growth.
+
+The filled core is frozen as a recovery leaves it (`freeze_long_lived`, when the code
+under test has it: the same file runs against older code for a before/after).
 
 No Ray is involved. Writes bench/results/<date>/snapshot/{snapshot.json,snapshot.md}.
 """
@@ -25,7 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import json
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,11 +43,12 @@ from typing import Any
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
 from adapters.nats.snapshot_codec import encode_state
-from bench.recovery import CELLS, OPS_PER_BATCH, machine, receipts
+from bench.recovery import CELLS, OPS_PER_BATCH, load_average, machine, receipts
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Receive
 from engine.domain.errors import DomainError
 from engine.domain.shard import PutSite, PutSku, ShardCore
+from engine.runtime import host as host_module
 from engine.runtime.host import Backend, ShardHost, SnapshotPolicy
 
 MAX_QUANTS = 2_000_000
@@ -102,19 +111,47 @@ class Probe:
 
 class LoopLag:
     """How late a 1 ms sleep wakes up on the shard's loop: the longest time the loop could
-    run nothing at all (a stall), apart from the batches' own latency."""
+    run nothing at all (a stall), apart from the batches' own latency. Also the CPU time
+    the loop's thread used meanwhile: on a shared machine the wall-clock stall includes
+    waiting for a core, the CPU stall is the work that ran without a break (one slice,
+    one collection)."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []  # (start, seconds late)
+        self.samples: list[tuple[float, float, float]] = []  # (start, seconds late, CPU seconds used)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.001)
-            self.samples.append((t, max(0.0, time.perf_counter() - t - 0.001)))
+            self.samples.append((t, max(0.0, time.perf_counter() - t - 0.001), time.thread_time() - cpu))
 
     def between(self, start: float, end: float) -> list[float]:
-        return [s for t, s in self.samples if start <= t <= end]
+        return [s for t, s, _ in self.samples if start <= t <= end]
+
+    def cpu_between(self, start: float, end: float) -> list[float]:
+        return [c for t, _, c in self.samples if start <= t <= end]
+
+
+class GcWatch:
+    """Every collection's start and duration, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float, int]] = []  # (start, seconds, generation)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.runs.append((self._started, time.perf_counter() - self._started, info["generation"]))
+
+    def between(self, start: float, end: float) -> list[tuple[float, int]]:
+        return [(s, g) for t, s, g in self.runs if start <= t <= end]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _ms(seconds: float) -> float:
@@ -126,7 +163,7 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-async def measure(quants: int, workdir: Path) -> dict[str, Any]:
+async def measure(quants: int, workdir: Path, repeat: int) -> dict[str, Any]:
     nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=workdir / f"nats-{quants}"))
     await nats.start()
     config = JournalConfig(
@@ -143,18 +180,29 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
         export_s, encode_s = stop_the_world(core)
         await host.start()
         host.core = core  # the journal is empty: a shortcut only a bench may take
-        probe, lag, stop = Probe(host), LoopLag(), asyncio.Event()
+        freeze = getattr(host_module, "freeze_long_lived", None)
+        if freeze is not None:
+            freeze()  # as a recovery leaves the state
+        probe, lag, stop, watch = Probe(host), LoopLag(), asyncio.Event(), GcWatch()
+        gc.callbacks.append(watch)
         tasks = [asyncio.create_task(probe.run(stop)), asyncio.create_task(lag.run(stop))]
         await asyncio.sleep(BASELINE_S)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await host.snapshot_now()
-        ended = time.perf_counter()
+        ended, cpu = time.perf_counter(), time.process_time() - cpu
+        rss = [rss_mb()]
+        for _ in range(repeat):
+            await host.snapshot_now()
+            rss.append(rss_mb())
         stop.set()
         await asyncio.gather(*tasks)
+        gc.callbacks.remove(watch)
         baseline = probe.between(0, started)
         during = probe.between(started, ended)
+        collections = watch.between(started, ended)
         return {
             "quants": quants,
+            "load_average": load_average(),
             "cells": len(host.core.cells),
             "stop_the_world_export_ms": _ms(export_s),
             "stop_the_world_encode_ms": _ms(encode_s),
@@ -169,6 +217,14 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
             "pause_ms": _ms(max(during, default=0)),
             "loop_stall_max_ms": _ms(max(lag.between(started, ended), default=0)),
             "baseline_loop_stall_max_ms": _ms(max(lag.between(0, started), default=0)),
+            "loop_stall_cpu_max_ms": _ms(max(lag.cpu_between(started, ended), default=0)),
+            "baseline_loop_stall_cpu_max_ms": _ms(max(lag.cpu_between(0, started), default=0)),
+            "snapshot_cpu_s": round(cpu, 2),
+            "gc_max_ms": _ms(max((s for s, _ in collections), default=0)),
+            "gc_full_collections": sum(1 for _, g in collections if g == 2),
+            "baseline_gc_max_ms": _ms(max((s for s, _ in watch.between(0, started)), default=0)),
+            "rss_mb_after_each_snapshot": rss,
+            "probe_batches_total": len(probe.latencies),
         }
     finally:
         await host.stop(snapshot_grace_s=0)
@@ -181,15 +237,20 @@ def markdown(rows: Sequence[dict[str, Any]], where: str) -> str:
         "",
         "| quants | stop-the-world: export + encode (ms) | snapshot while serving (s) "
         "| batches during it | batch p50 / p99 during (ms) | **pause**: slowest batch during (ms) "
-        "| slowest batch, no snapshot (ms) | longest loop stall during / without (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| slowest batch, no snapshot (ms) | longest loop stall during / without (ms) "
+        "| longest stall in CPU time during / without (ms) "
+        "| longest GC during / without (ms) | full GCs during | RSS after each snapshot (MB) | load average |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['quants']:,} | {r['stop_the_world_export_ms']} + {r['stop_the_world_encode_ms']} "
             f"= {r['stop_the_world_pause_ms']} | {r['snapshot_s']} | {r['during_batches']:,} "
             f"| {r['during_p50_ms']} / {r['during_p99_ms']} | **{r['pause_ms']}** | {r['baseline_max_ms']} "
-            f"| {r.get('loop_stall_max_ms', '-')} / {r.get('baseline_loop_stall_max_ms', '-')} |"
+            f"| {r.get('loop_stall_max_ms', '-')} / {r.get('baseline_loop_stall_max_ms', '-')} "
+            f"| {r.get('loop_stall_cpu_max_ms', '-')} / {r.get('baseline_loop_stall_cpu_max_ms', '-')} "
+            f"| {r.get('gc_max_ms', '-')} / {r.get('baseline_gc_max_ms', '-')} | {r.get('gc_full_collections', '-')} "
+            f"| {' → '.join(str(x) for x in r.get('rss_mb_after_each_snapshot', []))} | {r.get('load_average', '-')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -197,12 +258,13 @@ def markdown(rows: Sequence[dict[str, Any]], where: str) -> str:
 async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.snapshot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quants", type=_sizes, default=[100_000, 1_000_000], help="comma-separated sizes")
+    parser.add_argument("--repeat", type=int, default=3, help="snapshots after the first (RSS after each)")
     parser.add_argument("--out", type=Path, default=Path("bench/results") / dt.date.today().isoformat() / "snapshot")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lotwise-snapshot-") as tmp:
         for size in args.quants:
-            row = await measure(size, Path(tmp))
+            row = await measure(size, Path(tmp), args.repeat)
             print(json.dumps(row), flush=True)
             rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,53 +1,70 @@
-"""Avro encoding of shard snapshots (schemas/shard_snapshot.avsc): a shard's state as the
-typed records of engine.domain.state, never a pickle of live objects.
+"""Encoding of shard snapshots: a shard's state as the typed records of
+engine.domain.state, never a pickle of live objects.
 
-A snapshot is the tag `LWSA`, the Avro body (its first field, `format_version`, says which
-schema wrote it) and a CRC32 of the body (4 bytes, big-endian). The batch, position and
-time it was taken at travel beside it (the store's metadata). The evolution rule is the
-journal's (adapters/nats/codec.py): fields only added, at the end of a record, with a
-default; `SNAPSHOT_VERSION` bumped per change, every older schema file kept
-(shard_snapshot.vN.avsc), an upcaster for an older record whose meaning changed, and a
-committed sample per version. The snapshot schema names the cell, catalog and hold types
-of one journal schema version (`JOURNAL_TYPES`): a change to those is a new journal
-version and a new snapshot version.
+Version 2 (tag `LWSB`, written today): the tag, a u16 version (little-endian), the body
+of adapters/nats/snapshot_columns.py — the quants, lots and idempotency window as
+per-field arrays, the rest (catalog, holds, window entries no table holds) as the Avro of
+version 1 — and a CRC32 of everything after the tag (4 bytes, big-endian). Decoding 10⁶
+quants is a few array conversions instead of millions of Avro records.
+
+Version 1 (tag `LWSA`, still read): the tag, the Avro body (schemas/shard_snapshot.avsc;
+its first field, `format_version`, says which schema wrote it) and a CRC32 of the body.
+
+The batch, position and time a snapshot was taken at travel beside it (the store's
+metadata). The evolution rule is the journal's (adapters/nats/codec.py): Avro fields only
+added, at the end of a record, with a default; `SNAPSHOT_VERSION` bumped per change, every
+older schema file kept (shard_snapshot.vN.avsc), an upcaster for an older record whose
+meaning changed, and a committed sample per version (tests/data/journal/). The columnar
+layout changes only with a new version (its decoder kept); window tables carry their field
+names, so a command or reply that gained a field with a default reads without one. The
+snapshot schema names the cell, catalog and hold types of one journal schema version
+(`JOURNAL_TYPES`): a change to those is a new journal version and a new snapshot version.
 
 Versions: `LWS1` (releases up to journal v2: a pickle of the shard core; read once through
-the allowlist of adapters/nats/legacy.py); 1 (`LWSA`, journal v3's types). Anything else
-raises `UnsupportedFormat` naming the tag or version; the store adds the shard and position.
+the allowlist of adapters/nats/legacy.py); 1 (`LWSA`, journal v3's types); 2 (`LWSB`,
+columnar, journal v3's types in its rest). Anything else raises `UnsupportedFormat` naming
+the tag or version; the store adds the shard and position.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import struct
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
 import fastavro
 
 from adapters.nats import legacy
+from adapters.nats import snapshot_columns as columns
 from adapters.nats.codec import SCHEMA_DIR
 from adapters.nats.codec import schema_path as journal_schema_path
 from adapters.nats.records import cell_out, shard_in, shard_out
 from engine.domain.formats import UnsupportedFormat
-from engine.domain.state import ShardState
+from engine.domain.state import CellState, ShardState
 
-FORMAT = "shard snapshot (Avro)"
-TAG = b"LWSA"
+FORMAT = "shard snapshot"
+AVRO_TAG = b"LWSA"  # version 1: all Avro
+TAG = b"LWSB"  # version 2 on: columnar (adapters/nats/snapshot_columns.py)
 LEGACY_TAG = b"LWS1"  # a pickle of ShardCore, written by releases up to journal schema v2
-SNAPSHOT_VERSION = 1
-READABLE_VERSIONS = (1,)
-JOURNAL_TYPES = {1: 3}  # snapshot version → the journal schema version whose named types it uses
+SNAPSHOT_VERSION = 2
+AVRO_VERSION = 1  # the Avro schema version 1 wrote and version 2's rest is written in
+READABLE_VERSIONS = (1, 2)
+JOURNAL_TYPES = {1: 3}  # Avro schema version → the journal schema version whose named types it uses
+_VERSION = struct.Struct("<H")
 
 
 @cache
-def schema(version: int = SNAPSHOT_VERSION) -> Any:
+def schema(version: int = AVRO_VERSION) -> Any:
+    """The Avro schema of a version-1 snapshot (and of a version-2 snapshot's rest)."""
     named: dict[str, Any] = {}
     fastavro.parse_schema(json.loads(journal_schema_path(JOURNAL_TYPES[version]).read_text()), named_schemas=named)
-    name = "shard_snapshot.avsc" if version == SNAPSHOT_VERSION else f"shard_snapshot.v{version}.avsc"
+    name = "shard_snapshot.avsc" if version == AVRO_VERSION else f"shard_snapshot.v{version}.avsc"
     return fastavro.parse_schema(json.loads((SCHEMA_DIR / name).read_text()), named_schemas=named)
 
 
@@ -56,9 +73,7 @@ def _parts_schemas() -> tuple[Any, Any]:
     """The snapshot record without its last field (`cells`), and an array of cells: the
     pieces encode_state_parts writes the very same bytes with."""
     named: dict[str, Any] = {}
-    fastavro.parse_schema(
-        json.loads(journal_schema_path(JOURNAL_TYPES[SNAPSHOT_VERSION]).read_text()), named_schemas=named
-    )
+    fastavro.parse_schema(json.loads(journal_schema_path(JOURNAL_TYPES[AVRO_VERSION]).read_text()), named_schemas=named)
     full = json.loads((SCHEMA_DIR / "shard_snapshot.avsc").read_text())
     if full["fields"][-1]["name"] != "cells":
         raise AssertionError("shard_snapshot.avsc: `cells` must stay the last field (encode_state_parts)")
@@ -82,9 +97,93 @@ def encode_state(state: ShardState) -> bytes:
 
 
 def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Iterator[bytes]:
-    """The encoded snapshot in pieces of about `budget_s` seconds of work each (None: one
-    piece), so a caller on an event loop can serve between them: encoding 10⁶ quants takes
-    seconds, and fastavro holds the GIL throughout (a thread would stall the loop as much).
+    """The encoded snapshot (version 2) in pieces of about `budget_s` seconds of work each
+    (None: as few pieces as it comes in), so a caller on an event loop can serve between
+    them; pieces may be empty (a turn without output). The longest piece is one column of
+    one block (BLOCK_QUANTS values) or one cell's Avro."""
+    keys: list[list[columns.TableKey | None]] = []
+    rest_cells: list[CellState] = []
+    turn = _Turns(budget_s)
+    for cell in state.cells:  # which window entries go to tables: µs per entry
+        cell_keys = [columns.table_key(r) for r in cell.remembered]
+        keys.append(cell_keys)
+        if turn.over():
+            yield b""
+    blocks = _blocks(state, keys)
+    for cell, cell_keys in zip(state.cells, keys, strict=True):
+        rest_cells.append(_rest_cell(cell, cell_keys))
+        if turn.over():
+            yield b""
+    rest_parts = []
+    for piece in _avro_parts(replace(state, cells=tuple(rest_cells)), budget_s):
+        rest_parts.append(piece)
+        yield b""
+    rest = b"".join(rest_parts)
+    head = _VERSION.pack(SNAPSHOT_VERSION) + struct.pack("<I", len(rest)) + rest + struct.pack("<I", len(blocks))
+    crc = zlib.crc32(head)
+    yield TAG + head
+    for first, last in blocks:
+        for piece in columns.block_bytes(state.cells[first:last], keys[first:last]):
+            crc = zlib.crc32(piece, crc)
+            yield piece
+    yield crc.to_bytes(4, "big")
+
+
+class _Turns:
+    """Says when about `budget_s` seconds of work have passed since it last said so."""
+
+    def __init__(self, budget_s: float | None) -> None:
+        self.budget_s = budget_s
+        self.since = time.perf_counter()
+
+    def over(self) -> bool:
+        if self.budget_s is None or time.perf_counter() - self.since < self.budget_s:
+            return False
+        self.since = time.perf_counter()
+        return True
+
+
+def _blocks(state: ShardState, keys: list[list[columns.TableKey | None]]) -> list[tuple[int, int]]:
+    """Consecutive cells in blocks of about BLOCK_QUANTS quants and window entries; a
+    window entry whose table would be a block's 256th stays in the rest (keys edited)."""
+    out: list[tuple[int, int]] = []
+    first, size, seen = 0, 0, set[columns.TableKey]()
+    for i, cell in enumerate(state.cells):
+        if size >= columns.BLOCK_QUANTS:
+            out.append((first, i))
+            first, size, seen = i, 0, set()
+        size += len(cell.quants) + len(cell.remembered)
+        cell_keys = keys[i]
+        for j, key in enumerate(cell_keys):
+            if key is not None and key not in seen:
+                if len(seen) == 255:
+                    cell_keys[j] = None
+                else:
+                    seen.add(key)
+    if first < len(state.cells):
+        out.append((first, len(state.cells)))
+    return out
+
+
+def _rest_cell(cell: CellState, keys: list[columns.TableKey | None]) -> CellState:
+    """The cell without what the columns carry: quants, lots, window entries in tables."""
+    return replace(
+        cell,
+        quants=(),
+        lots=(),
+        remembered=tuple(r for r, key in zip(cell.remembered, keys, strict=True) if key is None),
+    )
+
+
+def encode_avro(state: ShardState) -> bytes:
+    """A version-1 (`LWSA`) snapshot: what releases before version 2 wrote (tests, samples)."""
+    body = b"".join(_avro_parts(state, None))
+    return AVRO_TAG + body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def _avro_parts(state: ShardState, budget_s: float | None) -> Iterator[bytes]:
+    """The Avro body of `state` (schema version 1) in pieces of about `budget_s` seconds of
+    work each (None: one piece).
 
     Avro writes an array as blocks (a count, then that many items) ended by a zero count, so
     the cells go out a block at a time; any Avro reader reads them as one array (in one
@@ -92,33 +191,29 @@ def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Ite
     measured cost per cell (a cell is the smallest piece)."""
     head_schema, cells_schema = _parts_schemas()
     out = io.BytesIO()
-    head = {"format_version": SNAPSHOT_VERSION, "shard": state.name, **shard_out(_without_cells(state))}
+    head = {"format_version": AVRO_VERSION, "shard": state.name, **shard_out(_without_cells(state))}
     del head["cells"]
     fastavro.schemaless_writer(out, head_schema, head)
-    body = out.getvalue()
-    crc = zlib.crc32(body)
+    yield out.getvalue()
     cells, i, n = state.cells, 0, 1 if budget_s is not None else len(state.cells)
     while i < len(cells):
         started = time.perf_counter()
         block = [cell_out(c) for c in cells[i : i + n]]
         piece = io.BytesIO()
         fastavro.schemaless_writer(piece, cells_schema, {"cells": block})
-        data = piece.getvalue()[:-1]  # a block: the array's closing zero count comes once, at the end
-        crc = zlib.crc32(data, crc)
-        yield TAG + body + data if i == 0 else data
+        yield piece.getvalue()[:-1]  # a block: the array's closing zero count comes once, at the end
         i += len(block)
         if budget_s is not None:
             elapsed = max(time.perf_counter() - started, 1e-6)
             n = max(1, min(2 * n, int(len(block) * budget_s / elapsed)))
-    end = b"\x00"
-    crc = zlib.crc32(end, crc)
-    yield (end if cells else TAG + body + end) + crc.to_bytes(4, "big")
+    yield b"\x00"
 
 
 def _without_cells(state: ShardState) -> ShardState:
-    return ShardState(
-        state.name, state.skus, state.sites, state.headers, state.moved, state.expecting, state.with_holds, ()
-    )
+    return replace(state, cells=())
+
+
+_DAMAGE = (EOFError, KeyError, TypeError, IndexError, UnicodeDecodeError, OverflowError, ValueError, RuntimeError)
 
 
 def decode_state(data: bytes) -> ShardState:
@@ -127,21 +222,41 @@ def decode_state(data: bytes) -> ShardState:
     tag = data[: len(TAG)]
     if tag == LEGACY_TAG:
         return legacy.shard_from_pickle(data[len(LEGACY_TAG) :])
-    if tag != TAG:
+    if tag not in (TAG, AVRO_TAG):
         raise UnsupportedFormat(f"shard snapshot tagged {tag!r}", None, "unknown snapshot format")
     body, crc = data[len(TAG) : -4], int.from_bytes(data[-4:], "big")
     if len(data) < len(TAG) + 5 or zlib.crc32(body) != crc:
         raise ValueError("snapshot checksum mismatch (truncated or corrupted)")
-    version = _first_int(body)
-    if version not in READABLE_VERSIONS:
+    version = _first_int(body) if tag == AVRO_TAG else _VERSION.unpack(body[: _VERSION.size])[0]
+    if version not in READABLE_VERSIONS or (version == 1) != (tag == AVRO_TAG):
         raise UnsupportedFormat(FORMAT, version, f"unknown snapshot schema version {version}")
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(body), schema(version), return_record_name=True)
-        if not isinstance(record, dict):
-            raise TypeError(f"a snapshot decodes to a {type(record).__name__}")
-        return shard_in(record["shard"], record)
-    except (EOFError, KeyError, TypeError, IndexError, UnicodeDecodeError, OverflowError, ValueError) as exc:
+        if version == 1:
+            return _decode_avro(body)
+        return _decode_columnar(body)
+    except RuntimeError as exc:  # a StopIteration inside a generator: a table ran short
+        raise ValueError(f"undecodable snapshot: {exc}") from None
+    except _DAMAGE as exc:
         raise ValueError(f"undecodable snapshot: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_avro(body: bytes | memoryview) -> ShardState:
+    record = fastavro.schemaless_reader(io.BytesIO(body), schema(AVRO_VERSION), return_record_name=True)
+    if not isinstance(record, dict):
+        raise TypeError(f"a snapshot decodes to a {type(record).__name__}")
+    return shard_in(record["shard"], record)
+
+
+def _decode_columnar(body: bytes) -> ShardState:
+    reader = columns.Reader(body, _VERSION.size)
+    rest = _decode_avro(reader.take(reader.u32()))
+    rest_cells = iter(rest.cells)
+    cells: list[CellState] = []
+    for _ in range(reader.u32()):
+        cells.extend(columns.read_block(reader, rest_cells))
+    if next(rest_cells, None) is not None or reader.at != len(body):
+        raise ValueError("the columns and the rest hold different cells, or bytes are left over")
+    return replace(rest, cells=tuple(cells))
 
 
 def _first_int(body: bytes) -> int:

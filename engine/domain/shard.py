@@ -308,7 +308,10 @@ class ShardCore:
             try:
                 results.append(self.apply(op, now_ms))
             except DomainError as refusal:
-                results.append(refusal)
+                # Without its traceback: the frames it names hold `results`, which holds
+                # it — a cycle per refusal, which a cell's window keeps and (frozen by the
+                # shard host, engine/runtime/host.py) no collector would ever free.
+                results.append(refusal.with_traceback(None))
             except Exception:  # a bug: log it, answer INTERNAL, keep serving the others
                 log.exception("op failed", shard=self.name, op=type(op).__name__)
                 results.append(Internal(f"{type(op).__name__} failed on shard {self.name}"))
@@ -659,6 +662,21 @@ class SnapshotCapture:
             if deadline is not None and time.perf_counter() >= deadline:
                 break
         return not todo
+
+    def release(self, budget_s: float | None = 0.002) -> bool:
+        """Drop exported cells for about `budget_s` seconds (None: all); True when none is
+        left. A snapshot of 10⁶ quants is millions of records: freeing them at once stops
+        the shard for as long as making them did, so they go a few cells at a time once
+        the snapshot is saved. A capture not complete is abandoned (no more copying)."""
+        self._todo.clear()
+        self._order = ()
+        done = self._done
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        while done:
+            done.popitem()
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        return not done
 
     def state(self) -> ShardState:
         if self._todo:

@@ -19,6 +19,7 @@ from nats.js import api
 
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats
+from adapters.nats.snapshot_codec import SNAPSHOT_VERSION, decode_state, encode_avro
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import CellLimits
 from engine.domain.clock import ManualClock
@@ -41,6 +42,8 @@ async def config(nats_server: EmbeddedNats) -> AsyncIterator[JournalConfig]:
         stream=f"FORMATS_{name}",
         subject_prefix=f"formats.{name}",
         snapshot_bucket=f"formats-{name}",
+        max_bytes=64 * 1024 * 1024,  # reserved on the shared test server: room for every test here
+        snapshot_max_bytes=64 * 1024 * 1024,
         **QUICK,  # type: ignore[arg-type]
     )
 
@@ -136,14 +139,58 @@ async def test_a_snapshot_of_an_unknown_format_stops_recovery_naming_it(config: 
     assert (error.format, error.version) == ("shard snapshot tagged b'LWZ9'", None)
 
 
-async def test_a_snapshot_of_a_newer_version_stops_recovery_naming_it(config: JournalConfig, shard: str) -> None:
+def columnar(version: int) -> bytes:
+    """An intact `LWSB` snapshot body whose leading version this release does not know."""
+    body = version.to_bytes(2, "little") + b"\x00" * 16
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    ("blob", "version"),
+    [(b"LWSA" + framed(2), 2), (b"LWSB" + columnar(SNAPSHOT_VERSION + 1), SNAPSHOT_VERSION + 1)],
+    ids=["avro-tag-newer-version", "columnar-newer-version"],
+)
+async def test_a_snapshot_of_a_newer_version_stops_recovery_naming_it(
+    config: JournalConfig, shard: str, blob: bytes, version: int
+) -> None:
     await a_shard_with_two_batches(config, shard)
-    await put_raw_snapshot(config, shard, b"LWSA" + framed(2), position=778)
+    await put_raw_snapshot(config, shard, blob, position=778)
 
     with pytest.raises(UnreadableFormat) as caught:
         await rebuilt(config, shard)
 
-    assert (caught.value.format, caught.value.version, caught.value.position) == ("shard snapshot (Avro)", 2, 778)
+    assert (caught.value.format, caught.value.version, caught.value.position) == ("shard snapshot", version, 778)
+
+
+async def test_a_version_1_snapshot_left_by_the_previous_release_still_recovers(
+    config: JournalConfig, shard: str
+) -> None:
+    """An engine upgraded in place finds an Avro (`LWSA`) snapshot in its store: it recovers
+    from it and the tail, and its next snapshot is version 2."""
+    host = ShardHost(shard, clock=ManualClock(), backend=connector(config), sweep_interval_ms=0)
+    await host.start()
+    await host.apply([PutSku(Sku("SKU-1")), PutSite(Site("S1"))])
+    first = await host.apply([Receive("r1", "SKU-1", "S1", "L1", 5)])
+    state, position = host.core.export_state(), host.position
+    await host.apply([Receive("r2", "SKU-1", "S1", "L2", 7)])  # the tail after the snapshot
+    expected = await host.state_hash()
+    await host.stop()
+    await put_raw_snapshot(config, shard, encode_avro(state), position=position)
+
+    reader = ShardHost(shard, clock=ManualClock(), backend=connector(config), sweep_interval_ms=0)
+    await reader.start()
+    assert await reader.state_hash() == expected
+    assert await reader.apply([Receive("r1", "SKU-1", "S1", "L1", 5)]) == first  # remembered in the snapshot
+    await reader.snapshot_now()
+    await reader.stop()
+    nc = await nats.connect(config.url, allow_reconnect=False)
+    try:
+        blob = (await (await nc.jetstream(timeout=2).object_store(config.snapshot_bucket)).get(shard)).data
+    finally:
+        await nc.close()
+    assert blob is not None
+    assert blob[:4] == b"LWSB"
+    assert decode_state(blob) == reader.core.export_state()
 
 
 async def test_a_snapshot_taken_by_the_host_recovers_through_the_object_store(

@@ -18,13 +18,18 @@ import pytest
 
 from adapters.nats.codec import READABLE_VERSIONS, SCHEMA_VERSION, decode_entry, encode_entry, schema
 from adapters.nats.records import NS
-from adapters.nats.snapshot_codec import FORMAT as SNAPSHOT_FORMAT
 from adapters.nats.snapshot_codec import (
+    AVRO_TAG,
     LEGACY_TAG,
     SNAPSHOT_VERSION,
     TAG,
     decode_state,
+    encode_avro,
     encode_state,
+)
+from adapters.nats.snapshot_codec import FORMAT as SNAPSHOT_FORMAT
+from adapters.nats.snapshot_codec import (
+    READABLE_VERSIONS as SNAPSHOT_VERSIONS,
 )
 from adapters.nats.snapshot_codec import schema as snapshot_schema
 from engine.domain.formats import UnsupportedFormat
@@ -63,9 +68,10 @@ def replayed(version: int) -> ShardCore:
 def test_a_sample_of_every_readable_version_is_committed() -> None:
     assert {int(p.name[1]) for p in SAMPLES.glob("v*-batch-1.bin")} == set(READABLE_VERSIONS)
     assert SCHEMA_VERSION in READABLE_VERSIONS
+    assert SNAPSHOT_VERSION in SNAPSHOT_VERSIONS
     assert {p.name for p in SAMPLES.glob("snapshot-*.bin")} == {
         "snapshot-LWS1.bin",
-        f"snapshot-v{SNAPSHOT_VERSION}.bin",
+        *(f"snapshot-v{v}.bin" for v in SNAPSHOT_VERSIONS),
     }
 
 
@@ -89,7 +95,7 @@ def test_an_adopted_cell_of_every_version_decodes_to_its_typed_state(version: in
     assert decode_entry(encode_entry(entry)) == entry
 
 
-@pytest.mark.parametrize("name", ["snapshot-LWS1.bin", f"snapshot-v{SNAPSHOT_VERSION}.bin"])
+@pytest.mark.parametrize("name", ["snapshot-LWS1.bin", *(f"snapshot-v{v}.bin" for v in SNAPSHOT_VERSIONS)])
 def test_every_committed_snapshot_decodes_to_the_replayed_shard(name: str) -> None:
     state = decode_state(sample(name))
     assert state == replayed(2).export_state()
@@ -122,21 +128,40 @@ def test_an_unknown_snapshot_tag_or_version_is_refused_by_name() -> None:
 
     out = io.BytesIO()
     fastavro.schemaless_writer(out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": 2})
-    body = out.getvalue() + b"\x00" * 8
+    body = out.getvalue() + b"\x00" * 8  # Avro (LWSA) is version 1 only: 2 on is columnar
     with pytest.raises(UnsupportedFormat, match="unknown snapshot schema version 2") as version:
-        decode_state(TAG + body + zlib.crc32(body).to_bytes(4, "big"))
+        decode_state(AVRO_TAG + body + zlib.crc32(body).to_bytes(4, "big"))
     assert (version.value.format, version.value.version) == (SNAPSHOT_FORMAT, 2)
 
+    newer = SNAPSHOT_VERSION + 1
+    body = newer.to_bytes(2, "little") + sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")[len(TAG) + 2 : -4]
+    with pytest.raises(UnsupportedFormat, match=f"unknown snapshot schema version {newer}") as columnar:
+        decode_state(TAG + body + zlib.crc32(body).to_bytes(4, "big"))
+    assert (columnar.value.format, columnar.value.version) == (SNAPSHOT_FORMAT, newer)
 
-def test_a_damaged_snapshot_is_not_mistaken_for_another_format() -> None:
-    data = bytearray(sample(f"snapshot-v{SNAPSHOT_VERSION}.bin"))
+
+@pytest.mark.parametrize("version", SNAPSHOT_VERSIONS)
+def test_a_damaged_snapshot_is_not_mistaken_for_another_format(version: int) -> None:
+    data = bytearray(sample(f"snapshot-v{version}.bin"))
     data[len(TAG) + 7] ^= 0xFF
     with pytest.raises(ValueError, match="checksum") as caught:
         decode_state(bytes(data))
     assert not isinstance(caught.value, UnsupportedFormat)
 
 
+def test_a_columnar_snapshot_cut_short_or_padded_is_damaged_not_misread() -> None:
+    """The CRC is recomputed, so only the columns' own bounds can tell."""
+    data = sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")
+    body = data[len(TAG) : -4]
+    for damaged in (body[:-9], body + b"\x00", body[: len(body) // 2]):
+        with pytest.raises(ValueError, match="undecodable snapshot") as caught:
+            decode_state(TAG + damaged + zlib.crc32(damaged).to_bytes(4, "big"))
+        assert not isinstance(caught.value, UnsupportedFormat)
+
+
 def test_the_snapshot_schema_names_the_journal_types_it_uses() -> None:
     named = snapshot_schema()["__named_schemas"]
     assert {NS + "CellState", NS + "Sku", NS + "Site", NS + "RegisterHold", NS + "ShardSnapshot"} <= set(named)
-    assert encode_state(replayed(2).export_state()) == sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")
+    state = replayed(2).export_state()
+    assert encode_state(state) == sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")
+    assert encode_avro(state) == sample("snapshot-v1.bin")  # version 1's bytes, still reproducible

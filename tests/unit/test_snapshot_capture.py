@@ -10,7 +10,15 @@ import fastavro
 import pytest
 
 from adapters.nats.records import shard_out
-from adapters.nats.snapshot_codec import SNAPSHOT_VERSION, TAG, decode_state, encode_state, encode_state_parts, schema
+from adapters.nats.snapshot_codec import (
+    AVRO_TAG,
+    AVRO_VERSION,
+    decode_state,
+    encode_avro,
+    encode_state,
+    encode_state_parts,
+    schema,
+)
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Commit, Receive, Release, Reserve, ReserveLine
 from engine.domain.errors import InvariantViolation
@@ -82,15 +90,29 @@ def test_a_capture_refuses_undrained_movements_and_a_second_capture() -> None:
 
 def test_a_snapshot_encoded_in_slices_decodes_as_one_encoded_at_once() -> None:
     state = a_busy_shard().export_state()
-    head_schema = schema()
-    record = {"format_version": SNAPSHOT_VERSION, "shard": state.name, **shard_out(state)}
+    record = {"format_version": AVRO_VERSION, "shard": state.name, **shard_out(state)}
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, head_schema, record)  # the whole record at once, as before
+    fastavro.schemaless_writer(out, schema(), record)  # the whole record at once, as before
     body = out.getvalue()
-    whole = TAG + body + zlib.crc32(body).to_bytes(4, "big")
-    assert encode_state(state) == whole  # in one piece: the very bytes of one writer call
+    assert encode_avro(state) == AVRO_TAG + body + zlib.crc32(body).to_bytes(4, "big")  # version 1's bytes
+    whole = encode_state(state)
     sliced = list(encode_state_parts(state, budget_s=0))
-    assert len(sliced) > 100  # a cell per slice at a zero budget: many Avro array blocks
-    assert decode_state(b"".join(sliced)) == decode_state(whole) == state
+    assert len(sliced) > 100  # a cell per slice at a zero budget: many Avro array blocks in the rest
+    assert decode_state(b"".join(sliced)) == decode_state(whole) == decode_state(encode_avro(state)) == state
     empty = ShardCore("empty").export_state()
     assert decode_state(b"".join(encode_state_parts(empty, budget_s=0))) == empty
+
+
+def test_a_saved_capture_releases_its_records_a_few_cells_at_a_time() -> None:
+    core = a_busy_shard()
+    capture = core.begin_capture()
+    capture.step(budget_s=None)
+    state = capture.state()
+    turns = 0
+    while not capture.release(budget_s=0):  # a zero budget: one cell per turn
+        turns += 1
+    assert turns == len(state.cells) - 1
+    assert capture.complete
+    core.apply_batch(changes(T0_MS + 1), T0_MS + 1)  # the shard no longer copies cells for it
+    core.drain()
+    assert core.begin_capture().remaining == len(core.cells)
