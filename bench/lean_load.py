@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from engine.api.admission import timeout_metadata
 from engine.api.client import RetryBudget, RetryPolicy
 from engine.api.errors import is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
@@ -119,7 +120,7 @@ def check_encoding(encoder: Encoder, site: str, ttl_ms: int) -> None:
 class LeanCaller:
     """Raw calls with LotwiseClient's retry behaviour; one per worker (shares the budget)."""
 
-    def __init__(self, channel: grpc.aio.Channel, tally: Tally, deadline_s: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, tally: Tally, deadline_s: float, wire_header: bool = True) -> None:
         # No serializers: requests and answers are bytes.
         raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
         self._reserve: raw = channel.unary_unary("/lotwise.v1.Inventory/Reserve")
@@ -130,6 +131,11 @@ class LeanCaller:
         self._policy = RetryPolicy()
         self._rng = random.Random()
         self.budget = RetryBudget()
+        self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
+
+    def _metadata(self, timeout_s: float) -> tuple[tuple[str, str], ...]:
+        """The timeout header the door measures the wait before it by (LotwiseClient sends it too)."""
+        return (timeout_metadata(timeout_s),) if self._wire_header else ()
 
     async def unary(self, reserve: bool, request: bytes) -> bool:
         """One unary call (with retries); True when it succeeded."""
@@ -139,8 +145,9 @@ class LeanCaller:
         attempt = 0
         while True:
             attempt += 1
+            timeout_s = max(deadline - time.monotonic(), 0.001)
             try:
-                await method(request, timeout=max(deadline - time.monotonic(), 0.001))
+                await method(request, timeout=timeout_s, metadata=self._metadata(timeout_s))
             except grpc.aio.AioRpcError as err:
                 delay = self._retry_delay(err, attempt, deadline)
                 if delay is None:
@@ -163,9 +170,12 @@ class LeanCaller:
         attempt = 0
         while todo:
             attempt += 1
+            timeout_s = max(deadline - time.monotonic(), 0.001)
             try:
                 raw = await self._execute(
-                    Encoder.batch([commands[k] for k in todo]), timeout=max(deadline - time.monotonic(), 0.001)
+                    Encoder.batch([commands[k] for k in todo]),
+                    timeout=timeout_s,
+                    metadata=self._metadata(timeout_s),
                 )
             except grpc.aio.AioRpcError as err:
                 delay = self._retry_delay(err, attempt, deadline, len(todo))
