@@ -43,6 +43,9 @@ class Tally:
     orders: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     latencies_ms: list[float] = field(default_factory=list)  # successful calls (commands) only
+    # Those that succeeded at their first attempt: the wait the door lets a call have,
+    # without the back-offs of retried ones.
+    first_latencies_ms: list[float] = field(default_factory=list)
     throttled_retries: int = 0
     cpu_s: float = 0.0  # this worker's CPU over the window (user + system)
 
@@ -157,7 +160,10 @@ class LeanCaller:
                 continue
             self.budget.on_success()
             self._tally.outcomes["ok"] += 1
-            self._tally.latencies_ms.append((time.monotonic() - started) * 1000)
+            elapsed_ms = (time.monotonic() - started) * 1000
+            self._tally.latencies_ms.append(elapsed_ms)
+            if attempt == 1:
+                self._tally.first_latencies_ms.append(elapsed_ms)
             return True
 
     async def execute(self, commands: list[bytes]) -> list[bool]:
@@ -185,7 +191,7 @@ class LeanCaller:
                     return ok
                 await asyncio.sleep(delay)
                 continue
-            todo = self._answered(pb.ReplyBatch.FromString(raw), todo, ok, started)
+            todo = self._answered(pb.ReplyBatch.FromString(raw), todo, ok, started, attempt == 1)
             if todo:
                 delay = self._command_retry_delay(len(todo), attempt, deadline)
                 if delay is None:
@@ -194,7 +200,9 @@ class LeanCaller:
                 await asyncio.sleep(delay)
         return ok
 
-    def _answered(self, reply: pb.ReplyBatch, todo: list[int], ok: list[bool], started: float) -> list[int]:
+    def _answered(
+        self, reply: pb.ReplyBatch, todo: list[int], ok: list[bool], started: float, first: bool
+    ) -> list[int]:
         """Tally a batch's replies; the commands to retry (refused retryably)."""
         elapsed_ms = (time.monotonic() - started) * 1000
         retry = []
@@ -204,6 +212,8 @@ class LeanCaller:
                 self.budget.on_success()
                 self._tally.outcomes["ok"] += 1
                 self._tally.latencies_ms.append(elapsed_ms)
+                if first:
+                    self._tally.first_latencies_ms.append(elapsed_ms)
             elif answer.error.code in _RETRYABLE_CODES:
                 retry.append(k)
             else:

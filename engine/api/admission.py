@@ -323,9 +323,15 @@ class WireWait:
         self._interval_s = interval_s
         self._above_since: float | None = None  # the first wait above target of this run
         self.last_s = 0.0  # the latest wait observed
+        self._seen_at = float("-inf")  # when it was observed
 
     def observe(self, waited_s: float, now: float) -> None:
+        if now - self._seen_at > self._interval_s:
+            # Nothing measured for an interval (the load stopped): no evidence that the queue
+            # still stands, so a lone late call (an operator's verify) starts a new run.
+            self._above_since = None
         self.last_s = waited_s
+        self._seen_at = now
         if waited_s <= self.target_s:
             self._above_since = None
         elif self._above_since is None:

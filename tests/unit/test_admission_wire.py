@@ -105,8 +105,18 @@ def test_a_call_within_target_ends_the_standing_queue() -> None:
     stand(door, clock)
     assert isinstance(door.enter(1, Priority.RESERVE, 1.0, waited_s=0.01), Ticket)
     assert isinstance(door.enter(1, Priority.RESERVE, 1.0, waited_s=0.2), Ticket)  # a new run starts
-    clock.now += 0.11
+    clock.now += 0.06
+    assert isinstance(door.enter(1, Priority.RESERVE, 1.0, waited_s=0.2), Ticket)  # not an interval yet
+    clock.now += 0.06
     assert isinstance(door.enter(1, Priority.RESERVE, 1.0, waited_s=0.2), Refusal)  # stood an interval again
+
+
+def test_a_quiet_interval_ends_the_standing_queue() -> None:
+    door, clock = wire_door()
+    stand(door, clock)
+    clock.now += 0.5  # the load stopped: nothing measured for longer than the interval
+    assert isinstance(door.enter(1, Priority.WRITE, 1.0, waited_s=0.2), Ticket)
+    assert not door.wire.standing(clock.now)
 
 
 def test_callers_without_the_header_are_admitted_as_before() -> None:
@@ -165,17 +175,19 @@ async def test_the_interceptor_meters_the_wait_and_refuses_a_stale_call_typed() 
     admitted = interceptor._admit("/lotwise.v1.Inventory/Reserve", behavior)
     stale = ((TIMEOUT_HEADER, "2000"),)
     assert await admitted(None, FakeContext(stale, 1.8)) == "done"  # 200 ms before the door: run starts
-    clock.now += 0.2
+    clock.now += 0.06
+    assert await admitted(None, FakeContext(stale, 1.8)) == "done"  # not standing for an interval yet
+    clock.now += 0.06
     context = FakeContext(stale, 1.8)
     with pytest.raises(Aborted):
         await admitted(None, context)
     assert context.status is not None
     assert context.status.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert sample(registry, "lotwise_admission_refused_total", bound=BOUND_WIRE, priority="reserve") == 1
-    assert sample(registry, "lotwise_admission_wire_wait_seconds_count") == 2
+    assert sample(registry, "lotwise_admission_wire_wait_seconds_count") == 3
     assert sample(registry, "lotwise_admission_wire_wait_seconds_bucket", le="0.1") == 0
     assert await admitted(None, FakeContext(((TIMEOUT_HEADER, "x"),), 1.8)) == "done"  # bad header: not metered
-    assert sample(registry, "lotwise_admission_wire_wait_seconds_count") == 2
+    assert sample(registry, "lotwise_admission_wire_wait_seconds_count") == 3
 
 
 async def test_the_waiting_gauge_counts_calls_in_the_waiting_room() -> None:
