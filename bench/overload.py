@@ -2,6 +2,7 @@
 
     scripts/in-netns .venv/bin/python -m bench.overload                      # defaults below
     scripts/in-netns .venv/bin/python -m bench.overload --saturation 64 --levels 0.5,1,2,4,8 --seconds 8
+    scripts/in-netns .venv/bin/python -m bench.overload --compare     # each row without/with the timeout header
 
 A server process (Gateway.local: shards in that process, journal in memory, no Ray; the
 door of engine.api.admission with its default bounds) serves lotwise.v1.Inventory and
@@ -16,7 +17,10 @@ as a share of the 1× row of the same mode, p50/p99 of successful calls, and eve
 outcome: ok, shed (RESOURCE_EXHAUSTED OVERLOADED after the client's retries), deadline
 (DEADLINE_EXCEEDED), cancelled/unknown (must be 0) and other; the retries the budget
 refused; the server's RSS growth. Afterwards `verify` rebuilds every shard from its
-journal and compares it with the live state (books exact). Writes the rows as JSON and a
+journal and compares it with the live state (books exact). With `--compare` each row runs
+twice, interleaved: lean callers without the `lotwise-timeout-ms` header (the door as before
+it measured the wait in front of it, "before") and with it ("wire"); rows carry `door` and
+the p99 of calls that succeeded at their first attempt. Writes the rows as JSON and a
 PNG plot next to it (bench/results/<date>/overload/).
 """
 
