@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from engine.api.admission import timeout_metadata
 from engine.api.client import RetryBudget, RetryPolicy
 from engine.api.errors import is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
@@ -42,6 +43,9 @@ class Tally:
     orders: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     latencies_ms: list[float] = field(default_factory=list)  # successful calls (commands) only
+    # Those that succeeded at their first attempt: the wait the door lets a call have,
+    # without the back-offs of retried ones.
+    first_latencies_ms: list[float] = field(default_factory=list)
     throttled_retries: int = 0
     cpu_s: float = 0.0  # this worker's CPU over the window (user + system)
 
@@ -119,7 +123,7 @@ def check_encoding(encoder: Encoder, site: str, ttl_ms: int) -> None:
 class LeanCaller:
     """Raw calls with LotwiseClient's retry behaviour; one per worker (shares the budget)."""
 
-    def __init__(self, channel: grpc.aio.Channel, tally: Tally, deadline_s: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, tally: Tally, deadline_s: float, wire_header: bool = True) -> None:
         # No serializers: requests and answers are bytes.
         raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
         self._reserve: raw = channel.unary_unary("/lotwise.v1.Inventory/Reserve")
@@ -130,6 +134,11 @@ class LeanCaller:
         self._policy = RetryPolicy()
         self._rng = random.Random()
         self.budget = RetryBudget()
+        self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
+
+    def _metadata(self, timeout_s: float) -> tuple[tuple[str, str], ...]:
+        """The timeout header the door measures the wait before it by (LotwiseClient sends it too)."""
+        return (timeout_metadata(timeout_s),) if self._wire_header else ()
 
     async def unary(self, reserve: bool, request: bytes) -> bool:
         """One unary call (with retries); True when it succeeded."""
@@ -139,8 +148,9 @@ class LeanCaller:
         attempt = 0
         while True:
             attempt += 1
+            timeout_s = max(deadline - time.monotonic(), 0.001)
             try:
-                await method(request, timeout=max(deadline - time.monotonic(), 0.001))
+                await method(request, timeout=timeout_s, metadata=self._metadata(timeout_s))
             except grpc.aio.AioRpcError as err:
                 delay = self._retry_delay(err, attempt, deadline)
                 if delay is None:
@@ -150,7 +160,10 @@ class LeanCaller:
                 continue
             self.budget.on_success()
             self._tally.outcomes["ok"] += 1
-            self._tally.latencies_ms.append((time.monotonic() - started) * 1000)
+            elapsed_ms = (time.monotonic() - started) * 1000
+            self._tally.latencies_ms.append(elapsed_ms)
+            if attempt == 1:
+                self._tally.first_latencies_ms.append(elapsed_ms)
             return True
 
     async def execute(self, commands: list[bytes]) -> list[bool]:
@@ -163,9 +176,12 @@ class LeanCaller:
         attempt = 0
         while todo:
             attempt += 1
+            timeout_s = max(deadline - time.monotonic(), 0.001)
             try:
                 raw = await self._execute(
-                    Encoder.batch([commands[k] for k in todo]), timeout=max(deadline - time.monotonic(), 0.001)
+                    Encoder.batch([commands[k] for k in todo]),
+                    timeout=timeout_s,
+                    metadata=self._metadata(timeout_s),
                 )
             except grpc.aio.AioRpcError as err:
                 delay = self._retry_delay(err, attempt, deadline, len(todo))
@@ -175,7 +191,7 @@ class LeanCaller:
                     return ok
                 await asyncio.sleep(delay)
                 continue
-            todo = self._answered(pb.ReplyBatch.FromString(raw), todo, ok, started)
+            todo = self._answered(pb.ReplyBatch.FromString(raw), todo, ok, started, attempt == 1)
             if todo:
                 delay = self._command_retry_delay(len(todo), attempt, deadline)
                 if delay is None:
@@ -184,7 +200,9 @@ class LeanCaller:
                 await asyncio.sleep(delay)
         return ok
 
-    def _answered(self, reply: pb.ReplyBatch, todo: list[int], ok: list[bool], started: float) -> list[int]:
+    def _answered(
+        self, reply: pb.ReplyBatch, todo: list[int], ok: list[bool], started: float, first: bool
+    ) -> list[int]:
         """Tally a batch's replies; the commands to retry (refused retryably)."""
         elapsed_ms = (time.monotonic() - started) * 1000
         retry = []
@@ -194,6 +212,8 @@ class LeanCaller:
                 self.budget.on_success()
                 self._tally.outcomes["ok"] += 1
                 self._tally.latencies_ms.append(elapsed_ms)
+                if first:
+                    self._tally.first_latencies_ms.append(elapsed_ms)
             elif answer.error.code in _RETRYABLE_CODES:
                 retry.append(k)
             else:

@@ -34,6 +34,7 @@ from locust import User, constant, events, task
 from locust.env import Environment
 
 from bench.workloads import WORKLOADS, OrderStream, dataset, shape
+from engine.api.admission import timeout_metadata
 from engine.api.errors import REASON_OVERLOADED, REASON_UNAVAILABLE, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
@@ -184,7 +185,7 @@ class LotwiseUser(User):
         started = time.perf_counter()
         response, exception, label, backoff_s = None, None, name, None
         try:
-            response = method(request, timeout=CALL_TIMEOUT_S)
+            response = method(request, timeout=CALL_TIMEOUT_S, metadata=(timeout_metadata(CALL_TIMEOUT_S),))
         except grpc.RpcError as err:
             refused_as, backoff_s = refusal_label(name, err)
             if refused_as is None:

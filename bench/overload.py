@@ -2,6 +2,7 @@
 
     scripts/in-netns .venv/bin/python -m bench.overload                      # defaults below
     scripts/in-netns .venv/bin/python -m bench.overload --saturation 64 --levels 0.5,1,2,4,8 --seconds 8
+    scripts/in-netns .venv/bin/python -m bench.overload --compare     # each row without/with the timeout header
 
 A server process (Gateway.local: shards in that process, journal in memory, no Ray; the
 door of engine.api.admission with its default bounds) serves lotwise.v1.Inventory and
@@ -16,7 +17,10 @@ as a share of the 1× row of the same mode, p50/p99 of successful calls, and eve
 outcome: ok, shed (RESOURCE_EXHAUSTED OVERLOADED after the client's retries), deadline
 (DEADLINE_EXCEEDED), cancelled/unknown (must be 0) and other; the retries the budget
 refused; the server's RSS growth. Afterwards `verify` rebuilds every shard from its
-journal and compares it with the live state (books exact). Writes the rows as JSON and a
+journal and compares it with the live state (books exact). With `--compare` each row runs
+twice, interleaved: lean callers without the `lotwise-timeout-ms` header (the door as before
+it measured the wait in front of it, "before") and with it ("wire"); rows carry `door` and
+the p99 of calls that succeeded at their first attempt. Writes the rows as JSON and a
 PNG plot next to it (bench/results/<date>/overload/).
 """
 
@@ -53,6 +57,8 @@ STOCK_PER_SKU = 10_000_000  # deep: no order is refused for stock
 TTL_MS = 60_000
 DEADLINE_S = 2.0
 OUTCOMES = lean_load.OUTCOMES
+DOOR_WIRE = "wire"  # the door sees the wait before it (callers send lotwise-timeout-ms)
+DOOR_BEFORE = "before"  # callers without the header: the door as before (no wire-wait shedding)
 Tally = lean_load.Tally
 
 
@@ -112,17 +118,19 @@ async def work(target: str, callers: int, batched: bool, start_at: float, second
 
 
 async def work_lean(
-    target: str, callers: int, batch: int, start_at: float, seconds: float, offset: int
+    target: str, callers: int, batch: int, start_at: float, seconds: float, offset: int, wire_header: bool = True
 ) -> lean_load.Tally:
     """Closed-loop callers on raw gRPC (bench/lean_load.py): unary Reserve then Commit, or
-    (batch > 1) an Execute of `batch` reserves then one of their commits."""
+    (batch > 1) an Execute of `batch` reserves then one of their commits. Without
+    `wire_header` the calls carry no timeout header: the door as before it measured the
+    wait in front of it."""
     tally = lean_load.Tally()
     encoder = lean_load.Encoder(SKUS, "bench-site", TTL_MS)
     lean_load.check_encoding(encoder, "bench-site", TTL_MS)
     tag = f"{os.getpid()}-{int(start_at)}"
     async with grpc.aio.insecure_channel(target) as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S)
+        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, wire_header)
         await asyncio.sleep(max(start_at - time.time(), 0.0))
         stop_at = time.monotonic() + seconds
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -163,7 +171,11 @@ def worker_main(args: argparse.Namespace) -> None:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.client == "lean":
         batch = args.batch if args.batched else 1
-        lean = asyncio.run(work_lean(args.target, args.callers, batch, args.start_at, args.seconds, args.offset))
+        lean = asyncio.run(
+            work_lean(
+                args.target, args.callers, batch, args.start_at, args.seconds, args.offset, not args.no_wire_header
+            )
+        )
         print(json.dumps(asdict(lean)))
         return
     tally = asyncio.run(work(args.target, args.callers, args.batched, args.start_at, args.seconds, args.offset))
@@ -188,7 +200,9 @@ class Row:
     server_cpu: float  # cores the server process used over the row (1.0 = one core busy)
     server_cpu_ms_per_call: float  # server CPU per call answered (ok or refused)
     client_cpu_ms_per_call: float  # load generators' CPU per call answered: the harness's own cost
-    goodput_share: float = 0.0  # of the 1× row of the same mode
+    goodput_share: float = 0.0  # of the 1× row of the same mode and door
+    door: str = DOOR_WIRE  # DOOR_WIRE: callers send the timeout header; DOOR_BEFORE: they do not
+    p99_first_ms: float = 0.0  # p99 of calls that succeeded at their first attempt (lean client)
 
     @property
     def goodput(self) -> float:
@@ -222,19 +236,24 @@ class Harness:
     door_max_cost: int = 0  # 0: the door's default bounds
 
 
-def run_level(target: str, pid: int, batched: bool, level: float, saturation: int, seconds: float, h: Harness) -> Row:
+def run_level(
+    target: str, pid: int, batched: bool, level: float, saturation: int, seconds: float, h: Harness, door: str
+) -> Row:
     callers = max(1, round(saturation * level))
     per_proc = [callers // h.procs + (1 if p < callers % h.procs else 0) for p in range(h.procs)]
     start_at = time.time() + 4.0  # the workers import and connect meanwhile
     server = psutil.Process(pid)
     rss0 = server.memory_info().rss
-    workers = [worker(target, n, sum(per_proc[:p]), batched, start_at, seconds, h) for p, n in enumerate(per_proc) if n]
+    workers = [
+        worker(target, n, sum(per_proc[:p]), batched, start_at, seconds, h, door) for p, n in enumerate(per_proc) if n
+    ]
     time.sleep(max(start_at - time.time(), 0.0))
     cpu0, t0 = server.cpu_times(), time.monotonic()
     tallies = [Tally(**json.loads(w.communicate(timeout=seconds + 120)[0])) for w in workers]
     rss1, cpu1, t1 = server.memory_info().rss, server.cpu_times(), time.monotonic()
     server_cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     latencies = [ms for t in tallies for ms in t.latencies_ms]
+    first = [ms for t in tallies for ms in t.first_latencies_ms]
     outcomes = {k: sum(t.outcomes[k] for t in tallies) for k in OUTCOMES}
     calls = max(sum(outcomes.values()), 1)
     return Row(
@@ -251,16 +270,19 @@ def run_level(target: str, pid: int, batched: bool, level: float, saturation: in
         server_cpu_s / max(t1 - t0, 0.1),
         1000 * server_cpu_s / calls,
         1000 * sum(t.cpu_s for t in tallies) / calls,
+        door=door,
+        p99_first_ms=percentile(first, 0.99),
     )
 
 
 def worker(
-    target: str, callers: int, offset: int, batched: bool, start_at: float, seconds: float, h: Harness
+    target: str, callers: int, offset: int, batched: bool, start_at: float, seconds: float, h: Harness, door: str
 ) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "bench.overload", "--worker", target, "--callers", str(callers)]
     args += ["--start-at", str(start_at), "--seconds", str(seconds), "--offset", str(offset)]
     args += ["--client", h.client, "--batch", str(h.batch), *(["--batched"] if batched else [])]
     args += ["--cpus", h.load_cpus] if h.load_cpus else []
+    args += ["--no-wire-header"] if door == DOOR_BEFORE else []
     return subprocess.Popen(args, stdout=subprocess.PIPE)
 
 
@@ -280,10 +302,10 @@ async def books_exact(target: str) -> bool:
 
 
 def with_shares(rows: list[Row]) -> list[Row]:
-    base = {r.mode: r.goodput for r in rows if r.level == 1.0}
+    base = {(r.mode, r.door): r.goodput for r in rows if r.level == 1.0}
     out = []
     for r in rows:
-        share = r.goodput / base[r.mode] if base.get(r.mode) else 0.0
+        share = r.goodput / base[r.mode, r.door] if base.get((r.mode, r.door)) else 0.0
         out.append(Row(**{**asdict(r), "goodput_share": share}))
     return out
 
@@ -291,8 +313,10 @@ def with_shares(rows: list[Row]) -> list[Row]:
 def format_row(r: Row) -> str:
     o = r.outcomes
     return (
-        f"| {r.mode:<7} | {r.level:>4g}× | {r.callers:>5} | {r.goodput:>7,.0f} | {r.goodput_share:>5.0%} | "
-        f"{r.p50_ms:>7,.0f} | {r.p99_ms:>7,.0f} | {o['ok']:>7,} | {o['shed']:>7,} | {o['deadline']:>6,} | "
+        f"| {r.mode:<7} | {r.door:<6} | {r.level:>4g}× | {r.callers:>5} | {r.goodput:>7,.0f} | "
+        f"{r.goodput_share:>5.0%} | "
+        f"{r.p50_ms:>7,.0f} | {r.p99_ms:>7,.0f} | {r.p99_first_ms:>7,.0f} | "
+        f"{o['ok']:>7,} | {o['shed']:>7,} | {o['deadline']:>6,} | "
         f"{o['cancelled_unknown']:>3} | {o['other']:>3} | {r.throttled_retries:>6,} | "
         f"{r.rss_growth_mib:>+6.0f} | {r.server_cpu:>4.2f} | {r.server_cpu_ms_per_call:>5.2f} | "
         f"{r.client_cpu_ms_per_call:>5.2f} | {r.orders_per_cpu_s:>6,.0f} |"
@@ -300,10 +324,10 @@ def format_row(r: Row) -> str:
 
 
 HEADER = (
-    "| mode | load | callers | orders/s | of 1× | p50 ms | p99 ms | ok calls | shed | deadline "
+    "| mode | door | load | callers | orders/s | of 1× | p50 ms | p99 ms | p99 1st try ms | ok calls | shed | deadline "
     "| cancelled/unknown | other | retries throttled | server RSS MiB | server cores "
     "| server ms CPU/call | client ms CPU/call | orders per server CPU-s |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -314,14 +338,16 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
-    for mode in ("unary", "batched"):
-        mine = sorted((r for r in rows if r.mode == mode), key=lambda r: r.level)
+    for mode, door in sorted({(r.mode, r.door) for r in rows}):
+        mine = sorted((r for r in rows if (r.mode, r.door) == (mode, door)), key=lambda r: r.level)
         levels = [r.level for r in mine]
-        left.plot(levels, [r.goodput_share * 100 for r in mine], marker="o", label=mode)
+        label = f"{mode} ({door})"
+        style = "--" if door == DOOR_BEFORE else "-"
+        left.plot(levels, [r.goodput_share * 100 for r in mine], style, marker="o", label=label)
         base = next((r.orders_per_cpu_s for r in mine if r.level == 1.0), 0.0)
         per_cpu = [100 * r.orders_per_cpu_s / base if base else 0.0 for r in mine]
-        middle.plot(levels, per_cpu, marker="o", label=mode)
-        right.plot(levels, [r.p99_ms for r in mine], marker="o", label=mode)
+        middle.plot(levels, per_cpu, style, marker="o", label=label)
+        right.plot(levels, [r.p99_ms for r in mine], style, marker="o", label=label)
     x = "offered load (× saturation callers)"
     for ax in (left, middle):
         ax.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
@@ -356,6 +382,8 @@ def pin(pid: int, cpus: str) -> None:
 
 
 def drive(args: argparse.Namespace) -> None:
+    if args.compare and args.client != "lean":
+        sys.exit("--compare needs --client lean (LotwiseClient always sends the timeout header)")
     levels = [float(x) for x in args.levels.split(",")]
     modes = [m.strip() for m in args.modes.split(",")]
     out_dir = args.out or Path("bench/results") / datetime.date.today().isoformat() / "overload"
@@ -369,11 +397,15 @@ def drive(args: argparse.Namespace) -> None:
         target = f"127.0.0.1:{port}"
         asyncio.run(stock(target))
         print(HEADER, flush=True)
+        doors = [DOOR_BEFORE, DOOR_WIRE] if args.compare else [DOOR_WIRE]
         for mode in modes:
             for level in levels:
-                row = run_level(target, pid, mode == "batched", level, saturation[mode], args.seconds, harness)
-                rows.append(row)
-                print(format_row(row), flush=True)
+                for door in doors:  # interleaved: both see the same minutes of the shared machine
+                    row = run_level(
+                        target, pid, mode == "batched", level, saturation[mode], args.seconds, harness, door
+                    )
+                    rows.append(row)
+                    print(format_row(row), flush=True)
         exact = asyncio.run(books_exact(target))
     rows = with_shares(rows)
     print("\n" + HEADER)
@@ -400,7 +432,13 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0", help="CPUs the server is pinned to ('' = not pinned)")
     parser.add_argument("--load-cpus", default="1", help="CPUs the load processes are pinned to ('' = not pinned)")
     parser.add_argument("--door-max-cost", type=int, default=0, help="the door's cost bound (0: its default)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run every row twice: callers without the timeout header (the door as before) and with it",
+    )
     parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--no-wire-header", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, help="print and plot an earlier run's overload.json, run nothing")
     parser.add_argument("--out", type=Path, help="where to write overload.json and overload.png")
     # internal: be one load-generating worker

@@ -18,6 +18,15 @@ and refuse the others at once, cheaply and in words a client understands. So:
   (`WaitingRoom`, a `CoDelQueue` per priority): FIFO while the queue drains now and then,
   LIFO with a short wait once it stands, so the calls served are fresh ones that can still
   meet their deadline and the stale ones are refused rather than served late.
+- The wait in front of the door (in transit and in gRPC core's queue of calls Python has
+  not yet asked for, where the calls stand when the server's per-call Python work is the
+  bottleneck) is measured without comparing clocks: the caller sends the timeout it set
+  in the `lotwise-timeout-ms` header, core starts the server-side deadline when it parses
+  the headers, so sent timeout − `time_remaining()` is what the call waited before the
+  door (`WireWait`, CoDel on that queue). While it stands above `wire_target_ms`, calls
+  that waited longer than their priority's share of the target are refused at once.
+  A missing or malformed header is ignored (never a failed call): the door then acts as
+  it does without this signal.
 - Every refusal is RESOURCE_EXHAUSTED with ErrorInfo{reason OVERLOADED, metadata: the
   bound} and a RetryInfo hint (how long the excess should take to drain); refusals are
   counted in Prometheus and logged sampled (one line per bound per second with a count).
@@ -40,7 +49,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import grpc
 import structlog
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from engine.api.errors import overload_status
 
@@ -88,6 +97,21 @@ BOUND_CALLS = "calls"
 BOUND_COST = "cost"
 BOUND_DEADLINE = "queue_delay"
 BOUND_LOOP = "loop_lag"
+BOUND_WIRE = "wire_wait"
+
+# The metadata header in which a caller sends the timeout (ms, decimal) it set on the call.
+TIMEOUT_HEADER = "lotwise-timeout-ms"
+_MAX_SENT_TIMEOUT_MS = 86_400_000.0  # a day: anything longer is not a timeout a caller means
+_MAX_HEADER_LEN = 32  # longer values are not parsed at all: the check must stay cheap
+
+# How many wire targets a call of each priority may have waited before the wire-wait
+# shedder refuses it: reads first, then reserves, then other writes, commits last.
+_WIRE_WEIGHT: dict[Priority, float] = {
+    Priority.CRITICAL: 4.0,
+    Priority.WRITE: 2.0,
+    Priority.RESERVE: 1.0,
+    Priority.READ: 0.5,
+}
 
 # How much of the loop-lag shedding probability each priority takes (see Shedder).
 _LAG_WEIGHT: dict[Priority, float] = {
@@ -115,6 +139,12 @@ class AdmissionLimits:
     max_waiting: int = 256  # per priority; beyond it a call is refused at once
     queue_target_ms: float = 10.0
     queue_interval_ms: float = 100.0
+    # CoDel on the wait in front of the door (`WireWait`; callers that send TIMEOUT_HEADER):
+    # once every such call for `wire_interval_ms` waited longer than `wire_target_ms`, the
+    # ones that waited beyond their priority's share of the target are refused.
+    wire_shedding: bool = True
+    wire_target_ms: float = 30.0
+    wire_interval_ms: float = 100.0
 
     def __post_init__(self) -> None:
         if self.max_calls < 1 or self.max_cost < 1:
@@ -123,6 +153,8 @@ class AdmissionLimits:
             raise ValueError("need 0 ≤ min_retry_delay_ms ≤ max_retry_delay_ms")
         if self.max_waiting < 0 or not 0 <= self.queue_target_ms <= self.queue_interval_ms:
             raise ValueError("need max_waiting ≥ 0 and 0 ≤ queue_target_ms ≤ queue_interval_ms")
+        if not 0 < self.wire_target_ms <= self.wire_interval_ms:
+            raise ValueError("need 0 < wire_target_ms ≤ wire_interval_ms")
 
 
 def core_channel_args(limits: AdmissionLimits) -> list[tuple[str, Any]]:
@@ -161,6 +193,15 @@ class AdmissionMetrics:
             "lotwise_admission_queue_delay_seconds",
             "the door's estimate of how long a newly admitted call waits (in-flight cost / throughput)",
             registry=registry,
+        )
+        self.wire_wait = Histogram(
+            "lotwise_admission_wire_wait_seconds",
+            f"how long a call waited before the door (sent {TIMEOUT_HEADER} minus time remaining)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "lotwise_admission_waiting", "calls in the door's waiting room, waiting for a slot", registry=registry
         )
 
 
@@ -267,6 +308,78 @@ class Shedder:
         return min(1.0, self.p * _LAG_WEIGHT[priority])
 
 
+class WireWait:
+    """CoDel on the queue in front of the door, from the waits the callers' headers reveal.
+
+    A queue that passes (a burst) lets some call through within the target; a standing
+    one does not. So, as in CoDel, the queue stands once every wait observed for a whole
+    interval was above the target, and stops standing at the first wait within it. While
+    it stands, refusing the calls that already waited long (cheaply, with a back-off hint)
+    is what shortens it: their callers back off instead of queueing again at once.
+    """
+
+    def __init__(self, target_s: float, interval_s: float) -> None:
+        self.target_s = target_s
+        self._interval_s = interval_s
+        self._above_since: float | None = None  # the first wait above target of this run
+        self.last_s = 0.0  # the latest wait observed
+        self._seen_at = float("-inf")  # when it was observed
+
+    def observe(self, waited_s: float, now: float) -> None:
+        if now - self._seen_at > self._interval_s:
+            # Nothing measured for an interval (the load stopped): no evidence that the queue
+            # still stands, so a lone late call (an operator's verify) starts a new run.
+            self._above_since = None
+        self.last_s = waited_s
+        self._seen_at = now
+        if waited_s <= self.target_s:
+            self._above_since = None
+        elif self._above_since is None:
+            self._above_since = now
+
+    def standing(self, now: float) -> bool:
+        return self._above_since is not None and now - self._above_since >= self._interval_s
+
+    def limit_s(self, priority: Priority) -> float:
+        """How long a call of `priority` may have waited and still be admitted while it stands."""
+        return self.target_s * _WIRE_WEIGHT[priority]
+
+
+def timeout_metadata(timeout_s: float) -> tuple[str, str]:
+    """The TIMEOUT_HEADER entry for a call sent with `timeout=timeout_s` (the same value)."""
+    return (TIMEOUT_HEADER, f"{timeout_s * 1000:.3f}")
+
+
+def parse_sent_timeout_s(value: str | bytes) -> float | None:
+    """The timeout a caller says it set (TIMEOUT_HEADER, ms), or None if it is not a sane one.
+
+    A bad value is ignored rather than refused: the header is advice for shedding, and a
+    caller must never fail for sending it wrongly."""
+    if not isinstance(value, str) or len(value) > _MAX_HEADER_LEN:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        return None
+    # NaN fails both comparisons; inf, zero and negatives fail one.
+    return ms / 1000 if 0 < ms <= _MAX_SENT_TIMEOUT_MS else None
+
+
+def wire_wait_s(metadata: Any, time_remaining_s: float | None) -> float | None:
+    """How long the call waited before the door: sent timeout − time remaining (None: unknown).
+
+    gRPC core starts the server-side deadline when it parses the headers, so the difference
+    is the time in transit and in core's queue, with no clock compared between machines."""
+    if time_remaining_s is None or not metadata:
+        return None
+    for key, value in metadata:
+        if key == TIMEOUT_HEADER:
+            sent_s = parse_sent_timeout_s(value)
+            # grpc-timeout is rounded up on the wire: a few µs below zero mean "no wait".
+            return None if sent_s is None else max(sent_s - time_remaining_s, 0.0)
+    return None
+
+
 class Door:
     """The accounting of admission: in-flight calls and cost, throughput, refusals."""
 
@@ -279,6 +392,7 @@ class Door:
         self.in_flight_cost = 0
         self._throughput = Throughput(clock())
         self.shedder = Shedder(limits.target_loop_lag_ms / 1000, clock())
+        self.wire = WireWait(limits.wire_target_ms / 1000, limits.wire_interval_ms / 1000)
         self._random = random.Random()
 
     def queue_delay_s(self, extra_cost: int = 0) -> float:
@@ -287,17 +401,29 @@ class Door:
         return 0.0 if rate is None else (self.in_flight_cost + extra_cost) / rate
 
     def enter(
-        self, cost: int, priority: Priority, time_remaining_s: float | None, *, shed: bool = True
+        self,
+        cost: int,
+        priority: Priority,
+        time_remaining_s: float | None,
+        *,
+        shed: bool = True,
+        waited_s: float | None = None,
     ) -> Ticket | Refusal:
         """Admit the call (a Ticket to hand back to `leave`) or say why not.
 
-        `shed=False` for a call leaving the waiting room: it was past the loop-lag shedder
-        once already, and a slot has just been freed for it."""
+        `waited_s`: how long the call waited before the door (`wire_wait_s`), None if its
+        caller did not say. `shed=False` for a call leaving the waiting room: it was past
+        the shedders once already, and a slot has just been freed for it."""
         limits = self.limits
-        self._throughput.advance(self.clock(), self.in_flight_calls > 0)
+        now = self.clock()
+        self._throughput.advance(now, self.in_flight_calls > 0)
         if time_remaining_s is not None and time_remaining_s * 1000 < limits.min_time_left_ms:
             # It waited in front of the door until its caller (nearly) gave up: do no work for it.
             return self._refusal(BOUND_DEADLINE, "time left on arrival", int(limits.min_time_left_ms), priority, cost)
+        if shed and waited_s is not None and limits.wire_shedding:
+            refusal = self._shed_wire(waited_s, priority, cost, now)
+            if refusal is not None:
+                return refusal
         shed_p = self.shedder.probability(priority) if shed else 0.0
         # A lone call is not a queue: a busy machine (other processes) lags the loop too.
         if shed_p > 0 and self.in_flight_calls > 0 and self._random.random() < shed_p:
@@ -322,6 +448,14 @@ class Door:
         self.in_flight_cost += cost
         return Ticket(cost, priority)
 
+    def _shed_wire(self, waited_s: float, priority: Priority, cost: int, now: float) -> Refusal | None:
+        wire = self.wire
+        wire.observe(waited_s, now)
+        if not wire.standing(now) or waited_s <= wire.limit_s(priority):
+            return None
+        what = f"wait before the door ({waited_s * 1000:.0f} ms)"
+        return self._refusal(BOUND_WIRE, what, int(wire.limit_s(priority) * 1000), priority, cost)
+
     def leave(self, ticket: Ticket) -> None:
         self._throughput.advance(self.clock(), True, ticket.cost)
         self.in_flight_calls -= 1
@@ -334,6 +468,10 @@ class Door:
             hint_s = self.queue_delay_s()
         elif bound == BOUND_LOOP:
             hint_s = 10 * self.shedder.lag_s  # the loop needs several windows to catch up
+        elif bound == BOUND_WIRE:
+            # About twice the wait in front: the refused callers must thin that queue, not
+            # join it again at once.
+            hint_s = 2 * self.wire.last_s
         else:
             excess = self.in_flight_cost + cost - limits.max_cost * SHARES[priority]
             rate = self._throughput.per_s()
@@ -600,9 +738,15 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             probe.touch()
             cost, priority = weigh(method, request)
-            entry = door.enter(cost, priority, context.time_remaining())
+            remaining = context.time_remaining()
+            waited = wire_wait_s(context.invocation_metadata(), remaining)
+            if waited is not None:
+                metrics.wire_wait.observe(waited)
+            entry = door.enter(cost, priority, remaining, waited_s=waited)
             if isinstance(entry, Refusal) and entry.bound in WAITABLE_BOUNDS:
+                metrics.waiting.set(len(room) + 1)
                 entry = await room.wait(cost, entry, context.time_remaining())
+                metrics.waiting.set(len(room))
             if isinstance(entry, Refusal):
                 metrics.refused.labels(entry.bound, entry.priority.name.lower()).inc()
                 self._log.refused(entry, method, door)

@@ -24,6 +24,7 @@ import grpc
 from google.rpc import status_pb2
 
 from engine.api import convert
+from engine.api.admission import timeout_metadata
 from engine.api.batch import MAX_BATCH_COMMANDS
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
@@ -153,7 +154,8 @@ class AutoBatcher:
             request.commands.append(pending.command)
         timeout_s = max(max(p.deadline for p in live) - now, 0.0)
         try:
-            reply = await self._stub.Execute(request, timeout=timeout_s, metadata=self._metadata)
+            metadata = (*self._metadata, timeout_metadata(timeout_s))  # the door's wire-wait measure
+            reply = await self._stub.Execute(request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             _fail(live, CallFailed(status_of_rpc_error(err), whole_batch=True))
             return

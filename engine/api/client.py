@@ -45,6 +45,7 @@ import structlog
 from google.rpc import status_pb2
 
 from engine.api import convert
+from engine.api.admission import timeout_metadata
 from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
@@ -629,8 +630,11 @@ class LotwiseClient:
         """One logical unary call: attempts with the same request until done, refused or out of time."""
 
         async def attempt(deadline: float) -> _Resp:
+            timeout_s = max(deadline - time.monotonic(), 0.0)
+            # The door measures the wait before it from the timeout we say we set (issue 19).
+            metadata = (*self._metadata, timeout_metadata(timeout_s))
             try:
-                return await method(request, timeout=max(deadline - time.monotonic(), 0.0), metadata=self._metadata)
+                return await method(request, timeout=timeout_s, metadata=metadata)
             except grpc.aio.AioRpcError as err:
                 raise CallFailed(status_of_rpc_error(err), whole_batch=True) from err
 

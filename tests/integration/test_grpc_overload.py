@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, generate_latest
 
-from engine.api.admission import AdmissionLimits, AdmissionMetrics
+from engine.api.admission import TIMEOUT_HEADER, AdmissionLimits, AdmissionMetrics
 from engine.api.client import NO_RETRY, LotwiseClient, new_request_id
 from engine.api.errors import REASON_OVERLOADED, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
@@ -26,9 +26,9 @@ from engine.domain.commands import ReserveLine
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
 
-# Reserves may fill 80% of the cost bound: 8 of 10. Loop-lag shedding off: this test
-# controls the load by hand, a busy machine must not add refusals of its own.
-LIMITS = AdmissionLimits(max_calls=100, max_cost=10, target_loop_lag_ms=1e9)
+# Reserves may fill 80% of the cost bound: 8 of 10. Loop-lag and wire-wait shedding off:
+# these tests control the load by hand, a busy machine must not add refusals of its own.
+LIMITS = AdmissionLimits(max_calls=100, max_cost=10, target_loop_lag_ms=1e9, wire_shedding=False)
 GATED_RESERVES = 8
 
 
@@ -159,7 +159,9 @@ async def test_the_client_retries_an_overload_within_its_deadline(local_gateway:
 
 
 FLOOD = 200  # closed-loop reserve callers: many times what the door admits
-FLOOD_LIMITS = AdmissionLimits(max_calls=64, max_cost=10)  # reserves may fill 8 of 10
+# Reserves may fill 8 of 10. No wire-wait shedding: this test is about the cost bound, and
+# the commits (which send the timeout header) must not be refused because the machine is busy.
+FLOOD_LIMITS = AdmissionLimits(max_calls=64, max_cost=10, wire_shedding=False)
 COMMITTERS = 2  # commit callers at once: they fit in the head room reserves leave
 
 
@@ -223,3 +225,74 @@ async def test_a_flood_of_reserves_is_shed_while_commits_and_health_get_through(
     counted = [line for line in text.splitlines() if line.startswith("lotwise_admission_refused_total{")]
     assert 'bound="cost",priority="reserve"' in "".join(counted)
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counted if 'priority="reserve"' in line) == shed
+
+
+# Wire target 100 ms: reserves that waited longer are shed once such waits stand for 1 s,
+# commits only beyond 400 ms (a long interval: a busy machine must not break the run). The
+# test makes a call look as if it waited before the door by sending a timeout header larger
+# than the call's real timeout.
+WIRE_LIMITS = AdmissionLimits(target_loop_lag_ms=1e9, wire_target_ms=100, wire_interval_ms=1_000)
+
+
+def claimed(sent_ms: int) -> tuple[tuple[str, str]]:
+    return ((TIMEOUT_HEADER, str(sent_ms)),)
+
+
+async def test_calls_that_waited_before_the_door_are_shed_typed_once_the_wait_stands(
+    local_gateway: Gateway,
+) -> None:
+    await local_gateway.put_sku(Sku("strip"))
+    await local_gateway.put_site(Site("ward1"))
+    registry = CollectorRegistry()
+    metrics = AdmissionMetrics(registry)
+    server, port = await start_server(
+        local_gateway,
+        metrics=ApiMetrics(CollectorRegistry()),
+        admission=WIRE_LIMITS,
+        admission_metrics=metrics,
+        admin=local_gateway,
+    )
+    async with LotwiseClient(f"127.0.0.1:{port}", retry=NO_RETRY, timeout_s=30) as client:
+        await client.receive("strip", "ward1", "L1", 100, status="available")
+        stub = pb_grpc.InventoryStub(client.channel)
+        # Each waited ~25 s before the door: admitted until such waits have stood an interval.
+        holds: list[str] = []
+        shed: grpc.aio.AioRpcError | None = None
+        for _ in range(30):
+            try:
+                reply = await stub.Reserve(reserve_request(), timeout=5, metadata=claimed(30_000))
+            except grpc.aio.AioRpcError as err:
+                shed = err
+                break
+            holds.append(reply.hold.hold_id)
+            await asyncio.sleep(0.3)  # within the interval: the run of long waits goes on
+        assert shed is not None
+        assert holds  # the first long wait alone is not a standing queue
+        assert shed.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = status_of_rpc_error(shed)
+        info = error_details_pb2.ErrorInfo()
+        next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(info)
+        assert (info.reason, info.metadata["bound"], info.metadata["priority"]) == (
+            REASON_OVERLOADED,
+            "wire_wait",
+            "reserve",
+        )
+        assert retry_delay_s(status) is not None
+        # A commit that waited ~200 ms is within its share (4 × target): it frees stock.
+        await stub.Commit(
+            pb.CommitRequest(request_id=new_request_id(), hold_id=holds[0]),
+            timeout=5,
+            metadata=claimed(5_200),
+        )
+        # A malformed header is ignored, never a failed call.
+        held = await stub.Reserve(reserve_request(), timeout=5, metadata=((TIMEOUT_HEADER, "soon"),))
+        assert held.hold.hold_id
+    await server.stop(0)
+
+    assert metrics.refused.labels("wire_wait", "reserve")._value.get() == 1
+    waits = registry.get_sample_value("lotwise_admission_wire_wait_seconds_count")
+    assert waits is not None
+    assert waits >= 3
+    availability = await local_gateway.get_availability("strip", "ward1")
+    assert availability.available == 100 - len(holds) - 1  # one committed, the rest held; the shed not applied
+    assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
