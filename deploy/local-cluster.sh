@@ -44,7 +44,7 @@ up() {
   mkdir -p "$DATA/nats"
   cat >"$DATA/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
-jetstream { store_dir: "$DATA/nats", sync_interval: always, max_file_store: 8GB }
+jetstream { store_dir: "$DATA/nats", sync_interval: always, max_file_store: 32GB }
 CONF
   "$VENV/nats-server" -c "$DATA/nats.conf" -l "$DATA/nats.log" & echo $! >"$DATA/nats.pid"
   # History: the first gateway runs the sink and serves lotwise.v1.History from an embedded

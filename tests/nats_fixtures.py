@@ -23,7 +23,7 @@ GiB = 1024 * 1024 * 1024
 
 def server_config_for_tests(data_dir: Path) -> EmbeddedNatsConfig:
     # Room for a few test streams' reservations (each stream's max_bytes is reserved).
-    return EmbeddedNatsConfig(data_dir=data_dir, max_file_store_bytes=16 * GiB, start_timeout_s=15.0)
+    return EmbeddedNatsConfig(data_dir=data_dir, max_file_store_bytes=1024 * GiB, start_timeout_s=15.0)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -44,7 +44,10 @@ class EmbeddedNatsConfig:
     host: str = "127.0.0.1"
     server_name: str = "lotwise-embedded"
     max_memory_store_bytes: int = 256 * 1024 * 1024
-    max_file_store_bytes: int = 8 * 1024 * 1024 * 1024
+    # The engine's streams reserve ~9 GiB together (journal 2, snapshots 1, events 2,
+    # ingestion 1, documents 1, transfer steps and dead letters): a reservation is a bound
+    # each stream enforces, not disk taken, so the server's total leaves room for them all.
+    max_file_store_bytes: int = 32 * 1024 * 1024 * 1024
     max_payload_bytes: int = 1024 * 1024
     monitoring: bool = False  # the HTTP monitoring port is off unless asked for; 127.0.0.1 only
     monitoring_port: int = 0

@@ -31,7 +31,7 @@ from engine.domain.commands import ReserveLine
 from engine.domain.errors import FailedPrecondition
 from engine.domain.holds import is_hold_aborted
 from engine.runtime.types import HoldLine
-from tests.conftest import engine_settings
+from tests.conftest import AUTH_METADATA, engine_settings
 from tests.integration.test_durability import pid_of, until_served
 
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
@@ -66,7 +66,7 @@ def typed_unavailable(err: grpc.aio.AioRpcError) -> bool:
 async def send(stub: pb_grpc.InventoryStub, request: pb.ReserveRequest | pb.CommitRequest, book: Answers) -> bool:
     method = stub.Reserve if isinstance(request, pb.ReserveRequest) else stub.Commit
     try:
-        await method(request, timeout=15)
+        await method(request, timeout=15, metadata=AUTH_METADATA)
         if isinstance(request, pb.CommitRequest):
             book.committed.add(request.hold_id)
     except grpc.aio.AioRpcError as err:
@@ -113,7 +113,7 @@ async def client_caller(client: LotwiseClient, k: int, stop: asyncio.Event) -> t
 
 async def test_a_recovering_shard_answers_typed_unavailable_and_the_books_stay_exact(ray_session: None) -> None:
     async with (
-        running_engine(engine_settings(snapshot_every_batches=40)) as running,
+        running_engine(engine_settings(snapshot_every_batches=40, standby=False)) as running,
         LotwiseClient(running.grpc_address, timeout_s=30, retry=PATIENT) as client,
     ):
         await client.put_site(Site(SITE, "acme"), request_id="seed-site")

@@ -36,7 +36,7 @@ def expected_per_pair(lots: int) -> Counter[tuple[str, str]]:
 async def import_until_clean(client: LotwiseClient, path: Path) -> ImportTally:
     """Import the file again until no row is refused (the killed shard recovers meanwhile)."""
     for _ in range(RERUNS):
-        tally = await import_file(client.channel, path, chunk_rows=1_000)
+        tally = await import_file(client.channel, path, chunk_rows=1_000, metadata=client.metadata)
         if not tally.refused:
             return tally
         assert {r.code for r in tally.refused} == {"UNAVAILABLE"}, tally.refused[:3]
@@ -45,13 +45,14 @@ async def import_until_clean(client: LotwiseClient, path: Path) -> ImportTally:
 
 
 async def test_a_shard_killed_mid_import_then_a_rerun_ends_exact(ray_session: None, tmp_path: Path) -> None:
-    settings = engine_settings(snapshot_every_batches=10)
+    # Ray restarts the killed shard here (take-overs by standbys: tests/integration/test_failover.py).
+    settings = engine_settings(snapshot_every_batches=10, standby=False)
     async with (
         running_engine(settings) as running,
         LotwiseClient(running.grpc_address, timeout_s=60) as client,
     ):
         catalog = catalog_and_lots(tmp_path / "catalog.csv", lots=0)
-        assert (await import_file(client.channel, catalog)).refused == []
+        assert (await import_file(client.channel, catalog, metadata=client.metadata)).refused == []
         path = catalog_and_lots(tmp_path / "lots.csv", lots=LOTS)
         victim = sorted(running.gateway.handles)[0]
         pid = await pid_of(running.gateway.handles[victim])
@@ -63,7 +64,7 @@ async def test_a_shard_killed_mid_import_then_a_rerun_ends_exact(ray_session: No
             if replies == KILL_AFTER_REPLIES:
                 os.kill(pid, signal.SIGKILL)
 
-        first = await import_file(client.channel, path, chunk_rows=1_000, on_reply=kill_once)
+        first = await import_file(client.channel, path, chunk_rows=1_000, on_reply=kill_once, metadata=client.metadata)
         assert replies > KILL_AFTER_REPLIES
         assert {r.code for r in first.refused} <= {"UNAVAILABLE"}  # nothing else went wrong
         assert await pid_of(running.gateway.handles[victim]) != pid  # killed, and Ray restarted it

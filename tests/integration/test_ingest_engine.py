@@ -6,6 +6,7 @@ dead-letter stream, is listed by `lotwise dlq`, and once its cause is fixed, rep
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -132,7 +133,8 @@ async def test_a_bad_event_is_dead_lettered_listed_and_replayed_once_fixed(
 
 async def lotwise(*args: str) -> subprocess.CompletedProcess[str]:
     cli = Path(sys.executable).with_name("lotwise")
-    env = {"NO_COLOR": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    # The session's admin token (tests/conftest.py) goes along, as it would from a user's shell.
+    env = {"NO_COLOR": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin", "LOTWISE_TOKEN": os.environ["LOTWISE_TOKEN"]}
     return await asyncio.to_thread(
         subprocess.run, [str(cli), *args], capture_output=True, text=True, timeout=60, env=env, check=False
     )
