@@ -10,11 +10,12 @@ sites so roll-ups follow.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import pytest
@@ -71,6 +72,7 @@ role = "approver"
 org = "acme"
 """
 DAY_MS = 86_400_000
+S = TypeVar("S")
 
 
 @dataclass
@@ -116,6 +118,20 @@ async def engine(
     await documents.close()
 
 
+def authed(stub_class: Callable[[grpc.aio.Channel], S], client: LotwiseClient) -> S:
+    """A stub on the client's channel whose every call carries the client's token (the
+    client sends it per call, not on the channel)."""
+    return cast(S, _WithMetadata(stub_class(client.channel), client.metadata))
+
+
+class _WithMetadata:
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub, self._metadata = stub, metadata
+
+    def __getattr__(self, name: str) -> Any:
+        return functools.partial(getattr(self._stub, name), metadata=self._metadata)
+
+
 def as_user(address: str, subject: str, groups: list[str]) -> LotwiseClient:
     token = mint_token(SECRET, subject, groups)
     return LotwiseClient(address, token=token, retry=RetryPolicy(max_attempts=1), timeout_s=10)
@@ -131,7 +147,7 @@ async def people(engine: Engine) -> AsyncIterator[dict[str, tpb_grpc.TransfersSt
     }
     for c in clients.values():
         await c.__aenter__()
-    yield {name: tpb_grpc.TransfersStub(c.channel) for name, c in clients.items()}
+    yield {name: authed(tpb_grpc.TransfersStub, c) for name, c in clients.items()}
     for c in clients.values():
         await c.__aexit__(None, None, None)
 
@@ -220,7 +236,7 @@ async def test_the_flow_end_to_end_with_a_partial_receipt(
 
 async def test_self_approval_is_refused_with_details(engine: Engine, people: dict[str, tpb_grpc.TransfersStub]) -> None:
     async with as_user(engine.address, "maya", ["site_manager", "store"]) as maya:
-        stub = tpb_grpc.TransfersStub(maya.channel)
+        stub = authed(tpb_grpc.TransfersStub, maya)
         await stub.CreateTransfer(create("T2", 10))
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ApproveTransfer(act("T2", "T2-ok"))
@@ -321,7 +337,7 @@ async def test_bad_input_and_missing_grants_are_typed(
 
 async def test_org_nodes_move_with_their_sites(engine: Engine) -> None:
     async with as_user(engine.address, "root", ["admin"]) as admin:
-        org = apb_grpc.AdminStub(admin.channel)
+        org = authed(apb_grpc.AdminStub, admin)
         await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="acme", legal_entity=True)))
         for node_id in ("east", "west"):
             await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id=node_id, parent_id="acme")))
@@ -339,7 +355,7 @@ async def test_org_nodes_move_with_their_sites(engine: Engine) -> None:
         assert reason(err.value)[0] == "ORG_CYCLE"
     async with as_user(engine.address, "sam", ["store"]) as sam:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await apb_grpc.AdminStub(sam.channel).PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="x")))
+            await authed(apb_grpc.AdminStub, sam).PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="x")))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -400,3 +416,50 @@ async def test_documents_refuse_a_write_based_on_a_stale_revision(engine: Engine
     stored = await docs.get("race")
     assert stored == Stored("race", {"n": 2}, second)
     assert await docs.get("never-written") is None
+
+
+async def test_list_transfers_filters_pages_and_shows_only_what_the_caller_may_read(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub], manual_clock: ManualClock
+) -> None:
+    admin, store, manager = people["admin"], people["store"], people["manager"]
+    async with as_user(engine.address, "root", ["admin"]) as root:
+        await root.put_site(Site("FAR", "other/west"))  # outside every grant but the admin's
+        await root.put_site(Site("FAR2", "other/west"))
+    start = manual_clock.now_ms()
+    for i in range(5):
+        await store.CreateTransfer(create(f"L{i}", 1 + i))
+        manual_clock.advance(1_000)
+    far = tpb.CreateTransferRequest(
+        request_id="far",
+        transfer_id="LFAR",
+        from_site="FAR",
+        to_site="FAR2",
+        lines=[tpb.TransferLine(sku="GLU", qty=1)],
+    )
+    await admin.CreateTransfer(far)
+    await manager.ApproveTransfer(act("L1", "L1-ok"))
+
+    async def ids(stub: tpb_grpc.TransfersStub, **kw: Any) -> list[str]:
+        return [t.transfer_id for t in (await stub.ListTransfers(tpb.ListTransfersRequest(**kw))).transfers]
+
+    assert await ids(admin) == ["L0", "L1", "L2", "L3", "L4", "LFAR"]  # oldest request first
+    assert await engine.documents.keys("nothing.") == []  # an empty listing ends too
+    assert await ids(store) == ["L0", "L1", "L2", "L3", "L4"]  # FAR is not in the store's org
+    assert await ids(admin, site="FAR2") == ["LFAR"]  # a destination matches too
+    assert await ids(admin, state="approved") == ["L1"]
+    assert await ids(admin, created_after_ms=start + 1_000, created_before_ms=start + 3_000) == ["L1", "L2"]
+
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = await store.ListTransfers(tpb.ListTransfersRequest(page_size=2, page_token=token))
+        pages.append([t.transfer_id for t in page.transfers])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [["L0", "L1"], ["L2", "L3"], ["L4"]]
+
+    for bad in (tpb.ListTransfersRequest(page_size=501), tpb.ListTransfersRequest(page_token="nonsense")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await store.ListTransfers(bad)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -69,11 +69,14 @@ from engine.domain.transfer_flow import (
     TransferFlow,
     TransferLine,
     TransferLot,
+    TransferQuery,
     after_receipt,
     all_arrived,
     cancellable,
     decide,
     digest_of,
+    in_query,
+    list_order,
     plan_receipt,
     repeated_step,
     require_state,
@@ -89,6 +92,8 @@ from engine.runtime.types import HoldLine, HoldSummary
 
 MAX_WRITE_TRIES = 4  # a step that lost this many races in a row answers UNAVAILABLE (retry)
 ANONYMOUS = "anonymous"  # the actor when authentication is off
+DOCUMENT_PREFIX = "transfer."  # the keys of transfer documents in the store
+LIST_READS = 16  # documents a listing reads at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +137,7 @@ def base_id(transfer_id: str) -> str:
 
 
 def document_key(transfer_id: str) -> str:
-    return "transfer." + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
+    return DOCUMENT_PREFIX + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
 
 
 def step_id(transfer_id: str, request_id: str) -> str:
@@ -188,6 +193,21 @@ class TransferDesk:
 
     def now_ms(self) -> int:
         return self._clock()
+
+    async def list(self, query: TransferQuery) -> list[Transfer]:
+        """Every transfer in the query, oldest request first (the caller pages and checks
+        who may see each). Reads every transfer document, LIST_READS at a time: fine for
+        the thousands a desk keeps live, not for millions (an index would be next)."""
+        keys = await self._documents.keys(DOCUMENT_PREFIX)
+        gate = asyncio.Semaphore(LIST_READS)
+
+        async def read(key: str) -> Transfer | None:
+            async with gate:
+                stored = await self._documents.get(key)
+            return None if stored is None else transfer_from_doc(stored.value)
+
+        found = await asyncio.gather(*(read(key) for key in keys))
+        return sorted((t for t in found if t is not None and in_query(t, query)), key=list_order)
 
     # ---- create ----
 
