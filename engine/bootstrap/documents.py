@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from engine.bootstrap.config import SettingsProblem
 from engine.domain.documents import DocumentStore
+from engine.domain.events import TransferEventSink
 from engine.domain.transfer_flow import FlowError, TransferFlow, default_flow, parse_flow
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.orgtree import OrgDesk
@@ -22,6 +23,12 @@ class Desks:
     documents: DocumentStore
     org: OrgDesk
     transfers: TransferDesk
+    events: TransferEventSink | None = None
+
+    async def close(self) -> None:
+        if self.events is not None:
+            await self.events.close()
+        await self.documents.close()
 
 
 def transfer_flow_of(settings: Settings) -> TransferFlow:
@@ -46,6 +53,23 @@ async def open_documents(settings: Settings, nats_url: str) -> DocumentStore:
     return await connect_documents(engine_documents_config(settings.namespace, nats_url, settings.journal_replicas))
 
 
+async def open_transfer_events(settings: Settings, nats_url: str) -> TransferEventSink | None:
+    """Transfer steps as business events: with the event bus on, beside its stream."""
+    if settings.journal == "memory" or not nats_url or not settings.events:
+        return None
+    from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events
+
+    return await start_transfer_events(
+        engine_transfer_bus_config(settings.namespace, nats_url, settings.journal_replicas)
+    )
+
+
 async def start_desks(settings: Settings, gateway: Gateway, nats_url: str) -> Desks:
     documents = await open_documents(settings, nats_url)
-    return Desks(documents, OrgDesk(documents, gateway), TransferDesk(gateway, documents, transfer_flow_of(settings)))
+    try:
+        events = await open_transfer_events(settings, nats_url)
+    except BaseException:
+        await documents.close()
+        raise
+    desk = TransferDesk(gateway, documents, transfer_flow_of(settings), events=events)
+    return Desks(documents, OrgDesk(documents, gateway), desk, events)

@@ -211,7 +211,7 @@ async def _stop(parts: _Parts) -> None:
     if parts.history is not None:
         await parts.history.stop()  # the sink flushes and acks what it holds
     if parts.desks is not None:
-        await parts.desks.documents.close()
+        await parts.desks.close()  # the transfer-event publisher, then the documents
     if parts.own_gateway and parts.gateway is not None:
         await parts.gateway.close()
     if parts.nats is not None:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from engine.domain.commands import MAX_ID_LEN, check_id
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied, RequestConflict
+from engine.domain.events import TRANSFER_EVENT_KINDS, TransferEvent
 
 REQUESTED, APPROVED, SHIPPED, RECEIVED = "requested", "approved", "shipped", "received"
 REJECTED, CANCELLED = "rejected", "cancelled"
@@ -417,6 +418,39 @@ def state_times(transfer: Transfer, now_ms: int) -> list[StateTime]:
         left = entered[i + 1][1] if i + 1 < len(entered) else 0
         out.append(StateTime(state, at, left, (left or now_ms) - at))
     return out
+
+
+# ---- as business events ----
+
+
+def step_event(transfer: Transfer, index: int) -> TransferEvent:
+    """The event of the transfer's step `index`. Pure: the same step gives the same event,
+    so a retried step republishes an identical one (the stream drops it by its id)."""
+    step = transfer.steps[index]
+    return TransferEvent(
+        event_id=f"transfer:{transfer.transfer_id}:{index}",
+        kind=TRANSFER_EVENT_KINDS[step.action],
+        transfer_id=transfer.transfer_id,
+        step=index,
+        from_site=transfer.from_site,
+        to_site=transfer.to_site,
+        state=step.state,
+        previous_state=transfer.steps[index - 1].state if index else "",
+        actor=step.actor,
+        request_id=step.request_id,
+        note=step.note,
+        at_ms=step.at_ms,
+        total_qty=transfer.total_qty,
+        eta_ms=transfer.eta_ms if step.action in ("ship", "receive") else 0,
+    )
+
+
+def step_index(transfer: Transfer, request_id: str) -> int:
+    """The index of the step a request id recorded (the last one when several match)."""
+    for i in range(len(transfer.steps) - 1, -1, -1):
+        if transfer.steps[i].request_id == request_id:
+            return i
+    raise ValueError(f"no step of {transfer.transfer_id} has request id {request_id!r}")
 
 
 # ---- listing ----

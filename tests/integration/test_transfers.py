@@ -11,6 +11,7 @@ sites so roll-ups follow.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
 from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
+from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events, transfer_event_from_record
 from adapters.nats.documents import DocumentsConfig, JetStreamDocuments, connect_documents
+from adapters.nats.journal import JournalConfig, NatsLink
 from adapters.nats.server import EmbeddedNats
 from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
@@ -463,3 +466,59 @@ async def test_list_transfers_filters_pages_and_shows_only_what_the_caller_may_r
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await store.ListTransfers(bad)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_every_step_is_a_business_event_once_even_when_retried(
+    engine: Engine, nats_server: EmbeddedNats, manual_clock: ManualClock
+) -> None:
+    config = engine_transfer_bus_config(f"t{uuid.uuid4().hex[:8]}", nats_server.url)
+    events = await start_transfer_events(config)
+    desk = TransferDesk(engine.gateway, engine.documents, default_flow(), manual_clock.now_ms, events=events)
+    sam, maya, rita = Actor("sam"), Actor("maya", ("site_manager",)), Actor("rita", ("regional_manager",))
+    try:
+        await desk.create(sam, "c", "E1", "DC", "BOS", [TransferLine("IVC", 600)])
+        await desk.approve(maya, "a1", "E1")  # to pending_regional: no stock moves
+        await desk.approve(maya, "a1", "E1")  # a retry: the same event, stored once
+        await desk.approve(rita, "a2", "E1")
+        await desk.ship(sam, "s", "E1", eta_ms=7)
+        await desk.receive(sam, "r", "E1", [ReceiptLine("IVC", 600)], final=True)
+        await desk.create(sam, "c", "E2", "DC", "NYC", [TransferLine("GLU", 5)])
+        await desk.reject(maya, "x", "E2", note="not this week")
+        await desk.create(sam, "c", "E3", "DC", "BOS", [TransferLine("GLU", 5)])
+        await desk.cancel(sam, "k", "E3")
+        got = await read_stream(nats_server.url, config.stream)
+    finally:
+        await events.close()
+    assert [(r["transfer_id"], r["kind"], r["state"]) for _, r in got] == [
+        ("E1", "transfer_created", "requested"),
+        ("E1", "transfer_approved", "pending_regional"),
+        ("E1", "transfer_approved", "approved"),
+        ("E1", "transfer_shipped", "shipped"),
+        ("E1", "transfer_received", "received"),
+        ("E2", "transfer_created", "requested"),
+        ("E2", "transfer_rejected", "rejected"),
+        ("E3", "transfer_created", "requested"),
+        ("E3", "transfer_cancelled", "cancelled"),
+    ]
+    subject, rejected = got[6]
+    assert subject == f"{config.subject_prefix}.transfer_rejected.DC.NYC"
+    assert (rejected["actor"], rejected["note"], rejected["previous_state"]) == ("maya", "not this week", "requested")
+    assert transfer_event_from_record(got[3][1]).eta_ms == 7
+
+
+async def read_stream(url: str, stream: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every message of the stream, in order: (subject, JSON body), headers checked."""
+    link = NatsLink(JournalConfig(url=url, client_name="test-reader"))
+    await link.connect()
+    try:
+        _, js = await link.client()
+        last = int((await js.stream_info(stream)).state.last_seq or 0)
+        out = []
+        for seq in range(1, last + 1):
+            msg = await js.get_msg(stream, seq)
+            headers = msg.headers or {}
+            assert headers["Lotwise-Event-Kind"] == json.loads(msg.data or b"{}")["kind"]
+            out.append((msg.subject, json.loads(msg.data or b"{}")))
+        return out
+    finally:
+        await link.close()

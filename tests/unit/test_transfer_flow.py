@@ -35,6 +35,8 @@ from engine.domain.transfer_flow import (
     plan_receipt,
     repeated_step,
     state_times,
+    step_event,
+    step_index,
     transfer_from_doc,
     transfer_to_doc,
     validate_create,
@@ -251,3 +253,21 @@ def test_a_bad_query_names_the_field(args: tuple[str, str, int, int, int, str], 
     with pytest.raises(InvalidArgument) as err:
         parse_query(*args)
     assert field in {v.field for v in err.value.violations}
+
+
+def test_each_step_gives_one_stable_event_naming_where_it_led() -> None:
+    created = _created("T", 100)
+    approve = Step("approve", "pending_regional", "maya", 200, "a", "d", "ok")
+    t = replace(created, steps=(*created.steps, approve), state="pending_regional")
+    event = step_event(t, 1)
+    assert (event.kind, event.previous_state, event.state, event.actor, event.note) == (
+        "transfer_approved",
+        "requested",
+        "pending_regional",
+        "maya",
+        "ok",
+    )
+    assert event.event_id == "transfer:T:1"
+    assert event == step_event(t, 1)
+    assert step_event(t, 0).previous_state == ""
+    assert step_index(t, "a") == 1

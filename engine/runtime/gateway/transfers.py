@@ -51,6 +51,7 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.events import TransferEventSink
 from engine.domain.holds import HOLD_EXPIRED, HOLD_NOT_ACTIVE
 from engine.domain.ingestion import strategy_for
 from engine.domain.model import External
@@ -80,6 +81,8 @@ from engine.domain.transfer_flow import (
     plan_receipt,
     repeated_step,
     require_state,
+    step_event,
+    step_index,
     transfer_from_doc,
     transfer_to_doc,
     validate_create,
@@ -167,8 +170,10 @@ class TransferDesk:
         documents: DocumentStore,
         flow: TransferFlow,
         clock: Callable[[], int] = wall_ms,
+        events: TransferEventSink | None = None,
     ) -> None:
         self.gateway = gateway
+        self._events = events
         self._documents = documents
         self.flow = flow
         self._clock = clock
@@ -235,7 +240,9 @@ class TransferDesk:
             existing, _ = await self._load(transfer_id)
             if existing.steps[0].request_id != request_id or existing.steps[0].digest != digest:
                 raise RequestConflict(transfer_id, "transfer id") from None
-            return existing  # a retry of this create
+            await self._tell(existing, 0)  # a retry of this create: its event may be what was lost
+            return existing
+        await self._tell(first, 0)
         return first
 
     async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> None:
@@ -259,6 +266,7 @@ class TransferDesk:
         for _ in range(MAX_WRITE_TRIES):
             transfer, revision = await self._load(transfer_id)
             if repeated_step(transfer, request_id, digest):
+                await self._tell(transfer, step_index(transfer, request_id))
                 return transfer
             step = Step(
                 payload["action"],
@@ -274,6 +282,7 @@ class TransferDesk:
                 await self._documents.put(document_key(transfer_id), transfer_to_doc(changed), revision)
             except RevisionMismatch:
                 continue  # another step was written meanwhile: judge this one again against it
+            await self._tell(changed, len(changed.steps) - 1)
             return changed
         raise Unavailable(f"transfer {transfer_id} is being changed by others: retry")
 
@@ -331,6 +340,21 @@ class TransferDesk:
             return with_step(transfer, replace(step, state=state), lots=lots)
 
         return await self._step(actor, request_id, transfer_id, payload, run)
+
+    async def _tell(self, transfer: Transfer, index: int) -> None:
+        """Publish the step's business event, after the step is recorded: a crash in between
+        is healed by the caller's retry, which answers from the document and publishes the
+        same event again (the stream keeps one by its id)."""
+        if self._events is None:
+            return
+        try:
+            await self._events.publish(step_event(transfer, index))
+        except DomainError:
+            raise
+        except Exception as exc:  # the bus is down: the step stands, a retry publishes it
+            raise Unavailable(
+                f"transfer {transfer.transfer_id}: step recorded, its event not yet published: retry"
+            ) from exc
 
     # ---- stock ----
 
