@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry
 from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events, transfer_event_from_record
 from adapters.nats.documents import DocumentsConfig, JetStreamDocuments, connect_documents
+from adapters.nats.ingest.config import IngestConfig, Wms
+from adapters.nats.ingest.consumer import IngestMetrics
 from adapters.nats.journal import JournalConfig, NatsLink
 from adapters.nats.server import EmbeddedNats
 from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
@@ -37,6 +39,8 @@ from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.server import ApiMetrics, start_server
+from engine.bootstrap.documents import WmsTransferSteps
+from engine.bootstrap.ingest import start_ingest
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.clock import ManualClock
@@ -522,3 +526,45 @@ async def read_stream(url: str, stream: str) -> list[tuple[str, dict[str, Any]]]
         return out
     finally:
         await link.close()
+
+
+async def test_wms_events_over_nats_ship_and_receive_the_transfer_they_name(
+    engine: Engine, nats_server: EmbeddedNats, manual_clock: ManualClock
+) -> None:
+    namespace = f"x{uuid.uuid4().hex[:8]}"
+    desk = TransferDesk(engine.gateway, engine.documents, default_flow(), manual_clock.now_ms)
+    fast = {"backoff_s": (0.05, 0.1), "ack_wait_s": 1.0, "idle_wait_s": 0.2}
+    config = IngestConfig(wms=Wms(sites={}), consumer=fast).with_defaults(namespace)
+    ingest = await start_ingest(
+        engine.gateway,
+        config,
+        namespace=namespace,
+        nats_url=nats_server.url,
+        metrics=IngestMetrics(registry=CollectorRegistry()),
+        transfers=WmsTransferSteps(desk),
+    )
+    link = NatsLink(JournalConfig(url=nats_server.url, client_name="test-wms"))
+    await link.connect()
+    try:
+        await desk.create(Actor("sam"), "c", "W1", "DC", "BOS", [TransferLine("GLU", 30)])
+        await desk.approve(Actor("maya", ("site_manager",)), "a", "W1")
+        _, js = await link.client()
+        subject = f"lotwise.{namespace}.in.wms.WH"
+        out = {"event_id": "wms-out-1", "type": "transfer_out", "site": "DC", "to_site": "BOS", "transfer_id": "W1"}
+        out["lines"] = [{"sku": "GLU", "qty": 30}]
+        await js.publish(subject, json.dumps(out).encode())
+        await ingest.consumer.wait_idle(timeout_s=30)
+        assert (await desk.get("W1")).state == "shipped"
+        assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (30, 0)}
+        arrive = {"event_id": "wms-in-1", "type": "transfer_in", "site": "BOS", "transfer_id": "W1"}
+        arrive["lines"] = [{"sku": "GLU", "lot": "L-early", "qty": 30}]
+        await js.publish(subject, json.dumps(arrive).encode())
+        await ingest.consumer.wait_idle(timeout_s=30)
+        done = await desk.get("W1")
+        assert (done.state, [s.actor for s in done.steps]) == ("received", ["sam", "maya", "wms", "wms"])
+        assert await stock(engine.gateway, "GLU", "DC") == {"available": (370, 0)}  # shipped once, not twice
+        assert await stock(engine.gateway, "GLU", "BOS") == {"available": (30, 0)}
+        assert await ingest.dead_letters.list(limit=10) == []
+    finally:
+        await link.close()
+        await ingest.stop()
