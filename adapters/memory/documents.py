@@ -31,5 +31,8 @@ class InMemoryDocuments:
         self._docs[key] = (data, revision)
         return revision
 
+    async def keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self._docs if k.startswith(prefix))
+
     async def close(self) -> None:
         return None

@@ -56,7 +56,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from adapters.nats.codec import decode_entry
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
-from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, business_events
+from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, TransferEvent, business_events
 from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
 
 log = structlog.get_logger("lotwise.bus")
@@ -79,7 +79,7 @@ H_JOURNAL_POSITION = "Lotwise-Journal-Position"  # <journal stream seq>:<index i
 # Characters a subject token keeps as they are; everything else is %XX (UTF-8, upper-case hex).
 _TOKEN_SAFE = re.compile(r"[A-Za-z0-9_\-:@#+]")
 # Namespaces whose prefixes would overlap another namespace's subjects (see engine_bus_config).
-_RESERVED_TAGS = frozenset({"events", "avro", "journal", "dlq"})
+_RESERVED_TAGS = frozenset({"events", "avro", "journal", "dlq", "transfers"})
 
 
 # ---- the schema and the encodings ----
@@ -727,3 +727,105 @@ async def start_bus(config: BusConfig, journal: JournalConfig, registry: Collect
         await link.close()
         raise
     return BusRuntime(publisher, link)
+
+
+# ---- transfer steps (published by the transfers desk, not derived from the journal) ----
+
+TRANSFER_SCHEMA_VERSION = 1
+TRANSFERS_TAG = "transfers"  # the subject token after the namespace (reserved as a namespace tag)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferBusConfig:
+    """Where transfer-step events go: `<prefix>.<kind>.<from_site>.<to_site>` (tokens
+    escaped as business events' are) in a stream of their own, so the journal publisher's
+    bookkeeping (the newest journal position in its stream) never meets them."""
+
+    url: str
+    stream: str = "LOTWISE_TRANSFERS_lotwise"
+    subject_prefix: str = "lotwise.transfers"
+    replicas: int = 1
+    max_age_s: float = 30 * DAY_S  # transfers run for days: keep a month
+    max_bytes: int = 256 * MiB  # ~0.5 KiB per step: about half a million steps
+    duplicate_window_s: float = 600.0  # a retried step republishes within this
+    publish_timeout_s: float = 5.0
+
+    def subject(self, kind: str, from_site: str, to_site: str) -> str:
+        return f"{self.subject_prefix}.{subject_token(kind)}.{subject_token(from_site)}.{subject_token(to_site)}"
+
+
+def engine_transfer_bus_config(namespace: str, nats_url: str, replicas: int = 1) -> TransferBusConfig:
+    """`lotwise.transfers.>` for the default namespace, `lotwise.<tag>.transfers.>` for
+    another (the tag `transfers` is refused as a namespace, as events' tags are)."""
+    tag = engine_bus_config(namespace, nats_url).stream.removeprefix("LOTWISE_EVENTS_")  # the same tag rules
+    prefix = f"lotwise.{TRANSFERS_TAG}" if tag == "lotwise" else f"lotwise.{tag}.{TRANSFERS_TAG}"
+    return TransferBusConfig(url=nats_url, stream=f"LOTWISE_TRANSFERS_{tag}", subject_prefix=prefix, replicas=replicas)
+
+
+def transfer_event_record(e: TransferEvent) -> dict[str, Any]:
+    return {"schema_version": TRANSFER_SCHEMA_VERSION, **{f: getattr(e, f) for f in e.__slots__}}
+
+
+def transfer_event_from_record(r: dict[str, Any]) -> TransferEvent:
+    if r.get("schema_version") != TRANSFER_SCHEMA_VERSION:
+        raise ValueError(f"unknown transfer event schema version {r.get('schema_version')!r}")
+    return TransferEvent(**{f: r[f] for f in TransferEvent.__slots__})
+
+
+class TransferEventPublisher:
+    """engine.domain.events.TransferEventSink on JetStream: one JSON message per step,
+    with the business events' headers; `publish` returns once the stream stored it."""
+
+    def __init__(self, link: NatsLink, config: TransferBusConfig) -> None:
+        self._link = link
+        self.config = config
+
+    async def open(self) -> None:
+        _, js = await self._link.client()
+        await ensure_stream(js, transfer_stream_config(self.config))
+
+    async def publish(self, event: TransferEvent) -> None:
+        _, js = await self._link.client()
+        headers = {
+            api.Header.MSG_ID.value: f"{event.event_id}:{JSON}",
+            H_CONTENT_TYPE: CONTENT_TYPES[JSON],
+            H_EVENT_ID: event.event_id,
+            H_EVENT_KIND: event.kind,
+        }
+        subject = self.config.subject(event.kind, event.from_site, event.to_site)
+        payload = orjson.dumps(transfer_event_record(event))
+        await js.publish(subject, payload, timeout=self.config.publish_timeout_s, headers=headers)
+
+    async def close(self) -> None:
+        await self._link.close()
+
+
+def transfer_stream_config(config: TransferBusConfig) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=config.stream,
+        description="Lotwise transfer steps (JSON), as the transfers desk records them",
+        subjects=[f"{config.subject_prefix}.>"],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        discard=api.DiscardPolicy.OLD,
+        max_age=config.max_age_s,
+        max_bytes=config.max_bytes,
+        max_msgs=-1,
+        max_msgs_per_subject=-1,
+        max_msg_size=64 * KiB,
+        num_replicas=config.replicas,
+        duplicate_window=config.duplicate_window_s,
+    )
+
+
+async def start_transfer_events(config: TransferBusConfig) -> TransferEventPublisher:
+    """Connect, make sure the stream is there; `close()` on the way down."""
+    link = NatsLink(JournalConfig(url=config.url, client_name="lotwise-transfer-events"))
+    await link.connect()
+    publisher = TransferEventPublisher(link, config)
+    try:
+        await publisher.open()
+    except BaseException:
+        await link.close()
+        raise
+    return publisher

@@ -66,6 +66,21 @@ class JetStreamDocuments:
                 raise RevisionMismatch(key, expected_revision) from None
             raise
 
+    async def keys(self, prefix: str) -> list[str]:
+        # A watcher on `<prefix>>` filters on the server (KeyValue.keys would read every
+        # key of the bucket and match substrings); deleted documents are skipped.
+        pattern = f"{prefix}>" if prefix.endswith(".") else ">"
+        watcher = await self._kv.watch(pattern, ignore_deletes=True, meta_only=True)
+        found: list[str] = []
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what is stored now
+                    break
+                found.append(entry.key)
+        finally:
+            await watcher.stop()
+        return sorted(k for k in found if k.startswith(prefix))
+
     async def close(self) -> None:
         await self._link.close()
 

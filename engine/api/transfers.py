@@ -19,7 +19,14 @@ from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.servicer import _rpc
 from engine.domain.grants import Action, resource_name
-from engine.domain.transfer_flow import ReceiptLine, Transfer, TransferLine, state_times
+from engine.domain.transfer_flow import (
+    ReceiptLine,
+    Transfer,
+    TransferLine,
+    page_token_of,
+    parse_query,
+    state_times,
+)
 from engine.runtime.gateway.transfers import ANONYMOUS, Actor, StockGateway, TransferDesk
 
 TRANSFERS_SERVICE_NAME = tpb.DESCRIPTOR.services_by_name["Transfers"].full_name  # "lotwise.v1.Transfers"
@@ -49,6 +56,19 @@ class Guard:
                 return
         action, site = checks[0]
         raise self._authorizer.denied(principal, action, resource_name(site))
+
+    async def may_read(self, transfer: Transfer) -> bool:
+        """Whether the caller may see this transfer: `read` at either end (no denial is
+        counted: a listing leaves out what it may not show)."""
+        principal = current_principal()
+        if principal is None or principal.permissions is None or self._authorizer is None:
+            return True
+        perms = principal.permissions
+        for site in (transfer.from_site, transfer.to_site):
+            org_path = await self._orgs.org_of(site) if perms.orgs else ""
+            if perms.allows(Action.READ, site, org_path):
+                return True
+        return False
 
     def require_global(self, action: Action, resource: str) -> None:
         principal = current_principal()
@@ -176,3 +196,30 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
         transfer = await self.desk.get(request.transfer_id)
         await self.guard.require_any((Action.READ, transfer.from_site), (Action.READ, transfer.to_site))
         return self._reply(transfer)
+
+    @_rpc
+    async def ListTransfers(
+        self, request: tpb.ListTransfersRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.ListTransfersResponse:
+        query = parse_query(
+            request.site,
+            request.state,
+            request.created_after_ms,
+            request.created_before_ms,
+            request.page_size,
+            request.page_token,
+        )
+        page: list[Transfer] = []
+        more = False
+        for transfer in await self.desk.list(query):
+            if not await self.guard.may_read(transfer):
+                continue  # filtered before paging, so a page is never short for a hidden one
+            if len(page) == query.page_size:
+                more = True
+                break
+            page.append(transfer)
+        now = self.desk.now_ms()
+        return tpb.ListTransfersResponse(
+            transfers=[transfer_to_pb(t, now) for t in page],
+            next_page_token=page_token_of(page[-1]) if more else "",
+        )

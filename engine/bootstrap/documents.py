@@ -6,14 +6,17 @@ NATS; with `journal=memory` (development, tests) in memory, like everything else
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.bootstrap.config import SettingsProblem
 from engine.domain.documents import DocumentStore
-from engine.domain.transfer_flow import FlowError, TransferFlow, default_flow, parse_flow
+from engine.domain.errors import InvalidArgument, NotFound
+from engine.domain.events import TransferEventSink
+from engine.domain.transfer_flow import FlowError, ReceiptLine, Transfer, TransferFlow, default_flow, parse_flow
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.orgtree import OrgDesk
-from engine.runtime.gateway.transfers import TransferDesk
+from engine.runtime.gateway.transfers import Actor, TransferDesk
 from engine.settings import Settings
 
 
@@ -22,6 +25,36 @@ class Desks:
     documents: DocumentStore
     org: OrgDesk
     transfers: TransferDesk
+    events: TransferEventSink | None = None
+
+    async def close(self) -> None:
+        if self.events is not None:
+            await self.events.close()
+        await self.documents.close()
+
+
+WMS_ACTOR = Actor("wms")  # the actor of steps a WMS event takes (its sender is checked by ingestion)
+
+
+class WmsTransferSteps:
+    """adapters.nats.ingest.apply.TransferSteps over the transfers desk: a WMS dispatch
+    ships the transfer it names, a WMS arrival is a (partial) receipt of it. The event id
+    is the step's request id, so a redelivered event answers from the transfer."""
+
+    def __init__(self, desk: TransferDesk) -> None:
+        self._desk = desk
+
+    async def find(self, transfer_id: str) -> Transfer | None:
+        try:
+            return await self._desk.get(transfer_id)
+        except (NotFound, InvalidArgument):
+            return None  # not one of the engine's: the WMS books it on its own
+
+    async def ship(self, request_id: str, transfer_id: str) -> Transfer:
+        return await self._desk.ship(WMS_ACTOR, request_id, transfer_id)
+
+    async def receive(self, request_id: str, transfer_id: str, lines: Sequence[ReceiptLine]) -> Transfer:
+        return await self._desk.receive(WMS_ACTOR, request_id, transfer_id, lines)
 
 
 def transfer_flow_of(settings: Settings) -> TransferFlow:
@@ -46,6 +79,23 @@ async def open_documents(settings: Settings, nats_url: str) -> DocumentStore:
     return await connect_documents(engine_documents_config(settings.namespace, nats_url, settings.journal_replicas))
 
 
+async def open_transfer_events(settings: Settings, nats_url: str) -> TransferEventSink | None:
+    """Transfer steps as business events: with the event bus on, beside its stream."""
+    if settings.journal == "memory" or not nats_url or not settings.events:
+        return None
+    from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events
+
+    return await start_transfer_events(
+        engine_transfer_bus_config(settings.namespace, nats_url, settings.journal_replicas)
+    )
+
+
 async def start_desks(settings: Settings, gateway: Gateway, nats_url: str) -> Desks:
     documents = await open_documents(settings, nats_url)
-    return Desks(documents, OrgDesk(documents, gateway), TransferDesk(gateway, documents, transfer_flow_of(settings)))
+    try:
+        events = await open_transfer_events(settings, nats_url)
+    except BaseException:
+        await documents.close()
+        raise
+    desk = TransferDesk(gateway, documents, transfer_flow_of(settings), events=events)
+    return Desks(documents, OrgDesk(documents, gateway), desk, events)

@@ -128,8 +128,12 @@ async def start_history_runtime(settings: Settings, nats_url: str) -> HistoryRun
     return await start_history(config, journal)
 
 
-async def start_ingest_runtime(settings: Settings, gateway: Gateway, nats_url: str) -> IngestRuntime:
-    """Ingestion (IoT cabinets and WMS over NATS) with its dead letters."""
+async def start_ingest_runtime(
+    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None
+) -> IngestRuntime:
+    """Ingestion (IoT cabinets and WMS over NATS) with its dead letters; WMS transfer
+    events naming an engine transfer advance it through the desks."""
+    from engine.bootstrap.documents import WmsTransferSteps
     from engine.bootstrap.ingest import start_ingest
 
     return await start_ingest(
@@ -138,6 +142,7 @@ async def start_ingest_runtime(settings: Settings, gateway: Gateway, nats_url: s
         namespace=settings.namespace,
         nats_url=nats_url,
         replicas=settings.journal_replicas,
+        transfers=WmsTransferSteps(desks.transfers) if desks is not None else None,
     )
 
 
@@ -184,7 +189,8 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
     if settings.journal != "nats":  # the journal followers need a durable journal
         return gateway
     if settings.ingest:
-        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url)
+        parts.desks = await start_desks(settings, gateway, nats_url)  # before ingestion: it advances transfers
+        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks)
         parts.phases.done("ingest")
     return gateway
 
@@ -211,7 +217,7 @@ async def _stop(parts: _Parts) -> None:
     if parts.history is not None:
         await parts.history.stop()  # the sink flushes and acks what it holds
     if parts.desks is not None:
-        await parts.desks.documents.close()
+        await parts.desks.close()  # the transfer-event publisher, then the documents
     if parts.own_gateway and parts.gateway is not None:
         await parts.gateway.close()
     if parts.nats is not None:
@@ -233,7 +239,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     parts = _Parts(gateway=gateway)
     try:
         gw = gateway if gateway is not None else await _start_services(settings, parts)
-        parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
+        if parts.desks is None:
+            parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,

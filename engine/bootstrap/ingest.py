@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from adapters.nats.deadletter import NatsDeadLetters, dead_letter_config, nats_republish
-from adapters.nats.ingest.apply import Applier, IngestGateway
+from adapters.nats.ingest.apply import Applier, IngestGateway, TransferSteps
 from adapters.nats.ingest.config import IngestConfig
 from adapters.nats.ingest.consumer import IngestConsumer, IngestMetrics
 from adapters.nats.journal import NatsLink, engine_journal_config
@@ -40,6 +40,7 @@ async def start_ingest(
     nats_url: str,
     replicas: int = 1,
     metrics: IngestMetrics | None = None,
+    transfers: TransferSteps | None = None,
 ) -> IngestRuntime:
     """Connect, make sure the inbound and dead-letter streams and the durable consumer
     exist, and start consuming. `config` must have its defaults filled (`with_defaults`)."""
@@ -48,7 +49,7 @@ async def start_ingest(
     try:
         store = NatsDeadLetters(link, dead_letter_config(namespace, nats_url, replicas))
         await store.ensure()
-        consumer = IngestConsumer(link, config, Applier(gateway, config), store, metrics, replicas)
+        consumer = IngestConsumer(link, config, Applier(gateway, config, transfers), store, metrics, replicas)
         await consumer.start()
     except BaseException:
         await link.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import Any, Protocol
 
 from engine.domain.model import External, Lot, Movement, QuantKey
 from engine.domain.ports import JournalEntry
@@ -254,3 +254,49 @@ def _terms_parser() -> Any:
     from engine.domain import commands
 
     return getattr(commands, "parse_terms", None)
+
+
+# ---- transfer steps ----
+
+# The step's action → the event kind. Every step is told, those that move no stock too
+# (an approval short of `approved`, a rejection), so one consumer follows a transfer whole.
+TRANSFER_EVENT_KINDS = {
+    "create": "transfer_created",
+    "approve": "transfer_approved",
+    "reject": "transfer_rejected",
+    "ship": "transfer_shipped",
+    "receive": "transfer_received",
+    "cancel": "transfer_cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEvent:
+    """One step of a transfer, told to the outside world (adapters/nats/EVENTS.md,
+    "Transfer steps"). The stock the step moved is told by its movements' own events
+    (doc_ref = the transfer id); this one tells who took which step, and where it led."""
+
+    event_id: str  # f"transfer:{transfer_id}:{step}": a step's place never changes
+    kind: str  # TRANSFER_EVENT_KINDS
+    transfer_id: str
+    step: int  # the step's index in the transfer (0: create)
+    from_site: str
+    to_site: str
+    state: str  # the state the step led to (an approval may lead to a flow's own state)
+    previous_state: str  # "" on create
+    actor: str  # the caller's token subject
+    request_id: str
+    note: str
+    at_ms: int
+    total_qty: int  # units the transfer asks for, all lines
+    eta_ms: int  # on and after shipping: the expected arrival (0: not given)
+
+
+class TransferEventSink(Protocol):
+    """Where transfer-step events go (adapters.nats.bus.TransferEventPublisher)."""
+
+    async def publish(self, event: TransferEvent) -> None:
+        """Stored durably when it returns; a republished event (same id) is not stored twice."""
+        ...
+
+    async def close(self) -> None: ...

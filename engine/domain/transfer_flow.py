@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from engine.domain.commands import MAX_ID_LEN, check_id
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied, RequestConflict
+from engine.domain.events import TRANSFER_EVENT_KINDS, TransferEvent
 
 REQUESTED, APPROVED, SHIPPED, RECEIVED = "requested", "approved", "shipped", "received"
 REJECTED, CANCELLED = "rejected", "cancelled"
@@ -417,6 +418,114 @@ def state_times(transfer: Transfer, now_ms: int) -> list[StateTime]:
         left = entered[i + 1][1] if i + 1 < len(entered) else 0
         out.append(StateTime(state, at, left, (left or now_ms) - at))
     return out
+
+
+# ---- as business events ----
+
+
+def step_event(transfer: Transfer, index: int) -> TransferEvent:
+    """The event of the transfer's step `index`. Pure: the same step gives the same event,
+    so a retried step republishes an identical one (the stream drops it by its id)."""
+    step = transfer.steps[index]
+    return TransferEvent(
+        event_id=f"transfer:{transfer.transfer_id}:{index}",
+        kind=TRANSFER_EVENT_KINDS[step.action],
+        transfer_id=transfer.transfer_id,
+        step=index,
+        from_site=transfer.from_site,
+        to_site=transfer.to_site,
+        state=step.state,
+        previous_state=transfer.steps[index - 1].state if index else "",
+        actor=step.actor,
+        request_id=step.request_id,
+        note=step.note,
+        at_ms=step.at_ms,
+        total_qty=transfer.total_qty,
+        eta_ms=transfer.eta_ms if step.action in ("ship", "receive") else 0,
+    )
+
+
+def step_index(transfer: Transfer, request_id: str) -> int:
+    """The index of the step a request id recorded (the last one when several match)."""
+    for i in range(len(transfer.steps) - 1, -1, -1):
+        if transfer.steps[i].request_id == request_id:
+            return i
+    raise ValueError(f"no step of {transfer.transfer_id} has request id {request_id!r}")
+
+
+# ---- listing ----
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TransferQuery:
+    """Which transfers a ListTransfers asks for ("" / 0: no bound) and which page."""
+
+    site: str = ""  # the source or the destination
+    state: str = ""
+    created_after_ms: int = 0  # created at or after
+    created_before_ms: int = 0  # created before
+    page_size: int = DEFAULT_PAGE_SIZE
+    after: tuple[int, str] | None = None  # the (created_at_ms, transfer_id) the last page ended on
+
+
+def created_at_ms(transfer: Transfer) -> int:
+    return transfer.steps[0].at_ms if transfer.steps else 0
+
+
+def list_order(transfer: Transfer) -> tuple[int, str]:
+    """Oldest request first; the id breaks ties, so a page cursor is one exact place."""
+    return created_at_ms(transfer), transfer.transfer_id
+
+
+def parse_query(
+    site: str, state: str, created_after_ms: int, created_before_ms: int, page_size: int, page_token: str
+) -> TransferQuery:
+    """Validate a ListTransfers request; InvalidArgument names every bad field."""
+    out: list[FieldViolation] = []
+    if not 0 <= page_size <= MAX_PAGE_SIZE:
+        out.append(FieldViolation("page_size", f"must be in 0..{MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE})"))
+    if created_after_ms < 0 or created_before_ms < 0:
+        out.append(FieldViolation("created_after_ms", "times must be ≥ 0 (0: no bound)"))
+    elif created_after_ms and created_before_ms and created_after_ms >= created_before_ms:
+        out.append(FieldViolation("created_before_ms", "must be after created_after_ms"))
+    for name, value in (("site", site), ("state", state)):
+        if len(value) > MAX_ID_LEN:
+            out.append(FieldViolation(name, f"at most {MAX_ID_LEN} characters"))
+    after = _parse_token(page_token, out)
+    if out:
+        raise InvalidArgument(out)
+    size = page_size or DEFAULT_PAGE_SIZE
+    return TransferQuery(site, state, created_after_ms, created_before_ms, size, after)
+
+
+def page_token_of(transfer: Transfer) -> str:
+    at, transfer_id = list_order(transfer)
+    return f"{at}:{transfer_id}"
+
+
+def _parse_token(token: str, out: list[FieldViolation]) -> tuple[int, str] | None:
+    if not token:
+        return None
+    at, sep, transfer_id = token.partition(":")  # a transfer id may itself hold ':'
+    if not sep or not at.isdigit() or not transfer_id or len(transfer_id) > MAX_ID_LEN:
+        out.append(FieldViolation("page_token", "not a token this engine gave (pass next_page_token as is)"))
+        return None
+    return int(at), transfer_id
+
+
+def in_query(transfer: Transfer, query: TransferQuery) -> bool:
+    """The filters of the query, and past the page cursor (visibility is the caller's)."""
+    created = created_at_ms(transfer)
+    return (
+        (not query.site or query.site in (transfer.from_site, transfer.to_site))
+        and (not query.state or transfer.state == query.state)
+        and (not query.created_after_ms or created >= query.created_after_ms)
+        and (not query.created_before_ms or created < query.created_before_ms)
+        and (query.after is None or list_order(transfer) > query.after)
+    )
 
 
 # ---- as a document (JSON) ----

@@ -10,12 +10,14 @@ changes the arriving stock to the arrival status, then puts it away into its bin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from engine.domain.commands import ChangeStatus, Consume, Consumed, Move, Receive
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.ingestion import BadEvent, Document, StatusChoices, StockLine, strategy_for
 from engine.domain.model import External
+from engine.domain.transfer_flow import Transfer
 
 
 def check_route(from_site: str, to_site: str) -> None:
@@ -71,6 +73,32 @@ def transit_receipts(
             )
         )
     return legs
+
+
+def check_attached_out(transfer: Transfer, src: str, dst: str, lines: Sequence[tuple[str, int]]) -> None:
+    """A WMS dispatch naming an engine transfer ships it: same route, same units per sku
+    (what ships is what the approval held; a different load is a different transfer)."""
+    if (src, dst) != (transfer.from_site, transfer.to_site):
+        raise BadEvent(
+            DeadLetterCode.INVALID,
+            f"transfer {transfer.transfer_id} goes from {transfer.from_site} to {transfer.to_site}, not {src} to {dst}",
+        )
+    if _per_sku(lines) != _per_sku([(x.sku, x.qty) for x in transfer.lines]):
+        raise BadEvent(DeadLetterCode.INVALID, f"lines: not the units transfer {transfer.transfer_id} asks for")
+
+
+def check_attached_in(transfer: Transfer, site: str) -> None:
+    if site != transfer.to_site:
+        raise BadEvent(
+            DeadLetterCode.INVALID, f"transfer {transfer.transfer_id} arrives at {transfer.to_site}, not {site}"
+        )
+
+
+def _per_sku(lines: Sequence[tuple[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for sku, qty in lines:
+        out[sku] = out.get(sku, 0) + qty
+    return out
 
 
 def unknown_lot(transfer_id: str) -> str:

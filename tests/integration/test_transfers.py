@@ -10,11 +10,13 @@ sites so roll-ups follow.
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import pytest
@@ -23,7 +25,11 @@ from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
 from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
+from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events, transfer_event_from_record
 from adapters.nats.documents import DocumentsConfig, JetStreamDocuments, connect_documents
+from adapters.nats.ingest.config import IngestConfig, Wms
+from adapters.nats.ingest.consumer import IngestMetrics
+from adapters.nats.journal import JournalConfig, NatsLink
 from adapters.nats.server import EmbeddedNats
 from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
@@ -33,6 +39,8 @@ from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.server import ApiMetrics, start_server
+from engine.bootstrap.documents import WmsTransferSteps
+from engine.bootstrap.ingest import start_ingest
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.clock import ManualClock
@@ -71,6 +79,7 @@ role = "approver"
 org = "acme"
 """
 DAY_MS = 86_400_000
+S = TypeVar("S")
 
 
 @dataclass
@@ -116,6 +125,20 @@ async def engine(
     await documents.close()
 
 
+def authed(stub_class: Callable[[grpc.aio.Channel], S], client: LotwiseClient) -> S:
+    """A stub on the client's channel whose every call carries the client's token (the
+    client sends it per call, not on the channel)."""
+    return cast(S, _WithMetadata(stub_class(client.channel), client.metadata))
+
+
+class _WithMetadata:
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub, self._metadata = stub, metadata
+
+    def __getattr__(self, name: str) -> Any:
+        return functools.partial(getattr(self._stub, name), metadata=self._metadata)
+
+
 def as_user(address: str, subject: str, groups: list[str]) -> LotwiseClient:
     token = mint_token(SECRET, subject, groups)
     return LotwiseClient(address, token=token, retry=RetryPolicy(max_attempts=1), timeout_s=10)
@@ -131,7 +154,7 @@ async def people(engine: Engine) -> AsyncIterator[dict[str, tpb_grpc.TransfersSt
     }
     for c in clients.values():
         await c.__aenter__()
-    yield {name: tpb_grpc.TransfersStub(c.channel) for name, c in clients.items()}
+    yield {name: authed(tpb_grpc.TransfersStub, c) for name, c in clients.items()}
     for c in clients.values():
         await c.__aexit__(None, None, None)
 
@@ -220,7 +243,7 @@ async def test_the_flow_end_to_end_with_a_partial_receipt(
 
 async def test_self_approval_is_refused_with_details(engine: Engine, people: dict[str, tpb_grpc.TransfersStub]) -> None:
     async with as_user(engine.address, "maya", ["site_manager", "store"]) as maya:
-        stub = tpb_grpc.TransfersStub(maya.channel)
+        stub = authed(tpb_grpc.TransfersStub, maya)
         await stub.CreateTransfer(create("T2", 10))
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ApproveTransfer(act("T2", "T2-ok"))
@@ -321,7 +344,7 @@ async def test_bad_input_and_missing_grants_are_typed(
 
 async def test_org_nodes_move_with_their_sites(engine: Engine) -> None:
     async with as_user(engine.address, "root", ["admin"]) as admin:
-        org = apb_grpc.AdminStub(admin.channel)
+        org = authed(apb_grpc.AdminStub, admin)
         await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="acme", legal_entity=True)))
         for node_id in ("east", "west"):
             await org.PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id=node_id, parent_id="acme")))
@@ -339,7 +362,7 @@ async def test_org_nodes_move_with_their_sites(engine: Engine) -> None:
         assert reason(err.value)[0] == "ORG_CYCLE"
     async with as_user(engine.address, "sam", ["store"]) as sam:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await apb_grpc.AdminStub(sam.channel).PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="x")))
+            await authed(apb_grpc.AdminStub, sam).PutOrgNode(apb.PutOrgNodeRequest(node=apb.OrgNode(node_id="x")))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -400,3 +423,148 @@ async def test_documents_refuse_a_write_based_on_a_stale_revision(engine: Engine
     stored = await docs.get("race")
     assert stored == Stored("race", {"n": 2}, second)
     assert await docs.get("never-written") is None
+
+
+async def test_list_transfers_filters_pages_and_shows_only_what_the_caller_may_read(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub], manual_clock: ManualClock
+) -> None:
+    admin, store, manager = people["admin"], people["store"], people["manager"]
+    async with as_user(engine.address, "root", ["admin"]) as root:
+        await root.put_site(Site("FAR", "other/west"))  # outside every grant but the admin's
+        await root.put_site(Site("FAR2", "other/west"))
+    start = manual_clock.now_ms()
+    for i in range(5):
+        await store.CreateTransfer(create(f"L{i}", 1 + i))
+        manual_clock.advance(1_000)
+    far = tpb.CreateTransferRequest(
+        request_id="far",
+        transfer_id="LFAR",
+        from_site="FAR",
+        to_site="FAR2",
+        lines=[tpb.TransferLine(sku="GLU", qty=1)],
+    )
+    await admin.CreateTransfer(far)
+    await manager.ApproveTransfer(act("L1", "L1-ok"))
+
+    async def ids(stub: tpb_grpc.TransfersStub, **kw: Any) -> list[str]:
+        return [t.transfer_id for t in (await stub.ListTransfers(tpb.ListTransfersRequest(**kw))).transfers]
+
+    assert await ids(admin) == ["L0", "L1", "L2", "L3", "L4", "LFAR"]  # oldest request first
+    assert await engine.documents.keys("nothing.") == []  # an empty listing ends too
+    assert await ids(store) == ["L0", "L1", "L2", "L3", "L4"]  # FAR is not in the store's org
+    assert await ids(admin, site="FAR2") == ["LFAR"]  # a destination matches too
+    assert await ids(admin, state="approved") == ["L1"]
+    assert await ids(admin, created_after_ms=start + 1_000, created_before_ms=start + 3_000) == ["L1", "L2"]
+
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = await store.ListTransfers(tpb.ListTransfersRequest(page_size=2, page_token=token))
+        pages.append([t.transfer_id for t in page.transfers])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [["L0", "L1"], ["L2", "L3"], ["L4"]]
+
+    for bad in (tpb.ListTransfersRequest(page_size=501), tpb.ListTransfersRequest(page_token="nonsense")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await store.ListTransfers(bad)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_every_step_is_a_business_event_once_even_when_retried(
+    engine: Engine, nats_server: EmbeddedNats, manual_clock: ManualClock
+) -> None:
+    config = engine_transfer_bus_config(f"t{uuid.uuid4().hex[:8]}", nats_server.url)
+    events = await start_transfer_events(config)
+    desk = TransferDesk(engine.gateway, engine.documents, default_flow(), manual_clock.now_ms, events=events)
+    sam, maya, rita = Actor("sam"), Actor("maya", ("site_manager",)), Actor("rita", ("regional_manager",))
+    try:
+        await desk.create(sam, "c", "E1", "DC", "BOS", [TransferLine("IVC", 600)])
+        await desk.approve(maya, "a1", "E1")  # to pending_regional: no stock moves
+        await desk.approve(maya, "a1", "E1")  # a retry: the same event, stored once
+        await desk.approve(rita, "a2", "E1")
+        await desk.ship(sam, "s", "E1", eta_ms=7)
+        await desk.receive(sam, "r", "E1", [ReceiptLine("IVC", 600)], final=True)
+        await desk.create(sam, "c", "E2", "DC", "NYC", [TransferLine("GLU", 5)])
+        await desk.reject(maya, "x", "E2", note="not this week")
+        await desk.create(sam, "c", "E3", "DC", "BOS", [TransferLine("GLU", 5)])
+        await desk.cancel(sam, "k", "E3")
+        got = await read_stream(nats_server.url, config.stream)
+    finally:
+        await events.close()
+    assert [(r["transfer_id"], r["kind"], r["state"]) for _, r in got] == [
+        ("E1", "transfer_created", "requested"),
+        ("E1", "transfer_approved", "pending_regional"),
+        ("E1", "transfer_approved", "approved"),
+        ("E1", "transfer_shipped", "shipped"),
+        ("E1", "transfer_received", "received"),
+        ("E2", "transfer_created", "requested"),
+        ("E2", "transfer_rejected", "rejected"),
+        ("E3", "transfer_created", "requested"),
+        ("E3", "transfer_cancelled", "cancelled"),
+    ]
+    subject, rejected = got[6]
+    assert subject == f"{config.subject_prefix}.transfer_rejected.DC.NYC"
+    assert (rejected["actor"], rejected["note"], rejected["previous_state"]) == ("maya", "not this week", "requested")
+    assert transfer_event_from_record(got[3][1]).eta_ms == 7
+
+
+async def read_stream(url: str, stream: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every message of the stream, in order: (subject, JSON body), headers checked."""
+    link = NatsLink(JournalConfig(url=url, client_name="test-reader"))
+    await link.connect()
+    try:
+        _, js = await link.client()
+        last = int((await js.stream_info(stream)).state.last_seq or 0)
+        out = []
+        for seq in range(1, last + 1):
+            msg = await js.get_msg(stream, seq)
+            headers = msg.headers or {}
+            assert headers["Lotwise-Event-Kind"] == json.loads(msg.data or b"{}")["kind"]
+            out.append((msg.subject, json.loads(msg.data or b"{}")))
+        return out
+    finally:
+        await link.close()
+
+
+async def test_wms_events_over_nats_ship_and_receive_the_transfer_they_name(
+    engine: Engine, nats_server: EmbeddedNats, manual_clock: ManualClock
+) -> None:
+    namespace = f"x{uuid.uuid4().hex[:8]}"
+    desk = TransferDesk(engine.gateway, engine.documents, default_flow(), manual_clock.now_ms)
+    fast = {"backoff_s": (0.05, 0.1), "ack_wait_s": 1.0, "idle_wait_s": 0.2}
+    config = IngestConfig(wms=Wms(sites={}), consumer=fast).with_defaults(namespace)
+    ingest = await start_ingest(
+        engine.gateway,
+        config,
+        namespace=namespace,
+        nats_url=nats_server.url,
+        metrics=IngestMetrics(registry=CollectorRegistry()),
+        transfers=WmsTransferSteps(desk),
+    )
+    link = NatsLink(JournalConfig(url=nats_server.url, client_name="test-wms"))
+    await link.connect()
+    try:
+        await desk.create(Actor("sam"), "c", "W1", "DC", "BOS", [TransferLine("GLU", 30)])
+        await desk.approve(Actor("maya", ("site_manager",)), "a", "W1")
+        _, js = await link.client()
+        subject = f"lotwise.{namespace}.in.wms.WH"
+        out = {"event_id": "wms-out-1", "type": "transfer_out", "site": "DC", "to_site": "BOS", "transfer_id": "W1"}
+        out["lines"] = [{"sku": "GLU", "qty": 30}]
+        await js.publish(subject, json.dumps(out).encode())
+        await ingest.consumer.wait_idle(timeout_s=30)
+        assert (await desk.get("W1")).state == "shipped"
+        assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (30, 0)}
+        arrive = {"event_id": "wms-in-1", "type": "transfer_in", "site": "BOS", "transfer_id": "W1"}
+        arrive["lines"] = [{"sku": "GLU", "lot": "L-early", "qty": 30}]
+        await js.publish(subject, json.dumps(arrive).encode())
+        await ingest.consumer.wait_idle(timeout_s=30)
+        done = await desk.get("W1")
+        assert (done.state, [s.actor for s in done.steps]) == ("received", ["sam", "maya", "wms", "wms"])
+        assert await stock(engine.gateway, "GLU", "DC") == {"available": (370, 0)}  # shipped once, not twice
+        assert await stock(engine.gateway, "GLU", "BOS") == {"available": (30, 0)}
+        assert await ingest.dead_letters.list(limit=10) == []
+    finally:
+        await link.close()
+        await ingest.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 
 from engine.domain.errors import FailedPrecondition, InvalidArgument, RequestConflict
 from engine.domain.transfer_flow import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     FlowError,
     ReceiptLine,
     RoleNotAllowed,
@@ -24,10 +27,16 @@ from engine.domain.transfer_flow import (
     decide,
     default_flow,
     digest_of,
+    in_query,
+    list_order,
+    page_token_of,
     parse_flow,
+    parse_query,
     plan_receipt,
     repeated_step,
     state_times,
+    step_event,
+    step_index,
     transfer_from_doc,
     transfer_to_doc,
     validate_create,
@@ -199,3 +208,66 @@ def test_time_in_each_state_comes_from_the_steps() -> None:
 def test_the_document_round_trips() -> None:
     t = with_step(SHIPPED, Step("ship", "shipped", "sam", 5, "r", "d", "note"))
     assert transfer_from_doc(json.loads(json.dumps(transfer_to_doc(t)))) == t
+
+
+# ---- listing ----
+
+
+def _created(transfer_id: str, at_ms: int, src: str = "DC", dst: str = "BOS", state: str = "requested") -> Transfer:
+    step = Step("create", "requested", "ana", at_ms, "r", "d")
+    return replace(Transfer(transfer_id, src, dst, (TransferLine("GLU", 1),), "ana"), steps=(step,), state=state)
+
+
+def test_a_query_filters_by_site_at_either_end_state_and_creation_time() -> None:
+    a, b = _created("A", 100), _created("B", 200, src="NYC", state="shipped")
+    c = _created("C", 300, src="NYC", dst="LA")
+    query = parse_query("BOS", "", 0, 0, 0, "")
+    assert [t.transfer_id for t in (a, b, c) if in_query(t, query)] == ["A", "B"]
+    assert [t for t in (a, b, c) if in_query(t, parse_query("", "shipped", 0, 0, 0, ""))] == [b]
+    window = parse_query("", "", 200, 300, 0, "")  # at or after 200, before 300
+    assert [t for t in (a, b, c) if in_query(t, window)] == [b]
+    assert query.page_size == DEFAULT_PAGE_SIZE
+
+
+def test_a_page_token_resumes_after_the_last_transfer_even_with_equal_times() -> None:
+    first, twin = _created("x:1", 100), _created("x:2", 100)  # ids holding ':' survive the token
+    after_first = parse_query("", "", 0, 0, 1, page_token_of(first))
+    assert after_first.after == (100, "x:1")
+    assert sorted([twin, first], key=list_order) == [first, twin]
+    assert [t.transfer_id for t in (first, twin) if in_query(t, after_first)] == ["x:2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("", "", 0, 0, MAX_PAGE_SIZE + 1, ""), "page_size"),
+        (("", "", 0, 0, -1, ""), "page_size"),
+        (("", "", 0, 0, 0, "garbage"), "page_token"),
+        (("", "", 0, 0, 0, "12:"), "page_token"),
+        (("", "", 500, 400, 0, ""), "created_before_ms"),
+        (("", "", -1, 0, 0, ""), "created_after_ms"),
+        (("S" * 200, "", 0, 0, 0, ""), "site"),
+    ],
+)
+def test_a_bad_query_names_the_field(args: tuple[str, str, int, int, int, str], field: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_query(*args)
+    assert field in {v.field for v in err.value.violations}
+
+
+def test_each_step_gives_one_stable_event_naming_where_it_led() -> None:
+    created = _created("T", 100)
+    approve = Step("approve", "pending_regional", "maya", 200, "a", "d", "ok")
+    t = replace(created, steps=(*created.steps, approve), state="pending_regional")
+    event = step_event(t, 1)
+    assert (event.kind, event.previous_state, event.state, event.actor, event.note) == (
+        "transfer_approved",
+        "requested",
+        "pending_regional",
+        "maya",
+        "ok",
+    )
+    assert event.event_id == "transfer:T:1"
+    assert event == step_event(t, 1)
+    assert step_event(t, 0).previous_state == ""
+    assert step_index(t, "a") == 1

@@ -45,6 +45,7 @@ from engine.domain.ingestion import BadEvent, Document, StatusChoices, StockLine
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.statuses import StatusDictionary
+from engine.domain.transfer_flow import ReceiptLine, Transfer
 
 _QUANT_DIMS = (Dimension.LOT, Dimension.BIN, Dimension.STATUS, Dimension.OWNER)
 
@@ -70,6 +71,18 @@ class IngestGateway(Protocol):
     async def query_stock(self, q: StockQuery, deadline: float | None = None) -> list[StockRow]: ...
 
 
+class TransferSteps(Protocol):
+    """The engine's transfers, as ingestion advances them (engine.bootstrap.documents
+    wraps the transfers desk): a WMS event naming a transfer the engine keeps ships or
+    receives that transfer instead of booking stock of its own."""
+
+    async def find(self, transfer_id: str) -> Transfer | None: ...
+
+    async def ship(self, request_id: str, transfer_id: str) -> Transfer: ...
+
+    async def receive(self, request_id: str, transfer_id: str, lines: Sequence[ReceiptLine]) -> Transfer: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What an event did: the commands sent, and the units they moved (for logs and tests)."""
@@ -91,9 +104,10 @@ class Applier:
     unknown devices or impossible things, and the engine's DomainErrors as they come (the
     consumer decides what is retried and what is dead-lettered)."""
 
-    def __init__(self, gateway: IngestGateway, config: IngestConfig) -> None:
+    def __init__(self, gateway: IngestGateway, config: IngestConfig, transfers: TransferSteps | None = None) -> None:
         self.gateway = gateway
         self.config = config
+        self.transfers = transfers
         wms = config.wms
         self.choices = StatusChoices.of(
             gateway.statuses,
@@ -130,6 +144,10 @@ class Applier:
             case TransferIn():
                 return await self._transfer_in(event, deadline)
         raise BadEvent(DeadLetterCode.SCHEMA, f"no handler for {type(event).__name__}")
+
+    async def _known_transfer(self, transfer_id: str) -> Transfer | None:
+        """The engine's transfer this WMS event names, if it keeps one by that id."""
+        return None if self.transfers is None else await self.transfers.find(transfer_id)
 
     # ---- where things are ----
 
@@ -310,6 +328,11 @@ class Applier:
     async def _transfer_out(self, e: TransferOut, deadline: float | None) -> Applied:
         src, dst = self.site(e.site), self.site(e.to_site)
         transfers.check_route(src, dst)
+        known = await self._known_transfer(e.transfer_id)
+        if known is not None and self.transfers is not None:
+            transfers.check_attached_out(known, src, dst, [(x.sku, x.qty) for x in e.lines])
+            shipped = await self.transfers.ship(e.event_id, e.transfer_id)
+            return Applied(len(shipped.lots), sum(lot.shipped_qty for lot in shipped.lots))
         doc = document(e.doc_ref or e.transfer_id, e.finance)
 
         async def line_out(i: int, line: Any) -> int:
@@ -325,6 +348,12 @@ class Applier:
 
     async def _transfer_in(self, e: TransferIn, deadline: float | None) -> Applied:
         site, doc = self.site(e.site), document(e.doc_ref or e.transfer_id, e.finance)
+        known = await self._known_transfer(e.transfer_id)
+        if known is not None and self.transfers is not None:
+            transfers.check_attached_in(known, site)
+            receipt = [ReceiptLine(x.sku, x.qty, 0, x.lot) for x in e.lines]
+            await self.transfers.receive(e.event_id, e.transfer_id, receipt)
+            return Applied(len(receipt), sum(x.qty for x in receipt))
 
         async def line_in(i: int, line: Any) -> int:
             stock = StockLine(line.sku, site, line.lot, line.qty, line.bin)

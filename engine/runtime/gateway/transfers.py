@@ -51,6 +51,7 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.events import TransferEventSink
 from engine.domain.holds import HOLD_EXPIRED, HOLD_NOT_ACTIVE
 from engine.domain.ingestion import strategy_for
 from engine.domain.model import External
@@ -69,14 +70,19 @@ from engine.domain.transfer_flow import (
     TransferFlow,
     TransferLine,
     TransferLot,
+    TransferQuery,
     after_receipt,
     all_arrived,
     cancellable,
     decide,
     digest_of,
+    in_query,
+    list_order,
     plan_receipt,
     repeated_step,
     require_state,
+    step_event,
+    step_index,
     transfer_from_doc,
     transfer_to_doc,
     validate_create,
@@ -89,6 +95,8 @@ from engine.runtime.types import HoldLine, HoldSummary
 
 MAX_WRITE_TRIES = 4  # a step that lost this many races in a row answers UNAVAILABLE (retry)
 ANONYMOUS = "anonymous"  # the actor when authentication is off
+DOCUMENT_PREFIX = "transfer."  # the keys of transfer documents in the store
+LIST_READS = 16  # documents a listing reads at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +140,7 @@ def base_id(transfer_id: str) -> str:
 
 
 def document_key(transfer_id: str) -> str:
-    return "transfer." + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
+    return DOCUMENT_PREFIX + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
 
 
 def step_id(transfer_id: str, request_id: str) -> str:
@@ -162,8 +170,10 @@ class TransferDesk:
         documents: DocumentStore,
         flow: TransferFlow,
         clock: Callable[[], int] = wall_ms,
+        events: TransferEventSink | None = None,
     ) -> None:
         self.gateway = gateway
+        self._events = events
         self._documents = documents
         self.flow = flow
         self._clock = clock
@@ -188,6 +198,21 @@ class TransferDesk:
 
     def now_ms(self) -> int:
         return self._clock()
+
+    async def list(self, query: TransferQuery) -> list[Transfer]:
+        """Every transfer in the query, oldest request first (the caller pages and checks
+        who may see each). Reads every transfer document, LIST_READS at a time: fine for
+        the thousands a desk keeps live, not for millions (an index would be next)."""
+        keys = await self._documents.keys(DOCUMENT_PREFIX)
+        gate = asyncio.Semaphore(LIST_READS)
+
+        async def read(key: str) -> Transfer | None:
+            async with gate:
+                stored = await self._documents.get(key)
+            return None if stored is None else transfer_from_doc(stored.value)
+
+        found = await asyncio.gather(*(read(key) for key in keys))
+        return sorted((t for t in found if t is not None and in_query(t, query)), key=list_order)
 
     # ---- create ----
 
@@ -215,7 +240,9 @@ class TransferDesk:
             existing, _ = await self._load(transfer_id)
             if existing.steps[0].request_id != request_id or existing.steps[0].digest != digest:
                 raise RequestConflict(transfer_id, "transfer id") from None
-            return existing  # a retry of this create
+            await self._tell(existing, 0)  # a retry of this create: its event may be what was lost
+            return existing
+        await self._tell(first, 0)
         return first
 
     async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> None:
@@ -239,6 +266,7 @@ class TransferDesk:
         for _ in range(MAX_WRITE_TRIES):
             transfer, revision = await self._load(transfer_id)
             if repeated_step(transfer, request_id, digest):
+                await self._tell(transfer, step_index(transfer, request_id))
                 return transfer
             step = Step(
                 payload["action"],
@@ -254,6 +282,7 @@ class TransferDesk:
                 await self._documents.put(document_key(transfer_id), transfer_to_doc(changed), revision)
             except RevisionMismatch:
                 continue  # another step was written meanwhile: judge this one again against it
+            await self._tell(changed, len(changed.steps) - 1)
             return changed
         raise Unavailable(f"transfer {transfer_id} is being changed by others: retry")
 
@@ -311,6 +340,21 @@ class TransferDesk:
             return with_step(transfer, replace(step, state=state), lots=lots)
 
         return await self._step(actor, request_id, transfer_id, payload, run)
+
+    async def _tell(self, transfer: Transfer, index: int) -> None:
+        """Publish the step's business event, after the step is recorded: a crash in between
+        is healed by the caller's retry, which answers from the document and publishes the
+        same event again (the stream keeps one by its id)."""
+        if self._events is None:
+            return
+        try:
+            await self._events.publish(step_event(transfer, index))
+        except DomainError:
+            raise
+        except Exception as exc:  # the bus is down: the step stands, a retry publishes it
+            raise Unavailable(
+                f"transfer {transfer.transfer_id}: step recorded, its event not yet published: retry"
+            ) from exc
 
     # ---- stock ----
 

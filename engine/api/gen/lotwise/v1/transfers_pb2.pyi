@@ -159,3 +159,27 @@ class TransferResponse(_message.Message):
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     transfer: Transfer
     def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ...) -> None: ...
+
+class ListTransfersRequest(_message.Message):
+    __slots__ = ("site", "state", "created_after_ms", "created_before_ms", "page_size", "page_token")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    state: str
+    created_after_ms: int
+    created_before_ms: int
+    page_size: int
+    page_token: str
+    def __init__(self, site: _Optional[str] = ..., state: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTransfersResponse(_message.Message):
+    __slots__ = ("transfers", "next_page_token")
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transfers: _containers.RepeatedCompositeFieldContainer[Transfer]
+    next_page_token: str
+    def __init__(self, transfers: _Optional[_Iterable[_Union[Transfer, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -69,6 +69,11 @@ class TransfersStub:
                 request_serializer=lotwise_dot_v1_dot_transfers__pb2.GetTransferRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_transfers__pb2.TransferResponse.FromString,
                 _registered_method=True)
+        self.ListTransfers = channel.unary_unary(
+                '/lotwise.v1.Transfers/ListTransfers',
+                request_serializer=lotwise_dot_v1_dot_transfers__pb2.ListTransfersRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_transfers__pb2.ListTransfersResponse.FromString,
+                _registered_method=True)
 
 
 class TransfersServicer:
@@ -127,6 +132,16 @@ class TransfersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTransfers(self, request, context):
+        """The transfers the caller may see (`read` at the source or the destination), oldest
+        request first, filtered by site, state and creation time; one page at a time.
+        INVALID_ARGUMENT for a page size outside 0..500, a bad page token, or
+        created_after_ms ≥ created_before_ms (both given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransfersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +179,11 @@ def add_TransfersServicer_to_server(servicer, server):
                     servicer.GetTransfer,
                     request_deserializer=lotwise_dot_v1_dot_transfers__pb2.GetTransferRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_transfers__pb2.TransferResponse.SerializeToString,
+            ),
+            'ListTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransfers,
+                    request_deserializer=lotwise_dot_v1_dot_transfers__pb2.ListTransfersRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_transfers__pb2.ListTransfersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +375,33 @@ class Transfers:
             '/lotwise.v1.Transfers/GetTransfer',
             lotwise_dot_v1_dot_transfers__pb2.GetTransferRequest.SerializeToString,
             lotwise_dot_v1_dot_transfers__pb2.TransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Transfers/ListTransfers',
+            lotwise_dot_v1_dot_transfers__pb2.ListTransfersRequest.SerializeToString,
+            lotwise_dot_v1_dot_transfers__pb2.ListTransfersResponse.FromString,
             options,
             channel_credentials,
             insecure,
