@@ -30,18 +30,24 @@ class ExitCode(IntEnum):
     """The one exit-code table of every `lotwise` command (README, "Exit codes")."""
 
     OK = 0
-    REFUSED = 1  # the engine answered with a typed refusal (printed with its details)
+    # The engine answered with a typed refusal (printed with its details); or something that
+    # was well-formed failed once tried: `up` could not start (a data dir it cannot write, Ray
+    # or a cluster down), `verify` found a shard differing from its journal.
+    REFUSED = 1
     USAGE = 2  # bad usage or configuration, found before any call (click's code for usage errors)
     UNREACHABLE = 3  # no engine answered at the address (it is printed, with where it came from)
-    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); `up` stops cleanly first
 
 
 EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.OK: "ok",
-    ExitCode.REFUSED: "refused by the engine (the typed error is printed: field, value, what is accepted)",
+    ExitCode.REFUSED: (
+        "refused by the engine (the typed error is printed: field, value, what is accepted), "
+        "or the engine could not start, or verify found a shard differing from its journal"
+    ),
     ExitCode.USAGE: "bad usage or configuration (nothing was sent or started)",
     ExitCode.UNREACHABLE: "the engine could not be reached (the message says where the client looked)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C; `up` stops cleanly first)",
 }
 
 EXIT_REFUSED = ExitCode.REFUSED

@@ -13,9 +13,10 @@
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
 
 Exit codes (one table for every command, engine/cli/common.py ExitCode): 0 ok; 1 the
-engine refused the request (the typed error is printed with its details); 2 bad usage or
-bad configuration (nothing was sent or started); 3 the engine could not be reached; 130
-interrupted.
+engine refused the request (the typed error is printed with its details), `up` could not
+start it, or `verify` found a difference; 2 bad usage or bad configuration (nothing was
+sent or started); 3 the engine could not be reached; 130 interrupted (`up` stops cleanly
+on Ctrl-C, then exits 130; on SIGTERM it exits 0).
 
 Heavy imports (Ray, gRPC, the engine) happen inside the commands, so `--help` is instant.
 """
@@ -403,7 +404,7 @@ def up(
     if demo:
         settings = with_demo_devices(settings)
     try:
-        asyncio.run(_serve(settings, demo))
+        stopped_by = asyncio.run(_serve(settings, demo))
     except typer.Exit:
         raise
     except KeyboardInterrupt:  # Ctrl-C during start-up, before our handlers were in place
@@ -412,6 +413,8 @@ def up(
         fail(["the demo dataset could not be loaded", *describe(exc)], EXIT_REFUSED)
     except StartError as exc:  # Ray did not come up, a port was taken since our check, ...
         fail([f"could not start the engine: {exc}", _DEBUG_HINT], EXIT_REFUSED)
+    if stopped_by == signal.SIGINT:  # Ctrl-C: stopped cleanly all the same, but a shell sees 130
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def with_demo_devices(settings: Settings) -> Settings:
@@ -423,11 +426,19 @@ def with_demo_devices(settings: Settings) -> Settings:
     return settings.model_copy(update={"ingest_config": EXAMPLE_CONFIG})
 
 
-async def _serve(settings: Settings, demo: bool) -> None:
+async def _serve(settings: Settings, demo: bool) -> signal.Signals:
+    """Start, serve until SIGINT or SIGTERM, stop cleanly; return the signal that stopped it
+    (SIGTERM is how a supervisor asks for a stop: exit 0; Ctrl-C exits 130, as shells expect)."""
 
     out = _out()
     started = time.monotonic()
     stop = asyncio.Event()
+    stopped_by: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(_shutdown_ray_if_local, settings)
         with out.status(f"Starting Lotwise: {_where_ray(settings)}, {settings.shards} shards…"):
@@ -435,7 +446,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         # Ray replaces the driver's SIGTERM handler during start-up: install ours after it.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         print_listening(out, engine, time.monotonic() - started)
         _publish_endpoints(stack, engine)
         if demo:
@@ -445,6 +456,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         with out.status("Stopping: draining gRPC, stopping shards…"):
             await stack.aclose()
     out.print("[green]✓[/] Lotwise stopped cleanly.")
+    return stopped_by[0]
 
 
 def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) -> None:

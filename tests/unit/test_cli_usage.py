@@ -76,6 +76,9 @@ USAGE = [
     (("where", "--grpc", "--nats"), "give at most one"),
     (("where", "--format", "xml"), "xml"),
     (("up", "--port", "70000"), "70000"),
+    (("up", "--shards", "0", "--port", "0", "--metrics-port", "0"), "shards (--shards)"),
+    (("up", "--journal", "paper", "--port", "0", "--metrics-port", "0"), "journal (--journal)"),
+    (("up", "--log-level", "loud", "--port", "0", "--metrics-port", "0"), "log_level (--log-level)"),
     (("no-such-command",), "No such command"),
 ]
 
