@@ -11,8 +11,10 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
@@ -178,8 +180,10 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
     target = resolved.address
     configure_logging("warning")  # the client's retry chatter is debug; the table is the output
 
+    token_file = _TOKEN_FILE.get()
+
     async def go() -> _T:
-        async with LotwiseClient(target, timeout_s=timeout_s) as client:
+        async with LotwiseClient(target, timeout_s=timeout_s, token_file=token_file) as client:
             return await work(client)
 
     try:
@@ -326,6 +330,40 @@ TargetOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]
+
+# Where the --token-file callback leaves the path for with_client. Click calls the callback
+# of every command that has the option, given or not, so no value outlives its command.
+_TOKEN_FILE: ContextVar[Path | None] = ContextVar("lotwise_token_file", default=None)
+
+
+def _token_file_given(value: Path | None) -> None:
+    """Check --token-file while parsing (exit 2 naming the path, nothing dialled), then keep
+    it for with_client: every client command takes it without passing it along itself."""
+    _TOKEN_FILE.set(None)
+    if value is None:
+        return
+    try:
+        token = value.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fail(f"--token-file {value}: cannot read it: {problem}", EXIT_CONFIG)
+    if not token:
+        fail(f"--token-file {value}: the file is empty (it should hold one bearer token)", EXIT_CONFIG)
+    _TOKEN_FILE.set(value)
+
+
+# expose_value=False: the callback keeps the path for with_client (see _TOKEN_FILE).
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        help="File holding the bearer token to send (else LOTWISE_TOKEN, LOTWISE_TOKEN_FILE, then the "
+        "admin token engine.json names for this target).",
+        show_default=False,
+        callback=_token_file_given,
+        expose_value=False,
+    ),
+]
 
 
 # ---- output formats: a table for people, json and csv for scripts ---------------------

@@ -58,6 +58,7 @@ from engine.cli.common import (
     StartError,
     TargetOpt,
     TimeoutOpt,
+    TokenFileOpt,
     _day,
     _expiry_cell,
     _now_ms,
@@ -558,6 +559,7 @@ def demo_command(
         str | None,
         typer.Option("--target", "-t", help="Run against this engine (host:port) instead of an embedded one."),
     ] = None,
+    token_file: TokenFileOpt = None,  # with --target: the token to send (the embedded engine uses its own)
     run_id: Annotated[
         str | None, typer.Option(help="Prefix of every request and hold id (default: a fresh random one).")
     ] = None,
@@ -773,6 +775,7 @@ def availability(
     ] = None,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Available-to-promise of one (sku, site), sliced by bin, status, owner, lot or expiry."""
@@ -822,6 +825,7 @@ def stock(
     limit: Annotated[int, typer.Option(help=f"At most this many rows (1..{MAX_STOCK_ROWS}).")] = 1_000,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up.
@@ -890,6 +894,7 @@ def hold(
     hold_id: Annotated[str, typer.Argument(help="The hold's id (as given to Reserve).")],
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """One hold: its state, and per (sku, site) what it holds, committed and released."""
@@ -936,6 +941,7 @@ def sites(
     org: Annotated[str, typer.Option(help="Only sites at or below this org node.")] = "",
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """The site directory: every site with its org node and kind."""
@@ -957,6 +963,7 @@ def sites(
 def verify(
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 600.0,
 ) -> None:
     """Rebuild every shard from its snapshot + journal and compare with the live engine.
@@ -997,7 +1004,12 @@ def _verify_record(c: Any) -> Record:
 
 
 @app.command()
-def shards(fmt: FormatOpt = OutputFormat.TABLE, target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> None:
+def shards(
+    fmt: FormatOpt = OutputFormat.TABLE,
+    target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
     """Every shard's state, cells, batches and journal position."""
     stats = with_client(target, timeout, lambda c: c.shard_stats())
     columns = ("shard", "state", "cells", "batches", "ops", "batch_seq", "position", "recoveries", "failure")
