@@ -9,6 +9,7 @@ also checked in-process (no subprocess, no Ray), where its summary can be assert
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -249,6 +250,18 @@ async def local_engine() -> AsyncIterator[RunningEngine]:
 async def local_client(local_engine: RunningEngine) -> AsyncIterator[LotwiseClient]:
     async with LotwiseClient(local_engine.grpc_address, timeout_s=10) as client:
         yield client
+
+
+async def test_token_file_is_the_token_a_client_command_sends(local_engine: RunningEngine, tmp_path: Path) -> None:
+    # A data dir with no engine.json: the token comes from --token-file or from nowhere.
+    env = cli_env(LOTWISE_DATA_DIR=str(tmp_path))
+    target = local_engine.grpc_address
+    assert local_engine.token_file is not None  # auth is on, as by default
+    given = ("--target", target, "--token-file", str(local_engine.token_file))
+    signed_in = await asyncio.to_thread(run_cli, "sites", *given, env=env)
+    assert signed_in.returncode == 0, signed_in.stderr
+    anonymous = await asyncio.to_thread(run_cli, "sites", "--target", target, env=env)
+    assert_clean_failure(anonymous, 1, "UNAUTHENTICATED")
 
 
 async def test_demo_flow_summary(local_client: LotwiseClient) -> None:
