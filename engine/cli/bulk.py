@@ -39,6 +39,7 @@ from engine.cli.common import (
     EXIT_CONFIG,
     EXIT_REFUSED,
     TargetOpt,
+    TokenFileOpt,
     _err,
     _out,
     fail,
@@ -66,6 +67,7 @@ def count_lines(path: Path) -> int:
 def import_command(
     file: Annotated[Path, typer.Argument(help="The file: .csv, .jsonl (.ndjson) or .parquet.", show_default=False)],
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     rejects: Annotated[
         Path | None,
         typer.Option("--rejects", help="Where to write the refused rows (CSV).", show_default="FILE.rejects.csv"),

@@ -11,8 +11,10 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
@@ -30,18 +32,24 @@ class ExitCode(IntEnum):
     """The one exit-code table of every `lotwise` command (README, "Exit codes")."""
 
     OK = 0
-    REFUSED = 1  # the engine answered with a typed refusal (printed with its details)
+    # The engine answered with a typed refusal (printed with its details); or something that
+    # was well-formed failed once tried: `up` could not start (a data dir it cannot write, Ray
+    # or a cluster down), `verify` found a shard differing from its journal.
+    REFUSED = 1
     USAGE = 2  # bad usage or configuration, found before any call (click's code for usage errors)
     UNREACHABLE = 3  # no engine answered at the address (it is printed, with where it came from)
-    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); `up` stops cleanly first
 
 
 EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.OK: "ok",
-    ExitCode.REFUSED: "refused by the engine (the typed error is printed: field, value, what is accepted)",
+    ExitCode.REFUSED: (
+        "refused by the engine (the typed error is printed: field, value, what is accepted), "
+        "or the engine could not start, or verify found a shard differing from its journal"
+    ),
     ExitCode.USAGE: "bad usage or configuration (nothing was sent or started)",
     ExitCode.UNREACHABLE: "the engine could not be reached (the message says where the client looked)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C; `up` stops cleanly first)",
 }
 
 EXIT_REFUSED = ExitCode.REFUSED
@@ -172,8 +180,10 @@ def with_client(target: str, timeout_s: float, work: Callable[[LotwiseClient], A
     target = resolved.address
     configure_logging("warning")  # the client's retry chatter is debug; the table is the output
 
+    token_file = _TOKEN_FILE.get()
+
     async def go() -> _T:
-        async with LotwiseClient(target, timeout_s=timeout_s) as client:
+        async with LotwiseClient(target, timeout_s=timeout_s, token_file=token_file) as client:
             return await work(client)
 
     try:
@@ -320,6 +330,40 @@ TargetOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for an answer, retries included.")]
+
+# Where the --token-file callback leaves the path for with_client. Click calls the callback
+# of every command that has the option, given or not, so no value outlives its command.
+_TOKEN_FILE: ContextVar[Path | None] = ContextVar("lotwise_token_file", default=None)
+
+
+def _token_file_given(value: Path | None) -> None:
+    """Check --token-file while parsing (exit 2 naming the path, nothing dialled), then keep
+    it for with_client: every client command takes it without passing it along itself."""
+    _TOKEN_FILE.set(None)
+    if value is None:
+        return
+    try:
+        token = value.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fail(f"--token-file {value}: cannot read it: {problem}", EXIT_CONFIG)
+    if not token:
+        fail(f"--token-file {value}: the file is empty (it should hold one bearer token)", EXIT_CONFIG)
+    _TOKEN_FILE.set(value)
+
+
+# expose_value=False: the callback keeps the path for with_client (see _TOKEN_FILE).
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        help="File holding the bearer token to send (else LOTWISE_TOKEN, LOTWISE_TOKEN_FILE, then the "
+        "admin token engine.json names for this target).",
+        show_default=False,
+        callback=_token_file_given,
+        expose_value=False,
+    ),
+]
 
 
 # ---- output formats: a table for people, json and csv for scripts ---------------------

@@ -31,6 +31,7 @@ from engine.cli.common import (
     OutputFormat,
     TargetOpt,
     TimeoutOpt,
+    TokenFileOpt,
     _out,
     check_range,
     emit,
@@ -88,6 +89,7 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Letters per page (1..1000).")] = 100,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Dead letters, oldest first: when, why (code and reason), which event, from where."""
@@ -173,6 +175,7 @@ def show(
     seq: Annotated[int, typer.Argument(help="The letter's seq (from `lotwise dlq list`).", min=1)],
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """One dead letter: every field, its original headers, and its payload (JSON pretty-printed, else hex).
@@ -236,6 +239,7 @@ def replay(
     ] = False,
     code: CodeOpt = None,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 60.0,
 ) -> None:
     """Publish letters again to their original subjects, original bytes and headers, and remove them.

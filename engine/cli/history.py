@@ -32,6 +32,7 @@ from engine.cli.common import (
     Record,
     TargetOpt,
     TimeoutOpt,
+    TokenFileOpt,
     _day,
     _expiry_cell,
     _now_ms,
@@ -168,6 +169,7 @@ def balance(
     ] = 0,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Balances (qty and held) as of a time, summed from every journaled movement, grouped."""
@@ -240,6 +242,7 @@ def movements(
     cursor: Annotated[str, typer.Option("--cursor", help="Continue from a previous page's next cursor.")] = "",
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Every movement by sku, site, lot, document or hold and time range, one page at a time."""
@@ -322,6 +325,7 @@ def consumption(
     days: Annotated[int, typer.Option("--days", help="The last this many days, today included (1..3660).")] = 30,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Daily consumption (qty issued to customers) of one (sku, site), one row per UTC day."""
@@ -353,6 +357,7 @@ def turnover(
     ] = 30,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Days of stock on hand at the average consumption rate of one (sku, site)."""
@@ -406,6 +411,7 @@ def expiry(
     ] = 0,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Stock whose lots expire within a horizon (expired lots included), by expiry."""
@@ -461,6 +467,7 @@ def trace(
     sku: Annotated[str, typer.Option("--sku", help="Only this sku (default: any).")] = "",
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Every site and document a lot passed through (recalls, traceability)."""
@@ -544,7 +551,12 @@ def _doc_records(reply: hpb.TraceLotResponse) -> list[dict[str, str | int]]:
 
 
 @history_app.command("status")
-def status(fmt: FormatOpt = OutputFormat.TABLE, target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> None:
+def status(
+    fmt: FormatOpt = OutputFormat.TABLE,
+    target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
     """How far history is behind the journal (the sink's lag)."""
     reply = _history(target, timeout, lambda h: h.sink_status())
     if fmt is not OutputFormat.TABLE:

@@ -13,9 +13,10 @@
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
 
 Exit codes (one table for every command, engine/cli/common.py ExitCode): 0 ok; 1 the
-engine refused the request (the typed error is printed with its details); 2 bad usage or
-bad configuration (nothing was sent or started); 3 the engine could not be reached; 130
-interrupted.
+engine refused the request (the typed error is printed with its details), `up` could not
+start it, or `verify` found a difference; 2 bad usage or bad configuration (nothing was
+sent or started); 3 the engine could not be reached; 130 interrupted (`up` stops cleanly
+on Ctrl-C, then exits 130; on SIGTERM it exits 0).
 
 Heavy imports (Ray, gRPC, the engine) happen inside the commands, so `--help` is instant.
 """
@@ -57,6 +58,7 @@ from engine.cli.common import (
     StartError,
     TargetOpt,
     TimeoutOpt,
+    TokenFileOpt,
     _day,
     _expiry_cell,
     _now_ms,
@@ -403,7 +405,7 @@ def up(
     if demo:
         settings = with_demo_devices(settings)
     try:
-        asyncio.run(_serve(settings, demo))
+        stopped_by = asyncio.run(_serve(settings, demo))
     except typer.Exit:
         raise
     except KeyboardInterrupt:  # Ctrl-C during start-up, before our handlers were in place
@@ -412,6 +414,8 @@ def up(
         fail(["the demo dataset could not be loaded", *describe(exc)], EXIT_REFUSED)
     except StartError as exc:  # Ray did not come up, a port was taken since our check, ...
         fail([f"could not start the engine: {exc}", _DEBUG_HINT], EXIT_REFUSED)
+    if stopped_by == signal.SIGINT:  # Ctrl-C: stopped cleanly all the same, but a shell sees 130
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def with_demo_devices(settings: Settings) -> Settings:
@@ -423,11 +427,19 @@ def with_demo_devices(settings: Settings) -> Settings:
     return settings.model_copy(update={"ingest_config": EXAMPLE_CONFIG})
 
 
-async def _serve(settings: Settings, demo: bool) -> None:
+async def _serve(settings: Settings, demo: bool) -> signal.Signals:
+    """Start, serve until SIGINT or SIGTERM, stop cleanly; return the signal that stopped it
+    (SIGTERM is how a supervisor asks for a stop: exit 0; Ctrl-C exits 130, as shells expect)."""
 
     out = _out()
     started = time.monotonic()
     stop = asyncio.Event()
+    stopped_by: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(_shutdown_ray_if_local, settings)
         with out.status(f"Starting Lotwise: {_where_ray(settings)}, {settings.shards} shards…"):
@@ -435,7 +447,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         # Ray replaces the driver's SIGTERM handler during start-up: install ours after it.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         print_listening(out, engine, time.monotonic() - started)
         _publish_endpoints(stack, engine)
         if demo:
@@ -445,6 +457,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         with out.status("Stopping: draining gRPC, stopping shards…"):
             await stack.aclose()
     out.print("[green]✓[/] Lotwise stopped cleanly.")
+    return stopped_by[0]
 
 
 def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) -> None:
@@ -546,6 +559,7 @@ def demo_command(
         str | None,
         typer.Option("--target", "-t", help="Run against this engine (host:port) instead of an embedded one."),
     ] = None,
+    token_file: TokenFileOpt = None,  # with --target: the token to send (the embedded engine uses its own)
     run_id: Annotated[
         str | None, typer.Option(help="Prefix of every request and hold id (default: a fresh random one).")
     ] = None,
@@ -761,6 +775,7 @@ def availability(
     ] = None,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Available-to-promise of one (sku, site), sliced by bin, status, owner, lot or expiry."""
@@ -810,6 +825,7 @@ def stock(
     limit: Annotated[int, typer.Option(help=f"At most this many rows (1..{MAX_STOCK_ROWS}).")] = 1_000,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Stock over many (sku, site) pairs: filtered by sku, site and org node, rolled up.
@@ -878,6 +894,7 @@ def hold(
     hold_id: Annotated[str, typer.Argument(help="The hold's id (as given to Reserve).")],
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """One hold: its state, and per (sku, site) what it holds, committed and released."""
@@ -924,6 +941,7 @@ def sites(
     org: Annotated[str, typer.Option(help="Only sites at or below this org node.")] = "",
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """The site directory: every site with its org node and kind."""
@@ -945,6 +963,7 @@ def sites(
 def verify(
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 600.0,
 ) -> None:
     """Rebuild every shard from its snapshot + journal and compare with the live engine.
@@ -985,7 +1004,12 @@ def _verify_record(c: Any) -> Record:
 
 
 @app.command()
-def shards(fmt: FormatOpt = OutputFormat.TABLE, target: TargetOpt = DEFAULT_TARGET, timeout: TimeoutOpt = 10.0) -> None:
+def shards(
+    fmt: FormatOpt = OutputFormat.TABLE,
+    target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
     """Every shard's state, cells, batches and journal position."""
     stats = with_client(target, timeout, lambda c: c.shard_stats())
     columns = ("shard", "state", "cells", "batches", "ops", "batch_seq", "position", "recoveries", "failure")

@@ -9,6 +9,7 @@ also checked in-process (no subprocess, no Ray), where its summary can be assert
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -20,14 +21,17 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine import bootstrap
 from engine.api.client import LotwiseClient
 from engine.bootstrap import RunningEngine, running_engine
 from engine.demo import GLU, ICU, DemoRun, load_dataset, run_flow
 from engine.domain.errors import NotFound
+from engine.endpoints import Endpoints, read_endpoints
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,6 +252,18 @@ async def local_client(local_engine: RunningEngine) -> AsyncIterator[LotwiseClie
         yield client
 
 
+async def test_token_file_is_the_token_a_client_command_sends(local_engine: RunningEngine, tmp_path: Path) -> None:
+    # A data dir with no engine.json: the token comes from --token-file or from nowhere.
+    env = cli_env(LOTWISE_DATA_DIR=str(tmp_path))
+    target = local_engine.grpc_address
+    assert local_engine.token_file is not None  # auth is on, as by default
+    given = ("--target", target, "--token-file", str(local_engine.token_file))
+    signed_in = await asyncio.to_thread(run_cli, "sites", *given, env=env)
+    assert signed_in.returncode == 0, signed_in.stderr
+    anonymous = await asyncio.to_thread(run_cli, "sites", "--target", target, env=env)
+    assert_clean_failure(anonymous, 1, "UNAUTHENTICATED")
+
+
 async def test_demo_flow_summary(local_client: LotwiseClient) -> None:
     run = DemoRun.fresh_engine("t1")
     report = await load_dataset(local_client, run)
@@ -442,3 +458,66 @@ def test_up_serves_client_commands_and_stops_on_sigterm(
     assert "stopped cleanly" in reader.rest()
     stderr = stderr_path.read_text()
     assert "Traceback" not in stderr, stderr
+
+
+# ---- `lotwise up`: exit 1 when it cannot start, 130 after a clean stop on Ctrl-C -------
+
+
+def test_up_exits_1_when_the_engine_cannot_start(tmp_path: Path) -> None:
+    # Well-formed settings, but the data dir is a file: found when the engine writes its keys
+    # there (before Ray starts), so it is a failed start (1), not bad usage (2).
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("")
+    proc = run_cli("up", "--port", "0", "--metrics-port", "0", "--journal", "memory", "--data-dir", str(not_a_dir))
+    assert_clean_failure(proc, 1, "could not start the engine", "Not a directory", str(not_a_dir))
+    assert "LOTWISE_LOG_LEVEL=debug" in proc.stderr  # where the traceback is, for whoever digs
+
+
+def wait_for_engine_json(proc: subprocess.Popen[str], data_dir: Path, stderr_path: Path) -> Endpoints:
+    deadline = time.monotonic() + RAY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"lotwise up exited {proc.returncode}:\n{stderr_path.read_text()}")
+        found = read_endpoints(data_dir)
+        if found is not None:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"no engine.json in {data_dir} within {RAY_TIMEOUT_S} s:\n{stderr_path.read_text()}")
+
+
+def health_status(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    return int(reply.status)
+
+
+@pytest.mark.ray
+def test_up_stops_cleanly_on_ctrl_c_and_exits_130(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    stderr_path = tmp_path / "up.stderr"  # a file, not a pipe: a chatty Ray must not block the server
+    # As small as `up` gets: one shard on one CPU, the memory journal, no history, no ingestion.
+    args = ("--port", "0", "--metrics-port", "0", "--journal", "memory", "--shards", "1", "--ray-num-cpus", "1")
+    env = cli_env(LOTWISE_HISTORY="false", LOTWISE_INGEST="false")
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [*lotwise_cmd(), "up", *args, *UP_QUIET, "--data-dir", str(data_dir)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    reader = LineReader(proc.stdout)
+    try:
+        endpoints = wait_for_engine_json(proc, data_dir, stderr_path)
+        assert health_status(endpoints.grpc) == health_pb2.HealthCheckResponse.SERVING
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130, reader.rest() + stderr_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert "Lotwise stopped cleanly" in reader.rest()
+    assert not (data_dir / "engine.json").exists(), "a clean stop removes engine.json"
+    assert "Traceback" not in stderr_path.read_text()

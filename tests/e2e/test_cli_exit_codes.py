@@ -8,7 +8,13 @@ COLUMNS=80, the narrowest terminal a newcomer is likely to have.
 
 Exit codes (engine/cli/common.py ExitCode): 0 ok, 1 refused by the engine, 2 bad usage
 (checked before any call: tests/unit/test_cli_usage.py has the rest), 3 unreachable;
-130 (Ctrl-C) is in tests/unit/test_cli_usage.py.
+130 (Ctrl-C during a call) is in tests/unit/test_cli_usage.py.
+
+`verify` exits 1 when a shard's live state differs from its journal: the test changes a
+cell of the in-process shards behind the engine's back, as tests/integration/test_admin_api.py
+does, then puts it back. `lotwise up` runs as a subprocess in tests/e2e/test_cli.py: exit 1
+when the engine cannot start (a data dir that is a file), 2 on bad settings or a taken
+port, 130 after a clean stop on SIGINT; more of its 2s are in tests/unit/test_cli_usage.py.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from engine.cli import app
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Receive, ReserveLine
 from engine.domain.deadletter_desk import DeadLetterDesk
-from engine.domain.model import MS_PER_DAY
+from engine.domain.model import MS_PER_DAY, QuantKey
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
 from tests.e2e.test_cli_dlq import letter
@@ -78,7 +84,7 @@ async def _seed(gateway: Gateway) -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def target(nats_server: EmbeddedNats, chdb_dsn_for_session: str) -> AsyncIterator[str]:  # noqa: F811
+async def rig(nats_server: EmbeddedNats, chdb_dsn_for_session: str) -> AsyncIterator[tuple[str, Gateway]]:  # noqa: F811
     journal_config = journal_config_for(f"x{uuid.uuid4().hex[:8]}", nats_server.url)
     gateway = Gateway.local(shards=2, sweep_interval_ms=0, backend=nats_backend(journal_config))
     database = f"t_{uuid.uuid4().hex[:12]}"
@@ -100,7 +106,7 @@ async def target(nats_server: EmbeddedNats, chdb_dsn_for_session: str) -> AsyncI
             history=runtime.service,
             dead_letters=DeadLetterDesk(store, Published().publish),
         )
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", gateway
     finally:
         if server is not None:
             await server.stop(0.5)
@@ -108,6 +114,11 @@ async def target(nats_server: EmbeddedNats, chdb_dsn_for_session: str) -> AsyncI
             await runtime.store.command("DROP DATABASE IF EXISTS {db}")
             await runtime.stop()
         await gateway.close()
+
+
+@pytest.fixture(scope="module")
+def target(rig: tuple[str, Gateway]) -> str:
+    return rig[0]
 
 
 async def lotwise(*args: str) -> Result:
@@ -216,6 +227,21 @@ async def test_verify_in_json_says_every_shard_matches(target: str) -> None:
     result = await lotwise("verify", "--format", "json", "--target", target)
     assert result.exit_code == 0, result.output
     assert {c["ok"] for c in json.loads(result.stdout)} == {True}
+
+
+async def test_verify_exits_1_when_a_shard_differs_from_its_journal(rig: tuple[str, Gateway]) -> None:
+    target, gateway = rig
+    shard = gateway.directory.shard_for("sku-b", "south")
+    quant = gateway.handles[shard].core.cells[("sku-b", "south")].ledger.quants[QuantKey("L2", "", "available", "own")]
+    quant.qty += 1  # a write that skipped the journal: what verify is there to catch
+    try:
+        result = await lotwise("verify", "--target", target)
+    finally:
+        quant.qty -= 1  # the engine is shared: put it back
+    assert result.exit_code == 1, result.output
+    [error] = [line for line in result.output.splitlines() if line.startswith("lotwise: error: ")]
+    assert error == "lotwise: error: verify: 1 of 2 shards differ from their journal"
+    assert (await lotwise("verify", "--target", target)).exit_code == 0  # put back: it matches again
 
 
 # ---- --format json|csv: plain, parseable, the same numbers ----------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -76,7 +76,15 @@ USAGE = [
     (("where", "--grpc", "--nats"), "give at most one"),
     (("where", "--format", "xml"), "xml"),
     (("up", "--port", "70000"), "70000"),
+    (("up", "--shards", "0", "--port", "0", "--metrics-port", "0"), "shards (--shards)"),
+    (("up", "--journal", "paper", "--port", "0", "--metrics-port", "0"), "journal (--journal)"),
+    (("up", "--log-level", "loud", "--port", "0", "--metrics-port", "0"), "log_level (--log-level)"),
     (("no-such-command",), "No such command"),
+    (
+        ("stock", "--token-file", "/nonexistent/admin.token", *NOWHERE),
+        "--token-file /nonexistent/admin.token: cannot read it: No such file or directory",
+    ),
+    (("history", "status", "--token-file", "/", *NOWHERE), "--token-file /: cannot read it: Is a directory"),
 ]
 
 
@@ -129,6 +137,38 @@ def test_ctrl_c_during_a_call_exits_130(monkeypatch: pytest.MonkeyPatch, args: t
     result = invoke(*args, *NOWHERE)
     assert result.exit_code == ExitCode.INTERRUPTED, result.output
     assert "lotwise: error: interrupted" in result.output
+
+
+def test_an_empty_token_file_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "admin.token"
+    empty.write_text("\n")
+    result = invoke("dlq", "list", "--token-file", str(empty), *NOWHERE)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"--token-file {empty}: the file is empty" in result.output
+
+
+class _Recording(_Interrupted):
+    """Records what the command built its client with, then is interrupted (nothing dialled)."""
+
+    kwargs: ClassVar[list[dict[str, object]]] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.kwargs.append(kwargs)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("stock",), ("verify",), ("history", "status"), ("dlq", "list"), ("demo", "--run-id", "x")],
+    ids=" ".join,
+)
+def test_token_file_reaches_the_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: tuple[str, ...]) -> None:
+    token = tmp_path / "reader.token"
+    token.write_text("header.payload.signature\n")
+    monkeypatch.setattr("engine.api.client.LotwiseClient", _Recording)
+    _Recording.kwargs.clear()
+    result = invoke(*args, "--token-file", str(token), *NOWHERE)
+    assert result.exit_code == ExitCode.INTERRUPTED, result.output
+    assert [k.get("token_file") for k in _Recording.kwargs] == [token]
 
 
 def test_the_exit_code_table_is_complete_and_in_the_readme() -> None:
