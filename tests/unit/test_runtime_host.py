@@ -18,7 +18,7 @@ from engine.domain.clock import ManualClock
 from engine.domain.commands import Commit, Receive, Reserve, ReserveLine
 from engine.domain.errors import InsufficientStock, Unavailable
 from engine.domain.model import MS_PER_DAY
-from engine.domain.ports import Backend, JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable
+from engine.domain.ports import Backend, JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable, Snapshot
 from engine.domain.shard import PutSite, PutSku, ReadSlice
 from engine.runtime.host import HostState, ShardHost, SnapshotPolicy, rebuild
 
@@ -320,9 +320,20 @@ class SlowJournal(FlakyJournal):
         return await super().append(entry, expected_position)
 
 
+class SlowSnapshots(InMemorySnapshotStore):
+    """A save takes a while, as writing tens of MB to the object store does: the shard must
+    keep journaling meanwhile (how fast the export itself runs does not decide the test)."""
+
+    async def save(self, snapshot: Snapshot) -> None:
+        for _ in range(30):
+            await asyncio.sleep(0.001)
+        await super().save(snapshot)
+
+
 @pytest.mark.parametrize("slow", [False, True], ids=["instant-appends", "slow-appends"])
 async def test_a_snapshot_taken_during_writes_is_the_state_at_its_position(clock: ManualClock, slow: bool) -> None:
     store = Store()
+    store.snapshots = SlowSnapshots()
     if slow:  # a writer that never pauses: snapshot_now must still find a point to capture at
         store.journal = SlowJournal()
     h = host(store, clock, every_batches=40)
