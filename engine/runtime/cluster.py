@@ -39,6 +39,10 @@ DIRECTORY_ACTOR = "directory"
 
 TAKE_OVER_ATTEMPTS = 3  # a standby that is gone too: the next epoch starts a fresh actor
 WATCH_CALL_TIMEOUT_S = 5.0  # a shard slower than this to answer stats is busy, not dead
+# A shard's stop waits up to 5 s for its append in flight and 30 s for a snapshot being
+# saved; one that has not answered well after that is stuck, and the gateway's way down
+# must not wait on it forever (embedded, it is killed; in a cluster it is left to Ray).
+SHARD_STOP_TIMEOUT_S = 45.0
 
 
 class DirectoryActor:
@@ -498,9 +502,9 @@ def _closer(
         for supervisor in supervisors.values():
             for actor in supervisor.actors():
                 try:
-                    await actor.stop.remote()
-                except Exception:  # a shard that is already gone has nothing to stop
-                    log.warning("shard stop failed", exc_info=True)
+                    await asyncio.wait_for(actor.stop.remote(), SHARD_STOP_TIMEOUT_S)
+                except Exception:  # gone already (nothing to stop), or stuck (killed below when embedded)
+                    log.warning("shard stop failed", shard=supervisor.shard, exc_info=True)
                 if embedded:
                     # The embedded engine owns its shards; in a cluster they outlive a gateway.
                     ray.kill(actor)
