@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.holds import MAX_LINES, check_line_count, check_ttl
@@ -70,6 +71,28 @@ class Receive:
     doc_ref: str = ""
     source: External = External.SUPPLIER  # supplier; customer (a return); transit (a transfer in); count variance
     finance: Finance | None = None
+
+
+def receive_fields(cmd: Receive) -> tuple[Any, ...]:
+    """A Receive's fields in declaration order (`Receive(*fields)` rebuilds it): what bulk
+    paths carry per lot instead of an object (pickling or building a thousand dataclasses
+    costs several times more than their fields)."""
+    return (
+        cmd.request_id,
+        cmd.sku,
+        cmd.site,
+        cmd.lot_id,
+        cmd.qty,
+        cmd.bin,
+        cmd.status,
+        cmd.owner,
+        cmd.expires_at_ms,
+        cmd.received_at_ms,
+        cmd.opened_at_ms,
+        cmd.doc_ref,
+        cmd.source,
+        cmd.finance,
+    )
 
 
 @dataclass(frozen=True, slots=True)

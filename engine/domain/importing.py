@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import NamedTuple, cast
 
 from engine.domain.catalog import Site, Sku
-from engine.domain.commands import RECEIVE_SOURCES, Receive, check_id
+from engine.domain.commands import RECEIVE_SOURCES, Receive, check_id, receive_fields
 from engine.domain.errors import FieldViolation
 from engine.domain.model import External
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
@@ -330,7 +330,8 @@ class LotRow(NamedTuple):
 
     @classmethod
     def of(cls, line: int, cmd: Receive) -> LotRow:
-        return cls(line, *astuple_receive(cmd))
+        *fields, source, _finance = receive_fields(cmd)  # a lot row carries no finance
+        return cls._make((line, *fields, source.value))
 
     @property
     def kind(self) -> RowKind:
@@ -339,24 +340,6 @@ class LotRow(NamedTuple):
     @property
     def command(self) -> Receive:
         return Receive(*self[1:-1], External(self.source))
-
-
-def astuple_receive(cmd: Receive) -> tuple[str, str, str, str, int, str, str, str, int, int, int, str, str]:
-    return (
-        cmd.request_id,
-        cmd.sku,
-        cmd.site,
-        cmd.lot_id,
-        cmd.qty,
-        cmd.bin,
-        cmd.status,
-        cmd.owner,
-        cmd.expires_at_ms,
-        cmd.received_at_ms,
-        cmd.opened_at_ms,
-        cmd.doc_ref,
-        cmd.source.value,
-    )
 
 
 _new_lot_row = tuple.__new__  # LotRow(...) runs a Python-level __new__; this skips it

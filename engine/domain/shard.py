@@ -18,7 +18,7 @@ import structlog
 
 from engine.domain.catalog import Pair, Site, Sku, org_covers
 from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRow
-from engine.domain.commands import Command, Receive, Reply, Reserve
+from engine.domain.commands import Command, Receive, Reply, Reserve, receive_fields
 from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -152,26 +152,7 @@ class ReceiveBulk:
     def __reduce__(self) -> tuple[Any, ...]:
         # Sent to a shard process as plain tuples: pickling a thousand dataclasses costs
         # several times more than pickling their fields.
-        return (_receive_bulk_of_rows, (tuple(map(_receive_row, self.receipts)),))
-
-
-def _receive_row(cmd: Receive) -> tuple[Any, ...]:
-    return (
-        cmd.request_id,
-        cmd.sku,
-        cmd.site,
-        cmd.lot_id,
-        cmd.qty,
-        cmd.bin,
-        cmd.status,
-        cmd.owner,
-        cmd.expires_at_ms,
-        cmd.received_at_ms,
-        cmd.opened_at_ms,
-        cmd.doc_ref,
-        cmd.source,
-        cmd.finance,
-    )
+        return (_receive_bulk_of_rows, (tuple(map(receive_fields, self.receipts)),))
 
 
 def _receive_bulk_of_rows(rows: tuple[tuple[Any, ...], ...]) -> ReceiveBulk:
