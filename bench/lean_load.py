@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from engine.api.admission import timeout_metadata
 from engine.api.client import RetryBudget, RetryPolicy
 from engine.api.errors import is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.timeout_header import timeout_metadata
 
 OUTCOMES = ("ok", "shed", "deadline", "cancelled_unknown", "other")
 _RETRYABLE_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], grpc.StatusCode.UNAVAILABLE.value[0])

@@ -34,10 +34,10 @@ from locust import User, constant, events, task
 from locust.env import Environment
 
 from bench.workloads import WORKLOADS, OrderStream, dataset, shape
-from engine.api.admission import timeout_metadata
 from engine.api.errors import REASON_OVERLOADED, REASON_UNAVAILABLE, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.timeout_header import timeout_metadata
 
 grpc_gevent.init_gevent()  # gRPC's polling must cooperate with gevent's hub
 

@@ -52,6 +52,7 @@ import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from engine.api.errors import overload_status
+from engine.api.timeout_header import TIMEOUT_HEADER, parse_sent_timeout_s
 
 log = structlog.get_logger("lotwise.api")
 
@@ -100,9 +101,6 @@ BOUND_LOOP = "loop_lag"
 BOUND_WIRE = "wire_wait"
 
 # The metadata header in which a caller sends the timeout (ms, decimal) it set on the call.
-TIMEOUT_HEADER = "lotwise-timeout-ms"
-_MAX_SENT_TIMEOUT_MS = 86_400_000.0  # a day: anything longer is not a timeout a caller means
-_MAX_HEADER_LEN = 32  # longer values are not parsed at all: the check must stay cheap
 
 # How many wire targets a call of each priority may have waited before the wire-wait
 # shedder refuses it: reads first, then reserves, then other writes, commits last.
@@ -343,26 +341,6 @@ class WireWait:
     def limit_s(self, priority: Priority) -> float:
         """How long a call of `priority` may have waited and still be admitted while it stands."""
         return self.target_s * _WIRE_WEIGHT[priority]
-
-
-def timeout_metadata(timeout_s: float) -> tuple[str, str]:
-    """The TIMEOUT_HEADER entry for a call sent with `timeout=timeout_s` (the same value)."""
-    return (TIMEOUT_HEADER, f"{timeout_s * 1000:.3f}")
-
-
-def parse_sent_timeout_s(value: str | bytes) -> float | None:
-    """The timeout a caller says it set (TIMEOUT_HEADER, ms), or None if it is not a sane one.
-
-    A bad value is ignored rather than refused: the header is advice for shedding, and a
-    caller must never fail for sending it wrongly."""
-    if not isinstance(value, str) or len(value) > _MAX_HEADER_LEN:
-        return None
-    try:
-        ms = float(value)
-    except ValueError:
-        return None
-    # NaN fails both comparisons; inf, zero and negatives fail one.
-    return ms / 1000 if 0 < ms <= _MAX_SENT_TIMEOUT_MS else None
 
 
 def wire_wait_s(metadata: Any, time_remaining_s: float | None) -> float | None:

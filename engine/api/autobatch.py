@@ -24,11 +24,11 @@ import grpc
 from google.rpc import status_pb2
 
 from engine.api import convert
-from engine.api.admission import timeout_metadata
 from engine.api.batch import MAX_BATCH_COMMANDS
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.timeout_header import timeout_metadata
 from engine.domain.errors import DeadlineExceeded
 
 

@@ -45,7 +45,6 @@ import structlog
 from google.rpc import status_pb2
 
 from engine.api import convert
-from engine.api.admission import timeout_metadata
 from engine.api.autobatch import AutoBatcher, BatchPolicy, CallFailed
 from engine.api.errors import from_rpc_status, is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
@@ -54,6 +53,7 @@ from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
 from engine.api.gen.lotwise.v1 import identity_pb2_grpc as ipb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.timeout_header import timeout_metadata
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy

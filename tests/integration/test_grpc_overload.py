@@ -15,12 +15,13 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, generate_latest
 
-from engine.api.admission import TIMEOUT_HEADER, AdmissionLimits, AdmissionMetrics
+from engine.api.admission import AdmissionLimits, AdmissionMetrics
 from engine.api.client import NO_RETRY, LotwiseClient, new_request_id
 from engine.api.errors import REASON_OVERLOADED, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.server import ApiMetrics, start_server
+from engine.api.timeout_header import TIMEOUT_HEADER
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
 from engine.runtime.gateway import Gateway

@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 from engine.api.admission import (
     BOUND_COST,
     BOUND_WIRE,
-    TIMEOUT_HEADER,
     AdmissionInterceptor,
     AdmissionLimits,
     AdmissionMetrics,
@@ -21,10 +20,9 @@ from engine.api.admission import (
     Priority,
     Refusal,
     Ticket,
-    parse_sent_timeout_s,
-    timeout_metadata,
     wire_wait_s,
 )
+from engine.api.timeout_header import TIMEOUT_HEADER, parse_sent_timeout_s, timeout_metadata
 
 
 class FakeClock:
