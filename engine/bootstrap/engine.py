@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.console import ConsoleRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
 
@@ -40,6 +41,7 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    console_url: str = ""  # the web console, http://host:port/; "" when it is off
 
 
 class StartPhases:
@@ -73,6 +75,7 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    console: ConsoleRuntime | None = None  # the web console, when on
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -206,6 +209,8 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
 
 
 async def _stop(parts: _Parts) -> None:
+    if parts.console is not None:
+        await parts.console.stop()  # its pages call the server: down before it
     if parts.ingest is not None:
         await parts.ingest.stop()  # first: it applies through the gateway and the server
     if parts.server is not None:
@@ -258,11 +263,17 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
         address = f"{settings.host}:{port}"
+        if settings.console:
+            from engine.bootstrap.console import start_console
+
+            parts.console = await start_console(settings, address)
+            parts.phases.done("console")
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
         log.info(
             "lotwise is up",
             grpc=address,
             metrics=metrics_url,
+            console=parts.console.url if parts.console else "off",
             shards=len(gw.directory.all_shards()),
             start_ms=parts.phases.total_ms(),
             phases_ms=parts.phases.ms,
@@ -277,6 +288,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
+            console_url=parts.console.url if parts.console else "",
         )
     finally:
         await _stop(parts)
