@@ -34,7 +34,7 @@ SECURITY_HEADERS = {
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make chromium send `Origin: null` on POSTs
     "cache-control": "no-store",
 }
 
