@@ -131,7 +131,8 @@ async def _wait_for_history(engine: RunningEngine, timeout_s: float = 30.0) -> N
 
 async def _dead_letter(engine: RunningEngine) -> str:
     """A cabinet event for a sku nobody put in the catalog: ingestion dead-letters it."""
-    assert engine.nats is not None and engine.ingest is not None
+    assert engine.nats is not None
+    assert engine.ingest is not None
     event_id = "cab-bos-take-1"
     take = {"event_id": event_id, "type": "scan_take", "cabinet_id": "CAB-BOS-1", "sku": "NOPE-404", "qty": 2}
     nc = await nats.connect(engine.nats.url)
