@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -96,6 +97,20 @@ class Console:
                 return self.refusal(request, page, problem)
 
         return endpoint
+
+
+async def with_default_site(console: Console, request: Request, page: Page, problem: ApiProblem) -> Response:
+    """History reads whole sites: a reader granted some sites only is refused a question about
+    every site. Ask again about the first site they may see (a link away from the others), or
+    show the refusal when they may see none."""
+    if problem.code != "PERMISSION_DENIED" or request.query_params.get("site"):
+        raise problem
+    sites = await console.api.list_sites(page.token)
+    if not sites.sites:
+        raise problem
+    params = dict(request.query_params)
+    params["site"] = sites.sites[0].site
+    return RedirectResponse(f"{request.url.path}?{urlencode(params)}", status_code=303)
 
 
 def finish(response: Response, request: Request, page: Page) -> None:

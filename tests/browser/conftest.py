@@ -51,6 +51,7 @@ POLICY = """
 [roles]
 admin = ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer"]
 clerk = ["read", "move", "count"]
+viewer = ["read"]
 
 [[grants]]
 group = "admin"
@@ -62,6 +63,11 @@ subject = "clerk-bos"
 role = "clerk"
 site = "BOS"
 bin = "A"
+
+[[grants]]
+subject = "viewer-bos"
+role = "viewer"
+site = "BOS"
 """
 
 INGEST = """
@@ -82,7 +88,8 @@ class Estate:
     engine: RunningEngine
     url: str  # the console, http://127.0.0.1:port/
     admin_token: str
-    clerk_token: str
+    clerk_token: str  # clerk-bos: read, move, count on BOS shelves A only
+    viewer_token: str  # viewer-bos: read on the whole of BOS
     seeded_at_ms: int  # before the first receipt: the as-of slider shows nothing there
     bad_event_id: str
 
@@ -158,8 +165,10 @@ async def estate(ray_session: None, tmp_path_factory: pytest.TempPathFactory) ->
             await _seed(client)
         bad_event = await _dead_letter(engine)
         await _wait_for_history(engine)
-        clerk = mint_token(TEST_SECRET_FILE.read_bytes().strip(), "clerk-bos", [], ttl_s=3_600)
-        yield Estate(engine, engine.console_url.rstrip("/"), TEST_ADMIN_TOKEN, clerk, seeded_at, bad_event)
+        secret = TEST_SECRET_FILE.read_bytes().strip()
+        clerk = mint_token(secret, "clerk-bos", [], ttl_s=3_600)
+        viewer = mint_token(secret, "viewer-bos", [], ttl_s=3_600)
+        yield Estate(engine, engine.console_url.rstrip("/"), TEST_ADMIN_TOKEN, clerk, viewer, seeded_at, bad_event)
 
 
 @pytest.fixture(scope="session")

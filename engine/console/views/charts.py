@@ -9,18 +9,22 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.console.api import ApiProblem
 from engine.console.forms import parse_charts
-from engine.console.pages import Console, Page
+from engine.console.pages import Console, Page, with_default_site
 from engine.console.svg import bar_chart, line_chart
 
 
 async def charts_page(console: Console, request: Request, page: Page) -> Response:
     form = parse_charts(request.query_params)
     now_ms = console.clock_ms()
-    series, exposure = await asyncio.gather(
-        console.api.consumption(page.token, form.consumption_request(now_ms)),
-        console.api.expiry_exposure(page.token, form.exposure_request(now_ms)),
-    )
+    try:
+        series, exposure = await asyncio.gather(
+            console.api.consumption(page.token, form.consumption_request(now_ms)),
+            console.api.expiry_exposure(page.token, form.exposure_request(now_ms)),
+        )
+    except ApiProblem as problem:
+        return await with_default_site(console, request, page, problem)
     t = page.t
     consumption_points = [(t.iso_day(p.day), p.qty) for p in series.points]
     exposure_points = [

@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
+from engine.console.api import ApiProblem
 from engine.console.forms import FormProblem, HistoryForm, parse_history
-from engine.console.pages import Console, Page
+from engine.console.pages import Console, Page, with_default_site
 
 _DAY_MS = 86_400_000
 SLIDER_STEP_MS = 60_000  # one minute: finer than anyone can slide, coarse enough to cache
@@ -42,10 +43,13 @@ def _slider(form: HistoryForm, now_ms: int) -> tuple[int, int, int]:
 async def history_page(console: Console, request: Request, page: Page) -> Response:
     form = parse_history(request.query_params)
     start, end, value = _slider(form, console.clock_ms())
-    movements, balance = await asyncio.gather(
-        console.api.search_movements(page.token, form.search_request()),
-        console.api.balance_as_of(page.token, form.as_of_request(value)),
-    )
+    try:
+        movements, balance = await asyncio.gather(
+            console.api.search_movements(page.token, form.search_request()),
+            console.api.balance_as_of(page.token, form.as_of_request(value)),
+        )
+    except ApiProblem as problem:
+        return await with_default_site(console, request, page, problem)
     columns, rows = _balance_rows(balance)
     return console.render(
         request,
