@@ -45,7 +45,7 @@ START_TIMEOUT_S = 240.0
 CATCH_UP_TIMEOUT_S = 300.0
 CONSUMPTIONS = 300
 REGIONS = ("acme/east/north", "acme/east/south", "acme/west/coast", "acme/west/inland", "acme/central")
-STATUSES = ("available", "available", "available", "qc_hold", "promo_locked")
+STATUSES = ("available", "available", "available", "qc_hold", "receiving")
 
 
 @dataclass(frozen=True, slots=True)
