@@ -93,7 +93,9 @@ async def start_console(settings: Settings, grpc_address: str) -> ConsoleRuntime
         access_log=False,  # the app logs every request as one structured line
         lifespan="off",
         server_header=False,
-        limit_concurrency=settings.console_max_concurrency,  # beyond: 503, never an unbounded queue
+        # Beyond the bound: 503 at once, never an unbounded queue. uvicorn counts the connection
+        # asking too, so N + 1 lets exactly N be served at a time.
+        limit_concurrency=settings.console_max_concurrency + 1,
         backlog=settings.console_max_concurrency,
         timeout_keep_alive=5,
     )
