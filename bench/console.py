@@ -37,6 +37,8 @@ from bench.stats import percentile
 from engine.api.client import LotwiseClient
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
+from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.import_client import import_file
 from engine.endpoints import read_endpoints
 
@@ -191,6 +193,33 @@ async def time_pages(url: str, token: str, sites: int, rounds: int) -> list[Timi
         return timings
 
 
+async def time_query_stock(address: str, token: str, rounds: int) -> None:
+    """QueryStock alone over gRPC, for the stock pages' main cost: page ms / these ms is the
+    console's own share, comparable whatever the machine's load."""
+    metadata = (("authorization", f"Bearer {token}"),)
+    questions = {
+        "per site": pb.QueryStockRequest(by_sku=False, by_site=True, limit=10_000),
+        "per site and status": pb.QueryStockRequest(
+            by_sku=False, by_site=True, group_by=[pb.DIMENSION_STATUS], limit=10_000
+        ),
+    }
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.InventoryStub(channel)
+        for name, request in questions.items():
+            await stub.QueryStock(request, metadata=metadata)
+            ms = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                await stub.QueryStock(request, metadata=metadata, timeout=60)
+                ms.append((time.perf_counter() - started) * 1000)
+            ordered = sorted(ms)
+            print(
+                f"| QueryStock {name} (gRPC, no console) | {percentile(ordered, 50):,.1f} | "
+                f"{percentile(ordered, 95):,.1f} | {ordered[-1]:,.1f} |",
+                flush=True,
+            )
+
+
 async def run(skus: int, sites: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
@@ -206,6 +235,9 @@ async def run(skus: int, sites: int, rounds: int) -> None:
             print("| page | HTTP | size | p50 ms | p95 ms | max ms | ≤ 300 ms |")
             print("|---|---:|---:|---:|---:|---:|---|")
             await time_pages(url, token, sites, rounds)
+            print("| call | p50 ms | p95 ms | max ms |")
+            print("|---|---:|---:|---:|")
+            await time_query_stock(address, token, rounds)
             after = os.getloadavg()
             print(f"load average after: {after[0]:.1f} {after[1]:.1f} {after[2]:.1f}")
 

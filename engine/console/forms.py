@@ -146,6 +146,11 @@ class StockForm:
         roll-ups are sums of these rows; the site and org choices only pick the table's rows)."""
         return replace(self, group=(), by_sku=False, by_site=True, sites=(), org="").request(limit=10_000)
 
+    def covers_every_site(self) -> bool:
+        """The table is per site over every site the reader may see: its rows, summed per
+        site, are the roll-up's rows (same filter, nothing narrowed to some sites)."""
+        return self.by_site and not self.sites and not self.org
+
     def query(self, **changes: object) -> str:
         """This form's query string, with some fields changed (links to drill down)."""
         form = replace(self, **changes)  # type: ignore[arg-type]

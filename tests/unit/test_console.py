@@ -56,6 +56,14 @@ def test_shelf_life_bounds_are_optional_fields() -> None:
     assert not stock("").request().filter.HasField("min_shelf_life_days")
 
 
+def test_a_table_per_site_over_every_site_is_its_own_rollup() -> None:
+    assert stock("").covers_every_site()
+    assert stock("f=1&by_site=1&by_sku=1&group=status").covers_every_site()
+    assert not stock("f=1&by_site=1&site=BOS").covers_every_site()
+    assert not stock("f=1&by_site=1&org=acme").covers_every_site()
+    assert not stock("f=1&group=status").covers_every_site()  # summed over sites: no per-site rows
+
+
 def test_rollups_ask_for_every_site_the_reader_may_see() -> None:
     rollup = stock("f=1&site=BOS&org=acme/east&group=lot&by_sku=1&status=qc_hold").rollup_request()
     assert (list(rollup.sites), rollup.org_prefix, list(rollup.group_by), rollup.by_sku) == ([], "", [], False)

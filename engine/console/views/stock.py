@@ -100,9 +100,15 @@ async def stock_page(console: Console, request: Request, page: Page) -> Response
                 return pb.QueryStockResponse(), problem  # e.g. RESULT_TOO_LARGE: the tree still helps
             raise
 
-    sites, rollup, (rows, table_problem) = await asyncio.gather(
-        console.api.list_sites(page.token), console.api.query_stock(page.token, form.rollup_request()), table()
-    )
+    # The table grouped per site over every site already holds each site's totals: the org
+    # tree is summed from it, one scan of the shards instead of two (the page's main cost).
+    if form.covers_every_site():
+        sites, (rows, table_problem) = await asyncio.gather(console.api.list_sites(page.token), table())
+        rollup = rows if table_problem is None else await console.api.query_stock(page.token, form.rollup_request())
+    else:
+        sites, rollup, (rows, table_problem) = await asyncio.gather(
+            console.api.list_sites(page.token), console.api.query_stock(page.token, form.rollup_request()), table()
+        )
     per_site: dict[str, Totals] = {}
     for row in rollup.rows:
         per_site.setdefault(row.site, Totals()).add(row.row)
