@@ -22,7 +22,9 @@ from engine.domain.grants import Action, resource_name
 from engine.domain.transfer_flow import (
     ReceiptLine,
     Transfer,
+    TransferFlow,
     TransferLine,
+    overdue,
     page_token_of,
     parse_query,
     state_times,
@@ -78,12 +80,16 @@ class Guard:
             raise self._authorizer.denied(principal, action, resource)
 
 
-def transfer_to_pb(transfer: Transfer, now_ms: int) -> tpb.Transfer:
+def transfer_to_pb(transfer: Transfer, now_ms: int, flow: TransferFlow | None = None) -> tpb.Transfer:
+    value = transfer.value
+    escalated = overdue(flow, transfer, now_ms) if flow is not None else None
     return tpb.Transfer(
         transfer_id=transfer.transfer_id,
         from_site=transfer.from_site,
         to_site=transfer.to_site,
-        lines=[tpb.TransferLine(sku=x.sku, qty=x.qty, lot_id=x.lot_id) for x in transfer.lines],
+        lines=[
+            tpb.TransferLine(sku=x.sku, qty=x.qty, lot_id=x.lot_id, unit_value=x.unit_value) for x in transfer.lines
+        ],
         state=transfer.state,
         requested_by=transfer.requested_by,
         eta_ms=transfer.eta_ms,
@@ -112,6 +118,9 @@ def transfer_to_pb(transfer: Transfer, now_ms: int) -> tpb.Transfer:
             )
             for t in state_times(transfer, now_ms)
         ],
+        org_distance=transfer.org_distance,
+        value="" if value is None else str(value),
+        escalated_to=escalated.escalate_to if escalated is not None else "",
     )
 
 
@@ -122,14 +131,14 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
         self.retry_delay_ms = retry_delay_ms  # read by _rpc when it answers a DomainError
 
     def _reply(self, transfer: Transfer) -> tpb.TransferResponse:
-        return tpb.TransferResponse(transfer=transfer_to_pb(transfer, self.desk.now_ms()))
+        return tpb.TransferResponse(transfer=transfer_to_pb(transfer, self.desk.now_ms(), self.desk.flow))
 
     @_rpc
     async def CreateTransfer(
         self, request: tpb.CreateTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
         await self.guard.require_any((Action.MOVE, request.from_site), (Action.RECEIVE, request.to_site))
-        lines = [TransferLine(x.sku, x.qty, x.lot_id) for x in request.lines]
+        lines = [TransferLine(x.sku, x.qty, x.lot_id, x.unit_value) for x in request.lines]
         transfer = await self.desk.create(
             self.guard.actor(),
             request.request_id,
@@ -220,6 +229,6 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
             page.append(transfer)
         now = self.desk.now_ms()
         return tpb.ListTransfersResponse(
-            transfers=[transfer_to_pb(t, now) for t in page],
+            transfers=[transfer_to_pb(t, now, self.desk.flow) for t in page],
             next_page_token=page_token_of(page[-1]) if more else "",
         )

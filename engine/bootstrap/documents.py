@@ -5,9 +5,13 @@ NATS; with `journal=memory` (development, tests) in memory, like everything else
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import structlog
 
 from engine.bootstrap.config import SettingsProblem
 from engine.domain.documents import DocumentStore
@@ -19,6 +23,13 @@ from engine.runtime.gateway.orgtree import OrgDesk
 from engine.runtime.gateway.transfers import Actor, TransferDesk
 from engine.settings import Settings
 
+log = structlog.get_logger("lotwise.transfers")
+
+# How often the deadlines are checked: a quarter of the shortest deadline, so an escalation
+# comes at most 25 % late, within these bounds (each check reads every transfer document).
+DEADLINE_CHECK_MIN_S = 0.5
+DEADLINE_CHECK_MAX_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Desks:
@@ -26,11 +37,34 @@ class Desks:
     org: OrgDesk
     transfers: TransferDesk
     events: TransferEventSink | None = None
+    deadlines: asyncio.Task[None] | None = None  # escalates transfers past their deadlines
 
     async def close(self) -> None:
+        if self.deadlines is not None:
+            self.deadlines.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.deadlines
         if self.events is not None:
             await self.events.close()
         await self.documents.close()
+
+
+def deadline_check_s(flow: TransferFlow) -> float:
+    shortest_s = min(d.within_ms for d in flow.deadlines) / 1000
+    return min(DEADLINE_CHECK_MAX_S, max(DEADLINE_CHECK_MIN_S, shortest_s / 4))
+
+
+async def watch_deadlines(desk: TransferDesk, every_s: float) -> None:
+    """Escalate overdue transfers every `every_s`, for as long as the engine runs; a failed
+    check (NATS away) is logged and tried again next time, never ends the watch."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await desk.escalate_overdue()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next check retries; the transfers are unchanged
+            log.warning("transfer deadline check failed", error=str(exc) or type(exc).__name__)
 
 
 WMS_ACTOR = Actor("wms")  # the actor of steps a WMS event takes (its sender is checked by ingestion)
@@ -97,5 +131,9 @@ async def start_desks(settings: Settings, gateway: Gateway, nats_url: str) -> De
     except BaseException:
         await documents.close()
         raise
-    desk = TransferDesk(gateway, documents, transfer_flow_of(settings), events=events)
-    return Desks(documents, OrgDesk(documents, gateway), desk, events)
+    flow = transfer_flow_of(settings)
+    desk = TransferDesk(gateway, documents, flow, events=events)
+    watch = None
+    if flow.deadlines:
+        watch = asyncio.get_running_loop().create_task(watch_deadlines(desk, deadline_check_s(flow)), name="deadlines")
+    return Desks(documents, OrgDesk(documents, gateway), desk, events, watch)

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import structlog
+
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import (
@@ -59,6 +61,7 @@ from engine.domain.statuses import Role, StatusDictionary
 from engine.domain.transfer_flow import (
     APPROVED,
     CANCELLED,
+    MAX_PAGE_SIZE,
     RECEIVED,
     REQUESTED,
     SHIPPED,
@@ -76,8 +79,11 @@ from engine.domain.transfer_flow import (
     cancellable,
     decide,
     digest_of,
+    escalation_step,
     in_query,
     list_order,
+    needs_escalation,
+    org_distance,
     plan_receipt,
     repeated_step,
     require_state,
@@ -92,6 +98,8 @@ from engine.domain.transfer_flow import (
 from engine.domain.transfers import transit_receipts, unknown_lot
 from engine.runtime.gateway.router import Router, raise_if_refused
 from engine.runtime.types import HoldLine, HoldSummary
+
+log = structlog.get_logger("lotwise.transfers")
 
 MAX_WRITE_TRIES = 4  # a step that lost this many races in a row answers UNAVAILABLE (retry)
 ANONYMOUS = "anonymous"  # the actor when authentication is off
@@ -227,12 +235,22 @@ class TransferDesk:
         note: str = "",
     ) -> Transfer:
         check_step_ids(request_id, transfer_id)
-        validate_create(transfer_id, from_site, to_site, lines, note)
-        await self._check_known(from_site, to_site, lines)
+        validate_create(transfer_id, from_site, to_site, lines, note, self.flow.by_value)
+        distance = await self._check_known(from_site, to_site, lines)
         payload = {"from": from_site, "to": to_site, "lines": [(x.sku, x.qty, x.lot_id) for x in lines]}
+        if any(x.unit_value for x in lines):  # kept out when absent: older retries keep their digest
+            payload["values"] = [x.unit_value for x in lines]
         digest = digest_of({"action": "create", **payload})
         step = Step("create", REQUESTED, actor.subject, self._clock(), request_id, digest, note)
-        first = Transfer(transfer_id, from_site, to_site, tuple(lines), actor.subject, hold_id=base_id(transfer_id))
+        first = Transfer(
+            transfer_id,
+            from_site,
+            to_site,
+            tuple(lines),
+            actor.subject,
+            hold_id=base_id(transfer_id),
+            org_distance=distance,
+        )
         first = with_step(first, step)
         try:
             await self._documents.put(document_key(transfer_id), transfer_to_doc(first), 0)
@@ -245,15 +263,17 @@ class TransferDesk:
         await self._tell(first, 0)
         return first
 
-    async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> None:
-        sites = {s.site for s in await self.gateway.list_sites()}
+    async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> int:
+        """NotFound for an unknown site or sku; else the org distance between the sites."""
+        orgs = {s.site: s.org_path for s in await self.gateway.list_sites()}
         for site in (from_site, to_site):
-            if site not in sites:
+            if site not in orgs:
                 raise NotFound("site", site)
         skus = {s.sku for s in await self.gateway.list_skus()}
         for line in lines:
             if line.sku not in skus:
                 raise NotFound("sku", line.sku)
+        return org_distance(orgs[from_site], orgs[to_site])
 
     # ---- the steps ----
 
@@ -288,7 +308,7 @@ class TransferDesk:
 
     async def approve(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
-            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles)
+            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles, step.at_ms)
             picks = await self._hold(transfer) if rule.next_state == APPROVED else ()
             return with_step(transfer, replace(step, state=rule.next_state), picks=picks)
 
@@ -296,7 +316,7 @@ class TransferDesk:
 
     async def reject(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
-            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles)
+            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles, step.at_ms)
             return with_step(transfer, replace(step, state=rule.next_state))
 
         return await self._step(actor, request_id, transfer_id, {"action": "reject", "note": note}, run)
@@ -340,6 +360,40 @@ class TransferDesk:
             return with_step(transfer, replace(step, state=state), lots=lots)
 
         return await self._step(actor, request_id, transfer_id, payload, run)
+
+    # ---- deadlines ----
+
+    async def escalate_overdue(self) -> int:
+        """Record an escalation step on every transfer whose state's deadline has passed
+        (once per state entered) and publish it; the number escalated. Safe to run again
+        and from several gateways: the step's request id is derived from the state entered,
+        and the document's revision check makes one writer win."""
+        if not self.flow.deadlines:
+            return 0
+        now = self._clock()
+        waiting = {d.state for d in self.flow.deadlines}
+        escalated = 0
+        for transfer in await self.list(TransferQuery(page_size=MAX_PAGE_SIZE)):
+            if transfer.state in waiting and needs_escalation(self.flow, transfer, now) is not None:
+                escalated += await self._escalate(transfer.transfer_id)
+        return escalated
+
+    async def _escalate(self, transfer_id: str) -> int:
+        for _ in range(MAX_WRITE_TRIES):
+            transfer, revision = await self._load(transfer_id)
+            now = self._clock()
+            deadline = needs_escalation(self.flow, transfer, now)
+            if deadline is None:
+                return 0  # acted on, or escalated by another gateway, meanwhile
+            changed = with_step(transfer, escalation_step(transfer, deadline, now))
+            try:
+                await self._documents.put(document_key(transfer_id), transfer_to_doc(changed), revision)
+            except RevisionMismatch:
+                continue
+            await self._tell(changed, len(changed.steps) - 1)
+            log.info("transfer escalated", transfer_id=transfer_id, state=transfer.state, to=deadline.escalate_to)
+            return 1
+        return 0
 
     async def _tell(self, transfer: Transfer, index: int) -> None:
         """Publish the step's business event, after the step is recorded: a crash in between
