@@ -77,6 +77,8 @@ from engine.cli.common import (
 )
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
+from engine.cli.token import token
+from engine.cli.transfers import transfers_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
 from engine.domain.commands import MAX_BIN_DEPTH
@@ -1026,6 +1028,8 @@ def shards(
 
 app.command()(where)
 app.command("import")(import_command)
+app.command("token")(token)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")
