@@ -29,6 +29,7 @@ log = structlog.get_logger("lotwise.transfers")
 # comes at most 25 % late, within these bounds (each check reads every transfer document).
 DEADLINE_CHECK_MIN_S = 0.5
 DEADLINE_CHECK_MAX_S = 30.0
+RELAY_EVERY_S = 10.0  # the outbox relay: a step event whose publish failed goes out within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +38,13 @@ class Desks:
     org: OrgDesk
     transfers: TransferDesk
     events: TransferEventSink | None = None
-    deadlines: asyncio.Task[None] | None = None  # escalates transfers past their deadlines
+    watch: asyncio.Task[None] | None = None  # escalates overdue transfers, relays untold step events
 
     async def close(self) -> None:
-        if self.deadlines is not None:
-            self.deadlines.cancel()
+        if self.watch is not None:
+            self.watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.deadlines
+                await self.watch
         if self.events is not None:
             await self.events.close()
         await self.documents.close()
@@ -54,17 +55,26 @@ def deadline_check_s(flow: TransferFlow) -> float:
     return min(DEADLINE_CHECK_MAX_S, max(DEADLINE_CHECK_MIN_S, shortest_s / 4))
 
 
-async def watch_deadlines(desk: TransferDesk, every_s: float) -> None:
-    """Escalate overdue transfers every `every_s`, for as long as the engine runs; a failed
-    check (NATS away) is logged and tried again next time, never ends the watch."""
+def watch_every_s(flow: TransferFlow, events: bool) -> float | None:
+    """How often the transfer watch runs; None: nothing to watch (no deadlines, no events)."""
+    every = [deadline_check_s(flow)] if flow.deadlines else []
+    every += [RELAY_EVERY_S] if events else []
+    return min(every) if every else None
+
+
+async def watch_transfers(desk: TransferDesk, every_s: float) -> None:
+    """Every `every_s`, for as long as the engine runs: escalate overdue transfers, then
+    relay step events not yet told. A failed round (NATS away) is logged and the next one
+    retries; it never ends the watch."""
     while True:
         await asyncio.sleep(every_s)
         try:
             await desk.escalate_overdue()
+            await desk.relay_untold()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the next check retries; the transfers are unchanged
-            log.warning("transfer deadline check failed", error=str(exc) or type(exc).__name__)
+        except Exception as exc:  # the next round retries; the transfers are unchanged
+            log.warning("transfer watch round failed", error=str(exc) or type(exc).__name__)
 
 
 WMS_ACTOR = Actor("wms")  # the actor of steps a WMS event takes (its sender is checked by ingestion)
@@ -133,7 +143,8 @@ async def start_desks(settings: Settings, gateway: Gateway, nats_url: str) -> De
         raise
     flow = transfer_flow_of(settings)
     desk = TransferDesk(gateway, documents, flow, events=events)
+    every_s = watch_every_s(flow, events is not None)
     watch = None
-    if flow.deadlines:
-        watch = asyncio.get_running_loop().create_task(watch_deadlines(desk, deadline_check_s(flow)), name="deadlines")
+    if every_s is not None:
+        watch = asyncio.get_running_loop().create_task(watch_transfers(desk, every_s), name="transfer-watch")
     return Desks(documents, OrgDesk(documents, gateway), desk, events, watch)

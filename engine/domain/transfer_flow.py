@@ -343,6 +343,7 @@ class Transfer:
     eta_ms: int = 0
     hold_id: str = ""
     org_distance: int = 0  # between the sites' org nodes, fixed at creation
+    told: int = 0  # the outbox mark: steps[:told] are known stored on the event stream
 
     @property
     def total_qty(self) -> int:
@@ -756,4 +757,5 @@ def transfer_from_doc(doc: dict[str, Any]) -> Transfer:
         eta_ms=doc["eta_ms"],
         hold_id=doc["hold_id"],
         org_distance=doc.get("org_distance", 0),  # documents written before distances counted
+        told=doc.get("told", len(doc["steps"])),  # … and before the outbox: taken as told
     )

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -23,10 +24,12 @@ from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.server import ApiMetrics, start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
-from engine.domain.transfer_flow import parse_flow
+from engine.domain.commands import Receive
+from engine.domain.errors import Unavailable
+from engine.domain.transfer_flow import TransferLine, parse_flow
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.orgtree import OrgDesk
-from engine.runtime.gateway.transfers import TransferDesk
+from engine.runtime.gateway.transfers import Actor, TransferDesk
 from tests.integration.test_transfers import POLICY, SECRET, act, as_user, authed, read_stream
 
 HOUR_MS = 3_600_000
@@ -138,3 +141,46 @@ async def test_a_transfer_past_its_deadline_is_escalated_once_and_the_region_may
         assert (approved.state, approved.escalated_to) == ("approved", "")
     kinds = [(r["transfer_id"], r["kind"]) for _, r in await read_stream(desk.url, desk.stream)]
     assert kinds == [("D1", "transfer_created"), ("D1", "transfer_escalated"), ("D1", "transfer_approved")]
+
+
+class _FailingFirst:
+    """The real event sink, except that its first `failures` publishes fail as a NATS outage would."""
+
+    def __init__(self, real: Any, failures: int) -> None:
+        self.real, self.failures = real, failures
+
+    async def publish(self, event: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("nats away")
+        await self.real.publish(event)
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+async def test_a_step_whose_event_failed_is_told_by_the_relay_once(
+    local_gateway: Gateway, nats_server: EmbeddedNats, manual_clock: ManualClock
+) -> None:
+    documents = await connect_documents(DocumentsConfig(nats_server.url, bucket=f"docs-{uuid.uuid4().hex[:8]}"))
+    bus = engine_transfer_bus_config(f"t{uuid.uuid4().hex[:8]}", nats_server.url)
+    events = _FailingFirst(await start_transfer_events(bus), failures=1)
+    desk = TransferDesk(local_gateway, documents, FLOW, manual_clock.now_ms, events=events)
+    try:
+        await local_gateway.put_sku(Sku("GLU"))
+        for site in (Site("DC", "acme/east"), Site("BOS", "acme/east")):
+            await local_gateway.put_site(site)
+        await local_gateway.execute(Receive("r", "GLU", "DC", "L1", 5, status="available"))
+        with pytest.raises(Unavailable):  # recorded, not told; the caller never retries
+            await desk.create(Actor("sam"), "c", "O1", "DC", "BOS", [TransferLine("GLU", 1, "", "5")])
+        assert (await desk.get("O1")).told == 0
+        assert await desk.relay_untold() == 1
+        assert (await desk.get("O1")).told == 1
+        assert await desk.relay_untold() == 0
+        await desk.approve(Actor("maya", ("site_manager",)), "a", "O1")  # told by its call …
+        assert await desk.relay_untold() == 1  # … and again by the relay: the stream keeps one
+        got = await read_stream(nats_server.url, bus.stream)
+    finally:
+        await events.close()
+        await documents.close()
+    assert [(r["transfer_id"], r["kind"]) for _, r in got] == [("O1", "transfer_created"), ("O1", "transfer_approved")]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.bootstrap.documents import deadline_check_s, watch_deadlines
+from engine.bootstrap.documents import RELAY_EVERY_S, deadline_check_s, watch_every_s, watch_transfers
 from engine.domain.errors import FailedPrecondition, InvalidArgument
 from engine.domain.events import TRANSFER_EVENT_KINDS
 from engine.domain.transfer_flow import (
@@ -194,9 +194,11 @@ def test_the_document_keeps_values_and_distance_and_reads_older_ones() -> None:
     del old["org_distance"]
     for line in old["lines"]:
         del line["unit_value"]
+    del old["told"]
     back = transfer_from_doc(old)
     assert back.org_distance == 0
     assert back.value is None
+    assert back.told == len(back.steps)  # written before the outbox: its events were told by their calls
 
 
 def test_checks_come_at_a_quarter_of_the_shortest_deadline_within_bounds() -> None:
@@ -207,11 +209,20 @@ def test_checks_come_at_a_quarter_of_the_shortest_deadline_within_bounds() -> No
     assert deadline_check_s(quicker) == 0.5
 
 
+def test_the_watch_runs_when_there_is_something_to_watch() -> None:
+    no_deadlines = parse_flow({**RAW, "deadlines": []})
+    assert watch_every_s(no_deadlines, events=False) is None
+    assert watch_every_s(no_deadlines, events=True) == RELAY_EVERY_S
+    assert watch_every_s(FLOW, events=False) == 30.0
+    assert watch_every_s(FLOW, events=True) == min(30.0, RELAY_EVERY_S)
+
+
 class _Desk:
-    """The part of the transfer desk the watch uses: counts checks, fails the first."""
+    """The part of the transfer desk the watch uses: counts rounds, fails the first."""
 
     def __init__(self) -> None:
         self.checks = 0
+        self.relays = 0
 
     async def escalate_overdue(self) -> int:
         self.checks += 1
@@ -219,10 +230,14 @@ class _Desk:
             raise OSError("nats away")
         return 0
 
+    async def relay_untold(self) -> int:
+        self.relays += 1
+        return 0
+
 
 async def test_the_watch_keeps_checking_after_a_failed_check() -> None:
     desk = _Desk()
-    watch = asyncio.create_task(watch_deadlines(desk, 0.01))  # type: ignore[arg-type]
+    watch = asyncio.create_task(watch_transfers(desk, 0.01))  # type: ignore[arg-type]
     for _ in range(200):
         await asyncio.sleep(0.01)
         if desk.checks >= 3:
@@ -231,6 +246,7 @@ async def test_the_watch_keeps_checking_after_a_failed_check() -> None:
     with pytest.raises(asyncio.CancelledError):
         await watch
     assert desk.checks >= 3
+    assert desk.relays == desk.checks - 1  # the failed round relayed nothing
 
 
 def test_the_example_flow_in_deploy_loads_and_decides_as_the_docs_say() -> None:

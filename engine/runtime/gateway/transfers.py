@@ -23,6 +23,7 @@ hold's TTL bounds what an abandoned approval keeps held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -394,6 +395,32 @@ class TransferDesk:
             log.info("transfer escalated", transfer_id=transfer_id, state=transfer.state, to=deadline.escalate_to)
             return 1
         return 0
+
+    # ---- the outbox ----
+
+    async def relay_untold(self) -> int:
+        """Publish the events of every step not yet marked told, in step order, then mark the
+        transfer (the document is the outbox, this the relay). A step whose caller saw
+        UNAVAILABLE for its publish and never retried is told here; a step already told by
+        its call is sent again and dropped by the stream (same event id, inside its 10-minute
+        duplicate window). The number of events published."""
+        if self._events is None:
+            return 0
+        published = 0
+        for transfer in await self.list(TransferQuery(page_size=MAX_PAGE_SIZE)):
+            if transfer.told < len(transfer.steps):
+                published += await self._relay(self._events, transfer.transfer_id)
+        return published
+
+    async def _relay(self, events: TransferEventSink, transfer_id: str) -> int:
+        transfer, revision = await self._load(transfer_id)
+        untold = range(transfer.told, len(transfer.steps))
+        for index in untold:  # in order; a failure leaves the mark where it was: the next round resends
+            await events.publish(step_event(transfer, index))
+        told = replace(transfer, told=len(transfer.steps))
+        with contextlib.suppress(RevisionMismatch):  # a step came meanwhile: the next round tells it
+            await self._documents.put(document_key(transfer_id), transfer_to_doc(told), revision)
+        return len(untold)
 
     async def _tell(self, transfer: Transfer, index: int) -> None:
         """Publish the step's business event, after the step is recorded: a crash in between
