@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from engine.cli.common import EXIT_CONFIG, _out, check_range, fail
+from engine.cli.config import build_settings, config_errors
 
 MAX_TTL_HOURS = 3650 * 24
 MAX_GROUPS = 64
@@ -44,7 +45,6 @@ def token(
     """Mint a bearer token signed with this engine's secret (see docs/security.md)."""
     from engine.bootstrap.auth import mint_for
     from engine.bootstrap.config import SettingsProblem
-    from engine.cli.main import build_settings, config_errors
 
     check_range("--ttl-hours", ttl_hours, 0.1, MAX_TTL_HOURS)
     groups = list(group or [])
