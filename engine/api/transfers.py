@@ -18,6 +18,7 @@ from engine.api.authz import SiteOrgs
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.servicer import _rpc
+from engine.domain.errors import NotFound
 from engine.domain.grants import Action, resource_name
 from engine.domain.transfer_flow import (
     ReceiptLine,
@@ -130,6 +131,14 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
         self.guard = guard
         self.retry_delay_ms = retry_delay_ms  # read by _rpc when it answers a DomainError
 
+    async def _visible(self, transfer_id: str) -> Transfer:
+        """The transfer, when the caller may see it (`read` at either end); NOT_FOUND exactly
+        as for an id that does not exist otherwise, so ids cannot be probed for existence."""
+        transfer = await self.desk.get(transfer_id)
+        if not await self.guard.may_read(transfer):
+            raise NotFound("transfer", transfer_id)
+        return transfer
+
     def _reply(self, transfer: Transfer) -> tpb.TransferResponse:
         return tpb.TransferResponse(transfer=transfer_to_pb(transfer, self.desk.now_ms(), self.desk.flow))
 
@@ -154,7 +163,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def ApproveTransfer(
         self, request: tpb.TransferActionRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.APPROVE_TRANSFER, transfer.from_site))
         actor = self.guard.actor()
         return self._reply(await self.desk.approve(actor, request.request_id, request.transfer_id, request.note))
@@ -163,7 +172,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def RejectTransfer(
         self, request: tpb.TransferActionRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.APPROVE_TRANSFER, transfer.from_site))
         actor = self.guard.actor()
         return self._reply(await self.desk.reject(actor, request.request_id, request.transfer_id, request.note))
@@ -172,7 +181,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def ShipTransfer(
         self, request: tpb.ShipTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.MOVE, transfer.from_site))
         actor = self.guard.actor()
         return self._reply(await self.desk.ship(actor, request.request_id, request.transfer_id, request.eta_ms))
@@ -181,7 +190,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def ReceiveTransfer(
         self, request: tpb.ReceiveTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.RECEIVE, transfer.to_site))
         lines = [ReceiptLine(x.sku, x.qty, x.damaged_qty, x.lot_id) for x in request.lines]
         actor = self.guard.actor()
@@ -192,7 +201,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def CancelTransfer(
         self, request: tpb.TransferActionRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         actor = self.guard.actor()
         if actor.subject != transfer.requested_by or actor.subject == ANONYMOUS:
             await self.guard.require_any((Action.MOVE, transfer.from_site))
@@ -202,7 +211,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def GetTransfer(
         self, request: tpb.GetTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.READ, transfer.from_site), (Action.READ, transfer.to_site))
         return self._reply(transfer)
 

@@ -184,3 +184,27 @@ async def test_a_step_whose_event_failed_is_told_by_the_relay_once(
         await events.close()
         await documents.close()
     assert [(r["transfer_id"], r["kind"]) for _, r in got] == [("O1", "transfer_created"), ("O1", "transfer_approved")]
+
+
+async def test_a_transfer_the_caller_may_not_see_is_not_found_like_a_missing_one(desk: Desk) -> None:
+    async with (
+        as_user(desk.address, "root", ["admin"]) as root,
+        as_user(desk.address, "maya", ["site_manager"]) as maya,
+    ):
+        admin, manager = authed(tpb_grpc.TransfersStub, root), authed(tpb_grpc.TransfersStub, maya)
+        request = create("H1", "BOS", 1, "1")
+        request.from_site = "LA"  # maya reads DC only
+        await admin.CreateTransfer(request)
+        calls = [
+            lambda: manager.GetTransfer(tpb.GetTransferRequest(transfer_id="H1")),
+            lambda: manager.ApproveTransfer(act("H1", "H1-a")),
+            lambda: manager.CancelTransfer(act("H1", "H1-x")),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as hidden:
+                await call()
+            assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+            assert "transfer 'H1'" in (hidden.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await manager.GetTransfer(tpb.GetTransferRequest(transfer_id="H2"))
+        assert missing.value.details() == (hidden.value.details() or "").replace("H1", "H2")
