@@ -227,15 +227,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
             request.page_size,
             request.page_token,
         )
-        page: list[Transfer] = []
-        more = False
-        for transfer in await self.desk.list(query):
-            if not await self.guard.may_read(transfer):
-                continue  # filtered before paging, so a page is never short for a hidden one
-            if len(page) == query.page_size:
-                more = True
-                break
-            page.append(transfer)
+        page, more = await self.desk.page(query, self.guard.may_read)  # hidden ones left out before paging
         now = self.desk.now_ms()
         return tpb.ListTransfersResponse(
             transfers=[transfer_to_pb(t, now, self.desk.flow) for t in page],

@@ -143,6 +143,15 @@ async def start_desks(settings: Settings, gateway: Gateway, nats_url: str) -> De
         raise
     flow = transfer_flow_of(settings)
     desk = TransferDesk(gateway, documents, flow, events=events)
+    try:
+        indexed = await desk.reindex()  # documents from before the listing index, or a create cut short
+    except BaseException:
+        if events is not None:
+            await events.close()
+        await documents.close()
+        raise
+    if indexed:
+        log.info("transfers indexed for listing", transfers=indexed)
     every_s = watch_every_s(flow, events is not None)
     watch = None
     if every_s is not None:

@@ -78,6 +78,7 @@ from engine.domain.transfer_flow import (
     after_receipt,
     all_arrived,
     cancellable,
+    created_at_ms,
     decide,
     digest_of,
     escalation_step,
@@ -105,6 +106,8 @@ log = structlog.get_logger("lotwise.transfers")
 MAX_WRITE_TRIES = 4  # a step that lost this many races in a row answers UNAVAILABLE (retry)
 ANONYMOUS = "anonymous"  # the actor when authentication is off
 DOCUMENT_PREFIX = "transfer."  # the keys of transfer documents in the store
+INDEX_PREFIX = "transfer-at."  # transfer-at.<site key>.<created ms>.<digest>: the listing index
+ALL_SITES = "all"  # the index of every transfer, for a listing without a site
 LIST_READS = 16  # documents a listing reads at once
 
 
@@ -152,9 +155,43 @@ def document_key(transfer_id: str) -> str:
     return DOCUMENT_PREFIX + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
 
 
+def site_key(site: str) -> str:
+    """A site as an index key segment: ids may hold characters NATS keys may not."""
+    return hashlib.blake2b(site.encode(), digest_size=8).hexdigest()
+
+
+def index_keys(transfer_id: str, from_site: str, to_site: str, created_ms: int) -> list[str]:
+    """The index entries of a transfer: by either site and among all, by creation time (the
+    zero-padded time sorts as a number, so a key listing is in creation order)."""
+    tail = f"{created_ms:013d}.{document_key(transfer_id).removeprefix(DOCUMENT_PREFIX)}"
+    return [f"{INDEX_PREFIX}{k}.{tail}" for k in (site_key(from_site), site_key(to_site), ALL_SITES)]
+
+
+def index_time_ms(key: str) -> int:
+    return int(key.split(".")[2])
+
+
 def step_id(transfer_id: str, request_id: str) -> str:
     """The prefix of one step's commands: the same for a retry of that step only."""
     return f"{base_id(transfer_id)}:{hashlib.blake2b(request_id.encode(), digest_size=6).hexdigest()}"
+
+
+def _in_time(created_ms: int, query: TransferQuery) -> bool:
+    return (
+        (not query.created_after_ms or created_ms >= query.created_after_ms)
+        and (not query.created_before_ms or created_ms < query.created_before_ms)
+        and (query.after is None or created_ms >= query.after[0])
+    )
+
+
+def _past_ties(found: list[Transfer], query: TransferQuery, keys: Sequence[str], next_index: int) -> bool:
+    """Enough for a page and one more, and the next unread entry is later than the last of
+    the page's candidates (transfers created in the same millisecond sort by id, so a page
+    may end only between two times)."""
+    if next_index >= len(keys):
+        return True
+    cut = sorted(found, key=list_order)[query.page_size]
+    return index_time_ms(keys[next_index]) > created_at_ms(cut)
 
 
 def wall_ms() -> int:
@@ -208,10 +245,10 @@ class TransferDesk:
     def now_ms(self) -> int:
         return self._clock()
 
-    async def list(self, query: TransferQuery) -> list[Transfer]:
-        """Every transfer in the query, oldest request first (the caller pages and checks
-        who may see each). Reads every transfer document, LIST_READS at a time: fine for
-        the thousands a desk keeps live, not for millions (an index would be next)."""
+    async def every(self, query: TransferQuery) -> list[Transfer]:
+        """Every transfer in the query, oldest request first, without paging or visibility
+        (the deadline check and the outbox relay). Reads every transfer document, LIST_READS
+        at a time: fine for the thousands a desk keeps live; listings use `page`."""
         keys = await self._documents.keys(DOCUMENT_PREFIX)
         gate = asyncio.Semaphore(LIST_READS)
 
@@ -253,6 +290,7 @@ class TransferDesk:
             org_distance=distance,
         )
         first = with_step(first, step)
+        await self._index(first)  # before the document: a listing never misses a transfer
         try:
             await self._documents.put(document_key(transfer_id), transfer_to_doc(first), 0)
         except RevisionMismatch:
@@ -263,6 +301,62 @@ class TransferDesk:
             return existing
         await self._tell(first, 0)
         return first
+
+    async def _index(self, transfer: Transfer) -> None:
+        """Write the transfer's index entries (existing ones stay). An entry whose transfer
+        was never stored, or was stored by an earlier try at another time, is skipped by
+        listings (they check the document against the key)."""
+        keys = index_keys(transfer.transfer_id, transfer.from_site, transfer.to_site, created_at_ms(transfer))
+        for key in keys:
+            with contextlib.suppress(RevisionMismatch):
+                await self._documents.put(key, {"transfer_id": transfer.transfer_id}, 0)
+
+    async def reindex(self) -> int:
+        """Index every stored transfer that is not (documents written before the index, or a
+        create that died between document and index): run at start-up. The number indexed."""
+        indexed = {k.rsplit(".", 1)[1] for k in await self._documents.keys(f"{INDEX_PREFIX}{ALL_SITES}.")}
+        missing = [
+            k for k in await self._documents.keys(DOCUMENT_PREFIX) if k.removeprefix(DOCUMENT_PREFIX) not in indexed
+        ]
+        for key in missing:
+            stored = await self._documents.get(key)
+            if stored is not None:
+                await self._index(transfer_from_doc(stored.value))
+        return len(missing)
+
+    async def page(
+        self, query: TransferQuery, visible: Callable[[Transfer], Awaitable[bool]]
+    ) -> tuple[list[Transfer], bool]:
+        """One page of the query (oldest request first) of the transfers `visible` lets the
+        caller see, and whether more follow. Walks the index of the query's site (or of all
+        transfers) from the page cursor and reads documents LIST_READS at a time until the
+        page is full: a page costs about its own size in reads, not the whole bucket."""
+        keys = await self._documents.keys(f"{INDEX_PREFIX}{site_key(query.site) if query.site else ALL_SITES}.")
+        keys = [k for k in keys if _in_time(index_time_ms(k), query)]
+        found: list[Transfer] = []
+        for start in range(0, len(keys), LIST_READS):
+            chunk = keys[start : start + LIST_READS]
+            read = await asyncio.gather(*(self._indexed(k) for k in chunk))
+            for transfer in sorted((t for t in read if t is not None), key=list_order):
+                if in_query(transfer, query) and await visible(transfer):
+                    found.append(transfer)
+            if len(found) > query.page_size and _past_ties(found, query, keys, start + LIST_READS):
+                break
+        found.sort(key=list_order)
+        return found[: query.page_size], len(found) > query.page_size
+
+    async def _indexed(self, key: str) -> Transfer | None:
+        """The transfer an index entry names, if it is the one stored at the entry's time."""
+        stored = await self._documents.get(key)
+        if stored is None:
+            return None
+        transfer_id = stored.value.get("transfer_id", "")
+        doc = await self._documents.get(document_key(transfer_id))
+        if doc is None:
+            return None
+        transfer = transfer_from_doc(doc.value)
+        ok = transfer.transfer_id == transfer_id and created_at_ms(transfer) == index_time_ms(key)
+        return transfer if ok else None
 
     async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> int:
         """NotFound for an unknown site or sku; else the org distance between the sites."""
@@ -374,7 +468,7 @@ class TransferDesk:
         now = self._clock()
         waiting = {d.state for d in self.flow.deadlines}
         escalated = 0
-        for transfer in await self.list(TransferQuery(page_size=MAX_PAGE_SIZE)):
+        for transfer in await self.every(TransferQuery(page_size=MAX_PAGE_SIZE)):
             if transfer.state in waiting and needs_escalation(self.flow, transfer, now) is not None:
                 escalated += await self._escalate(transfer.transfer_id)
         return escalated
@@ -407,7 +501,7 @@ class TransferDesk:
         if self._events is None:
             return 0
         published = 0
-        for transfer in await self.list(TransferQuery(page_size=MAX_PAGE_SIZE)):
+        for transfer in await self.every(TransferQuery(page_size=MAX_PAGE_SIZE)):
             if transfer.told < len(transfer.steps):
                 published += await self._relay(self._events, transfer.transfer_id)
         return published
