@@ -6,6 +6,7 @@
     lotwise transfers receive T-1 --line sku=GLU,qty=90,damaged=5 [--final]
     lotwise transfers show T-1                       lines, lots in transit, steps, time in each state
     lotwise transfers list [--site S] [--state X]    a page, oldest request first
+    lotwise transfers times [--site S] [--since T]   time in each state, request → dispatch
 
 Every step sends a request id (`--request-id`; by default `create:<id>` for a create, so
 running the same create again is harmless, and a fresh one for every other step): the
@@ -350,3 +351,60 @@ def list_(
         for t in page.transfers
     ])  # fmt: skip
     _out().print(f"next page: --page-token {page.next_page_token}" if page.next_page_token else "last page")
+
+
+MAX_TIMES_TRANSFERS = 100_000  # the most transfers `times` reads (pages of MAX_PAGE_SIZE)
+
+
+@transfers_app.command("times")
+def times(
+    site: Annotated[str, typer.Option("--site", help="From or to this site.")] = "",
+    since: Annotated[str, typer.Option("--since", help=f"Created at or after: {TIME_HELP}.")] = "",
+    fmt: FormatOpt = OutputFormat.TABLE,
+    target: TargetOpt = DEFAULT_TARGET,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 60.0,
+) -> None:
+    """How long transfers you may see spent in each state, and from request to dispatch (count, mean, median, p90)."""
+    if site:
+        check_id("--site", site)
+    since_ms = parse_time(since, "--since") if since else 0
+
+    async def gather(desk: TransfersClient) -> list[tpb.Transfer]:
+        found: list[tpb.Transfer] = []
+        token = ""
+        while len(found) < MAX_TIMES_TRANSFERS:  # bounded
+            page = await desk.list(site=site, created_after_ms=since_ms, page_size=MAX_PAGE_SIZE, page_token=token)
+            found += page.transfers
+            token = page.next_page_token
+            if not token:
+                break
+        return found
+
+    found = _desk(target, timeout, gather)
+    _show_times(found, fmt)
+
+
+def _show_times(found: Sequence[tpb.Transfer], fmt: OutputFormat) -> None:
+    from engine.domain.transfer_flow import durations
+
+    per_state: dict[str, list[int]] = {}
+    to_dispatch: list[int] = []
+    for t in found:  # the engine measured each state's time (up to now for the current one)
+        for entry in t.state_times:
+            per_state.setdefault(entry.state, []).append(entry.duration_ms)
+        shipped = next((s.at_ms for s in t.steps if s.action == "ship"), None)
+        if shipped is not None and t.steps:
+            to_dispatch.append(shipped - t.steps[0].at_ms)
+    stats = {state: durations(samples) for state, samples in per_state.items()}
+    stats["request_to_dispatch"] = durations(to_dispatch)
+    records: list[Record] = [
+        {"state": state, "count": d.count, "mean_ms": d.mean_ms, "p50_ms": d.p50_ms, "p90_ms": d.p90_ms}
+        for state, d in stats.items()
+    ]
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, records)
+        return
+    rows = [(r["state"], r["count"], _hours(int(str(r["mean_ms"]))), _hours(int(str(r["p50_ms"]))),
+             _hours(int(str(r["p90_ms"])))) for r in records]  # fmt: skip
+    _table(f"time in each state over {len(found)} transfers", ("state", "transfers", "mean", "median", "p90"), rows)

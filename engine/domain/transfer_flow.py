@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -624,6 +625,28 @@ def state_times(transfer: Transfer, now_ms: int) -> list[StateTime]:
         left = entered[i + 1][1] if i + 1 < len(entered) else 0
         out.append(StateTime(state, at, left, (left or now_ms) - at))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """How long transfers took, over a set of them (ms): count, mean, median, 90th percentile."""
+
+    count: int
+    mean_ms: int
+    p50_ms: int
+    p90_ms: int
+
+
+def durations(samples: Sequence[int]) -> Durations:
+    """Nearest-rank percentiles: each is one of the samples, never an interpolation."""
+    if not samples:
+        return Durations(0, 0, 0, 0)
+    ordered = sorted(samples)
+
+    def rank(percent: int) -> int:
+        return ordered[max(0, math.ceil(len(ordered) * percent / 100) - 1)]
+
+    return Durations(len(ordered), sum(ordered) // len(ordered), rank(50), rank(90))
 
 
 # ---- as business events ----

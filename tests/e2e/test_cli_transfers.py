@@ -124,6 +124,23 @@ async def test_refusals_exit_1_with_the_engines_words(target: str) -> None:
     assert (await lotwise(SAM, "transfers", "cancel", "CLI-2", *t)).exit_code == 0
 
 
+async def test_times_sums_up_the_time_in_each_state(target: str) -> None:
+    t = ("--target", target)
+    create = ("transfers", "create", "CLI-3", "--from", "DC", "--to", "BOS", "--line", "sku=GLU,qty=1", *t)
+    assert (await lotwise(SAM, *create)).exit_code == 0
+    assert (await lotwise(MAYA, "transfers", "approve", "CLI-3", *t)).exit_code == 0
+    assert (await lotwise(SAM, "transfers", "ship", "CLI-3", *t)).exit_code == 0
+    result = await lotwise(SAM, "transfers", "times", "--format", "json", *t)
+    assert result.exit_code == 0, result.output
+    stats = {r["state"]: r for r in json.loads(result.output)}
+    assert stats["request_to_dispatch"]["count"] >= 1
+    assert stats["requested"]["count"] >= 2
+    assert stats["shipped"]["p90_ms"] >= stats["shipped"]["p50_ms"] >= 0
+    table = await lotwise(SAM, "transfers", "times", "--site", "BOS", *t)
+    assert table.exit_code == 0, table.output
+    assert "request_to_dispatch" in table.output
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -144,7 +161,9 @@ async def test_bad_usage_exits_2_before_any_call(args: tuple[str, ...], words: s
     assert words in result.output
 
 
-@pytest.mark.parametrize("command", ["create", "approve", "reject", "cancel", "ship", "receive", "show", "list"])
+@pytest.mark.parametrize(
+    "command", ["create", "approve", "reject", "cancel", "ship", "receive", "show", "list", "times"]
+)
 async def test_every_transfers_command_has_help(command: str) -> None:
     result = CliRunner().invoke(app, ["transfers", command, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1"})
     assert result.exit_code == 0

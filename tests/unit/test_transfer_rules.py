@@ -22,6 +22,7 @@ from engine.domain.transfer_flow import (
     Transfer,
     TransferLine,
     decide,
+    durations,
     entered_state_at_ms,
     escalation_step,
     needs_escalation,
@@ -262,3 +263,12 @@ def test_the_example_flow_in_deploy_loads_and_decides_as_the_docs_say() -> None:
     )
     huge = transfer("6000", state="pending_regional")
     assert decide(example, huge, "approve", "rita", ["regional_manager"]).next_state == "pending_finance"
+
+
+def test_durations_are_nearest_rank_over_the_samples() -> None:
+    assert durations([]) == durations(())
+    assert (durations([]).count, durations([]).p90_ms) == (0, 0)
+    d = durations([5, 1, 4, 2, 3, 10, 9, 8, 7, 6])
+    assert (d.count, d.mean_ms, d.p50_ms, d.p90_ms) == (10, 5, 5, 9)
+    one = durations([42])
+    assert (one.mean_ms, one.p50_ms, one.p90_ms) == (42, 42, 42)
