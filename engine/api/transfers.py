@@ -45,7 +45,9 @@ class Guard:
 
     def actor(self) -> Actor:
         principal = current_principal()
-        return Actor(ANONYMOUS) if principal is None else Actor(principal.subject, principal.groups)
+        if principal is None:  # authentication is off
+            return Actor(ANONYMOUS, unchecked=True)
+        return Actor(principal.subject, principal.groups)
 
     async def require_any(self, *checks: tuple[Action, str]) -> None:
         """Allowed when any one (action, site) is granted; else the first is denied."""

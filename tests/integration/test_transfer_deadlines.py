@@ -15,6 +15,7 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
+from adapters.memory.documents import InMemoryDocuments
 from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events
 from adapters.nats.documents import DocumentsConfig, connect_documents
 from adapters.nats.server import EmbeddedNats
@@ -208,3 +209,30 @@ async def test_a_transfer_the_caller_may_not_see_is_not_found_like_a_missing_one
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await manager.GetTransfer(tpb.GetTransferRequest(transfer_id="H2"))
         assert missing.value.details() == (hidden.value.details() or "").replace("H1", "H2")
+
+
+async def test_with_authentication_off_anyone_may_take_every_step(local_gateway: Gateway) -> None:
+    documents = InMemoryDocuments()
+    await local_gateway.put_sku(Sku("GLU"))
+    for site in (Site("DC", "acme/east"), Site("BOS", "acme/east")):
+        await local_gateway.put_site(site)
+    await local_gateway.execute(Receive("r", "GLU", "DC", "L1", 5, status="available"))
+    server, port = await start_server(
+        local_gateway,
+        "127.0.0.1",
+        0,
+        metrics=ApiMetrics(CollectorRegistry()),
+        transfers=TransferDesk(local_gateway, documents, FLOW),
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = tpb_grpc.TransfersStub(channel)
+            await stub.CreateTransfer(create("N1", "BOS", 2, "3"))
+            approved = (await stub.ApproveTransfer(act("N1", "N1-a"))).transfer  # the same nobody asked
+            assert (approved.state, approved.requested_by, approved.steps[-1].actor) == (
+                "approved",
+                "anonymous",
+                "anonymous",
+            )
+    finally:
+        await server.stop(grace_s=0.5)

@@ -272,3 +272,11 @@ def test_durations_are_nearest_rank_over_the_samples() -> None:
     assert (d.count, d.mean_ms, d.p50_ms, d.p90_ms) == (10, 5, 5, 9)
     one = durations([42])
     assert (one.mean_ms, one.p50_ms, one.p90_ms) == (42, 42, 42)
+
+
+def test_with_authentication_off_the_roles_and_self_approval_are_not_checked() -> None:
+    t = transfer("100.01")  # requested by sam
+    rule = decide(FLOW, t, "approve", "sam", [], unchecked=True)
+    assert rule.next_state == "pending_regional"  # the bounds still choose the rule
+    with pytest.raises(FailedPrecondition):  # and the state still matters
+        decide(FLOW, transfer("1", state="pending_finance"), "reject", "x", [], unchecked=True)

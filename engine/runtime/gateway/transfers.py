@@ -117,6 +117,9 @@ class Actor:
 
     subject: str
     roles: tuple[str, ...] = ()
+    # Authentication is off: nobody is known, so the flow's roles and the self-approval rule
+    # cannot be checked; every step is allowed, as every other call is then (a warning at start).
+    unchecked: bool = False
 
 
 class StockGateway(Protocol):
@@ -403,7 +406,7 @@ class TransferDesk:
 
     async def approve(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
-            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles, step.at_ms)
+            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles, step.at_ms, actor.unchecked)
             picks = await self._hold(transfer) if rule.next_state == APPROVED else ()
             return with_step(transfer, replace(step, state=rule.next_state), picks=picks)
 
@@ -411,7 +414,7 @@ class TransferDesk:
 
     async def reject(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
-            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles, step.at_ms)
+            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles, step.at_ms, actor.unchecked)
             return with_step(transfer, replace(step, state=rule.next_state))
 
         return await self._step(actor, request_id, transfer_id, {"action": "reject", "note": note}, run)
