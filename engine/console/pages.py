@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from engine.console.api import ApiProblem, EngineApi
 from engine.console.forms import FormProblem
 from engine.console.i18n import Translator, lang_of
+from engine.console.rollups import RollupCache
 from engine.console.security import (
     LANG_COOKIE,
     SECURITY_HEADERS,
@@ -59,6 +60,7 @@ class Console:
     def __init__(self, api: EngineApi, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.api = api
         self.clock_ms = clock_ms
+        self.rollups = RollupCache()  # per console: nothing kept between apps (or tests)
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(("html",)), enable_async=False
         )

@@ -63,6 +63,8 @@ async def test_sign_in_and_explore_stock_by_org_status_and_bin(page: Page, estat
 async def test_slide_the_as_of_time_and_trace_a_lot(page: Page, estate: Estate) -> None:
     await sign_in(page, estate, estate.admin_token)
     await page.click("#nav-history")
+    await expect(page).to_have_url(re.compile(r"/history$"))  # the boosted swap is done: fill the new form
+    await expect(page.locator("#history-form")).to_be_visible()
     await page.fill('input[name="sku"]', "GLU")
     await page.fill('input[name="site"]', "BOS")
     await page.click("#search")

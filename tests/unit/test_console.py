@@ -19,9 +19,10 @@ from engine.console.forms import (
     parse_stock,
 )
 from engine.console.i18n import LABELS, Translator, lang_of
+from engine.console.rollups import RollupCache, Totals
 from engine.console.security import CSRF_COOKIE, csrf_ok, same_origin
 from engine.console.svg import bar_chart, line_chart
-from engine.console.views.stock import Totals, org_tree
+from engine.console.views.stock import org_tree
 
 
 def stock(query: str):  # type: ignore[no-untyped-def]
@@ -183,3 +184,17 @@ def test_only_the_console_s_own_origin_may_post() -> None:
     assert same_origin(request_with({"host": "127.0.0.1:8470", "origin": "http://127.0.0.1:8470"}))
     assert not same_origin(request_with({"host": "127.0.0.1:8470", "origin": "http://evil.example"}))
     assert not same_origin(request_with({"host": "127.0.0.1:8470", "origin": "null"}))
+
+
+def test_rollups_are_kept_a_few_seconds_per_reader_and_filter() -> None:
+    cache = RollupCache(ttl_ms=5_000, entries=2)
+    by_site = stock("").rollup_request()
+    held_only = stock("status=qc_hold").rollup_request()
+    cache.put("alice", by_site, 1_000, {"BOS": Totals(5)})
+    assert cache.get("alice", by_site, 6_000) == (1_000, {"BOS": Totals(5)})
+    assert cache.get("alice", by_site, 6_001) is None  # too old: asked again
+    assert cache.get("bob", by_site, 1_000) is None  # another reader, other grants: never shared
+    assert cache.get("alice", held_only, 1_000) is None  # another filter
+    cache.put("alice", held_only, 1_000, {})
+    cache.put("bob", by_site, 1_000, {})
+    assert cache.get("alice", by_site, 1_000) is None  # the oldest entry left: the cache is bounded

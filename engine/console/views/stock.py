@@ -19,22 +19,9 @@ from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.console.api import ApiProblem
 from engine.console.forms import DIMENSION_NAMES, STOCK_DIMENSIONS, StockForm, parse_stock
 from engine.console.pages import Console, Page
+from engine.console.rollups import Totals
 
 MAX_TREE_NODES = 2_000  # org nodes and sites drawn at most; the rest is summed in their parents
-
-
-@dataclass(slots=True)
-class Totals:
-    qty: int = 0
-    held: int = 0
-    available: int = 0
-    on_hand: int = 0
-
-    def add(self, row: pb.SliceRow) -> None:
-        self.qty += row.qty
-        self.held += row.held
-        self.available += row.available
-        self.on_hand += row.on_hand
 
 
 @dataclass(slots=True)
@@ -46,6 +33,25 @@ class OrgNode:
     totals: Totals = field(default_factory=Totals)
     children: dict[str, OrgNode] = field(default_factory=dict)
     sites: list[tuple[str, Totals]] = field(default_factory=list)
+
+
+def _per_site(rows: Iterable[pb.StockRow]) -> dict[str, Totals]:
+    per_site: dict[str, Totals] = {}
+    for row in rows:
+        per_site.setdefault(row.site, Totals()).add(row.row)
+    return per_site
+
+
+async def _rollup(console: Console, page: Page, form: StockForm) -> tuple[int, dict[str, Totals]]:
+    request = form.rollup_request()
+    now_ms = console.clock_ms()
+    kept = console.rollups.get(page.token, request, now_ms)
+    if kept is not None:
+        return kept
+    answer = await console.api.query_stock(page.token, request)
+    per_site = _per_site(answer.rows)
+    console.rollups.put(page.token, request, now_ms, per_site)
+    return now_ms, per_site
 
 
 def org_tree(sites: Iterable[pb.Site], per_site: dict[str, Totals]) -> OrgNode:
@@ -104,14 +110,15 @@ async def stock_page(console: Console, request: Request, page: Page) -> Response
     # tree is summed from it, one scan of the shards instead of two (the page's main cost).
     if form.covers_every_site():
         sites, (rows, table_problem) = await asyncio.gather(console.api.list_sites(page.token), table())
-        rollup = rows if table_problem is None else await console.api.query_stock(page.token, form.rollup_request())
+        if table_problem is None:
+            rollup_at_ms, per_site = console.clock_ms(), _per_site(rows.rows)
+            console.rollups.put(page.token, form.rollup_request(), rollup_at_ms, per_site)
+        else:
+            rollup_at_ms, per_site = await _rollup(console, page, form)
     else:
-        sites, rollup, (rows, table_problem) = await asyncio.gather(
-            console.api.list_sites(page.token), console.api.query_stock(page.token, form.rollup_request()), table()
+        sites, (rollup_at_ms, per_site), (rows, table_problem) = await asyncio.gather(
+            console.api.list_sites(page.token), _rollup(console, page, form), table()
         )
-    per_site: dict[str, Totals] = {}
-    for row in rollup.rows:
-        per_site.setdefault(row.site, Totals()).add(row.row)
     total = Totals()
     for row in rows.rows:
         total.add(row.row)
@@ -125,5 +132,6 @@ async def stock_page(console: Console, request: Request, page: Page) -> Response
         rows=[(_row_values(r, form), r.row) for r in rows.rows],
         total=total,
         table_problem=table_problem,
+        rollup_at_ms=rollup_at_ms,
         dimensions=list(STOCK_DIMENSIONS),
     )
