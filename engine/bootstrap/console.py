@@ -83,8 +83,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def start_console(settings: Settings, grpc_address: str) -> ConsoleRuntime:
-    """Serve the console; returns once it accepts connections."""
+async def start_console(settings: Settings, grpc_address: str) -> ConsoleRuntime | None:
+    """Serve the console; returns once it accepts connections. None when the gRPC port
+    demands client certificates: the console has none to present, so it stays off (logged)."""
+    if settings.tls_client_ca_file is not None:
+        log.warning(
+            "console off: the gRPC port requires client certificates (LOTWISE_TLS_CLIENT_CA_FILE), "
+            "which the console cannot present; set LOTWISE_CONSOLE=off to silence this"
+        )
+        return None
     api = EngineApi(channel_to(_dial_address(grpc_address), _credentials(settings)))
     sock = _bind(settings.host, settings.console_port)
     config = uvicorn.Config(

@@ -266,7 +266,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         if settings.console:
             from engine.bootstrap.console import start_console
 
-            parts.console = await start_console(settings, address)
+            parts.console = await start_console(settings, address)  # None when it cannot serve (logged)
             parts.phases.done("console")
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
         log.info(

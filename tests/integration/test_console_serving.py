@@ -5,9 +5,11 @@ bound on requests in progress answers 503 at once instead of queueing."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
 from engine.bootstrap import local_gateway, running_engine
 from engine.settings import Settings
@@ -42,6 +44,23 @@ async def test_console_off_serves_none() -> None:
     try:
         async with running_engine(in_process(console=False), gateway=gateway) as engine:
             assert engine.console_url == ""
+    finally:
+        await gateway.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_console_stays_off_when_the_grpc_port_demands_client_certificates(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = {"tls_cert_file": tmp_path / "server.pem", "tls_key_file": tmp_path / "server.key"}
+    cert.cert_chain_pems[0].write_to_path(str(files["tls_cert_file"]))
+    cert.private_key_pem.write_to_path(str(files["tls_key_file"]))
+    ca.cert_pem.write_to_path(str(tmp_path / "clients-ca.pem"))
+    gateway = local_gateway()
+    try:
+        settings = in_process(**files, tls_client_ca_file=tmp_path / "clients-ca.pem")
+        async with running_engine(settings, gateway=gateway) as engine:
+            assert engine.console_url == ""  # it could present no certificate: off, and logged
     finally:
         await gateway.close()
 
