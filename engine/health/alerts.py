@@ -21,13 +21,14 @@ from typing import Any
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
 SCHEMA = "lotwise.alert/1"  # the stored record's schema (to_record / from_record)
+KIND_EXPIRED = "expired"  # the alert kind (a lot past its expiry), not the status of that name
 KINDS = (
     "discrepancy",
     "dead_letter",
     "temperature",
     "reconciliation",
     "near_expiry",
-    "expired",
+    KIND_EXPIRED,
     "freshness",
     "replenishment",
 )

@@ -5,11 +5,11 @@ status, e.g. `promo_locked`), and at expiry a move to `expired`.
 A rules file is JSON, validated whole at load (`parse_rules`): every problem is reported
 with where it is (`rules[2].near_expiry_days: ...`), and nothing of a bad file is used.
 
-    {"schema": "lotwise.expiry_rules/1",
+    {"schema": "lotwise.expiry_rules/1", "expired_status": "expired",
      "categories": [{"sku_prefix": "MED-", "category": "medical"}],
      "rules": [{"category": "medical", "site": "", "near_expiry_days": 30,
                 "suggested_action": "offer to the front warehouse's wards first",
-                "near_status": "", "expired_status": "expired"},
+                "near_status": ""},
                {"category": "*", "near_expiry_days": 7, "suggested_action": "mark down"}]}
 
 A sku's category is that of the longest `sku_prefix` it starts with ("*" when none). The
@@ -20,8 +20,11 @@ into actions, with stable ids, and `next_crossing_ms` says when that row next ne
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.domain.model import MS_PER_DAY, NO_EXPIRY_MS
@@ -45,9 +48,9 @@ class ExpiryRule:
     category: str  # "*" = any category
     site: str  # "" = any site
     near_expiry_days: int
+    expired_status: str  # where expired stock moves (a status of the dictionary, named by the data)
     suggested_action: str = "promote"
     near_status: str = ""  # move near-expiry stock here ("" = leave it where it is)
-    expired_status: str = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +78,13 @@ class ExpiryRules:
         return max((r.near_expiry_days for r in self.rules.values()), default=0)
 
 
+DEFAULT_RULES_FILE = Path(__file__).parent / "data" / "expiry_rules.json"
+
+
 def default_rules() -> ExpiryRules:
-    """Without a file: expired stock moves to `expired`, a week's notice for promotions."""
-    return parse_rules({"schema": SCHEMA, "rules": [{"category": ANY, "near_expiry_days": 7}]})
+    """Without a file of the operator's: a week's notice for promotions, expired stock to
+    the expired status (engine/health/data/expiry_rules.json)."""
+    return parse_rules(json.loads(DEFAULT_RULES_FILE.read_text()))
 
 
 def _text(raw: Mapping[str, Any], key: str, where: str, problems: list[str], default: str = "") -> str:
@@ -88,7 +95,7 @@ def _text(raw: Mapping[str, Any], key: str, where: str, problems: list[str], def
     return value
 
 
-def _rule(raw: Any, where: str, problems: list[str]) -> ExpiryRule | None:
+def _rule(raw: Any, where: str, problems: list[str], expired_default: str) -> ExpiryRule | None:
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be an object")
         return None
@@ -100,9 +107,9 @@ def _rule(raw: Any, where: str, problems: list[str]) -> ExpiryRule | None:
         problems.append(f"{where}.near_expiry_days: must be an integer 0..{MAX_WINDOW_DAYS}")
         days = 0
     category = _text(raw, "category", where, problems, ANY) or ANY
-    expired_status = _text(raw, "expired_status", where, problems, "expired")
+    expired_status = _text(raw, "expired_status", where, problems, expired_default)
     if not expired_status:
-        problems.append(f"{where}.expired_status: must not be empty")
+        problems.append(f"{where}.expired_status: must name a status (here or at the top of the file)")
     return ExpiryRule(
         category=category,
         site=_text(raw, "site", where, problems),
@@ -141,7 +148,7 @@ def parse_rules(raw: Any, known_statuses: frozenset[str] | None = None) -> Expir
     problems: list[str] = []
     if raw.get("schema") != SCHEMA:
         problems.append(f"schema: must be {SCHEMA!r}")
-    unknown = set(raw) - {"schema", "version", "categories", "rules"}
+    unknown = set(raw) - {"schema", "version", "expired_status", "categories", "rules"}
     if unknown:
         problems.append(f"unknown keys {sorted(unknown)}")
     categories = _categories(raw.get("categories", []), problems)
@@ -149,9 +156,13 @@ def parse_rules(raw: Any, known_statuses: frozenset[str] | None = None) -> Expir
     if not isinstance(entries, list) or not entries or len(entries) > MAX_RULES:
         problems.append(f"rules: must be a list of 1..{MAX_RULES} rules")
         entries = []
+    expired_default = raw.get("expired_status", "")
+    if not isinstance(expired_default, str):
+        problems.append("expired_status: must be a status name")
+        expired_default = ""
     rules: dict[tuple[str, str], ExpiryRule] = {}
     for i, entry in enumerate(entries):
-        rule = _rule(entry, f"rules[{i}]", problems)
+        rule = _rule(entry, f"rules[{i}]", problems, expired_default)
         if rule is None:
             continue
         if (rule.category, rule.site) in rules:
@@ -206,7 +217,7 @@ class StatusMove:
     row: StockSlice
     qty: int
     to_status: str
-    why: str  # "near_expiry" | "expired"
+    why: str  # "near_expiry" | "expiry"
 
 
 def promotion_task_id(site: str, sku: str, lot_id: str) -> str:
@@ -225,8 +236,7 @@ def decide(
     if now_ms >= row.expires_at_ms:
         if free <= 0 or row.status == rule.expired_status:
             return None, None
-        rid = f"health:expired:{row.site}:{row.sku}:{row.lot_id}:{row.bin}:{row.status}:{row.owner}:{free}"
-        return None, StatusMove(rid, row, free, rule.expired_status, "expired")
+        return None, StatusMove(_move_id("expiry", row, free), row, free, rule.expired_status, "expiry")
     if now_ms < row.expires_at_ms - rule.near_expiry_days * MS_PER_DAY:
         return None, None
     days_left = round((row.expires_at_ms - now_ms) / MS_PER_DAY, 2)
@@ -242,9 +252,15 @@ def decide(
     )
     move = None
     if rule.near_status and row.status != rule.near_status and free > 0 and row.status not in terminal:
-        rid = f"health:near:{row.site}:{row.sku}:{row.lot_id}:{row.bin}:{row.status}:{row.owner}:{free}"
-        move = StatusMove(rid, row, free, rule.near_status, "near_expiry")
+        move = StatusMove(_move_id("near", row, free), row, free, rule.near_status, "near_expiry")
     return task, move
+
+
+def _move_id(why: str, row: StockSlice, qty: int) -> str:
+    """A request id (letters, digits, `:-`) stable for the same move of the same row, so a
+    retried or repeated decision is answered from the cell's idempotency window."""
+    raw = "\x1f".join((why, row.site, row.sku, row.lot_id, row.bin, row.status, row.owner, str(qty)))
+    return f"health:{why}:{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
 
 
 def next_crossing_ms(expires_at_ms: int, rule: ExpiryRule, now_ms: int) -> int | None:

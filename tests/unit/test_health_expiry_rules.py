@@ -28,6 +28,7 @@ TERMINAL = frozenset({"expired", "damaged"})
 def rules_doc(**over: object) -> dict[str, object]:
     doc: dict[str, object] = {
         "schema": SCHEMA,
+        "expired_status": "expired",
         "categories": [
             {"sku_prefix": "MED-", "category": "medical"},
             {"sku_prefix": "MED-IMP-", "category": "implant"},
@@ -89,6 +90,8 @@ def test_every_problem_is_reported_with_where_it_is() -> None:
         parse_rules([])
     with pytest.raises(RulesError):
         parse_rules({"schema": SCHEMA, "rules": []})
+    with pytest.raises(RulesError, match=r"rules\[0\].expired_status: must name a status"):
+        parse_rules({"schema": SCHEMA, "rules": [{"near_expiry_days": 1}]})
 
 
 def test_the_shipped_example_file_loads() -> None:
@@ -97,12 +100,12 @@ def test_the_shipped_example_file_loads() -> None:
 
 
 def test_outside_the_window_nothing_happens() -> None:
-    rule = ExpiryRule("*", "", 30)
+    rule = ExpiryRule("*", "", 30, "expired")
     assert decide(row(T0 + 31 * MS_PER_DAY), rule, T0, TERMINAL) == (None, None)
 
 
 def test_inside_the_window_a_promotion_task_with_a_stable_id() -> None:
-    rule = ExpiryRule("*", "", 30, suggested_action="mark down 20%")
+    rule = ExpiryRule("*", "", 30, "expired", suggested_action="mark down 20%")
     task, move = decide(row(T0 + 30 * MS_PER_DAY), rule, T0, TERMINAL)
     assert move is None
     assert task is not None
@@ -114,7 +117,7 @@ def test_inside_the_window_a_promotion_task_with_a_stable_id() -> None:
 
 
 def test_a_near_status_moves_the_free_units() -> None:
-    rule = ExpiryRule("*", "", 30, near_status="promo_locked")
+    rule = ExpiryRule("*", "", 30, "expired", near_status="promo_locked")
     _, move = decide(row(T0 + MS_PER_DAY, qty=10, held=3), rule, T0, TERMINAL)
     assert move is not None
     assert (move.qty, move.to_status, move.why) == (7, "promo_locked", "near_expiry")
@@ -123,18 +126,18 @@ def test_a_near_status_moves_the_free_units() -> None:
 
 
 def test_at_expiry_the_free_units_move_to_expired() -> None:
-    rule = ExpiryRule("*", "", 30)
+    rule = ExpiryRule("*", "", 30, "expired")
     task, move = decide(row(T0, qty=10, held=4), rule, T0, TERMINAL)
     assert task is None
     assert move is not None
-    assert (move.qty, move.to_status, move.why) == (6, "expired", "expired")
+    assert (move.qty, move.to_status, move.why) == (6, "expired", "expiry")
     assert decide(row(T0, status="expired"), rule, T0, TERMINAL) == (None, None)
     assert decide(row(T0, qty=4, held=4), rule, T0, TERMINAL) == (None, None)  # held: later
     assert decide(row(0), rule, T0, TERMINAL) == (None, None)  # never expires
 
 
 def test_next_crossing() -> None:
-    rule = ExpiryRule("*", "", 30)
+    rule = ExpiryRule("*", "", 30, "expired")
     exp = T0 + 40 * MS_PER_DAY
     assert next_crossing_ms(exp, rule, T0) == exp - 30 * MS_PER_DAY
     assert next_crossing_ms(exp, rule, exp - 30 * MS_PER_DAY) == exp
@@ -143,4 +146,4 @@ def test_next_crossing() -> None:
 
 
 def test_default_rules() -> None:
-    assert default_rules().rule_for("ANY", "ANY") == ExpiryRule("*", "", 7)
+    assert default_rules().rule_for("ANY", "ANY") == ExpiryRule("*", "", 7, "expired")
