@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.health import HealthRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
 
@@ -73,6 +74,7 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -210,6 +212,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.ingest.stop()  # first: it applies through the gateway and the server
     if parts.server is not None:
         await parts.server.stop(2.0)
+    if parts.health is not None:
+        await parts.health.stop()  # its timers and follower, before the documents close
     if parts.metrics is not None:
         parts.metrics.stop()
     if parts.bus is not None:
@@ -222,6 +226,17 @@ async def _stop(parts: _Parts) -> None:
         await parts.gateway.close()
     if parts.nats is not None:
         await parts.nats.stop()
+
+
+async def _start_stock_health(settings: Settings, gateway: Gateway, parts: _Parts) -> HealthRuntime | None:
+    """Stock health (issue 15) over the documents of the desks, history when it is on."""
+    if not settings.health or parts.desks is None:
+        return None
+    from engine.bootstrap.health import start_health
+
+    history = parts.history.store if parts.history else None
+    nats_url = parts.nats_url or settings.nats_url
+    return await start_health(settings, gateway, gateway.statuses, nats_url, parts.desks.documents, history=history)
 
 
 @asynccontextmanager
@@ -241,6 +256,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         gw = gateway if gateway is not None else await _start_services(settings, parts)
         if parts.desks is None:
             parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
+        parts.health = await _start_stock_health(settings, gw, parts)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,
@@ -254,6 +270,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             credentials=credentials,
             org=parts.desks.org,
             transfers=parts.desks.transfers,
+            stock_health=parts.health.desks() if parts.health else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")

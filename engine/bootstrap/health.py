@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from engine.api.health import HealthDesks
 from engine.bootstrap.config import SettingsProblem
 from engine.domain.clock import SystemClock
 from engine.domain.documents import DocumentStore
@@ -168,6 +169,9 @@ class HealthRuntime:
     task: asyncio.Task[None] | None = None
     follower: object | None = None  # the JournalFollower feeding `sink` (durable journal only)
     close_store: Callable[[], Awaitable[None]] | None = None
+
+    def desks(self) -> HealthDesks:
+        return HealthDesks(self.alerts, self.reconciler, self.proposals, self.shelf, self.watch)
 
     async def stop(self) -> None:
         self.stop_event.set()
