@@ -258,7 +258,8 @@ async def test_expired_stock_moves_to_expired_and_alerts_are_scoped(
     cal_sees = (await cal.alerts.ListAlerts(apb.ListAlertsRequest(kinds=["expired"]))).alerts
     assert [(a.kind, a.scope.site) for a in cal_sees] == [("expired", "CW-1")]
     expired_fw = next(a for a in fay_sees if a.kind == "expired")
-    assert expired_fw.evidence and expired_fw.evidence[0].startswith("health:expiry:")
+    assert expired_fw.evidence
+    assert expired_fw.evidence[0].startswith("health:expiry:")
     with pytest.raises(grpc.aio.AioRpcError) as denied:
         await cal.alerts.AcknowledgeAlert(apb.AlertActionRequest(alert_id=expired_fw.alert_id))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -333,7 +334,8 @@ async def test_reconciliation_alerts_after_two_cycles_and_adjusts_only_on_approv
     assert again == r1  # the same snapshot id: its first report
     manual_clock.advance(30_000)
     r2 = await fay.health.SubmitStockSnapshot(snapshot("snap-2", manual_clock.now_ms(), 18))
-    assert len(r2.alert_ids) == 1 and len(r2.proposal_ids) == 1
+    assert len(r2.alert_ids) == 1
+    assert len(r2.proposal_ids) == 1
     alert = (await fay.alerts.GetAlert(apb.GetAlertRequest(alert_id=r2.alert_ids[0]))).alert
     assert (alert.kind, alert.scope.lot_id, list(alert.evidence)) == ("reconciliation", "S1", ["snap-1", "snap-2"])
     assert await stock(engine.gateway, "MED-STENT", "FW-BOS") == before  # nothing applied silently
