@@ -16,6 +16,7 @@ import structlog
 
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
 from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
+from engine.bootstrap.health import check_health_settings
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -41,6 +42,7 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
 
 
 class StartPhases:
@@ -248,6 +250,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     from engine.bootstrap.auth import server_credentials, start_auth
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    check_health_settings(settings)  # the expiry rules and tolerances too
     transfer_flow_of(settings)  # the transfer flow too
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
@@ -294,6 +297,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
+            parts.health,
         )
     finally:
         await _stop(parts)

@@ -143,6 +143,15 @@ def tolerances_of(path: Path | None) -> Tolerances:
         raise SettingsProblem("health_tolerances", f"{path}: {exc}") from None
 
 
+def check_health_settings(settings: Settings) -> None:
+    """Read and check the files stock health names (SettingsProblem naming the field)."""
+    if settings.health:
+        from engine.bootstrap.config import statuses_of
+
+        expiry_rules_of(settings, statuses_of(settings))
+        tolerances_of(settings.health_tolerances)
+
+
 def terminal_statuses(statuses: StatusDictionary, rules: ExpiryRules) -> frozenset[str]:
     """Statuses the watch leaves alone: not on hand or leaving the site, and where the
     rules send expired stock."""
