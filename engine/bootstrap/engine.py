@@ -17,6 +17,7 @@ import structlog
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
 from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
 from engine.bootstrap.health import check_health_settings
+from engine.health.hooks import HealthHooks
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -77,6 +78,7 @@ class _Parts:
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
     health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
+    hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -133,7 +135,7 @@ async def start_history_runtime(settings: Settings, nats_url: str) -> HistoryRun
 
 
 async def start_ingest_runtime(
-    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None
+    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None, hooks: HealthHooks | None = None
 ) -> IngestRuntime:
     """Ingestion (IoT cabinets and WMS over NATS) with its dead letters; WMS transfer
     events naming an engine transfer advance it through the desks."""
@@ -147,6 +149,7 @@ async def start_ingest_runtime(
         nats_url=nats_url,
         replicas=settings.journal_replicas,
         transfers=WmsTransferSteps(desks.transfers) if desks is not None else None,
+        hooks=hooks if settings.health else None,
     )
 
 
@@ -194,7 +197,7 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
         return gateway
     if settings.ingest:
         parts.desks = await start_desks(settings, gateway, nats_url)  # before ingestion: it advances transfers
-        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks)
+        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks, parts.hooks)
         parts.phases.done("ingest")
     return gateway
 
@@ -238,7 +241,9 @@ async def _start_stock_health(settings: Settings, gateway: Gateway, parts: _Part
 
     history = parts.history.store if parts.history else None
     nats_url = parts.nats_url or settings.nats_url
-    return await start_health(settings, gateway, gateway.statuses, nats_url, parts.desks.documents, history=history)
+    return await start_health(
+        settings, gateway, gateway.statuses, nats_url, parts.desks.documents, history=history, hooks=parts.hooks
+    )
 
 
 @asynccontextmanager

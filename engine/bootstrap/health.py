@@ -29,6 +29,7 @@ from engine.health.books import BooksPort, CellBooks, HistoryBooks
 from engine.health.desk import AlertDesk
 from engine.health.expiry_rules import ExpiryRules, RulesError, default_rules, parse_rules
 from engine.health.expiry_sink import ExpirySink
+from engine.health.hooks import AlertingDeadLetters, HealthHooks
 from engine.health.ports import AlertStore, HealthPublisher
 from engine.health.reconcile import TOLERANCE_SCHEMA, Tolerances, parse_tolerances
 from engine.health.services import ProposalDesk, Reconciled, ReconcileHooks, Reconciler, ShelfDesk
@@ -177,6 +178,7 @@ class HealthRuntime:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     follower: object | None = None  # the JournalFollower feeding `sink` (durable journal only)
+    intake: object | None = None  # snapshots from NATS (durable journal only)
     close_store: Callable[[], Awaitable[None]] | None = None
 
     def desks(self) -> HealthDesks:
@@ -187,9 +189,10 @@ class HealthRuntime:
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.task, 10.0)
-        stop = getattr(self.follower, "stop", None)
-        if stop is not None:
-            await stop()
+        for part in (self.intake, self.follower):
+            stop = getattr(part, "stop", None)
+            if stop is not None:
+                await stop()
         if self.close_store is not None:
             await self.close_store()
 
@@ -277,13 +280,18 @@ async def start_health(
     *,
     history: HistoryStore | None = None,
     clock: Clock | None = None,
+    hooks: HealthHooks | None = None,
 ) -> HealthRuntime:
-    """Build, follow the journal (durable journal only), run the watch's loop."""
+    """Build, follow the journal and take snapshots from NATS (durable journal only), run
+    the watch's loop; `hooks` (dead letters, excursions) raise alerts from now on."""
     parts = await open_health_parts(settings, nats_url, documents)
     runtime = build_health(settings, stock, statuses, parts, clock=clock, history=history)
+    hooks = hooks or HealthHooks()
+    hooks.bind(runtime.alerts)
     try:
         if settings.journal == "nats" and nats_url:
             runtime.follower = await _start_follower(settings, nats_url, runtime.sink)
+            runtime.intake = await _start_intake(settings, nats_url, runtime.reconciler, hooks)
         runtime.task = asyncio.get_running_loop().create_task(
             runtime.watch.run(runtime.stop_event), name="expiry-watch"
         )
@@ -314,6 +322,37 @@ async def _start_follower(settings: Settings, nats_url: str, sink: ExpirySink) -
     class _Running:
         async def stop(self) -> None:
             await follower.stop()
+            await link.close()
+
+    return _Running()
+
+
+async def _start_intake(settings: Settings, nats_url: str, reconciler: Reconciler, hooks: HealthHooks) -> object:
+    from adapters.nats.deadletter import NatsDeadLetters, dead_letter_config
+    from adapters.nats.journal import NatsLink, engine_journal_config
+    from adapters.nats.snapshots import SnapshotIntake, engine_snapshot_config
+
+    journal = engine_journal_config(
+        settings.namespace, nats_url, settings.journal_replicas, client_name="lotwise-snapshots"
+    )
+    link = NatsLink(journal)
+    await link.connect()
+    try:
+        store = NatsDeadLetters(link, dead_letter_config(settings.namespace, nats_url, settings.journal_replicas))
+        await store.ensure()
+        config = engine_snapshot_config(settings.namespace, nats_url, settings.journal_replicas)
+        intake = SnapshotIntake(link, config, reconciler.submit, AlertingDeadLetters(store, hooks))
+        await intake.start()
+    except BaseException:
+        await link.close()
+        raise
+
+    class _Running:
+        def __init__(self) -> None:
+            self.intake = intake
+
+        async def stop(self) -> None:
+            await intake.stop()
             await link.close()
 
     return _Running()
