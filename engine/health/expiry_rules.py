@@ -82,7 +82,7 @@ DEFAULT_RULES_FILE = Path(__file__).parent / "data" / "expiry_rules.json"
 
 
 def default_rules() -> ExpiryRules:
-    """Without a file of the operator's: a week's notice for promotions, expired stock to
+    """Without a file of the operator's: 30 days' notice for promotions, expired stock to
     the expired status (engine/health/data/expiry_rules.json)."""
     return parse_rules(json.loads(DEFAULT_RULES_FILE.read_text()))
 
