@@ -49,7 +49,7 @@ class SnapshotIntakeConfig:
     subject_prefix: str = "lotwise.snapshots"
     consumer: str = "lotwise-reconciliation"
     replicas: int = 1
-    max_bytes: int = 1024 * MiB
+    max_bytes: int = 256 * MiB
     max_msg_bytes: int = 8 * MiB  # 100,000 lines of JSON fit
     max_deliver: int = 5
     ack_wait_s: float = 60.0

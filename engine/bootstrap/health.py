@@ -38,6 +38,7 @@ from engine.health.sweep import ExpiryWatch, StockPort, WatchHooks
 from engine.settings import Settings
 
 log = structlog.get_logger("lotwise.health")
+RESERVED_NAMESPACES = frozenset({"alerts", "health", "snapshots"})
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 30_000, 300_000)
 
 
@@ -149,6 +150,9 @@ def check_health_settings(settings: Settings) -> None:
     if settings.health:
         from engine.bootstrap.config import statuses_of
 
+        if settings.namespace in RESERVED_NAMESPACES:
+            # lotwise.<ns>.alerts.> would overlap the default namespace's lotwise.alerts.> (and so on)
+            raise SettingsProblem("namespace", f"{settings.namespace!r} is reserved by stock health's subjects")
         expiry_rules_of(settings, statuses_of(settings))
         tolerances_of(settings.health_tolerances)
 
