@@ -30,9 +30,9 @@ from engine.domain.grants import Action
 from engine.health.alerts import MAX_LIST_LIMIT, Alert, AlertQuery, check_query
 from engine.health.desk import AlertDesk
 from engine.health.proposals import Proposal
-from engine.health.reconcile import SnapshotLine, StockSnapshot
+from engine.health.reconcile import SnapshotLine, StockSnapshot, check_snapshot
 from engine.health.services import ProposalDesk, Reconciled, Reconciler, ShelfDesk, key_text
-from engine.health.shelf import ShelfCount, ShelfLine
+from engine.health.shelf import ShelfCount, ShelfLine, check_counts
 from engine.health.sweep import ExpiryWatch
 
 DEFAULT_LIMIT = 100
@@ -226,8 +226,9 @@ class StockHealthServicer(hpb_grpc.StockHealthServicer):
         self, request: hpb.SubmitStockSnapshotRequest, context: grpc.aio.ServicerContext
     ) -> hpb.ReconciliationReport:
         lines = tuple(SnapshotLine(x.site, x.sku, x.qty, x.lot_id, x.bin, x.status) for x in request.lines)
-        await self._require_sites(Action.COUNT, {x.site for x in lines})
         snapshot = StockSnapshot(request.snapshot_id, request.source, request.as_of_ms, lines)
+        check_snapshot(snapshot)  # a malformed snapshot is INVALID_ARGUMENT whoever sends it
+        await self._require_sites(Action.COUNT, {x.site for x in lines})
         return report_to_pb(await self.reconciler.submit(snapshot))
 
     @_rpc
@@ -235,7 +236,7 @@ class StockHealthServicer(hpb_grpc.StockHealthServicer):
         self, request: hpb.GetReconciliationReportRequest, context: grpc.aio.ServicerContext
     ) -> hpb.ReconciliationReport:
         found = await self.reconciler.get(request.snapshot_id)
-        await self._require_sites(Action.READ, {p.site for p in found.report.pairs} or {""})
+        await self._require_sites(Action.READ, set(found.sites))
         return report_to_pb(found)
 
     @_rpc
@@ -272,6 +273,7 @@ class StockHealthServicer(hpb_grpc.StockHealthServicer):
         self, request: hpb.SubmitShelfCountsRequest, context: grpc.aio.ServicerContext
     ) -> hpb.ShelfCountsResponse:
         counts = tuple(ShelfCount(c.site, c.bin, c.sku, c.counted, c.confidence) for c in request.counts)
+        check_counts(counts)
         await self._require_sites(Action.COUNT, {c.site for c in counts})
         outcome = await self.shelf.submit(request.count_id, request.source, counts)
         r = outcome.result

@@ -21,6 +21,7 @@ from engine.health.alerts import AlertScope, Condition
 from engine.health.books import BooksPort
 from engine.health.desk import AlertDesk
 from engine.health.ports import HealthEvent, HealthPublisher
+from engine.health.proposals import STATES as PROPOSAL_STATES
 from engine.health.proposals import Proposal, approve, from_record, reject, to_record
 from engine.health.reconcile import (
     ALERT_AFTER_CYCLES,
@@ -60,6 +61,7 @@ class Reconciled:
     streaks: dict[str, int]  # key text → streak, for the reported differences
     proposal_ids: tuple[str, ...]
     alert_ids: tuple[str, ...]
+    sites: tuple[str, ...] = ()  # every site the snapshot named (who may read its report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class ProposalDesk:
         return from_record(found.value)
 
     async def list(self, site: str = "", state: str = "") -> list[Proposal]:
+        if state and state not in PROPOSAL_STATES:
+            raise InvalidArgument([FieldViolation("state", f"must be one of {', '.join(PROPOSAL_STATES)}")])
         out: list[Proposal] = []
         for key in (await self.documents.keys("health.proposal."))[: MAX_PROPOSALS_LISTED * 10]:
             found = await self.documents.get(key)
@@ -227,6 +231,7 @@ class Reconciler:
             {key_text(d.key): streaks.get(d.key, 0) for d in unmatched},
             tuple(proposal_ids),
             tuple(alert_ids),
+            tuple(sorted({line.site for line in snapshot.lines})),
         )
         await self._save(report_key, reconciled_to_record(result), 0)
         self.hooks.on_report(result)
@@ -309,6 +314,7 @@ def reconciled_to_record(r: Reconciled) -> dict[str, Any]:
         "streaks": r.streaks,
         "proposal_ids": list(r.proposal_ids),
         "alert_ids": list(r.alert_ids),
+        "sites": list(r.sites),
     }
 
 
@@ -324,7 +330,9 @@ def reconciled_from_record(v: dict[str, Any]) -> Reconciled:
         pairs,
     )
     diffs = tuple(Difference((d[0], d[1], d[2], d[3], d[4]), d[5], d[6], d[7], d[8], d[9]) for d in v["differences"])
-    return Reconciled(rep, v["source"], diffs, dict(v["streaks"]), tuple(v["proposal_ids"]), tuple(v["alert_ids"]))
+    return Reconciled(
+        rep, v["source"], diffs, dict(v["streaks"]), tuple(v["proposal_ids"]), tuple(v["alert_ids"]), tuple(v["sites"])
+    )
 
 
 @dataclass(frozen=True, slots=True)

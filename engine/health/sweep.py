@@ -45,6 +45,7 @@ MAX_ROWS = 100_000  # rows one look reads; a sweep that reaches it says so (and 
 LOOK_AHEAD_DAYS = 2  # a sweep schedules every crossing within this many days past the widest window
 SWEEP_DOC = "health.expiry.sweep"
 MAX_LATENCY_SAMPLES = 10_000
+RETRY_MS = 1_000  # a failed look at a due pair is tried again this much later
 
 
 class StockPort(Protocol):
@@ -142,7 +143,12 @@ class ExpiryWatch:
             due[(sku, site)] = min(due.get((sku, site), at), at)
         total = LookResult()
         for (sku, site), crossed_at in due.items():
-            result = await self.look((sku,), (site,), crossed_at_ms=crossed_at)
+            try:
+                result = await self.look((sku,), (site,), crossed_at_ms=crossed_at)
+            except Exception as exc:  # shards recovering, NATS away: look again soon, not never
+                log.warning("expiry look failed; retrying", sku=sku, site=site, error=f"{type(exc).__name__}: {exc}")
+                self.schedule(sku, site, self.now_ms() + RETRY_MS)
+                continue
             _add(total, result)
         return total
 
@@ -297,30 +303,34 @@ class ExpiryWatch:
 
     async def run(self, stop: asyncio.Event, max_sleep_s: float = 60.0) -> None:
         """Until `stop`: a sweep when due (at start too when the last one is older than the
-        interval), and each timer as it falls due."""
-        next_sweep = await self.last_sweep_ms() + self.sweep_interval_ms
+        interval), and each timer as it falls due. A failure is logged and tried again a
+        second later: the loop itself never ends on one."""
+        next_sweep: int | None = None
         while not stop.is_set():
-            now = self.now_ms()
-            if now >= next_sweep:
-                await self._guarded(self.sweep())
-                next_sweep = self.now_ms() + self.sweep_interval_ms
-            await self._guarded(self.run_due())
-            wake_at = min(next_sweep, self.next_timer_ms() or next_sweep)
-            sleep_s = min(max((wake_at - self.now_ms()) / 1000.0, 0.0), max_sleep_s)
+            try:
+                if next_sweep is None:
+                    next_sweep = await self.last_sweep_ms() + self.sweep_interval_ms
+                if self.now_ms() >= next_sweep:
+                    await self.sweep()
+                    next_sweep = self.now_ms() + self.sweep_interval_ms
+                await self.run_due()
+                wake_at = min(next_sweep, self.next_timer_ms() or next_sweep)
+                sleep_s = min(max((wake_at - self.now_ms()) / 1000.0, 0.0), max_sleep_s)
+            except Exception as exc:
+                log.warning("expiry watch turn failed", error=f"{type(exc).__name__}: {exc}")
+                sleep_s = RETRY_MS / 1000
             self._wake.clear()
             if sleep_s > 0:
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-                try:
-                    await asyncio.wait(waiters, timeout=sleep_s, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waiters:
-                        w.cancel()
+                await self._sleep(stop, sleep_s)
 
-    async def _guarded(self, work: Any) -> None:
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until `seconds` pass, `stop` is set, or an earlier timer is scheduled."""
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
-            await work
-        except DomainError as err:  # unavailable shards, overload: the next turn tries again
-            log.warning("expiry watch look failed", error=str(err))
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
 
 
 def _add(total: LookResult, r: LookResult) -> None:

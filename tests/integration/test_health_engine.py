@@ -60,6 +60,10 @@ async def test_rules_act_within_a_second_of_the_crossing(tmp_path: Path, nats_se
     try:
         async with running_engine(settings, gateway=gateway) as running, LotwiseClient(running.grpc_address) as client:
             assert running.health is not None
+            for _ in range(300):  # the start-up sweep first: every move below is a timer's
+                if await running.health.watch.last_sweep_ms():
+                    break
+                await asyncio.sleep(0.1)
             await client.put_sku(Sku("YOG"))
             await client.put_site(Site("ST-1"))
             start = time.time_ns() // 1_000_000 + 2_000  # receipts journaled and followed well before

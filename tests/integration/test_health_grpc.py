@@ -294,6 +294,13 @@ async def test_bad_requests_are_typed(people: dict[str, Person]) -> None:
             )
         )
     assert snap.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as no_site:  # malformed before any grant is looked at
+        await people["cw_clerk"].health.SubmitStockSnapshot(
+            hpb.SubmitStockSnapshotRequest(
+                snapshot_id="s", source="wms", as_of_ms=1, lines=[hpb.SnapshotLine(sku="X", qty=1)]
+            )
+        )
+    assert no_site.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as shelf:
         await admin.health.SubmitShelfCounts(
             hpb.SubmitShelfCountsRequest(
@@ -354,6 +361,16 @@ async def test_reconciliation_alerts_after_two_cycles_and_adjusts_only_on_approv
         await max_.health.ApproveAdjustment(hpb.ProposalActionRequest(proposal_id=pid))
     assert reason(twice.value) == "PROPOSAL_DECIDED"
     assert await stock(engine.gateway, "MED-STENT", "FW-BOS") == {"available": 18}
+    report = await fay.health.GetReconciliationReport(hpb.GetReconciliationReportRequest(snapshot_id="snap-2"))
+    assert report == r2
+    with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+        await people["cw_clerk"].health.GetReconciliationReport(
+            hpb.GetReconciliationReportRequest(snapshot_id="snap-2")
+        )
+    assert elsewhere.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as bad_state:
+        await fay.health.ListProposals(hpb.ListProposalsRequest(state="maybe"))
+    assert bad_state.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = (await fay.health.ListProposals(hpb.ListProposalsRequest(site="FW-BOS"))).proposals
     assert [(p.proposal_id, p.state) for p in listed] == [(pid, "approved")]
     assert (await people["cw_clerk"].health.ListProposals(hpb.ListProposalsRequest())).proposals == []
