@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ MAX_ROWS = 100_000  # rows one look reads; a sweep that reaches it says so (and 
 LOOK_AHEAD_DAYS = 2  # a sweep schedules every crossing within this many days past the widest window
 SWEEP_DOC = "health.expiry.sweep"
 MAX_LATENCY_SAMPLES = 10_000
+MAX_DEFERRED_ALERTS = 10_000  # alerts waiting for their store; the oldest are dropped past it
 RETRY_MS = 1_000  # a failed look at a due pair is tried again this much later
 
 
@@ -63,7 +65,7 @@ class LookResult:
     moves: int = 0
     refused: int = 0  # moves a cell refused (stock changed meanwhile): the next look redoes them
     truncated: bool = False
-    latencies_ms: list[float] = field(default_factory=list)  # crossing → action, of due timers
+    latencies_ms: list[float] = field(default_factory=list)  # the lot's crossing → action, of timers' looks
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class ExpiryWatch:
         self._queued: set[tuple[int, str, str]] = set()
         self._wake = asyncio.Event()
         self.dropped_timers = 0
+        self.refused = 0  # moves a cell refused (each looked at again RETRY_MS later)
+        self._deferred: deque[Condition] = deque(maxlen=MAX_DEFERRED_ALERTS)
         self.latencies_ms: list[float] = []
 
     # ---- timers ----
@@ -135,16 +139,15 @@ class ExpiryWatch:
     async def run_due(self) -> LookResult:
         """Look at every pair whose timer is due now."""
         now = self.now_ms()
-        due: dict[tuple[str, str], int] = {}
+        due: dict[tuple[str, str], None] = {}  # each pair once, in timer order
         while self._heap and self._heap[0][0] <= now:
             item = heapq.heappop(self._heap)
             self._queued.discard(item)
-            at, sku, site = item
-            due[(sku, site)] = min(due.get((sku, site), at), at)
+            due[(item[1], item[2])] = None
         total = LookResult()
-        for (sku, site), crossed_at in due.items():
+        for sku, site in due:
             try:
-                result = await self.look((sku,), (site,), crossed_at_ms=crossed_at)
+                result = await self.look((sku,), (site,), timed=True)
             except Exception as exc:  # shards recovering, NATS away: look again soon, not never
                 log.warning("expiry look failed; retrying", sku=sku, site=site, error=f"{type(exc).__name__}: {exc}")
                 self.schedule(sku, site, self.now_ms() + RETRY_MS)
@@ -168,7 +171,7 @@ class ExpiryWatch:
         sites: tuple[str, ...],
         *,
         horizon_days: int | None = None,
-        crossed_at_ms: int | None = None,
+        timed: bool = False,
     ) -> LookResult:
         horizon = self.rules.max_window_days + 1 if horizon_days is None else horizon_days
         q = StockQuery(
@@ -184,30 +187,35 @@ class ExpiryWatch:
             log.warning("expiry look reached its row bound", rows=len(rows), bound=MAX_ROWS)
         now = self.now_ms()
         for stock_row in rows:
-            await self._act_on(_slice(stock_row), now, result, crossed_at_ms)
+            await self._act_on(_slice(stock_row), now, result, timed)
         if skus or sites:
             self.hooks.on_look("pair", result.rows)
         return result
 
-    async def _act_on(self, row: StockSlice, now: int, result: LookResult, crossed_at_ms: int | None) -> None:
+    async def _act_on(self, row: StockSlice, now: int, result: LookResult, timed: bool) -> None:
         rule = self.rules.rule_for(row.sku, row.site)
         if rule is None:
             return
         task, move = decide(row, rule, now, self.terminal)
+        window_start = row.expires_at_ms - rule.near_expiry_days * MS_PER_DAY
         if task is not None and await self._publish_task(task, now):
             result.tasks += 1
-            self._acted("promotion", crossed_at_ms, result)
+            self._acted("promotion", window_start if timed else None, result)
         if move is not None:
             if await self._move(move, now):
                 result.moves += 1
-                self._acted(move.why, crossed_at_ms, result)
+                crossing = row.expires_at_ms if move.why == "expiry" else window_start
+                self._acted(move.why, crossing if timed else None, result)
             else:
                 result.refused += 1
+                self.refused += 1
+                self.schedule(row.sku, row.site, now + RETRY_MS)  # moved by the next look, not the next sweep
         nxt = next_crossing_ms(row.expires_at_ms, rule, now)
         if nxt is not None and row.status not in self.terminal:
             self.schedule(row.sku, row.site, nxt)
 
     def _acted(self, kind: str, crossed_at_ms: int | None, result: LookResult) -> None:
+        """Count the action; for a timer's look, its latency from the lot's own crossing."""
         latency = float(max(self.now_ms() - crossed_at_ms, 0)) if crossed_at_ms is not None else -1.0
         if crossed_at_ms is not None:
             result.latencies_ms.append(latency)
@@ -233,7 +241,7 @@ class ExpiryWatch:
         # (the stream's duplicate window and subscribers drop it), never loses the task.
         if self.publisher is not None:
             await self.publisher.publish_event(HealthEvent(task.task_id, "promotion_task", task.site, now, body))
-        await self.alerts.raise_alert(
+        await self._raise(
             Condition(
                 kind="near_expiry",
                 severity="warning",
@@ -269,7 +277,7 @@ class ExpiryWatch:
             log.info("expiry move refused", sku=row.sku, site=row.site, lot=row.lot_id, error=str(err))
             return False
         if move.why == "expiry":
-            await self.alerts.raise_alert(
+            await self._raise(
                 Condition(
                     kind=KIND_EXPIRED,
                     severity="critical",
@@ -280,6 +288,21 @@ class ExpiryWatch:
                 )
             )
         return True
+
+    async def _raise(self, condition: Condition) -> None:
+        """Raise an alert; one that cannot be stored now (NATS slow or away) waits in a
+        bounded queue and is raised again at the next turn, after the stock action it
+        belongs to has been counted (the action is never redone for its alert)."""
+        try:
+            await self.alerts.raise_alert(condition)
+        except Exception as exc:
+            log.warning("alert deferred", kind=condition.kind, error=f"{type(exc).__name__}: {exc}")
+            self._deferred.append(condition)
+
+    async def raise_deferred(self) -> None:
+        for _ in range(len(self._deferred)):
+            condition = self._deferred.popleft()
+            await self._raise(condition)  # back at the end of the queue when it fails again
 
     # ---- progress and the loop ----
 
@@ -313,6 +336,7 @@ class ExpiryWatch:
                 if self.now_ms() >= next_sweep:
                     await self.sweep()
                     next_sweep = self.now_ms() + self.sweep_interval_ms
+                await self.raise_deferred()
                 await self.run_due()
                 wake_at = min(next_sweep, self.next_timer_ms() or next_sweep)
                 sleep_s = min(max((wake_at - self.now_ms()) / 1000.0, 0.0), max_sleep_s)

@@ -80,11 +80,13 @@ async def test_rules_act_within_a_second_of_the_crossing(tmp_path: Path, nats_se
             watch = running.health.watch
             assert running.health.sink.lots_noted >= LOTS  # the timers came from the journal follower
             latencies = watch.latencies_ms
-            assert len(latencies) >= LOTS
+            # a move a cell refused (or answered late) is retried a second later: its first try
+            # may have applied, and then no second action is measured for it
+            assert len(latencies) + watch.refused >= LOTS
             worst = p99(latencies)
             print(
                 f"expiry crossing → action: n={len(latencies)} p50={sorted(latencies)[len(latencies) // 2]:.1f} ms "
-                f"p99={worst:.1f} ms max={max(latencies):.1f} ms load={os.getloadavg()[0]:.2f}"
+                f"p99={worst:.1f} ms max={max(latencies):.1f} ms refused={watch.refused} load={os.getloadavg()[0]:.2f}"
             )
             assert worst < 1_000.0
     finally:

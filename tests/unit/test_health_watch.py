@@ -4,6 +4,7 @@ sink, idempotent sweeps with durable progress, the timer bound."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -111,3 +112,32 @@ async def test_the_timer_heap_is_bounded(rig: Rig, monkeypatch: pytest.MonkeyPat
     for i in range(5):
         rig.watch.schedule("SKU", f"S{i}", rig.clock.now_ms() + i)
     assert (rig.watch.timers(), rig.watch.dropped_timers) == (3, 2)
+
+
+class FlakyAlerts(InMemoryAlertStore):
+    """Refuses the first `failures` writes, as a store away for a moment would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def put(self, alert: Any, expected_revision: int) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("alert store away")
+        return await super().put(alert, expected_revision)
+
+
+async def test_an_alert_that_cannot_be_stored_waits_and_the_move_is_not_redone(rig: Rig) -> None:
+    store = FlakyAlerts(failures=1)
+    rig.alerts = AlertDesk(store, rig.pub, rig.clock.now_ms)
+    watch = rig.new_watch()
+    await rig.receive("OLD", 2, days=1)
+    rig.clock.advance(MS_PER_DAY)
+    done = await watch.sweep()
+    assert done.moves == 1  # the move counts although its alert could not be stored
+    assert await rig.alerts.list(AlertQuery(kinds=("expired",))) == []
+    await watch.raise_deferred()
+    [alert] = await rig.alerts.list(AlertQuery(kinds=("expired",)))
+    assert alert.scope.lot == "OLD"
+    assert await rig.by_status() == {"expired": 2}
