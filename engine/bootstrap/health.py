@@ -271,7 +271,7 @@ def build_health(
         now_ms,
     )
     return HealthRuntime(
-        alerts, watch, reconciler, proposals, shelf, ExpirySink(watch), parts.publisher, close_store=parts.close
+        alerts, watch, reconciler, proposals, shelf, ExpirySink(watch, alerts), parts.publisher, close_store=parts.close
     )
 
 

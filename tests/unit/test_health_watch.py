@@ -4,6 +4,7 @@ sink, idempotent sweeps with durable progress, the timer bound."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive
-from engine.domain.model import MS_PER_DAY
+from engine.domain.model import MS_PER_DAY, MovementKind
 from engine.domain.ports import FollowedEntry
 from engine.health import sweep
 from engine.health.alerts import AlertQuery
@@ -141,3 +142,15 @@ async def test_an_alert_that_cannot_be_stored_waits_and_the_move_is_not_redone(r
     [alert] = await rig.alerts.list(AlertQuery(kinds=("expired",)))
     assert alert.scope.lot == "OLD"
     assert await rig.by_status() == {"expired": 2}
+
+
+async def test_discrepancy_movements_raise_one_counted_alert_with_their_movements(rig: Rig) -> None:
+    sink = ExpirySink(rig.watch, rig.alerts)
+    base = journal_entry("s0", 1)
+    taken = replace(base.movements[1], kind=MovementKind.DISCREPANCY, qty=2, seq=7, request_id="pos-9")
+    entry = replace(base, movements=(taken,))
+    await sink.apply((FollowedEntry(1, entry),))
+    await sink.apply((FollowedEntry(2, replace(entry, movements=(replace(taken, seq=8),))),))
+    [alert] = await rig.alerts.list(AlertQuery(kinds=("discrepancy",)))
+    assert (alert.count, alert.scope.site, alert.scope.lot) == (2, "site-1", "lot-1")
+    assert alert.evidence == ("mv:sku-1@site-1#7", "mv:sku-1@site-1#8")
