@@ -15,7 +15,7 @@ from typing import Any
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjust
 from engine.domain.documents import DocumentStore, RevisionMismatch
-from engine.domain.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from engine.domain.inventory import StockQuery
 from engine.health.alerts import AlertScope, Condition
 from engine.health.books import BooksPort
@@ -161,13 +161,19 @@ class ProposalDesk:
         rows = [r for r in await self.stock.query_stock(q) if dict(r.row.group).get("bin") == p.bin]
         own = [r for r in rows if dict(r.row.group).get("owner") == "own"]
         current = own[0].row.qty if own else 0
+        if current + p.variance < 0:  # the books moved since (or the quant is elsewhere): a person recounts
+            raise FailedPrecondition(
+                "PROPOSAL_STALE",
+                f"proposal {p.proposal_id} would take {-p.variance} from {current} at {p.site}/{p.bin or '(site)'}",
+                {"current_qty": str(current), "variance": str(p.variance)},
+            )
         await self.stock.execute(
             Adjust(
                 request_id=p.adjust_request_id,
                 sku=p.sku,
                 site=p.site,
                 lot_id=p.lot_id,
-                counted_qty=max(current + p.variance, 0),
+                counted_qty=current + p.variance,
                 bin=p.bin,
                 status=p.status,
                 reason="reconciliation",

@@ -21,6 +21,7 @@ from engine.domain.errors import FailedPrecondition
 from engine.domain.inventory import StockQuery, StockRow
 from engine.health.books import CellBooks
 from engine.health.desk import AlertDesk
+from engine.health.proposals import Proposal
 from engine.health.reconcile import TOLERANCE_SCHEMA, SnapshotLine, StockSnapshot, parse_tolerances
 from engine.health.services import ProposalDesk, Reconciler, ShelfDesk
 from engine.health.shelf import ShelfCount, ShelfRules
@@ -85,5 +86,24 @@ async def test_only_an_approval_changes_stock() -> None:
         assert approved.state == "approved"
         seen = await gw.get_availability("SKU", "S1")
         assert seen.available == 7
+    finally:
+        await gw.close()
+
+
+async def test_an_approval_that_no_longer_fits_the_books_is_refused_and_stays_proposed() -> None:
+    clock = ManualClock()
+    gw = bootstrap.local_gateway(shards=1, clock=clock, sweep_interval_ms=0)
+    try:
+        await gw.put_sku(Sku("SKU"))
+        await gw.put_site(Site("S1"))
+        await gw.execute(Receive("r1", "SKU", "S1", "L1", 3, bin="A/1", status="available"))
+        stock = Recording(gw)
+        desk = ProposalDesk(InMemoryDocuments(), stock, None, clock.now_ms)
+        await desk.propose(Proposal("p-1", "S1", "SKU", "L1", "A/1", "available", -5, 5, 10, "shelf:c", "system", 1))
+        with pytest.raises(FailedPrecondition) as err:
+            await desk.approve("p-1", "ana")
+        assert err.value.reason == "PROPOSAL_STALE"
+        assert stock.commands == []
+        assert (await desk.get("p-1")).state == "proposed"
     finally:
         await gw.close()
