@@ -43,6 +43,7 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.clock import ManualClock
 from engine.domain.model import MS_PER_DAY
+from engine.health.alerts import AlertScope, Condition
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -416,3 +417,17 @@ async def test_shelf_counts_publish_lists_and_never_adjust(
     decided = (await max_.health.RejectAdjustment(hpb.ProposalActionRequest(proposal_id=milk, note="recount"))).proposal
     assert decided.state == "rejected"
     assert await stock(engine.gateway, "FOOD-MILK", "FW-BOS") == before[0]
+
+
+async def test_engine_wide_alerts_need_engine_wide_grants(engine: Engine, people: dict[str, Person]) -> None:
+    raised = await engine.health.alerts.raise_alert(
+        Condition("dead_letter", "warning", AlertScope(), "a message without a site", 1, ("dlq:1",), "decode_error")
+    )
+    admin_sees = (await people["admin"].alerts.ListAlerts(apb.ListAlertsRequest(kinds=["dead_letter"]))).alerts
+    assert [a.alert_id for a in admin_sees] == [raised.alert_id]
+    assert (await people["fw_clerk"].alerts.ListAlerts(apb.ListAlertsRequest(kinds=["dead_letter"]))).alerts == []
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await people["fw_clerk"].alerts.CloseAlert(apb.AlertActionRequest(alert_id=raised.alert_id))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    closed = (await people["admin"].alerts.CloseAlert(apb.AlertActionRequest(alert_id=raised.alert_id))).alert
+    assert (closed.state, closed.closed_by) == ("closed", "root")
