@@ -146,4 +146,5 @@ def test_next_crossing() -> None:
 
 
 def test_default_rules() -> None:
-    assert default_rules().rule_for("ANY", "ANY") == ExpiryRule("*", "", 30, "expired", "promote, or move to the site that uses it first")
+    notice = ExpiryRule("*", "", 30, "expired", "promote, or move to the site that uses it first")
+    assert default_rules().rule_for("ANY", "ANY") == notice
