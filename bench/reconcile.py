@@ -12,7 +12,11 @@ tolerance (food: 5 %), 1 % explained by movements in flight, 1 % off by 40 — p
 medical skus' +1 lines, real there (no tolerance): about 1.6 % real in all (the same keys every cycle,
 so cycle 2 raises their alerts and proposals and later cycles only count them).
 
-The books window is served from memory here (`--books memory`): the query that produces it
+With `--books cells` the same books are bulk-received into in-process shards (two, no Ray)
+and each cycle reads them back through CellBooks (QueryStock in chunks of sites): what a
+cycle costs on an engine without history, the shards' own work included (same process).
+
+By default the books window is served from memory (`--books memory`): the query that produces it
 (ClickHouse's balance as of the snapshot's instant, engine.health.books.HistoryBooks) runs
 in the history process and is measured by bench/history.py's balance-as-of latencies; this
 bench is the reconciliation's own cost on the engine's side. CPU = process time (user +
@@ -31,7 +35,11 @@ from typing import Any
 
 from adapters.memory.documents import InMemoryDocuments
 from adapters.memory.health import InMemoryAlertStore, InMemoryHealthPublisher
+from engine import bootstrap
+from engine.domain.catalog import Site, Sku
+from engine.domain.commands import Receive
 from engine.domain.inventory import StockQuery, StockRow
+from engine.health.books import CellBooks
 from engine.health.desk import AlertDesk
 from engine.health.reconcile import TOLERANCE_SCHEMA, BookWindow, Key, SnapshotLine, StockSnapshot, parse_tolerances
 from engine.health.services import ProposalDesk, Reconciler
@@ -69,8 +77,29 @@ def workload(pairs: int, seed: int) -> tuple[list[SnapshotLine], dict[Key, BookW
     return lines, books
 
 
-async def run(pairs: int, cycles: int, seed: int) -> list[dict[str, float]]:
+async def cell_books(books: dict[Key, BookWindow]) -> tuple[CellBooks, Any]:
+    """The same books held by real in-process shards (bulk-received), read by CellBooks:
+    the cycle then includes reading every pair's slice from the cells (no history)."""
+    gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
+    for sku in sorted({k[1] for k in books}):
+        await gateway.put_sku(Sku(sku))
+    for site in sorted({k[0] for k in books}):
+        await gateway.put_site(Site(site))
+    receipts = [
+        Receive(f"b-{i}", sku, site, lot, w.at, status="available")
+        for i, ((site, sku, lot, _, _), w) in enumerate(books.items())
+    ]
+    for i in range(0, len(receipts), 10_000):
+        await gateway.receive_bulk(receipts[i : i + 10_000])
+    return CellBooks(gateway, frozenset({"available"})), gateway
+
+
+async def run(pairs: int, cycles: int, seed: int, source: str = "memory") -> list[dict[str, float]]:
     lines, books = workload(pairs, seed)
+    gateway: Any = None
+    port: Any = MemoryBooks(books)
+    if source == "cells":
+        port, gateway = await cell_books(books)
     tolerances = parse_tolerances(
         {
             "schema": TOLERANCE_SCHEMA,
@@ -84,7 +113,7 @@ async def run(pairs: int, cycles: int, seed: int) -> list[dict[str, float]]:
     now_ms = lambda: clock["now"]  # noqa: E731
     alerts = AlertDesk(InMemoryAlertStore(), InMemoryHealthPublisher(), now_ms)
     proposals = ProposalDesk(documents, _NoStock(), InMemoryHealthPublisher(), now_ms)
-    reconciler = Reconciler(MemoryBooks(books), documents, alerts, proposals, tolerances, now_ms, "available")
+    reconciler = Reconciler(port, documents, alerts, proposals, tolerances, now_ms, "available")
     out = []
     for cycle in range(cycles):
         snapshot = StockSnapshot(f"snap-{cycle}", "wms:bench", clock["now"], tuple(lines))
@@ -103,6 +132,8 @@ async def run(pairs: int, cycles: int, seed: int) -> list[dict[str, float]]:
             }
         )
         clock["now"] += 30_000
+    if gateway is not None:
+        await gateway.close()
     return out
 
 
@@ -121,9 +152,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--books", choices=("memory", "cells"), default="memory", help="where the books come from")
     args = parser.parse_args()
-    rows = asyncio.run(run(args.pairs, args.cycles, args.seed))
-    print(f"pairs={args.pairs} load_avg_1m={os.getloadavg()[0]:.2f}")
+    rows = asyncio.run(run(args.pairs, args.cycles, args.seed, args.books))
+    print(f"pairs={args.pairs} books={args.books} load_avg_1m={os.getloadavg()[0]:.2f}")
     print("| cycle | CPU s | wall s | % of one core over 30 s | real | alerts | proposals |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
