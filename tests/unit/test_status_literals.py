@@ -32,6 +32,7 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("engine/cli/history.py", "expired"): "a lot's days left, shown when they ran out",
     ("adapters/nats/ingest/events.py", "damaged"): "a scan_return's `condition` on the wire (unopened | damaged)",
     ("engine/cli/transfers.py", "damaged"): "a receipt's damaged quantity (`damaged=` on --line, a lot's column)",
+    ("engine/health/alerts.py", "expired"): "an alert kind: a lot past its expiry (its status comes from the rules)",
 }
 
 
