@@ -152,7 +152,9 @@ async def _dead_letter(engine: RunningEngine) -> str:
     return event_id
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+# Package scope: the engine and the browser stop once tests/browser is done, not at the end of
+# the whole suite (they would cost CPU under every later test).
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def estate(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Estate]:
     folder = tmp_path_factory.mktemp("console")
     (folder / "policy.toml").write_text(POLICY)
@@ -178,7 +180,7 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def browser(chromium_path: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         # A fresh, throw-away profile per launch (Playwright makes one): no state between runs.
