@@ -25,7 +25,7 @@ from engine.replenish import (
     suggest,
     suggestion_dict,
 )
-from engine.replenish.policy import lead_time_stats, z_of
+from engine.replenish.policy import lead_time_stats, policy_batch, z_of
 from engine.replenish.rules import rounded
 
 TODAY = date(2026, 12, 7)  # a Monday
@@ -309,3 +309,30 @@ def test_monotone_in_service_level(
     assert b.safety_stock >= a.safety_stock - 1e-9
     assert b.reorder_point >= a.reorder_point - 1e-9
     assert b.qty >= a.qty
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases())
+def test_policy_batch_gives_the_suggestions_numbers(case: tuple[DemandHistory, PairPosition, SupplierTerms]) -> None:
+    h, pos, terms = case
+    settings_ = PolicySettings()
+    s = suggest(h, pos, terms, settings_)
+    mean, sigma, _ = lead_time_stats(terms, settings_)
+    fc = forecast_batch(h.demand[np.newaxis], h.censored[np.newaxis], settings_, seasonal_days=math.ceil(mean) + 1 + 7)
+    b = policy_batch(
+        fc,
+        settings_,
+        on_hand=pos.on_hand,
+        held=pos.held,
+        in_transit_within=s.panel.in_transit_within,
+        lead_mean=mean,
+        lead_sigma=sigma,
+        moq=terms.moq,
+        multiple=terms.multiple,
+        shelf_life_days=pos.shelf_life_days or 0,
+        min_remaining_days=pos.min_remaining_days,
+    )
+    assert b.qty[0] == s.qty
+    assert b.raw_qty[0] == s.raw_qty
+    assert b.reorder_point[0] == s.reorder_point
+    assert b.safety_stock[0] == s.safety_stock
