@@ -10,6 +10,10 @@
     S      = ROP + d̂·F·C
     IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
     q      = ⌈S − IP⌉ when IP ≤ ROP, else 0 → MOQ → multiple (up) → shelf-life cap → rules
+    cap    = d̂·factors·(L̄ + shelf life − min remaining days) − IP, expected sales (no buffer):
+             the position sells first (also during the lead time), then the new lot has its
+             sellable days; the notes' d̂·(SL − min) − on hand ignored both the lead time's sales
+             and the lots in transit
 
 `suggest` always returns a Suggestion: when nothing is to be ordered its qty is 0 and `reason`
 says why (above the reorder point, no demand, a rule stopped it), so a planner can ask "why not".
@@ -213,7 +217,8 @@ def policy_batch(
     raw = np.where(triggered, np.maximum(np.ceil(order_up_to - position - 1e-9), 0), 0).astype(np.int64)
     shelf = i(shelf_life_days)
     sellable = np.maximum(shelf - i(min_remaining_days), 0)
-    shelf_cap = np.maximum(np.floor(demand_rate * sellable - i(on_hand) + i(held)), 0).astype(np.int64)
+    sells = rate * f(factor_multiplier)  # what is expected to sell: the buffer is a reserve, not sales
+    shelf_cap = np.maximum(np.floor(sells * (l_mean + sellable) - position), 0).astype(np.int64)
     cap = np.where(shelf > 0, shelf_cap, NO_CAP)
     qty = rounded_batch(np.minimum(raw, cap), i(moq), i(multiple), cap)
     return BatchPolicy(demand_rate, ss, sigma_ltd, rop, order_up_to, position, triggered, raw, cap, qty)

@@ -150,16 +150,17 @@ def test_moq_and_multiple_in_a_suggestion() -> None:
 def test_shelf_life_caps_what_can_be_sold_before_expiry() -> None:
     pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=8, min_remaining_days=2)
     s = suggest(flat(), pos, SUPPLIER, PolicySettings())
-    cap = math.floor(11.5 * 6 - 5)
-    assert s.qty_cap == cap
-    assert s.qty == cap < s.raw_qty
+    cap = math.floor(10 * (5 + 6) - 5)  # sells 10/day over the lead time 5 + sellable 6 days, less the position
+    assert s.qty_cap == cap == 105
+    assert s.qty == cap < s.raw_qty == 150
     assert any(line.template == "shelf_life_cap" and line.changed for line in s.trace)
 
 
 def test_a_cap_below_the_moq_means_no_order() -> None:
-    pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=8, min_remaining_days=2)
+    pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=2, min_remaining_days=2)
     terms = SupplierTerms("acme", moq=100, multiple=10, lead_times=lead_times(4, 5, 6))
     s = suggest(flat(), pos, terms, PolicySettings())
+    assert s.qty_cap == 10 * 5 - 5
     assert s.qty == 0
     assert "below the MOQ" in s.reason
 
