@@ -511,16 +511,17 @@ def judge(rows: Sequence[dict[str, Any]], lotwise: str = "lotwise") -> dict[str,
 
 
 def versus_static(rows: Sequence[dict[str, Any]], x: float, lost: float) -> dict[str, Any]:
-    """Lotwise's lost units at inventory x against the best static baseline's at the same inventory.
+    """Lotwise's lost units at inventory x against the best static baseline holding as much or more.
 
-    Inside a baseline's range its lost units are interpolated; above it, its top point (which holds
-    less than x) stands in; below it there is no point of equal or lower inventory to compare."""
+    Inside a baseline's range its lost units are interpolated (equal inventory); below it, its
+    lowest point (which holds more than x) stands in; above it there is no baseline point holding
+    as much, so that baseline is not compared there."""
     best: tuple[float, str] | None = None
     for policy in STATIC:
         bx, _, blost = curve(rows, policy)
-        if not len(bx) or x < bx[0]:
+        if not len(bx) or x > bx[-1]:
             continue
-        value = float(np.interp(x, bx, blost)) if x <= bx[-1] else float(blost[-1])
+        value = float(np.interp(x, bx, blost)) if x >= bx[0] else float(blost[0])
         best = min(best, (value, policy)) if best else (value, policy)
     if best is None:
         return {"inventory": x, "lotwise_lost": lost, "baseline": None}
@@ -682,14 +683,19 @@ def run_cmd(
     quick: Annotated[bool, typer.Option(help="3 knobs per policy instead of 6")] = False,
     out: Annotated[Path, typer.Option(help="where the JSON, markdown and plots go")] = Path("bench/results/replenish"),
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    threads: Annotated[int, typer.Option(min=1, max=64, help="numba threads (small daily batches: 1 is fastest)")] = 1,
 ) -> None:
     """Replay every policy over the same demand and lead times; sweep each policy's knob; judge the targets."""
     if data not in ("synthetic", "real", "both") or fmt not in ("table", "json"):
         raise typer.BadParameter("--data is synthetic|real|both and --format is table|json")
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     knobs = QUICK_KNOBS if quick else FULL_KNOBS
     runs = [Run(p, k) for p in POLICIES for k in knobs[p]]
     cfg = SimConfig(warmup=warmup)
-    report: dict[str, Any] = {"seed": seed, "series": series, "days": days, "quick": quick, "sets": {}}
+    report: dict[str, Any] = {"seed": seed, "series": series, "days": days, "quick": quick, "warmup": warmup}
+    report["sets"] = {}
     report["load_avg_before"] = os.getloadavg()
     started = time.perf_counter()
     with Progress(console=console, transient=fmt == "json") as progress:
