@@ -690,7 +690,7 @@ def run_cmd(
         raise typer.BadParameter("--data is synthetic|real|both and --format is table|json")
     import numba
 
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     knobs = QUICK_KNOBS if quick else FULL_KNOBS
     runs = [Run(p, k) for p in POLICIES for k in knobs[p]]
     cfg = SimConfig(warmup=warmup)
