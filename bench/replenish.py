@@ -56,7 +56,9 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
 POLICIES = ("lotwise", "lotwise_c1", "minmax", "rop", "eoq_rop", "s_S", "order_up_to", "oracle")
-LOTWISE = ("lotwise", "lotwise_c1")
+ABLATION = ("lotwise_c1_no_buffer", "lotwise_c1_no_lead_spread")  # run with --ablation; not judged
+LOTWISE = ("lotwise", "lotwise_c1", *ABLATION)
+ALL = (*POLICIES, *ABLATION)
 STATIC = ("minmax", "eoq_rop")
 SERVICE_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 FULL_KNOBS: dict[str, tuple[float, ...]] = {
@@ -162,7 +164,7 @@ class Sim:
 
 
 def new_sim(data: DemandSet, runs: Sequence[Run], cfg: SimConfig) -> Sim:
-    ordered = sorted(runs, key=lambda r: (POLICIES.index(r.policy), r.knob))
+    ordered = sorted(runs, key=lambda r: (ALL.index(r.policy), r.knob))
     n, days = data.series, data.days
     rows = len(ordered) * n
     pad = int(data.lead_draw.max()) + cfg.review + 2
@@ -323,7 +325,10 @@ def decide_oracle(sim: Sim, rows: slice, t: int, ip: Ints) -> Decision:
     return qty.astype(np.int64), level
 
 
-def decide_lotwise(sim: Sim, rows: slice, t: int, ip: Ints, horizon_days: int = 7) -> Decision:
+def decide_lotwise(
+    sim: Sim, rows: slice, t: int, ip: Ints, horizon_days: int = 7, buffer: float = 1.15, lead_spread: bool = True
+) -> Decision:
+    """Lotwise's policy; `buffer` and `lead_spread` (σL in the safety stock) exist for the ablation only."""
     s = sim.series[rows]
     lo = max(0, t + 1 - HISTORY_DAYS)
     known = sim.last_lt[rows]
@@ -333,8 +338,8 @@ def decide_lotwise(sim: Sim, rows: slice, t: int, ip: Ints, horizon_days: int = 
     l_mean = np.where(count > 0, np.nansum(known, axis=1) / np.maximum(count, 1), lead_quoted)
     dev = np.where(seen, known - l_mean[:, None], 0.0)
     l_sd = np.where(count >= 2, np.sqrt((dev**2).sum(axis=1) / np.maximum(count - 1, 1)), 0.0)
-    base = PolicySettings(horizon_days=horizon_days)
-    l_sd = np.maximum(l_sd, base.lead_time_floor * l_mean)
+    base = PolicySettings(horizon_days=horizon_days, demand_buffer=buffer)
+    l_sd = np.maximum(l_sd, base.lead_time_floor * l_mean) if lead_spread else np.zeros_like(l_mean)
     horizon = np.ceil(l_mean).astype(np.int64) + base.review_days + base.horizon_days
     fc = forecast_batch(
         sim.sales[rows, lo : t + 1],
@@ -370,6 +375,8 @@ def decide_lotwise(sim: Sim, rows: slice, t: int, ip: Ints, horizon_days: int = 
 DECIDE: dict[str, Callable[[Sim, slice, int, Ints], Decision]] = {
     "lotwise": decide_lotwise,
     "lotwise_c1": partial(decide_lotwise, horizon_days=1),
+    "lotwise_c1_no_buffer": partial(decide_lotwise, horizon_days=1, buffer=1.0),
+    "lotwise_c1_no_lead_spread": partial(decide_lotwise, horizon_days=1, lead_spread=False),
     "minmax": decide_minmax,
     "rop": decide_rop,
     "eoq_rop": decide_eoq_rop,
@@ -406,7 +413,7 @@ def decide_all(sim: Sim, t: int) -> tuple[Ints, Floats]:
     ip = sim.on_hand() + sim.outstanding
     qty = np.zeros(sim.rows, np.int64)
     level = np.zeros(sim.rows)
-    for policy in POLICIES:
+    for policy in ALL:
         rows = sim.block(policy)
         if rows.stop <= rows.start:
             continue
@@ -538,16 +545,24 @@ def plot(rows: Sequence[dict[str, Any]], title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for policy in POLICIES:
-        x, y, _ = curve(rows, policy)
-        if len(x):
-            ax.plot(x, y, marker="o", label=policy, linewidth=2.5 if policy == "lotwise" else 1.2)
-    ax.set_xlabel("mean on-hand value (all series, currency units)")
-    ax.set_ylabel("fill rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    dynamic = [r["mean_on_hand_value"] for r in rows if r["policy"] != "minmax"]
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for policy in ALL:
+            x, y, _ = curve(rows, policy)
+            if len(x):
+                style = "--" if policy in ABLATION else "-"
+                ax.plot(x, y, style, marker="o", label=policy, linewidth=2.5 if policy == "lotwise" else 1.2)
+        ax.set_xlabel("mean on-hand value (all series, currency units)")
+        ax.set_ylabel("fill rate")
+        ax.grid(alpha=0.3)
+        if zoom and dynamic:
+            ax.set_xlim(0, max(dynamic) * 1.05)
+            ax.set_ylim(0.85, 1.0)
+            ax.set_title("zoom: the dynamic policies")
+        else:
+            ax.set_title(title)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -684,6 +699,9 @@ def run_cmd(
     out: Annotated[Path, typer.Option(help="where the JSON, markdown and plots go")] = Path("bench/results/replenish"),
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
     threads: Annotated[int, typer.Option(min=1, max=64, help="numba threads (small daily batches: 1 is fastest)")] = 1,
+    ablation: Annotated[
+        bool, typer.Option(help="also lotwise_c1 without the buffer / without σL (not judged)")
+    ] = False,
 ) -> None:
     """Replay every policy over the same demand and lead times; sweep each policy's knob; judge the targets."""
     if data not in ("synthetic", "real", "both") or fmt not in ("table", "json"):
@@ -693,6 +711,7 @@ def run_cmd(
     numba.set_num_threads(min(threads, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     knobs = QUICK_KNOBS if quick else FULL_KNOBS
     runs = [Run(p, k) for p in POLICIES for k in knobs[p]]
+    runs += [Run(p, k) for p in ABLATION for k in knobs["lotwise"]] if ablation else []
     cfg = SimConfig(warmup=warmup)
     report: dict[str, Any] = {"seed": seed, "series": series, "days": days, "quick": quick, "warmup": warmup}
     report["sets"] = {}
@@ -703,7 +722,7 @@ def run_cmd(
             rows = [m.summary() for m in simulate(ds, runs, cfg, progress)]
             slug = "synthetic" if ds.name == "synthetic" else "real"
             plot(rows, f"{ds.name}: {ds.series} series × {ds.days - warmup} days (seed {seed})", out / f"{slug}.png")
-            verdicts = [judge(rows, p) for p in LOTWISE if any(r["policy"] == p for r in rows)]
+            verdicts = [judge(rows, p) for p in ("lotwise", "lotwise_c1") if any(r["policy"] == p for r in rows)]
             report["sets"][slug] = {"name": ds.name, "rows": rows, "judge": verdicts}
             (out / f"{slug}.md").write_text(markdown(rows) + "\n")
             if fmt == "table":
