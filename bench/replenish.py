@@ -747,9 +747,10 @@ def summary_lines(verdict: dict[str, Any]) -> str:
     lines = [f"[bold]{verdict['policy']}[/bold]"]
     for p in verdict["lost_vs_static"]:
         if p.get("baseline"):
+            fewer = "fewer" if p["reduction"] >= 0 else "MORE"
             lines.append(
                 f"at value {p['inventory']:.0f}: Lotwise lost {p['lotwise_lost']:.0f} vs {p['baseline']} "
-                f"{p['baseline_lost']:.0f} → {p['reduction']:+.0%}"
+                f"{p['baseline_lost']:.0f} → {abs(p['reduction']):.0%} {fewer} lost"
             )
     for policy, v in verdict["never_below"].items():
         if v.get("overlap"):
