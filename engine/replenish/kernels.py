@@ -6,7 +6,8 @@ spike (a non-zero day above mean + k·σ of the recent non-zero sizes). Over the
 
 - m7 / m14 / m30: means over the valid days among the last 7 / 14 / 30 calendar days. A window
   without a valid day takes the next longer window's mean (m7 ← m14 ← m30 ← the SBC window's
-  mean ← 0): a week of stockout says nothing about the level, the month still does.
+  mean ← the whole history's ← 0): a week of stockout says nothing about the level, the month
+  still does; a stockout longer than the SBC window leaves only the older history (SBC over it too).
 - σ: sample standard deviation over the last 30 calendar days' valid days (the SBC window when
   fewer than 2 are valid there).
 - SBC (Syntetos-Boylan-Croston) over the last `sbc_window` days: ADI = valid days / non-zero
@@ -220,6 +221,9 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     m14, c14 = _window_mean(y, valid, n, 14)
     m7, c7 = _window_mean(y, valid, n, 7)
     mw, cw = _window_mean(y, valid, n, sbc_window)
+    if cw == 0:  # a stockout longer than the window: the older history is all there is to go on
+        start = 0
+        mw, cw = _window_mean(y, valid, n, n)
     mw = mw if cw else 0.0
     m30 = m30 if c30 else mw
     m14 = m14 if c14 else m30

@@ -297,7 +297,9 @@ def draft(
     )
     rate, demand_rate, rop = float(fc.rate[0]), float(n.demand_rate[0]), float(n.reorder_point[0])
     ip, triggered, raw = int(n.position[0]), bool(n.triggered[0]), int(n.raw_qty[0])
-    if rate <= 0:
+    if rate <= 0 and history.days and not int(fc.valid_days[0]):
+        reason = "demand unknown: every day of the history is a stockout or a promotion; set a level by hand"
+    elif rate <= 0:
         reason = f"no demand in the last {settings.sbc_window_days} uncensored days"
     elif not triggered:
         reason = f"inventory position {ip} is above the reorder point {rop:.1f}"

@@ -337,3 +337,27 @@ def test_policy_batch_gives_the_suggestions_numbers(case: tuple[DemandHistory, P
     assert b.raw_qty[0] == s.raw_qty
     assert b.reorder_point[0] == s.reorder_point
     assert b.safety_stock[0] == s.safety_stock
+
+
+def test_a_stockout_longer_than_the_window_falls_back_on_the_older_history() -> None:
+    y = [10.0] * 100 + [0.0] * 100
+    censored = [False] * 100 + [True] * 100  # out of stock for 100 days: the shelf was empty, not the demand
+    h = DemandHistory.of("bearing-6204", "wh-1", TODAY, y, censored)
+    s = suggest(h, PairPosition("bearing-6204", "wh-1", on_hand=0), SUPPLIER, PolicySettings())
+    assert s.panel.m7 == s.panel.m30 == pytest.approx(10.0)
+    assert s.method == "smooth"
+    assert s.qty > 0
+    assert "censored_share_high" in s.panel.health
+
+
+def test_without_any_uncensored_day_the_reason_says_demand_is_unknown() -> None:
+    h = DemandHistory.of("bearing-6204", "wh-1", TODAY, [0.0] * 40, [True] * 40)
+    s = suggest(h, PairPosition("bearing-6204", "wh-1", on_hand=0), SUPPLIER, PolicySettings())
+    assert s.qty == 0
+    assert s.reason.startswith("demand unknown")
+    assert "no_uncensored_day" in s.panel.health
+    empty = suggest(
+        DemandHistory.of("x", "y", TODAY, []), PairPosition("x", "y", on_hand=0), SUPPLIER, PolicySettings()
+    )
+    assert empty.qty == 0
+    assert "short_history" in empty.panel.health
