@@ -361,3 +361,29 @@ def test_without_any_uncensored_day_the_reason_says_demand_is_unknown() -> None:
     )
     assert empty.qty == 0
     assert "short_history" in empty.panel.health
+
+
+def test_a_factor_counts_only_its_days_inside_the_horizon() -> None:
+    pos = PairPosition("bearing-6204", "wh-1", on_hand=0)
+    horizon = 5 + 1 + 7  # ⌈L̄⌉ + R + C
+    promo = Factor("promotion", TODAY + timedelta(days=10), TODAY + timedelta(days=20), 3.0, "promo #7")
+    s = suggest(flat(), pos, SUPPLIER, PolicySettings(), factors=(promo,))
+    inside = horizon - 10  # days 10, 11, 12 of the horizon
+    assert s.panel.factors[0].days_in_horizon == inside
+    assert s.panel.factor_multiplier == pytest.approx((horizon - inside + 3.0 * inside) / horizon)
+    text = "\n".join(explain(s))
+    assert "Factor promotion from promo #7" in text
+    assert f"on {inside} day(s) of the horizon" in text
+    capped = suggest(flat(), pos, SUPPLIER, PolicySettings(), factors=(replace_multiplier(promo, 9.0),))
+    assert "bounded to ×4.00" in "\n".join(explain(capped))  # promotions are bounded to [0.5, 4]
+
+
+def replace_multiplier(f: Factor, multiplier: float) -> Factor:
+    return Factor(f.kind, f.start, f.end, multiplier, f.source)
+
+
+def test_health_flags_reach_the_explanation() -> None:
+    s = suggest(flat(days=10), PairPosition("x", "y", on_hand=0), SupplierTerms("acme"), PolicySettings())
+    assert set(s.panel.health) == {"lead_time_default", "short_history"}
+    assert explain(s)[-1] == "Data health: lead_time_default, short_history"
+    assert "none (default)" in "\n".join(explain(s))
