@@ -69,6 +69,20 @@ RULES = (
             "engine.api.authz",
         ),
     ),
+    # Replenishment's maths (issue 14) is as pure as the domain: numpy / numba / scipy and engine.domain only.
+    Rule(
+        "replenish-is-pure",
+        "engine.replenish",
+        (
+            *INFRASTRUCTURE,
+            "engine.runtime",
+            "engine.api",
+            "engine.bootstrap",
+            "engine.cli",
+            "engine.settings",
+            "adapters",
+        ),
+    ),
 )
 
 
@@ -222,7 +236,17 @@ def test_no_import_cycles(repo_imports: list[Import]) -> None:
 def test_every_package_is_seen(repo_imports: list[Import]) -> None:
     # The checker must read the tree it guards: each layer has modules that import something.
     importing = {imp.module for imp in repo_imports}
-    for layer in ("engine.domain", "engine.runtime", "engine.bootstrap", "engine.api", "engine.cli", "adapters"):
+    for layer in (
+        "engine.domain",
+        "engine.runtime",
+        "engine.bootstrap",
+        "engine.api",
+        "engine.cli",
+        "adapters",
+        "engine.replenish",
+        "engine.health",
+        "engine.console",
+    ):
         assert any(_within(m, layer) for m in importing), layer
 
 
