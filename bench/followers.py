@@ -158,8 +158,8 @@ async def run(nats: EmbeddedNats, batches: int) -> None:
 
 MOVEMENTS_PER_BATCH = 2  # batch(): a receipt and a reserve
 TRICKLE_STREAM_BYTES = 128 * MiB
-MAX_TRICKLE_RATE = 1_000
-WARM_UP_BATCHES = 20  # journal batches written and followed before the CPU is counted  # journal batches per second: far above what one writer here appends
+MAX_TRICKLE_RATE = 1_000  # journal batches per second: far above what one writer here appends
+WARM_UP_BATCHES = 20  # journal batches written and followed before the CPU is counted
 
 
 def _cpu_s(nats_proc: psutil.Process) -> tuple[float, float]:

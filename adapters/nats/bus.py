@@ -526,7 +526,7 @@ async def publish_in_order(
                 await nc.publish(out.subject, out.payload, reply=f"{prefix}{i}", headers=out.headers)
             replies = await inbox.wait(config.publish_timeout_s)
             for out, reply in zip(window, replies, strict=True):
-                duplicate = _confirmed(out, reply, config.stream)
+                duplicate = check_puback(out, reply, config.stream)
                 duplicates += duplicate
                 if on_ack is not None:
                     on_ack(out, duplicate)
@@ -538,7 +538,7 @@ async def publish_in_order(
     return duplicates
 
 
-def _confirmed(out: Outgoing, reply: bytes | None, stream: str) -> bool:
+def check_puback(out: Outgoing, reply: bytes | None, stream: str) -> bool:
     """Whether the stored event is a duplicate; raises unless `reply` is a PubAck of `stream`."""
     if reply is None:
         raise TimeoutError(f"no PubAck for {out.subject}")

@@ -18,6 +18,24 @@ entry the sink rejects (`EntryRejected`), go to the dead letters at once, with t
 reason, and are acknowledged only after that (§12).
 
 Lag = journal messages not yet acknowledged by the follower: Prometheus gauges and `lag()`.
+
+Cheap by default (every follower shares the engine's cores with the order path; bench/README.md,
+"Followers that cost little"). A new follower is a FollowerSink plus a FollowerConfig, and
+the defaults already do the cheap thing:
+- **Few wake-ups.** While a batch is open and the journal had nothing more at the last pull,
+  the follower does not pull again per arrival: messages gather in the stream and one pull
+  takes them when the batch is due (`batch_max_ms`, 200 ms by default). An idle follower
+  wakes every `fetch_wait_s`. So a follower costs ~1000/batch_max_ms pulls, applies and
+  acks a second under any load, not one per journal append.
+- **One decode per message per process.** Every follower of a process decodes through the
+  shared `DecodedCache`: the second follower to see a message gets the first one's entry.
+- **Work per batch, not per movement.** `apply` gets the whole batch in journal order: do one
+  write (one insert, one window of publishes, one request) for it, build plain columns or
+  bytes rather than an object per movement, and reach outside the process once per batch.
+  `batch_max_ms` is the trade: longer batches cost less per movement and lag more (history
+  waits 1 s: each chDB insert costs ~40 ms whatever its size; the bus waits 50 ms).
+- **Idempotent per position.** A retried batch comes back with `redelivered` set: check
+  what is stored already only for those (the normal batch pays nothing for it).
 """
 
 from __future__ import annotations
