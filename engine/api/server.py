@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from engine.api.auth import ServerAuth
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
+    from engine.replenish.service import ReplenishService
     from engine.runtime.gateway.orgtree import OrgDesk
     from engine.runtime.gateway.transfers import TransferDesk
 
@@ -223,6 +224,7 @@ async def start_server(
     auth: ServerAuth | None = None,
     org: OrgDesk | None = None,
     transfers: TransferDesk | None = None,
+    replenishment: ReplenishService | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
@@ -237,6 +239,7 @@ async def start_server(
     """
     # The desks act as the engine (system flows) on the unwrapped gateway; Guard checks the caller.
     guard = Guard(auth.authorizer if auth else None, transfers.gateway) if transfers is not None else None
+    engine_gateway = gateway  # the engine's own reads (site org paths), before the caller's wrapping
     # ---- admission (issue 19): Lotwise, not gRPC core, decides which calls are refused ----
     limits = admission or AdmissionLimits(
         max_calls=options.max_concurrent_rpcs,
@@ -270,6 +273,13 @@ async def start_server(
 
         xfer = TransfersServicer(transfers, guard, retry_delay_ms=options.retry_delay_ms)
         services.append(add_service(tpb, "Transfers", xfer, server))
+    if replenishment is not None:
+        from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
+        from engine.api.replenishment import ReplenishmentServicer, SiteGuard
+
+        site_guard = SiteGuard(auth.authorizer if auth else None, engine_gateway)
+        plan = ReplenishmentServicer(replenishment, site_guard, retry_delay_ms=options.retry_delay_ms)
+        services.append(add_service(rpb, "Replenishment", plan, server))
     if history is not None:
         from engine.api.history import add_history_service
 

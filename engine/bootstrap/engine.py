@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engine.api.server import LotwiseServer, MetricsEndpoint
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
+    from engine.bootstrap.replenish import ReplenishRuntime
 
 log = structlog.get_logger("lotwise.app")
 
@@ -40,6 +41,7 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    replenish: ReplenishRuntime | None = None  # suggestions, their trigger follower and schedule
 
 
 class StartPhases:
@@ -73,6 +75,7 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    replenish: ReplenishRuntime | None = None
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -157,6 +160,15 @@ async def start_bus_runtime(settings: Settings, nats_url: str) -> BusRuntime:
     return await start_bus(bus, journal)
 
 
+async def start_replenish_runtime(settings: Settings, gateway: Gateway, parts: _Parts) -> ReplenishRuntime:
+    """Replenishment (issue 14): its store and events beside the journal, its trigger
+    follower on it, reading positions from the gateway and demand from the history."""
+    from engine.bootstrap.replenish import start_replenish
+
+    history = parts.history.store if parts.history is not None else None
+    return await start_replenish(settings, gateway, parts.nats_url or settings.nats_url, history)
+
+
 async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
     """The journal, the shards and what follows the journal (history, bus, ingestion)."""
     nats_url = settings.nats_url
@@ -212,6 +224,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.server.stop(2.0)
     if parts.metrics is not None:
         parts.metrics.stop()
+    if parts.replenish is not None:
+        await parts.replenish.stop()
     if parts.bus is not None:
         await parts.bus.stop()
     if parts.history is not None:
@@ -241,6 +255,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         gw = gateway if gateway is not None else await _start_services(settings, parts)
         if parts.desks is None:
             parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
+        if settings.replenish:
+            parts.replenish = await start_replenish_runtime(settings, gw, parts)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,
@@ -254,6 +270,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             credentials=credentials,
             org=parts.desks.org,
             transfers=parts.desks.transfers,
+            replenishment=parts.replenish.service if parts.replenish else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
@@ -277,6 +294,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
+            parts.replenish,
         )
     finally:
         await _stop(parts)

@@ -77,6 +77,7 @@ from engine.cli.common import (
 )
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
+from engine.cli.replenish import replenish_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
 from engine.domain.commands import MAX_BIN_DEPTH
@@ -1029,3 +1030,4 @@ app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(replenish_app, name="replenish", help="Replenishment suggestions, decisions, suppliers, data health.")

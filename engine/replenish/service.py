@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from engine.domain.cell import Dimension
-from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, invalid
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from engine.domain.history import MovementQuery, SeriesQuery
 from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
@@ -62,7 +62,7 @@ class ReplenishConfig:
     review_days: float = 1.0
     default_lead_time_days: float = 7.0  # a pair whose supplier has no receipts yet
     weights: tuple[float, float, float] = (0.5, 0.3, 0.2)
-    thresholds: HealthThresholds = HealthThresholds()
+    thresholds: HealthThresholds = field(default_factory=HealthThresholds)
     recompute_interval_s: float = 3600.0  # the scheduled full recompute (0: off)
     recompute_concurrency: int = 8
 
@@ -380,7 +380,7 @@ class ReplenishService:
                 raise FailedPrecondition(
                     REASON_DECIDED, f"version {version} of {sku}@{site} was {current.state} already", {}
                 )
-            if current.state != "open" and outcome != "rejected" and outcome != "overridden":
+            if current.state != "open" and outcome not in {"rejected", "overridden"}:
                 raise FailedPrecondition(REASON_NOTHING, f"{sku}@{site} needs no order at version {version}", {})
             decided_qty = current.qty if outcome == "accepted" else (qty if outcome == "overridden" else 0)
             return await self._decide(current, actor, outcome, decided_qty, reason, False)
@@ -520,6 +520,3 @@ def _check_decision(sku: str, site: str, version: int, outcome: str, qty: int, r
         out.append(FieldViolation("qty", "must be > 0 (reject to order nothing)"))
     if out:
         raise InvalidArgument(out)
-
-
-__all__ = ["ReplenishService", "ReplenishConfig", "PairInputs", "Planned", "StockPosition", "invalid"]
