@@ -221,13 +221,14 @@ async def test_flagged_pairs_are_never_acted_on_automatically(parts: Any) -> Non
     await history.insert(HistoryBatch((HistoryRecord("s0", 1, 1, receipt),)))
     stock.available[("BRG-6204", "HW-DC")] = 8
     s = await service.recompute("BRG-6204", "HW-DC", "journal")
-    assert s.flagged and s.state == "open"
+    assert s.flagged
+    assert s.state == "open"
     assert "document completeness" in s.panel.health_flags[0]
     assert [e.kind for e in events.events] == [SUGGESTED]
 
 
 async def test_factors_apply_on_their_days_only(parts: Any) -> None:
-    service, stock, _, clock = parts
+    service, _stock, _, clock = parts
     await service.put_factors([Factor("promo-1", "promotion", "BRG-6204", "", "2026-01-01", "2026-01-03", 1.5, "crm")])
     inputs = await service.inputs("BRG-6204", "HW-DC")
     assert [(f.kind, f.multiplier, f.source) for f in inputs.factors] == [("promotion", 1.5, "crm")]
@@ -321,7 +322,8 @@ def test_health_counts_documents_returns_and_expiry() -> None:
     h = pair_health("A", "S", moves, perishable=True)
     assert (h.documents, h.documents_complete, h.returns, h.returns_matched) == (4, 4, 2, 1)
     assert (h.lots, h.lots_missing_expiry) == (1, 1)
-    assert not h.ok and any("returns matched 50.0%" in p for p in h.problems)
+    assert not h.ok
+    assert any("returns matched 50.0%" in p for p in h.problems)
     assert pair_health("A", "S", moves[:2], perishable=False).ok
 
 
