@@ -110,6 +110,12 @@ def panel_to_pb(p: Panel) -> rpb.Panel:
         coverage_days=p.coverage_days,
         health_flags=list(p.health_flags),
         censored_days=p.censored_days,
+        demand_rate=p.demand_rate,
+        buffer=p.buffer,
+        seasonal_index=p.seasonal_index,
+        factor_multiplier=p.factor_multiplier,
+        reason=p.reason,
+        spikes_stripped=p.spikes_stripped,
     )
 
 
@@ -130,7 +136,7 @@ def suggestion_to_pb(s: Suggestion) -> rpb.Suggestion:
         trigger=s.trigger,
         panel=panel_to_pb(s.panel),
         trace=[
-            rpb.RuleLine(rule=t.rule, kind=t.kind, qty_before=t.qty_before, qty_after=t.qty_after, note=t.note)
+            rpb.RuleLine(rule=t.rule, kind=t.kind, field=t.field, before=t.before, after=t.after, note=t.note)
             for t in s.trace
         ],
         below_reorder_point=s.below_reorder_point,

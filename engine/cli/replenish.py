@@ -172,6 +172,7 @@ def _panel_lines(s: rpb.Suggestion) -> list[tuple[str, str]]:
     return [
         ("demand 7 / 14 / 30 d", f"{p.mean_7d:.2f} / {p.mean_14d:.2f} / {p.mean_30d:.2f} per day"),
         ("daily demand", f"{p.daily_demand:.3f} ({p.method}, {p.demand_class or 'n/a'})"),
+        ("× factors × buffer", f"× {p.factor_multiplier:.3f} × {p.buffer:g} = {p.demand_rate:.3f} per day"),
         ("censored days", str(p.censored_days)),
         ("last lead times", leads),
         ("lead time", f"{p.lead_time_days:.2f} d ± {p.lead_time_sigma_days:.2f}, review {p.review_days:g} d"),
@@ -189,6 +190,7 @@ def _panel_lines(s: rpb.Suggestion) -> list[tuple[str, str]]:
         ("raw → final qty", f"{p.raw_qty} → {p.final_qty}"),
         ("coverage", f"{p.coverage_days:.1f} days"),
         ("data health", "; ".join(p.health_flags) or "ok"),
+        *([("why nothing", p.reason)] if p.reason else []),
     ]
 
 
@@ -208,7 +210,7 @@ def explain(
         target, timeout, lambda stub, md: stub.ExplainSuggestion(request, metadata=md, timeout=timeout)
     ).suggestion
     trace = [
-        {"rule": t.rule, "kind": t.kind, "qty_before": t.qty_before, "qty_after": t.qty_after, "note": t.note}
+        {"rule": t.rule, "kind": t.kind, "field": t.field, "before": t.before, "after": t.after, "note": t.note}
         for t in s.trace
     ]
     if fmt is not OutputFormat.TABLE:
@@ -226,10 +228,10 @@ def explain(
     out.print(block)
     if trace:
         table = Table(title="rule trace")
-        for name in ("rule", "kind", "before", "after", "note"):
+        for name in ("rule", "kind", "field", "before", "after", "note"):
             table.add_column(name, justify="right" if name in ("before", "after") else "left")
         for t in trace:
-            table.add_row(str(t["rule"]), str(t["kind"]), str(t["qty_before"]), str(t["qty_after"]), str(t["note"]))
+            table.add_row(*(str(t[k]) for k in ("rule", "kind", "field", "before", "after", "note")))
         show_table(out, table)
 
 

@@ -27,7 +27,6 @@ from engine.replenish.actions import ActionSink, acceptance_events, suggested_ev
 from engine.replenish.health import HEALTH_DAYS, GiftCount, HealthThresholds, PairHealth, pair_health
 from engine.replenish.store import (
     DECIDED,
-    AppliedFactor,
     Decision,
     Factor,
     ReplenishStore,
@@ -111,11 +110,11 @@ class PairInputs:
     sku: str
     site: str
     today: date
-    demand: tuple[float, ...]  # daily net demand, oldest first, the last entry is today
+    demand: tuple[float, ...]  # daily net demand of complete days, oldest first: the last is yesterday
     censored: tuple[bool, ...]  # stockout days (left out of the windows)
     position: StockPosition
     supplier: SupplierTerms | None
-    factors: tuple[AppliedFactor, ...]  # outside factors over the horizon
+    factors: tuple[Factor, ...]  # the pair's outside factors that have not ended
     open_todos: int  # accepted, not received yet: counted in the position
     config: ReplenishConfig
 
@@ -141,10 +140,10 @@ class RecomputeResult:
 
 @dataclass(slots=True)
 class _Live:
-    """What the journal follower saw today per pair, before the history has it."""
+    """What the journal follower counted per pair and day (the last two days), so a
+    history that lags behind the journal does not read as a day without demand."""
 
-    day: str = ""
-    consumed: int = 0
+    days: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -190,9 +189,9 @@ class ReplenishService:
     def note_consumed(self, sku: str, site: str, qty: int, at_ms: int) -> None:
         live = self._live.setdefault(pair_key(sku, site), _Live())
         day = day_of(at_ms).isoformat()
-        if live.day != day:
-            live.day, live.consumed = day, 0
-        live.consumed += qty
+        live.days[day] = live.days.get(day, 0) + qty
+        while len(live.days) > 2:  # bounded: today and yesterday
+            live.days.pop(min(live.days))
 
     def note_received(self, sku: str, site: str, qty: int) -> None:
         key = pair_key(sku, site)
@@ -207,25 +206,30 @@ class ReplenishService:
 
     async def _demand(self, sku: str, site: str, today: date) -> tuple[tuple[float, ...], tuple[bool, ...]]:
         days = max(self.config.history_days, self.config.season_days)
-        first = today - timedelta(days=days - 1)
+        first = today - timedelta(days=days)
         series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
         if self.history is not None:
-            q = SeriesQuery(day_start_ms(first), day_start_ms(today) + DAY_MS, sku, site)
+            q = SeriesQuery(day_start_ms(first), day_start_ms(today), sku, site)
             for row in await self.history.consumption(q):
                 if row.day in series:
                     series[row.day] = float(row.qty)
         live = self._live.get(pair_key(sku, site))
-        if live is not None and live.day == today.isoformat():
-            # The history may not have today's scans yet: the follower's count is newer.
-            series[live.day] = max(series[live.day], float(live.consumed))
+        for day, qty in (live.days if live is not None else {}).items():
+            if day in series:  # the history may not have the last scans yet: the follower's count is newer
+                series[day] = max(series[day], float(qty))
         values = tuple(series.values())
         return values, tuple(False for _ in values)
 
-    def _factors(self, factors: Sequence[Factor], sku: str, site: str, today: date) -> tuple[AppliedFactor, ...]:
+    def _factors(self, factors: Sequence[Factor], sku: str, site: str, today: date) -> tuple[Factor, ...]:
         day = today.isoformat()
         return tuple(
-            AppliedFactor(f.kind, f.multiplier, f.source or f.factor_id) for f in factors if f.covers(sku, site, day)
+            f for f in factors if (not f.sku or f.sku == sku) and (not f.site or f.site == site) and f.to_day >= day
         )
+
+    def live_today(self, sku: str, site: str) -> int:
+        """Units the follower saw issued today (not yet a complete day of the history)."""
+        live = self._live.get(pair_key(sku, site))
+        return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
 
     async def inputs(self, sku: str, site: str, factors: Sequence[Factor] | None = None) -> PairInputs:
         now_ms = self.clock.now_ms()
@@ -402,7 +406,7 @@ class ReplenishService:
         )
         await self.store.put_suggestion(decided, current.version)
         if not automatic:
-            rules = tuple(sorted({line.rule for line in current.trace if line.qty_before != line.qty_after}))
+            rules = tuple(sorted({line.rule for line in current.trace if line.changed}))
             await self.store.add_decision(
                 Decision(current.sku, current.site, current.version, outcome, actor, rules, now)
             )

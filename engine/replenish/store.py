@@ -89,9 +89,14 @@ class AppliedFactor:
 class RuleLine:
     rule: str
     kind: str
-    qty_before: int
-    qty_after: int
+    field: str
+    before: str
+    after: str
     note: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +133,12 @@ class Panel:
     coverage_days: float = 0.0
     health_flags: tuple[str, ...] = ()
     censored_days: int = 0
+    demand_rate: float = 0.0
+    buffer: float = 1.0
+    seasonal_index: float = 1.0
+    factor_multiplier: float = 1.0
+    reason: str = ""
+    spikes_stripped: int = 0
 
 
 @dataclass(frozen=True, slots=True)

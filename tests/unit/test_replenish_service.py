@@ -26,7 +26,7 @@ from engine.replenish.actions import KEEPER_ALERTED, RFQ_REQUESTED, SUGGESTED, T
 from engine.replenish.follower import ReplenishTrigger
 from engine.replenish.health import pair_health
 from engine.replenish.service import PairInputs, Planned, ReplenishConfig, ReplenishService
-from engine.replenish.store import Factor, LeadTimeSample, Panel, RuleLine, SupplierTerms, check_factors
+from engine.replenish.store import AppliedFactor, Factor, LeadTimeSample, Panel, RuleLine, SupplierTerms, check_factors
 
 ROP = 10
 UP_TO = 40
@@ -41,7 +41,11 @@ def fake_planner(inputs: Sequence[PairInputs]) -> list[Planned]:
         raw = UP_TO - ip if below else 0
         moq = i.supplier.moq if i.supplier else 0
         final = max(raw, moq) if raw > 0 else 0
-        trace = (RuleLine("moq", "moq_rounding", raw, final, f"raised to MOQ {moq}"),) if final != raw else ()
+        trace = (
+            (RuleLine("moq", "moq_rounding", "qty", str(raw), str(final), f"raised to MOQ {moq}"),)
+            if final != raw
+            else ()
+        )
         panel = Panel(
             daily_demand=sum(i.demand[-7:]) / 7,
             inventory_position=ip,
@@ -50,7 +54,7 @@ def fake_planner(inputs: Sequence[PairInputs]) -> list[Planned]:
             raw_qty=raw,
             final_qty=final,
             moq=moq,
-            factors=i.factors,
+            factors=tuple(AppliedFactor(f.kind, f.multiplier, f.source) for f in i.factors),
         )
         out.append(Planned(final, below, panel, trace))
     return out
@@ -232,6 +236,7 @@ async def test_factors_apply_on_their_days_only(parts: Any) -> None:
     await service.put_factors([Factor("promo-1", "promotion", "BRG-6204", "", "2026-01-01", "2026-01-03", 1.5, "crm")])
     inputs = await service.inputs("BRG-6204", "HW-DC")
     assert [(f.kind, f.multiplier, f.source) for f in inputs.factors] == [("promotion", 1.5, "crm")]
+    assert (await service.inputs("OTHER", "HW-DC")).factors == ()
     clock.advance(5 * 86_400_000)
     assert (await service.inputs("BRG-6204", "HW-DC")).factors == ()
 
@@ -289,9 +294,11 @@ async def test_the_trigger_recomputes_moved_pairs_once_and_counts_today_once(par
     await trigger.apply(batch)
     s = await service.explain("BRG-6204", "HW-DC")
     assert (s.state, s.trigger) == ("open", "journal")
-    inputs = await service.inputs("BRG-6204", "HW-DC")
-    assert inputs.demand[-1] == 6  # today's two scans, before the history has them
+    assert service.live_today("BRG-6204", "HW-DC") == 6  # today's two scans
     await trigger.apply(tuple(replace(f, redelivered=True) for f in batch))  # redelivered: not counted again
+    assert service.live_today("BRG-6204", "HW-DC") == 6
+    clock.advance(86_400_000)
+    # Tomorrow they are yesterday's demand, whether or not the history has them yet.
     assert (await service.inputs("BRG-6204", "HW-DC")).demand[-1] == 6
     assert [e.kind for e in events.events] == [SUGGESTED]
 

@@ -25,21 +25,23 @@ class AppliedFactor(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., multiplier: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
 
 class RuleLine(_message.Message):
-    __slots__ = ("rule", "kind", "qty_before", "qty_after", "note")
+    __slots__ = ("rule", "kind", "field", "before", "after", "note")
     RULE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
-    QTY_BEFORE_FIELD_NUMBER: _ClassVar[int]
-    QTY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     rule: str
     kind: str
-    qty_before: int
-    qty_after: int
+    field: str
+    before: str
+    after: str
     note: str
-    def __init__(self, rule: _Optional[str] = ..., kind: _Optional[str] = ..., qty_before: _Optional[int] = ..., qty_after: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+    def __init__(self, rule: _Optional[str] = ..., kind: _Optional[str] = ..., field: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Panel(_message.Message):
-    __slots__ = ("mean_7d", "mean_14d", "mean_30d", "daily_demand", "method", "demand_class", "lead_times", "lead_time_days", "lead_time_sigma_days", "review_days", "on_hand", "held", "in_transit_within", "in_transit_beyond", "open_todos", "inventory_position", "moq", "multiple", "service_level", "z", "sigma_ltd", "safety_stock", "reorder_point", "order_up_to", "factors", "raw_qty", "final_qty", "coverage_days", "health_flags", "censored_days")
+    __slots__ = ("mean_7d", "mean_14d", "mean_30d", "daily_demand", "method", "demand_class", "lead_times", "lead_time_days", "lead_time_sigma_days", "review_days", "on_hand", "held", "in_transit_within", "in_transit_beyond", "open_todos", "inventory_position", "moq", "multiple", "service_level", "z", "sigma_ltd", "safety_stock", "reorder_point", "order_up_to", "factors", "raw_qty", "final_qty", "coverage_days", "health_flags", "censored_days", "demand_rate", "buffer", "seasonal_index", "factor_multiplier", "reason", "spikes_stripped")
     MEAN_7D_FIELD_NUMBER: _ClassVar[int]
     MEAN_14D_FIELD_NUMBER: _ClassVar[int]
     MEAN_30D_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +72,12 @@ class Panel(_message.Message):
     COVERAGE_DAYS_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FLAGS_FIELD_NUMBER: _ClassVar[int]
     CENSORED_DAYS_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_RATE_FIELD_NUMBER: _ClassVar[int]
+    BUFFER_FIELD_NUMBER: _ClassVar[int]
+    SEASONAL_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SPIKES_STRIPPED_FIELD_NUMBER: _ClassVar[int]
     mean_7d: float
     mean_14d: float
     mean_30d: float
@@ -100,7 +108,13 @@ class Panel(_message.Message):
     coverage_days: float
     health_flags: _containers.RepeatedScalarFieldContainer[str]
     censored_days: int
-    def __init__(self, mean_7d: _Optional[float] = ..., mean_14d: _Optional[float] = ..., mean_30d: _Optional[float] = ..., daily_demand: _Optional[float] = ..., method: _Optional[str] = ..., demand_class: _Optional[str] = ..., lead_times: _Optional[_Iterable[_Union[LeadTime, _Mapping]]] = ..., lead_time_days: _Optional[float] = ..., lead_time_sigma_days: _Optional[float] = ..., review_days: _Optional[float] = ..., on_hand: _Optional[int] = ..., held: _Optional[int] = ..., in_transit_within: _Optional[int] = ..., in_transit_beyond: _Optional[int] = ..., open_todos: _Optional[int] = ..., inventory_position: _Optional[int] = ..., moq: _Optional[int] = ..., multiple: _Optional[int] = ..., service_level: _Optional[float] = ..., z: _Optional[float] = ..., sigma_ltd: _Optional[float] = ..., safety_stock: _Optional[float] = ..., reorder_point: _Optional[float] = ..., order_up_to: _Optional[float] = ..., factors: _Optional[_Iterable[_Union[AppliedFactor, _Mapping]]] = ..., raw_qty: _Optional[int] = ..., final_qty: _Optional[int] = ..., coverage_days: _Optional[float] = ..., health_flags: _Optional[_Iterable[str]] = ..., censored_days: _Optional[int] = ...) -> None: ...
+    demand_rate: float
+    buffer: float
+    seasonal_index: float
+    factor_multiplier: float
+    reason: str
+    spikes_stripped: int
+    def __init__(self, mean_7d: _Optional[float] = ..., mean_14d: _Optional[float] = ..., mean_30d: _Optional[float] = ..., daily_demand: _Optional[float] = ..., method: _Optional[str] = ..., demand_class: _Optional[str] = ..., lead_times: _Optional[_Iterable[_Union[LeadTime, _Mapping]]] = ..., lead_time_days: _Optional[float] = ..., lead_time_sigma_days: _Optional[float] = ..., review_days: _Optional[float] = ..., on_hand: _Optional[int] = ..., held: _Optional[int] = ..., in_transit_within: _Optional[int] = ..., in_transit_beyond: _Optional[int] = ..., open_todos: _Optional[int] = ..., inventory_position: _Optional[int] = ..., moq: _Optional[int] = ..., multiple: _Optional[int] = ..., service_level: _Optional[float] = ..., z: _Optional[float] = ..., sigma_ltd: _Optional[float] = ..., safety_stock: _Optional[float] = ..., reorder_point: _Optional[float] = ..., order_up_to: _Optional[float] = ..., factors: _Optional[_Iterable[_Union[AppliedFactor, _Mapping]]] = ..., raw_qty: _Optional[int] = ..., final_qty: _Optional[int] = ..., coverage_days: _Optional[float] = ..., health_flags: _Optional[_Iterable[str]] = ..., censored_days: _Optional[int] = ..., demand_rate: _Optional[float] = ..., buffer: _Optional[float] = ..., seasonal_index: _Optional[float] = ..., factor_multiplier: _Optional[float] = ..., reason: _Optional[str] = ..., spikes_stripped: _Optional[int] = ...) -> None: ...
 
 class Suggestion(_message.Message):
     __slots__ = ("sku", "site", "version", "state", "qty", "decided_qty", "flagged", "supplier", "reason", "decided_by", "created_at_ms", "decided_at_ms", "trigger", "panel", "trace", "below_reorder_point", "automatic")
