@@ -110,7 +110,7 @@ class PairInputs:
     sku: str
     site: str
     today: date
-    demand: tuple[float, ...]  # daily net demand of complete days, oldest first: the last is yesterday
+    demand: tuple[float, ...]  # daily net demand, oldest first: the last is today so far
     censored: tuple[bool, ...]  # stockout days (left out of the windows)
     position: StockPosition
     supplier: SupplierTerms | None
@@ -206,10 +206,12 @@ class ReplenishService:
 
     async def _demand(self, sku: str, site: str, today: date) -> tuple[tuple[float, ...], tuple[bool, ...]]:
         days = max(self.config.history_days, self.config.season_days)
-        first = today - timedelta(days=days)
+        # Today so far is the last day: a scan moves the short window at once (issue 14: the
+        # roll-ups plus today's live consumption).
+        first = today - timedelta(days=days - 1)
         series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
         if self.history is not None:
-            q = SeriesQuery(day_start_ms(first), day_start_ms(today), sku, site)
+            q = SeriesQuery(day_start_ms(first), day_start_ms(today) + DAY_MS, sku, site)
             for row in await self.history.consumption(q):
                 if row.day in series:
                     series[row.day] = float(row.qty)

@@ -295,11 +295,12 @@ async def test_the_trigger_recomputes_moved_pairs_once_and_counts_today_once(par
     s = await service.explain("BRG-6204", "HW-DC")
     assert (s.state, s.trigger) == ("open", "journal")
     assert service.live_today("BRG-6204", "HW-DC") == 6  # today's two scans
+    assert (await service.inputs("BRG-6204", "HW-DC")).demand[-1] == 6  # before the history has them
     await trigger.apply(tuple(replace(f, redelivered=True) for f in batch))  # redelivered: not counted again
     assert service.live_today("BRG-6204", "HW-DC") == 6
     clock.advance(86_400_000)
     # Tomorrow they are yesterday's demand, whether or not the history has them yet.
-    assert (await service.inputs("BRG-6204", "HW-DC")).demand[-1] == 6
+    assert (await service.inputs("BRG-6204", "HW-DC")).demand[-2:] == (6, 0)
     assert [e.kind for e in events.events] == [SUGGESTED]
 
 
