@@ -42,6 +42,20 @@ RULES = (
     ),
     Rule("adapters-stay-below", "adapters", ("engine.api", "engine.runtime", "engine.bootstrap", "engine.cli")),
     Rule("runtime-uses-ports", "engine.runtime", ("adapters", "engine.bootstrap", "engine.cli", "engine.settings")),
+    # Replenishment's maths (issue 14) is as pure as the domain: numpy / numba / scipy and engine.domain only.
+    Rule(
+        "replenish-is-pure",
+        "engine.replenish",
+        (
+            *INFRASTRUCTURE,
+            "engine.runtime",
+            "engine.api",
+            "engine.bootstrap",
+            "engine.cli",
+            "engine.settings",
+            "adapters",
+        ),
+    ),
 )
 
 
@@ -195,7 +209,15 @@ def test_no_import_cycles(repo_imports: list[Import]) -> None:
 def test_every_package_is_seen(repo_imports: list[Import]) -> None:
     # The checker must read the tree it guards: each layer has modules that import something.
     importing = {imp.module for imp in repo_imports}
-    for layer in ("engine.domain", "engine.runtime", "engine.bootstrap", "engine.api", "engine.cli", "adapters"):
+    for layer in (
+        "engine.domain",
+        "engine.runtime",
+        "engine.bootstrap",
+        "engine.api",
+        "engine.cli",
+        "adapters",
+        "engine.replenish",
+    ):
         assert any(_within(m, layer) for m in importing), layer
 
 

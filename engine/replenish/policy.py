@@ -1,0 +1,254 @@
+"""The ordering policy: from one pair's history, position and supplier terms to a `Suggestion`.
+
+    d̂      = the kernel's rate (blend for smooth demand, SBA/TSB otherwise) × seasonal index
+    F      = mean over the horizon (P + C days) of the bounded factors' product × demand buffer
+    L̄, σL  = mean and sample spread of the last 3 lead times; σL = max(sL, 0.1·L̄)
+    P      = L̄ + R
+    σ_LTD  = √(P·σd² + d̂²·σL²)
+    SS     = z·σ_LTD (smooth) | NB quantile(CSL; μ = d̂·P, var = max(σ_LTD², μ(1+ε))) − μ (otherwise)
+    ROP    = d̂·F·L̄ + SS            (the buffer multiplies demand only, never the safety stock)
+    S      = ROP + d̂·F·C
+    IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
+    q      = ⌈S − IP⌉ when IP ≤ ROP, else 0 → MOQ → multiple (up) → shelf-life cap → rules
+
+`suggest` always returns a Suggestion: when nothing is to be ordered its qty is 0 and `reason`
+says why (above the reorder point, no demand, a rule stopped it), so a planner can ask "why not".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from functools import lru_cache
+
+import numpy as np
+from scipy.stats import nbinom, norm
+
+from engine.replenish.kernels import METHOD_NAMES, SBC_NAMES, BatchForecast, forecast_batch
+from engine.replenish.model import (
+    AppliedFactor,
+    DemandHistory,
+    Factor,
+    LeadTime,
+    Method,
+    PairPosition,
+    Panel,
+    PolicySettings,
+    RuleLine,
+    SbcClass,
+    Suggestion,
+    SupplierTerms,
+)
+from engine.replenish.rules import Rule, RuleContext, apply_rules, enforce_limits, round_to_terms, shelf_life_cap
+
+MAX_FACTORS = 200  # factors read per suggestion: a calendar, not a feed
+
+
+@lru_cache(maxsize=256)
+def z_of(service_level: float) -> float:
+    """Φ⁻¹(CSL): computed by scipy outside numba, cached per service level."""
+    return float(norm.ppf(service_level))
+
+
+def lead_time_stats(supplier: SupplierTerms, settings: PolicySettings) -> tuple[float, float, tuple[LeadTime, ...]]:
+    """L̄ and σL (floored at `lead_time_floor`·L̄) from the last receipts, and the receipts used."""
+    used = supplier.lead_times[-settings.lead_time_receipts :]
+    if not used:
+        mean = float(supplier.default_lead_time_days)
+        return mean, settings.lead_time_floor * mean, ()
+    days = np.array([lt.days for lt in used], dtype=np.float64)
+    mean = float(days.mean())
+    spread = float(days.std(ddof=1)) if len(days) >= 2 else 0.0
+    return mean, max(spread, settings.lead_time_floor * mean), used
+
+
+def horizon_factors(
+    history: DemandHistory, factors: Sequence[Factor], settings: PolicySettings, days: int
+) -> tuple[float, tuple[AppliedFactor, ...]]:
+    """Mean over the next `days` days of the product of the factors in force each day (bounded per kind)."""
+    if days <= 0 or not factors:
+        return 1.0, ()
+    first = history.today
+    last = first + timedelta(days=days - 1)
+    product = np.ones(days, np.float64)
+    applied: list[AppliedFactor] = []
+    for factor in factors[:MAX_FACTORS]:
+        lo, hi = settings.bounds_of(factor.kind)
+        bounded = min(max(factor.multiplier, lo), hi)
+        start = max(factor.start, first)
+        end = min(factor.end, last)
+        if end < start:
+            continue
+        a, b = (start - first).days, (end - first).days + 1
+        product[a:b] *= bounded
+        applied.append(
+            AppliedFactor(factor.kind, factor.source, factor.start, factor.end, factor.multiplier, bounded, b - a)
+        )
+    return float(product.mean()), tuple(applied)
+
+
+def safety_stock(
+    method: Method,
+    rate: float,
+    sigma_d: float,
+    lead_mean: float,
+    lead_sigma: float,
+    review: int,
+    csl: float,
+    eps: float,
+) -> tuple[float, float]:
+    """(SS, σ_LTD). Normal for smooth demand; negative binomial for intermittent (floored at 0)."""
+    p = lead_mean + review
+    var = p * sigma_d**2 + rate**2 * lead_sigma**2
+    if method == "smooth":
+        return z_of(csl) * math.sqrt(var), math.sqrt(var)
+    mu = rate * p
+    if mu <= 0:
+        return 0.0, math.sqrt(var)
+    var = max(var, mu * (1.0 + eps))
+    n = mu * mu / (var - mu)
+    quantile = float(nbinom.ppf(csl, n, mu / var))
+    return max(quantile - mu, 0.0), math.sqrt(var)
+
+
+def forecast_one(history: DemandHistory, settings: PolicySettings, seasonal_days: int) -> BatchForecast:
+    """The batch kernel on one row: the single-pair path is the batch path."""
+    return forecast_batch(
+        history.demand[np.newaxis, :],
+        history.censored[np.newaxis, :],
+        settings,
+        promo=history.promo[np.newaxis, :],
+        seasonal_days=seasonal_days,
+    )
+
+
+def _health(history: DemandHistory, fc: BatchForecast, supplier: SupplierTerms, settings: PolicySettings) -> list[str]:
+    flags: list[str] = []
+    if not supplier.lead_times:
+        flags.append("lead_time_default")
+    if history.days < 30:
+        flags.append("short_history")
+    window = history.censored[-settings.sbc_window_days :]
+    if len(window) and window.mean() > 0.2:
+        flags.append("censored_share_high")
+    if int(fc.valid_days[0]) == 0 and history.days > 0:
+        flags.append("no_uncensored_day")
+    return flags
+
+
+def suggest(
+    history: DemandHistory,
+    position: PairPosition,
+    supplier: SupplierTerms,
+    settings: PolicySettings,
+    rules: Sequence[Rule] = (),
+    factors: Sequence[Factor] = (),
+    context: RuleContext | None = None,
+) -> Suggestion:
+    """The suggestion for one pair. Never None: qty 0 with a `reason` when nothing is to be ordered."""
+    lead_mean, lead_sigma, used = lead_time_stats(supplier, settings)
+    review = settings.review_days
+    p = lead_mean + review
+    horizon = math.ceil(lead_mean) + review + settings.horizon_days
+    fc = forecast_one(history, settings, horizon)
+    method: Method = METHOD_NAMES[int(fc.method[0])]  # type: ignore[assignment]
+    sbc: SbcClass = SBC_NAMES[int(fc.sbc_class[0])]  # type: ignore[assignment]
+    rate = float(fc.rate[0])
+    sigma_d = float(fc.sigma[0])
+    factor_mult, applied = horizon_factors(history, factors, settings, horizon)
+    demand_rate = rate * factor_mult * settings.demand_buffer
+    ss, sigma_ltd = safety_stock(
+        method, rate, sigma_d, lead_mean, lead_sigma, review, settings.service_level, settings.nb_epsilon
+    )
+    rop = demand_rate * lead_mean + ss
+    order_up_to = rop + demand_rate * settings.horizon_days
+    cutoff = history.today + timedelta(days=math.ceil(p))
+    within = sum(a.qty for a in position.in_transit if a.eta <= cutoff)
+    beyond = sum(a.qty for a in position.in_transit if a.eta > cutoff)
+    ip = position.on_hand - position.held - position.backorders + within + position.open_todos
+    triggered = rate > 0 and ip <= rop
+    raw = max(math.ceil(order_up_to - ip - 1e-9), 0) if triggered else 0
+    if rate <= 0:
+        reason = f"no demand in the last {settings.sbc_window_days} uncensored days"
+    elif not triggered:
+        reason = f"inventory position {ip} is above the reorder point {rop:.1f}"
+    else:
+        reason = ""
+    panel = Panel(
+        m7=float(fc.m7[0]),
+        m14=float(fc.m14[0]),
+        m30=float(fc.m30[0]),
+        blend=float(fc.blend[0]),
+        sigma=sigma_d,
+        adi=float(fc.adi[0]),
+        cv2=float(fc.cv2[0]),
+        croston=float(fc.croston[0]),
+        sba=float(fc.sba[0]),
+        tsb=float(fc.tsb[0]),
+        base_rate=rate,
+        demand_rate=demand_rate,
+        seasonal_index=float(fc.seasonal_index[0]),
+        buffer=settings.demand_buffer,
+        factor_multiplier=factor_mult,
+        factors=applied,
+        lead_times=used,
+        lead_time_mean=lead_mean,
+        lead_time_sigma=lead_sigma,
+        review_days=review,
+        in_transit_within=within,
+        in_transit_beyond=beyond,
+        open_todos=position.open_todos,
+        on_hand=position.on_hand,
+        held=position.held,
+        backorders=position.backorders,
+        moq=supplier.moq,
+        multiple=supplier.multiple,
+        uncensored_days=int(fc.valid_days[0]),
+        spikes_stripped=int(fc.spikes[0]),
+        health=tuple(_health(history, fc, supplier, settings)),
+    )
+    on_order = within + position.open_todos
+    suggestion = Suggestion(
+        sku=history.sku,
+        site=history.site,
+        supplier_id=supplier.supplier_id,
+        today=history.today,
+        qty=raw,
+        raw_qty=raw,
+        method=method,
+        sbc_class=sbc,
+        reorder_point=rop,
+        order_up_to=order_up_to,
+        safety_stock=ss,
+        inventory_position=ip,
+        coverage_days=(position.on_hand + on_order) / demand_rate if demand_rate > 0 else None,
+        service_level=settings.service_level,
+        z=z_of(settings.service_level),
+        sigma_ltd=sigma_ltd,
+        triggered=triggered,
+        reason=reason,
+        qty_cap=None,
+        unit_cost=supplier.unit_cost,
+        panel=panel,
+        trace=(_trigger_line(triggered, ip, rop, order_up_to, raw, rate),),
+    )
+    ctx = context or RuleContext(sku=history.sku, site=history.site, supplier_id=supplier.supplier_id)
+    ctx = replace(ctx, today=history.today, shelf_life_days=position.shelf_life_days)
+    suggestion = round_to_terms(suggestion, "policy.moq", "MOQ then order multiple (supplier terms)")
+    if position.shelf_life_days is not None:
+        suggestion = shelf_life_cap(suggestion, position.shelf_life_days, position.min_remaining_days)
+    suggestion = apply_rules(suggestion, ctx, rules)
+    return enforce_limits(suggestion)
+
+
+def _trigger_line(triggered: bool, ip: int, rop: float, s: float, raw: int, rate: float) -> RuleLine:
+    if rate <= 0:
+        return RuleLine("policy.trigger", "policy", "qty", "0", "0", "no demand: nothing to order")
+    if not triggered:
+        return RuleLine("policy.trigger", "policy", "qty", "0", "0", f"IP {ip} > ROP {rop:.1f}: no order")
+    return RuleLine("policy.trigger", "policy", "qty", "0", str(raw), f"IP {ip} ≤ ROP {rop:.1f}: order up to S {s:.1f}")
+
+
+__all__ = ["forecast_one", "horizon_factors", "lead_time_stats", "safety_stock", "suggest", "z_of"]
