@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     )
     replenish_service_level: float = Field(0.95, ge=0.5, lt=1.0, description="default cycle service level (z = Φ⁻¹)")
     replenish_buffer: float = Field(1.15, ge=1.0, le=3.0, description="demand multiplier for sudden orders")
+    replenish_rules: Path | None = Field(None, description="replenishment rules (JSON, engine/replenish/rulesets)")
 
     # security (DESIGN §13; docs/security.md)
     auth: bool = Field(

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from engine.bootstrap.config import SettingsProblem
 from engine.domain.clock import SystemClock
+from engine.domain.errors import InvalidArgument
 from engine.domain.ports import HistoryStore
 from engine.replenish.actions import ActionSink
-from engine.replenish.planning import core_planner
+from engine.replenish.planning import PolicyPlanner
+from engine.replenish.rules import Rule, load_rules
 from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader
 from engine.replenish.store import ReplenishStore
 from engine.settings import Settings
@@ -56,6 +59,16 @@ def replenish_config_of(settings: Settings) -> ReplenishConfig:
     )
 
 
+def rules_of(settings: Settings) -> tuple[Rule, ...]:
+    """The rules file named in the settings, validated whole (a bad one stops the start)."""
+    if settings.replenish_rules is None:
+        return ()
+    try:
+        return load_rules(settings.replenish_rules)
+    except InvalidArgument as exc:
+        raise SettingsProblem("replenish_rules", str(exc)) from None
+
+
 async def _open_store(settings: Settings, nats_url: str) -> ReplenishStore:
     if settings.journal == "memory" or not nats_url:
         from adapters.memory.replenish import InMemoryReplenishStore
@@ -95,6 +108,7 @@ async def _schedule(service: ReplenishService, interval_s: float) -> None:
 async def start_replenish(
     settings: Settings, stock: StockReader, nats_url: str, history: HistoryStore | None
 ) -> ReplenishRuntime:
+    planner = PolicyPlanner(rules_of(settings))
     store = await _open_store(settings, nats_url)
     try:
         actions = await _open_actions(settings, nats_url)
@@ -102,9 +116,7 @@ async def start_replenish(
         await store.close()
         raise
     config = replenish_config_of(settings)
-    service = ReplenishService(
-        store, stock, core_planner, SystemClock(), history=history, actions=actions, config=config
-    )
+    service = ReplenishService(store, stock, planner, SystemClock(), history=history, actions=actions, config=config)
     runtime = ReplenishRuntime(service, store, actions)
     try:
         if settings.journal == "nats" and nats_url:

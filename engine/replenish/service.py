@@ -312,7 +312,11 @@ class ReplenishService:
         sku, site = inputs.sku, inputs.site
         current = await self.store.get_suggestion(sku, site)
         health = await self.health_of(sku, site, inputs.supplier)
-        panel = replace(planned.panel, open_todos=inputs.open_todos, health_flags=tuple(health.problems))
+        panel = replace(
+            planned.panel,
+            open_todos=inputs.open_todos,
+            health_flags=(*planned.panel.health_flags, *health.problems),
+        )
         candidate = Suggestion(
             sku=sku,
             site=site,

@@ -343,3 +343,36 @@ def test_vague_expiry_words_are_recognised(text: str) -> None:
 @pytest.mark.parametrize("text", ["2027-03-31", "2027-03-31T00:00:00Z", "1767225600000", "longevity"])
 def test_dates_are_not_vague(text: str) -> None:
     assert vague_word(text) is None
+
+
+async def test_the_policy_planner_raises_the_bearing_from_its_history() -> None:
+    """The real policy over 90 days of history: 5 a day, 7-day lead times, MOQ 50 × 10."""
+    from engine.replenish.planning import PolicyPlanner
+
+    clock = ManualClock()
+    history = InMemoryHistoryStore()
+    q = QuantKey("L1", "", "available", "own")
+    records = []
+    for day in range(1, 91):
+        at = clock.now_ms() - day * 86_400_000
+        m = Movement(day, MovementKind.CONSUME, "BRG-6204", "HW-DC", "L1", 5, q, External.CUSTOMER, at_ms=at)
+        records.append(HistoryRecord("s0", day, day, m))
+    await history.insert(HistoryBatch(tuple(records)))
+    stock = FakeStock()
+    stock.available[("BRG-6204", "HW-DC")] = 20
+    service = ReplenishService(InMemoryReplenishStore(), stock, PolicyPlanner(), clock, history=history)
+    leads = tuple(LeadTimeSample(d, clock.now_ms() - i * 86_400_000) for i, d in enumerate((7, 7, 7), start=1))
+    await service.put_supplier(replace(BEARING, lead_times=leads))
+    s = await service.recompute("BRG-6204", "HW-DC", "schedule")
+    p = s.panel
+    assert s.below_reorder_point
+    assert s.state == "open"
+    assert p.mean_30d == pytest.approx(5.0, rel=0.05)
+    assert (p.method, p.demand_class) == ("smooth", "smooth")
+    assert p.buffer == 1.15
+    assert p.lead_time_days == 7
+    assert [lt.days for lt in p.lead_times] == [7, 7, 7]
+    assert p.reorder_point > 20 * 1.0  # d̂·1.15·7 + SS ≈ 40 + SS
+    assert s.qty >= 50
+    assert s.qty % 10 == 0
+    assert any(line.rule == "policy.trigger" for line in s.trace)
