@@ -286,8 +286,16 @@ class ReplenishService:
         chunk = max(1, self.config.recompute_concurrency) * 32
         for i in range(0, len(pairs), chunk):
             part = pairs[i : i + chunk]
-            inputs = await asyncio.gather(*(self.inputs(sku, site, factors) for sku, site in part))
-            for got, planned in zip(inputs, self.planner(list(inputs)), strict=True):
+            found = await asyncio.gather(
+                *(self.inputs(sku, site, factors) for sku, site in part), return_exceptions=True
+            )
+            inputs = [i for i in found if isinstance(i, PairInputs)]
+            for (sku, site), failed in zip(part, found, strict=True):
+                if isinstance(failed, BaseException) and not isinstance(failed, Exception):
+                    raise failed  # cancelled: stop here
+                if isinstance(failed, Exception):  # e.g. a pair gone from the catalog: the rest goes on
+                    log.warning("pair not recomputed", sku=sku, site=site, error=f"{type(failed).__name__}: {failed}")
+            for got, planned in zip(inputs, self.planner(inputs), strict=True):
                 before = await self.store.get_suggestion(got.sku, got.site)
                 try:
                     kept = await self._keep(got, planned, trigger)
@@ -446,6 +454,7 @@ class ReplenishService:
 
     async def put_supplier(self, terms: SupplierTerms) -> SupplierTerms:
         checked = check_supplier(terms)
+        await self.stock.get_availability(checked.sku, checked.site)  # NotFound for a pair the catalog lacks
         await self.store.put_supplier(checked)
         self._health.entries.pop(pair_key(checked.sku, checked.site), None)
         return checked
