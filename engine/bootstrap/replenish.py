@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -35,12 +36,16 @@ class ReplenishRuntime:
     follower: object | None = None  # adapters.nats.follower.JournalFollower
     link: object | None = None  # its NATS link
     schedule: asyncio.Task[None] | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # the factor feed and its parts
 
     async def stop(self) -> None:
         if self.schedule is not None:
             self.schedule.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.schedule
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await close()
         if self.follower is not None:
             await self.follower.stop()  # type: ignore[attr-defined]
         if self.link is not None:
@@ -121,6 +126,7 @@ async def start_replenish(
     try:
         if settings.journal == "nats" and nats_url:
             await _start_follower(runtime, settings, nats_url)
+            await _start_factor_feed(runtime, settings, nats_url)
         if config.recompute_interval_s > 0:
             runtime.schedule = asyncio.get_running_loop().create_task(
                 _schedule(service, config.recompute_interval_s), name="replenish-schedule"
@@ -156,3 +162,18 @@ async def _start_follower(runtime: ReplenishRuntime, settings: Settings, nats_ur
     follower = JournalFollower(link, ReplenishTrigger(runtime.service, metrics), config, metrics)
     await follower.start()
     runtime.follower = follower
+
+
+async def _start_factor_feed(runtime: ReplenishRuntime, settings: Settings, nats_url: str) -> None:
+    """Outside factors published on NATS; refused ones go to the engine's dead letters."""
+    from adapters.nats.deadletter import connect_dead_letters, dead_letter_config
+    from adapters.nats.replenish_factors import engine_factor_feed_config, start_factor_feed
+
+    dead_letters, close_dead_letters = await connect_dead_letters(
+        dead_letter_config(settings.namespace, nats_url, settings.journal_replicas)
+    )
+    runtime.closers.append(close_dead_letters)
+    config = engine_factor_feed_config(settings.namespace, nats_url, settings.journal_replicas)
+    feed, link = await start_factor_feed(config, runtime.service.put_factors, dead_letters)
+    runtime.closers.append(link.close)
+    runtime.closers.append(feed.stop)

@@ -5,6 +5,7 @@ input typed; adoption per planner and rule; the RFQ, to-do and keeper alert on a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import uuid
@@ -315,3 +316,52 @@ async def test_listing_pages_and_filters(setup: Setup, people: dict[str, _Stub])
     health = await admin.GetDataHealth(rpb.GetDataHealthRequest(site=SITE))
     assert {h.sku for h in health.pairs} == {"S0", "S1", "S2", "S3", "S4"}
     assert health.min_completeness == pytest.approx(0.992)
+
+
+async def test_factors_over_nats_are_stored_and_bad_ones_dead_lettered(setup: Setup) -> None:
+    from adapters.nats.deadletter import DeadLetterConfig, connect_dead_letters
+    from adapters.nats.replenish_factors import FactorFeedConfig, start_factor_feed
+
+    tag = uuid.uuid4().hex[:8]
+    letters, close_letters = await connect_dead_letters(
+        DeadLetterConfig(url=setup.nats_url, stream=f"DLQ_{tag}", subject_prefix=f"dlq{tag}")
+    )
+    config = FactorFeedConfig(setup.nats_url, stream=f"FACTORS_{tag}", subject=f"in{tag}.factors", consumer=f"f{tag}")
+    feed, link = await start_factor_feed(config, setup.service.put_factors, letters)
+    good = {
+        "factors": [
+            {
+                "factor_id": "promo-7",
+                "kind": "promotion",
+                "sku": SKU,
+                "from_day": "2026-01-01",
+                "to_day": "2026-01-07",
+                "multiplier": 1.4,
+                "source": "crm",
+            }
+        ]
+    }
+    too_hot = {"factors": [{**good["factors"][0], "factor_id": "w", "kind": "weather", "multiplier": 2.5}]}
+    nc = await nats.connect(setup.nats_url)
+    try:
+        js = nc.jetstream()
+        for payload in (json.dumps(good).encode(), json.dumps(too_hot).encode(), b"not json", b'{"factors": 3}'):
+            await js.publish(config.subject, payload)
+        deadline = asyncio.get_running_loop().time() + 20
+        while feed.stored + feed.refused < 4:
+            assert asyncio.get_running_loop().time() < deadline, (feed.stored, feed.refused)
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+        await feed.stop()
+        await link.close()
+    stored = await setup.service.store.list_factors()
+    assert [(f.factor_id, f.multiplier, f.source) for f in stored] == [("promo-7", 1.4, "crm")]
+    dead = await letters.list()
+    await close_letters()
+    assert [(d.letter.code.value, d.letter.event_type) for d in dead] == [
+        ("invalid_value", "replenish.factors"),
+        ("decode_error", "replenish.factors"),
+        ("schema_violation", "replenish.factors"),
+    ]
+    assert "factors[0].multiplier" in dead[0].letter.reason
