@@ -69,6 +69,10 @@ class BatchForecast:
     def __len__(self) -> int:
         return len(self.rate)
 
+    def subset(self, index: npt.NDArray[np.integer] | slice) -> BatchForecast:
+        """The same estimates for some pairs only (rows selected by `index`)."""
+        return BatchForecast(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+
     def method_name(self, i: int) -> str:
         return METHOD_NAMES[int(self.method[i])]
 
@@ -205,7 +209,11 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     n = len(y)
     alpha, sbc_window = params[3], int(params[5])
     start = max(0, n - sbc_window)
-    spikes = _strip_spikes(y, valid, start, params[4])
+    # Spikes are struck only from series that sell on most days: on an intermittent or lumpy
+    # series the rare large days are the demand itself, and striking them would starve it.
+    nz0, _, _ = _nonzero_moments(y, valid, start, n)
+    _, cw0 = _window_mean(y, valid, n, sbc_window)
+    spikes = _strip_spikes(y, valid, start, params[4]) if nz0 and cw0 / nz0 <= params[6] else 0
 
     # windows; an empty one takes the next longer one's mean
     m30, c30 = _window_mean(y, valid, n, 30)

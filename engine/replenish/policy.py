@@ -10,6 +10,10 @@
     S      = ROP + d̂·F·C
     IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
     q      = ⌈S − IP⌉ when IP ≤ ROP, else 0 → MOQ → multiple (up) → shelf-life cap → rules
+    cap    = d̂·factors·(L̄ + shelf life − min remaining days) − IP, expected sales (no buffer):
+             the position sells first (also during the lead time), then the new lot has its
+             sellable days; the notes' d̂·(SL − min) − on hand ignored both the lead time's sales
+             and the lots in transit
 
 `suggest` always returns a Suggestion: when nothing is to be ordered its qty is 0 and `reason`
 says why (above the reorder point, no demand, a rule stopped it), so a planner can ask "why not".
@@ -19,14 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 from scipy.stats import nbinom, norm
 
-from engine.replenish.kernels import METHOD_NAMES, SBC_NAMES, BatchForecast, forecast_batch
+from engine.replenish.kernels import METHOD_NAMES, METHOD_SMOOTH, SBC_NAMES, BatchForecast, forecast_batch
 from engine.replenish.model import (
     AppliedFactor,
     DemandHistory,
@@ -42,6 +47,10 @@ from engine.replenish.model import (
     SupplierTerms,
 )
 from engine.replenish.rules import Rule, RuleContext, apply_rules, enforce_limits, round_to_terms, shelf_life_cap
+
+FloatArray = npt.NDArray[np.float64]
+IntLike = int | npt.NDArray[np.integer]
+FloatLike = float | npt.NDArray[np.floating]
 
 MAX_FACTORS = 200  # factors read per suggestion: a calendar, not a feed
 
@@ -89,6 +98,33 @@ def horizon_factors(
     return float(product.mean()), tuple(applied)
 
 
+def safety_stock_batch(
+    method: npt.NDArray[np.int8],
+    rate: FloatArray,
+    sigma_d: FloatArray,
+    lead_mean: FloatArray,
+    lead_sigma: FloatArray,
+    review: int,
+    csl: float,
+    eps: float,
+) -> tuple[FloatArray, FloatArray]:
+    """(SS, σ_LTD) per pair: normal for smooth demand; negative binomial for the others (SS floored at 0)."""
+    p = lead_mean + review
+    var = p * sigma_d**2 + rate**2 * lead_sigma**2
+    sigma_ltd = np.sqrt(var)
+    ss = z_of(csl) * sigma_ltd
+    mu = rate * p
+    nb = (method != METHOD_SMOOTH) & (mu > 0)
+    ss = np.where(method == METHOD_SMOOTH, ss, 0.0)
+    if np.any(nb):
+        m = mu[nb]
+        v = np.maximum(var[nb], m * (1.0 + eps))
+        quantile = nbinom.ppf(csl, m * m / (v - m), m / v)
+        ss[nb] = np.maximum(quantile - m, 0.0)
+        sigma_ltd[nb] = np.sqrt(v)
+    return ss, sigma_ltd
+
+
 def safety_stock(
     method: Method,
     rate: float,
@@ -99,18 +135,93 @@ def safety_stock(
     csl: float,
     eps: float,
 ) -> tuple[float, float]:
-    """(SS, σ_LTD). Normal for smooth demand; negative binomial for intermittent (floored at 0)."""
-    p = lead_mean + review
-    var = p * sigma_d**2 + rate**2 * lead_sigma**2
-    if method == "smooth":
-        return z_of(csl) * math.sqrt(var), math.sqrt(var)
-    mu = rate * p
-    if mu <= 0:
-        return 0.0, math.sqrt(var)
-    var = max(var, mu * (1.0 + eps))
-    n = mu * mu / (var - mu)
-    quantile = float(nbinom.ppf(csl, n, mu / var))
-    return max(quantile - mu, 0.0), math.sqrt(var)
+    """(SS, σ_LTD) of one pair (the batch function on one row)."""
+    code = np.array([METHOD_NAMES.index(method)], np.int8)
+    one = np.array([1.0])
+    ss, sigma_ltd = safety_stock_batch(
+        code, one * rate, one * sigma_d, one * lead_mean, one * lead_sigma, review, csl, eps
+    )
+    return float(ss[0]), float(sigma_ltd[0])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BatchPolicy:
+    """The policy's numbers per pair, before rules: what a full recompute or the simulator needs."""
+
+    demand_rate: FloatArray  # d̂ × factors × buffer
+    safety_stock: FloatArray
+    sigma_ltd: FloatArray
+    reorder_point: FloatArray
+    order_up_to: FloatArray
+    position: npt.NDArray[np.int64]
+    triggered: npt.NDArray[np.bool_]
+    raw_qty: npt.NDArray[np.int64]  # ⌈S − IP⌉ when triggered
+    cap: npt.NDArray[np.int64]  # shelf-life cap (NO_CAP without one)
+    qty: npt.NDArray[np.int64]  # after MOQ, multiple and the shelf-life cap
+
+
+NO_CAP = np.iinfo(np.int64).max
+
+
+def rounded_batch(qty: IntLike, moq: IntLike, multiple: IntLike, cap: IntLike) -> npt.NDArray[np.int64]:
+    """MOQ then multiple (up), then the cap wins: rounded down to the multiple, 0 below the MOQ."""
+    q = np.asarray(qty, np.int64)
+    mult = np.asarray(multiple, np.int64)
+    floor = -(-np.asarray(moq, np.int64) // mult) * mult
+    up = np.maximum(-(-q // mult) * mult, floor)
+    up = np.where(q > 0, up, 0)
+    capped = (np.asarray(cap, np.int64) // mult) * mult
+    over = up > cap
+    return np.where(over, np.where(capped >= np.maximum(floor, 1), capped, 0), up)
+
+
+def policy_batch(
+    fc: BatchForecast,
+    settings: PolicySettings,
+    *,
+    on_hand: IntLike,
+    lead_mean: FloatLike,
+    lead_sigma: FloatLike,
+    held: IntLike = 0,
+    backorders: IntLike = 0,
+    in_transit_within: IntLike = 0,
+    open_todos: IntLike = 0,
+    moq: IntLike = 0,
+    multiple: IntLike = 1,
+    factor_multiplier: FloatLike = 1.0,
+    shelf_life_days: IntLike = 0,
+    min_remaining_days: IntLike = 0,
+) -> BatchPolicy:
+    """SS, ROP, S, IP and the order quantity of every pair in `fc` (scalars broadcast).
+
+    `shelf_life_days` 0 means no shelf life. `suggest` runs this on one row, so the numbers a
+    planner sees for one pair are the ones a full recompute produces for it."""
+    rows = len(fc)
+
+    def f(x: FloatLike) -> FloatArray:
+        return np.broadcast_to(np.asarray(x, np.float64), (rows,))
+
+    def i(x: IntLike) -> npt.NDArray[np.int64]:
+        return np.broadcast_to(np.asarray(x, np.int64), (rows,))
+
+    rate = fc.rate
+    l_mean, l_sigma = f(lead_mean), f(lead_sigma)
+    demand_rate = rate * f(factor_multiplier) * settings.demand_buffer
+    ss, sigma_ltd = safety_stock_batch(
+        fc.method, rate, fc.sigma, l_mean, l_sigma, settings.review_days, settings.service_level, settings.nb_epsilon
+    )
+    rop = demand_rate * l_mean + ss
+    order_up_to = rop + demand_rate * settings.horizon_days
+    position = i(on_hand) - i(held) - i(backorders) + i(in_transit_within) + i(open_todos)
+    triggered = (rate > 0) & (position <= rop)
+    raw = np.where(triggered, np.maximum(np.ceil(order_up_to - position - 1e-9), 0), 0).astype(np.int64)
+    shelf = i(shelf_life_days)
+    sellable = np.maximum(shelf - i(min_remaining_days), 0)
+    sells = rate * f(factor_multiplier)  # what is expected to sell: the buffer is a reserve, not sales
+    shelf_cap = np.maximum(np.floor(sells * (l_mean + sellable) - position), 0).astype(np.int64)
+    cap = np.where(shelf > 0, shelf_cap, NO_CAP)
+    qty = rounded_batch(np.minimum(raw, cap), i(moq), i(multiple), cap)
+    return BatchPolicy(demand_rate, ss, sigma_ltd, rop, order_up_to, position, triggered, raw, cap, qty)
 
 
 def forecast_one(history: DemandHistory, settings: PolicySettings, seasonal_days: int) -> BatchForecast:
@@ -158,18 +269,25 @@ def suggest(
     rate = float(fc.rate[0])
     sigma_d = float(fc.sigma[0])
     factor_mult, applied = horizon_factors(history, factors, settings, horizon)
-    demand_rate = rate * factor_mult * settings.demand_buffer
-    ss, sigma_ltd = safety_stock(
-        method, rate, sigma_d, lead_mean, lead_sigma, review, settings.service_level, settings.nb_epsilon
-    )
-    rop = demand_rate * lead_mean + ss
-    order_up_to = rop + demand_rate * settings.horizon_days
     cutoff = history.today + timedelta(days=math.ceil(p))
     within = sum(a.qty for a in position.in_transit if a.eta <= cutoff)
     beyond = sum(a.qty for a in position.in_transit if a.eta > cutoff)
-    ip = position.on_hand - position.held - position.backorders + within + position.open_todos
-    triggered = rate > 0 and ip <= rop
-    raw = max(math.ceil(order_up_to - ip - 1e-9), 0) if triggered else 0
+    numbers = policy_batch(
+        fc,
+        settings,
+        on_hand=position.on_hand,
+        held=position.held,
+        backorders=position.backorders,
+        in_transit_within=within,
+        open_todos=position.open_todos,
+        lead_mean=lead_mean,
+        lead_sigma=lead_sigma,
+        factor_multiplier=factor_mult,
+    )
+    demand_rate = float(numbers.demand_rate[0])
+    ss, sigma_ltd = float(numbers.safety_stock[0]), float(numbers.sigma_ltd[0])
+    rop, order_up_to = float(numbers.reorder_point[0]), float(numbers.order_up_to[0])
+    ip, triggered, raw = int(numbers.position[0]), bool(numbers.triggered[0]), int(numbers.raw_qty[0])
     if rate <= 0:
         reason = f"no demand in the last {settings.sbc_window_days} uncensored days"
     elif not triggered:

@@ -132,10 +132,18 @@ def round_to_terms(s: Suggestion, rule_id: str, why: str) -> Suggestion:
 def shelf_life_cap(
     s: Suggestion, shelf_life_days: int, min_remaining_days: int, rule_id: str = "policy.shelf_life"
 ) -> Suggestion:
-    """q ≤ d·(shelf life − days it must keep) − on hand: no more than can be sold before it expires."""
+    """q ≤ d̂·F·(L̄ + shelf life − days it must keep) − IP: no more than sells before it expires.
+
+    The position (on hand and arrivals counted) sells first and goes on selling during the lead
+    time, then this lot has its sellable days: what the position and the order exceed is waste."""
     sellable_days = max(shelf_life_days - min_remaining_days, 0)
-    cap = math.floor(s.panel.demand_rate * sellable_days - s.panel.on_hand + s.panel.held)
-    why = f"sellable {sellable_days} days × {s.panel.demand_rate:.2f}/day − usable on hand → cap {max(cap, 0)}"
+    horizon = s.panel.lead_time_mean + sellable_days
+    sells = s.panel.base_rate * s.panel.factor_multiplier  # expected sales: the buffer is a reserve, not sales
+    cap = math.floor(sells * horizon - s.inventory_position)
+    why = (
+        f"sells {sells:.2f}/day × (lead {s.panel.lead_time_mean:.1f} + sellable {sellable_days}) days "
+        f"− position {s.inventory_position} → cap {max(cap, 0)}"
+    )
     return _apply_cap(s, rule_id, "shelf_life_cap", cap, why)
 
 

@@ -183,3 +183,12 @@ def test_batch_rows_equal_single_rows(demand: np.ndarray, data: st.DataObject) -
                 math.isnan(getattr(single, name)[0]) and math.isnan(getattr(batch, name)[i])
             ), name
         assert batch.rate[i] >= 0
+
+
+def test_the_large_days_of_a_lumpy_series_are_kept() -> None:
+    y = [0.0] * 120
+    for i, size in zip(range(0, 120, 4), [1, 2, 1, 40, 1, 3, 2, 1, 50, 2] * 3, strict=False):
+        y[i] = float(size)
+    f = one(y)
+    assert f.sbc_class[0] == SBC_LUMPY
+    assert f.spikes[0] == 0  # on an intermittent series the rare large days are the demand

@@ -25,7 +25,7 @@ from engine.replenish import (
     suggest,
     suggestion_dict,
 )
-from engine.replenish.policy import lead_time_stats, z_of
+from engine.replenish.policy import lead_time_stats, policy_batch, z_of
 from engine.replenish.rules import rounded
 
 TODAY = date(2026, 12, 7)  # a Monday
@@ -150,16 +150,17 @@ def test_moq_and_multiple_in_a_suggestion() -> None:
 def test_shelf_life_caps_what_can_be_sold_before_expiry() -> None:
     pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=8, min_remaining_days=2)
     s = suggest(flat(), pos, SUPPLIER, PolicySettings())
-    cap = math.floor(11.5 * 6 - 5)
-    assert s.qty_cap == cap
-    assert s.qty == cap < s.raw_qty
+    cap = math.floor(10 * (5 + 6) - 5)  # sells 10/day over the lead time 5 + sellable 6 days, less the position
+    assert s.qty_cap == cap == 105
+    assert s.qty == cap < s.raw_qty == 150
     assert any(line.template == "shelf_life_cap" and line.changed for line in s.trace)
 
 
 def test_a_cap_below_the_moq_means_no_order() -> None:
-    pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=8, min_remaining_days=2)
+    pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=2, min_remaining_days=2)
     terms = SupplierTerms("acme", moq=100, multiple=10, lead_times=lead_times(4, 5, 6))
     s = suggest(flat(), pos, terms, PolicySettings())
+    assert s.qty_cap == 10 * 5 - 5
     assert s.qty == 0
     assert "below the MOQ" in s.reason
 
@@ -309,3 +310,30 @@ def test_monotone_in_service_level(
     assert b.safety_stock >= a.safety_stock - 1e-9
     assert b.reorder_point >= a.reorder_point - 1e-9
     assert b.qty >= a.qty
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases())
+def test_policy_batch_gives_the_suggestions_numbers(case: tuple[DemandHistory, PairPosition, SupplierTerms]) -> None:
+    h, pos, terms = case
+    settings_ = PolicySettings()
+    s = suggest(h, pos, terms, settings_)
+    mean, sigma, _ = lead_time_stats(terms, settings_)
+    fc = forecast_batch(h.demand[np.newaxis], h.censored[np.newaxis], settings_, seasonal_days=math.ceil(mean) + 1 + 7)
+    b = policy_batch(
+        fc,
+        settings_,
+        on_hand=pos.on_hand,
+        held=pos.held,
+        in_transit_within=s.panel.in_transit_within,
+        lead_mean=mean,
+        lead_sigma=sigma,
+        moq=terms.moq,
+        multiple=terms.multiple,
+        shelf_life_days=pos.shelf_life_days or 0,
+        min_remaining_days=pos.min_remaining_days,
+    )
+    assert b.qty[0] == s.qty
+    assert b.raw_qty[0] == s.raw_qty
+    assert b.reorder_point[0] == s.reorder_point
+    assert b.safety_stock[0] == s.safety_stock

@@ -96,7 +96,7 @@ def test_payment_terms_and_budget_cap_the_value() -> None:
 
 def test_shelf_life_template_uses_the_pairs_shelf_life() -> None:
     rule = {"id": "s", "template": "shelf_life_cap", "params": {"min_remaining_days": 2, "shelf_life_days": 8}}
-    assert run([rule]).qty == int(11.5 * 6 - 50)
+    assert run([rule]).qty == 10 * (5 + 6) - 50  # lead time 5 + sellable 6 days, less the position
 
 
 def test_moq_rounding_overrides_the_terms() -> None:
