@@ -15,12 +15,16 @@ Mappings worth knowing:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import numpy as np
+
 from engine.replenish import model as m
-from engine.replenish.policy import suggest
+from engine.replenish.kernels import forecast_batch
+from engine.replenish.policy import horizon_factors, lead_time_stats, policy_batch, suggest
 from engine.replenish.rules import Rule, RuleContext
 from engine.replenish.service import PairInputs, Planned, day_of
 from engine.replenish.store import AppliedFactor, LeadTimeSample, Panel, RuleLine, SupplierTerms
@@ -160,6 +164,52 @@ class PolicyPlanner:
             )
             out.append(planned_of(s, i))
         return out
+
+    def screen(self, inputs: Sequence[PairInputs]) -> list[bool]:
+        """Which pairs are at or below their reorder point, computed for all at once by the
+        batch kernels and the batch policy (the same numbers `suggest` gives one pair).
+        A full recompute plans in full only these, and the pairs whose stored suggestion
+        still asks for an order."""
+        out = [True] * len(inputs)
+        groups: dict[m.PolicySettings, list[int]] = {}
+        for n, i in enumerate(inputs):
+            groups.setdefault(settings_of(i), []).append(n)
+        for settings, rows in groups.items():
+            if len({len(inputs[n].demand) for n in rows}) != 1:
+                continue  # ragged histories: these pairs are planned one by one
+            for n, hit in zip(rows, _triggered(settings, [inputs[n] for n in rows]), strict=True):
+                out[n] = hit
+        return out
+
+
+def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list[bool]:
+    histories = [history_of(i) for i in inputs]
+    terms = [supplier_terms_of(i.supplier, i.today, i.config.default_lead_time_days) for i in inputs]
+    stats = [lead_time_stats(t, settings) for t in terms]
+    horizons = [math.ceil(mean) + settings.review_days + settings.horizon_days for mean, _, _ in stats]
+    fc = forecast_batch(
+        np.stack([h.demand for h in histories]),
+        np.stack([h.censored for h in histories]),
+        settings,
+        seasonal_days=np.asarray(horizons, np.int64),
+    )
+    multipliers = [
+        horizon_factors(h, factors_of(i.factors), settings, days)[0]
+        for h, i, days in zip(histories, inputs, horizons, strict=True)
+    ]
+    positions = [position_of(i) for i in inputs]
+    numbers = policy_batch(
+        fc,
+        settings,
+        on_hand=np.asarray([p.on_hand for p in positions], np.int64),
+        held=np.asarray([p.held for p in positions], np.int64),
+        in_transit_within=np.asarray([sum(a.qty for a in p.in_transit) for p in positions], np.int64),
+        open_todos=np.asarray([p.open_todos for p in positions], np.int64),
+        lead_mean=np.asarray([s[0] for s in stats], np.float64),
+        lead_sigma=np.asarray([s[1] for s in stats], np.float64),
+        factor_multiplier=np.asarray(multipliers, np.float64),
+    )
+    return [bool(t) for t in numbers.triggered]
 
 
 core_planner = PolicyPlanner()

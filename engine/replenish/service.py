@@ -295,6 +295,7 @@ class ReplenishService:
                     raise failed  # cancelled: stop here
                 if isinstance(failed, Exception):  # e.g. a pair gone from the catalog: the rest goes on
                     log.warning("pair not recomputed", sku=sku, site=site, error=f"{type(failed).__name__}: {failed}")
+            inputs = await self._screened(inputs)
             for got, planned in zip(inputs, self.planner(inputs), strict=True):
                 before = await self.store.get_suggestion(got.sku, got.site)
                 try:
@@ -306,6 +307,22 @@ class ReplenishService:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         log.info("replenishment recomputed", pairs=len(pairs), changed=changed, below=below, duration_ms=duration_ms)
         return RecomputeResult(len(pairs), changed, below, duration_ms)
+
+    async def _screened(self, inputs: list[PairInputs]) -> list[PairInputs]:
+        """The pairs worth planning in full: those the planner's batch screen finds at or
+        below their reorder point, those whose stored suggestion still asks for an order
+        (it must now say "none") and those never planned. Any other would store nothing new."""
+        screen: Callable[[Sequence[PairInputs]], list[bool]] | None = getattr(self.planner, "screen", None)
+        if screen is None or not inputs:
+            return inputs
+        keep = []
+        for got, hit in zip(inputs, screen(inputs), strict=True):
+            if not hit:
+                current = await self.store.get_suggestion(got.sku, got.site)
+                if current is not None and current.state != "open":
+                    continue  # a first look at a pair is planned in full: its panel says why not
+            keep.append(got)
+        return keep
 
     def _lock(self, sku: str, site: str) -> asyncio.Lock:
         key = pair_key(sku, site)

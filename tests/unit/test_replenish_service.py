@@ -376,3 +376,46 @@ async def test_the_policy_planner_raises_the_bearing_from_its_history() -> None:
     assert s.qty >= 50
     assert s.qty % 10 == 0
     assert any(line.rule == "policy.trigger" for line in s.trace)
+
+
+def test_the_batch_screen_agrees_with_the_full_policy() -> None:
+    """The full recompute's screen (all pairs at once) finds exactly the pairs `suggest`
+    finds at or below their reorder point, one by one."""
+    import random
+    from datetime import date
+
+    from engine.replenish.planning import PolicyPlanner
+    from engine.replenish.service import StockPosition
+
+    rng = random.Random(14)
+    config = ReplenishConfig()
+    inputs = []
+    for n in range(60):
+        rate = rng.choice([0.0, 0.3, 2.0, 8.0])
+        demand = tuple(
+            float(rng.random() < 0.5) * rng.randint(0, int(rate * 2) + 1) if rate else 0.0 for _ in range(90)
+        )
+        terms = SupplierTerms(
+            f"S{n}", "X", "skf", moq=rng.choice([0, 10]), lead_times=(LeadTimeSample(rng.randint(2, 9), 1),)
+        )
+        position = StockPosition(rng.randint(0, 40), rng.randint(0, 3), rng.choice([0, 5]), 0)
+        factors = (Factor("p", "promotion", "", "", "2026-01-01", "2026-01-05", 1.5),) if n % 3 == 0 else ()
+        inputs.append(
+            PairInputs(
+                f"S{n}",
+                "X",
+                date(2026, 1, 1),
+                demand,
+                (False,) * 90,
+                position,
+                terms,
+                factors,
+                rng.choice([0, 4]),
+                config,
+            )
+        )
+    planner = PolicyPlanner()
+    screened = planner.screen(inputs)
+    full = [p.below_reorder_point for p in planner(inputs)]
+    assert screened == full
+    assert 0 < sum(full) < len(full)  # both kinds are there
