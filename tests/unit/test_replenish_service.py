@@ -419,3 +419,33 @@ def test_the_batch_screen_agrees_with_the_full_policy() -> None:
     full = [p.below_reorder_point for p in planner(inputs)]
     assert screened == full
     assert 0 < sum(full) < len(full)  # both kinds are there
+
+
+@pytest.mark.parametrize("word", ["long-term", "常温", "room temperature"])
+def test_an_import_row_with_a_vague_expiry_is_refused_by_name(word: str) -> None:
+    from engine.domain.importing import RequestIds, RowError, RowKind, parse_row
+
+    row = {"sku": "strip", "site": "ward1", "lot_id": "L1", "qty": "5", "expires_at": word}
+    parsed = parse_row(3, row, RowKind.LOT, RequestIds())
+    assert isinstance(parsed, RowError)
+    (violation,) = parsed.violations
+    assert violation.field == "expires_at"
+    assert f"vague expiry {word!r} is refused" in violation.description
+
+
+@pytest.mark.parametrize("word", ["长期", "Long term", "ambient"])
+def test_an_inbound_event_with_a_vague_expiry_is_a_typed_dead_letter(word: str) -> None:
+    import orjson
+
+    from adapters.nats.ingest.events import decode
+    from engine.domain.deadletters import DeadLetterCode
+    from engine.domain.ingestion import BadEvent
+
+    raw = {"event_id": "e1", "type": "scan_take", "cabinet_id": "C", "sku": "s", "lot": "l", "expiry": word}
+    with pytest.raises(BadEvent) as bad:
+        decode(orjson.dumps(raw), "json", "cabinet")
+    assert bad.value.code is DeadLetterCode.INVALID
+    assert "vague expiry" in bad.value.reason
+    assert "expiry" in bad.value.reason
+    ok = {**raw, "expiry": "2027-03-31"}
+    assert decode(orjson.dumps(ok), "json", "cabinet") is not None
