@@ -16,6 +16,7 @@ from engine.domain.clock import SystemClock
 from engine.domain.errors import InvalidArgument
 from engine.domain.ports import HistoryStore
 from engine.replenish.actions import ActionSink
+from engine.replenish.demand import HistoryStockouts, StockoutDays
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.rules import Rule, load_rules
 from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader
@@ -74,6 +75,20 @@ def rules_of(settings: Settings) -> tuple[Rule, ...]:
         raise SettingsProblem("replenish_rules", str(exc)) from None
 
 
+def stockouts_of(history: HistoryStore | None) -> StockoutDays | None:
+    """Stockout days from the daily_balance roll-up when the history is ClickHouse (the
+    engine's), else from the history's movements."""
+    if history is None:
+        return None
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+
+    if isinstance(history, ClickHouseHistoryStore):
+        from adapters.clickhouse.replenish import ClickHouseStockouts
+
+        return ClickHouseStockouts(history)
+    return HistoryStockouts(history)
+
+
 async def _open_store(settings: Settings, nats_url: str) -> ReplenishStore:
     if settings.journal == "memory" or not nats_url:
         from adapters.memory.replenish import InMemoryReplenishStore
@@ -121,7 +136,16 @@ async def start_replenish(
         await store.close()
         raise
     config = replenish_config_of(settings)
-    service = ReplenishService(store, stock, planner, SystemClock(), history=history, actions=actions, config=config)
+    service = ReplenishService(
+        store,
+        stock,
+        planner,
+        SystemClock(),
+        history=history,
+        actions=actions,
+        config=config,
+        stockouts=stockouts_of(history),
+    )
     runtime = ReplenishRuntime(service, store, actions)
     try:
         if settings.journal == "nats" and nats_url:

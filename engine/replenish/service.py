@@ -23,7 +23,9 @@ from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgu
 from engine.domain.history import MovementQuery, SeriesQuery
 from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
+from engine.replenish.demand import StockoutDays
 from engine.replenish.health import HEALTH_DAYS, GiftCount, HealthThresholds, PairHealth, pair_health
 from engine.replenish.store import (
     DECIDED,
@@ -88,7 +90,8 @@ class StockReader(Protocol):
     async def get_availability(self, sku: str, site: str, group_by: Sequence[Dimension] = ...) -> Any: ...
 
 
-_ARRIVING = frozenset({"in_transit_in", "receiving", "qc_hold"})
+# Stock on its way to being sellable here: in transit in, just received, in QC (by role).
+_ARRIVING = frozenset(DEFAULT_DICTIONARY.role(r) for r in (Role.ARRIVING, Role.RECEIPT, Role.INSPECTION))
 
 
 async def read_position(stock: StockReader, sku: str, site: str, now_ms: int) -> StockPosition:
@@ -170,6 +173,7 @@ class ReplenishService:
         history: HistoryStore | None = None,
         actions: ActionSink | None = None,
         config: ReplenishConfig = ReplenishConfig(),
+        stockouts: StockoutDays | None = None,
     ) -> None:
         self.store = store
         self.stock = stock
@@ -178,6 +182,7 @@ class ReplenishService:
         self.history = history
         self.actions = actions
         self.config = config
+        self.stockouts = stockouts
         self._live: dict[str, _Live] = {}
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
@@ -220,7 +225,11 @@ class ReplenishService:
             if day in series:  # the history may not have the last scans yet: the follower's count is newer
                 series[day] = max(series[day], float(qty))
         values = tuple(series.values())
-        return values, tuple(False for _ in values)
+        if self.stockouts is None or today == first:
+            return values, tuple(False for _ in values)
+        # Today is not over: never censored (its scans are the live signal).
+        out = await self.stockouts.stockout_days(sku, site, first, today - timedelta(days=1))
+        return values, tuple((first + timedelta(days=i)) in out for i in range(len(values)))
 
     def _factors(self, factors: Sequence[Factor], sku: str, site: str, today: date) -> tuple[Factor, ...]:
         day = today.isoformat()

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -35,6 +36,7 @@ from engine.replenish.store import (
     Suggestion,
     SupplierTerms,
 )
+from tests.history_fixtures import chdb_dsn_for_session, drop_test_store, open_test_store, store_kinds  # noqa: F401
 from tests.nats_fixtures import nats_server  # noqa: F401 - the session's nats-server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -165,3 +167,50 @@ async def test_events_are_stored_once_per_id(nats_server: EmbeddedNats) -> None:
     finally:
         await publisher.close()
     assert [e.kind for e in memory.events] == ["rfq_requested", "todo_created"]
+
+
+# ---- stockout days: the roll-up's answer is the movements' answer ----------------------
+
+STOCKOUT_T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
+
+
+def _stockout_movements() -> tuple[Any, ...]:
+    """Receive 5 on Jan 2, sell 5 on Jan 3 (out), receive 3 on Jan 5, sell 1 on Jan 6 and
+    2 on Jan 7 (out again); another pair alongside that must not count."""
+    from engine.domain.history import HistoryRecord
+    from engine.domain.model import External, Movement, MovementKind, QuantKey
+
+    q = QuantKey("L1", "", "available", "own")
+    plan = [(1, 5, True), (2, 5, False), (4, 3, True), (5, 1, False), (6, 2, False)]
+    out = []
+    for seq, (day, qty, incoming) in enumerate(plan, start=1):
+        at = STOCKOUT_T0 + day * 86_400_000 + 3_600_000
+        src, dst = (External.SUPPLIER, q) if incoming else (q, External.CUSTOMER)
+        kind = MovementKind.RECEIVE if incoming else MovementKind.CONSUME
+        out.append(HistoryRecord("s0", seq, seq, Movement(seq, kind, "A", "S", "L1", qty, src, dst, at_ms=at)))
+    other = Movement(1, MovementKind.RECEIVE, "B", "S", "L1", 9, External.SUPPLIER, q, at_ms=STOCKOUT_T0)
+    out.append(HistoryRecord("s0", 9, 9, other))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("kind", store_kinds())
+async def test_stockout_days_agree_with_the_movements(kind: str, chdb_dsn_for_session: str) -> None:  # noqa: F811
+    from datetime import date
+
+    from adapters.clickhouse.replenish import ClickHouseStockouts
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+    from engine.domain.history import HistoryBatch
+    from engine.replenish.demand import HistoryStockouts
+
+    store = await open_test_store(kind, chdb_dsn_for_session)
+    try:
+        await store.insert(HistoryBatch(_stockout_movements()))
+        first, last = date(2026, 1, 1), date(2026, 1, 8)
+        expected = {date(2026, 1, d) for d in (1, 3, 4, 7, 8)}  # closing balance ≤ 0
+        assert await HistoryStockouts(store).stockout_days("A", "S", first, last) == expected
+        assert await HistoryStockouts(store).stockout_days("A", "S", date(2026, 1, 5), date(2026, 1, 5)) == set()
+        if isinstance(store, ClickHouseHistoryStore):
+            assert await ClickHouseStockouts(store).stockout_days("A", "S", first, last) == expected
+            assert await ClickHouseStockouts(store).stockout_days("A", "S", date(2026, 1, 5), date(2026, 1, 5)) == set()
+    finally:
+        await drop_test_store(store)
