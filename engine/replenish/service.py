@@ -48,6 +48,7 @@ ENGINE_ACTOR = "engine"
 MAX_WRITE_ATTEMPTS = 5  # a suggestion write that loses a race is recomputed at most this often
 MAX_HEALTH_MOVEMENTS = 200_000  # a pair's 12 months read for its health, at most
 HEALTH_TTL_S = 600.0  # a pair's health is recomputed at most this often
+FACTORS_TTL_S = 5.0  # the factors calendar is read at most this often (a put here refreshes it at once)
 REASON_STALE = "STALE_SUGGESTION"
 REASON_DECIDED = "SUGGESTION_DECIDED"
 REASON_NOTHING = "NOTHING_TO_ORDER"
@@ -188,6 +189,7 @@ class ReplenishService:
         self._gifts: dict[str, GiftCount] = {}
         self._health = _HealthCache()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._factors_cache: tuple[float, list[Factor]] | None = None
 
     # ---- what the follower tells ----
 
@@ -237,6 +239,15 @@ class ReplenishService:
             f for f in factors if (not f.sku or f.sku == sku) and (not f.site or f.site == site) and f.to_day >= day
         )
 
+    async def _all_factors(self) -> list[Factor]:
+        """The calendar, read once per FACTORS_TTL_S: a trigger recomputes many pairs a second."""
+        cached = self._factors_cache
+        if cached is not None and time.monotonic() - cached[0] < FACTORS_TTL_S:
+            return cached[1]
+        factors = await self.store.list_factors()
+        self._factors_cache = (time.monotonic(), factors)
+        return factors
+
     def live_today(self, sku: str, site: str) -> int:
         """Units the follower saw issued today (not yet a complete day of the history)."""
         live = self._live.get(pair_key(sku, site))
@@ -246,7 +257,7 @@ class ReplenishService:
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
         if factors is None:
-            factors = await self.store.list_factors()
+            factors = await self._all_factors()
         (demand, censored), position, supplier, current = await asyncio.gather(
             self._demand(sku, site, today),
             read_position(self.stock, sku, site, now_ms),
@@ -493,6 +504,7 @@ class ReplenishService:
 
     async def put_factors(self, factors: list[Factor]) -> int:
         await self.store.put_factors(check_factors(factors))
+        self._factors_cache = None
         return len(factors)
 
     # ---- data health ----
