@@ -15,6 +15,7 @@
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
 #   make bench-suite    Lotwise vs PostgreSQL vs Redis, report under bench/results/<date>/suite
+#   make bench-replenish   replenishment simulator (short sweep, both data sets) + recompute speed, under .data/
 
 SHELL := /bin/sh
 .DEFAULT_GOAL := help
@@ -89,6 +90,14 @@ bench-ingest: setup
 SUITE_ARGS ?=
 bench-suite: setup
 	$(NETNS) $(PY) -m bench.suite $(SUITE_ARGS)
+
+# The replenishment simulator's short sweep (< 3 min) and the 10⁶-pair recompute (bench/replenish.py; no Ray, no
+# network). Extra flags, e.g. `make bench-replenish REPLENISH_ARGS='--series 300 --days 540'`.
+REPLENISH_ARGS ?= --quick --series 100 --days 400
+.PHONY: bench-replenish
+bench-replenish: setup
+	$(PY) -m bench.replenish run $(REPLENISH_ARGS) --out .data/bench-replenish
+	$(PY) -m bench.replenish speed --pairs 1000000 --days 365
 
 clean:
 	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache .mypy_cache

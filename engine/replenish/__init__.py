@@ -18,13 +18,14 @@ from engine.replenish.model import (
     Suggestion,
     SupplierTerms,
 )
-from engine.replenish.policy import suggest
+from engine.replenish.policy import BatchPolicy, policy_batch, suggest
 from engine.replenish.rules import Match, Rule, RuleContext, load_rules, loads_rules, parse_rules
 
 __all__ = [
     "AppliedFactor",
     "Arrival",
     "BatchForecast",
+    "BatchPolicy",
     "DemandHistory",
     "Factor",
     "LeadTime",
@@ -42,6 +43,7 @@ __all__ = [
     "load_rules",
     "loads_rules",
     "parse_rules",
+    "policy_batch",
     "suggest",
     "suggestion_dict",
 ]

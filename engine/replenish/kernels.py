@@ -255,25 +255,58 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
 N_OUT = 17
 
 
+@njit(cache=True)
+def _one(
+    demand: npt.NDArray[np.floating],
+    censored: npt.NDArray[np.bool_],
+    promo: npt.NDArray[np.bool_],
+    strip_promo: bool,
+    params: Vec,
+    si_days: npt.NDArray[np.int32],
+    out: npt.NDArray[np.float64],
+    i: int,
+) -> None:
+    n = demand.shape[1]
+    y = np.empty(n, np.float64)
+    valid = np.empty(n, np.bool_)
+    for j in range(n):
+        v = float(demand[i, j])
+        y[j] = v if v > 0 else 0.0  # a day of net returns is a day without demand
+        valid[j] = not censored[i, j] and not (strip_promo and promo[i, j])
+    _row(y, valid, params, si_days[i], out[i])
+
+
 @njit(cache=True, parallel=True)
 def _kernel(
     demand: npt.NDArray[np.floating],
     censored: npt.NDArray[np.bool_],
     promo: npt.NDArray[np.bool_],
     strip_promo: bool,
-    params: npt.NDArray[np.float64],
+    params: Vec,
     si_days: npt.NDArray[np.int32],
     out: npt.NDArray[np.float64],
 ) -> None:
-    rows, n = demand.shape
-    for i in prange(rows):
-        y = np.empty(n, np.float64)
-        valid = np.empty(n, np.bool_)
-        for j in range(n):
-            v = float(demand[i, j])
-            y[j] = v if v > 0 else 0.0  # a day of net returns is a day without demand
-            valid[j] = not censored[i, j] and not (strip_promo and promo[i, j])
-        _row(y, valid, params, si_days[i], out[i])
+    for i in prange(demand.shape[0]):
+        _one(demand, censored, promo, strip_promo, params, si_days, out, i)
+
+
+@njit(cache=True)
+def _kernel_serial(
+    demand: npt.NDArray[np.floating],
+    censored: npt.NDArray[np.bool_],
+    promo: npt.NDArray[np.bool_],
+    strip_promo: bool,
+    params: Vec,
+    si_days: npt.NDArray[np.int32],
+    out: npt.NDArray[np.float64],
+) -> None:
+    """The same rows one after another: for a few pairs, waking the thread pool costs more than it saves
+    (and on a busy machine it waits for every worker thread to get a core)."""
+    for i in range(demand.shape[0]):
+        _one(demand, censored, promo, strip_promo, params, si_days, out, i)
+
+
+PARALLEL_MIN_ROWS = 256
 
 
 def kernel_params(settings: PolicySettings) -> npt.NDArray[np.float64]:
@@ -346,7 +379,8 @@ def forecast_batch(
     if not np.all(np.isfinite(d)):
         raise InvalidArgument((FieldViolation("demand", "every day must be a finite number"),))
     out = np.empty((rows, N_OUT), np.float64)
-    _kernel(
+    kernel = _kernel if rows >= PARALLEL_MIN_ROWS else _kernel_serial
+    kernel(
         np.ascontiguousarray(d),
         np.ascontiguousarray(masks[0]),
         np.ascontiguousarray(masks[1]),

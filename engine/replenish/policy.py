@@ -42,7 +42,6 @@ from engine.replenish.model import (
     Panel,
     PolicySettings,
     RuleLine,
-    SbcClass,
     Suggestion,
     SupplierTerms,
 )
@@ -259,20 +258,32 @@ def suggest(
     context: RuleContext | None = None,
 ) -> Suggestion:
     """The suggestion for one pair. Never None: qty 0 with a `reason` when nothing is to be ordered."""
+    suggestion = draft(history, position, supplier, settings, factors)
+    ctx = context or RuleContext(sku=history.sku, site=history.site, supplier_id=supplier.supplier_id)
+    ctx = replace(ctx, today=history.today, shelf_life_days=position.shelf_life_days)
+    suggestion = round_to_terms(suggestion, "policy.moq", "MOQ then order multiple (supplier terms)")
+    if position.shelf_life_days is not None:
+        suggestion = shelf_life_cap(suggestion, position.shelf_life_days, position.min_remaining_days)
+    suggestion = apply_rules(suggestion, ctx, rules)
+    return enforce_limits(suggestion)
+
+
+def draft(
+    history: DemandHistory,
+    position: PairPosition,
+    supplier: SupplierTerms,
+    settings: PolicySettings,
+    factors: Sequence[Factor] = (),
+) -> Suggestion:
+    """The policy's numbers for one pair, before MOQ, caps and rules (qty = raw qty)."""
     lead_mean, lead_sigma, used = lead_time_stats(supplier, settings)
-    review = settings.review_days
-    p = lead_mean + review
-    horizon = math.ceil(lead_mean) + review + settings.horizon_days
+    horizon = math.ceil(lead_mean) + settings.review_days + settings.horizon_days
     fc = forecast_one(history, settings, horizon)
-    method: Method = METHOD_NAMES[int(fc.method[0])]  # type: ignore[assignment]
-    sbc: SbcClass = SBC_NAMES[int(fc.sbc_class[0])]  # type: ignore[assignment]
-    rate = float(fc.rate[0])
-    sigma_d = float(fc.sigma[0])
     factor_mult, applied = horizon_factors(history, factors, settings, horizon)
-    cutoff = history.today + timedelta(days=math.ceil(p))
+    cutoff = history.today + timedelta(days=math.ceil(lead_mean + settings.review_days))
     within = sum(a.qty for a in position.in_transit if a.eta <= cutoff)
     beyond = sum(a.qty for a in position.in_transit if a.eta > cutoff)
-    numbers = policy_batch(
+    n = policy_batch(
         fc,
         settings,
         on_hand=position.on_hand,
@@ -284,39 +295,79 @@ def suggest(
         lead_sigma=lead_sigma,
         factor_multiplier=factor_mult,
     )
-    demand_rate = float(numbers.demand_rate[0])
-    ss, sigma_ltd = float(numbers.safety_stock[0]), float(numbers.sigma_ltd[0])
-    rop, order_up_to = float(numbers.reorder_point[0]), float(numbers.order_up_to[0])
-    ip, triggered, raw = int(numbers.position[0]), bool(numbers.triggered[0]), int(numbers.raw_qty[0])
+    rate, demand_rate, rop = float(fc.rate[0]), float(n.demand_rate[0]), float(n.reorder_point[0])
+    ip, triggered, raw = int(n.position[0]), bool(n.triggered[0]), int(n.raw_qty[0])
     if rate <= 0:
         reason = f"no demand in the last {settings.sbc_window_days} uncensored days"
     elif not triggered:
         reason = f"inventory position {ip} is above the reorder point {rop:.1f}"
     else:
         reason = ""
-    panel = Panel(
+    panel = replace(
+        _panel(fc, settings, supplier, position, (lead_mean, lead_sigma, used), (within, beyond)),
+        demand_rate=demand_rate,
+        factor_multiplier=factor_mult,
+        factors=applied,
+        health=tuple(_health(history, fc, supplier, settings)),
+    )
+    return Suggestion(
+        sku=history.sku,
+        site=history.site,
+        supplier_id=supplier.supplier_id,
+        today=history.today,
+        qty=raw,
+        raw_qty=raw,
+        method=METHOD_NAMES[int(fc.method[0])],  # type: ignore[arg-type]
+        sbc_class=SBC_NAMES[int(fc.sbc_class[0])],  # type: ignore[arg-type]
+        reorder_point=rop,
+        order_up_to=float(n.order_up_to[0]),
+        safety_stock=float(n.safety_stock[0]),
+        inventory_position=ip,
+        coverage_days=(position.on_hand + within + position.open_todos) / demand_rate if demand_rate > 0 else None,
+        service_level=settings.service_level,
+        z=z_of(settings.service_level),
+        sigma_ltd=float(n.sigma_ltd[0]),
+        triggered=triggered,
+        reason=reason,
+        qty_cap=None,
+        unit_cost=supplier.unit_cost,
+        panel=panel,
+        trace=(_trigger_line(triggered, ip, rop, float(n.order_up_to[0]), raw, rate),),
+    )
+
+
+def _panel(
+    fc: BatchForecast,
+    settings: PolicySettings,
+    supplier: SupplierTerms,
+    position: PairPosition,
+    lead: tuple[float, float, tuple[LeadTime, ...]],
+    transit: tuple[int, int],
+) -> Panel:
+    """The panel's estimates and terms; the caller fills in the horizon's factors, rate and health."""
+    return Panel(
         m7=float(fc.m7[0]),
         m14=float(fc.m14[0]),
         m30=float(fc.m30[0]),
         blend=float(fc.blend[0]),
-        sigma=sigma_d,
+        sigma=float(fc.sigma[0]),
         adi=float(fc.adi[0]),
         cv2=float(fc.cv2[0]),
         croston=float(fc.croston[0]),
         sba=float(fc.sba[0]),
         tsb=float(fc.tsb[0]),
-        base_rate=rate,
-        demand_rate=demand_rate,
+        base_rate=float(fc.rate[0]),
+        demand_rate=0.0,
         seasonal_index=float(fc.seasonal_index[0]),
         buffer=settings.demand_buffer,
-        factor_multiplier=factor_mult,
-        factors=applied,
-        lead_times=used,
-        lead_time_mean=lead_mean,
-        lead_time_sigma=lead_sigma,
-        review_days=review,
-        in_transit_within=within,
-        in_transit_beyond=beyond,
+        factor_multiplier=1.0,
+        factors=(),
+        lead_times=lead[2],
+        lead_time_mean=lead[0],
+        lead_time_sigma=lead[1],
+        review_days=settings.review_days,
+        in_transit_within=transit[0],
+        in_transit_beyond=transit[1],
         open_todos=position.open_todos,
         on_hand=position.on_hand,
         held=position.held,
@@ -325,40 +376,8 @@ def suggest(
         multiple=supplier.multiple,
         uncensored_days=int(fc.valid_days[0]),
         spikes_stripped=int(fc.spikes[0]),
-        health=tuple(_health(history, fc, supplier, settings)),
+        health=(),
     )
-    on_order = within + position.open_todos
-    suggestion = Suggestion(
-        sku=history.sku,
-        site=history.site,
-        supplier_id=supplier.supplier_id,
-        today=history.today,
-        qty=raw,
-        raw_qty=raw,
-        method=method,
-        sbc_class=sbc,
-        reorder_point=rop,
-        order_up_to=order_up_to,
-        safety_stock=ss,
-        inventory_position=ip,
-        coverage_days=(position.on_hand + on_order) / demand_rate if demand_rate > 0 else None,
-        service_level=settings.service_level,
-        z=z_of(settings.service_level),
-        sigma_ltd=sigma_ltd,
-        triggered=triggered,
-        reason=reason,
-        qty_cap=None,
-        unit_cost=supplier.unit_cost,
-        panel=panel,
-        trace=(_trigger_line(triggered, ip, rop, order_up_to, raw, rate),),
-    )
-    ctx = context or RuleContext(sku=history.sku, site=history.site, supplier_id=supplier.supplier_id)
-    ctx = replace(ctx, today=history.today, shelf_life_days=position.shelf_life_days)
-    suggestion = round_to_terms(suggestion, "policy.moq", "MOQ then order multiple (supplier terms)")
-    if position.shelf_life_days is not None:
-        suggestion = shelf_life_cap(suggestion, position.shelf_life_days, position.min_remaining_days)
-    suggestion = apply_rules(suggestion, ctx, rules)
-    return enforce_limits(suggestion)
 
 
 def _trigger_line(triggered: bool, ip: int, rop: float, s: float, raw: int, rate: float) -> RuleLine:
@@ -369,4 +388,4 @@ def _trigger_line(triggered: bool, ip: int, rop: float, s: float, raw: int, rate
     return RuleLine("policy.trigger", "policy", "qty", "0", str(raw), f"IP {ip} ≤ ROP {rop:.1f}: order up to S {s:.1f}")
 
 
-__all__ = ["forecast_one", "horizon_factors", "lead_time_stats", "safety_stock", "suggest", "z_of"]
+__all__ = ["draft", "forecast_one", "horizon_factors", "lead_time_stats", "safety_stock", "suggest", "z_of"]

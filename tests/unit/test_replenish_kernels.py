@@ -192,3 +192,18 @@ def test_the_large_days_of_a_lumpy_series_are_kept() -> None:
     f = one(y)
     assert f.sbc_class[0] == SBC_LUMPY
     assert f.spikes[0] == 0  # on an intermittent series the rare large days are the demand
+
+
+def test_the_parallel_kernel_agrees_with_the_serial_one() -> None:
+    from engine.replenish.kernels import PARALLEL_MIN_ROWS
+
+    rng = np.random.default_rng(21)
+    rows = PARALLEL_MIN_ROWS + 44
+    y = rng.poisson(rng.uniform(0.1, 20, (rows, 1)), (rows, 200)).astype(np.float32)
+    cens = rng.random((rows, 200)) < 0.05
+    batch = forecast_batch(y, cens, S)  # parallel
+    for i in range(0, rows, 15):
+        single = forecast_batch(y[i : i + 1], cens[i : i + 1], S)  # serial
+        assert single.rate[0] == batch.rate[i]
+        assert single.sigma[0] == batch.sigma[i]
+        assert single.method[0] == batch.method[i]

@@ -119,13 +119,18 @@ def test_judging_at_equal_inventory() -> None:
             "rop": [(100, 0.96, 40), (200, 0.985, 15)],
         }
     )
+    v = versus_static(table, 130.0, 50.0)
+    assert v["baseline"] == "eoq_rop"
+    assert v["baseline_lost"] == pytest.approx(175.0)  # interpolated between 180 at 120 and 150 at 180
+    assert v["reduction"] == pytest.approx(1 - 50 / 175)
     v = versus_static(table, 100.0, 50.0)
-    assert v["baseline"] == "minmax"
-    assert v["baseline_lost"] == pytest.approx(300.0)  # halfway between 400 and 200
-    assert v["reduction"] == pytest.approx(1 - 50 / 300)
+    assert (v["baseline"], v["baseline_lost"]) == ("eoq_rop", 180.0)  # its lowest point holds more, still loses more
     v = versus_static(table, 200.0, 10.0)
-    assert v["baseline"] == "eoq_rop"  # above its range: its top point (150 lost at 180) beats minmax's 171
-    assert versus_static(table, 40.0, 1.0)["baseline"] is None
+    assert v["baseline"] == "minmax"  # eoq_rop never held 200: not compared there
+    assert v["baseline_lost"] == pytest.approx(200 - 140 / 3)
+    v = versus_static(table, 40.0, 1.0)
+    assert (v["baseline"], v["baseline_lost"]) == ("eoq_rop", 180.0)  # the better of both lowest points
+    assert versus_static(table, 400.0, 1.0)["baseline"] is None  # no static point holds as much
     verdict = judge(table)
     assert verdict["never_below"]["minmax"]["holds"]
     assert not verdict["never_below"]["rop"]["holds"]  # 0.95 < 0.96 at 100
