@@ -248,6 +248,10 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
     transfer_flow_of(settings)  # the transfer flow too
+    if settings.replenish:
+        from engine.bootstrap.replenish import rules_of
+
+        rules_of(settings)  # and the replenishment rules file
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)

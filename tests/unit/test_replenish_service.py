@@ -449,3 +449,18 @@ def test_an_inbound_event_with_a_vague_expiry_is_a_typed_dead_letter(word: str) 
     assert "expiry" in bad.value.reason
     ok = {**raw, "expiry": "2027-03-31"}
     assert decode(orjson.dumps(ok), "json", "cabinet") is not None
+
+
+def test_a_bad_rules_file_is_a_settings_problem(tmp_path: Any) -> None:
+    from engine.bootstrap.config import SettingsProblem
+    from engine.bootstrap.replenish import rules_of
+    from engine.settings import Settings
+
+    assert rules_of(Settings()) == ()
+    good = rules_of(Settings(replenish_rules="engine/replenish/rulesets/example.json"))
+    assert len(good) >= 10
+    bad = tmp_path / "rules.json"
+    bad.write_text('{"schema": 1, "rules": [{"id": "x", "template": "no-such-template"}]}')
+    with pytest.raises(SettingsProblem) as problem:
+        rules_of(Settings(replenish_rules=bad))
+    assert problem.value.field == "replenish_rules"
