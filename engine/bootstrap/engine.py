@@ -16,6 +16,8 @@ import structlog
 
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
 from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
+from engine.bootstrap.health import check_health_settings
+from engine.health.hooks import HealthHooks
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.health import HealthRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
     from engine.bootstrap.replenish import ReplenishRuntime
@@ -42,6 +45,7 @@ class RunningEngine:
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
     replenish: ReplenishRuntime | None = None  # suggestions, their trigger follower and schedule
+    health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
 
 
 class StartPhases:
@@ -76,6 +80,8 @@ class _Parts:
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
     replenish: ReplenishRuntime | None = None
+    health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
+    hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -132,7 +138,7 @@ async def start_history_runtime(settings: Settings, nats_url: str) -> HistoryRun
 
 
 async def start_ingest_runtime(
-    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None
+    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None, hooks: HealthHooks | None = None
 ) -> IngestRuntime:
     """Ingestion (IoT cabinets and WMS over NATS) with its dead letters; WMS transfer
     events naming an engine transfer advance it through the desks."""
@@ -146,6 +152,7 @@ async def start_ingest_runtime(
         nats_url=nats_url,
         replicas=settings.journal_replicas,
         transfers=WmsTransferSteps(desks.transfers) if desks is not None else None,
+        hooks=hooks if settings.health else None,
     )
 
 
@@ -202,7 +209,7 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
         return gateway
     if settings.ingest:
         parts.desks = await start_desks(settings, gateway, nats_url)  # before ingestion: it advances transfers
-        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks)
+        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks, parts.hooks)
         parts.phases.done("ingest")
     return gateway
 
@@ -222,6 +229,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.ingest.stop()  # first: it applies through the gateway and the server
     if parts.server is not None:
         await parts.server.stop(2.0)
+    if parts.health is not None:
+        await parts.health.stop()  # its timers and follower, before the documents close
     if parts.metrics is not None:
         parts.metrics.stop()
     if parts.replenish is not None:
@@ -238,6 +247,19 @@ async def _stop(parts: _Parts) -> None:
         await parts.nats.stop()
 
 
+async def _start_stock_health(settings: Settings, gateway: Gateway, parts: _Parts) -> HealthRuntime | None:
+    """Stock health (issue 15) over the documents of the desks, history when it is on."""
+    if not settings.health or parts.desks is None:
+        return None
+    from engine.bootstrap.health import start_health
+
+    history = parts.history.store if parts.history else None
+    nats_url = parts.nats_url or settings.nats_url
+    return await start_health(
+        settings, gateway, gateway.statuses, nats_url, parts.desks.documents, history=history, hooks=parts.hooks
+    )
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
     """Start everything, yield where it listens, stop it all on exit (in reverse order).
@@ -247,6 +269,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     from engine.bootstrap.auth import server_credentials, start_auth
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    check_health_settings(settings)  # the expiry rules and tolerances too
     transfer_flow_of(settings)  # the transfer flow too
     if settings.replenish:
         from engine.bootstrap.replenish import rules_of
@@ -261,6 +284,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
         if settings.replenish:
             parts.replenish = await start_replenish_runtime(settings, gw, parts)
+        parts.health = await _start_stock_health(settings, gw, parts)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,
@@ -275,6 +299,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             org=parts.desks.org,
             transfers=parts.desks.transfers,
             replenishment=parts.replenish.service if parts.replenish else None,
+            stock_health=parts.health.desks() if parts.health else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
@@ -299,6 +324,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.bus,
             auth.token_file if auth else None,
             parts.replenish,
+            parts.health,
         )
     finally:
         await _stop(parts)
