@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     events: bool = Field(True, description="publish every journaled movement as a business event")
     events_formats: str = Field("json,avro", description="business-event encodings: json, avro or json,avro")
 
+    # replenishment (issue 14; docs/replenishment.md)
+    replenish: bool = Field(
+        True, description="suggest replenishment from live consumption and serve lotwise.v1.Replenishment"
+    )
+    replenish_recompute_interval_s: float = Field(
+        3600.0, ge=0, le=7 * 86_400, description="how often every pair is recomputed (the batch kernels); 0 = never"
+    )
+    replenish_service_level: float = Field(0.95, ge=0.5, lt=1.0, description="default cycle service level (z = Φ⁻¹)")
+    replenish_buffer: float = Field(1.15, ge=1.0, le=3.0, description="demand multiplier for sudden orders")
+    replenish_rules: Path | None = Field(None, description="replenishment rules (JSON, engine/replenish/rulesets)")
+
     # security (DESIGN §13; docs/security.md)
     auth: bool = Field(
         True, description="require bearer tokens and check grants; off (LOTWISE_AUTH=off) only for local development"

@@ -79,7 +79,7 @@ H_JOURNAL_POSITION = "Lotwise-Journal-Position"  # <journal stream seq>:<index i
 # Characters a subject token keeps as they are; everything else is %XX (UTF-8, upper-case hex).
 _TOKEN_SAFE = re.compile(r"[A-Za-z0-9_\-:@#+]")
 # Namespaces whose prefixes would overlap another namespace's subjects (see engine_bus_config).
-_RESERVED_TAGS = frozenset({"events", "avro", "journal", "dlq", "transfers"})
+_RESERVED_TAGS = frozenset({"events", "avro", "journal", "dlq", "transfers", "replenish"})
 
 
 # ---- the schema and the encodings ----

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from engine.api.health import HealthDesks
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
+    from engine.replenish.service import ReplenishService
     from engine.runtime.gateway.orgtree import OrgDesk
     from engine.runtime.gateway.transfers import TransferDesk
 
@@ -224,6 +225,7 @@ async def start_server(
     auth: ServerAuth | None = None,
     org: OrgDesk | None = None,
     transfers: TransferDesk | None = None,
+    replenishment: ReplenishService | None = None,
     stock_health: HealthDesks | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
@@ -239,6 +241,7 @@ async def start_server(
     """
     # The desks act as the engine (system flows) on the unwrapped gateway; Guard checks the caller.
     guard = Guard(auth.authorizer if auth else None, transfers.gateway) if transfers is not None else None
+    engine_gateway = gateway  # the engine's own reads (site org paths), before the caller's wrapping
     plain_gateway = gateway  # stock health checks grants itself and acts as the engine (like the desks)
     # ---- admission (issue 19): Lotwise, not gRPC core, decides which calls are refused ----
     limits = admission or AdmissionLimits(
@@ -273,6 +276,13 @@ async def start_server(
 
         xfer = TransfersServicer(transfers, guard, retry_delay_ms=options.retry_delay_ms)
         services.append(add_service(tpb, "Transfers", xfer, server))
+    if replenishment is not None:
+        from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
+        from engine.api.replenishment import ReplenishmentServicer, SiteGuard
+
+        site_guard = SiteGuard(auth.authorizer if auth else None, engine_gateway)
+        plan = ReplenishmentServicer(replenishment, site_guard, retry_delay_ms=options.retry_delay_ms)
+        services.append(add_service(rpb, "Replenishment", plan, server))
     if stock_health is not None:
         from engine.api.health import add_health_services
 

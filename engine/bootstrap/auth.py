@@ -41,8 +41,20 @@ ADMIN_GROUP = "admin"
 # The policy when none is configured: roles ready to grant, and the admin group everywhere.
 DEFAULT_POLICY: dict[str, object] = {
     "roles": {
-        "admin": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer"],
+        "admin": [
+            "read",
+            "read_cost",
+            "reserve",
+            "receive",
+            "move",
+            "adjust",
+            "count",
+            "admin",
+            "approve_transfer",
+            "plan",
+        ],
         "reader": ["read"],
+        "planner": ["read", "plan"],
         "clerk": ["read", "move", "count"],
         "site_manager": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "approve_transfer"],
         "regional_manager": ["read", "read_cost", "approve_transfer"],

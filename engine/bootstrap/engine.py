@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from engine.bootstrap.health import HealthRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
+    from engine.bootstrap.replenish import ReplenishRuntime
 
 log = structlog.get_logger("lotwise.app")
 
@@ -44,6 +45,7 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    replenish: ReplenishRuntime | None = None  # suggestions, their trigger follower and schedule
     health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
     console_url: str = ""  # the web console, http://host:port/; "" when it is off
 
@@ -80,6 +82,7 @@ class _Parts:
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
     console: ConsoleRuntime | None = None  # the web console, when on
+    replenish: ReplenishRuntime | None = None
     health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
     hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
 
@@ -167,6 +170,15 @@ async def start_bus_runtime(settings: Settings, nats_url: str) -> BusRuntime:
     return await start_bus(bus, journal)
 
 
+async def start_replenish_runtime(settings: Settings, gateway: Gateway, parts: _Parts) -> ReplenishRuntime:
+    """Replenishment (issue 14): its store and events beside the journal, its trigger
+    follower on it, reading positions from the gateway and demand from the history."""
+    from engine.bootstrap.replenish import start_replenish
+
+    history = parts.history.store if parts.history is not None else None
+    return await start_replenish(settings, gateway, parts.nats_url or settings.nats_url, history)
+
+
 async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
     """The journal, the shards and what follows the journal (history, bus, ingestion)."""
     nats_url = settings.nats_url
@@ -226,6 +238,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.health.stop()  # its timers and follower, before the documents close
     if parts.metrics is not None:
         parts.metrics.stop()
+    if parts.replenish is not None:
+        await parts.replenish.stop()
     if parts.bus is not None:
         await parts.bus.stop()
     if parts.history is not None:
@@ -262,6 +276,10 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
     check_health_settings(settings)  # the expiry rules and tolerances too
     transfer_flow_of(settings)  # the transfer flow too
+    if settings.replenish:
+        from engine.bootstrap.replenish import rules_of
+
+        rules_of(settings)  # and the replenishment rules file
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)
@@ -269,6 +287,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         gw = gateway if gateway is not None else await _start_services(settings, parts)
         if parts.desks is None:
             parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
+        if settings.replenish:
+            parts.replenish = await start_replenish_runtime(settings, gw, parts)
         parts.health = await _start_stock_health(settings, gw, parts)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
@@ -283,6 +303,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             credentials=credentials,
             org=parts.desks.org,
             transfers=parts.desks.transfers,
+            replenishment=parts.replenish.service if parts.replenish else None,
             stock_health=parts.health.desks() if parts.health else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
@@ -313,6 +334,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
+            parts.replenish,
             parts.health,
             console_url=parts.console.url if parts.console else "",
         )

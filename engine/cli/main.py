@@ -79,6 +79,7 @@ from engine.cli.config import build_settings, check_can_listen, config_errors, f
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
 from engine.cli.reconcile import reconcile_app
+from engine.cli.replenish import replenish_app
 from engine.cli.token import token
 from engine.cli.transfers import transfers_app
 from engine.cli.where import where
@@ -952,6 +953,7 @@ app.command("token")(token)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(replenish_app, name="replenish", help="Replenishment suggestions, decisions, suppliers, data health.")
 app.add_typer(alerts_app, name="alerts", help="Alerts: list, show, acknowledge, close.")
 app.add_typer(reconcile_app, name="reconcile", help="Reconciliation, proposed adjustments, shelf counts, expiry sweep.")
 app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")

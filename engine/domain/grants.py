@@ -45,6 +45,7 @@ class Action(IntFlag):
     COUNT = 64
     ADMIN = 128
     APPROVE_TRANSFER = 256  # reserved for transfers (issue 13 item 2)
+    PLAN = 512  # decide replenishment suggestions: accept, reject, override (issue 14)
 
 
 NO_ACTIONS = Action(0)

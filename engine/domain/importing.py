@@ -26,6 +26,7 @@ from engine.domain.commands import RECEIVE_SOURCES, Receive, check_id, receive_f
 from engine.domain.errors import FieldViolation
 from engine.domain.model import External
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.domain.vague_dates import vague_reason, vague_word
 
 RowValue = str | int | None
 RECORD_COLUMN = "record"  # names each row's kind when a file mixes them
@@ -229,6 +230,9 @@ def _time_ms(row: Mapping[str, RowValue], name: str, out: list[FieldViolation]) 
     if _blank(value) or isinstance(value, int):
         return _int(row, name, out)
     ms = _time_text_ms(str(value).strip())
+    if ms is None and vague_word(str(value)) is not None:
+        out.append(FieldViolation(name, vague_reason(str(value))))
+        return 0
     if ms is None:
         out.append(FieldViolation(name, f"must be a date (2027-03-31), a date-time or epoch ms (got {value!r})"))
         return 0

@@ -20,10 +20,20 @@ from typing import Annotated, Any, Literal
 
 import fastavro
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
 
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.ingestion import BadEvent
+from engine.domain.vague_dates import vague_reason, vague_word
 
 MAX_QTY = 1_000_000  # one event moves at most this many base units: more is a typo, not stock
 MAX_LINES = 256  # lines of one receipt / count / transfer (the engine's hold bound)
@@ -37,6 +47,16 @@ Id = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._:\
 OptId = Annotated[str, Field(max_length=96, pattern=r"^[A-Za-z0-9._:\-@#+]*$")]
 Bin = Annotated[str, Field(max_length=128)]
 Text = Annotated[str, Field(max_length=256)]
+
+
+def _refuse_vague(value: Any) -> Any:
+    """ "常温", "long-term" in an expiry are not dates: refused by name (issue 14)."""
+    if isinstance(value, str) and vague_word(value) is not None:
+        raise ValueError(vague_reason(value))
+    return value
+
+
+Expiry = Annotated[date | None, BeforeValidator(_refuse_vague)]
 
 
 class _Model(BaseModel):
@@ -66,7 +86,7 @@ class Item(_Model):
     barcode: Annotated[str, Field(max_length=512)] = ""
     sku: OptId = ""
     lot: OptId = ""
-    expiry: date | None = None
+    expiry: Expiry = None
 
 
 # ---- smart cabinets (a cabinet_id or a ward scanner's id, mapped to a site in the config) ----
@@ -194,7 +214,7 @@ class CountLine(_Model):
     qty: CountQty
     status: OptId = ""  # '' = available
     owner: OptId = ""
-    expiry: date | None = None  # for a lot the books do not know yet
+    expiry: Expiry = None  # for a lot the books do not know yet
 
 
 class CycleCount(_WmsEvent):

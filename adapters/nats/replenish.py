@@ -1,0 +1,174 @@
+"""Replenishment's records on JetStream (engine.replenish.store.ReplenishStore): one
+key-value bucket per engine namespace, file storage, values as versioned JSON.
+
+Keys: `s.<pair>` suggestions, `p.<pair>` suppliers, `f.<factor>` factors,
+`d.<pair>.<version>` decisions; `<pair>` and `<factor>` are URL-safe base64 of the ids
+(KV keys allow only [-/_=.A-Za-z0-9], ids allow more). A suggestion write is a
+compare-and-set on the KV revision read with it, so two writers never lose an update."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nats.js import api
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from adapters.nats.journal import JournalConfig, NatsLink
+from engine.domain.ports import JournalUnavailable
+from engine.replenish.store import (
+    Decision,
+    Factor,
+    StaleWrite,
+    Suggestion,
+    SupplierTerms,
+    decision_from_record,
+    factor_from_record,
+    pair_key,
+    suggestion_from_record,
+    supplier_from_record,
+    to_record,
+)
+
+T = TypeVar("T")
+MAX_VALUE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReplenishStoreConfig:
+    url: str
+    bucket: str = "lotwise-replenish"
+    replicas: int = 1
+    max_bytes: int = 512 * 1024 * 1024
+
+
+def engine_replenish_store_config(namespace: str, nats_url: str, replicas: int = 1) -> ReplenishStoreConfig:
+    tag = re.sub(r"[^A-Za-z0-9_-]", "_", namespace)
+    return ReplenishStoreConfig(url=nats_url, bucket=f"lotwise-replenish-{tag}", replicas=replicas)
+
+
+def _token(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=") or "_"
+
+
+def _dump(value: Suggestion | SupplierTerms | Factor | Decision) -> bytes:
+    data = json.dumps(to_record(value), separators=(",", ":"), sort_keys=True).encode()
+    if len(data) > MAX_VALUE_BYTES:
+        raise ValueError(f"a replenishment record of {len(data)} bytes is over {MAX_VALUE_BYTES}")
+    return data
+
+
+class JetStreamReplenishStore:
+    def __init__(self, link: NatsLink, kv: KeyValue) -> None:
+        self._link = link
+        self._kv = kv
+
+    async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None or entry.revision is None:
+            return None
+        return json.loads(entry.value), entry.revision
+
+    async def _all(self, prefix: str, decode: Callable[[dict[str, Any]], T]) -> list[T]:
+        watcher = await self._kv.watch(f"{prefix}.>", ignore_deletes=True)
+        found: dict[str, T] = {}
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what is stored now
+                    break
+                if entry.value:
+                    found[entry.key] = decode(json.loads(entry.value))
+        finally:
+            await watcher.stop()
+        return [found[k] for k in sorted(found)]
+
+    async def get_suggestion(self, sku: str, site: str) -> Suggestion | None:
+        got = await self._get(f"s.{_token(pair_key(sku, site))}")
+        return None if got is None else suggestion_from_record(got[0])
+
+    async def put_suggestion(self, suggestion: Suggestion, expected_version: int) -> None:
+        key = f"s.{_token(suggestion.key)}"
+        got = await self._get(key)
+        version = 0 if got is None else int(got[0]["version"])
+        if version != expected_version:
+            raise StaleWrite(suggestion.key, expected_version)
+        data = _dump(suggestion)
+        try:
+            if got is None:
+                await self._kv.create(key, data)
+            else:
+                await self._kv.update(key, data, last=got[1])
+        except KeyWrongLastSequenceError:
+            raise StaleWrite(suggestion.key, expected_version) from None
+        except BadRequestError as exc:  # "wrong last sequence" on some server versions
+            if exc.err_code == 10071:
+                raise StaleWrite(suggestion.key, expected_version) from None
+            raise
+
+    async def list_suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
+        found = await self._all("s", suggestion_from_record)
+        found.sort(key=lambda s: (s.site, s.sku))
+        return [s for s in found if (not site or s.site == site) and (not sku or s.sku == sku)]
+
+    async def put_supplier(self, terms: SupplierTerms) -> None:
+        await self._kv.put(f"p.{_token(pair_key(terms.sku, terms.site))}", _dump(terms))
+
+    async def get_supplier(self, sku: str, site: str) -> SupplierTerms | None:
+        got = await self._get(f"p.{_token(pair_key(sku, site))}")
+        return None if got is None else supplier_from_record(got[0])
+
+    async def list_suppliers(self) -> list[SupplierTerms]:
+        found = await self._all("p", supplier_from_record)
+        return sorted(found, key=lambda t: (t.site, t.sku))
+
+    async def put_factors(self, factors: list[Factor]) -> None:
+        for f in factors:
+            await self._kv.put(f"f.{_token(f.factor_id)}", _dump(f))
+
+    async def list_factors(self) -> list[Factor]:
+        return sorted(await self._all("f", factor_from_record), key=lambda f: f.factor_id)
+
+    async def add_decision(self, decision: Decision) -> None:
+        key = f"d.{_token(pair_key(decision.sku, decision.site))}.{decision.version}"
+        try:
+            await self._kv.create(key, _dump(decision))
+        except (KeyWrongLastSequenceError, BadRequestError):
+            if await self._get(key) is None:  # not "exists already": a real failure
+                raise
+
+    async def list_decisions(self) -> list[Decision]:
+        found = await self._all("d", decision_from_record)
+        return sorted(found, key=lambda d: (d.site, d.sku, d.version))
+
+    async def close(self) -> None:
+        await self._link.close()
+
+
+async def connect_replenish_store(config: ReplenishStoreConfig) -> JetStreamReplenishStore:
+    link = NatsLink(JournalConfig(url=config.url, client_name="lotwise-replenish"))
+    await link.connect()
+    try:
+        _, js = await link.client()
+        kv = await js.create_key_value(
+            api.KeyValueConfig(
+                bucket=config.bucket,
+                description="Lotwise replenishment: suggestions, suppliers, factors, decisions",
+                history=4,
+                storage=api.StorageType.FILE,
+                replicas=config.replicas,
+                max_bytes=config.max_bytes,
+                max_value_size=MAX_VALUE_BYTES + 1024,
+            )
+        )
+    except Exception as exc:
+        await link.close()
+        raise JournalUnavailable(f"cannot set up the replenishment bucket on {config.url}: {exc}") from exc
+    return JetStreamReplenishStore(link, kv)

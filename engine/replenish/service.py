@@ -1,0 +1,579 @@
+"""The replenishment service: gathers a pair's inputs (demand history, position, supplier
+terms, outside factors), has the planner compute its suggestion, keeps each changed
+proposal as a new version, records planners' decisions and tells the actions.
+
+It speaks only ports: the history store (daily consumption), a stock reader (the cells'
+availability), the replenishment store, an action sink and a clock. engine.bootstrap.replenish
+wires the real ones; tests wire in-memory ones. The maths lives in engine.replenish.planning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from engine.domain.cell import Dimension
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from engine.domain.history import MovementQuery, SeriesQuery
+from engine.domain.model import Movement
+from engine.domain.ports import Clock, HistoryStore
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
+from engine.replenish.demand import StockoutDays
+from engine.replenish.health import HEALTH_DAYS, GiftCount, HealthThresholds, PairHealth, pair_health
+from engine.replenish.store import (
+    DECIDED,
+    Decision,
+    Factor,
+    ReplenishStore,
+    StaleWrite,
+    Suggestion,
+    SupplierTerms,
+    adoption_of,
+    check_factors,
+    check_supplier,
+    pair_key,
+)
+
+log = structlog.get_logger("lotwise.replenish")
+
+DAY_MS = 86_400_000
+ENGINE_ACTOR = "engine"
+MAX_WRITE_ATTEMPTS = 5  # a suggestion write that loses a race is recomputed at most this often
+MAX_HEALTH_MOVEMENTS = 200_000  # a pair's 12 months read for its health, at most
+HEALTH_TTL_S = 600.0  # a pair's health is recomputed at most this often
+FACTORS_TTL_S = 5.0  # the factors calendar is read at most this often (a put here refreshes it at once)
+REASON_STALE = "STALE_SUGGESTION"
+REASON_DECIDED = "SUGGESTION_DECIDED"
+REASON_NOTHING = "NOTHING_TO_ORDER"
+MAX_REASON = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ReplenishConfig:
+    history_days: int = 90  # daily demand read per pair (the SBC window)
+    season_days: int = 0  # > 0: read this many days (≥ 395 gives a same-period-last-year index)
+    service_level: float = 0.95
+    buffer: float = 1.15  # the 15 % buffer for sudden orders: a demand multiplier
+    review_days: float = 1.0
+    default_lead_time_days: float = 7.0  # a pair whose supplier has no receipts yet
+    weights: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    recompute_interval_s: float = 3600.0  # the scheduled full recompute (0: off)
+    recompute_concurrency: int = 8
+
+
+# ---- inputs ----
+
+
+@dataclass(frozen=True, slots=True)
+class StockPosition:
+    on_hand: int  # sellable, unexpired, not held
+    held: int
+    in_transit: int  # arriving: in transit in, receiving, QC
+    as_of_ms: int
+
+
+class _Availability(Protocol):
+    @property
+    def rows(self) -> Sequence[Any]: ...
+
+
+class StockReader(Protocol):
+    """The cells' availability of a pair (the gateway's read path)."""
+
+    async def get_availability(self, sku: str, site: str, group_by: Sequence[Dimension] = ...) -> Any: ...
+
+
+# Stock on its way to being sellable here: in transit in, just received, in QC (by role).
+_ARRIVING = frozenset(DEFAULT_DICTIONARY.role(r) for r in (Role.ARRIVING, Role.RECEIPT, Role.INSPECTION))
+
+
+async def read_position(stock: StockReader, sku: str, site: str, now_ms: int) -> StockPosition:
+    availability = await stock.get_availability(sku, site, (Dimension.STATUS,))
+    on_hand = held = arriving = 0
+    for row in availability.rows:
+        status = dict(row.group).get("status", "")
+        on_hand += row.available
+        held += row.held
+        if status in _ARRIVING:
+            arriving += row.qty
+    return StockPosition(on_hand, held, arriving, now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class PairInputs:
+    """Everything the planner needs for one pair, read once."""
+
+    sku: str
+    site: str
+    today: date
+    demand: tuple[float, ...]  # daily net demand, oldest first: the last is today so far
+    censored: tuple[bool, ...]  # stockout days (left out of the windows)
+    position: StockPosition
+    supplier: SupplierTerms | None
+    factors: tuple[Factor, ...]  # the pair's outside factors that have not ended
+    open_todos: int  # accepted, not received yet: counted in the position
+    config: ReplenishConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    qty: int
+    below_reorder_point: bool
+    panel: Any  # engine.replenish.store.Panel
+    trace: tuple[Any, ...]  # engine.replenish.store.RuleLine
+
+
+Planner = Callable[[Sequence[PairInputs]], list[Planned]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeResult:
+    pairs: int
+    changed: int
+    below_reorder_point: int
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class _Live:
+    """What the journal follower counted per pair and day (the last two days), so a
+    history that lags behind the journal does not read as a day without demand."""
+
+    days: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _HealthCache:
+    entries: dict[str, tuple[float, PairHealth]] = field(default_factory=dict)
+
+
+def day_of(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date()
+
+
+def day_start_ms(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+class ReplenishService:
+    def __init__(
+        self,
+        store: ReplenishStore,
+        stock: StockReader,
+        planner: Planner,
+        clock: Clock,
+        *,
+        history: HistoryStore | None = None,
+        actions: ActionSink | None = None,
+        config: ReplenishConfig = ReplenishConfig(),
+        stockouts: StockoutDays | None = None,
+    ) -> None:
+        self.store = store
+        self.stock = stock
+        self.planner = planner
+        self.clock = clock
+        self.history = history
+        self.actions = actions
+        self.config = config
+        self.stockouts = stockouts
+        self._live: dict[str, _Live] = {}
+        self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
+        self._gifts: dict[str, GiftCount] = {}
+        self._health = _HealthCache()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._factors_cache: tuple[float, list[Factor]] | None = None
+
+    # ---- what the follower tells ----
+
+    def note_consumed(self, sku: str, site: str, qty: int, at_ms: int) -> None:
+        live = self._live.setdefault(pair_key(sku, site), _Live())
+        day = day_of(at_ms).isoformat()
+        live.days[day] = live.days.get(day, 0) + qty
+        while len(live.days) > 2:  # bounded: today and yesterday
+            live.days.pop(min(live.days))
+
+    def note_received(self, sku: str, site: str, qty: int) -> None:
+        key = pair_key(sku, site)
+        self._received[key] = self._received.get(key, 0) + qty
+
+    def note_gift(self, sku: str, site: str, with_tax: bool) -> None:
+        count = self._gifts.setdefault(pair_key(sku, site), GiftCount())
+        count.gifts += 1
+        count.without_tax += not with_tax
+
+    # ---- inputs ----
+
+    async def _demand(self, sku: str, site: str, today: date) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+        days = max(self.config.history_days, self.config.season_days)
+        # Today so far is the last day: a scan moves the short window at once (issue 14: the
+        # roll-ups plus today's live consumption).
+        first = today - timedelta(days=days - 1)
+        series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
+        if self.history is not None:
+            q = SeriesQuery(day_start_ms(first), day_start_ms(today) + DAY_MS, sku, site)
+            for row in await self.history.consumption(q):
+                if row.day in series:
+                    series[row.day] = float(row.qty)
+        live = self._live.get(pair_key(sku, site))
+        for day, qty in (live.days if live is not None else {}).items():
+            if day in series:  # the history may not have the last scans yet: the follower's count is newer
+                series[day] = max(series[day], float(qty))
+        values = tuple(series.values())
+        if self.stockouts is None or today == first:
+            return values, tuple(False for _ in values)
+        # Today is not over: never censored (its scans are the live signal).
+        out = await self.stockouts.stockout_days(sku, site, first, today - timedelta(days=1))
+        return values, tuple((first + timedelta(days=i)) in out for i in range(len(values)))
+
+    def _factors(self, factors: Sequence[Factor], sku: str, site: str, today: date) -> tuple[Factor, ...]:
+        day = today.isoformat()
+        return tuple(
+            f for f in factors if (not f.sku or f.sku == sku) and (not f.site or f.site == site) and f.to_day >= day
+        )
+
+    async def _all_factors(self) -> list[Factor]:
+        """The calendar, read once per FACTORS_TTL_S: a trigger recomputes many pairs a second."""
+        cached = self._factors_cache
+        if cached is not None and time.monotonic() - cached[0] < FACTORS_TTL_S:
+            return cached[1]
+        factors = await self.store.list_factors()
+        self._factors_cache = (time.monotonic(), factors)
+        return factors
+
+    def live_today(self, sku: str, site: str) -> int:
+        """Units the follower saw issued today (not yet a complete day of the history)."""
+        live = self._live.get(pair_key(sku, site))
+        return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
+
+    async def inputs(self, sku: str, site: str, factors: Sequence[Factor] | None = None) -> PairInputs:
+        now_ms = self.clock.now_ms()
+        today = day_of(now_ms)
+        if factors is None:
+            factors = await self._all_factors()
+        (demand, censored), position, supplier, current = await asyncio.gather(
+            self._demand(sku, site, today),
+            read_position(self.stock, sku, site, now_ms),
+            self.store.get_supplier(sku, site),
+            self.store.get_suggestion(sku, site),
+        )
+        open_todos = max(0, (current.panel.open_todos if current else 0) - self._received.get(pair_key(sku, site), 0))
+        if current is not None and current.state in ("accepted", "overridden") and current.decided_at_ms:
+            open_todos = max(open_todos, 0)
+        return PairInputs(
+            sku,
+            site,
+            today,
+            demand,
+            censored,
+            position,
+            supplier,
+            self._factors(factors, sku, site, today),
+            open_todos,
+            self.config,
+        )
+
+    # ---- recomputing ----
+
+    async def recompute(self, sku: str, site: str, trigger: str) -> Suggestion:
+        """The pair's suggestion now: a new version when the proposal changed."""
+        async with self._lock(sku, site):
+            for _ in range(MAX_WRITE_ATTEMPTS):
+                inputs = await self.inputs(sku, site)
+                planned = self.planner([inputs])[0]
+                try:
+                    return await self._keep(inputs, planned, trigger)
+                except StaleWrite:
+                    continue  # another gateway wrote meanwhile: read again
+            raise FailedPrecondition(REASON_STALE, f"the suggestion of {sku}@{site} kept changing; try again")
+
+    async def recompute_all(self, trigger: str = "schedule") -> RecomputeResult:
+        """Every pair with a supplier or a suggestion, planned in batches (the batch kernels)."""
+        started = time.perf_counter()
+        pairs = sorted(
+            {(t.sku, t.site) for t in await self.store.list_suppliers()}
+            | {(s.sku, s.site) for s in await self.store.list_suggestions()}
+        )
+        factors = await self.store.list_factors()
+        changed = below = 0
+        chunk = max(1, self.config.recompute_concurrency) * 32
+        for i in range(0, len(pairs), chunk):
+            part = pairs[i : i + chunk]
+            found = await asyncio.gather(
+                *(self.inputs(sku, site, factors) for sku, site in part), return_exceptions=True
+            )
+            inputs = [i for i in found if isinstance(i, PairInputs)]
+            for (sku, site), failed in zip(part, found, strict=True):
+                if isinstance(failed, BaseException) and not isinstance(failed, Exception):
+                    raise failed  # cancelled: stop here
+                if isinstance(failed, Exception):  # e.g. a pair gone from the catalog: the rest goes on
+                    log.warning("pair not recomputed", sku=sku, site=site, error=f"{type(failed).__name__}: {failed}")
+            inputs = await self._screened(inputs)
+            for got, planned in zip(inputs, self.planner(inputs), strict=True):
+                before = await self.store.get_suggestion(got.sku, got.site)
+                try:
+                    kept = await self._keep(got, planned, trigger)
+                except StaleWrite:
+                    kept = await self.recompute(got.sku, got.site, trigger)
+                changed += before is None or kept.version != before.version
+                below += kept.below_reorder_point
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        log.info("replenishment recomputed", pairs=len(pairs), changed=changed, below=below, duration_ms=duration_ms)
+        return RecomputeResult(len(pairs), changed, below, duration_ms)
+
+    async def _screened(self, inputs: list[PairInputs]) -> list[PairInputs]:
+        """The pairs worth planning in full: those the planner's batch screen finds at or
+        below their reorder point, those whose stored suggestion still asks for an order
+        (it must now say "none") and those never planned. Any other would store nothing new."""
+        screen: Callable[[Sequence[PairInputs]], list[bool]] | None = getattr(self.planner, "screen", None)
+        if screen is None or not inputs:
+            return inputs
+        keep = []
+        for got, hit in zip(inputs, screen(inputs), strict=True):
+            if not hit:
+                current = await self.store.get_suggestion(got.sku, got.site)
+                if current is not None and current.state != "open":
+                    continue  # a first look at a pair is planned in full: its panel says why not
+            keep.append(got)
+        return keep
+
+    def _lock(self, sku: str, site: str) -> asyncio.Lock:
+        key = pair_key(sku, site)
+        lock = self._locks.get(key)
+        if lock is None:
+            if len(self._locks) > 100_000:  # bounded: idle locks go (none is held between awaits here)
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _keep(self, inputs: PairInputs, planned: Planned, trigger: str) -> Suggestion:
+        sku, site = inputs.sku, inputs.site
+        current = await self.store.get_suggestion(sku, site)
+        health = await self.health_of(sku, site, inputs.supplier)
+        panel = replace(
+            planned.panel,
+            open_todos=inputs.open_todos,
+            health_flags=(*planned.panel.health_flags, *health.problems),
+        )
+        candidate = Suggestion(
+            sku=sku,
+            site=site,
+            version=(current.version + 1) if current else 1,
+            state="open" if planned.qty > 0 else "none",
+            qty=planned.qty,
+            panel=panel,
+            trace=planned.trace,
+            supplier=inputs.supplier.supplier if inputs.supplier else "",
+            flagged=not health.ok,
+            below_reorder_point=planned.below_reorder_point,
+            created_at_ms=self.clock.now_ms(),
+            trigger=trigger,
+        )
+        received = self._received.pop(pair_key(sku, site), 0)
+        if current is not None and not self._is_new(current, candidate, received):
+            if received:
+                self._received[pair_key(sku, site)] = self._received.get(pair_key(sku, site), 0) + received
+            return current
+        try:
+            await self.store.put_suggestion(candidate, current.version if current else 0)
+        except BaseException:
+            if received:
+                self._received[pair_key(sku, site)] = self._received.get(pair_key(sku, site), 0) + received
+            raise
+        await self._tell_new(candidate, inputs.supplier)
+        return candidate
+
+    @staticmethod
+    def _is_new(current: Suggestion, candidate: Suggestion, received: int) -> bool:
+        if received and current.panel.open_todos:
+            return True  # the to-dos went down: the position changed
+        if current.state in DECIDED:
+            return candidate.qty > 0  # a decided one stays until a new need shows
+        return not current.same_proposal(candidate)
+
+    async def _tell_new(self, s: Suggestion, terms: SupplierTerms | None) -> None:
+        if s.state != "open":
+            return
+        log.info("replenishment suggested", sku=s.sku, site=s.site, version=s.version, qty=s.qty, flagged=s.flagged)
+        if self.actions is not None:
+            await self.actions.publish(suggested_event(s, terms, self.clock.now_ms()))
+        if terms is not None and terms.auto_order and not s.flagged:
+            await self._decide(s, ENGINE_ACTOR, "accepted", s.qty, "automatic: supplier terms allow it", True)
+
+    # ---- decisions ----
+
+    async def _current(self, sku: str, site: str) -> Suggestion:
+        found = await self.store.get_suggestion(sku, site)
+        if found is None:
+            raise NotFound("suggestion", f"{sku}@{site}")
+        return found
+
+    async def decide(
+        self, actor: str, sku: str, site: str, version: int, outcome: str, qty: int, reason: str
+    ) -> Suggestion:
+        """A planner's decision on `version` (accepted, rejected, overridden)."""
+        _check_decision(sku, site, version, outcome, qty, reason)
+        async with self._lock(sku, site):
+            current = await self._current(sku, site)
+            if current.version != version:
+                raise FailedPrecondition(
+                    REASON_STALE,
+                    f"version {version} of {sku}@{site} is not the current one ({current.version})",
+                    {"current_version": str(current.version)},
+                )
+            if current.state in DECIDED:
+                same = current.state == outcome and current.decided_by == actor
+                if same and (outcome != "overridden" or current.decided_qty == qty):
+                    return current  # a retry: answered as the first time
+                raise FailedPrecondition(
+                    REASON_DECIDED, f"version {version} of {sku}@{site} was {current.state} already", {}
+                )
+            if current.state != "open" and outcome not in {"rejected", "overridden"}:
+                raise FailedPrecondition(REASON_NOTHING, f"{sku}@{site} needs no order at version {version}", {})
+            decided_qty = current.qty if outcome == "accepted" else (qty if outcome == "overridden" else 0)
+            return await self._decide(current, actor, outcome, decided_qty, reason, False)
+
+    async def _decide(
+        self, current: Suggestion, actor: str, outcome: str, qty: int, reason: str, automatic: bool
+    ) -> Suggestion:
+        now = self.clock.now_ms()
+        ordered = qty if outcome in ("accepted", "overridden") else 0
+        decided = replace(
+            current,
+            state=outcome,
+            decided_qty=ordered,
+            reason=reason,
+            decided_by=actor,
+            decided_at_ms=now,
+            automatic=automatic,
+            panel=replace(current.panel, open_todos=current.panel.open_todos + ordered),
+        )
+        await self.store.put_suggestion(decided, current.version)
+        if not automatic:
+            rules = tuple(sorted({line.rule for line in current.trace if line.changed}))
+            await self.store.add_decision(
+                Decision(current.sku, current.site, current.version, outcome, actor, rules, now)
+            )
+        log.info(
+            "suggestion decided",
+            sku=current.sku,
+            site=current.site,
+            version=current.version,
+            outcome=outcome,
+            actor=actor,
+            qty=ordered,
+        )
+        if ordered and self.actions is not None:
+            terms = await self.store.get_supplier(current.sku, current.site)
+            for event in acceptance_events(decided, terms, actor, now):
+                await self.actions.publish(event)
+        return decided
+
+    # ---- reads ----
+
+    async def explain(self, sku: str, site: str) -> Suggestion:
+        return await self._current(sku, site)
+
+    async def suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
+        return await self.store.list_suggestions(site, sku)
+
+    async def adoption(self) -> Any:
+        return adoption_of(await self.store.list_decisions())
+
+    # ---- master data ----
+
+    async def put_supplier(self, terms: SupplierTerms) -> SupplierTerms:
+        checked = check_supplier(terms)
+        await self.stock.get_availability(checked.sku, checked.site)  # NotFound for a pair the catalog lacks
+        await self.store.put_supplier(checked)
+        self._health.entries.pop(pair_key(checked.sku, checked.site), None)
+        return checked
+
+    async def get_supplier(self, sku: str, site: str) -> SupplierTerms:
+        found = await self.store.get_supplier(sku, site)
+        if found is None:
+            raise NotFound("supplier", f"{sku}@{site}")
+        return found
+
+    async def put_factors(self, factors: list[Factor]) -> int:
+        await self.store.put_factors(check_factors(factors))
+        self._factors_cache = None
+        return len(factors)
+
+    # ---- data health ----
+
+    async def health_of(
+        self, sku: str, site: str, terms: SupplierTerms | None = None, fresh: bool = False
+    ) -> PairHealth:
+        key = pair_key(sku, site)
+        cached = self._health.entries.get(key)
+        if cached is not None and not fresh and time.monotonic() - cached[0] < HEALTH_TTL_S:
+            return cached[1]
+        if terms is None:
+            terms = await self.store.get_supplier(sku, site)
+        movements = await self._movements(sku, site)
+        health = pair_health(
+            sku,
+            site,
+            movements,
+            perishable=bool(terms and terms.shelf_life_days > 0),
+            gifts=self._gifts.get(key),
+            thresholds=self.config.thresholds,
+        )
+        if len(self._health.entries) > 100_000:
+            self._health.entries.clear()
+        self._health.entries[key] = (time.monotonic(), health)
+        return health
+
+    async def _movements(self, sku: str, site: str) -> list[Movement]:
+        if self.history is None:
+            return []
+        from_ms = self.clock.now_ms() - HEALTH_DAYS * DAY_MS
+        out: list[Movement] = []
+        cursor = ""
+        while len(out) < MAX_HEALTH_MOVEMENTS:
+            page = await self.history.movements(
+                MovementQuery(sku=sku, site=site, from_ms=from_ms, page_size=1_000, cursor=cursor)
+            )
+            out.extend(r.movement for r in page.records)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        return out
+
+    async def data_health(self, site: str = "", sku: str = "") -> list[PairHealth]:
+        pairs = sorted(
+            {(t.site, t.sku) for t in await self.store.list_suppliers()}
+            | {(s.site, s.sku) for s in await self.store.list_suggestions()}
+        )
+        chosen = [
+            (p_site, p_sku) for p_site, p_sku in pairs if (not site or p_site == site) and (not sku or p_sku == sku)
+        ]
+        if site and sku and (site, sku) not in chosen:
+            chosen.append((site, sku))
+        return [await self.health_of(p_sku, p_site, fresh=True) for p_site, p_sku in chosen]
+
+
+def _check_decision(sku: str, site: str, version: int, outcome: str, qty: int, reason: str) -> None:
+    out: list[FieldViolation] = []
+    if not sku:
+        out.append(FieldViolation("sku", "required"))
+    if not site:
+        out.append(FieldViolation("site", "required"))
+    if version <= 0:
+        out.append(FieldViolation("version", "required: the version being decided (≥ 1)"))
+    if outcome in ("rejected", "overridden") and not reason.strip():
+        out.append(FieldViolation("reason", f"required to {'reject' if outcome == 'rejected' else 'override'}"))
+    if len(reason) > MAX_REASON:
+        out.append(FieldViolation("reason", f"at most {MAX_REASON} characters"))
+    if outcome == "overridden" and qty <= 0:
+        out.append(FieldViolation("qty", "must be > 0 (reject to order nothing)"))
+    if out:
+        raise InvalidArgument(out)

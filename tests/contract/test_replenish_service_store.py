@@ -1,0 +1,216 @@
+"""One contract for every replenishment store (engine.replenish.store.ReplenishStore): the
+in-memory one and the JetStream key-value one on a real nats-server. A new backend is one
+more parameter; the suite does not change."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from adapters.memory.replenish import InMemoryReplenishStore
+from adapters.memory.replenish_events import InMemoryReplenishEvents
+from adapters.nats.replenish import ReplenishStoreConfig, connect_replenish_store
+from adapters.nats.replenish_events import (
+    ReplenishBusConfig,
+    replenish_event_from_record,
+    replenish_event_record,
+    start_replenish_events,
+)
+from adapters.nats.server import EmbeddedNats
+from engine.replenish.actions import ReplenishEvent
+from engine.replenish.store import (
+    AppliedFactor,
+    Decision,
+    Factor,
+    LeadTimeSample,
+    Panel,
+    ReplenishStore,
+    RuleLine,
+    StaleWrite,
+    Suggestion,
+    SupplierTerms,
+)
+from tests.history_fixtures import chdb_dsn_for_session, drop_test_store, open_test_store, store_kinds  # noqa: F401
+from tests.nats_fixtures import nats_server  # noqa: F401 - the session's nats-server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(params=["memory", "jetstream"], loop_scope="session")
+async def store(request: pytest.FixtureRequest, nats_server: EmbeddedNats) -> AsyncIterator[ReplenishStore]:  # noqa: F811
+    if request.param == "memory":
+        yield InMemoryReplenishStore()
+        return
+    bucket = f"replenish-test-{uuid.uuid4().hex[:8]}"
+    real = await connect_replenish_store(ReplenishStoreConfig(url=nats_server.url, bucket=bucket))
+    yield real
+    await real.close()
+
+
+# Ids with characters a KV key does not allow: the store must encode them.
+SKU, SITE = "BRG 6204/2RS:é", "HW.DC#1"
+PANEL = Panel(
+    mean_7d=4.5,
+    daily_demand=4.75,
+    lead_times=(LeadTimeSample(7.0, 1_767_000_000_000),),
+    factors=(AppliedFactor("promotion", 1.5, "crm"),),
+    health_flags=("lead_time_default",),
+    reorder_point=41.5,
+)
+SUGGESTION = Suggestion(
+    SKU,
+    SITE,
+    1,
+    "open",
+    50,
+    PANEL,
+    trace=(RuleLine("policy.moq", "moq_rounding", "qty", "32", "50", "MOQ 50"),),
+    supplier="skf",
+)
+
+
+async def test_a_suggestion_round_trips_whole(store: ReplenishStore) -> None:
+    assert await store.get_suggestion(SKU, SITE) is None
+    await store.put_suggestion(SUGGESTION, 0)
+    assert await store.get_suggestion(SKU, SITE) == SUGGESTION
+    assert await store.list_suggestions() == [SUGGESTION]
+    assert await store.list_suggestions(site=SITE, sku=SKU) == [SUGGESTION]
+    assert await store.list_suggestions(site="elsewhere") == []
+
+
+async def test_a_write_must_name_the_version_it_replaces(store: ReplenishStore) -> None:
+    await store.put_suggestion(SUGGESTION, 0)
+    with pytest.raises(StaleWrite):
+        await store.put_suggestion(replace(SUGGESTION, version=2), 0)  # "must not exist": it does
+    await store.put_suggestion(replace(SUGGESTION, version=2, qty=60), 1)
+    with pytest.raises(StaleWrite):
+        await store.put_suggestion(replace(SUGGESTION, version=3), 1)  # based on a stale read
+    got = await store.get_suggestion(SKU, SITE)
+    assert got is not None
+    assert (got.version, got.qty) == (2, 60)
+
+
+async def test_suggestions_list_in_site_then_sku_order(store: ReplenishStore) -> None:
+    for site, sku in [("B", "2"), ("A", "9"), ("B", "1")]:
+        await store.put_suggestion(replace(SUGGESTION, sku=sku, site=site), 0)
+    assert [(s.site, s.sku) for s in await store.list_suggestions()] == [("A", "9"), ("B", "1"), ("B", "2")]
+
+
+async def test_suppliers_are_kept_per_pair(store: ReplenishStore) -> None:
+    terms = SupplierTerms(SKU, SITE, "skf", moq=50, multiple=10, order_weekdays=(0, 3), keeper="li")
+    await store.put_supplier(terms)
+    await store.put_supplier(replace(terms, site="other", supplier="fag"))
+    assert await store.get_supplier(SKU, SITE) == terms
+    await store.put_supplier(replace(terms, moq=60))  # a put replaces
+    assert (await store.get_supplier(SKU, SITE)).moq == 60  # type: ignore[union-attr]
+    assert [t.supplier for t in await store.list_suppliers()] == ["skf", "fag"]
+    assert await store.get_supplier(SKU, "nowhere") is None
+
+
+async def test_factors_are_replaced_by_id(store: ReplenishStore) -> None:
+    f = Factor("promo 1", "promotion", SKU, "", "2026-01-01", "2026-01-07", 1.5, "crm")
+    await store.put_factors([f, replace(f, factor_id="rain", kind="weather", multiplier=0.8)])
+    await store.put_factors([replace(f, multiplier=2.0)])
+    assert [(x.factor_id, x.multiplier) for x in await store.list_factors()] == [("promo 1", 2.0), ("rain", 0.8)]
+
+
+async def test_a_decision_is_kept_once_per_version(store: ReplenishStore) -> None:
+    d = Decision(SKU, SITE, 1, "accepted", "wu", ("policy.moq",), 5)
+    await store.add_decision(d)
+    await store.add_decision(replace(d, planner="someone else"))  # a retry: the first stays
+    await store.add_decision(replace(d, version=2, outcome="rejected"))
+    assert await store.list_decisions() == [d, replace(d, version=2, outcome="rejected")]
+
+
+def _event(kind: str = "rfq_requested") -> ReplenishEvent:
+    return ReplenishEvent(
+        f"{kind}:{SITE}:{SKU}:1", kind, SKU, SITE, 1, 50, "skf", "li", "wu", False, False, 5, 41.5, 6.0, 4.75, 8
+    )
+
+
+async def test_event_records_round_trip() -> None:
+    e = _event()
+    assert replenish_event_from_record(replenish_event_record(e)) == e
+    with pytest.raises(ValueError, match="schema version"):
+        replenish_event_from_record({**replenish_event_record(e), "schema_version": 99})
+
+
+async def test_events_are_stored_once_per_id(nats_server: EmbeddedNats) -> None:  # noqa: F811
+    memory = InMemoryReplenishEvents()
+    tag = uuid.uuid4().hex[:8]
+    config = ReplenishBusConfig(url=nats_server.url, stream=f"REPL_{tag}", subject_prefix=f"t{tag}.replenish")
+    publisher = await start_replenish_events(config)
+    try:
+        for sink in (memory, publisher):
+            await sink.publish(_event())
+            await sink.publish(_event())  # republished: the same id
+            await sink.publish(_event("todo_created"))
+        import nats
+
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(config.stream)
+            assert info.state.messages == 2
+            msg = await js.get_last_msg(config.stream, config.subject("todo_created", SITE, SKU))
+            assert msg.headers is not None
+            assert msg.headers["Lotwise-Event-Kind"] == "todo_created"
+            assert replenish_event_from_record(json.loads(msg.data)) == _event("todo_created")
+        finally:
+            await nc.close()
+    finally:
+        await publisher.close()
+    assert [e.kind for e in memory.events] == ["rfq_requested", "todo_created"]
+
+
+# ---- stockout days: the roll-up's answer is the movements' answer ----------------------
+
+STOCKOUT_T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
+
+
+def _stockout_movements() -> tuple[Any, ...]:
+    """Receive 5 on Jan 2, sell 5 on Jan 3 (out), receive 3 on Jan 5, sell 1 on Jan 6 and
+    2 on Jan 7 (out again); another pair alongside that must not count."""
+    from engine.domain.history import HistoryRecord
+    from engine.domain.model import External, Movement, MovementKind, QuantKey
+
+    q = QuantKey("L1", "", "available", "own")
+    plan = [(1, 5, True), (2, 5, False), (4, 3, True), (5, 1, False), (6, 2, False)]
+    out = []
+    for seq, (day, qty, incoming) in enumerate(plan, start=1):
+        at = STOCKOUT_T0 + day * 86_400_000 + 3_600_000
+        src, dst = (External.SUPPLIER, q) if incoming else (q, External.CUSTOMER)
+        kind = MovementKind.RECEIVE if incoming else MovementKind.CONSUME
+        out.append(HistoryRecord("s0", seq, seq, Movement(seq, kind, "A", "S", "L1", qty, src, dst, at_ms=at)))
+    other = Movement(1, MovementKind.RECEIVE, "B", "S", "L1", 9, External.SUPPLIER, q, at_ms=STOCKOUT_T0)
+    out.append(HistoryRecord("s0", 9, 9, other))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("kind", store_kinds())
+async def test_stockout_days_agree_with_the_movements(kind: str, chdb_dsn_for_session: str) -> None:  # noqa: F811
+    from datetime import date
+
+    from adapters.clickhouse.replenish import ClickHouseStockouts
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+    from engine.domain.history import HistoryBatch
+    from engine.replenish.demand import HistoryStockouts
+
+    store = await open_test_store(kind, chdb_dsn_for_session)
+    try:
+        await store.insert(HistoryBatch(_stockout_movements()))
+        first, last = date(2026, 1, 1), date(2026, 1, 8)
+        expected = {date(2026, 1, d) for d in (1, 3, 4, 7, 8)}  # closing balance ≤ 0
+        assert await HistoryStockouts(store).stockout_days("A", "S", first, last) == expected
+        assert await HistoryStockouts(store).stockout_days("A", "S", date(2026, 1, 5), date(2026, 1, 5)) == set()
+        if isinstance(store, ClickHouseHistoryStore):
+            assert await ClickHouseStockouts(store).stockout_days("A", "S", first, last) == expected
+            assert await ClickHouseStockouts(store).stockout_days("A", "S", date(2026, 1, 5), date(2026, 1, 5)) == set()
+    finally:
+        await drop_test_store(store)
