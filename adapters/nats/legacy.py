@@ -14,6 +14,7 @@ import io
 import pickle
 from typing import Any
 
+from engine.domain.catalog import Sku
 from engine.domain.cell import Cell
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.shard import ShardCore
@@ -72,4 +73,7 @@ def shard_from_pickle(blob: bytes) -> ShardState:
     core = _load(blob, "shard snapshot LWS1 (pickle)", None)
     if not isinstance(core, ShardCore):
         raise UnsupportedFormat("shard snapshot LWS1 (pickle)", None, "not a shard core")
+    # A pickled slotted Sku holds only the fields of its day: rebuild it, so the fields added
+    # since (journal v4: the freshness fields) take their defaults.
+    core.skus = {name: Sku(s.sku, s.name, s.unit, s.opened_shelf_life_days) for name, s in core.skus.items()}
     return core.export_state()

@@ -8,8 +8,8 @@ movements are the complete record (replaying them gives the live state).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -22,8 +22,17 @@ from engine.domain.commands import (
     Committed,
     Consume,
     Consumed,
+    Count,
+    Counted,
+    CountLine,
+    ExpireLots,
+    HoldCut,
+    LotCount,
+    LotOpened,
+    LotsExpired,
     Move,
     Moved,
+    OpenLot,
     Receive,
     Received,
     Release,
@@ -32,6 +41,8 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    ScrapOverAge,
+    Scrapped,
     StatusChanged,
     Strategy,
     owner_matches,
@@ -47,6 +58,7 @@ from engine.domain.errors import (
     NotFound,
     RequestConflict,
 )
+from engine.domain.freshness import freshness_expired
 from engine.domain.holds import hold_aborted, hold_not_found, require_active, require_within_hold
 from engine.domain.ledger import Ledger
 from engine.domain.model import (
@@ -61,9 +73,10 @@ from engine.domain.model import (
     Movement,
     MovementKind,
     QuantKey,
+    opened_over_age,
     shelf_life_left_days,
 )
-from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 
 _FAR_FUTURE_MS = 2**62
 
@@ -204,6 +217,14 @@ class Cell:
                 return self._consume(cmd, now_ms)
             case Adjust():
                 return self._adjust(cmd, now_ms)
+            case Count():
+                return self._count(cmd, now_ms)
+            case ExpireLots():
+                return self._expire_lots(cmd, now_ms)
+            case ScrapOverAge():
+                return self._scrap_over_age(cmd, now_ms)
+            case OpenLot():
+                return self._open_lot(cmd, now_ms)
         raise InvariantViolation(f"unknown command {type(cmd).__name__}")
 
     def _receive(self, cmd: Receive, now_ms: int) -> Received:
@@ -253,6 +274,9 @@ class Cell:
         for line in cmd.lines:
             picks, free = self._allocate(line, now_ms, taken)
             if picks is None:
+                stale = self._over_age_lots(line, now_ms)
+                if stale:
+                    raise freshness_expired(self.sku, self.site, stale, line.qty, free)
                 raise InsufficientStock(self.sku, self.site, line.qty, free)
             for key, qty in picks:
                 taken[key] = taken.get(key, 0) + qty
@@ -327,6 +351,8 @@ class Cell:
             bin_prefix=cmd.bin_prefix,
         )
         picks = self._candidates(line, now_ms, {}, for_consume=True, status=cmd.status)
+        if cmd.destination is not External.SCRAP:
+            picks = self._fresh_picks(picks, cmd, line, now_ms)
         allocations: list[Allocation] = []
         left = cmd.qty
         for key, free in picks:
@@ -390,6 +416,259 @@ class Cell:
             dst: Bucket = key if variance > 0 else External.COUNT_VARIANCE
             self._emit(MovementKind.ADJUST, cmd, now_ms, key.lot_id, abs(variance), src, dst)
         return Adjusted(previous, cmd.counted_qty, variance)
+
+    # ---- counts, expiry, freshness (issue 15) ----
+
+    def _count(self, cmd: Count, now_ms: int) -> Counted:
+        """Set the counted quants in this one step; see Count. Units held by a hold that a
+        count finds missing cut that hold (newest first), and the answer lists every cut."""
+        cuts: list[HoldCut] = []
+        if not cmd.whole_bin:
+            ready = self.statuses.role(Role.READY)
+            lots = [self._set_counted(cmd, now_ms, line, line.status or ready, line.qty, cuts) for line in cmd.lines]
+            return Counted(tuple(lots), tuple(cuts))
+        counted = {line.lot_id: line for line in cmd.lines}
+        books: dict[str, list[QuantKey]] = {}
+        for key, quant in self.ledger.quants.items():
+            if quant.qty > 0 and bin_matches(key.bin, cmd.bin) and self.statuses.statuses[key.status].on_hand:
+                books.setdefault(key.lot_id, []).append(key)
+        out: list[LotCount] = []
+        for lot_id in sorted(books.keys() | counted.keys()):
+            keys = books.get(lot_id, [])
+            before = sum(self.ledger.quants[k].qty for k in keys)
+            line = counted.get(lot_id, CountLine(lot_id, 0))
+            if line.qty < before:
+                self._count_missing(cmd, now_ms, keys, before - line.qty, cuts)
+            elif line.qty > before:
+                ready = self.statuses.role(Role.READY)
+                key = QuantKey(lot_id, cmd.bin, ready, line.owner)
+                current = self.ledger.quants.get(key)
+                found = line.qty - before + (current.qty if current else 0)
+                self._set_counted(cmd, now_ms, line, ready, found, cuts)
+            out.append(LotCount(lot_id, before, line.qty))
+        return Counted(tuple(out), tuple(cuts))
+
+    def _count_missing(self, cmd: Count, now_ms: int, keys: list[QuantKey], missing: int, cuts: list[HoldCut]) -> None:
+        """Take `missing` units off a lot's quants: free units first (sellable quants
+        first: an unscanned take is the likely cause), held units only when no free one
+        is left — so a count cuts a hold only when the held units are truly gone."""
+        order = sorted(keys, key=lambda k: (not self.statuses.statuses[k.status].sellable, k))
+        target = {k: self.ledger.quants[k].qty for k in order}
+        for free_pass in (True, False):
+            for k in order:
+                quant = self.ledger.quants[k]
+                room = target[k] - quant.held if free_pass else target[k]
+                take = min(max(room, 0), missing)
+                target[k] -= take
+                missing -= take
+        for k in order:
+            if target[k] != self.ledger.quants[k].qty:
+                self._set_quant(cmd, now_ms, k, target[k], cuts, source=cmd.source.value, confidence=cmd.confidence)
+
+    def _set_counted(
+        self, cmd: Count, now_ms: int, line: CountLine, status: str, qty: int, cuts: list[HoldCut]
+    ) -> LotCount:
+        key = QuantKey(line.lot_id, cmd.bin, status, line.owner)
+        quant = self.ledger.quants.get(key)
+        previous = quant.qty if quant else 0
+        if line.lot_id not in self.ledger.lots:
+            if qty:  # a lot the books do not know: received from the count-variance bucket
+                lot = Lot(line.lot_id, now_ms, line.expires_at_ms)
+                self._emit(
+                    MovementKind.COUNT,
+                    cmd,
+                    now_ms,
+                    line.lot_id,
+                    qty,
+                    External.COUNT_VARIANCE,
+                    key,
+                    lot=lot,
+                    source=cmd.source.value,
+                    confidence=cmd.confidence,
+                )
+            return LotCount(line.lot_id, 0, qty)
+        self._set_quant(cmd, now_ms, key, qty, cuts, source=cmd.source.value, confidence=cmd.confidence)
+        return LotCount(line.lot_id, previous, qty)
+
+    def _set_quant(
+        self,
+        cmd: Command,
+        now_ms: int,
+        key: QuantKey,
+        qty: int,
+        cuts: list[HoldCut],
+        *,
+        source: str = "",
+        confidence: float = 0.0,
+    ) -> None:
+        """Make the quant hold `qty` (held ≤ qty kept by cutting holds), the difference to or
+        from the count-variance bucket."""
+        quant = self.ledger.quants.get(key)
+        previous, held = (quant.qty, quant.held) if quant else (0, 0)
+        if qty < held:
+            cuts.extend(self._cut_holds(cmd, now_ms, key, held - qty))
+        variance = qty - previous
+        if variance:
+            src: Bucket = External.COUNT_VARIANCE if variance > 0 else key
+            dst: Bucket = key if variance > 0 else External.COUNT_VARIANCE
+            self._emit(
+                MovementKind.COUNT,
+                cmd,
+                now_ms,
+                key.lot_id,
+                abs(variance),
+                src,
+                dst,
+                source=source,
+                confidence=confidence,
+            )
+
+    def _cut_holds(self, cmd: Command, now_ms: int, key: QuantKey, excess: int) -> list[HoldCut]:
+        """Shorten the newest holds on `key` by `excess` units (journaled, and answered)."""
+        cuts: list[HoldCut] = []
+        # Not `reverse=True`: that keeps ties in creation order, and holds of one micro-batch
+        # share created_at_ms; reversing the stable sort puts the newest first.
+        parts = reversed(
+            sorted((p for p in self.ledger.active.values() if key in p.allocations), key=lambda p: p.created_at_ms)
+        )
+        for part in parts:
+            cut = min(part.allocations[key], excess)
+            excess -= cut
+            self._emit(
+                MovementKind.CUT_HOLD,
+                cmd,
+                now_ms,
+                key.lot_id,
+                0,
+                key,
+                key,
+                held_key=key,
+                held_delta=-cut,
+                hold_id=part.hold_id,
+            )
+            cuts.append(HoldCut(part.hold_id, key.lot_id, key.bin, key.status, cut))
+            if not excess:
+                break
+        return cuts
+
+    def _lot_quants(self, lot_id: str, wanted: Callable[[Lot], bool], what: str) -> list[QuantKey]:
+        """On-hand quants of the lots `wanted` picks (of `lot_id` only when named, which
+        must exist and be wanted: else FAILED_PRECONDITION `what`)."""
+        if lot_id:
+            lot = self.ledger.lots.get(lot_id)
+            if lot is None:
+                raise NotFound("lot", f"{self.sku}@{self.site}/{lot_id}")
+            if not wanted(lot):
+                raise FailedPrecondition(
+                    what, f"lot {lot_id!r} of {self.sku}@{self.site}: {what.lower()}", {"lot_id": lot_id}
+                )
+        statuses = self.statuses.statuses
+        return [
+            key
+            for key, quant in self.ledger.quants.items()
+            if quant.qty > 0
+            and (not lot_id or key.lot_id == lot_id)
+            and statuses[key.status].on_hand
+            and wanted(self.ledger.lots[key.lot_id])
+        ]
+
+    def _expire_lots(self, cmd: ExpireLots, now_ms: int) -> LotsExpired:
+        expired = self.statuses.role(Role.EXPIRED)
+
+        def past(lot: Lot) -> bool:
+            return lot.expires_at_ms != NO_EXPIRY_MS and lot.expires_at_ms <= now_ms
+
+        keys = [k for k in self._lot_quants(cmd.lot_id, past, "LOT_NOT_EXPIRED") if k.status != expired]
+        cuts: list[HoldCut] = []
+        moved, stuck, lots = 0, 0, []
+        for key in keys:
+            quant = self.ledger.quants[key]
+            if not self.statuses.can_transition(key.status, expired):
+                stuck += quant.qty  # e.g. packed goods: a person decides (the answer says so)
+                continue
+            if quant.held:
+                cuts.extend(self._cut_holds(cmd, now_ms, key, quant.held))
+            qty = quant.qty
+            dst = QuantKey(key.lot_id, key.bin, expired, key.owner)
+            self._emit(MovementKind.CHANGE_STATUS, cmd, now_ms, key.lot_id, qty, key, dst)
+            moved += qty
+            lots.append(key.lot_id)
+        return LotsExpired(moved, tuple(sorted(set(lots))), tuple(cuts), stuck)
+
+    def _scrap_over_age(self, cmd: ScrapOverAge, now_ms: int) -> Scrapped:
+        life = self.opened_shelf_life_ms
+
+        def over_age(lot: Lot) -> bool:
+            return opened_over_age(lot, life, now_ms)
+
+        cuts: list[HoldCut] = []
+        scrapped, lots = 0, []
+        for key in self._lot_quants(cmd.lot_id, over_age, "LOT_NOT_OVER_AGE"):
+            quant = self.ledger.quants[key]
+            if quant.held:
+                cuts.extend(self._cut_holds(cmd, now_ms, key, quant.held))
+            qty = quant.qty
+            self._emit(MovementKind.CONSUME, cmd, now_ms, key.lot_id, qty, key, External.SCRAP)
+            scrapped += qty
+            lots.append(key.lot_id)
+        return Scrapped(scrapped, tuple(sorted(set(lots))), tuple(cuts))
+
+    def _open_lot(self, cmd: OpenLot, now_ms: int) -> LotOpened:
+        lot = self.ledger.lots.get(cmd.lot_id)
+        if lot is None:
+            raise NotFound("lot", f"{self.sku}@{self.site}/{cmd.lot_id}")
+        life = self.opened_shelf_life_ms
+        if lot.opened_at_ms:
+            fresh_until = lot.opened_at_ms + life if life else 0
+            return LotOpened(cmd.lot_id, lot.opened_at_ms, True, fresh_until)
+        key = next((k for k, q in self.ledger.quants.items() if k.lot_id == cmd.lot_id and q.qty > 0), None)
+        if key is None:
+            raise FailedPrecondition(
+                "LOT_NOT_ON_HAND",
+                f"lot {cmd.lot_id!r} of {self.sku}@{self.site} has no stock to open",
+                {"lot_id": cmd.lot_id},
+            )
+        opened = replace(lot, opened_at_ms=cmd.opened_at_ms or now_ms)
+        self._emit(MovementKind.OPEN, cmd, now_ms, cmd.lot_id, 0, key, key, lot=opened)
+        fresh_until = opened.opened_at_ms + life if life else 0
+        return LotOpened(cmd.lot_id, opened.opened_at_ms, False, fresh_until)
+
+    def _over_age_lots(self, line: ReserveLine, now_ms: int, status: str = "") -> list[str]:
+        """Lots the line could have taken free units from but for their opened age."""
+        life = self.opened_shelf_life_ms
+        if not life:
+            return []
+        out = []
+        for key, quant in self.ledger.quants.items():
+            if quant.qty - quant.held <= 0 or (line.lot_id and key.lot_id != line.lot_id):
+                continue
+            if (status and key.status != status) or (not status and not self.statuses.statuses[key.status].sellable):
+                continue
+            if (
+                owner_matches(key.owner, line.owner)
+                and bin_matches(key.bin, line.bin_prefix)
+                and opened_over_age(self.ledger.lots[key.lot_id], life, now_ms)
+            ):
+                out.append(key.lot_id)
+        return out
+
+    def _fresh_picks(
+        self, picks: list[tuple[QuantKey, int]], cmd: Consume, line: ReserveLine, now_ms: int
+    ) -> list[tuple[QuantKey, int]]:
+        """A consume to a customer or transit skips over-age opened quants, and is refused
+        (FRESHNESS_EXPIRED) when only they could serve it: serving them is the harm the rule
+        prevents. Scrapping them (destination scrap) is always allowed."""
+        life = self.opened_shelf_life_ms
+        if not life:
+            return picks
+        fresh = [(k, q) for k, q in picks if not opened_over_age(self.ledger.lots[k.lot_id], life, now_ms)]
+        if len(fresh) == len(picks):
+            return picks
+        free = sum(q for _, q in fresh)
+        if free < cmd.qty:
+            stale = [k.lot_id for k, _ in picks if (k, _) not in fresh]
+            raise freshness_expired(self.sku, self.site, stale, cmd.qty, free)
+        return fresh
 
     # ---- background ----
 
@@ -627,6 +906,8 @@ class Cell:
         hold_id: str = "",
         lot: Lot | None = None,
         expires_at_ms: int = 0,
+        source: str = "",
+        confidence: float = 0.0,
     ) -> Movement:
         m = Movement(
             seq=self.ledger.seq + 1,
@@ -645,6 +926,8 @@ class Cell:
             at_ms=now_ms,
             lot=lot,
             expires_at_ms=expires_at_ms,
+            source=source,
+            confidence=confidence,
         )
         self.ledger.apply(m)
         self.outbox.append(m)

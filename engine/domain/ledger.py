@@ -23,7 +23,13 @@ from engine.domain.model import (
 )
 from engine.domain.statuses import StatusDictionary
 
-_RESOLVING = {MovementKind.COMMIT, MovementKind.RELEASE, MovementKind.EXPIRE, MovementKind.ADJUST}
+_RESOLVING = {
+    MovementKind.COMMIT,
+    MovementKind.RELEASE,
+    MovementKind.EXPIRE,
+    MovementKind.ADJUST,
+    MovementKind.CUT_HOLD,
+}
 
 
 @dataclass(slots=True)
@@ -39,8 +45,8 @@ class Ledger:
         if m.seq != self.seq + 1:
             raise InvariantViolation(f"movement seq {m.seq} after {self.seq}: a gap or a repeat")
         self.seq = m.seq
-        if m.lot is not None and m.lot.lot_id not in self.lots:
-            self.lots[m.lot.lot_id] = m.lot
+        if m.lot is not None and (m.kind is MovementKind.OPEN or m.lot.lot_id not in self.lots):
+            self.lots[m.lot.lot_id] = m.lot  # an opening replaces the lot's dates
         if m.qty:
             self._add(m.src, -m.qty)
             self._add(m.dst, m.qty)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
 NO_EXPIRY_MS = 0  # a lot without an expiry date (`expires_at_ms == 0`) never expires
 
 
@@ -83,6 +84,11 @@ class Lot:
         return min(candidates) if candidates else NO_EXPIRY_MS
 
 
+def opened_over_age(lot: Lot, opened_shelf_life_ms: int, now_ms: int) -> bool:
+    """An opened lot past its opened shelf life (DESIGN.md §2: opened goods expire early)."""
+    return bool(lot.opened_at_ms and opened_shelf_life_ms and lot.opened_at_ms + opened_shelf_life_ms <= now_ms)
+
+
 def shelf_life_left_days(expiry_ms: int, now_ms: int) -> float:
     """Days of shelf life left; infinite for a lot without expiry."""
     if expiry_ms == NO_EXPIRY_MS:
@@ -101,6 +107,9 @@ class MovementKind(StrEnum):
     CONSUME = "consume"
     DISCREPANCY = "discrepancy"
     ADJUST = "adjust"
+    COUNT = "count"  # an absolute count's difference, to or from the count-variance bucket
+    CUT_HOLD = "cut_hold"  # a hold shortened because the units under it are gone
+    OPEN = "open"  # a lot was opened: `lot` carries its dates with opened_at set
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,8 @@ class Movement:
     at_ms: int = 0
     lot: Lot | None = None  # on receipts: the lot's dates, so replay rebuilds lots too
     expires_at_ms: int = 0  # on reserves: the hold's expiry, so replay rebuilds holds too
+    source: str = ""  # on counts: who counted (rfid, cycle, recogniser)
+    confidence: float = 0.0  # on counts: the counter's confidence, 0..1
 
 
 class HoldState(StrEnum):

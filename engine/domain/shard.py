@@ -31,8 +31,9 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
-from engine.domain.model import MS_PER_DAY, Movement
+from engine.domain.model import Movement
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
@@ -318,6 +319,7 @@ class ShardCore:
                 return self._register(op.header, now_ms)
             case PutSku():
                 self.skus[op.sku.sku] = op.sku
+                self._refresh_shelf_life(op.sku)
                 return None
             case PutSite():
                 self.sites[op.site.site] = op.site
@@ -380,9 +382,18 @@ class ShardCore:
             raise NotFound("sku", sku)
         if site not in self.sites:
             raise NotFound("site", site)
-        cell = Cell(sku, site, self.statuses, known.opened_shelf_life_days * MS_PER_DAY, self.limits)
+        cell = Cell(sku, site, self.statuses, opened_shelf_life_ms(known), self.limits)
         self.cells[pair] = cell
         return cell
+
+    def _refresh_shelf_life(self, sku: Sku) -> None:
+        """A changed opened shelf life applies to the sku's cells at once (O(sites))."""
+        life = opened_shelf_life_ms(sku)
+        for site in self.sites:
+            cell = self.cells.get((sku.sku, site))
+            if cell is not None and cell.opened_shelf_life_ms != life:
+                self._before_change((sku.sku, site))
+                cell.opened_shelf_life_ms = life
 
     def _check_here(self, pair: Pair) -> None:
         """A pair with no cell here may live elsewhere (moved) or be on its way (expected)."""
