@@ -19,7 +19,18 @@ from typing import Any
 from engine.api.auth import PRINCIPAL, Authorizer, Principal
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
-from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive
+from engine.domain.commands import (
+    Adjust,
+    CellMutation,
+    ChangeStatus,
+    Consume,
+    Count,
+    ExpireLots,
+    Move,
+    OpenLot,
+    Receive,
+    ScrapOverAge,
+)
 from engine.domain.errors import PermissionDenied
 from engine.domain.grants import ADMIN_EVERYWHERE, NO_ACTIONS, Action, Permissions, ReadScope, narrow, resource_name
 from engine.domain.history import BalanceQuery, ExpiryQuery, MovementQuery, SeriesQuery, TurnoverQuery
@@ -131,9 +142,7 @@ class AuthorizingGateway:
 
     # ---- stock commands ----
 
-    async def execute(
-        self, cmd: Receive | Move | ChangeStatus | Consume | Adjust, deadline: float | None = None
-    ) -> Any:
+    async def execute(self, cmd: CellMutation, deadline: float | None = None) -> Any:
         match cmd:
             case Receive():
                 await self._require(Action.RECEIVE, cmd.site, cmd.bin)
@@ -147,6 +156,14 @@ class AuthorizingGateway:
             case Adjust():
                 action = Action.COUNT if cmd.reason == "count" else Action.ADJUST
                 await self._require(action, cmd.site, cmd.bin)
+            case Count():  # a whole-bin count reaches every bin under its own
+                await self._require(Action.COUNT, cmd.site, cmd.bin)
+            case OpenLot():  # a scan at the station, like a status change of the lot
+                await self._require(Action.MOVE, cmd.site, None)
+            case ExpireLots():  # status moves of expired stock anywhere in the site
+                await self._require(Action.MOVE, cmd.site, None)
+            case ScrapOverAge():  # stock leaves the books: an adjustment
+                await self._require(Action.ADJUST, cmd.site, None)
             case _:
                 self._require_global(Action.ADMIN, type(cmd).__name__)
         return await self._inner.execute(cmd, deadline)

@@ -31,11 +31,22 @@ from engine.domain.commands import (
     ChangeStatus,
     Consume,
     Consumed,
+    Count,
+    Counted,
+    CountLine,
+    CountSource,
+    ExpireLots,
+    HoldCut,
+    LotOpened,
+    LotsExpired,
     Move,
     Moved,
+    OpenLot,
     Receive,
     Received,
     ReserveLine,
+    ScrapOverAge,
+    Scrapped,
     StatusChanged,
     Strategy,
     check_bin,
@@ -104,7 +115,14 @@ class Violations:
 
 
 def sku_from_pb(msg: pb.Sku) -> Sku:
-    return Sku(sku=msg.sku, name=msg.name, unit=msg.unit or "ea", opened_shelf_life_days=msg.opened_shelf_life_days)
+    return Sku(
+        sku=msg.sku,
+        name=msg.name,
+        unit=msg.unit or "ea",
+        opened_shelf_life_days=msg.opened_shelf_life_days,
+        opened_shelf_life_hours=msg.opened_shelf_life_hours,
+        substitutes=tuple(msg.substitutes),
+    )
 
 
 def site_from_pb(msg: pb.Site) -> Site:
@@ -251,6 +269,46 @@ def adjust_from_pb(req: pb.AdjustRequest) -> Adjust:
     )
 
 
+COUNT_SOURCE_FROM_PB: dict[int, CountSource] = {
+    pb.COUNT_SOURCE_CYCLE: CountSource.CYCLE,
+    pb.COUNT_SOURCE_RFID: CountSource.RFID,
+    pb.COUNT_SOURCE_RECOGNISER: CountSource.RECOGNISER,
+}
+COUNT_SOURCE_TO_PB = {source: value for value, source in COUNT_SOURCE_FROM_PB.items()}
+
+
+def count_from_pb(req: pb.CountRequest) -> Count:
+    source = COUNT_SOURCE_FROM_PB.get(req.source)
+    if source is None:
+        raise InvalidArgument([FieldViolation("source", f"unknown count source {req.source}")])
+    return Count(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        bin=req.bin,
+        lines=tuple(
+            CountLine(line.lot_id, line.qty, line.status, line.owner or "own", line.expires_at_ms) for line in req.lines
+        ),
+        whole_bin=req.whole_bin,
+        source=source,
+        confidence=req.confidence if req.HasField("confidence") else 1.0,
+        doc_ref=req.doc_ref,
+        finance=finance_from_pb(req),
+    )
+
+
+def expire_lots_from_pb(req: pb.ExpireLotsRequest) -> ExpireLots:
+    return ExpireLots(req.request_id, req.sku, req.site, req.lot_id, req.doc_ref, finance_from_pb(req))
+
+
+def scrap_over_age_from_pb(req: pb.ScrapOverAgeRequest) -> ScrapOverAge:
+    return ScrapOverAge(req.request_id, req.sku, req.site, req.lot_id, req.doc_ref, finance_from_pb(req))
+
+
+def open_lot_from_pb(req: pb.OpenLotRequest) -> OpenLot:
+    return OpenLot(req.request_id, req.sku, req.site, req.lot_id, req.opened_at_ms, req.doc_ref, finance_from_pb(req))
+
+
 def hold_lines_from_pb(lines: Sequence[pb.ReserveLine]) -> list[HoldLine]:
     """The lines of a Reserve; the count is bounded before anything is converted."""
     v = Violations()
@@ -391,8 +449,40 @@ def _optional_id(value: str, field: str, v: Violations) -> None:
 # =====================================================================================
 
 
+def hold_cuts_to_pb(cuts: Sequence[HoldCut]) -> list[pb.HoldCut]:
+    return [pb.HoldCut(hold_id=c.hold_id, lot_id=c.lot_id, bin=c.bin, status=c.status, qty=c.qty) for c in cuts]
+
+
+def counted_to_pb(c: Counted) -> pb.CountResponse:
+    lots = [pb.LotCount(lot_id=x.lot_id, previous_qty=x.previous_qty, counted_qty=x.counted_qty) for x in c.lots]
+    return pb.CountResponse(lots=lots, holds_cut=hold_cuts_to_pb(c.holds_cut), variance=c.variance)
+
+
+def lots_expired_to_pb(e: LotsExpired) -> pb.ExpireLotsResponse:
+    return pb.ExpireLotsResponse(
+        qty=e.qty, lot_ids=list(e.lot_ids), holds_cut=hold_cuts_to_pb(e.holds_cut), stuck_qty=e.stuck_qty
+    )
+
+
+def scrapped_to_pb(s: Scrapped) -> pb.ScrapOverAgeResponse:
+    return pb.ScrapOverAgeResponse(qty=s.qty, lot_ids=list(s.lot_ids), holds_cut=hold_cuts_to_pb(s.holds_cut))
+
+
+def lot_opened_to_pb(o: LotOpened) -> pb.OpenLotResponse:
+    return pb.OpenLotResponse(
+        lot_id=o.lot_id, opened_at_ms=o.opened_at_ms, already_open=o.already_open, fresh_until_ms=o.fresh_until_ms
+    )
+
+
 def sku_to_pb(sku: Sku) -> pb.Sku:
-    return pb.Sku(sku=sku.sku, name=sku.name, unit=sku.unit, opened_shelf_life_days=sku.opened_shelf_life_days)
+    return pb.Sku(
+        sku=sku.sku,
+        name=sku.name,
+        unit=sku.unit,
+        opened_shelf_life_days=sku.opened_shelf_life_days,
+        opened_shelf_life_hours=sku.opened_shelf_life_hours,
+        substitutes=list(sku.substitutes),
+    )
 
 
 def site_to_pb(site: Site) -> pb.Site:

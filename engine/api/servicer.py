@@ -27,15 +27,16 @@ from engine.api.registration import add_service
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import (
-    Adjust,
     Adjusted,
-    ChangeStatus,
-    Consume,
+    CellMutation,
+    CellMutationReply,
     Consumed,
-    Move,
+    Counted,
+    LotOpened,
+    LotsExpired,
     Moved,
-    Receive,
     Received,
+    Scrapped,
     StatusChanged,
 )
 from engine.domain.errors import DomainError
@@ -63,9 +64,7 @@ class InventoryGateway(Protocol):
 
     async def list_skus(self) -> list[Sku]: ...
 
-    async def execute(
-        self, cmd: Receive | Move | ChangeStatus | Consume | Adjust, deadline: float | None = None
-    ) -> Received | Moved | StatusChanged | Consumed | Adjusted: ...
+    async def execute(self, cmd: CellMutation, deadline: float | None = None) -> CellMutationReply: ...
 
     async def reserve(
         self,
@@ -161,7 +160,7 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
 _SINGLE_CELL = frozenset({"receive", "move", "change_status", "consume", "adjust"})
 
 # The commands `_execute` sends; an alias because inside the class these names are the RPC methods.
-Mutation = Receive | Move | ChangeStatus | Consume | Adjust
+Mutation = CellMutation
 
 
 class InventoryServicer(pb_grpc.InventoryServicer):
@@ -315,6 +314,32 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def _consume(self, request: pb.ConsumeRequest, deadline: float | None) -> pb.ConsumeResponse:
         reply = await self._execute(convert.consume_from_pb(request), deadline, Consumed)
         return convert.consumed_to_pb(reply)
+
+    # ---- stock health inside the cell (issue 15) ----
+
+    @_rpc
+    async def Count(self, request: pb.CountRequest, context: grpc.aio.ServicerContext) -> pb.CountResponse:
+        reply = await self._execute(convert.count_from_pb(request), call_deadline(context), Counted)
+        return convert.counted_to_pb(reply)
+
+    @_rpc
+    async def ExpireLots(
+        self, request: pb.ExpireLotsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExpireLotsResponse:
+        reply = await self._execute(convert.expire_lots_from_pb(request), call_deadline(context), LotsExpired)
+        return convert.lots_expired_to_pb(reply)
+
+    @_rpc
+    async def ScrapOverAge(
+        self, request: pb.ScrapOverAgeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScrapOverAgeResponse:
+        reply = await self._execute(convert.scrap_over_age_from_pb(request), call_deadline(context), Scrapped)
+        return convert.scrapped_to_pb(reply)
+
+    @_rpc
+    async def OpenLot(self, request: pb.OpenLotRequest, context: grpc.aio.ServicerContext) -> pb.OpenLotResponse:
+        reply = await self._execute(convert.open_lot_from_pb(request), call_deadline(context), LotOpened)
+        return convert.lot_opened_to_pb(reply)
 
     @_rpc
     async def Adjust(self, request: pb.AdjustRequest, context: grpc.aio.ServicerContext) -> pb.AdjustResponse:

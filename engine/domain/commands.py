@@ -545,6 +545,14 @@ Reply = (
 )
 
 
+# The commands a caller sends to one cell on their own (not as part of a hold or a sale), and
+# their replies: what the gateway's `execute` takes and gives.
+CellMutation = Receive | Move | ChangeStatus | Consume | Adjust | Count | ExpireLots | ScrapOverAge | OpenLot
+CellMutationReply = (
+    Received | Moved | StatusChanged | Consumed | Adjusted | Counted | LotsExpired | Scrapped | LotOpened
+)
+
+
 # ---- validation (pure) ----
 
 _SHOWN_VALUE_CHARS = 40  # a refusal quotes the value it refused, cut to this many characters

@@ -69,6 +69,13 @@ class HoldHeader:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadSku:
+    """One sku of the catalog (a freshness refusal's substitutes); NOT_FOUND when unknown."""
+
+    sku: str
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterHold:
     header: HoldHeader
 
@@ -203,6 +210,7 @@ Op = (
     | PutSku
     | PutSite
     | ReadCatalog
+    | ReadSku
     | RegisterHold
     | LookupHold
     | ReadHold
@@ -327,6 +335,11 @@ class ShardCore:
             case ReadCatalog():
                 sites = [s for s in self.sites.values() if org_covers(s.org_path, op.org_prefix)]
                 return (sorted(sites, key=lambda s: s.site), sorted(self.skus.values(), key=lambda s: s.sku))
+            case ReadSku():
+                known = self.skus.get(op.sku)
+                if known is None:
+                    raise NotFound("sku", op.sku)
+                return known
             case HandOff():
                 return self._hand_off(op)
             case Expect():

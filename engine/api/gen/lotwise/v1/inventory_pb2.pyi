@@ -32,6 +32,12 @@ class Dimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIMENSION_LOT: _ClassVar[Dimension]
     DIMENSION_EXPIRY_DAY: _ClassVar[Dimension]
     DIMENSION_RECEIVED_DAY: _ClassVar[Dimension]
+
+class CountSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COUNT_SOURCE_CYCLE: _ClassVar[CountSource]
+    COUNT_SOURCE_RFID: _ClassVar[CountSource]
+    COUNT_SOURCE_RECOGNISER: _ClassVar[CountSource]
 REMOVAL_STRATEGY_FEFO: RemovalStrategy
 REMOVAL_STRATEGY_FIFO: RemovalStrategy
 REMOVAL_STRATEGY_LIFO: RemovalStrategy
@@ -49,18 +55,25 @@ DIMENSION_OWNER: Dimension
 DIMENSION_LOT: Dimension
 DIMENSION_EXPIRY_DAY: Dimension
 DIMENSION_RECEIVED_DAY: Dimension
+COUNT_SOURCE_CYCLE: CountSource
+COUNT_SOURCE_RFID: CountSource
+COUNT_SOURCE_RECOGNISER: CountSource
 
 class Sku(_message.Message):
-    __slots__ = ("sku", "name", "unit", "opened_shelf_life_days")
+    __slots__ = ("sku", "name", "unit", "opened_shelf_life_days", "opened_shelf_life_hours", "substitutes")
     SKU_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     OPENED_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_SHELF_LIFE_HOURS_FIELD_NUMBER: _ClassVar[int]
+    SUBSTITUTES_FIELD_NUMBER: _ClassVar[int]
     sku: str
     name: str
     unit: str
     opened_shelf_life_days: int
-    def __init__(self, sku: _Optional[str] = ..., name: _Optional[str] = ..., unit: _Optional[str] = ..., opened_shelf_life_days: _Optional[int] = ...) -> None: ...
+    opened_shelf_life_hours: int
+    substitutes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sku: _Optional[str] = ..., name: _Optional[str] = ..., unit: _Optional[str] = ..., opened_shelf_life_days: _Optional[int] = ..., opened_shelf_life_hours: _Optional[int] = ..., substitutes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Site(_message.Message):
     __slots__ = ("site", "org_path", "kind", "name")
@@ -726,3 +739,159 @@ class ReplyBatch(_message.Message):
     replies: _containers.RepeatedCompositeFieldContainer[Reply]
     batch_id: int
     def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+
+class CountLine(_message.Message):
+    __slots__ = ("lot_id", "qty", "status", "owner", "expires_at_ms")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    qty: int
+    status: str
+    owner: str
+    expires_at_ms: int
+    def __init__(self, lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class CountRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "bin", "lines", "whole_bin", "source", "confidence", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_BIN_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    bin: str
+    lines: _containers.RepeatedCompositeFieldContainer[CountLine]
+    whole_bin: bool
+    source: CountSource
+    confidence: float
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., bin: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CountLine, _Mapping]]] = ..., whole_bin: _Optional[bool] = ..., source: _Optional[_Union[CountSource, str]] = ..., confidence: _Optional[float] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class HoldCut(_message.Message):
+    __slots__ = ("hold_id", "lot_id", "bin", "status", "qty")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    lot_id: str
+    bin: str
+    status: str
+    qty: int
+    def __init__(self, hold_id: _Optional[str] = ..., lot_id: _Optional[str] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., qty: _Optional[int] = ...) -> None: ...
+
+class LotCount(_message.Message):
+    __slots__ = ("lot_id", "previous_qty", "counted_qty")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_QTY_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    previous_qty: int
+    counted_qty: int
+    def __init__(self, lot_id: _Optional[str] = ..., previous_qty: _Optional[int] = ..., counted_qty: _Optional[int] = ...) -> None: ...
+
+class CountResponse(_message.Message):
+    __slots__ = ("lots", "holds_cut", "variance")
+    LOTS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_CUT_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    lots: _containers.RepeatedCompositeFieldContainer[LotCount]
+    holds_cut: _containers.RepeatedCompositeFieldContainer[HoldCut]
+    variance: int
+    def __init__(self, lots: _Optional[_Iterable[_Union[LotCount, _Mapping]]] = ..., holds_cut: _Optional[_Iterable[_Union[HoldCut, _Mapping]]] = ..., variance: _Optional[int] = ...) -> None: ...
+
+class ExpireLotsRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class ExpireLotsResponse(_message.Message):
+    __slots__ = ("qty", "lot_ids", "holds_cut", "stuck_qty")
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    LOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_CUT_FIELD_NUMBER: _ClassVar[int]
+    STUCK_QTY_FIELD_NUMBER: _ClassVar[int]
+    qty: int
+    lot_ids: _containers.RepeatedScalarFieldContainer[str]
+    holds_cut: _containers.RepeatedCompositeFieldContainer[HoldCut]
+    stuck_qty: int
+    def __init__(self, qty: _Optional[int] = ..., lot_ids: _Optional[_Iterable[str]] = ..., holds_cut: _Optional[_Iterable[_Union[HoldCut, _Mapping]]] = ..., stuck_qty: _Optional[int] = ...) -> None: ...
+
+class ScrapOverAgeRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class ScrapOverAgeResponse(_message.Message):
+    __slots__ = ("qty", "lot_ids", "holds_cut")
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    LOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_CUT_FIELD_NUMBER: _ClassVar[int]
+    qty: int
+    lot_ids: _containers.RepeatedScalarFieldContainer[str]
+    holds_cut: _containers.RepeatedCompositeFieldContainer[HoldCut]
+    def __init__(self, qty: _Optional[int] = ..., lot_ids: _Optional[_Iterable[str]] = ..., holds_cut: _Optional[_Iterable[_Union[HoldCut, _Mapping]]] = ...) -> None: ...
+
+class OpenLotRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "opened_at_ms", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    opened_at_ms: int
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., opened_at_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class OpenLotResponse(_message.Message):
+    __slots__ = ("lot_id", "opened_at_ms", "already_open", "fresh_until_ms")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_OPEN_FIELD_NUMBER: _ClassVar[int]
+    FRESH_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    opened_at_ms: int
+    already_open: bool
+    fresh_until_ms: int
+    def __init__(self, lot_id: _Optional[str] = ..., opened_at_ms: _Optional[int] = ..., already_open: _Optional[bool] = ..., fresh_until_ms: _Optional[int] = ...) -> None: ...
