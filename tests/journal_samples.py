@@ -19,6 +19,7 @@ from engine.domain.commands import (
     CountLine,
     CountSource,
     ExpireLots,
+    FreezeStock,
     Move,
     OpenLot,
     Receive,
@@ -104,8 +105,8 @@ def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
 
 def health_batches() -> list[tuple[int, tuple[object, ...]]]:
     """Batches 6 and 7 of shard-3 (journal v4 on): the cell commands of stock health —
-    a sku's freshness fields, an opening, a quant and a whole-bin count, an expiry and a
-    scrapping of over-age opened stock."""
+    a sku's freshness fields, an opening, a quant and a whole-bin count, an expiry, a
+    scrapping of over-age opened stock and an excursion's freeze."""
     return [
         (
             T0_MS + 7_000,
@@ -125,6 +126,7 @@ def health_batches() -> list[tuple[int, tuple[object, ...]]]:
                 ExpireLots("r22", "SKU-1", "BOS"),
                 ScrapOverAge("r23", "SKU-1", "BOS", "L3", "SCRAP-1", EUR),
                 ExpireLots("r24", "SKU-1", "BOS", "L-new"),  # nothing left to move
+                FreezeStock("r25", "SKU-1", "BOS", "A", "excursion:12.5C"),
             ),
         ),
     ]

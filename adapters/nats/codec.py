@@ -21,7 +21,7 @@ lacks take the dataclasses' defaults; 3 (journal_batch.v3.avsc) adds `cell` to A
 handed-off cell as a typed record (engine.domain.state.CellState). v1 and v2 carried that
 cell as a pickle in `cell_blob` (empty since v3); their upcaster reads it once, through
 an allowlist (adapters/nats/legacy.py); 4 (journal_batch.avsc) adds the cell commands
-Count, ExpireLots, ScrapOverAge and OpenLot (ops, and remembered commands at the end of
+Count, ExpireLots, ScrapOverAge, OpenLot and FreezeStock (ops, and remembered commands at the end of
 their union) with their answers, `source` and `confidence` to Movement, and
 `opened_shelf_life_hours` and `substitutes` to Sku — all with defaults, so a v3 record
 needs no upcaster. Snapshots: adapters/nats/snapshot_codec.py.

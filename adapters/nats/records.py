@@ -24,6 +24,7 @@ from engine.domain.commands import (
     CountLine,
     CountSource,
     ExpireLots,
+    FreezeStock,
     HoldCut,
     LotCount,
     LotOpened,
@@ -42,6 +43,7 @@ from engine.domain.commands import (
     ScrapOverAge,
     Scrapped,
     StatusChanged,
+    StockFrozen,
     Strategy,
 )
 from engine.domain.errors import FieldViolation
@@ -84,6 +86,7 @@ _PLAIN_OPS: dict[type, str] = {
     ExpireLots: "ExpireLots",
     ScrapOverAge: "ScrapOverAge",
     OpenLot: "OpenLot",
+    FreezeStock: "FreezeStock",
 }
 _PLAIN_BY_NAME = {name: cls for cls, name in _PLAIN_OPS.items()}
 _REPLIES: dict[type, str] = {
@@ -196,7 +199,8 @@ def command_in(branch: Union) -> Command:
         | Count
         | ExpireLots
         | ScrapOverAge
-        | OpenLot,
+        | OpenLot
+        | FreezeStock,
     ):
         raise ValueError(f"{branch[0]} is not a command")
     return cmd
@@ -354,7 +358,7 @@ def answer_out(answer: Reply | Refusal) -> Union:
         case Counted():
             cuts = [fields(c) for c in answer.holds_cut]
             return NS + "Counted", {"lots": [fields(c) for c in answer.lots], "holds_cut": cuts}
-        case LotsExpired() | Scrapped():
+        case LotsExpired() | Scrapped() | StockFrozen():
             value = {**fields(answer), "lot_ids": list(answer.lot_ids)}
             value["holds_cut"] = [fields(c) for c in answer.holds_cut]
             return NS + type(answer).__name__, value
@@ -381,8 +385,8 @@ def answer_in(name: str, value: dict[str, Any]) -> Reply | Refusal:
         case "Counted":
             lots = tuple(LotCount(**c) for c in value["lots"])
             return Counted(lots, tuple(HoldCut(**c) for c in value["holds_cut"]))
-        case "LotsExpired" | "Scrapped":
-            cls = LotsExpired if short == "LotsExpired" else Scrapped
+        case "LotsExpired" | "Scrapped" | "StockFrozen":
+            cls = {"LotsExpired": LotsExpired, "Scrapped": Scrapped, "StockFrozen": StockFrozen}[short]
             cuts = tuple(HoldCut(**c) for c in value["holds_cut"])
             return cls(**{**value, "lot_ids": tuple(value["lot_ids"]), "holds_cut": cuts})
         case "Refusal":

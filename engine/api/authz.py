@@ -26,6 +26,7 @@ from engine.domain.commands import (
     Consume,
     Count,
     ExpireLots,
+    FreezeStock,
     Move,
     OpenLot,
     Receive,
@@ -162,6 +163,8 @@ class AuthorizingGateway:
                 await self._require(Action.MOVE, cmd.site, None)
             case ExpireLots():  # status moves of expired stock anywhere in the site
                 await self._require(Action.MOVE, cmd.site, None)
+            case FreezeStock():  # a temperature excursion: status moves under the bin
+                await self._require(Action.MOVE, cmd.site, cmd.bin)
             case ScrapOverAge():  # stock leaves the books: an adjustment
                 await self._require(Action.ADJUST, cmd.site, None)
             case _:

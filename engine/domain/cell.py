@@ -26,6 +26,7 @@ from engine.domain.commands import (
     Counted,
     CountLine,
     ExpireLots,
+    FreezeStock,
     HoldCut,
     LotCount,
     LotOpened,
@@ -44,6 +45,7 @@ from engine.domain.commands import (
     ScrapOverAge,
     Scrapped,
     StatusChanged,
+    StockFrozen,
     Strategy,
     owner_matches,
     payload_difference,
@@ -225,6 +227,8 @@ class Cell:
                 return self._scrap_over_age(cmd, now_ms)
             case OpenLot():
                 return self._open_lot(cmd, now_ms)
+            case FreezeStock():
+                return self._freeze(cmd, now_ms)
         raise InvariantViolation(f"unknown command {type(cmd).__name__}")
 
     def _receive(self, cmd: Receive, now_ms: int) -> Received:
@@ -579,21 +583,41 @@ class Cell:
             return lot.expires_at_ms != NO_EXPIRY_MS and lot.expires_at_ms <= now_ms
 
         keys = [k for k in self._lot_quants(cmd.lot_id, past, "LOT_NOT_EXPIRED") if k.status != expired]
+        qty, lots, cuts, stuck = self._move_whole(cmd, now_ms, keys, expired)
+        return LotsExpired(qty, lots, cuts, stuck)
+
+    def _freeze(self, cmd: FreezeStock, now_ms: int) -> StockFrozen:
+        frozen = self.statuses.role(Role.FROZEN)
+        statuses = self.statuses.statuses
+        keys = [
+            k
+            for k, q in self.ledger.quants.items()
+            if q.qty > 0 and k.status != frozen and statuses[k.status].on_hand and bin_matches(k.bin, cmd.bin)
+        ]
+        qty, lots, cuts, stuck = self._move_whole(cmd, now_ms, keys, frozen)
+        return StockFrozen(qty, lots, cuts, stuck)
+
+    def _move_whole(
+        self, cmd: Command, now_ms: int, keys: list[QuantKey], to_status: str
+    ) -> tuple[int, tuple[str, ...], tuple[HoldCut, ...], int]:
+        """Move each quant whole to `to_status`, cutting the holds on it first (the units
+        can no longer be promised); quants whose status may not go there stay. Returns
+        (moved, lots, cuts, stuck)."""
         cuts: list[HoldCut] = []
         moved, stuck, lots = 0, 0, []
         for key in keys:
             quant = self.ledger.quants[key]
-            if not self.statuses.can_transition(key.status, expired):
+            if not self.statuses.can_transition(key.status, to_status):
                 stuck += quant.qty  # e.g. packed goods: a person decides (the answer says so)
                 continue
             if quant.held:
                 cuts.extend(self._cut_holds(cmd, now_ms, key, quant.held))
             qty = quant.qty
-            dst = QuantKey(key.lot_id, key.bin, expired, key.owner)
+            dst = QuantKey(key.lot_id, key.bin, to_status, key.owner)
             self._emit(MovementKind.CHANGE_STATUS, cmd, now_ms, key.lot_id, qty, key, dst)
             moved += qty
             lots.append(key.lot_id)
-        return LotsExpired(moved, tuple(sorted(set(lots))), tuple(cuts), stuck)
+        return moved, tuple(sorted(set(lots))), tuple(cuts), stuck
 
     def _scrap_over_age(self, cmd: ScrapOverAge, now_ms: int) -> Scrapped:
         life = self.opened_shelf_life_ms

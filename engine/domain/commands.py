@@ -274,6 +274,21 @@ class ExpireLots:
 
 
 @dataclass(frozen=True, slots=True)
+class FreezeStock:
+    """Block every on-hand unit under `bin` for QA (a temperature excursion) in one cell
+    step: quants move to the dictionary's frozen role. Held units are frozen too — suspect
+    goods must not reach a customer — and the holds on them are cut and listed in the
+    answer; quants whose status may not become frozen stay where they are (`stuck_qty`)."""
+
+    request_id: str
+    sku: str
+    site: str
+    bin: str = ""
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ScrapOverAge:
     """Book on-hand stock of opened lots past their opened shelf life (or of `lot_id`
     only) to scrap by journaled movements. A second run finds nothing left."""
@@ -313,6 +328,7 @@ Command = (
     | ExpireLots
     | ScrapOverAge
     | OpenLot
+    | FreezeStock
 )
 
 
@@ -515,6 +531,14 @@ class LotsExpired:
 
 
 @dataclass(frozen=True, slots=True)
+class StockFrozen:
+    qty: int  # units moved to the frozen status
+    lot_ids: tuple[str, ...]
+    holds_cut: tuple[HoldCut, ...]
+    stuck_qty: int = 0  # on-hand units in a status that may not become frozen
+
+
+@dataclass(frozen=True, slots=True)
 class Scrapped:
     qty: int
     lot_ids: tuple[str, ...]
@@ -542,14 +566,17 @@ Reply = (
     | LotsExpired
     | Scrapped
     | LotOpened
+    | StockFrozen
 )
 
 
 # The commands a caller sends to one cell on their own (not as part of a hold or a sale), and
 # their replies: what the gateway's `execute` takes and gives.
-CellMutation = Receive | Move | ChangeStatus | Consume | Adjust | Count | ExpireLots | ScrapOverAge | OpenLot
+CellMutation = (
+    Receive | Move | ChangeStatus | Consume | Adjust | Count | ExpireLots | ScrapOverAge | OpenLot | FreezeStock
+)
 CellMutationReply = (
-    Received | Moved | StatusChanged | Consumed | Adjusted | Counted | LotsExpired | Scrapped | LotOpened
+    Received | Moved | StatusChanged | Consumed | Adjusted | Counted | LotsExpired | Scrapped | LotOpened | StockFrozen
 )
 
 
@@ -777,6 +804,8 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             _validate_count(cmd, statuses, out)
         case ExpireLots() | ScrapOverAge():
             check_id(cmd.lot_id, "lot_id", out, required=False)
+        case FreezeStock():
+            check_bin(cmd.bin, "bin", out)
         case OpenLot():
             check_id(cmd.lot_id, "lot_id", out)
             check_time(cmd.opened_at_ms, "opened_at_ms", out)

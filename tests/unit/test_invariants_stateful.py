@@ -39,6 +39,7 @@ from engine.domain.commands import (
     CountLine,
     CountSource,
     ExpireLots,
+    FreezeStock,
     LotCount,
     LotOpened,
     LotsExpired,
@@ -58,6 +59,7 @@ from engine.domain.commands import (
     Scrapped,
     Sell,
     StatusChanged,
+    StockFrozen,
     Strategy,
     sale_parts,
     same_payload,
@@ -865,6 +867,26 @@ class CellMachine(RuleBasedStateMachine):
         assert (answer.qty, answer.stuck_qty) == (movable, sum(todo.values()) - movable)
         assert all(
             not STATUSES.can_transition(k.status, expired) for k, q in self.cell.ledger.quants.items() if due(k, q.qty)
+        )
+
+    @rule(prefix=st.sampled_from(BIN_PREFIXES))
+    def freeze_a_bin(self, prefix: str) -> None:
+        """A temperature excursion: everything on hand under the bin that may freeze does,
+        held units too (their holds cut); what may not is reported as stuck."""
+        frozen = STATUSES.role(Role.FROZEN)
+
+        def due(k: QuantKey, q: int) -> bool:
+            return q > 0 and k.status != frozen and STATUSES.statuses[k.status].on_hand and bin_ok(k.bin, prefix)
+
+        todo = {k: q.qty for k, q in self.cell.ledger.quants.items() if due(k, q.qty)}
+        movable = sum(q for k, q in todo.items() if STATUSES.can_transition(k.status, frozen))
+        held = sum(self.effective_held(k) for k in todo if STATUSES.can_transition(k.status, frozen))
+        answer, _ = self.run(FreezeStock(self.new_id("R"), SKU, SITE, prefix))
+        assert isinstance(answer, StockFrozen), answer
+        assert (answer.qty, answer.stuck_qty) == (movable, sum(todo.values()) - movable)
+        assert sum(c.qty for c in answer.holds_cut) == held
+        assert all(
+            not STATUSES.can_transition(k.status, frozen) for k, q in self.cell.ledger.quants.items() if due(k, q.qty)
         )
 
     @rule()
