@@ -37,6 +37,7 @@ from engine.domain.commands import (
     CountSource,
     ExpireLots,
     HoldCut,
+    LotCount,
     LotOpened,
     LotsExpired,
     Move,
@@ -274,7 +275,11 @@ COUNT_SOURCE_FROM_PB: dict[int, CountSource] = {
     pb.COUNT_SOURCE_RFID: CountSource.RFID,
     pb.COUNT_SOURCE_RECOGNISER: CountSource.RECOGNISER,
 }
-COUNT_SOURCE_TO_PB = {source: value for value, source in COUNT_SOURCE_FROM_PB.items()}
+COUNT_SOURCE_TO_PB: dict[CountSource, pb.CountSource] = {
+    CountSource.CYCLE: pb.COUNT_SOURCE_CYCLE,
+    CountSource.RFID: pb.COUNT_SOURCE_RFID,
+    CountSource.RECOGNISER: pb.COUNT_SOURCE_RECOGNISER,
+}
 
 
 def count_from_pb(req: pb.CountRequest) -> Count:
@@ -762,3 +767,27 @@ def status_from_command_error(err: pb.CommandError) -> status_pb2.Status:
         any_.Pack(detail)
         packed.append(any_)
     return status_pb2.Status(code=err.code, message=err.message, details=packed)
+
+
+# ---- stock health (client side) ----
+
+
+def _cuts_from_pb(cuts: Sequence[pb.HoldCut]) -> tuple[HoldCut, ...]:
+    return tuple(HoldCut(c.hold_id, c.lot_id, c.bin, c.status, c.qty) for c in cuts)
+
+
+def counted_from_pb(msg: pb.CountResponse) -> Counted:
+    lots = tuple(LotCount(c.lot_id, c.previous_qty, c.counted_qty) for c in msg.lots)
+    return Counted(lots, _cuts_from_pb(msg.holds_cut))
+
+
+def lots_expired_from_pb(msg: pb.ExpireLotsResponse) -> LotsExpired:
+    return LotsExpired(msg.qty, tuple(msg.lot_ids), _cuts_from_pb(msg.holds_cut), msg.stuck_qty)
+
+
+def scrapped_from_pb(msg: pb.ScrapOverAgeResponse) -> Scrapped:
+    return Scrapped(msg.qty, tuple(msg.lot_ids), _cuts_from_pb(msg.holds_cut))
+
+
+def lot_opened_from_pb(msg: pb.OpenLotResponse) -> LotOpened:
+    return LotOpened(msg.lot_id, msg.opened_at_ms, msg.already_open, msg.fresh_until_ms)

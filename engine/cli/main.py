@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.cli import health
 from engine.cli.bulk import import_command
 from engine.cli.common import (
     _DEBUG_HINT,
@@ -1029,3 +1030,5 @@ app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.command("count")(health.count)
+app.command("open")(health.open_lot)
