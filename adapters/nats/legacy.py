@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections import OrderedDict
 from typing import Any
 
 from engine.domain.catalog import Sku
@@ -65,7 +66,18 @@ def cell_from_pickle(blob: bytes, journal_version: int) -> CellState:
     cell = _load(blob, "journal batch Adopt.cell_blob (pickle)", journal_version)
     if not isinstance(cell, Cell):
         raise UnsupportedFormat("journal batch Adopt.cell_blob (pickle)", journal_version, "not a cell")
+    _complete(cell)
     return export_cell(cell)
+
+
+def _complete(cell: Cell) -> None:
+    """A pickled slotted Ledger holds only the slots of its day: the out-of-stock marks
+    (since journal v4) start empty, the per-lot quant counts are rebuilt from the quants."""
+    ledger = cell.ledger
+    ledger.zeroed = OrderedDict()
+    ledger.live = {}
+    for key in ledger.quants:
+        ledger.live[key.lot_id] = ledger.live.get(key.lot_id, 0) + 1
 
 
 def shard_from_pickle(blob: bytes) -> ShardState:
@@ -76,4 +88,6 @@ def shard_from_pickle(blob: bytes) -> ShardState:
     # A pickled slotted Sku holds only the fields of its day: rebuild it, so the fields added
     # since (journal v4: the freshness fields) take their defaults.
     core.skus = {name: Sku(s.sku, s.name, s.unit, s.opened_shelf_life_days) for name, s in core.skus.items()}
+    for cell in core.cells.values():
+        _complete(cell)
     return core.export_state()

@@ -430,6 +430,7 @@ def cell_out(cell: CellState) -> dict[str, Any]:
             for r in cell.remembered
         ],
         "next_expiry_ms": cell.next_expiry_ms,
+        "zeroed": [{"lot_id": lot_id, "since_ms": since} for lot_id, since in cell.zeroed],
     }
 
 
@@ -449,6 +450,7 @@ def cell_in(value: dict[str, Any]) -> CellState:
             for r in value["remembered"]
         ),
         next_expiry_ms=value["next_expiry_ms"],
+        zeroed=tuple((z["lot_id"], z["since_ms"]) for z in value.get("zeroed", ())),  # since v4
     )
 
 

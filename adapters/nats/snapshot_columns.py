@@ -405,6 +405,7 @@ def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
                 cell.resolved,
                 window,
                 cell.next_expiry_ms,
+                cell.zeroed,
             )
         )
     return cells

@@ -37,7 +37,7 @@ from engine.domain.grants import ADMIN_EVERYWHERE, NO_ACTIONS, Action, Permissio
 from engine.domain.history import BalanceQuery, ExpiryQuery, MovementQuery, SeriesQuery, TurnoverQuery
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance, HoldView
-from engine.domain.shard import add_row, row_of
+from engine.domain.shard import add_row, new_total, row_of
 from engine.runtime.types import Availability, HoldLine, HoldSummary
 
 SITE_ORGS_TTL_S = 5.0  # how stale a site's org path may be when another gateway moved it
@@ -307,7 +307,7 @@ def _merge_availability(parts: list[Availability]) -> Availability:
     totals: dict[tuple[tuple[str, str], ...], list[int]] = {}
     for part in parts:
         for row in part.rows:
-            add_row(totals.setdefault(row.group, [0, 0, 0, 0, 0]), row)
+            add_row(totals.setdefault(row.group, new_total()), row)
     rows = tuple(row_of(group, total) for group, total in sorted(totals.items()))
     first = parts[0]
     return Availability(first.sku, first.site, sum(r.available for r in rows), rows, max(p.as_of_ms for p in parts))

@@ -377,6 +377,7 @@ def filter_from_pb(msg: pb.SliceFilter, field: str, v: Violations, statuses: Sta
         sellable_only=msg.sellable_only,
         min_shelf_life_days=min_days,
         max_shelf_life_days=max_days,
+        out_of_stock_only=msg.out_of_stock_only,
     )
 
 
@@ -539,6 +540,7 @@ def slice_row_to_pb(row: SliceRow) -> pb.SliceRow:
         available=row.available,
         on_hand=row.on_hand,
         earliest_expiry_ms=row.earliest_expiry_ms,
+        out_of_stock_since_ms=row.out_of_stock_since_ms,
     )
 
 
@@ -594,6 +596,7 @@ def filter_to_pb(f: SliceFilter) -> pb.SliceFilter:
         bin_prefix=f.bin_prefix,
         lot_id=f.lot_id,
         sellable_only=f.sellable_only,
+        out_of_stock_only=f.out_of_stock_only,
     )
     if f.min_shelf_life_days is not None:
         msg.min_shelf_life_days = f.min_shelf_life_days
@@ -669,7 +672,9 @@ def hold_from_pb(msg: pb.Hold) -> HoldSummary:
 
 def slice_row_from_pb(msg: pb.SliceRow) -> SliceRow:
     group = tuple((DIMENSION_FROM_PB[g.dimension].value, g.value) for g in msg.group)
-    return SliceRow(group, msg.qty, msg.held, msg.available, msg.on_hand, msg.earliest_expiry_ms)
+    return SliceRow(
+        group, msg.qty, msg.held, msg.available, msg.on_hand, msg.earliest_expiry_ms, msg.out_of_stock_since_ms
+    )
 
 
 def availability_from_pb(msg: pb.GetAvailabilityResponse) -> Availability:

@@ -91,6 +91,8 @@ class CellLimits:
     dedupe_max_entries: int = 50_000
     resolved_hold_retention_ms: int = 60 * 60_000
     resolved_hold_max: int = 50_000
+    out_of_stock_retention_ms: int = 7 * 86_400_000  # lots that ran out answer at qty 0 this long
+    out_of_stock_max: int = 10_000  # out-of-stock lots remembered per cell at most
 
 
 class Dimension(StrEnum):
@@ -113,6 +115,19 @@ class SliceFilter:
     sellable_only: bool = False
     min_shelf_life_days: float | None = None
     max_shelf_life_days: float | None = None
+    out_of_stock_only: bool = False  # only the zero rows of what ran out (issue 15 item 7)
+
+    @property
+    def narrows_quants(self) -> bool:
+        """A filter on quants' own dimensions: what ran out has none, so it shows no zero row."""
+        return bool(
+            self.statuses
+            or self.owner
+            or self.bin_prefix
+            or self.sellable_only
+            or self.min_shelf_life_days is not None
+            or self.max_shelf_life_days is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +138,10 @@ class SliceRow:
     available: int  # sellable, unexpired, not held
     on_hand: int
     earliest_expiry_ms: int
+    out_of_stock_since_ms: int = 0  # a zero row: when the lot (or the pair) ran out
+
+
+_LOT_DIMS = frozenset({Dimension.LOT, Dimension.EXPIRY_DAY, Dimension.RECEIVED_DAY})  # a lot's own
 
 
 def bin_matches(bin_: str, prefix: str) -> bool:
@@ -741,6 +760,8 @@ class Cell:
             seen.popitem(last=False)
         if self.ledger.resolved:
             self.ledger.prune_resolved(now_ms - limits.resolved_hold_retention_ms, limits.resolved_hold_max)
+        if self.ledger.zeroed:
+            self.ledger.forget_zeroed(now_ms - limits.out_of_stock_retention_ms, limits.out_of_stock_max)
 
     # ---- queries (never mutate: expired holds stop counting on read) ----
 
@@ -786,10 +807,39 @@ class Cell:
             row[3] += quant.qty if status.on_hand else 0
             if expiry:
                 row[4] = min(row[4], expiry)
-        return [
+        rows = [
             SliceRow(group, r[0], r[1], r[2], r[3], 0 if r[4] == _FAR_FUTURE_MS else r[4])
             for group, r in sorted(acc.items())
         ]
+        if self.ledger.zeroed and not filt.narrows_quants:
+            rows = self._with_zero_rows(rows, group_by, filt)
+        return [r for r in rows if r.qty == 0 and r.out_of_stock_since_ms] if filt.out_of_stock_only else rows
+
+    def _with_zero_rows(
+        self, rows: list[SliceRow], group_by: tuple[Dimension, ...], filt: SliceFilter
+    ) -> list[SliceRow]:
+        """What ran out still answers, at qty 0 with when (issue 15 item 7): per lot when
+        grouped by lot, else the pair as a whole once it has no quant left."""
+        zeroed = self.ledger.zeroed
+        if Dimension.LOT in group_by:
+            for lot_id, since in zeroed.items():
+                if filt.lot_id and lot_id != filt.lot_id:
+                    continue
+                lot = self.ledger.lots[lot_id]
+                expiry = lot.effective_expiry_ms(self.opened_shelf_life_ms)
+                group = tuple(
+                    (
+                        d.value,
+                        self._dim_value(d, QuantKey(lot_id, "", "", ""), lot, expiry, 0) if d in _LOT_DIMS else "",
+                    )
+                    for d in group_by
+                )
+                rows.append(SliceRow(group, 0, 0, 0, 0, 0, since))
+            return sorted(rows, key=lambda r: r.group)
+        since = zeroed.get(filt.lot_id, 0) if filt.lot_id else self.ledger.out_of_stock_since_ms()
+        if not rows and since:
+            rows.append(SliceRow(tuple((d.value, "") for d in group_by), 0, 0, 0, 0, 0, since))
+        return rows
 
     def hold_view(self, hold_id: str, now_ms: int) -> HoldView | None:
         part = self.ledger.hold(hold_id)

@@ -40,6 +40,11 @@ class Ledger:
     active: dict[str, HoldPart] = field(default_factory=dict)
     resolved: OrderedDict[str, HoldPart] = field(default_factory=OrderedDict)  # oldest first
     seq: int = 0  # the last movement applied; movements arrive gap-free from 1
+    # Lots whose last quant went to zero, with when (oldest first): out of stock stays
+    # visible (issue 15 item 7) until the cell compacts it (`forget_zeroed`).
+    zeroed: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    # How many quants each lot has: tells in O(1) when a lot's last one goes.
+    live: dict[str, int] = field(default_factory=dict)
 
     def apply(self, m: Movement) -> None:
         if m.seq != self.seq + 1:
@@ -51,17 +56,44 @@ class Ledger:
             self._add(m.src, -m.qty)
             self._add(m.dst, m.qty)
         if m.held_key is not None and m.held_delta:
-            self.quants.setdefault(m.held_key, Quant()).held += m.held_delta
+            self._quant(m.held_key).held += m.held_delta
             self._apply_to_hold(m)
         for key in (m.src, m.dst, m.held_key):
             if isinstance(key, QuantKey):
                 quant = self.quants.get(key)
                 if quant is not None and quant.qty == 0 and quant.held == 0:
                     del self.quants[key]
+                    left = self.live[key.lot_id] - 1
+                    if left:
+                        self.live[key.lot_id] = left
+                    else:
+                        del self.live[key.lot_id]
+                        self.zeroed[key.lot_id] = m.at_ms
+
+    def _quant(self, key: QuantKey) -> Quant:
+        quant = self.quants.get(key)
+        if quant is None:
+            quant = self.quants[key] = Quant()
+            lot_id = key.lot_id
+            count = self.live.get(lot_id, 0)
+            if not count:
+                self.zeroed.pop(lot_id, None)  # in stock again
+            self.live[lot_id] = count + 1
+        return quant
+
+    def forget_zeroed(self, older_than_ms: int, keep_at_most: int) -> None:
+        """Compact out-of-stock marks past their retention (bounded memory)."""
+        zeroed = self.zeroed
+        while zeroed and (len(zeroed) > keep_at_most or next(iter(zeroed.values())) < older_than_ms):
+            zeroed.popitem(last=False)
+
+    def out_of_stock_since_ms(self) -> int:
+        """When the pair ran out (its last quant went), or 0 while it has any quant."""
+        return 0 if self.quants or not self.zeroed else max(self.zeroed.values())
 
     def _add(self, bucket: QuantKey | External, qty: int) -> None:
         if isinstance(bucket, QuantKey):
-            self.quants.setdefault(bucket, Quant()).qty += qty
+            self._quant(bucket).qty += qty
         else:
             self.externals[bucket] = self.externals.get(bucket, 0) + qty
 

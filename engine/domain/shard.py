@@ -239,18 +239,27 @@ def op_weight(ops: Sequence[Op]) -> int:
     return sum(len(op.receipts) if isinstance(op, ReceiveBulk) else 1 for op in ops)
 
 
+def new_total() -> list[int]:
+    """[qty, held, available, on_hand, earliest expiry, latest out-of-stock time]."""
+    return [0, 0, 0, 0, 0, 0]
+
+
 def add_row(total: list[int], row: SliceRow) -> None:
-    """Sum a slice row into [qty, held, available, on_hand, earliest expiry]."""
+    """Sum a slice row into a `new_total`."""
     total[0] += row.qty
     total[1] += row.held
     total[2] += row.available
     total[3] += row.on_hand
     if row.earliest_expiry_ms and (not total[4] or row.earliest_expiry_ms < total[4]):
         total[4] = row.earliest_expiry_ms
+    total[5] = max(total[5], row.out_of_stock_since_ms)
 
 
 def row_of(group: tuple[tuple[str, str], ...], total: list[int]) -> SliceRow:
-    return SliceRow(group, total[0], total[1], total[2], total[3], total[4])
+    """A summed row; a group is out of stock (since the latest of its parts ran out) only
+    when nothing in it has stock."""
+    since = total[5] if total[0] == 0 else 0
+    return SliceRow(group, total[0], total[1], total[2], total[3], total[4], since)
 
 
 def result_too_large(limit: int) -> FailedPrecondition:
@@ -476,7 +485,7 @@ class ShardCore:
                 if total is None:
                     if len(acc) >= op.limit:
                         raise result_too_large(op.limit)
-                    total = acc[key] = [0, 0, 0, 0, 0]
+                    total = acc[key] = new_total()
                 add_row(total, row)
         return [(sku, site, row_of(group, total)) for (sku, site, group), total in acc.items()]
 

@@ -174,3 +174,22 @@ async def test_the_station_refuses_over_age_tallow_and_offers_the_substitute(
     assert (scrapped.qty, list(scrapped.lot_ids)) == (4, ["TB-1"])
     assert await available(stub, "tallow") == 0
     assert await available(stub, "tallow-pack") == 12
+
+
+async def test_out_of_stock_stays_visible_and_is_a_query(
+    stub: pb_grpc.InventoryStub, manual_clock: ManualClock
+) -> None:
+    await receive(stub, "r1", "strip", "L1", 2)
+    await receive(stub, "r2", "tallow-pack", "PK-1", 5)
+    ran_out_ms = manual_clock.now_ms()
+    await stub.Consume(pb.ConsumeRequest(request_id="c1", sku="strip", site="hotpot-7", qty=2))
+    reply = await stub.GetAvailability(pb.GetAvailabilityRequest(sku="strip", site="hotpot-7"))
+    assert [(r.qty, r.out_of_stock_since_ms) for r in reply.rows] == [(0, ran_out_ms)]
+    by_lot = await stub.GetAvailability(
+        pb.GetAvailabilityRequest(sku="strip", site="hotpot-7", group_by=[pb.DIMENSION_LOT])
+    )
+    assert [(r.group[0].value, r.qty, r.out_of_stock_since_ms) for r in by_lot.rows] == [("L1", 0, ran_out_ms)]
+    listed = await stub.QueryStock(
+        pb.QueryStockRequest(sites=["hotpot-7"], filter=pb.SliceFilter(out_of_stock_only=True))
+    )
+    assert [(r.sku, r.row.qty, r.row.out_of_stock_since_ms) for r in listed.rows] == [("strip", 0, ran_out_ms)]

@@ -378,7 +378,7 @@ def test_v4_only_appends_records_branches_and_defaulted_fields() -> None:
     assert set(new) - set(old) == {
         *("Count", "CountLine", "ExpireLots", "ScrapOverAge", "OpenLot"),
         *("Counted", "LotCount", "HoldCut", "LotsExpired", "Scrapped", "LotOpened"),
-        *("FreezeStock", "StockFrozen"),
+        *("FreezeStock", "StockFrozen", "ZeroedLot"),
     }
 
     def names(items: list[object]) -> list[str]:

@@ -11,6 +11,7 @@ import io
 import pickle
 import zlib
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import fastavro
@@ -101,7 +102,10 @@ def test_an_adopted_cell_of_every_version_decodes_to_its_typed_state(version: in
 @pytest.mark.parametrize("name", ["snapshot-LWS1.bin", *(f"snapshot-v{v}.bin" for v in SNAPSHOT_VERSIONS)])
 def test_every_committed_snapshot_decodes_to_the_replayed_shard(name: str) -> None:
     state = decode_state(sample(name))
-    assert state == replayed(2).export_state()
+    expected = replayed(2).export_state()
+    if name != f"snapshot-v{SNAPSHOT_VERSION}.bin":  # older snapshots predate the out-of-stock marks
+        expected = replace(expected, cells=tuple(replace(c, zeroed=()) for c in expected.cells))
+    assert state == expected
     assert ShardCore.from_state(state).state_hash() == STATE_HASH[2]
 
 

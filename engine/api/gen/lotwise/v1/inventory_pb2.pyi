@@ -516,7 +516,7 @@ class GetHoldResponse(_message.Message):
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
 
 class SliceFilter(_message.Message):
-    __slots__ = ("statuses", "owner", "bin_prefix", "lot_id", "sellable_only", "min_shelf_life_days", "max_shelf_life_days")
+    __slots__ = ("statuses", "owner", "bin_prefix", "lot_id", "sellable_only", "min_shelf_life_days", "max_shelf_life_days", "out_of_stock_only")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     BIN_PREFIX_FIELD_NUMBER: _ClassVar[int]
@@ -524,6 +524,7 @@ class SliceFilter(_message.Message):
     SELLABLE_ONLY_FIELD_NUMBER: _ClassVar[int]
     MIN_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
     MAX_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_STOCK_ONLY_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[str]
     owner: str
     bin_prefix: str
@@ -531,7 +532,8 @@ class SliceFilter(_message.Message):
     sellable_only: bool
     min_shelf_life_days: float
     max_shelf_life_days: float
-    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., lot_id: _Optional[str] = ..., sellable_only: _Optional[bool] = ..., min_shelf_life_days: _Optional[float] = ..., max_shelf_life_days: _Optional[float] = ...) -> None: ...
+    out_of_stock_only: bool
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., lot_id: _Optional[str] = ..., sellable_only: _Optional[bool] = ..., min_shelf_life_days: _Optional[float] = ..., max_shelf_life_days: _Optional[float] = ..., out_of_stock_only: _Optional[bool] = ...) -> None: ...
 
 class GroupValue(_message.Message):
     __slots__ = ("dimension", "value")
@@ -542,20 +544,22 @@ class GroupValue(_message.Message):
     def __init__(self, dimension: _Optional[_Union[Dimension, str]] = ..., value: _Optional[str] = ...) -> None: ...
 
 class SliceRow(_message.Message):
-    __slots__ = ("group", "qty", "held", "available", "on_hand", "earliest_expiry_ms")
+    __slots__ = ("group", "qty", "held", "available", "on_hand", "earliest_expiry_ms", "out_of_stock_since_ms")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     ON_HAND_FIELD_NUMBER: _ClassVar[int]
     EARLIEST_EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_STOCK_SINCE_MS_FIELD_NUMBER: _ClassVar[int]
     group: _containers.RepeatedCompositeFieldContainer[GroupValue]
     qty: int
     held: int
     available: int
     on_hand: int
     earliest_expiry_ms: int
-    def __init__(self, group: _Optional[_Iterable[_Union[GroupValue, _Mapping]]] = ..., qty: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ..., on_hand: _Optional[int] = ..., earliest_expiry_ms: _Optional[int] = ...) -> None: ...
+    out_of_stock_since_ms: int
+    def __init__(self, group: _Optional[_Iterable[_Union[GroupValue, _Mapping]]] = ..., qty: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ..., on_hand: _Optional[int] = ..., earliest_expiry_ms: _Optional[int] = ..., out_of_stock_since_ms: _Optional[int] = ...) -> None: ...
 
 class GetAvailabilityRequest(_message.Message):
     __slots__ = ("sku", "site", "group_by", "filter", "bin_depth")
