@@ -78,6 +78,7 @@ def _complete(cell: Cell) -> None:
     ledger.live = {}
     for key in ledger.quants:
         ledger.live[key.lot_id] = ledger.live.get(key.lot_id, 0) + 1
+    ledger.opened_lots = sum(1 for lot in ledger.lots.values() if lot.opened_at_ms)
 
 
 def shard_from_pickle(blob: bytes) -> ShardState:

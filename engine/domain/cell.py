@@ -679,7 +679,7 @@ class Cell:
     def _over_age_lots(self, line: ReserveLine, now_ms: int, status: str = "") -> list[str]:
         """Lots the line could have taken free units from but for their opened age."""
         life = self.opened_shelf_life_ms
-        if not life:
+        if not life or not self.ledger.opened_lots:
             return []
         out = []
         for key, quant in self.ledger.quants.items():
@@ -702,7 +702,7 @@ class Cell:
         (FRESHNESS_EXPIRED) when only they could serve it: serving them is the harm the rule
         prevents. Scrapping them (destination scrap) is always allowed."""
         life = self.opened_shelf_life_ms
-        if not life:
+        if not life or not self.ledger.opened_lots:
             return picks
         fresh = [(k, q) for k, q in picks if not opened_over_age(self.ledger.lots[k.lot_id], life, now_ms)]
         if len(fresh) == len(picks):

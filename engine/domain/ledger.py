@@ -45,18 +45,22 @@ class Ledger:
     zeroed: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # How many quants each lot has: tells in O(1) when a lot's last one goes.
     live: dict[str, int] = field(default_factory=dict)
+    opened_lots: int = 0  # lots with an opened_at: none, and freshness costs the order path nothing
 
     def apply(self, m: Movement) -> None:
         if m.seq != self.seq + 1:
             raise InvariantViolation(f"movement seq {m.seq} after {self.seq}: a gap or a repeat")
         self.seq = m.seq
         if m.lot is not None and (m.kind is MovementKind.OPEN or m.lot.lot_id not in self.lots):
-            self.lots[m.lot.lot_id] = m.lot  # an opening replaces the lot's dates
+            self.lots[m.lot.lot_id] = m.lot  # an opening replaces the lot's dates (never an opened lot's)
+            if m.lot.opened_at_ms:
+                self.opened_lots += 1
         if m.qty:
             self._add(m.src, -m.qty)
             self._add(m.dst, m.qty)
         if m.held_key is not None and m.held_delta:
-            self._quant(m.held_key).held += m.held_delta
+            held = self.quants.get(m.held_key) or self._new_quant(m.held_key)
+            held.held += m.held_delta
             self._apply_to_hold(m)
         for key in (m.src, m.dst, m.held_key):
             if isinstance(key, QuantKey):
@@ -70,15 +74,14 @@ class Ledger:
                         del self.live[key.lot_id]
                         self.zeroed[key.lot_id] = m.at_ms
 
-    def _quant(self, key: QuantKey) -> Quant:
-        quant = self.quants.get(key)
-        if quant is None:
-            quant = self.quants[key] = Quant()
-            lot_id = key.lot_id
-            count = self.live.get(lot_id, 0)
-            if not count:
-                self.zeroed.pop(lot_id, None)  # in stock again
-            self.live[lot_id] = count + 1
+    def _new_quant(self, key: QuantKey) -> Quant:
+        """A new quant: its lot has one more (and is in stock again if it had none)."""
+        quant = self.quants[key] = Quant()
+        lot_id = key.lot_id
+        count = self.live.get(lot_id, 0)
+        if not count:
+            self.zeroed.pop(lot_id, None)
+        self.live[lot_id] = count + 1
         return quant
 
     def forget_zeroed(self, older_than_ms: int, keep_at_most: int) -> None:
@@ -93,7 +96,8 @@ class Ledger:
 
     def _add(self, bucket: QuantKey | External, qty: int) -> None:
         if isinstance(bucket, QuantKey):
-            self._quant(bucket).qty += qty
+            quant = self.quants.get(bucket) or self._new_quant(bucket)  # inline: the hot path
+            quant.qty += qty
         else:
             self.externals[bucket] = self.externals.get(bucket, 0) + qty
 

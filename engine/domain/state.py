@@ -255,6 +255,7 @@ def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits
     for key in cell.ledger.quants:
         live[key.lot_id] = live.get(key.lot_id, 0) + 1
     cell.ledger.live = live
+    cell.ledger.opened_lots = sum(1 for lot in lots if lot.opened_at_ms)
     cell._seen = OrderedDict(
         zip(
             map(_request_id, window),

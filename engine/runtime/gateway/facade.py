@@ -22,7 +22,8 @@ from engine.domain.commands import (
     check_caller_id,
     validate,
 )
-from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from engine.domain.freshness import is_freshness_expired
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.ports import BackendFactory, Clock
@@ -169,11 +170,12 @@ class Gateway:
     async def execute(self, cmd: SingleCellCommand, deadline: float | None = None) -> SingleCellReply:
         validate(cmd, self.statuses)  # refuse bad input before it costs a shard call
         _check_caller_ids(cmd.request_id)
-        reply: SingleCellReply = await self._freshness.guard(self._to_cell(cmd, deadline), deadline)
-        return reply
-
-    async def _to_cell(self, cmd: SingleCellCommand, deadline: float | None) -> SingleCellReply:
-        reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
+        try:  # no cost on the order path unless it raises (3.11's zero-cost exceptions)
+            reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
+        except FailedPrecondition as refusal:
+            if not is_freshness_expired(refusal):
+                raise
+            raise await self._freshness.with_substitutes(refusal, deadline) from None
         return reply
 
     async def receive_bulk(self, cmds: Sequence[Receive]) -> list[BulkResult]:
@@ -195,8 +197,12 @@ class Gateway:
     ) -> HoldSummary:
         """Hold stock over the lines, all or nothing; each pair's Reserve carries `finance`."""
         _check_caller_ids(request_id, hold_id)
-        placed = self._holds.reserve(request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance)
-        return await self._freshness.guard(placed, deadline)
+        try:
+            return await self._holds.reserve(request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance)
+        except FailedPrecondition as refusal:
+            if not is_freshness_expired(refusal):
+                raise
+            raise await self._freshness.with_substitutes(refusal, deadline) from None
 
     async def commit(
         self,
@@ -246,7 +252,12 @@ class Gateway:
         """Reserve and commit every line in one call, all or nothing (DESIGN.md §7); the
         summary (state COMMITTED) is named by `request_id`."""
         sale = Sell(request_id, tuple(SaleLine(hl.sku, hl.site, hl.line) for hl in lines), doc_ref, finance)
-        return await self._freshness.guard(self._sales.sell(sale, deadline), deadline)
+        try:
+            return await self._sales.sell(sale, deadline)
+        except FailedPrecondition as refusal:
+            if not is_freshness_expired(refusal):
+                raise
+            raise await self._freshness.with_substitutes(refusal, deadline) from None
 
     # ---- reads ----
 

@@ -11,33 +11,20 @@ refusal itself must never fail because of its details.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
 
 from engine.domain.catalog import MAX_SUBSTITUTES, Sku
 from engine.domain.cell import SliceFilter
 from engine.domain.errors import DomainError, FailedPrecondition
-from engine.domain.freshness import is_freshness_expired, with_substitutes
+from engine.domain.freshness import with_substitutes
 from engine.domain.shard import ReadSku
 from engine.runtime.gateway.reads import StockReader
 from engine.runtime.gateway.router import Router, raise_if_refused
-
-T = TypeVar("T")
 
 
 class FreshnessDesk:
     def __init__(self, router: Router, reads: StockReader) -> None:
         self._router = router
         self._reads = reads
-
-    async def guard(self, call: Awaitable[T], deadline: float | None) -> T:
-        """`call`'s answer; a FRESHNESS_EXPIRED refusal comes back with its substitutes."""
-        try:
-            return await call
-        except FailedPrecondition as refusal:
-            if not is_freshness_expired(refusal):
-                raise
-            raise await self.with_substitutes(refusal, deadline) from None
 
     async def with_substitutes(self, refusal: FailedPrecondition, deadline: float | None) -> FailedPrecondition:
         sku, site = refusal.metadata.get("sku", ""), refusal.metadata.get("site", "")
