@@ -4,164 +4,167 @@
 # source: lotwise/v1/inventory.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "lotwise/v1/inventory.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'lotwise/v1/inventory.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x1alotwise/v1/inventory.proto\x12\nlotwise.v1"\x84\x01\n\x03Sku\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x1e\n\x16opened_shelf_life_days\x18\x04 \x01(\x05\x12\x1f\n\x17opened_shelf_life_hours\x18\x05 \x01(\x05\x12\x13\n\x0bsubstitutes\x18\x06 \x03(\t"B\n\x04Site\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x10\n\x08org_path\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t"A\n\rPutSkuRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x03sku\x18\x02 \x01(\x0b\x32\x0f.lotwise.v1.Sku".\n\x0ePutSkuResponse\x12\x1c\n\x03sku\x18\x01 \x01(\x0b\x32\x0f.lotwise.v1.Sku"D\n\x0ePutSiteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1e\n\x04site\x18\x02 \x01(\x0b\x32\x10.lotwise.v1.Site"1\n\x0fPutSiteResponse\x12\x1e\n\x04site\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Site"&\n\x10ListSitesRequest\x12\x12\n\norg_prefix\x18\x01 \x01(\t"4\n\x11ListSitesResponse\x12\x1f\n\x05sites\x18\x01 \x03(\x0b\x32\x10.lotwise.v1.Site"\x11\n\x0fListSkusRequest"1\n\x10ListSkusResponse\x12\x1d\n\x04skus\x18\x01 \x03(\x0b\x32\x0f.lotwise.v1.Sku"c\n\x07\x46inance\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x11\n\tunit_cost\x18\x02 \x01(\t\x12\x12\n\nunit_price\x18\x03 \x01(\t\x12\x10\n\x08tax_rate\x18\x04 \x01(\t\x12\r\n\x05terms\x18\x05 \x01(\t"\x94\x02\n\x0eReceiveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x0b\n\x03\x62in\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\x12\x16\n\x0ereceived_at_ms\x18\n \x01(\x03\x12\x14\n\x0copened_at_ms\x18\x0b \x01(\x03\x12\x0f\n\x07\x64oc_ref\x18\x0c \x01(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12$\n\x07\x66inance\x18\x0e \x01(\x0b\x32\x13.lotwise.v1.Finance".\n\x0fReceiveResponse\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03"\xd1\x01\n\x0bMoveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x10\n\x08\x66rom_bin\x18\x06 \x01(\t\x12\x0e\n\x06to_bin\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\r\n\x05owner\x18\t \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\n \x01(\t\x12$\n\x07\x66inance\x18\x0b \x01(\x0b\x32\x13.lotwise.v1.Finance"\x1b\n\x0cMoveResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03"\xdc\x01\n\x13\x43hangeStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x13\n\x0b\x66rom_status\x18\x06 \x01(\t\x12\x11\n\tto_status\x18\x07 \x01(\t\x12\x0b\n\x03\x62in\x18\x08 \x01(\t\x12\r\n\x05owner\x18\t \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\n \x01(\t\x12$\n\x07\x66inance\x18\x0b \x01(\x0b\x32\x13.lotwise.v1.Finance"#\n\x14\x43hangeStatusResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03"\xb4\x01\n\x0bReserveLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12-\n\x08strategy\x18\x04 \x01(\x0e\x32\x1b.lotwise.v1.RemovalStrategy\x12\x0e\n\x06lot_id\x18\x05 \x01(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x1b\n\x13min_shelf_life_days\x18\x07 \x01(\x01\x12\x12\n\nbin_prefix\x18\x08 \x01(\t"\xa4\x01\n\x0eReserveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12&\n\x05lines\x18\x03 \x03(\x0b\x32\x17.lotwise.v1.ReserveLine\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x03\x12\x0f\n\x07\x64oc_ref\x18\x05 \x01(\t\x12$\n\x07\x66inance\x18\x06 \x01(\x0b\x32\x13.lotwise.v1.Finance"l\n\nAllocation\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x06 \x01(\x03"\xe5\x01\n\x08HoldPart\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.lotwise.v1.HoldState\x12+\n\x0b\x61llocations\x18\x04 \x03(\x0b\x32\x16.lotwise.v1.Allocation\x12\x10\n\x08held_qty\x18\x05 \x01(\x03\x12\x15\n\rcommitted_qty\x18\x06 \x01(\x03\x12\x14\n\x0creleased_qty\x18\x07 \x01(\x03\x12\x15\n\rcreated_at_ms\x18\x08 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03"\xb8\x01\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.lotwise.v1.HoldState\x12#\n\x05parts\x18\x03 \x03(\x0b\x32\x14.lotwise.v1.HoldPart\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08held_qty\x18\x05 \x01(\x03\x12\x15\n\rcommitted_qty\x18\x06 \x01(\x03\x12\x14\n\x0creleased_qty\x18\x07 \x01(\x03"1\n\x0fReserveResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold"\x80\x01\n\x0bSellRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05lines\x18\x02 \x03(\x0b\x32\x17.lotwise.v1.ReserveLine\x12\x0f\n\x07\x64oc_ref\x18\x03 \x01(\t\x12$\n\x07\x66inance\x18\x04 \x01(\x0b\x32\x13.lotwise.v1.Finance"@\n\x0cSellResponse\x12\x1e\n\x04sale\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\x12\x10\n\x08sold_qty\x18\x02 \x01(\x03"4\n\nCommitLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03"\x92\x01\n\rCommitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12%\n\x05lines\x18\x03 \x03(\x0b\x32\x16.lotwise.v1.CommitLine\x12\x0f\n\x07\x64oc_ref\x18\x04 \x01(\t\x12$\n\x07\x66inance\x18\x05 \x01(\x0b\x32\x13.lotwise.v1.Finance"]\n\x0e\x43ommitResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\x12\x15\n\rcommitted_qty\x18\x02 \x01(\x03\x12\x14\n\x0creleased_qty\x18\x03 \x01(\x03"l\n\x0eReleaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x03 \x01(\t\x12$\n\x07\x66inance\x18\x04 \x01(\x0b\x32\x13.lotwise.v1.Finance"G\n\x0fReleaseResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\x12\x14\n\x0creleased_qty\x18\x02 \x01(\x03"\x8a\x02\n\x0e\x43onsumeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0e\n\x06lot_id\x18\x05 \x01(\t\x12\x12\n\nbin_prefix\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12-\n\x08strategy\x18\x08 \x01(\x0e\x32\x1b.lotwise.v1.RemovalStrategy\x12\x0f\n\x07\x64oc_ref\x18\t \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\n \x01(\t\x12\x0e\n\x06status\x18\x0b \x01(\t\x12$\n\x07\x66inance\x18\x0c \x01(\x0b\x32\x13.lotwise.v1.Finance"\x80\x01\n\x0f\x43onsumeResponse\x12\x14\n\x0c\x63onsumed_qty\x18\x01 \x01(\x03\x12\x15\n\rshortfall_qty\x18\x02 \x01(\x03\x12\x13\n\x0b\x64iscrepancy\x18\x03 \x01(\x08\x12+\n\x0b\x61llocations\x18\x04 \x03(\x0b\x32\x16.lotwise.v1.Allocation"\xd6\x01\n\rAdjustRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63ounted_qty\x18\x05 \x01(\x03\x12\x0b\n\x03\x62in\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\n \x01(\t\x12$\n\x07\x66inance\x18\x0b \x01(\x0b\x32\x13.lotwise.v1.Finance"M\n\x0e\x41\x64justResponse\x12\x14\n\x0cprevious_qty\x18\x01 \x01(\x03\x12\x13\n\x0b\x63ounted_qty\x18\x02 \x01(\x03\x12\x10\n\x08variance\x18\x03 \x01(\x03"!\n\x0eGetHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t"1\n\x0fGetHoldResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold"\xf8\x01\n\x0bSliceFilter\x12\x10\n\x08statuses\x18\x01 \x03(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x12\n\nbin_prefix\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x15\n\rsellable_only\x18\x05 \x01(\x08\x12 \n\x13min_shelf_life_days\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12 \n\x13max_shelf_life_days\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11out_of_stock_only\x18\x08 \x01(\x08\x42\x16\n\x14_min_shelf_life_daysB\x16\n\x14_max_shelf_life_days"E\n\nGroupValue\x12(\n\tdimension\x18\x01 \x01(\x0e\x32\x15.lotwise.v1.Dimension\x12\r\n\x05value\x18\x02 \x01(\t"\xab\x01\n\x08SliceRow\x12%\n\x05group\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.GroupValue\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\x0f\n\x07on_hand\x18\x05 \x01(\x03\x12\x1a\n\x12\x65\x61rliest_expiry_ms\x18\x06 \x01(\x03\x12\x1d\n\x15out_of_stock_since_ms\x18\x07 \x01(\x03"\x98\x01\n\x16GetAvailabilityRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\'\n\x08group_by\x18\x03 \x03(\x0e\x32\x15.lotwise.v1.Dimension\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.lotwise.v1.SliceFilter\x12\x11\n\tbin_depth\x18\x05 \x01(\x05"}\n\x17GetAvailabilityResponse\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x03\x12"\n\x04rows\x18\x04 \x03(\x0b\x32\x14.lotwise.v1.SliceRow\x12\x10\n\x08\x61s_of_ms\x18\x05 \x01(\x03"\xfa\x01\n\x11QueryStockRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\r\n\x05sites\x18\x02 \x03(\t\x12\x12\n\norg_prefix\x18\x03 \x01(\t\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.lotwise.v1.SliceFilter\x12\'\n\x08group_by\x18\x05 \x03(\x0e\x32\x15.lotwise.v1.Dimension\x12\x13\n\x06\x62y_sku\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x07\x62y_site\x18\x07 \x01(\x08H\x01\x88\x01\x01\x12\x11\n\tbin_depth\x18\x08 \x01(\x05\x12\r\n\x05limit\x18\t \x01(\x05\x42\t\n\x07_by_skuB\n\n\x08_by_site"H\n\x08StockRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12!\n\x03row\x18\x03 \x01(\x0b\x32\x14.lotwise.v1.SliceRow"8\n\x12QueryStockResponse\x12"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.lotwise.v1.StockRow"\x98\x05\n\x07\x43ommand\x12,\n\x07put_sku\x18\x01 \x01(\x0b\x32\x19.lotwise.v1.PutSkuRequestH\x00\x12.\n\x08put_site\x18\x02 \x01(\x0b\x32\x1a.lotwise.v1.PutSiteRequestH\x00\x12-\n\x07receive\x18\x03 \x01(\x0b\x32\x1a.lotwise.v1.ReceiveRequestH\x00\x12\'\n\x04move\x18\x04 \x01(\x0b\x32\x17.lotwise.v1.MoveRequestH\x00\x12\x38\n\rchange_status\x18\x05 \x01(\x0b\x32\x1f.lotwise.v1.ChangeStatusRequestH\x00\x12-\n\x07reserve\x18\x06 \x01(\x0b\x32\x1a.lotwise.v1.ReserveRequestH\x00\x12+\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.lotwise.v1.CommitRequestH\x00\x12-\n\x07release\x18\x08 \x01(\x0b\x32\x1a.lotwise.v1.ReleaseRequestH\x00\x12-\n\x07\x63onsume\x18\t \x01(\x0b\x32\x1a.lotwise.v1.ConsumeRequestH\x00\x12+\n\x06\x61\x64just\x18\n \x01(\x0b\x32\x19.lotwise.v1.AdjustRequestH\x00\x12.\n\x08get_hold\x18\x0b \x01(\x0b\x32\x1a.lotwise.v1.GetHoldRequestH\x00\x12>\n\x10get_availability\x18\x0c \x01(\x0b\x32".lotwise.v1.GetAvailabilityRequestH\x00\x12\'\n\x04sell\x18\r \x01(\x0b\x32\x17.lotwise.v1.SellRequestH\x00\x12\x12\n\ntimeout_ms\x18\x10 \x01(\x03\x42\t\n\x07\x63ommand"G\n\x0c\x43ommandBatch\x12%\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x13.lotwise.v1.Command\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x04"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t"\xb4\x02\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x38\n\x08metadata\x18\x05 \x03(\x0b\x32&.lotwise.v1.CommandError.MetadataEntry\x12\x34\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32\x1a.lotwise.v1.FieldViolation\x12\x15\n\rresource_type\x18\x07 \x01(\t\x12\x15\n\rresource_name\x18\x08 \x01(\t\x12\x16\n\x0eretry_delay_ms\x18\t \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01"\xb8\x05\n\x05Reply\x12-\n\x07put_sku\x18\x01 \x01(\x0b\x32\x1a.lotwise.v1.PutSkuResponseH\x00\x12/\n\x08put_site\x18\x02 \x01(\x0b\x32\x1b.lotwise.v1.PutSiteResponseH\x00\x12.\n\x07receive\x18\x03 \x01(\x0b\x32\x1b.lotwise.v1.ReceiveResponseH\x00\x12(\n\x04move\x18\x04 \x01(\x0b\x32\x18.lotwise.v1.MoveResponseH\x00\x12\x39\n\rchange_status\x18\x05 \x01(\x0b\x32 .lotwise.v1.ChangeStatusResponseH\x00\x12.\n\x07reserve\x18\x06 \x01(\x0b\x32\x1b.lotwise.v1.ReserveResponseH\x00\x12,\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x1a.lotwise.v1.CommitResponseH\x00\x12.\n\x07release\x18\x08 \x01(\x0b\x32\x1b.lotwise.v1.ReleaseResponseH\x00\x12.\n\x07\x63onsume\x18\t \x01(\x0b\x32\x1b.lotwise.v1.ConsumeResponseH\x00\x12,\n\x06\x61\x64just\x18\n \x01(\x0b\x32\x1a.lotwise.v1.AdjustResponseH\x00\x12/\n\x08get_hold\x18\x0b \x01(\x0b\x32\x1b.lotwise.v1.GetHoldResponseH\x00\x12?\n\x10get_availability\x18\x0c \x01(\x0b\x32#.lotwise.v1.GetAvailabilityResponseH\x00\x12(\n\x04sell\x18\r \x01(\x0b\x32\x18.lotwise.v1.SellResponseH\x00\x12)\n\x05\x65rror\x18\x10 \x01(\x0b\x32\x18.lotwise.v1.CommandErrorH\x00\x42\x07\n\x05reply"B\n\nReplyBatch\x12"\n\x07replies\x18\x01 \x03(\x0b\x32\x11.lotwise.v1.Reply\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x04"^\n\tCountLine\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03"\x8b\x02\n\x0c\x43ountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0b\n\x03\x62in\x18\x04 \x01(\t\x12$\n\x05lines\x18\x05 \x03(\x0b\x32\x15.lotwise.v1.CountLine\x12\x11\n\twhole_bin\x18\x06 \x01(\x08\x12\'\n\x06source\x18\x07 \x01(\x0e\x32\x17.lotwise.v1.CountSource\x12\x17\n\nconfidence\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x64oc_ref\x18\t \x01(\t\x12$\n\x07\x66inance\x18\n \x01(\x0b\x32\x13.lotwise.v1.FinanceB\r\n\x0b_confidence"T\n\x07HoldCut\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x0b\n\x03\x62in\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03"E\n\x08LotCount\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x14\n\x0cprevious_qty\x18\x02 \x01(\x03\x12\x13\n\x0b\x63ounted_qty\x18\x03 \x01(\x03"m\n\rCountResponse\x12"\n\x04lots\x18\x01 \x03(\x0b\x32\x14.lotwise.v1.LotCount\x12&\n\tholds_cut\x18\x02 \x03(\x0b\x32\x13.lotwise.v1.HoldCut\x12\x10\n\x08variance\x18\x03 \x01(\x03"\x89\x01\n\x11\x45xpireLotsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x05 \x01(\t\x12$\n\x07\x66inance\x18\x06 \x01(\x0b\x32\x13.lotwise.v1.Finance"m\n\x12\x45xpireLotsResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\x0f\n\x07lot_ids\x18\x02 \x03(\t\x12&\n\tholds_cut\x18\x03 \x03(\x0b\x32\x13.lotwise.v1.HoldCut\x12\x11\n\tstuck_qty\x18\x04 \x01(\x03"\x8b\x01\n\x13ScrapOverAgeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x05 \x01(\t\x12$\n\x07\x66inance\x18\x06 \x01(\x0b\x32\x13.lotwise.v1.Finance"\\\n\x14ScrapOverAgeResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\x0f\n\x07lot_ids\x18\x02 \x03(\t\x12&\n\tholds_cut\x18\x03 \x03(\x0b\x32\x13.lotwise.v1.HoldCut"\x9c\x01\n\x0eOpenLotRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x14\n\x0copened_at_ms\x18\x05 \x01(\x03\x12\x0f\n\x07\x64oc_ref\x18\x06 \x01(\t\x12$\n\x07\x66inance\x18\x07 \x01(\x0b\x32\x13.lotwise.v1.Finance"e\n\x0fOpenLotResponse\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x14\n\x0copened_at_ms\x18\x02 \x01(\x03\x12\x14\n\x0c\x61lready_open\x18\x03 \x01(\x08\x12\x16\n\x0e\x66resh_until_ms\x18\x04 \x01(\x03*|\n\x0fRemovalStrategy\x12\x19\n\x15REMOVAL_STRATEGY_FEFO\x10\x00\x12\x19\n\x15REMOVAL_STRATEGY_FIFO\x10\x01\x12\x19\n\x15REMOVAL_STRATEGY_LIFO\x10\x02\x12\x18\n\x14REMOVAL_STRATEGY_LOT\x10\x03*\xa1\x01\n\tHoldState\x12\x1a\n\x16HOLD_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HOLD_STATE_ACTIVE\x10\x01\x12\x18\n\x14HOLD_STATE_COMMITTED\x10\x02\x12\x17\n\x13HOLD_STATE_RELEASED\x10\x03\x12\x16\n\x12HOLD_STATE_EXPIRED\x10\x04\x12\x16\n\x12HOLD_STATE_PARTIAL\x10\x05*\xad\x01\n\tDimension\x12\x19\n\x15\x44IMENSION_UNSPECIFIED\x10\x00\x12\x11\n\rDIMENSION_BIN\x10\x01\x12\x14\n\x10\x44IMENSION_STATUS\x10\x02\x12\x13\n\x0f\x44IMENSION_OWNER\x10\x03\x12\x11\n\rDIMENSION_LOT\x10\x04\x12\x18\n\x14\x44IMENSION_EXPIRY_DAY\x10\x05\x12\x1a\n\x16\x44IMENSION_RECEIVED_DAY\x10\x06*Y\n\x0b\x43ountSource\x12\x16\n\x12\x43OUNT_SOURCE_CYCLE\x10\x00\x12\x15\n\x11\x43OUNT_SOURCE_RFID\x10\x01\x12\x1b\n\x17\x43OUNT_SOURCE_RECOGNISER\x10\x02\x32\x88\x0c\n\tInventory\x12?\n\x06PutSku\x12\x19.lotwise.v1.PutSkuRequest\x1a\x1a.lotwise.v1.PutSkuResponse\x12\x42\n\x07PutSite\x12\x1a.lotwise.v1.PutSiteRequest\x1a\x1b.lotwise.v1.PutSiteResponse\x12H\n\tListSites\x12\x1c.lotwise.v1.ListSitesRequest\x1a\x1d.lotwise.v1.ListSitesResponse\x12\x42\n\x07Receive\x12\x1a.lotwise.v1.ReceiveRequest\x1a\x1b.lotwise.v1.ReceiveResponse\x12\x39\n\x04Move\x12\x17.lotwise.v1.MoveRequest\x1a\x18.lotwise.v1.MoveResponse\x12Q\n\x0c\x43hangeStatus\x12\x1f.lotwise.v1.ChangeStatusRequest\x1a .lotwise.v1.ChangeStatusResponse\x12\x42\n\x07Reserve\x12\x1a.lotwise.v1.ReserveRequest\x1a\x1b.lotwise.v1.ReserveResponse\x12?\n\x06\x43ommit\x12\x19.lotwise.v1.CommitRequest\x1a\x1a.lotwise.v1.CommitResponse\x12\x42\n\x07Release\x12\x1a.lotwise.v1.ReleaseRequest\x1a\x1b.lotwise.v1.ReleaseResponse\x12\x39\n\x04Sell\x12\x17.lotwise.v1.SellRequest\x1a\x18.lotwise.v1.SellResponse\x12\x42\n\x07\x43onsume\x12\x1a.lotwise.v1.ConsumeRequest\x1a\x1b.lotwise.v1.ConsumeResponse\x12?\n\x06\x41\x64just\x12\x19.lotwise.v1.AdjustRequest\x1a\x1a.lotwise.v1.AdjustResponse\x12\x42\n\x07GetHold\x12\x1a.lotwise.v1.GetHoldRequest\x1a\x1b.lotwise.v1.GetHoldResponse\x12Z\n\x0fGetAvailability\x12".lotwise.v1.GetAvailabilityRequest\x1a#.lotwise.v1.GetAvailabilityResponse\x12K\n\nQueryStock\x12\x1d.lotwise.v1.QueryStockRequest\x1a\x1e.lotwise.v1.QueryStockResponse\x12\x45\n\x08ListSkus\x12\x1b.lotwise.v1.ListSkusRequest\x1a\x1c.lotwise.v1.ListSkusResponse\x12<\n\x05\x43ount\x12\x18.lotwise.v1.CountRequest\x1a\x19.lotwise.v1.CountResponse\x12K\n\nExpireLots\x12\x1d.lotwise.v1.ExpireLotsRequest\x1a\x1e.lotwise.v1.ExpireLotsResponse\x12Q\n\x0cScrapOverAge\x12\x1f.lotwise.v1.ScrapOverAgeRequest\x1a .lotwise.v1.ScrapOverAgeResponse\x12\x42\n\x07OpenLot\x12\x1a.lotwise.v1.OpenLotRequest\x1a\x1b.lotwise.v1.OpenLotResponse\x12;\n\x07\x45xecute\x12\x18.lotwise.v1.CommandBatch\x1a\x16.lotwise.v1.ReplyBatch\x12>\n\x06Stream\x12\x18.lotwise.v1.CommandBatch\x1a\x16.lotwise.v1.ReplyBatch(\x01\x30\x01\x62\x06proto3'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alotwise/v1/inventory.proto\x12\nlotwise.v1\"\x84\x01\n\x03Sku\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x1e\n\x16opened_shelf_life_days\x18\x04 \x01(\x05\x12\x1f\n\x17opened_shelf_life_hours\x18\x05 \x01(\x05\x12\x13\n\x0bsubstitutes\x18\x06 \x03(\t\"B\n\x04Site\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x10\n\x08org_path\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"A\n\rPutSkuRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x03sku\x18\x02 \x01(\x0b\x32\x0f.lotwise.v1.Sku\".\n\x0ePutSkuResponse\x12\x1c\n\x03sku\x18\x01 \x01(\x0b\x32\x0f.lotwise.v1.Sku\"D\n\x0ePutSiteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1e\n\x04site\x18\x02 \x01(\x0b\x32\x10.lotwise.v1.Site\"1\n\x0fPutSiteResponse\x12\x1e\n\x04site\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Site\"&\n\x10ListSitesRequest\x12\x12\n\norg_prefix\x18\x01 \x01(\t\"4\n\x11ListSitesResponse\x12\x1f\n\x05sites\x18\x01 \x03(\x0b\x32\x10.lotwise.v1.Site\"\x11\n\x0fListSkusRequest\"1\n\x10ListSkusResponse\x12\x1d\n\x04skus\x18\x01 \x03(\x0b\x32\x0f.lotwise.v1.Sku\"c\n\x07\x46inance\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x11\n\tunit_cost\x18\x02 \x01(\t\x12\x12\n\nunit_price\x18\x03 \x01(\t\x12\x10\n\x08tax_rate\x18\x04 \x01(\t\x12\r\n\x05terms\x18\x05 \x01(\t\"\x94\x02\n\x0eReceiveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x0b\n\x03\x62in\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\x12\x16\n\x0ereceived_at_ms\x18\n \x01(\x03\x12\x14\n\x0copened_at_ms\x18\x0b \x01(\x03\x12\x0f\n\x07\x64oc_ref\x18\x0c \x01(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12$\n\x07\x66inance\x18\x0e \x01(\x0b\x32\x13.lotwise.v1.Finance\".\n\x0fReceiveResponse\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\"\xd1\x01\n\x0bMoveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x10\n\x08\x66rom_bin\x18\x06 \x01(\t\x12\x0e\n\x06to_bin\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\r\n\x05owner\x18\t \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\n \x01(\t\x12$\n\x07\x66inance\x18\x0b \x01(\x0b\x32\x13.lotwise.v1.Finance\"\x1b\n\x0cMoveResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03\"\xdc\x01\n\x13\x43hangeStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x13\n\x0b\x66rom_status\x18\x06 \x01(\t\x12\x11\n\tto_status\x18\x07 \x01(\t\x12\x0b\n\x03\x62in\x18\x08 \x01(\t\x12\r\n\x05owner\x18\t \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\n \x01(\t\x12$\n\x07\x66inance\x18\x0b \x01(\x0b\x32\x13.lotwise.v1.Finance\"#\n\x14\x43hangeStatusResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03\"\xb4\x01\n\x0bReserveLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12-\n\x08strategy\x18\x04 \x01(\x0e\x32\x1b.lotwise.v1.RemovalStrategy\x12\x0e\n\x06lot_id\x18\x05 \x01(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x1b\n\x13min_shelf_life_days\x18\x07 \x01(\x01\x12\x12\n\nbin_prefix\x18\x08 \x01(\t\"\xa4\x01\n\x0eReserveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12&\n\x05lines\x18\x03 \x03(\x0b\x32\x17.lotwise.v1.ReserveLine\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x03\x12\x0f\n\x07\x64oc_ref\x18\x05 \x01(\t\x12$\n\x07\x66inance\x18\x06 \x01(\x0b\x32\x13.lotwise.v1.Finance\"l\n\nAllocation\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x06 \x01(\x03\"\xe5\x01\n\x08HoldPart\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.lotwise.v1.HoldState\x12+\n\x0b\x61llocations\x18\x04 \x03(\x0b\x32\x16.lotwise.v1.Allocation\x12\x10\n\x08held_qty\x18\x05 \x01(\x03\x12\x15\n\rcommitted_qty\x18\x06 \x01(\x03\x12\x14\n\x0creleased_qty\x18\x07 \x01(\x03\x12\x15\n\rcreated_at_ms\x18\x08 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\t \x01(\x03\"\xb8\x01\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.lotwise.v1.HoldState\x12#\n\x05parts\x18\x03 \x03(\x0b\x32\x14.lotwise.v1.HoldPart\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08held_qty\x18\x05 \x01(\x03\x12\x15\n\rcommitted_qty\x18\x06 \x01(\x03\x12\x14\n\x0creleased_qty\x18\x07 \x01(\x03\"1\n\x0fReserveResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\"\x80\x01\n\x0bSellRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05lines\x18\x02 \x03(\x0b\x32\x17.lotwise.v1.ReserveLine\x12\x0f\n\x07\x64oc_ref\x18\x03 \x01(\t\x12$\n\x07\x66inance\x18\x04 \x01(\x0b\x32\x13.lotwise.v1.Finance\"@\n\x0cSellResponse\x12\x1e\n\x04sale\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\x12\x10\n\x08sold_qty\x18\x02 \x01(\x03\"4\n\nCommitLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\"\x92\x01\n\rCommitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12%\n\x05lines\x18\x03 \x03(\x0b\x32\x16.lotwise.v1.CommitLine\x12\x0f\n\x07\x64oc_ref\x18\x04 \x01(\t\x12$\n\x07\x66inance\x18\x05 \x01(\x0b\x32\x13.lotwise.v1.Finance\"]\n\x0e\x43ommitResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\x12\x15\n\rcommitted_qty\x18\x02 \x01(\x03\x12\x14\n\x0creleased_qty\x18\x03 \x01(\x03\"l\n\x0eReleaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x03 \x01(\t\x12$\n\x07\x66inance\x18\x04 \x01(\x0b\x32\x13.lotwise.v1.Finance\"G\n\x0fReleaseResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\x12\x14\n\x0creleased_qty\x18\x02 \x01(\x03\"\x8a\x02\n\x0e\x43onsumeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0e\n\x06lot_id\x18\x05 \x01(\t\x12\x12\n\nbin_prefix\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12-\n\x08strategy\x18\x08 \x01(\x0e\x32\x1b.lotwise.v1.RemovalStrategy\x12\x0f\n\x07\x64oc_ref\x18\t \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\n \x01(\t\x12\x0e\n\x06status\x18\x0b \x01(\t\x12$\n\x07\x66inance\x18\x0c \x01(\x0b\x32\x13.lotwise.v1.Finance\"\x80\x01\n\x0f\x43onsumeResponse\x12\x14\n\x0c\x63onsumed_qty\x18\x01 \x01(\x03\x12\x15\n\rshortfall_qty\x18\x02 \x01(\x03\x12\x13\n\x0b\x64iscrepancy\x18\x03 \x01(\x08\x12+\n\x0b\x61llocations\x18\x04 \x03(\x0b\x32\x16.lotwise.v1.Allocation\"\xd6\x01\n\rAdjustRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63ounted_qty\x18\x05 \x01(\x03\x12\x0b\n\x03\x62in\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\n \x01(\t\x12$\n\x07\x66inance\x18\x0b \x01(\x0b\x32\x13.lotwise.v1.Finance\"M\n\x0e\x41\x64justResponse\x12\x14\n\x0cprevious_qty\x18\x01 \x01(\x03\x12\x13\n\x0b\x63ounted_qty\x18\x02 \x01(\x03\x12\x10\n\x08variance\x18\x03 \x01(\x03\"!\n\x0eGetHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\"1\n\x0fGetHoldResponse\x12\x1e\n\x04hold\x18\x01 \x01(\x0b\x32\x10.lotwise.v1.Hold\"\xf8\x01\n\x0bSliceFilter\x12\x10\n\x08statuses\x18\x01 \x03(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x12\n\nbin_prefix\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x15\n\rsellable_only\x18\x05 \x01(\x08\x12 \n\x13min_shelf_life_days\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12 \n\x13max_shelf_life_days\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11out_of_stock_only\x18\x08 \x01(\x08\x42\x16\n\x14_min_shelf_life_daysB\x16\n\x14_max_shelf_life_days\"E\n\nGroupValue\x12(\n\tdimension\x18\x01 \x01(\x0e\x32\x15.lotwise.v1.Dimension\x12\r\n\x05value\x18\x02 \x01(\t\"\xab\x01\n\x08SliceRow\x12%\n\x05group\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.GroupValue\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\x0f\n\x07on_hand\x18\x05 \x01(\x03\x12\x1a\n\x12\x65\x61rliest_expiry_ms\x18\x06 \x01(\x03\x12\x1d\n\x15out_of_stock_since_ms\x18\x07 \x01(\x03\"\x98\x01\n\x16GetAvailabilityRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\'\n\x08group_by\x18\x03 \x03(\x0e\x32\x15.lotwise.v1.Dimension\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.lotwise.v1.SliceFilter\x12\x11\n\tbin_depth\x18\x05 \x01(\x05\"}\n\x17GetAvailabilityResponse\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x03\x12\"\n\x04rows\x18\x04 \x03(\x0b\x32\x14.lotwise.v1.SliceRow\x12\x10\n\x08\x61s_of_ms\x18\x05 \x01(\x03\"\xfa\x01\n\x11QueryStockRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\r\n\x05sites\x18\x02 \x03(\t\x12\x12\n\norg_prefix\x18\x03 \x01(\t\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.lotwise.v1.SliceFilter\x12\'\n\x08group_by\x18\x05 \x03(\x0e\x32\x15.lotwise.v1.Dimension\x12\x13\n\x06\x62y_sku\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x07\x62y_site\x18\x07 \x01(\x08H\x01\x88\x01\x01\x12\x11\n\tbin_depth\x18\x08 \x01(\x05\x12\r\n\x05limit\x18\t \x01(\x05\x42\t\n\x07_by_skuB\n\n\x08_by_site\"H\n\x08StockRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12!\n\x03row\x18\x03 \x01(\x0b\x32\x14.lotwise.v1.SliceRow\"8\n\x12QueryStockResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.lotwise.v1.StockRow\"\x98\x05\n\x07\x43ommand\x12,\n\x07put_sku\x18\x01 \x01(\x0b\x32\x19.lotwise.v1.PutSkuRequestH\x00\x12.\n\x08put_site\x18\x02 \x01(\x0b\x32\x1a.lotwise.v1.PutSiteRequestH\x00\x12-\n\x07receive\x18\x03 \x01(\x0b\x32\x1a.lotwise.v1.ReceiveRequestH\x00\x12\'\n\x04move\x18\x04 \x01(\x0b\x32\x17.lotwise.v1.MoveRequestH\x00\x12\x38\n\rchange_status\x18\x05 \x01(\x0b\x32\x1f.lotwise.v1.ChangeStatusRequestH\x00\x12-\n\x07reserve\x18\x06 \x01(\x0b\x32\x1a.lotwise.v1.ReserveRequestH\x00\x12+\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.lotwise.v1.CommitRequestH\x00\x12-\n\x07release\x18\x08 \x01(\x0b\x32\x1a.lotwise.v1.ReleaseRequestH\x00\x12-\n\x07\x63onsume\x18\t \x01(\x0b\x32\x1a.lotwise.v1.ConsumeRequestH\x00\x12+\n\x06\x61\x64just\x18\n \x01(\x0b\x32\x19.lotwise.v1.AdjustRequestH\x00\x12.\n\x08get_hold\x18\x0b \x01(\x0b\x32\x1a.lotwise.v1.GetHoldRequestH\x00\x12>\n\x10get_availability\x18\x0c \x01(\x0b\x32\".lotwise.v1.GetAvailabilityRequestH\x00\x12\'\n\x04sell\x18\r \x01(\x0b\x32\x17.lotwise.v1.SellRequestH\x00\x12\x12\n\ntimeout_ms\x18\x10 \x01(\x03\x42\t\n\x07\x63ommand\"G\n\x0c\x43ommandBatch\x12%\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x13.lotwise.v1.Command\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x04\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xb4\x02\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x38\n\x08metadata\x18\x05 \x03(\x0b\x32&.lotwise.v1.CommandError.MetadataEntry\x12\x34\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32\x1a.lotwise.v1.FieldViolation\x12\x15\n\rresource_type\x18\x07 \x01(\t\x12\x15\n\rresource_name\x18\x08 \x01(\t\x12\x16\n\x0eretry_delay_ms\x18\t \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x05\n\x05Reply\x12-\n\x07put_sku\x18\x01 \x01(\x0b\x32\x1a.lotwise.v1.PutSkuResponseH\x00\x12/\n\x08put_site\x18\x02 \x01(\x0b\x32\x1b.lotwise.v1.PutSiteResponseH\x00\x12.\n\x07receive\x18\x03 \x01(\x0b\x32\x1b.lotwise.v1.ReceiveResponseH\x00\x12(\n\x04move\x18\x04 \x01(\x0b\x32\x18.lotwise.v1.MoveResponseH\x00\x12\x39\n\rchange_status\x18\x05 \x01(\x0b\x32 .lotwise.v1.ChangeStatusResponseH\x00\x12.\n\x07reserve\x18\x06 \x01(\x0b\x32\x1b.lotwise.v1.ReserveResponseH\x00\x12,\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x1a.lotwise.v1.CommitResponseH\x00\x12.\n\x07release\x18\x08 \x01(\x0b\x32\x1b.lotwise.v1.ReleaseResponseH\x00\x12.\n\x07\x63onsume\x18\t \x01(\x0b\x32\x1b.lotwise.v1.ConsumeResponseH\x00\x12,\n\x06\x61\x64just\x18\n \x01(\x0b\x32\x1a.lotwise.v1.AdjustResponseH\x00\x12/\n\x08get_hold\x18\x0b \x01(\x0b\x32\x1b.lotwise.v1.GetHoldResponseH\x00\x12?\n\x10get_availability\x18\x0c \x01(\x0b\x32#.lotwise.v1.GetAvailabilityResponseH\x00\x12(\n\x04sell\x18\r \x01(\x0b\x32\x18.lotwise.v1.SellResponseH\x00\x12)\n\x05\x65rror\x18\x10 \x01(\x0b\x32\x18.lotwise.v1.CommandErrorH\x00\x42\x07\n\x05reply\"B\n\nReplyBatch\x12\"\n\x07replies\x18\x01 \x03(\x0b\x32\x11.lotwise.v1.Reply\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x04\"^\n\tCountLine\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03\"\x8b\x02\n\x0c\x43ountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0b\n\x03\x62in\x18\x04 \x01(\t\x12$\n\x05lines\x18\x05 \x03(\x0b\x32\x15.lotwise.v1.CountLine\x12\x11\n\twhole_bin\x18\x06 \x01(\x08\x12\'\n\x06source\x18\x07 \x01(\x0e\x32\x17.lotwise.v1.CountSource\x12\x17\n\nconfidence\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x64oc_ref\x18\t \x01(\t\x12$\n\x07\x66inance\x18\n \x01(\x0b\x32\x13.lotwise.v1.FinanceB\r\n\x0b_confidence\"T\n\x07HoldCut\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x0b\n\x03\x62in\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\x03\"E\n\x08LotCount\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x14\n\x0cprevious_qty\x18\x02 \x01(\x03\x12\x13\n\x0b\x63ounted_qty\x18\x03 \x01(\x03\"m\n\rCountResponse\x12\"\n\x04lots\x18\x01 \x03(\x0b\x32\x14.lotwise.v1.LotCount\x12&\n\tholds_cut\x18\x02 \x03(\x0b\x32\x13.lotwise.v1.HoldCut\x12\x10\n\x08variance\x18\x03 \x01(\x03\"\x89\x01\n\x11\x45xpireLotsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x05 \x01(\t\x12$\n\x07\x66inance\x18\x06 \x01(\x0b\x32\x13.lotwise.v1.Finance\"m\n\x12\x45xpireLotsResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\x0f\n\x07lot_ids\x18\x02 \x03(\t\x12&\n\tholds_cut\x18\x03 \x03(\x0b\x32\x13.lotwise.v1.HoldCut\x12\x11\n\tstuck_qty\x18\x04 \x01(\x03\"\x8b\x01\n\x13ScrapOverAgeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x05 \x01(\t\x12$\n\x07\x66inance\x18\x06 \x01(\x0b\x32\x13.lotwise.v1.Finance\"\\\n\x14ScrapOverAgeResponse\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\x0f\n\x07lot_ids\x18\x02 \x03(\t\x12&\n\tholds_cut\x18\x03 \x03(\x0b\x32\x13.lotwise.v1.HoldCut\"\x9c\x01\n\x0eOpenLotRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06lot_id\x18\x04 \x01(\t\x12\x14\n\x0copened_at_ms\x18\x05 \x01(\x03\x12\x0f\n\x07\x64oc_ref\x18\x06 \x01(\t\x12$\n\x07\x66inance\x18\x07 \x01(\x0b\x32\x13.lotwise.v1.Finance\"e\n\x0fOpenLotResponse\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x14\n\x0copened_at_ms\x18\x02 \x01(\x03\x12\x14\n\x0c\x61lready_open\x18\x03 \x01(\x08\x12\x16\n\x0e\x66resh_until_ms\x18\x04 \x01(\x03*|\n\x0fRemovalStrategy\x12\x19\n\x15REMOVAL_STRATEGY_FEFO\x10\x00\x12\x19\n\x15REMOVAL_STRATEGY_FIFO\x10\x01\x12\x19\n\x15REMOVAL_STRATEGY_LIFO\x10\x02\x12\x18\n\x14REMOVAL_STRATEGY_LOT\x10\x03*\xa1\x01\n\tHoldState\x12\x1a\n\x16HOLD_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HOLD_STATE_ACTIVE\x10\x01\x12\x18\n\x14HOLD_STATE_COMMITTED\x10\x02\x12\x17\n\x13HOLD_STATE_RELEASED\x10\x03\x12\x16\n\x12HOLD_STATE_EXPIRED\x10\x04\x12\x16\n\x12HOLD_STATE_PARTIAL\x10\x05*\xad\x01\n\tDimension\x12\x19\n\x15\x44IMENSION_UNSPECIFIED\x10\x00\x12\x11\n\rDIMENSION_BIN\x10\x01\x12\x14\n\x10\x44IMENSION_STATUS\x10\x02\x12\x13\n\x0f\x44IMENSION_OWNER\x10\x03\x12\x11\n\rDIMENSION_LOT\x10\x04\x12\x18\n\x14\x44IMENSION_EXPIRY_DAY\x10\x05\x12\x1a\n\x16\x44IMENSION_RECEIVED_DAY\x10\x06*Y\n\x0b\x43ountSource\x12\x16\n\x12\x43OUNT_SOURCE_CYCLE\x10\x00\x12\x15\n\x11\x43OUNT_SOURCE_RFID\x10\x01\x12\x1b\n\x17\x43OUNT_SOURCE_RECOGNISER\x10\x02\x32\x88\x0c\n\tInventory\x12?\n\x06PutSku\x12\x19.lotwise.v1.PutSkuRequest\x1a\x1a.lotwise.v1.PutSkuResponse\x12\x42\n\x07PutSite\x12\x1a.lotwise.v1.PutSiteRequest\x1a\x1b.lotwise.v1.PutSiteResponse\x12H\n\tListSites\x12\x1c.lotwise.v1.ListSitesRequest\x1a\x1d.lotwise.v1.ListSitesResponse\x12\x42\n\x07Receive\x12\x1a.lotwise.v1.ReceiveRequest\x1a\x1b.lotwise.v1.ReceiveResponse\x12\x39\n\x04Move\x12\x17.lotwise.v1.MoveRequest\x1a\x18.lotwise.v1.MoveResponse\x12Q\n\x0c\x43hangeStatus\x12\x1f.lotwise.v1.ChangeStatusRequest\x1a .lotwise.v1.ChangeStatusResponse\x12\x42\n\x07Reserve\x12\x1a.lotwise.v1.ReserveRequest\x1a\x1b.lotwise.v1.ReserveResponse\x12?\n\x06\x43ommit\x12\x19.lotwise.v1.CommitRequest\x1a\x1a.lotwise.v1.CommitResponse\x12\x42\n\x07Release\x12\x1a.lotwise.v1.ReleaseRequest\x1a\x1b.lotwise.v1.ReleaseResponse\x12\x39\n\x04Sell\x12\x17.lotwise.v1.SellRequest\x1a\x18.lotwise.v1.SellResponse\x12\x42\n\x07\x43onsume\x12\x1a.lotwise.v1.ConsumeRequest\x1a\x1b.lotwise.v1.ConsumeResponse\x12?\n\x06\x41\x64just\x12\x19.lotwise.v1.AdjustRequest\x1a\x1a.lotwise.v1.AdjustResponse\x12\x42\n\x07GetHold\x12\x1a.lotwise.v1.GetHoldRequest\x1a\x1b.lotwise.v1.GetHoldResponse\x12Z\n\x0fGetAvailability\x12\".lotwise.v1.GetAvailabilityRequest\x1a#.lotwise.v1.GetAvailabilityResponse\x12K\n\nQueryStock\x12\x1d.lotwise.v1.QueryStockRequest\x1a\x1e.lotwise.v1.QueryStockResponse\x12\x45\n\x08ListSkus\x12\x1b.lotwise.v1.ListSkusRequest\x1a\x1c.lotwise.v1.ListSkusResponse\x12<\n\x05\x43ount\x12\x18.lotwise.v1.CountRequest\x1a\x19.lotwise.v1.CountResponse\x12K\n\nExpireLots\x12\x1d.lotwise.v1.ExpireLotsRequest\x1a\x1e.lotwise.v1.ExpireLotsResponse\x12Q\n\x0cScrapOverAge\x12\x1f.lotwise.v1.ScrapOverAgeRequest\x1a .lotwise.v1.ScrapOverAgeResponse\x12\x42\n\x07OpenLot\x12\x1a.lotwise.v1.OpenLotRequest\x1a\x1b.lotwise.v1.OpenLotResponse\x12;\n\x07\x45xecute\x12\x18.lotwise.v1.CommandBatch\x1a\x16.lotwise.v1.ReplyBatch\x12>\n\x06Stream\x12\x18.lotwise.v1.CommandBatch\x1a\x16.lotwise.v1.ReplyBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "lotwise.v1.inventory_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lotwise.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_COMMANDERROR_METADATAENTRY"]._loaded_options = None
-    _globals["_COMMANDERROR_METADATAENTRY"]._serialized_options = b"8\001"
-    _globals["_REMOVALSTRATEGY"]._serialized_start = 8382
-    _globals["_REMOVALSTRATEGY"]._serialized_end = 8506
-    _globals["_HOLDSTATE"]._serialized_start = 8509
-    _globals["_HOLDSTATE"]._serialized_end = 8670
-    _globals["_DIMENSION"]._serialized_start = 8673
-    _globals["_DIMENSION"]._serialized_end = 8846
-    _globals["_COUNTSOURCE"]._serialized_start = 8848
-    _globals["_COUNTSOURCE"]._serialized_end = 8937
-    _globals["_SKU"]._serialized_start = 43
-    _globals["_SKU"]._serialized_end = 175
-    _globals["_SITE"]._serialized_start = 177
-    _globals["_SITE"]._serialized_end = 243
-    _globals["_PUTSKUREQUEST"]._serialized_start = 245
-    _globals["_PUTSKUREQUEST"]._serialized_end = 310
-    _globals["_PUTSKURESPONSE"]._serialized_start = 312
-    _globals["_PUTSKURESPONSE"]._serialized_end = 358
-    _globals["_PUTSITEREQUEST"]._serialized_start = 360
-    _globals["_PUTSITEREQUEST"]._serialized_end = 428
-    _globals["_PUTSITERESPONSE"]._serialized_start = 430
-    _globals["_PUTSITERESPONSE"]._serialized_end = 479
-    _globals["_LISTSITESREQUEST"]._serialized_start = 481
-    _globals["_LISTSITESREQUEST"]._serialized_end = 519
-    _globals["_LISTSITESRESPONSE"]._serialized_start = 521
-    _globals["_LISTSITESRESPONSE"]._serialized_end = 573
-    _globals["_LISTSKUSREQUEST"]._serialized_start = 575
-    _globals["_LISTSKUSREQUEST"]._serialized_end = 592
-    _globals["_LISTSKUSRESPONSE"]._serialized_start = 594
-    _globals["_LISTSKUSRESPONSE"]._serialized_end = 643
-    _globals["_FINANCE"]._serialized_start = 645
-    _globals["_FINANCE"]._serialized_end = 744
-    _globals["_RECEIVEREQUEST"]._serialized_start = 747
-    _globals["_RECEIVEREQUEST"]._serialized_end = 1023
-    _globals["_RECEIVERESPONSE"]._serialized_start = 1025
-    _globals["_RECEIVERESPONSE"]._serialized_end = 1071
-    _globals["_MOVEREQUEST"]._serialized_start = 1074
-    _globals["_MOVEREQUEST"]._serialized_end = 1283
-    _globals["_MOVERESPONSE"]._serialized_start = 1285
-    _globals["_MOVERESPONSE"]._serialized_end = 1312
-    _globals["_CHANGESTATUSREQUEST"]._serialized_start = 1315
-    _globals["_CHANGESTATUSREQUEST"]._serialized_end = 1535
-    _globals["_CHANGESTATUSRESPONSE"]._serialized_start = 1537
-    _globals["_CHANGESTATUSRESPONSE"]._serialized_end = 1572
-    _globals["_RESERVELINE"]._serialized_start = 1575
-    _globals["_RESERVELINE"]._serialized_end = 1755
-    _globals["_RESERVEREQUEST"]._serialized_start = 1758
-    _globals["_RESERVEREQUEST"]._serialized_end = 1922
-    _globals["_ALLOCATION"]._serialized_start = 1924
-    _globals["_ALLOCATION"]._serialized_end = 2032
-    _globals["_HOLDPART"]._serialized_start = 2035
-    _globals["_HOLDPART"]._serialized_end = 2264
-    _globals["_HOLD"]._serialized_start = 2267
-    _globals["_HOLD"]._serialized_end = 2451
-    _globals["_RESERVERESPONSE"]._serialized_start = 2453
-    _globals["_RESERVERESPONSE"]._serialized_end = 2502
-    _globals["_SELLREQUEST"]._serialized_start = 2505
-    _globals["_SELLREQUEST"]._serialized_end = 2633
-    _globals["_SELLRESPONSE"]._serialized_start = 2635
-    _globals["_SELLRESPONSE"]._serialized_end = 2699
-    _globals["_COMMITLINE"]._serialized_start = 2701
-    _globals["_COMMITLINE"]._serialized_end = 2753
-    _globals["_COMMITREQUEST"]._serialized_start = 2756
-    _globals["_COMMITREQUEST"]._serialized_end = 2902
-    _globals["_COMMITRESPONSE"]._serialized_start = 2904
-    _globals["_COMMITRESPONSE"]._serialized_end = 2997
-    _globals["_RELEASEREQUEST"]._serialized_start = 2999
-    _globals["_RELEASEREQUEST"]._serialized_end = 3107
-    _globals["_RELEASERESPONSE"]._serialized_start = 3109
-    _globals["_RELEASERESPONSE"]._serialized_end = 3180
-    _globals["_CONSUMEREQUEST"]._serialized_start = 3183
-    _globals["_CONSUMEREQUEST"]._serialized_end = 3449
-    _globals["_CONSUMERESPONSE"]._serialized_start = 3452
-    _globals["_CONSUMERESPONSE"]._serialized_end = 3580
-    _globals["_ADJUSTREQUEST"]._serialized_start = 3583
-    _globals["_ADJUSTREQUEST"]._serialized_end = 3797
-    _globals["_ADJUSTRESPONSE"]._serialized_start = 3799
-    _globals["_ADJUSTRESPONSE"]._serialized_end = 3876
-    _globals["_GETHOLDREQUEST"]._serialized_start = 3878
-    _globals["_GETHOLDREQUEST"]._serialized_end = 3911
-    _globals["_GETHOLDRESPONSE"]._serialized_start = 3913
-    _globals["_GETHOLDRESPONSE"]._serialized_end = 3962
-    _globals["_SLICEFILTER"]._serialized_start = 3965
-    _globals["_SLICEFILTER"]._serialized_end = 4213
-    _globals["_GROUPVALUE"]._serialized_start = 4215
-    _globals["_GROUPVALUE"]._serialized_end = 4284
-    _globals["_SLICEROW"]._serialized_start = 4287
-    _globals["_SLICEROW"]._serialized_end = 4458
-    _globals["_GETAVAILABILITYREQUEST"]._serialized_start = 4461
-    _globals["_GETAVAILABILITYREQUEST"]._serialized_end = 4613
-    _globals["_GETAVAILABILITYRESPONSE"]._serialized_start = 4615
-    _globals["_GETAVAILABILITYRESPONSE"]._serialized_end = 4740
-    _globals["_QUERYSTOCKREQUEST"]._serialized_start = 4743
-    _globals["_QUERYSTOCKREQUEST"]._serialized_end = 4993
-    _globals["_STOCKROW"]._serialized_start = 4995
-    _globals["_STOCKROW"]._serialized_end = 5067
-    _globals["_QUERYSTOCKRESPONSE"]._serialized_start = 5069
-    _globals["_QUERYSTOCKRESPONSE"]._serialized_end = 5125
-    _globals["_COMMAND"]._serialized_start = 5128
-    _globals["_COMMAND"]._serialized_end = 5792
-    _globals["_COMMANDBATCH"]._serialized_start = 5794
-    _globals["_COMMANDBATCH"]._serialized_end = 5865
-    _globals["_FIELDVIOLATION"]._serialized_start = 5867
-    _globals["_FIELDVIOLATION"]._serialized_end = 5919
-    _globals["_COMMANDERROR"]._serialized_start = 5922
-    _globals["_COMMANDERROR"]._serialized_end = 6230
-    _globals["_COMMANDERROR_METADATAENTRY"]._serialized_start = 6183
-    _globals["_COMMANDERROR_METADATAENTRY"]._serialized_end = 6230
-    _globals["_REPLY"]._serialized_start = 6233
-    _globals["_REPLY"]._serialized_end = 6929
-    _globals["_REPLYBATCH"]._serialized_start = 6931
-    _globals["_REPLYBATCH"]._serialized_end = 6997
-    _globals["_COUNTLINE"]._serialized_start = 6999
-    _globals["_COUNTLINE"]._serialized_end = 7093
-    _globals["_COUNTREQUEST"]._serialized_start = 7096
-    _globals["_COUNTREQUEST"]._serialized_end = 7363
-    _globals["_HOLDCUT"]._serialized_start = 7365
-    _globals["_HOLDCUT"]._serialized_end = 7449
-    _globals["_LOTCOUNT"]._serialized_start = 7451
-    _globals["_LOTCOUNT"]._serialized_end = 7520
-    _globals["_COUNTRESPONSE"]._serialized_start = 7522
-    _globals["_COUNTRESPONSE"]._serialized_end = 7631
-    _globals["_EXPIRELOTSREQUEST"]._serialized_start = 7634
-    _globals["_EXPIRELOTSREQUEST"]._serialized_end = 7771
-    _globals["_EXPIRELOTSRESPONSE"]._serialized_start = 7773
-    _globals["_EXPIRELOTSRESPONSE"]._serialized_end = 7882
-    _globals["_SCRAPOVERAGEREQUEST"]._serialized_start = 7885
-    _globals["_SCRAPOVERAGEREQUEST"]._serialized_end = 8024
-    _globals["_SCRAPOVERAGERESPONSE"]._serialized_start = 8026
-    _globals["_SCRAPOVERAGERESPONSE"]._serialized_end = 8118
-    _globals["_OPENLOTREQUEST"]._serialized_start = 8121
-    _globals["_OPENLOTREQUEST"]._serialized_end = 8277
-    _globals["_OPENLOTRESPONSE"]._serialized_start = 8279
-    _globals["_OPENLOTRESPONSE"]._serialized_end = 8380
-    _globals["_INVENTORY"]._serialized_start = 8940
-    _globals["_INVENTORY"]._serialized_end = 10484
+  DESCRIPTOR._loaded_options = None
+  _globals['_COMMANDERROR_METADATAENTRY']._loaded_options = None
+  _globals['_COMMANDERROR_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_REMOVALSTRATEGY']._serialized_start=8382
+  _globals['_REMOVALSTRATEGY']._serialized_end=8506
+  _globals['_HOLDSTATE']._serialized_start=8509
+  _globals['_HOLDSTATE']._serialized_end=8670
+  _globals['_DIMENSION']._serialized_start=8673
+  _globals['_DIMENSION']._serialized_end=8846
+  _globals['_COUNTSOURCE']._serialized_start=8848
+  _globals['_COUNTSOURCE']._serialized_end=8937
+  _globals['_SKU']._serialized_start=43
+  _globals['_SKU']._serialized_end=175
+  _globals['_SITE']._serialized_start=177
+  _globals['_SITE']._serialized_end=243
+  _globals['_PUTSKUREQUEST']._serialized_start=245
+  _globals['_PUTSKUREQUEST']._serialized_end=310
+  _globals['_PUTSKURESPONSE']._serialized_start=312
+  _globals['_PUTSKURESPONSE']._serialized_end=358
+  _globals['_PUTSITEREQUEST']._serialized_start=360
+  _globals['_PUTSITEREQUEST']._serialized_end=428
+  _globals['_PUTSITERESPONSE']._serialized_start=430
+  _globals['_PUTSITERESPONSE']._serialized_end=479
+  _globals['_LISTSITESREQUEST']._serialized_start=481
+  _globals['_LISTSITESREQUEST']._serialized_end=519
+  _globals['_LISTSITESRESPONSE']._serialized_start=521
+  _globals['_LISTSITESRESPONSE']._serialized_end=573
+  _globals['_LISTSKUSREQUEST']._serialized_start=575
+  _globals['_LISTSKUSREQUEST']._serialized_end=592
+  _globals['_LISTSKUSRESPONSE']._serialized_start=594
+  _globals['_LISTSKUSRESPONSE']._serialized_end=643
+  _globals['_FINANCE']._serialized_start=645
+  _globals['_FINANCE']._serialized_end=744
+  _globals['_RECEIVEREQUEST']._serialized_start=747
+  _globals['_RECEIVEREQUEST']._serialized_end=1023
+  _globals['_RECEIVERESPONSE']._serialized_start=1025
+  _globals['_RECEIVERESPONSE']._serialized_end=1071
+  _globals['_MOVEREQUEST']._serialized_start=1074
+  _globals['_MOVEREQUEST']._serialized_end=1283
+  _globals['_MOVERESPONSE']._serialized_start=1285
+  _globals['_MOVERESPONSE']._serialized_end=1312
+  _globals['_CHANGESTATUSREQUEST']._serialized_start=1315
+  _globals['_CHANGESTATUSREQUEST']._serialized_end=1535
+  _globals['_CHANGESTATUSRESPONSE']._serialized_start=1537
+  _globals['_CHANGESTATUSRESPONSE']._serialized_end=1572
+  _globals['_RESERVELINE']._serialized_start=1575
+  _globals['_RESERVELINE']._serialized_end=1755
+  _globals['_RESERVEREQUEST']._serialized_start=1758
+  _globals['_RESERVEREQUEST']._serialized_end=1922
+  _globals['_ALLOCATION']._serialized_start=1924
+  _globals['_ALLOCATION']._serialized_end=2032
+  _globals['_HOLDPART']._serialized_start=2035
+  _globals['_HOLDPART']._serialized_end=2264
+  _globals['_HOLD']._serialized_start=2267
+  _globals['_HOLD']._serialized_end=2451
+  _globals['_RESERVERESPONSE']._serialized_start=2453
+  _globals['_RESERVERESPONSE']._serialized_end=2502
+  _globals['_SELLREQUEST']._serialized_start=2505
+  _globals['_SELLREQUEST']._serialized_end=2633
+  _globals['_SELLRESPONSE']._serialized_start=2635
+  _globals['_SELLRESPONSE']._serialized_end=2699
+  _globals['_COMMITLINE']._serialized_start=2701
+  _globals['_COMMITLINE']._serialized_end=2753
+  _globals['_COMMITREQUEST']._serialized_start=2756
+  _globals['_COMMITREQUEST']._serialized_end=2902
+  _globals['_COMMITRESPONSE']._serialized_start=2904
+  _globals['_COMMITRESPONSE']._serialized_end=2997
+  _globals['_RELEASEREQUEST']._serialized_start=2999
+  _globals['_RELEASEREQUEST']._serialized_end=3107
+  _globals['_RELEASERESPONSE']._serialized_start=3109
+  _globals['_RELEASERESPONSE']._serialized_end=3180
+  _globals['_CONSUMEREQUEST']._serialized_start=3183
+  _globals['_CONSUMEREQUEST']._serialized_end=3449
+  _globals['_CONSUMERESPONSE']._serialized_start=3452
+  _globals['_CONSUMERESPONSE']._serialized_end=3580
+  _globals['_ADJUSTREQUEST']._serialized_start=3583
+  _globals['_ADJUSTREQUEST']._serialized_end=3797
+  _globals['_ADJUSTRESPONSE']._serialized_start=3799
+  _globals['_ADJUSTRESPONSE']._serialized_end=3876
+  _globals['_GETHOLDREQUEST']._serialized_start=3878
+  _globals['_GETHOLDREQUEST']._serialized_end=3911
+  _globals['_GETHOLDRESPONSE']._serialized_start=3913
+  _globals['_GETHOLDRESPONSE']._serialized_end=3962
+  _globals['_SLICEFILTER']._serialized_start=3965
+  _globals['_SLICEFILTER']._serialized_end=4213
+  _globals['_GROUPVALUE']._serialized_start=4215
+  _globals['_GROUPVALUE']._serialized_end=4284
+  _globals['_SLICEROW']._serialized_start=4287
+  _globals['_SLICEROW']._serialized_end=4458
+  _globals['_GETAVAILABILITYREQUEST']._serialized_start=4461
+  _globals['_GETAVAILABILITYREQUEST']._serialized_end=4613
+  _globals['_GETAVAILABILITYRESPONSE']._serialized_start=4615
+  _globals['_GETAVAILABILITYRESPONSE']._serialized_end=4740
+  _globals['_QUERYSTOCKREQUEST']._serialized_start=4743
+  _globals['_QUERYSTOCKREQUEST']._serialized_end=4993
+  _globals['_STOCKROW']._serialized_start=4995
+  _globals['_STOCKROW']._serialized_end=5067
+  _globals['_QUERYSTOCKRESPONSE']._serialized_start=5069
+  _globals['_QUERYSTOCKRESPONSE']._serialized_end=5125
+  _globals['_COMMAND']._serialized_start=5128
+  _globals['_COMMAND']._serialized_end=5792
+  _globals['_COMMANDBATCH']._serialized_start=5794
+  _globals['_COMMANDBATCH']._serialized_end=5865
+  _globals['_FIELDVIOLATION']._serialized_start=5867
+  _globals['_FIELDVIOLATION']._serialized_end=5919
+  _globals['_COMMANDERROR']._serialized_start=5922
+  _globals['_COMMANDERROR']._serialized_end=6230
+  _globals['_COMMANDERROR_METADATAENTRY']._serialized_start=6183
+  _globals['_COMMANDERROR_METADATAENTRY']._serialized_end=6230
+  _globals['_REPLY']._serialized_start=6233
+  _globals['_REPLY']._serialized_end=6929
+  _globals['_REPLYBATCH']._serialized_start=6931
+  _globals['_REPLYBATCH']._serialized_end=6997
+  _globals['_COUNTLINE']._serialized_start=6999
+  _globals['_COUNTLINE']._serialized_end=7093
+  _globals['_COUNTREQUEST']._serialized_start=7096
+  _globals['_COUNTREQUEST']._serialized_end=7363
+  _globals['_HOLDCUT']._serialized_start=7365
+  _globals['_HOLDCUT']._serialized_end=7449
+  _globals['_LOTCOUNT']._serialized_start=7451
+  _globals['_LOTCOUNT']._serialized_end=7520
+  _globals['_COUNTRESPONSE']._serialized_start=7522
+  _globals['_COUNTRESPONSE']._serialized_end=7631
+  _globals['_EXPIRELOTSREQUEST']._serialized_start=7634
+  _globals['_EXPIRELOTSREQUEST']._serialized_end=7771
+  _globals['_EXPIRELOTSRESPONSE']._serialized_start=7773
+  _globals['_EXPIRELOTSRESPONSE']._serialized_end=7882
+  _globals['_SCRAPOVERAGEREQUEST']._serialized_start=7885
+  _globals['_SCRAPOVERAGEREQUEST']._serialized_end=8024
+  _globals['_SCRAPOVERAGERESPONSE']._serialized_start=8026
+  _globals['_SCRAPOVERAGERESPONSE']._serialized_end=8118
+  _globals['_OPENLOTREQUEST']._serialized_start=8121
+  _globals['_OPENLOTREQUEST']._serialized_end=8277
+  _globals['_OPENLOTRESPONSE']._serialized_start=8279
+  _globals['_OPENLOTRESPONSE']._serialized_end=8380
+  _globals['_INVENTORY']._serialized_start=8940
+  _globals['_INVENTORY']._serialized_end=10484
 # @@protoc_insertion_point(module_scope)
