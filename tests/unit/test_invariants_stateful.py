@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine.domain.cell import Cell, CellLimits, Dimension
+from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter
 from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
@@ -1027,6 +1027,18 @@ class CellMachine(RuleBasedStateMachine):
         assert {h: (p.state, p.committed_qty, p.released_qty) for h, p in rebuilt.resolved.items()} == {
             h: (p.state, p.committed_qty, p.released_qty) for h, p in live.resolved.items()
         }
+
+    @invariant()
+    def what_ran_out_answers_at_zero(self) -> None:
+        """A lot marked out of stock has no quant; a lot with quants is not marked; the
+        per-lot quant counts agree with the quants (issue 15 item 7)."""
+        ledger = self.cell.ledger
+        with_quants = {k.lot_id for k in ledger.quants}
+        assert not with_quants & set(ledger.zeroed)
+        assert ledger.live == {lot: sum(1 for k in ledger.quants if k.lot_id == lot) for lot in with_quants}
+        rows = self.cell.slice(self.now_ms, (Dimension.LOT,), SliceFilter(out_of_stock_only=True))
+        assert {dict(r.group)["lot"] for r in rows} == set(ledger.zeroed)
+        assert all(r.qty == 0 and r.out_of_stock_since_ms for r in rows)
 
     @invariant()
     def movement_seqs_are_gap_free_from_one(self) -> None:
