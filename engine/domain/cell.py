@@ -141,6 +141,7 @@ class SliceRow:
     out_of_stock_since_ms: int = 0  # a zero row: when the lot (or the pair) ran out
 
 
+_WHY = {"LOT_NOT_EXPIRED": "has not reached its expiry", "LOT_NOT_OVER_AGE": "is not past its opened shelf life"}
 _LOT_DIMS = frozenset({Dimension.LOT, Dimension.EXPIRY_DAY, Dimension.RECEIVED_DAY})  # a lot's own
 
 
@@ -583,7 +584,7 @@ class Cell:
                 raise NotFound("lot", f"{self.sku}@{self.site}/{lot_id}")
             if not wanted(lot):
                 raise FailedPrecondition(
-                    what, f"lot {lot_id!r} of {self.sku}@{self.site}: {what.lower()}", {"lot_id": lot_id}
+                    what, f"lot {lot_id!r} of {self.sku}@{self.site} {_WHY[what]}", {"lot_id": lot_id}
                 )
         statuses = self.statuses.statuses
         return [
