@@ -18,6 +18,7 @@ from engine.domain.commands import (
     Count,
     CountLine,
     CountSource,
+    DeviceOp,
     ExpireLots,
     FreezeStock,
     Move,
@@ -106,7 +107,8 @@ def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
 def health_batches() -> list[tuple[int, tuple[object, ...]]]:
     """Batches 6 and 7 of shard-3 (journal v4 on): the cell commands of stock health —
     a sku's freshness fields, an opening, a quant and a whole-bin count, an expiry, a
-    scrapping of over-age opened stock and an excursion's freeze."""
+    scrapping of over-age opened stock, an excursion's freeze and a device's offline ops (one
+    replayed)."""
     return [
         (
             T0_MS + 7_000,
@@ -127,6 +129,9 @@ def health_batches() -> list[tuple[int, tuple[object, ...]]]:
                 ScrapOverAge("r23", "SKU-1", "BOS", "L3", "SCRAP-1", EUR),
                 ExpireLots("r24", "SKU-1", "BOS", "L-new"),  # nothing left to move
                 FreezeStock("r25", "SKU-1", "BOS", "A", "excursion:12.5C"),
+                DeviceOp("r26", "SKU-1", "BOS", "POS-3", 7, T0_MS + 3_600_000, Consume("", "SKU-1", "BOS", 2)),
+                DeviceOp("r27", "SKU-1", "BOS", "POS-3", 7, T0_MS + 3_600_000, Consume("", "SKU-1", "BOS", 2)),
+                DeviceOp("r28", "SKU-1", "BOS", "POS-3", 8, T0_MS, Receive("", "SKU-1", "BOS", "L9", 4, "C")),
             ),
         ),
     ]

@@ -73,6 +73,8 @@ def cell_from_pickle(blob: bytes, journal_version: int) -> CellState:
 def _complete(cell: Cell) -> None:
     """A pickled slotted Ledger holds only the slots of its day: the out-of-stock marks
     (since journal v4) start empty, the per-lot quant counts are rebuilt from the quants."""
+    cell.devices = {}
+    cell._business_at_ms = 0
     ledger = cell.ledger
     ledger.zeroed = OrderedDict()
     ledger.live = {}

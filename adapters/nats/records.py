@@ -23,6 +23,8 @@ from engine.domain.commands import (
     Counted,
     CountLine,
     CountSource,
+    DeviceOp,
+    DeviceOpDone,
     ExpireLots,
     FreezeStock,
     HoldCut,
@@ -122,6 +124,10 @@ def op_out(op: Op) -> Union:
             value = _command_out(op)
             value["lines"] = [fields(line) for line in op.lines]
             return NS + "Count", value
+        case DeviceOp():
+            value = _command_out(op)
+            value["command"] = op_out(op.command)
+            return NS + "DeviceOp", value
         case PutSku():
             return NS + "PutSku", {"sku": sku_out(op.sku)}
         case PutSite():
@@ -160,6 +166,11 @@ def op_in(name: str, value: dict[str, Any]) -> Op:
             count_lines = tuple(CountLine(**line) for line in value["lines"])
             source = CountSource(value["source"])
             return Count(**{**_command_in({**value, "source": None}), "lines": count_lines, "source": source})
+        case "DeviceOp":
+            inner = command_in(value["command"])
+            if not isinstance(inner, Receive | Consume | Count | Adjust | Move | ChangeStatus):
+                raise ValueError(f"a device op cannot carry {type(inner).__name__}")
+            return DeviceOp(**{**_command_in(value), "command": inner})
         case "PutSku":
             return PutSku(sku_in(value["sku"]))
         case "PutSite":
@@ -200,7 +211,8 @@ def command_in(branch: Union) -> Command:
         | ExpireLots
         | ScrapOverAge
         | OpenLot
-        | FreezeStock,
+        | FreezeStock
+        | DeviceOp,
     ):
         raise ValueError(f"{branch[0]} is not a command")
     return cmd
@@ -284,6 +296,7 @@ def movement_out(m: Movement) -> dict[str, Any]:
         "expires_at_ms": m.expires_at_ms,
         "source": m.source,
         "confidence": m.confidence,
+        "business_at_ms": m.business_at_ms,
     }
 
 
@@ -309,6 +322,7 @@ def movement_in(value: dict[str, Any]) -> Movement:
         expires_at_ms=value["expires_at_ms"],
         source=value.get("source", ""),  # since v4
         confidence=value.get("confidence", 0.0),
+        business_at_ms=value.get("business_at_ms", 0),
     )
 
 
@@ -358,6 +372,9 @@ def answer_out(answer: Reply | Refusal) -> Union:
         case Counted():
             cuts = [fields(c) for c in answer.holds_cut]
             return NS + "Counted", {"lots": [fields(c) for c in answer.lots], "holds_cut": cuts}
+        case DeviceOpDone():
+            reply = None if answer.reply is None else answer_out(answer.reply)
+            return NS + "DeviceOpDone", {**fields(answer), "reply": reply}
         case LotsExpired() | Scrapped() | StockFrozen():
             value = {**fields(answer), "lot_ids": list(answer.lot_ids)}
             value["holds_cut"] = [fields(c) for c in answer.holds_cut]
@@ -385,6 +402,11 @@ def answer_in(name: str, value: dict[str, Any]) -> Reply | Refusal:
         case "Counted":
             lots = tuple(LotCount(**c) for c in value["lots"])
             return Counted(lots, tuple(HoldCut(**c) for c in value["holds_cut"]))
+        case "DeviceOpDone":
+            inner = None if value["reply"] is None else answer_in(*value["reply"])
+            if not isinstance(inner, Received | Consumed | Counted | Adjusted | Moved | StatusChanged | None):
+                raise ValueError(f"a device op cannot answer {type(inner).__name__}")
+            return DeviceOpDone(**{**value, "reply": inner})
         case "LotsExpired" | "Scrapped" | "StockFrozen":
             cls = {"LotsExpired": LotsExpired, "Scrapped": Scrapped, "StockFrozen": StockFrozen}[short]
             cuts = tuple(HoldCut(**c) for c in value["holds_cut"])
@@ -431,6 +453,7 @@ def cell_out(cell: CellState) -> dict[str, Any]:
         ],
         "next_expiry_ms": cell.next_expiry_ms,
         "zeroed": [{"lot_id": lot_id, "since_ms": since} for lot_id, since in cell.zeroed],
+        "devices": [{"device_id": device, "seq": seq} for device, seq in cell.devices],
     }
 
 
@@ -451,6 +474,7 @@ def cell_in(value: dict[str, Any]) -> CellState:
         ),
         next_expiry_ms=value["next_expiry_ms"],
         zeroed=tuple((z["lot_id"], z["since_ms"]) for z in value.get("zeroed", ())),  # since v4
+        devices=tuple((d["device_id"], d["seq"]) for d in value.get("devices", ())),  # since v4
     )
 
 

@@ -406,6 +406,7 @@ def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
                 window,
                 cell.next_expiry_ms,
                 cell.zeroed,
+                cell.devices,
             )
         )
     return cells

@@ -25,6 +25,7 @@ from engine.domain.commands import (
     ChangeStatus,
     Consume,
     Count,
+    DeviceOp,
     ExpireLots,
     FreezeStock,
     Move,
@@ -144,7 +145,13 @@ class AuthorizingGateway:
     # ---- stock commands ----
 
     async def execute(self, cmd: CellMutation, deadline: float | None = None) -> Any:
+        await self._authorize(cmd)
+        return await self._inner.execute(cmd, deadline)
+
+    async def _authorize(self, cmd: CellMutation) -> None:
         match cmd:
+            case DeviceOp():  # a device's offline op needs what the op itself needs
+                await self._authorize(cmd.command)
             case Receive():
                 await self._require(Action.RECEIVE, cmd.site, cmd.bin)
             case Move():
@@ -169,7 +176,6 @@ class AuthorizingGateway:
                 await self._require(Action.ADJUST, cmd.site, None)
             case _:
                 self._require_global(Action.ADMIN, type(cmd).__name__)
-        return await self._inner.execute(cmd, deadline)
 
     async def reserve(
         self,

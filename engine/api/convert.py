@@ -13,8 +13,8 @@ are the ones the .proto documents (status "receiving" on receipt, owner "own", .
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -25,6 +25,7 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
+    MAX_DEVICE_OPS,
     RECEIVE_SOURCES,
     Adjust,
     Adjusted,
@@ -35,6 +36,9 @@ from engine.domain.commands import (
     Counted,
     CountLine,
     CountSource,
+    DeviceCommand,
+    DeviceOp,
+    DeviceOpDone,
     ExpireLots,
     HoldCut,
     LotCount,
@@ -53,6 +57,7 @@ from engine.domain.commands import (
     check_bin,
     check_id,
     check_owner,
+    derived_id,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.holds import MAX_LINES
@@ -302,6 +307,38 @@ def count_from_pb(req: pb.CountRequest) -> Count:
     )
 
 
+def device_ops_from_pb(req: pb.ApplyDeviceOpsRequest) -> list[DeviceOp]:
+    """An upload's ops as cell commands, in seq order; INVALID_ARGUMENT when it is empty,
+    too long, or its seqs are not consecutive (naming the missing seq)."""
+    v = Violations()
+    check_id(req.device_id, "device_id", v.items)
+    if not 0 < len(req.ops) <= MAX_DEVICE_OPS:
+        v.add("ops", f"must hold 1..{MAX_DEVICE_OPS} ops")
+    out: list[DeviceOp] = []
+    for i, op in enumerate(req.ops[:MAX_DEVICE_OPS]):
+        if i and op.seq != req.ops[i - 1].seq + 1:
+            missing = req.ops[i - 1].seq + 1
+            v.add(f"ops[{i}].seq", f"seq {missing} is missing: upload the device's ops without gaps (got {op.seq})")
+        kind = op.WhichOneof("op")
+        if kind is None:
+            v.add(f"ops[{i}].op", "is required")
+            continue
+        inner: DeviceCommand = _DEVICE_OPS[kind](getattr(op, kind))
+        rid = derived_id(f"{req.device_id}:{op.seq}", "#dev")
+        out.append(DeviceOp(rid, inner.sku, inner.site, req.device_id, op.seq, op.at_ms, inner))
+    v.raise_if_any()
+    return out
+
+
+def device_op_done_to_pb(done: DeviceOpDone) -> pb.DeviceOpResult:
+    return pb.DeviceOpResult(
+        seq=done.seq,
+        already_applied=done.already_applied,
+        refusal_reason=done.refusal_reason,
+        refusal_message=done.refusal_message,
+    )
+
+
 def expire_lots_from_pb(req: pb.ExpireLotsRequest) -> ExpireLots:
     return ExpireLots(req.request_id, req.sku, req.site, req.lot_id, req.doc_ref, finance_from_pb(req))
 
@@ -312,6 +349,16 @@ def scrap_over_age_from_pb(req: pb.ScrapOverAgeRequest) -> ScrapOverAge:
 
 def open_lot_from_pb(req: pb.OpenLotRequest) -> OpenLot:
     return OpenLot(req.request_id, req.sku, req.site, req.lot_id, req.opened_at_ms, req.doc_ref, finance_from_pb(req))
+
+
+_DEVICE_OPS: dict[str, Callable[[Any], DeviceCommand]] = {
+    "receive": receive_from_pb,
+    "consume": consume_from_pb,
+    "count": count_from_pb,
+    "adjust": adjust_from_pb,
+    "move": move_from_pb,
+    "change_status": change_status_from_pb,
+}
 
 
 def hold_lines_from_pb(lines: Sequence[pb.ReserveLine]) -> list[HoldLine]:

@@ -32,14 +32,16 @@ from engine.domain.commands import (
     CellMutationReply,
     Consumed,
     Counted,
+    DeviceOpDone,
     LotOpened,
     LotsExpired,
     Moved,
     Received,
     Scrapped,
     StatusChanged,
+    validate,
 )
-from engine.domain.errors import DomainError
+from engine.domain.errors import DomainError, FieldViolation, InvalidArgument
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -340,6 +342,27 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def OpenLot(self, request: pb.OpenLotRequest, context: grpc.aio.ServicerContext) -> pb.OpenLotResponse:
         reply = await self._execute(convert.open_lot_from_pb(request), call_deadline(context), LotOpened)
         return convert.lot_opened_to_pb(reply)
+
+    @_rpc
+    async def ApplyDeviceOps(
+        self, request: pb.ApplyDeviceOpsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyDeviceOpsResponse:
+        """One op after the other, in seq order: the device's order is the order applied."""
+        deadline = call_deadline(context)
+        ops = convert.device_ops_from_pb(request)
+        bad: list[FieldViolation] = []
+        for i, op in enumerate(ops):  # all checked first: a bad upload applies nothing
+            try:
+                validate(op, self.statuses)
+            except InvalidArgument as refusal:
+                bad.extend(FieldViolation(f"ops[{i}].{v.field}", v.description) for v in refusal.violations)
+        if bad:
+            raise InvalidArgument(bad)
+        results = []
+        for op in ops:
+            done = await self._execute(op, deadline, DeviceOpDone)
+            results.append(convert.device_op_done_to_pb(done))
+        return pb.ApplyDeviceOpsResponse(results=results)
 
     @_rpc
     async def Adjust(self, request: pb.AdjustRequest, context: grpc.aio.ServicerContext) -> pb.AdjustResponse:

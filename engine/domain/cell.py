@@ -25,6 +25,8 @@ from engine.domain.commands import (
     Count,
     Counted,
     CountLine,
+    DeviceOp,
+    DeviceOpDone,
     ExpireLots,
     FreezeStock,
     HoldCut,
@@ -158,8 +160,10 @@ class Cell:
     """All quants, lots and holds of one (sku, site), and the idempotency window."""
 
     __slots__ = (
+        "_business_at_ms",
         "_next_expiry_ms",
         "_seen",
+        "devices",
         "ledger",
         "limits",
         "opened_shelf_life_ms",
@@ -185,6 +189,9 @@ class Cell:
         self.outbox: list[Movement] = []  # movements not yet handed to the journal
         self._seen: OrderedDict[str, tuple[int, Command, Reply | DomainError]] = OrderedDict()
         self._next_expiry_ms = _FAR_FUTURE_MS  # a lower bound on the earliest active expiry
+        # The last seq of each device applied here: offline ops apply exactly once, forever.
+        self.devices: dict[str, int] = {}
+        self._business_at_ms = 0  # while a device op applies: when it happened
 
     # ---- commands ----
 
@@ -249,6 +256,8 @@ class Cell:
                 return self._open_lot(cmd, now_ms)
             case FreezeStock():
                 return self._freeze(cmd, now_ms)
+            case DeviceOp():
+                return self._device_op(cmd, now_ms)
         raise InvariantViolation(f"unknown command {type(cmd).__name__}")
 
     def _receive(self, cmd: Receive, now_ms: int) -> Received:
@@ -657,6 +666,26 @@ class Cell:
             lots.append(key.lot_id)
         return Scrapped(scrapped, tuple(sorted(set(lots))), tuple(cuts))
 
+    def _device_op(self, cmd: DeviceOp, now_ms: int) -> DeviceOpDone:
+        """Apply a device's offline op once: at or below the device's watermark here it was
+        applied before. A refusal is the op's outcome too (the watermark moves on: the device
+        is told, and its later ops are not held back by it)."""
+        if cmd.seq <= self.devices.get(cmd.device_id, 0):
+            return DeviceOpDone(cmd.seq, True)
+        inner = replace(cmd.command, request_id=cmd.request_id)  # the op's own id on its movements
+        self._business_at_ms = cmd.at_ms
+        try:
+            reply = self._dispatch(inner, now_ms)
+        except DomainError as refusal:
+            self.devices[cmd.device_id] = cmd.seq
+            reason = refusal.reason if isinstance(refusal, FailedPrecondition) else refusal.code
+            return DeviceOpDone(cmd.seq, False, None, reason, refusal.message)
+        finally:
+            self._business_at_ms = 0
+        self.devices[cmd.device_id] = cmd.seq
+        assert isinstance(reply, Received | Consumed | Counted | Adjusted | Moved | StatusChanged)  # typing only
+        return DeviceOpDone(cmd.seq, False, reply)
+
     def _open_lot(self, cmd: OpenLot, now_ms: int) -> LotOpened:
         lot = self.ledger.lots.get(cmd.lot_id)
         if lot is None:
@@ -1003,6 +1032,7 @@ class Cell:
             expires_at_ms=expires_at_ms,
             source=source,
             confidence=confidence,
+            business_at_ms=self._business_at_ms,
         )
         self.ledger.apply(m)
         self.outbox.append(m)

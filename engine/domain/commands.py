@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -288,6 +288,30 @@ class FreezeStock:
     finance: Finance | None = None
 
 
+# What a store device may record offline and upload later (ApplyDeviceOps).
+DeviceCommand = Receive | Consume | Count | Adjust | Move | ChangeStatus
+MAX_DEVICE_OPS = 1_000  # ops of one upload: bounds the request's work
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOp:
+    """One operation a device recorded offline, `seq` in the device's own numbering and
+    `at_ms` when it happened (business time on its movements). The cell applies a device's
+    ops exactly once however late or often they come: it keeps the last seq of each device
+    it applied (`Cell.devices`, journaled with the op and snapshotted), and answers a seq at
+    or below it as already applied — a watermark, not the 15-minute idempotency window."""
+
+    request_id: str
+    sku: str
+    site: str
+    device_id: str
+    seq: int
+    at_ms: int
+    command: DeviceCommand
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ScrapOverAge:
     """Book on-hand stock of opened lots past their opened shelf life (or of `lot_id`
@@ -329,6 +353,7 @@ Command = (
     | ScrapOverAge
     | OpenLot
     | FreezeStock
+    | DeviceOp
 )
 
 
@@ -539,6 +564,19 @@ class StockFrozen:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceOpDone:
+    """A device op's outcome: applied now (`reply`, or refused: `refusal_reason` and
+    `refusal_message`, which the device is told once and for all), or applied before
+    (`already_applied`: nothing changed)."""
+
+    seq: int
+    already_applied: bool
+    reply: Received | Consumed | Counted | Adjusted | Moved | StatusChanged | None = None
+    refusal_reason: str = ""
+    refusal_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Scrapped:
     qty: int
     lot_ids: tuple[str, ...]
@@ -567,16 +605,37 @@ Reply = (
     | Scrapped
     | LotOpened
     | StockFrozen
+    | DeviceOpDone
 )
 
 
 # The commands a caller sends to one cell on their own (not as part of a hold or a sale), and
 # their replies: what the gateway's `execute` takes and gives.
 CellMutation = (
-    Receive | Move | ChangeStatus | Consume | Adjust | Count | ExpireLots | ScrapOverAge | OpenLot | FreezeStock
+    Receive
+    | Move
+    | ChangeStatus
+    | Consume
+    | Adjust
+    | Count
+    | ExpireLots
+    | ScrapOverAge
+    | OpenLot
+    | FreezeStock
+    | DeviceOp
 )
 CellMutationReply = (
-    Received | Moved | StatusChanged | Consumed | Adjusted | Counted | LotsExpired | Scrapped | LotOpened | StockFrozen
+    Received
+    | Moved
+    | StatusChanged
+    | Consumed
+    | Adjusted
+    | Counted
+    | LotsExpired
+    | Scrapped
+    | LotOpened
+    | StockFrozen
+    | DeviceOpDone
 )
 
 
@@ -806,6 +865,22 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             check_id(cmd.lot_id, "lot_id", out, required=False)
         case FreezeStock():
             check_bin(cmd.bin, "bin", out)
+        case DeviceOp():
+            check_id(cmd.device_id, "device_id", out)
+            if isinstance(cmd.seq, bool) or not isinstance(cmd.seq, int) or not 0 < cmd.seq < 2**62:
+                out.append(FieldViolation("seq", f"must be a positive integer{_got(cmd.seq)}"))
+            check_time(cmd.at_ms, "at_ms", out)
+            if not isinstance(cmd.command, Receive | Consume | Count | Adjust | Move | ChangeStatus):
+                out.append(
+                    FieldViolation("command", "must be a receive, consume, count, adjust, move or change_status")
+                )
+            elif (cmd.command.sku, cmd.command.site) != (cmd.sku, cmd.site):
+                out.append(FieldViolation("command", "must name the op's own sku and site"))
+            else:
+                try:  # the inner command travels under the op's request id (Cell._device_op)
+                    validate(replace(cmd.command, request_id=cmd.request_id), statuses)
+                except InvalidArgument as bad:
+                    out.extend(FieldViolation(f"command.{v.field}", v.description) for v in bad.violations)
         case OpenLot():
             check_id(cmd.lot_id, "lot_id", out)
             check_time(cmd.opened_at_ms, "opened_at_ms", out)

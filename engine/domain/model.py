@@ -139,6 +139,7 @@ class Movement:
     expires_at_ms: int = 0  # on reserves: the hold's expiry, so replay rebuilds holds too
     source: str = ""  # on counts: who counted (rfid, cycle, recogniser)
     confidence: float = 0.0  # on counts: the counter's confidence, 0..1
+    business_at_ms: int = 0  # when it happened, if not at_ms: a device's offline op (0 = at_ms)
 
 
 class HoldState(StrEnum):

@@ -122,6 +122,7 @@ class CellState:
     remembered: tuple[Remembered, ...]  # oldest first
     next_expiry_ms: int  # the cell's lower bound on its earliest active expiry
     zeroed: tuple[tuple[str, int], ...] = ()  # lots that ran out, with when (oldest first)
+    devices: tuple[tuple[str, int], ...] = ()  # each device's last seq applied here
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,7 @@ def export_cell(cell: Cell) -> CellState:
         ),
         next_expiry_ms=cell.next_expiry_ms,
         zeroed=tuple(ledger.zeroed.items()),
+        devices=tuple(cell.devices.items()),
     )
 
 
@@ -264,4 +266,5 @@ def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits
         )
     )
     cell._next_expiry_ms = state.next_expiry_ms
+    cell.devices = dict(state.devices)
     return cell

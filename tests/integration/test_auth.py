@@ -355,7 +355,10 @@ async def test_cell_health_commands_need_their_grants(engine: Engine) -> None:
             stub.OpenLot(pb.OpenLotRequest(request_id="o1", sku="GLU", site="BOS", lot_id="L1"), metadata=bearer),
             stub.ScrapOverAge(pb.ScrapOverAgeRequest(request_id="s1", sku="GLU", site="BOS"), metadata=bearer),
         )
-        for call, action in zip(denied, ("count", "move", "move", "adjust"), strict=True):
+        sale = pb.DeviceOperation(seq=1, at_ms=1, consume=pb.ConsumeRequest(sku="GLU", site="BOS", qty=1))
+        offline = stub.ApplyDeviceOps(pb.ApplyDeviceOpsRequest(device_id="POS-1", ops=[sale]), metadata=bearer)
+        denied = (*denied, offline)  # a device's op needs what the op itself needs (a consume: reserve)
+        for call, action in zip(denied, ("count", "move", "move", "adjust", "reserve"), strict=True):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await call
             assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED

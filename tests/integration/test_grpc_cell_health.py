@@ -193,3 +193,30 @@ async def test_out_of_stock_stays_visible_and_is_a_query(
         pb.QueryStockRequest(sites=["hotpot-7"], filter=pb.SliceFilter(out_of_stock_only=True))
     )
     assert [(r.sku, r.row.qty, r.row.out_of_stock_since_ms) for r in listed.rows] == [("strip", 0, ran_out_ms)]
+
+
+async def test_offline_ops_apply_once_in_order_with_their_own_time(
+    stub: pb_grpc.InventoryStub, manual_clock: ManualClock
+) -> None:
+    await receive(stub, "r1", "strip", "L1", 10)
+    sold_at = manual_clock.now_ms() - 5 * MS_PER_HOUR
+
+    def sale(seq: int, qty: int) -> pb.DeviceOperation:
+        return pb.DeviceOperation(
+            seq=seq, at_ms=sold_at + seq, consume=pb.ConsumeRequest(sku="strip", site="hotpot-7", qty=qty)
+        )
+
+    upload = pb.ApplyDeviceOpsRequest(device_id="POS-9", ops=[sale(1, 2), sale(2, 3)])
+    first = await stub.ApplyDeviceOps(upload)
+    assert [(r.seq, r.already_applied, r.refusal_reason) for r in first.results] == [(1, False, ""), (2, False, "")]
+    manual_clock.advance(2 * MS_PER_DAY)  # uploaded again two days later: past every request-id window
+    later = await stub.ApplyDeviceOps(
+        pb.ApplyDeviceOpsRequest(device_id="POS-9", ops=[sale(1, 2), sale(2, 3), sale(3, 1)])
+    )
+    assert [(r.seq, r.already_applied) for r in later.results] == [(1, True), (2, True), (3, False)]
+    assert await available(stub, "strip") == 4
+    with pytest.raises(grpc.aio.AioRpcError) as gap:
+        await stub.ApplyDeviceOps(pb.ApplyDeviceOpsRequest(device_id="POS-9", ops=[sale(4, 1), sale(6, 1)]))
+    assert gap.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "seq 5 is missing" in (gap.value.details() or "")
+    assert await available(stub, "strip") == 4  # nothing of a bad upload is applied

@@ -38,6 +38,8 @@ from engine.domain.commands import (
     Counted,
     CountLine,
     CountSource,
+    DeviceOp,
+    DeviceOpDone,
     ExpireLots,
     FreezeStock,
     LotCount,
@@ -868,6 +870,22 @@ class CellMachine(RuleBasedStateMachine):
         assert all(
             not STATUSES.can_transition(k.status, expired) for k, q in self.cell.ledger.quants.items() if due(k, q.qty)
         )
+
+    @rule(device=st.sampled_from(("POS-1", "POS-2")), replay=st.booleans(), qty=qtys, lot=lots)
+    def a_device_op(self, device: str, replay: bool, qty: int, lot: LotSpec) -> None:
+        """A device's offline receipt: a new seq applies once; a replayed one (another
+        upload, another request id) changes nothing, however late."""
+        last = self.cell.devices.get(device, 0)
+        seq = last if replay and last else last + 1
+        inner = Receive("", SKU, SITE, lot.lot_id, qty, "", "available", "own", lot.expires_at_ms)
+        at_ms = self.now_ms - HOUR_MS
+        answer, own = self.run(DeviceOp(self.new_id("D"), SKU, SITE, device, seq, at_ms, inner))
+        assert isinstance(answer, DeviceOpDone), answer
+        assert answer.already_applied == (seq == last)
+        if answer.already_applied:
+            assert own == []
+        assert all(m.business_at_ms == at_ms for m in own)
+        assert self.cell.devices[device] == seq
 
     @rule(prefix=st.sampled_from(BIN_PREFIXES))
     def freeze_a_bin(self, prefix: str) -> None:

@@ -378,7 +378,7 @@ def test_v4_only_appends_records_branches_and_defaulted_fields() -> None:
     assert set(new) - set(old) == {
         *("Count", "CountLine", "ExpireLots", "ScrapOverAge", "OpenLot"),
         *("Counted", "LotCount", "HoldCut", "LotsExpired", "Scrapped", "LotOpened"),
-        *("FreezeStock", "StockFrozen", "ZeroedLot"),
+        *("FreezeStock", "StockFrozen", "ZeroedLot", "DeviceOp", "DeviceOpDone", "DeviceMark"),
     }
 
     def names(items: list[object]) -> list[str]:
@@ -386,7 +386,7 @@ def test_v4_only_appends_records_branches_and_defaulted_fields() -> None:
 
     ops_old, ops_new = (names(s["fields"][4]["type"]["items"]) for s in (v3, v4))
     assert ops_new[: len(ops_old)] == ops_old
-    assert ops_new[len(ops_old) :] == ["Count", "ExpireLots", "ScrapOverAge", "OpenLot", "FreezeStock"]
+    assert ops_new[len(ops_old) :] == ["Count", "ExpireLots", "ScrapOverAge", "OpenLot", "FreezeStock", "DeviceOp"]
     body = io.BytesIO(sample_v3_batch())
     writer, reader = (fastavro.parse_schema(json.loads(schema_path(v).read_text()), expand=True) for v in (3, 4))
     resolved = fastavro.schemaless_reader(body, writer, reader, return_record_name=True)

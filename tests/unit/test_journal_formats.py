@@ -36,7 +36,7 @@ from adapters.nats.snapshot_codec import schema as snapshot_schema
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.shard import Adopt, ShardCore
 from engine.domain.state import CellState
-from tests.journal_samples import SHARD, as_v1, health_batches, sample_batches
+from tests.journal_samples import SHARD, T0_MS, as_v1, health_batches, sample_batches
 
 SAMPLES = Path(__file__).parents[1] / "data" / "journal"
 # The digests of today's state_hash (it covers the sku's freshness fields since journal v4,
@@ -44,7 +44,7 @@ SAMPLES = Path(__file__).parents[1] / "data" / "journal"
 STATE_HASH = {1: "ead207c010f0281f5da20c91b9781fe3", 2: "8d5f1236bc33716a33a3d57dde50f7c0"}
 STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[2]  # v3 and v4 wrote the v2 scenario unchanged
 ADOPTED_HASH = "bb0a876a8876dff8209b628f6a1003ad"
-HEALTH_HASH = "0cd1e2ffd645847d9355d9d43c5ede1f"  # after health_batches() (v4 on)
+HEALTH_HASH = "32e6423f7afecae35043db896642fa49"  # after health_batches() (v4 on)
 
 
 def sample(name: str) -> bytes:
@@ -125,6 +125,10 @@ def test_the_v4_health_batches_decode_and_replay_and_their_snapshot_reads_back()
     assert state == core.export_state()
     assert ShardCore.from_state(state).state_hash() == HEALTH_HASH
     assert state.skus[0].substitutes == ("SKU-2",)
+    [bos] = [c for c in state.cells if c.site == "BOS"]
+    assert bos.devices == (("POS-3", 8),)
+    moved = decode_entry(sample("v4-health-7.bin")).movements
+    assert [m.business_at_ms for m in moved if m.request_id in ("r26", "r28")] == [T0_MS + 3_600_000, T0_MS]
 
 
 # ---- formats this release cannot read ----

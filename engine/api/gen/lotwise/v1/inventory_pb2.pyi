@@ -899,3 +899,49 @@ class OpenLotResponse(_message.Message):
     already_open: bool
     fresh_until_ms: int
     def __init__(self, lot_id: _Optional[str] = ..., opened_at_ms: _Optional[int] = ..., already_open: _Optional[bool] = ..., fresh_until_ms: _Optional[int] = ...) -> None: ...
+
+class DeviceOperation(_message.Message):
+    __slots__ = ("seq", "at_ms", "receive", "consume", "count", "adjust", "move", "change_status")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_FIELD_NUMBER: _ClassVar[int]
+    CONSUME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ADJUST_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    at_ms: int
+    receive: ReceiveRequest
+    consume: ConsumeRequest
+    count: CountRequest
+    adjust: AdjustRequest
+    move: MoveRequest
+    change_status: ChangeStatusRequest
+    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., count: _Optional[_Union[CountRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ...) -> None: ...
+
+class ApplyDeviceOpsRequest(_message.Message):
+    __slots__ = ("device_id", "ops")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    ops: _containers.RepeatedCompositeFieldContainer[DeviceOperation]
+    def __init__(self, device_id: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[DeviceOperation, _Mapping]]] = ...) -> None: ...
+
+class DeviceOpResult(_message.Message):
+    __slots__ = ("seq", "already_applied", "refusal_reason", "refusal_message")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    already_applied: bool
+    refusal_reason: str
+    refusal_message: str
+    def __init__(self, seq: _Optional[int] = ..., already_applied: _Optional[bool] = ..., refusal_reason: _Optional[str] = ..., refusal_message: _Optional[str] = ...) -> None: ...
+
+class ApplyDeviceOpsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DeviceOpResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[DeviceOpResult, _Mapping]]] = ...) -> None: ...

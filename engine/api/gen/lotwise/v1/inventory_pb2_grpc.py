@@ -135,6 +135,11 @@ class InventoryStub:
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotResponse.FromString,
                 _registered_method=True)
+        self.ApplyDeviceOps = channel.unary_unary(
+                '/lotwise.v1.Inventory/ApplyDeviceOps',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.FromString,
+                _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/lotwise.v1.Inventory/Execute',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
@@ -308,6 +313,18 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyDeviceOps(self, request, context):
+        """Applies what a store device recorded offline, hours or days later: each op exactly
+        once however late or often it is uploaded (every cell keeps each device's last seq
+        applied there: journaled and snapshotted, not the 15-minute request-id window), in the
+        device's order (one after the other, by seq), with its original time kept as business
+        time on its movements. An upload's seqs must be consecutive: a gap is INVALID_ARGUMENT
+        naming the missing seq (`ops[i].seq`), and nothing of that upload is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Execute(self, request, context):
         """Runs many independent commands in one message (at most 1024). Each command keeps the
         unary call's semantics (its own request id, idempotency, refusals) and gets its own
@@ -432,6 +449,11 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.OpenLot,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotResponse.SerializeToString,
+            ),
+            'ApplyDeviceOps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyDeviceOps,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
@@ -985,6 +1007,33 @@ class Inventory:
             '/lotwise.v1.Inventory/OpenLot',
             lotwise_dot_v1_dot_inventory__pb2.OpenLotRequest.SerializeToString,
             lotwise_dot_v1_dot_inventory__pb2.OpenLotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyDeviceOps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ApplyDeviceOps',
+            lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.FromString,
             options,
             channel_credentials,
             insecure,
