@@ -58,6 +58,7 @@ from engine.domain.model import (
     Lot,
     Movement,
     MovementKind,
+    Provenance,
     QuantKey,
 )
 from engine.domain.shard import Adopt, Expect, HandOff, HoldHeader, Op, PutSite, PutSku, RegisterHold, Sweep
@@ -320,10 +321,14 @@ def movement_in(value: dict[str, Any]) -> Movement:
         at_ms=value["at_ms"],
         lot=None if lot is None else Lot(**lot[1]),
         expires_at_ms=value["expires_at_ms"],
-        source=value.get("source", ""),  # since v4
-        confidence=value.get("confidence", 0.0),
-        business_at_ms=value.get("business_at_ms", 0),
+        provenance=_provenance_in(value),
     )
+
+
+def _provenance_in(value: dict[str, Any]) -> Provenance | None:
+    """Since v4: who counted, how sure, when it happened; absent (older entries) or empty: None."""
+    provenance = Provenance(value.get("source", ""), value.get("confidence", 0.0), value.get("business_at_ms", 0))
+    return None if provenance == Provenance() else provenance
 
 
 # ---- remembered answers ----

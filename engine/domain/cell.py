@@ -76,6 +76,7 @@ from engine.domain.model import (
     Lot,
     Movement,
     MovementKind,
+    Provenance,
     QuantKey,
     opened_over_age,
     shelf_life_left_days,
@@ -384,7 +385,7 @@ class Cell:
             bin_prefix=cmd.bin_prefix,
         )
         picks = self._candidates(line, now_ms, {}, for_consume=True, status=cmd.status)
-        if cmd.destination is not External.SCRAP:
+        if self.ledger.opened_lots and cmd.destination is not External.SCRAP:  # inline: the order path
             picks = self._fresh_picks(picks, cmd, line, now_ms)
         allocations: list[Allocation] = []
         left = cmd.qty
@@ -1013,6 +1014,8 @@ class Cell:
         source: str = "",
         confidence: float = 0.0,
     ) -> Movement:
+        business_at_ms = self._business_at_ms
+        provenance = Provenance(source, confidence, business_at_ms) if source or business_at_ms else None
         m = Movement(
             seq=self.ledger.seq + 1,
             kind=kind,
@@ -1030,9 +1033,7 @@ class Cell:
             at_ms=now_ms,
             lot=lot,
             expires_at_ms=expires_at_ms,
-            source=source,
-            confidence=confidence,
-            business_at_ms=self._business_at_ms,
+            provenance=provenance,
         )
         self.ledger.apply(m)
         self.outbox.append(m)

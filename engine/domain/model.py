@@ -113,6 +113,16 @@ class MovementKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a movement's facts came from: who counted and how sure (counts), and when it
+    happened if not when the engine applied it (a device's offline op)."""
+
+    source: str = ""
+    confidence: float = 0.0
+    business_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Movement:
     """One journaled change: `qty` leaves `src` and enters `dst`; `held_delta` changes the
     held amount of the quant named by `held_key` (reserve +, commit/release/expire −).
@@ -137,9 +147,23 @@ class Movement:
     at_ms: int = 0
     lot: Lot | None = None  # on receipts: the lot's dates, so replay rebuilds lots too
     expires_at_ms: int = 0  # on reserves: the hold's expiry, so replay rebuilds holds too
-    source: str = ""  # on counts: who counted (rfid, cycle, recogniser)
-    confidence: float = 0.0  # on counts: the counter's confidence, 0..1
-    business_at_ms: int = 0  # when it happened, if not at_ms: a device's offline op (0 = at_ms)
+    # Where the facts came from, on the few movements that say (a count, a device's op); one
+    # optional field, so the order path's movements cost no more to build than before.
+    provenance: Provenance | None = None
+
+    @property
+    def source(self) -> str:
+        """Who counted (rfid, cycle, recogniser); "" when not a count."""
+        return self.provenance.source if self.provenance else ""
+
+    @property
+    def confidence(self) -> float:
+        return self.provenance.confidence if self.provenance else 0.0
+
+    @property
+    def business_at_ms(self) -> int:
+        """When it happened, if not at `at_ms` (a device's offline op); 0 = at `at_ms`."""
+        return self.provenance.business_at_ms if self.provenance else 0
 
 
 class HoldState(StrEnum):
