@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     dedupe_window_ms: int = Field(15 * 60_000, ge=1_000, description="how long a request id is remembered")
     dedupe_max_entries: int = Field(50_000, ge=1, description="request ids remembered per cell at most")
     resolved_hold_retention_ms: int = Field(60 * 60_000, ge=0, description="how long GetHold sees resolved holds")
+    out_of_stock_retention_ms: int = Field(
+        7 * 86_400_000, ge=0, description="how long a lot that ran out still answers at quantity 0 (issue 15)"
+    )
     sweep_interval_ms: int = Field(1_000, ge=0, le=3_600_000, description="expired-hold sweep period; 0 disables")
     status_dictionary: Path | None = Field(None, description="status dictionary JSON; default: the packaged one")
     transfer_flow: Path | None = Field(None, description="transfer approval flow JSON; default: the packaged one")

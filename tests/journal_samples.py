@@ -15,11 +15,19 @@ from engine.domain.commands import (
     ChangeStatus,
     Commit,
     Consume,
+    Count,
+    CountLine,
+    CountSource,
+    DeviceOp,
+    ExpireLots,
+    FreezeStock,
     Move,
+    OpenLot,
     Receive,
     Release,
     Reserve,
     ReserveLine,
+    ScrapOverAge,
     Strategy,
 )
 from engine.domain.model import MS_PER_DAY, External, Finance
@@ -91,6 +99,39 @@ def sample_batches() -> list[tuple[int, tuple[object, ...]]]:
                 Receive("r16", "SKU-2", "NYC", "L5", 8, "C/01"),
                 Expect("SKU-2", "BOS"),
                 HandOff("SKU-2", "NYC", "shard-4"),
+            ),
+        ),
+    ]
+
+
+def health_batches() -> list[tuple[int, tuple[object, ...]]]:
+    """Batches 6 and 7 of shard-3 (journal v4 on): the cell commands of stock health —
+    a sku's freshness fields, an opening, a quant and a whole-bin count, an expiry, a
+    scrapping of over-age opened stock, an excursion's freeze and a device's offline ops (one
+    replayed)."""
+    return [
+        (
+            T0_MS + 7_000,
+            (
+                PutSku(Sku("SKU-1", "Saline 500 ml", "ea", 3, 24, ("SKU-2",))),
+                Receive("r17", "SKU-1", "BOS", "L3", 6, "A/03", "available", "own", T0_MS + 9 * MS_PER_DAY),
+                Receive("r17b", "SKU-1", "BOS", "L4", 3, "A/04", "available", "own", T0_MS + MS_PER_DAY),
+                OpenLot("r18", "SKU-1", "BOS", "L3", doc_ref="STATION-1"),
+                Count("r19", "SKU-1", "BOS", "A/01", (CountLine("L1", 20),), True, CountSource.RFID, 0.875),
+                Count("r20", "SKU-1", "BOS", "A/03", (CountLine("L3", 7),), source=CountSource.RECOGNISER),
+                Count("r21", "SKU-1", "BOS", "Z/9", (CountLine("L-new", 2, "qc_hold", "own", T0_MS),)),
+            ),
+        ),
+        (
+            T0_MS + 2 * MS_PER_DAY,
+            (
+                ExpireLots("r22", "SKU-1", "BOS"),
+                ScrapOverAge("r23", "SKU-1", "BOS", "L3", "SCRAP-1", EUR),
+                ExpireLots("r24", "SKU-1", "BOS", "L-new"),  # nothing left to move
+                FreezeStock("r25", "SKU-1", "BOS", "A", "excursion:12.5C"),
+                DeviceOp("r26", "SKU-1", "BOS", "POS-3", 7, T0_MS + 3_600_000, Consume("", "SKU-1", "BOS", 2)),
+                DeviceOp("r27", "SKU-1", "BOS", "POS-3", 7, T0_MS + 3_600_000, Consume("", "SKU-1", "BOS", 2)),
+                DeviceOp("r28", "SKU-1", "BOS", "POS-3", 8, T0_MS, Receive("", "SKU-1", "BOS", "L9", 4, "C")),
             ),
         ),
     ]

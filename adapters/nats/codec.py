@@ -17,10 +17,14 @@ Evolution rule (the journal is read back for years, by newer code):
 
 Versions: 1 (journal_batch.v1.avsc); 2 (journal_batch.v2.avsc) adds `finance` to every
 command, `source` to Receive, `destination` and `status` to Consume — fields a v1 message
-lacks take the dataclasses' defaults; 3 (journal_batch.avsc) adds `cell` to Adopt, the
+lacks take the dataclasses' defaults; 3 (journal_batch.v3.avsc) adds `cell` to Adopt, the
 handed-off cell as a typed record (engine.domain.state.CellState). v1 and v2 carried that
 cell as a pickle in `cell_blob` (empty since v3); their upcaster reads it once, through
-an allowlist (adapters/nats/legacy.py). Snapshots: adapters/nats/snapshot_codec.py.
+an allowlist (adapters/nats/legacy.py); 4 (journal_batch.avsc) adds the cell commands
+Count, ExpireLots, ScrapOverAge, OpenLot and FreezeStock (ops, and remembered commands at the end of
+their union) with their answers, `source` and `confidence` to Movement, and
+`opened_shelf_life_hours` and `substitutes` to Sku — all with defaults, so a v3 record
+needs no upcaster. Snapshots: adapters/nats/snapshot_codec.py.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from engine.domain.formats import UnsupportedFormat
 from engine.domain.ports import JournalEntry
 
 FORMAT = "journal batch (Avro)"
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # every version ever written; a reader decodes all of them
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)  # every version ever written; a reader decodes all of them
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
@@ -133,4 +137,4 @@ def _pickled_cell_to_record(name: str, value: dict[str, Any], version: int) -> d
     return {**value, "cell_blob": b"", "cell": (NS + "CellState", cell_out(cell))}
 
 
-_UPCASTERS: dict[int, Upcaster] = {1: _pickled_cell_to_record, 2: _pickled_cell_to_record}
+_UPCASTERS: dict[int, Upcaster] = {1: _pickled_cell_to_record, 2: _pickled_cell_to_record}  # v3 → v4: defaults

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections import OrderedDict
 from typing import Any
 
+from engine.domain.catalog import Sku
 from engine.domain.cell import Cell
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.shard import ShardCore
@@ -64,7 +66,21 @@ def cell_from_pickle(blob: bytes, journal_version: int) -> CellState:
     cell = _load(blob, "journal batch Adopt.cell_blob (pickle)", journal_version)
     if not isinstance(cell, Cell):
         raise UnsupportedFormat("journal batch Adopt.cell_blob (pickle)", journal_version, "not a cell")
+    _complete(cell)
     return export_cell(cell)
+
+
+def _complete(cell: Cell) -> None:
+    """A pickled slotted Ledger holds only the slots of its day: the out-of-stock marks
+    (since journal v4) start empty, the per-lot quant counts are rebuilt from the quants."""
+    cell.devices = {}
+    cell._business_at_ms = 0
+    ledger = cell.ledger
+    ledger.zeroed = OrderedDict()
+    ledger.live = {}
+    for key in ledger.quants:
+        ledger.live[key.lot_id] = ledger.live.get(key.lot_id, 0) + 1
+    ledger.opened_lots = sum(1 for lot in ledger.lots.values() if lot.opened_at_ms)
 
 
 def shard_from_pickle(blob: bytes) -> ShardState:
@@ -72,4 +88,9 @@ def shard_from_pickle(blob: bytes) -> ShardState:
     core = _load(blob, "shard snapshot LWS1 (pickle)", None)
     if not isinstance(core, ShardCore):
         raise UnsupportedFormat("shard snapshot LWS1 (pickle)", None, "not a shard core")
+    # A pickled slotted Sku holds only the fields of its day: rebuild it, so the fields added
+    # since (journal v4: the freshness fields) take their defaults.
+    core.skus = {name: Sku(s.sku, s.name, s.unit, s.opened_shelf_life_days) for name, s in core.skus.items()}
+    for cell in core.cells.values():
+        _complete(cell)
     return core.export_state()

@@ -19,8 +19,21 @@ from engine.domain.commands import (
     Committed,
     Consume,
     Consumed,
+    Count,
+    Counted,
+    CountLine,
+    CountSource,
+    DeviceOp,
+    DeviceOpDone,
+    ExpireLots,
+    FreezeStock,
+    HoldCut,
+    LotCount,
+    LotOpened,
+    LotsExpired,
     Move,
     Moved,
+    OpenLot,
     Receive,
     Received,
     Release,
@@ -29,7 +42,10 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    ScrapOverAge,
+    Scrapped,
     StatusChanged,
+    StockFrozen,
     Strategy,
 )
 from engine.domain.errors import FieldViolation
@@ -42,6 +58,7 @@ from engine.domain.model import (
     Lot,
     Movement,
     MovementKind,
+    Provenance,
     QuantKey,
 )
 from engine.domain.shard import Adopt, Expect, HandOff, HoldHeader, Op, PutSite, PutSku, RegisterHold, Sweep
@@ -69,6 +86,10 @@ _PLAIN_OPS: dict[type, str] = {
     Expect: "Expect",
     HandOff: "HandOff",
     Sweep: "Sweep",
+    ExpireLots: "ExpireLots",
+    ScrapOverAge: "ScrapOverAge",
+    OpenLot: "OpenLot",
+    FreezeStock: "FreezeStock",
 }
 _PLAIN_BY_NAME = {name: cls for cls, name in _PLAIN_OPS.items()}
 _REPLIES: dict[type, str] = {
@@ -76,6 +97,7 @@ _REPLIES: dict[type, str] = {
     Moved: "Moved",
     StatusChanged: "StatusChanged",
     Adjusted: "Adjusted",
+    LotOpened: "LotOpened",
 }
 _REPLIES_BY_NAME = {name: cls for cls, name in _REPLIES.items()}
 
@@ -99,8 +121,16 @@ def op_out(op: Op) -> Union:
             return NS + "Reserve", value
         case Consume():
             return NS + "Consume", _command_out(op)
+        case Count():
+            value = _command_out(op)
+            value["lines"] = [fields(line) for line in op.lines]
+            return NS + "Count", value
+        case DeviceOp():
+            value = _command_out(op)
+            value["command"] = op_out(op.command)
+            return NS + "DeviceOp", value
         case PutSku():
-            return NS + "PutSku", {"sku": fields(op.sku)}
+            return NS + "PutSku", {"sku": sku_out(op.sku)}
         case PutSite():
             return NS + "PutSite", {"site": fields(op.site)}
         case RegisterHold():
@@ -110,7 +140,7 @@ def op_out(op: Op) -> Union:
                 "sku": op.sku,
                 "site": op.site,
                 "cell_blob": b"",  # the v1/v2 pickle's place; empty since v3
-                "skus": [fields(s) for s in op.skus],
+                "skus": [sku_out(s) for s in op.skus],
                 "sites": [fields(s) for s in op.sites],
                 "cell": (NS + "CellState", cell_out(op.cell)),
             }
@@ -127,12 +157,23 @@ def op_in(name: str, value: dict[str, Any]) -> Op:
         return op
     match short:
         case "Reserve":
-            lines = tuple(ReserveLine(**{**line, "strategy": Strategy(line["strategy"])}) for line in value["lines"])
-            return Reserve(**{**_command_in(value), "lines": lines})
+            reserve_lines = tuple(
+                ReserveLine(**{**line, "strategy": Strategy(line["strategy"])}) for line in value["lines"]
+            )
+            return Reserve(**{**_command_in(value), "lines": reserve_lines})
         case "Consume":
             return Consume(**{**_command_in(value), "strategy": Strategy(value["strategy"])})
+        case "Count":  # its `source` is who counted, not an external bucket
+            count_lines = tuple(CountLine(**line) for line in value["lines"])
+            source = CountSource(value["source"])
+            return Count(**{**_command_in({**value, "source": None}), "lines": count_lines, "source": source})
+        case "DeviceOp":
+            inner = command_in(value["command"])
+            if not isinstance(inner, Receive | Consume | Count | Adjust | Move | ChangeStatus):
+                raise ValueError(f"a device op cannot carry {type(inner).__name__}")
+            return DeviceOp(**{**_command_in(value), "command": inner})
         case "PutSku":
-            return PutSku(Sku(**value["sku"]))
+            return PutSku(sku_in(value["sku"]))
         case "PutSite":
             return PutSite(Site(**value["site"]))
         case "RegisterHold":
@@ -145,7 +186,7 @@ def op_in(name: str, value: dict[str, Any]) -> Op:
                 value["sku"],
                 value["site"],
                 cell_in(cell[1]),
-                tuple(Sku(**s) for s in value["skus"]),
+                tuple(sku_in(s) for s in value["skus"]),
                 tuple(Site(**s) for s in value["sites"]),
             )
     raise ValueError(f"unknown op {name}")
@@ -157,9 +198,34 @@ def command_out(cmd: Command) -> Union:
 
 def command_in(branch: Union) -> Command:
     cmd = op_in(*branch)
-    if not isinstance(cmd, Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust):
+    if not isinstance(
+        cmd,
+        Receive
+        | Move
+        | ChangeStatus
+        | Reserve
+        | Commit
+        | Release
+        | Consume
+        | Adjust
+        | Count
+        | ExpireLots
+        | ScrapOverAge
+        | OpenLot
+        | FreezeStock
+        | DeviceOp,
+    ):
         raise ValueError(f"{branch[0]} is not a command")
     return cmd
+
+
+def sku_out(sku: Sku) -> dict[str, Any]:
+    return {**fields(sku), "substitutes": list(sku.substitutes)}
+
+
+def sku_in(value: dict[str, Any]) -> Sku:
+    """A catalog sku; one written before v4 lacks the hours and substitutes (defaults)."""
+    return Sku(**{**value, "substitutes": tuple(value.get("substitutes", ()))})
 
 
 def header_out(header: HoldHeader) -> dict[str, Any]:
@@ -191,7 +257,7 @@ def _command_in(value: dict[str, Any]) -> dict[str, Any]:
     if finance is not None:
         out["finance"] = Finance(**finance[1])
     for name in ("source", "destination"):
-        if name in out:
+        if out.get(name) is not None:
             out[name] = External(out[name])
     return out
 
@@ -229,6 +295,9 @@ def movement_out(m: Movement) -> dict[str, Any]:
         "at_ms": m.at_ms,
         "lot": None if m.lot is None else (NS + "Lot", fields(m.lot)),
         "expires_at_ms": m.expires_at_ms,
+        "source": m.source,
+        "confidence": m.confidence,
+        "business_at_ms": m.business_at_ms,
     }
 
 
@@ -252,7 +321,14 @@ def movement_in(value: dict[str, Any]) -> Movement:
         at_ms=value["at_ms"],
         lot=None if lot is None else Lot(**lot[1]),
         expires_at_ms=value["expires_at_ms"],
+        provenance=_provenance_in(value),
     )
+
+
+def _provenance_in(value: dict[str, Any]) -> Provenance | None:
+    """Since v4: who counted, how sure, when it happened; absent (older entries) or empty: None."""
+    provenance = Provenance(value.get("source", ""), value.get("confidence", 0.0), value.get("business_at_ms", 0))
+    return None if provenance == Provenance() else provenance
 
 
 # ---- remembered answers ----
@@ -298,6 +374,16 @@ def answer_out(answer: Reply | Refusal) -> Union:
             return NS + "Released", {**fields(answer), "hold": _view_out(answer.hold)}
         case Consumed():
             return NS + "Consumed", {**fields(answer), "allocations": [fields(a) for a in answer.allocations]}
+        case Counted():
+            cuts = [fields(c) for c in answer.holds_cut]
+            return NS + "Counted", {"lots": [fields(c) for c in answer.lots], "holds_cut": cuts}
+        case DeviceOpDone():
+            reply = None if answer.reply is None else answer_out(answer.reply)
+            return NS + "DeviceOpDone", {**fields(answer), "reply": reply}
+        case LotsExpired() | Scrapped() | StockFrozen():
+            value = {**fields(answer), "lot_ids": list(answer.lot_ids)}
+            value["holds_cut"] = [fields(c) for c in answer.holds_cut]
+            return NS + type(answer).__name__, value
         case Refusal():
             return NS + "Refusal", {"kind": answer.kind, "args": [_arg_out(a) for a in answer.args]}
     raise TypeError(f"{type(answer).__name__} is not a remembered answer")
@@ -318,6 +404,18 @@ def answer_in(name: str, value: dict[str, Any]) -> Reply | Refusal:
             return Released(**{**value, "hold": _view_in(value["hold"])})
         case "Consumed":
             return Consumed(**{**value, "allocations": tuple(Allocation(**a) for a in value["allocations"])})
+        case "Counted":
+            lots = tuple(LotCount(**c) for c in value["lots"])
+            return Counted(lots, tuple(HoldCut(**c) for c in value["holds_cut"]))
+        case "DeviceOpDone":
+            inner = None if value["reply"] is None else answer_in(*value["reply"])
+            if not isinstance(inner, Received | Consumed | Counted | Adjusted | Moved | StatusChanged | None):
+                raise ValueError(f"a device op cannot answer {type(inner).__name__}")
+            return DeviceOpDone(**{**value, "reply": inner})
+        case "LotsExpired" | "Scrapped" | "StockFrozen":
+            cls = {"LotsExpired": LotsExpired, "Scrapped": Scrapped, "StockFrozen": StockFrozen}[short]
+            cuts = tuple(HoldCut(**c) for c in value["holds_cut"])
+            return cls(**{**value, "lot_ids": tuple(value["lot_ids"]), "holds_cut": cuts})
         case "Refusal":
             return Refusal(value["kind"], tuple(_arg_in(a) for a in value["args"]))
     raise ValueError(f"unknown answer {name}")
@@ -359,6 +457,8 @@ def cell_out(cell: CellState) -> dict[str, Any]:
             for r in cell.remembered
         ],
         "next_expiry_ms": cell.next_expiry_ms,
+        "zeroed": [{"lot_id": lot_id, "since_ms": since} for lot_id, since in cell.zeroed],
+        "devices": [{"device_id": device, "seq": seq} for device, seq in cell.devices],
     }
 
 
@@ -378,12 +478,14 @@ def cell_in(value: dict[str, Any]) -> CellState:
             for r in value["remembered"]
         ),
         next_expiry_ms=value["next_expiry_ms"],
+        zeroed=tuple((z["lot_id"], z["since_ms"]) for z in value.get("zeroed", ())),  # since v4
+        devices=tuple((d["device_id"], d["seq"]) for d in value.get("devices", ())),  # since v4
     )
 
 
 def shard_out(state: ShardState) -> dict[str, Any]:
     return {
-        "skus": [fields(s) for s in state.skus],
+        "skus": [sku_out(s) for s in state.skus],
         "sites": [fields(s) for s in state.sites],
         "headers": [header_out(h) for h in state.headers],
         "moved": [fields(m) for m in state.moved],
@@ -396,7 +498,7 @@ def shard_out(state: ShardState) -> dict[str, Any]:
 def shard_in(name: str, value: dict[str, Any]) -> ShardState:
     return ShardState(
         name=name,
-        skus=tuple(Sku(**s) for s in value["skus"]),
+        skus=tuple(sku_in(s) for s in value["skus"]),
         sites=tuple(Site(**s) for s in value["sites"]),
         headers=tuple(header_in(h) for h in value["headers"]),
         moved=tuple(MovedPair(**m) for m in value["moved"]),

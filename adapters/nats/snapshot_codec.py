@@ -22,7 +22,9 @@ snapshot schema names the cell, catalog and hold types of one journal schema ver
 
 Versions: `LWS1` (releases up to journal v2: a pickle of the shard core; read once through
 the allowlist of adapters/nats/legacy.py); 1 (`LWSA`, journal v3's types); 2 (`LWSB`,
-columnar, journal v3's types in its rest). Anything else raises `UnsupportedFormat` naming
+columnar, journal v3's types in its rest); 3 (`LWSB`, the same layout, its rest in
+Avro version 2: journal v4's types — the cell commands of issue 15 and the sku's
+freshness fields). Anything else raises `UnsupportedFormat` naming
 the tag or version; the store adds the shard and position.
 """
 
@@ -52,10 +54,13 @@ FORMAT = "shard snapshot"
 AVRO_TAG = b"LWSA"  # version 1: all Avro
 TAG = b"LWSB"  # version 2 on: columnar (adapters/nats/snapshot_columns.py)
 LEGACY_TAG = b"LWS1"  # a pickle of ShardCore, written by releases up to journal schema v2
-SNAPSHOT_VERSION = 2
-AVRO_VERSION = 1  # the Avro schema version 1 wrote and version 2's rest is written in
-READABLE_VERSIONS = (1, 2)
-JOURNAL_TYPES = {1: 3}  # Avro schema version → the journal schema version whose named types it uses
+SNAPSHOT_VERSION = 3
+AVRO_VERSION = 2  # the Avro schema version a snapshot's rest is written in today
+READABLE_VERSIONS = (1, 2, 3)
+# Avro schema version → the journal schema version whose named types it uses. The Avro body
+# (a version-1 snapshot, a columnar one's rest) starts with its own `format_version`.
+JOURNAL_TYPES = {1: 3, 2: 4}
+_COLUMNAR_REST = {2: 1, 3: 2}  # columnar snapshot version → the Avro version of its rest
 _VERSION = struct.Struct("<H")
 
 
@@ -175,9 +180,13 @@ def _rest_cell(cell: CellState, keys: list[columns.TableKey | None]) -> CellStat
     )
 
 
-def encode_avro(state: ShardState) -> bytes:
-    """A version-1 (`LWSA`) snapshot: what releases before version 2 wrote (tests, samples)."""
-    body = b"".join(_avro_parts(state, None))
+def encode_avro(state: ShardState, version: int = 1) -> bytes:
+    """An all-Avro (`LWSA`) snapshot in Avro schema `version`: what releases before snapshot
+    version 2 wrote (1; tests, samples), or the same layout with today's types (2)."""
+    out = io.BytesIO()
+    record = {"format_version": version, "shard": state.name, **shard_out(state)}
+    fastavro.schemaless_writer(out, schema(version), record)
+    body = out.getvalue()
     return AVRO_TAG + body + zlib.crc32(body).to_bytes(4, "big")
 
 
@@ -228,10 +237,12 @@ def decode_state(data: bytes) -> ShardState:
     if len(data) < len(TAG) + 5 or zlib.crc32(body) != crc:
         raise ValueError("snapshot checksum mismatch (truncated or corrupted)")
     version = _first_int(body) if tag == AVRO_TAG else _VERSION.unpack(body[: _VERSION.size])[0]
-    if version not in READABLE_VERSIONS or (version == 1) != (tag == AVRO_TAG):
+    # An `LWSA` body's version is its Avro version: 1 as releases wrote it, 2 from tests'
+    # encode_avro (a state holding journal v4's types).
+    if version not in (JOURNAL_TYPES if tag == AVRO_TAG else _COLUMNAR_REST):
         raise UnsupportedFormat(FORMAT, version, f"unknown snapshot schema version {version}")
     try:
-        if version == 1:
+        if tag == AVRO_TAG:
             return _decode_avro(body)
         return _decode_columnar(body)
     except RuntimeError as exc:  # a StopIteration inside a generator: a table ran short
@@ -241,7 +252,10 @@ def decode_state(data: bytes) -> ShardState:
 
 
 def _decode_avro(body: bytes | memoryview) -> ShardState:
-    record = fastavro.schemaless_reader(io.BytesIO(body), schema(AVRO_VERSION), return_record_name=True)
+    version = _first_int(bytes(body[:5]))
+    if version not in JOURNAL_TYPES:
+        raise UnsupportedFormat(FORMAT, version, f"unknown snapshot Avro version {version}")
+    record = fastavro.schemaless_reader(io.BytesIO(body), schema(version), return_record_name=True)
     if not isinstance(record, dict):
         raise TypeError(f"a snapshot decodes to a {type(record).__name__}")
     return shard_in(record["shard"], record)

@@ -405,6 +405,8 @@ def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
                 cell.resolved,
                 window,
                 cell.next_expiry_ms,
+                cell.zeroed,
+                cell.devices,
             )
         )
     return cells

@@ -19,13 +19,26 @@ from typing import Any
 from engine.api.auth import PRINCIPAL, Authorizer, Principal
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
-from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive
+from engine.domain.commands import (
+    Adjust,
+    CellMutation,
+    ChangeStatus,
+    Consume,
+    Count,
+    DeviceOp,
+    ExpireLots,
+    FreezeStock,
+    Move,
+    OpenLot,
+    Receive,
+    ScrapOverAge,
+)
 from engine.domain.errors import PermissionDenied
 from engine.domain.grants import ADMIN_EVERYWHERE, NO_ACTIONS, Action, Permissions, ReadScope, narrow, resource_name
 from engine.domain.history import BalanceQuery, ExpiryQuery, MovementQuery, SeriesQuery, TurnoverQuery
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance, HoldView
-from engine.domain.shard import add_row, row_of
+from engine.domain.shard import add_row, new_total, row_of
 from engine.runtime.types import Availability, HoldLine, HoldSummary
 
 SITE_ORGS_TTL_S = 5.0  # how stale a site's org path may be when another gateway moved it
@@ -131,10 +144,14 @@ class AuthorizingGateway:
 
     # ---- stock commands ----
 
-    async def execute(
-        self, cmd: Receive | Move | ChangeStatus | Consume | Adjust, deadline: float | None = None
-    ) -> Any:
+    async def execute(self, cmd: CellMutation, deadline: float | None = None) -> Any:
+        await self._authorize(cmd)
+        return await self._inner.execute(cmd, deadline)
+
+    async def _authorize(self, cmd: CellMutation) -> None:
         match cmd:
+            case DeviceOp():  # a device's offline op needs what the op itself needs
+                await self._authorize(cmd.command)
             case Receive():
                 await self._require(Action.RECEIVE, cmd.site, cmd.bin)
             case Move():
@@ -147,9 +164,18 @@ class AuthorizingGateway:
             case Adjust():
                 action = Action.COUNT if cmd.reason == "count" else Action.ADJUST
                 await self._require(action, cmd.site, cmd.bin)
+            case Count():  # a whole-bin count reaches every bin under its own
+                await self._require(Action.COUNT, cmd.site, cmd.bin)
+            case OpenLot():  # a scan at the station, like a status change of the lot
+                await self._require(Action.MOVE, cmd.site, None)
+            case ExpireLots():  # status moves of expired stock anywhere in the site
+                await self._require(Action.MOVE, cmd.site, None)
+            case FreezeStock():  # a temperature excursion: status moves under the bin
+                await self._require(Action.MOVE, cmd.site, cmd.bin)
+            case ScrapOverAge():  # stock leaves the books: an adjustment
+                await self._require(Action.ADJUST, cmd.site, None)
             case _:
                 self._require_global(Action.ADMIN, type(cmd).__name__)
-        return await self._inner.execute(cmd, deadline)
 
     async def reserve(
         self,
@@ -287,7 +313,7 @@ def _merge_availability(parts: list[Availability]) -> Availability:
     totals: dict[tuple[tuple[str, str], ...], list[int]] = {}
     for part in parts:
         for row in part.rows:
-            add_row(totals.setdefault(row.group, [0, 0, 0, 0, 0]), row)
+            add_row(totals.setdefault(row.group, new_total()), row)
     rows = tuple(row_of(group, total) for group, total in sorted(totals.items()))
     first = parts[0]
     return Availability(first.sku, first.site, sum(r.available for r in rows), rows, max(p.as_of_ms for p in parts))

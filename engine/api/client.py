@@ -56,7 +56,20 @@ from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.api.timeout_header import timeout_metadata
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
-from engine.domain.commands import Adjusted, Consumed, Moved, Received, StatusChanged, Strategy
+from engine.domain.commands import (
+    Adjusted,
+    Consumed,
+    Counted,
+    CountLine,
+    CountSource,
+    LotOpened,
+    LotsExpired,
+    Moved,
+    Received,
+    Scrapped,
+    StatusChanged,
+    Strategy,
+)
 from engine.domain.deadletters import DeadLetter, DeadLetterPage, ReplayResult, StoredDeadLetter
 from engine.domain.errors import DeadlineExceeded
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
@@ -444,6 +457,70 @@ class LotwiseClient:
             finance=convert.finance_to_pb(finance),
         )
         return convert.adjusted_from_pb(await self._command("adjust", self._stub.Adjust, req, timeout_s))
+
+    # ---- stock health inside the cell (issue 15) ----
+
+    async def count(
+        self,
+        sku: str,
+        site: str,
+        bin: str,
+        lines: Sequence[CountLine],
+        *,
+        whole_bin: bool = False,
+        source: CountSource = CountSource.CYCLE,
+        confidence: float = 1.0,
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Counted:
+        """An absolute count applied inside the cell in one step (see the Count RPC)."""
+        req = pb.CountRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            bin=bin,
+            lines=[pb.CountLine(lot_id=x.lot_id, qty=x.qty, status=x.status, owner=x.owner) for x in lines],
+            whole_bin=whole_bin,
+            source=convert.COUNT_SOURCE_TO_PB[source],
+            confidence=confidence,
+            doc_ref=doc_ref,
+        )
+        return convert.counted_from_pb(await self._call(self._stub.Count, req, timeout_s))
+
+    async def open_lot(
+        self,
+        sku: str,
+        site: str,
+        lot_id: str,
+        *,
+        opened_at_ms: int = 0,
+        doc_ref: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> LotOpened:
+        """A lot was opened at the station (0 = now); opening it again changes nothing."""
+        req = pb.OpenLotRequest(
+            request_id=request_id or new_request_id(),
+            sku=sku,
+            site=site,
+            lot_id=lot_id,
+            opened_at_ms=opened_at_ms,
+            doc_ref=doc_ref,
+        )
+        return convert.lot_opened_from_pb(await self._call(self._stub.OpenLot, req, timeout_s))
+
+    async def expire_lots(
+        self, sku: str, site: str, lot_id: str = "", *, request_id: str | None = None, timeout_s: float | None = None
+    ) -> LotsExpired:
+        req = pb.ExpireLotsRequest(request_id=request_id or new_request_id(), sku=sku, site=site, lot_id=lot_id)
+        return convert.lots_expired_from_pb(await self._call(self._stub.ExpireLots, req, timeout_s))
+
+    async def scrap_over_age(
+        self, sku: str, site: str, lot_id: str = "", *, request_id: str | None = None, timeout_s: float | None = None
+    ) -> Scrapped:
+        req = pb.ScrapOverAgeRequest(request_id=request_id or new_request_id(), sku=sku, site=site, lot_id=lot_id)
+        return convert.scrapped_from_pb(await self._call(self._stub.ScrapOverAge, req, timeout_s))
 
     # ---- holds ----
 

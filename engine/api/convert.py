@@ -13,8 +13,8 @@ are the ones the .proto documents (status "receiving" on receipt, owner "own", .
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -25,22 +25,39 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
+    MAX_DEVICE_OPS,
     RECEIVE_SOURCES,
     Adjust,
     Adjusted,
     ChangeStatus,
     Consume,
     Consumed,
+    Count,
+    Counted,
+    CountLine,
+    CountSource,
+    DeviceCommand,
+    DeviceOp,
+    DeviceOpDone,
+    ExpireLots,
+    HoldCut,
+    LotCount,
+    LotOpened,
+    LotsExpired,
     Move,
     Moved,
+    OpenLot,
     Receive,
     Received,
     ReserveLine,
+    ScrapOverAge,
+    Scrapped,
     StatusChanged,
     Strategy,
     check_bin,
     check_id,
     check_owner,
+    derived_id,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.holds import MAX_LINES
@@ -104,7 +121,14 @@ class Violations:
 
 
 def sku_from_pb(msg: pb.Sku) -> Sku:
-    return Sku(sku=msg.sku, name=msg.name, unit=msg.unit or "ea", opened_shelf_life_days=msg.opened_shelf_life_days)
+    return Sku(
+        sku=msg.sku,
+        name=msg.name,
+        unit=msg.unit or "ea",
+        opened_shelf_life_days=msg.opened_shelf_life_days,
+        opened_shelf_life_hours=msg.opened_shelf_life_hours,
+        substitutes=tuple(msg.substitutes),
+    )
 
 
 def site_from_pb(msg: pb.Site) -> Site:
@@ -251,6 +275,92 @@ def adjust_from_pb(req: pb.AdjustRequest) -> Adjust:
     )
 
 
+COUNT_SOURCE_FROM_PB: dict[int, CountSource] = {
+    pb.COUNT_SOURCE_CYCLE: CountSource.CYCLE,
+    pb.COUNT_SOURCE_RFID: CountSource.RFID,
+    pb.COUNT_SOURCE_RECOGNISER: CountSource.RECOGNISER,
+}
+COUNT_SOURCE_TO_PB: dict[CountSource, pb.CountSource] = {
+    CountSource.CYCLE: pb.COUNT_SOURCE_CYCLE,
+    CountSource.RFID: pb.COUNT_SOURCE_RFID,
+    CountSource.RECOGNISER: pb.COUNT_SOURCE_RECOGNISER,
+}
+
+
+def count_from_pb(req: pb.CountRequest) -> Count:
+    source = COUNT_SOURCE_FROM_PB.get(req.source)
+    if source is None:
+        raise InvalidArgument([FieldViolation("source", f"unknown count source {req.source}")])
+    return Count(
+        request_id=req.request_id,
+        sku=req.sku,
+        site=req.site,
+        bin=req.bin,
+        lines=tuple(
+            CountLine(line.lot_id, line.qty, line.status, line.owner or "own", line.expires_at_ms) for line in req.lines
+        ),
+        whole_bin=req.whole_bin,
+        source=source,
+        confidence=req.confidence if req.HasField("confidence") else 1.0,
+        doc_ref=req.doc_ref,
+        finance=finance_from_pb(req),
+    )
+
+
+def device_ops_from_pb(req: pb.ApplyDeviceOpsRequest) -> list[DeviceOp]:
+    """An upload's ops as cell commands, in seq order; INVALID_ARGUMENT when it is empty,
+    too long, or its seqs are not consecutive (naming the missing seq)."""
+    v = Violations()
+    check_id(req.device_id, "device_id", v.items)
+    if not 0 < len(req.ops) <= MAX_DEVICE_OPS:
+        v.add("ops", f"must hold 1..{MAX_DEVICE_OPS} ops")
+    out: list[DeviceOp] = []
+    for i, op in enumerate(req.ops[:MAX_DEVICE_OPS]):
+        if i and op.seq != req.ops[i - 1].seq + 1:
+            missing = req.ops[i - 1].seq + 1
+            v.add(f"ops[{i}].seq", f"seq {missing} is missing: upload the device's ops without gaps (got {op.seq})")
+        kind = op.WhichOneof("op")
+        if kind is None:
+            v.add(f"ops[{i}].op", "is required")
+            continue
+        inner: DeviceCommand = _DEVICE_OPS[kind](getattr(op, kind))
+        rid = derived_id(f"{req.device_id}:{op.seq}", "#dev")
+        out.append(DeviceOp(rid, inner.sku, inner.site, req.device_id, op.seq, op.at_ms, inner))
+    v.raise_if_any()
+    return out
+
+
+def device_op_done_to_pb(done: DeviceOpDone) -> pb.DeviceOpResult:
+    return pb.DeviceOpResult(
+        seq=done.seq,
+        already_applied=done.already_applied,
+        refusal_reason=done.refusal_reason,
+        refusal_message=done.refusal_message,
+    )
+
+
+def expire_lots_from_pb(req: pb.ExpireLotsRequest) -> ExpireLots:
+    return ExpireLots(req.request_id, req.sku, req.site, req.lot_id, req.doc_ref, finance_from_pb(req))
+
+
+def scrap_over_age_from_pb(req: pb.ScrapOverAgeRequest) -> ScrapOverAge:
+    return ScrapOverAge(req.request_id, req.sku, req.site, req.lot_id, req.doc_ref, finance_from_pb(req))
+
+
+def open_lot_from_pb(req: pb.OpenLotRequest) -> OpenLot:
+    return OpenLot(req.request_id, req.sku, req.site, req.lot_id, req.opened_at_ms, req.doc_ref, finance_from_pb(req))
+
+
+_DEVICE_OPS: dict[str, Callable[[Any], DeviceCommand]] = {
+    "receive": receive_from_pb,
+    "consume": consume_from_pb,
+    "count": count_from_pb,
+    "adjust": adjust_from_pb,
+    "move": move_from_pb,
+    "change_status": change_status_from_pb,
+}
+
+
 def hold_lines_from_pb(lines: Sequence[pb.ReserveLine]) -> list[HoldLine]:
     """The lines of a Reserve; the count is bounded before anything is converted."""
     v = Violations()
@@ -314,6 +424,7 @@ def filter_from_pb(msg: pb.SliceFilter, field: str, v: Violations, statuses: Sta
         sellable_only=msg.sellable_only,
         min_shelf_life_days=min_days,
         max_shelf_life_days=max_days,
+        out_of_stock_only=msg.out_of_stock_only,
     )
 
 
@@ -391,8 +502,40 @@ def _optional_id(value: str, field: str, v: Violations) -> None:
 # =====================================================================================
 
 
+def hold_cuts_to_pb(cuts: Sequence[HoldCut]) -> list[pb.HoldCut]:
+    return [pb.HoldCut(hold_id=c.hold_id, lot_id=c.lot_id, bin=c.bin, status=c.status, qty=c.qty) for c in cuts]
+
+
+def counted_to_pb(c: Counted) -> pb.CountResponse:
+    lots = [pb.LotCount(lot_id=x.lot_id, previous_qty=x.previous_qty, counted_qty=x.counted_qty) for x in c.lots]
+    return pb.CountResponse(lots=lots, holds_cut=hold_cuts_to_pb(c.holds_cut), variance=c.variance)
+
+
+def lots_expired_to_pb(e: LotsExpired) -> pb.ExpireLotsResponse:
+    return pb.ExpireLotsResponse(
+        qty=e.qty, lot_ids=list(e.lot_ids), holds_cut=hold_cuts_to_pb(e.holds_cut), stuck_qty=e.stuck_qty
+    )
+
+
+def scrapped_to_pb(s: Scrapped) -> pb.ScrapOverAgeResponse:
+    return pb.ScrapOverAgeResponse(qty=s.qty, lot_ids=list(s.lot_ids), holds_cut=hold_cuts_to_pb(s.holds_cut))
+
+
+def lot_opened_to_pb(o: LotOpened) -> pb.OpenLotResponse:
+    return pb.OpenLotResponse(
+        lot_id=o.lot_id, opened_at_ms=o.opened_at_ms, already_open=o.already_open, fresh_until_ms=o.fresh_until_ms
+    )
+
+
 def sku_to_pb(sku: Sku) -> pb.Sku:
-    return pb.Sku(sku=sku.sku, name=sku.name, unit=sku.unit, opened_shelf_life_days=sku.opened_shelf_life_days)
+    return pb.Sku(
+        sku=sku.sku,
+        name=sku.name,
+        unit=sku.unit,
+        opened_shelf_life_days=sku.opened_shelf_life_days,
+        opened_shelf_life_hours=sku.opened_shelf_life_hours,
+        substitutes=list(sku.substitutes),
+    )
 
 
 def site_to_pb(site: Site) -> pb.Site:
@@ -444,6 +587,7 @@ def slice_row_to_pb(row: SliceRow) -> pb.SliceRow:
         available=row.available,
         on_hand=row.on_hand,
         earliest_expiry_ms=row.earliest_expiry_ms,
+        out_of_stock_since_ms=row.out_of_stock_since_ms,
     )
 
 
@@ -499,6 +643,7 @@ def filter_to_pb(f: SliceFilter) -> pb.SliceFilter:
         bin_prefix=f.bin_prefix,
         lot_id=f.lot_id,
         sellable_only=f.sellable_only,
+        out_of_stock_only=f.out_of_stock_only,
     )
     if f.min_shelf_life_days is not None:
         msg.min_shelf_life_days = f.min_shelf_life_days
@@ -574,7 +719,9 @@ def hold_from_pb(msg: pb.Hold) -> HoldSummary:
 
 def slice_row_from_pb(msg: pb.SliceRow) -> SliceRow:
     group = tuple((DIMENSION_FROM_PB[g.dimension].value, g.value) for g in msg.group)
-    return SliceRow(group, msg.qty, msg.held, msg.available, msg.on_hand, msg.earliest_expiry_ms)
+    return SliceRow(
+        group, msg.qty, msg.held, msg.available, msg.on_hand, msg.earliest_expiry_ms, msg.out_of_stock_since_ms
+    )
 
 
 def availability_from_pb(msg: pb.GetAvailabilityResponse) -> Availability:
@@ -672,3 +819,27 @@ def status_from_command_error(err: pb.CommandError) -> status_pb2.Status:
         any_.Pack(detail)
         packed.append(any_)
     return status_pb2.Status(code=err.code, message=err.message, details=packed)
+
+
+# ---- stock health (client side) ----
+
+
+def _cuts_from_pb(cuts: Sequence[pb.HoldCut]) -> tuple[HoldCut, ...]:
+    return tuple(HoldCut(c.hold_id, c.lot_id, c.bin, c.status, c.qty) for c in cuts)
+
+
+def counted_from_pb(msg: pb.CountResponse) -> Counted:
+    lots = tuple(LotCount(c.lot_id, c.previous_qty, c.counted_qty) for c in msg.lots)
+    return Counted(lots, _cuts_from_pb(msg.holds_cut))
+
+
+def lots_expired_from_pb(msg: pb.ExpireLotsResponse) -> LotsExpired:
+    return LotsExpired(msg.qty, tuple(msg.lot_ids), _cuts_from_pb(msg.holds_cut), msg.stuck_qty)
+
+
+def scrapped_from_pb(msg: pb.ScrapOverAgeResponse) -> Scrapped:
+    return Scrapped(msg.qty, tuple(msg.lot_ids), _cuts_from_pb(msg.holds_cut))
+
+
+def lot_opened_from_pb(msg: pb.OpenLotResponse) -> LotOpened:
+    return LotOpened(msg.lot_id, msg.opened_at_ms, msg.already_open, msg.fresh_until_ms)

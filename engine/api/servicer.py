@@ -27,18 +27,21 @@ from engine.api.registration import add_service
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import (
-    Adjust,
     Adjusted,
-    ChangeStatus,
-    Consume,
+    CellMutation,
+    CellMutationReply,
     Consumed,
-    Move,
+    Counted,
+    DeviceOpDone,
+    LotOpened,
+    LotsExpired,
     Moved,
-    Receive,
     Received,
+    Scrapped,
     StatusChanged,
+    validate,
 )
-from engine.domain.errors import DomainError
+from engine.domain.errors import DomainError, FieldViolation, InvalidArgument
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -63,9 +66,7 @@ class InventoryGateway(Protocol):
 
     async def list_skus(self) -> list[Sku]: ...
 
-    async def execute(
-        self, cmd: Receive | Move | ChangeStatus | Consume | Adjust, deadline: float | None = None
-    ) -> Received | Moved | StatusChanged | Consumed | Adjusted: ...
+    async def execute(self, cmd: CellMutation, deadline: float | None = None) -> CellMutationReply: ...
 
     async def reserve(
         self,
@@ -161,7 +162,7 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
 _SINGLE_CELL = frozenset({"receive", "move", "change_status", "consume", "adjust"})
 
 # The commands `_execute` sends; an alias because inside the class these names are the RPC methods.
-Mutation = Receive | Move | ChangeStatus | Consume | Adjust
+Mutation = CellMutation
 
 
 class InventoryServicer(pb_grpc.InventoryServicer):
@@ -315,6 +316,53 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def _consume(self, request: pb.ConsumeRequest, deadline: float | None) -> pb.ConsumeResponse:
         reply = await self._execute(convert.consume_from_pb(request), deadline, Consumed)
         return convert.consumed_to_pb(reply)
+
+    # ---- stock health inside the cell (issue 15) ----
+
+    @_rpc
+    async def Count(self, request: pb.CountRequest, context: grpc.aio.ServicerContext) -> pb.CountResponse:
+        reply = await self._execute(convert.count_from_pb(request), call_deadline(context), Counted)
+        return convert.counted_to_pb(reply)
+
+    @_rpc
+    async def ExpireLots(
+        self, request: pb.ExpireLotsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExpireLotsResponse:
+        reply = await self._execute(convert.expire_lots_from_pb(request), call_deadline(context), LotsExpired)
+        return convert.lots_expired_to_pb(reply)
+
+    @_rpc
+    async def ScrapOverAge(
+        self, request: pb.ScrapOverAgeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScrapOverAgeResponse:
+        reply = await self._execute(convert.scrap_over_age_from_pb(request), call_deadline(context), Scrapped)
+        return convert.scrapped_to_pb(reply)
+
+    @_rpc
+    async def OpenLot(self, request: pb.OpenLotRequest, context: grpc.aio.ServicerContext) -> pb.OpenLotResponse:
+        reply = await self._execute(convert.open_lot_from_pb(request), call_deadline(context), LotOpened)
+        return convert.lot_opened_to_pb(reply)
+
+    @_rpc
+    async def ApplyDeviceOps(
+        self, request: pb.ApplyDeviceOpsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyDeviceOpsResponse:
+        """One op after the other, in seq order: the device's order is the order applied."""
+        deadline = call_deadline(context)
+        ops = convert.device_ops_from_pb(request)
+        bad: list[FieldViolation] = []
+        for i, op in enumerate(ops):  # all checked first: a bad upload applies nothing
+            try:
+                validate(op, self.statuses)
+            except InvalidArgument as refusal:
+                bad.extend(FieldViolation(f"ops[{i}].{v.field}", v.description) for v in refusal.violations)
+        if bad:
+            raise InvalidArgument(bad)
+        results = []
+        for op in ops:
+            done = await self._execute(op, deadline, DeviceOpDone)
+            results.append(convert.device_op_done_to_pb(done))
+        return pb.ApplyDeviceOpsResponse(results=results)
 
     @_rpc
     async def Adjust(self, request: pb.AdjustRequest, context: grpc.aio.ServicerContext) -> pb.AdjustResponse:

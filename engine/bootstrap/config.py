@@ -74,6 +74,7 @@ def cell_limits(settings: Settings) -> CellLimits:
         dedupe_window_ms=settings.dedupe_window_ms,
         dedupe_max_entries=settings.dedupe_max_entries,
         resolved_hold_retention_ms=settings.resolved_hold_retention_ms,
+        out_of_stock_retention_ms=settings.out_of_stock_retention_ms,
     )
 
 

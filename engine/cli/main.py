@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.cli import health
 from engine.cli.alerts import alerts_app
 from engine.cli.bulk import import_command
 from engine.cli.common import (
@@ -957,3 +958,5 @@ app.add_typer(replenish_app, name="replenish", help="Replenishment suggestions, 
 app.add_typer(alerts_app, name="alerts", help="Alerts: list, show, acknowledge, close.")
 app.add_typer(reconcile_app, name="reconcile", help="Reconciliation, proposed adjustments, shelf counts, expiry sweep.")
 app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")
+app.command("count")(health.count)
+app.command("open")(health.open_lot)

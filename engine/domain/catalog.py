@@ -8,6 +8,7 @@ from engine.domain.commands import check_id
 from engine.domain.errors import FieldViolation, InvalidArgument
 
 MAX_ORG_DEPTH = 16
+MAX_SUBSTITUTES = 16  # per sku: bounds the reads a freshness refusal costs the gateway
 
 # A (sku, site) pair: the key of one cell (DESIGN §1).
 Pair = tuple[str, str]
@@ -19,6 +20,8 @@ class Sku:
     name: str = ""
     unit: str = "ea"
     opened_shelf_life_days: int = 0  # 0: opening does not shorten the shelf life
+    opened_shelf_life_hours: int = 0  # when > 0, wins over the days (engine.domain.freshness)
+    substitutes: tuple[str, ...] = ()  # skus that may serve instead, in order of preference
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,16 @@ def validate_sku(sku: Sku) -> None:
         out.append(FieldViolation("unit", "must be 1..16 characters"))
     if not 0 <= sku.opened_shelf_life_days <= 36_500:
         out.append(FieldViolation("opened_shelf_life_days", "must be in 0..36500"))
+    if not 0 <= sku.opened_shelf_life_hours <= 876_000:
+        out.append(FieldViolation("opened_shelf_life_hours", "must be in 0..876000"))
+    if len(sku.substitutes) > MAX_SUBSTITUTES:
+        out.append(FieldViolation("substitutes", f"must list at most {MAX_SUBSTITUTES} skus"))
+    for i, other in enumerate(sku.substitutes):
+        check_id(other, f"substitutes[{i}]", out)
+        if other == sku.sku:
+            out.append(FieldViolation(f"substitutes[{i}]", "an sku cannot substitute itself"))
+    if len(set(sku.substitutes)) != len(sku.substitutes):
+        out.append(FieldViolation("substitutes", "must not list an sku twice"))
     if out:
         raise InvalidArgument(out)
 

@@ -8,8 +8,8 @@ movements are the complete record (replaying them gives the live state).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -22,8 +22,20 @@ from engine.domain.commands import (
     Committed,
     Consume,
     Consumed,
+    Count,
+    Counted,
+    CountLine,
+    DeviceOp,
+    DeviceOpDone,
+    ExpireLots,
+    FreezeStock,
+    HoldCut,
+    LotCount,
+    LotOpened,
+    LotsExpired,
     Move,
     Moved,
+    OpenLot,
     Receive,
     Received,
     Release,
@@ -32,7 +44,10 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    ScrapOverAge,
+    Scrapped,
     StatusChanged,
+    StockFrozen,
     Strategy,
     owner_matches,
     payload_difference,
@@ -47,6 +62,7 @@ from engine.domain.errors import (
     NotFound,
     RequestConflict,
 )
+from engine.domain.freshness import freshness_expired
 from engine.domain.holds import hold_aborted, hold_not_found, require_active, require_within_hold
 from engine.domain.ledger import Ledger
 from engine.domain.model import (
@@ -60,10 +76,12 @@ from engine.domain.model import (
     Lot,
     Movement,
     MovementKind,
+    Provenance,
     QuantKey,
+    opened_over_age,
     shelf_life_left_days,
 )
-from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 
 _FAR_FUTURE_MS = 2**62
 
@@ -76,6 +94,8 @@ class CellLimits:
     dedupe_max_entries: int = 50_000
     resolved_hold_retention_ms: int = 60 * 60_000
     resolved_hold_max: int = 50_000
+    out_of_stock_retention_ms: int = 7 * 86_400_000  # lots that ran out answer at qty 0 this long
+    out_of_stock_max: int = 10_000  # out-of-stock lots remembered per cell at most
 
 
 class Dimension(StrEnum):
@@ -98,6 +118,19 @@ class SliceFilter:
     sellable_only: bool = False
     min_shelf_life_days: float | None = None
     max_shelf_life_days: float | None = None
+    out_of_stock_only: bool = False  # only the zero rows of what ran out (issue 15 item 7)
+
+    @property
+    def narrows_quants(self) -> bool:
+        """A filter on quants' own dimensions: what ran out has none, so it shows no zero row."""
+        return bool(
+            self.statuses
+            or self.owner
+            or self.bin_prefix
+            or self.sellable_only
+            or self.min_shelf_life_days is not None
+            or self.max_shelf_life_days is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +141,11 @@ class SliceRow:
     available: int  # sellable, unexpired, not held
     on_hand: int
     earliest_expiry_ms: int
+    out_of_stock_since_ms: int = 0  # a zero row: when the lot (or the pair) ran out
+
+
+_WHY = {"LOT_NOT_EXPIRED": "has not reached its expiry", "LOT_NOT_OVER_AGE": "is not past its opened shelf life"}
+_LOT_DIMS = frozenset({Dimension.LOT, Dimension.EXPIRY_DAY, Dimension.RECEIVED_DAY})  # a lot's own
 
 
 def bin_matches(bin_: str, prefix: str) -> bool:
@@ -123,8 +161,10 @@ class Cell:
     """All quants, lots and holds of one (sku, site), and the idempotency window."""
 
     __slots__ = (
+        "_business_at_ms",
         "_next_expiry_ms",
         "_seen",
+        "devices",
         "ledger",
         "limits",
         "opened_shelf_life_ms",
@@ -150,6 +190,9 @@ class Cell:
         self.outbox: list[Movement] = []  # movements not yet handed to the journal
         self._seen: OrderedDict[str, tuple[int, Command, Reply | DomainError]] = OrderedDict()
         self._next_expiry_ms = _FAR_FUTURE_MS  # a lower bound on the earliest active expiry
+        # The last seq of each device applied here: offline ops apply exactly once, forever.
+        self.devices: dict[str, int] = {}
+        self._business_at_ms = 0  # while a device op applies: when it happened
 
     # ---- commands ----
 
@@ -204,6 +247,18 @@ class Cell:
                 return self._consume(cmd, now_ms)
             case Adjust():
                 return self._adjust(cmd, now_ms)
+            case Count():
+                return self._count(cmd, now_ms)
+            case ExpireLots():
+                return self._expire_lots(cmd, now_ms)
+            case ScrapOverAge():
+                return self._scrap_over_age(cmd, now_ms)
+            case OpenLot():
+                return self._open_lot(cmd, now_ms)
+            case FreezeStock():
+                return self._freeze(cmd, now_ms)
+            case DeviceOp():
+                return self._device_op(cmd, now_ms)
         raise InvariantViolation(f"unknown command {type(cmd).__name__}")
 
     def _receive(self, cmd: Receive, now_ms: int) -> Received:
@@ -253,6 +308,9 @@ class Cell:
         for line in cmd.lines:
             picks, free = self._allocate(line, now_ms, taken)
             if picks is None:
+                stale = self._over_age_lots(line, now_ms)
+                if stale:
+                    raise freshness_expired(self.sku, self.site, stale, line.qty, free)
                 raise InsufficientStock(self.sku, self.site, line.qty, free)
             for key, qty in picks:
                 taken[key] = taken.get(key, 0) + qty
@@ -327,6 +385,8 @@ class Cell:
             bin_prefix=cmd.bin_prefix,
         )
         picks = self._candidates(line, now_ms, {}, for_consume=True, status=cmd.status)
+        if self.ledger.opened_lots and cmd.destination is not External.SCRAP:  # inline: the order path
+            picks = self._fresh_picks(picks, cmd, line, now_ms)
         allocations: list[Allocation] = []
         left = cmd.qty
         for key, free in picks:
@@ -391,6 +451,299 @@ class Cell:
             self._emit(MovementKind.ADJUST, cmd, now_ms, key.lot_id, abs(variance), src, dst)
         return Adjusted(previous, cmd.counted_qty, variance)
 
+    # ---- counts, expiry, freshness (issue 15) ----
+
+    def _count(self, cmd: Count, now_ms: int) -> Counted:
+        """Set the counted quants in this one step; see Count. Units held by a hold that a
+        count finds missing cut that hold (newest first), and the answer lists every cut."""
+        cuts: list[HoldCut] = []
+        if not cmd.whole_bin:
+            ready = self.statuses.role(Role.READY)
+            lots = [self._set_counted(cmd, now_ms, line, line.status or ready, line.qty, cuts) for line in cmd.lines]
+            return Counted(tuple(lots), tuple(cuts))
+        counted = {line.lot_id: line for line in cmd.lines}
+        books: dict[str, list[QuantKey]] = {}
+        for key, quant in self.ledger.quants.items():
+            if quant.qty > 0 and bin_matches(key.bin, cmd.bin) and self.statuses.statuses[key.status].on_hand:
+                books.setdefault(key.lot_id, []).append(key)
+        out: list[LotCount] = []
+        for lot_id in sorted(books.keys() | counted.keys()):
+            keys = books.get(lot_id, [])
+            before = sum(self.ledger.quants[k].qty for k in keys)
+            line = counted.get(lot_id, CountLine(lot_id, 0))
+            if line.qty < before:
+                self._count_missing(cmd, now_ms, keys, before - line.qty, cuts)
+            elif line.qty > before:
+                ready = self.statuses.role(Role.READY)
+                key = QuantKey(lot_id, cmd.bin, ready, line.owner)
+                current = self.ledger.quants.get(key)
+                found = line.qty - before + (current.qty if current else 0)
+                self._set_counted(cmd, now_ms, line, ready, found, cuts)
+            out.append(LotCount(lot_id, before, line.qty))
+        return Counted(tuple(out), tuple(cuts))
+
+    def _count_missing(self, cmd: Count, now_ms: int, keys: list[QuantKey], missing: int, cuts: list[HoldCut]) -> None:
+        """Take `missing` units off a lot's quants: free units first (sellable quants
+        first: an unscanned take is the likely cause), held units only when no free one
+        is left — so a count cuts a hold only when the held units are truly gone."""
+        order = sorted(keys, key=lambda k: (not self.statuses.statuses[k.status].sellable, k))
+        target = {k: self.ledger.quants[k].qty for k in order}
+        for free_pass in (True, False):
+            for k in order:
+                quant = self.ledger.quants[k]
+                room = target[k] - quant.held if free_pass else target[k]
+                take = min(max(room, 0), missing)
+                target[k] -= take
+                missing -= take
+        for k in order:
+            if target[k] != self.ledger.quants[k].qty:
+                self._set_quant(cmd, now_ms, k, target[k], cuts, source=cmd.source.value, confidence=cmd.confidence)
+
+    def _set_counted(
+        self, cmd: Count, now_ms: int, line: CountLine, status: str, qty: int, cuts: list[HoldCut]
+    ) -> LotCount:
+        key = QuantKey(line.lot_id, cmd.bin, status, line.owner)
+        quant = self.ledger.quants.get(key)
+        previous = quant.qty if quant else 0
+        if line.lot_id not in self.ledger.lots:
+            if qty:  # a lot the books do not know: received from the count-variance bucket
+                lot = Lot(line.lot_id, now_ms, line.expires_at_ms)
+                self._emit(
+                    MovementKind.COUNT,
+                    cmd,
+                    now_ms,
+                    line.lot_id,
+                    qty,
+                    External.COUNT_VARIANCE,
+                    key,
+                    lot=lot,
+                    source=cmd.source.value,
+                    confidence=cmd.confidence,
+                )
+            return LotCount(line.lot_id, 0, qty)
+        self._set_quant(cmd, now_ms, key, qty, cuts, source=cmd.source.value, confidence=cmd.confidence)
+        return LotCount(line.lot_id, previous, qty)
+
+    def _set_quant(
+        self,
+        cmd: Command,
+        now_ms: int,
+        key: QuantKey,
+        qty: int,
+        cuts: list[HoldCut],
+        *,
+        source: str = "",
+        confidence: float = 0.0,
+    ) -> None:
+        """Make the quant hold `qty` (held ≤ qty kept by cutting holds), the difference to or
+        from the count-variance bucket."""
+        quant = self.ledger.quants.get(key)
+        previous, held = (quant.qty, quant.held) if quant else (0, 0)
+        if qty < held:
+            cuts.extend(self._cut_holds(cmd, now_ms, key, held - qty))
+        variance = qty - previous
+        if variance:
+            src: Bucket = External.COUNT_VARIANCE if variance > 0 else key
+            dst: Bucket = key if variance > 0 else External.COUNT_VARIANCE
+            self._emit(
+                MovementKind.COUNT,
+                cmd,
+                now_ms,
+                key.lot_id,
+                abs(variance),
+                src,
+                dst,
+                source=source,
+                confidence=confidence,
+            )
+
+    def _cut_holds(self, cmd: Command, now_ms: int, key: QuantKey, excess: int) -> list[HoldCut]:
+        """Shorten the newest holds on `key` by `excess` units (journaled, and answered)."""
+        cuts: list[HoldCut] = []
+        # Not `reverse=True`: that keeps ties in creation order, and holds of one micro-batch
+        # share created_at_ms; reversing the stable sort puts the newest first.
+        parts = reversed(
+            sorted((p for p in self.ledger.active.values() if key in p.allocations), key=lambda p: p.created_at_ms)
+        )
+        for part in parts:
+            cut = min(part.allocations[key], excess)
+            excess -= cut
+            self._emit(
+                MovementKind.CUT_HOLD,
+                cmd,
+                now_ms,
+                key.lot_id,
+                0,
+                key,
+                key,
+                held_key=key,
+                held_delta=-cut,
+                hold_id=part.hold_id,
+            )
+            cuts.append(HoldCut(part.hold_id, key.lot_id, key.bin, key.status, cut))
+            if not excess:
+                break
+        return cuts
+
+    def _lot_quants(self, lot_id: str, wanted: Callable[[Lot], bool], what: str) -> list[QuantKey]:
+        """On-hand quants of the lots `wanted` picks (of `lot_id` only when named, which
+        must exist and be wanted: else FAILED_PRECONDITION `what`)."""
+        if lot_id:
+            lot = self.ledger.lots.get(lot_id)
+            if lot is None:
+                raise NotFound("lot", f"{self.sku}@{self.site}/{lot_id}")
+            if not wanted(lot):
+                raise FailedPrecondition(
+                    what, f"lot {lot_id!r} of {self.sku}@{self.site} {_WHY[what]}", {"lot_id": lot_id}
+                )
+        statuses = self.statuses.statuses
+        return [
+            key
+            for key, quant in self.ledger.quants.items()
+            if quant.qty > 0
+            and (not lot_id or key.lot_id == lot_id)
+            and statuses[key.status].on_hand
+            and wanted(self.ledger.lots[key.lot_id])
+        ]
+
+    def _expire_lots(self, cmd: ExpireLots, now_ms: int) -> LotsExpired:
+        expired = self.statuses.role(Role.EXPIRED)
+
+        def past(lot: Lot) -> bool:
+            return lot.expires_at_ms != NO_EXPIRY_MS and lot.expires_at_ms <= now_ms
+
+        keys = [k for k in self._lot_quants(cmd.lot_id, past, "LOT_NOT_EXPIRED") if k.status != expired]
+        qty, lots, cuts, stuck = self._move_whole(cmd, now_ms, keys, expired)
+        return LotsExpired(qty, lots, cuts, stuck)
+
+    def _freeze(self, cmd: FreezeStock, now_ms: int) -> StockFrozen:
+        frozen = self.statuses.role(Role.FROZEN)
+        statuses = self.statuses.statuses
+        keys = [
+            k
+            for k, q in self.ledger.quants.items()
+            if q.qty > 0 and k.status != frozen and statuses[k.status].on_hand and bin_matches(k.bin, cmd.bin)
+        ]
+        qty, lots, cuts, stuck = self._move_whole(cmd, now_ms, keys, frozen)
+        return StockFrozen(qty, lots, cuts, stuck)
+
+    def _move_whole(
+        self, cmd: Command, now_ms: int, keys: list[QuantKey], to_status: str
+    ) -> tuple[int, tuple[str, ...], tuple[HoldCut, ...], int]:
+        """Move each quant whole to `to_status`, cutting the holds on it first (the units
+        can no longer be promised); quants whose status may not go there stay. Returns
+        (moved, lots, cuts, stuck)."""
+        cuts: list[HoldCut] = []
+        moved, stuck, lots = 0, 0, []
+        for key in keys:
+            quant = self.ledger.quants[key]
+            if not self.statuses.can_transition(key.status, to_status):
+                stuck += quant.qty  # e.g. packed goods: a person decides (the answer says so)
+                continue
+            if quant.held:
+                cuts.extend(self._cut_holds(cmd, now_ms, key, quant.held))
+            qty = quant.qty
+            dst = QuantKey(key.lot_id, key.bin, to_status, key.owner)
+            self._emit(MovementKind.CHANGE_STATUS, cmd, now_ms, key.lot_id, qty, key, dst)
+            moved += qty
+            lots.append(key.lot_id)
+        return moved, tuple(sorted(set(lots))), tuple(cuts), stuck
+
+    def _scrap_over_age(self, cmd: ScrapOverAge, now_ms: int) -> Scrapped:
+        life = self.opened_shelf_life_ms
+
+        def over_age(lot: Lot) -> bool:
+            return opened_over_age(lot, life, now_ms)
+
+        cuts: list[HoldCut] = []
+        scrapped, lots = 0, []
+        for key in self._lot_quants(cmd.lot_id, over_age, "LOT_NOT_OVER_AGE"):
+            quant = self.ledger.quants[key]
+            if quant.held:
+                cuts.extend(self._cut_holds(cmd, now_ms, key, quant.held))
+            qty = quant.qty
+            self._emit(MovementKind.CONSUME, cmd, now_ms, key.lot_id, qty, key, External.SCRAP)
+            scrapped += qty
+            lots.append(key.lot_id)
+        return Scrapped(scrapped, tuple(sorted(set(lots))), tuple(cuts))
+
+    def _device_op(self, cmd: DeviceOp, now_ms: int) -> DeviceOpDone:
+        """Apply a device's offline op once: at or below the device's watermark here it was
+        applied before. A refusal is the op's outcome too (the watermark moves on: the device
+        is told, and its later ops are not held back by it)."""
+        if cmd.seq <= self.devices.get(cmd.device_id, 0):
+            return DeviceOpDone(cmd.seq, True)
+        inner = replace(cmd.command, request_id=cmd.request_id)  # the op's own id on its movements
+        self._business_at_ms = cmd.at_ms
+        try:
+            reply = self._dispatch(inner, now_ms)
+        except DomainError as refusal:
+            self.devices[cmd.device_id] = cmd.seq
+            reason = refusal.reason if isinstance(refusal, FailedPrecondition) else refusal.code
+            return DeviceOpDone(cmd.seq, False, None, reason, refusal.message)
+        finally:
+            self._business_at_ms = 0
+        self.devices[cmd.device_id] = cmd.seq
+        assert isinstance(reply, Received | Consumed | Counted | Adjusted | Moved | StatusChanged)  # typing only
+        return DeviceOpDone(cmd.seq, False, reply)
+
+    def _open_lot(self, cmd: OpenLot, now_ms: int) -> LotOpened:
+        lot = self.ledger.lots.get(cmd.lot_id)
+        if lot is None:
+            raise NotFound("lot", f"{self.sku}@{self.site}/{cmd.lot_id}")
+        life = self.opened_shelf_life_ms
+        if lot.opened_at_ms:
+            fresh_until = lot.opened_at_ms + life if life else 0
+            return LotOpened(cmd.lot_id, lot.opened_at_ms, True, fresh_until)
+        key = next((k for k, q in self.ledger.quants.items() if k.lot_id == cmd.lot_id and q.qty > 0), None)
+        if key is None:
+            raise FailedPrecondition(
+                "LOT_NOT_ON_HAND",
+                f"lot {cmd.lot_id!r} of {self.sku}@{self.site} has no stock to open",
+                {"lot_id": cmd.lot_id},
+            )
+        opened = replace(lot, opened_at_ms=cmd.opened_at_ms or now_ms)
+        self._emit(MovementKind.OPEN, cmd, now_ms, cmd.lot_id, 0, key, key, lot=opened)
+        fresh_until = opened.opened_at_ms + life if life else 0
+        return LotOpened(cmd.lot_id, opened.opened_at_ms, False, fresh_until)
+
+    def _over_age_lots(self, line: ReserveLine, now_ms: int, status: str = "") -> list[str]:
+        """Lots the line could have taken free units from but for their opened age."""
+        life = self.opened_shelf_life_ms
+        if not life or not self.ledger.opened_lots:
+            return []
+        out = []
+        for key, quant in self.ledger.quants.items():
+            if quant.qty - quant.held <= 0 or (line.lot_id and key.lot_id != line.lot_id):
+                continue
+            if (status and key.status != status) or (not status and not self.statuses.statuses[key.status].sellable):
+                continue
+            if (
+                owner_matches(key.owner, line.owner)
+                and bin_matches(key.bin, line.bin_prefix)
+                and opened_over_age(self.ledger.lots[key.lot_id], life, now_ms)
+            ):
+                out.append(key.lot_id)
+        return out
+
+    def _fresh_picks(
+        self, picks: list[tuple[QuantKey, int]], cmd: Consume, line: ReserveLine, now_ms: int
+    ) -> list[tuple[QuantKey, int]]:
+        """A consume to a customer or transit skips over-age opened quants, and is refused
+        (FRESHNESS_EXPIRED) when only they could serve it: serving them is the harm the rule
+        prevents. Scrapping them (destination scrap) is always allowed."""
+        life = self.opened_shelf_life_ms
+        if not life or not self.ledger.opened_lots:
+            return picks
+        fresh = [(k, q) for k, q in picks if not opened_over_age(self.ledger.lots[k.lot_id], life, now_ms)]
+        if len(fresh) == len(picks):
+            return picks
+        free = sum(q for _, q in fresh)
+        if free < cmd.qty:
+            stale = [k.lot_id for k, _ in picks if (k, _) not in fresh]
+            raise freshness_expired(self.sku, self.site, stale, cmd.qty, free)
+        return fresh
+
     # ---- background ----
 
     def expire_due(self, now_ms: int) -> list[Movement]:
@@ -438,6 +791,8 @@ class Cell:
             seen.popitem(last=False)
         if self.ledger.resolved:
             self.ledger.prune_resolved(now_ms - limits.resolved_hold_retention_ms, limits.resolved_hold_max)
+        if self.ledger.zeroed:
+            self.ledger.forget_zeroed(now_ms - limits.out_of_stock_retention_ms, limits.out_of_stock_max)
 
     # ---- queries (never mutate: expired holds stop counting on read) ----
 
@@ -483,10 +838,39 @@ class Cell:
             row[3] += quant.qty if status.on_hand else 0
             if expiry:
                 row[4] = min(row[4], expiry)
-        return [
+        rows = [
             SliceRow(group, r[0], r[1], r[2], r[3], 0 if r[4] == _FAR_FUTURE_MS else r[4])
             for group, r in sorted(acc.items())
         ]
+        if self.ledger.zeroed and not filt.narrows_quants:
+            rows = self._with_zero_rows(rows, group_by, filt)
+        return [r for r in rows if r.qty == 0 and r.out_of_stock_since_ms] if filt.out_of_stock_only else rows
+
+    def _with_zero_rows(
+        self, rows: list[SliceRow], group_by: tuple[Dimension, ...], filt: SliceFilter
+    ) -> list[SliceRow]:
+        """What ran out still answers, at qty 0 with when (issue 15 item 7): per lot when
+        grouped by lot, else the pair as a whole once it has no quant left."""
+        zeroed = self.ledger.zeroed
+        if Dimension.LOT in group_by:
+            for lot_id, since in zeroed.items():
+                if filt.lot_id and lot_id != filt.lot_id:
+                    continue
+                lot = self.ledger.lots[lot_id]
+                expiry = lot.effective_expiry_ms(self.opened_shelf_life_ms)
+                group = tuple(
+                    (
+                        d.value,
+                        self._dim_value(d, QuantKey(lot_id, "", "", ""), lot, expiry, 0) if d in _LOT_DIMS else "",
+                    )
+                    for d in group_by
+                )
+                rows.append(SliceRow(group, 0, 0, 0, 0, 0, since))
+            return sorted(rows, key=lambda r: r.group)
+        since = zeroed.get(filt.lot_id, 0) if filt.lot_id else self.ledger.out_of_stock_since_ms()
+        if not rows and since:
+            rows.append(SliceRow(tuple((d.value, "") for d in group_by), 0, 0, 0, 0, 0, since))
+        return rows
 
     def hold_view(self, hold_id: str, now_ms: int) -> HoldView | None:
         part = self.ledger.hold(hold_id)
@@ -627,7 +1011,11 @@ class Cell:
         hold_id: str = "",
         lot: Lot | None = None,
         expires_at_ms: int = 0,
+        source: str = "",
+        confidence: float = 0.0,
     ) -> Movement:
+        business_at_ms = self._business_at_ms
+        provenance = Provenance(source, confidence, business_at_ms) if source or business_at_ms else None
         m = Movement(
             seq=self.ledger.seq + 1,
             kind=kind,
@@ -645,6 +1033,7 @@ class Cell:
             at_ms=now_ms,
             lot=lot,
             expires_at_ms=expires_at_ms,
+            provenance=provenance,
         )
         self.ledger.apply(m)
         self.outbox.append(m)

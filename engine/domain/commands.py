@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -215,7 +215,146 @@ class Adjust:
     finance: Finance | None = None
 
 
-Command = Receive | Move | ChangeStatus | Reserve | Commit | Release | Consume | Adjust
+class CountSource(StrEnum):
+    """Who counted: recorded on every movement a count makes."""
+
+    RFID = "rfid"  # a cabinet's or gate's full tag read
+    CYCLE = "cycle"  # a person's (WMS) cycle count
+    RECOGNISER = "recogniser"  # photo recognition of a shelf
+
+
+MAX_COUNT_LINES = 1_024  # lots of one count; bounds the work of one cell step
+
+
+@dataclass(frozen=True, slots=True)
+class CountLine:
+    """What a count found of one lot: in a quant count, the quant (lot, the count's bin,
+    `status` or the ready role, `owner`) holds `qty`; in a bin count, the lot's on-hand
+    units anywhere under the bin are `qty` (`status` must be empty; found units land in
+    the bin's ready quant of `owner`)."""
+
+    lot_id: str
+    qty: int
+    status: str = ""
+    owner: str = "own"
+    expires_at_ms: int = 0  # the lot's expiry, for a lot the books do not know yet
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """An absolute count applied in one cell step: nothing can be written between reading
+    the books and setting them (DESIGN.md §4). The difference moves to or from the
+    count-variance bucket. With `whole_bin`, every on-hand quant under `bin` is counted:
+    lots the count does not name were found empty."""
+
+    request_id: str
+    sku: str
+    site: str
+    bin: str
+    lines: tuple[CountLine, ...]
+    whole_bin: bool = False
+    source: CountSource = CountSource.CYCLE
+    confidence: float = 1.0  # 0..1, as the counter reports it; recorded, not judged here
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireLots:
+    """Move on-hand stock of lots whose expiry has passed (or of `lot_id` only) to the
+    dictionary's expired role by journaled status changes. Idempotent by nature: a second
+    run finds nothing left to move."""
+
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str = ""
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeStock:
+    """Block every on-hand unit under `bin` for QA (a temperature excursion) in one cell
+    step: quants move to the dictionary's frozen role. Held units are frozen too — suspect
+    goods must not reach a customer — and the holds on them are cut and listed in the
+    answer; quants whose status may not become frozen stay where they are (`stuck_qty`)."""
+
+    request_id: str
+    sku: str
+    site: str
+    bin: str = ""
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+# What a store device may record offline and upload later (ApplyDeviceOps).
+DeviceCommand = Receive | Consume | Count | Adjust | Move | ChangeStatus
+MAX_DEVICE_OPS = 1_000  # ops of one upload: bounds the request's work
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOp:
+    """One operation a device recorded offline, `seq` in the device's own numbering and
+    `at_ms` when it happened (business time on its movements). The cell applies a device's
+    ops exactly once however late or often they come: it keeps the last seq of each device
+    it applied (`Cell.devices`, journaled with the op and snapshotted), and answers a seq at
+    or below it as already applied — a watermark, not the 15-minute idempotency window."""
+
+    request_id: str
+    sku: str
+    site: str
+    device_id: str
+    seq: int
+    at_ms: int
+    command: DeviceCommand
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapOverAge:
+    """Book on-hand stock of opened lots past their opened shelf life (or of `lot_id`
+    only) to scrap by journaled movements. A second run finds nothing left."""
+
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str = ""
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLot:
+    """A lot was opened (scanned at the station): its opened shelf life starts at
+    `opened_at_ms` (0 = engine time now). Opening an opened lot changes nothing."""
+
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    opened_at_ms: int = 0
+    doc_ref: str = ""
+    finance: Finance | None = None
+
+
+Command = (
+    Receive
+    | Move
+    | ChangeStatus
+    | Reserve
+    | Commit
+    | Release
+    | Consume
+    | Adjust
+    | Count
+    | ExpireLots
+    | ScrapOverAge
+    | OpenLot
+    | FreezeStock
+    | DeviceOp
+)
 
 
 # ---- the one-call sale (DESIGN.md §7): a Reserve and a Commit of every pair, all or nothing ----
@@ -379,7 +518,125 @@ class Adjusted:
     variance: int
 
 
-Reply = Received | Moved | StatusChanged | Reserved | Committed | Released | Consumed | Adjusted
+@dataclass(frozen=True, slots=True)
+class HoldCut:
+    """Part of a hold shortened because the units under it are gone (counted missing,
+    expired, scrapped): said in the answer and journaled, never silent."""
+
+    hold_id: str
+    lot_id: str
+    bin: str
+    status: str
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class LotCount:
+    lot_id: str
+    previous_qty: int
+    counted_qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    lots: tuple[LotCount, ...]
+    holds_cut: tuple[HoldCut, ...]
+
+    @property
+    def variance(self) -> int:
+        return sum(c.counted_qty - c.previous_qty for c in self.lots)
+
+
+@dataclass(frozen=True, slots=True)
+class LotsExpired:
+    qty: int  # units moved to the expired status
+    lot_ids: tuple[str, ...]
+    holds_cut: tuple[HoldCut, ...]
+    stuck_qty: int = 0  # expired units in a status that may not become expired (e.g. packed)
+
+
+@dataclass(frozen=True, slots=True)
+class StockFrozen:
+    qty: int  # units moved to the frozen status
+    lot_ids: tuple[str, ...]
+    holds_cut: tuple[HoldCut, ...]
+    stuck_qty: int = 0  # on-hand units in a status that may not become frozen
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOpDone:
+    """A device op's outcome: applied now (`reply`, or refused: `refusal_reason` and
+    `refusal_message`, which the device is told once and for all), or applied before
+    (`already_applied`: nothing changed)."""
+
+    seq: int
+    already_applied: bool
+    reply: Received | Consumed | Counted | Adjusted | Moved | StatusChanged | None = None
+    refusal_reason: str = ""
+    refusal_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Scrapped:
+    qty: int
+    lot_ids: tuple[str, ...]
+    holds_cut: tuple[HoldCut, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LotOpened:
+    lot_id: str
+    opened_at_ms: int
+    already_open: bool  # an earlier scan opened it; nothing changed
+    fresh_until_ms: int  # opened_at + the sku's opened shelf life (0: opening does not limit it)
+
+
+Reply = (
+    Received
+    | Moved
+    | StatusChanged
+    | Reserved
+    | Committed
+    | Released
+    | Consumed
+    | Adjusted
+    | Counted
+    | LotsExpired
+    | Scrapped
+    | LotOpened
+    | StockFrozen
+    | DeviceOpDone
+)
+
+
+# The commands a caller sends to one cell on their own (not as part of a hold or a sale), and
+# their replies: what the gateway's `execute` takes and gives.
+CellMutation = (
+    Receive
+    | Move
+    | ChangeStatus
+    | Consume
+    | Adjust
+    | Count
+    | ExpireLots
+    | ScrapOverAge
+    | OpenLot
+    | FreezeStock
+    | DeviceOp
+)
+CellMutationReply = (
+    Received
+    | Moved
+    | StatusChanged
+    | Consumed
+    | Adjusted
+    | Counted
+    | LotsExpired
+    | Scrapped
+    | LotOpened
+    | StockFrozen
+    | DeviceOpDone
+)
 
 
 # ---- validation (pure) ----
@@ -602,8 +859,65 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             check_status(cmd.status, "status", out, statuses)
             if not cmd.reason or len(cmd.reason) > 64:
                 out.append(FieldViolation("reason", "must be 1..64 characters"))
+        case Count():
+            _validate_count(cmd, statuses, out)
+        case ExpireLots() | ScrapOverAge():
+            check_id(cmd.lot_id, "lot_id", out, required=False)
+        case FreezeStock():
+            check_bin(cmd.bin, "bin", out)
+        case DeviceOp():
+            check_id(cmd.device_id, "device_id", out)
+            if isinstance(cmd.seq, bool) or not isinstance(cmd.seq, int) or not 0 < cmd.seq < 2**62:
+                out.append(FieldViolation("seq", f"must be a positive integer{_got(cmd.seq)}"))
+            check_time(cmd.at_ms, "at_ms", out)
+            if not isinstance(cmd.command, Receive | Consume | Count | Adjust | Move | ChangeStatus):
+                out.append(
+                    FieldViolation("command", "must be a receive, consume, count, adjust, move or change_status")
+                )
+            elif (cmd.command.sku, cmd.command.site) != (cmd.sku, cmd.site):
+                out.append(FieldViolation("command", "must name the op's own sku and site"))
+            else:
+                try:  # the inner command travels under the op's request id (Cell._device_op)
+                    validate(replace(cmd.command, request_id=cmd.request_id), statuses)
+                except InvalidArgument as bad:
+                    out.extend(FieldViolation(f"command.{v.field}", v.description) for v in bad.violations)
+        case OpenLot():
+            check_id(cmd.lot_id, "lot_id", out)
+            check_time(cmd.opened_at_ms, "opened_at_ms", out)
     if out:
         raise InvalidArgument(out)
+
+
+def _validate_count(cmd: Count, statuses: StatusDictionary, out: list[FieldViolation]) -> None:
+    check_bin(cmd.bin, "bin", out)
+    if not isinstance(cmd.source, CountSource):
+        out.append(FieldViolation("source", "must be rfid, cycle or recogniser"))
+    conf = cmd.confidence
+    if isinstance(conf, bool) or not isinstance(conf, int | float) or math.isnan(conf) or not 0 <= conf <= 1:
+        out.append(FieldViolation("confidence", f"must be in 0..1{_got(conf)}"))
+    if not cmd.lines and not cmd.whole_bin:
+        out.append(FieldViolation("lines", "must not be empty (a bin count with no lines needs whole_bin)"))
+    if len(cmd.lines) > MAX_COUNT_LINES:
+        out.append(FieldViolation("lines", f"must have at most {MAX_COUNT_LINES} lines"))
+    seen: set[tuple[str, str, str]] = set()
+    for i, line in enumerate(cmd.lines[:MAX_COUNT_LINES]):
+        check_id(line.lot_id, f"lines[{i}].lot_id", out)
+        check_qty(line.qty, f"lines[{i}].qty", out, allow_zero=True)
+        check_owner(line.owner, f"lines[{i}].owner", out)
+        check_time(line.expires_at_ms, f"lines[{i}].expires_at_ms", out)
+        if cmd.whole_bin and line.status:
+            out.append(
+                FieldViolation(f"lines[{i}].status", "must be empty in a whole-bin count (all on-hand statuses)")
+            )
+        elif line.status:
+            check_status(line.status, f"lines[{i}].status", out, statuses)
+            status = statuses.get(line.status)
+            if status is not None and not status.on_hand:
+                out.append(FieldViolation(f"lines[{i}].status", f"stock in {line.status!r} is not on hand to count"))
+        key = (line.lot_id, "" if cmd.whole_bin else line.status, line.owner if not cmd.whole_bin else "")
+        if key in seen:
+            out.append(FieldViolation(f"lines[{i}]", f"lot {line.lot_id!r} is counted twice"))
+        seen.add(key)
 
 
 def validate_reserve_line(line: ReserveLine, prefix: str, out: list[FieldViolation]) -> None:

@@ -1,18 +1,18 @@
-"""Counts against the books: what a full RFID count or a WMS cycle count changes (DESIGN.md §4).
+"""Counts from devices and the WMS: what a full RFID read or a WMS cycle count sends (DESIGN.md §4).
 
-Every command here is absolute (an Adjust sets a quant) and keyed by its quant, so a
-redelivered count after a partial application redoes only what is left. Stock a count
-finds of a lot the books do not know is received from the count-variance bucket.
+Each becomes one `Count` per sku, applied inside the sku's cell in one step (engine.domain.cell):
+the books are never read here, so no sale can slip between reading and setting them.
+A count is absolute, so a redelivery sets the same quantities again. Stock a count finds
+of a lot the books do not know is received from the count-variance bucket by the cell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Protocol
 
-from engine.domain.cell import Dimension
-from engine.domain.commands import Adjust, Receive
+from engine.domain.commands import Count, CountLine, CountSource
 from engine.domain.deadletters import DeadLetterCode
 from engine.domain.ingestion import (
     DEFAULT_OWNER,
@@ -24,12 +24,8 @@ from engine.domain.ingestion import (
     derived_id,
     resolve_item,
 )
-from engine.domain.inventory import StockRow
-from engine.domain.model import External
-from engine.domain.statuses import Role, StatusDictionary
 
 SkuLot = tuple[str, str]
-_Quant = tuple[tuple[str, str, str], int]  # ((bin, status, owner), qty)
 
 
 class CountedItem(ScannedItem, Protocol):
@@ -70,140 +66,60 @@ def tally(items: Sequence[CountedItem], gtins: Mapping[str, str]) -> tuple[dict[
     return counted, expiry
 
 
-def count_adjustments(
+def rfid_counts(
     event_id: str,
     place: Place,
-    rows: Sequence[StockRow],
+    skus_in_books: Iterable[str],
     counted: Mapping[SkuLot, int],
     expiry: Mapping[SkuLot, int],
-    statuses: StatusDictionary,
-    reason: str,
-) -> list[Adjust | Receive]:
-    """A full count of a place against its books (`rows`: its quants; those not on hand
-    are not counted): per (sku, lot), missing units are taken off the quants (sellable
-    ones first: an unscanned take is the likely cause), found units are added to the
-    place's ready quant of the place's owner; lots the books lack are received from the
-    count-variance bucket."""
-    books = _books(rows, statuses)
-    ready = statuses.role(Role.READY)
-    out: list[Adjust | Receive] = []
-    for sku_lot in sorted(set(books) | set(counted)):
-        quants = books.get(sku_lot, [])
-        diff = counted.get(sku_lot, 0) - sum(q for _, q in quants)
-        if diff < 0:
-            out.extend(_missing(event_id, place, sku_lot, quants, -diff, statuses, reason))
-        elif diff > 0:
-            out.append(_found(event_id, place, sku_lot, quants, diff, ready, expiry.get(sku_lot, 0), reason))
-    return out
-
-
-def _books(rows: Sequence[StockRow], statuses: StatusDictionary) -> dict[SkuLot, list[_Quant]]:
-    books: dict[SkuLot, list[_Quant]] = {}
-    for r in rows:
-        g = dict(r.row.group)
-        status = statuses.get(g[Dimension.STATUS])
-        if not r.row.qty or status is None or not status.on_hand:
-            continue
-        key = (g[Dimension.BIN], g[Dimension.STATUS], g[Dimension.OWNER])
-        books.setdefault((r.sku, g[Dimension.LOT]), []).append((key, r.row.qty))
-    return books
-
-
-def _missing(
-    event_id: str,
-    place: Place,
-    sku_lot: SkuLot,
-    quants: list[_Quant],
-    missing: int,
-    statuses: StatusDictionary,
-    reason: str,
-) -> list[Adjust | Receive]:
-    sku, lot = sku_lot
-    out: list[Adjust | Receive] = []
-    # Sellable first, then by quant key: deterministic, so a redelivery agrees.
-    order = sorted(quants, key=lambda kq: (not statuses.statuses[kq[0][1]].sellable, kq[0]))
-    for (bin_, status, owner), qty in order:
-        take = min(qty, missing)
-        missing -= take
-        if take:
-            rid = derived_id(event_id, sku, lot, bin_, status, owner)
-            out.append(Adjust(rid, sku, place.site, lot, qty - take, bin_, status, owner, reason))
-        if not missing:
-            break
-    return out
-
-
-def _found(
-    event_id: str,
-    place: Place,
-    sku_lot: SkuLot,
-    quants: list[_Quant],
-    found: int,
-    ready: str,
-    expires_at_ms: int,
-    reason: str,
-) -> Adjust | Receive:
-    sku, lot = sku_lot
-    key = (place.bin, ready, place.owner)
-    rid = derived_id(event_id, sku, lot, *key)
-    if quants:
-        current = dict(quants).get(key, 0)
-        return Adjust(rid, sku, place.site, lot, current + found, place.bin, ready, place.owner, reason)
-    return Receive(
-        rid,
-        sku,
-        place.site,
-        lot,
-        found,
-        bin=place.bin,
-        status=ready,
-        owner=place.owner,
-        expires_at_ms=expires_at_ms,
-        source=External.COUNT_VARIANCE,
-        doc_ref=reason,
-    )
-
-
-def cycle_count(
-    event_id: str, site: str, bin_: str, lines: Sequence[CountedLine], statuses: StatusDictionary, doc: Document
-) -> list[Adjust]:
-    """A WMS cycle count: each line sets one quant (its status defaults to the ready role)."""
+) -> list[Count]:
+    """A full RFID read of a place → one whole-bin Count per sku, applied inside its cell:
+    every on-hand unit under the place's bin is counted, a lot the read did not see was
+    found empty, units found land in the bin's ready quant of the place's owner. `skus_in_books`
+    are the skus the books have there (so a sku read as empty is counted too)."""
+    skus = sorted(set(skus_in_books) | {sku for sku, _ in counted})
     return [
-        Adjust(
-            request_id=f"{event_id}:{i}",
-            sku=line.sku,
+        Count(
+            request_id=derived_id(event_id, sku),
+            sku=sku,
+            site=place.site,
+            bin=place.bin,
+            lines=tuple(
+                CountLine(lot, qty, "", place.owner, expiry.get((sku, lot), 0))
+                for (s, lot), qty in sorted(counted.items())
+                if s == sku
+            ),
+            whole_bin=True,
+            source=CountSource.RFID,
+            doc_ref="rfid_count",
+        )
+        for sku in skus
+    ]
+
+
+def cycle_counts(event_id: str, site: str, bin_: str, lines: Sequence[CountedLine], doc: Document) -> list[Count]:
+    """A WMS cycle count → one quant Count per sku: each line sets one quant (status ""
+    means the ready role, owner "" own); a lot the books lack is received with its expiry."""
+    by_sku: dict[str, list[CountLine]] = {}
+    for line in lines:
+        expires_at_ms = day_end_ms(line.expiry) if line.expiry else 0
+        count_line = CountLine(line.lot, line.qty, line.status, line.owner or DEFAULT_OWNER, expires_at_ms)
+        by_sku.setdefault(line.sku, []).append(count_line)
+    return [
+        Count(
+            request_id=f"{event_id}:{sku}",
+            sku=sku,
             site=site,
-            lot_id=line.lot,
-            counted_qty=line.qty,
             bin=bin_,
-            status=line.status or statuses.role(Role.READY),
-            owner=line.owner or DEFAULT_OWNER,
-            reason="cycle_count",
-            doc_ref=doc.ref,
+            lines=tuple(sku_lines),
+            source=CountSource.CYCLE,
+            doc_ref=doc.ref or "cycle_count",
             finance=doc.finance,
         )
-        for i, line in enumerate(lines)
+        for sku, sku_lines in by_sku.items()
     ]
 
 
 def count_expiries(lines: Sequence[CountedLine]) -> dict[SkuLot, int]:
     """The expiry each cycle-count line gives, for a lot the books turn out not to know."""
     return {(line.sku, line.lot): day_end_ms(line.expiry) for line in lines if line.expiry}
-
-
-def found_receipt(cmd: Adjust, expires_at_ms: int) -> Receive:
-    """The receipt that books stock a count found of a lot the cell does not know."""
-    return Receive(
-        request_id=cmd.request_id + ":found",
-        sku=cmd.sku,
-        site=cmd.site,
-        lot_id=cmd.lot_id,
-        qty=cmd.counted_qty,
-        bin=cmd.bin,
-        status=cmd.status,
-        owner=cmd.owner,
-        expires_at_ms=expires_at_ms,
-        source=External.COUNT_VARIANCE,
-        doc_ref=cmd.doc_ref or cmd.reason,
-        finance=cmd.finance,
-    )

@@ -23,7 +23,13 @@ from engine.domain.model import (
 )
 from engine.domain.statuses import StatusDictionary
 
-_RESOLVING = {MovementKind.COMMIT, MovementKind.RELEASE, MovementKind.EXPIRE, MovementKind.ADJUST}
+_RESOLVING = {
+    MovementKind.COMMIT,
+    MovementKind.RELEASE,
+    MovementKind.EXPIRE,
+    MovementKind.ADJUST,
+    MovementKind.CUT_HOLD,
+}
 
 
 @dataclass(slots=True)
@@ -34,28 +40,64 @@ class Ledger:
     active: dict[str, HoldPart] = field(default_factory=dict)
     resolved: OrderedDict[str, HoldPart] = field(default_factory=OrderedDict)  # oldest first
     seq: int = 0  # the last movement applied; movements arrive gap-free from 1
+    # Lots whose last quant went to zero, with when (oldest first): out of stock stays
+    # visible (issue 15 item 7) until the cell compacts it (`forget_zeroed`).
+    zeroed: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    # How many quants each lot has: tells in O(1) when a lot's last one goes.
+    live: dict[str, int] = field(default_factory=dict)
+    opened_lots: int = 0  # lots with an opened_at: none, and freshness costs the order path nothing
 
     def apply(self, m: Movement) -> None:
         if m.seq != self.seq + 1:
             raise InvariantViolation(f"movement seq {m.seq} after {self.seq}: a gap or a repeat")
         self.seq = m.seq
-        if m.lot is not None and m.lot.lot_id not in self.lots:
-            self.lots[m.lot.lot_id] = m.lot
+        if m.lot is not None and (m.kind is MovementKind.OPEN or m.lot.lot_id not in self.lots):
+            self.lots[m.lot.lot_id] = m.lot  # an opening replaces the lot's dates (never an opened lot's)
+            if m.lot.opened_at_ms:
+                self.opened_lots += 1
         if m.qty:
             self._add(m.src, -m.qty)
             self._add(m.dst, m.qty)
         if m.held_key is not None and m.held_delta:
-            self.quants.setdefault(m.held_key, Quant()).held += m.held_delta
+            held = self.quants.get(m.held_key) or self._new_quant(m.held_key)
+            held.held += m.held_delta
             self._apply_to_hold(m)
         for key in (m.src, m.dst, m.held_key):
             if isinstance(key, QuantKey):
                 quant = self.quants.get(key)
                 if quant is not None and quant.qty == 0 and quant.held == 0:
                     del self.quants[key]
+                    left = self.live[key.lot_id] - 1
+                    if left:
+                        self.live[key.lot_id] = left
+                    else:
+                        del self.live[key.lot_id]
+                        self.zeroed[key.lot_id] = m.at_ms
+
+    def _new_quant(self, key: QuantKey) -> Quant:
+        """A new quant: its lot has one more (and is in stock again if it had none)."""
+        quant = self.quants[key] = Quant()
+        lot_id = key.lot_id
+        count = self.live.get(lot_id, 0)
+        if not count:
+            self.zeroed.pop(lot_id, None)
+        self.live[lot_id] = count + 1
+        return quant
+
+    def forget_zeroed(self, older_than_ms: int, keep_at_most: int) -> None:
+        """Compact out-of-stock marks past their retention (bounded memory)."""
+        zeroed = self.zeroed
+        while zeroed and (len(zeroed) > keep_at_most or next(iter(zeroed.values())) < older_than_ms):
+            zeroed.popitem(last=False)
+
+    def out_of_stock_since_ms(self) -> int:
+        """When the pair ran out (its last quant went), or 0 while it has any quant."""
+        return 0 if self.quants or not self.zeroed else max(self.zeroed.values())
 
     def _add(self, bucket: QuantKey | External, qty: int) -> None:
         if isinstance(bucket, QuantKey):
-            self.quants.setdefault(bucket, Quant()).qty += qty
+            quant = self.quants.get(bucket) or self._new_quant(bucket)  # inline: the hot path
+            quant.qty += qty
         else:
             self.externals[bucket] = self.externals.get(bucket, 0) + qty
 

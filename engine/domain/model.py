@@ -7,6 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
 NO_EXPIRY_MS = 0  # a lot without an expiry date (`expires_at_ms == 0`) never expires
 
 
@@ -83,6 +84,11 @@ class Lot:
         return min(candidates) if candidates else NO_EXPIRY_MS
 
 
+def opened_over_age(lot: Lot, opened_shelf_life_ms: int, now_ms: int) -> bool:
+    """An opened lot past its opened shelf life (DESIGN.md §2: opened goods expire early)."""
+    return bool(lot.opened_at_ms and opened_shelf_life_ms and lot.opened_at_ms + opened_shelf_life_ms <= now_ms)
+
+
 def shelf_life_left_days(expiry_ms: int, now_ms: int) -> float:
     """Days of shelf life left; infinite for a lot without expiry."""
     if expiry_ms == NO_EXPIRY_MS:
@@ -101,6 +107,19 @@ class MovementKind(StrEnum):
     CONSUME = "consume"
     DISCREPANCY = "discrepancy"
     ADJUST = "adjust"
+    COUNT = "count"  # an absolute count's difference, to or from the count-variance bucket
+    CUT_HOLD = "cut_hold"  # a hold shortened because the units under it are gone
+    OPEN = "open"  # a lot was opened: `lot` carries its dates with opened_at set
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a movement's facts came from: who counted and how sure (counts), and when it
+    happened if not when the engine applied it (a device's offline op)."""
+
+    source: str = ""
+    confidence: float = 0.0
+    business_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +147,23 @@ class Movement:
     at_ms: int = 0
     lot: Lot | None = None  # on receipts: the lot's dates, so replay rebuilds lots too
     expires_at_ms: int = 0  # on reserves: the hold's expiry, so replay rebuilds holds too
+    # Where the facts came from, on the few movements that say (a count, a device's op); one
+    # optional field, so the order path's movements cost no more to build than before.
+    provenance: Provenance | None = None
+
+    @property
+    def source(self) -> str:
+        """Who counted (rfid, cycle, recogniser); "" when not a count."""
+        return self.provenance.source if self.provenance else ""
+
+    @property
+    def confidence(self) -> float:
+        return self.provenance.confidence if self.provenance else 0.0
+
+    @property
+    def business_at_ms(self) -> int:
+        """When it happened, if not at `at_ms` (a device's offline op); 0 = at `at_ms`."""
+        return self.provenance.business_at_ms if self.provenance else 0
 
 
 class HoldState(StrEnum):

@@ -31,8 +31,9 @@ from engine.domain.errors import (
     RequestConflict,
     Unavailable,
 )
+from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
-from engine.domain.model import MS_PER_DAY, Movement
+from engine.domain.model import Movement
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 
@@ -65,6 +66,13 @@ class HoldHeader:
     pairs: tuple[Pair, ...]
     ttl_ms: int
     expires_at_ms: int = 0  # stamped by the home shard in engine time
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSku:
+    """One sku of the catalog (a freshness refusal's substitutes); NOT_FOUND when unknown."""
+
+    sku: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +210,7 @@ Op = (
     | PutSku
     | PutSite
     | ReadCatalog
+    | ReadSku
     | RegisterHold
     | LookupHold
     | ReadHold
@@ -230,18 +239,27 @@ def op_weight(ops: Sequence[Op]) -> int:
     return sum(len(op.receipts) if isinstance(op, ReceiveBulk) else 1 for op in ops)
 
 
+def new_total() -> list[int]:
+    """[qty, held, available, on_hand, earliest expiry, latest out-of-stock time]."""
+    return [0, 0, 0, 0, 0, 0]
+
+
 def add_row(total: list[int], row: SliceRow) -> None:
-    """Sum a slice row into [qty, held, available, on_hand, earliest expiry]."""
+    """Sum a slice row into a `new_total`."""
     total[0] += row.qty
     total[1] += row.held
     total[2] += row.available
     total[3] += row.on_hand
     if row.earliest_expiry_ms and (not total[4] or row.earliest_expiry_ms < total[4]):
         total[4] = row.earliest_expiry_ms
+    total[5] = max(total[5], row.out_of_stock_since_ms)
 
 
 def row_of(group: tuple[tuple[str, str], ...], total: list[int]) -> SliceRow:
-    return SliceRow(group, total[0], total[1], total[2], total[3], total[4])
+    """A summed row; a group is out of stock (since the latest of its parts ran out) only
+    when nothing in it has stock."""
+    since = total[5] if total[0] == 0 else 0
+    return SliceRow(group, total[0], total[1], total[2], total[3], total[4], since)
 
 
 def result_too_large(limit: int) -> FailedPrecondition:
@@ -318,6 +336,7 @@ class ShardCore:
                 return self._register(op.header, now_ms)
             case PutSku():
                 self.skus[op.sku.sku] = op.sku
+                self._refresh_shelf_life(op.sku)
                 return None
             case PutSite():
                 self.sites[op.site.site] = op.site
@@ -325,6 +344,11 @@ class ShardCore:
             case ReadCatalog():
                 sites = [s for s in self.sites.values() if org_covers(s.org_path, op.org_prefix)]
                 return (sorted(sites, key=lambda s: s.site), sorted(self.skus.values(), key=lambda s: s.sku))
+            case ReadSku():
+                known = self.skus.get(op.sku)
+                if known is None:
+                    raise NotFound("sku", op.sku)
+                return known
             case HandOff():
                 return self._hand_off(op)
             case Expect():
@@ -380,9 +404,18 @@ class ShardCore:
             raise NotFound("sku", sku)
         if site not in self.sites:
             raise NotFound("site", site)
-        cell = Cell(sku, site, self.statuses, known.opened_shelf_life_days * MS_PER_DAY, self.limits)
+        cell = Cell(sku, site, self.statuses, opened_shelf_life_ms(known), self.limits)
         self.cells[pair] = cell
         return cell
+
+    def _refresh_shelf_life(self, sku: Sku) -> None:
+        """A changed opened shelf life applies to the sku's cells at once (O(sites))."""
+        life = opened_shelf_life_ms(sku)
+        for site in self.sites:
+            cell = self.cells.get((sku.sku, site))
+            if cell is not None and cell.opened_shelf_life_ms != life:
+                self._before_change((sku.sku, site))
+                cell.opened_shelf_life_ms = life
 
     def _check_here(self, pair: Pair) -> None:
         """A pair with no cell here may live elsewhere (moved) or be on its way (expected)."""
@@ -452,7 +485,7 @@ class ShardCore:
                 if total is None:
                     if len(acc) >= op.limit:
                         raise result_too_large(op.limit)
-                    total = acc[key] = [0, 0, 0, 0, 0]
+                    total = acc[key] = new_total()
                 add_row(total, row)
         return [(sku, site, row_of(group, total)) for (sku, site, group), total in acc.items()]
 

@@ -121,6 +121,8 @@ class CellState:
     resolved: tuple[HoldRecord, ...]  # oldest resolution first
     remembered: tuple[Remembered, ...]  # oldest first
     next_expiry_ms: int  # the cell's lower bound on its earliest active expiry
+    zeroed: tuple[tuple[str, int], ...] = ()  # lots that ran out, with when (oldest first)
+    devices: tuple[tuple[str, int], ...] = ()  # each device's last seq applied here
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,8 @@ def export_cell(cell: Cell) -> CellState:
             for request_id, (at_ms, cmd, answer) in seen.items()
         ),
         next_expiry_ms=cell.next_expiry_ms,
+        zeroed=tuple(ledger.zeroed.items()),
+        devices=tuple(cell.devices.items()),
     )
 
 
@@ -247,7 +251,13 @@ def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits
         active={r.hold_id: _hold_part(r) for r in state.active},
         resolved=OrderedDict((r.hold_id, _hold_part(r)) for r in state.resolved),
         seq=state.seq,
+        zeroed=OrderedDict(state.zeroed),
     )
+    live: dict[str, int] = {}
+    for key in cell.ledger.quants:
+        live[key.lot_id] = live.get(key.lot_id, 0) + 1
+    cell.ledger.live = live
+    cell.ledger.opened_lots = sum(1 for lot in lots if lot.opened_at_ms)
     cell._seen = OrderedDict(
         zip(
             map(_request_id, window),
@@ -256,4 +266,5 @@ def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits
         )
     )
     cell._next_expiry_ms = state.next_expiry_ms
+    cell.devices = dict(state.devices)
     return cell

@@ -47,6 +47,7 @@ class Role(StrEnum):
     PICK = "pick"  # taken off the shelf for an order
     PACK = "pack"  # packed for shipping; a ship without a hold issues from here
     ARRIVING = "arriving"  # on its way here from another site (a transfer's receiving leg)
+    EXPIRED = "out_of_date"  # past its expiry date: kept on hand, out of available-to-promise
 
 
 # Version-1 files have no `roles` map: their roles are these (the statuses the code used
@@ -61,6 +62,7 @@ DEFAULT_ROLES: Mapping[Role, str] = MappingProxyType(
         Role.PICK: "picking",
         Role.PACK: "packed",
         Role.ARRIVING: "in_transit_in",
+        Role.EXPIRED: "expired",
     }
 )
 
@@ -109,7 +111,9 @@ class StatusDictionary:
 
     def role(self, role: Role) -> str:
         """The name of the status that plays `role` (every role has one: parse checks it)."""
-        return self.roles[role]
+        # A dictionary built before a role existed (shipped to a shard by an older release)
+        # lacks it: the default names a required status, so it always exists.
+        return self.roles.get(role) or DEFAULT_ROLES[role]
 
 
 def parse_dictionary(raw: Mapping[str, object]) -> StatusDictionary:

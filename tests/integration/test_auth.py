@@ -334,3 +334,34 @@ async def test_other_stubs_on_the_clients_channel_send_its_metadata(engine: Engi
         stub = apb_grpc.AdminStub(admin.channel)
         stats = await stub.ShardStats(apb.ShardStatsRequest(), metadata=admin.metadata, timeout=10)
         assert len(stats.shards) == 2
+
+
+async def test_cell_health_commands_need_their_grants(engine: Engine) -> None:
+    """Count needs `count` on its bin; ExpireLots and OpenLot `move` on the whole site;
+    ScrapOverAge `adjust` on the whole site: a shelf clerk may count their shelf only."""
+    bearer = (("authorization", f"Bearer {token('clerk')}"),)
+    line = pb.CountLine(lot_id="L1", qty=0)
+    async with grpc.aio.insecure_channel(engine.address) as channel:
+        stub = pb_grpc.InventoryStub(channel)
+        ok = await stub.Count(
+            pb.CountRequest(request_id="c1", sku="GLU", site="BOS", bin="A/1", lines=[line]),
+            metadata=bearer,
+            timeout=10,
+        )
+        assert [c.lot_id for c in ok.lots] == ["L1"]
+        denied = (
+            stub.Count(pb.CountRequest(request_id="c2", sku="GLU", site="BOS", bin="B", lines=[line]), metadata=bearer),
+            stub.ExpireLots(pb.ExpireLotsRequest(request_id="e1", sku="GLU", site="BOS"), metadata=bearer),
+            stub.OpenLot(pb.OpenLotRequest(request_id="o1", sku="GLU", site="BOS", lot_id="L1"), metadata=bearer),
+            stub.ScrapOverAge(pb.ScrapOverAgeRequest(request_id="s1", sku="GLU", site="BOS"), metadata=bearer),
+        )
+        sale = pb.DeviceOperation(seq=1, at_ms=1, consume=pb.ConsumeRequest(sku="GLU", site="BOS", qty=1))
+        offline = stub.ApplyDeviceOps(pb.ApplyDeviceOpsRequest(device_id="POS-1", ops=[sale]), metadata=bearer)
+        denied = (*denied, offline)  # a device's op needs what the op itself needs (a consume: reserve)
+        for call, action in zip(denied, ("count", "move", "move", "adjust", "reserve"), strict=True):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            info = error_details_pb2.ErrorInfo()
+            assert status_of_rpc_error(err.value).details[0].Unpack(info)
+            assert info.metadata["action"] == action

@@ -293,7 +293,9 @@ async def test_reserve_fefo_get_hold_and_commit_all(stocked: LotwiseClient) -> N
     assert (done.committed_qty, done.released_qty, done.held_qty) == (5, 0, 0)
     a = await stocked.get_availability("strip", "ward1", [Dimension.LOT])
     assert a.available == 5
-    assert {r.group: r.qty for r in a.rows} == {(("lot", "L-NEW"),): 5}
+    # L-OLD ran out: it still answers, at 0, with when (issue 15: out of stock stays visible).
+    assert {r.group: r.qty for r in a.rows} == {(("lot", "L-NEW"),): 5, (("lot", "L-OLD"),): 0}
+    assert [r.out_of_stock_since_ms > 0 for r in a.rows] == [False, True]
 
 
 async def test_reserve_with_a_strategy_and_constraints(stocked: LotwiseClient) -> None:

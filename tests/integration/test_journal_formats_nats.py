@@ -110,18 +110,18 @@ async def test_a_journal_entry_of_an_unknown_version_stops_recovery_naming_it(
     config: JournalConfig, shard: str
 ) -> None:
     await a_shard_with_two_batches(config, shard)
-    position = await publish_raw(config, config.subject(shard), framed(4))
+    position = await publish_raw(config, config.subject(shard), framed(5))
 
     with pytest.raises(UnreadableFormat) as caught:
         await rebuilt(config, shard)
 
     error = caught.value
     assert (error.stream, error.shard, error.position) == (config.stream, shard, position)
-    assert (error.format, error.version) == ("journal batch (Avro)", 4)
-    assert all(word in str(error) for word in (shard, str(position), "journal batch (Avro) version 4"))
+    assert (error.format, error.version) == ("journal batch (Avro)", 5)
+    assert all(word in str(error) for word in (shard, str(position), "journal batch (Avro) version 5"))
 
     host = ShardHost(shard, clock=ManualClock(), backend=connector(config), sweep_interval_ms=0)
-    with pytest.raises(Unavailable, match=f"UnreadableFormat.*position {position}.*version 4"):
+    with pytest.raises(Unavailable, match=f"UnreadableFormat.*position {position}.*version 5"):
         await host.start()
     assert host.state is HostState.BROKEN
     await host.stop()
@@ -147,7 +147,7 @@ def columnar(version: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("blob", "version"),
-    [(b"LWSA" + framed(2), 2), (b"LWSB" + columnar(SNAPSHOT_VERSION + 1), SNAPSHOT_VERSION + 1)],
+    [(b"LWSA" + framed(3), 3), (b"LWSB" + columnar(SNAPSHOT_VERSION + 1), SNAPSHOT_VERSION + 1)],
     ids=["avro-tag-newer-version", "columnar-newer-version"],
 )
 async def test_a_snapshot_of_a_newer_version_stops_recovery_naming_it(

@@ -1251,8 +1251,9 @@ def test_opened_lot_expires_at_opened_plus_opened_shelf_life(make_driver: Driver
     assert d.available() == 3
     d.cell.expire_due(d.now_ms)  # sweep the holds' TTLs first, so the refusal below is all there is
     d.drain()
-    err = d.refuse(d.reserve_cmd("h3", line(1, lot_id="L-open")), InsufficientStock)
-    assert err.available == 0
+    # Only an over-age opened lot could serve: refused as such, not as plain shortage (issue 15).
+    err = d.refuse(d.reserve_cmd("h3", line(1, lot_id="L-open")), FailedPrecondition)
+    assert (err.reason, err.metadata["fresh_qty"]) == ("FRESHNESS_EXPIRED", "0")
 
 
 def test_opened_lot_without_an_opened_shelf_life_keeps_its_expiry(driver: CellDriver) -> None:

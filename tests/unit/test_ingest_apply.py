@@ -69,7 +69,8 @@ async def test_rfid_count_sets_the_books_to_what_was_counted(gw: Gateway) -> Non
     items = [{"barcode": strip_barcode("L100")}] * 7 + [{"sku": "strip", "lot": "L200", "qty": 5}]
     items += [{"barcode": strip_barcode("L300", 200), "qty": 2}]
     applied = await apply(gw, "cabinet", event("rfid_count", cabinet_id="ICU-1", items=items))
-    assert applied.commands == 2
+    assert applied.commands == 1  # one whole-bin Count of the one sku, applied inside its cell
+    assert applied.units == 5  # 3 missing + 2 found
     q = await quants(gw, "strip", "icu")
     assert q == {
         ("L100", "CAB1", "available", "own"): 7,
@@ -89,6 +90,20 @@ async def test_temperature_excursion_freezes_the_free_stock_of_the_cabinet(gw: G
     assert q == {("L100", "CAB1", "quality_frozen", "own"): 10, ("L200", "CAB1", "quality_frozen", "own"): 5}
     assert (await gw.get_availability("strip", "icu")).available == 0
     assert (await gw.get_availability("strip", "dc")).available == 100  # another site: untouched
+
+
+async def test_an_excursion_freezes_held_units_too_and_cuts_their_holds(gw: Gateway) -> None:
+    from engine.domain.commands import ReserveLine
+    from engine.runtime.types import HoldLine
+
+    await gw.reserve("r1", "PATIENT-7", [HoldLine("strip", "icu", ReserveLine(4, lot_id="L100"))], ttl_ms=60_000)
+    applied = await apply(gw, "cabinet", event("temperature_excursion", cabinet_id="ICU-1", temp_c=14.5, limit_c=8.0))
+    assert applied.units == 15
+    hold = await gw.get_hold("PATIENT-7")
+    assert (hold.parts[0].held_qty, hold.parts[0].released_qty) == (0, 4)  # cut, journaled
+    assert (await quants(gw, "strip", "icu"))[("L100", "CAB1", "quality_frozen", "own")] == 10
+    again = await apply(gw, "cabinet", event("temperature_excursion", cabinet_id="ICU-1", temp_c=14.5, limit_c=8.0))
+    assert again.units == 0  # a redelivery (or a second excursion) finds it all frozen
 
 
 async def test_door_changes_no_stock_but_needs_a_known_cabinet(gw: Gateway) -> None:

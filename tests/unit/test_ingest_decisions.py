@@ -13,15 +13,30 @@ import pytest
 
 from adapters.nats.ingest.config import Cabinet
 from engine.domain import counts, excursions, ingestion, transfers
-from engine.domain.cell import SliceRow
-from engine.domain.commands import Adjust, ChangeStatus, Consumed, Move, Receive, Strategy
-from engine.domain.counts import count_adjustments
+from engine.domain.cell import Cell, SliceRow
+from engine.domain.commands import (
+    ChangeStatus,
+    Consumed,
+    Count,
+    Counted,
+    CountLine,
+    CountSource,
+    FreezeStock,
+    HoldCut,
+    Move,
+    Receive,
+    Reserve,
+    ReserveLine,
+    StockFrozen,
+    Strategy,
+    validate,
+)
 from engine.domain.deadletters import DeadLetterCode
-from engine.domain.excursions import freeze_commands
 from engine.domain.ingestion import BadEvent, Document, StatusChoices, StockLine, derived_id
 from engine.domain.inventory import StockRow
 from engine.domain.model import Allocation, External, Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, parse_dictionary
+from tests.unit.conftest import T0_MS
 
 D = DEFAULT_DICTIONARY
 DOC = Document("DOC-1", Finance(currency="EUR", unit_cost="1.00"))
@@ -58,60 +73,46 @@ class Tag:
     qty: int = 1
 
 
-# ---- counts (moved from test_ingest_apply: the same assertions) ----
+# ---- counts: one Count per sku, applied inside its cell (tests/unit/test_cell_count.py) ----
 
 
-def test_count_adjustments_take_sellable_stock_first_and_are_keyed_by_quant() -> None:
-    def row(lot: str, status: str, qty: int) -> StockRow:
-        group = (("lot", lot), ("bin", "C"), ("status", status), ("owner", "own"))
-        return StockRow("s", "", SliceRow(group, qty, 0, qty, qty, 0))
-
-    rows = [row("A", "quality_frozen", 4), row("A", "available", 3)]
-    cmds = count_adjustments("e1", Cabinet(site="x", bin="C"), rows, {("s", "A"): 5}, {}, DEFAULT_DICTIONARY, "rfid")
+def test_an_rfid_read_is_one_whole_bin_count_per_sku_including_skus_read_empty() -> None:
+    cab = Cabinet(site="x", bin="C", owner="consignment:acme")
+    cmds = counts.rfid_counts("e1", cab, {"t"}, {("s", "B"): 2, ("s", "A"): 5}, {("s", "B"): 99})
     assert cmds == [
-        Adjust(derived_id("e1", "s", "A", "C", "available", "own"), "s", "x", "A", 1, "C", "available", "own", "rfid")
+        Count(
+            derived_id("e1", "s"),
+            "s",
+            "x",
+            "C",
+            (CountLine("A", 5, "", "consignment:acme", 0), CountLine("B", 2, "", "consignment:acme", 99)),
+            whole_bin=True,
+            source=CountSource.RFID,
+            doc_ref="rfid_count",
+        ),
+        Count(derived_id("e1", "t"), "t", "x", "C", (), whole_bin=True, source=CountSource.RFID, doc_ref="rfid_count"),
     ]
-    found = count_adjustments(
-        "e1", Cabinet(site="x", bin="C"), [], {("s", "B"): 2}, {("s", "B"): 99}, DEFAULT_DICTIONARY, "rfid"
-    )
-    assert isinstance(found[0], Receive)
-    assert found[0].source is External.COUNT_VARIANCE
-    assert found[0].expires_at_ms == 99
+    for cmd in cmds:
+        validate(cmd, D)
 
 
-def test_freeze_skips_held_units_and_statuses_that_cannot_freeze() -> None:
-    def row(status: str, qty: int, held: int) -> StockRow:
-        group = (("lot", "A"), ("bin", ""), ("status", status), ("owner", "own"))
-        return StockRow("s", "", SliceRow(group, qty, held, qty - held, qty, 0))
-
-    cmds = freeze_commands(
-        "e", "x", [row("available", 5, 2), row("packed", 3, 0), row("quality_frozen", 1, 0)], DEFAULT_DICTIONARY, "d"
-    )
-    assert [(c.from_status, c.qty) for c in cmds] == [("available", 3)]
-
-
-# ---- counts ----
+def test_a_found_lot_goes_to_the_ready_role_of_the_dictionary() -> None:
+    custom = parse_dictionary({"version": 3, "statuses": _raw_statuses(), "roles": {"ready": "qc_hold"}})
+    cell = Cell("s", "x", custom)
+    cell.handle(Receive("r", "s", "x", "A", 1, "C", "qc_hold"), T0_MS)
+    (cmd,) = counts.rfid_counts("e", Spot("x", "C"), (), {("s", "A"): 3}, {})
+    cell.handle(cmd, T0_MS)
+    assert {k.status: q.qty for k, q in cell.ledger.quants.items()} == {"qc_hold": 3}
 
 
 def test_a_count_ignores_stock_that_is_not_on_hand() -> None:
-    rows = [quant("s", "A", "in_transit_in", 9), quant("s", "A", "available", 2)]
-    cmds = count_adjustments("e", Spot("x", "C"), rows, {("s", "A"): 2}, {}, D, "rfid")
-    assert cmds == []  # the 9 in transit are not in the cabinet; the 2 counted match
-
-
-def test_found_units_go_to_the_ready_role_of_the_dictionary() -> None:
-    roles = {"ready": "qc_hold"}
-    custom = parse_dictionary({"version": 3, "statuses": _raw_statuses(), "roles": roles})
-    rows = [quant("s", "A", "available", 1)]
-    (cmd,) = count_adjustments("e", Spot("x", "C"), rows, {("s", "A"): 3}, {}, custom, "rfid")
-    assert isinstance(cmd, Adjust)
-    assert (cmd.status, cmd.counted_qty) == ("qc_hold", 2)
-
-
-def test_a_count_missing_more_than_one_quant_empties_them_in_order() -> None:
-    rows = [quant("s", "A", "damaged", 2), quant("s", "A", "available", 3)]
-    cmds = count_adjustments("e", Spot("x", "C"), rows, {("s", "A"): 1}, {}, D, "rfid")
-    assert [(c.status, c.counted_qty) for c in cmds if isinstance(c, Adjust)] == [("available", 0), ("damaged", 1)]
+    cell = Cell("s", "x", D)
+    cell.handle(Receive("r1", "s", "x", "A", 9, "C", "in_transit_in"), T0_MS)
+    cell.handle(Receive("r2", "s", "x", "A", 2, "C", "available"), T0_MS)
+    (cmd,) = counts.rfid_counts("e", Spot("x", "C"), ("s",), {("s", "A"): 2}, {})
+    reply = cell.handle(cmd, T0_MS)
+    assert isinstance(reply, Counted)
+    assert reply.variance == 0  # the 9 in transit are not in the cabinet; the 2 counted match
 
 
 def test_tally_sums_tags_per_lot_and_needs_each_lot() -> None:
@@ -123,34 +124,47 @@ def test_tally_sums_tags_per_lot_and_needs_each_lot() -> None:
     assert bad.value.code is DeadLetterCode.INVALID
 
 
-def test_a_cycle_count_line_defaults_to_the_ready_role_and_the_own_owner() -> None:
-    lines = [Line("s", "A", 4), Line("s", "B", 0, status="damaged", owner="consignment:x", expiry=date(2027, 1, 1))]
-    cmds = counts.cycle_count("e", "dc", "B/01", lines, D, DOC)
-    assert [(c.request_id, c.status, c.owner, c.counted_qty) for c in cmds] == [
-        ("e:0", "available", "own", 4),
-        ("e:1", "damaged", "consignment:x", 0),
+def test_a_cycle_count_is_one_quant_count_per_sku() -> None:
+    lines = [
+        Line("s", "A", 4),
+        Line("s", "B", 0, status="damaged", owner="consignment:x", expiry=date(2027, 1, 1)),
+        Line("t", "A", 1),
     ]
-    assert all(c.reason == "cycle_count" and c.doc_ref == "DOC-1" and c.finance == DOC.finance for c in cmds)
-    assert counts.count_expiries(lines) == {("s", "B"): ingestion.day_end_ms(date(2027, 1, 1))}
-
-
-def test_a_found_receipt_books_the_counted_qty_from_the_variance_bucket() -> None:
-    adjust = Adjust("r", "s", "x", "A", 5, "C", "available", "own", "cycle_count")
-    found = counts.found_receipt(adjust, 77)
-    assert (found.request_id, found.qty, found.expires_at_ms, found.doc_ref) == ("r:found", 5, 77, "cycle_count")
-    assert found.source is External.COUNT_VARIANCE
+    cmds = counts.cycle_counts("e", "dc", "B/01", lines, DOC)
+    assert [(c.request_id, c.sku, c.whole_bin, c.source) for c in cmds] == [
+        ("e:s", "s", False, CountSource.CYCLE),
+        ("e:t", "t", False, CountSource.CYCLE),
+    ]
+    assert cmds[0].lines == (
+        CountLine("A", 4, "", "own", 0),
+        CountLine("B", 0, "damaged", "consignment:x", ingestion.day_end_ms(date(2027, 1, 1))),
+    )
+    assert all(c.doc_ref == "DOC-1" and c.finance == DOC.finance for c in cmds)
 
 
 # ---- excursions ----
 
 
-def test_an_excursion_freezes_into_the_frozen_role_of_the_dictionary() -> None:
-    frozen = D.role(Role.FROZEN)
-    (cmd,) = freeze_commands("e", "x", [quant("s", "A", "qc_hold", 4, held=1)], D, "doc")
-    assert (cmd.from_status, cmd.to_status, cmd.qty) == ("qc_hold", frozen, 3)
-    assert cmd.request_id == derived_id("e", "s", "A", "C", "qc_hold", "own")
+def test_an_excursion_freezes_each_sku_of_the_cabinet_in_its_cell() -> None:
+    cmds = excursions.freeze_commands("e", "x", "C", ["t", "s", "t"], "doc")
+    assert cmds == [
+        FreezeStock(derived_id("e", "s"), "s", "x", "C", "doc"),
+        FreezeStock(derived_id("e", "t"), "t", "x", "C", "doc"),
+    ]
     assert excursions.freeze_doc_ref("", 14.5) == "excursion:14.5C"
     assert excursions.freeze_doc_ref("QA-7", 14.5) == "QA-7"
+
+
+def test_a_freeze_takes_held_units_too_and_cuts_their_holds() -> None:
+    cell = Cell("s", "x", D)
+    cell.handle(Receive("r1", "s", "x", "A", 5, "C", "available"), T0_MS)
+    cell.handle(Receive("r2", "s", "x", "A", 3, "C/P", "available"), T0_MS)
+    cell.handle(ChangeStatus("r2b", "s", "x", "A", 3, "available", "picking", "C/P"), T0_MS)  # may not freeze
+    cell.handle(Reserve("r3", "s", "x", "H", (ReserveLine(2),), 60_000), T0_MS)
+    reply = cell.handle(FreezeStock("f", "s", "x", "C"), T0_MS)
+    assert reply == StockFrozen(5, ("A",), (HoldCut("H", "A", "C", "available", 2),), 3)
+    frozen = D.role(Role.FROZEN)
+    assert {k.status: (q.qty, q.held) for k, q in cell.ledger.quants.items()} == {frozen: (5, 0), "picking": (3, 0)}
 
 
 # ---- scans and WMS lines ----

@@ -1,7 +1,8 @@
 """Random command sequences against one cell; after every step all of DESIGN.md §4 holds.
 
 The machine drives receive / reserve / commit (full and partial) / release / consume /
-adjust / move / change-status / one-call sale (receipts from every source, consumption to every
+adjust / move / change-status / one-call sale / count (of a quant and of a whole bin) /
+lot opening / lot expiry / scrapping of over-age opened lots (receipts from every source, consumption to every
 destination and from a named status, commands with and without a financial context)
 with clock jumps (often past hold TTLs and lot expiries), sweeps, retries of earlier
 request ids (same payload and another payload) and invalid commands. It keeps its own
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine.domain.cell import Cell, CellLimits, Dimension
+from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter
 from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
@@ -33,8 +34,20 @@ from engine.domain.commands import (
     Committed,
     Consume,
     Consumed,
+    Count,
+    Counted,
+    CountLine,
+    CountSource,
+    DeviceOp,
+    DeviceOpDone,
+    ExpireLots,
+    FreezeStock,
+    LotCount,
+    LotOpened,
+    LotsExpired,
     Move,
     Moved,
+    OpenLot,
     Receive,
     Received,
     Release,
@@ -44,8 +57,11 @@ from engine.domain.commands import (
     Reserved,
     ReserveLine,
     SaleLine,
+    ScrapOverAge,
+    Scrapped,
     Sell,
     StatusChanged,
+    StockFrozen,
     Strategy,
     sale_parts,
     same_payload,
@@ -58,9 +74,10 @@ from engine.domain.errors import (
     NotFound,
     RequestConflict,
 )
+from engine.domain.freshness import FRESHNESS_EXPIRED
 from engine.domain.ledger import replay, same_balances
 from engine.domain.model import External, Finance, HoldState, HoldView, Movement, MovementKind, QuantKey
-from engine.domain.statuses import DEFAULT_DICTIONARY
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from tests.unit.conftest import DAY_MS, HOUR_MS, SITE, SKU, T0_MS, ledger_state
 
 STATUSES = DEFAULT_DICTIONARY
@@ -210,6 +227,7 @@ class CellMachine(RuleBasedStateMachine):
         self.invalid_ids: list[str] = []
         self.holds: dict[str, HoldModel] = {}
         self.received_at: dict[str, int] = {}  # lot → engine time of its first receipt
+        self.opened_at: dict[str, int] = {}  # lot → when it was opened, as its movements tell
         self.counter = 0
 
     # ---------------------------------------------------------------- model helpers
@@ -247,9 +265,24 @@ class CellMachine(RuleBasedStateMachine):
         quant = self.cell.ledger.quants.get(k)
         return (quant.held if quant else 0) - self.due_allocations().get(k, 0)
 
+    def expiry(self, lot_id: str) -> int:
+        """The lot's effective expiry as the movements tell its dates (an opening changes it)."""
+        opened = self.opened_at.get(lot_id, 0)
+        dates = [d for d in (LOT_BY_ID[lot_id].expires_at_ms, opened and opened + OPENED_SHELF_LIFE_MS) if d]
+        return min(dates) if dates else 0
+
     def fresh(self, lot_id: str) -> bool:
-        expiry = LOT_BY_ID[lot_id].effective_expiry_ms
+        expiry = self.expiry(lot_id)
         return expiry == 0 or expiry > self.now_ms
+
+    def over_age(self, lot_id: str) -> bool:
+        opened = self.opened_at.get(lot_id, 0)
+        return bool(opened) and opened + OPENED_SHELF_LIFE_MS <= self.now_ms
+
+    def stale(self, line: ReserveLine, status: str = "") -> dict[QuantKey, int]:
+        """Free qty the line could take but for the opened age of its lot (FRESHNESS_EXPIRED)."""
+        everything = self.candidates(line, for_consume=True, status=status)
+        return {k: q for k, q in everything.items() if self.over_age(k.lot_id)}
 
     def rank(self, strategy: Strategy, k: QuantKey) -> tuple[int, int, str, str]:
         received = self.received_at[k.lot_id]
@@ -257,7 +290,7 @@ class CellMachine(RuleBasedStateMachine):
             return (received, 0, k.lot_id, k.bin)
         if strategy is Strategy.LIFO:
             return (-received, 0, k.lot_id, k.bin)
-        return (LOT_BY_ID[k.lot_id].effective_expiry_ms or FAR_MS, received, k.lot_id, k.bin)
+        return (self.expiry(k.lot_id) or FAR_MS, received, k.lot_id, k.bin)
 
     def candidates(self, line: ReserveLine, *, for_consume: bool = False, status: str = "") -> dict[QuantKey, int]:
         """Free qty a line may take, per quant, as the spec says (after the due sweep): from
@@ -270,7 +303,7 @@ class CellMachine(RuleBasedStateMachine):
                 continue
             if not bin_ok(k.bin, line.bin_prefix):
                 continue
-            expiry = LOT_BY_ID[k.lot_id].effective_expiry_ms
+            expiry = self.expiry(k.lot_id)
             if not for_consume:
                 if not self.fresh(k.lot_id):
                     continue
@@ -299,9 +332,16 @@ class CellMachine(RuleBasedStateMachine):
         """Append drained movements to the journal and follow the holds they change."""
         for m in movements:
             self.journal.append(m)
-            if m.kind is MovementKind.RECEIVE and m.lot is not None:
+            if m.kind in (MovementKind.RECEIVE, MovementKind.COUNT) and m.lot is not None:
                 assert m.lot.lot_id not in self.received_at, "a lot's dates were sent twice"
                 self.received_at[m.lot.lot_id] = m.lot.received_at_ms
+                if m.lot.opened_at_ms:
+                    self.opened_at[m.lot.lot_id] = m.lot.opened_at_ms
+            if m.kind is MovementKind.OPEN:
+                assert m.lot is not None
+                assert m.lot.lot_id not in self.opened_at, "a lot was opened twice"
+                assert (m.qty, m.src) == (0, m.dst)
+                self.opened_at[m.lot.lot_id] = m.lot.opened_at_ms
             if not m.hold_id:
                 assert (m.held_key, m.held_delta) == (None, 0)
                 continue
@@ -329,7 +369,7 @@ class CellMachine(RuleBasedStateMachine):
                 assert (m.qty, m.src, m.dst) == (-m.held_delta, m.held_key, External.CUSTOMER)
                 hold.committed -= m.held_delta
             else:
-                assert m.kind in (MovementKind.RELEASE, MovementKind.EXPIRE, MovementKind.ADJUST)
+                assert m.kind in (MovementKind.RELEASE, MovementKind.EXPIRE, MovementKind.ADJUST, MovementKind.CUT_HOLD)
                 assert (m.qty, m.src, m.dst) == (0, m.held_key, m.held_key)
                 hold.released -= m.held_delta
             if not hold.allocations:
@@ -468,6 +508,7 @@ class CellMachine(RuleBasedStateMachine):
     def _reserve(self, hold_id: str, lines: list[ReserveLine], ttl_ms: int, finance: Finance | None = None) -> None:
         conflict = hold_id in self.holds
         cands = self.candidates(lines[0])
+        stale = self.stale(lines[0])
         answer, own = self.run(Reserve(self.new_id("R"), SKU, SITE, hold_id, tuple(lines), ttl_ms, finance=finance))
         total = sum(line.qty for line in lines)
         if conflict:
@@ -484,8 +525,12 @@ class CellMachine(RuleBasedStateMachine):
             assert sum(m.held_delta for m in own) == total
             if len(lines) == 1:
                 self.check_greedy(lines[0].strategy, alloc_keys(hold), cands)
+        elif isinstance(answer, FailedPrecondition) and answer.reason == FRESHNESS_EXPIRED:
+            assert len(lines) > 1 or stale, answer  # only over-age opened stock could serve
+            assert hold_id not in self.holds
         else:
             assert isinstance(answer, InsufficientStock), answer
+            assert len(lines) > 1 or not stale, (answer, stale)
             assert answer.requested in {line.qty for line in lines}
             assert 0 <= answer.available < answer.requested
             if len(lines) == 1:
@@ -581,12 +626,17 @@ class CellMachine(RuleBasedStateMachine):
         (part,) = sale_parts(sale)
         total = sum(line.qty for line in lines)
         cands = self.candidates(lines[0])
+        stale = self.stale(lines[0])
         reserved, _ = self.run(part.reserve)
         committed, own = self.run(part.commit)
         if len(lines) == 1:
             assert isinstance(reserved, Reserved) == (sum(cands.values()) >= total), (reserved, cands)
         if not isinstance(reserved, Reserved):
-            assert isinstance(reserved, InsufficientStock), reserved
+            if isinstance(reserved, FailedPrecondition) and reserved.reason == FRESHNESS_EXPIRED:
+                assert len(lines) > 1 or stale, reserved
+            else:
+                assert isinstance(reserved, InsufficientStock), reserved
+                assert len(lines) > 1 or not stale, (reserved, stale)
             assert isinstance(committed, NotFound), committed
             assert part.reserve.hold_id not in self.holds  # nothing held
             return
@@ -622,6 +672,8 @@ class CellMachine(RuleBasedStateMachine):
         lot_id = lot.lot_id if use_lot or strategy is Strategy.LOT else ""
         line = ReserveLine(qty, strategy, lot_id, owner_filter, 0.0, bin_prefix)
         cands = self.candidates(line, for_consume=True, status=status)
+        stale = {} if destination is External.SCRAP else {k: q for k, q in cands.items() if self.over_age(k.lot_id)}
+        cands = {k: q for k, q in cands.items() if k not in stale}  # skipped while fresh stock serves
         cmd = Consume(
             self.new_id("R"),
             SKU,
@@ -636,6 +688,10 @@ class CellMachine(RuleBasedStateMachine):
             finance=finance,
         )
         answer, own = self.run(cmd)
+        if stale and sum(cands.values()) < qty:  # only over-age opened stock could serve: refused
+            assert isinstance(answer, FailedPrecondition), answer
+            assert answer.reason == FRESHNESS_EXPIRED
+            return
         assert isinstance(answer, Consumed), answer
         consumed = min(qty, sum(cands.values()))
         assert (answer.consumed_qty, answer.shortfall_qty) == (consumed, qty - consumed)
@@ -724,6 +780,145 @@ class CellMachine(RuleBasedStateMachine):
         else:
             assert isinstance(answer, InsufficientStock)
             assert answer.available == max(free, 0)
+
+    # ---------------------------------------------------------------- rules: stock health (issue 15)
+
+    def on_hand_under(self, lot_id: str, prefix: str) -> tuple[int, int]:
+        """(qty, effective held) of the lot's on-hand quants under a bin prefix."""
+        keys = [
+            k
+            for k, q in self.cell.ledger.quants.items()
+            if k.lot_id == lot_id and q.qty > 0 and bin_ok(k.bin, prefix) and STATUSES.statuses[k.status].on_hand
+        ]
+        return sum(self.qty(k) for k in keys), sum(self.effective_held(k) for k in keys)
+
+    @rule(
+        lot=lots,
+        bin_=bins,
+        status=mostly("available", ON_HAND),
+        owner=owners,
+        counted=st.integers(0, 15),
+        source=st.sampled_from(list(CountSource)),
+    )
+    def count_a_quant(
+        self, lot: LotSpec, bin_: str, status: str, owner: str, counted: int, source: CountSource
+    ) -> None:
+        """A count sets the quant in one step; held units beyond the count cut holds."""
+        k = QuantKey(lot.lot_id, bin_, str(status), owner)
+        previous, held = self.qty(k), self.effective_held(k)
+        line = CountLine(lot.lot_id, counted, str(status), owner, lot.expires_at_ms)
+        answer, own = self.run(Count(self.new_id("R"), SKU, SITE, bin_, (line,), source=source, confidence=0.5))
+        assert answer == Counted((LotCount(lot.lot_id, previous, counted),), answer.holds_cut), answer  # type: ignore[union-attr]
+        assert isinstance(answer, Counted)
+        quant = self.cell.ledger.quants.get(k)
+        assert ((quant.qty, quant.held) if quant else (0, 0)) == (counted, min(held, counted))
+        assert sum(c.qty for c in answer.holds_cut) == max(held - counted, 0)
+        assert all(m.source == source.value for m in own if m.kind is MovementKind.COUNT)
+
+    @rule(prefix=st.sampled_from(BIN_PREFIXES), data=st.data())
+    def count_a_whole_bin(self, prefix: str, data: st.DataObject) -> None:
+        """Every on-hand quant under the bin is counted; a lot left out was found empty."""
+        named = data.draw(st.lists(st.sampled_from(LOT_IDS), unique=True, max_size=3))
+        counted = {lot_id: data.draw(st.integers(0, 25)) for lot_id in named}
+        before = {lot_id: self.on_hand_under(lot_id, prefix) for lot_id in LOT_IDS}
+        lines = tuple(
+            CountLine(lot_id, qty, "", "own", LOT_BY_ID[lot_id].expires_at_ms) for lot_id, qty in counted.items()
+        )
+        answer, _ = self.run(Count(self.new_id("R"), SKU, SITE, prefix, lines, whole_bin=True, source=CountSource.RFID))
+        assert isinstance(answer, Counted), answer
+        for lot_id in LOT_IDS:
+            qty, held = self.on_hand_under(lot_id, prefix)
+            want = counted.get(lot_id, 0)
+            assert qty == want, (lot_id, qty, want)
+            assert held == min(before[lot_id][1], want), (lot_id, held, before[lot_id])
+        assert {c.lot_id: (c.previous_qty, c.counted_qty) for c in answer.lots} == {
+            lot_id: (before[lot_id][0], counted.get(lot_id, 0))
+            for lot_id in LOT_IDS
+            if before[lot_id][0] or lot_id in counted
+        }
+
+    @rule(lot=lots)
+    def open_a_lot(self, lot: LotSpec) -> None:
+        opened_before = self.opened_at.get(lot.lot_id, 0)
+        has_stock = any(k.lot_id == lot.lot_id and q.qty > 0 for k, q in self.cell.ledger.quants.items())
+        answer, own = self.run(OpenLot(self.new_id("R"), SKU, SITE, lot.lot_id))
+        if lot.lot_id not in self.received_at:
+            assert isinstance(answer, NotFound), answer
+        elif opened_before:
+            assert answer == LotOpened(lot.lot_id, opened_before, True, opened_before + OPENED_SHELF_LIFE_MS)
+            assert own == []
+        elif not has_stock:
+            assert isinstance(answer, FailedPrecondition), answer
+            assert answer.reason == "LOT_NOT_ON_HAND"
+        else:
+            assert answer == LotOpened(lot.lot_id, self.now_ms, False, self.now_ms + OPENED_SHELF_LIFE_MS)
+            assert [m.kind for m in own] == [MovementKind.OPEN]
+
+    @rule()
+    def expire_lots(self) -> None:
+        expired = STATUSES.role(Role.EXPIRED)
+
+        def due(k: QuantKey, q: int) -> bool:
+            past = LOT_BY_ID[k.lot_id].expires_at_ms and LOT_BY_ID[k.lot_id].expires_at_ms <= self.now_ms
+            return bool(past) and q > 0 and k.status != expired and STATUSES.statuses[k.status].on_hand
+
+        todo = {k: q.qty for k, q in self.cell.ledger.quants.items() if due(k, q.qty)}
+        movable = sum(q for k, q in todo.items() if STATUSES.can_transition(k.status, expired))
+        answer, _ = self.run(ExpireLots(self.new_id("R"), SKU, SITE))
+        assert isinstance(answer, LotsExpired), answer
+        assert (answer.qty, answer.stuck_qty) == (movable, sum(todo.values()) - movable)
+        assert all(
+            not STATUSES.can_transition(k.status, expired) for k, q in self.cell.ledger.quants.items() if due(k, q.qty)
+        )
+
+    @rule(device=st.sampled_from(("POS-1", "POS-2")), replay=st.booleans(), qty=qtys, lot=lots)
+    def a_device_op(self, device: str, replay: bool, qty: int, lot: LotSpec) -> None:
+        """A device's offline receipt: a new seq applies once; a replayed one (another
+        upload, another request id) changes nothing, however late."""
+        last = self.cell.devices.get(device, 0)
+        seq = last if replay and last else last + 1
+        inner = Receive("", SKU, SITE, lot.lot_id, qty, "", "available", "own", lot.expires_at_ms)
+        at_ms = self.now_ms - HOUR_MS
+        answer, own = self.run(DeviceOp(self.new_id("D"), SKU, SITE, device, seq, at_ms, inner))
+        assert isinstance(answer, DeviceOpDone), answer
+        assert answer.already_applied == (seq == last)
+        if answer.already_applied:
+            assert own == []
+        assert all(m.business_at_ms == at_ms for m in own)
+        assert self.cell.devices[device] == seq
+
+    @rule(prefix=st.sampled_from(BIN_PREFIXES))
+    def freeze_a_bin(self, prefix: str) -> None:
+        """A temperature excursion: everything on hand under the bin that may freeze does,
+        held units too (their holds cut); what may not is reported as stuck."""
+        frozen = STATUSES.role(Role.FROZEN)
+
+        def due(k: QuantKey, q: int) -> bool:
+            return q > 0 and k.status != frozen and STATUSES.statuses[k.status].on_hand and bin_ok(k.bin, prefix)
+
+        todo = {k: q.qty for k, q in self.cell.ledger.quants.items() if due(k, q.qty)}
+        movable = sum(q for k, q in todo.items() if STATUSES.can_transition(k.status, frozen))
+        held = sum(self.effective_held(k) for k in todo if STATUSES.can_transition(k.status, frozen))
+        answer, _ = self.run(FreezeStock(self.new_id("R"), SKU, SITE, prefix))
+        assert isinstance(answer, StockFrozen), answer
+        assert (answer.qty, answer.stuck_qty) == (movable, sum(todo.values()) - movable)
+        assert sum(c.qty for c in answer.holds_cut) == held
+        assert all(
+            not STATUSES.can_transition(k.status, frozen) for k, q in self.cell.ledger.quants.items() if due(k, q.qty)
+        )
+
+    @rule()
+    def scrap_over_age(self) -> None:
+        def due(k: QuantKey, q: int) -> bool:
+            return q > 0 and self.over_age(k.lot_id) and STATUSES.statuses[k.status].on_hand
+
+        todo = sum(q.qty for k, q in self.cell.ledger.quants.items() if due(k, q.qty))
+        scrap_before = self.cell.ledger.externals.get(External.SCRAP, 0)
+        answer, _ = self.run(ScrapOverAge(self.new_id("R"), SKU, SITE))
+        assert isinstance(answer, Scrapped), answer
+        assert answer.qty == todo
+        assert self.cell.ledger.externals.get(External.SCRAP, 0) == scrap_before + todo
+        assert not any(due(k, q.qty) for k, q in self.cell.ledger.quants.items())
 
     # ---------------------------------------------------------------- rules: time, retries, bad input
 
@@ -850,6 +1045,18 @@ class CellMachine(RuleBasedStateMachine):
         assert {h: (p.state, p.committed_qty, p.released_qty) for h, p in rebuilt.resolved.items()} == {
             h: (p.state, p.committed_qty, p.released_qty) for h, p in live.resolved.items()
         }
+
+    @invariant()
+    def what_ran_out_answers_at_zero(self) -> None:
+        """A lot marked out of stock has no quant; a lot with quants is not marked; the
+        per-lot quant counts agree with the quants (issue 15 item 7)."""
+        ledger = self.cell.ledger
+        with_quants = {k.lot_id for k in ledger.quants}
+        assert not with_quants & set(ledger.zeroed)
+        assert ledger.live == {lot: sum(1 for k in ledger.quants if k.lot_id == lot) for lot in with_quants}
+        rows = self.cell.slice(self.now_ms, (Dimension.LOT,), SliceFilter(out_of_stock_only=True))
+        assert {dict(r.group)["lot"] for r in rows} == set(ledger.zeroed)
+        assert all(r.qty == 0 and r.out_of_stock_since_ms for r in rows)
 
     @invariant()
     def movement_seqs_are_gap_free_from_one(self) -> None:

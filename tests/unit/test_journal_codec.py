@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import zlib
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -61,10 +62,10 @@ def round_trip(*ops: Any) -> JournalEntry:
 # ---- v2: every new field round-trips ----
 
 
-def test_the_current_version_is_3_and_every_version_is_readable() -> None:
-    assert SCHEMA_VERSION == 3
-    assert READABLE_VERSIONS == (1, 2, 3)
-    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 6  # zig-zag varint of 3
+def test_the_current_version_is_4_and_every_version_is_readable() -> None:
+    assert SCHEMA_VERSION == 4
+    assert READABLE_VERSIONS == (1, 2, 3, 4)
+    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 8  # zig-zag varint of 4
 
 
 @pytest.mark.parametrize("finance", [None, Finance(), EUR, Finance(currency="USD", terms="net 30")])
@@ -316,7 +317,7 @@ def test_v2_decodes_a_v1_message_by_schema_resolution_too() -> None:
     assert (value["source"], value["finance"]) == (External.SUPPLIER.value, None)
 
 
-@pytest.mark.parametrize("version", [0, 4, -1, 99])
+@pytest.mark.parametrize("version", [0, 5, -1, 99])
 def test_an_unknown_version_is_refused(version: int) -> None:
     out = io.BytesIO()
     fastavro.schemaless_writer(
@@ -331,11 +332,77 @@ def test_an_unknown_version_is_refused(version: int) -> None:
 # ---- v3: the handed-off cell as a typed record; only appended fields ----
 
 
+def _records(schema_json: object) -> dict[str, list[object]]:
+    """Every named record of a schema, by name: its fields."""
+    out: dict[str, list[object]] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "record":
+                out[node["name"]] = node["fields"]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema_json)
+    return out
+
+
+def _shallow(node: object) -> object:
+    """A schema fragment with each nested record replaced by its name (records are compared
+    one by one, so a grown nested record is not counted against the record that holds it)."""
+    if isinstance(node, dict):
+        if node.get("type") == "record":
+            return node["name"]
+        return {k: _shallow(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_shallow(v) for v in node]
+    return node
+
+
+def test_v4_only_appends_records_branches_and_defaulted_fields() -> None:
+    """The evolution rule: every v3 record keeps its fields in order (new ones, with a
+    default, at the end), every union keeps its branches (new ones at the end), and a v3
+    message reads through Avro schema resolution with the v4 schema."""
+    v3 = json.loads((SCHEMA_DIR / "journal_batch.v3.avsc").read_text())
+    v4 = json.loads((SCHEMA_DIR / "journal_batch.avsc").read_text())
+    old, new = _records(v3), _records(v4)
+    grown_unions = {"JournalBatch", "Remembered"}  # ops; remembered command and answer
+    for name, fields in old.items():
+        kept = new[name][: len(fields)]
+        assert [f["name"] for f in kept] == [f["name"] for f in fields], name  # type: ignore[index]
+        assert name in grown_unions or _shallow(kept) == _shallow(fields), name
+        assert all("default" in f for f in new[name][len(fields) :]), name  # type: ignore[operator]
+    assert set(new) - set(old) == {
+        *("Count", "CountLine", "ExpireLots", "ScrapOverAge", "OpenLot"),
+        *("Counted", "LotCount", "HoldCut", "LotsExpired", "Scrapped", "LotOpened"),
+        *("FreezeStock", "StockFrozen", "ZeroedLot", "DeviceOp", "DeviceOpDone", "DeviceMark"),
+    }
+
+    def names(items: list[object]) -> list[str]:
+        return [i if isinstance(i, str) else i["name"] for i in items]  # type: ignore[index]
+
+    ops_old, ops_new = (names(s["fields"][4]["type"]["items"]) for s in (v3, v4))
+    assert ops_new[: len(ops_old)] == ops_old
+    assert ops_new[len(ops_old) :] == ["Count", "ExpireLots", "ScrapOverAge", "OpenLot", "FreezeStock", "DeviceOp"]
+    body = io.BytesIO(sample_v3_batch())
+    writer, reader = (fastavro.parse_schema(json.loads(schema_path(v).read_text()), expand=True) for v in (3, 4))
+    resolved = fastavro.schemaless_reader(body, writer, reader, return_record_name=True)
+    assert resolved["movements"]
+    assert all(m["source"] == "" and m["confidence"] == 0.0 for m in resolved["movements"])
+
+
+def sample_v3_batch() -> bytes:
+    return (Path(__file__).parents[1] / "data" / "journal" / "v3-batch-2.bin").read_bytes()[:-4]
+
+
 def test_v3_only_appends_the_cell_to_adopt() -> None:
     """The evolution rule: v3 is v2 plus `Adopt.cell` (a default of null) at its end, and
     every v2 message reads through Avro schema resolution with the v3 schema."""
     v2 = json.loads((SCHEMA_DIR / "journal_batch.v2.avsc").read_text())
-    v3 = json.loads((SCHEMA_DIR / "journal_batch.avsc").read_text())
+    v3 = json.loads((SCHEMA_DIR / "journal_batch.v3.avsc").read_text())
     old = {o["name"]: o["fields"] for o in v2["fields"][4]["type"]["items"]}
     new = {o["name"]: o["fields"] for o in v3["fields"][4]["type"]["items"]}
     assert list(new) == list(old)

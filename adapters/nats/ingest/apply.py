@@ -38,9 +38,8 @@ from adapters.nats.ingest.events import (
 )
 from engine.domain import counts, excursions, ingestion, transfers
 from engine.domain.cell import Dimension, SliceFilter
-from engine.domain.commands import Adjust, ChangeStatus, Consumed, Move, Receive
+from engine.domain.commands import ChangeStatus, Consumed, Counted, Move, StockFrozen
 from engine.domain.deadletters import DeadLetterCode
-from engine.domain.errors import NotFound
 from engine.domain.ingestion import BadEvent, Document, StatusChoices, StockLine, resolve_item
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
@@ -240,34 +239,20 @@ class Applier:
     async def _rfid_count(self, e: RfidCount, deadline: float | None) -> Applied:
         cab = self.cabinet(e.cabinet_id)
         counted, expiry = counts.tally(e.items, self.config.gtins)
+        # Which skus the books have in the cabinet (so a sku read as empty is counted too);
+        # the quantities are set inside each cell, never from this read.
         rows = await self._cabinet_rows(cab.site, cab.bin, (), deadline)
-        cmds = counts.count_adjustments(e.event_id, cab, rows, counted, expiry, self.gateway.statuses, "rfid_count")
-        results = await asyncio.gather(*(self._adjust_or_find(c, deadline) for c in cmds))
-        return Applied(len(cmds), sum(results))
-
-    async def _adjust_or_find(self, cmd: Adjust | Receive, deadline: float | None, expires_at_ms: int = 0) -> int:
-        """An Adjust of a lot the cell has never seen becomes a receipt from the count
-        variance bucket: stock found by a count is booked in, with its dates."""
-        if isinstance(cmd, Receive):
-            await self.gateway.execute(cmd, deadline)
-            return cmd.qty
-        try:
-            reply = await self.gateway.execute(cmd, deadline)
-        except NotFound as exc:
-            if getattr(exc, "resource_type", "") != "lot" or cmd.counted_qty == 0:
-                raise
-            found = counts.found_receipt(cmd, expires_at_ms)
-            await self.gateway.execute(found, deadline)
-            return found.qty
-        return abs(reply.variance)
+        cmds = counts.rfid_counts(e.event_id, cab, {r.sku for r in rows}, counted, expiry)
+        replies: list[Counted] = await asyncio.gather(*(self.gateway.execute(c, deadline) for c in cmds))
+        return Applied(len(cmds), sum(abs(c.counted_qty - c.previous_qty) for r in replies for c in r.lots))
 
     async def _excursion(self, e: TemperatureExcursion, deadline: float | None) -> Applied:
         cab = self.cabinet(e.cabinet_id)
-        rows = await self._cabinet_rows(cab.site, cab.bin, e.skus, deadline)
+        skus = e.skus or tuple({r.sku for r in await self._cabinet_rows(cab.site, cab.bin, (), deadline)})
         doc_ref = excursions.freeze_doc_ref(e.doc_ref, e.temp_c)
-        cmds = excursions.freeze_commands(e.event_id, cab.site, rows, self.gateway.statuses, doc_ref)
-        await self._all(cmds, deadline)
-        return Applied(len(cmds), sum(c.qty for c in cmds))
+        cmds = excursions.freeze_commands(e.event_id, cab.site, cab.bin, skus, doc_ref)
+        replies: list[StockFrozen] = await asyncio.gather(*(self.gateway.execute(c, deadline) for c in cmds))
+        return Applied(len(cmds), sum(r.qty for r in replies))
 
     # ---- WMS ----
 
@@ -318,12 +303,9 @@ class Applier:
 
     async def _cycle_count(self, e: CycleCount, deadline: float | None) -> Applied:
         doc = document(e.doc_ref, e.finance)
-        cmds = counts.cycle_count(e.event_id, self.site(e.site), e.bin, e.lines, self.gateway.statuses, doc)
-        expiry = counts.count_expiries(e.lines)
-        results = await asyncio.gather(
-            *(self._adjust_or_find(c, deadline, expiry.get((c.sku, c.lot_id), 0)) for c in cmds)
-        )
-        return Applied(len(cmds), sum(results))
+        cmds = counts.cycle_counts(e.event_id, self.site(e.site), e.bin, e.lines, doc)
+        replies: list[Counted] = await asyncio.gather(*(self.gateway.execute(c, deadline) for c in cmds))
+        return Applied(len(e.lines), sum(abs(c.counted_qty - c.previous_qty) for r in replies for c in r.lots))
 
     async def _transfer_out(self, e: TransferOut, deadline: float | None) -> Applied:
         src, dst = self.site(e.site), self.site(e.to_site)

@@ -14,22 +14,16 @@ from typing import Any
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import CellLimits, Dimension, SliceFilter
 from engine.domain.commands import (
-    Adjust,
-    Adjusted,
-    ChangeStatus,
-    Consume,
-    Consumed,
-    Move,
-    Moved,
+    CellMutation,
+    CellMutationReply,
     Receive,
-    Received,
     SaleLine,
     Sell,
-    StatusChanged,
     check_caller_id,
     validate,
 )
-from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from engine.domain.freshness import is_freshness_expired
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.ports import BackendFactory, Clock
@@ -37,6 +31,7 @@ from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, SendBatch
 from engine.runtime.gateway.bulk import BulkReceiver, BulkResult
 from engine.runtime.gateway.catalog import CatalogService
+from engine.runtime.gateway.freshness import FreshnessDesk
 from engine.runtime.gateway.holds import HoldCoordinator
 from engine.runtime.gateway.operations import Operations, ShardAdmin
 from engine.runtime.gateway.reads import StockReader
@@ -52,8 +47,8 @@ from engine.runtime.host import HostState, ShardHost
 from engine.runtime.routing import Directory
 from engine.runtime.types import Availability, HoldLine, HoldSummary, ShardCheck
 
-SingleCellCommand = Receive | Move | ChangeStatus | Consume | Adjust
-SingleCellReply = Received | Moved | StatusChanged | Consumed | Adjusted
+SingleCellCommand = CellMutation
+SingleCellReply = CellMutationReply
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +86,7 @@ class Gateway:
         self._holds = HoldCoordinator(self._router, config.statuses)
         self._sales = SaleDesk(self._router, self._holds, config.statuses)
         self._reads = StockReader(self._router)
+        self._freshness = FreshnessDesk(self._router, self._reads)
         self._operations = Operations(self._router, ports.admin, config.statuses)
         self._bulk = BulkReceiver(self._router, ports.senders, ports.factory, config.statuses)
 
@@ -174,7 +170,12 @@ class Gateway:
     async def execute(self, cmd: SingleCellCommand, deadline: float | None = None) -> SingleCellReply:
         validate(cmd, self.statuses)  # refuse bad input before it costs a shard call
         _check_caller_ids(cmd.request_id)
-        reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
+        try:  # no cost on the order path unless it raises (3.11's zero-cost exceptions)
+            reply: SingleCellReply = raise_if_refused(await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline))
+        except FailedPrecondition as refusal:
+            if not is_freshness_expired(refusal):
+                raise
+            raise await self._freshness.with_substitutes(refusal, deadline) from None
         return reply
 
     async def receive_bulk(self, cmds: Sequence[Receive]) -> list[BulkResult]:
@@ -196,7 +197,12 @@ class Gateway:
     ) -> HoldSummary:
         """Hold stock over the lines, all or nothing; each pair's Reserve carries `finance`."""
         _check_caller_ids(request_id, hold_id)
-        return await self._holds.reserve(request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance)
+        try:
+            return await self._holds.reserve(request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance)
+        except FailedPrecondition as refusal:
+            if not is_freshness_expired(refusal):
+                raise
+            raise await self._freshness.with_substitutes(refusal, deadline) from None
 
     async def commit(
         self,
@@ -246,7 +252,12 @@ class Gateway:
         """Reserve and commit every line in one call, all or nothing (DESIGN.md §7); the
         summary (state COMMITTED) is named by `request_id`."""
         sale = Sell(request_id, tuple(SaleLine(hl.sku, hl.site, hl.line) for hl in lines), doc_ref, finance)
-        return await self._sales.sell(sale, deadline)
+        try:
+            return await self._sales.sell(sale, deadline)
+        except FailedPrecondition as refusal:
+            if not is_freshness_expired(refusal):
+                raise
+            raise await self._freshness.with_substitutes(refusal, deadline) from None
 
     # ---- reads ----
 

@@ -10,7 +10,7 @@ from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import MAX_BIN_DEPTH, check_id
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.inventory import StockQuery, StockRow
-from engine.domain.shard import ReadSlice, ScanCells, add_row, result_too_large, row_of
+from engine.domain.shard import ReadSlice, ScanCells, add_row, new_total, result_too_large, row_of
 from engine.runtime.gateway.router import Router, raise_if_refused
 from engine.runtime.types import Availability
 
@@ -69,6 +69,6 @@ class StockReader:
                 if total is None:
                     if len(merged) >= q.limit:
                         raise result_too_large(q.limit)
-                    total = merged[(sku, site, row.group)] = [0, 0, 0, 0, 0]
+                    total = merged[(sku, site, row.group)] = new_total()
                 add_row(total, row)
         return [StockRow(sku, site, row_of(group, total)) for (sku, site, group), total in sorted(merged.items())]

@@ -32,6 +32,12 @@ class Dimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIMENSION_LOT: _ClassVar[Dimension]
     DIMENSION_EXPIRY_DAY: _ClassVar[Dimension]
     DIMENSION_RECEIVED_DAY: _ClassVar[Dimension]
+
+class CountSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COUNT_SOURCE_CYCLE: _ClassVar[CountSource]
+    COUNT_SOURCE_RFID: _ClassVar[CountSource]
+    COUNT_SOURCE_RECOGNISER: _ClassVar[CountSource]
 REMOVAL_STRATEGY_FEFO: RemovalStrategy
 REMOVAL_STRATEGY_FIFO: RemovalStrategy
 REMOVAL_STRATEGY_LIFO: RemovalStrategy
@@ -49,18 +55,25 @@ DIMENSION_OWNER: Dimension
 DIMENSION_LOT: Dimension
 DIMENSION_EXPIRY_DAY: Dimension
 DIMENSION_RECEIVED_DAY: Dimension
+COUNT_SOURCE_CYCLE: CountSource
+COUNT_SOURCE_RFID: CountSource
+COUNT_SOURCE_RECOGNISER: CountSource
 
 class Sku(_message.Message):
-    __slots__ = ("sku", "name", "unit", "opened_shelf_life_days")
+    __slots__ = ("sku", "name", "unit", "opened_shelf_life_days", "opened_shelf_life_hours", "substitutes")
     SKU_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     OPENED_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_SHELF_LIFE_HOURS_FIELD_NUMBER: _ClassVar[int]
+    SUBSTITUTES_FIELD_NUMBER: _ClassVar[int]
     sku: str
     name: str
     unit: str
     opened_shelf_life_days: int
-    def __init__(self, sku: _Optional[str] = ..., name: _Optional[str] = ..., unit: _Optional[str] = ..., opened_shelf_life_days: _Optional[int] = ...) -> None: ...
+    opened_shelf_life_hours: int
+    substitutes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sku: _Optional[str] = ..., name: _Optional[str] = ..., unit: _Optional[str] = ..., opened_shelf_life_days: _Optional[int] = ..., opened_shelf_life_hours: _Optional[int] = ..., substitutes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Site(_message.Message):
     __slots__ = ("site", "org_path", "kind", "name")
@@ -503,7 +516,7 @@ class GetHoldResponse(_message.Message):
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
 
 class SliceFilter(_message.Message):
-    __slots__ = ("statuses", "owner", "bin_prefix", "lot_id", "sellable_only", "min_shelf_life_days", "max_shelf_life_days")
+    __slots__ = ("statuses", "owner", "bin_prefix", "lot_id", "sellable_only", "min_shelf_life_days", "max_shelf_life_days", "out_of_stock_only")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     BIN_PREFIX_FIELD_NUMBER: _ClassVar[int]
@@ -511,6 +524,7 @@ class SliceFilter(_message.Message):
     SELLABLE_ONLY_FIELD_NUMBER: _ClassVar[int]
     MIN_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
     MAX_SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_STOCK_ONLY_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[str]
     owner: str
     bin_prefix: str
@@ -518,7 +532,8 @@ class SliceFilter(_message.Message):
     sellable_only: bool
     min_shelf_life_days: float
     max_shelf_life_days: float
-    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., lot_id: _Optional[str] = ..., sellable_only: _Optional[bool] = ..., min_shelf_life_days: _Optional[float] = ..., max_shelf_life_days: _Optional[float] = ...) -> None: ...
+    out_of_stock_only: bool
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., bin_prefix: _Optional[str] = ..., lot_id: _Optional[str] = ..., sellable_only: _Optional[bool] = ..., min_shelf_life_days: _Optional[float] = ..., max_shelf_life_days: _Optional[float] = ..., out_of_stock_only: _Optional[bool] = ...) -> None: ...
 
 class GroupValue(_message.Message):
     __slots__ = ("dimension", "value")
@@ -529,20 +544,22 @@ class GroupValue(_message.Message):
     def __init__(self, dimension: _Optional[_Union[Dimension, str]] = ..., value: _Optional[str] = ...) -> None: ...
 
 class SliceRow(_message.Message):
-    __slots__ = ("group", "qty", "held", "available", "on_hand", "earliest_expiry_ms")
+    __slots__ = ("group", "qty", "held", "available", "on_hand", "earliest_expiry_ms", "out_of_stock_since_ms")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     ON_HAND_FIELD_NUMBER: _ClassVar[int]
     EARLIEST_EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_STOCK_SINCE_MS_FIELD_NUMBER: _ClassVar[int]
     group: _containers.RepeatedCompositeFieldContainer[GroupValue]
     qty: int
     held: int
     available: int
     on_hand: int
     earliest_expiry_ms: int
-    def __init__(self, group: _Optional[_Iterable[_Union[GroupValue, _Mapping]]] = ..., qty: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ..., on_hand: _Optional[int] = ..., earliest_expiry_ms: _Optional[int] = ...) -> None: ...
+    out_of_stock_since_ms: int
+    def __init__(self, group: _Optional[_Iterable[_Union[GroupValue, _Mapping]]] = ..., qty: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ..., on_hand: _Optional[int] = ..., earliest_expiry_ms: _Optional[int] = ..., out_of_stock_since_ms: _Optional[int] = ...) -> None: ...
 
 class GetAvailabilityRequest(_message.Message):
     __slots__ = ("sku", "site", "group_by", "filter", "bin_depth")
@@ -726,3 +743,205 @@ class ReplyBatch(_message.Message):
     replies: _containers.RepeatedCompositeFieldContainer[Reply]
     batch_id: int
     def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+
+class CountLine(_message.Message):
+    __slots__ = ("lot_id", "qty", "status", "owner", "expires_at_ms")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    qty: int
+    status: str
+    owner: str
+    expires_at_ms: int
+    def __init__(self, lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class CountRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "bin", "lines", "whole_bin", "source", "confidence", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_BIN_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    bin: str
+    lines: _containers.RepeatedCompositeFieldContainer[CountLine]
+    whole_bin: bool
+    source: CountSource
+    confidence: float
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., bin: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CountLine, _Mapping]]] = ..., whole_bin: _Optional[bool] = ..., source: _Optional[_Union[CountSource, str]] = ..., confidence: _Optional[float] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class HoldCut(_message.Message):
+    __slots__ = ("hold_id", "lot_id", "bin", "status", "qty")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    lot_id: str
+    bin: str
+    status: str
+    qty: int
+    def __init__(self, hold_id: _Optional[str] = ..., lot_id: _Optional[str] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., qty: _Optional[int] = ...) -> None: ...
+
+class LotCount(_message.Message):
+    __slots__ = ("lot_id", "previous_qty", "counted_qty")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_QTY_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_QTY_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    previous_qty: int
+    counted_qty: int
+    def __init__(self, lot_id: _Optional[str] = ..., previous_qty: _Optional[int] = ..., counted_qty: _Optional[int] = ...) -> None: ...
+
+class CountResponse(_message.Message):
+    __slots__ = ("lots", "holds_cut", "variance")
+    LOTS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_CUT_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    lots: _containers.RepeatedCompositeFieldContainer[LotCount]
+    holds_cut: _containers.RepeatedCompositeFieldContainer[HoldCut]
+    variance: int
+    def __init__(self, lots: _Optional[_Iterable[_Union[LotCount, _Mapping]]] = ..., holds_cut: _Optional[_Iterable[_Union[HoldCut, _Mapping]]] = ..., variance: _Optional[int] = ...) -> None: ...
+
+class ExpireLotsRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class ExpireLotsResponse(_message.Message):
+    __slots__ = ("qty", "lot_ids", "holds_cut", "stuck_qty")
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    LOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_CUT_FIELD_NUMBER: _ClassVar[int]
+    STUCK_QTY_FIELD_NUMBER: _ClassVar[int]
+    qty: int
+    lot_ids: _containers.RepeatedScalarFieldContainer[str]
+    holds_cut: _containers.RepeatedCompositeFieldContainer[HoldCut]
+    stuck_qty: int
+    def __init__(self, qty: _Optional[int] = ..., lot_ids: _Optional[_Iterable[str]] = ..., holds_cut: _Optional[_Iterable[_Union[HoldCut, _Mapping]]] = ..., stuck_qty: _Optional[int] = ...) -> None: ...
+
+class ScrapOverAgeRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class ScrapOverAgeResponse(_message.Message):
+    __slots__ = ("qty", "lot_ids", "holds_cut")
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    LOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_CUT_FIELD_NUMBER: _ClassVar[int]
+    qty: int
+    lot_ids: _containers.RepeatedScalarFieldContainer[str]
+    holds_cut: _containers.RepeatedCompositeFieldContainer[HoldCut]
+    def __init__(self, qty: _Optional[int] = ..., lot_ids: _Optional[_Iterable[str]] = ..., holds_cut: _Optional[_Iterable[_Union[HoldCut, _Mapping]]] = ...) -> None: ...
+
+class OpenLotRequest(_message.Message):
+    __slots__ = ("request_id", "sku", "site", "lot_id", "opened_at_ms", "doc_ref", "finance")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DOC_REF_FIELD_NUMBER: _ClassVar[int]
+    FINANCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sku: str
+    site: str
+    lot_id: str
+    opened_at_ms: int
+    doc_ref: str
+    finance: Finance
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., opened_at_ms: _Optional[int] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+
+class OpenLotResponse(_message.Message):
+    __slots__ = ("lot_id", "opened_at_ms", "already_open", "fresh_until_ms")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_OPEN_FIELD_NUMBER: _ClassVar[int]
+    FRESH_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    opened_at_ms: int
+    already_open: bool
+    fresh_until_ms: int
+    def __init__(self, lot_id: _Optional[str] = ..., opened_at_ms: _Optional[int] = ..., already_open: _Optional[bool] = ..., fresh_until_ms: _Optional[int] = ...) -> None: ...
+
+class DeviceOperation(_message.Message):
+    __slots__ = ("seq", "at_ms", "receive", "consume", "count", "adjust", "move", "change_status")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_FIELD_NUMBER: _ClassVar[int]
+    CONSUME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ADJUST_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    at_ms: int
+    receive: ReceiveRequest
+    consume: ConsumeRequest
+    count: CountRequest
+    adjust: AdjustRequest
+    move: MoveRequest
+    change_status: ChangeStatusRequest
+    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., count: _Optional[_Union[CountRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ...) -> None: ...
+
+class ApplyDeviceOpsRequest(_message.Message):
+    __slots__ = ("device_id", "ops")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    ops: _containers.RepeatedCompositeFieldContainer[DeviceOperation]
+    def __init__(self, device_id: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[DeviceOperation, _Mapping]]] = ...) -> None: ...
+
+class DeviceOpResult(_message.Message):
+    __slots__ = ("seq", "already_applied", "refusal_reason", "refusal_message")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    already_applied: bool
+    refusal_reason: str
+    refusal_message: str
+    def __init__(self, seq: _Optional[int] = ..., already_applied: _Optional[bool] = ..., refusal_reason: _Optional[str] = ..., refusal_message: _Optional[str] = ...) -> None: ...
+
+class ApplyDeviceOpsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DeviceOpResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[DeviceOpResult, _Mapping]]] = ...) -> None: ...

@@ -115,6 +115,31 @@ class InventoryStub:
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
                 _registered_method=True)
+        self.Count = channel.unary_unary(
+                '/lotwise.v1.Inventory/Count',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.CountRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.CountResponse.FromString,
+                _registered_method=True)
+        self.ExpireLots = channel.unary_unary(
+                '/lotwise.v1.Inventory/ExpireLots',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ExpireLotsRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ExpireLotsResponse.FromString,
+                _registered_method=True)
+        self.ScrapOverAge = channel.unary_unary(
+                '/lotwise.v1.Inventory/ScrapOverAge',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ScrapOverAgeRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ScrapOverAgeResponse.FromString,
+                _registered_method=True)
+        self.OpenLot = channel.unary_unary(
+                '/lotwise.v1.Inventory/OpenLot',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotResponse.FromString,
+                _registered_method=True)
+        self.ApplyDeviceOps = channel.unary_unary(
+                '/lotwise.v1.Inventory/ApplyDeviceOps',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.FromString,
+                _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/lotwise.v1.Inventory/Execute',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
@@ -247,6 +272,59 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Count(self, request, context):
+        """An absolute count (RFID, cycle count, recogniser) of one or more quants, or of every
+        on-hand quant under a bin (`whole_bin`), applied inside the cell in one step: no write
+        can slip between reading the books and setting them. The difference moves to or from
+        the count-variance bucket; held units the count finds missing shorten the newest holds
+        on them, and the answer lists every hold cut (never silent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireLots(self, request, context):
+        """Moves on-hand stock of lots past their expiry (or of one named lot) to the expired
+        status by journaled movements: it leaves available-to-promise at once. Idempotent: a
+        second run finds nothing to move. Named lot not yet expired: FAILED_PRECONDITION
+        LOT_NOT_EXPIRED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScrapOverAge(self, request, context):
+        """Books on-hand stock of opened lots past the sku's opened shelf life (or of one named
+        lot) to scrap by journaled movements. Named lot not over age: FAILED_PRECONDITION
+        LOT_NOT_OVER_AGE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenLot(self, request, context):
+        """A lot was opened (scanned at the station): its opened shelf life starts. Opening an
+        opened lot changes nothing and answers when it was opened. Reserve, Sell and Consume
+        of over-age opened stock are refused with FAILED_PRECONDITION reason FRESHNESS_EXPIRED,
+        ErrorInfo metadata `lot_ids`, `fresh_qty` and `substitutes` (`sku=available` pairs,
+        comma-separated: the sku's substitutes in stock at that site, in preference order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyDeviceOps(self, request, context):
+        """Applies what a store device recorded offline, hours or days later: each op exactly
+        once however late or often it is uploaded (every cell keeps each device's last seq
+        applied there: journaled and snapshotted, not the 15-minute request-id window), in the
+        device's order (one after the other, by seq), with its original time kept as business
+        time on its movements. An upload's seqs must be consecutive: a gap is INVALID_ARGUMENT
+        naming the missing seq (`ops[i].seq`), and nothing of that upload is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Execute(self, request, context):
         """Runs many independent commands in one message (at most 1024). Each command keeps the
         unary call's semantics (its own request id, idempotency, refusals) and gets its own
@@ -351,6 +429,31 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.ListSkus,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.SerializeToString,
+            ),
+            'Count': grpc.unary_unary_rpc_method_handler(
+                    servicer.Count,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.CountRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.CountResponse.SerializeToString,
+            ),
+            'ExpireLots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireLots,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ExpireLotsRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ExpireLotsResponse.SerializeToString,
+            ),
+            'ScrapOverAge': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScrapOverAge,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ScrapOverAgeRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ScrapOverAgeResponse.SerializeToString,
+            ),
+            'OpenLot': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenLot,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.OpenLotResponse.SerializeToString,
+            ),
+            'ApplyDeviceOps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyDeviceOps,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
@@ -796,6 +899,141 @@ class Inventory:
             '/lotwise.v1.Inventory/ListSkus',
             lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
             lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Count(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/Count',
+            lotwise_dot_v1_dot_inventory__pb2.CountRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireLots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ExpireLots',
+            lotwise_dot_v1_dot_inventory__pb2.ExpireLotsRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ExpireLotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScrapOverAge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ScrapOverAge',
+            lotwise_dot_v1_dot_inventory__pb2.ScrapOverAgeRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ScrapOverAgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenLot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/OpenLot',
+            lotwise_dot_v1_dot_inventory__pb2.OpenLotRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.OpenLotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyDeviceOps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ApplyDeviceOps',
+            lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.FromString,
             options,
             channel_credentials,
             insecure,
