@@ -5,6 +5,7 @@
     lotwise availability SKU SITE [--by lot ...]     one pair, sliced
     lotwise stock [--org medline/east --by sku ...]  many pairs, rolled up
     lotwise hold HOLD_ID                             one hold and its parts
+    lotwise holds list [--site W --state active]     holds by pair, site, state, expiry (engine/cli/holds.py)
     lotwise sites [--org ...]                        the site directory
     lotwise verify | shards                          journal check, shard states
     lotwise where                                    the addresses in engine.json
@@ -77,6 +78,7 @@ from engine.cli.common import (
 )
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
+from engine.cli.holds import holds_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
 from engine.domain.commands import MAX_BIN_DEPTH
@@ -1029,3 +1031,4 @@ app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(holds_app, name="holds", help="Holds of a running engine: list them by pair, site, state and expiry.")

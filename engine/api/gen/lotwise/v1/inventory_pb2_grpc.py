@@ -115,6 +115,11 @@ class InventoryStub:
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
                 _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/lotwise.v1.Inventory/ListHolds',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsResponse.FromString,
+                _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/lotwise.v1.Inventory/Execute',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.CommandBatch.SerializeToString,
@@ -247,6 +252,15 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHolds(self, request, context):
+        """Lists holds by pair, site, state and expiry, a page at a time (ordered by hold id).
+        Each hold carries only its parts that match the filter and that the caller's grants
+        cover; its state and sums are over those parts (GetHold reads a whole hold).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Execute(self, request, context):
         """Runs many independent commands in one message (at most 1024). Each command keeps the
         unary call's semantics (its own request id, idempotency, refusals) and gets its own
@@ -351,6 +365,11 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.ListSkus,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsResponse.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
@@ -796,6 +815,33 @@ class Inventory:
             '/lotwise.v1.Inventory/ListSkus',
             lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
             lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ListHolds',
+            lotwise_dot_v1_dot_inventory__pb2.ListHoldsRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ListHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,
