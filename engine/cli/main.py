@@ -172,6 +172,8 @@ _FLAGS = {
     "journal": "--journal",
     "nats_url": "--nats-url",
     "data_dir": "--data-dir",
+    "http_port": "--http-port",
+    "http": "--http/--no-http",
 }
 
 
@@ -368,6 +370,15 @@ def up(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where embedded servers keep their files (env LOTWISE_DATA_DIR, default .data).")
     ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="HTTP/JSON port; 0 picks a free one (env LOTWISE_HTTP_PORT, default 8051).")
+    ] = None,
+    http: Annotated[
+        bool | None,
+        typer.Option(
+            "--http/--no-http", help="Serve HTTP/JSON through Envoy (env LOTWISE_HTTP, default on).", show_default=False
+        ),
+    ] = None,
     demo: Annotated[
         bool, typer.Option("--demo/--no-demo", help="Load the demo dataset (medical devices) once started.")
     ] = False,
@@ -391,12 +402,16 @@ def up(
         "journal": journal,
         "nats_url": nats_url,
         "data_dir": data_dir,
+        "http_port": http_port,
+        "http": http,
     }
     with config_errors():
         settings = build_settings(overrides)
         host_label = _field_label("host", overrides)
         check_can_listen(settings.host, settings.port, host_label, _field_label("port", overrides))
         check_can_listen(settings.host, settings.metrics_port, host_label, _field_label("metrics_port", overrides))
+        if settings.http:
+            check_can_listen(settings.host, settings.http_port, host_label, _field_label("http_port", overrides))
     from engine.logs import configure_logging, quiet_ray_start
 
     configure_logging(settings.log_level, settings.log_format)
@@ -471,7 +486,7 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
     nats = engine.nats
     nats_url = nats.url if nats is not None else engine.settings.nats_url
     token_file = str(engine.token_file.resolve()) if engine.token_file else ""
-    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file)
+    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file, engine.http_url)
     data_dir = engine.settings.data_dir
     write_endpoints(data_dir, endpoints)
     stack.callback(remove_endpoints, data_dir, endpoints)
@@ -507,12 +522,28 @@ def _where_token(engine: RunningEngine) -> str:
     return "from your token issuer (LOTWISE_AUTH_PUBLIC_KEYS_FILE)"
 
 
+def _where_http(engine: RunningEngine) -> str:
+    from engine.bootstrap.http import http_skipped_because
+
+    if engine.http_url:
+        return f"{engine.http_url}  (HTTP/JSON for every gRPC method; {engine.http_url}/openapi.json; docs/http.md)"
+    return http_skipped_because(engine.settings) or "off"
+
+
+def _http_try_lines(engine: RunningEngine) -> list[str]:
+    if not engine.http_url:
+        return []
+    bearer = f' -H "authorization: Bearer $(cat {engine.token_file})"' if engine.token_file else ""
+    return [f"curl -s{bearer} {engine.http_url}/v1/sites/FW-BOS/skus/GLU-50/availability?group_by=DIMENSION_LOT"]
+
+
 def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("gRPC", f"{engine.grpc_address}  ({SERVICE}, grpc.health.v1.Health, reflection)")
     grid.add_row("metrics", engine.metrics_url or "off")
+    grid.add_row("http", _where_http(engine))
     grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
     grid.add_row("journal", _where_journal(engine))
     grid.add_row("token", _where_token(engine))
@@ -527,6 +558,7 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
         f'grpcurl -plaintext{bearer} -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
         f"{address} {SERVICE}/GetAvailability",
         f"lotwise availability GLU-50 FW-BOS --by lot --target {address}",
+        *_http_try_lines(engine),
     ):
         out.print(Text("  " + line), soft_wrap=True)
 

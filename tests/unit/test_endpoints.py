@@ -96,7 +96,7 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
     write_endpoints(tmp_path, ENGINE)
     table = runner.invoke(app, ["where", "--data-dir", str(tmp_path)])
     assert table.exit_code == 0, table.output
-    assert table.output.split() == ["grpc", ENGINE.grpc, "metrics", ENGINE.metrics, "nats", ENGINE.nats]
+    assert table.output.split() == ["grpc", ENGINE.grpc, "metrics", ENGINE.metrics, "nats", ENGINE.nats, "http", "off"]
     as_json = runner.invoke(app, ["where", "--data-dir", str(tmp_path), "--format", "json"])
     assert json.loads(as_json.output) == {
         "grpc": ENGINE.grpc,
@@ -104,6 +104,7 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
         "nats": ENGINE.nats,
         "pid": 4242,
         "token_file": "",  # the admin token's path when auth is on (never the token)
+        "http": "",  # the HTTP/JSON gateway's URL when it is on
     }
     for flag, value in (("--grpc", ENGINE.grpc), ("--nats", ENGINE.nats), ("--metrics", ENGINE.metrics)):
         single = runner.invoke(app, ["where", "--data-dir", str(tmp_path), flag])
