@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from google.protobuf import descriptor_pb2
+from google.protobuf.message import DecodeError
 
 _LOG_TAIL_BYTES = 4_000
 _POLL_S = 0.05
@@ -107,7 +108,7 @@ def services_of(descriptor: Path, package: str) -> list[str]:
     """Every service of `package` in the descriptor set, by full name, sorted."""
     try:
         fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, DecodeError) as exc:
         raise EnvoyError(f"cannot read the descriptor set {descriptor}: {exc}") from None
     return sorted(f"{f.package}.{s.name}" for f in fds.file if f.package == package for s in f.service)
 
