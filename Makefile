@@ -15,6 +15,7 @@
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
 #   make bench-suite    Lotwise vs PostgreSQL vs Redis, report under bench/results/<date>/suite
+#   make bench-http     what HTTP/JSON through Envoy adds to the gRPC call (bench/http.py)
 
 SHELL := /bin/sh
 .DEFAULT_GOAL := help
@@ -32,7 +33,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite clean
+.PHONY: help setup demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite bench-http clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -84,6 +85,9 @@ bench: setup
 
 bench-ingest: setup
 	$(NETNS) $(PY) -m bench.ingest
+
+bench-http: setup
+	$(NETNS) $(PY) -m bench.http
 
 # Extra flags, e.g. `make bench-suite SUITE_ARGS='--workloads pos-deep --rounds 1'`.
 SUITE_ARGS ?=
