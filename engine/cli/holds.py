@@ -11,7 +11,6 @@ every client command: 2 bad usage, 1 the engine refused, 3 the engine could not 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -34,6 +33,7 @@ from engine.cli.common import (
     show_table,
     with_client,
 )
+from engine.domain.model import HoldState  # a part's states: the --state choices
 
 if TYPE_CHECKING:
     from engine.runtime.types import HoldSummary
@@ -47,13 +47,6 @@ holds_app = typer.Typer(
 
 MAX_PAGE_SIZE = 1_000  # the server's bound (engine.domain.hold_listing.MAX_PAGE_SIZE)
 HOLD_FIELDS = ("hold_id", "sku", "site", "state", "held", "committed", "released", "created_at_ms", "expires_at_ms")
-
-
-class PartState(StrEnum):
-    ACTIVE = "active"
-    COMMITTED = "committed"
-    RELEASED = "released"
-    EXPIRED = "expired"
 
 
 def parse_time_ms(flag: str, value: str) -> int:
@@ -99,7 +92,7 @@ def list_(
     sku: Annotated[str, typer.Option("--sku", help="Only parts at this sku.")] = "",
     site: Annotated[str, typer.Option("--site", help="Only parts at this site.")] = "",
     state: Annotated[
-        list[PartState] | None,
+        list[HoldState] | None,
         typer.Option("--state", help="Only parts in this state (repeat for several).", case_sensitive=False),
     ] = None,
     expiring_before: Annotated[
