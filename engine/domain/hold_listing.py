@@ -5,6 +5,9 @@ picks, among its cells, the parts that pass the filter and the caller's grants, 
 answers those of the first `limit` hold ids after the page cursor (ids in code-point
 order). The gateway merges the shards' answers by hold id and cuts the page: since every
 shard answers its `limit` smallest ids, the merged `limit` smallest are exact.
+
+One-call sales (Sell) are not listed: their internal holds are committed at once, no caller
+placed them, and GetHold does not read them either.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.domain.catalog import Pair, Site
-from engine.domain.commands import check_id
+from engine.domain.commands import SALE_HOLD_SUFFIX, check_id
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.grants import ReadScope, covers
 from engine.domain.model import HoldState, HoldView
@@ -107,8 +110,8 @@ def scan_holds(
         known = sites.get(site)
         org_path = known.org_path if known else ""
         for hold_id in cell.hold_ids():
-            if hold_id <= op.after:
-                continue
+            if hold_id <= op.after or hold_id.endswith(SALE_HOLD_SUFFIX):
+                continue  # before the page, or a one-call sale's internal hold (not a hold anyone placed)
             part = cell.hold_view(hold_id, now_ms)
             if part is None or not part_passes(part, filt) or not part_visible(part, op.scope, org_path):
                 continue

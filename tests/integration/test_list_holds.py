@@ -143,6 +143,15 @@ async def test_filters_by_pair_site_state_and_expiry(address: str, manual_clock:
         assert [h.hold_id for h in expired] == ["h02", "shelf-b", "span"]
 
 
+async def test_one_call_sales_are_not_listed_as_holds(address: str) -> None:
+    async with as_user(address, "root", ["admin"]) as admin:
+        await admin.sell([HoldLine("GLU", "LA", ReserveLine(3))], request_id="sale-1")
+        two = [HoldLine("GLU", "LA", ReserveLine(1)), HoldLine("STRIP", "LA", ReserveLine(1))]
+        await admin.sell(two, request_id="sale-2")  # the coordinated path, with a hold header
+        listed, _ = await admin.list_holds(site="LA")
+        assert [h.hold_id for h in listed] == ["span"]
+
+
 async def test_a_clerk_sees_only_the_holds_on_their_shelves(address: str) -> None:
     async with as_user(address, "clerk") as clerk:
         seen = await all_pages(clerk, 4)

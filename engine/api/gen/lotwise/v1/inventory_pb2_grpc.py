@@ -255,7 +255,8 @@ class InventoryServicer:
     def ListHolds(self, request, context):
         """Lists holds by pair, site, state and expiry, a page at a time (ordered by hold id).
         Each hold carries only its parts that match the filter and that the caller's grants
-        cover; its state and sums are over those parts (GetHold reads a whole hold).
+        cover; its state and sums are over those parts (GetHold reads a whole hold). One-call
+        sales (Sell) are not holds anyone placed and are not listed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
