@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import signal
-import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -51,7 +49,6 @@ from engine.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
     SERVICE,
-    ConfigError,
     FormatOpt,
     OutputFormat,
     Record,
@@ -76,9 +73,12 @@ from engine.cli.common import (
     show_table,
     with_client,
 )
+from engine.cli.config import build_settings, check_can_listen, config_errors, field_label
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
 from engine.cli.holds import holds_app
+from engine.cli.token import token
+from engine.cli.transfers import transfers_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
 from engine.domain.commands import MAX_BIN_DEPTH
@@ -153,93 +153,6 @@ class StockBy(StrEnum):
     LOT = "lot"
     EXPIRY_DAY = "expiry_day"
     RECEIVED_DAY = "received_day"
-
-
-# ---- configuration --------------------------------------------------------------------
-
-# CLI flag of each settings field that has one, so an error names what the user typed.
-_FLAGS = {
-    "host": "--host",
-    "port": "--port",
-    "metrics_port": "--metrics-port",
-    "shards": "--shards",
-    "ray_address": "--ray-address",
-    "namespace": "--namespace",
-    "ray_num_cpus": "--ray-num-cpus",
-    "status_dictionary": "--status-dictionary",
-    "log_level": "--log-level",
-    "log_format": "--log-format",
-    "journal": "--journal",
-    "nats_url": "--nats-url",
-    "data_dir": "--data-dir",
-    "http_port": "--http-port",
-    "http": "--http/--no-http",
-}
-
-
-def build_settings(overrides: dict[str, Any]) -> Settings:
-    """Settings from the environment (LOTWISE_*, .env) with CLI flags on top, checked in full.
-
-    Field types and ranges, and the status dictionary (readable, well-formed), are checked
-    here, so a bad value is a one-line error naming the field — not a traceback ten seconds
-    into a Ray start. (`check_can_listen` checks the ports.)
-    """
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
-
-    from engine.bootstrap.config import SettingsProblem, check_settings
-    from engine.settings import Settings
-
-    given = {name: value for name, value in overrides.items() if value is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as exc:
-        problems = [
-            (
-                _field_label(".".join(str(p) for p in e["loc"]) or "settings", given),
-                f"{e['msg']} (got {e.get('input')!r})",
-            )
-            for e in exc.errors()
-        ]
-        (label, message), rest = problems[0], problems[1:]
-        raise ConfigError(label, message, [f"{f}: {m}" for f, m in rest]) from None
-    except SettingsError as exc:  # e.g. an env var that is not valid for its type
-        raise ConfigError("settings", str(exc)) from None
-    try:
-        check_settings(settings)  # the files it names (status dictionary, ingestion map)
-    except SettingsProblem as exc:
-        raise ConfigError(_field_label(exc.field, given), exc.message) from None
-    return settings
-
-
-def _field_label(field: str, given: dict[str, Any]) -> str:
-    env = f"LOTWISE_{field.upper()}"
-    flag = _FLAGS.get(field)
-    return f"{field} ({flag})" if flag and given.get(field) is not None else f"{field} ({env})"
-
-
-def check_can_listen(host: str, port: int, host_field: str, port_field: str) -> None:
-    """Fail fast when the host is not an address of this machine or the port is taken."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(host_field, f"cannot resolve {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)  # port 0 binds anywhere: then only the host is checked
-        except OSError as exc:
-            field = port_field if exc.errno == errno.EADDRINUSE else host_field
-            raise ConfigError(field, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
-@contextlib.contextmanager
-def config_errors() -> Iterator[None]:
-    try:
-        yield
-    except ConfigError as exc:
-        fail([f"invalid configuration: {exc}", *exc.more], EXIT_CONFIG)
 
 
 def slice_table(dims: Sequence[str], rows: Sequence[SliceRow], now_ms: int) -> Table:
@@ -407,11 +320,11 @@ def up(
     }
     with config_errors():
         settings = build_settings(overrides)
-        host_label = _field_label("host", overrides)
-        check_can_listen(settings.host, settings.port, host_label, _field_label("port", overrides))
-        check_can_listen(settings.host, settings.metrics_port, host_label, _field_label("metrics_port", overrides))
+        host_label = field_label("host", overrides)
+        check_can_listen(settings.host, settings.port, host_label, field_label("port", overrides))
+        check_can_listen(settings.host, settings.metrics_port, host_label, field_label("metrics_port", overrides))
         if settings.http:
-            check_can_listen(settings.host, settings.http_port, host_label, _field_label("http_port", overrides))
+            check_can_listen(settings.host, settings.http_port, host_label, field_label("http_port", overrides))
     from engine.logs import configure_logging, quiet_ray_start
 
     configure_logging(settings.log_level, settings.log_format)
@@ -534,7 +447,7 @@ def _http_try_lines(engine: RunningEngine) -> list[str]:
     if not engine.http_url:
         return []
     bearer = f' -H "authorization: Bearer $(cat {engine.token_file})"' if engine.token_file else ""
-    return [f"curl -s{bearer} {engine.http_url}/v1/sites/FW-BOS/skus/GLU-50/availability?group_by=DIMENSION_LOT"]
+    return [f'curl -s{bearer} "{engine.http_url}/v1/sites/FW-BOS/skus/GLU-50/availability?group_by=DIMENSION_LOT"']
 
 
 def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
@@ -1060,7 +973,9 @@ def shards(
 
 app.command()(where)
 app.command("import")(import_command)
+app.command("token")(token)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")
 app.add_typer(holds_app, name="holds", help="Holds of a running engine: list them by pair, site, state and expiry.")
