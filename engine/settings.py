@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 
+    # stock health (issue 15; docs/stock-health-rules.md)
+    health: bool = Field(True, description="alerts, expiry rules, reconciliation and shelf counts")
+    health_expiry_rules: Path | None = Field(None, description="expiry rules JSON; default: the packaged one")
+    health_expiry_sweep_s: float = Field(86_400.0, ge=1, le=7 * 86_400, description="period of the full expiry sweep")
+    health_tolerances: Path | None = Field(None, description="reconciliation tolerances JSON; default: exact")
+    health_reconcile_skew_ms: int = Field(5_000, ge=0, le=600_000, description="movements within ± this are timing")
+    health_shelf_confidence: float = Field(0.9, ge=0, le=1, description="shelf counts below this never propose")
+
     @field_validator("history_dsn")
     @classmethod
     def _history_dsn_is_known(cls, value: str) -> str:

@@ -11,6 +11,8 @@
     lotwise where                                    the addresses in engine.json
     lotwise history balance|movements|...            ask the history store (engine/cli/history.py)
     lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli/dlq.py)
+    lotwise alerts list|show|ack|close               alerts (engine/cli/alerts.py)
+    lotwise reconcile submit|report|proposals|approve|reject|shelf|sweep   stock health (engine/cli/reconcile.py)
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
 
 Exit codes (one table for every command, engine/cli/common.py ExitCode): 0 ok; 1 the
@@ -40,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.cli.alerts import alerts_app
 from engine.cli.bulk import import_command
 from engine.cli.common import (
     _DEBUG_HINT,
@@ -77,6 +80,7 @@ from engine.cli.config import build_settings, check_can_listen, config_errors, f
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
 from engine.cli.holds import holds_app
+from engine.cli.reconcile import reconcile_app
 from engine.cli.token import token
 from engine.cli.transfers import transfers_app
 from engine.cli.where import where
@@ -977,5 +981,7 @@ app.command("token")(token)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(alerts_app, name="alerts", help="Alerts: list, show, acknowledge, close.")
+app.add_typer(reconcile_app, name="reconcile", help="Reconciliation, proposed adjustments, shelf counts, expiry sweep.")
 app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")
 app.add_typer(holds_app, name="holds", help="Holds of a running engine: list them by pair, site, state and expiry.")

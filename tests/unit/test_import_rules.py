@@ -40,6 +40,12 @@ RULES = (
         "engine.domain",
         (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
     ),
+    # Stock health decides like the domain: pure rules and maths, ports for what waits.
+    Rule(
+        "health-is-pure",
+        "engine.health",
+        (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
+    ),
     Rule("adapters-stay-below", "adapters", ("engine.api", "engine.runtime", "engine.bootstrap", "engine.cli")),
     Rule("runtime-uses-ports", "engine.runtime", ("adapters", "engine.bootstrap", "engine.cli", "engine.settings")),
 )

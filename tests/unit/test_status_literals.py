@@ -31,6 +31,8 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("engine/cli/common.py", "expired"): "a lot's days left, shown when they ran out",
     ("engine/cli/history.py", "expired"): "a lot's days left, shown when they ran out",
     ("adapters/nats/ingest/events.py", "damaged"): "a scan_return's `condition` on the wire (unopened | damaged)",
+    ("engine/cli/transfers.py", "damaged"): "a receipt's damaged quantity (`damaged=` on --line, a lot's column)",
+    ("engine/health/alerts.py", "expired"): "an alert kind: a lot past its expiry (its status comes from the rules)",
 }
 
 
