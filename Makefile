@@ -15,6 +15,7 @@
 #   make bench   the benchmark suite
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
 #   make bench-suite    Lotwise vs PostgreSQL vs Redis, report under bench/results/<date>/suite
+#   make bench-replenish   replenishment simulator (short sweep, both data sets) + recompute speed, under .data/
 #   make bench-http     what HTTP/JSON through Envoy adds to the gRPC call (bench/http.py)
 
 SHELL := /bin/sh
@@ -33,7 +34,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite bench-http clean
+.PHONY: help setup browser demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite bench-http clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -57,8 +58,13 @@ up: setup
 shell: setup
 	@scripts/shell
 
+# The console's browser tests (tests/browser) drive Debian's chromium with CJK fonts: installed
+# with apt-get when missing (scripts/setup-browser; a quick no-op when present).
+browser:
+	@scripts/setup-browser
+
 # pytest exits 5 when it collected no tests: a broken layout, never a pass.
-test: setup
+test: setup browser
 	@$(NETNS) $(PY) -m pytest -q -p no:cacheprovider --durations=15 --durations-min=1.0 tests $(PYTEST_ARGS); \
 	rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) — treating as a failure" >&2; fi; \
@@ -93,6 +99,14 @@ bench-http: setup
 SUITE_ARGS ?=
 bench-suite: setup
 	$(NETNS) $(PY) -m bench.suite $(SUITE_ARGS)
+
+# The replenishment simulator's short sweep (< 3 min) and the 10⁶-pair recompute (bench/replenish.py; no Ray, no
+# network). Extra flags, e.g. `make bench-replenish REPLENISH_ARGS='--series 300 --days 540'`.
+REPLENISH_ARGS ?= --quick --series 100 --days 400
+.PHONY: bench-replenish
+bench-replenish: setup
+	$(PY) -m bench.replenish run $(REPLENISH_ARGS) --out .data/bench-replenish
+	$(PY) -m bench.replenish speed --pairs 1000000 --days 365
 
 clean:
 	rm -rf .data build dist *.egg-info .ruff_cache .pytest_cache .mypy_cache

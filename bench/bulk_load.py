@@ -172,9 +172,10 @@ async def measure(server: Server, path: Path, lots: int, rerun: bool, chunk_rows
     done = asyncio.Event()
     procs = _tree(server.proc)
     watch = asyncio.create_task(_watch_lag(server.metrics_url, done, procs)) if server.metrics_url else None
+    metadata = server.metadata()
     async with grpc.aio.insecure_channel(server.target) as channel:
         server0, own0, t0 = _cpu_s(procs), _own_cpu_s(), time.perf_counter()
-        tally = await import_file(channel, path, chunk_rows=chunk_rows)
+        tally = await import_file(channel, path, chunk_rows=chunk_rows, metadata=metadata)
         seconds = time.perf_counter() - t0
         own_s = _own_cpu_s() - own0
     done.set()
@@ -210,6 +211,12 @@ class Server:
     target: str
     proc: psutil.Process | None = None
     metrics_url: str = ""
+    token_file: Path | None = None  # the admin token `lotwise up` wrote (auth is on by default)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        if self.token_file is None:
+            return ()
+        return (("authorization", f"Bearer {self.token_file.read_text().strip()}"),)
 
 
 def _free_port() -> int:
@@ -229,8 +236,13 @@ def lotwise_up(data_dir: Path, followers: bool = True) -> Iterator[Server]:
     off = {} if followers else {"LOTWISE_HISTORY": "false", "LOTWISE_EVENTS": "false", "LOTWISE_INGEST": "false"}
     proc = subprocess.Popen([*args, "--log-level", "warning"], env={**os.environ, **off})
     try:
-        server = Server(f"127.0.0.1:{port}", psutil.Process(proc.pid), f"http://127.0.0.1:{metrics_port}/metrics")
-        asyncio.run(_wait_serving(server.target, proc))
+        server = Server(
+            f"127.0.0.1:{port}",
+            psutil.Process(proc.pid),
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            data_dir / "auth" / "admin.token",
+        )
+        asyncio.run(_wait_serving(server, proc))
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -240,9 +252,13 @@ def lotwise_up(data_dir: Path, followers: bool = True) -> Iterator[Server]:
             proc.kill()
 
 
-async def _wait_serving(target: str, proc: subprocess.Popen[bytes]) -> None:
+async def _wait_serving(server: Server, proc: subprocess.Popen[bytes]) -> None:
     give_up = time.monotonic() + UP_START_TIMEOUT_S
-    async with LotwiseClient(target, timeout_s=2.0) as client:
+    while server.token_file is not None and not server.token_file.exists():  # written early in start-up
+        if proc.poll() is not None or time.monotonic() > give_up:
+            raise RuntimeError(f"lotwise up wrote no admin token at {server.token_file}")
+        await asyncio.sleep(0.2)
+    async with LotwiseClient(server.target, timeout_s=2.0, token_file=server.token_file) as client:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"lotwise up exited with {proc.returncode}")

@@ -546,6 +546,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         tag=f"r{round_}c{c}",
                         seed=args.seed * 1_000_003 + round_ * 1_009 + c,
                         max_lines=args.max_lines,
+                        token_file=str(engine.token_file) if engine.token_file else None,
                     )
                     _log(_describe(await run_loadgen_job(run, "lotwise", order_job, round_)))
                     health_job = HealthJob(engine.grpc_address, c, args.ceiling_duration_s, args.warmup_s)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 Pair = tuple[str, str]
@@ -40,6 +41,7 @@ class OrderJob:
     seed: int
     max_lines: int = 3
     max_qty: int = 3
+    token_file: str | None = None  # the engine's admin token (auth is on by default)
     ttl_ms: int = 60_000
 
 
@@ -141,7 +143,8 @@ async def run_orders(job: OrderJob, conn: Connection) -> JobResult:
     result = JobResult()
     rng = random.Random(job.seed)
     # The bench wants to see every refusal, so the client does not retry (NO_RETRY).
-    async with LotwiseClient(job.address, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRY) as client:
+    token_file = Path(job.token_file) if job.token_file else None
+    async with LotwiseClient(job.address, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRY, token_file=token_file) as client:
         await client.wait_ready(CALL_TIMEOUT_S)
         window = Window(job.warmup_s, job.duration_s)
 

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
     tls_client_ca_file: Path | None = Field(None, description="PEM CA: when set, clients must present a certificate")
 
+    # web console (engine/console; docs/console.md)
+    console: bool = Field(True, description="serve the web console (LOTWISE_CONSOLE=on|off) on host:console_port")
+    console_port: int = Field(8470, ge=0, le=65535, description="web console port; 0 picks a free one")
+    console_max_concurrency: int = Field(
+        64, ge=1, le=10_000, description="console requests in progress at most; beyond them: HTTP 503"
+    )
     # HTTP/JSON for every gRPC method (Envoy's gRPC-JSON transcoder; docs/http.md)
     http: bool = Field(
         True,

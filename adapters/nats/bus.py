@@ -35,11 +35,11 @@ bounded, and it catches up afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
 import re
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +217,7 @@ def _first_int(data: bytes) -> int:
 # ---- subjects ----
 
 
+@functools.lru_cache(maxsize=4_096)  # kinds and sites repeat: escape each once
 def subject_token(text: str) -> str:
     """`text` as one subject token, reversibly: letters, digits and `_-:@#+` stay, every
     other character (`.` above all: NATS splits tokens on it; also `%`, `*`, `>`, spaces)
@@ -265,6 +266,10 @@ class BusConfig:
     consumer: str = "lotwise-bus"  # the durable consumer on the journal stream
     fetch_batch: int = 256  # journal messages per pull
     fetch_wait_s: float = 0.2  # a pull with nothing to deliver ends after this
+    # How long journal messages may gather before their events go out: one pull and one
+    # window of publishes per 50 ms instead of one per journal append (events stay ≤ ~50 ms
+    # behind the journal; bench/README.md, "Followers that cost little").
+    batch_max_ms: float = 50.0
     ack_wait_s: float = 30.0  # JetStream redelivers a journal message unacked this long
     max_ack_pending: int = 4_000  # journal messages delivered and not yet acked, at most
     max_in_flight: int = 1_024  # publishes awaiting their PubAck, at most
@@ -292,14 +297,14 @@ class BusConfig:
             raise ValueError("BusConfig.duplicate_window_s must be ≥ 120 s and ≥ 2 × ack_wait_s")
 
     def follower_config(self) -> FollowerConfig:
-        """The journal follower's bounds: one pull is one batch, published at once (the
-        publisher bounds itself by max_in_flight, not by a time window)."""
+        """The journal follower's bounds: what gathers within batch_max_ms (at most a pull's
+        worth) is one batch, published at once (windows of max_in_flight publishes)."""
         return FollowerConfig(
             consumer=self.consumer,
             dead_letter_tag=BUS_DEAD_LETTER_TAG,
             description="Lotwise business-event bus",
             batch_max_messages=self.fetch_batch,
-            batch_max_ms=0.0,
+            batch_max_ms=self.batch_max_ms,
             fetch_batch=self.fetch_batch,
             fetch_wait_s=self.fetch_wait_s,
             ack_wait_s=self.ack_wait_s,
@@ -450,51 +455,102 @@ class _Incomplete(Exception):
         self.done, self.cause = done, cause
 
 
+class AckInbox:
+    """Where the PubAcks of the bus's publishes come back: one wildcard subscription per
+    connection, each publish's reply subject `<inbox>.<window>.<index>`.
+
+    nats-py's `publish_async` pays, per message, a future, a semaphore wait under
+    `wait_for`, a timer and a PubAck dataclass; most of the bus's own CPU went there
+    (bench/README.md, "Followers that cost little"). Here a window of publishes costs one
+    future: the replies are kept as bytes and read in order once the window is complete."""
+
+    def __init__(self) -> None:
+        self._nc: Any = None
+        self._sub: Any = None
+        self._base = ""
+        self._window = 0
+        self._replies: list[bytes | None] = []
+        self._missing = 0
+        self._complete: asyncio.Future[None] | None = None
+
+    async def open_window(self, nc: Any, size: int) -> str:
+        """Start a window of `size` publishes; returns the reply prefix (`<prefix><index>`)."""
+        if self._nc is not nc:  # a new connection: its own subscription
+            self._base = nc.new_inbox()
+            self._sub = await nc.subscribe(f"{self._base}.*.*", cb=self._reply)
+            self._nc = nc
+        self._window += 1
+        self._replies = [None] * size
+        self._missing = size
+        self._complete = asyncio.get_running_loop().create_future()
+        return f"{self._base}.{self._window}."
+
+    async def _reply(self, msg: Any) -> None:
+        _, window, index = msg.subject.rsplit(".", 2)
+        if int(window) != self._window or self._complete is None:
+            return  # a late answer to a window given up on
+        i = int(index)
+        if self._replies[i] is None:
+            # No body: a status message (503, no stream captured the subject) — a failure.
+            self._replies[i] = msg.data or b"{}"
+            self._missing -= 1
+            if not self._missing and not self._complete.done():
+                self._complete.set_result(None)
+
+    async def wait(self, timeout_s: float) -> list[bytes | None]:
+        """The window's replies in publish order (None: none came within `timeout_s`)."""
+        assert self._complete is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._complete), timeout_s)
+        replies, self._complete = self._replies, None
+        return replies
+
+
 async def publish_in_order(
-    js: JetStreamContext,
+    nc: Any,
+    inbox: AckInbox,
     outs: Sequence[Outgoing],
     config: BusConfig,
-    on_ack: Callable[[Outgoing, api.PubAck], None] | None = None,
+    on_ack: Callable[[Outgoing, bool], None] | None = None,
 ) -> int:
-    """Publish `outs` in order, at most `max_in_flight` awaiting their PubAck, and wait for
-    every PubAck; `on_ack` sees them in order. Returns the number of duplicates. Raises
-    _Incomplete(done) when only the first `done` were confirmed (the rest are retried)."""
-    pending: deque[asyncio.Future[api.PubAck]] = deque()
+    """Publish `outs` in order, in windows of at most `max_in_flight` awaiting their PubAck,
+    and wait for every PubAck; `on_ack(out, duplicate)` sees them in order. Returns the
+    number of duplicates. Raises _Incomplete(done) when only the first `done` were
+    confirmed (the rest are retried)."""
     done = duplicates = 0
-
-    async def settle_oldest() -> None:
-        nonlocal done, duplicates
-        ack = await asyncio.wait_for(pending.popleft(), config.publish_timeout_s)
-        if ack.stream != config.stream:
-            raise BusUnavailable(f"{outs[done].subject} is captured by stream {ack.stream}, not {config.stream}")
-        duplicates += bool(ack.duplicate)
-        if on_ack is not None:
-            on_ack(outs[done], ack)
-        done += 1
-
     try:
-        for out in outs:
-            if len(pending) >= config.max_in_flight:
-                await settle_oldest()
-            future = await js.publish_async(
-                out.subject, out.payload, wait_stall=config.publish_timeout_s, headers=dict(out.headers)
-            )
-            pending.append(future)
-        while pending:
-            await settle_oldest()
+        for start in range(0, len(outs), config.max_in_flight):
+            window = outs[start : start + config.max_in_flight]
+            prefix = await inbox.open_window(nc, len(window))
+            for i, out in enumerate(window):
+                await nc.publish(out.subject, out.payload, reply=f"{prefix}{i}", headers=out.headers)
+            replies = await inbox.wait(config.publish_timeout_s)
+            for out, reply in zip(window, replies, strict=True):
+                duplicate = check_puback(out, reply, config.stream)
+                duplicates += duplicate
+                if on_ack is not None:
+                    on_ack(out, duplicate)
+                done += 1
     except asyncio.CancelledError:
-        _cancel_all(pending)
         raise
     except Exception as exc:
-        _cancel_all(pending)
         raise _Incomplete(done, exc) from exc
     return duplicates
 
 
-def _cancel_all(pending: deque[asyncio.Future[api.PubAck]]) -> None:
-    for future in pending:  # a cancelled future frees its slot of the client's in-flight bound
-        future.cancel()
-    pending.clear()
+def check_puback(out: Outgoing, reply: bytes | None, stream: str) -> bool:
+    """Whether the stored event is a duplicate; raises unless `reply` is a PubAck of `stream`."""
+    if reply is None:
+        raise TimeoutError(f"no PubAck for {out.subject}")
+    try:
+        ack = orjson.loads(reply)
+    except orjson.JSONDecodeError:
+        raise BusUnavailable(f"{out.subject}: not a PubAck: {reply[:200]!r}") from None
+    if "error" in ack or "stream" not in ack:
+        raise BusUnavailable(f"{out.subject} not stored: {ack.get('error', 'no stream answered')}")
+    if ack["stream"] != stream:
+        raise BusUnavailable(f"{out.subject} is captured by stream {ack['stream']}, not {stream}")
+    return bool(ack.get("duplicate"))
 
 
 # ---- metrics ----
@@ -559,6 +615,7 @@ class EventBusSink:
         self.config = config
         self.metrics = metrics
         self._mark: tuple[int, int, int] = (0, 0, -1)  # the newest event the events stream holds
+        self._inbox = AckInbox()
         self.published_events = 0  # PubAcks, every format counted
 
     async def open(self) -> None:
@@ -572,9 +629,9 @@ class EventBusSink:
         outs = self._outgoing(entries)
         if not outs:
             return
-        _, js = await self._link.client()
+        nc, _ = await self._link.client()
         try:
-            duplicates = await publish_in_order(js, outs, self.config, self._on_ack)
+            duplicates = await publish_in_order(nc, self._inbox, outs, self.config, self._on_ack)
         except _Incomplete as exc:  # transient: the follower retries what is not confirmed
             raise BusUnavailable(f"{self.config.stream}: {exc}") from exc.cause
         self.metrics.duplicates.inc(duplicates)
@@ -597,10 +654,10 @@ class EventBusSink:
             outs.extend(fresh)
         return outs
 
-    def _on_ack(self, out: Outgoing, ack: api.PubAck) -> None:
+    def _on_ack(self, out: Outgoing, duplicate: bool) -> None:
         """A PubAck, in publish order: the event is stored."""
         self._mark = max(self._mark, out.mark)
-        if not ack.duplicate:  # duplicates are counted apart (metrics.duplicates)
+        if not duplicate:  # duplicates are counted apart (metrics.duplicates)
             self.published_events += 1
             self.metrics.published.labels(out.kind, out.fmt).inc()
 

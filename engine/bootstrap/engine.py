@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.console import ConsoleRuntime
     from engine.bootstrap.health import HealthRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
@@ -46,6 +47,7 @@ class RunningEngine:
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
     health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
+    console_url: str = ""  # the web console, http://host:port/; "" when it is off
     http_url: str = ""  # http://host:port of the HTTP/JSON gateway (Envoy); "" when it is off
 
 
@@ -80,6 +82,7 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    console: ConsoleRuntime | None = None  # the web console, when on
     health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
     hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
     http: EnvoyGateway | None = None  # the HTTP/JSON gateway in front of the gRPC server
@@ -217,6 +220,8 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
 
 
 async def _stop(parts: _Parts) -> None:
+    if parts.console is not None:
+        await parts.console.stop()  # its pages call the server: down before it
     if parts.http is not None:
         await parts.http.stop()  # before the gRPC server: HTTP callers are drained by Envoy first
     if parts.ingest is not None:
@@ -292,11 +297,17 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.http = await start_http_gateway(settings, port)
             parts.phases.done("http")
         address = f"{settings.host}:{port}"
+        if settings.console:
+            from engine.bootstrap.console import start_console
+
+            parts.console = await start_console(settings, address)  # None when it cannot serve (logged)
+            parts.phases.done("console")
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
         log.info(
             "lotwise is up",
             grpc=address,
             metrics=metrics_url,
+            console=parts.console.url if parts.console else "off",
             http=parts.http.url if parts.http else http_skipped_because(settings),
             shards=len(gw.directory.all_shards()),
             start_ms=parts.phases.total_ms(),
@@ -313,6 +324,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.bus,
             auth.token_file if auth else None,
             parts.health,
+            console_url=parts.console.url if parts.console else "",
             http_url=parts.http.url if parts.http else "",
         )
     finally:

@@ -403,7 +403,15 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
     nats = engine.nats
     nats_url = nats.url if nats is not None else engine.settings.nats_url
     token_file = str(engine.token_file.resolve()) if engine.token_file else ""
-    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file, engine.http_url)
+    endpoints = Endpoints(
+        engine.grpc_address,
+        engine.metrics_url,
+        nats_url,
+        os.getpid(),
+        token_file,
+        console=engine.console_url,
+        http=engine.http_url,
+    )
     data_dir = engine.settings.data_dir
     write_endpoints(data_dir, endpoints)
     stack.callback(remove_endpoints, data_dir, endpoints)
@@ -460,6 +468,7 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid.add_column()
     grid.add_row("gRPC", f"{engine.grpc_address}  ({SERVICE}, grpc.health.v1.Health, reflection)")
     grid.add_row("metrics", engine.metrics_url or "off")
+    grid.add_row("console", f"{engine.console_url}  (sign in with the token below)" if engine.console_url else "off")
     grid.add_row("http", _where_http(engine))
     grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
     grid.add_row("journal", _where_journal(engine))

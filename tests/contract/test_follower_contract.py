@@ -268,3 +268,20 @@ async def test_bounds_are_checked() -> None:
         dataclasses.replace(QUICK, max_apply_attempts=-1)
     with pytest.raises(ValueError, match="dead-letter tag"):
         dataclasses.replace(QUICK, dead_letter_tag="not.a.tag")
+
+
+async def test_an_open_batch_gathers_in_the_stream_instead_of_one_pull_per_append(rig: Rig) -> None:
+    # A trickle: 20 appends 20 ms apart into batches of up to 400 ms. Pulling once per
+    # arrival would take ~20 pulls; gathering takes about two per batch.
+    config = dataclasses.replace(QUICK, batch_max_messages=16, batch_max_ms=400.0, fetch_wait_s=0.5)
+    sink = Recorder()
+    follower = await rig.follower(sink, config)
+    pulls_before = follower.pulls
+    for batch_seq in range(1, 21):
+        await rig.write(batch_seq, 1)
+        await asyncio.sleep(0.02)
+    await follower.wait_caught_up(timeout_s=20)
+    assert sink.batch_seqs() == list(range(1, 21))  # nothing lost, in order
+    assert follower.pulls - pulls_before <= 10, follower.pulls - pulls_before
+    assert len(sink.applied) <= 5  # one apply per window, not per append
+    await follower.stop()

@@ -34,6 +34,7 @@ from adapters.nats.bus import (
     decode_event_json,
     derive_events,
     engine_bus_config,
+    events_stream_config,
     schema_fingerprint,
     start_bus,
 )
@@ -352,4 +353,31 @@ async def test_a_long_journal_is_published_whole(rig: Rig) -> None:
     await publisher.wait_caught_up(timeout_s=60, poll_s=0.01)
     publishes = 2 * 2 * batches
     assert publisher.published_events == publishes
+    await publisher.stop()
+
+
+async def test_publishes_nobody_stores_stall_the_bus_until_the_stream_is_back(rig: Rig) -> None:
+    # The events stream vanishes under a running publisher: its publishes are answered by
+    # no stream (or not at all), so no window is confirmed, nothing is acked and the bus
+    # retries; once the stream is back every event is stored once, in journal order.
+    publisher = rig.publisher()
+    await publisher.start()
+    await rig.write_batches("s1", 1, 2)
+    await publisher.wait_caught_up(timeout_s=20)
+    _, js = await rig.link.client()
+    await js.delete_stream(rig.bus_config.stream)
+    await rig.write_batches("s1", 3, 3)
+    deadline = time.monotonic() + 20
+    while not (await publisher.lag()).stalled:
+        assert time.monotonic() < deadline, "the publisher never noticed its publishes went unstored"
+        await asyncio.sleep(0.05)
+    assert publisher.metrics.failures._value.get() >= 1
+    await ensure_stream(js, events_stream_config(rig.bus_config))
+    await publisher.wait_caught_up(timeout_s=30)
+    stored = await rig.stored()
+    expected = await derive_events(rig.link, rig.journal_config, 1)
+    # The first two batches' events went with the old stream; the rest arrive once each.
+    later = [e for e in expected if e.stream_seq >= 3]
+    assert [h["Lotwise-Event-Id"] for _, h, _, _ in stored] == [e.event_id for e in later for _ in (JSON, AVRO)]
+    assert not (await publisher.lag()).stalled
     await publisher.stop()

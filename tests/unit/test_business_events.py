@@ -18,6 +18,8 @@ from adapters.nats.bus import (
     AVRO,
     JSON,
     BusConfig,
+    BusUnavailable,
+    check_puback,
     decode_event,
     decode_event_avro,
     decode_event_json,
@@ -268,6 +270,23 @@ def test_each_format_has_its_subject_and_headers(driver: CellDriver) -> None:
     only_json = outgoing([event], BusConfig(formats=(JSON,)))
     assert [o.fmt for o in only_json] == [JSON]
     assert [o.fmt for o in outgoing([event], BusConfig(formats=(AVRO, JSON)))] == [JSON, AVRO]
+
+
+def test_a_publish_is_confirmed_only_by_a_puback_of_the_events_stream(driver: CellDriver) -> None:
+    out = outgoing([an_event(driver)], BusConfig())[0]
+    stream = BusConfig().stream
+    assert check_puback(out, b'{"stream":"%s","seq":7}' % stream.encode(), stream) is False
+    assert check_puback(out, b'{"stream":"%s","seq":7,"duplicate":true}' % stream.encode(), stream) is True
+    with pytest.raises(TimeoutError):
+        check_puback(out, None, stream)  # no answer within the window
+    with pytest.raises(BusUnavailable, match="captured by stream OTHER"):
+        check_puback(out, b'{"stream":"OTHER","seq":1}', stream)
+    with pytest.raises(BusUnavailable, match="not stored"):
+        check_puback(out, b'{"error":{"code":503,"description":"insufficient resources"}}', stream)
+    with pytest.raises(BusUnavailable, match="no stream answered"):
+        check_puback(out, b"{}", stream)  # a status message without a body: no responders
+    with pytest.raises(BusUnavailable, match="not a PubAck"):
+        check_puback(out, b"\xff", stream)
 
 
 @given(st.text(max_size=20))

@@ -5,6 +5,7 @@ without anyone remembering them:
   chDB, and none of engine.runtime, engine.api, engine.bootstrap or the adapters;
 - an adapter imports neither the API, the runtime nor the composition root;
 - the runtime imports no adapter (engine.bootstrap hands it its ports);
+- the console calls the engine through the gRPC API only (no runtime, adapter, settings or servicer);
 - no two modules of engine/ and adapters/ import each other, directly or round a loop.
 
 Every import counts for the layer rules (inside functions and under TYPE_CHECKING too:
@@ -48,6 +49,40 @@ RULES = (
     ),
     Rule("adapters-stay-below", "adapters", ("engine.api", "engine.runtime", "engine.bootstrap", "engine.cli")),
     Rule("runtime-uses-ports", "engine.runtime", ("adapters", "engine.bootstrap", "engine.cli", "engine.settings")),
+    # The console is a client of the public gRPC API: it reaches the engine only through it
+    # (so grants apply to every page), never through the runtime, an adapter or the settings.
+    Rule(
+        "console-calls-the-api",
+        "engine.console",
+        (
+            "ray",
+            "nats",
+            "clickhouse_connect",
+            "chdb",
+            "engine.runtime",
+            "engine.bootstrap",
+            "engine.cli",
+            "engine.settings",
+            "adapters",
+            "engine.api.server",
+            "engine.api.servicer",
+            "engine.api.authz",
+        ),
+    ),
+    # Replenishment's maths (issue 14) is as pure as the domain: numpy / numba / scipy and engine.domain only.
+    Rule(
+        "replenish-is-pure",
+        "engine.replenish",
+        (
+            *INFRASTRUCTURE,
+            "engine.runtime",
+            "engine.api",
+            "engine.bootstrap",
+            "engine.cli",
+            "engine.settings",
+            "adapters",
+        ),
+    ),
 )
 
 
@@ -201,7 +236,17 @@ def test_no_import_cycles(repo_imports: list[Import]) -> None:
 def test_every_package_is_seen(repo_imports: list[Import]) -> None:
     # The checker must read the tree it guards: each layer has modules that import something.
     importing = {imp.module for imp in repo_imports}
-    for layer in ("engine.domain", "engine.runtime", "engine.bootstrap", "engine.api", "engine.cli", "adapters"):
+    for layer in (
+        "engine.domain",
+        "engine.runtime",
+        "engine.bootstrap",
+        "engine.api",
+        "engine.cli",
+        "adapters",
+        "engine.replenish",
+        "engine.health",
+        "engine.console",
+    ):
         assert any(_within(m, layer) for m in importing), layer
 
 

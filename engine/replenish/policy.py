@@ -1,0 +1,393 @@
+"""The ordering policy: from one pair's history, position and supplier terms to a `Suggestion`.
+
+    d̂      = the kernel's rate (blend for smooth demand, SBA/TSB otherwise) × seasonal index
+    F      = mean over the horizon (P + C days) of the bounded factors' product × demand buffer
+    L̄, σL  = mean and sample spread of the last 3 lead times; σL = max(sL, 0.1·L̄)
+    P      = L̄ + R
+    σ_LTD  = √(P·σd² + d̂²·σL²)
+    SS     = z·σ_LTD (smooth) | NB quantile(CSL; μ = d̂·P, var = max(σ_LTD², μ(1+ε))) − μ (otherwise)
+    ROP    = d̂·F·L̄ + SS            (the buffer multiplies demand only, never the safety stock)
+    S      = ROP + d̂·F·C
+    IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
+    q      = ⌈S − IP⌉ when IP ≤ ROP, else 0 → MOQ → multiple (up) → shelf-life cap → rules
+    cap    = d̂·factors·(L̄ + shelf life − min remaining days) − IP, expected sales (no buffer):
+             the position sells first (also during the lead time), then the new lot has its
+             sellable days; the notes' d̂·(SL − min) − on hand ignored both the lead time's sales
+             and the lots in transit
+
+`suggest` always returns a Suggestion: when nothing is to be ordered its qty is 0 and `reason`
+says why (above the reorder point, no demand, a rule stopped it), so a planner can ask "why not".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import nbinom, norm
+
+from engine.replenish.kernels import METHOD_NAMES, METHOD_SMOOTH, SBC_NAMES, BatchForecast, forecast_batch
+from engine.replenish.model import (
+    AppliedFactor,
+    DemandHistory,
+    Factor,
+    LeadTime,
+    Method,
+    PairPosition,
+    Panel,
+    PolicySettings,
+    RuleLine,
+    Suggestion,
+    SupplierTerms,
+)
+from engine.replenish.rules import Rule, RuleContext, apply_rules, enforce_limits, round_to_terms, shelf_life_cap
+
+FloatArray = npt.NDArray[np.float64]
+IntLike = int | npt.NDArray[np.integer]
+FloatLike = float | npt.NDArray[np.floating]
+
+MAX_FACTORS = 200  # factors read per suggestion: a calendar, not a feed
+
+
+@lru_cache(maxsize=256)
+def z_of(service_level: float) -> float:
+    """Φ⁻¹(CSL): computed by scipy outside numba, cached per service level."""
+    return float(norm.ppf(service_level))
+
+
+def lead_time_stats(supplier: SupplierTerms, settings: PolicySettings) -> tuple[float, float, tuple[LeadTime, ...]]:
+    """L̄ and σL (floored at `lead_time_floor`·L̄) from the last receipts, and the receipts used."""
+    used = supplier.lead_times[-settings.lead_time_receipts :]
+    if not used:
+        mean = float(supplier.default_lead_time_days)
+        return mean, settings.lead_time_floor * mean, ()
+    days = np.array([lt.days for lt in used], dtype=np.float64)
+    mean = float(days.mean())
+    spread = float(days.std(ddof=1)) if len(days) >= 2 else 0.0
+    return mean, max(spread, settings.lead_time_floor * mean), used
+
+
+def horizon_factors(
+    history: DemandHistory, factors: Sequence[Factor], settings: PolicySettings, days: int
+) -> tuple[float, tuple[AppliedFactor, ...]]:
+    """Mean over the next `days` days of the product of the factors in force each day (bounded per kind)."""
+    if days <= 0 or not factors:
+        return 1.0, ()
+    first = history.today
+    last = first + timedelta(days=days - 1)
+    product = np.ones(days, np.float64)
+    applied: list[AppliedFactor] = []
+    for factor in factors[:MAX_FACTORS]:
+        lo, hi = settings.bounds_of(factor.kind)
+        bounded = min(max(factor.multiplier, lo), hi)
+        start = max(factor.start, first)
+        end = min(factor.end, last)
+        if end < start:
+            continue
+        a, b = (start - first).days, (end - first).days + 1
+        product[a:b] *= bounded
+        applied.append(
+            AppliedFactor(factor.kind, factor.source, factor.start, factor.end, factor.multiplier, bounded, b - a)
+        )
+    return float(product.mean()), tuple(applied)
+
+
+def safety_stock_batch(
+    method: npt.NDArray[np.int8],
+    rate: FloatArray,
+    sigma_d: FloatArray,
+    lead_mean: FloatArray,
+    lead_sigma: FloatArray,
+    review: int,
+    csl: float,
+    eps: float,
+) -> tuple[FloatArray, FloatArray]:
+    """(SS, σ_LTD) per pair: normal for smooth demand; negative binomial for the others (SS floored at 0)."""
+    p = lead_mean + review
+    var = p * sigma_d**2 + rate**2 * lead_sigma**2
+    sigma_ltd = np.sqrt(var)
+    ss = z_of(csl) * sigma_ltd
+    mu = rate * p
+    nb = (method != METHOD_SMOOTH) & (mu > 0)
+    ss = np.where(method == METHOD_SMOOTH, ss, 0.0)
+    if np.any(nb):
+        m = mu[nb]
+        v = np.maximum(var[nb], m * (1.0 + eps))
+        quantile = nbinom.ppf(csl, m * m / (v - m), m / v)
+        ss[nb] = np.maximum(quantile - m, 0.0)
+        sigma_ltd[nb] = np.sqrt(v)
+    return ss, sigma_ltd
+
+
+def safety_stock(
+    method: Method,
+    rate: float,
+    sigma_d: float,
+    lead_mean: float,
+    lead_sigma: float,
+    review: int,
+    csl: float,
+    eps: float,
+) -> tuple[float, float]:
+    """(SS, σ_LTD) of one pair (the batch function on one row)."""
+    code = np.array([METHOD_NAMES.index(method)], np.int8)
+    one = np.array([1.0])
+    ss, sigma_ltd = safety_stock_batch(
+        code, one * rate, one * sigma_d, one * lead_mean, one * lead_sigma, review, csl, eps
+    )
+    return float(ss[0]), float(sigma_ltd[0])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BatchPolicy:
+    """The policy's numbers per pair, before rules: what a full recompute or the simulator needs."""
+
+    demand_rate: FloatArray  # d̂ × factors × buffer
+    safety_stock: FloatArray
+    sigma_ltd: FloatArray
+    reorder_point: FloatArray
+    order_up_to: FloatArray
+    position: npt.NDArray[np.int64]
+    triggered: npt.NDArray[np.bool_]
+    raw_qty: npt.NDArray[np.int64]  # ⌈S − IP⌉ when triggered
+    cap: npt.NDArray[np.int64]  # shelf-life cap (NO_CAP without one)
+    qty: npt.NDArray[np.int64]  # after MOQ, multiple and the shelf-life cap
+
+
+NO_CAP = np.iinfo(np.int64).max
+
+
+def rounded_batch(qty: IntLike, moq: IntLike, multiple: IntLike, cap: IntLike) -> npt.NDArray[np.int64]:
+    """MOQ then multiple (up), then the cap wins: rounded down to the multiple, 0 below the MOQ."""
+    q = np.asarray(qty, np.int64)
+    mult = np.asarray(multiple, np.int64)
+    floor = -(-np.asarray(moq, np.int64) // mult) * mult
+    up = np.maximum(-(-q // mult) * mult, floor)
+    up = np.where(q > 0, up, 0)
+    capped = (np.asarray(cap, np.int64) // mult) * mult
+    over = up > cap
+    return np.where(over, np.where(capped >= np.maximum(floor, 1), capped, 0), up)
+
+
+def policy_batch(
+    fc: BatchForecast,
+    settings: PolicySettings,
+    *,
+    on_hand: IntLike,
+    lead_mean: FloatLike,
+    lead_sigma: FloatLike,
+    held: IntLike = 0,
+    backorders: IntLike = 0,
+    in_transit_within: IntLike = 0,
+    open_todos: IntLike = 0,
+    moq: IntLike = 0,
+    multiple: IntLike = 1,
+    factor_multiplier: FloatLike = 1.0,
+    shelf_life_days: IntLike = 0,
+    min_remaining_days: IntLike = 0,
+) -> BatchPolicy:
+    """SS, ROP, S, IP and the order quantity of every pair in `fc` (scalars broadcast).
+
+    `shelf_life_days` 0 means no shelf life. `suggest` runs this on one row, so the numbers a
+    planner sees for one pair are the ones a full recompute produces for it."""
+    rows = len(fc)
+
+    def f(x: FloatLike) -> FloatArray:
+        return np.broadcast_to(np.asarray(x, np.float64), (rows,))
+
+    def i(x: IntLike) -> npt.NDArray[np.int64]:
+        return np.broadcast_to(np.asarray(x, np.int64), (rows,))
+
+    rate = fc.rate
+    l_mean, l_sigma = f(lead_mean), f(lead_sigma)
+    demand_rate = rate * f(factor_multiplier) * settings.demand_buffer
+    ss, sigma_ltd = safety_stock_batch(
+        fc.method, rate, fc.sigma, l_mean, l_sigma, settings.review_days, settings.service_level, settings.nb_epsilon
+    )
+    rop = demand_rate * l_mean + ss
+    order_up_to = rop + demand_rate * settings.horizon_days
+    position = i(on_hand) - i(held) - i(backorders) + i(in_transit_within) + i(open_todos)
+    triggered = (rate > 0) & (position <= rop)
+    raw = np.where(triggered, np.maximum(np.ceil(order_up_to - position - 1e-9), 0), 0).astype(np.int64)
+    shelf = i(shelf_life_days)
+    sellable = np.maximum(shelf - i(min_remaining_days), 0)
+    sells = rate * f(factor_multiplier)  # what is expected to sell: the buffer is a reserve, not sales
+    shelf_cap = np.maximum(np.floor(sells * (l_mean + sellable) - position), 0).astype(np.int64)
+    cap = np.where(shelf > 0, shelf_cap, NO_CAP)
+    qty = rounded_batch(np.minimum(raw, cap), i(moq), i(multiple), cap)
+    return BatchPolicy(demand_rate, ss, sigma_ltd, rop, order_up_to, position, triggered, raw, cap, qty)
+
+
+def forecast_one(history: DemandHistory, settings: PolicySettings, seasonal_days: int) -> BatchForecast:
+    """The batch kernel on one row: the single-pair path is the batch path."""
+    return forecast_batch(
+        history.demand[np.newaxis, :],
+        history.censored[np.newaxis, :],
+        settings,
+        promo=history.promo[np.newaxis, :],
+        seasonal_days=seasonal_days,
+    )
+
+
+def _health(history: DemandHistory, fc: BatchForecast, supplier: SupplierTerms, settings: PolicySettings) -> list[str]:
+    flags: list[str] = []
+    if not supplier.lead_times:
+        flags.append("lead_time_default")
+    if history.days < 30:
+        flags.append("short_history")
+    window = history.censored[-settings.sbc_window_days :]
+    if len(window) and window.mean() > 0.2:
+        flags.append("censored_share_high")
+    if int(fc.valid_days[0]) == 0 and history.days > 0:
+        flags.append("no_uncensored_day")
+    return flags
+
+
+def suggest(
+    history: DemandHistory,
+    position: PairPosition,
+    supplier: SupplierTerms,
+    settings: PolicySettings,
+    rules: Sequence[Rule] = (),
+    factors: Sequence[Factor] = (),
+    context: RuleContext | None = None,
+) -> Suggestion:
+    """The suggestion for one pair. Never None: qty 0 with a `reason` when nothing is to be ordered."""
+    suggestion = draft(history, position, supplier, settings, factors)
+    ctx = context or RuleContext(sku=history.sku, site=history.site, supplier_id=supplier.supplier_id)
+    ctx = replace(ctx, today=history.today, shelf_life_days=position.shelf_life_days)
+    suggestion = round_to_terms(suggestion, "policy.moq", "MOQ then order multiple (supplier terms)")
+    if position.shelf_life_days is not None:
+        suggestion = shelf_life_cap(suggestion, position.shelf_life_days, position.min_remaining_days)
+    suggestion = apply_rules(suggestion, ctx, rules)
+    return enforce_limits(suggestion)
+
+
+def draft(
+    history: DemandHistory,
+    position: PairPosition,
+    supplier: SupplierTerms,
+    settings: PolicySettings,
+    factors: Sequence[Factor] = (),
+) -> Suggestion:
+    """The policy's numbers for one pair, before MOQ, caps and rules (qty = raw qty)."""
+    lead_mean, lead_sigma, used = lead_time_stats(supplier, settings)
+    horizon = math.ceil(lead_mean) + settings.review_days + settings.horizon_days
+    fc = forecast_one(history, settings, horizon)
+    factor_mult, applied = horizon_factors(history, factors, settings, horizon)
+    cutoff = history.today + timedelta(days=math.ceil(lead_mean + settings.review_days))
+    within = sum(a.qty for a in position.in_transit if a.eta <= cutoff)
+    beyond = sum(a.qty for a in position.in_transit if a.eta > cutoff)
+    n = policy_batch(
+        fc,
+        settings,
+        on_hand=position.on_hand,
+        held=position.held,
+        backorders=position.backorders,
+        in_transit_within=within,
+        open_todos=position.open_todos,
+        lead_mean=lead_mean,
+        lead_sigma=lead_sigma,
+        factor_multiplier=factor_mult,
+    )
+    rate, demand_rate, rop = float(fc.rate[0]), float(n.demand_rate[0]), float(n.reorder_point[0])
+    ip, triggered, raw = int(n.position[0]), bool(n.triggered[0]), int(n.raw_qty[0])
+    if rate <= 0 and history.days and not int(fc.valid_days[0]):
+        reason = "demand unknown: every day of the history is a stockout or a promotion; set a level by hand"
+    elif rate <= 0:
+        reason = f"no demand in the last {settings.sbc_window_days} uncensored days"
+    elif not triggered:
+        reason = f"inventory position {ip} is above the reorder point {rop:.1f}"
+    else:
+        reason = ""
+    panel = replace(
+        _panel(fc, settings, supplier, position, (lead_mean, lead_sigma, used), (within, beyond)),
+        demand_rate=demand_rate,
+        factor_multiplier=factor_mult,
+        factors=applied,
+        health=tuple(_health(history, fc, supplier, settings)),
+    )
+    return Suggestion(
+        sku=history.sku,
+        site=history.site,
+        supplier_id=supplier.supplier_id,
+        today=history.today,
+        qty=raw,
+        raw_qty=raw,
+        method=METHOD_NAMES[int(fc.method[0])],  # type: ignore[arg-type]
+        sbc_class=SBC_NAMES[int(fc.sbc_class[0])],  # type: ignore[arg-type]
+        reorder_point=rop,
+        order_up_to=float(n.order_up_to[0]),
+        safety_stock=float(n.safety_stock[0]),
+        inventory_position=ip,
+        coverage_days=(position.on_hand + within + position.open_todos) / demand_rate if demand_rate > 0 else None,
+        service_level=settings.service_level,
+        z=z_of(settings.service_level),
+        sigma_ltd=float(n.sigma_ltd[0]),
+        triggered=triggered,
+        reason=reason,
+        qty_cap=None,
+        unit_cost=supplier.unit_cost,
+        panel=panel,
+        trace=(_trigger_line(triggered, ip, rop, float(n.order_up_to[0]), raw, rate),),
+    )
+
+
+def _panel(
+    fc: BatchForecast,
+    settings: PolicySettings,
+    supplier: SupplierTerms,
+    position: PairPosition,
+    lead: tuple[float, float, tuple[LeadTime, ...]],
+    transit: tuple[int, int],
+) -> Panel:
+    """The panel's estimates and terms; the caller fills in the horizon's factors, rate and health."""
+    return Panel(
+        m7=float(fc.m7[0]),
+        m14=float(fc.m14[0]),
+        m30=float(fc.m30[0]),
+        blend=float(fc.blend[0]),
+        sigma=float(fc.sigma[0]),
+        adi=float(fc.adi[0]),
+        cv2=float(fc.cv2[0]),
+        croston=float(fc.croston[0]),
+        sba=float(fc.sba[0]),
+        tsb=float(fc.tsb[0]),
+        base_rate=float(fc.rate[0]),
+        demand_rate=0.0,
+        seasonal_index=float(fc.seasonal_index[0]),
+        buffer=settings.demand_buffer,
+        factor_multiplier=1.0,
+        factors=(),
+        lead_times=lead[2],
+        lead_time_mean=lead[0],
+        lead_time_sigma=lead[1],
+        review_days=settings.review_days,
+        in_transit_within=transit[0],
+        in_transit_beyond=transit[1],
+        open_todos=position.open_todos,
+        on_hand=position.on_hand,
+        held=position.held,
+        backorders=position.backorders,
+        moq=supplier.moq,
+        multiple=supplier.multiple,
+        uncensored_days=int(fc.valid_days[0]),
+        spikes_stripped=int(fc.spikes[0]),
+        health=(),
+    )
+
+
+def _trigger_line(triggered: bool, ip: int, rop: float, s: float, raw: int, rate: float) -> RuleLine:
+    if rate <= 0:
+        return RuleLine("policy.trigger", "policy", "qty", "0", "0", "no demand: nothing to order")
+    if not triggered:
+        return RuleLine("policy.trigger", "policy", "qty", "0", "0", f"IP {ip} > ROP {rop:.1f}: no order")
+    return RuleLine("policy.trigger", "policy", "qty", "0", str(raw), f"IP {ip} ≤ ROP {rop:.1f}: order up to S {s:.1f}")
+
+
+__all__ = ["draft", "forecast_one", "horizon_factors", "lead_time_stats", "safety_stock", "suggest", "z_of"]
