@@ -16,6 +16,7 @@
 #   make bench-ingest   the NATS ingestion benchmark (bench/ingest.py)
 #   make bench-suite    Lotwise vs PostgreSQL vs Redis, report under bench/results/<date>/suite
 #   make bench-replenish   replenishment simulator (short sweep, both data sets) + recompute speed, under .data/
+#   make bench-http     what HTTP/JSON through Envoy adds to the gRPC call (bench/http.py)
 
 SHELL := /bin/sh
 .DEFAULT_GOAL := help
@@ -33,7 +34,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup browser demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite clean
+.PHONY: help setup browser demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite bench-http clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -90,6 +91,9 @@ bench: setup
 
 bench-ingest: setup
 	$(NETNS) $(PY) -m bench.ingest
+
+bench-http: setup
+	$(NETNS) $(PY) -m bench.http
 
 # Extra flags, e.g. `make bench-suite SUITE_ARGS='--workloads pos-deep --rounds 1'`.
 SUITE_ARGS ?=

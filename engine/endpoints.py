@@ -42,6 +42,7 @@ class Endpoints:
     pid: int = 0  # the `lotwise up` process
     token_file: str = ""  # the admin token `lotwise up` wrote (0600); "" when auth is off
     console: str = ""  # http://host:port/ of the web console; "" when it is off
+    http: str = ""  # http://host:port of the HTTP/JSON gateway; "" when it is off
 
     def to_json(self) -> str:
         return json.dumps({"version": FORMAT_VERSION, **asdict(self)}, indent=2) + "\n"
@@ -93,6 +94,7 @@ def read_endpoints(data_dir: Path) -> Endpoints | None:
         pid=int(data.get("pid", 0)),
         token_file=str(data.get("token_file", "")),
         console=str(data.get("console", "")),
+        http=str(data.get("http", "")),
     )
 
 

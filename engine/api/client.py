@@ -597,6 +597,29 @@ class LotwiseClient:
         reply = await self._command("get_hold", self._stub.GetHold, pb.GetHoldRequest(hold_id=hold_id), timeout_s)
         return convert.hold_from_pb(reply.hold)
 
+    async def list_holds(
+        self,
+        *,
+        sku: str = "",
+        site: str = "",
+        states: Sequence[str] = (),
+        expiring_before_ms: int = 0,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout_s: float | None = None,
+    ) -> tuple[list[HoldSummary], str]:
+        """One page of holds (each with its matching parts) and the next page's token ("" last)."""
+        req = pb.ListHoldsRequest(
+            sku=sku,
+            site=site,
+            states=[convert.hold_state_to_pb(s) for s in states],
+            expiring_before_ms=expiring_before_ms,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        reply = await self._call(self._stub.ListHolds, req, timeout_s)
+        return [convert.hold_from_pb(h) for h in reply.holds], reply.next_page_token
+
     # ---- one-call sale ----
 
     async def sell(

@@ -12,6 +12,7 @@ are the ones the .proto documents (status "receiving" on receipt, owner "own", .
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -60,6 +61,7 @@ from engine.domain.commands import (
     derived_id,
 )
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.hold_listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, HoldFilter, ScanHolds, check_page_size
 from engine.domain.holds import MAX_LINES
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
@@ -843,3 +845,60 @@ def scrapped_from_pb(msg: pb.ScrapOverAgeResponse) -> Scrapped:
 
 def lot_opened_from_pb(msg: pb.OpenLotResponse) -> LotOpened:
     return LotOpened(msg.lot_id, msg.opened_at_ms, msg.already_open, msg.fresh_until_ms)
+
+
+# =====================================================================================
+# ListHolds: the request's filter and its opaque page cursor
+# =====================================================================================
+
+_PAGE_TOKEN_PREFIX = "h1:"  # a version tag: a cursor from another format is refused, not misread
+
+
+def page_token_of(after_hold_id: str) -> str:
+    """The opaque cursor of the next page (the last hold id shown); "" on the last page."""
+    if not after_hold_id:
+        return ""
+    return base64.urlsafe_b64encode((_PAGE_TOKEN_PREFIX + after_hold_id).encode()).decode().rstrip("=")
+
+
+def _after_of(token: str, v: Violations) -> str:
+    if not token:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    if not raw.startswith(_PAGE_TOKEN_PREFIX) or len(raw) == len(_PAGE_TOKEN_PREFIX):
+        v.add("page_token", "is not a next_page_token this server gave")
+        return ""
+    return raw[len(_PAGE_TOKEN_PREFIX) :]
+
+
+def list_holds_from_pb(msg: pb.ListHoldsRequest) -> ScanHolds:
+    """The shards' scan for one ListHolds page; every malformed field is named at once."""
+    v = Violations()
+    states: set[HoldState] = set()
+    for i, value in enumerate(msg.states):
+        name = _STATE_FROM_PB.get(value)
+        if name is None or name == "partial":
+            v.add(f"states[{i}]", "must be ACTIVE, COMMITTED, RELEASED or EXPIRED (a part's state)")
+        else:
+            states.add(HoldState(name))
+    if msg.page_size < 0 or msg.page_size > MAX_PAGE_SIZE:
+        v.add("page_size", f"must be in 0..{MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE})")
+    after = _after_of(msg.page_token, v)
+    v.raise_if_any()
+    filt = HoldFilter(msg.sku, msg.site, frozenset(states), msg.expiring_before_ms)
+    return ScanHolds(filt, after, check_page_size(msg.page_size))
+
+
+def hold_state_to_pb(name: str) -> pb.HoldState:
+    """A state by its name (active, committed, ...); an unknown name is the caller's mistake."""
+    value = _STATE_TO_PB.get(name.lower())
+    if value is None:
+        raise ValueError(f"unknown hold state {name!r}; one of {', '.join(_STATE_TO_PB)}")
+    return value
+
+
+def list_holds_to_pb(holds: Sequence[HoldSummary], after: str) -> pb.ListHoldsResponse:
+    return pb.ListHoldsResponse(holds=[hold_to_pb(h) for h in holds], next_page_token=page_token_of(after))

@@ -42,6 +42,7 @@ from engine.domain.commands import (
     validate,
 )
 from engine.domain.errors import DomainError, FieldViolation, InvalidArgument
+from engine.domain.hold_listing import ScanHolds
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -102,6 +103,8 @@ class InventoryGateway(Protocol):
     ) -> HoldSummary: ...
 
     async def get_hold(self, hold_id: str) -> HoldSummary: ...
+
+    async def list_holds(self, q: ScanHolds, deadline: float | None = None) -> tuple[list[HoldSummary], str]: ...
 
     async def sell(
         self,
@@ -458,6 +461,11 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def _get_hold(self, request: pb.GetHoldRequest, deadline: float | None) -> pb.GetHoldResponse:
         hold = await self.gateway.get_hold(request.hold_id)
         return pb.GetHoldResponse(hold=convert.hold_to_pb(hold))
+
+    @_rpc
+    async def ListHolds(self, request: pb.ListHoldsRequest, context: grpc.aio.ServicerContext) -> pb.ListHoldsResponse:
+        holds, after = await self.gateway.list_holds(convert.list_holds_from_pb(request), call_deadline(context))
+        return convert.list_holds_to_pb(holds, after)
 
     # ---- reads ----
 

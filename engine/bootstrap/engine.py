@@ -17,11 +17,13 @@ import structlog
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
 from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
 from engine.bootstrap.health import check_health_settings
+from engine.bootstrap.http import http_skipped_because, start_http_gateway
 from engine.health.hooks import HealthHooks
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
 if TYPE_CHECKING:
+    from adapters.envoy.gateway import EnvoyGateway
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
@@ -48,6 +50,7 @@ class RunningEngine:
     replenish: ReplenishRuntime | None = None  # suggestions, their trigger follower and schedule
     health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
     console_url: str = ""  # the web console, http://host:port/; "" when it is off
+    http_url: str = ""  # http://host:port of the HTTP/JSON gateway (Envoy); "" when it is off
 
 
 class StartPhases:
@@ -85,6 +88,7 @@ class _Parts:
     replenish: ReplenishRuntime | None = None
     health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
     hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
+    http: EnvoyGateway | None = None  # the HTTP/JSON gateway in front of the gRPC server
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -230,6 +234,8 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
 async def _stop(parts: _Parts) -> None:
     if parts.console is not None:
         await parts.console.stop()  # its pages call the server: down before it
+    if parts.http is not None:
+        await parts.http.stop()  # before the gRPC server: HTTP callers are drained by Envoy first
     if parts.ingest is not None:
         await parts.ingest.stop()  # first: it applies through the gateway and the server
     if parts.server is not None:
@@ -308,6 +314,9 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
+        if not http_skipped_because(settings):
+            parts.http = await start_http_gateway(settings, port)
+            parts.phases.done("http")
         address = f"{settings.host}:{port}"
         if settings.console:
             from engine.bootstrap.console import start_console
@@ -320,6 +329,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             grpc=address,
             metrics=metrics_url,
             console=parts.console.url if parts.console else "off",
+            http=parts.http.url if parts.http else http_skipped_because(settings),
             shards=len(gw.directory.all_shards()),
             start_ms=parts.phases.total_ms(),
             phases_ms=parts.phases.ms,
@@ -337,6 +347,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.replenish,
             parts.health,
             console_url=parts.console.url if parts.console else "",
+            http_url=parts.http.url if parts.http else "",
         )
     finally:
         await _stop(parts)

@@ -33,6 +33,8 @@ _FLAGS = {
     "journal": "--journal",
     "nats_url": "--nats-url",
     "data_dir": "--data-dir",
+    "http_port": "--http-port",
+    "http": "--http/--no-http",
 }
 
 

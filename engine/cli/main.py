@@ -5,6 +5,7 @@
     lotwise availability SKU SITE [--by lot ...]     one pair, sliced
     lotwise stock [--org medline/east --by sku ...]  many pairs, rolled up
     lotwise hold HOLD_ID                             one hold and its parts
+    lotwise holds list [--site W --state active]     holds by pair, site, state, expiry (engine/cli/holds.py)
     lotwise sites [--org ...]                        the site directory
     lotwise verify | shards                          journal check, shard states
     lotwise where                                    the addresses in engine.json
@@ -79,6 +80,7 @@ from engine.cli.common import (
 from engine.cli.config import build_settings, check_can_listen, config_errors, field_label
 from engine.cli.dlq import dlq_app
 from engine.cli.history import history_app
+from engine.cli.holds import holds_app
 from engine.cli.reconcile import reconcile_app
 from engine.cli.replenish import replenish_app
 from engine.cli.token import token
@@ -287,6 +289,15 @@ def up(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where embedded servers keep their files (env LOTWISE_DATA_DIR, default .data).")
     ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="HTTP/JSON port; 0 picks a free one (env LOTWISE_HTTP_PORT, default 8051).")
+    ] = None,
+    http: Annotated[
+        bool | None,
+        typer.Option(
+            "--http/--no-http", help="Serve HTTP/JSON through Envoy (env LOTWISE_HTTP, default on).", show_default=False
+        ),
+    ] = None,
     demo: Annotated[
         bool, typer.Option("--demo/--no-demo", help="Load the demo dataset (medical devices) once started.")
     ] = False,
@@ -310,12 +321,16 @@ def up(
         "journal": journal,
         "nats_url": nats_url,
         "data_dir": data_dir,
+        "http_port": http_port,
+        "http": http,
     }
     with config_errors():
         settings = build_settings(overrides)
         host_label = field_label("host", overrides)
         check_can_listen(settings.host, settings.port, host_label, field_label("port", overrides))
         check_can_listen(settings.host, settings.metrics_port, host_label, field_label("metrics_port", overrides))
+        if settings.http:
+            check_can_listen(settings.host, settings.http_port, host_label, field_label("http_port", overrides))
     from engine.logs import configure_logging, quiet_ray_start
 
     configure_logging(settings.log_level, settings.log_format)
@@ -391,7 +406,13 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
     nats_url = nats.url if nats is not None else engine.settings.nats_url
     token_file = str(engine.token_file.resolve()) if engine.token_file else ""
     endpoints = Endpoints(
-        engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file, console=engine.console_url
+        engine.grpc_address,
+        engine.metrics_url,
+        nats_url,
+        os.getpid(),
+        token_file,
+        console=engine.console_url,
+        http=engine.http_url,
     )
     data_dir = engine.settings.data_dir
     write_endpoints(data_dir, endpoints)
@@ -428,6 +449,21 @@ def _where_token(engine: RunningEngine) -> str:
     return "from your token issuer (LOTWISE_AUTH_PUBLIC_KEYS_FILE)"
 
 
+def _where_http(engine: RunningEngine) -> str:
+    from engine.bootstrap.http import http_skipped_because
+
+    if engine.http_url:
+        return f"{engine.http_url}  (HTTP/JSON for every gRPC method; {engine.http_url}/openapi.json; docs/http.md)"
+    return http_skipped_because(engine.settings) or "off"
+
+
+def _http_try_lines(engine: RunningEngine) -> list[str]:
+    if not engine.http_url:
+        return []
+    bearer = f' -H "authorization: Bearer $(cat {engine.token_file})"' if engine.token_file else ""
+    return [f'curl -s{bearer} "{engine.http_url}/v1/sites/FW-BOS/skus/GLU-50/availability?group_by=DIMENSION_LOT"']
+
+
 def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -435,6 +471,7 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid.add_row("gRPC", f"{engine.grpc_address}  ({SERVICE}, grpc.health.v1.Health, reflection)")
     grid.add_row("metrics", engine.metrics_url or "off")
     grid.add_row("console", f"{engine.console_url}  (sign in with the token below)" if engine.console_url else "off")
+    grid.add_row("http", _where_http(engine))
     grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
     grid.add_row("journal", _where_journal(engine))
     grid.add_row("token", _where_token(engine))
@@ -449,6 +486,7 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
         f'grpcurl -plaintext{bearer} -d \'{{"sku": "GLU-50", "site": "FW-BOS", "group_by": ["DIMENSION_LOT"]}}\' '
         f"{address} {SERVICE}/GetAvailability",
         f"lotwise availability GLU-50 FW-BOS --by lot --target {address}",
+        *_http_try_lines(engine),
     ):
         out.print(Text("  " + line), soft_wrap=True)
 
@@ -960,3 +998,4 @@ app.add_typer(reconcile_app, name="reconcile", help="Reconciliation, proposed ad
 app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")
 app.command("count")(health.count)
 app.command("open")(health.open_lot)
+app.add_typer(holds_app, name="holds", help="Holds of a running engine: list them by pair, site, state and expiry.")

@@ -1,8 +1,8 @@
 """`lotwise where`: the addresses of the engine serving a data directory (its engine.json).
 
-    lotwise where                   gRPC, metrics and NATS, one per line
+    lotwise where                   gRPC, metrics, NATS, console and HTTP, one per line
     lotwise where --format json     the same as one JSON object (csv: a header and one row)
-    lotwise where --grpc | --nats | --metrics | --console    one address, for scripts: "$(lotwise where --nats)"
+    lotwise where --grpc | --nats | --metrics | --console | --http    one address: "$(lotwise where --nats)"
 
 Exit codes: 0 found; 2 bad usage or an unusable engine.json; 3 no engine has written its
 addresses in that data directory (none is running there, or it runs elsewhere).
@@ -40,13 +40,14 @@ def where(
     nats: Annotated[bool, typer.Option("--nats", help="Print only the NATS URL.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Print only the metrics URL.")] = False,
     console: Annotated[bool, typer.Option("--console", help="Print only the web console's URL.")] = False,
+    http: Annotated[bool, typer.Option("--http", help="Print only the HTTP/JSON URL.")] = False,
     output: Annotated[
         WhereFormat, typer.Option("--format", "-F", case_sensitive=False, help="table (or text), json or csv.")
     ] = WhereFormat.TABLE,
 ) -> None:
     """Where the engine of a data directory listens (written by `lotwise up` to engine.json)."""
-    if grpc + nats + metrics + console > 1:
-        fail("--grpc, --nats, --metrics and --console: give at most one", EXIT_CONFIG)
+    if grpc + nats + metrics + console + http > 1:
+        fail("--grpc, --nats, --metrics, --console and --http: give at most one", EXIT_CONFIG)
     where_dir = data_dir if data_dir is not None else data_dir_from_env()
     try:
         found = read_endpoints(where_dir)
@@ -60,9 +61,14 @@ def where(
             ],
             EXIT_UNREACHABLE,
         )
-    single = (
-        found.grpc if grpc else found.nats if nats else found.metrics if metrics else found.console if console else None
-    )
+    picked = [
+        (grpc, found.grpc),
+        (nats, found.nats),
+        (metrics, found.metrics),
+        (console, found.console),
+        (http, found.http),
+    ]
+    single = next((value for chosen, value in picked if chosen), None)
     if single is not None:
         if not single:
             fail("this engine has no such address (the service is off)", EXIT_UNREACHABLE)
@@ -77,5 +83,6 @@ def where(
             ("metrics", found.metrics),
             ("nats", found.nats),
             ("console", found.console),
+            ("http", found.http),
         ):
             typer.echo(f"{name:<8} {value or 'off'}")

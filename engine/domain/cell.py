@@ -872,6 +872,10 @@ class Cell:
             rows.append(SliceRow(tuple((d.value, "") for d in group_by), 0, 0, 0, 0, 0, since))
         return rows
 
+    def hold_ids(self) -> list[str]:
+        """Every hold with a part here, active or resolved (still retained)."""
+        return [*self.ledger.active, *self.ledger.resolved]
+
     def hold_view(self, hold_id: str, now_ms: int) -> HoldView | None:
         part = self.ledger.hold(hold_id)
         return None if part is None else self._view(part, now_ms)

@@ -33,6 +33,7 @@ from engine.domain.errors import (
 )
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
+from engine.domain.hold_listing import ScanHolds, scan_holds
 from engine.domain.model import Movement
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -216,6 +217,7 @@ Op = (
     | ReadHold
     | ReadSlice
     | ScanCells
+    | ScanHolds
     | HandOff
     | Expect
     | Adopt
@@ -327,6 +329,8 @@ class ShardCore:
                 return None if cell is None else cell.hold_view(op.hold_id, now_ms)
             case ScanCells():
                 return self._scan(op, now_ms)
+            case ScanHolds():
+                return scan_holds(self.cells, self.sites, op, now_ms)
             case LookupHold():
                 header = self.headers.get(op.hold_id)
                 if header is None:

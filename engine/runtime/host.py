@@ -58,6 +58,7 @@ import structlog
 from engine.domain.cell import CellLimits
 from engine.domain.clock import SystemClock
 from engine.domain.errors import Unavailable
+from engine.domain.hold_listing import ScanHolds
 from engine.domain.ports import (
     Backend,
     BackendFactory,
@@ -93,7 +94,7 @@ RECOVERY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # between failed recovery attem
 STOP_FLUSH_GRACE_S = 5.0  # stop() lets the append in flight land (its answers are then sent)
 # Reads change nothing and are not journaled; every other op is (a new op type is
 # journaled unless it is declared a read here).
-_READ_OPS = (ReadSlice, ReadHold, ScanCells, LookupHold, ReadCatalog, ReadSku)
+_READ_OPS = (ReadSlice, ReadHold, ScanCells, ScanHolds, LookupHold, ReadCatalog, ReadSku)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,13 @@ def reader_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     home = tmp_path_factory.mktemp("doc-engine")
     data_dir = home / "data"
     env = example_env(data_dir)
-    up_env = {**env, "LOTWISE_PORT": "0", "LOTWISE_METRICS_PORT": "0", "LOTWISE_LOG_LEVEL": "warning"}
+    up_env = {
+        **env,
+        "LOTWISE_PORT": "0",
+        "LOTWISE_METRICS_PORT": "0",
+        "LOTWISE_HTTP_PORT": "0",
+        "LOTWISE_LOG_LEVEL": "warning",
+    }
     stdout, stderr = home / "up.stdout", home / "up.stderr"  # files: a chatty engine never blocks on a pipe
     with stdout.open("w") as out, stderr.open("w") as err:
         proc = subprocess.Popen(

@@ -64,6 +64,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOTWISE_") or k == "LOTWISE_IN_NETNS"}
     # Wide, colourless, unbuffered: markers stay on one line and arrive as they are printed.
     env.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    env["LOTWISE_HTTP_PORT"] = "0"  # each `up` puts its HTTP gateway on a free port
     env.update(extra)
     return env
 

@@ -37,6 +37,7 @@ METHODS = [
     "QueryStock",
     "Execute",
     "Stream",
+    "ListHolds",
 ]
 
 
@@ -130,6 +131,8 @@ async def test_grpcurl_calls_every_method(ray_engine: RunningEngine) -> None:
     assert [(r["sku"], r["row"]["qty"]) for r in rows] == [(sku, "10")]
     sold = await do("Sell", {"request_id": f"{tag}-sale", "lines": [{**line, "qty": "1"}], "doc_ref": "receipt-1"})
     assert sold["sold_qty"] == "1"
+    listed = await do("ListHolds", {"site": site, "states": ["HOLD_STATE_COMMITTED"]})
+    assert [h["hold_id"] for h in listed["holds"]] == [f"H{tag}"]  # a one-call sale is no hold
     assert called == set(METHODS)
 
 

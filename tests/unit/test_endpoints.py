@@ -111,6 +111,8 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
         ENGINE.nats,
         "console",
         ENGINE.console,
+        "http",
+        "off",
     ]
     as_json = runner.invoke(app, ["where", "--data-dir", str(tmp_path), "--format", "json"])
     assert json.loads(as_json.output) == {
@@ -120,6 +122,7 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
         "pid": 4242,
         "token_file": "",  # the admin token's path when auth is on (never the token)
         "console": ENGINE.console,
+        "http": "",  # the HTTP/JSON gateway's URL when it is on
     }
     for flag, value in (
         ("--grpc", ENGINE.grpc),

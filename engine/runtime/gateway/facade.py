@@ -24,6 +24,7 @@ from engine.domain.commands import (
 )
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from engine.domain.freshness import is_freshness_expired
+from engine.domain.hold_listing import ScanHolds
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.ports import BackendFactory, Clock
@@ -233,6 +234,10 @@ class Gateway:
 
     async def get_hold(self, hold_id: str) -> HoldSummary:
         return await self._holds.get_hold(hold_id)
+
+    async def list_holds(self, q: ScanHolds, deadline: float | None = None) -> tuple[list[HoldSummary], str]:
+        """A page of holds by pair, site, state and expiry (ListHolds), and the next cursor."""
+        return await self._holds.list_holds(q, deadline)
 
     def cached_hold_pairs(self, hold_id: str) -> tuple[tuple[str, str], ...] | None:
         """The pairs of a hold whose header this gateway has cached; None when it has not."""

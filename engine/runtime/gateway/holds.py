@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import structlog
@@ -38,6 +39,7 @@ from engine.domain.errors import (
     NotFound,
     Unavailable,
 )
+from engine.domain.hold_listing import ScanHolds, check_listing
 from engine.domain.holds import (
     MAX_LINES,
     check_line_count,
@@ -217,6 +219,20 @@ class HoldCoordinator:
         header: HoldHeader = raise_if_refused(await self._router.home(hold_id, LookupHold(hold_id), deadline))
         self._remember(header)
         return header
+
+    async def list_holds(self, q: ScanHolds, deadline: float | None) -> tuple[list[HoldSummary], str]:
+        """A page of holds, each with its parts that match (and that the caller may see),
+        and the hold id the next page starts after ("" on the last page). Each shard
+        answers one more id than the page holds, so "is there more" needs no second call."""
+        check_listing(q)
+        merged: dict[str, list[HoldView]] = {}
+        for result in await self._router.broadcast(replace(q, limit=q.limit + 1), deadline):
+            for part in raise_if_refused(result):
+                merged.setdefault(part.hold_id, []).append(part)
+        ids = sorted(merged)
+        page = ids[: q.limit]
+        holds = [_summary(h, sorted(merged[h], key=lambda p: (p.sku, p.site))) for h in page]
+        return holds, page[-1] if len(ids) > q.limit else ""
 
     def cached_pairs(self, hold_id: str) -> tuple[Pair, ...] | None:
         """The hold's pairs if its header is cached (no shard call; None when it is not)."""

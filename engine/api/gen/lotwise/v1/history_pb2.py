@@ -22,67 +22,82 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lotwise/v1/history.proto\x12\nlotwise.v1\"S\n\x11HistoryGroupValue\x12/\n\tdimension\x18\x01 \x01(\x0e\x32\x1c.lotwise.v1.HistoryDimension\x12\r\n\x05value\x18\x02 \x01(\t\"\x8d\x02\n\x15GetBalanceAsOfRequest\x12\x10\n\x08\x61s_of_ms\x18\x01 \x01(\x03\x12\x0c\n\x04skus\x18\x02 \x03(\t\x12\r\n\x05sites\x18\x03 \x03(\t\x12\x12\n\nbin_prefix\x18\x04 \x01(\t\x12\x10\n\x08statuses\x18\x05 \x03(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x0e\n\x06lot_id\x18\x07 \x01(\t\x12\x17\n\x0f\x65xpires_from_ms\x18\x08 \x01(\x03\x12\x15\n\rexpires_to_ms\x18\t \x01(\x03\x12.\n\x08group_by\x18\n \x03(\x0e\x32\x1c.lotwise.v1.HistoryDimension\x12\x11\n\tbin_depth\x18\x0b \x01(\x05\x12\r\n\x05limit\x18\x0c \x01(\x05\"U\n\nBalanceRow\x12,\n\x05group\x18\x01 \x03(\x0b\x32\x1d.lotwise.v1.HistoryGroupValue\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\"P\n\x16GetBalanceAsOfResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.BalanceRow\x12\x10\n\x08\x61s_of_ms\x18\x02 \x01(\x03\"M\n\rHistoryBucket\x12\x10\n\x08\x65xternal\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\"V\n\x0fHistoryLotDates\x12\x16\n\x0ereceived_at_ms\x18\x01 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\x12\x14\n\x0copened_at_ms\x18\x03 \x01(\x03\"\xc5\x03\n\x0fHistoryMovement\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06lot_id\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\x03\x12&\n\x03src\x18\x07 \x01(\x0b\x32\x19.lotwise.v1.HistoryBucket\x12&\n\x03\x64st\x18\x08 \x01(\x0b\x32\x19.lotwise.v1.HistoryBucket\x12\'\n\x04held\x18\t \x01(\x0b\x32\x19.lotwise.v1.HistoryBucket\x12\x12\n\nheld_delta\x18\n \x01(\x03\x12\x0f\n\x07hold_id\x18\x0b \x01(\t\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\r \x01(\t\x12\r\n\x05\x61t_ms\x18\x0e \x01(\x03\x12\x1a\n\x12hold_expires_at_ms\x18\x0f \x01(\x03\x12-\n\x03lot\x18\x10 \x01(\x0b\x32\x1b.lotwise.v1.HistoryLotDatesH\x00\x88\x01\x01\x12\r\n\x05shard\x18\x11 \x01(\t\x12\x11\n\tbatch_seq\x18\x12 \x01(\x03\x12\x18\n\x10journal_position\x18\x13 \x01(\x03\x42\x06\n\x04_lot\"\xcb\x01\n\x16SearchMovementsRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0e\n\x06lot_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x04 \x01(\t\x12\x0f\n\x07hold_id\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\r\n\x05kinds\x18\x07 \x03(\t\x12\x0f\n\x07\x66rom_ms\x18\x08 \x01(\x03\x12\r\n\x05to_ms\x18\t \x01(\x03\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x0b \x01(\t\"^\n\x17SearchMovementsResponse\x12.\n\tmovements\x18\x01 \x03(\x0b\x32\x1b.lotwise.v1.HistoryMovement\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"X\n\x1bGetConsumptionSeriesRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0f\n\x07\x66rom_ms\x18\x03 \x01(\x03\x12\r\n\x05to_ms\x18\x04 \x01(\x03\"\"\n\x06\x44\x61yQty\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\"B\n\x1cGetConsumptionSeriesResponse\x12\"\n\x06points\x18\x01 \x03(\x0b\x32\x12.lotwise.v1.DayQty\"`\n\x12GetTurnoverRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\r\n\x05sites\x18\x02 \x03(\t\x12\x0f\n\x07\x66rom_ms\x18\x03 \x01(\x03\x12\r\n\x05to_ms\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\"\x8b\x01\n\x0bTurnoverRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\x12\x13\n\x0b\x61vg_on_hand\x18\x04 \x01(\x01\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\x03\x12\x1a\n\rturnover_days\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_turnover_days\"<\n\x13GetTurnoverResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.lotwise.v1.TurnoverRow\"n\n\x18GetExpiryExposureRequest\x12\x10\n\x08\x61s_of_ms\x18\x01 \x01(\x03\x12\x14\n\x0chorizon_days\x18\x02 \x01(\x05\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12\r\n\x05sites\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\"}\n\x0b\x45xposureRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0e\n\x06lot_id\x18\x03 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x11\n\tdays_left\x18\x05 \x01(\x05\x12\x0b\n\x03qty\x18\x06 \x01(\x03\x12\x0c\n\x04held\x18\x07 \x01(\x03\"=\n\rDaysLeftTotal\x12\x11\n\tdays_left\x18\x01 \x01(\x05\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0c\n\x04lots\x18\x03 \x01(\x03\"m\n\x19GetExpiryExposureResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.lotwise.v1.ExposureRow\x12)\n\x06totals\x18\x02 \x03(\x0b\x32\x19.lotwise.v1.DaysLeftTotal\"=\n\x0fTraceLotRequest\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xc1\x01\n\x07LotStop\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x16\n\x0ereceived_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_at_ms\x18\x05 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x06 \x01(\x03\x12\x0e\n\x06qty_in\x18\x07 \x01(\x03\x12\x0f\n\x07qty_out\x18\x08 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\t \x01(\x03\x12\x11\n\tmovements\x18\n \x01(\x03\"\x91\x01\n\x0bLotDocument\x12\x0f\n\x07\x64oc_ref\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x13\n\x0b\x66irst_at_ms\x18\x04 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x05 \x01(\x03\x12\r\n\x05kinds\x18\x06 \x03(\t\x12\x0b\n\x03qty\x18\x07 \x01(\x03\x12\x11\n\tmovements\x18\x08 \x01(\x03\"r\n\x10TraceLotResponse\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\"\n\x05stops\x18\x02 \x03(\x0b\x32\x13.lotwise.v1.LotStop\x12*\n\tdocuments\x18\x03 \x03(\x0b\x32\x17.lotwise.v1.LotDocument\"\x16\n\x14GetSinkStatusRequest\"\x84\x01\n\x15GetSinkStatusResponse\x12\x17\n\x0fstream_position\x18\x01 \x01(\x03\x12\x16\n\x0e\x61\x63ked_position\x18\x02 \x01(\x03\x12\x18\n\x10pending_messages\x18\x03 \x01(\x03\x12\x0f\n\x07stalled\x18\x04 \x01(\x08\x12\x0f\n\x07running\x18\x05 \x01(\x08*\xa3\x02\n\x10HistoryDimension\x12!\n\x1dHISTORY_DIMENSION_UNSPECIFIED\x10\x00\x12\x19\n\x15HISTORY_DIMENSION_SKU\x10\x01\x12\x1a\n\x16HISTORY_DIMENSION_SITE\x10\x02\x12\x19\n\x15HISTORY_DIMENSION_BIN\x10\x03\x12\x1c\n\x18HISTORY_DIMENSION_STATUS\x10\x04\x12\x1b\n\x17HISTORY_DIMENSION_OWNER\x10\x05\x12\x19\n\x15HISTORY_DIMENSION_LOT\x10\x06\x12 \n\x1cHISTORY_DIMENSION_EXPIRY_DAY\x10\x07\x12\"\n\x1eHISTORY_DIMENSION_RECEIVED_DAY\x10\x08\x32\xf8\x04\n\x07History\x12W\n\x0eGetBalanceAsOf\x12!.lotwise.v1.GetBalanceAsOfRequest\x1a\".lotwise.v1.GetBalanceAsOfResponse\x12Z\n\x0fSearchMovements\x12\".lotwise.v1.SearchMovementsRequest\x1a#.lotwise.v1.SearchMovementsResponse\x12i\n\x14GetConsumptionSeries\x12\'.lotwise.v1.GetConsumptionSeriesRequest\x1a(.lotwise.v1.GetConsumptionSeriesResponse\x12N\n\x0bGetTurnover\x12\x1e.lotwise.v1.GetTurnoverRequest\x1a\x1f.lotwise.v1.GetTurnoverResponse\x12`\n\x11GetExpiryExposure\x12$.lotwise.v1.GetExpiryExposureRequest\x1a%.lotwise.v1.GetExpiryExposureResponse\x12\x45\n\x08TraceLot\x12\x1b.lotwise.v1.TraceLotRequest\x1a\x1c.lotwise.v1.TraceLotResponse\x12T\n\rGetSinkStatus\x12 .lotwise.v1.GetSinkStatusRequest\x1a!.lotwise.v1.GetSinkStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lotwise/v1/history.proto\x12\nlotwise.v1\x1a\x1cgoogle/api/annotations.proto\"S\n\x11HistoryGroupValue\x12/\n\tdimension\x18\x01 \x01(\x0e\x32\x1c.lotwise.v1.HistoryDimension\x12\r\n\x05value\x18\x02 \x01(\t\"\x8d\x02\n\x15GetBalanceAsOfRequest\x12\x10\n\x08\x61s_of_ms\x18\x01 \x01(\x03\x12\x0c\n\x04skus\x18\x02 \x03(\t\x12\r\n\x05sites\x18\x03 \x03(\t\x12\x12\n\nbin_prefix\x18\x04 \x01(\t\x12\x10\n\x08statuses\x18\x05 \x03(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x0e\n\x06lot_id\x18\x07 \x01(\t\x12\x17\n\x0f\x65xpires_from_ms\x18\x08 \x01(\x03\x12\x15\n\rexpires_to_ms\x18\t \x01(\x03\x12.\n\x08group_by\x18\n \x03(\x0e\x32\x1c.lotwise.v1.HistoryDimension\x12\x11\n\tbin_depth\x18\x0b \x01(\x05\x12\r\n\x05limit\x18\x0c \x01(\x05\"U\n\nBalanceRow\x12,\n\x05group\x18\x01 \x03(\x0b\x32\x1d.lotwise.v1.HistoryGroupValue\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\"P\n\x16GetBalanceAsOfResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.lotwise.v1.BalanceRow\x12\x10\n\x08\x61s_of_ms\x18\x02 \x01(\x03\"M\n\rHistoryBucket\x12\x10\n\x08\x65xternal\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\"V\n\x0fHistoryLotDates\x12\x16\n\x0ereceived_at_ms\x18\x01 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\x12\x14\n\x0copened_at_ms\x18\x03 \x01(\x03\"\xc5\x03\n\x0fHistoryMovement\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06lot_id\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\x03\x12&\n\x03src\x18\x07 \x01(\x0b\x32\x19.lotwise.v1.HistoryBucket\x12&\n\x03\x64st\x18\x08 \x01(\x0b\x32\x19.lotwise.v1.HistoryBucket\x12\'\n\x04held\x18\t \x01(\x0b\x32\x19.lotwise.v1.HistoryBucket\x12\x12\n\nheld_delta\x18\n \x01(\x03\x12\x0f\n\x07hold_id\x18\x0b \x01(\t\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\r \x01(\t\x12\r\n\x05\x61t_ms\x18\x0e \x01(\x03\x12\x1a\n\x12hold_expires_at_ms\x18\x0f \x01(\x03\x12-\n\x03lot\x18\x10 \x01(\x0b\x32\x1b.lotwise.v1.HistoryLotDatesH\x00\x88\x01\x01\x12\r\n\x05shard\x18\x11 \x01(\t\x12\x11\n\tbatch_seq\x18\x12 \x01(\x03\x12\x18\n\x10journal_position\x18\x13 \x01(\x03\x42\x06\n\x04_lot\"\xcb\x01\n\x16SearchMovementsRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0e\n\x06lot_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64oc_ref\x18\x04 \x01(\t\x12\x0f\n\x07hold_id\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\r\n\x05kinds\x18\x07 \x03(\t\x12\x0f\n\x07\x66rom_ms\x18\x08 \x01(\x03\x12\r\n\x05to_ms\x18\t \x01(\x03\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x0b \x01(\t\"^\n\x17SearchMovementsResponse\x12.\n\tmovements\x18\x01 \x03(\x0b\x32\x1b.lotwise.v1.HistoryMovement\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"X\n\x1bGetConsumptionSeriesRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0f\n\x07\x66rom_ms\x18\x03 \x01(\x03\x12\r\n\x05to_ms\x18\x04 \x01(\x03\"\"\n\x06\x44\x61yQty\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\"B\n\x1cGetConsumptionSeriesResponse\x12\"\n\x06points\x18\x01 \x03(\x0b\x32\x12.lotwise.v1.DayQty\"`\n\x12GetTurnoverRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\r\n\x05sites\x18\x02 \x03(\t\x12\x0f\n\x07\x66rom_ms\x18\x03 \x01(\x03\x12\r\n\x05to_ms\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x05\"\x8b\x01\n\x0bTurnoverRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\x12\x13\n\x0b\x61vg_on_hand\x18\x04 \x01(\x01\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\x03\x12\x1a\n\rturnover_days\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_turnover_days\"<\n\x13GetTurnoverResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.lotwise.v1.TurnoverRow\"n\n\x18GetExpiryExposureRequest\x12\x10\n\x08\x61s_of_ms\x18\x01 \x01(\x03\x12\x14\n\x0chorizon_days\x18\x02 \x01(\x05\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12\r\n\x05sites\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\"}\n\x0b\x45xposureRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0e\n\x06lot_id\x18\x03 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x11\n\tdays_left\x18\x05 \x01(\x05\x12\x0b\n\x03qty\x18\x06 \x01(\x03\x12\x0c\n\x04held\x18\x07 \x01(\x03\"=\n\rDaysLeftTotal\x12\x11\n\tdays_left\x18\x01 \x01(\x05\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0c\n\x04lots\x18\x03 \x01(\x03\"m\n\x19GetExpiryExposureResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.lotwise.v1.ExposureRow\x12)\n\x06totals\x18\x02 \x03(\x0b\x32\x19.lotwise.v1.DaysLeftTotal\"=\n\x0fTraceLotRequest\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xc1\x01\n\x07LotStop\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x16\n\x0ereceived_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_at_ms\x18\x05 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x06 \x01(\x03\x12\x0e\n\x06qty_in\x18\x07 \x01(\x03\x12\x0f\n\x07qty_out\x18\x08 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\t \x01(\x03\x12\x11\n\tmovements\x18\n \x01(\x03\"\x91\x01\n\x0bLotDocument\x12\x0f\n\x07\x64oc_ref\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x13\n\x0b\x66irst_at_ms\x18\x04 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x05 \x01(\x03\x12\r\n\x05kinds\x18\x06 \x03(\t\x12\x0b\n\x03qty\x18\x07 \x01(\x03\x12\x11\n\tmovements\x18\x08 \x01(\x03\"r\n\x10TraceLotResponse\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\"\n\x05stops\x18\x02 \x03(\x0b\x32\x13.lotwise.v1.LotStop\x12*\n\tdocuments\x18\x03 \x03(\x0b\x32\x17.lotwise.v1.LotDocument\"\x16\n\x14GetSinkStatusRequest\"\x84\x01\n\x15GetSinkStatusResponse\x12\x17\n\x0fstream_position\x18\x01 \x01(\x03\x12\x16\n\x0e\x61\x63ked_position\x18\x02 \x01(\x03\x12\x18\n\x10pending_messages\x18\x03 \x01(\x03\x12\x0f\n\x07stalled\x18\x04 \x01(\x08\x12\x0f\n\x07running\x18\x05 \x01(\x08*\xa3\x02\n\x10HistoryDimension\x12!\n\x1dHISTORY_DIMENSION_UNSPECIFIED\x10\x00\x12\x19\n\x15HISTORY_DIMENSION_SKU\x10\x01\x12\x1a\n\x16HISTORY_DIMENSION_SITE\x10\x02\x12\x19\n\x15HISTORY_DIMENSION_BIN\x10\x03\x12\x1c\n\x18HISTORY_DIMENSION_STATUS\x10\x04\x12\x1b\n\x17HISTORY_DIMENSION_OWNER\x10\x05\x12\x19\n\x15HISTORY_DIMENSION_LOT\x10\x06\x12 \n\x1cHISTORY_DIMENSION_EXPIRY_DAY\x10\x07\x12\"\n\x1eHISTORY_DIMENSION_RECEIVED_DAY\x10\x08\x32\xa6\t\n\x07History\x12\xa9\x01\n\x0eGetBalanceAsOf\x12!.lotwise.v1.GetBalanceAsOfRequest\x1a\".lotwise.v1.GetBalanceAsOfResponse\"P\x90\x02\x01\x82\xd3\xe4\x93\x02G\"\x19/v1/history/balance:query:\x01*Z\'\"\"/lotwise.v1.History/GetBalanceAsOf:\x01*\x12\xa6\x01\n\x0fSearchMovements\x12\".lotwise.v1.SearchMovementsRequest\x1a#.lotwise.v1.SearchMovementsResponse\"J\x90\x02\x01\x82\xd3\xe4\x93\x02\x41\x12\x15/v1/history/movementsZ(\"#/lotwise.v1.History/SearchMovements:\x01*\x12\xbc\x01\n\x14GetConsumptionSeries\x12\'.lotwise.v1.GetConsumptionSeriesRequest\x1a(.lotwise.v1.GetConsumptionSeriesResponse\"Q\x90\x02\x01\x82\xd3\xe4\x93\x02H\x12\x17/v1/history/consumptionZ-\"(/lotwise.v1.History/GetConsumptionSeries:\x01*\x12\x95\x01\n\x0bGetTurnover\x12\x1e.lotwise.v1.GetTurnoverRequest\x1a\x1f.lotwise.v1.GetTurnoverResponse\"E\x90\x02\x01\x82\xd3\xe4\x93\x02<\x12\x14/v1/history/turnoverZ$\"\x1f/lotwise.v1.History/GetTurnover:\x01*\x12\xb4\x01\n\x11GetExpiryExposure\x12$.lotwise.v1.GetExpiryExposureRequest\x1a%.lotwise.v1.GetExpiryExposureResponse\"R\x90\x02\x01\x82\xd3\xe4\x93\x02I\x12\x1b/v1/history/expiry-exposureZ*\"%/lotwise.v1.History/GetExpiryExposure:\x01*\x12\x94\x01\n\x08TraceLot\x12\x1b.lotwise.v1.TraceLotRequest\x1a\x1c.lotwise.v1.TraceLotResponse\"M\x90\x02\x01\x82\xd3\xe4\x93\x02\x44\x12\x1f/v1/history/lots/{lot_id}/traceZ!\"\x1c/lotwise.v1.History/TraceLot:\x01*\x12\xa0\x01\n\rGetSinkStatus\x12 .lotwise.v1.GetSinkStatusRequest\x1a!.lotwise.v1.GetSinkStatusResponse\"J\x90\x02\x01\x82\xd3\xe4\x93\x02\x41\x12\x17/v1/history/sink-statusZ&\"!/lotwise.v1.History/GetSinkStatus:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lotwise.v1.history_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HISTORYDIMENSION']._serialized_start=3083
-  _globals['_HISTORYDIMENSION']._serialized_end=3374
-  _globals['_HISTORYGROUPVALUE']._serialized_start=40
-  _globals['_HISTORYGROUPVALUE']._serialized_end=123
-  _globals['_GETBALANCEASOFREQUEST']._serialized_start=126
-  _globals['_GETBALANCEASOFREQUEST']._serialized_end=395
-  _globals['_BALANCEROW']._serialized_start=397
-  _globals['_BALANCEROW']._serialized_end=482
-  _globals['_GETBALANCEASOFRESPONSE']._serialized_start=484
-  _globals['_GETBALANCEASOFRESPONSE']._serialized_end=564
-  _globals['_HISTORYBUCKET']._serialized_start=566
-  _globals['_HISTORYBUCKET']._serialized_end=643
-  _globals['_HISTORYLOTDATES']._serialized_start=645
-  _globals['_HISTORYLOTDATES']._serialized_end=731
-  _globals['_HISTORYMOVEMENT']._serialized_start=734
-  _globals['_HISTORYMOVEMENT']._serialized_end=1187
-  _globals['_SEARCHMOVEMENTSREQUEST']._serialized_start=1190
-  _globals['_SEARCHMOVEMENTSREQUEST']._serialized_end=1393
-  _globals['_SEARCHMOVEMENTSRESPONSE']._serialized_start=1395
-  _globals['_SEARCHMOVEMENTSRESPONSE']._serialized_end=1489
-  _globals['_GETCONSUMPTIONSERIESREQUEST']._serialized_start=1491
-  _globals['_GETCONSUMPTIONSERIESREQUEST']._serialized_end=1579
-  _globals['_DAYQTY']._serialized_start=1581
-  _globals['_DAYQTY']._serialized_end=1615
-  _globals['_GETCONSUMPTIONSERIESRESPONSE']._serialized_start=1617
-  _globals['_GETCONSUMPTIONSERIESRESPONSE']._serialized_end=1683
-  _globals['_GETTURNOVERREQUEST']._serialized_start=1685
-  _globals['_GETTURNOVERREQUEST']._serialized_end=1781
-  _globals['_TURNOVERROW']._serialized_start=1784
-  _globals['_TURNOVERROW']._serialized_end=1923
-  _globals['_GETTURNOVERRESPONSE']._serialized_start=1925
-  _globals['_GETTURNOVERRESPONSE']._serialized_end=1985
-  _globals['_GETEXPIRYEXPOSUREREQUEST']._serialized_start=1987
-  _globals['_GETEXPIRYEXPOSUREREQUEST']._serialized_end=2097
-  _globals['_EXPOSUREROW']._serialized_start=2099
-  _globals['_EXPOSUREROW']._serialized_end=2224
-  _globals['_DAYSLEFTTOTAL']._serialized_start=2226
-  _globals['_DAYSLEFTTOTAL']._serialized_end=2287
-  _globals['_GETEXPIRYEXPOSURERESPONSE']._serialized_start=2289
-  _globals['_GETEXPIRYEXPOSURERESPONSE']._serialized_end=2398
-  _globals['_TRACELOTREQUEST']._serialized_start=2400
-  _globals['_TRACELOTREQUEST']._serialized_end=2461
-  _globals['_LOTSTOP']._serialized_start=2464
-  _globals['_LOTSTOP']._serialized_end=2657
-  _globals['_LOTDOCUMENT']._serialized_start=2660
-  _globals['_LOTDOCUMENT']._serialized_end=2805
-  _globals['_TRACELOTRESPONSE']._serialized_start=2807
-  _globals['_TRACELOTRESPONSE']._serialized_end=2921
-  _globals['_GETSINKSTATUSREQUEST']._serialized_start=2923
-  _globals['_GETSINKSTATUSREQUEST']._serialized_end=2945
-  _globals['_GETSINKSTATUSRESPONSE']._serialized_start=2948
-  _globals['_GETSINKSTATUSRESPONSE']._serialized_end=3080
-  _globals['_HISTORY']._serialized_start=3377
-  _globals['_HISTORY']._serialized_end=4009
+  _globals['_HISTORY'].methods_by_name['GetBalanceAsOf']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['GetBalanceAsOf']._serialized_options = b'\220\002\001\202\323\344\223\002G\"\031/v1/history/balance:query:\001*Z\'\"\"/lotwise.v1.History/GetBalanceAsOf:\001*'
+  _globals['_HISTORY'].methods_by_name['SearchMovements']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['SearchMovements']._serialized_options = b'\220\002\001\202\323\344\223\002A\022\025/v1/history/movementsZ(\"#/lotwise.v1.History/SearchMovements:\001*'
+  _globals['_HISTORY'].methods_by_name['GetConsumptionSeries']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['GetConsumptionSeries']._serialized_options = b'\220\002\001\202\323\344\223\002H\022\027/v1/history/consumptionZ-\"(/lotwise.v1.History/GetConsumptionSeries:\001*'
+  _globals['_HISTORY'].methods_by_name['GetTurnover']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['GetTurnover']._serialized_options = b'\220\002\001\202\323\344\223\002<\022\024/v1/history/turnoverZ$\"\037/lotwise.v1.History/GetTurnover:\001*'
+  _globals['_HISTORY'].methods_by_name['GetExpiryExposure']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['GetExpiryExposure']._serialized_options = b'\220\002\001\202\323\344\223\002I\022\033/v1/history/expiry-exposureZ*\"%/lotwise.v1.History/GetExpiryExposure:\001*'
+  _globals['_HISTORY'].methods_by_name['TraceLot']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['TraceLot']._serialized_options = b'\220\002\001\202\323\344\223\002D\022\037/v1/history/lots/{lot_id}/traceZ!\"\034/lotwise.v1.History/TraceLot:\001*'
+  _globals['_HISTORY'].methods_by_name['GetSinkStatus']._loaded_options = None
+  _globals['_HISTORY'].methods_by_name['GetSinkStatus']._serialized_options = b'\220\002\001\202\323\344\223\002A\022\027/v1/history/sink-statusZ&\"!/lotwise.v1.History/GetSinkStatus:\001*'
+  _globals['_HISTORYDIMENSION']._serialized_start=3113
+  _globals['_HISTORYDIMENSION']._serialized_end=3404
+  _globals['_HISTORYGROUPVALUE']._serialized_start=70
+  _globals['_HISTORYGROUPVALUE']._serialized_end=153
+  _globals['_GETBALANCEASOFREQUEST']._serialized_start=156
+  _globals['_GETBALANCEASOFREQUEST']._serialized_end=425
+  _globals['_BALANCEROW']._serialized_start=427
+  _globals['_BALANCEROW']._serialized_end=512
+  _globals['_GETBALANCEASOFRESPONSE']._serialized_start=514
+  _globals['_GETBALANCEASOFRESPONSE']._serialized_end=594
+  _globals['_HISTORYBUCKET']._serialized_start=596
+  _globals['_HISTORYBUCKET']._serialized_end=673
+  _globals['_HISTORYLOTDATES']._serialized_start=675
+  _globals['_HISTORYLOTDATES']._serialized_end=761
+  _globals['_HISTORYMOVEMENT']._serialized_start=764
+  _globals['_HISTORYMOVEMENT']._serialized_end=1217
+  _globals['_SEARCHMOVEMENTSREQUEST']._serialized_start=1220
+  _globals['_SEARCHMOVEMENTSREQUEST']._serialized_end=1423
+  _globals['_SEARCHMOVEMENTSRESPONSE']._serialized_start=1425
+  _globals['_SEARCHMOVEMENTSRESPONSE']._serialized_end=1519
+  _globals['_GETCONSUMPTIONSERIESREQUEST']._serialized_start=1521
+  _globals['_GETCONSUMPTIONSERIESREQUEST']._serialized_end=1609
+  _globals['_DAYQTY']._serialized_start=1611
+  _globals['_DAYQTY']._serialized_end=1645
+  _globals['_GETCONSUMPTIONSERIESRESPONSE']._serialized_start=1647
+  _globals['_GETCONSUMPTIONSERIESRESPONSE']._serialized_end=1713
+  _globals['_GETTURNOVERREQUEST']._serialized_start=1715
+  _globals['_GETTURNOVERREQUEST']._serialized_end=1811
+  _globals['_TURNOVERROW']._serialized_start=1814
+  _globals['_TURNOVERROW']._serialized_end=1953
+  _globals['_GETTURNOVERRESPONSE']._serialized_start=1955
+  _globals['_GETTURNOVERRESPONSE']._serialized_end=2015
+  _globals['_GETEXPIRYEXPOSUREREQUEST']._serialized_start=2017
+  _globals['_GETEXPIRYEXPOSUREREQUEST']._serialized_end=2127
+  _globals['_EXPOSUREROW']._serialized_start=2129
+  _globals['_EXPOSUREROW']._serialized_end=2254
+  _globals['_DAYSLEFTTOTAL']._serialized_start=2256
+  _globals['_DAYSLEFTTOTAL']._serialized_end=2317
+  _globals['_GETEXPIRYEXPOSURERESPONSE']._serialized_start=2319
+  _globals['_GETEXPIRYEXPOSURERESPONSE']._serialized_end=2428
+  _globals['_TRACELOTREQUEST']._serialized_start=2430
+  _globals['_TRACELOTREQUEST']._serialized_end=2491
+  _globals['_LOTSTOP']._serialized_start=2494
+  _globals['_LOTSTOP']._serialized_end=2687
+  _globals['_LOTDOCUMENT']._serialized_start=2690
+  _globals['_LOTDOCUMENT']._serialized_end=2835
+  _globals['_TRACELOTRESPONSE']._serialized_start=2837
+  _globals['_TRACELOTRESPONSE']._serialized_end=2951
+  _globals['_GETSINKSTATUSREQUEST']._serialized_start=2953
+  _globals['_GETSINKSTATUSREQUEST']._serialized_end=2975
+  _globals['_GETSINKSTATUSRESPONSE']._serialized_start=2978
+  _globals['_GETSINKSTATUSRESPONSE']._serialized_end=3110
+  _globals['_HISTORY']._serialized_start=3407
+  _globals['_HISTORY']._serialized_end=4597
 # @@protoc_insertion_point(module_scope)

@@ -22,21 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lotwise/v1/identity.proto\x12\nlotwise.v1\"\x0f\n\rWhoAmIRequest\"i\n\x0eWhoAmIResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x0c\n\x04\x61uth\x18\x03 \x01(\x08\x12(\n\x06scopes\x18\x04 \x03(\x0b\x32\x18.lotwise.v1.ScopeSummary\".\n\x0cScopeSummary\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t2K\n\x08Identity\x12?\n\x06WhoAmI\x12\x19.lotwise.v1.WhoAmIRequest\x1a\x1a.lotwise.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lotwise/v1/identity.proto\x12\nlotwise.v1\x1a\x1cgoogle/api/annotations.proto\"\x0f\n\rWhoAmIRequest\"i\n\x0eWhoAmIResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x0c\n\x04\x61uth\x18\x03 \x01(\x08\x12(\n\x06scopes\x18\x04 \x03(\x0b\x32\x18.lotwise.v1.ScopeSummary\".\n\x0cScopeSummary\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t2\x84\x01\n\x08Identity\x12x\n\x06WhoAmI\x12\x19.lotwise.v1.WhoAmIRequest\x1a\x1a.lotwise.v1.WhoAmIResponse\"7\x90\x02\x01\x82\xd3\xe4\x93\x02.\x12\n/v1/whoamiZ \"\x1b/lotwise.v1.Identity/WhoAmI:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lotwise.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WHOAMIREQUEST']._serialized_start=41
-  _globals['_WHOAMIREQUEST']._serialized_end=56
-  _globals['_WHOAMIRESPONSE']._serialized_start=58
-  _globals['_WHOAMIRESPONSE']._serialized_end=163
-  _globals['_SCOPESUMMARY']._serialized_start=165
-  _globals['_SCOPESUMMARY']._serialized_end=211
-  _globals['_IDENTITY']._serialized_start=213
-  _globals['_IDENTITY']._serialized_end=288
+  _globals['_IDENTITY'].methods_by_name['WhoAmI']._loaded_options = None
+  _globals['_IDENTITY'].methods_by_name['WhoAmI']._serialized_options = b'\220\002\001\202\323\344\223\002.\022\n/v1/whoamiZ \"\033/lotwise.v1.Identity/WhoAmI:\001*'
+  _globals['_WHOAMIREQUEST']._serialized_start=71
+  _globals['_WHOAMIREQUEST']._serialized_end=86
+  _globals['_WHOAMIRESPONSE']._serialized_start=88
+  _globals['_WHOAMIRESPONSE']._serialized_end=193
+  _globals['_SCOPESUMMARY']._serialized_start=195
+  _globals['_SCOPESUMMARY']._serialized_end=241
+  _globals['_IDENTITY']._serialized_start=244
+  _globals['_IDENTITY']._serialized_end=376
 # @@protoc_insertion_point(module_scope)

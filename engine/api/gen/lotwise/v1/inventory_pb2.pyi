@@ -1,3 +1,4 @@
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -626,6 +627,30 @@ class QueryStockResponse(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[StockRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[StockRow, _Mapping]]] = ...) -> None: ...
+
+class ListHoldsRequest(_message.Message):
+    __slots__ = ("sku", "site", "states", "expiring_before_ms", "page_size", "page_token")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    site: str
+    states: _containers.RepeatedScalarFieldContainer[HoldState]
+    expiring_before_ms: int
+    page_size: int
+    page_token: str
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., states: _Optional[_Iterable[_Union[HoldState, str]]] = ..., expiring_before_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListHoldsResponse(_message.Message):
+    __slots__ = ("holds", "next_page_token")
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    holds: _containers.RepeatedCompositeFieldContainer[Hold]
+    next_page_token: str
+    def __init__(self, holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
     __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "timeout_ms")

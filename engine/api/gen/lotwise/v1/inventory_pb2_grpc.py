@@ -110,11 +110,6 @@ class InventoryStub:
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.QueryStockRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.QueryStockResponse.FromString,
                 _registered_method=True)
-        self.ListSkus = channel.unary_unary(
-                '/lotwise.v1.Inventory/ListSkus',
-                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
-                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
-                _registered_method=True)
         self.Count = channel.unary_unary(
                 '/lotwise.v1.Inventory/Count',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.CountRequest.SerializeToString,
@@ -139,6 +134,16 @@ class InventoryStub:
                 '/lotwise.v1.Inventory/ApplyDeviceOps',
                 request_serializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.SerializeToString,
                 response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.FromString,
+                _registered_method=True)
+        self.ListSkus = channel.unary_unary(
+                '/lotwise.v1.Inventory/ListSkus',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
+                _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/lotwise.v1.Inventory/ListHolds',
+                request_serializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsResponse.FromString,
                 _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/lotwise.v1.Inventory/Execute',
@@ -265,15 +270,9 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListSkus(self, request, context):
-        """Lists every sku in the catalog.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Count(self, request, context):
-        """An absolute count (RFID, cycle count, recogniser) of one or more quants, or of every
+        """Lists every sku in the catalog.
+        An absolute count (RFID, cycle count, recogniser) of one or more quants, or of every
         on-hand quant under a bin (`whole_bin`), applied inside the cell in one step: no write
         can slip between reading the books and setting them. The difference moves to or from
         the count-variance bucket; held units the count finds missing shorten the newest holds
@@ -320,6 +319,22 @@ class InventoryServicer:
         device's order (one after the other, by seq), with its original time kept as business
         time on its movements. An upload's seqs must be consecutive: a gap is INVALID_ARGUMENT
         naming the missing seq (`ops[i].seq`), and nothing of that upload is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSkus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHolds(self, request, context):
+        """Lists holds by pair, site, state and expiry, a page at a time (ordered by hold id).
+        Each hold carries only its parts that match the filter and that the caller's grants
+        cover; its state and sums are over those parts (GetHold reads a whole hold). One-call
+        sales (Sell) are not holds anyone placed and are not listed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -425,11 +440,6 @@ def add_InventoryServicer_to_server(servicer, server):
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.QueryStockRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.QueryStockResponse.SerializeToString,
             ),
-            'ListSkus': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListSkus,
-                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.FromString,
-                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.SerializeToString,
-            ),
             'Count': grpc.unary_unary_rpc_method_handler(
                     servicer.Count,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.CountRequest.FromString,
@@ -454,6 +464,16 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.ApplyDeviceOps,
                     request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.FromString,
                     response_serializer=lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.SerializeToString,
+            ),
+            'ListSkus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSkus,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsRequest.FromString,
+                    response_serializer=lotwise_dot_v1_dot_inventory__pb2.ListHoldsResponse.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
@@ -883,33 +903,6 @@ class Inventory:
             _registered_method=True)
 
     @staticmethod
-    def ListSkus(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lotwise.v1.Inventory/ListSkus',
-            lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
-            lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def Count(request,
             target,
             options=(),
@@ -1034,6 +1027,60 @@ class Inventory:
             '/lotwise.v1.Inventory/ApplyDeviceOps',
             lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsRequest.SerializeToString,
             lotwise_dot_v1_dot_inventory__pb2.ApplyDeviceOpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSkus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ListSkus',
+            lotwise_dot_v1_dot_inventory__pb2.ListSkusRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ListSkusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lotwise.v1.Inventory/ListHolds',
+            lotwise_dot_v1_dot_inventory__pb2.ListHoldsRequest.SerializeToString,
+            lotwise_dot_v1_dot_inventory__pb2.ListHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,
