@@ -1,0 +1,102 @@
+"""The ledgers' state and vouchers as typed, versioned JSON documents (no pickle).
+
+The finance follower checkpoints its state with the journal position it reflects; a
+restart loads it and carries on from there, so redelivered entries at or below that
+position are skipped and the rest apply exactly once. Decimals travel as strings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+
+from engine.finance.costing import Layer, Method, Position
+from engine.finance.ledger import GrniRecord, Ledger, SaleRecord, TransitRecord
+from engine.finance.money import text
+from engine.finance.vouchers import Line, Note, Source, Voucher
+
+STATE_FORMAT = 1
+VOUCHER_FORMAT = 1
+
+
+def _d(value: str) -> Decimal:
+    return Decimal(value)
+
+
+def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT,
+        "positions": [
+            {
+                "company": company,
+                "sku": sku,
+                "method": pos.method.value,
+                "currency": pos.currency,
+                "layers": [
+                    [ly.layer_id, ly.lot_id, ly.at_ms, ly.qty, text(ly.unit_cost), ly.remaining_qty, text(ly.remaining_value)]
+                    for ly in pos.layers
+                ],
+                "avg_qty": pos.avg_qty,
+                "avg_value": text(pos.avg_value),
+                "lot_qty": pos.lot_qty,
+                "last_cost": {lot: text(c) for lot, c in pos.last_cost.items()},
+            }
+            for (company, sku), pos in ledger.positions.items()
+        ],
+        "sales": [
+            [*key, r.voucher_id, r.kind, r.qty, *(text(getattr(r, f)) for f in _SALE_AMOUNTS), r.returned_qty]
+            + [text(getattr(r, f)) for f in _RETURNED]
+            + [r.doc_ref]
+            for key, r in ledger.sales.items()
+        ],
+        "transit": [
+            [t.company, t.site, t.sku, t.lot_id, t.doc_key, t.voucher_id, t.qty, text(t.value)] for t in ledger.transit
+        ],
+        "grni": [[company, doc, text(r.booked), text(r.matched)] for (company, doc), r in ledger.grni.items()],
+    }
+
+
+_SALE_AMOUNTS = ("cost", "revenue", "tax")
+_RETURNED = ("returned_cost", "returned_revenue", "returned_tax")
+
+
+def load_ledger(ledger: Ledger, doc: dict[str, Any]) -> None:
+    """Fill `ledger` (fresh, with its setup and rules) from a checkpoint document."""
+    if doc.get("format") != STATE_FORMAT:
+        raise ValueError(f"finance state format {doc.get('format')!r}: this engine reads {STATE_FORMAT}")
+    for p in doc["positions"]:
+        pos = Position(Method(p["method"]), p["currency"])
+        pos.layers = [Layer(a, b, c, d, _d(e), f, _d(g)) for a, b, c, d, e, f, g in p["layers"]]
+        pos.avg_qty, pos.avg_value = int(p["avg_qty"]), _d(p["avg_value"])
+        pos.lot_qty = {k: int(v) for k, v in p["lot_qty"].items()}
+        pos.last_cost = {k: _d(v) for k, v in p["last_cost"].items()}
+        ledger.positions[(p["company"], p["sku"])] = pos
+    for row in doc["sales"]:
+        company, sale_doc, sku, lot, vid, kind, qty, cost, revenue, tax, rq, rc, rr, rt, doc_ref = row
+        ledger.sales[(company, sale_doc, sku, lot)] = SaleRecord(
+            vid, kind, int(qty), _d(cost), _d(revenue), _d(tax), int(rq), _d(rc), _d(rr), _d(rt), doc_ref
+        )
+    ledger.transit = [TransitRecord(a, b, c, d, e, f, int(g), _d(h)) for a, b, c, d, e, f, g, h in doc["transit"]]
+    for company, receipt_doc, booked, matched in doc["grni"]:
+        ledger.grni[(company, receipt_doc)] = GrniRecord(company, _d(booked), _d(matched))
+
+
+# ---- vouchers ----
+
+
+def voucher_to_doc(v: Voucher) -> dict[str, Any]:
+    doc = asdict(v)
+    doc["format"] = VOUCHER_FORMAT
+    for line in doc["lines"]:
+        line["debit"], line["credit"] = text(line["debit"]), text(line["credit"])
+    return doc
+
+
+def voucher_from_doc(doc: dict[str, Any]) -> Voucher:
+    if doc.get("format") != VOUCHER_FORMAT:
+        raise ValueError(f"voucher format {doc.get('format')!r}: this engine reads {VOUCHER_FORMAT}")
+    lines = tuple(Line(**{**line, "debit": _d(line["debit"]), "credit": _d(line["credit"])}) for line in doc["lines"])
+    sources = tuple(Source(**{**s, "layer_ids": tuple(s["layer_ids"])}) for s in doc["sources"])
+    notes = tuple(Note(**n) for n in doc["notes"])
+    fields = {k: v for k, v in doc.items() if k not in ("format", "lines", "sources", "notes")}
+    return Voucher(**fields, lines=lines, sources=sources, notes=notes)
