@@ -187,7 +187,9 @@ class Ledger:
         return pos.last_cost.get(event.lot_id, pos.last_cost.get("", ZERO))
 
     def _source(self, event: BusinessEvent, layer_ids: tuple[str, ...] = ()) -> tuple[Source, ...]:
-        return (Source(event.event_id, event.doc_ref, event.sku, event.site, event.seq, event.lot_id, event.qty, layer_ids),)
+        return (
+            Source(event.event_id, event.doc_ref, event.sku, event.site, event.seq, event.lot_id, event.qty, layer_ids, event.kind),
+        )
 
     def _voucher(
         self, kind: str, event: BusinessEvent, company: Company, attrs: DocAttrs, amounts: list[Amount], **extra: str

@@ -61,6 +61,7 @@ class Source:
     lot_id: str = ""
     qty: int = 0
     layer_ids: tuple[str, ...] = ()
+    movement: str = ""  # the movement kind (receive, commit, consume, ...)
 
 
 @dataclass(frozen=True, slots=True)
