@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     events: bool = Field(True, description="publish every journaled movement as a business event")
     events_formats: str = Field("json,avro", description="business-event encodings: json, avro or json,avro")
 
+    # finance (issue 16; engine/finance, docs/finance.md): a journal follower books vouchers
+    finance: bool = Field(True, description="cost layers and vouchers from the journal; serve lotwise.v1.Accounting")
+    finance_rules: Path | None = Field(
+        None, description="account-mapping rules (TOML); default engine/finance/rules.toml"
+    )
+    finance_ledgers: Path | None = Field(
+        None,
+        description="companies, their sites and currencies, costing per sku category (TOML); default: one CNY ledger",
+    )
+    finance_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$", description="currency of the default ledger")
+
     # security (DESIGN §13; docs/security.md)
     auth: bool = Field(
         True, description="require bearer tokens and check grants; off (LOTWISE_AUTH=off) only for local development"

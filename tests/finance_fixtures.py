@@ -55,20 +55,58 @@ class Journal:
         return followed
 
     def receive(
-        self, sku: str, site: str, lot: str, qty: int, finance: Finance | None = None, doc: str = "", source: External = External.SUPPLIER
+        self,
+        sku: str,
+        site: str,
+        lot: str,
+        qty: int,
+        finance: Finance | None = None,
+        doc: str = "",
+        source: External = External.SUPPLIER,
     ) -> FollowedEntry:
         rid = f"r{len(self.entries) + 1}"
         key = QuantKey(lot, "", "available", "own")
-        m = Movement(self._next(sku, site), MovementKind.RECEIVE, sku, site, lot, qty, source, key, request_id=rid, doc_ref=doc, at_ms=self.at_ms)
+        m = Movement(
+            self._next(sku, site),
+            MovementKind.RECEIVE,
+            sku,
+            site,
+            lot,
+            qty,
+            source,
+            key,
+            request_id=rid,
+            doc_ref=doc,
+            at_ms=self.at_ms,
+        )
         op = Receive(rid, sku, site, lot, qty, status="available", doc_ref=doc, finance=finance, source=source)
         return self._add(m, op)
 
     def issue(
-        self, sku: str, site: str, lot: str, qty: int, finance: Finance | None = None, doc: str = "", dest: External = External.CUSTOMER
+        self,
+        sku: str,
+        site: str,
+        lot: str,
+        qty: int,
+        finance: Finance | None = None,
+        doc: str = "",
+        dest: External = External.CUSTOMER,
     ) -> FollowedEntry:
         rid = f"c{len(self.entries) + 1}"
         key = QuantKey(lot, "", "available", "own")
-        m = Movement(self._next(sku, site), MovementKind.CONSUME, sku, site, lot, qty, key, dest, request_id=rid, doc_ref=doc, at_ms=self.at_ms)
+        m = Movement(
+            self._next(sku, site),
+            MovementKind.CONSUME,
+            sku,
+            site,
+            lot,
+            qty,
+            key,
+            dest,
+            request_id=rid,
+            doc_ref=doc,
+            at_ms=self.at_ms,
+        )
         op = Consume(rid, sku, site, qty, lot_id=lot, doc_ref=doc, finance=finance, destination=dest)
         return self._add(m, op)
 

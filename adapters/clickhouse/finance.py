@@ -74,7 +74,19 @@ SCHEMA = (
     ) ENGINE = ReplacingMergeTree ORDER BY batch_id""",
 )
 VOUCHER_COLUMNS = ["voucher_id", "version", "company", "kind", "state", "at_ms", "reversal_of", "keys", "doc"]
-LINE_COLUMNS = ["voucher_id", "line_no", "company", "at_ms", "account", "role", "debit", "credit", "currency", "sku", "lot_id"]
+LINE_COLUMNS = [
+    "voucher_id",
+    "line_no",
+    "company",
+    "at_ms",
+    "account",
+    "role",
+    "debit",
+    "credit",
+    "currency",
+    "sku",
+    "lot_id",
+]
 VALUATION_COLUMNS = ["company", "sku", "lot_id", "event_id", "at_ms", "qty", "value", "voucher_id"]
 _INSERT = {"insert_deduplicate": 0}  # rows are keyed: a repeat collapses on merge and under FINAL
 
@@ -124,19 +136,40 @@ class ClickHouseFinanceStore:
             return None
         return Checkpoint(int(rows[0][0]), json.loads(rows[0][1]))
 
-    async def commit(self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]) -> None:
+    async def commit(
+        self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
+    ) -> None:
         def write() -> None:
             db, c = self._db, self._client
             if vouchers:
-                c.insert(f"{db}.vouchers", [_voucher_row(v) for v in vouchers], column_names=VOUCHER_COLUMNS, settings=_INSERT)
+                c.insert(
+                    f"{db}.vouchers",
+                    [_voucher_row(v) for v in vouchers],
+                    column_names=VOUCHER_COLUMNS,
+                    settings=_INSERT,
+                )
                 lines = [
-                    [v.voucher_id, ln.line_no, v.company, v.at_ms, ln.account, ln.role, ln.debit, ln.credit, v.currency, ln.sku, ln.lot_id]
+                    [
+                        v.voucher_id,
+                        ln.line_no,
+                        v.company,
+                        v.at_ms,
+                        ln.account,
+                        ln.role,
+                        ln.debit,
+                        ln.credit,
+                        v.currency,
+                        ln.sku,
+                        ln.lot_id,
+                    ]
                     for v in vouchers
                     for ln in v.lines
                 ]
                 c.insert(f"{db}.voucher_lines", lines, column_names=LINE_COLUMNS, settings=_INSERT)
             if valuations:
-                rows = [[r.company, r.sku, r.lot_id, r.event_id, r.at_ms, r.qty, r.value, r.voucher_id] for r in valuations]
+                rows = [
+                    [r.company, r.sku, r.lot_id, r.event_id, r.at_ms, r.qty, r.value, r.voucher_id] for r in valuations
+                ]
                 c.insert(f"{db}.valuations", rows, column_names=VALUATION_COLUMNS, settings=_INSERT)
             state = json.dumps(checkpoint.state, separators=(",", ":"), ensure_ascii=False)
             c.insert(
@@ -150,12 +183,16 @@ class ClickHouseFinanceStore:
 
     async def put_voucher(self, voucher: Voucher) -> None:
         row = _voucher_row(voucher)
-        await self._run(lambda: self._client.insert(f"{self._db}.vouchers", [row], column_names=VOUCHER_COLUMNS, settings=_INSERT))
+        await self._run(
+            lambda: self._client.insert(f"{self._db}.vouchers", [row], column_names=VOUCHER_COLUMNS, settings=_INSERT)
+        )
 
     # ---- reads ----
 
     async def get_voucher(self, voucher_id: str) -> Voucher | None:
-        rows = await self._run(lambda: self._rows("SELECT doc FROM {db}.vouchers FINAL WHERE voucher_id = {id:String}", {"id": voucher_id}))
+        rows = await self._run(
+            lambda: self._rows("SELECT doc FROM {db}.vouchers FINAL WHERE voucher_id = {id:String}", {"id": voucher_id})
+        )
         return voucher_from_doc(json.loads(rows[0][0])) if rows else None
 
     async def list_vouchers(self, q: VoucherQuery) -> VoucherPage:
@@ -175,7 +212,10 @@ class ClickHouseFinanceStore:
         if token is not None:
             where.append("(at_ms, voucher_id) > ({t_at:Int64}, {t_id:String})")
             params["t_at"], params["t_id"] = token
-        sql = f"SELECT doc FROM {{db}}.vouchers FINAL WHERE {' AND '.join(where)} ORDER BY at_ms, voucher_id LIMIT {{limit:UInt32}}"
+        sql = (
+            f"SELECT doc FROM {{db}}.vouchers FINAL WHERE {' AND '.join(where)} "
+            "ORDER BY at_ms, voucher_id LIMIT {limit:UInt32}"
+        )
         rows = await self._run(lambda: self._rows(sql, params))
         found = [voucher_from_doc(json.loads(r[0])) for r in rows]
         page = tuple(found[: q.page_size])
@@ -196,7 +236,8 @@ class ClickHouseFinanceStore:
             where.append("at_ms <= {as_of:Int64}")
             params["as_of"] = q.as_of_ms
         sql = (
-            f"SELECT company, sku, lot_id, sum(qty), sum(value) FROM {{db}}.valuations FINAL WHERE {' AND '.join(where)} "
+            "SELECT company, sku, lot_id, sum(qty), sum(value) FROM {db}.valuations FINAL "
+            f"WHERE {' AND '.join(where)} "
             "GROUP BY company, sku, lot_id HAVING sum(qty) != 0 OR sum(value) != 0 ORDER BY company, sku, lot_id"
         )
         rows = await self._run(lambda: self._rows(sql, params))
@@ -206,7 +247,11 @@ class ClickHouseFinanceStore:
 
     async def put_baseline(self, baseline: Baseline) -> None:
         row = [baseline.doc_key, baseline.baseline, baseline.at_ms]
-        await self._run(lambda: self._client.insert(f"{self._db}.baselines", [row], column_names=["doc_key", "baseline", "at_ms"], settings=_INSERT))
+        await self._run(
+            lambda: self._client.insert(
+                f"{self._db}.baselines", [row], column_names=["doc_key", "baseline", "at_ms"], settings=_INSERT
+            )
+        )
 
     async def baselines(self, doc_key: str) -> list[Baseline]:
         sql = "SELECT doc_key, baseline, at_ms FROM {db}.baselines FINAL WHERE doc_key = {doc:String} ORDER BY baseline"
@@ -214,10 +259,15 @@ class ClickHouseFinanceStore:
         return [Baseline(str(d), str(b), int(at)) for d, b, at in rows]
 
     async def get_export_batch(self, batch_id: str) -> ExportBatch | None:
-        sql = "SELECT batch_id, profile, voucher_ids, created_at_ms, content, file_name FROM {db}.export_batches FINAL WHERE batch_id = {id:String}"
+        sql = (
+            "SELECT batch_id, profile, voucher_ids, created_at_ms, content, file_name "
+            "FROM {db}.export_batches FINAL WHERE batch_id = {id:String}"
+        )
 
         def read() -> list[Sequence[Any]]:
-            result = self._client.query(sql.replace("{db}", self._db), parameters={"id": batch_id}, query_formats={"String": "bytes"})
+            result = self._client.query(
+                sql.replace("{db}", self._db), parameters={"id": batch_id}, query_formats={"String": "bytes"}
+            )
             return list(result.result_rows)
 
         rows = await self._run(read)
@@ -228,12 +278,23 @@ class ClickHouseFinanceStore:
         return ExportBatch(text(bid), text(profile), tuple(text(i) for i in ids), int(at), bytes(content), text(name))
 
     async def put_export_batch(self, batch: ExportBatch) -> None:
-        row = [batch.batch_id, batch.profile, list(batch.voucher_ids), batch.created_at_ms, batch.content, batch.file_name]
+        row = [
+            batch.batch_id,
+            batch.profile,
+            list(batch.voucher_ids),
+            batch.created_at_ms,
+            batch.content,
+            batch.file_name,
+        ]
         cols = ["batch_id", "profile", "voucher_ids", "created_at_ms", "content", "file_name"]
-        await self._run(lambda: self._client.insert(f"{self._db}.export_batches", [row], column_names=cols, settings=_INSERT))
+        await self._run(
+            lambda: self._client.insert(f"{self._db}.export_batches", [row], column_names=cols, settings=_INSERT)
+        )
 
     async def exported_voucher_ids(self) -> set[str]:
-        rows = await self._run(lambda: self._rows("SELECT DISTINCT arrayJoin(voucher_ids) FROM {db}.export_batches FINAL"))
+        rows = await self._run(
+            lambda: self._rows("SELECT DISTINCT arrayJoin(voucher_ids) FROM {db}.export_batches FINAL")
+        )
         return {str(r[0]) for r in rows}
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[Sequence[Any]]:

@@ -51,7 +51,9 @@ class InMemoryFinanceStore:
     async def load_checkpoint(self) -> Checkpoint | None:
         return copy.deepcopy(self._checkpoint)
 
-    async def commit(self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]) -> None:
+    async def commit(
+        self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
+    ) -> None:
         for v in vouchers:
             self._vouchers.setdefault(v.voucher_id, v)  # a stored one keeps its newer state
         for row in valuations:
@@ -87,19 +89,23 @@ class InMemoryFinanceStore:
         return VoucherPage(page, page_token_of(page[-1]) if more else "")
 
     async def vouchers_by_source(self, key: str) -> list[Voucher]:
-        return sorted((v for v in self._vouchers.values() if key in source_keys(v)), key=lambda v: (v.at_ms, v.voucher_id))
+        return sorted(
+            (v for v in self._vouchers.values() if key in source_keys(v)), key=lambda v: (v.at_ms, v.voucher_id)
+        )
 
     async def valuation(self, q: ValuationQuery) -> list[LotValuation]:
         totals: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
         for row in self._valuations.values():
-            if q.company and row.company != q.company or q.sku and row.sku != q.sku:
+            if (q.company and row.company != q.company) or (q.sku and row.sku != q.sku):
                 continue
-            if q.lot_id and row.lot_id != q.lot_id or q.as_of_ms and row.at_ms > q.as_of_ms:
+            if (q.lot_id and row.lot_id != q.lot_id) or (q.as_of_ms and row.at_ms > q.as_of_ms):
                 continue
             key = (row.company, row.sku, row.lot_id)
             qty, value = totals.get(key, (0, Decimal(0)))
             totals[key] = (qty + row.qty, value + row.value)
-        return [LotValuation(c, s, lot, qty, value) for (c, s, lot), (qty, value) in sorted(totals.items()) if qty or value]
+        return [
+            LotValuation(c, s, lot, qty, value) for (c, s, lot), (qty, value) in sorted(totals.items()) if qty or value
+        ]
 
     async def put_baseline(self, baseline: Baseline) -> None:
         self._baselines[(baseline.doc_key, baseline.baseline)] = baseline

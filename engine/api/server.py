@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from engine.api.auth import ServerAuth
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
+    from engine.finance.service import FinanceDesk
     from engine.runtime.gateway.orgtree import OrgDesk
     from engine.runtime.gateway.transfers import TransferDesk
 
@@ -223,6 +224,7 @@ async def start_server(
     auth: ServerAuth | None = None,
     org: OrgDesk | None = None,
     transfers: TransferDesk | None = None,
+    finance: FinanceDesk | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
@@ -270,6 +272,14 @@ async def start_server(
 
         xfer = TransfersServicer(transfers, guard, retry_delay_ms=options.retry_delay_ms)
         services.append(add_service(tpb, "Transfers", xfer, server))
+    if finance is not None:  # lotwise.v1.Accounting (issue 16): vouchers, valuation, terms, exports
+        from engine.api.finance import AccountingServicer, FinanceGuard
+        from engine.api.gen.lotwise.v1 import finance_pb2 as fpb
+
+        accounting = AccountingServicer(
+            finance, FinanceGuard(auth.authorizer if auth else None), retry_delay_ms=options.retry_delay_ms
+        )
+        services.append(add_service(fpb, "Accounting", accounting, server))
     if history is not None:
         from engine.api.history import add_history_service
 

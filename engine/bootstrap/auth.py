@@ -41,12 +41,17 @@ ADMIN_GROUP = "admin"
 # The policy when none is configured: roles ready to grant, and the admin group everywhere.
 DEFAULT_POLICY: dict[str, object] = {
     "roles": {
-        "admin": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer"],
+        "admin": [
+            *("read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer"),
+            *("approve_voucher", "post_voucher", "export_voucher"),
+        ],
         "reader": ["read"],
         "clerk": ["read", "move", "count"],
         "site_manager": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count"],
         "regional_manager": ["read", "read_cost"],
         "device": ["receive", "reserve", "move", "count"],
+        "accountant": ["read_cost", "post_voucher", "export_voucher"],  # prepares, posts, exports
+        "finance_reviewer": ["read_cost", "approve_voucher"],  # approves what others prepared
     },
     "grants": [{"group": ADMIN_GROUP, "role": "admin", "org": ""}],
 }

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.finance import FinanceRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
 
@@ -40,6 +41,7 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    finance: FinanceRuntime | None = None  # the finance follower, store and desk when finance is on
 
 
 class StartPhases:
@@ -73,6 +75,7 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    finance: FinanceRuntime | None = None
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -203,6 +206,10 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
         parts.history = await start_history_runtime(settings, nats_url)
     if settings.events:
         parts.bus = await start_bus_runtime(settings, nats_url)
+    if settings.finance:  # issue 16: vouchers at the event, off the order path
+        from engine.bootstrap.finance import start_finance
+
+        parts.finance = await start_finance(settings, nats_url)
 
 
 async def _stop(parts: _Parts) -> None:
@@ -214,6 +221,8 @@ async def _stop(parts: _Parts) -> None:
         parts.metrics.stop()
     if parts.bus is not None:
         await parts.bus.stop()
+    if parts.finance is not None:
+        await parts.finance.stop()
     if parts.history is not None:
         await parts.history.stop()  # the sink flushes and acks what it holds
     if parts.desks is not None:
@@ -234,6 +243,11 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
     transfer_flow_of(settings)  # the transfer flow too
+    if settings.finance:  # and the finance rules and ledgers
+        from engine.bootstrap.finance import finance_rules_of, finance_setup_of
+
+        finance_rules_of(settings)
+        finance_setup_of(settings)
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)
@@ -254,6 +268,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             credentials=credentials,
             org=parts.desks.org,
             transfers=parts.desks.transfers,
+            finance=parts.finance.desk if parts.finance else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
@@ -277,6 +292,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
+            parts.finance,
         )
     finally:
         await _stop(parts)

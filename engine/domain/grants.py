@@ -45,6 +45,9 @@ class Action(IntFlag):
     COUNT = 64
     ADMIN = 128
     APPROVE_TRANSFER = 256  # reserved for transfers (issue 13 item 2)
+    APPROVE_VOUCHER = 512  # finance: approve or reject a voucher (never one's own)
+    POST_VOUCHER = 1024  # finance: post; record supplier invoices, landed costs, baselines
+    EXPORT_VOUCHER = 2048  # finance: export posted vouchers to a ledger file
 
 
 NO_ACTIONS = Action(0)

@@ -167,7 +167,9 @@ class Position:
             return amount
         left = amount
         for i, layer in enumerate(open_layers):
-            share = left if i == len(open_layers) - 1 else money(amount * layer.remaining_qty / total_qty, self.currency)
+            share = (
+                left if i == len(open_layers) - 1 else money(amount * layer.remaining_qty / total_qty, self.currency)
+            )
             layer.remaining_value += share
             left -= share
         return ZERO
@@ -274,7 +276,11 @@ class Position:
         lots = sorted((lot, q) for lot, q in self.lot_qty.items() if q)
         left = self.avg_value
         for i, (lot, q) in enumerate(lots):
-            v = left if i == len(lots) - 1 else (money(self.avg_value * q / self.avg_qty, self.currency) if self.avg_qty else ZERO)
+            v = (
+                left
+                if i == len(lots) - 1
+                else (money(self.avg_value * q / self.avg_qty, self.currency) if self.avg_qty else ZERO)
+            )
             out.append(LotValue(lot, q, v))
             left -= v
         return out

@@ -54,7 +54,20 @@ _VOUCHER_SOURCES = {
     "voucher_id", "company", "kind", "date", "period", "year", "summary", "preparer", "reviewer",
     "reversal_of", "currency", "number", "state", "terms",
 }  # fmt: skip
-_LINE_SOURCES = {"line_no", "account", "account_name", "role", "debit", "credit", "dc", "amount", "sku", "lot_id", "qty", "memo"}
+_LINE_SOURCES = {
+    "line_no",
+    "account",
+    "account_name",
+    "role",
+    "debit",
+    "credit",
+    "dc",
+    "amount",
+    "sku",
+    "lot_id",
+    "qty",
+    "memo",
+}
 
 
 def parse_profiles(doc: dict[str, Any], source: str) -> dict[str, Profile]:
@@ -69,11 +82,15 @@ def parse_profiles(doc: dict[str, Any], source: str) -> dict[str, Profile]:
         for i, f in enumerate(raw.get("fields", []), 1):
             src = str(f.get("source", ""))
             scope, _, attr = src.partition(".")
-            ok = src.startswith("const:") or (scope == "voucher" and attr in _VOUCHER_SOURCES) or (
-                scope == "line" and attr in _LINE_SOURCES
+            ok = (
+                src.startswith("const:")
+                or (scope == "voucher" and attr in _VOUCHER_SOURCES)
+                or (scope == "line" and attr in _LINE_SOURCES)
             )
             if not f.get("name") or not ok:
-                problems.append(FieldViolation(f"profile.{name}.fields[{i}]", f"{where}: field {i} has an unknown source {src!r}"))
+                problems.append(
+                    FieldViolation(f"profile.{name}.fields[{i}]", f"{where}: field {i} has an unknown source {src!r}")
+                )
                 continue
             fields.append(ExportField(str(f["name"]), src, int(f.get("width", 0)), str(f.get("kind", "C"))))
         if not fields:
@@ -94,7 +111,9 @@ def check_exportable(voucher: Voucher) -> None:
     if voucher.debit_total != voucher.credit_total or any(
         (ln.debit != ZERO) == (ln.credit != ZERO) for ln in voucher.lines
     ):
-        raise FailedPrecondition(REASON_UNBALANCED, f"voucher {voucher.voucher_id} is not exportable: unbalanced or a two-sided line")
+        raise FailedPrecondition(
+            REASON_UNBALANCED, f"voucher {voucher.voucher_id} is not exportable: unbalanced or a two-sided line"
+        )
 
 
 def _value(f: ExportField, v: Voucher, ln: Line, number: int) -> Any:
@@ -137,7 +156,9 @@ def render(profile: Profile, vouchers: Sequence[Voucher]) -> bytes:
     table = rows(profile, vouchers)
     names = [f.name for f in profile.fields]
     if profile.format == "json":
-        return json.dumps([dict(zip(names, map(_plain, r), strict=True)) for r in table], ensure_ascii=False, indent=1).encode(profile.encoding)
+        return json.dumps(
+            [dict(zip(names, map(_plain, r), strict=True)) for r in table], ensure_ascii=False, indent=1
+        ).encode(profile.encoding)
     if profile.format in ("csv", "u8"):
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n" if profile.format == "u8" else "\n")

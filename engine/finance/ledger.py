@@ -21,8 +21,8 @@ from engine.domain.events import BusinessEvent
 from engine.finance.costing import Method, Position
 from engine.finance.mapping import Facts, Rules
 from engine.finance.money import ZERO, money, parse_amount
-from engine.finance.setup import Company, LedgerSetup
 from engine.finance.reversal import red_letter
+from engine.finance.setup import Company, LedgerSetup
 from engine.finance.vouchers import (
     Amount,
     Source,
@@ -173,7 +173,11 @@ class Ledger:
             q0, v0 = before.get(lot, (0, ZERO))
             q1, v1 = after.get(lot, (0, ZERO))
             if (q0, v0) != (q1, v1):
-                out.append(Valuation(company.company, event.sku, lot, event.at_ms, q1 - q0, v1 - v0, event.event_id, voucher_id))
+                out.append(
+                    Valuation(
+                        company.company, event.sku, lot, event.at_ms, q1 - q0, v1 - v0, event.event_id, voucher_id
+                    )
+                )
         return tuple(out)
 
     def _lots(self, company: Company, sku: str) -> dict[str, tuple[int, Decimal]]:
@@ -188,7 +192,17 @@ class Ledger:
 
     def _source(self, event: BusinessEvent, layer_ids: tuple[str, ...] = ()) -> tuple[Source, ...]:
         return (
-            Source(event.event_id, event.doc_ref, event.sku, event.site, event.seq, event.lot_id, event.qty, layer_ids, event.kind),
+            Source(
+                event.event_id,
+                event.doc_ref,
+                event.sku,
+                event.site,
+                event.seq,
+                event.lot_id,
+                event.qty,
+                layer_ids,
+                event.kind,
+            ),
         )
 
     def _voucher(
@@ -412,7 +426,12 @@ class Ledger:
         return revenue, tax
 
     def _sale(
-        self, event: BusinessEvent, company: Company, attrs: DocAttrs, cost: Decimal, before: dict[str, tuple[int, Decimal]]
+        self,
+        event: BusinessEvent,
+        company: Company,
+        attrs: DocAttrs,
+        cost: Decimal,
+        before: dict[str, tuple[int, Decimal]],
     ) -> Effects:
         revenue, tax = self._price(event, company)
         terms = event.finance.terms if event.finance else ""
@@ -455,7 +474,9 @@ class Ledger:
         """Put a landed cost onto a lot on hand; returns the part expensed (no stock left)."""
         return self.position(company, sku).add_cost(lot_id, amount)
 
-    def reverse(self, original: Voucher, voucher_id: str, at_ms: int, sources: tuple[Source, ...], summary: str) -> Voucher:
+    def reverse(
+        self, original: Voucher, voucher_id: str, at_ms: int, sources: tuple[Source, ...], summary: str
+    ) -> Voucher:
         return red_letter(original, voucher_id, at_ms, sources, summary)
 
 

@@ -70,11 +70,11 @@ class Rule:
     currency: str = ANY
 
     def mismatch(self, facts: Facts) -> str:
-        """"" when the rule matches; else the first field that does not, and why."""
+        """ "" when the rule matches; else the first field that does not, and why."""
         for name in MATCH_FIELDS:
             want = getattr(self, name)
             have = getattr(facts, name)
-            if want != ANY and want != have:
+            if want not in (ANY, have):
                 return f"{name} is {have!r}, the rule wants {want!r}"
         return ""
 

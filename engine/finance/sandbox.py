@@ -71,5 +71,7 @@ def post(voucher: Voucher, at_ms: int) -> Voucher:
         return voucher  # posting twice is the same posting
     _not_final(voucher)
     if voucher.state in _OPEN:
-        raise FailedPrecondition(REASON_NOT_APPROVED, f"voucher {voucher.voucher_id} is {voucher.state}: approve it first")
+        raise FailedPrecondition(
+            REASON_NOT_APPROVED, f"voucher {voucher.voucher_id} is {voucher.state}: approve it first"
+        )
     return replace(voucher, state=VoucherState.POSTED, posted_at_ms=at_ms, version=voucher.version + 1)

@@ -28,7 +28,15 @@ from engine.finance.ports import (
     VoucherQuery,
 )
 from engine.finance.terms import BASELINES, CashDay, Plan, cash_flow, day_of, parse_payment_terms, plan
-from engine.finance.vouchers import Amount, Source, Voucher, VoucherState, build, landed_cost_amounts, supplier_invoice_amounts
+from engine.finance.vouchers import (
+    Amount,
+    Source,
+    Voucher,
+    VoucherState,
+    build,
+    landed_cost_amounts,
+    supplier_invoice_amounts,
+)
 
 MAX_SCAN_VOUCHERS = 100_000  # due-date views and exports read at most this many vouchers
 MAX_EXPORT_VOUCHERS = 10_000
@@ -162,14 +170,33 @@ class FinanceDesk:
             category, _ = setup.category_of(source.sku) if source.sku else ("", None)
             kind = "sale" if v.kind == "return" else v.kind
             for line in v.lines:
-                facts = Facts(kind, line.role, category, attrs.tier, attrs.channel, v.company, source.site, source.movement, attrs.tax, v.currency)
+                facts = Facts(
+                    kind,
+                    line.role,
+                    category,
+                    attrs.tier,
+                    attrs.channel,
+                    v.company,
+                    source.site,
+                    source.movement,
+                    attrs.tax,
+                    v.currency,
+                )
                 out.append(Explained(v.voucher_id, line.line_no, facts, tuple(rules.explain(facts))))
         return out
 
     # ---- documents that do not come from the journal ----
 
     async def record_supplier_invoice(
-        self, invoice_id: str, company: str, receipt_docs: tuple[str, ...], net: str, tax: str, terms: str, preparer: str, at_ms: int = 0
+        self,
+        invoice_id: str,
+        company: str,
+        receipt_docs: tuple[str, ...],
+        net: str,
+        tax: str,
+        terms: str,
+        preparer: str,
+        at_ms: int = 0,
     ) -> Voucher:
         out: list[FieldViolation] = []
         _check_id(invoice_id, "invoice_id", out)
@@ -193,12 +220,17 @@ class FinanceDesk:
 
         def book(ledger: Ledger) -> tuple[list[Voucher], list[Valuation]]:
             if all(ledger.open_grni(company, d) == ZERO for d in receipt_docs):
-                raise FailedPrecondition(REASON_NOTHING_TO_MATCH, f"no open goods-received value under {', '.join(receipt_docs)}")
+                raise FailedPrecondition(
+                    REASON_NOTHING_TO_MATCH, f"no open goods-received value under {', '.join(receipt_docs)}"
+                )
             matched = ledger.match_invoice(company, receipt_docs)
-            amounts = supplier_invoice_amounts(matched, money(net_amount, ledger_company.currency), money(tax_amount, ledger_company.currency))
+            amounts = supplier_invoice_amounts(
+                matched, money(net_amount, ledger_company.currency), money(tax_amount, ledger_company.currency)
+            )
             sources = tuple(Source(f"invoice:{invoice_id}", doc) for doc in receipt_docs)
             voucher = build(
-                voucher_id, Facts("supplier_invoice", "", company=company, currency=ledger_company.currency), amounts, self.feed.rules,
+                voucher_id, Facts("supplier_invoice", "", company=company, currency=ledger_company.currency),
+                amounts, self.feed.rules,
                 at_ms=at, currency=ledger_company.currency, sources=sources, summary=f"supplier invoice {invoice_id}",
                 terms=terms, preparer=preparer,
             )  # fmt: skip
@@ -232,13 +264,23 @@ class FinanceDesk:
             amounts: list[Amount] = landed_cost_amounts(booked, expensed)
             source = (Source(voucher_id, "", sku, "", 0, lot_id),)
             voucher = build(
-                voucher_id, Facts("landed_cost", "", company=company, currency=ledger_company.currency), amounts, self.feed.rules,
+                voucher_id, Facts("landed_cost", "", company=company, currency=ledger_company.currency),
+                amounts, self.feed.rules,
                 at_ms=at, currency=ledger_company.currency, sources=source, sku=sku, lot_id=lot_id,
                 summary=f"landed cost {cost_id} on {sku} {lot_id}".strip(), preparer=preparer,
             )  # fmt: skip
             after = {lv.lot_id: (lv.qty, lv.value) for lv in pos.lots()}
             rows = [
-                Valuation(company, sku, lot, at, 0, after.get(lot, (0, ZERO))[1] - before.get(lot, (0, ZERO))[1], voucher_id, voucher_id)
+                Valuation(
+                    company,
+                    sku,
+                    lot,
+                    at,
+                    0,
+                    after.get(lot, (0, ZERO))[1] - before.get(lot, (0, ZERO))[1],
+                    voucher_id,
+                    voucher_id,
+                )
                 for lot in sorted(set(before) | set(after))
                 if after.get(lot) != before.get(lot)
             ]
@@ -322,13 +364,17 @@ class FinanceDesk:
             known = await self.store.get_export_batch(batch_id)
             if known is not None:
                 if known.profile != profile_name:
-                    raise FailedPrecondition(REASON_BATCH_DIFFERS, f"batch {batch_id} was exported with profile {known.profile}")
+                    raise FailedPrecondition(
+                        REASON_BATCH_DIFFERS, f"batch {batch_id} was exported with profile {known.profile}"
+                    )
                 return known
             done = await self.store.exported_voucher_ids()
             chosen: list[Voucher] = []
             token = ""
             while len(chosen) < MAX_EXPORT_VOUCHERS:
-                page = await self.store.list_vouchers(VoucherQuery(state=VoucherState.POSTED, company=company, page_size=1_000, page_token=token))
+                page = await self.store.list_vouchers(
+                    VoucherQuery(state=VoucherState.POSTED, company=company, page_size=1_000, page_token=token)
+                )
                 chosen.extend(v for v in page.vouchers if v.voucher_id not in done)
                 token = page.next_page_token
                 if not token:
@@ -337,7 +383,13 @@ class FinanceDesk:
             if not chosen:
                 raise FailedPrecondition(REASON_NOTHING_TO_EXPORT, "no posted voucher is waiting to be exported")
             content = render(profile, chosen)
-            batch = ExportBatch(batch_id, profile_name, tuple(v.voucher_id for v in chosen), self._now_ms(), content, f"{batch_id}.{profile.extension}")
+            batch = ExportBatch(
+                batch_id,
+                profile_name,
+                tuple(v.voucher_id for v in chosen),
+                self._now_ms(),
+                content,
+                f"{batch_id}.{profile.extension}",
+            )
             await self.store.put_export_batch(batch)
             return batch
-

@@ -33,7 +33,15 @@ def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
                 "method": pos.method.value,
                 "currency": pos.currency,
                 "layers": [
-                    [ly.layer_id, ly.lot_id, ly.at_ms, ly.qty, text(ly.unit_cost), ly.remaining_qty, text(ly.remaining_value)]
+                    [
+                        ly.layer_id,
+                        ly.lot_id,
+                        ly.at_ms,
+                        ly.qty,
+                        text(ly.unit_cost),
+                        ly.remaining_qty,
+                        text(ly.remaining_value),
+                    ]
                     for ly in pos.layers
                 ],
                 "avg_qty": pos.avg_qty,

@@ -92,7 +92,13 @@ def day_of(at_ms: int) -> date:
 
 
 def plan(
-    doc_key: str, text: str, gross: Decimal, tax: Decimal, currency: str, baseline_at: date | None, tax_mode: str = "gross"
+    doc_key: str,
+    text: str,
+    gross: Decimal,
+    tax: Decimal,
+    currency: str,
+    baseline_at: date | None,
+    tax_mode: str = "gross",
 ) -> Plan:
     """The plan of `gross` (tax included) under `text`, once its baseline is `baseline_at`."""
     terms = parse_payment_terms(text, tax_mode)

@@ -111,7 +111,8 @@ class Amount:
 def check_balanced(voucher: Voucher) -> None:
     if voucher.debit_total != voucher.credit_total:
         raise InvariantViolation(
-            f"voucher {voucher.voucher_id} does not balance: debit {voucher.debit_total} ≠ credit {voucher.credit_total}"
+            f"voucher {voucher.voucher_id} does not balance: "
+            f"debit {voucher.debit_total} ≠ credit {voucher.credit_total}"
         )
     roles = KIND_ROLES.get(voucher.kind, ())
     for line in voucher.lines:

@@ -54,7 +54,9 @@ async def test_commit_stores_vouchers_valuations_and_the_checkpoint(store: Finan
     ledger, vouchers, valuations = sample()
     await store.commit(Checkpoint(3, ledger_to_doc(ledger)), vouchers, valuations)
     checkpoint = await store.load_checkpoint()
-    assert checkpoint is not None and checkpoint.position == 3 and checkpoint.state == ledger_to_doc(ledger)
+    assert checkpoint is not None
+    assert checkpoint.position == 3
+    assert checkpoint.state == ledger_to_doc(ledger)
     for v in vouchers:
         assert await store.get_voucher(v.voucher_id) == v
     assert await store.get_voucher("nope") is None
@@ -91,7 +93,8 @@ async def test_list_filters_and_pages(store: FinanceStore) -> None:
     assert [v.voucher_id for v in approved.vouchers] == [vouchers[1].voucher_id]
     assert (await store.list_vouchers(VoucherQuery(company="other"))).vouchers == ()
     late = await store.list_vouchers(VoucherQuery(from_ms=T0_MS + DAY_MS))
-    assert {v.kind for v in late.vouchers} == {"receipt", "sale"} and len(late.vouchers) == 2
+    assert {v.kind for v in late.vouchers} == {"receipt", "sale"}
+    assert len(late.vouchers) == 2
     with pytest.raises(InvalidArgument):
         await store.list_vouchers(VoucherQuery(state="lost"))
     with pytest.raises(InvalidArgument):
@@ -105,7 +108,9 @@ async def test_vouchers_by_source_key(store: FinanceStore) -> None:
     assert [v.voucher_id for v in await store.vouchers_by_source("SO-1")] == [sale.voucher_id]
     source = sale.sources[0]
     assert [v.voucher_id for v in await store.vouchers_by_source(source.event_id)] == [sale.voucher_id]
-    assert [v.voucher_id for v in await store.vouchers_by_source(f"{source.sku}/{source.site}/{source.seq}")] == [sale.voucher_id]
+    assert [v.voucher_id for v in await store.vouchers_by_source(f"{source.sku}/{source.site}/{source.seq}")] == [
+        sale.voucher_id
+    ]
     assert [v.voucher_id for v in await store.vouchers_by_source("PO-1")] == [vouchers[0].voucher_id]
     assert await store.vouchers_by_source("SO-404") == []
 

@@ -32,7 +32,11 @@ def test_odoo_lot_valuation_10_at_5_in_two_lots_and_10_at_7_then_2_from_lot_1() 
     assert (issue.qty, issue.value, issue.unit_cost) == (2, D("10.00"), D(5))
     assert issue.consumed[0].layer_id == "in1"
     assert round(pos.unit_cost, 3) == D("6.111")
-    assert pos.lots() == [LotValue("lot1", 3, D("15.00")), LotValue("lot2", 5, D("25.00")), LotValue("lot3", 10, D("70.00"))]
+    assert pos.lots() == [
+        LotValue("lot1", 3, D("15.00")),
+        LotValue("lot2", 5, D("25.00")),
+        LotValue("lot3", 10, D("70.00")),
+    ]
     assert (pos.qty, pos.value) == (18, D("110.00"))
 
 
@@ -130,7 +134,9 @@ class FifoOracle:
 
 costs = st.decimals(min_value=D("0.01"), max_value=D("999.99"), places=2)
 ops = st.lists(
-    st.tuples(st.booleans(), st.sampled_from(["L1", "L2", "L3", ""]), st.integers(1, 20), costs), min_size=1, max_size=60
+    st.tuples(st.booleans(), st.sampled_from(["L1", "L2", "L3", ""]), st.integers(1, 20), costs),
+    min_size=1,
+    max_size=60,
 )
 
 
@@ -139,15 +145,15 @@ ops = st.lists(
 def test_fifo_matches_the_oracle_and_the_books_equal_the_layers(steps: list[tuple[bool, str, int, D]]) -> None:
     pos, oracle = Position(Method.FIFO, "CNY"), FifoOracle()
     book = D(0)  # the inventory account: + receipts at value, − issues at value
-    for n, (is_receipt, lot, qty, cost) in enumerate(steps):
+    for n, (is_receipt, named, asked, cost) in enumerate(steps):
         if is_receipt:
-            lot = lot or "L0"
-            receipt = pos.receive(f"in{n}", lot, qty, cost, n)
-            oracle.receive(f"in{n}", lot, qty, cost)
+            lot = named or "L0"
+            receipt = pos.receive(f"in{n}", lot, asked, cost, n)
+            oracle.receive(f"in{n}", lot, asked, cost)
             book += receipt.inventory
             continue
-        have = oracle.on_hand()
-        qty = min(qty, sum(have.values()) if not lot else have.get(lot, 0))
+        lot, have = named, oracle.on_hand()
+        qty = min(asked, sum(have.values()) if not lot else have.get(lot, 0))
         if qty == 0:
             continue
         issue = pos.issue(lot, qty)
@@ -164,12 +170,12 @@ def test_fifo_matches_the_oracle_and_the_books_equal_the_layers(steps: list[tupl
 def test_moving_average_is_q_r_plus_q_in_r_in_over_q_plus_q_in(steps: list[tuple[bool, str, int, D]]) -> None:
     pos = Position(Method.AVERAGE, "CNY")
     qty_on_hand, book = 0, D(0)
-    for n, (is_receipt, lot, qty, cost) in enumerate(steps):
+    for n, (is_receipt, lot, asked, cost) in enumerate(steps):
         if is_receipt:
-            book += pos.receive(f"in{n}", lot, qty, cost, n).inventory
-            qty_on_hand += qty
+            book += pos.receive(f"in{n}", lot, asked, cost, n).inventory
+            qty_on_hand += asked
         elif qty_on_hand:
-            qty = min(qty, qty_on_hand)
+            qty = min(asked, qty_on_hand)
             expected = book if qty == qty_on_hand else money(book * qty / qty_on_hand, "CNY")
             assert pos.issue(lot, qty).value == expected
             book -= expected

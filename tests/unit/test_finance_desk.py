@@ -20,7 +20,6 @@ from engine.finance.exports import default_profiles, render
 from engine.finance.follower import FinanceFeed
 from engine.finance.mapping import default_rules
 from engine.finance.ports import ValuationQuery, VoucherQuery
-from engine.finance.reversal import net_by_account
 from engine.finance.service import FinanceDesk
 from engine.finance.vouchers import SYSTEM_PREPARER
 from tests.finance_fixtures import DAY_MS, SETUP, T0_MS, Journal, fin
@@ -52,10 +51,12 @@ async def test_the_sandbox_approve_never_by_the_preparer_then_post_then_immutabl
     with pytest.raises(FailedPrecondition):
         await desk.post(sale_id)  # not approved yet
     annotated = await desk.annotate(sale_id, "bob", "price checked against the contract")
-    assert annotated.state == "annotated" and annotated.notes[0].author == "bob"
+    assert annotated.state == "annotated"
+    assert annotated.notes[0].author == "bob"
     assert (await desk.approve(sale_id, "alice")).reviewer == "alice"
     posted = await desk.post(sale_id)
-    assert posted.state == "posted" and posted.posted_at_ms
+    assert posted.state == "posted"
+    assert posted.posted_at_ms
     for change in (desk.annotate(sale_id, "bob", "late"), desk.reject(sale_id, "alice", "oops")):
         with pytest.raises(FailedPrecondition) as info:
             await change
@@ -96,7 +97,7 @@ async def test_explain_names_the_rule_and_why_the_ones_before_did_not_match() ->
     desk = await desk_with(furniture())
     explained = await desk.explain("SO-1")
     revenue = next(e for e in explained if e.facts.role == "revenue" and e.voucher_id.startswith("sale:"))
-    position, rule, why = revenue.steps[-1]
+    _position, rule, why = revenue.steps[-1]
     assert (rule.name, why) == ("revenue", "")
     assert revenue.steps[0][2] == "channel is '', the rule wants 'web'"
 
@@ -106,7 +107,9 @@ async def test_supplier_invoice_matches_grni_with_a_price_variance_once() -> Non
     with pytest.raises(InvalidArgument) as info:
         await desk.record_supplier_invoice("", "nobody", (), "-1", "x", "soon", "carol")
     assert {v.field for v in info.value.violations} == {"invoice_id", "company", "receipt_docs", "net", "tax", "terms"}
-    voucher = await desk.record_supplier_invoice("INV-7", "acme", ("PO-1",), "8100", "1053", "net 60 after acceptance", "carol")
+    voucher = await desk.record_supplier_invoice(
+        "INV-7", "acme", ("PO-1",), "8100", "1053", "net 60 after acceptance", "carol"
+    )
     assert [(ln.role, ln.debit, ln.credit) for ln in voucher.lines] == [
         ("grni", D("8000.00"), D(0)),
         ("price_variance", D("100.00"), D(0)),
@@ -114,7 +117,9 @@ async def test_supplier_invoice_matches_grni_with_a_price_variance_once() -> Non
         ("ap", D(0), D("9153.00")),
     ]
     assert voucher.preparer == "carol"
-    again = await desk.record_supplier_invoice("INV-7", "acme", ("PO-1",), "8100", "1053", "net 60 after acceptance", "carol")
+    again = await desk.record_supplier_invoice(
+        "INV-7", "acme", ("PO-1",), "8100", "1053", "net 60 after acceptance", "carol"
+    )
     assert again == voucher
     with pytest.raises(FailedPrecondition) as failed:
         await desk.record_supplier_invoice("INV-8", "acme", ("PO-1",), "1", "0", "", "carol")
@@ -142,7 +147,8 @@ async def test_terms_worked_numbers_and_a_baseline_arriving_as_an_event() -> Non
     assert (sale.gross, sale.discount_deadline, sale.due_date, sale.net_if_discounted) == (
         D("11300.00"), date(2026, 11, 30), date(2026, 12, 20), D("11074.00"),
     )  # fmt: skip
-    assert payables[0].waiting_for == "acceptance" and payables[0].due_date is None
+    assert payables[0].waiting_for == "acceptance"
+    assert payables[0].due_date is None
     await desk.record_baseline("INV-7", "acceptance", 1_798_675_200_000)  # 2026-12-31
     _, payables = await desk.plans("acme")
     assert payables[0].due_date == date(2027, 3, 1)
@@ -169,7 +175,8 @@ async def test_exports_are_idempotent_batches_and_carry_reversals() -> None:
     rows = list(csv.DictReader(io.StringIO(batch.content.decode())))
     assert {r["voucher_id"].split(":")[0] for r in rows} == {"receipt", "sale", "return"}
     ret = [r for r in rows if r["reversal_of"]]
-    assert ret and all(D(r["debit"]) <= 0 and D(r["credit"]) <= 0 for r in ret)
+    assert ret
+    assert all(D(r["debit"]) <= 0 and D(r["credit"]) <= 0 for r in ret)
     assert sum(D(r["debit"]) for r in rows) == sum(D(r["credit"]) for r in rows)
     with pytest.raises(InvalidArgument):
         await desk.export("B3", "sap")
@@ -184,16 +191,19 @@ async def test_every_export_format_renders_the_same_vouchers() -> None:
     profiles = default_profiles()
     assert json.loads(render(profiles["json"], vouchers))[0]["voucher_id"] == vouchers[0].voucher_id
     u8 = render(profiles["u8"], vouchers).decode("gbk").splitlines()
-    assert u8[0].startswith("2026-11-20,记,receipt:") and len(u8) == sum(len(v.lines) for v in vouchers)
+    assert u8[0].startswith("2026-11-20,记,receipt:")
+    assert len(u8) == sum(len(v.lines) for v in vouchers)
     assert all((line.split(",")[5] == "0.00") != (line.split(",")[6] == "0.00") for line in u8)  # one side each
     sheet = load_workbook(io.BytesIO(render(profiles["xlsx"], vouchers))).active
-    assert sheet is not None and sheet.max_row == len(u8) + 1
+    assert sheet is not None
+    assert sheet.max_row == len(u8) + 1
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "k3.dbf"
         path.write_bytes(render(profiles["k3"], vouchers))
         table = dbf.Table(str(path))
         table.open()
         records = list(table)
-        assert len(records) == len(u8) and records[0]["FGROUP"].strip() == "记"
+        assert len(records) == len(u8)
+        assert records[0]["FGROUP"].strip() == "记"
         assert sum(r["FDEBIT"] for r in records) == pytest.approx(sum(r["FCREDIT"] for r in records))
         table.close()
