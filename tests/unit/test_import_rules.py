@@ -40,6 +40,11 @@ RULES = (
         "engine.domain",
         (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
     ),
+    Rule(
+        "finance-is-pure",
+        "engine.finance",
+        (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
+    ),
     Rule("adapters-stay-below", "adapters", ("engine.api", "engine.runtime", "engine.bootstrap", "engine.cli")),
     Rule("runtime-uses-ports", "engine.runtime", ("adapters", "engine.bootstrap", "engine.cli", "engine.settings")),
 )
