@@ -76,10 +76,13 @@ async def test_vouchers_follow_the_live_engine(ray_engine: RunningEngine, ray_cl
 
         plans = await stub.GetPaymentPlans(fpb.GetPaymentPlansRequest(company="default"), timeout=10)
         mine = [p for p in plans.plans if p.doc == so]
-        assert mine and mine[0].gross == "3390.00" and mine[0].net_if_discounted == "3322.20"
+        assert mine
+        assert mine[0].gross == "3390.00"
+        assert mine[0].net_if_discounted == "3322.20"
 
         explained = await stub.Explain(fpb.ExplainRequest(key=sold.voucher_id), timeout=10)
-        assert explained.lines and all(line.steps[-1].mismatch == "" for line in explained.lines)
+        assert explained.lines
+        assert all(line.steps[-1].mismatch == "" for line in explained.lines)
 
         for bad, code in (
             (
