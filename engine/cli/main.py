@@ -11,6 +11,7 @@
     lotwise history balance|movements|...            ask the history store (engine/cli/history.py)
     lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli/dlq.py)
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
+    lotwise finance vouchers|approve|post|export|... vouchers and their review (engine/cli/finance.py)
 
 Exit codes (one table for every command, engine/cli/common.py ExitCode): 0 ok; 1 the
 engine refused the request (the typed error is printed with its details), `up` could not
@@ -76,6 +77,7 @@ from engine.cli.common import (
     with_client,
 )
 from engine.cli.dlq import dlq_app
+from engine.cli.finance import finance_app
 from engine.cli.history import history_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
@@ -1029,3 +1031,4 @@ app.command("import")(import_command)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(finance_app, name="finance", help="Vouchers at each business event: review, post, trace, value, export.")
