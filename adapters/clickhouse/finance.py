@@ -40,7 +40,7 @@ from engine.finance.ports import (
     page_token_of,
     parse_page_token,
 )
-from engine.finance.state import voucher_from_doc, voucher_to_doc
+from engine.finance.state import STATE_FORMAT, voucher_from_doc, voucher_to_doc
 from engine.finance.vouchers import Voucher
 
 log = structlog.get_logger("lotwise.finance.store")
@@ -62,9 +62,12 @@ SCHEMA = (
         company LowCardinality(String), sku String, lot_id String, event_id String, at_ms Int64,
         qty Int64, value Decimal(38, 6), voucher_id String
     ) ENGINE = ReplacingMergeTree ORDER BY (company, sku, lot_id, event_id)""",
-    """CREATE TABLE IF NOT EXISTS {db}.checkpoints (
-        id UInt8, seq UInt64, position UInt64, state String
-    ) ENGINE = ReplacingMergeTree(seq) ORDER BY id""",
+    # The follower's ledgers, one row per position / sale / GRNI record (the newest `seq` of a
+    # key wins), the open transit legs and the journal position ("meta"), all written in one
+    # insert per commit: only what changed (engine.finance.state.ledger_delta).
+    """CREATE TABLE IF NOT EXISTS {db}.ledger_state (
+        kind LowCardinality(String), key String, seq UInt64, doc String
+    ) ENGINE = ReplacingMergeTree(seq) ORDER BY (kind, key)""",
     """CREATE TABLE IF NOT EXISTS {db}.baselines (
         doc_key String, baseline LowCardinality(String), at_ms Int64
     ) ENGINE = ReplacingMergeTree ORDER BY (doc_key, baseline)""",
@@ -106,6 +109,20 @@ def _voucher_row(v: Voucher) -> list[Any]:
     return [v.voucher_id, v.version, v.company, v.kind, v.state, v.at_ms, v.reversal_of, sorted(source_keys(v)), doc]
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _state_rows(checkpoint: Checkpoint) -> list[list[Any]]:
+    seq, state = time.time_ns(), checkpoint.state
+    rows = [["position", _json([p["company"], p["sku"]]), seq, _json(p)] for p in state["positions"]]
+    rows += [["sale", _json(r[:4]), seq, _json(r)] for r in state["sales"]]
+    rows += [["grni", _json(r[:2]), seq, _json(r)] for r in state["grni"]]
+    rows.append(["transit", "", seq, _json(state["transit"])])
+    rows.append(["meta", "", seq, _json({"position": checkpoint.position})])
+    return rows
+
+
 class ClickHouseFinanceStore:
     def __init__(self, config: FinanceStoreConfig, client: Client) -> None:
         self.config = config
@@ -131,10 +148,20 @@ class ClickHouseFinanceStore:
     # ---- writes ----
 
     async def load_checkpoint(self) -> Checkpoint | None:
-        rows = await self._run(lambda: self._rows("SELECT position, state FROM {db}.checkpoints FINAL WHERE id = 0"))
-        if not rows:
+        rows = await self._run(lambda: self._rows("SELECT kind, doc FROM {db}.ledger_state FINAL"))
+        parts: dict[str, list[Any]] = {"position": [], "sale": [], "grni": [], "transit": [], "meta": []}
+        for kind, doc in rows:
+            parts[str(kind)].append(json.loads(doc))
+        if not parts["meta"]:
             return None
-        return Checkpoint(int(rows[0][0]), json.loads(rows[0][1]))
+        state = {
+            "format": STATE_FORMAT,
+            "positions": parts["position"],
+            "sales": parts["sale"],
+            "grni": parts["grni"],
+            "transit": parts["transit"][0] if parts["transit"] else [],
+        }
+        return Checkpoint(int(parts["meta"][0]["position"]), state)
 
     async def commit(
         self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
@@ -171,11 +198,10 @@ class ClickHouseFinanceStore:
                     [r.company, r.sku, r.lot_id, r.event_id, r.at_ms, r.qty, r.value, r.voucher_id] for r in valuations
                 ]
                 c.insert(f"{db}.valuations", rows, column_names=VALUATION_COLUMNS, settings=_INSERT)
-            state = json.dumps(checkpoint.state, separators=(",", ":"), ensure_ascii=False)
             c.insert(
-                f"{db}.checkpoints",
-                [[0, time.time_ns(), checkpoint.position, state]],
-                column_names=["id", "seq", "position", "state"],
+                f"{db}.ledger_state",
+                _state_rows(checkpoint),
+                column_names=["kind", "key", "seq", "doc"],
                 settings=_INSERT,
             )
 

@@ -21,6 +21,7 @@ from engine.finance.ports import (
     page_token_of,
     parse_page_token,
 )
+from engine.finance.state import merge_state
 from engine.finance.vouchers import Voucher
 
 
@@ -58,7 +59,8 @@ class InMemoryFinanceStore:
             self._vouchers.setdefault(v.voucher_id, v)  # a stored one keeps its newer state
         for row in valuations:
             self._valuations[(row.event_id, row.company, row.sku, row.lot_id)] = row
-        self._checkpoint = copy.deepcopy(checkpoint)
+        state = merge_state(self._checkpoint.state if self._checkpoint else None, copy.deepcopy(checkpoint.state))
+        self._checkpoint = Checkpoint(checkpoint.position, state)
         self.commits += 1
 
     async def put_voucher(self, voucher: Voucher) -> None:

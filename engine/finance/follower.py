@@ -27,7 +27,7 @@ from engine.finance.ledger import Ledger, Valuation
 from engine.finance.mapping import Rules
 from engine.finance.ports import Checkpoint, FinanceStore
 from engine.finance.setup import LedgerSetup
-from engine.finance.state import ledger_to_doc, load_ledger
+from engine.finance.state import ledger_delta, load_ledger
 from engine.finance.vouchers import Voucher
 
 log = structlog.get_logger("lotwise.finance")
@@ -96,7 +96,7 @@ class FinanceFeed:
                     self.counters.entries += 1
                 if last == self.position:
                     return
-                await self.store.commit(Checkpoint(last, ledger_to_doc(self.ledger)), vouchers, valuations)
+                await self.store.commit(Checkpoint(last, ledger_delta(self.ledger)), vouchers, valuations)
             except BaseException:
                 self._loaded = False  # the ledgers may be ahead of the store: reload before the retry
                 raise
@@ -117,7 +117,7 @@ class FinanceFeed:
             await self._ensure_loaded()
             try:
                 vouchers, valuations = build(self.ledger)
-                await self.store.commit(Checkpoint(self.position, ledger_to_doc(self.ledger)), vouchers, valuations)
+                await self.store.commit(Checkpoint(self.position, ledger_delta(self.ledger)), vouchers, valuations)
             except BaseException:
                 self._loaded = False
                 raise

@@ -39,6 +39,9 @@ from engine.finance.vouchers import (
 
 OWN = "own"
 MAX_TRANSIT_RECORDS = 100_000  # open transfer legs remembered (oldest dropped beyond)
+# Sales remembered for returns at their original amounts; beyond it the oldest is dropped and
+# a return of it is booked at the caller's figures (a return is rarely older than a million sales).
+MAX_SALES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +137,14 @@ class Ledger:
     sales: dict[tuple[str, str, str, str], SaleRecord] = field(default_factory=dict)  # company, doc, sku, lot
     transit: list[TransitRecord] = field(default_factory=list)
     grni: dict[tuple[str, str], GrniRecord] = field(default_factory=dict)  # (company, receipt doc)
+    # What changed since the last checkpoint (state.ledger_delta writes only these).
+    dirty_positions: set[tuple[str, str]] = field(default_factory=set)
+    dirty_sales: set[tuple[str, str, str, str]] = field(default_factory=set)
+    dirty_grni: set[tuple[str, str]] = field(default_factory=set)
 
     def position(self, company: Company, sku: str) -> Position:
         key = (company.company, sku)
+        self.dirty_positions.add(key)  # every change of a position goes through here
         pos = self.positions.get(key)
         if pos is None:
             _, method = self.setup.category_of(sku)
@@ -247,6 +255,7 @@ class Ledger:
             kind, amounts = "receipt", receipt_amounts(receipt.value, receipt.inventory)
             grni = self.grni.setdefault((company.company, attrs.key), GrniRecord(company.company))
             grni.booked += receipt.value
+            self.dirty_grni.add((company.company, attrs.key))
         voucher = self._voucher(kind, event, company, attrs, amounts)
         return self._effects(voucher, self._valuation(company, event, before, voucher.voucher_id if voucher else ""))
 
@@ -263,6 +272,7 @@ class Ledger:
             reversal_of, sale_kind = "", "sale"
         else:
             cost, revenue, tax = self._returned_share(record, event.qty, company.currency)
+            self.dirty_sales.add((company.company, sale_doc, event.sku, event.lot_id))
             reversal_of, sale_kind = record.voucher_id, record.kind
             attrs = doc_attrs(record.doc_ref)
         unit_cost = cost / event.qty
@@ -444,9 +454,13 @@ class Ledger:
         vid = voucher.voucher_id if voucher else ""
         if voucher is not None:
             key = (company.company, attrs.key, event.sku, event.lot_id)
+            self.dirty_sales.add(key)
             known = self.sales.get(key)
             if known is None or known.returned_qty == known.qty:
+                self.sales.pop(key, None)  # re-inserted last: the oldest sale is the first dropped
                 self.sales[key] = SaleRecord(vid, kind, event.qty, cost, revenue, tax, doc_ref=event.doc_ref)
+                if len(self.sales) > MAX_SALES:
+                    del self.sales[next(iter(self.sales))]
             else:  # the same document sells the lot again: one record, amounts added up
                 known.qty += event.qty
                 known.cost += cost
@@ -468,6 +482,7 @@ class Ledger:
             if record is not None:
                 matched += record.booked - record.matched
                 record.matched = record.booked
+                self.dirty_grni.add((company, doc))
         return matched
 
     def add_landed_cost(self, company: Company, sku: str, lot_id: str, amount: Decimal) -> Decimal:

@@ -11,7 +11,7 @@ or did not match a line (`lotwise finance explain`).
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ ROLES = tuple(sorted({role for roles in KIND_ROLES.values() for role in roles}))
 MATCH_FIELDS = ("kind", "role", "category", "tier", "channel", "company", "site", "movement", "tax", "currency")
 ANY = "*"
 MAX_RULES = 10_000
+MAX_MEMO = 100_000  # remembered resolutions
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,23 @@ class Rules:
     source: str  # the file they came from (errors and explanations name it)
     rules: tuple[Rule, ...]
     version: str = "1"
+    # Facts repeat (same kind, role, category, company...): the first match is remembered.
+    _memo: dict[tuple[Facts, str], Match] = field(default_factory=dict, compare=False, repr=False)
 
-    def resolve(self, facts: Facts) -> Match:
+    def resolve(self, facts: Facts, role: str = "") -> Match:
+        """The first rule matching `facts` (with `role` as its role, when given)."""
+        key = (facts, role)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        if role:
+            facts = replace(facts, role=role)
         for i, rule in enumerate(self.rules, 1):
             if not rule.mismatch(facts):
-                return Match(rule, i)
+                if len(self._memo) >= MAX_MEMO:
+                    self._memo.clear()  # bounded: start over rather than grow
+                found = self._memo[key] = Match(rule, i)
+                return found
         raise InvalidArgument([FieldViolation("rules", f"{self.source}: no rule books {facts}")])
 
     def explain(self, facts: Facts) -> list[tuple[int, Rule, str]]:

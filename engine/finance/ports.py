@@ -19,7 +19,9 @@ MAX_PAGE_SIZE = 1_000
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     position: int  # the journal position the state reflects (every entry up to it applied)
-    state: dict[str, Any]  # engine.finance.state.ledger_to_doc
+    # To commit: what changed (engine.finance.state.ledger_delta); loaded: the whole state,
+    # every delta merged (state.merge_state).
+    state: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,8 @@ class FinanceStore(Protocol):
         self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
     ) -> None:
         """Store new vouchers (one already stored keeps its newer state: a redelivered batch
-        changes nothing) and valuation rows, then the checkpoint."""
+        changes nothing) and valuation rows, then the checkpoint: its state is a delta,
+        merged into what is stored (state.merge_state)."""
 
     async def put_voucher(self, voucher: Voucher) -> None:
         """A voucher's next version (state or notes changed); the store keeps the newest."""

@@ -6,6 +6,7 @@ position are skipped and the rest apply exactly once. Decimals travel as strings
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,57 @@ def _d(value: str) -> Decimal:
 
 
 def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
+    """The whole state."""
+    return _doc(ledger, ledger.positions.keys(), ledger.sales.keys(), ledger.grni.keys())
+
+
+def ledger_delta(ledger: Ledger) -> dict[str, Any]:
+    """What changed since the last delta (the dirty positions, sales and GRNI records, and
+    the open transit legs, which are few), in the shape of the whole state; clears the marks.
+    Stores keep the whole state by merging deltas (merge_state)."""
+    doc = _doc(
+        ledger,
+        [k for k in ledger.dirty_positions if k in ledger.positions],
+        [k for k in ledger.dirty_sales if k in ledger.sales],
+        [k for k in ledger.dirty_grni if k in ledger.grni],
+    )
+    ledger.dirty_positions.clear()
+    ledger.dirty_sales.clear()
+    ledger.dirty_grni.clear()
+    return doc
+
+
+def _position_key(p: dict[str, Any]) -> tuple[str, str]:
+    return (p["company"], p["sku"])
+
+
+def merge_state(base: dict[str, Any] | None, delta: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `delta`'s entries replacing those of the same key (positions by company
+    and sku, sales by company, document, sku and lot, GRNI by company and document); the
+    transit legs are the delta's."""
+    if base is None:
+        return delta
+    positions = {_position_key(p): p for p in base["positions"]}
+    positions.update({_position_key(p): p for p in delta["positions"]})
+    sales = {tuple(r[:4]): r for r in base["sales"]}
+    sales.update({tuple(r[:4]): r for r in delta["sales"]})
+    grni = {tuple(r[:2]): r for r in base["grni"]}
+    grni.update({tuple(r[:2]): r for r in delta["grni"]})
+    return {
+        "format": STATE_FORMAT,
+        "positions": list(positions.values()),
+        "sales": list(sales.values()),
+        "transit": delta["transit"],
+        "grni": list(grni.values()),
+    }
+
+
+def _doc(
+    ledger: Ledger,
+    positions: Iterable[tuple[str, str]],
+    sales: Iterable[tuple[str, str, str, str]],
+    grni: Iterable[tuple[str, str]],
+) -> dict[str, Any]:
     return {
         "format": STATE_FORMAT,
         "positions": [
@@ -49,18 +101,21 @@ def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
                 "lot_qty": pos.lot_qty,
                 "last_cost": {lot: text(c) for lot, c in pos.last_cost.items()},
             }
-            for (company, sku), pos in ledger.positions.items()
+            for (company, sku), pos in ((key, ledger.positions[key]) for key in positions)
         ],
         "sales": [
             [*key, r.voucher_id, r.kind, r.qty, *(text(getattr(r, f)) for f in _SALE_AMOUNTS), r.returned_qty]
             + [text(getattr(r, f)) for f in _RETURNED]
             + [r.doc_ref]
-            for key, r in ledger.sales.items()
+            for key, r in ((key, ledger.sales[key]) for key in sales)
         ],
         "transit": [
             [t.company, t.site, t.sku, t.lot_id, t.doc_key, t.voucher_id, t.qty, text(t.value)] for t in ledger.transit
         ],
-        "grni": [[company, doc, text(r.booked), text(r.matched)] for (company, doc), r in ledger.grni.items()],
+        "grni": [
+            [company, doc, text(ledger.grni[(company, doc)].booked), text(ledger.grni[(company, doc)].matched)]
+            for company, doc in grni
+        ],
     }
 
 

@@ -13,7 +13,7 @@ edits its original, and the two net to zero account by account.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.domain.errors import InvariantViolation
@@ -142,7 +142,7 @@ def build(
     for amount in amounts:
         if amount.value == ZERO:
             continue
-        match = rules.resolve(replace(facts, role=amount.role))
+        match = rules.resolve(facts, amount.role)
         debit, credit = (amount.value, ZERO) if amount.side == DEBIT else (ZERO, amount.value)
         lines.append(
             Line(

@@ -1,0 +1,211 @@
+"""Voucher lag behind the journal: the finance follower (costing → vouchers → chDB) while
+the journal is written at a steady rate of movements.
+
+    scripts/in-netns .venv/bin/python -m bench.finance                          # 5,000 movements/s, 20 s
+    scripts/in-netns .venv/bin/python -m bench.finance --rate 2000 --seconds 10
+
+No Ray: an embedded nats-server and an embedded chDB in a temp dir, the production follower
+(adapters.nats.follower.JournalFollower + engine.finance.follower.FinanceFeed + the
+ClickHouse finance store, default bounds). Journal batches of `--batch` movements (a shard's
+batch: one in five a receipt of 20 units at a unit cost, the rest sales of 5 units with
+price, tax and terms, over 200 skus × 2 lots, FIFO and moving average) are appended at
+`--rate` movements per second after a seeding batch per sku. Lag = journal append → the
+follower acknowledged the message (its vouchers are stored by then), per journal message;
+printed as p50 / p99 / max over the messages of the timed window, with the vouchers made,
+the CPU seconds of this process per 1,000 movements (writer included: read as a ratio) and
+the load average. Exits 1 if the follower fell behind for good (did not catch up within 60 s
+of the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from adapters.clickhouse.finance import FinanceStoreConfig, open_finance_store
+from adapters.clickhouse.store import chdb_dsn
+from adapters.nats.follower import FollowerConfig, JournalFollower
+from adapters.nats.journal import (
+    JetStreamJournal,
+    NatsLink,
+    engine_journal_config,
+    ensure_stream,
+    journal_stream_config,
+)
+from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
+from engine.bootstrap.finance import FinanceMetrics
+from engine.domain.commands import Consume, Receive
+from engine.domain.model import External, Finance, Movement, MovementKind, QuantKey
+from engine.domain.ports import JournalEntry
+from engine.finance.costing import Method
+from engine.finance.follower import CONSUMER, DEAD_LETTER_TAG, FinanceFeed
+from engine.finance.mapping import default_rules
+from engine.finance.setup import Category, Company, LedgerSetup
+
+GiB = 1024 * 1024 * 1024
+SKUS, LOTS = 200, 2
+COST = Finance("CNY", unit_cost="12.40")
+PRICE = Finance("CNY", unit_price="19.90", tax_rate="0.13", terms="2/10 n/30")
+SETUP = LedgerSetup(
+    (Company("bench", "CNY"),), (Category("bulk", ("AVG-",), Method.AVERAGE),), "bench", Method.FIFO, "bench"
+)
+
+
+class Writer:
+    """Journal batches of one shard, as the engine writes them: movements and their ops."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.seq: dict[tuple[str, str], int] = {}
+        self.batch_seq = 0
+        self.n = 0
+
+    def _sku(self, i: int) -> str:
+        return f"{'AVG' if i % 2 else 'FIFO'}-{i % SKUS}"
+
+    def _movement(self, sku: str, lot: str, receipt: bool, qty: int, at_ms: int) -> tuple[Movement, Receive | Consume]:
+        key = (sku, "SH01")
+        self.seq[key] = self.seq.get(key, 0) + 1
+        quant = QuantKey(lot, "", "available", "own")
+        rid = f"r{self.n}"
+        self.n += 1
+        if receipt:
+            m = Movement(
+                self.seq[key],
+                MovementKind.RECEIVE,
+                sku,
+                "SH01",
+                lot,
+                qty,
+                External.SUPPLIER,
+                quant,
+                request_id=rid,
+                doc_ref=f"PO-{self.n}",
+                at_ms=at_ms,
+            )
+            return m, Receive(rid, sku, "SH01", lot, qty, finance=COST)
+        m = Movement(
+            self.seq[key],
+            MovementKind.CONSUME,
+            sku,
+            "SH01",
+            lot,
+            qty,
+            quant,
+            External.CUSTOMER,
+            request_id=rid,
+            doc_ref=f"SO-{self.n}",
+            at_ms=at_ms,
+        )
+        return m, Consume(rid, sku, "SH01", qty, lot_id=lot, finance=PRICE)
+
+    def seed(self) -> list[JournalEntry]:
+        at_ms = int(time.time() * 1000)
+        pairs = [
+            self._movement(f"{kind}-{i}", f"L{j}", True, 1_000, at_ms)
+            for kind in ("FIFO", "AVG")
+            for i in range(SKUS)
+            for j in range(LOTS)
+        ]
+        return [self._entry(pairs[i : i + self.batch], at_ms) for i in range(0, len(pairs), self.batch)]
+
+    def next(self) -> JournalEntry:
+        at_ms = int(time.time() * 1000)
+        pairs = []
+        for _ in range(self.batch):
+            i = self.n
+            receipt = i % 5 == 0
+            pairs.append(self._movement(self._sku(i // 5), f"L{i % LOTS}", receipt, 20 if receipt else 5, at_ms))
+        return self._entry(pairs, at_ms)
+
+    def _entry(self, pairs: list[tuple[Movement, Receive | Consume]], at_ms: int) -> JournalEntry:
+        self.batch_seq += 1
+        return JournalEntry("s0", self.batch_seq, at_ms, tuple(op for _, op in pairs), tuple(m for m, _ in pairs))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def run(tmp: Path, rate: float, seconds: float, batch: int) -> int:
+    nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=tmp / "nats", max_file_store_bytes=4 * GiB))
+    await nats.start()
+    namespace = f"bench-finance-{uuid.uuid4().hex[:6]}"
+    config = dataclasses.replace(engine_journal_config(namespace, nats.url, client_name="lotwise-bench"), max_bytes=GiB)
+    link = NatsLink(config)
+    store = await open_finance_store(FinanceStoreConfig(chdb_dsn(tmp / "chdb"), namespace.replace("-", "_")))
+    try:
+        await link.connect()
+        _, js = await link.client()
+        await ensure_stream(js, journal_stream_config(config))
+        journal, writer = JetStreamJournal(link), Writer(batch)
+        feed = FinanceFeed(store, SETUP, default_rules())
+        follower = JournalFollower(
+            link,
+            feed,
+            FollowerConfig(consumer=CONSUMER, dead_letter_tag=DEAD_LETTER_TAG),
+            FinanceMetrics(CollectorRegistry()),
+        )
+        position = 0
+        for entry in writer.seed():
+            position = await journal.append(entry, position)
+        await follower.start()
+        await follower.wait_caught_up(timeout_s=300, poll_s=0.05)
+        follower.delays_s.clear()
+        vouchers0, cpu0 = feed.counters.vouchers, time.process_time()
+        batches = max(1, round(rate * seconds / batch))
+        started = time.perf_counter()
+        for i in range(batches):
+            position = await journal.append(writer.next(), position)
+            await asyncio.sleep(max(0.0, started + (i + 1) * batch / rate - time.perf_counter()))
+        wrote_s = time.perf_counter() - started
+        try:
+            await follower.wait_caught_up(timeout_s=60, poll_s=0.05)
+        except Exception as exc:  # fell behind for good
+            print(f"the follower did not catch up within 60 s of the end: {exc}")
+            return 1
+        cpu_s = time.process_time() - cpu0
+        delays = list(follower.delays_s)
+        movements = batches * batch
+        load = os.getloadavg()
+        print(
+            f"finance follower at {movements / wrote_s:,.0f} movements/s "
+            f"({batches:,} journal batches of {batch}, {wrote_s:.1f} s): "
+            f"voucher lag p50 {1000 * statistics.median(delays):.0f} ms, p99 {1000 * pct(delays, 0.99):.0f} ms, "
+            f"max {1000 * max(delays):.0f} ms; {feed.counters.vouchers - vouchers0:,} vouchers; "
+            f"{1000 * cpu_s / movements:.2f} CPU-s per 1,000 movements in this process (writer included); "
+            f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+        )
+        await follower.stop()
+        return 0
+    finally:
+        await store.close()
+        await link.close()
+        await nats.stop()
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.finance", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=5_000, help="movements per second written to the journal")
+    parser.add_argument("--seconds", type=float, default=20, help="how long to write")
+    parser.add_argument("--batch", type=int, default=50, help="movements per journal batch")
+    args = parser.parse_args(argv)
+    if not 0 < args.rate <= 50_000 or not 0 < args.seconds <= 300 or not 1 <= args.batch <= 1_000:
+        parser.error("--rate in (0, 50000], --seconds in (0, 300], --batch in [1, 1000]")
+    with tempfile.TemporaryDirectory(prefix="lotwise-finance-bench-") as tmp:
+        return await run(Path(tmp), args.rate, args.seconds, args.batch)
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
