@@ -125,3 +125,37 @@ async def test_baselines_and_export_batches(store: FinanceStore) -> None:
     assert await store.get_export_batch("B1") == batch
     assert await store.get_export_batch("B2") is None
     assert await store.exported_voucher_ids() == {"a", "b"}
+
+
+async def test_checkpoints_merge_deltas_and_a_restarted_follower_carries_on_exactly(store: FinanceStore) -> None:
+    from engine.domain.model import External
+    from engine.finance.follower import FinanceFeed
+
+    j = Journal()
+    j.receive("CHAIR-1", "SH01", "L1", 10, fin("5"), doc="PO-1")
+    j.receive("SCREW-1", "SH01", "L1", 100, fin("0.10"), doc="PO-2")
+    j.issue("CHAIR-1", "SH01", "L1", 4, fin(price="9", rate="0.13"), doc="SO-1")
+    j.issue("SCREW-1", "SH01", "L1", 30, fin(price="0.5", rate="0.13"), doc="SO-2")
+    j.receive("CHAIR-1", "SH01", "L1", 1, None, doc="R-1?orig=SO-1", source=External.CUSTOMER)
+    j.issue("CHAIR-1", "SH01", "L1", 2, None, doc="TR-1?to=BJ01", dest=External.TRANSIT)
+    j.receive("CHAIR-1", "BJ01", "L1", 2, None, doc="TR-1", source=External.TRANSIT)
+    j.receive("CHAIR-1", "SH01", "L1", 1, None, doc="R-2?orig=SO-1", source=External.CUSTOMER)
+    first = FinanceFeed(store, SETUP, default_rules())
+    await first.apply(tuple(j.entries[:3]))
+    await first.apply(tuple(j.entries[3:5]))
+    restarted = FinanceFeed(store, SETUP, default_rules())  # a new process: loads the merged checkpoint
+    await restarted.apply(tuple(j.entries[2:]))  # a redelivery of 3..5, then the rest
+    fresh = InMemoryFinanceStore()
+    await FinanceFeed(fresh, SETUP, default_rules()).apply(tuple(j.entries))
+    mine = (await store.list_vouchers(VoucherQuery(page_size=1000))).vouchers
+    theirs = (await fresh.list_vouchers(VoucherQuery(page_size=1000))).vouchers
+    assert mine == theirs
+    assert len(mine) == 8
+    assert await store.valuation(ValuationQuery()) == await fresh.valuation(ValuationQuery())
+    loaded = await store.load_checkpoint()
+    assert loaded is not None
+    assert loaded.position == len(j.entries)
+    expected = await fresh.load_checkpoint()
+    assert expected is not None
+    key = lambda doc: {k: sorted(map(str, v)) for k, v in doc.items() if k != "format"}  # noqa: E731
+    assert key(loaded.state) == key(expected.state)
