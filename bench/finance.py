@@ -142,7 +142,9 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int) -> int:
     nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=tmp / "nats", max_file_store_bytes=4 * GiB))
     await nats.start()
     namespace = f"bench-finance-{uuid.uuid4().hex[:6]}"
-    config = dataclasses.replace(engine_journal_config(namespace, nats.url, client_name="lotwise-bench"), max_bytes=GiB)
+    config = dataclasses.replace(
+        engine_journal_config(namespace, nats.url, client_name="lotwise-bench"), max_bytes=GiB, ack_timeout_s=30.0
+    )  # a shared, loaded machine: the writer waits for its appends rather than failing the run
     link = NatsLink(config)
     store = await open_finance_store(FinanceStoreConfig(chdb_dsn(tmp / "chdb"), namespace.replace("-", "_")))
     try:
