@@ -3,6 +3,7 @@ the journal is written at a steady rate of movements.
 
     scripts/in-netns .venv/bin/python -m bench.finance                          # 5,000 movements/s, 20 s
     scripts/in-netns .venv/bin/python -m bench.finance --rate 2000 --seconds 10
+    .venv/bin/python -m bench.finance --balance-check 1000000                  # no servers: balances only
 
 No Ray: an embedded nats-server and an embedded chDB in a temp dir, the production follower
 (adapters.nats.follower.JournalFollower + engine.finance.follower.FinanceFeed + the
@@ -23,11 +24,13 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import random
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -45,15 +48,18 @@ from adapters.nats.journal import (
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
 from engine.bootstrap.finance import FinanceMetrics
 from engine.domain.commands import Consume, Receive
+from engine.domain.events import BusinessEvent, EventFinance, Place
 from engine.domain.model import External, Finance, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
 from engine.finance.costing import Method
 from engine.finance.follower import CONSUMER, DEAD_LETTER_TAG, FinanceFeed
+from engine.finance.ledger import Ledger
 from engine.finance.mapping import default_rules
 from engine.finance.setup import Category, Company, LedgerSetup
 
 GiB = 1024 * 1024 * 1024
 SKUS, LOTS = 200, 2
+T0_MS = 1_795_000_000_000
 COST = Finance("CNY", unit_cost="12.40")
 PRICE = Finance("CNY", unit_price="19.90", tax_rate="0.13", terms="2/10 n/30")
 SETUP = LedgerSetup(
@@ -133,6 +139,71 @@ class Writer:
         return JournalEntry("s0", self.batch_seq, at_ms, tuple(op for _, op in pairs), tuple(m for m, _ in pairs))
 
 
+def balance_check(movements: int, seed: int = 7) -> int:
+    """The pure ledger over `movements` random movements (receipts, sales, returns, scrap,
+    counts, transfers between two companies, landed costs): every voucher must balance and
+    each company's inventory account equal its cost layers. Returns 1 on any breach."""
+    rnd = random.Random(seed)
+    setup = LedgerSetup(
+        (Company("east", "CNY", site_prefixes=("E",)), Company("west", "JPY", site_prefixes=("W",))),
+        (Category("bulk", ("AVG-",), Method.AVERAGE),),
+        "east",
+    )
+    ledger = Ledger(setup, default_rules())
+    on_hand: dict[tuple[str, str, str], int] = {}
+    inventory: dict[str, Decimal] = {"east": Decimal(0), "west": Decimal(0)}
+    unbalanced = vouchers = 0
+    started = time.process_time()
+    for n in range(movements):
+        sku, site, lot = rnd.choice(BALANCE_SKUS), rnd.choice(("E1", "E2", "W1")), rnd.choice(("L1", "L2"))
+        event = _random_event(rnd, n, sku, site, lot, on_hand)
+        for v in ledger.apply(event).vouchers:
+            vouchers += 1
+            unbalanced += v.debit_total != v.credit_total
+            for line in v.lines:
+                if line.role == "inventory":
+                    inventory[v.company] += line.debit - line.credit
+    layers = {c: sum((p.value for (pc, _), p in ledger.positions.items() if pc == c), Decimal(0)) for c in inventory}
+    ok = unbalanced == 0 and layers == inventory
+    books = ", ".join(f"{c} {v}" for c, v in inventory.items())
+    print(
+        f"balance check: {movements:,} random movements → {vouchers:,} vouchers, {unbalanced} unbalanced; "
+        f"inventory account = cost layers: {layers == inventory} ({books}); "
+        f"{1e6 * (time.process_time() - started) / movements:.0f} µs CPU per movement"
+    )
+    return 0 if ok else 1
+
+
+BALANCE_SKUS = tuple(f"{kind}-{i}" for kind in ("FIFO", "AVG") for i in range(20))
+
+
+def _random_event(
+    rnd: random.Random, n: int, sku: str, site: str, lot: str, on_hand: dict[tuple[str, str, str], int]
+) -> BusinessEvent:
+    """One movement the engine could journal: issues never exceed what is on hand."""
+    key, have = (sku, site, lot), on_hand.get((sku, site, lot), 0)
+    quant = Place(status="available", owner="own")
+    what = rnd.choice(("in", "in", "out", "out", "return", "transfer_in"))
+    qty = rnd.randint(1, 30)
+    cost = f"{rnd.randint(1, 99_999) / 100:.2f}"
+    money = EventFinance("CNY", cost, f"{rnd.randint(1, 99_999) / 100:.2f}", rnd.choice(("0", "0.13")))
+    if what == "out" and have:
+        qty = min(qty, have)
+        dest = rnd.choice(("@customer", "@customer", "@scrap", "@count_variance", "@transit"))
+        doc = f"D{n % 97}?to={rnd.choice(('E1', 'W1'))}" + ("&flow=gift&tax=deemed_sale" if rnd.random() < 0.05 else "")
+        on_hand[key] = have - qty
+        src, dst = quant, Place(external=dest)
+    else:
+        source = {"in": "@supplier", "return": "@customer", "transfer_in": "@transit", "out": "@count_variance"}[what]
+        doc = f"R{n}?orig=D{rnd.randint(0, 96)}"
+        on_hand[key] = have + qty
+        src, dst = Place(external=source), quant
+    return BusinessEvent(
+        f"s0:{n}:0", "consume", sku, site, n + 1, lot, qty, src, dst, 0, "", f"r{n}", doc, T0_MS + n, None, 0,
+        "s0", n, 0, n + 1, money,
+    )  # fmt: skip
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -202,7 +273,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5_000, help="movements per second written to the journal")
     parser.add_argument("--seconds", type=float, default=20, help="how long to write")
     parser.add_argument("--batch", type=int, default=50, help="movements per journal batch")
+    parser.add_argument(
+        "--balance-check", type=int, default=0, help="instead: the pure ledger over N random movements (no servers)"
+    )
     args = parser.parse_args(argv)
+    if args.balance_check:
+        return balance_check(args.balance_check)
     if not 0 < args.rate <= 50_000 or not 0 < args.seconds <= 300 or not 1 <= args.batch <= 1_000:
         parser.error("--rate in (0, 50000], --seconds in (0, 300], --batch in [1, 1000]")
     with tempfile.TemporaryDirectory(prefix="lotwise-finance-bench-") as tmp:

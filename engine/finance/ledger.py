@@ -24,6 +24,8 @@ from engine.finance.money import ZERO, money, parse_amount
 from engine.finance.reversal import red_letter
 from engine.finance.setup import Company, LedgerSetup
 from engine.finance.vouchers import (
+    CREDIT,
+    DEBIT,
     Amount,
     Source,
     Voucher,
@@ -276,10 +278,12 @@ class Ledger:
             reversal_of, sale_kind = record.voucher_id, record.kind
             attrs = doc_attrs(record.doc_ref)
         unit_cost = cost / event.qty
-        pos.receive(event.event_id, event.lot_id, event.qty, unit_cost, event.at_ms)
-        amounts = sale_amounts(-cost, -revenue, -tax)
+        # What the inventory account gains: the cost, unless the units fill a shortfall
+        # (negative stock), which takes them back at the cost it went out at.
+        back = pos.receive(event.event_id, event.lot_id, event.qty, unit_cost, event.at_ms).inventory
+        amounts = sale_amounts(-back, -revenue, -tax)
         if sale_kind == "gift":
-            amounts = gift_amounts(-cost, -tax)
+            amounts = gift_amounts(-back, -tax)
         voucher = build(
             f"return:{event.event_id}",
             self._facts(sale_kind, event, company, attrs),  # red letter: the sale's own accounts
@@ -345,10 +349,14 @@ class Ledger:
         voucher reversed (red letter) for the units that came back, at their cost."""
         pos = self.position(company, event.sku)
         value = sum((v for _, _, v in legs), ZERO)
-        pos.receive(event.event_id, event.lot_id, event.qty, value / event.qty, event.at_ms)
+        back = pos.receive(event.event_id, event.lot_id, event.qty, value / event.qty, event.at_ms).inventory
         first = legs[0][0]
         intercompany = first.company != company.company
-        amounts = [Amount(a.role, a.side, -a.value) for a in transfer_out_amounts(value, intercompany)]
+        amounts = [
+            Amount("intercompany_receivable" if intercompany else "transit", DEBIT, -value),
+            Amount("inventory", CREDIT, -back),
+            Amount("cogs", DEBIT, value - back, "cost difference on units issued before they came back"),
+        ]
         voucher = build(
             f"cancel:{event.event_id}",
             self._facts("transfer_out", event, company, attrs),

@@ -27,8 +27,8 @@ KIND_ROLES: dict[str, tuple[str, ...]] = {
     "scrap": ("scrap_expense", "inventory"),
     "count_gain": ("inventory", "count_variance"),
     "count_loss": ("count_variance", "inventory"),
-    "transfer_out": ("transit", "intercompany_receivable", "inventory"),
-    "transfer_in": ("inventory", "transit", "intercompany_payable"),
+    "transfer_out": ("transit", "intercompany_receivable", "inventory", "cogs"),
+    "transfer_in": ("inventory", "cogs", "transit", "intercompany_payable"),
     "landed_cost": ("inventory", "landed_cost_clearing", "cogs"),
 }
 ROLES = tuple(sorted({role for roles in KIND_ROLES.values() for role in roles}))

@@ -238,3 +238,40 @@ async def test_replaying_the_journal_gives_identical_vouchers_and_redelivery_cha
     assert all(first._vouchers[k] == second._vouchers[k] for k in first._vouchers)
     assert not a
     assert await first.valuation(ValuationQuery()) == await second.valuation(ValuationQuery())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(1, 50), min_size=1, max_size=4),
+    st.decimals(min_value=D("0.01"), max_value=D("9999.99"), places=2),
+    st.decimals(min_value=D("0.01"), max_value=D("9999.99"), places=2),
+    st.sampled_from(["0", "0.06", "0.09", "0.13"]),
+    st.randoms(use_true_random=False),
+)
+def test_returns_in_any_pieces_net_their_sale_to_zero(
+    receipts: list[int], cost: D, price: D, rate: str, rnd: object
+) -> None:
+    j = Journal()
+    for n, qty in enumerate(receipts):
+        j.receive("CHAIR-1", "SH01", "L1", qty, fin(str(cost + n)))
+    sold = sum(receipts)
+    j.issue("CHAIR-1", "SH01", "L1", sold, fin(price=str(price), rate=rate), doc="SO-P?tier=key")
+    left, pieces = sold, []
+    while left:
+        piece = rnd.randint(1, left)  # type: ignore[attr-defined]
+        pieces.append(piece)
+        left -= piece
+    for i, piece in enumerate(pieces):
+        j.receive("CHAIR-1", "SH01", "L1", piece, None, doc=f"R-{i}?orig=SO-P", source=External.CUSTOMER)
+    ledger, vouchers = run(j)
+    sale = next(v for v in vouchers if v.kind == "sale")
+    returns = [v for v in vouchers if v.kind == "return"]
+    assert all(r.reversal_of == sale.voucher_id for r in returns)
+    assert set(net_by_account([sale, *returns]).values()) == {D(0)}
+    pos = ledger.positions[("acme", "CHAIR-1")]
+    assert pos.qty == sold
+    assert pos.value == sum((money_of(cost + n, q) for n, q in enumerate(receipts)), D(0))
+
+
+def money_of(cost: D, qty: int) -> D:
+    return (cost * qty).quantize(D("0.01"))
