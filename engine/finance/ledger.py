@@ -89,6 +89,7 @@ class TransitRecord:
     voucher_id: str
     qty: int
     value: Decimal
+    intercompany: bool = False  # booked to the inter-company receivable when it left (else to transit)
 
 
 @dataclass(slots=True)
@@ -335,7 +336,40 @@ class Ledger:
         intercompany = any(leg.company != company.company for leg, _, _ in legs)
         amounts = transfer_in_amounts(receipt.inventory, value, intercompany)
         voucher = self._voucher("transfer_in", event, company, attrs, amounts)
-        return self._effects(voucher, self._valuation(company, event, before, voucher.voucher_id if voucher else ""))
+        valuations = self._valuation(company, event, before, voucher.voucher_id if voucher else "")
+        cleared = self._clear_transit(event, company, attrs, legs)
+        return Effects(((voucher,) if voucher else ()) + cleared, valuations)
+
+    def _clear_transit(
+        self, event: BusinessEvent, company: Company, attrs: DocAttrs, legs: list[tuple[TransitRecord, int, Decimal]]
+    ) -> tuple[Voucher, ...]:
+        """Goods that left another company's site booked to its goods in transit (the
+        dispatch did not name the destination) and arrived here: that company's transit is
+        cleared into its inter-company receivable, the other side of this company's payable."""
+        by_company: dict[str, Decimal] = {}
+        for leg, _, value in legs:
+            if leg.company != company.company and not leg.intercompany:
+                by_company[leg.company] = by_company.get(leg.company, ZERO) + value
+        out: list[Voucher] = []
+        for name, value in sorted(by_company.items()):
+            source = self.setup.company(name)
+            amounts = [Amount("intercompany_receivable", DEBIT, value), Amount("transit", CREDIT, value)]
+            voucher = build(
+                f"clear:{event.event_id}:{name}",
+                self._facts("transfer_out", event, source, attrs),
+                amounts,
+                self.rules,
+                at_ms=event.at_ms,
+                currency=source.currency,
+                sources=self._source(event),
+                sku=event.sku,
+                lot_id=event.lot_id,
+                qty=event.qty,
+                summary=f"transfer {attrs.key} arrived at {event.site} ({company.company}): transit to inter-company",
+            )
+            if voucher is not None:
+                out.append(voucher)
+        return tuple(out)
 
     def _cancelled_transfer(
         self,
@@ -406,6 +440,7 @@ class Ledger:
         cost = issue.value
         if external == "@customer":
             return self._sale(event, company, attrs, cost, before)
+        intercompany = False
         if external == "@transit":
             intercompany = self._dispatch_is_intercompany(event, company, attrs)
             kind, amounts = "transfer_out", transfer_out_amounts(cost, intercompany)
@@ -416,7 +451,7 @@ class Ledger:
         voucher = self._voucher(kind, event, company, attrs, amounts)
         vid = voucher.voucher_id if voucher else ""
         if external == "@transit":
-            self._remember_transit(event, company, attrs, cost, vid)
+            self._remember_transit(event, company, attrs, cost, vid, intercompany)
         return self._effects(voucher, self._valuation(company, event, before, vid))
 
     def _dispatch_is_intercompany(self, event: BusinessEvent, company: Company, attrs: DocAttrs) -> bool:
@@ -427,10 +462,12 @@ class Ledger:
         return bool(to_site) and self.setup.company_of(to_site).company != company.company
 
     def _remember_transit(
-        self, event: BusinessEvent, company: Company, attrs: DocAttrs, cost: Decimal, voucher_id: str
+        self, event: BusinessEvent, company: Company, attrs: DocAttrs, cost: Decimal, voucher_id: str, inter: bool
     ) -> None:
         self.transit.append(
-            TransitRecord(company.company, event.site, event.sku, event.lot_id, attrs.key, voucher_id, event.qty, cost)
+            TransitRecord(
+                company.company, event.site, event.sku, event.lot_id, attrs.key, voucher_id, event.qty, cost, inter
+            )
         )
         if len(self.transit) > MAX_TRANSIT_RECORDS:
             del self.transit[0]

@@ -110,7 +110,8 @@ def _doc(
             for key, r in ((key, ledger.sales[key]) for key in sales)
         ],
         "transit": [
-            [t.company, t.site, t.sku, t.lot_id, t.doc_key, t.voucher_id, t.qty, text(t.value)] for t in ledger.transit
+            [t.company, t.site, t.sku, t.lot_id, t.doc_key, t.voucher_id, t.qty, text(t.value), t.intercompany]
+            for t in ledger.transit
         ],
         "grni": [
             [company, doc, text(ledger.grni[(company, doc)].booked), text(ledger.grni[(company, doc)].matched)]
@@ -139,7 +140,9 @@ def load_ledger(ledger: Ledger, doc: dict[str, Any]) -> None:
         ledger.sales[(company, sale_doc, sku, lot)] = SaleRecord(
             vid, kind, int(qty), _d(cost), _d(revenue), _d(tax), int(rq), _d(rc), _d(rr), _d(rt), doc_ref
         )
-    ledger.transit = [TransitRecord(a, b, c, d, e, f, int(g), _d(h)) for a, b, c, d, e, f, g, h in doc["transit"]]
+    ledger.transit = [
+        TransitRecord(a, b, c, d, e, f, int(g), _d(h), bool(i)) for a, b, c, d, e, f, g, h, i in doc["transit"]
+    ]
     for company, receipt_doc, booked, matched in doc["grni"]:
         ledger.grni[(company, receipt_doc)] = GrniRecord(company, _d(booked), _d(matched))
 

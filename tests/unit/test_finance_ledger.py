@@ -275,3 +275,22 @@ def test_returns_in_any_pieces_net_their_sale_to_zero(
 
 def money_of(cost: D, qty: int) -> D:
     return (cost * qty).quantize(D("0.01"))
+
+
+def test_a_dispatch_not_naming_its_destination_is_cleared_to_inter_company_when_it_arrives() -> None:
+    """The engine's transfer desk journals both legs with doc_ref = the transfer id only."""
+    j = Journal()
+    j.receive("TABLE-1", "SH01", "L1", 10, fin("40"))
+    j.issue("TABLE-1", "SH01", "L1", 3, None, doc="TR-9", dest=External.TRANSIT)
+    j.receive("TABLE-1", "BJ01", "L1", 3, None, doc="TR-9", source=External.TRANSIT)
+    _, vouchers = run(j)
+    out, arrived, cleared = vouchers[1], vouchers[2], vouchers[3]
+    assert (out.company, lines(out)) == (
+        "acme",
+        [("transit", "1406", "120.00", "0"), ("inventory", "1405", "0", "120.00")],
+    )
+    assert arrived.company == "acme-bj"
+    assert lines(arrived) == [("inventory", "1405", "120.00", "0"), ("intercompany_payable", "2241.09", "0", "120.00")]
+    assert cleared.company == "acme"
+    assert lines(cleared) == [("intercompany_receivable", "1221.09", "120.00", "0"), ("transit", "1406", "0", "120.00")]
+    assert net_by_account([out, cleared])["1406"] == D(0)
