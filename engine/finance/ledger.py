@@ -306,16 +306,19 @@ class Ledger:
 
     @staticmethod
     def _returned_share(record: SaleRecord, qty: int, currency: str) -> tuple[Decimal, Decimal, Decimal]:
-        """This return's share of the sale; the last return takes what is left, so a full
-        return nets the sale to zero exactly."""
-        if record.returned_qty + qty == record.qty:
-            cost = record.cost - record.returned_cost
-            revenue = record.revenue - record.returned_revenue
-            tax = record.tax - record.returned_tax
+        """This return's share of what is not returned yet (so shares never overrun, even
+        when the same document sold the lot again in between); the last return takes
+        exactly what is left, so a full return nets the sale to zero."""
+        left = record.qty - record.returned_qty
+        cost_left = record.cost - record.returned_cost
+        revenue_left = record.revenue - record.returned_revenue
+        tax_left = record.tax - record.returned_tax
+        if qty == left:
+            cost, revenue, tax = cost_left, revenue_left, tax_left
         else:
-            cost = money(record.cost * qty / record.qty, currency)
-            revenue = money(record.revenue * qty / record.qty, currency)
-            tax = money(record.tax * qty / record.qty, currency)
+            cost = money(cost_left * qty / left, currency)
+            revenue = money(revenue_left * qty / left, currency)
+            tax = money(tax_left * qty / left, currency)
         record.returned_qty += qty
         record.returned_cost += cost
         record.returned_revenue += revenue
