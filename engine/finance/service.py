@@ -39,7 +39,7 @@ from engine.finance.vouchers import (
 )
 
 MAX_SCAN_VOUCHERS = 100_000  # due-date views and exports read at most this many vouchers
-MAX_EXPORT_VOUCHERS = 10_000
+MAX_EXPORT_VOUCHERS = 1_000  # per batch: the file travels in one gRPC reply (a few MB at most)
 REASON_NOTHING_TO_MATCH = "NOTHING_TO_MATCH"
 REASON_NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
 REASON_BATCH_DIFFERS = "EXPORT_BATCH_DIFFERS"
@@ -124,9 +124,10 @@ class FinanceDesk:
         return await self._change(voucher_id, lambda v: sandbox.reject(v, reviewer, reason))
 
     async def post(self, voucher_id: str) -> Voucher:
-        before = await self.get(voucher_id)
         posted = await self._change(voucher_id, lambda v: sandbox.post(v, self._now_ms()))
-        if self.posted is not None and before.state != VoucherState.POSTED:
+        if self.posted is not None:
+            # Every time, a repeat too: a post whose event failed to go out is retried by posting
+            # again, and the event's id (the voucher's) makes the bus keep one copy.
             await self.posted.posted(posted)
         return posted
 
