@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 # Extra `lotwise up` flags, e.g. `make up UP_ARGS='--port 50052 --shards 4'`.
 UP_ARGS ?= --demo
 
-.PHONY: help setup demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite clean
+.PHONY: help setup browser demo up shell test lint typecheck format protos-check bench bench-ingest bench-suite clean
 
 help:
 	@sed -n 's/^#   make /  make /p' Makefile
@@ -56,8 +56,13 @@ up: setup
 shell: setup
 	@scripts/shell
 
+# The console's browser tests (tests/browser) drive Debian's chromium with CJK fonts: installed
+# with apt-get when missing (scripts/setup-browser; a quick no-op when present).
+browser:
+	@scripts/setup-browser
+
 # pytest exits 5 when it collected no tests: a broken layout, never a pass.
-test: setup
+test: setup browser
 	@$(NETNS) $(PY) -m pytest -q -p no:cacheprovider --durations=15 --durations-min=1.0 tests $(PYTEST_ARGS); \
 	rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) — treating as a failure" >&2; fi; \

@@ -41,6 +41,7 @@ class Endpoints:
     nats: str = ""  # nats://host:port of the journal's NATS (embedded or external)
     pid: int = 0  # the `lotwise up` process
     token_file: str = ""  # the admin token `lotwise up` wrote (0600); "" when auth is off
+    console: str = ""  # http://host:port/ of the web console; "" when it is off
 
     def to_json(self) -> str:
         return json.dumps({"version": FORMAT_VERSION, **asdict(self)}, indent=2) + "\n"
@@ -91,6 +92,7 @@ def read_endpoints(data_dir: Path) -> Endpoints | None:
         nats=str(data.get("nats", "")),
         pid=int(data.get("pid", 0)),
         token_file=str(data.get("token_file", "")),
+        console=str(data.get("console", "")),
     )
 
 

@@ -108,10 +108,25 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
     tls_client_ca_file: Path | None = Field(None, description="PEM CA: when set, clients must present a certificate")
 
+    # web console (engine/console; docs/console.md)
+    console: bool = Field(True, description="serve the web console (LOTWISE_CONSOLE=on|off) on host:console_port")
+    console_port: int = Field(8470, ge=0, le=65535, description="web console port; 0 picks a free one")
+    console_max_concurrency: int = Field(
+        64, ge=1, le=10_000, description="console requests in progress at most; beyond them: HTTP 503"
+    )
+
     # operations
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
+
+    # stock health (issue 15; docs/stock-health-rules.md)
+    health: bool = Field(True, description="alerts, expiry rules, reconciliation and shelf counts")
+    health_expiry_rules: Path | None = Field(None, description="expiry rules JSON; default: the packaged one")
+    health_expiry_sweep_s: float = Field(86_400.0, ge=1, le=7 * 86_400, description="period of the full expiry sweep")
+    health_tolerances: Path | None = Field(None, description="reconciliation tolerances JSON; default: exact")
+    health_reconcile_skew_ms: int = Field(5_000, ge=0, le=600_000, description="movements within ± this are timing")
+    health_shelf_confidence: float = Field(0.9, ge=0, le=1, description="shelf counts below this never propose")
 
     @field_validator("history_dsn")
     @classmethod

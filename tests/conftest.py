@@ -45,6 +45,8 @@ def _test_credentials() -> tuple[Path, str]:
 
 
 TEST_SECRET_FILE, TEST_ADMIN_TOKEN = _test_credentials()
+# Every engine a test starts serves its web console on a free port (never the fixed default).
+os.environ.setdefault("LOTWISE_CONSOLE_PORT", "0")
 AUTH_METADATA = (("authorization", f"Bearer {TEST_ADMIN_TOKEN}"),)
 
 

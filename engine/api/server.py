@@ -38,6 +38,7 @@ from engine.api.transfers import Guard, TransfersServicer
 
 if TYPE_CHECKING:
     from engine.api.auth import ServerAuth
+    from engine.api.health import HealthDesks
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
     from engine.finance.service import FinanceDesk
@@ -224,6 +225,7 @@ async def start_server(
     auth: ServerAuth | None = None,
     org: OrgDesk | None = None,
     transfers: TransferDesk | None = None,
+    stock_health: HealthDesks | None = None,
     finance: FinanceDesk | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
@@ -239,6 +241,7 @@ async def start_server(
     """
     # The desks act as the engine (system flows) on the unwrapped gateway; Guard checks the caller.
     guard = Guard(auth.authorizer if auth else None, transfers.gateway) if transfers is not None else None
+    plain_gateway = gateway  # stock health checks grants itself and acts as the engine (like the desks)
     # ---- admission (issue 19): Lotwise, not gRPC core, decides which calls are refused ----
     limits = admission or AdmissionLimits(
         max_calls=options.max_concurrent_rpcs,
@@ -272,6 +275,13 @@ async def start_server(
 
         xfer = TransfersServicer(transfers, guard, retry_delay_ms=options.retry_delay_ms)
         services.append(add_service(tpb, "Transfers", xfer, server))
+    if stock_health is not None:
+        from engine.api.health import add_health_services
+
+        authorizer = auth.authorizer if auth else None
+        services += add_health_services(
+            server, stock_health, authorizer, plain_gateway, retry_delay_ms=options.retry_delay_ms
+        )
     if finance is not None:  # lotwise.v1.Accounting (issue 16): vouchers, valuation, terms, exports
         from engine.api.finance import AccountingServicer, FinanceGuard
         from engine.api.gen.lotwise.v1 import finance_pb2 as fpb

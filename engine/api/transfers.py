@@ -18,11 +18,14 @@ from engine.api.authz import SiteOrgs
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.servicer import _rpc
+from engine.domain.errors import NotFound
 from engine.domain.grants import Action, resource_name
 from engine.domain.transfer_flow import (
     ReceiptLine,
     Transfer,
+    TransferFlow,
     TransferLine,
+    overdue,
     page_token_of,
     parse_query,
     state_times,
@@ -42,7 +45,9 @@ class Guard:
 
     def actor(self) -> Actor:
         principal = current_principal()
-        return Actor(ANONYMOUS) if principal is None else Actor(principal.subject, principal.groups)
+        if principal is None:  # authentication is off
+            return Actor(ANONYMOUS, unchecked=True)
+        return Actor(principal.subject, principal.groups)
 
     async def require_any(self, *checks: tuple[Action, str]) -> None:
         """Allowed when any one (action, site) is granted; else the first is denied."""
@@ -78,12 +83,16 @@ class Guard:
             raise self._authorizer.denied(principal, action, resource)
 
 
-def transfer_to_pb(transfer: Transfer, now_ms: int) -> tpb.Transfer:
+def transfer_to_pb(transfer: Transfer, now_ms: int, flow: TransferFlow | None = None) -> tpb.Transfer:
+    value = transfer.value
+    escalated = overdue(flow, transfer, now_ms) if flow is not None else None
     return tpb.Transfer(
         transfer_id=transfer.transfer_id,
         from_site=transfer.from_site,
         to_site=transfer.to_site,
-        lines=[tpb.TransferLine(sku=x.sku, qty=x.qty, lot_id=x.lot_id) for x in transfer.lines],
+        lines=[
+            tpb.TransferLine(sku=x.sku, qty=x.qty, lot_id=x.lot_id, unit_value=x.unit_value) for x in transfer.lines
+        ],
         state=transfer.state,
         requested_by=transfer.requested_by,
         eta_ms=transfer.eta_ms,
@@ -112,6 +121,9 @@ def transfer_to_pb(transfer: Transfer, now_ms: int) -> tpb.Transfer:
             )
             for t in state_times(transfer, now_ms)
         ],
+        org_distance=transfer.org_distance,
+        value="" if value is None else str(value),
+        escalated_to=escalated.escalate_to if escalated is not None else "",
     )
 
 
@@ -121,15 +133,23 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
         self.guard = guard
         self.retry_delay_ms = retry_delay_ms  # read by _rpc when it answers a DomainError
 
+    async def _visible(self, transfer_id: str) -> Transfer:
+        """The transfer, when the caller may see it (`read` at either end); NOT_FOUND exactly
+        as for an id that does not exist otherwise, so ids cannot be probed for existence."""
+        transfer = await self.desk.get(transfer_id)
+        if not await self.guard.may_read(transfer):
+            raise NotFound("transfer", transfer_id)
+        return transfer
+
     def _reply(self, transfer: Transfer) -> tpb.TransferResponse:
-        return tpb.TransferResponse(transfer=transfer_to_pb(transfer, self.desk.now_ms()))
+        return tpb.TransferResponse(transfer=transfer_to_pb(transfer, self.desk.now_ms(), self.desk.flow))
 
     @_rpc
     async def CreateTransfer(
         self, request: tpb.CreateTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
         await self.guard.require_any((Action.MOVE, request.from_site), (Action.RECEIVE, request.to_site))
-        lines = [TransferLine(x.sku, x.qty, x.lot_id) for x in request.lines]
+        lines = [TransferLine(x.sku, x.qty, x.lot_id, x.unit_value) for x in request.lines]
         transfer = await self.desk.create(
             self.guard.actor(),
             request.request_id,
@@ -145,7 +165,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def ApproveTransfer(
         self, request: tpb.TransferActionRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.APPROVE_TRANSFER, transfer.from_site))
         actor = self.guard.actor()
         return self._reply(await self.desk.approve(actor, request.request_id, request.transfer_id, request.note))
@@ -154,7 +174,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def RejectTransfer(
         self, request: tpb.TransferActionRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.APPROVE_TRANSFER, transfer.from_site))
         actor = self.guard.actor()
         return self._reply(await self.desk.reject(actor, request.request_id, request.transfer_id, request.note))
@@ -163,7 +183,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def ShipTransfer(
         self, request: tpb.ShipTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.MOVE, transfer.from_site))
         actor = self.guard.actor()
         return self._reply(await self.desk.ship(actor, request.request_id, request.transfer_id, request.eta_ms))
@@ -172,7 +192,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def ReceiveTransfer(
         self, request: tpb.ReceiveTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.RECEIVE, transfer.to_site))
         lines = [ReceiptLine(x.sku, x.qty, x.damaged_qty, x.lot_id) for x in request.lines]
         actor = self.guard.actor()
@@ -183,7 +203,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def CancelTransfer(
         self, request: tpb.TransferActionRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         actor = self.guard.actor()
         if actor.subject != transfer.requested_by or actor.subject == ANONYMOUS:
             await self.guard.require_any((Action.MOVE, transfer.from_site))
@@ -193,7 +213,7 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
     async def GetTransfer(
         self, request: tpb.GetTransferRequest, context: grpc.aio.ServicerContext
     ) -> tpb.TransferResponse:
-        transfer = await self.desk.get(request.transfer_id)
+        transfer = await self._visible(request.transfer_id)
         await self.guard.require_any((Action.READ, transfer.from_site), (Action.READ, transfer.to_site))
         return self._reply(transfer)
 
@@ -209,17 +229,9 @@ class TransfersServicer(tpb_grpc.TransfersServicer):
             request.page_size,
             request.page_token,
         )
-        page: list[Transfer] = []
-        more = False
-        for transfer in await self.desk.list(query):
-            if not await self.guard.may_read(transfer):
-                continue  # filtered before paging, so a page is never short for a hidden one
-            if len(page) == query.page_size:
-                more = True
-                break
-            page.append(transfer)
+        page, more = await self.desk.page(query, self.guard.may_read)  # hidden ones left out before paging
         now = self.desk.now_ms()
         return tpb.ListTransfersResponse(
-            transfers=[transfer_to_pb(t, now) for t in page],
+            transfers=[transfer_to_pb(t, now, self.desk.flow) for t in page],
             next_page_token=page_token_of(page[-1]) if more else "",
         )

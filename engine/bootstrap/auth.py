@@ -47,8 +47,8 @@ DEFAULT_POLICY: dict[str, object] = {
         ],
         "reader": ["read"],
         "clerk": ["read", "move", "count"],
-        "site_manager": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count"],
-        "regional_manager": ["read", "read_cost"],
+        "site_manager": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "approve_transfer"],
+        "regional_manager": ["read", "read_cost", "approve_transfer"],
         "device": ["receive", "reserve", "move", "count"],
         "accountant": ["read_cost", "post_voucher", "export_voucher"],  # prepares, posts, exports
         "finance_reviewer": ["read_cost", "approve_voucher"],  # approves what others prepared
@@ -118,6 +118,32 @@ def _ensure_admin_token(settings: Settings, secret: bytes, verifier: TokenVerifi
     )
     write_private(path, token.encode() + b"\n")
     return path
+
+
+MAX_TOKEN_TTL_S = 3650 * 86_400.0
+
+
+def mint_for(settings: Settings, subject: str, groups: list[str], ttl_s: float) -> str:
+    """A token for a person or a device, signed with the engine's HS256 secret (the file the
+    settings name, else the one the first start created). SettingsProblem when there is none:
+    tokens of an outside issuer are minted there."""
+    if not subject or len(subject) > 256 or any(c.isspace() for c in subject):
+        raise SettingsProblem("subject", f"must be 1..256 characters without spaces (got {subject!r})")
+    if not 0 < ttl_s <= MAX_TOKEN_TTL_S:
+        raise SettingsProblem("ttl", f"must be more than 0 and at most 3650 days (got {ttl_s:g} s)")
+    path = settings.auth_secret_file or auth_dir(settings) / "signing.key"
+    try:
+        keys = load_secret(path.read_bytes(), path)
+    except FileNotFoundError:
+        raise SettingsProblem(
+            "auth_secret_file", f"no signing key at {path}: start the engine once (`lotwise up`) or name the file"
+        ) from None
+    except OSError as exc:
+        raise SettingsProblem("auth_secret_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    except KeyFileError as exc:
+        raise SettingsProblem("auth_secret_file", str(exc)) from None
+    tokens = TokenSettings(audience=settings.auth_audience, issuer=settings.auth_issuer)
+    return mint_token(keys[0].key, subject, groups, ttl_s=ttl_s, settings=tokens)
 
 
 def policy_source(settings: Settings) -> Callable[[], Policy]:

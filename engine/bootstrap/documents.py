@@ -5,9 +5,13 @@ NATS; with `journal=memory` (development, tests) in memory, like everything else
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import structlog
 
 from engine.bootstrap.config import SettingsProblem
 from engine.domain.documents import DocumentStore
@@ -19,6 +23,14 @@ from engine.runtime.gateway.orgtree import OrgDesk
 from engine.runtime.gateway.transfers import Actor, TransferDesk
 from engine.settings import Settings
 
+log = structlog.get_logger("lotwise.transfers")
+
+# How often the deadlines are checked: a quarter of the shortest deadline, so an escalation
+# comes at most 25 % late, within these bounds (each check reads every transfer document).
+DEADLINE_CHECK_MIN_S = 0.5
+DEADLINE_CHECK_MAX_S = 30.0
+RELAY_EVERY_S = 10.0  # the outbox relay: a step event whose publish failed goes out within this
+
 
 @dataclass(frozen=True, slots=True)
 class Desks:
@@ -26,11 +38,43 @@ class Desks:
     org: OrgDesk
     transfers: TransferDesk
     events: TransferEventSink | None = None
+    watch: asyncio.Task[None] | None = None  # escalates overdue transfers, relays untold step events
 
     async def close(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watch
         if self.events is not None:
             await self.events.close()
         await self.documents.close()
+
+
+def deadline_check_s(flow: TransferFlow) -> float:
+    shortest_s = min(d.within_ms for d in flow.deadlines) / 1000
+    return min(DEADLINE_CHECK_MAX_S, max(DEADLINE_CHECK_MIN_S, shortest_s / 4))
+
+
+def watch_every_s(flow: TransferFlow, events: bool) -> float | None:
+    """How often the transfer watch runs; None: nothing to watch (no deadlines, no events)."""
+    every = [deadline_check_s(flow)] if flow.deadlines else []
+    every += [RELAY_EVERY_S] if events else []
+    return min(every) if every else None
+
+
+async def watch_transfers(desk: TransferDesk, every_s: float) -> None:
+    """Every `every_s`, for as long as the engine runs: escalate overdue transfers, then
+    relay step events not yet told. A failed round (NATS away) is logged and the next one
+    retries; it never ends the watch."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await desk.escalate_overdue()
+            await desk.relay_untold()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next round retries; the transfers are unchanged
+            log.warning("transfer watch round failed", error=str(exc) or type(exc).__name__)
 
 
 WMS_ACTOR = Actor("wms")  # the actor of steps a WMS event takes (its sender is checked by ingestion)
@@ -97,5 +141,19 @@ async def start_desks(settings: Settings, gateway: Gateway, nats_url: str) -> De
     except BaseException:
         await documents.close()
         raise
-    desk = TransferDesk(gateway, documents, transfer_flow_of(settings), events=events)
-    return Desks(documents, OrgDesk(documents, gateway), desk, events)
+    flow = transfer_flow_of(settings)
+    desk = TransferDesk(gateway, documents, flow, events=events)
+    try:
+        indexed = await desk.reindex()  # documents from before the listing index, or a create cut short
+    except BaseException:
+        if events is not None:
+            await events.close()
+        await documents.close()
+        raise
+    if indexed:
+        log.info("transfers indexed for listing", transfers=indexed)
+    every_s = watch_every_s(flow, events is not None)
+    watch = None
+    if every_s is not None:
+        watch = asyncio.get_running_loop().create_task(watch_transfers(desk, every_s), name="transfer-watch")
+    return Desks(documents, OrgDesk(documents, gateway), desk, events, watch)

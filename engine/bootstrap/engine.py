@@ -16,6 +16,8 @@ import structlog
 
 from engine.bootstrap.config import check_settings, cluster_config, ingest_config_of, journal_backend
 from engine.bootstrap.documents import Desks, start_desks, transfer_flow_of
+from engine.bootstrap.health import check_health_settings
+from engine.health.hooks import HealthHooks
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
 
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from adapters.nats.bus import BusRuntime
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
+    from engine.bootstrap.console import ConsoleRuntime
     from engine.bootstrap.finance import FinanceRuntime
+    from engine.bootstrap.health import HealthRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
 
@@ -41,6 +45,8 @@ class RunningEngine:
     ingest: IngestRuntime | None = None  # consumer, dead letters and desk when ingestion is on
     bus: BusRuntime | None = None  # the business-event bus when it is on
     token_file: Path | None = None  # the admin token `up` wrote (engine.json names it); None: auth off or IdP
+    health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
+    console_url: str = ""  # the web console, http://host:port/; "" when it is off
     finance: FinanceRuntime | None = None  # the finance follower, store and desk when finance is on
 
 
@@ -75,6 +81,9 @@ class _Parts:
     phases: StartPhases = field(default_factory=StartPhases)
     nats_url: str = ""
     desks: Desks | None = None  # the org tree and transfers
+    console: ConsoleRuntime | None = None  # the web console, when on
+    health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
+    hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
     finance: FinanceRuntime | None = None
 
 
@@ -132,7 +141,7 @@ async def start_history_runtime(settings: Settings, nats_url: str) -> HistoryRun
 
 
 async def start_ingest_runtime(
-    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None
+    settings: Settings, gateway: Gateway, nats_url: str, desks: Desks | None = None, hooks: HealthHooks | None = None
 ) -> IngestRuntime:
     """Ingestion (IoT cabinets and WMS over NATS) with its dead letters; WMS transfer
     events naming an engine transfer advance it through the desks."""
@@ -146,6 +155,7 @@ async def start_ingest_runtime(
         nats_url=nats_url,
         replicas=settings.journal_replicas,
         transfers=WmsTransferSteps(desks.transfers) if desks is not None else None,
+        hooks=hooks if settings.health else None,
     )
 
 
@@ -193,7 +203,7 @@ async def _start_services(settings: Settings, parts: _Parts) -> Gateway:
         return gateway
     if settings.ingest:
         parts.desks = await start_desks(settings, gateway, nats_url)  # before ingestion: it advances transfers
-        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks)
+        parts.ingest = await start_ingest_runtime(settings, gateway, nats_url, parts.desks, parts.hooks)
         parts.phases.done("ingest")
     return gateway
 
@@ -213,10 +223,14 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
 
 
 async def _stop(parts: _Parts) -> None:
+    if parts.console is not None:
+        await parts.console.stop()  # its pages call the server: down before it
     if parts.ingest is not None:
         await parts.ingest.stop()  # first: it applies through the gateway and the server
     if parts.server is not None:
         await parts.server.stop(2.0)
+    if parts.health is not None:
+        await parts.health.stop()  # its timers and follower, before the documents close
     if parts.metrics is not None:
         parts.metrics.stop()
     if parts.bus is not None:
@@ -233,6 +247,19 @@ async def _stop(parts: _Parts) -> None:
         await parts.nats.stop()
 
 
+async def _start_stock_health(settings: Settings, gateway: Gateway, parts: _Parts) -> HealthRuntime | None:
+    """Stock health (issue 15) over the documents of the desks, history when it is on."""
+    if not settings.health or parts.desks is None:
+        return None
+    from engine.bootstrap.health import start_health
+
+    history = parts.history.store if parts.history else None
+    nats_url = parts.nats_url or settings.nats_url
+    return await start_health(
+        settings, gateway, gateway.statuses, nats_url, parts.desks.documents, history=history, hooks=parts.hooks
+    )
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
     """Start everything, yield where it listens, stop it all on exit (in reverse order).
@@ -242,6 +269,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     from engine.bootstrap.auth import server_credentials, start_auth
 
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
+    check_health_settings(settings)  # the expiry rules and tolerances too
     transfer_flow_of(settings)  # the transfer flow too
     if settings.finance:  # and the finance rules and ledgers
         from engine.bootstrap.finance import finance_rules_of, finance_setup_of
@@ -255,6 +283,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         gw = gateway if gateway is not None else await _start_services(settings, parts)
         if parts.desks is None:
             parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
+        parts.health = await _start_stock_health(settings, gw, parts)
         options = ServerOptions(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         parts.server, port = await start_server(
             gw,
@@ -268,16 +297,23 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             credentials=credentials,
             org=parts.desks.org,
             transfers=parts.desks.transfers,
+            stock_health=parts.health.desks() if parts.health else None,
             finance=parts.finance.desk if parts.finance else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
         address = f"{settings.host}:{port}"
+        if settings.console:
+            from engine.bootstrap.console import start_console
+
+            parts.console = await start_console(settings, address)  # None when it cannot serve (logged)
+            parts.phases.done("console")
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
         log.info(
             "lotwise is up",
             grpc=address,
             metrics=metrics_url,
+            console=parts.console.url if parts.console else "off",
             shards=len(gw.directory.all_shards()),
             start_ms=parts.phases.total_ms(),
             phases_ms=parts.phases.ms,
@@ -292,7 +328,9 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.ingest,
             parts.bus,
             auth.token_file if auth else None,
-            parts.finance,
+            parts.health,
+            console_url=parts.console.url if parts.console else "",
+            finance=parts.finance,
         )
     finally:
         await _stop(parts)

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 import structlog
 
 from adapters.nats.deadletter import NatsDeadLetters, dead_letter_config, nats_republish
-from adapters.nats.ingest.apply import Applier, IngestGateway, TransferSteps
+from adapters.nats.ingest.apply import Applied, Applier, IngestGateway, TransferSteps
 from adapters.nats.ingest.config import IngestConfig
 from adapters.nats.ingest.consumer import IngestConsumer, IngestMetrics
+from adapters.nats.ingest.events import InboundEvent, TemperatureExcursion
 from adapters.nats.journal import NatsLink, engine_journal_config
 from engine.domain.deadletter_desk import DeadLetterDesk
+from engine.domain.ports import DeadLetterStore
+from engine.health.hooks import AlertingDeadLetters, HealthHooks
 
 log = structlog.get_logger("lotwise.ingest")
 
@@ -41,6 +44,7 @@ async def start_ingest(
     replicas: int = 1,
     metrics: IngestMetrics | None = None,
     transfers: TransferSteps | None = None,
+    hooks: HealthHooks | None = None,
 ) -> IngestRuntime:
     """Connect, make sure the inbound and dead-letter streams and the durable consumer
     exist, and start consuming. `config` must have its defaults filled (`with_defaults`)."""
@@ -49,9 +53,33 @@ async def start_ingest(
     try:
         store = NatsDeadLetters(link, dead_letter_config(namespace, nats_url, replicas))
         await store.ensure()
-        consumer = IngestConsumer(link, config, Applier(gateway, config, transfers), store, metrics, replicas)
+        if hooks is not None:  # dead letters and temperature excursions raise alerts (stock health)
+            sink: DeadLetterStore = AlertingDeadLetters(store, hooks)
+            applier: Applier = AlertingApplier(gateway, config, transfers, hooks)
+        else:
+            sink, applier = store, Applier(gateway, config, transfers)
+        consumer = IngestConsumer(link, config, applier, sink, metrics, replicas)
         await consumer.start()
     except BaseException:
         await link.close()
         raise
     return IngestRuntime(consumer, store, DeadLetterDesk(store, nats_republish(link)), link)
+
+
+class AlertingApplier(Applier):
+    """The Applier, raising a temperature alert for each excursion it applied."""
+
+    def __init__(
+        self, gateway: IngestGateway, config: IngestConfig, transfers: TransferSteps | None, hooks: HealthHooks
+    ) -> None:
+        super().__init__(gateway, config, transfers)
+        self.hooks = hooks
+
+    async def apply(self, event: InboundEvent, deadline: float | None = None) -> Applied:
+        applied = await super().apply(event, deadline)
+        if isinstance(event, TemperatureExcursion):
+            cab = self.cabinet(event.cabinet_id)
+            await self.hooks.temperature(
+                cab.site, cab.bin, event.cabinet_id, event.temp_c, event.limit_c, event.event_id
+            )
+        return applied

@@ -10,6 +10,8 @@
     lotwise where                                    the addresses in engine.json
     lotwise history balance|movements|...            ask the history store (engine/cli/history.py)
     lotwise dlq list|show|replay                     dead letters of NATS ingestion (engine/cli/dlq.py)
+    lotwise alerts list|show|ack|close               alerts (engine/cli/alerts.py)
+    lotwise reconcile submit|report|proposals|approve|reject|shelf|sweep   stock health (engine/cli/reconcile.py)
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
     lotwise finance vouchers|approve|post|export|... vouchers and their review (engine/cli/finance.py)
 
@@ -26,12 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import signal
-import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.cli.alerts import alerts_app
 from engine.cli.bulk import import_command
 from engine.cli.common import (
     _DEBUG_HINT,
@@ -51,7 +52,6 @@ from engine.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
     SERVICE,
-    ConfigError,
     FormatOpt,
     OutputFormat,
     Record,
@@ -76,9 +76,13 @@ from engine.cli.common import (
     show_table,
     with_client,
 )
+from engine.cli.config import build_settings, check_can_listen, config_errors, field_label
 from engine.cli.dlq import dlq_app
 from engine.cli.finance import finance_app
 from engine.cli.history import history_app
+from engine.cli.reconcile import reconcile_app
+from engine.cli.token import token
+from engine.cli.transfers import transfers_app
 from engine.cli.where import where
 from engine.domain.cell import Dimension
 from engine.domain.commands import MAX_BIN_DEPTH
@@ -153,91 +157,6 @@ class StockBy(StrEnum):
     LOT = "lot"
     EXPIRY_DAY = "expiry_day"
     RECEIVED_DAY = "received_day"
-
-
-# ---- configuration --------------------------------------------------------------------
-
-# CLI flag of each settings field that has one, so an error names what the user typed.
-_FLAGS = {
-    "host": "--host",
-    "port": "--port",
-    "metrics_port": "--metrics-port",
-    "shards": "--shards",
-    "ray_address": "--ray-address",
-    "namespace": "--namespace",
-    "ray_num_cpus": "--ray-num-cpus",
-    "status_dictionary": "--status-dictionary",
-    "log_level": "--log-level",
-    "log_format": "--log-format",
-    "journal": "--journal",
-    "nats_url": "--nats-url",
-    "data_dir": "--data-dir",
-}
-
-
-def build_settings(overrides: dict[str, Any]) -> Settings:
-    """Settings from the environment (LOTWISE_*, .env) with CLI flags on top, checked in full.
-
-    Field types and ranges, and the status dictionary (readable, well-formed), are checked
-    here, so a bad value is a one-line error naming the field — not a traceback ten seconds
-    into a Ray start. (`check_can_listen` checks the ports.)
-    """
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
-
-    from engine.bootstrap.config import SettingsProblem, check_settings
-    from engine.settings import Settings
-
-    given = {name: value for name, value in overrides.items() if value is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as exc:
-        problems = [
-            (
-                _field_label(".".join(str(p) for p in e["loc"]) or "settings", given),
-                f"{e['msg']} (got {e.get('input')!r})",
-            )
-            for e in exc.errors()
-        ]
-        (label, message), rest = problems[0], problems[1:]
-        raise ConfigError(label, message, [f"{f}: {m}" for f, m in rest]) from None
-    except SettingsError as exc:  # e.g. an env var that is not valid for its type
-        raise ConfigError("settings", str(exc)) from None
-    try:
-        check_settings(settings)  # the files it names (status dictionary, ingestion map)
-    except SettingsProblem as exc:
-        raise ConfigError(_field_label(exc.field, given), exc.message) from None
-    return settings
-
-
-def _field_label(field: str, given: dict[str, Any]) -> str:
-    env = f"LOTWISE_{field.upper()}"
-    flag = _FLAGS.get(field)
-    return f"{field} ({flag})" if flag and given.get(field) is not None else f"{field} ({env})"
-
-
-def check_can_listen(host: str, port: int, host_field: str, port_field: str) -> None:
-    """Fail fast when the host is not an address of this machine or the port is taken."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(host_field, f"cannot resolve {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)  # port 0 binds anywhere: then only the host is checked
-        except OSError as exc:
-            field = port_field if exc.errno == errno.EADDRINUSE else host_field
-            raise ConfigError(field, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
-@contextlib.contextmanager
-def config_errors() -> Iterator[None]:
-    try:
-        yield
-    except ConfigError as exc:
-        fail([f"invalid configuration: {exc}", *exc.more], EXIT_CONFIG)
 
 
 def slice_table(dims: Sequence[str], rows: Sequence[SliceRow], now_ms: int) -> Table:
@@ -394,9 +313,9 @@ def up(
     }
     with config_errors():
         settings = build_settings(overrides)
-        host_label = _field_label("host", overrides)
-        check_can_listen(settings.host, settings.port, host_label, _field_label("port", overrides))
-        check_can_listen(settings.host, settings.metrics_port, host_label, _field_label("metrics_port", overrides))
+        host_label = field_label("host", overrides)
+        check_can_listen(settings.host, settings.port, host_label, field_label("port", overrides))
+        check_can_listen(settings.host, settings.metrics_port, host_label, field_label("metrics_port", overrides))
     from engine.logs import configure_logging, quiet_ray_start
 
     configure_logging(settings.log_level, settings.log_format)
@@ -471,7 +390,9 @@ def _publish_endpoints(stack: contextlib.AsyncExitStack, engine: RunningEngine) 
     nats = engine.nats
     nats_url = nats.url if nats is not None else engine.settings.nats_url
     token_file = str(engine.token_file.resolve()) if engine.token_file else ""
-    endpoints = Endpoints(engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file)
+    endpoints = Endpoints(
+        engine.grpc_address, engine.metrics_url, nats_url, os.getpid(), token_file, console=engine.console_url
+    )
     data_dir = engine.settings.data_dir
     write_endpoints(data_dir, endpoints)
     stack.callback(remove_endpoints, data_dir, endpoints)
@@ -513,6 +434,7 @@ def print_listening(out: Console, engine: RunningEngine, took_s: float) -> None:
     grid.add_column()
     grid.add_row("gRPC", f"{engine.grpc_address}  ({SERVICE}, grpc.health.v1.Health, reflection)")
     grid.add_row("metrics", engine.metrics_url or "off")
+    grid.add_row("console", f"{engine.console_url}  (sign in with the token below)" if engine.console_url else "off")
     grid.add_row("shards", f"{engine.settings.shards}  ({_where_ray(engine.settings)})")
     grid.add_row("journal", _where_journal(engine))
     grid.add_row("token", _where_token(engine))
@@ -1028,7 +950,11 @@ def shards(
 
 app.command()(where)
 app.command("import")(import_command)
+app.command("token")(token)
 
 app.add_typer(history_app, name="history", help="Ask the history store: balances as of any time, movements, analytics.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of NATS ingestion: list, show, replay.")
+app.add_typer(alerts_app, name="alerts", help="Alerts: list, show, acknowledge, close.")
+app.add_typer(reconcile_app, name="reconcile", help="Reconciliation, proposed adjustments, shelf counts, expiry sweep.")
+app.add_typer(transfers_app, name="transfers", help="Transfers between sites under their approval flow.")
 app.add_typer(finance_app, name="finance", help="Vouchers at each business event: review, post, trace, value, export.")

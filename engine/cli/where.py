@@ -2,7 +2,7 @@
 
     lotwise where                   gRPC, metrics and NATS, one per line
     lotwise where --format json     the same as one JSON object (csv: a header and one row)
-    lotwise where --grpc | --nats | --metrics    one address, for scripts: "$(lotwise where --nats)"
+    lotwise where --grpc | --nats | --metrics | --console    one address, for scripts: "$(lotwise where --nats)"
 
 Exit codes: 0 found; 2 bad usage or an unusable engine.json; 3 no engine has written its
 addresses in that data directory (none is running there, or it runs elsewhere).
@@ -39,13 +39,14 @@ def where(
     grpc: Annotated[bool, typer.Option("--grpc", help="Print only the gRPC address (host:port).")] = False,
     nats: Annotated[bool, typer.Option("--nats", help="Print only the NATS URL.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Print only the metrics URL.")] = False,
+    console: Annotated[bool, typer.Option("--console", help="Print only the web console's URL.")] = False,
     output: Annotated[
         WhereFormat, typer.Option("--format", "-F", case_sensitive=False, help="table (or text), json or csv.")
     ] = WhereFormat.TABLE,
 ) -> None:
     """Where the engine of a data directory listens (written by `lotwise up` to engine.json)."""
-    if grpc + nats + metrics > 1:
-        fail("--grpc, --nats and --metrics: give at most one", EXIT_CONFIG)
+    if grpc + nats + metrics + console > 1:
+        fail("--grpc, --nats, --metrics and --console: give at most one", EXIT_CONFIG)
     where_dir = data_dir if data_dir is not None else data_dir_from_env()
     try:
         found = read_endpoints(where_dir)
@@ -59,7 +60,9 @@ def where(
             ],
             EXIT_UNREACHABLE,
         )
-    single = found.grpc if grpc else found.nats if nats else found.metrics if metrics else None
+    single = (
+        found.grpc if grpc else found.nats if nats else found.metrics if metrics else found.console if console else None
+    )
     if single is not None:
         if not single:
             fail("this engine has no such address (the service is off)", EXIT_UNREACHABLE)
@@ -69,5 +72,10 @@ def where(
     elif output is WhereFormat.CSV:
         emit(OutputFormat.CSV, [asdict(found)])
     else:
-        for name, value in (("grpc", found.grpc), ("metrics", found.metrics), ("nats", found.nats)):
+        for name, value in (
+            ("grpc", found.grpc),
+            ("metrics", found.metrics),
+            ("nats", found.nats),
+            ("console", found.console),
+        ):
             typer.echo(f"{name:<8} {value or 'off'}")

@@ -267,6 +267,7 @@ TRANSFER_EVENT_KINDS = {
     "ship": "transfer_shipped",
     "receive": "transfer_received",
     "cancel": "transfer_cancelled",
+    "escalate": "transfer_escalated",  # a deadline passed: the escalation role may act
 }
 
 

@@ -7,15 +7,20 @@ module what a step leads to, moves the stock through the cells, then records the
 States: `requested` → (one or more approval steps, by the table) → `approved` → `shipped`
 → `received`; `rejected` and `cancelled` end a transfer early. The table decides only the
 approval part: which role may `approve` or `reject` in which state, for which total
-quantity, and whether the requester may approve their own transfer (never, by default).
+quantity, declared value and org distance, and whether the requester may approve their own
+transfer (never, by default). Deadlines say how long a transfer may wait in an approval state;
+past it the transfer is escalated (a step of its own, published like the others) and the
+deadline's `escalate_to` role may then act in the waiting role's place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -39,6 +44,12 @@ REASON_TRANSFER_STATE = "TRANSFER_STATE"
 REASON_TRANSFER_SHIPPED = "TRANSFER_SHIPPED"
 REASON_RECEIPT_EXCEEDS_TRANSIT = "RECEIPT_EXCEEDS_TRANSIT"
 REASON_TOO_MANY_STEPS = "TOO_MANY_STEPS"
+ESCALATE = "escalate"  # the step a passed deadline records (state unchanged)
+ESCALATION_ACTOR = "system:deadlines"
+MAX_DEADLINE_MS = 30 * 24 * 3600 * 1000
+MAX_VALUE_PLACES = 6
+MAX_VALUE = Decimal(10) ** 15
+MAX_ORG_DISTANCE = 1024
 
 
 class FlowError(ValueError):
@@ -74,15 +85,52 @@ class FlowRule:
     allow_self_approval: bool = False
     min_qty: int = 0  # applies to transfers of at least this many units in all
     max_qty: int = 0  # … and at most this many (0: no upper bound)
+    min_value: Decimal | None = None  # declared value Σ qty × unit_value at least this …
+    max_value: Decimal | None = None  # … and at most this (None: no bound)
+    min_org_distance: int = 0  # steps through the org tree between the two sites' nodes
+    max_org_distance: int | None = None
 
-    def covers(self, total_qty: int) -> bool:
-        return total_qty >= self.min_qty and (not self.max_qty or total_qty <= self.max_qty)
+    def covers(self, total_qty: int, value: Decimal | None = None, org_distance: int = 0) -> bool:
+        """Whether a transfer of this size, value and reach is this rule's to decide. A
+        transfer without a declared value never meets a value bound (the desk refuses such a
+        transfer when the table decides by value, so leaving values out cannot skip a step)."""
+        if total_qty < self.min_qty or (self.max_qty and total_qty > self.max_qty):
+            return False
+        if self.min_value is not None and (value is None or value < self.min_value):
+            return False
+        if self.max_value is not None and (value is None or value > self.max_value):
+            return False
+        return org_distance >= self.min_org_distance and (
+            self.max_org_distance is None or org_distance <= self.max_org_distance
+        )
+
+    @property
+    def by_value(self) -> bool:
+        return self.min_value is not None or self.max_value is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A transfer may wait `within_ms` in `state`; then it is escalated to `escalate_to`."""
+
+    state: str
+    within_ms: int
+    escalate_to: str
 
 
 @dataclass(frozen=True, slots=True)
 class TransferFlow:
     rules: tuple[FlowRule, ...]
     hold_ttl_ms: int = MAX_HOLD_TTL_MS  # how long approved stock stays held before it ships
+    deadlines: tuple[Deadline, ...] = ()
+
+    @property
+    def by_value(self) -> bool:
+        """The table decides by declared value: every line must then declare one."""
+        return any(rule.by_value for rule in self.rules)
+
+    def deadline(self, state: str) -> Deadline | None:
+        return next((d for d in self.deadlines if d.state == state), None)
 
 
 # ---- the table ----
@@ -98,10 +146,39 @@ def parse_flow(data: Mapping[str, Any]) -> TransferFlow:
     raw = data.get("transitions")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_RULES:
         raise FlowError("transitions", f"must be a list of 1..{MAX_RULES} transitions")
+    unknown = set(data) - {"format", "hold_ttl_ms", "transitions", "deadlines"}
+    if unknown:
+        raise FlowError(sorted(unknown)[0], "unknown field")
     rules = tuple(_parse_rule(r, f"transitions[{i}]") for i, r in enumerate(raw))
     if APPROVED not in _reachable(rules):
         raise FlowError("transitions", "no chain of approve steps leads from requested to approved")
-    return TransferFlow(rules, ttl)
+    return TransferFlow(rules, ttl, _parse_deadlines(data.get("deadlines", []), rules))
+
+
+def _parse_deadlines(raw: Any, rules: Sequence[FlowRule]) -> tuple[Deadline, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_RULES:
+        raise FlowError("deadlines", f"must be a list of at most {MAX_RULES} deadlines")
+    approval_states = {r.state for r in rules}
+    out: list[Deadline] = []
+    for i, item in enumerate(raw):
+        key = f"deadlines[{i}]"
+        if not isinstance(item, dict):
+            raise FlowError(key, "must be a table")
+        unknown = set(item) - {"state", "within_ms", "escalate_to"}
+        if unknown:
+            raise FlowError(f"{key}.{sorted(unknown)[0]}", "unknown field")
+        for name in ("state", "escalate_to"):
+            if not isinstance(item.get(name), str) or not item[name] or len(item[name]) > MAX_ID_LEN:
+                raise FlowError(f"{key}.{name}", f"must be a string of 1..{MAX_ID_LEN} characters")
+        if item["state"] not in approval_states:
+            raise FlowError(f"{key}.state", "must be a state the table approves or rejects in")
+        within = item.get("within_ms")
+        if not isinstance(within, int) or isinstance(within, bool) or not 1 <= within <= MAX_DEADLINE_MS:
+            raise FlowError(f"{key}.within_ms", f"must be an integer in 1..{MAX_DEADLINE_MS}")
+        if any(d.state == item["state"] for d in out):
+            raise FlowError(f"{key}.state", "a state has at most one deadline")
+        out.append(Deadline(item["state"], within, item["escalate_to"]))
+    return tuple(out)
 
 
 def _parse_rule(raw: Any, key: str) -> FlowRule:
@@ -113,7 +190,8 @@ def _parse_rule(raw: Any, key: str) -> FlowRule:
     for name in ("state", "action", "next_state", "role"):
         if not isinstance(raw.get(name), str) or not raw[name] or len(raw[name]) > MAX_ID_LEN:
             raise FlowError(f"{key}.{name}", f"must be a string of 1..{MAX_ID_LEN} characters")
-    rule = FlowRule(**raw)
+    values = {name: _flow_value(raw.get(name), f"{key}.{name}") for name in ("min_value", "max_value")}
+    rule = FlowRule(**{**raw, **values})
     if rule.action not in FLOW_ACTIONS:
         raise FlowError(f"{key}.action", f"must be one of {', '.join(FLOW_ACTIONS)}")
     if rule.state in FIXED_STATES - {REQUESTED}:
@@ -130,7 +208,57 @@ def _parse_rule(raw: Any, key: str) -> FlowRule:
             raise FlowError(f"{key}.{name}", f"must be an integer in 0..{MAX_QTY}")
     if not isinstance(rule.allow_self_approval, bool):
         raise FlowError(f"{key}.allow_self_approval", "must be true or false")
+    _check_distances(rule, key)
+    if rule.min_value is not None and rule.max_value is not None and rule.min_value > rule.max_value:
+        raise FlowError(f"{key}.max_value", "must be at least min_value")
     return rule
+
+
+def _flow_value(raw: Any, key: str) -> Decimal | None:
+    """A value bound: a number or a decimal string ("5000.00"); absent or null: no bound."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise FlowError(key, 'must be a number or a decimal string such as "5000.00"')
+    value = parse_value(str(raw))
+    if value is None:
+        raise FlowError(key, f"must be a non-negative amount below {MAX_VALUE} with at most {MAX_VALUE_PLACES} places")
+    return value
+
+
+def _check_distances(rule: FlowRule, key: str) -> None:
+    low, high = rule.min_org_distance, rule.max_org_distance
+    if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low <= MAX_ORG_DISTANCE:
+        raise FlowError(f"{key}.min_org_distance", f"must be an integer in 0..{MAX_ORG_DISTANCE}")
+    if high is not None and (
+        isinstance(high, bool) or not isinstance(high, int) or not low <= high <= MAX_ORG_DISTANCE
+    ):
+        raise FlowError(f"{key}.max_org_distance", f"must be an integer in min_org_distance..{MAX_ORG_DISTANCE}")
+
+
+def parse_value(text: str) -> Decimal | None:
+    """A declared amount in plain notation, or None when it is not one."""
+    if not text or len(text) > 40 or not all(c.isdigit() or c == "." for c in text):
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    exponent = value.as_tuple().exponent
+    if not value.is_finite() or value >= MAX_VALUE or (isinstance(exponent, int) and -exponent > MAX_VALUE_PLACES):
+        return None
+    return value
+
+
+def org_distance(from_org: str, to_org: str) -> int:
+    """Steps up from one org node to the nodes' nearest common ancestor and down to the
+    other ("group/east/boston" to "group/west": 3). Sites under the same node: 0."""
+    a = [p for p in from_org.split("/") if p]
+    b = [p for p in to_org.split("/") if p]
+    common = 0
+    while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+    return len(a) - common + len(b) - common
 
 
 def _reachable(rules: Sequence[FlowRule]) -> set[str]:
@@ -157,6 +285,7 @@ class TransferLine:
     sku: str
     qty: int
     lot_id: str = ""  # "": first expiry, first out
+    unit_value: str = ""  # declared value of one unit ("12.50"): the flow may decide by value
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +343,19 @@ class Transfer:
     picks: tuple[Pick, ...] = ()
     eta_ms: int = 0
     hold_id: str = ""
+    org_distance: int = 0  # between the sites' org nodes, fixed at creation
+    told: int = 0  # the outbox mark: steps[:told] are known stored on the event stream
 
     @property
     def total_qty(self) -> int:
         return sum(line.qty for line in self.lines)
+
+    @property
+    def value(self) -> Decimal | None:
+        """Σ qty × unit_value, or None when a line declares no value."""
+        if not self.lines or any(not line.unit_value for line in self.lines):
+            return None
+        return sum((line.qty * Decimal(line.unit_value) for line in self.lines), Decimal(0))
 
 
 def digest_of(payload: Mapping[str, Any]) -> str:
@@ -225,7 +363,10 @@ def digest_of(payload: Mapping[str, Any]) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def validate_create(transfer_id: str, from_site: str, to_site: str, lines: Sequence[TransferLine], note: str) -> None:
+def validate_create(
+    transfer_id: str, from_site: str, to_site: str, lines: Sequence[TransferLine], note: str, by_value: bool = False
+) -> None:
+    """`by_value`: the flow decides by declared value, so every line must declare one."""
     out: list[FieldViolation] = []
     check_id(transfer_id, "transfer_id", out)
     check_id(from_site, "from_site", out)
@@ -239,10 +380,21 @@ def validate_create(transfer_id: str, from_site: str, to_site: str, lines: Seque
         check_id(line.lot_id, f"lines[{i}].lot_id", out, required=False)
         if not 1 <= line.qty <= MAX_QTY:
             out.append(FieldViolation(f"lines[{i}].qty", f"must be in 1..{MAX_QTY}"))
+        _check_unit_value(line.unit_value, f"lines[{i}].unit_value", by_value, out)
     if len(note) > MAX_NOTE:
         out.append(FieldViolation("note", f"must be at most {MAX_NOTE} characters"))
     if out:
         raise InvalidArgument(out)
+
+
+def _check_unit_value(text: str, field: str, required: bool, out: list[FieldViolation]) -> None:
+    if not text:
+        if required:
+            out.append(FieldViolation(field, "is required: the approval flow decides by declared value"))
+    elif parse_value(text) is None:
+        out.append(
+            FieldViolation(field, f'must be a non-negative decimal such as "12.50" (at most {MAX_VALUE_PLACES} places)')
+        )
 
 
 def repeated_step(transfer: Transfer, request_id: str, digest: str) -> bool:
@@ -256,19 +408,37 @@ def repeated_step(transfer: Transfer, request_id: str, digest: str) -> bool:
     return False
 
 
-def decide(flow: TransferFlow, transfer: Transfer, action: str, actor: str, roles: Sequence[str]) -> FlowRule:
-    """The rule an approve/reject by `actor` (in `roles`) follows, or the typed refusal."""
+def decide(
+    flow: TransferFlow,
+    transfer: Transfer,
+    action: str,
+    actor: str,
+    roles: Sequence[str],
+    now_ms: int = 0,
+    unchecked: bool = False,
+) -> FlowRule:
+    """The rule an approve/reject by `actor` (in `roles`) follows, or the typed refusal.
+    Once the state's deadline has passed (`now_ms`), its `escalate_to` role may act too.
+    `unchecked` (authentication off: nobody is known) skips the roles and the self-approval
+    rule; the state and the size, value and distance bounds still decide the rule."""
+    value = transfer.value
     candidates = [r for r in flow.rules if r.state == transfer.state and r.action == action]
-    candidates = [r for r in candidates if r.covers(transfer.total_qty)]
+    candidates = [r for r in candidates if r.covers(transfer.total_qty, value, transfer.org_distance)]
     if not candidates:
         raise FailedPrecondition(
             REASON_TRANSFER_STATE,
             f"transfer {transfer.transfer_id} is {transfer.state}: it cannot be {action}d now",
             {"state": transfer.state, "action": action},
         )
+    if unchecked:
+        return candidates[0]
     mine = [r for r in candidates if r.role == ANY_ROLE or r.role in roles]
+    escalated = overdue(flow, transfer, now_ms) if now_ms else None
+    if not mine and escalated is not None and escalated.escalate_to in roles:
+        mine = candidates  # the escalation role stands in for whoever the table names
     if not mine:
-        raise RoleNotAllowed(action, transfer.state, ", ".join(sorted({r.role for r in candidates})))
+        allowed = {r.role for r in candidates} | ({escalated.escalate_to} if escalated else set())
+        raise RoleNotAllowed(action, transfer.state, ", ".join(sorted(allowed)))
     if actor == transfer.requested_by and not any(r.allow_self_approval for r in mine):
         raise FailedPrecondition(
             REASON_SELF_APPROVAL,
@@ -276,6 +446,53 @@ def decide(flow: TransferFlow, transfer: Transfer, action: str, actor: str, role
             {"requested_by": transfer.requested_by, "actor": actor, "action": action},
         )
     return next(r for r in mine if actor != transfer.requested_by or r.allow_self_approval)
+
+
+# ---- deadlines ----
+
+
+def entered_state_at_ms(transfer: Transfer) -> int:
+    """When the transfer entered the state it is in (its first step that led there since
+    the last change of state; an escalation does not change it)."""
+    at: int | None = None
+    for step in transfer.steps:
+        if step.state != transfer.state:
+            at = None
+        elif at is None:
+            at = step.at_ms
+    return at or 0
+
+
+def overdue(flow: TransferFlow, transfer: Transfer, now_ms: int) -> Deadline | None:
+    """The deadline of the transfer's state when it has passed, else None."""
+    deadline = flow.deadline(transfer.state)
+    if deadline is None or not transfer.steps:
+        return None
+    return deadline if now_ms - entered_state_at_ms(transfer) > deadline.within_ms else None
+
+
+def needs_escalation(flow: TransferFlow, transfer: Transfer, now_ms: int) -> Deadline | None:
+    """A passed deadline not yet recorded as an escalation step in this state."""
+    deadline = overdue(flow, transfer, now_ms)
+    if deadline is None:
+        return None
+    return None if escalation_request_id(transfer) in {s.request_id for s in transfer.steps} else deadline
+
+
+def escalation_request_id(transfer: Transfer) -> str:
+    """One escalation per state entered: the step index the state began at keys it, so a
+    retried sweep finds its own step (idempotent) and a later return to the state is new."""
+    first = next((i for i in range(len(transfer.steps) - 1, -1, -1) if transfer.steps[i].state != transfer.state), -1)
+    return f"~{ESCALATE}/{transfer.state}/{first + 1}"  # "~" and "/": no caller's request id has them
+
+
+def escalation_step(transfer: Transfer, deadline: Deadline, now_ms: int) -> Step:
+    waited_h = (now_ms - entered_state_at_ms(transfer)) / 3_600_000
+    note = f"waited {waited_h:.1f} h in {transfer.state} (deadline {deadline.within_ms / 3_600_000:g} h); "
+    note += f"{deadline.escalate_to} may now act"
+    request_id = escalation_request_id(transfer)
+    digest = digest_of({"action": ESCALATE, "state": transfer.state, "request_id": request_id})
+    return Step(ESCALATE, transfer.state, ESCALATION_ACTOR, now_ms, request_id, digest, note)
 
 
 def with_step(transfer: Transfer, step: Step, **changes: Any) -> Transfer:
@@ -420,6 +637,28 @@ def state_times(transfer: Transfer, now_ms: int) -> list[StateTime]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """How long transfers took, over a set of them (ms): count, mean, median, 90th percentile."""
+
+    count: int
+    mean_ms: int
+    p50_ms: int
+    p90_ms: int
+
+
+def durations(samples: Sequence[int]) -> Durations:
+    """Nearest-rank percentiles: each is one of the samples, never an interpolation."""
+    if not samples:
+        return Durations(0, 0, 0, 0)
+    ordered = sorted(samples)
+
+    def rank(percent: int) -> int:
+        return ordered[max(0, math.ceil(len(ordered) * percent / 100) - 1)]
+
+    return Durations(len(ordered), sum(ordered) // len(ordered), rank(50), rank(90))
+
+
 # ---- as business events ----
 
 
@@ -550,4 +789,6 @@ def transfer_from_doc(doc: dict[str, Any]) -> Transfer:
         picks=tuple(Pick(**p) for p in doc["picks"]),
         eta_ms=doc["eta_ms"],
         hold_id=doc["hold_id"],
+        org_distance=doc.get("org_distance", 0),  # documents written before distances counted
+        told=doc.get("told", len(doc["steps"])),  # … and before the outbox: taken as told
     )

@@ -113,8 +113,8 @@ def test_where_exits_0_2_3(tmp_path: Path) -> None:
     found = invoke("where", "--data-dir", str(tmp_path), "--format", "csv")
     assert found.exit_code == 0, found.output
     assert found.output.splitlines() == [
-        "grpc,metrics,nats,pid,token_file",
-        "127.0.0.1:50051,,nats://127.0.0.1:4333,0,",
+        "grpc,metrics,nats,pid,token_file,console",
+        "127.0.0.1:50051,,nats://127.0.0.1:4333,0,,",
     ]
 
 

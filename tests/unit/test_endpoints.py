@@ -21,7 +21,13 @@ from engine.endpoints import (
     write_endpoints,
 )
 
-ENGINE = Endpoints("127.0.0.1:40001", "http://127.0.0.1:40002/metrics", "nats://127.0.0.1:40003", pid=4242)
+ENGINE = Endpoints(
+    "127.0.0.1:40001",
+    "http://127.0.0.1:40002/metrics",
+    "nats://127.0.0.1:40003",
+    pid=4242,
+    console="http://127.0.0.1:40004/",
+)
 
 
 def test_written_endpoints_read_back_and_leave_no_temporary_file(tmp_path: Path) -> None:
@@ -96,7 +102,16 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
     write_endpoints(tmp_path, ENGINE)
     table = runner.invoke(app, ["where", "--data-dir", str(tmp_path)])
     assert table.exit_code == 0, table.output
-    assert table.output.split() == ["grpc", ENGINE.grpc, "metrics", ENGINE.metrics, "nats", ENGINE.nats]
+    assert table.output.split() == [
+        "grpc",
+        ENGINE.grpc,
+        "metrics",
+        ENGINE.metrics,
+        "nats",
+        ENGINE.nats,
+        "console",
+        ENGINE.console,
+    ]
     as_json = runner.invoke(app, ["where", "--data-dir", str(tmp_path), "--format", "json"])
     assert json.loads(as_json.output) == {
         "grpc": ENGINE.grpc,
@@ -104,8 +119,14 @@ def test_where_prints_every_address_or_one(tmp_path: Path, runner: CliRunner) ->
         "nats": ENGINE.nats,
         "pid": 4242,
         "token_file": "",  # the admin token's path when auth is on (never the token)
+        "console": ENGINE.console,
     }
-    for flag, value in (("--grpc", ENGINE.grpc), ("--nats", ENGINE.nats), ("--metrics", ENGINE.metrics)):
+    for flag, value in (
+        ("--grpc", ENGINE.grpc),
+        ("--nats", ENGINE.nats),
+        ("--metrics", ENGINE.metrics),
+        ("--console", ENGINE.console),
+    ):
         single = runner.invoke(app, ["where", "--data-dir", str(tmp_path), flag])
         assert (single.exit_code, single.output) == (0, value + "\n")
 
@@ -120,6 +141,7 @@ def test_where_refuses_two_single_addresses_and_a_broken_file(tmp_path: Path, ru
     write_endpoints(tmp_path, Endpoints("127.0.0.1:1"))
     assert runner.invoke(app, ["where", "--data-dir", str(tmp_path), "--grpc", "--nats"]).exit_code == 2
     assert runner.invoke(app, ["where", "--data-dir", str(tmp_path), "--nats"]).exit_code == 3  # no NATS: off
+    assert runner.invoke(app, ["where", "--data-dir", str(tmp_path), "--console"]).exit_code == 3  # console off
     (tmp_path / "engine.json").write_text("{oops")
     assert runner.invoke(app, ["where", "--data-dir", str(tmp_path)]).exit_code == 2
 

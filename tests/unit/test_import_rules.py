@@ -5,6 +5,7 @@ without anyone remembering them:
   chDB, and none of engine.runtime, engine.api, engine.bootstrap or the adapters;
 - an adapter imports neither the API, the runtime nor the composition root;
 - the runtime imports no adapter (engine.bootstrap hands it its ports);
+- the console calls the engine through the gRPC API only (no runtime, adapter, settings or servicer);
 - no two modules of engine/ and adapters/ import each other, directly or round a loop.
 
 Every import counts for the layer rules (inside functions and under TYPE_CHECKING too:
@@ -40,6 +41,12 @@ RULES = (
         "engine.domain",
         (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
     ),
+    # Stock health decides like the domain: pure rules and maths, ports for what waits.
+    Rule(
+        "health-is-pure",
+        "engine.health",
+        (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
+    ),
     Rule(
         "finance-is-pure",
         "engine.finance",
@@ -47,6 +54,26 @@ RULES = (
     ),
     Rule("adapters-stay-below", "adapters", ("engine.api", "engine.runtime", "engine.bootstrap", "engine.cli")),
     Rule("runtime-uses-ports", "engine.runtime", ("adapters", "engine.bootstrap", "engine.cli", "engine.settings")),
+    # The console is a client of the public gRPC API: it reaches the engine only through it
+    # (so grants apply to every page), never through the runtime, an adapter or the settings.
+    Rule(
+        "console-calls-the-api",
+        "engine.console",
+        (
+            "ray",
+            "nats",
+            "clickhouse_connect",
+            "chdb",
+            "engine.runtime",
+            "engine.bootstrap",
+            "engine.cli",
+            "engine.settings",
+            "adapters",
+            "engine.api.server",
+            "engine.api.servicer",
+            "engine.api.authz",
+        ),
+    ),
 )
 
 

@@ -31,6 +31,12 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("engine/cli/common.py", "expired"): "a lot's days left, shown when they ran out",
     ("engine/cli/history.py", "expired"): "a lot's days left, shown when they ran out",
     ("adapters/nats/ingest/events.py", "damaged"): "a scan_return's `condition` on the wire (unopened | damaged)",
+    ("engine/console/app.py", "expired"): "the sign-in page's query flag: the session's token expired",
+    ("engine/console/i18n.py", "available"): "a label key: the available quantity column",
+    ("engine/console/i18n.py", "expired"): "a label key: a lot's days left, shown when they ran out",
+    ("engine/console/views/charts.py", "expired"): "the label of the bar of lots whose days left ran out",
+    ("engine/cli/transfers.py", "damaged"): "a receipt's damaged quantity (`damaged=` on --line, a lot's column)",
+    ("engine/health/alerts.py", "expired"): "an alert kind: a lot past its expiry (its status comes from the rules)",
 }
 
 

@@ -23,11 +23,14 @@ hold's TTL bounds what an abandoned approval keeps held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import structlog
 
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
@@ -59,6 +62,7 @@ from engine.domain.statuses import Role, StatusDictionary
 from engine.domain.transfer_flow import (
     APPROVED,
     CANCELLED,
+    MAX_PAGE_SIZE,
     RECEIVED,
     REQUESTED,
     SHIPPED,
@@ -74,10 +78,14 @@ from engine.domain.transfer_flow import (
     after_receipt,
     all_arrived,
     cancellable,
+    created_at_ms,
     decide,
     digest_of,
+    escalation_step,
     in_query,
     list_order,
+    needs_escalation,
+    org_distance,
     plan_receipt,
     repeated_step,
     require_state,
@@ -93,9 +101,13 @@ from engine.domain.transfers import transit_receipts, unknown_lot
 from engine.runtime.gateway.router import Router, raise_if_refused
 from engine.runtime.types import HoldLine, HoldSummary
 
+log = structlog.get_logger("lotwise.transfers")
+
 MAX_WRITE_TRIES = 4  # a step that lost this many races in a row answers UNAVAILABLE (retry)
 ANONYMOUS = "anonymous"  # the actor when authentication is off
 DOCUMENT_PREFIX = "transfer."  # the keys of transfer documents in the store
+INDEX_PREFIX = "transfer-at."  # transfer-at.<site key>.<created ms>.<digest>: the listing index
+ALL_SITES = "all"  # the index of every transfer, for a listing without a site
 LIST_READS = 16  # documents a listing reads at once
 
 
@@ -105,6 +117,9 @@ class Actor:
 
     subject: str
     roles: tuple[str, ...] = ()
+    # Authentication is off: nobody is known, so the flow's roles and the self-approval rule
+    # cannot be checked; every step is allowed, as every other call is then (a warning at start).
+    unchecked: bool = False
 
 
 class StockGateway(Protocol):
@@ -143,9 +158,43 @@ def document_key(transfer_id: str) -> str:
     return DOCUMENT_PREFIX + hashlib.blake2b(transfer_id.encode(), digest_size=16).hexdigest()
 
 
+def site_key(site: str) -> str:
+    """A site as an index key segment: ids may hold characters NATS keys may not."""
+    return hashlib.blake2b(site.encode(), digest_size=8).hexdigest()
+
+
+def index_keys(transfer_id: str, from_site: str, to_site: str, created_ms: int) -> list[str]:
+    """The index entries of a transfer: by either site and among all, by creation time (the
+    zero-padded time sorts as a number, so a key listing is in creation order)."""
+    tail = f"{created_ms:013d}.{document_key(transfer_id).removeprefix(DOCUMENT_PREFIX)}"
+    return [f"{INDEX_PREFIX}{k}.{tail}" for k in (site_key(from_site), site_key(to_site), ALL_SITES)]
+
+
+def index_time_ms(key: str) -> int:
+    return int(key.split(".")[2])
+
+
 def step_id(transfer_id: str, request_id: str) -> str:
     """The prefix of one step's commands: the same for a retry of that step only."""
     return f"{base_id(transfer_id)}:{hashlib.blake2b(request_id.encode(), digest_size=6).hexdigest()}"
+
+
+def _in_time(created_ms: int, query: TransferQuery) -> bool:
+    return (
+        (not query.created_after_ms or created_ms >= query.created_after_ms)
+        and (not query.created_before_ms or created_ms < query.created_before_ms)
+        and (query.after is None or created_ms >= query.after[0])
+    )
+
+
+def _past_ties(found: list[Transfer], query: TransferQuery, keys: Sequence[str], next_index: int) -> bool:
+    """Enough for a page and one more, and the next unread entry is later than the last of
+    the page's candidates (transfers created in the same millisecond sort by id, so a page
+    may end only between two times)."""
+    if next_index >= len(keys):
+        return True
+    cut = sorted(found, key=list_order)[query.page_size]
+    return index_time_ms(keys[next_index]) > created_at_ms(cut)
 
 
 def wall_ms() -> int:
@@ -199,10 +248,10 @@ class TransferDesk:
     def now_ms(self) -> int:
         return self._clock()
 
-    async def list(self, query: TransferQuery) -> list[Transfer]:
-        """Every transfer in the query, oldest request first (the caller pages and checks
-        who may see each). Reads every transfer document, LIST_READS at a time: fine for
-        the thousands a desk keeps live, not for millions (an index would be next)."""
+    async def every(self, query: TransferQuery) -> list[Transfer]:
+        """Every transfer in the query, oldest request first, without paging or visibility
+        (the deadline check and the outbox relay). Reads every transfer document, LIST_READS
+        at a time: fine for the thousands a desk keeps live; listings use `page`."""
         keys = await self._documents.keys(DOCUMENT_PREFIX)
         gate = asyncio.Semaphore(LIST_READS)
 
@@ -227,13 +276,24 @@ class TransferDesk:
         note: str = "",
     ) -> Transfer:
         check_step_ids(request_id, transfer_id)
-        validate_create(transfer_id, from_site, to_site, lines, note)
-        await self._check_known(from_site, to_site, lines)
+        validate_create(transfer_id, from_site, to_site, lines, note, self.flow.by_value)
+        distance = await self._check_known(from_site, to_site, lines)
         payload = {"from": from_site, "to": to_site, "lines": [(x.sku, x.qty, x.lot_id) for x in lines]}
+        if any(x.unit_value for x in lines):  # kept out when absent: older retries keep their digest
+            payload["values"] = [x.unit_value for x in lines]
         digest = digest_of({"action": "create", **payload})
         step = Step("create", REQUESTED, actor.subject, self._clock(), request_id, digest, note)
-        first = Transfer(transfer_id, from_site, to_site, tuple(lines), actor.subject, hold_id=base_id(transfer_id))
+        first = Transfer(
+            transfer_id,
+            from_site,
+            to_site,
+            tuple(lines),
+            actor.subject,
+            hold_id=base_id(transfer_id),
+            org_distance=distance,
+        )
         first = with_step(first, step)
+        await self._index(first)  # before the document: a listing never misses a transfer
         try:
             await self._documents.put(document_key(transfer_id), transfer_to_doc(first), 0)
         except RevisionMismatch:
@@ -245,15 +305,73 @@ class TransferDesk:
         await self._tell(first, 0)
         return first
 
-    async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> None:
-        sites = {s.site for s in await self.gateway.list_sites()}
+    async def _index(self, transfer: Transfer) -> None:
+        """Write the transfer's index entries (existing ones stay). An entry whose transfer
+        was never stored, or was stored by an earlier try at another time, is skipped by
+        listings (they check the document against the key)."""
+        keys = index_keys(transfer.transfer_id, transfer.from_site, transfer.to_site, created_at_ms(transfer))
+        for key in keys:
+            with contextlib.suppress(RevisionMismatch):
+                await self._documents.put(key, {"transfer_id": transfer.transfer_id}, 0)
+
+    async def reindex(self) -> int:
+        """Index every stored transfer that is not (documents written before the index, or a
+        create that died between document and index): run at start-up. The number indexed."""
+        indexed = {k.rsplit(".", 1)[1] for k in await self._documents.keys(f"{INDEX_PREFIX}{ALL_SITES}.")}
+        missing = [
+            k for k in await self._documents.keys(DOCUMENT_PREFIX) if k.removeprefix(DOCUMENT_PREFIX) not in indexed
+        ]
+        for key in missing:
+            stored = await self._documents.get(key)
+            if stored is not None:
+                await self._index(transfer_from_doc(stored.value))
+        return len(missing)
+
+    async def page(
+        self, query: TransferQuery, visible: Callable[[Transfer], Awaitable[bool]]
+    ) -> tuple[list[Transfer], bool]:
+        """One page of the query (oldest request first) of the transfers `visible` lets the
+        caller see, and whether more follow. Walks the index of the query's site (or of all
+        transfers) from the page cursor and reads documents LIST_READS at a time until the
+        page is full: a page costs about its own size in reads, not the whole bucket."""
+        keys = await self._documents.keys(f"{INDEX_PREFIX}{site_key(query.site) if query.site else ALL_SITES}.")
+        keys = [k for k in keys if _in_time(index_time_ms(k), query)]
+        found: list[Transfer] = []
+        for start in range(0, len(keys), LIST_READS):
+            chunk = keys[start : start + LIST_READS]
+            read = await asyncio.gather(*(self._indexed(k) for k in chunk))
+            for transfer in sorted((t for t in read if t is not None), key=list_order):
+                if in_query(transfer, query) and await visible(transfer):
+                    found.append(transfer)
+            if len(found) > query.page_size and _past_ties(found, query, keys, start + LIST_READS):
+                break
+        found.sort(key=list_order)
+        return found[: query.page_size], len(found) > query.page_size
+
+    async def _indexed(self, key: str) -> Transfer | None:
+        """The transfer an index entry names, if it is the one stored at the entry's time."""
+        stored = await self._documents.get(key)
+        if stored is None:
+            return None
+        transfer_id = stored.value.get("transfer_id", "")
+        doc = await self._documents.get(document_key(transfer_id))
+        if doc is None:
+            return None
+        transfer = transfer_from_doc(doc.value)
+        ok = transfer.transfer_id == transfer_id and created_at_ms(transfer) == index_time_ms(key)
+        return transfer if ok else None
+
+    async def _check_known(self, from_site: str, to_site: str, lines: Sequence[TransferLine]) -> int:
+        """NotFound for an unknown site or sku; else the org distance between the sites."""
+        orgs = {s.site: s.org_path for s in await self.gateway.list_sites()}
         for site in (from_site, to_site):
-            if site not in sites:
+            if site not in orgs:
                 raise NotFound("site", site)
         skus = {s.sku for s in await self.gateway.list_skus()}
         for line in lines:
             if line.sku not in skus:
                 raise NotFound("sku", line.sku)
+        return org_distance(orgs[from_site], orgs[to_site])
 
     # ---- the steps ----
 
@@ -288,7 +406,7 @@ class TransferDesk:
 
     async def approve(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
-            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles)
+            rule = decide(self.flow, transfer, "approve", actor.subject, actor.roles, step.at_ms, actor.unchecked)
             picks = await self._hold(transfer) if rule.next_state == APPROVED else ()
             return with_step(transfer, replace(step, state=rule.next_state), picks=picks)
 
@@ -296,7 +414,7 @@ class TransferDesk:
 
     async def reject(self, actor: Actor, request_id: str, transfer_id: str, note: str = "") -> Transfer:
         async def run(transfer: Transfer, step: Step) -> Transfer:
-            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles)
+            rule = decide(self.flow, transfer, "reject", actor.subject, actor.roles, step.at_ms, actor.unchecked)
             return with_step(transfer, replace(step, state=rule.next_state))
 
         return await self._step(actor, request_id, transfer_id, {"action": "reject", "note": note}, run)
@@ -340,6 +458,66 @@ class TransferDesk:
             return with_step(transfer, replace(step, state=state), lots=lots)
 
         return await self._step(actor, request_id, transfer_id, payload, run)
+
+    # ---- deadlines ----
+
+    async def escalate_overdue(self) -> int:
+        """Record an escalation step on every transfer whose state's deadline has passed
+        (once per state entered) and publish it; the number escalated. Safe to run again
+        and from several gateways: the step's request id is derived from the state entered,
+        and the document's revision check makes one writer win."""
+        if not self.flow.deadlines:
+            return 0
+        now = self._clock()
+        waiting = {d.state for d in self.flow.deadlines}
+        escalated = 0
+        for transfer in await self.every(TransferQuery(page_size=MAX_PAGE_SIZE)):
+            if transfer.state in waiting and needs_escalation(self.flow, transfer, now) is not None:
+                escalated += await self._escalate(transfer.transfer_id)
+        return escalated
+
+    async def _escalate(self, transfer_id: str) -> int:
+        for _ in range(MAX_WRITE_TRIES):
+            transfer, revision = await self._load(transfer_id)
+            now = self._clock()
+            deadline = needs_escalation(self.flow, transfer, now)
+            if deadline is None:
+                return 0  # acted on, or escalated by another gateway, meanwhile
+            changed = with_step(transfer, escalation_step(transfer, deadline, now))
+            try:
+                await self._documents.put(document_key(transfer_id), transfer_to_doc(changed), revision)
+            except RevisionMismatch:
+                continue
+            await self._tell(changed, len(changed.steps) - 1)
+            log.info("transfer escalated", transfer_id=transfer_id, state=transfer.state, to=deadline.escalate_to)
+            return 1
+        return 0
+
+    # ---- the outbox ----
+
+    async def relay_untold(self) -> int:
+        """Publish the events of every step not yet marked told, in step order, then mark the
+        transfer (the document is the outbox, this the relay). A step whose caller saw
+        UNAVAILABLE for its publish and never retried is told here; a step already told by
+        its call is sent again and dropped by the stream (same event id, inside its 10-minute
+        duplicate window). The number of events published."""
+        if self._events is None:
+            return 0
+        published = 0
+        for transfer in await self.every(TransferQuery(page_size=MAX_PAGE_SIZE)):
+            if transfer.told < len(transfer.steps):
+                published += await self._relay(self._events, transfer.transfer_id)
+        return published
+
+    async def _relay(self, events: TransferEventSink, transfer_id: str) -> int:
+        transfer, revision = await self._load(transfer_id)
+        untold = range(transfer.told, len(transfer.steps))
+        for index in untold:  # in order; a failure leaves the mark where it was: the next round resends
+            await events.publish(step_event(transfer, index))
+        told = replace(transfer, told=len(transfer.steps))
+        with contextlib.suppress(RevisionMismatch):  # a step came meanwhile: the next round tells it
+            await self._documents.put(document_key(transfer_id), transfer_to_doc(told), revision)
+        return len(untold)
 
     async def _tell(self, transfer: Transfer, index: int) -> None:
         """Publish the step's business event, after the step is recorded: a crash in between

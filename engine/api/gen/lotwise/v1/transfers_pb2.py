@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alotwise/v1/transfers.proto\x12\nlotwise.v1\"8\n\x0cTransferLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0e\n\x06lot_id\x18\x03 \x01(\t\"\x9b\x01\n\x15\x43reateTransferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x11\n\tfrom_site\x18\x03 \x01(\t\x12\x0f\n\x07to_site\x18\x04 \x01(\t\x12\'\n\x05lines\x18\x05 \x03(\x0b\x32\x18.lotwise.v1.TransferLine\x12\x0c\n\x04note\x18\x06 \x01(\t\"N\n\x15TransferActionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"N\n\x13ShipTransferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0e\n\x06\x65ta_ms\x18\x03 \x01(\x03\"L\n\x0bReceiptLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x61maged_qty\x18\x04 \x01(\x03\"x\n\x16ReceiveTransferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12&\n\x05lines\x18\x03 \x03(\x0b\x32\x17.lotwise.v1.ReceiptLine\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"\x94\x01\n\x0bTransferLot\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x13\n\x0bshipped_qty\x18\x03 \x01(\x03\x12\x14\n\x0creceived_qty\x18\x04 \x01(\x03\x12\x13\n\x0b\x64\x61maged_qty\x18\x05 \x01(\x03\x12\x11\n\tshort_qty\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\"m\n\x0cTransferStep\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\"Z\n\tStateTime\x12\r\n\x05state\x18\x01 \x01(\t\x12\x15\n\rentered_at_ms\x18\x02 \x01(\x03\x12\x12\n\nleft_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\"\xae\x02\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x11\n\tfrom_site\x18\x02 \x01(\t\x12\x0f\n\x07to_site\x18\x03 \x01(\t\x12\'\n\x05lines\x18\x04 \x03(\x0b\x32\x18.lotwise.v1.TransferLine\x12\r\n\x05state\x18\x05 \x01(\t\x12\x14\n\x0crequested_by\x18\x06 \x01(\t\x12\x0e\n\x06\x65ta_ms\x18\x07 \x01(\x03\x12\x0f\n\x07hold_id\x18\x08 \x01(\t\x12%\n\x04lots\x18\t \x03(\x0b\x32\x17.lotwise.v1.TransferLot\x12\'\n\x05steps\x18\n \x03(\x0b\x32\x18.lotwise.v1.TransferStep\x12*\n\x0bstate_times\x18\x0b \x03(\x0b\x32\x15.lotwise.v1.StateTime\":\n\x10TransferResponse\x12&\n\x08transfer\x18\x01 \x01(\x0b\x32\x14.lotwise.v1.Transfer\"\x8f\x01\n\x14ListTransfersRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x03 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x04 \x01(\x03\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Y\n\x15ListTransfersResponse\x12\'\n\ttransfers\x18\x01 \x03(\x0b\x32\x14.lotwise.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x9f\x05\n\tTransfers\x12Q\n\x0e\x43reateTransfer\x12!.lotwise.v1.CreateTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12R\n\x0f\x41pproveTransfer\x12!.lotwise.v1.TransferActionRequest\x1a\x1c.lotwise.v1.TransferResponse\x12Q\n\x0eRejectTransfer\x12!.lotwise.v1.TransferActionRequest\x1a\x1c.lotwise.v1.TransferResponse\x12M\n\x0cShipTransfer\x12\x1f.lotwise.v1.ShipTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12S\n\x0fReceiveTransfer\x12\".lotwise.v1.ReceiveTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12Q\n\x0e\x43\x61ncelTransfer\x12!.lotwise.v1.TransferActionRequest\x1a\x1c.lotwise.v1.TransferResponse\x12K\n\x0bGetTransfer\x12\x1e.lotwise.v1.GetTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12T\n\rListTransfers\x12 .lotwise.v1.ListTransfersRequest\x1a!.lotwise.v1.ListTransfersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alotwise/v1/transfers.proto\x12\nlotwise.v1\"L\n\x0cTransferLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x03\x12\x0e\n\x06lot_id\x18\x03 \x01(\t\x12\x12\n\nunit_value\x18\x04 \x01(\t\"\x9b\x01\n\x15\x43reateTransferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x11\n\tfrom_site\x18\x03 \x01(\t\x12\x0f\n\x07to_site\x18\x04 \x01(\t\x12\'\n\x05lines\x18\x05 \x03(\x0b\x32\x18.lotwise.v1.TransferLine\x12\x0c\n\x04note\x18\x06 \x01(\t\"N\n\x15TransferActionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"N\n\x13ShipTransferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0e\n\x06\x65ta_ms\x18\x03 \x01(\x03\"L\n\x0bReceiptLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x61maged_qty\x18\x04 \x01(\x03\"x\n\x16ReceiveTransferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12&\n\x05lines\x18\x03 \x03(\x0b\x32\x17.lotwise.v1.ReceiptLine\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"\x94\x01\n\x0bTransferLot\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x13\n\x0bshipped_qty\x18\x03 \x01(\x03\x12\x14\n\x0creceived_qty\x18\x04 \x01(\x03\x12\x13\n\x0b\x64\x61maged_qty\x18\x05 \x01(\x03\x12\x11\n\tshort_qty\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\"m\n\x0cTransferStep\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\"Z\n\tStateTime\x12\r\n\x05state\x18\x01 \x01(\t\x12\x15\n\rentered_at_ms\x18\x02 \x01(\x03\x12\x12\n\nleft_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\"\xe9\x02\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x11\n\tfrom_site\x18\x02 \x01(\t\x12\x0f\n\x07to_site\x18\x03 \x01(\t\x12\'\n\x05lines\x18\x04 \x03(\x0b\x32\x18.lotwise.v1.TransferLine\x12\r\n\x05state\x18\x05 \x01(\t\x12\x14\n\x0crequested_by\x18\x06 \x01(\t\x12\x0e\n\x06\x65ta_ms\x18\x07 \x01(\x03\x12\x0f\n\x07hold_id\x18\x08 \x01(\t\x12%\n\x04lots\x18\t \x03(\x0b\x32\x17.lotwise.v1.TransferLot\x12\'\n\x05steps\x18\n \x03(\x0b\x32\x18.lotwise.v1.TransferStep\x12*\n\x0bstate_times\x18\x0b \x03(\x0b\x32\x15.lotwise.v1.StateTime\x12\x14\n\x0corg_distance\x18\x0c \x01(\x05\x12\r\n\x05value\x18\r \x01(\t\x12\x14\n\x0c\x65scalated_to\x18\x0e \x01(\t\":\n\x10TransferResponse\x12&\n\x08transfer\x18\x01 \x01(\x0b\x32\x14.lotwise.v1.Transfer\"\x8f\x01\n\x14ListTransfersRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x03 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x04 \x01(\x03\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Y\n\x15ListTransfersResponse\x12\'\n\ttransfers\x18\x01 \x03(\x0b\x32\x14.lotwise.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x9f\x05\n\tTransfers\x12Q\n\x0e\x43reateTransfer\x12!.lotwise.v1.CreateTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12R\n\x0f\x41pproveTransfer\x12!.lotwise.v1.TransferActionRequest\x1a\x1c.lotwise.v1.TransferResponse\x12Q\n\x0eRejectTransfer\x12!.lotwise.v1.TransferActionRequest\x1a\x1c.lotwise.v1.TransferResponse\x12M\n\x0cShipTransfer\x12\x1f.lotwise.v1.ShipTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12S\n\x0fReceiveTransfer\x12\".lotwise.v1.ReceiveTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12Q\n\x0e\x43\x61ncelTransfer\x12!.lotwise.v1.TransferActionRequest\x1a\x1c.lotwise.v1.TransferResponse\x12K\n\x0bGetTransfer\x12\x1e.lotwise.v1.GetTransferRequest\x1a\x1c.lotwise.v1.TransferResponse\x12T\n\rListTransfers\x12 .lotwise.v1.ListTransfersRequest\x1a!.lotwise.v1.ListTransfersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,33 +32,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lotwise.v1.transfers_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRANSFERLINE']._serialized_start=42
-  _globals['_TRANSFERLINE']._serialized_end=98
-  _globals['_CREATETRANSFERREQUEST']._serialized_start=101
-  _globals['_CREATETRANSFERREQUEST']._serialized_end=256
-  _globals['_TRANSFERACTIONREQUEST']._serialized_start=258
-  _globals['_TRANSFERACTIONREQUEST']._serialized_end=336
-  _globals['_SHIPTRANSFERREQUEST']._serialized_start=338
-  _globals['_SHIPTRANSFERREQUEST']._serialized_end=416
-  _globals['_RECEIPTLINE']._serialized_start=418
-  _globals['_RECEIPTLINE']._serialized_end=494
-  _globals['_RECEIVETRANSFERREQUEST']._serialized_start=496
-  _globals['_RECEIVETRANSFERREQUEST']._serialized_end=616
-  _globals['_GETTRANSFERREQUEST']._serialized_start=618
-  _globals['_GETTRANSFERREQUEST']._serialized_end=659
-  _globals['_TRANSFERLOT']._serialized_start=662
-  _globals['_TRANSFERLOT']._serialized_end=810
-  _globals['_TRANSFERSTEP']._serialized_start=812
-  _globals['_TRANSFERSTEP']._serialized_end=921
-  _globals['_STATETIME']._serialized_start=923
-  _globals['_STATETIME']._serialized_end=1013
-  _globals['_TRANSFER']._serialized_start=1016
-  _globals['_TRANSFER']._serialized_end=1318
-  _globals['_TRANSFERRESPONSE']._serialized_start=1320
-  _globals['_TRANSFERRESPONSE']._serialized_end=1378
-  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1381
-  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1524
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1526
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1615
-  _globals['_TRANSFERS']._serialized_start=1618
-  _globals['_TRANSFERS']._serialized_end=2289
+  _globals['_TRANSFERLINE']._serialized_end=118
+  _globals['_CREATETRANSFERREQUEST']._serialized_start=121
+  _globals['_CREATETRANSFERREQUEST']._serialized_end=276
+  _globals['_TRANSFERACTIONREQUEST']._serialized_start=278
+  _globals['_TRANSFERACTIONREQUEST']._serialized_end=356
+  _globals['_SHIPTRANSFERREQUEST']._serialized_start=358
+  _globals['_SHIPTRANSFERREQUEST']._serialized_end=436
+  _globals['_RECEIPTLINE']._serialized_start=438
+  _globals['_RECEIPTLINE']._serialized_end=514
+  _globals['_RECEIVETRANSFERREQUEST']._serialized_start=516
+  _globals['_RECEIVETRANSFERREQUEST']._serialized_end=636
+  _globals['_GETTRANSFERREQUEST']._serialized_start=638
+  _globals['_GETTRANSFERREQUEST']._serialized_end=679
+  _globals['_TRANSFERLOT']._serialized_start=682
+  _globals['_TRANSFERLOT']._serialized_end=830
+  _globals['_TRANSFERSTEP']._serialized_start=832
+  _globals['_TRANSFERSTEP']._serialized_end=941
+  _globals['_STATETIME']._serialized_start=943
+  _globals['_STATETIME']._serialized_end=1033
+  _globals['_TRANSFER']._serialized_start=1036
+  _globals['_TRANSFER']._serialized_end=1397
+  _globals['_TRANSFERRESPONSE']._serialized_start=1399
+  _globals['_TRANSFERRESPONSE']._serialized_end=1457
+  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1460
+  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1603
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1605
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1694
+  _globals['_TRANSFERS']._serialized_start=1697
+  _globals['_TRANSFERS']._serialized_end=2368
 # @@protoc_insertion_point(module_scope)

@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TransferLine(_message.Message):
-    __slots__ = ("sku", "qty", "lot_id")
+    __slots__ = ("sku", "qty", "lot_id", "unit_value")
     SKU_FIELD_NUMBER: _ClassVar[int]
     QTY_FIELD_NUMBER: _ClassVar[int]
     LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_VALUE_FIELD_NUMBER: _ClassVar[int]
     sku: str
     qty: int
     lot_id: str
-    def __init__(self, sku: _Optional[str] = ..., qty: _Optional[int] = ..., lot_id: _Optional[str] = ...) -> None: ...
+    unit_value: str
+    def __init__(self, sku: _Optional[str] = ..., qty: _Optional[int] = ..., lot_id: _Optional[str] = ..., unit_value: _Optional[str] = ...) -> None: ...
 
 class CreateTransferRequest(_message.Message):
     __slots__ = ("request_id", "transfer_id", "from_site", "to_site", "lines", "note")
@@ -129,7 +131,7 @@ class StateTime(_message.Message):
     def __init__(self, state: _Optional[str] = ..., entered_at_ms: _Optional[int] = ..., left_at_ms: _Optional[int] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
 class Transfer(_message.Message):
-    __slots__ = ("transfer_id", "from_site", "to_site", "lines", "state", "requested_by", "eta_ms", "hold_id", "lots", "steps", "state_times")
+    __slots__ = ("transfer_id", "from_site", "to_site", "lines", "state", "requested_by", "eta_ms", "hold_id", "lots", "steps", "state_times", "org_distance", "value", "escalated_to")
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_SITE_FIELD_NUMBER: _ClassVar[int]
     TO_SITE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +143,9 @@ class Transfer(_message.Message):
     LOTS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STATE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    ORG_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_TO_FIELD_NUMBER: _ClassVar[int]
     transfer_id: str
     from_site: str
     to_site: str
@@ -152,7 +157,10 @@ class Transfer(_message.Message):
     lots: _containers.RepeatedCompositeFieldContainer[TransferLot]
     steps: _containers.RepeatedCompositeFieldContainer[TransferStep]
     state_times: _containers.RepeatedCompositeFieldContainer[StateTime]
-    def __init__(self, transfer_id: _Optional[str] = ..., from_site: _Optional[str] = ..., to_site: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[TransferLine, _Mapping]]] = ..., state: _Optional[str] = ..., requested_by: _Optional[str] = ..., eta_ms: _Optional[int] = ..., hold_id: _Optional[str] = ..., lots: _Optional[_Iterable[_Union[TransferLot, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[TransferStep, _Mapping]]] = ..., state_times: _Optional[_Iterable[_Union[StateTime, _Mapping]]] = ...) -> None: ...
+    org_distance: int
+    value: str
+    escalated_to: str
+    def __init__(self, transfer_id: _Optional[str] = ..., from_site: _Optional[str] = ..., to_site: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[TransferLine, _Mapping]]] = ..., state: _Optional[str] = ..., requested_by: _Optional[str] = ..., eta_ms: _Optional[int] = ..., hold_id: _Optional[str] = ..., lots: _Optional[_Iterable[_Union[TransferLot, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[TransferStep, _Mapping]]] = ..., state_times: _Optional[_Iterable[_Union[StateTime, _Mapping]]] = ..., org_distance: _Optional[int] = ..., value: _Optional[str] = ..., escalated_to: _Optional[str] = ...) -> None: ...
 
 class TransferResponse(_message.Message):
     __slots__ = ("transfer",)
