@@ -188,7 +188,7 @@ def _random_event(
     cost = f"{rnd.randint(1, 99_999) / 100:.2f}"
     money = EventFinance("CNY", cost, f"{rnd.randint(1, 99_999) / 100:.2f}", rnd.choice(("0", "0.13")))
     if what == "out" and have:
-        qty = min(qty, have)
+        qty = min(rnd.randint(1, 60), have)  # outs outweigh ins: stock (and open layers) stay bounded
         dest = rnd.choice(("@customer", "@customer", "@scrap", "@count_variance", "@transit"))
         doc = f"D{n % 97}?to={rnd.choice(('E1', 'W1'))}" + ("&flow=gift&tax=deemed_sale" if rnd.random() < 0.05 else "")
         on_hand[key] = have - qty
