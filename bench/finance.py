@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import multiprocessing
 import os
 import random
 import statistics
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -40,6 +42,7 @@ from adapters.clickhouse.store import chdb_dsn
 from adapters.nats.follower import FollowerConfig, JournalFollower
 from adapters.nats.journal import (
     JetStreamJournal,
+    JournalConfig,
     NatsLink,
     engine_journal_config,
     ensure_stream,
@@ -209,13 +212,48 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def run(tmp: Path, rate: float, seconds: float, batch: int) -> int:
+def _bench_journal(url: str, namespace: str) -> JournalConfig:
+    # A shared, loaded machine: the writer waits for its appends rather than failing the run.
+    return dataclasses.replace(
+        engine_journal_config(namespace, url, client_name="lotwise-bench"), max_bytes=GiB, ack_timeout_s=30.0
+    )
+
+
+def _writer_main(url: str, namespace: str, batch: int, rate: float, batches: int, position: int, out: Any) -> None:
+    """The writer process: the same Writer (its seed replayed to continue its numbering)."""
+
+    async def write() -> float:
+        link = NatsLink(_bench_journal(url, namespace))
+        await link.connect()
+        journal, writer = JetStreamJournal(link), Writer(batch)
+        writer.seed()
+        at = position
+        started = time.perf_counter()
+        for i in range(batches):
+            at = await journal.append(writer.next(), at)
+            await asyncio.sleep(max(0.0, started + (i + 1) * batch / rate - time.perf_counter()))
+        wrote_s = time.perf_counter() - started
+        await link.close()
+        return wrote_s
+
+    out.put(asyncio.run(write()))
+
+
+async def _write_elsewhere(url: str, namespace: str, batch: int, rate: float, batches: int, position: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_writer_main, args=(url, namespace, batch, rate, batches, position, out))
+    proc.start()
+    wrote_s = await asyncio.to_thread(out.get, True, 600)
+    await asyncio.to_thread(proc.join, 60)
+    return float(wrote_s)
+
+
+async def run(tmp: Path, rate: float, seconds: float, batch: int, separate: bool = False) -> int:
     nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=tmp / "nats", max_file_store_bytes=4 * GiB))
     await nats.start()
     namespace = f"bench-finance-{uuid.uuid4().hex[:6]}"
-    config = dataclasses.replace(
-        engine_journal_config(namespace, nats.url, client_name="lotwise-bench"), max_bytes=GiB, ack_timeout_s=30.0
-    )  # a shared, loaded machine: the writer waits for its appends rather than failing the run
+    config = _bench_journal(nats.url, namespace)
     link = NatsLink(config)
     store = await open_finance_store(FinanceStoreConfig(chdb_dsn(tmp / "chdb"), namespace.replace("-", "_")))
     try:
@@ -238,11 +276,14 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int) -> int:
         follower.delays_s.clear()
         vouchers0, cpu0 = feed.counters.vouchers, time.process_time()
         batches = max(1, round(rate * seconds / batch))
-        started = time.perf_counter()
-        for i in range(batches):
-            position = await journal.append(writer.next(), position)
-            await asyncio.sleep(max(0.0, started + (i + 1) * batch / rate - time.perf_counter()))
-        wrote_s = time.perf_counter() - started
+        if separate:  # the writer in a process of its own, as the shards are in the engine
+            wrote_s = await _write_elsewhere(nats.url, namespace, batch, rate, batches, position)
+        else:
+            started = time.perf_counter()
+            for i in range(batches):
+                position = await journal.append(writer.next(), position)
+                await asyncio.sleep(max(0.0, started + (i + 1) * batch / rate - time.perf_counter()))
+            wrote_s = time.perf_counter() - started
         try:
             await follower.wait_caught_up(timeout_s=60, poll_s=0.05)
         except Exception as exc:  # fell behind for good
@@ -257,7 +298,8 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int) -> int:
             f"({batches:,} journal batches of {batch}, {wrote_s:.1f} s): "
             f"voucher lag p50 {1000 * statistics.median(delays):.0f} ms, p99 {1000 * pct(delays, 0.99):.0f} ms, "
             f"max {1000 * max(delays):.0f} ms; {feed.counters.vouchers - vouchers0:,} vouchers; "
-            f"{1000 * cpu_s / movements:.2f} CPU-s per 1,000 movements in this process (writer included); "
+            f"{1000 * cpu_s / movements:.2f} CPU-s per 1,000 movements in this process "
+            f"({'the follower alone' if separate else 'writer included'}); "
             f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
         )
         await follower.stop()
@@ -274,6 +316,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20, help="how long to write")
     parser.add_argument("--batch", type=int, default=50, help="movements per journal batch")
     parser.add_argument(
+        "--writer-process", action="store_true", help="write the journal from a process of its own (as shards do)"
+    )
+    parser.add_argument(
         "--balance-check", type=int, default=0, help="instead: the pure ledger over N random movements (no servers)"
     )
     args = parser.parse_args(argv)
@@ -282,7 +327,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.rate <= 50_000 or not 0 < args.seconds <= 300 or not 1 <= args.batch <= 1_000:
         parser.error("--rate in (0, 50000], --seconds in (0, 300], --batch in [1, 1000]")
     with tempfile.TemporaryDirectory(prefix="lotwise-finance-bench-") as tmp:
-        return await run(Path(tmp), args.rate, args.seconds, args.batch)
+        return await run(Path(tmp), args.rate, args.seconds, args.batch, args.writer_process)
 
 
 if __name__ == "__main__":

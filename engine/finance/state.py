@@ -7,7 +7,7 @@ position are skipped and the rest apply exactly once. Decimals travel as strings
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
@@ -151,11 +151,22 @@ def load_ledger(ledger: Ledger, doc: dict[str, Any]) -> None:
 
 
 def voucher_to_doc(v: Voucher) -> dict[str, Any]:
-    doc = asdict(v)
+    """By hand rather than dataclasses.asdict (which deep-copies every value): this runs
+    for every voucher the follower stores."""
+    doc = {name: getattr(v, name) for name in _VOUCHER_SCALARS}
     doc["format"] = VOUCHER_FORMAT
-    for line in doc["lines"]:
-        line["debit"], line["credit"] = text(line["debit"]), text(line["credit"])
+    doc["lines"] = [
+        {**{name: getattr(ln, name) for name in _LINE_FIELDS}, "debit": text(ln.debit), "credit": text(ln.credit)}
+        for ln in v.lines
+    ]
+    doc["sources"] = [{**{n: getattr(s, n) for n in _SOURCE_FIELDS}, "layer_ids": list(s.layer_ids)} for s in v.sources]
+    doc["notes"] = [{"author": n.author, "at_ms": n.at_ms, "text": n.text} for n in v.notes]
     return doc
+
+
+_VOUCHER_SCALARS = tuple(f.name for f in fields(Voucher) if f.name not in ("lines", "sources", "notes"))
+_LINE_FIELDS = tuple(f.name for f in fields(Line))
+_SOURCE_FIELDS = tuple(f.name for f in fields(Source) if f.name != "layer_ids")
 
 
 def voucher_from_doc(doc: dict[str, Any]) -> Voucher:
