@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     replenish_service_level: float = Field(0.95, ge=0.5, lt=1.0, description="default cycle service level (z = Φ⁻¹)")
     replenish_buffer: float = Field(1.15, ge=1.0, le=3.0, description="demand multiplier for sudden orders")
     replenish_rules: Path | None = Field(None, description="replenishment rules (JSON, engine/replenish/rulesets)")
+    # finance (issue 16; engine/finance, docs/finance.md): a journal follower books vouchers
+    finance: bool = Field(True, description="cost layers and vouchers from the journal; serve lotwise.v1.Accounting")
+    finance_rules: Path | None = Field(
+        None, description="account-mapping rules (TOML); default engine/finance/rules.toml"
+    )
+    finance_ledgers: Path | None = Field(
+        None,
+        description="companies, their sites and currencies, costing per sku category (TOML); default: one CNY ledger",
+    )
+    finance_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$", description="currency of the default ledger")
 
     # security (DESIGN §13; docs/security.md)
     auth: bool = Field(

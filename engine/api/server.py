@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from engine.api.health import HealthDesks
     from engine.api.history import HistoryServicer
     from engine.domain.deadletter_desk import DeadLetterDesk
+    from engine.finance.service import FinanceDesk
     from engine.replenish.service import ReplenishService
     from engine.runtime.gateway.orgtree import OrgDesk
     from engine.runtime.gateway.transfers import TransferDesk
@@ -227,6 +228,7 @@ async def start_server(
     transfers: TransferDesk | None = None,
     replenishment: ReplenishService | None = None,
     stock_health: HealthDesks | None = None,
+    finance: FinanceDesk | None = None,
 ) -> tuple[LotwiseServer, int]:
     """Start lotwise.v1.Inventory (+ health, reflection) on host:port; port 0 picks a free one.
 
@@ -290,6 +292,14 @@ async def start_server(
         services += add_health_services(
             server, stock_health, authorizer, plain_gateway, retry_delay_ms=options.retry_delay_ms
         )
+    if finance is not None:  # lotwise.v1.Accounting (issue 16): vouchers, valuation, terms, exports
+        from engine.api.finance import AccountingServicer, FinanceGuard
+        from engine.api.gen.lotwise.v1 import finance_pb2 as fpb
+
+        accounting = AccountingServicer(
+            finance, FinanceGuard(auth.authorizer if auth else None), retry_delay_ms=options.retry_delay_ms
+        )
+        services.append(add_service(fpb, "Accounting", accounting, server))
     if history is not None:
         from engine.api.history import add_history_service
 

@@ -52,6 +52,9 @@ DEFAULT_POLICY: dict[str, object] = {
             "admin",
             "approve_transfer",
             "plan",
+            "approve_voucher",
+            "post_voucher",
+            "export_voucher",
         ],
         "reader": ["read"],
         "planner": ["read", "plan"],
@@ -59,6 +62,8 @@ DEFAULT_POLICY: dict[str, object] = {
         "site_manager": ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "approve_transfer"],
         "regional_manager": ["read", "read_cost", "approve_transfer"],
         "device": ["receive", "reserve", "move", "count"],
+        "accountant": ["read_cost", "post_voucher", "export_voucher"],  # prepares, posts, exports
+        "finance_reviewer": ["read_cost", "approve_voucher"],  # approves what others prepared
     },
     "grants": [{"group": ADMIN_GROUP, "role": "admin", "org": ""}],
 }

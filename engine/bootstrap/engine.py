@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from adapters.nats.server import EmbeddedNats
     from engine.api.server import LotwiseServer, MetricsEndpoint
     from engine.bootstrap.console import ConsoleRuntime
+    from engine.bootstrap.finance import FinanceRuntime
     from engine.bootstrap.health import HealthRuntime
     from engine.bootstrap.history import HistoryRuntime
     from engine.bootstrap.ingest import IngestRuntime
@@ -51,6 +52,7 @@ class RunningEngine:
     health: HealthRuntime | None = None  # alerts, expiry watch, reconciliation, shelf counts when on
     console_url: str = ""  # the web console, http://host:port/; "" when it is off
     http_url: str = ""  # http://host:port of the HTTP/JSON gateway (Envoy); "" when it is off
+    finance: FinanceRuntime | None = None  # the finance follower, store and desk when finance is on
 
 
 class StartPhases:
@@ -89,6 +91,7 @@ class _Parts:
     health: HealthRuntime | None = None  # alerts, expiry rules, reconciliation, shelf counts
     hooks: HealthHooks = field(default_factory=HealthHooks)  # dead letters, excursions → alerts (bound later)
     http: EnvoyGateway | None = None  # the HTTP/JSON gateway in front of the gRPC server
+    finance: FinanceRuntime | None = None
 
 
 async def start_embedded_nats(settings: Settings) -> EmbeddedNats:
@@ -229,6 +232,10 @@ async def _start_followers(settings: Settings, parts: _Parts, nats_url: str) -> 
         parts.history = await start_history_runtime(settings, nats_url)
     if settings.events:
         parts.bus = await start_bus_runtime(settings, nats_url)
+    if settings.finance:  # issue 16: vouchers at the event, off the order path
+        from engine.bootstrap.finance import start_finance
+
+        parts.finance = await start_finance(settings, nats_url)
 
 
 async def _stop(parts: _Parts) -> None:
@@ -248,6 +255,8 @@ async def _stop(parts: _Parts) -> None:
         await parts.replenish.stop()
     if parts.bus is not None:
         await parts.bus.stop()
+    if parts.finance is not None:
+        await parts.finance.stop()
     if parts.history is not None:
         await parts.history.stop()  # the sink flushes and acks what it holds
     if parts.desks is not None:
@@ -286,6 +295,11 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         from engine.bootstrap.replenish import rules_of
 
         rules_of(settings)  # and the replenishment rules file
+    if settings.finance:  # and the finance rules and ledgers
+        from engine.bootstrap.finance import finance_rules_of, finance_setup_of
+
+        finance_rules_of(settings)
+        finance_setup_of(settings)
     auth = start_auth(settings)  # keys, policy and certificates too
     credentials = server_credentials(settings)
     parts = _Parts(gateway=gateway)
@@ -311,6 +325,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             transfers=parts.desks.transfers,
             replenishment=parts.replenish.service if parts.replenish else None,
             stock_health=parts.health.desks() if parts.health else None,
+            finance=parts.finance.desk if parts.finance else None,
         )
         parts.metrics = start_metrics_http(settings.metrics_port, addr=settings.host)
         parts.phases.done("grpc")
@@ -348,6 +363,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.health,
             console_url=parts.console.url if parts.console else "",
             http_url=parts.http.url if parts.http else "",
+            finance=parts.finance,
         )
     finally:
         await _stop(parts)

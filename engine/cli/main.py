@@ -14,6 +14,7 @@
     lotwise alerts list|show|ack|close               alerts (engine/cli/alerts.py)
     lotwise reconcile submit|report|proposals|approve|reject|shelf|sweep   stock health (engine/cli/reconcile.py)
     lotwise import FILE                              bulk load skus, sites, lots (engine/cli/bulk.py)
+    lotwise finance vouchers|approve|post|export|... vouchers and their review (engine/cli/finance.py)
 
 Exit codes (one table for every command, engine/cli/common.py ExitCode): 0 ok; 1 the
 engine refused the request (the typed error is printed with its details), `up` could not
@@ -79,6 +80,7 @@ from engine.cli.common import (
 )
 from engine.cli.config import build_settings, check_can_listen, config_errors, field_label
 from engine.cli.dlq import dlq_app
+from engine.cli.finance import finance_app
 from engine.cli.history import history_app
 from engine.cli.holds import holds_app
 from engine.cli.reconcile import reconcile_app
@@ -999,3 +1001,4 @@ app.add_typer(transfers_app, name="transfers", help="Transfers between sites und
 app.command("count")(health.count)
 app.command("open")(health.open_lot)
 app.add_typer(holds_app, name="holds", help="Holds of a running engine: list them by pair, site, state and expiry.")
+app.add_typer(finance_app, name="finance", help="Vouchers at each business event: review, post, trace, value, export.")

@@ -46,6 +46,9 @@ class Action(IntFlag):
     ADMIN = 128
     APPROVE_TRANSFER = 256  # reserved for transfers (issue 13 item 2)
     PLAN = 512  # decide replenishment suggestions: accept, reject, override (issue 14)
+    APPROVE_VOUCHER = 1024  # finance: approve or reject a voucher (never one's own)
+    POST_VOUCHER = 2048  # finance: post; record supplier invoices, landed costs, baselines
+    EXPORT_VOUCHER = 4096  # finance: export posted vouchers to a ledger file
 
 
 NO_ACTIONS = Action(0)

@@ -47,6 +47,11 @@ RULES = (
         "engine.health",
         (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
     ),
+    Rule(
+        "finance-is-pure",
+        "engine.finance",
+        (*INFRASTRUCTURE, "engine.runtime", "engine.api", "engine.bootstrap", "engine.cli", "adapters"),
+    ),
     Rule("adapters-stay-below", "adapters", ("engine.api", "engine.runtime", "engine.bootstrap", "engine.cli")),
     Rule("runtime-uses-ports", "engine.runtime", ("adapters", "engine.bootstrap", "engine.cli", "engine.settings")),
     # The console is a client of the public gRPC API: it reaches the engine only through it

@@ -1,0 +1,122 @@
+"""Wiring finance (issue 16): the store (ClickHouse/chDB beside history), the finance
+follower on the journal (its own durable consumer), the desk behind lotwise.v1.Accounting
+and the posted-voucher events. `running_engine` calls `start_finance` once the journal
+exists and passes `runtime.desk` to the gRPC server; `runtime.stop()` on the way down."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from adapters.clickhouse.finance import ClickHouseFinanceStore, FinanceStoreConfig, open_finance_store
+from adapters.nats.finance_events import NatsPostedVouchers
+from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
+from adapters.nats.journal import NatsLink, engine_journal_config
+from engine.bootstrap.config import SettingsProblem
+from engine.bootstrap.history import history_config
+from engine.domain.errors import InvalidArgument
+from engine.finance.exports import default_profiles
+from engine.finance.follower import CONSUMER, DEAD_LETTER_TAG, FinanceFeed
+from engine.finance.mapping import Rules, default_rules, load_rules
+from engine.finance.service import FinanceDesk
+from engine.finance.setup import LedgerSetup, default_setup, load_setup
+from engine.settings import Settings
+
+log = structlog.get_logger("lotwise.finance")
+
+
+class FinanceMetrics:
+    """The finance follower's gauges and counters (adapters.nats.follower.FollowerMetrics)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.lag_messages = Gauge("lotwise_finance_lag_messages", "Journal messages not yet booked", registry=registry)
+        self.stream_position = Gauge("lotwise_finance_stream_position", "Last journal position", registry=registry)
+        self.acked_position = Gauge(
+            "lotwise_finance_acked_position", "Journal position booked up to", registry=registry
+        )
+        self.failures = Counter("lotwise_finance_apply_failures", "Failed finance applies", registry=registry)
+        self.dead_letters = Counter(
+            "lotwise_finance_dead_letters", "Journal messages finance dead-lettered", registry=registry
+        )
+        self.delay = Histogram(
+            "lotwise_finance_delay_seconds", "From journal append to booked", buckets=DELAY_BUCKETS_S, registry=registry
+        )
+        self.vouchers = Counter("lotwise_finance_vouchers", "Vouchers prepared by the follower", registry=registry)
+
+
+@functools.cache
+def default_finance_metrics() -> FinanceMetrics:
+    return FinanceMetrics()
+
+
+def finance_rules_of(settings: Settings) -> Rules:
+    try:
+        return load_rules(settings.finance_rules) if settings.finance_rules else default_rules()
+    except InvalidArgument as exc:
+        raise SettingsProblem("finance_rules", "; ".join(v.description for v in exc.violations)) from None
+
+
+def finance_setup_of(settings: Settings) -> LedgerSetup:
+    try:
+        return (
+            load_setup(settings.finance_ledgers)
+            if settings.finance_ledgers
+            else default_setup(settings.finance_currency)
+        )
+    except InvalidArgument as exc:
+        raise SettingsProblem(
+            "finance_ledgers", "; ".join(f"{v.field} {v.description}" for v in exc.violations)
+        ) from None
+
+
+def finance_store_config(settings: Settings) -> FinanceStoreConfig:
+    """Beside history: the same DSN (one chDB path per process), a database of its own."""
+    history = history_config(settings.data_dir, settings.namespace, settings.history_dsn)
+    return FinanceStoreConfig(dsn=history.store.dsn, database=f"{history.store.database}_finance")
+
+
+@dataclass(slots=True)
+class FinanceRuntime:
+    store: ClickHouseFinanceStore
+    feed: FinanceFeed
+    follower: JournalFollower
+    desk: FinanceDesk
+    link: NatsLink
+
+    async def stop(self) -> None:
+        await self.follower.stop()  # applies and acks what it holds
+        await self.store.close()
+        await self.link.close()
+        log.info("finance stopped")
+
+
+async def start_finance(settings: Settings, nats_url: str, registry: CollectorRegistry | None = None) -> FinanceRuntime:
+    rules, setup = finance_rules_of(settings), finance_setup_of(settings)
+    store = await open_finance_store(finance_store_config(settings))
+    journal = engine_journal_config(
+        settings.namespace, nats_url, settings.journal_replicas, client_name="lotwise-finance"
+    )
+    link = NatsLink(journal)
+    try:
+        await link.connect()
+        feed = FinanceFeed(store, setup, rules)
+        metrics = FinanceMetrics(registry) if registry is not None else default_finance_metrics()
+
+        async def count(vouchers: tuple[object, ...]) -> None:
+            metrics.vouchers.inc(len(vouchers))
+
+        feed.on_vouchers = count
+        config = FollowerConfig(consumer=CONSUMER, dead_letter_tag=DEAD_LETTER_TAG, description="Lotwise finance")
+        follower = JournalFollower(link, feed, config, metrics)
+        await follower.start()
+        posted = NatsPostedVouchers(link, settings.namespace, journal)
+        desk = FinanceDesk(store, feed, default_profiles(), posted=posted)
+    except BaseException:
+        await link.close()
+        await store.close()
+        raise
+    log.info("finance started", companies=[c.company for c in setup.companies], rules=rules.source)
+    return FinanceRuntime(store, feed, follower, desk, link)

@@ -1,0 +1,179 @@
+"""The ledgers' state and vouchers as typed, versioned JSON documents (no pickle).
+
+The finance follower checkpoints its state with the journal position it reflects; a
+restart loads it and carries on from there, so redelivered entries at or below that
+position are skipped and the rest apply exactly once. Decimals travel as strings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import fields
+from decimal import Decimal
+from typing import Any
+
+from engine.finance.costing import Layer, Method, Position
+from engine.finance.ledger import GrniRecord, Ledger, SaleRecord, TransitRecord
+from engine.finance.money import text
+from engine.finance.vouchers import Line, Note, Source, Voucher
+
+STATE_FORMAT = 1
+VOUCHER_FORMAT = 1
+
+
+def _d(value: str) -> Decimal:
+    return Decimal(value)
+
+
+def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
+    """The whole state."""
+    return _doc(ledger, ledger.positions.keys(), ledger.sales.keys(), ledger.grni.keys())
+
+
+def ledger_delta(ledger: Ledger) -> dict[str, Any]:
+    """What changed since the last delta (the dirty positions, sales and GRNI records, and
+    the open transit legs, which are few), in the shape of the whole state; clears the marks.
+    Stores keep the whole state by merging deltas (merge_state)."""
+    doc = _doc(
+        ledger,
+        [k for k in ledger.dirty_positions if k in ledger.positions],
+        [k for k in ledger.dirty_sales if k in ledger.sales],
+        [k for k in ledger.dirty_grni if k in ledger.grni],
+    )
+    ledger.dirty_positions.clear()
+    ledger.dirty_sales.clear()
+    ledger.dirty_grni.clear()
+    return doc
+
+
+def _position_key(p: dict[str, Any]) -> tuple[str, str]:
+    return (p["company"], p["sku"])
+
+
+def merge_state(base: dict[str, Any] | None, delta: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `delta`'s entries replacing those of the same key (positions by company
+    and sku, sales by company, document, sku and lot, GRNI by company and document); the
+    transit legs are the delta's."""
+    if base is None:
+        return delta
+    positions = {_position_key(p): p for p in base["positions"]}
+    positions.update({_position_key(p): p for p in delta["positions"]})
+    sales = {tuple(r[:4]): r for r in base["sales"]}
+    sales.update({tuple(r[:4]): r for r in delta["sales"]})
+    grni = {tuple(r[:2]): r for r in base["grni"]}
+    grni.update({tuple(r[:2]): r for r in delta["grni"]})
+    return {
+        "format": STATE_FORMAT,
+        "positions": list(positions.values()),
+        "sales": list(sales.values()),
+        "transit": delta["transit"],
+        "grni": list(grni.values()),
+    }
+
+
+def _doc(
+    ledger: Ledger,
+    positions: Iterable[tuple[str, str]],
+    sales: Iterable[tuple[str, str, str, str]],
+    grni: Iterable[tuple[str, str]],
+) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT,
+        "positions": [
+            {
+                "company": company,
+                "sku": sku,
+                "method": pos.method.value,
+                "currency": pos.currency,
+                "layers": [
+                    [
+                        ly.layer_id,
+                        ly.lot_id,
+                        ly.at_ms,
+                        ly.qty,
+                        text(ly.unit_cost),
+                        ly.remaining_qty,
+                        text(ly.remaining_value),
+                    ]
+                    for ly in pos.layers
+                ],
+                "avg_qty": pos.avg_qty,
+                "avg_value": text(pos.avg_value),
+                "lot_qty": pos.lot_qty,
+                "last_cost": {lot: text(c) for lot, c in pos.last_cost.items()},
+            }
+            for (company, sku), pos in ((key, ledger.positions[key]) for key in positions)
+        ],
+        "sales": [
+            [*key, r.voucher_id, r.kind, r.qty, *(text(getattr(r, f)) for f in _SALE_AMOUNTS), r.returned_qty]
+            + [text(getattr(r, f)) for f in _RETURNED]
+            + [r.doc_ref]
+            for key, r in ((key, ledger.sales[key]) for key in sales)
+        ],
+        "transit": [
+            [t.company, t.site, t.sku, t.lot_id, t.doc_key, t.voucher_id, t.qty, text(t.value), t.intercompany]
+            for t in ledger.transit
+        ],
+        "grni": [
+            [company, doc, text(ledger.grni[(company, doc)].booked), text(ledger.grni[(company, doc)].matched)]
+            for company, doc in grni
+        ],
+    }
+
+
+_SALE_AMOUNTS = ("cost", "revenue", "tax")
+_RETURNED = ("returned_cost", "returned_revenue", "returned_tax")
+
+
+def load_ledger(ledger: Ledger, doc: dict[str, Any]) -> None:
+    """Fill `ledger` (fresh, with its setup and rules) from a checkpoint document."""
+    if doc.get("format") != STATE_FORMAT:
+        raise ValueError(f"finance state format {doc.get('format')!r}: this engine reads {STATE_FORMAT}")
+    for p in doc["positions"]:
+        pos = Position(Method(p["method"]), p["currency"])
+        pos.layers = [Layer(a, b, c, d, _d(e), f, _d(g)) for a, b, c, d, e, f, g in p["layers"]]
+        pos.avg_qty, pos.avg_value = int(p["avg_qty"]), _d(p["avg_value"])
+        pos.lot_qty = {k: int(v) for k, v in p["lot_qty"].items()}
+        pos.last_cost = {k: _d(v) for k, v in p["last_cost"].items()}
+        ledger.positions[(p["company"], p["sku"])] = pos
+    for row in doc["sales"]:
+        company, sale_doc, sku, lot, vid, kind, qty, cost, revenue, tax, rq, rc, rr, rt, doc_ref = row
+        ledger.sales[(company, sale_doc, sku, lot)] = SaleRecord(
+            vid, kind, int(qty), _d(cost), _d(revenue), _d(tax), int(rq), _d(rc), _d(rr), _d(rt), doc_ref
+        )
+    ledger.transit = [
+        TransitRecord(a, b, c, d, e, f, int(g), _d(h), bool(i)) for a, b, c, d, e, f, g, h, i in doc["transit"]
+    ]
+    for company, receipt_doc, booked, matched in doc["grni"]:
+        ledger.grni[(company, receipt_doc)] = GrniRecord(company, _d(booked), _d(matched))
+
+
+# ---- vouchers ----
+
+
+def voucher_to_doc(v: Voucher) -> dict[str, Any]:
+    """By hand rather than dataclasses.asdict (which deep-copies every value): this runs
+    for every voucher the follower stores."""
+    doc = {name: getattr(v, name) for name in _VOUCHER_SCALARS}
+    doc["format"] = VOUCHER_FORMAT
+    doc["lines"] = [
+        {**{name: getattr(ln, name) for name in _LINE_FIELDS}, "debit": text(ln.debit), "credit": text(ln.credit)}
+        for ln in v.lines
+    ]
+    doc["sources"] = [{**{n: getattr(s, n) for n in _SOURCE_FIELDS}, "layer_ids": list(s.layer_ids)} for s in v.sources]
+    doc["notes"] = [{"author": n.author, "at_ms": n.at_ms, "text": n.text} for n in v.notes]
+    return doc
+
+
+_VOUCHER_SCALARS = tuple(f.name for f in fields(Voucher) if f.name not in ("lines", "sources", "notes"))
+_LINE_FIELDS = tuple(f.name for f in fields(Line))
+_SOURCE_FIELDS = tuple(f.name for f in fields(Source) if f.name != "layer_ids")
+
+
+def voucher_from_doc(doc: dict[str, Any]) -> Voucher:
+    if doc.get("format") != VOUCHER_FORMAT:
+        raise ValueError(f"voucher format {doc.get('format')!r}: this engine reads {VOUCHER_FORMAT}")
+    lines = tuple(Line(**{**line, "debit": _d(line["debit"]), "credit": _d(line["credit"])}) for line in doc["lines"])
+    sources = tuple(Source(**{**s, "layer_ids": tuple(s["layer_ids"])}) for s in doc["sources"])
+    notes = tuple(Note(**n) for n in doc["notes"])
+    fields = {k: v for k, v in doc.items() if k not in ("format", "lines", "sources", "notes")}
+    return Voucher(**fields, lines=lines, sources=sources, notes=notes)
