@@ -38,6 +38,11 @@ METHODS = [
     "Execute",
     "Stream",
     "ListHolds",
+    "Count",
+    "ExpireLots",
+    "ScrapOverAge",
+    "OpenLot",
+    "ApplyDeviceOps",
 ]
 
 
@@ -133,6 +138,16 @@ async def test_grpcurl_calls_every_method(ray_engine: RunningEngine) -> None:
     assert sold["sold_qty"] == "1"
     listed = await do("ListHolds", {"site": site, "states": ["HOLD_STATE_COMMITTED"]})
     assert [h["hold_id"] for h in listed["holds"]] == [f"H{tag}"]  # a one-call sale is no hold
+    count = {"request_id": f"{tag}-13", "sku": sku, "site": site, "bin": "A/1", "source": "COUNT_SOURCE_RFID"}
+    counted_lots = (await do("Count", {**count, "lines": [{"lot_id": "L1", "qty": "8"}]}))["lots"]
+    assert [(c["lot_id"], c["counted_qty"]) for c in counted_lots] == [("L1", "8")]
+    opened = await do("OpenLot", {"request_id": f"{tag}-14", "sku": sku, "site": site, "lot_id": "L1"})
+    assert opened["lot_id"] == "L1"
+    await do("ScrapOverAge", {"request_id": f"{tag}-15", "sku": sku, "site": site})  # none over age: nothing
+    await do("ExpireLots", {"request_id": f"{tag}-16", "sku": sku, "site": site})  # none expired: nothing
+    used = {"request_id": f"{tag}-17", "sku": sku, "site": site, "qty": "1"}
+    device = {"device_id": f"pos-{tag}", "ops": [{"seq": "1", "at_ms": "1700000000000", "consume": used}]}
+    assert [r["seq"] for r in (await do("ApplyDeviceOps", device))["results"]] == ["1"]
     assert called == set(METHODS)
 
 

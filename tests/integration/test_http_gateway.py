@@ -197,7 +197,14 @@ async def test_rest_flow_reserve_then_commit(stack: Stack) -> None:
     put = await http(
         stack.url, "PUT", "/v1/skus/STRIP", {"request_id": "p1", "sku": {"name": "Test strips"}}, token=ADMIN
     )
-    assert put.json()["sku"] == {"sku": "STRIP", "name": "Test strips", "unit": "ea", "opened_shelf_life_days": 0}
+    assert put.json()["sku"] == {
+        "sku": "STRIP",
+        "name": "Test strips",
+        "unit": "ea",
+        "opened_shelf_life_days": 0,
+        "opened_shelf_life_hours": 0,
+        "substitutes": [],
+    }
     receipt = {"request_id": "rc1", "lot_id": "L9", "qty": "6", "status": "available", "bin": "B/2"}
     received = await http(stack.url, "POST", "/v1/sites/BOS/skus/STRIP:receive", receipt, token=ADMIN)
     assert received.json() == {"lot_id": "L9", "qty": "6"}
