@@ -33,7 +33,8 @@ from engine.domain.commands import (
     Receive,
     ScrapOverAge,
 )
-from engine.domain.errors import PermissionDenied
+from engine.domain.errors import FailedPrecondition, PermissionDenied
+from engine.domain.freshness import is_freshness_expired, without_substitutes
 from engine.domain.grants import ADMIN_EVERYWHERE, NO_ACTIONS, Action, Permissions, ReadScope, narrow, resource_name
 from engine.domain.history import BalanceQuery, ExpiryQuery, MovementQuery, SeriesQuery, TurnoverQuery
 from engine.domain.hold_listing import ScanHolds
@@ -102,6 +103,17 @@ class AuthorizingGateway:
         if not perms.allows(action, site, org_path, bin_):
             raise self._authorizer.denied(principal, action, resource_name(site, bin_))
 
+    async def _screened(self, refusal: FailedPrecondition) -> FailedPrecondition:
+        """A freshness refusal names substitutes in stock at its site: only for a caller who
+        may read that site's stock (a clerk allowed to reserve on one shelf may not)."""
+        principal = PRINCIPAL.get()
+        if not is_freshness_expired(refusal) or principal is None or principal.permissions is None:
+            return refusal
+        site = refusal.metadata.get("site", "")
+        perms = principal.permissions
+        org_path = await self.site_orgs.org_of(site) if perms.orgs else ""
+        return refusal if perms.allows(Action.READ, site, org_path) else without_substitutes(refusal)
+
     def _require_global(self, action: Action, resource: str) -> None:
         principal = PRINCIPAL.get()
         if principal is None or principal.permissions is None or principal.permissions.allows_global(action):
@@ -147,7 +159,10 @@ class AuthorizingGateway:
 
     async def execute(self, cmd: CellMutation, deadline: float | None = None) -> Any:
         await self._authorize(cmd)
-        return await self._inner.execute(cmd, deadline)
+        try:
+            return await self._inner.execute(cmd, deadline)
+        except FailedPrecondition as refusal:
+            raise await self._screened(refusal) from None
 
     async def _authorize(self, cmd: CellMutation) -> None:
         match cmd:
@@ -191,9 +206,12 @@ class AuthorizingGateway:
     ) -> HoldSummary:
         for line in lines:
             await self._require(Action.RESERVE, line.site, line.line.bin_prefix or None)
-        summary: HoldSummary = await self._inner.reserve(
-            request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance=finance
-        )
+        try:
+            summary: HoldSummary = await self._inner.reserve(
+                request_id, hold_id, lines, ttl_ms, doc_ref, deadline, finance=finance
+            )
+        except FailedPrecondition as refusal:
+            raise await self._screened(refusal) from None
         return summary
 
     async def sell(
@@ -207,7 +225,10 @@ class AuthorizingGateway:
     ) -> HoldSummary:
         for line in lines:
             await self._require(Action.RESERVE, line.site, line.line.bin_prefix or None)
-        summary: HoldSummary = await self._inner.sell(request_id, lines, doc_ref, deadline, finance=finance)
+        try:
+            summary: HoldSummary = await self._inner.sell(request_id, lines, doc_ref, deadline, finance=finance)
+        except FailedPrecondition as refusal:
+            raise await self._screened(refusal) from None
         return summary
 
     async def _require_hold(self, hold_id: str, action: Action) -> None:

@@ -47,6 +47,15 @@ def with_substitutes(error: FailedPrecondition, substitutes: Sequence[tuple[str,
     return FailedPrecondition(error.reason, message, {**error.metadata, "substitutes": listed})
 
 
+def without_substitutes(error: FailedPrecondition) -> FailedPrecondition:
+    """The refusal for a caller who may not read the site's stock: which other skus are in
+    stock there, and how many, is stock information like any other (DESIGN §13)."""
+    listed = error.metadata.get("substitutes", "")
+    suffix = f"; substitutes in stock: {listed}" if listed else "; no substitute in stock"
+    message = error.message.removesuffix(suffix) + "; substitutes not shown (no read grant at this site)"
+    return FailedPrecondition(error.reason, message, {**error.metadata, "substitutes": ""})
+
+
 def parse_substitutes(text: str) -> list[tuple[str, int]]:
     """`with_substitutes`' metadata back to (sku, available) pairs (clients, CLI)."""
     out: list[tuple[str, int]] = []

@@ -554,7 +554,8 @@ async def test_wms_events_over_nats_ship_and_receive_the_transfer_they_name(
         out["lines"] = [{"sku": "GLU", "qty": 30}]
         await js.publish(subject, json.dumps(out).encode())
         await ingest.consumer.wait_idle(timeout_s=30)
-        assert (await desk.get("W1")).state == "shipped"
+        letters = await ingest.dead_letters.list(limit=10)
+        assert (await desk.get("W1")).state == "shipped", (letters, await ingest.consumer.lag())
         assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (30, 0)}
         arrive = {"event_id": "wms-in-1", "type": "transfer_in", "site": "BOS", "transfer_id": "W1"}
         arrive["lines"] = [{"sku": "GLU", "lot": "L-early", "qty": 30}]
