@@ -13,23 +13,21 @@ UNAVAILABLE simply calls again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 import grpc
 
-from engine.api.errors import from_rpc_error
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
 from engine.api.history import DIMENSION_TO_PB
+from engine.api.service_client import DEFAULT_TIMEOUT_S, ServiceClient
 from engine.domain.history import HistoryDimension
 
 _Resp = TypeVar("_Resp")
 
-DEFAULT_TIMEOUT_S = 10.0
 
-
-class HistoryClient:
+class HistoryClient(ServiceClient):
     """lotwise.v1.History over a grpc.aio channel it does not own (e.g. LotwiseClient.channel)."""
 
     def __init__(
@@ -39,11 +37,8 @@ class HistoryClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be > 0")
+        super().__init__(channel, timeout_s=timeout_s, metadata=metadata)
         self._stub = hpb_grpc.HistoryStub(channel)
-        self._timeout_s = timeout_s
-        self._metadata = tuple(metadata)
 
     async def balance_as_of(
         self,
@@ -138,9 +133,3 @@ class HistoryClient:
 
     async def sink_status(self) -> hpb.GetSinkStatusResponse:
         return await self._call(self._stub.GetSinkStatus, hpb.GetSinkStatusRequest())
-
-    async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any) -> _Resp:
-        try:
-            return await method(request, timeout=self._timeout_s, metadata=self._metadata)
-        except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from err

@@ -23,16 +23,16 @@ import grpc
 from engine.api.errors import from_rpc_error
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
+from engine.api.service_client import DEFAULT_TIMEOUT_S, ServiceClient
 from engine.domain.transfer_flow import ReceiptLine, TransferLine
 
 _Resp = TypeVar("_Resp")
 
-DEFAULT_TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 4  # a step answered UNAVAILABLE is sent again (same id) at most this often in all
 BACKOFF_S = (0.05, 0.2, 0.5)  # before the 2nd, 3rd and 4th attempt, ±50 % jitter
 
 
-class TransfersClient:
+class TransfersClient(ServiceClient):
     """lotwise.v1.Transfers over a grpc.aio channel it does not own (e.g. LotwiseClient.channel)."""
 
     def __init__(
@@ -42,11 +42,8 @@ class TransfersClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be > 0")
+        super().__init__(channel, timeout_s=timeout_s, metadata=metadata)
         self._stub = tpb_grpc.TransfersStub(channel)
-        self._timeout_s = timeout_s
-        self._metadata = tuple(metadata)
 
     async def create(
         self,
