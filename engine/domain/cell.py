@@ -850,7 +850,11 @@ class Cell:
         self, rows: list[SliceRow], group_by: tuple[Dimension, ...], filt: SliceFilter
     ) -> list[SliceRow]:
         """What ran out still answers, at qty 0 with when (issue 15 item 7): per lot when
-        grouped by lot, else the pair as a whole once it has no quant left."""
+        grouped by lot, else the pair as a whole once it has no quant left. Only in views
+        grouped by the lot's own dimensions (or not at all): a lot that ran out has no
+        status, owner or bin left, and a row naming none would read as one more slice."""
+        if not set(group_by) <= _LOT_DIMS:
+            return rows
         zeroed = self.ledger.zeroed
         if Dimension.LOT in group_by:
             for lot_id, since in zeroed.items():

@@ -58,6 +58,17 @@ class Opened:
 OpenJournal = Callable[..., Awaitable[Opened]]
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
+    """A server of this module's own: its journals use the default subjects
+    (`lotwise.journal.>`), which overlap the namespaced journals (`lotwise.journal.<tag>.>`)
+    that engine tests leave on the session's server, and JetStream refuses overlapping streams."""
+    server = EmbeddedNats(server_config_for_tests(tmp_path_factory.mktemp("nats-journal")))
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def open_journal(nats_server: EmbeddedNats) -> AsyncIterator[OpenJournal]:
     """Connects journals to the session's server (options by keyword); closes them after."""
