@@ -25,6 +25,8 @@ from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
 from engine.api.gen.lotwise.v1 import identity_pb2_grpc as ipb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
+from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 
 _Resp = TypeVar("_Resp", bound=Message)
 
@@ -96,6 +98,7 @@ class EngineApi:
         self.history = hpb_grpc.HistoryStub(channel)
         self.admin = apb_grpc.AdminStub(channel)
         self.identity = ipb_grpc.IdentityStub(channel)
+        self.transfers = tpb_grpc.TransfersStub(channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -143,6 +146,13 @@ class EngineApi:
 
     async def replay_dead_letters(self, token: str, seqs: list[int]) -> apb.ReplayDeadLettersResponse:
         return await self.call(self.admin.ReplayDeadLetters, apb.ReplayDeadLettersRequest(seqs=seqs), token)
+
+    async def list_transfers(self, token: str, request: tpb.ListTransfersRequest) -> tpb.ListTransfersResponse:
+        return await self.call(self.transfers.ListTransfers, request, token)
+
+    async def decide_transfer(self, token: str, approve: bool, request: tpb.TransferActionRequest) -> tpb.Transfer:
+        method = self.transfers.ApproveTransfer if approve else self.transfers.RejectTransfer
+        return (await self.call(method, request, token)).transfer
 
 
 def channel_to(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:

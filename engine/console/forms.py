@@ -315,6 +315,31 @@ def parse_charts(params: Mapping[str, str]) -> ChartsForm:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TransfersForm:
+    site: str
+    state: str
+    page_token: str
+
+
+def parse_transfers(params: Mapping[str, str]) -> TransfersForm:
+    state = _one(params, "state", limit=128)
+    if state and not _ID.match(state):
+        raise FormProblem("state", f"{state!r} is not a state name")
+    return TransfersForm(_id(params, "site"), state, _one(params, "page", limit=300))
+
+
+def parse_decision(form: Mapping[str, str]) -> tuple[str, bool, str]:
+    """(transfer id, approve?, note) from an approve/reject form."""
+    transfer_id = _id(form, "transfer_id")
+    if not transfer_id:
+        raise FormProblem("transfer_id", "name the transfer")
+    decision = _one(form, "decision", limit=16)
+    if decision not in ("approve", "reject"):
+        raise FormProblem("decision", "must be approve or reject")
+    return transfer_id, decision == "approve", _one(form, "note", limit=1024)
+
+
 def parse_seq(raw: str, name: str = "seq") -> int:
     """A dead letter's seq (≥ 1)."""
     try:
