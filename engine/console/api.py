@@ -19,6 +19,8 @@ from google.rpc import error_details_pb2, status_pb2
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
+from engine.api.gen.lotwise.v1 import alerts_pb2 as lpb
+from engine.api.gen.lotwise.v1 import alerts_pb2_grpc as lpb_grpc
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
 from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
@@ -99,6 +101,7 @@ class EngineApi:
         self.admin = apb_grpc.AdminStub(channel)
         self.identity = ipb_grpc.IdentityStub(channel)
         self.transfers = tpb_grpc.TransfersStub(channel)
+        self.alerts = lpb_grpc.AlertsStub(channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -149,6 +152,13 @@ class EngineApi:
 
     async def list_transfers(self, token: str, request: tpb.ListTransfersRequest) -> tpb.ListTransfersResponse:
         return await self.call(self.transfers.ListTransfers, request, token)
+
+    async def list_alerts(self, token: str, request: lpb.ListAlertsRequest) -> lpb.ListAlertsResponse:
+        return await self.call(self.alerts.ListAlerts, request, token)
+
+    async def act_on_alert(self, token: str, close: bool, request: lpb.AlertActionRequest) -> lpb.Alert:
+        method = self.alerts.CloseAlert if close else self.alerts.AcknowledgeAlert
+        return (await self.call(method, request, token)).alert
 
     async def decide_transfer(self, token: str, approve: bool, request: tpb.TransferActionRequest) -> tpb.Transfer:
         method = self.transfers.ApproveTransfer if approve else self.transfers.RejectTransfer

@@ -35,7 +35,7 @@ from engine.console.security import (
     set_lang_cookie,
     set_token_cookie,
 )
-from engine.console.views import charts, deadletters, history, stock, transfers
+from engine.console.views import alerts, charts, deadletters, history, stock, transfers
 
 log = structlog.get_logger("lotwise.console")
 STATIC = Path(__file__).parent / "static"
@@ -187,6 +187,8 @@ def _routes(console: Console) -> list[Route | Mount]:
         Route("/history/asof", bind(history.as_of_fragment)),
         Route("/history/trace", bind(history.trace_page)),
         Route("/charts", bind(charts.charts_page)),
+        Route("/alerts", bind(alerts.list_page), methods=["GET"]),
+        Route("/alerts/act", bind(alerts.act), methods=["POST"]),
         Route("/transfers", bind(transfers.list_page), methods=["GET"]),
         Route("/transfers/decide", bind(transfers.decide), methods=["POST"]),
         Route("/deadletters", bind(deadletters.list_page), methods=["GET"]),

@@ -340,6 +340,37 @@ def parse_decision(form: Mapping[str, str]) -> tuple[str, bool, str]:
     return transfer_id, decision == "approve", _one(form, "note", limit=1024)
 
 
+ALERT_STATES = ("", "opened", "acknowledged", "closed")
+ALERT_KINDS = ("", "discrepancy", "dead_letter", "temperature", "reconciliation", "near_expiry", "expired", "freshness")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsForm:
+    state: str
+    kind: str
+    site: str
+
+
+def parse_alerts(params: Mapping[str, str]) -> AlertsForm:
+    state, kind = _one(params, "state", limit=32), _one(params, "kind", limit=32)
+    if state not in ALERT_STATES:
+        raise FormProblem("state", f"{state!r} is not one of {', '.join(s for s in ALERT_STATES if s)}")
+    if kind not in ALERT_KINDS:
+        raise FormProblem("kind", f"{kind!r} is not one of {', '.join(k for k in ALERT_KINDS if k)}")
+    return AlertsForm(state, kind, _id(params, "site"))
+
+
+def parse_alert_action(form: Mapping[str, str]) -> tuple[str, bool, str]:
+    """(alert id, close?, note) from an acknowledge/close form."""
+    alert_id = _one(form, "alert_id", limit=200)
+    if not alert_id or not _ID.match(alert_id):
+        raise FormProblem("alert_id", "name the alert")
+    action = _one(form, "action", limit=16)
+    if action not in ("acknowledge", "close"):
+        raise FormProblem("action", "must be acknowledge or close")
+    return alert_id, action == "close", _one(form, "note", limit=1024)
+
+
 def parse_seq(raw: str, name: str = "seq") -> int:
     """A dead letter's seq (≥ 1)."""
     try:
