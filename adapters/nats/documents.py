@@ -38,9 +38,11 @@ def engine_documents_config(namespace: str, nats_url: str, replicas: int = 1) ->
 
 
 class JetStreamDocuments:
-    def __init__(self, link: NatsLink, kv: KeyValue) -> None:
+    def __init__(self, link: NatsLink, kv: KeyValue, bucket: str) -> None:
         self._link = link
         self._kv = kv
+        self._stream = f"KV_{bucket}"  # JetStream's own naming of a bucket's stream and subjects
+        self._subject_prefix = f"$KV.{bucket}."
 
     async def get(self, key: str) -> Stored | None:
         try:
@@ -67,18 +69,15 @@ class JetStreamDocuments:
             raise
 
     async def keys(self, prefix: str) -> list[str]:
-        # A watcher on `<prefix>>` filters on the server (KeyValue.keys would read every
-        # key of the bucket and match substrings); deleted documents are skipped.
-        pattern = f"{prefix}>" if prefix.endswith(".") else ">"
-        watcher = await self._kv.watch(pattern, ignore_deletes=True, meta_only=True)
-        found: list[str] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                found.append(entry.key)
-        finally:
-            await watcher.stop()
+        # The bucket's stream knows every subject it holds: ask it, filtered on the server
+        # (`$KV.<bucket>.<prefix>>`). A key watcher's "that is all for now" marker was seen to
+        # come before every stored key had been delivered under load, and a listing must
+        # never miss a document. Documents are never deleted, so every subject is a live key.
+        _, js = await self._link.client()
+        pattern = f"{self._subject_prefix}{prefix}>" if prefix.endswith(".") else f"{self._subject_prefix}>"
+        info = await js.stream_info(self._stream, subjects_filter=pattern)
+        subjects = info.state.subjects or {}
+        found = (subject.removeprefix(self._subject_prefix) for subject in subjects)
         return sorted(k for k in found if k.startswith(prefix))
 
     async def close(self) -> None:
@@ -104,4 +103,4 @@ async def connect_documents(config: DocumentsConfig) -> JetStreamDocuments:
     except Exception as exc:
         await link.close()
         raise JournalUnavailable(f"cannot set up the document bucket on {config.url}: {exc}") from exc
-    return JetStreamDocuments(link, kv)
+    return JetStreamDocuments(link, kv, config.bucket)

@@ -35,6 +35,7 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("engine/console/i18n.py", "available"): "a label key: the available quantity column",
     ("engine/console/i18n.py", "expired"): "a label key: a lot's days left, shown when they ran out",
     ("engine/console/views/charts.py", "expired"): "the label of the bar of lots whose days left ran out",
+    ("engine/console/forms.py", "expired"): "an alert kind in the alerts panel's filter (a lot past its expiry)",
     ("engine/cli/transfers.py", "damaged"): "a receipt's damaged quantity (`damaged=` on --line, a lot's column)",
     ("engine/health/alerts.py", "expired"): "an alert kind: a lot past its expiry (its status comes from the rules)",
 }
