@@ -41,7 +41,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,13 @@ import orjson
 import structlog
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.codec import decode_entry
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
+from adapters.nats.pull import consumer_positions
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, TransferEvent, business_events
 from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
 
@@ -70,6 +71,7 @@ JSON, AVRO = "json", "avro"
 FORMATS = (JSON, AVRO)  # the order an event's formats are published in
 CONTENT_TYPES = {JSON: "application/json", AVRO: "avro/binary"}
 
+ERR_PERSIST_MODE_FIXED = 10052  # update_stream: a stream's persist mode cannot change
 H_CONTENT_TYPE = "Content-Type"
 H_EVENT_ID = "Lotwise-Event-Id"
 H_EVENT_KIND = "Lotwise-Event-Kind"
@@ -259,6 +261,14 @@ class BusConfig:
     # The stream is a copy the journal can always derive again (derive_events; or reset
     # the `lotwise-bus` consumer), so it may forget its oldest events: discard OLD, bounded
     # by age and size, and never stops the publisher for lack of room.
+    # No fsync per event (the journal keeps `sync_interval: always`): a single-replica events
+    # stream persists asynchronously (nats-server ≥ 2.12, ADR-56), so storing an event costs
+    # nats-server no fsync and the journal's fsyncs, on the order path, do not queue behind
+    # the events'. What a crash of nats-server or the machine loses of the newest events is
+    # published again from the journal when the bus starts (EventBusPublisher.start: the
+    # rewind). False: fsync every event as the journal does (bench/README.md, "Followers
+    # that cost little").
+    async_persist: bool = True
     max_age_s: float = 7 * DAY_S
     max_bytes: int = 2 * GiB  # ~1.5 KiB per event in both formats: about 1.4 million events
     max_msg_size: int = 64 * KiB  # one event is well under 2 KiB
@@ -372,6 +382,8 @@ def events_stream_config(config: BusConfig) -> api.StreamConfig:
         duplicate_window=config.duplicate_window_s,
         allow_direct=True,  # consumers may get single events by sequence cheaply
         allow_rollup_hdrs=False,
+        # Replicated streams have no asynchronous mode (ADR-56): they keep the server's sync.
+        persist_mode=api.PersistMode.ASYNC if config.async_persist and config.replicas == 1 else None,
     )
 
 
@@ -615,15 +627,43 @@ class EventBusSink:
         self.config = config
         self.metrics = metrics
         self._mark: tuple[int, int, int] = (0, 0, -1)  # the newest event the events stream holds
+        self._ever_stored = False  # the events stream has stored an event at some time (open)
+        self._rewound = False  # the follower was rewound (lost_from): skip what the stream holds
         self._inbox = AckInbox()
         self.published_events = 0  # PubAcks, every format counted
 
     async def open(self) -> None:
         """Make sure the events stream exists and learn the newest event it holds."""
         _, js = await self._link.client()
-        await ensure_stream(js, events_stream_config(self.config))
+        wanted = events_stream_config(self.config)
+        try:
+            await ensure_stream(js, wanted)
+        except APIError as exc:
+            if exc.err_code != ERR_PERSIST_MODE_FIXED:
+                raise
+            # A stream made before asynchronous persistence keeps its mode (JetStream cannot
+            # change it); deleting the events stream makes it anew (EVENTS.md, "Replay").
+            known = (await js.stream_info(self.config.stream)).config.persist_mode
+            log.warning("events stream keeps its persistence mode", events=self.config.stream, mode=str(known))
+            await ensure_stream(js, replace(wanted, persist_mode=known))
         self._mark = await _stored_mark(js, self.config.stream)
+        self._ever_stored = int((await js.stream_info(self.config.stream)).state.last_seq or 0) > 0
         log.info("event bus sink open", events=self.config.stream, mark=self._mark)
+
+    def lost_from(self, acked_position: int) -> int:
+        """The journal position to derive events again from, because the events stream
+        may have lost its newest ones (0: nothing to do). `acked_position` is the bus's ack
+        floor on the journal: every event up to it was confirmed once, but an asynchronously
+        persisted stream loses what it had not flushed when nats-server or the machine
+        crashed. From the newest stored event's journal message on, everything is derived
+        again; events up to that one are skipped (`_outgoing`), so nothing is stored twice.
+        A stream whose events all aged out (it stored some once) has lost nothing."""
+        if self._mark[0] > 0:
+            lost_from = self._mark[0] if acked_position > self._mark[0] else 0
+        else:
+            lost_from = 1 if acked_position > 0 and not self._ever_stored else 0
+        self._rewound = lost_from > 0
+        return lost_from
 
     async def apply(self, entries: tuple[FollowedEntry, ...]) -> None:
         outs = self._outgoing(entries)
@@ -645,9 +685,10 @@ class EventBusSink:
                 raise EntryRejected(
                     followed.position, f"cannot derive business events: {type(exc).__name__}: {exc}"
                 ) from exc
-            if followed.redelivered:
-                # A previous attempt may have published some or all of its events: those up
-                # to the stream's newest are skipped (publish order = mark order).
+            if followed.redelivered or (self._rewound and fresh and fresh[0].mark <= self._mark):
+                # A previous attempt may have published some or all of its events (a
+                # redelivery, or a rewind after a crash: lost_from): those up to the stream's
+                # newest are skipped (publish order = mark order).
                 kept = [o for o in fresh if o.mark > self._mark]
                 self.metrics.skipped.inc(len(fresh) - len(kept))
                 fresh = kept
@@ -709,8 +750,22 @@ class EventBusPublisher(JournalFollower):
         return self.events.published_events
 
     async def start(self) -> None:
-        """The events stream first (and where it is), then the follower."""
+        """The events stream first (and where it is), then the follower: rewound when the
+        events stream lost events it had confirmed (EventBusSink.lost_from)."""
         await self.events.open()
+        with contextlib.suppress(NotFoundError):  # no consumer yet: it starts from the first message
+            acked = (
+                await consumer_positions(self._link, self.stream, self.consumer, self._journal.api_timeout_s)
+            ).acked_position
+            lost_from = self.events.lost_from(acked)
+            if lost_from:
+                log.warning(
+                    "events derived again from the journal",
+                    events=self.events.config.stream,
+                    from_position=lost_from,
+                    acked=acked,
+                )
+                self.rewind_to(lost_from)
         await super().start()
 
 

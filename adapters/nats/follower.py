@@ -52,7 +52,7 @@ from typing import Protocol
 import nats.errors
 import structlog
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -223,6 +223,7 @@ class JournalFollower:
         self.acked_messages = 0
         self.pulls = 0  # fetch requests made (each one a wake-up and a round trip)
         self._drained = True  # the last pull took everything the journal had for us
+        self._start_seq = 0  # > 0: the next start follows from this journal position (rewind_to)
 
     @property
     def stream(self) -> str:
@@ -247,11 +248,36 @@ class JournalFollower:
         except NotFoundError:  # the shards have not written yet: create it as they would
             await ensure_stream(js, journal_stream_config(self._journal))
         await ensure_stream(js, self._dead_letter_config())
-        await js.add_consumer(self.stream, config=self._consumer_config(), timeout=self._journal.api_timeout_s)
+        await self._ensure_consumer(js)
         await self._pull.get()
         self._stopping.clear()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.sink.name}:{self.stream}")
         log.info("journal follower started", sink=self.sink.name, stream=self.stream, consumer=self.consumer)
+
+    def rewind_to(self, stream_seq: int) -> None:
+        """Before `start`: follow from journal position `stream_seq` on, whatever the
+        consumer had acknowledged. For a sink whose store lost its newest output (a crash
+        of a store that persists asynchronously): it gets those entries again, not flagged
+        `redelivered`, and must skip what it holds already."""
+        if stream_seq <= 0:
+            raise ValueError("rewind_to needs a journal position ≥ 1")
+        self._start_seq = stream_seq
+
+    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+        """Create the durable consumer, or bring it to this config. A rewound consumer is
+        made again from its position; an existing one keeps where it was told to start
+        (JetStream cannot change a consumer's deliver policy)."""
+        config, timeout = self._consumer_config(), self._journal.api_timeout_s
+        if self._start_seq:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(self.stream, self.consumer)
+            config = replace(config, deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._start_seq)
+            self._start_seq = 0
+        else:
+            with contextlib.suppress(NotFoundError):
+                known = (await js.consumer_info(self.stream, self.consumer, timeout=timeout)).config
+                config = replace(config, deliver_policy=known.deliver_policy, opt_start_seq=known.opt_start_seq)
+        await js.add_consumer(self.stream, config=config, timeout=timeout)
 
     async def stop(self) -> None:
         """Stop fetching, apply and ack what is held (bounded by stop_timeout_s; what does

@@ -230,6 +230,61 @@ async def test_a_crashed_publisher_is_replaced_with_no_gap_and_no_duplicate(rig:
     await third.stop()
 
 
+async def test_the_events_stream_persists_without_fsync_and_a_lost_tail_is_published_again(rig: Rig) -> None:
+    """The events stream is asynchronously persisted (no fsync per event): a crash of
+    nats-server or the machine may lose its newest events after the bus acknowledged their
+    journal messages. The next publisher sees that the stream is behind its ack floor and
+    derives those events again from the journal: in order, none missing, none twice."""
+    await rig.write_batches("s1", 1, 6)
+    first = rig.publisher()
+    await first.start()
+    await first.wait_caught_up(timeout_s=20)
+    await first.stop()
+    _, js = await rig.link.client()
+    assert (await js.stream_info(rig.bus_config.stream)).config.persist_mode == api.PersistMode.ASYNC
+    whole = await rig.stored()
+    assert len(whole) == 24  # 6 batches × 2 movements × 2 formats
+
+    # What a crash leaves: the events stream holds only the events of the first two
+    # journal messages and half of the third's, while the bus's consumer acked all six.
+    await js.delete_stream(rig.bus_config.stream)
+    await ensure_stream(js, events_stream_config(rig.bus_config))
+    for subject, headers, data, _ in whole[:10]:
+        await js.publish(subject, data, headers=headers)
+    second = rig.publisher()
+    await second.start()
+    await second.wait_caught_up(timeout_s=20)
+    again = await rig.stored()
+    assert [(h["Lotwise-Event-Id"], h["Content-Type"], d) for _, h, d, _ in again] == [
+        (h["Lotwise-Event-Id"], h["Content-Type"], d) for _, h, d, _ in whole
+    ]
+    assert second.metrics.skipped._value.get() == 2  # the third message's events the stream held
+    # A restart with nothing lost rewinds nothing.
+    await second.stop()
+    third = rig.publisher()
+    await third.start()
+    await rig.write_batches("s1", 7, 1)
+    await third.wait_caught_up(timeout_s=20)
+    assert len(await rig.stored()) == 28
+    assert third.metrics.skipped._value.get() == 0
+    await third.stop()
+
+
+async def test_an_events_stream_made_with_fsync_keeps_its_mode(rig: Rig) -> None:
+    """JetStream cannot change a stream's persist mode: a stream made before asynchronous
+    persistence stays as it is (the bus starts and publishes), until it is deleted."""
+    _, js = await rig.link.client()
+    synced = dataclasses.replace(rig.bus_config, async_persist=False)
+    await ensure_stream(js, events_stream_config(synced))
+    await rig.write_batches("s1", 1, 1)
+    publisher = rig.publisher()
+    await publisher.start()
+    await publisher.wait_caught_up(timeout_s=20)
+    assert len(await rig.stored()) == 4
+    assert (await js.stream_info(rig.bus_config.stream)).config.persist_mode in (None, api.PersistMode.DEFAULT)
+    await publisher.stop()
+
+
 async def test_an_undecodable_journal_message_is_dead_lettered_and_later_ones_flow(rig: Rig) -> None:
     publisher = rig.publisher()
     await publisher.start()
