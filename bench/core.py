@@ -540,8 +540,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         journal=args.journal,
         data_dir=data_dir,
         log_level="warning",
-        **followers_settings(_followers(args.followers)),
-    )
+    ).model_copy(update=followers_settings(_followers(args.followers)))
     started_at = dt.datetime.now(dt.UTC)
 
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs gRPC or Ray threads
