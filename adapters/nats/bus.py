@@ -759,8 +759,9 @@ class EventBusPublisher(JournalFollower):
             ).acked_position
             lost_from = self.events.lost_from(acked)
             if lost_from:
-                log.warning(
-                    "events derived again from the journal",
+                # Also after journal messages with no movements (nothing to store): cheap, so info.
+                log.info(
+                    "events stream behind the bus's journal position: deriving again from there",
                     events=self.events.config.stream,
                     from_position=lost_from,
                     acked=acked,
