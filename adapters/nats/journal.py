@@ -647,7 +647,7 @@ class JetStreamSnapshotStore:
         snapshot, stops recovery with the shard and the position it was taken at."""
         where = f"{self.bucket}/{shard}"
         try:
-            state = decode_state(blob)
+            state = decode_state(blob, deferred_window=True)
         except UnsupportedFormat as exc:
             raise UnreadableFormat.at(where, position, shard, exc) from exc
         except ValueError as exc:

@@ -48,7 +48,7 @@ from adapters.nats.codec import SCHEMA_DIR
 from adapters.nats.codec import schema_path as journal_schema_path
 from adapters.nats.records import cell_out, shard_in, shard_out
 from engine.domain.formats import UnsupportedFormat
-from engine.domain.state import CellState, ShardState
+from engine.domain.state import CellState, ShardState, window_of
 
 FORMAT = "shard snapshot"
 AVRO_TAG = b"LWSA"  # version 1: all Avro
@@ -109,6 +109,8 @@ def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Ite
     keys: list[list[columns.TableKey | None]] = []
     rest_cells: list[CellState] = []
     turn = _Turns(budget_s)
+    if any(cell.deferred is not None for cell in state.cells):  # a decoded state, written again
+        state = replace(state, cells=tuple(map(window_of, state.cells)))
     for cell in state.cells:  # which window entries go to tables: µs per entry
         cell_keys = [columns.table_key(r) for r in cell.remembered]
         keys.append(cell_keys)
@@ -183,6 +185,7 @@ def _rest_cell(cell: CellState, keys: list[columns.TableKey | None]) -> CellStat
 def encode_avro(state: ShardState, version: int = 1) -> bytes:
     """An all-Avro (`LWSA`) snapshot in Avro schema `version`: what releases before snapshot
     version 2 wrote (1; tests, samples), or the same layout with today's types (2)."""
+    state = replace(state, cells=tuple(map(window_of, state.cells)))
     out = io.BytesIO()
     record = {"format_version": version, "shard": state.name, **shard_out(state)}
     fastavro.schemaless_writer(out, schema(version), record)
@@ -225,9 +228,10 @@ def _without_cells(state: ShardState) -> ShardState:
 _DAMAGE = (EOFError, KeyError, TypeError, IndexError, UnicodeDecodeError, OverflowError, ValueError, RuntimeError)
 
 
-def decode_state(data: bytes) -> ShardState:
+def decode_state(data: bytes, deferred_window: bool = False) -> ShardState:
     """Raise UnsupportedFormat for a tag or version this release cannot read, ValueError
-    for a damaged snapshot."""
+    for a damaged snapshot. `deferred_window`: the idempotency windows the columns hold
+    stay encoded (CellState.deferred; a recovering shard: most are never asked for again)."""
     tag = data[: len(TAG)]
     if tag == LEGACY_TAG:
         return legacy.shard_from_pickle(data[len(LEGACY_TAG) :])
@@ -244,7 +248,7 @@ def decode_state(data: bytes) -> ShardState:
     try:
         if tag == AVRO_TAG:
             return _decode_avro(body)
-        return _decode_columnar(body)
+        return _decode_columnar(body, deferred_window)
     except RuntimeError as exc:  # a StopIteration inside a generator: a table ran short
         raise ValueError(f"undecodable snapshot: {exc}") from None
     except _DAMAGE as exc:
@@ -261,13 +265,13 @@ def _decode_avro(body: bytes | memoryview) -> ShardState:
     return shard_in(record["shard"], record)
 
 
-def _decode_columnar(body: bytes) -> ShardState:
+def _decode_columnar(body: bytes, deferred_window: bool = False) -> ShardState:
     reader = columns.Reader(body, _VERSION.size)
     rest = _decode_avro(reader.take(reader.u32()))
     rest_cells = iter(rest.cells)
     cells: list[CellState] = []
     for _ in range(reader.u32()):
-        cells.extend(columns.read_block(reader, rest_cells))
+        cells.extend(columns.read_block(reader, rest_cells, deferred_window))
     if next(rest_cells, None) is not None or reader.at != len(body):
         raise ValueError("the columns and the rest hold different cells, or bytes are left over")
     return replace(rest, cells=tuple(cells))
