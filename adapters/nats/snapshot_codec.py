@@ -111,12 +111,14 @@ def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Ite
     turn = _Turns(budget_s)
     if any(cell.deferred is not None for cell in state.cells):  # a decoded state, written again
         state = replace(state, cells=tuple(map(window_of, state.cells)))
-    for cell in state.cells:  # which window entries go to tables: µs per entry
+    blocker = _Blocker()
+    for cell in state.cells:  # which window entries go to tables, and the blocks: µs per entry
         cell_keys = [columns.table_key(r) for r in cell.remembered]
         keys.append(cell_keys)
+        blocker.add(cell, cell_keys)
         if turn.over():
             yield b""
-    blocks = _blocks(state, keys)
+    blocks = blocker.done()
     for cell, cell_keys in zip(state.cells, keys, strict=True):
         rest_cells.append(_rest_cell(cell, cell_keys))
         if turn.over():
@@ -136,6 +138,33 @@ def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Ite
     yield crc.to_bytes(4, "big")
 
 
+class PartsReader(io.BufferedIOBase):
+    """An encoded snapshot's pieces read as one stream (what the object store's `put`
+    reads its chunks from): no `b"".join` of the whole — at 10⁶ quants a copy of ~90 MB in
+    one go, which stopped the shard for tens of ms. Read from one thread at a time."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        super().__init__()
+        self._parts = [memoryview(p) for p in parts if p]
+        self._next, self._offset = 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(out) and self._next < len(self._parts):
+            part = self._parts[self._next]
+            n = min(len(out) - filled, len(part) - self._offset)
+            out[filled : filled + n] = part[self._offset : self._offset + n]
+            filled += n
+            self._offset += n
+            if self._offset == len(part):
+                self._next, self._offset = self._next + 1, 0
+        return filled
+
+
 class _Turns:
     """Says when about `budget_s` seconds of work have passed since it last said so."""
 
@@ -150,26 +179,35 @@ class _Turns:
         return True
 
 
-def _blocks(state: ShardState, keys: list[list[columns.TableKey | None]]) -> list[tuple[int, int]]:
-    """Consecutive cells in blocks of about BLOCK_QUANTS quants and window entries; a
-    window entry whose table would be a block's 256th stays in the rest (keys edited)."""
-    out: list[tuple[int, int]] = []
-    first, size, seen = 0, 0, set[columns.TableKey]()
-    for i, cell in enumerate(state.cells):
-        if size >= columns.BLOCK_QUANTS:
-            out.append((first, i))
-            first, size, seen = i, 0, set()
-        size += len(cell.quants) + len(cell.remembered)
-        cell_keys = keys[i]
+class _Blocker:
+    """Cuts consecutive cells into blocks of about BLOCK_QUANTS quants and window entries,
+    a cell at a time (the caller serves between cells: a pass over 10⁶ entries at once was a
+    stall of its own); a window entry whose table would be a block's 256th stays in the
+    rest (its key set to None in place)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[int, int]] = []
+        self.first, self.size, self.at = 0, 0, 0
+        self.seen: set[columns.TableKey] = set()
+
+    def add(self, cell: CellState, cell_keys: list[columns.TableKey | None]) -> None:
+        if self.size >= columns.BLOCK_QUANTS:
+            self.blocks.append((self.first, self.at))
+            self.first, self.size, self.seen = self.at, 0, set()
+        self.size += len(cell.quants) + len(cell.remembered)
+        seen = self.seen
         for j, key in enumerate(cell_keys):
             if key is not None and key not in seen:
                 if len(seen) == 255:
                     cell_keys[j] = None
                 else:
                     seen.add(key)
-    if first < len(state.cells):
-        out.append((first, len(state.cells)))
-    return out
+        self.at += 1
+
+    def done(self) -> list[tuple[int, int]]:
+        if self.first < self.at:
+            self.blocks.append((self.first, self.at))
+        return self.blocks
 
 
 def _rest_cell(cell: CellState, keys: list[columns.TableKey | None]) -> CellState:
