@@ -62,8 +62,9 @@ def schema(version: int = SCHEMA_VERSION) -> Any:
     return fastavro.parse_schema(json.loads(schema_path(version).read_text()))
 
 
-def encode_entry(entry: JournalEntry) -> bytes:
-    receipts = receipt_columns.encode(entry.ops, entry.movements)  # None: not receipts only
+def encode_entry(entry: JournalEntry, columns: bool = True) -> bytes:
+    """`columns=False`: records even for receipts only (as v4 wrote them; benches, tests)."""
+    receipts = receipt_columns.encode(entry.ops, entry.movements) if columns else None  # None: records
     record = {
         "schema_version": SCHEMA_VERSION,
         "shard": entry.shard,
