@@ -157,16 +157,15 @@ async def measure(quants: int, workdir: Path, replay: bool = True) -> dict[str, 
         await fill(writer, quants)
         fill_s = time.perf_counter() - t
         batches = writer.batch_seq
-        await writer.stop(snapshot_grace_s=0)
-
         replay_s, replayed_quants, replay_cpu_s = float("nan"), quants, float("nan")
         if replay:
+            await writer.stop(snapshot_grace_s=0)
             replay_s, replayed_quants, replay_cpu_s = await timed_recovery("s", connect)
+            writer = ShardHost("s", backend=connect, sweep_interval_ms=0)
+            await writer.start()
         assert replayed_quants == quants, (replayed_quants, quants)
 
-        writer = ShardHost("s", backend=connect, sweep_interval_ms=0)
-        await writer.start()
-        t = time.perf_counter()
+        t = time.perf_counter()  # without --no-replay, by the host the replay recovered
         await writer.snapshot_now()
         snapshot_save_s = time.perf_counter() - t
         await writer.stop(snapshot_grace_s=0)
