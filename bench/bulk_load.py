@@ -19,6 +19,16 @@ Ray, nats-server), this process's CPU per lot, and with --up the followers' lag:
 journal messages the history sink and the event bus had not acknowledged during the run,
 and how long after the import's end they took to catch up. With --target the server's
 CPU is not measured (it may be many processes); the import itself is the same.
+
+    .venv/bin/python -m bench.bulk_load --shard-only 102400 --rounds 3
+
+--shard-only N: no server, no client — a shard's own work per bulk receipt in this
+process: N receipts in ReceiveBulk ops of RECEIVE_BULK_MAX applied to a ShardCore and
+each op's journal entry encoded, two ways interleaved round by round on fresh cores:
+"records" (the journal entry as Avro records, CPython's young-collection threshold of 700:
+the engine before journal v5) and "columns" (journal v5's receipt columns, the shard
+host's threshold, engine.runtime.host.YOUNG_THRESHOLD). CPU µs per receipt, and the size
+of the entries.
 """
 
 from __future__ import annotations
@@ -308,6 +318,62 @@ def run_before(ref: str, argv: list[str]) -> None:
     print("after: this checkout", flush=True)
 
 
+def shard_only(receipts: int, rounds: int) -> None:
+    """The shard's CPU per bulk receipt: apply + journal encode, records vs columns."""
+    import gc
+
+    from adapters.nats.codec import encode_entry
+    from engine.domain.catalog import Site, Sku
+    from engine.domain.commands import Receive
+    from engine.domain.ports import JournalEntry
+    from engine.domain.shard import RECEIVE_BULK_MAX, PutSite, PutSku, ReceiveBulk, ShardCore, journaled
+    from engine.runtime.host import YOUNG_THRESHOLD
+
+    def op(first: int) -> ReceiveBulk:
+        rows = range(first, min(first + RECEIVE_BULK_MAX, receipts))
+        return ReceiveBulk(
+            tuple(
+                Receive(
+                    f"r{i}",
+                    f"sku-{i % 200}",
+                    f"site-{i // 200 % 10}",
+                    f"L{i}",
+                    10,
+                    f"A/{i % 97:02d}",
+                    "available",
+                    expires_at_ms=1_900_000_000_000 + i,
+                )
+                for i in rows
+            )
+        )
+
+    ops = [op(first) for first in range(0, receipts, RECEIVE_BULK_MAX)]
+    saved = gc.get_threshold()
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    print("| round | way | CPU µs/receipt | journal bytes/receipt |\n|---:|---|---:|---:|")
+    try:
+        for n in range(1, rounds + 1):
+            for way, columns, young in (("records", False, 700), ("columns", True, YOUNG_THRESHOLD)):
+                core = ShardCore("s")
+                core.apply_batch([PutSku(Sku(f"sku-{i}")) for i in range(200)], 0)
+                core.apply_batch([PutSite(Site(f"site-{i}")) for i in range(10)], 0)
+                core.drain()
+                gc.collect()
+                gc.set_threshold(young, saved[1], saved[2])
+                size, started = 0, time.process_time()
+                for seq, bulk in enumerate(ops, start=1):
+                    core.apply_batch([bulk], 1_000)
+                    entry = JournalEntry("s", seq, 1_000, tuple(journaled(bulk)), tuple(core.drain()))
+                    size += len(encode_entry(entry, columns=columns))
+                cpu = time.process_time() - started
+                gc.set_threshold(*saved)
+                print(f"| {n} | {way} | {cpu / receipts * 1e6:.1f} | {size / receipts:.0f} |", flush=True)
+                del core
+    finally:
+        gc.set_threshold(*saved)
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lots", default="10000,100000", help="lots per file, comma-separated")
@@ -316,7 +382,12 @@ def main() -> None:
     parser.add_argument("--up", action="store_true", help="start `lotwise up` (its defaults) for the run")
     parser.add_argument("--followers-off", action="store_true", help="with --up: history, events, ingestion off")
     parser.add_argument("--before", metavar="GIT_REF", help="first run the same bench over the engine at GIT_REF")
+    parser.add_argument("--shard-only", type=int, metavar="N", help="only a shard's own work for N receipts")
+    parser.add_argument("--rounds", type=int, default=3, help="with --shard-only: rounds of each way")
     args = parser.parse_args()
+    if args.shard_only:
+        shard_only(args.shard_only, args.rounds)
+        return
     if args.before:
         run_before(args.before, [a for a in sys.argv[1:] if a not in ("--before", args.before)])
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -12,7 +12,16 @@ measures, each on a fresh host process-state:
 - snapshot+tail: a snapshot, then 10% more batches journaled after it, which recovery replays.
 
 No Ray is involved: this is the shard's own work, which is what a restarted actor does.
-Writes bench/results/<date>/recovery/{recovery.json,recovery.md}.
+Writes bench/results/<date>/recovery/{recovery.json,recovery.md}. `--no-replay` skips the
+replay (minutes at 10⁶ quants).
+
+    scripts/in-netns .venv/bin/python -m bench.recovery --quants 1000000 --decode-only 3
+
+`--decode-only N`: no journal; the snapshot of a filled core (bench.snapshot's) decoded and
+imported in this process N times each way, interleaved — the window built into records
+(`decode_state(blob)`, what recovery did before) and left encoded
+(`decode_state(blob, deferred_window=True)`, what it does now) — CPU seconds each, the
+collector held as the host holds it.
 """
 
 from __future__ import annotations
@@ -94,7 +103,36 @@ async def timed_recovery(name: str, connect: Any) -> tuple[float, int, float]:
     return seconds, quants, cpu
 
 
-async def measure(quants: int, workdir: Path) -> dict[str, Any]:
+def decode_rounds(quants: int, rounds: int) -> dict[str, Any]:
+    """CPU s of decode + import of one snapshot, eager and deferred window, interleaved."""
+    import gc
+
+    from adapters.nats.snapshot_codec import decode_state, encode_state
+    from bench.snapshot import filled_core
+    from engine.domain.shard import ShardCore
+    from engine.runtime.host import collector_held
+
+    blob = encode_state(filled_core(quants).export_state())
+    gc.collect()
+    cpu: dict[str, list[float]] = {"eager": [], "deferred": []}
+    for _ in range(rounds):
+        for way, times in cpu.items():
+            with collector_held():
+                started = time.process_time()
+                core = ShardCore.from_state(decode_state(blob, deferred_window=way == "deferred"))
+                times.append(time.process_time() - started)
+            del core
+            gc.collect()
+    return {
+        "quants": quants,
+        "snapshot_mb": round(len(blob) / 2**20, 1),
+        "load_average": load_average(),
+        **{f"{way}_cpu_s": [round(x, 2) for x in xs] for way, xs in cpu.items()},
+        **{f"{way}_cpu_s_min": round(min(xs), 2) for way, xs in cpu.items()},
+    }
+
+
+async def measure(quants: int, workdir: Path, replay: bool = True) -> dict[str, Any]:
     nats = EmbeddedNats(EmbeddedNatsConfig(data_dir=workdir / f"nats-{quants}"))
     await nats.start()
     config = JournalConfig(
@@ -119,14 +157,15 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
         await fill(writer, quants)
         fill_s = time.perf_counter() - t
         batches = writer.batch_seq
-        await writer.stop(snapshot_grace_s=0)
-
-        replay_s, replayed_quants, replay_cpu_s = await timed_recovery("s", connect)
+        replay_s, replayed_quants, replay_cpu_s = float("nan"), quants, float("nan")
+        if replay:
+            await writer.stop(snapshot_grace_s=0)
+            replay_s, replayed_quants, replay_cpu_s = await timed_recovery("s", connect)
+            writer = ShardHost("s", backend=connect, sweep_interval_ms=0)
+            await writer.start()
         assert replayed_quants == quants, (replayed_quants, quants)
 
-        writer = ShardHost("s", backend=connect, sweep_interval_ms=0)
-        await writer.start()
-        t = time.perf_counter()
+        t = time.perf_counter()  # without --no-replay, by the host the replay recovered
         await writer.snapshot_now()
         snapshot_save_s = time.perf_counter() - t
         await writer.stop(snapshot_grace_s=0)
@@ -147,7 +186,7 @@ async def measure(quants: int, workdir: Path) -> dict[str, Any]:
             "fill_s": round(fill_s, 2),
             "fill_quants_per_s": round(quants / fill_s),
             "recover_replay_s": round(replay_s, 2),
-            "replay_quants_per_s": round(quants / replay_s),
+            "replay_quants_per_s": round(quants / replay_s) if replay else 0,
             "snapshot_save_s": round(snapshot_save_s, 2),
             "recover_snapshot_s": round(snapshot_s, 2),
             "recover_snapshot_plus_tail_s": round(tail_s, 2),
@@ -208,11 +247,17 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quants", type=_sizes, default=[10_000, 100_000, 1_000_000], help="comma-separated sizes")
     parser.add_argument("--out", type=Path, default=Path("bench/results") / dt.date.today().isoformat() / "recovery")
+    parser.add_argument("--no-replay", action="store_true", help="skip the recovery by replay")
+    parser.add_argument("--decode-only", type=int, default=0, metavar="N", help="N rounds in process, no journal")
     args = parser.parse_args(argv)
+    if args.decode_only:
+        for size in args.quants:
+            print(json.dumps(decode_rounds(size, args.decode_only)), flush=True)
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="lotwise-recovery-") as tmp:
         for size in args.quants:
-            row = await measure(size, Path(tmp))
+            row = await measure(size, Path(tmp), replay=not args.no_replay)
             print(json.dumps(row))
             rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)

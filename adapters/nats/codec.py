@@ -24,7 +24,10 @@ an allowlist (adapters/nats/legacy.py); 4 (journal_batch.avsc) adds the cell com
 Count, ExpireLots, ScrapOverAge, OpenLot and FreezeStock (ops, and remembered commands at the end of
 their union) with their answers, `source` and `confidence` to Movement, and
 `opened_shelf_life_hours` and `substitutes` to Sku — all with defaults, so a v3 record
-needs no upcaster. Snapshots: adapters/nats/snapshot_codec.py.
+needs no upcaster; 5 (journal_batch.avsc) adds `receipts` (bytes, default empty) to the
+entry: an entry of receipts only (a bulk load's) is written as columns there
+(adapters/nats/receipt_columns.py), its `ops` and `movements` empty; decoded, it is the
+same entry. Snapshots: adapters/nats/snapshot_codec.py.
 """
 
 from __future__ import annotations
@@ -39,14 +42,14 @@ from typing import Any
 
 import fastavro
 
-from adapters.nats import legacy
+from adapters.nats import legacy, receipt_columns
 from adapters.nats.records import NS, cell_out, movement_in, movement_out, op_in, op_out
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.ports import JournalEntry
 
 FORMAT = "journal batch (Avro)"
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)  # every version ever written; a reader decodes all of them
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # every version ever written; a reader decodes all of them
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
@@ -59,14 +62,17 @@ def schema(version: int = SCHEMA_VERSION) -> Any:
     return fastavro.parse_schema(json.loads(schema_path(version).read_text()))
 
 
-def encode_entry(entry: JournalEntry) -> bytes:
+def encode_entry(entry: JournalEntry, columns: bool = True) -> bytes:
+    """`columns=False`: records even for receipts only (as v4 wrote them; benches, tests)."""
+    receipts = receipt_columns.encode(entry.ops, entry.movements) if columns else None  # None: records
     record = {
         "schema_version": SCHEMA_VERSION,
         "shard": entry.shard,
         "batch_seq": entry.batch_seq,
         "now_ms": entry.now_ms,
-        "ops": [op_out(op) for op in entry.ops],
-        "movements": [movement_out(m) for m in entry.movements],
+        "ops": [op_out(op) for op in entry.ops] if receipts is None else [],
+        "movements": [movement_out(m) for m in entry.movements] if receipts is None else [],
+        "receipts": receipts or b"",
     }
     out = io.BytesIO()
     fastavro.schemaless_writer(out, schema(), record)
@@ -93,12 +99,14 @@ def decode_entry(data: bytes) -> JournalEntry:
         if not isinstance(record, dict):
             raise TypeError(f"a journal entry decodes to a {type(record).__name__}")
         upcast = _UPCASTERS.get(version, _as_is)
+        ops = tuple(op_in(name, upcast(name, value, version)) for name, value in record["ops"])
+        movements = tuple(movement_in(m) for m in record["movements"])
+        if record.get("receipts"):  # v5 on: receipts only, as columns
+            if ops or movements:
+                raise ValueError("an entry with receipt columns and records besides")
+            ops, movements = receipt_columns.decode(record["receipts"])
         return JournalEntry(
-            shard=record["shard"],
-            batch_seq=record["batch_seq"],
-            now_ms=record["now_ms"],
-            ops=tuple(op_in(name, upcast(name, value, version)) for name, value in record["ops"]),
-            movements=tuple(movement_in(m) for m in record["movements"]),
+            shard=record["shard"], batch_seq=record["batch_seq"], now_ms=record["now_ms"], ops=ops, movements=movements
         )
     except UnsupportedFormat:
         raise

@@ -32,7 +32,7 @@ from nats.js.errors import APIError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from adapters.nats.codec import decode_entry, encode_entry
-from adapters.nats.snapshot_codec import decode_state, encode_state_parts
+from adapters.nats.snapshot_codec import PartsReader, decode_state, encode_state_parts
 from engine.domain.formats import UnreadableFormat, UnsupportedFormat
 from engine.domain.ports import JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable, Snapshot
 from engine.domain.state import ShardState
@@ -647,7 +647,7 @@ class JetStreamSnapshotStore:
         snapshot, stops recovery with the shard and the position it was taken at."""
         where = f"{self.bucket}/{shard}"
         try:
-            state = decode_state(blob)
+            state = decode_state(blob, deferred_window=True)
         except UnsupportedFormat as exc:
             raise UnreadableFormat.at(where, position, shard, exc) from exc
         except ValueError as exc:
@@ -682,14 +682,15 @@ class JetStreamSnapshotStore:
         return blob
 
 
-async def _encode_between_batches(state: ShardState) -> bytes:
+async def _encode_between_batches(state: ShardState) -> PartsReader:
     """Encoding 10⁶ quants takes seconds and holds the GIL: encode a slice at a time on the
-    shard's own loop, letting its batches run between slices."""
+    shard's own loop, letting its batches run between slices. The pieces are read as one
+    stream (the store reads a chunk at a time): never joined into one blob."""
     parts = []
     for part in encode_state_parts(state):
         parts.append(part)
         await asyncio.sleep(0)
-    return b"".join(parts)
+    return PartsReader(parts)
 
 
 class _Replaced(Exception):

@@ -48,7 +48,7 @@ from adapters.nats.codec import SCHEMA_DIR
 from adapters.nats.codec import schema_path as journal_schema_path
 from adapters.nats.records import cell_out, shard_in, shard_out
 from engine.domain.formats import UnsupportedFormat
-from engine.domain.state import CellState, ShardState
+from engine.domain.state import CellState, ShardState, window_of
 
 FORMAT = "shard snapshot"
 AVRO_TAG = b"LWSA"  # version 1: all Avro
@@ -109,12 +109,16 @@ def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Ite
     keys: list[list[columns.TableKey | None]] = []
     rest_cells: list[CellState] = []
     turn = _Turns(budget_s)
-    for cell in state.cells:  # which window entries go to tables: µs per entry
+    if any(cell.deferred is not None for cell in state.cells):  # a decoded state, written again
+        state = replace(state, cells=tuple(map(window_of, state.cells)))
+    blocker = _Blocker()
+    for cell in state.cells:  # which window entries go to tables, and the blocks: µs per entry
         cell_keys = [columns.table_key(r) for r in cell.remembered]
         keys.append(cell_keys)
+        blocker.add(cell, cell_keys)
         if turn.over():
             yield b""
-    blocks = _blocks(state, keys)
+    blocks = blocker.done()
     for cell, cell_keys in zip(state.cells, keys, strict=True):
         rest_cells.append(_rest_cell(cell, cell_keys))
         if turn.over():
@@ -134,6 +138,33 @@ def encode_state_parts(state: ShardState, budget_s: float | None = 0.002) -> Ite
     yield crc.to_bytes(4, "big")
 
 
+class PartsReader(io.BufferedIOBase):
+    """An encoded snapshot's pieces read as one stream (what the object store's `put`
+    reads its chunks from): no `b"".join` of the whole — at 10⁶ quants a copy of ~90 MB in
+    one go, which stopped the shard for tens of ms. Read from one thread at a time."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        super().__init__()
+        self._parts = [memoryview(p) for p in parts if p]
+        self._next, self._offset = 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(out) and self._next < len(self._parts):
+            part = self._parts[self._next]
+            n = min(len(out) - filled, len(part) - self._offset)
+            out[filled : filled + n] = part[self._offset : self._offset + n]
+            filled += n
+            self._offset += n
+            if self._offset == len(part):
+                self._next, self._offset = self._next + 1, 0
+        return filled
+
+
 class _Turns:
     """Says when about `budget_s` seconds of work have passed since it last said so."""
 
@@ -148,26 +179,35 @@ class _Turns:
         return True
 
 
-def _blocks(state: ShardState, keys: list[list[columns.TableKey | None]]) -> list[tuple[int, int]]:
-    """Consecutive cells in blocks of about BLOCK_QUANTS quants and window entries; a
-    window entry whose table would be a block's 256th stays in the rest (keys edited)."""
-    out: list[tuple[int, int]] = []
-    first, size, seen = 0, 0, set[columns.TableKey]()
-    for i, cell in enumerate(state.cells):
-        if size >= columns.BLOCK_QUANTS:
-            out.append((first, i))
-            first, size, seen = i, 0, set()
-        size += len(cell.quants) + len(cell.remembered)
-        cell_keys = keys[i]
+class _Blocker:
+    """Cuts consecutive cells into blocks of about BLOCK_QUANTS quants and window entries,
+    a cell at a time (the caller serves between cells: a pass over 10⁶ entries at once was a
+    stall of its own); a window entry whose table would be a block's 256th stays in the
+    rest (its key set to None in place)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[int, int]] = []
+        self.first, self.size, self.at = 0, 0, 0
+        self.seen: set[columns.TableKey] = set()
+
+    def add(self, cell: CellState, cell_keys: list[columns.TableKey | None]) -> None:
+        if self.size >= columns.BLOCK_QUANTS:
+            self.blocks.append((self.first, self.at))
+            self.first, self.size, self.seen = self.at, 0, set()
+        self.size += len(cell.quants) + len(cell.remembered)
+        seen = self.seen
         for j, key in enumerate(cell_keys):
             if key is not None and key not in seen:
                 if len(seen) == 255:
                     cell_keys[j] = None
                 else:
                     seen.add(key)
-    if first < len(state.cells):
-        out.append((first, len(state.cells)))
-    return out
+        self.at += 1
+
+    def done(self) -> list[tuple[int, int]]:
+        if self.first < self.at:
+            self.blocks.append((self.first, self.at))
+        return self.blocks
 
 
 def _rest_cell(cell: CellState, keys: list[columns.TableKey | None]) -> CellState:
@@ -183,6 +223,7 @@ def _rest_cell(cell: CellState, keys: list[columns.TableKey | None]) -> CellStat
 def encode_avro(state: ShardState, version: int = 1) -> bytes:
     """An all-Avro (`LWSA`) snapshot in Avro schema `version`: what releases before snapshot
     version 2 wrote (1; tests, samples), or the same layout with today's types (2)."""
+    state = replace(state, cells=tuple(map(window_of, state.cells)))
     out = io.BytesIO()
     record = {"format_version": version, "shard": state.name, **shard_out(state)}
     fastavro.schemaless_writer(out, schema(version), record)
@@ -225,9 +266,10 @@ def _without_cells(state: ShardState) -> ShardState:
 _DAMAGE = (EOFError, KeyError, TypeError, IndexError, UnicodeDecodeError, OverflowError, ValueError, RuntimeError)
 
 
-def decode_state(data: bytes) -> ShardState:
+def decode_state(data: bytes, deferred_window: bool = False) -> ShardState:
     """Raise UnsupportedFormat for a tag or version this release cannot read, ValueError
-    for a damaged snapshot."""
+    for a damaged snapshot. `deferred_window`: the idempotency windows the columns hold
+    stay encoded (CellState.deferred; a recovering shard: most are never asked for again)."""
     tag = data[: len(TAG)]
     if tag == LEGACY_TAG:
         return legacy.shard_from_pickle(data[len(LEGACY_TAG) :])
@@ -244,7 +286,7 @@ def decode_state(data: bytes) -> ShardState:
     try:
         if tag == AVRO_TAG:
             return _decode_avro(body)
-        return _decode_columnar(body)
+        return _decode_columnar(body, deferred_window)
     except RuntimeError as exc:  # a StopIteration inside a generator: a table ran short
         raise ValueError(f"undecodable snapshot: {exc}") from None
     except _DAMAGE as exc:
@@ -261,13 +303,13 @@ def _decode_avro(body: bytes | memoryview) -> ShardState:
     return shard_in(record["shard"], record)
 
 
-def _decode_columnar(body: bytes) -> ShardState:
+def _decode_columnar(body: bytes, deferred_window: bool = False) -> ShardState:
     reader = columns.Reader(body, _VERSION.size)
     rest = _decode_avro(reader.take(reader.u32()))
     rest_cells = iter(rest.cells)
     cells: list[CellState] = []
     for _ in range(reader.u32()):
-        cells.extend(columns.read_block(reader, rest_cells))
+        cells.extend(columns.read_block(reader, rest_cells, deferred_window))
     if next(rest_cells, None) is not None or reader.at != len(body):
         raise ValueError("the columns and the rest hold different cells, or bytes are left over")
     return replace(rest, cells=tuple(cells))

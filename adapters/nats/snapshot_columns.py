@@ -41,12 +41,14 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from itertools import accumulate, repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
+from engine.domain.cell import WindowSource
 from engine.domain.commands import (
     Adjust,
     Adjusted,
     ChangeStatus,
+    Command,
     Commit,
     Consume,
     Move,
@@ -54,11 +56,13 @@ from engine.domain.commands import (
     Receive,
     Received,
     Release,
+    Reply,
     StatusChanged,
     Strategy,
 )
+from engine.domain.errors import DomainError
 from engine.domain.model import External, Lot, QuantKey
-from engine.domain.state import CellState, QuantBalance, Remembered
+from engine.domain.state import CellState, DeferredWindow, QuantBalance, Refusal, Remembered, error_of
 
 BLOCK_QUANTS = 16_384  # quants and window entries per block: bounds each column's conversion (ms)
 _FLAT_COMMANDS: dict[str, type] = {
@@ -273,6 +277,10 @@ class Reader:
         return bytes(self.take(self.u32()))
 
     def ints(self) -> list[int]:
+        return self.int_array().tolist()
+
+    def int_array(self) -> array[int]:
+        """An integer column as it is stored (no int object per value until one is read)."""
         code = bytes(self.take(1)).decode("ascii", "replace")
         if code not in ("b", "h", "i", "q"):
             raise ValueError(f"unknown integer column type {code!r}")
@@ -280,7 +288,7 @@ class Reader:
         column.frombytes(self.take(self.u32() * column.itemsize))
         if not _LITTLE:
             column.byteswap()
-        return column.tolist()
+        return column
 
     def string_table(self) -> list[str]:
         lengths = self.ints()
@@ -370,8 +378,130 @@ def _read_table(reader: Reader) -> list[Remembered]:
     return records(Remembered, (request_ids, at_ms, commands, answers))
 
 
-def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
-    """The next block's cells, completed from the rest's cells (in order)."""
+class Column(Protocol):
+    """A decoded column, read a row at a time (an int array, or one of the two below)."""
+
+    def __getitem__(self, row: int, /) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+class _Indexed:
+    """A string (or enum) column left as indexes into its values: `column[row]`."""
+
+    __slots__ = ("indexes", "values")
+
+    def __init__(self, values: Sequence[Any] | dict[int, Any], indexes: array[int]) -> None:
+        self.values, self.indexes = values, indexes
+
+    def __getitem__(self, row: int) -> Any:
+        return self.values[self.indexes[row]]
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+
+class _Constant:
+    """A column of kind `z`: None in every row."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    def __getitem__(self, row: int) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+class TableRows:
+    """A window table kept encoded (engine.domain.cell.WindowSource): its columns as read,
+    a row built into its command and answer only when asked."""
+
+    __slots__ = ("answer_cls", "answer_columns", "answer_names", "command_cls", "command_columns", "command_names")
+
+    def __init__(
+        self,
+        command: tuple[type, list[str], list[Column]],
+        answer: tuple[type, list[str], list[Column]],
+    ) -> None:
+        self.command_cls, names, self.command_columns = command
+        self.answer_cls, answer_names, self.answer_columns = answer
+        # None: the fields as this release orders them (positional); else by name.
+        self.command_names = None if tuple(names) == field_names(self.command_cls) else tuple(names)
+        self.answer_names = None if tuple(answer_names) == field_names(self.answer_cls) else tuple(answer_names)
+
+    def entry(self, row: int) -> tuple[Command, Reply | DomainError]:
+        command: Command = _row(self.command_cls, self.command_names, self.command_columns, row)
+        answer: Reply = _row(self.answer_cls, self.answer_names, self.answer_columns, row)
+        return command, answer
+
+
+def _row(cls: type, names: tuple[str, ...] | None, columns: list[Column], row: int) -> Any:
+    values = [column[row] for column in columns]
+    return cls(*values) if names is None else cls(**dict(zip(names, values, strict=True)))
+
+
+class RestRows:
+    """A cell's window entries that no table holds (the rest's), as a WindowSource."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: tuple[Remembered, ...]) -> None:
+        self.entries = entries
+
+    def entry(self, row: int) -> tuple[Command, Reply | DomainError]:
+        entry = self.entries[row]
+        answer = entry.answer
+        return entry.command, error_of(answer) if isinstance(answer, Refusal) else answer
+
+
+def _deferred_column(reader: Reader, kind: str, rows: int) -> Column:
+    if kind == "z":
+        return _Constant(rows)
+    if kind == "i":
+        column: Column = reader.int_array()
+    elif kind == "s":
+        column = _Indexed(reader.strings, reader.int_array())
+    elif kind in _ENUMS:
+        indexes = reader.int_array()
+        members = {m.value: m for m in _ENUMS[kind]}
+        column = _Indexed({i: members[reader.strings[i]] for i in set(indexes)}, indexes)  # KeyError: damaged
+    else:
+        raise ValueError(f"unknown field kind {kind!r}")
+    if len(column) != rows:
+        raise ValueError(f"a column of {len(column)} values in a table of {rows} rows")
+    return column
+
+
+def _read_deferred_table(reader: Reader) -> tuple[list[str], array[int], TableRows]:
+    """A window table left encoded: its request ids, times, and its rows as a source."""
+    name, answer_name = reader.own_strs()
+    command_cls, answer_cls = _FLAT_COMMANDS.get(name), _FLAT_ANSWERS.get(answer_name)
+    if command_cls is None or answer_cls is None:
+        raise ValueError(f"unknown window table {name}/{answer_name}")
+    names, kinds = reader.own_strs(), reader.blob().decode("ascii")
+    answer_names, answer_kinds = reader.own_strs(), reader.blob().decode("ascii")
+    if len(names) != len(kinds) or len(answer_names) != len(answer_kinds):
+        raise ValueError(f"window table {name}/{answer_name}: field names and kinds differ in number")
+    for wanted in (names, answer_names):  # unknown names fail now, not at a retry
+        unknown = set(wanted) - set(field_names(command_cls if wanted is names else answer_cls))
+        if unknown:
+            raise ValueError(f"window table {name}/{answer_name}: unknown fields {sorted(unknown)}")
+    request_ids, at_ms = reader.strs(), reader.int_array()
+    rows = len(request_ids)
+    if len(at_ms) != rows:
+        raise ValueError(f"window table {name}/{answer_name}: {len(at_ms)} times for {rows} rows")
+    commands = [_deferred_column(reader, k, rows) for k in kinds]
+    answers = [_deferred_column(reader, k, rows) for k in answer_kinds]
+    return request_ids, at_ms, TableRows((command_cls, names, commands), (answer_cls, answer_names, answers))
+
+
+def read_block(reader: Reader, rest: Iterator[CellState], deferred: bool = False) -> list[CellState]:
+    """The next block's cells, completed from the rest's cells (in order). `deferred`: each
+    cell's window left encoded (CellState.deferred), built entry by entry when asked."""
     n = reader.u32()
     reader.strings = reader.string_table()
     counts = reader.ints()
@@ -381,16 +511,24 @@ def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
     lot_counts = reader.ints()
     lots = _split(records(Lot, (reader.strs(), reader.ints(), reader.ints(), reader.ints())), lot_counts)
     window_counts, where = reader.ints(), reader.blob()
-    tables = [iter(_read_table(reader)) for _ in range(reader.u32())]
+    if deferred:
+        tables = [_read_deferred_table(reader) for _ in range(reader.u32())]
+    else:
+        eager = [iter(_read_table(reader)) for _ in range(reader.u32())]
     if not n == len(counts) == len(lot_counts) == len(window_counts) or sum(window_counts) != len(where):
         raise ValueError("a block's per-cell counts disagree")
-    cells, at = [], 0
+    cells, at, cursors = [], 0, [0] * (len(tables) if deferred else 0)
     for i in range(n):
         cell = next(rest, None)
         if cell is None:
             raise ValueError("more columnar cells than cells in the rest")
-        from_rest = iter(cell.remembered)
-        window = tuple(next(from_rest) if k == 0 else next(tables[k - 1]) for k in where[at : at + window_counts[i]])
+        kinds = where[at : at + window_counts[i]]
+        if deferred:
+            window: tuple[Remembered, ...] = ()
+            later: DeferredWindow | None = _deferred_window(cell, kinds, tables, cursors)
+        else:
+            from_rest = iter(cell.remembered)
+            window, later = tuple(next(from_rest) if k == 0 else next(eager[k - 1]) for k in kinds), None
         at += window_counts[i]
         cells.append(
             CellState(
@@ -407,6 +545,61 @@ def read_block(reader: Reader, rest: Iterator[CellState]) -> list[CellState]:
                 cell.next_expiry_ms,
                 cell.zeroed,
                 cell.devices,
+                later,
             )
         )
+    if deferred and cursors != [len(request_ids) for request_ids, _, _ in tables]:
+        raise ValueError("a block's window tables hold rows no cell takes")
     return cells
+
+
+Table = tuple[list[str], "array[int]", TableRows]
+
+
+def _deferred_window(cell: CellState, kinds: bytes, tables: list[Table], cursors: list[int]) -> DeferredWindow | None:
+    """A cell's window entries `kinds` (0 = the rest's next, k = table k's next row), left
+    encoded; `cursors[k - 1]`: table k's next row (the block's earlier cells took those
+    before it), advanced here."""
+    if not kinds:
+        if cell.remembered:
+            raise ValueError("a cell's window entries outnumber its window")
+        return None
+    first = kinds[0]
+    if first and not cell.remembered and kinds.count(first) == len(kinds):
+        # One table holds the cell's whole window (a window of receipts): slices, no loop.
+        request_ids, at_ms, source = tables[first - 1]
+        start = cursors[first - 1]
+        end = cursors[first - 1] = start + len(kinds)
+        if end > len(request_ids):
+            raise ValueError("a cell takes more rows than its window table holds")
+        return DeferredWindow(request_ids[start:end], at_ms[start:end], [source] * len(kinds), range(start, end))
+    return _mixed_window(cell, kinds, tables, cursors)
+
+
+def _mixed_window(cell: CellState, kinds: bytes, tables: list[Table], cursors: list[int]) -> DeferredWindow:
+    """`_deferred_window` entry by entry: entries of several tables, or of the rest."""
+    from_rest = RestRows(cell.remembered)
+    request_ids: list[str] = []
+    at_ms: list[int] = []
+    sources: list[WindowSource] = []
+    rows: list[int] = []
+    rest_row = 0
+    for k in kinds:
+        if k == 0:
+            entry = cell.remembered[rest_row]  # IndexError: fewer rest entries than the where says
+            request_ids.append(entry.request_id)
+            at_ms.append(entry.at_ms)
+            sources.append(from_rest)
+            rows.append(rest_row)
+            rest_row += 1
+            continue
+        table_ids, table_at_ms, source = tables[k - 1]
+        row = cursors[k - 1]
+        cursors[k - 1] = row + 1
+        request_ids.append(table_ids[row])  # IndexError: more rows taken than the table holds
+        at_ms.append(table_at_ms[row])
+        sources.append(source)
+        rows.append(row)
+    if rest_row != len(cell.remembered):
+        raise ValueError("a cell's rest holds window entries its where does not place")
+    return DeferredWindow(request_ids, at_ms, sources, rows)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol, cast
 
 from engine.domain.commands import (
     Adjust,
@@ -157,6 +158,20 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat() if ms else ""
 
 
+class WindowSource(Protocol):
+    """Remembered commands kept in their encoded (columnar) form, as a recovered snapshot
+    holds them: row `row` becomes its command and answer only when asked (a retry under its
+    request id, an export). Most remembered commands are never asked for again."""
+
+    def entry(self, row: int) -> tuple[Command, Reply | DomainError]: ...
+
+
+# An idempotency window entry: (at_ms, command, answer), or (at_ms, source, row) while the
+# entry is still encoded (Cell.recalled builds it).
+Recalled = tuple[int, Command, Reply | DomainError]
+WindowEntry = Recalled | tuple[int, WindowSource, int]
+
+
 class Cell:
     """All quants, lots and holds of one (sku, site), and the idempotency window."""
 
@@ -188,7 +203,7 @@ class Cell:
         self.limits = limits
         self.ledger = Ledger()
         self.outbox: list[Movement] = []  # movements not yet handed to the journal
-        self._seen: OrderedDict[str, tuple[int, Command, Reply | DomainError]] = OrderedDict()
+        self._seen: OrderedDict[str, WindowEntry] = OrderedDict()
         self._next_expiry_ms = _FAR_FUTURE_MS  # a lower bound on the earliest active expiry
         # The last seq of each device applied here: offline ops apply exactly once, forever.
         self.devices: dict[str, int] = {}
@@ -210,7 +225,7 @@ class Cell:
         if cmd.sku != self.sku or cmd.site != self.site:
             raise InvariantViolation(f"{cmd.sku}@{cmd.site} routed to cell {self.sku}@{self.site}")
         self._forget_old(now_ms)
-        seen = self._seen.get(cmd.request_id)
+        seen = self._recall(cmd.request_id)
         if seen is not None:
             _, first, answer = seen
             if not same_payload(first, cmd):
@@ -228,6 +243,22 @@ class Cell:
             raise
         self._seen[cmd.request_id] = (now_ms, cmd, reply)
         return reply
+
+    def _recall(self, request_id: str) -> Recalled | None:
+        """The window's entry for `request_id`, built (and kept built) if still encoded."""
+        entry = self._seen.get(request_id)
+        if entry is None or not isinstance(entry[2], int):
+            return entry
+        recalled = self._seen[request_id] = self.recalled(entry)  # same key: its place is kept
+        return recalled
+
+    @staticmethod
+    def recalled(entry: WindowEntry) -> Recalled:
+        """An entry as (at_ms, command, answer), built from its source if still encoded."""
+        at_ms, source, row = entry
+        if not isinstance(row, int):
+            return cast("Recalled", entry)
+        return (at_ms, *cast("WindowSource", source).entry(row))
 
     def _dispatch(self, cmd: Command, now_ms: int) -> Reply:
         match cmd:
@@ -371,7 +402,7 @@ class Cell:
 
     def _void_answer(self, request_id: str, hold_id: str) -> None:
         """Replace a remembered success by HOLD_ABORTED (see Release.abort)."""
-        seen = self._seen.get(request_id)
+        seen = self._recall(request_id)
         if seen is not None and not isinstance(seen[2], DomainError):
             self._seen[request_id] = (seen[0], seen[1], hold_aborted(hold_id))
 

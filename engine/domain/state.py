@@ -14,12 +14,12 @@ shard. Movements not yet drained are not state either: export only drained cells
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from engine.domain.cell import Cell, CellLimits
+from engine.domain.cell import Cell, CellLimits, WindowEntry, WindowSource
 from engine.domain.commands import Command, Reply
 from engine.domain.errors import (
     DeadlineExceeded,
@@ -85,6 +85,28 @@ class Remembered:
 
 
 @dataclass(frozen=True, slots=True)
+class DeferredWindow:
+    """A cell's whole idempotency window, oldest first, its commands and answers not yet
+    built: entry i is request `request_ids[i]`, remembered at `at_ms[i]`, row `rows[i]` of
+    `sources[i]`. Recovery keeps 10⁶ remembered receipts this way (a tuple per entry, not a
+    14-field command and its answer); a retry builds the one it needs (Cell._recall)."""
+
+    request_ids: Sequence[str]
+    at_ms: Sequence[int]
+    sources: Sequence[WindowSource]
+    rows: Sequence[int]
+
+    def remembered(self) -> tuple[Remembered, ...]:
+        """Every entry built (an export of the state)."""
+        return tuple(
+            _remembered(request_id, at_ms, *source.entry(row))
+            for request_id, at_ms, source, row in zip(
+                self.request_ids, self.at_ms, self.sources, self.rows, strict=True
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class QuantBalance:
     key: QuantKey
     qty: int
@@ -123,6 +145,18 @@ class CellState:
     next_expiry_ms: int  # the cell's lower bound on its earliest active expiry
     zeroed: tuple[tuple[str, int], ...] = ()  # lots that ran out, with when (oldest first)
     devices: tuple[tuple[str, int], ...] = ()  # each device's last seq applied here
+    # A decoded snapshot's window left encoded (then `remembered` is empty): see
+    # DeferredWindow. Never set by export_cell; `window_of` builds it into records.
+    deferred: DeferredWindow | None = None
+
+
+def window_of(cell: CellState) -> CellState:
+    """The cell with its whole window as records (a deferred window built)."""
+    if cell.deferred is None:
+        return cell
+    if cell.remembered:
+        raise InvariantViolation(f"cell {cell.sku}@{cell.site}: a deferred window and remembered entries besides")
+    return replace(cell, remembered=cell.deferred.remembered(), deferred=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +181,10 @@ class ShardState:
 
 
 # ---- refusals ----
+
+
+def _remembered(request_id: str, at_ms: int, command: Command, answer: Reply | DomainError) -> Remembered:
+    return Remembered(request_id, at_ms, command, refusal_of(answer) if isinstance(answer, DomainError) else answer)
 
 
 def refusal_of(error: DomainError) -> Refusal:
@@ -218,10 +256,7 @@ def export_cell(cell: Cell) -> CellState:
         lots=tuple(ledger.lots.values()),
         active=tuple(_hold_record(p) for p in ledger.active.values()),
         resolved=tuple(_hold_record(p) for p in ledger.resolved.values()),
-        remembered=tuple(
-            Remembered(request_id, at_ms, cmd, refusal_of(answer) if isinstance(answer, DomainError) else answer)
-            for request_id, (at_ms, cmd, answer) in seen.items()
-        ),
+        remembered=tuple(_remembered(request_id, *cell.recalled(entry)) for request_id, entry in seen.items()),
         next_expiry_ms=cell.next_expiry_ms,
         zeroed=tuple(ledger.zeroed.items()),
         devices=tuple(cell.devices.items()),
@@ -238,12 +273,29 @@ def _answer(remembered: Remembered) -> Reply | DomainError:
     return error_of(answer) if isinstance(answer, Refusal) else answer
 
 
+def _window(state: CellState) -> OrderedDict[str, WindowEntry]:
+    window, deferred = state.remembered, state.deferred
+    if deferred is None:
+        return OrderedDict(
+            zip(
+                map(_request_id, window),
+                zip(map(_at_ms, window), map(_command, window), map(_answer, window), strict=True),
+                strict=True,
+            )
+        )
+    if window:
+        raise InvariantViolation(f"cell {state.sku}@{state.site}: a deferred window and remembered entries besides")
+    # Left encoded: (at_ms, source, row) per entry, built in C; Cell.recalled decodes one.
+    entries: zip[WindowEntry] = zip(deferred.at_ms, deferred.sources, deferred.rows, strict=True)
+    return OrderedDict(zip(deferred.request_ids, entries, strict=True))
+
+
 def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits) -> Cell:
     """A cell that answers as the exported one did, under this shard's configuration.
     Quants, lots and the window are built with map/zip (C-level loops): recovering 10⁶
     quants spends its time here and in the decoder, not in per-record Python."""
     cell = Cell(state.sku, state.site, statuses, state.opened_shelf_life_ms, limits)
-    quants, lots, window = state.quants, state.lots, state.remembered
+    quants, lots = state.quants, state.lots
     cell.ledger = Ledger(
         quants=dict(zip(map(_key, quants), map(Quant, map(_qty, quants), map(_held, quants)), strict=True)),
         externals=dict(state.externals),
@@ -258,13 +310,7 @@ def import_cell(state: CellState, statuses: StatusDictionary, limits: CellLimits
         live[key.lot_id] = live.get(key.lot_id, 0) + 1
     cell.ledger.live = live
     cell.ledger.opened_lots = sum(1 for lot in lots if lot.opened_at_ms)
-    cell._seen = OrderedDict(
-        zip(
-            map(_request_id, window),
-            zip(map(_at_ms, window), map(_command, window), map(_answer, window), strict=True),
-            strict=True,
-        )
-    )
+    cell._seen = _window(state)
     cell._next_expiry_ms = state.next_expiry_ms
     cell.devices = dict(state.devices)
     return cell

@@ -34,8 +34,12 @@ that ends in a reference cycle would stay, so the domain keeps its long-lived st
 of cycles (refusals are remembered without their traceback, engine.domain.shard). While
 a state is being built (recovery) or copied (a snapshot's export and encode: millions of
 short-lived records) the collector is held (`collector_held`): the young generation would
-otherwise promote those records and a full collection walk them. Thresholds stay
-CPython's: with the state frozen, young collections are cheap (bench/README.md).
+otherwise promote those records and a full collection walk them. The young generation's
+threshold is raised to YOUNG_THRESHOLD (`raise_young_threshold`, when a host starts): at
+CPython's 700 allocations a bulk load — every receipt a quant, a lot, a movement and a
+window entry, all surviving — spent ~a quarter of the shard's CPU re-scanning young
+objects (bench/README.md, "Bulk load"); a young collection of 10,000 objects is still
+well under a millisecond. The older generations' thresholds stay CPython's.
 
 Runs in a Ray actor (engine.runtime.cluster) or in-process (Gateway.local).
 """
@@ -233,6 +237,17 @@ def collector_held() -> Iterator[None]:
             gc.enable()
 
 
+YOUNG_THRESHOLD = 10_000  # allocations between young collections in a process hosting shards
+
+
+def raise_young_threshold() -> None:
+    """The process's young-generation threshold, at least YOUNG_THRESHOLD (never lowered:
+    the setting is the process's, and another part may have raised it further)."""
+    young, middle, old = gc.get_threshold()
+    if young < YOUNG_THRESHOLD:
+        gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+
+
 def freeze_long_lived(collect_young: bool = False) -> None:
     """The objects alive now leave the collector's generations (the shard's state, mostly).
     `collect_young`: first free the young cycles (cost ∝ what was made since the last
@@ -300,6 +315,7 @@ class ShardHost:
 
     async def start(self) -> None:
         """Recover and wait until ready; raise what stopped the recovery (e.g. JournalCorrupt)."""
+        raise_young_threshold()
         while self.state is not HostState.READY:
             task = self._kick(force=True)
             if task is None:

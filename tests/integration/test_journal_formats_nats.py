@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from nats.js import api
 
+from adapters.nats.codec import READABLE_VERSIONS
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats
 from adapters.nats.snapshot_codec import SNAPSHOT_VERSION, decode_state, encode_avro
@@ -106,22 +107,25 @@ async def rebuilt(config: JournalConfig, shard: str) -> None:
         await backend.close()
 
 
+UNKNOWN = max(READABLE_VERSIONS) + 1  # a version no release has written yet
+
+
 async def test_a_journal_entry_of_an_unknown_version_stops_recovery_naming_it(
     config: JournalConfig, shard: str
 ) -> None:
     await a_shard_with_two_batches(config, shard)
-    position = await publish_raw(config, config.subject(shard), framed(5))
+    position = await publish_raw(config, config.subject(shard), framed(UNKNOWN))
 
     with pytest.raises(UnreadableFormat) as caught:
         await rebuilt(config, shard)
 
     error = caught.value
     assert (error.stream, error.shard, error.position) == (config.stream, shard, position)
-    assert (error.format, error.version) == ("journal batch (Avro)", 5)
-    assert all(word in str(error) for word in (shard, str(position), "journal batch (Avro) version 5"))
+    assert (error.format, error.version) == ("journal batch (Avro)", UNKNOWN)
+    assert all(word in str(error) for word in (shard, str(position), f"journal batch (Avro) version {UNKNOWN}"))
 
     host = ShardHost(shard, clock=ManualClock(), backend=connector(config), sweep_interval_ms=0)
-    with pytest.raises(Unavailable, match=f"UnreadableFormat.*position {position}.*version 5"):
+    with pytest.raises(Unavailable, match=f"UnreadableFormat.*position {position}.*version {UNKNOWN}"):
         await host.start()
     assert host.state is HostState.BROKEN
     await host.stop()

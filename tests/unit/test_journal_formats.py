@@ -42,7 +42,7 @@ SAMPLES = Path(__file__).parents[1] / "data" / "journal"
 # The digests of today's state_hash (it covers the sku's freshness fields since journal v4,
 # so these changed then; the samples did not).
 STATE_HASH = {1: "ead207c010f0281f5da20c91b9781fe3", 2: "8d5f1236bc33716a33a3d57dde50f7c0"}
-STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[2]  # v3 and v4 wrote the v2 scenario unchanged
+STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[5] = STATE_HASH[2]  # v3 on wrote the v2 scenario unchanged
 ADOPTED_HASH = "bb0a876a8876dff8209b628f6a1003ad"
 HEALTH_HASH = "32e6423f7afecae35043db896642fa49"  # after health_batches() (v4 on)
 
@@ -107,6 +107,19 @@ def test_every_committed_snapshot_decodes_to_the_replayed_shard(name: str) -> No
         expected = replace(expected, cells=tuple(replace(c, zeroed=()) for c in expected.cells))
     assert state == expected
     assert ShardCore.from_state(state).state_hash() == STATE_HASH[2]
+
+
+def test_the_v5_receipts_sample_decodes_from_its_columns_and_replays() -> None:
+    """v5's `receipts`: a bulk receipt entry as columns (tests/unit/test_receipt_columns.py
+    wrote it from `bulk_entry`); it decodes to that entry, and replays to its movements."""
+    from tests.unit.test_receipt_columns import bulk_entry
+
+    _, expected = bulk_entry()
+    entry = decode_entry(sample("v5-receipts-1.bin"))
+    assert entry == expected
+    record = fastavro.schemaless_reader(io.BytesIO(sample("v5-receipts-1.bin")[:-4]), schema(5))
+    assert (record["ops"], record["movements"]) == ([], [])
+    assert record["receipts"]
 
 
 def test_the_v4_health_batches_decode_and_replay_and_their_snapshot_reads_back() -> None:

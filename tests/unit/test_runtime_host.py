@@ -7,6 +7,7 @@ checked quickly and exhaustively, with faults injected at the journal port.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,7 +21,7 @@ from engine.domain.errors import InsufficientStock, Unavailable
 from engine.domain.model import MS_PER_DAY
 from engine.domain.ports import Backend, JournalConflict, JournalCorrupt, JournalEntry, JournalUnavailable, Snapshot
 from engine.domain.shard import PutSite, PutSku, ReadSlice
-from engine.runtime.host import HostState, ShardHost, SnapshotPolicy, rebuild
+from engine.runtime.host import YOUNG_THRESHOLD, HostState, ShardHost, SnapshotPolicy, raise_young_threshold, rebuild
 
 
 class FlakyJournal(InMemoryJournal):
@@ -366,3 +367,20 @@ async def test_a_snapshot_taken_during_writes_is_the_state_at_its_position(clock
     assert at_point.export_state() == snapshot.state
     from_snapshot, _, _ = await rebuild("s0", h.statuses, h.limits, store.journal, store.snapshots)
     assert from_snapshot.state_hash() == h.core.state_hash()
+
+
+async def test_a_started_host_raises_the_young_collection_threshold_and_never_lowers_it(clock: ManualClock) -> None:
+    """A bulk load's survivors made CPython's 700-allocation young collections a quarter of
+    the shard's CPU: a process hosting shards collects the young every 10,000."""
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, saved[1], saved[2])
+        h = host(Store(), clock)
+        await h.start()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, saved[1], saved[2])
+        await h.stop()
+        gc.set_threshold(50_000, saved[1], saved[2])
+        raise_young_threshold()
+        assert gc.get_threshold()[0] == 50_000
+    finally:
+        gc.set_threshold(*saved)

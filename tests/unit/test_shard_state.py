@@ -10,6 +10,7 @@ nothing (idempotency window, hold parts, resolved holds, the expiry bound).
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import rule
 
@@ -28,16 +29,20 @@ from engine.domain.shard import (
     ShardCore,
     Sweep,
 )
-from engine.domain.state import CellState, ShardState, export_cell, import_cell
+from engine.domain.state import CellState, ShardState, export_cell, import_cell, window_of
 from tests.journal_samples import SHARD, T0_MS, sample_batches
 from tests.unit.test_invariants_stateful import LIMITS, STATUSES, CellMachine
 
 ALL_DIMENSIONS = tuple(Dimension)
 
 
-def through_a_snapshot(core: ShardCore) -> ShardCore:
+def through_a_snapshot(core: ShardCore, deferred_window: bool = False) -> ShardCore:
+    """The shard restored from its snapshot; `deferred_window`: as recovery decodes it,
+    the idempotency windows left encoded until a retry asks for an entry."""
     state = core.export_state()
-    again = ShardCore.from_state(decode_state(encode_state(state)), core.statuses, core.limits)
+    decoded = decode_state(encode_state(state), deferred_window)
+    assert any(c.deferred is not None for c in decoded.cells) == deferred_window
+    again = ShardCore.from_state(decoded, core.statuses, core.limits)
     assert again.export_state() == state
     assert again.state_hash() == core.state_hash()
     return again
@@ -90,9 +95,10 @@ def probes(core: ShardCore) -> list[Op]:
     return retries + conflicting + reads + writes
 
 
-def test_a_shard_through_a_snapshot_answers_as_the_original() -> None:
+@pytest.mark.parametrize("deferred_window", [False, True])
+def test_a_shard_through_a_snapshot_answers_as_the_original(deferred_window: bool) -> None:
     original = the_sample_shard()
-    restored = through_a_snapshot(original)
+    restored = through_a_snapshot(original, deferred_window)
     ops = probes(original)
     assert any(isinstance(op, Reserve) for op in ops)
     for now_ms in (T0_MS + 10_100, T0_MS + 80_000):  # before and after the holds' TTLs
@@ -128,11 +134,16 @@ def test_every_remembered_answer_kind_survives_a_snapshot() -> None:
 
 
 def cell_through_a_snapshot(state: CellState) -> CellState:
+    """The cell as recovery decodes it (its window left encoded), checked against the
+    eager decode and the all-Avro one."""
     shard = ShardState("s", (), (), (), (), (), (), (state,))
-    [decoded] = decode_state(encode_state(shard)).cells
+    blob = encode_state(shard)
+    [decoded] = decode_state(blob).cells
     [as_version_1] = decode_state(encode_avro(shard, AVRO_VERSION)).cells  # all Avro, still read
     assert as_version_1 == decoded
-    return decoded
+    [deferred] = decode_state(blob, deferred_window=True).cells
+    assert window_of(deferred) == decoded
+    return deferred
 
 
 class SnapshotMachine(CellMachine):

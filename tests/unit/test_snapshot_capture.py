@@ -12,6 +12,7 @@ import pytest
 from adapters.nats.records import shard_out
 from adapters.nats.snapshot_codec import (
     AVRO_TAG,
+    PartsReader,
     decode_state,
     encode_avro,
     encode_state,
@@ -115,3 +116,14 @@ def test_a_saved_capture_releases_its_records_a_few_cells_at_a_time() -> None:
     core.apply_batch(changes(T0_MS + 1), T0_MS + 1)  # the shard no longer copies cells for it
     core.drain()
     assert core.begin_capture().remaining == len(core.cells)
+
+
+def test_the_pieces_read_as_one_stream_give_the_joined_bytes() -> None:
+    """The store reads a snapshot a chunk at a time from its pieces (never joined)."""
+    pieces = [b"", b"abc", b"", b"defgh", b"i" * 10, b"j"]
+    for chunk in (1, 2, 3, 7, 64):
+        reader = PartsReader(pieces)
+        buffer, out = bytearray(chunk), bytearray()
+        while n := reader.readinto(buffer):
+            out += buffer[:n]
+        assert bytes(out) == b"".join(pieces)

@@ -4,15 +4,28 @@ pieces a snapshot of 10⁶ quants is made of, and the rules that keep it readabl
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import pytest
 
 from adapters.nats import snapshot_columns as columns
 from adapters.nats.snapshot_codec import decode_state, encode_state
+from engine.domain.cell import CellLimits
 from engine.domain.commands import Commit, Committed, Receive, Received, Reserve, ReserveLine
-from engine.domain.errors import InsufficientStock
+from engine.domain.errors import InsufficientStock, RequestConflict
 from engine.domain.model import External, Finance, HoldState, HoldView, Lot, QuantKey
-from engine.domain.state import CellState, QuantBalance, Refusal, Remembered, ShardState, refusal_of
+from engine.domain.state import (
+    CellState,
+    QuantBalance,
+    Refusal,
+    Remembered,
+    ShardState,
+    export_cell,
+    import_cell,
+    refusal_of,
+    window_of,
+)
+from engine.domain.statuses import DEFAULT_DICTIONARY
 
 
 def test_the_fixed_columns_follow_the_domain_types() -> None:
@@ -77,3 +90,43 @@ def test_only_flat_entries_go_to_tables_and_the_window_keeps_its_order() -> None
     cell = CellState("A", "B", 0, 6, (), (), (), (), (), window, 0)
     state = ShardState("s", (), (), (), (), (), (), (cell,))
     assert decode_state(encode_state(state)) == state
+
+
+def test_a_deferred_window_builds_each_entry_only_when_asked() -> None:
+    """Recovery leaves the window's tables encoded: a retry builds its own entry (the first
+    answer, nothing changed), a retry with another payload is refused, an export builds
+    them all — and the same entries as the eager decode, in the same order."""
+    window = (
+        entry(Receive("r1", "A", "B", "L1", 3), Received("L1", 3)),
+        entry(Commit("r2", "A", "B", "H2"), refusal_of(InsufficientStock("A", "B", 1, 0))),  # the rest's
+        entry(Receive("r3", "A", "B", "L2", 4, source=External.CUSTOMER), Received("L2", 4)),
+    )
+    quants = (QuantBalance(QuantKey("L1", "", "receiving", "own"), 3, 0),)
+    cell = CellState("A", "B", 0, 2, quants, (), (Lot("L1", 5, 0, 0),), (), (), window, 0)
+    blob = encode_state(ShardState("s", (), (), (), (), (), (), (cell,)))
+    [deferred] = decode_state(blob, deferred_window=True).cells
+    assert deferred.remembered == ()
+    assert deferred.deferred is not None
+    assert list(deferred.deferred.request_ids) == ["r1", "r2", "r3"]
+    assert window_of(deferred) == cell
+    restored = import_cell(deferred, DEFAULT_DICTIONARY, CellLimits())
+    assert restored.handle(Receive("r3", "A", "B", "L2", 4, source=External.CUSTOMER), 6) == Received("L2", 4)
+    with pytest.raises(InsufficientStock):
+        restored.handle(Commit("r2", "A", "B", "H2"), 6)
+    with pytest.raises(RequestConflict):
+        restored.handle(Receive("r1", "A", "B", "L1", 5), 6)
+    assert restored.drain() == []  # every answer came from the window
+    assert export_cell(restored) == cell
+
+
+def test_a_deferred_table_with_rows_no_cell_takes_is_damage() -> None:
+    receipts = tuple(entry(Receive(f"r{i}", "A", "B", "L1", 1), Received("L1", 1)) for i in range(3))
+    cell = CellState("A", "B", 0, 3, (), (), (), (), (), receipts, 0)
+    blob = bytearray(encode_state(ShardState("s", (), (), (), (), (), (), (cell,))))
+    counts = columns._ints([3]) + columns._U32.pack(3) + bytes([1, 1, 1])  # per-cell window count, where
+    at = blob.index(counts)
+    blob[at : at + len(counts)] = columns._ints([2]) + columns._U32.pack(2) + bytes([1, 1])
+    body = bytes(blob[4:-4])
+    damaged = b"LWSB" + body + zlib.crc32(body).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="rows no cell takes"):
+        decode_state(damaged, deferred_window=True)
