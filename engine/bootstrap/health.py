@@ -247,6 +247,7 @@ def build_health(
         now_ms,
         WatchHooks(on_action=m.on_action),
         sweep_interval_ms=int(settings.health_expiry_sweep_s * 1000),
+        expired_role=statuses.role(Role.EXPIRED),
     )
     on_hand = on_hand_statuses(statuses)
     books: BooksPort = HistoryBooks(history, on_hand) if history is not None else CellBooks(stock, on_hand)
