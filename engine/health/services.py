@@ -426,7 +426,8 @@ class ShelfDesk:
                     }
                 )
             for site, items in sorted(by_site.items()):
-                body = {"count_id": count_id, "source": source, "items": items}
+                rep = self.rules.sales_reps.rep_for(site)
+                body = {"count_id": count_id, "source": source, "sales_rep": rep, "items": items}
                 await self.publisher.publish_event(
-                    HealthEvent(f"shelf:{count_id}:{site}:{kind}", kind, site, now, body)
+                    HealthEvent(f"shelf:{count_id}:{site}:{kind}", kind, site, now, body, recipient=rep)
                 )
