@@ -15,7 +15,14 @@ from typing import Any
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjust
 from engine.domain.documents import DocumentStore, RevisionMismatch
-from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from engine.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InsufficientStock,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from engine.domain.inventory import StockQuery
 from engine.health.alerts import AlertScope, Condition
 from engine.health.books import BooksPort
@@ -171,10 +178,8 @@ class ProposalDesk:
                     delta_qty=p.variance,
                 )
             )
-        except FailedPrecondition as short:
-            if short.reason != "INSUFFICIENT_STOCK":
-                raise
-            free = short.metadata.get("available", "0")
+        except InsufficientStock as short:
+            free = str(short.available)
             raise FailedPrecondition(
                 "PROPOSAL_STALE",
                 f"proposal {p.proposal_id} would take {-p.variance} from {free} free at {p.site}/{p.bin or '(site)'}",

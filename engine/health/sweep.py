@@ -34,6 +34,7 @@ from engine.domain.documents import DocumentStore, RevisionMismatch
 from engine.domain.errors import DomainError, FailedPrecondition
 from engine.domain.inventory import StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.health.alerts import KIND_EXPIRED, AlertScope, Condition
 from engine.health.desk import AlertDesk
 from engine.health.expiry_rules import ExpiryRules, PromotionTask, StatusMove, StockSlice, decide, next_crossing_ms
@@ -88,7 +89,7 @@ class ExpiryWatch:
         now_ms: Callable[[], int],
         hooks: WatchHooks = WatchHooks(),
         sweep_interval_ms: int = MS_PER_DAY,
-        expired_role: str = "expired",
+        expired_role: str = DEFAULT_DICTIONARY.role(Role.EXPIRED),
     ) -> None:
         self.stock = stock
         self.documents = documents

@@ -49,6 +49,7 @@ from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
     FieldViolation,
+    InsufficientStock,
     InvalidArgument,
     NotFound,
     RequestConflict,
@@ -631,12 +632,10 @@ class TransferDesk:
         )
         try:
             await self.gateway.execute(count)
-        except FailedPrecondition as refusal:
-            if refusal.reason != "INSUFFICIENT_STOCK":
-                raise
+        except InsufficientStock as refusal:
             # Fewer units are arriving than the shortage names (booked elsewhere already):
             # what is left of them is short.
-            free = int(refusal.metadata.get("available", "0"))
+            free = refusal.available
             if free:
                 # A RequestConflict: this very rest was booked before a crash (then less was free).
                 with contextlib.suppress(RequestConflict):
