@@ -29,8 +29,10 @@ import argparse
 import asyncio
 import os
 import random
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from adapters.memory.documents import InMemoryDocuments
@@ -38,8 +40,11 @@ from adapters.memory.health import InMemoryAlertStore, InMemoryHealthPublisher
 from engine import bootstrap
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Receive
+from engine.domain.history import HistoryBatch, HistoryRecord
 from engine.domain.inventory import StockQuery, StockRow
-from engine.health.books import CellBooks
+from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+from engine.health import books as books_module
+from engine.health.books import CellBooks, HistoryBooks
 from engine.health.desk import AlertDesk
 from engine.health.reconcile import TOLERANCE_SCHEMA, BookWindow, Key, SnapshotLine, StockSnapshot, parse_tolerances
 from engine.health.services import ProposalDesk, Reconciler
@@ -94,12 +99,41 @@ async def cell_books(books: dict[Key, BookWindow]) -> tuple[CellBooks, Any]:
     return CellBooks(gateway, frozenset({"available"})), gateway
 
 
+AS_OF_MS = 1_800_000_000_000  # the first cycle's instant
+
+
+async def history_books(books: dict[Key, BookWindow], path: str) -> tuple[HistoryBooks, Any]:
+    """The same books as movements in an embedded ClickHouse (chDB) history, read by
+    HistoryBooks as the engine does with history on: each pair received an hour before the
+    first cycle; the 1 % with a sale in flight sell 5 units a second after its instant."""
+    from adapters.clickhouse.store import HistoryStoreConfig, open_store
+
+    store = await open_store(HistoryStoreConfig(dsn=f"chdb://{path}", database="bench_reconcile"))
+    records: list[HistoryRecord] = []
+    for i, ((site, sku, lot, _, _), w) in enumerate(books.items()):
+        quant = QuantKey(lot, "", "available", "own")
+        at = AS_OF_MS - 3_600_000
+        receipt = Movement(1, MovementKind.RECEIVE, sku, site, lot, w.at, External.SUPPLIER, quant, at_ms=at)
+        records.append(HistoryRecord("bench", i, i, replace(receipt, lot=Lot(lot, at, 0))))
+        if w.low < w.at:  # a sale in flight, inside the first cycle's window
+            sale = Movement(2, MovementKind.CONSUME, sku, site, lot, w.at - w.low, quant, External.CUSTOMER)
+            records.append(HistoryRecord("bench", i, i, replace(sale, at_ms=AS_OF_MS + 1_000)))
+    for i in range(0, len(records), 20_000):
+        await store.insert(HistoryBatch(tuple(records[i : i + 20_000]), token=f"bench-{i}"))
+    return HistoryBooks(store, frozenset({"available"})), store
+
+
 async def run(pairs: int, cycles: int, seed: int, source: str = "memory") -> list[dict[str, float]]:
     lines, books = workload(pairs, seed)
     gateway: Any = None
     port: Any = MemoryBooks(books)
     if source == "cells":
         port, gateway = await cell_books(books)
+    if source in ("history", "history-three"):
+        tmp = tempfile.mkdtemp(prefix="lotwise-bench-reconcile-")
+        port, gateway = await history_books(books, tmp)
+        if source == "history-three":  # before: the three instants (no window walked)
+            books_module.MAX_WINDOW_MOVEMENTS = -1
     tolerances = parse_tolerances(
         {
             "schema": TOLERANCE_SCHEMA,
@@ -109,7 +143,7 @@ async def run(pairs: int, cycles: int, seed: int, source: str = "memory") -> lis
         }
     )
     documents = InMemoryDocuments()
-    clock = {"now": 1_800_000_000_000}
+    clock = {"now": AS_OF_MS}
     now_ms = lambda: clock["now"]  # noqa: E731
     alerts = AlertDesk(InMemoryAlertStore(), InMemoryHealthPublisher(), now_ms)
     proposals = ProposalDesk(documents, _NoStock(), InMemoryHealthPublisher(), now_ms)
@@ -152,7 +186,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--books", choices=("memory", "cells"), default="memory", help="where the books come from")
+    parser.add_argument(
+        "--books",
+        choices=("memory", "cells", "history", "history-three"),
+        default="memory",
+        help="where the books come from (history: chDB; history-three: the same, window of three instants)",
+    )
     args = parser.parse_args()
     rows = asyncio.run(run(args.pairs, args.cycles, args.seed, args.books))
     print(f"pairs={args.pairs} books={args.books} load_avg_1m={os.getloadavg()[0]:.2f}")

@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     health_tolerances: Path | None = Field(None, description="reconciliation tolerances JSON; default: exact")
     health_reconcile_skew_ms: int = Field(5_000, ge=0, le=600_000, description="movements within ± this are timing")
     health_shelf_confidence: float = Field(0.9, ge=0, le=1, description="shelf counts below this never propose")
+    health_sales_reps: Path | None = Field(None, description="site → sales rep JSON: who takes a site's shelf lists")
 
     @field_validator("history_dsn")
     @classmethod

@@ -137,6 +137,34 @@ def health_batches() -> list[tuple[int, tuple[object, ...]]]:
     ]
 
 
+def relative_batches() -> list[tuple[int, tuple[object, ...]]]:
+    """Batch 8 of shard-3 (journal v6 on), after `health_batches`: relative adjustments
+    (a gain, a loss, one refused for taking more than is free) and device ops that say their
+    previous seq on the cell (one in order, one after a gap: refused, nothing applied)."""
+    return [
+        (
+            T0_MS + 3 * MS_PER_DAY,
+            (
+                Receive("r29", "SKU-1", "BOS", "L5", 10, "D/01", "available", "own", T0_MS + 90 * MS_PER_DAY),
+                Adjust("r30", "SKU-1", "BOS", "L5", 0, "D/01", reason="reconciliation", doc_ref="P-1", delta_qty=-3),
+                Adjust("r31", "SKU-1", "BOS", "L5", 0, "D/01", reason="transfer_shortage", delta_qty=2),
+                Adjust("r32", "SKU-1", "BOS", "L5", 0, "D/01", reason="reconciliation", delta_qty=-50),
+                DeviceOp(
+                    "r33",
+                    "SKU-1",
+                    "BOS",
+                    "POS-3",
+                    9,
+                    T0_MS + 2 * MS_PER_DAY,
+                    Consume("", "SKU-1", "BOS", 1),
+                    prev_seq=8,
+                ),
+                DeviceOp("r34", "SKU-1", "BOS", "POS-3", 12, T0_MS, Consume("", "SKU-1", "BOS", 1), prev_seq=11),
+            ),
+        ),
+    ]
+
+
 def as_v1(op: object) -> object:
     """The op as a v1 engine could journal it: v1 had no financial context, no
     Receive.source and no Consume.destination or status (their defaults)."""

@@ -28,7 +28,7 @@ from engine.domain.history import (
     decode_cursor,
     needs_lots,
 )
-from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+from engine.domain.model import External, Lot, Movement, MovementKind, Provenance, QuantKey
 
 MOVEMENT_COLUMNS: tuple[str, ...] = (
     "sku",
@@ -63,6 +63,9 @@ MOVEMENT_COLUMNS: tuple[str, ...] = (
     "shard",
     "batch_seq",
     "position",
+    "source",  # since schema migration 2: a movement's provenance
+    "confidence",
+    "business_at_ms",
 )
 SKU_COLUMNS = ("sku", "opened_shelf_life_days", "updated_at_ms")
 _MOVEMENT_SELECT = ", ".join(MOVEMENT_COLUMNS)
@@ -135,6 +138,9 @@ def movement_row(record: HistoryRecord) -> tuple[Any, ...]:
         record.shard,
         record.batch_seq,
         record.position,
+        m.source,
+        m.confidence,
+        m.business_at_ms,
     )
 
 
@@ -173,8 +179,14 @@ def record_from_row(row: Sequence[Any]) -> HistoryRecord:
         at_ms=int(v["at_ms"]),
         lot=lot,
         expires_at_ms=int(v["hold_expires_at_ms"]),
+        provenance=_provenance(v["source"], float(v["confidence"]), int(v["business_at_ms"])),
     )
     return HistoryRecord(v["shard"], int(v["batch_seq"]), int(v["position"]), movement)
+
+
+def _provenance(source: str, confidence: float, business_at_ms: int) -> Provenance | None:
+    """As the cell makes it: none when the movement says nothing of where it came from."""
+    return Provenance(source, confidence, business_at_ms) if source or business_at_ms else None
 
 
 # ---- queries ----

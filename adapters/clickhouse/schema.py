@@ -271,6 +271,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "movement provenance: who counted, how sure, when it happened (issue 15)",
+        (
+            # Counts say who counted (rfid, cycle, recogniser) and how sure; a device's
+            # offline op says when it happened on the device (business time). Rows written
+            # before read '' / 0 / 0: "not said", as the journal's own defaults.
+            "ALTER TABLE {db}.movements ADD COLUMN IF NOT EXISTS source LowCardinality(String) DEFAULT '' "
+            "COMMENT 'counts: who counted (rfid, cycle, recogniser); \"\" = not a count'",
+            "ALTER TABLE {db}.movements ADD COLUMN IF NOT EXISTS confidence Float64 DEFAULT 0 "
+            "COMMENT 'counts: the counter''s confidence 0..1'",
+            "ALTER TABLE {db}.movements ADD COLUMN IF NOT EXISTS business_at_ms Int64 DEFAULT 0 "
+            "COMMENT 'a device''s offline op: when it happened there, epoch ms UTC; 0 = at_ms'",
+        ),
+    ),
 )
 
 ROLLUP_TABLES = ("daily_consumption", "daily_balance")

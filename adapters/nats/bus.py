@@ -65,8 +65,10 @@ log = structlog.get_logger("lotwise.bus")
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 DAY_S = 86_400.0
 
-SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "business_event.avsc"
+SCHEMA_VERSION = 2  # 2 adds the provenance fields (source, confidence, business_at_ms)
+READABLE_VERSIONS = (1, 2)  # a version-1 event reads with those fields at their defaults
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+SCHEMA_PATH = SCHEMA_DIR / "business_event.avsc"
 JSON, AVRO = "json", "avro"
 FORMATS = (JSON, AVRO)  # the order an event's formats are published in
 CONTENT_TYPES = {JSON: "application/json", AVRO: "avro/binary"}
@@ -88,8 +90,9 @@ _RESERVED_TAGS = frozenset({"events", "avro", "journal", "dlq", "transfers", "re
 
 
 @functools.cache
-def schema() -> Any:
-    return fastavro.parse_schema(json.loads(SCHEMA_PATH.read_text()))
+def schema(version: int = SCHEMA_VERSION) -> Any:
+    path = SCHEMA_PATH if version == SCHEMA_VERSION else SCHEMA_DIR / f"business_event.v{version}.avsc"
+    return fastavro.parse_schema(json.loads(path.read_text()))
 
 
 @functools.cache
@@ -124,12 +127,16 @@ def event_record(e: BusinessEvent) -> dict[str, Any]:
         "index": e.index,
         "stream_seq": e.stream_seq,
         "finance": None if e.finance is None else _slots(e.finance),
+        "source": e.source,
+        "confidence": e.confidence,
+        "business_at_ms": e.business_at_ms,
     }
 
 
 def event_from_record(r: dict[str, Any]) -> BusinessEvent:
-    """The inverse of event_record; raises ValueError on a record of another schema version."""
-    if r.get("schema_version") != SCHEMA_VERSION:
+    """The inverse of event_record (of any readable version: a version-1 record lacks the
+    provenance, which then takes its defaults); raises ValueError on another version."""
+    if r.get("schema_version") not in READABLE_VERSIONS:
         raise ValueError(f"unknown business event schema version {r.get('schema_version')!r}")
     try:
         lot, finance = r["lot"], r["finance"]
@@ -155,6 +162,9 @@ def event_from_record(r: dict[str, Any]) -> BusinessEvent:
             index=r["index"],
             stream_seq=r["stream_seq"],
             finance=None if finance is None else EventFinance(**finance),
+            source=r.get("source", ""),
+            confidence=r.get("confidence", 0.0),
+            business_at_ms=r.get("business_at_ms", 0),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a business event: {type(exc).__name__}: {exc}") from None
@@ -187,10 +197,10 @@ def encode_event_avro(e: BusinessEvent) -> bytes:
 
 def decode_event_avro(data: bytes) -> BusinessEvent:
     version = _first_int(data)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(f"unknown business event schema version {version}")
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(data), schema())
+        record = fastavro.schemaless_reader(io.BytesIO(data), schema(version))
     except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
         raise ValueError(f"undecodable business event: {type(exc).__name__}: {exc}") from None
     return event_from_record(record)  # type: ignore[arg-type]

@@ -20,14 +20,18 @@ command, `source` to Receive, `destination` and `status` to Consume — fields a
 lacks take the dataclasses' defaults; 3 (journal_batch.v3.avsc) adds `cell` to Adopt, the
 handed-off cell as a typed record (engine.domain.state.CellState). v1 and v2 carried that
 cell as a pickle in `cell_blob` (empty since v3); their upcaster reads it once, through
-an allowlist (adapters/nats/legacy.py); 4 (journal_batch.avsc) adds the cell commands
+an allowlist (adapters/nats/legacy.py); 4 (journal_batch.v4.avsc) adds the cell commands
 Count, ExpireLots, ScrapOverAge, OpenLot and FreezeStock (ops, and remembered commands at the end of
 their union) with their answers, `source` and `confidence` to Movement, and
 `opened_shelf_life_hours` and `substitutes` to Sku — all with defaults, so a v3 record
-needs no upcaster; 5 (journal_batch.avsc) adds `receipts` (bytes, default empty) to the
+needs no upcaster; 5 (journal_batch.v5.avsc) adds `receipts` (bytes, default empty) to the
 entry: an entry of receipts only (a bulk load's) is written as columns there
 (adapters/nats/receipt_columns.py), its `ops` and `movements` empty; decoded, it is the
-same entry. Snapshots: adapters/nats/snapshot_codec.py.
+same entry; 6 (journal_batch.avsc) adds `delta_qty` to Adjust (≠ 0: a relative
+adjustment applied inside the cell) and `prev_seq` to DeviceOp (the device's previous seq
+on the cell: a gap between uploads is seen) — their defaults, 0 and -1 (absolute; not
+said), are what a v5 record meant, so it needs no upcaster either. Snapshots:
+adapters/nats/snapshot_codec.py.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ from engine.domain.formats import UnsupportedFormat
 from engine.domain.ports import JournalEntry
 
 FORMAT = "journal batch (Avro)"
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)  # every version ever written; a reader decodes all of them
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)  # every version ever written; a reader decodes all of them
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
@@ -145,4 +149,4 @@ def _pickled_cell_to_record(name: str, value: dict[str, Any], version: int) -> d
     return {**value, "cell_blob": b"", "cell": (NS + "CellState", cell_out(cell))}
 
 
-_UPCASTERS: dict[int, Upcaster] = {1: _pickled_cell_to_record, 2: _pickled_cell_to_record}  # v3 → v4: defaults
+_UPCASTERS: dict[int, Upcaster] = {1: _pickled_cell_to_record, 2: _pickled_cell_to_record}  # v3 → v6: defaults

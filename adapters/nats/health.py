@@ -60,6 +60,10 @@ class HealthNatsConfig:
     def event_subject(self, kind: str, site: str) -> str:
         return f"{self.events_prefix}.{subject_token(kind)}.{subject_token(site)}"
 
+    def recipient_subject(self, recipient: str, kind: str) -> str:
+        """Where a person's copy goes: `<events prefix>.for.<recipient>.<kind>`."""
+        return f"{self.events_prefix}.for.{subject_token(recipient)}.{subject_token(kind)}"
+
 
 def engine_health_config(namespace: str, nats_url: str, replicas: int = 1) -> HealthNatsConfig:
     """`lotwise.alerts.>` / `lotwise.health.>` for the default namespace,
@@ -146,7 +150,11 @@ class JetStreamHealthPublisher:
             "body": event.body,
         }
         subject = self.config.event_subject(event.kind, event.site)
-        await self._publish(subject, event.event_id, event.kind, orjson.dumps(record))
+        payload = orjson.dumps({**record, "recipient": event.recipient} if event.recipient else record)
+        await self._publish(subject, event.event_id, event.kind, payload)
+        if event.recipient:  # the named person's copy (its own id: the stream keeps both)
+            to = self.config.recipient_subject(event.recipient, event.kind)
+            await self._publish(to, f"{event.event_id}:for:{event.recipient}", event.kind, payload)
 
     async def _publish(self, subject: str, event_id: str, kind: str, payload: bytes) -> None:
         _, js = await self._link.client()

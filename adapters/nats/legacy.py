@@ -10,6 +10,7 @@ anything else in a blob is refused as an unreadable format, never executed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 from collections import OrderedDict
@@ -70,11 +71,24 @@ def cell_from_pickle(blob: bytes, journal_version: int) -> CellState:
     return export_cell(cell)
 
 
+def _with_defaults(value: Any) -> Any:
+    """The dataclass `value` rebuilt through its constructor: a slot its pickle lacked takes
+    the field's default."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    present = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if hasattr(value, f.name)}
+    return type(value)(**present)
+
+
 def _complete(cell: Cell) -> None:
     """A pickled slotted Ledger holds only the slots of its day: the out-of-stock marks
     (since journal v4) start empty, the per-lot quant counts are rebuilt from the quants."""
     cell.devices = {}
     cell._business_at_ms = 0
+    # Remembered commands unpickle positionally with the slots of their day: fields added
+    # since (journal v6: Adjust.delta_qty) take their defaults.
+    for request_id, (at_ms, cmd, answer) in list(cell._seen.items()):
+        cell._seen[request_id] = (at_ms, _with_defaults(cmd), answer)
     ledger = cell.ledger
     ledger.zeroed = OrderedDict()
     ledger.live = {}

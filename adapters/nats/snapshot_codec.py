@@ -24,7 +24,8 @@ Versions: `LWS1` (releases up to journal v2: a pickle of the shard core; read on
 the allowlist of adapters/nats/legacy.py); 1 (`LWSA`, journal v3's types); 2 (`LWSB`,
 columnar, journal v3's types in its rest); 3 (`LWSB`, the same layout, its rest in
 Avro version 2: journal v4's types — the cell commands of issue 15 and the sku's
-freshness fields). Anything else raises `UnsupportedFormat` naming
+freshness fields); 4 (`LWSB`, the same layout, its rest in Avro version 3: journal v6's
+types — Adjust's `delta_qty`, DeviceOp's `prev_seq`). Anything else raises `UnsupportedFormat` naming
 the tag or version; the store adds the shard and position.
 """
 
@@ -54,13 +55,13 @@ FORMAT = "shard snapshot"
 AVRO_TAG = b"LWSA"  # version 1: all Avro
 TAG = b"LWSB"  # version 2 on: columnar (adapters/nats/snapshot_columns.py)
 LEGACY_TAG = b"LWS1"  # a pickle of ShardCore, written by releases up to journal schema v2
-SNAPSHOT_VERSION = 3
-AVRO_VERSION = 2  # the Avro schema version a snapshot's rest is written in today
-READABLE_VERSIONS = (1, 2, 3)
+SNAPSHOT_VERSION = 4
+AVRO_VERSION = 3  # the Avro schema version a snapshot's rest is written in today
+READABLE_VERSIONS = (1, 2, 3, 4)
 # Avro schema version → the journal schema version whose named types it uses. The Avro body
 # (a version-1 snapshot, a columnar one's rest) starts with its own `format_version`.
-JOURNAL_TYPES = {1: 3, 2: 4}
-_COLUMNAR_REST = {2: 1, 3: 2}  # columnar snapshot version → the Avro version of its rest
+JOURNAL_TYPES = {1: 3, 2: 4, 3: 6}  # journal v5 changed no type a snapshot holds (only the entry)
+_COLUMNAR_REST = {2: 1, 3: 2, 4: 3}  # columnar snapshot version → the Avro version of its rest
 _VERSION = struct.Struct("<H")
 
 

@@ -57,14 +57,23 @@ from engine.api.timeout_header import timeout_metadata
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import (
+    NO_PREV_SEQ,
+    Adjust,
     Adjusted,
+    ChangeStatus,
+    Consume,
     Consumed,
+    Count,
     Counted,
     CountLine,
     CountSource,
+    DeviceCommand,
+    DeviceOpDone,
     LotOpened,
     LotsExpired,
+    Move,
     Moved,
+    Receive,
     Received,
     Scrapped,
     StatusChanged,
@@ -96,6 +105,63 @@ def new_request_id() -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return uuid.UUID(int=value).hex
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOperation:
+    """One op a store device recorded offline, for `apply_device_ops`: `seq` in the device's
+    own numbering (consecutive within an upload), `at_ms` when it happened, `command` the op
+    (its request id is ignored: the engine derives one from the device and seq), and
+    `prev_seq` the device's previous seq on the command's (sku, site) — 0 for its first
+    there, NO_PREV_SEQ when the device does not keep it (a gap between uploads then goes
+    unseen)."""
+
+    seq: int
+    at_ms: int
+    command: DeviceCommand
+    prev_seq: int = NO_PREV_SEQ
+
+
+def device_operation_to_pb(op: DeviceOperation) -> pb.DeviceOperation:
+    kind, request = _device_command_to_pb(op.command)
+    msg = pb.DeviceOperation(seq=op.seq, at_ms=op.at_ms, **{kind: request})
+    if op.prev_seq != NO_PREV_SEQ:
+        msg.prev_seq = op.prev_seq
+    return msg
+
+
+def _device_command_to_pb(cmd: DeviceCommand) -> tuple[str, Any]:
+    """A device command as the unary request of its kind (field by field, by name)."""
+    finance = convert.finance_to_pb(cmd.finance)
+    match cmd:
+        case Receive():
+            return "receive", pb.ReceiveRequest(
+                **_plain(cmd, "finance", "source"), source=cmd.source.value, finance=finance
+            )
+        case Consume():
+            return "consume", pb.ConsumeRequest(
+                **_plain(cmd, "finance", "strategy", "destination"),
+                strategy=convert.STRATEGY_TO_PB[Strategy(cmd.strategy)],
+                destination=cmd.destination.value,
+                finance=finance,
+            )
+        case Count():
+            return "count", pb.CountRequest(
+                **_plain(cmd, "finance", "lines", "source"),
+                lines=[pb.CountLine(**_plain(line)) for line in cmd.lines],
+                source=convert.COUNT_SOURCE_TO_PB[cmd.source],
+            )
+        case Adjust():
+            return "adjust", pb.AdjustRequest(**_plain(cmd, "finance"), finance=finance)
+        case Move():
+            return "move", pb.MoveRequest(**_plain(cmd, "finance"), finance=finance)
+        case ChangeStatus():
+            return "change_status", pb.ChangeStatusRequest(**_plain(cmd, "finance"), finance=finance)
+    raise TypeError(f"a device op cannot carry {type(cmd).__name__}")
+
+
+def _plain(value: Any, *but: str) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in value.__slots__ if name not in but}
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +508,10 @@ class LotwiseClient:
         finance: Finance | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
+        delta_qty: int = 0,
     ) -> Adjusted:
+        """A count (the quant set to `counted_qty`), or with `delta_qty` ≠ 0 (and
+        `counted_qty` 0) a relative adjustment applied inside the cell."""
         req = pb.AdjustRequest(
             request_id=request_id or new_request_id(),
             sku=sku,
@@ -455,6 +524,7 @@ class LotwiseClient:
             reason=reason,
             doc_ref=doc_ref,
             finance=convert.finance_to_pb(finance),
+            delta_qty=delta_qty,
         )
         return convert.adjusted_from_pb(await self._command("adjust", self._stub.Adjust, req, timeout_s))
 
@@ -521,6 +591,24 @@ class LotwiseClient:
     ) -> Scrapped:
         req = pb.ScrapOverAgeRequest(request_id=request_id or new_request_id(), sku=sku, site=site, lot_id=lot_id)
         return convert.scrapped_from_pb(await self._call(self._stub.ScrapOverAge, req, timeout_s))
+
+    async def apply_device_ops(
+        self,
+        device_id: str,
+        ops: Sequence[DeviceOperation],
+        *,
+        timeout_s: float | None = None,
+    ) -> list[DeviceOpDone]:
+        """A device's offline upload (ApplyDeviceOps): each op applies exactly once however
+        late or often it is uploaded, in seq order; one per op back, in seq order (refused
+        ops say why, once and for all). Travels in an Execute batch when batching is on.
+        A gap between uploads (an op's `prev_seq` the cell never saw) raises
+        FailedPrecondition DEVICE_OPS_MISSING naming `missing_seq`: upload from it again."""
+        req = pb.ApplyDeviceOpsRequest(device_id=device_id, ops=[device_operation_to_pb(op) for op in ops])
+        reply = await self._command("apply_device_ops", self._stub.ApplyDeviceOps, req, timeout_s)
+        return [
+            DeviceOpDone(r.seq, r.already_applied, None, r.refusal_reason, r.refusal_message) for r in reply.results
+        ]
 
     # ---- holds ----
 

@@ -27,6 +27,7 @@ from engine.domain.cell import Dimension, SliceFilter, SliceRow
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
     MAX_DEVICE_OPS,
+    NO_PREV_SEQ,
     RECEIVE_SOURCES,
     Adjust,
     Adjusted,
@@ -274,6 +275,7 @@ def adjust_from_pb(req: pb.AdjustRequest) -> Adjust:
         reason=req.reason or "count",
         doc_ref=req.doc_ref,
         finance=finance_from_pb(req),
+        delta_qty=req.delta_qty,
     )
 
 
@@ -327,7 +329,8 @@ def device_ops_from_pb(req: pb.ApplyDeviceOpsRequest) -> list[DeviceOp]:
             continue
         inner: DeviceCommand = _DEVICE_OPS[kind](getattr(op, kind))
         rid = derived_id(f"{req.device_id}:{op.seq}", "#dev")
-        out.append(DeviceOp(rid, inner.sku, inner.site, req.device_id, op.seq, op.at_ms, inner))
+        prev_seq = op.prev_seq if op.HasField("prev_seq") else NO_PREV_SEQ
+        out.append(DeviceOp(rid, inner.sku, inner.site, req.device_id, op.seq, op.at_ms, inner, prev_seq=prev_seq))
     v.raise_if_any()
     return out
 

@@ -164,6 +164,18 @@ def _rpc(fn: Handler[_Req, _Resp]) -> Handler[_Req, _Resp]:
 # A batch's commands that go to one cell, by their oneof field name.
 _SINGLE_CELL = frozenset({"receive", "move", "change_status", "consume", "adjust"})
 
+
+def _device_op_pairs(ops: Sequence[pb.DeviceOperation]) -> set[tuple[str, str, str]]:
+    """The pairs a device upload touches (an op without a command touches none: refused)."""
+    pairs = set()
+    for op in ops:
+        kind = op.WhichOneof("op")
+        if kind is not None:
+            inner = getattr(op, kind)
+            pairs.add(("pair", inner.sku, inner.site))
+    return pairs
+
+
 # The commands `_execute` sends; an alias because inside the class these names are the RPC methods.
 Mutation = CellMutation
 
@@ -210,6 +222,7 @@ class InventoryServicer(pb_grpc.InventoryServicer):
             "get_hold": self._get_hold,
             "get_availability": self._get_availability,
             "sell": self._sell,
+            "apply_device_ops": self._apply_device_ops,
         }
 
     # ---- batches ----
@@ -231,6 +244,9 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         if kind == "get_availability":
             a = command.get_availability
             return Footprint(frozenset([("pair", a.sku, a.site)]))
+        if kind == "apply_device_ops":  # one op after the other: it waits for each (not eager)
+            ops = command.apply_device_ops.ops
+            return Footprint(frozenset(_device_op_pairs(ops)))
         if kind in ("commit", "release", "get_hold"):
             hold_id = getattr(command, kind).hold_id
             known = self._hold_pairs(hold_id)
@@ -350,8 +366,12 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     async def ApplyDeviceOps(
         self, request: pb.ApplyDeviceOpsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ApplyDeviceOpsResponse:
+        return await self._apply_device_ops(request, call_deadline(context))
+
+    async def _apply_device_ops(
+        self, request: pb.ApplyDeviceOpsRequest, deadline: float | None
+    ) -> pb.ApplyDeviceOpsResponse:
         """One op after the other, in seq order: the device's order is the order applied."""
-        deadline = call_deadline(context)
         ops = convert.device_ops_from_pb(request)
         bad: list[FieldViolation] = []
         for i, op in enumerate(ops):  # all checked first: a bad upload applies nothing

@@ -183,7 +183,8 @@ async def start_replenish_runtime(settings: Settings, gateway: Gateway, parts: _
     from engine.bootstrap.replenish import start_replenish
 
     history = parts.history.store if parts.history is not None else None
-    return await start_replenish(settings, gateway, parts.nats_url or settings.nats_url, history)
+    hooks = parts.hooks if settings.health else None  # keeper alerts → alerts (bound when health runs)
+    return await start_replenish(settings, gateway, parts.nats_url or settings.nats_url, history, hooks)
 
 
 async def _start_services(settings: Settings, parts: _Parts) -> Gateway:

@@ -33,7 +33,7 @@ from engine.health.hooks import AlertingDeadLetters, HealthHooks
 from engine.health.ports import AlertStore, HealthPublisher
 from engine.health.reconcile import TOLERANCE_SCHEMA, Tolerances, parse_tolerances
 from engine.health.services import ProposalDesk, Reconciled, ReconcileHooks, Reconciler, ShelfDesk
-from engine.health.shelf import ShelfRules
+from engine.health.shelf import SalesReps, ShelfRules, parse_sales_reps
 from engine.health.sweep import ExpiryWatch, StockPort, WatchHooks
 from engine.settings import Settings
 
@@ -145,6 +145,17 @@ def tolerances_of(path: Path | None) -> Tolerances:
         raise SettingsProblem("health_tolerances", f"{path}: {exc}") from None
 
 
+def sales_reps_of(path: Path | None) -> SalesReps:
+    if path is None:
+        return SalesReps()
+    try:
+        return parse_sales_reps(json.loads(path.read_text()))
+    except OSError as exc:
+        raise SettingsProblem("health_sales_reps", f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise SettingsProblem("health_sales_reps", f"{path}: {exc}") from None
+
+
 def check_health_settings(settings: Settings) -> None:
     """Read and check the files stock health names (SettingsProblem naming the field)."""
     if settings.health:
@@ -155,6 +166,7 @@ def check_health_settings(settings: Settings) -> None:
             raise SettingsProblem("namespace", f"{settings.namespace!r} is reserved by stock health's subjects")
         expiry_rules_of(settings, statuses_of(settings))
         tolerances_of(settings.health_tolerances)
+        sales_reps_of(settings.health_sales_reps)
 
 
 def terminal_statuses(statuses: StatusDictionary, rules: ExpiryRules) -> frozenset[str]:
@@ -247,6 +259,7 @@ def build_health(
         now_ms,
         WatchHooks(on_action=m.on_action),
         sweep_interval_ms=int(settings.health_expiry_sweep_s * 1000),
+        expired_role=statuses.role(Role.EXPIRED),
     )
     on_hand = on_hand_statuses(statuses)
     books: BooksPort = HistoryBooks(history, on_hand) if history is not None else CellBooks(stock, on_hand)
@@ -266,7 +279,10 @@ def build_health(
         stock,
         proposals,
         parts.publisher,
-        ShelfRules(confidence_threshold=settings.health_shelf_confidence),
+        ShelfRules(
+            confidence_threshold=settings.health_shelf_confidence,
+            sales_reps=sales_reps_of(settings.health_sales_reps),
+        ),
         on_hand,
         now_ms,
     )

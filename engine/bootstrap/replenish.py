@@ -15,6 +15,7 @@ from engine.bootstrap.config import SettingsProblem
 from engine.domain.clock import SystemClock
 from engine.domain.errors import InvalidArgument
 from engine.domain.ports import HistoryStore
+from engine.health.hooks import AlertingActions, HealthHooks
 from engine.replenish.actions import ActionSink
 from engine.replenish.demand import HistoryStockouts, StockoutDays
 from engine.replenish.planning import PolicyPlanner
@@ -126,8 +127,13 @@ async def _schedule(service: ReplenishService, interval_s: float) -> None:
 
 
 async def start_replenish(
-    settings: Settings, stock: StockReader, nats_url: str, history: HistoryStore | None
+    settings: Settings,
+    stock: StockReader,
+    nats_url: str,
+    history: HistoryStore | None,
+    hooks: HealthHooks | None = None,
 ) -> ReplenishRuntime:
+    """`hooks`: stock health's, bound once it runs — keeper alerts then raise alerts too."""
     planner = PolicyPlanner(rules_of(settings))
     store = await _open_store(settings, nats_url)
     try:
@@ -135,6 +141,8 @@ async def start_replenish(
     except BaseException:
         await store.close()
         raise
+    if hooks is not None:
+        actions = AlertingActions(actions, hooks)
     config = replenish_config_of(settings)
     service = ReplenishService(
         store,

@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Protocol, cast
 
 from engine.domain.commands import (
+    DEVICE_OPS_MISSING,
+    NO_PREV_SEQ,
     Adjust,
     Adjusted,
     ChangeStatus,
@@ -239,7 +241,8 @@ class Cell:
         try:
             reply = self._dispatch(cmd, now_ms)
         except DomainError as refusal:
-            self._seen[cmd.request_id] = (now_ms, cmd, refusal)
+            if not _depends_on_later_ops(refusal):
+                self._seen[cmd.request_id] = (now_ms, cmd, refusal)
             raise
         self._seen[cmd.request_id] = (now_ms, cmd, reply)
         return reply
@@ -444,6 +447,8 @@ class Cell:
         if cmd.lot_id not in self.ledger.lots:
             raise NotFound("lot", f"{self.sku}@{self.site}/{cmd.lot_id}")
         key = QuantKey(cmd.lot_id, cmd.bin, cmd.status, cmd.owner)
+        if cmd.relative:
+            return self._adjust_by(cmd, now_ms, key)
         quant = self.ledger.quants.get(key)
         previous = quant.qty if quant else 0
         held = quant.held if quant else 0
@@ -481,6 +486,22 @@ class Cell:
             dst: Bucket = key if variance > 0 else External.COUNT_VARIANCE
             self._emit(MovementKind.ADJUST, cmd, now_ms, key.lot_id, abs(variance), src, dst)
         return Adjusted(previous, cmd.counted_qty, variance)
+
+    def _adjust_by(self, cmd: Adjust, now_ms: int, key: QuantKey) -> Adjusted:
+        """A relative adjustment: the quant as it stands now changes by `delta_qty`. It takes
+        free units only — what holds promised stays promised — so it never oversells and
+        never goes below zero (INSUFFICIENT_STOCK, with what was free, changes nothing)."""
+        quant = self.ledger.quants.get(key)
+        previous = quant.qty if quant else 0
+        delta = cmd.delta_qty
+        if delta < 0:
+            held = quant.held if quant else 0
+            if previous - held < -delta:
+                raise InsufficientStock(self.sku, self.site, -delta, max(previous - held, 0))
+            self._emit(MovementKind.ADJUST, cmd, now_ms, key.lot_id, -delta, key, External.COUNT_VARIANCE)
+        else:
+            self._emit(MovementKind.ADJUST, cmd, now_ms, key.lot_id, delta, External.COUNT_VARIANCE, key)
+        return Adjusted(previous, previous + delta, delta)
 
     # ---- counts, expiry, freshness (issue 15) ----
 
@@ -702,8 +723,11 @@ class Cell:
         """Apply a device's offline op once: at or below the device's watermark here it was
         applied before. A refusal is the op's outcome too (the watermark moves on: the device
         is told, and its later ops are not held back by it)."""
-        if cmd.seq <= self.devices.get(cmd.device_id, 0):
+        applied = self.devices.get(cmd.device_id, 0)
+        if cmd.seq <= applied:
             return DeviceOpDone(cmd.seq, True)
+        if cmd.prev_seq not in (NO_PREV_SEQ, applied):
+            raise device_ops_missing(self.sku, self.site, cmd, applied)
         inner = replace(cmd.command, request_id=cmd.request_id)  # the op's own id on its movements
         self._business_at_ms = cmd.at_ms
         try:
@@ -1100,6 +1124,34 @@ class Cell:
             created_at_ms=part.created_at_ms,
             expires_at_ms=part.expires_at_ms,
         )
+
+
+def device_ops_missing(sku: str, site: str, op: DeviceOp, applied: int) -> FailedPrecondition:
+    """A device op whose previous op on this cell never arrived (a gap between uploads):
+    nothing applies and the watermark stays, so the device can upload the missing op first.
+    `prev_seq` below the watermark means the device's numbering went back (a reset device)."""
+    missing = op.prev_seq if op.prev_seq > applied else applied
+    why = (
+        f"seq {op.prev_seq} is missing: upload it before seq {op.seq}"
+        if op.prev_seq > applied
+        else f"seq {applied} was applied here after the device's seq {op.prev_seq}: its numbering went back"
+    )
+    return FailedPrecondition(
+        DEVICE_OPS_MISSING,
+        f"device {op.device_id!r} at {sku}@{site}: {why}",
+        {
+            "device_id": op.device_id,
+            "missing_seq": str(missing),
+            "applied_seq": str(applied),
+            "seq": str(op.seq),
+        },
+    )
+
+
+def _depends_on_later_ops(refusal: DomainError) -> bool:
+    """A refusal a later command may lift (the missing device op uploaded) is not cached
+    under the request id: the retry after the gap is filled must apply."""
+    return isinstance(refusal, FailedPrecondition) and refusal.reason == DEVICE_OPS_MISSING
 
 
 def _removal_order(strategy: Strategy, lot: Lot, expiry: int, key: QuantKey) -> tuple[int, int, str, str]:

@@ -200,7 +200,12 @@ class Consume:
 
 @dataclass(frozen=True, slots=True)
 class Adjust:
-    """A count: sets the quant to `counted_qty` and records the variance."""
+    """A count: sets the quant to `counted_qty` and records the variance. With `delta_qty`
+    (≠ 0) it is a *relative* adjustment instead: the quant changes by `delta_qty` as it
+    stands when the cell applies it (`counted_qty` must be 0), so a write booked between a
+    person's look at the books and this adjustment is kept, never undone. A relative
+    adjustment takes only free units: below zero, or into held units, it is refused
+    INSUFFICIENT_STOCK (a person recounts)."""
 
     request_id: str
     sku: str
@@ -213,6 +218,11 @@ class Adjust:
     reason: str = "count"
     doc_ref: str = ""
     finance: Finance | None = None
+    delta_qty: int = 0  # since journal v6: ≠ 0 makes it relative (see above)
+
+    @property
+    def relative(self) -> bool:
+        return self.delta_qty != 0
 
 
 class CountSource(StrEnum):
@@ -291,6 +301,8 @@ class FreezeStock:
 # What a store device may record offline and upload later (ApplyDeviceOps).
 DeviceCommand = Receive | Consume | Count | Adjust | Move | ChangeStatus
 MAX_DEVICE_OPS = 1_000  # ops of one upload: bounds the request's work
+NO_PREV_SEQ = -1  # a DeviceOp that does not say its previous seq on the cell
+DEVICE_OPS_MISSING = "DEVICE_OPS_MISSING"  # a gap between uploads: the cell names the missing seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +322,11 @@ class DeviceOp:
     command: DeviceCommand
     doc_ref: str = ""
     finance: Finance | None = None
+    # Since journal v6: the seq of the device's previous op on this same (sku, site), 0 for
+    # its first one here; NO_PREV_SEQ = not said (older devices, older journal entries). The
+    # cell compares it with its watermark, so a gap *between* two uploads — an op the device
+    # recorded for this cell but never uploaded — is refused naming the missing seq.
+    prev_seq: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -854,6 +871,7 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
         case Adjust():
             check_id(cmd.lot_id, "lot_id", out)
             check_qty(cmd.counted_qty, "counted_qty", out, allow_zero=True)
+            _check_delta(cmd, out)
             check_bin(cmd.bin, "bin", out)
             check_owner(cmd.owner, "owner", out)
             check_status(cmd.status, "status", out, statuses)
@@ -870,6 +888,11 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             if isinstance(cmd.seq, bool) or not isinstance(cmd.seq, int) or not 0 < cmd.seq < 2**62:
                 out.append(FieldViolation("seq", f"must be a positive integer{_got(cmd.seq)}"))
             check_time(cmd.at_ms, "at_ms", out)
+            prev = cmd.prev_seq
+            if isinstance(prev, bool) or not isinstance(prev, int) or not NO_PREV_SEQ <= prev < 2**62:
+                out.append(FieldViolation("prev_seq", f"must be -1 (not said) or a seq ≥ 0{_got(prev)}"))
+            elif isinstance(cmd.seq, int) and prev >= cmd.seq:
+                out.append(FieldViolation("prev_seq", f"must be below seq {cmd.seq}{_got(prev)}"))
             if not isinstance(cmd.command, Receive | Consume | Count | Adjust | Move | ChangeStatus):
                 out.append(
                     FieldViolation("command", "must be a receive, consume, count, adjust, move or change_status")
@@ -886,6 +909,14 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
             check_time(cmd.opened_at_ms, "opened_at_ms", out)
     if out:
         raise InvalidArgument(out)
+
+
+def _check_delta(cmd: Adjust, out: list[FieldViolation]) -> None:
+    delta = cmd.delta_qty
+    if isinstance(delta, bool) or not isinstance(delta, int) or abs(delta) > MAX_QTY:
+        out.append(FieldViolation("delta_qty", f"must be an integer within ±{MAX_QTY}{_got(delta)}"))
+    elif delta and cmd.counted_qty:
+        out.append(FieldViolation("counted_qty", f"must be 0 in a relative adjustment (delta_qty {delta})"))
 
 
 def _validate_count(cmd: Count, statuses: StatusDictionary, out: list[FieldViolation]) -> None:

@@ -97,6 +97,11 @@ class BusinessEvent:
     index: int  # ... the movement's index in the batch ...
     stream_seq: int  # ... and the journal message's stream sequence (0 when unknown)
     finance: EventFinance | None  # None: the command carried no financial context
+    # Provenance (catalogue version 2): who counted and how sure (counts); when it happened
+    # if not at `at_ms` (a device's offline op). "" / 0 / 0 when the movement does not say.
+    source: str = ""
+    confidence: float = 0.0
+    business_at_ms: int = 0
 
 
 def business_events(entry: JournalEntry, stream_seq: int = 0) -> list[BusinessEvent]:
@@ -151,6 +156,9 @@ def _event(entry: JournalEntry, stream_seq: int, index: int, m: Movement, op: An
         index=index,
         stream_seq=stream_seq,
         finance=event_finance(getattr(op, "finance", None), m.qty),
+        source=m.source,
+        confidence=m.confidence,
+        business_at_ms=m.business_at_ms,
     )
 
 

@@ -211,7 +211,8 @@ class PromotionTask:
 
 @dataclass(frozen=True, slots=True)
 class StatusMove:
-    """Move `qty` of one row to `to_status` (journaled through ChangeStatus)."""
+    """Move `qty` of one row to `to_status`: at expiry through the cell's ExpireLots (the
+    lot's journaled expire movements, holds cut), else through ChangeStatus (free units)."""
 
     request_id: str
     row: StockSlice
@@ -228,15 +229,18 @@ def decide(
     row: StockSlice, rule: ExpiryRule, now_ms: int, terminal: frozenset[str]
 ) -> tuple[PromotionTask | None, StatusMove | None]:
     """What the rule does to this row now. `terminal` are statuses left alone (the
-    expired status itself, scrap-bound ones). Held units are not moved (their holds
-    expire on read and are swept; a later look moves them)."""
+    expired status itself, scrap-bound ones). At expiry the whole row moves, held units
+    too: the watch books it with the cell's ExpireLots, which cuts the holds on expired
+    units (they can no longer be promised) — only a status move (a rule's own expired
+    status, an opened lot past its opened shelf life) takes the free units alone. Near
+    expiry, only free units move (their holds still stand)."""
     if row.expires_at_ms == NO_EXPIRY_MS or row.qty <= 0 or row.status in terminal:
         return None, None
     free = row.qty - max(row.held, 0)
     if now_ms >= row.expires_at_ms:
-        if free <= 0 or row.status == rule.expired_status:
+        if row.status == rule.expired_status:
             return None, None
-        return None, StatusMove(_move_id("expiry", row, free), row, free, rule.expired_status, "expiry")
+        return None, StatusMove(_move_id("expiry", row, row.qty), row, row.qty, rule.expired_status, "expiry")
     if now_ms < row.expires_at_ms - rule.near_expiry_days * MS_PER_DAY:
         return None, None
     days_left = round((row.expires_at_ms - now_ms) / MS_PER_DAY, 2)

@@ -1,5 +1,6 @@
-"""Alerts from what exists already (issue 15 item 8): dead letters and temperature
-excursions raise alerts, without their producers knowing about alerts.
+"""Alerts from what exists already (issue 15 item 8): dead letters, temperature excursions
+and replenishment's keeper alerts raise alerts of the one model, without their producers
+knowing about alerts.
 
 `HealthHooks` is created before ingestion starts and bound to the alert desk once stock
 health runs (`bind`); until then, and whenever raising fails, the producer carries on (an
@@ -16,6 +17,7 @@ from engine.domain.deadletters import DEFAULT_LIST_LIMIT, DeadLetter, StoredDead
 from engine.domain.ports import DeadLetterStore
 from engine.health.alerts import AlertScope, Condition
 from engine.health.desk import AlertDesk
+from engine.replenish.actions import KEEPER_ALERTED, ActionSink, ReplenishEvent
 
 log = structlog.get_logger("lotwise.health.hooks")
 
@@ -63,6 +65,46 @@ class HealthHooks:
                 subject=cabinet,
             )
         )
+
+    async def replenishment(self, event: ReplenishEvent) -> None:
+        """A keeper alert of an accepted suggestion: one `replenishment` alert per pair (its
+        count grows with each accepted version; closed, it opens again), the suggestion
+        behind it in its evidence and summary."""
+        flagged = " (data health flagged: check before acting)" if event.flagged else ""
+        how = "automatically" if event.automatic else f"by {event.actor}"
+        await self.raise_quietly(
+            Condition(
+                kind="replenishment",
+                severity="warning" if event.flagged else "info",
+                scope=AlertScope(site=event.site, sku=event.sku),
+                summary=(
+                    f"order {event.qty} of {event.sku} for {event.site} accepted {how}{flagged}: "
+                    f"supplier {event.supplier or '(none designated)'}, keeper {event.keeper or '(none named)'}; "
+                    f"reorder point {event.reorder_point:g}, safety stock {event.safety_stock:g}, "
+                    f"daily demand {event.daily_demand:g}, position {event.inventory_position}"
+                )[:500],
+                at_ms=event.at_ms,
+                evidence=(event.event_id, f"suggestion:{event.site}:{event.sku}:{event.version}"),
+            )
+        )
+
+
+class AlertingActions:
+    """Replenishment's ActionSink that also raises a `replenishment` alert for each keeper
+    alert it publishes (after the event is stored: the event is the fact, the alert the
+    desk's view of it)."""
+
+    def __init__(self, inner: ActionSink, hooks: HealthHooks) -> None:
+        self.inner = inner
+        self.hooks = hooks
+
+    async def publish(self, event: ReplenishEvent) -> None:
+        await self.inner.publish(event)
+        if event.kind == KEEPER_ALERTED:
+            await self.hooks.replenishment(event)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 class AlertingDeadLetters:

@@ -53,6 +53,7 @@ class HealthEvent:
     site: str
     at_ms: int
     body: dict[str, Any] = field(default_factory=dict)
+    recipient: str = ""  # a named person it is for (a site's sales rep): also sent to them
 
 
 class HealthPublisher(Protocol):

@@ -15,7 +15,14 @@ from typing import Any
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import Adjust
 from engine.domain.documents import DocumentStore, RevisionMismatch
-from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from engine.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InsufficientStock,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from engine.domain.inventory import StockQuery
 from engine.health.alerts import AlertScope, Condition
 from engine.health.books import BooksPort
@@ -150,36 +157,34 @@ class ProposalDesk:
         return decided
 
     async def _apply(self, p: Proposal) -> None:
-        # The quant's quantity now, plus the approved variance: movements booked since the
-        # difference was seen are kept (an absolute count would undo them).
-        q = StockQuery(
-            skus=(p.sku,),
-            sites=(p.site,),
-            filter=SliceFilter(lot_id=p.lot_id, statuses=frozenset({p.status}), bin_prefix=p.bin),
-            group_by=(Dimension.BIN, Dimension.OWNER),
-        )
-        rows = [r for r in await self.stock.query_stock(q) if dict(r.row.group).get("bin") == p.bin]
-        own = [r for r in rows if dict(r.row.group).get("owner") == "own"]
-        current = own[0].row.qty if own else 0
-        if current + p.variance < 0:  # the books moved since (or the quant is elsewhere): a person recounts
+        """The approved variance as a relative adjustment applied inside the cell: the quant
+        as it stands then changes by it, so a sale booked since the difference was seen is
+        kept, never undone (an absolute count computed here would race it). Taking more
+        than is free there is refused: the books moved, a person recounts."""
+        if not p.variance:  # nothing to change (and delta 0 would mean an absolute count)
+            return
+        try:
+            await self.stock.execute(
+                Adjust(
+                    request_id=p.adjust_request_id,
+                    sku=p.sku,
+                    site=p.site,
+                    lot_id=p.lot_id,
+                    counted_qty=0,
+                    bin=p.bin,
+                    status=p.status,
+                    reason="reconciliation",
+                    doc_ref=f"proposal:{p.proposal_id}"[:128],
+                    delta_qty=p.variance,
+                )
+            )
+        except InsufficientStock as short:
+            free = str(short.available)
             raise FailedPrecondition(
                 "PROPOSAL_STALE",
-                f"proposal {p.proposal_id} would take {-p.variance} from {current} at {p.site}/{p.bin or '(site)'}",
-                {"current_qty": str(current), "variance": str(p.variance)},
-            )
-        await self.stock.execute(
-            Adjust(
-                request_id=p.adjust_request_id,
-                sku=p.sku,
-                site=p.site,
-                lot_id=p.lot_id,
-                counted_qty=current + p.variance,
-                bin=p.bin,
-                status=p.status,
-                reason="reconciliation",
-                doc_ref=f"proposal:{p.proposal_id}"[:128],
-            )
-        )
+                f"proposal {p.proposal_id} would take {-p.variance} from {free} free at {p.site}/{p.bin or '(site)'}",
+                {"current_qty": free, "variance": str(p.variance)},
+            ) from None
 
 
 class Reconciler:
@@ -426,7 +431,8 @@ class ShelfDesk:
                     }
                 )
             for site, items in sorted(by_site.items()):
-                body = {"count_id": count_id, "source": source, "items": items}
+                rep = self.rules.sales_reps.rep_for(site)
+                body = {"count_id": count_id, "source": source, "sales_rep": rep, "items": items}
                 await self.publisher.publish_event(
-                    HealthEvent(f"shelf:{count_id}:{site}:{kind}", kind, site, now, body)
+                    HealthEvent(f"shelf:{count_id}:{site}:{kind}", kind, site, now, body, recipient=rep)
                 )

@@ -29,11 +29,12 @@ from typing import Any, Protocol
 import structlog
 
 from engine.domain.cell import Dimension, SliceFilter
-from engine.domain.commands import ChangeStatus
+from engine.domain.commands import ChangeStatus, ExpireLots, LotsExpired
 from engine.domain.documents import DocumentStore, RevisionMismatch
-from engine.domain.errors import DomainError
+from engine.domain.errors import DomainError, FailedPrecondition
 from engine.domain.inventory import StockQuery, StockRow
 from engine.domain.model import MS_PER_DAY
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.health.alerts import KIND_EXPIRED, AlertScope, Condition
 from engine.health.desk import AlertDesk
 from engine.health.expiry_rules import ExpiryRules, PromotionTask, StatusMove, StockSlice, decide, next_crossing_ms
@@ -88,6 +89,7 @@ class ExpiryWatch:
         now_ms: Callable[[], int],
         hooks: WatchHooks = WatchHooks(),
         sweep_interval_ms: int = MS_PER_DAY,
+        expired_role: str = DEFAULT_DICTIONARY.role(Role.EXPIRED),
     ) -> None:
         self.stock = stock
         self.documents = documents
@@ -98,6 +100,7 @@ class ExpiryWatch:
         self.now_ms = now_ms
         self.hooks = hooks
         self.sweep_interval_ms = sweep_interval_ms
+        self.expired_role = expired_role  # the dictionary's expired role: what ExpireLots moves to
         self._heap: list[tuple[int, str, str]] = []
         self._queued: set[tuple[int, str, str]] = set()
         self._wake = asyncio.Event()
@@ -202,11 +205,12 @@ class ExpiryWatch:
             result.tasks += 1
             self._acted("promotion", window_start if timed else None, result)
         if move is not None:
-            if await self._move(move, now):
+            moved = await self._move(move, now)
+            if moved:
                 result.moves += 1
                 crossing = row.expires_at_ms if move.why == "expiry" else window_start
                 self._acted(move.why, crossing if timed else None, result)
-            else:
+            elif moved is None:
                 result.refused += 1
                 self.refused += 1
                 self.schedule(row.sku, row.site, now + RETRY_MS)  # moved by the next look, not the next sweep
@@ -257,37 +261,67 @@ class ExpiryWatch:
             return False  # another look published it at the same moment
         return True
 
-    async def _move(self, move: StatusMove, now: int) -> bool:
+    async def _move(self, move: StatusMove, now: int) -> int | None:
+        """Book the move; the units moved (0: nothing left to move — another row of the lot
+        took it), None when the cell refused (the next look decides again)."""
         row = move.row
+        try:
+            if move.why == "expiry" and move.to_status == self.expired_role:
+                moved, holds_cut = await self._expire(move)
+            else:
+                moved, holds_cut = await self._change_status(move, move.qty), 0
+        except DomainError as err:  # e.g. sold meanwhile: the next look decides again
+            log.info("expiry move refused", sku=row.sku, site=row.site, lot=row.lot_id, error=str(err))
+            return None
+        if move.why == "expiry" and moved:
+            cut = f" ({holds_cut} held units: holds cut)" if holds_cut else ""
+            await self._raise(
+                Condition(
+                    kind=KIND_EXPIRED,
+                    severity="critical",
+                    scope=AlertScope(site=row.site, sku=row.sku, lot=row.lot_id),
+                    summary=f"{moved} of lot {row.lot_id} expired and moved to {move.to_status}{cut}",
+                    at_ms=now,
+                    evidence=(move.request_id,),
+                )
+            )
+        return moved
+
+    async def _expire(self, move: StatusMove) -> tuple[int, int]:
+        """The cell's ExpireLots for the row's lot: the journaled expire movement everywhere
+        (every on-hand quant of the lot, holds on it cut), idempotent by nature. An opened
+        lot past its opened shelf life but not its date is not expired to the cell
+        (LOT_NOT_EXPIRED): its free units change status instead."""
+        row = move.row
+        cmd = ExpireLots(move.request_id, row.sku, row.site, row.lot_id, doc_ref="health:expiry")
+        try:
+            done = await self.stock.execute(cmd)
+        except FailedPrecondition as refusal:
+            if refusal.reason != "LOT_NOT_EXPIRED":
+                raise
+            return await self._change_status(move, row.qty - max(row.held, 0)), 0
+        if not isinstance(done, LotsExpired):
+            raise TypeError(f"ExpireLots answered {type(done).__name__}")
+        return done.qty, sum(c.qty for c in done.holds_cut)
+
+    async def _change_status(self, move: StatusMove, qty: int) -> int:
+        row = move.row
+        if qty <= 0:
+            return 0  # all held: their holds expire on read and are swept; a later look moves them
         cmd = ChangeStatus(
-            request_id=move.request_id,
+            request_id=move.request_id if qty == move.qty else f"{move.request_id}:free",
             sku=row.sku,
             site=row.site,
             lot_id=row.lot_id,
-            qty=move.qty,
+            qty=qty,
             from_status=row.status,
             to_status=move.to_status,
             bin=row.bin,
             owner=row.owner,
             doc_ref=f"health:{move.why}",
         )
-        try:
-            await self.stock.execute(cmd)
-        except DomainError as err:  # e.g. sold meanwhile: the next look decides again
-            log.info("expiry move refused", sku=row.sku, site=row.site, lot=row.lot_id, error=str(err))
-            return False
-        if move.why == "expiry":
-            await self._raise(
-                Condition(
-                    kind=KIND_EXPIRED,
-                    severity="critical",
-                    scope=AlertScope(site=row.site, sku=row.sku, lot=row.lot_id),
-                    summary=f"{move.qty} of lot {row.lot_id} expired and moved to {move.to_status}",
-                    at_ms=now,
-                    evidence=(move.request_id,),
-                )
-            )
-        return True
+        await self.stock.execute(cmd)
+        return qty
 
     async def _raise(self, condition: Condition) -> None:
         """Raise an alert; one that cannot be stored now (NATS slow or away) waits in a

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from adapters.memory.health import InMemoryAlertStore, InMemoryHealthPublisher
-from adapters.nats.health import HealthNatsConfig, connect_health
+from adapters.nats.health import HealthNatsConfig, JetStreamHealthPublisher, connect_health
 from adapters.nats.server import EmbeddedNats
 from engine.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.health.alerts import AlertQuery, AlertScope, Condition, observe
@@ -194,3 +194,38 @@ async def test_health_events_are_stored_once_per_id(parts: Parts) -> None:
     await parts.publisher.publish_event(event)  # a restart decides the same again
     got = [p for p in await parts.published() if p.get("event_id") == event.event_id]
     assert len(got) == 1
+
+
+async def test_an_event_for_a_named_person_also_reaches_their_subject(nats_server: EmbeddedNats) -> None:  # noqa: F811
+    """A shelf list for a site's sales rep: on the site's subject as ever, and a copy on
+    `<events prefix>.for.<rep>.<kind>` — each stored once however often it is published."""
+    made, close = await _jetstream(nats_server)
+    try:
+        event = HealthEvent("shelf:c1:ST-1:out_of_stock", "out_of_stock", "ST-1", 1_000, {"items": []}, "rep-wang")
+        await made.publisher.publish_event(event)
+        await made.publisher.publish_event(event)
+        publisher = made.publisher
+        assert isinstance(publisher, JetStreamHealthPublisher)
+        prefix = publisher.config.events_prefix
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            got: dict[str, list[dict[str, object]]] = {}
+            for subject in (f"{prefix}.out_of_stock.ST-1", f"{prefix}.for.rep-wang.>"):
+                sub = await js.subscribe(subject, stream=publisher.config.stream, ordered_consumer=True)
+                got[subject] = []
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=0.5)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        break
+                    got[subject].append(json.loads(msg.data))
+                await sub.unsubscribe()
+        finally:
+            await nc.close()
+        assert [(m["event_id"], m["recipient"]) for m in got[f"{prefix}.out_of_stock.ST-1"]] == [
+            (event.event_id, "rep-wang")
+        ]
+        assert [m["event_id"] for m in got[f"{prefix}.for.rep-wang.>"]] == [event.event_id]
+    finally:
+        await close()

@@ -9,12 +9,17 @@ live state of the core that produced the movements.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 import pytest_asyncio
 
+from adapters.clickhouse.queries import MOVEMENT_COLUMNS, movement_row
+from adapters.clickhouse.schema import MIGRATIONS, migrate
+from adapters.clickhouse.store import HistoryStoreConfig, _connect, open_store
 from adapters.memory.history import InMemoryHistoryStore
 from engine.domain.errors import InvalidArgument
 from engine.domain.history import (
@@ -29,7 +34,7 @@ from engine.domain.history import (
     TurnoverQuery,
     encode_cursor,
 )
-from engine.domain.model import MS_PER_DAY, External, Lot, Movement, MovementKind, QuantKey
+from engine.domain.model import MS_PER_DAY, External, Lot, Movement, MovementKind, Provenance, QuantKey
 from engine.domain.ports import HistoryStore
 from tests.history_fixtures import (
     T0_MS,
@@ -364,3 +369,61 @@ async def test_bad_arguments_are_refused_naming_the_field(loaded: HistoryStore, 
     with pytest.raises(InvalidArgument) as refused:
         await call(query)  # type: ignore[arg-type]
     assert field in [v.field for v in refused.value.violations]
+
+
+# ---- provenance (issue 15): who counted, how sure, when it happened ----
+
+PROVENANCE = (
+    _movement(
+        1,
+        MovementKind.RECEIVE,
+        10,
+        External.SUPPLIER,
+        A,
+        lot=Lot("L1", T0_MS, T0_MS + 5 * MS_PER_DAY),
+        provenance=Provenance("", 0.0, T0_MS - 3_600_000),  # a device's offline op, an hour before
+    ),
+    _movement(2, MovementKind.COUNT, 3, A, External.COUNT_VARIANCE, provenance=Provenance("rfid", 0.875, 0)),
+    _movement(3, MovementKind.COUNT, 1, External.COUNT_VARIANCE, A, provenance=Provenance("recogniser", 0.5, 0)),
+    _movement(4, MovementKind.MOVE, 2, A, B),  # says nothing of where it came from
+)
+
+
+async def test_counts_and_device_ops_keep_their_provenance_in_history(store: HistoryStore) -> None:
+    await store.insert(_batch(PROVENANCE))
+    page = await store.movements(MovementQuery(sku="sku-x", page_size=100))
+    assert [r.movement for r in page.records] == list(PROVENANCE)
+    assert [(m.source, m.confidence, m.business_at_ms) for m in (r.movement for r in page.records)] == [
+        ("", 0.0, T0_MS - 3_600_000),
+        ("rfid", 0.875, 0),
+        ("recogniser", 0.5, 0),
+        ("", 0.0, 0),
+    ]
+
+
+async def test_a_history_written_before_provenance_reads_it_as_not_said(chdb_dsn_for_session: str) -> None:  # noqa: F811
+    """Schema migration 2 adds the provenance columns to an existing table: its rows read
+    '' / 0 / 0 (no provenance), and new rows keep theirs."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    config = HistoryStoreConfig(dsn=chdb_dsn_for_session, database=database)
+    old_columns = MOVEMENT_COLUMNS[: MOVEMENT_COLUMNS.index("source")]
+
+    def as_an_older_release() -> None:
+        client = _connect(config)
+        try:
+            assert migrate(client, database, MIGRATIONS[:1]) == 1
+            rows = [movement_row(r)[: len(old_columns)] for r in _batch(HAND_MADE[:2]).records]
+            client.insert(f"{database}.movements", rows, column_names=list(old_columns))
+        finally:
+            client.close()
+
+    await asyncio.to_thread(as_an_older_release)
+    store = await open_store(config)  # today's release: migrates to 2
+    try:
+        counted = _movement(7, MovementKind.COUNT, 3, A, External.COUNT_VARIANCE, provenance=Provenance("rfid", 0.875))
+        await store.insert(_batch((counted,), token="new"))
+        page = await store.movements(MovementQuery(sku="sku-x", page_size=100))
+        assert [r.movement for r in page.records] == [*HAND_MADE[:2], counted]
+        assert [r.movement.provenance for r in page.records] == [None, None, Provenance("rfid", 0.875)]
+    finally:
+        await drop_test_store(store)

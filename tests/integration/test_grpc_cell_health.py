@@ -12,12 +12,15 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
 
-from engine.api.client import LotwiseClient
+from engine.api.autobatch import BatchPolicy
+from engine.api.client import DeviceOperation, LotwiseClient, device_operation_to_pb
 from engine.api.errors import rich_status
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
 from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
+from engine.domain.commands import Adjust, Consume
+from engine.domain.errors import FailedPrecondition, InvalidArgument
 from engine.domain.freshness import parse_substitutes
 from engine.domain.model import MS_PER_DAY, MS_PER_HOUR
 from engine.runtime.gateway import Gateway
@@ -220,3 +223,82 @@ async def test_offline_ops_apply_once_in_order_with_their_own_time(
     assert gap.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "seq 5 is missing" in (gap.value.details() or "")
     assert await available(stub, "strip") == 4  # nothing of a bad upload is applied
+
+
+async def test_a_gap_between_two_uploads_is_refused_naming_the_missing_seq(
+    stub: pb_grpc.InventoryStub, client: LotwiseClient
+) -> None:
+    """Each op says the device's previous seq on its pair: an upload whose op follows one
+    the cell never saw is refused DEVICE_OPS_MISSING naming it, and nothing of that op (or
+    after it) applies; uploading the missing op first lets the rest through."""
+    await receive(stub, "r1", "strip", "L1", 10)
+    await receive(stub, "r2", "tallow-pack", "P1", 10)
+    at = 1_000
+
+    def sale(seq: int, prev: int, sku: str = "strip") -> DeviceOperation:
+        return DeviceOperation(seq, at + seq, Consume("", sku, "hotpot-7", 1), prev_seq=prev)
+
+    done = await client.apply_device_ops("POS-4", [sale(1, 0), sale(2, 0, "tallow-pack")])
+    assert [(d.seq, d.already_applied, d.refusal_reason) for d in done] == [(1, False, ""), (2, False, "")]
+    # seq 3 (strip) was recorded but never uploaded; the next upload starts at 4.
+    with pytest.raises(FailedPrecondition) as gap:
+        await client.apply_device_ops("POS-4", [sale(4, 2, "tallow-pack"), sale(5, 3)])
+    assert gap.value.reason == "DEVICE_OPS_MISSING"
+    assert (gap.value.metadata["missing_seq"], gap.value.metadata["applied_seq"]) == ("3", "1")
+    assert await available(stub, "strip") == 9  # seq 5 did not apply
+    assert await available(stub, "tallow-pack") == 8  # seq 4 (its own pair had no gap) did
+    done = await client.apply_device_ops("POS-4", [sale(3, 1), sale(4, 2, "tallow-pack"), sale(5, 3)])
+    # seq 4 within the request-id window: its first answer again, and applied once only.
+    assert [(d.seq, d.refusal_reason) for d in done] == [(3, ""), (4, ""), (5, "")]
+    assert await available(stub, "strip") == 7
+    assert await available(stub, "tallow-pack") == 8
+
+
+@pytest.mark.parametrize("batching", [True, False])
+async def test_device_ops_travel_in_an_execute_batch_and_through_the_client(
+    stub: pb_grpc.InventoryStub, grpc_server_port: int, batching: bool
+) -> None:
+    await receive(stub, "r1", "strip", "L1", 10)
+    ops = [
+        DeviceOperation(1, 10, Consume("", "strip", "hotpot-7", 2), prev_seq=0),
+        DeviceOperation(2, 20, Adjust("", "strip", "hotpot-7", "L1", 0, status="available", delta_qty=-1), prev_seq=1),
+        # Refused (more than is free): once and for all.
+        DeviceOperation(3, 30, Adjust("", "strip", "hotpot-7", "L1", 0, status="available", delta_qty=-50)),
+    ]
+    policy = BatchPolicy() if batching else None
+    async with LotwiseClient(f"127.0.0.1:{grpc_server_port}", timeout_s=10.0, batching=policy) as c:
+        results = await asyncio.gather(
+            c.apply_device_ops("POS-1", ops), c.apply_device_ops("POS-2", ops[:1]), c.apply_device_ops("POS-1", ops)
+        )
+    assert [(d.seq, d.refusal_reason) for d in results[0]] == [(1, ""), (2, ""), (3, "INSUFFICIENT_STOCK")]
+    assert results[2] == results[0]  # the same upload again: its first answers, applied once
+    assert await available(stub, "strip") == 10 - 2 - 1 - 2
+    # The same upload as a command of an Execute batch, beside another command.
+    batch = pb.CommandBatch(
+        commands=[
+            pb.Command(
+                apply_device_ops=pb.ApplyDeviceOpsRequest(device_id="POS-1", ops=[device_operation_to_pb(ops[0])])
+            ),
+            pb.Command(get_availability=pb.GetAvailabilityRequest(sku="strip", site="hotpot-7")),
+        ]
+    )
+    reply = await stub.Execute(batch)
+    assert reply.replies[0].WhichOneof("reply") == "apply_device_ops"
+    assert [r.seq for r in reply.replies[0].apply_device_ops.results] == [1]
+    assert reply.replies[1].get_availability.available == 5  # applied once, however often uploaded
+
+
+async def test_a_relative_adjustment_over_grpc_keeps_what_was_sold_meanwhile(
+    stub: pb_grpc.InventoryStub, client: LotwiseClient
+) -> None:
+    await client.receive("strip", "hotpot-7", "L1", 10, status="available")
+    await client.consume("strip", "hotpot-7", 4)  # sold after a person saw 10 and counted 8
+    adjusted = await client.adjust("strip", "hotpot-7", "L1", 0, delta_qty=-2, reason="reconciliation")
+    assert (adjusted.previous_qty, adjusted.counted_qty, adjusted.variance) == (6, 4, -2)
+    with pytest.raises(FailedPrecondition) as short:
+        await client.adjust("strip", "hotpot-7", "L1", 0, delta_qty=-5)
+    assert short.value.reason == "INSUFFICIENT_STOCK"
+    assert short.value.metadata["available"] == "4"
+    with pytest.raises(InvalidArgument) as bad:
+        await client.adjust("strip", "hotpot-7", "L1", 3, delta_qty=-1)
+    assert [v.field for v in bad.value.violations] == ["counted_qty"]

@@ -43,7 +43,7 @@ from engine.domain.events import (
 from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
 from engine.domain.shard import Sweep
-from tests.unit.conftest import SKU, TTL_MS, CellDriver
+from tests.unit.conftest import SITE, SKU, T0_MS, TTL_MS, CellDriver
 
 EUR = Finance(currency="EUR", unit_cost="12.50", unit_price="19.99", tax_rate="0.20", terms="2/10 n/30")
 
@@ -250,7 +250,7 @@ def test_json_keys_are_the_avro_field_names_and_money_is_strings(driver: CellDri
     event = an_event(driver)
     record = orjson.loads(encode_event_json(event))
     assert list(record) == [f["name"] for f in schema()["fields"]]
-    assert record["schema_version"] == 1
+    assert record["schema_version"] == 2
     assert record["from"] == {"external": "@supplier", "bin": "", "status": "", "owner": ""}
     assert record["finance"]["extended_cost"] == "125.00"
     assert record["finance"]["tax_amount"] == "39.9800"
@@ -318,11 +318,45 @@ def test_namespaces_name_their_streams_and_prefixes() -> None:
 
 def test_decoders_refuse_other_schema_versions(driver: CellDriver) -> None:
     data = bytearray(encode_event_avro(an_event(driver)))
-    data[0] = 4  # zig-zag 2
-    with pytest.raises(ValueError, match="version 2"):
+    data[0] = 6  # zig-zag 3
+    with pytest.raises(ValueError, match="version 3"):
         decode_event_avro(bytes(data))
     with pytest.raises(ValueError, match="version"):
-        decode_event_json(b'{"schema_version": 2}')
+        decode_event_json(b'{"schema_version": 3}')
+
+
+def test_a_version_1_event_reads_with_no_provenance(driver: CellDriver) -> None:
+    """Version 1 (before the provenance fields), in Avro with its own schema and in JSON."""
+    import io
+
+    import fastavro
+    import orjson
+
+    from adapters.nats import bus
+
+    event = an_event(driver)
+    record = {k: v for k, v in bus.event_record(event).items() if k not in ("source", "confidence", "business_at_ms")}
+    record["schema_version"] = 1
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, bus.schema(1), record)
+    assert decode_event_avro(out.getvalue()) == event
+    assert decode_event_json(orjson.dumps(record)) == event
+
+
+def test_counts_and_device_ops_carry_their_provenance(driver: CellDriver) -> None:
+    """A count's events say who counted and how sure; a device op's, when it happened."""
+    from engine.domain.commands import Count, CountLine, CountSource, DeviceOp, Receive
+
+    run_batch(driver, Receive("r0", SKU, SITE, "L1", 10, status="available"))
+    count = Count("c1", SKU, SITE, "", (CountLine("L1", 7, "available"),), source=CountSource.RFID, confidence=0.875)
+    [counted] = business_events(run_batch(driver, count))
+    assert (counted.kind, counted.source, counted.confidence, counted.business_at_ms) == ("count", "rfid", 0.875, 0)
+    at = T0_MS - 7_200_000
+    op = DeviceOp("d1", SKU, SITE, "POS-1", 1, at, Receive("", SKU, SITE, "L2", 2, status="available"), prev_seq=0)
+    [received] = business_events(run_batch(driver, op))
+    assert (received.kind, received.source, received.business_at_ms) == ("receive", "", at)
+    assert decode_event_avro(encode_event_avro(counted)) == counted
+    assert decode_event_json(encode_event_json(received)) == received
 
 
 def test_the_catalogue_names_the_current_schema() -> None:

@@ -125,14 +125,17 @@ def test_a_near_status_moves_the_free_units() -> None:
     assert none is None
 
 
-def test_at_expiry_the_free_units_move_to_expired() -> None:
+def test_at_expiry_the_whole_row_moves_to_expired_held_units_too() -> None:
+    """The watch books it with ExpireLots, which cuts the holds on the expired units."""
     rule = ExpiryRule("*", "", 30, "expired")
     task, move = decide(row(T0, qty=10, held=4), rule, T0, TERMINAL)
     assert task is None
     assert move is not None
-    assert (move.qty, move.to_status, move.why) == (6, "expired", "expiry")
+    assert (move.qty, move.to_status, move.why) == (10, "expired", "expiry")
     assert decide(row(T0, status="expired"), rule, T0, TERMINAL) == (None, None)
-    assert decide(row(T0, qty=4, held=4), rule, T0, TERMINAL) == (None, None)  # held: later
+    _, held = decide(row(T0, qty=4, held=4), rule, T0, TERMINAL)
+    assert held is not None
+    assert held.qty == 4
     assert decide(row(0), rule, T0, TERMINAL) == (None, None)  # never expires
 
 

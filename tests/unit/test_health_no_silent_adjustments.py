@@ -82,7 +82,9 @@ async def test_only_an_approval_changes_stock() -> None:
         approved = await proposals.approve(made[0], "ana", "recounted")
         assert [type(c) for c in stock.commands] == [Adjust]
         adjust = stock.commands[0]
-        assert (adjust.counted_qty, adjust.request_id, adjust.doc_ref) == (7, "adj:" + made[0], "proposal:" + made[0])
+        # Relative, applied inside the cell: a sale booked since the difference was seen stays.
+        assert (adjust.delta_qty, adjust.counted_qty) == (-3, 0)
+        assert (adjust.request_id, adjust.doc_ref) == ("adj:" + made[0], "proposal:" + made[0])
         assert approved.state == "approved"
         seen = await gw.get_availability("SKU", "S1")
         assert seen.available == 7
@@ -103,7 +105,10 @@ async def test_an_approval_that_no_longer_fits_the_books_is_refused_and_stays_pr
         with pytest.raises(FailedPrecondition) as err:
             await desk.approve("p-1", "ana")
         assert err.value.reason == "PROPOSAL_STALE"
-        assert stock.commands == []
+        assert err.value.metadata == {"current_qty": "3", "variance": "-5"}
+        # The cell refused the relative adjustment (it would go below zero): nothing moved.
+        assert [(type(c), c.delta_qty) for c in stock.commands] == [(Adjust, -5)]
+        assert (await gw.get_availability("SKU", "S1")).available == 3
         assert (await desk.get("p-1")).state == "proposed"
     finally:
         await gw.close()

@@ -16,7 +16,7 @@ from engine import bootstrap
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import Dimension
 from engine.domain.clock import ManualClock
-from engine.domain.commands import Receive
+from engine.domain.commands import ExpireLots, Receive, ReserveLine
 from engine.domain.model import MS_PER_DAY, MovementKind
 from engine.domain.ports import FollowedEntry
 from engine.health import sweep
@@ -26,6 +26,7 @@ from engine.health.expiry_rules import SCHEMA, parse_rules
 from engine.health.expiry_sink import ExpirySink
 from engine.health.sweep import ExpiryWatch
 from engine.runtime.gateway import Gateway
+from engine.runtime.types import HoldLine
 from tests.nats_fixtures import journal_entry
 
 pytestmark = pytest.mark.asyncio
@@ -154,3 +155,42 @@ async def test_discrepancy_movements_raise_one_counted_alert_with_their_movement
     [alert] = await rig.alerts.list(AlertQuery(kinds=("discrepancy",)))
     assert (alert.count, alert.scope.site, alert.scope.lot) == (2, "site-1", "lot-1")
     assert alert.evidence == ("mv:sku-1@site-1#7", "mv:sku-1@site-1#8")
+
+
+class _Recording:
+    """The gateway, recording each command the watch sends."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.commands: list[Any] = []
+
+    async def query_stock(self, q: Any, deadline: float | None = None) -> Any:
+        return await self.gw.query_stock(q, deadline)
+
+    async def execute(self, cmd: Any, deadline: float | None = None) -> Any:
+        self.commands.append(cmd)
+        return await self.gw.execute(cmd, deadline)
+
+
+async def test_expiry_is_the_cells_expire_lots_held_units_too_once_per_lot(rig: Rig) -> None:
+    """At expiry the watch sends ExpireLots (the journaled expire movement, idempotent):
+    every bin of the lot moves, held units too (their holds cut, said in the alert), and a
+    second row of the same lot finds nothing left — one move, one alert."""
+    expires = rig.clock.now_ms() + MS_PER_DAY
+    for bin_ in ("A/1", "B/2"):
+        await rig.gw.execute(Receive(f"r-{bin_[0]}", "SKU", "S1", "L", 5, bin_, "available", expires_at_ms=expires))
+    await rig.gw.reserve("rq-1", "h-1", [HoldLine("SKU", "S1", ReserveLine(3, bin_prefix="A/1"))], 7 * MS_PER_DAY)
+    stock = _Recording(rig.gw)
+    watch = ExpiryWatch(stock, rig.docs, rig.alerts, rig.pub, RULES, TERMINAL, rig.clock.now_ms)
+    rig.clock.advance(MS_PER_DAY)
+    result = await watch.sweep()
+    assert [type(c) for c in stock.commands] == [ExpireLots, ExpireLots]  # a row each; the second finds nothing
+    assert (result.moves, result.refused) == (1, 0)
+    assert await rig.by_status() == {"expired": 10}
+    hold = await rig.gw.get_hold("h-1")
+    assert hold.held_qty == 0
+    [alert] = await rig.alerts.list(AlertQuery(kinds=("expired",)))
+    assert "10 of lot L expired" in alert.summary
+    assert "3 held units: holds cut" in alert.summary
+    again = await watch.sweep()
+    assert again.moves == 0

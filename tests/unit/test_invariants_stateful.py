@@ -25,6 +25,8 @@ from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter
 from engine.domain.clock import ManualClock
 from engine.domain.commands import (
     CONSUME_DESTINATIONS,
+    DEVICE_OPS_MISSING,
+    NO_PREV_SEQ,
     RECEIVE_SOURCES,
     Adjust,
     Adjusted,
@@ -414,7 +416,9 @@ class CellMachine(RuleBasedStateMachine):
         assert all(m.request_id == cmd.request_id for m in own)
         if isinstance(answer, DomainError):
             assert own == [], f"refusal {answer!r} emitted {own}"
-        self.answers[cmd.request_id] = FirstAnswer(cmd, self.now_ms, answer)
+        if not (isinstance(answer, FailedPrecondition) and answer.reason == DEVICE_OPS_MISSING):
+            # A gap refusal is not remembered: the op applies once the missing one came.
+            self.answers[cmd.request_id] = FirstAnswer(cmd, self.now_ms, answer)
         return answer, own
 
     # ---------------------------------------------------------------- rules: commands
@@ -721,6 +725,47 @@ class CellMachine(RuleBasedStateMachine):
         quant = self.cell.ledger.quants.get(k)
         assert ((quant.qty, quant.held) if quant else (0, 0)) == (counted, min(held, counted))
 
+    @rule(
+        lot=lots,
+        bin_=bins,
+        status=any_statuses,
+        owner=owners,
+        delta=st.integers(-15, 15).filter(bool),
+        finance=finances,
+    )
+    def adjust_by(
+        self, lot: LotSpec, bin_: str, status: str, owner: str, delta: int, finance: Finance | None = None
+    ) -> None:
+        """A relative adjustment (an approved proposal, a transfer's shortage): the quant as
+        it stands changes by `delta`, taking free units only — never below zero or into what
+        holds promised."""
+        k = QuantKey(lot.lot_id, bin_, status, owner)
+        known = lot.lot_id in self.received_at
+        previous, held = self.qty(k), self.effective_held(k)
+        cmd = Adjust(self.new_id("R"), SKU, SITE, lot.lot_id, 0, bin_, status, owner, finance=finance, delta_qty=delta)
+        answer, own = self.run(cmd)
+        if not known:
+            assert isinstance(answer, NotFound)
+            return
+        quant = self.cell.ledger.quants.get(k)
+        now = (quant.qty, quant.held) if quant else (0, 0)
+        if delta < 0 and previous - held < -delta:
+            assert isinstance(answer, InsufficientStock), answer
+            assert answer.available == max(previous - held, 0)
+            assert now == (previous, held)
+            return
+        assert answer == Adjusted(previous, previous + delta, delta)
+        assert now == (previous + delta, held)
+        assert [(m.kind, m.qty) for m in own] == [(MovementKind.ADJUST, abs(delta))]
+
+    @precondition(lambda self: self.live_holds())
+    @rule(data=st.data(), delta=st.integers(-6, -1))
+    def adjust_a_held_quant_by(self, data: st.DataObject, delta: int) -> None:
+        """A relative loss on stock that holds have promised: refused past the free units."""
+        held_keys = sorted({k for h in self.live_holds() for k in self.holds[h].allocations})
+        k = data.draw(st.sampled_from(held_keys))
+        self.adjust_by(LOT_BY_ID[k.lot_id], k.bin, k.status, k.owner, delta)
+
     @precondition(lambda self: self.live_holds())
     @rule(data=st.data())
     def count_a_held_quant(self, data: st.DataObject) -> None:
@@ -871,15 +916,33 @@ class CellMachine(RuleBasedStateMachine):
             not STATUSES.can_transition(k.status, expired) for k, q in self.cell.ledger.quants.items() if due(k, q.qty)
         )
 
-    @rule(device=st.sampled_from(("POS-1", "POS-2")), replay=st.booleans(), qty=qtys, lot=lots)
-    def a_device_op(self, device: str, replay: bool, qty: int, lot: LotSpec) -> None:
+    @rule(
+        device=st.sampled_from(("POS-1", "POS-2")),
+        replay=st.booleans(),
+        qty=qtys,
+        lot=lots,
+        prev=st.sampled_from(("unsaid", "last", "gap")),
+        skipped=st.integers(1, 3),
+    )
+    def a_device_op(self, device: str, replay: bool, qty: int, lot: LotSpec, prev: str, skipped: int) -> None:
         """A device's offline receipt: a new seq applies once; a replayed one (another
-        upload, another request id) changes nothing, however late."""
+        upload, another request id) changes nothing, however late. One naming a previous
+        seq on the cell the cell never saw (a gap between uploads) is refused naming it,
+        and nothing moves."""
         last = self.cell.devices.get(device, 0)
-        seq = last if replay and last else last + 1
+        seq = last if replay and last else last + 1 + (skipped if prev == "gap" else 0)
+        prev_seq = {"unsaid": NO_PREV_SEQ, "last": last, "gap": last + skipped}[prev]
+        if seq == last:
+            prev_seq = NO_PREV_SEQ if prev == "unsaid" else last - 1  # a replay: its own previous
         inner = Receive("", SKU, SITE, lot.lot_id, qty, "", "available", "own", lot.expires_at_ms)
         at_ms = self.now_ms - HOUR_MS
-        answer, own = self.run(DeviceOp(self.new_id("D"), SKU, SITE, device, seq, at_ms, inner))
+        answer, own = self.run(DeviceOp(self.new_id("D"), SKU, SITE, device, seq, at_ms, inner, prev_seq=prev_seq))
+        if prev == "gap" and seq != last:
+            assert isinstance(answer, FailedPrecondition), answer
+            assert answer.reason == DEVICE_OPS_MISSING
+            assert answer.metadata["missing_seq"] == str(last + skipped)
+            assert self.cell.devices.get(device, 0) == last
+            return
         assert isinstance(answer, DeviceOpDone), answer
         assert answer.already_applied == (seq == last)
         if answer.already_applied:

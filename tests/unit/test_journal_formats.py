@@ -33,18 +33,20 @@ from adapters.nats.snapshot_codec import (
     READABLE_VERSIONS as SNAPSHOT_VERSIONS,
 )
 from adapters.nats.snapshot_codec import schema as snapshot_schema
+from engine.domain.commands import NO_PREV_SEQ, Adjust, DeviceOp
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.shard import Adopt, ShardCore
 from engine.domain.state import CellState
-from tests.journal_samples import SHARD, T0_MS, as_v1, health_batches, sample_batches
+from tests.journal_samples import SHARD, T0_MS, as_v1, health_batches, relative_batches, sample_batches
 
 SAMPLES = Path(__file__).parents[1] / "data" / "journal"
 # The digests of today's state_hash (it covers the sku's freshness fields since journal v4,
 # so these changed then; the samples did not).
 STATE_HASH = {1: "ead207c010f0281f5da20c91b9781fe3", 2: "8d5f1236bc33716a33a3d57dde50f7c0"}
-STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[5] = STATE_HASH[2]  # v3 on wrote the v2 scenario unchanged
+STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[5] = STATE_HASH[6] = STATE_HASH[2]  # v3 on wrote the v2 scenario unchanged
 ADOPTED_HASH = "bb0a876a8876dff8209b628f6a1003ad"
 HEALTH_HASH = "32e6423f7afecae35043db896642fa49"  # after health_batches() (v4 on)
+RELATIVE_HASH = "8248c5886daf5a1e1a9ada297d06cf46"  # after relative_batches() (v6 on)
 
 
 def sample(name: str) -> bytes:
@@ -103,7 +105,7 @@ def test_an_adopted_cell_of_every_version_decodes_to_its_typed_state(version: in
 def test_every_committed_snapshot_decodes_to_the_replayed_shard(name: str) -> None:
     state = decode_state(sample(name))
     expected = replayed(2).export_state()
-    if name != f"snapshot-v{SNAPSHOT_VERSION}.bin":  # older snapshots predate the out-of-stock marks
+    if name in ("snapshot-LWS1.bin", "snapshot-v1.bin", "snapshot-v2.bin"):  # before the out-of-stock marks
         expected = replace(expected, cells=tuple(replace(c, zeroed=()) for c in expected.cells))
     assert state == expected
     assert ShardCore.from_state(state).state_hash() == STATE_HASH[2]
@@ -144,6 +146,41 @@ def test_the_v4_health_batches_decode_and_replay_and_their_snapshot_reads_back()
     assert [m.business_at_ms for m in moved if m.request_id in ("r26", "r28")] == [T0_MS + 3_600_000, T0_MS]
 
 
+def test_the_v6_relative_batch_decodes_and_replays_and_its_snapshot_reads_back() -> None:
+    """Batch 8 (v6 on): relative adjustments (one refused: it would take held or missing
+    units) and device ops naming their previous seq on the cell (one after a gap: refused,
+    the watermark unmoved); a snapshot after it (version 4) reads back to the same shard."""
+    core = replayed(4)
+    for seq, (now_ms, _) in enumerate(health_batches(), start=6):
+        core.apply_batch(decode_entry(sample(f"v4-health-{seq}.bin")).ops, now_ms)
+    core.drain()
+    [(now_ms, ops)] = relative_batches()
+    entry = decode_entry(sample("v6-relative-8.bin"))
+    assert (entry.batch_seq, entry.now_ms, entry.ops) == (8, now_ms, ops)
+    results = core.apply_batch(entry.ops, entry.now_ms)
+    assert tuple(core.drain()) == entry.movements
+    assert decode_entry(encode_entry(entry)) == entry
+    assert core.state_hash() == RELATIVE_HASH
+    assert [r.variance for r in results[1:3]] == [-3, 2]  # type: ignore[union-attr]
+    assert [getattr(r, "reason", "") for r in (results[3], results[5])] == ["INSUFFICIENT_STOCK", "DEVICE_OPS_MISSING"]
+    assert [m.qty for m in entry.movements if m.request_id in ("r30", "r31")] == [3, 2]
+    state = decode_state(sample("health-snapshot-v4.bin"))
+    assert state == core.export_state()
+    [bos] = [c for c in state.cells if c.site == "BOS"]
+    assert bos.devices == (("POS-3", 9),)
+
+
+def test_a_v4_adjust_and_device_op_read_as_absolute_and_not_saying_their_previous_seq() -> None:
+    ops = tuple(op for n in range(1, 6) for op in decode_entry(sample(f"v4-batch-{n}.bin")).ops)
+    ops += decode_entry(sample("v4-health-7.bin")).ops
+    adjusts = [op for op in ops if isinstance(op, Adjust)]
+    device_ops = [op for op in ops if isinstance(op, DeviceOp)]
+    assert adjusts
+    assert all(a.delta_qty == 0 and not a.relative for a in adjusts)
+    assert device_ops
+    assert all(d.prev_seq == NO_PREV_SEQ for d in device_ops)
+
+
 # ---- formats this release cannot read ----
 
 
@@ -169,11 +206,11 @@ def test_an_unknown_snapshot_tag_or_version_is_refused_by_name() -> None:
     assert (tag.value.format, tag.value.version) == ("shard snapshot tagged b'LWZ9'", None)
 
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": 3})
-    body = out.getvalue() + b"\x00" * 8  # an Avro (LWSA) body names its Avro version: 1 or 2
-    with pytest.raises(UnsupportedFormat, match="unknown snapshot schema version 3") as version:
+    fastavro.schemaless_writer(out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": 4})
+    body = out.getvalue() + b"\x00" * 8  # an Avro (LWSA) body names its Avro version: 1 to 3
+    with pytest.raises(UnsupportedFormat, match="unknown snapshot schema version 4") as version:
         decode_state(AVRO_TAG + body + zlib.crc32(body).to_bytes(4, "big"))
-    assert (version.value.format, version.value.version) == (SNAPSHOT_FORMAT, 3)
+    assert (version.value.format, version.value.version) == (SNAPSHOT_FORMAT, 4)
 
     newer = SNAPSHOT_VERSION + 1
     body = newer.to_bytes(2, "little") + sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")[len(TAG) + 2 : -4]

@@ -13,6 +13,7 @@ from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive
 from engine.domain.history import HistoryBatch, HistoryRecord
 from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+from engine.health import books as books_module
 from engine.health.books import CellBooks, HistoryBooks
 from engine.health.reconcile import BookWindow, SnapshotLine, Tolerance, classify
 
@@ -46,7 +47,7 @@ async def test_history_books_as_of_the_snapshot_with_its_timing_window() -> None
     assert window[("S1", "SKU", "L1", "A/1", "available")] == BookWindow(10, 7, 10)
     assert window[("S1", "SKU", "", "", "")] == BookWindow(10, 7, 10)
     assert classify(8, window[("S1", "SKU", "", "", "")], Tolerance(), 0.0) == "timing"
-    # the window is the balance at three instants (as of − skew, as of, as of + skew)
+    # the window runs from the balance as of (as of − skew) through every movement to (as of + skew)
     before = await books.window(lines, as_of_ms=600, skew_ms=550)
     assert before[("S1", "SKU", "", "", "")] == BookWindow(10, 0, 10)  # not received yet at 50 ms
     later = await books.window(lines, as_of_ms=5_000, skew_ms=1_000)
@@ -69,3 +70,26 @@ async def test_cell_books_are_the_cells_now() -> None:
         assert window[("S1", "SKU", "L2", "B/1", "qc_hold")] == BookWindow(4, 4, 4)
     finally:
         await gw.close()
+
+
+async def test_the_window_is_every_balance_between_its_ends_not_three_instants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receipt and a sale both inside the window, between the instants: the WMS saw 15
+    (between the two), which no single instant of as_of − skew, as_of, as_of + skew shows."""
+    store = InMemoryHistoryStore()
+    moves = (
+        movement(1, MovementKind.RECEIVE, 10, 100, External.SUPPLIER, READY),
+        movement(2, MovementKind.RECEIVE, 5, 2_200, External.SUPPLIER, READY),
+        movement(3, MovementKind.CONSUME, 5, 2_800, READY, External.CUSTOMER),
+        movement(4, MovementKind.CONSUME, 2, 2_900, READY, External.CUSTOMER),
+    )
+    await store.insert(HistoryBatch(tuple(HistoryRecord("s0", i + 1, i + 1, m) for i, m in enumerate(moves))))
+    books = HistoryBooks(store, ON_HAND)
+    lines = [SnapshotLine("S1", "SKU", 15), SnapshotLine("S1", "SKU", 15, "L1", "A/1", "available")]
+    window = await books.window(lines, as_of_ms=2_000, skew_ms=1_000)
+    assert window[("S1", "SKU", "", "", "")] == BookWindow(10, 8, 15)
+    assert window[("S1", "SKU", "L1", "A/1", "available")] == BookWindow(10, 8, 15)
+    assert classify(15, window[("S1", "SKU", "", "", "")], Tolerance(), 0.0) == "timing"
+    monkeypatch.setattr(books_module, "MAX_WINDOW_MOVEMENTS", 1)  # too busy to walk: three instants
+    narrow = await books.window(lines, as_of_ms=2_000, skew_ms=1_000)
+    assert narrow[("S1", "SKU", "", "", "")] == BookWindow(10, 8, 10)
+    assert classify(15, narrow[("S1", "SKU", "", "", "")], Tolerance(), 0.0) == "real"

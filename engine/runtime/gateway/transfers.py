@@ -49,6 +49,7 @@ from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
     FieldViolation,
+    InsufficientStock,
     InvalidArgument,
     NotFound,
     RequestConflict,
@@ -613,26 +614,32 @@ class TransferDesk:
 
     async def _book_short(self, transfer: Transfer, take: Take, owner: str, rid: str) -> None:
         """Units that never arrived leave the arriving quant as a count variance (a
-        discrepancy the receiving site's books show), recorded on the transfer as short."""
-        filt = SliceFilter(statuses=frozenset({self._arriving}), owner=owner, lot_id=take.lot_id)
-        seen = await self.gateway.get_availability(take.sku, transfer.to_site, (Dimension.BIN,), filt)
-        here = sum(row.qty for row in seen.rows if row.group == (("bin", ""),))
+        discrepancy the receiving site's books show), recorded on the transfer as short.
+        A relative adjustment applied inside the cell: nothing booked on the arriving quant
+        meanwhile is undone, and a retry (same request id) is answered, not applied again."""
         count = Adjust(
             rid,
             take.sku,
             transfer.to_site,
             take.lot_id,
-            max(0, here - take.qty),
+            0,
             "",
             self._arriving,
             owner,
             "transfer_shortage",
             transfer.transfer_id,
+            delta_qty=-take.qty,
         )
         try:
             await self.gateway.execute(count)
-        except RequestConflict:
-            return  # this very count was applied before a crash; the quant has moved on since
+        except InsufficientStock as refusal:
+            # Fewer units are arriving than the shortage names (booked elsewhere already):
+            # what is left of them is short.
+            free = refusal.available
+            if free:
+                # A RequestConflict: this very rest was booked before a crash (then less was free).
+                with contextlib.suppress(RequestConflict):
+                    await self.gateway.execute(replace(count, request_id=f"{rid}:rest", delta_qty=-free))
 
 
 def _consume(pick: Pick, site: str, request_id: str, doc_ref: str) -> Consume:

@@ -469,7 +469,7 @@ class ConsumeResponse(_message.Message):
     def __init__(self, consumed_qty: _Optional[int] = ..., shortfall_qty: _Optional[int] = ..., discrepancy: _Optional[bool] = ..., allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ...) -> None: ...
 
 class AdjustRequest(_message.Message):
-    __slots__ = ("request_id", "sku", "site", "lot_id", "counted_qty", "bin", "status", "owner", "reason", "doc_ref", "finance")
+    __slots__ = ("request_id", "sku", "site", "lot_id", "counted_qty", "bin", "status", "owner", "reason", "doc_ref", "finance", "delta_qty")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -481,6 +481,7 @@ class AdjustRequest(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     DOC_REF_FIELD_NUMBER: _ClassVar[int]
     FINANCE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_QTY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sku: str
     site: str
@@ -492,7 +493,8 @@ class AdjustRequest(_message.Message):
     reason: str
     doc_ref: str
     finance: Finance
-    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., counted_qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., reason: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ...) -> None: ...
+    delta_qty: int
+    def __init__(self, request_id: _Optional[str] = ..., sku: _Optional[str] = ..., site: _Optional[str] = ..., lot_id: _Optional[str] = ..., counted_qty: _Optional[int] = ..., bin: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., reason: _Optional[str] = ..., doc_ref: _Optional[str] = ..., finance: _Optional[_Union[Finance, _Mapping]] = ..., delta_qty: _Optional[int] = ...) -> None: ...
 
 class AdjustResponse(_message.Message):
     __slots__ = ("previous_qty", "counted_qty", "variance")
@@ -653,7 +655,7 @@ class ListHoldsResponse(_message.Message):
     def __init__(self, holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "timeout_ms")
+    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "apply_device_ops", "timeout_ms")
     PUT_SKU_FIELD_NUMBER: _ClassVar[int]
     PUT_SITE_FIELD_NUMBER: _ClassVar[int]
     RECEIVE_FIELD_NUMBER: _ClassVar[int]
@@ -667,6 +669,7 @@ class Command(_message.Message):
     GET_HOLD_FIELD_NUMBER: _ClassVar[int]
     GET_AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     SELL_FIELD_NUMBER: _ClassVar[int]
+    APPLY_DEVICE_OPS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     put_sku: PutSkuRequest
     put_site: PutSiteRequest
@@ -681,8 +684,9 @@ class Command(_message.Message):
     get_hold: GetHoldRequest
     get_availability: GetAvailabilityRequest
     sell: SellRequest
+    apply_device_ops: ApplyDeviceOpsRequest
     timeout_ms: int
-    def __init__(self, put_sku: _Optional[_Union[PutSkuRequest, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteRequest, _Mapping]] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldRequest, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityRequest, _Mapping]] = ..., sell: _Optional[_Union[SellRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, put_sku: _Optional[_Union[PutSkuRequest, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteRequest, _Mapping]] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldRequest, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityRequest, _Mapping]] = ..., sell: _Optional[_Union[SellRequest, _Mapping]] = ..., apply_device_ops: _Optional[_Union[ApplyDeviceOpsRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class CommandBatch(_message.Message):
     __slots__ = ("commands", "batch_id")
@@ -730,7 +734,7 @@ class CommandError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., domain: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., resource_type: _Optional[str] = ..., resource_name: _Optional[str] = ..., retry_delay_ms: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "error")
+    __slots__ = ("put_sku", "put_site", "receive", "move", "change_status", "reserve", "commit", "release", "consume", "adjust", "get_hold", "get_availability", "sell", "apply_device_ops", "error")
     PUT_SKU_FIELD_NUMBER: _ClassVar[int]
     PUT_SITE_FIELD_NUMBER: _ClassVar[int]
     RECEIVE_FIELD_NUMBER: _ClassVar[int]
@@ -744,6 +748,7 @@ class Reply(_message.Message):
     GET_HOLD_FIELD_NUMBER: _ClassVar[int]
     GET_AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     SELL_FIELD_NUMBER: _ClassVar[int]
+    APPLY_DEVICE_OPS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     put_sku: PutSkuResponse
     put_site: PutSiteResponse
@@ -758,8 +763,9 @@ class Reply(_message.Message):
     get_hold: GetHoldResponse
     get_availability: GetAvailabilityResponse
     sell: SellResponse
+    apply_device_ops: ApplyDeviceOpsResponse
     error: CommandError
-    def __init__(self, put_sku: _Optional[_Union[PutSkuResponse, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteResponse, _Mapping]] = ..., receive: _Optional[_Union[ReceiveResponse, _Mapping]] = ..., move: _Optional[_Union[MoveResponse, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusResponse, _Mapping]] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., consume: _Optional[_Union[ConsumeResponse, _Mapping]] = ..., adjust: _Optional[_Union[AdjustResponse, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldResponse, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityResponse, _Mapping]] = ..., sell: _Optional[_Union[SellResponse, _Mapping]] = ..., error: _Optional[_Union[CommandError, _Mapping]] = ...) -> None: ...
+    def __init__(self, put_sku: _Optional[_Union[PutSkuResponse, _Mapping]] = ..., put_site: _Optional[_Union[PutSiteResponse, _Mapping]] = ..., receive: _Optional[_Union[ReceiveResponse, _Mapping]] = ..., move: _Optional[_Union[MoveResponse, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusResponse, _Mapping]] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., consume: _Optional[_Union[ConsumeResponse, _Mapping]] = ..., adjust: _Optional[_Union[AdjustResponse, _Mapping]] = ..., get_hold: _Optional[_Union[GetHoldResponse, _Mapping]] = ..., get_availability: _Optional[_Union[GetAvailabilityResponse, _Mapping]] = ..., sell: _Optional[_Union[SellResponse, _Mapping]] = ..., apply_device_ops: _Optional[_Union[ApplyDeviceOpsResponse, _Mapping]] = ..., error: _Optional[_Union[CommandError, _Mapping]] = ...) -> None: ...
 
 class ReplyBatch(_message.Message):
     __slots__ = ("replies", "batch_id")
@@ -926,7 +932,7 @@ class OpenLotResponse(_message.Message):
     def __init__(self, lot_id: _Optional[str] = ..., opened_at_ms: _Optional[int] = ..., already_open: _Optional[bool] = ..., fresh_until_ms: _Optional[int] = ...) -> None: ...
 
 class DeviceOperation(_message.Message):
-    __slots__ = ("seq", "at_ms", "receive", "consume", "count", "adjust", "move", "change_status")
+    __slots__ = ("seq", "at_ms", "receive", "consume", "count", "adjust", "move", "change_status", "prev_seq")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     RECEIVE_FIELD_NUMBER: _ClassVar[int]
@@ -935,6 +941,7 @@ class DeviceOperation(_message.Message):
     ADJUST_FIELD_NUMBER: _ClassVar[int]
     MOVE_FIELD_NUMBER: _ClassVar[int]
     CHANGE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PREV_SEQ_FIELD_NUMBER: _ClassVar[int]
     seq: int
     at_ms: int
     receive: ReceiveRequest
@@ -943,7 +950,8 @@ class DeviceOperation(_message.Message):
     adjust: AdjustRequest
     move: MoveRequest
     change_status: ChangeStatusRequest
-    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., count: _Optional[_Union[CountRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ...) -> None: ...
+    prev_seq: int
+    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., receive: _Optional[_Union[ReceiveRequest, _Mapping]] = ..., consume: _Optional[_Union[ConsumeRequest, _Mapping]] = ..., count: _Optional[_Union[CountRequest, _Mapping]] = ..., adjust: _Optional[_Union[AdjustRequest, _Mapping]] = ..., move: _Optional[_Union[MoveRequest, _Mapping]] = ..., change_status: _Optional[_Union[ChangeStatusRequest, _Mapping]] = ..., prev_seq: _Optional[int] = ...) -> None: ...
 
 class ApplyDeviceOpsRequest(_message.Message):
     __slots__ = ("device_id", "ops")
