@@ -141,9 +141,9 @@ async def _seed(client: LotwiseClient) -> None:
             sku, site, lot, qty, bin=bin_path, status=status, expires_at_ms=expires, doc_ref=f"PO-{lot}"
         )
     await client.consume("GLU", "BOS", 5, lot_id="L-BOS-1", doc_ref="CASE-17")
-    for hold_id, site, shelf in HOLDS:
+    for hold_id, at, shelf in HOLDS:
         line = ReserveLine(2, bin_prefix=shelf)
-        await client.reserve([HoldLine("GLU", site, line)], 3_600_000, hold_id=hold_id, doc_ref=f"SO-{hold_id}")
+        await client.reserve([HoldLine("GLU", at, line)], 3_600_000, hold_id=hold_id, doc_ref=f"SO-{hold_id}")
 
 
 async def _seed_suggestions(client: LotwiseClient) -> None:

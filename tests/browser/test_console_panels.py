@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
 from engine.api.auth import mint_token
