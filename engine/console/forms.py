@@ -479,7 +479,8 @@ class VouchersForm:
 
 
 def parse_vouchers(params: Mapping[str, str]) -> VouchersForm:
-    state = _one(params, "state", limit=16)
+    # The sandbox opens on the pending pool; "All" sends an empty state.
+    state = _one(params, "state", limit=16) if "state" in params else "pending"
     if state not in VOUCHER_STATES:
         raise FormProblem("state", f"{state!r} is not one of {', '.join(s for s in VOUCHER_STATES if s)}")
     company = _one(params, "company", limit=512)

@@ -48,9 +48,12 @@ async def test_open_a_suggestion_s_key_parameters_and_accept(page: Page, estate:
 async def test_annotate_and_approve_a_voucher_in_chinese(page: Page, estate: Estate) -> None:
     await sign_in(page, estate, estate.admin_token)
     await page.click("#lang-switch")
-    await page.goto(f"{estate.url}/vouchers?state=pending")
+    await page.click("#nav-vouchers")  # the pending pool
     await expect(page.locator("h1")).to_have_text("凭证沙盒")
-    row = page.locator("tr[data-voucher]").first
+    await expect(page.locator('select[name="state"]')).to_have_value("pending")
+    await page.select_option('select[name="state"]', "")  # every state: the voucher stays in view
+    await page.click('form.filters button[type="submit"]')
+    row = page.locator("tr[data-voucher]:has(button.annotate)").first
     voucher_id = await row.get_attribute("data-voucher")
     assert voucher_id
     await row.locator('input[name="text"]').fill("已核对采购单")
