@@ -21,12 +21,16 @@ from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import admin_pb2_grpc as apb_grpc
 from engine.api.gen.lotwise.v1 import alerts_pb2 as lpb
 from engine.api.gen.lotwise.v1 import alerts_pb2_grpc as lpb_grpc
+from engine.api.gen.lotwise.v1 import finance_pb2 as fpb
+from engine.api.gen.lotwise.v1 import finance_pb2_grpc as fpb_grpc
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
 from engine.api.gen.lotwise.v1 import identity_pb2 as ipb
 from engine.api.gen.lotwise.v1 import identity_pb2_grpc as ipb_grpc
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
+from engine.api.gen.lotwise.v1 import replenishment_pb2_grpc as rpb_grpc
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 
@@ -102,6 +106,8 @@ class EngineApi:
         self.identity = ipb_grpc.IdentityStub(channel)
         self.transfers = tpb_grpc.TransfersStub(channel)
         self.alerts = lpb_grpc.AlertsStub(channel)
+        self.replenishment = rpb_grpc.ReplenishmentStub(channel)
+        self.accounting = fpb_grpc.AccountingStub(channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -163,6 +169,46 @@ class EngineApi:
     async def decide_transfer(self, token: str, approve: bool, request: tpb.TransferActionRequest) -> tpb.Transfer:
         method = self.transfers.ApproveTransfer if approve else self.transfers.RejectTransfer
         return (await self.call(method, request, token)).transfer
+
+    async def list_holds(self, token: str, request: pb.ListHoldsRequest) -> pb.ListHoldsResponse:
+        return await self.call(self.inventory.ListHolds, request, token)
+
+    async def release_hold(self, token: str, request: pb.ReleaseRequest) -> pb.ReleaseResponse:
+        return await self.call(self.inventory.Release, request, token)
+
+    async def list_suggestions(self, token: str, request: rpb.ListSuggestionsRequest) -> rpb.ListSuggestionsResponse:
+        return await self.call(self.replenishment.ListSuggestions, request, token)
+
+    async def explain_suggestion(self, token: str, sku: str, site: str) -> rpb.Suggestion:
+        ref = rpb.SuggestionRef(sku=sku, site=site)
+        return (await self.call(self.replenishment.ExplainSuggestion, ref, token)).suggestion
+
+    async def decide_suggestion(
+        self, token: str, decision: str, request: rpb.DecideSuggestionRequest | rpb.OverrideSuggestionRequest
+    ) -> rpb.Suggestion:
+        method = {
+            "accept": self.replenishment.AcceptSuggestion,
+            "reject": self.replenishment.RejectSuggestion,
+            "override": self.replenishment.OverrideSuggestion,
+        }[decision]
+        return (await self.call(method, request, token)).suggestion
+
+    async def list_vouchers(self, token: str, request: fpb.ListVouchersRequest) -> fpb.ListVouchersResponse:
+        return await self.call(self.accounting.ListVouchers, request, token)
+
+    async def act_on_voucher(self, token: str, action: str, voucher_id: str, text: str) -> fpb.Voucher:
+        acc = self.accounting
+        if action == "annotate":
+            reply = await self.call(
+                acc.AnnotateVoucher, fpb.AnnotateVoucherRequest(voucher_id=voucher_id, note=text), token
+            )
+        elif action == "reject":
+            reply = await self.call(
+                acc.RejectVoucher, fpb.RejectVoucherRequest(voucher_id=voucher_id, reason=text), token
+            )
+        else:
+            reply = await self.call(acc.ApproveVoucher, fpb.VoucherActionRequest(voucher_id=voucher_id), token)
+        return reply.voucher
 
 
 def channel_to(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:

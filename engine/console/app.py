@@ -35,11 +35,26 @@ from engine.console.security import (
     set_lang_cookie,
     set_token_cookie,
 )
-from engine.console.views import alerts, charts, deadletters, history, stock, transfers
+from engine.console.views import alerts, charts, deadletters, history, holds, stock, suggestions, transfers, vouchers
 
 log = structlog.get_logger("lotwise.console")
 STATIC = Path(__file__).parent / "static"
-_PANELS = ("stock", "history", "charts", "deadletters", "login", "logout", "lang", "static", "healthz")
+_PANELS = (
+    "stock",
+    "history",
+    "charts",
+    "holds",
+    "suggestions",
+    "vouchers",
+    "alerts",
+    "transfers",
+    "deadletters",
+    "login",
+    "logout",
+    "lang",
+    "static",
+    "healthz",
+)
 
 
 class ConsoleMetrics:
@@ -191,6 +206,13 @@ def _routes(console: Console) -> list[Route | Mount]:
         Route("/alerts/act", bind(alerts.act), methods=["POST"]),
         Route("/transfers", bind(transfers.list_page), methods=["GET"]),
         Route("/transfers/decide", bind(transfers.decide), methods=["POST"]),
+        Route("/holds", bind(holds.list_page), methods=["GET"]),
+        Route("/holds/release", bind(holds.release), methods=["POST"]),
+        Route("/suggestions", bind(suggestions.list_page), methods=["GET"]),
+        Route("/suggestions/panel", bind(suggestions.panel_page), methods=["GET"]),
+        Route("/suggestions/decide", bind(suggestions.decide), methods=["POST"]),
+        Route("/vouchers", bind(vouchers.list_page), methods=["GET"]),
+        Route("/vouchers/act", bind(vouchers.act), methods=["POST"]),
         Route("/deadletters", bind(deadletters.list_page), methods=["GET"]),
         Route("/deadletters/replay", bind(deadletters.replay), methods=["POST"]),
         Route("/deadletters/{seq}", bind(deadletters.show_page)),

@@ -9,6 +9,7 @@ language instead of a gRPC error message.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
@@ -380,3 +381,133 @@ def parse_seq(raw: str, name: str = "seq") -> int:
     if value < 1 or value > 2**63 - 1:
         raise FormProblem(name, "must be 1 or more")
     return value
+
+
+HOLD_STATES = ("", "active", "committed", "released", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldsForm:
+    sku: str
+    site: str
+    state: str
+    expiring_before_ms: int
+    expiring_within_h: int
+    page_token: str
+
+
+def parse_holds(params: Mapping[str, str]) -> HoldsForm:
+    state = _one(params, "state", limit=16)
+    if state not in HOLD_STATES:
+        raise FormProblem("state", f"{state!r} is not one of {', '.join(s for s in HOLD_STATES if s)}")
+    hours = _int(params, "expiring_within_h", 0, 0, 24 * 366)
+    before = time.time_ns() // 1_000_000 + hours * 3_600_000 if hours else 0
+    return HoldsForm(_id(params, "sku"), _id(params, "site"), state, before, hours, _one(params, "page", limit=300))
+
+
+def parse_hold_release(form: Mapping[str, str]) -> str:
+    """The hold id of a release form."""
+    hold_id = _id(form, "hold_id")
+    if not hold_id:
+        raise FormProblem("hold_id", "name the hold")
+    return hold_id
+
+
+SUGGESTION_STATES = ("", "open", "accepted", "rejected", "overridden", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionsForm:
+    site: str
+    sku: str
+    state: str
+    flagged_only: bool
+    page_token: str
+
+
+def parse_suggestions(params: Mapping[str, str]) -> SuggestionsForm:
+    state = _one(params, "state", limit=16)
+    if state not in SUGGESTION_STATES:
+        raise FormProblem("state", f"{state!r} is not one of {', '.join(s for s in SUGGESTION_STATES if s)}")
+    flagged = _one(params, "flagged", limit=2)
+    if flagged not in ("", "0", "1"):
+        raise FormProblem("flagged", "must be 0 or 1")
+    return SuggestionsForm(
+        _id(params, "site"), _id(params, "sku"), state, flagged == "1", _one(params, "page", limit=300)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionDecision:
+    sku: str
+    site: str
+    version: int
+    decision: str  # accept, reject, override
+    qty: int
+    reason: str
+
+
+def parse_suggestion_decision(form: Mapping[str, str]) -> SuggestionDecision:
+    """A planner's accept / reject (reason required) / override (quantity and reason required)."""
+    sku, site = _id(form, "sku"), _id(form, "site")
+    if not sku or not site:
+        raise FormProblem("sku" if not sku else "site", "name the pair")
+    version = _int(form, "version", 0, 1, 2**53)
+    if not version:
+        raise FormProblem("version", "name the version being decided")
+    decision = _one(form, "decision", limit=16)
+    if decision not in ("accept", "reject", "override"):
+        raise FormProblem("decision", "must be accept, reject or override")
+    reason = _one(form, "reason", limit=1024)
+    qty = _int(form, "qty", 0, 0, 10**12) if decision == "override" else 0
+    if decision == "override" and qty <= 0:
+        raise FormProblem("qty", "an override needs a quantity > 0")
+    if decision in ("reject", "override") and not reason:
+        raise FormProblem("reason", f"a reason is required to {decision}")
+    return SuggestionDecision(sku, site, version, decision, qty, reason)
+
+
+_VOUCHER_ID = re.compile(r"^[^\s\x00-\x1f<>\"'&]{1,256}$")  # built from event ids and org paths
+VOUCHER_STATES = ("", "pending", "annotated", "approved", "posted", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class VouchersForm:
+    state: str
+    company: str
+    page_token: str
+
+
+def parse_vouchers(params: Mapping[str, str]) -> VouchersForm:
+    # The sandbox opens on the pending pool; "All" sends an empty state.
+    state = _one(params, "state", limit=16) if "state" in params else "pending"
+    if state not in VOUCHER_STATES:
+        raise FormProblem("state", f"{state!r} is not one of {', '.join(s for s in VOUCHER_STATES if s)}")
+    company = _one(params, "company", limit=512)
+    if company and not all(_ID.match(part) for part in company.split("/")):
+        raise FormProblem("company", f"{company!r} is not an org path")
+    return VouchersForm(state, company, _one(params, "page", limit=300))
+
+
+def parse_voucher_action(form: Mapping[str, str]) -> tuple[str, str, str]:
+    """(voucher id, action, text): annotate needs a note, reject a reason."""
+    voucher_id = _one(form, "voucher_id", limit=256)
+    if not voucher_id or not _VOUCHER_ID.match(voucher_id):
+        raise FormProblem("voucher_id", "name the voucher")
+    action = _one(form, "action", limit=16)
+    if action not in ("annotate", "approve", "reject"):
+        raise FormProblem("action", "must be annotate, approve or reject")
+    text = _one(form, "text", limit=1024)
+    if action in ("annotate", "reject") and not text:
+        raise FormProblem(
+            "text", "a note is required to annotate" if action == "annotate" else "a reason is required to reject"
+        )
+    return voucher_id, action, text
+
+
+def parse_pair(params: Mapping[str, str]) -> tuple[str, str]:
+    """(sku, site), both required."""
+    sku, site = _id(params, "sku"), _id(params, "site")
+    if not sku or not site:
+        raise FormProblem("sku" if not sku else "site", "name the pair")
+    return sku, site

@@ -37,6 +37,7 @@ from engine.domain.hold_listing import ScanHolds, scan_holds
 from engine.domain.model import Movement
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
+from engine.domain.totals import SiteTotals, answers_from_totals
 
 log = structlog.get_logger("lotwise.shard")
 
@@ -257,6 +258,23 @@ def add_row(total: list[int], row: SliceRow) -> None:
     total[5] = max(total[5], row.out_of_stock_since_ms)
 
 
+def _total_of(row: SliceRow) -> list[int]:
+    total = new_total()
+    add_row(total, row)
+    return total
+
+
+def add_total(total: list[int], part: list[int]) -> None:
+    """Sum a `new_total` into another (as add_row does a row)."""
+    total[0] += part[0]
+    total[1] += part[1]
+    total[2] += part[2]
+    total[3] += part[3]
+    if part[4] and (not total[4] or part[4] < total[4]):
+        total[4] = part[4]
+    total[5] = max(total[5], part[5])
+
+
 def row_of(group: tuple[tuple[str, str], ...], total: list[int]) -> SliceRow:
     """A summed row; a group is out of stock (since the latest of its parts ran out) only
     when nothing in it has stock."""
@@ -278,6 +296,9 @@ class ShardCore:
     # A class default as well: a core unpickled from a pre-v3 snapshot (adapters/nats/legacy.py)
     # never ran __init__, and is exported once.
     _capture: SnapshotCapture | None = None
+    # Per-site totals (engine.domain.totals), built on the first whole-estate read and kept
+    # from then on as cells change; a class default for the same reason as _capture.
+    _totals: SiteTotals | None = None
 
     def __init__(
         self,
@@ -301,6 +322,7 @@ class ShardCore:
         self._touched: dict[Pair, Cell] = {}
         self._handed_off: list[Movement] = []
         self._capture: SnapshotCapture | None = None  # a snapshot being taken (copy-on-write)
+        self._totals: SiteTotals | None = None
 
     def apply_batch(self, ops: Sequence[Op], now_ms: int) -> list[Result]:
         """Apply ops in order; each answer is a value or the DomainError that refused it."""
@@ -472,7 +494,48 @@ class ShardCore:
 
     def _scan(self, op: ScanCells, now_ms: int) -> list[tuple[str, str, SliceRow]]:
         """This shard's rows, already summed by the query's grouping (so a limit never cuts
-        a group's total short); more groups than the limit is refused, never truncated."""
+        a group's total short); more groups than the limit is refused, never truncated.
+        Sums per site by status and/or owner come from the kept totals (a lookup)."""
+        if answers_from_totals(op.group_by, op.filter, op.by_sku, op.skus):
+            return self._scan_totals(op, now_ms)
+        return self.scan_cells(op, now_ms)
+
+    def _scan_totals(self, op: ScanCells, now_ms: int) -> list[tuple[str, str, SliceRow]]:
+        """`scan_cells`'s answer from the per-site totals; a site the caller may see only
+        some bins of is sliced cell by cell, as `scan_cells` would."""
+        totals = self._totals
+        if totals is None:
+            totals = self._totals = SiteTotals(self.cells)
+        totals.refresh(self.cells, now_ms)
+        acc: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
+        for site in totals.sites():
+            if op.sites and site not in op.sites:
+                continue
+            known = self.sites.get(site)
+            org_path = known.org_path if known is not None else ""
+            if op.org_prefix and (known is None or not org_covers(org_path, op.org_prefix)):
+                continue
+            granted = ("",) if op.scope is None else op.scope.bins_for(site, org_path)
+            if granted == ("",):
+                parts = totals.rows_of(site, op.group_by, op.filter)
+            else:
+                parts = [
+                    (row.group, _total_of(row))
+                    for p in totals.pairs_of(site)
+                    for row in self._scoped_slice(op, site, self.cells[p], now_ms)
+                ]
+            for group, part in parts:
+                key = (site if op.by_site else "", group)
+                total = acc.get(key)
+                if total is None:
+                    if len(acc) >= op.limit:
+                        raise result_too_large(op.limit)
+                    total = acc[key] = new_total()
+                add_total(total, part)
+        return [("", site, row_of(group, total)) for (site, group), total in acc.items()]
+
+    def scan_cells(self, op: ScanCells, now_ms: int) -> list[tuple[str, str, SliceRow]]:
+        """Every matching cell sliced now: the scan the kept totals must always agree with."""
         acc: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
         for (sku, site), cell in self.cells.items():
             if op.skus and sku not in op.skus:
@@ -556,7 +619,9 @@ class ShardCore:
 
     def _before_change(self, pair: Pair) -> None:
         """Every change to an existing cell passes here first: a snapshot being taken
-        needs the cell as it was at the snapshot's point."""
+        needs the cell as it was at the snapshot's point, and the kept totals recompute it."""
+        if self._totals is not None:
+            self._totals.mark(pair)
         capture = self._capture
         if capture is not None:
             if capture.complete:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import nats
 import orjson
 import pytest
@@ -25,8 +26,13 @@ from engine.api.auth import mint_token
 from engine.api.client import LotwiseClient
 from engine.api.gen.lotwise.v1 import history_pb2 as hpb
 from engine.api.gen.lotwise.v1 import history_pb2_grpc as hpb_grpc
+from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
+from engine.api.gen.lotwise.v1 import replenishment_pb2_grpc as rpb_grpc
 from engine.bootstrap import RunningEngine, running_engine
 from engine.domain.catalog import Site, Sku
+from engine.domain.commands import ReserveLine
+from engine.domain.model import Finance
+from engine.runtime.types import HoldLine
 from tests.conftest import AUTH_METADATA, TEST_ADMIN_TOKEN, TEST_SECRET_FILE, engine_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,9 +55,13 @@ DAY_MS = 86_400_000
 
 POLICY = """
 [roles]
-admin = ["read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer"]
+admin = [
+  "read", "read_cost", "reserve", "receive", "move", "adjust", "count", "admin", "approve_transfer",
+  "plan", "approve_voucher", "post_voucher", "export_voucher",
+]
 clerk = ["read", "move", "count"]
 viewer = ["read"]
+planner = ["read", "plan"]
 
 [[grants]]
 group = "admin"
@@ -68,6 +78,11 @@ bin = "A"
 subject = "viewer-bos"
 role = "viewer"
 site = "BOS"
+
+[[grants]]
+subject = "planner-sup1"
+role = "planner"
+site = "SUP1"
 """
 
 INGEST = """
@@ -80,7 +95,14 @@ SITES = (
     Site("BOS", "acme/east/boston", "store", "Boston store"),
     Site("NYC", "acme/east/nyc", "store", "New York store"),
     Site("LA", "acme/west/la", "front_warehouse", "Los Angeles"),
+    # Replenished from a supplier: their stock is used up (qty 0), so the estate's totals
+    # above stay as they are, and each gets an open suggestion.
+    Site("SUP1", "acme/supply/sup1", "store", "Supply one"),
+    Site("SUP2", "acme/supply/sup2", "store", "Supply two"),
 )
+SUGGESTED = (("SUG", "SUP1"), ("SUG", "SUP2"))
+# Active holds: one at BOS shelf A (a shelf clerk sees it), one at BOS shelf B, one at NYC.
+HOLDS = (("CON-H-A", "BOS", "A"), ("CON-H-B", "BOS", "B"), ("CON-H-NYC", "NYC", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +141,42 @@ async def _seed(client: LotwiseClient) -> None:
             sku, site, lot, qty, bin=bin_path, status=status, expires_at_ms=expires, doc_ref=f"PO-{lot}"
         )
     await client.consume("GLU", "BOS", 5, lot_id="L-BOS-1", doc_ref="CASE-17")
+    for hold_id, at, shelf in HOLDS:
+        line = ReserveLine(2, bin_prefix=shelf)
+        await client.reserve([HoldLine("GLU", at, line)], 3_600_000, hold_id=hold_id, doc_ref=f"SO-{hold_id}")
+
+
+async def _seed_suggestions(client: LotwiseClient) -> None:
+    """A supplier per pair, a priced receipt (a voucher for the sandbox) and a scan that
+    empties the pair: the replenishment follower raises an open suggestion for each."""
+    await client.put_sku(Sku("SUG", "Syringes 注射器", "box"))
+    stub = rpb_grpc.ReplenishmentStub(client.channel)
+    for sku, site in SUGGESTED:
+        supplier = rpb.Supplier(sku=sku, site=site, supplier="medsupply", moq=50, multiple=10, keeper="keeper-li")
+        await stub.PutSupplier(rpb.PutSupplierRequest(supplier=supplier), metadata=AUTH_METADATA, timeout=30)
+        cost = Finance("CNY", unit_cost="12.50")
+        await client.receive(
+            sku, site, f"L-{site}", 10, bin="C/01", status="available", doc_ref=f"PO-{site}", finance=cost
+        )
+        await client.consume(sku, site, 10, doc_ref=f"SCAN-{site}")
+    deadline = time.monotonic() + 60
+    for sku, site in SUGGESTED:
+        while True:
+            try:
+                found = await stub.ExplainSuggestion(
+                    rpb.SuggestionRef(sku=sku, site=site), metadata=AUTH_METADATA, timeout=10
+                )
+                if found.suggestion.state == "open":
+                    break
+            except grpc.aio.AioRpcError as err:
+                if err.code() is not grpc.StatusCode.NOT_FOUND:
+                    raise
+            assert time.monotonic() < deadline, f"no open suggestion for {sku}@{site}"
+            await asyncio.sleep(0.1)
 
 
 async def _wait_for_history(engine: RunningEngine, timeout_s: float = 30.0) -> None:
     """History is fed by a journal follower, a moment after each write: wait until it has all."""
-    import grpc
-
     async with grpc.aio.insecure_channel(engine.grpc_address) as channel:
         stub = hpb_grpc.HistoryStub(channel)
         deadline = time.monotonic() + timeout_s
@@ -165,6 +217,9 @@ async def estate(ray_session: None, tmp_path_factory: pytest.TempPathFactory) ->
         seeded_at = int(time.time() * 1000) - 60_000
         async with LotwiseClient(engine.grpc_address, timeout_s=30) as client:
             await _seed(client)
+            await _seed_suggestions(client)
+        assert engine.finance is not None, "finance is on by default"
+        await engine.finance.follower.wait_caught_up(timeout_s=60)
         bad_event = await _dead_letter(engine)
         await _wait_for_history(engine)
         secret = TEST_SECRET_FILE.read_bytes().strip()

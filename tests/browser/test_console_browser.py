@@ -99,7 +99,8 @@ async def test_slide_the_as_of_time_and_trace_a_lot(page: Page, estate: Estate) 
 async def test_charts_are_server_drawn_svg(page: Page, estate: Estate) -> None:
     await sign_in(page, estate, estate.admin_token)
     await page.click("#nav-charts")
-    await expect(page.locator("#consumption-total")).to_have_text("5")
+    # 5 GLU at BOS, and the 10 + 10 SUG scanned out at SUP1 and SUP2 (the suggestions' pairs).
+    await expect(page.locator("#consumption-total")).to_have_text("25")
     await expect(page.locator("#consumption svg.chart polyline")).to_have_count(1)
     await expect(page.locator("#exposure svg.chart rect.bar").first).to_be_visible()
     await expect(page.locator("#exposure-table")).to_contain_text("L-LA-1")  # 5 days left
