@@ -15,7 +15,10 @@ and full jitter, at most `RetryPolicy.max_attempts` times and never past the cal
 deadline, and only while the client's retry budget (`RetryBudget`, gRPC's retry
 throttling) has tokens, so retries cannot amplify an overload. The server's RetryInfo
 hint is a floor for the back-off. The server answers a retried request id with its
-first answer, so a retry never applies anything twice. A DEADLINE_EXCEEDED raised by
+first answer, so a retry never applies anything twice. When the engine refuses most of
+what it is sent, the client's adaptive throttle (`AdaptiveThrottle`, as in Google's SRE
+book) refuses a share of the attempts itself, before they cost the engine anything:
+they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client. A DEADLINE_EXCEEDED raised by
 the transport (not by the engine) means "outcome unknown": call again with the same
 request id to learn it.
 
@@ -71,7 +74,7 @@ from engine.domain.commands import (
     Strategy,
 )
 from engine.domain.deadletters import DeadLetter, DeadLetterPage, ReplayResult, StoredDeadLetter
-from engine.domain.errors import DeadlineExceeded
+from engine.domain.errors import DeadlineExceeded, Overloaded
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
@@ -146,6 +149,97 @@ class RetryBudget:
         return False
 
 
+class Throttled(Overloaded):
+    """An attempt the client's adaptive throttle refused: never sent, nothing applied.
+    An `Overloaded` like the engine's own refusal (back off, then call again), told
+    apart so that callers and benches count it separately."""
+
+    def __init__(self, what: str = "the client's adaptive throttle") -> None:
+        super().__init__(what, 0)
+        self.message = f"not sent: the engine refused most recent calls ({what}); retry with backoff"
+        self.args = (self.message,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Throttled, (self.what,))
+
+
+class AdaptiveThrottle:
+    """Client-side adaptive throttling (Google's SRE book, "Handling Overload"), per client.
+
+    It counts the attempts the engine answered (`requests`) and those it accepted
+    (`accepts`: any answer but an overload refusal, UNAVAILABLE or a deadline), plus the
+    attempts refused here, both decaying with `half_life_s`, and refuses an attempt locally
+    with probability max(0, (requests − k·accepts) / (requests + 1)). While the engine
+    accepts at least 1/k of what it gets, nothing is refused here; beyond, the engine keeps
+    getting about k times what it accepts — enough to notice it recover — and the rest
+    never costs it a call (a refusal costs the server nearly what an answer does). Attempts
+    are counted when answered, not when sent, so a burst of calls in flight at start is not
+    mistaken for refusals. `k` = 2 as the book's; a larger k is more lenient, 0 turns the
+    throttle off (every attempt is sent).
+    """
+
+    def __init__(
+        self,
+        k: float = 2.0,
+        half_life_s: float = 5.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not (k == 0 or k >= 1) or half_life_s <= 0:
+            raise ValueError("need k ≥ 1 (or 0: off) and half_life_s > 0")
+        self.k = k
+        self._half_life_s = half_life_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.requests = 0.0
+        self.accepts = 0.0
+        self._at = clock()
+        self.throttled = 0  # attempts refused here (for benches and tests)
+
+    def _decay(self) -> None:
+        now = self._clock()
+        if now > self._at:
+            factor = 0.5 ** ((now - self._at) / self._half_life_s)
+            self.requests *= factor
+            self.accepts *= factor
+            self._at = now
+
+    def reject_probability(self) -> float:
+        if self.k == 0:
+            return 0.0
+        self._decay()
+        return max(0.0, (self.requests - self.k * self.accepts) / (self.requests + 1))
+
+    def allow(self) -> bool:
+        """False: refuse the attempt here (counted as a request), it is not to be sent."""
+        p = self.reject_probability()
+        if p > 0 and self._rng.random() < p:
+            self.requests += 1
+            self.throttled += 1
+            return False
+        return True
+
+    def answered(self, accepted: bool) -> None:
+        """The engine answered an allowed attempt; `accepted`: not an overload refusal."""
+        self._decay()
+        self.requests += 1
+        self.accepts += accepted
+
+
+# An answer with one of these means the engine did not take the call on (AdaptiveThrottle).
+_NOT_ACCEPTED = (
+    grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+    grpc.StatusCode.UNAVAILABLE.value[0],
+    grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
+)
+
+
+def accepted(status_code: int) -> bool:
+    """Whether an answer with this gRPC status code counts as accepted by the engine."""
+    return status_code not in _NOT_ACCEPTED
+
+
 def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None) -> str:
     """`Bearer <token>` for the engine at `target` ("" when the caller set its own or has none)."""
     if any(key == "authorization" for key, _ in metadata):
@@ -199,6 +293,7 @@ class LotwiseClient:
         rng: random.Random | None = None,
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
+        throttle: AdaptiveThrottle | None = None,
         token: str | None = None,
         token_file: Path | None = None,
     ) -> None:
@@ -209,7 +304,8 @@ class LotwiseClient:
         LOTWISE_TLS_CA_FILE (a PEM CA to trust) when set.
         Pass `channel` to bring your own (the client then does not close it).
         `batching=None`: every call is its own unary RPC (see the module doc).
-        `retry_budget`: shared by every call of this client (default: a fresh RetryBudget())."""
+        `retry_budget`: shared by every call of this client (default: a fresh RetryBudget()).
+        `throttle`: likewise (default: a fresh AdaptiveThrottle())."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -237,6 +333,7 @@ class LotwiseClient:
         self._metadata = tuple(metadata)
         self._rng = rng or random.Random()
         self.retry_budget = retry_budget or RetryBudget()
+        self.throttle = throttle or AdaptiveThrottle()
         self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
 
     @property
@@ -774,13 +871,18 @@ class LotwiseClient:
     async def _with_retries(self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float) -> _Resp:
         """Attempts until one answers, one is refused for good, or the deadline is too near."""
         attempts = 0
+        throttle = self.throttle
         while True:
             attempts += 1
+            if not throttle.allow():
+                await asyncio.sleep(0)  # a caller that loops on the refusal still lets others run
+                raise Throttled()
             try:
                 reply = await attempt(deadline)
             except CallFailed as failed:
                 status = failed.status
                 cause = failed.__cause__ or failed
+                throttle.answered(accepted(status.code))
                 if failed.whole_batch and status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]:
                     raise _NoExecute() from cause
                 delay_s = self._retry_delay_s(status, attempts, deadline)
@@ -789,6 +891,7 @@ class LotwiseClient:
                 log.debug("retrying", code=status.code, attempt=attempts, delay_ms=round(delay_s * 1000, 1))
                 await asyncio.sleep(delay_s)
             else:
+                throttle.answered(True)
                 self.retry_budget.on_success()
                 return reply
 
