@@ -163,10 +163,11 @@ class LeanCaller:
         self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
         self._pause = pause_after_refusal  # False: the next call follows a refused one at once
 
-    def _allow(self, cost: int = 1) -> bool:
-        """The adaptive throttle's word on an attempt of `cost` commands (tallied if refused)."""
+    def _allow(self, cost: int = 1, critical: bool = False) -> bool:
+        """The adaptive throttle's word on an attempt of `cost` commands (tallied if refused);
+        commits (`critical`) are never throttled, as LotwiseClient's."""
         throttle = self.throttle
-        if throttle is None or all([throttle.allow() for _ in range(cost)]):
+        if throttle is None or critical or all([throttle.allow() for _ in range(cost)]):
             return True
         self._tally.outcomes["throttled"] += cost
         return False
@@ -193,7 +194,7 @@ class LeanCaller:
         attempt = 0
         while True:
             attempt += 1
-            if not self._allow():
+            if not self._allow(critical=not reserve):
                 await self.back_off()
                 return False
             timeout_s = max(deadline - time.monotonic(), 0.001)
@@ -219,7 +220,7 @@ class LeanCaller:
                 self._tally.first_latencies_ms.append(elapsed_ms)
             return True
 
-    async def execute(self, commands: list[bytes]) -> list[bool]:
+    async def execute(self, commands: list[bytes], critical: bool = False) -> list[bool]:
         """One Execute batch (with retries); which commands succeeded. A batch the door
         refuses is sent again whole, commands refused retryably again on their own."""
         started = time.monotonic()
@@ -229,7 +230,7 @@ class LeanCaller:
         attempt = 0
         while todo:
             attempt += 1
-            if not self._allow(len(todo)):
+            if not self._allow(len(todo), critical):
                 await self.back_off()
                 return ok
             timeout_s = max(deadline - time.monotonic(), 0.001)

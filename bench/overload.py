@@ -166,7 +166,7 @@ async def work_lean(
                 )
                 held = [h for h, ok in zip(holds, reserved, strict=True) if ok]
                 if held:
-                    committed = await caller.execute([encoder.commit_command(h) for h in held])
+                    committed = await caller.execute([encoder.commit_command(h) for h in held], critical=True)
                     tally.orders += sum(committed)  # after the await: `+= await` would lose updates
 
         callers_done = asyncio.gather(*((batched if batch > 1 else unary)(k) for k in range(callers)))

@@ -227,6 +227,10 @@ class AdaptiveThrottle:
         self.accepts += accepted
 
 
+# Commands the adaptive throttle never refuses: they free stock held by earlier reserves
+# (the door admits them first too); their answers still count.
+UNTHROTTLED_COMMANDS = frozenset({"commit", "release"})
+
 # An answer with one of these means the engine did not take the call on (AdaptiveThrottle).
 _NOT_ACCEPTED = (
     grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
@@ -823,8 +827,11 @@ class LotwiseClient:
 
     # ---- plumbing ----
 
-    async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None) -> _Resp:
-        """One logical unary call: attempts with the same request until done, refused or out of time."""
+    async def _call(
+        self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None, *, throttled: bool = True
+    ) -> _Resp:
+        """One logical unary call: attempts with the same request until done, refused or out of time.
+        `throttled=False`: the adaptive throttle never refuses it (commits, releases)."""
 
         async def attempt(deadline: float) -> _Resp:
             timeout_s = max(deadline - time.monotonic(), 0.0)
@@ -835,7 +842,7 @@ class LotwiseClient:
             except grpc.aio.AioRpcError as err:
                 raise CallFailed(status_of_rpc_error(err), whole_batch=True) from err
 
-        return await self._with_retries(attempt, self._deadline(timeout_s))
+        return await self._with_retries(attempt, self._deadline(timeout_s), throttled=throttled)
 
     async def _command(
         self, kind: str, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None
@@ -843,8 +850,9 @@ class LotwiseClient:
         """One logical call of a command that can travel in a batch: batched when batching is
         on, else unary; the same retries, deadlines and typed errors either way."""
         batcher = self._batcher
+        throttled = kind not in UNTHROTTLED_COMMANDS
         if batcher is None:
-            return await self._call(method, request, timeout_s)
+            return await self._call(method, request, timeout_s, throttled=throttled)
         deadline = self._deadline(timeout_s)
         command = pb.Command(**{kind: request})
 
@@ -854,12 +862,13 @@ class LotwiseClient:
             return response
 
         try:
-            return await self._with_retries(attempt, deadline)
+            return await self._with_retries(attempt, deadline, throttled=throttled)
         except _NoExecute:
             # An older server without Execute: unary from now on, for every caller.
             log.info("server has no Execute; batching off")
             self._batcher = None
-            return await self._call(method, request, max(deadline - time.monotonic(), MIN_ATTEMPT_S))
+            remaining_s = max(deadline - time.monotonic(), MIN_ATTEMPT_S)
+            return await self._call(method, request, remaining_s, throttled=throttled)
 
     def _deadline(self, timeout_s: float | None) -> float:
         budget_s = self._timeout_s if timeout_s is None else timeout_s
@@ -868,13 +877,15 @@ class LotwiseClient:
             raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
         return time.monotonic() + budget_s
 
-    async def _with_retries(self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float) -> _Resp:
+    async def _with_retries(
+        self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float, *, throttled: bool = True
+    ) -> _Resp:
         """Attempts until one answers, one is refused for good, or the deadline is too near."""
         attempts = 0
         throttle = self.throttle
         while True:
             attempts += 1
-            if not throttle.allow():
+            if throttled and not throttle.allow():
                 await asyncio.sleep(0)  # a caller that loops on the refusal still lets others run
                 raise Throttled()
             try:

@@ -13,7 +13,14 @@ from google.rpc import status_pb2
 
 from engine.api.admission import BOUND_WIRE
 from engine.api.autobatch import CallFailed
-from engine.api.client import AdaptiveThrottle, LotwiseClient, RetryPolicy, Throttled, accepted
+from engine.api.client import (
+    UNTHROTTLED_COMMANDS,
+    AdaptiveThrottle,
+    LotwiseClient,
+    RetryPolicy,
+    Throttled,
+    accepted,
+)
 from engine.api.errors import overload_status
 from engine.domain.errors import Overloaded
 
@@ -124,3 +131,24 @@ async def test_the_client_throttles_after_refusals_and_sends_again_after_accepts
         throttle.accepts += 1_000  # as if the engine had answered a while
         assert await c._with_retries(answered, time.monotonic() + 5) == "ok"
         assert throttle.reject_probability() == 0.0
+
+
+async def test_commits_and_releases_are_never_throttled_but_their_answers_count() -> None:
+    assert {"commit", "release"} <= UNTHROTTLED_COMMANDS
+    assert "reserve" not in UNTHROTTLED_COMMANDS
+    throttle = AdaptiveThrottle(k=2, rng=random.Random(6))
+    for _ in range(1_000):
+        throttle.answered(accepted=False)
+    sent = 0
+
+    async def answered(deadline: float) -> str:
+        nonlocal sent
+        sent += 1
+        return "ok"
+
+    async with LotwiseClient("127.0.0.1:1", batching=None, throttle=throttle) as client:
+        for _ in range(50):
+            assert await client._with_retries(answered, time.monotonic() + 5, throttled=False) == "ok"
+    assert sent == 50
+    assert throttle.throttled == 0
+    assert throttle.accepts == pytest.approx(50, rel=0.01)
