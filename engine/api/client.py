@@ -167,7 +167,7 @@ class AdaptiveThrottle:
     """Client-side adaptive throttling (Google's SRE book, "Handling Overload"), per client.
 
     It counts the attempts the engine answered (`requests`) and those it accepted
-    (`accepts`: any answer but an overload refusal, UNAVAILABLE or a deadline), plus the
+    (`accepts`: any answer but an overload refusal, RESOURCE_EXHAUSTED), plus the
     attempts refused here, both decaying with `half_life_s`, and refuses an attempt locally
     with probability max(0, (requests − k·accepts) / (requests + 1)). While the engine
     accepts at least 1/k of what it gets, nothing is refused here; beyond, the engine keeps
@@ -231,17 +231,14 @@ class AdaptiveThrottle:
 # (the door admits them first too); their answers still count.
 UNTHROTTLED_COMMANDS = frozenset({"commit", "release"})
 
-# An answer with one of these means the engine did not take the call on (AdaptiveThrottle).
-_NOT_ACCEPTED = (
-    grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
-    grpc.StatusCode.UNAVAILABLE.value[0],
-    grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
-)
+# The answer of an engine that refused a call for overload (AdaptiveThrottle). UNAVAILABLE
+# (a shard recovering) is not overload: its retries must go on, unthrottled, until it is back.
+_OVERLOADED_CODE = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
 
 def accepted(status_code: int) -> bool:
     """Whether an answer with this gRPC status code counts as accepted by the engine."""
-    return status_code not in _NOT_ACCEPTED
+    return status_code != _OVERLOADED_CODE
 
 
 def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None) -> str:
