@@ -483,9 +483,10 @@ class Door:
         elif bound == BOUND_LOOP:
             hint_s = 10 * self.shedder.lag_s  # the loop needs several windows to catch up
         elif bound == BOUND_WIRE:
-            # About twice the wait in front: the refused callers must thin that queue, not
-            # join it again at once.
-            hint_s = 2 * self.wire.last_s
+            # The wait in front: by then the queue the call stood in has drained. (Twice it,
+            # before the clients throttled themselves, made every retried success a second
+            # or more late; the throttle now does the thinning.)
+            hint_s = self.wire.last_s
         else:
             excess = self.in_flight_cost + cost - limits.max_cost * SHARES[priority]
             rate = self._throughput.per_s()

@@ -152,3 +152,17 @@ async def test_commits_and_releases_are_never_throttled_but_their_answers_count(
     assert sent == 50
     assert throttle.throttled == 0
     assert throttle.accepts == pytest.approx(50, rel=0.01)
+
+
+def test_a_few_refusals_are_no_evidence_and_the_default_k_is_strict() -> None:
+    throttle = AdaptiveThrottle(clock=FakeClock(), rng=random.Random(7))
+    throttle.answered(accepted=True)
+    for _ in range(8):
+        throttle.answered(accepted=False)
+    assert throttle.reject_probability() == 0.0  # 9 answers: below min_requests
+    throttle.answered(accepted=False)
+    assert throttle.reject_probability() == pytest.approx((10 - 1.2) / 11)
+    strict = AdaptiveThrottle(clock=FakeClock())
+    for i in range(100):
+        strict.answered(accepted=i % 5 != 0)  # 20 % refused: more than 1 - 1/1.2
+    assert strict.reject_probability() > 0

@@ -93,10 +93,10 @@ def test_a_standing_wait_sheds_by_priority_with_a_back_off_hint() -> None:
     refused = door.enter(1, Priority.RESERVE, 1.0, waited_s=0.04)
     assert isinstance(refused, Refusal)
     assert (refused.bound, refused.limit, refused.priority) == (BOUND_WIRE, 30, Priority.RESERVE)
-    assert refused.retry_delay_ms == 100  # 2 × 40 ms, raised to the shortest hint
+    assert refused.retry_delay_ms == 100  # its 40 ms wait, raised to the shortest hint
     long_wait = door.enter(1, Priority.RESERVE, 1.0, waited_s=0.4)
     assert isinstance(long_wait, Refusal)
-    assert long_wait.retry_delay_ms == 800
+    assert long_wait.retry_delay_ms == 400  # its wait
     # Reads go at half the target, other writes at twice it, commits at four times.
     assert isinstance(door.enter(1, Priority.READ, 1.0, waited_s=0.02), Ticket)  # within target: ends the run
     stand(door, clock)
@@ -234,7 +234,7 @@ def test_a_call_that_waited_beyond_the_cap_is_refused_even_when_no_queue_stands(
     assert isinstance(late, Refusal)
     assert late.bound == BOUND_WIRE
     assert late.limit == 150
-    assert late.retry_delay_ms == 302  # twice its wait: its caller thins the queue
+    assert late.retry_delay_ms == 151  # its wait: by then the queue it stood in has drained
     # By priority: reads half the cap, other writes twice, commits and releases four times.
     assert isinstance(door.enter(1, Priority.READ, 1.0, waited_s=0.08), Refusal)
     assert isinstance(door.enter(1, Priority.WRITE, 1.0, waited_s=0.29), Ticket)
