@@ -164,28 +164,33 @@ class Throttled(Overloaded):
 
 
 class AdaptiveThrottle:
-    """Client-side adaptive throttling (Google's SRE book, "Handling Overload"), per client.
+    """Client-side adaptive throttling (after Google's SRE book, "Handling Overload"), per client.
 
     It counts the attempts the engine answered (`requests`) and those it accepted
-    (`accepts`: any answer but an overload refusal, RESOURCE_EXHAUSTED), plus the
-    attempts refused here, both decaying with `half_life_s`, and refuses an attempt locally
-    with probability max(0, (requests − k·accepts) / (requests + 1)). While the engine
-    accepts at least 1/k of what it gets, nothing is refused here; beyond, the engine keeps
-    getting about k times what it accepts — enough to notice it recover — and the rest
-    never costs it a call (a refusal costs the server nearly what an answer does). Attempts
-    are counted when answered, not when sent, so a burst of calls in flight at start is not
-    mistaken for refusals, and nothing is refused before `min_requests` were counted.
+    (`accepts`: any answer but an overload refusal, RESOURCE_EXHAUSTED), both decaying with
+    `half_life_s`, and refuses an attempt locally with probability
+    max(0, (requests − k·accepts) / (requests + 1)). While the engine accepts at least 1/k
+    of what it is sent, nothing is refused here; beyond, the client sends less until the
+    engine refuses about 1 − 1/k of what it gets, and the rest never costs it a call (a
+    refusal costs the server nearly what an answer does: the aio server's per-call work
+    comes before the door).
 
-    `k` = 1.2 rather than the book's 2: here a refusal costs the server nearly what an
-    answer does (the aio server's per-call work comes before the door), so the engine
-    should see at most ~1/6 more than it accepts (bench/README.md, "Overload"). A larger
-    k is more lenient, 0 turns the throttle off (every attempt is sent).
+    Unlike the book, attempts refused here are not counted as requests: counted, they keep
+    the probability near 1 once the engine refused a burst (each local refusal raises it
+    again, and only the few attempts let through can bring it down), and a closed loop of
+    callers never recovered in a bench row (bench/README.md, "Overload"). Counted when
+    answered, not when sent, so a burst of calls in flight is not mistaken for refusals;
+    nothing is refused before `min_requests` answers.
+
+    `k` = 1.2 rather than the book's 2, since refusals cost the server so much: it should
+    see at most ~1/6 more than it accepts. A larger k is more lenient, 0 turns the throttle
+    off (every attempt is sent).
     """
 
     def __init__(
         self,
         k: float = 1.2,
-        half_life_s: float = 5.0,
+        half_life_s: float = 2.0,
         min_requests: float = 10.0,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -220,10 +225,9 @@ class AdaptiveThrottle:
         return max(0.0, (self.requests - self.k * self.accepts) / (self.requests + 1))
 
     def allow(self) -> bool:
-        """False: refuse the attempt here (counted as a request), it is not to be sent."""
+        """False: refuse the attempt here, it is not to be sent."""
         p = self.reject_probability()
         if p > 0 and self._rng.random() < p:
-            self.requests += 1
             self.throttled += 1
             return False
         return True
