@@ -404,7 +404,7 @@ def plot(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
+    fig, (left, middle, right, first) = plt.subplots(1, 4, figsize=(21, 4))
     for mode, door in sorted({(r.mode, r.door) for r in rows}):
         mine = sorted((r for r in rows if (r.mode, r.door) == (mode, door)), key=lambda r: r.level)
         levels = [r.level for r in mine]
@@ -415,14 +415,16 @@ def plot(rows: list[Row], path: Path) -> None:
         per_cpu = [100 * r.orders_per_cpu_s / base if base else 0.0 for r in mine]
         middle.plot(levels, per_cpu, style, marker="o", label=label)
         right.plot(levels, [r.p99_ms for r in mine], style, marker="o", label=label)
+        first.plot(levels, [r.p99_first_ms for r in mine], style, marker="o", label=label)
     x = "offered load (× saturation callers)"
     for ax in (left, middle):
         ax.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
     left.set(xscale="log", xlabel=x, ylabel="goodput, % of 1×", title="Goodput")
     middle.set(xscale="log", xlabel=x, ylabel="% of 1×", title="Orders per server CPU-second")
-    right.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of successful calls")
+    right.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of successful calls (retries included)")
+    first.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of calls that succeeded at their first try")
     levels = sorted({r.level for r in rows})
-    for ax in (left, middle, right):
+    for ax in (left, middle, right, first):
         ax.set_xticks(levels, [f"{level:g}×" for level in levels])
         ax.minorticks_off()
         ax.legend()
