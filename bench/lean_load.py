@@ -7,7 +7,11 @@ concatenation (the per-order part is the request id; the rest is encoded once), 
 of unary calls are not decoded at all (the hold id is ours), and only an Execute reply
 or a refusal's status is parsed. The retry behaviour is LotwiseClient's: the same request
 id, RetryPolicy's jittered exponential back-off with the server's RetryInfo as a floor,
-never past the deadline, and a RetryBudget so retries cannot amplify the overload.
+never past the deadline, a RetryBudget so retries cannot amplify the overload, and (unless
+`throttle=False`) its AdaptiveThrottle: attempts refused locally are counted apart
+("throttled"). A caller whose call ends refused (shed or throttled) waits a back-off —
+the server's RetryInfo, at least a jittered one — before its next call, as a user told
+"overloaded, retry later" would; a closed loop that came back at once would not.
 
 Wire format used (protos/lotwise/v1/inventory.proto): ReserveRequest{request_id=1,
 hold_id=2, lines=3, ttl_ms=4}, CommitRequest{request_id=1, hold_id=2},
@@ -24,12 +28,12 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from engine.api.client import RetryBudget, RetryPolicy
+from engine.api.client import AdaptiveThrottle, RetryBudget, RetryPolicy, accepted
 from engine.api.errors import is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.timeout_header import timeout_metadata
 
-OUTCOMES = ("ok", "shed", "deadline", "cancelled_unknown", "other")
+OUTCOMES = ("ok", "shed", "throttled", "deadline", "cancelled_unknown", "other")
 _RETRYABLE_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], grpc.StatusCode.UNAVAILABLE.value[0])
 _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
 _OVERLOADED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
@@ -48,6 +52,9 @@ class Tally:
     first_latencies_ms: list[float] = field(default_factory=list)
     throttled_retries: int = 0
     cpu_s: float = 0.0  # this worker's CPU over the window (user + system)
+    # How late this process's event loop ran a 5 ms timer, sampled over the window: when
+    # it is long, the callers' latency is the load process's own queue, not the server's.
+    loop_lag_ms: list[float] = field(default_factory=list)
 
     def outcome(self, code: int) -> None:
         if code == _OVERLOADED:
@@ -58,6 +65,16 @@ class Tally:
             self.outcomes["cancelled_unknown"] += 1
         else:
             self.outcomes["other"] += 1
+
+
+LAG_PROBE_S = 0.005
+
+
+async def probe_loop_lag(tally: Tally, stop_at: float) -> None:
+    """Sample how late the loop wakes a timer until `stop_at` (into `tally.loop_lag_ms`)."""
+    while (now := time.monotonic()) < stop_at:
+        await asyncio.sleep(LAG_PROBE_S)
+        tally.loop_lag_ms.append(max(time.monotonic() - now - LAG_PROBE_S, 0.0) * 1000)
 
 
 def _varint(n: int) -> bytes:
@@ -123,7 +140,15 @@ def check_encoding(encoder: Encoder, site: str, ttl_ms: int) -> None:
 class LeanCaller:
     """Raw calls with LotwiseClient's retry behaviour; one per worker (shares the budget)."""
 
-    def __init__(self, channel: grpc.aio.Channel, tally: Tally, deadline_s: float, wire_header: bool = True) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        tally: Tally,
+        deadline_s: float,
+        wire_header: bool = True,
+        throttle: bool = True,
+        pause_after_refusal: bool = True,
+    ) -> None:
         # No serializers: requests and answers are bytes.
         raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
         self._reserve: raw = channel.unary_unary("/lotwise.v1.Inventory/Reserve")
@@ -134,7 +159,28 @@ class LeanCaller:
         self._policy = RetryPolicy()
         self._rng = random.Random()
         self.budget = RetryBudget()
+        self.throttle = AdaptiveThrottle() if throttle else None
         self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
+        self._pause = pause_after_refusal  # False: the next call follows a refused one at once
+
+    def _allow(self, cost: int = 1, critical: bool = False) -> bool:
+        """The adaptive throttle's word on an attempt of `cost` commands (tallied if refused);
+        commits (`critical`) are never throttled, as LotwiseClient's."""
+        throttle = self.throttle
+        if throttle is None or critical or all([throttle.allow() for _ in range(cost)]):
+            return True
+        self._tally.outcomes["throttled"] += cost
+        return False
+
+    def _answered_code(self, code: int, cost: int = 1) -> None:
+        if self.throttle is not None:
+            for _ in range(cost):
+                self.throttle.answered(accepted(code))
+
+    async def back_off(self, hint_s: float | None = None) -> None:
+        """Before the next call after a refused one: RetryInfo, at least a jittered back-off."""
+        if self._pause:
+            await asyncio.sleep(self._policy.backoff_s(self._policy.max_attempts, self._rng, hint_s))
 
     def _metadata(self, timeout_s: float) -> tuple[tuple[str, str], ...]:
         """The timeout header the door measures the wait before it by (LotwiseClient sends it too)."""
@@ -148,16 +194,24 @@ class LeanCaller:
         attempt = 0
         while True:
             attempt += 1
+            if not self._allow(critical=not reserve):
+                await self.back_off()
+                return False
             timeout_s = max(deadline - time.monotonic(), 0.001)
             try:
                 await method(request, timeout=timeout_s, metadata=self._metadata(timeout_s))
             except grpc.aio.AioRpcError as err:
+                code = err.code().value[0]
+                self._answered_code(code)
                 delay = self._retry_delay(err, attempt, deadline)
                 if delay is None:
-                    self._tally.outcome(err.code().value[0])
+                    self._tally.outcome(code)
+                    if code == _OVERLOADED:
+                        await self.back_off(retry_delay_s(status_of_rpc_error(err)))
                     return False
                 await asyncio.sleep(delay)
                 continue
+            self._answered_code(0)
             self.budget.on_success()
             self._tally.outcomes["ok"] += 1
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -166,7 +220,7 @@ class LeanCaller:
                 self._tally.first_latencies_ms.append(elapsed_ms)
             return True
 
-    async def execute(self, commands: list[bytes]) -> list[bool]:
+    async def execute(self, commands: list[bytes], critical: bool = False) -> list[bool]:
         """One Execute batch (with retries); which commands succeeded. A batch the door
         refuses is sent again whole, commands refused retryably again on their own."""
         started = time.monotonic()
@@ -176,6 +230,9 @@ class LeanCaller:
         attempt = 0
         while todo:
             attempt += 1
+            if not self._allow(len(todo), critical):
+                await self.back_off()
+                return ok
             timeout_s = max(deadline - time.monotonic(), 0.001)
             try:
                 raw = await self._execute(
@@ -184,10 +241,14 @@ class LeanCaller:
                     metadata=self._metadata(timeout_s),
                 )
             except grpc.aio.AioRpcError as err:
+                code = err.code().value[0]
+                self._answered_code(code, len(todo))
                 delay = self._retry_delay(err, attempt, deadline, len(todo))
                 if delay is None:
                     for _ in todo:
-                        self._tally.outcome(err.code().value[0])
+                        self._tally.outcome(code)
+                    if code == _OVERLOADED:
+                        await self.back_off(retry_delay_s(status_of_rpc_error(err)))
                     return ok
                 await asyncio.sleep(delay)
                 continue
@@ -196,6 +257,7 @@ class LeanCaller:
                 delay = self._command_retry_delay(len(todo), attempt, deadline)
                 if delay is None:
                     self._tally.outcomes["shed"] += len(todo)  # retryable refusals, not retried
+                    await self.back_off()
                     return ok
                 await asyncio.sleep(delay)
         return ok
@@ -208,6 +270,7 @@ class LeanCaller:
         retry = []
         for k, answer in zip(todo, reply.replies, strict=True):
             if answer.WhichOneof("reply") != "error":
+                self._answered_code(0)
                 ok[k] = True
                 self.budget.on_success()
                 self._tally.outcomes["ok"] += 1
@@ -215,8 +278,10 @@ class LeanCaller:
                 if first:
                     self._tally.first_latencies_ms.append(elapsed_ms)
             elif answer.error.code in _RETRYABLE_CODES:
+                self._answered_code(answer.error.code)
                 retry.append(k)
             else:
+                self._answered_code(answer.error.code)
                 self._tally.outcome(answer.error.code)
         return retry
 

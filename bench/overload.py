@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -35,16 +36,18 @@ import resource
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import lean_load
-from bench.served import server_process
-from engine.api.client import DEFAULT_BATCHING, LotwiseClient
+from bench.served import Served, served_process
+from engine.api.client import DEFAULT_BATCHING, LotwiseClient, Throttled
 from engine.api.errors import RemoteError
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
@@ -57,8 +60,13 @@ STOCK_PER_SKU = 10_000_000  # deep: no order is refused for stock
 TTL_MS = 60_000
 DEADLINE_S = 2.0
 OUTCOMES = lean_load.OUTCOMES
-DOOR_WIRE = "wire"  # the door sees the wait before it (callers send lotwise-timeout-ms)
-DOOR_BEFORE = "before"  # callers without the header: the door as before (no wire-wait shedding)
+# --compare runs each row against both, interleaved: one server process each (both pinned
+# to the server's CPUs, one idle while the other serves), one set of load processes at a time.
+DOOR_AFTER = "after"  # the door with its cap on the wait before it; callers throttle adaptively
+# and wait a back-off after a refused call before their next one
+DOOR_BEFORE = "before"  # as at cfd9a92: no cap (CoDel on the wait only), no client throttle,
+# the next call at once after a refused one
+DOOR_WIRE = "wire"  # rows of earlier runs: the door with CoDel on the wait, callers sending the header
 Tally = lean_load.Tally
 
 
@@ -70,6 +78,8 @@ Tally = lean_load.Tally
 
 def outcome_of(err: BaseException) -> str:
     match err:
+        case Throttled():
+            return "throttled"
         case Overloaded():
             return "shed"
         case DeadlineExceeded():
@@ -118,19 +128,20 @@ async def work(target: str, callers: int, batched: bool, start_at: float, second
 
 
 async def work_lean(
-    target: str, callers: int, batch: int, start_at: float, seconds: float, offset: int, wire_header: bool = True
+    target: str, callers: int, batch: int, start_at: float, seconds: float, offset: int, door: str = DOOR_AFTER
 ) -> lean_load.Tally:
     """Closed-loop callers on raw gRPC (bench/lean_load.py): unary Reserve then Commit, or
-    (batch > 1) an Execute of `batch` reserves then one of their commits. Without
-    `wire_header` the calls carry no timeout header: the door as before it measured the
-    wait in front of it."""
+    (batch > 1) an Execute of `batch` reserves then one of their commits. `door` says how
+    the callers behave: DOOR_AFTER throttles adaptively and backs off after a refused call,
+    DOOR_BEFORE does neither (the callers as before)."""
     tally = lean_load.Tally()
     encoder = lean_load.Encoder(SKUS, "bench-site", TTL_MS)
     lean_load.check_encoding(encoder, "bench-site", TTL_MS)
     tag = f"{os.getpid()}-{int(start_at)}"
     async with grpc.aio.insecure_channel(target) as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, wire_header)
+        after = door == DOOR_AFTER
+        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, throttle=after, pause_after_refusal=after)
         await asyncio.sleep(max(start_at - time.time(), 0.0))
         stop_at = time.monotonic() + seconds
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -155,10 +166,11 @@ async def work_lean(
                 )
                 held = [h for h, ok in zip(holds, reserved, strict=True) if ok]
                 if held:
-                    committed = await caller.execute([encoder.commit_command(h) for h in held])
+                    committed = await caller.execute([encoder.commit_command(h) for h in held], critical=True)
                     tally.orders += sum(committed)  # after the await: `+= await` would lose updates
 
-        await asyncio.gather(*((batched if batch > 1 else unary)(k) for k in range(callers)))
+        callers_done = asyncio.gather(*((batched if batch > 1 else unary)(k) for k in range(callers)))
+        await asyncio.gather(callers_done, lean_load.probe_loop_lag(tally, stop_at))
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         tally.cpu_s = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
         tally.throttled_retries = caller.budget.throttled
@@ -172,9 +184,7 @@ def worker_main(args: argparse.Namespace) -> None:
     if args.client == "lean":
         batch = args.batch if args.batched else 1
         lean = asyncio.run(
-            work_lean(
-                args.target, args.callers, batch, args.start_at, args.seconds, args.offset, not args.no_wire_header
-            )
+            work_lean(args.target, args.callers, batch, args.start_at, args.seconds, args.offset, args.door)
         )
         print(json.dumps(asdict(lean)))
         return
@@ -201,8 +211,13 @@ class Row:
     server_cpu_ms_per_call: float  # server CPU per call answered (ok or refused)
     client_cpu_ms_per_call: float  # load generators' CPU per call answered: the harness's own cost
     goodput_share: float = 0.0  # of the 1× row of the same mode and door
-    door: str = DOOR_WIRE  # DOOR_WIRE: callers send the timeout header; DOOR_BEFORE: they do not
+    door: str = DOOR_AFTER  # which door and callers (DOOR_AFTER, DOOR_BEFORE; DOOR_WIRE in older runs)
     p99_first_ms: float = 0.0  # p99 of calls that succeeded at their first attempt (lean client)
+    # The server's view (its histograms over the row, every call that reached the door) and
+    # the load processes' own loop: where the client's latency comes from.
+    server_wire_p99_ms: float = 0.0  # the wait before the door (callers that send the header)
+    server_admitted_p99_ms: float = 0.0  # from the door until the handler returned
+    client_lag_p99_ms: float = 0.0  # how late the load processes' loops ran a 5 ms timer
 
     @property
     def goodput(self) -> float:
@@ -213,8 +228,52 @@ class Row:
         """Orders per second of server CPU: what overload costs in wasted work, whatever
         share of a core the (shared) machine gave the server in this row. The CPU is all
         the server spent from the window's start until the last call in flight answered."""
-        cpu_s = self.server_cpu_ms_per_call * max(sum(self.outcomes.values()), 1) / 1000
+        cpu_s = self.server_cpu_ms_per_call * server_calls(self.outcomes) / 1000
         return self.orders / max(cpu_s, 1e-9)
+
+
+# The server's own view of a call (engine.api.admission): the wait before the door and the
+# time from the door to the handler's answer. The client's latency minus these two is the
+# response path and the load process's own loop.
+SERVER_HISTOGRAMS = ("lotwise_admission_wire_wait_seconds", "lotwise_admission_admitted_seconds")
+Buckets = dict[str, list[tuple[float, float]]]  # histogram -> [(upper bound s, cumulative count)]
+
+
+def scrape(metrics_port: int) -> Buckets:
+    """The server's histograms now (cumulative since it started)."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    out: Buckets = {name: [] for name in SERVER_HISTOGRAMS}
+    for family in text_string_to_metric_families(text):
+        if family.name in out:
+            buckets = [(float(x.labels["le"]), x.value) for x in family.samples if x.name.endswith("_bucket")]
+            out[family.name] = sorted(buckets)
+    return out
+
+
+def histogram_quantile(before: list[tuple[float, float]], after: list[tuple[float, float]], q: float) -> float:
+    """The q-quantile (ms) of what a histogram observed between two scrapes, interpolated
+    linearly inside its bucket as Prometheus does; 0 when nothing was observed."""
+    counts = dict(before)
+    diff = [(le, n - counts.get(le, 0.0)) for le, n in after]
+    total = diff[-1][1] if diff else 0.0
+    if total <= 0:
+        return 0.0
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, cumulative in diff:
+        if cumulative >= rank:
+            if le == float("inf"):
+                return lower * 1000  # beyond the largest bound: say the largest bound
+            inside = cumulative - below
+            return 1000 * (lower + (le - lower) * ((rank - below) / inside if inside else 1.0))
+        lower, below = le, cumulative
+    return lower * 1000
+
+
+def server_calls(outcomes: dict[str, int]) -> int:
+    """Calls the server answered: all but those the client's throttle never sent (≥ 1)."""
+    return max(sum(outcomes.values()) - outcomes.get("throttled", 0), 1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -237,25 +296,27 @@ class Harness:
 
 
 def run_level(
-    target: str, pid: int, batched: bool, level: float, saturation: int, seconds: float, h: Harness, door: str
+    target: str, served: Served, batched: bool, level: float, saturation: int, seconds: float, h: Harness, door: str
 ) -> Row:
     callers = max(1, round(saturation * level))
     per_proc = [callers // h.procs + (1 if p < callers % h.procs else 0) for p in range(h.procs)]
     start_at = time.time() + 4.0  # the workers import and connect meanwhile
-    server = psutil.Process(pid)
+    server = psutil.Process(served.pid)
     rss0 = server.memory_info().rss
     workers = [
         worker(target, n, sum(per_proc[:p]), batched, start_at, seconds, h, door) for p, n in enumerate(per_proc) if n
     ]
     time.sleep(max(start_at - time.time(), 0.0))
-    cpu0, t0 = server.cpu_times(), time.monotonic()
+    cpu0, t0, hist0 = server.cpu_times(), time.monotonic(), scrape(served.metrics_port)
     tallies = [Tally(**json.loads(w.communicate(timeout=seconds + 120)[0])) for w in workers]
     rss1, cpu1, t1 = server.memory_info().rss, server.cpu_times(), time.monotonic()
+    hist1 = scrape(served.metrics_port)
+    wire, admitted = SERVER_HISTOGRAMS
     server_cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     latencies = [ms for t in tallies for ms in t.latencies_ms]
     first = [ms for t in tallies for ms in t.first_latencies_ms]
     outcomes = {k: sum(t.outcomes[k] for t in tallies) for k in OUTCOMES}
-    calls = max(sum(outcomes.values()), 1)
+    calls = server_calls(outcomes)
     return Row(
         "batched" if batched else "unary",
         level,
@@ -272,6 +333,9 @@ def run_level(
         1000 * sum(t.cpu_s for t in tallies) / calls,
         door=door,
         p99_first_ms=percentile(first, 0.99),
+        server_wire_p99_ms=histogram_quantile(hist0[wire], hist1[wire], 0.99),
+        server_admitted_p99_ms=histogram_quantile(hist0[admitted], hist1[admitted], 0.99),
+        client_lag_p99_ms=percentile([ms for t in tallies for ms in t.loop_lag_ms], 0.99),
     )
 
 
@@ -282,7 +346,7 @@ def worker(
     args += ["--start-at", str(start_at), "--seconds", str(seconds), "--offset", str(offset)]
     args += ["--client", h.client, "--batch", str(h.batch), *(["--batched"] if batched else [])]
     args += ["--cpus", h.load_cpus] if h.load_cpus else []
-    args += ["--no-wire-header"] if door == DOOR_BEFORE else []
+    args += ["--door", door]
     return subprocess.Popen(args, stdout=subprocess.PIPE)
 
 
@@ -316,18 +380,21 @@ def format_row(r: Row) -> str:
         f"| {r.mode:<7} | {r.door:<6} | {r.level:>4g}× | {r.callers:>5} | {r.goodput:>7,.0f} | "
         f"{r.goodput_share:>5.0%} | "
         f"{r.p50_ms:>7,.0f} | {r.p99_ms:>7,.0f} | {r.p99_first_ms:>7,.0f} | "
-        f"{o['ok']:>7,} | {o['shed']:>7,} | {o['deadline']:>6,} | "
+        f"{o['ok']:>7,} | {o['shed']:>7,} | {o.get('throttled', 0):>7,} | {o['deadline']:>6,} | "
         f"{o['cancelled_unknown']:>3} | {o['other']:>3} | {r.throttled_retries:>6,} | "
         f"{r.rss_growth_mib:>+6.0f} | {r.server_cpu:>4.2f} | {r.server_cpu_ms_per_call:>5.2f} | "
-        f"{r.client_cpu_ms_per_call:>5.2f} | {r.orders_per_cpu_s:>6,.0f} |"
+        f"{r.client_cpu_ms_per_call:>5.2f} | {r.orders_per_cpu_s:>6,.0f} | "
+        f"{r.server_wire_p99_ms:>6,.0f} | {r.server_admitted_p99_ms:>6,.0f} | {r.client_lag_p99_ms:>6,.0f} |"
     )
 
 
 HEADER = (
-    "| mode | door | load | callers | orders/s | of 1× | p50 ms | p99 ms | p99 1st try ms | ok calls | shed | deadline "
+    "| mode | door | load | callers | orders/s | of 1× | p50 ms | p99 ms | p99 1st try ms | ok calls | shed "
+    "| throttled | deadline "
     "| cancelled/unknown | other | retries throttled | server RSS MiB | server cores "
-    "| server ms CPU/call | client ms CPU/call | orders per server CPU-s |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| server ms CPU/call | client ms CPU/call | orders per server CPU-s "
+    "| server wire p99 ms | server admitted p99 ms | client loop lag p99 ms |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -337,7 +404,7 @@ def plot(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
+    fig, (left, middle, right, first) = plt.subplots(1, 4, figsize=(21, 4))
     for mode, door in sorted({(r.mode, r.door) for r in rows}):
         mine = sorted((r for r in rows if (r.mode, r.door) == (mode, door)), key=lambda r: r.level)
         levels = [r.level for r in mine]
@@ -348,14 +415,16 @@ def plot(rows: list[Row], path: Path) -> None:
         per_cpu = [100 * r.orders_per_cpu_s / base if base else 0.0 for r in mine]
         middle.plot(levels, per_cpu, style, marker="o", label=label)
         right.plot(levels, [r.p99_ms for r in mine], style, marker="o", label=label)
+        first.plot(levels, [r.p99_first_ms for r in mine], style, marker="o", label=label)
     x = "offered load (× saturation callers)"
     for ax in (left, middle):
         ax.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="target at 8× (90%)")
     left.set(xscale="log", xlabel=x, ylabel="goodput, % of 1×", title="Goodput")
     middle.set(xscale="log", xlabel=x, ylabel="% of 1×", title="Orders per server CPU-second")
-    right.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of successful calls")
+    right.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of successful calls (retries included)")
+    first.set(xscale="log", xlabel=x, ylabel="ms", title="p99 of calls that succeeded at their first try")
     levels = sorted({r.level for r in rows})
-    for ax in (left, middle, right):
+    for ax in (left, middle, right, first):
         ax.set_xticks(levels, [f"{level:g}×" for level in levels])
         ax.minorticks_off()
         ax.legend()
@@ -383,7 +452,7 @@ def pin(pid: int, cpus: str) -> None:
 
 def drive(args: argparse.Namespace) -> None:
     if args.compare and args.client != "lean":
-        sys.exit("--compare needs --client lean (LotwiseClient always sends the timeout header)")
+        sys.exit("--compare needs --client lean (LotwiseClient always throttles and backs off)")
     levels = [float(x) for x in args.levels.split(",")]
     modes = [m.strip() for m in args.modes.split(",")]
     out_dir = args.out or Path("bench/results") / datetime.date.today().isoformat() / "overload"
@@ -392,21 +461,27 @@ def drive(args: argparse.Namespace) -> None:
     saturation = {"unary": args.saturation, "batched": args.saturation_batched or args.saturation}
     rows: list[Row] = []
     load_before = os.getloadavg()
-    with server_process(args.door_max_cost) as (pid, port):
-        pin(pid, harness.server_cpus)  # the server on its own CPU, the load on the other(s)
-        target = f"127.0.0.1:{port}"
-        asyncio.run(stock(target))
+    doors = [DOOR_BEFORE, DOOR_AFTER] if args.compare else [DOOR_AFTER]
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for door in doors:
+            # "before": the door without its cap on the wait before it (wire_max_wait_ms 0).
+            served = stack.enter_context(served_process(args.door_max_cost, 0 if door == DOOR_BEFORE else None))
+            pin(served.pid, harness.server_cpus)  # the servers on their own CPU, the load on the other(s)
+            asyncio.run(stock(f"127.0.0.1:{served.port}"))
+            servers[door] = served
         print(HEADER, flush=True)
-        doors = [DOOR_BEFORE, DOOR_WIRE] if args.compare else [DOOR_WIRE]
         for mode in modes:
             for level in levels:
                 for door in doors:  # interleaved: both see the same minutes of the shared machine
+                    served = servers[door]
+                    target = f"127.0.0.1:{served.port}"
                     row = run_level(
-                        target, pid, mode == "batched", level, saturation[mode], args.seconds, harness, door
+                        target, served, mode == "batched", level, saturation[mode], args.seconds, harness, door
                     )
                     rows.append(row)
                     print(format_row(row), flush=True)
-        exact = asyncio.run(books_exact(target))
+        exact = all([asyncio.run(books_exact(f"127.0.0.1:{s.port}")) for s in servers.values()])
     rows = with_shares(rows)
     print("\n" + HEADER)
     for row in rows:
@@ -438,7 +513,7 @@ def main() -> None:
         help="run every row twice: callers without the timeout header (the door as before) and with it",
     )
     parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--no-wire-header", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--door", default=DOOR_AFTER, help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, help="print and plot an earlier run's overload.json, run nothing")
     parser.add_argument("--out", type=Path, help="where to write overload.json and overload.png")
     # internal: be one load-generating worker

@@ -3,8 +3,10 @@
 The server runs in its own process so the bench's load (client CPU) and the server's CPU are
 measured apart (psutil on `pid`). In-process shards over an in-memory journal: the write path
 without Ray and fsync, which is what the wire, overload and bulk-load benches compare.
+`served_process()` also gives the port of the server's Prometheus metrics (the door's
+wire-wait and admitted-time histograms), which bench/overload.py reads before and after a row.
 
-    python -m bench.served PORT_FILE [DOOR_MAX_COST]   # serve until killed; writes the port to PORT_FILE
+    python -m bench.served PORT_FILE [DOOR_MAX_COST [WIRE_MAX_WAIT_MS]]   # until killed; writes "PORT METRICS_PORT"
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client import start_http_server
 
 from engine import bootstrap
 from engine.api.admission import AdmissionLimits
@@ -26,13 +31,27 @@ from engine.logs import configure_logging
 START_TIMEOUT_S = 30.0
 
 
-async def serve(port_file: Path, max_cost: int = 0) -> None:
+def door_limits(max_cost: int = 0, wire_max_wait_ms: float | None = None) -> AdmissionLimits | None:
+    """The door's bounds: max_cost > 0 sets its cost bound (bench/overload.py --door-max-cost),
+    `wire_max_wait_ms` its cap on the wait before it (0: none, as before issue 19's cap);
+    None when both are the defaults (start_server's own)."""
+    base = AdmissionLimits()
+    limits = AdmissionLimits(
+        max_cost=max_cost if max_cost > 0 else base.max_cost,
+        wire_max_wait_ms=base.wire_max_wait_ms if wire_max_wait_ms is None else wire_max_wait_ms,
+    )
+    return None if limits == base else limits
+
+
+async def serve(port_file: Path, max_cost: int = 0, wire_max_wait_ms: float | None = None) -> None:
     configure_logging("warning")  # as an operator runs it: no per-call lines
     gateway = bootstrap.local_gateway(shards=2)
-    # max_cost > 0: the door's cost bound (bench/overload.py --door-max-cost); else its defaults.
-    admission = AdmissionLimits(max_cost=max_cost) if max_cost > 0 else None
+    admission = door_limits(max_cost, wire_max_wait_ms)
     server, _ = await start_server(gateway, "127.0.0.1", 0, admin=gateway, admission=admission)
-    await asyncio.to_thread(port_file.write_text, str(server.port))
+    # The default registry (the door's metrics), from a thread of its own: scraping it
+    # costs the event loop nothing.
+    metrics_server, _thread = start_http_server(0, "127.0.0.1")
+    await asyncio.to_thread(port_file.write_text, f"{server.port} {metrics_server.server_port}")
     try:
         await asyncio.Event().wait()  # until killed
     finally:
@@ -40,26 +59,44 @@ async def serve(port_file: Path, max_cost: int = 0) -> None:
         await gateway.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    pid: int
+    port: int  # gRPC
+    metrics_port: int  # Prometheus text format on http://127.0.0.1:<it>/metrics
+
+
 @contextlib.contextmanager
 def server_process(max_cost: int = 0) -> Iterator[tuple[int, int]]:
     """Start the server process; yield (its pid, its gRPC port); terminate it on the way out.
     `max_cost` > 0 sets the door's cost bound (engine.api.admission), else its default."""
+    with served_process(max_cost) as served:
+        yield served.pid, served.port
+
+
+@contextlib.contextmanager
+def served_process(max_cost: int = 0, wire_max_wait_ms: float | None = None) -> Iterator[Served]:
+    """`server_process`, with the port of the server's metrics too; `wire_max_wait_ms` as
+    `door_limits` takes it."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "bench.served", str(port_file), str(max_cost)])
+        args = [str(port_file), str(max_cost), *([] if wire_max_wait_ms is None else [str(wire_max_wait_ms)])]
+        proc = subprocess.Popen([sys.executable, "-m", "bench.served", *args])
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not port_file.exists() or not port_file.read_text():
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the bench server did not start")
                 time.sleep(0.05)
-            yield proc.pid, int(port_file.read_text())
+            port, metrics_port = (int(word) for word in port_file.read_text().split())
+            yield Served(proc.pid, port, metrics_port)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m bench.served PORT_FILE [DOOR_MAX_COST]")
-    asyncio.run(serve(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) == 3 else 0))
+    if len(sys.argv) not in (2, 3, 4):
+        sys.exit("usage: python -m bench.served PORT_FILE [DOOR_MAX_COST [WIRE_MAX_WAIT_MS]]")
+    cost = int(sys.argv[2]) if len(sys.argv) >= 3 else 0
+    asyncio.run(serve(Path(sys.argv[1]), cost, float(sys.argv[3]) if len(sys.argv) == 4 else None))

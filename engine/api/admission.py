@@ -143,6 +143,13 @@ class AdmissionLimits:
     wire_shedding: bool = True
     wire_target_ms: float = 30.0
     wire_interval_ms: float = 100.0
+    # The longest a reserve may have waited before the door and still be served, standing
+    # queue or not (reads ½×, other writes 2×, commits and releases 4×); 0: no such cap.
+    # The waits there are not FIFO (every call the aio server holds shares its one loop), so
+    # a queue can pass CoDel's test — some call gets through quickly every interval — while
+    # others wait a second: served that late, a call is late for its caller anyway, and
+    # refusing it sends its caller into a back-off that thins the queue for all.
+    wire_max_wait_ms: float = 150.0
 
     def __post_init__(self) -> None:
         if self.max_calls < 1 or self.max_cost < 1:
@@ -153,6 +160,8 @@ class AdmissionLimits:
             raise ValueError("need max_waiting ≥ 0 and 0 ≤ queue_target_ms ≤ queue_interval_ms")
         if not 0 < self.wire_target_ms <= self.wire_interval_ms:
             raise ValueError("need 0 < wire_target_ms ≤ wire_interval_ms")
+        if self.wire_max_wait_ms != 0 and not self.wire_max_wait_ms >= self.wire_target_ms:
+            raise ValueError("need wire_max_wait_ms = 0 (no cap) or ≥ wire_target_ms")
 
 
 def core_channel_args(limits: AdmissionLimits) -> list[tuple[str, Any]]:
@@ -172,6 +181,13 @@ def core_channel_args(limits: AdmissionLimits) -> list[tuple[str, Any]]:
         ("grpc.server_max_unrequested_time_in_server", 30),  # seconds: longer than any sane deadline
         ("grpc.max_concurrent_streams", 1_000_000),  # per connection: the door bounds the calls
     ]
+
+
+# Fine below the wire target (30 ms), coarse up to the longest deadline a bench sets.
+WAIT_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0,
+)  # fmt: skip
 
 
 class AdmissionMetrics:
@@ -195,11 +211,19 @@ class AdmissionMetrics:
         self.wire_wait = Histogram(
             "lotwise_admission_wire_wait_seconds",
             f"how long a call waited before the door (sent {TIMEOUT_HEADER} minus time remaining)",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            buckets=WAIT_BUCKETS_S,
             registry=registry,
         )
         self.waiting = Gauge(
             "lotwise_admission_waiting", "calls in the door's waiting room, waiting for a slot", registry=registry
+        )
+        # With the wire wait, the server's share of what a caller sees: what is left of the
+        # caller's latency is the response path and the caller's own process (bench/overload.py).
+        self.admitted = Histogram(
+            "lotwise_admission_admitted_seconds",
+            "how long an admitted call took from the door until its handler returned",
+            buckets=WAIT_BUCKETS_S,
+            registry=registry,
         )
 
 
@@ -316,9 +340,10 @@ class WireWait:
     is what shortens it: their callers back off instead of queueing again at once.
     """
 
-    def __init__(self, target_s: float, interval_s: float) -> None:
+    def __init__(self, target_s: float, interval_s: float, max_wait_s: float = 0.0) -> None:
         self.target_s = target_s
         self._interval_s = interval_s
+        self.max_wait_s = max_wait_s  # 0: no cap
         self._above_since: float | None = None  # the first wait above target of this run
         self.last_s = 0.0  # the latest wait observed
         self._seen_at = float("-inf")  # when it was observed
@@ -341,6 +366,10 @@ class WireWait:
     def limit_s(self, priority: Priority) -> float:
         """How long a call of `priority` may have waited and still be admitted while it stands."""
         return self.target_s * _WIRE_WEIGHT[priority]
+
+    def cap_s(self, priority: Priority) -> float | None:
+        """How long a call of `priority` may have waited and still be admitted at all."""
+        return self.max_wait_s * _WIRE_WEIGHT[priority] if self.max_wait_s > 0 else None
 
 
 def wire_wait_s(metadata: Any, time_remaining_s: float | None) -> float | None:
@@ -370,7 +399,9 @@ class Door:
         self.in_flight_cost = 0
         self._throughput = Throughput(clock())
         self.shedder = Shedder(limits.target_loop_lag_ms / 1000, clock())
-        self.wire = WireWait(limits.wire_target_ms / 1000, limits.wire_interval_ms / 1000)
+        self.wire = WireWait(
+            limits.wire_target_ms / 1000, limits.wire_interval_ms / 1000, limits.wire_max_wait_ms / 1000
+        )
         self._random = random.Random()
 
     def queue_delay_s(self, extra_cost: int = 0) -> float:
@@ -429,10 +460,15 @@ class Door:
     def _shed_wire(self, waited_s: float, priority: Priority, cost: int, now: float) -> Refusal | None:
         wire = self.wire
         wire.observe(waited_s, now)
-        if not wire.standing(now) or waited_s <= wire.limit_s(priority):
+        cap_s = wire.cap_s(priority)
+        if cap_s is not None and waited_s > cap_s:
+            limit_s = cap_s  # late for its caller whatever the queue does now
+        elif wire.standing(now) and waited_s > wire.limit_s(priority):
+            limit_s = wire.limit_s(priority)
+        else:
             return None
         what = f"wait before the door ({waited_s * 1000:.0f} ms)"
-        return self._refusal(BOUND_WIRE, what, int(wire.limit_s(priority) * 1000), priority, cost)
+        return self._refusal(BOUND_WIRE, what, int(limit_s * 1000), priority, cost)
 
     def leave(self, ticket: Ticket) -> None:
         self._throughput.advance(self.clock(), True, ticket.cost)
@@ -447,9 +483,10 @@ class Door:
         elif bound == BOUND_LOOP:
             hint_s = 10 * self.shedder.lag_s  # the loop needs several windows to catch up
         elif bound == BOUND_WIRE:
-            # About twice the wait in front: the refused callers must thin that queue, not
-            # join it again at once.
-            hint_s = 2 * self.wire.last_s
+            # The wait in front: by then the queue the call stood in has drained. (Twice it,
+            # before the clients throttled themselves, made every retried success a second
+            # or more late; the throttle now does the thinning.)
+            hint_s = self.wire.last_s
         else:
             excess = self.in_flight_cost + cost - limits.max_cost * SHARES[priority]
             rate = self._throughput.per_s()
@@ -731,9 +768,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(_status(entry))
                 raise AssertionError("abort_with_status returned")  # it always raises
             metrics.in_flight_cost.set(door.in_flight_cost)
+            admitted_at = time.perf_counter()
             try:
                 return await behavior(request, context)
             finally:
+                metrics.admitted.observe(time.perf_counter() - admitted_at)
                 door.leave(entry)
                 room.wake()
                 metrics.in_flight_cost.set(door.in_flight_cost)

@@ -15,7 +15,10 @@ and full jitter, at most `RetryPolicy.max_attempts` times and never past the cal
 deadline, and only while the client's retry budget (`RetryBudget`, gRPC's retry
 throttling) has tokens, so retries cannot amplify an overload. The server's RetryInfo
 hint is a floor for the back-off. The server answers a retried request id with its
-first answer, so a retry never applies anything twice. A DEADLINE_EXCEEDED raised by
+first answer, so a retry never applies anything twice. When the engine refuses most of
+what it is sent, the client's adaptive throttle (`AdaptiveThrottle`, as in Google's SRE
+book) refuses a share of the attempts itself, before they cost the engine anything:
+they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client. A DEADLINE_EXCEEDED raised by
 the transport (not by the engine) means "outcome unknown": call again with the same
 request id to learn it.
 
@@ -80,7 +83,7 @@ from engine.domain.commands import (
     Strategy,
 )
 from engine.domain.deadletters import DeadLetter, DeadLetterPage, ReplayResult, StoredDeadLetter
-from engine.domain.errors import DeadlineExceeded
+from engine.domain.errors import DeadlineExceeded, Overloaded
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import External, Finance
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
@@ -212,6 +215,116 @@ class RetryBudget:
         return False
 
 
+class Throttled(Overloaded):
+    """An attempt the client's adaptive throttle refused: never sent, nothing applied.
+    An `Overloaded` like the engine's own refusal (back off, then call again), told
+    apart so that callers and benches count it separately."""
+
+    def __init__(self, what: str = "the client's adaptive throttle") -> None:
+        super().__init__(what, 0)
+        self.message = f"not sent: the engine refused most recent calls ({what}); retry with backoff"
+        self.args = (self.message,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Throttled, (self.what,))
+
+
+class AdaptiveThrottle:
+    """Client-side adaptive throttling (after Google's SRE book, "Handling Overload"), per client.
+
+    It counts the attempts the engine answered (`requests`) and those it accepted
+    (`accepts`: any answer but an overload refusal, RESOURCE_EXHAUSTED), both decaying with
+    `half_life_s`, and refuses an attempt locally with probability
+    max(0, (requests − k·accepts) / (requests + 1)). While the engine accepts at least 1/k
+    of what it is sent, nothing is refused here; beyond, the client sends less until the
+    engine refuses about 1 − 1/k of what it gets, and the rest never costs it a call (a
+    refusal costs the server nearly what an answer does: the aio server's per-call work
+    comes before the door).
+
+    Unlike the book, attempts refused here are not counted as requests: counted, they keep
+    the probability near 1 once the engine refused a burst (each local refusal raises it
+    again, and only the few attempts let through can bring it down), and a closed loop of
+    callers never recovered in a bench row (bench/README.md, "Overload"). Counted when
+    answered, not when sent, so a burst of calls in flight is not mistaken for refusals;
+    nothing is refused before `min_requests` answers, and never more than `max_reject` of
+    the attempts (as Envoy's admission control): after a burst of refusals the attempts let
+    through must be enough to see the engine accept again — at 0.999 a bench row of batched
+    callers sent 48 commands in 8 s to an idle server.
+
+    `k` = 1.2 rather than the book's 2, since refusals cost the server so much: it should
+    see at most ~1/6 more than it accepts. A larger k is more lenient, 0 turns the throttle
+    off (every attempt is sent).
+    """
+
+    def __init__(
+        self,
+        k: float = 1.2,
+        half_life_s: float = 2.0,
+        min_requests: float = 10.0,
+        max_reject: float = 0.9,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not (k == 0 or k >= 1) or half_life_s <= 0 or not 0 <= max_reject < 1:
+            raise ValueError("need k ≥ 1 (or 0: off), half_life_s > 0 and 0 ≤ max_reject < 1")
+        self.k = k
+        self._half_life_s = half_life_s
+        self._min_requests = min_requests
+        self._max_reject = max_reject
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.requests = 0.0
+        self.accepts = 0.0
+        self._at = clock()
+        self.throttled = 0  # attempts refused here (for benches and tests)
+
+    def _decay(self) -> None:
+        now = self._clock()
+        if now > self._at:
+            factor = 0.5 ** ((now - self._at) / self._half_life_s)
+            self.requests *= factor
+            self.accepts *= factor
+            self._at = now
+
+    def reject_probability(self) -> float:
+        if self.k == 0:
+            return 0.0
+        self._decay()
+        if self.requests < self._min_requests:
+            return 0.0  # a few refusals are no evidence: a client that calls rarely is never throttled
+        p = (self.requests - self.k * self.accepts) / (self.requests + 1)
+        return min(max(0.0, p), self._max_reject)
+
+    def allow(self) -> bool:
+        """False: refuse the attempt here, it is not to be sent."""
+        p = self.reject_probability()
+        if p > 0 and self._rng.random() < p:
+            self.throttled += 1
+            return False
+        return True
+
+    def answered(self, accepted: bool) -> None:
+        """The engine answered an allowed attempt; `accepted`: not an overload refusal."""
+        self._decay()
+        self.requests += 1
+        self.accepts += accepted
+
+
+# Commands the adaptive throttle never refuses: they free stock held by earlier reserves
+# (the door admits them first too); their answers still count.
+UNTHROTTLED_COMMANDS = frozenset({"commit", "release"})
+
+# The answer of an engine that refused a call for overload (AdaptiveThrottle). UNAVAILABLE
+# (a shard recovering) is not overload: its retries must go on, unthrottled, until it is back.
+_OVERLOADED_CODE = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+
+
+def accepted(status_code: int) -> bool:
+    """Whether an answer with this gRPC status code counts as accepted by the engine."""
+    return status_code != _OVERLOADED_CODE
+
+
 def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None) -> str:
     """`Bearer <token>` for the engine at `target` ("" when the caller set its own or has none)."""
     if any(key == "authorization" for key, _ in metadata):
@@ -265,6 +378,7 @@ class LotwiseClient:
         rng: random.Random | None = None,
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
+        throttle: AdaptiveThrottle | None = None,
         token: str | None = None,
         token_file: Path | None = None,
     ) -> None:
@@ -275,7 +389,8 @@ class LotwiseClient:
         LOTWISE_TLS_CA_FILE (a PEM CA to trust) when set.
         Pass `channel` to bring your own (the client then does not close it).
         `batching=None`: every call is its own unary RPC (see the module doc).
-        `retry_budget`: shared by every call of this client (default: a fresh RetryBudget())."""
+        `retry_budget`: shared by every call of this client (default: a fresh RetryBudget()).
+        `throttle`: likewise (default: a fresh AdaptiveThrottle())."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -303,6 +418,7 @@ class LotwiseClient:
         self._metadata = tuple(metadata)
         self._rng = rng or random.Random()
         self.retry_budget = retry_budget or RetryBudget()
+        self.throttle = throttle or AdaptiveThrottle()
         self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
 
     @property
@@ -814,8 +930,11 @@ class LotwiseClient:
 
     # ---- plumbing ----
 
-    async def _call(self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None) -> _Resp:
-        """One logical unary call: attempts with the same request until done, refused or out of time."""
+    async def _call(
+        self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None, *, throttled: bool = True
+    ) -> _Resp:
+        """One logical unary call: attempts with the same request until done, refused or out of time.
+        `throttled=False`: the adaptive throttle never refuses it (commits, releases)."""
 
         async def attempt(deadline: float) -> _Resp:
             timeout_s = max(deadline - time.monotonic(), 0.0)
@@ -826,7 +945,7 @@ class LotwiseClient:
             except grpc.aio.AioRpcError as err:
                 raise CallFailed(status_of_rpc_error(err), whole_batch=True) from err
 
-        return await self._with_retries(attempt, self._deadline(timeout_s))
+        return await self._with_retries(attempt, self._deadline(timeout_s), throttled=throttled)
 
     async def _command(
         self, kind: str, method: Callable[..., Awaitable[_Resp]], request: Any, timeout_s: float | None
@@ -834,8 +953,9 @@ class LotwiseClient:
         """One logical call of a command that can travel in a batch: batched when batching is
         on, else unary; the same retries, deadlines and typed errors either way."""
         batcher = self._batcher
+        throttled = kind not in UNTHROTTLED_COMMANDS
         if batcher is None:
-            return await self._call(method, request, timeout_s)
+            return await self._call(method, request, timeout_s, throttled=throttled)
         deadline = self._deadline(timeout_s)
         command = pb.Command(**{kind: request})
 
@@ -845,12 +965,13 @@ class LotwiseClient:
             return response
 
         try:
-            return await self._with_retries(attempt, deadline)
+            return await self._with_retries(attempt, deadline, throttled=throttled)
         except _NoExecute:
             # An older server without Execute: unary from now on, for every caller.
             log.info("server has no Execute; batching off")
             self._batcher = None
-            return await self._call(method, request, max(deadline - time.monotonic(), MIN_ATTEMPT_S))
+            remaining_s = max(deadline - time.monotonic(), MIN_ATTEMPT_S)
+            return await self._call(method, request, remaining_s, throttled=throttled)
 
     def _deadline(self, timeout_s: float | None) -> float:
         budget_s = self._timeout_s if timeout_s is None else timeout_s
@@ -859,16 +980,23 @@ class LotwiseClient:
             raise DeadlineExceeded(f"timeout {budget_s} s is below gRPC's 1 ms resolution; the call was not sent")
         return time.monotonic() + budget_s
 
-    async def _with_retries(self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float) -> _Resp:
+    async def _with_retries(
+        self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float, *, throttled: bool = True
+    ) -> _Resp:
         """Attempts until one answers, one is refused for good, or the deadline is too near."""
         attempts = 0
+        throttle = self.throttle
         while True:
             attempts += 1
+            if throttled and not throttle.allow():
+                await asyncio.sleep(0)  # a caller that loops on the refusal still lets others run
+                raise Throttled()
             try:
                 reply = await attempt(deadline)
             except CallFailed as failed:
                 status = failed.status
                 cause = failed.__cause__ or failed
+                throttle.answered(accepted(status.code))
                 if failed.whole_batch and status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]:
                     raise _NoExecute() from cause
                 delay_s = self._retry_delay_s(status, attempts, deadline)
@@ -877,6 +1005,7 @@ class LotwiseClient:
                 log.debug("retrying", code=status.code, attempt=attempts, delay_ms=round(delay_s * 1000, 1))
                 await asyncio.sleep(delay_s)
             else:
+                throttle.answered(True)
                 self.retry_budget.on_success()
                 return reply
 

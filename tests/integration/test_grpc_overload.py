@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, generate_latest
 
 from engine.api.admission import AdmissionLimits, AdmissionMetrics
-from engine.api.client import NO_RETRY, LotwiseClient, new_request_id
+from engine.api.client import NO_RETRY, AdaptiveThrottle, LotwiseClient, Throttled, new_request_id
 from engine.api.errors import REASON_OVERLOADED, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
@@ -24,6 +24,7 @@ from engine.api.server import ApiMetrics, start_server
 from engine.api.timeout_header import TIMEOUT_HEADER
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
+from engine.domain.errors import Overloaded
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
 
@@ -232,7 +233,7 @@ async def test_a_flood_of_reserves_is_shed_while_commits_and_health_get_through(
 # commits only beyond 400 ms (a long interval: a busy machine must not break the run). The
 # test makes a call look as if it waited before the door by sending a timeout header larger
 # than the call's real timeout.
-WIRE_LIMITS = AdmissionLimits(target_loop_lag_ms=1e9, wire_target_ms=100, wire_interval_ms=1_000)
+WIRE_LIMITS = AdmissionLimits(target_loop_lag_ms=1e9, wire_target_ms=100, wire_interval_ms=1_000, wire_max_wait_ms=0)
 
 
 def claimed(sent_ms: int) -> tuple[tuple[str, str]]:
@@ -296,4 +297,60 @@ async def test_calls_that_waited_before_the_door_are_shed_typed_once_the_wait_st
     assert waits >= 3
     availability = await local_gateway.get_availability("strip", "ward1")
     assert availability.available == 100 - len(holds) - 1  # one committed, the rest held; the shed not applied
+    assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
+
+
+# The cap on the wait before the door (1 s for reserves, 4 s for commits here, so that a
+# busy machine's own waits stay far within it): no standing queue needed. LotwiseClient's
+# own metadata goes first, so a timeout header in it makes every call of that client look
+# as if it had waited that long.
+CAP_LIMITS = AdmissionLimits(target_loop_lag_ms=1e9, wire_interval_ms=10_000, wire_max_wait_ms=1_000)
+
+
+async def test_calls_that_waited_beyond_the_cap_are_refused_and_the_client_throttles(
+    local_gateway: Gateway,
+) -> None:
+    await local_gateway.put_sku(Sku("strip"))
+    await local_gateway.put_site(Site("ward1"))
+    registry = CollectorRegistry()
+    metrics = AdmissionMetrics(registry)
+    server, port = await start_server(
+        local_gateway, metrics=ApiMetrics(CollectorRegistry()), admission=CAP_LIMITS, admission_metrics=metrics
+    )
+    target = f"127.0.0.1:{port}"
+    line = HoldLine("strip", "ward1", ReserveLine(1))
+    async with LotwiseClient(target, retry=NO_RETRY, timeout_s=30, batching=None) as fresh:
+        await fresh.receive("strip", "ward1", "L1", 1_000, status="available")
+        hold = await fresh.reserve([line], 60_000)  # no claimed wait: admitted
+        # A first call that waited 6 s is refused at once: no queue has stood for 10 s.
+        stub = pb_grpc.InventoryStub(fresh.channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Reserve(reserve_request(), timeout=5, metadata=claimed(11_000))
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        info = error_details_pb2.ErrorInfo()
+        status = status_of_rpc_error(refused.value)
+        next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(info)
+        assert (info.reason, info.metadata["bound"], info.metadata["limit"]) == (REASON_OVERLOADED, "wire_wait", "1000")
+        assert retry_delay_s(status) == 2.0  # its wait, clamped to the longest hint
+        # A commit that waited 2 s is within its cap (4 × 1 s): it frees stock.
+        await stub.Commit(
+            pb.CommitRequest(request_id=new_request_id(), hold_id=hold.hold_id), timeout=5, metadata=claimed(7_000)
+        )
+    late = AdaptiveThrottle()
+    async with LotwiseClient(target, retry=NO_RETRY, timeout_s=30, metadata=claimed(60_000), throttle=late) as slow:
+        outcomes = {"shed": 0, "throttled": 0}
+        for _ in range(60):
+            try:
+                await slow.reserve([line], 60_000)
+            except Throttled:
+                outcomes["throttled"] += 1
+            except Overloaded:
+                outcomes["shed"] += 1
+        assert outcomes["shed"] + outcomes["throttled"] == 60
+        assert outcomes["throttled"] == late.throttled > 30  # most never reached the engine
+    await server.stop(0)
+    refused_reserves = metrics.refused.labels("wire_wait", "reserve")._value.get()
+    assert refused_reserves == 1 + outcomes["shed"]  # the engine saw only the calls that were sent
+    availability = await local_gateway.get_availability("strip", "ward1")
+    assert availability.available == 999  # one committed; nothing refused was applied
     assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())

@@ -25,7 +25,7 @@ from engine.api.admission import (
     weigh,
 )
 from engine.api.autobatch import CallFailed
-from engine.api.client import LotwiseClient, RetryBudget, RetryPolicy
+from engine.api.client import AdaptiveThrottle, LotwiseClient, RetryBudget, RetryPolicy
 from engine.api.errors import (
     REASON_OVERLOADED,
     from_rpc_status,
@@ -237,7 +237,8 @@ async def test_an_exhausted_budget_makes_the_client_fail_fast_instead_of_retryin
 
     budget = RetryBudget(max_tokens=4, token_ratio=0.1)
     retry = RetryPolicy(max_attempts=10, initial_backoff_s=0.001, max_backoff_s=0.002)
-    async with LotwiseClient("127.0.0.1:1", retry=retry, retry_budget=budget, batching=None) as client:
+    off = AdaptiveThrottle(k=0)  # the budget alone (the throttle: test_admission_throttle.py)
+    async with LotwiseClient("127.0.0.1:1", retry=retry, retry_budget=budget, batching=None, throttle=off) as client:
         with pytest.raises(Overloaded):
             await client._with_retries(refused, time.monotonic() + 5)
         assert attempts == 2  # 4 tokens: one retry while more than half is left, then none

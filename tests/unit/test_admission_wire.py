@@ -34,9 +34,18 @@ class FakeClock:
 
 
 def wire_door(**overrides: Any) -> tuple[Door, FakeClock]:
-    """A door with wire target 30 ms, interval 100 ms; loop-lag shedding off (clock by hand)."""
+    """A door with wire target 30 ms, interval 100 ms, no cap on the wait (CoDel alone);
+    loop-lag shedding off (clock by hand)."""
     clock = FakeClock()
-    limits = AdmissionLimits(**{"target_loop_lag_ms": 1e9, "wire_target_ms": 30, "wire_interval_ms": 100, **overrides})
+    limits = AdmissionLimits(
+        **{
+            "target_loop_lag_ms": 1e9,
+            "wire_target_ms": 30,
+            "wire_interval_ms": 100,
+            "wire_max_wait_ms": 0,
+            **overrides,
+        }
+    )
     return Door(limits, clock=clock), clock
 
 
@@ -84,10 +93,10 @@ def test_a_standing_wait_sheds_by_priority_with_a_back_off_hint() -> None:
     refused = door.enter(1, Priority.RESERVE, 1.0, waited_s=0.04)
     assert isinstance(refused, Refusal)
     assert (refused.bound, refused.limit, refused.priority) == (BOUND_WIRE, 30, Priority.RESERVE)
-    assert refused.retry_delay_ms == 100  # 2 × 40 ms, raised to the shortest hint
+    assert refused.retry_delay_ms == 100  # its 40 ms wait, raised to the shortest hint
     long_wait = door.enter(1, Priority.RESERVE, 1.0, waited_s=0.4)
     assert isinstance(long_wait, Refusal)
-    assert long_wait.retry_delay_ms == 800
+    assert long_wait.retry_delay_ms == 400  # its wait
     # Reads go at half the target, other writes at twice it, commits at four times.
     assert isinstance(door.enter(1, Priority.READ, 1.0, waited_s=0.02), Ticket)  # within target: ends the run
     stand(door, clock)
@@ -211,3 +220,42 @@ async def test_the_waiting_gauge_counts_calls_in_the_waiting_room() -> None:
     release.set()
     assert await asyncio.gather(first, second) == ["done", "done"]
     assert sample(registry, "lotwise_admission_waiting") == 0
+
+
+def test_a_call_that_waited_beyond_the_cap_is_refused_even_when_no_queue_stands() -> None:
+    door, clock = wire_door(wire_max_wait_ms=150)
+    # The queue passes CoDel's test (a quick call every interval), yet some calls wait long.
+    for _ in range(3):
+        assert isinstance(door.enter(1, Priority.RESERVE, 1.0, waited_s=0.01), Ticket)
+        clock.now += 0.05
+    assert not door.wire.standing(clock.now)
+    assert isinstance(door.enter(1, Priority.RESERVE, 1.0, waited_s=0.149), Ticket)  # within the cap
+    late = door.enter(1, Priority.RESERVE, 1.0, waited_s=0.151)
+    assert isinstance(late, Refusal)
+    assert late.bound == BOUND_WIRE
+    assert late.limit == 150
+    assert late.retry_delay_ms == 151  # its wait: by then the queue it stood in has drained
+    # By priority: reads half the cap, other writes twice, commits and releases four times.
+    assert isinstance(door.enter(1, Priority.READ, 1.0, waited_s=0.08), Refusal)
+    assert isinstance(door.enter(1, Priority.WRITE, 1.0, waited_s=0.29), Ticket)
+    assert isinstance(door.enter(1, Priority.WRITE, 1.0, waited_s=0.31), Refusal)
+    assert isinstance(door.enter(1, Priority.CRITICAL, 1.0, waited_s=0.59), Ticket)
+    commit = door.enter(1, Priority.CRITICAL, 1.0, waited_s=0.61)
+    assert isinstance(commit, Refusal)
+    assert commit.limit == 600
+
+
+def test_the_cap_is_off_at_zero_and_for_callers_that_send_no_header() -> None:
+    off, _ = wire_door(wire_max_wait_ms=0)
+    assert isinstance(off.enter(1, Priority.RESERVE, 1.9, waited_s=1.5), Ticket)
+    capped, _ = wire_door(wire_max_wait_ms=150)
+    assert isinstance(capped.enter(1, Priority.RESERVE, 1.9, waited_s=None), Ticket)
+    unshed, _ = wire_door(wire_max_wait_ms=150, wire_shedding=False)
+    assert isinstance(unshed.enter(1, Priority.RESERVE, 1.9, waited_s=1.5), Ticket)
+    assert AdmissionLimits().wire_max_wait_ms == 150  # on by default
+
+
+@pytest.mark.parametrize("cap", [-1, 10, 29.9])
+def test_a_cap_below_the_target_is_refused_at_start(cap: float) -> None:
+    with pytest.raises(ValueError, match="wire_max_wait_ms"):
+        AdmissionLimits(wire_target_ms=30, wire_max_wait_ms=cap)
