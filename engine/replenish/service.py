@@ -25,7 +25,7 @@ from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
-from engine.replenish.demand import StockoutDays
+from engine.replenish.demand import ReturnDays, StockoutDays, net_of_returns
 from engine.replenish.health import HEALTH_DAYS, GiftCount, HealthThresholds, PairHealth, pair_health
 from engine.replenish.store import (
     DECIDED,
@@ -175,6 +175,7 @@ class ReplenishService:
         actions: ActionSink | None = None,
         config: ReplenishConfig = ReplenishConfig(),
         stockouts: StockoutDays | None = None,
+        returns: ReturnDays | None = None,
     ) -> None:
         self.store = store
         self.stock = stock
@@ -184,6 +185,7 @@ class ReplenishService:
         self.actions = actions
         self.config = config
         self.stockouts = stockouts
+        self.returns = returns
         self._live: dict[str, _Live] = {}
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
@@ -227,6 +229,8 @@ class ReplenishService:
             if day in series:  # the history may not have the last scans yet: the follower's count is newer
                 series[day] = max(series[day], float(qty))
         values = tuple(series.values())
+        if self.returns is not None:  # net demand: customers' returns against its sales come off
+            values = tuple(net_of_returns(list(values), first, await self.returns.returned(sku, site, first, today)))
         if self.stockouts is None or today == first:
             return values, tuple(False for _ in values)
         # Today is not over: never censored (its scans are the live signal).
