@@ -15,7 +15,10 @@ recompute started right after one scan of a quick run of scans would pair the ce
 position with a demand that lacks the later scans, and the next batch would store a second
 version from the rest of the demand a moment later (a new pair showed v1 from 3 units and v2
 from 9 ~180 ms apart). So a moved pair is recomputed once its scans have been quiet for
-`settle_s` (at most `max_wait_s` after the first), in the background: the batch is
+`settle_s` and the follower has caught up with the journal (the newest batch had nothing
+pending behind it: a follower that lags by more than the quiet period would otherwise settle
+before the last scans reach it) — at most `max_wait_s` after the first move — in the
+background: the batch is
 acknowledged once its demand is noted, and the scheduled full recompute covers a crash in
 between. At most `max_settling` pairs wait; beyond that a batch recomputes its pairs at once.
 """
@@ -100,6 +103,7 @@ class ReplenishTrigger:
         self._limit = asyncio.Semaphore(concurrency)
         self._noted_upto = 0  # journal positions up to here were counted already
         self._moved: dict[tuple[str, str], float] = {}  # settling pair → when it last moved
+        self._behind = False  # the newest batch had journal messages pending behind it
         self._settling: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     @property
@@ -115,6 +119,8 @@ class ReplenishTrigger:
                     dirty.setdefault((m.sku, m.site), None)
             if fresh:
                 self._note_gifts(followed)
+        if entries:
+            self._behind = max(entries, key=lambda e: e.position).behind > 0
         pairs = list(dirty)[:MAX_PAIRS_PER_BATCH]
         if len(dirty) > len(pairs):
             log.warning("trigger batch over its bound; the rest waits for the schedule", pairs=len(dirty))
@@ -140,9 +146,10 @@ class ReplenishTrigger:
             while True:
                 now = time.monotonic()
                 quiet_at = self._moved[pair] + self.settle_s
-                if now >= quiet_at or now - first >= self.max_wait_s:
+                if (now >= quiet_at and not self._behind) or now - first >= self.max_wait_s:
                     break
-                await asyncio.sleep(min(quiet_at, first + self.max_wait_s) - now)
+                wake = quiet_at if now < quiet_at else now + self.settle_s / 4  # behind: look again soon
+                await asyncio.sleep(min(wake, first + self.max_wait_s) - now)
             del self._settling[pair]  # a move from here on starts a new wait (this recompute may miss it)
             self._moved.pop(pair, None)
             await self._recompute(*pair)
