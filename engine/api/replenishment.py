@@ -157,6 +157,7 @@ def supplier_to_pb(t: SupplierTerms) -> rpb.Supplier:
         keeper=t.keeper,
         shelf_life_days=t.shelf_life_days,
         service_level=t.service_level,
+        stated_lead_time_days=t.stated_lead_time_days,
     )
 
 
@@ -173,6 +174,7 @@ def supplier_from_pb(m: rpb.Supplier) -> SupplierTerms:
         keeper=m.keeper,
         shelf_life_days=m.shelf_life_days,
         service_level=m.service_level,
+        stated_lead_time_days=m.stated_lead_time_days,
     )
 
 

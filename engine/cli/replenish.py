@@ -359,6 +359,7 @@ def supplier_record(t: rpb.Supplier) -> dict[str, Any]:
         "auto_order": t.auto_order,
         "keeper": t.keeper,
         "shelf_life_days": t.shelf_life_days,
+        "stated_lead_time_days": t.stated_lead_time_days,
     }
 
 
@@ -403,6 +404,9 @@ def set_supplier(
     ] = False,
     keeper: Annotated[str, typer.Option("--keeper", help="The site's warehouse keeper to alert.")] = "",
     shelf_life_days: Annotated[int, typer.Option("--shelf-life-days", help="0: does not expire.")] = 0,
+    stated_lead_time: Annotated[
+        float, typer.Option("--stated-lead-time", help="Days the supplier quotes (0: none); receipts shrink to it.")
+    ] = 0.0,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     token_file: TokenFileOpt = None,
@@ -423,6 +427,7 @@ def set_supplier(
         auto_order=auto_order,
         keeper=keeper,
         shelf_life_days=shelf_life_days,
+        stated_lead_time_days=stated_lead_time,
     )
     request = pb.PutSupplierRequest(supplier=terms)
     reply = _call(target, timeout, lambda stub, md: stub.PutSupplier(request, metadata=md, timeout=timeout))

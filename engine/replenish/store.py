@@ -57,6 +57,7 @@ class SupplierTerms:
     keeper: str = ""
     shelf_life_days: int = 0
     service_level: float = 0.0  # 0 = the engine's default
+    stated_lead_time_days: float = 0.0  # the supplier's quote (0 = none); records without it read as 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +360,8 @@ def check_supplier(terms: SupplierTerms) -> SupplierTerms:
         out.append(FieldViolation("supplier.keeper", f"at most {MAX_TEXT} characters"))
     if terms.shelf_life_days < 0:
         out.append(FieldViolation("supplier.shelf_life_days", "must be ≥ 0"))
+    if not math.isfinite(terms.stated_lead_time_days) or not 0 <= terms.stated_lead_time_days <= 365:
+        out.append(FieldViolation("supplier.stated_lead_time_days", "0 (none) or within 0..365 days"))
     if not (terms.service_level == 0 or 0.5 <= terms.service_level < 1):
         out.append(FieldViolation("supplier.service_level", "0 (default) or within 0.5..0.9999"))
     if out:

@@ -362,6 +362,27 @@ async def test_a_pair_that_keeps_moving_is_recomputed_within_its_bound(parts: An
     await trigger.close()
 
 
+async def test_a_follower_behind_the_journal_does_not_settle_early(parts: Any) -> None:
+    """A batch with journal messages pending behind it: the later scans are still on their way
+    (the follower lags by more than the quiet period), so the pair waits for them."""
+    import asyncio
+
+    service, stock, _, _ = parts
+    await service.put_supplier(BEARING)
+    stock.available[("BRG-6204", "HW-DC")] = 3
+    trigger = ReplenishTrigger(service, settle_s=0.03, max_wait_s=2.0)
+    q = QuantKey("L1", "", "available", "own")
+    take = Movement(1, MovementKind.CONSUME, "BRG-6204", "HW-DC", "L1", 1, q, External.CUSTOMER, at_ms=0)
+    await trigger.apply((FollowedEntry(1, _entry(take), behind=2),))
+    await asyncio.sleep(0.15)  # quiet five times over, but the follower is behind
+    assert not await _found(service)
+    await trigger.apply((FollowedEntry(2, _entry(replace(take, sku="other")), behind=0),))  # caught up
+    await asyncio.sleep(0.05)
+    await trigger.idle()
+    assert await _found(service)
+    await trigger.close()
+
+
 async def _found(service: ReplenishService) -> bool:
     try:
         await service.explain("BRG-6204", "HW-DC")
@@ -479,6 +500,26 @@ async def test_the_policy_planner_raises_the_bearing_from_its_history() -> None:
     assert s.qty >= 50
     assert s.qty % 10 == 0
     assert any(line.rule == "policy.trigger" for line in s.trace)
+
+
+async def test_the_suppliers_stated_lead_time_is_the_receipts_prior() -> None:
+    """Two receipts of 4 and 10 days, a quote of 7: L̄ = (4 + 10 + 3·7) / 5 (the quote counts as
+    three receipts); a record stored before the field existed reads as "no quote"."""
+    from engine.replenish.planning import PolicyPlanner
+    from engine.replenish.store import supplier_from_record, to_record
+
+    clock = ManualClock()
+    stock = FakeStock()
+    stock.available[("BRG-6204", "HW-DC")] = 20
+    service = ReplenishService(InMemoryReplenishStore(), stock, PolicyPlanner(), clock)
+    leads = tuple(LeadTimeSample(d, clock.now_ms() - i * 86_400_000) for i, d in enumerate((4, 10), start=1))
+    await service.put_supplier(replace(BEARING, lead_times=leads, stated_lead_time_days=7.0))
+    s = await service.recompute("BRG-6204", "HW-DC", "schedule")
+    assert s.panel.lead_time_days == pytest.approx((4 + 10 + 3 * 7) / 5)
+    with pytest.raises(InvalidArgument, match="stated_lead_time_days"):
+        await service.put_supplier(replace(BEARING, stated_lead_time_days=-1.0))
+    old = {k: v for k, v in to_record(BEARING).items() if k != "stated_lead_time_days"}
+    assert supplier_from_record(old).stated_lead_time_days == 0.0
 
 
 def test_the_batch_screen_agrees_with_the_full_policy() -> None:

@@ -255,7 +255,7 @@ class GetAdoptionResponse(_message.Message):
     def __init__(self, by_planner: _Optional[_Iterable[_Union[AdoptionRow, _Mapping]]] = ..., by_rule: _Optional[_Iterable[_Union[AdoptionRow, _Mapping]]] = ..., total: _Optional[_Union[AdoptionRow, _Mapping]] = ...) -> None: ...
 
 class Supplier(_message.Message):
-    __slots__ = ("sku", "site", "supplier", "moq", "multiple", "order_weekdays", "lead_times", "auto_order", "keeper", "shelf_life_days", "service_level")
+    __slots__ = ("sku", "site", "supplier", "moq", "multiple", "order_weekdays", "lead_times", "auto_order", "keeper", "shelf_life_days", "service_level", "stated_lead_time_days")
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class Supplier(_message.Message):
     KEEPER_FIELD_NUMBER: _ClassVar[int]
     SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    STATED_LEAD_TIME_DAYS_FIELD_NUMBER: _ClassVar[int]
     sku: str
     site: str
     supplier: str
@@ -278,7 +279,8 @@ class Supplier(_message.Message):
     keeper: str
     shelf_life_days: int
     service_level: float
-    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., supplier: _Optional[str] = ..., moq: _Optional[int] = ..., multiple: _Optional[int] = ..., order_weekdays: _Optional[_Iterable[int]] = ..., lead_times: _Optional[_Iterable[_Union[LeadTime, _Mapping]]] = ..., auto_order: _Optional[bool] = ..., keeper: _Optional[str] = ..., shelf_life_days: _Optional[int] = ..., service_level: _Optional[float] = ...) -> None: ...
+    stated_lead_time_days: float
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., supplier: _Optional[str] = ..., moq: _Optional[int] = ..., multiple: _Optional[int] = ..., order_weekdays: _Optional[_Iterable[int]] = ..., lead_times: _Optional[_Iterable[_Union[LeadTime, _Mapping]]] = ..., auto_order: _Optional[bool] = ..., keeper: _Optional[str] = ..., shelf_life_days: _Optional[int] = ..., service_level: _Optional[float] = ..., stated_lead_time_days: _Optional[float] = ...) -> None: ...
 
 class PutSupplierRequest(_message.Message):
     __slots__ = ("supplier",)
