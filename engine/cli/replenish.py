@@ -57,6 +57,7 @@ replenish_app = typer.Typer(
 
 _T = TypeVar("_T")
 MAX_PAGE = 500
+MAX_SUPPLIER_PAGES = 200  # `suppliers` follows at most this many pages (100,000 assignments)
 
 
 def _call(target: str, timeout_s: float, work: Callable[[Any, Sequence[tuple[str, str]]], Awaitable[_T]]) -> _T:
@@ -373,9 +374,21 @@ def suppliers(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Designated suppliers per (sku, site): MOQ, multiple, order days, lead-time history."""
-    request = _pb().ListSuppliersRequest(site=site, supplier=supplier)
-    reply = _call(target, timeout, lambda stub, md: stub.ListSuppliers(request, metadata=md, timeout=timeout))
-    records = [supplier_record(t) for t in reply.suppliers]
+    pb = _pb()
+
+    async def every_page(stub: Any, md: Sequence[tuple[str, str]]) -> list[Any]:
+        found: list[Any] = []
+        token = ""
+        for _ in range(MAX_SUPPLIER_PAGES):  # bounded: the listing pages by cursor
+            request = pb.ListSuppliersRequest(site=site, supplier=supplier, page_size=MAX_PAGE, page_token=token)
+            reply = await stub.ListSuppliers(request, metadata=md, timeout=timeout)
+            found.extend(reply.suppliers)
+            token = reply.next_page_token
+            if not token:
+                break
+        return found
+
+    records = [supplier_record(t) for t in _call(target, timeout, every_page)]
     if fmt is not OutputFormat.TABLE:
         emit(fmt, records)
         return

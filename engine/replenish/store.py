@@ -238,6 +238,12 @@ def pair_key(sku: str, site: str) -> str:
     return f"{site}\x1f{sku}"
 
 
+def pair_of(key: str) -> tuple[str, str]:
+    """(sku, site) of a `pair_key`."""
+    site, _, sku = key.partition("\x1f")
+    return sku, site
+
+
 # ---- the port ----
 
 
@@ -254,6 +260,15 @@ class ReplenishStore(Protocol):
 
     async def list_suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
         """Every stored suggestion matching, ordered by (site, sku)."""
+        ...
+
+    async def suggestion_keys(self) -> list[str]:
+        """The pair keys (`pair_key`) of every stored suggestion, sorted: a listing pages over
+        these and reads only the suggestions of its page."""
+        ...
+
+    async def supplier_keys(self) -> list[str]:
+        """The pair keys of every stored supplier terms, sorted."""
         ...
 
     async def put_supplier(self, terms: SupplierTerms) -> None: ...

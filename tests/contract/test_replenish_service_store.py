@@ -102,6 +102,21 @@ async def test_suggestions_list_in_site_then_sku_order(store: ReplenishStore) ->
     assert [(s.site, s.sku) for s in await store.list_suggestions()] == [("A", "9"), ("B", "1"), ("B", "2")]
 
 
+async def test_keys_list_every_pair_in_order_without_reading_values(store: ReplenishStore) -> None:
+    from engine.replenish.store import pair_key, pair_of
+
+    assert await store.suggestion_keys() == []
+    assert await store.supplier_keys() == []
+    pairs = [("B", "2"), ("A", "9"), ("B", "1"), (SITE, SKU)]  # SITE/SKU: characters a KV key does not allow
+    for site, sku in pairs:
+        await store.put_suggestion(replace(SUGGESTION, sku=sku, site=site), 0)
+        await store.put_supplier(SupplierTerms(sku, site, "skf"))
+    expected = sorted(pair_key(sku, site) for site, sku in pairs)
+    assert await store.suggestion_keys() == expected
+    assert await store.supplier_keys() == expected
+    assert pair_of(expected[0]) == ("9", "A")
+
+
 async def test_suppliers_are_kept_per_pair(store: ReplenishStore) -> None:
     terms = SupplierTerms(SKU, SITE, "skf", moq=50, multiple=10, order_weekdays=(0, 3), keeper="li")
     await store.put_supplier(terms)

@@ -303,18 +303,24 @@ class GetSupplierRequest(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class ListSuppliersRequest(_message.Message):
-    __slots__ = ("site", "supplier")
+    __slots__ = ("site", "supplier", "page_size", "page_token")
     SITE_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     site: str
     supplier: str
-    def __init__(self, site: _Optional[str] = ..., supplier: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, site: _Optional[str] = ..., supplier: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSuppliersResponse(_message.Message):
-    __slots__ = ("suppliers",)
+    __slots__ = ("suppliers", "next_page_token")
     SUPPLIERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     suppliers: _containers.RepeatedCompositeFieldContainer[Supplier]
-    def __init__(self, suppliers: _Optional[_Iterable[_Union[Supplier, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, suppliers: _Optional[_Iterable[_Union[Supplier, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PairHealth(_message.Message):
     __slots__ = ("site", "sku", "documents", "documents_complete", "completeness", "returns", "returns_matched", "returns_matched_ratio", "lots", "lots_missing_expiry", "gifts", "gifts_without_tax", "ok", "problems")
