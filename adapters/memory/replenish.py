@@ -53,6 +53,12 @@ class InMemoryReplenishStore:
         found = [suggestion_from_record(_load(d)) for _, d in sorted(self._suggestions.items())]
         return [s for s in found if (not site or s.site == site) and (not sku or s.sku == sku)]
 
+    async def suggestion_keys(self) -> list[str]:
+        return sorted(self._suggestions)
+
+    async def supplier_keys(self) -> list[str]:
+        return sorted(self._suppliers)
+
     async def put_supplier(self, terms: SupplierTerms) -> None:
         self._suppliers[pair_key(terms.sku, terms.site)] = _dump(terms)
 

@@ -372,7 +372,7 @@ class JournalFollower:
         if not held.msgs:
             held.opened = time.monotonic()
         held.msgs[seq] = msg
-        held.entries[seq] = FollowedEntry(seq, entry, redelivered=meta.num_delivered > 1)
+        held.entries[seq] = FollowedEntry(seq, entry, redelivered=meta.num_delivered > 1, behind=meta.num_pending)
         held.movements += len(entry.movements)
 
     async def _flush(self) -> None:

@@ -56,6 +56,12 @@ def _token(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=") or "_"
 
 
+def _untoken(token: str) -> str:
+    if token == "_":
+        return ""
+    return base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
+
+
 def _dump(value: Suggestion | SupplierTerms | Factor | Decision) -> bytes:
     data = json.dumps(to_record(value), separators=(",", ":"), sort_keys=True).encode()
     if len(data) > MAX_VALUE_BYTES:
@@ -117,6 +123,27 @@ class JetStreamReplenishStore:
         found = await self._all("s", suggestion_from_record)
         found.sort(key=lambda s: (s.site, s.sku))
         return [s for s in found if (not site or s.site == site) and (not sku or s.sku == sku)]
+
+    async def _keys(self, prefix: str) -> list[str]:
+        """The pair keys under `prefix` (the bucket's key names only, no values read)."""
+        # KeyValue.keys() filters by substring, on every key of the bucket: a watch of the prefix,
+        # meta only (no values sent), reads the names alone.
+        watcher = await self._kv.watch(f"{prefix}.>", ignore_deletes=True, meta_only=True)
+        names: set[str] = set()
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what is stored now
+                    break
+                names.add(entry.key)
+        finally:
+            await watcher.stop()
+        return sorted(_untoken(name.split(".", 1)[1]) for name in names)
+
+    async def suggestion_keys(self) -> list[str]:
+        return await self._keys("s")
+
+    async def supplier_keys(self) -> list[str]:
+        return await self._keys("p")
 
     async def put_supplier(self, terms: SupplierTerms) -> None:
         await self._kv.put(f"p.{_token(pair_key(terms.sku, terms.site))}", _dump(terms))

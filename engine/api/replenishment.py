@@ -29,6 +29,7 @@ from engine.replenish.store import (
     Suggestion,
     SupplierTerms,
     pair_key,
+    pair_of,
 )
 
 REPLENISHMENT_SERVICE_NAME = rpb.DESCRIPTOR.services_by_name["Replenishment"].full_name
@@ -157,6 +158,7 @@ def supplier_to_pb(t: SupplierTerms) -> rpb.Supplier:
         keeper=t.keeper,
         shelf_life_days=t.shelf_life_days,
         service_level=t.service_level,
+        stated_lead_time_days=t.stated_lead_time_days,
     )
 
 
@@ -173,6 +175,7 @@ def supplier_from_pb(m: rpb.Supplier) -> SupplierTerms:
         keeper=m.keeper,
         shelf_life_days=m.shelf_life_days,
         service_level=m.service_level,
+        stated_lead_time_days=m.stated_lead_time_days,
     )
 
 
@@ -207,20 +210,39 @@ def _adoption_row(key: str, c: AdoptionCount) -> rpb.AdoptionRow:
     )
 
 
-def page_token_of(s: Suggestion) -> str:
+def page_token_of(s: Suggestion | SupplierTerms) -> str:
     return base64.urlsafe_b64encode(pair_key(s.sku, s.site).encode()).decode()
 
 
-def _after_key(token: str) -> str:
+def _after_key(token: str, listing: str = "ListSuggestions") -> str:
     if not token:
         return ""
     try:
         key = base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid("page_token", "not a page token of ListSuggestions") from None
+        raise invalid("page_token", f"not a page token of {listing}") from None
     if "\x1f" not in key:
-        raise invalid("page_token", "not a page token of ListSuggestions")
+        raise invalid("page_token", f"not a page token of {listing}")
     return key
+
+
+def _page_size(size: int) -> int:
+    if size < 0 or size > MAX_PAGE:
+        raise InvalidArgument([FieldViolation("page_size", f"must be within 0..{MAX_PAGE} (0 = {DEFAULT_PAGE})")])
+    return size or DEFAULT_PAGE
+
+
+def _candidates(keys: list[str], after: str, site: str, sku: str) -> list[tuple[str, str]]:
+    """(sku, site) of the stored keys past the cursor that the request's filters keep, in order."""
+    out = []
+    for key in keys:
+        if after and key <= after:
+            continue
+        k_sku, k_site = pair_of(key)
+        if (site and k_site != site) or (sku and k_sku != sku):
+            continue
+        out.append((k_sku, k_site))
+    return out
 
 
 def _check_list(request: rpb.ListSuggestionsRequest) -> int:
@@ -265,10 +287,12 @@ class ReplenishmentServicer(rpb_grpc.ReplenishmentServicer):
         after = _after_key(request.page_token)
         page: list[Suggestion] = []
         more = False
-        for s in await self.service.suggestions(request.site, request.sku):
-            if after and pair_key(s.sku, s.site) <= after:
-                continue
-            if not await self._visible(s, request):
+        # Keys first, then only the suggestions read until the page is full (and one more
+        # visible to know there is a next page): the store is not read whole per page.
+        keys = await self.service.store.suggestion_keys()
+        for sku, site in _candidates(keys, after, request.site, request.sku):
+            s = await self.service.store.get_suggestion(sku, site)
+            if s is None or not await self._visible(s, request):
                 continue  # filtered before paging: a page is never short for a hidden one
             if len(page) == size:
                 more = True
@@ -347,13 +371,23 @@ class ReplenishmentServicer(rpb_grpc.ReplenishmentServicer):
     async def ListSuppliers(
         self, request: rpb.ListSuppliersRequest, context: grpc.aio.ServicerContext
     ) -> rpb.ListSuppliersResponse:
-        found = []
-        for t in await self.service.store.list_suppliers():
-            if (request.site and t.site != request.site) or (request.supplier and t.supplier != request.supplier):
+        size = _page_size(request.page_size)
+        after = _after_key(request.page_token, "ListSuppliers")
+        page: list[SupplierTerms] = []
+        more = False
+        for sku, site in _candidates(await self.service.store.supplier_keys(), after, request.site, ""):
+            if not await self.guard.allows(Action.READ, site):
                 continue
-            if await self.guard.allows(Action.READ, t.site):
-                found.append(supplier_to_pb(t))
-        return rpb.ListSuppliersResponse(suppliers=found)
+            t = await self.service.store.get_supplier(sku, site)
+            if t is None or (request.supplier and t.supplier != request.supplier):
+                continue
+            if len(page) == size:
+                more = True
+                break
+            page.append(t)
+        return rpb.ListSuppliersResponse(
+            suppliers=[supplier_to_pb(t) for t in page], next_page_token=page_token_of(page[-1]) if more else ""
+        )
 
     @_rpc
     async def GetDataHealth(

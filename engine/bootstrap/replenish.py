@@ -17,7 +17,7 @@ from engine.domain.errors import InvalidArgument
 from engine.domain.ports import HistoryStore
 from engine.health.hooks import AlertingActions, HealthHooks
 from engine.replenish.actions import ActionSink
-from engine.replenish.demand import HistoryStockouts, StockoutDays
+from engine.replenish.demand import HistoryReturns, HistoryStockouts, ReturnDays, StockoutDays
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.rules import Rule, load_rules
 from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader
@@ -36,6 +36,7 @@ class ReplenishRuntime:
     store: ReplenishStore
     actions: ActionSink | None
     follower: object | None = None  # adapters.nats.follower.JournalFollower
+    trigger: object | None = None  # engine.replenish.follower.ReplenishTrigger (its settling pairs)
     link: object | None = None  # its NATS link
     schedule: asyncio.Task[None] | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # the factor feed and its parts
@@ -50,6 +51,8 @@ class ReplenishRuntime:
                 await close()
         if self.follower is not None:
             await self.follower.stop()  # type: ignore[attr-defined]
+        if self.trigger is not None:
+            await self.trigger.close()  # type: ignore[attr-defined]
         if self.link is not None:
             await self.link.close()  # type: ignore[attr-defined]
         if self.actions is not None:
@@ -88,6 +91,19 @@ def stockouts_of(history: HistoryStore | None) -> StockoutDays | None:
 
         return ClickHouseStockouts(history)
     return HistoryStockouts(history)
+
+
+def returns_of(history: HistoryStore | None) -> ReturnDays | None:
+    """Customers' returns matched to the pair's sales: one ClickHouse query, else the movements."""
+    if history is None:
+        return None
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+
+    if isinstance(history, ClickHouseHistoryStore):
+        from adapters.clickhouse.replenish import ClickHouseReturns
+
+        return ClickHouseReturns(history)
+    return HistoryReturns(history)
 
 
 async def _open_store(settings: Settings, nats_url: str) -> ReplenishStore:
@@ -153,6 +169,7 @@ async def start_replenish(
         actions=actions,
         config=config,
         stockouts=stockouts_of(history),
+        returns=returns_of(history),
     )
     runtime = ReplenishRuntime(service, store, actions)
     try:
@@ -172,7 +189,7 @@ async def start_replenish(
 async def _start_follower(runtime: ReplenishRuntime, settings: Settings, nats_url: str) -> None:
     from adapters.nats.follower import FollowerConfig, JournalFollower
     from adapters.nats.journal import NatsLink, engine_journal_config
-    from engine.replenish.follower import ReplenishFollowerMetrics, ReplenishTrigger, default_metrics
+    from engine.replenish.follower import SETTLE_S, ReplenishFollowerMetrics, ReplenishTrigger, default_metrics
 
     journal = engine_journal_config(
         settings.namespace, nats_url, settings.journal_replicas, client_name="lotwise-replenish"
@@ -191,9 +208,11 @@ async def _start_follower(runtime: ReplenishRuntime, settings: Settings, nats_ur
         fetch_batch=256,
         max_ack_pending=2_048,
     )
-    follower = JournalFollower(link, ReplenishTrigger(runtime.service, metrics), config, metrics)
+    # Settling: a quick run of scans is recomputed once, from all of them (follower.py).
+    trigger = ReplenishTrigger(runtime.service, metrics, settle_s=SETTLE_S)
+    follower = JournalFollower(link, trigger, config, metrics)
     await follower.start()
-    runtime.follower = follower
+    runtime.follower, runtime.trigger = follower, trigger
 
 
 async def _start_factor_feed(runtime: ReplenishRuntime, settings: Settings, nats_url: str) -> None:

@@ -57,6 +57,7 @@ replenish_app = typer.Typer(
 
 _T = TypeVar("_T")
 MAX_PAGE = 500
+MAX_SUPPLIER_PAGES = 200  # `suppliers` follows at most this many pages (100,000 assignments)
 
 
 def _call(target: str, timeout_s: float, work: Callable[[Any, Sequence[tuple[str, str]]], Awaitable[_T]]) -> _T:
@@ -359,6 +360,7 @@ def supplier_record(t: rpb.Supplier) -> dict[str, Any]:
         "auto_order": t.auto_order,
         "keeper": t.keeper,
         "shelf_life_days": t.shelf_life_days,
+        "stated_lead_time_days": t.stated_lead_time_days,
     }
 
 
@@ -372,9 +374,21 @@ def suppliers(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Designated suppliers per (sku, site): MOQ, multiple, order days, lead-time history."""
-    request = _pb().ListSuppliersRequest(site=site, supplier=supplier)
-    reply = _call(target, timeout, lambda stub, md: stub.ListSuppliers(request, metadata=md, timeout=timeout))
-    records = [supplier_record(t) for t in reply.suppliers]
+    pb = _pb()
+
+    async def every_page(stub: Any, md: Sequence[tuple[str, str]]) -> list[Any]:
+        found: list[Any] = []
+        token = ""
+        for _ in range(MAX_SUPPLIER_PAGES):  # bounded: the listing pages by cursor
+            request = pb.ListSuppliersRequest(site=site, supplier=supplier, page_size=MAX_PAGE, page_token=token)
+            reply = await stub.ListSuppliers(request, metadata=md, timeout=timeout)
+            found.extend(reply.suppliers)
+            token = reply.next_page_token
+            if not token:
+                break
+        return found
+
+    records = [supplier_record(t) for t in _call(target, timeout, every_page)]
     if fmt is not OutputFormat.TABLE:
         emit(fmt, records)
         return
@@ -403,6 +417,9 @@ def set_supplier(
     ] = False,
     keeper: Annotated[str, typer.Option("--keeper", help="The site's warehouse keeper to alert.")] = "",
     shelf_life_days: Annotated[int, typer.Option("--shelf-life-days", help="0: does not expire.")] = 0,
+    stated_lead_time: Annotated[
+        float, typer.Option("--stated-lead-time", help="Days the supplier quotes (0: none); receipts shrink to it.")
+    ] = 0.0,
     fmt: FormatOpt = OutputFormat.TABLE,
     target: TargetOpt = DEFAULT_TARGET,
     token_file: TokenFileOpt = None,
@@ -423,6 +440,7 @@ def set_supplier(
         auto_order=auto_order,
         keeper=keeper,
         shelf_life_days=shelf_life_days,
+        stated_lead_time_days=stated_lead_time,
     )
     request = pb.PutSupplierRequest(supplier=terms)
     reply = _call(target, timeout, lambda stub, md: stub.PutSupplier(request, metadata=md, timeout=timeout))

@@ -224,6 +224,9 @@ class FollowedEntry:
     position: int
     entry: JournalEntry
     redelivered: bool = False
+    # journal messages after this one the follower had not yet received when it got this one
+    # (-1: unknown); > 0 means the cells are further on than what the follower has seen
+    behind: int = -1
 
 
 class EntryRejected(Exception):

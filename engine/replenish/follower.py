@@ -8,6 +8,19 @@ batch is acknowledged once every pair's suggestion is stored (a failure leaves i
 unacknowledged and the follower retries it). Today's consumption and supplier receipts
 are noted once per journal position, so a redelivered batch is not counted twice. Gifts
 (an issue at unit price 0) are counted for data health.
+
+Settling (`settle_s` > 0, the engine's default): the position is read from the cells, which
+are ahead of this follower — a scan is in the cells before its journal entry reaches us. A
+recompute started right after one scan of a quick run of scans would pair the cells' newest
+position with a demand that lacks the later scans, and the next batch would store a second
+version from the rest of the demand a moment later (a new pair showed v1 from 3 units and v2
+from 9 ~180 ms apart). So a moved pair is recomputed once its scans have been quiet for
+`settle_s` and the follower has caught up with the journal (the newest batch had nothing
+pending behind it: a follower that lags by more than the quiet period would otherwise settle
+before the last scans reach it) — at most `max_wait_s` after the first move — in the
+background: the batch is
+acknowledged once its demand is noted, and the scheduled full recompute covers a crash in
+between. At most `max_settling` pairs wait; beyond that a batch recomputes its pairs at once.
 """
 
 from __future__ import annotations
@@ -28,6 +41,9 @@ log = structlog.get_logger("lotwise.replenish.follower")
 
 SINK_NAME = "replenishment"
 MAX_PAIRS_PER_BATCH = 5_000  # pairs recomputed per applied batch, at most (the rest: next schedule)
+SETTLE_S = 0.15  # the engine's quiet period before a moved pair is recomputed
+MAX_WAIT_S = 0.5  # a pair that keeps moving is recomputed at least this often
+MAX_SETTLING = 20_000  # pairs waiting to settle, at most
 _BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -66,14 +82,29 @@ class ReplenishTrigger:
     """engine.domain.ports.FollowerSink: recompute the pairs a batch moved."""
 
     def __init__(
-        self, service: ReplenishService, metrics: ReplenishFollowerMetrics | None = None, concurrency: int = 8
+        self,
+        service: ReplenishService,
+        metrics: ReplenishFollowerMetrics | None = None,
+        concurrency: int = 8,
+        *,
+        settle_s: float = 0.0,
+        max_wait_s: float = MAX_WAIT_S,
+        max_settling: int = MAX_SETTLING,
     ) -> None:
         if concurrency <= 0:
             raise ValueError("concurrency must be positive")
+        if settle_s < 0 or max_wait_s < settle_s or max_settling <= 0:
+            raise ValueError("need 0 ≤ settle_s ≤ max_wait_s and max_settling > 0")
         self.service = service
         self.metrics = metrics
+        self.settle_s = settle_s
+        self.max_wait_s = max_wait_s
+        self.max_settling = max_settling
         self._limit = asyncio.Semaphore(concurrency)
         self._noted_upto = 0  # journal positions up to here were counted already
+        self._moved: dict[tuple[str, str], float] = {}  # settling pair → when it last moved
+        self._behind = False  # the newest batch had journal messages pending behind it
+        self._settling: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     @property
     def name(self) -> str:
@@ -88,12 +119,63 @@ class ReplenishTrigger:
                     dirty.setdefault((m.sku, m.site), None)
             if fresh:
                 self._note_gifts(followed)
+        if entries:
+            self._behind = max(entries, key=lambda e: e.position).behind > 0
         pairs = list(dirty)[:MAX_PAIRS_PER_BATCH]
         if len(dirty) > len(pairs):
             log.warning("trigger batch over its bound; the rest waits for the schedule", pairs=len(dirty))
-        await asyncio.gather(*(self._recompute(sku, site) for sku, site in pairs))
+        if self.settle_s > 0 and len(self._settling) + len(pairs) <= self.max_settling:
+            for pair in pairs:
+                self._settle(pair)
+        else:
+            await asyncio.gather(*(self._recompute(sku, site) for sku, site in pairs))
         if entries:
             self._noted_upto = max(self._noted_upto, *(e.position for e in entries))
+
+    def _settle(self, pair: tuple[str, str]) -> None:
+        """Recompute `pair` once it has not moved for `settle_s` (one waiting task per pair)."""
+        self._moved[pair] = time.monotonic()
+        if pair not in self._settling:
+            self._settling[pair] = asyncio.get_running_loop().create_task(
+                self._settled(pair), name=f"replenish-settle-{pair[0]}@{pair[1]}"
+            )
+
+    async def _settled(self, pair: tuple[str, str]) -> None:
+        first = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                quiet_at = self._moved[pair] + self.settle_s
+                if (now >= quiet_at and not self._behind) or now - first >= self.max_wait_s:
+                    break
+                wake = quiet_at if now < quiet_at else now + self.settle_s / 4  # behind: look again soon
+                await asyncio.sleep(min(wake, first + self.max_wait_s) - now)
+            del self._settling[pair]  # a move from here on starts a new wait (this recompute may miss it)
+            self._moved.pop(pair, None)
+            await self._recompute(*pair)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next move or the scheduled recompute tries again
+            if self.metrics is not None:
+                self.metrics.failures.inc()
+            log.warning("pair not recomputed", sku=pair[0], site=pair[1], error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if self._settling.get(pair) is asyncio.current_task():
+                del self._settling[pair]
+
+    async def idle(self) -> None:
+        """Wait until no pair is settling (tests, and a clean stop)."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop waiting: the pairs still settling are left to the scheduled recompute."""
+        tasks = list(self._settling.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._settling.clear()
+        self._moved.clear()
 
     def _moves_position(self, m: Movement, fresh: bool) -> bool:
         if m.dst == External.CUSTOMER:

@@ -10,6 +10,11 @@ spike (a non-zero day above mean + k·σ of the recent non-zero sizes). Over the
   still does; a stockout longer than the SBC window leaves only the older history (SBC over it too).
 - σ: sample standard deviation over the last 30 calendar days' valid days (the SBC window when
   fewer than 2 are valid there).
+- stationarity: when each of m7, m14 and m30 lies within `stationary_z` standard errors of the
+  SBC window's mean (σ_w·√(1/n_k − 1/n_w), σ_w over that window), nothing in the last month says
+  the level moved; the level is then the window's mean and σ the window's σ (three times the
+  days: a steadier level and spread than the 7/14/30 blend, which stays for series that moved —
+  a promotion's after-effect, a level shift, a trend). `stationary_z` 0 turns this off.
 - SBC (Syntetos-Boylan-Croston) over the last `sbc_window` days: ADI = valid days / non-zero
   days; CV² = population variance / mean² of the non-zero sizes.
 - Croston / SBA / TSB over the whole valid history (censored days dropped, not zero-filled),
@@ -61,6 +66,9 @@ class BatchForecast:
     tsb: npt.NDArray[np.float64]
     seasonal_index: npt.NDArray[np.float64]
     rate: npt.NDArray[np.float64]  # the chosen method's daily rate × seasonal index
+    level: npt.NDArray[np.float64]  # the smooth level: the window's mean when stationary, else the blend
+    m_window: npt.NDArray[np.float64]  # mean of the valid days of the SBC window (90 days)
+    stationary: npt.NDArray[np.bool_]  # the short windows agree with the SBC window's mean
     sbc_class: npt.NDArray[np.int8]
     method: npt.NDArray[np.int8]
     valid_days: npt.NDArray[np.int32]  # uncensored, non-promo, non-spike days in the history
@@ -192,6 +200,24 @@ def _seasonal_index(y: Vec, valid: Mask, days: int, min_days: int, lo: float, hi
 
 
 @njit(cache=True)
+def _stationary(
+    means: tuple[float, float, float], counts: tuple[int, int, int], mw: float, cw: int, sigma_w: float, z: float
+) -> bool:
+    """Whether m7, m14 and m30 each lie within z standard errors of the window's mean (nested windows:
+    Var(m_k − m_w) = σ²·(1/n_k − 1/n_w)); a month without valid days says nothing either way."""
+    if z <= 0 or cw < 60 or counts[2] < 14:
+        return False
+    for k in range(3):
+        ck = counts[k]
+        if ck == 0 or ck >= cw:
+            continue
+        se = sigma_w * math.sqrt(1.0 / ck - 1.0 / cw)
+        if abs(means[k] - mw) > z * se + 1e-12:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _classify(nz: int, adi: float, cv2: float, adi_thr: float, cv2_thr: float) -> int:
     if nz == 0:
         return SBC_NO_DEMAND
@@ -204,8 +230,10 @@ def _classify(nz: int, adi: float, cv2: float, adi_thr: float, cv2_thr: float) -
 def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     """Every estimate for one row; `valid` arrives as not-censored-and-not-promo, spikes are struck here.
 
-    params: w7, w14, w30, alpha, spike_k, sbc_window, adi_thr, cv2_thr, si_min_days, si_lo, si_hi, tsb_after_adi.
-    out: m7 m14 m30 blend sigma adi cv2 croston sba tsb si rate sbc method valid spikes trailing_zeros.
+    params: w7, w14, w30, alpha, spike_k, sbc_window, adi_thr, cv2_thr, si_min_days, si_lo, si_hi, tsb_after_adi,
+    stationary_z.
+    out: m7 m14 m30 blend sigma adi cv2 croston sba tsb si rate sbc method valid spikes trailing_zeros
+    level m_window stationary.
     """
     n = len(y)
     alpha, sbc_window = params[3], int(params[5])
@@ -229,7 +257,12 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     m14 = m14 if c14 else m30
     m7 = m7 if c7 else m14
     blend = params[0] * m7 + params[1] * m14 + params[2] * m30
-    sigma = _sigma(y, valid, n - 30, m30, c30) if c30 >= 2 else _sigma(y, valid, start, mw, cw)
+    sigma_w = _sigma(y, valid, start, mw, cw)
+    sigma = _sigma(y, valid, n - 30, m30, c30) if c30 >= 2 else sigma_w
+    stationary = _stationary((m7, m14, m30), (c7, c14, c30), mw, cw, sigma_w, params[12])
+    level = mw if stationary else blend
+    if stationary:
+        sigma = sigma_w
 
     nz, s1, s2 = _nonzero_moments(y, valid, start, n)
     adi = cw / nz if nz else math.inf
@@ -245,7 +278,7 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     if sbc == SBC_NO_DEMAND:
         method, rate = METHOD_NONE, 0.0
     elif sbc == SBC_SMOOTH:
-        method, rate = METHOD_SMOOTH, blend
+        method, rate = METHOD_SMOOTH, level
     elif trailing > params[11] * adi:  # a long silence: TSB's probability decays, SBA would not
         method, rate = METHOD_TSB, tsb
     else:
@@ -254,9 +287,10 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     out[5], out[6], out[7], out[8], out[9] = adi, cv2, croston, sba, tsb
     out[10], out[11], out[12], out[13] = si, rate * si, sbc, method
     out[14], out[15], out[16] = valid_days, spikes, trailing
+    out[17], out[18], out[19] = level, mw, 1.0 if stationary else 0.0
 
 
-N_OUT = 17
+N_OUT = 20
 
 
 @njit(cache=True)
@@ -330,6 +364,7 @@ def kernel_params(settings: PolicySettings) -> npt.NDArray[np.float64]:
             lo,
             hi,
             settings.tsb_after_adi,
+            settings.stationary_z,
         ],
         dtype=np.float64,
     )
@@ -411,4 +446,7 @@ def forecast_batch(
         valid_days=out[:, 14].astype(np.int32),
         spikes=out[:, 15].astype(np.int32),
         trailing_zeros=out[:, 16].astype(np.int32),
+        level=out[:, 17].copy(),
+        m_window=out[:, 18].copy(),
+        stationary=out[:, 19] > 0.5,
     )

@@ -196,6 +196,7 @@ class SupplierTerms:
     default_lead_time_days: float = 7.0
     order_weekdays: frozenset[int] = frozenset(range(7))
     unit_cost: Decimal | None = None
+    stated_lead_time_days: float | None = None  # what the supplier quotes: L̄ is shrunk towards it
 
     def __post_init__(self) -> None:
         out: list[FieldViolation] = []
@@ -204,6 +205,8 @@ class SupplierTerms:
         _count("moq", self.moq, out)
         _count("multiple", self.multiple, out, minimum=1)
         _finite("default_lead_time_days", self.default_lead_time_days, out, 0.0, 365.0)
+        if self.stated_lead_time_days is not None:
+            _finite("stated_lead_time_days", self.stated_lead_time_days, out, 0.0, 365.0)
         if len(self.lead_times) > MAX_LEAD_TIMES:
             out.append(FieldViolation("lead_times", f"at most {MAX_LEAD_TIMES} receipts"))
         if not self.order_weekdays or not all(isinstance(d, int) and 0 <= d <= 6 for d in self.order_weekdays):
@@ -265,8 +268,13 @@ class PolicySettings:
     factor_bounds: tuple[tuple[FactorKind, float, float], ...] = field(default_factory=_default_bounds)
     seasonal_min_days: int = 395  # 13 months before a same-period-last-year index is used
     seasonal_bounds: tuple[float, float] = (0.5, 2.0)
-    lead_time_receipts: int = 3
+    lead_time_receipts: int = 12  # the last receipts read for L̄ and σL (fewer when fewer exist)
+    lead_time_prior: float = 3.0  # the supplier's stated lead time counts as this many receipts in L̄
+    lead_time_quote_cv: float = 0.1  # receipts further than 2 s/√n + this × the quote contradict it
     lead_time_floor: float = 0.1  # σL ≥ this × L̄
+    independent_lead_times: bool = True  # each order's lead time its own draw (policy.effective_lead_sigma)
+    stationary_z: float = 2.5  # 0: always the 7/14/30 blend (kernels: the stationarity test)
+    shelf_life_cycle: float = 0.5  # the cycle C is at most this share of a perishable's sellable days
     tsb_after_adi: float = 2.0  # a trailing run of zero days longer than this × ADI switches SBA → TSB
     nb_epsilon: float = 0.05  # negative binomial: variance ≥ μ(1 + ε)
 
@@ -290,7 +298,11 @@ class PolicySettings:
         _finite("spike_k", self.spike_k, out, 1.0, 100.0)
         _count("seasonal_min_days", self.seasonal_min_days, out, minimum=395)
         _count("lead_time_receipts", self.lead_time_receipts, out, minimum=1)
+        _finite("lead_time_prior", self.lead_time_prior, out, 0.0, 100.0)
+        _finite("lead_time_quote_cv", self.lead_time_quote_cv, out, 0.0, 10.0)
         _finite("lead_time_floor", self.lead_time_floor, out, 0.0, 1.0)
+        _finite("stationary_z", self.stationary_z, out, 0.0, 10.0)
+        _finite("shelf_life_cycle", self.shelf_life_cycle, out, 0.05, 1.0)
         _finite("tsb_after_adi", self.tsb_after_adi, out, 1.0, 100.0)
         _finite("nb_epsilon", self.nb_epsilon, out, 0.0, 10.0)
         lo, hi = self.seasonal_bounds

@@ -9,8 +9,9 @@ Mappings worth knowing:
   stock arriving (in transit in, receiving, QC) has no ETA of its own in the cells and is
   counted as arriving now;
 - lead-time samples (days, received at) become receipts ordered `days` before arrival,
-  oldest first; a pair without a designated supplier is planned against "unassigned"
-  terms (MOQ 1, the default lead time) and flagged by the policy's health.
+  oldest first, and the supplier's stated lead time (0 = none) their prior; a pair
+  without a designated supplier is planned against "unassigned" terms (MOQ 1, the
+  default lead time) and flagged by the policy's health.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def supplier_terms_of(terms: SupplierTerms | None, today: date, default_lead_day
         lead_times=lead_times_of(terms, today),
         default_lead_time_days=default_lead_days,
         order_weekdays=frozenset(terms.order_weekdays) if terms.order_weekdays else frozenset(range(7)),
+        stated_lead_time_days=terms.stated_lead_time_days or None,
     )
 
 

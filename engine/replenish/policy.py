@@ -60,16 +60,45 @@ def z_of(service_level: float) -> float:
     return float(norm.ppf(service_level))
 
 
+def lead_time_batch(
+    receipts: npt.ArrayLike, stated: npt.ArrayLike, settings: PolicySettings, fallback: npt.ArrayLike = 7.0
+) -> tuple[FloatArray, FloatArray]:
+    """L̄ and σL per pair from its last receipts (`receipts[pairs, k]`, NaN = none; the last
+    `lead_time_receipts` columns are read) and the supplier's stated lead time (NaN = none).
+
+    L̄ = (Σ receipts + w·stated) / (n + w) with w = `lead_time_prior`: a few noisy receipts are
+    pulled towards the quote, many outweigh it. When the receipts' mean lies further from the quote
+    than 2·s/√n + `lead_time_quote_cv`·stated (s their sample spread, floored at `lead_time_floor`·
+    stated), the quote is contradicted — a supplier that is late keeps being late — and the
+    receipts alone count. Without receipts: the quote, else `fallback`. σL = the receipts' sample
+    spread (0 below two), floored at `lead_time_floor`·L̄."""
+    r = np.asarray(receipts, np.float64)
+    rows = len(np.atleast_1d(np.asarray(stated))) if r.ndim != 2 else r.shape[0]
+    r = r[:, -settings.lead_time_receipts :] if r.ndim == 2 else np.full((rows, 0), np.nan)
+    quoted = np.broadcast_to(np.asarray(stated, np.float64), (rows,))
+    fall = np.broadcast_to(np.asarray(fallback, np.float64), (rows,))
+    seen = ~np.isnan(r)
+    n = seen.sum(axis=1)
+    total = np.where(seen, r, 0.0).sum(axis=1)
+    sample = total / np.maximum(n, 1)
+    dev = np.where(seen, r - sample[:, None], 0.0)
+    spread = np.where(n >= 2, np.sqrt((dev**2).sum(axis=1) / np.maximum(n - 1, 1)), 0.0)
+    has_quote = ~np.isnan(quoted)
+    q = np.where(has_quote, quoted, 0.0)
+    s = np.maximum(spread, settings.lead_time_floor * q)
+    agrees = np.abs(sample - q) <= 2.0 * s / np.sqrt(np.maximum(n, 1)) + settings.lead_time_quote_cv * q + 1e-9
+    w = np.where(has_quote & (agrees | (n == 0)), settings.lead_time_prior, 0.0)
+    mean = np.where(n + w > 0, (total + w * q) / np.maximum(n + w, 1e-12), np.where(has_quote, q, fall))
+    return mean, np.maximum(spread, settings.lead_time_floor * mean)
+
+
 def lead_time_stats(supplier: SupplierTerms, settings: PolicySettings) -> tuple[float, float, tuple[LeadTime, ...]]:
-    """L̄ and σL (floored at `lead_time_floor`·L̄) from the last receipts, and the receipts used."""
+    """L̄ and σL of one pair (`lead_time_batch` on one row), and the receipts used."""
     used = supplier.lead_times[-settings.lead_time_receipts :]
-    if not used:
-        mean = float(supplier.default_lead_time_days)
-        return mean, settings.lead_time_floor * mean, ()
-    days = np.array([lt.days for lt in used], dtype=np.float64)
-    mean = float(days.mean())
-    spread = float(days.std(ddof=1)) if len(days) >= 2 else 0.0
-    return mean, max(spread, settings.lead_time_floor * mean), used
+    stated = math.nan if supplier.stated_lead_time_days is None else supplier.stated_lead_time_days
+    days = np.array([[lt.days for lt in used]], dtype=np.float64).reshape(1, len(used))
+    mean, sigma = lead_time_batch(days, stated, settings, supplier.default_lead_time_days)
+    return float(mean[0]), float(sigma[0]), used
 
 
 def horizon_factors(
@@ -174,6 +203,31 @@ def rounded_batch(qty: IntLike, moq: IntLike, multiple: IntLike, cap: IntLike) -
     return np.where(over, np.where(capped >= np.maximum(floor, 1), capped, 0), up)
 
 
+def cycle_days(settings: PolicySettings, shelf: npt.NDArray[np.int64], sellable: npt.NDArray[np.int64]) -> FloatArray:
+    """The cycle C per pair: `horizon_days`, but for a perishable at most `shelf_life_cycle` of its
+    sellable days (≥ the review period): a week's lot of a 5-day product is mostly thrown away."""
+    c = float(settings.horizon_days)
+    short = np.maximum(np.floor(sellable * settings.shelf_life_cycle), settings.review_days)
+    return np.where(shelf > 0, np.minimum(c, short), c).astype(np.float64)
+
+
+SQRT_PI = math.sqrt(math.pi)
+
+
+def effective_lead_sigma(lead_sigma: FloatArray, cycle: FloatArray, settings: PolicySettings) -> FloatArray:
+    """The lead-time spread the safety stock covers. The textbook d̂²·σL² assumes one order out at a
+    time. Ordering every I = max(C, R) days with each order's lead time drawn on its own, orders
+    overtake each other and what is still out when a lead time ends is a sum over the orders in
+    flight: Var = (d̂·I)²·Σ_j P(L > j·I)(1 − P(L > j·I)) ≈ d̂²·I·σL/√π for a normal L (∫Φ(1−Φ) =
+    1/√π). So σL² becomes min(σL², I·σL/√π): the same for weekly orders and a σL of a few days,
+    far less for daily orders. `independent_lead_times` False (a supplier whose delays come in
+    runs: strikes, a port) keeps the textbook term."""
+    if not settings.independent_lead_times:
+        return lead_sigma
+    interval = np.maximum(cycle, float(settings.review_days))
+    return np.sqrt(np.minimum(lead_sigma**2, interval * lead_sigma / SQRT_PI))
+
+
 def policy_batch(
     fc: BatchForecast,
     settings: PolicySettings,
@@ -205,17 +259,25 @@ def policy_batch(
 
     rate = fc.rate
     l_mean, l_sigma = f(lead_mean), f(lead_sigma)
+    shelf = i(shelf_life_days)
+    sellable = np.maximum(shelf - i(min_remaining_days), 0)
+    cycle = cycle_days(settings, shelf, sellable)
     demand_rate = rate * f(factor_multiplier) * settings.demand_buffer
     ss, sigma_ltd = safety_stock_batch(
-        fc.method, rate, fc.sigma, l_mean, l_sigma, settings.review_days, settings.service_level, settings.nb_epsilon
+        fc.method,
+        rate,
+        fc.sigma,
+        l_mean,
+        effective_lead_sigma(l_sigma, cycle, settings),
+        settings.review_days,
+        settings.service_level,
+        settings.nb_epsilon,
     )
-    rop = demand_rate * l_mean + ss
-    order_up_to = rop + demand_rate * settings.horizon_days
+    rop = demand_rate * (l_mean + settings.review_days) + ss
+    order_up_to = rop + demand_rate * cycle
     position = i(on_hand) - i(held) - i(backorders) + i(in_transit_within) + i(open_todos)
     triggered = (rate > 0) & (position <= rop)
     raw = np.where(triggered, np.maximum(np.ceil(order_up_to - position - 1e-9), 0), 0).astype(np.int64)
-    shelf = i(shelf_life_days)
-    sellable = np.maximum(shelf - i(min_remaining_days), 0)
     sells = rate * f(factor_multiplier)  # what is expected to sell: the buffer is a reserve, not sales
     shelf_cap = np.maximum(np.floor(sells * (l_mean + sellable) - position), 0).astype(np.int64)
     cap = np.where(shelf > 0, shelf_cap, NO_CAP)
@@ -294,6 +356,8 @@ def draft(
         lead_mean=lead_mean,
         lead_sigma=lead_sigma,
         factor_multiplier=factor_mult,
+        shelf_life_days=position.shelf_life_days or 0,
+        min_remaining_days=position.min_remaining_days if position.shelf_life_days else 0,
     )
     rate, demand_rate, rop = float(fc.rate[0]), float(n.demand_rate[0]), float(n.reorder_point[0])
     ip, triggered, raw = int(n.position[0]), bool(n.triggered[0]), int(n.raw_qty[0])

@@ -25,7 +25,7 @@ from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
-from engine.replenish.demand import StockoutDays
+from engine.replenish.demand import ReturnDays, StockoutDays, net_of_returns
 from engine.replenish.health import HEALTH_DAYS, GiftCount, HealthThresholds, PairHealth, pair_health
 from engine.replenish.store import (
     DECIDED,
@@ -175,6 +175,7 @@ class ReplenishService:
         actions: ActionSink | None = None,
         config: ReplenishConfig = ReplenishConfig(),
         stockouts: StockoutDays | None = None,
+        returns: ReturnDays | None = None,
     ) -> None:
         self.store = store
         self.stock = stock
@@ -184,6 +185,7 @@ class ReplenishService:
         self.actions = actions
         self.config = config
         self.stockouts = stockouts
+        self.returns = returns
         self._live: dict[str, _Live] = {}
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
@@ -216,22 +218,38 @@ class ReplenishService:
         # Today so far is the last day: a scan moves the short window at once (issue 14: the
         # roll-ups plus today's live consumption).
         first = today - timedelta(days=days - 1)
+        # The three reads are independent: one round trip's wait instead of three on a trigger.
+        consumed, returned, stockouts = await asyncio.gather(
+            self._consumed(sku, site, first, today),
+            self._returned(sku, site, first, today),
+            self._stockouts(sku, site, first, today),
+        )
         series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
-        if self.history is not None:
-            q = SeriesQuery(day_start_ms(first), day_start_ms(today) + DAY_MS, sku, site)
-            for row in await self.history.consumption(q):
-                if row.day in series:
-                    series[row.day] = float(row.qty)
+        for day, qty in consumed.items():
+            if day in series:
+                series[day] = qty
         live = self._live.get(pair_key(sku, site))
-        for day, qty in (live.days if live is not None else {}).items():
+        for day, live_qty in (live.days if live is not None else {}).items():
             if day in series:  # the history may not have the last scans yet: the follower's count is newer
-                series[day] = max(series[day], float(qty))
-        values = tuple(series.values())
-        if self.stockouts is None or today == first:
-            return values, tuple(False for _ in values)
+                series[day] = max(series[day], float(live_qty))
+        # net demand: customers' returns against its sales come off the sales' days
+        values = tuple(net_of_returns(list(series.values()), first, returned))
         # Today is not over: never censored (its scans are the live signal).
-        out = await self.stockouts.stockout_days(sku, site, first, today - timedelta(days=1))
-        return values, tuple((first + timedelta(days=i)) in out for i in range(len(values)))
+        return values, tuple((first + timedelta(days=i)) in stockouts for i in range(len(values)))
+
+    async def _consumed(self, sku: str, site: str, first: date, today: date) -> dict[str, float]:
+        if self.history is None:
+            return {}
+        q = SeriesQuery(day_start_ms(first), day_start_ms(today) + DAY_MS, sku, site)
+        return {row.day: float(row.qty) for row in await self.history.consumption(q)}
+
+    async def _returned(self, sku: str, site: str, first: date, today: date) -> dict[date, int]:
+        return {} if self.returns is None else await self.returns.returned(sku, site, first, today)
+
+    async def _stockouts(self, sku: str, site: str, first: date, today: date) -> set[date]:
+        if self.stockouts is None or today == first:
+            return set()
+        return await self.stockouts.stockout_days(sku, site, first, today - timedelta(days=1))
 
     def _factors(self, factors: Sequence[Factor], sku: str, site: str, today: date) -> tuple[Factor, ...]:
         day = today.isoformat()

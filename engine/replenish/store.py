@@ -57,6 +57,7 @@ class SupplierTerms:
     keeper: str = ""
     shelf_life_days: int = 0
     service_level: float = 0.0  # 0 = the engine's default
+    stated_lead_time_days: float = 0.0  # the supplier's quote (0 = none); records without it read as 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,12 @@ def pair_key(sku: str, site: str) -> str:
     return f"{site}\x1f{sku}"
 
 
+def pair_of(key: str) -> tuple[str, str]:
+    """(sku, site) of a `pair_key`."""
+    site, _, sku = key.partition("\x1f")
+    return sku, site
+
+
 # ---- the port ----
 
 
@@ -253,6 +260,15 @@ class ReplenishStore(Protocol):
 
     async def list_suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
         """Every stored suggestion matching, ordered by (site, sku)."""
+        ...
+
+    async def suggestion_keys(self) -> list[str]:
+        """The pair keys (`pair_key`) of every stored suggestion, sorted: a listing pages over
+        these and reads only the suggestions of its page."""
+        ...
+
+    async def supplier_keys(self) -> list[str]:
+        """The pair keys of every stored supplier terms, sorted."""
         ...
 
     async def put_supplier(self, terms: SupplierTerms) -> None: ...
@@ -359,6 +375,8 @@ def check_supplier(terms: SupplierTerms) -> SupplierTerms:
         out.append(FieldViolation("supplier.keeper", f"at most {MAX_TEXT} characters"))
     if terms.shelf_life_days < 0:
         out.append(FieldViolation("supplier.shelf_life_days", "must be ≥ 0"))
+    if not math.isfinite(terms.stated_lead_time_days) or not 0 <= terms.stated_lead_time_days <= 365:
+        out.append(FieldViolation("supplier.stated_lead_time_days", "0 (none) or within 0..365 days"))
     if not (terms.service_level == 0 or 0.5 <= terms.service_level < 1):
         out.append(FieldViolation("supplier.service_level", "0 (default) or within 0.5..0.9999"))
     if out:

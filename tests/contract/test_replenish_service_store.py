@@ -102,6 +102,21 @@ async def test_suggestions_list_in_site_then_sku_order(store: ReplenishStore) ->
     assert [(s.site, s.sku) for s in await store.list_suggestions()] == [("A", "9"), ("B", "1"), ("B", "2")]
 
 
+async def test_keys_list_every_pair_in_order_without_reading_values(store: ReplenishStore) -> None:
+    from engine.replenish.store import pair_key, pair_of
+
+    assert await store.suggestion_keys() == []
+    assert await store.supplier_keys() == []
+    pairs = [("B", "2"), ("A", "9"), ("B", "1"), (SITE, SKU)]  # SITE/SKU: characters a KV key does not allow
+    for site, sku in pairs:
+        await store.put_suggestion(replace(SUGGESTION, sku=sku, site=site), 0)
+        await store.put_supplier(SupplierTerms(sku, site, "skf"))
+    expected = sorted(pair_key(sku, site) for site, sku in pairs)
+    assert await store.suggestion_keys() == expected
+    assert await store.supplier_keys() == expected
+    assert pair_of(expected[0]) == ("9", "A")
+
+
 async def test_suppliers_are_kept_per_pair(store: ReplenishStore) -> None:
     terms = SupplierTerms(SKU, SITE, "skf", moq=50, multiple=10, order_weekdays=(0, 3), keeper="li")
     await store.put_supplier(terms)
@@ -212,5 +227,62 @@ async def test_stockout_days_agree_with_the_movements(kind: str, chdb_dsn_for_se
         if isinstance(store, ClickHouseHistoryStore):
             assert await ClickHouseStockouts(store).stockout_days("A", "S", first, last) == expected
             assert await ClickHouseStockouts(store).stockout_days("A", "S", date(2026, 1, 5), date(2026, 1, 5)) == set()
+    finally:
+        await drop_test_store(store)
+
+
+# ---- matched returns: the movements' answer is the roll-up query's answer -----------------
+
+
+def _return_movements() -> tuple[Any, ...]:
+    """Jan 2: sell 5 on SO-1, Jan 3: 4 on SO-2; Jan 4: 2 of SO-1 come back; Jan 5: 1 of SO-2 and
+    3 on a document no sale names (unmatched: not netted); Jan 6: a return of another pair's
+    sale (not this pair's); Dec 20 of the year before: SO-0 sold (outside the window),
+    returned Jan 3 (not netted: its sale's demand is not in the window)."""
+    from engine.domain.history import HistoryRecord
+    from engine.domain.model import External, Movement, MovementKind, QuantKey
+
+    q = QuantKey("L1", "", "available", "own")
+    day = 86_400_000
+    plan = [
+        ("A", -12, 3, False, "SO-0"),
+        ("A", 1, 5, False, "SO-1"),
+        ("A", 2, 4, False, "SO-2"),
+        ("A", 2, 1, True, "SO-0"),
+        ("A", 3, 2, True, "SO-1"),
+        ("A", 4, 1, True, "SO-2"),
+        ("A", 4, 3, True, "RMA-77"),
+        ("B", 1, 6, False, "SO-9"),
+        ("A", 5, 2, True, "SO-9"),
+    ]
+    out = []
+    for seq, (sku, d, qty, back, doc) in enumerate(plan, start=1):
+        at = STOCKOUT_T0 + d * day + 3_600_000 + seq
+        src, dst = (External.CUSTOMER, q) if back else (q, External.CUSTOMER)
+        kind = MovementKind.RECEIVE if back else MovementKind.CONSUME
+        m = Movement(seq, kind, sku, "S", "L1", qty, src, dst, doc_ref=doc, at_ms=at)
+        out.append(HistoryRecord("s0", seq, seq, m))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("kind", store_kinds())
+async def test_matched_returns_agree_with_the_movements(kind: str, chdb_dsn_for_session: str) -> None:  # noqa: F811
+    from datetime import date
+
+    from adapters.clickhouse.replenish import ClickHouseReturns
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+    from engine.domain.history import HistoryBatch
+    from engine.replenish.demand import HistoryReturns
+
+    store = await open_test_store(kind, chdb_dsn_for_session)
+    try:
+        await store.insert(HistoryBatch(_return_movements()))
+        first, last = date(2026, 1, 1), date(2026, 1, 8)
+        expected = {date(2026, 1, 2): 2, date(2026, 1, 3): 1}  # by the day of the sale they undo
+        assert await HistoryReturns(store).returned("A", "S", first, last) == expected
+        assert await HistoryReturns(store).returned("A", "S", first, date(2026, 1, 3)) == {}
+        if isinstance(store, ClickHouseHistoryStore):
+            assert await ClickHouseReturns(store).returned("A", "S", first, last) == expected
+            assert await ClickHouseReturns(store).returned("A", "S", first, date(2026, 1, 3)) == {}
     finally:
         await drop_test_store(store)

@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from engine import bootstrap
 from engine.api.client import LotwiseClient
 from engine.bootstrap import RunningEngine, running_engine
-from engine.demo import GLU, ICU, DemoRun, load_dataset, run_flow
+from engine.demo import ED, FW, GLU, ICU, DemoRun, load_dataset, run_flow
 from engine.domain.errors import NotFound
 from engine.endpoints import Endpoints, read_endpoints
 from engine.settings import Settings
@@ -228,6 +228,8 @@ def test_demo_in_process_prints_the_story() -> None:
         "discrepancy",
         "QueryStock roll-up over org medline/east/boston",
         "SO-1004 expired",
+        "replen   CAB-MGH-ED: ",  # in-process: no journal follower sees the scans; the panel says why
+        "MOQ 10 × 10",
         "Demo complete (run id e2e1)",
     ):
         assert marker in out, marker
@@ -298,6 +300,16 @@ async def test_demo_flow_summary(local_client: LotwiseClient) -> None:
     by_status = {t.title: t for t in s.after}["strips at the front warehouse, by status"]
     assert {r.group: r.qty for r in by_status.rows}[(("status", "damaged"),)] == 2  # the crushed boxes
     assert {dict(r.row.group)["owner"] for r in s.rollup} == {"own", "consignment:bd"}
+    # The ED cabinet's scans took its strips under the reorder point: one suggestion, from the
+    # front warehouse, raised to its MOQ and multiple, with the panel's numbers.
+    # Here (in-process shards, no journal follower, no history) the engine sees no scans, so
+    # the full recompute's suggestion says why not; the Ray demo below raises the order.
+    r = s.replenishment
+    assert r is not None
+    assert (r.site, r.supplier, r.version, r.raised_by) == (run.site(ED), run.site(FW), 1, "recompute")
+    assert (r.moq, r.multiple, r.buffer) == (10, 10, 1.15)
+    assert (r.state, r.qty) == ("none", 0)
+    assert "no demand" in r.reason
     assert all(r.site == "" for r in s.rollup)
     assert sum(r.row.qty for r in s.rollup if r.sku == GLU) == 136
     assert [step.title for step in s.steps][:3] == ["receive", "qc", "putaway"]
@@ -331,7 +343,16 @@ def test_demo_with_ray_runs_to_completion() -> None:
     assert "Traceback" not in out + proc.stderr
     assert "engine up in" in out
     assert "local Ray" in out
-    for marker in ("FEFO picked GS-24088 first", "INSUFFICIENT_STOCK", "available 30", "Demo complete"):
+    for marker in (
+        "FEFO picked GS-24088 first",
+        "INSUFFICIENT_STOCK",
+        "available 30",
+        # the ED cabinet's scans raised its suggestion through the journal follower, with its panel
+        "replen   CAB-MGH-ED: order",
+        "open, raised by journal",
+        "MOQ 10 × 10",
+        "Demo complete",
+    ):
         assert marker in out, marker
     # The cabinet step: a GS1 scan-take over NATS, visible centrally, out as a business event.
     flat = " ".join(out.split())

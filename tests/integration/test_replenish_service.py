@@ -313,6 +313,18 @@ async def test_listing_pages_and_filters(setup: Setup, people: dict[str, _Stub])
         if not token:
             break
     assert seen == ["S0", "S1", "S2", "S3", "S4"]
+    suppliers, token, pages = [], "", 0
+    while True:
+        got = await planner.ListSuppliers(rpb.ListSuppliersRequest(site=SITE, page_size=2, page_token=token))
+        suppliers += [t.sku for t in got.suppliers]
+        token, pages = got.next_page_token, pages + 1
+        if not token:
+            break
+    assert (suppliers, pages) == (["S0", "S1", "S2", "S3", "S4"], 3)
+    for bad in (rpb.ListSuppliersRequest(page_token="bm90LWEta2V5"), rpb.ListSuppliersRequest(page_size=501)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await planner.ListSuppliers(bad)
+        assert _code(refused) is grpc.StatusCode.INVALID_ARGUMENT
     health = await admin.GetDataHealth(rpb.GetDataHealthRequest(site=SITE))
     assert {h.sku for h in health.pairs} == {"S0", "S1", "S2", "S3", "S4"}
     assert health.min_completeness == pytest.approx(0.992)

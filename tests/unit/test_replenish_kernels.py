@@ -207,3 +207,34 @@ def test_the_parallel_kernel_agrees_with_the_serial_one() -> None:
         assert single.rate[0] == batch.rate[i]
         assert single.sigma[0] == batch.sigma[i]
         assert single.method[0] == batch.method[i]
+
+
+def test_stationary_demand_takes_the_long_windows_level() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.poisson(10.0, 120).astype(float)
+    f = one(list(y))
+    assert f.stationary[0]
+    assert f.m_window[0] == pytest.approx(y[-90:].mean())
+    assert f.rate[0] == f.level[0] == f.m_window[0]  # not the noisier 7/14/30 blend
+    assert f.sigma[0] == pytest.approx(float(np.std(y[-90:], ddof=1)))
+    off = one(list(y), stationary_z=0.0)
+    assert not off.stationary[0]
+    assert off.rate[0] == pytest.approx(off.blend[0])
+
+
+@pytest.mark.parametrize(
+    ("last_days", "factor"),
+    [(10, 1.8), (14, 0.5), (7, 3.0)],  # a level shift up, a drop, a promotion nobody announced
+)
+def test_a_level_that_moved_is_followed_by_the_blend(last_days: int, factor: float) -> None:
+    rng = np.random.default_rng(4)
+    base = rng.poisson(10.0, 120).astype(float)
+    y = np.concatenate([base[: 120 - last_days], rng.poisson(10.0 * factor, last_days).astype(float)])
+    f = one(list(y), promo=[False] * 120, strip_promo=False)
+    assert not f.stationary[0]
+    assert f.rate[0] == pytest.approx(f.blend[0])
+    assert abs(f.rate[0] - 10.0 * factor) < abs(f.m_window[0] - 10.0 * factor)  # closer to the new level
+
+
+def test_a_short_history_is_never_called_stationary() -> None:
+    assert not one([10.0, 11.0, 9.0] * 15).stationary[0]  # 45 days: fewer than 60 in the window

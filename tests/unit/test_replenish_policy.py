@@ -55,12 +55,12 @@ def test_hand_computed_smooth_suggestion() -> None:
     assert s.safety_stock == pytest.approx(z_of(0.95) * 10)
     assert s.z == pytest.approx(1.6448536, abs=1e-6)
     assert s.panel.demand_rate == pytest.approx(11.5)  # 10 × buffer 1.15
-    assert s.reorder_point == pytest.approx(11.5 * 5 + s.safety_stock)
+    assert s.reorder_point == pytest.approx(11.5 * (5 + 1) + s.safety_stock)  # demand over L̄ + R
     assert s.order_up_to == pytest.approx(s.reorder_point + 11.5 * 7)
     assert s.inventory_position == 50
     assert s.triggered
     assert s.raw_qty == math.ceil(s.order_up_to - 50)
-    assert s.qty == s.raw_qty == 105
+    assert s.qty == s.raw_qty == 116
     assert s.method == "smooth"
     assert s.sbc_class == "smooth"
     assert s.coverage_days == pytest.approx(50 / 11.5)
@@ -110,11 +110,15 @@ def test_in_transit_counts_only_within_lead_time_plus_review() -> None:
     assert held.inventory_position == 4
 
 
-def test_lead_time_is_the_mean_of_the_last_three_with_a_floored_spread() -> None:
+def test_lead_time_is_the_mean_of_the_last_receipts_with_a_floored_spread() -> None:
+    three = PolicySettings(lead_time_receipts=3)
     terms = SupplierTerms("acme", lead_times=lead_times(30, 10, 10, 10))
-    mean, sigma, used = lead_time_stats(terms, PolicySettings())
+    mean, sigma, used = lead_time_stats(terms, three)
     assert (mean, sigma, len(used)) == (10.0, 1.0, 3)  # spread 0 floored at 0.1·L̄
-    mean, sigma, _ = lead_time_stats(SupplierTerms("acme", lead_times=lead_times(2, 4, 9)), PolicySettings())
+    mean, sigma, used = lead_time_stats(terms, PolicySettings())  # 12 by default: all four
+    assert (mean, len(used)) == (15.0, 4)
+    assert sigma == pytest.approx(10.0)
+    mean, sigma, _ = lead_time_stats(SupplierTerms("acme", lead_times=lead_times(2, 4, 9)), three)
     assert mean == 5.0
     assert sigma == pytest.approx(float(np.std([2, 4, 9], ddof=1)))
     mean, sigma, used = lead_time_stats(SupplierTerms("acme", default_lead_time_days=12), PolicySettings())
@@ -142,7 +146,7 @@ def test_moq_then_multiple(qty: int, moq: int, multiple: int, expected: int) -> 
 def test_moq_and_multiple_in_a_suggestion() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
-    assert s.raw_qty == 105
+    assert s.raw_qty == 116
     assert s.qty == 216  # MOQ 200 → 9 cases of 24
     assert [line.rule_id for line in s.trace] == ["policy.trigger", "policy.moq"]
 
@@ -152,7 +156,9 @@ def test_shelf_life_caps_what_can_be_sold_before_expiry() -> None:
     s = suggest(flat(), pos, SUPPLIER, PolicySettings())
     cap = math.floor(10 * (5 + 6) - 5)  # sells 10/day over the lead time 5 + sellable 6 days, less the position
     assert s.qty_cap == cap == 105
-    assert s.qty == cap < s.raw_qty == 150
+    # the cycle is capped at half the 6 sellable days: S = 11.5·(5 + 1) + SS + 11.5·3
+    assert s.order_up_to == pytest.approx(11.5 * 6 + s.safety_stock + 11.5 * 3)
+    assert s.qty == cap < s.raw_qty == 115
     assert any(line.template == "shelf_life_cap" and line.changed for line in s.trace)
 
 
@@ -217,7 +223,7 @@ def test_explanations_name_every_step() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6), unit_cost=Decimal("2.50"))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
     text = "\n".join(explain(s))
-    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "105 → 216"):
+    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "116 → 216"):
         assert needle in text, needle
     d = suggestion_dict(s)
     assert d["schema"] == 1
@@ -387,3 +393,59 @@ def test_health_flags_reach_the_explanation() -> None:
     assert set(s.panel.health) == {"lead_time_default", "short_history"}
     assert explain(s)[-1] == "Data health: lead_time_default, short_history"
     assert "none (default)" in "\n".join(explain(s))
+
+
+def test_a_few_noisy_receipts_are_shrunk_towards_the_stated_lead_time() -> None:
+    s = PolicySettings()  # the quote counts as 3 receipts
+    noisy = SupplierTerms("acme", lead_times=lead_times(6, 9), stated_lead_time_days=10.0)
+    mean, sigma, _ = lead_time_stats(noisy, s)
+    assert mean == pytest.approx((6 + 9 + 3 * 10) / 5)
+    assert sigma == pytest.approx(float(np.std([6, 9], ddof=1)))  # the spread is the receipts' own
+    many = SupplierTerms("acme", lead_times=lead_times(*[9, 11] * 6), stated_lead_time_days=10.0)
+    assert lead_time_stats(many, s)[0] == pytest.approx(10.0)
+    quoted_only = SupplierTerms("acme", stated_lead_time_days=4.0, default_lead_time_days=12)
+    assert lead_time_stats(quoted_only, s)[0] == 4.0  # no receipt yet: the quote, not the engine default
+    assert lead_time_stats(quoted_only, PolicySettings(lead_time_prior=0.0))[0] == 4.0
+
+
+def test_a_supplier_that_is_always_late_contradicts_its_quote() -> None:
+    late = SupplierTerms("acme", lead_times=lead_times(14, 15, 14, 16, 15), stated_lead_time_days=7.0)
+    mean, _, _ = lead_time_stats(late, PolicySettings())
+    assert mean == pytest.approx(np.mean([14, 15, 14, 16, 15]))  # the quote is ignored, not averaged in
+
+
+def test_the_lead_time_batch_agrees_with_one_pair() -> None:
+    from engine.replenish.policy import lead_time_batch
+
+    receipts = np.array([[6, 9, np.nan], [np.nan, np.nan, np.nan], [14, 15, 16]], np.float64)
+    mean, sigma = lead_time_batch(receipts, np.array([10.0, np.nan, 7.0]), PolicySettings(), fallback=5.0)
+    assert mean[0] == pytest.approx((6 + 9 + 30) / 5)
+    assert (mean[1], sigma[1]) == (5.0, pytest.approx(0.5))  # neither receipts nor quote: the fallback
+    assert mean[2] == pytest.approx(15.0)
+
+
+def test_daily_orders_cover_less_lead_time_spread_than_weekly_ones() -> None:
+    """Orders that overtake each other average lateness out: σL² → min(σL², I·σL/√π)."""
+    from engine.replenish.policy import effective_lead_sigma
+
+    sl = np.array([3.0])
+    assert effective_lead_sigma(sl, np.array([1.0]), PolicySettings())[0] == pytest.approx(
+        math.sqrt(3 / math.sqrt(math.pi))
+    )
+    assert effective_lead_sigma(sl, np.array([7.0]), PolicySettings())[0] == pytest.approx(3.0)
+    runs = PolicySettings(independent_lead_times=False)
+    assert effective_lead_sigma(sl, np.array([1.0]), runs)[0] == pytest.approx(3.0)
+    terms = SupplierTerms("acme", lead_times=lead_times(2, 8, 5))
+    daily = suggest(flat(), PairPosition("x", "y", on_hand=0), terms, PolicySettings(horizon_days=1))
+    weekly = suggest(flat(), PairPosition("x", "y", on_hand=0), terms, PolicySettings(horizon_days=7))
+    assert daily.safety_stock < weekly.safety_stock
+
+
+def test_a_perishables_cycle_is_capped_by_its_shelf_life() -> None:
+    fresh = PairPosition("milk", "store-1", on_hand=0, shelf_life_days=4)
+    s = suggest(flat(), fresh, SUPPLIER, PolicySettings())
+    assert s.order_up_to == pytest.approx(s.reorder_point + 11.5 * 2)  # half of 4 sellable days, not 7
+    long_life = PairPosition("milk", "store-1", on_hand=0, shelf_life_days=60)
+    assert suggest(flat(), long_life, SUPPLIER, PolicySettings()).order_up_to == pytest.approx(
+        s.reorder_point + 11.5 * 7
+    )

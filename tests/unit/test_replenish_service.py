@@ -304,6 +304,130 @@ async def test_the_trigger_recomputes_moved_pairs_once_and_counts_today_once(par
     assert [e.kind for e in events.events] == [SUGGESTED]
 
 
+async def test_a_new_pair_gets_one_version_although_the_cells_are_ahead_of_the_follower() -> None:
+    """The docs' bearing: 12 received, three quick picks of 3. The cells hold each pick before the
+    follower delivers it, so a recompute right after the first pick's batch read the position of
+    two picks with the demand of one, and the later batches stored new versions from the rest of
+    the demand (the engine showed v1 qty 60 from d̂ 3 at position 6, then v2 qty 170 from d̂ 9
+    ~180 ms later). Settling recomputes the pair once its picks are quiet: one version, from all."""
+    import asyncio
+
+    from engine.replenish.planning import PolicyPlanner
+
+    clock = ManualClock()
+    stock = FakeStock()
+    service = ReplenishService(InMemoryReplenishStore(), stock, PolicyPlanner(), clock, history=InMemoryHistoryStore())
+    leads = tuple(LeadTimeSample(d, clock.now_ms() - i * 30 * 86_400_000) for i, d in enumerate((6, 8, 7)))
+    await service.put_supplier(replace(BEARING, lead_times=leads))
+    trigger = ReplenishTrigger(service, settle_s=0.05, max_wait_s=1.0)
+    q = QuantKey("L1", "", "available", "own")
+    picks = [
+        Movement(n, MovementKind.CONSUME, "BRG-6204", "HW-DC", "L1", 3, q, External.CUSTOMER, at_ms=clock.now_ms())
+        for n in (1, 2, 3)
+    ]
+    for n, pick in enumerate(picks, start=1):
+        stock.available[("BRG-6204", "HW-DC")] = 12 - 3 * (n + 1) if n < 3 else 3  # the cells run ahead
+        await trigger.apply((FollowedEntry(n, _entry(pick)),))  # acknowledged at once: demand noted
+        await asyncio.sleep(0.01)
+    with pytest.raises(NotFound):  # still settling
+        await service.explain("BRG-6204", "HW-DC")
+    await trigger.idle()
+    s = await service.explain("BRG-6204", "HW-DC")
+    assert (s.version, s.state, s.panel.inventory_position) == (1, "open", 3)
+    assert s.panel.mean_7d == pytest.approx(9 / 7)  # all three picks (no stockout days here)
+    await trigger.apply((FollowedEntry(3, _entry(picks[2]), redelivered=True),))
+    await trigger.idle()
+    assert (await service.explain("BRG-6204", "HW-DC")).version == 1
+    await trigger.close()
+
+
+async def test_a_pair_that_keeps_moving_is_recomputed_within_its_bound(parts: Any) -> None:
+    import asyncio
+    import time
+
+    service, stock, _, _ = parts
+    await service.put_supplier(BEARING)
+    stock.available[("BRG-6204", "HW-DC")] = 3
+    trigger = ReplenishTrigger(service, settle_s=0.05, max_wait_s=0.2)
+    q = QuantKey("L1", "", "available", "own")
+    take = Movement(1, MovementKind.CONSUME, "BRG-6204", "HW-DC", "L1", 1, q, External.CUSTOMER, at_ms=0)
+    started = time.monotonic()
+    for n in range(1, 40):  # a scan every 10 ms: never quiet for 50 ms
+        await trigger.apply((FollowedEntry(n, _entry(replace(take, seq=n))),))
+        await asyncio.sleep(0.01)
+        if await _found(service):
+            break
+    assert await _found(service)
+    assert time.monotonic() - started < 0.2 + 0.15  # max_wait_s, and a little for the event loop
+    await trigger.close()
+
+
+async def test_a_follower_behind_the_journal_does_not_settle_early(parts: Any) -> None:
+    """A batch with journal messages pending behind it: the later scans are still on their way
+    (the follower lags by more than the quiet period), so the pair waits for them."""
+    import asyncio
+
+    service, stock, _, _ = parts
+    await service.put_supplier(BEARING)
+    stock.available[("BRG-6204", "HW-DC")] = 3
+    trigger = ReplenishTrigger(service, settle_s=0.03, max_wait_s=2.0)
+    q = QuantKey("L1", "", "available", "own")
+    take = Movement(1, MovementKind.CONSUME, "BRG-6204", "HW-DC", "L1", 1, q, External.CUSTOMER, at_ms=0)
+    await trigger.apply((FollowedEntry(1, _entry(take), behind=2),))
+    await asyncio.sleep(0.15)  # quiet five times over, but the follower is behind
+    assert not await _found(service)
+    await trigger.apply((FollowedEntry(2, _entry(replace(take, sku="other")), behind=0),))  # caught up
+    await asyncio.sleep(0.05)
+    await trigger.idle()
+    assert await _found(service)
+    await trigger.close()
+
+
+async def _found(service: ReplenishService) -> bool:
+    try:
+        await service.explain("BRG-6204", "HW-DC")
+    except NotFound:
+        return False
+    return True
+
+
+def test_settling_bounds_are_checked(parts: Any) -> None:
+    service = parts[0]
+    with pytest.raises(ValueError, match="settle_s"):
+        ReplenishTrigger(service, settle_s=1.0, max_wait_s=0.5)
+
+
+async def test_demand_is_net_of_the_returns_of_its_sales() -> None:
+    """Sales and issues less matched returns, on the day of the sale they undo; a return that
+    names no sale is not netted."""
+    from engine.replenish.demand import HistoryReturns
+
+    clock = ManualClock()
+    history = InMemoryHistoryStore()
+    q = QuantKey("L1", "", "available", "own")
+    day = 86_400_000
+    yesterday, today = clock.now_ms() - day, clock.now_ms()
+    moves = [
+        Movement(
+            1, MovementKind.CONSUME, "BRG-6204", "HW-DC", "L1", 5, q, External.CUSTOMER, doc_ref="SO-1", at_ms=yesterday
+        ),
+        Movement(
+            2, MovementKind.RECEIVE, "BRG-6204", "HW-DC", "L1", 2, External.CUSTOMER, q, doc_ref="SO-1", at_ms=today
+        ),
+        Movement(
+            3, MovementKind.RECEIVE, "BRG-6204", "HW-DC", "L1", 4, External.CUSTOMER, q, doc_ref="RMA-9", at_ms=today
+        ),
+    ]
+    await history.insert(HistoryBatch(tuple(HistoryRecord("s0", m.seq, m.seq, m) for m in moves)))
+    stock = FakeStock()
+    service = ReplenishService(
+        InMemoryReplenishStore(), stock, fake_planner, clock, history=history, returns=HistoryReturns(history)
+    )
+    assert (await service.inputs("BRG-6204", "HW-DC")).demand[-2:] == (3.0, 0.0)
+    gross = ReplenishService(InMemoryReplenishStore(), stock, fake_planner, clock, history=history)
+    assert (await gross.inputs("BRG-6204", "HW-DC")).demand[-2:] == (5.0, 0.0)
+
+
 async def test_gifts_without_tax_show_in_health(parts: Any) -> None:
     service, _, _, clock = parts
     from engine.domain.commands import Consume
@@ -376,6 +500,26 @@ async def test_the_policy_planner_raises_the_bearing_from_its_history() -> None:
     assert s.qty >= 50
     assert s.qty % 10 == 0
     assert any(line.rule == "policy.trigger" for line in s.trace)
+
+
+async def test_the_suppliers_stated_lead_time_is_the_receipts_prior() -> None:
+    """Two receipts of 4 and 10 days, a quote of 7: L̄ = (4 + 10 + 3·7) / 5 (the quote counts as
+    three receipts); a record stored before the field existed reads as "no quote"."""
+    from engine.replenish.planning import PolicyPlanner
+    from engine.replenish.store import supplier_from_record, to_record
+
+    clock = ManualClock()
+    stock = FakeStock()
+    stock.available[("BRG-6204", "HW-DC")] = 20
+    service = ReplenishService(InMemoryReplenishStore(), stock, PolicyPlanner(), clock)
+    leads = tuple(LeadTimeSample(d, clock.now_ms() - i * 86_400_000) for i, d in enumerate((4, 10), start=1))
+    await service.put_supplier(replace(BEARING, lead_times=leads, stated_lead_time_days=7.0))
+    s = await service.recompute("BRG-6204", "HW-DC", "schedule")
+    assert s.panel.lead_time_days == pytest.approx((4 + 10 + 3 * 7) / 5)
+    with pytest.raises(InvalidArgument, match="stated_lead_time_days"):
+        await service.put_supplier(replace(BEARING, stated_lead_time_days=-1.0))
+    old = {k: v for k, v in to_record(BEARING).items() if k != "stated_lead_time_days"}
+    assert supplier_from_record(old).stated_lead_time_days == 0.0
 
 
 def test_the_batch_screen_agrees_with_the_full_policy() -> None:

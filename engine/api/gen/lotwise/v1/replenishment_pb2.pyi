@@ -255,7 +255,7 @@ class GetAdoptionResponse(_message.Message):
     def __init__(self, by_planner: _Optional[_Iterable[_Union[AdoptionRow, _Mapping]]] = ..., by_rule: _Optional[_Iterable[_Union[AdoptionRow, _Mapping]]] = ..., total: _Optional[_Union[AdoptionRow, _Mapping]] = ...) -> None: ...
 
 class Supplier(_message.Message):
-    __slots__ = ("sku", "site", "supplier", "moq", "multiple", "order_weekdays", "lead_times", "auto_order", "keeper", "shelf_life_days", "service_level")
+    __slots__ = ("sku", "site", "supplier", "moq", "multiple", "order_weekdays", "lead_times", "auto_order", "keeper", "shelf_life_days", "service_level", "stated_lead_time_days")
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class Supplier(_message.Message):
     KEEPER_FIELD_NUMBER: _ClassVar[int]
     SHELF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    STATED_LEAD_TIME_DAYS_FIELD_NUMBER: _ClassVar[int]
     sku: str
     site: str
     supplier: str
@@ -278,7 +279,8 @@ class Supplier(_message.Message):
     keeper: str
     shelf_life_days: int
     service_level: float
-    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., supplier: _Optional[str] = ..., moq: _Optional[int] = ..., multiple: _Optional[int] = ..., order_weekdays: _Optional[_Iterable[int]] = ..., lead_times: _Optional[_Iterable[_Union[LeadTime, _Mapping]]] = ..., auto_order: _Optional[bool] = ..., keeper: _Optional[str] = ..., shelf_life_days: _Optional[int] = ..., service_level: _Optional[float] = ...) -> None: ...
+    stated_lead_time_days: float
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., supplier: _Optional[str] = ..., moq: _Optional[int] = ..., multiple: _Optional[int] = ..., order_weekdays: _Optional[_Iterable[int]] = ..., lead_times: _Optional[_Iterable[_Union[LeadTime, _Mapping]]] = ..., auto_order: _Optional[bool] = ..., keeper: _Optional[str] = ..., shelf_life_days: _Optional[int] = ..., service_level: _Optional[float] = ..., stated_lead_time_days: _Optional[float] = ...) -> None: ...
 
 class PutSupplierRequest(_message.Message):
     __slots__ = ("supplier",)
@@ -301,18 +303,24 @@ class GetSupplierRequest(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class ListSuppliersRequest(_message.Message):
-    __slots__ = ("site", "supplier")
+    __slots__ = ("site", "supplier", "page_size", "page_token")
     SITE_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     site: str
     supplier: str
-    def __init__(self, site: _Optional[str] = ..., supplier: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, site: _Optional[str] = ..., supplier: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSuppliersResponse(_message.Message):
-    __slots__ = ("suppliers",)
+    __slots__ = ("suppliers", "next_page_token")
     SUPPLIERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     suppliers: _containers.RepeatedCompositeFieldContainer[Supplier]
-    def __init__(self, suppliers: _Optional[_Iterable[_Union[Supplier, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, suppliers: _Optional[_Iterable[_Union[Supplier, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PairHealth(_message.Message):
     __slots__ = ("site", "sku", "documents", "documents_complete", "completeness", "returns", "returns_matched", "returns_matched_ratio", "lots", "lots_missing_expiry", "gifts", "gifts_without_tax", "ok", "problems")
