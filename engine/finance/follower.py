@@ -151,6 +151,13 @@ class FinanceFeed:
                 raise
             return tuple(vouchers)
 
+    async def use_setup(self, setup: LedgerSetup) -> None:
+        """Book from the next batch on with `setup` (the companies the org tree gives now);
+        a batch in progress finishes with the one it started with."""
+        async with self.lock:
+            self.setup = setup
+            self.ledger.setup = setup
+
     async def open_grni(self, company: str, receipt_doc: str) -> Decimal:
         async with self.lock:
             await self._ensure_loaded()
