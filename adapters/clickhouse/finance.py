@@ -121,7 +121,7 @@ def _state_rows(checkpoint: Checkpoint) -> list[list[Any]]:
     rows += [["sale", _json(r[:4]), seq, _json(r)] for r in state["sales"]]
     rows += [["grni", _json(r[:2]), seq, _json(r)] for r in state["grni"]]
     rows.append(["transit", "", seq, _json(state["transit"])])
-    rows.append(["meta", "", seq, _json({"position": checkpoint.position})])
+    rows.append(["meta", "", seq, _json({"position": checkpoint.position, "documents": checkpoint.documents})])
     return rows
 
 
@@ -172,7 +172,9 @@ class ClickHouseFinanceStore:
             "grni": parts["grni"],
             "transit": parts["transit"][0] if parts["transit"] else [],
         }
-        return Checkpoint(int(parts["meta"][0]["position"]), state)
+        meta = parts["meta"][0]
+        # "documents" arrived with the documents log: a checkpoint from before it applied none
+        return Checkpoint(int(meta["position"]), state, int(meta.get("documents", 0)))
 
     async def commit(
         self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]

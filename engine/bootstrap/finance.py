@@ -15,6 +15,7 @@ import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.clickhouse.finance import ClickHouseFinanceStore, FinanceStoreConfig, open_finance_store
+from adapters.nats.finance_documents import NatsFinanceDocuments
 from adapters.nats.finance_events import NatsPostedVouchers
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import NatsLink, engine_journal_config
@@ -151,7 +152,8 @@ async def start_finance(settings: Settings, nats_url: str, registry: CollectorRe
     link = NatsLink(journal)
     try:
         await link.connect()
-        feed = FinanceFeed(store, setup, rules)
+        documents = NatsFinanceDocuments(link, settings.namespace, journal)
+        feed = FinanceFeed(store, setup, rules, documents)
         metrics = FinanceMetrics(registry) if registry is not None else default_finance_metrics()
 
         async def count(vouchers: tuple[object, ...]) -> None:
