@@ -298,7 +298,7 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int, separate: bool
         await follower.start()
         await follower.wait_caught_up(timeout_s=300, poll_s=0.05)
         follower.delays_s.clear()
-        vouchers0, cpu0 = feed.counters.vouchers, time.process_time()
+        vouchers0, events0, cpu0 = feed.counters.vouchers, feed.counters.events, time.process_time()
         batches = max(1, round(rate * seconds / batch))
         if separate:  # the writer in a process of its own, as the shards are in the engine
             wrote_s = await _write_elsewhere(nats.url, namespace, batch, rate, batches, position)
@@ -310,8 +310,15 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int, separate: bool
             wrote_s = time.perf_counter() - started
         try:
             await follower.wait_caught_up(timeout_s=60, poll_s=0.05)
-        except Exception as exc:  # fell behind for good
-            print(f"the follower did not catch up within 60 s of the end: {exc}")
+        except Exception as exc:  # fell behind for good: say how far it got, and at what cost
+            booked = feed.counters.events - events0
+            delays = list(follower.delays_s) or [float("nan")]
+            print(
+                f"the follower did not catch up within 60 s of the end: {exc}; it booked {booked:,} of "
+                f"{batches * batch:,} movements, lag of those p50 {1000 * statistics.median(delays):.0f} ms, "
+                f"p99 {1000 * pct(delays, 0.99):.0f} ms; {1000 * (time.process_time() - cpu0) / max(booked, 1):.2f} "
+                f"CPU-s per 1,000 movements booked; load average {os.getloadavg()[0]:.1f}"
+            )
             return 1
         cpu_s = time.process_time() - cpu0
         delays = list(follower.delays_s)

@@ -33,7 +33,7 @@ async def run(movements: int, batch_messages: int) -> tuple[float, float]:
     from adapters.clickhouse.finance import FinanceStoreConfig, open_finance_store
     from adapters.clickhouse.store import chdb_dsn
     from bench.finance import SETUP, Writer
-    from engine.domain.ports import FollowedEntry
+    from engine.domain.ports import FollowedEntry, JournalEntry
     from engine.finance.follower import FinanceFeed
     from engine.finance.mapping import default_rules
 
@@ -44,7 +44,7 @@ async def run(movements: int, batch_messages: int) -> tuple[float, float]:
             writer = Writer(50)
             position = 0
 
-            def followed(entries: list) -> tuple:  # type: ignore[type-arg]
+            def followed(entries: list[JournalEntry]) -> tuple[FollowedEntry, ...]:
                 nonlocal position
                 out = []
                 for entry in entries:

@@ -91,7 +91,7 @@ def test_a_restart_does_not_book_a_document_twice_and_a_repeat_books_nothing() -
 class _CommitFails(InMemoryFinanceStore):
     fail = True
 
-    async def commit(self, *args: object) -> None:  # type: ignore[override]
+    async def commit(self, *args: object) -> None:
         if self.fail:
             self.fail = False
             raise ConnectionError("the store went away")
