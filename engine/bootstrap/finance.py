@@ -127,7 +127,10 @@ class FinanceRuntime:
         """Companies from the org tree: read now (before the engine serves), then every
         ORG_REFRESH_S. The ledgers file's site lists stay as the fallback."""
         base = self.feed.setup
-        await refresh_companies(self.feed, base, org, sites)
+        try:
+            await refresh_companies(self.feed, base, org, sites)
+        except Exception as exc:  # the engine still serves: the file's companies until the next read
+            log.warning("finance could not read the org tree at start", error=str(exc))
         self.org_task = asyncio.get_running_loop().create_task(
             _keep_companies(self.feed, base, org, sites), name="finance-org"
         )
