@@ -55,10 +55,12 @@ from engine.domain.events import BusinessEvent, EventFinance, Place
 from engine.domain.model import External, Finance, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
 from engine.finance.costing import Method
+from engine.finance.documents import LandedCost, book
 from engine.finance.follower import CONSUMER, DEAD_LETTER_TAG, FinanceFeed
-from engine.finance.ledger import Ledger
+from engine.finance.ledger import Ledger, Valuation
 from engine.finance.mapping import default_rules
 from engine.finance.setup import Category, Company, LedgerSetup
+from engine.finance.vouchers import Voucher
 
 GiB = 1024 * 1024 * 1024
 SKUS, LOTS = 200, 2
@@ -145,7 +147,9 @@ class Writer:
 def balance_check(movements: int, seed: int = 7) -> int:
     """The pure ledger over `movements` random movements (receipts, sales, returns, scrap,
     counts, transfers between two companies, landed costs): every voucher must balance and
-    each company's inventory account equal its cost layers. Returns 1 on any breach."""
+    each company's inventory account (Σ inventory lines of its vouchers) equal its cost
+    layers and its valuation report (Σ the valuation rows the store keeps, which
+    `lotwise finance valuation` sums). Returns 1 on any breach."""
     rnd = random.Random(seed)
     setup = LedgerSetup(
         (Company("east", "CNY", site_prefixes=("E",)), Company("west", "JPY", site_prefixes=("W",))),
@@ -155,26 +159,46 @@ def balance_check(movements: int, seed: int = 7) -> int:
     ledger = Ledger(setup, default_rules())
     on_hand: dict[tuple[str, str, str], int] = {}
     inventory: dict[str, Decimal] = {"east": Decimal(0), "west": Decimal(0)}
+    report: dict[str, Decimal] = {"east": Decimal(0), "west": Decimal(0)}
     unbalanced = vouchers = 0
     started = time.process_time()
     for n in range(movements):
         sku, site, lot = rnd.choice(BALANCE_SKUS), rnd.choice(("E1", "E2", "W1")), rnd.choice(("L1", "L2"))
         event = _random_event(rnd, n, sku, site, lot, on_hand)
-        for v in ledger.apply(event).vouchers:
+        made, rows = _effects_of(ledger, event, rnd)
+        for row in rows:  # the valuation report is Σ of these rows per company
+            report[row.company] += row.value
+        for v in made:
             vouchers += 1
             unbalanced += v.debit_total != v.credit_total
             for line in v.lines:
                 if line.role == "inventory":
                     inventory[v.company] += line.debit - line.credit
     layers = {c: sum((p.value for (pc, _), p in ledger.positions.items() if pc == c), Decimal(0)) for c in inventory}
-    ok = unbalanced == 0 and layers == inventory
+    ok = unbalanced == 0 and layers == inventory == report
     books = ", ".join(f"{c} {v}" for c, v in inventory.items())
     print(
         f"balance check: {movements:,} random movements → {vouchers:,} vouchers, {unbalanced} unbalanced; "
         f"inventory account = cost layers: {layers == inventory} ({books}); "
+        f"inventory account = valuation report: {report == inventory}; "
         f"{1e6 * (time.process_time() - started) / movements:.0f} µs CPU per movement"
     )
     return 0 if ok else 1
+
+
+def _effects_of(ledger: Ledger, event: BusinessEvent, rnd: random.Random) -> tuple[list[Voucher], list[Valuation]]:
+    """The event's vouchers and valuation rows; one in a hundred is followed by a landed
+    cost on the same lot (a finance document, booked as the follower books the log)."""
+    effects = ledger.apply(event)
+    made, rows = list(effects.vouchers), list(effects.valuations)
+    if rnd.random() < 0.01:
+        company = ledger.setup.company_of(event.site).company
+        amount = Decimal(rnd.randint(1, 50_000)) / 100
+        cost = LandedCost(f"LC-{event.event_id}", company, event.sku, event.lot_id, amount, "bench", event.at_ms)
+        more, more_rows = book(ledger, cost)
+        made += more
+        rows += more_rows
+    return made, rows
 
 
 BALANCE_SKUS = tuple(f"{kind}-{i}" for kind in ("FIFO", "AVG") for i in range(20))
@@ -274,7 +298,7 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int, separate: bool
         await follower.start()
         await follower.wait_caught_up(timeout_s=300, poll_s=0.05)
         follower.delays_s.clear()
-        vouchers0, cpu0 = feed.counters.vouchers, time.process_time()
+        vouchers0, events0, cpu0 = feed.counters.vouchers, feed.counters.events, time.process_time()
         batches = max(1, round(rate * seconds / batch))
         if separate:  # the writer in a process of its own, as the shards are in the engine
             wrote_s = await _write_elsewhere(nats.url, namespace, batch, rate, batches, position)
@@ -286,8 +310,15 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int, separate: bool
             wrote_s = time.perf_counter() - started
         try:
             await follower.wait_caught_up(timeout_s=60, poll_s=0.05)
-        except Exception as exc:  # fell behind for good
-            print(f"the follower did not catch up within 60 s of the end: {exc}")
+        except Exception as exc:  # fell behind for good: say how far it got, and at what cost
+            booked = feed.counters.events - events0
+            delays = list(follower.delays_s) or [float("nan")]
+            print(
+                f"the follower did not catch up within 60 s of the end: {exc}; it booked {booked:,} of "
+                f"{batches * batch:,} movements, lag of those p50 {1000 * statistics.median(delays):.0f} ms, "
+                f"p99 {1000 * pct(delays, 0.99):.0f} ms; {1000 * (time.process_time() - cpu0) / max(booked, 1):.2f} "
+                f"CPU-s per 1,000 movements booked; load average {os.getloadavg()[0]:.1f}"
+            )
             return 1
         cpu_s = time.process_time() - cpu0
         delays = list(follower.delays_s)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import orjson
 import structlog
 
 from adapters.clickhouse.schema import check_database_name
@@ -105,12 +106,13 @@ class FinanceStoreConfig:
 
 
 def _voucher_row(v: Voucher) -> list[Any]:
-    doc = json.dumps(voucher_to_doc(v), separators=(",", ":"), ensure_ascii=False)
+    doc = _json(voucher_to_doc(v))
     return [v.voucher_id, v.version, v.company, v.kind, v.state, v.at_ms, v.reversal_of, sorted(source_keys(v)), doc]
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # orjson: compact UTF-8 like json.dumps(separators=(",", ":"), ensure_ascii=False), ~10× faster
+    return orjson.dumps(value).decode()
 
 
 def _state_rows(checkpoint: Checkpoint) -> list[list[Any]]:
@@ -119,8 +121,17 @@ def _state_rows(checkpoint: Checkpoint) -> list[list[Any]]:
     rows += [["sale", _json(r[:4]), seq, _json(r)] for r in state["sales"]]
     rows += [["grni", _json(r[:2]), seq, _json(r)] for r in state["grni"]]
     rows.append(["transit", "", seq, _json(state["transit"])])
-    rows.append(["meta", "", seq, _json({"position": checkpoint.position})])
+    rows.append(["meta", "", seq, _json({"position": checkpoint.position, "documents": checkpoint.documents})])
     return rows
+
+
+def _columns(rows: list[list[Any]], width: int) -> list[list[Any]]:
+    """Row lists → column lists: clickhouse-connect writes columns without a per-row pass."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _insert(client: Client, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+    client.insert(table, _columns(rows, len(columns)), column_names=columns, column_oriented=True, settings=_INSERT)
 
 
 class ClickHouseFinanceStore:
@@ -161,7 +172,9 @@ class ClickHouseFinanceStore:
             "grni": parts["grni"],
             "transit": parts["transit"][0] if parts["transit"] else [],
         }
-        return Checkpoint(int(parts["meta"][0]["position"]), state)
+        meta = parts["meta"][0]
+        # "documents" arrived with the documents log: a checkpoint from before it applied none
+        return Checkpoint(int(meta["position"]), state, int(meta.get("documents", 0)))
 
     async def commit(
         self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
@@ -169,12 +182,7 @@ class ClickHouseFinanceStore:
         def write() -> None:
             db, c = self._db, self._client
             if vouchers:
-                c.insert(
-                    f"{db}.vouchers",
-                    [_voucher_row(v) for v in vouchers],
-                    column_names=VOUCHER_COLUMNS,
-                    settings=_INSERT,
-                )
+                _insert(c, f"{db}.vouchers", [_voucher_row(v) for v in vouchers], VOUCHER_COLUMNS)
                 lines = [
                     [
                         v.voucher_id,
@@ -192,18 +200,13 @@ class ClickHouseFinanceStore:
                     for v in vouchers
                     for ln in v.lines
                 ]
-                c.insert(f"{db}.voucher_lines", lines, column_names=LINE_COLUMNS, settings=_INSERT)
+                _insert(c, f"{db}.voucher_lines", lines, LINE_COLUMNS)
             if valuations:
                 rows = [
                     [r.company, r.sku, r.lot_id, r.event_id, r.at_ms, r.qty, r.value, r.voucher_id] for r in valuations
                 ]
-                c.insert(f"{db}.valuations", rows, column_names=VALUATION_COLUMNS, settings=_INSERT)
-            c.insert(
-                f"{db}.ledger_state",
-                _state_rows(checkpoint),
-                column_names=["kind", "key", "seq", "doc"],
-                settings=_INSERT,
-            )
+                _insert(c, f"{db}.valuations", rows, VALUATION_COLUMNS)
+            _insert(c, f"{db}.ledger_state", _state_rows(checkpoint), ["kind", "key", "seq", "doc"])
 
         await self._run(write)
 

@@ -7,6 +7,7 @@ import copy
 from collections.abc import Sequence
 from decimal import Decimal
 
+from engine.finance.documents import DocumentRecord
 from engine.finance.ledger import Valuation
 from engine.finance.ports import (
     Baseline,
@@ -40,6 +41,23 @@ def source_keys(voucher: Voucher) -> set[str]:
     return keys
 
 
+class InMemoryFinanceDocuments:
+    """The documents log in memory (unit tests, `journal=memory` engines): the same contract
+    as the JetStream log (tests/contract/test_finance_documents_contract.py)."""
+
+    def __init__(self) -> None:
+        self._records: list[DocumentRecord] = []
+        self._ids: set[str] = set()
+
+    async def append(self, record: DocumentRecord) -> None:
+        if record.record_id not in self._ids:
+            self._ids.add(record.record_id)
+            self._records.append(record)
+
+    async def read(self, start: int, limit: int) -> list[DocumentRecord]:
+        return self._records[start : start + limit]
+
+
 class InMemoryFinanceStore:
     def __init__(self) -> None:
         self._checkpoint: Checkpoint | None = None
@@ -60,7 +78,7 @@ class InMemoryFinanceStore:
         for row in valuations:
             self._valuations[(row.event_id, row.company, row.sku, row.lot_id)] = row
         state = merge_state(self._checkpoint.state if self._checkpoint else None, copy.deepcopy(checkpoint.state))
-        self._checkpoint = Checkpoint(checkpoint.position, state)
+        self._checkpoint = Checkpoint(checkpoint.position, state, checkpoint.documents)
         self.commits += 1
 
     async def put_voucher(self, voucher: Voucher) -> None:

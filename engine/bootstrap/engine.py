@@ -308,6 +308,8 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         gw = gateway if gateway is not None else await _start_services(settings, parts)
         if parts.desks is None:
             parts.desks = await start_desks(settings, gw, parts.nats_url or settings.nats_url)
+        if parts.finance is not None:  # companies: the org tree's legal entities (issue 16)
+            await parts.finance.follow_org(parts.desks.org, gw)
         if settings.replenish:
             parts.replenish = await start_replenish_runtime(settings, gw, parts)
         parts.health = await _start_stock_health(settings, gw, parts)

@@ -5,24 +5,30 @@ exists and passes `runtime.desk` to the gRPC server; `runtime.stop()` on the way
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.clickhouse.finance import ClickHouseFinanceStore, FinanceStoreConfig, open_finance_store
+from adapters.nats.finance_documents import NatsFinanceDocuments
 from adapters.nats.finance_events import NatsPostedVouchers
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import NatsLink, engine_journal_config
 from engine.bootstrap.config import SettingsProblem
 from engine.bootstrap.history import history_config
+from engine.domain.catalog import Site
 from engine.domain.errors import InvalidArgument
+from engine.domain.orgtree import OrgTree
 from engine.finance.exports import default_profiles
 from engine.finance.follower import CONSUMER, DEAD_LETTER_TAG, FinanceFeed
 from engine.finance.mapping import Rules, default_rules, load_rules
 from engine.finance.service import FinanceDesk
-from engine.finance.setup import LedgerSetup, default_setup, load_setup
+from engine.finance.setup import LedgerSetup, default_setup, load_setup, with_org
 from engine.settings import Settings
 
 log = structlog.get_logger("lotwise.finance")
@@ -78,6 +84,36 @@ def finance_store_config(settings: Settings) -> FinanceStoreConfig:
     return FinanceStoreConfig(dsn=history.store.dsn, database=f"{history.store.database}_finance")
 
 
+ORG_REFRESH_S = 30.0  # how often the companies are read again from the org tree and the sites
+
+
+class OrgSource(Protocol):
+    async def tree(self) -> OrgTree: ...
+
+
+class SiteSource(Protocol):
+    async def list_sites(self, org_prefix: str = "") -> list[Site]: ...
+
+
+async def refresh_companies(feed: FinanceFeed, base: LedgerSetup, org: OrgSource, sites: SiteSource) -> int:
+    """The companies from the org tree now (nearest legal entity of each site); how many
+    sites book to a company of the tree."""
+    setup = with_org(base, await org.tree(), await sites.list_sites())
+    if setup.org_sites != feed.setup.org_sites or setup.companies != feed.setup.companies:
+        await feed.use_setup(setup)
+        log.info("finance companies from the org tree", companies=len(setup.companies), sites=len(setup.org_sites))
+    return len(setup.org_sites)
+
+
+async def _keep_companies(feed: FinanceFeed, base: LedgerSetup, org: OrgSource, sites: SiteSource) -> None:
+    while True:  # until cancelled by stop()
+        await asyncio.sleep(ORG_REFRESH_S)
+        try:
+            await refresh_companies(feed, base, org, sites)
+        except Exception as exc:  # the tree or the catalog is away for now: keep the last companies
+            log.warning("finance could not read the org tree", error=str(exc))
+
+
 @dataclass(slots=True)
 class FinanceRuntime:
     store: ClickHouseFinanceStore
@@ -85,8 +121,25 @@ class FinanceRuntime:
     follower: JournalFollower
     desk: FinanceDesk
     link: NatsLink
+    org_task: asyncio.Task[None] | None = None
+
+    async def follow_org(self, org: OrgSource, sites: SiteSource) -> None:
+        """Companies from the org tree: read now (before the engine serves), then every
+        ORG_REFRESH_S. The ledgers file's site lists stay as the fallback."""
+        base = self.feed.setup
+        try:
+            await refresh_companies(self.feed, base, org, sites)
+        except Exception as exc:  # the engine still serves: the file's companies until the next read
+            log.warning("finance could not read the org tree at start", error=str(exc))
+        self.org_task = asyncio.get_running_loop().create_task(
+            _keep_companies(self.feed, base, org, sites), name="finance-org"
+        )
 
     async def stop(self) -> None:
+        if self.org_task is not None:
+            self.org_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.org_task
         await self.follower.stop()  # applies and acks what it holds
         await self.store.close()
         await self.link.close()
@@ -102,7 +155,8 @@ async def start_finance(settings: Settings, nats_url: str, registry: CollectorRe
     link = NatsLink(journal)
     try:
         await link.connect()
-        feed = FinanceFeed(store, setup, rules)
+        documents = NatsFinanceDocuments(link, settings.namespace, journal)
+        feed = FinanceFeed(store, setup, rules, documents)
         metrics = FinanceMetrics(registry) if registry is not None else default_finance_metrics()
 
         async def count(vouchers: tuple[object, ...]) -> None:

@@ -264,6 +264,15 @@ class Position:
         """The sku's cost now: value ÷ qty (Odoo's product cost: 6.111 in the lot test)."""
         return unit_cost_of(self.value, self.qty)
 
+    def lot_value(self, lot_id: str) -> tuple[int, Decimal]:
+        """Qty and value of one lot of a FIFO position (its layers' remainders)."""
+        qty, value = 0, ZERO
+        for layer in self.layers:  # bounded by the open layers
+            if layer.lot_id == lot_id:
+                qty += layer.remaining_qty
+                value += layer.remaining_value
+        return qty, value
+
     def lots(self) -> list[LotValue]:
         """Qty and value per lot, summing exactly to the position's."""
         if self.method is Method.FIFO:

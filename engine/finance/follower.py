@@ -8,24 +8,31 @@ the last checkpoint before the retry. Voucher ids derive from event ids, so a re
 the journal from the start produces the very same vouchers.
 
 Finance documents that do not come from the journal (supplier invoices, landed costs)
-are applied under the same lock and checkpointed at the same position.
+are logged durably with the journal position reached (engine.finance.documents) and
+applied from that log, each before the first journal entry past its position: the
+checkpoint counts the records applied, so a rebuild meets them at the same place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
 
+from engine.domain.errors import DomainError, FailedPrecondition
 from engine.domain.events import business_events
 from engine.domain.ports import FollowedEntry
+from engine.finance.documents import MAX_DOCUMENTS, DocumentRecord, FinanceDocument, book
 from engine.finance.ledger import Ledger, Valuation
 from engine.finance.mapping import Rules
-from engine.finance.ports import Checkpoint, FinanceStore
+from engine.finance.ports import Checkpoint, FinanceDocuments, FinanceStore
 from engine.finance.setup import LedgerSetup
 from engine.finance.state import ledger_delta, load_ledger
 from engine.finance.vouchers import Voucher
@@ -35,6 +42,7 @@ log = structlog.get_logger("lotwise.finance")
 SINK_NAME = "finance"
 CONSUMER = "lotwise-finance"
 DEAD_LETTER_TAG = "finance"
+REASON_NO_DOCUMENTS_LOG = "NO_DOCUMENTS_LOG"
 
 
 @dataclass(slots=True)
@@ -46,15 +54,42 @@ class FeedCounters:
     last_voucher_at_s: float = 0.0
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Booking a batch allocates ~40 short-lived containers per movement, and storing it as
+    many again (rows, documents); the cyclic collector would run dozens of times per batch
+    and, with up to a million sale records and the open layers alive, its older generations
+    cost ~15–25 % of the follower's CPU (bench/README.md, "Finance"). It is paused from the
+    start of the batch until its commit returned, then resumed: collection happens once,
+    after. The pause is process-wide but bounded by one batch (≤ 1,000 journal messages)
+    and the store's timeout; only cycles wait meanwhile (reference counting frees the rest).
+    A collector paused by someone else stays paused."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class FinanceFeed:
     """FollowerSink of the finance follower; also the one writer of the ledgers."""
 
-    def __init__(self, store: FinanceStore, setup: LedgerSetup, rules: Rules) -> None:
+    def __init__(
+        self, store: FinanceStore, setup: LedgerSetup, rules: Rules, documents: FinanceDocuments | None = None
+    ) -> None:
         self.store = store
         self.setup = setup
         self.rules = rules
+        # None: the journal alone (finance documents are refused: they would not survive a restart)
+        self.documents = documents
         self.ledger = Ledger(setup, rules)
         self.position = 0
+        self.documents_applied = 0  # records of the documents log the ledgers include
+        self._pending: deque[DocumentRecord] = deque()  # logged, not yet applied (in log order)
+        self.logged_ids: set[str] = set()  # every record id in the log
         self._loaded = False
         self.lock = asyncio.Lock()
         self.counters = FeedCounters()
@@ -73,6 +108,10 @@ class FinanceFeed:
             load_ledger(ledger, checkpoint.state)
         self.ledger = ledger
         self.position = checkpoint.position if checkpoint else 0
+        self.documents_applied = checkpoint.documents if checkpoint else 0
+        records = await self.documents.read(0, MAX_DOCUMENTS) if self.documents is not None else []
+        self.logged_ids = {r.record_id for r in records}
+        self._pending = deque(records[self.documents_applied :])
         self._loaded = True
         log.info("finance ledgers loaded", position=self.position, positions=len(ledger.positions))
 
@@ -81,22 +120,13 @@ class FinanceFeed:
             await self._ensure_loaded()
             vouchers: list[Voucher] = []
             valuations: list[Valuation] = []
-            last = self.position
+            last, documents = self.position, self.documents_applied
             try:
-                for followed in entries:
-                    if followed.position <= last:
-                        self.counters.skipped += 1
-                        continue
-                    for event in business_events(followed.entry, followed.position):
-                        effects = self.ledger.apply(event)
-                        vouchers.extend(effects.vouchers)
-                        valuations.extend(effects.valuations)
-                        self.counters.events += 1
-                    last = followed.position
-                    self.counters.entries += 1
-                if last == self.position:
-                    return
-                await self.store.commit(Checkpoint(last, ledger_delta(self.ledger)), vouchers, valuations)
+                with _collector_paused():
+                    last = self._book(entries, last, vouchers, valuations)
+                    if last == self.position and self.documents_applied == documents:
+                        return
+                    await self.store.commit(self._checkpoint(last), vouchers, valuations)
             except BaseException:
                 self._loaded = False  # the ledgers may be ahead of the store: reload before the retry
                 raise
@@ -107,21 +137,77 @@ class FinanceFeed:
         if vouchers and self.on_vouchers is not None:
             await self.on_vouchers(tuple(vouchers))
 
-    async def run_document(
-        self, build: Callable[[Ledger], tuple[list[Voucher], list[Valuation]]]
-    ) -> tuple[Voucher, ...]:
-        """Apply a finance document (invoice, landed cost) to the ledgers and store its
-        vouchers with a checkpoint at the current position. `build` raises to refuse
-        (nothing changes: the ledgers are reloaded)."""
+    def _book(
+        self, entries: tuple[FollowedEntry, ...], last: int, vouchers: list[Voucher], valuations: list[Valuation]
+    ) -> int:
+        """The batch's entries through the ledgers, in journal order; returns the last position."""
+        for followed in entries:
+            if followed.position <= last:
+                self.counters.skipped += 1
+                continue
+            self._apply_documents(followed.position - 1, vouchers, valuations)
+            for event in business_events(followed.entry, followed.position):
+                effects = self.ledger.apply(event)
+                vouchers.extend(effects.vouchers)
+                valuations.extend(effects.valuations)
+                self.counters.events += 1
+            last = followed.position
+            self.counters.entries += 1
+        self._apply_documents(last, vouchers, valuations)
+        return last
+
+    def _checkpoint(self, position: int) -> Checkpoint:
+        return Checkpoint(position, ledger_delta(self.ledger), self.documents_applied)
+
+    def _apply_documents(self, upto: int, vouchers: list[Voucher], valuations: list[Valuation]) -> None:
+        """The logged documents due once the journal is applied up to `upto`, in log order.
+        One the ledgers cannot book any more (a rebuild under other rules) is counted and
+        logged, never retried forever: the journal must go on."""
+        while self._pending and self._pending[0].after_position <= upto:  # bounded: the log
+            record = self._pending.popleft()
+            try:
+                made, rows = book(self.ledger, record.document)
+            except DomainError as exc:
+                log.warning("finance document not booked on replay", id=record.record_id, error=str(exc))
+                made, rows = [], []
+            vouchers.extend(made)
+            valuations.extend(rows)
+            self.documents_applied += 1
+
+    async def run_document(self, document: FinanceDocument) -> tuple[Voucher, ...]:
+        """Book a finance document: onto the ledgers (a refusal raises and changes nothing),
+        into the documents log (durably, stamped with the journal position reached), then
+        its vouchers with the checkpoint. A document whose id is logged already books
+        nothing again (its vouchers are stored or will be: () is returned)."""
+        if self.documents is None:
+            raise FailedPrecondition(REASON_NO_DOCUMENTS_LOG, "this engine keeps no finance documents log")
         async with self.lock:
             await self._ensure_loaded()
+            vouchers: list[Voucher] = []
+            valuations: list[Valuation] = []
+            made: list[Voucher] = []
             try:
-                vouchers, valuations = build(self.ledger)
-                await self.store.commit(Checkpoint(self.position, ledger_delta(self.ledger)), vouchers, valuations)
+                self._apply_documents(self.position, vouchers, valuations)  # logged before a crash
+                new = document.record_id not in self.logged_ids
+                if new:
+                    made, rows = book(self.ledger, document)
+                    await self.documents.append(DocumentRecord(document, self.position))
+                    self.logged_ids.add(document.record_id)
+                    self.documents_applied += 1
+                    vouchers.extend(made)
+                    valuations.extend(rows)
+                await self.store.commit(self._checkpoint(self.position), vouchers, valuations)
             except BaseException:
-                self._loaded = False
+                self._loaded = False  # reloaded before the next use: a logged record is then pending
                 raise
-            return tuple(vouchers)
+            return tuple(made) if new else ()
+
+    async def use_setup(self, setup: LedgerSetup) -> None:
+        """Book from the next batch on with `setup` (the companies the org tree gives now);
+        a batch in progress finishes with the one it started with."""
+        async with self.lock:
+            self.setup = setup
+            self.ledger.setup = setup
 
     async def open_grni(self, company: str, receipt_doc: str) -> Decimal:
         async with self.lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from engine.domain.events import BusinessEvent
@@ -60,9 +61,13 @@ class Valuation:
     voucher_id: str
 
 
-@dataclass(slots=True)
-class SaleRecord:
-    """A sale (or gift), remembered so a return reverses it at its original amounts."""
+class SaleRecord(NamedTuple):
+    """A sale (or gift), remembered so a return reverses it at its original amounts.
+
+    A tuple of plain values, replaced rather than changed: up to MAX_SALES of them live in
+    the follower's process, and the garbage collector stops tracking a tuple of atoms,
+    where every full collection would walk a million dataclass instances (it showed as a
+    lag that grew with the run)."""
 
     voucher_id: str
     kind: str
@@ -177,10 +182,9 @@ class Ledger:
     def _valuation(
         self, company: Company, event: BusinessEvent, before: dict[str, tuple[int, Decimal]], voucher_id: str
     ) -> tuple[Valuation, ...]:
-        pos = self.position(company, event.sku)
-        after = {lv.lot_id: (lv.qty, lv.value) for lv in pos.lots()}
+        after = self._lots(company, event.sku, event.lot_id)
         out: list[Valuation] = []
-        for lot in sorted(set(before) | set(after)):
+        for lot in sorted(before.keys() | after.keys()):
             q0, v0 = before.get(lot, (0, ZERO))
             q1, v1 = after.get(lot, (0, ZERO))
             if (q0, v0) != (q1, v1):
@@ -191,8 +195,14 @@ class Ledger:
                 )
         return tuple(out)
 
-    def _lots(self, company: Company, sku: str) -> dict[str, tuple[int, Decimal]]:
-        return {lv.lot_id: (lv.qty, lv.value) for lv in self.position(company, sku).lots()}
+    def _lots(self, company: Company, sku: str, lot_id: str) -> dict[str, tuple[int, Decimal]]:
+        """Qty and value of the lots an event of `lot_id` can change: under FIFO only that
+        lot's layers move (issues and receipts name it), so only it is summed; a moving
+        average revalues every lot, and an issue naming no lot may take any."""
+        pos = self.position(company, sku)
+        if pos.method is Method.FIFO and lot_id:
+            return {lot_id: pos.lot_value(lot_id)}
+        return {lv.lot_id: (lv.qty, lv.value) for lv in pos.lots()}
 
     def _cost_of(self, event: BusinessEvent, pos: Position) -> Decimal:
         """The unit cost an arriving unit carries: the caller's, else the lot's or sku's last cost."""
@@ -248,7 +258,7 @@ class Ledger:
         if external == "@transit":
             return self._transfer_in(event, company, attrs)
         pos = self.position(company, event.sku)
-        before = self._lots(company, event.sku)
+        before = self._lots(company, event.sku, event.lot_id)
         receipt = pos.receive(event.event_id, event.lot_id, event.qty, self._cost_of(event, pos), event.at_ms)
         if external == "@count_variance":
             kind, amounts = "count_gain", count_amounts(True, receipt.value)
@@ -266,16 +276,23 @@ class Ledger:
         """Goods back from a customer: at the sale's original cost and price, as a red-letter
         reversal of (a share of) the sale; without a known sale, at the caller's figures."""
         sale_doc = attrs.orig or attrs.key
-        record = self.sales.get((company.company, sale_doc, event.sku, event.lot_id))
+        sale_key = (company.company, sale_doc, event.sku, event.lot_id)
+        record = self.sales.get(sale_key)
         pos = self.position(company, event.sku)
-        before = self._lots(company, event.sku)
+        before = self._lots(company, event.sku, event.lot_id)
         if record is None or record.returned_qty + event.qty > record.qty:
             cost = money(self._cost_of(event, pos) * event.qty, company.currency)
             revenue, tax = self._price(event, company)
             reversal_of, sale_kind = "", "sale"
         else:
             cost, revenue, tax = self._returned_share(record, event.qty, company.currency)
-            self.dirty_sales.add((company.company, sale_doc, event.sku, event.lot_id))
+            self.sales[sale_key] = record._replace(
+                returned_qty=record.returned_qty + event.qty,
+                returned_cost=record.returned_cost + cost,
+                returned_revenue=record.returned_revenue + revenue,
+                returned_tax=record.returned_tax + tax,
+            )
+            self.dirty_sales.add(sale_key)
             reversal_of, sale_kind = record.voucher_id, record.kind
             attrs = doc_attrs(record.doc_ref)
         unit_cost = cost / event.qty
@@ -319,15 +336,11 @@ class Ledger:
             cost = money(cost_left * qty / left, currency)
             revenue = money(revenue_left * qty / left, currency)
             tax = money(tax_left * qty / left, currency)
-        record.returned_qty += qty
-        record.returned_cost += cost
-        record.returned_revenue += revenue
-        record.returned_tax += tax
         return cost, revenue, tax
 
     def _transfer_in(self, event: BusinessEvent, company: Company, attrs: DocAttrs) -> Effects:
         pos = self.position(company, event.sku)
-        before = self._lots(company, event.sku)
+        before = self._lots(company, event.sku, event.lot_id)
         legs = self._take_transit(event, attrs)
         if legs and all(leg.site == event.site for leg, _, _ in legs):
             return self._cancelled_transfer(event, company, attrs, legs, before)
@@ -438,7 +451,7 @@ class Ledger:
         company = self.setup.company_of(event.site)
         attrs = doc_attrs(event.doc_ref)
         pos = self.position(company, event.sku)
-        before = self._lots(company, event.sku)
+        before = self._lots(company, event.sku, event.lot_id)
         issue = pos.issue(event.lot_id, event.qty)
         cost = issue.value
         if external == "@customer":
@@ -510,10 +523,12 @@ class Ledger:
                 if len(self.sales) > MAX_SALES:
                     del self.sales[next(iter(self.sales))]
             else:  # the same document sells the lot again: one record, amounts added up
-                known.qty += event.qty
-                known.cost += cost
-                known.revenue += revenue
-                known.tax += tax
+                self.sales[key] = known._replace(
+                    qty=known.qty + event.qty,
+                    cost=known.cost + cost,
+                    revenue=known.revenue + revenue,
+                    tax=known.tax + tax,
+                )
         return self._effects(voucher, self._valuation(company, event, before, vid))
 
     # ---- not from the journal: supplier invoices and landed costs ----

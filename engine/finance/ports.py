@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.finance.documents import DocumentRecord
 from engine.finance.ledger import Valuation
 from engine.finance.vouchers import Voucher, VoucherState
 
@@ -22,6 +23,7 @@ class Checkpoint:
     # To commit: what changed (engine.finance.state.ledger_delta); loaded: the whole state,
     # every delta merged (state.merge_state).
     state: dict[str, Any]
+    documents: int = 0  # records of the documents log applied (engine.finance.documents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,18 @@ def page_token_of(voucher: Voucher) -> str:
 
 def after_token(voucher: Voucher, token: tuple[int, str] | None) -> bool:
     return token is None or (voucher.at_ms, voucher.voucher_id) > token
+
+
+class FinanceDocuments(Protocol):
+    """The durable log of finance documents (supplier invoices, landed costs), in the order
+    they were booked (engine.finance.documents; JetStream in the engine, memory in tests)."""
+
+    async def append(self, record: DocumentRecord) -> None:
+        """Durably, after the records read so far; a record whose id is in the log already
+        is not added again."""
+
+    async def read(self, start: int, limit: int) -> list[DocumentRecord]:
+        """Up to `limit` records from index `start` (0-based), in log order."""
 
 
 class FinanceStore(Protocol):

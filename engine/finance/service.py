@@ -13,11 +13,12 @@ from typing import Protocol
 
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from engine.finance import sandbox
+from engine.finance.documents import FinanceDocument, LandedCost, SupplierInvoice
 from engine.finance.exports import Profile, render
 from engine.finance.follower import FinanceFeed
-from engine.finance.ledger import Ledger, Valuation, doc_attrs
+from engine.finance.ledger import doc_attrs
 from engine.finance.mapping import Facts, Rule
-from engine.finance.money import ZERO, money, parse_amount
+from engine.finance.money import ZERO, parse_amount
 from engine.finance.ports import (
     Baseline,
     ExportBatch,
@@ -29,18 +30,13 @@ from engine.finance.ports import (
 )
 from engine.finance.terms import BASELINES, CashDay, Plan, cash_flow, day_of, parse_payment_terms, plan
 from engine.finance.vouchers import (
-    Amount,
     Source,
     Voucher,
     VoucherState,
-    build,
-    landed_cost_amounts,
-    supplier_invoice_amounts,
 )
 
 MAX_SCAN_VOUCHERS = 100_000  # due-date views and exports read at most this many vouchers
 MAX_EXPORT_VOUCHERS = 1_000  # per batch: the file travels in one gRPC reply (a few MB at most)
-REASON_NOTHING_TO_MATCH = "NOTHING_TO_MATCH"
 REASON_NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
 REASON_BATCH_DIFFERS = "EXPORT_BATCH_DIFFERS"
 
@@ -212,33 +208,10 @@ class FinanceDesk:
                 out.append(FieldViolation("terms", str(exc)))
         if out:
             raise InvalidArgument(out)
-        voucher_id = f"invoice:{invoice_id}"
-        known = await self.store.get_voucher(voucher_id)
-        if known is not None:
-            return known  # recorded already: the same invoice once
-        at = at_ms or self._now_ms()
-        ledger_company = self.feed.setup.company(company)
-
-        def book(ledger: Ledger) -> tuple[list[Voucher], list[Valuation]]:
-            if all(ledger.open_grni(company, d) == ZERO for d in receipt_docs):
-                raise FailedPrecondition(
-                    REASON_NOTHING_TO_MATCH, f"no open goods-received value under {', '.join(receipt_docs)}"
-                )
-            matched = ledger.match_invoice(company, receipt_docs)
-            amounts = supplier_invoice_amounts(
-                matched, money(net_amount, ledger_company.currency), money(tax_amount, ledger_company.currency)
-            )
-            sources = tuple(Source(f"invoice:{invoice_id}", doc) for doc in receipt_docs)
-            voucher = build(
-                voucher_id, Facts("supplier_invoice", "", company=company, currency=ledger_company.currency),
-                amounts, self.feed.rules,
-                at_ms=at, currency=ledger_company.currency, sources=sources, summary=f"supplier invoice {invoice_id}",
-                terms=terms, preparer=preparer,
-            )  # fmt: skip
-            return ([voucher] if voucher else []), []
-
-        vouchers = await self.feed.run_document(book)
-        return vouchers[0] if vouchers else await self.get(voucher_id)
+        document = SupplierInvoice(
+            invoice_id, company, receipt_docs, net_amount, tax_amount, terms, preparer, at_ms or self._now_ms()
+        )
+        return await self._book_document(document)
 
     async def record_landed_cost(
         self, cost_id: str, company: str, sku: str, lot_id: str, amount: str, preparer: str, at_ms: int = 0
@@ -250,45 +223,18 @@ class FinanceDesk:
         self._check_company(company, out)
         if out:
             raise InvalidArgument(out)
-        voucher_id = f"landed:{cost_id}"
-        known = await self.store.get_voucher(voucher_id)
+        return await self._book_document(
+            LandedCost(cost_id, company, sku, lot_id, value, preparer, at_ms or self._now_ms())
+        )
+
+    async def _book_document(self, document: FinanceDocument) -> Voucher:
+        """Booked once (by its id, through the documents log); its voucher, the first
+        one's on a repeat."""
+        known = await self.store.get_voucher(document.record_id)
         if known is not None:
-            return known
-        at = at_ms or self._now_ms()
-        ledger_company = self.feed.setup.company(company)
-
-        def book(ledger: Ledger) -> tuple[list[Voucher], list[Valuation]]:
-            pos = ledger.position(ledger_company, sku)
-            before = {lv.lot_id: (lv.qty, lv.value) for lv in pos.lots()}
-            booked = money(value, ledger_company.currency)
-            expensed = ledger.add_landed_cost(ledger_company, sku, lot_id, booked)
-            amounts: list[Amount] = landed_cost_amounts(booked, expensed)
-            source = (Source(voucher_id, "", sku, "", 0, lot_id),)
-            voucher = build(
-                voucher_id, Facts("landed_cost", "", company=company, currency=ledger_company.currency),
-                amounts, self.feed.rules,
-                at_ms=at, currency=ledger_company.currency, sources=source, sku=sku, lot_id=lot_id,
-                summary=f"landed cost {cost_id} on {sku} {lot_id}".strip(), preparer=preparer,
-            )  # fmt: skip
-            after = {lv.lot_id: (lv.qty, lv.value) for lv in pos.lots()}
-            rows = [
-                Valuation(
-                    company,
-                    sku,
-                    lot,
-                    at,
-                    0,
-                    after.get(lot, (0, ZERO))[1] - before.get(lot, (0, ZERO))[1],
-                    voucher_id,
-                    voucher_id,
-                )
-                for lot in sorted(set(before) | set(after))
-                if after.get(lot) != before.get(lot)
-            ]
-            return ([voucher] if voucher else []), rows
-
-        vouchers = await self.feed.run_document(book)
-        return vouchers[0] if vouchers else await self.get(voucher_id)
+            return known  # recorded already: the same document once
+        vouchers = await self.feed.run_document(document)
+        return vouchers[0] if vouchers else await self.get(document.record_id)
 
     def _check_company(self, company: str, out: list[FieldViolation]) -> None:
         if company not in {c.company for c in self.feed.setup.companies}:

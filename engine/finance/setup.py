@@ -1,5 +1,11 @@
 """Which company's ledger a site books to, in which currency, and how each sku is costed.
 
+Companies come from the org tree (DESIGN.md §1): a company is an org node flagged as a
+legal entity, and a site books to its nearest legal-entity ancestor on its `org_path`
+(`with_org`, fed by the engine from the tree and the site catalog it already keeps). The
+ledgers file below gives each company its currency; its `sites`/`site_prefixes` are a
+fallback only, for sites under no legal entity (or an engine without the org tree).
+
 Data (TOML), checked at load like the mapping rules:
 
     default_company = "acme"
@@ -21,11 +27,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.domain.catalog import Site
 from engine.domain.errors import FieldViolation, InvalidArgument
+from engine.domain.orgtree import OrgTree
 from engine.finance.costing import Method
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -53,9 +62,20 @@ class LedgerSetup:
     default_company: str = ""
     default_method: Method = Method.FIFO
     source: str = "<built-in>"
+    # site → its nearest legal-entity org node (with_org); consulted before the file's lists
+    org_sites: Mapping[str, str] = field(default_factory=dict, compare=False)
+    _by_name: dict[str, Company] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # looked up once per booked movement: a dict, not a scan of every company
+        object.__setattr__(self, "_by_name", {c.company: c for c in reversed(self.companies)})
 
     def company_of(self, site: str) -> Company:
-        """Exact site first, then the longest prefix, then the default company."""
+        """The site's legal entity in the org tree; else (the fallback) the file's exact
+        site, then its longest prefix, then the default company."""
+        from_tree = self.org_sites.get(site)
+        if from_tree is not None:
+            return self.company(from_tree)
         best: tuple[int, Company] | None = None
         for company in self.companies:
             if site in company.sites:
@@ -68,9 +88,9 @@ class LedgerSetup:
         return self.company(self.default_company)
 
     def company(self, name: str) -> Company:
-        for company in self.companies:
-            if company.company == name:
-                return company
+        company = self._by_name.get(name)
+        if company is not None:
+            return company
         raise InvalidArgument([FieldViolation("company", f"no company {name!r} in {self.source}")])
 
     def category_of(self, sku: str) -> tuple[str, Method]:
@@ -82,6 +102,31 @@ class LedgerSetup:
         if best is None:
             return "", self.default_method
         return best[1].category, best[1].method
+
+
+def legal_entity_of(tree: OrgTree, org_path: str) -> str:
+    """The nearest legal-entity node on `org_path` (the node itself first, then up); ""
+    when none is (or a segment is not in the tree)."""
+    for node_id in reversed(org_path.split("/") if org_path else []):  # bounded: MAX_ORG_DEPTH
+        node = tree.nodes.get(node_id)
+        if node is not None and node.legal_entity:
+            return node_id
+    return ""
+
+
+def with_org(setup: LedgerSetup, tree: OrgTree, sites: Iterable[Site]) -> LedgerSetup:
+    """`setup` with the tree's companies: every legal-entity node becomes a company (in the
+    file's currency for that name, else the default company's) and each site maps to its
+    nearest legal entity. The file's companies stay, as the fallback."""
+    currency = {c.company: c.currency for c in setup.companies}
+    default_currency = currency.get(setup.default_company, "CNY")
+    from_tree = tuple(
+        Company(node.node_id, currency.get(node.node_id, default_currency))
+        for node in sorted(tree.nodes.values(), key=lambda n: n.node_id)
+        if node.legal_entity and node.node_id not in currency
+    )
+    org_sites = {site.site: company for site in sites if (company := legal_entity_of(tree, site.org_path))}
+    return replace(setup, companies=setup.companies + from_tree, org_sites=org_sites)
 
 
 def default_setup(currency: str = "CNY") -> LedgerSetup:

@@ -20,6 +20,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from adapters.clickhouse.finance import FinanceStoreConfig, open_finance_store
+from adapters.memory.finance import InMemoryFinanceDocuments
 from engine.api.server import start_server
 from engine.bootstrap.local import local_gateway
 from engine.cli import app
@@ -39,7 +40,7 @@ INVOICE_DAY_MS = 1_795_132_800_000  # 2026-11-20
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def target(chdb_dsn_for_session: str) -> AsyncIterator[str]:  # noqa: F811
     store = await open_finance_store(FinanceStoreConfig(chdb_dsn_for_session, f"f_{uuid.uuid4().hex[:12]}"))
-    feed = FinanceFeed(store, SETUP, default_rules())
+    feed = FinanceFeed(store, SETUP, default_rules(), InMemoryFinanceDocuments())
     j = Journal(at_ms=INVOICE_DAY_MS)
     j.receive("TABLE-1", "SH01", "L1", 10, fin("800"), doc="PO-1")
     j.issue("TABLE-1", "SH01", "L1", 10, fin(price="1000", rate="0.13", terms="2/10 n/30"), doc="SO-1")

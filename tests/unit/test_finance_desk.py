@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.memory.finance import InMemoryFinanceStore
+from adapters.memory.finance import InMemoryFinanceDocuments, InMemoryFinanceStore
 from engine.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.domain.model import External
 from engine.finance.exports import default_profiles, render
@@ -29,7 +29,7 @@ INVOICE_DAY_MS = 1_795_132_800_000  # 2026-11-20 00:00 UTC
 
 async def desk_with(journal: Journal) -> FinanceDesk:
     store = InMemoryFinanceStore()
-    feed = FinanceFeed(store, SETUP, default_rules())
+    feed = FinanceFeed(store, SETUP, default_rules(), InMemoryFinanceDocuments())
     await feed.apply(tuple(journal.entries))
     return FinanceDesk(store, feed, default_profiles(), now_ms=lambda: T0_MS + 10 * DAY_MS)
 
