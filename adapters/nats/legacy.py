@@ -87,7 +87,8 @@ def _complete(cell: Cell) -> None:
     cell._business_at_ms = 0
     # Remembered commands unpickle positionally with the slots of their day: fields added
     # since (journal v6: Adjust.delta_qty) take their defaults.
-    for request_id, (at_ms, cmd, answer) in list(cell._seen.items()):
+    for request_id, entry in list(cell._seen.items()):
+        at_ms, cmd, answer = Cell.recalled(entry)  # a pickled window is never left encoded
         cell._seen[request_id] = (at_ms, _with_defaults(cmd), answer)
     ledger = cell.ledger
     ledger.zeroed = OrderedDict()
