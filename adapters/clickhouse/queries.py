@@ -237,10 +237,11 @@ def _legs_subquery(sql: Sql, db: str, where: list[str], extra: list[str] | None 
 
 
 def _after(sql: Sql, as_of_ms: int) -> list[str]:
-    """Movements after T: `at` too, so only the partitions (months) from T's on are read."""
+    """Movements after T. Said of `at` too (the partition key's column): only the parts and
+    partitions holding a movement after T are read, not every movement ever stored."""
     return [
         f"at_ms > {sql.param(as_of_ms, 'Int64')}",
-        f"at >= toStartOfMonth(fromUnixTimestamp64Milli({sql.param(as_of_ms, 'Int64')}, 'UTC'))",
+        f"at > fromUnixTimestamp64Milli({sql.param(as_of_ms, 'Int64')}, 'UTC')",
     ]
 
 
