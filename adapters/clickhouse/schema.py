@@ -24,6 +24,10 @@ Tables (one database per engine namespace):
   (materialized view).
 - `daily_consumption`, `daily_balance` — roll-ups per (sku, site, UTC day)
   (materialized views into SummingMergeTree; read with sum() as merges are eventual).
+- `site_balance` (site, status, owner), `lot_balance` (site, sku, lot) — every movement's
+  quant deltas summed: the balance *now*; an as-of T over many pairs is this less the
+  movements after T (migration 3, issue 17). `site_daily_consumption` (site, UTC day) —
+  consumption over every sku without reading every pair's roll-up rows.
 
 Every view counts each movement once because an insert never writes a movement twice:
 it skips the journal batches `journal_batches` already has (a redelivery after a sink
