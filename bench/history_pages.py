@@ -118,7 +118,7 @@ def queries_at(revision: str) -> types.ModuleType:
 def sql_of(module: types.ModuleType) -> Iterator[None]:
     """The store builds its SQL with `module` meanwhile (the store code itself is today's)."""
     today = store_module.queries
-    store_module.queries = module  # type: ignore[assignment]
+    store_module.queries = module
     try:
         yield
     finally:
@@ -207,4 +207,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
