@@ -464,9 +464,10 @@ def _exposure_base(sql: Sql, db: str, q: ExpiryQuery) -> str:
                toInt64(floor((lt.expiry - {as_of}) / 86400000)) AS days_left,
                sum(b.q) AS qty, sum(b.h) AS held
         FROM ({_lot_balance_subquery(sql, db, q)}) AS b
-        INNER JOIN ({_lots_subquery(sql, db, q.skus, q.sites)}) AS lt
+        INNER JOIN (
+            SELECT * FROM ({_lots_subquery(sql, db, q.skus, q.sites)})
+            WHERE expiry > 0 AND expiry < {as_of} + {sql.param(q.horizon_days, "Int64")} * 86400000) AS lt
             ON lt.sku = b.sku AND lt.site = b.site AND lt.lot_id = b.lot_id
-        WHERE lt.expiry > 0
         GROUP BY sku, site, lot_id, expiry, days_left
         HAVING qty != 0 AND days_left < {sql.param(q.horizon_days, "Int64")}"""
 
