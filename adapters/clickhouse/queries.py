@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.clickhouse.schema import LEGS
 from engine.domain.history import (
     BalanceQuery,
     BalanceRow,
@@ -230,12 +231,18 @@ def _legs_subquery(sql: Sql, db: str, where: list[str], extra: list[str] | None 
         SELECT sku, site, lot_id, leg.1 AS bin, leg.2 AS status, leg.3 AS owner,
                sum(leg.4) AS q, sum(leg.5) AS h
         FROM {db}.movements FINAL
-        ARRAY JOIN arrayFilter(l -> l.2 != '', [
-            tuple(src_bin, src_status, src_owner, src_delta, toInt64(0)),
-            tuple(dst_bin, dst_status, dst_owner, dst_delta, toInt64(0)),
-            tuple(held_bin, held_status, held_owner, toInt64(0), held_delta)]) AS leg
+        {LEGS}
         WHERE {" AND ".join(where) or "1"} AND {leg_where}
         GROUP BY sku, site, lot_id, bin, status, owner"""
+
+
+def _after(sql: Sql, as_of_ms: int) -> list[str]:
+    """Movements after T. Said of `at` too (the partition key's column): only the parts and
+    partitions holding a movement after T are read, not every movement ever stored."""
+    return [
+        f"at_ms > {sql.param(as_of_ms, 'Int64')}",
+        f"at > fromUnixTimestamp64Milli({sql.param(as_of_ms, 'Int64')}, 'UTC')",
+    ]
 
 
 def _lots_subquery(sql: Sql, db: str, skus: Sequence[str], sites: Sequence[str], lot_id: str = "") -> str:
@@ -281,7 +288,53 @@ def _dimension_expr(d: HistoryDimension, bin_depth: int) -> str:
     raise ValueError(f"unknown dimension {d!r}")
 
 
+_SITE_DIMENSIONS = frozenset({HistoryDimension.SITE, HistoryDimension.STATUS, HistoryDimension.OWNER})
+
+
+def by_site_rollup(q: BalanceQuery) -> bool:
+    """Grouped and filtered by site, status and owner only: `site_balance` answers it."""
+    narrowed = q.skus or q.lot_id or q.bin_prefix or q.expires_from_ms or q.expires_to_ms
+    return not narrowed and _SITE_DIMENSIONS.issuperset(q.group_by)
+
+
+def _site_balance_subquery(sql: Sql, db: str, q: BalanceQuery) -> str:
+    """Per (site, status, owner): the balance now (the roll-up) less the movements after T."""
+    sites = _pair_filters(sql, (), q.sites)
+    tail = [*_after(sql, q.as_of_ms), *sites]
+    return f"""
+        SELECT site, status, owner, qty AS q, held AS h FROM {db}.site_balance
+        WHERE {" AND ".join(sites) or "1"}
+        UNION ALL
+        SELECT site, leg.2 AS status, leg.3 AS owner, -leg.4 AS q, -leg.5 AS h
+        FROM {db}.movements FINAL
+        {LEGS}
+        WHERE {" AND ".join(tail)}"""
+
+
+def _site_balance_sql(db: str, q: BalanceQuery) -> Sql:
+    sql = Sql()
+    where: list[str] = []
+    if q.statuses:
+        where.append(f"b.status IN {sql.param(list(q.statuses), 'Array(String)')}")
+    if q.owner:
+        owner = sql.param(q.owner, "String")
+        where.append(f"(b.owner = {owner} OR startsWith(b.owner, concat({owner}, ':')))")
+    groups = [f"{_dimension_expr(d, 0)} AS g{i}" for i, d in enumerate(q.group_by)]
+    names = [f"g{i}" for i in range(len(q.group_by))]
+    sql.text = f"""
+        SELECT {", ".join([*groups, "sum(b.q) AS qty", "sum(b.h) AS held"])}
+        FROM ({_site_balance_subquery(sql, db, q)}) AS b
+        WHERE {" AND ".join(where) or "1"}
+        {"GROUP BY " + ", ".join(names) if names else ""}
+        HAVING qty != 0 OR held != 0
+        {"ORDER BY " + ", ".join(names) if names else ""}
+        LIMIT {int(q.limit)}"""
+    return sql
+
+
 def balance_sql(db: str, q: BalanceQuery) -> Sql:
+    if by_site_rollup(q):
+        return _site_balance_sql(db, q)
     sql = Sql()
     where = [f"at_ms <= {sql.param(q.as_of_ms, 'Int64')}", *_pair_filters(sql, q.skus, q.sites, q.lot_id)]
     legs: list[str] = []
@@ -352,14 +405,17 @@ def movements_sql(db: str, q: MovementQuery) -> Sql:
 
 
 def consumption_sql(db: str, first_day: int, last_day: int, sku: str, site: str) -> Sql:
+    """Per day; without an sku, from the roll-up by site and day (a few rows per day)
+    rather than every pair's."""
     sql = Sql()
     where = [
         f"day >= toDate({sql.param(first_day, 'Int32')})",
         f"day <= toDate({sql.param(last_day, 'Int32')})",
     ]
     where += _pair_filters(sql, (sku,) if sku else (), (site,) if site else ())
+    table = "daily_consumption" if sku else "site_daily_consumption"
     sql.text = f"""
-        SELECT toInt32(day) AS d, sum(consumed) AS qty FROM {db}.daily_consumption
+        SELECT toInt32(day) AS d, sum(consumed) AS qty FROM {db}.{table}
         WHERE {" AND ".join(where)} GROUP BY d ORDER BY d"""
     return sql
 
@@ -387,17 +443,31 @@ def turnover_sql(db: str, q: TurnoverQuery, first_day: int, last_day: int) -> Sq
     return sql
 
 
+def _lot_balance_subquery(sql: Sql, db: str, q: ExpiryQuery) -> str:
+    """Per lot: the balance now (`lot_balance`) less the movements after T."""
+    pairs = _pair_filters(sql, q.skus, q.sites)
+    tail = [*_after(sql, q.as_of_ms), *pairs]
+    return f"""
+        SELECT sku, site, lot_id, qty AS q, held AS h FROM {db}.lot_balance
+        WHERE {" AND ".join(pairs) or "1"}
+        UNION ALL
+        SELECT sku, site, lot_id, -leg.4 AS q, -leg.5 AS h
+        FROM {db}.movements FINAL
+        {LEGS}
+        WHERE {" AND ".join(tail)}"""
+
+
 def _exposure_base(sql: Sql, db: str, q: ExpiryQuery) -> str:
-    where = [f"at_ms <= {sql.param(q.as_of_ms, 'Int64')}", *_pair_filters(sql, q.skus, q.sites)]
     as_of = sql.param(q.as_of_ms, "Int64")
     return f"""
         SELECT b.sku AS sku, b.site AS site, b.lot_id AS lot_id, lt.expiry AS expiry,
                toInt64(floor((lt.expiry - {as_of}) / 86400000)) AS days_left,
                sum(b.q) AS qty, sum(b.h) AS held
-        FROM ({_legs_subquery(sql, db, where)}) AS b
-        INNER JOIN ({_lots_subquery(sql, db, q.skus, q.sites)}) AS lt
+        FROM ({_lot_balance_subquery(sql, db, q)}) AS b
+        INNER JOIN (
+            SELECT * FROM ({_lots_subquery(sql, db, q.skus, q.sites)})
+            WHERE expiry > 0 AND expiry < {as_of} + {sql.param(q.horizon_days, "Int64")} * 86400000) AS lt
             ON lt.sku = b.sku AND lt.site = b.site AND lt.lot_id = b.lot_id
-        WHERE lt.expiry > 0
         GROUP BY sku, site, lot_id, expiry, days_left
         HAVING qty != 0 AND days_left < {sql.param(q.horizon_days, "Int64")}"""
 

@@ -24,6 +24,10 @@ Tables (one database per engine namespace):
   (materialized view).
 - `daily_consumption`, `daily_balance` — roll-ups per (sku, site, UTC day)
   (materialized views into SummingMergeTree; read with sum() as merges are eventual).
+- `site_balance` (site, status, owner), `lot_balance` (site, sku, lot) — every movement's
+  quant deltas summed: the balance *now*; an as-of T over many pairs is this less the
+  movements after T (migration 3, issue 17). `site_daily_consumption` (site, UTC day) —
+  consumption over every sku without reading every pair's roll-up rows.
 
 Every view counts each movement once because an insert never writes a movement twice:
 it skips the journal batches `journal_batches` already has (a redelivery after a sink
@@ -76,6 +80,29 @@ class Migration:
     name: str
     statements: tuple[str, ...]  # each idempotent; `{db}` is the database
 
+
+# What migration 3's roll-ups sum, from `{source}` (the table for the backfill, FINAL; the
+# inserted block for the view). A movement's quants: src, dst (qty) and held (held); the
+# external buckets (@supplier, @customer, ...) have no status and are not in the site.
+LEGS = """ARRAY JOIN arrayFilter(l -> l.2 != '', [
+        tuple(src_bin, src_status, src_owner, src_delta, toInt64(0)),
+        tuple(dst_bin, dst_status, dst_owner, dst_delta, toInt64(0)),
+        tuple(held_bin, held_status, held_owner, toInt64(0), held_delta)]) AS leg"""
+_SITE_BALANCE_SELECT = f"""
+    SELECT site, leg.2 AS status, leg.3 AS owner, sum(leg.4) AS qty, sum(leg.5) AS held
+    FROM {{source}}
+    {LEGS}
+    GROUP BY site, status, owner"""
+_LOT_BALANCE_SELECT = f"""
+    SELECT site, sku, lot_id, sum(leg.4) AS qty, sum(leg.5) AS held
+    FROM {{source}}
+    {LEGS}
+    GROUP BY site, sku, lot_id"""
+_SITE_CONSUMPTION_SELECT = """
+    SELECT site, toDate(at, 'UTC') AS day, sum(qty) AS consumed
+    FROM {source}
+    WHERE dst_bucket = '@customer'
+    GROUP BY site, day"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -284,6 +311,69 @@ MIGRATIONS: tuple[Migration, ...] = (
             "COMMENT 'counts: the counter''s confidence 0..1'",
             "ALTER TABLE {db}.movements ADD COLUMN IF NOT EXISTS business_at_ms Int64 DEFAULT 0 "
             "COMMENT 'a device''s offline op: when it happened there, epoch ms UTC; 0 = at_ms'",
+        ),
+    ),
+    Migration(
+        3,
+        "roll-ups for the console's whole-estate pages: balances by site, status and owner, by lot; "
+        "consumption by site and day (issue 17)",
+        (
+            # Balances *now* (every movement summed), so an as-of over many pairs reads these
+            # small tables and subtracts only the movements after T (a time-bounded scan of
+            # the newest partitions) instead of unrolling every movement ever stored.
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.site_balance
+            (
+                site LowCardinality(String),
+                status LowCardinality(String),
+                owner LowCardinality(String),
+                qty Int64,
+                held Int64
+            )
+            ENGINE = SummingMergeTree
+            ORDER BY (site, status, owner)
+            SETTINGS {_DURABLE}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.lot_balance
+            (
+                site LowCardinality(String),
+                sku String,
+                lot_id String,
+                qty Int64,
+                held Int64
+            )
+            ENGINE = SummingMergeTree
+            ORDER BY (site, sku, lot_id)
+            SETTINGS {_DURABLE}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.site_daily_consumption
+            (
+                site LowCardinality(String),
+                day Date,
+                consumed Int64
+            )
+            ENGINE = SummingMergeTree
+            ORDER BY (site, day)
+            SETTINGS {_DURABLE}
+            """,
+            # Existing history fills them once (the store migrates before its sink inserts
+            # anything); a migration that died halfway starts them again from empty, then
+            # the views keep them as movements arrive.
+            "TRUNCATE TABLE IF EXISTS {db}.site_balance",
+            "TRUNCATE TABLE IF EXISTS {db}.lot_balance",
+            "TRUNCATE TABLE IF EXISTS {db}.site_daily_consumption",
+            f"INSERT INTO {{db}}.site_balance {_SITE_BALANCE_SELECT.format(source='{db}.movements FINAL')}",
+            f"INSERT INTO {{db}}.lot_balance {_LOT_BALANCE_SELECT.format(source='{db}.movements FINAL')}",
+            f"INSERT INTO {{db}}.site_daily_consumption "
+            f"{_SITE_CONSUMPTION_SELECT.format(source='{db}.movements FINAL')}",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.site_balance_mv TO {db}.site_balance AS "
+            + _SITE_BALANCE_SELECT.format(source="{db}.movements"),
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.lot_balance_mv TO {db}.lot_balance AS "
+            + _LOT_BALANCE_SELECT.format(source="{db}.movements"),
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.site_daily_consumption_mv TO {db}.site_daily_consumption AS "
+            + _SITE_CONSUMPTION_SELECT.format(source="{db}.movements"),
         ),
     ),
 )

@@ -9,7 +9,7 @@ and a bug into INTERNAL with an incident id.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -35,7 +35,7 @@ from engine.domain.history import (
     TurnoverQuery,
     TurnoverRow,
 )
-from engine.domain.model import External, MovementKind, QuantKey
+from engine.domain.model import External, MovementKind, Provenance, QuantKey
 from engine.domain.ports import HistoryStore
 
 HISTORY_SERVICE_NAME = hpb.DESCRIPTOR.services_by_name["History"].full_name  # "lotwise.v1.History"
@@ -189,7 +189,20 @@ def movement_to_pb(record: HistoryRecord) -> hpb.HistoryMovement:
         shard=record.shard,
         batch_seq=record.batch_seq,
         journal_position=record.position,
+        **_provenance_to_pb(m.provenance),
     )
+
+
+def _provenance_to_pb(provenance: Provenance | None) -> dict[str, Any]:
+    """The optional provenance fields: set only when the movement says where it came from,
+    so a client tells "not said" (absent) from a confidence of 0 (HasField)."""
+    if provenance is None:
+        return {}
+    return {
+        "source": provenance.source,
+        "confidence": provenance.confidence,
+        "business_at_ms": provenance.business_at_ms,
+    }
 
 
 def turnover_row_to_pb(row: TurnoverRow) -> hpb.TurnoverRow:

@@ -213,6 +213,14 @@ BALANCE_QUERIES = [
     BalanceQuery(as_of_ms=END_MS, expires_from_ms=T0_MS + 10 * MS_PER_DAY, expires_to_ms=T0_MS + 30 * MS_PER_DAY),
     BalanceQuery(as_of_ms=END_MS, lot_id="L3-1", group_by=(D.SITE, D.BIN)),
     BalanceQuery(as_of_ms=END_MS, group_by=(D.SKU, D.SITE, D.LOT), limit=5),
+    # Grouped and filtered by site, status and owner only: the roll-up less the movements after T.
+    BalanceQuery(as_of_ms=END_MS, group_by=(D.SITE, D.STATUS)),
+    BalanceQuery(as_of_ms=END_MS + MS_PER_DAY, group_by=(D.STATUS, D.OWNER, D.SITE)),
+    BalanceQuery(as_of_ms=T0_MS + 4 * MS_PER_DAY + 11, group_by=(D.SITE, D.STATUS), limit=3),
+    BalanceQuery(as_of_ms=T0_MS + 7 * MS_PER_DAY, group_by=(D.OWNER,), sites=("site-1",), statuses=("available",)),
+    BalanceQuery(as_of_ms=T0_MS + 9 * MS_PER_DAY, group_by=(D.SITE,), owner="consignment"),
+    BalanceQuery(as_of_ms=T0_MS + 2 * MS_PER_DAY),
+    BalanceQuery(as_of_ms=T0_MS - 1, group_by=(D.SITE, D.STATUS)),
 ]
 
 
@@ -306,6 +314,9 @@ async def test_analytics_match_the_reference(loaded: HistoryStore, reference: In
     exposures = [
         ExpiryQuery(as_of_ms=END_MS, horizon_days=10),
         ExpiryQuery(as_of_ms=T0_MS + 6 * MS_PER_DAY, horizon_days=3650, skus=("sku-a",), limit=3),
+        ExpiryQuery(as_of_ms=T0_MS + 3 * MS_PER_DAY + 5, horizon_days=40, sites=("site-2",)),
+        ExpiryQuery(as_of_ms=T0_MS + 8 * MS_PER_DAY, horizon_days=3650, sites=("site-1",), skus=("sku-b",), limit=50),
+        ExpiryQuery(as_of_ms=END_MS + 30 * MS_PER_DAY, horizon_days=3650),
     ]
     for q in exposures:
         assert await loaded.near_expiry(q) == await reference.near_expiry(q), q
@@ -425,5 +436,77 @@ async def test_a_history_written_before_provenance_reads_it_as_not_said(chdb_dsn
         page = await store.movements(MovementQuery(sku="sku-x", page_size=100))
         assert [r.movement for r in page.records] == [*HAND_MADE[:2], counted]
         assert [r.movement.provenance for r in page.records] == [None, None, Provenance("rfid", 0.875)]
+    finally:
+        await drop_test_store(store)
+
+
+# ---- schema migration 3 (issue 17): the whole-estate roll-ups ----
+
+
+def _months_of_history() -> tuple[Movement, ...]:
+    """Receipts, counts, holds and scan-takes at two sites over three months."""
+    out: list[Movement] = []
+    seq = {"north": 0, "south": 0}
+    for day in (0, 20, 35, 50, 70, 85):
+        for site in ("north", "south"):
+            lot = f"M{day}"
+            at = T0_MS + day * MS_PER_DAY + 3_600_000
+            here = QuantKey(lot, "A/01", "available", "own")
+            steps: list[tuple[MovementKind, int, QuantKey | External, QuantKey | External, dict[str, object]]] = [
+                (MovementKind.RECEIVE, 20, External.SUPPLIER, here, {"lot": Lot(lot, at, at + 60 * MS_PER_DAY)}),
+                (MovementKind.RESERVE, 0, here, here, {"held_key": here, "held_delta": 4, "hold_id": f"h{day}{site}"}),
+                (MovementKind.CONSUME, 3, here, External.CUSTOMER, {}),
+                (MovementKind.COUNT, 2, here, External.COUNT_VARIANCE, {}),
+            ]
+            for i, (kind, qty, src, dst, kw) in enumerate(steps):
+                seq[site] += 1
+                out.append(Movement(seq[site], kind, "sku-m", site, lot, qty, src, dst, at_ms=at + i * 60_000, **kw))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+MONTHS = _months_of_history()
+
+
+async def test_whole_estate_rollups_fill_from_existing_history_and_match_the_reference(
+    chdb_dsn_for_session: str,  # noqa: F811
+) -> None:
+    """A history written at schema 2 is rolled up by migration 3 (the backfill); movements
+    inserted after it reach the roll-ups through their views; balances by site, status and
+    owner, exposure and consumption over every pair then equal the reference at instants in
+    every month (the movements after T come from the later partitions)."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    config = HistoryStoreConfig(dsn=chdb_dsn_for_session, database=database)
+    before, after = MONTHS[: len(MONTHS) // 2], MONTHS[len(MONTHS) // 2 :]
+
+    def as_an_older_release() -> None:
+        client = _connect(config)
+        try:
+            assert migrate(client, database, MIGRATIONS[:2]) == 2
+            client.insert(
+                f"{database}.movements",
+                [movement_row(r) for r in _batch(before).records],
+                column_names=list(MOVEMENT_COLUMNS),
+            )
+        finally:
+            client.close()
+
+    await asyncio.to_thread(as_an_older_release)
+    store = await open_store(config)  # migrates to 3: the roll-ups are filled from the rows above
+    reference = InMemoryHistoryStore()
+    try:
+        await store.insert(_batch(after, token="after"))
+        await reference.insert(_batch(MONTHS))
+        instants = [T0_MS - 1, *(m.at_ms for m in MONTHS[::5]), MONTHS[-1].at_ms + 40 * MS_PER_DAY]
+        for t in instants:
+            for q in (
+                BalanceQuery(as_of_ms=t, group_by=(D.SITE, D.STATUS)),
+                BalanceQuery(as_of_ms=t, group_by=(D.OWNER,), sites=("south",)),
+            ):
+                assert await store.balance_as_of(q) == await reference.balance_as_of(q), q
+            exposure = ExpiryQuery(as_of_ms=t, horizon_days=3650)
+            assert await store.near_expiry(exposure) == await reference.near_expiry(exposure), exposure
+        series = SeriesQuery(T0_MS, MONTHS[-1].at_ms + 1)
+        assert await store.consumption(series) == await reference.consumption(series)
+        assert sum(p.qty for p in await store.consumption(series)) == 3 * len(MONTHS) // 4
     finally:
         await drop_test_store(store)

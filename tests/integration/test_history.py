@@ -38,15 +38,16 @@ from engine.domain.cell import CellLimits
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Adjust, ChangeStatus, Consume, Move, Receive, ReserveLine, Strategy
 from engine.domain.errors import DomainError, Unavailable
-from engine.domain.history import BalanceQuery, HistoryBatch, HistoryDimension, TraceQuery
+from engine.domain.history import BalanceQuery, HistoryBatch, HistoryDimension, HistoryRecord, TraceQuery
 from engine.domain.inventory import CommitLine
-from engine.domain.model import MS_PER_DAY, External
+from engine.domain.model import MS_PER_DAY, External, Movement, MovementKind, Provenance, QuantKey
 from engine.domain.ports import Backend, HistoryStore, JournalEntry
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import rebuild
 from engine.runtime.types import HoldLine
 from tests.history_fixtures import (
+    T0_MS,
     chdb_dsn_for_session,  # noqa: F401 - the session's chDB path
     drop_test_store,
     open_test_store,
@@ -465,6 +466,60 @@ async def test_history_service_answers(loaded_rig: Rig, history_stub: hpb_grpc.H
     assert status.running
     assert status.pending_messages == 0
     assert status.acked_position == status.stream_position
+
+
+async def test_movements_carry_their_provenance_over_grpc(chdb_dsn_for_session: str) -> None:  # noqa: F811
+    """source / confidence / business_at_ms reach the client as optional fields: set on a
+    count (who counted, how sure) and a device's offline op (when it happened there),
+    absent on a movement that says nothing of where it came from."""
+    store = await open_test_store("chdb", chdb_dsn_for_session)
+    a = QuantKey("L1", "A/01", "available", "own")
+    movements = (
+        Movement(
+            1,
+            MovementKind.RECEIVE,
+            "sku-p",
+            "site-p",
+            "L1",
+            10,
+            External.SUPPLIER,
+            a,
+            at_ms=T0_MS + 1_000,
+            provenance=Provenance("", 0.0, T0_MS - 3_600_000),
+        ),
+        Movement(
+            2,
+            MovementKind.COUNT,
+            "sku-p",
+            "site-p",
+            "L1",
+            3,
+            a,
+            External.COUNT_VARIANCE,
+            at_ms=T0_MS + 2_000,
+            provenance=Provenance("rfid", 0.875, 0),
+        ),
+        Movement(3, MovementKind.MOVE, "sku-p", "site-p", "L1", 2, a, a, at_ms=T0_MS + 3_000),
+    )
+    server = grpc.aio.server()
+    add_history_service(server, HistoryServicer(store))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        await store.insert(HistoryBatch(tuple(HistoryRecord("s-p", m.seq, m.seq, m) for m in movements)))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            page = await hpb_grpc.HistoryStub(channel).SearchMovements(hpb.SearchMovementsRequest(sku="sku-p"))
+    finally:
+        await server.stop(0.5)
+        await drop_test_store(store)
+    got = [(m.seq, m.HasField("source"), m.source, m.confidence, m.business_at_ms) for m in page.movements]
+    assert got == [
+        (1, True, "", 0.0, T0_MS - 3_600_000),
+        (2, True, "rfid", 0.875, 0),
+        (3, False, "", 0.0, 0),
+    ]
+    assert not page.movements[2].HasField("confidence")
+    assert not page.movements[2].HasField("business_at_ms")
 
 
 BAD_REQUESTS = [

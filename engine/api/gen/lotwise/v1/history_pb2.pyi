@@ -106,7 +106,7 @@ class HistoryLotDates(_message.Message):
     def __init__(self, received_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., opened_at_ms: _Optional[int] = ...) -> None: ...
 
 class HistoryMovement(_message.Message):
-    __slots__ = ("sku", "site", "seq", "kind", "lot_id", "qty", "src", "dst", "held", "held_delta", "hold_id", "request_id", "doc_ref", "at_ms", "hold_expires_at_ms", "lot", "shard", "batch_seq", "journal_position")
+    __slots__ = ("sku", "site", "seq", "kind", "lot_id", "qty", "src", "dst", "held", "held_delta", "hold_id", "request_id", "doc_ref", "at_ms", "hold_expires_at_ms", "lot", "shard", "batch_seq", "journal_position", "source", "confidence", "business_at_ms")
     SKU_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,9 @@ class HistoryMovement(_message.Message):
     SHARD_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_POSITION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_AT_MS_FIELD_NUMBER: _ClassVar[int]
     sku: str
     site: str
     seq: int
@@ -145,7 +148,10 @@ class HistoryMovement(_message.Message):
     shard: str
     batch_seq: int
     journal_position: int
-    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., src: _Optional[_Union[HistoryBucket, _Mapping]] = ..., dst: _Optional[_Union[HistoryBucket, _Mapping]] = ..., held: _Optional[_Union[HistoryBucket, _Mapping]] = ..., held_delta: _Optional[int] = ..., hold_id: _Optional[str] = ..., request_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., at_ms: _Optional[int] = ..., hold_expires_at_ms: _Optional[int] = ..., lot: _Optional[_Union[HistoryLotDates, _Mapping]] = ..., shard: _Optional[str] = ..., batch_seq: _Optional[int] = ..., journal_position: _Optional[int] = ...) -> None: ...
+    source: str
+    confidence: float
+    business_at_ms: int
+    def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[str] = ..., lot_id: _Optional[str] = ..., qty: _Optional[int] = ..., src: _Optional[_Union[HistoryBucket, _Mapping]] = ..., dst: _Optional[_Union[HistoryBucket, _Mapping]] = ..., held: _Optional[_Union[HistoryBucket, _Mapping]] = ..., held_delta: _Optional[int] = ..., hold_id: _Optional[str] = ..., request_id: _Optional[str] = ..., doc_ref: _Optional[str] = ..., at_ms: _Optional[int] = ..., hold_expires_at_ms: _Optional[int] = ..., lot: _Optional[_Union[HistoryLotDates, _Mapping]] = ..., shard: _Optional[str] = ..., batch_seq: _Optional[int] = ..., journal_position: _Optional[int] = ..., source: _Optional[str] = ..., confidence: _Optional[float] = ..., business_at_ms: _Optional[int] = ...) -> None: ...
 
 class SearchMovementsRequest(_message.Message):
     __slots__ = ("sku", "site", "lot_id", "doc_ref", "hold_id", "request_id", "kinds", "from_ms", "to_ms", "page_size", "cursor")
