@@ -18,7 +18,9 @@ hint is a floor for the back-off. The server answers a retried request id with i
 first answer, so a retry never applies anything twice. When the engine refuses most of
 what it is sent, the client's adaptive throttle (`AdaptiveThrottle`, as in Google's SRE
 book) refuses a share of the attempts itself, before they cost the engine anything:
-they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client. A DEADLINE_EXCEEDED raised by
+they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client.
+An optional `ConcurrencyLimit` bounds the attempts in flight (AIMD on first-try latency);
+those beyond it raise `Throttled` at once, before they wait in the server's queue. A DEADLINE_EXCEEDED raised by
 the transport (not by the engine) means "outcome unknown": call again with the same
 request id to learn it.
 
