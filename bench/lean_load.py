@@ -9,9 +9,11 @@ or a refusal's status is parsed. The retry behaviour is LotwiseClient's: the sam
 id, RetryPolicy's jittered exponential back-off with the server's RetryInfo as a floor,
 never past the deadline, a RetryBudget so retries cannot amplify the overload, and (unless
 `throttle=False`) its AdaptiveThrottle: attempts refused locally are counted apart
-("throttled"). A caller whose call ends refused (shed or throttled) waits a back-off —
-the server's RetryInfo, at least a jittered one — before its next call, as a user told
-"overloaded, retry later" would; a closed loop that came back at once would not.
+("throttled"), and (with `limit=True`) its ConcurrencyLimit: an attempt beyond the
+channel's limit fails at once, locally, counted "throttled" too. A caller whose call ends
+refused (shed or throttled) waits a back-off — the server's RetryInfo, at least a jittered
+one — before its next call, as a user told "overloaded, retry later" would; a closed loop
+that came back at once would not.
 
 Wire format used (protos/lotwise/v1/inventory.proto): ReserveRequest{request_id=1,
 hold_id=2, lines=3, ttl_ms=4}, CommitRequest{request_id=1, hold_id=2},
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from engine.api.client import AdaptiveThrottle, RetryBudget, RetryPolicy, accepted
+from engine.api.client import AdaptiveThrottle, ConcurrencyLimit, RetryBudget, RetryPolicy, accepted, limit_answer
 from engine.api.errors import is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.timeout_header import timeout_metadata
@@ -148,6 +150,7 @@ class LeanCaller:
         wire_header: bool = True,
         throttle: bool = True,
         pause_after_refusal: bool = True,
+        limit: bool = False,
     ) -> None:
         # No serializers: requests and answers are bytes.
         raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
@@ -160,6 +163,7 @@ class LeanCaller:
         self._rng = random.Random()
         self.budget = RetryBudget()
         self.throttle = AdaptiveThrottle() if throttle else None
+        self.limit = ConcurrencyLimit() if limit else None  # one per channel, as LotwiseClient's
         self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
         self._pause = pause_after_refusal  # False: the next call follows a refused one at once
 
@@ -171,6 +175,19 @@ class LeanCaller:
             return True
         self._tally.outcomes["throttled"] += cost
         return False
+
+    def _acquire(self, cost: int = 1, critical: bool = False) -> float | None:
+        """A slot under the concurrency limit (its start), or None: refused, tallied "throttled"."""
+        if self.limit is None:
+            return 0.0
+        started = self.limit.try_acquire(cost, critical)
+        if started is None:
+            self._tally.outcomes["throttled"] += cost
+        return started
+
+    def _release(self, started: float, cost: int, answer: str) -> None:
+        if self.limit is not None:
+            self.limit.release(started, cost, answer)
 
     def _answered_code(self, code: int, cost: int = 1) -> None:
         if self.throttle is not None:
@@ -194,7 +211,7 @@ class LeanCaller:
         attempt = 0
         while True:
             attempt += 1
-            if not self._allow(critical=not reserve):
+            if not self._allow(critical=not reserve) or (slot := self._acquire(critical=not reserve)) is None:
                 await self.back_off()
                 return False
             timeout_s = max(deadline - time.monotonic(), 0.001)
@@ -202,6 +219,7 @@ class LeanCaller:
                 await method(request, timeout=timeout_s, metadata=self._metadata(timeout_s))
             except grpc.aio.AioRpcError as err:
                 code = err.code().value[0]
+                self._release(slot, 1, limit_answer(code))
                 self._answered_code(code)
                 delay = self._retry_delay(err, attempt, deadline)
                 if delay is None:
@@ -211,6 +229,7 @@ class LeanCaller:
                     return False
                 await asyncio.sleep(delay)
                 continue
+            self._release(slot, 1, "ok")
             self._answered_code(0)
             self.budget.on_success()
             self._tally.outcomes["ok"] += 1
@@ -230,7 +249,8 @@ class LeanCaller:
         attempt = 0
         while todo:
             attempt += 1
-            if not self._allow(len(todo), critical):
+            cost = len(todo)
+            if not self._allow(cost, critical) or (slot := self._acquire(cost, critical)) is None:
                 await self.back_off()
                 return ok
             timeout_s = max(deadline - time.monotonic(), 0.001)
@@ -242,6 +262,7 @@ class LeanCaller:
                 )
             except grpc.aio.AioRpcError as err:
                 code = err.code().value[0]
+                self._release(slot, cost, limit_answer(code))
                 self._answered_code(code, len(todo))
                 delay = self._retry_delay(err, attempt, deadline, len(todo))
                 if delay is None:
@@ -252,7 +273,11 @@ class LeanCaller:
                     return ok
                 await asyncio.sleep(delay)
                 continue
-            todo = self._answered(pb.ReplyBatch.FromString(raw), todo, ok, started, attempt == 1)
+            # A batch answered with commands refused for load counts as refused for the limit.
+            reply = pb.ReplyBatch.FromString(raw)
+            shed = any(answer.error.code == _OVERLOADED for answer in reply.replies if answer.HasField("error"))
+            self._release(slot, cost, "overloaded" if shed else "ok")
+            todo = self._answered(reply, todo, ok, started, attempt == 1)
             if todo:
                 delay = self._command_retry_delay(len(todo), attempt, deadline)
                 if delay is None:

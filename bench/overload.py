@@ -2,7 +2,7 @@
 
     scripts/in-netns .venv/bin/python -m bench.overload                      # defaults below
     scripts/in-netns .venv/bin/python -m bench.overload --saturation 64 --levels 0.5,1,2,4,8 --seconds 8
-    scripts/in-netns .venv/bin/python -m bench.overload --compare     # each row without/with the timeout header
+    scripts/in-netns .venv/bin/python -m bench.overload --compare     # each row without/with the concurrency limit
 
 A server process (Gateway.local: shards in that process, journal in memory, no Ray; the
 door of engine.api.admission with its default bounds) serves lotwise.v1.Inventory and
@@ -18,8 +18,8 @@ outcome: ok, shed (RESOURCE_EXHAUSTED OVERLOADED after the client's retries), de
 (DEADLINE_EXCEEDED), cancelled/unknown (must be 0) and other; the retries the budget
 refused; the server's RSS growth. Afterwards `verify` rebuilds every shard from its
 journal and compares it with the live state (books exact). With `--compare` each row runs
-twice, interleaved: lean callers without the `lotwise-timeout-ms` header (the door as before
-it measured the wait in front of it, "before") and with it ("wire"); rows carry `door` and
+twice, interleaved: lean callers as at ed88870 ("before": adaptive throttle, back-off after
+a refusal) and the same with a ConcurrencyLimit per channel ("after"); rows carry `door` and
 the p99 of calls that succeeded at their first attempt. Writes the rows as JSON and a
 PNG plot next to it (bench/results/<date>/overload/).
 """
@@ -47,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import lean_load
 from bench.served import Served, served_process
-from engine.api.client import DEFAULT_BATCHING, LotwiseClient, Throttled
+from engine.api.client import DEFAULT_BATCHING, ConcurrencyLimit, LotwiseClient, Throttled
 from engine.api.errors import RemoteError
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import ReserveLine
@@ -62,10 +62,10 @@ DEADLINE_S = 2.0
 OUTCOMES = lean_load.OUTCOMES
 # --compare runs each row against both, interleaved: one server process each (both pinned
 # to the server's CPUs, one idle while the other serves), one set of load processes at a time.
-DOOR_AFTER = "after"  # the door with its cap on the wait before it; callers throttle adaptively
-# and wait a back-off after a refused call before their next one
-DOOR_BEFORE = "before"  # as at cfd9a92: no cap (CoDel on the wait only), no client throttle,
-# the next call at once after a refused one
+DOOR_AFTER = "after"  # as "before", and callers keep a ConcurrencyLimit per channel (AIMD on
+# first-try latency): an attempt beyond it fails at once, locally, before it waits anywhere
+DOOR_BEFORE = "before"  # as at ed88870: the door with its cap on the wait before it, callers
+# throttling adaptively and backing off after a refused call; no concurrency limit
 DOOR_WIRE = "wire"  # rows of earlier runs: the door with CoDel on the wait, callers sending the header
 Tally = lean_load.Tally
 
@@ -93,7 +93,10 @@ async def work(target: str, callers: int, batched: bool, start_at: float, second
     """Closed-loop callers through LotwiseClient (`--client lotwise`): the real client's
     behaviour under overload, at ~0.5–1 ms of client CPU per call."""
     tally = Tally()
-    async with LotwiseClient(target, timeout_s=DEADLINE_S, batching=DEFAULT_BATCHING if batched else None) as client:
+    batching = DEFAULT_BATCHING if batched else None
+    async with LotwiseClient(
+        target, timeout_s=DEADLINE_S, batching=batching, concurrency_limit=ConcurrencyLimit()
+    ) as client:
         await client.wait_ready(30)
         await asyncio.sleep(max(start_at - time.time(), 0.0))
         t0 = time.monotonic()
@@ -132,16 +135,15 @@ async def work_lean(
 ) -> lean_load.Tally:
     """Closed-loop callers on raw gRPC (bench/lean_load.py): unary Reserve then Commit, or
     (batch > 1) an Execute of `batch` reserves then one of their commits. `door` says how
-    the callers behave: DOOR_AFTER throttles adaptively and backs off after a refused call,
-    DOOR_BEFORE does neither (the callers as before)."""
+    the callers behave: both throttle adaptively and back off after a refused call;
+    DOOR_AFTER also keeps a ConcurrencyLimit on its channel (DOOR_BEFORE: none, as before)."""
     tally = lean_load.Tally()
     encoder = lean_load.Encoder(SKUS, "bench-site", TTL_MS)
     lean_load.check_encoding(encoder, "bench-site", TTL_MS)
     tag = f"{os.getpid()}-{int(start_at)}"
     async with grpc.aio.insecure_channel(target) as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        after = door == DOOR_AFTER
-        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, throttle=after, pause_after_refusal=after)
+        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, limit=door == DOOR_AFTER)
         await asyncio.sleep(max(start_at - time.time(), 0.0))
         stop_at = time.monotonic() + seconds
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -465,8 +467,9 @@ def drive(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         servers = {}
         for door in doors:
-            # "before": the door without its cap on the wait before it (wire_max_wait_ms 0).
-            served = stack.enter_context(served_process(args.door_max_cost, 0 if door == DOOR_BEFORE else None))
+            # Both doors are the same server code (the callers differ): one process each all the same,
+            # so that neither row inherits the other's queue.
+            served = stack.enter_context(served_process(args.door_max_cost, None))
             pin(served.pid, harness.server_cpus)  # the servers on their own CPU, the load on the other(s)
             asyncio.run(stock(f"127.0.0.1:{served.port}"))
             servers[door] = served
@@ -510,7 +513,7 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="run every row twice: callers without the timeout header (the door as before) and with it",
+        help="run every row twice: callers as before (no concurrency limit) and with their ConcurrencyLimit",
     )
     parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
     parser.add_argument("--door", default=DOOR_AFTER, help=argparse.SUPPRESS)

@@ -18,7 +18,9 @@ hint is a floor for the back-off. The server answers a retried request id with i
 first answer, so a retry never applies anything twice. When the engine refuses most of
 what it is sent, the client's adaptive throttle (`AdaptiveThrottle`, as in Google's SRE
 book) refuses a share of the attempts itself, before they cost the engine anything:
-they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client. A DEADLINE_EXCEEDED raised by
+they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client.
+An optional `ConcurrencyLimit` bounds the attempts in flight (AIMD on first-try latency);
+those beyond it raise `Throttled` at once, before they wait in the server's queue. A DEADLINE_EXCEEDED raised by
 the transport (not by the engine) means "outcome unknown": call again with the same
 request id to learn it.
 
@@ -325,6 +327,80 @@ def accepted(status_code: int) -> bool:
     return status_code != _OVERLOADED_CODE
 
 
+class ConcurrencyLimit:
+    """A client-side limit on the attempts in flight on one channel, AIMD on first-try latency
+    (after Netflix's concurrency-limits and TCP's congestion avoidance), per client.
+
+    Why: a call the engine's door refuses for its wait (issue 19, `wire_max_wait_ms`) has
+    *already* waited in gRPC core's queue, and its retry waits RetryInfo on top; an attempt
+    this limit refuses has waited nothing and never queues in the server. So an attempt that
+    would exceed the limit fails at once, locally, as `Throttled` (never sent, nothing applied).
+
+    The limit grows by 1/limit per attempt answered within `latency_target_s` while the
+    channel uses at least half of it (about +1 per round trip, and never while idle), and
+    falls to `backoff_ratio` of itself when an attempt is refused for overload or answered
+    later than the target — at most once per `latency_target_s`, so one round of late
+    answers counts once. Only engine answers move it: UNAVAILABLE (a shard recovering) and
+    other errors neither grow nor shrink it.
+
+    `critical` attempts (commits and releases: they free stock) are never refused and still
+    count as in flight, so reserves are the ones limited first. An attempt of `cost` > 1 (a
+    batch) is let through while nothing else is in flight, so no batch waits forever.
+    """
+
+    def __init__(
+        self,
+        initial: float = 32.0,
+        min_limit: float = 4.0,
+        max_limit: float = 1_000.0,
+        latency_target_s: float = 0.1,
+        backoff_ratio: float = 0.9,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 1 <= min_limit <= initial <= max_limit or latency_target_s <= 0 or not 0 < backoff_ratio < 1:
+            raise ValueError("need 1 ≤ min_limit ≤ initial ≤ max_limit, latency_target_s > 0, 0 < backoff_ratio < 1")
+        self.limit = float(initial)
+        self._min = float(min_limit)
+        self._max = float(max_limit)
+        self._target_s = latency_target_s
+        self._ratio = backoff_ratio
+        self._clock = clock
+        self._last_drop = -float("inf")
+        self.in_flight = 0
+        self.throttled = 0  # attempts refused here (for benches and tests)
+
+    def try_acquire(self, cost: int = 1, critical: bool = False) -> float | None:
+        """The attempt's start (pass it to `release`), or None: refused, not to be sent."""
+        if not critical and self.in_flight > 0 and self.in_flight + cost > self.limit:
+            self.throttled += cost
+            return None
+        self.in_flight += cost
+        return self._clock()
+
+    def release(self, started: float, cost: int = 1, answer: str = "ok") -> None:
+        """An attempt ended. `answer`: "ok" (the engine answered it), "overloaded" (refused
+        for load) or "other" (no evidence about load: UNAVAILABLE, errors, cancellation)."""
+        self.in_flight = max(self.in_flight - cost, 0)
+        now = self._clock()
+        if answer == "overloaded" or (answer == "ok" and now - started > self._target_s):
+            self._drop(now)
+        elif answer == "ok" and 2 * (self.in_flight + cost) >= self.limit:
+            self.limit = min(self._max, self.limit + cost / self.limit)
+
+    def _drop(self, now: float) -> None:
+        if now - self._last_drop >= self._target_s:
+            self._last_drop = now
+            self.limit = max(self._min, self.limit * self._ratio)
+
+
+def limit_answer(status_code: int) -> str:
+    """What an answer with this gRPC status code tells a ConcurrencyLimit."""
+    if status_code == _OVERLOADED_CODE:
+        return "overloaded"
+    return "other" if status_code == grpc.StatusCode.UNAVAILABLE.value[0] else "ok"
+
+
 def _bearer_of(target: str, metadata: Sequence[tuple[str, str]], token: str | None, token_file: Path | None) -> str:
     """`Bearer <token>` for the engine at `target` ("" when the caller set its own or has none)."""
     if any(key == "authorization" for key, _ in metadata):
@@ -379,6 +455,7 @@ class LotwiseClient:
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
         throttle: AdaptiveThrottle | None = None,
+        concurrency_limit: ConcurrencyLimit | None = None,
         token: str | None = None,
         token_file: Path | None = None,
     ) -> None:
@@ -390,7 +467,10 @@ class LotwiseClient:
         Pass `channel` to bring your own (the client then does not close it).
         `batching=None`: every call is its own unary RPC (see the module doc).
         `retry_budget`: shared by every call of this client (default: a fresh RetryBudget()).
-        `throttle`: likewise (default: a fresh AdaptiveThrottle())."""
+        `throttle`: likewise (default: a fresh AdaptiveThrottle()).
+        `concurrency_limit`: a ConcurrencyLimit on this client's attempts in flight (default
+        none: a burst of concurrent calls is all sent; with one, those beyond the limit raise
+        `Throttled` at once, reserves first, commits and releases never)."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -419,6 +499,7 @@ class LotwiseClient:
         self._rng = rng or random.Random()
         self.retry_budget = retry_budget or RetryBudget()
         self.throttle = throttle or AdaptiveThrottle()
+        self.concurrency_limit = concurrency_limit
         self._batcher = AutoBatcher(self._stub, self._metadata, batching) if batching is not None else None
 
     @property
@@ -992,7 +1073,7 @@ class LotwiseClient:
                 await asyncio.sleep(0)  # a caller that loops on the refusal still lets others run
                 raise Throttled()
             try:
-                reply = await attempt(deadline)
+                reply = await self._limited(attempt, deadline, critical=not throttled)
             except CallFailed as failed:
                 status = failed.status
                 cause = failed.__cause__ or failed
@@ -1008,6 +1089,27 @@ class LotwiseClient:
                 throttle.answered(True)
                 self.retry_budget.on_success()
                 return reply
+
+    async def _limited(self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float, *, critical: bool) -> _Resp:
+        """One attempt under the concurrency limit (if any): refused at once, as `Throttled`,
+        when the limit is full — before it waits anywhere — else timed for the limit."""
+        limit = self.concurrency_limit
+        if limit is None:
+            return await attempt(deadline)
+        started = limit.try_acquire(critical=critical)
+        if started is None:
+            await asyncio.sleep(0)  # as the adaptive throttle's refusal: others run
+            raise Throttled("the client's concurrency limit")
+        answer = "other"
+        try:
+            reply = await attempt(deadline)
+            answer = "ok"
+            return reply
+        except CallFailed as failed:
+            answer = limit_answer(failed.status.code)
+            raise
+        finally:
+            limit.release(started, answer=answer)
 
     def _retry_delay_s(self, status: status_pb2.Status, attempts: int, deadline: float) -> float | None:
         """How long to wait before the next attempt, or None when the call must fail now:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, generate_latest
 
 from engine.api.admission import AdmissionLimits, AdmissionMetrics
-from engine.api.client import NO_RETRY, AdaptiveThrottle, LotwiseClient, Throttled, new_request_id
+from engine.api.client import NO_RETRY, AdaptiveThrottle, ConcurrencyLimit, LotwiseClient, Throttled, new_request_id
 from engine.api.errors import REASON_OVERLOADED, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
@@ -353,4 +353,39 @@ async def test_calls_that_waited_beyond_the_cap_are_refused_and_the_client_throt
     assert refused_reserves == 1 + outcomes["shed"]  # the engine saw only the calls that were sent
     availability = await local_gateway.get_availability("strip", "ward1")
     assert availability.available == 999  # one committed; nothing refused was applied
+    assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
+
+
+async def test_attempts_beyond_the_clients_concurrency_limit_never_reach_the_engine(local_gateway: Gateway) -> None:
+    """The limit fails the attempts beyond it at once, typed `Throttled`, before they queue
+    anywhere; a commit passes a full limit (it frees stock); nothing refused is applied."""
+    await local_gateway.put_sku(Sku("strip"))
+    await local_gateway.put_site(Site("ward1"))
+    gated = GatedReserves(local_gateway)
+    gated.gate.set()
+    metrics = AdmissionMetrics(CollectorRegistry())
+    limit = ConcurrencyLimit(initial=4, min_limit=2)
+    line = HoldLine("strip", "ward1", ReserveLine(1))
+    async with (
+        door_server(gated, metrics) as port,
+        LotwiseClient(f"127.0.0.1:{port}", retry=NO_RETRY, batching=None, concurrency_limit=limit) as client,
+    ):
+        await client.receive("strip", "ward1", "L1", 100, status="available")
+        earlier = await client.reserve([line], ttl_ms=60_000)
+        gated.gate.clear()  # reserves now hold their slots at the gate
+        held = [asyncio.ensure_future(client.reserve([line], ttl_ms=60_000)) for _ in range(4)]
+        await eventually(lambda: gated.waiting == 1 + 4)
+        for _ in range(6):
+            with pytest.raises(Throttled, match="concurrency limit"):
+                await client.reserve([line], ttl_ms=60_000)
+        assert gated.waiting == 1 + 4  # the throttled reserves never reached the engine
+        committed = await client.commit(earlier.hold_id)  # past a full limit
+        assert committed.committed_qty == 1
+        gated.gate.set()
+        assert all(hold.hold_id for hold in await asyncio.gather(*held))
+        assert limit.in_flight == 0
+        assert limit.throttled == 6
+    assert metrics.refused.labels("cost", "reserve")._value.get() == 0  # the engine refused nothing
+    availability = await local_gateway.get_availability("strip", "ward1")
+    assert availability.available == 100 - 1 - 4  # one committed, four held, the throttled never applied
     assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
