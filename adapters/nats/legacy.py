@@ -76,7 +76,9 @@ def _with_defaults(value: Any) -> Any:
     the field's default."""
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         return value
-    present = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if hasattr(value, f.name)}
+    present = {
+        f.name: _with_defaults(getattr(value, f.name)) for f in dataclasses.fields(value) if hasattr(value, f.name)
+    }  # nested: a command's Finance lacks the typed attributes of journal v7
     return type(value)(**present)
 
 
@@ -86,7 +88,7 @@ def _complete(cell: Cell) -> None:
     cell.devices = {}
     cell._business_at_ms = 0
     # Remembered commands unpickle positionally with the slots of their day: fields added
-    # since (journal v6: Adjust.delta_qty) take their defaults.
+    # since (journal v6: Adjust.delta_qty; v7: Finance's attributes) take their defaults.
     for request_id, (at_ms, cmd, answer) in list(cell._seen.items()):
         cell._seen[request_id] = (at_ms, _with_defaults(cmd), answer)
     ledger = cell.ledger
