@@ -88,7 +88,7 @@ def _complete(cell: Cell) -> None:
     cell.devices = {}
     cell._business_at_ms = 0
     # Remembered commands unpickle positionally with the slots of their day: fields added
-    # since (journal v6: Adjust.delta_qty; v7: Finance's attributes) take their defaults.
+    # since (journal v6: Adjust.delta_qty) take their defaults.
     for request_id, (at_ms, cmd, answer) in list(cell._seen.items()):
         cell._seen[request_id] = (at_ms, _with_defaults(cmd), answer)
     ledger = cell.ledger
