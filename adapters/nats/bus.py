@@ -65,8 +65,10 @@ log = structlog.get_logger("lotwise.bus")
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 DAY_S = 86_400.0
 
-SCHEMA_VERSION = 2  # 2 adds the provenance fields (source, confidence, business_at_ms)
-READABLE_VERSIONS = (1, 2)  # a version-1 event reads with those fields at their defaults
+# 2 adds the provenance fields (source, confidence, business_at_ms); 3 the typed finance
+# attributes (customer_tier, sales_channel, tax_attribute, gift, return_of, to_site, to_company)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # an older event reads with the later fields at their defaults
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 SCHEMA_PATH = SCHEMA_DIR / "business_event.avsc"
 JSON, AVRO = "json", "avro"

@@ -27,10 +27,13 @@ their union) with their answers, `source` and `confidence` to Movement, and
 needs no upcaster; 5 (journal_batch.v5.avsc) adds `receipts` (bytes, default empty) to the
 entry: an entry of receipts only (a bulk load's) is written as columns there
 (adapters/nats/receipt_columns.py), its `ops` and `movements` empty; decoded, it is the
-same entry; 6 (journal_batch.avsc) adds `delta_qty` to Adjust (≠ 0: a relative
+same entry; 6 (journal_batch.v6.avsc) adds `delta_qty` to Adjust (≠ 0: a relative
 adjustment applied inside the cell) and `prev_seq` to DeviceOp (the device's previous seq
 on the cell: a gap between uploads is seen) — their defaults, 0 and -1 (absolute; not
-said), are what a v5 record meant, so it needs no upcaster either. Snapshots:
+said), are what a v5 record meant, so it needs no upcaster either; 7 (journal_batch.avsc)
+adds the typed attributes to Finance (customer_tier, sales_channel, tax_attribute, gift,
+return_of, to_site, to_company) — "" / false, what a v6 Finance said (its attributes, if
+any, rode on the doc_ref after "?", which the finance follower still reads). Snapshots:
 adapters/nats/snapshot_codec.py.
 """
 
@@ -52,8 +55,8 @@ from engine.domain.formats import UnsupportedFormat
 from engine.domain.ports import JournalEntry
 
 FORMAT = "journal batch (Avro)"
-SCHEMA_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)  # every version ever written; a reader decodes all of them
+SCHEMA_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # every version ever written; a reader decodes all of them
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
@@ -149,4 +152,4 @@ def _pickled_cell_to_record(name: str, value: dict[str, Any], version: int) -> d
     return {**value, "cell_blob": b"", "cell": (NS + "CellState", cell_out(cell))}
 
 
-_UPCASTERS: dict[int, Upcaster] = {1: _pickled_cell_to_record, 2: _pickled_cell_to_record}  # v3 → v6: defaults
+_UPCASTERS: dict[int, Upcaster] = {1: _pickled_cell_to_record, 2: _pickled_cell_to_record}  # v3 → v7: defaults

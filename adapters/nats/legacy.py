@@ -76,7 +76,9 @@ def _with_defaults(value: Any) -> Any:
     the field's default."""
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         return value
-    present = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if hasattr(value, f.name)}
+    present = {
+        f.name: _with_defaults(getattr(value, f.name)) for f in dataclasses.fields(value) if hasattr(value, f.name)
+    }  # nested: a command's Finance lacks the typed attributes of journal v7
     return type(value)(**present)
 
 

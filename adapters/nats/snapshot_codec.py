@@ -25,7 +25,9 @@ the allowlist of adapters/nats/legacy.py); 1 (`LWSA`, journal v3's types); 2 (`L
 columnar, journal v3's types in its rest); 3 (`LWSB`, the same layout, its rest in
 Avro version 2: journal v4's types — the cell commands of issue 15 and the sku's
 freshness fields); 4 (`LWSB`, the same layout, its rest in Avro version 3: journal v6's
-types — Adjust's `delta_qty`, DeviceOp's `prev_seq`). Anything else raises `UnsupportedFormat` naming
+types — Adjust's `delta_qty`, DeviceOp's `prev_seq`); 5 (`LWSB`, the same layout, its rest in
+Avro version 4: journal v7's types — Finance's typed attributes, held by the commands of the
+idempotency window). Anything else raises `UnsupportedFormat` naming
 the tag or version; the store adds the shard and position.
 """
 
@@ -55,13 +57,13 @@ FORMAT = "shard snapshot"
 AVRO_TAG = b"LWSA"  # version 1: all Avro
 TAG = b"LWSB"  # version 2 on: columnar (adapters/nats/snapshot_columns.py)
 LEGACY_TAG = b"LWS1"  # a pickle of ShardCore, written by releases up to journal schema v2
-SNAPSHOT_VERSION = 4
-AVRO_VERSION = 3  # the Avro schema version a snapshot's rest is written in today
-READABLE_VERSIONS = (1, 2, 3, 4)
+SNAPSHOT_VERSION = 5
+AVRO_VERSION = 4  # the Avro schema version a snapshot's rest is written in today
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # Avro schema version → the journal schema version whose named types it uses. The Avro body
 # (a version-1 snapshot, a columnar one's rest) starts with its own `format_version`.
-JOURNAL_TYPES = {1: 3, 2: 4, 3: 6}  # journal v5 changed no type a snapshot holds (only the entry)
-_COLUMNAR_REST = {2: 1, 3: 2, 4: 3}  # columnar snapshot version → the Avro version of its rest
+JOURNAL_TYPES = {1: 3, 2: 4, 3: 6, 4: 7}  # journal v5 changed no type a snapshot holds (only the entry)
+_COLUMNAR_REST = {2: 1, 3: 2, 4: 3, 5: 4}  # columnar snapshot version → the Avro version of its rest
 _VERSION = struct.Struct("<H")
 
 

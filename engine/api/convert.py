@@ -171,7 +171,20 @@ def finance_from_pb(req: _WithFinance) -> Finance | None:
     if not req.HasField("finance"):
         return None
     msg = req.finance
-    finance = Finance(msg.currency, msg.unit_cost, msg.unit_price, msg.tax_rate, msg.terms)
+    finance = Finance(
+        msg.currency,
+        msg.unit_cost,
+        msg.unit_price,
+        msg.tax_rate,
+        msg.terms,
+        customer_tier=msg.customer_tier,
+        sales_channel=msg.sales_channel,
+        tax_attribute=msg.tax_attribute,
+        gift=msg.gift,
+        return_of=msg.return_of,
+        to_site=msg.to_site,
+        to_company=msg.to_company,
+    )
     return None if finance == Finance() else finance
 
 
@@ -638,6 +651,13 @@ def finance_to_pb(finance: Finance | None) -> pb.Finance | None:
         unit_price=finance.unit_price,
         tax_rate=finance.tax_rate,
         terms=finance.terms,
+        customer_tier=finance.customer_tier,
+        sales_channel=finance.sales_channel,
+        tax_attribute=finance.tax_attribute,
+        gift=finance.gift,
+        return_of=finance.return_of,
+        to_site=finance.to_site,
+        to_company=finance.to_company,
     )
 
 

@@ -40,6 +40,13 @@ _TERMS_RE = re.compile(  # fullmatch: [pct/discount_days] then n/net_days or net
 MAX_AMOUNT_DIGITS = 18  # of an amount, before and after the point together
 MAX_AMOUNT_PLACES = 6
 MAX_TERMS_LEN = 64
+# Finance's attributes: tokens the mapping rules match on, and the references that name a
+# document, site or company (ids, so _ID_RE and MAX_ID_LEN).
+FINANCE_ATTRIBUTES = ("customer_tier", "sales_channel", "tax_attribute")
+FINANCE_REFERENCES = ("return_of", "to_site", "to_company")
+MAX_ATTRIBUTE_LEN = 64
+MAX_RETURN_OF_LEN = 256  # a document reference as its sender wrote it
+_ATTRIBUTE_RE = re.compile(r"[a-z0-9][a-z0-9_.\-]*")  # fullmatch: lower-case, as rules.toml writes them
 MAX_TERMS_DAYS = 3_650
 # The external buckets a receipt may come from and a consumption may go to.
 RECEIVE_SOURCES = (External.SUPPLIER, External.CUSTOMER, External.TRANSIT, External.COUNT_VARIANCE)
@@ -736,10 +743,13 @@ def check_finance(finance: Finance | None, field: str, out: list[FieldViolation]
     if not isinstance(finance, Finance):
         out.append(FieldViolation(field, "must be a Finance"))
         return
-    for name in ("currency", "unit_cost", "unit_price", "tax_rate", "terms"):
+    for name in ("currency", "unit_cost", "unit_price", "tax_rate", "terms", *FINANCE_ATTRIBUTES, *FINANCE_REFERENCES):
         if not isinstance(getattr(finance, name), str):
             out.append(FieldViolation(f"{field}.{name}", "must be a string"))
             return
+    if not isinstance(finance.gift, bool):
+        out.append(FieldViolation(f"{field}.gift", "must be true or false"))
+    _check_finance_attributes(finance, field, out)
     if finance.currency and not _CURRENCY_RE.fullmatch(finance.currency):
         out.append(FieldViolation(f"{field}.currency", "must be an ISO 4217 code of three upper-case letters"))
     elif not finance.currency and (finance.unit_cost or finance.unit_price):
@@ -754,6 +764,35 @@ def check_finance(finance: Finance | None, field: str, out: list[FieldViolation]
             parse_terms(finance.terms)
         except ValueError as exc:
             out.append(FieldViolation(f"{field}.terms", str(exc)))
+
+
+def _check_finance_attributes(finance: Finance, field: str, out: list[FieldViolation]) -> None:
+    """Tier, channel and tax attribute are tokens a rule names; the references are ids."""
+    for name in FINANCE_ATTRIBUTES:
+        value = getattr(finance, name)
+        if value and (len(value) > MAX_ATTRIBUTE_LEN or not _ATTRIBUTE_RE.fullmatch(value)):
+            out.append(
+                FieldViolation(
+                    f"{field}.{name}",
+                    f"must be at most {MAX_ATTRIBUTE_LEN} lower-case letters, digits, '_', '.' or '-'{_got(value)}",
+                )
+            )
+    ref = finance.return_of
+    if ref and (len(ref) > MAX_RETURN_OF_LEN or "?" in ref or not ref.isprintable() or ref != ref.strip()):
+        # "?" would split it as the old doc_ref attributes do (engine.finance.ledger.doc_attrs)
+        out.append(
+            FieldViolation(
+                f"{field}.return_of",
+                f"must be a document reference of at most {MAX_RETURN_OF_LEN} printable characters without '?'"
+                f"{_got(ref)}",
+            )
+        )
+    for name in ("to_site", "to_company"):
+        value = getattr(finance, name)
+        if value and (len(value) > MAX_ID_LEN or not _ID_RE.fullmatch(value)):
+            out.append(
+                FieldViolation(f"{field}.{name}", f"must be an id of at most {MAX_ID_LEN} characters{_got(value)}")
+            )
 
 
 def _check_decimal(value: str, field: str, out: list[FieldViolation]) -> Decimal | None:

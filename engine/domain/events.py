@@ -70,6 +70,14 @@ class EventFinance:
     extended_cost: str = ""  # qty × unit_cost
     extended_price: str = ""  # qty × unit_price
     tax_amount: str = ""  # extended_price × tax_rate
+    # The typed attributes of model.Finance (journal v7; "" / False when not said).
+    customer_tier: str = ""
+    sales_channel: str = ""
+    tax_attribute: str = ""
+    gift: bool = False
+    return_of: str = ""  # the doc_ref of the sale a return refers to
+    to_site: str = ""  # a transfer's destination site ...
+    to_company: str = ""  # ... and company
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +211,13 @@ def event_finance(finance: Any, qty: int) -> EventFinance | None:
         extended_cost=_times(qty, unit_cost),
         extended_price=extended_price,
         tax_amount=_times(extended_price, tax_rate),
+        customer_tier=str(getattr(finance, "customer_tier", "") or ""),
+        sales_channel=str(getattr(finance, "sales_channel", "") or ""),
+        tax_attribute=str(getattr(finance, "tax_attribute", "") or ""),
+        gift=getattr(finance, "gift", False) is True,
+        return_of=str(getattr(finance, "return_of", "") or ""),
+        to_site=str(getattr(finance, "to_site", "") or ""),
+        to_company=str(getattr(finance, "to_company", "") or ""),
     )
 
 

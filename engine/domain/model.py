@@ -46,6 +46,15 @@ class Finance:
     unit_price: str = ""  # decimal string
     tax_rate: str = ""  # decimal fraction, "0.20" = 20 %
     terms: str = ""  # settlement terms as written: "2/10 n/30", "n/30", "net 30", "2/10 net 30", ""
+    # The attributes the account-mapping rules and vouchers match on (journal v7; before,
+    # they rode on the doc_ref after "?"). Tokens (commands.FINANCE_ATTRIBUTES); "" = not said.
+    customer_tier: str = ""  # the buyer's tier: "key", "retail", ...
+    sales_channel: str = ""  # where it was sold: "web", "pos", ...
+    tax_attribute: str = ""  # the line's tax treatment: "deemed_sale", "promotion", "exempt", ...
+    gift: bool = False  # the goods leave without a charge (a gift, booked by its tax attribute)
+    return_of: str = ""  # a return's or cancellation's: the doc_ref of the sale it refers to
+    to_site: str = ""  # a transfer's destination site
+    to_company: str = ""  # a transfer's destination company (else the destination site's)
 
 
 @dataclass(frozen=True, slots=True, order=True)

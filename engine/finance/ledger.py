@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from engine.domain.events import BusinessEvent
 from engine.finance.costing import Method, Position
@@ -79,7 +79,7 @@ class SaleRecord(NamedTuple):
     returned_cost: Decimal = ZERO
     returned_revenue: Decimal = ZERO
     returned_tax: Decimal = ZERO
-    doc_ref: str = ""  # the sale's own: a return books to the accounts the sale booked to
+    doc_ref: str = ""  # the sale's key and attributes (attrs_ref): a return books to the sale's accounts
 
 
 @dataclass(slots=True)
@@ -114,7 +114,9 @@ class Effects:
 
 @dataclass(frozen=True, slots=True)
 class DocAttrs:
-    """A document reference and the attributes written after "?": `SO-1?tier=key&channel=web&tax=deemed_sale`."""
+    """A movement's document key and the attributes the rules and vouchers use: typed on the
+    movement's Finance since journal v7, else (movements journaled before) written after "?"
+    in its doc_ref: `SO-1?tier=key&channel=web&tax=deemed_sale&flow=gift&orig=SO-0&to=BJ01`."""
 
     key: str
     tier: str = ""
@@ -122,10 +124,15 @@ class DocAttrs:
     tax: str = ""
     flow: str = ""  # "gift": the goods leave without a charge
     orig: str = ""  # the document a return or cancellation refers to
+    to_site: str = ""  # a transfer's destination site ...
+    to_company: str = ""  # ... and company ("" = the destination site's)
 
 
 def doc_attrs(doc_ref: str) -> DocAttrs:
+    """The attributes of the old form: after "?" in the doc_ref (before journal v7)."""
     key, _, query = doc_ref.partition("?")
+    if not query:
+        return DocAttrs(key)
     attrs = dict(parse_qsl(query, keep_blank_values=False))
     return DocAttrs(
         key,
@@ -134,7 +141,36 @@ def doc_attrs(doc_ref: str) -> DocAttrs:
         attrs.get("tax", ""),
         attrs.get("flow", ""),
         attrs.get("orig", ""),
+        attrs.get("to", ""),
+        attrs.get("to_company", ""),
     )
+
+
+def event_attrs(event: BusinessEvent) -> DocAttrs:
+    """The typed attributes of the event's Finance first; each one it does not say falls back
+    to the doc_ref's `?key=value` (how movements journaled before v7 carry them)."""
+    old = doc_attrs(event.doc_ref)
+    fin = event.finance
+    if fin is None:
+        return old
+    return DocAttrs(
+        old.key,
+        fin.customer_tier or old.tier,
+        fin.sales_channel or old.channel,
+        fin.tax_attribute or old.tax,
+        "gift" if fin.gift else old.flow,
+        fin.return_of or old.orig,
+        fin.to_site or old.to_site,
+        fin.to_company or old.to_company,
+    )
+
+
+def attrs_ref(attrs: DocAttrs) -> str:
+    """`attrs` in the doc_ref form doc_attrs reads: how a SaleRecord keeps the attributes the
+    sale booked with (the follower's state document keeps one string per sale)."""
+    pairs = [("tier", attrs.tier), ("channel", attrs.channel), ("tax", attrs.tax), ("flow", attrs.flow)]
+    query = urlencode([(k, v) for k, v in pairs if v])
+    return f"{attrs.key}?{query}" if query else attrs.key
 
 
 @dataclass(slots=True)
@@ -211,7 +247,8 @@ class Ledger:
             return given
         return pos.last_cost.get(event.lot_id, pos.last_cost.get("", ZERO))
 
-    def _source(self, event: BusinessEvent, layer_ids: tuple[str, ...] = ()) -> tuple[Source, ...]:
+    def _source(self, event: BusinessEvent, attrs: DocAttrs, layer_ids: tuple[str, ...] = ()) -> tuple[Source, ...]:
+        """The voucher's source, with the attributes its accounts were chosen by (explain)."""
         return (
             Source(
                 event.event_id,
@@ -223,6 +260,9 @@ class Ledger:
                 event.qty,
                 layer_ids,
                 event.kind,
+                attrs.tier,
+                attrs.channel,
+                attrs.tax,
             ),
         )
 
@@ -236,7 +276,7 @@ class Ledger:
             self.rules,
             at_ms=event.at_ms,
             currency=company.currency,
-            sources=self._source(event, (event.event_id,)),
+            sources=self._source(event, attrs, (event.event_id,)),
             sku=event.sku,
             lot_id=event.lot_id,
             qty=event.qty,
@@ -252,7 +292,7 @@ class Ledger:
 
     def _inbound(self, event: BusinessEvent, external: str) -> Effects:
         company = self.setup.company_of(event.site)
-        attrs = doc_attrs(event.doc_ref)
+        attrs = event_attrs(event)
         if external == "@customer":
             return self._return(event, company, attrs)
         if external == "@transit":
@@ -309,7 +349,7 @@ class Ledger:
             self.rules,
             at_ms=event.at_ms,
             currency=company.currency,
-            sources=self._source(event, (event.event_id,)),
+            sources=self._source(event, attrs, (event.event_id,)),
             sku=event.sku,
             lot_id=event.lot_id,
             qty=event.qty,
@@ -377,7 +417,7 @@ class Ledger:
                 self.rules,
                 at_ms=event.at_ms,
                 currency=source.currency,
-                sources=self._source(event),
+                sources=self._source(event, attrs),
                 sku=event.sku,
                 lot_id=event.lot_id,
                 qty=event.qty,
@@ -414,7 +454,7 @@ class Ledger:
             self.rules,
             at_ms=event.at_ms,
             currency=company.currency,
-            sources=self._source(event, (event.event_id,)),
+            sources=self._source(event, attrs, (event.event_id,)),
             sku=event.sku,
             lot_id=event.lot_id,
             qty=event.qty,
@@ -449,7 +489,7 @@ class Ledger:
 
     def _outbound(self, event: BusinessEvent, external: str) -> Effects:
         company = self.setup.company_of(event.site)
-        attrs = doc_attrs(event.doc_ref)
+        attrs = event_attrs(event)
         pos = self.position(company, event.sku)
         before = self._lots(company, event.sku, event.lot_id)
         issue = pos.issue(event.lot_id, event.qty)
@@ -471,11 +511,11 @@ class Ledger:
         return self._effects(voucher, self._valuation(company, event, before, vid))
 
     def _dispatch_is_intercompany(self, event: BusinessEvent, company: Company, attrs: DocAttrs) -> bool:
-        """A transfer names its destination as `to=<site>` among the document attributes;
-        when that site books to another company the leg is inter-company."""
-        _, _, query = event.doc_ref.partition("?")
-        to_site = dict(parse_qsl(query)).get("to", "")
-        return bool(to_site) and self.setup.company_of(to_site).company != company.company
+        """A transfer names its destination company, or its destination site (whose company
+        the org tree gives); when that is another company the leg is inter-company."""
+        if attrs.to_company:
+            return attrs.to_company != company.company
+        return bool(attrs.to_site) and self.setup.company_of(attrs.to_site).company != company.company
 
     def _remember_transit(
         self, event: BusinessEvent, company: Company, attrs: DocAttrs, cost: Decimal, voucher_id: str, inter: bool
@@ -519,7 +559,7 @@ class Ledger:
             known = self.sales.get(key)
             if known is None or known.returned_qty == known.qty:
                 self.sales.pop(key, None)  # re-inserted last: the oldest sale is the first dropped
-                self.sales[key] = SaleRecord(vid, kind, event.qty, cost, revenue, tax, doc_ref=event.doc_ref)
+                self.sales[key] = SaleRecord(vid, kind, event.qty, cost, revenue, tax, doc_ref=attrs_ref(attrs))
                 if len(self.sales) > MAX_SALES:
                     del self.sales[next(iter(self.sales))]
             else:  # the same document sells the lot again: one record, amounts added up

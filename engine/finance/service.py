@@ -16,7 +16,7 @@ from engine.finance import sandbox
 from engine.finance.documents import FinanceDocument, LandedCost, SupplierInvoice
 from engine.finance.exports import Profile, render
 from engine.finance.follower import FinanceFeed
-from engine.finance.ledger import doc_attrs
+from engine.finance.ledger import DocAttrs, doc_attrs
 from engine.finance.mapping import Facts, Rule
 from engine.finance.money import ZERO, parse_amount
 from engine.finance.ports import (
@@ -163,7 +163,7 @@ class FinanceDesk:
         out: list[Explained] = []
         for v in trace.vouchers:
             source = v.sources[0] if v.sources else Source("")
-            attrs = doc_attrs(source.doc_ref)
+            attrs = source_attrs(source)
             category, _ = setup.category_of(source.sku) if source.sku else ("", None)
             kind = "sale" if v.kind == "return" else v.kind
             for line in v.lines:
@@ -340,3 +340,10 @@ class FinanceDesk:
             )
             await self.store.put_export_batch(batch)
             return batch
+
+
+def source_attrs(source: Source) -> DocAttrs:
+    """The attributes a voucher was booked by: kept on its source since the typed Finance
+    attributes; for a voucher stored before, those of its document reference."""
+    old = doc_attrs(source.doc_ref)
+    return DocAttrs(old.key, source.tier or old.tier, source.channel or old.channel, source.tax or old.tax, old.flow)

@@ -17,7 +17,8 @@ from engine.finance.money import text
 from engine.finance.vouchers import Line, Note, Source, Voucher
 
 STATE_FORMAT = 1
-VOUCHER_FORMAT = 1
+VOUCHER_FORMAT = 2  # 2: a source keeps the attributes its accounts were chosen by
+VOUCHER_FORMATS = (1, 2)  # a format-1 voucher's sources read with those at ""
 
 
 def _d(value: str) -> Decimal:
@@ -170,8 +171,8 @@ _SOURCE_FIELDS = tuple(f.name for f in fields(Source) if f.name != "layer_ids")
 
 
 def voucher_from_doc(doc: dict[str, Any]) -> Voucher:
-    if doc.get("format") != VOUCHER_FORMAT:
-        raise ValueError(f"voucher format {doc.get('format')!r}: this engine reads {VOUCHER_FORMAT}")
+    if doc.get("format") not in VOUCHER_FORMATS:
+        raise ValueError(f"voucher format {doc.get('format')!r}: this engine reads {VOUCHER_FORMATS}")
     lines = tuple(Line(**{**line, "debit": _d(line["debit"]), "credit": _d(line["credit"])}) for line in doc["lines"])
     sources = tuple(Source(**{**s, "layer_ids": tuple(s["layer_ids"])}) for s in doc["sources"])
     notes = tuple(Note(**n) for n in doc["notes"])

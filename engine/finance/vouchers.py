@@ -62,6 +62,11 @@ class Source:
     qty: int = 0
     layer_ids: tuple[str, ...] = ()
     movement: str = ""  # the movement kind (receive, commit, consume, ...)
+    # The attributes the voucher's accounts were chosen by (a return: its sale's), so explain
+    # shows them; "" in vouchers stored before they were kept (explain reads the doc_ref then).
+    tier: str = ""
+    channel: str = ""
+    tax: str = ""
 
 
 @dataclass(frozen=True, slots=True)

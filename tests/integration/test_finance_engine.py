@@ -112,6 +112,50 @@ async def test_vouchers_follow_the_live_engine(ray_engine: RunningEngine, ray_cl
         await nc.close()
 
 
+async def test_typed_finance_attributes_choose_the_accounts(
+    ray_engine: RunningEngine, ray_client: LotwiseClient
+) -> None:
+    """Issue 16: a sale to a key account online and a gift as a deemed sale, their tier,
+    channel and tax attribute as Finance fields over gRPC, book to the accounts the default
+    rules name; a return naming the sale by `return_of` reverses it; explain shows them."""
+    assert ray_engine.finance is not None
+    c = ray_client
+    tag = uuid.uuid4().hex[:8]
+    sku, site, lot, so, gift = f"CHAIR-{tag}", f"wh-{tag}", f"L-{tag}", f"SO-{tag}", f"G-{tag}"
+    await c.put_sku(Sku(sku))
+    await c.put_site(Site(site, f"org-{tag}"))
+    await c.receive(
+        sku, site, lot, 10, status="available", doc_ref=f"PO-{tag}", finance=Finance("CNY", unit_cost="100")
+    )
+    sale = Finance("CNY", unit_price="300", tax_rate="0.13", customer_tier="key", sales_channel="web")
+    await c.consume(sku, site, 2, doc_ref=so, finance=sale)
+    given = Finance("CNY", unit_price="300", tax_rate="0.13", tax_attribute="deemed_sale", gift=True)
+    await c.consume(sku, site, 1, doc_ref=gift, finance=given)
+    back = Finance(return_of=so)
+    await c.receive(sku, site, lot, 1, status="available", doc_ref=f"RMA-{tag}", source=External.CUSTOMER, finance=back)
+    await ray_engine.finance.follower.wait_caught_up(timeout_s=60)
+
+    async with authed_channel(ray_engine.grpc_address) as channel:
+        stub = fpb_grpc.AccountingStub(channel)
+        trace = await stub.Trace(fpb.TraceRequest(key=so), timeout=10)
+        kinds = {v.kind: v for v in trace.vouchers}
+        assert set(kinds) == {"sale", "return"}
+        sold = {ln.role: (ln.account, ln.debit, ln.credit) for ln in kinds["sale"].lines}
+        assert sold["ar"] == ("1122.01", "678.00", "0")  # key-account receivables
+        assert sold["revenue"] == ("6001.02", "0", "600.00")  # online revenue
+        assert kinds["return"].reversal_of == kinds["sale"].voucher_id
+        assert {ln.account for ln in kinds["return"].lines} == {a for a, _, _ in sold.values()}
+        [gifted] = (await stub.Trace(fpb.TraceRequest(key=gift), timeout=10)).vouchers
+        assert gifted.kind == "gift"
+        assert {(ln.role, ln.account, ln.credit) for ln in gifted.lines if ln.role == "output_tax"} == {
+            ("output_tax", "2221.01.05", "39.00")
+        }
+        explained = await stub.Explain(fpb.ExplainRequest(key=kinds["sale"].voucher_id), timeout=10)
+        revenue = next(line for line in explained.lines if line.facts["role"] == "revenue")
+        assert (revenue.facts["tier"], revenue.facts["channel"]) == ("key", "web")
+        assert revenue.steps[-1].rule == "online sales revenue"
+
+
 async def test_a_caller_without_finance_grants_is_denied(ray_engine: RunningEngine) -> None:
     token = mint_token(TEST_SECRET_FILE.read_bytes().strip(), "clerk-1", ["clerks"])
     async with grpc.aio.insecure_channel(ray_engine.grpc_address) as channel:

@@ -193,6 +193,23 @@ async def test_a_raw_reserve_commit_release_carry_finance(world: World) -> None:
     assert ops["rc"][0].finance == EUR
 
 
+async def test_the_typed_finance_attributes_reach_the_journal(world: World) -> None:
+    """Issue 16: tier, channel, tax attribute, gift, the sale a return refers to and a
+    transfer's destination are fields of Finance, journaled with the command (v7)."""
+    gift = Finance(
+        "EUR", unit_price="19.99", customer_tier="key", sales_channel="web", tax_attribute="deemed_sale", gift=True
+    )
+    back = Finance(return_of="SO 2026/7")
+    leg = Finance(to_site="ward2", to_company="acme-bj")
+    await world.client.consume("strip", "ward1", 1, finance=gift, request_id="gift-1")
+    await world.client.receive("strip", "ward1", "L-1", 1, source=External.CUSTOMER, finance=back, request_id="rma-1")
+    raw = pb.ConsumeRequest(request_id="leg-1", sku="strip", site="ward1", qty=1, destination="@transit")
+    raw.finance.to_site, raw.finance.to_company = "ward2", "acme-bj"
+    await world.stub.Consume(raw)
+    ops, _ = await world.journal()
+    assert [ops[r][0].finance for r in ("gift-1", "rma-1", "leg-1")] == [gift, back, leg]
+
+
 async def test_a_retry_with_other_finance_is_already_exists(world: World) -> None:
     await world.client.consume("strip", "ward1", 1, finance=EUR, request_id="c-1")
     r = await refused(world.stub.Consume(pb.ConsumeRequest(request_id="c-1", sku="strip", site="ward1", qty=1)))
@@ -201,13 +218,31 @@ async def test_a_retry_with_other_finance_is_already_exists(world: World) -> Non
 
 # ---- refusals: INVALID_ARGUMENT naming the field, nothing changed ----
 
-BAD_FINANCE = pb.Finance(currency="eur", unit_cost="-1", unit_price="1e3", tax_rate="1.5", terms="2/30 n/30")
+BAD_FINANCE = pb.Finance(
+    currency="eur",
+    unit_cost="-1",
+    unit_price="1e3",
+    tax_rate="1.5",
+    terms="2/30 n/30",
+    customer_tier="Key Account",
+    sales_channel="web?x=1",
+    tax_attribute="x" * 65,
+    return_of="SO-1?tier=key",
+    to_site="BJ 01",
+    to_company="a/b",
+)
 ALL_FINANCE_FIELDS = {
     "finance.currency",
     "finance.unit_cost",
     "finance.unit_price",
     "finance.tax_rate",
     "finance.terms",
+    "finance.customer_tier",
+    "finance.sales_channel",
+    "finance.tax_attribute",
+    "finance.return_of",
+    "finance.to_site",
+    "finance.to_company",
 }
 
 

@@ -250,7 +250,7 @@ def test_json_keys_are_the_avro_field_names_and_money_is_strings(driver: CellDri
     event = an_event(driver)
     record = orjson.loads(encode_event_json(event))
     assert list(record) == [f["name"] for f in schema()["fields"]]
-    assert record["schema_version"] == 2
+    assert record["schema_version"] == 3
     assert record["from"] == {"external": "@supplier", "bin": "", "status": "", "owner": ""}
     assert record["finance"]["extended_cost"] == "125.00"
     assert record["finance"]["tax_amount"] == "39.9800"
@@ -318,11 +318,11 @@ def test_namespaces_name_their_streams_and_prefixes() -> None:
 
 def test_decoders_refuse_other_schema_versions(driver: CellDriver) -> None:
     data = bytearray(encode_event_avro(an_event(driver)))
-    data[0] = 6  # zig-zag 3
-    with pytest.raises(ValueError, match="version 3"):
+    data[0] = 8  # zig-zag 4
+    with pytest.raises(ValueError, match="version 4"):
         decode_event_avro(bytes(data))
     with pytest.raises(ValueError, match="version"):
-        decode_event_json(b'{"schema_version": 3}')
+        decode_event_json(b'{"schema_version": 4}')
 
 
 def test_a_version_1_event_reads_with_no_provenance(driver: CellDriver) -> None:
@@ -369,3 +369,33 @@ def test_the_catalogue_names_the_current_schema() -> None:
     assert f"version {bus.SCHEMA_VERSION} is `{bus.schema_fingerprint()}`" in catalogue
     for kind in MovementKind:
         assert f"`{kind.value}`" in catalogue
+
+
+def test_the_typed_finance_attributes_travel_and_a_version_2_event_reads_without_them(driver: CellDriver) -> None:
+    """Version 3 carries Finance's typed attributes in both formats; a version-2 event (its
+    own schema file) reads with them at their defaults."""
+    import io
+
+    import fastavro
+    import orjson
+
+    from adapters.nats import bus
+
+    typed = dataclasses.replace(EUR, customer_tier="key", sales_channel="web", gift=True, return_of="SO 1", to_site="B")
+    receive = dataclasses.replace(driver.receive_cmd("L1", 10, doc_ref="PO-7"), finance=typed)
+    event = business_events(run_batch(driver, receive))[0]
+    assert event.finance is not None
+    assert (event.finance.customer_tier, event.finance.gift, event.finance.to_site) == ("key", True, "B")
+    assert decode_event_avro(encode_event_avro(event)) == event
+    assert decode_event_json(encode_event_json(event)) == event
+    plain = an_event(driver)
+    record = bus.event_record(plain)
+    v2_finance = {k: v for k, v in record["finance"].items() if k not in ATTRIBUTES}
+    record = {**record, "schema_version": 2, "finance": v2_finance}
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, bus.schema(2), record)
+    assert decode_event_avro(out.getvalue()) == plain
+    assert decode_event_json(orjson.dumps(record)) == plain
+
+
+ATTRIBUTES = ("customer_tier", "sales_channel", "tax_attribute", "gift", "return_of", "to_site", "to_company")

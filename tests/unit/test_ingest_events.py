@@ -220,3 +220,28 @@ async def test_ordering_pairs_in_sequence_scans_commute_and_site_events_are_barr
     assert order.after([("cath", "dc")], False) == [count]
     order.add([("cath", "dc")], False, after)
     assert order.after([("cath", "icu")], False) == []
+
+
+def test_a_json_event_carries_the_typed_finance_attributes_and_a_bad_one_is_named() -> None:
+    from adapters.nats.ingest.apply import finance_of
+    from engine.domain.model import Finance
+
+    fields = {
+        "currency": "CNY",
+        "unit_price": "300",
+        "customer_tier": "key",
+        "sales_channel": "pos",
+        "tax_attribute": "deemed_sale",
+        "gift": True,
+        "return_of": "SO 2026/1",
+        "to_site": "BJ01",
+        "to_company": "acme-bj",
+    }
+    raw = {"event_id": "e1", "type": "scan_take", "cabinet_id": "C", "sku": "strip", "finance": fields}
+    event = decode(orjson.dumps(raw), "json", "cabinet")
+    assert finance_of(event.finance) == Finance(**fields)  # type: ignore[attr-defined]
+    for name, bad in (("customer_tier", "Key"), ("gift", "yes"), ("return_of", "SO?x"), ("to_site", "B J")):
+        payload = orjson.dumps({**raw, "finance": {**fields, name: bad}})
+        with pytest.raises(BadEvent) as refused:
+            decode(payload, "json", "cabinet")
+        assert name in refused.value.reason

@@ -15,6 +15,8 @@ from typing import Any
 
 import fastavro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.nats.codec import (
     READABLE_VERSIONS,
@@ -25,7 +27,7 @@ from adapters.nats.codec import (
     schema,
     schema_path,
 )
-from adapters.nats.records import movement_in, movement_out
+from adapters.nats.records import movement_in, movement_out, op_out
 from engine.domain.commands import (
     Adjust,
     ChangeStatus,
@@ -62,10 +64,10 @@ def round_trip(*ops: Any) -> JournalEntry:
 # ---- v2: every new field round-trips ----
 
 
-def test_the_current_version_is_6_and_every_version_is_readable() -> None:
-    assert SCHEMA_VERSION == 6
-    assert READABLE_VERSIONS == (1, 2, 3, 4, 5, 6)
-    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 12  # zig-zag varint of 6
+def test_the_current_version_is_7_and_every_version_is_readable() -> None:
+    assert SCHEMA_VERSION == 7
+    assert READABLE_VERSIONS == (1, 2, 3, 4, 5, 6, 7)
+    assert encode_entry(JournalEntry("s", 1, 0, (), ()))[0] == 14  # zig-zag varint of 7
 
 
 @pytest.mark.parametrize("finance", [None, Finance(), EUR, Finance(currency="USD", terms="net 30")])
@@ -421,3 +423,61 @@ def test_v3_only_appends_the_cell_to_adopt() -> None:
     writer, reader = (fastavro.parse_schema(json.loads(schema_path(v).read_text()), expand=True) for v in (2, 3))
     resolved = fastavro.schemaless_reader(body, writer, reader, return_record_name=True)
     assert movement_in(resolved["movements"][0]) == receipt
+
+
+# ---- v7: Finance's typed attributes ----
+
+ATTRIBUTES = ("customer_tier", "sales_channel", "tax_attribute", "gift", "return_of", "to_site", "to_company")
+_token = st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,20}", fullmatch=True) | st.just("")
+_ref = st.from_regex(r"[A-Za-z0-9._:\-@#+]{1,30}", fullmatch=True) | st.just("")
+_finances = st.builds(
+    Finance,
+    currency=st.sampled_from(["", "EUR", "CNY"]),
+    unit_price=st.sampled_from(["", "19.99", "300"]),
+    tax_rate=st.sampled_from(["", "0.13"]),
+    customer_tier=_token,
+    sales_channel=_token,
+    tax_attribute=_token,
+    gift=st.booleans(),
+    return_of=st.text(st.characters(exclude_characters="?", exclude_categories=("Cs",)), max_size=40),
+    to_site=_ref,
+    to_company=_ref,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(finance=_finances)
+def test_every_finance_attribute_round_trips_on_every_command(finance: Finance) -> None:
+    ops = round_trip(
+        Receive("r1", "s", "x", "L1", 5, finance=finance),
+        Reserve("r4", "s", "x", "H1", (ReserveLine(2, Strategy.FIFO),), 60_000, "SO-1", finance=finance),
+        Commit("r5", "s", "x", "H1", 1, finance=finance),
+        Consume("r7", "s", "x", 1, finance=finance),
+    ).ops
+    assert [op.finance for op in ops] == [finance] * len(ops)
+
+
+def test_v7_only_appends_the_typed_attributes_to_finance() -> None:
+    """The evolution rule: v7 is v6 with seven defaulted fields at the end of Finance, and a
+    v6 message decodes with them at their defaults (what a v6 Finance meant)."""
+    v6 = json.loads((SCHEMA_DIR / "journal_batch.v6.avsc").read_text())
+    v7 = json.loads((SCHEMA_DIR / "journal_batch.avsc").read_text())
+    old, new = _records(v6), _records(v7)
+    assert set(new) == set(old)
+    for name, fields in old.items():
+        extra = new[name][len(fields) :]
+        assert _shallow(new[name][: len(fields)]) == _shallow(fields), name
+        assert [f["name"] for f in extra] == (list(ATTRIBUTES) if name == "Finance" else []), name  # type: ignore[index]
+        assert all("default" in f for f in extra), name  # type: ignore[operator]
+    v6_finance = {"currency": "EUR", "unit_cost": "", "unit_price": "19.99", "tax_rate": "0.20", "terms": ""}
+    reserve = Reserve("r4", "s", "x", "H1", (ReserveLine(2, Strategy.FIFO),), 60_000, "SO-1?tier=key", finance=EUR)
+    [out] = round_trip(reserve).ops  # today's record, cut back to v6's Finance
+    record = {"schema_version": 6, "shard": "s", "batch_seq": 1, "now_ms": 0, "movements": [], "receipts": b""}
+    name, value = op_out(out)
+    value = {**value, "finance": (NS + "Finance", v6_finance)}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, schema(6), {**record, "ops": [(name, value)]})
+    [decoded] = decode_entry(frame(body.getvalue())).ops
+    assert decoded.finance == Finance("EUR", "", "19.99", "0.20", "")
+    assert all(getattr(decoded.finance, a) in ("", False) for a in ATTRIBUTES)
+    assert decoded.doc_ref == "SO-1?tier=key"  # the attributes of a v6 entry ride here still

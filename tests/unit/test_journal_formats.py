@@ -43,7 +43,9 @@ SAMPLES = Path(__file__).parents[1] / "data" / "journal"
 # The digests of today's state_hash (it covers the sku's freshness fields since journal v4,
 # so these changed then; the samples did not).
 STATE_HASH = {1: "ead207c010f0281f5da20c91b9781fe3", 2: "8d5f1236bc33716a33a3d57dde50f7c0"}
-STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[5] = STATE_HASH[6] = STATE_HASH[2]  # v3 on wrote the v2 scenario unchanged
+STATE_HASH[3] = STATE_HASH[4] = STATE_HASH[5] = STATE_HASH[6] = STATE_HASH[7] = STATE_HASH[
+    2
+]  # v3 on wrote the v2 scenario unchanged
 ADOPTED_HASH = "bb0a876a8876dff8209b628f6a1003ad"
 HEALTH_HASH = "32e6423f7afecae35043db896642fa49"  # after health_batches() (v4 on)
 RELATIVE_HASH = "8248c5886daf5a1e1a9ada297d06cf46"  # after relative_batches() (v6 on)
@@ -206,11 +208,11 @@ def test_an_unknown_snapshot_tag_or_version_is_refused_by_name() -> None:
     assert (tag.value.format, tag.value.version) == ("shard snapshot tagged b'LWZ9'", None)
 
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": 4})
-    body = out.getvalue() + b"\x00" * 8  # an Avro (LWSA) body names its Avro version: 1 to 3
-    with pytest.raises(UnsupportedFormat, match="unknown snapshot schema version 4") as version:
+    fastavro.schemaless_writer(out, {"type": "record", "name": "V", "fields": [{"name": "v", "type": "int"}]}, {"v": 5})
+    body = out.getvalue() + b"\x00" * 8  # an Avro (LWSA) body names its Avro version: 1 to 4
+    with pytest.raises(UnsupportedFormat, match="unknown snapshot schema version 5") as version:
         decode_state(AVRO_TAG + body + zlib.crc32(body).to_bytes(4, "big"))
-    assert (version.value.format, version.value.version) == (SNAPSHOT_FORMAT, 4)
+    assert (version.value.format, version.value.version) == (SNAPSHOT_FORMAT, 5)
 
     newer = SNAPSHOT_VERSION + 1
     body = newer.to_bytes(2, "little") + sample(f"snapshot-v{SNAPSHOT_VERSION}.bin")[len(TAG) + 2 : -4]

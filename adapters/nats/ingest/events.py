@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     TypeAdapter,
@@ -47,6 +48,7 @@ Id = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._:\
 OptId = Annotated[str, Field(max_length=96, pattern=r"^[A-Za-z0-9._:\-@#+]*$")]
 Bin = Annotated[str, Field(max_length=128)]
 Text = Annotated[str, Field(max_length=256)]
+Attribute = Annotated[str, Field(max_length=64, pattern=r"^([a-z0-9][a-z0-9_.\-]*)?$")]  # commands.check_finance
 
 
 def _refuse_vague(value: Any) -> Any:
@@ -71,6 +73,15 @@ class FinanceIn(_Model):
     unit_price: str = ""
     tax_rate: str = ""
     terms: str = ""
+    # The attributes the finance rules match on (JSON only: the Avro form's Finance record
+    # keeps its five fields, since a schemaless reader cannot tell an older sender's bytes).
+    customer_tier: Attribute = ""
+    sales_channel: Attribute = ""
+    tax_attribute: Attribute = ""
+    gift: StrictBool = False
+    return_of: Annotated[str, Field(max_length=256, pattern=r"^[^?]*$")] = ""
+    to_site: OptId = ""
+    to_company: OptId = ""
 
 
 class Envelope(_Model):

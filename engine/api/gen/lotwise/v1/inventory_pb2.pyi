@@ -139,18 +139,32 @@ class ListSkusResponse(_message.Message):
     def __init__(self, skus: _Optional[_Iterable[_Union[Sku, _Mapping]]] = ...) -> None: ...
 
 class Finance(_message.Message):
-    __slots__ = ("currency", "unit_cost", "unit_price", "tax_rate", "terms")
+    __slots__ = ("currency", "unit_cost", "unit_price", "tax_rate", "terms", "customer_tier", "sales_channel", "tax_attribute", "gift", "return_of", "to_site", "to_company")
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     UNIT_COST_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     TAX_RATE_FIELD_NUMBER: _ClassVar[int]
     TERMS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_TIER_FIELD_NUMBER: _ClassVar[int]
+    SALES_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TAX_ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    GIFT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_OF_FIELD_NUMBER: _ClassVar[int]
+    TO_SITE_FIELD_NUMBER: _ClassVar[int]
+    TO_COMPANY_FIELD_NUMBER: _ClassVar[int]
     currency: str
     unit_cost: str
     unit_price: str
     tax_rate: str
     terms: str
-    def __init__(self, currency: _Optional[str] = ..., unit_cost: _Optional[str] = ..., unit_price: _Optional[str] = ..., tax_rate: _Optional[str] = ..., terms: _Optional[str] = ...) -> None: ...
+    customer_tier: str
+    sales_channel: str
+    tax_attribute: str
+    gift: bool
+    return_of: str
+    to_site: str
+    to_company: str
+    def __init__(self, currency: _Optional[str] = ..., unit_cost: _Optional[str] = ..., unit_price: _Optional[str] = ..., tax_rate: _Optional[str] = ..., terms: _Optional[str] = ..., customer_tier: _Optional[str] = ..., sales_channel: _Optional[str] = ..., tax_attribute: _Optional[str] = ..., gift: _Optional[bool] = ..., return_of: _Optional[str] = ..., to_site: _Optional[str] = ..., to_company: _Optional[str] = ...) -> None: ...
 
 class ReceiveRequest(_message.Message):
     __slots__ = ("request_id", "sku", "site", "lot_id", "qty", "bin", "status", "owner", "expires_at_ms", "received_at_ms", "opened_at_ms", "doc_ref", "source", "finance")
