@@ -300,7 +300,7 @@ def _health_movements(t0: int) -> tuple[Any, ...]:
     from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
 
     day = 86_400_000
-    out = []
+    out: list[Any] = []
 
     def add(kind: MovementKind, sku: str, site: str, lot_id: str, qty: int, src: Any, dst: Any, **kw: Any) -> None:
         seq = len(out) + 1
