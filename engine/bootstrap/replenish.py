@@ -17,7 +17,8 @@ from engine.domain.errors import InvalidArgument
 from engine.domain.ports import HistoryStore
 from engine.health.hooks import AlertingActions, HealthHooks
 from engine.replenish.actions import ActionSink
-from engine.replenish.demand import HistoryReturns, HistoryStockouts, ReturnDays, StockoutDays
+from engine.replenish.demand import DemandBatch, HistoryReturns, HistoryStockouts, ReturnDays, StockoutDays
+from engine.replenish.health import HealthCounts
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.rules import Rule, load_rules
 from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader
@@ -106,6 +107,20 @@ def returns_of(history: HistoryStore | None) -> ReturnDays | None:
     return HistoryReturns(history)
 
 
+def aggregated_of(history: HistoryStore | None) -> tuple[DemandBatch | None, HealthCounts | None]:
+    """The trigger's reads for many pairs at once, aggregated in the store, when the history is
+    ClickHouse; otherwise none (the service reads pair by pair from the movements)."""
+    if history is None:
+        return None, None
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+
+    if isinstance(history, ClickHouseHistoryStore):
+        from adapters.clickhouse.replenish import ClickHouseDemandBatch, ClickHouseHealthCounts
+
+        return ClickHouseDemandBatch(history), ClickHouseHealthCounts(history)
+    return None, None
+
+
 async def _open_store(settings: Settings, nats_url: str) -> ReplenishStore:
     if settings.journal == "memory" or not nats_url:
         from adapters.memory.replenish import InMemoryReplenishStore
@@ -160,6 +175,7 @@ async def start_replenish(
     if hooks is not None:
         actions = AlertingActions(actions, hooks)
     config = replenish_config_of(settings)
+    batch, health_counts = aggregated_of(history)
     service = ReplenishService(
         store,
         stock,
@@ -170,6 +186,8 @@ async def start_replenish(
         config=config,
         stockouts=stockouts_of(history),
         returns=returns_of(history),
+        batch=batch,
+        health_counts=health_counts,
     )
     runtime = ReplenishRuntime(service, store, actions)
     try:

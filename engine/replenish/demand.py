@@ -18,6 +18,7 @@ query. Today is never a stockout day: it is not over, and its scans are the live
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Protocol
 
@@ -146,3 +147,29 @@ def net_of_returns(demand: list[float], first: date, returned: dict[date, int]) 
         if 0 <= i < len(out):
             out[i] = max(out[i] - qty, 0.0)
     return out
+
+
+Pair = tuple[str, str]  # (sku, site)
+MAX_BATCH_PAIRS = 512  # pairs one batched read asks for, at most (a longer list is read in parts)
+
+
+class DemandBatch(Protocol):
+    """The trigger's daily inputs for many pairs at once: one aggregated query per kind for a
+    whole follower batch rather than three per pair (each the same answer as the per-pair
+    ports). Pairs with nothing in the window may be absent from the answers."""
+
+    async def consumed_many(self, pairs: Sequence[Pair], first: date, last: date) -> dict[Pair, dict[date, int]]:
+        """Per pair, the units issued to customers per day in [first, last]."""
+        ...
+
+    async def returned_many(self, pairs: Sequence[Pair], first: date, last: date) -> dict[Pair, dict[date, int]]:
+        """Per pair, ReturnDays.returned."""
+        ...
+
+    async def stockout_days_many(self, pairs: Sequence[Pair], first: date, last: date) -> dict[Pair, set[date]]:
+        """Per pair, StockoutDays.stockout_days."""
+        ...
+
+
+def chunks(pairs: Sequence[Pair], size: int = MAX_BATCH_PAIRS) -> list[Sequence[Pair]]:
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]

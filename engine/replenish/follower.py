@@ -21,6 +21,13 @@ before the last scans reach it) — at most `max_wait_s` after the first move �
 background: the batch is
 acknowledged once its demand is noted, and the scheduled full recompute covers a crash in
 between. At most `max_settling` pairs wait; beyond that a batch recomputes its pairs at once.
+
+Batches (issue 12 item 10): settled pairs are recomputed together, at most `batch_pairs` in one
+ReplenishService.recompute_many — their daily demand, returns, stockout days and data health
+read in one aggregated query per kind for all of them, not three or four per pair — and at
+most one batch every `min_batch_interval_s`: pairs that settle while a batch waits or runs
+join the next one (a pair is in a batch once however often it moved), so the trigger
+recomputes at most batch_pairs / min_batch_interval_s pairs a second whatever the order rate.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ MAX_PAIRS_PER_BATCH = 5_000  # pairs recomputed per applied batch, at most (the 
 SETTLE_S = 0.15  # the engine's quiet period before a moved pair is recomputed
 MAX_WAIT_S = 0.5  # a pair that keeps moving is recomputed at least this often
 MAX_SETTLING = 20_000  # pairs waiting to settle, at most
+BATCH_PAIRS = 256  # pairs recomputed together (one aggregated read per kind), at most
+MIN_BATCH_INTERVAL_S = 0.05  # batches start at most this often: ≤ 5,120 recomputes/s
 _BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -67,7 +76,10 @@ class ReplenishFollowerMetrics:
             "lotwise_replenish_pairs_recomputed", "Pairs recomputed by the trigger", registry=registry
         )
         self.recompute_seconds = Histogram(
-            "lotwise_replenish_recompute_seconds", "One pair's recompute", buckets=_BUCKETS_S, registry=registry
+            "lotwise_replenish_recompute_seconds",
+            "One pair's recompute (its batch's duration)",
+            buckets=_BUCKETS_S,
+            registry=registry,
         )
 
 
@@ -90,17 +102,26 @@ class ReplenishTrigger:
         settle_s: float = 0.0,
         max_wait_s: float = MAX_WAIT_S,
         max_settling: int = MAX_SETTLING,
+        batch_pairs: int = BATCH_PAIRS,
+        min_batch_interval_s: float = MIN_BATCH_INTERVAL_S,
     ) -> None:
         if concurrency <= 0:
             raise ValueError("concurrency must be positive")
         if settle_s < 0 or max_wait_s < settle_s or max_settling <= 0:
             raise ValueError("need 0 ≤ settle_s ≤ max_wait_s and max_settling > 0")
+        if batch_pairs <= 0 or not 0 <= min_batch_interval_s <= 10:
+            raise ValueError("need batch_pairs > 0 and 0 ≤ min_batch_interval_s ≤ 10")
         self.service = service
         self.metrics = metrics
         self.settle_s = settle_s
         self.max_wait_s = max_wait_s
         self.max_settling = max_settling
-        self._limit = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self.batch_pairs = batch_pairs
+        self.min_batch_interval_s = min_batch_interval_s
+        self._ready: dict[tuple[str, str], asyncio.Future[None]] = {}  # settled, waiting for a batch
+        self._batcher: asyncio.Task[None] | None = None
+        self._last_batch = 0.0
         self._noted_upto = 0  # journal positions up to here were counted already
         self._moved: dict[tuple[str, str], float] = {}  # settling pair → when it last moved
         self._behind = False  # the newest batch had journal messages pending behind it
@@ -128,7 +149,10 @@ class ReplenishTrigger:
             for pair in pairs:
                 self._settle(pair)
         else:
-            await asyncio.gather(*(self._recompute(sku, site) for sku, site in pairs))
+            for i in range(0, len(pairs), self.batch_pairs):
+                failed = [r for r in await self._recompute(pairs[i : i + self.batch_pairs]) if r is not None]
+                if failed:
+                    raise failed[0]  # the batch stays unacknowledged: the follower retries it
         if entries:
             self._noted_upto = max(self._noted_upto, *(e.position for e in entries))
 
@@ -152,7 +176,7 @@ class ReplenishTrigger:
                 await asyncio.sleep(min(wake, first + self.max_wait_s) - now)
             del self._settling[pair]  # a move from here on starts a new wait (this recompute may miss it)
             self._moved.pop(pair, None)
-            await self._recompute(*pair)
+            await self._in_batch(pair)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next move or the scheduled recompute tries again
@@ -163,6 +187,41 @@ class ReplenishTrigger:
             if self._settling.get(pair) is asyncio.current_task():
                 del self._settling[pair]
 
+    async def _in_batch(self, pair: tuple[str, str]) -> None:
+        """Recompute `pair` in the next batch (joining it if already waiting for one)."""
+        loop = asyncio.get_running_loop()
+        done = self._ready.get(pair)
+        if done is None:
+            done = self._ready[pair] = loop.create_future()
+        if self._batcher is None:
+            self._batcher = loop.create_task(self._batches(), name="replenish-batches")
+        await done
+
+    async def _batches(self) -> None:
+        """Recompute the settled pairs, batch after batch, until none is left waiting."""
+        try:
+            while self._ready:
+                wait = self._last_batch + self.min_batch_interval_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # pairs settling meanwhile join this batch
+                part = dict(list(self._ready.items())[: self.batch_pairs])
+                for pair in part:
+                    del self._ready[pair]
+                self._last_batch = time.monotonic()
+                try:
+                    results = await self._recompute(list(part))
+                except Exception as exc:
+                    results = [exc] * len(part)
+                for done, failed in zip(part.values(), results, strict=True):
+                    if done.done():
+                        continue
+                    if failed is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(failed)
+        finally:
+            self._batcher = None
+
     async def idle(self) -> None:
         """Wait until no pair is settling (tests, and a clean stop)."""
         while self._settling:
@@ -171,6 +230,11 @@ class ReplenishTrigger:
     async def close(self) -> None:
         """Stop waiting: the pairs still settling are left to the scheduled recompute."""
         tasks = list(self._settling.values())
+        if self._batcher is not None:
+            tasks.append(self._batcher)
+        for done in self._ready.values():
+            done.cancel()
+        self._ready.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -198,13 +262,18 @@ class ReplenishTrigger:
                 if isinstance(sku, str) and isinstance(site, str) and sku and site:
                     self.service.note_gift(sku, site, with_tax=bool(finance.tax_rate))
 
-    async def _recompute(self, sku: str, site: str) -> None:
-        async with self._limit:
-            started = time.perf_counter()
-            await self.service.recompute(sku, site, "journal")
-            if self.metrics is not None:
-                self.metrics.recomputed.inc()
-                self.metrics.recompute_seconds.observe(time.perf_counter() - started)
+    async def _recompute(self, pairs: list[tuple[str, str]]) -> list[Exception | None]:
+        """One batch: per pair None once its suggestion is stored, else what stopped it."""
+        started = time.perf_counter()
+        results = await self.service.recompute_many(pairs, "journal", concurrency=self.concurrency)
+        elapsed = time.perf_counter() - started
+        out: list[Exception | None] = [r if isinstance(r, Exception) else None for r in results]
+        if self.metrics is not None:
+            ok = sum(r is None for r in out)
+            self.metrics.recomputed.inc(ok)
+            for _ in range(ok):  # each pair waited for its whole batch
+                self.metrics.recompute_seconds.observe(elapsed)
+        return out
 
 
 @functools.cache

@@ -15,8 +15,9 @@ is still made, but flagged, and nothing is sent automatically.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from engine.domain.model import NO_EXPIRY_MS, External, Movement, MovementKind
 
@@ -81,6 +82,13 @@ def pair_health(
     thresholds: HealthThresholds = HealthThresholds(),
 ) -> PairHealth:
     """The health of one pair from its movements (oldest first)."""
+    return finished(pair_counts(sku, site, movements), perishable=perishable, gifts=gifts, thresholds=thresholds)
+
+
+def pair_counts(sku: str, site: str, movements: Iterable[Movement]) -> PairHealth:
+    """The counts of one pair's health from its movements (oldest first), before the supplier
+    terms, the gifts and the thresholds are applied: `lots_missing_expiry` counts every lot
+    whose first receipt has no expiry, as if the pair were perishable (finished() decides)."""
     h = PairHealth(site, sku)
     sale_docs: set[str] = set()
     lots_seen: set[str] = set()
@@ -97,11 +105,34 @@ def pair_health(
         if m.kind is MovementKind.RECEIVE and src == SUPPLIER and m.lot_id not in lots_seen:
             lots_seen.add(m.lot_id)
             h.lots += 1
-            h.lots_missing_expiry += perishable and (m.lot is None or m.lot.expires_at_ms == NO_EXPIRY_MS)
+            h.lots_missing_expiry += m.lot is None or m.lot.expires_at_ms == NO_EXPIRY_MS
+    return h
+
+
+def finished(
+    counts: PairHealth,
+    *,
+    perishable: bool,
+    gifts: GiftCount | None = None,
+    thresholds: HealthThresholds = HealthThresholds(),
+) -> PairHealth:
+    """The pair's health from its counts (pair_counts, HealthCounts) and what the history
+    does not hold: whether the pair is perishable, its gifts, the thresholds."""
+    h = replace(counts, lots_missing_expiry=counts.lots_missing_expiry if perishable else 0, problems=[])
     if gifts is not None:
         h.gifts, h.gifts_without_tax = gifts.gifts, gifts.without_tax
     h.problems = problems_of(h, thresholds)
     return h
+
+
+class HealthCounts(Protocol):
+    """pair_counts for many pairs over their movements since `from_ms`, aggregated where the
+    movements are (one query for many pairs, no movement read back). Pairs without a
+    movement may be absent."""
+
+    async def health_counts(self, pairs: Sequence[tuple[str, str]], from_ms: int) -> dict[tuple[str, str], PairHealth]:
+        """Keyed by (sku, site)."""
+        ...
 
 
 def problems_of(h: PairHealth, t: HealthThresholds) -> list[str]:

@@ -25,8 +25,16 @@ from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
-from engine.replenish.demand import ReturnDays, StockoutDays, net_of_returns
-from engine.replenish.health import HEALTH_DAYS, GiftCount, HealthThresholds, PairHealth, pair_health
+from engine.replenish.demand import DemandBatch, Pair, ReturnDays, StockoutDays, net_of_returns
+from engine.replenish.health import (
+    HEALTH_DAYS,
+    GiftCount,
+    HealthCounts,
+    HealthThresholds,
+    PairHealth,
+    finished,
+    pair_counts,
+)
 from engine.replenish.store import (
     DECIDED,
     Decision,
@@ -152,7 +160,18 @@ class _Live:
 
 @dataclass(slots=True)
 class _HealthCache:
+    """Per pair, when its counts were read and the counts (health.pair_counts)."""
+
     entries: dict[str, tuple[float, PairHealth]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DayInputs:
+    """A pair's daily inputs as read from the history (before today's live count)."""
+
+    consumed: dict[str, float]  # ISO day → units issued to customers
+    returned: dict[date, int]  # sale day → units of that day's sales returned
+    stockouts: set[date]
 
 
 def day_of(ms: int) -> date:
@@ -176,6 +195,8 @@ class ReplenishService:
         config: ReplenishConfig = ReplenishConfig(),
         stockouts: StockoutDays | None = None,
         returns: ReturnDays | None = None,
+        batch: DemandBatch | None = None,
+        health_counts: HealthCounts | None = None,
     ) -> None:
         self.store = store
         self.stock = stock
@@ -186,6 +207,8 @@ class ReplenishService:
         self.config = config
         self.stockouts = stockouts
         self.returns = returns
+        self.batch = batch  # the trigger's reads for many pairs at once (else one pair at a time)
+        self.health_counts = health_counts  # health aggregated in the store (else from the movements)
         self._live: dict[str, _Live] = {}
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
@@ -213,19 +236,54 @@ class ReplenishService:
 
     # ---- inputs ----
 
-    async def _demand(self, sku: str, site: str, today: date) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+    def _window(self, today: date) -> tuple[date, int]:
         days = max(self.config.history_days, self.config.season_days)
         # Today so far is the last day: a scan moves the short window at once (issue 14: the
         # roll-ups plus today's live consumption).
-        first = today - timedelta(days=days - 1)
+        return today - timedelta(days=days - 1), days
+
+    async def _demand(self, sku: str, site: str, today: date) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+        return self._series(sku, site, today, await self._day_inputs(sku, site, today))
+
+    async def _day_inputs(self, sku: str, site: str, today: date) -> DayInputs:
+        first, _ = self._window(today)
         # The three reads are independent: one round trip's wait instead of three on a trigger.
         consumed, returned, stockouts = await asyncio.gather(
             self._consumed(sku, site, first, today),
             self._returned(sku, site, first, today),
             self._stockouts(sku, site, first, today),
         )
+        return DayInputs(consumed, returned, stockouts)
+
+    async def _day_inputs_many(self, pairs: Sequence[Pair], today: date) -> dict[Pair, DayInputs]:
+        """The pairs' daily inputs in one aggregated read per kind (the batch port), the same
+        answers as _day_inputs pair by pair; without a batch port, pair by pair."""
+        if self.batch is None or self.history is None:
+            found = await asyncio.gather(*(self._day_inputs(sku, site, today) for sku, site in pairs))
+            return dict(zip(pairs, found, strict=True))
+        first, _ = self._window(today)
+        consumed, returned, stockouts = await asyncio.gather(
+            self.batch.consumed_many(pairs, first, today),
+            self.batch.returned_many(pairs, first, today) if self.returns is not None else _no_days(),
+            self.batch.stockout_days_many(pairs, first, today - timedelta(days=1))
+            if self.stockouts is not None and today != first
+            else _no_stockouts(),
+        )
+        return {
+            pair: DayInputs(
+                {day.isoformat(): float(qty) for day, qty in consumed.get(pair, {}).items()},
+                returned.get(pair, {}),
+                stockouts.get(pair, set()),
+            )
+            for pair in pairs
+        }
+
+    def _series(self, sku: str, site: str, today: date, got: DayInputs) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+        """The daily net demand and stockout days of the window from the history's inputs and
+        the follower's live count (newer than the history for the last two days)."""
+        first, days = self._window(today)
         series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
-        for day, qty in consumed.items():
+        for day, qty in got.consumed.items():
             if day in series:
                 series[day] = qty
         live = self._live.get(pair_key(sku, site))
@@ -233,9 +291,9 @@ class ReplenishService:
             if day in series:  # the history may not have the last scans yet: the follower's count is newer
                 series[day] = max(series[day], float(live_qty))
         # net demand: customers' returns against its sales come off the sales' days
-        values = tuple(net_of_returns(list(series.values()), first, returned))
+        values = tuple(net_of_returns(list(series.values()), first, got.returned))
         # Today is not over: never censored (its scans are the live signal).
-        return values, tuple((first + timedelta(days=i)) in stockouts for i in range(len(values)))
+        return values, tuple((first + timedelta(days=i)) in got.stockouts for i in range(len(values)))
 
     async def _consumed(self, sku: str, site: str, first: date, today: date) -> dict[str, float]:
         if self.history is None:
@@ -271,13 +329,16 @@ class ReplenishService:
         live = self._live.get(pair_key(sku, site))
         return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
 
-    async def inputs(self, sku: str, site: str, factors: Sequence[Factor] | None = None) -> PairInputs:
+    async def inputs(
+        self, sku: str, site: str, factors: Sequence[Factor] | None = None, days: DayInputs | None = None
+    ) -> PairInputs:
+        """`days`: the pair's daily inputs read already (a batch), else read here."""
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
         if factors is None:
             factors = await self._all_factors()
         (demand, censored), position, supplier, current = await asyncio.gather(
-            self._demand(sku, site, today),
+            self._demand(sku, site, today) if days is None else _ready(self._series(sku, site, today, days)),
             read_position(self.stock, sku, site, now_ms),
             self.store.get_supplier(sku, site),
             self.store.get_suggestion(sku, site),
@@ -300,17 +361,51 @@ class ReplenishService:
 
     # ---- recomputing ----
 
-    async def recompute(self, sku: str, site: str, trigger: str) -> Suggestion:
-        """The pair's suggestion now: a new version when the proposal changed."""
+    async def recompute(
+        self,
+        sku: str,
+        site: str,
+        trigger: str,
+        *,
+        factors: Sequence[Factor] | None = None,
+        days: DayInputs | None = None,
+    ) -> Suggestion:
+        """The pair's suggestion now: a new version when the proposal changed. `factors` and
+        `days`: read already for a batch (a retry after a lost race reads afresh)."""
         async with self._lock(sku, site):
             for _ in range(MAX_WRITE_ATTEMPTS):
-                inputs = await self.inputs(sku, site)
+                inputs = await self.inputs(sku, site, factors, days)
+                factors = days = None
                 planned = self.planner([inputs])[0]
                 try:
                     return await self._keep(inputs, planned, trigger)
                 except StaleWrite:
                     continue  # another gateway wrote meanwhile: read again
             raise FailedPrecondition(REASON_STALE, f"the suggestion of {sku}@{site} kept changing; try again")
+
+    async def recompute_many(
+        self, pairs: Sequence[Pair], trigger: str, concurrency: int | None = None
+    ) -> list[Suggestion | Exception]:
+        """The trigger's batch: the pairs' daily inputs and data health read in one aggregated
+        query per kind for all of them, then each pair recomputed as by recompute() (at most
+        recompute_concurrency at a time). Per pair its suggestion or the error that stopped it."""
+        if not pairs:
+            return []
+        today = day_of(self.clock.now_ms())
+        days, factors, _ = await asyncio.gather(
+            self._day_inputs_many(pairs, today), self._all_factors(), self._warm_health(pairs)
+        )
+        limit = asyncio.Semaphore(max(1, concurrency or self.config.recompute_concurrency))
+
+        async def one(sku: str, site: str) -> Suggestion:
+            async with limit:
+                return await self.recompute(sku, site, trigger, factors=factors, days=days[(sku, site)])
+
+        found = await asyncio.gather(*(one(sku, site) for sku, site in pairs), return_exceptions=True)
+        for got in found:
+            if isinstance(got, BaseException) and not isinstance(got, Exception):
+                raise got  # cancelled: stop here
+        return [got for got in found if not isinstance(got, BaseException) or isinstance(got, Exception)]
 
     async def recompute_all(self, trigger: str = "schedule") -> RecomputeResult:
         """Every pair with a supplier or a suggestion, planned in batches (the batch kernels)."""
@@ -324,8 +419,11 @@ class ReplenishService:
         chunk = max(1, self.config.recompute_concurrency) * 32
         for i in range(0, len(pairs), chunk):
             part = pairs[i : i + chunk]
+            days, _ = await asyncio.gather(
+                self._day_inputs_many(part, day_of(self.clock.now_ms())), self._warm_health(part)
+            )
             found = await asyncio.gather(
-                *(self.inputs(sku, site, factors) for sku, site in part), return_exceptions=True
+                *(self.inputs(sku, site, factors, days[(sku, site)]) for sku, site in part), return_exceptions=True
             )
             inputs = [i for i in found if isinstance(i, PairInputs)]
             for (sku, site), failed in zip(part, found, strict=True):
@@ -374,7 +472,7 @@ class ReplenishService:
     async def _keep(self, inputs: PairInputs, planned: Planned, trigger: str) -> Suggestion:
         sku, site = inputs.sku, inputs.site
         current = await self.store.get_suggestion(sku, site)
-        health = await self.health_of(sku, site, inputs.supplier)
+        health = await self._health_with(sku, site, inputs.supplier)
         panel = replace(
             planned.panel,
             open_todos=inputs.open_todos,
@@ -530,25 +628,60 @@ class ReplenishService:
     async def health_of(
         self, sku: str, site: str, terms: SupplierTerms | None = None, fresh: bool = False
     ) -> PairHealth:
+        """The pair's data health: its counts (cached HEALTH_TTL_S; `fresh` reads them again)
+        finished with its supplier terms, its gifts so far and the thresholds."""
         key = pair_key(sku, site)
         cached = self._health.entries.get(key)
         if cached is not None and not fresh and time.monotonic() - cached[0] < HEALTH_TTL_S:
-            return cached[1]
+            counts = cached[1]
+        else:
+            counts = (await self._read_counts([(sku, site)]))[(sku, site)]
         if terms is None:
             terms = await self.store.get_supplier(sku, site)
-        movements = await self._movements(sku, site)
-        health = pair_health(
-            sku,
-            site,
-            movements,
+        return self._finished(counts, terms)
+
+    def _finished(self, counts: PairHealth, terms: SupplierTerms | None) -> PairHealth:
+        return finished(
+            counts,
             perishable=bool(terms and terms.shelf_life_days > 0),
-            gifts=self._gifts.get(key),
+            gifts=self._gifts.get(pair_key(counts.sku, counts.site)),
             thresholds=self.config.thresholds,
         )
-        if len(self._health.entries) > 100_000:
+
+    async def _health_with(self, sku: str, site: str, terms: SupplierTerms | None) -> PairHealth:
+        """The pair's health given its supplier terms as read for its recompute (None: none)."""
+        cached = self._health.entries.get(pair_key(sku, site))
+        if cached is None or time.monotonic() - cached[0] >= HEALTH_TTL_S:
+            return self._finished((await self._read_counts([(sku, site)]))[(sku, site)], terms)
+        return self._finished(cached[1], terms)
+
+    async def _warm_health(self, pairs: Sequence[Pair]) -> None:
+        """Reads, in one go, the counts of the pairs whose cached counts are missing or old."""
+        now = time.monotonic()
+        stale = [
+            (sku, site)
+            for sku, site in pairs
+            if (hit := self._health.entries.get(pair_key(sku, site))) is None or now - hit[0] >= HEALTH_TTL_S
+        ]
+        if stale:
+            await self._read_counts(stale)
+
+    async def _read_counts(self, pairs: Sequence[Pair]) -> dict[Pair, PairHealth]:
+        """The pairs' health counts over the last HEALTH_DAYS, aggregated by the history when it
+        can (one query for all), else from each pair's movements; cached."""
+        if self.history is None:
+            found = {(sku, site): PairHealth(site, sku) for sku, site in pairs}
+        elif self.health_counts is not None:
+            counted = await self.health_counts.health_counts(pairs, self.clock.now_ms() - HEALTH_DAYS * DAY_MS)
+            found = {(sku, site): counted.get((sku, site)) or PairHealth(site, sku) for sku, site in pairs}
+        else:
+            found = {(sku, site): pair_counts(sku, site, await self._movements(sku, site)) for sku, site in pairs}
+        if len(self._health.entries) + len(found) > 100_000:
             self._health.entries.clear()
-        self._health.entries[key] = (time.monotonic(), health)
-        return health
+        now = time.monotonic()
+        for (sku, site), counts in found.items():
+            self._health.entries[pair_key(sku, site)] = (now, counts)
+        return found
 
     async def _movements(self, sku: str, site: str) -> list[Movement]:
         if self.history is None:
@@ -576,7 +709,23 @@ class ReplenishService:
         ]
         if site and sku and (site, sku) not in chosen:
             chosen.append((site, sku))
-        return [await self.health_of(p_sku, p_site, fresh=True) for p_site, p_sku in chosen]
+        counts = await self._read_counts([(p_sku, p_site) for p_site, p_sku in chosen])  # the full 12 months, at once
+        return [
+            self._finished(counts[(p_sku, p_site)], await self.store.get_supplier(p_sku, p_site))
+            for p_site, p_sku in chosen
+        ]
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def _no_days() -> dict[Pair, dict[date, int]]:
+    return {}
+
+
+async def _no_stockouts() -> dict[Pair, set[date]]:
+    return {}
 
 
 def _check_decision(sku: str, site: str, version: int, outcome: str, qty: int, reason: str) -> None:

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import pytest
@@ -284,5 +285,96 @@ async def test_matched_returns_agree_with_the_movements(kind: str, chdb_dsn_for_
         if isinstance(store, ClickHouseHistoryStore):
             assert await ClickHouseReturns(store).returned("A", "S", first, last) == expected
             assert await ClickHouseReturns(store).returned("A", "S", first, date(2026, 1, 3)) == {}
+    finally:
+        await drop_test_store(store)
+
+
+# ---- the trigger's batched reads: the same answers as pair by pair ----------------------
+
+
+def _health_movements(t0: int) -> tuple[Any, ...]:
+    """Two pairs, A@S and B@S, plus C@T that is not asked for: receipts with and without a
+    document, a lot first received without an expiry (then again with one), a lot with one,
+    sales, a matched and an unmatched return, and a receipt before the window."""
+    from engine.domain.history import HistoryRecord
+    from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+
+    day = 86_400_000
+    out: list[Any] = []
+
+    def add(kind: MovementKind, sku: str, site: str, lot_id: str, qty: int, src: Any, dst: Any, **kw: Any) -> None:
+        seq = len(out) + 1
+        src, dst = (QuantKey(lot_id, "", "available", "own") if b is q else b for b in (src, dst))
+        m = Movement(seq, kind, sku, site, lot_id, qty, src, dst, at_ms=kw.pop("at", t0 + seq * day // 4), **kw)
+        out.append(HistoryRecord("s0", seq, seq, m))
+
+    rcv, use = MovementKind.RECEIVE, MovementKind.CONSUME
+    q = QuantKey("", "", "available", "own")  # the quant of the movement's lot
+    for sku, site in (("A", "S"), ("B", "S"), ("C", "T")):
+        add(rcv, sku, site, "L0", 4, External.SUPPLIER, q, doc_ref="PO-0", at=t0 - 400 * day)  # outside
+        add(rcv, sku, site, "L1", 9, External.SUPPLIER, q, doc_ref="PO-1", lot=Lot("L1", t0))
+        add(rcv, sku, site, "L1", 1, External.SUPPLIER, q, lot=Lot("L1", t0, t0 + 90 * day))
+        add(rcv, sku, site, "L2", 5, External.SUPPLIER, q, doc_ref="PO-2", lot=Lot("L2", t0, t0 + 30 * day))
+        add(use, sku, site, "L1", 3, q, External.CUSTOMER, doc_ref="SO-1")
+        add(use, sku, site, "L1", 2, q, External.CUSTOMER)
+        add(rcv, sku, site, "L1", 1, External.CUSTOMER, q, doc_ref="SO-1")
+        if sku == "A":
+            add(rcv, sku, site, "L1", 1, External.CUSTOMER, q, doc_ref="RMA-9")
+            add(use, sku, site, "L2", 2, q, External.CUSTOMER, doc_ref="SO-2")
+    return tuple(out)
+
+
+async def test_batched_health_counts_agree_with_the_movements(chdb_dsn_for_session: str) -> None:  # noqa: F811
+    from adapters.clickhouse.replenish import ClickHouseHealthCounts
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+    from engine.domain.history import HistoryBatch, MovementQuery
+    from engine.replenish.health import pair_counts
+
+    t0 = STOCKOUT_T0
+    store = await open_test_store("chdb", chdb_dsn_for_session)
+    try:
+        assert isinstance(store, ClickHouseHistoryStore)
+        await store.insert(HistoryBatch(_health_movements(t0)))
+        from_ms = t0 - 365 * 86_400_000
+        counted = await ClickHouseHealthCounts(store).health_counts([("A", "S"), ("B", "S"), ("Z", "S")], from_ms)
+        assert set(counted) == {("A", "S"), ("B", "S")}  # C@T not asked for, Z@S has no movement
+        for sku in ("A", "B"):
+            page = await store.movements(MovementQuery(sku=sku, site="S", from_ms=from_ms, page_size=1_000))
+            expected = pair_counts(sku, "S", [r.movement for r in page.records])
+            assert counted[(sku, "S")] == expected
+        assert (counted[("A", "S")].returns, counted[("A", "S")].returns_matched) == (2, 1)
+        assert (counted[("A", "S")].lots, counted[("A", "S")].lots_missing_expiry) == (2, 1)
+    finally:
+        await drop_test_store(store)
+
+
+async def test_batched_demand_reads_agree_with_the_per_pair_ones(chdb_dsn_for_session: str) -> None:  # noqa: F811
+    from dataclasses import replace as with_
+
+    from adapters.clickhouse.replenish import ClickHouseDemandBatch, ClickHouseReturns, ClickHouseStockouts
+    from adapters.clickhouse.store import ClickHouseHistoryStore
+    from engine.domain.history import HistoryBatch, SeriesQuery
+
+    store = await open_test_store("chdb", chdb_dsn_for_session)
+    try:
+        assert isinstance(store, ClickHouseHistoryStore)
+        # the stockout plan on A@S, the returns plan moved to A@R (and its B to B@R)
+        moved = tuple(with_(r, movement=with_(r.movement, site="R")) for r in _return_movements())
+        await store.insert(HistoryBatch(_stockout_movements() + moved))
+        first, last = date(2026, 1, 1), date(2026, 1, 8)
+        pairs = [("A", "S"), ("B", "S"), ("A", "R"), ("B", "R"), ("Z", "S")]
+        batch = ClickHouseDemandBatch(store)
+        stockouts = await batch.stockout_days_many(pairs, first, last)
+        returned = await batch.returned_many(pairs, first, last)
+        consumed = await batch.consumed_many(pairs, first, last)
+        day_ms = 86_400_000
+        for sku, site in pairs:
+            assert stockouts[(sku, site)] == await ClickHouseStockouts(store).stockout_days(sku, site, first, last)
+            assert returned.get((sku, site), {}) == await ClickHouseReturns(store).returned(sku, site, first, last)
+            series = await store.consumption(SeriesQuery(STOCKOUT_T0, STOCKOUT_T0 + 8 * day_ms, sku, site))
+            per_pair = {date.fromisoformat(row.day): row.qty for row in series if row.qty}
+            assert consumed.get((sku, site), {}) == per_pair
+        assert returned[("A", "R")] == {date(2026, 1, 2): 2, date(2026, 1, 3): 1}
+        assert consumed[("A", "S")] == {date(2026, 1, 3): 5, date(2026, 1, 6): 1, date(2026, 1, 7): 2}
     finally:
         await drop_test_store(store)
