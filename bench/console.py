@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -336,6 +336,38 @@ def in_process(skus: int, sites: int, rounds: int) -> None:
             f"{percentile(scan, 50) / max(percentile(kept, 50), 1e-6):,.0f}× |"
         )
     _write_path_cost(core, skus, sites, rounds, now, questions["per site"])
+    _page_cost(core, rounds, now)
+
+
+def _page_cost(core: ShardCore, rounds: int, now: int) -> None:
+    """A page of 150 rows (the shard keeps the first 151 after the cursor) against the whole
+    answer, interleaved: per (sku, site) scans every cell either way; per site and status
+    comes from the kept totals. A middle page starts after the answer's middle row."""
+    whole_ops = {
+        "per sku and site (scan)": ScanCells(frozenset(), frozenset(), "", (), SliceFilter(), 0, 100_000),
+        "per site and status (totals)": ScanCells(
+            frozenset(), frozenset(), "", (Dimension.STATUS,), SliceFilter(), 0, 100_000, False, True
+        ),
+    }
+    print("| question | whole p50 / p95 ms CPU | first page p50 / p95 | middle page p50 / p95 | rows whole |")
+    print("|---|---:|---:|---:|---:|")
+    for name, op in whole_ops.items():
+        rows = core.apply(op, now)
+        middle = sorted((sku, site, row.group) for sku, site, row in rows)[len(rows) // 2]
+        first_op, middle_op = replace(op, keep=151), replace(op, keep=151, after=middle)
+        whole, first, mid = [], [], []
+        for _ in range(rounds):
+            whole += _ms_per_call(lambda op=op: core.apply(op, now), 1)  # type: ignore[misc]
+            first += _ms_per_call(lambda op=first_op: core.apply(op, now), 1)  # type: ignore[misc]
+            mid += _ms_per_call(lambda op=middle_op: core.apply(op, now), 1)  # type: ignore[misc]
+        whole.sort()
+        first.sort()
+        mid.sort()
+        print(
+            f"| {name} | {percentile(whole, 50):,.2f} / {percentile(whole, 95):,.2f} | "
+            f"{percentile(first, 50):,.2f} / {percentile(first, 95):,.2f} | "
+            f"{percentile(mid, 50):,.2f} / {percentile(mid, 95):,.2f} | {len(rows):,} |"
+        )
 
 
 def _write_path_cost(core: ShardCore, skus: int, sites: int, rounds: int, now: int, read: ScanCells) -> None:

@@ -13,6 +13,7 @@ are the ones the .proto documents (status "receiving" on receipt, owner "own", .
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -64,7 +65,7 @@ from engine.domain.commands import (
 from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.domain.hold_listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, HoldFilter, ScanHolds, check_page_size
 from engine.domain.holds import MAX_LINES
-from engine.domain.inventory import CommitLine, StockQuery, StockRow
+from engine.domain.inventory import MAX_STOCK_PAGE, CommitLine, StockKey, StockQuery, StockRow
 from engine.domain.model import Allocation, External, Finance, HoldState, HoldView
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 from engine.runtime.types import AggregateState, Availability, HoldLine, HoldSummary
@@ -484,6 +485,11 @@ def stock_query_from_pb(req: pb.QueryStockRequest, statuses: StatusDictionary | 
         v.add("org_prefix", "must be at most 1024 characters")
     group_by = dimensions_from_pb(req.group_by, "group_by", v)
     filt = filter_from_pb(req.filter, "filter", v, statuses)
+    if not 0 <= req.page_size <= MAX_STOCK_PAGE:
+        v.add("page_size", f"must be in 0..{MAX_STOCK_PAGE} (0: the whole answer, up to limit)")
+    after = stock_key_of(req.page_token, v)
+    if after is not None and not req.page_size:
+        v.add("page_token", "needs page_size > 0")
     v.raise_if_any()
     return StockQuery(
         skus=tuple(req.skus),
@@ -495,6 +501,60 @@ def stock_query_from_pb(req: pb.QueryStockRequest, statuses: StatusDictionary | 
         by_site=req.by_site if req.HasField("by_site") else True,
         bin_depth=req.bin_depth,
         limit=req.limit or DEFAULT_QUERY_LIMIT,
+        page_size=req.page_size,
+        after=after,
+    )
+
+
+_STOCK_TOKEN_PREFIX = "s1:"  # a version tag: a cursor from another format is refused, not misread
+
+
+def stock_token_of(key: StockKey) -> str:
+    """The opaque cursor after a stock row: its (sku, site, group) key."""
+    sku, site, group = key
+    raw = _STOCK_TOKEN_PREFIX + json.dumps([sku, site, [list(g) for g in group]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _is_group(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(g, list) and len(g) == 2 and all(isinstance(x, str) for x in g) for g in value
+    )
+
+
+def stock_key_of(token: str, v: Violations) -> StockKey | None:
+    """The row key a `next_page_token` points after; a token this server did not give is
+    the caller's mistake (INVALID_ARGUMENT), never misread."""
+    if not token:
+        return None
+    if len(token) > 4096:
+        v.add("page_token", "is not a next_page_token this server gave")
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        parsed = json.loads(raw[len(_STOCK_TOKEN_PREFIX) :]) if raw.startswith(_STOCK_TOKEN_PREFIX) else None
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if not (
+        isinstance(parsed, list)
+        and len(parsed) == 3
+        and isinstance(parsed[0], str)
+        and isinstance(parsed[1], str)
+        and _is_group(parsed[2])
+    ):
+        v.add("page_token", "is not a next_page_token this server gave")
+        return None
+    return (parsed[0], parsed[1], tuple((d, value) for d, value in parsed[2]))
+
+
+def stock_page_to_pb(rows: Sequence[StockRow], page_size: int) -> pb.QueryStockResponse:
+    """The answer; paged, the gateway sent one row more than the page when there are more."""
+    if not page_size or len(rows) <= page_size:
+        return pb.QueryStockResponse(rows=[stock_row_to_pb(r) for r in rows])
+    shown = rows[:page_size]
+    last = shown[-1]
+    return pb.QueryStockResponse(
+        rows=[stock_row_to_pb(r) for r in shown], next_page_token=stock_token_of((last.sku, last.site, last.row.group))
     )
 
 
@@ -710,6 +770,8 @@ def stock_query_to_pb(q: StockQuery) -> pb.QueryStockRequest:
         by_site=q.by_site,
         bin_depth=q.bin_depth,
         limit=q.limit,
+        page_size=q.page_size,
+        page_token="" if q.after is None else stock_token_of(q.after),
     )
 
 

@@ -510,7 +510,7 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     ) -> pb.QueryStockResponse:
         query = convert.stock_query_from_pb(request, self.statuses)
         rows = await self.gateway.query_stock(query, deadline=call_deadline(context))
-        return pb.QueryStockResponse(rows=[convert.stock_row_to_pb(r) for r in rows])
+        return convert.stock_page_to_pb(rows, query.page_size)
 
 
 def add_inventory_service(servicer: InventoryServicer, server: grpc.aio.Server) -> None:

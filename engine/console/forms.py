@@ -27,7 +27,8 @@ STOCK_DIMENSIONS: dict[str, int] = {
     "received_day": pb.DIMENSION_RECEIVED_DAY,
 }
 DIMENSION_NAMES = {value: name for name, value in STOCK_DIMENSIONS.items()}
-PAGE_ROWS = 500  # rows a stock page shows at most; more is refused by the engine as RESULT_TOO_LARGE
+PAGE_ROWS = 150  # rows of one stock table page; the rest is a `next page` link away (QueryStock's cursor)
+MAX_PAGE_TOKEN = 4_096  # characters of a stock page cursor; QueryStock's own tokens are far shorter
 MAX_IDS = 100  # skus or sites named in one filter
 MAX_BIN_DEPTH = 8
 _ID = re.compile(r"^[A-Za-z0-9._:\-@#+]{1,128}$")
@@ -117,8 +118,20 @@ class StockForm:
     min_shelf_life_days: float | None = None
     max_shelf_life_days: float | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    page: str = ""  # the table page's cursor (QueryStock's page_token); "" the first page
 
-    def request(self, *, limit: int = PAGE_ROWS) -> pb.QueryStockRequest:
+    def request(self) -> pb.QueryStockRequest:
+        """The table: one page of PAGE_ROWS rows from the form's cursor."""
+        request = self._request(limit=PAGE_ROWS)
+        request.page_size = PAGE_ROWS
+        request.page_token = self.page
+        return request
+
+    def total_request(self) -> pb.QueryStockRequest:
+        """The table's grand total over every page: the same filter summed into one row."""
+        return replace(self, group=(), by_sku=False, by_site=False)._request(limit=1)
+
+    def _request(self, *, limit: int) -> pb.QueryStockRequest:
         slice_filter = pb.SliceFilter(
             statuses=list(self.statuses),
             owner=self.owner,
@@ -145,7 +158,7 @@ class StockForm:
     def rollup_request(self) -> pb.QueryStockRequest:
         """The same filter summed per site over every site the reader may see (the org tree's
         roll-ups are sums of these rows; the site and org choices only pick the table's rows)."""
-        return replace(self, group=(), by_sku=False, by_site=True, sites=(), org="").request(limit=10_000)
+        return replace(self, group=(), by_sku=False, by_site=True, sites=(), org="")._request(limit=10_000)
 
     def covers_every_site(self) -> bool:
         """The table is per site over every site the reader may see: its rows, summed per
@@ -220,6 +233,7 @@ def parse_stock(params: Mapping[str, str], groups: Sequence[str]) -> StockForm:
         sellable_only=params.get("sellable_only") == "1",
         min_shelf_life_days=_float(params, "min_shelf_life_days"),
         max_shelf_life_days=_float(params, "max_shelf_life_days"),
+        page=_one(params, "page", limit=MAX_PAGE_TOKEN),
     )
 
 

@@ -22,6 +22,11 @@ class CommitLine:
     qty: int
 
 
+StockKey = tuple[str, str, tuple[tuple[str, str], ...]]  # (sku, site, group): a stock row's place in order
+
+MAX_STOCK_PAGE = 1_000  # rows of one QueryStock page, at most
+
+
 @dataclass(frozen=True, slots=True)
 class StockQuery:
     """QueryStock: many pairs, filtered and grouped by the four dimensions.
@@ -41,6 +46,10 @@ class StockQuery:
     bin_depth: int = 0
     limit: int = 10_000
     scope: ReadScope | None = None  # the caller's grants (engine.api.auth injects them); None: all
+    # > 0: one page — the first `page_size` rows after `after` (None: from the first row),
+    # plus one more when there are more, so the caller knows a next page exists.
+    page_size: int = 0
+    after: StockKey | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from engine.domain.errors import (
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
+from engine.domain.inventory import StockKey
 from engine.domain.model import Movement
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -117,6 +118,9 @@ class ScanCells:
     by_sku: bool = True
     by_site: bool = True
     scope: ReadScope | None = None  # the caller's grants: applied before summing (DESIGN §13)
+    # > 0: only the `keep` first rows after `after` (a page and one more); `limit` unused.
+    keep: int = 0
+    after: StockKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +292,51 @@ def result_too_large(limit: int) -> FailedPrecondition:
         f"the query has more than {limit} rows: narrow it (skus, sites, org, filters) or raise limit",
         {"limit": str(limit)},
     )
+
+
+class GroupSums:
+    """A scan's sums by row key. Whole (`keep` 0): more than `limit` keys is refused, never
+    truncated. Paged: only keys after `after`, and only the `keep` smallest — exact, because
+    keys are only ever added: a key with `keep` smaller ones already can never make the page,
+    so it is dropped and never summed again (memory stays within 2 × `keep` keys)."""
+
+    __slots__ = ("after", "ceiling", "keep", "limit", "sums")
+
+    def __init__(self, limit: int, keep: int = 0, after: StockKey | None = None) -> None:
+        self.sums: dict[StockKey, list[int]] = {}
+        self.limit = limit
+        self.keep = keep
+        self.after = after
+        self.ceiling: StockKey | None = None  # paged: keys above it are out of the page
+
+    def slot(self, key: StockKey) -> list[int] | None:
+        """The running total of `key`; None when the key is out of this page."""
+        total = self.sums.get(key)
+        if total is not None:
+            return total
+        if not self.keep:
+            if len(self.sums) >= self.limit:
+                raise result_too_large(self.limit)
+        else:
+            if (self.after is not None and key <= self.after) or (self.ceiling is not None and key > self.ceiling):
+                return None
+            if len(self.sums) >= 2 * self.keep:
+                self._prune()
+                if key > self.ceiling:  # type: ignore[operator]
+                    return None
+        total = self.sums[key] = new_total()
+        return total
+
+    def _prune(self) -> None:
+        ordered = sorted(self.sums)
+        self.ceiling = ordered[self.keep - 1]
+        for key in ordered[self.keep :]:
+            del self.sums[key]
+
+    def rows(self) -> list[tuple[str, str, SliceRow]]:
+        """The summed rows; paged: the `keep` first in key order."""
+        items = sorted(self.sums.items())[: self.keep] if self.keep else self.sums.items()
+        return [(sku, site, row_of(group, total)) for (sku, site, group), total in items]
 
 
 class ShardCore:
@@ -507,7 +556,7 @@ class ShardCore:
         if totals is None:
             totals = self._totals = SiteTotals(self.cells)
         totals.refresh(self.cells, now_ms)
-        acc: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
+        acc = GroupSums(op.limit, op.keep, op.after)
         for site in totals.sites():
             if op.sites and site not in op.sites:
                 continue
@@ -525,18 +574,14 @@ class ShardCore:
                     for row in self._scoped_slice(op, site, self.cells[p], now_ms)
                 ]
             for group, part in parts:
-                key = (site if op.by_site else "", group)
-                total = acc.get(key)
-                if total is None:
-                    if len(acc) >= op.limit:
-                        raise result_too_large(op.limit)
-                    total = acc[key] = new_total()
-                add_total(total, part)
-        return [("", site, row_of(group, total)) for (site, group), total in acc.items()]
+                total = acc.slot(("", site if op.by_site else "", group))
+                if total is not None:
+                    add_total(total, part)
+        return acc.rows()
 
     def scan_cells(self, op: ScanCells, now_ms: int) -> list[tuple[str, str, SliceRow]]:
         """Every matching cell sliced now: the scan the kept totals must always agree with."""
-        acc: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
+        acc = GroupSums(op.limit, op.keep, op.after)
         for (sku, site), cell in self.cells.items():
             if op.skus and sku not in op.skus:
                 continue
@@ -547,14 +592,10 @@ class ShardCore:
                 if known is None or not org_covers(known.org_path, op.org_prefix):
                     continue
             for row in self._scoped_slice(op, site, cell, now_ms):
-                key = (sku if op.by_sku else "", site if op.by_site else "", row.group)
-                total = acc.get(key)
-                if total is None:
-                    if len(acc) >= op.limit:
-                        raise result_too_large(op.limit)
-                    total = acc[key] = new_total()
-                add_row(total, row)
-        return [(sku, site, row_of(group, total)) for (sku, site, group), total in acc.items()]
+                total = acc.slot((sku if op.by_sku else "", site if op.by_site else "", row.group))
+                if total is not None:
+                    add_row(total, row)
+        return acc.rows()
 
     def _scoped_slice(self, op: ScanCells, site: str, cell: Cell, now_ms: int) -> list[SliceRow]:
         """The cell's rows within the caller's grants: one slice per granted bin prefix

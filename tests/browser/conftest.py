@@ -75,6 +75,12 @@ site = "BOS"
 bin = "A"
 
 [[grants]]
+subject = "clerk-pgs"
+role = "clerk"
+site = "PGS"
+bin = "A"
+
+[[grants]]
 subject = "viewer-bos"
 role = "viewer"
 site = "BOS"
@@ -101,6 +107,10 @@ SITES = (
     Site("SUP2", "acme/supply/sup2", "store", "Supply two"),
 )
 SUGGESTED = (("SUG", "SUP1"), ("SUG", "SUP2"))
+# The stock table's pages: one sku in PAGED_LOTS lots of 1 at a site of its own org, half on
+# shelf A (clerk-pgs sees those only), half on B: more rows by lot than one page shows.
+PAGED_SITE = Site("PGS", "beta/paging/pgs", "store", "Paging store")
+PAGED_LOTS = 320
 # Active holds: one at BOS shelf A (a shelf clerk sees it), one at BOS shelf B, one at NYC.
 HOLDS = (("CON-H-A", "BOS", "A"), ("CON-H-B", "BOS", "B"), ("CON-H-NYC", "NYC", ""))
 
@@ -114,6 +124,7 @@ class Estate:
     viewer_token: str  # viewer-bos: read on the whole of BOS
     seeded_at_ms: int  # before the first receipt: the as-of slider shows nothing there
     bad_event_id: str
+    paged_clerk_token: str = ""  # clerk-pgs: read, move, count on PGS shelves A only
 
 
 def artifacts_dir() -> Path:
@@ -141,9 +152,18 @@ async def _seed(client: LotwiseClient) -> None:
             sku, site, lot, qty, bin=bin_path, status=status, expires_at_ms=expires, doc_ref=f"PO-{lot}"
         )
     await client.consume("GLU", "BOS", 5, lot_id="L-BOS-1", doc_ref="CASE-17")
+    await _seed_pages(client)
     for hold_id, at, shelf in HOLDS:
         line = ReserveLine(2, bin_prefix=shelf)
         await client.reserve([HoldLine("GLU", at, line)], 3_600_000, hold_id=hold_id, doc_ref=f"SO-{hold_id}")
+
+
+async def _seed_pages(client: LotwiseClient) -> None:
+    await client.put_sku(Sku("PGX", "Paged swabs", "ea"))
+    await client.put_site(PAGED_SITE)
+    for n in range(PAGED_LOTS):
+        shelf = "A" if n % 2 == 0 else "B"
+        await client.receive("PGX", PAGED_SITE.site, f"PL-{n:04d}", 1, bin=f"{shelf}/{n % 7:02d}", doc_ref=f"PO-PL-{n}")
 
 
 async def _seed_suggestions(client: LotwiseClient) -> None:
@@ -225,7 +245,10 @@ async def estate(ray_session: None, tmp_path_factory: pytest.TempPathFactory) ->
         secret = TEST_SECRET_FILE.read_bytes().strip()
         clerk = mint_token(secret, "clerk-bos", [], ttl_s=3_600)
         viewer = mint_token(secret, "viewer-bos", [], ttl_s=3_600)
-        yield Estate(engine, engine.console_url.rstrip("/"), TEST_ADMIN_TOKEN, clerk, viewer, seeded_at, bad_event)
+        paged_clerk = mint_token(secret, "clerk-pgs", [], ttl_s=3_600)
+        yield Estate(
+            engine, engine.console_url.rstrip("/"), TEST_ADMIN_TOKEN, clerk, viewer, seeded_at, bad_event, paged_clerk
+        )
 
 
 @pytest.fixture(scope="session")

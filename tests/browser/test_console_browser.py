@@ -10,7 +10,8 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import Estate, artifacts_dir, have_cjk_font, sign_in
+from engine.console.forms import PAGE_ROWS
+from tests.browser.conftest import PAGED_LOTS, PAGED_SITE, Estate, artifacts_dir, have_cjk_font, sign_in
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.ray]
 
@@ -35,7 +36,7 @@ async def test_sign_in_and_explore_stock_by_org_status_and_bin(page: Page, estat
     await expect(tree.locator('a[data-site="BOS"] + .num')).to_have_text("460")
     await expect(tree.locator('a[data-org="acme/east"] + .num')).to_have_text("530")
     await expect(tree.locator('a[data-org="acme"] + .num')).to_have_text("580")
-    await expect(page.locator("#total-qty")).to_have_text("580")
+    await expect(page.locator("#total-qty")).to_have_text("900")  # + 320 lots of 1 at PGS (org beta)
 
     # Group by status (site totals split per status).
     await page.check("#group-status")
@@ -160,3 +161,40 @@ async def test_a_clerk_sees_their_shelves_only(page: Page, estate: Estate) -> No
     await page.click("#nav-deadletters")
     await expect(page.locator("#problem")).to_contain_text("PERMISSION_DENIED")
     await shot(page, "clerk-dead-letters-denied")
+
+
+async def _walk_pages(page: Page, first_url: str) -> list[str]:
+    """Every page of a stock table grouped by lot, by its `next page` links: the lots shown."""
+    await page.goto(first_url)
+    lots: list[str] = []
+    for _ in range(10):
+        shown = await cell_texts(page, '#stock-table td[data-col="lot"]')
+        assert 0 < len(shown) <= PAGE_ROWS
+        lots.extend(shown)
+        if await page.locator("#stock-next").count() == 0:
+            return lots
+        await page.click("#stock-next")
+        await expect(page.locator("#stock-first")).to_be_visible()
+        await expect(page.locator('#stock-table td[data-col="lot"]').first).not_to_have_text(shown[0])
+    raise AssertionError("the pages never ended")
+
+
+async def test_the_stock_table_pages_and_its_total_covers_every_page(page: Page, estate: Estate) -> None:
+    await sign_in(page, estate, estate.admin_token)
+    url = f"{estate.url}/stock?f=1&by_site=1&site={PAGED_SITE.site}&group=lot"
+    lots = await _walk_pages(page, url)
+    assert lots == [f"PL-{n:04d}" for n in range(PAGED_LOTS)]  # each lot once, in order
+    await expect(page.locator("#total-qty")).to_have_text(str(PAGED_LOTS))  # the last page: still every page
+    await shot(page, "stock-last-page")
+    await page.goto(url)
+    await expect(page.locator("#total-qty")).to_have_text(str(PAGED_LOTS))  # the first page: the same
+
+
+async def test_a_shelf_clerk_sees_their_shelves_on_every_page(page: Page, estate: Estate) -> None:
+    await sign_in(page, estate, estate.paged_clerk_token)
+    await expect(page.locator("#subject")).to_have_text("clerk-pgs")
+    url = f"{estate.url}/stock?f=1&by_site=1&site={PAGED_SITE.site}&group=lot&group=bin&bin_depth=1"
+    lots = await _walk_pages(page, url)
+    assert lots == [f"PL-{n:04d}" for n in range(0, PAGED_LOTS, 2)]  # shelf A only, on every page
+    await expect(page.locator("#total-qty")).to_have_text(str(PAGED_LOTS // 2))
+    assert set(await cell_texts(page, '#stock-table td[data-col="bin"]')) == {"A"}

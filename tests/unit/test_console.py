@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.console.forms import (
+    PAGE_ROWS,
     FormProblem,
     parse_charts,
     parse_history,
@@ -34,7 +35,25 @@ def test_the_stock_form_defaults_to_site_totals() -> None:
     form = stock("")
     request = form.request()
     assert (request.by_sku, request.by_site, list(request.group_by)) == (False, True, [])
-    assert request.limit == 500
+    assert (request.page_size, request.page_token) == (PAGE_ROWS, "")
+    assert 100 <= PAGE_ROWS <= 200
+
+
+def test_the_stock_table_pages_by_cursor_and_totals_every_page() -> None:
+    form = stock("f=1&by_site=1&group=status&page=abc")
+    assert (form.request().page_token, form.request().page_size) == ("abc", PAGE_ROWS)
+    assert "page=" not in form.query()  # a changed filter starts at the first page
+    total = form.total_request()
+    assert (total.by_sku, total.by_site, list(total.group_by), total.page_size, total.page_token) == (
+        False,
+        False,
+        [],
+        0,
+        "",
+    )
+    assert list(total.filter.statuses) == list(form.request().filter.statuses)
+    rollup = form.rollup_request()
+    assert (rollup.page_size, rollup.page_token) == (0, "")  # the org tree sums every site, unpaged
 
 
 def test_grouping_by_bin_starts_one_level_deep_and_drills_one_more() -> None:
@@ -82,6 +101,7 @@ def test_rollups_ask_for_every_site_the_reader_may_see() -> None:
         ("min_shelf_life_days=NaNx", "min_shelf_life_days"),
         ("bin_prefix=A%20B", "bin_prefix"),
         ("lot=" + "L" * 129, "lot"),
+        ("page=" + "x" * 4097, "page"),
     ],
 )
 def test_bad_stock_values_name_their_field(query: str, field: str) -> None:

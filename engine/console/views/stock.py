@@ -1,9 +1,11 @@
 """The stock explorer: the four dimensions (DESIGN.md §2), grouped by any, filtered, rolled up
 over the org tree, with a bin tree to drill into.
 
-Two QueryStock calls per page, both as the reader: the table they asked for, and the same
-filter summed per site, which the org tree adds up node by node. Both are filtered by the
-reader's grants inside the shards, so a node's total never includes a shelf they cannot see.
+QueryStock calls as the reader: one page of the table they asked for (PAGE_ROWS rows, then a
+`next page` link carrying QueryStock's cursor), the same filter summed per site, which the org
+tree adds up node by node, and — when the table has more than one page — the same filter summed
+into one row, the table's exact total. All are filtered by the reader's grants inside the
+shards, so no page, node or total includes a shelf they cannot see.
 """
 
 from __future__ import annotations
@@ -95,33 +97,61 @@ def _row_values(row: pb.StockRow, form: StockForm) -> dict[str, str]:
     return values
 
 
-async def stock_page(console: Console, request: Request, page: Page) -> Response:
-    form = parse_stock(request.query_params, request.query_params.getlist("group"))
+async def _query(
+    console: Console, page: Page, request: pb.QueryStockRequest
+) -> tuple[pb.QueryStockResponse, ApiProblem | None]:
+    """One QueryStock as the reader; the caller's mistake is shown beside the table, not as a page."""
+    try:
+        return await console.api.query_stock(page.token, request), None
+    except ApiProblem as problem:
+        if problem.code in ("FAILED_PRECONDITION", "INVALID_ARGUMENT"):
+            return pb.QueryStockResponse(), problem  # e.g. a stale cursor: the tree still helps
+        raise
 
-    async def table() -> tuple[pb.QueryStockResponse, ApiProblem | None]:
-        try:
-            return await console.api.query_stock(page.token, form.request()), None
-        except ApiProblem as problem:
-            if problem.code in ("FAILED_PRECONDITION", "INVALID_ARGUMENT"):
-                return pb.QueryStockResponse(), problem  # e.g. RESULT_TOO_LARGE: the tree still helps
-            raise
 
-    # The table grouped per site over every site already holds each site's totals: the org
-    # tree is summed from it, one scan of the shards instead of two (the page's main cost).
-    if form.covers_every_site():
-        sites, (rows, table_problem) = await asyncio.gather(console.api.list_sites(page.token), table())
-        if table_problem is None:
+def _sum(rows: Iterable[pb.StockRow]) -> Totals:
+    total = Totals()
+    for row in rows:
+        total.add(row.row)
+    return total
+
+
+async def _table_and_rollup(
+    console: Console, page: Page, form: StockForm
+) -> tuple[pb.ListSitesResponse, pb.QueryStockResponse, ApiProblem | None, int, dict[str, Totals]]:
+    """The table page, the sites and the org tree's per-site totals.
+
+    A whole table (one page) per site over every site already holds each site's totals: the
+    org tree is summed from it, one scan of the shards instead of two (the page's main cost)."""
+    if form.covers_every_site() and not form.page:
+        sites, (rows, problem) = await asyncio.gather(
+            console.api.list_sites(page.token), _query(console, page, form.request())
+        )
+        if problem is None and not rows.next_page_token:
             rollup_at_ms, per_site = console.clock_ms(), _per_site(rows.rows)
             console.rollups.put(page.token, form.rollup_request(), rollup_at_ms, per_site)
         else:
             rollup_at_ms, per_site = await _rollup(console, page, form)
-    else:
-        sites, (rollup_at_ms, per_site), (rows, table_problem) = await asyncio.gather(
-            console.api.list_sites(page.token), _rollup(console, page, form), table()
-        )
-    total = Totals()
-    for row in rows.rows:
-        total.add(row.row)
+        return sites, rows, problem, rollup_at_ms, per_site
+    sites, (rollup_at_ms, per_site), (rows, problem) = await asyncio.gather(
+        console.api.list_sites(page.token), _rollup(console, page, form), _query(console, page, form.request())
+    )
+    return sites, rows, problem, rollup_at_ms, per_site
+
+
+async def _grand_total(console: Console, page: Page, form: StockForm, rows: pb.QueryStockResponse) -> Totals:
+    """The total over every page of the table, live: the page's own sum when it is the whole
+    table, else the same filter summed by the shards into one row (exact, not a page's sum)."""
+    if not form.page and not rows.next_page_token:
+        return _sum(rows.rows)
+    answer, problem = await _query(console, page, form.total_request())
+    return Totals() if problem is not None else _sum(answer.rows)
+
+
+async def stock_page(console: Console, request: Request, page: Page) -> Response:
+    form = parse_stock(request.query_params, request.query_params.getlist("group"))
+    sites, rows, table_problem, rollup_at_ms, per_site = await _table_and_rollup(console, page, form)
+    total = _sum(rows.rows) if table_problem is not None else await _grand_total(console, page, form, rows)
     return console.render(
         request,
         page,
@@ -131,6 +161,7 @@ async def stock_page(console: Console, request: Request, page: Page) -> Response
         columns=_columns(form),
         rows=[(_row_values(r, form), r.row) for r in rows.rows],
         total=total,
+        next_page=rows.next_page_token,
         table_problem=table_problem,
         rollup_at_ms=rollup_at_ms,
         dimensions=list(STOCK_DIMENSIONS),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from engine.domain.cell import Dimension, SliceFilter
 from engine.domain.commands import MAX_BIN_DEPTH, check_id
 from engine.domain.errors import FieldViolation, InvalidArgument
-from engine.domain.inventory import StockQuery, StockRow
+from engine.domain.inventory import MAX_STOCK_PAGE, StockQuery, StockRow
 from engine.domain.shard import ReadSlice, ScanCells, add_row, new_total, result_too_large, row_of
 from engine.runtime.gateway.router import Router, raise_if_refused
 from engine.runtime.types import Availability
@@ -45,7 +45,12 @@ class StockReader:
 
     async def query_stock(self, q: StockQuery, deadline: float | None) -> list[StockRow]:
         """Every shard scans its cells; the rows are summed here by the query's grouping.
-        More groups than `q.limit` is refused, never truncated."""
+        More groups than `q.limit` is refused, never truncated. Paged (`q.page_size`): each
+        shard sends its first page_size + 1 rows after the cursor, fully summed; any row of
+        the merged first page_size + 1 has at most that many before it in every shard, so it
+        arrived whole from each shard that has it."""
+        if not 0 <= q.page_size <= MAX_STOCK_PAGE:
+            raise InvalidArgument([FieldViolation("page_size", f"must be in 0..{MAX_STOCK_PAGE}")])
         if not 1 <= q.limit <= MAX_QUERY_ROWS:
             raise InvalidArgument([FieldViolation("limit", f"must be in 1..{MAX_QUERY_ROWS}")])
         if not 0 <= q.bin_depth <= MAX_BIN_DEPTH:
@@ -61,8 +66,16 @@ class StockReader:
             q.by_sku,
             q.by_site,
             q.scope,
+            q.page_size + 1 if q.page_size else 0,
+            q.after,
         )
         merged: dict[_GroupKey, list[int]] = {}
+        if q.page_size:
+            for result in await self._router.broadcast(scan, deadline):
+                for sku, site, row in raise_if_refused(result):
+                    add_row(merged.setdefault((sku, site, row.group), new_total()), row)
+            first = sorted(merged.items())[: q.page_size + 1]
+            return [StockRow(sku, site, row_of(group, total)) for (sku, site, group), total in first]
         for result in await self._router.broadcast(scan, deadline):
             for sku, site, row in raise_if_refused(result):
                 total = merged.get((sku, site, row.group))

@@ -607,7 +607,7 @@ class GetAvailabilityResponse(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., available: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[SliceRow, _Mapping]]] = ..., as_of_ms: _Optional[int] = ...) -> None: ...
 
 class QueryStockRequest(_message.Message):
-    __slots__ = ("skus", "sites", "org_prefix", "filter", "group_by", "by_sku", "by_site", "bin_depth", "limit")
+    __slots__ = ("skus", "sites", "org_prefix", "filter", "group_by", "by_sku", "by_site", "bin_depth", "limit", "page_size", "page_token")
     SKUS_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     ORG_PREFIX_FIELD_NUMBER: _ClassVar[int]
@@ -617,6 +617,8 @@ class QueryStockRequest(_message.Message):
     BY_SITE_FIELD_NUMBER: _ClassVar[int]
     BIN_DEPTH_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     skus: _containers.RepeatedScalarFieldContainer[str]
     sites: _containers.RepeatedScalarFieldContainer[str]
     org_prefix: str
@@ -626,7 +628,9 @@ class QueryStockRequest(_message.Message):
     by_site: bool
     bin_depth: int
     limit: int
-    def __init__(self, skus: _Optional[_Iterable[str]] = ..., sites: _Optional[_Iterable[str]] = ..., org_prefix: _Optional[str] = ..., filter: _Optional[_Union[SliceFilter, _Mapping]] = ..., group_by: _Optional[_Iterable[_Union[Dimension, str]]] = ..., by_sku: _Optional[bool] = ..., by_site: _Optional[bool] = ..., bin_depth: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, skus: _Optional[_Iterable[str]] = ..., sites: _Optional[_Iterable[str]] = ..., org_prefix: _Optional[str] = ..., filter: _Optional[_Union[SliceFilter, _Mapping]] = ..., group_by: _Optional[_Iterable[_Union[Dimension, str]]] = ..., by_sku: _Optional[bool] = ..., by_site: _Optional[bool] = ..., bin_depth: _Optional[int] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class StockRow(_message.Message):
     __slots__ = ("sku", "site", "row")
@@ -639,10 +643,12 @@ class StockRow(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., site: _Optional[str] = ..., row: _Optional[_Union[SliceRow, _Mapping]] = ...) -> None: ...
 
 class QueryStockResponse(_message.Message):
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "next_page_token")
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[StockRow]
-    def __init__(self, rows: _Optional[_Iterable[_Union[StockRow, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[StockRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListHoldsRequest(_message.Message):
     __slots__ = ("sku", "site", "states", "expiring_before_ms", "page_size", "page_token")
