@@ -12,6 +12,7 @@ import asyncio
 import csv
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
@@ -25,9 +26,20 @@ from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.importer import IMPORT_MAX_CHUNK_ROWS, IMPORT_MAX_CHUNKS_IN_FLIGHT
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import RECEIVE_SOURCES, Receive
-from engine.domain.importing import LotRow, LotRows, ParsedRow, RequestIds, RowError, infer_kind, parse_row
+from engine.domain.importing import (
+    COLUMNS,
+    LotRow,
+    LotRows,
+    ParsedRow,
+    RequestIds,
+    RowError,
+    RowKind,
+    _time_text_ms,
+    infer_kind,
+    parse_row,
+)
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
-from engine.importfile import FileFormat, RowSource, read_rows
+from engine.importfile import CsvLine, FileFormat, RowSource, read_rows
 
 DEFAULT_CHUNK_ROWS = 2_048
 DEFAULT_CHUNK_BYTES = 1 << 20  # well under the server's 4 MiB message limit
@@ -101,6 +113,10 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow | Lo
     ids = RequestIds()
     # A header names one kind for every row, or (a `record` column) lets each row say it.
     kind = infer_kind(source.columns) if source.columns is not None else None
+    header = source.header
+    if source.lines is not None and header is not None and kind is RowKind.LOT and set(header) <= POSITIONAL_COLUMNS:
+        yield from _parse_lines(source.lines, header, ids, tally)
+        return
     # Plain lot rows take the fast path; the others (and JSONL, whose rows name their own
     # columns) the full parse.
     fast = LotRows(source.columns, kind, ids) if source.columns is not None else None
@@ -113,11 +129,97 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow | Lo
         if lot is not None:
             yield lot
             continue
-        parsed = parse_row(row.line, row.values, kind, ids)
-        if isinstance(parsed, RowError):
-            tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", parsed.message))
-        else:
+        parsed = _parsed(parse_row(row.line, row.values, kind, ids), tally)
+        if parsed is not None:
             yield parsed
+
+
+def _parsed(parsed: ParsedRow | RowError, tally: ImportTally) -> ParsedRow | None:
+    """The parsed row, or None once its refusal is in `tally`."""
+    if isinstance(parsed, RowError):
+        tally.refused.append(Refused(parsed.line, "INVALID_ARGUMENT", parsed.message))
+        return None
+    return parsed
+
+
+def _parse_lines(
+    lines: Iterator[CsvLine], header: tuple[str, ...], ids: RequestIds, tally: ImportTally
+) -> Iterator[ParsedRow | LotRow]:
+    """`parse_rows` for a CSV file of lot rows, by position (CsvLots); a line that is not
+    plainly a lot takes the full parse of its mapping, in its turn (request ids count
+    identical rows in file order)."""
+    fast = CsvLots(header, ids)
+    for row in lines:
+        tally.rows += 1
+        if row.problem:
+            tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", row.problem))
+            continue
+        lot = fast.parse(row.line, row.cells)
+        if lot is not None:
+            yield lot
+            continue
+        values = dict(zip(header, row.cells, strict=False))
+        parsed = _parsed(parse_row(row.line, cast(dict[str, str | int | None], values), RowKind.LOT, ids), tally)
+        if parsed is not None:
+            yield parsed
+
+
+# Columns a CSV file of lot rows may have for CsvLots: no `record` (every row is a lot),
+# no request id or source (a row that gives them takes the full parse).
+POSITIONAL_COLUMNS = COLUMNS[RowKind.LOT] - {"request_id", "source"}
+_POSITIONAL_ORDER = ("sku", "site", "lot_id", "qty", "bin", "status", "owner", "doc_ref")
+_POSITIONAL_TIMES = ("expires_at", "received_at", "opened_at")
+_TIMES_REMEMBERED = 4_096  # distinct time texts a file's parse keeps (dates repeat)
+_RECEIPT = DEFAULT_DICTIONARY.role(Role.RECEIPT)
+_SUPPLIER = RECEIVE_SOURCES[0].value
+
+
+class CsvLots:
+    """engine.domain.importing.LotRows for CSV lines, by position: the same LotRow for
+    every line LotRows takes (and None for every other), without a mapping per line —
+    a cell is picked by its index, a time text parsed once per file.
+    tests/unit/test_import_positional.py compares the two."""
+
+    __slots__ = ("_ids", "_pad", "_pick", "_times")
+
+    def __init__(self, header: tuple[str, ...], ids: RequestIds) -> None:
+        at = {name: i for i, name in enumerate(header)}  # a repeated name: its last cell, as a dict keeps
+        missing = len(header)  # the index of the "" every line is padded with
+        self._pick = itemgetter(*(at.get(name, missing) for name in _POSITIONAL_ORDER + _POSITIONAL_TIMES))
+        self._pad = [""] * (missing + 1)
+        self._ids = ids
+        self._times: dict[str, int] = {}
+
+    def parse(self, line: int, cells: list[str]) -> LotRow | None:
+        sku, site, lot_id, qty_text, bin_, status, owner, doc_ref, *times = self._pick(cells + self._pad[len(cells) :])
+        sku, site, lot_id = sku.strip(), site.strip(), lot_id.strip()
+        if not (sku and site and lot_id and qty_text.isdigit() and qty_text.isascii()):
+            return None
+        known = self._times.get  # most lines' times were seen before: three dict lookups
+        expires, received, opened = known(times[0]), known(times[1]), known(times[2])
+        if expires is None or received is None or opened is None:
+            expires, received, opened = self._time(times[0]), self._time(times[1]), self._time(times[2])
+            if expires is None or received is None or opened is None:
+                return None
+        qty, bin_, doc_ref = int(qty_text), bin_.strip(), doc_ref.strip()
+        status, owner = status.strip() or _RECEIPT, owner.strip() or "own"
+        fields = (sku, site, lot_id, qty, bin_, status, owner, expires, received, opened, doc_ref, _SUPPLIER)
+        request_id = self._ids.derive("\x1f".join(map(str, fields)))
+        return _new_lot_row(LotRow, (line, request_id, *fields))
+
+    def _time(self, text: str) -> int | None:
+        ms = self._times.get(text)
+        if ms is None:
+            stripped = text.strip()
+            ms = _time_text_ms(stripped) if stripped else 0
+            if ms is not None:
+                if len(self._times) >= _TIMES_REMEMBERED:
+                    self._times.clear()
+                self._times[text] = ms
+        return ms
+
+
+_new_lot_row = tuple.__new__  # LotRow(...) runs a Python-level __new__; this skips it
 
 
 class LotColumns:
