@@ -27,7 +27,9 @@ from engine.api.importer import IMPORT_MAX_CHUNK_ROWS, IMPORT_MAX_CHUNKS_IN_FLIG
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import RECEIVE_SOURCES, Receive
 from engine.domain.importing import (
+    ALL_COLUMNS,
     COLUMNS,
+    RECORD_COLUMN,
     LotRow,
     LotRows,
     ParsedRow,
@@ -114,8 +116,8 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow | Lo
     # A header names one kind for every row, or (a `record` column) lets each row say it.
     kind = infer_kind(source.columns) if source.columns is not None else None
     header = source.header
-    if source.lines is not None and header is not None and kind is RowKind.LOT and set(header) <= POSITIONAL_COLUMNS:
-        yield from _parse_lines(source.lines, header, ids, tally)
+    if source.lines is not None and header is not None and kind in (RowKind.LOT, None) and set(header) <= POSITIONAL:
+        yield from _parse_lines(source.lines, header, kind, ids, tally)
         return
     # Plain lot rows take the fast path; the others (and JSONL, whose rows name their own
     # columns) the full parse.
@@ -143,12 +145,12 @@ def _parsed(parsed: ParsedRow | RowError, tally: ImportTally) -> ParsedRow | Non
 
 
 def _parse_lines(
-    lines: Iterator[CsvLine], header: tuple[str, ...], ids: RequestIds, tally: ImportTally
+    lines: Iterator[CsvLine], header: tuple[str, ...], kind: RowKind | None, ids: RequestIds, tally: ImportTally
 ) -> Iterator[ParsedRow | LotRow]:
     """`parse_rows` for a CSV file of lot rows, by position (CsvLots); a line that is not
     plainly a lot takes the full parse of its mapping, in its turn (request ids count
     identical rows in file order)."""
-    fast = CsvLots(header, ids)
+    fast = CsvLots(header, kind, ids)
     for row in lines:
         tally.rows += 1
         if row.problem:
@@ -159,14 +161,16 @@ def _parse_lines(
             yield lot
             continue
         values = dict(zip(header, row.cells, strict=False))
-        parsed = _parsed(parse_row(row.line, cast(dict[str, str | int | None], values), RowKind.LOT, ids), tally)
+        parsed = _parsed(parse_row(row.line, cast(dict[str, str | int | None], values), kind, ids), tally)
         if parsed is not None:
             yield parsed
 
 
-# Columns a CSV file of lot rows may have for CsvLots: no `record` (every row is a lot),
-# no request id or source (a row that gives them takes the full parse).
-POSITIONAL_COLUMNS = COLUMNS[RowKind.LOT] - {"request_id", "source"}
+# Columns a CSV file may have for CsvLots: any but a request id or a source (a file that
+# gives them takes the parse by mapping). With a `record` column, the lines of other kinds
+# (and lot lines that fill other kinds' columns) take the full parse.
+POSITIONAL = ALL_COLUMNS - {"request_id", "source"}
+_LOT_ONLY = COLUMNS[RowKind.LOT] | {RECORD_COLUMN}
 _POSITIONAL_ORDER = ("sku", "site", "lot_id", "qty", "bin", "status", "owner", "doc_ref")
 _POSITIONAL_TIMES = ("expires_at", "received_at", "opened_at")
 _TIMES_REMEMBERED = 4_096  # distinct time texts a file's parse keeps (dates repeat)
@@ -180,18 +184,26 @@ class CsvLots:
     a cell is picked by its index, a time text parsed once per file.
     tests/unit/test_import_positional.py compares the two."""
 
-    __slots__ = ("_ids", "_pad", "_pick", "_times")
+    __slots__ = ("_ids", "_others", "_pad", "_pick", "_record", "_times")
 
-    def __init__(self, header: tuple[str, ...], ids: RequestIds) -> None:
+    def __init__(self, header: tuple[str, ...], kind: RowKind | None, ids: RequestIds) -> None:
         at = {name: i for i, name in enumerate(header)}  # a repeated name: its last cell, as a dict keeps
         missing = len(header)  # the index of the "" every line is padded with
         self._pick = itemgetter(*(at.get(name, missing) for name in _POSITIONAL_ORDER + _POSITIONAL_TIMES))
         self._pad = [""] * (missing + 1)
+        # Without a kind for the file, a line says it (`record`); other kinds' columns stay blank.
+        self._record = at[RECORD_COLUMN] if kind is None else None
+        self._others = itemgetter(missing, missing, *(i for name, i in at.items() if name not in _LOT_ONLY))
         self._ids = ids
         self._times: dict[str, int] = {}
 
     def parse(self, line: int, cells: list[str]) -> LotRow | None:
-        sku, site, lot_id, qty_text, bin_, status, owner, doc_ref, *times = self._pick(cells + self._pad[len(cells) :])
+        cells = cells + self._pad[len(cells) :]
+        if self._record is not None and cells[self._record].strip().lower() != RowKind.LOT:
+            return None
+        if "".join(self._others(cells)).strip():
+            return None
+        sku, site, lot_id, qty_text, bin_, status, owner, doc_ref, *times = self._pick(cells)
         sku, site, lot_id = sku.strip(), site.strip(), lot_id.strip()
         if not (sku and site and lot_id and qty_text.isdigit() and qty_text.isascii()):
             return None
