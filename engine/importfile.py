@@ -71,12 +71,28 @@ def file_format(path: Path, given: FileFormat | None = None) -> FileFormat:
 
 
 @dataclass(frozen=True, slots=True)
+class CsvLine:
+    """One CSV row as read: its line, its cells in the header's order (a short row has
+    fewer), or what made it unreadable ("" when it was read)."""
+
+    line: int
+    cells: list[str]
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RowSource:
     """A file's rows, and its columns when the file has a header (CSV, Parquet); a JSONL
-    file's rows each name their own (`columns` is None)."""
+    file's rows each name their own (`columns` is None).
+
+    A CSV file also offers its rows as they are read (`lines`, with `header`): the same
+    rows, in order, without a mapping built per row, for a parse that works by position.
+    Both iterate the one file: a reader takes `rows` or `lines`, not both."""
 
     rows: Iterator[SourceRow]
     columns: frozenset[str] | None
+    header: tuple[str, ...] | None = None
+    lines: Iterator[CsvLine] | None = None
 
 
 def read_rows(path: Path, fmt: FileFormat | None = None) -> RowSource:
@@ -133,10 +149,11 @@ def _csv_rows(path: Path) -> RowSource:
     except BaseException:
         f.close()
         raise
-    return RowSource(_csv_body(f, reader, header), frozenset(header))
+    lines = _csv_lines(f, reader, len(header))
+    return RowSource(_csv_body(lines, header), frozenset(header), tuple(header), lines)
 
 
-def _csv_body(f: Any, reader: Any, header: list[str]) -> Iterator[SourceRow]:
+def _csv_lines(f: Any, reader: Any, width: int) -> Iterator[CsvLine]:
     with f:
         while True:
             line = reader.line_num + 1
@@ -145,14 +162,22 @@ def _csv_body(f: Any, reader: Any, header: list[str]) -> Iterator[SourceRow]:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield SourceRow(line, problem=f"unreadable CSV: {exc}")
+                yield CsvLine(line, [], f"unreadable CSV: {exc}")
                 continue
             if not cells or all(not c.strip() for c in cells):
                 continue  # blank lines carry nothing
-            if len(cells) > len(header):
-                yield SourceRow(line, problem=f"has {len(cells)} fields; the header has {len(header)}")
+            if len(cells) > width:
+                yield CsvLine(line, [], f"has {len(cells)} fields; the header has {width}")
                 continue
-            yield SourceRow(line, dict(zip(header, cells, strict=False)))
+            yield CsvLine(line, cells)
+
+
+def _csv_body(lines: Iterator[CsvLine], header: list[str]) -> Iterator[SourceRow]:
+    for row in lines:
+        if row.problem:
+            yield SourceRow(row.line, problem=row.problem)
+        else:
+            yield SourceRow(row.line, dict(zip(header, row.cells, strict=False)))
 
 
 def _jsonl_rows(path: Path) -> Iterator[SourceRow]:
@@ -219,6 +244,7 @@ def _parquet_value(value: Any) -> Any:
 
 
 __all__ = [
+    "CsvLine",
     "FileFormat",
     "HeaderError",
     "ImportFileError",

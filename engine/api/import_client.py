@@ -12,6 +12,7 @@ import asyncio
 import csv
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
@@ -25,9 +26,22 @@ from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.importer import IMPORT_MAX_CHUNK_ROWS, IMPORT_MAX_CHUNKS_IN_FLIGHT
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import RECEIVE_SOURCES, Receive
-from engine.domain.importing import LotRow, LotRows, ParsedRow, RequestIds, RowError, infer_kind, parse_row
+from engine.domain.importing import (
+    ALL_COLUMNS,
+    COLUMNS,
+    RECORD_COLUMN,
+    LotRow,
+    LotRows,
+    ParsedRow,
+    RequestIds,
+    RowError,
+    RowKind,
+    _time_text_ms,
+    infer_kind,
+    parse_row,
+)
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
-from engine.importfile import FileFormat, RowSource, read_rows
+from engine.importfile import CsvLine, FileFormat, RowSource, read_rows
 
 DEFAULT_CHUNK_ROWS = 2_048
 DEFAULT_CHUNK_BYTES = 1 << 20  # well under the server's 4 MiB message limit
@@ -101,6 +115,10 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow | Lo
     ids = RequestIds()
     # A header names one kind for every row, or (a `record` column) lets each row say it.
     kind = infer_kind(source.columns) if source.columns is not None else None
+    header = source.header
+    if source.lines is not None and header is not None and kind in (RowKind.LOT, None) and set(header) <= POSITIONAL:
+        yield from _parse_lines(source.lines, header, kind, ids, tally)
+        return
     # Plain lot rows take the fast path; the others (and JSONL, whose rows name their own
     # columns) the full parse.
     fast = LotRows(source.columns, kind, ids) if source.columns is not None else None
@@ -113,11 +131,107 @@ def parse_rows(source: RowSource, tally: ImportTally) -> Iterator[ParsedRow | Lo
         if lot is not None:
             yield lot
             continue
-        parsed = parse_row(row.line, row.values, kind, ids)
-        if isinstance(parsed, RowError):
-            tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", parsed.message))
-        else:
+        parsed = _parsed(parse_row(row.line, row.values, kind, ids), tally)
+        if parsed is not None:
             yield parsed
+
+
+def _parsed(parsed: ParsedRow | RowError, tally: ImportTally) -> ParsedRow | None:
+    """The parsed row, or None once its refusal is in `tally`."""
+    if isinstance(parsed, RowError):
+        tally.refused.append(Refused(parsed.line, "INVALID_ARGUMENT", parsed.message))
+        return None
+    return parsed
+
+
+def _parse_lines(
+    lines: Iterator[CsvLine], header: tuple[str, ...], kind: RowKind | None, ids: RequestIds, tally: ImportTally
+) -> Iterator[ParsedRow | LotRow]:
+    """`parse_rows` for a CSV file of lot rows, by position (CsvLots); a line that is not
+    plainly a lot takes the full parse of its mapping, in its turn (request ids count
+    identical rows in file order)."""
+    fast = CsvLots(header, kind, ids)
+    for row in lines:
+        tally.rows += 1
+        if row.problem:
+            tally.refused.append(Refused(row.line, "INVALID_ARGUMENT", row.problem))
+            continue
+        lot = fast.parse(row.line, row.cells)
+        if lot is not None:
+            yield lot
+            continue
+        values = dict(zip(header, row.cells, strict=False))
+        parsed = _parsed(parse_row(row.line, cast(dict[str, str | int | None], values), kind, ids), tally)
+        if parsed is not None:
+            yield parsed
+
+
+# Columns a CSV file may have for CsvLots: any but a request id or a source (a file that
+# gives them takes the parse by mapping). With a `record` column, the lines of other kinds
+# (and lot lines that fill other kinds' columns) take the full parse.
+POSITIONAL = ALL_COLUMNS - {"request_id", "source"}
+_LOT_ONLY = COLUMNS[RowKind.LOT] | {RECORD_COLUMN}
+_POSITIONAL_ORDER = ("sku", "site", "lot_id", "qty", "bin", "status", "owner", "doc_ref")
+_POSITIONAL_TIMES = ("expires_at", "received_at", "opened_at")
+_TIMES_REMEMBERED = 4_096  # distinct time texts a file's parse keeps (dates repeat)
+_RECEIPT = DEFAULT_DICTIONARY.role(Role.RECEIPT)
+_SUPPLIER = RECEIVE_SOURCES[0].value
+
+
+class CsvLots:
+    """engine.domain.importing.LotRows for CSV lines, by position: the same LotRow for
+    every line LotRows takes (and None for every other), without a mapping per line —
+    a cell is picked by its index, a time text parsed once per file.
+    tests/unit/test_import_positional.py compares the two."""
+
+    __slots__ = ("_ids", "_others", "_pad", "_pick", "_record", "_times")
+
+    def __init__(self, header: tuple[str, ...], kind: RowKind | None, ids: RequestIds) -> None:
+        at = {name: i for i, name in enumerate(header)}  # a repeated name: its last cell, as a dict keeps
+        missing = len(header)  # the index of the "" every line is padded with
+        self._pick = itemgetter(*(at.get(name, missing) for name in _POSITIONAL_ORDER + _POSITIONAL_TIMES))
+        self._pad = [""] * (missing + 1)
+        # Without a kind for the file, a line says it (`record`); other kinds' columns stay blank.
+        self._record = at[RECORD_COLUMN] if kind is None else None
+        self._others = itemgetter(missing, missing, *(i for name, i in at.items() if name not in _LOT_ONLY))
+        self._ids = ids
+        self._times: dict[str, int] = {}
+
+    def parse(self, line: int, cells: list[str]) -> LotRow | None:
+        cells = cells + self._pad[len(cells) :]
+        if self._record is not None and cells[self._record].strip().lower() != RowKind.LOT:
+            return None
+        if "".join(self._others(cells)).strip():
+            return None
+        sku, site, lot_id, qty_text, bin_, status, owner, doc_ref, *times = self._pick(cells)
+        sku, site, lot_id = sku.strip(), site.strip(), lot_id.strip()
+        if not (sku and site and lot_id and qty_text.isdigit() and qty_text.isascii()):
+            return None
+        known = self._times.get  # most lines' times were seen before: three dict lookups
+        expires, received, opened = known(times[0]), known(times[1]), known(times[2])
+        if expires is None or received is None or opened is None:
+            expires, received, opened = self._time(times[0]), self._time(times[1]), self._time(times[2])
+            if expires is None or received is None or opened is None:
+                return None
+        qty, bin_, doc_ref = int(qty_text), bin_.strip(), doc_ref.strip()
+        status, owner = status.strip() or _RECEIPT, owner.strip() or "own"
+        fields = (sku, site, lot_id, qty, bin_, status, owner, expires, received, opened, doc_ref, _SUPPLIER)
+        request_id = self._ids.derive("\x1f".join(map(str, fields)))
+        return _new_lot_row(LotRow, (line, request_id, *fields))
+
+    def _time(self, text: str) -> int | None:
+        ms = self._times.get(text)
+        if ms is None:
+            stripped = text.strip()
+            ms = _time_text_ms(stripped) if stripped else 0
+            if ms is not None:
+                if len(self._times) >= _TIMES_REMEMBERED:
+                    self._times.clear()
+                self._times[text] = ms
+        return ms
+
+
+_new_lot_row = tuple.__new__  # LotRow(...) runs a Python-level __new__; this skips it
 
 
 class LotColumns:

@@ -1,0 +1,68 @@
+"""The gateway's bulk receipt checks (ReceiptChecks) answer exactly as the full check does,
+whichever contexts it has already found sane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.domain.commands import MAX_QTY, UNDO_SUFFIX, Receive
+from engine.domain.errors import DomainError
+from engine.domain.model import External, Finance
+from engine.domain.statuses import DEFAULT_DICTIONARY
+from engine.runtime.gateway.bulk import ReceiptChecks, check_receipt
+
+_IDS = st.sampled_from(["s1", "s2", "a.b:c", "", "bad id", "x" * 129, "r" + UNDO_SUFFIX, "é"])
+_INTS: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from([0, 1, 5, -1, MAX_QTY, MAX_QTY + 1, True, 2.0, "3"]), st.integers(-5, 10**13)
+)
+_RECEIPTS = st.builds(
+    Receive,
+    request_id=_IDS,
+    sku=_IDS,
+    site=_IDS,
+    lot_id=_IDS,
+    qty=_INTS,
+    bin=st.sampled_from(["", "A/01/P3", "A//B", "/".join("a" * 9), "A B"]),
+    status=st.sampled_from([*list(DEFAULT_DICTIONARY.statuses), "nope"]),
+    owner=st.sampled_from(["own", "consignment:acme", "custody:x", "mine", ""]),
+    expires_at_ms=_INTS,
+    received_at_ms=_INTS,
+    opened_at_ms=_INTS,
+    doc_ref=st.sampled_from(["", "PO-1", "d" * 257]),
+    source=st.sampled_from([*External, "@supplier", 3]),
+    finance=st.sampled_from([None, Finance(currency="EUR", unit_cost="1.50"), Finance(currency="eur")]),
+)
+
+
+def _answer(err: DomainError | None) -> tuple[str, str] | None:
+    return None if err is None else (err.code, err.message)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_RECEIPTS, min_size=1, max_size=40))
+def test_the_fast_checks_answer_as_the_full_check(cmds: list[Receive]) -> None:
+    checks = ReceiptChecks(DEFAULT_DICTIONARY)
+    for cmd in cmds + cmds:  # the second time every sane context is remembered
+        assert _answer(checks.check(cmd)) == _answer(check_receipt(cmd, DEFAULT_DICTIONARY))
+
+
+def test_a_remembered_context_still_checks_each_lot_s_own_fields() -> None:
+    checks = ReceiptChecks(DEFAULT_DICTIONARY)
+    assert checks.check(Receive("r1", "strip", "ward1", "L1", 5, "A/01")) is None
+    plain_source: Any = "@supplier"  # equal to External.SUPPLIER, and hashed alike
+    refused = [
+        Receive("r2", "strip", "ward1", "L 2", 5, "A/01"),
+        Receive("r3", "strip", "ward1", "L3", 0, "A/01"),
+        Receive("r4" + UNDO_SUFFIX, "strip", "ward1", "L4", 1, "A/01"),
+        Receive("r5", "strip", "ward1", "L5", 1, "A/01", expires_at_ms=-1),
+        Receive("r6", "strip", "ward1", "L6", 1, "A/01", doc_ref="d" * 257),
+        Receive("r7", "strip", "ward1", "L7", 1, "A/01", source=plain_source),
+        Receive("r8", "strip", "ward1", "L8", 1, "A/01", finance=Finance(currency="eur")),
+    ]
+    for cmd in refused:
+        err = checks.check(cmd)
+        assert err is not None
+        assert err.code == "INVALID_ARGUMENT"
