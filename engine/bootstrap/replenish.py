@@ -20,7 +20,7 @@ from engine.replenish.actions import ActionSink
 from engine.replenish.demand import HistoryReturns, HistoryStockouts, ReturnDays, StockoutDays
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.rules import Rule, load_rules
-from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader
+from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader, TransitReader
 from engine.replenish.store import ReplenishStore
 from engine.settings import Settings
 
@@ -148,6 +148,7 @@ async def start_replenish(
     nats_url: str,
     history: HistoryStore | None,
     hooks: HealthHooks | None = None,
+    transit: TransitReader | None = None,
 ) -> ReplenishRuntime:
     """`hooks`: stock health's, bound once it runs — keeper alerts then raise alerts too."""
     planner = PolicyPlanner(rules_of(settings))
@@ -170,6 +171,7 @@ async def start_replenish(
         config=config,
         stockouts=stockouts_of(history),
         returns=returns_of(history),
+        transit=transit,
     )
     runtime = ReplenishRuntime(service, store, actions)
     try:

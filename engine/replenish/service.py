@@ -78,11 +78,20 @@ class StockPosition:
     held: int
     in_transit: int  # arriving: in transit in, receiving, QC
     as_of_ms: int
+    # Of those, units on a shipped transfer: (units, ETA ms; 0 = none given) per transfer.
+    # The planner counts them by their ETA; the rest of `in_transit` counts as arriving now.
+    arrivals: tuple[tuple[int, int], ...] = ()
 
 
 class _Availability(Protocol):
     @property
     def rows(self) -> Sequence[Any]: ...
+
+
+class TransitReader(Protocol):
+    """Units of a sku shipped to a site and not taken in yet, with their ETA (the transfer desk)."""
+
+    async def arriving(self, sku: str, site: str) -> Sequence[tuple[int, int]]: ...
 
 
 class StockReader(Protocol):
@@ -176,6 +185,7 @@ class ReplenishService:
         config: ReplenishConfig = ReplenishConfig(),
         stockouts: StockoutDays | None = None,
         returns: ReturnDays | None = None,
+        transit: TransitReader | None = None,
     ) -> None:
         self.store = store
         self.stock = stock
@@ -186,6 +196,7 @@ class ReplenishService:
         self.config = config
         self.stockouts = stockouts
         self.returns = returns
+        self.transit = transit
         self._live: dict[str, _Live] = {}
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
@@ -271,6 +282,14 @@ class ReplenishService:
         live = self._live.get(pair_key(sku, site))
         return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
 
+    async def _position(self, sku: str, site: str, now_ms: int) -> StockPosition:
+        if self.transit is None:
+            return await read_position(self.stock, sku, site, now_ms)
+        position, arrivals = await asyncio.gather(
+            read_position(self.stock, sku, site, now_ms), self.transit.arriving(sku, site)
+        )
+        return replace(position, arrivals=tuple(arrivals))
+
     async def inputs(self, sku: str, site: str, factors: Sequence[Factor] | None = None) -> PairInputs:
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
@@ -278,7 +297,7 @@ class ReplenishService:
             factors = await self._all_factors()
         (demand, censored), position, supplier, current = await asyncio.gather(
             self._demand(sku, site, today),
-            read_position(self.stock, sku, site, now_ms),
+            self._position(sku, site, now_ms),
             self.store.get_supplier(sku, site),
             self.store.get_suggestion(sku, site),
         )
