@@ -19,6 +19,8 @@ Policies (one knob each, swept):
                knob = service level
 - lotwise_c1   the same with horizon_days = 1: orders as often as order_up_to (Lotwise's default
                horizon of 7 days carries about half a week of cycle stock)
+Ablation (--ablation, not targets): lotwise_c1 without the buffer, without σL, without both
+(`lotwise_c1_plain`), and `lotwise_c0` (horizon_days = 0: S = ROP, base stock at every review)
 - minmax       static: min = d̄·L·k, max = d̄·(L + C)·k from the warm-up days; knob = k
 - rop          textbook (r, Q): r = d̄·L + z·σ·√L, Q = d̄·C, rolling 90-day d̄ and σ; knob = service level
 - eoq_rop      static: r as above from the warm-up, Q = √(2·K·D/h); knob = service level
@@ -57,7 +59,8 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
 POLICIES = ("lotwise", "lotwise_c1", "minmax", "rop", "eoq_rop", "s_S", "order_up_to", "oracle")
-ABLATION = ("lotwise_c1_no_buffer", "lotwise_c1_no_lead_spread")  # run with --ablation; not judged
+# run with --ablation; not targets (lotwise_c0's curve is printed against the baselines all the same)
+ABLATION = ("lotwise_c1_no_buffer", "lotwise_c1_no_lead_spread", "lotwise_c1_plain", "lotwise_c0")
 LOTWISE = ("lotwise", "lotwise_c1", *ABLATION)
 ALL = (*POLICIES, *ABLATION)
 STATIC = ("minmax", "eoq_rop")
@@ -375,6 +378,10 @@ DECIDE: dict[str, Callable[[Sim, slice, int, Ints], Decision]] = {
     "lotwise_c1": partial(decide_lotwise, horizon_days=1),
     "lotwise_c1_no_buffer": partial(decide_lotwise, horizon_days=1, buffer=1.0),
     "lotwise_c1_no_lead_spread": partial(decide_lotwise, horizon_days=1, lead_spread=False),
+    # neither the buffer nor σL: Lotwise's level and σ estimates alone against the baselines'
+    "lotwise_c1_plain": partial(decide_lotwise, horizon_days=1, buffer=1.0, lead_spread=False),
+    # C = 0: order up to the ROP at every review — base stock, order_up_to's structure
+    "lotwise_c0": partial(decide_lotwise, horizon_days=0),
     "minmax": decide_minmax,
     "rop": decide_rop,
     "eoq_rop": decide_eoq_rop,
@@ -704,7 +711,7 @@ def run_cmd(
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
     threads: Annotated[int, typer.Option(min=1, max=64, help="numba threads (small daily batches: 1 is fastest)")] = 1,
     ablation: Annotated[
-        bool, typer.Option(help="also lotwise_c1 without the buffer / without σL (not judged)")
+        bool, typer.Option(help="also lotwise_c1 without the buffer / σL / both, and lotwise_c0 (not targets)")
     ] = False,
 ) -> None:
     """Replay every policy over the same demand and lead times; sweep each policy's knob; judge the targets."""
@@ -726,7 +733,8 @@ def run_cmd(
             rows = [m.summary() for m in simulate(ds, runs, cfg, progress)]
             slug = "synthetic" if ds.name == "synthetic" else "real"
             plot(rows, f"{ds.name}: {ds.series} series × {ds.days - warmup} days (seed {seed})", out / f"{slug}.png")
-            verdicts = [judge(rows, p) for p in ("lotwise", "lotwise_c1") if any(r["policy"] == p for r in rows)]
+            judged = ("lotwise", "lotwise_c1", "lotwise_c0")
+            verdicts = [judge(rows, p) for p in judged if any(r["policy"] == p for r in rows)]
             report["sets"][slug] = {"name": ds.name, "rows": rows, "judge": verdicts}
             (out / f"{slug}.md").write_text(markdown(rows) + "\n")
             if fmt == "table":

@@ -94,8 +94,8 @@ class WmsTransferSteps:
         except (NotFound, InvalidArgument):
             return None  # not one of the engine's: the WMS books it on its own
 
-    async def ship(self, request_id: str, transfer_id: str) -> Transfer:
-        return await self._desk.ship(WMS_ACTOR, request_id, transfer_id)
+    async def ship(self, request_id: str, transfer_id: str, eta_ms: int = 0) -> Transfer:
+        return await self._desk.ship(WMS_ACTOR, request_id, transfer_id, eta_ms)
 
     async def receive(self, request_id: str, transfer_id: str, lines: Sequence[ReceiptLine]) -> Transfer:
         return await self._desk.receive(WMS_ACTOR, request_id, transfer_id, lines)

@@ -184,7 +184,8 @@ async def start_replenish_runtime(settings: Settings, gateway: Gateway, parts: _
 
     history = parts.history.store if parts.history is not None else None
     hooks = parts.hooks if settings.health else None  # keeper alerts → alerts (bound when health runs)
-    return await start_replenish(settings, gateway, parts.nats_url or settings.nats_url, history, hooks)
+    transit = parts.desks.transfers if parts.desks is not None else None  # shipped transfers' ETAs
+    return await start_replenish(settings, gateway, parts.nats_url or settings.nats_url, history, hooks, transit)
 
 
 async def _start_services(settings: Settings, parts: _Parts) -> Gateway:

@@ -21,7 +21,7 @@ from engine.replenish.demand import DemandBatch, HistoryReturns, HistoryStockout
 from engine.replenish.health import HealthCounts
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.rules import Rule, load_rules
-from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader
+from engine.replenish.service import ReplenishConfig, ReplenishService, StockReader, TransitReader
 from engine.replenish.store import ReplenishStore
 from engine.settings import Settings
 
@@ -163,6 +163,7 @@ async def start_replenish(
     nats_url: str,
     history: HistoryStore | None,
     hooks: HealthHooks | None = None,
+    transit: TransitReader | None = None,
 ) -> ReplenishRuntime:
     """`hooks`: stock health's, bound once it runs — keeper alerts then raise alerts too."""
     planner = PolicyPlanner(rules_of(settings))
@@ -188,6 +189,7 @@ async def start_replenish(
         returns=returns_of(history),
         batch=batch,
         health_counts=health_counts,
+        transit=transit,
     )
     runtime = ReplenishRuntime(service, store, actions)
     try:

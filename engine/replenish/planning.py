@@ -6,8 +6,10 @@ Mappings worth knowing:
 - the demand series ends with today so far, so the policy's `today` is tomorrow (its
   history ends the day before its `today`): a scan moves the 7-day window at once;
 - on hand is sellable stock including what holds reserve (the policy subtracts `held`);
-  stock arriving (in transit in, receiving, QC) has no ETA of its own in the cells and is
-  counted as arriving now;
+  stock arriving (in transit in, receiving, QC) has no ETA of its own in the cells: units on
+  a shipped transfer take the ETA of its ship step (the policy counts them only when it
+  falls by today + L̄ + R), the rest — no ETA given, receiving, QC, a transfer the WMS
+  booked alone — counts as arriving now;
 - lead-time samples (days, received at) become receipts ordered `days` before arrival,
   oldest first, and the supplier's stated lead time (0 = none) their prior; a pair
   without a designated supplier is planned against "unassigned" terms (MOQ 1, the
@@ -25,9 +27,9 @@ import numpy as np
 
 from engine.replenish import model as m
 from engine.replenish.kernels import forecast_batch
-from engine.replenish.policy import horizon_factors, lead_time_stats, policy_batch, suggest
+from engine.replenish.policy import horizon_factors, lead_time_stats, policy_batch, split_in_transit, suggest
 from engine.replenish.rules import Rule, RuleContext
-from engine.replenish.service import PairInputs, Planned, day_of
+from engine.replenish.service import PairInputs, Planned, StockPosition, day_of
 from engine.replenish.store import AppliedFactor, LeadTimeSample, Panel, RuleLine, SupplierTerms
 from engine.replenish.store import Factor as StoredFactor
 
@@ -84,9 +86,24 @@ def history_of(inputs: PairInputs) -> m.DemandHistory:
     return m.DemandHistory.of(inputs.sku, inputs.site, inputs.today + timedelta(days=1), demand, censored)
 
 
+def arrivals_of(position: StockPosition, today: date) -> tuple[m.Arrival, ...]:
+    """The cells' arriving units as arrivals: those of shipped transfers by their ETA (an
+    ETA of 0 or in the past: today), earliest first, never more than the cells hold (a
+    transfer document may lag a receipt); the remainder arrives today."""
+    left, out = position.in_transit, []
+    for qty, eta_ms in sorted(position.arrivals, key=lambda a: a[1]):
+        take = min(qty, left)
+        if take > 0:
+            out.append(m.Arrival(take, max(today, day_of(eta_ms)) if eta_ms else today, "transfer (ship ETA)"))
+            left -= take
+    if left > 0:
+        out.append(m.Arrival(left, today, "in transit / receiving (no ETA)"))
+    return tuple(out)
+
+
 def position_of(inputs: PairInputs) -> m.PairPosition:
     p = inputs.position
-    arriving = (m.Arrival(p.in_transit, inputs.today, "in transit / receiving"),) if p.in_transit else ()
+    arriving = arrivals_of(p, inputs.today)
     shelf = inputs.supplier.shelf_life_days if inputs.supplier and inputs.supplier.shelf_life_days > 0 else None
     return m.PairPosition(
         inputs.sku,
@@ -205,7 +222,13 @@ def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list
         settings,
         on_hand=np.asarray([p.on_hand for p in positions], np.int64),
         held=np.asarray([p.held for p in positions], np.int64),
-        in_transit_within=np.asarray([sum(a.qty for a in p.in_transit) for p in positions], np.int64),
+        in_transit_within=np.asarray(
+            [
+                split_in_transit(p.in_transit, h.today, s[0], settings)[0]
+                for p, h, s in zip(positions, histories, stats, strict=True)
+            ],
+            np.int64,
+        ),
         open_todos=np.asarray([p.open_todos for p in positions], np.int64),
         lead_mean=np.asarray([s[0] for s in stats], np.float64),
         lead_sigma=np.asarray([s[1] for s in stats], np.float64),

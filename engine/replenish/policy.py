@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 
 import numpy as np
@@ -34,6 +34,7 @@ from scipy.stats import nbinom, norm
 from engine.replenish.kernels import METHOD_NAMES, METHOD_SMOOTH, SBC_NAMES, BatchForecast, forecast_batch
 from engine.replenish.model import (
     AppliedFactor,
+    Arrival,
     DemandHistory,
     Factor,
     LeadTime,
@@ -330,6 +331,17 @@ def suggest(
     return enforce_limits(suggestion)
 
 
+def split_in_transit(
+    arrivals: Sequence[Arrival], today: date, lead_mean: float, settings: PolicySettings
+) -> tuple[int, int]:
+    """(units counted, units only shown): an arrival counts when its ETA falls by today + P
+    (P = L̄ + R, the risk period): one due later cannot cover what sells before an order
+    placed today arrives."""
+    cutoff = today + timedelta(days=math.ceil(lead_mean + settings.review_days))
+    within = sum(a.qty for a in arrivals if a.eta <= cutoff)
+    return within, sum(a.qty for a in arrivals) - within
+
+
 def draft(
     history: DemandHistory,
     position: PairPosition,
@@ -342,9 +354,7 @@ def draft(
     horizon = math.ceil(lead_mean) + settings.review_days + settings.horizon_days
     fc = forecast_one(history, settings, horizon)
     factor_mult, applied = horizon_factors(history, factors, settings, horizon)
-    cutoff = history.today + timedelta(days=math.ceil(lead_mean + settings.review_days))
-    within = sum(a.qty for a in position.in_transit if a.eta <= cutoff)
-    beyond = sum(a.qty for a in position.in_transit if a.eta > cutoff)
+    within, beyond = split_in_transit(position.in_transit, history.today, lead_mean, settings)
     n = policy_batch(
         fc,
         settings,

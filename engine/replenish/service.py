@@ -86,11 +86,20 @@ class StockPosition:
     held: int
     in_transit: int  # arriving: in transit in, receiving, QC
     as_of_ms: int
+    # Of those, units on a shipped transfer: (units, ETA ms; 0 = none given) per transfer.
+    # The planner counts them by their ETA; the rest of `in_transit` counts as arriving now.
+    arrivals: tuple[tuple[int, int], ...] = ()
 
 
 class _Availability(Protocol):
     @property
     def rows(self) -> Sequence[Any]: ...
+
+
+class TransitReader(Protocol):
+    """Units of a sku shipped to a site and not taken in yet, with their ETA (the transfer desk)."""
+
+    async def arriving(self, sku: str, site: str) -> Sequence[tuple[int, int]]: ...
 
 
 class StockReader(Protocol):
@@ -197,6 +206,7 @@ class ReplenishService:
         returns: ReturnDays | None = None,
         batch: DemandBatch | None = None,
         health_counts: HealthCounts | None = None,
+        transit: TransitReader | None = None,
     ) -> None:
         self.store = store
         self.stock = stock
@@ -209,6 +219,7 @@ class ReplenishService:
         self.returns = returns
         self.batch = batch  # the trigger's reads for many pairs at once (else one pair at a time)
         self.health_counts = health_counts  # health aggregated in the store (else from the movements)
+        self.transit = transit
         self._live: dict[str, _Live] = {}
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
@@ -329,6 +340,14 @@ class ReplenishService:
         live = self._live.get(pair_key(sku, site))
         return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
 
+    async def _position(self, sku: str, site: str, now_ms: int) -> StockPosition:
+        if self.transit is None:
+            return await read_position(self.stock, sku, site, now_ms)
+        position, arrivals = await asyncio.gather(
+            read_position(self.stock, sku, site, now_ms), self.transit.arriving(sku, site)
+        )
+        return replace(position, arrivals=tuple(arrivals))
+
     async def inputs(
         self, sku: str, site: str, factors: Sequence[Factor] | None = None, days: DayInputs | None = None
     ) -> PairInputs:
@@ -339,7 +358,7 @@ class ReplenishService:
             factors = await self._all_factors()
         (demand, censored), position, supplier, current = await asyncio.gather(
             self._demand(sku, site, today) if days is None else _ready(self._series(sku, site, today, days)),
-            read_position(self.stock, sku, site, now_ms),
+            self._position(sku, site, now_ms),
             self.store.get_supplier(sku, site),
             self.store.get_suggestion(sku, site),
         )

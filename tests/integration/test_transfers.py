@@ -569,3 +569,36 @@ async def test_wms_events_over_nats_ship_and_receive_the_transfer_they_name(
     finally:
         await link.close()
         await ingest.stop()
+
+
+async def test_replenishment_counts_units_in_transit_by_the_ship_steps_eta(
+    engine: Engine, people: dict[str, tpb_grpc.TransfersStub], manual_clock: ManualClock
+) -> None:
+    """Two transfers shipped over gRPC to BOS: 60 GLU due in 40 days, 20 with no ETA. The
+    desk lists both with their ETAs; replenishment at BOS (7-day lead times) counts the 20
+    in its position and only shows the 60, which arrive after an order placed today would."""
+    from adapters.memory.replenish import InMemoryReplenishStore
+    from engine.replenish.planning import PolicyPlanner
+    from engine.replenish.service import ReplenishService
+    from engine.replenish.store import LeadTimeSample
+    from engine.replenish.store import SupplierTerms as ReplenishTerms
+
+    store, manager = people["store"], people["manager"]
+    eta = manual_clock.now_ms() + 40 * DAY_MS
+    for transfer_id, qty, eta_ms in (("T-far", 60, eta), ("T-now", 20, 0)):
+        await store.CreateTransfer(create(transfer_id, qty))
+        await manager.ApproveTransfer(act(transfer_id, f"{transfer_id}-ok"))
+        ship = tpb.ShipTransferRequest(request_id=f"{transfer_id}-ship", transfer_id=transfer_id, eta_ms=eta_ms)
+        assert (await store.ShipTransfer(ship)).transfer.eta_ms == eta_ms
+    assert await stock(engine.gateway, "GLU", "BOS") == {"in_transit_in": (80, 0)}
+
+    desk = TransferDesk(engine.gateway, engine.documents, default_flow(), manual_clock.now_ms)
+    assert sorted(await desk.arriving("GLU", "BOS")) == [(20, 0), (60, eta)]
+    assert await desk.arriving("GLU", "DC") == []  # the source: nothing arrives there
+    assert await desk.arriving("IVC", "BOS") == []
+
+    service = ReplenishService(InMemoryReplenishStore(), engine.gateway, PolicyPlanner(), manual_clock, transit=desk)
+    leads = tuple(LeadTimeSample(7, manual_clock.now_ms() - i * DAY_MS) for i in (1, 2, 3))
+    await service.put_supplier(ReplenishTerms("GLU", "BOS", "acme-dc", lead_times=leads))
+    panel = (await service.recompute("GLU", "BOS", "schedule")).panel
+    assert (panel.in_transit_within, panel.in_transit_beyond, panel.inventory_position) == (20, 60, 20)

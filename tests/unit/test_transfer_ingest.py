@@ -86,3 +86,16 @@ async def test_a_transfer_id_the_engine_does_not_keep_is_booked_by_the_wms_alone
     out = event("transfer_out", site="WH1", to_site="icu", transfer_id="WMS-77", lines=[{"sku": "cath", "qty": 3}])
     await setup.applier.apply(validate_event(out, "wms"))
     assert await quants(setup.gateway, "cath", "icu") == {("C1", "", "in_transit_in", "own"): 3}
+
+
+async def test_a_wms_dispatch_with_an_eta_keeps_it_on_the_transfer_for_replenishment(setup: Setup) -> None:
+    await approved(setup.desk, "T-7", 6)
+    eta = NOW_MS + 10 * 86_400_000
+    out = event("transfer_out", site="WH1", to_site="icu", transfer_id="T-7", lines=[{"sku": "cath", "qty": 6}])
+    await setup.applier.apply(validate_event({**out, "eta_ms": eta}, "wms"))
+    assert (await setup.desk.get("T-7")).eta_ms == eta
+    assert await setup.desk.arriving("cath", "icu") == [(6, eta)]
+    for bad, code in ((-1, DeadLetterCode.INVALID), ("soon", DeadLetterCode.SCHEMA), (1.5, DeadLetterCode.SCHEMA)):
+        with pytest.raises(BadEvent, match="eta_ms") as refused:
+            validate_event({**out, "event_id": "wms-bad", "eta_ms": bad}, "wms")
+        assert refused.value.code == code

@@ -77,7 +77,7 @@ class TransferSteps(Protocol):
 
     async def find(self, transfer_id: str) -> Transfer | None: ...
 
-    async def ship(self, request_id: str, transfer_id: str) -> Transfer: ...
+    async def ship(self, request_id: str, transfer_id: str, eta_ms: int = 0) -> Transfer: ...
 
     async def receive(self, request_id: str, transfer_id: str, lines: Sequence[ReceiptLine]) -> Transfer: ...
 
@@ -313,7 +313,7 @@ class Applier:
         known = await self._known_transfer(e.transfer_id)
         if known is not None and self.transfers is not None:
             transfers.check_attached_out(known, src, dst, [(x.sku, x.qty) for x in e.lines])
-            shipped = await self.transfers.ship(e.event_id, e.transfer_id)
+            shipped = await self.transfers.ship(e.event_id, e.transfer_id, e.eta_ms)
             return Applied(len(shipped.lots), sum(lot.shipped_qty for lot in shipped.lots))
         doc = document(e.doc_ref or e.transfer_id, e.finance)
 

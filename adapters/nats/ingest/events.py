@@ -248,6 +248,9 @@ class TransferOut(_WmsEvent):
     transfer_id: Id
     to_site: Id
     lines: Annotated[tuple[TransferLine, ...], Field(min_length=1, max_length=MAX_LINES)]
+    # Expected arrival (UTC epoch ms; 0 = not given): kept as the ship step's ETA of an engine
+    # transfer it names (replenishment counts the units by it); a WMS-only transfer has no document to keep it.
+    eta_ms: Annotated[StrictInt, Field(ge=0)] = 0
 
 
 class ArrivalLine(TransferLine):

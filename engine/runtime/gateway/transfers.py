@@ -110,6 +110,9 @@ DOCUMENT_PREFIX = "transfer."  # the keys of transfer documents in the store
 INDEX_PREFIX = "transfer-at."  # transfer-at.<site key>.<created ms>.<digest>: the listing index
 ALL_SITES = "all"  # the index of every transfer, for a listing without a site
 LIST_READS = 16  # documents a listing reads at once
+# What `arriving` looks back over: a transfer still shipped after this long is overdue stock
+# health's business, and its units (still `in_transit_in` in the cells) count as arriving now.
+ARRIVING_WINDOW_MS = 90 * 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +443,20 @@ class TransferDesk:
 
         return await self._step(actor, request_id, transfer_id, {"action": "ship", "eta_ms": eta_ms}, run)
 
+    async def arriving(self, sku: str, site: str) -> list[tuple[int, int]]:
+        """(units, ETA ms) of `sku` shipped to `site` and not taken in yet, one row per
+        shipped transfer created in the last ARRIVING_WINDOW_MS (at most MAX_PAGE_SIZE of
+        them, through the site's listing index); ETA 0 = the ship step gave none.
+        Replenishment counts units whose ETA falls inside its horizon (issue 14)."""
+        query = TransferQuery(
+            site=site,
+            state=SHIPPED,
+            created_after_ms=max(0, self.now_ms() - ARRIVING_WINDOW_MS),
+            page_size=MAX_PAGE_SIZE,
+        )
+        found, _ = await self.page(query, _everyone)
+        return [row for t in found if t.to_site == site and (row := _arriving_of(t, sku))[0] > 0]
+
     async def receive(
         self, actor: Actor, request_id: str, transfer_id: str, lines: Sequence[ReceiptLine], final: bool = False
     ) -> Transfer:
@@ -640,6 +657,14 @@ class TransferDesk:
                 # A RequestConflict: this very rest was booked before a crash (then less was free).
                 with contextlib.suppress(RequestConflict):
                     await self.gateway.execute(replace(count, request_id=f"{rid}:rest", delta_qty=-free))
+
+
+async def _everyone(_transfer: Transfer) -> bool:
+    return True
+
+
+def _arriving_of(transfer: Transfer, sku: str) -> tuple[int, int]:
+    return sum(lot.in_transit for lot in transfer.lots if lot.sku == sku), transfer.eta_ms
 
 
 def _consume(pick: Pick, site: str, request_id: str, doc_ref: str) -> Consume:
