@@ -53,6 +53,10 @@ async def test_annotate_and_approve_a_voucher_in_chinese(page: Page, estate: Est
     await expect(page.locator('select[name="state"]')).to_have_value("pending")
     await page.select_option('select[name="state"]', "")  # every state: the voucher stays in view
     await page.click('form.filters button[type="submit"]')
+    # The filtered page replaces this one: find the row only once it is there, or the note
+    # goes into the old page's input and the new page's form is sent empty.
+    await expect(page).to_have_url(re.compile(r"/vouchers\?state=&"))
+    await expect(page.locator('select[name="state"]')).to_have_value("")
     row = page.locator("tr[data-voucher]:has(button.annotate)").first
     voucher_id = await row.get_attribute("data-voucher")
     assert voucher_id
