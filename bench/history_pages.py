@@ -43,7 +43,17 @@ import adapters.clickhouse.store as store_module
 from adapters.clickhouse.store import ClickHouseHistoryStore, HistoryStoreConfig, chdb_dsn, open_store
 from bench import history as bulk
 from bench.history import pct, settle
-from engine.domain.history import BalanceQuery, ExpiryQuery, HistoryDimension, MovementQuery, SeriesQuery, TraceQuery
+from engine.domain.history import (
+    BalanceQuery,
+    DaysLeftTotal,
+    ExpiryQuery,
+    Exposure,
+    HistoryDimension,
+    MovementQuery,
+    SeriesQuery,
+    TraceQuery,
+    validate_expiry,
+)
 from engine.domain.model import MS_PER_DAY
 
 PAGE_ROWS = 500  # engine/console/forms.py
@@ -114,15 +124,32 @@ def queries_at(revision: str) -> types.ModuleType:
     return module
 
 
+async def _two_query_exposure(self: ClickHouseHistoryStore, q: ExpiryQuery) -> Exposure:
+    """The exposure read of revisions before the one-pass query (rows and totals, each over
+    the whole base), for a "before" module that still has `exposure_totals_sql`."""
+    validate_expiry(q)
+    sql: Any = store_module.queries  # the "before" module, untyped
+    rows, totals = await asyncio.gather(
+        self._read(sql.exposure_sql(self._db, q)), self._read(sql.exposure_totals_sql(self._db, q))
+    )
+    return Exposure(
+        tuple(sql.exposure_rows(rows)), tuple(DaysLeftTotal(int(d), int(qty), int(n)) for d, qty, n in totals)
+    )
+
+
 @contextmanager
 def sql_of(module: types.ModuleType) -> Iterator[None]:
-    """The store builds its SQL with `module` meanwhile (the store code itself is today's)."""
-    today = store_module.queries
+    """The store builds its SQL with `module` meanwhile (the store code itself is today's, but
+    for the exposure read of a module from before the one-pass exposure query)."""
+    today, near_expiry = store_module.queries, ClickHouseHistoryStore.near_expiry
     store_module.queries = module
+    if hasattr(module, "exposure_totals_sql"):
+        ClickHouseHistoryStore.near_expiry = _two_query_exposure  # type: ignore[method-assign]
     try:
         yield
     finally:
         store_module.queries = today
+        ClickHouseHistoryStore.near_expiry = near_expiry  # type: ignore[method-assign]
 
 
 async def timed(page: Page, store: ClickHouseHistoryStore, rng: random.Random) -> tuple[float, float]:

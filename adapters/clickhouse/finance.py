@@ -40,6 +40,7 @@ from engine.finance.ports import (
     check_voucher_query,
     page_token_of,
     parse_page_token,
+    wanted_states,
 )
 from engine.finance.state import STATE_FORMAT, voucher_from_doc, voucher_to_doc
 from engine.finance.vouchers import Voucher
@@ -228,9 +229,9 @@ class ClickHouseFinanceStore:
         check_voucher_query(q)
         where = ["at_ms >= {from_ms:Int64}"]
         params: dict[str, Any] = {"from_ms": q.from_ms, "limit": q.page_size + 1}
-        if q.state:
-            where.append("state = {state:String}")
-            params["state"] = q.state
+        if states := wanted_states(q):
+            where.append("has({states:Array(String)}, state)")
+            params["states"] = sorted(states)
         if q.company:
             where.append("company = {company:String}")
             params["company"] = q.company

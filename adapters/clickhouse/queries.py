@@ -16,7 +16,9 @@ from adapters.clickhouse.schema import LEGS
 from engine.domain.history import (
     BalanceQuery,
     BalanceRow,
+    DaysLeftTotal,
     ExpiryQuery,
+    Exposure,
     ExposureRow,
     HistoryDimension,
     HistoryRecord,
@@ -473,24 +475,27 @@ def _exposure_base(sql: Sql, db: str, q: ExpiryQuery) -> str:
 
 
 def exposure_sql(db: str, q: ExpiryQuery) -> Sql:
+    """One pass over the base: per day left, its totals and its first `limit` rows.
+
+    Days left grow with expiry, so the first `limit` rows by (expiry, sku, site, lot) are the
+    days' first rows in day order, cut at `limit` (see `exposure_result`); the base (a join of
+    every lot balance with its lot) thus runs once instead of once for rows and once for totals.
+    """
     sql = Sql()
     sql.text = f"""
-        SELECT sku, site, lot_id, expiry, days_left, qty, held FROM ({_exposure_base(sql, db, q)})
-        ORDER BY expiry, sku, site, lot_id
-        LIMIT {int(q.limit)}"""
-    return sql
-
-
-def exposure_totals_sql(db: str, q: ExpiryQuery) -> Sql:
-    sql = Sql()
-    sql.text = f"""
-        SELECT greatest(days_left, -1) AS d, sum(qty), count() FROM ({_exposure_base(sql, db, q)})
+        SELECT greatest(days_left, -1) AS d, sum(qty), count(),
+               groupArraySorted({int(q.limit)})((expiry, sku, site, lot_id, days_left, qty, held))
+        FROM ({_exposure_base(sql, db, q)})
         GROUP BY d ORDER BY d"""
     return sql
 
 
-def exposure_rows(rows: Sequence[Sequence[Any]]) -> list[ExposureRow]:
-    return [ExposureRow(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows]
+def exposure_result(days: Sequence[Sequence[Any]], limit: int) -> Exposure:
+    totals = tuple(DaysLeftTotal(int(d), int(qty), int(n)) for d, qty, n, _ in days)
+    rows = [r for *_, firsts in days for r in firsts][:limit]
+    return Exposure(
+        tuple(ExposureRow(r[1], r[2], r[3], int(r[0]), int(r[4]), int(r[5]), int(r[6])) for r in rows), totals
+    )
 
 
 def trace_stops_sql(db: str, q: TraceQuery) -> Sql:

@@ -40,7 +40,6 @@ from engine.domain.history import (
     BalanceQuery,
     BalanceRow,
     DayQty,
-    DaysLeftTotal,
     ExpiryQuery,
     Exposure,
     HistoryBatch,
@@ -255,13 +254,7 @@ class ClickHouseHistoryStore:
 
     async def near_expiry(self, q: ExpiryQuery) -> Exposure:
         validate_expiry(q)
-        rows, totals = await asyncio.gather(
-            self._read(queries.exposure_sql(self._db, q)), self._read(queries.exposure_totals_sql(self._db, q))
-        )
-        return Exposure(
-            tuple(queries.exposure_rows(rows)),
-            tuple(DaysLeftTotal(int(d), int(qty), int(n)) for d, qty, n in totals),
-        )
+        return queries.exposure_result(await self._read(queries.exposure_sql(self._db, q)), q.limit)
 
     async def lot_trace(self, q: TraceQuery) -> LotTrace:
         validate_trace(q)

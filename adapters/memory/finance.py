@@ -21,6 +21,7 @@ from engine.finance.ports import (
     check_voucher_query,
     page_token_of,
     parse_page_token,
+    wanted_states,
 )
 from engine.finance.state import merge_state
 from engine.finance.vouchers import Voucher
@@ -92,11 +93,12 @@ class InMemoryFinanceStore:
     async def list_vouchers(self, q: VoucherQuery) -> VoucherPage:
         check_voucher_query(q)
         token = parse_page_token(q.page_token) if q.page_token else None
+        states = wanted_states(q)
         found = sorted(
             (
                 v
                 for v in self._vouchers.values()
-                if (not q.state or v.state == q.state)
+                if (not states or v.state in states)
                 and (not q.company or v.company == q.company)
                 and v.at_ms >= q.from_ms
                 and (not q.to_ms or v.at_ms < q.to_ms)

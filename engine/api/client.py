@@ -39,7 +39,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -955,6 +955,36 @@ class LotwiseClient:
         req = convert.stock_query_to_pb(query or StockQuery())
         reply = await self._call(self._stub.QueryStock, req, timeout_s)
         return [convert.stock_row_from_pb(r) for r in reply.rows]
+
+    async def query_stock_page(
+        self,
+        query: StockQuery | None = None,
+        *,
+        page_size: int,
+        page_token: str = "",
+        timeout_s: float | None = None,
+    ) -> tuple[list[StockRow], str]:
+        """One page of `query`'s rows and the next page's token ("" on the last page).
+
+        `page_token` is a `next_page_token` this server gave, passed as is (it is opaque): the
+        server refuses any other with INVALID_ARGUMENT, as it does page_size <= 0.
+        """
+        req = convert.stock_query_to_pb(query or StockQuery())
+        req.page_size = page_size
+        req.page_token = page_token
+        reply = await self._call(self._stub.QueryStock, req, timeout_s)
+        return [convert.stock_row_from_pb(r) for r in reply.rows], reply.next_page_token
+
+    async def stock_pages(
+        self, query: StockQuery | None = None, *, page_size: int, timeout_s: float | None = None
+    ) -> AsyncIterator[list[StockRow]]:
+        """Every page of `query`, in order, one call each; each call has its own `timeout_s`."""
+        token = ""
+        while True:
+            rows, token = await self.query_stock_page(query, page_size=page_size, page_token=token, timeout_s=timeout_s)
+            yield rows
+            if not token:
+                return
 
     # ---- identity (lotwise.v1.Identity) ----
 

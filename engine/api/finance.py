@@ -130,7 +130,13 @@ class AccountingServicer(fpb_grpc.AccountingServicer):
     ) -> fpb.ListVouchersResponse:
         self.guard.require(Action.READ_COST, request.company)
         q = VoucherQuery(
-            request.state, request.company, request.from_ms, request.to_ms, request.page_size or 100, request.page_token
+            request.state,
+            request.company,
+            request.from_ms,
+            request.to_ms,
+            request.page_size or 100,
+            request.page_token,
+            tuple(request.states),
         )
         page = await self.desk.list_vouchers(q)
         return fpb.ListVouchersResponse(

@@ -482,7 +482,8 @@ def parse_suggestion_decision(form: Mapping[str, str]) -> SuggestionDecision:
 
 
 _VOUCHER_ID = re.compile(r"^[^\s\x00-\x1f<>\"'&]{1,256}$")  # built from event ids and org paths
-VOUCHER_STATES = ("", "pending", "annotated", "approved", "posted", "rejected")
+# "review" is the pool still to review: pending and annotated, listed in one call.
+VOUCHER_STATES = ("review", "", "pending", "annotated", "approved", "posted", "rejected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +494,8 @@ class VouchersForm:
 
 
 def parse_vouchers(params: Mapping[str, str]) -> VouchersForm:
-    # The sandbox opens on the pending pool; "All" sends an empty state.
-    state = _one(params, "state", limit=16) if "state" in params else "pending"
+    # The sandbox opens on the pool to review; "All" sends an empty state.
+    state = _one(params, "state", limit=16) if "state" in params else "review"
     if state not in VOUCHER_STATES:
         raise FormProblem("state", f"{state!r} is not one of {', '.join(s for s in VOUCHER_STATES if s)}")
     company = _one(params, "company", limit=512)

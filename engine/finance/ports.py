@@ -34,6 +34,12 @@ class VoucherQuery:
     to_ms: int = 0  # at_ms < to_ms (0: no bound)
     page_size: int = 100
     page_token: str = ""  # "<at_ms>:<voucher_id>" of the last voucher of the previous page
+    states: tuple[str, ...] = ()  # any of these (and `state`); both empty: any
+
+
+def wanted_states(q: VoucherQuery) -> frozenset[str]:
+    """The states a voucher may be in to be listed; empty: any."""
+    return frozenset(q.states) | ({q.state} if q.state else frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +84,15 @@ class ExportBatch:
     file_name: str
 
 
+MAX_STATES = 16  # a bound on the request; five distinct states exist
+
+
 def check_voucher_query(q: VoucherQuery) -> None:
     out: list[FieldViolation] = []
     if q.state and q.state not in VoucherState.ALL:
         out.append(FieldViolation("state", f"must be one of {', '.join(VoucherState.ALL)}"))
+    if len(q.states) > MAX_STATES or not set(q.states) <= set(VoucherState.ALL):
+        out.append(FieldViolation("states", f"must be at most {MAX_STATES} of {', '.join(VoucherState.ALL)}"))
     if not 0 < q.page_size <= MAX_PAGE_SIZE:
         out.append(FieldViolation("page_size", f"must be in 1..{MAX_PAGE_SIZE}"))
     if q.from_ms < 0 or q.to_ms < 0 or (q.to_ms and q.to_ms <= q.from_ms):

@@ -108,7 +108,11 @@ async def test_the_voucher_sandbox_annotates_approves_and_never_by_the_preparer(
         )
         assert noted.status_code == 200, noted.text
         assert 'id="acted-state">annotated<' in noted.text
-        own = await preparer.get("/vouchers")
+        own = await preparer.get("/vouchers")  # opens on the pool to review: pending + annotated, one call
+        pool_ids = re.findall(r'data-voucher="([^"]+)"', own.text)
+        assert {first, second} <= set(pool_ids), "the annotated voucher stays in the pool with the pending"
+        only_pending = await admin.get("/vouchers", params={"state": "pending"})
+        assert first not in re.findall(r'data-voucher="([^"]+)"', only_pending.text)
         self_approved = await preparer.post(
             "/vouchers/act", data={"voucher_id": first, "action": "approve", "csrf": csrf_in(own.text)}
         )
@@ -120,6 +124,9 @@ async def test_the_voucher_sandbox_annotates_approves_and_never_by_the_preparer(
             "/vouchers/act", data={"voucher_id": second, "action": "reject", "text": "wrong cost", "csrf": csrf}
         )
         assert 'id="acted-state">rejected<' in rejected.text
+        settled_pool = re.findall(r'data-voucher="([^"]+)"', (await admin.get("/vouchers")).text)
+        assert first not in settled_pool
+        assert second not in settled_pool
         forged = await admin.post("/vouchers/act", data={"voucher_id": second, "action": "approve"})
         assert forged.status_code == 403
         bad = await admin.get("/vouchers", params={"state": "lost"})

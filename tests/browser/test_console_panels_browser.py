@@ -48,9 +48,9 @@ async def test_open_a_suggestion_s_key_parameters_and_accept(page: Page, estate:
 async def test_annotate_and_approve_a_voucher_in_chinese(page: Page, estate: Estate) -> None:
     await sign_in(page, estate, estate.admin_token)
     await page.click("#lang-switch")
-    await page.click("#nav-vouchers")  # the pending pool
+    await page.click("#nav-vouchers")  # the pool to review (pending + annotated)
     await expect(page.locator("h1")).to_have_text("凭证沙盒")
-    await expect(page.locator('select[name="state"]')).to_have_value("pending")
+    await expect(page.locator('select[name="state"]')).to_have_value("review")
     await page.select_option('select[name="state"]', "")  # every state: the voucher stays in view
     await page.click('form.filters button[type="submit"]')
     # The filtered page replaces this one: find the row only once it is there, or the note

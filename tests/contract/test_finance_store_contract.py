@@ -101,6 +101,32 @@ async def test_list_filters_and_pages(store: FinanceStore) -> None:
         await store.list_vouchers(VoucherQuery(page_token="garbage"))
 
 
+async def test_list_by_several_states_pages_in_one_query(store: FinanceStore) -> None:
+    ledger, vouchers, valuations = sample()
+    await store.commit(Checkpoint(3, ledger_to_doc(ledger)), vouchers, valuations)
+    await store.put_voucher(replace(vouchers[0], state="annotated", version=1))
+    await store.put_voucher(replace(vouchers[1], state="approved", version=1))
+    ordered = sorted(vouchers, key=lambda v: (v.at_ms, v.voucher_id))
+    pool = [v.voucher_id for v in ordered if v.voucher_id != vouchers[1].voucher_id]
+    seen, token = [], ""
+    while True:
+        page = await store.list_vouchers(VoucherQuery(states=("pending", "annotated"), page_size=1, page_token=token))
+        seen.extend(v.voucher_id for v in page.vouchers)
+        if not page.next_page_token:
+            break
+        token = page.next_page_token
+    assert seen == pool
+    both = await store.list_vouchers(VoucherQuery(state="approved", states=("annotated",)))
+    assert [v.voucher_id for v in both.vouchers] == [
+        v.voucher_id for v in ordered if v.voucher_id in {vouchers[0].voucher_id, vouchers[1].voucher_id}
+    ]
+    assert (await store.list_vouchers(VoucherQuery(states=("posted", "rejected")))).vouchers == ()
+    with pytest.raises(InvalidArgument):
+        await store.list_vouchers(VoucherQuery(states=("pending", "lost")))
+    with pytest.raises(InvalidArgument):
+        await store.list_vouchers(VoucherQuery(states=("pending",) * 17))
+
+
 async def test_vouchers_by_source_key(store: FinanceStore) -> None:
     ledger, vouchers, valuations = sample()
     await store.commit(Checkpoint(3, ledger_to_doc(ledger)), vouchers, valuations)

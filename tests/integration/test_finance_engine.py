@@ -60,6 +60,11 @@ async def test_vouchers_follow_the_live_engine(ray_engine: RunningEngine, ray_cl
         assert (approved.voucher.state, approved.voucher.reviewer) == ("approved", "admin")
         posted = await stub.PostVoucher(fpb.VoucherActionRequest(voucher_id=sold.voucher_id), timeout=10)
         assert posted.voucher.state == "posted"
+        settled = await stub.ListVouchers(fpb.ListVouchersRequest(states=["posted", "rejected"]), timeout=10)
+        assert sold.voucher_id in {v.voucher_id for v in settled.vouchers}
+        assert {v.state for v in settled.vouchers} <= {"posted", "rejected"}
+        pool = await stub.ListVouchers(fpb.ListVouchersRequest(states=["pending", "annotated"]), timeout=10)
+        assert sold.voucher_id not in {v.voucher_id for v in pool.vouchers}
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.RejectVoucher(fpb.RejectVoucherRequest(voucher_id=sold.voucher_id, reason="late"), timeout=10)
         assert code_of(err) is grpc.StatusCode.FAILED_PRECONDITION
@@ -90,6 +95,10 @@ async def test_vouchers_follow_the_live_engine(ray_engine: RunningEngine, ray_cl
                 grpc.StatusCode.NOT_FOUND,
             ),
             (stub.ListVouchers(fpb.ListVouchersRequest(state="lost"), timeout=10), grpc.StatusCode.INVALID_ARGUMENT),
+            (
+                stub.ListVouchers(fpb.ListVouchersRequest(states=["pending", "lost"]), timeout=10),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
             (
                 stub.ExportVouchers(fpb.ExportVouchersRequest(batch_id="x", profile="sap"), timeout=10),
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -395,6 +395,24 @@ async def test_adjust_reports_the_variance(stocked: LotwiseClient) -> None:
     assert found.variance == 1
 
 
+async def test_query_stock_pages_through_the_client(stocked: LotwiseClient) -> None:
+    everything = [(r.sku, r.site) for r in await stocked.query_stock()]
+    first, token = await stocked.query_stock_page(page_size=2)
+    assert [(r.sku, r.site) for r in first] == everything[:2]
+    assert token
+    rest, last = await stocked.query_stock_page(page_size=2, page_token=token)
+    assert [(r.sku, r.site) for r in rest] == everything[2:]
+    assert last == ""
+    pages = [[(r.sku, r.site) for r in page] async for page in stocked.stock_pages(page_size=1)]
+    assert pages == [[pair] for pair in everything]
+    one = [page async for page in stocked.stock_pages(StockQuery(skus=("cath",)), page_size=5)]
+    assert [[(r.sku, r.site) for r in page] for page in one] == [[("cath", "ward1")]]
+    with pytest.raises(InvalidArgument):
+        await stocked.query_stock_page(page_size=2, page_token="not-a-token")
+    with pytest.raises(InvalidArgument):
+        await stocked.query_stock_page(page_size=0, page_token=token)
+
+
 async def test_query_stock_over_many_pairs(stocked: LotwiseClient) -> None:
     rows = await stocked.query_stock()
     assert [(r.sku, r.site, r.row.available) for r in rows] == [

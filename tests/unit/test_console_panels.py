@@ -43,7 +43,8 @@ def test_suggestion_decisions_need_what_the_engine_needs() -> None:
 
 
 def test_vouchers_open_on_the_pending_pool() -> None:
-    assert parse_vouchers(QueryParams("")).state == "pending"
+    assert parse_vouchers(QueryParams("")).state == "review"  # the pool: pending + annotated
+    assert parse_vouchers(QueryParams("state=pending")).state == "pending"
     assert parse_vouchers(QueryParams("state=")).state == ""  # "All"
     assert parse_vouchers(QueryParams("state=posted&company=acme/east")).company == "acme/east"
     assert parse_voucher_action({"voucher_id": "receipt:000:19:0", "action": "approve"}) == (

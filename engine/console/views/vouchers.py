@@ -1,8 +1,9 @@
-"""The voucher sandbox (issue 16, issue 17 item 2): the pending pool and the other states,
-a page at a time, each voucher with its lines and notes; annotate, approve or reject (with a
-reason) from the row. Everything goes through lotwise.v1.Accounting as the reader:
-`read_cost` lists, `approve_voucher` approves or rejects, and the engine refuses an approval
-by the voucher's own preparer (VOUCHER_SELF_APPROVAL) — the page only shows its answer."""
+"""The voucher sandbox (issue 16, issue 17 item 2): the pool to review (pending + annotated, one
+ListVouchers call) and the other states, a page at a time, each voucher with its lines and notes;
+annotate, approve or reject (with a reason) from the row. Everything goes through
+lotwise.v1.Accounting as the reader: `read_cost` lists, `approve_voucher` approves or rejects, and
+the engine refuses an approval by the voucher's own preparer (VOUCHER_SELF_APPROVAL) — the page
+only shows its answer."""
 
 from __future__ import annotations
 
@@ -16,16 +17,24 @@ from engine.console.security import CSRF_FIELD, CSRF_HEADER, csrf_ok, same_origi
 
 PAGE_VOUCHERS = 50
 SETTLED = frozenset({"approved", "posted", "rejected"})  # nothing left to review
+REVIEW_POOL = ("pending", "annotated")  # the form's "review": what is not settled yet
+
+
+def list_request(state: str, company: str, page_token: str) -> fpb.ListVouchersRequest:
+    """One ListVouchers call for the form's state; the review pool asks for both its states."""
+    states = REVIEW_POOL if state == "review" else ()
+    return fpb.ListVouchersRequest(
+        state="" if states else state,
+        states=states,
+        company=company,
+        page_size=PAGE_VOUCHERS,
+        page_token=page_token,
+    )
 
 
 async def list_page(console: Console, request: Request, page: Page, acted: fpb.Voucher | None = None) -> Response:
     form = parse_vouchers(request.query_params)
-    listing = await console.api.list_vouchers(
-        page.token,
-        fpb.ListVouchersRequest(
-            state=form.state, company=form.company, page_size=PAGE_VOUCHERS, page_token=form.page_token
-        ),
-    )
+    listing = await console.api.list_vouchers(page.token, list_request(form.state, form.company, form.page_token))
     return console.render(
         request, page, "vouchers.html", listing=listing, form=form, states=VOUCHER_STATES, settled=SETTLED, acted=acted
     )

@@ -107,20 +107,22 @@ class Voucher(_message.Message):
     def __init__(self, voucher_id: _Optional[str] = ..., company: _Optional[str] = ..., kind: _Optional[str] = ..., at_ms: _Optional[int] = ..., currency: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[VoucherLine, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[VoucherSource, _Mapping]]] = ..., summary: _Optional[str] = ..., preparer: _Optional[str] = ..., state: _Optional[str] = ..., reversal_of: _Optional[str] = ..., terms: _Optional[str] = ..., notes: _Optional[_Iterable[_Union[VoucherNote, _Mapping]]] = ..., reviewer: _Optional[str] = ..., reason: _Optional[str] = ..., posted_at_ms: _Optional[int] = ..., version: _Optional[int] = ..., debit_total: _Optional[str] = ..., credit_total: _Optional[str] = ...) -> None: ...
 
 class ListVouchersRequest(_message.Message):
-    __slots__ = ("state", "company", "from_ms", "to_ms", "page_size", "page_token")
+    __slots__ = ("state", "company", "from_ms", "to_ms", "page_size", "page_token", "states")
     STATE_FIELD_NUMBER: _ClassVar[int]
     COMPANY_FIELD_NUMBER: _ClassVar[int]
     FROM_MS_FIELD_NUMBER: _ClassVar[int]
     TO_MS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     state: str
     company: str
     from_ms: int
     to_ms: int
     page_size: int
     page_token: str
-    def __init__(self, state: _Optional[str] = ..., company: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, state: _Optional[str] = ..., company: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListVouchersResponse(_message.Message):
     __slots__ = ("vouchers", "next_page_token")
