@@ -20,7 +20,7 @@ from nats.js import api
 from adapters.nats.codec import READABLE_VERSIONS
 from adapters.nats.journal import JournalConfig, connect_journal
 from adapters.nats.server import EmbeddedNats
-from adapters.nats.snapshot_codec import SNAPSHOT_VERSION, decode_state, encode_avro
+from adapters.nats.snapshot_codec import JOURNAL_TYPES, SNAPSHOT_VERSION, decode_state, encode_avro
 from engine.domain.catalog import Site, Sku
 from engine.domain.cell import CellLimits
 from engine.domain.clock import ManualClock
@@ -151,7 +151,11 @@ def columnar(version: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("blob", "version"),
-    [(b"LWSA" + framed(3), 3), (b"LWSB" + columnar(SNAPSHOT_VERSION + 1), SNAPSHOT_VERSION + 1)],
+    [
+        # an `LWSA` body's version is its Avro version: one past every Avro version known
+        (b"LWSA" + framed(max(JOURNAL_TYPES) + 1), max(JOURNAL_TYPES) + 1),
+        (b"LWSB" + columnar(SNAPSHOT_VERSION + 1), SNAPSHOT_VERSION + 1),
+    ],
     ids=["avro-tag-newer-version", "columnar-newer-version"],
 )
 async def test_a_snapshot_of_a_newer_version_stops_recovery_naming_it(
