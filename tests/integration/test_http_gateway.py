@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
 
-from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.envoy.gateway import EnvoyConfig, EnvoyError, EnvoyGateway
-from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
+from engine.api.auth import mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
-from engine.api.server import ApiMetrics, LotwiseServer, start_server
+from engine.api.server import LotwiseServer
 from engine.bootstrap.http import DESCRIPTOR, OPENAPI
 from engine.domain.catalog import Site, Sku
 from engine.domain.shard import Expect
 from engine.runtime.gateway import Gateway
+from tests.auth_fixtures import start_authed_server
 from tests.http_client import Answer, http
 
 SECRET = b"w" * 48
@@ -62,21 +61,7 @@ class Stack:
 @pytest_asyncio.fixture
 async def stack(tmp_path: Path, local_gateway: Gateway) -> AsyncIterator[Stack]:
     """GLU stocked at BOS and LA (10 each in bin A/1); NYC known but empty."""
-    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
-    write_private(secret_file, SECRET)
-    policy_file.write_text(POLICY)
-    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
-    authorizer = Authorizer(
-        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
-    )
-    server, port = await start_server(
-        local_gateway,
-        "127.0.0.1",
-        0,
-        metrics=ApiMetrics(CollectorRegistry()),
-        admin=local_gateway,
-        auth=ServerAuth(verifier, authorizer),
-    )
+    server, port = await start_authed_server(tmp_path, local_gateway, SECRET, POLICY)
     async with LotwiseClient(f"127.0.0.1:{port}", token=ADMIN, retry=RetryPolicy(max_attempts=1)) as admin:
         await admin.put_sku(Sku("GLU"))
         for site in (Site("BOS", "acme/east/boston"), Site("LA", "acme/west/la"), Site("NYC", "acme/east/nyc")):

@@ -13,18 +13,16 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
 
-from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
-from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
+from engine.api.auth import mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
-from engine.api.server import ApiMetrics, start_server
 from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import InvalidArgument, PermissionDenied
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
+from tests.auth_fixtures import start_authed_server
 
 SECRET = b"h" * 48
 POLICY = """
@@ -64,20 +62,7 @@ def as_user(address: str, subject: str, groups: list[str] | None = None) -> Lotw
 @pytest_asyncio.fixture
 async def address(tmp_path: Path, local_gateway: Gateway) -> AsyncIterator[str]:
     """Two sites, two skus; 12 holds at BOS bin A (h00..h11), one at BOS bin B, one across BOS and LA."""
-    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
-    write_private(secret_file, SECRET)
-    policy_file.write_text(POLICY)
-    metrics = AuthMetrics(CollectorRegistry())
-    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
-    authorizer = Authorizer(WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, metrics)
-    server, port = await start_server(
-        local_gateway,
-        "127.0.0.1",
-        0,
-        metrics=ApiMetrics(CollectorRegistry()),
-        admin=local_gateway,
-        auth=ServerAuth(verifier, authorizer),
-    )
+    server, port = await start_authed_server(tmp_path, local_gateway, SECRET, POLICY)
     addr = f"127.0.0.1:{port}"
     async with as_user(addr, "root", ["admin"]) as admin:
         for sku in ("GLU", "STRIP"):

@@ -11,16 +11,14 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2, status_pb2
-from prometheus_client import CollectorRegistry
 
-from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
-from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
+from engine.api.auth import mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
-from engine.api.server import ApiMetrics, start_server
 from engine.domain.catalog import Site, Sku
 from engine.runtime.gateway import Gateway
+from tests.auth_fixtures import start_authed_server
 
 SECRET = b"q" * 48
 POLICY = """
@@ -45,21 +43,7 @@ SKUS = [f"S{i:02d}" for i in range(30)]
 @pytest_asyncio.fixture
 async def address(tmp_path: Path, local_gateway: Gateway) -> AsyncIterator[str]:
     """30 skus at BOS (shelves A and B) and LA; the local gateway has two shards."""
-    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
-    write_private(secret_file, SECRET)
-    policy_file.write_text(POLICY)
-    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
-    authorizer = Authorizer(
-        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
-    )
-    server, port = await start_server(
-        local_gateway,
-        "127.0.0.1",
-        0,
-        metrics=ApiMetrics(CollectorRegistry()),
-        admin=local_gateway,
-        auth=ServerAuth(verifier, authorizer),
-    )
+    server, port = await start_authed_server(tmp_path, local_gateway, SECRET, POLICY)
     addr = f"127.0.0.1:{port}"
     token = mint_token(SECRET, "root", ["admin"])
     async with LotwiseClient(addr, token=token, retry=RetryPolicy(max_attempts=1), timeout_s=10) as admin:
