@@ -149,12 +149,20 @@ async def bounded(calls: Iterable[Awaitable[T]], *, return_exceptions: bool = Fa
     return await asyncio.gather(*(one(c) for c in calls), return_exceptions=return_exceptions)
 
 
-async def load(address: str, token: str, path: Path, skus: int, sites: int) -> float:
+async def import_estate(address: str, token: str, path: Path) -> float:
     started = time.perf_counter()
     metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(address) as channel:
         tally = await import_file(channel, path, metadata=metadata, timeout_s=600)
     assert not tally.refused, f"{len(tally.refused)} rows refused"
+    return time.perf_counter() - started
+
+
+async def book_activity(address: str, token: str, skus: int, sites: int) -> float:
+    """Consumptions, costed receipts and open holds, once the engine has followed the import
+    (booked while the followers work through 100,000 receipts, the calls would meet the
+    engine's overload bounds: that is the overload bench's subject, not this one's)."""
+    started = time.perf_counter()
     async with LotwiseClient(address, token=token, timeout_s=30) as client:
         await bounded(
             client.consume(f"SKU-{k % skus}", f"SITE-{(k * 7) % sites}", 1 + k % 3, doc_ref=f"CASE-{k}")
@@ -328,11 +336,16 @@ async def run(skus: int, sites: int, rounds: int) -> None:
         write_estate(estate, skus, sites)
         with lotwise_up(data_dir) as proc:
             address, url, token = await wait_up(data_dir, proc)
-            load_s = await load(address, token, estate, skus, sites)
-            catch_up_s = await wait_history(address, token)
-            print(f"{skus * sites:,} pairs loaded in {load_s:.1f} s; history caught up {catch_up_s:.1f} s later")
+            load_s = await import_estate(address, token, estate)
             quiet_s = await wait_quiet(proc.pid)
-            print(f"the engine went quiet {quiet_s:.0f} s later (finance, replenishment: 100,000 receipts to follow)")
+            print(f"{skus * sites:,} pairs loaded in {load_s:.1f} s; the engine went quiet {quiet_s:.0f} s later")
+            book_s = await book_activity(address, token, skus, sites)
+            catch_up_s = await wait_history(address, token)
+            quiet_s = await wait_quiet(proc.pid)
+            print(
+                f"activity booked in {book_s:.1f} s; history caught up {catch_up_s:.1f} s later,"
+                f" the engine quiet {quiet_s:.0f} s after that"
+            )
             before = os.getloadavg()
             print(f"load average before: {before[0]:.1f} {before[1]:.1f} {before[2]:.1f}")
             print("| page | HTTP | size | p50 ms | p95 ms | max ms | ≤ 300 ms |")

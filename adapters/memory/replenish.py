@@ -12,8 +12,10 @@ from engine.replenish.store import (
     Factor,
     StaleWrite,
     Suggestion,
+    SuggestionEntry,
     SupplierTerms,
     decision_from_record,
+    entries_after,
     factor_from_record,
     pair_key,
     suggestion_from_record,
@@ -55,6 +57,13 @@ class InMemoryReplenishStore:
 
     async def suggestion_keys(self) -> list[str]:
         return sorted(self._suggestions)
+
+    async def suggestion_entries(self, after: str = "", limit: int = 256, site: str = "") -> list[SuggestionEntry]:
+        def entry(key: str) -> SuggestionEntry:
+            record = _load(self._suggestions[key])
+            return SuggestionEntry(key, record["state"], record["flagged"])
+
+        return entries_after(sorted(self._suggestions), after, limit, site, entry)
 
     async def supplier_keys(self) -> list[str]:
         return sorted(self._suppliers)

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from nats.js import api
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, BadRequestError, KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from adapters.nats.journal import JournalConfig, NatsLink
+from adapters.nats.replenish_index import SuggestionIndex, suggestion_headers
 from engine.domain.ports import JournalUnavailable
 from engine.replenish.store import (
     Decision,
     Factor,
     StaleWrite,
     Suggestion,
+    SuggestionEntry,
     SupplierTerms,
     decision_from_record,
     factor_from_record,
@@ -37,6 +39,8 @@ from engine.replenish.store import (
 
 T = TypeVar("T")
 MAX_VALUE_BYTES = 256 * 1024
+INDEX_READY_TIMEOUT_S = 30.0  # the suggestion index's first load (headers only: ~15 µs a key)
+WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "not the expected last sequence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +74,11 @@ def _dump(value: Suggestion | SupplierTerms | Factor | Decision) -> bytes:
 
 
 class JetStreamReplenishStore:
-    def __init__(self, link: NatsLink, kv: KeyValue) -> None:
+    def __init__(self, link: NatsLink, kv: KeyValue, bucket: str) -> None:
         self._link = link
         self._kv = kv
+        self._subjects = f"$KV.{bucket}."
+        self._index = SuggestionIndex(link.client, f"KV_{bucket}", f"{self._subjects}s.", _untoken)
 
     async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
         try:
@@ -106,18 +112,33 @@ class JetStreamReplenishStore:
         version = 0 if got is None else int(got[0]["version"])
         if version != expected_version:
             raise StaleWrite(suggestion.key, expected_version)
-        data = _dump(suggestion)
+        seq = await self._write(key, _dump(suggestion), 0 if got is None else got[1], suggestion, expected_version)
+        self._index.note(suggestion.key, suggestion.state, suggestion.flagged, seq)
+
+    async def _write(self, key: str, data: bytes, last: int, suggestion: Suggestion, expected_version: int) -> int:
+        """A compare-and-set on the key's revision, with the state and flag as headers (the
+        index follows those). `last` 0 is "must not exist"; a key deleted once is re-created
+        on its tombstone's revision, as the KV client's create does."""
+        headers = {
+            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last),
+            **suggestion_headers(suggestion.state, suggestion.flagged),
+        }
+        _, js = await self._link.client()
         try:
-            if got is None:
-                await self._kv.create(key, data)
-            else:
-                await self._kv.update(key, data, last=got[1])
-        except KeyWrongLastSequenceError:
+            ack = await js.publish(f"{self._subjects}{key}", data, headers=headers)
+        except APIError as exc:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
+                raise
+            if last == 0:
+                try:
+                    await self._kv.get(key)
+                except KeyDeletedError as deleted:
+                    if deleted.entry is not None and deleted.entry.revision:
+                        return await self._write(key, data, deleted.entry.revision, suggestion, expected_version)
+                except KeyNotFoundError:
+                    pass
             raise StaleWrite(suggestion.key, expected_version) from None
-        except BadRequestError as exc:  # "wrong last sequence" on some server versions
-            if exc.err_code == 10071:
-                raise StaleWrite(suggestion.key, expected_version) from None
-            raise
+        return int(ack.seq)
 
     async def list_suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
         found = await self._all("s", suggestion_from_record)
@@ -140,7 +161,11 @@ class JetStreamReplenishStore:
         return sorted(_untoken(name.split(".", 1)[1]) for name in names)
 
     async def suggestion_keys(self) -> list[str]:
-        return await self._keys("s")
+        await self._index.entries("", 0, "", INDEX_READY_TIMEOUT_S)
+        return self._index.keys()
+
+    async def suggestion_entries(self, after: str = "", limit: int = 256, site: str = "") -> list[SuggestionEntry]:
+        return await self._index.entries(after, limit, site, INDEX_READY_TIMEOUT_S)
 
     async def supplier_keys(self) -> list[str]:
         return await self._keys("p")
@@ -176,6 +201,7 @@ class JetStreamReplenishStore:
         return sorted(found, key=lambda d: (d.site, d.sku, d.version))
 
     async def close(self) -> None:
+        await self._index.stop()
         await self._link.close()
 
 
@@ -198,4 +224,4 @@ async def connect_replenish_store(config: ReplenishStoreConfig) -> JetStreamRepl
     except Exception as exc:
         await link.close()
         raise JournalUnavailable(f"cannot set up the replenishment bucket on {config.url}: {exc}") from exc
-    return JetStreamReplenishStore(link, kv)
+    return JetStreamReplenishStore(link, kv, config.bucket)

@@ -6,6 +6,7 @@ an engine-wide `admin` grant. The planner recorded on a decision is the token's 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 
@@ -35,6 +36,8 @@ from engine.replenish.store import (
 REPLENISHMENT_SERVICE_NAME = rpb.DESCRIPTOR.services_by_name["Replenishment"].full_name
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
+SCAN_SLICE = 1_024  # index entries a listing takes per step
+READ_AHEAD = 16  # suggestion values a listing reads at once
 ANONYMOUS = "anonymous"
 
 
@@ -268,16 +271,36 @@ class ReplenishmentServicer(rpb_grpc.ReplenishmentServicer):
         self.guard = guard
         self.retry_delay_ms = retry_delay_ms  # read by _rpc when it answers a DomainError
 
-    async def _visible(self, s: Suggestion, request: rpb.ListSuggestionsRequest) -> bool:
+    @staticmethod
+    def _matches(s: Suggestion, request: rpb.ListSuggestionsRequest) -> bool:
         if request.flagged_only and not s.flagged:
             return False
         if request.state and s.state != request.state:
             return False
-        if request.open_only and s.state != "open":
-            return False
-        if request.org_prefix and not covers(await self.guard.orgs.org_of(s.site), request.org_prefix):
-            return False
-        return await self.guard.allows(Action.READ, s.site)
+        return not (request.open_only and s.state != "open")
+
+    async def _site_visible(self, site: str, request: rpb.ListSuggestionsRequest, seen: dict[str, bool]) -> bool:
+        """The reader's grants and the org filter, once per site per listing."""
+        if site not in seen:
+            in_org = not request.org_prefix or covers(await self.guard.orgs.org_of(site), request.org_prefix)
+            seen[site] = in_org and await self.guard.allows(Action.READ, site)
+        return seen[site]
+
+    async def _next_slice(
+        self, request: rpb.ListSuggestionsRequest, after: str, seen: dict[str, bool]
+    ) -> tuple[list[tuple[str, str]], str]:
+        """The next slice of index entries the request may list, before any value is read:
+        (sku, site) of each, and the key to go on from ("" at the end of the store)."""
+        entries = await self.service.store.suggestion_entries(after, SCAN_SLICE, request.site)
+        state = request.state or ("open" if request.open_only else "")
+        out = []
+        for entry in entries:
+            sku, site = pair_of(entry.key)
+            if request.sku and sku != request.sku:
+                continue
+            if entry.may_match(state, request.flagged_only) and await self._site_visible(site, request, seen):
+                out.append((sku, site))
+        return out, entries[-1].key if len(entries) == SCAN_SLICE else ""
 
     @_rpc
     async def ListSuggestions(
@@ -286,18 +309,22 @@ class ReplenishmentServicer(rpb_grpc.ReplenishmentServicer):
         size = _check_list(request)
         after = _after_key(request.page_token)
         page: list[Suggestion] = []
-        more = False
-        # Keys first, then only the suggestions read until the page is full (and one more
-        # visible to know there is a next page): the store is not read whole per page.
-        keys = await self.service.store.suggestion_keys()
-        for sku, site in _candidates(keys, after, request.site, request.sku):
-            s = await self.service.store.get_suggestion(sku, site)
-            if s is None or not await self._visible(s, request):
-                continue  # filtered before paging: a page is never short for a hidden one
-            if len(page) == size:
-                more = True
+        seen: dict[str, bool] = {}
+        # The store's index first (key order; state and flag as written), then the values of
+        # the rows that can be on the page, a few at a time: a page reads what it shows (and
+        # one more visible row, to know there is a next page), not the store.
+        while len(page) <= size:
+            candidates, after = await self._next_slice(request, after, seen)
+            for start in range(0, len(candidates), READ_AHEAD):
+                chunk = candidates[start : start + READ_AHEAD]
+                got = await asyncio.gather(*(self.service.store.get_suggestion(k, t) for k, t in chunk))
+                page += [s for s in got if s is not None and self._matches(s, request)]
+                if len(page) > size:
+                    break
+            if not after:
                 break
-            page.append(s)
+        more = len(page) > size
+        page = page[:size]
         return rpb.ListSuggestionsResponse(
             suggestions=[suggestion_to_pb(s) for s in page],
             next_page_token=page_token_of(page[-1]) if more else "",

@@ -8,8 +8,9 @@ InvalidArgument naming every bad field, so nothing half-valid is ever stored.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date
 from typing import Any, Protocol
@@ -238,6 +239,40 @@ def pair_key(sku: str, site: str) -> str:
     return f"{site}\x1f{sku}"
 
 
+def site_prefix(site: str) -> str:
+    """What every `pair_key` of `site`, and no other's, starts with (keys are site-major)."""
+    return f"{site}\x1f"
+
+
+def entries_after(
+    keys: list[str], after: str, limit: int, site: str, entry: Callable[[str], SuggestionEntry]
+) -> list[SuggestionEntry]:
+    """Up to `limit` entries of the sorted `keys` past `after` (of `site` only, if given)."""
+    prefix = site_prefix(site) if site else ""
+    out: list[SuggestionEntry] = []
+    for i in range(bisect.bisect_right(keys, max(after, prefix)), len(keys)):
+        if len(out) == limit or not keys[i].startswith(prefix):
+            break
+        out.append(entry(keys[i]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionEntry:
+    """A stored suggestion as a listing first sees it: its pair and, where the store knows
+    them without reading the value, its state and flag (None: read the value to know)."""
+
+    key: str  # pair_key: listings are in this order
+    state: str | None = None
+    flagged: bool | None = None
+
+    def may_match(self, state: str, flagged_only: bool) -> bool:
+        """False only when the entry's known state or flag rules it out of the listing."""
+        if state and self.state is not None and self.state != state:
+            return False
+        return not (flagged_only and self.flagged is False)
+
+
 def pair_of(key: str) -> tuple[str, str]:
     """(sku, site) of a `pair_key`."""
     site, _, sku = key.partition("\x1f")
@@ -263,8 +298,13 @@ class ReplenishStore(Protocol):
         ...
 
     async def suggestion_keys(self) -> list[str]:
-        """The pair keys (`pair_key`) of every stored suggestion, sorted: a listing pages over
-        these and reads only the suggestions of its page."""
+        """The pair keys (`pair_key`) of every stored suggestion, sorted."""
+        ...
+
+    async def suggestion_entries(self, after: str = "", limit: int = 256, site: str = "") -> list[SuggestionEntry]:
+        """Up to `limit` stored suggestions with a key past `after` (and of `site`, if given),
+        in key order: a listing walks these a slice at a time and reads only the values that
+        can be on its page, so a page costs what it shows, not what is stored."""
         ...
 
     async def supplier_keys(self) -> list[str]:

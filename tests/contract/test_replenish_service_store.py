@@ -378,3 +378,63 @@ async def test_batched_demand_reads_agree_with_the_per_pair_ones(chdb_dsn_for_se
         assert consumed[("A", "S")] == {date(2026, 1, 3): 5, date(2026, 1, 6): 1, date(2026, 1, 7): 2}
     finally:
         await drop_test_store(store)
+
+
+async def test_entries_walk_the_keys_in_slices_with_state_and_flag(store: ReplenishStore) -> None:
+    from engine.replenish.store import SuggestionEntry, pair_key
+
+    rows = [
+        ("B", "2", "open", True),
+        ("A", "9", "none", False),
+        ("B", "1", "accepted", False),
+        ("C", "1", "open", False),
+    ]
+    for site, sku, state, flagged in rows:
+        await store.put_suggestion(replace(SUGGESTION, sku=sku, site=site, state=state, flagged=flagged), 0)
+    every = [SuggestionEntry(pair_key(sku, site), state, flagged) for site, sku, state, flagged in sorted(rows)]
+    assert await store.suggestion_entries() == every
+    assert await store.suggestion_entries(after=every[1].key, limit=2) == every[2:4]
+    assert await store.suggestion_entries(limit=0) == []
+    assert await store.suggestion_entries(site="B") == every[1:3]
+    assert await store.suggestion_entries(after=every[1].key, site="B") == every[2:3]
+    assert await store.suggestion_entries(site="Z") == []
+    # A new version is seen with its new state and flag; a site's neighbour by prefix is not its own.
+    await store.put_suggestion(replace(SUGGESTION, sku="1", site="B", version=2, state="open", flagged=True), 1)
+    await store.put_suggestion(replace(SUGGESTION, sku="1", site="BB"), 0)
+    assert (await store.suggestion_entries(site="B"))[0] == SuggestionEntry(pair_key("1", "B"), "open", True)
+    assert [e.key for e in await store.suggestion_entries(site="B")] == [pair_key("1", "B"), pair_key("2", "B")]
+
+
+async def test_the_index_follows_other_writers_and_older_values(nats_server: EmbeddedNats) -> None:  # noqa: F811
+    """Two processes' stores on one bucket: each lists what the other wrote; a value written
+    without the state headers (before they existed) is listed with state and flag unknown."""
+    import asyncio
+
+    from adapters.nats.replenish import _token
+    from engine.replenish.store import SuggestionEntry, pair_key
+
+    bucket = f"replenish-test-{uuid.uuid4().hex[:8]}"
+    one = await connect_replenish_store(ReplenishStoreConfig(url=nats_server.url, bucket=bucket))
+    two = await connect_replenish_store(ReplenishStoreConfig(url=nats_server.url, bucket=bucket))
+    try:
+        assert await one.suggestion_entries() == []  # the index is loaded (nothing stored)
+        await two.put_suggestion(replace(SUGGESTION, sku="X", site="S", state="open", flagged=True), 0)
+        old = json.dumps({"schema_version": 1}).encode()  # the listing reads such a value itself
+        await two._kv.put("s." + _token(pair_key("Y", "S")), old)
+        want = [SuggestionEntry(pair_key("X", "S"), "open", True), SuggestionEntry(pair_key("Y", "S"))]
+        for _ in range(100):
+            if await one.suggestion_entries() == want:
+                break
+            await asyncio.sleep(0.05)
+        assert await one.suggestion_entries() == want
+        await one.put_suggestion(replace(SUGGESTION, sku="X", site="S", version=2, state="accepted"), 1)
+        assert (await one.suggestion_entries(limit=1))[0].state == "accepted"  # its own write: at once
+        await two._kv.delete("s." + _token(pair_key("Y", "S")))
+        for _ in range(100):
+            if len(await one.suggestion_entries()) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.key for e in await one.suggestion_entries()] == [pair_key("X", "S")]
+    finally:
+        await one.close()
+        await two.close()

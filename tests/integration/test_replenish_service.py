@@ -371,3 +371,49 @@ async def test_factors_over_nats_are_stored_and_bad_ones_dead_lettered(setup: Se
         ("schema_violation", "replenish.factors"),
     ]
     assert "factors[0].multiplier" in dead[0].letter.reason
+
+
+async def test_a_filtered_listing_walks_the_index_in_slices(
+    setup: Setup, people: dict[str, _Stub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State, flag, site and the reader's grants filter over many index slices (3 entries
+    each here), values read two at a time: every page is full until the last, in key order,
+    and the pages together are exactly what a whole read of the store would list."""
+    from engine.api import replenishment as servicer
+    from engine.replenish.store import Panel, Suggestion
+
+    monkeypatch.setattr(servicer, "SCAN_SLICE", 3)
+    monkeypatch.setattr(servicer, "READ_AHEAD", 2)
+    store = setup.service.store
+    states = ("open", "none", "accepted", "open", "rejected")
+    for i in range(24):
+        site = SITE if i % 3 else "HW-EAST"
+        proposal = Suggestion(f"L{i:02d}", site, 1, states[i % 5], 10 + i, Panel(), flagged=i % 4 == 0)
+        await store.put_suggestion(proposal, 0)
+    every = [s for s in await store.list_suggestions() if s.sku.startswith("L")]
+
+    async def pages(who: _Stub, **filters: Any) -> list[str]:
+        seen, token = [], ""
+        while True:
+            page = await who.ListSuggestions(rpb.ListSuggestionsRequest(page_size=2, page_token=token, **filters))
+            assert len(page.suggestions) == 2 or not page.next_page_token
+            seen += [f"{s.sku}@{s.site}" for s in page.suggestions if s.sku.startswith("L")]
+            token = page.next_page_token
+            if not token:
+                return seen
+
+    def expect(pred: Any) -> list[str]:
+        return [f"{s.sku}@{s.site}" for s in sorted(every, key=lambda s: s.key) if pred(s)]
+
+    admin, planner = people["admin"], people["planner"]
+    assert len(every) == 24
+    assert await pages(admin, flagged_only=True) == expect(lambda s: s.flagged)
+    assert await pages(admin, state="open") == expect(lambda s: s.state == "open")
+    assert await pages(admin, open_only=True, site="HW-EAST") == expect(
+        lambda s: s.state == "open" and s.site == "HW-EAST"
+    )
+    assert await pages(planner, flagged_only=True) == expect(lambda s: s.flagged and s.site == SITE)
+    assert await pages(planner, site="HW-EAST") == []
+    assert await pages(admin, state="rejected", flagged_only=True) == expect(
+        lambda s: s.state == "rejected" and s.flagged
+    )

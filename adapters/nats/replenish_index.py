@@ -1,0 +1,142 @@
+"""Every stored suggestion's key, state and flag, in key order, kept in memory by one
+ordered consumer of the replenishment bucket's `s.` subjects, headers only.
+
+Why: a listing over 100,000 pairs used to learn the keys with a fresh key watch per page
+(every key's message, ~1.5 s of CPU and 4-5 s here) and then read values one by one until
+its page was full, so a filter on state or flag read most of the bucket. Each suggestion
+write now carries its state and flag as message headers (STATE_HEADER, FLAGGED_HEADER),
+this index follows them (the values never cross the wire), and a page reads the values of
+its own rows only. Writers in other processes are seen as soon as their message arrives; a
+write of this process is noted at once (`note`), so a listing right after a decision shows
+it. A suggestion written before the headers existed has state and flag None: the listing
+reads its value to know.
+
+Bounded: one entry per stored suggestion (the bucket's own bound); started on the first
+listing (an engine nobody lists pays nothing), waited for at most `ready_timeout_s`."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext, api
+
+from engine.domain.ports import JournalUnavailable
+from engine.replenish.store import SuggestionEntry, entries_after
+
+STATE_HEADER = "Lotwise-State"
+FLAGGED_HEADER = "Lotwise-Flagged"
+KV_OPERATION = "KV-Operation"
+REMOVED = ("DEL", "PURGE")
+
+
+def suggestion_headers(state: str, flagged: bool) -> dict[str, str]:
+    return {STATE_HEADER: state, FLAGGED_HEADER: "1" if flagged else "0"}
+
+
+@dataclass(slots=True)
+class _Known:
+    state: str | None
+    flagged: bool | None
+    seq: int  # the stream sequence it was written at: an older message never overwrites it
+
+
+class SuggestionIndex:
+    def __init__(
+        self,
+        client: Callable[[], Awaitable[tuple[NatsClient, JetStreamContext]]],
+        stream: str,
+        subject_prefix: str,
+        key_of_token: Callable[[str], str],
+    ) -> None:
+        self._client, self._stream, self._prefix = client, stream, subject_prefix
+        self._key_of = key_of_token  # the store's decoding of a subject's key token
+        self._known: dict[str, _Known] = {}
+        self._keys: list[str] = []  # sorted pair keys
+        self._ready = asyncio.Event()
+        self._sub: Subscription | None = None
+        self._nc: NatsClient | None = None
+        self._starting = asyncio.Lock()
+
+    async def entries(self, after: str, limit: int, site: str, ready_timeout_s: float) -> list[SuggestionEntry]:
+        await self._start()
+        try:
+            await asyncio.wait_for(self._ready.wait(), ready_timeout_s)
+        except TimeoutError:
+            raise JournalUnavailable(
+                f"the suggestion index did not load within {ready_timeout_s:.0f} s ({len(self._keys)} keys so far)"
+            ) from None
+        return entries_after(self._keys, after, limit, site, self._entry)
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def note(self, key: str, state: str, flagged: bool, seq: int) -> None:
+        """A write of this process, acknowledged at stream sequence `seq`."""
+        self._put(key, _Known(state, flagged, seq))
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            with contextlib.suppress(Exception):  # the connection may be closing with it
+                await sub.unsubscribe()
+
+    def _entry(self, key: str) -> SuggestionEntry:
+        known = self._known[key]
+        return SuggestionEntry(key, known.state, known.flagged)
+
+    def _put(self, key: str, known: _Known) -> None:
+        before = self._known.get(key)
+        if before is not None and before.seq >= known.seq:
+            return
+        if before is None:
+            bisect.insort(self._keys, key)
+        self._known[key] = known
+
+    def _remove(self, key: str, seq: int) -> None:
+        before = self._known.get(key)
+        if before is None or before.seq >= seq:
+            return
+        del self._known[key]
+        del self._keys[bisect.bisect_left(self._keys, key)]
+
+    async def _start(self) -> None:
+        async with self._starting:
+            if self._sub is not None and self._nc is not None and not self._nc.is_closed:
+                return
+            # First listing, or the connection was replaced (its subscription died with it):
+            # load afresh; the ordered consumer itself rides out reconnects of one connection.
+            self._known, self._keys, self._ready = {}, [], asyncio.Event()
+            self._nc, js = await self._client()
+            self._sub = await js.subscribe(
+                f"{self._prefix}>",
+                stream=self._stream,
+                cb=self._on_message,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                headers_only=True,
+            )
+            info = await self._sub.consumer_info()
+            if info.num_pending == 0 and self._sub.delivered == 0:
+                self._ready.set()  # nothing stored
+
+    async def _on_message(self, msg: Msg) -> None:
+        meta = msg.metadata
+        key = self._key_of(msg.subject[len(self._prefix) :])
+        headers = msg.headers or {}
+        if headers.get(KV_OPERATION) in REMOVED:
+            self._remove(key, meta.sequence.stream)
+        else:
+            flagged = headers.get(FLAGGED_HEADER)
+            self._put(
+                key,
+                _Known(headers.get(STATE_HEADER), None if flagged is None else flagged == "1", meta.sequence.stream),
+            )
+        if meta.num_pending == 0:
+            self._ready.set()
