@@ -34,7 +34,7 @@ GiB = 1024**3
 PAGE = 50
 SLICE = 1_024
 READ_AHEAD = 16
-WRITERS = 256
+WRITERS = 32  # concurrent writes while filling (more time out on a loaded machine)
 
 
 @dataclass(frozen=True, slots=True)
