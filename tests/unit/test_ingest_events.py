@@ -245,3 +245,67 @@ def test_a_json_event_carries_the_typed_finance_attributes_and_a_bad_one_is_name
         with pytest.raises(BadEvent) as refused:
             decode(payload, "json", "cabinet")
         assert name in refused.value.reason
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "ingest"
+# A transfer_out with finance, as a sender wrote it with inbound_event.v1.avsc (bare record):
+# committed bytes, never regenerated, so the engine keeps reading what senders already send.
+V1_SAMPLE = {
+    "event_id": "wms-tro-v1",
+    "type": "transfer_out",
+    "site": "WH-EAST",
+    "to_site": "FW-BOS",
+    "transfer_id": "TR-4410",
+    "lines": [{"sku": "IVC-20G", "qty": 100}],
+    "doc_ref": "TN-4410?tier=key",
+    "finance": {"currency": "USD", "unit_cost": "1.25"},
+}
+
+
+def test_a_version_1_payload_still_reads() -> None:
+    payload = (SAMPLES / "inbound-v1-transfer_out.bin").read_bytes()
+    assert payload == encode_avro(V1_SAMPLE, version=1)  # the frozen schema still writes them
+    event = decode(payload, "avro", "wms")
+    assert event == decode(orjson.dumps(V1_SAMPLE), "json", "wms")
+    assert event.eta_ms == 0  # type: ignore[union-attr]
+    assert event.finance is not None
+    assert (event.finance.unit_cost, event.finance.customer_tier) == ("1.25", "")
+
+
+def test_the_current_schema_carries_the_finance_attributes_and_the_eta() -> None:
+    raw = {
+        **V1_SAMPLE,
+        "event_id": "wms-tro-v2",
+        "eta_ms": 1_765_180_800_000,
+        "finance": {
+            "currency": "USD",
+            "unit_cost": "1.25",
+            "customer_tier": "key",
+            "sales_channel": "pos",
+            "tax_attribute": "deemed_sale",
+            "gift": True,
+            "return_of": "SO-1",
+            "to_site": "FW-BOS",
+            "to_company": "acme-east",
+        },
+    }
+    payload = encode_avro(raw)
+    assert payload[:2] == b"\xc3\x01"  # single-object: the writer schema named by fingerprint
+    event = decode(payload, "avro", "wms")
+    assert event == decode(orjson.dumps(raw), "json", "wms")
+    assert event.eta_ms == 1_765_180_800_000  # type: ignore[union-attr]
+    assert event.finance is not None
+    assert event.finance.gift
+    assert event.finance.to_company == "acme-east"
+
+
+def test_a_payload_naming_an_unknown_schema_is_a_decode_dead_letter() -> None:
+    from adapters.nats.ingest.events import avro_schema, schema_fingerprint
+
+    body = encode_avro(V1_SAMPLE)[10:]
+    with pytest.raises(BadEvent, match="does not know") as refused:
+        decode(b"\xc3\x01" + b"\x01" * 8 + body, "avro", "wms")
+    assert refused.value.code is DeadLetterCode.DECODE
+    # The frozen version's fingerprint is fixed: editing inbound_event.v1.avsc would strand senders.
+    assert schema_fingerprint(avro_schema(1)).hex() == "878196f487e20613"
+    assert schema_fingerprint(avro_schema()) != schema_fingerprint(avro_schema(1))

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import fastavro
 import orjson
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -281,9 +282,28 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
 # ---- reading bytes ----
 
 
+SINGLE_OBJECT_MARKER = b"\xc3\x01"  # Avro single-object encoding: marker, 8-byte fingerprint, record
+# A bare version-1 record can never start with the marker: its first field is a string, and
+# C3 01 as its length would be a negative varint.
+
+
 @cache
-def avro_schema() -> Any:
-    return fastavro.parse_schema(json.loads((SCHEMA_DIR / "inbound_event.avsc").read_text()))
+def avro_schema(version: int = 0) -> Any:
+    """The inbound event schema: the current one (0), or a frozen older version."""
+    name = "inbound_event.avsc" if version == 0 else f"inbound_event.v{version}.avsc"
+    return fastavro.parse_schema(json.loads((SCHEMA_DIR / name).read_text()))
+
+
+def schema_fingerprint(schema: Any) -> bytes:
+    """The 8 bytes a single-object payload names its writer schema by (CRC-64-AVRO of the
+    schema's parsing canonical form, little-endian as the spec writes it)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+@cache
+def writer_schemas() -> dict[bytes, Any]:
+    """Every version a sender may write, by fingerprint: each is read into the current one."""
+    return {schema_fingerprint(avro_schema(v)): avro_schema(v) for v in (1, 0)}
 
 
 def decode(payload: bytes, fmt: str, source: str) -> InboundEvent:
@@ -357,8 +377,20 @@ def _read_json(payload: bytes) -> Any:
 
 
 def _read_avro(payload: bytes) -> dict[str, Any]:
+    """A single-object payload is read with the writer schema its fingerprint names, resolved
+    into the current one (fields it lacks take their defaults); a bare record is version 1."""
+    writer, body = avro_schema(1), io.BytesIO(payload)
+    if payload.startswith(SINGLE_OBJECT_MARKER):
+        named = writer_schemas().get(payload[2:10])
+        if named is None:
+            raise BadEvent(
+                DeadLetterCode.DECODE,
+                f"written with an inbound_event schema this engine does not know (fingerprint {payload[2:10].hex()})",
+            )
+        writer = named
+        body.seek(10)
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(payload), avro_schema(), return_record_name=True)
+        record = fastavro.schemaless_reader(body, writer, avro_schema(), return_record_name=True)
     except Exception as exc:  # fastavro raises many types on garbage; all mean "undecodable"
         raise BadEvent(DeadLetterCode.DECODE, f"not an inbound_event Avro record: {type(exc).__name__}") from None
     if not isinstance(record, dict):  # the schema is a record; anything else is not one of ours
@@ -388,14 +420,20 @@ def flatten_avro(record: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def encode_avro(event: dict[str, Any]) -> bytes:
-    """A flat event dict (the JSON shape) → the Avro payload; for senders, tests, the bench."""
+def encode_avro(event: dict[str, Any], version: int = 0) -> bytes:
+    """A flat event dict (the JSON shape) → the Avro payload, for senders, tests, the bench:
+    single-object encoded with the current schema, or (`version=1`) a bare version-1 record as
+    senders wrote before (no finance attributes, no transfer ETA)."""
     envelope = {"event_id", "type", "occurred_at_ms", "doc_ref", "finance", "cabinet_id", "site"}
     record: dict[str, Any] = {k: event.get(k) for k in envelope if k in event}
     body = {k: v for k, v in event.items() if k not in envelope}
     name = "lotwise.ingest.v1." + "".join(part.title() for part in event["type"].split("_"))
     record["body"] = (name, _fill_defaults(name, body))
     out = io.BytesIO()
+    if version == 1:
+        fastavro.schemaless_writer(out, avro_schema(1), record)
+        return out.getvalue()
+    out.write(SINGLE_OBJECT_MARKER + schema_fingerprint(avro_schema()))
     fastavro.schemaless_writer(out, avro_schema(), record)
     return out.getvalue()
 
