@@ -822,6 +822,29 @@ def summary_lines(verdict: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@app.command("kernel-ab")
+def kernel_ab_cmd(
+    pairs: Annotated[int, typer.Option(min=1000, max=1_000_000)] = 100_000,
+    days: Annotated[int, typer.Option(min=30, max=800, help="> 395 to include the seasonal index")] = 420,
+    reps: Annotated[int, typer.Option(min=1, max=20)] = 5,
+) -> None:
+    """forecast_batch's CPU per pair-day with the defaults before the third change and now, interleaved."""
+    rng = np.random.default_rng(1)
+    demand = rng.poisson(rng.uniform(0.05, 30.0, (pairs, 1)), (pairs, days)).astype(np.float32)
+    censored = rng.random((pairs, days), dtype=np.float32) < 0.02
+    variants = {"before": previous(PolicySettings()), "now": PolicySettings()}
+    forecast_batch(demand[:1000], censored[:1000], variants["now"], seasonal_days=10)  # compiled outside
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    load_before = os.getloadavg()
+    for _ in range(reps):
+        for name, settings in variants.items():
+            c0 = time.process_time()
+            forecast_batch(demand, censored, settings, seasonal_days=10)
+            cpu[name].append(time.process_time() - c0)
+    result = {k: float(np.median(v)) / (pairs * days) * 1e9 for k, v in cpu.items()}
+    console.print_json(json.dumps({"ns_per_pair_day": result, "cpu_s": cpu, "load": [load_before, os.getloadavg()]}))
+
+
 @app.command("speed")
 def speed_cmd(
     pairs: Annotated[int, typer.Option(min=1000, max=2_000_000)] = 1_000_000,

@@ -123,12 +123,13 @@ def _nonzero_moments(y: Vec, valid: Mask, lo: int, n: int) -> tuple[int, float, 
 
 @njit(cache=True)
 def _neighbours_mean(y: Vec, valid: Mask, j: int, days: int) -> float:
-    """Mean of the valid days within `days` of column j, j itself left out (NaN when none)."""
+    """Mean of the valid days within `days` of column j, j itself left out (NaN when none); a day
+    already struck as a spike (negative, see `_strip_spikes`) counts with its value."""
     total = 0.0
     count = 0
     for i in range(max(0, j - days), min(len(y), j + days + 1)):
-        if i != j and valid[i]:
-            total += y[i]
+        if i != j and (valid[i] or y[i] < 0):
+            total += abs(y[i])
             count += 1
     return total / count if count else math.nan
 
@@ -151,17 +152,16 @@ def _strip_spikes(y: Vec, valid: Mask, lo: int, spike_k: float, neighbours: int)
     if sd <= 0:
         return 0
     limit = mu + spike_k * sd
-    candidates = np.zeros(n, np.bool_)
+    spikes = 0
     for j in range(n):
         if valid[j] and y[j] > limit:
             if neighbours > 0:
                 around = _neighbours_mean(y, valid, j, neighbours)
                 if not math.isnan(around) and y[j] <= around + spike_k * sd:
                     continue
-            candidates[j] = True
-    spikes = 0
-    for j in range(n):  # struck after the check, so one spike does not hide its neighbour
-        if candidates[j]:
+            # struck, and marked negative (days are ≥ 0 here) so that a later neighbour's check
+            # still counts it: no spike hides its neighbour. Every reader skips invalid days.
+            y[j] = -y[j]
             valid[j] = False
             spikes += 1
     return spikes
