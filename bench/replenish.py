@@ -604,11 +604,12 @@ def plot(rows: Sequence[dict[str, Any]], title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     dynamic = [r["mean_on_hand_value"] for r in rows if r["policy"] != "minmax"]
     for ax, zoom in zip(axes, (False, True), strict=True):
-        for policy in ALL:
+        for i, policy in enumerate(ALL):  # tab20: every policy its own colour (14 curves)
             x, y, _ = curve(rows, policy)
             if len(x):
                 style = "--" if policy in ABLATION else "-"
-                ax.plot(x, y, style, marker="o", label=policy, linewidth=2.5 if policy == "lotwise" else 1.2)
+                width = 2.5 if policy == "lotwise" else 1.2
+                ax.plot(x, y, style, marker="o", label=policy, linewidth=width, color=plt.cm.tab20(i))
         ax.set_xlabel("mean on-hand value (all series, currency units)")
         ax.set_ylabel("fill rate")
         ax.grid(alpha=0.3)
