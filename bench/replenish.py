@@ -20,7 +20,9 @@ Policies (one knob each, swept):
 - lotwise_c1   the same with horizon_days = 1: orders as often as order_up_to (Lotwise's default
                horizon of 7 days carries about half a week of cycle stock)
 Ablation (--ablation, not targets): lotwise_c1 without the buffer, without σL, without both
-(`lotwise_c1_plain`), and `lotwise_c0` (horizon_days = 0: S = ROP, base stock at every review)
+(`lotwise_c1_plain`), `lotwise_c0` (horizon_days = 0: S = ROP, base stock at every review), and
+`lotwise_prev` / `lotwise_c1_prev` (the defaults before the third change, `previous`: before and
+after in one run)
 - minmax       static: min = d̄·L·k, max = d̄·(L + C)·k from the warm-up days; knob = k
 - rop          textbook (r, Q): r = d̄·L + z·σ·√L, Q = d̄·C, rolling 90-day d̄ and σ; knob = service level
 - eoq_rop      static: r as above from the warm-up, Q = √(2·K·D/h); knob = service level
@@ -60,7 +62,14 @@ Ints = npt.NDArray[np.int64]
 
 POLICIES = ("lotwise", "lotwise_c1", "minmax", "rop", "eoq_rop", "s_S", "order_up_to", "oracle")
 # run with --ablation; not targets (lotwise_c0's curve is printed against the baselines all the same)
-ABLATION = ("lotwise_c1_no_buffer", "lotwise_c1_no_lead_spread", "lotwise_c1_plain", "lotwise_c0")
+ABLATION = (
+    "lotwise_c1_no_buffer",
+    "lotwise_c1_no_lead_spread",
+    "lotwise_c1_plain",
+    "lotwise_c0",
+    "lotwise_prev",
+    "lotwise_c1_prev",
+)
 LOTWISE = ("lotwise", "lotwise_c1", *ABLATION)
 ALL = (*POLICIES, *ABLATION)
 STATIC = ("minmax", "eoq_rop")
@@ -148,7 +157,7 @@ class Sim:
     knob: Floats  # row → knob
     stock: Ints  # [rows, buckets]: bucket b expires in b days (non-perishables stay in bucket 0)
     arrive: Ints  # [rows, days + pad]: quantity arriving on that day
-    arrive_lt: Ints  # [rows, days + pad]: lead time of the order arriving that day
+    placed_lt: Ints  # [rows, days]: lead time of the order placed that day (0: no order)
     outstanding: Ints
     sales: npt.NDArray[np.int32]  # [rows, days] observed sales
     censored: npt.NDArray[np.bool_]  # [rows, days] closed empty
@@ -184,7 +193,7 @@ def new_sim(data: DemandSet, runs: Sequence[Run], cfg: SimConfig) -> Sim:
         knob=np.repeat([r.knob for r in ordered], n).astype(np.float64),
         stock=np.zeros((rows, buckets), np.int64),
         arrive=np.zeros((rows, days + pad), np.int64),
-        arrive_lt=np.zeros((rows, days + pad), np.int64),
+        placed_lt=np.zeros((rows, days), np.int64),
         outstanding=np.zeros(rows, np.int64),
         sales=sales,
         censored=np.zeros((rows, days), np.bool_),
@@ -205,8 +214,21 @@ def receive(sim: Sim, t: int) -> None:
     bucket = np.where(shelf > 0, shelf - 1, 0)
     rows = np.nonzero(got)[0]
     np.add.at(sim.stock, (rows, bucket[rows]), qty[rows])
-    sim.last_lt[rows] = np.roll(sim.last_lt[rows], -1, axis=1)
-    sim.last_lt[rows, -1] = sim.arrive_lt[rows, t]
+    record_receipts(sim, t)
+
+
+def record_receipts(sim: Sim, t: int) -> None:
+    """Every order arriving on day t is one receipt with its own lead time, oldest order first: orders
+    that overtake each other can arrive on the same day, and keeping one lead time per day would keep
+    the shortest (the last placed), a receipt history biased short."""
+    lo = max(0, t - int(sim.data.lead_draw.max()))
+    placed = sim.placed_lt[:, lo:t]
+    days = np.arange(lo, t)
+    due = (placed > 0) & (days[None, :] + placed == t)
+    for col in np.nonzero(due.any(axis=0))[0]:
+        rows = np.nonzero(due[:, col])[0]
+        sim.last_lt[rows] = np.roll(sim.last_lt[rows], -1, axis=1)
+        sim.last_lt[rows, -1] = t - days[col]
 
 
 def serve(sim: Sim, t: int) -> tuple[Ints, Ints, Ints]:
@@ -234,7 +256,7 @@ def place(sim: Sim, t: int, qty: Ints) -> Ints:
     lead = sim.data.lead_draw[sim.series, t]
     rows = np.nonzero(qty > 0)[0]
     sim.arrive[rows, t + lead[rows]] += qty[rows]
-    sim.arrive_lt[rows, t + lead[rows]] = lead[rows]
+    sim.placed_lt[rows, t] = lead[rows]
     sim.outstanding += qty
     return qty
 
@@ -330,13 +352,28 @@ def decide_oracle(sim: Sim, rows: slice, t: int, ip: Ints) -> Decision:
     return qty.astype(np.int64), level
 
 
+def previous(settings: PolicySettings) -> PolicySettings:
+    """The policy's defaults before the third change (2026-12-07): the buffer on the cycle too, every
+    high day struck as a spike, any change of last year's demand taken as a season (against 30 days)."""
+    return replace(settings, buffer_on_cycle=True, spike_neighbours=0, seasonal_z=0.0, seasonal_matches_level=False)
+
+
 def decide_lotwise(
-    sim: Sim, rows: slice, t: int, ip: Ints, horizon_days: int = 7, buffer: float = 1.15, lead_spread: bool = True
+    sim: Sim,
+    rows: slice,
+    t: int,
+    ip: Ints,
+    horizon_days: int = 7,
+    buffer: float = 1.15,
+    lead_spread: bool = True,
+    before: bool = False,
 ) -> Decision:
-    """Lotwise's policy; `buffer` and `lead_spread` (σL in the safety stock) exist for the ablation only."""
+    """Lotwise's policy; `buffer`, `lead_spread` (σL in the safety stock) and `before` (the defaults
+    before the third change) exist for the ablation only."""
     s = sim.series[rows]
     lo = max(0, t + 1 - HISTORY_DAYS)
     base = PolicySettings(horizon_days=horizon_days, demand_buffer=buffer)
+    base = previous(base) if before else base
     # the supplier's quoted lead time is the prior the receipts are shrunk towards: the same
     # information the baselines get (they use it alone)
     l_mean, l_sd = lead_time_batch(sim.last_lt[rows], sim.data.lead_mean[s], base)
@@ -382,6 +419,9 @@ DECIDE: dict[str, Callable[[Sim, slice, int, Ints], Decision]] = {
     "lotwise_c1_plain": partial(decide_lotwise, horizon_days=1, buffer=1.0, lead_spread=False),
     # C = 0: order up to the ROP at every review — base stock, order_up_to's structure
     "lotwise_c0": partial(decide_lotwise, horizon_days=0),
+    # before/after in one run: the same replay with the defaults before the third change
+    "lotwise_prev": partial(decide_lotwise, before=True),
+    "lotwise_c1_prev": partial(decide_lotwise, horizon_days=1, before=True),
     "minmax": decide_minmax,
     "rop": decide_rop,
     "eoq_rop": decide_eoq_rop,
@@ -509,17 +549,28 @@ def judge(rows: Sequence[dict[str, Any]], lotwise: str = "lotwise") -> dict[str,
         if not len(bx) or not len(lx):
             continue
         lo, hi = max(bx.min(), lx.min()), min(bx.max(), lx.max())
+        dominated = dominated_points(lx, lfill, bx, bfill)
         if lo > hi:
-            verdict["never_below"][policy] = {"overlap": None}
+            verdict["never_below"][policy] = {"overlap": None, "dominated": dominated}
             continue
         grid = np.linspace(lo, hi, 50)
         gap = np.interp(grid, lx, lfill) - np.interp(grid, bx, bfill)
         verdict["never_below"][policy] = {
             "overlap": [lo, hi],
             "min_gap": float(gap.min()),
-            "holds": bool(gap.min() >= 0),
+            "holds": bool(gap.min() >= 0 and not dominated),
+            "dominated": dominated,
         }
     return verdict
+
+
+def dominated_points(lx: Floats, lfill: Floats, bx: Floats, bfill: Floats) -> list[list[float]]:
+    """Lotwise's points (inventory, fill) that a baseline point beats outright: it holds no more and
+    fills more. Outside the overlap of the two curves the gap cannot be read at equal inventory, but
+    a Lotwise point that holds more than a baseline's highest point and fills less is still below."""
+    return [
+        [float(x), float(f)] for x, f in zip(lx, lfill, strict=True) if bool(np.any((bx <= x) & (bfill > f + 1e-12)))
+    ]
 
 
 def versus_static(rows: Sequence[dict[str, Any]], x: float, lost: float) -> dict[str, Any]:
@@ -553,11 +604,12 @@ def plot(rows: Sequence[dict[str, Any]], title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     dynamic = [r["mean_on_hand_value"] for r in rows if r["policy"] != "minmax"]
     for ax, zoom in zip(axes, (False, True), strict=True):
-        for policy in ALL:
+        for i, policy in enumerate(ALL):  # tab20: every policy its own colour (14 curves)
             x, y, _ = curve(rows, policy)
             if len(x):
                 style = "--" if policy in ABLATION else "-"
-                ax.plot(x, y, style, marker="o", label=policy, linewidth=2.5 if policy == "lotwise" else 1.2)
+                width = 2.5 if policy == "lotwise" else 1.2
+                ax.plot(x, y, style, marker="o", label=policy, linewidth=width, color=plt.cm.tab20(i))
         ax.set_xlabel("mean on-hand value (all series, currency units)")
         ax.set_ylabel("fill rate")
         ax.grid(alpha=0.3)
@@ -733,7 +785,7 @@ def run_cmd(
             rows = [m.summary() for m in simulate(ds, runs, cfg, progress)]
             slug = "synthetic" if ds.name == "synthetic" else "real"
             plot(rows, f"{ds.name}: {ds.series} series × {ds.days - warmup} days (seed {seed})", out / f"{slug}.png")
-            judged = ("lotwise", "lotwise_c1", "lotwise_c0")
+            judged = ("lotwise", "lotwise_c1", "lotwise_c0", "lotwise_prev", "lotwise_c1_prev")
             verdicts = [judge(rows, p) for p in judged if any(r["policy"] == p for r in rows)]
             report["sets"][slug] = {"name": ds.name, "rows": rows, "judge": verdicts}
             (out / f"{slug}.md").write_text(markdown(rows) + "\n")
@@ -759,11 +811,39 @@ def summary_lines(verdict: dict[str, Any]) -> str:
                 f"{p['baseline_lost']:.0f} → {abs(p['reduction']):.0%} {fewer} lost"
             )
     for policy, v in verdict["never_below"].items():
+        beaten = (
+            f"; {len(v['dominated'])} point(s) beaten outright (less inventory, more fill)" if v["dominated"] else ""
+        )
         if v.get("overlap"):
-            lines.append(f"curve vs {policy}: min gap {v['min_gap']:+.4f} ({'holds' if v['holds'] else 'BELOW'})")
+            lines.append(
+                f"curve vs {policy}: min gap {v['min_gap']:+.4f} ({'holds' if v['holds'] else 'BELOW'}){beaten}"
+            )
         else:
-            lines.append(f"curve vs {policy}: no overlap in inventory")
+            lines.append(f"curve vs {policy}: no overlap in inventory{beaten}")
     return "\n".join(lines)
+
+
+@app.command("kernel-ab")
+def kernel_ab_cmd(
+    pairs: Annotated[int, typer.Option(min=1000, max=1_000_000)] = 100_000,
+    days: Annotated[int, typer.Option(min=30, max=800, help="> 395 to include the seasonal index")] = 420,
+    reps: Annotated[int, typer.Option(min=1, max=20)] = 5,
+) -> None:
+    """forecast_batch's CPU per pair-day with the defaults before the third change and now, interleaved."""
+    rng = np.random.default_rng(1)
+    demand = rng.poisson(rng.uniform(0.05, 30.0, (pairs, 1)), (pairs, days)).astype(np.float32)
+    censored = rng.random((pairs, days), dtype=np.float32) < 0.02
+    variants = {"before": previous(PolicySettings()), "now": PolicySettings()}
+    forecast_batch(demand[:1000], censored[:1000], variants["now"], seasonal_days=10)  # compiled outside
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    load_before = os.getloadavg()
+    for _ in range(reps):
+        for name, settings in variants.items():
+            c0 = time.process_time()
+            forecast_batch(demand, censored, settings, seasonal_days=10)
+            cpu[name].append(time.process_time() - c0)
+    result = {k: float(np.median(v)) / (pairs * days) * 1e9 for k, v in cpu.items()}
+    console.print_json(json.dumps({"ns_per_pair_day": result, "cpu_s": cpu, "load": [load_before, os.getloadavg()]}))
 
 
 @app.command("speed")

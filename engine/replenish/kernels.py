@@ -2,7 +2,8 @@
 
 One row = one pair's daily net demand, oldest → newest (last column = yesterday). A day counts
 ("valid") unless it is censored (a stockout), a promotion day (when promotions are stripped) or a
-spike (a non-zero day above mean + k·σ of the recent non-zero sizes). Over the valid days:
+spike (a non-zero day above mean + k·σ of the recent non-zero sizes that also stands k·σ above
+the days around it: a level that moved is not a spike). Over the valid days:
 
 - m7 / m14 / m30: means over the valid days among the last 7 / 14 / 30 calendar days. A window
   without a valid day takes the next longer window's mean (m7 ← m14 ← m30 ← the SBC window's
@@ -21,7 +22,8 @@ spike (a non-zero day above mean + k·σ of the recent non-zero sizes). Over the
   initialised as statsforecast does: size = first non-zero size, first interval = its index + 1,
   TSB probability = (first day ≠ 0); SBA = Croston × (1 − α/2).
 - a same-period-last-year index once the history is long enough: the mean of last year's days
-  over the coming horizon divided by the mean of the 30 days before them, clamped.
+  over the coming horizon divided by the mean of last year's days the level was measured over
+  (90 when stationary, else 30), clamped; 1 when the change is within `seasonal_z` standard errors.
 
 `forecast_batch` (Python) allocates the outputs, runs the kernel and returns a `BatchForecast`;
 `policy.suggest` calls the same function with one row, so single and batch paths cannot drift.
@@ -120,10 +122,27 @@ def _nonzero_moments(y: Vec, valid: Mask, lo: int, n: int) -> tuple[int, float, 
 
 
 @njit(cache=True)
-def _strip_spikes(y: Vec, valid: Mask, lo: int, spike_k: float) -> int:
-    """Marks invalid every non-zero day above mean + k·σ of the recent non-zero sizes; returns how many.
+def _neighbours_mean(y: Vec, valid: Mask, j: int, days: int) -> float:
+    """Mean of the valid days within `days` of column j, j itself left out (NaN when none); a day
+    already struck as a spike (negative, see `_strip_spikes`) counts with its value."""
+    total = 0.0
+    count = 0
+    for i in range(max(0, j - days), min(len(y), j + days + 1)):
+        if i != j and (valid[i] or y[i] < 0):
+            total += abs(y[i])
+            count += 1
+    return total / count if count else math.nan
 
-    Sizes, not all days: on an intermittent series every sale would be a "spike" of the daily mean."""
+
+@njit(cache=True)
+def _strip_spikes(y: Vec, valid: Mask, lo: int, spike_k: float, neighbours: int) -> int:
+    """Marks invalid every non-zero day above mean + k·σ of the recent non-zero sizes that also
+    stands out from its own neighbours (the valid days within `neighbours` days either side) by
+    k·σ; returns how many.
+
+    Sizes, not all days: on an intermittent series every sale would be a "spike" of the daily mean.
+    Neighbours: a sudden order lifts one day, a level that moved lifts the days around it too —
+    striking those would hold the level down exactly when demand rose (`neighbours` 0: no check)."""
     n = len(y)
     nz, s1, s2 = _nonzero_moments(y, valid, lo, n)
     if nz < SPIKE_MIN_NONZERO:
@@ -136,6 +155,13 @@ def _strip_spikes(y: Vec, valid: Mask, lo: int, spike_k: float) -> int:
     spikes = 0
     for j in range(n):
         if valid[j] and y[j] > limit:
+            if neighbours > 0:
+                around = _neighbours_mean(y, valid, j, neighbours)
+                if not math.isnan(around) and y[j] <= around + spike_k * sd:
+                    continue
+            # struck, and marked negative (days are ≥ 0 here) so that a later neighbour's check
+            # still counts it: no spike hides its neighbour. Every reader skips invalid days.
+            y[j] = -y[j]
             valid[j] = False
             spikes += 1
     return spikes
@@ -185,17 +211,41 @@ def _croston_tsb(y: Vec, valid: Mask, alpha: float) -> tuple[float, float, int, 
 
 
 @njit(cache=True)
-def _seasonal_index(y: Vec, valid: Mask, days: int, min_days: int, lo: float, hi: float) -> float:
-    """Last year's mean over the coming `days` ÷ last year's mean over the 30 days before, clamped."""
+def _window_var(y: Vec, valid: Mask, n: int, w: int, mean: float) -> float:
+    """Sample variance of the valid days among the `w` days before column `n` (0 with fewer than 2)."""
+    acc = 0.0
+    count = 0
+    for j in range(max(0, n - w), n):
+        if valid[j]:
+            acc += (y[j] - mean) ** 2
+            count += 1
+    return acc / (count - 1) if count >= 2 else 0.0
+
+
+@njit(cache=True)
+def _seasonal_index(
+    y: Vec, valid: Mask, days: int, min_days: int, lo: float, hi: float, ref_days: int, z: float
+) -> float:
+    """Last year's mean over the coming `days` ÷ last year's mean over the `ref_days` before, clamped.
+
+    `ref_days` is the window the level was measured over (90 days when stationary, else 30), so
+    the index carries the level from where it was measured to the coming days. A change no
+    larger than `z` standard errors of the two means (a day's variance at least its mean, as for
+    counts) is noise, not a season: the index is then 1 (z 0: every change counts)."""
     n = len(y)
     if n < min_days or days <= 0:
         return 1.0
     ly = n - YEAR_DAYS  # tomorrow is column n; the same day a year earlier is column n − 365
     end = min(n, ly + days)
     ahead, ca = _window_mean(y, valid, end, end - ly)
-    before, cb = _window_mean(y, valid, ly, 30)
+    before, cb = _window_mean(y, valid, ly, ref_days)
     if ca == 0 or cb == 0 or before <= 0:
         return 1.0
+    if z > 0:
+        va = max(_window_var(y, valid, end, end - ly, ahead), ahead)
+        vb = max(_window_var(y, valid, ly, ref_days, before), before)
+        if abs(ahead - before) <= z * math.sqrt(va / ca + vb / cb):
+            return 1.0
     return min(max(ahead / before, lo), hi)
 
 
@@ -231,7 +281,7 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     """Every estimate for one row; `valid` arrives as not-censored-and-not-promo, spikes are struck here.
 
     params: w7, w14, w30, alpha, spike_k, sbc_window, adi_thr, cv2_thr, si_min_days, si_lo, si_hi, tsb_after_adi,
-    stationary_z.
+    stationary_z, seasonal_z, seasonal_matches_level, spike_neighbours.
     out: m7 m14 m30 blend sigma adi cv2 croston sba tsb si rate sbc method valid spikes trailing_zeros
     level m_window stationary.
     """
@@ -242,7 +292,7 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     # series the rare large days are the demand itself, and striking them would starve it.
     nz0, _, _ = _nonzero_moments(y, valid, start, n)
     _, cw0 = _window_mean(y, valid, n, sbc_window)
-    spikes = _strip_spikes(y, valid, start, params[4]) if nz0 and cw0 / nz0 <= params[6] else 0
+    spikes = _strip_spikes(y, valid, start, params[4], int(params[15])) if nz0 and cw0 / nz0 <= params[6] else 0
 
     # windows; an empty one takes the next longer one's mean
     m30, c30 = _window_mean(y, valid, n, 30)
@@ -272,7 +322,8 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
         cv2 = max(s2 / nz - mu * mu, 0.0) / (mu * mu)
     croston, tsb, valid_days, trailing = _croston_tsb(y, valid, alpha)
     sba = croston * (1.0 - alpha / 2.0)
-    si = _seasonal_index(y, valid, si_days, int(params[8]), params[9], params[10])
+    si_ref = sbc_window if (stationary and params[14] > 0) else 30
+    si = _seasonal_index(y, valid, si_days, int(params[8]), params[9], params[10], si_ref, params[13])
 
     sbc = _classify(nz, adi, cv2, params[6], params[7])
     if sbc == SBC_NO_DEMAND:
@@ -365,6 +416,9 @@ def kernel_params(settings: PolicySettings) -> npt.NDArray[np.float64]:
             hi,
             settings.tsb_after_adi,
             settings.stationary_z,
+            settings.seasonal_z,
+            1.0 if settings.seasonal_matches_level else 0.0,
+            settings.spike_neighbours,
         ],
         dtype=np.float64,
     )

@@ -250,7 +250,8 @@ class PolicySettings:
     """The policy's knobs, with the defaults of the replenishment notes.
 
     Windows are blended as d̂ = w7·m7 + w14·m14 + w30·m30. `demand_buffer` multiplies demand
-    over the lead time and cycle (the 15 % for sudden orders); it is never added to safety stock.
+    over the risk period L̄ + R (the 15 % for sudden orders while an order is on its way); it is
+    never added to safety stock, nor (unless `buffer_on_cycle`) to the cycle's days.
     `horizon_days` is the cycle C: the order-up-to level covers C days of demand beyond the ROP.
     """
 
@@ -258,16 +259,22 @@ class PolicySettings:
     service_level: float = 0.95
     review_days: int = 1
     demand_buffer: float = 1.15
+    # the buffer also on the cycle's days (S = ROP + d̂·F·buffer·C); off, the cycle is at d̂·F: a
+    # sudden order during the cycle brings the next order forward (the ROP is checked every review)
+    buffer_on_cycle: bool = False
     adi_threshold: float = 1.32
     cv2_threshold: float = 0.49
     alpha: float = 0.1  # Croston/SBA smoothing; TSB uses it for both size and probability
     sbc_window_days: int = 90
     horizon_days: int = 7
     spike_k: float = 3.0
+    spike_neighbours: int = 3  # a spike must also stand out from the days this close (0: no check)
     strip_promo: bool = True
     factor_bounds: tuple[tuple[FactorKind, float, float], ...] = field(default_factory=_default_bounds)
     seasonal_min_days: int = 395  # 13 months before a same-period-last-year index is used
     seasonal_bounds: tuple[float, float] = (0.5, 2.0)
+    seasonal_z: float = 2.0  # last year's change must exceed this many standard errors (0: any change)
+    seasonal_matches_level: bool = True  # the index's base is the level's window (90 days when stationary)
     lead_time_receipts: int = 12  # the last receipts read for L̄ and σL (fewer when fewer exist)
     lead_time_prior: float = 3.0  # the supplier's stated lead time counts as this many receipts in L̄
     lead_time_quote_cv: float = 0.1  # receipts further than 2 s/√n + this × the quote contradict it
@@ -296,12 +303,16 @@ class PolicySettings:
         _count("sbc_window_days", self.sbc_window_days, out, minimum=30)
         _count("horizon_days", self.horizon_days, out, minimum=0)
         _finite("spike_k", self.spike_k, out, 1.0, 100.0)
+        _count("spike_neighbours", self.spike_neighbours, out)
+        if not out and self.spike_neighbours > 30:
+            out.append(FieldViolation("spike_neighbours", f"must be ≤ 30, got {self.spike_neighbours}"))
         _count("seasonal_min_days", self.seasonal_min_days, out, minimum=395)
         _count("lead_time_receipts", self.lead_time_receipts, out, minimum=1)
         _finite("lead_time_prior", self.lead_time_prior, out, 0.0, 100.0)
         _finite("lead_time_quote_cv", self.lead_time_quote_cv, out, 0.0, 10.0)
         _finite("lead_time_floor", self.lead_time_floor, out, 0.0, 1.0)
         _finite("stationary_z", self.stationary_z, out, 0.0, 10.0)
+        _finite("seasonal_z", self.seasonal_z, out, 0.0, 10.0)
         _finite("shelf_life_cycle", self.shelf_life_cycle, out, 0.05, 1.0)
         _finite("tsb_after_adi", self.tsb_after_adi, out, 1.0, 100.0)
         _finite("nb_epsilon", self.nb_epsilon, out, 0.0, 10.0)

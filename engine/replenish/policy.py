@@ -6,8 +6,10 @@
     P      = L̄ + R
     σ_LTD  = √(P·σd² + d̂²·σL²)
     SS     = z·σ_LTD (smooth) | NB quantile(CSL; μ = d̂·P, var = max(σ_LTD², μ(1+ε))) − μ (otherwise)
-    ROP    = d̂·F·L̄ + SS            (the buffer multiplies demand only, never the safety stock)
-    S      = ROP + d̂·F·C
+    ROP    = d̂·F·(L̄ + R) + SS      (the buffer multiplies demand only, never the safety stock)
+    S      = ROP + d̂·F'·C           F' = F without the buffer: the ROP is checked at every review,
+                                    so a sudden order during the cycle brings the next order forward;
+                                    the buffer covers the risk period, when nothing can be done
     IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
     q      = ⌈S − IP⌉ when IP ≤ ROP, else 0 → MOQ → multiple (up) → shelf-life cap → rules
     cap    = d̂·factors·(L̄ + shelf life − min remaining days) − IP, expected sales (no buffer):
@@ -229,6 +231,14 @@ def effective_lead_sigma(lead_sigma: FloatArray, cycle: FloatArray, settings: Po
     return np.sqrt(np.minimum(lead_sigma**2, interval * lead_sigma / SQRT_PI))
 
 
+def cycle_rate_batch(rate: FloatArray, factors: FloatArray, settings: PolicySettings) -> FloatArray:
+    """The daily rate the cycle's days are stocked at: d̂ × factors, × the buffer only with
+    `buffer_on_cycle`. The buffer is a reserve for sudden orders while an order is on its way; once
+    it has arrived, the reorder point is checked at every review, so a sudden order during the
+    cycle brings the next order forward instead of needing stock on the shelf."""
+    return rate * factors * (settings.demand_buffer if settings.buffer_on_cycle else 1.0)
+
+
 def policy_batch(
     fc: BatchForecast,
     settings: PolicySettings,
@@ -275,7 +285,7 @@ def policy_batch(
         settings.nb_epsilon,
     )
     rop = demand_rate * (l_mean + settings.review_days) + ss
-    order_up_to = rop + demand_rate * cycle
+    order_up_to = rop + cycle_rate_batch(rate, f(factor_multiplier), settings) * cycle
     position = i(on_hand) - i(held) - i(backorders) + i(in_transit_within) + i(open_todos)
     triggered = (rate > 0) & (position <= rop)
     raw = np.where(triggered, np.maximum(np.ceil(order_up_to - position - 1e-9), 0), 0).astype(np.int64)
@@ -408,7 +418,7 @@ def draft(
         qty_cap=None,
         unit_cost=supplier.unit_cost,
         panel=panel,
-        trace=(_trigger_line(triggered, ip, rop, float(n.order_up_to[0]), raw, rate),),
+        trace=(_trigger_line(triggered, ip, rop, _cycle_note(settings, rate * factor_mult, rop, n), raw, rate),),
     )
 
 
@@ -456,12 +466,21 @@ def _panel(
     )
 
 
-def _trigger_line(triggered: bool, ip: int, rop: float, s: float, raw: int, rate: float) -> RuleLine:
+def _cycle_note(settings: PolicySettings, sells: float, rop: float, n: BatchPolicy) -> str:
+    """'S = ROP + C d × rate': how the order-up-to level was built, in the planner's words."""
+    s = float(n.order_up_to[0])
+    rate = float(cycle_rate_batch(np.array([sells]), np.ones(1), settings)[0])
+    days = (s - rop) / rate if rate > 0 else 0.0
+    where = "the buffer on the cycle too" if settings.buffer_on_cycle else "the buffer covers L̄ + R only"
+    return f"S {s:.1f} = ROP + {days:.0f} d × {rate:.2f}/day ({where})"
+
+
+def _trigger_line(triggered: bool, ip: int, rop: float, cycle: str, raw: int, rate: float) -> RuleLine:
     if rate <= 0:
         return RuleLine("policy.trigger", "policy", "qty", "0", "0", "no demand: nothing to order")
     if not triggered:
         return RuleLine("policy.trigger", "policy", "qty", "0", "0", f"IP {ip} > ROP {rop:.1f}: no order")
-    return RuleLine("policy.trigger", "policy", "qty", "0", str(raw), f"IP {ip} ≤ ROP {rop:.1f}: order up to S {s:.1f}")
+    return RuleLine("policy.trigger", "policy", "qty", "0", str(raw), f"IP {ip} ≤ ROP {rop:.1f}: order up to {cycle}")
 
 
 __all__ = ["draft", "forecast_one", "horizon_factors", "lead_time_stats", "safety_stock", "suggest", "z_of"]

@@ -147,6 +147,44 @@ def test_same_period_last_year_index() -> None:
     assert forecast_batch(y, None, PolicySettings(spike_k=50.0), seasonal_days=8).seasonal_index[0] == 2.0  # clamped
 
 
+def test_a_last_year_change_within_its_noise_is_no_season() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.poisson(10, 400).astype(np.float64)
+    ly = len(y) - 365
+    y[ly : ly + 8] = rng.poisson(11, 8)  # last year's coming days sold ~10 % more: within a week's noise
+    gated = forecast_batch(y, None, S, seasonal_days=8)
+    assert gated.seasonal_index[0] == 1.0
+    ungated = forecast_batch(y, None, PolicySettings(seasonal_z=0.0), seasonal_days=8)
+    assert ungated.seasonal_index[0] != 1.0  # every change counted (as before 2026-12-07)
+
+
+def test_the_seasonal_index_is_measured_from_the_levels_own_window() -> None:
+    # stationary demand: the level is the 90-day mean, so last year's coming days are compared
+    # with last year's 90 days before them (8 % lower for 60 of them), not with the last 30
+    y = np.full(500, 100.0)
+    ly = len(y) - 365
+    y[ly - 90 : ly - 30] = 80.0
+    f = forecast_batch(y, None, S, seasonal_days=8)
+    assert bool(f.stationary[0])
+    assert f.seasonal_index[0] == pytest.approx(100.0 / ((60 * 80 + 30 * 100) / 90))
+    old = forecast_batch(y, None, PolicySettings(seasonal_matches_level=False), seasonal_days=8)
+    assert old.seasonal_index[0] == 1.0  # the last 30 days before, alone, saw no change
+
+
+def test_a_spike_stands_out_from_its_neighbours_a_level_that_moved_does_not() -> None:
+    base = np.array([8.0, 12.0] * 50)
+    spike = base.copy()
+    spike[80] = 40.0  # one sudden order
+    f = one(list(spike))
+    assert f.spikes[0] == 1
+    moved = np.concatenate([base, np.full(5, 40.0)])  # the level moved: the last five days
+    g = one(list(moved))
+    assert g.spikes[0] == 0
+    assert g.m7[0] == pytest.approx((40.0 * 5 + 8.0 + 12.0) / 7)
+    struck = one(list(moved), spike_neighbours=0)  # no neighbour check (as before 2026-12-07)
+    assert struck.spikes[0] == 5
+
+
 def test_negative_days_count_as_no_demand() -> None:
     assert one([5.0, -3.0, 5.0, 5.0]).m7[0] == pytest.approx(15 / 4)
 

