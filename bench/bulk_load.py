@@ -63,6 +63,16 @@ UP_START_TIMEOUT_S = 180.0
 LAG_SAMPLE_S = 0.5
 LAG_DRAIN_TIMEOUT_S = 300.0
 LAG_SETTLED_S = 3.0
+# Everything that follows the journal (or feeds the engine besides the import): off with
+# --followers-off, so what is left is the engine's own write path.
+FOLLOWER_SETTINGS = (
+    "LOTWISE_HISTORY",
+    "LOTWISE_EVENTS",
+    "LOTWISE_INGEST",
+    "LOTWISE_FINANCE",
+    "LOTWISE_REPLENISH",
+    "LOTWISE_HEALTH",
+)
 LAG_METRICS = ("lotwise_history_lag_messages", "lotwise_bus_lag_messages")
 
 
@@ -238,12 +248,12 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def lotwise_up(data_dir: Path, followers: bool = True) -> Iterator[Server]:
     """`lotwise up` with its defaults, on free ports, in a data directory of its own;
-    `followers=False` turns history, events and ingestion off (what they cost)."""
+    `followers=False` turns every journal follower and ingestion off (what they cost)."""
     port, metrics_port = _free_port(), _free_port()
     # `lotwise up` from the engine this bench imports (the checkout it runs in).
     exe = [sys.executable, "-c", "from engine.cli import app; app()"]
     args = [*exe, "up", "--port", str(port), "--metrics-port", str(metrics_port), "--data-dir", str(data_dir)]
-    off = {} if followers else {"LOTWISE_HISTORY": "false", "LOTWISE_EVENTS": "false", "LOTWISE_INGEST": "false"}
+    off = {} if followers else dict.fromkeys(FOLLOWER_SETTINGS, "false")
     proc = subprocess.Popen([*args, "--log-level", "warning"], env={**os.environ, **off})
     try:
         server = Server(
@@ -380,7 +390,11 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=2048, help="rows per Import chunk (1..4096)")
     parser.add_argument("--target", help="host:port of a running engine (default: a bench server process)")
     parser.add_argument("--up", action="store_true", help="start `lotwise up` (its defaults) for the run")
-    parser.add_argument("--followers-off", action="store_true", help="with --up: history, events, ingestion off")
+    parser.add_argument(
+        "--followers-off",
+        action="store_true",
+        help="with --up: every follower (history, events, finance, replenishment, health) and ingestion off",
+    )
     parser.add_argument("--before", metavar="GIT_REF", help="first run the same bench over the engine at GIT_REF")
     parser.add_argument("--shard-only", type=int, metavar="N", help="only a shard's own work for N receipts")
     parser.add_argument("--rounds", type=int, default=3, help="with --shard-only: rounds of each way")
