@@ -1,6 +1,9 @@
 """Bulk receipts — a bulk load's lots — at one shard call per shard (DESIGN.md §7).
 
-The receipts are validated here, once. Those of one shard travel together as ReceiveBulk
+The receipts come as columns (engine.domain.receipts) and are validated here, once, a
+column at a time when they are all sane (row by row, with each refusal, when not); they
+are routed once per pair and cut by shard a column at a time, so no object is made per
+lot on their way to the shards. Those of one shard travel together as ReceiveBulk
 ops of at most RECEIVE_BULK_MAX receipts, each op in a shard call of its own, straight to
 the shard: no micro-batcher (the op already is a batch, and one call — one Ray actor call
 in a cluster — carries it), at most BULK_IN_FLIGHT_PER_SHARD calls at once per shard. The
