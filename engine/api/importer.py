@@ -133,7 +133,9 @@ def lots_from_pb(lots: apb.ImportLots) -> Lots:
     allowed = ", ".join(s.value for s in RECEIVE_SOURCES)
     bad = InvalidArgument([FieldViolation("source", f"must be one of {allowed}")])
     good = [row for row, source in enumerate(sources) if source is not None]
-    refused = [(line, bad) for line, source in zip(lines, sources, strict=True) if source is None]
+    refused: list[tuple[int, DomainError]] = [
+        (line, bad) for line, source in zip(lines, sources, strict=True) if source is None
+    ]
     return [lines[row] for row in good], receipts.take(good), refused
 
 

@@ -17,8 +17,8 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-from engine.domain.commands import Finance, Receive, receive_fields
-from engine.domain.model import External
+from engine.domain.commands import Receive, receive_fields
+from engine.domain.model import External, Finance
 
 RECEIPT_FIELDS = (
     "request_id",
