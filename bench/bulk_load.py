@@ -10,8 +10,8 @@ Without --target or --up, a server process (bootstrap.local_gateway: 2 shards in
 process, journal in memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin on
 127.0.0.1, and this process imports a generated CSV into it the way `lotwise import` does
 (read, parse, chunk, stream). With --up, `lotwise up` itself serves (its defaults: local
-Ray, the embedded JetStream journal with fsync, history, events and ingestion on), in a
-data directory of its own. Each size is imported twice: the first run loads the lots, the
+Ray, the embedded JetStream journal with fsync, every follower and ingestion on; with
+--followers-off all of them off), in a data directory of its own. Each size is imported twice: the first run loads the lots, the
 second is the idempotent re-run (every row answered from the cells' idempotency window,
 nothing changes). Printed per run: lots/s (wall clock, reading the file included), the
 server's CPU per lot (psutil: the server process and, with --up, every process under it —
