@@ -7,18 +7,19 @@
     .venv/bin/python -m bench.bulk_load --before a07f5ec      # the same bench over an older engine first
 
 Without --target or --up, a server process (bootstrap.local_gateway: 2 shards in that
-process, journal in memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin on
-127.0.0.1, and this process imports a generated CSV into it the way `lotwise import` does
-(read, parse, chunk, stream). With --up, `lotwise up` itself serves (its defaults: local
-Ray, the embedded JetStream journal with fsync, every follower and ingestion on; with
---followers-off all of them off), in a data directory of its own. Each size is imported twice: the first run loads the lots, the
-second is the idempotent re-run (every row answered from the cells' idempotency window,
-nothing changes). Printed per run: lots/s (wall clock, reading the file included), the
-server's CPU per lot (psutil: the server process and, with --up, every process under it —
-Ray, nats-server), this process's CPU per lot, and with --up the followers' lag: the most
-journal messages the history sink and the event bus had not acknowledged during the run,
-and how long after the import's end they took to catch up. With --target the server's
-CPU is not measured (it may be many processes); the import itself is the same.
+process, journal in memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin
+on 127.0.0.1, and this process imports a generated CSV into it the way `lotwise import`
+does (read, parse, chunk, stream). With --up, `lotwise up` itself serves (its defaults:
+local Ray, the embedded JetStream journal with fsync, every follower and ingestion on;
+with --followers-off all of them off), in a data directory of its own. Each size is
+imported twice: the first run loads the lots, the second is the idempotent re-run (every
+row answered from the cells' idempotency window, nothing changes). Printed per run: lots/s
+(wall clock, reading the file included), the server's CPU per lot (psutil: the server
+process and, with --up, every process under it — Ray, nats-server), this process's CPU per
+lot, and with --up the followers' lag: the most journal messages the history sink and the
+event bus had not acknowledged during the run, and how long after the import's end they
+took to catch up. With --target the server's CPU is not measured (it may be many
+processes); the import itself is the same.
 
     .venv/bin/python -m bench.bulk_load --shard-only 102400 --rounds 3
 
