@@ -7,18 +7,19 @@
     .venv/bin/python -m bench.bulk_load --before a07f5ec      # the same bench over an older engine first
 
 Without --target or --up, a server process (bootstrap.local_gateway: 2 shards in that
-process, journal in memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin on
-127.0.0.1, and this process imports a generated CSV into it the way `lotwise import` does
-(read, parse, chunk, stream). With --up, `lotwise up` itself serves (its defaults: local
-Ray, the embedded JetStream journal with fsync, history, events and ingestion on), in a
-data directory of its own. Each size is imported twice: the first run loads the lots, the
-second is the idempotent re-run (every row answered from the cells' idempotency window,
-nothing changes). Printed per run: lots/s (wall clock, reading the file included), the
-server's CPU per lot (psutil: the server process and, with --up, every process under it —
-Ray, nats-server), this process's CPU per lot, and with --up the followers' lag: the most
-journal messages the history sink and the event bus had not acknowledged during the run,
-and how long after the import's end they took to catch up. With --target the server's
-CPU is not measured (it may be many processes); the import itself is the same.
+process, journal in memory, no Ray, no fsync; logging at warning) serves lotwise.v1.Admin
+on 127.0.0.1, and this process imports a generated CSV into it the way `lotwise import`
+does (read, parse, chunk, stream). With --up, `lotwise up` itself serves (its defaults:
+local Ray, the embedded JetStream journal with fsync, every follower and ingestion on;
+with --followers-off all of them off), in a data directory of its own. Each size is
+imported twice: the first run loads the lots, the second is the idempotent re-run (every
+row answered from the cells' idempotency window, nothing changes). Printed per run: lots/s
+(wall clock, reading the file included), the server's CPU per lot (psutil: the server
+process and, with --up, every process under it — Ray, nats-server), this process's CPU per
+lot, and with --up the followers' lag: the most journal messages the history sink and the
+event bus had not acknowledged during the run, and how long after the import's end they
+took to catch up. With --target the server's CPU is not measured (it may be many
+processes); the import itself is the same.
 
     .venv/bin/python -m bench.bulk_load --shard-only 102400 --rounds 3
 
@@ -63,6 +64,16 @@ UP_START_TIMEOUT_S = 180.0
 LAG_SAMPLE_S = 0.5
 LAG_DRAIN_TIMEOUT_S = 300.0
 LAG_SETTLED_S = 3.0
+# Everything that follows the journal (or feeds the engine besides the import): off with
+# --followers-off, so what is left is the engine's own write path.
+FOLLOWER_SETTINGS = (
+    "LOTWISE_HISTORY",
+    "LOTWISE_EVENTS",
+    "LOTWISE_INGEST",
+    "LOTWISE_FINANCE",
+    "LOTWISE_REPLENISH",
+    "LOTWISE_HEALTH",
+)
 LAG_METRICS = ("lotwise_history_lag_messages", "lotwise_bus_lag_messages")
 
 
@@ -238,12 +249,12 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def lotwise_up(data_dir: Path, followers: bool = True) -> Iterator[Server]:
     """`lotwise up` with its defaults, on free ports, in a data directory of its own;
-    `followers=False` turns history, events and ingestion off (what they cost)."""
+    `followers=False` turns every journal follower and ingestion off (what they cost)."""
     port, metrics_port = _free_port(), _free_port()
     # `lotwise up` from the engine this bench imports (the checkout it runs in).
     exe = [sys.executable, "-c", "from engine.cli import app; app()"]
     args = [*exe, "up", "--port", str(port), "--metrics-port", str(metrics_port), "--data-dir", str(data_dir)]
-    off = {} if followers else {"LOTWISE_HISTORY": "false", "LOTWISE_EVENTS": "false", "LOTWISE_INGEST": "false"}
+    off = {} if followers else dict.fromkeys(FOLLOWER_SETTINGS, "false")
     proc = subprocess.Popen([*args, "--log-level", "warning"], env={**os.environ, **off})
     try:
         server = Server(
@@ -380,7 +391,11 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=2048, help="rows per Import chunk (1..4096)")
     parser.add_argument("--target", help="host:port of a running engine (default: a bench server process)")
     parser.add_argument("--up", action="store_true", help="start `lotwise up` (its defaults) for the run")
-    parser.add_argument("--followers-off", action="store_true", help="with --up: history, events, ingestion off")
+    parser.add_argument(
+        "--followers-off",
+        action="store_true",
+        help="with --up: every follower (history, events, finance, replenishment, health) and ingestion off",
+    )
     parser.add_argument("--before", metavar="GIT_REF", help="first run the same bench over the engine at GIT_REF")
     parser.add_argument("--shard-only", type=int, metavar="N", help="only a shard's own work for N receipts")
     parser.add_argument("--rounds", type=int, default=3, help="with --shard-only: rounds of each way")

@@ -164,8 +164,8 @@ def _csv_lines(f: Any, reader: Any, width: int) -> Iterator[CsvLine]:
             except csv.Error as exc:
                 yield CsvLine(line, [], f"unreadable CSV: {exc}")
                 continue
-            if not cells or all(not c.strip() for c in cells):
-                continue  # blank lines carry nothing
+            if not "".join(cells).strip():
+                continue  # blank lines carry nothing (every cell blank: so is their concatenation)
             if len(cells) > width:
                 yield CsvLine(line, [], f"has {len(cells)} fields; the header has {width}")
                 continue

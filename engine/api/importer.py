@@ -1,8 +1,9 @@
 """Bulk load on the server: Import of lotwise.v1.Admin (DESIGN.md §7).
 
 A stream of chunks of rows (catalog rows, lot rows, and lots as columns). A catalog row is
-one put through the gateway (broadcast to every shard). A chunk's lots go together to
-`Gateway.receive_bulk` (engine.runtime.gateway.bulk): validated once, one shard call per
+one put through the gateway (broadcast to every shard). A chunk's lots go together, as
+columns (engine.domain.receipts: no object per lot), to `Gateway.receive_columns`
+(engine.runtime.gateway.bulk): validated once, one shard call per
 shard, each lot a Receive applied whole or not at all, with the same checks, idempotency
 and refusals as its unary call. A few chunks run at once (IMPORT_MAX_CHUNKS_IN_FLIGHT), the
 stream is read no faster than they finish, and replies go back in chunk order.
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import grpc
@@ -31,8 +31,9 @@ from engine.api.errors import ERROR_DOMAIN, internal_status, to_grpc_status
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.domain.catalog import Site, Sku
-from engine.domain.commands import RECEIVE_SOURCES, Receive, Received
+from engine.domain.commands import RECEIVE_SOURCES, Receive
 from engine.domain.errors import DomainError, FieldViolation, InvalidArgument, Overloaded, Unavailable
+from engine.domain.receipts import ReceiptColumns
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 
 IMPORT_MAX_CHUNK_ROWS = 4_096
@@ -52,7 +53,7 @@ class ImportGateway(Protocol):
 
     async def put_site(self, site: Site, deadline: float | None = None) -> None: ...
 
-    async def receive_bulk(self, cmds: Sequence[Receive]) -> list[Received | DomainError]: ...
+    async def receive_columns(self, receipts: ReceiptColumns) -> list[DomainError | None]: ...
 
 
 class ChunkTooLarge(Exception):
@@ -91,44 +92,54 @@ _SOURCES = {source.value: source for source in RECEIVE_SOURCES}
 _RECEIPT_STATUS = DEFAULT_DICTIONARY.role(Role.RECEIPT)
 
 
-def _column(values: Sequence[_T], name: str, n: int, default: _T | None = None) -> Iterable[_T]:
+def _column(values: Sequence[_T], name: str, n: int, default: _T | None = None) -> list[_T]:
     """A column of n values; an optional one may be empty (every lot takes `default`)."""
     if len(values) == n:
-        return values
+        return list(values)
     if not values and default is not None:
-        return itertools.repeat(default, n)
+        return [default] * n
     expected = f"{n} values" if default is None else f"{n} values or none"
     raise InvalidArgument([FieldViolation(f"lots.{name}", f"must hold {expected} (holds {len(values)})")])
 
 
-def lots_from_pb(lots: apb.ImportLots) -> list[tuple[int, Receive | DomainError]]:
-    """Each lot's line and Receive (or why it is none); raises InvalidArgument when the
-    columns do not line up (the chunk is malformed, not a row)."""
+def _filled(values: Sequence[str], name: str, n: int, default: str) -> list[str]:
+    """An optional text column whose blank values mean `default`."""
+    column = _column(values, name, n, default)
+    return [value or default for value in column] if "" in column else column
+
+
+Lots = tuple[list[int], ReceiptColumns, list[tuple[int, DomainError]]]
+
+
+def lots_from_pb(lots: apb.ImportLots) -> Lots:
+    """The lots' lines and receipts, as columns (no object per lot), and the lots refused
+    before any check (a source stock cannot be received from) by line; raises
+    InvalidArgument when the columns do not line up (the chunk is malformed, not a row)."""
     n = len(lots.line)
-    columns = zip(
-        lots.line,
-        *(_column(getattr(lots, name), name, n) for name in ("request_id", "sku", "site", "lot_id", "qty")),
+    lines = list(lots.line)
+    ids, skus, sites, lot_ids, qty = (_column(getattr(lots, name), name, n) for name in _REQUIRED)
+    times = [_column(getattr(lots, name), name, n, 0) for name in ("expires_at_ms", "received_at_ms", "opened_at_ms")]
+    texts = (
         _column(lots.bin, "bin", n, ""),
-        _column(lots.status, "status", n, ""),
-        _column(lots.owner, "owner", n, ""),
-        *(_column(getattr(lots, name), name, n, 0) for name in ("expires_at_ms", "received_at_ms", "opened_at_ms")),
-        _column(lots.doc_ref, "doc_ref", n, ""),
-        _column(lots.source, "source", n, ""),
-        strict=True,
+        _filled(lots.status, "status", n, _RECEIPT_STATUS),
+        _filled(lots.owner, "owner", n, "own"),
     )
-    out: list[tuple[int, Receive | DomainError]] = []
-    for line, rid, sku, site, lot_id, qty, bin_, status, owner, expires, received, opened, doc_ref, src in columns:
-        source = _SOURCES.get(src) if src else RECEIVE_SOURCES[0]
-        if source is None:  # not a bucket stock can be received from
-            allowed = ", ".join(s.value for s in RECEIVE_SOURCES)
-            out.append((line, InvalidArgument([FieldViolation("source", f"must be one of {allowed}")])))
-            continue
-        state = status or _RECEIPT_STATUS
-        cmd = Receive(
-            rid, sku, site, lot_id, qty, bin_, state, owner or "own", expires, received, opened, doc_ref, source
-        )
-        out.append((line, cmd))
-    return out
+    sources = [_SOURCES.get(src) for src in _filled(lots.source, "source", n, RECEIVE_SOURCES[0].value)]
+    doc_refs = _column(lots.doc_ref, "doc_ref", n, "")
+    receipts = ReceiptColumns(ids, skus, sites, lot_ids, qty, *texts, *times, doc_refs, sources, [None] * n)
+    if None not in sources:
+        return lines, receipts, []
+    # Not a bucket stock can be received from: refused alone, the others go on.
+    allowed = ", ".join(s.value for s in RECEIVE_SOURCES)
+    bad = InvalidArgument([FieldViolation("source", f"must be one of {allowed}")])
+    good = [row for row, source in enumerate(sources) if source is not None]
+    refused: list[tuple[int, DomainError]] = [
+        (line, bad) for line, source in zip(lines, sources, strict=True) if source is None
+    ]
+    return [lines[row] for row in good], receipts.take(good), refused
+
+
+_REQUIRED = ("request_id", "sku", "site", "lot_id", "qty")
 
 
 def refusal(line: int, err: DomainError) -> apb.ImportRefusal:
@@ -151,11 +162,16 @@ class ChunkApplier:
         # lots may refer to them.
         catalog = [row for row in rows if row.WhichOneof("row") != "lot"]
         refused = [r for r in await asyncio.gather(*(self._catalog_row(row, reply) for row in catalog)) if r]
-        lots = [(row.line, _receive(row.lot)) for row in rows if row.WhichOneof("row") == "lot"]
+        row_lots = [(row.line, _receive(row.lot)) for row in rows if row.WhichOneof("row") == "lot"]
+        refused += [refusal(line, cmd) for line, cmd in row_lots if isinstance(cmd, DomainError)]
+        good = [(line, cmd) for line, cmd in row_lots if isinstance(cmd, Receive)]
+        lines, receipts = [line for line, _ in good], ReceiptColumns.of(cmd for _, cmd in good)
         if chunk.lots.line:
-            lots += lots_from_pb(chunk.lots)
-        if lots:
-            refused += await self._lots(lots, reply)
+            column_lines, column_receipts, bad = lots_from_pb(chunk.lots)
+            refused += [refusal(line, err) for line, err in bad]
+            lines, receipts = lines + column_lines, _joined(receipts, column_receipts)
+        if lines:
+            refused += await self._lots(lines, receipts, reply)
         reply.refused.extend(sorted(refused, key=lambda r: r.line))
         return reply
 
@@ -177,33 +193,39 @@ class ChunkApplier:
         return None
 
     async def _lots(
-        self, lots: list[tuple[int, Receive | DomainError]], reply: apb.ImportChunkReply
+        self, lines: list[int], receipts: ReceiptColumns, reply: apb.ImportChunkReply
     ) -> list[apb.ImportRefusal]:
         """Receive the chunk's lots in bulk; each lot applied or refused on its own."""
-        refused = [refusal(line, cmd) for line, cmd in lots if isinstance(cmd, DomainError)]
-        good = [(line, cmd) for line, cmd in lots if isinstance(cmd, Receive)]
-        results = await self._bulk_tries([cmd for _, cmd in good])
-        for (line, cmd), result in zip(good, results, strict=True):
-            if isinstance(result, DomainError):
-                refused.append(refusal(line, result))
-            else:
+        results = await self._bulk_tries(receipts)
+        if results.count(None) == len(results):  # all received: the usual case, counted at once
+            reply.lots += len(results)
+            reply.units += sum(receipts.qty)
+            return []
+        refused = []
+        for line, qty, result in zip(lines, receipts.qty, results, strict=True):
+            if result is None:
                 reply.lots += 1
-                reply.units += cmd.qty
+                reply.units += qty
+            else:
+                refused.append(refusal(line, result))
         return refused
 
-    async def _bulk_tries(self, cmds: list[Receive]) -> list[Received | DomainError]:
-        """Each receipt's answer; those refused as Overloaded or Unavailable (a full queue, a
-        shard that recovers) are sent again — the same request ids, so a receipt applies
-        once — pausing longer each time: IMPORT_ROW_ATTEMPTS tries in all."""
-        results = await self._gateway.receive_bulk(cmds)
+    async def _bulk_tries(self, receipts: ReceiptColumns) -> list[DomainError | None]:
+        """Each receipt's refusal or None (received); those refused as Overloaded or
+        Unavailable (a full queue, a shard that recovers) are sent again — the same request
+        ids, so a receipt applies once — pausing longer each time: IMPORT_ROW_ATTEMPTS
+        tries in all."""
+        results = await self._gateway.receive_columns(receipts)
         pause_s = self._retry_pause_s
         for _ in range(IMPORT_ROW_ATTEMPTS - 1):
+            if results.count(None) == len(results):
+                break
             again = [i for i, result in enumerate(results) if isinstance(result, Overloaded | Unavailable)]
             if not again:
                 break
             await asyncio.sleep(pause_s)
             pause_s *= 2
-            retried = await self._gateway.receive_bulk([cmds[i] for i in again])
+            retried = await self._gateway.receive_columns(receipts.take(again))
             for i, result in zip(again, retried, strict=True):
                 results[i] = result
         return results
@@ -230,6 +252,12 @@ def _receive(lot: pb.ReceiveRequest) -> Receive | DomainError:
         return convert.receive_from_pb(lot)
     except DomainError as err:
         return err
+
+
+def _joined(first: ReceiptColumns, second: ReceiptColumns) -> ReceiptColumns:
+    if not len(first):
+        return second
+    return ReceiptColumns(*(list(a) + list(b) for a, b in zip(first.columns(), second.columns(), strict=True)))
 
 
 def has_catalog_rows(chunk: apb.ImportChunk) -> bool:

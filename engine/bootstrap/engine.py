@@ -289,7 +289,13 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
     `gateway` lets tests and embedders supply an in-process one (no Ray)."""
     from engine.api.server import ServerOptions, start_metrics_http, start_server
     from engine.bootstrap.auth import server_credentials, start_auth
+    from engine.runtime.host import raise_young_threshold
 
+    # This process serves the API and the gateway and runs the followers: a bulk load's
+    # chunks and a follower's batches make thousands of short-lived objects at a time, and
+    # at CPython's 700 allocations per young collection they were collected over and over
+    # (bench/README.md, "Bulk load", 2026-12-07). As in a process hosting shards.
+    raise_young_threshold()
     check_settings(settings)  # a bad file named in the settings stops us before Ray starts
     check_health_settings(settings)  # the expiry rules and tolerances too
     transfer_flow_of(settings)  # the transfer flow too

@@ -18,7 +18,7 @@ import structlog
 
 from engine.domain.catalog import Pair, Site, Sku, org_covers
 from engine.domain.cell import Cell, CellLimits, Dimension, SliceFilter, SliceRow
-from engine.domain.commands import Command, Receive, Reply, Reserve, receive_fields
+from engine.domain.commands import Command, Receive, Reply, Reserve
 from engine.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -36,6 +36,7 @@ from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
 from engine.domain.inventory import StockKey
 from engine.domain.model import Movement
+from engine.domain.receipts import ReceiptColumns
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.domain.totals import SiteTotals, answers_from_totals
@@ -154,23 +155,55 @@ class Adopt:
 RECEIVE_BULK_MAX = 1_024  # receipts in one ReceiveBulk: its journal entry stays well under 1 MiB
 
 
-@dataclass(frozen=True, slots=True)
 class ReceiveBulk:
     """Receipts for pairs of this shard (bulk load), already validated by the sender
     (engine.runtime.gateway.bulk): each is applied on its own, in order, exactly as if it
     had come alone — its own answer or refusal, idempotent by its request id. The journal
-    records the receipts one by one (`journaled`), so replay applies them as plain Receives."""
+    records the receipts one by one (`journaled`), so replay applies them as plain Receives.
 
-    receipts: tuple[Receive, ...]
+    The sender gives the receipts as columns (engine.domain.receipts) and they travel as
+    such, a few lists per call; the Receives the cells and the journal need are built
+    once, here, on first use."""
+
+    __slots__ = ("_columns", "_receipts")
+
+    def __init__(self, receipts: Sequence[Receive] | None = None, *, columns: ReceiptColumns | None = None) -> None:
+        if (receipts is None) == (columns is None):
+            raise ValueError("ReceiveBulk takes receipts or columns")
+        self._receipts = None if receipts is None else tuple(receipts)
+        self._columns = columns
+
+    @property
+    def receipts(self) -> tuple[Receive, ...]:
+        if self._receipts is None:
+            self._receipts = tuple(self.columns.receipts())
+        return self._receipts
+
+    @property
+    def columns(self) -> ReceiptColumns:
+        if self._columns is None:
+            self._columns = ReceiptColumns.of(self.receipts)
+        return self._columns
+
+    def __len__(self) -> int:
+        return len(self._receipts) if self._receipts is not None else len(self.columns)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReceiveBulk) and self.receipts == other.receipts
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReceiveBulk({len(self)} receipts)"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Sent to a shard process as plain tuples: pickling a thousand dataclasses costs
-        # several times more than pickling their fields.
-        return (_receive_bulk_of_rows, (tuple(map(receive_fields, self.receipts)),))
+        # Sent to a shard process as columns: pickling a thousand dataclasses costs several
+        # times more than pickling a few lists of their fields.
+        return (_receive_bulk_of_columns, (self.columns,))
 
 
-def _receive_bulk_of_rows(rows: tuple[tuple[Any, ...], ...]) -> ReceiveBulk:
-    return ReceiveBulk(tuple(Receive(*row) for row in rows))
+def _receive_bulk_of_columns(columns: ReceiptColumns) -> ReceiveBulk:
+    return ReceiveBulk(columns=columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +276,7 @@ def journaled(op: Op) -> Sequence[Op]:
 
 def op_weight(ops: Sequence[Op]) -> int:
     """How many journaled ops `ops` stand for (what bounds a group commit)."""
-    return sum(len(op.receipts) if isinstance(op, ReceiveBulk) else 1 for op in ops)
+    return sum(len(op) if isinstance(op, ReceiveBulk) else 1 for op in ops)
 
 
 def new_total() -> list[int]:
@@ -451,7 +484,7 @@ class ShardCore:
         """Each receipt's refusal, or None when it was received (its answer is always
         Received(lot_id, qty): the sender makes it, so no answer object travels back);
         in order, and one refused receipt stops no other."""
-        if len(op.receipts) > RECEIVE_BULK_MAX:
+        if len(op) > RECEIVE_BULK_MAX:
             raise InvalidArgument([FieldViolation("receipts", f"at most {RECEIVE_BULK_MAX} per bulk op")])
         results: list[DomainError | None] = []
         for cmd in op.receipts:

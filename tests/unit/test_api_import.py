@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,8 +19,9 @@ from engine.api.importer import (
     run_import,
 )
 from engine.domain.catalog import Site, Sku
-from engine.domain.commands import Receive, Received
+from engine.domain.commands import Receive
 from engine.domain.errors import DomainError, InvalidArgument, NotFound, Overloaded
+from engine.domain.receipts import ReceiptColumns
 
 
 class FakeGateway:
@@ -46,9 +47,9 @@ class FakeGateway:
     async def put_site(self, site: Site, deadline: float | None = None) -> None:
         await self._step(f"site:{site.site}")
 
-    async def receive_bulk(self, cmds: Sequence[Receive]) -> list[Received | DomainError]:
-        answers: list[Received | DomainError] = []
-        for cmd in cmds:
+    async def receive_columns(self, receipts: ReceiptColumns) -> list[DomainError | None]:
+        answers: list[DomainError | None] = []
+        for cmd in receipts.receipts():
             if cmd.sku == "missing":
                 answers.append(NotFound("sku", cmd.sku))
                 continue
@@ -57,7 +58,7 @@ class FakeGateway:
             except Overloaded as err:
                 answers.append(err)
                 continue
-            answers.append(Received(cmd.lot_id, cmd.qty))
+            answers.append(None)
         return answers
 
 
@@ -142,11 +143,10 @@ def lots(*lot_ids: str, **columns: list[object]) -> apb.ImportLots:
 
 
 def test_lot_columns_left_out_take_the_defaults_and_each_lot_keeps_its_line() -> None:
-    got = lots_from_pb(lots("A", "B", bin=["X/1", "X/2"], source=["", "@customer"]))
-    assert [line for line, _ in got] == [1, 2]
-    first, second = (cmd for _, cmd in got)
-    assert isinstance(first, Receive)
-    assert isinstance(second, Receive)
+    lines, receipts, refused = lots_from_pb(lots("A", "B", bin=["X/1", "X/2"], source=["", "@customer"]))
+    assert (lines, refused) == ([1, 2], [])
+    first, second = receipts.receipts()
+    assert first == Receive("r-A", "S1", "W1", "A", 2, "X/1")  # every default as a Receive's own
     assert (first.request_id, first.bin, first.status, first.owner, first.source.value) == (
         "r-A",
         "X/1",
@@ -158,9 +158,10 @@ def test_lot_columns_left_out_take_the_defaults_and_each_lot_keeps_its_line() ->
 
 
 def test_a_lot_with_an_unknown_source_is_refused_alone() -> None:
-    got = lots_from_pb(lots("A", "B", source=["@nowhere", ""]))
-    assert isinstance(got[0][1], InvalidArgument)
-    assert isinstance(got[1][1], Receive)
+    lines, receipts, refused = lots_from_pb(lots("A", "B", "C", source=["@nowhere", "", "@customer"]))
+    assert [(line, type(err)) for line, err in refused] == [(1, InvalidArgument)]
+    assert lines == [2, 3]
+    assert [(r.lot_id, r.source.value) for r in receipts.receipts()] == [("B", "@supplier"), ("C", "@customer")]
 
 
 def test_columns_that_do_not_line_up_refuse_the_chunk() -> None:

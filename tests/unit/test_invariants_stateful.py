@@ -79,7 +79,9 @@ from engine.domain.errors import (
 from engine.domain.freshness import FRESHNESS_EXPIRED
 from engine.domain.ledger import replay, same_balances
 from engine.domain.model import External, Finance, HoldState, HoldView, Movement, MovementKind, QuantKey
+from engine.domain.receipts import ReceiptColumns
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.runtime.gateway.bulk import ReceiptChecks
 from tests.unit.conftest import DAY_MS, HOUR_MS, SITE, SKU, T0_MS, ledger_state
 
 STATUSES = DEFAULT_DICTIONARY
@@ -382,20 +384,25 @@ class CellMachine(RuleBasedStateMachine):
                 else:
                     hold.state = HoldState.RELEASED
 
-    def run(self, cmd: Command) -> tuple[Reply | DomainError, list[Movement]]:
+    def run(self, cmd: Command, bulk: bool = False) -> tuple[Reply | DomainError, list[Movement]]:
         """Send one command; check the idempotency and refusal rules; return the answer and
-        the command's own movements (without the EXPIRE sweep that runs before it)."""
+        the command's own movements (without the EXPIRE sweep that runs before it).
+        `bulk`: a receipt the way a bulk load applies it (`bulk_answer`)."""
         first = self.remembered(cmd.request_id)
         due = self.due_holds()
         before = ledger_state(self.cell.ledger)
-        try:
-            answer: Reply | DomainError = self.cell.handle(cmd, self.now_ms)
-        except DomainError as err:
-            answer = err
+        answer: Reply | DomainError
+        if bulk and isinstance(cmd, Receive):
+            answer = self.bulk_answer(cmd)
+        else:
+            try:
+                answer = self.cell.handle(cmd, self.now_ms)
+            except DomainError as err:
+                answer = err
         movements = self.cell.drain()
         self.record(movements)
         # Shown by `pytest --hypothesis-show-statistics`: which outcomes the runs reached.
-        event(f"{type(cmd).__name__} → {type(answer).__name__}{' (retry)' if first else ''}")
+        event(f"{type(cmd).__name__}{' (bulk)' if bulk else ''} → {type(answer).__name__}{' (retry)' if first else ''}")
         if first is not None:
             assert movements == [], "a retried request id emitted movements"
             assert ledger_state(self.cell.ledger) == before, "a retried request id changed the ledger"
@@ -421,6 +428,18 @@ class CellMachine(RuleBasedStateMachine):
             self.answers[cmd.request_id] = FirstAnswer(cmd, self.now_ms, answer)
         return answer, own
 
+    def bulk_answer(self, cmd: Receive) -> Reply | DomainError:
+        """A bulk load's receipt: the gateway's checks refuse it before any shard call
+        (engine.runtime.gateway.bulk), or the shard hands it to the cell unchecked
+        (ShardCore._receive_bulk → Cell.handle_checked)."""
+        refusal = ReceiptChecks(STATUSES).check_columns(ReceiptColumns.of([cmd])).get(0)
+        if refusal is not None:
+            return refusal
+        try:
+            return self.cell.handle_checked(cmd, self.now_ms)
+        except DomainError as err:
+            return err
+
     # ---------------------------------------------------------------- rules: commands
 
     @initialize()
@@ -434,12 +453,12 @@ class CellMachine(RuleBasedStateMachine):
             cmd = Receive(self.new_id("R"), SKU, SITE, lot_id, qty, bin_, "available", owner, lot.expires_at_ms)
             assert self.run(cmd)[0] == Received(lot_id, qty)
 
-    @rule(lot=lots, qty=st.integers(1, 20))
-    def receive_sellable(self, lot: LotSpec, qty: int) -> None:
+    @rule(lot=lots, qty=st.integers(1, 20), bulk=sometimes)
+    def receive_sellable(self, lot: LotSpec, qty: int, bulk: bool) -> None:
         cmd = Receive(
             self.new_id("R"), SKU, SITE, lot.lot_id, qty, "", "available", "own", lot.expires_at_ms, 0, lot.opened_at_ms
         )
-        assert self.run(cmd)[0] == Received(lot.lot_id, qty)
+        assert self.run(cmd, bulk)[0] == Received(lot.lot_id, qty)
 
     @rule(
         lot=lots,
@@ -450,6 +469,7 @@ class CellMachine(RuleBasedStateMachine):
         wrong_dates=sometimes,
         source=st.sampled_from(RECEIVE_SOURCES),
         finance=finances,
+        bulk=sometimes,
     )
     def receive(
         self,
@@ -461,6 +481,7 @@ class CellMachine(RuleBasedStateMachine):
         wrong_dates: bool,
         source: External,
         finance: Finance | None,
+        bulk: bool,
     ) -> None:
         known = lot.lot_id in self.received_at
         conflict = wrong_dates and known
@@ -482,7 +503,7 @@ class CellMachine(RuleBasedStateMachine):
         )
         k = QuantKey(lot.lot_id, bin_, status, owner)
         before = self.qty(k)
-        answer, own = self.run(cmd)
+        answer, own = self.run(cmd, bulk)
         if conflict:
             assert isinstance(answer, FailedPrecondition)
             assert answer.reason == "LOT_DATES_CONFLICT"

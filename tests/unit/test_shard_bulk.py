@@ -13,6 +13,7 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive, Received
 from engine.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, RequestConflict
+from engine.domain.receipts import ReceiptColumns
 from engine.domain.shard import RECEIVE_BULK_MAX, PutSite, PutSku, ReceiveBulk, ShardCore, journaled, op_weight
 from engine.runtime.host import GroupCommit, ShardHost, rebuild
 
@@ -112,3 +113,19 @@ def test_a_bulk_op_travels_to_a_shard_process_as_plain_rows() -> None:
     op = ReceiveBulk(receipts())
     assert pickle.loads(pickle.dumps(op)) == op
     assert b"Receive\n" not in pickle.dumps(op, protocol=0)  # no Receive object is pickled
+
+
+def test_a_bulk_op_of_columns_answers_as_one_of_receipts() -> None:
+    """What the gateway sends (columns, engine.domain.receipts) applies as the receipts."""
+    by_columns, by_receipts = core(), core()
+    op = pickle.loads(pickle.dumps(ReceiveBulk(columns=ReceiptColumns.of(receipts()))))
+    assert op == ReceiveBulk(receipts())
+    (results,) = by_columns.apply_batch([op], NOW_MS)
+    (expected,) = by_receipts.apply_batch([ReceiveBulk(receipts())], NOW_MS)
+    assert [answer(r) for r in results] == [answer(r) for r in expected]
+    assert journaled(op) == receipts()
+    assert op_weight([op]) == len(receipts())
+    assert by_columns.drain() == by_receipts.drain()
+    assert by_columns.state_hash() == by_receipts.state_hash()
+    with pytest.raises(ValueError, match="receipts or columns"):
+        ReceiveBulk()

@@ -1,6 +1,9 @@
 """Bulk receipts — a bulk load's lots — at one shard call per shard (DESIGN.md §7).
 
-The receipts are validated here, once. Those of one shard travel together as ReceiveBulk
+The receipts come as columns (engine.domain.receipts) and are validated here, once, a
+column at a time when they are all sane (row by row, with each refusal, when not); they
+are routed once per pair and cut by shard a column at a time, so no object is made per
+lot on their way to the shards. Those of one shard travel together as ReceiveBulk
 ops of at most RECEIVE_BULK_MAX receipts, each op in a shard call of its own, straight to
 the shard: no micro-batcher (the op already is a batch, and one call — one Ray actor call
 in a cluster — carries it), at most BULK_IN_FLIGHT_PER_SHARD calls at once per shard. The
@@ -16,14 +19,18 @@ follows the pair.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from engine.domain.commands import (
+    MAX_ID_LEN,
     MAX_QTY,
     RECEIVE_SOURCES,
+    SALE_SUFFIXES,
+    UNDO_SUFFIX,
     Receive,
     Received,
     check_caller_id,
@@ -32,6 +39,7 @@ from engine.domain.commands import (
 )
 from engine.domain.errors import DomainError, FieldViolation, Internal, InvalidArgument, Unavailable
 from engine.domain.model import External
+from engine.domain.receipts import ReceiptColumns
 from engine.domain.shard import RECEIVE_BULK_MAX, CellAdopting, CellMoved, ReceiveBulk
 from engine.domain.statuses import StatusDictionary
 from engine.runtime.batcher import SendBatch
@@ -88,6 +96,76 @@ class ReceiptChecks:
             self._contexts.add(context)
         return refusal
 
+    def check_columns(self, receipts: ReceiptColumns) -> dict[int, DomainError]:
+        """`check` of every row: the refused rows by index (none: all sane). A load whose
+        rows are all sane — the usual case — is checked a column at a time; otherwise
+        row by row, which says exactly what is wrong with each."""
+        try:
+            if self._columns_sane(receipts):
+                return {}
+        except TypeError:  # a value of another type than its field's (not from the wire): row by row
+            pass
+        refused: dict[int, DomainError] = {}
+        for row in range(len(receipts)):
+            refusal = self.check(receipts.receipt(row))
+            if refusal is not None:
+                refused[row] = refusal
+        return refused
+
+    def _columns_sane(self, receipts: ReceiptColumns) -> bool:
+        """Every row passes `check` (False: maybe not). A context not seen before is
+        checked in full on its first row, and remembered when sane; the lots' own fields
+        are checked column by column (`_own_columns_sane`)."""
+        contexts = list(
+            zip(
+                receipts.sku, receipts.site, receipts.bin, receipts.status, receipts.owner, receipts.source, strict=True
+            )
+        )
+        new = set(contexts).difference(self._contexts)
+        if new:
+            rows = len(contexts)
+            first = dict(zip(reversed(contexts), range(rows - 1, -1, -1), strict=True))  # the earliest row wins
+            for context in new:
+                if self.check(receipts.receipt(first[context])) is not None:
+                    return False
+        return _own_columns_sane(receipts)
+
+
+_ID_CHARS = rf"[A-Za-z0-9._:\-@#+]{{1,{MAX_ID_LEN}}}"  # commands._ID_RE's characters, check_id's length
+_IDS_RE = re.compile(rf"{_ID_CHARS}(?:\n{_ID_CHARS})*")  # ids one per line, each as check_id wants
+_RESERVED_ENDINGS = tuple(f"{suffix}\n" for suffix in (*SALE_SUFFIXES, UNDO_SUFFIX))  # check_caller_id's
+_SOURCES = frozenset(RECEIVE_SOURCES)
+
+
+def _ids_sane(ids: Sequence[str], caller: bool) -> bool:
+    """check_id (and with `caller`, check_caller_id) passes every id, in one regex match
+    over the ids one per line ("\n" is no id character: a line break inside an id shows as
+    one line too many)."""
+    lines = "\n".join(ids)
+    if lines.count("\n") != len(ids) - 1 or not _IDS_RE.fullmatch(lines):
+        return False
+    ended = lines + "\n"
+    return not (caller and any(ending in ended for ending in _RESERVED_ENDINGS))
+
+
+def _own_columns_sane(receipts: ReceiptColumns) -> bool:
+    """`_own_fields_sane` of every row, a column at a time."""
+    if not len(receipts):
+        return True
+    times = (receipts.expires_at_ms, receipts.received_at_ms, receipts.opened_at_ms)
+    return (
+        _ids_sane(receipts.request_id, caller=True)
+        and _ids_sane(receipts.lot_id, caller=False)
+        and set(map(type, receipts.qty)) == {int}  # not a bool, not a float
+        and min(receipts.qty) > 0
+        and max(receipts.qty) <= MAX_QTY
+        and all(set(map(type, column)) == {int} and min(column) >= 0 for column in times)
+        and max(map(len, receipts.doc_ref)) <= MAX_DOC_REF
+        and set(receipts.finance) == {None}
+        and set(map(type, receipts.source)) == {External}  # a plain "@supplier" equals the member, but is refused
+        and _SOURCES.issuperset(receipts.source)
+    )
+
 
 def _own_fields_sane(cmd: Receive) -> bool:
     """The fields a lot does not share with others pass every check of `check_receipt`
@@ -121,31 +199,52 @@ class BulkReceiver:
 
     async def receive(self, cmds: Sequence[Receive]) -> list[BulkResult]:
         """Each receipt's answer or refusal, in the order given."""
-        if len(cmds) > BULK_MAX_RECEIPTS:
+        answers = await self.receive_columns(ReceiptColumns.of(cmds))
+        return [
+            Received(cmd.lot_id, cmd.qty) if answer is None else answer
+            for cmd, answer in zip(cmds, answers, strict=True)
+        ]
+
+    async def receive_columns(self, receipts: ReceiptColumns) -> list[DomainError | None]:
+        """Each receipt's refusal, or None when it was received (Received(lot_id, qty)),
+        in the order given."""
+        if len(receipts) > BULK_MAX_RECEIPTS:
             raise InvalidArgument([FieldViolation("receipts", f"at most {BULK_MAX_RECEIPTS} per call")])
-        results: list[BulkResult | None] = [None] * len(cmds)
-        by_shard: dict[str, list[int]] = {}
-        directory = self._router.directory
-        for i, cmd in enumerate(cmds):
-            refusal = self._checks.check(cmd)
-            if refusal is not None:
-                results[i] = refusal
-            else:
-                by_shard.setdefault(directory.shard_for(cmd.sku, cmd.site), []).append(i)
-        parts = [(name, part) for name, rows in by_shard.items() for part in even_parts(rows)]
-        answers = await asyncio.gather(*(self._send(name, [cmds[i] for i in rows]) for name, rows in parts))
+        refused = self._checks.check_columns(receipts)
+        results: list[DomainError | _NoAnswer | None] = [_NO_ANSWER] * len(receipts)
+        for row, refusal in refused.items():
+            results[row] = refusal
+        parts = [(name, part) for name, rows in self._by_shard(receipts, refused).items() for part in even_parts(rows)]
+        answers = await asyncio.gather(*(self._send(name, receipts.take(rows)) for name, rows in parts))
         moved: list[int] = []
         for (_, rows), answer in zip(parts, answers, strict=True):
-            for i, result in zip(rows, answer, strict=True):
+            for row, result in zip(rows, answer, strict=True):
                 if isinstance(result, CellMoved | CellAdopting):
-                    moved.append(i)
+                    moved.append(row)
                 else:
-                    results[i] = result
+                    results[row] = result
         if moved:
-            await self._follow(cmds, moved, results)
-        return [r if r is not None else Internal("a receipt got no answer") for r in results]
+            await self._follow(receipts, moved, results)
+        return [Internal("a receipt got no answer") if r is _NO_ANSWER else r for r in results]  # type: ignore[misc]
 
-    async def _send(self, name: str, cmds: list[Receive]) -> list[BulkResult]:
+    def _by_shard(self, receipts: ReceiptColumns, refused: Mapping[int, DomainError]) -> dict[str, list[int]]:
+        """The rows not refused, by the shard of their pair (the directory asked once per pair)."""
+        shard_for = self._router.directory.shard_for
+        shards: dict[tuple[str, str], str] = {}
+        by_shard: dict[str, list[int]] = {}
+        for row, pair in enumerate(zip(receipts.sku, receipts.site, strict=True)):
+            if refused and row in refused:
+                continue
+            name = shards.get(pair)
+            if name is None:
+                name = shards[pair] = shard_for(*pair)
+            rows = by_shard.get(name)
+            if rows is None:
+                rows = by_shard[name] = []
+            rows.append(row)
+        return by_shard
+
+    async def _send(self, name: str, receipts: ReceiptColumns) -> list[DomainError | None]:
         """One shard call for the receipts; a failed call refuses them all as UNAVAILABLE
         (not applied, or applied and answered again from the idempotency window on a retry)."""
         slots = self._slots.setdefault(name, asyncio.Semaphore(BULK_IN_FLIGHT_PER_SHARD))
@@ -154,18 +253,31 @@ class BulkReceiver:
                 send = self._senders.get(name)
                 if send is None:
                     send = self._senders[name] = await self._factory(name)
-                (answer,) = await send([ReceiveBulk(tuple(cmds))])
+                (answer,) = await send([ReceiveBulk(columns=receipts)])
             except Exception as exc:  # the shard (process) failed: nothing was acknowledged
                 answer = exc if isinstance(exc, Unavailable) else Unavailable(f"shard {name}: {exc}")
-        return _per_receipt(answer, cmds)
+        return _per_receipt(answer, len(receipts))
 
-    async def _follow(self, cmds: Sequence[Receive], rows: list[int], results: list[BulkResult | None]) -> None:
+    async def _follow(
+        self, receipts: ReceiptColumns, rows: list[int], results: list[DomainError | _NoAnswer | None]
+    ) -> None:
         """Receipts of pairs that moved: one by one through the router, which follows them."""
+        cmds = [receipts.receipt(row) for row in rows]
         answers = await asyncio.gather(
-            *(self._router.to_pair(cmds[i].sku, cmds[i].site, cmds[i], None) for i in rows), return_exceptions=True
+            *(self._router.to_pair(cmd.sku, cmd.site, cmd, None) for cmd in cmds), return_exceptions=True
         )
-        for i, answer in zip(rows, answers, strict=True):
-            results[i] = answer if isinstance(answer, Received | DomainError) else Unavailable(str(answer))
+        for row, answer in zip(rows, answers, strict=True):
+            if isinstance(answer, Received):
+                results[row] = None
+            else:
+                results[row] = answer if isinstance(answer, DomainError) else Unavailable(str(answer))
+
+
+class _NoAnswer:
+    """A receipt's place before its answer is known."""
+
+
+_NO_ANSWER = _NoAnswer()
 
 
 def even_parts(rows: list[int]) -> list[list[int]]:
@@ -176,13 +288,12 @@ def even_parts(rows: list[int]) -> list[list[int]]:
     return [rows[k : k + size] for k in range(0, len(rows), size)] if rows else []
 
 
-def _per_receipt(answer: Any, cmds: Sequence[Receive]) -> list[BulkResult]:
-    """The shard's answer to a ReceiveBulk — a refusal or None (received) per receipt, or
-    one refusal of them all — as each receipt's answer."""
-    if isinstance(answer, list) and len(answer) == len(cmds):
-        pairs = zip(cmds, answer, strict=True)
-        return [Received(cmd.lot_id, cmd.qty) if result is None else result for cmd, result in pairs]
+def _per_receipt(answer: Any, n: int) -> list[DomainError | None]:
+    """The shard's answer to a ReceiveBulk of n receipts — a refusal or None (received)
+    per receipt, or one refusal of them all — as each receipt's answer."""
+    if isinstance(answer, list) and len(answer) == n:
+        return answer
     if isinstance(answer, DomainError):
-        return [answer] * len(cmds)
+        return [answer] * n
     log.error("unexpected answer to a bulk receipt", answer_type=type(answer).__name__)
-    return [Internal("unexpected answer to a bulk receipt")] * len(cmds)
+    return [Internal("unexpected answer to a bulk receipt")] * n

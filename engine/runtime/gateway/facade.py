@@ -22,12 +22,13 @@ from engine.domain.commands import (
     check_caller_id,
     validate,
 )
-from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from engine.domain.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument
 from engine.domain.freshness import is_freshness_expired
 from engine.domain.hold_listing import ScanHolds
 from engine.domain.inventory import CommitLine, StockQuery, StockRow
 from engine.domain.model import Finance
 from engine.domain.ports import BackendFactory, Clock
+from engine.domain.receipts import ReceiptColumns
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.runtime.batcher import BatchLimits, BatchObserver, SendBatch
 from engine.runtime.gateway.bulk import BulkReceiver, BulkResult
@@ -182,6 +183,11 @@ class Gateway:
     async def receive_bulk(self, cmds: Sequence[Receive]) -> list[BulkResult]:
         """Many receipts (a bulk load), one shard call per shard: each its own answer or refusal."""
         return await self._bulk.receive(cmds)
+
+    async def receive_columns(self, receipts: ReceiptColumns) -> list[DomainError | None]:
+        """`receive_bulk` of receipts given as columns (a bulk load's chunk): each row's
+        refusal, or None when it was received."""
+        return await self._bulk.receive_columns(receipts)
 
     # ---- holds ----
 
