@@ -6,9 +6,8 @@ One database of its own (`<history database>_finance` by default) on the same DS
 history: chDB runs one engine per process and path, so finance shares history's path.
 Vouchers are versioned rows (ReplacingMergeTree(version), read with FINAL): a state
 change inserts the next version; a redelivered batch re-inserts version 0, which never
-wins over a newer one. A voucher's lines (`voucher_lines`) and trace keys (`voucher_keys`)
-are derived from its row by materialized views; they, like valuation rows, are keyed, so a
-repeat collapses too.
+wins over a newer one. A voucher's lines (`voucher_lines`) are derived from its row by a
+materialized view; they, like valuation rows, are keyed, so a repeat collapses too.
 Calls run on one thread of their own (the client is synchronous); chDB releases the GIL.
 """
 
@@ -54,7 +53,8 @@ Client = Any
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {db}.vouchers (
         voucher_id String, version UInt32, company LowCardinality(String), kind LowCardinality(String),
-        state LowCardinality(String), at_ms Int64, reversal_of String, keys Array(String), doc String
+        state LowCardinality(String), at_ms Int64, reversal_of String, keys Array(String), doc String,
+        INDEX keys_idx keys TYPE bloom_filter GRANULARITY 4
     ) ENGINE = ReplacingMergeTree(version) ORDER BY voucher_id""",
     """CREATE TABLE IF NOT EXISTS {db}.voucher_lines (
         voucher_id String, line_no UInt16, company LowCardinality(String), at_ms Int64,
@@ -78,14 +78,11 @@ SCHEMA = (
         batch_id String, profile String, voucher_ids Array(String), created_at_ms Int64, content String,
         file_name String
     ) ENGINE = ReplacingMergeTree ORDER BY batch_id""",
-    # Trace keys → vouchers (vouchers_by_source), sorted by key: a lookup reads a few granules.
-    """CREATE TABLE IF NOT EXISTS {db}.voucher_keys (
-        key String, voucher_id String
-    ) ENGINE = ReplacingMergeTree ORDER BY (key, voucher_id)""",
-    # The lines and trace keys are derived from each inserted voucher row by ClickHouse, in its
-    # own threads: the follower writes a voucher once (its document), not its lines again from
-    # Python (bench/README.md, "Finance, third stop"). A new version of a voucher derives the
-    # same rows again, which collapse (ReplacingMergeTree on the same key).
+    # A voucher's lines are derived from each inserted voucher row by ClickHouse (C++, ~11 µs
+    # of CPU a voucher against ~42 µs to build and insert them from Python: bench/README.md,
+    # "Finance, third stop"): the follower writes a voucher once, as its document. A new
+    # version of a voucher derives the same lines again, which collapse (the same key).
+    # Lines stored before the view stay as they are.
     """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.voucher_lines_mv TO {db}.voucher_lines AS
     SELECT voucher_id, ln.line_no AS line_no, company, at_ms, ln.account AS account, ln.role AS role,
         toDecimal128(ln.debit, 6) AS debit, toDecimal128(ln.credit, 6) AS credit,
@@ -93,18 +90,9 @@ SCHEMA = (
     FROM {db}.vouchers
     ARRAY JOIN JSONExtract(doc, 'lines', 'Array(Tuple(line_no UInt16, account String, role String, debit String,
         credit String, sku String, lot_id String))') AS ln""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.voucher_keys_mv TO {db}.voucher_keys AS
-    SELECT arrayJoin(keys) AS key, voucher_id FROM {db}.vouchers""",
-)
-# A database made before voucher_keys found vouchers by a bloom-filter index on `keys`: its
-# vouchers are copied into voucher_keys once, then the index (whose upkeep cost every insert
-# ~20 µs a voucher) is dropped; the copy repeats harmlessly if a crash comes between the two.
-_OLD_KEYS_INDEX = "keys_idx"
-_MIGRATE_KEYS = (
-    "INSERT INTO {db}.voucher_keys SELECT arrayJoin(keys) AS key, voucher_id FROM {db}.vouchers FINAL",
-    "ALTER TABLE {db}.vouchers DROP INDEX IF EXISTS keys_idx",
 )
 VOUCHER_COLUMNS = ["voucher_id", "version", "company", "kind", "state", "at_ms", "reversal_of", "keys", "doc"]
+BASELINE_COLUMNS = ["doc_key", "baseline", "at_ms"]
 VALUATION_COLUMNS = ["company", "sku", "lot_id", "event_id", "at_ms", "qty", "value", "voucher_id"]
 _INSERT = {"insert_deduplicate": 0}  # rows are keyed: a repeat collapses on merge and under FINAL
 
@@ -191,17 +179,23 @@ class ClickHouseFinanceStore:
         return Checkpoint(int(meta["position"]), state, int(meta.get("documents", 0)))
 
     async def commit(
-        self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
+        self,
+        checkpoint: Checkpoint,
+        vouchers: Sequence[Voucher],
+        valuations: Sequence[Valuation],
+        baselines: Sequence[Baseline] = (),
     ) -> None:
         def write() -> None:
             db, c = self._db, self._client
-            if vouchers:  # their lines and trace keys follow (materialized views)
+            if vouchers:  # their lines follow (voucher_lines_mv)
                 _insert(c, f"{db}.vouchers", [_voucher_row(v) for v in vouchers], VOUCHER_COLUMNS)
             if valuations:
                 rows = [
                     [r.company, r.sku, r.lot_id, r.event_id, r.at_ms, r.qty, r.value, r.voucher_id] for r in valuations
                 ]
                 _insert(c, f"{db}.valuations", rows, VALUATION_COLUMNS)
+            if baselines:  # one insert, in order: the last row of a key is the one kept
+                _insert(c, f"{db}.baselines", [[b.doc_key, b.baseline, b.at_ms] for b in baselines], BASELINE_COLUMNS)
             _insert(c, f"{db}.ledger_state", _state_rows(checkpoint), ["kind", "key", "seq", "doc"])
 
         await self._run(write)
@@ -247,11 +241,7 @@ class ClickHouseFinanceStore:
         return VoucherPage(page, page_token_of(page[-1]) if len(found) > q.page_size else "")
 
     async def vouchers_by_source(self, key: str) -> list[Voucher]:
-        sql = (
-            "SELECT doc FROM {db}.vouchers FINAL WHERE voucher_id IN "
-            "(SELECT voucher_id FROM {db}.voucher_keys WHERE key = {key:String}) "
-            "ORDER BY at_ms, voucher_id LIMIT 10000"
-        )
+        sql = "SELECT doc FROM {db}.vouchers FINAL WHERE has(keys, {key:String}) ORDER BY at_ms, voucher_id LIMIT 10000"
         rows = await self._run(lambda: self._rows(sql, {"key": key}))
         return [voucher_from_doc(json.loads(r[0])) for r in rows]
 
@@ -277,9 +267,7 @@ class ClickHouseFinanceStore:
     async def put_baseline(self, baseline: Baseline) -> None:
         row = [baseline.doc_key, baseline.baseline, baseline.at_ms]
         await self._run(
-            lambda: self._client.insert(
-                f"{self._db}.baselines", [row], column_names=["doc_key", "baseline", "at_ms"], settings=_INSERT
-            )
+            lambda: self._client.insert(f"{self._db}.baselines", [row], column_names=BASELINE_COLUMNS, settings=_INSERT)
         )
 
     async def baselines(self, doc_key: str) -> list[Baseline]:
@@ -339,25 +327,12 @@ class ClickHouseFinanceStore:
         self._thread.shutdown(wait=False)
 
 
-def _migrate_keys(client: Client, db: str) -> None:
-    found = client.query(
-        "SELECT count() FROM system.data_skipping_indices WHERE database = {db:String} AND table = 'vouchers' "
-        "AND name = {name:String}",
-        parameters={"db": db, "name": _OLD_KEYS_INDEX},
-    ).result_rows
-    if found and int(found[0][0]):
-        for statement in _MIGRATE_KEYS:
-            client.command(statement.replace("{db}", db))
-        log.info("finance store: trace keys moved to voucher_keys", database=db)
-
-
 async def open_finance_store(config: FinanceStoreConfig) -> ClickHouseFinanceStore:
     def connect() -> Client:
         client = _connect(HistoryStoreConfig(dsn=config.dsn, database=config.database))
         client.command(f"CREATE DATABASE IF NOT EXISTS {config.database}")
         for statement in SCHEMA:
             client.command(statement.replace("{db}", config.database))
-        _migrate_keys(client, config.database)
         return client
 
     try:
