@@ -194,8 +194,11 @@ class ClickHouseFinanceStore:
                     [r.company, r.sku, r.lot_id, r.event_id, r.at_ms, r.qty, r.value, r.voucher_id] for r in valuations
                 ]
                 _insert(c, f"{db}.valuations", rows, VALUATION_COLUMNS)
-            if baselines:  # one insert, in order: the last row of a key is the one kept
-                _insert(c, f"{db}.baselines", [[b.doc_key, b.baseline, b.at_ms] for b in baselines], BASELINE_COLUMNS)
+            if baselines:  # the last of a document and baseline wins: only it is written (a later
+                # insert wins over an earlier one under FINAL; rows of one block have no order)
+                latest = {(b.doc_key, b.baseline): b for b in baselines}
+                rows = [[b.doc_key, b.baseline, b.at_ms] for b in latest.values()]
+                _insert(c, f"{db}.baselines", rows, BASELINE_COLUMNS)
             _insert(c, f"{db}.ledger_state", _state_rows(checkpoint), ["kind", "key", "seq", "doc"])
 
         await self._run(write)
