@@ -72,8 +72,14 @@ class InMemoryFinanceStore:
         return copy.deepcopy(self._checkpoint)
 
     async def commit(
-        self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
+        self,
+        checkpoint: Checkpoint,
+        vouchers: Sequence[Voucher],
+        valuations: Sequence[Valuation],
+        baselines: Sequence[Baseline] = (),
     ) -> None:
+        for b in baselines:
+            self._baselines[(b.doc_key, b.baseline)] = b
         for v in vouchers:
             self._vouchers.setdefault(v.voucher_id, v)  # a stored one keeps its newer state
         for row in valuations:

@@ -261,7 +261,7 @@ class AccountingServicer(fpb_grpc.AccountingServicer):
         self, request: fpb.RecordBaselineRequest, context: grpc.aio.ServicerContext
     ) -> fpb.RecordBaselineResponse:
         self.guard.require(Action.POST_VOUCHER, "")
-        await self.desk.record_baseline(request.doc, request.baseline, request.at_ms)
+        await self.desk.record_baseline(request.doc, request.baseline, request.at_ms, self.guard.actor())
         return fpb.RecordBaselineResponse()
 
     @_rpc

@@ -10,9 +10,16 @@ log in order, each record before the first journal entry past its position. Its 
 counts the records applied, so a restart, a redelivery or a replay from zero books every
 record once, at the same place: the same vouchers (ids derive from the record ids).
 
-Format 1 (`FORMAT`): {"format": 1, "kind": "supplier_invoice" | "landed_cost", "id",
-"after_position", "at_ms", "preparer", "company", ...the kind's fields}; amounts are
-decimal strings. A sample is committed in tests/data/finance/documents_v1.jsonl (read by a contract test).
+Payment-plan baselines ("the goods were accepted on 31 December") change no ledger, but a
+plan's due date hangs on them: they are logged the same way, so a restart, or a rebuild
+into an empty store, finds every plan's clock where it was. Applying one stores it (the
+newest record of a document and baseline wins: a corrected date is a new record).
+
+Format 2 (`FORMAT`): {"format": 2, "kind": "supplier_invoice" | "landed_cost" |
+"payment_baseline", "id", "after_position", "at_ms", "preparer", "company", ...the kind's
+fields}; amounts are decimal strings. Format 1 is the same without "payment_baseline" and
+still reads. Samples are committed in tests/data/finance/documents_v1.jsonl and
+documents_v2.jsonl (read by a contract test).
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ from engine.finance.mapping import Facts
 from engine.finance.money import ZERO, money, text
 from engine.finance.vouchers import Amount, Source, Voucher, build, landed_cost_amounts, supplier_invoice_amounts
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # 2: payment baselines
 MAX_DOCUMENTS = 1_000_000  # records a ledger rebuild reads (the log keeps them all)
 REASON_NOTHING_TO_MATCH = "NOTHING_TO_MATCH"
 SUPPLIER_INVOICE = "supplier_invoice"
 LANDED_COST = "landed_cost"
+PAYMENT_BASELINE = "payment_baseline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +74,23 @@ class LandedCost:
         return f"landed:{self.cost_id}"
 
 
-FinanceDocument = SupplierInvoice | LandedCost
+@dataclass(frozen=True, slots=True)
+class PaymentBaseline:
+    """The event that starts a payment plan's clock: "acceptance" of document INV-7 at a time."""
+
+    doc_key: str
+    baseline: str  # engine.finance.terms.BASELINES
+    at_ms: int
+    preparer: str
+    company: str = ""  # a baseline names a document, not a company
+
+    @property
+    def record_id(self) -> str:
+        # the time is part of the id: the same event again is one record, a corrected date another
+        return f"baseline:{self.doc_key}:{self.baseline}:{self.at_ms}"
+
+
+FinanceDocument = SupplierInvoice | LandedCost | PaymentBaseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +109,8 @@ def record_to_doc(record: DocumentRecord) -> dict[str, Any]:
     d = record.document
     head = {"format": FORMAT, "id": d.record_id, "after_position": record.after_position, "at_ms": d.at_ms}
     head |= {"preparer": d.preparer, "company": d.company}
+    if isinstance(d, PaymentBaseline):
+        return head | {"kind": PAYMENT_BASELINE, "doc_key": d.doc_key, "baseline": d.baseline}
     if isinstance(d, SupplierInvoice):
         return head | {
             "kind": SUPPLIER_INVOICE,
@@ -104,8 +131,8 @@ def record_to_doc(record: DocumentRecord) -> dict[str, Any]:
 
 def record_from_doc(doc: dict[str, Any]) -> DocumentRecord:
     """ValueError for a record this engine cannot read (unknown format or kind, a missing field)."""
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"finance document format {doc.get('format')!r}: this engine reads {FORMAT}")
+    if doc.get("format") not in FORMATS:
+        raise ValueError(f"finance document format {doc.get('format')!r}: this engine reads {FORMATS}")
     try:
         kind, common = doc["kind"], (doc["company"],)
         document: FinanceDocument
@@ -119,6 +146,8 @@ def record_from_doc(doc: dict[str, Any]) -> DocumentRecord:
                 doc["cost_id"], *common, doc["sku"], doc["lot_id"], Decimal(doc["amount"]), doc["preparer"],
                 int(doc["at_ms"]),
             )  # fmt: skip
+        elif kind == PAYMENT_BASELINE and doc["format"] >= 2:
+            document = PaymentBaseline(doc["doc_key"], doc["baseline"], int(doc["at_ms"]), doc["preparer"], *common)
         else:
             raise ValueError(f"finance document kind {kind!r} is not one this engine books")
         return DocumentRecord(document, int(doc["after_position"]))
@@ -131,9 +160,12 @@ def record_from_doc(doc: dict[str, Any]) -> DocumentRecord:
 
 def book(ledger: Ledger, document: FinanceDocument) -> tuple[list[Voucher], list[Valuation]]:
     """The document's vouchers and valuation changes, applied to `ledger`. Raises
-    FailedPrecondition (and changes nothing) for an invoice with nothing to match."""
+    FailedPrecondition (and changes nothing) for an invoice with nothing to match. A payment
+    baseline books nothing here: the follower stores it with the batch."""
     if isinstance(document, SupplierInvoice):
         return _book_invoice(ledger, document), []
+    if isinstance(document, PaymentBaseline):
+        return [], []
     return _book_landed_cost(ledger, document)
 
 

@@ -7,8 +7,8 @@ below it is skipped; a failed commit drops the in-memory state, which is reloade
 the last checkpoint before the retry. Voucher ids derive from event ids, so a replay of
 the journal from the start produces the very same vouchers.
 
-Finance documents that do not come from the journal (supplier invoices, landed costs)
-are logged durably with the journal position reached (engine.finance.documents) and
+Finance documents that do not come from the journal (supplier invoices, landed costs,
+payment-plan baselines) are logged durably with the journal position reached (engine.finance.documents) and
 applied from that log, each before the first journal entry past its position: the
 checkpoint counts the records applied, so a rebuild meets them at the same place.
 """
@@ -21,7 +21,7 @@ import gc
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import structlog
@@ -29,10 +29,10 @@ import structlog
 from engine.domain.errors import DomainError, FailedPrecondition
 from engine.domain.events import business_events
 from engine.domain.ports import FollowedEntry
-from engine.finance.documents import MAX_DOCUMENTS, DocumentRecord, FinanceDocument, book
+from engine.finance.documents import MAX_DOCUMENTS, DocumentRecord, FinanceDocument, PaymentBaseline, book
 from engine.finance.ledger import Ledger, Valuation
 from engine.finance.mapping import Rules
-from engine.finance.ports import Checkpoint, FinanceDocuments, FinanceStore
+from engine.finance.ports import Baseline, Checkpoint, FinanceDocuments, FinanceStore
 from engine.finance.setup import LedgerSetup
 from engine.finance.state import ledger_delta, load_ledger
 from engine.finance.vouchers import Voucher
@@ -43,6 +43,19 @@ SINK_NAME = "finance"
 CONSUMER = "lotwise-finance"
 DEAD_LETTER_TAG = "finance"
 REASON_NO_DOCUMENTS_LOG = "NO_DOCUMENTS_LOG"
+
+
+@dataclass(slots=True)
+class Booked:
+    """What one batch (or one document) made, stored in one commit."""
+
+    vouchers: list[Voucher] = field(default_factory=list)
+    valuations: list[Valuation] = field(default_factory=list)
+    baselines: list[Baseline] = field(default_factory=list)
+
+
+def _baseline(document: PaymentBaseline) -> Baseline:
+    return Baseline(document.doc_key, document.baseline, document.at_ms)
 
 
 @dataclass(slots=True)
@@ -118,34 +131,37 @@ class FinanceFeed:
     async def apply(self, entries: tuple[FollowedEntry, ...]) -> None:
         async with self.lock:
             await self._ensure_loaded()
-            vouchers: list[Voucher] = []
-            valuations: list[Valuation] = []
+            booked = Booked()
             last, documents = self.position, self.documents_applied
             try:
                 with _collector_paused():
-                    last = self._book(entries, last, vouchers, valuations)
+                    last = self._book(entries, last, booked)
                     if last == self.position and self.documents_applied == documents:
                         return
-                    await self.store.commit(self._checkpoint(last), vouchers, valuations)
+                    await self._commit(last, booked)
             except BaseException:
                 self._loaded = False  # the ledgers may be ahead of the store: reload before the retry
                 raise
             self.position = last
+            vouchers = booked.vouchers
             self.counters.vouchers += len(vouchers)
             if vouchers:
                 self.counters.last_voucher_at_s = time.time()
         if vouchers and self.on_vouchers is not None:
             await self.on_vouchers(tuple(vouchers))
 
-    def _book(
-        self, entries: tuple[FollowedEntry, ...], last: int, vouchers: list[Voucher], valuations: list[Valuation]
-    ) -> int:
+    async def _commit(self, position: int, booked: Booked) -> None:
+        checkpoint = self._checkpoint(position)
+        await self.store.commit(checkpoint, booked.vouchers, booked.valuations, booked.baselines)
+
+    def _book(self, entries: tuple[FollowedEntry, ...], last: int, booked: Booked) -> int:
         """The batch's entries through the ledgers, in journal order; returns the last position."""
+        vouchers, valuations = booked.vouchers, booked.valuations
         for followed in entries:
             if followed.position <= last:
                 self.counters.skipped += 1
                 continue
-            self._apply_documents(followed.position - 1, vouchers, valuations)
+            self._apply_documents(followed.position - 1, booked)
             for event in business_events(followed.entry, followed.position):
                 effects = self.ledger.apply(event)
                 vouchers.extend(effects.vouchers)
@@ -153,50 +169,57 @@ class FinanceFeed:
                 self.counters.events += 1
             last = followed.position
             self.counters.entries += 1
-        self._apply_documents(last, vouchers, valuations)
+        self._apply_documents(last, booked)
         return last
 
     def _checkpoint(self, position: int) -> Checkpoint:
         return Checkpoint(position, ledger_delta(self.ledger), self.documents_applied)
 
-    def _apply_documents(self, upto: int, vouchers: list[Voucher], valuations: list[Valuation]) -> None:
+    def _apply_documents(self, upto: int, booked: Booked) -> None:
         """The logged documents due once the journal is applied up to `upto`, in log order.
         One the ledgers cannot book any more (a rebuild under other rules) is counted and
         logged, never retried forever: the journal must go on."""
         while self._pending and self._pending[0].after_position <= upto:  # bounded: the log
             record = self._pending.popleft()
-            try:
-                made, rows = book(self.ledger, record.document)
-            except DomainError as exc:
-                log.warning("finance document not booked on replay", id=record.record_id, error=str(exc))
-                made, rows = [], []
-            vouchers.extend(made)
-            valuations.extend(rows)
+            self._apply_document(record.document, booked, record.record_id)
             self.documents_applied += 1
+
+    def _apply_document(self, document: FinanceDocument, booked: Booked, record_id: str) -> None:
+        if isinstance(document, PaymentBaseline):
+            booked.baselines.append(_baseline(document))
+            return
+        try:
+            made, rows = book(self.ledger, document)
+        except DomainError as exc:
+            log.warning("finance document not booked on replay", id=record_id, error=str(exc))
+            made, rows = [], []
+        booked.vouchers.extend(made)
+        booked.valuations.extend(rows)
 
     async def run_document(self, document: FinanceDocument) -> tuple[Voucher, ...]:
         """Book a finance document: onto the ledgers (a refusal raises and changes nothing),
         into the documents log (durably, stamped with the journal position reached), then
-        its vouchers with the checkpoint. A document whose id is logged already books
-        nothing again (its vouchers are stored or will be: () is returned)."""
+        its vouchers (or baseline) with the checkpoint. A document whose id is logged already
+        books nothing again (its vouchers are stored or will be: () is returned)."""
         if self.documents is None:
             raise FailedPrecondition(REASON_NO_DOCUMENTS_LOG, "this engine keeps no finance documents log")
         async with self.lock:
             await self._ensure_loaded()
-            vouchers: list[Voucher] = []
-            valuations: list[Valuation] = []
+            booked = Booked()
             made: list[Voucher] = []
             try:
-                self._apply_documents(self.position, vouchers, valuations)  # logged before a crash
+                self._apply_documents(self.position, booked)  # logged before a crash
                 new = document.record_id not in self.logged_ids
                 if new:
-                    made, rows = book(self.ledger, document)
+                    made, rows = book(self.ledger, document)  # a refusal: nothing logged
                     await self.documents.append(DocumentRecord(document, self.position))
                     self.logged_ids.add(document.record_id)
                     self.documents_applied += 1
-                    vouchers.extend(made)
-                    valuations.extend(rows)
-                await self.store.commit(self._checkpoint(self.position), vouchers, valuations)
+                    if isinstance(document, PaymentBaseline):
+                        booked.baselines.append(_baseline(document))
+                    booked.vouchers.extend(made)
+                    booked.valuations.extend(rows)
+                await self._commit(self.position, booked)
             except BaseException:
                 self._loaded = False  # reloaded before the next use: a logged record is then pending
                 raise

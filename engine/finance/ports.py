@@ -137,11 +137,16 @@ class FinanceStore(Protocol):
     async def load_checkpoint(self) -> Checkpoint | None: ...
 
     async def commit(
-        self, checkpoint: Checkpoint, vouchers: Sequence[Voucher], valuations: Sequence[Valuation]
+        self,
+        checkpoint: Checkpoint,
+        vouchers: Sequence[Voucher],
+        valuations: Sequence[Valuation],
+        baselines: Sequence[Baseline] = (),
     ) -> None:
         """Store new vouchers (one already stored keeps its newer state: a redelivered batch
-        changes nothing) and valuation rows, then the checkpoint: its state is a delta,
-        merged into what is stored (state.merge_state)."""
+        changes nothing), valuation rows and payment baselines (in order: a later one of the
+        same document and baseline wins), then the checkpoint: its state is a delta, merged
+        into what is stored (state.merge_state)."""
 
     async def put_voucher(self, voucher: Voucher) -> None:
         """A voucher's next version (state or notes changed); the store keeps the newest."""

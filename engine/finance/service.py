@@ -13,7 +13,7 @@ from typing import Protocol
 
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from engine.finance import sandbox
-from engine.finance.documents import FinanceDocument, LandedCost, SupplierInvoice
+from engine.finance.documents import FinanceDocument, LandedCost, PaymentBaseline, SupplierInvoice
 from engine.finance.exports import Profile, render
 from engine.finance.follower import FinanceFeed
 from engine.finance.ledger import DocAttrs, doc_attrs
@@ -242,7 +242,10 @@ class FinanceDesk:
 
     # ---- terms ----
 
-    async def record_baseline(self, doc_key: str, baseline: str, at_ms: int) -> Baseline:
+    async def record_baseline(self, doc_key: str, baseline: str, at_ms: int, preparer: str = "") -> Baseline:
+        """A baseline event: journaled in the documents log (so a restart or a rebuild finds
+        the plan's clock where it was), then stored with the follower's checkpoint. Without a
+        documents log (an engine on the journal alone) it is refused: it would not survive."""
         out: list[FieldViolation] = []
         _check_id(doc_key, "doc", out, 256)
         if baseline not in BASELINES:
@@ -251,9 +254,8 @@ class FinanceDesk:
             out.append(FieldViolation("at", "is required (epoch ms)"))
         if out:
             raise InvalidArgument(out)
-        made = Baseline(doc_key, baseline, at_ms)
-        await self.store.put_baseline(made)
-        return made
+        await self.feed.run_document(PaymentBaseline(doc_key, baseline, at_ms, preparer))
+        return Baseline(doc_key, baseline, at_ms)
 
     async def plans(self, company: str = "") -> tuple[list[Plan], list[Plan]]:
         """Receivables and payables of vouchers with terms (rejected ones left out)."""

@@ -146,6 +146,10 @@ async def test_baselines_and_export_batches(store: FinanceStore) -> None:
     await store.put_baseline(Baseline("PO-7", "acceptance", T0_MS))
     assert await store.baselines("PO-7") == [Baseline("PO-7", "acceptance", T0_MS)]
     assert await store.baselines("PO-8") == []
+    ledger, vouchers, valuations = sample()
+    first, corrected = Baseline("INV-7", "acceptance", T0_MS), Baseline("INV-7", "acceptance", T0_MS + DAY_MS)
+    await store.commit(Checkpoint(3, ledger_to_doc(ledger)), vouchers, valuations, [first, corrected])
+    assert await store.baselines("INV-7") == [corrected]  # in order: the later one of a key wins
     batch = ExportBatch("B1", "csv", ("a", "b"), T0_MS, "凭证,1\n".encode("gbk") + b"\x00\xff", "B1.csv")
     await store.put_export_batch(batch)
     assert await store.get_export_batch("B1") == batch

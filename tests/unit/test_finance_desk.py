@@ -161,6 +161,55 @@ async def test_terms_worked_numbers_and_a_baseline_arriving_as_an_event() -> Non
         await desk.record_baseline("INV-7", "lunch", 1)
 
 
+ACCEPTED_MS = 1_798_675_200_000  # 2026-12-31 00:00 UTC
+
+
+async def due_dates(desk: FinanceDesk) -> list[tuple[str, date | None]]:
+    receivables, payables = await desk.plans("acme")
+    return [(p.doc_key, p.due_date) for p in receivables + payables]
+
+
+async def test_a_baseline_is_journaled_and_a_restarted_or_rebuilt_follower_keeps_the_due_dates() -> None:
+    store, log = InMemoryFinanceStore(), InMemoryFinanceDocuments()
+    entries = tuple(furniture().entries)
+    feed = FinanceFeed(store, SETUP, default_rules(), log)
+    await feed.apply(entries[:2])
+    desk = FinanceDesk(store, feed, default_profiles(), now_ms=lambda: T0_MS + 10 * DAY_MS)
+    await desk.record_supplier_invoice("INV-7", "acme", ("PO-1",), "8000", "1040", "60 days after acceptance", "carol")
+    await desk.record_baseline("INV-7", "acceptance", ACCEPTED_MS - DAY_MS, "carol")  # a first date...
+    await desk.record_baseline("INV-7", "acceptance", ACCEPTED_MS, "carol")  # ...corrected
+    await desk.record_baseline("INV-7", "acceptance", ACCEPTED_MS, "carol")  # the same event again
+    await feed.apply(entries[2:])
+    records = await log.read(0, 10)
+    assert [r.record_id for r in records] == [
+        "invoice:INV-7", f"baseline:INV-7:acceptance:{ACCEPTED_MS - DAY_MS}", f"baseline:INV-7:acceptance:{ACCEPTED_MS}"
+    ]  # fmt: skip
+    due = await due_dates(desk)
+    assert ("INV-7", date(2027, 3, 1)) in due
+    # a restart: a new follower over the same store and log, the journal redelivered
+    restarted = FinanceFeed(store, SETUP, default_rules(), log)
+    await restarted.apply(entries)
+    again = FinanceDesk(store, restarted, default_profiles(), now_ms=lambda: T0_MS + 10 * DAY_MS)
+    assert await due_dates(again) == due
+    assert len(await log.read(0, 10)) == 3
+    # a rebuild into an empty store: the journal and the log give the same plans, the newest date
+    rebuilt_store = InMemoryFinanceStore()
+    rebuilt = FinanceFeed(rebuilt_store, SETUP, default_rules(), log)
+    await rebuilt.apply(entries)
+    fresh = FinanceDesk(rebuilt_store, rebuilt, default_profiles(), now_ms=lambda: T0_MS + 10 * DAY_MS)
+    assert await due_dates(fresh) == due
+    assert await rebuilt_store.baselines("INV-7") == await store.baselines("INV-7")
+
+
+async def test_without_a_documents_log_a_baseline_is_refused_not_lost() -> None:
+    store = InMemoryFinanceStore()
+    desk = FinanceDesk(store, FinanceFeed(store, SETUP, default_rules()), default_profiles())
+    with pytest.raises(FailedPrecondition) as info:
+        await desk.record_baseline("INV-7", "acceptance", ACCEPTED_MS)
+    assert info.value.reason == "NO_DOCUMENTS_LOG"
+    assert await store.baselines("INV-7") == []
+
+
 async def test_exports_are_idempotent_batches_and_carry_reversals() -> None:
     desk = await desk_with(furniture())
     with pytest.raises(FailedPrecondition):
