@@ -342,6 +342,9 @@ async def _start_follower(settings: Settings, nats_url: str, sink: ExpirySink) -
         raise
 
     class _Running:
+        def __init__(self) -> None:
+            self.follower = follower  # its lag, for operators and benches
+
         async def stop(self) -> None:
             await follower.stop()
             await link.close()
