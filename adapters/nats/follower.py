@@ -34,6 +34,11 @@ the defaults already do the cheap thing:
   bytes rather than an object per movement, and reach outside the process once per batch.
   `batch_max_ms` is the trade: longer batches cost less per movement and lag more (history
   waits 1 s: each chDB insert costs ~40 ms whatever its size; the bus waits 50 ms).
+- **Yield to the orders.** While the journal is busy (≥ `busy_movements_per_s` since the
+  last apply: the order path is working), a batch may wait `busy_batch_max_ms` instead of
+  `batch_max_ms`: fewer, fuller batches share each batch's fixed cost (a chDB insert costs
+  ~60–110 ms of CPU whatever its size) while the cores are wanted; once the journal is quiet
+  the short window is back. The lag this adds is bounded (≤ MAX_BUSY_BATCH_MS).
 - **Idempotent per position.** A retried batch comes back with `redelivered` set: check
   what is stored already only for those (the normal batch pays nothing for it).
 """
