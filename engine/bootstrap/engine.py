@@ -298,6 +298,15 @@ def _settle_collector() -> None:
     freeze_long_lived(collect_young=True)
 
 
+def _release_collector() -> None:
+    """After the engine stopped: what it froze goes back to the collector, so the cycles it
+    left behind are freed (a process that starts engines one after another — tests, an
+    embedder — would otherwise keep every stopped engine's cyclic garbage for good)."""
+    import gc
+
+    gc.unfreeze()
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
     """Start everything, yield where it listens, stop it all on exit (in reverse order).
@@ -388,3 +397,4 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         )
     finally:
         await _stop(parts)
+        _release_collector()
