@@ -13,29 +13,22 @@ from engine.api.server import ApiMetrics, LotwiseServer, start_server
 from engine.runtime.gateway import Gateway
 
 
-def watched_auth(folder: Path, secret: bytes, policy: str, metrics: AuthMetrics | None = None) -> ServerAuth:
-    """Token authentication and `policy` (TOML), from `folder`/signing.key and policy.toml, which
-    a test may rewrite: both are checked on every call (rotation and policy edits, no restart)."""
-    secret_file, policy_file = folder / "signing.key", folder / "policy.toml"
-    write_private(secret_file, secret)
-    policy_file.write_text(policy)
-    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
-    authorizer = Authorizer(
-        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current,
-        metrics or AuthMetrics(CollectorRegistry()),
-    )
-    return ServerAuth(verifier, authorizer)
-
-
 async def start_authed_server(
     tmp_path: Path, gateway: Gateway, secret: bytes, policy: str
 ) -> tuple[LotwiseServer, int]:
     """(server, port) on 127.0.0.1: `gateway` serves Inventory and Admin behind `policy` (TOML)."""
+    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, secret)
+    policy_file.write_text(policy)
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(
+        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
+    )
     return await start_server(
         gateway,
         "127.0.0.1",
         0,
         metrics=ApiMetrics(CollectorRegistry()),
         admin=gateway,
-        auth=watched_auth(tmp_path, secret, policy),
+        auth=ServerAuth(verifier, authorizer),
     )

@@ -111,10 +111,8 @@ SUGGESTED = (("SUG", "SUP1"), ("SUG", "SUP2"))
 # shelf A (clerk-pgs sees those only), half on B: more rows by lot than one page shows.
 PAGED_SITE = Site("PGS", "beta/paging/pgs", "store", "Paging store")
 PAGED_LOTS = 320
-# Active holds: one at BOS shelf A (a shelf clerk sees it), one at BOS shelf B, one at NYC,
-# and one at LA that the browser test releases from its row (the listing tests leave it be, so
-# the two files pass in either order).
-HOLDS = (("CON-H-A", "BOS", "A"), ("CON-H-B", "BOS", "B"), ("CON-H-NYC", "NYC", ""), ("CON-H-LA", "LA", ""))
+# Active holds: one at BOS shelf A (a shelf clerk sees it), one at BOS shelf B, one at NYC.
+HOLDS = (("CON-H-A", "BOS", "A"), ("CON-H-B", "BOS", "B"), ("CON-H-NYC", "NYC", ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ from click.testing import Result
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.memory.documents import InMemoryDocuments
 from engine import bootstrap
-from engine.api.auth import mint_token
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.server import ApiMetrics, start_server
 from engine.cli import app
 from engine.domain.catalog import Site, Sku
@@ -26,7 +27,6 @@ from engine.domain.commands import Receive
 from engine.domain.transfer_flow import default_flow
 from engine.runtime.gateway.orgtree import OrgDesk
 from engine.runtime.gateway.transfers import TransferDesk
-from tests.auth_fixtures import watched_auth
 from tests.integration.test_transfers import POLICY, SECRET
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -35,7 +35,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     folder = tmp_path_factory.mktemp("auth")
-    auth = watched_auth(folder, SECRET, POLICY)
+    secret_file, policy_file = folder / "signing.key", folder / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(
+        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
+    )
     gateway = bootstrap.local_gateway(shards=2, sweep_interval_ms=0)
     documents = InMemoryDocuments()
     await gateway.put_sku(Sku("GLU"))
@@ -48,7 +54,7 @@ async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]
         0,
         metrics=ApiMetrics(CollectorRegistry()),
         admin=gateway,
-        auth=auth,
+        auth=ServerAuth(verifier, authorizer),
         org=OrgDesk(documents, gateway),
         transfers=TransferDesk(gateway, documents, default_flow()),
     )

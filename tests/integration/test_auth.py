@@ -20,8 +20,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from adapters.auth.files import write_private
-from engine.api.auth import AuthMetrics, TokenSettings, mint_token
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
@@ -34,7 +34,6 @@ from engine.domain.errors import PermissionDenied
 from engine.domain.inventory import StockQuery
 from engine.runtime.gateway import Gateway
 from engine.runtime.types import HoldLine
-from tests.auth_fixtures import watched_auth
 
 SECRET = b"k" * 48
 OTHER_SECRET = b"z" * 48
@@ -83,8 +82,11 @@ class Engine:
 @pytest_asyncio.fixture
 async def engine(tmp_path: Path, local_gateway: Gateway) -> AsyncIterator[Engine]:
     secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
     metrics = AuthMetrics(CollectorRegistry())
-    auth = watched_auth(tmp_path, SECRET, POLICY, metrics)
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, metrics)
     server: LotwiseServer
     server, port = await start_server(
         local_gateway,
@@ -92,7 +94,7 @@ async def engine(tmp_path: Path, local_gateway: Gateway) -> AsyncIterator[Engine
         0,
         metrics=ApiMetrics(CollectorRegistry()),
         admin=local_gateway,
-        auth=auth,
+        auth=ServerAuth(verifier, authorizer),
     )
     address = f"127.0.0.1:{port}"
     async with as_user(address, "root", ["admin"]) as admin:

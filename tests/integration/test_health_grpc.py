@@ -26,10 +26,11 @@ import pytest_asyncio
 from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.nats.documents import DocumentsConfig, JetStreamDocuments, connect_documents
 from adapters.nats.health import HealthNats, HealthNatsConfig, connect_health
 from adapters.nats.server import EmbeddedNats
-from engine.api.auth import mint_token
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import alerts_pb2 as apb
@@ -45,7 +46,6 @@ from engine.domain.model import MS_PER_DAY
 from engine.health.alerts import AlertScope, Condition
 from engine.runtime.gateway import Gateway
 from engine.settings import Settings
-from tests.auth_fixtures import watched_auth
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"h" * 48
@@ -91,7 +91,13 @@ class Engine:
 async def engine(
     tmp_path: Path, local_gateway: Gateway, nats_server: EmbeddedNats, manual_clock: ManualClock
 ) -> AsyncIterator[Engine]:
-    auth = watched_auth(tmp_path, SECRET, POLICY)
+    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(
+        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
+    )
     tag = uuid.uuid4().hex[:8]
     documents: JetStreamDocuments = await connect_documents(DocumentsConfig(nats_server.url, bucket=f"docs-{tag}"))
     config = HealthNatsConfig(
@@ -122,7 +128,7 @@ async def engine(
         "127.0.0.1",
         0,
         metrics=ApiMetrics(CollectorRegistry()),
-        auth=auth,
+        auth=ServerAuth(verifier, authorizer),
         stock_health=runtime.desks(),
     )
     address = f"127.0.0.1:{port}"

@@ -21,11 +21,12 @@ import pytest_asyncio
 from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.memory.history import InMemoryHistoryStore
 from adapters.nats.replenish import ReplenishStoreConfig, connect_replenish_store
 from adapters.nats.replenish_events import ReplenishBusConfig, replenish_event_from_record, start_replenish_events
 from adapters.nats.server import EmbeddedNats
-from engine.api.auth import mint_token
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import replenishment_pb2 as rpb
@@ -40,7 +41,6 @@ from engine.replenish.planning import PolicyPlanner
 from engine.replenish.service import ReplenishService
 from engine.replenish.store import SupplierTerms
 from engine.runtime.gateway import Gateway
-from tests.auth_fixtures import watched_auth
 
 SECRET = b"r" * 48
 POLICY = """
@@ -81,7 +81,13 @@ class Setup:
 async def setup(
     tmp_path: Path, local_gateway: Gateway, nats_server: EmbeddedNats, manual_clock: ManualClock
 ) -> AsyncIterator[Setup]:
-    auth = watched_auth(tmp_path, SECRET, POLICY)
+    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(
+        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
+    )
     tag = uuid.uuid4().hex[:8]
     store = await connect_replenish_store(ReplenishStoreConfig(nats_server.url, bucket=f"repl-{tag}"))
     bus = ReplenishBusConfig(nats_server.url, stream=f"REPL_{tag}", subject_prefix=f"r{tag}.replenish")
@@ -95,7 +101,7 @@ async def setup(
         0,
         metrics=ApiMetrics(CollectorRegistry()),
         admin=local_gateway,
-        auth=auth,
+        auth=ServerAuth(verifier, authorizer),
         replenishment=service,
     )
     await local_gateway.put_sku(Sku(SKU))

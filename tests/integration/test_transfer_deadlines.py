@@ -14,10 +14,12 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.memory.documents import InMemoryDocuments
 from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events
 from adapters.nats.documents import DocumentsConfig, connect_documents
 from adapters.nats.server import EmbeddedNats
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier
 from engine.api.gen.lotwise.v1 import transfers_pb2 as tpb
 from engine.api.gen.lotwise.v1 import transfers_pb2_grpc as tpb_grpc
 from engine.api.server import ApiMetrics, start_server
@@ -29,7 +31,6 @@ from engine.domain.transfer_flow import TransferLine, parse_flow
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.orgtree import OrgDesk
 from engine.runtime.gateway.transfers import Actor, TransferDesk
-from tests.auth_fixtures import watched_auth
 from tests.integration.test_transfers import POLICY, SECRET, act, as_user, authed, read_stream
 
 HOUR_MS = 3_600_000
@@ -60,7 +61,13 @@ class Desk:
 async def desk(
     tmp_path: Path, local_gateway: Gateway, nats_server: EmbeddedNats, manual_clock: ManualClock
 ) -> AsyncIterator[Desk]:
-    auth = watched_auth(tmp_path, SECRET, POLICY)
+    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(
+        WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, AuthMetrics(CollectorRegistry())
+    )
     documents = await connect_documents(DocumentsConfig(nats_server.url, bucket=f"docs-{uuid.uuid4().hex[:8]}"))
     bus = engine_transfer_bus_config(f"t{uuid.uuid4().hex[:8]}", nats_server.url)
     events = await start_transfer_events(bus)
@@ -71,7 +78,7 @@ async def desk(
         0,
         metrics=ApiMetrics(CollectorRegistry()),
         admin=local_gateway,
-        auth=auth,
+        auth=ServerAuth(verifier, authorizer),
         org=OrgDesk(documents, local_gateway),
         transfers=transfers,
     )

@@ -24,13 +24,14 @@ import pytest_asyncio
 from google.rpc import error_details_pb2
 from prometheus_client import CollectorRegistry
 
+from adapters.auth.files import WatchedFile, load_policy, load_secret, write_private
 from adapters.nats.bus import engine_transfer_bus_config, start_transfer_events, transfer_event_from_record
 from adapters.nats.documents import DocumentsConfig, JetStreamDocuments, connect_documents
 from adapters.nats.ingest.config import IngestConfig, Wms
 from adapters.nats.ingest.consumer import IngestMetrics
 from adapters.nats.journal import JournalConfig, NatsLink
 from adapters.nats.server import EmbeddedNats
-from engine.api.auth import mint_token
+from engine.api.auth import AuthMetrics, Authorizer, ServerAuth, TokenSettings, TokenVerifier, mint_token
 from engine.api.client import LotwiseClient, RetryPolicy
 from engine.api.errors import status_of_rpc_error
 from engine.api.gen.lotwise.v1 import admin_pb2 as apb
@@ -49,7 +50,6 @@ from engine.domain.transfer_flow import ReceiptLine, Transfer, TransferLine, def
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.orgtree import OrgDesk
 from engine.runtime.gateway.transfers import Actor, TransferDesk
-from tests.auth_fixtures import watched_auth
 
 SECRET = b"t" * 48
 POLICY = """
@@ -93,7 +93,12 @@ class Engine:
 async def engine(
     tmp_path: Path, local_gateway: Gateway, nats_server: EmbeddedNats, manual_clock: ManualClock
 ) -> AsyncIterator[Engine]:
-    auth = watched_auth(tmp_path, SECRET, POLICY)
+    secret_file, policy_file = tmp_path / "signing.key", tmp_path / "policy.toml"
+    write_private(secret_file, SECRET)
+    policy_file.write_text(POLICY)
+    metrics = AuthMetrics(CollectorRegistry())
+    verifier = TokenVerifier([WatchedFile(secret_file, load_secret, check_interval_s=0.0)], TokenSettings())
+    authorizer = Authorizer(WatchedFile(policy_file, load_policy, check_interval_s=0.0).current, metrics)
     documents = await connect_documents(DocumentsConfig(nats_server.url, bucket=f"docs-{uuid.uuid4().hex[:8]}"))
     server, port = await start_server(
         local_gateway,
@@ -101,7 +106,7 @@ async def engine(
         0,
         metrics=ApiMetrics(CollectorRegistry()),
         admin=local_gateway,
-        auth=auth,
+        auth=ServerAuth(verifier, authorizer),
         org=OrgDesk(documents, local_gateway),
         transfers=TransferDesk(local_gateway, documents, default_flow(), manual_clock.now_ms),
     )
