@@ -486,6 +486,47 @@ def _log(text: str) -> None:
     print(f"[bench.core {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+CATCH_UP_TIMEOUT_S = 300.0
+
+
+def journal_followers(engine: Any) -> dict[str, Any]:
+    """The running engine's journal followers (each has `wait_caught_up`), by FOLLOWERS name."""
+    health = getattr(engine.health, "follower", None)
+    found = {
+        "history": engine.history.sink if engine.history else None,
+        "events": engine.bus.publisher if engine.bus else None,
+        "finance": engine.finance.follower if engine.finance else None,
+        "replenish": engine.replenish.follower if engine.replenish else None,
+        "health": getattr(health, "follower", None),
+    }
+    return {name: f for name, f in found.items() if f is not None}
+
+
+async def followers_catch_up(engine: Any) -> dict[str, float]:
+    """Seconds from now until each follower has applied the whole journal so far, and the
+    journal messages each was behind when asked (`catch_up_s.<name>`, `behind.<name>`)."""
+    started = time.perf_counter()
+
+    async def one(name: str, follower: Any) -> dict[str, float]:
+        behind = (await follower.lag()).pending_messages
+        await follower.wait_caught_up(timeout_s=CATCH_UP_TIMEOUT_S, poll_s=0.05)
+        return {f"catch_up_s.{name}": time.perf_counter() - started, f"behind.{name}": float(behind)}
+
+    out: dict[str, float] = {}
+    for part in await asyncio.gather(*(one(n, f) for n, f in journal_followers(engine).items())):
+        out.update(part)
+    return out
+
+
+def _describe_catch_up(extra: dict[str, float]) -> str:
+    parts = [
+        f"{key.split('.', 1)[1]} {value:.2f} s ({extra.get('behind.' + key.split('.', 1)[1], 0):.0f} behind)"
+        for key, value in sorted(extra.items())
+        if key.startswith("catch_up_s.")
+    ]
+    return "followers caught up: " + (", ".join(parts) if parts else "none running")
+
+
 def _describe(w: WindowResult) -> str:
     lat = w.latency
     p = f"p50 {lat.p50_ms:.2f} ms, p99 {lat.p99_ms:.2f} ms" if lat.p50_ms is not None and lat.p99_ms else "no samples"
@@ -558,6 +599,8 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 f"seeded {len(pairs)} pairs × {len(LOT_EXPIRY_DAYS)} lots in {time.perf_counter() - seed_started:.1f} s"
             )
             run = Run(args, parent_conn, CpuSampler(child.pid), engine, pairs, seeded_qty)
+            # The seeding's journal entries are the followers' backlog: applied before any window.
+            _log(_describe_catch_up(await followers_catch_up(engine)))
             run.sampler.sample()  # learn the process groups before the first window
             run.idle_cpus = await measure_idle(run, args.idle_s)
             _log("idle CPU use (CPUs): " + ", ".join(f"{k} {v:.3f}" for k, v in run.idle_cpus.items()))
@@ -574,7 +617,12 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         max_lines=args.max_lines,
                         token_file=str(engine.token_file) if engine.token_file else None,
                     )
-                    _log(_describe(await run_loadgen_job(run, "lotwise", order_job, round_)))
+                    orders = await run_loadgen_job(run, "lotwise", order_job, round_)
+                    _log(_describe(orders))
+                    # How far the followers fell behind: the window's work is not done until
+                    # they have applied it (a cost deferred without bound would not be a saving).
+                    orders.extra.update(await followers_catch_up(engine))
+                    _log(_describe_catch_up(orders.extra))
                     health_job = HealthJob(engine.grpc_address, c, args.ceiling_duration_s, args.warmup_s)
                     _log(_describe(await run_loadgen_job(run, "grpc_empty", health_job, round_)))
                     _log(_describe(await run_ray_ping(run, c, round_)))

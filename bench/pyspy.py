@@ -67,7 +67,9 @@ async def record(pids: dict[str, int], duration_s: float, out_dir: Path, tag: st
     for label, pid in pids.items():
         path = out_dir / f"{tag}-{label}.txt"
         cmd = [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s)))]
-        cmd += ["--rate", str(RATE_HZ), "--format", "raw", "--nonblocking", "--output", str(path)]
+        # --threads: each stack starts with its thread, so the event loop's share (the order
+        # path's one thread) can be told from chDB's and gRPC's own threads.
+        cmd += ["--rate", str(RATE_HZ), "--format", "raw", "--nonblocking", "--threads", "--output", str(path)]
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )

@@ -58,6 +58,9 @@ class SinkConfig:
     # in each roll-up view whatever its size (bench/README.md, "Cheaper hops"): one insert
     # a second keeps that cost off the orders, and history one second behind is fresh enough.
     batch_max_ms: float = 1_000.0
+    # While the journal is busy, up to 2 s: half the inserts (and their parts and merges)
+    # while the orders need the cores; history is at most ~2 s behind then.
+    busy_batch_max_ms: float = 2_000.0
     fetch_batch: int = 256  # messages per pull
     fetch_wait_s: float = 1.0  # a pull with nothing to deliver ends after this (an idle sink wakes once a second)
     ack_wait_s: float = 30.0  # JetStream redelivers a message unacked this long

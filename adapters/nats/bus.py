@@ -292,6 +292,7 @@ class BusConfig:
     # window of publishes per 50 ms instead of one per journal append (events stay ≤ ~50 ms
     # behind the journal; bench/README.md, "Followers that cost little").
     batch_max_ms: float = 50.0
+    busy_batch_max_ms: float = 250.0  # while the journal is busy: a fifth of the pulls and windows
     ack_wait_s: float = 30.0  # JetStream redelivers a journal message unacked this long
     max_ack_pending: int = 4_000  # journal messages delivered and not yet acked, at most
     max_in_flight: int = 1_024  # publishes awaiting their PubAck, at most
@@ -327,6 +328,7 @@ class BusConfig:
             description="Lotwise business-event bus",
             batch_max_messages=self.fetch_batch,
             batch_max_ms=self.batch_max_ms,
+            busy_batch_max_ms=self.busy_batch_max_ms,
             fetch_batch=self.fetch_batch,
             fetch_wait_s=self.fetch_wait_s,
             ack_wait_s=self.ack_wait_s,

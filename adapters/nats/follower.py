@@ -34,6 +34,11 @@ the defaults already do the cheap thing:
   bytes rather than an object per movement, and reach outside the process once per batch.
   `batch_max_ms` is the trade: longer batches cost less per movement and lag more (history
   waits 1 s: each chDB insert costs ~40 ms whatever its size; the bus waits 50 ms).
+- **Yield to the orders.** While the journal is busy (≥ `busy_movements_per_s` since the
+  last apply: the order path is working), a batch may wait `busy_batch_max_ms` instead of
+  `batch_max_ms`: fewer, fuller batches share each batch's fixed cost (a chDB insert costs
+  ~60–110 ms of CPU whatever its size) while the cores are wanted; once the journal is quiet
+  the short window is back. The lag this adds is bounded (≤ MAX_BUSY_BATCH_MS).
 - **Idempotent per position.** A retried batch comes back with `redelivered` set: check
   what is stored already only for those (the normal batch pays nothing for it).
 """
@@ -75,6 +80,8 @@ _MIN_GATHER_S = 0.002
 # The pull that closes a gathered batch: the messages are in the stream already, so the
 # server answers at once; this only bounds the wait for a slow answer.
 _DUE_PULL_WAIT_S = 0.05
+# The longest a busy journal may stretch a batch: the followers' lag under load stays bounded.
+MAX_BUSY_BATCH_MS = 5_000.0
 TRANSIENT: tuple[type[Exception], ...] = (TimeoutError, OSError, nats.errors.Error, JournalUnavailable, Unavailable)
 
 
@@ -88,6 +95,12 @@ class FollowerConfig:
     batch_max_movements: int = 20_000  # movements per apply
     batch_max_messages: int = 1_000  # journal messages per apply
     batch_max_ms: float = 200.0  # how long a batch may wait to fill (0: apply after each pull)
+    # While the journal is busy (≥ busy_movements_per_s since the last apply), a batch may
+    # wait up to busy_batch_max_ms instead: background work yields to the order path, and
+    # what a batch costs once (an insert, a pull, an ack flush) is shared by more movements.
+    # 0: never stretch. It bounds the extra lag under load; idle, batch_max_ms holds.
+    busy_batch_max_ms: float = 0.0
+    busy_movements_per_s: float = 200.0
     fetch_batch: int = 256  # messages per pull
     fetch_wait_s: float = 0.2  # a pull with nothing to deliver ends after this
     ack_wait_s: float = 30.0  # JetStream redelivers a message unacked this long
@@ -108,6 +121,8 @@ class FollowerConfig:
             raise ValueError("max_ack_pending must be ≥ batch_max_messages (a batch is acked at once)")
         if self.max_apply_attempts < 0:
             raise ValueError("max_apply_attempts must be ≥ 0")
+        if not 0 <= self.busy_batch_max_ms <= MAX_BUSY_BATCH_MS or self.busy_movements_per_s <= 0:
+            raise ValueError(f"need 0 ≤ busy_batch_max_ms ≤ {MAX_BUSY_BATCH_MS} and busy_movements_per_s > 0")
         if not self.consumer or not self.dead_letter_tag.isidentifier():
             raise ValueError("a follower needs a consumer name and a dead-letter tag (letters, digits, _)")
 
@@ -149,13 +164,13 @@ class _Held:
     movements: int = 0
     opened: float = 0.0  # monotonic time of the first message
 
-    def due(self, config: FollowerConfig, now: float) -> bool:
+    def due(self, config: FollowerConfig, now: float, window_ms: float) -> bool:
         if not self.msgs:
             return False
         return (
             self.movements >= config.batch_max_movements
             or len(self.msgs) >= config.batch_max_messages
-            or (now - self.opened) * 1000 >= config.batch_max_ms
+            or (now - self.opened) * 1000 >= window_ms
         )
 
     def drop(self, seq: int) -> None:
@@ -167,6 +182,22 @@ class _Held:
     def mark_redelivered(self) -> None:
         """After a failed apply: the sink may have made part of the batch durable."""
         self.entries = {seq: replace(e, redelivered=True) for seq, e in self.entries.items()}
+
+
+@dataclass(slots=True)
+class _Pace:
+    """Movements per second the follower took from the journal, from one apply to the next.
+
+    The journal's pace is the order path's load as a follower can see it (every order
+    journals its movements), measured where the follower's cost arises, with nothing to
+    wire between the API and the followers. Idle gaps count: after a quiet spell the first
+    batch is never busy, so an idle engine keeps its short windows."""
+
+    last_s: float  # monotonic time of the last apply
+
+    def busy(self, movements: int, now_s: float, busy_per_s: float) -> bool:
+        elapsed_s, self.last_s = now_s - self.last_s, now_s
+        return elapsed_s > 0 and movements / elapsed_s >= busy_per_s
 
 
 class DecodedCache:
@@ -224,6 +255,9 @@ class JournalFollower:
         self.pulls = 0  # fetch requests made (each one a wake-up and a round trip)
         self._drained = True  # the last pull took everything the journal had for us
         self._start_seq = 0  # > 0: the next start follows from this journal position (rewind_to)
+        self.window_ms = config.batch_max_ms  # the open batch's time bound (stretched while busy)
+        self.busy_batches = 0  # batches that waited busy_batch_max_ms (the journal was busy)
+        self._pace = _Pace(time.monotonic())
 
     @property
     def stream(self) -> str:
@@ -306,7 +340,7 @@ class JournalFollower:
             try:
                 if not stopping:
                     await self._fill()
-                if self._held.msgs and (stopping or self._held.due(self.config, time.monotonic())):
+                if self._held.msgs and (stopping or self._held.due(self.config, time.monotonic(), self.window_ms)):
                     await self._flush()
                 await self._refresh_lag()
                 backoff_s = self.config.retry_initial_s
@@ -333,7 +367,7 @@ class JournalFollower:
             return
         wait_s = config.fetch_wait_s
         if held.msgs:
-            left_s = config.batch_max_ms / 1000 - (time.monotonic() - held.opened)
+            left_s = self.window_ms / 1000 - (time.monotonic() - held.opened)
             if self._drained and left_s > _MIN_GATHER_S:
                 # The journal had nothing more at the last pull, and whatever arrives now
                 # waits for this batch anyway: let it gather in the stream and take it in
@@ -377,9 +411,20 @@ class JournalFollower:
 
     async def _flush(self) -> None:
         """Apply the held batch (retrying, isolating, dead-lettering as needed), then ack it."""
+        movements = self._held.movements
         await self._apply_held()
         await self._ack(self._held)
         self._held = _Held()
+        self._pace_next(movements)
+
+    def _pace_next(self, movements: int) -> None:
+        """The next batch's time bound, from the journal's pace since the last apply."""
+        config = self.config
+        busy = self._pace.busy(movements, time.monotonic(), config.busy_movements_per_s)
+        self.window_ms = config.batch_max_ms
+        if busy and config.busy_batch_max_ms > config.batch_max_ms:
+            self.window_ms = config.busy_batch_max_ms
+            self.busy_batches += 1
 
     async def _apply_held(self) -> None:
         """Until every held entry is applied or dead-lettered. Bounded in memory (nothing

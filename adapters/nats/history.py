@@ -37,6 +37,7 @@ def follower_config(config: SinkConfig) -> FollowerConfig:
         batch_max_movements=config.batch_max_rows,
         batch_max_messages=config.batch_max_messages,
         batch_max_ms=config.batch_max_ms,
+        busy_batch_max_ms=config.busy_batch_max_ms,
         fetch_batch=config.fetch_batch,
         fetch_wait_s=config.fetch_wait_s,
         ack_wait_s=config.ack_wait_s,

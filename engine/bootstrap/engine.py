@@ -282,6 +282,31 @@ async def _start_stock_health(settings: Settings, gateway: Gateway, parts: _Part
     )
 
 
+def _settle_collector() -> None:
+    """The cyclic collector of the engine's process, once everything has started.
+
+    This process holds what start-up made for good (Ray, gRPC, chDB's and the followers'
+    modules and state: ~350,000 tracked objects) and churns short-lived ones per movement
+    (every follower's batch, every call). Each full collection walked all of it: ~0.3–1 s
+    at a time on the event loop under load, ~15 % of its samples in a followers-on profile
+    (bench/README.md, "The collector of the engine's process"). Start-up's objects leave the
+    collector's generations (`gc.freeze`), and young collections come every 10,000
+    allocations rather than 700, as in the shards' processes."""
+    from engine.runtime.host import freeze_long_lived, raise_young_threshold
+
+    raise_young_threshold()
+    freeze_long_lived(collect_young=True)
+
+
+def _release_collector() -> None:
+    """After the engine stopped: what it froze goes back to the collector, so the cycles it
+    left behind are freed (a process that starts engines one after another — tests, an
+    embedder — would otherwise keep every stopped engine's cyclic garbage for good)."""
+    import gc
+
+    gc.unfreeze()
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, *, gateway: Gateway | None = None) -> AsyncIterator[RunningEngine]:
     """Start everything, yield where it listens, stop it all on exit (in reverse order).
@@ -349,6 +374,7 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
             parts.console = await start_console(settings, address)  # None when it cannot serve (logged)
             parts.phases.done("console")
         metrics_url = f"http://{settings.host}:{parts.metrics.port}/metrics"
+        _settle_collector()
         log.info(
             "lotwise is up",
             grpc=address,
@@ -377,3 +403,4 @@ async def running_engine(settings: Settings, *, gateway: Gateway | None = None) 
         )
     finally:
         await _stop(parts)
+        _release_collector()

@@ -331,7 +331,9 @@ async def _start_follower(settings: Settings, nats_url: str, sink: ExpirySink) -
     )
     link = NatsLink(journal)
     await link.connect()
-    config = FollowerConfig(consumer="lotwise-health-expiry", dead_letter_tag="health", batch_max_ms=50.0)
+    config = FollowerConfig(
+        consumer="lotwise-health-expiry", dead_letter_tag="health", batch_max_ms=50.0, busy_batch_max_ms=500.0
+    )
     follower = JournalFollower(link, sink, config, default_health_metrics())
     try:
         await follower.start()
@@ -340,6 +342,9 @@ async def _start_follower(settings: Settings, nats_url: str, sink: ExpirySink) -
         raise
 
     class _Running:
+        def __init__(self) -> None:
+            self.follower = follower  # its lag, for operators and benches
+
         async def stop(self) -> None:
             await follower.stop()
             await link.close()

@@ -225,6 +225,7 @@ async def _start_follower(runtime: ReplenishRuntime, settings: Settings, nats_ur
         description="Lotwise replenishment trigger",
         batch_max_messages=256,
         batch_max_ms=20.0,
+        busy_batch_max_ms=250.0,  # while the journal is busy (its settling waits up to 0.5 s anyway)
         fetch_batch=256,
         max_ack_pending=2_048,
     )

@@ -285,3 +285,43 @@ async def test_an_open_batch_gathers_in_the_stream_instead_of_one_pull_per_appen
     assert follower.pulls - pulls_before <= 10, follower.pulls - pulls_before
     assert len(sink.applied) <= 5  # one apply per window, not per append
     await follower.stop()
+
+
+async def test_a_busy_journal_stretches_the_batch_window_and_an_idle_one_does_not(rig: Rig) -> None:
+    # Busy: ≥ 50 movements a second since the last apply (a journal entry here is two).
+    # Then the next batch may wait 600 ms instead of 40 ms, so fewer, fuller batches; once
+    # the journal is quiet again the window shrinks back.
+    config = dataclasses.replace(
+        QUICK,
+        batch_max_messages=64,
+        max_ack_pending=256,
+        batch_max_ms=40.0,
+        busy_batch_max_ms=600.0,
+        busy_movements_per_s=50.0,
+    )
+    sink = Recorder()
+    follower = await rig.follower(sink, config)
+    assert follower.window_ms == 40.0
+    batch_seq = 1
+    for _ in range(40):  # ~100 entries/s = ~200 movements/s for ~0.4 s
+        await rig.write(batch_seq, 4)
+        batch_seq += 4
+        await asyncio.sleep(0.04)
+    await follower.wait_caught_up(timeout_s=20)
+    assert sink.batch_seqs() == list(range(1, batch_seq))  # nothing lost, in order
+    assert follower.busy_batches >= 1
+    stretched = max(len(batch) for batch in sink.applied)
+    assert stretched > 8, [len(b) for b in sink.applied]  # more than a 40 ms window gathers at this pace
+    # Quiet: one entry after a pause is not busy; the window is the short one again.
+    await asyncio.sleep(1.0)
+    await rig.write(batch_seq, 1)
+    await follower.wait_caught_up(timeout_s=20)
+    assert follower.window_ms == 40.0
+    await follower.stop()
+
+
+async def test_the_busy_window_is_bounded() -> None:
+    with pytest.raises(ValueError, match="busy_batch_max_ms"):
+        dataclasses.replace(QUICK, busy_batch_max_ms=60_000.0)
+    with pytest.raises(ValueError, match="busy_movements_per_s"):
+        dataclasses.replace(QUICK, busy_movements_per_s=0.0)

@@ -78,9 +78,12 @@ def test_sink_bounds_are_checked_and_a_batch_token_names_its_messages() -> None:
     a = _Held()
     a.msgs = dict.fromkeys((5, 6, 9))  # type: ignore[assignment]
     a.opened = 0.0
-    assert a.due(config, now=0.0)  # full by messages
+    window_ms = config.batch_max_ms
+    assert a.due(config, 0.0, window_ms)  # full by messages
     c = _Held()
-    assert not c.due(config, now=10.0)  # empty is never due
+    assert not c.due(config, 10.0, window_ms)  # empty is never due
     c.msgs, c.opened = {1: None}, 10.0  # type: ignore[dict-item]
-    assert not c.due(config, now=10.05)
-    assert c.due(config, now=10.2)
+    assert not c.due(config, 10.05, window_ms)
+    assert c.due(config, 10.2, window_ms)
+    assert not c.due(config, 10.2, config.busy_batch_max_ms)  # a busy journal's window is longer
+    assert config.busy_batch_max_ms == SinkConfig().busy_batch_max_ms == 2_000.0
