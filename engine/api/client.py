@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import grpc
 import structlog
@@ -423,6 +423,21 @@ class ConcurrencyLimit:
             self.limit = max(self._min, self.limit * self._ratio)
 
 
+class AttemptLimit(Protocol):
+    """What the client needs of a limit on its attempts in flight: ConcurrencyLimit (AIMD on
+    a fixed latency target) or engine.api.gradient.GradientLimit (tied to unloaded latency)."""
+
+    limit: float
+    in_flight: int
+    throttled: int
+
+    def try_acquire(self, cost: int = 1, critical: bool = False) -> float | None: ...
+
+    def release(self, started: float, cost: int = 1, answer: str = "ok") -> None: ...
+
+    def retry_after_s(self) -> float: ...
+
+
 def limit_answer(status_code: int) -> str:
     """What an answer with this gRPC status code tells a ConcurrencyLimit."""
     if status_code == _OVERLOADED_CODE:
@@ -484,7 +499,7 @@ class LotwiseClient:
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
         throttle: AdaptiveThrottle | None = None,
-        concurrency_limit: ConcurrencyLimit | None = None,
+        concurrency_limit: AttemptLimit | None = None,
         token: str | None = None,
         token_file: Path | None = None,
     ) -> None:
@@ -497,7 +512,7 @@ class LotwiseClient:
         `batching=None`: every call is its own unary RPC (see the module doc).
         `retry_budget`: shared by every call of this client (default: a fresh RetryBudget()).
         `throttle`: likewise (default: a fresh AdaptiveThrottle()).
-        `concurrency_limit`: a ConcurrencyLimit on this client's attempts in flight (default
+        `concurrency_limit`: a ConcurrencyLimit or GradientLimit on this client's attempts in flight (default
         none: a burst of concurrent calls is all sent; with one, those beyond the limit wait
         for a slot within their deadline and retry budget, then raise `Throttled`; reserves
         first, commits and releases never)."""
