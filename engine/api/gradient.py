@@ -39,7 +39,8 @@ class GradientLimit:
 
     `critical` attempts (commits and releases: they free stock) are never refused and still
     count as in flight. An attempt of `cost` > 1 (a batch) is let through while nothing else
-    is in flight, so no batch waits forever. Only engine answers move the limit: UNAVAILABLE
+    is in flight, so no batch waits forever, and the limit never falls below two of the
+    largest attempts seen (with `min_limit` as the floor below that). Only engine answers move the limit: UNAVAILABLE
     (a shard recovering) and other errors ("other") neither grow nor shrink it.
     """
 
@@ -69,6 +70,10 @@ class GradientLimit:
         self._noload = WindowedMin(noload_window_s, clock())
         self.in_flight = 0
         self.throttled = 0  # attempts refused here (for benches and tests)
+        # The largest attempt seen (a batch's commands): the limit keeps room for two, so a
+        # batch caller has one batch in service and the next on its way. Without it a limit
+        # below a batch let one batch at a time through and the engine idled between them.
+        self._largest_cost = 1
         self.rtt_s = 0.0  # the mean latency of the last round (0: none yet)
         # The round being measured: its start, latency sum and count, whether any attempt
         # of it was refused for load, and the most attempts in flight during it.
@@ -85,6 +90,9 @@ class GradientLimit:
 
     def try_acquire(self, cost: int = 1, critical: bool = False) -> float | None:
         """The attempt's start (pass it to `release`), or None: refused, not to be sent."""
+        if cost > self._largest_cost:
+            self._largest_cost = min(cost, int(self._max / 2))
+            self.limit = max(self.limit, self._floor())
         if not critical and self.in_flight > 0 and self.in_flight + cost > self.limit:
             self.throttled += cost
             return None
@@ -127,7 +135,10 @@ class GradientLimit:
         allowance = math.sqrt(self.limit)  # the queue kept on purpose: grows slowly with the limit
         new = self.limit * gradient + allowance
         smoothed = (1 - self._smoothing) * self.limit + self._smoothing * new
-        self.limit = min(self._max, max(self._min, smoothed))
+        self.limit = min(self._max, max(self._floor(), smoothed))
+
+    def _floor(self) -> float:
+        return max(self._min, 2.0 * self._largest_cost)
 
     def _gradient(self, dropped: bool) -> float | None:
         if dropped:

@@ -90,7 +90,7 @@ def test_overload_refusals_shrink_it_at_the_steepest_gradient_and_other_errors_d
 
 def test_critical_attempts_pass_a_full_limit_and_a_large_batch_passes_alone() -> None:
     clock = FakeClock()
-    limit = GradientLimit(initial=4, min_limit=2, clock=clock)
+    limit = GradientLimit(initial=4, min_limit=2, max_limit=8, clock=clock)
     slots = [limit.try_acquire() for _ in range(4)]
     assert limit.try_acquire() is None
     assert limit.try_acquire(critical=True) is not None  # commits and releases free stock
@@ -147,3 +147,22 @@ async def test_the_client_takes_it_as_its_concurrency_limit() -> None:
         assert await asyncio.gather(*held) == ["ok"] * 4
     assert sent == 4
     assert limit.in_flight == 0
+
+
+def test_it_keeps_room_for_two_of_the_largest_batches_so_the_engine_does_not_idle_between_them() -> None:
+    clock = FakeClock()
+    limit = GradientLimit(initial=8, min_limit=4, clock=clock)
+    started = limit.try_acquire(cost=8)
+    assert started is not None
+    assert limit.limit == 16
+    assert limit.try_acquire(cost=8) is not None  # the next batch on its way while one is served
+    assert limit.try_acquire(cost=8) is None
+    clock.now += 0.002
+    limit.release(clock.now - 0.002, cost=8)  # one quick answer: the reference
+    assert limit.try_acquire(cost=8) is not None
+    for _ in range(15):  # answers far slower than the quickest: the steepest gradient, every round
+        clock.now += 0.2
+        limit.release(clock.now - 0.2, cost=8)
+        assert limit.try_acquire(cost=8) is not None
+    assert limit.noload_s == pytest.approx(0.002)
+    assert limit.limit == 16  # never below two batches
