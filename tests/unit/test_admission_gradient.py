@@ -50,7 +50,7 @@ def test_under_a_standing_overload_it_settles_where_answers_take_tolerance_times
 
 def test_it_grows_while_answers_stay_quick_and_the_limit_is_used() -> None:
     clock = FakeClock()
-    limit = GradientLimit(initial=8, clock=clock)
+    limit = GradientLimit(initial=8, min_limit=4, clock=clock)
     for _ in range(100):
         run_round(limit, clock, 1_000, 0.002, 0.0)  # the engine answers everything in 2 ms
     assert limit.limit > 30  # +√limit × smoothing a round (≥ 5 ms), as long as latency holds
