@@ -43,8 +43,9 @@ class GradientLimit:
     largest attempts seen (with `min_limit` as the floor below that). `min_limit` = 16: the
     latency a caller measures includes its own process's lag, which a limit of a few read
     as the engine's and fell to where the engine idled (bench/README.md, "A gradient limit
-    in the client": with a floor of 4, the 10× rows left the server 0.07–0.16 of a core). Only engine answers move the limit: UNAVAILABLE
-    (a shard recovering) and other errors ("other") neither grow nor shrink it.
+    in the client": with a floor of 4, the 10× rows left the server 0.07–0.16 of a core).
+    Only engine answers move the limit: UNAVAILABLE (a shard recovering) and other errors
+    ("other") neither grow nor shrink it.
     """
 
     def __init__(
