@@ -9,8 +9,9 @@ or a refusal's status is parsed. The retry behaviour is LotwiseClient's: the sam
 id, RetryPolicy's jittered exponential back-off with the server's RetryInfo as a floor,
 never past the deadline, a RetryBudget so retries cannot amplify the overload, and (unless
 `throttle=False`) its AdaptiveThrottle: attempts refused locally are counted apart
-("throttled"), and (with `limit=True`) its ConcurrencyLimit: an attempt beyond the
-channel's limit fails at once, locally, counted "throttled" too. A caller whose call ends
+("throttled"), and (with `limit="aimd"`) its ConcurrencyLimit, or (`limit="gradient"`)
+a GradientLimit: an attempt beyond the channel's limit fails at once, locally, counted
+"throttled" too. A caller whose call ends
 refused (shed or throttled) waits a back-off — the server's RetryInfo, at least a jittered
 one — before its next call, as a user told "overloaded, retry later" would; a closed loop
 that came back at once would not.
@@ -33,6 +34,7 @@ import grpc
 from engine.api.client import AdaptiveThrottle, ConcurrencyLimit, RetryBudget, RetryPolicy, accepted, limit_answer
 from engine.api.errors import is_retryable, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
+from engine.api.gradient import GradientLimit
 from engine.api.timeout_header import timeout_metadata
 
 OUTCOMES = ("ok", "shed", "throttled", "deadline", "cancelled_unknown", "other")
@@ -150,7 +152,7 @@ class LeanCaller:
         wire_header: bool = True,
         throttle: bool = True,
         pause_after_refusal: bool = True,
-        limit: bool = False,
+        limit: str = "",
     ) -> None:
         # No serializers: requests and answers are bytes.
         raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
@@ -163,7 +165,8 @@ class LeanCaller:
         self._rng = random.Random()
         self.budget = RetryBudget()
         self.throttle = AdaptiveThrottle() if throttle else None
-        self.limit = ConcurrencyLimit() if limit else None  # one per channel, as LotwiseClient's
+        # One per channel, as LotwiseClient's: "aimd", "gradient", or "" (none).
+        self.limit = {"aimd": ConcurrencyLimit, "gradient": GradientLimit}[limit]() if limit else None
         self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
         self._pause = pause_after_refusal  # False: the next call follows a refused one at once
 

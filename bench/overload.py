@@ -2,7 +2,7 @@
 
     scripts/in-netns .venv/bin/python -m bench.overload                      # defaults below
     scripts/in-netns .venv/bin/python -m bench.overload --saturation 64 --levels 0.5,1,2,4,8 --seconds 8
-    scripts/in-netns .venv/bin/python -m bench.overload --compare     # each row without/with the concurrency limit
+    scripts/in-netns .venv/bin/python -m bench.overload --compare     # each row with the AIMD / the gradient limit
 
 A server process (Gateway.local: shards in that process, journal in memory, no Ray; the
 door of engine.api.admission with its default bounds) serves lotwise.v1.Inventory and
@@ -18,8 +18,9 @@ outcome: ok, shed (RESOURCE_EXHAUSTED OVERLOADED after the client's retries), de
 (DEADLINE_EXCEEDED), cancelled/unknown (must be 0) and other; the retries the budget
 refused; the server's RSS growth. Afterwards `verify` rebuilds every shard from its
 journal and compares it with the live state (books exact). With `--compare` each row runs
-twice, interleaved: lean callers as at ed88870 ("before": adaptive throttle, back-off after
-a refusal) and the same with a ConcurrencyLimit per channel ("after"); rows carry `door` and
+twice, interleaved: lean callers as at 5e2849f ("before": adaptive throttle, back-off after
+a refusal, the AIMD ConcurrencyLimit per channel) and the same with a GradientLimit instead
+("after"); without it, rows are "after"'s. Rows carry `door` and
 the p99 of calls that succeeded at their first attempt. Writes the rows as JSON and a
 PNG plot next to it (bench/results/<date>/overload/).
 """
@@ -62,10 +63,11 @@ DEADLINE_S = 2.0
 OUTCOMES = lean_load.OUTCOMES
 # --compare runs each row against both, interleaved: one server process each (both pinned
 # to the server's CPUs, one idle while the other serves), one set of load processes at a time.
-DOOR_AFTER = "after"  # as "before", and callers keep a ConcurrencyLimit per channel (AIMD on
-# first-try latency): an attempt beyond it fails at once, locally, before it waits anywhere
-DOOR_BEFORE = "before"  # as at ed88870: the door with its cap on the wait before it, callers
-# throttling adaptively and backing off after a refused call; no concurrency limit
+DOOR_AFTER = "after"  # as "before", but the callers' limit is a GradientLimit (tied to the
+# quickest answer of the last seconds, engine.api.gradient) instead of the AIMD one
+DOOR_BEFORE = "before"  # as at 5e2849f: the door with its cap on the wait before it, callers
+# throttling adaptively, backing off after a refused call, and keeping a ConcurrencyLimit per
+# channel (AIMD on first-try latency, a 100 ms target): an attempt beyond it fails at once
 DOOR_WIRE = "wire"  # rows of earlier runs: the door with CoDel on the wait, callers sending the header
 Tally = lean_load.Tally
 
@@ -135,15 +137,16 @@ async def work_lean(
 ) -> lean_load.Tally:
     """Closed-loop callers on raw gRPC (bench/lean_load.py): unary Reserve then Commit, or
     (batch > 1) an Execute of `batch` reserves then one of their commits. `door` says how
-    the callers behave: both throttle adaptively and back off after a refused call;
-    DOOR_AFTER also keeps a ConcurrencyLimit on its channel (DOOR_BEFORE: none, as before)."""
+    the callers behave: both throttle adaptively, back off after a refused call and keep a
+    limit on their channel's attempts in flight: DOOR_AFTER a GradientLimit, DOOR_BEFORE
+    the AIMD ConcurrencyLimit."""
     tally = lean_load.Tally()
     encoder = lean_load.Encoder(SKUS, "bench-site", TTL_MS)
     lean_load.check_encoding(encoder, "bench-site", TTL_MS)
     tag = f"{os.getpid()}-{int(start_at)}"
     async with grpc.aio.insecure_channel(target) as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, limit=door == DOOR_AFTER)
+        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, limit="gradient" if door == DOOR_AFTER else "aimd")
         await asyncio.sleep(max(start_at - time.time(), 0.0))
         stop_at = time.monotonic() + seconds
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -513,7 +516,7 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="run every row twice: callers as before (no concurrency limit) and with their ConcurrencyLimit",
+        help="run every row twice: callers with the AIMD ConcurrencyLimit and with a GradientLimit",
     )
     parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
     parser.add_argument("--door", default=DOOR_AFTER, help=argparse.SUPPRESS)

@@ -17,12 +17,14 @@ throttling) has tokens, so retries cannot amplify an overload. The server's Retr
 hint is a floor for the back-off. The server answers a retried request id with its
 first answer, so a retry never applies anything twice. When the engine refuses most of
 what it is sent, the client's adaptive throttle (`AdaptiveThrottle`, as in Google's SRE
-book) refuses a share of the attempts itself, before they cost the engine anything:
-they raise `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client.
+book) refuses a share of the attempts itself, before they cost the engine anything.
 An optional `ConcurrencyLimit` bounds the attempts in flight (AIMD on first-try latency);
-those beyond it raise `Throttled` at once, before they wait in the server's queue. A DEADLINE_EXCEEDED raised by
-the transport (not by the engine) means "outcome unknown": call again with the same
-request id to learn it.
+it refuses those beyond it before they wait in the server's queue. An attempt refused
+by either is retried as a RESOURCE_EXHAUSTED would be — after the refusing side's hint
+plus jitter, within the deadline, while the retry budget allows retries — and only then
+raises `Throttled`, an `Overloaded` (RESOURCE_EXHAUSTED) that never left the client.
+A DEADLINE_EXCEEDED raised by the transport (not by the engine) means "outcome
+unknown": call again with the same request id to learn it.
 
 Auto-batching (on by default, `batching=None` turns it off): the commands of concurrent
 calls on one client — catalog puts, stock commands, holds, GetHold, GetAvailability —
@@ -43,7 +45,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import grpc
 import structlog
@@ -173,10 +175,14 @@ def _plain(value: Any, *but: str) -> dict[str, Any]:
 class RetryPolicy:
     """Retries of UNAVAILABLE / RESOURCE_EXHAUSTED, always with the same request id."""
 
-    max_attempts: int = 4  # the first try included; 1 disables retries
+    max_attempts: int = 4  # attempts sent, the first try included; 1 disables retries
     initial_backoff_s: float = 0.05
     max_backoff_s: float = 2.0
     multiplier: float = 2.0
+    # Attempts the client's own throttle or concurrency limit refused, waited out and tried
+    # again, per call: they cost the engine nothing, so they are not `max_attempts`; the
+    # deadline bounds them too, this bounds the loop whatever the deadline.
+    max_local_refusals: int = 64
 
     def backoff_s(self, attempt: int, rng: random.Random, server_hint_s: float | None = None) -> float:
         """Full jitter over an exponential cap; never shorter than the server's RetryInfo."""
@@ -208,6 +214,11 @@ class RetryBudget:
     def on_success(self) -> None:
         self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
 
+    def allows_retry(self) -> bool:
+        """Whether a retry is allowed now, taking nothing (an attempt refused by the client
+        itself, never sent, is no evidence about the engine)."""
+        return self.tokens > self.max_tokens / 2
+
     def on_retryable_failure(self) -> bool:
         """Take a token for the refused attempt; True when a retry is still allowed."""
         self.tokens = max(0.0, self.tokens - 1)
@@ -220,15 +231,18 @@ class RetryBudget:
 class Throttled(Overloaded):
     """An attempt the client's adaptive throttle refused: never sent, nothing applied.
     An `Overloaded` like the engine's own refusal (back off, then call again), told
-    apart so that callers and benches count it separately."""
+    apart so that callers and benches count it separately. `retry_after_s` is the
+    refusing side's hint, as the engine's RetryInfo: the client waits at least that long
+    before it asks again. Raised to the caller only once the call's retries are over."""
 
-    def __init__(self, what: str = "the client's adaptive throttle") -> None:
+    def __init__(self, what: str = "the client's adaptive throttle", retry_after_s: float = 0.0) -> None:
         super().__init__(what, 0)
+        self.retry_after_s = retry_after_s
         self.message = f"not sent: the engine refused most recent calls ({what}); retry with backoff"
         self.args = (self.message,)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Throttled, (self.what,))
+        return (Throttled, (self.what, self.retry_after_s))
 
 
 class AdaptiveThrottle:
@@ -305,6 +319,15 @@ class AdaptiveThrottle:
             self.throttled += 1
             return False
         return True
+
+    def retry_after_s(self) -> float:
+        """How long an attempt refused here waits before it asks again (`Throttled`'s hint).
+        The probability moves with the counts, which decay over `half_life_s` and grow only
+        with answers: asked much more often than a twentieth of the half-life it has barely
+        moved, so the caller would only spin. The more it refuses, the longer: 90 ms at the
+        default half-life and max_reject, about 30 attempts within a 5 s deadline — enough
+        for one let through to find an engine that has recovered."""
+        return self._half_life_s * self.reject_probability() / 20
 
     def answered(self, accepted: bool) -> None:
         """The engine answered an allowed attempt; `accepted`: not an overload refusal."""
@@ -388,10 +411,31 @@ class ConcurrencyLimit:
         elif answer == "ok" and 2 * (self.in_flight + cost) >= self.limit:
             self.limit = min(self._max, self.limit + cost / self.limit)
 
+    def retry_after_s(self) -> float:
+        """How long an attempt refused here waits before it asks again (`Throttled`'s hint):
+        while the limit holds, the attempts in flight are answered within about the
+        latency target, and each answer frees a slot."""
+        return self._target_s
+
     def _drop(self, now: float) -> None:
         if now - self._last_drop >= self._target_s:
             self._last_drop = now
             self.limit = max(self._min, self.limit * self._ratio)
+
+
+class AttemptLimit(Protocol):
+    """What the client needs of a limit on its attempts in flight: ConcurrencyLimit (AIMD on
+    a fixed latency target) or engine.api.gradient.GradientLimit (tied to unloaded latency)."""
+
+    limit: float
+    in_flight: int
+    throttled: int
+
+    def try_acquire(self, cost: int = 1, critical: bool = False) -> float | None: ...
+
+    def release(self, started: float, cost: int = 1, answer: str = "ok") -> None: ...
+
+    def retry_after_s(self) -> float: ...
 
 
 def limit_answer(status_code: int) -> str:
@@ -455,7 +499,7 @@ class LotwiseClient:
         batching: BatchPolicy | None = DEFAULT_BATCHING,
         retry_budget: RetryBudget | None = None,
         throttle: AdaptiveThrottle | None = None,
-        concurrency_limit: ConcurrencyLimit | None = None,
+        concurrency_limit: AttemptLimit | None = None,
         token: str | None = None,
         token_file: Path | None = None,
     ) -> None:
@@ -468,9 +512,10 @@ class LotwiseClient:
         `batching=None`: every call is its own unary RPC (see the module doc).
         `retry_budget`: shared by every call of this client (default: a fresh RetryBudget()).
         `throttle`: likewise (default: a fresh AdaptiveThrottle()).
-        `concurrency_limit`: a ConcurrencyLimit on this client's attempts in flight (default
-        none: a burst of concurrent calls is all sent; with one, those beyond the limit raise
-        `Throttled` at once, reserves first, commits and releases never)."""
+        `concurrency_limit`: a ConcurrencyLimit or GradientLimit on this client's attempts in flight (default
+        none: a burst of concurrent calls is all sent; with one, those beyond the limit wait
+        for a slot within their deadline and retry budget, then raise `Throttled`; reserves
+        first, commits and releases never)."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         if retry.max_attempts < 1:
@@ -1094,17 +1139,27 @@ class LotwiseClient:
     async def _with_retries(
         self, attempt: Callable[[float], Awaitable[_Resp]], deadline: float, *, throttled: bool = True
     ) -> _Resp:
-        """Attempts until one answers, one is refused for good, or the deadline is too near."""
-        attempts = 0
+        """Attempts until one answers, one is refused for good, or the deadline is too near.
+        An attempt the client refuses itself (`Throttled`) is waited out and asked again as
+        a refusal of the engine's would be (`_local_retry_delay_s`); it was never sent, so
+        it is not one of `RetryPolicy.max_attempts`."""
+        attempts = 0  # sent
+        local_refusals = 0
         throttle = self.throttle
         while True:
-            attempts += 1
-            if throttled and not throttle.allow():
-                await asyncio.sleep(0)  # a caller that loops on the refusal still lets others run
-                raise Throttled()
             try:
+                if throttled and not throttle.allow():
+                    raise Throttled(retry_after_s=throttle.retry_after_s())
                 reply = await self._limited(attempt, deadline, critical=not throttled)
+            except Throttled as refused:
+                local_refusals += 1
+                wait_s = self._local_retry_delay_s(refused, local_refusals, deadline)
+                if wait_s is None:
+                    await asyncio.sleep(0)  # a caller that loops on the refusal still lets others run
+                    raise
+                await asyncio.sleep(wait_s)
             except CallFailed as failed:
+                attempts += 1
                 status = failed.status
                 cause = failed.__cause__ or failed
                 throttle.answered(accepted(status.code))
@@ -1128,8 +1183,7 @@ class LotwiseClient:
             return await attempt(deadline)
         started = limit.try_acquire(critical=critical)
         if started is None:
-            await asyncio.sleep(0)  # as the adaptive throttle's refusal: others run
-            raise Throttled("the client's concurrency limit")
+            raise Throttled("the client's concurrency limit", limit.retry_after_s())
         answer = "other"
         try:
             reply = await attempt(deadline)
@@ -1140,6 +1194,30 @@ class LotwiseClient:
             raise
         finally:
             limit.release(started, answer=answer)
+
+    def _local_retry_delay_s(self, refused: Throttled, refusals: int, deadline: float) -> float | None:
+        """How long to wait before asking the client's throttle and limit again, or None when
+        the call must fail now, `Throttled`: retries off, too many local refusals, out of
+        retry budget or out of time.
+
+        As a refusal of the engine's: the refusing side's hint (its RetryInfo) plus full
+        jitter, so that callers refused together do not come back together. Not growing
+        with each refusal: a local refusal tells nothing new about the engine (the throttle
+        already holds that evidence) and costs it nothing, and a caller backed off for
+        seconds would miss the engine's recovery. What is *sent* stays bounded: the
+        throttle lets through only its share of these attempts; a sent attempt the engine
+        refuses takes a token as ever; and local refusals are retried only while the
+        retry budget allows retries, so under a standing overload — the engine refusing
+        more than a tenth of what it answers, which drains the budget — they fail at once.
+        """
+        if self._retry.max_attempts < 2 or refusals > self._retry.max_local_refusals:
+            return None
+        if not self.retry_budget.allows_retry():
+            return None
+        delay_s = refused.retry_after_s + self._retry.backoff_s(1, self._rng)
+        if time.monotonic() + delay_s + MIN_ATTEMPT_S > deadline:
+            return None  # no time left for another attempt
+        return delay_s
 
     def _retry_delay_s(self, status: status_pb2.Status, attempts: int, deadline: float) -> float | None:
         """How long to wait before the next attempt, or None when the call must fail now:

@@ -20,6 +20,7 @@ from engine.api.client import NO_RETRY, AdaptiveThrottle, ConcurrencyLimit, Lotw
 from engine.api.errors import REASON_OVERLOADED, retry_delay_s, status_of_rpc_error
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.gen.lotwise.v1 import inventory_pb2_grpc as pb_grpc
+from engine.api.gradient import GradientLimit
 from engine.api.server import ApiMetrics, start_server
 from engine.api.timeout_header import TIMEOUT_HEADER
 from engine.domain.catalog import Site, Sku
@@ -356,15 +357,19 @@ async def test_calls_that_waited_beyond_the_cap_are_refused_and_the_client_throt
     assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
 
 
-async def test_attempts_beyond_the_clients_concurrency_limit_never_reach_the_engine(local_gateway: Gateway) -> None:
-    """The limit fails the attempts beyond it at once, typed `Throttled`, before they queue
-    anywhere; a commit passes a full limit (it frees stock); nothing refused is applied."""
+@pytest.mark.parametrize("kind", [ConcurrencyLimit, GradientLimit])
+async def test_attempts_beyond_the_clients_concurrency_limit_never_reach_the_engine(
+    local_gateway: Gateway, kind: type[ConcurrencyLimit | GradientLimit]
+) -> None:
+    """The limit (AIMD or gradient) fails the attempts beyond it at once, typed `Throttled`,
+    before they queue anywhere; a commit passes a full limit (it frees stock); nothing
+    refused is applied."""
     await local_gateway.put_sku(Sku("strip"))
     await local_gateway.put_site(Site("ward1"))
     gated = GatedReserves(local_gateway)
     gated.gate.set()
     metrics = AdmissionMetrics(CollectorRegistry())
-    limit = ConcurrencyLimit(initial=4, min_limit=2)
+    limit = kind(initial=4, min_limit=2)
     line = HoldLine("strip", "ward1", ReserveLine(1))
     async with (
         door_server(gated, metrics) as port,
@@ -388,4 +393,43 @@ async def test_attempts_beyond_the_clients_concurrency_limit_never_reach_the_eng
     assert metrics.refused.labels("cost", "reserve")._value.get() == 0  # the engine refused nothing
     availability = await local_gateway.get_availability("strip", "ward1")
     assert availability.available == 100 - 1 - 4  # one committed, four held, the throttled never applied
+    assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())
+
+
+async def test_a_client_whose_throttle_saw_refusals_completes_its_calls_once_the_engine_is_healthy(
+    local_gateway: Gateway,
+) -> None:
+    """bench/console.py's symptom: a burst of calls right after the engine refused a run of
+    others failed `Throttled` at once. The throttle still refuses most attempts locally (it
+    saw nothing but refusals), but each refused attempt is waited out and asked again within
+    the deadline, so all 300 consumptions are applied, once each."""
+    await local_gateway.put_sku(Sku("strip"))
+    await local_gateway.put_site(Site("ward1"))
+    gated = GatedReserves(local_gateway)
+    gated.gate.set()
+    metrics = AdmissionMetrics(CollectorRegistry())
+    throttle = AdaptiveThrottle()  # shared by both clients below, as by the calls of one client
+    line = HoldLine("strip", "ward1", ReserveLine(1))
+    async with door_server(gated, metrics) as port:
+        target = f"127.0.0.1:{port}"
+        async with LotwiseClient(target, retry=NO_RETRY, batching=None, throttle=throttle) as probe:
+            await probe.receive("strip", "ward1", "L1", 1_000, status="available")
+            gated.gate.clear()  # reserves now hold the door's reserve share: the next ones are shed
+            held = [asyncio.ensure_future(probe.reserve([line], ttl_ms=60_000)) for _ in range(GATED_RESERVES)]
+            await eventually(lambda: gated.waiting == GATED_RESERVES)
+            for _ in range(60):
+                with pytest.raises(Overloaded):
+                    await probe.reserve([line], ttl_ms=60_000)
+            assert throttle.reject_probability() > 0.8  # it saw little but refusals
+            gated.gate.set()  # the engine is healthy again
+            assert all(hold.hold_id for hold in await asyncio.gather(*held))
+        throttled_before = throttle.throttled
+        async with LotwiseClient(target, throttle=throttle, timeout_s=30) as client:  # default retries, batching
+            consumed = await asyncio.gather(
+                *(client.consume("strip", "ward1", 1, doc_ref=f"CASE-{k}") for k in range(300))
+            )
+        assert len(consumed) == 300
+        assert throttle.throttled > throttled_before  # attempts were refused locally, and waited out
+    availability = await local_gateway.get_availability("strip", "ward1")
+    assert availability.available == 1_000 - GATED_RESERVES - 300  # each consumption applied once
     assert all(check.live_hash == check.rebuilt_hash for check in await local_gateway.verify())

@@ -1,6 +1,6 @@
 """The client's concurrency limit (issue 19): attempts beyond a per-channel limit, AIMD on
-first-try latency, fail at once as `Throttled` — before they wait anywhere — reserves
-first, commits and releases never."""
+first-try latency, are refused as `Throttled` before they wait anywhere in the engine —
+reserves first, commits and releases never — and wait for a slot within their deadline."""
 
 from __future__ import annotations
 
@@ -140,7 +140,10 @@ async def test_the_client_refuses_beyond_its_limit_as_throttled_never_sending_it
 
     limit = ConcurrencyLimit(initial=4, min_limit=2)
     off = AdaptiveThrottle(k=0)
-    async with LotwiseClient("127.0.0.1:1", batching=None, throttle=off, concurrency_limit=limit) as client:
+    no_retry = RetryPolicy(max_attempts=1)  # the refusal itself, not waited out
+    async with LotwiseClient(
+        "127.0.0.1:1", retry=no_retry, batching=None, throttle=off, concurrency_limit=limit
+    ) as client:
         deadline = time.monotonic() + 5
         held = [asyncio.create_task(client._with_retries(slow, deadline)) for _ in range(4)]
         await asyncio.sleep(0.01)
@@ -177,3 +180,37 @@ async def test_an_overload_refusal_frees_the_slot_and_shrinks_the_limit() -> Non
         assert not isinstance(shed.value, Throttled)  # the engine's own refusal
     assert limit.in_flight == 0
     assert limit.limit < 8
+
+
+async def test_with_retries_an_attempt_beyond_the_limit_waits_for_a_slot_within_its_deadline() -> None:
+    """A refusal of the limit is waited out as the engine's would be: the call is sent once
+    a slot is free; with none freed before its deadline it ends `Throttled`, never sent."""
+    sent = 0
+    release = asyncio.Event()
+
+    async def slow(deadline: float) -> str:
+        nonlocal sent
+        sent += 1
+        await release.wait()
+        return "ok"
+
+    limit = ConcurrencyLimit(initial=4, min_limit=2, latency_target_s=0.02)
+    async with LotwiseClient(
+        "127.0.0.1:1", batching=None, throttle=AdaptiveThrottle(k=0), concurrency_limit=limit
+    ) as c:
+        held = [asyncio.create_task(c._with_retries(slow, time.monotonic() + 5)) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(Throttled, match="concurrency limit") as refused:
+            await c._with_retries(slow, started + 0.3)  # no slot frees before its deadline
+        assert 0.2 < time.monotonic() - started <= 0.3
+        assert refused.value.retry_after_s == 0.02  # the limit's hint: a round trip
+        assert sent == 4
+        waiting = asyncio.create_task(c._with_retries(slow, time.monotonic() + 5))
+        await asyncio.sleep(0.1)
+        assert sent == 4
+        assert not waiting.done()  # still waiting for a slot, not failed
+        release.set()
+        assert await asyncio.gather(*held, waiting) == ["ok"] * 5
+        assert sent == 5
+        assert limit.in_flight == 0

@@ -17,6 +17,7 @@ from engine.api.client import (
     UNTHROTTLED_COMMANDS,
     AdaptiveThrottle,
     LotwiseClient,
+    RetryBudget,
     RetryPolicy,
     Throttled,
     accepted,
@@ -182,3 +183,98 @@ def test_a_few_refusals_are_no_evidence_and_the_default_k_is_strict() -> None:
     for i in range(100):
         strict.answered(accepted=i % 5 != 0)  # 20 % refused: more than 1 - 1/1.2
     assert strict.reject_probability() > 0
+
+
+def test_the_throttles_hint_grows_with_what_it_refuses() -> None:
+    throttle = AdaptiveThrottle(half_life_s=2.0, clock=FakeClock())
+    assert throttle.retry_after_s() == 0.0  # nothing refused: no wait
+    for _ in range(1_000):
+        throttle.answered(accepted=False)
+    assert throttle.retry_after_s() == pytest.approx(2.0 * 0.9 / 20)  # 90 ms at max_reject
+    assert Throttled(retry_after_s=0.09).retry_after_s == 0.09
+
+
+async def test_a_client_whose_throttle_saw_many_refusals_completes_a_call_once_the_engine_is_healthy() -> None:
+    """A local refusal is retried as a RESOURCE_EXHAUSTED is: after the throttle's hint plus
+    jitter, within the deadline. Before, the call failed `Throttled` at its first refusal
+    (bench/console.py's 300 consumes right after 100,000 receipts)."""
+    sent = 0
+
+    async def healthy(deadline: float) -> str:
+        nonlocal sent
+        sent += 1
+        return "ok"
+
+    for seed in range(6):  # each seed: the throttle refuses the first attempt(s) differently
+        throttle = AdaptiveThrottle(rng=random.Random(seed))
+        for _ in range(1_000):
+            throttle.answered(accepted=False)  # a burst of refusals: 9 of 10 attempts refused
+        assert throttle.reject_probability() == 0.9
+        async with LotwiseClient("127.0.0.1:1", batching=None, throttle=throttle, rng=random.Random(seed)) as client:
+            started = time.monotonic()
+            assert await client._with_retries(healthy, started + 5) == "ok"
+            assert time.monotonic() - started < 5
+    assert sent == 6  # one attempt sent per call: the refused ones never were
+
+
+async def test_local_refusals_end_throttled_at_the_deadline_and_at_once_without_retries() -> None:
+    async def never(deadline: float) -> str:
+        raise AssertionError("a throttled attempt must not be sent")
+
+    shut = AdaptiveThrottle(max_reject=0.999999, rng=random.Random(9))
+    for _ in range(100_000):
+        shut.answered(accepted=False)
+    async with LotwiseClient("127.0.0.1:1", batching=None, throttle=shut) as client:
+        started = time.monotonic()
+        with pytest.raises(Throttled) as refused:
+            await client._with_retries(never, started + 0.5)
+        assert time.monotonic() - started <= 0.5  # never past the caller's deadline
+        assert refused.value.retry_after_s > 0
+        assert shut.throttled > 1  # waited out and asked again
+    async with LotwiseClient("127.0.0.1:1", batching=None, throttle=shut, retry=RetryPolicy(max_attempts=1)) as c:
+        before = shut.throttled
+        started = time.monotonic()
+        with pytest.raises(Throttled):
+            await c._with_retries(never, started + 5)
+        assert shut.throttled == before + 1  # retries off: the first refusal is the answer
+        assert time.monotonic() - started < 0.05
+    bounded = RetryPolicy(max_local_refusals=3)
+    async with LotwiseClient("127.0.0.1:1", batching=None, throttle=shut, retry=bounded) as c:
+        before = shut.throttled
+        with pytest.raises(Throttled):
+            await c._with_retries(never, time.monotonic() + 60)
+        assert shut.throttled == before + 4  # the first refusal and three more, whatever the deadline
+
+
+async def test_under_a_standing_overload_local_refusals_are_not_retried_past_the_budget() -> None:
+    """The engine refuses everything: its refusals drain the retry budget, and then a local
+    refusal fails at once too — so retrying what the throttle refused cannot amplify the
+    overload: the engine sees at most what the throttle lets through plus the budget's retries."""
+    overloaded = overload_status("wait before the door", 150, bound=BOUND_WIRE, retry_delay_ms=1)
+    status = status_pb2.Status.FromString(dict(overloaded.trailing_metadata)["grpc-status-details-bin"])
+    sent = 0
+
+    async def refused(deadline: float) -> None:
+        nonlocal sent
+        sent += 1
+        raise CallFailed(status)
+
+    budget = RetryBudget(max_tokens=20)
+    throttle = AdaptiveThrottle(rng=random.Random(10))
+    async with LotwiseClient(
+        "127.0.0.1:1", batching=None, throttle=throttle, retry_budget=budget, rng=random.Random(11)
+    ) as client:
+        outcomes = {"shed": 0, "throttled": 0}
+        started = time.monotonic()
+        for _ in range(200):
+            try:
+                await client._with_retries(refused, time.monotonic() + 5)
+            except Throttled:
+                outcomes["throttled"] += 1
+            except Overloaded:
+                outcomes["shed"] += 1
+        assert outcomes["shed"] + outcomes["throttled"] == 200
+        assert not budget.allows_retry()
+        assert sent < 60  # 200 calls; without the throttle and budget they would send 800
+        assert outcomes["throttled"] > 150  # most failed where they stood, never sent
+        assert time.monotonic() - started < 10  # once the budget is spent, refusals are immediate
