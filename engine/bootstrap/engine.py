@@ -290,10 +290,11 @@ def _settle_collector() -> None:
     (every follower's batch, every call). Each full collection walked all of it: ~0.3–1 s
     at a time on the event loop under load, ~15 % of its samples in a followers-on profile
     (bench/README.md, "The collector of the engine's process"). Start-up's objects leave the
-    collector's generations (`gc.freeze`); young collections already come every 10,000
-    allocations rather than 700 (raised at the start of `running_engine`)."""
-    from engine.runtime.host import freeze_long_lived
+    collector's generations (`gc.freeze`), and young collections come every 10,000
+    allocations rather than 700, as in the shards' processes."""
+    from engine.runtime.host import freeze_long_lived, raise_young_threshold
 
+    raise_young_threshold()
     freeze_long_lived(collect_young=True)
 
 
