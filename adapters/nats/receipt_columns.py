@@ -32,22 +32,10 @@ from typing import Any
 from adapters.nats.snapshot_columns import Reader, Strings, _ints, records
 from engine.domain.commands import Receive
 from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+from engine.domain.receipts import RECEIPT_FIELDS as ALL_RECEIPT_FIELDS
 
-RECEIPT_FIELDS = (
-    "request_id",
-    "sku",
-    "site",
-    "lot_id",
-    "qty",
-    "bin",
-    "status",
-    "owner",
-    "expires_at_ms",
-    "received_at_ms",
-    "opened_at_ms",
-    "doc_ref",
-    "source",
-)  # Receive's fields in its order, but the last (finance: None here; a test checks)
+# Receive's fields in its order, but the last (finance: None in a bulk load's receipt; a test checks)
+RECEIPT_FIELDS = ALL_RECEIPT_FIELDS[:-1]
 _RECEIPT_KINDS = "ssssisssiiiss"  # per field above: s = string, i = integer
 _receipt_values = attrgetter(*RECEIPT_FIELDS)
 _U32 = struct.Struct("<I")
