@@ -125,7 +125,9 @@ def run_before(ref: str, argv: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--receipts", type=int, default=102_400, help="receipts in the bulk load")
-    parser.add_argument("--rounds", type=int, default=3, help="replays of the load and the re-run, each on a fresh core")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="replays of the load and the re-run, each on a fresh core"
+    )
     parser.add_argument("--before", metavar="GIT_REF", help="first run the same bench over the engine at GIT_REF")
     parser.add_argument("--profile", action="store_true", help="cProfile one replay of the load instead")
     args = parser.parse_args()
