@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +35,7 @@ from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
 from engine.domain.inventory import StockKey
-from engine.domain.model import Movement
+from engine.domain.model import Movement, MovementKind
 from engine.domain.receipts import ReceiptColumns
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -272,6 +272,40 @@ def journaled(op: Op) -> Sequence[Op]:
     """The ops the journal records for `op`: a bulk receipt is its receipts (replay applies
     them one by one, which gives the very same state and movements)."""
     return op.receipts if isinstance(op, ReceiveBulk) else (op,)
+
+
+def replay_ops(ops: Sequence[Op], movements: Sequence[Movement]) -> Sequence[Op]:
+    """A journal entry's ops as replay applies them: the receipts the entry shows accepted
+    go as ReceiveBulk runs (applied without validating them again), every other op as it is.
+
+    Validation refuses before anything changes, so a receipt that made a movement passed
+    it. A RECEIVE movement of (sku, site, request_id) names the receipt that made it when
+    no other command of the entry has that (sku, site, request_id); a receipt sharing it
+    (a retry, a conflicting reuse, a device op) is validated as before. Replay then does
+    what the primary did after validating, in the same order: the same state and the same
+    movements (which the caller still compares with the journal's)."""
+    received = {(m.sku, m.site, m.request_id) for m in movements if m.kind == MovementKind.RECEIVE}
+    if not received:
+        return ops
+    uses = Counter((op.sku, op.site, op.request_id) for op in ops if isinstance(op, Command))
+    out: list[Op] = []
+    run: list[Receive] = []
+    for op in ops:
+        if isinstance(op, Receive):
+            key = (op.sku, op.site, op.request_id)
+            if key in received and uses[key] == 1:
+                run.append(op)
+                if len(run) == RECEIVE_BULK_MAX:
+                    out.append(ReceiveBulk(run))
+                    run = []
+                continue
+        if run:
+            out.append(ReceiveBulk(run))
+            run = []
+        out.append(op)
+    if run:
+        out.append(ReceiveBulk(run))
+    return out
 
 
 def op_weight(ops: Sequence[Op]) -> int:

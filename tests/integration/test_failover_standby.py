@@ -16,11 +16,11 @@ from adapters.nats.server import EmbeddedNats
 from engine.bootstrap.config import nats_backend
 from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
-from engine.domain.commands import Commit, Receive, Reserve, ReserveLine
+from engine.domain.commands import Commit, Move, Receive, Release, Reserve, ReserveLine
 from engine.domain.errors import InsufficientStock, Unavailable
 from engine.domain.model import MS_PER_DAY
 from engine.domain.ports import BackendFactory
-from engine.domain.shard import PutSite, PutSku, ReadSlice
+from engine.domain.shard import PutSite, PutSku, ReadSlice, ReceiveBulk
 from engine.runtime.host import HostState, ShardHost
 from tests.nats_fixtures import nats_server  # noqa: F401 - a real nats-server, session-scoped
 
@@ -122,3 +122,32 @@ async def test_the_old_primary_is_fenced_off_once_the_standby_writes(hosts: tupl
     await primary.start()  # it rebuilds from the journal: the standby's writes, not its own
     assert (primary.batch_seq, primary.core.state_hash()) == (standby.batch_seq, standby.core.state_hash())
     assert await available(standby) == 10 - 4
+
+
+async def test_the_standby_ends_as_the_primary_after_a_bulk_load_and_mixed_commands(
+    hosts: tuple[ShardHost, ShardHost],
+) -> None:
+    """The standby applies the receipts its journal shows accepted without validating them
+    again (engine.domain.shard.replay_ops): its state must be the primary's, window too."""
+    primary, standby = hosts
+    expires = primary.clock.now_ms() + 100 * MS_PER_DAY
+    lots = tuple(Receive(f"b{i}", "strip", "ward1", f"B{i}", 1 + i % 3, bin=f"A/{i % 7}") for i in range(600))
+    (answers,) = await primary.apply([ReceiveBulk(lots)])
+    assert answers == [None] * len(lots)
+    await primary.apply(
+        [
+            Receive("m1", "strip", "ward1", "L1", 0),  # refused by validation
+            Receive("m1", "strip", "ward1", "L1", 4, status="available", expires_at_ms=expires),  # then accepted
+            Receive("m2", "strip", "ward1", "L1", 1, expires_at_ms=expires + 1),  # other dates: refused
+            Receive("b7", "strip", "ward1", "B7", 2, bin="A/0"),  # a bulk receipt's id reused: a conflict
+            reserve("o9", 5),
+            Move("mv1", "strip", "ward1", "B1", 1, "A/1", "A/2", status="receiving"),
+        ]
+    )
+    await primary.apply([Release("rel9", "strip", "ward1", "H-o9"), ReceiveBulk(lots[:50])])  # a re-run
+    await until_followed(standby, primary.batch_seq)
+    assert standby.core.state_hash() == primary.core.state_hash()
+    assert standby.core.export_state() == primary.core.export_state()
+    assert await standby.promote() == "ready"
+    assert (standby.batch_seq, standby.core.export_state()) == (primary.batch_seq, primary.core.export_state())
+    assert await available(standby) == await available(primary)
