@@ -422,8 +422,11 @@ class JournalFollower:
         config = self.config
         busy = self._pace.busy(movements, time.monotonic(), config.busy_movements_per_s)
         self.window_ms = config.batch_max_ms
-        if busy and config.busy_batch_max_ms > config.batch_max_ms:
-            self.window_ms = config.busy_batch_max_ms
+        # Never longer than half the ack wait: a held message JetStream has not heard about
+        # for ack_wait_s is delivered again while the batch is still gathering.
+        stretched = min(config.busy_batch_max_ms, config.ack_wait_s * 500)
+        if busy and stretched > config.batch_max_ms:
+            self.window_ms = stretched
             self.busy_batches += 1
 
     async def _apply_held(self) -> None:

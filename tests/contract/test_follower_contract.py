@@ -325,3 +325,30 @@ async def test_the_busy_window_is_bounded() -> None:
         dataclasses.replace(QUICK, busy_batch_max_ms=60_000.0)
     with pytest.raises(ValueError, match="busy_movements_per_s"):
         dataclasses.replace(QUICK, busy_movements_per_s=0.0)
+
+
+async def test_a_stretched_window_stays_within_half_the_ack_wait(rig: Rig) -> None:
+    """A batch gathering longer than the ack wait would have its held messages delivered
+    again: the busy window is cut to half of it (here 1 s → 500 ms, not the 2 s asked)."""
+    config = dataclasses.replace(
+        QUICK,
+        batch_max_messages=64,
+        max_ack_pending=256,
+        batch_max_ms=40.0,
+        busy_batch_max_ms=2_000.0,
+        busy_movements_per_s=50.0,
+        ack_wait_s=1.0,
+    )
+    sink = Recorder()
+    follower = await rig.follower(sink, config)
+    batch_seq, widest = 1, 0.0
+    for _ in range(30):
+        await rig.write(batch_seq, 4)
+        batch_seq += 4
+        await asyncio.sleep(0.04)
+        widest = max(widest, follower.window_ms)
+    await follower.wait_caught_up(timeout_s=20)
+    assert follower.busy_batches >= 1
+    assert widest == 500.0
+    assert sink.batch_seqs() == list(range(1, batch_seq))  # nothing lost, nothing twice
+    await follower.stop()
