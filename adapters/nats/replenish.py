@@ -161,8 +161,7 @@ class JetStreamReplenishStore:
         return sorted(_untoken(name.split(".", 1)[1]) for name in names)
 
     async def suggestion_keys(self) -> list[str]:
-        await self._index.entries("", 0, "", INDEX_READY_TIMEOUT_S)
-        return self._index.keys()
+        return await self._index.keys(INDEX_READY_TIMEOUT_S)
 
     async def suggestion_entries(self, after: str = "", limit: int = 256, site: str = "") -> list[SuggestionEntry]:
         return await self._index.entries(after, limit, site, INDEX_READY_TIMEOUT_S)

@@ -65,6 +65,16 @@ class SuggestionIndex:
         self._starting = asyncio.Lock()
 
     async def entries(self, after: str, limit: int, site: str, ready_timeout_s: float) -> list[SuggestionEntry]:
+        await self._loaded(ready_timeout_s)
+        return entries_after(self._keys, after, limit, site, self._entry)
+
+    async def keys(self, ready_timeout_s: float) -> list[str]:
+        await self._loaded(ready_timeout_s)
+        return list(self._keys)
+
+    async def _loaded(self, ready_timeout_s: float) -> None:
+        """Started, and holding everything stored when it started (JournalUnavailable if not
+        within `ready_timeout_s`)."""
         await self._start()
         try:
             await asyncio.wait_for(self._ready.wait(), ready_timeout_s)
@@ -72,10 +82,6 @@ class SuggestionIndex:
             raise JournalUnavailable(
                 f"the suggestion index did not load within {ready_timeout_s:.0f} s ({len(self._keys)} keys so far)"
             ) from None
-        return entries_after(self._keys, after, limit, site, self._entry)
-
-    def keys(self) -> list[str]:
-        return list(self._keys)
 
     def note(self, key: str, state: str, flagged: bool, seq: int) -> None:
         """A write of this process, acknowledged at stream sequence `seq`."""
