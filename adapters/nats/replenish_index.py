@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
-from engine.domain.ports import JournalUnavailable
+from engine.domain.errors import Unavailable
 from engine.replenish.store import SuggestionEntry, entries_after
 
 STATE_HEADER = "Lotwise-State"
@@ -73,13 +73,13 @@ class SuggestionIndex:
         return list(self._keys)
 
     async def _loaded(self, ready_timeout_s: float) -> None:
-        """Started, and holding everything stored when it started (JournalUnavailable if not
-        within `ready_timeout_s`)."""
+        """Started, and holding everything stored when it started; else Unavailable (a listing
+        answers UNAVAILABLE, retryable, not INTERNAL) after `ready_timeout_s`."""
         await self._start()
         try:
             await asyncio.wait_for(self._ready.wait(), ready_timeout_s)
         except TimeoutError:
-            raise JournalUnavailable(
+            raise Unavailable(
                 f"the suggestion index did not load within {ready_timeout_s:.0f} s ({len(self._keys)} keys so far)"
             ) from None
 

@@ -22,3 +22,32 @@ def test_a_site_is_its_own_keys_only() -> None:
     assert entries_after(keys, pair_key("2", "A"), 10, "A", entry) == []
     assert [e.key for e in entries_after(keys, "", 3, "", entry)] == keys[:3]
     assert entries_after(keys, keys[-1], 3, "", entry) == []
+
+
+async def test_an_index_that_cannot_load_answers_unavailable() -> None:
+    """The bucket says it holds suggestions, none arrives: the listing is UNAVAILABLE (retry),
+    not an INTERNAL error, and it does not wait past its bound."""
+    import pytest
+
+    from adapters.nats.replenish_index import SuggestionIndex
+    from engine.domain.errors import Unavailable
+
+    class Sub:
+        delivered = 0
+
+        async def consumer_info(self) -> object:
+            return type("Info", (), {"num_pending": 5})()
+
+    class Js:
+        async def subscribe(self, *args: object, **kwargs: object) -> Sub:
+            return Sub()
+
+    class Nc:
+        is_closed = False
+
+    async def client() -> tuple[Nc, Js]:
+        return Nc(), Js()
+
+    index = SuggestionIndex(client, "KV_b", "$KV.b.s.", lambda token: token)  # type: ignore[arg-type]
+    with pytest.raises(Unavailable, match="did not load within"):
+        await index.entries("", 10, "", ready_timeout_s=0.05)
