@@ -153,6 +153,7 @@ class LeanCaller:
         throttle: bool = True,
         pause_after_refusal: bool = True,
         limit: str = "",
+        tolerance: float = 0.0,
     ) -> None:
         # No serializers: requests and answers are bytes.
         raw = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
@@ -165,8 +166,15 @@ class LeanCaller:
         self._rng = random.Random()
         self.budget = RetryBudget()
         self.throttle = AdaptiveThrottle() if throttle else None
-        # One per channel, as LotwiseClient's: "aimd", "gradient", or "" (none).
-        self.limit = {"aimd": ConcurrencyLimit, "gradient": GradientLimit}[limit]() if limit else None
+        # One per channel, as LotwiseClient's: "aimd", "gradient", or "" (none); `tolerance`
+        # > 0 sets the GradientLimit's (0: its default).
+        self.limit: ConcurrencyLimit | GradientLimit | None = None
+        if limit == "aimd":
+            self.limit = ConcurrencyLimit()
+        elif limit == "gradient":
+            self.limit = GradientLimit(tolerance=tolerance) if tolerance > 0 else GradientLimit()
+        elif limit:
+            raise ValueError(f"unknown limit {limit!r}: 'aimd', 'gradient' or ''")
         self._wire_header = wire_header  # False: a caller as before issue 19's wire wait (no header)
         self._pause = pause_after_refusal  # False: the next call follows a refused one at once
 

@@ -133,20 +133,32 @@ async def work(target: str, callers: int, batched: bool, start_at: float, second
 
 
 async def work_lean(
-    target: str, callers: int, batch: int, start_at: float, seconds: float, offset: int, door: str = DOOR_AFTER
+    target: str,
+    callers: int,
+    batch: int,
+    start_at: float,
+    seconds: float,
+    offset: int,
+    door: str = DOOR_AFTER,
+    before_tolerance: float = 0.0,
 ) -> lean_load.Tally:
     """Closed-loop callers on raw gRPC (bench/lean_load.py): unary Reserve then Commit, or
     (batch > 1) an Execute of `batch` reserves then one of their commits. `door` says how
     the callers behave: both throttle adaptively, back off after a refused call and keep a
     limit on their channel's attempts in flight: DOOR_AFTER a GradientLimit, DOOR_BEFORE
-    the AIMD ConcurrencyLimit."""
+    the AIMD ConcurrencyLimit — or, with `before_tolerance` > 0, a GradientLimit of that
+    tolerance (to compare two tolerances in one run)."""
     tally = lean_load.Tally()
     encoder = lean_load.Encoder(SKUS, "bench-site", TTL_MS)
     lean_load.check_encoding(encoder, "bench-site", TTL_MS)
     tag = f"{os.getpid()}-{int(start_at)}"
     async with grpc.aio.insecure_channel(target) as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
-        caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, limit="gradient" if door == DOOR_AFTER else "aimd")
+        if door == DOOR_AFTER or before_tolerance > 0:
+            tolerance = before_tolerance if door == DOOR_BEFORE else 0.0
+            caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, limit="gradient", tolerance=tolerance)
+        else:
+            caller = lean_load.LeanCaller(channel, tally, DEADLINE_S, limit="aimd")
         await asyncio.sleep(max(start_at - time.time(), 0.0))
         stop_at = time.monotonic() + seconds
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -189,7 +201,16 @@ def worker_main(args: argparse.Namespace) -> None:
     if args.client == "lean":
         batch = args.batch if args.batched else 1
         lean = asyncio.run(
-            work_lean(args.target, args.callers, batch, args.start_at, args.seconds, args.offset, args.door)
+            work_lean(
+                args.target,
+                args.callers,
+                batch,
+                args.start_at,
+                args.seconds,
+                args.offset,
+                args.door,
+                args.before_tolerance,
+            )
         )
         print(json.dumps(asdict(lean)))
         return
@@ -298,6 +319,7 @@ class Harness:
     server_cpus: str  # "" when not pinned
     load_cpus: str
     door_max_cost: int = 0  # 0: the door's default bounds
+    before_tolerance: float = 0.0  # > 0: --compare's "before" callers keep a GradientLimit of it, not the AIMD
 
 
 def run_level(
@@ -351,7 +373,7 @@ def worker(
     args += ["--start-at", str(start_at), "--seconds", str(seconds), "--offset", str(offset)]
     args += ["--client", h.client, "--batch", str(h.batch), *(["--batched"] if batched else [])]
     args += ["--cpus", h.load_cpus] if h.load_cpus else []
-    args += ["--door", door]
+    args += ["--door", door, "--before-tolerance", str(h.before_tolerance)]
     return subprocess.Popen(args, stdout=subprocess.PIPE)
 
 
@@ -462,7 +484,9 @@ def drive(args: argparse.Namespace) -> None:
     modes = [m.strip() for m in args.modes.split(",")]
     out_dir = args.out or Path("bench/results") / datetime.date.today().isoformat() / "overload"
     out_dir.mkdir(parents=True, exist_ok=True)
-    harness = Harness(args.client, args.procs, args.batch, args.server_cpus, args.load_cpus, args.door_max_cost)
+    harness = Harness(
+        args.client, args.procs, args.batch, args.server_cpus, args.load_cpus, args.door_max_cost, args.before_tolerance
+    )
     saturation = {"unary": args.saturation, "batched": args.saturation_batched or args.saturation}
     rows: list[Row] = []
     load_before = os.getloadavg()
@@ -517,6 +541,13 @@ def main() -> None:
         "--compare",
         action="store_true",
         help="run every row twice: callers with the AIMD ConcurrencyLimit and with a GradientLimit",
+    )
+    parser.add_argument(
+        "--before-tolerance",
+        type=float,
+        default=0.0,
+        help="with --compare: the 'before' callers keep a GradientLimit of this tolerance instead of the AIMD"
+        " limit (0: AIMD), e.g. 2.0 against the default's",
     )
     parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
     parser.add_argument("--door", default=DOOR_AFTER, help=argparse.SUPPRESS)

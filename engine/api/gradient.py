@@ -33,6 +33,9 @@ import math
 import time
 from collections.abc import Callable
 
+# How much slower than unloaded the answers may get before the limit stops growing.
+DEFAULT_TOLERANCE = 1.25
+
 
 class GradientLimit:
     """A per-channel limit on attempts in flight; the same interface as `ConcurrencyLimit`.
@@ -44,6 +47,10 @@ class GradientLimit:
     latency a caller measures includes its own process's lag, which a limit of a few read
     as the engine's and fell to where the engine idled (bench/README.md, "A gradient limit
     in the client": with a floor of 4, the 10× rows left the server 0.07–0.16 of a core).
+    `tolerance` = 1.25: with the floor keeping a queue of its own (√limit), 2.0 let the
+    answers of batched callers under 4–8× overload take 3–4× their p99 at saturation, 1.5
+    about 2×, 1.25 no more than at saturation, at the same goodput (bench/README.md, "The
+    gradient's tolerance").
     Only engine answers move the limit: UNAVAILABLE (a shard recovering) and other errors
     ("other") neither grow nor shrink it.
     """
@@ -53,7 +60,7 @@ class GradientLimit:
         initial: float = 32.0,
         min_limit: float = 16.0,
         max_limit: float = 1_000.0,
-        tolerance: float = 2.0,
+        tolerance: float = DEFAULT_TOLERANCE,
         smoothing: float = 0.2,
         noload_window_s: float = 10.0,
         min_round_s: float = 0.005,

@@ -48,6 +48,21 @@ def test_under_a_standing_overload_it_settles_where_answers_take_tolerance_times
     assert limit.throttled > 300 * 380  # the rest was refused where it stood, never sent
 
 
+def test_by_default_it_settles_closer_to_the_unloaded_latency() -> None:
+    """The default tolerance (1.25) keeps the answers nearer the unloaded latency than 2.0
+    does on the same standing overload — the queue it keeps is the √limit allowance."""
+    means = {}
+    for tolerance in (2.0, None):
+        clock = FakeClock()
+        kwargs = {} if tolerance is None else {"tolerance": tolerance}
+        limit = GradientLimit(initial=32, min_limit=4, clock=clock, **kwargs)
+        for _ in range(300):
+            rtts = run_round(limit, clock, 400, 0.002, 0.001)
+        means[tolerance] = sum(rtts) / len(rtts)
+    assert means[None] < means[2.0]
+    assert means[None] <= 0.0065  # 6 ms against 8.5 ms with 2.0 (3 ms unloaded)
+
+
 def test_it_grows_while_answers_stay_quick_and_the_limit_is_used() -> None:
     clock = FakeClock()
     limit = GradientLimit(initial=8, min_limit=4, clock=clock)
