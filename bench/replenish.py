@@ -839,7 +839,7 @@ def kernel_ab_cmd(
     days: Annotated[int, typer.Option(min=30, max=800, help="> 395 to include the seasonal index")] = 420,
     reps: Annotated[int, typer.Option(min=1, max=20)] = 5,
 ) -> None:
-    """forecast_batch's CPU per pair-day with the defaults before the third change and now, interleaved."""
+    """forecast_batch's CPU per pair-day with the defaults before the fifth run and now, interleaved."""
     rng = np.random.default_rng(1)
     demand = rng.poisson(rng.uniform(0.05, 30.0, (pairs, 1)), (pairs, days)).astype(np.float32)
     censored = rng.random((pairs, days), dtype=np.float32) < 0.02
