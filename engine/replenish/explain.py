@@ -12,11 +12,25 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from engine.replenish.model import SCHEMA_VERSION, Suggestion
+from engine.replenish.model import SCHEMA_VERSION, Panel, Suggestion
 
 
 def _n(value: float) -> str:
     return f"{value:.2f}" if math.isfinite(value) else "∞"
+
+
+def _competition(p: Panel) -> str:
+    """Which smooth level won the forecast competition over the risk period, and by what errors."""
+    if p.estimator == "stationarity":
+        return (
+            f"Level: {p.error_origins} past forecasts scored (too few to compare): the stationarity test "
+            f"chose; σ per day {_n(p.sigma)}."
+        )
+    return (
+        f"Level: over the last {p.error_origins} days, {p.risk_days}-day demand was forecast with RMSE "
+        f"{_n(p.error_blend)} by the blend and {_n(p.error_window)} by the 90-day mean → {p.estimator} used; "
+        f"the safety stock's σ is its error, {_n(p.sigma)} per √day (daily σ {_n(p.daily_sigma)})."
+    )
 
 
 def explain(s: Suggestion) -> list[str]:
@@ -28,6 +42,7 @@ def explain(s: Suggestion) -> list[str]:
         + (f" — {s.reason}" if s.reason else ""),
         f"Demand: m7 {_n(p.m7)}, m14 {_n(p.m14)}, m30 {_n(p.m30)} → blend {_n(p.blend)}/day; "
         f"σ {_n(p.sigma)}; {p.uncensored_days} uncensored days, {p.spikes_stripped} spikes stripped.",
+        _competition(p),
         f"Pattern: ADI {_n(p.adi)}, CV² {_n(p.cv2)} → {s.sbc_class}, method {s.method} "
         f"(Croston {_n(p.croston)}, SBA {_n(p.sba)}, TSB {_n(p.tsb)}).",
         f"Rate d̂ {_n(p.base_rate)}/day (seasonal index {_n(p.seasonal_index)}); "

@@ -46,9 +46,14 @@ METHOD_NONE, METHOD_SMOOTH, METHOD_SBA, METHOD_TSB = 0, 1, 2, 3
 METHOD_NAMES = ("none", "smooth", "sba", "tsb")
 SBC_NO_DEMAND, SBC_SMOOTH, SBC_ERRATIC, SBC_INTERMITTENT, SBC_LUMPY = 0, 1, 2, 3, 4
 SBC_NAMES = ("no_demand", "smooth", "erratic", "intermittent", "lumpy")
+# which smooth level is used: the stationarity test (too few forecast origins to compare), or the
+# estimator whose risk-period forecasts erred less (the blend or the SBC window's mean)
+ESTIMATOR_STATIONARITY, ESTIMATOR_BLEND, ESTIMATOR_WINDOW = 0, 1, 2
+ESTIMATOR_NAMES = ("stationarity", "blend", "window")
 
 YEAR_DAYS = 365
 MAX_BATCH_DAYS = 800  # a bound on the columns one call reads (model.MAX_HISTORY_DAYS)
+DEFAULT_RISK_DAYS = 7  # the lead time assumed when the caller passes no risk period (risk = this + R)
 SPIKE_MIN_NONZERO = 5  # fewer non-zero days than this: no spike can be told from normal demand
 
 
@@ -60,7 +65,7 @@ class BatchForecast:
     m14: npt.NDArray[np.float64]
     m30: npt.NDArray[np.float64]
     blend: npt.NDArray[np.float64]
-    sigma: npt.NDArray[np.float64]
+    sigma: npt.NDArray[np.float64]  # per √day, what SS uses: the risk-period error's when measured
     adi: npt.NDArray[np.float64]  # inf when there is no non-zero day
     cv2: npt.NDArray[np.float64]
     croston: npt.NDArray[np.float64]
@@ -76,6 +81,13 @@ class BatchForecast:
     valid_days: npt.NDArray[np.int32]  # uncensored, non-promo, non-spike days in the history
     spikes: npt.NDArray[np.int32]
     trailing_zeros: npt.NDArray[np.int32]  # valid zero days since the last non-zero one
+    # the forecast competition over the risk period (`risk_days` summed): RMSE of the blend's and of
+    # the window mean's forecasts over the last origins, how many origins, which estimator won
+    error_blend: npt.NDArray[np.float64]
+    error_window: npt.NDArray[np.float64]
+    error_origins: npt.NDArray[np.int32]
+    estimator: npt.NDArray[np.int8]  # ESTIMATOR_*: 0 = the stationarity test decided (too few origins)
+    daily_sigma: npt.NDArray[np.float64]  # σ of daily demand (30 days, or the window when stationary)
 
     def __len__(self) -> int:
         return len(self.rate)
@@ -268,6 +280,70 @@ def _stationary(
 
 
 @njit(cache=True)
+def _prefix(y: Vec, valid: Mask) -> tuple[Vec, npt.NDArray[np.int64]]:
+    """Running sums of the valid days' demand and of their count: any window's mean in O(1)."""
+    n = len(y)
+    total = np.zeros(n + 1, np.float64)
+    count = np.zeros(n + 1, np.int64)
+    for j in range(n):
+        total[j + 1] = total[j] + (y[j] if valid[j] else 0.0)
+        count[j + 1] = count[j] + (1 if valid[j] else 0)
+    return total, count
+
+
+@njit(cache=True)
+def _mean_before(total: Vec, count: npt.NDArray[np.int64], o: int, w: int, fallback: float) -> float:
+    """Mean of the valid days among the `w` days before column `o` (`fallback` when none)."""
+    lo = max(0, o - w)
+    c = count[o] - count[lo]
+    return (total[o] - total[lo]) / c if c else fallback
+
+
+@njit(cache=True)
+def _risk_errors(y: Vec, valid: Mask, risk: int, origins: int, params: Vec) -> tuple[float, float, int]:
+    """Mean squared out-of-sample errors of the risk period's demand (`risk` days summed) forecast by
+    the 7/14/30 blend and by the SBC window's mean, over the last `origins` forecast origins whose
+    risk period is already over: (MSE blend, MSE window, origins used).
+
+    Each origin o forecasts from the days before o only, as the policy would have on that day, and
+    is compared with what the `risk` days from o sold (the valid days' mean × `risk`: a stockout
+    or promotion day inside the period is not a zero). This is the forecast competition per series
+    and, at once, the spread the safety stock must cover at the aggregation it covers: daily σ·√P
+    misses both the level's own error and demand that comes in runs (a month's rate)."""
+    n = len(y)
+    if risk <= 0 or origins <= 0:
+        return 0.0, 0.0, 0
+    total, count = _prefix(y, valid)
+    window = int(params[5])
+    eb = 0.0
+    ew = 0.0
+    used = 0
+    for o in range(max(30, n - risk - origins + 1), n - risk + 1):
+        c = count[o + risk] - count[o]
+        cw = count[o] - count[max(0, o - window)]
+        if c == 0 or cw == 0:
+            continue
+        actual = (total[o + risk] - total[o]) / c * risk
+        mw = _mean_before(total, count, o, window, 0.0)
+        m30 = _mean_before(total, count, o, 30, mw)
+        m14 = _mean_before(total, count, o, 14, m30)
+        m7 = _mean_before(total, count, o, 7, m14)
+        blend = params[0] * m7 + params[1] * m14 + params[2] * m30
+        eb += (actual - blend * risk) ** 2
+        ew += (actual - mw * risk) ** 2
+        used += 1
+    if used == 0:
+        return 0.0, 0.0, 0
+    return eb / used, ew / used, used
+
+
+@njit(cache=True)
+def stationary_z_ok(params: Vec) -> bool:
+    """Whether the stationarity test is on (`stationary_z` > 0)."""
+    return params[12] > 0
+
+
+@njit(cache=True)
 def _classify(nz: int, adi: float, cv2: float, adi_thr: float, cv2_thr: float) -> int:
     if nz == 0:
         return SBC_NO_DEMAND
@@ -277,13 +353,14 @@ def _classify(nz: int, adi: float, cv2: float, adi_thr: float, cv2_thr: float) -
 
 
 @njit(cache=True)
-def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
+def _row(y: Vec, valid: Mask, params: Vec, si_days: int, risk: int, out: Vec) -> None:
     """Every estimate for one row; `valid` arrives as not-censored-and-not-promo, spikes are struck here.
 
     params: w7, w14, w30, alpha, spike_k, sbc_window, adi_thr, cv2_thr, si_min_days, si_lo, si_hi, tsb_after_adi,
-    stationary_z, seasonal_z, seasonal_matches_level, spike_neighbours.
+    stationary_z, seasonal_z, seasonal_matches_level, spike_neighbours, error_origins, error_min_origins,
+    moves_override_scores.
     out: m7 m14 m30 blend sigma adi cv2 croston sba tsb si rate sbc method valid spikes trailing_zeros
-    level m_window stationary.
+    level m_window stationary error_blend error_window error_origins estimator daily_sigma.
     """
     n = len(y)
     alpha, sbc_window = params[3], int(params[5])
@@ -309,10 +386,24 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     blend = params[0] * m7 + params[1] * m14 + params[2] * m30
     sigma_w = _sigma(y, valid, start, mw, cw)
     sigma = _sigma(y, valid, n - 30, m30, c30) if c30 >= 2 else sigma_w
+    daily_sigma = sigma
     stationary = _stationary((m7, m14, m30), (c7, c14, c30), mw, cw, sigma_w, params[12])
     level = mw if stationary else blend
     if stationary:
         sigma = sigma_w
+        daily_sigma = sigma_w
+    # the forecast competition: with enough origins, the estimator whose risk-period forecasts erred
+    # less is used, and its error is the spread (per √day, so that P·σ² is the error's variance)
+    err_b, err_w, origins = _risk_errors(y, valid, risk, int(params[16]), params)
+    chosen = ESTIMATOR_STATIONARITY
+    if origins >= max(int(params[17]), 1):
+        chosen = ESTIMATOR_WINDOW if err_w <= err_b else ESTIMATOR_BLEND
+        # past scores cannot see a move newer than the last scored risk period: when the recent
+        # windows say the level moved (the stationarity test fails), the blend follows it now
+        if params[18] > 0 and stationary_z_ok(params) and not stationary:
+            chosen = ESTIMATOR_BLEND
+        stationary = chosen == ESTIMATOR_WINDOW
+        level = mw if stationary else blend
 
     nz, s1, s2 = _nonzero_moments(y, valid, start, n)
     adi = cw / nz if nz else math.inf
@@ -330,6 +421,8 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
         method, rate = METHOD_NONE, 0.0
     elif sbc == SBC_SMOOTH:
         method, rate = METHOD_SMOOTH, level
+        if chosen != ESTIMATOR_STATIONARITY:  # the spread of the chosen forecast's own errors
+            sigma = math.sqrt((err_w if chosen == ESTIMATOR_WINDOW else err_b) / risk)
     elif trailing > params[11] * adi:  # a long silence: TSB's probability decays, SBA would not
         method, rate = METHOD_TSB, tsb
     else:
@@ -339,9 +432,11 @@ def _row(y: Vec, valid: Mask, params: Vec, si_days: int, out: Vec) -> None:
     out[10], out[11], out[12], out[13] = si, rate * si, sbc, method
     out[14], out[15], out[16] = valid_days, spikes, trailing
     out[17], out[18], out[19] = level, mw, 1.0 if stationary else 0.0
+    out[20], out[21], out[22] = math.sqrt(err_b), math.sqrt(err_w), origins
+    out[23], out[24] = chosen, daily_sigma
 
 
-N_OUT = 20
+N_OUT = 25
 
 
 @njit(cache=True)
@@ -352,6 +447,7 @@ def _one(
     strip_promo: bool,
     params: Vec,
     si_days: npt.NDArray[np.int32],
+    risk_days: npt.NDArray[np.int32],
     out: npt.NDArray[np.float64],
     i: int,
 ) -> None:
@@ -362,7 +458,7 @@ def _one(
         v = float(demand[i, j])
         y[j] = v if v > 0 else 0.0  # a day of net returns is a day without demand
         valid[j] = not censored[i, j] and not (strip_promo and promo[i, j])
-    _row(y, valid, params, si_days[i], out[i])
+    _row(y, valid, params, si_days[i], risk_days[i], out[i])
 
 
 @njit(cache=True, parallel=True)
@@ -373,10 +469,11 @@ def _kernel(
     strip_promo: bool,
     params: Vec,
     si_days: npt.NDArray[np.int32],
+    risk_days: npt.NDArray[np.int32],
     out: npt.NDArray[np.float64],
 ) -> None:
     for i in prange(demand.shape[0]):
-        _one(demand, censored, promo, strip_promo, params, si_days, out, i)
+        _one(demand, censored, promo, strip_promo, params, si_days, risk_days, out, i)
 
 
 @njit(cache=True)
@@ -387,12 +484,13 @@ def _kernel_serial(
     strip_promo: bool,
     params: Vec,
     si_days: npt.NDArray[np.int32],
+    risk_days: npt.NDArray[np.int32],
     out: npt.NDArray[np.float64],
 ) -> None:
     """The same rows one after another: for a few pairs, waking the thread pool costs more than it saves
     (and on a busy machine it waits for every worker thread to get a core)."""
     for i in range(demand.shape[0]):
-        _one(demand, censored, promo, strip_promo, params, si_days, out, i)
+        _one(demand, censored, promo, strip_promo, params, si_days, risk_days, out, i)
 
 
 PARALLEL_MIN_ROWS = 256
@@ -419,6 +517,9 @@ def kernel_params(settings: PolicySettings) -> npt.NDArray[np.float64]:
             settings.seasonal_z,
             1.0 if settings.seasonal_matches_level else 0.0,
             settings.spike_neighbours,
+            settings.error_origins,
+            settings.error_min_origins,
+            1.0 if settings.moves_override_scores else 0.0,
         ],
         dtype=np.float64,
     )
@@ -439,6 +540,7 @@ def forecast_batch(
     settings: PolicySettings,
     promo: npt.ArrayLike | None = None,
     seasonal_days: npt.ArrayLike | int | None = None,
+    risk_days: npt.ArrayLike | int | None = None,
 ) -> BatchForecast:
     """Every estimate for `demand[pairs, days]` (float32 or float64, last column = yesterday).
 
@@ -467,6 +569,10 @@ def forecast_batch(
     si = np.broadcast_to(np.asarray(default_days if seasonal_days is None else seasonal_days), (rows,))
     if np.any(si < 0):
         out_v.append(FieldViolation("seasonal_days", "must be ≥ 0"))
+    default_risk = DEFAULT_RISK_DAYS + settings.review_days
+    risk = np.broadcast_to(np.asarray(default_risk if risk_days is None else risk_days), (rows,))
+    if np.any(risk < 1):
+        out_v.append(FieldViolation("risk_days", "must be ≥ 1"))
     if out_v:
         raise InvalidArgument(out_v)
     if not np.all(np.isfinite(d)):
@@ -480,6 +586,7 @@ def forecast_batch(
         settings.strip_promo,
         kernel_params(settings),
         np.ascontiguousarray(si, dtype=np.int32),
+        np.ascontiguousarray(risk, dtype=np.int32),
         out,
     )
     return BatchForecast(
@@ -503,4 +610,9 @@ def forecast_batch(
         level=out[:, 17].copy(),
         m_window=out[:, 18].copy(),
         stationary=out[:, 19] > 0.5,
+        error_blend=out[:, 20].copy(),
+        error_window=out[:, 21].copy(),
+        error_origins=out[:, 22].astype(np.int32),
+        estimator=out[:, 23].astype(np.int8),
+        daily_sigma=out[:, 24].copy(),
     )

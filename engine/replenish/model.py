@@ -249,9 +249,10 @@ def _default_bounds() -> tuple[tuple[FactorKind, float, float], ...]:
 class PolicySettings:
     """The policy's knobs, with the defaults of the replenishment notes.
 
-    Windows are blended as d̂ = w7·m7 + w14·m14 + w30·m30. `demand_buffer` multiplies demand
-    over the risk period L̄ + R (the 15 % for sudden orders while an order is on its way); it is
-    never added to safety stock, nor (unless `buffer_on_cycle`) to the cycle's days.
+    Windows are blended as d̂ = w7·m7 + w14·m14 + w30·m30. `demand_buffer` is the 15 % for sudden
+    orders while an order is on its way: its units over the risk period L̄ + R count towards the
+    safety stock (SS = max(z·σ_LTD, buffer units); `buffer_in_safety_stock` off: it multiplies
+    demand and SS comes on top); never on the cycle's days unless `buffer_on_cycle`.
     `horizon_days` is the cycle C: the order-up-to level covers C days of demand beyond the ROP.
     """
 
@@ -262,6 +263,9 @@ class PolicySettings:
     # the buffer also on the cycle's days (S = ROP + d̂·F·buffer·C); off, the cycle is at d̂·F: a
     # sudden order during the cycle brings the next order forward (the ROP is checked every review)
     buffer_on_cycle: bool = False
+    # the buffer's units over L̄ + R count towards the safety stock: SS = max(z·σ_LTD, (buffer − 1)·d̂·F·P)
+    # and ROP = d̂·F·P + SS; off, the buffer multiplies demand and SS comes on top
+    buffer_in_safety_stock: bool = True
     adi_threshold: float = 1.32
     cv2_threshold: float = 0.49
     alpha: float = 0.1  # Croston/SBA smoothing; TSB uses it for both size and probability
@@ -284,6 +288,14 @@ class PolicySettings:
     shelf_life_cycle: float = 0.5  # the cycle C is at most this share of a perishable's sellable days
     tsb_after_adi: float = 2.0  # a trailing run of zero days longer than this × ADI switches SBA → TSB
     nb_epsilon: float = 0.05  # negative binomial: variance ≥ μ(1 + ε)
+    # the forecast competition (kernels._risk_errors): the last this many origins' risk-period
+    # forecasts of the blend and the window mean are scored; 0 turns it off (the stationarity test
+    # picks the level, σ is daily σ·√P)
+    error_origins: int = 90
+    error_min_origins: int = 30  # fewer scored origins than this: the stationarity test decides
+    # a level the stationarity test says moved is followed by the blend whatever the scores: they
+    # cannot see a move newer than the last risk period that is over
+    moves_override_scores: bool = True
 
     def __post_init__(self) -> None:
         out: list[FieldViolation] = []
@@ -316,6 +328,10 @@ class PolicySettings:
         _finite("shelf_life_cycle", self.shelf_life_cycle, out, 0.05, 1.0)
         _finite("tsb_after_adi", self.tsb_after_adi, out, 1.0, 100.0)
         _finite("nb_epsilon", self.nb_epsilon, out, 0.0, 10.0)
+        _count("error_origins", self.error_origins, out)
+        if not out and self.error_origins > 365:
+            out.append(FieldViolation("error_origins", f"must be ≤ 365, got {self.error_origins}"))
+        _count("error_min_origins", self.error_min_origins, out, minimum=1)
         lo, hi = self.seasonal_bounds
         if not 0 < lo <= 1 <= hi:
             out.append(FieldViolation("seasonal_bounds", "must be (lo, hi) with 0 < lo ≤ 1 ≤ hi"))
@@ -402,6 +418,16 @@ class Panel:
     uncensored_days: int
     spikes_stripped: int
     health: tuple[str, ...]
+    # the forecast competition over the risk period P (kernels._risk_errors): the estimator used for
+    # the smooth level ("blend", "window", or "stationarity" with too few scored origins), the RMSE
+    # of each candidate's P-day forecasts over `error_origins` past origins, and the daily σ the
+    # error replaced in the safety stock (`sigma` is then the error per √day)
+    estimator: str = "stationarity"
+    risk_days: int = 0
+    error_blend: float = math.nan
+    error_window: float = math.nan
+    error_origins: int = 0
+    daily_sigma: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,14 @@ import numpy as np
 
 from engine.replenish import model as m
 from engine.replenish.kernels import forecast_batch
-from engine.replenish.policy import horizon_factors, lead_time_stats, policy_batch, split_in_transit, suggest
+from engine.replenish.policy import (
+    horizon_factors,
+    lead_time_stats,
+    policy_batch,
+    risk_days_of,
+    split_in_transit,
+    suggest,
+)
 from engine.replenish.rules import Rule, RuleContext
 from engine.replenish.service import PairInputs, Planned, StockPosition, day_of
 from engine.replenish.store import AppliedFactor, LeadTimeSample, Panel, RuleLine, SupplierTerms
@@ -211,6 +218,7 @@ def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list
         np.stack([h.censored for h in histories]),
         settings,
         seasonal_days=np.asarray(horizons, np.int64),
+        risk_days=risk_days_of(np.asarray([mean for mean, _, _ in stats], np.float64), settings),
     )
     multipliers = [
         horizon_factors(h, factors_of(i.factors), settings, days)[0]

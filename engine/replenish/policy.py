@@ -33,7 +33,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import nbinom, norm
 
-from engine.replenish.kernels import METHOD_NAMES, METHOD_SMOOTH, SBC_NAMES, BatchForecast, forecast_batch
+from engine.replenish.kernels import (
+    ESTIMATOR_NAMES,
+    METHOD_NAMES,
+    METHOD_SMOOTH,
+    SBC_NAMES,
+    BatchForecast,
+    forecast_batch,
+)
 from engine.replenish.model import (
     AppliedFactor,
     Arrival,
@@ -284,7 +291,14 @@ def policy_batch(
         settings.service_level,
         settings.nb_epsilon,
     )
-    rop = demand_rate * (l_mean + settings.review_days) + ss
+    risk = l_mean + settings.review_days
+    if settings.buffer_in_safety_stock:
+        # the buffer is the least reserve, counted towards the safety stock: both cover demand above
+        # the forecast during the risk period, so the larger one is held, not their sum
+        ss = np.maximum(ss, (demand_rate - rate * f(factor_multiplier)) * risk)
+        rop = rate * f(factor_multiplier) * risk + ss
+    else:
+        rop = demand_rate * risk + ss
     order_up_to = rop + cycle_rate_batch(rate, f(factor_multiplier), settings) * cycle
     position = i(on_hand) - i(held) - i(backorders) + i(in_transit_within) + i(open_todos)
     triggered = (rate > 0) & (position <= rop)
@@ -296,7 +310,9 @@ def policy_batch(
     return BatchPolicy(demand_rate, ss, sigma_ltd, rop, order_up_to, position, triggered, raw, cap, qty)
 
 
-def forecast_one(history: DemandHistory, settings: PolicySettings, seasonal_days: int) -> BatchForecast:
+def forecast_one(
+    history: DemandHistory, settings: PolicySettings, seasonal_days: int, risk_days: int | None = None
+) -> BatchForecast:
     """The batch kernel on one row: the single-pair path is the batch path."""
     return forecast_batch(
         history.demand[np.newaxis, :],
@@ -304,7 +320,14 @@ def forecast_one(history: DemandHistory, settings: PolicySettings, seasonal_days
         settings,
         promo=history.promo[np.newaxis, :],
         seasonal_days=seasonal_days,
+        risk_days=risk_days,
     )
+
+
+def risk_days_of(lead_mean: FloatLike, settings: PolicySettings) -> npt.NDArray[np.int64]:
+    """The risk period P = L̄ + R in whole days (⌈L̄⌉ + R): the horizon the forecast competition
+    scores and the safety stock covers."""
+    return (np.ceil(np.asarray(lead_mean, np.float64)) + settings.review_days).astype(np.int64)
 
 
 def _health(history: DemandHistory, fc: BatchForecast, supplier: SupplierTerms, settings: PolicySettings) -> list[str]:
@@ -362,7 +385,7 @@ def draft(
     """The policy's numbers for one pair, before MOQ, caps and rules (qty = raw qty)."""
     lead_mean, lead_sigma, used = lead_time_stats(supplier, settings)
     horizon = math.ceil(lead_mean) + settings.review_days + settings.horizon_days
-    fc = forecast_one(history, settings, horizon)
+    fc = forecast_one(history, settings, horizon, int(risk_days_of(lead_mean, settings)))
     factor_mult, applied = horizon_factors(history, factors, settings, horizon)
     within, beyond = split_in_transit(position.in_transit, history.today, lead_mean, settings)
     n = policy_batch(
@@ -463,6 +486,12 @@ def _panel(
         uncensored_days=int(fc.valid_days[0]),
         spikes_stripped=int(fc.spikes[0]),
         health=(),
+        estimator=ESTIMATOR_NAMES[int(fc.estimator[0])],
+        risk_days=int(risk_days_of(lead[0], settings)),
+        error_blend=float(fc.error_blend[0]),
+        error_window=float(fc.error_window[0]),
+        error_origins=int(fc.error_origins[0]),
+        daily_sigma=float(fc.daily_sigma[0]),
     )
 
 

@@ -12,6 +12,9 @@ from hypothesis.extra.numpy import arrays
 
 from engine.domain.errors import InvalidArgument
 from engine.replenish.kernels import (
+    ESTIMATOR_BLEND,
+    ESTIMATOR_STATIONARITY,
+    ESTIMATOR_WINDOW,
     METHOD_SBA,
     METHOD_SMOOTH,
     METHOD_TSB,
@@ -250,12 +253,13 @@ def test_the_parallel_kernel_agrees_with_the_serial_one() -> None:
 def test_stationary_demand_takes_the_long_windows_level() -> None:
     rng = np.random.default_rng(3)
     y = rng.poisson(10.0, 120).astype(float)
-    f = one(list(y))
+    f = one(list(y), error_origins=0)  # the stationarity test alone (the competition scores below)
     assert f.stationary[0]
+    assert f.estimator[0] == ESTIMATOR_STATIONARITY
     assert f.m_window[0] == pytest.approx(y[-90:].mean())
     assert f.rate[0] == f.level[0] == f.m_window[0]  # not the noisier 7/14/30 blend
     assert f.sigma[0] == pytest.approx(float(np.std(y[-90:], ddof=1)))
-    off = one(list(y), stationary_z=0.0)
+    off = one(list(y), stationary_z=0.0, error_origins=0)
     assert not off.stationary[0]
     assert off.rate[0] == pytest.approx(off.blend[0])
 
@@ -276,3 +280,81 @@ def test_a_level_that_moved_is_followed_by_the_blend(last_days: int, factor: flo
 
 def test_a_short_history_is_never_called_stationary() -> None:
     assert not one([10.0, 11.0, 9.0] * 15).stationary[0]  # 45 days: fewer than 60 in the window
+
+
+def reference_errors(y: np.ndarray, risk: int, origins: int) -> tuple[float, float, int]:
+    """The competition's scores in plain numpy, one origin at a time (no censored or spike days)."""
+
+    def before(o: int, w: int) -> float:
+        return float(y[max(0, o - w) : o].mean())
+
+    eb, ew, used = 0.0, 0.0, 0
+    for o in range(max(30, len(y) - risk - origins + 1), len(y) - risk + 1):
+        actual = float(y[o : o + risk].sum())
+        blend = 0.5 * before(o, 7) + 0.3 * before(o, 14) + 0.2 * before(o, 30)
+        eb += (actual - blend * risk) ** 2
+        ew += (actual - before(o, 90) * risk) ** 2
+        used += 1
+    return math.sqrt(eb / used), math.sqrt(ew / used), used
+
+
+@pytest.mark.parametrize("risk", [2, 8, 15])
+def test_the_competitions_scores_match_a_plain_reference(risk: int) -> None:
+    y = np.random.default_rng(5).poisson(6.0, 200).astype(float)
+    f = forecast_batch(y[None, :], None, PolicySettings(spike_k=100.0), risk_days=risk)
+    blend, window, used = reference_errors(y, risk, 90)
+    assert f.error_origins[0] == used == 90
+    assert f.error_blend[0] == pytest.approx(blend)
+    assert f.error_window[0] == pytest.approx(window)
+
+
+def test_steady_demand_keeps_the_window_mean_and_its_error_is_the_spread() -> None:
+    y = np.random.default_rng(6).poisson(10.0, 200).astype(float)
+    f = forecast_batch(y[None, :], None, PolicySettings(spike_k=100.0), risk_days=8)
+    assert f.error_window[0] < f.error_blend[0]  # the blend's short windows add noise, no signal
+    assert f.estimator[0] == ESTIMATOR_WINDOW
+    assert f.rate[0] == f.m_window[0]
+    assert f.sigma[0] == pytest.approx(f.error_window[0] / math.sqrt(8))  # per √day: P·σ² = MSE
+    assert f.daily_sigma[0] == pytest.approx(float(np.std(y[-90:], ddof=1)))
+
+
+def test_a_trend_is_followed_by_the_blend_and_its_lag_is_in_the_spread() -> None:
+    y = 5.0 + 0.1 * np.arange(200.0)  # no noise at all: daily σ knows nothing of the lag
+    f = forecast_batch(y[None, :], None, PolicySettings(spike_k=100.0), risk_days=8)
+    assert f.error_blend[0] < f.error_window[0]
+    assert f.estimator[0] == ESTIMATOR_BLEND
+    assert f.rate[0] == pytest.approx(f.blend[0])
+    assert f.sigma[0] == pytest.approx(f.error_blend[0] / math.sqrt(8))
+    assert f.sigma[0] > 0.5  # the blend lags the trend by days: the risk period's forecast errs by that
+
+
+def test_with_too_few_scored_origins_the_stationarity_test_decides() -> None:
+    y = np.random.default_rng(7).poisson(10.0, 100).astype(float)  # origins 30…92: 63 scored
+    f = forecast_batch(y[None, :], None, PolicySettings(error_min_origins=64), risk_days=8)
+    assert f.error_origins[0] == 63
+    assert f.estimator[0] == ESTIMATOR_STATIONARITY
+    assert f.sigma[0] == f.daily_sigma[0]
+    off = forecast_batch(y[None, :], None, PolicySettings(error_origins=0), risk_days=8)
+    assert off.error_origins[0] == 0
+    assert off.estimator[0] == ESTIMATOR_STATIONARITY
+
+
+def test_a_stockout_inside_a_risk_period_is_not_scored_as_zero_demand() -> None:
+    y = np.random.default_rng(8).poisson(10.0, 200).astype(float)
+    censored = np.zeros(200, bool)
+    censored[150:154] = True
+    hidden = y.copy()
+    hidden[150:154] = 0.0  # what the shelf recorded: nothing sold, because nothing was there
+    f = forecast_batch(hidden[None, :], censored[None, :], PolicySettings(spike_k=100.0), risk_days=8)
+    seen = forecast_batch(y[None, :], None, PolicySettings(spike_k=100.0), risk_days=8)
+    assert f.error_window[0] < seen.error_window[0] * 1.25  # not the 40-unit misses zeros would make
+
+
+def test_risk_days_and_error_origins_are_bounded() -> None:
+    with pytest.raises(InvalidArgument) as e:
+        forecast_batch(np.ones((1, 100)), None, S, risk_days=0)
+    assert "risk_days" in str(e.value)
+    with pytest.raises(InvalidArgument):
+        PolicySettings(error_origins=366)
+    with pytest.raises(InvalidArgument):
+        PolicySettings(error_min_origins=0)

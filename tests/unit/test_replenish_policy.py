@@ -55,13 +55,14 @@ def test_hand_computed_smooth_suggestion() -> None:
     assert s.safety_stock == pytest.approx(z_of(0.95) * 10)
     assert s.z == pytest.approx(1.6448536, abs=1e-6)
     assert s.panel.demand_rate == pytest.approx(11.5)  # 10 × buffer 1.15
-    assert s.reorder_point == pytest.approx(11.5 * (5 + 1) + s.safety_stock)  # demand over L̄ + R
+    # demand over L̄ + R; the buffer's 0.15·10·6 = 9 units lie inside the safety stock's 16.4
+    assert s.reorder_point == pytest.approx(10 * (5 + 1) + s.safety_stock)
     assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 7)  # the cycle at d̂: no buffer
     assert s.inventory_position == 50
     assert s.triggered
     assert s.raw_qty == math.ceil(s.order_up_to - 50)
-    assert s.qty == s.raw_qty == 106
-    assert "S 155.4 = ROP + 7 d × 10.00/day (the buffer covers L̄ + R only)" in s.trace[0].why
+    assert s.qty == s.raw_qty == 97
+    assert "S 146.4 = ROP + 7 d × 10.00/day (the buffer covers L̄ + R only)" in s.trace[0].why
     assert s.method == "smooth"
     assert s.sbc_class == "smooth"
     assert s.coverage_days == pytest.approx(50 / 11.5)
@@ -71,8 +72,9 @@ def test_the_buffer_multiplies_demand_never_safety_stock() -> None:
     pos = PairPosition("bearing-6204", "wh-1", on_hand=0)
     rng = np.random.default_rng(1)
     h = DemandHistory.of("bearing-6204", "wh-1", TODAY, rng.poisson(10, 90))
-    with_buffer = suggest(h, pos, SUPPLIER, PolicySettings())
-    without = suggest(h, pos, SUPPLIER, PolicySettings(demand_buffer=1.0))
+    on_top = PolicySettings(buffer_in_safety_stock=False)  # the buffer on top of the safety stock
+    with_buffer = suggest(h, pos, SUPPLIER, on_top)
+    without = suggest(h, pos, SUPPLIER, PolicySettings(demand_buffer=1.0, buffer_in_safety_stock=False))
     assert with_buffer.safety_stock == without.safety_stock
     assert with_buffer.reorder_point - with_buffer.safety_stock == pytest.approx(
         1.15 * (without.reorder_point - without.safety_stock)
@@ -84,12 +86,40 @@ def test_the_buffer_covers_the_risk_period_not_the_cycle() -> None:
     # order forward, so the cycle's days are stocked at d̂; the buffer covers L̄ + R, when nothing
     # can be done. `buffer_on_cycle` puts it on the cycle too (as before 2026-12-07).
     pos = PairPosition("bearing-6204", "wh-1", on_hand=0)
-    now = suggest(flat(), pos, SUPPLIER, PolicySettings())
-    before = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_on_cycle=True))
+    now = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=False))
+    before = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_on_cycle=True, buffer_in_safety_stock=False))
     assert now.reorder_point == before.reorder_point == pytest.approx(11.5 * 6 + now.safety_stock)
     assert now.order_up_to - now.reorder_point == pytest.approx(10 * 7)
     assert before.order_up_to - before.reorder_point == pytest.approx(11.5 * 7)
     assert "the buffer on the cycle too" in before.trace[0].why
+
+
+def test_the_buffer_counts_towards_the_safety_stock() -> None:
+    # flat demand 10/day: σd 0, σ_LTD = d̂·σL = 10; the buffer over L̄ + R = 6 days is 0.15·10·6 = 9
+    pos = PairPosition("bearing-6204", "wh-1", on_hand=50)
+    high = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=True))
+    assert high.safety_stock == pytest.approx(z_of(0.95) * 10)  # 16.4 > 9: the buffer is inside it
+    assert high.reorder_point == pytest.approx(10 * 6 + z_of(0.95) * 10)
+    low = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=True, service_level=0.6))
+    assert low.safety_stock == pytest.approx(9.0)  # z·σ_LTD 2.5 < 9: the buffer is the least reserve
+    assert low.reorder_point == pytest.approx(10 * 6 + 9.0)
+    on_top = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=False))
+    assert on_top.reorder_point == pytest.approx(11.5 * 6 + z_of(0.95) * 10)  # the sum: protected twice
+    assert high.reorder_point < on_top.reorder_point
+
+
+def test_the_panel_names_the_estimator_that_won_and_its_errors() -> None:
+    rng = np.random.default_rng(2)
+    h = DemandHistory.of("bearing-6204", "wh-1", TODAY, rng.poisson(10, 200))
+    s = suggest(h, PairPosition("bearing-6204", "wh-1", on_hand=0), SUPPLIER, PolicySettings())
+    p = s.panel
+    assert p.risk_days == 6
+    assert p.error_origins == 90
+    assert p.estimator in ("window", "blend")
+    assert p.sigma == pytest.approx((p.error_window if p.estimator == "window" else p.error_blend) / math.sqrt(6))
+    line = next(x for x in explain(s) if x.startswith("Level:"))
+    assert f"RMSE {p.error_blend:.2f} by the blend and {p.error_window:.2f} by the 90-day mean" in line
+    assert f"→ {p.estimator} used" in line
 
 
 def test_no_order_above_the_reorder_point_says_why() -> None:
@@ -160,14 +190,14 @@ def test_moq_then_multiple(qty: int, moq: int, multiple: int, expected: int) -> 
 def test_moq_and_multiple_in_a_suggestion() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
-    assert s.raw_qty == 106
+    assert s.raw_qty == 97
     assert s.qty == 216  # MOQ 200 → 9 cases of 24
     assert [line.rule_id for line in s.trace] == ["policy.trigger", "policy.moq"]
 
 
 def test_shelf_life_caps_what_can_be_sold_before_expiry() -> None:
     pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=8, min_remaining_days=2)
-    s = suggest(flat(), pos, SUPPLIER, PolicySettings())
+    s = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=False))  # the buffer on top
     cap = math.floor(10 * (5 + 6) - 5)  # sells 10/day over the lead time 5 + sellable 6 days, less the position
     assert s.qty_cap == cap == 105
     # the cycle is capped at half the 6 sellable days: S = 11.5·(5 + 1) + SS + 10·3
@@ -219,7 +249,7 @@ def test_single_pair_and_batch_agree() -> None:
     censored = rng.random((20, 200)) < 0.05
     settings_ = PolicySettings()
     horizon = 5 + 1 + 7
-    batch = forecast_batch(demand, censored, settings_, seasonal_days=horizon)
+    batch = forecast_batch(demand, censored, settings_, seasonal_days=horizon, risk_days=5 + 1)
     for i in range(20):
         h = DemandHistory("s", "w", TODAY, demand[i], censored[i], np.zeros(200, bool))
         s = suggest(h, PairPosition("s", "w", on_hand=0), SUPPLIER, settings_)
@@ -237,7 +267,7 @@ def test_explanations_name_every_step() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6), unit_cost=Decimal("2.50"))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
     text = "\n".join(explain(s))
-    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "106 → 216"):
+    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "97 → 216"):
         assert needle in text, needle
     d = suggestion_dict(s)
     assert d["schema"] == 1
