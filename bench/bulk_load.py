@@ -60,7 +60,7 @@ from engine.logs import configure_logging
 
 SKUS = 200
 SITES = 10  # 2,000 pairs: lots spread over both shards and many cells
-UP_START_TIMEOUT_S = 180.0
+UP_START_TIMEOUT_S = 420.0  # `lotwise up` retries a Ray start that timed out; at load 15–20 both can take minutes
 LAG_SAMPLE_S = 0.5
 LAG_DRAIN_TIMEOUT_S = 300.0
 LAG_SETTLED_S = 3.0

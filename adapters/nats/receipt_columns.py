@@ -76,30 +76,38 @@ def _plain_receipt(m: Movement) -> bool:
 
 
 def _movement_columns(movements: Sequence[Movement], strings: Strings) -> bytes:
-    dst = [m.dst for m in movements]
+    # Rows to columns in C: each movement's values at once, then transposed.
+    seq, sku, site, lot_id, qty, src, request_id, doc_ref, at_ms = zip(*map(_movement_values, movements), strict=True)
+    bins, statuses, owners = zip(*map(_key_values, [m.dst for m in movements]), strict=True)
     lots = [m.lot for m in movements]
-    none = Lot("", 0, 0, 0)
-    with_lot = [none if lot is None else lot for lot in lots]
+    with_lot = [_NO_LOT if lot is None else lot for lot in lots]
+    received, expires, opened = zip(*map(_lot_dates, with_lot), strict=True)
     return b"".join(
         (
-            _ints([m.seq for m in movements]),
-            strings.column([m.sku for m in movements]),
-            strings.column([m.site for m in movements]),
-            strings.column([m.lot_id for m in movements]),
-            _ints([m.qty for m in movements]),
-            strings.column([m.src.value for m in movements]),  # type: ignore[union-attr]  # External: checked
-            strings.column([k.bin for k in dst]),  # type: ignore[union-attr]  # QuantKey: checked
-            strings.column([k.status for k in dst]),  # type: ignore[union-attr]
-            strings.column([k.owner for k in dst]),  # type: ignore[union-attr]
-            strings.column([m.request_id for m in movements]),
-            strings.column([m.doc_ref for m in movements]),
-            _ints([m.at_ms for m in movements]),
+            _ints(seq),
+            strings.column(sku),
+            strings.column(site),
+            strings.column(lot_id),
+            _ints(qty),
+            strings.column([e.value for e in src]),  # External: checked by _plain_receipt
+            strings.column(bins),
+            strings.column(statuses),
+            strings.column(owners),
+            strings.column(request_id),
+            strings.column(doc_ref),
+            _ints(at_ms),
             _ints([0 if lot is None else 1 for lot in lots]),
-            _ints([lot.received_at_ms for lot in with_lot]),
-            _ints([lot.expires_at_ms for lot in with_lot]),
-            _ints([lot.opened_at_ms for lot in with_lot]),
+            _ints(received),
+            _ints(expires),
+            _ints(opened),
         )
     )
+
+
+_movement_values = attrgetter("seq", "sku", "site", "lot_id", "qty", "src", "request_id", "doc_ref", "at_ms")
+_key_values = attrgetter("bin", "status", "owner")  # a receipt movement's dst: a QuantKey (checked)
+_lot_dates = attrgetter("received_at_ms", "expires_at_ms", "opened_at_ms")
+_NO_LOT = Lot("", 0, 0, 0)
 
 
 def decode(data: bytes) -> tuple[tuple[Receive, ...], tuple[Movement, ...]]:
@@ -108,7 +116,7 @@ def decode(data: bytes) -> tuple[tuple[Receive, ...], tuple[Movement, ...]]:
     n, moved = reader.u32(), reader.u32()
     reader.strings = reader.string_table()
     columns: list[list[Any]] = [reader.ints() if kind == "i" else reader.strs() for kind in _RECEIPT_KINDS]
-    columns[-1] = [_EXTERNAL[v] for v in columns[-1]]
+    columns[-1] = list(map(_EXTERNAL.__getitem__, columns[-1]))
     if any(len(c) != n for c in columns):
         raise ValueError(f"receipt columns of {sorted({len(c) for c in columns})} rows for {n} receipts")
     ops = records(Receive, [*columns, [None] * n])
@@ -120,7 +128,7 @@ def decode(data: bytes) -> tuple[tuple[Receive, ...], tuple[Movement, ...]]:
 
 def _movements(reader: Reader, n: int) -> list[Movement]:
     seq, sku, site, lot_id, qty = reader.ints(), reader.strs(), reader.strs(), reader.strs(), reader.ints()
-    src = [_EXTERNAL[v] for v in reader.strs()]
+    src = list(map(_EXTERNAL.__getitem__, reader.strs()))
     bins, statuses, owners = reader.strs(), reader.strs(), reader.strs()
     request_id, doc_ref, at_ms, has_lot = reader.strs(), reader.strs(), reader.ints(), reader.ints()
     received, expires, opened = reader.ints(), reader.ints(), reader.ints()
@@ -128,10 +136,10 @@ def _movements(reader: Reader, n: int) -> list[Movement]:
     if any(len(c) != n for c in (*columns, received, expires, opened)):
         raise ValueError(f"movement columns of unequal length for {n} movements")
     dst = records(QuantKey, (lot_id, bins, statuses, owners))
-    lots = [
-        Lot(lot, r, e, o) if flag else None
-        for lot, flag, r, e, o in zip(lot_id, has_lot, received, expires, opened, strict=True)
-    ]
+    # Every lot built a column at a time; a movement without one (flag 0) gets None.
+    lots: list[Lot | None] = records(Lot, (lot_id, received, expires, opened))
+    if has_lot.count(1) != n:
+        lots = [lot if flag else None for lot, flag in zip(lots, has_lot, strict=True)]
     kind, none, zero, empty = [MovementKind.RECEIVE] * n, [None] * n, [0] * n, [""] * n
     fixed = (none, zero, empty)  # held_key, held_delta, hold_id
     return records(

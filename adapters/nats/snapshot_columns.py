@@ -103,8 +103,13 @@ class Strings:
         self.index: dict[str, int] = {}
 
     def column(self, values: Sequence[str]) -> bytes:
+        # New strings numbered in the order they first appear (as a setdefault per value
+        # would), one Python step per distinct string; the indexes are looked up in C.
         index = self.index
-        return _ints([index.setdefault(v, len(index)) for v in values])
+        for value in dict.fromkeys(values):
+            if value not in index:
+                index[value] = len(index)
+        return _ints(list(map(index.__getitem__, values)))
 
     def table(self) -> bytes:
         text = "".join(self.index).encode()
@@ -300,8 +305,7 @@ class Reader:
 
     def strs(self) -> list[str]:
         """A column of the current block's strings (IndexError: an index beyond them)."""
-        strings = self.strings
-        return [strings[i] for i in self.ints()]
+        return list(map(self.strings.__getitem__, self.int_array()))
 
     def own_strs(self) -> list[str]:
         """A self-contained string column (`_strs`)."""

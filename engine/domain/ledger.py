@@ -55,24 +55,40 @@ class Ledger:
             self.lots[m.lot.lot_id] = m.lot  # an opening replaces the lot's dates (never an opened lot's)
             if m.lot.opened_at_ms:
                 self.opened_lots += 1
-        if m.qty:
-            self._add(m.src, -m.qty)
-            self._add(m.dst, m.qty)
+        qty, dst = m.qty, m.dst
+        if qty and m.held_key is None and type(m.src) is External and type(dst) is QuantKey:
+            # A receipt's shape (an external bucket gives, one quant takes, no hold): the
+            # bulk load's path, inlined. Only the quant can have reached zero (a status
+            # that allows negative stock), as the general path below would find.
+            externals = self.externals
+            externals[m.src] = externals.get(m.src, 0) - qty
+            quant = self.quants.get(dst) or self._new_quant(dst)
+            quant.qty += qty
+            if quant.qty == 0 and quant.held == 0:
+                self._drop(dst, m.at_ms)
+            return
+        if qty:
+            self._add(m.src, -qty)
+            self._add(dst, qty)
         if m.held_key is not None and m.held_delta:
             held = self.quants.get(m.held_key) or self._new_quant(m.held_key)
             held.held += m.held_delta
             self._apply_to_hold(m)
         for key in (m.src, m.dst, m.held_key):
             if isinstance(key, QuantKey):
-                quant = self.quants.get(key)
-                if quant is not None and quant.qty == 0 and quant.held == 0:
-                    del self.quants[key]
-                    left = self.live[key.lot_id] - 1
-                    if left:
-                        self.live[key.lot_id] = left
-                    else:
-                        del self.live[key.lot_id]
-                        self.zeroed[key.lot_id] = m.at_ms
+                left = self.quants.get(key)
+                if left is not None and left.qty == 0 and left.held == 0:
+                    self._drop(key, m.at_ms)
+
+    def _drop(self, key: QuantKey, at_ms: int) -> None:
+        """An empty quant goes; its lot has one fewer (out of stock from `at_ms` if none)."""
+        del self.quants[key]
+        left = self.live[key.lot_id] - 1
+        if left:
+            self.live[key.lot_id] = left
+        else:
+            del self.live[key.lot_id]
+            self.zeroed[key.lot_id] = at_ms
 
     def _new_quant(self, key: QuantKey) -> Quant:
         """A new quant: its lot has one more (and is in stock again if it had none)."""
