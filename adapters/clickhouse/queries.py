@@ -563,10 +563,16 @@ def quote_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def newest_position_sql(db: str) -> Sql:
+    """The newest journal position history holds (0: none), read once per store."""
+    return Sql(f"SELECT max(position) FROM {db}.movements")
+
+
 def stored_batches_sql(db: str, records: Sequence[HistoryRecord]) -> Sql:
-    """Which journal batches of these records are stored: one primary-key range per shard
-    on the small `journal_batches` table (literals: an HTTP request carries parameters in
-    its URL)."""
+    """Which journal batches of these records are stored, read from `movements` (literals:
+    an HTTP request carries parameters in its URL). Not ordered by these columns, so it
+    reads them whole: the store asks only for batches that may be stored already (a
+    redelivery), never on the normal path."""
     ranges: dict[str, tuple[int, int]] = {}
     for r in records:
         lo, hi = ranges.get(r.shard, (r.batch_seq, r.batch_seq))
@@ -575,4 +581,4 @@ def stored_batches_sql(db: str, records: Sequence[HistoryRecord]) -> Sql:
         f"(shard = {quote_str(shard)} AND batch_seq BETWEEN {int(lo)} AND {int(hi)})"
         for shard, (lo, hi) in sorted(ranges.items())
     )
-    return Sql(f"SELECT DISTINCT shard, batch_seq FROM {db}.journal_batches WHERE {conditions or '0'}")
+    return Sql(f"SELECT DISTINCT shard, batch_seq FROM {db}.movements WHERE {conditions or '0'}")

@@ -15,13 +15,11 @@ Tables (one database per engine namespace):
   bloom-filter indexes find a lot, a document, a hold or a request without a full scan.
   Each row carries every bucket's signed delta (src −qty, dst +qty, held ±), so any
   balance is a plain sum.
-- `journal_batches` — which journal batches (shard, batch_seq) are stored, with their
-  position and movement count (materialized view): how an insert finds, with one primary
-  key lookup, the batches of a redelivery that are stored already.
+- `journal_batches` (migrations 1–3; dropped by 4) — which journal batches were stored
+  (materialized view); a redelivery check now reads `movements`.
 - `lots` — the lot dates recorded by receipts (materialized view over movements).
 - `skus` — the catalog's opened shelf life, for effective expiry (written by the sink).
-- `holds` — one row per (hold, sku, site): reserved, committed, released, expired, cut
-  (materialized view).
+- `holds` (migrations 1–3; dropped by 4, nothing read it) — one row per (hold, sku, site).
 - `daily_consumption`, `daily_balance` — roll-ups per (sku, site, UTC day)
   (materialized views into SummingMergeTree; read with sum() as merges are eventual).
 - `site_balance` (site, status, owner), `lot_balance` (site, sku, lot) — every movement's
@@ -30,8 +28,9 @@ Tables (one database per engine namespace):
   consumption over every sku without reading every pair's roll-up rows.
 
 Every view counts each movement once because an insert never writes a movement twice:
-it skips the journal batches `journal_batches` already has (a redelivery after a sink
-crash), and a retried insert (its first outcome unknown) carries the same
+it skips the journal batches `movements` already holds (a redelivery after a sink crash:
+looked up whenever a batch may be stored already), and a retried insert (its first
+outcome unknown) carries the same
 `insert_deduplication_token`, which ClickHouse applies to the table *and* its views
 (`non_replicated_deduplication_window`). `movements` itself is also keyed, and read with
 FINAL, so even a duplicate that slipped past both would not be counted twice there.
@@ -44,8 +43,6 @@ Retention (TTL) options:
 - roll-ups: `rollup_ttl_days` (HistoryStoreConfig) sets `TTL day + INTERVAL n DAY DELETE`
   on daily_consumption and daily_balance; series and turnover then reach back n days
   (turnover's opening balance comes from older days, so keep n above the longest window).
-- holds: `ALTER TABLE holds MODIFY TTL toDate(intDiv(last_at_ms, 1000)) + INTERVAL 90 DAY`
-  if resolved holds need not be kept.
 """
 
 from __future__ import annotations
@@ -374,6 +371,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             + _LOT_BALANCE_SELECT.format(source="{db}.movements"),
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.site_daily_consumption_mv TO {db}.site_daily_consumption AS "
             + _SITE_CONSUMPTION_SELECT.format(source="{db}.movements"),
+        ),
+    ),
+    Migration(
+        4,
+        "two views fewer per insert: no journal_batches (a redelivery is looked up in movements), "
+        "no holds (nothing read it)",
+        (
+            # Every view is a part, an fsync and merges on each insert (bench/README.md,
+            # "Followers that cost little"). `journal_batches` served only the redelivery
+            # check, which now reads `movements`, and only when a batch may be stored
+            # already (flagged redelivered, or not past the newest position stored);
+            # `holds` was written on every insert and read by nothing (a hold's history is
+            # its movements: `movements` has a bloom filter on hold_id).
+            "DROP VIEW IF EXISTS {db}.journal_batches_mv",
+            "DROP TABLE IF EXISTS {db}.journal_batches",
+            "DROP VIEW IF EXISTS {db}.holds_mv",
+            "DROP TABLE IF EXISTS {db}.holds",
         ),
     ),
 )

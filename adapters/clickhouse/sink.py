@@ -12,7 +12,9 @@ Never doubled, at three levels (the store's side: adapters.clickhouse.schema):
    stores it once — in the table and in the roll-up views, which a second copy would inflate;
 2. a message delivered again (a sink crashed between insert and ack, or an ack was
    lost) is a journal batch the store already has: the insert looks its (shard,
-   batch_seq) up and skips it, so the views see each movement once;
+   batch_seq) up and skips it, so the views see each movement once (the look-up runs for
+   a batch flagged `redelivered` or reaching back to positions the store holds; a fresh
+   batch past the newest stored position costs no query);
 3. `movements` is a ReplacingMergeTree keyed by (sku, site, seq) and every query reads
    it with FINAL: whatever slips through is still counted once.
 (Why (sku, site, seq) as the row's identity and not (shard, batch_seq, index): seq is per
@@ -152,7 +154,8 @@ def history_batch(stream: str, entries: tuple[FollowedEntry, ...]) -> HistoryBat
                 skus[op.sku.sku] = op.sku
                 skus_at_ms = entry.now_ms
     token = batch_token(stream, (e.position for e in entries))
-    return HistoryBatch(tuple(records), tuple(skus.values()), token, skus_at_ms)
+    redelivered = any(e.redelivered for e in entries)
+    return HistoryBatch(tuple(records), tuple(skus.values()), token, skus_at_ms, redelivered)
 
 
 class HistoryFeed:

@@ -56,6 +56,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from adapters.nats.codec import decode_entry
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
+from adapters.nats.outbound import hpub_command, send_commands
 from adapters.nats.pull import consumer_positions
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, TransferEvent, business_events
 from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
@@ -548,8 +549,10 @@ async def publish_in_order(
         for start in range(0, len(outs), config.max_in_flight):
             window = outs[start : start + config.max_in_flight]
             prefix = await inbox.open_window(nc, len(window))
-            for i, out in enumerate(window):
-                await nc.publish(out.subject, out.payload, reply=f"{prefix}{i}", headers=out.headers)
+            # The window's publishes in one call (outbound: what nc.publish sends, built
+            # and queued once per window instead of once per message).
+            commands = (hpub_command(o.subject, f"{prefix}{i}", o.headers, o.payload) for i, o in enumerate(window))
+            await send_commands(nc, b"".join(commands))
             replies = await inbox.wait(config.publish_timeout_s)
             for out, reply in zip(window, replies, strict=True):
                 duplicate = check_puback(out, reply, config.stream)

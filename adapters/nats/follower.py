@@ -56,6 +56,7 @@ from typing import Protocol
 
 import nats.errors
 import structlog
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
@@ -63,6 +64,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.nats.codec import decode_entry
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream, journal_stream_config
+from adapters.nats.outbound import ack_commands, send_commands
 from adapters.nats.pull import DurablePull, cancel_task, consumer_positions, finish_task, wait_until
 from engine.domain.errors import Unavailable
 from engine.domain.ports import EntryRejected, FollowedEntry, FollowerSink, JournalEntry, JournalUnavailable
@@ -498,24 +500,23 @@ class JournalFollower:
     async def _ack(self, held: _Held) -> None:
         if not held.msgs:
             return
+        nc, _ = await self._link.client()
+        await self._send_acks(nc, list(held.msgs.values()))
         now_s = time.time()
         for msg in held.msgs.values():
-            await self._ack_one(msg)
             delay_s = max(0.0, now_s - msg.metadata.timestamp.timestamp())
             self.delays_s.append(delay_s)
             self.metrics.delay.observe(delay_s)
-            self.acked_messages += 1
-        nc, _ = await self._link.client()
+        self.acked_messages += len(held.msgs)
         # Acks are buffered by the client: push them out now, so a crash right after this
         # does not make JetStream redeliver what is applied (harmless, but wasted work).
         await nc.flush(timeout=math.ceil(self._journal.api_timeout_s))  # the client takes whole seconds
 
-    async def _ack_one(self, msg: Msg) -> None:
-        # A batch whose acks went out but whose flush failed (NATS went away) is applied and
-        # acked again as a whole once NATS is back: the messages acked the first time must not
-        # fail the retry, or the follower would stall on them for good.
-        with contextlib.suppress(nats.errors.MsgAlreadyAckdError):
-            await msg.ack()
+    async def _send_acks(self, nc: Client, msgs: list[Msg]) -> None:
+        """Every ack of a batch queued in one call: each is what `Msg.ack` sends, without
+        its per-call bookkeeping (adapters.nats.outbound). A batch acked again after a
+        failed flush sends them again, which JetStream ignores."""
+        await send_commands(nc, ack_commands(msg.reply for msg in msgs))
 
     async def _in_progress(self) -> None:
         with contextlib.suppress(Exception):

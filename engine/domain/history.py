@@ -81,6 +81,9 @@ class HistoryBatch:
     skus: tuple[Sku, ...] = ()  # catalog entries seen: their opened shelf life gives effective expiry
     token: str = ""
     skus_at_ms: int = 0  # engine time of the newest catalog entry (newest wins)
+    # Some of its journal batches were delivered before (a retry, a redelivery): a store
+    # that skips the check for positions newer than it holds must check these anyway.
+    redelivered: bool = False
 
 
 # ---- queries ----

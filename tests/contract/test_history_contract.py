@@ -510,3 +510,73 @@ async def test_whole_estate_rollups_fill_from_existing_history_and_match_the_ref
         assert sum(p.qty for p in await store.consumption(series)) == 3 * len(MONTHS) // 4
     finally:
         await drop_test_store(store)
+
+
+# ---- schema migration 4: two views fewer per insert ----
+
+
+async def test_a_history_made_before_migration_4_answers_the_same_and_still_finds_redeliveries(
+    chdb_dsn_for_session: str,  # noqa: F811
+) -> None:
+    """Migration 4 drops `journal_batches` and `holds` (their views cost every insert a
+    part each): a history written at schema 3 answers as the reference after it, and a
+    journal batch stored before the migration, delivered again, is still not stored twice
+    (the look-up reads `movements`)."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    config = HistoryStoreConfig(dsn=chdb_dsn_for_session, database=database)
+    before, after = MONTHS[: len(MONTHS) // 2], MONTHS[len(MONTHS) // 2 :]
+
+    def as_an_older_release() -> None:
+        client = _connect(config)
+        try:
+            assert migrate(client, database, MIGRATIONS[:3]) == 3
+            client.insert(
+                f"{database}.movements",
+                [movement_row(r) for r in _batch(before).records],
+                column_names=list(MOVEMENT_COLUMNS),
+            )
+        finally:
+            client.close()
+
+    await asyncio.to_thread(as_an_older_release)
+    store = await open_store(config)  # migrates to 4
+    reference = InMemoryHistoryStore()
+    try:
+        tables = {
+            row[0]
+            for row in await store.query("SELECT name FROM system.tables WHERE database = {d:String}", {"d": database})
+        }
+        assert not tables & {"journal_batches", "journal_batches_mv", "holds", "holds_mv"}
+        assert await store.insert(_batch(before[-3:], token="again")) == 0  # stored before the migration
+        assert await store.insert(_batch(after, token="after")) == len(after)
+        await reference.insert(_batch(MONTHS))
+        for t in (T0_MS - 1, *(m.at_ms for m in MONTHS[::7]), MONTHS[-1].at_ms + MS_PER_DAY):
+            q = BalanceQuery(as_of_ms=t, group_by=(D.SITE, D.STATUS))
+            assert await store.balance_as_of(q) == await reference.balance_as_of(q), q
+        series = SeriesQuery(T0_MS, MONTHS[-1].at_ms + 1)
+        assert await store.consumption(series) == await reference.consumption(series)
+        assert await store.totals() == await reference.totals()
+    finally:
+        await drop_test_store(store)
+
+
+async def test_a_redelivered_batch_is_looked_up_even_past_the_newest_position_the_store_knew(
+    chdb_dsn_for_session: str,  # noqa: F811
+) -> None:
+    """A store looks nothing up for a batch past the newest position it knows of (the
+    normal path); a batch flagged `redelivered` is looked up whatever its positions — here
+    another store on the same database stored it (a sink that died before its ack)."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    config = HistoryStoreConfig(dsn=chdb_dsn_for_session, database=database)
+    first = await open_store(config)
+    second = await open_store(config)
+    try:
+        assert await first.insert(_batch(HAND_MADE[:2], token="a")) == 2  # first knows positions ≤ 102
+        assert await second.insert(_batch(HAND_MADE[2:], token="b")) == 4  # second stored 103–106
+        again = replace(_batch(HAND_MADE[2:], token="c"), redelivered=True)
+        assert await first.insert(again) == 0
+        series = await first.consumption(SeriesQuery(T0_MS, T0_MS + 1, sku="sku-x"))
+        assert [(p.day, p.qty) for p in series] == [("2026-01-01", 7)]  # the roll-up counted them once
+    finally:
+        await second.close()
+        await drop_test_store(first)

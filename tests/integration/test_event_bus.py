@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 from prometheus_client import CollectorRegistry
@@ -186,14 +187,14 @@ class _Crashing(EventBusPublisher):
     acks_left = 2
     frozen = asyncio.Event()
 
-    async def _ack_one(self, msg: Msg) -> None:
-        if self.acks_left == 0:
-            self.frozen.set()
-            await asyncio.Event().wait()  # hangs here until aborted
-        self.acks_left -= 1
-        await msg.ack()
-        nc, _ = await self._link.client()
-        await nc.flush()
+    async def _send_acks(self, nc: Client, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            if self.acks_left == 0:
+                self.frozen.set()
+                await asyncio.Event().wait()  # hangs here until aborted
+            self.acks_left -= 1
+            await super()._send_acks(nc, [msg])
+            await nc.flush()
 
 
 async def test_a_crashed_publisher_is_replaced_with_no_gap_and_no_duplicate(rig: Rig) -> None:
