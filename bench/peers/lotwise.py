@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.systems import Audit, Dataset, LotSeed, OrderLine, PairTotals
-from engine.api.client import NO_RETRY, LotwiseClient
+from engine.api.client import DEFAULT_BATCHING, NO_RETRY, LotwiseClient
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import InsufficientStock
 from engine.domain.inventory import StockQuery
@@ -26,8 +26,11 @@ SEED_CHUNK = 512
 class LotwiseSystem:
     name = "lotwise"
 
-    def __init__(self, address: str, timeout_s: float = 10.0) -> None:
-        self._client = LotwiseClient(address, timeout_s=timeout_s, retry=NO_RETRY)
+    def __init__(self, address: str, timeout_s: float = 10.0, *, batched: bool = False) -> None:
+        # batched: the auto-batching client (concurrent calls travel in one Execute), as the
+        # CLI and ingestion use it; otherwise every call is its own unary RPC.
+        batching = DEFAULT_BATCHING if batched else None
+        self._client = LotwiseClient(address, timeout_s=timeout_s, retry=NO_RETRY, batching=batching)
 
     async def load(self, data: Dataset) -> None:
         raise NotImplementedError("seed Lotwise in the engine process with bench.peers.lotwise.seed")
@@ -39,6 +42,16 @@ class LotwiseSystem:
                 ttl_ms=HOLD_TTL_MS,
                 hold_id=hold_id,
                 request_id=hold_id,
+            )
+        except InsufficientStock:
+            return False
+        return True
+
+    async def sell(self, hold_id: str, lines: Sequence[OrderLine]) -> bool:
+        """The one-call sale: hold and commit every line, all or nothing. False: refused."""
+        try:
+            await self._client.sell(
+                [HoldLine(line.sku, line.site, ReserveLine(line.qty)) for line in lines], request_id=hold_id
             )
         except InsufficientStock:
             return False
