@@ -3,10 +3,13 @@
     scripts/in-netns .venv/bin/python -m bench.suite            # or: make bench-suite / lotwise bench
 
 This process starts every system on loopback — the Lotwise engine embedded (local Ray,
-2 shards, durable journal; history, events and ingestion off: they are not on the order
-path), a PostgreSQL cluster (fsync on) and two Redis servers (no persistence, and
-`appendfsync always`) — and one load-generator process (bench.suite_loadgen) drives them
-all with the same asyncio workers. For every round, workload, system (interleaved, the
+2 shards, durable journal; history, events and ingestion on, as `lotwise up` runs it), a
+PostgreSQL cluster (fsync on) and two Redis servers (no persistence, and `appendfsync
+always`) — and one load-generator process (bench.suite_loadgen) drives them all with the
+same asyncio workers. Every server is driven in the modes it has (`VARIANTS`): Lotwise
+two-phase unary, one-call sale and auto-batched (and two-phase with followers off, the
+row that shows their cost); PostgreSQL two-phase and one-transaction sale; Redis
+two-phase and its lean pipelined driver. For every round, workload, system (interleaved, the
 order rotating per round) and concurrency: load fresh stock, run one window, read back
 what the system believes and check it (no oversell, units conserved, no hold left open).
 A window whose check fails is reported as failed, not as a number. Medians over rounds.
