@@ -260,6 +260,11 @@ class LotwiseEngine:
         self._stack = contextlib.AsyncExitStack()
         self.engine = await self._stack.enter_async_context(running_engine(settings))
 
+    def token(self) -> str:
+        """The admin token the engine wrote (auth on, as `lotwise up` runs it); "" when off."""
+        path = self.engine.token_file
+        return path.read_text(encoding="utf-8").strip() if path is not None else ""
+
     async def stop(self) -> None:
         if self._stack is not None:
             await self._stack.aclose()
@@ -289,7 +294,7 @@ async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path, names: Seq
     def variant(name: str) -> Running:
         mode, followers = VARIANTS[name].mode, VARIANTS[name].followers
         running = Running(
-            SystemSpec("lotwise", box.engine.grpc_address, name, mode),
+            SystemSpec("lotwise", box.engine.grpc_address, name, mode, box.token()),
             lambda data: lotwise.seed(box.engine.gateway, data),
             lambda data: lotwise.audit(box.engine.gateway, data),
             pids,
@@ -298,7 +303,7 @@ async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path, names: Seq
 
         async def restart() -> None:
             await box.use(followers)
-            running.spec = SystemSpec("lotwise", box.engine.grpc_address, name, mode)
+            running.spec = SystemSpec("lotwise", box.engine.grpc_address, name, mode, box.token())
 
         running.restart = restart
         return running

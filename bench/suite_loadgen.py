@@ -37,6 +37,7 @@ class SystemSpec:
     target: str  # gRPC address, DSN or URL
     name: str = ""  # the row's label, e.g. "redis-aof-always"
     mode: str = "two-phase"  # see MODES
+    token: str = ""  # Lotwise: the bearer token (auth is on, as `lotwise up` runs it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def make_system(spec: SystemSpec, pool_size: int) -> System:
         case "lotwise":
             from bench.peers.lotwise import LotwiseSystem
 
-            return LotwiseSystem(spec.target, batched=spec.mode == "batched")
+            return LotwiseSystem(spec.target, batched=spec.mode == "batched", token=spec.token)
         case "postgres":
             from bench.peers.postgres import PostgresSystem
 

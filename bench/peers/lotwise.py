@@ -27,11 +27,13 @@ BULK_CHUNK = 8_192
 class LotwiseSystem:
     name = "lotwise"
 
-    def __init__(self, address: str, timeout_s: float = 10.0, *, batched: bool = False) -> None:
+    def __init__(self, address: str, timeout_s: float = 10.0, *, batched: bool = False, token: str = "") -> None:
         # batched: the auto-batching client (concurrent calls travel in one Execute), as the
         # CLI and ingestion use it; otherwise every call is its own unary RPC.
         batching = DEFAULT_BATCHING if batched else None
-        self._client = LotwiseClient(address, timeout_s=timeout_s, retry=NO_RETRY, batching=batching)
+        self._client = LotwiseClient(
+            address, timeout_s=timeout_s, retry=NO_RETRY, batching=batching, token=token or None
+        )
 
     async def load(self, data: Dataset) -> None:
         raise NotImplementedError("seed Lotwise in the engine process with bench.peers.lotwise.seed")
