@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.systems import Audit, Dataset, LotSeed, OrderLine, PairTotals
-from engine.api.client import DEFAULT_BATCHING, NO_RETRY, LotwiseClient
+from engine.api.client import DEFAULT_BATCHING, LotwiseClient
 from engine.domain.commands import ReserveLine
 from engine.domain.errors import DomainError, InsufficientStock
 from engine.domain.inventory import StockQuery
@@ -31,9 +31,10 @@ class LotwiseSystem:
         # batched: the auto-batching client (concurrent calls travel in one Execute), as the
         # CLI and ingestion use it; otherwise every call is its own unary RPC.
         batching = DEFAULT_BATCHING if batched else None
-        self._client = LotwiseClient(
-            address, timeout_s=timeout_s, retry=NO_RETRY, batching=batching, token=token or None
-        )
+        # The client's default retries, as users run it: an overloaded engine sheds calls
+        # with RESOURCE_EXHAUSTED (nothing applied), and every call's request id makes a
+        # retry idempotent. Only a call still failing at its deadline is an unknown outcome.
+        self._client = LotwiseClient(address, timeout_s=timeout_s, batching=batching, token=token or None)
 
     async def load(self, data: Dataset) -> None:
         raise NotImplementedError("seed Lotwise in the engine process with bench.peers.lotwise.seed")
