@@ -271,6 +271,14 @@ class LotwiseEngine:
             self._stack = None
 
 
+async def _seed_and_settle(box: LotwiseEngine, data: Dataset) -> None:
+    """Seed, then wait for the followers to apply the seeding (not the window's work)."""
+    from bench.peers import lotwise
+
+    await lotwise.seed(box.engine.gateway, data)
+    await lotwise.settle(box.engine)
+
+
 async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path, names: Sequence[str]) -> dict[str, Running]:
     """One engine process tree for every Lotwise variant: each variant's series of windows
     gets a fresh engine with its followers setting (`LotwiseEngine.use`)."""
@@ -295,7 +303,7 @@ async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path, names: Seq
         mode, followers = VARIANTS[name].mode, VARIANTS[name].followers
         running = Running(
             SystemSpec("lotwise", box.engine.grpc_address, name, mode, box.token()),
-            lambda data: lotwise.seed(box.engine.gateway, data),
+            lambda data: _seed_and_settle(box, data),
             lambda data: lotwise.audit(box.engine.gateway, data),
             pids,
             foreign,

@@ -8,7 +8,9 @@ run books into sites of its own (the dataset's tag), so a run starts from fresh 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.systems import Audit, Dataset, LotSeed, OrderLine, PairTotals
@@ -127,3 +129,27 @@ async def audit(gateway: Any, data: Dataset, extra_sites: Sequence[str] = ()) ->
 
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
     return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def journal_followers(engine: Any) -> list[Any]:
+    """Every journal follower a running engine holds (history sink, event bus, finance,
+    health, replenishment triggers …), found one level down its runtimes' fields."""
+    from adapters.nats.follower import JournalFollower
+
+    found: list[Any] = []
+    for part in _fields(engine):
+        found += [v for v in (part, *_fields(part)) if isinstance(v, JournalFollower) and v not in found]
+    return found
+
+
+def _fields(obj: Any) -> list[Any]:
+    if obj is None or isinstance(obj, (str, int, float, bool, Path)):
+        return []
+    names = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else list(vars(obj))
+    return [getattr(obj, n, None) for n in names] if hasattr(obj, "__dict__") or names else []
+
+
+async def settle(engine: Any, timeout_s: float = 600.0) -> None:
+    """Until every follower applied the journal so far: the seeding's receipts (60,000 in a
+    POS dataset) are not charged to the window that follows."""
+    await asyncio.gather(*(f.wait_caught_up(timeout_s) for f in journal_followers(engine)))
