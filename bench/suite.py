@@ -3,10 +3,13 @@
     scripts/in-netns .venv/bin/python -m bench.suite            # or: make bench-suite / lotwise bench
 
 This process starts every system on loopback — the Lotwise engine embedded (local Ray,
-2 shards, durable journal; history, events and ingestion off: they are not on the order
-path), a PostgreSQL cluster (fsync on) and two Redis servers (no persistence, and
-`appendfsync always`) — and one load-generator process (bench.suite_loadgen) drives them
-all with the same asyncio workers. For every round, workload, system (interleaved, the
+2 shards, durable journal; history, events and ingestion on, as `lotwise up` runs it), a
+PostgreSQL cluster (fsync on) and two Redis servers (no persistence, and `appendfsync
+always`) — and one load-generator process (bench.suite_loadgen) drives them all with the
+same asyncio workers. Every server is driven in the modes it has (`VARIANTS`): Lotwise
+two-phase unary, one-call sale and auto-batched (and two-phase with followers off, the
+row that shows their cost); PostgreSQL two-phase and one-transaction sale; Redis
+two-phase and its lean pipelined driver. For every round, workload, system (interleaved, the
 order rotating per round) and concurrency: load fresh stock, run one window, read back
 what the system believes and check it (no oversell, units conserved, no hold left open).
 A window whose check fails is reported as failed, not as a number. Medians over rounds.
@@ -34,7 +37,28 @@ from bench.suite_loadgen import SuiteJob, SuiteResult, SystemSpec, merge
 from bench.systems import Audit, CheckResult, Dataset, check, wrong_refusals
 from bench.workloads import WORKLOADS, dataset, shape
 
-SYSTEMS = ("lotwise", "postgres", "redis", "redis-aof-always")
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A row of the suite: which server it drives, and how (bench.suite_loadgen.MODES)."""
+
+    server: str  # "lotwise", "postgres", "redis" or "redis-aof-always": started once, shared
+    mode: str = "two-phase"
+    followers: bool = True  # Lotwise: history, events and ingestion on, as `lotwise up` runs
+
+
+VARIANTS = {
+    "lotwise": Variant("lotwise"),
+    "lotwise-sale": Variant("lotwise", "sale"),
+    "lotwise-batched": Variant("lotwise", "batched"),
+    "lotwise-nofollowers": Variant("lotwise", followers=False),
+    "postgres": Variant("postgres"),
+    "postgres-sale": Variant("postgres", "sale"),
+    "redis": Variant("redis"),
+    "redis-aof-always": Variant("redis-aof-always"),
+    "redis-aof-always-lean": Variant("redis-aof-always", "lean"),
+}
+SYSTEMS = tuple(VARIANTS)
 PIPE_SLACK_S = 120.0
 
 
@@ -91,6 +115,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sites", type=_bounded(int, 1, 100), default=10, help="sites of the POS datasets")
     p.add_argument("--seed", type=int, default=11, help="seed of datasets and order streams")
     p.add_argument(
+        "--lean-batch",
+        type=_bounded(int, 2, 256),
+        default=16,
+        help="orders per round trip of each worker of the '-lean' systems (Redis's pipelined driver)",
+    )
+    p.add_argument(
         "--batch",
         type=_bounded(int, 1, 256),
         default=1,
@@ -136,14 +166,22 @@ class Running:
 
 
 async def start_systems(stack: contextlib.AsyncExitStack, names: Sequence[str], tmp: Path) -> dict[str, Running]:
+    """Each server once; every variant of it a `Running` of its own over the same server."""
+    servers = {VARIANTS[n].server for n in names}
     out: dict[str, Running] = {}
-    if "lotwise" in names:
-        out["lotwise"] = await _start_lotwise(stack, tmp)
-    if "postgres" in names:
-        out["postgres"] = await _start_postgres(stack)
+    if "lotwise" in servers:
+        out.update(await _start_lotwise(stack, tmp, [n for n in names if VARIANTS[n].server == "lotwise"]))
+    base: dict[str, Running] = {}
+    if "postgres" in servers:
+        base["postgres"] = await _start_postgres(stack)
     for name, durable in (("redis", False), ("redis-aof-always", True)):
-        if name in names:
-            out[name] = await _start_redis(stack, name, durable)
+        if name in servers:
+            base[name] = await _start_redis(stack, name, durable)
+    for name in names:
+        server = VARIANTS[name].server
+        if server in base:
+            spec = replace(base[server].spec, name=name, mode=VARIANTS[name].mode)
+            out[name] = replace(base[server], spec=spec)
     return out
 
 
@@ -182,35 +220,50 @@ def _audit_of(system: Any) -> Callable[[Dataset], Any]:
 
 
 class LotwiseEngine:
-    """The embedded engine, restartable: `restart()` gives the next workload an engine of
-    its own (fresh namespace, journal and shards), as the peers get fresh tables — stock a
-    previous workload left in memory would otherwise weigh on this one (snapshots grow)."""
+    """The embedded engine, restartable with followers on or off (fresh namespace, journal
+    and shards). Every window books into sites of its own, so windows need no fresh engine;
+    a start costs 10 s to minutes on a loaded machine, so the suite restarts only to switch
+    followers (and orders the systems so that it switches seldom: `run_order`)."""
 
     def __init__(self, tmp: Path) -> None:
         self._tmp = tmp
         self._stack: contextlib.AsyncExitStack | None = None
         self._n = 0
+        self.followers: bool | None = None  # the running engine's setting
         self.engine: Any = None
 
-    async def restart(self) -> None:
+    async def use(self, followers: bool) -> None:
+        """An engine with `followers` for the next series of windows."""
+        if self.followers is not followers:
+            await self.restart(followers)
+
+    async def restart(self, followers: bool = True) -> None:
         from engine.bootstrap import running_engine
         from engine.settings import Settings
 
         await self.stop()
         self._n += 1
+        self.followers = followers
         settings = Settings(
             port=0,
             metrics_port=0,
             shards=2,
             namespace=f"bench-suite-{time.strftime('%Y%m%d%H%M%S')}-{self._n}",
             data_dir=self._tmp / f"lotwise-{self._n}",
-            history=False,  # history, the event bus and ingestion read the journal or NATS, off
-            events=False,  # the order path: measuring them here would charge their CPU to orders
-            ingest=False,
+            # As `lotwise up` runs (history, the event bus and ingestion on): their CPU is
+            # charged to the orders, as users pay it. Off, the row shows what they cost.
+            history=followers,
+            events=followers,
+            ingest=followers,
             log_level="warning",
         )
         self._stack = contextlib.AsyncExitStack()
         self.engine = await self._stack.enter_async_context(running_engine(settings))
+
+    def token(self) -> str:
+        """The admin token the engine wrote (auth on, as `lotwise up` runs it); "" when off."""
+        path = self.engine.token_file
+        return path.read_text(encoding="utf-8").strip() if path is not None else ""
 
     async def stop(self) -> None:
         if self._stack is not None:
@@ -218,13 +271,23 @@ class LotwiseEngine:
             self._stack = None
 
 
-async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path) -> Running:
+async def _seed_and_settle(box: LotwiseEngine, data: Dataset) -> None:
+    """Seed, then wait for the followers to apply the seeding (not the window's work)."""
+    from bench.peers import lotwise
+
+    await lotwise.seed(box.engine.gateway, data)
+    await lotwise.settle(box.engine)
+
+
+async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path, names: Sequence[str]) -> dict[str, Running]:
+    """One engine process tree for every Lotwise variant: each variant's series of windows
+    gets a fresh engine with its followers setting (`LotwiseEngine.use`)."""
     import psutil
 
     from bench.peers import lotwise
 
     box = LotwiseEngine(tmp)
-    await box.restart()
+    await box.restart(VARIANTS[names[0]].followers)
     stack.push_async_callback(box.stop)
     me = psutil.Process()
     foreign: set[int] = set()  # peers' servers and the load generator: not Lotwise's CPU
@@ -236,20 +299,24 @@ async def _start_lotwise(stack: contextlib.AsyncExitStack, tmp: Path) -> Running
                 others.update(c.pid for c in psutil.Process(pid).children(recursive=True))
         return [me.pid, *(p.pid for p in me.children(recursive=True) if p.pid not in others)]
 
-    running = Running(
-        SystemSpec("lotwise", box.engine.grpc_address, "lotwise"),
-        lambda data: lotwise.seed(box.engine.gateway, data),
-        lambda data: lotwise.audit(box.engine.gateway, data),
-        pids,
-        foreign,
-    )
+    def variant(name: str) -> Running:
+        mode, followers = VARIANTS[name].mode, VARIANTS[name].followers
+        running = Running(
+            SystemSpec("lotwise", box.engine.grpc_address, name, mode, box.token()),
+            lambda data: _seed_and_settle(box, data),
+            lambda data: lotwise.audit(box.engine.gateway, data),
+            pids,
+            foreign,
+        )
 
-    async def restart() -> None:
-        await box.restart()
-        running.spec = SystemSpec("lotwise", box.engine.grpc_address, "lotwise")
+        async def restart() -> None:
+            await box.use(followers)
+            running.spec = SystemSpec("lotwise", box.engine.grpc_address, name, mode, box.token())
 
-    running.restart = restart
-    return running
+        running.restart = restart
+        return running
+
+    return {name: variant(name) for name in names}
 
 
 # ---- CPU ----
@@ -418,12 +485,9 @@ async def run_one(
     t0 = time.perf_counter()
     await running.load(data)
     load_s = time.perf_counter() - t0
-    jobs = _split(
-        SuiteJob(
-            running.spec, s, tag, args.seed + round_, concurrency, args.duration_s, args.warmup_s, batch=args.batch
-        ),
-        len(conns),
-    )
+    batch = args.lean_batch if running.spec.mode == "lean" else args.batch
+    job = SuiteJob(running.spec, s, tag, args.seed + round_, concurrency, args.duration_s, args.warmup_s, batch=batch)
+    jobs = _split(job, len(conns))
     for conn, job in zip(conns, jobs, strict=False):
         conn.send(job)
     timeout = args.warmup_s + args.duration_s + PIPE_SLACK_S
@@ -460,7 +524,7 @@ def describe(w: WindowOut) -> str:
     lat = summarize_latencies_ns(r.latencies_ns)
     status = "ok" if w.ok else "FAILED: " + "; ".join(w.check.problems[:3] + r.first_errors[:2])
     return (
-        f"{w.system:<17} {w.workload:<10} c{w.concurrency:<3} {r.orders / r.window_s:8,.0f} orders/s "
+        f"{w.system:<21} {w.workload:<10} c{w.concurrency:<3} {r.orders / r.window_s:8,.0f} orders/s "
         f"{r.refused / r.window_s:7,.0f} refused/s p50 {lat.p50_ms or 0:6.1f} p99 {lat.p99_ms or 0:6.1f} ms "
         f"(load {w.load_s:.1f}s) {status}"
     )
@@ -485,17 +549,18 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 stack.callback(_stop_loadgen, conn, proc)
             foreign = {proc.pid or 0 for proc in loadgens}
             for name, running in systems.items():
-                if name != "lotwise":
+                if VARIANTS[name].server != "lotwise":
                     foreign.update(running.pids())
-            if "lotwise" in systems:
-                systems["lotwise"].foreign.update(foreign)
+            for running in systems.values():  # the Lotwise variants share one set
+                running.foreign.update(foreign)
             order = [n for n in SYSTEMS if n in systems]
             for round_ in range(1, args.rounds + 1):
-                rotated = order[(round_ - 1) % len(order) :] + order[: (round_ - 1) % len(order)]
-                for workload in args.workloads:
-                    for name in rotated:
+                for k, workload in enumerate(args.workloads):
+                    for name in run_order(order, round_, k):
+                        if not runs(name, workload):
+                            continue
                         restart = systems[name].restart
-                        if restart is not None and (round_, workload) != (1, args.workloads[0]):
+                        if restart is not None:
                             await restart()
                         for c in args.concurrency:
                             spy = None
@@ -505,6 +570,20 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                             windows.append(w)
                             _log(f"round {round_}: {describe(w)}")
     return {"windows": windows}
+
+
+def run_order(systems: Sequence[str], round_: int, workload_index: int) -> list[str]:
+    """The systems' order: rotating per round (no system always first), reversed every
+    other workload — so the Lotwise variants with followers off come last in one workload
+    and first in the next, and the engine switches once per two workloads, not twice."""
+    k = (round_ - 1) % len(systems)
+    rotated = [*systems[k:], *systems[:k]]
+    return rotated[::-1] if workload_index % 2 else rotated
+
+
+def runs(system: str, workload: str) -> bool:
+    """The lean driver has no receipts: it sits out the WMS workload."""
+    return not (VARIANTS[system].mode == "lean" and workload == "wms-bulk")
 
 
 def profile_targets(running: Running) -> dict[str, int]:
@@ -555,6 +634,7 @@ def aggregate(windows: Sequence[WindowOut]) -> list[dict[str, Any]]:
                 "receipts_per_s": spread(w.result.receipts / w.result.window_s for w in ws),
                 "p50_ms": spread(lat.p50_ms for lat in lats),
                 "p99_ms": spread(lat.p99_ms for lat in lats),
+                "hold_p99_ms": spread(summarize_latencies_ns(w.result.hold_latencies_ns).p99_ms for w in ws),
                 "server_cpu_ms_per_order": spread(_per_order(w.server_cpu_s, w) for w in ws),
                 "loadgen_cpu_ms_per_order": spread(_per_order(w.result.cpu_s, w) for w in ws),
                 "loadgen_cpu_busy": spread(w.result.cpu_s / w.result.window_s for w in ws),
@@ -595,6 +675,7 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
             "refused/s",
             "p50 ms",
             "p99 ms",
+            "hold p99 ms",
             "server CPU ms/op",
             "loadgen CPU ms/op",
             "loadgen busy",
@@ -609,6 +690,7 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
                 r["refused_per_s"].fmt(0),
                 r["p50_ms"].fmt(1),
                 r["p99_ms"].fmt(1),
+                r["hold_p99_ms"].fmt(1),
                 r["server_cpu_ms_per_order"].fmt(2),
                 r["loadgen_cpu_ms_per_order"].fmt(2),
                 r["loadgen_cpu_busy"].fmt(2),
@@ -618,7 +700,118 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
         ]
         out.append(render_table(headers, body, right_align_from=1))
         out += ["", ratio_table(wr)]
+    targets = targets_table(rows)
+    if targets:
+        out += ["", "### Issue 12's targets, from this run", "", targets]
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One line of issue 12's targets table: `ours` against `peer` in one (workload, c)."""
+
+    measure: str
+    workload: str
+    ours: str
+    peer: str
+    concurrency: int  # 0: the highest the run measured
+    metric: str  # a row's column; orders_per_s compares as a ratio, the others as they are
+    bar: float  # orders_per_s: ratio ≥ bar; else: Lotwise's value ≤ bar
+    unit: str = ""
+
+
+TARGETS = (
+    Target("pos-deep @64, unary two-phase, ÷ PostgreSQL", "pos-deep", "lotwise", "postgres", 64, "orders_per_s", 1.0),
+    Target(
+        "pos-deep @64, one-call sale, ÷ PostgreSQL sale",
+        "pos-deep",
+        "lotwise-sale",
+        "postgres-sale",
+        64,
+        "orders_per_s",
+        2.0,
+    ),
+    Target(
+        "pos-deep @64, auto-batched, ÷ durable Redis-Lua lean driver",
+        "pos-deep",
+        "lotwise-batched",
+        "redis-aof-always-lean",
+        64,
+        "orders_per_s",
+        0.5,
+    ),
+    Target("hot-pair @64, unary, ÷ PostgreSQL", "hot-pair", "lotwise", "postgres", 64, "orders_per_s", 2.0),
+    Target("wms-bulk, unary, ÷ PostgreSQL", "wms-bulk", "lotwise", "postgres", 0, "orders_per_s", 2.0),
+    Target(
+        "pos-deep @64, followers on ÷ off (unary)",
+        "pos-deep",
+        "lotwise",
+        "lotwise-nofollowers",
+        64,
+        "orders_per_s",
+        0.85,
+    ),
+    Target(
+        "server CPU per order, batched @64 (peer: Redis lean)",
+        "pos-deep",
+        "lotwise-batched",
+        "redis-aof-always-lean",
+        64,
+        "server_cpu_ms_per_order",
+        0.5,
+        " ms",
+    ),
+    Target(
+        "order p50 at 1 client, unary (peer: PostgreSQL)", "pos-deep", "lotwise", "postgres", 1, "p50_ms", 3.0, " ms"
+    ),
+    *(
+        Target(f"reserve p99 at 64, {ours} (peer: {peer})", "pos-deep", ours, peer, 64, "hold_p99_ms", 50.0, " ms")
+        for ours, peer in (
+            ("lotwise", "postgres"),
+            ("lotwise-sale", "postgres-sale"),
+            ("lotwise-batched", "redis-aof-always-lean"),
+        )
+    ),
+)
+
+
+def targets_table(rows: Sequence[dict[str, Any]], targets: Sequence[Target] = TARGETS) -> str:
+    """measure | Lotwise | peer | ratio | bar, for every target this run has rows for. A
+    side whose window failed its check shows ✗ and no ratio: a failed window is no number."""
+    top = max((r["concurrency"] for r in rows), default=0)
+    by = {(r["workload"], r["system"], r["concurrency"]): r for r in rows}
+    body = []
+    for t in targets:
+        c = t.concurrency or top
+        ours, peer = by.get((t.workload, t.ours, c)), by.get((t.workload, t.peer, c))
+        if ours is None and peer is None:
+            continue
+        a, b = (_cell(r, t.metric) for r in (ours, peer))
+        ratio, met = "–", "–"
+        if isinstance(a, float) and isinstance(b, float) and b:
+            ratio = f"{a / b:.2f}×"
+            if t.metric == "orders_per_s":
+                met = "met" if a / b >= t.bar else "not met"
+        if t.metric != "orders_per_s" and isinstance(a, float):
+            met = "met" if a <= t.bar else "not met"
+        bar = f"≥ {t.bar:g}×" if t.metric == "orders_per_s" else f"≤ {t.bar:g}{t.unit}"
+        body.append([t.measure, _show(a, t), _show(b, t), ratio, f"{bar} ({met})"])
+    return render_table(["measure", "Lotwise", "peer", "ratio", "bar"], body, right_align_from=1) if body else ""
+
+
+def _cell(row: dict[str, Any] | None, metric: str) -> float | str:
+    if row is None:
+        return "–"
+    if not row["ok"]:
+        return "✗"
+    value = row[metric].median
+    return float(value) if value is not None else "–"
+
+
+def _show(value: float | str, t: Target) -> str:
+    if not isinstance(value, float):
+        return value
+    return f"{value:,.0f}" if t.metric == "orders_per_s" else f"{value:.2f}{t.unit}"
 
 
 def ratio_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -18,8 +18,13 @@ from typing import Any
 
 from bench.loadgen import ERROR_PAUSE_S, Window, error_key, run_window
 from bench.systems import Pair, System
-from bench.workloads import OrderStream, Shape, units_of
+from bench.workloads import Op, OrderStream, Shape, units_of
 
+# How a worker places an order: "two-phase" reserve, then commit or release; "sale" one call
+# that holds and commits (a POS that has taken payment: every order is sold, none released);
+# "batched" two-phase through Lotwise's auto-batching client (concurrent calls share an
+# Execute); "lean" two-phase, `batch` orders per round trip (Redis's pipelined driver).
+MODES = ("two-phase", "sale", "batched", "lean")
 DRAIN_S = 60.0  # after the window, how long workers may take to finish their current order
 MAX_REFUSALS_KEPT = 100_000  # refused orders kept for the refusal check (bounded memory)
 
@@ -31,6 +36,8 @@ class SystemSpec:
     kind: str  # "lotwise" | "postgres" | "redis"
     target: str  # gRPC address, DSN or URL
     name: str = ""  # the row's label, e.g. "redis-aof-always"
+    mode: str = "two-phase"  # see MODES
+    token: str = ""  # Lotwise: the bearer token (auth is on, as `lotwise up` runs it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,7 @@ class SuiteResult:
     errors: dict[str, int] = field(default_factory=dict)
     first_errors: list[str] = field(default_factory=list)
     latencies_ns: list[int] = field(default_factory=list)  # every order and refusal in the window
+    hold_latencies_ns: list[int] = field(default_factory=list)  # the reserve (or sale) call alone
     cpu_s: float = 0.0
     window_s: float = 0.0
     abandoned_workers: int = 0
@@ -82,6 +90,7 @@ def merge(results: list[SuiteResult]) -> SuiteResult:
         out.abandoned_workers += r.abandoned_workers
         out.unknown_outcomes += r.unknown_outcomes
         out.latencies_ns.extend(r.latencies_ns)
+        out.hold_latencies_ns.extend(r.hold_latencies_ns)
         out.refusals.extend(r.refusals[: MAX_REFUSALS_KEPT - len(out.refusals)])
         out.first_errors.extend(r.first_errors[: 5 - len(out.first_errors)])
         for key, n in r.errors.items():
@@ -96,7 +105,7 @@ def make_system(spec: SystemSpec, pool_size: int) -> System:
         case "lotwise":
             from bench.peers.lotwise import LotwiseSystem
 
-            return LotwiseSystem(spec.target)
+            return LotwiseSystem(spec.target, batched=spec.mode == "batched", token=spec.token)
         case "postgres":
             from bench.peers.postgres import PostgresSystem
 
@@ -111,6 +120,27 @@ def make_system(spec: SystemSpec, pool_size: int) -> System:
 def _add(tally: dict[Pair, int], units: dict[Pair, int]) -> None:
     for pair, qty in units.items():
         tally[pair] = tally.get(pair, 0) + qty
+
+
+async def place(system: System, mode: str, hold_id: str, op: Op, committed: dict[Pair, int]) -> tuple[bool, int]:
+    """One order as `mode` places it: (held or sold, ns the hold or sale call took). The
+    units of an acknowledged commit or sale go into `committed` (what the check expects to
+    have left stock); a refused order, a release or a failed call adds nothing."""
+    started = time.perf_counter_ns()
+    if mode == "sale":
+        sold: bool = await system.sell(hold_id, op.lines)  # type: ignore[attr-defined]
+        took = time.perf_counter_ns() - started
+        if sold:
+            _add(committed, units_of(op.lines))
+        return sold, took
+    held = await system.reserve(hold_id, op.lines)
+    took = time.perf_counter_ns() - started
+    if held and op.commit:
+        await system.commit(hold_id)
+        _add(committed, units_of(op.lines))
+    elif held:
+        await system.release(hold_id)
+    return held, took
 
 
 async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
@@ -141,15 +171,9 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
                             if window.counts(started, time.perf_counter_ns()):
                                 result.receipts += 1
                             continue
+                        stage = "sale" if job.system.mode == "sale" else "order"
                         hold_id = f"{job.tag}-w{index}-{n}"
-                        held = await system.reserve(hold_id, op.lines)
-                        if held:
-                            stage = "commit" if op.commit else "release"
-                            if op.commit:
-                                await system.commit(hold_id)
-                                _add(result.committed, units_of(op.lines))
-                            else:
-                                await system.release(hold_id)
+                        held, hold_ns = await place(system, job.system.mode, hold_id, op, result.committed)
                     except Exception as exc:
                         # The op may or may not have been applied: the stock check cannot
                         # account for it, so it is counted (and the run reported failed).
@@ -162,6 +186,7 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
                     if not window.counts(started, ended):
                         continue
                     result.latencies_ns.append(ended - started)
+                    result.hold_latencies_ns.append(hold_ns)
                     if held:
                         result.orders += 1
                         result.lines += len(op.lines)
@@ -186,6 +211,7 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
                     started = time.perf_counter_ns()
                     try:
                         held = await system.reserve_many([(i, op.lines) for i, op in zip(ids, ops, strict=True)])  # type: ignore[attr-defined]
+                        held_at = time.perf_counter_ns()
                         done = [(i, op) for i, op, h in zip(ids, ops, held, strict=True) if h]
                         await system.finish_many(  # type: ignore[attr-defined]
                             [i for i, op in done if op.commit], [i for i, op in done if not op.commit]
@@ -203,6 +229,7 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
                     if not window.counts(started, ended):
                         continue
                     result.latencies_ns.extend([ended - started] * len(ops))
+                    result.hold_latencies_ns.extend([held_at - started] * len(ops))
                     result.orders += len(done)
                     result.lines += sum(len(op.lines) for _, op in done)
                     result.refused += len(ops) - len(done)

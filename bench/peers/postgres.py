@@ -425,6 +425,27 @@ SELECT (SELECT count(*) FROM l) AS lines, (SELECT count(*) FROM u) AS updated
 """
 
 
+# The one-transaction sale: as the reserve's write, but the hold is born committed and the
+# units leave stock at once (qty −= n, shipped += n; held untouched).
+_SELL_WRITE = """
+WITH alloc AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS a(sku, site, lot_id, qty)
+), h AS (
+    INSERT INTO holds (hold_id, state) VALUES ($1, 'committed')
+), l AS (
+    INSERT INTO hold_lines (hold_id, sku, site, lot_id, qty)
+    SELECT $1, sku, site, lot_id, qty FROM alloc
+    RETURNING 1
+), u AS (
+    UPDATE lots SET qty = lots.qty - alloc.qty, shipped = lots.shipped + alloc.qty
+    FROM alloc
+    WHERE lots.sku = alloc.sku AND lots.site = alloc.site AND lots.lot_id = alloc.lot_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM l) AS lines, (SELECT count(*) FROM u) AS updated
+"""
+
+
 def _finish_sql(state: str, assignments: str) -> str:
     """Commit or release as one statement (its own transaction): mark the hold `state` if it
     is still active — that locks the hold row, so a second or concurrent call finds it no
@@ -606,6 +627,14 @@ class PostgresSystem:
         await pool.expire_connections()
 
     async def reserve(self, hold_id: str, lines: Sequence[OrderLine]) -> bool:
+        return await self._hold(hold_id, lines, _RESERVE_WRITE)
+
+    async def sell(self, hold_id: str, lines: Sequence[OrderLine]) -> bool:
+        """The one-transaction sale: lock, FEFO and ship every line, all or nothing (the
+        peer of Lotwise's Sell). False: refused for stock, nothing changed."""
+        return await self._hold(hold_id, lines, _SELL_WRITE)
+
+    async def _hold(self, hold_id: str, lines: Sequence[OrderLine], write_sql: str) -> bool:
         pairs = _check_lines(lines)
         lock_sql = _lock_sql(len(pairs))
         lock_args = [part for pair in pairs for part in pair]
@@ -618,10 +647,10 @@ class PostgresSystem:
                     if alloc is None:
                         raise _Refused
                     skus, sites, lot_ids, units = (list(col) for col in zip(*alloc, strict=True))
-                    written = await conn.fetchrow(_RESERVE_WRITE, hold_id, skus, sites, lot_ids, units)
+                    written = await conn.fetchrow(write_sql, hold_id, skus, sites, lot_ids, units)
                     if written is None or written["lines"] != len(alloc) or written["updated"] != len(alloc):
                         raise InvariantViolation(
-                            f"reserve {hold_id}: wrote {written and dict(written)} for {len(alloc)} allocations"
+                            f"hold {hold_id}: wrote {written and dict(written)} for {len(alloc)} allocations"
                         )
             except _Refused:
                 self.stats.refused += 1

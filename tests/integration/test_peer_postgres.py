@@ -163,6 +163,27 @@ async def test_commit_and_release_move_the_right_units(system: PostgresSystem) -
     await system.release("never-reserved")
 
 
+async def test_a_sale_ships_fefo_in_one_transaction_all_or_nothing(
+    system: PostgresSystem, db: asyncpg.Connection
+) -> None:
+    await system.load(SMALL)
+    assert await system.reserve("s-held", [OrderLine(*A1, 4)])  # L2 (earliest) now has 1 free
+    assert await system.sell("s-1", [OrderLine(*A1, 3), OrderLine(*B1, 12)])
+    assert await hold_lines(db, "s-1") == {(*A1, "L2"): 1, (*A1, "L3"): 2, (*B1, "L9"): 10, (*B1, "L0"): 2}
+    assert await db.fetchval("SELECT state FROM holds WHERE hold_id = 's-1'") == "committed"
+    # Short on the second line: nothing sold, nothing held.
+    assert not await system.sell("s-2", [OrderLine(*A1, 1), OrderLine(*A2, 5)])
+    assert await db.fetchval("SELECT count(*) FROM holds WHERE hold_id = 's-2'") == 0
+    await system.release("s-held")
+    audit = await system.audit()
+    assert {pair: (t.on_hand, t.held, t.shipped) for pair, t in audit.pairs.items()} == {
+        A1: (12, 0, 3),
+        A2: (4, 0, 0),
+        B1: (8, 0, 12),
+    }
+    assert check(SMALL, {}, {A1: 3, B1: 12}, audit).ok
+
+
 async def test_receive_adds_to_a_lot_or_creates_one(system: PostgresSystem, db: asyncpg.Connection) -> None:
     await system.load(SMALL)
     await system.receive(*A2, LotSeed("L1", 100, 6))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+from collections.abc import Sequence
 
 import pytest
 
 from bench.suite import WindowOut, aggregate, parse_args, ratio_table, render
 from bench.suite_loadgen import SuiteResult
-from bench.systems import Audit, CheckResult, PairTotals, check
+from bench.systems import Audit, CheckResult, Dataset, LotSeed, OrderLine, Pair, PairTotals, check
 from bench.workloads import OrderStream, Zipf, dataset, shape
 
 
@@ -144,3 +146,126 @@ def test_the_lean_driver_is_only_offered_where_it_exists() -> None:
     for bad in (["--batch", "16"], ["--systems", "redis", "--workloads", "wms-bulk", "--batch", "4"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+class _Shop:
+    """A one-pair in-memory shop for the order-placing logic (units only, no lots)."""
+
+    def __init__(self, units: int) -> None:
+        self.free, self.holds, self.shipped = units, dict[str, int](), 0
+
+    async def reserve(self, hold_id: str, lines: Sequence[OrderLine]) -> bool:
+        want = sum(line.qty for line in lines)
+        if want > self.free:
+            return False
+        self.free -= want
+        self.holds[hold_id] = want
+        return True
+
+    async def commit(self, hold_id: str) -> None:
+        self.shipped += self.holds.pop(hold_id)
+
+    async def release(self, hold_id: str) -> None:
+        self.free += self.holds.pop(hold_id)
+
+    async def sell(self, hold_id: str, lines: Sequence[OrderLine]) -> bool:
+        held = await self.reserve(hold_id, lines)
+        if held:
+            await self.commit(hold_id)
+        return held
+
+
+def test_a_sale_window_tallies_sold_units_only_and_leaves_no_hold() -> None:
+    from bench.suite_loadgen import place
+    from bench.workloads import Op
+
+    pair = ("s", "x")
+    line = (OrderLine("s", "x", 3),)
+    shop, committed = _Shop(7), dict[Pair, int]()
+    placed = [asyncio.run(place(shop, "sale", f"h{i}", Op(line, commit=False), committed)) for i in range(3)]  # type: ignore[arg-type]
+    assert [held for held, _ in placed] == [True, True, False]  # a sale sells, whatever `commit` says
+    assert all(took >= 0 for _, took in placed)
+    assert committed == {pair: 6}
+    assert shop.shipped == 6
+    assert not shop.holds
+    audit = Audit({pair: PairTotals(7 - shop.shipped, 0, shop.shipped)}, len(shop.holds), 0)
+    data = Dataset("one", ((pair, (LotSeed("L1", 1, 7),)),))
+    assert check(data, {}, committed, audit).ok
+    # A sale the system applied but the client never counted breaks conservation.
+    assert not check(data, {}, {pair: 3}, audit).ok
+
+
+def test_two_phase_orders_commit_or_release_as_the_stream_says() -> None:
+    from bench.suite_loadgen import place
+    from bench.workloads import Op
+
+    line = (OrderLine("s", "x", 2),)
+    shop, committed = _Shop(10), dict[Pair, int]()
+    for i, commit in enumerate((True, False, True)):
+        asyncio.run(place(shop, "two-phase", f"h{i}", Op(line, commit=commit), committed))  # type: ignore[arg-type]
+    assert committed == {("s", "x"): 4}
+    assert shop.shipped == 4
+    assert shop.free == 6
+    assert not shop.holds
+
+
+def _row(system: str, workload: str, c: int, orders: float, ok: bool = True, **ms: float) -> dict[str, object]:
+    from bench.stats import spread
+
+    row: dict[str, object] = {"workload": workload, "system": system, "concurrency": c, "ok": ok}
+    row["orders_per_s"] = spread([orders])
+    for metric in ("p50_ms", "hold_p99_ms", "server_cpu_ms_per_order"):
+        row[metric] = spread([ms.get(metric, 1.0)])
+    return row
+
+
+def test_targets_pair_each_mode_with_its_peer_and_skip_failed_windows() -> None:
+    from bench.suite import targets_table
+
+    rows = [
+        _row("lotwise", "pos-deep", 64, 1_200),
+        _row("postgres", "pos-deep", 64, 1_000),
+        _row("lotwise-sale", "pos-deep", 64, 2_500),
+        _row("postgres-sale", "pos-deep", 64, 1_000, ok=False),
+        _row("lotwise-batched", "pos-deep", 64, 3_000, server_cpu_ms_per_order=0.4),
+        _row("redis-aof-always-lean", "pos-deep", 64, 12_000, server_cpu_ms_per_order=0.05),
+        _row("lotwise", "pos-deep", 1, 100, p50_ms=9.5),
+        _row("postgres", "pos-deep", 1, 400, p50_ms=2.0),
+    ]
+    lines = {line.split("|")[1].strip(): line for line in targets_table(rows).splitlines()[2:]}
+    assert "1.20×" in lines["pos-deep @64, unary two-phase, ÷ PostgreSQL"]
+    assert "≥ 1× (met)" in lines["pos-deep @64, unary two-phase, ÷ PostgreSQL"]
+    sale = lines["pos-deep @64, one-call sale, ÷ PostgreSQL sale"]
+    assert "✗" in sale
+    assert "(–)" in sale
+    assert "0.25×" in lines["pos-deep @64, auto-batched, ÷ durable Redis-Lua lean driver"]
+    assert "(not met)" in lines["pos-deep @64, auto-batched, ÷ durable Redis-Lua lean driver"]
+    assert "0.40 ms" in lines["server CPU per order, batched @64 (peer: Redis lean)"]
+    assert "(met)" in lines["server CPU per order, batched @64 (peer: Redis lean)"]
+    assert "(not met)" in lines["order p50 at 1 client, unary (peer: PostgreSQL)"]
+    assert not any("hot-pair" in key for key in lines)  # not measured: not shown
+
+
+def test_every_system_is_a_variant_of_a_started_server_and_lean_skips_receipts() -> None:
+    from bench.suite import SYSTEMS, VARIANTS, runs
+    from bench.suite_loadgen import MODES
+
+    assert {v.server for v in VARIANTS.values()} == {"lotwise", "postgres", "redis", "redis-aof-always"}
+    assert all(v.mode in MODES for v in VARIANTS.values())
+    assert not VARIANTS["lotwise-nofollowers"].followers
+    assert VARIANTS["lotwise"].followers
+    assert not runs("redis-aof-always-lean", "wms-bulk")
+    assert runs("lotwise-sale", "wms-bulk")
+    assert parse_args(["--lean-batch", "8"]).lean_batch == 8
+    assert parse_args([]).systems == list(SYSTEMS)
+
+
+def test_the_engine_switches_followers_seldom() -> None:
+    from itertools import pairwise
+
+    from bench.suite import SYSTEMS, VARIANTS, run_order
+
+    seq = [n for k in range(4) for n in run_order(SYSTEMS, 1, k) if VARIANTS[n].server == "lotwise"]
+    settings = [VARIANTS[n].followers for n in seq]
+    assert sum(a != b for a, b in pairwise(settings)) == 4  # once per workload (twice without reversing)
+    assert run_order(SYSTEMS, 2, 0)[0] == SYSTEMS[1]  # the first system rotates per round
