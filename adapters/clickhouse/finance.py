@@ -94,6 +94,35 @@ SCHEMA = (
 VOUCHER_COLUMNS = ["voucher_id", "version", "company", "kind", "state", "at_ms", "reversal_of", "keys", "doc"]
 BASELINE_COLUMNS = ["doc_key", "baseline", "at_ms"]
 VALUATION_COLUMNS = ["company", "sku", "lot_id", "event_id", "at_ms", "qty", "value", "voucher_id"]
+STATE_COLUMNS = ["kind", "key", "seq", "doc"]
+# The column types of the follower's inserts, as SCHEMA declares them: given, clickhouse-connect
+# does not ask for them (a DESCRIBE TABLE query before every insert, ~1–1.5 ms of chDB CPU each,
+# three per commit). tests/contract/test_finance_store_chdb.py checks them against the tables.
+COLUMN_TYPES = {
+    "vouchers": [
+        "String",
+        "UInt32",
+        "LowCardinality(String)",
+        "LowCardinality(String)",
+        "LowCardinality(String)",
+        "Int64",
+        "String",
+        "Array(String)",
+        "String",
+    ],
+    "valuations": [
+        "LowCardinality(String)",
+        "String",
+        "String",
+        "String",
+        "Int64",
+        "Int64",
+        "Decimal(38, 6)",
+        "String",
+    ],
+    "ledger_state": ["LowCardinality(String)", "String", "UInt64", "String"],
+    "baselines": ["String", "LowCardinality(String)", "Int64"],
+}
 _INSERT = {"insert_deduplicate": 0}  # rows are keyed: a repeat collapses on merge and under FINAL
 
 
@@ -133,7 +162,15 @@ def _columns(rows: list[list[Any]], width: int) -> list[list[Any]]:
 
 
 def _insert(client: Client, table: str, rows: list[list[Any]], columns: list[str]) -> None:
-    client.insert(table, _columns(rows, len(columns)), column_names=columns, column_oriented=True, settings=_INSERT)
+    """`table` is `<db>.<name>`; a name COLUMN_TYPES knows is written without a DESCRIBE first."""
+    client.insert(
+        table,
+        _columns(rows, len(columns)),
+        column_names=columns,
+        column_type_names=COLUMN_TYPES.get(table.rsplit(".", 1)[-1]),
+        column_oriented=True,
+        settings=_INSERT,
+    )
 
 
 class ClickHouseFinanceStore:
@@ -199,7 +236,7 @@ class ClickHouseFinanceStore:
                 latest = {(b.doc_key, b.baseline): b for b in baselines}
                 rows = [[b.doc_key, b.baseline, b.at_ms] for b in latest.values()]
                 _insert(c, f"{db}.baselines", rows, BASELINE_COLUMNS)
-            _insert(c, f"{db}.ledger_state", _state_rows(checkpoint), ["kind", "key", "seq", "doc"])
+            _insert(c, f"{db}.ledger_state", _state_rows(checkpoint), STATE_COLUMNS)
 
         await self._run(write)
 

@@ -164,7 +164,7 @@ class _Held:
     msgs: dict[int, Msg] = field(default_factory=dict)  # stream seq → its newest delivery
     entries: dict[int, FollowedEntry] = field(default_factory=dict)  # stream seq → decoded
     movements: int = 0
-    opened: float = 0.0  # monotonic time of the first message
+    opened: float = 0.0  # monotonic time the first message was journaled (batch_opened_s)
 
     def due(self, config: FollowerConfig, now: float, window_ms: float) -> bool:
         if not self.msgs:
@@ -200,6 +200,16 @@ class _Pace:
     def busy(self, movements: int, now_s: float, busy_per_s: float) -> bool:
         elapsed_s, self.last_s = now_s - self.last_s, now_s
         return elapsed_s > 0 and movements / elapsed_s >= busy_per_s
+
+
+def batch_opened_s(now_s: float, age_s: float, window_ms: float) -> float:
+    """When a batch whose first message is `age_s` old (its journal timestamp) opened, on the
+    monotonic clock: the window bounds how long an entry waits, not how long the follower
+    gathers after taking it. A follower that is behind (its messages waited already, e.g.
+    during the last apply) applies at once instead of gathering one more window; a caught-up
+    one gathers as before. Clamped to [0, window]: a clock that disagrees with the server's
+    changes a batch by at most one window."""
+    return now_s - min(max(age_s, 0.0), window_ms / 1000)
 
 
 class DecodedCache:
@@ -406,7 +416,7 @@ class JournalFollower:
             await self._dead_letter(msg, f"undecodable journal entry: {type(exc).__name__}: {exc}")
             return
         if not held.msgs:
-            held.opened = time.monotonic()
+            held.opened = batch_opened_s(time.monotonic(), time.time() - meta.timestamp.timestamp(), self.window_ms)
         held.msgs[seq] = msg
         held.entries[seq] = FollowedEntry(seq, entry, redelivered=meta.num_delivered > 1, behind=meta.num_pending)
         held.movements += len(entry.movements)

@@ -131,24 +131,28 @@ class FinanceFeed:
     async def apply(self, entries: tuple[FollowedEntry, ...]) -> None:
         async with self.lock:
             await self._ensure_loaded()
-            booked = Booked()
             last, documents = self.position, self.documents_applied
             try:
                 with _collector_paused():
+                    booked = Booked()
                     last = self._book(entries, last, booked)
                     if last == self.position and self.documents_applied == documents:
                         return
                     await self._commit(last, booked)
+                    # What the batch made is stored: freed now, before the collector resumes,
+                    # so its first pass walks the ledgers' survivors, not every voucher.
+                    made = tuple(booked.vouchers) if self.on_vouchers is not None else ()
+                    made_count = len(booked.vouchers)
+                    del booked
             except BaseException:
                 self._loaded = False  # the ledgers may be ahead of the store: reload before the retry
                 raise
             self.position = last
-            vouchers = booked.vouchers
-            self.counters.vouchers += len(vouchers)
-            if vouchers:
+            self.counters.vouchers += made_count
+            if made_count:
                 self.counters.last_voucher_at_s = time.time()
-        if vouchers and self.on_vouchers is not None:
-            await self.on_vouchers(tuple(vouchers))
+        if made and self.on_vouchers is not None:
+            await self.on_vouchers(made)
 
     async def _commit(self, position: int, booked: Booked) -> None:
         checkpoint = self._checkpoint(position)

@@ -1,6 +1,7 @@
 """What only the ClickHouse finance store does: voucher lines derived by a materialized view
 from the stored voucher, and a database made before the view (lines written from Python)
-keeps its lines and derives the new ones."""
+keeps its lines and derives the new ones; the column types its inserts declare are the
+tables' own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from typing import Any
 
 import clickhouse_connect
 
-from adapters.clickhouse.finance import FinanceStoreConfig, _voucher_row, open_finance_store
+from adapters.clickhouse.finance import (
+    BASELINE_COLUMNS,
+    COLUMN_TYPES,
+    STATE_COLUMNS,
+    VALUATION_COLUMNS,
+    FinanceStoreConfig,
+    _voucher_row,
+    open_finance_store,
+)
 from engine.finance.ports import Checkpoint, VoucherQuery
 from engine.finance.sandbox import approve
 from engine.finance.state import ledger_to_doc
@@ -36,6 +45,25 @@ async def test_lines_are_derived_from_each_stored_voucher_once(chdb_dsn_for_sess
         await store.put_voucher(approve(vouchers[0], "alice"))  # a new version: the same lines again
         rows = await store.query("SELECT * FROM {db}.voucher_lines FINAL ORDER BY voucher_id, line_no")
         assert sorted(tuple(r) for r in rows) == _lines_of(vouchers)
+    finally:
+        await store.close()
+
+
+async def test_the_declared_insert_types_are_the_tables_own(chdb_dsn_for_session: str) -> None:  # noqa: F811
+    """The follower's inserts name their column types instead of asking for them: a type that
+    drifted from the table would be written wrongly or refused."""
+    store = await open_finance_store(FinanceStoreConfig(chdb_dsn_for_session, f"f_{uuid.uuid4().hex[:12]}"))
+    columns = {
+        "vouchers": VOUCHER_COLUMNS,
+        "valuations": VALUATION_COLUMNS,
+        "ledger_state": STATE_COLUMNS,
+        "baselines": BASELINE_COLUMNS,
+    }
+    try:
+        assert set(COLUMN_TYPES) == set(columns)
+        for table, names in columns.items():
+            described = {str(r[0]): str(r[1]) for r in await store.query(f"DESCRIBE TABLE {{db}}.{table}")}
+            assert [described[n] for n in names] == COLUMN_TYPES[table], table
     finally:
         await store.close()
 
