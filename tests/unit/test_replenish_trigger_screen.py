@@ -89,6 +89,7 @@ class PairCase:
     multiple: int
     shelf_life_days: int
     lead_days: int
+    lead_spread: int  # the last three lead times: lead_days, lead_days + spread, lead_days
     decision: str  # "", "accepted", "rejected": what a planner did to an open first version
     gifts: int  # gifts without tax noted since (data health)
 
@@ -104,6 +105,7 @@ pair_cases = st.builds(
     multiple=st.sampled_from([1, 6]),
     shelf_life_days=st.sampled_from([0, 0, 5, 20]),
     lead_days=st.integers(1, 9),
+    lead_spread=st.integers(0, 8),
     decision=st.sampled_from(["", "", "accepted", "rejected"]),
     gifts=st.sampled_from([0, 0, 3]),
 )
@@ -135,7 +137,8 @@ async def _history(cases: Sequence[PairCase], clock: ManualClock) -> InMemoryHis
 
 
 def _terms(n: int, case: PairCase, clock: ManualClock) -> SupplierTerms:
-    leads = tuple(LeadTimeSample(case.lead_days, clock.now_ms() - i * DAY_MS) for i in (1, 2, 3))
+    days = (case.lead_days, case.lead_days + case.lead_spread, case.lead_days)
+    leads = tuple(LeadTimeSample(d, clock.now_ms() - i * DAY_MS) for i, d in enumerate(days, start=1))
     return SupplierTerms(
         f"S{n}",
         SITE,
@@ -202,7 +205,7 @@ def test_the_screened_batch_stores_exactly_what_the_full_recompute_stores(cases:
 def test_a_pair_that_stays_above_its_reorder_point_costs_no_plan_no_write_and_one_read() -> None:
     """Fails without the screen: every moved pair was planned in full, and each recompute read
     its stored suggestion twice and its supplier terms once."""
-    cases = [PairCase(5, 100, 90, True, True, 10, 1, 0, 7, "", 0) for _ in range(6)]
+    cases = [PairCase(5, 100, 90, True, True, 10, 1, 0, 7, 2, "", 0) for _ in range(6)]
 
     async def run() -> None:
         service, stock, _, planner = await _world(cases)
@@ -222,7 +225,7 @@ def test_a_pair_that_stays_above_its_reorder_point_costs_no_plan_no_write_and_on
 
 
 def test_crossing_the_reorder_point_is_planned_and_stored_at_once() -> None:
-    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, "", 0)]
+    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0)]
 
     async def run() -> None:
         service, stock, events, _ = await _world(cases)
@@ -239,7 +242,7 @@ def test_crossing_the_reorder_point_is_planned_and_stored_at_once() -> None:
 def test_new_supplier_terms_reach_the_trigger_path_at_once() -> None:
     """The trigger path reads terms at most every SUPPLIER_TTL_S; a put here, or a receipt of the
     pair, drops the cached ones."""
-    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, "", 0)]
+    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0)]
 
     async def run() -> None:
         service, stock, _, _ = await _world(cases)
