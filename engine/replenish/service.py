@@ -60,6 +60,12 @@ FACTORS_TTL_S = 5.0  # the factors calendar is read at most this often (a put he
 # A pair's supplier terms on the trigger path: read at most this often (a put here, or a receipt of
 # the pair, drops them at once). They change on a supplier edit, not on a scan.
 SUPPLIER_TTL_S = 30.0
+# A pair's daily inputs from the history (days' consumption, matched returns, stockout days) on
+# the trigger path: read at most this often. Today's and yesterday's scans come from the
+# follower's live count on top of them (_series), so a scan needs no read; a receipt, a return
+# or an adjustment of the pair drops them (forget_days), and so does a new day.
+DAY_INPUTS_TTL_S = 60.0
+HISTORY_LAG_S = 10.0  # the history holds a change within this (its sink's busy window is 2 s)
 MAX_CACHED_PAIRS = 100_000  # per-pair caches are bounded: past this, they start again empty
 REASON_STALE = "STALE_SUGGESTION"
 REASON_DECIDED = "SUGGESTION_DECIDED"
@@ -229,6 +235,8 @@ class ReplenishService:
         self._gifts: dict[str, GiftCount] = {}
         self._health = _HealthCache()
         self._terms: dict[str, tuple[float, SupplierTerms | None]] = {}  # pair → (read at, terms)
+        self._days: dict[Pair, tuple[float, date, DayInputs]] = {}  # pair → (kept until, today then, inputs)
+        self._changed: dict[Pair, float] = {}  # pair → when its history last changed otherwise than by a scan
         self._locks: dict[str, asyncio.Lock] = {}
         self._factors_cache: tuple[float, list[Factor]] | None = None
 
@@ -245,6 +253,15 @@ class ReplenishService:
         key = pair_key(sku, site)
         self._received[key] = self._received.get(key, 0) + qty
         self._terms.pop(key, None)  # a receipt may come with new lead-time samples: read them again
+        self.forget_days(sku, site)
+
+    def forget_days(self, sku: str, site: str) -> None:
+        """The pair's history changed otherwise than by a scan (a receipt, a return, an
+        adjustment): its daily inputs are read again at its next recompute."""
+        self._days.pop((sku, site), None)
+        if len(self._changed) >= MAX_CACHED_PAIRS:
+            self._changed.clear()
+        self._changed[(sku, site)] = time.monotonic()
 
     def note_gift(self, sku: str, site: str, with_tax: bool) -> None:
         count = self._gifts.setdefault(pair_key(sku, site), GiftCount())
@@ -294,6 +311,29 @@ class ReplenishService:
             )
             for pair in pairs
         }
+
+    async def _cached_day_inputs(self, pairs: Sequence[Pair], today: date) -> dict[Pair, DayInputs]:
+        """The pairs' daily inputs as read within DAY_INPUTS_TTL_S today; the others read in
+        one batch (_day_inputs_many) and kept."""
+        now = time.monotonic()
+        found: dict[Pair, DayInputs] = {}
+        for pair in pairs:
+            hit = self._days.get(pair)
+            if hit is not None and hit[1] == today and now < hit[0]:
+                found[pair] = hit[2]
+        stale = [pair for pair in pairs if pair not in found]
+        if stale:
+            read = await self._day_inputs_many(stale, today)
+            if len(self._days) + len(read) > MAX_CACHED_PAIRS:
+                self._days.clear()
+            for pair, got in read.items():
+                # The history lags the journal by a batch window: inputs read just after a
+                # change may not show it yet, so they are kept only until it surely does.
+                settled_at = self._changed.get(pair, now - HISTORY_LAG_S) + HISTORY_LAG_S
+                until = now + DAY_INPUTS_TTL_S if settled_at <= now else min(now + DAY_INPUTS_TTL_S, settled_at)
+                self._days[pair] = (until, today, got)
+            found.update(read)
+        return found
 
     def _series(self, sku: str, site: str, today: date, got: DayInputs) -> tuple[tuple[float, ...], tuple[bool, ...]]:
         """The daily net demand and stockout days of the window from the history's inputs and
@@ -448,7 +488,7 @@ class ReplenishService:
             return []
         today = day_of(self.clock.now_ms())
         days, factors, _ = await asyncio.gather(
-            self._day_inputs_many(pairs, today), self._all_factors(), self._warm_health(pairs)
+            self._cached_day_inputs(pairs, today), self._all_factors(), self._warm_health(pairs)
         )
         limit = asyncio.Semaphore(max(1, concurrency or self.config.recompute_concurrency))
 

@@ -19,8 +19,10 @@ from adapters.memory.replenish import InMemoryReplenishStore
 from adapters.memory.replenish_events import InMemoryReplenishEvents
 from engine.domain.cell import SliceRow
 from engine.domain.clock import ManualClock
-from engine.domain.history import HistoryBatch, HistoryRecord
+from engine.domain.history import DayQty, HistoryBatch, HistoryRecord, SeriesQuery
 from engine.domain.model import External, Movement, MovementKind, QuantKey
+from engine.domain.ports import FollowedEntry, JournalEntry
+from engine.replenish.follower import ReplenishTrigger
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.service import PairInputs, Planned, ReplenishConfig, ReplenishService, StockPosition
 from engine.replenish.store import LeadTimeSample, Suggestion, SupplierTerms
@@ -92,6 +94,7 @@ class PairCase:
     lead_spread: int  # the last three lead times: lead_days, lead_days + spread, lead_days
     decision: str  # "", "accepted", "rejected": what a planner did to an open first version
     gifts: int  # gifts without tax noted since (data health)
+    scans: int = 0  # units issued today since, as the follower notes them (not in the history yet)
 
 
 pair_cases = st.builds(
@@ -108,11 +111,24 @@ pair_cases = st.builds(
     lead_spread=st.integers(0, 8),
     decision=st.sampled_from(["", "", "accepted", "rejected"]),
     gifts=st.sampled_from([0, 0, 3]),
+    scans=st.sampled_from([0, 0, 2, 20]),
 )
 
 
-async def _history(cases: Sequence[PairCase], clock: ManualClock) -> InMemoryHistoryStore:
-    history = InMemoryHistoryStore()
+class CountingHistory(InMemoryHistoryStore):
+    """The in-memory history, counting the daily consumption reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.consumption_reads = 0
+
+    async def consumption(self, q: SeriesQuery) -> list[DayQty]:
+        self.consumption_reads += 1
+        return await super().consumption(q)
+
+
+async def _history(cases: Sequence[PairCase], clock: ManualClock) -> CountingHistory:
+    history = CountingHistory()
     q = QuantKey("L1", "", "available", "own")
     records = []
     for n, case in enumerate(cases):
@@ -173,7 +189,10 @@ async def _world(
         first = await service.recompute(f"S{n}", SITE, "schedule")
         if case.decision and first.state == "open":
             await service.decide("planner-li", f"S{n}", SITE, first.version, case.decision, first.qty, "checked")
+    await service.recompute_many([(f"S{n}", SITE) for n in range(len(cases))], "journal")  # the trigger's caches
     for n, case in enumerate(cases):
+        if case.scans:
+            service.note_consumed(f"S{n}", SITE, case.scans, clock.now_ms())
         if case.terms_now and not case.terms_then:
             await service.put_supplier(_terms(n, case, clock))
         for _ in range(case.gifts):
@@ -287,3 +306,30 @@ def test_the_batch_screen_agrees_with_the_full_policy_for_perishables(cases: lis
     ]
     planner = PolicyPlanner()
     assert planner.screen(inputs) == [p.below_reorder_point for p in planner(inputs)]
+
+
+def test_a_scan_reads_no_history_and_a_return_reads_it_again() -> None:
+    """Fails without the cache of the daily inputs: every trigger batch read each pair's
+    consumption (and returns, stockout days) from the history again."""
+    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0)]
+
+    async def run() -> None:
+        service, stock, _, _ = await _world(cases)
+        history = service.history
+        assert isinstance(history, CountingHistory)
+        reads = history.consumption_reads
+        clock = service.clock
+        q = QuantKey("L1", "", "available", "own")
+        scan = Movement(900, MovementKind.CONSUME, "S0", SITE, "L1", 30, q, External.CUSTOMER, at_ms=clock.now_ms())
+        trigger = ReplenishTrigger(service)
+        stock.available[("S0", SITE)] = 70
+        await trigger.apply((FollowedEntry(1, JournalEntry("s0", 1, scan.at_ms, (), (scan,))),))
+        assert history.consumption_reads == reads  # the cached days, today's scan from the live count
+        inputs = await service.inputs("S0", SITE)
+        assert inputs.demand[-1] == 30
+        back = replace(scan, seq=901, kind=MovementKind.RECEIVE, qty=2, src=External.CUSTOMER, dst=q)
+        reads = history.consumption_reads = 0
+        await trigger.apply((FollowedEntry(2, JournalEntry("s0", 2, back.at_ms, (), (back,))),))
+        assert history.consumption_reads == 1  # a return: the days are read again
+
+    asyncio.run(run())
