@@ -520,7 +520,11 @@ class ReplenishService:
         screen: Callable[[Sequence[PairInputs]], list[bool]] | None = getattr(self.planner, "screen", None)
         if screen is None or not reads:
             return [False] * len(reads)
-        hits = screen([inputs for inputs, _ in reads])
+        try:
+            hits = screen([inputs for inputs, _ in reads])
+        except Exception as exc:  # the screen is a shortcut: without it, every pair is planned in full
+            log.warning("trigger screen failed; planning the batch in full", error=f"{type(exc).__name__}: {exc}")
+            return [False] * len(reads)
         return [
             not hit and await self._stays(inputs, current) for (inputs, current), hit in zip(reads, hits, strict=True)
         ]

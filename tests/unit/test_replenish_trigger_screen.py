@@ -333,3 +333,23 @@ def test_a_scan_reads_no_history_and_a_return_reads_it_again() -> None:
         assert history.consumption_reads == 1  # a return: the days are read again
 
     asyncio.run(run())
+
+
+def test_a_failing_screen_plans_the_batch_in_full() -> None:
+    cases = [
+        PairCase(5, 100, 3, True, True, 10, 1, 0, 7, 2, "", 0),
+        PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0),
+    ]
+
+    def broken(inputs: Sequence[PairInputs]) -> list[bool]:
+        raise ValueError("screen broke")
+
+    async def run() -> None:
+        service, _, _, planner = await _world(cases)
+        planned = planner.planned
+        planner.screen = broken  # type: ignore[method-assign]
+        got = await service.recompute_many([("S0", SITE), ("S1", SITE)], "journal")
+        assert [s.state for s in got if isinstance(s, Suggestion)] == ["open", "none"]
+        assert planner.planned == planned + 2
+
+    asyncio.run(run())
