@@ -250,7 +250,10 @@ class ReplenishTrigger:
             if fresh:
                 self.service.note_received(m.sku, m.site, m.qty)
             return True
-        return m.kind.value in ("receive", "adjust", "discrepancy", "expire")
+        if m.kind.value in ("receive", "adjust", "discrepancy", "expire"):
+            self.service.forget_days(m.sku, m.site)  # e.g. a customer's return: its history changed
+            return True
+        return False
 
     def _note_gifts(self, followed: FollowedEntry) -> None:
         for op in followed.entry.ops:

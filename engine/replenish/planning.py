@@ -241,6 +241,10 @@ def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list
         lead_mean=np.asarray([s[0] for s in stats], np.float64),
         lead_sigma=np.asarray([s[1] for s in stats], np.float64),
         factor_multiplier=np.asarray(multipliers, np.float64),
+        # As `draft` passes them: a shelf life shortens the cycle, which moves the reorder point.
+        backorders=np.asarray([p.backorders for p in positions], np.int64),
+        shelf_life_days=np.asarray([p.shelf_life_days or 0 for p in positions], np.int64),
+        min_remaining_days=np.asarray([p.min_remaining_days if p.shelf_life_days else 0 for p in positions], np.int64),
     )
     return [bool(t) for t in numbers.triggered]
 

@@ -57,6 +57,16 @@ MAX_WRITE_ATTEMPTS = 5  # a suggestion write that loses a race is recomputed at 
 MAX_HEALTH_MOVEMENTS = 200_000  # a pair's 12 months read for its health, at most
 HEALTH_TTL_S = 600.0  # a pair's health is recomputed at most this often
 FACTORS_TTL_S = 5.0  # the factors calendar is read at most this often (a put here refreshes it at once)
+# A pair's supplier terms on the trigger path: read at most this often (a put here, or a receipt of
+# the pair, drops them at once). They change on a supplier edit, not on a scan.
+SUPPLIER_TTL_S = 30.0
+# A pair's daily inputs from the history (days' consumption, matched returns, stockout days) on
+# the trigger path: read at most this often. Today's and yesterday's scans come from the
+# follower's live count on top of them (_series), so a scan needs no read; a receipt, a return
+# or an adjustment of the pair drops them (forget_days), and so does a new day.
+DAY_INPUTS_TTL_S = 60.0
+HISTORY_LAG_S = 10.0  # the history holds a change within this (its sink's busy window is 2 s)
+MAX_CACHED_PAIRS = 100_000  # per-pair caches are bounded: past this, they start again empty
 REASON_STALE = "STALE_SUGGESTION"
 REASON_DECIDED = "SUGGESTION_DECIDED"
 REASON_NOTHING = "NOTHING_TO_ORDER"
@@ -224,6 +234,9 @@ class ReplenishService:
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
         self._health = _HealthCache()
+        self._terms: dict[str, tuple[float, SupplierTerms | None]] = {}  # pair → (read at, terms)
+        self._days: dict[Pair, tuple[float, date, DayInputs]] = {}  # pair → (kept until, today then, inputs)
+        self._changed: dict[Pair, float] = {}  # pair → when its history last changed otherwise than by a scan
         self._locks: dict[str, asyncio.Lock] = {}
         self._factors_cache: tuple[float, list[Factor]] | None = None
 
@@ -239,6 +252,16 @@ class ReplenishService:
     def note_received(self, sku: str, site: str, qty: int) -> None:
         key = pair_key(sku, site)
         self._received[key] = self._received.get(key, 0) + qty
+        self._terms.pop(key, None)  # a receipt may come with new lead-time samples: read them again
+        self.forget_days(sku, site)
+
+    def forget_days(self, sku: str, site: str) -> None:
+        """The pair's history changed otherwise than by a scan (a receipt, a return, an
+        adjustment): its daily inputs are read again at its next recompute."""
+        self._days.pop((sku, site), None)
+        if len(self._changed) >= MAX_CACHED_PAIRS:
+            self._changed.clear()
+        self._changed[(sku, site)] = time.monotonic()
 
     def note_gift(self, sku: str, site: str, with_tax: bool) -> None:
         count = self._gifts.setdefault(pair_key(sku, site), GiftCount())
@@ -288,6 +311,29 @@ class ReplenishService:
             )
             for pair in pairs
         }
+
+    async def _cached_day_inputs(self, pairs: Sequence[Pair], today: date) -> dict[Pair, DayInputs]:
+        """The pairs' daily inputs as read within DAY_INPUTS_TTL_S today; the others read in
+        one batch (_day_inputs_many) and kept."""
+        now = time.monotonic()
+        found: dict[Pair, DayInputs] = {}
+        for pair in pairs:
+            hit = self._days.get(pair)
+            if hit is not None and hit[1] == today and now < hit[0]:
+                found[pair] = hit[2]
+        stale = [pair for pair in pairs if pair not in found]
+        if stale:
+            read = await self._day_inputs_many(stale, today)
+            if len(self._days) + len(read) > MAX_CACHED_PAIRS:
+                self._days.clear()
+            for pair, got in read.items():
+                # The history lags the journal by a batch window: inputs read just after a
+                # change may not show it yet, so they are kept only until it surely does.
+                settled_at = self._changed.get(pair, now - HISTORY_LAG_S) + HISTORY_LAG_S
+                until = now + DAY_INPUTS_TTL_S if settled_at <= now else min(now + DAY_INPUTS_TTL_S, settled_at)
+                self._days[pair] = (until, today, got)
+            found.update(read)
+        return found
 
     def _series(self, sku: str, site: str, today: date, got: DayInputs) -> tuple[tuple[float, ...], tuple[bool, ...]]:
         """The daily net demand and stockout days of the window from the history's inputs and
@@ -352,6 +398,30 @@ class ReplenishService:
         self, sku: str, site: str, factors: Sequence[Factor] | None = None, days: DayInputs | None = None
     ) -> PairInputs:
         """`days`: the pair's daily inputs read already (a batch), else read here."""
+        return (await self._read(sku, site, factors, days))[0]
+
+    async def _supplier(self, sku: str, site: str, cached: bool) -> SupplierTerms | None:
+        """The pair's supplier terms; `cached`: as read within SUPPLIER_TTL_S (the trigger path)."""
+        key = pair_key(sku, site)
+        hit = self._terms.get(key)
+        if cached and hit is not None and time.monotonic() - hit[0] < SUPPLIER_TTL_S:
+            return hit[1]
+        terms = await self.store.get_supplier(sku, site)
+        if len(self._terms) >= MAX_CACHED_PAIRS:
+            self._terms.clear()
+        self._terms[key] = (time.monotonic(), terms)
+        return terms
+
+    async def _read(
+        self,
+        sku: str,
+        site: str,
+        factors: Sequence[Factor] | None = None,
+        days: DayInputs | None = None,
+        *,
+        cached_terms: bool = False,
+    ) -> tuple[PairInputs, Suggestion | None]:
+        """The pair's inputs and its stored suggestion as read with them (one read of each)."""
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
         if factors is None:
@@ -359,13 +429,11 @@ class ReplenishService:
         (demand, censored), position, supplier, current = await asyncio.gather(
             self._demand(sku, site, today) if days is None else _ready(self._series(sku, site, today, days)),
             self._position(sku, site, now_ms),
-            self.store.get_supplier(sku, site),
+            self._supplier(sku, site, cached_terms),
             self.store.get_suggestion(sku, site),
         )
         open_todos = max(0, (current.panel.open_todos if current else 0) - self._received.get(pair_key(sku, site), 0))
-        if current is not None and current.state in ("accepted", "overridden") and current.decided_at_ms:
-            open_todos = max(open_todos, 0)
-        return PairInputs(
+        inputs = PairInputs(
             sku,
             site,
             today,
@@ -377,6 +445,7 @@ class ReplenishService:
             open_todos,
             self.config,
         )
+        return inputs, current
 
     # ---- recomputing ----
 
@@ -388,16 +457,19 @@ class ReplenishService:
         *,
         factors: Sequence[Factor] | None = None,
         days: DayInputs | None = None,
+        read: tuple[PairInputs, Suggestion | None] | None = None,
     ) -> Suggestion:
         """The pair's suggestion now: a new version when the proposal changed. `factors` and
-        `days`: read already for a batch (a retry after a lost race reads afresh)."""
+        `days`: read already for a batch; `read`: the pair's inputs and stored suggestion read
+        already (the trigger's screen). A retry after a lost race reads everything afresh: the
+        write is conditional on the version read, so inputs read a moment ago are safe."""
         async with self._lock(sku, site):
             for _ in range(MAX_WRITE_ATTEMPTS):
-                inputs = await self.inputs(sku, site, factors, days)
-                factors = days = None
+                inputs, current = read if read is not None else await self._read(sku, site, factors, days)
+                factors = days = read = None
                 planned = self.planner([inputs])[0]
                 try:
-                    return await self._keep(inputs, planned, trigger)
+                    return await self._keep(inputs, planned, trigger, current)
                 except StaleWrite:
                     continue  # another gateway wrote meanwhile: read again
             raise FailedPrecondition(REASON_STALE, f"the suggestion of {sku}@{site} kept changing; try again")
@@ -406,25 +478,72 @@ class ReplenishService:
         self, pairs: Sequence[Pair], trigger: str, concurrency: int | None = None
     ) -> list[Suggestion | Exception]:
         """The trigger's batch: the pairs' daily inputs and data health read in one aggregated
-        query per kind for all of them, then each pair recomputed as by recompute() (at most
+        query per kind for all of them, each pair's position, terms and stored suggestion read
+        once, then one screen of the whole batch (the planner's batch kernels). A pair the
+        screen finds above its reorder point whose stored suggestion a plan ordering nothing
+        would not change (_stays) costs no plan and no write: its stored suggestion is already
+        what recompute() would leave. The others are recomputed as by recompute() (at most
         recompute_concurrency at a time). Per pair its suggestion or the error that stopped it."""
         if not pairs:
             return []
         today = day_of(self.clock.now_ms())
         days, factors, _ = await asyncio.gather(
-            self._day_inputs_many(pairs, today), self._all_factors(), self._warm_health(pairs)
+            self._cached_day_inputs(pairs, today), self._all_factors(), self._warm_health(pairs)
         )
         limit = asyncio.Semaphore(max(1, concurrency or self.config.recompute_concurrency))
 
-        async def one(sku: str, site: str) -> Suggestion:
+        async def read(sku: str, site: str) -> tuple[PairInputs, Suggestion | None]:
             async with limit:
-                return await self.recompute(sku, site, trigger, factors=factors, days=days[(sku, site)])
+                return await self._read(sku, site, factors, days[(sku, site)], cached_terms=True)
 
-        found = await asyncio.gather(*(one(sku, site) for sku, site in pairs), return_exceptions=True)
-        for got in found:
-            if isinstance(got, BaseException) and not isinstance(got, Exception):
-                raise got  # cancelled: stop here
-        return [got for got in found if not isinstance(got, BaseException) or isinstance(got, Exception)]
+        found: list[Any] = list(await asyncio.gather(*(read(sku, site) for sku, site in pairs), return_exceptions=True))
+        _reraise_cancelled(found)
+        ok = [n for n, got in enumerate(found) if not isinstance(got, BaseException)]
+        for n, stays in zip(ok, await self._unchanged([found[n] for n in ok]), strict=True):
+            if stays:
+                found[n] = found[n][1]
+
+        async def one(got: tuple[PairInputs, Suggestion | None]) -> Suggestion:
+            async with limit:
+                return await self.recompute(got[0].sku, got[0].site, trigger, read=got)
+
+        planned = [n for n in ok if isinstance(found[n], tuple)]
+        results = await asyncio.gather(*(one(found[n]) for n in planned), return_exceptions=True)
+        _reraise_cancelled(list(results))
+        for n, result in zip(planned, results, strict=True):
+            found[n] = result
+        return found
+
+    async def _unchanged(self, reads: Sequence[tuple[PairInputs, Suggestion | None]]) -> list[bool]:
+        """Per read pair, whether a recompute now would store nothing: the planner's batch
+        screen finds it above its reorder point (so its plan orders nothing) and _stays."""
+        screen: Callable[[Sequence[PairInputs]], list[bool]] | None = getattr(self.planner, "screen", None)
+        if screen is None or not reads:
+            return [False] * len(reads)
+        try:
+            hits = screen([inputs for inputs, _ in reads])
+        except Exception as exc:  # the screen is a shortcut: without it, every pair is planned in full
+            log.warning("trigger screen failed; planning the batch in full", error=f"{type(exc).__name__}: {exc}")
+            return [False] * len(reads)
+        return [
+            not hit and await self._stays(inputs, current) for (inputs, current), hit in zip(reads, hits, strict=True)
+        ]
+
+    async def _stays(self, inputs: PairInputs, current: Suggestion | None) -> bool:
+        """Whether `current` stays as it is when the pair's plan orders nothing (qty 0, not below
+        its reorder point): the same test as _keep's, for that plan. A first look at a pair is
+        planned in full (its panel says why nothing is ordered)."""
+        if current is None:
+            return False
+        if self._received.get(pair_key(inputs.sku, inputs.site)) and current.panel.open_todos:
+            return False  # the to-dos go down: a new version
+        if current.state in DECIDED:
+            return True  # a decided one stays until a new need shows
+        if current.state != "none" or current.qty or current.below_reorder_point:
+            return False  # an open one must now say "none"
+        health = await self._health_with(inputs.sku, inputs.site, inputs.supplier)
+        supplier = inputs.supplier.supplier if inputs.supplier else ""
+        return current.flagged == (not health.ok) and current.supplier == supplier
 
     async def recompute_all(self, trigger: str = "schedule") -> RecomputeResult:
         """Every pair with a supplier or a suggestion, planned in batches (the batch kernels)."""
@@ -454,7 +573,7 @@ class ReplenishService:
             for got, planned in zip(inputs, self.planner(inputs), strict=True):
                 before = await self.store.get_suggestion(got.sku, got.site)
                 try:
-                    kept = await self._keep(got, planned, trigger)
+                    kept = await self._keep(got, planned, trigger, before)
                 except StaleWrite:
                     kept = await self.recompute(got.sku, got.site, trigger)
                 changed += before is None or kept.version != before.version
@@ -488,9 +607,10 @@ class ReplenishService:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    async def _keep(self, inputs: PairInputs, planned: Planned, trigger: str) -> Suggestion:
+    async def _keep(self, inputs: PairInputs, planned: Planned, trigger: str, current: Suggestion | None) -> Suggestion:
+        """Store `planned` as a new version when it changes `current` (the stored suggestion as
+        read with the inputs; the write is conditional on its version: StaleWrite otherwise)."""
         sku, site = inputs.sku, inputs.site
-        current = await self.store.get_suggestion(sku, site)
         health = await self._health_with(sku, site, inputs.supplier)
         panel = replace(
             planned.panel,
@@ -629,6 +749,7 @@ class ReplenishService:
         await self.stock.get_availability(checked.sku, checked.site)  # NotFound for a pair the catalog lacks
         await self.store.put_supplier(checked)
         self._health.entries.pop(pair_key(checked.sku, checked.site), None)
+        self._terms.pop(pair_key(checked.sku, checked.site), None)
         return checked
 
     async def get_supplier(self, sku: str, site: str) -> SupplierTerms:
@@ -733,6 +854,12 @@ class ReplenishService:
             self._finished(counts[(p_sku, p_site)], await self.store.get_supplier(p_sku, p_site))
             for p_site, p_sku in chosen
         ]
+
+
+def _reraise_cancelled(found: list[Any]) -> None:
+    for got in found:
+        if isinstance(got, BaseException) and not isinstance(got, Exception):
+            raise got  # cancelled: stop here
 
 
 async def _ready(value: Any) -> Any:
