@@ -200,10 +200,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = _settings(args)
     async with running_engine(settings) as engine:
         address = engine.grpc_address
+        # Auth is on by default (as `lotwise up` runs): the clients carry the admin token the
+        # engine wrote, or every call would be refused UNAUTHENTICATED.
+        token_file = engine.token_file
         async with (
-            LotwiseClient(address, timeout_s=30) as setup,
-            LotwiseClient(address, retry=NO_RETRY) as load,
-            LotwiseClient(address, retry=NO_RETRY) as probe,
+            LotwiseClient(address, timeout_s=30, token_file=token_file) as setup,
+            LotwiseClient(address, retry=NO_RETRY, token_file=token_file) as load,
+            LotwiseClient(address, retry=NO_RETRY, token_file=token_file) as probe,
         ):
             pairs = await seed(setup, args.skus, args.sites)
             book, stop = Book(), asyncio.Event()
