@@ -467,6 +467,20 @@ def _months_of_history() -> tuple[Movement, ...]:
 MONTHS = _months_of_history()
 
 
+def _written_by_an_older_release(config: HistoryStoreConfig, schema: int, months: tuple[Movement, ...]) -> None:
+    """A database as a release at `schema` left it: migrated that far, `months`' movements in."""
+    client = _connect(config)
+    try:
+        assert migrate(client, config.database, MIGRATIONS[:schema]) == schema
+        client.insert(
+            f"{config.database}.movements",
+            [movement_row(r) for r in _batch(months).records],
+            column_names=list(MOVEMENT_COLUMNS),
+        )
+    finally:
+        client.close()
+
+
 async def test_whole_estate_rollups_fill_from_existing_history_and_match_the_reference(
     chdb_dsn_for_session: str,  # noqa: F811
 ) -> None:
@@ -478,19 +492,7 @@ async def test_whole_estate_rollups_fill_from_existing_history_and_match_the_ref
     config = HistoryStoreConfig(dsn=chdb_dsn_for_session, database=database)
     before, after = MONTHS[: len(MONTHS) // 2], MONTHS[len(MONTHS) // 2 :]
 
-    def as_an_older_release() -> None:
-        client = _connect(config)
-        try:
-            assert migrate(client, database, MIGRATIONS[:2]) == 2
-            client.insert(
-                f"{database}.movements",
-                [movement_row(r) for r in _batch(before).records],
-                column_names=list(MOVEMENT_COLUMNS),
-            )
-        finally:
-            client.close()
-
-    await asyncio.to_thread(as_an_older_release)
+    await asyncio.to_thread(_written_by_an_older_release, config, 2, before)
     store = await open_store(config)  # migrates to 3: the roll-ups are filled from the rows above
     reference = InMemoryHistoryStore()
     try:
@@ -526,19 +528,7 @@ async def test_a_history_made_before_migration_4_answers_the_same_and_still_find
     config = HistoryStoreConfig(dsn=chdb_dsn_for_session, database=database)
     before, after = MONTHS[: len(MONTHS) // 2], MONTHS[len(MONTHS) // 2 :]
 
-    def as_an_older_release() -> None:
-        client = _connect(config)
-        try:
-            assert migrate(client, database, MIGRATIONS[:3]) == 3
-            client.insert(
-                f"{database}.movements",
-                [movement_row(r) for r in _batch(before).records],
-                column_names=list(MOVEMENT_COLUMNS),
-            )
-        finally:
-            client.close()
-
-    await asyncio.to_thread(as_an_older_release)
+    await asyncio.to_thread(_written_by_an_older_release, config, 3, before)
     store = await open_store(config)  # migrates to 4
     reference = InMemoryHistoryStore()
     try:
