@@ -525,7 +525,8 @@ def describe(w: WindowOut) -> str:
     status = "ok" if w.ok else "FAILED: " + "; ".join(w.check.problems[:3] + r.first_errors[:2])
     return (
         f"{w.system:<21} {w.workload:<10} c{w.concurrency:<3} {r.orders / r.window_s:8,.0f} orders/s "
-        f"{r.refused / r.window_s:7,.0f} refused/s p50 {lat.p50_ms or 0:6.1f} p99 {lat.p99_ms or 0:6.1f} ms "
+        f"{r.refused / r.window_s:7,.0f} refused/s {r.shed / r.window_s:5,.0f} shed/s "
+        f"p50 {lat.p50_ms or 0:6.1f} p99 {lat.p99_ms or 0:6.1f} ms "
         f"(load {w.load_s:.1f}s) {status}"
     )
 

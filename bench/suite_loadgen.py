@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.loadgen import ERROR_PAUSE_S, Window, error_key, run_window
-from bench.systems import Pair, System
+from bench.systems import Pair, Shed, System
 from bench.workloads import Op, OrderStream, Shape, units_of
 
 # How a worker places an order: "two-phase" reserve, then commit or release; "sale" one call
@@ -70,6 +70,7 @@ class SuiteResult:
     committed: dict[Pair, int] = field(default_factory=dict)
     received: dict[Pair, int] = field(default_factory=dict)
     unknown_outcomes: int = 0  # an op failed after it may have been applied
+    shed: int = 0  # orders the system refused for load at their first call, nothing applied (in the window)
     refusals: list[tuple[tuple[Pair, int], ...]] = field(default_factory=list)  # refused orders' lines (bounded)
 
     def error(self, key: str, detail: str) -> None:
@@ -89,6 +90,7 @@ def merge(results: list[SuiteResult]) -> SuiteResult:
         out.cpu_s += r.cpu_s
         out.abandoned_workers += r.abandoned_workers
         out.unknown_outcomes += r.unknown_outcomes
+        out.shed += r.shed
         out.latencies_ns.extend(r.latencies_ns)
         out.hold_latencies_ns.extend(r.hold_latencies_ns)
         out.refusals.extend(r.refusals[: MAX_REFUSALS_KEPT - len(out.refusals)])
@@ -174,6 +176,11 @@ async def run_job(job: SuiteJob, conn: Connection) -> SuiteResult:
                         stage = "sale" if job.system.mode == "sale" else "order"
                         hold_id = f"{job.tag}-w{index}-{n}"
                         held, hold_ns = await place(system, job.system.mode, hold_id, op, result.committed)
+                    except Shed:
+                        if window.counts(started, time.perf_counter_ns()):
+                            result.shed += 1
+                        await asyncio.sleep(ERROR_PAUSE_S)
+                        continue
                     except Exception as exc:
                         # The op may or may not have been applied: the stock check cannot
                         # account for it, so it is counted (and the run reported failed).

@@ -65,6 +65,13 @@ class Audit:
     negative_rows: int  # stock rows (lots) below zero, or with held > qty
 
 
+class Shed(Exception):
+    """A system refused an order's first call for load with nothing applied (Lotwise's
+    RESOURCE_EXHAUSTED after the client's retries): a known outcome, counted apart from
+    errors, as issue 19 asks of every bench. Only the first call (reserve or sale) may raise
+    it; a later call that fails leaves a hold whose fate is unknown, so it stays an error."""
+
+
 class System(Protocol):
     """One system under test, as one load-generator worker pool sees it. Implementations:
     bench.peers.lotwise (gRPC), bench.peers.postgres, bench.peers.redis_peer."""

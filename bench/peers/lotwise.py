@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.systems import Audit, Dataset, LotSeed, OrderLine, PairTotals
+from bench.systems import Audit, Dataset, LotSeed, OrderLine, PairTotals, Shed
 from engine.api.client import DEFAULT_BATCHING, LotwiseClient
 from engine.domain.commands import ReserveLine
-from engine.domain.errors import DomainError, InsufficientStock
+from engine.domain.errors import DomainError, InsufficientStock, Overloaded
 from engine.domain.inventory import StockQuery
 from engine.runtime.types import HoldLine
 
@@ -51,6 +51,8 @@ class LotwiseSystem:
             )
         except InsufficientStock:
             return False
+        except Overloaded as exc:  # refused at the door after the client's retries: not applied
+            raise Shed(str(exc)) from exc
         return True
 
     async def sell(self, hold_id: str, lines: Sequence[OrderLine]) -> bool:
@@ -61,6 +63,8 @@ class LotwiseSystem:
             )
         except InsufficientStock:
             return False
+        except Overloaded as exc:  # refused at the door after the client's retries: not applied
+            raise Shed(str(exc)) from exc
         return True
 
     async def commit(self, hold_id: str) -> None:

@@ -269,3 +269,31 @@ def test_the_engine_switches_followers_seldom() -> None:
     settings = [VARIANTS[n].followers for n in seq]
     assert sum(a != b for a, b in pairwise(settings)) == 4  # once per workload (twice without reversing)
     assert run_order(SYSTEMS, 2, 0)[0] == SYSTEMS[1]  # the first system rotates per round
+
+
+async def test_an_order_the_engine_sheds_at_its_first_call_is_counted_shed_not_unknown() -> None:
+    """Issue 19: a bench reports shed calls apart from errors. A reserve or sale refused for
+    load (RESOURCE_EXHAUSTED after the client's retries) applied nothing: the Lotwise system
+    raises `Shed`, which the load generator counts as such (not as an unknown outcome that
+    fails the window); the counts merge across load generators."""
+    from bench.peers.lotwise import LotwiseSystem
+    from bench.suite_loadgen import merge
+    from bench.systems import Shed
+    from engine.domain.errors import Overloaded
+
+    async def refuse(*_: object, **__: object) -> None:
+        raise Overloaded("wait before the door", 150)
+
+    system = LotwiseSystem("127.0.0.1:1")
+    try:
+        system._client.sell = refuse  # type: ignore[method-assign]
+        system._client.reserve = refuse  # type: ignore[method-assign]
+        line = OrderLine("sku-1", "site-1", 2)
+        with pytest.raises(Shed):
+            await system.sell("h1", [line])
+        with pytest.raises(Shed):
+            await system.reserve("h2", [line])
+    finally:
+        await system.close()
+    m = merge([SuiteResult(shed=2, window_s=1.0), SuiteResult(shed=3, window_s=1.0)])
+    assert (m.shed, m.unknown_outcomes) == (5, 0)
