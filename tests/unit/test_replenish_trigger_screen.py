@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +16,6 @@ from hypothesis import strategies as st
 from adapters.memory.history import InMemoryHistoryStore
 from adapters.memory.replenish import InMemoryReplenishStore
 from adapters.memory.replenish_events import InMemoryReplenishEvents
-from engine.domain.cell import SliceRow
 from engine.domain.clock import ManualClock
 from engine.domain.history import DayQty, HistoryBatch, HistoryRecord, SeriesQuery
 from engine.domain.model import External, Movement, MovementKind, QuantKey
@@ -26,23 +24,10 @@ from engine.replenish.follower import ReplenishTrigger
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.service import PairInputs, Planned, ReplenishConfig, ReplenishService, StockPosition
 from engine.replenish.store import LeadTimeSample, Suggestion, SupplierTerms
+from tests.unit.test_replenish_service import FakeStock  # the stock reader the service's own tests use
 
 DAY_MS = 86_400_000
 SITE = "HW-DC"
-
-
-@dataclass
-class _Availability:
-    rows: tuple[SliceRow, ...]
-
-
-class FakeStock:
-    def __init__(self) -> None:
-        self.available: dict[tuple[str, str], int] = {}
-
-    async def get_availability(self, sku: str, site: str, group_by: Sequence[Any] = ()) -> _Availability:
-        qty = self.available.get((sku, site), 0)
-        return _Availability((SliceRow((("status", "available"),), qty, 0, qty, qty, 0),))
 
 
 class CountingStore(InMemoryReplenishStore):
