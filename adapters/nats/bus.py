@@ -56,7 +56,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from adapters.nats.codec import decode_entry
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
-from adapters.nats.outbound import hpub_command, send_commands
+from adapters.nats.outbound import check_payloads, hpub_command, send_commands
 from adapters.nats.pull import consumer_positions
 from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, TransferEvent, business_events
 from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
@@ -551,6 +551,7 @@ async def publish_in_order(
             prefix = await inbox.open_window(nc, len(window))
             # The window's publishes in one call (outbound: what nc.publish sends, built
             # and queued once per window instead of once per message).
+            check_payloads(nc, (o.payload for o in window))
             commands = (hpub_command(o.subject, f"{prefix}{i}", o.headers, o.payload) for i, o in enumerate(window))
             await send_commands(nc, b"".join(commands))
             replies = await inbox.wait(config.publish_timeout_s)

@@ -50,6 +50,15 @@ def hpub_command(subject: str, reply: str, headers: Mapping[str, str], payload: 
     return b"".join((head, block, payload, b"\r\n"))
 
 
+def check_payloads(nc: Client, payloads: Iterable[bytes]) -> None:
+    """Refuse what `Client.publish` refuses before anything is queued: a payload above the
+    server's max_payload (MaxPayloadError). Sent anyway, the server would close the
+    connection for every user of it instead of refusing the one message."""
+    limit = nc.max_payload
+    if any(len(payload) > limit for payload in payloads):
+        raise nats.errors.MaxPayloadError
+
+
 async def send_commands(nc: Client, commands: bytes) -> None:
     """Queue `commands` on the client's connection in one call and wake its flusher."""
     if nc.is_closed:

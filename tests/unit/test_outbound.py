@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.protocol.command import hpub_cmd, pub_cmd
 
-from adapters.nats.outbound import ack_commands, hpub_command
+from adapters.nats.outbound import ack_commands, check_payloads, hpub_command
 
 
 def test_acks_are_the_empty_publishes_msg_ack_sends() -> None:
@@ -35,3 +35,16 @@ def test_a_key_no_header_may_have_is_refused() -> None:
     for key in ("", "Bad Key", "Bad:Key", "Bad\r\nKey"):
         with pytest.raises(ValueError, match="bad header key"):
             hpub_command("s", "r", {key: "v"}, b"")
+
+
+def test_a_payload_above_the_server_s_limit_is_refused_before_anything_is_queued() -> None:
+    """As `Client.publish` does: MaxPayloadError, instead of a frame the server would answer
+    by closing the connection."""
+    import nats.errors
+
+    class Connected:
+        max_payload = 8
+
+    check_payloads(Connected(), [b"12345678", b""])  # type: ignore[arg-type]
+    with pytest.raises(nats.errors.MaxPayloadError):
+        check_payloads(Connected(), [b"1", b"123456789"])  # type: ignore[arg-type]
