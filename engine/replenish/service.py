@@ -583,20 +583,12 @@ class ReplenishService:
         return RecomputeResult(len(pairs), changed, below, duration_ms)
 
     async def _screened(self, inputs: list[PairInputs]) -> list[PairInputs]:
-        """The pairs worth planning in full: those the planner's batch screen finds at or
-        below their reorder point, those whose stored suggestion still asks for an order
-        (it must now say "none") and those never planned. Any other would store nothing new."""
-        screen: Callable[[Sequence[PairInputs]], list[bool]] | None = getattr(self.planner, "screen", None)
-        if screen is None or not inputs:
-            return inputs
-        keep = []
-        for got, hit in zip(inputs, screen(inputs), strict=True):
-            if not hit:
-                current = await self.store.get_suggestion(got.sku, got.site)
-                if current is not None and current.state != "open":
-                    continue  # a first look at a pair is planned in full: its panel says why not
-            keep.append(got)
-        return keep
+        """The pairs worth planning in full: all but those a recompute now would store nothing
+        for — the trigger's own test (_unchanged), so a supplier or data-health flag that
+        changed since the stored suggestion gets a new version on the schedule too."""
+        currents = await asyncio.gather(*(self.store.get_suggestion(got.sku, got.site) for got in inputs))
+        stays = await self._unchanged(list(zip(inputs, currents, strict=True)))
+        return [got for got, unchanged in zip(inputs, stays, strict=True) if not unchanged]
 
     def _lock(self, sku: str, site: str) -> asyncio.Lock:
         key = pair_key(sku, site)
