@@ -560,6 +560,8 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.before_tolerance != 0 and args.before_tolerance < 1:
+        parser.error("--before-tolerance: 0 (the AIMD limit) or a GradientLimit tolerance ≥ 1")
     if args.report is not None:
         report(args.report)
     elif args.worker is not None:
