@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 import orjson
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -33,6 +33,7 @@ from adapters.nats.bus import (
     subject_token,
 )
 from adapters.nats.journal import JournalConfig, NatsLink, ensure_stream
+from adapters.nats.kvscan import latest_entries
 from engine.domain.ports import JournalUnavailable
 from engine.health.alerts import Alert, AlertQuery, from_record, matches, newest_first, to_record
 from engine.health.ports import MAX_STORED_ALERTS, AlertRevisionMismatch, HealthEvent
@@ -81,8 +82,10 @@ def engine_health_config(namespace: str, nats_url: str, replicas: int = 1) -> He
 
 
 class JetStreamAlertStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext, bucket: str) -> None:
         self._kv = kv
+        self._js = js
+        self._bucket = bucket
 
     async def get(self, alert_id: str) -> tuple[Alert, int] | None:
         try:
@@ -107,22 +110,12 @@ class JetStreamAlertStore:
             raise
 
     async def list(self, query: AlertQuery) -> list[Alert]:
-        watcher = await self._kv.watch(">", ignore_deletes=True)
         found: list[Alert] = []
-        seen = 0
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                seen += 1
-                if seen > MAX_STORED_ALERTS:
-                    raise OverflowError(f"more than {MAX_STORED_ALERTS} alerts stored")
-                if entry.value:
-                    alert = from_record(json.loads(entry.value))
-                    if matches(alert, query):
-                        found.append(alert)
-        finally:
-            await watcher.stop()
+        async for entry in latest_entries(self._js, self._bucket, limit=MAX_STORED_ALERTS):
+            if entry.value:
+                alert = from_record(json.loads(entry.value))
+                if matches(alert, query):
+                    found.append(alert)
         return newest_first(found)[: query.limit]
 
     async def close(self) -> None:
@@ -220,4 +213,4 @@ async def connect_health(config: HealthNatsConfig) -> HealthNats:
     except Exception as exc:
         await link.close()
         raise JournalUnavailable(f"cannot set up stock health on {config.url}: {exc}") from exc
-    return HealthNats(link, JetStreamAlertStore(kv), JetStreamHealthPublisher(link, config))
+    return HealthNats(link, JetStreamAlertStore(kv, js, config.bucket), JetStreamHealthPublisher(link, config))

@@ -20,6 +20,7 @@ from nats.js.errors import APIError, BadRequestError, KeyDeletedError, KeyNotFou
 from nats.js.kv import KeyValue
 
 from adapters.nats.journal import JournalConfig, NatsLink
+from adapters.nats.kvscan import latest_entries
 from adapters.nats.replenish_index import SuggestionIndex, suggestion_headers
 from engine.domain.ports import JournalUnavailable
 from engine.replenish.store import (
@@ -77,6 +78,7 @@ class JetStreamReplenishStore:
     def __init__(self, link: NatsLink, kv: KeyValue, bucket: str) -> None:
         self._link = link
         self._kv = kv
+        self._bucket = bucket
         self._subjects = f"$KV.{bucket}."
         self._index = SuggestionIndex(link.client, f"KV_{bucket}", f"{self._subjects}s.", _untoken)
 
@@ -90,16 +92,11 @@ class JetStreamReplenishStore:
         return json.loads(entry.value), entry.revision
 
     async def _all(self, prefix: str, decode: Callable[[dict[str, Any]], T]) -> list[T]:
-        watcher = await self._kv.watch(f"{prefix}.>", ignore_deletes=True)
+        _, js = await self._link.client()
         found: dict[str, T] = {}
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                if entry.value:
-                    found[entry.key] = decode(json.loads(entry.value))
-        finally:
-            await watcher.stop()
+        async for entry in latest_entries(js, self._bucket, f"{prefix}.>"):
+            if entry.value:
+                found[entry.key] = decode(json.loads(entry.value))
         return [found[k] for k in sorted(found)]
 
     async def get_suggestion(self, sku: str, site: str) -> Suggestion | None:
@@ -147,17 +144,10 @@ class JetStreamReplenishStore:
 
     async def _keys(self, prefix: str) -> list[str]:
         """The pair keys under `prefix` (the bucket's key names only, no values read)."""
-        # KeyValue.keys() filters by substring, on every key of the bucket: a watch of the prefix,
-        # meta only (no values sent), reads the names alone.
-        watcher = await self._kv.watch(f"{prefix}.>", ignore_deletes=True, meta_only=True)
-        names: set[str] = set()
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                names.add(entry.key)
-        finally:
-            await watcher.stop()
+        # KeyValue.keys() filters by substring, on every key of the bucket: a read of the
+        # prefix alone, headers only (no values sent), reads the names alone.
+        _, js = await self._link.client()
+        names = {entry.key async for entry in latest_entries(js, self._bucket, f"{prefix}.>", values=False)}
         return sorted(_untoken(name.split(".", 1)[1]) for name in names)
 
     async def suggestion_keys(self) -> list[str]:
