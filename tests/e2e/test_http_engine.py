@@ -22,7 +22,7 @@ from engine.bootstrap.http import DESCRIPTOR
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_DATA_DIR
 from tests.http_client import http
 
-pytestmark = [pytest.mark.ray, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = pytest.mark.ray  # async tests run on the session loop (asyncio_default_test_loop_scope)
 
 # Calls that would change the shared engine for the other tests in ways they do not expect.
 _NOT_WITH_EMPTY_BODIES = {"lotwise.v1.Admin/Snapshot", "lotwise.v1.Admin/Verify"}
