@@ -2,12 +2,14 @@
 
     d̂      = the kernel's rate (blend for smooth demand, SBA/TSB otherwise) × seasonal index
     F      = mean over the horizon (P + C days) of the bounded factors' product × demand buffer
-    L̄, σL  = mean and sample spread of the last 3 lead times; σL = max(sL, 0.1·L̄)
+    L̄, σL  = mean of the last receipts with the quote weighed by its precision (`lead_time_batch`);
+             σL = max(sL, 0.1·L̄); SE = σL/√(n + w), L̄'s own error
     P      = L̄ + R
-    σ_LTD  = √(P·σd² + d̂²·σL²)
+    σ_LTD  = √(P·σd² + d̂²·(σL,eff² + SE²))
     SS     = z·σ_LTD (smooth) | NB quantile(CSL; μ = d̂·P, var = max(σ_LTD², μ(1+ε))) − μ (otherwise)
     ROP    = d̂·F·(L̄ + R) + SS      (the buffer multiplies demand only, never the safety stock)
-    S      = ROP + d̂·F'·C           F' = F without the buffer: the ROP is checked at every review,
+    S      = ROP + d̂·F'·(C − R)     the ROP's L̄ + R covers the review: S covers L̄ + C (C = R: base stock);
+                                    F' = F without the buffer: the ROP is checked at every review,
                                     so a sudden order during the cycle brings the next order forward;
                                     the buffer covers the risk period, when nothing can be done
     IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
