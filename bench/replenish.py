@@ -19,11 +19,14 @@ Policies (one knob each, swept):
                knob = service level
 - lotwise_c1   the same with horizon_days = 1: orders as often as order_up_to (Lotwise's default
                horizon of 7 days carries about half a week of cycle stock)
-Ablation (--ablation, not targets): lotwise_c1 without the buffer, without σL, without both
-(`lotwise_c1_plain`), `lotwise_c0` (horizon_days = 0: S = ROP, base stock at every review),
-`lotwise_c0_known_lead` (base stock, no buffer, and the baselines' lead time: Lotwise's demand
-estimates alone in order_up_to's shoes), and `lotwise_prev` / `lotwise_c1_prev` (the defaults
-before the fifth run, `previous`: before and after in one run)
+Ablation (--ablation, not targets): lotwise_c1 without the buffer, without both the buffer and σL
+(`lotwise_c1_plain`), `lotwise_c0_known_lead` (base stock, no buffer, and the baselines' lead time:
+Lotwise's demand estimates alone in order_up_to's shoes), `lotwise_c1_known_lead` (lotwise_c1 with
+the baselines' lead time: what the lead-time estimate costs), `lotwise_c1_buffer_falls`
+(`buffer_full_from` 0.95: below 0.95 the buffer falls with z), and `lotwise_prev` /
+`lotwise_c1_prev` (the defaults before the sixth run, `previous`: before and after in one run).
+Since the sixth run C = 1 is base stock (S = ROP + d̂·(C − R)), so `lotwise_c0` is lotwise_c1 and
+is no longer run
 - minmax       static: min = d̄·L·k, max = d̄·(L + C)·k from the warm-up days; knob = k
 - rop          textbook (r, Q): r = d̄·L + z·σ·√L, Q = d̄·C, rolling 90-day d̄ and σ; knob = service level
 - eoq_rop      static: r as above from the warm-up, Q = √(2·K·D/h); knob = service level
@@ -62,13 +65,13 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
 POLICIES = ("lotwise", "lotwise_c1", "minmax", "rop", "eoq_rop", "s_S", "order_up_to", "oracle")
-# run with --ablation; not targets (lotwise_c0's curve is printed against the baselines all the same)
+# run with --ablation; not targets (their curves are printed against the baselines all the same)
 ABLATION = (
     "lotwise_c1_no_buffer",
-    "lotwise_c1_no_lead_spread",
     "lotwise_c1_plain",
-    "lotwise_c0",
     "lotwise_c0_known_lead",
+    "lotwise_c1_known_lead",
+    "lotwise_c1_buffer_falls",
     "lotwise_prev",
     "lotwise_c1_prev",
 )
@@ -355,9 +358,9 @@ def decide_oracle(sim: Sim, rows: slice, t: int, ip: Ints) -> Decision:
 
 
 def previous(settings: PolicySettings) -> PolicySettings:
-    """The policy's defaults before the fifth run (2026-12-07): no forecast competition (the level
-    by the stationarity test, daily σ·√P) and the buffer on top of the safety stock."""
-    return replace(settings, error_origins=0, buffer_in_safety_stock=False)
+    """The policy's defaults before the sixth run (2026-12-07): C days of cycle stock beyond the ROP
+    (not C − R), the quote as a fixed 3 receipts in L̄, and L̄'s own error not in σ_LTD."""
+    return replace(settings, cycle_beyond_review=False, lead_time_prior_by_spread=False, lead_time_estimate_in_ss=False)
 
 
 def decide_lotwise(
@@ -371,8 +374,8 @@ def decide_lotwise(
     before: bool = False,
     extra: tuple[tuple[str, Any], ...] = (),
 ) -> Decision:
-    """Lotwise's policy; `buffer`, `lead_spread` (σL in the safety stock) and `before` (the defaults
-    before the fifth run) exist for the ablation only."""
+    """Lotwise's policy; `buffer`, `lead_spread` (σL in the safety stock), `before` (the defaults
+    before the sixth run) and `extra` (settings) exist for the ablation only."""
     s = sim.series[rows]
     lo = max(0, t + 1 - HISTORY_DAYS)
     base = PolicySettings(horizon_days=horizon_days, demand_buffer=buffer)
@@ -380,8 +383,9 @@ def decide_lotwise(
     base = replace(base, **dict(extra))
     # the supplier's quoted lead time is the prior the receipts are shrunk towards: the same
     # information the baselines get (they use it alone)
-    l_mean, l_sd = lead_time_batch(sim.last_lt[rows], sim.data.lead_mean[s], base)
+    l_mean, l_sd, l_err = lead_time_batch(sim.last_lt[rows], sim.data.lead_mean[s], base)
     l_sd = l_sd if lead_spread else np.zeros_like(l_mean)
+    l_err = l_err if lead_spread else np.zeros_like(l_mean)
     horizon = np.ceil(l_mean).astype(np.int64) + base.review_days + base.horizon_days
     fc = forecast_batch(
         sim.sales[rows, lo : t + 1],
@@ -405,6 +409,7 @@ def decide_lotwise(
             in_transit_within=sim.outstanding[rows][k],
             lead_mean=l_mean[k],
             lead_sigma=l_sd[k],
+            lead_error=l_err[k],
             moq=sim.data.moq[s[k]],
             multiple=sim.data.multiple[s[k]],
             factor_multiplier=factor[k],
@@ -415,20 +420,22 @@ def decide_lotwise(
     return qty, level
 
 
+# the quote (here the true mean of the draws) as 100 fixed receipts, never contradicted
+KNOWN_LEAD = (("lead_time_prior_by_spread", False), ("lead_time_prior", 100.0), ("lead_time_quote_cv", 10.0))
+
 DECIDE: dict[str, Callable[[Sim, slice, int, Ints], Decision]] = {
     "lotwise": decide_lotwise,
     "lotwise_c1": partial(decide_lotwise, horizon_days=1),
     "lotwise_c1_no_buffer": partial(decide_lotwise, horizon_days=1, buffer=1.0),
-    "lotwise_c1_no_lead_spread": partial(decide_lotwise, horizon_days=1, lead_spread=False),
     # neither the buffer nor σL: Lotwise's level and σ estimates alone against the baselines'
     "lotwise_c1_plain": partial(decide_lotwise, horizon_days=1, buffer=1.0, lead_spread=False),
-    # C = 0: order up to the ROP at every review — base stock, order_up_to's structure
-    "lotwise_c0": partial(decide_lotwise, horizon_days=0),
     # Lotwise's demand estimates alone in order_up_to's shoes: base stock, no buffer, and the lead
     # time the baselines are handed (the quote, here the true mean) instead of the receipts' estimate
-    "lotwise_c0_known_lead": partial(
-        decide_lotwise, horizon_days=0, buffer=1.0, extra=(("lead_time_prior", 100.0), ("lead_time_quote_cv", 10.0))
-    ),
+    "lotwise_c0_known_lead": partial(decide_lotwise, horizon_days=0, buffer=1.0, extra=KNOWN_LEAD),
+    # lotwise_c1 with the baselines' lead time: what estimating L̄ from the receipts costs
+    "lotwise_c1_known_lead": partial(decide_lotwise, horizon_days=1, extra=KNOWN_LEAD),
+    # below a service level of 0.95 the buffer falls with z (none at 0.5): the curve gets a bottom
+    "lotwise_c1_buffer_falls": partial(decide_lotwise, horizon_days=1, extra=(("buffer_full_from", 0.95),)),
     # before/after in one run: the same replay with the defaults before the third change
     "lotwise_prev": partial(decide_lotwise, before=True),
     "lotwise_c1_prev": partial(decide_lotwise, horizon_days=1, before=True),
@@ -772,9 +779,7 @@ def run_cmd(
     out: Annotated[Path, typer.Option(help="where the JSON, markdown and plots go")] = Path("bench/results/replenish"),
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
     threads: Annotated[int, typer.Option(min=1, max=64, help="numba threads (small daily batches: 1 is fastest)")] = 1,
-    ablation: Annotated[
-        bool, typer.Option(help="also lotwise_c1 without the buffer / σL / both, and lotwise_c0 (not targets)")
-    ] = False,
+    ablation: Annotated[bool, typer.Option(help="also the ablation variants of lotwise_c1 (not targets)")] = False,
 ) -> None:
     """Replay every policy over the same demand and lead times; sweep each policy's knob; judge the targets."""
     if data not in ("synthetic", "real", "both") or fmt not in ("table", "json"):
@@ -795,7 +800,15 @@ def run_cmd(
             rows = [m.summary() for m in simulate(ds, runs, cfg, progress)]
             slug = "synthetic" if ds.name == "synthetic" else "real"
             plot(rows, f"{ds.name}: {ds.series} series × {ds.days - warmup} days (seed {seed})", out / f"{slug}.png")
-            judged = ("lotwise", "lotwise_c1", "lotwise_c0", "lotwise_c0_known_lead", "lotwise_prev", "lotwise_c1_prev")
+            judged = (
+                "lotwise",
+                "lotwise_c1",
+                "lotwise_c0_known_lead",
+                "lotwise_c1_known_lead",
+                "lotwise_c1_buffer_falls",
+                "lotwise_prev",
+                "lotwise_c1_prev",
+            )
             verdicts = [judge(rows, p) for p in judged if any(r["policy"] == p for r in rows)]
             report["sets"][slug] = {"name": ds.name, "rows": rows, "judge": verdicts}
             (out / f"{slug}.md").write_text(markdown(rows) + "\n")

@@ -33,6 +33,22 @@ def _competition(p: Panel) -> str:
     )
 
 
+def _lead_estimate(p: Panel) -> str:
+    """How sure L̄ is: the quote's weight among the receipts and L̄'s standard error (priced or not)."""
+    priced = "priced in σ_LTD as d̂²·SE²" if p.lead_time_error_priced else "not priced"
+    return (
+        f"Lead-time estimate: the quote weighs as {_n(p.lead_time_quote_weight)} receipt(s); "
+        f"L̄'s standard error {_n(p.lead_time_error)} d ({priced})."
+    )
+
+
+def _buffer(s: Suggestion) -> str:
+    """The buffer's units over L̄ + R and the share of them held at this service level."""
+    p = s.panel
+    share = "in full" if p.buffer_share >= 1.0 else f"at {p.buffer_share:.0%} (service level below the buffer's)"
+    return f"Buffer ×{_n(p.buffer)}: {_n(p.buffer_units)} units over L̄ + R, {share}; the reserve is the larger."
+
+
 def explain(s: Suggestion) -> list[str]:
     """One sentence per step, in the order the policy took them."""
     p = s.panel
@@ -61,9 +77,12 @@ def explain(s: Suggestion) -> list[str]:
     lines += [
         f"Lead time: last receipts {receipts} → L̄ {_n(p.lead_time_mean)} d, σL {_n(p.lead_time_sigma)} d; "
         f"review {p.review_days} d.",
+        _lead_estimate(p),
         f"Service level {s.service_level:.1%} → z {_n(s.z)}; σ_LTD {_n(s.sigma_ltd)}; "
         f"safety stock {_n(s.safety_stock)}.",
-        f"Reorder point {_n(s.reorder_point)}; order-up-to {_n(s.order_up_to)}.",
+        _buffer(s),
+        f"Reorder point {_n(s.reorder_point)}; order-up-to {_n(s.order_up_to)} "
+        f"(ROP + {_n(p.cycle_stock_days)} days of demand).",
         f"Position: on hand {p.on_hand} − held {p.held} − backorders {p.backorders} + in transit {p.in_transit_within} "
         f"+ to-dos {p.open_todos} = {s.inventory_position} (in transit beyond the horizon, not counted: "
         f"{p.in_transit_beyond}).",

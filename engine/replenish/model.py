@@ -283,6 +283,12 @@ class PolicySettings:
     lead_time_prior: float = 3.0  # the supplier's stated lead time counts as this many receipts in L̄
     lead_time_quote_cv: float = 0.1  # receipts further than 2 s/√n + this × the quote contradict it
     lead_time_floor: float = 0.1  # σL ≥ this × L̄
+    # the quote's weight in L̄ by precision: w = (s / (lead_time_quote_cv·quote))² receipts (the quote
+    # trusted to ±lead_time_quote_cv, s the receipts' spread) instead of the fixed `lead_time_prior`
+    lead_time_prior_by_spread: bool = True
+    # the estimate's own error, Var(L̄) = s² / (n + w), priced in σ_LTD as d̂²·Var(L̄): it is one error
+    # shared by every order in flight, so orders overtaking each other do not average it away
+    lead_time_estimate_in_ss: bool = True
     independent_lead_times: bool = True  # each order's lead time its own draw (policy.effective_lead_sigma)
     stationary_z: float = 2.5  # 0: always the 7/14/30 blend (kernels: the stationarity test)
     shelf_life_cycle: float = 0.5  # the cycle C is at most this share of a perishable's sellable days
@@ -296,6 +302,16 @@ class PolicySettings:
     # a level the stationarity test says moved is followed by the blend whatever the scores: they
     # cannot see a move newer than the last risk period that is over
     moves_override_scores: bool = True
+    # the cycle stock beyond the reorder point is C − R days, not C: the ROP's risk period L̄ + R
+    # already covers demand until the next review, so S covers L̄ + C (the textbook order-up-to of
+    # a C-day cycle); off, S = ROP + C days. C = R (daily orders, daily review) is base stock
+    cycle_beyond_review: bool = True
+    # the service level from which the buffer is the least reserve in full; below it the buffer's
+    # units fall with z in proportion (z / z(buffer_full_from), none at 0.5). The default 0.5 holds
+    # the issue's 15 % at every service level: the service level prices the spread, the buffer is
+    # the reserve for sudden orders a planner configured (bench/README.md, sixth run: letting it
+    # fall gives the curve a bottom but loses the ≥ 30 % target there)
+    buffer_full_from: float = 0.5
 
     def __post_init__(self) -> None:
         out: list[FieldViolation] = []
@@ -326,6 +342,7 @@ class PolicySettings:
         _finite("stationary_z", self.stationary_z, out, 0.0, 10.0)
         _finite("seasonal_z", self.seasonal_z, out, 0.0, 10.0)
         _finite("shelf_life_cycle", self.shelf_life_cycle, out, 0.05, 1.0)
+        _finite("buffer_full_from", self.buffer_full_from, out, 0.5, 0.9999)
         _finite("tsb_after_adi", self.tsb_after_adi, out, 1.0, 100.0)
         _finite("nb_epsilon", self.nb_epsilon, out, 0.0, 10.0)
         _count("error_origins", self.error_origins, out)
@@ -428,6 +445,15 @@ class Panel:
     error_window: float = math.nan
     error_origins: int = 0
     daily_sigma: float = math.nan
+    # the quote's weight in L̄ (in receipts) and L̄'s standard error, priced in σ_LTD when
+    # `lead_time_estimate_in_ss` (policy.lead_time_batch); the share of the buffer held as the least
+    # reserve (policy.buffer_share) and the buffer's units; the days of demand S holds beyond the ROP
+    lead_time_quote_weight: float = 0.0
+    lead_time_error: float = 0.0
+    lead_time_error_priced: bool = False
+    buffer_share: float = 1.0
+    buffer_units: float = 0.0
+    cycle_stock_days: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,13 +212,13 @@ def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list
     histories = [history_of(i) for i in inputs]
     terms = [supplier_terms_of(i.supplier, i.today, i.config.default_lead_time_days) for i in inputs]
     stats = [lead_time_stats(t, settings) for t in terms]
-    horizons = [math.ceil(mean) + settings.review_days + settings.horizon_days for mean, _, _ in stats]
+    horizons = [math.ceil(mean) + settings.review_days + settings.horizon_days for mean, _, _, _ in stats]
     fc = forecast_batch(
         np.stack([h.demand for h in histories]),
         np.stack([h.censored for h in histories]),
         settings,
         seasonal_days=np.asarray(horizons, np.int64),
-        risk_days=risk_days_of(np.asarray([mean for mean, _, _ in stats], np.float64), settings),
+        risk_days=risk_days_of(np.asarray([mean for mean, _, _, _ in stats], np.float64), settings),
     )
     multipliers = [
         horizon_factors(h, factors_of(i.factors), settings, days)[0]
@@ -240,6 +240,7 @@ def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list
         open_todos=np.asarray([p.open_todos for p in positions], np.int64),
         lead_mean=np.asarray([s[0] for s in stats], np.float64),
         lead_sigma=np.asarray([s[1] for s in stats], np.float64),
+        lead_error=np.asarray([s[2] for s in stats], np.float64),
         factor_multiplier=np.asarray(multipliers, np.float64),
         # As `draft` passes them: a shelf life shortens the cycle, which moves the reorder point.
         backorders=np.asarray([p.backorders for p in positions], np.int64),

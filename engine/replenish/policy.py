@@ -2,12 +2,14 @@
 
     d̂      = the kernel's rate (blend for smooth demand, SBA/TSB otherwise) × seasonal index
     F      = mean over the horizon (P + C days) of the bounded factors' product × demand buffer
-    L̄, σL  = mean and sample spread of the last 3 lead times; σL = max(sL, 0.1·L̄)
+    L̄, σL  = mean of the last receipts with the quote weighed by its precision (`lead_time_batch`);
+             σL = max(sL, 0.1·L̄); SE = σL/√(n + w), L̄'s own error
     P      = L̄ + R
-    σ_LTD  = √(P·σd² + d̂²·σL²)
+    σ_LTD  = √(P·σd² + d̂²·(σL,eff² + SE²))
     SS     = z·σ_LTD (smooth) | NB quantile(CSL; μ = d̂·P, var = max(σ_LTD², μ(1+ε))) − μ (otherwise)
     ROP    = d̂·F·(L̄ + R) + SS      (the buffer multiplies demand only, never the safety stock)
-    S      = ROP + d̂·F'·C           F' = F without the buffer: the ROP is checked at every review,
+    S      = ROP + d̂·F'·(C − R)     the ROP's L̄ + R covers the review: S covers L̄ + C (C = R: base stock);
+                                    F' = F without the buffer: the ROP is checked at every review,
                                     so a sudden order during the cycle brings the next order forward;
                                     the buffer covers the risk period, when nothing can be done
     IP     = on hand − held − backorders + arrivals with ETA ≤ today + P + open purchase to-dos
@@ -72,16 +74,19 @@ def z_of(service_level: float) -> float:
 
 def lead_time_batch(
     receipts: npt.ArrayLike, stated: npt.ArrayLike, settings: PolicySettings, fallback: npt.ArrayLike = 7.0
-) -> tuple[FloatArray, FloatArray]:
-    """L̄ and σL per pair from its last receipts (`receipts[pairs, k]`, NaN = none; the last
-    `lead_time_receipts` columns are read) and the supplier's stated lead time (NaN = none).
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """L̄, σL and the error of L̄ per pair from its last receipts (`receipts[pairs, k]`, NaN = none;
+    the last `lead_time_receipts` columns are read) and the supplier's stated lead time (NaN = none).
 
-    L̄ = (Σ receipts + w·stated) / (n + w) with w = `lead_time_prior`: a few noisy receipts are
-    pulled towards the quote, many outweigh it. When the receipts' mean lies further from the quote
-    than 2·s/√n + `lead_time_quote_cv`·stated (s their sample spread, floored at `lead_time_floor`·
-    stated), the quote is contradicted — a supplier that is late keeps being late — and the
-    receipts alone count. Without receipts: the quote, else `fallback`. σL = the receipts' sample
-    spread (0 below two), floored at `lead_time_floor`·L̄."""
+    L̄ = (Σ receipts + w·stated) / (n + w): a few noisy receipts are pulled towards the quote, many
+    outweigh it. w is the quote's precision in receipts, (s / (`lead_time_quote_cv`·stated))² with s
+    the receipts' sample spread floored at `lead_time_floor`·stated — a quote trusted to ±10 % is worth
+    one receipt of a supplier whose lead times vary by 10 %, sixteen of one whose vary by 40 % — or
+    the fixed `lead_time_prior` (`lead_time_prior_by_spread` off). When the receipts' mean lies
+    further from the quote than 2·s/√n + `lead_time_quote_cv`·stated, the quote is contradicted — a
+    supplier that is late keeps being late — and the receipts alone count. Without receipts: the
+    quote, else `fallback`. σL = the receipts' sample spread (0 below two), floored at
+    `lead_time_floor`·L̄. The error of L̄ is its standard error, σL/√(n + w) (σL without receipts)."""
     r = np.asarray(receipts, np.float64)
     rows = len(np.atleast_1d(np.asarray(stated))) if r.ndim != 2 else r.shape[0]
     r = r[:, -settings.lead_time_receipts :] if r.ndim == 2 else np.full((rows, 0), np.nan)
@@ -97,18 +102,32 @@ def lead_time_batch(
     q = np.where(has_quote, quoted, 0.0)
     s = np.maximum(spread, settings.lead_time_floor * q)
     agrees = np.abs(sample - q) <= 2.0 * s / np.sqrt(np.maximum(n, 1)) + settings.lead_time_quote_cv * q + 1e-9
-    w = np.where(has_quote & (agrees | (n == 0)), settings.lead_time_prior, 0.0)
+    w = np.where(has_quote & (agrees | (n == 0)), quote_weight(s, q, settings), 0.0)
     mean = np.where(n + w > 0, (total + w * q) / np.maximum(n + w, 1e-12), np.where(has_quote, q, fall))
-    return mean, np.maximum(spread, settings.lead_time_floor * mean)
+    sigma = np.maximum(spread, settings.lead_time_floor * mean)
+    error = sigma / np.sqrt(np.maximum(n + w, 1.0))
+    return mean, sigma, error
 
 
-def lead_time_stats(supplier: SupplierTerms, settings: PolicySettings) -> tuple[float, float, tuple[LeadTime, ...]]:
-    """L̄ and σL of one pair (`lead_time_batch` on one row), and the receipts used."""
+def quote_weight(spread: FloatArray, quote: FloatArray, settings: PolicySettings) -> FloatArray:
+    """The quote's weight in L̄, in receipts: its precision over one receipt's, (s / (cv·quote))², or
+    the fixed `lead_time_prior`. At most 100 receipts (a quote trusted to the day still yields to a
+    hundred receipts that disagree with it inside the contradiction test's band)."""
+    if not settings.lead_time_prior_by_spread:
+        return np.full_like(quote, settings.lead_time_prior)
+    trust = np.maximum(settings.lead_time_quote_cv * quote, 1e-9)
+    return np.minimum((spread / trust) ** 2, 100.0)
+
+
+def lead_time_stats(
+    supplier: SupplierTerms, settings: PolicySettings
+) -> tuple[float, float, float, tuple[LeadTime, ...]]:
+    """L̄, σL, the error of L̄ of one pair (`lead_time_batch` on one row), and the receipts used."""
     used = supplier.lead_times[-settings.lead_time_receipts :]
     stated = math.nan if supplier.stated_lead_time_days is None else supplier.stated_lead_time_days
     days = np.array([[lt.days for lt in used]], dtype=np.float64).reshape(1, len(used))
-    mean, sigma = lead_time_batch(days, stated, settings, supplier.default_lead_time_days)
-    return float(mean[0]), float(sigma[0]), used
+    mean, sigma, error = lead_time_batch(days, stated, settings, supplier.default_lead_time_days)
+    return float(mean[0]), float(sigma[0]), float(error[0]), used
 
 
 def horizon_factors(
@@ -238,6 +257,37 @@ def effective_lead_sigma(lead_sigma: FloatArray, cycle: FloatArray, settings: Po
     return np.sqrt(np.minimum(lead_sigma**2, interval * lead_sigma / SQRT_PI))
 
 
+def lead_sigma_priced(
+    lead_sigma: FloatArray, lead_error: FloatArray, cycle: FloatArray, settings: PolicySettings
+) -> FloatArray:
+    """The lead-time spread σ_LTD carries: the orders' own spread (`effective_lead_sigma`) and, with
+    `lead_time_estimate_in_ss`, the error of L̄ on top, √(σL,eff² + SE(L̄)²). The error is one bias
+    every order in flight shares (all are planned with the same L̄), so overtaking does not average
+    it away: d̂²·SE² is the variance of lead-time demand that a wrong L̄ adds."""
+    own = effective_lead_sigma(lead_sigma, cycle, settings)
+    if not settings.lead_time_estimate_in_ss:
+        return own
+    return np.sqrt(own**2 + lead_error**2)
+
+
+def buffer_share(settings: PolicySettings) -> float:
+    """The share of the buffer's units held as the least reserve: 1 from `buffer_full_from` up; below
+    it z / z(buffer_full_from) (0 at a service level of 0.5). The buffer is the protection the product
+    promises at the default service level; a planner asking for less protection gets less, not the
+    same stock under a lower number."""
+    if settings.service_level >= settings.buffer_full_from:
+        return 1.0
+    return max(z_of(settings.service_level), 0.0) / z_of(settings.buffer_full_from)
+
+
+def cycle_stock_days(cycle: FloatArray, settings: PolicySettings) -> FloatArray:
+    """The days of demand S holds beyond the ROP: C − R with `cycle_beyond_review` (the ROP's risk
+    period L̄ + R already covers the days until the next review, so S covers L̄ + C), else C."""
+    if not settings.cycle_beyond_review:
+        return cycle
+    return np.maximum(cycle - settings.review_days, 0.0)
+
+
 def cycle_rate_batch(rate: FloatArray, factors: FloatArray, settings: PolicySettings) -> FloatArray:
     """The daily rate the cycle's days are stocked at: d̂ × factors, × the buffer only with
     `buffer_on_cycle`. The buffer is a reserve for sudden orders while an order is on its way; once
@@ -253,6 +303,7 @@ def policy_batch(
     on_hand: IntLike,
     lead_mean: FloatLike,
     lead_sigma: FloatLike,
+    lead_error: FloatLike = 0.0,
     held: IntLike = 0,
     backorders: IntLike = 0,
     in_transit_within: IntLike = 0,
@@ -265,8 +316,9 @@ def policy_batch(
 ) -> BatchPolicy:
     """SS, ROP, S, IP and the order quantity of every pair in `fc` (scalars broadcast).
 
-    `shelf_life_days` 0 means no shelf life. `suggest` runs this on one row, so the numbers a
-    planner sees for one pair are the ones a full recompute produces for it."""
+    `lead_error` is the standard error of L̄ (`lead_time_batch`). `shelf_life_days` 0 means no
+    shelf life. `suggest` runs this on one row, so the numbers a planner sees for one pair are the
+    ones a full recompute produces for it."""
     rows = len(fc)
 
     def f(x: FloatLike) -> FloatArray:
@@ -286,7 +338,7 @@ def policy_batch(
         rate,
         fc.sigma,
         l_mean,
-        effective_lead_sigma(l_sigma, cycle, settings),
+        lead_sigma_priced(l_sigma, f(lead_error), cycle, settings),
         settings.review_days,
         settings.service_level,
         settings.nb_epsilon,
@@ -295,11 +347,12 @@ def policy_batch(
     if settings.buffer_in_safety_stock:
         # the buffer is the least reserve, counted towards the safety stock: both cover demand above
         # the forecast during the risk period, so the larger one is held, not their sum
-        ss = np.maximum(ss, (demand_rate - rate * f(factor_multiplier)) * risk)
+        # (at a service level below `buffer_full_from`, only its share: `buffer_share`)
+        ss = np.maximum(ss, (demand_rate - rate * f(factor_multiplier)) * risk * buffer_share(settings))
         rop = rate * f(factor_multiplier) * risk + ss
     else:
         rop = demand_rate * risk + ss
-    order_up_to = rop + cycle_rate_batch(rate, f(factor_multiplier), settings) * cycle
+    order_up_to = rop + cycle_rate_batch(rate, f(factor_multiplier), settings) * cycle_stock_days(cycle, settings)
     position = i(on_hand) - i(held) - i(backorders) + i(in_transit_within) + i(open_todos)
     triggered = (rate > 0) & (position <= rop)
     raw = np.where(triggered, np.maximum(np.ceil(order_up_to - position - 1e-9), 0), 0).astype(np.int64)
@@ -383,7 +436,7 @@ def draft(
     factors: Sequence[Factor] = (),
 ) -> Suggestion:
     """The policy's numbers for one pair, before MOQ, caps and rules (qty = raw qty)."""
-    lead_mean, lead_sigma, used = lead_time_stats(supplier, settings)
+    lead_mean, lead_sigma, lead_error, used = lead_time_stats(supplier, settings)
     horizon = math.ceil(lead_mean) + settings.review_days + settings.horizon_days
     fc = forecast_one(history, settings, horizon, int(risk_days_of(lead_mean, settings)))
     factor_mult, applied = horizon_factors(history, factors, settings, horizon)
@@ -398,6 +451,7 @@ def draft(
         open_todos=position.open_todos,
         lead_mean=lead_mean,
         lead_sigma=lead_sigma,
+        lead_error=lead_error,
         factor_multiplier=factor_mult,
         shelf_life_days=position.shelf_life_days or 0,
         min_remaining_days=position.min_remaining_days if position.shelf_life_days else 0,
@@ -419,6 +473,7 @@ def draft(
         factors=applied,
         health=tuple(_health(history, fc, supplier, settings)),
     )
+    panel = _with_reserve(panel, settings, (lead_mean, lead_sigma, lead_error, len(used)), rate * factor_mult, n)
     return Suggestion(
         sku=history.sku,
         site=history.site,
@@ -495,12 +550,33 @@ def _panel(
     )
 
 
+def _with_reserve(
+    panel: Panel, settings: PolicySettings, lead: tuple[float, float, float, int], sells: float, n: BatchPolicy
+) -> Panel:
+    """The panel's lead-time estimate, buffer and cycle numbers: the quote's weight in L̄ (from
+    SE = σL/√(n + w)), L̄'s error, the buffer's share and units over L̄ + R, and S − ROP in days."""
+    mean, sigma, error, receipts = lead
+    share = buffer_share(settings) if settings.buffer_in_safety_stock else 1.0
+    rate = float(cycle_rate_batch(np.array([sells]), np.ones(1), settings)[0])
+    return replace(
+        panel,
+        lead_time_quote_weight=max((sigma / error) ** 2 - receipts, 0.0) if error > 0 else 0.0,
+        lead_time_error=error,
+        lead_time_error_priced=settings.lead_time_estimate_in_ss,
+        buffer_share=share,
+        buffer_units=(panel.demand_rate - sells) * (mean + settings.review_days) * share,
+        cycle_stock_days=float(n.order_up_to[0] - n.reorder_point[0]) / rate if rate > 0 else 0.0,
+    )
+
+
 def _cycle_note(settings: PolicySettings, sells: float, rop: float, n: BatchPolicy) -> str:
     """'S = ROP + C d × rate': how the order-up-to level was built, in the planner's words."""
     s = float(n.order_up_to[0])
     rate = float(cycle_rate_batch(np.array([sells]), np.ones(1), settings)[0])
     days = (s - rop) / rate if rate > 0 else 0.0
     where = "the buffer on the cycle too" if settings.buffer_on_cycle else "the buffer covers L̄ + R only"
+    if settings.cycle_beyond_review:
+        where += f"; C {settings.horizon_days} d − R {settings.review_days} d: the ROP covers the review"
     return f"S {s:.1f} = ROP + {days:.0f} d × {rate:.2f}/day ({where})"
 
 

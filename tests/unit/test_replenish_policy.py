@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -48,21 +49,24 @@ SUPPLIER = SupplierTerms("acme", moq=0, multiple=1, lead_times=lead_times(4, 5, 
 
 def test_hand_computed_smooth_suggestion() -> None:
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), SUPPLIER, PolicySettings())
-    # L̄ 5, sL 1, σL = max(1, 0.5) = 1; σd 0 → σ_LTD = 10·1; SS = 1.645·10
+    # L̄ 5, sL 1, σL = max(1, 0.5) = 1; L̄'s error 1/√3 (3 receipts, no quote); σd 0 →
+    # σ_LTD = 10·√(1 + 1/3) = 11.547; SS = 1.645·11.547 = 18.99
     assert s.panel.lead_time_mean == 5.0
     assert s.panel.lead_time_sigma == 1.0
-    assert s.sigma_ltd == pytest.approx(10.0)
-    assert s.safety_stock == pytest.approx(z_of(0.95) * 10)
+    assert s.panel.lead_time_error == pytest.approx(1 / math.sqrt(3))
+    assert s.sigma_ltd == pytest.approx(10 * math.sqrt(4 / 3))
+    assert s.safety_stock == pytest.approx(z_of(0.95) * 11.547005)
     assert s.z == pytest.approx(1.6448536, abs=1e-6)
     assert s.panel.demand_rate == pytest.approx(11.5)  # 10 × buffer 1.15
     # demand over L̄ + R; the buffer's 0.15·10·6 = 9 units lie inside the safety stock's 16.4
     assert s.reorder_point == pytest.approx(10 * (5 + 1) + s.safety_stock)
-    assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 7)  # the cycle at d̂: no buffer
+    # the cycle at d̂ (no buffer) over C − R = 6 days: the ROP's L̄ + R already covers the review
+    assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 6)
     assert s.inventory_position == 50
     assert s.triggered
     assert s.raw_qty == math.ceil(s.order_up_to - 50)
-    assert s.qty == s.raw_qty == 97
-    assert "S 146.4 = ROP + 7 d × 10.00/day (the buffer covers L̄ + R only)" in s.trace[0].why
+    assert s.qty == s.raw_qty == 89  # ⌈60 + 18.99 + 60 − 50⌉
+    assert "S 139.0 = ROP + 6 d × 10.00/day (the buffer covers L̄ + R only; C 7 d − R 1 d" in s.trace[0].why
     assert s.method == "smooth"
     assert s.sbc_class == "smooth"
     assert s.coverage_days == pytest.approx(50 / 11.5)
@@ -89,22 +93,26 @@ def test_the_buffer_covers_the_risk_period_not_the_cycle() -> None:
     now = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=False))
     before = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_on_cycle=True, buffer_in_safety_stock=False))
     assert now.reorder_point == before.reorder_point == pytest.approx(11.5 * 6 + now.safety_stock)
-    assert now.order_up_to - now.reorder_point == pytest.approx(10 * 7)
-    assert before.order_up_to - before.reorder_point == pytest.approx(11.5 * 7)
+    assert now.order_up_to - now.reorder_point == pytest.approx(10 * 6)  # C − R = 6 days
+    assert before.order_up_to - before.reorder_point == pytest.approx(11.5 * 6)
     assert "the buffer on the cycle too" in before.trace[0].why
 
 
 def test_the_buffer_counts_towards_the_safety_stock() -> None:
-    # flat demand 10/day: σd 0, σ_LTD = d̂·σL = 10; the buffer over L̄ + R = 6 days is 0.15·10·6 = 9
+    # flat demand 10/day: σd 0, σ_LTD = d̂·√(σL² + SE²) = 10·√(1 + 1/3) = 11.55; the buffer over
+    # L̄ + R = 6 days is 0.15·10·6 = 9
     pos = PairPosition("bearing-6204", "wh-1", on_hand=50)
+    sigma_ltd = 10 * math.sqrt(4 / 3)
     high = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=True))
-    assert high.safety_stock == pytest.approx(z_of(0.95) * 10)  # 16.4 > 9: the buffer is inside it
-    assert high.reorder_point == pytest.approx(10 * 6 + z_of(0.95) * 10)
-    low = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=True, service_level=0.6))
-    assert low.safety_stock == pytest.approx(9.0)  # z·σ_LTD 2.5 < 9: the buffer is the least reserve
+    assert high.safety_stock == pytest.approx(z_of(0.95) * sigma_ltd)  # 19.0 > 9: the buffer is inside it
+    assert high.reorder_point == pytest.approx(10 * 6 + z_of(0.95) * sigma_ltd)
+    # the buffer in full at every service level (`buffer_full_from` 0.5): z·σ_LTD 2.9 < 9
+    full = PolicySettings(buffer_in_safety_stock=True, service_level=0.6, buffer_full_from=0.5)
+    low = suggest(flat(), pos, SUPPLIER, full)
+    assert low.safety_stock == pytest.approx(9.0)  # the buffer is the least reserve
     assert low.reorder_point == pytest.approx(10 * 6 + 9.0)
     on_top = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=False))
-    assert on_top.reorder_point == pytest.approx(11.5 * 6 + z_of(0.95) * 10)  # the sum: protected twice
+    assert on_top.reorder_point == pytest.approx(11.5 * 6 + z_of(0.95) * sigma_ltd)  # the sum: protected twice
     assert high.reorder_point < on_top.reorder_point
 
 
@@ -157,15 +165,15 @@ def test_in_transit_counts_only_within_lead_time_plus_review() -> None:
 def test_lead_time_is_the_mean_of_the_last_receipts_with_a_floored_spread() -> None:
     three = PolicySettings(lead_time_receipts=3)
     terms = SupplierTerms("acme", lead_times=lead_times(30, 10, 10, 10))
-    mean, sigma, used = lead_time_stats(terms, three)
+    mean, sigma, _, used = lead_time_stats(terms, three)
     assert (mean, sigma, len(used)) == (10.0, 1.0, 3)  # spread 0 floored at 0.1·L̄
-    mean, sigma, used = lead_time_stats(terms, PolicySettings())  # 12 by default: all four
+    mean, sigma, _, used = lead_time_stats(terms, PolicySettings())  # 12 by default: all four
     assert (mean, len(used)) == (15.0, 4)
     assert sigma == pytest.approx(10.0)
-    mean, sigma, _ = lead_time_stats(SupplierTerms("acme", lead_times=lead_times(2, 4, 9)), three)
+    mean, sigma, _, _ = lead_time_stats(SupplierTerms("acme", lead_times=lead_times(2, 4, 9)), three)
     assert mean == 5.0
     assert sigma == pytest.approx(float(np.std([2, 4, 9], ddof=1)))
-    mean, sigma, used = lead_time_stats(SupplierTerms("acme", default_lead_time_days=12), PolicySettings())
+    mean, sigma, _, used = lead_time_stats(SupplierTerms("acme", default_lead_time_days=12), PolicySettings())
     assert (mean, sigma, used) == (12.0, pytest.approx(1.2), ())
     s = suggest(flat(), PairPosition("x", "y", on_hand=0), SupplierTerms("acme"), PolicySettings())
     assert "lead_time_default" in s.panel.health
@@ -190,14 +198,17 @@ def test_moq_then_multiple(qty: int, moq: int, multiple: int, expected: int) -> 
 def test_moq_and_multiple_in_a_suggestion() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
-    assert s.raw_qty == 97
+    assert s.raw_qty == 89
     assert s.qty == 216  # MOQ 200 → 9 cases of 24
     assert [line.rule_id for line in s.trace] == ["policy.trigger", "policy.moq"]
 
 
 def test_shelf_life_caps_what_can_be_sold_before_expiry() -> None:
     pos = PairPosition("milk", "store-1", on_hand=5, shelf_life_days=8, min_remaining_days=2)
-    s = suggest(flat(), pos, SUPPLIER, PolicySettings(buffer_in_safety_stock=False))  # the buffer on top
+    # the buffer on top; the fifth run's cycle (C days beyond the ROP) and L̄ without its error, so the
+    # hand computation is the cap's alone
+    old = PolicySettings(buffer_in_safety_stock=False, cycle_beyond_review=False, lead_time_estimate_in_ss=False)
+    s = suggest(flat(), pos, SUPPLIER, old)
     cap = math.floor(10 * (5 + 6) - 5)  # sells 10/day over the lead time 5 + sellable 6 days, less the position
     assert s.qty_cap == cap == 105
     # the cycle is capped at half the 6 sellable days: S = 11.5·(5 + 1) + SS + 10·3
@@ -267,7 +278,7 @@ def test_explanations_name_every_step() -> None:
     terms = SupplierTerms("acme", moq=200, multiple=24, lead_times=lead_times(4, 5, 6), unit_cost=Decimal("2.50"))
     s = suggest(flat(), PairPosition("bearing-6204", "wh-1", on_hand=50), terms, PolicySettings())
     text = "\n".join(explain(s))
-    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "97 → 216"):
+    for needle in ("m7 10.00", "L̄ 5.00", "z 1.64", "Reorder point", "MOQ 200", "[policy.moq]", "89 → 216"):
         assert needle in text, needle
     d = suggestion_dict(s)
     assert d["schema"] == 1
@@ -368,7 +379,7 @@ def test_policy_batch_gives_the_suggestions_numbers(case: tuple[DemandHistory, P
     h, pos, terms = case
     settings_ = PolicySettings()
     s = suggest(h, pos, terms, settings_)
-    mean, sigma, _ = lead_time_stats(terms, settings_)
+    mean, sigma, error, _ = lead_time_stats(terms, settings_)
     fc = forecast_batch(h.demand[np.newaxis], h.censored[np.newaxis], settings_, seasonal_days=math.ceil(mean) + 1 + 7)
     b = policy_batch(
         fc,
@@ -378,6 +389,7 @@ def test_policy_batch_gives_the_suggestions_numbers(case: tuple[DemandHistory, P
         in_transit_within=s.panel.in_transit_within,
         lead_mean=mean,
         lead_sigma=sigma,
+        lead_error=error,
         moq=terms.moq,
         multiple=terms.multiple,
         shelf_life_days=pos.shelf_life_days or 0,
@@ -440,10 +452,12 @@ def test_health_flags_reach_the_explanation() -> None:
 
 
 def test_a_few_noisy_receipts_are_shrunk_towards_the_stated_lead_time() -> None:
-    s = PolicySettings()  # the quote counts as 3 receipts
+    s = PolicySettings(lead_time_prior_by_spread=False)  # the quote counts as 3 receipts
     noisy = SupplierTerms("acme", lead_times=lead_times(6, 9), stated_lead_time_days=10.0)
-    mean, sigma, _ = lead_time_stats(noisy, s)
+    mean, sigma, _, _ = lead_time_stats(noisy, s)
     assert mean == pytest.approx((6 + 9 + 3 * 10) / 5)
+    # by precision (the default): s 2.121 against the quote's 10 % (1 d) → w = 4.5 receipts
+    assert lead_time_stats(noisy, PolicySettings())[0] == pytest.approx((6 + 9 + 4.5 * 10) / 6.5)
     assert sigma == pytest.approx(float(np.std([6, 9], ddof=1)))  # the spread is the receipts' own
     many = SupplierTerms("acme", lead_times=lead_times(*[9, 11] * 6), stated_lead_time_days=10.0)
     assert lead_time_stats(many, s)[0] == pytest.approx(10.0)
@@ -454,7 +468,7 @@ def test_a_few_noisy_receipts_are_shrunk_towards_the_stated_lead_time() -> None:
 
 def test_a_supplier_that_is_always_late_contradicts_its_quote() -> None:
     late = SupplierTerms("acme", lead_times=lead_times(14, 15, 14, 16, 15), stated_lead_time_days=7.0)
-    mean, _, _ = lead_time_stats(late, PolicySettings())
+    mean, _, _, _ = lead_time_stats(late, PolicySettings())
     assert mean == pytest.approx(np.mean([14, 15, 14, 16, 15]))  # the quote is ignored, not averaged in
 
 
@@ -462,8 +476,8 @@ def test_the_lead_time_batch_agrees_with_one_pair() -> None:
     from engine.replenish.policy import lead_time_batch
 
     receipts = np.array([[6, 9, np.nan], [np.nan, np.nan, np.nan], [14, 15, 16]], np.float64)
-    mean, sigma = lead_time_batch(receipts, np.array([10.0, np.nan, 7.0]), PolicySettings(), fallback=5.0)
-    assert mean[0] == pytest.approx((6 + 9 + 30) / 5)
+    mean, sigma, _ = lead_time_batch(receipts, np.array([10.0, np.nan, 7.0]), PolicySettings(), fallback=5.0)
+    assert mean[0] == pytest.approx((6 + 9 + 4.5 * 10) / 6.5)  # the quote weighs (2.121 / 1)² = 4.5
     assert (mean[1], sigma[1]) == (5.0, pytest.approx(0.5))  # neither receipts nor quote: the fallback
     assert mean[2] == pytest.approx(15.0)
 
@@ -488,6 +502,84 @@ def test_daily_orders_cover_less_lead_time_spread_than_weekly_ones() -> None:
 def test_a_perishables_cycle_is_capped_by_its_shelf_life() -> None:
     fresh = PairPosition("milk", "store-1", on_hand=0, shelf_life_days=4)
     s = suggest(flat(), fresh, SUPPLIER, PolicySettings())
-    assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 2)  # half of 4 sellable days, not 7
+    assert s.order_up_to == pytest.approx(s.reorder_point + 10 * 1)  # half of 4 sellable days, less R
     long_life = PairPosition("milk", "store-1", on_hand=0, shelf_life_days=60)
-    assert suggest(flat(), long_life, SUPPLIER, PolicySettings()).order_up_to == pytest.approx(s.reorder_point + 10 * 7)
+    long = suggest(flat(), long_life, SUPPLIER, PolicySettings())
+    assert long.order_up_to == pytest.approx(long.reorder_point + 10 * 6)
+
+
+# ---------------------------------------------------------------- the sixth run's formulas (2026-12-07)
+
+
+def test_the_quote_weighs_by_its_precision_against_the_receipts() -> None:
+    """w = (s / (cv·quote))²: receipts 9, 11, 13 (s 2) against a quote of 12 trusted to ±10 % (1.2 d)
+    → w = (2 / 1.2)² = 2.778; L̄ = (33 + 2.778·12) / 5.778 = 11.481; SE = 2 / √5.778 = 0.832."""
+    from engine.replenish.policy import lead_time_batch
+
+    receipts = np.array([[9.0, 11.0, 13.0]])
+    mean, sigma, error = lead_time_batch(receipts, np.array([12.0]), PolicySettings())
+    assert mean[0] == pytest.approx((33 + 12 * 25 / 9) / (3 + 25 / 9))
+    assert mean[0] == pytest.approx(11.4808, abs=1e-4)
+    assert sigma[0] == pytest.approx(2.0)
+    assert error[0] == pytest.approx(2 / math.sqrt(3 + 25 / 9))
+    # the fixed weight (the fifth run): the quote counts as 3 receipts, SE = 2 / √6
+    fixed = PolicySettings(lead_time_prior_by_spread=False)
+    mean, _, error = lead_time_batch(receipts, np.array([12.0]), fixed)
+    assert (mean[0], error[0]) == (pytest.approx((33 + 36) / 6), pytest.approx(2 / math.sqrt(6)))
+    # a steadier supplier (s 1, floored at 0.1·12 = 1.2) weighs the quote as one receipt: SE 1.2 / √4
+    steady = lead_time_batch(np.array([[11.0, 12.0, 13.0]]), np.array([12.0]), PolicySettings())
+    assert steady[0][0] == pytest.approx(12.0)
+    assert steady[2][0] == pytest.approx(0.6)
+
+
+def test_the_lead_time_estimates_error_is_priced_in_the_safety_stock() -> None:
+    """σ_LTD² = P·σd² + d̂²·(σL,eff² + SE²): σL 2 on weekly orders (σL,eff 2), SE 0.8 → √4.64."""
+    from engine.replenish.policy import lead_sigma_priced
+
+    priced = lead_sigma_priced(np.array([2.0]), np.array([0.8]), np.array([7.0]), PolicySettings())
+    assert priced[0] == pytest.approx(math.sqrt(4 + 0.64))
+    off = PolicySettings(lead_time_estimate_in_ss=False)
+    assert lead_sigma_priced(np.array([2.0]), np.array([0.8]), np.array([7.0]), off)[0] == pytest.approx(2.0)
+    # daily orders: σL,eff² = 1·2/√π = 1.128, the estimate's error is not averaged away: √(1.128 + 0.64)
+    daily = lead_sigma_priced(np.array([2.0]), np.array([0.8]), np.array([1.0]), PolicySettings())
+    assert daily[0] == pytest.approx(math.sqrt(2 / math.sqrt(math.pi) + 0.64))
+
+
+def test_below_its_service_level_the_buffer_falls_with_z() -> None:
+    """`buffer_full_from` 0.95: the buffer's 9 units (0.15·10·6) in full from 0.95; at 0.8 a share
+    z(0.8)/z(0.95) = 0.8416 / 1.6449 = 0.5117 of them, 4.605 units; none at 0.5 (z 0), where the
+    safety stock is z·σ_LTD = 0."""
+    from engine.replenish.policy import buffer_share
+
+    falls = replace(PolicySettings(), buffer_full_from=0.95)
+    assert buffer_share(falls) == 1.0
+    assert buffer_share(replace(falls, service_level=0.8)) == pytest.approx(0.841621 / 1.644854, abs=1e-6)
+    assert buffer_share(replace(falls, service_level=0.5)) == 0.0
+    assert buffer_share(PolicySettings(service_level=0.5)) == 1.0  # the default: in full at every level
+    pos = PairPosition("bearing-6204", "wh-1", on_hand=50)
+    receipts = SupplierTerms("acme", lead_times=lead_times(5, 5, 5))  # σL = 0.1·5 = 0.5, SE 0.5/√3
+    low = suggest(flat(), pos, receipts, replace(falls, service_level=0.8))
+    z_sigma = z_of(0.8) * 10 * math.sqrt(0.5 * 0.5 + 0.25 / 3)  # σL,eff 0.5 (weekly), + SE²
+    assert low.safety_stock == pytest.approx(max(z_sigma, 9 * 0.841621 / 1.644854), rel=1e-5)
+    assert low.panel.buffer_share == pytest.approx(0.5117, abs=1e-4)
+    assert low.panel.buffer_units == pytest.approx(4.605, abs=1e-3)
+    none = suggest(flat(), pos, receipts, replace(falls, service_level=0.5))
+    assert none.safety_stock == 0.0
+    assert none.reorder_point == pytest.approx(60.0)
+    full = suggest(flat(), pos, receipts, PolicySettings(service_level=0.5))
+    assert full.safety_stock == pytest.approx(9.0)  # the default: the buffer in full at every level
+    lines = explain(low)
+    assert any("Buffer ×1.15: 4.61 units over L̄ + R, at 51% (service level below" in line for line in lines)
+
+
+def test_the_order_up_to_level_holds_the_cycle_beyond_the_review() -> None:
+    """S = ROP + d̂·(C − R): weekly 6 days of 10/day; daily (C = R = 1) base stock, S = ROP."""
+    pos = PairPosition("bearing-6204", "wh-1", on_hand=0)
+    weekly = suggest(flat(), pos, SUPPLIER, PolicySettings())
+    assert weekly.order_up_to - weekly.reorder_point == pytest.approx(60.0)
+    assert weekly.panel.cycle_stock_days == pytest.approx(6.0)
+    daily = suggest(flat(), pos, SUPPLIER, PolicySettings(horizon_days=1))
+    assert daily.order_up_to == pytest.approx(daily.reorder_point)
+    before = suggest(flat(), pos, SUPPLIER, PolicySettings(cycle_beyond_review=False))
+    assert before.order_up_to - before.reorder_point == pytest.approx(70.0)
+    assert any("(ROP + 6.00 days of demand)" in line for line in explain(weekly))

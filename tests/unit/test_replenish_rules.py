@@ -40,9 +40,10 @@ TERMS = SupplierTerms(
 HISTORY = DemandHistory.of("bearing-6204", "wh-1", TODAY, [10.0] * 60)
 POSITION = PairPosition("bearing-6204", "wh-1", on_hand=50)
 BASE = 106  # the suggestion without rules (test_replenish_policy's hand example, the buffer on top)
-# the rules' numbers were worked out with the buffer on top of the safety stock; what the rules do
-# does not depend on how the reorder point holds the buffer
-SETTINGS = PolicySettings(buffer_in_safety_stock=False)
+# the rules' numbers were worked out with the buffer on top of the safety stock, C days of cycle
+# stock beyond the ROP and L̄ without its error in σ_LTD; what the rules do does not depend on how
+# the reorder point and the order-up-to level are built
+SETTINGS = PolicySettings(buffer_in_safety_stock=False, cycle_beyond_review=False, lead_time_estimate_in_ss=False)
 
 
 def run(rules: list[dict[str, Any]], ctx: RuleContext | None = None, **kw: Any) -> Suggestion:
