@@ -157,7 +157,7 @@ def voucher_to_doc(v: Voucher) -> dict[str, Any]:
     doc = {name: getattr(v, name) for name in _VOUCHER_SCALARS}
     doc["format"] = VOUCHER_FORMAT
     doc["lines"] = [
-        {**{name: getattr(ln, name) for name in _LINE_FIELDS}, "debit": text(ln.debit), "credit": text(ln.credit)}
+        {**dict(zip(_LINE_FIELDS, ln, strict=True)), "debit": text(ln.debit), "credit": text(ln.credit)}
         for ln in v.lines
     ]
     doc["sources"] = [{**{n: getattr(s, n) for n in _SOURCE_FIELDS}, "layer_ids": list(s.layer_ids)} for s in v.sources]
@@ -166,8 +166,8 @@ def voucher_to_doc(v: Voucher) -> dict[str, Any]:
 
 
 _VOUCHER_SCALARS = tuple(f.name for f in fields(Voucher) if f.name not in ("lines", "sources", "notes"))
-_LINE_FIELDS = tuple(f.name for f in fields(Line))
-_SOURCE_FIELDS = tuple(f.name for f in fields(Source) if f.name != "layer_ids")
+_LINE_FIELDS = Line._fields
+_SOURCE_FIELDS = tuple(name for name in Source._fields if name != "layer_ids")
 
 
 def voucher_from_doc(doc: dict[str, Any]) -> Voucher:
