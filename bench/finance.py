@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.clickhouse.finance import FinanceStoreConfig, open_finance_store
 from adapters.clickhouse.store import chdb_dsn
-from adapters.nats.follower import FollowerConfig, JournalFollower
+from adapters.nats.follower import JournalFollower
 from adapters.nats.journal import (
     JetStreamJournal,
     JournalConfig,
@@ -49,14 +49,14 @@ from adapters.nats.journal import (
     journal_stream_config,
 )
 from adapters.nats.server import EmbeddedNats, EmbeddedNatsConfig
-from engine.bootstrap.finance import FinanceMetrics
+from engine.bootstrap.finance import FinanceMetrics, finance_follower_config
 from engine.domain.commands import Consume, Receive
 from engine.domain.events import BusinessEvent, EventFinance, Place
 from engine.domain.model import External, Finance, Movement, MovementKind, QuantKey
 from engine.domain.ports import JournalEntry
 from engine.finance.costing import Method
 from engine.finance.documents import LandedCost, book
-from engine.finance.follower import CONSUMER, DEAD_LETTER_TAG, FinanceFeed
+from engine.finance.follower import FinanceFeed
 from engine.finance.ledger import Ledger, Valuation
 from engine.finance.mapping import default_rules
 from engine.finance.setup import Category, Company, LedgerSetup
@@ -289,7 +289,7 @@ async def run(tmp: Path, rate: float, seconds: float, batch: int, separate: bool
         follower = JournalFollower(
             link,
             feed,
-            FollowerConfig(consumer=CONSUMER, dead_letter_tag=DEAD_LETTER_TAG),
+            finance_follower_config(),  # the engine's bounds (its busy window included)
             FinanceMetrics(CollectorRegistry()),
         )
         position = 0

@@ -222,7 +222,7 @@ class AccountingServicer(fpb_grpc.AccountingServicer):
         for e in explained:
             if not self.guard.may(Action.READ_COST, companies.get(e.voucher_id, "")):
                 continue
-            facts = {name: getattr(e.facts, name) for name in e.facts.__dataclass_fields__}
+            facts = e.facts._asdict()  # Facts is a named tuple of strings
             steps = [fpb.ExplainStep(position=i, rule=r.name, account=r.account, mismatch=why) for i, r, why in e.steps]
             lines.append(fpb.ExplainedLine(voucher_id=e.voucher_id, line_no=e.line_no, facts=facts, steps=steps))
         if not lines:

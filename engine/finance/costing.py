@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from engine.domain.errors import InvariantViolation
 from engine.finance.money import ZERO, money, unit_cost_of
@@ -41,9 +42,9 @@ class Layer:
     remaining_value: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Consumed:
-    """What an issue took from one layer (or, layer_id "", from the average)."""
+class Consumed(NamedTuple):
+    """What an issue took from one layer (or, layer_id "", from the average). The results
+    of costing are named tuples: immutable, and cheap to make once per movement."""
 
     layer_id: str
     lot_id: str
@@ -51,8 +52,7 @@ class Consumed:
     value: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
+class Issue(NamedTuple):
     qty: int
     value: Decimal
     consumed: tuple[Consumed, ...]
@@ -63,8 +63,7 @@ class Issue:
         return unit_cost_of(self.value, self.qty)
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(NamedTuple):
     value: Decimal  # what the receipt is worth at its own cost: money(qty × unit cost)
     inventory: Decimal  # what the inventory account gains (≠ value when it fills a shortfall)
 
@@ -74,8 +73,7 @@ class Receipt:
         return self.value - self.inventory
 
 
-@dataclass(frozen=True, slots=True)
-class LotValue:
+class LotValue(NamedTuple):
     lot_id: str
     qty: int
     value: Decimal

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
-from engine.domain.events import BusinessEvent
+from engine.domain.events import BusinessEvent, EventFinance
 from engine.finance.costing import Method, Position
 from engine.finance.mapping import Facts, Rules
 from engine.finance.money import ZERO, money, parse_amount
@@ -47,9 +47,9 @@ MAX_TRANSIT_RECORDS = 100_000  # open transfer legs remembered (oldest dropped b
 MAX_SALES = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Valuation:
-    """A change of one lot's stock value in one company's ledger (the valuation history)."""
+class Valuation(NamedTuple):
+    """A change of one lot's stock value in one company's ledger (the valuation history).
+    A named tuple, like the voucher lines: one or more per movement, made cheaply."""
 
     company: str
     sku: str
@@ -106,14 +106,12 @@ class GrniRecord:
     matched: Decimal = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class Effects:
+class Effects(NamedTuple):
     vouchers: tuple[Voucher, ...] = ()
     valuations: tuple[Valuation, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class DocAttrs:
+class DocAttrs(NamedTuple):
     """A movement's document key and the attributes the rules and vouchers use: typed on the
     movement's Finance since journal v7, else (movements journaled before) written after "?"
     in its doc_ref: `SO-1?tier=key&channel=web&tax=deemed_sale&flow=gift&orig=SO-0&to=BJ01`."""
@@ -151,8 +149,8 @@ def event_attrs(event: BusinessEvent) -> DocAttrs:
     to the doc_ref's `?key=value` (how movements journaled before v7 carry them)."""
     old = doc_attrs(event.doc_ref)
     fin = event.finance
-    if fin is None:
-        return old
+    if fin is None or not _says_attributes(fin):
+        return old  # nothing typed (most movements): the doc_ref's attributes as they are
     return DocAttrs(
         old.key,
         fin.customer_tier or old.tier,
@@ -165,9 +163,23 @@ def event_attrs(event: BusinessEvent) -> DocAttrs:
     )
 
 
+def _says_attributes(fin: EventFinance) -> bool:
+    return bool(
+        fin.customer_tier
+        or fin.sales_channel
+        or fin.tax_attribute
+        or fin.gift
+        or fin.return_of
+        or fin.to_site
+        or fin.to_company
+    )
+
+
 def attrs_ref(attrs: DocAttrs) -> str:
     """`attrs` in the doc_ref form doc_attrs reads: how a SaleRecord keeps the attributes the
     sale booked with (the follower's state document keeps one string per sale)."""
+    if not (attrs.tier or attrs.channel or attrs.tax or attrs.flow):
+        return attrs.key  # no attributes (most sales): no query to encode
     pairs = [("tier", attrs.tier), ("channel", attrs.channel), ("tax", attrs.tax), ("flow", attrs.flow)]
     query = urlencode([(k, v) for k, v in pairs if v])
     return f"{attrs.key}?{query}" if query else attrs.key
@@ -238,7 +250,7 @@ class Ledger:
         pos = self.position(company, sku)
         if pos.method is Method.FIFO and lot_id:
             return {lot_id: pos.lot_value(lot_id)}
-        return {lv.lot_id: (lv.qty, lv.value) for lv in pos.lots()}
+        return {lot: (qty, value) for lot, qty, value in pos.lots()}
 
     def _cost_of(self, event: BusinessEvent, pos: Position) -> Decimal:
         """The unit cost an arriving unit carries: the caller's, else the lot's or sku's last cost."""

@@ -48,5 +48,8 @@ def unit_cost_of(value: Decimal, qty: int) -> Decimal:
 
 
 def text(amount: Decimal) -> str:
-    """A decimal as the API and the stores carry it: plain notation, no exponent."""
-    return format(amount, "f")
+    """A decimal as the API and the stores carry it: plain notation, no exponent. str() is
+    that already for every amount rounded to a currency (exponent ≤ 0, ≥ -6) and ~3× cheaper
+    than format(); only a value it would write with an exponent goes through format()."""
+    plain = str(amount)
+    return plain if "E" not in plain else format(amount, "f")

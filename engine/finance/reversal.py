@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
 from decimal import Decimal
 
 from engine.finance.money import ZERO
@@ -17,7 +16,7 @@ from engine.finance.vouchers import Source, Voucher, check_balanced
 def red_letter(original: Voucher, voucher_id: str, at_ms: int, sources: tuple[Source, ...], summary: str) -> Voucher:
     """The whole original, reversed: same accounts and sides, negative amounts. A new
     voucher (pending review like any other); the original is never touched."""
-    lines = tuple(replace(line, debit=-line.debit, credit=-line.credit) for line in original.lines)
+    lines = tuple(line._replace(debit=-line.debit, credit=-line.credit) for line in original.lines)
     voucher = Voucher(
         voucher_id,
         original.company,

@@ -38,6 +38,7 @@ from engine.domain.orgtree import OrgTree
 from engine.finance.costing import Method
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_REMEMBERED_SKUS = 100_000  # skus whose category is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class LedgerSetup:
     # site → its nearest legal-entity org node (with_org); consulted before the file's lists
     org_sites: Mapping[str, str] = field(default_factory=dict, compare=False)
     _by_name: dict[str, Company] = field(default_factory=dict, compare=False, repr=False)
+    # sku → (category, method), asked for every voucher: remembered (not copied by replace()).
+    _categories: dict[str, tuple[str, Method]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # looked up once per booked movement: a dict, not a scan of every company
@@ -94,6 +97,14 @@ class LedgerSetup:
         raise InvalidArgument([FieldViolation("company", f"no company {name!r} in {self.source}")])
 
     def category_of(self, sku: str) -> tuple[str, Method]:
+        found = self._categories.get(sku)
+        if found is None:
+            if len(self._categories) >= MAX_REMEMBERED_SKUS:
+                self._categories.clear()  # bounded: start over rather than grow
+            found = self._categories[sku] = self._category_of(sku)
+        return found
+
+    def _category_of(self, sku: str) -> tuple[str, Method]:
         best: tuple[int, Category] | None = None
         for category in self.categories:
             for prefix in category.sku_prefixes:

@@ -104,12 +104,7 @@ def _doc(
             }
             for (company, sku), pos in ((key, ledger.positions[key]) for key in positions)
         ],
-        "sales": [
-            [*key, r.voucher_id, r.kind, r.qty, *(text(getattr(r, f)) for f in _SALE_AMOUNTS), r.returned_qty]
-            + [text(getattr(r, f)) for f in _RETURNED]
-            + [r.doc_ref]
-            for key, r in ((key, ledger.sales[key]) for key in sales)
-        ],
+        "sales": [_sale_row(key, ledger.sales[key]) for key in sales],
         "transit": [
             [t.company, t.site, t.sku, t.lot_id, t.doc_key, t.voucher_id, t.qty, text(t.value), t.intercompany]
             for t in ledger.transit
@@ -121,8 +116,12 @@ def _doc(
     }
 
 
-_SALE_AMOUNTS = ("cost", "revenue", "tax")
-_RETURNED = ("returned_cost", "returned_revenue", "returned_tax")
+def _sale_row(key: tuple[str, str, str, str], r: SaleRecord) -> list[Any]:
+    """company, document, sku, lot, voucher, kind, qty, cost, revenue, tax, returned qty,
+    returned cost, revenue and tax, doc_ref (one per sale changed since the last checkpoint)."""
+    amounts = (r.cost, r.revenue, r.tax)
+    returned = (r.returned_cost, r.returned_revenue, r.returned_tax)
+    return [*key, r.voucher_id, r.kind, r.qty, *map(text, amounts), r.returned_qty, *map(text, returned), r.doc_ref]
 
 
 def load_ledger(ledger: Ledger, doc: dict[str, Any]) -> None:
@@ -157,7 +156,7 @@ def voucher_to_doc(v: Voucher) -> dict[str, Any]:
     doc = {name: getattr(v, name) for name in _VOUCHER_SCALARS}
     doc["format"] = VOUCHER_FORMAT
     doc["lines"] = [
-        {**{name: getattr(ln, name) for name in _LINE_FIELDS}, "debit": text(ln.debit), "credit": text(ln.credit)}
+        {**dict(zip(_LINE_FIELDS, ln, strict=True)), "debit": text(ln.debit), "credit": text(ln.credit)}
         for ln in v.lines
     ]
     doc["sources"] = [{**{n: getattr(s, n) for n in _SOURCE_FIELDS}, "layer_ids": list(s.layer_ids)} for s in v.sources]
@@ -166,8 +165,8 @@ def voucher_to_doc(v: Voucher) -> dict[str, Any]:
 
 
 _VOUCHER_SCALARS = tuple(f.name for f in fields(Voucher) if f.name not in ("lines", "sources", "notes"))
-_LINE_FIELDS = tuple(f.name for f in fields(Line))
-_SOURCE_FIELDS = tuple(f.name for f in fields(Source) if f.name != "layer_ids")
+_LINE_FIELDS = Line._fields
+_SOURCE_FIELDS = tuple(name for name in Source._fields if name != "layer_ids")
 
 
 def voucher_from_doc(doc: dict[str, Any]) -> Voucher:

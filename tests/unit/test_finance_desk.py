@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from adapters.memory.finance import InMemoryFinanceDocuments, InMemoryFinanceStore
+from engine.api.finance import AccountingServicer, FinanceGuard
+from engine.api.gen.lotwise.v1 import finance_pb2 as fpb
 from engine.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.domain.model import External
 from engine.finance.exports import default_profiles, render
@@ -100,6 +102,15 @@ async def test_explain_names_the_rule_and_why_the_ones_before_did_not_match() ->
     _position, rule, why = revenue.steps[-1]
     assert (rule.name, why) == ("revenue", "")
     assert revenue.steps[0][2] == "channel is '', the rule wants 'web'"
+
+
+async def test_explain_over_grpc_carries_each_lines_facts() -> None:
+    # The servicer turns a line's facts into the response's map (no context is needed unless
+    # the call fails, and then the test fails too).
+    servicer = AccountingServicer(await desk_with(furniture()), FinanceGuard(None), retry_delay_ms=0)
+    answer = await servicer.Explain(fpb.ExplainRequest(key="SO-1"), None)  # type: ignore[arg-type]
+    revenue = next(line for line in answer.lines if line.facts["role"] == "revenue")
+    assert (revenue.facts["kind"], revenue.facts["company"], revenue.steps[-1].rule) == ("sale", "acme", "revenue")
 
 
 async def test_supplier_invoice_matches_grni_with_a_price_variance_once() -> None:

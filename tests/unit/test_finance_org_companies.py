@@ -5,6 +5,7 @@ between sites of two legal entities is inter-company."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal as D
 
 from adapters.memory.finance import InMemoryFinanceStore
@@ -12,10 +13,11 @@ from engine.bootstrap.finance import refresh_companies
 from engine.domain.catalog import Site
 from engine.domain.model import External
 from engine.domain.orgtree import OrgNode, OrgTree
+from engine.finance.costing import Method
 from engine.finance.follower import FinanceFeed
 from engine.finance.ledger import Ledger
 from engine.finance.mapping import default_rules
-from engine.finance.setup import Company, LedgerSetup, legal_entity_of, with_org
+from engine.finance.setup import Category, Company, LedgerSetup, legal_entity_of, with_org
 from tests.finance_fixtures import Journal, fin
 
 # The file: one company with a currency and a prefix fallback; the tree has two more.
@@ -111,3 +113,12 @@ def test_the_feed_books_with_the_companies_the_tree_gives_now() -> None:
         assert feed.setup.company_of("SH01").company == "west-co"
 
     asyncio.run(go())
+
+
+def test_a_setup_with_other_categories_costs_by_them_not_by_what_the_first_remembered() -> None:
+    first = LedgerSetup((Company("group", "CNY"),), (Category("bulk", ("AVG-",), Method.AVERAGE),), "group")
+    assert first.category_of("AVG-1") == ("bulk", Method.AVERAGE)
+    assert first.category_of("AVG-1") == ("bulk", Method.AVERAGE)  # remembered: the same answer
+    other = replace(first, categories=(Category("loose", ("AVG-",), Method.FIFO),))
+    assert other.category_of("AVG-1") == ("loose", Method.FIFO)
+    assert first.category_of("AVG-1") == ("bulk", Method.AVERAGE)
