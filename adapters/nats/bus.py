@@ -693,10 +693,19 @@ async def publish_in_order(
     return duplicates
 
 
+@functools.lru_cache(maxsize=64)
+def _plain_puback(stream: str) -> bytes:
+    """How nats-server's PubAck of a newly stored message of `stream` begins."""
+    return b'{"stream":' + orjson.dumps(stream) + b',"seq":'
+
+
 def check_puback(out: Outgoing, reply: bytes | None, stream: str) -> bool:
     """Whether the stored event is a duplicate; raises unless `reply` is a PubAck of `stream`."""
     if reply is None:
         raise TimeoutError(f"no PubAck for {out.subject}")
+    plain = _plain_puback(stream)
+    if reply.startswith(plain) and reply.endswith(b"}") and reply[len(plain) : -1].isdigit():
+        return False  # {"stream":"<stream>","seq":<n>} and nothing else: stored, not a duplicate
     try:
         ack = orjson.loads(reply)
     except orjson.JSONDecodeError:
@@ -774,6 +783,7 @@ class EventBusSink:
         self._rewound = False  # the follower was rewound (lost_from): skip what the stream holds
         self._inbox = AckInbox()
         self.published_events = 0  # PubAcks, every format counted
+        self._published: dict[tuple[str, str], int] = {}  # this batch's, by (kind, format): _count_published
 
     async def open(self) -> None:
         """Make sure the events stream exists and learn the newest event it holds."""
@@ -817,6 +827,8 @@ class EventBusSink:
             duplicates = await publish_in_order(nc, self._inbox, outs, self.config, self._on_ack)
         except _Incomplete as exc:  # transient: the follower retries what is not confirmed
             raise BusUnavailable(f"{self.config.stream}: {exc}") from exc.cause
+        finally:
+            self._count_published()
         self.metrics.duplicates.inc(duplicates)
 
     def _outgoing(self, entries: tuple[FollowedEntry, ...]) -> list[Outgoing]:
@@ -843,7 +855,15 @@ class EventBusSink:
         self._mark = max(self._mark, out.mark)
         if not duplicate:  # duplicates are counted apart (metrics.duplicates)
             self.published_events += 1
-            self.metrics.published.labels(out.kind, out.fmt).inc()
+            key = (out.kind, out.fmt)
+            self._published[key] = self._published.get(key, 0) + 1
+
+    def _count_published(self) -> None:
+        """The batch's PubAcks into the metrics: one labelled counter per kind and format,
+        not one lookup per message."""
+        for (kind, fmt), n in self._published.items():
+            self.metrics.published.labels(kind, fmt).inc(n)
+        self._published.clear()
 
 
 async def _stored_mark(js: JetStreamContext, stream: str) -> tuple[int, int, int]:
