@@ -4,6 +4,8 @@ at a steady trickle (the regime of a serving engine).
     .venv/bin/python -m bench.followers                  # 2,000 journal batches: under a minute
     .venv/bin/python -m bench.followers --batches 400    # a quick look
     .venv/bin/python -m bench.followers --trickle-rate 100 --trickle-s 10   # CPU per movement
+    .venv/bin/python -m bench.followers --trickle-rate 150 --trickle-s 8 --pairs-per-batch 10 \
+        --followers bus,null                  # 3,000 movements/s, 20 per journal batch
 
 No Ray and no network beyond 127.0.0.1: an embedded nats-server in a temp dir. A backlog of
 `--batches` journal batches (each a receipt with finance and a reserve: two movements) is
@@ -20,8 +22,14 @@ the history sink into an embedded chDB (production defaults), the event bus, the
 (every thread, chDB's included) and of nats-server until the follower has caught up, less
 the same run with no follower (the writing alone), is divided by the movements. That is
 the follower's cost per movement as a serving engine pays it (small batches, wake-ups).
+`--pairs-per-batch` puts that many receipt + reserve pairs in each journal batch (a busy
+shard's batches carry many commands): movements/s = 2 × pairs × rate, beyond what one
+writer appends one batch at a time. `--followers` picks some of history, bus, null;
+`--profile-dir` writes a cProfile of each follower's counted window there (its CPU figures
+then include the profiler's own).
 
-Prints one line per follower; writes nothing.
+Prints one line per follower (and the movements/s it kept up with); writes nothing but
+the profiles.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ MiB, GiB = 1024 * 1024, 1024 * 1024 * 1024
 FINANCE = Finance(currency="EUR", unit_cost="4.20", unit_price="6.99", tax_rate="0.19", terms="2/10 n/30")
 
 
-def batch(batch_seq: int, pairs: int = 1) -> JournalEntry:
+def batch(batch_seq: int, pairs: int = 1, shard: str = "s1") -> JournalEntry:
     """`pairs` receipts of one lot each (their commands with finance: the events' full
     payload), each followed by a reserve of it: 2 × `pairs` movements, as a shard's batch
     of that many commands journals them."""
@@ -104,7 +112,7 @@ def batch(batch_seq: int, pairs: int = 1) -> JournalEntry:
         )
         ops.append(Receive(receive.request_id, "sku-1", "site-1", lot_id, 10, finance=FINANCE))
         movements += (receive, reserve)
-    return JournalEntry("s1", batch_seq, at_ms, tuple(ops), tuple(movements))
+    return JournalEntry(shard, batch_seq, at_ms, tuple(ops), tuple(movements))
 
 
 class NullSink:
@@ -180,14 +188,16 @@ def _cpu_s(nats_proc: psutil.Process) -> tuple[float, float]:
     return time.process_time(), t.user + t.system
 
 
-async def _write_at(journal: JetStreamJournal, shape: Trickle, seconds: float, first: int = 1) -> int:
+async def _write_at(journal: JetStreamJournal, shape: Trickle, seconds: float, first: int, shard: str) -> int:
     """Append journal batches `first`, `first + 1`, … at `shape.rate` per second for
-    `seconds`; returns how many."""
+    `seconds`; returns how many. Each run's shard is its own, so its messages are bytes no
+    earlier run wrote: the followers' shared decode (DecodedCache) cannot answer a later
+    follower from an earlier one's run, and every follower pays its decode."""
     n = max(1, round(shape.rate * seconds))
     started = time.perf_counter()
     position = first - 1  # the journal's position before batch `first` (one message each)
     for i in range(n):
-        position = await journal.append(batch(first + i, shape.pairs), position)
+        position = await journal.append(batch(first + i, shape.pairs, shard), position)
         await asyncio.sleep(max(0.0, started + (i + 1) / shape.rate - time.perf_counter()))
     return n
 
@@ -254,15 +264,17 @@ async def trickle_one(nats: EmbeddedNats, tmp: Path, kind: str, shape: Trickle) 
             await follower.start()
         # Warm-up, not counted: the first insert into a fresh chDB database costs ~0.8 s
         # once per process, which a serving engine pays at start, not per movement.
-        await _write_at(journal, shape, WARM_UP_BATCHES / shape.rate, first=1)
+        await _write_at(journal, shape, WARM_UP_BATCHES / shape.rate, 1, namespace)
         if follower is not None:
             await follower.wait_caught_up(timeout_s=600, poll_s=0.05)
-        profile = cProfile.Profile() if shape.profile_dir is not None and follower is not None else None
+        profile = (
+            cProfile.Profile(time.process_time) if shape.profile_dir is not None and follower is not None else None
+        )
         cpu0, nats0 = _cpu_s(nats_proc)
         pulls0, started = getattr(follower, "pulls", 0), time.perf_counter()
         if profile is not None:
             profile.enable()
-        await _write_at(journal, shape, shape.seconds, first=WARM_UP_BATCHES + 1)
+        await _write_at(journal, shape, shape.seconds, WARM_UP_BATCHES + 1, namespace)
         if follower is not None:
             await follower.wait_caught_up(timeout_s=600, poll_s=0.05)
         if profile is not None:
