@@ -445,14 +445,7 @@ class Outgoing(NamedTuple):
     @property
     def headers(self) -> dict[str, str]:
         """The message's headers, by name (the frame carries them as bytes)."""
-        return {
-            api.Header.MSG_ID.value: f"{self.event_id}:{self.fmt}",
-            H_CONTENT_TYPE: CONTENT_TYPES[self.fmt],
-            H_EVENT_ID: self.event_id,
-            H_EVENT_KIND: self.kind,
-            H_SCHEMA: schema_fingerprint(),
-            H_JOURNAL_POSITION: self.position,
-        }
+        return _headers(self.event_id, self.kind, self.fmt, schema_fingerprint(), self.position)
 
     def command(self, reply: str) -> bytes:
         """The HPUB command `Client.publish(subject, payload, reply, headers)` sends."""
