@@ -43,7 +43,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 import orjson
@@ -54,11 +54,22 @@ from nats.js.errors import APIError, NotFoundError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from adapters.nats.codec import decode_entry
+from adapters.nats.event_avro import event_avro
 from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
-from adapters.nats.outbound import check_payloads, hpub_command, send_commands
+from adapters.nats.outbound import check_payloads, header_block, send_commands
 from adapters.nats.pull import consumer_positions
-from engine.domain.events import BusinessEvent, EventFinance, LotDates, Place, TransferEvent, business_events
+from engine.domain.events import (
+    BusinessEvent,
+    EventFinance,
+    LotDates,
+    Place,
+    TransferEvent,
+    business_events,
+    event_finance,
+    ops_by_request,
+)
+from engine.domain.model import External, QuantKey
 from engine.domain.ports import EntryRejected, FollowedEntry, JournalEntry, JournalUnavailable
 
 log = structlog.get_logger("lotwise.bus")
@@ -195,7 +206,7 @@ def decode_event_json(data: bytes) -> BusinessEvent:
 def encode_event_avro(e: BusinessEvent) -> bytes:
     """Schemaless Avro body (no container, no header): the schema is the catalogue's file,
     named by the message's Lotwise-Schema header."""
-    return _avro_body(event_record(e))
+    return event_avro(event_record(e))
 
 
 def decode_event_avro(data: bytes) -> BusinessEvent:
@@ -417,56 +428,164 @@ def dead_letter_subject(journal: JournalConfig) -> str:
 # ---- outgoing messages and publishing them in order ----
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One event in one format, ready to publish."""
+class Outgoing(NamedTuple):
+    """One event in one format, ready to publish: its HPUB frame but for the reply subject
+    (given per window) is built once, with the message."""
 
     subject: str
     payload: bytes
-    headers: dict[str, str]
     kind: str
     fmt: str
     mark: tuple[int, int, int]  # (journal stream seq, index, format rank): grows in publish order
+    event_id: str
+    position: str  # the Lotwise-Journal-Position header
+    tail: bytes  # the header block, the payload and the closing CRLF
+    header_size: int  # of the header block
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The message's headers, by name (the frame carries them as bytes)."""
+        return _headers(self.event_id, self.kind, self.fmt, schema_fingerprint(), self.position)
+
+    def command(self, reply: str) -> bytes:
+        """The HPUB command `Client.publish(subject, payload, reply, headers)` sends."""
+        total = self.header_size + len(self.payload)
+        return f"HPUB {self.subject} {reply} {self.header_size} {total}\r\n".encode() + self.tail
 
 
 def outgoing(events: Sequence[BusinessEvent], config: BusConfig) -> list[Outgoing]:
-    """Every event in every configured format, in publish order.
+    """Every event in every configured format, in publish order."""
+    return _messages([event_record(e) for e in events], config)
 
-    Each event's record is built once for all its formats, and what every message of the
-    batch shares (the schema header, the formats' subjects and content types) once per
-    batch: the bus's cost per movement is the encoding and the publish, little else."""
+
+def entry_outgoing(entry: JournalEntry, stream_seq: int, config: BusConfig) -> list[Outgoing]:
+    """`outgoing(business_events(entry, stream_seq), config)`, the same messages byte for
+    byte, without an event object per movement (event_records)."""
+    return _messages(event_records(entry, stream_seq), config)
+
+
+def _messages(records: list[dict[str, Any]], config: BusConfig) -> list[Outgoing]:
+    """Each record in each configured format: the body, the subject and the frame.
+
+    The bus's cost per movement is here (bench/README.md, "Followers that cost little"):
+    one record per event serves both formats, Avro is written by a writer made for the
+    schema (event_avro: fastavro's bytes), subjects are built once per (prefix, kind,
+    site), and the header block is one string per message."""
     formats = config.ordered_formats
     fingerprint = schema_fingerprint()
-    ranks = {fmt: FORMATS.index(fmt) for fmt in formats}
-    msg_id = api.Header.MSG_ID.value
     out: list[Outgoing] = []
-    for e in events:
-        record = event_record(e)
-        position = f"{e.stream_seq}:{e.index}"
+    for r in records:
+        event_id, kind, site = r["event_id"], r["kind"], r["site"]
+        stream_seq, index = r["stream_seq"], r["index"]
+        position = f"{stream_seq}:{index}"
+        plain = not _LINE_BREAK.search(event_id) and not _LINE_BREAK.search(kind)
         for fmt in formats:
-            headers = {
-                msg_id: f"{e.event_id}:{fmt}",
-                H_CONTENT_TYPE: CONTENT_TYPES[fmt],
-                H_EVENT_ID: e.event_id,
-                H_EVENT_KIND: e.kind,
-                H_SCHEMA: fingerprint,
-                H_JOURNAL_POSITION: position,
-            }
-            payload = orjson.dumps(record) if fmt == JSON else _avro_body(record)
+            if fmt == JSON:
+                payload, prefix = orjson.dumps(r), config.subject_prefix
+            else:
+                payload, prefix = event_avro(r), config.avro_prefix
+            if plain:  # what header_block builds for these six headers, in one string
+                block = (
+                    f"NATS/1.0\r\nNats-Msg-Id: {event_id}:{fmt}\r\nContent-Type: {CONTENT_TYPES[fmt]}\r\n"
+                    f"Lotwise-Event-Id: {event_id}\r\nLotwise-Event-Kind: {kind}\r\n"
+                    f"Lotwise-Schema: {fingerprint}\r\nLotwise-Journal-Position: {position}\r\n\r\n"
+                ).encode()
+            else:  # a shard or kind with a line break: the headers' own rule (header_value)
+                block = header_block(_headers(event_id, kind, fmt, fingerprint, position))
+            mark = (stream_seq, index, _RANKS[fmt])
+            tail = b"".join((block, payload, b"\r\n"))
             out.append(
-                Outgoing(
-                    config.subject(fmt, e.kind, e.site),
-                    payload,
-                    headers,
-                    e.kind,
-                    fmt,
-                    (e.stream_seq, e.index, ranks[fmt]),
-                )
+                Outgoing(_subject(prefix, kind, site), payload, kind, fmt, mark, event_id, position, tail, len(block))
             )
     return out
 
 
+_LINE_BREAK = re.compile(r"[\r\n]")
+_RANKS = {fmt: rank for rank, fmt in enumerate(FORMATS)}
+
+
+def _headers(event_id: str, kind: str, fmt: str, fingerprint: str, position: str) -> dict[str, str]:
+    return {
+        api.Header.MSG_ID.value: f"{event_id}:{fmt}",
+        H_CONTENT_TYPE: CONTENT_TYPES[fmt],
+        H_EVENT_ID: event_id,
+        H_EVENT_KIND: kind,
+        H_SCHEMA: fingerprint,
+        H_JOURNAL_POSITION: position,
+    }
+
+
+@functools.lru_cache(maxsize=8_192)  # (prefix, kind, site) repeat: one subject each
+def _subject(prefix: str, kind: str, site: str) -> str:
+    return f"{prefix}.{subject_token(kind)}.{subject_token(site)}"
+
+
+def event_records(entry: JournalEntry, stream_seq: int = 0) -> list[dict[str, Any]]:
+    """`[event_record(e) for e in business_events(entry, stream_seq)]`, equal value for
+    value, built straight from the movements: no event, place or lot object per movement,
+    and a command's finance worked out once per quantity for all its movements.
+    (tests/unit/test_event_avro.py holds the two equal for any entry.)"""
+    ops = ops_by_request(entry.ops)
+    finances: dict[tuple[int, int], dict[str, Any] | None] = {}
+    shard, batch_seq = entry.shard, entry.batch_seq
+    id_prefix = f"{shard}:{batch_seq}:"  # engine.domain.events.event_id
+    records: list[dict[str, Any]] = []
+    for index, m in enumerate(entry.movements):
+        finance = getattr(ops.get((m.sku, m.site, m.request_id)), "finance", None)
+        amounts = None
+        if finance is not None:
+            key = (id(finance), m.qty)  # the op outlives this loop, so its id is its own
+            if key not in finances:
+                finances[key] = _slots(event_finance(finance, m.qty))
+            amounts = finances[key]
+        lot, provenance = m.lot, m.provenance
+        records.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "event_id": f"{id_prefix}{index}",
+                "kind": m.kind.value,
+                "sku": m.sku,
+                "site": m.site,
+                "seq": m.seq,
+                "lot_id": m.lot_id,
+                "qty": m.qty,
+                "from": _place_record(m.src),
+                "to": _place_record(m.dst),
+                "held_delta": m.held_delta,
+                "hold_id": m.hold_id,
+                "request_id": m.request_id,
+                "doc_ref": m.doc_ref,
+                "at_ms": m.at_ms,
+                "lot": None
+                if lot is None
+                else {
+                    "received_at_ms": lot.received_at_ms,
+                    "expires_at_ms": lot.expires_at_ms,
+                    "opened_at_ms": lot.opened_at_ms,
+                },
+                "hold_expires_at_ms": m.expires_at_ms,
+                "shard": shard,
+                "batch_seq": batch_seq,
+                "index": index,
+                "stream_seq": stream_seq,
+                "finance": amounts,
+                "source": "" if provenance is None else provenance.source,
+                "confidence": 0.0 if provenance is None else provenance.confidence,
+                "business_at_ms": 0 if provenance is None else provenance.business_at_ms,
+            }
+        )
+    return records
+
+
+def _place_record(bucket: QuantKey | External) -> dict[str, str]:
+    """engine.domain.events.place as its record."""
+    if isinstance(bucket, QuantKey):
+        return {"external": "", "bin": bucket.bin, "status": bucket.status, "owner": bucket.owner}
+    return {"external": bucket.value, "bin": "", "status": "", "owner": ""}
+
+
 def _avro_body(record: dict[str, Any]) -> bytes:
+    """fastavro's writer: the reference event_avro is held to (tests), and older versions."""
     out = io.BytesIO()
     fastavro.schemaless_writer(out, schema(), record)
     return out.getvalue()
@@ -552,8 +671,7 @@ async def publish_in_order(
             # The window's publishes in one call (outbound: what nc.publish sends, built
             # and queued once per window instead of once per message).
             check_payloads(nc, (o.payload for o in window))
-            commands = (hpub_command(o.subject, f"{prefix}{i}", o.headers, o.payload) for i, o in enumerate(window))
-            await send_commands(nc, b"".join(commands))
+            await send_commands(nc, b"".join([o.command(f"{prefix}{i}") for i, o in enumerate(window)]))
             replies = await inbox.wait(config.publish_timeout_s)
             for out, reply in zip(window, replies, strict=True):
                 duplicate = check_puback(out, reply, config.stream)
@@ -568,10 +686,19 @@ async def publish_in_order(
     return duplicates
 
 
+@functools.lru_cache(maxsize=64)
+def _plain_puback(stream: str) -> bytes:
+    """How nats-server's PubAck of a newly stored message of `stream` begins."""
+    return b'{"stream":' + orjson.dumps(stream) + b',"seq":'
+
+
 def check_puback(out: Outgoing, reply: bytes | None, stream: str) -> bool:
     """Whether the stored event is a duplicate; raises unless `reply` is a PubAck of `stream`."""
     if reply is None:
         raise TimeoutError(f"no PubAck for {out.subject}")
+    plain = _plain_puback(stream)
+    if reply.startswith(plain) and reply.endswith(b"}") and reply[len(plain) : -1].isdigit():
+        return False  # {"stream":"<stream>","seq":<n>} and nothing else: stored, not a duplicate
     try:
         ack = orjson.loads(reply)
     except orjson.JSONDecodeError:
@@ -649,6 +776,7 @@ class EventBusSink:
         self._rewound = False  # the follower was rewound (lost_from): skip what the stream holds
         self._inbox = AckInbox()
         self.published_events = 0  # PubAcks, every format counted
+        self._published: dict[tuple[str, str], int] = {}  # this batch's, by (kind, format): _count_published
 
     async def open(self) -> None:
         """Make sure the events stream exists and learn the newest event it holds."""
@@ -692,13 +820,15 @@ class EventBusSink:
             duplicates = await publish_in_order(nc, self._inbox, outs, self.config, self._on_ack)
         except _Incomplete as exc:  # transient: the follower retries what is not confirmed
             raise BusUnavailable(f"{self.config.stream}: {exc}") from exc.cause
+        finally:
+            self._count_published()
         self.metrics.duplicates.inc(duplicates)
 
     def _outgoing(self, entries: tuple[FollowedEntry, ...]) -> list[Outgoing]:
         outs: list[Outgoing] = []
         for followed in entries:
             try:
-                fresh = outgoing(business_events(followed.entry, followed.position), self.config)
+                fresh = entry_outgoing(followed.entry, followed.position, self.config)
             except Exception as exc:  # an entry no event can be made of: a bug, but not one to stop on
                 raise EntryRejected(
                     followed.position, f"cannot derive business events: {type(exc).__name__}: {exc}"
@@ -718,7 +848,15 @@ class EventBusSink:
         self._mark = max(self._mark, out.mark)
         if not duplicate:  # duplicates are counted apart (metrics.duplicates)
             self.published_events += 1
-            self.metrics.published.labels(out.kind, out.fmt).inc()
+            key = (out.kind, out.fmt)
+            self._published[key] = self._published.get(key, 0) + 1
+
+    def _count_published(self) -> None:
+        """The batch's PubAcks into the metrics: one labelled counter per kind and format,
+        not one lookup per message."""
+        for (kind, fmt), n in self._published.items():
+            self.metrics.published.labels(kind, fmt).inc(n)
+        self._published.clear()
 
 
 async def _stored_mark(js: JetStreamContext, stream: str) -> tuple[int, int, int]:

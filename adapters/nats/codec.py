@@ -52,6 +52,7 @@ import fastavro
 from adapters.nats import legacy, receipt_columns
 from adapters.nats.records import NS, cell_out, movement_in, movement_out, op_in, op_out
 from engine.domain.formats import UnsupportedFormat
+from engine.domain.model import QuantKey
 from engine.domain.ports import JournalEntry
 
 FORMAT = "journal batch (Avro)"
@@ -107,7 +108,8 @@ def decode_entry(data: bytes) -> JournalEntry:
             raise TypeError(f"a journal entry decodes to a {type(record).__name__}")
         upcast = _UPCASTERS.get(version, _as_is)
         ops = tuple(op_in(name, upcast(name, value, version)) for name, value in record["ops"])
-        movements = tuple(movement_in(m) for m in record["movements"])
+        keys: dict[tuple[str, ...], QuantKey] = {}  # one QuantKey per quant named in the entry
+        movements = tuple(movement_in(m, keys) for m in record["movements"])
         if record.get("receipts"):  # v5 on: receipts only, as columns
             if ops or movements:
                 raise ValueError("an entry with receipt columns and records besides")

@@ -36,16 +36,27 @@ def ack_commands(replies: Iterable[str]) -> bytes:
     return "".join(f"PUB {reply} 0\r\n\r\n" for reply in replies).encode()
 
 
-def hpub_command(subject: str, reply: str, headers: Mapping[str, str], payload: bytes) -> bytes:
-    """One publish with headers, what `Client.publish` sends (a value's line breaks become
-    spaces, as there); raises ValueError for a key no header may have."""
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """The header block of a publish, as `Client.publish` builds it (a value's line breaks
+    become spaces, as there); raises ValueError for a key no header may have."""
     lines = []
     for key, value in headers.items():
         if not _good_key(key):
             raise ValueError(f"bad header key {key!r}")
-        text = value.strip().translate(_LINE_BREAKS_TO_SPACES) if "\r" in value or "\n" in value else value
-        lines.append(f"{key}: {text}\r\n")
-    block = f"{_NATS_HDR_LINE}{''.join(lines)}\r\n".encode()
+        lines.append(f"{key}: {header_value(value)}\r\n")
+    return f"{_NATS_HDR_LINE}{''.join(lines)}\r\n".encode()
+
+
+def header_value(value: str) -> str:
+    """A header value as `Client.publish` sends it: stripped and its line breaks spaces
+    when it has any, else as it is."""
+    return value.strip().translate(_LINE_BREAKS_TO_SPACES) if "\r" in value or "\n" in value else value
+
+
+def hpub_command(subject: str, reply: str, headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One publish with headers, what `Client.publish` sends (a value's line breaks become
+    spaces, as there); raises ValueError for a key no header may have."""
+    block = header_block(headers)
     head = f"HPUB {subject} {reply} {len(block)} {len(block) + len(payload)}\r\n".encode()
     return b"".join((head, block, payload, b"\r\n"))
 

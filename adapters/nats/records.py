@@ -271,12 +271,6 @@ def _bucket_out(bucket: QuantKey | External) -> Any:
     return bucket.value
 
 
-def _bucket_in(value: Any) -> QuantKey | External:
-    if isinstance(value, tuple):
-        return QuantKey(**value[1])
-    return External(value)
-
-
 def movement_out(m: Movement) -> dict[str, Any]:
     return {
         "seq": m.seq,
@@ -301,34 +295,69 @@ def movement_out(m: Movement) -> dict[str, Any]:
     }
 
 
-def movement_in(value: dict[str, Any]) -> Movement:
+_KINDS = {kind.value: kind for kind in MovementKind}
+_EXTERNALS = {bucket.value: bucket for bucket in External}
+
+
+def movement_in(value: dict[str, Any], keys: dict[tuple[str, ...], QuantKey] | None = None) -> Movement:
+    """A movement from its record. `keys`: the quant keys already made while decoding this
+    entry, by their fields: a reserve names one quant three times (src, dst, held), a batch
+    the same few quants often, and each is one immutable QuantKey. The shared decode builds
+    every movement of every journal message (adapters/nats/codec.py), so this is hot."""
+    if keys is None:
+        keys = {}
     held_key = value["held_key"]
     lot = value["lot"]
+    kind = _KINDS.get(value["kind"])
+    if kind is None:
+        raise ValueError(f"unknown movement kind {value['kind']!r}")
     return Movement(
-        seq=value["seq"],
-        kind=MovementKind(value["kind"]),
-        sku=value["sku"],
-        site=value["site"],
-        lot_id=value["lot_id"],
-        qty=value["qty"],
-        src=_bucket_in(value["src"]),
-        dst=_bucket_in(value["dst"]),
-        held_key=None if held_key is None else QuantKey(**held_key[1]),
-        held_delta=value["held_delta"],
-        hold_id=value["hold_id"],
-        request_id=value["request_id"],
-        doc_ref=value["doc_ref"],
-        at_ms=value["at_ms"],
-        lot=None if lot is None else Lot(**lot[1]),
-        expires_at_ms=value["expires_at_ms"],
-        provenance=_provenance_in(value),
+        value["seq"],
+        kind,
+        value["sku"],
+        value["site"],
+        value["lot_id"],
+        value["qty"],
+        _bucket_of(value["src"], keys),
+        _bucket_of(value["dst"], keys),
+        None if held_key is None else _quant_key(held_key[1], keys),
+        value["held_delta"],
+        value["hold_id"],
+        value["request_id"],
+        value["doc_ref"],
+        value["at_ms"],
+        None if lot is None else Lot(**lot[1]),
+        value["expires_at_ms"],
+        _provenance_in(value),
     )
+
+
+def _bucket_of(value: Any, keys: dict[tuple[str, ...], QuantKey]) -> QuantKey | External:
+    if isinstance(value, tuple):
+        return _quant_key(value[1], keys)
+    bucket = _EXTERNALS.get(value)
+    return External(value) if bucket is None else bucket  # External(): the enum's own refusal
+
+
+def _quant_key(fields: dict[str, str], keys: dict[tuple[str, ...], QuantKey]) -> QuantKey:
+    # A QuantKey record has exactly these four fields, in this order (schemas/journal_batch).
+    known = tuple(fields.values())
+    key = keys.get(known)
+    if key is None:
+        key = keys[known] = QuantKey(**fields)
+    return key
 
 
 def _provenance_in(value: dict[str, Any]) -> Provenance | None:
     """Since v4: who counted, how sure, when it happened; absent (older entries) or empty: None."""
-    provenance = Provenance(value.get("source", ""), value.get("confidence", 0.0), value.get("business_at_ms", 0))
-    return None if provenance == Provenance() else provenance
+    source, confidence, business_at_ms = (
+        value.get("source", ""),
+        value.get("confidence", 0.0),
+        value.get("business_at_ms", 0),
+    )
+    if not source and not confidence and not business_at_ms:  # what Provenance() == Provenance(...) says
+        return None
+    return Provenance(source, confidence, business_at_ms)
 
 
 # ---- remembered answers ----

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Protocol
 
 from engine.domain.model import External, Lot, Movement, QuantKey
@@ -30,6 +31,10 @@ MONEY_PLACES = 6
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 _MONEY_PRECISION = 80  # digits: far above any qty (≤ 10^12) × a sane amount, so products are exact
 _MAX_AMOUNT_CHARS = 64  # longer "amounts" are not amounts; they are not computed with
+# One context for every amount, made once: entering a `localcontext()` per amount was most
+# of an event's derivation (the event bus derives one event per movement).
+_MONEY_CONTEXT = Context(prec=_MONEY_PRECISION, rounding=ROUND_HALF_EVEN)
+_CACHED_TEXTS = 4_096  # distinct unit amounts and terms kept parsed (a catalogue's prices repeat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,7 @@ def business_events(entry: JournalEntry, stream_seq: int = 0) -> list[BusinessEv
     the same events. The doc ref and finance come from the op (same cell, same request
     id) that produced the movement; background movements (expiry) have neither op nor
     finance."""
-    ops = _ops_by_request(entry.ops)
+    ops = ops_by_request(entry.ops)
     return [
         _event(entry, stream_seq, index, m, ops.get((m.sku, m.site, m.request_id)))
         for index, m in enumerate(entry.movements)
@@ -128,7 +133,7 @@ def event_id(shard: str, batch_seq: int, index: int) -> str:
     return f"{shard}:{batch_seq}:{index}"
 
 
-def _ops_by_request(ops: Sequence[Any]) -> dict[tuple[str, str, str], Any]:
+def ops_by_request(ops: Sequence[Any]) -> dict[tuple[str, str, str], Any]:
     """Cell commands of the batch by (sku, site, request id). Request ids are the caller's
     and idempotent per cell, so the cell is part of the key; the first op wins (a retry
     in the same batch produces no movements)."""
@@ -221,6 +226,7 @@ def event_finance(finance: Any, qty: int) -> EventFinance | None:
     )
 
 
+@lru_cache(maxsize=_CACHED_TEXTS)  # Decimal is immutable; a unit price repeats on every line of its sku
 def _decimal(text: str) -> Decimal | None:
     if not text or len(text) > _MAX_AMOUNT_CHARS:
         return None
@@ -242,15 +248,14 @@ def _times(a: int | str, b: str) -> str:
 
 def money(value: Decimal) -> str:
     """The amount as a plain decimal string (never exponent notation), by the module's rule."""
-    with localcontext() as ctx:
-        ctx.prec = _MONEY_PRECISION
-        value = +value
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -MONEY_PLACES:
-            value = value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
-        return format(value, "f")
+    value = _MONEY_CONTEXT.plus(value)
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MONEY_PLACES:
+        value = value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN, context=_MONEY_CONTEXT)
+    return format(value, "f")
 
 
+@lru_cache(maxsize=_CACHED_TEXTS)  # a pure function of the text; a handful of terms recur
 def _terms(text: str) -> tuple[str | None, int | None, int | None]:
     """(discount_pct, discount_days, net_days) of terms like "2/10 n/30"; Nones when there
     are none or they do not parse."""

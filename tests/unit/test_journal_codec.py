@@ -7,6 +7,7 @@ it must decode to the same commands with the fields v1 lacked at their defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zlib
@@ -41,7 +42,7 @@ from engine.domain.commands import (
     Strategy,
 )
 from engine.domain.formats import UnsupportedFormat
-from engine.domain.model import External, Finance, Lot, Movement, MovementKind, QuantKey
+from engine.domain.model import External, Finance, Lot, Movement, MovementKind, Provenance, QuantKey
 from engine.domain.ports import JournalEntry
 
 NS = "lotwise.journal.v1."
@@ -108,6 +109,43 @@ def test_movements_to_and_from_every_bucket_round_trip() -> None:
     )
     entry = JournalEntry("shard-0", 1, 5, (), movements)
     assert decode_entry(encode_entry(entry)) == entry
+
+
+_texts = st.sampled_from(["", "L1", "A/01", "available", "own", "é"])
+_keys = st.builds(QuantKey, _texts, _texts, _texts, _texts)
+_decoded_movements = st.builds(
+    Movement,
+    seq=st.integers(1, 2**40),
+    kind=st.sampled_from(list(MovementKind)),
+    sku=_texts,
+    site=_texts,
+    lot_id=_texts,
+    qty=st.integers(0, 10**12),
+    src=st.sampled_from(list(External)) | _keys,
+    dst=st.sampled_from(list(External)) | _keys,
+    held_key=st.none() | _keys,
+    held_delta=st.integers(-(2**40), 2**40),
+    lot=st.none() | st.builds(Lot, _texts, st.integers(0, 2**42), st.integers(0, 2**42), st.integers(0, 2**42)),
+    expires_at_ms=st.integers(0, 2**42),
+    provenance=st.none() | st.builds(Provenance, _texts, st.sampled_from([0.0, -0.0, 0.5, 1.0]), st.integers(0, 2**42)),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_decoded_movements, max_size=12))
+def test_any_movements_round_trip_and_each_quant_is_one_key(movements: list[Movement]) -> None:
+    """The decode builds one QuantKey per quant the entry names (a reserve names its quant
+    three times): equal keys are the same object, and the entry is what was written. An
+    empty provenance (all defaults, -0.0 too) decodes as none, as before."""
+    entry = JournalEntry("shard-0", 1, 5, (), tuple(movements))
+    decoded = decode_entry(encode_entry(entry))
+    expected = [dataclasses.replace(m, provenance=None) if m.provenance == Provenance() else m for m in movements]
+    assert list(decoded.movements) == expected
+    keys: dict[QuantKey, QuantKey] = {}
+    for m in decoded.movements:
+        for bucket in (m.src, m.dst, m.held_key):
+            if isinstance(bucket, QuantKey):
+                assert keys.setdefault(bucket, bucket) is bucket
 
 
 # ---- v1: written with the v1 schema, read by this code ----
