@@ -551,7 +551,7 @@ class ShardCore:
                 cell = self._cell(cmd.sku, cmd.site)
                 self._before_change((cmd.sku, cmd.site))
                 self._touched[(cmd.sku, cmd.site)] = cell
-                cell.handle_checked(cmd, now_ms)  # the sender validated it
+                cell.receive_checked(cmd, now_ms)  # the sender validated it
                 results.append(None)
             except DomainError as refusal:
                 results.append(refusal)
