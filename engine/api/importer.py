@@ -15,7 +15,7 @@ holds back every chunk after it, because the lots that follow may refer to them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -38,10 +38,18 @@ from engine.domain.statuses import DEFAULT_DICTIONARY, Role
 
 IMPORT_MAX_CHUNK_ROWS = 4_096
 IMPORT_MAX_CHUNKS_IN_FLIGHT = 8
-# A row refused as Overloaded or Unavailable (a full shard queue, a shard recovering) is
-# tried again with the same request id: at most this often, with a doubling pause.
-IMPORT_ROW_ATTEMPTS = 4
+# A row refused as Overloaded or Unavailable (a full shard queue, a shard being taken over
+# or recovering) is tried again with the same request id — so it applies once — with a
+# pause that doubles from IMPORT_RETRY_PAUSE_S up to IMPORT_RETRY_PAUSE_MAX_S, for as long
+# as the import's outage has lasted less than IMPORT_RETRY_WINDOW_S. The window outlasts
+# the slowest way back measured here (bench/README.md "Fail-over"): a take-over by the
+# standby, 0.2–2 s; without a standby, Ray's restart and a recovery from snapshot and
+# journal, 4–23 s at load average 15–26; a failed journal append (its ack waits 5 s) and
+# the rebuild after it. A shard gone for longer is not coming back soon: its rows are
+# reported UNAVAILABLE by line, and a re-run (idempotent) completes them.
+IMPORT_RETRY_WINDOW_S = 30.0
 IMPORT_RETRY_PAUSE_S = 0.05
+IMPORT_RETRY_PAUSE_MAX_S = 1.0
 REASON_IMPORT_CHUNK_TOO_LARGE = "IMPORT_CHUNK_TOO_LARGE"
 
 log = structlog.get_logger("lotwise.api")
@@ -147,12 +155,55 @@ def refusal(line: int, err: DomainError) -> apb.ImportRefusal:
     return apb.ImportRefusal(line=line, code=err.code, message=err.message, fields=fields)
 
 
+class Outage:
+    """How long transient refusals have gone on, across the chunks of one import.
+
+    The retry window is the outage's, not each chunk's: chunks in flight wait out one
+    take-over together, and once a shard has been gone for the whole window the chunks
+    after it are tried once each and reported (a dead shard costs an import one window,
+    not one per chunk). An answer without a transient refusal ends the outage."""
+
+    def __init__(self, window_s: float = IMPORT_RETRY_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._since: float | None = None
+
+    def refused(self) -> None:
+        if self._since is None:
+            self._since = self._clock()
+
+    def answered(self) -> None:
+        self._since = None
+
+    def deadline(self) -> float:
+        """When retrying that starts now must stop: the window's end from the outage's
+        start (from now when there is none) — so no row waits more than the window, even
+        while other chunks' answers end the outage and it starts again."""
+        return (self._clock() if self._since is None else self._since) + self.window_s
+
+    def left_s(self, deadline: float) -> float:
+        """Seconds of retrying left before `deadline` and the outage's window (≤ 0: none)."""
+        since = self._clock() if self._since is None else self._since
+        return min(deadline, since + self.window_s) - self._clock()
+
+
+def _transient(result: object) -> bool:
+    return isinstance(result, Overloaded | Unavailable)
+
+
 class ChunkApplier:
     """Applies the rows of one chunk: catalog rows through the gateway, lots in bulk."""
 
-    def __init__(self, gateway: ImportGateway, *, retry_pause_s: float = IMPORT_RETRY_PAUSE_S) -> None:
+    def __init__(
+        self,
+        gateway: ImportGateway,
+        *,
+        retry_pause_s: float = IMPORT_RETRY_PAUSE_S,
+        outage: Outage | None = None,
+    ) -> None:
         self._gateway = gateway
         self._retry_pause_s = retry_pause_s
+        self._outage = outage or Outage()
 
     async def apply(self, chunk: apb.ImportChunk) -> apb.ImportChunkReply:
         reply = apb.ImportChunkReply(chunk_seq=chunk.chunk_seq)
@@ -210,41 +261,55 @@ class ChunkApplier:
                 refused.append(refusal(line, result))
         return refused
 
+    async def _pauses(self) -> AsyncIterator[None]:
+        """Yields once per retry: after a pause that doubles up to IMPORT_RETRY_PAUSE_MAX_S,
+        while the outage has time left (bounded: IMPORT_RETRY_WINDOW_S in all)."""
+        pause_s, deadline = self._retry_pause_s, self._outage.deadline()
+        while (left_s := self._outage.left_s(deadline)) > 0:
+            await asyncio.sleep(min(pause_s, left_s))
+            pause_s = min(2 * pause_s, IMPORT_RETRY_PAUSE_MAX_S)
+            yield
+
     async def _bulk_tries(self, receipts: ReceiptColumns) -> list[DomainError | None]:
         """Each receipt's refusal or None (received); those refused as Overloaded or
-        Unavailable (a full queue, a shard that recovers) are sent again — the same request
-        ids, so a receipt applies once — pausing longer each time: IMPORT_ROW_ATTEMPTS
-        tries in all."""
+        Unavailable (a full queue, a shard taken over or recovering) are sent again — the
+        same request ids, so a receipt applies once — within the outage's window."""
         results = await self._gateway.receive_columns(receipts)
-        pause_s = self._retry_pause_s
-        for _ in range(IMPORT_ROW_ATTEMPTS - 1):
-            if results.count(None) == len(results):
-                break
-            again = [i for i, result in enumerate(results) if isinstance(result, Overloaded | Unavailable)]
-            if not again:
-                break
-            await asyncio.sleep(pause_s)
-            pause_s *= 2
+        again = [i for i, result in enumerate(results) if _transient(result)]
+        if not again:
+            self._outage.answered()
+            return results
+        self._outage.refused()
+        async for _ in self._pauses():
             retried = await self._gateway.receive_columns(receipts.take(again))
             for i, result in zip(again, retried, strict=True):
                 results[i] = result
+            again = [i for i in again if _transient(results[i])]
+            if not again:
+                self._outage.answered()
+                break
         return results
 
     async def _tries(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        """`call()`, and again after a transient refusal (a full queue, a shard that
-        recovers), pausing longer each time: IMPORT_ROW_ATTEMPTS tries in all."""
+        """`call()`, and again after a transient refusal (a full queue, a shard taken over
+        or recovering) within the outage's window; the last refusal when it runs out."""
         try:
-            return await call()
-        except (Overloaded, Unavailable):
-            pass
-        pause_s = self._retry_pause_s
-        for _ in range(IMPORT_ROW_ATTEMPTS - 2):
-            await asyncio.sleep(pause_s)  # the same request id: a retry applies once
-            pause_s *= 2
-            with contextlib.suppress(Overloaded, Unavailable):
-                return await call()
-        await asyncio.sleep(pause_s)
-        return await call()
+            answer = await call()
+        except (Overloaded, Unavailable) as err:
+            self._outage.refused()
+            last: DomainError = err
+        else:
+            self._outage.answered()
+            return answer
+        async for _ in self._pauses():  # the same request id: a retry applies once
+            try:
+                answer = await call()
+            except (Overloaded, Unavailable) as err:
+                last = err
+                continue
+            self._outage.answered()
+            return answer
+        raise last
 
 
 def _receive(lot: pb.ReceiveRequest) -> Receive | DomainError:

@@ -247,6 +247,82 @@ class Cell:
         self._seen[cmd.request_id] = (now_ms, cmd, reply)
         return reply
 
+    def receive_checked(self, cmd: Receive, now_ms: int) -> None:
+        """`handle_checked` of a receipt its sender validated (a bulk load's), received
+        without the general command path: no dispatch, no answer built (the sender makes
+        Received(lot_id, qty)), the movement made and applied in place (Ledger.receive).
+        A receipt the window knows (a retry, an id reused), a lot's other dates, or a
+        device op's business time go the general way, which answers or refuses them."""
+        if cmd.sku != self.sku or cmd.site != self.site:
+            raise InvariantViolation(f"{cmd.sku}@{cmd.site} routed to cell {self.sku}@{self.site}")
+        self._forget_old(now_ms)
+        ledger = self.ledger
+        lot = ledger.lots.get(cmd.lot_id)
+        if cmd.request_id in self._seen or self._business_at_ms or (lot is not None and cmd.expires_at_ms):
+            self.handle_checked(cmd, now_ms)  # the window is already trimmed for now_ms: no change twice
+            return
+        self.expire_due(now_ms)
+        new_lot = (
+            None
+            if lot is not None
+            else Lot(cmd.lot_id, cmd.received_at_ms or now_ms, cmd.expires_at_ms, cmd.opened_at_ms)
+        )
+        key = QuantKey(cmd.lot_id, cmd.bin, cmd.status, cmd.owner)
+        # Positional, in Movement's field order (as `_emit`; a test checks the order).
+        m = Movement(
+            ledger.seq + 1, _RECEIVE, self.sku, self.site, cmd.lot_id, cmd.qty, cmd.source, key,
+            None, 0, "", cmd.request_id, cmd.doc_ref, now_ms, new_lot, 0, None,
+        )  # fmt: skip
+        ledger.receive(m)
+        self.outbox.append(m)
+        self._seen[cmd.request_id] = (now_ms, cmd, Received(cmd.lot_id, cmd.qty))
+
+    def replay_receipt(self, cmd: Receive, made: Movement, now_ms: int) -> None:
+        """`handle_checked` of a receipt its journal entry shows accepted (a standby's or a
+        recovery's replay), with the movement it made there (`made`, decoded from the
+        entry) applied as it is rather than made again: no QuantKey, Lot or Movement is
+        built, and the ledger and the window end as the primary's did (DESIGN.md §9).
+
+        Raises InvariantViolation before the receipt changes anything when `made` is not
+        the movement it makes here — replay then stops with JournalCorrupt, as it did when
+        making the receipt again produced another movement."""
+        if cmd.sku != self.sku or cmd.site != self.site:
+            raise InvariantViolation(f"{cmd.sku}@{cmd.site} routed to cell {self.sku}@{self.site}")
+        self._forget_old(now_ms)
+        if cmd.request_id in self._seen:  # the primary answered it from its window: no movement
+            raise InvariantViolation(f"receipt {cmd.request_id!r} of {self.sku}@{self.site} is in the window")
+        self.expire_due(now_ms)  # holds due before it: their movements came first on the primary too
+        if not self._receipt_made(cmd, made, now_ms):
+            raise InvariantViolation(f"receipt {cmd.request_id!r} of {self.sku}@{self.site} did not make {made!r}")
+        self.ledger.receive(made)
+        self.outbox.append(made)
+        self._seen[cmd.request_id] = (now_ms, cmd, Received(cmd.lot_id, cmd.qty))
+
+    def _receipt_made(self, cmd: Receive, made: Movement, now_ms: int) -> bool:
+        """`made` is the very movement `_receive` makes for `cmd` now (field by field)."""
+        dst, lot = made.dst, made.lot
+        known = self.ledger.lots.get(cmd.lot_id)
+        if known is None:
+            lot_ok = lot is not None and (lot.lot_id, lot.received_at_ms, lot.expires_at_ms, lot.opened_at_ms) == (
+                cmd.lot_id,
+                cmd.received_at_ms or now_ms,
+                cmd.expires_at_ms,
+                cmd.opened_at_ms,
+            )
+        else:  # no new lot; dates that conflict were refused (LOT_DATES_CONFLICT)
+            lot_ok = lot is None and (not cmd.expires_at_ms or cmd.expires_at_ms == known.expires_at_ms)
+        return (
+            lot_ok
+            and made.kind is MovementKind.RECEIVE
+            and type(dst) is QuantKey
+            and (dst.lot_id, dst.bin, dst.status, dst.owner) == (cmd.lot_id, cmd.bin, cmd.status, cmd.owner)
+            and (made.seq, made.sku, made.site, made.lot_id, made.qty, made.src, made.at_ms)
+            == (self.ledger.seq + 1, self.sku, self.site, cmd.lot_id, cmd.qty, cmd.source, now_ms)
+            and (made.request_id, made.doc_ref) == (cmd.request_id, cmd.doc_ref)
+            and (made.held_key, made.held_delta, made.hold_id, made.expires_at_ms, made.provenance)
+            == (None, 0, "", 0, None)
+        )
+
     def _recall(self, request_id: str) -> Recalled | None:
         """The window's entry for `request_id`, built (and kept built) if still encoded."""
         entry = self._seen.get(request_id)
@@ -1148,6 +1224,9 @@ def device_ops_missing(sku: str, site: str, op: DeviceOp, applied: int) -> Faile
             "seq": str(op.seq),
         },
     )
+
+
+_RECEIVE = MovementKind.RECEIVE
 
 
 def _depends_on_later_ops(refusal: DomainError) -> bool:

@@ -80,6 +80,27 @@ class Ledger:
                 if left is not None and left.qty == 0 and left.held == 0:
                     self._drop(key, m.at_ms)
 
+    def receive(self, m: Movement) -> None:
+        """`apply` of a receipt's movement — a RECEIVE: an External gives, one QuantKey
+        takes (`m.dst`), no hold, qty ≠ 0 — which its caller made so (Cell's receipt
+        steps): `apply`'s receipt branch, with only the buckets' types checked."""
+        if m.seq != self.seq + 1:
+            raise InvariantViolation(f"movement seq {m.seq} after {self.seq}: a gap or a repeat")
+        lot, src, dst, qty = m.lot, m.src, m.dst, m.qty
+        if not qty or type(src) is not External or type(dst) is not QuantKey:
+            raise InvariantViolation(f"movement seq {m.seq} is not a receipt's: {src!r} → {dst!r}")
+        self.seq = m.seq
+        if lot is not None and lot.lot_id not in self.lots:
+            self.lots[lot.lot_id] = lot
+            if lot.opened_at_ms:
+                self.opened_lots += 1
+        externals = self.externals
+        externals[src] = externals.get(src, 0) - qty
+        quant = self.quants.get(dst) or self._new_quant(dst)
+        quant.qty += qty
+        if quant.qty == 0 and quant.held == 0:
+            self._drop(dst, m.at_ms)
+
     def _drop(self, key: QuantKey, at_ms: int) -> None:
         """An empty quant goes; its lot has one fewer (out of stock from `at_ms` if none)."""
         del self.quants[key]

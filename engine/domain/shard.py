@@ -165,13 +165,24 @@ class ReceiveBulk:
     such, a few lists per call; the Receives the cells and the journal need are built
     once, here, on first use."""
 
-    __slots__ = ("_columns", "_receipts")
+    __slots__ = ("_columns", "_receipts", "made")
 
-    def __init__(self, receipts: Sequence[Receive] | None = None, *, columns: ReceiptColumns | None = None) -> None:
+    def __init__(
+        self,
+        receipts: Sequence[Receive] | None = None,
+        *,
+        columns: ReceiptColumns | None = None,
+        made: Sequence[Movement] | None = None,
+    ) -> None:
         if (receipts is None) == (columns is None):
             raise ValueError("ReceiveBulk takes receipts or columns")
         self._receipts = None if receipts is None else tuple(receipts)
         self._columns = columns
+        # Replay only (`replay_ops`): the movement each receipt made on the primary, which
+        # its cell applies as it is (Cell.replay_receipt). Never sent, never journaled.
+        self.made = None if made is None else tuple(made)
+        if self.made is not None and len(self.made) != len(self):
+            raise ValueError("ReceiveBulk takes one movement made per receipt")
 
     @property
     def receipts(self) -> tuple[Receive, ...]:
@@ -276,35 +287,47 @@ def journaled(op: Op) -> Sequence[Op]:
 
 def replay_ops(ops: Sequence[Op], movements: Sequence[Movement]) -> Sequence[Op]:
     """A journal entry's ops as replay applies them: the receipts the entry shows accepted
-    go as ReceiveBulk runs (applied without validating them again), every other op as it is.
+    go as ReceiveBulk runs, each receipt with the movement it made (applied as it is, not
+    made again: Cell.replay_receipt), every other op as it is.
 
     Validation refuses before anything changes, so a receipt that made a movement passed
-    it. A RECEIVE movement of (sku, site, request_id) names the receipt that made it when
-    no other command of the entry has that (sku, site, request_id); a receipt sharing it
-    (a retry, a conflicting reuse, a device op) is validated as before. Replay then does
-    what the primary did after validating, in the same order: the same state and the same
-    movements (which the caller still compares with the journal's)."""
-    received = {(m.sku, m.site, m.request_id) for m in movements if m.kind == MovementKind.RECEIVE}
-    if not received:
+    it. A RECEIVE movement of (sku, site, request_id) is the one a receipt made when no
+    other command of the entry has that (sku, site, request_id) and no other movement of
+    the entry has it either; a receipt sharing it (a retry, a conflicting reuse, a device
+    op) is applied as before, validated. Replay then does what the primary did after
+    validating, in the same order: the same state and the same movements (which the
+    caller still compares with the journal's)."""
+    if not any(m.kind == MovementKind.RECEIVE for m in movements):
         return ops
+    made: dict[tuple[str, str, str], Movement | None] = {}
+    for m in movements:
+        key = (m.sku, m.site, m.request_id)
+        # None: not a receipt's movement, or two movements name it (not one receipt's alone).
+        made[key] = None if key in made or m.kind != MovementKind.RECEIVE else m
     uses = Counter((op.sku, op.site, op.request_id) for op in ops if isinstance(op, Command))
     out: list[Op] = []
     run: list[Receive] = []
+    run_made: list[Movement] = []
+
+    def flush() -> None:
+        if run:
+            out.append(ReceiveBulk(run, made=run_made))
+            run.clear()
+            run_made.clear()
+
     for op in ops:
         if isinstance(op, Receive):
             key = (op.sku, op.site, op.request_id)
-            if key in received and uses[key] == 1:
+            movement = made.get(key)
+            if movement is not None and uses[key] == 1:
                 run.append(op)
+                run_made.append(movement)
                 if len(run) == RECEIVE_BULK_MAX:
-                    out.append(ReceiveBulk(run))
-                    run = []
+                    flush()
                 continue
-        if run:
-            out.append(ReceiveBulk(run))
-            run = []
+        flush()
         out.append(op)
-    if run:
-        out.append(ReceiveBulk(run))
+    flush()
     return out
 
 
@@ -520,19 +543,40 @@ class ShardCore:
         in order, and one refused receipt stops no other."""
         if len(op) > RECEIVE_BULK_MAX:
             raise InvalidArgument([FieldViolation("receipts", f"at most {RECEIVE_BULK_MAX} per bulk op")])
+        if op.made is not None:
+            return self._replay_receipts(op.receipts, op.made, now_ms)
         results: list[DomainError | None] = []
         for cmd in op.receipts:
             try:
                 cell = self._cell(cmd.sku, cmd.site)
                 self._before_change((cmd.sku, cmd.site))
                 self._touched[(cmd.sku, cmd.site)] = cell
-                cell.handle_checked(cmd, now_ms)  # the sender validated it
+                cell.receive_checked(cmd, now_ms)  # the sender validated it
                 results.append(None)
             except DomainError as refusal:
                 results.append(refusal)
             except Exception:  # a bug: as apply_batch does for a lone op (replay does the same)
                 log.exception("receipt failed", shard=self.name, request_id=cmd.request_id)
                 results.append(Internal(f"Receive failed on shard {self.name}"))
+        return results
+
+    def _replay_receipts(
+        self, receipts: Sequence[Receive], made: Sequence[Movement], now_ms: int
+    ) -> list[DomainError | None]:
+        """`_receive_bulk` of receipts the journal shows accepted, each with the movement
+        it made there (replay: the movements are not made again). A receipt whose movement
+        does not fit is refused (InvariantViolation): the movements replay hands on then
+        differ from the journal's, and replay stops with JournalCorrupt."""
+        results: list[DomainError | None] = []
+        for cmd, movement in zip(receipts, made, strict=True):
+            try:
+                cell = self._cell(cmd.sku, cmd.site)
+                self._before_change((cmd.sku, cmd.site))
+                self._touched[(cmd.sku, cmd.site)] = cell
+                cell.replay_receipt(cmd, movement, now_ms)
+                results.append(None)
+            except DomainError as refusal:
+                results.append(refusal)
         return results
 
     def _cell(self, sku: str, site: str) -> Cell:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,26 +12,30 @@ from engine.api.gen.lotwise.v1 import admin_pb2 as apb
 from engine.api.gen.lotwise.v1 import inventory_pb2 as pb
 from engine.api.importer import (
     IMPORT_MAX_CHUNK_ROWS,
-    IMPORT_ROW_ATTEMPTS,
+    IMPORT_RETRY_PAUSE_MAX_S,
+    IMPORT_RETRY_WINDOW_S,
     ChunkApplier,
     ChunkTooLarge,
+    Outage,
     check_chunk,
     lots_from_pb,
     run_import,
 )
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Receive
-from engine.domain.errors import DomainError, InvalidArgument, NotFound, Overloaded
+from engine.domain.errors import DomainError, InvalidArgument, NotFound, Overloaded, Unavailable
 from engine.domain.receipts import ReceiptColumns
 
 
 class FakeGateway:
-    """Records what it applied; refuses what it is told to, `busy` times first."""
+    """Records what it applied; refuses what it is told to: `busy` times first, and as
+    Unavailable (a shard being taken over) until `down_until` (time.monotonic)."""
 
-    def __init__(self, busy: int = 0, delay_s: float = 0.0) -> None:
+    def __init__(self, busy: int = 0, delay_s: float = 0.0, down_until: float = 0.0) -> None:
         self.applied: list[str] = []
         self.busy = busy
         self.delay_s = delay_s
+        self.down_until = down_until
         self.calls = 0
 
     async def _step(self, name: str) -> None:
@@ -38,6 +43,8 @@ class FakeGateway:
         if self.busy:
             self.busy -= 1
             raise Overloaded("queue of shard-0", 10)
+        if time.monotonic() < self.down_until:
+            raise Unavailable("shard shard-0: its process is gone; taking over")
         await asyncio.sleep(self.delay_s)
         self.applied.append(name)
 
@@ -55,7 +62,7 @@ class FakeGateway:
                 continue
             try:
                 await self._step(f"lot:{cmd.lot_id}")
-            except Overloaded as err:
+            except (Overloaded, Unavailable) as err:
                 answers.append(err)
                 continue
             answers.append(None)
@@ -93,15 +100,52 @@ async def test_a_chunk_counts_what_it_applied_and_lists_refusals_by_line() -> No
 
 
 async def test_transient_refusals_are_tried_again_then_reported() -> None:
-    flaky = FakeGateway(busy=IMPORT_ROW_ATTEMPTS - 1)
+    flaky = FakeGateway(busy=5)
     reply = await ChunkApplier(flaky, retry_pause_s=0.001).apply(apb.ImportChunk(rows=[lot_row(1, "L1")]))
-    assert (reply.lots, list(reply.refused), flaky.calls) == (1, [], IMPORT_ROW_ATTEMPTS)
+    assert (reply.lots, list(reply.refused), flaky.calls) == (1, [], 6)
 
-    stuck = FakeGateway(busy=IMPORT_ROW_ATTEMPTS)
-    reply = await ChunkApplier(stuck, retry_pause_s=0.001).apply(apb.ImportChunk(rows=[lot_row(1, "L1")]))
+    stuck = FakeGateway(busy=10_000)
+    outage = Outage(window_s=0.2)
+    started = time.monotonic()
+    reply = await ChunkApplier(stuck, retry_pause_s=0.001, outage=outage).apply(
+        apb.ImportChunk(rows=[lot_row(1, "L1")])
+    )
+    assert 0.2 <= time.monotonic() - started < 0.2 + IMPORT_RETRY_PAUSE_MAX_S
     assert reply.lots == 0
     assert [(r.line, r.code) for r in reply.refused] == [(1, "RESOURCE_EXHAUSTED")]
-    assert stuck.calls == IMPORT_ROW_ATTEMPTS
+    assert stuck.calls > 2
+
+
+async def test_an_import_rides_out_a_take_over_longer_than_a_few_retries() -> None:
+    # A shard's take-over by its standby takes 0.2–2 s (bench/README.md "Fail-over"); the
+    # rows and catalog rows sent meanwhile are tried again until it serves, none refused.
+    down_s = 1.5
+    assert down_s < IMPORT_RETRY_WINDOW_S
+    gateway = FakeGateway(down_until=time.monotonic() + down_s)
+    chunks = [
+        apb.ImportChunk(chunk_seq=0, rows=[sku_row(1, "S1")]),
+        apb.ImportChunk(chunk_seq=1, rows=[lot_row(2, "A"), lot_row(3, "B")]),
+        apb.ImportChunk(chunk_seq=2, lots=lots("C", "D")),
+    ]
+    replies = [r async for r in run_import(feed(chunks), ChunkApplier(gateway))]
+    assert [list(r.refused) for r in replies] == [[], [], []]
+    assert (sum(r.skus for r in replies), sum(r.lots for r in replies)) == (1, 4)
+    assert sorted(gateway.applied) == ["lot:A", "lot:B", "lot:C", "lot:D", "sku:S1"]  # each once
+
+
+async def test_an_outage_longer_than_the_window_is_waited_out_once_per_import() -> None:
+    # A shard that does not come back: the first chunks wait the window, then every row is
+    # reported by line; the chunks after them are tried once each, not a window each.
+    gateway = FakeGateway(down_until=time.monotonic() + 3600)
+    applier = ChunkApplier(gateway, retry_pause_s=0.01, outage=Outage(window_s=0.3))
+    chunks = [apb.ImportChunk(chunk_seq=k, rows=[lot_row(k + 1, f"L{k}")]) for k in range(12)]
+    started = time.monotonic()
+    replies = [r async for r in run_import(feed(chunks), applier, max_in_flight=2)]
+    assert time.monotonic() - started < 2 * 0.3 + IMPORT_RETRY_PAUSE_MAX_S
+    assert [[(r.line, r.code) for r in reply.refused] for reply in replies] == [
+        [(k + 1, "UNAVAILABLE")] for k in range(12)
+    ]
+    assert gateway.applied == []
 
 
 async def test_replies_come_in_chunk_order_and_a_catalog_chunk_is_a_barrier() -> None:

@@ -6,13 +6,16 @@ ids reused across receipts included."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.domain.catalog import Site, Sku
 from engine.domain.commands import Commit, Receive, Reserve, ReserveLine
-from engine.domain.ports import JournalEntry
+from engine.domain.model import Lot, Movement, QuantKey
+from engine.domain.ports import JournalCorrupt, JournalEntry
 from engine.domain.shard import RECEIVE_BULK_MAX, Op, PutSite, PutSku, ReceiveBulk, ShardCore, journaled, replay_ops
 from engine.runtime.host import replay_entry
 
@@ -65,6 +68,53 @@ def test_a_receipt_alone_with_its_movement_is_applied_checked_in_bounded_runs() 
     assert out[1] == refused
     assert [len(op) for op in out[2:] if isinstance(op, ReceiveBulk)] == [RECEIVE_BULK_MAX, 2]
     assert replay_ops((refused,), ()) == (refused,)  # no receipt accepted: the ops as they are
+
+
+def test_an_accepted_receipt_replays_with_the_movement_it_made() -> None:
+    # The journal has each receipt's movement: replay applies it as it is (Cell.replay_receipt).
+    ops: list[Op] = [Receive(f"m{i}", SKUS[i % 2], "ward1", f"L{i}", 2, expires_at_ms=NOW_MS + i) for i in range(5)]
+    entry = primary_entry(core(), ops)
+    (bulk,) = replay_ops(entry.ops, entry.movements)
+    assert isinstance(bulk, ReceiveBulk)
+    assert bulk.made is not None
+    assert {id(m) for m in bulk.made} == {id(m) for m in entry.movements}  # the journal's own
+    assert [m.request_id for m in bulk.made] == [r.request_id for r in bulk.receipts]
+    shard = core()
+    replay_entry(shard, entry, 1, "s0")
+    assert all(shard.cells[(m.sku, m.site)].ledger.lots[m.lot_id] is m.lot for m in entry.movements)
+
+
+def _tampered(m: Movement, how: str) -> Movement:
+    assert m.lot is not None
+    assert isinstance(m.dst, QuantKey)
+    match how:
+        case "qty":
+            return replace(m, qty=m.qty + 1)
+        case "bin":
+            return replace(m, dst=replace(m.dst, bin="B/9"))
+        case "lot dates":
+            return replace(m, lot=Lot(m.lot.lot_id, m.lot.received_at_ms, m.lot.expires_at_ms + 1))
+        case "no lot":
+            return replace(m, lot=None)
+        case "at":
+            return replace(m, at_ms=m.at_ms + 1)
+        case "doc_ref":
+            return replace(m, doc_ref="PO-9")
+        case _:
+            return replace(m, seq=m.seq + 1)
+
+
+@pytest.mark.parametrize("how", ["qty", "bin", "lot dates", "no lot", "at", "doc_ref", "seq"])
+def test_a_receipt_whose_journaled_movement_does_not_fit_stops_replay(how: str) -> None:
+    # A movement that is not the one the receipt makes is not applied: the replay diverges
+    # from the journal and stops (JournalCorrupt), as when the movement was made again.
+    ops: list[Op] = [Receive("t1", "strip", "ward1", "L1", 2, expires_at_ms=NOW_MS + 1)]
+    entry = primary_entry(core(), ops)
+    bad = JournalEntry("s0", 1, NOW_MS, entry.ops, (_tampered(entry.movements[0], how),))
+    shard = core()
+    with pytest.raises(JournalCorrupt):
+        replay_entry(shard, entry=bad, position=1, stream="s0")
+    assert all(not cell.ledger.quants for cell in shard.cells.values())  # nothing of it applied
 
 
 receipts = st.builds(

@@ -6,10 +6,13 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.memory.backend import shared_in_memory_backend
 from adapters.nats.codec import decode_entry, encode_entry
 from engine.domain.catalog import Site, Sku
+from engine.domain.cell import CellLimits
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive, Received
 from engine.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, RequestConflict
@@ -129,3 +132,42 @@ def test_a_bulk_op_of_columns_answers_as_one_of_receipts() -> None:
     assert by_columns.state_hash() == by_receipts.state_hash()
     with pytest.raises(ValueError, match="receipts or columns"):
         ReceiveBulk()
+
+
+bulk_receipts = st.builds(
+    Receive,
+    request_id=st.sampled_from(["r1", "r2", "r3", "r4", "r5"]),
+    sku=st.sampled_from(["strip", "gauze", "nope"]),  # "nope": not in the catalog, refused
+    site=st.just("ward1"),
+    lot_id=st.sampled_from(["L1", "L2", "L3"]),
+    qty=st.integers(1, 3),
+    bin=st.sampled_from(["", "A/1"]),
+    status=st.sampled_from(["available", "qc_hold"]),
+    expires_at_ms=st.sampled_from([0, NOW_MS + 1, NOW_MS + 2]),  # other dates for a lot: refused
+    received_at_ms=st.sampled_from([0, NOW_MS - 5]),
+    doc_ref=st.sampled_from(["", "PO-1"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(bulk_receipts, max_size=10), st.integers(0, 3 * 60_000)), min_size=1, max_size=5),
+)
+def test_the_receipt_step_of_a_bulk_op_ends_as_the_general_command_path(
+    batches: list[tuple[list[Receive], int]],
+) -> None:
+    # Cell.receive_checked (a ReceiveBulk's receipts) against Cell.handle (one Receive at a
+    # time): the same answers, movements and state — windows trimmed by time and by count,
+    # retries, ids reused, lots received again with or without their dates.
+    limits = CellLimits(dedupe_window_ms=2 * 60_000, dedupe_max_entries=3)
+    bulk, single = ShardCore("s0", limits=limits), ShardCore("s0", limits=limits)
+    for shard in (bulk, single):
+        shard.apply_batch([PutSku(Sku("strip")), PutSku(Sku("gauze")), PutSite(Site("ward1"))], NOW_MS)
+    now_ms = NOW_MS
+    for receipts_, step_ms in batches:
+        now_ms += step_ms
+        (results,) = bulk.apply_batch([ReceiveBulk(receipts_)], now_ms)
+        one_by_one = single.apply_batch(list(receipts_), now_ms)
+        assert [answer(r) for r in results] == [answer(r) for r in one_by_one]
+        assert bulk.drain() == single.drain()
+    assert bulk.export_state() == single.export_state()
