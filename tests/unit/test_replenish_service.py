@@ -68,8 +68,10 @@ class _Availability:
 class FakeStock:
     def __init__(self) -> None:
         self.available: dict[tuple[str, str], int] = {}
+        self.reads = 0
 
     async def get_availability(self, sku: str, site: str, group_by: Sequence[Any] = ()) -> _Availability:
+        self.reads += 1
         qty = self.available.get((sku, site), 0)
         return _Availability((SliceRow((("status", "available"),), qty, 0, qty, qty, 0),))
 
