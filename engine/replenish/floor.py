@@ -30,9 +30,10 @@ skip a pair that really crossed, so every rule here errs low:
   stock, an opened lot or a status the dictionary does not know drops the floor (read again).
 - Open to-dos come from the stored suggestion, as on the read path.
 
-What the floor cannot see: a change of the status dictionary or of a cell's opened shelf life
-while the engine runs (both come with a restart of the shards, which drops every floor here:
-the engine process restarts with them). Bounded: MAX_FLOORS pairs, MAX_HOLDS_PER_PAIR holds.
+The statuses are the cells' own dictionary (the trigger is given it). What the floor does not
+follow: a sku's opened shelf life changed in the catalogue while lots are open (their effective
+expiry moves without a movement); the scheduled full recompute reads every pair and seeds its floor
+again. Bounded: MAX_FLOORS pairs, MAX_HOLDS_PER_PAIR holds each.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from engine.domain.model import External, Movement
 from engine.domain.ports import FollowedEntry
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.replenish.service import ReplenishService
 
 log = structlog.get_logger("lotwise.replenish.follower")
@@ -111,7 +112,10 @@ class ReplenishTrigger:
         max_settling: int = MAX_SETTLING,
         batch_pairs: int = BATCH_PAIRS,
         min_batch_interval_s: float = MIN_BATCH_INTERVAL_S,
+        statuses: StatusDictionary | None = DEFAULT_DICTIONARY,
     ) -> None:
+        """`statuses`: the cells' status dictionary, for the floors under the positions (None:
+        no floors, every moved pair's position is read from the cells)."""
         if concurrency <= 0:
             raise ValueError("concurrency must be positive")
         if settle_s < 0 or max_wait_s < settle_s or max_settling <= 0:
@@ -132,7 +136,8 @@ class ReplenishTrigger:
         self._moved: dict[tuple[str, str], list[float]] = {}
         self._behind = False  # the newest batch had journal messages pending behind it
         self._settler: asyncio.Task[None] | None = None  # the one settling loop, while pairs settle
-        service.follow_positions()  # every movement goes to the floors under the positions
+        if statuses is not None:
+            service.follow_positions(statuses)  # every movement goes to the floors under the positions
 
     @property
     def name(self) -> str:

@@ -23,7 +23,7 @@ from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgu
 from engine.domain.history import MovementQuery, SeriesQuery
 from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
-from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
 from engine.replenish.demand import DemandBatch, Pair, ReturnDays, StockoutDays, net_of_returns
 from engine.replenish.floor import NEVER_MS, PositionFloors
@@ -278,11 +278,12 @@ class ReplenishService:
             self._changed.clear()
         self._changed[(sku, site)] = time.monotonic()
 
-    def follow_positions(self) -> None:
+    def follow_positions(self, statuses: StatusDictionary = DEFAULT_DICTIONARY) -> None:
         """A journal follower will tell every movement (note_movement): keep floors under the
-        moved pairs' positions so the trigger screens them without reading the cells."""
+        moved pairs' positions so the trigger screens them without reading the cells.
+        `statuses`: the cells' own dictionary (which statuses are sellable, which arriving)."""
         if self.floors is None:
-            self.floors = PositionFloors(DEFAULT_DICTIONARY)
+            self.floors = PositionFloors(statuses)
 
     def note_movement(self, m: Movement, fresh: bool) -> None:
         """One journal movement, in journal order (`fresh`: not delivered before)."""
