@@ -13,9 +13,12 @@ round, two fresh services (cold caches, as a freshly started engine) recompute e
   aggregated query per kind per batch, data health counted in the store).
 A second pass on the same services measures the warm case (health cached), and a third the
 trigger's steady state: each pair has one more scan of today (the follower's live count) before
-it, as a pair moved by an order. The process's CPU (every thread, chDB's included) is divided by
-the pairs. The stock reader and the replenishment store are in memory (50 units on hand: every
-pair stays above its reorder point, as most moved pairs do).
+it, as a pair moved by an order; and a fourth (`moved`, batched only) the whole trigger: each pair's
+sale as a journal entry through ReplenishTrigger.apply (its settling, its batches; with floors
+under the positions where the tree has them), until it is idle. The process's CPU (every
+thread, chDB's included) is divided by the pairs. The stock reader and the replenishment store
+are in memory (50 units on hand: every pair stays above its reorder point, as most moved pairs
+do).
 
 Run the same file in two trees (e.g. main in a `git archive` copy, then this one) to compare
 the trigger's path before and after a change: the batched rows are `recompute_many`, the
@@ -46,6 +49,8 @@ from engine.domain.cell import SliceRow
 from engine.domain.clock import SystemClock
 from engine.domain.history import HistoryBatch, HistoryRecord
 from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
+from engine.domain.ports import FollowedEntry, JournalEntry
+from engine.replenish.follower import ReplenishTrigger
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.service import ReplenishService
 
@@ -114,13 +119,39 @@ async def _batched(service: ReplenishService, pairs: list[tuple[str, str]]) -> N
                 raise got
 
 
+FOLLOWER_BATCH = 64  # journal entries per follower batch in the `moved` phase
+
+
+async def _moved(trigger: ReplenishTrigger, pairs: list[tuple[str, str]], position: int) -> int:
+    """One sale per pair, as journal entries through the trigger; returns the next position."""
+    q = QuantKey("L1", "", "available", "own")
+    entries = []
+    for sku, site in pairs:
+        m = Movement(
+            position, MovementKind.CONSUME, sku, site, "L1", 1, q, External.CUSTOMER, at_ms=int(time.time() * 1000)
+        )
+        entries.append(FollowedEntry(position, JournalEntry("s0", position, m.at_ms, (), (m,)), behind=0))
+        position += 1
+    for i in range(0, len(entries), FOLLOWER_BATCH):
+        await trigger.apply(tuple(entries[i : i + FOLLOWER_BATCH]))
+    await trigger.idle()
+    return position
+
+
 async def _measure(name: str, run: Any, service: ReplenishService, pairs: list[tuple[str, str]]) -> None:
-    for phase in ("cold", "warm", "scanned"):
+    trigger = ReplenishTrigger(service, settle_s=0.02, max_wait_s=0.1) if name == "batched" else None
+    position = 1
+    for phase in ("cold", "warm", "scanned", "moved", "moved"):
+        if phase == "moved" and trigger is None:
+            continue
         if phase == "scanned":
             for sku, site in pairs:  # one more unit issued today, as the follower notes it
                 service.note_consumed(sku, site, 1, int(time.time() * 1000))
         cpu, wall = time.process_time(), time.perf_counter()
-        await run(service, pairs)
+        if phase == "moved" and trigger is not None:
+            position = await _moved(trigger, pairs, position)
+        else:
+            await run(service, pairs)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         load = os.getloadavg()[0]
         print(
@@ -142,7 +173,8 @@ async def main(args: argparse.Namespace) -> None:
                 await store.insert(HistoryBatch(tuple(records[i : i + 10_000])))
             print(f"{len(pairs)} pairs, {len(records)} movements", flush=True)
             for _ in range(args.rounds):
-                await _measure("per pair", _per_pair, _service(store, batched=False), pairs)
+                if not args.batched_only:
+                    await _measure("per pair", _per_pair, _service(store, batched=False), pairs)
                 await _measure("batched", _batched, _service(store, batched=True), pairs)
         finally:
             await store.close()
@@ -153,4 +185,5 @@ if __name__ == "__main__":
     p.add_argument("--pairs", type=int, default=1_000, choices=range(5, 100_001), metavar="5..100000")
     p.add_argument("--movements", type=int, default=20, choices=range(1, 1_001), metavar="1..1000")
     p.add_argument("--rounds", type=int, default=2, choices=range(1, 11), metavar="1..10")
+    p.add_argument("--batched-only", action="store_true", help="skip the per-pair rows (the trigger before batching)")
     asyncio.run(main(p.parse_args()))

@@ -13,6 +13,7 @@ from engine.replenish.store import (
     StaleWrite,
     Suggestion,
     SuggestionEntry,
+    SuggestionStamp,
     SupplierTerms,
     decision_from_record,
     entries_after,
@@ -38,6 +39,7 @@ class InMemoryReplenishStore:
         self._suppliers: dict[str, bytes] = {}
         self._factors: dict[str, bytes] = {}
         self._decisions: dict[tuple[str, int], bytes] = {}
+        self._stamps: dict[str, SuggestionStamp] = {}  # as a stream-fed index would know them
 
     async def get_suggestion(self, sku: str, site: str) -> Suggestion | None:
         data = self._suggestions.get(pair_key(sku, site))
@@ -50,6 +52,10 @@ class InMemoryReplenishStore:
         if version != expected_version:
             raise StaleWrite(key, expected_version)
         self._suggestions[key] = _dump(suggestion)
+        self._stamps[key] = SuggestionStamp.of(suggestion)
+
+    def suggestion_stamp(self, sku: str, site: str) -> SuggestionStamp | None:
+        return self._stamps.get(pair_key(sku, site))
 
     async def list_suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
         found = [suggestion_from_record(_load(d)) for _, d in sorted(self._suggestions.items())]

@@ -29,6 +29,7 @@ from engine.replenish.store import (
     StaleWrite,
     Suggestion,
     SuggestionEntry,
+    SuggestionStamp,
     SupplierTerms,
     decision_from_record,
     factor_from_record,
@@ -110,7 +111,7 @@ class JetStreamReplenishStore:
         if version != expected_version:
             raise StaleWrite(suggestion.key, expected_version)
         seq = await self._write(key, _dump(suggestion), 0 if got is None else got[1], suggestion, expected_version)
-        self._index.note(suggestion.key, suggestion.state, suggestion.flagged, seq)
+        self._index.note(suggestion.key, suggestion.state, suggestion.flagged, seq, suggestion.version)
 
     async def _write(self, key: str, data: bytes, last: int, suggestion: Suggestion, expected_version: int) -> int:
         """A compare-and-set on the key's revision, with the state and flag as headers (the
@@ -118,7 +119,7 @@ class JetStreamReplenishStore:
         on its tombstone's revision, as the KV client's create does."""
         headers = {
             api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last),
-            **suggestion_headers(suggestion.state, suggestion.flagged),
+            **suggestion_headers(suggestion.state, suggestion.flagged, suggestion.version),
         }
         _, js = await self._link.client()
         try:
@@ -152,6 +153,9 @@ class JetStreamReplenishStore:
 
     async def suggestion_keys(self) -> list[str]:
         return await self._index.keys(INDEX_READY_TIMEOUT_S)
+
+    def suggestion_stamp(self, sku: str, site: str) -> SuggestionStamp | None:
+        return self._index.stamp(pair_key(sku, site))
 
     async def suggestion_entries(self, after: str = "", limit: int = 256, site: str = "") -> list[SuggestionEntry]:
         return await self._index.entries(after, limit, site, INDEX_READY_TIMEOUT_S)

@@ -1,4 +1,4 @@
-"""Every stored suggestion's key, state and flag, in key order, kept in memory by one
+"""Every stored suggestion's key, state, flag and version, in key order, kept in memory by one
 ordered consumer of the replenishment bucket's `s.` subjects, headers only.
 
 Why: a listing over 100,000 pairs used to learn the keys with a fresh key watch per page
@@ -10,6 +10,9 @@ its own rows only. Writers in other processes are seen as soon as their message 
 write of this process is noted at once (`note`), so a listing right after a decision shows
 it. A suggestion written before the headers existed has state and flag None: the listing
 reads its value to know.
+
+The replenishment trigger asks it too (`stamp`): a moved pair whose stored suggestion it holds
+with the stamp known here needs no read of it. The trigger starts the index itself (`follow`).
 
 Bounded: one entry per stored suggestion (the bucket's own bound); started on the first
 listing (an engine nobody lists pays nothing), waited for at most `ready_timeout_s`."""
@@ -28,16 +31,24 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 from engine.domain.errors import Unavailable
-from engine.replenish.store import SuggestionEntry, entries_after
+from engine.replenish.store import SuggestionEntry, SuggestionStamp, entries_after
 
 STATE_HEADER = "Lotwise-State"
 FLAGGED_HEADER = "Lotwise-Flagged"
+VERSION_HEADER = "Lotwise-Version"
 KV_OPERATION = "KV-Operation"
 REMOVED = ("DEL", "PURGE")
 
 
-def suggestion_headers(state: str, flagged: bool) -> dict[str, str]:
-    return {STATE_HEADER: state, FLAGGED_HEADER: "1" if flagged else "0"}
+def suggestion_headers(state: str, flagged: bool, version: int) -> dict[str, str]:
+    return {STATE_HEADER: state, FLAGGED_HEADER: "1" if flagged else "0", VERSION_HEADER: str(version)}
+
+
+def _version_of(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -45,6 +56,7 @@ class _Known:
     state: str | None
     flagged: bool | None
     seq: int  # the stream sequence it was written at: an older message never overwrites it
+    version: int | None = None  # None: written before the version header
 
 
 class SuggestionIndex:
@@ -63,6 +75,7 @@ class SuggestionIndex:
         self._sub: Subscription | None = None
         self._nc: NatsClient | None = None
         self._starting = asyncio.Lock()
+        self._following: asyncio.Task[None] | None = None
 
     async def entries(self, after: str, limit: int, site: str, ready_timeout_s: float) -> list[SuggestionEntry]:
         await self._loaded(ready_timeout_s)
@@ -83,11 +96,39 @@ class SuggestionIndex:
                 f"the suggestion index did not load within {ready_timeout_s:.0f} s ({len(self._keys)} keys so far)"
             ) from None
 
-    def note(self, key: str, state: str, flagged: bool, seq: int) -> None:
+    def note(self, key: str, state: str, flagged: bool, seq: int, version: int | None = None) -> None:
         """A write of this process, acknowledged at stream sequence `seq`."""
-        self._put(key, _Known(state, flagged, seq))
+        self._put(key, _Known(state, flagged, seq, version))
+
+    def stamp(self, key: str) -> SuggestionStamp | None:
+        """The key's stamp once the index holds everything stored (else None: read the value).
+        The first call starts the index in the background (`follow`)."""
+        if not self._ready.is_set():
+            self.follow()
+            return None
+        known = self._known.get(key)
+        if known is None or known.version is None or known.state is None or known.flagged is None:
+            return None
+        return SuggestionStamp(known.version, known.state, known.flagged)
+
+    def follow(self) -> None:
+        """Start following the bucket in the background, once (a failed start is tried again
+        on the next call)."""
+        if self._following is not None and not self._following.done():
+            return
+        self._following = asyncio.get_running_loop().create_task(self._follow(), name="replenish-index-follow")
+
+    async def _follow(self) -> None:
+        try:
+            await self._start()
+        except Exception:  # e.g. the connection is down: the trigger reads values meanwhile
+            return
 
     async def stop(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+            self._following = None
         if self._sub is not None:
             sub, self._sub = self._sub, None
             with contextlib.suppress(Exception):  # the connection may be closing with it
@@ -142,7 +183,12 @@ class SuggestionIndex:
             flagged = headers.get(FLAGGED_HEADER)
             self._put(
                 key,
-                _Known(headers.get(STATE_HEADER), None if flagged is None else flagged == "1", meta.sequence.stream),
+                _Known(
+                    headers.get(STATE_HEADER),
+                    None if flagged is None else flagged == "1",
+                    meta.sequence.stream,
+                    _version_of(headers.get(VERSION_HEADER)),
+                ),
             )
         if meta.num_pending == 0:
             self._ready.set()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from engine.bootstrap.config import SettingsProblem
+from engine.bootstrap.config import SettingsProblem, statuses_of
 from engine.domain.clock import SystemClock
 from engine.domain.errors import InvalidArgument
 from engine.domain.ports import HistoryStore
@@ -230,7 +230,8 @@ async def _start_follower(runtime: ReplenishRuntime, settings: Settings, nats_ur
         max_ack_pending=2_048,
     )
     # Settling: a quick run of scans is recomputed once, from all of them (follower.py).
-    trigger = ReplenishTrigger(runtime.service, metrics, settle_s=SETTLE_S)
+    # The cells' own dictionary: the trigger's floors need to know which statuses are sellable.
+    trigger = ReplenishTrigger(runtime.service, metrics, settle_s=SETTLE_S, statuses=statuses_of(settings))
     follower = JournalFollower(link, trigger, config, metrics)
     await follower.start()
     runtime.follower, runtime.trigger = follower, trigger

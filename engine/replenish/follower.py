@@ -22,6 +22,13 @@ background: the batch is
 acknowledged once its demand is noted, and the scheduled full recompute covers a crash in
 between. At most `max_settling` pairs wait; beyond that a batch recomputes its pairs at once.
 
+Settling costs one loop for all pairs, not a task and a timer per moved pair: it wakes when the
+next pair may be settled, and never before the next batch may start.
+
+Every movement also goes to the service's floors under the pairs' positions
+(engine.replenish.floor), in journal order, so a moved pair is screened without reading the
+cells (ReplenishService.recompute_many).
+
 Batches (issue 12 item 10): settled pairs are recomputed together, at most `batch_pairs` in one
 ReplenishService.recompute_many — their daily demand, returns, stockout days and data health
 read in one aggregated query per kind for all of them, not three or four per pair — and at
@@ -42,6 +49,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from engine.domain.model import External, Movement
 from engine.domain.ports import FollowedEntry
+from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.replenish.service import ReplenishService
 
 log = structlog.get_logger("lotwise.replenish.follower")
@@ -104,7 +112,10 @@ class ReplenishTrigger:
         max_settling: int = MAX_SETTLING,
         batch_pairs: int = BATCH_PAIRS,
         min_batch_interval_s: float = MIN_BATCH_INTERVAL_S,
+        statuses: StatusDictionary | None = DEFAULT_DICTIONARY,
     ) -> None:
+        """`statuses`: the cells' status dictionary, for the floors under the positions (None:
+        no floors, every moved pair's position is read from the cells)."""
         if concurrency <= 0:
             raise ValueError("concurrency must be positive")
         if settle_s < 0 or max_wait_s < settle_s or max_settling <= 0:
@@ -119,13 +130,14 @@ class ReplenishTrigger:
         self.concurrency = concurrency
         self.batch_pairs = batch_pairs
         self.min_batch_interval_s = min_batch_interval_s
-        self._ready: dict[tuple[str, str], asyncio.Future[None]] = {}  # settled, waiting for a batch
-        self._batcher: asyncio.Task[None] | None = None
         self._last_batch = 0.0
         self._noted_upto = 0  # journal positions up to here were counted already
-        self._moved: dict[tuple[str, str], float] = {}  # settling pair → when it last moved
+        # settling pair → [when it first moved, when it last moved] (monotonic s), in first-move order
+        self._moved: dict[tuple[str, str], list[float]] = {}
         self._behind = False  # the newest batch had journal messages pending behind it
-        self._settling: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._settler: asyncio.Task[None] | None = None  # the one settling loop, while pairs settle
+        if statuses is not None:
+            service.follow_positions(statuses)  # every movement goes to the floors under the positions
 
     @property
     def name(self) -> str:
@@ -136,6 +148,7 @@ class ReplenishTrigger:
         for followed in entries:
             fresh = followed.position > self._noted_upto
             for m in followed.entry.movements:
+                self.service.note_movement(m, fresh)
                 if self._moves_position(m, fresh):
                     dirty.setdefault((m.sku, m.site), None)
             if fresh:
@@ -145,7 +158,7 @@ class ReplenishTrigger:
         pairs = list(dirty)[:MAX_PAIRS_PER_BATCH]
         if len(dirty) > len(pairs):
             log.warning("trigger batch over its bound; the rest waits for the schedule", pairs=len(dirty))
-        if self.settle_s > 0 and len(self._settling) + len(pairs) <= self.max_settling:
+        if self.settle_s > 0 and len(self._moved) + len(pairs) <= self.max_settling:
             for pair in pairs:
                 self._settle(pair)
         else:
@@ -157,88 +170,70 @@ class ReplenishTrigger:
             self._noted_upto = max(self._noted_upto, *(e.position for e in entries))
 
     def _settle(self, pair: tuple[str, str]) -> None:
-        """Recompute `pair` once it has not moved for `settle_s` (one waiting task per pair)."""
-        self._moved[pair] = time.monotonic()
-        if pair not in self._settling:
-            self._settling[pair] = asyncio.get_running_loop().create_task(
-                self._settled(pair), name=f"replenish-settle-{pair[0]}@{pair[1]}"
-            )
+        """Recompute `pair` once it has not moved for `settle_s` (one settling loop for all)."""
+        now = time.monotonic()
+        moved = self._moved.get(pair)
+        if moved is None:
+            self._moved[pair] = [now, now]
+        else:
+            moved[1] = now
+        if self._settler is None:
+            self._settler = asyncio.get_running_loop().create_task(self._settling(), name="replenish-settle")
 
-    async def _settled(self, pair: tuple[str, str]) -> None:
-        first = time.monotonic()
+    def _due(self, now: float) -> tuple[list[tuple[str, str]], float]:
+        """The pairs settled by now, and how long until the next one may be (one pass)."""
+        due: list[tuple[str, str]] = []
+        wake = self.max_wait_s
+        for pair, (first, last) in self._moved.items():
+            quiet_at = last + self.settle_s
+            if (now >= quiet_at and not self._behind) or now - first >= self.max_wait_s:
+                due.append(pair)
+            else:
+                at = quiet_at if now < quiet_at else now + self.settle_s / 4  # behind: look again soon
+                wake = min(wake, min(at, first + self.max_wait_s) - now)
+        return due, wake
+
+    async def _settling(self) -> None:
+        """While pairs settle: wake when the next may be settled (never before the next batch
+        may start), recompute the settled ones together, at most `batch_pairs` at a time."""
         try:
-            while True:
+            while self._moved:
                 now = time.monotonic()
-                quiet_at = self._moved[pair] + self.settle_s
-                if (now >= quiet_at and not self._behind) or now - first >= self.max_wait_s:
-                    break
-                wake = quiet_at if now < quiet_at else now + self.settle_s / 4  # behind: look again soon
-                await asyncio.sleep(min(wake, first + self.max_wait_s) - now)
-            del self._settling[pair]  # a move from here on starts a new wait (this recompute may miss it)
-            self._moved.pop(pair, None)
-            await self._in_batch(pair)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the next move or the scheduled recompute tries again
-            if self.metrics is not None:
-                self.metrics.failures.inc()
-            log.warning("pair not recomputed", sku=pair[0], site=pair[1], error=f"{type(exc).__name__}: {exc}")
-        finally:
-            if self._settling.get(pair) is asyncio.current_task():
-                del self._settling[pair]
-
-    async def _in_batch(self, pair: tuple[str, str]) -> None:
-        """Recompute `pair` in the next batch (joining it if already waiting for one)."""
-        loop = asyncio.get_running_loop()
-        done = self._ready.get(pair)
-        if done is None:
-            done = self._ready[pair] = loop.create_future()
-        if self._batcher is None:
-            self._batcher = loop.create_task(self._batches(), name="replenish-batches")
-        await done
-
-    async def _batches(self) -> None:
-        """Recompute the settled pairs, batch after batch, until none is left waiting."""
-        try:
-            while self._ready:
-                wait = self._last_batch + self.min_batch_interval_s - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # pairs settling meanwhile join this batch
-                part = dict(list(self._ready.items())[: self.batch_pairs])
+                due, wake = self._due(now)
+                next_batch = self._last_batch + self.min_batch_interval_s - now
+                if not due or next_batch > 0:
+                    await asyncio.sleep(max(wake if not due else 0.0, next_batch, 0.001))
+                    continue  # pairs moving meanwhile join this batch
+                part = due[: self.batch_pairs]
                 for pair in part:
-                    del self._ready[pair]
+                    del self._moved[pair]  # a move from here on starts a new wait (this recompute may miss it)
                 self._last_batch = time.monotonic()
                 try:
-                    results = await self._recompute(list(part))
-                except Exception as exc:
+                    results = await self._recompute(part)
+                except Exception as exc:  # the next move or the scheduled recompute tries again
                     results = [exc] * len(part)
-                for done, failed in zip(part.values(), results, strict=True):
-                    if done.done():
-                        continue
-                    if failed is None:
-                        done.set_result(None)
-                    else:
-                        done.set_exception(failed)
+                for pair, failed in zip(part, results, strict=True):
+                    if failed is not None:
+                        self._failed(pair, failed)
         finally:
-            self._batcher = None
+            self._settler = None
+
+    def _failed(self, pair: tuple[str, str], exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.failures.inc()
+        log.warning("pair not recomputed", sku=pair[0], site=pair[1], error=f"{type(exc).__name__}: {exc}")
 
     async def idle(self) -> None:
         """Wait until no pair is settling (tests, and a clean stop)."""
-        while self._settling:
-            await asyncio.gather(*list(self._settling.values()), return_exceptions=True)
+        while self._settler is not None:
+            await asyncio.gather(self._settler, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop waiting: the pairs still settling are left to the scheduled recompute."""
-        tasks = list(self._settling.values())
-        if self._batcher is not None:
-            tasks.append(self._batcher)
-        for done in self._ready.values():
-            done.cancel()
-        self._ready.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._settling.clear()
+        settler = self._settler
+        if settler is not None:
+            settler.cancel()
+            await asyncio.gather(settler, return_exceptions=True)
         self._moved.clear()
 
     def _moves_position(self, m: Movement, fresh: bool) -> bool:

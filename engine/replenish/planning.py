@@ -18,6 +18,7 @@ Mappings worth knowing:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -208,10 +209,18 @@ class PolicyPlanner:
         return out
 
 
+@functools.lru_cache(maxsize=65_536)
+def _lead_stats(
+    terms: SupplierTerms | None, today: date, default_lead_days: float, settings: m.PolicySettings
+) -> tuple[float, float, float, tuple[m.LeadTime, ...]]:
+    """lead_time_stats of the pair's terms: the same terms give the same numbers, and the
+    trigger's screen meets the same terms pair after pair, batch after batch (kept per value)."""
+    return lead_time_stats(supplier_terms_of(terms, today, default_lead_days), settings)
+
+
 def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list[bool]:
     histories = [history_of(i) for i in inputs]
-    terms = [supplier_terms_of(i.supplier, i.today, i.config.default_lead_time_days) for i in inputs]
-    stats = [lead_time_stats(t, settings) for t in terms]
+    stats = [_lead_stats(i.supplier, i.today, i.config.default_lead_time_days, settings) for i in inputs]
     horizons = [math.ceil(mean) + settings.review_days + settings.horizon_days for mean, _, _, _ in stats]
     fc = forecast_batch(
         np.stack([h.demand for h in histories]),

@@ -23,9 +23,10 @@ from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgu
 from engine.domain.history import MovementQuery, SeriesQuery
 from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
-from engine.domain.statuses import DEFAULT_DICTIONARY, Role
+from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 from engine.replenish.actions import ActionSink, acceptance_events, suggested_event
 from engine.replenish.demand import DemandBatch, Pair, ReturnDays, StockoutDays, net_of_returns
+from engine.replenish.floor import NEVER_MS, PositionFloors
 from engine.replenish.health import (
     HEALTH_DAYS,
     GiftCount,
@@ -42,6 +43,7 @@ from engine.replenish.store import (
     ReplenishStore,
     StaleWrite,
     Suggestion,
+    SuggestionStamp,
     SupplierTerms,
     adoption_of,
     check_factors,
@@ -99,6 +101,9 @@ class StockPosition:
     # Of those, units on a shipped transfer: (units, ETA ms; 0 = none given) per transfer.
     # The planner counts them by their ETA; the rest of `in_transit` counts as arriving now.
     arrivals: tuple[tuple[int, int], ...] = ()
+    # The earliest expiry of the sellable units counted in `on_hand` (NEVER_MS: none expires);
+    # at or before `as_of_ms` when a lot past its expiry is still in a sellable status.
+    fresh_until_ms: int = NEVER_MS
 
 
 class _Availability(Protocol):
@@ -125,13 +130,16 @@ _ARRIVING = frozenset(DEFAULT_DICTIONARY.role(r) for r in (Role.ARRIVING, Role.R
 async def read_position(stock: StockReader, sku: str, site: str, now_ms: int) -> StockPosition:
     availability = await stock.get_availability(sku, site, (Dimension.STATUS,))
     on_hand = held = arriving = 0
+    fresh_until = NEVER_MS
     for row in availability.rows:
         status = dict(row.group).get("status", "")
         on_hand += row.available
         held += row.held
         if status in _ARRIVING:
             arriving += row.qty
-    return StockPosition(on_hand, held, arriving, now_ms)
+        if row.available > 0 and row.earliest_expiry_ms:
+            fresh_until = min(fresh_until, row.earliest_expiry_ms)
+    return StockPosition(on_hand, held, arriving, now_ms, fresh_until_ms=fresh_until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +247,13 @@ class ReplenishService:
         self._changed: dict[Pair, float] = {}  # pair → when its history last changed otherwise than by a scan
         self._locks: dict[str, asyncio.Lock] = {}
         self._factors_cache: tuple[float, list[Factor]] | None = None
+        # The trigger's path without reads: each pair's stored suggestion as last read or
+        # written here (used while the store's stamp says it is still what is stored), and,
+        # once a journal follower feeds them (follow_positions), floors under the positions.
+        self._suggestions: dict[str, Suggestion] = {}
+        self.floors: PositionFloors | None = None
+        # The window's series from the history's inputs, per pair (before the live count).
+        self._base: dict[Pair, tuple[DayInputs, date, list[float], tuple[bool, ...]]] = {}
 
     # ---- what the follower tells ----
 
@@ -262,6 +277,18 @@ class ReplenishService:
         if len(self._changed) >= MAX_CACHED_PAIRS:
             self._changed.clear()
         self._changed[(sku, site)] = time.monotonic()
+
+    def follow_positions(self, statuses: StatusDictionary = DEFAULT_DICTIONARY) -> None:
+        """A journal follower will tell every movement (note_movement): keep floors under the
+        moved pairs' positions so the trigger screens them without reading the cells.
+        `statuses`: the cells' own dictionary (which statuses are sellable, which arriving)."""
+        if self.floors is None:
+            self.floors = PositionFloors(statuses)
+
+    def note_movement(self, m: Movement, fresh: bool) -> None:
+        """One journal movement, in journal order (`fresh`: not delivered before)."""
+        if self.floors is not None:
+            self.floors.note(m, fresh)
 
     def note_gift(self, sku: str, site: str, with_tax: bool) -> None:
         count = self._gifts.setdefault(pair_key(sku, site), GiftCount())
@@ -339,18 +366,35 @@ class ReplenishService:
         """The daily net demand and stockout days of the window from the history's inputs and
         the follower's live count (newer than the history for the last two days)."""
         first, days = self._window(today)
+        base, censored = self._base_series(sku, site, today, got)
+        series = list(base)
+        live = self._live.get(pair_key(sku, site))
+        for day, live_qty in (live.days if live is not None else {}).items():
+            i = (date.fromisoformat(day) - first).days
+            if 0 <= i < days:  # the history may not have the last scans yet: the follower's count is newer
+                series[i] = max(series[i], float(live_qty))
+        # net demand: customers' returns against its sales come off the sales' days
+        values = tuple(net_of_returns(series, first, got.returned) if got.returned else series)
+        return values, censored
+
+    def _base_series(self, sku: str, site: str, today: date, got: DayInputs) -> tuple[list[float], tuple[bool, ...]]:
+        """The window's consumption and stockout days from the history's inputs alone: the same
+        for every recompute of the pair until its inputs are read again (kept per pair)."""
+        hit = self._base.get((sku, site))
+        if hit is not None and hit[0] is got and hit[1] == today:
+            return hit[2], hit[3]
+        first, days = self._window(today)
         series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
         for day, qty in got.consumed.items():
             if day in series:
                 series[day] = qty
-        live = self._live.get(pair_key(sku, site))
-        for day, live_qty in (live.days if live is not None else {}).items():
-            if day in series:  # the history may not have the last scans yet: the follower's count is newer
-                series[day] = max(series[day], float(live_qty))
-        # net demand: customers' returns against its sales come off the sales' days
-        values = tuple(net_of_returns(list(series.values()), first, got.returned))
+        base = list(series.values())
         # Today is not over: never censored (its scans are the live signal).
-        return values, tuple((first + timedelta(days=i)) in got.stockouts for i in range(len(values)))
+        censored = tuple((first + timedelta(days=i)) in got.stockouts for i in range(len(base)))
+        if len(self._base) >= MAX_CACHED_PAIRS:
+            self._base.clear()
+        self._base[(sku, site)] = (got, today, base, censored)
+        return base, censored
 
     async def _consumed(self, sku: str, site: str, first: date, today: date) -> dict[str, float]:
         if self.history is None:
@@ -387,12 +431,22 @@ class ReplenishService:
         return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
 
     async def _position(self, sku: str, site: str, now_ms: int) -> StockPosition:
+        """The cells' position of the pair (and the transfer desk's arrivals); it seeds the
+        pair's floor when a journal follower keeps them (engine.replenish.floor)."""
+        token = self.floors.begin((sku, site), now_ms) if self.floors is not None else 0
         if self.transit is None:
-            return await read_position(self.stock, sku, site, now_ms)
-        position, arrivals = await asyncio.gather(
-            read_position(self.stock, sku, site, now_ms), self.transit.arriving(sku, site)
-        )
-        return replace(position, arrivals=tuple(arrivals))
+            position = await read_position(self.stock, sku, site, now_ms)
+        else:
+            position, arrivals = await asyncio.gather(
+                read_position(self.stock, sku, site, now_ms), self.transit.arriving(sku, site)
+            )
+            position = replace(position, arrivals=tuple(arrivals))
+        if self.floors is not None:
+            if position.arrivals:  # an ETA may move without a movement: read such a pair each time
+                self.floors.drop((sku, site))
+            else:
+                self.floors.seed((sku, site), token, position.on_hand, position.in_transit, position.fresh_until_ms)
+        return position
 
     async def inputs(
         self, sku: str, site: str, factors: Sequence[Factor] | None = None, days: DayInputs | None = None
@@ -432,6 +486,7 @@ class ReplenishService:
             self._supplier(sku, site, cached_terms),
             self.store.get_suggestion(sku, site),
         )
+        self._remember(sku, site, current)
         open_todos = max(0, (current.panel.open_todos if current else 0) - self._received.get(pair_key(sku, site), 0))
         inputs = PairInputs(
             sku,
@@ -443,6 +498,59 @@ class ReplenishService:
             supplier,
             self._factors(factors, sku, site, today),
             open_todos,
+            self.config,
+        )
+        return inputs, current
+
+    def _remember(self, sku: str, site: str, s: Suggestion | None) -> None:
+        key = pair_key(sku, site)
+        if s is None:
+            self._suggestions.pop(key, None)
+            return
+        if key not in self._suggestions and len(self._suggestions) >= MAX_CACHED_PAIRS:
+            self._suggestions.clear()
+        self._suggestions[key] = s
+
+    def _known_suggestion(self, sku: str, site: str) -> Suggestion | None:
+        """The pair's stored suggestion without a read: the one last read or written here, if
+        the store's stamp (e.g. its bucket's own stream) says it is still what is stored."""
+        kept = self._suggestions.get(pair_key(sku, site))
+        if kept is None:
+            return None
+        stamp = self.store.suggestion_stamp(sku, site)
+        return kept if stamp is not None and stamp == SuggestionStamp.of(kept) else None
+
+    def _known_inputs(
+        self, sku: str, site: str, factors: Sequence[Factor], days: DayInputs, now_ms: int, today: date
+    ) -> tuple[PairInputs, Suggestion] | None:
+        """The pair's inputs for the trigger's screen with no read at all — its floored position
+        (engine.replenish.floor), its cached terms and its known stored suggestion — or None
+        when one of them is not at hand (then it is read). Only for the screen: a pair it
+        finds at or below its reorder point is recomputed from fresh reads."""
+        if self.floors is None:
+            return None
+        floored = self.floors.position((sku, site), now_ms)
+        if floored is None:
+            return None
+        key = pair_key(sku, site)
+        terms = self._terms.get(key)
+        if terms is None or time.monotonic() - terms[0] >= SUPPLIER_TTL_S:
+            return None
+        current = self._known_suggestion(sku, site)
+        if current is None:
+            return None
+        demand, censored = self._series(sku, site, today, days)
+        inputs = PairInputs(
+            sku,
+            site,
+            today,
+            demand,
+            censored,
+            # held 0: the policy's position is on hand + held − held, i.e. the available floor
+            StockPosition(floored.available, 0, floored.in_transit, now_ms),
+            terms[1],
+            self._factors(factors, sku, site, today),
+            max(0, current.panel.open_todos - self._received.get(key, 0)),
             self.config,
         )
         return inputs, current
@@ -483,10 +591,15 @@ class ReplenishService:
         screen finds above its reorder point whose stored suggestion a plan ordering nothing
         would not change (_stays) costs no plan and no write: its stored suggestion is already
         what recompute() would leave. The others are recomputed as by recompute() (at most
-        recompute_concurrency at a time). Per pair its suggestion or the error that stopped it."""
+        recompute_concurrency at a time). Per pair its suggestion or the error that stopped it.
+
+        A pair with a floor under its position (a journal follower feeds them), cached terms and
+        a stored suggestion known without a read (_known_inputs) is screened on those with no
+        read at all; if the screen does not let it go, it is recomputed from fresh reads."""
         if not pairs:
             return []
-        today = day_of(self.clock.now_ms())
+        now_ms = self.clock.now_ms()
+        today = day_of(now_ms)
         days, factors, _ = await asyncio.gather(
             self._cached_day_inputs(pairs, today), self._all_factors(), self._warm_health(pairs)
         )
@@ -496,19 +609,33 @@ class ReplenishService:
             async with limit:
                 return await self._read(sku, site, factors, days[(sku, site)], cached_terms=True)
 
-        found: list[Any] = list(await asyncio.gather(*(read(sku, site) for sku, site in pairs), return_exceptions=True))
-        _reraise_cancelled(found)
+        found: list[Any] = [
+            self._known_inputs(sku, site, factors, days[(sku, site)], now_ms, today) for sku, site in pairs
+        ]
+        known = {n for n, got in enumerate(found) if got is not None}  # screened without a read
+        unread = [n for n in range(len(pairs)) if n not in known]
+        read_now = await asyncio.gather(*(read(*pairs[n]) for n in unread), return_exceptions=True)
+        _reraise_cancelled(list(read_now))
+        for n, got in zip(unread, read_now, strict=True):
+            found[n] = got
         ok = [n for n, got in enumerate(found) if not isinstance(got, BaseException)]
+        reread: set[int] = set()
         for n, stays in zip(ok, await self._unchanged([found[n] for n in ok]), strict=True):
             if stays:
                 found[n] = found[n][1]
+            elif n in known:
+                reread.add(n)
 
-        async def one(got: tuple[PairInputs, Suggestion | None]) -> Suggestion:
+        async def one(n: int) -> Suggestion:
             async with limit:
-                return await self.recompute(got[0].sku, got[0].site, trigger, read=got)
+                if n in reread:  # screened on a floor: planned from fresh reads (the cells' position)
+                    sku, site = pairs[n]
+                    return await self.recompute(sku, site, trigger, factors=factors, days=days[(sku, site)])
+                inputs, current = found[n]
+                return await self.recompute(inputs.sku, inputs.site, trigger, read=(inputs, current))
 
         planned = [n for n in ok if isinstance(found[n], tuple)]
-        results = await asyncio.gather(*(one(found[n]) for n in planned), return_exceptions=True)
+        results = await asyncio.gather(*(one(n) for n in planned), return_exceptions=True)
         _reraise_cancelled(list(results))
         for n, result in zip(planned, results, strict=True):
             found[n] = result
@@ -634,6 +761,7 @@ class ReplenishService:
             if received:
                 self._received[pair_key(sku, site)] = self._received.get(pair_key(sku, site), 0) + received
             raise
+        self._remember(sku, site, candidate)
         await self._tell_new(candidate, inputs.supplier)
         return candidate
 
@@ -703,6 +831,7 @@ class ReplenishService:
             panel=replace(current.panel, open_todos=current.panel.open_todos + ordered),
         )
         await self.store.put_suggestion(decided, current.version)
+        self._remember(current.sku, current.site, decided)
         if not automatic:
             rules = tuple(sorted({line.rule for line in current.trace if line.changed}))
             await self.store.add_decision(

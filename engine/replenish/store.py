@@ -258,6 +258,21 @@ def entries_after(
 
 
 @dataclass(frozen=True, slots=True)
+class SuggestionStamp:
+    """What identifies a stored suggestion's value without reading it: a recompute writes a new
+    version, a decision writes the same version in another state (and the flag goes with both).
+    A reader that holds a suggestion with this stamp holds what is stored."""
+
+    version: int
+    state: str
+    flagged: bool
+
+    @staticmethod
+    def of(s: Suggestion) -> SuggestionStamp:
+        return SuggestionStamp(s.version, s.state, s.flagged)
+
+
+@dataclass(frozen=True, slots=True)
 class SuggestionEntry:
     """A stored suggestion as a listing first sees it: its pair and, where the store knows
     them without reading the value, its state and flag (None: read the value to know)."""
@@ -309,6 +324,12 @@ class ReplenishStore(Protocol):
 
     async def supplier_keys(self) -> list[str]:
         """The pair keys of every stored supplier terms, sorted."""
+        ...
+
+    def suggestion_stamp(self, sku: str, site: str) -> SuggestionStamp | None:
+        """The stored suggestion's stamp as the store knows it without a read (the trigger's
+        path: a moved pair that stays as it is costs no read), or None when it does not know
+        it (nothing stored, or not known yet): then read the suggestion."""
         ...
 
     async def put_supplier(self, terms: SupplierTerms) -> None: ...

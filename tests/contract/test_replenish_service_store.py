@@ -438,3 +438,45 @@ async def test_the_index_follows_other_writers_and_older_values(nats_server: Emb
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_stamp_names_what_is_stored_without_a_read(nats_server: EmbeddedNats) -> None:  # noqa: F811
+    """The trigger's path: a stored suggestion's (version, state, flag) known without reading it —
+    its own writes at once, another process's once its message arrives, an older value (no
+    version header) never (read it)."""
+    import asyncio
+
+    from adapters.nats.replenish import _token
+    from engine.replenish.store import SuggestionStamp, pair_key
+
+    memory = InMemoryReplenishStore()
+    assert memory.suggestion_stamp(SKU, SITE) is None
+    await memory.put_suggestion(SUGGESTION, 0)
+    assert memory.suggestion_stamp(SKU, SITE) == SuggestionStamp(1, "open", False)
+
+    bucket = f"replenish-test-{uuid.uuid4().hex[:8]}"
+    one = await connect_replenish_store(ReplenishStoreConfig(url=nats_server.url, bucket=bucket))
+    two = await connect_replenish_store(ReplenishStoreConfig(url=nats_server.url, bucket=bucket))
+    try:
+        await two.put_suggestion(SUGGESTION, 0)
+        assert one.suggestion_stamp(SKU, SITE) is None  # not known yet: the first ask starts the index
+        for _ in range(100):
+            if one.suggestion_stamp(SKU, SITE) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert one.suggestion_stamp(SKU, SITE) == SuggestionStamp(1, "open", False)
+        await two.put_suggestion(replace(SUGGESTION, state="rejected", flagged=True), 1)  # a decision elsewhere
+        for _ in range(100):
+            if one.suggestion_stamp(SKU, SITE) != SuggestionStamp(1, "open", False):
+                break
+            await asyncio.sleep(0.05)
+        assert one.suggestion_stamp(SKU, SITE) == SuggestionStamp(1, "rejected", True)
+        await one.put_suggestion(replace(SUGGESTION, version=2, state="none"), 1)
+        assert one.suggestion_stamp(SKU, SITE) == SuggestionStamp(2, "none", False)  # its own write: at once
+        old = json.dumps({"schema_version": 1}).encode()
+        await two._kv.put("s." + _token(pair_key("Y", "S")), old)
+        await asyncio.sleep(0.3)
+        assert one.suggestion_stamp("Y", "S") is None
+    finally:
+        await one.close()
+        await two.close()

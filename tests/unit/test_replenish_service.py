@@ -68,8 +68,10 @@ class _Availability:
 class FakeStock:
     def __init__(self) -> None:
         self.available: dict[tuple[str, str], int] = {}
+        self.reads = 0
 
     async def get_availability(self, sku: str, site: str, group_by: Sequence[Any] = ()) -> _Availability:
+        self.reads += 1
         qty = self.available.get((sku, site), 0)
         return _Availability((SliceRow((("status", "available"),), qty, 0, qty, qty, 0),))
 
@@ -608,3 +610,24 @@ def test_a_bad_rules_file_is_a_settings_problem(tmp_path: Any) -> None:
     with pytest.raises(SettingsProblem) as problem:
         rules_of(Settings(replenish_rules=bad))
     assert problem.value.field == "replenish_rules"
+
+
+async def test_settling_many_moved_pairs_costs_one_task_not_one_each(parts: Any) -> None:
+    """Fails with a task and a timer per moved pair: 50 pairs settling were 50 tasks."""
+    import asyncio
+
+    service, stock, _, _ = parts
+    trigger = ReplenishTrigger(service, settle_s=0.05, max_wait_s=0.5)
+    q = QuantKey("L1", "", "available", "own")
+    before = len(asyncio.all_tasks())
+    takes = [
+        Movement(1, MovementKind.CONSUME, f"SKU-{n}", "HW-DC", "L1", 1, q, External.CUSTOMER, at_ms=0)
+        for n in range(50)
+    ]
+    for n, take in enumerate(takes):
+        stock.available[(take.sku, take.site)] = 100
+        await trigger.apply((FollowedEntry(n + 1, _entry(take)),))
+    assert len(asyncio.all_tasks()) - before == 1  # the one settling loop
+    await trigger.idle()
+    assert all([await service.explain(t.sku, t.site) for t in takes])  # every pair was recomputed
+    await trigger.close()

@@ -18,7 +18,7 @@ from adapters.memory.replenish import InMemoryReplenishStore
 from adapters.memory.replenish_events import InMemoryReplenishEvents
 from engine.domain.clock import ManualClock
 from engine.domain.history import DayQty, HistoryBatch, HistoryRecord, SeriesQuery
-from engine.domain.model import External, Movement, MovementKind, QuantKey
+from engine.domain.model import External, Lot, Movement, MovementKind, QuantKey
 from engine.domain.ports import FollowedEntry, JournalEntry
 from engine.replenish.follower import ReplenishTrigger
 from engine.replenish.planning import PolicyPlanner
@@ -80,6 +80,7 @@ class PairCase:
     decision: str  # "", "accepted", "rejected": what a planner did to an open first version
     gifts: int  # gifts without tax noted since (data health)
     scans: int = 0  # units issued today since, as the follower notes them (not in the history yet)
+    late_decision: str = ""  # "", "accepted", "rejected": a decision after the trigger's caches
 
 
 pair_cases = st.builds(
@@ -97,6 +98,7 @@ pair_cases = st.builds(
     decision=st.sampled_from(["", "", "accepted", "rejected"]),
     gifts=st.sampled_from([0, 0, 3]),
     scans=st.sampled_from([0, 0, 2, 20]),
+    late_decision=st.sampled_from(["", "", "accepted", "rejected"]),
 )
 
 
@@ -115,7 +117,7 @@ class CountingHistory(InMemoryHistoryStore):
 async def _history(cases: Sequence[PairCase], clock: ManualClock) -> CountingHistory:
     history = CountingHistory()
     q = QuantKey("L1", "", "available", "own")
-    records = []
+    records: list[HistoryRecord] = []
     for n, case in enumerate(cases):
         for day in range(1, 61):
             if case.rate and (day * (n + 3)) % 4:  # some days without demand
@@ -151,11 +153,24 @@ def _terms(n: int, case: PairCase, clock: ManualClock) -> SupplierTerms:
     )
 
 
+def _moved(n: int, before: int, after: int, at_ms: int) -> Movement:
+    """The movement that takes pair n's stock from `before` to `after`: a sale or a receipt."""
+    q = QuantKey("L-new", "", "available", "own")
+    if after < before:
+        return Movement(1, MovementKind.CONSUME, f"S{n}", SITE, "L1", before - after, q, External.CUSTOMER, at_ms=at_ms)
+    lot = Lot("L-new", at_ms, at_ms + 400 * DAY_MS)
+    return Movement(
+        1, MovementKind.RECEIVE, f"S{n}", SITE, "L-new", after - before, External.SUPPLIER, q, at_ms=at_ms, lot=lot
+    )
+
+
 async def _world(
-    cases: Sequence[PairCase],
+    cases: Sequence[PairCase], follow: bool = False
 ) -> tuple[ReplenishService, FakeStock, InMemoryReplenishEvents, CountingPlanner]:
     """One service brought to the same state every time: a first full recompute of every
-    pair, the planners' decisions, then the supplier terms, gifts and stock of now."""
+    pair, the planners' decisions, then the supplier terms, gifts and stock of now. `follow`:
+    the service keeps floors under the positions, and each change of stock comes with the
+    movement that made it (as the journal follower tells them)."""
     clock = ManualClock()
     stock, events, planner = FakeStock(), InMemoryReplenishEvents(), CountingPlanner()
     service = ReplenishService(
@@ -167,6 +182,8 @@ async def _world(
         actions=events,
         config=ReplenishConfig(),
     )
+    if follow:
+        service.follow_positions()
     for n, case in enumerate(cases):
         if case.terms_then:
             await service.put_supplier(_terms(n, case, clock))
@@ -175,14 +192,21 @@ async def _world(
         if case.decision and first.state == "open":
             await service.decide("planner-li", f"S{n}", SITE, first.version, case.decision, first.qty, "checked")
     await service.recompute_many([(f"S{n}", SITE) for n in range(len(cases))], "journal")  # the trigger's caches
+    clock.advance(5_000)  # what moves from here is surely not in the reads just made
     for n, case in enumerate(cases):
+        current = await service.store.get_suggestion(f"S{n}", SITE)
+        if case.late_decision and current is not None and current.state == "open":
+            await service.decide("planner-wu", f"S{n}", SITE, current.version, case.late_decision, 1, "late")
         if case.scans:
             service.note_consumed(f"S{n}", SITE, case.scans, clock.now_ms())
         if case.terms_now and not case.terms_then:
             await service.put_supplier(_terms(n, case, clock))
         for _ in range(case.gifts):
             service.note_gift(f"S{n}", SITE, with_tax=False)
+        before = stock.available[(f"S{n}", SITE)]
         stock.available[(f"S{n}", SITE)] = case.stock
+        if follow and case.stock != before:
+            service.note_movement(_moved(n, before, case.stock, clock.now_ms()), fresh=True)
     return service, stock, events, planner
 
 
@@ -191,11 +215,14 @@ async def _stored(service: ReplenishService, pairs: int) -> list[Suggestion | No
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(pair_cases, min_size=1, max_size=8))
-def test_the_screened_batch_stores_exactly_what_the_full_recompute_stores(cases: list[PairCase]) -> None:
+@given(st.lists(pair_cases, min_size=1, max_size=8), st.booleans())
+def test_the_screened_batch_stores_exactly_what_the_full_recompute_stores(cases: list[PairCase], follow: bool) -> None:
+    """`follow`: the screen takes the floors under the positions and the stored suggestions known
+    by their stamps (no read) — it must still store exactly what the full recompute stores."""
+
     async def run() -> None:
-        cheap, _, cheap_events, _ = await _world(cases)
-        full, _, full_events, _ = await _world(cases)
+        cheap, _, cheap_events, _ = await _world(cases, follow)
+        full, _, full_events, _ = await _world(cases, follow)
         pairs = [(f"S{n}", SITE) for n in range(len(cases))]
         got = await cheap.recompute_many(pairs, "journal")
         want = [await full.recompute(sku, site, "journal") for sku, site in pairs]
@@ -224,6 +251,43 @@ def test_a_pair_that_stays_above_its_reorder_point_costs_no_plan_no_write_and_on
         assert all(isinstance(s, Suggestion) and s.state == "none" and s.version == 1 for s in got)
         assert planner.planned == planned
         assert service.store.reads == {"suggestion": len(pairs), "supplier": 0, "put": 0}
+
+    asyncio.run(run())
+
+
+def test_with_the_journal_followed_a_pair_that_stays_above_costs_no_read_at_all() -> None:
+    """Fails without the floors and the stamps: each moved pair read its position from the
+    cells and its stored suggestion from the store. A pair whose floor falls to its reorder
+    point is planned from fresh reads, and a decision made elsewhere is seen by its stamp."""
+    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0) for _ in range(6)]
+
+    async def run() -> None:
+        service, stock, _, planner = await _world(cases, follow=True)
+        pairs = [(f"S{n}", SITE) for n in range(len(cases))]
+        await service.recompute_many(pairs, "journal")
+        assert isinstance(service.store, CountingStore)
+        assert isinstance(service.clock, ManualClock)
+        service.store.reads = {"suggestion": 0, "supplier": 0, "put": 0}
+        planned, cells_read = planner.planned, stock.reads
+        for n in range(len(cases)):  # a sale of 20 each, still above the reorder point
+            service.note_movement(_moved(n, 100, 80, service.clock.now_ms()), fresh=True)
+            stock.available[(f"S{n}", SITE)] = 80
+        got = await service.recompute_many(pairs, "journal")
+        assert all(isinstance(s, Suggestion) and s.state == "none" and s.version == 1 for s in got)
+        assert (planner.planned, stock.reads) == (planned, cells_read)
+        assert service.store.reads == {"suggestion": 0, "supplier": 0, "put": 0}
+        service.note_movement(_moved(0, 80, 3, service.clock.now_ms()), fresh=True)  # crosses
+        stock.available[("S0", SITE)] = 3
+        (crossed, _) = await service.recompute_many(pairs[:2], "journal")
+        assert isinstance(crossed, Suggestion)
+        assert (crossed.version, crossed.state) == (2, "open")
+        assert stock.reads == cells_read + 1  # planned from the cells' own position
+        other = await service.store.get_suggestion("S1", SITE)
+        assert other is not None
+        await service.store.put_suggestion(replace(other, state="rejected", reason="seasonal"), 1)  # elsewhere
+        (seen,) = await service.recompute_many(pairs[1:2], "journal")
+        assert isinstance(seen, Suggestion)
+        assert (seen.version, seen.state) == (1, "rejected")
 
     asyncio.run(run())
 
