@@ -78,7 +78,9 @@ class ChannelServer:
         self._server: asyncio.AbstractServer | None = None
         self._dir: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.path = ""
+        self.calls = 0  # frames answered (the shard's stats show it)
 
     async def start(self) -> str:
         """Listen (idempotent); the socket's path."""
@@ -90,6 +92,7 @@ class ChannelServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         room = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        self._writers.add(writer)
         try:
             while True:
                 call_id, body = await _read_frame(reader)
@@ -101,6 +104,7 @@ class ChannelServer:
         except (asyncio.IncompleteReadError, ConnectionError, ChannelBroken):
             pass  # the gateway went away (or sent garbage): its calls are its own to retry
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     async def _answer(self, call_id: int, body: bytes, writer: asyncio.StreamWriter, room: asyncio.Semaphore) -> None:
@@ -109,6 +113,7 @@ class ChannelServer:
                 answer: tuple[int, Any] = (_OK, await self._apply(pickle.loads(body)))
             except Exception as exc:  # apply's own failure travels back, as Ray would carry it
                 answer = (_RAISED, exc)
+            self.calls += 1
             try:
                 frame = _frame(call_id, answer)
             except Exception as exc:  # an answer that does not pickle must still end the call
@@ -124,6 +129,8 @@ class ChannelServer:
             server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        for writer in list(self._writers):
+            writer.close()  # the gateways' waiting calls fail now, as when the process ends
         for task in list(self._tasks):
             task.cancel()
         if self._dir is not None:

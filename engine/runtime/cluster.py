@@ -137,6 +137,9 @@ class ShardActor(ShardHost):
         path = await self._channel.start()
         return ray.get_runtime_context().get_node_id(), path
 
+    async def stats(self) -> dict[str, Any]:
+        return {**await super().stats(), "channel_calls": 0 if self._channel is None else self._channel.calls}
+
     async def stop(self, snapshot_grace_s: float = 30.0) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
