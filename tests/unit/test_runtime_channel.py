@@ -20,13 +20,26 @@ class _Shard:
         self.started: list[Any] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self._applied = asyncio.Event()
 
     async def apply(self, ops: list[Any]) -> list[Any]:
         self.started.extend(ops)
+        self._applied.set()
         await self.gate.wait()
         if "boom" in ops:
             raise RuntimeError("apply failed")
         return [InsufficientStock("S", "X", 1, 0) if op == "short" else ("done", op) for op in ops]
+
+    async def until_started(self, n: int) -> None:
+        while len(self.started) < n:
+            self._applied.clear()
+            await asyncio.wait_for(self._applied.wait(), 5)
+
+
+def _socket_dir(path: str) -> tuple[bool, int]:
+    """(the socket's directory exists, its permission bits)."""
+    folder = os.path.dirname(path)
+    return os.path.exists(folder), stat.S_IMODE(os.stat(folder).st_mode) if os.path.exists(folder) else 0
 
 
 async def _pair(shard: _Shard) -> tuple[ChannelServer, ChannelClient]:
@@ -40,7 +53,8 @@ async def test_answers_come_back_per_call_refusals_as_values_and_failures_raised
     try:
         assert await client.call(["a", "b"]) == [("done", "a"), ("done", "b")]
         [refusal] = await client.call(["short"])
-        assert isinstance(refusal, InsufficientStock) and refusal.available == 0
+        assert isinstance(refusal, InsufficientStock)
+        assert refusal.available == 0
         with pytest.raises(RuntimeError, match="apply failed"):
             await client.call(["boom"])
         assert await client.call(["c"]) == [("done", "c")]  # the connection outlives a failed call
@@ -55,8 +69,7 @@ async def test_batches_in_flight_start_applying_in_the_order_they_were_sent() ->
     server, client = await _pair(shard)
     try:
         calls = [asyncio.ensure_future(client.call([i])) for i in range(50)]
-        while len(shard.started) < 50:
-            await asyncio.sleep(0.001)
+        await shard.until_started(50)
         assert shard.started == list(range(50))
         shard.gate.set()
         assert [r[0][1] for r in await asyncio.gather(*calls)] == list(range(50))
@@ -70,8 +83,7 @@ async def test_calls_waiting_when_the_shard_goes_away_fail_as_broken() -> None:
     shard.gate.clear()
     server, client = await _pair(shard)
     waiting = asyncio.ensure_future(client.call(["x"]))
-    while not shard.started:
-        await asyncio.sleep(0.001)
+    await shard.until_started(1)
     await server.close()  # as a dead process: the socket closes under the call
     with pytest.raises(ChannelBroken):
         await asyncio.wait_for(waiting, 5)
@@ -84,10 +96,9 @@ async def test_calls_waiting_when_the_shard_goes_away_fail_as_broken() -> None:
 async def test_the_socket_is_reachable_by_its_owner_only_and_removed_on_close() -> None:
     server = ChannelServer(_Shard().apply)
     path = await server.start()
-    mode = stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)
-    assert mode == 0o700
+    assert _socket_dir(path) == (True, 0o700)
     await server.close()
-    assert not os.path.exists(os.path.dirname(path))
+    assert _socket_dir(path) == (False, 0)
 
 
 async def test_a_frame_over_the_bound_closes_the_connection_without_reading_it() -> None:
