@@ -332,9 +332,15 @@ class ShardSupervisor:
         self._opening: asyncio.Task[None] | None = None
         self._opened_for = -1  # the last epoch a channel was tried for (once per primary)
         self._ray_in_flight = 0  # batches sent as Ray calls and not answered yet
+        self._ray_drained = asyncio.Event()  # set while no Ray call is in flight
+        self._ray_drained.set()
         self._background: set[asyncio.Task[Any]] = set()
 
     async def send(self, ops: list[Any]) -> list[Any]:
+        if self._ray_in_flight and self._channel is not None and self._channel[0] == self.epoch:
+            # The channel is open: let the Ray calls in flight land first, so this batch
+            # cannot overtake them (under steady load there may never be a lull to switch in).
+            await self._ray_drained.wait()
         primary, epoch = self.primary, self.epoch
         channel = self._usable_channel(epoch)
         if channel is not None:
@@ -347,6 +353,7 @@ class ShardSupervisor:
                 raise Unavailable(f"shard {self.shard}: {exc}") from exc
         self._open_channel_soon(primary, epoch)
         self._ray_in_flight += 1
+        self._ray_drained.clear()
         try:
             return await primary.apply.remote(ops)
         except ray.exceptions.RayActorError as exc:
@@ -354,6 +361,8 @@ class ShardSupervisor:
             raise Unavailable(f"shard {self.shard}: its process is gone; taking over") from exc
         finally:
             self._ray_in_flight -= 1
+            if not self._ray_in_flight:
+                self._ray_drained.set()
 
     def _usable_channel(self, epoch: int) -> ChannelClient | None:
         """The channel to this epoch's primary, once no Ray call is in flight to it: batches
