@@ -14,8 +14,8 @@ nodes the batches stay Ray calls.
 
 Order. The server starts each frame's apply in arrival order, as Ray starts an actor's
 calls in submission order, so batches in flight to a shard apply in the order the
-gateway's micro-batcher sent them. The supervisor switches between Ray and the channel
-only when nothing is in flight on the other path.
+gateway's micro-batcher sent them. Once the channel is open, the supervisor's next batch
+waits for the Ray calls still in flight to land before it takes the channel.
 
 Failure. A connection that breaks (the shard's process died, or the shard stopped) fails
 every call waiting on it with ChannelBroken: their outcome is unknown, as when a Ray
