@@ -217,8 +217,10 @@ class CpuSampler:
                     group = "nats"  # the embedded journal
                 else:
                     group = "ray_other"
-                if not cmdline.strip():
-                    return group  # not known yet (a starting worker): ask again next time
+                if not cmdline.strip() or "ray::IDLE" in cmdline:
+                    # Not known yet: a starting worker, or one of Ray's idle workers that may
+                    # become a shard's standby (whose CPU would then count as "other").
+                    return group
             self._groups[proc.pid] = group
         return group
 
@@ -419,6 +421,19 @@ async def run_ray_ping(run: Run, concurrency: int, round_: int) -> WindowResult:
     return _window("ray_empty", concurrency, round_, result, cpu_delta(cpu0, cpu1), {}, run)
 
 
+async def standbys_following(gateway: Any, wanted: bool, limit_s: float = 60.0) -> str:
+    """Wait until every shard's warm standby follows its journal (bounded); say how long it took."""
+    started = time.perf_counter()
+    while wanted:
+        stats = await gateway.shard_stats()
+        if all(s.get("standby") == "standby" for s in stats):
+            return f"standbys following after {time.perf_counter() - started:.1f} s"
+        if time.perf_counter() - started > limit_s:
+            return f"standbys not all following after {limit_s:.0f} s: {[s.get('standby') for s in stats]}"
+        await asyncio.sleep(0.1)
+    return "no standbys"
+
+
 async def measure_idle(run: Run, idle_s: float) -> dict[str, float]:
     """CPU each process group burns with no load at all (background loops, Ray's daemons)."""
     if idle_s <= 0:
@@ -601,6 +616,9 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             run = Run(args, parent_conn, CpuSampler(child.pid), engine, pairs, seeded_qty)
             # The seeding's journal entries are the followers' backlog: applied before any window.
             _log(_describe_catch_up(await followers_catch_up(engine)))
+            # The standbys start after the gateway serves and replay the seeding's entries:
+            # that is start-up, not the idle burn this window means to measure.
+            _log(await standbys_following(engine.gateway, engine.settings.standby))
             run.sampler.sample()  # learn the process groups before the first window
             run.idle_cpus = await measure_idle(run, args.idle_s)
             _log("idle CPU use (CPUs): " + ", ".join(f"{k} {v:.3f}" for k, v in run.idle_cpus.items()))

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(1.0, ge=0, le=1_000, description="how long a batch may wait to fill when busy")
     queue_max: int = Field(20_000, ge=1, le=10_000_000, description="queued ops per shard before RESOURCE_EXHAUSTED")
     max_in_flight: int = Field(2, ge=1, le=64, description="batches in flight per shard")
+    shard_channel: bool = Field(
+        True,
+        description="send op batches to a shard on this node over a Unix socket instead of as Ray calls "
+        "(~1 ms less per call); off: every batch is a Ray call",
+    )
 
     # cells
     dedupe_window_ms: int = Field(15 * 60_000, ge=1_000, description="how long a request id is remembered")

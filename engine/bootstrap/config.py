@@ -94,6 +94,7 @@ def cluster_config(settings: Settings) -> ClusterConfig:
         durable=settings.journal == "nats",
         shard_max_restarts=settings.shard_max_restarts,
         standby=settings.standby and settings.journal == "nats",
+        channel=settings.shard_channel,
         follow_interval_ms=settings.standby_follow_interval_ms,
         recoveries_path=settings.data_dir / "recoveries.json",
         log_level=settings.log_level,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from engine.domain.ports import BackendFactory
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
 from engine.logs import configure_logging
 from engine.runtime.batcher import BatchLimits, SendBatch
+from engine.runtime.channel import ChannelBroken, ChannelClient, ChannelServer
 from engine.runtime.gateway import Gateway, GatewayConfig, ShardAdmin, ShardPorts
 from engine.runtime.gateway.router import DirectoryStore, MemoryDirectoryStore
 from engine.runtime.host import ShardHost, SnapshotPolicy
@@ -126,6 +127,24 @@ class ShardActor(ShardHost):
     def __init__(self, *args: Any, log_level: str = "info", log_format: str = "console", **kwargs: Any) -> None:
         configure_logging(log_level, log_format)
         super().__init__(*args, **kwargs)
+        self._channel: ChannelServer | None = None
+
+    async def open_channel(self) -> tuple[str, str]:
+        """(this process's Ray node, the Unix socket its batches may come over): a gateway on
+        the same node sends `apply` there instead of as Ray calls (engine.runtime.channel)."""
+        if self._channel is None:
+            self._channel = ChannelServer(self.apply)
+        path = await self._channel.start()
+        return ray.get_runtime_context().get_node_id(), path
+
+    async def stats(self) -> dict[str, Any]:
+        return {**await super().stats(), "channel_calls": 0 if self._channel is None else self._channel.calls}
+
+    async def stop(self, snapshot_grace_s: float = 30.0) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+        await super().stop(snapshot_grace_s)
 
 
 _REMOTE_SHARD = ray.remote(ShardActor)
@@ -157,6 +176,9 @@ class ClusterConfig:
     # A warm standby actor per shard follows its journal and takes over when the primary's
     # process dies (DESIGN §9); needs the durable journal. Off: Ray restarts the primary.
     standby: bool = False
+    # A gateway sends a shard on its own node the op batches over a Unix socket instead of
+    # as Ray calls (engine.runtime.channel); off: every batch is a Ray call.
+    channel: bool = True
     follow_interval_ms: int = 200  # how often a standby reads the journal's new entries
     watch_interval_ms: int = 1_000  # how often the gateway checks its shards (and their standbys)
     recoveries_path: Path | None = None  # where the gateway keeps the shards' recovery counts
@@ -306,14 +328,99 @@ class ShardSupervisor:
         self.handles: dict[str, Any] = {}  # the gateway's view of the primaries, kept current here
         self.standby_state = "off" if not config.standby else "starting"  # as the last look found it
         self._taking_over: asyncio.Task[None] | None = None
+        self._channel: tuple[int, ChannelClient] | None = None  # (the epoch it reaches, the channel)
+        self._opening: asyncio.Task[None] | None = None
+        self._opened_for = -1  # the last epoch a channel was tried for (once per primary)
+        self._ray_in_flight = 0  # batches sent as Ray calls and not answered yet
+        self._ray_drained = asyncio.Event()  # set while no Ray call is in flight
+        self._ray_drained.set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def send(self, ops: list[Any]) -> list[Any]:
+        if self._ray_in_flight and self._channel is not None and self._channel[0] == self.epoch:
+            # The channel is open: let the Ray calls in flight land first, so this batch
+            # cannot overtake them (under steady load there may never be a lull to switch in).
+            await self._ray_drained.wait()
         primary, epoch = self.primary, self.epoch
+        channel = self._usable_channel(epoch)
+        if channel is not None:
+            try:
+                return await channel.call(ops)
+            except ChannelBroken as exc:
+                # The process died (or stopped): a Ray call tells which, and starts the take-over.
+                self._drop_channel(channel)
+                self._in_background(self._check_alive())
+                raise Unavailable(f"shard {self.shard}: {exc}") from exc
+        self._open_channel_soon(primary, epoch)
+        self._ray_in_flight += 1
+        self._ray_drained.clear()
         try:
             return await primary.apply.remote(ops)
         except ray.exceptions.RayActorError as exc:
             self.take_over_soon(epoch)
             raise Unavailable(f"shard {self.shard}: its process is gone; taking over") from exc
+        finally:
+            self._ray_in_flight -= 1
+            if not self._ray_in_flight:
+                self._ray_drained.set()
+
+    def _usable_channel(self, epoch: int) -> ChannelClient | None:
+        """The channel to this epoch's primary, once no Ray call is in flight to it: batches
+        in flight on two paths could apply out of the order they were sent in."""
+        if self._channel is None or self._ray_in_flight:
+            return None
+        channel_epoch, channel = self._channel
+        if channel_epoch != epoch or not channel.open:
+            self._drop_channel(channel)
+            return None
+        return channel
+
+    def _drop_channel(self, channel: ChannelClient) -> None:
+        if self._channel is not None and self._channel[1] is channel:
+            self._channel = None
+            self._in_background(channel.close())
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._background.discard)
+
+    def _open_channel_soon(self, primary: Any, epoch: int) -> None:
+        """Try once per primary: a shard on another node (or one that refused) stays on Ray."""
+        if not self._config.channel or self._opened_for == epoch:
+            return
+        self._opened_for = epoch
+        self._opening = asyncio.get_running_loop().create_task(self._open_channel(primary, epoch))
+
+    async def _open_channel(self, primary: Any, epoch: int) -> None:
+        """Connect to the primary's socket if it runs on this node; else stay on Ray calls."""
+        try:
+            node, path = await asyncio.wait_for(primary.open_channel.remote(), WATCH_CALL_TIMEOUT_S)
+            if node != ray.get_runtime_context().get_node_id() or epoch != self.epoch:
+                return
+            channel = await asyncio.wait_for(ChannelClient.connect(path), WATCH_CALL_TIMEOUT_S)
+        except Exception as exc:  # a dead primary is the send path's to find; Ray calls go on
+            error = f"{type(exc).__name__}: {exc}"
+            log.info("shard channel not opened; using Ray calls", shard=self.shard, error=error)
+            return
+        if epoch != self.epoch or self._channel is not None:
+            await channel.close()
+            return
+        self._channel = (epoch, channel)
+
+    async def _check_alive(self) -> None:
+        try:
+            await self.call("ping")  # a dead primary: the take-over starts (and ends) here
+        except Exception:
+            return
+        self._opened_for = -1  # alive (or restarted in place by Ray): the next Ray call reconnects
+
+    async def close_channel(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+        if self._channel is not None:
+            channel, self._channel = self._channel[1], None
+            await channel.close()
 
     async def call(self, method: str) -> Any:
         primary, epoch = self.primary, self.epoch
@@ -500,6 +607,7 @@ def _closer(
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         for supervisor in supervisors.values():
+            await supervisor.close_channel()
             for actor in supervisor.actors():
                 try:
                     await asyncio.wait_for(actor.stop.remote(), SHARD_STOP_TIMEOUT_S)

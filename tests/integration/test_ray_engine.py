@@ -310,3 +310,19 @@ async def test_overload_is_answered_resource_exhausted(ray_session: None) -> Non
         # refusals, may refuse a call locally (typed Throttled) for a while.
         async with LotwiseClient(running.grpc_address, timeout_s=30) as reader:
             assert await available(reader, p.sku, site) == 1_000_000 - held  # refused ones held nothing
+
+
+async def test_batches_reach_a_shard_on_this_node_over_its_channel(
+    ray_engine: RunningEngine, ray_client: LotwiseClient
+) -> None:
+    """Once a shard's socket is open, the gateway's batches go there, not through Ray."""
+
+    async def channel_calls() -> int:
+        return sum(int(s.get("channel_calls", 0)) for s in await ray_engine.gateway.shard_stats())
+
+    p = await fresh_place(ray_client, 1)
+    before = await channel_calls()
+    for n in range(8):
+        await receive_available(ray_client, p.sku, p.sites[0], f"LOT-{n}", 1, days=100)
+    assert await available(ray_client, p.sku, p.sites[0]) == 8
+    assert await channel_calls() - before >= 6  # the first call or two may go as Ray calls
