@@ -34,6 +34,7 @@ from engine.domain.errors import (
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
+from engine.domain.hold_parts import HoldParts, PartAnswers, ReadPart
 from engine.domain.inventory import StockKey
 from engine.domain.model import Movement, MovementKind
 from engine.domain.receipts import ReceiptColumns
@@ -272,6 +273,7 @@ Op = (
     | Adopt
     | Sweep
     | ReceiveBulk
+    | HoldParts
 )
 Result = Any  # a Reply, a read's value, or the DomainError that refused the op
 
@@ -281,8 +283,13 @@ HEADER_MAX = 1_000_000
 
 def journaled(op: Op) -> Sequence[Op]:
     """The ops the journal records for `op`: a bulk receipt is its receipts (replay applies
-    them one by one, which gives the very same state and movements)."""
-    return op.receipts if isinstance(op, ReceiveBulk) else (op,)
+    them one by one, which gives the very same state and movements); a hold's parts are
+    their commands (its reads: nothing)."""
+    if isinstance(op, ReceiveBulk):
+        return op.receipts
+    if isinstance(op, HoldParts):
+        return op.commands if op.mutating else ()  # type: ignore[return-value]
+    return (op,)
 
 
 def replay_ops(ops: Sequence[Op], movements: Sequence[Movement]) -> Sequence[Op]:
@@ -333,7 +340,7 @@ def replay_ops(ops: Sequence[Op], movements: Sequence[Movement]) -> Sequence[Op]
 
 def op_weight(ops: Sequence[Op]) -> int:
     """How many journaled ops `ops` stand for (what bounds a group commit)."""
-    return sum(len(op) if isinstance(op, ReceiveBulk) else 1 for op in ops)
+    return sum(len(op) if isinstance(op, ReceiveBulk | HoldParts) else 1 for op in ops)
 
 
 def new_total() -> list[int]:
@@ -525,6 +532,8 @@ class ShardCore:
                 return self.sweep(now_ms, op.max_cells)
             case ReceiveBulk():
                 return self._receive_bulk(op, now_ms)
+            case HoldParts():
+                return self._hold_parts(op, now_ms)
             case _:
                 return self._command(op, now_ms)
 
@@ -578,6 +587,24 @@ class ShardCore:
             except DomainError as refusal:
                 results.append(refusal)
         return results
+
+    def _hold_parts(self, op: HoldParts, now_ms: int) -> PartAnswers:
+        """Each part as if it had come alone, in order: its answer, or the refusal (a
+        moved pair's CellMoved too: the sender follows it for that part alone)."""
+        answers = PartAnswers()
+        for cmd in op.commands:
+            try:
+                if isinstance(cmd, ReadPart):
+                    cell = self._existing_cell(cmd.sku, cmd.site)
+                    answers.append(None if cell is None else cell.hold_view(cmd.hold_id, now_ms))
+                else:
+                    answers.append(self._command(cmd, now_ms))
+            except DomainError as refusal:
+                answers.append(refusal.with_traceback(None))  # no cycle kept (apply_batch says why)
+            except Exception:  # a bug: as apply_batch does for a lone op
+                log.exception("hold part failed", shard=self.name, op=type(cmd).__name__)
+                answers.append(Internal(f"{type(cmd).__name__} failed on shard {self.name}"))
+        return answers
 
     def _cell(self, sku: str, site: str) -> Cell:
         pair = (sku, site)

@@ -8,6 +8,7 @@ held (all or nothing). Commit and release are pre-checked with the cells' own ru
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -40,6 +41,7 @@ from engine.domain.errors import (
     Unavailable,
 )
 from engine.domain.hold_listing import ScanHolds, check_listing
+from engine.domain.hold_parts import HoldParts, PartCommand, ReadPart
 from engine.domain.holds import (
     MAX_LINES,
     check_line_count,
@@ -50,7 +52,7 @@ from engine.domain.holds import (
 )
 from engine.domain.inventory import CommitLine
 from engine.domain.model import Finance, HoldState, HoldView
-from engine.domain.shard import HoldHeader, LookupHold, ReadHold, RegisterHold
+from engine.domain.shard import CellAdopting, CellMoved, HoldHeader, LookupHold, ReadHold, RegisterHold
 from engine.domain.statuses import StatusDictionary
 from engine.runtime.gateway.router import Router, Target, raise_if_refused
 from engine.runtime.types import AggregateState, HoldLine, HoldSummary, aggregate_state
@@ -85,14 +87,13 @@ class HoldCoordinator:
             Reserve(request_id, sku, site, hold_id, tuple(ls), ttl_ms, doc_ref, finance)
             for (sku, site), ls in by_pair.items()
         ]
-        for cmd in cmds:
-            validate(cmd, self._statuses)
+        # Every line was checked by _validate_hold; the rest of the shape (ids, TTL,
+        # doc_ref, finance) is the same in every part: the first part stands for all.
+        validate(cmds[0], self._statuses)
         header = HoldHeader(hold_id, request_id, tuple(by_pair), ttl_ms)
-        # The header and every line go out at once: one round trip, not two.
+        # The header and every part go out at once: one round trip, not two.
         home = self._router.directory.home_for(hold_id)
-        sends: list[tuple[Target, Any]] = [(home, RegisterHold(header)), *(((c.sku, c.site), c) for c in cmds)]
-        outcomes = await self._router.send_all(sends, deadline, return_exceptions=True)
-        header_result, line_results = outcomes[0], outcomes[1:]
+        (header_result,), line_results = await self._send_parts(cmds, deadline, first=[(home, RegisterHold(header))])
         failures = [r for r in (header_result, *line_results) if isinstance(r, BaseException)]
         if failures:
             # All-or-nothing: abort every line that was held, and every line whose outcome
@@ -114,11 +115,11 @@ class HoldCoordinator:
         """Roll back the lines of a failed hold. Best effort by design: a line whose abort
         cannot be delivered now stays held at most until its TTL, and a retry of the same
         reserve aborts it again (its other lines answer HOLD_ABORTED)."""
+        if not lines:
+            return
         undo = undo_request_id(request_id)
-        sends: list[tuple[Target, Any]] = [
-            ((c.sku, c.site), Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True)) for c in lines
-        ]
-        results = await self._router.send_all(sends, None, essential=True, return_exceptions=True)
+        aborts = [Release(undo, c.sku, c.site, hold_id, doc_ref, abort=True) for c in lines]
+        _, results = await self._send_parts(aborts, None, essential=True)
         for cmd, result in zip(lines, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, NotFound | FailedPrecondition):
                 log.warning("abort of a failed hold line not delivered", hold_id=hold_id, sku=cmd.sku, site=cmd.site)
@@ -167,8 +168,8 @@ class HoldCoordinator:
         await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
         # The commits (releases) are the request's last ops: a batch's next command on these
         # pairs may queue right behind them (engine.api.batch).
-        results = await self._router.send_all([((c.sku, c.site), c) for c in cmds], deadline, last=True)
-        return _summary(hold_id, [raise_if_refused(r).hold for r in _first_refusal_last(results)])
+        _, results = await self._send_parts(cmds, deadline, last=True)
+        return _summary(hold_id, [r.hold for r in _first_refusal_last(results)])
 
     async def _check_parts(
         self,
@@ -195,10 +196,41 @@ class HoldCoordinator:
             check_resolvable(hold_id, pair, part, done_state, qty_by_pair.get(pair))
 
     async def _parts(self, hold_id: str, header: HoldHeader, deadline: float | None) -> list[HoldView | None]:
-        views = await self._router.send_all(
-            [((sku, site), ReadHold(sku, site, hold_id)) for sku, site in header.pairs], deadline
-        )
-        return [raise_if_refused(v) for v in views]
+        _, views = await self._send_parts([ReadPart(sku, site, hold_id) for sku, site in header.pairs], deadline)
+        return _first_refusal_last(views)
+
+    async def _send_parts(
+        self,
+        cmds: Sequence[PartCommand],
+        deadline: float | None,
+        *,
+        first: Sequence[tuple[Target, Any]] = (),
+        essential: bool = False,
+        last: bool = False,
+    ) -> tuple[list[Any], list[Any]]:
+        """Send `first`'s ops, then `cmds` as one HoldParts per shard, all queued at once;
+        → (the answers to `first`, each command's answer in `cmds` order). A failed call is
+        the answer of each of its ops (as a value); a part whose pair moved meanwhile is
+        followed on its own, as Router.to_pair does (rare: a hand-off)."""
+        router = self._router
+        by_shard: dict[str, list[int]] = {}
+        for i, cmd in enumerate(cmds):
+            by_shard.setdefault(router.directory.shard_for(cmd.sku, cmd.site), []).append(i)
+        sends = [*first, *((name, HoldParts.of([cmds[i] for i in idx])) for name, idx in by_shard.items())]
+        results = await router.send_all(sends, deadline, essential=essential, return_exceptions=True, last=last)
+        answers: list[Any] = [None] * len(cmds)
+        for idx, result in zip(by_shard.values(), results[len(first) :], strict=True):
+            for n, i in enumerate(idx):
+                answers[i] = result if isinstance(result, BaseException) else result[n]
+        moved = [i for i, a in enumerate(answers) if isinstance(a, CellMoved | CellAdopting)]
+        if moved:
+            followed = await asyncio.gather(
+                *(router.to_pair(cmds[i].sku, cmds[i].site, _alone(cmds[i]), deadline, essential) for i in moved),
+                return_exceptions=True,
+            )
+            for i, answer in zip(moved, followed, strict=True):
+                answers[i] = answer
+        return list(results[: len(first)]), answers
 
     async def get_hold(self, hold_id: str) -> HoldSummary:
         header = await self._header(hold_id, None)
@@ -297,11 +329,17 @@ def _root_cause(failures: Sequence[BaseException]) -> BaseException:
 
 
 def _first_refusal_last(results: Sequence[Any]) -> list[Any]:
-    """Raise the first refusal only after looking at all parts (every part was sent)."""
-    refusals = [r for r in results if isinstance(r, DomainError)]
-    if refusals:
-        raise refusals[0]
+    """Raise the first refusal only after looking at all parts (every part was sent); a
+    failure that is no refusal (a bug) first of all."""
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise next((f for f in failures if not isinstance(f, DomainError)), failures[0])
     return list(results)
+
+
+def _alone(cmd: PartCommand) -> Any:
+    """A part as the op it is when sent on its own (a read part is a ReadHold)."""
+    return ReadHold(cmd.sku, cmd.site, cmd.hold_id) if isinstance(cmd, ReadPart) else cmd
 
 
 def _summary(hold_id: str, parts: Sequence[HoldView]) -> HoldSummary:

@@ -1,0 +1,257 @@
+"""A multi-line hold's commands for the cells of one shard, as one op (DESIGN.md §5–7).
+
+A hold of 40 lines spans 40 cells, and each cell is the single writer of its part, so
+the hold is 40 Reserves (then 40 Commits, or Releases). Sent one op each, every part
+cost the gateway a future and the shard call a pickled command and a pickled answer —
+a dataclass, its lines, its HoldView and that view's allocations, each pickled field by
+field — which was more than the cells' own work (bench/README.md, "Many-line holds").
+`HoldParts` carries one hold's commands of one kind for the cells of one shard: one op,
+one future, one pickle of plain columns; its answers come back as `PartAnswers`, one per
+command, pickled as plain rows too.
+
+Nothing else changes: the shard applies the commands one by one, in order, exactly as
+if each had come alone (each its own answer or refusal, each idempotent by its request
+id), and the journal records them as the plain commands they are (`commands`), so replay,
+followers and business events see what they always saw. All-or-nothing across cells
+stays the coordinator's (engine.runtime.gateway.holds), as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import Any
+
+from engine.domain.commands import (
+    Commit,
+    Committed,
+    Release,
+    Released,
+    Reserve,
+    Reserved,
+    ReserveLine,
+    Strategy,
+)
+from engine.domain.errors import InvariantViolation
+from engine.domain.model import Allocation, Finance, HoldState, HoldView
+
+MAX_PARTS = 256  # commands of one HoldParts: a hold's lines (engine.domain.holds.MAX_LINES)
+
+
+class PartKind(StrEnum):
+    RESERVE = "reserve"
+    COMMIT = "commit"
+    RELEASE = "release"
+    READ = "read"  # each part's HoldView (None where the cell has no part): the resolve pre-check
+
+
+class ReadPart:
+    """A hold part to read (a HoldParts of kind READ): which cell."""
+
+    __slots__ = ("hold_id", "site", "sku")
+
+    def __init__(self, sku: str, site: str, hold_id: str) -> None:
+        self.sku, self.site, self.hold_id = sku, site, hold_id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReadPart) and (self.sku, self.site, self.hold_id) == (
+            other.sku,
+            other.site,
+            other.hold_id,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReadPart({self.sku!r}, {self.site!r}, {self.hold_id!r})"
+
+
+PartCommand = Reserve | Commit | Release | ReadPart
+
+# What every command of one HoldParts shares, sent once: (request_id, hold_id, doc_ref,
+# ttl_ms, finance, abort). A command's own row is (sku, site, lines | qty | None).
+_Head = tuple[str, str, str, int, Finance | None, bool]
+
+
+class HoldParts:
+    """One hold's commands of one kind for cells of one shard (at most MAX_PARTS), in the
+    order they apply; built from the commands (`of`) or from columns (a shard call)."""
+
+    __slots__ = ("_commands", "_head", "_rows", "kind")
+
+    def __init__(self, kind: PartKind, head: _Head, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not 0 < len(rows) <= MAX_PARTS:
+            raise InvariantViolation(f"a HoldParts has 1..{MAX_PARTS} commands, not {len(rows)}")
+        self.kind = kind
+        self._head = head
+        self._rows = tuple(rows)
+        self._commands: tuple[PartCommand, ...] | None = None
+
+    @classmethod
+    def of(cls, commands: Sequence[PartCommand]) -> HoldParts:
+        """Commands of one hold and one kind, sharing their ids, doc_ref, TTL and finance
+        (the coordinator makes them so); anything else is a bug, refused here."""
+        first = commands[0]
+        kind, head = _kind_and_head(first)
+        rows = [_row(kind, cmd) for cmd in commands]
+        parts = cls(kind, head, rows)
+        parts._commands = tuple(commands)
+        if any(_kind_and_head(cmd) != (kind, head) for cmd in commands):
+            raise InvariantViolation("the commands of one HoldParts must share kind, ids, TTL and finance")
+        return parts
+
+    @property
+    def commands(self) -> tuple[PartCommand, ...]:
+        """The commands, built once from the columns (on the shard: what cells and journal take)."""
+        if self._commands is None:
+            self._commands = tuple(_command(self.kind, self._head, row) for row in self._rows)
+        return self._commands
+
+    @property
+    def mutating(self) -> bool:
+        return self.kind is not PartKind.READ
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HoldParts) and (self.kind, self._head, self._rows) == (
+            other.kind,
+            other._head,
+            other._rows,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"HoldParts({self.kind.value}, {self._head[1]!r}, {len(self)} parts)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Plain tuples of str and int: the C pickler does them without a Python call each.
+        return (_hold_parts, (self.kind.value, self._head, self._rows))
+
+
+def _hold_parts(kind: str, head: _Head, rows: tuple[tuple[Any, ...], ...]) -> HoldParts:
+    return HoldParts(PartKind(kind), head, rows)
+
+
+def _kind_and_head(cmd: PartCommand) -> tuple[PartKind, _Head]:
+    match cmd:
+        case Reserve():
+            return PartKind.RESERVE, (cmd.request_id, cmd.hold_id, cmd.doc_ref, cmd.ttl_ms, cmd.finance, False)
+        case Commit():
+            return PartKind.COMMIT, (cmd.request_id, cmd.hold_id, cmd.doc_ref, 0, cmd.finance, False)
+        case Release():
+            return PartKind.RELEASE, (cmd.request_id, cmd.hold_id, cmd.doc_ref, 0, cmd.finance, cmd.abort)
+        case ReadPart():
+            return PartKind.READ, ("", cmd.hold_id, "", 0, None, False)
+    raise InvariantViolation(f"{type(cmd).__name__} is not a hold part")
+
+
+def _row(kind: PartKind, cmd: PartCommand) -> tuple[Any, ...]:
+    if isinstance(cmd, Reserve):
+        lines = tuple(
+            (li.qty, li.strategy.value, li.lot_id, li.owner, li.min_shelf_life_days, li.bin_prefix) for li in cmd.lines
+        )
+        return (cmd.sku, cmd.site, lines)
+    if isinstance(cmd, Commit):
+        return (cmd.sku, cmd.site, cmd.qty)
+    return (cmd.sku, cmd.site, None)
+
+
+def _command(kind: PartKind, head: _Head, row: tuple[Any, ...]) -> PartCommand:
+    request_id, hold_id, doc_ref, ttl_ms, finance, abort = head
+    sku, site, own = row
+    match kind:
+        case PartKind.RESERVE:
+            lines = tuple(
+                ReserveLine(q, Strategy(s), lot, owner, life, prefix) for q, s, lot, owner, life, prefix in own
+            )
+            return Reserve(request_id, sku, site, hold_id, lines, ttl_ms, doc_ref, finance)
+        case PartKind.COMMIT:
+            return Commit(request_id, sku, site, hold_id, own, doc_ref, finance)
+        case PartKind.RELEASE:
+            return Release(request_id, sku, site, hold_id, doc_ref, abort, finance)
+        case PartKind.READ:
+            return ReadPart(sku, site, hold_id)
+
+
+# ---- answers ----
+
+PartAnswer = Any  # Reserved | Committed | Released | HoldView | None, or the DomainError that refused it
+
+_VIEW, _RESERVED, _COMMITTED, _RELEASED, _NONE, _OTHER = range(6)
+
+
+class PartAnswers(list[PartAnswer]):
+    """A HoldParts' answers, one per command in order; pickled as plain rows (a HoldView
+    and its allocations as tuples), so an answer costs no dataclass pickling either way."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_part_answers, (tuple(_answer_row(a) for a in self),))
+
+
+def _part_answers(rows: Iterable[tuple[Any, ...]]) -> PartAnswers:
+    return PartAnswers(_answer_of(row) for row in rows)
+
+
+def _view_row(v: HoldView) -> tuple[Any, ...]:
+    allocations = tuple((a.lot_id, a.bin, a.status, a.owner, a.qty, a.expires_at_ms) for a in v.allocations)
+    return (
+        v.hold_id,
+        v.sku,
+        v.site,
+        v.state.value,
+        allocations,
+        v.held_qty,
+        v.committed_qty,
+        v.released_qty,
+        v.created_at_ms,
+        v.expires_at_ms,
+    )
+
+
+def _view_of(row: tuple[Any, ...]) -> HoldView:
+    hold_id, sku, site, state, allocations, held, committed, released, created, expires = row
+    return HoldView(
+        hold_id,
+        sku,
+        site,
+        HoldState(state),
+        tuple(Allocation(*a) for a in allocations),
+        held,
+        committed,
+        released,
+        created,
+        expires,
+    )
+
+
+def _answer_row(answer: PartAnswer) -> tuple[Any, ...]:
+    match answer:
+        case HoldView():
+            return (_VIEW, _view_row(answer))
+        case Reserved():
+            return (_RESERVED, _view_row(answer.hold))
+        case Committed():
+            return (_COMMITTED, _view_row(answer.hold), answer.committed_qty, answer.released_qty)
+        case Released():
+            return (_RELEASED, _view_row(answer.hold), answer.released_qty)
+        case None:
+            return (_NONE,)
+    return (_OTHER, answer)  # a refusal (or a bug's Internal): pickled as it is
+
+
+def _answer_of(row: tuple[Any, ...]) -> PartAnswer:
+    tag = row[0]
+    if tag == _VIEW:
+        return _view_of(row[1])
+    if tag == _RESERVED:
+        return Reserved(_view_of(row[1]))
+    if tag == _COMMITTED:
+        return Committed(_view_of(row[1]), row[2], row[3])
+    if tag == _RELEASED:
+        return Released(_view_of(row[1]), row[2])
+    if tag == _NONE:
+        return None
+    return row[1]
