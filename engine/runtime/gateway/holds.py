@@ -163,8 +163,9 @@ class HoldCoordinator:
         deadline: float | None,
     ) -> HoldSummary:
         """Pre-check, then send every part's commit or release at once."""
-        for cmd in cmds:
-            validate(cmd, self._statuses)
+        # The parts differ only in their pair (the header's) and a commit's qty (checked
+        # by _check_resolve_input): the first part's shape stands for all.
+        validate(cmds[0], self._statuses)
         await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
         # The commits (releases) are the request's last ops: a batch's next command on these
         # pairs may queue right behind them (engine.api.batch).
