@@ -32,7 +32,8 @@ from engine.domain.commands import (
     ReserveLine,
     Strategy,
 )
-from engine.domain.errors import InvariantViolation
+from engine.domain.errors import DomainError, InvariantViolation
+from engine.domain.holds import check_resolvable
 from engine.domain.model import Allocation, Finance, HoldState, HoldView
 
 MAX_PARTS = 256  # commands of one HoldParts: a hold's lines (engine.domain.holds.MAX_LINES)
@@ -42,7 +43,11 @@ class PartKind(StrEnum):
     RESERVE = "reserve"
     COMMIT = "commit"
     RELEASE = "release"
-    READ = "read"  # each part's HoldView (None where the cell has no part): the resolve pre-check
+    READ = "read"  # each part's HoldView (None where the cell has no part)
+    # The pre-check of a commit (release): per part, is it active, and the refusal the
+    # commit (release) would meet there, if any (engine.domain.holds.check_resolvable).
+    CHECK_COMMIT = "check_commit"
+    CHECK_RELEASE = "check_release"
 
 
 class ReadPart:
@@ -66,7 +71,31 @@ class ReadPart:
         return f"ReadPart({self.sku!r}, {self.site!r}, {self.hold_id!r})"
 
 
-PartCommand = Reserve | Commit | Release | ReadPart
+class CheckPart:
+    """A hold part to pre-check (a HoldParts of kind CHECK_*): would resolving it to `done`,
+    taking `qty` there (None: all that is held, or a release), be refused?"""
+
+    __slots__ = ("done", "hold_id", "qty", "site", "sku")
+
+    def __init__(self, sku: str, site: str, hold_id: str, done: HoldState, qty: int | None = None) -> None:
+        self.sku, self.site, self.hold_id, self.done, self.qty = sku, site, hold_id, done, qty
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CheckPart) and (self.sku, self.site, self.hold_id, self.done, self.qty) == (
+            other.sku,
+            other.site,
+            other.hold_id,
+            other.done,
+            other.qty,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CheckPart({self.sku!r}, {self.site!r}, {self.hold_id!r}, {self.done.value}, {self.qty})"
+
+
+PartCommand = Reserve | Commit | Release | ReadPart | CheckPart
 
 # What every command of one HoldParts shares, sent once: (request_id, hold_id, doc_ref,
 # ttl_ms, finance, abort). A command's own row is (sku, site, lines | qty | None).
@@ -109,7 +138,7 @@ class HoldParts:
 
     @property
     def mutating(self) -> bool:
-        return self.kind is not PartKind.READ
+        return self.kind in (PartKind.RESERVE, PartKind.COMMIT, PartKind.RELEASE)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -145,6 +174,9 @@ def _kind_and_head(cmd: PartCommand) -> tuple[PartKind, _Head]:
             return PartKind.RELEASE, (cmd.request_id, cmd.hold_id, cmd.doc_ref, 0, cmd.finance, cmd.abort)
         case ReadPart():
             return PartKind.READ, ("", cmd.hold_id, "", 0, None, False)
+        case CheckPart():
+            kind = PartKind.CHECK_COMMIT if cmd.done is HoldState.COMMITTED else PartKind.CHECK_RELEASE
+            return kind, ("", cmd.hold_id, "", 0, None, False)
     raise InvariantViolation(f"{type(cmd).__name__} is not a hold part")
 
 
@@ -154,7 +186,7 @@ def _row(kind: PartKind, cmd: PartCommand) -> tuple[Any, ...]:
             (li.qty, li.strategy.value, li.lot_id, li.owner, li.min_shelf_life_days, li.bin_prefix) for li in cmd.lines
         )
         return (cmd.sku, cmd.site, lines)
-    if isinstance(cmd, Commit):
+    if isinstance(cmd, Commit | CheckPart):
         return (cmd.sku, cmd.site, cmd.qty)
     return (cmd.sku, cmd.site, None)
 
@@ -174,11 +206,29 @@ def _command(kind: PartKind, head: _Head, row: tuple[Any, ...]) -> PartCommand:
             return Release(request_id, sku, site, hold_id, doc_ref, abort, finance)
         case PartKind.READ:
             return ReadPart(sku, site, hold_id)
+        case PartKind.CHECK_COMMIT:
+            return CheckPart(sku, site, hold_id, HoldState.COMMITTED, own)
+        case PartKind.CHECK_RELEASE:
+            return CheckPart(sku, site, hold_id, HoldState.RELEASED, own)
 
 
 # ---- answers ----
 
-PartAnswer = Any  # Reserved | Committed | Released | HoldView | None, or the DomainError that refused it
+# Reserved | Committed | Released | HoldView | None | PartCheck, or the DomainError that refused it
+PartAnswer = Any
+# A CheckPart's answer: (is the part active, the refusal resolving it would meet or None).
+PartCheck = tuple[bool, DomainError | None]
+
+
+def check_part(cmd: CheckPart, view: HoldView | None) -> PartCheck:
+    """Pre-check one part as its cell would refuse resolving it (and nothing else)."""
+    active = view is not None and view.state is HoldState.ACTIVE
+    try:
+        check_resolvable(cmd.hold_id, (cmd.sku, cmd.site), view, cmd.done, cmd.qty)
+    except DomainError as refusal:
+        return active, refusal.with_traceback(None)
+    return active, None
+
 
 _VIEW, _RESERVED, _COMMITTED, _RELEASED, _NONE, _OTHER = range(6)
 

@@ -34,7 +34,7 @@ from engine.domain.errors import (
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
-from engine.domain.hold_parts import HoldParts, PartAnswers, ReadPart
+from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, ReadPart, check_part
 from engine.domain.inventory import StockKey
 from engine.domain.model import Movement, MovementKind
 from engine.domain.receipts import ReceiptColumns
@@ -594,9 +594,10 @@ class ShardCore:
         answers = PartAnswers()
         for cmd in op.commands:
             try:
-                if isinstance(cmd, ReadPart):
+                if isinstance(cmd, ReadPart | CheckPart):
                     cell = self._existing_cell(cmd.sku, cmd.site)
-                    answers.append(None if cell is None else cell.hold_view(cmd.hold_id, now_ms))
+                    view = None if cell is None else cell.hold_view(cmd.hold_id, now_ms)
+                    answers.append(check_part(cmd, view) if isinstance(cmd, CheckPart) else view)
                 else:
                     answers.append(self._command(cmd, now_ms))
             except DomainError as refusal:

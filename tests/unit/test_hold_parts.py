@@ -17,8 +17,8 @@ from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Commit, Receive, Release, Reserve, ReserveLine, Strategy
 from engine.domain.errors import DomainError, InsufficientStock, InvariantViolation, NotFound
-from engine.domain.hold_parts import HoldParts, PartAnswers, ReadPart
-from engine.domain.model import Finance
+from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, ReadPart
+from engine.domain.model import Finance, HoldState
 from engine.domain.shard import PutSite, PutSku, ReadHold, ShardCore, journaled, op_weight
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import ShardHost, rebuild
@@ -173,3 +173,33 @@ async def test_a_part_whose_pair_moved_meanwhile_is_followed(gateway: Gateway) -
     assert (done.committed_qty, done.state) == (6, AggregateState.COMMITTED)
     again = await gateway.reserve("o4", "H4", [HoldLine(SKUS[2], "w1", ReserveLine(9))], 60_000)
     assert again.held_qty == 9  # the pinned cell's stock: 10 less the committed unit
+
+
+def test_check_parts_answer_as_the_cells_would_refuse_and_are_never_journaled() -> None:
+    shard = core()
+    shard.apply_batch([HoldParts.of(reserves(qty=3)[:3])], NOW_MS)
+    shard.apply_batch([Commit("c0", SKUS[2], "w1", "H1")], NOW_MS)  # one part resolved already
+    shard.drain()
+    checks = HoldParts.of(
+        [
+            CheckPart(SKUS[0], "w1", "H1", HoldState.COMMITTED, 3),
+            CheckPart(SKUS[1], "w1", "H1", HoldState.COMMITTED, 4),  # more than it holds
+            CheckPart(SKUS[2], "w1", "H1", HoldState.COMMITTED),  # a retry finishes it
+            CheckPart(SKUS[3], "w1", "H1", HoldState.COMMITTED),  # no part there
+        ]
+    )
+    (answers,) = shard.apply_batch([checks], NOW_MS)
+    assert [(active, type(refusal).__name__) for active, refusal in answers] == [
+        (True, "NoneType"),
+        (True, "FailedPrecondition"),
+        (False, "NoneType"),
+        (False, "NotFound"),
+    ]
+    assert answers[1][1].reason == "COMMIT_EXCEEDS_HOLD"
+    assert journaled(checks) == ()
+    assert shard.drain() == []
+    copy = pickle.loads(pickle.dumps(checks))
+    assert copy.commands == checks.commands
+    release = HoldParts.of([CheckPart(SKUS[2], "w1", "H1", HoldState.RELEASED)])
+    ((active, refusal),) = shard.apply_batch([release], NOW_MS)[0]
+    assert (active, refusal.reason) == (False, "HOLD_NOT_ACTIVE")

@@ -41,11 +41,10 @@ from engine.domain.errors import (
     Unavailable,
 )
 from engine.domain.hold_listing import ScanHolds, check_listing
-from engine.domain.hold_parts import HoldParts, PartCommand, ReadPart
+from engine.domain.hold_parts import CheckPart, HoldParts, PartCheck, PartCommand, ReadPart, check_part
 from engine.domain.holds import (
     MAX_LINES,
     check_line_count,
-    check_resolvable,
     commit_plan,
     hold_not_found,
     is_hold_aborted,
@@ -190,11 +189,14 @@ class HoldCoordinator:
         """
         if len(header.pairs) == 1:
             return  # one cell: its own command is all-or-nothing already
-        parts = await self._parts(hold_id, header, deadline)
-        if not any(p is not None and p.state is HoldState.ACTIVE for p in parts):
+        checks = [CheckPart(sku, site, hold_id, done_state, qty_by_pair.get((sku, site))) for sku, site in header.pairs]
+        _, answers = await self._send_parts(checks, deadline)
+        found = cast(list[PartCheck], _first_refusal_last(answers))
+        if not any(active for active, _ in found):
             return
-        for pair, part in zip(header.pairs, parts, strict=True):
-            check_resolvable(hold_id, pair, part, done_state, qty_by_pair.get(pair))
+        refusal = next((r for _, r in found if r is not None), None)
+        if refusal is not None:
+            raise refusal
 
     async def _parts(self, hold_id: str, header: HoldHeader, deadline: float | None) -> list[HoldView | None]:
         _, views = await self._send_parts([ReadPart(sku, site, hold_id) for sku, site in header.pairs], deadline)
@@ -226,12 +228,22 @@ class HoldCoordinator:
         moved = [i for i, a in enumerate(answers) if isinstance(a, CellMoved | CellAdopting)]
         if moved:
             followed = await asyncio.gather(
-                *(router.to_pair(cmds[i].sku, cmds[i].site, _alone(cmds[i]), deadline, essential) for i in moved),
+                *(self._follow(cmds[i], deadline, essential) for i in moved),
                 return_exceptions=True,
             )
             for i, answer in zip(moved, followed, strict=True):
                 answers[i] = answer
         return list(results[: len(first)]), answers
+
+    async def _follow(self, cmd: PartCommand, deadline: float | None, essential: bool) -> Any:
+        """A part whose pair moved, sent on its own to the pair's new shard (read and check
+        parts as the ReadHold they are; a check is then made here, as the shard would)."""
+        if isinstance(cmd, Reserve | Commit | Release):
+            return await self._router.to_pair(cmd.sku, cmd.site, cmd, deadline, essential)
+        view = raise_if_refused(
+            await self._router.to_pair(cmd.sku, cmd.site, ReadHold(cmd.sku, cmd.site, cmd.hold_id), deadline)
+        )
+        return check_part(cmd, view) if isinstance(cmd, CheckPart) else view
 
     async def get_hold(self, hold_id: str) -> HoldSummary:
         header = await self._header(hold_id, None)
@@ -336,11 +348,6 @@ def _first_refusal_last(results: Sequence[Any]) -> list[Any]:
     if failures:
         raise next((f for f in failures if not isinstance(f, DomainError)), failures[0])
     return list(results)
-
-
-def _alone(cmd: PartCommand) -> Any:
-    """A part as the op it is when sent on its own (a read part is a ReadHold)."""
-    return ReadHold(cmd.sku, cmd.site, cmd.hold_id) if isinstance(cmd, ReadPart) else cmd
 
 
 def _summary(hold_id: str, parts: Sequence[HoldView]) -> HoldSummary:
