@@ -143,6 +143,11 @@ class HoldParts:
     def __len__(self) -> int:
         return len(self._rows)
 
+    @property
+    def weight(self) -> int:
+        """What it weighs in a shard batch (engine.runtime.batcher): its commands."""
+        return len(self._rows)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HoldParts) and (self.kind, self._head, self._rows) == (
             other.kind,

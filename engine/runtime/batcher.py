@@ -120,11 +120,19 @@ class MicroBatcher:
                 asyncio.get_running_loop().create_task(self._dispatch(batch))
 
     def _take(self, n: int) -> list[tuple[Any, asyncio.Future[Any]]]:
+        """Up to `n` ops' worth: an op that carries several commands (a hold's parts,
+        engine.domain.hold_parts) says so by its `weight`, so a batch — and the journal
+        entry it becomes — stays as bounded as one of `n` plain ops (one such op alone may go)."""
         # An op whose deadline falls before the call can answer would be applied for nobody.
         answered_at = time.monotonic() + self.call_s
         batch: list[tuple[Any, asyncio.Future[Any]]] = []
         late = 0
-        while self._pending and len(batch) < n:
+        weight = 0
+        while self._pending and weight < n:
+            op = self._pending[0][0]
+            op_weight: int = getattr(op, "weight", 1)
+            if batch and weight + op_weight > n:
+                break
             op, future, deadline = self._pending.popleft()
             if future.done():  # the caller gave up (cancelled): do not apply it
                 continue
@@ -133,6 +141,7 @@ class MicroBatcher:
                 late += 1
                 continue
             batch.append((op, future))
+            weight += op_weight
         if late:
             self._count_refused(REFUSED_DEADLINE, late)
         return batch

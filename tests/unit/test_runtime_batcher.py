@@ -149,3 +149,25 @@ async def test_every_refusal_of_the_batcher_is_counted_by_shard_and_reason_on_me
     text = generate_latest(registry).decode()
     for shard_name, reason in (("s7", "queue"), ("s7", "deadline"), ("s7", "unavailable"), ("r", "recovering")):
         assert f'lotwise_shard_refused_ops_total{{reason="{reason}",shard="{shard_name}"}} 1.0' in text, text
+
+
+class Parts:
+    """An op that carries several commands (as engine.domain.hold_parts.HoldParts does)."""
+
+    def __init__(self, weight: int) -> None:
+        self.weight = weight
+
+
+async def test_an_op_of_many_commands_weighs_them_in_a_batch() -> None:
+    shard = RecordingShard()
+    shard.gate = asyncio.Event()
+    batcher = MicroBatcher("s", shard.send, BatchLimits(max_batch=100, max_in_flight=1))
+    first = batcher.submit("in flight")
+    await asyncio.sleep(0.01)  # it left alone; the rest queue behind it
+    heavy = [batcher.submit(Parts(40)) for _ in range(5)]
+    plain = [batcher.submit(i) for i in range(30)]
+    big = batcher.submit(Parts(150))  # more than a batch: it goes, alone
+    shard.gate.set()
+    await asyncio.gather(first, *heavy, *plain, big)
+    weights = [sum(getattr(op, "weight", 1) for op in batch) for batch in shard.batches[1:]]
+    assert weights == [80, 80, 70, 150]  # never past 100, but for an op heavier alone
