@@ -46,6 +46,18 @@ async def import_until_clean(client: LotwiseClient, path: Path) -> ImportTally:
     raise AssertionError(f"still refused after {RERUNS} re-runs: {tally.refused[:3]}")
 
 
+class KillAfterReplies:
+    """An import's reply hook that SIGKILLs a shard process once `after` chunk replies came."""
+
+    def __init__(self, pid: int, after: int) -> None:
+        self.pid, self.after, self.replies = pid, after, 0
+
+    def __call__(self, _: apb.ImportChunkReply, __: int) -> None:
+        self.replies += 1
+        if self.replies == self.after:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 async def test_a_shard_killed_mid_import_then_a_rerun_ends_exact(ray_session: None, tmp_path: Path) -> None:
     # Ray restarts the killed shard here (take-overs by standbys: tests/integration/test_failover.py).
     settings = engine_settings(snapshot_every_batches=10, standby=False)
@@ -58,16 +70,9 @@ async def test_a_shard_killed_mid_import_then_a_rerun_ends_exact(ray_session: No
         path = catalog_and_lots(tmp_path / "lots.csv", lots=LOTS)
         victim = sorted(running.gateway.handles)[0]
         pid = await pid_of(running.gateway.handles[victim])
-        replies = 0
-
-        def kill_once(_: apb.ImportChunkReply, __: int) -> None:
-            nonlocal replies
-            replies += 1
-            if replies == KILL_AFTER_REPLIES:
-                os.kill(pid, signal.SIGKILL)
-
+        kill_once = KillAfterReplies(pid, KILL_AFTER_REPLIES)
         first = await import_file(client.channel, path, chunk_rows=1_000, on_reply=kill_once, metadata=client.metadata)
-        assert replies > KILL_AFTER_REPLIES
+        assert kill_once.replies > KILL_AFTER_REPLIES
         assert {r.code for r in first.refused} <= {"UNAVAILABLE"}  # nothing else went wrong
         assert await pid_of(running.gateway.handles[victim]) != pid  # killed, and Ray restarted it
 
@@ -99,16 +104,9 @@ async def test_an_import_rides_out_the_take_over_of_a_killed_shard(
         path = catalog_and_lots(tmp_path / "lots.csv", lots=LOTS)
         victim = sorted(running.gateway.handles)[0]
         pid = await pid_of(running.gateway.handles[victim])
-        replies = 0
-
-        def kill_once(_: apb.ImportChunkReply, __: int) -> None:
-            nonlocal replies
-            replies += 1
-            if replies == KILL_AFTER_REPLIES:
-                os.kill(pid, signal.SIGKILL)
-
+        kill_once = KillAfterReplies(pid, KILL_AFTER_REPLIES)
         tally = await import_file(client.channel, path, chunk_rows=500, on_reply=kill_once, metadata=client.metadata)
-        assert replies > KILL_AFTER_REPLIES
+        assert kill_once.replies > KILL_AFTER_REPLIES
         assert await pid_of(running.gateway.handles[victim]) != pid  # killed; its standby (or Ray's restart) serves
         assert tally.refused == []
         assert (tally.lots, tally.units) == (LOTS, expected_units(LOTS))
