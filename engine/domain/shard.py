@@ -824,6 +824,10 @@ class ShardCore:
         core.cells = {(c.sku, c.site): import_cell(c, statuses, limits) for c in state.cells}
         return core
 
+    def quant_count(self) -> int:
+        """How many quants the shard holds: the size a snapshot's cost is proportional to."""
+        return sum(len(cell.ledger.quants) for cell in self.cells.values())
+
     def sweep_due(self, now_ms: int) -> bool:
         """Is any hold past its TTL? (Read-only: the sweeper journals a Sweep only then.)"""
         cells = self.cells
