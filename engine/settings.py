@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         20_000, ge=1, description="snapshot a shard once this many ops were journaled since its last snapshot …"
     )
     snapshot_tail_fraction: float = Field(
-        0.5, ge=0, le=100, description="… and they are at least this fraction of its quants (DESIGN §9)"
+        0.5, ge=0, le=100, description="… and they are at least this fraction of its snapshot's records (DESIGN §9)"
     )
     snapshot_max_tail_ops: int = Field(
         1_000_000, ge=1, description="… or this many, whatever the state's size (bounds a recovery's replay)"

@@ -824,9 +824,9 @@ class ShardCore:
         core.cells = {(c.sku, c.site): import_cell(c, statuses, limits) for c in state.cells}
         return core
 
-    def quant_count(self) -> int:
-        """How many quants the shard holds: the size a snapshot's cost is proportional to."""
-        return sum(len(cell.ledger.quants) for cell in self.cells.values())
+    def record_count(self) -> int:
+        """How many records a snapshot of the shard writes: what its cost is proportional to."""
+        return sum(cell.records() for cell in self.cells.values())
 
     def sweep_due(self, now_ms: int) -> bool:
         """Is any hold past its TTL? (Read-only: the sweeper journals a Sweep only then.)"""
@@ -905,6 +905,7 @@ class SnapshotCapture:
         self._order = tuple(core.cells)  # the cells' order at the point (it decides scan order)
         self._todo: dict[Pair, Cell] = dict(core.cells)
         self._done: dict[Pair, CellState] = {}
+        self.records = 0  # of the cells exported so far (Cell.records): the state's size once complete
 
     @property
     def complete(self) -> bool:
@@ -917,6 +918,7 @@ class SnapshotCapture:
     def before_change(self, pair: Pair) -> None:
         cell = self._todo.pop(pair, None)
         if cell is not None:
+            self.records += cell.records()
             self._done[pair] = export_cell(cell)
 
     def step(self, budget_s: float | None = 0.002) -> bool:
@@ -925,6 +927,7 @@ class SnapshotCapture:
         deadline = None if budget_s is None else time.perf_counter() + budget_s
         while todo:
             pair, cell = todo.popitem()
+            self.records += cell.records()
             done[pair] = export_cell(cell)  # µs for a small cell, ms for one of 10³ quants
             if deadline is not None and time.perf_counter() >= deadline:
                 break

@@ -107,8 +107,9 @@ class SnapshotPolicy:
     """When a shard rewrites its snapshot: once the journal's tail since the last one has
     grown to a fraction of the state, as log-structured stores rewrite (DESIGN §9).
 
-    A snapshot re-encodes the whole state (~O(quants)); the tail is what a recovery replays
-    on top of it. Rewriting when `tail_ops ≥ tail_fraction × quants` makes the snapshot's
+    A snapshot re-encodes the whole state: its records (quants, lots, holds and the
+    idempotency window's entries, ShardCore.record_count); the tail is what a recovery
+    replays on top of it. Rewriting when `tail_ops ≥ tail_fraction × records` makes the snapshot's
     cost per journaled op O(1 / tail_fraction) whatever the state's size, and keeps a
     recovery's replay at most that fraction of the state (`max_tail_ops` caps it for the
     largest shards; `min_tail_ops` keeps a small shard from snapshotting every few ops).
@@ -128,17 +129,17 @@ class SnapshotPolicy:
         if self.max_tail_ops < self.min_tail_ops:
             raise ValueError("SnapshotPolicy needs max_tail_ops ≥ min_tail_ops")
 
-    def tail_limit(self, state_quants: int) -> int:
-        """The tail (journaled ops) a state of this many quants may carry before a rewrite."""
-        proportional = int(self.tail_fraction * state_quants)
+    def tail_limit(self, state_records: int) -> int:
+        """The tail (journaled ops) a state of this many records may carry before a rewrite."""
+        proportional = int(self.tail_fraction * state_records)
         return min(self.max_tail_ops, max(self.min_tail_ops, proportional))
 
-    def due(self, tail_ops: int, state_quants: int, since_ms: int) -> bool:
+    def due(self, tail_ops: int, state_records: int, since_ms: int) -> bool:
         """Is a snapshot due, `tail_ops` journaled since the last one (of a state of
-        `state_quants` quants) taken `since_ms` of engine time ago? Never with no tail."""
+        `state_records` records) taken `since_ms` of engine time ago? Never with no tail."""
         if tail_ops <= 0:
             return False
-        return tail_ops >= self.tail_limit(state_quants) or since_ms >= self.interval_ms
+        return tail_ops >= self.tail_limit(state_records) or since_ms >= self.interval_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,10 +339,10 @@ class ShardHost:
         self._sweeper: asyncio.Task[None] | None = None
         self._snapshotting: asyncio.Task[int] | None = None
         # The snapshot policy's inputs: engine ms of the last snapshot (or recovery), the
-        # ops journaled since, and the state's quants then (SnapshotPolicy.due).
+        # ops journaled since, and the state's records then (SnapshotPolicy.due).
         self._snapshot_ms = 0
         self._tail_ops = 0
-        self._state_quants = 0
+        self._state_records = 0
         self._pending: _Group | None = None  # open: batches applied, not yet journaled
         self._appending: _Group | None = None  # sealed: its append is in flight
         self._flusher: asyncio.Task[None] | None = None
@@ -551,14 +552,18 @@ class ShardHost:
         point.resolve(True)
         return point
 
-    def _snapshot_point(self, now_ms: int, tail_ops: int = 0) -> None:
-        """The state as it is now is (or will be) in a snapshot, `tail_ops` on top of it.
-        Counting the quants walks the cells (O(cells), not O(quants)): once per snapshot."""
-        self._snapshot_ms, self._tail_ops, self._state_quants = now_ms, tail_ops, self.core.quant_count()
+    def _snapshot_point(self, now_ms: int, tail_ops: int = 0, records: int | None = None) -> None:
+        """The state as it is now is (or will be) in a snapshot, `tail_ops` on top of it, of
+        `records` records (None: counted now, O(cells): after a recovery; a snapshot counts
+        its own as it exports, and tells once complete)."""
+        self._snapshot_ms, self._tail_ops = now_ms, tail_ops
+        if records is None:
+            records = self.core.record_count()
+        self._state_records = records
 
     def _capture_if_due(self, group: _Group, batch_seq: int) -> None:
         self._tail_ops += len(group.ops)
-        due = self.snapshot_policy.due(self._tail_ops, self._state_quants, group.now_ms - self._snapshot_ms)
+        due = self.snapshot_policy.due(self._tail_ops, self._state_records, group.now_ms - self._snapshot_ms)
         if due and (self._snapshotting is None or self._snapshotting.done()):
             self._snapshotting = self._start_snapshot(group, batch_seq, strict=False)
 
@@ -575,7 +580,7 @@ class ShardHost:
 
     def _start_snapshot(self, group: _Group, batch_seq: int, strict: bool) -> asyncio.Task[int]:
         capture = self.core.begin_capture()  # cheap: the cells are exported while serving
-        self._snapshot_point(group.now_ms)
+        self._snapshot_point(group.now_ms, records=self._state_records)  # its own size once exported
         return asyncio.get_running_loop().create_task(self._take(capture, group, batch_seq, strict))
 
     async def _take(self, capture: SnapshotCapture, group: _Group, batch_seq: int, strict: bool) -> int:
@@ -603,6 +608,7 @@ class ShardHost:
             if capture.step():
                 break
             await asyncio.sleep(0)  # a turn for the batches waiting (a step takes ~2 ms)
+        self._state_records = capture.records  # the policy weighs the next tail against it
         snapshot = Snapshot(self.name, batch_seq, group.position, group.now_ms, capture.state())
         assert self._backend is not None
         try:

@@ -25,7 +25,7 @@ from engine.runtime.host import ShardHost, SnapshotPolicy, rebuild
 
 QUICK = {"ack_timeout_s": 2.0, "api_timeout_s": 2.0, "connect_timeout_s": 2.0, "connect_deadline_s": 2.0}
 QUANTS = 1_000
-POLICY = SnapshotPolicy(min_tail_ops=10, interval_ms=3_600_000, tail_fraction=0.5)  # rewrite at 500 ops
+POLICY = SnapshotPolicy(min_tail_ops=10, interval_ms=3_600_000, tail_fraction=0.5)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -82,27 +82,35 @@ async def test_a_restart_after_a_long_tail_recovers_exactly_and_the_tail_still_c
     await writer.apply([PutSite(Site("S1")), *(PutSku(Sku(f"k{i}")) for i in range(QUANTS))])
     await writer.apply([Receive(f"r{i}", f"k{i}", "S1", "L1", 10, status="available") for i in range(QUANTS)])
     await settle(writer)
-    assert await writer.snapshot_now() == 2  # a known point: the state of 1,000 quants
+    assert await writer.snapshot_now() == 2  # a known point: 1,000 cells of 3 records each
+    limit = POLICY.tail_limit(writer.core.record_count())
+    assert limit == 1_500
+    tail = limit - 100
     journal, snapshots, close = await connect_journal(config)
     try:
         assert await saved(snapshots, shard) == 2
-        for i in range(450):  # 450 entries of tail: under 0.5 × 1,000, no rewrite
+        for i in range(tail):  # a long tail, under the rewrite's limit
             await writer.apply([reserve(i)])
-            clock.advance(1_000)  # 7.5 min of engine time: the old 60 s period is no trigger
+            clock.advance(500)  # ~12 min of engine time: the old 60 s period is no trigger
         await settle(writer)
         assert await saved(snapshots, shard) == 2
         acked_seq, acked_hash = await writer.state_hash()
         await writer.stop()
 
         again = host(shard, config, clock)
-        await again.start()  # the snapshot at 2, then 450 entries replayed from JetStream
+        await again.start()  # the snapshot at 2, then the whole tail replayed from JetStream
         assert await again.state_hash() == (acked_seq, acked_hash)
         from_zero, seq, _ = await rebuild(shard, again.statuses, again.limits, journal, InMemorySnapshotStore())
         assert (seq, from_zero.state_hash()) == (acked_seq, acked_hash)  # the journal alone agrees
-        for i in range(450, 500):  # the replayed 450 + 50 reach the limit: a rewrite
+        # The replayed tail counts toward the next rewrite, weighed against the state recovered.
+        again_limit = POLICY.tail_limit(again.core.record_count())
+        for i in range(tail, again_limit - 1):
             await again.apply([reserve(i)])
         await settle(again)
-        assert await saved(snapshots, shard) == acked_seq + 50
+        assert await saved(snapshots, shard) == 2
+        await again.apply([reserve(again_limit)])
+        await settle(again)
+        assert await saved(snapshots, shard) == acked_seq + again_limit - tail
         await again.stop()
     finally:
         await close()

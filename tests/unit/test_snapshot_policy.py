@@ -3,7 +3,7 @@
 A snapshot re-encodes the whole state, so a period fixed in time made a large shard spend
 CPU ∝ its size every minute whatever its traffic (bench/README.md, "Snapshots in
 proportion to the tail"). The rule: rewrite once the ops journaled since the last snapshot
-reach a fraction of the state's quants, within a floor and a ceiling; time only as a long
+reach a fraction of the records a snapshot writes, within a floor and a ceiling; time only as a long
 ceiling.
 """
 
@@ -74,7 +74,7 @@ def test_a_policy_out_of_bounds_is_refused(kwargs: dict[str, float]) -> None:
 
 # ---- the host applies the rule ----
 
-QUANTS = 2_000
+CELLS = 500
 
 
 class Store:
@@ -101,56 +101,66 @@ async def settle(h: ShardHost) -> None:
 
 
 def reserve(i: int) -> Reserve:
-    return Reserve(f"o{i}", f"k{i % QUANTS}", "ward1", f"H{i}", (ReserveLine(1),), 60_000)
+    return Reserve(f"o{i}", f"k{i % CELLS}", "ward1", f"H{i}", (ReserveLine(1),), 60_000)
+
+
+async def seeded(store: Store, clock: ManualClock) -> tuple[ShardHost, int]:
+    """A host over CELLS cells of one quant, one lot and one remembered receipt each,
+    snapshotted: → (host, the tail it may now carry before the next rewrite)."""
+    policy = SnapshotPolicy(min_tail_ops=10, interval_ms=HOUR_MS, tail_fraction=0.5)
+    h = ShardHost("s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=policy)
+    await h.start()
+    skus = [f"k{i}" for i in range(CELLS)]
+    await h.apply([PutSite(Site("ward1")), *(PutSku(Sku(s)) for s in skus)])
+    await h.apply([Receive(f"r-{s}", s, "ward1", "L1", 10, status="available") for s in skus])
+    await settle(h)
+    assert await saved_batch_seq(store) == 2  # an empty state: the floor (10 ops) was due at once
+    records = h.core.record_count()
+    assert records == 3 * CELLS
+    return h, policy.tail_limit(records)
 
 
 async def test_a_host_snapshots_a_large_state_only_once_the_tail_is_a_fraction_of_it() -> None:
     store, clock = Store(), ManualClock()
-    policy = SnapshotPolicy(min_tail_ops=10, interval_ms=HOUR_MS, tail_fraction=0.5)
-    h = ShardHost("s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=policy)
-    await h.start()
-    skus = [f"k{i}" for i in range(QUANTS)]
-    await h.apply([PutSite(Site("ward1")), *(PutSku(Sku(s)) for s in skus)])
-    await h.apply([Receive(f"r-{s}", s, "ward1", "L1", 10, status="available") for s in skus])
-    await settle(h)
-    first = await saved_batch_seq(store)
-    assert first == 2  # an empty state: the floor (10 ops) was due at once, then at the receipts
-    # Now the state has QUANTS quants: 0.5 × 2,000 = 1,000 ops of tail before the next rewrite,
-    # where the floor alone (10) would have snapshotted ~100 times.
-    for i in range(999):
+    h, limit = await seeded(store, clock)
+    assert limit == 750  # 0.5 × 1,500 records, where the floor alone (10) would rewrite ~75 times
+    for i in range(limit - 1):
         await h.apply([reserve(i)])
-        clock.advance(60_000 // 999 + 1)  # over a minute of engine time: no longer a trigger
+        clock.advance(100)  # over a minute of engine time: no longer a trigger
     await settle(h)
-    assert await saved_batch_seq(store) == first
-    await h.apply([reserve(999)])
+    assert await saved_batch_seq(store) == 2
+    await h.apply([reserve(limit)])
     await settle(h)
-    assert await saved_batch_seq(store) == first + 1_000
+    assert await saved_batch_seq(store) == 2 + limit
+    # The next tail is weighed against the state as that snapshot saw it (holds and window grew).
+    assert h._state_records == h.core.record_count() > 3 * CELLS
     await h.stop()
 
 
 async def test_a_restart_after_a_long_tail_recovers_exactly() -> None:
     store, clock = Store(), ManualClock()
-    policy = SnapshotPolicy(min_tail_ops=10, interval_ms=HOUR_MS, tail_fraction=0.5)
-    h = ShardHost("s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=policy)
-    await h.start()
-    await h.apply([PutSite(Site("ward1")), *(PutSku(Sku(f"k{i}")) for i in range(QUANTS))])
-    await h.apply([Receive(f"r-{i}", f"k{i}", "ward1", "L1", 10, status="available") for i in range(QUANTS)])
-    await settle(h)
-    for i in range(900):  # a long tail, below the rewrite's limit: a restart replays all of it
+    h, limit = await seeded(store, clock)
+    tail = limit - 50  # a long tail, under the rewrite's limit: a restart replays all of it
+    for i in range(tail):
         await h.apply([reserve(i)])
     await settle(h)
     assert await saved_batch_seq(store) == 2
     live_hash, live_seq = h.core.state_hash(), h.batch_seq
     await h.stop()
 
-    again = ShardHost("s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=policy)
+    again = ShardHost("s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=h.snapshot_policy)
     await again.start()
     assert (again.batch_seq, again.core.state_hash()) == (live_seq, live_hash)
     full, _, _ = await rebuild("s0", again.statuses, again.limits, store.journal, InMemorySnapshotStore())
     assert full.state_hash() == live_hash
-    # The replayed tail counts toward the next rewrite: 100 more ops make it 1,000.
-    for i in range(900, 1_000):
+    # The replayed tail counts toward the next rewrite, weighed against the state recovered.
+    again_limit = again.snapshot_policy.tail_limit(again.core.record_count())
+    assert again_limit > tail
+    for i in range(tail, again_limit - 1):
         await again.apply([reserve(i)])
     await settle(again)
-    assert await saved_batch_seq(store) == live_seq + 100
+    assert await saved_batch_seq(store) == 2
+    await again.apply([reserve(again_limit)])
+    await settle(again)
+    assert await saved_batch_seq(store) == live_seq + again_limit - tail
     await again.stop()
