@@ -12,7 +12,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -34,9 +34,9 @@ from engine.domain.errors import (
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
-from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, ReadPart, check_part
+from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, PartCheck, ReadPart, check_part, veto
 from engine.domain.inventory import StockKey
-from engine.domain.model import Movement, MovementKind
+from engine.domain.model import HoldView, Movement, MovementKind
 from engine.domain.receipts import ReceiptColumns
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -288,7 +288,7 @@ def journaled(op: Op) -> Sequence[Op]:
     if isinstance(op, ReceiveBulk):
         return op.receipts
     if isinstance(op, HoldParts):
-        return op.commands if op.mutating else ()  # type: ignore[return-value]
+        return op.commands if op.mutating and not op.vetoed else ()  # type: ignore[return-value]
     return (op,)
 
 
@@ -591,13 +591,19 @@ class ShardCore:
     def _hold_parts(self, op: HoldParts, now_ms: int) -> PartAnswers:
         """Each part as if it had come alone, in order: its answer, or the refusal (a
         moved pair's CellMoved too: the sender follows it for that part alone)."""
+        if op.all_or_nothing:
+            # Vetoed until the checks pass: should one raise (a bug), nothing is applied and
+            # nothing journaled (replay applies the journaled commands, without the checks).
+            op.vetoed = True
+            refusal = self._vetoed(op, now_ms)
+            if refusal is not None:
+                return PartAnswers([refusal] * len(op))
+            op.vetoed = False
         answers = PartAnswers()
         for cmd in op.commands:
             try:
                 if isinstance(cmd, ReadPart | CheckPart):
-                    cell = self._existing_cell(cmd.sku, cmd.site)
-                    view = None if cell is None else cell.hold_view(cmd.hold_id, now_ms)
-                    answers.append(check_part(cmd, view) if isinstance(cmd, CheckPart) else view)
+                    answers.append(self._read_part(cmd, now_ms))
                 else:
                     answers.append(self._command(cmd, now_ms))
             except DomainError as refusal:
@@ -606,6 +612,23 @@ class ShardCore:
                 log.exception("hold part failed", shard=self.name, op=type(cmd).__name__)
                 answers.append(Internal(f"{type(cmd).__name__} failed on shard {self.name}"))
         return answers
+
+    def _read_part(self, cmd: ReadPart | CheckPart, now_ms: int) -> HoldView | PartCheck | None:
+        cell = self._existing_cell(cmd.sku, cmd.site)
+        view = None if cell is None else cell.hold_view(cmd.hold_id, now_ms)
+        return check_part(cmd, view) if isinstance(cmd, CheckPart) else view
+
+    def _vetoed(self, op: HoldParts, now_ms: int) -> DomainError | None:
+        """The refusal that stops an all-or-nothing commit (release) before any part applies
+        (engine.domain.hold_parts.veto), or None. A pair that moved or is being adopted
+        stops it too: the coordinator then goes the two-step way, which follows it."""
+        found: list[PartCheck] = []
+        for check in op.checks():
+            try:
+                found.append(cast(PartCheck, self._read_part(check, now_ms)))
+            except DomainError as refusal:
+                return refusal.with_traceback(None)
+        return veto(found)
 
     def _cell(self, sku: str, site: str) -> Cell:
         pair = (sku, site)
