@@ -689,7 +689,9 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     "max_concurrent_rpcs",
                     "journal",
                     "journal_replicas",
-                    "snapshot_every_batches",
+                    "snapshot_min_tail_ops",
+                    "snapshot_tail_fraction",
+                    "snapshot_max_tail_ops",
                     "snapshot_interval_ms",
                     "sweep_interval_ms",
                 )

@@ -60,8 +60,16 @@ class Settings(BaseSettings):
     nats_url: str = Field("", description="'' starts an embedded nats-server; else nats://host:port[,...] of a cluster")
     nats_port: int = Field(0, ge=0, le=65535, description="port of the embedded nats-server; 0 picks a free one")
     journal_replicas: int = Field(1, ge=1, le=5, description="JetStream replicas of the journal (3 in a cluster)")
-    snapshot_every_batches: int = Field(20_000, ge=1, description="snapshot a shard after this many batches")
-    snapshot_interval_ms: int = Field(60_000, ge=1_000, description="or after this much time with new batches")
+    snapshot_min_tail_ops: int = Field(
+        20_000, ge=1, description="snapshot a shard once this many ops were journaled since its last snapshot …"
+    )
+    snapshot_tail_fraction: float = Field(
+        0.5, ge=0, le=100, description="… and they are at least this fraction of its snapshot's records (DESIGN §9)"
+    )
+    snapshot_max_tail_ops: int = Field(
+        1_000_000, ge=1, description="… or this many, whatever the state's size (bounds a recovery's replay)"
+    )
+    snapshot_interval_ms: int = Field(3_600_000, ge=1_000, description="or after this much time with any new op")
     shard_max_restarts: int = Field(100, ge=0, le=100_000, description="Ray restarts of a crashed shard actor")
     standby: bool = Field(
         True,

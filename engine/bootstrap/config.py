@@ -89,7 +89,12 @@ def cluster_config(settings: Settings) -> ClusterConfig:
         batch_limits=BatchLimits(
             settings.batch_max, settings.batch_window_ms, settings.queue_max, settings.max_in_flight
         ),
-        snapshot_policy=SnapshotPolicy(settings.snapshot_every_batches, settings.snapshot_interval_ms),
+        snapshot_policy=SnapshotPolicy(
+            settings.snapshot_min_tail_ops,
+            settings.snapshot_interval_ms,
+            settings.snapshot_tail_fraction,
+            max(settings.snapshot_min_tail_ops, settings.snapshot_max_tail_ops),
+        ),
         sweep_interval_ms=settings.sweep_interval_ms,
         durable=settings.journal == "nats",
         shard_max_restarts=settings.shard_max_restarts,

@@ -905,6 +905,12 @@ class Cell:
         self._next_expiry_ms = next_expiry
         return movements
 
+    def records(self) -> int:
+        """How many records a snapshot of this cell writes (quants, lots, holds, window
+        entries): what the snapshot policy weighs a shard's state by (engine.runtime.host)."""
+        ledger = self.ledger
+        return len(ledger.quants) + len(ledger.lots) + len(ledger.active) + len(ledger.resolved) + len(self._seen)
+
     @property
     def next_expiry_ms(self) -> int:
         """A lower bound on the earliest expiry of this cell's active holds."""

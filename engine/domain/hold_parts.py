@@ -13,7 +13,12 @@ Nothing else changes: the shard applies the commands one by one, in order, exact
 if each had come alone (each its own answer or refusal, each idempotent by its request
 id), and the journal records them as the plain commands they are (`commands`), so replay,
 followers and business events see what they always saw. All-or-nothing across cells
-stays the coordinator's (engine.runtime.gateway.holds), as before.
+stays the coordinator's (engine.runtime.gateway.holds), as before — with one help from
+the shard: a commit (release) whose parts all live on one shard is sent `all_or_nothing`,
+and the shard pre-checks every part as the coordinator would (`checks`, `check_part`)
+before it applies any, in the same batch (nothing runs between the two on a shard), and
+applies none if one would be refused (`vetoed`: the journal then records nothing of it).
+One shard round trip (and one wait for the journal) instead of a read, then the commands.
 """
 
 from __future__ import annotations
@@ -106,24 +111,30 @@ class HoldParts:
     """One hold's commands of one kind for cells of one shard (at most MAX_PARTS), in the
     order they apply; built from the commands (`of`) or from columns (a shard call)."""
 
-    __slots__ = ("_commands", "_head", "_rows", "kind")
+    __slots__ = ("_commands", "_head", "_rows", "all_or_nothing", "kind", "vetoed")
 
-    def __init__(self, kind: PartKind, head: _Head, rows: Sequence[tuple[Any, ...]]) -> None:
+    def __init__(
+        self, kind: PartKind, head: _Head, rows: Sequence[tuple[Any, ...]], all_or_nothing: bool = False
+    ) -> None:
         if not 0 < len(rows) <= MAX_PARTS:
             raise InvariantViolation(f"a HoldParts has 1..{MAX_PARTS} commands, not {len(rows)}")
+        if all_or_nothing and kind not in (PartKind.COMMIT, PartKind.RELEASE):
+            raise InvariantViolation(f"only a commit or release is sent all or nothing, not a {kind.value}")
         self.kind = kind
         self._head = head
         self._rows = tuple(rows)
         self._commands: tuple[PartCommand, ...] | None = None
+        self.all_or_nothing = all_or_nothing  # pre-check every part, apply none if one is refused
+        self.vetoed = False  # set by the shard that refused it all: nothing applied, nothing journaled
 
     @classmethod
-    def of(cls, commands: Sequence[PartCommand]) -> HoldParts:
+    def of(cls, commands: Sequence[PartCommand], all_or_nothing: bool = False) -> HoldParts:
         """Commands of one hold and one kind, sharing their ids, doc_ref, TTL and finance
         (the coordinator makes them so); anything else is a bug, refused here."""
         first = commands[0]
         kind, head = _kind_and_head(first)
         rows = [_row(kind, cmd) for cmd in commands]
-        parts = cls(kind, head, rows)
+        parts = cls(kind, head, rows, all_or_nothing)
         parts._commands = tuple(commands)
         if any(_kind_and_head(cmd) != (kind, head) for cmd in commands):
             raise InvariantViolation("the commands of one HoldParts must share kind, ids, TTL and finance")
@@ -140,6 +151,13 @@ class HoldParts:
     def mutating(self) -> bool:
         return self.kind in (PartKind.RESERVE, PartKind.COMMIT, PartKind.RELEASE)
 
+    def checks(self) -> tuple[CheckPart, ...]:
+        """The pre-check of each part of a commit (release): what the coordinator would read."""
+        done = HoldState.COMMITTED if self.kind is PartKind.COMMIT else HoldState.RELEASED
+        hold_id = self._head[1]
+        qty = self.kind is PartKind.COMMIT
+        return tuple(CheckPart(sku, site, hold_id, done, own if qty else None) for sku, site, own in self._rows)
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -149,10 +167,11 @@ class HoldParts:
         return len(self._rows)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, HoldParts) and (self.kind, self._head, self._rows) == (
+        return isinstance(other, HoldParts) and (self.kind, self._head, self._rows, self.all_or_nothing) == (
             other.kind,
             other._head,
             other._rows,
+            other.all_or_nothing,
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -162,11 +181,11 @@ class HoldParts:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Plain tuples of str and int: the C pickler does them without a Python call each.
-        return (_hold_parts, (self.kind.value, self._head, self._rows))
+        return (_hold_parts, (self.kind.value, self._head, self._rows, self.all_or_nothing))
 
 
-def _hold_parts(kind: str, head: _Head, rows: tuple[tuple[Any, ...], ...]) -> HoldParts:
-    return HoldParts(PartKind(kind), head, rows)
+def _hold_parts(kind: str, head: _Head, rows: tuple[tuple[Any, ...], ...], all_or_nothing: bool = False) -> HoldParts:
+    return HoldParts(PartKind(kind), head, rows, all_or_nothing)
 
 
 def _kind_and_head(cmd: PartCommand) -> tuple[PartKind, _Head]:
@@ -223,6 +242,16 @@ def _command(kind: PartKind, head: _Head, row: tuple[Any, ...]) -> PartCommand:
 PartAnswer = Any
 # A CheckPart's answer: (is the part active, the refusal resolving it would meet or None).
 PartCheck = tuple[bool, DomainError | None]
+
+
+def veto(found: Sequence[PartCheck]) -> DomainError | None:
+    """Of a commit's (release's) pre-checks, the refusal that stops every part, if any. When
+    no part is active any more (a retry, or a hold already resolved) nothing is vetoed: the
+    commands go as they are, and the cells answer retries from their idempotency window and
+    others with the reason."""
+    if not any(active for active, _ in found):
+        return None
+    return next((refusal for _, refusal in found if refusal is not None), None)
 
 
 def check_part(cmd: CheckPart, view: HoldView | None) -> PartCheck:

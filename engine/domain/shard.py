@@ -12,7 +12,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -34,9 +34,9 @@ from engine.domain.errors import (
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
-from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, ReadPart, check_part
+from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, PartCheck, ReadPart, check_part, veto
 from engine.domain.inventory import StockKey
-from engine.domain.model import Movement, MovementKind
+from engine.domain.model import HoldView, Movement, MovementKind
 from engine.domain.receipts import ReceiptColumns
 from engine.domain.state import CellState, MovedPair, ShardState, export_cell, import_cell
 from engine.domain.statuses import DEFAULT_DICTIONARY, StatusDictionary
@@ -288,7 +288,7 @@ def journaled(op: Op) -> Sequence[Op]:
     if isinstance(op, ReceiveBulk):
         return op.receipts
     if isinstance(op, HoldParts):
-        return op.commands if op.mutating else ()  # type: ignore[return-value]
+        return op.commands if op.mutating and not op.vetoed else ()  # type: ignore[return-value]
     return (op,)
 
 
@@ -591,13 +591,19 @@ class ShardCore:
     def _hold_parts(self, op: HoldParts, now_ms: int) -> PartAnswers:
         """Each part as if it had come alone, in order: its answer, or the refusal (a
         moved pair's CellMoved too: the sender follows it for that part alone)."""
+        if op.all_or_nothing:
+            # Vetoed until the checks pass: should one raise (a bug), nothing is applied and
+            # nothing journaled (replay applies the journaled commands, without the checks).
+            op.vetoed = True
+            refusal = self._vetoed(op, now_ms)
+            if refusal is not None:
+                return PartAnswers([refusal] * len(op))
+            op.vetoed = False
         answers = PartAnswers()
         for cmd in op.commands:
             try:
                 if isinstance(cmd, ReadPart | CheckPart):
-                    cell = self._existing_cell(cmd.sku, cmd.site)
-                    view = None if cell is None else cell.hold_view(cmd.hold_id, now_ms)
-                    answers.append(check_part(cmd, view) if isinstance(cmd, CheckPart) else view)
+                    answers.append(self._read_part(cmd, now_ms))
                 else:
                     answers.append(self._command(cmd, now_ms))
             except DomainError as refusal:
@@ -606,6 +612,23 @@ class ShardCore:
                 log.exception("hold part failed", shard=self.name, op=type(cmd).__name__)
                 answers.append(Internal(f"{type(cmd).__name__} failed on shard {self.name}"))
         return answers
+
+    def _read_part(self, cmd: ReadPart | CheckPart, now_ms: int) -> HoldView | PartCheck | None:
+        cell = self._existing_cell(cmd.sku, cmd.site)
+        view = None if cell is None else cell.hold_view(cmd.hold_id, now_ms)
+        return check_part(cmd, view) if isinstance(cmd, CheckPart) else view
+
+    def _vetoed(self, op: HoldParts, now_ms: int) -> DomainError | None:
+        """The refusal that stops an all-or-nothing commit (release) before any part applies
+        (engine.domain.hold_parts.veto), or None. A pair that moved or is being adopted
+        stops it too: the coordinator then goes the two-step way, which follows it."""
+        found: list[PartCheck] = []
+        for check in op.checks():
+            try:
+                found.append(cast(PartCheck, self._read_part(check, now_ms)))
+            except DomainError as refusal:
+                return refusal.with_traceback(None)
+        return veto(found)
 
     def _cell(self, sku: str, site: str) -> Cell:
         pair = (sku, site)
@@ -824,6 +847,10 @@ class ShardCore:
         core.cells = {(c.sku, c.site): import_cell(c, statuses, limits) for c in state.cells}
         return core
 
+    def record_count(self) -> int:
+        """How many records a snapshot of the shard writes: what its cost is proportional to."""
+        return sum(cell.records() for cell in self.cells.values())
+
     def sweep_due(self, now_ms: int) -> bool:
         """Is any hold past its TTL? (Read-only: the sweeper journals a Sweep only then.)"""
         cells = self.cells
@@ -901,6 +928,7 @@ class SnapshotCapture:
         self._order = tuple(core.cells)  # the cells' order at the point (it decides scan order)
         self._todo: dict[Pair, Cell] = dict(core.cells)
         self._done: dict[Pair, CellState] = {}
+        self.records = 0  # of the cells exported so far (Cell.records): the state's size once complete
 
     @property
     def complete(self) -> bool:
@@ -913,6 +941,7 @@ class SnapshotCapture:
     def before_change(self, pair: Pair) -> None:
         cell = self._todo.pop(pair, None)
         if cell is not None:
+            self.records += cell.records()
             self._done[pair] = export_cell(cell)
 
     def step(self, budget_s: float | None = 0.002) -> bool:
@@ -921,6 +950,7 @@ class SnapshotCapture:
         deadline = None if budget_s is None else time.perf_counter() + budget_s
         while todo:
             pair, cell = todo.popitem()
+            self.records += cell.records()
             done[pair] = export_cell(cell)  # µs for a small cell, ms for one of 10³ quants
             if deadline is not None and time.perf_counter() >= deadline:
                 break

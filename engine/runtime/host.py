@@ -104,10 +104,42 @@ _READ_OPS = (ReadSlice, ReadHold, ScanCells, ScanHolds, LookupHold, ReadCatalog,
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:
-    """Snapshot after this many batches or this much engine time, whichever comes first."""
+    """When a shard rewrites its snapshot: once the journal's tail since the last one has
+    grown to a fraction of the state, as log-structured stores rewrite (DESIGN §9).
 
-    every_batches: int = 20_000
-    interval_ms: int = 60_000
+    A snapshot re-encodes the whole state: its records (quants, lots, holds and the
+    idempotency window's entries, ShardCore.record_count); the tail is what a recovery
+    replays on top of it. Rewriting when `tail_ops ≥ tail_fraction × records` makes the snapshot's
+    cost per journaled op O(1 / tail_fraction) whatever the state's size, and keeps a
+    recovery's replay at most that fraction of the state (`max_tail_ops` caps it for the
+    largest shards; `min_tail_ops` keeps a small shard from snapshotting every few ops).
+    A fixed period instead (every 60 s, until 2026-12-08) made a shard of 10⁶ quants
+    re-encode all of it every minute however little it was asked to do. Time stays only
+    as a long ceiling, so an idle-ish shard's snapshot does not age without bound.
+    Ops are counted as journaled (a bulk receipt as its receipts)."""
+
+    min_tail_ops: int = 20_000
+    interval_ms: int = 3_600_000
+    tail_fraction: float = 0.5
+    max_tail_ops: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if self.min_tail_ops < 1 or self.interval_ms < 1 or self.tail_fraction < 0:
+            raise ValueError("SnapshotPolicy needs min_tail_ops ≥ 1, interval_ms ≥ 1, tail_fraction ≥ 0")
+        if self.max_tail_ops < self.min_tail_ops:
+            raise ValueError("SnapshotPolicy needs max_tail_ops ≥ min_tail_ops")
+
+    def tail_limit(self, state_records: int) -> int:
+        """The tail (journaled ops) a state of this many records may carry before a rewrite."""
+        proportional = int(self.tail_fraction * state_records)
+        return min(self.max_tail_ops, max(self.min_tail_ops, proportional))
+
+    def due(self, tail_ops: int, state_records: int, since_ms: int) -> bool:
+        """Is a snapshot due, `tail_ops` journaled since the last one (of a state of
+        `state_records` records) taken `since_ms` of engine time ago? Never with no tail."""
+        if tail_ops <= 0:
+            return False
+        return tail_ops >= self.tail_limit(state_records) or since_ms >= self.interval_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +217,11 @@ async def rebuild(
     snapshots: SnapshotStore,
     until_batch_seq: int | None = None,
     on_entry: Callable[[int], None] | None = None,
+    on_ops: Callable[[int], None] | None = None,
 ) -> tuple[ShardCore, int, int]:
     """Newest snapshot + journal replay → (core, batch_seq, position). Raises JournalCorrupt
-    on an undecodable entry, a gap in batch sequence numbers, or a replay that diverges."""
+    on an undecodable entry, a gap in batch sequence numbers, or a replay that diverges.
+    `on_entry` is told each entry's batch_seq, `on_ops` how many ops it replayed."""
     snapshot = await snapshots.load(name)
     if snapshot is not None:
         core = load_snapshot(snapshot, statuses, limits)
@@ -203,6 +237,8 @@ async def rebuild(
         batch_seq, position = entry.batch_seq, pos
         if on_entry is not None:
             on_entry(batch_seq)
+        if on_ops is not None:
+            on_ops(len(entry.ops))
     return core, batch_seq, position
 
 
@@ -302,7 +338,11 @@ class ShardHost:
         self._next_recovery_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self._snapshotting: asyncio.Task[int] | None = None
-        self._last_snapshot = (0, 0)  # (batch_seq, engine ms)
+        # The snapshot policy's inputs: engine ms of the last snapshot (or recovery), the
+        # ops journaled since, and the state's records then (SnapshotPolicy.due).
+        self._snapshot_ms = 0
+        self._tail_ops = 0
+        self._state_records = 0
         self._pending: _Group | None = None  # open: batches applied, not yet journaled
         self._appending: _Group | None = None  # sealed: its append is in flight
         self._flusher: asyncio.Task[None] | None = None
@@ -348,9 +388,20 @@ class ShardHost:
             try:
                 if self._backend is None:
                     self._backend = await self._backend_factory()
+                replayed = 0
+
+                def count(ops: int) -> None:
+                    nonlocal replayed
+                    replayed += ops
+
                 with collector_held():
                     core, batch_seq, position = await rebuild(
-                        self.name, self.statuses, self.limits, self._backend.journal, self._backend.snapshots
+                        self.name,
+                        self.statuses,
+                        self.limits,
+                        self._backend.journal,
+                        self._backend.snapshots,
+                        on_ops=count,
                     )
                     freeze_long_lived()  # a young collection now would walk the whole new state
             except Exception as exc:
@@ -365,7 +416,8 @@ class ShardHost:
                 level("shard recovery failed", shard=self.name, error=self.failure, retry_in_s=delay)
                 return
             self.core, self.batch_seq, self.position = core, batch_seq, position
-            self._last_snapshot = (batch_seq, self.clock.now_ms())
+            # The tail replayed is still the tail: a shard that keeps restarting snapshots too.
+            self._snapshot_point(self.clock.now_ms(), replayed)
             self.state, self.failure = HostState.READY, ""
             self._recovery_attempts = 0
             self.recoveries += 1
@@ -500,12 +552,18 @@ class ShardHost:
         point.resolve(True)
         return point
 
+    def _snapshot_point(self, now_ms: int, tail_ops: int = 0, records: int | None = None) -> None:
+        """The state as it is now is (or will be) in a snapshot, `tail_ops` on top of it, of
+        `records` records (None: counted now, O(cells): after a recovery; a snapshot counts
+        its own as it exports, and tells once complete)."""
+        self._snapshot_ms, self._tail_ops = now_ms, tail_ops
+        if records is None:
+            records = self.core.record_count()
+        self._state_records = records
+
     def _capture_if_due(self, group: _Group, batch_seq: int) -> None:
-        last_seq, last_ms = self._last_snapshot
-        policy = self.snapshot_policy
-        due = batch_seq - last_seq >= policy.every_batches or (
-            batch_seq > last_seq and group.now_ms - last_ms >= policy.interval_ms
-        )
+        self._tail_ops += len(group.ops)
+        due = self.snapshot_policy.due(self._tail_ops, self._state_records, group.now_ms - self._snapshot_ms)
         if due and (self._snapshotting is None or self._snapshotting.done()):
             self._snapshotting = self._start_snapshot(group, batch_seq, strict=False)
 
@@ -522,7 +580,7 @@ class ShardHost:
 
     def _start_snapshot(self, group: _Group, batch_seq: int, strict: bool) -> asyncio.Task[int]:
         capture = self.core.begin_capture()  # cheap: the cells are exported while serving
-        self._last_snapshot = (batch_seq, group.now_ms)
+        self._snapshot_point(group.now_ms, records=self._state_records)  # its own size once exported
         return asyncio.get_running_loop().create_task(self._take(capture, group, batch_seq, strict))
 
     async def _take(self, capture: SnapshotCapture, group: _Group, batch_seq: int, strict: bool) -> int:
@@ -550,6 +608,7 @@ class ShardHost:
             if capture.step():
                 break
             await asyncio.sleep(0)  # a turn for the batches waiting (a step takes ~2 ms)
+        self._state_records = capture.records  # the policy weighs the next tail against it
         snapshot = Snapshot(self.name, batch_seq, group.position, group.now_ms, capture.state())
         assert self._backend is not None
         try:
@@ -558,7 +617,7 @@ class ShardHost:
             if strict:
                 raise
             log.warning("snapshot failed", shard=self.name, batch_seq=batch_seq, exc_info=True)
-            self._last_snapshot = (0, 0)
+            self._snapshot_ms = 0  # the time ceiling tries again at the next entry
             return 0
         return batch_seq
 
@@ -725,7 +784,7 @@ class ShardHost:
                     log.warning("standby catch-up failed; recovering in full", shard=self.name, error=str(exc))
                     self.state = HostState.NEW
                 else:
-                    self._last_snapshot = (self.batch_seq, self.clock.now_ms())
+                    self._snapshot_point(self.clock.now_ms())
                     self.state, self.failure = HostState.READY, ""
                     self.recoveries += 1
         if self.state is not HostState.READY:

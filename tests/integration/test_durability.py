@@ -169,7 +169,7 @@ async def pid_of(actor: object, wait_s: float = 60.0) -> int:
 
 async def test_shard_processes_killed_with_sigkill_lose_nothing(ray_session: None) -> None:
     # Ray restarts the killed shards here; take-overs by standbys: tests/integration/test_failover.py.
-    settings = engine_settings(snapshot_every_batches=40, standby=False)
+    settings = engine_settings(snapshot_min_tail_ops=40, snapshot_tail_fraction=0, standby=False)
     async with engine(settings) as (running, client):
         await seed(client)
         actors = running.gateway.handles
@@ -215,7 +215,7 @@ async def test_nats_server_killed_and_restarted_mid_load(ray_session: None) -> N
 
 
 async def test_whole_engine_restart_gives_the_same_state_hash(ray_session: None) -> None:
-    settings = engine_settings(snapshot_every_batches=25)
+    settings = engine_settings(snapshot_min_tail_ops=25, snapshot_tail_fraction=0)
     async with engine(settings) as (_, client):
         await seed(client)
         book = await run_load(client, asyncio.sleep(0), clients=16, orders=10)

@@ -41,7 +41,9 @@ def scrape(url: str) -> str:
 
 
 async def test_killed_shards_are_taken_over_by_their_standbys_and_lose_nothing(ray_session: None) -> None:
-    settings = engine_settings(snapshot_every_batches=40, history=False, events=False, ingest=False)
+    settings = engine_settings(
+        snapshot_min_tail_ops=40, snapshot_tail_fraction=0, history=False, events=False, ingest=False
+    )
     assert settings.standby  # on by default
     killed: list[str] = []
     async with engine(settings) as (running, client):

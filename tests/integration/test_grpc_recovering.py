@@ -113,7 +113,7 @@ async def client_caller(client: LotwiseClient, k: int, stop: asyncio.Event) -> t
 
 async def test_a_recovering_shard_answers_typed_unavailable_and_the_books_stay_exact(ray_session: None) -> None:
     async with (
-        running_engine(engine_settings(snapshot_every_batches=40, standby=False)) as running,
+        running_engine(engine_settings(snapshot_min_tail_ops=40, snapshot_tail_fraction=0, standby=False)) as running,
         LotwiseClient(running.grpc_address, timeout_s=30, retry=PATIENT) as client,
     ):
         await client.put_site(Site(SITE, "acme"), request_id="seed-site")

@@ -60,7 +60,7 @@ class KillAfterReplies:
 
 async def test_a_shard_killed_mid_import_then_a_rerun_ends_exact(ray_session: None, tmp_path: Path) -> None:
     # Ray restarts the killed shard here (take-overs by standbys: tests/integration/test_failover.py).
-    settings = engine_settings(snapshot_every_batches=10, standby=False)
+    settings = engine_settings(snapshot_min_tail_ops=10, snapshot_tail_fraction=0, standby=False)
     async with (
         running_engine(settings) as running,
         LotwiseClient(running.grpc_address, timeout_s=60) as client,
@@ -92,7 +92,9 @@ async def test_an_import_rides_out_the_take_over_of_a_killed_shard(
     # The standby takes over in 0.2–2 s; without one Ray restarts the shard, which recovers
     # (4 s and more). The import tries the refused rows again meanwhile
     # (engine.api.importer.IMPORT_RETRY_WINDOW_S), so not one row is refused.
-    settings = engine_settings(snapshot_every_batches=10, history=False, events=False, ingest=False, standby=standby)
+    settings = engine_settings(
+        snapshot_min_tail_ops=10, snapshot_tail_fraction=0, history=False, events=False, ingest=False, standby=standby
+    )
     async with (
         running_engine(settings) as running,
         LotwiseClient(running.grpc_address, timeout_s=120) as client,

@@ -33,7 +33,9 @@ def test_cluster_config_carries_every_limit_of_the_settings() -> None:
         dedupe_max_entries=77,
         resolved_hold_retention_ms=5_000,
         sweep_interval_ms=250,
-        snapshot_every_batches=10,
+        snapshot_min_tail_ops=10,
+        snapshot_tail_fraction=0.25,
+        snapshot_max_tail_ops=5_000,
         snapshot_interval_ms=2_000,
         shard_max_restarts=7,
         log_level="warning",
@@ -47,7 +49,7 @@ def test_cluster_config_carries_every_limit_of_the_settings() -> None:
     assert config.cell_limits == CellLimits(
         dedupe_window_ms=120_000, dedupe_max_entries=77, resolved_hold_retention_ms=5_000
     )
-    assert config.snapshot_policy == SnapshotPolicy(10, 2_000)
+    assert config.snapshot_policy == SnapshotPolicy(10, 2_000, 0.25, 5_000)
     assert (config.sweep_interval_ms, config.shard_max_restarts) == (250, 7)
     assert (config.log_level, config.log_format) == ("warning", "json")
     assert config.durable  # the default journal is JetStream

@@ -16,8 +16,9 @@ from engine import bootstrap
 from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Commit, Receive, Release, Reserve, ReserveLine, Strategy
-from engine.domain.errors import DomainError, InsufficientStock, InvariantViolation, NotFound
+from engine.domain.errors import DomainError, FailedPrecondition, InsufficientStock, InvariantViolation, NotFound
 from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, ReadPart
+from engine.domain.inventory import CommitLine
 from engine.domain.model import Finance, HoldState
 from engine.domain.shard import PutSite, PutSku, ReadHold, ShardCore, journaled, op_weight
 from engine.runtime.gateway import Gateway
@@ -203,3 +204,100 @@ def test_check_parts_answer_as_the_cells_would_refuse_and_are_never_journaled() 
     release = HoldParts.of([CheckPart(SKUS[2], "w1", "H1", HoldState.RELEASED)])
     ((active, refusal),) = shard.apply_batch([release], NOW_MS)[0]
     assert (active, refusal.reason) == (False, "HOLD_NOT_ACTIVE")
+
+
+# ---- a commit (release) whose parts all live on one shard: one all-or-nothing op ----
+
+
+def held_core() -> ShardCore:
+    shard = core()
+    shard.apply_batch([HoldParts.of(reserves(qty=3)[:3])], NOW_MS)
+    shard.drain()
+    return shard
+
+
+def test_an_all_or_nothing_commit_that_one_part_refuses_applies_none_and_journals_nothing() -> None:
+    shard = held_core()
+    before = shard.state_hash()
+    commits = HoldParts.of(
+        [Commit("c1", SKUS[0], "w1", "H1", 3), Commit("c1", SKUS[1], "w1", "H1", 4), Commit("c1", SKUS[2], "w1", "H1")],
+        all_or_nothing=True,
+    )
+    (answers,) = shard.apply_batch([commits], NOW_MS)
+    assert [getattr(a, "reason", None) for a in answers] == ["COMMIT_EXCEEDS_HOLD"] * 3  # the part that refuses
+    assert answers[0].metadata["sku"] == SKUS[1]
+    assert commits.vetoed
+    assert journaled(commits) == ()
+    assert shard.drain() == []
+    assert shard.state_hash() == before  # the first part, which alone would pass, was not committed
+
+
+def test_an_all_or_nothing_commit_applies_as_its_commands_and_is_journaled_as_them() -> None:
+    parts, single = held_core(), held_core()
+    cmds = [Commit("c1", SKUS[0], "w1", "H1", 2), Commit("c1", SKUS[1], "w1", "H1"), Commit("c1", SKUS[2], "w1", "H1")]
+    commits = HoldParts.of(cmds, all_or_nothing=True)
+    (answers,) = parts.apply_batch([commits], NOW_MS)
+    assert [comparable(a) for a in answers] == [comparable(a) for a in single.apply_batch(cmds, NOW_MS)]
+    assert not commits.vetoed
+    assert journaled(commits) == tuple(cmds)
+    assert parts.drain() == single.drain()
+    # A retry: no part is active any more, so nothing is vetoed and the cells answer it.
+    retry = HoldParts.of(cmds, all_or_nothing=True)
+    (again,) = parts.apply_batch([retry], NOW_MS)
+    assert [comparable(a) for a in again] == [comparable(a) for a in answers]
+    assert parts.drain() == []
+
+
+def test_only_a_commit_or_release_goes_all_or_nothing_and_the_mark_travels() -> None:
+    with pytest.raises(InvariantViolation):
+        HoldParts.of(reserves()[:2], all_or_nothing=True)
+    releases = HoldParts.of([Release("x", s, "w1", "H1") for s in SKUS[:2]], all_or_nothing=True)
+    travelled = pickle.loads(pickle.dumps(releases))
+    assert travelled == releases
+    assert travelled.all_or_nothing
+    assert travelled != HoldParts.of([Release("x", s, "w1", "H1") for s in SKUS[:2]])
+
+
+def one_shard_skus(gw: Gateway, n: int) -> list[str]:
+    by_shard: dict[str, list[str]] = {}
+    for sku in SKUS[:39]:
+        by_shard.setdefault(gw.directory.shard_for(sku, "w1"), []).append(sku)
+    return next(skus[:n] for skus in by_shard.values() if len(skus) >= n)
+
+
+async def test_a_commit_of_pairs_on_one_shard_is_one_op_and_a_refused_one_changes_nothing(gateway: Gateway) -> None:
+    skus = one_shard_skus(gateway, 3)
+    await gateway.reserve("o5", "H5", [HoldLine(s, "w1", ReserveLine(2)) for s in skus], 60_000)
+    before = ops_sent(gateway)
+    with pytest.raises(FailedPrecondition) as refused:
+        await gateway.commit("c5", "H5", [CommitLine(skus[0], "w1", 2), CommitLine(skus[1], "w1", 3)])
+    assert refused.value.reason == "COMMIT_EXCEEDS_HOLD"
+    assert ops_sent(gateway) - before == 1  # checked and refused on the shard, in one op
+    hold = await gateway.get_hold("H5")
+    assert (hold.state, hold.held_qty, hold.committed_qty) == (AggregateState.ACTIVE, 6, 0)
+    before = ops_sent(gateway)
+    done = await gateway.commit("c6", "H5", [CommitLine(skus[0], "w1", 2), CommitLine(skus[1], "w1", 1)])
+    assert (done.committed_qty, done.released_qty, done.state) == (3, 3, AggregateState.COMMITTED)
+    assert ops_sent(gateway) - before == 1  # no pre-check read first
+    assert [(await gateway.get_availability(s, "w1")).available for s in skus] == [8, 9, 10]
+
+
+async def test_a_host_journals_nothing_of_a_vetoed_commit_and_replays_to_the_same_state() -> None:
+    backend = shared_in_memory_backend()
+    host = ShardHost("s0", clock=ManualClock(NOW_MS), backend=backend, sweep_interval_ms=0)
+    await host.start()
+    try:
+        await host.apply([*(PutSku(Sku(s)) for s in SKUS[:3]), PutSite(Site("w1"))])
+        await host.apply([Receive(f"r{i}", s, "w1", "L1", 10, status="available") for i, s in enumerate(SKUS[:3])])
+        await host.apply([HoldParts.of(reserves()[:3])])
+        seq = host.batch_seq
+        vetoed = [Commit("c1", SKUS[0], "w1", "H1", 1), Commit("c1", SKUS[1], "w1", "H1", 9)]
+        (answers,) = await host.apply([HoldParts.of(vetoed, all_or_nothing=True)])
+        assert all(getattr(a, "reason", None) == "COMMIT_EXCEEDS_HOLD" for a in answers)
+        assert host.batch_seq == seq  # nothing to journal
+        await host.apply([HoldParts.of([Commit("c2", s, "w1", "H1") for s in SKUS[:3]], all_or_nothing=True)])
+        store = await backend()
+        rebuilt, batch_seq, _ = await rebuild("s0", host.statuses, host.limits, store.journal, store.snapshots)
+        assert (batch_seq, rebuilt.state_hash()) == (host.batch_seq, host.core.state_hash())
+    finally:
+        await host.stop()

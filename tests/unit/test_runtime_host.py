@@ -51,10 +51,10 @@ class Store:
         return Backend(self.journal, self.snapshots, close)
 
 
-def host(store: Store, clock: ManualClock, every_batches: int = 1_000_000) -> ShardHost:
-    return ShardHost(
-        "s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=SnapshotPolicy(every_batches)
-    )
+def host(store: Store, clock: ManualClock, every_ops: int = 1_000_000) -> ShardHost:
+    """A host that snapshots every `every_ops` journaled ops, whatever its state's size."""
+    policy = SnapshotPolicy(every_ops, tail_fraction=0, max_tail_ops=max(every_ops, 1_000_000))
+    return ShardHost("s0", clock=clock, backend=store.backend, sweep_interval_ms=0, snapshot_policy=policy)
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ async def test_a_zombie_writer_is_fenced_off(started: tuple[Store, ShardHost], c
 
 async def test_snapshots_shorten_replay_and_give_the_same_state(clock: ManualClock) -> None:
     store = Store()
-    h = host(store, clock, every_batches=5)
+    h = host(store, clock, every_ops=5)
     await h.start()
     await h.apply([PutSku(Sku("strip")), PutSite(Site("ward1"))])
     await h.apply([Receive("r1", "strip", "ward1", "L1", 100, status="available")])
@@ -337,7 +337,7 @@ async def test_a_snapshot_taken_during_writes_is_the_state_at_its_position(clock
     store.snapshots = SlowSnapshots()
     if slow:  # a writer that never pauses: snapshot_now must still find a point to capture at
         store.journal = SlowJournal()
-    h = host(store, clock, every_batches=40)
+    h = host(store, clock, every_ops=6_001 + 40)  # the seeding's ops, then a policy snapshot among the writes
     await h.start()
     skus = [f"k{i}" for i in range(3_000)]  # enough cells for the export to take many slices
     await h.apply([PutSite(Site("ward1")), *(PutSku(Sku(s)) for s in skus)])

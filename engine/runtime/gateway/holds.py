@@ -165,11 +165,33 @@ class HoldCoordinator:
         # The parts differ only in their pair (the header's) and a commit's qty (checked
         # by _check_resolve_input): the first part's shape stands for all.
         validate(cmds[0], self._statuses)
-        await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
-        # The commits (releases) are the request's last ops: a batch's next command on these
-        # pairs may queue right behind them (engine.api.batch).
-        _, results = await self._send_parts(cmds, deadline, last=True)
+        results = await self._resolve_on_one_shard(header, cmds, deadline)
+        if results is None:
+            await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
+            # The commits (releases) are the request's last ops: a batch's next command on these
+            # pairs may queue right behind them (engine.api.batch).
+            _, results = await self._send_parts(cmds, deadline, last=True)
         return _summary(hold_id, [r.hold for r in _first_refusal_last(results)])
+
+    async def _resolve_on_one_shard(
+        self, header: HoldHeader, cmds: Sequence[Commit | Release], deadline: float | None
+    ) -> list[Any] | None:
+        """A hold of several pairs that all live on one shard: its commit (release) goes as one
+        all-or-nothing op, which that shard pre-checks and applies in one batch — one round
+        trip, not a read and then the commands (engine.domain.hold_parts). None when the hold
+        spans shards, or a pair moved meanwhile (nothing was applied): the two-step way."""
+        directory = self._router.directory
+        shards = {directory.shard_for(sku, site) for sku, site in header.pairs}
+        if len(header.pairs) == 1 or len(shards) != 1:
+            return None  # one pair: its own command is all-or-nothing already
+        (shard,) = shards
+        (result,) = await self._router.send_all(
+            [(shard, HoldParts.of(cmds, all_or_nothing=True))], deadline, return_exceptions=True, last=True
+        )
+        answers = [result] * len(cmds) if isinstance(result, BaseException) else list(result)
+        if any(isinstance(a, CellMoved | CellAdopting) for a in answers):
+            return None
+        return answers
 
     async def _check_parts(
         self,
