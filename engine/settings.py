@@ -7,12 +7,29 @@ the field named, never mid-flight.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Settings that were renamed or whose rule changed: naming one is refused at start-up with
+# what replaced it, instead of being ignored (pydantic-settings skips unknown variables, so a
+# retired name would otherwise leave its shard running on a default the operator never chose).
+RETIRED: dict[str, str] = {
+    "snapshot_every_batches": "snapshots now follow the journal's tail: set LOTWISE_SNAPSHOT_MIN_TAIL_OPS, "
+    "LOTWISE_SNAPSHOT_TAIL_FRACTION and LOTWISE_SNAPSHOT_MAX_TAIL_OPS instead",
+}
+
+
+def retired_in(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, what replaced it) for each retired setting `environ` still names."""
+    return [
+        (f"LOTWISE_{name.upper()}", why) for name, why in RETIRED.items() if f"LOTWISE_{name.upper()}" in environ
+    ]
 
 
 class Settings(BaseSettings):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -49,9 +50,13 @@ def build_settings(overrides: dict[str, Any]) -> Settings:
     from pydantic_settings import SettingsError
 
     from engine.bootstrap.config import SettingsProblem, check_settings
-    from engine.settings import Settings
+    from engine.settings import Settings, retired_in
 
     given = {name: value for name, value in overrides.items() if value is not None}
+    retired = retired_in(os.environ)
+    if retired:
+        (name, why), rest = retired[0], retired[1:]
+        raise ConfigError(name, f"no longer a setting: {why}", [f"{n}: no longer a setting: {w}" for n, w in rest])
     try:
         settings = Settings(**given)
     except ValidationError as exc:

@@ -193,3 +193,16 @@ def test_the_exit_code_table_is_complete_and_in_the_readme() -> None:
 )
 def test_target_problem(address: str, ok: bool) -> None:
     assert (target_problem(address) == "") is ok
+
+
+def test_a_retired_setting_is_refused_with_what_replaced_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.cli.common import ConfigError
+    from engine.cli.config import build_settings
+
+    monkeypatch.setenv("LOTWISE_SNAPSHOT_EVERY_BATCHES", "5000")
+    with pytest.raises(ConfigError) as refused:
+        build_settings({})
+    assert refused.value.field == "LOTWISE_SNAPSHOT_EVERY_BATCHES"
+    assert "LOTWISE_SNAPSHOT_MIN_TAIL_OPS" in refused.value.message
+    monkeypatch.delenv("LOTWISE_SNAPSHOT_EVERY_BATCHES")
+    assert build_settings({}).snapshot_min_tail_ops > 0
