@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # Settings that were renamed or whose rule changed: naming one is refused at start-up with
 # what replaced it, instead of being ignored (pydantic-settings skips unknown variables, so a
 # retired name would otherwise leave its shard running on a default the operator never chose).
@@ -27,9 +26,7 @@ RETIRED: dict[str, str] = {
 
 def retired_in(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(variable, what replaced it) for each retired setting `environ` still names."""
-    return [
-        (f"LOTWISE_{name.upper()}", why) for name, why in RETIRED.items() if f"LOTWISE_{name.upper()}" in environ
-    ]
+    return [(f"LOTWISE_{name.upper()}", why) for name, why in RETIRED.items() if f"LOTWISE_{name.upper()}" in environ]
 
 
 class Settings(BaseSettings):
