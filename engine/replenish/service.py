@@ -556,9 +556,11 @@ class ReplenishService:
         *,
         cached_terms: bool = False,
         position: tuple[int, StockPosition] | None = None,
+        index: bool = True,
     ) -> tuple[PairInputs, Suggestion | None]:
         """The pair's inputs and its stored suggestion as read with them (one read of each);
-        `position`: its floor token and cells' position as read for a batch."""
+        `position`: its floor token and cells' position as read for a batch; `index`: trust
+        the store's "none stored" (not after a write lost a race: the index may lag)."""
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
         if factors is None:
@@ -567,7 +569,7 @@ class ReplenishService:
             self._demand(sku, site, today) if days is None else _ready(self._series(sku, site, today, days)),
             self._position(sku, site, now_ms, position),
             self._supplier(sku, site, cached_terms),
-            self._stored(sku, site),
+            self._stored(sku, site, index),
         )
         self._remember(sku, site, current)
         open_todos = max(0, (current.panel.open_todos if current else 0) - self._received.get(pair_key(sku, site), 0))
@@ -585,11 +587,11 @@ class ReplenishService:
         )
         return inputs, current
 
-    async def _stored(self, sku: str, site: str) -> Suggestion | None:
+    async def _stored(self, sku: str, site: str, index: bool = True) -> Suggestion | None:
         """The pair's stored suggestion; none without a read when the store knows none is
         stored (a first look: the write that follows is conditional on "none", so a suggestion
         another gateway wrote meanwhile makes it StaleWrite and the pair is read again)."""
-        if self.store.suggestion_absent(sku, site):
+        if index and self.store.suggestion_absent(sku, site):
             return None
         return await self.store.get_suggestion(sku, site)
 
@@ -663,14 +665,15 @@ class ReplenishService:
         already (the trigger's screen). A retry after a lost race reads everything afresh: the
         write is conditional on the version read, so inputs read a moment ago are safe."""
         async with self._lock(sku, site):
+            index = True
             for _ in range(MAX_WRITE_ATTEMPTS):
-                inputs, current = read if read is not None else await self._read(sku, site, factors, days)
+                inputs, current = read if read is not None else await self._read(sku, site, factors, days, index=index)
                 factors = days = read = None
                 planned = self.planner([inputs])[0]
                 try:
                     return await self._keep(inputs, planned, trigger, current)
                 except StaleWrite:
-                    continue  # another gateway wrote meanwhile: read again
+                    index = False  # another gateway wrote meanwhile (the index may not show it yet): read again
             raise FailedPrecondition(REASON_STALE, f"the suggestion of {sku}@{site} kept changing; try again")
 
     async def recompute_many(
