@@ -69,10 +69,10 @@ async def run(skus: int, sites: int, tmp: Path) -> dict[str, Any]:
         await asyncio.wait_for(trigger.idle(), 1800)
         marks.append(("trigger idle", time.perf_counter(), cpu_s(me), recomputed()))
     pairs = len(data.pairs)
-    phases = []
+    phases: list[dict[str, Any]] = []
     for (a, t0, c0, r0), (b, t1, c1, r1) in itertools.pairwise(marks):
         phases.append({"phase": f"{a} → {b}", "wall_s": t1 - t0, "cpu_s": c1 - c0, "recomputed": r1 - r0})
-    after = {
+    after: dict[str, Any] = {
         "phase": "import done → trigger idle",
         "wall_s": marks[-1][1] - marks[1][1],
         "cpu_s": marks[-1][2] - marks[1][2],

@@ -406,14 +406,14 @@ class ReplenishService:
         # By day index (no per-day key of the window): a first look at many pairs builds one
         # window per pair, most of them without a day of demand.
         base = [0.0] * days
-        for day, qty in got.consumed.items():
-            i = (date.fromisoformat(day) - first).days
+        for iso, qty in got.consumed.items():
+            i = (date.fromisoformat(iso) - first).days
             if 0 <= i < days:
                 base[i] = qty
         # Today is not over: never censored (its scans are the live signal).
         marks = [False] * days
-        for day in got.stockouts:
-            i = (day - first).days
+        for out in got.stockouts:
+            i = (out - first).days
             if 0 <= i < days:
                 marks[i] = True
         censored = tuple(marks)
@@ -565,7 +565,7 @@ class ReplenishService:
         today = day_of(now_ms)
         if factors is None:
             factors = await self._all_factors()
-        (demand, censored), position, supplier, current = await asyncio.gather(
+        (demand, censored), cells, supplier, current = await asyncio.gather(
             self._demand(sku, site, today) if days is None else _ready(self._series(sku, site, today, days)),
             self._position(sku, site, now_ms, position),
             self._supplier(sku, site, cached_terms),
@@ -579,7 +579,7 @@ class ReplenishService:
             today,
             demand,
             censored,
-            position,
+            cells,
             supplier,
             self._factors(factors, sku, site, today),
             open_todos,
