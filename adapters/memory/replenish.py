@@ -57,6 +57,9 @@ class InMemoryReplenishStore:
     def suggestion_stamp(self, sku: str, site: str) -> SuggestionStamp | None:
         return self._stamps.get(pair_key(sku, site))
 
+    def suggestion_absent(self, sku: str, site: str) -> bool:
+        return pair_key(sku, site) not in self._suggestions
+
     async def list_suggestions(self, site: str = "", sku: str = "") -> list[Suggestion]:
         found = [suggestion_from_record(_load(d)) for _, d in sorted(self._suggestions.items())]
         return [s for s in found if (not site or s.site == site) and (not sku or s.sku == sku)]

@@ -106,7 +106,9 @@ class JetStreamReplenishStore:
 
     async def put_suggestion(self, suggestion: Suggestion, expected_version: int) -> None:
         key = f"s.{_token(suggestion.key)}"
-        got = await self._get(key)
+        # A first version needs no read: the write's "must not exist" condition (revision 0,
+        # or a tombstone's) is the check, and a key that exists raises StaleWrite (_write).
+        got = None if expected_version == 0 else await self._get(key)
         version = 0 if got is None else int(got[0]["version"])
         if version != expected_version:
             raise StaleWrite(suggestion.key, expected_version)
@@ -156,6 +158,9 @@ class JetStreamReplenishStore:
 
     def suggestion_stamp(self, sku: str, site: str) -> SuggestionStamp | None:
         return self._index.stamp(pair_key(sku, site))
+
+    def suggestion_absent(self, sku: str, site: str) -> bool:
+        return self._index.absent(pair_key(sku, site))
 
     async def suggestion_entries(self, after: str = "", limit: int = 256, site: str = "") -> list[SuggestionEntry]:
         return await self._index.entries(after, limit, site, INDEX_READY_TIMEOUT_S)

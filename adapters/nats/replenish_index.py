@@ -111,6 +111,14 @@ class SuggestionIndex:
             return None
         return SuggestionStamp(known.version, known.state, known.flagged)
 
+    def absent(self, key: str) -> bool:
+        """True once the index holds everything stored and `key` is not in it (a key written
+        or deleted since reaches it by the bucket's stream; a write of this process at once)."""
+        if not self._ready.is_set():
+            self.follow()
+            return False
+        return key not in self._known
+
     def follow(self) -> None:
         """Start following the bucket in the background, once (a failed start is tried again
         on the next call)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ import structlog
 from engine.domain.cell import Dimension
 from engine.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from engine.domain.history import MovementQuery, SeriesQuery
+from engine.domain.inventory import StockQuery
 from engine.domain.model import Movement
 from engine.domain.ports import Clock, HistoryStore
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
@@ -67,6 +68,16 @@ SUPPLIER_TTL_S = 30.0
 # follower's live count on top of them (_series), so a scan needs no read; a receipt, a return
 # or an adjustment of the pair drops them (forget_days), and so does a new day.
 DAY_INPUTS_TTL_S = 60.0
+# A trigger batch with at least this many pairs whose terms are not at hand lists the keys of
+# the stored terms (names only, one listing) instead of a get per pair: "no terms" is then
+# known without a read. Not when the last listing held more than LISTING_PER_PAIR keys per such
+# pair (a listing would cost more than the gets).
+MIN_TERMS_LISTING = 32
+# A trigger batch reads its pairs' positions in one stock query from this many pairs on; the
+# query's rows (its skus × its sites, by status) are bounded by MAX_POSITION_ROWS (else per pair).
+MIN_POSITION_QUERY = 16
+MAX_POSITION_ROWS = 100_000
+LISTING_PER_PAIR = 4
 HISTORY_LAG_S = 10.0  # the history holds a change within this (its sink's busy window is 2 s)
 MAX_CACHED_PAIRS = 100_000  # per-pair caches are bounded: past this, they start again empty
 REASON_STALE = "STALE_SUGGESTION"
@@ -118,7 +129,9 @@ class TransitReader(Protocol):
 
 
 class StockReader(Protocol):
-    """The cells' availability of a pair (the gateway's read path)."""
+    """The cells' availability of a pair (the gateway's read path). A reader that also has
+    `query_stock` (engine.domain.inventory.StockQuery → rows per pair) gives a trigger batch its
+    pairs' positions in one query (one scan per shard) instead of a call per pair."""
 
     async def get_availability(self, sku: str, site: str, group_by: Sequence[Dimension] = ...) -> Any: ...
 
@@ -129,9 +142,14 @@ _ARRIVING = frozenset(DEFAULT_DICTIONARY.role(r) for r in (Role.ARRIVING, Role.R
 
 async def read_position(stock: StockReader, sku: str, site: str, now_ms: int) -> StockPosition:
     availability = await stock.get_availability(sku, site, (Dimension.STATUS,))
+    return position_of_rows(availability.rows, now_ms)
+
+
+def position_of_rows(rows: Iterable[Any], now_ms: int) -> StockPosition:
+    """A pair's position from its cells' rows by status (SliceRow)."""
     on_hand = held = arriving = 0
     fresh_until = NEVER_MS
-    for row in availability.rows:
+    for row in rows:
         status = dict(row.group).get("status", "")
         on_hand += row.available
         held += row.held
@@ -243,6 +261,7 @@ class ReplenishService:
         self._gifts: dict[str, GiftCount] = {}
         self._health = _HealthCache()
         self._terms: dict[str, tuple[float, SupplierTerms | None]] = {}  # pair → (read at, terms)
+        self._terms_listing: tuple[float, frozenset[str]] | None = None  # (listed at, pairs with terms)
         self._days: dict[Pair, tuple[float, date, DayInputs]] = {}  # pair → (kept until, today then, inputs)
         self._changed: dict[Pair, float] = {}  # pair → when its history last changed otherwise than by a scan
         self._locks: dict[str, asyncio.Lock] = {}
@@ -384,13 +403,20 @@ class ReplenishService:
         if hit is not None and hit[0] is got and hit[1] == today:
             return hit[2], hit[3]
         first, days = self._window(today)
-        series: dict[str, float] = {(first + timedelta(days=i)).isoformat(): 0.0 for i in range(days)}
-        for day, qty in got.consumed.items():
-            if day in series:
-                series[day] = qty
-        base = list(series.values())
+        # By day index (no per-day key of the window): a first look at many pairs builds one
+        # window per pair, most of them without a day of demand.
+        base = [0.0] * days
+        for iso, qty in got.consumed.items():
+            i = (date.fromisoformat(iso) - first).days
+            if 0 <= i < days:
+                base[i] = qty
         # Today is not over: never censored (its scans are the live signal).
-        censored = tuple((first + timedelta(days=i)) in got.stockouts for i in range(len(base)))
+        marks = [False] * days
+        for out in got.stockouts:
+            i = (out - first).days
+            if 0 <= i < days:
+                marks[i] = True
+        censored = tuple(marks)
         if len(self._base) >= MAX_CACHED_PAIRS:
             self._base.clear()
         self._base[(sku, site)] = (got, today, base, censored)
@@ -430,16 +456,21 @@ class ReplenishService:
         live = self._live.get(pair_key(sku, site))
         return 0 if live is None else live.days.get(day_of(self.clock.now_ms()).isoformat(), 0)
 
-    async def _position(self, sku: str, site: str, now_ms: int) -> StockPosition:
+    async def _position(
+        self, sku: str, site: str, now_ms: int, known: tuple[int, StockPosition] | None = None
+    ) -> StockPosition:
         """The cells' position of the pair (and the transfer desk's arrivals); it seeds the
-        pair's floor when a journal follower keeps them (engine.replenish.floor)."""
-        token = self.floors.begin((sku, site), now_ms) if self.floors is not None else 0
-        if self.transit is None:
-            position = await read_position(self.stock, sku, site, now_ms)
+        pair's floor when a journal follower keeps them (engine.replenish.floor). `known`: its
+        floor token and the cells' position as read for a batch (_positions_many)."""
+        if known is None:
+            token = self.floors.begin((sku, site), now_ms) if self.floors is not None else 0
+            cells = read_position(self.stock, sku, site, now_ms)
         else:
-            position, arrivals = await asyncio.gather(
-                read_position(self.stock, sku, site, now_ms), self.transit.arriving(sku, site)
-            )
+            token, cells = known[0], _ready(known[1])
+        if self.transit is None:
+            position = await cells
+        else:
+            position, arrivals = await asyncio.gather(cells, self.transit.arriving(sku, site))
             position = replace(position, arrivals=tuple(arrivals))
         if self.floors is not None:
             if position.arrivals:  # an ETA may move without a movement: read such a pair each time
@@ -447,6 +478,29 @@ class ReplenishService:
             else:
                 self.floors.seed((sku, site), token, position.on_hand, position.in_transit, position.fresh_until_ms)
         return position
+
+    async def _positions_many(self, pairs: Sequence[Pair], now_ms: int) -> dict[Pair, tuple[int, StockPosition]]:
+        """The pairs' floor tokens and cells' positions from one stock query (each shard scans
+        its cells once), as read_position gives them pair by pair. A pair the query has no row
+        of (e.g. not in the catalog) is left out: it is read alone, with its own answer."""
+        query = getattr(self.stock, "query_stock", None)
+        skus = tuple(sorted({sku for sku, _ in pairs}))
+        sites = tuple(sorted({site for _, site in pairs}))
+        if query is None or len(pairs) < MIN_POSITION_QUERY or len(skus) * len(sites) > MAX_POSITION_ROWS // 8:
+            return {}
+        floors = self.floors
+        tokens = {pair: floors.begin(pair, now_ms) if floors is not None else 0 for pair in pairs}
+        try:
+            rows = await query(StockQuery(skus, sites, group_by=(Dimension.STATUS,), limit=MAX_POSITION_ROWS))
+        except Exception as exc:  # a shortcut: each pair is read alone instead
+            log.warning("trigger batch positions not queried; read pair by pair", error=f"{type(exc).__name__}: {exc}")
+            return {}
+        by_pair: dict[Pair, list[Any]] = {pair: [] for pair in pairs}
+        for r in rows:
+            got = by_pair.get((r.sku, r.site))
+            if got is not None:
+                got.append(r.row)
+        return {pair: (tokens[pair], position_of_rows(got, now_ms)) for pair, got in by_pair.items() if got}
 
     async def inputs(
         self, sku: str, site: str, factors: Sequence[Factor] | None = None, days: DayInputs | None = None
@@ -466,6 +520,33 @@ class ReplenishService:
         self._terms[key] = (time.monotonic(), terms)
         return terms
 
+    async def _list_terms(self, pairs: Sequence[Pair]) -> None:
+        """Before a trigger batch reads its pairs: when many lack cached terms, one listing of
+        the stored terms' keys (kept SUPPLIER_TTL_S, taken again once a pair of the batch was
+        received after it) tells which have none; those are cached as such, the others read."""
+        now = time.monotonic()
+        missing = [
+            (sku, site)
+            for sku, site in pairs
+            if (hit := self._terms.get(pair_key(sku, site))) is None or now - hit[0] >= SUPPLIER_TTL_S
+        ]
+        listing = self._terms_listing
+        if len(missing) < MIN_TERMS_LISTING or (listing and len(listing[1]) > LISTING_PER_PAIR * len(missing)):
+            return
+        if (
+            listing is None
+            or now - listing[0] >= SUPPLIER_TTL_S
+            or any(self._changed.get(pair, -1.0) >= listing[0] for pair in missing)
+        ):
+            listed_at = time.monotonic()
+            listing = self._terms_listing = (listed_at, frozenset(await self.store.supplier_keys()))
+        if len(self._terms) + len(missing) > MAX_CACHED_PAIRS:
+            self._terms.clear()
+        for sku, site in missing:
+            key = pair_key(sku, site)
+            if key not in listing[1]:
+                self._terms[key] = (listing[0], None)
+
     async def _read(
         self,
         sku: str,
@@ -474,17 +555,21 @@ class ReplenishService:
         days: DayInputs | None = None,
         *,
         cached_terms: bool = False,
+        position: tuple[int, StockPosition] | None = None,
+        index: bool = True,
     ) -> tuple[PairInputs, Suggestion | None]:
-        """The pair's inputs and its stored suggestion as read with them (one read of each)."""
+        """The pair's inputs and its stored suggestion as read with them (one read of each);
+        `position`: its floor token and cells' position as read for a batch; `index`: trust
+        the store's "none stored" (not after a write lost a race: the index may lag)."""
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
         if factors is None:
             factors = await self._all_factors()
-        (demand, censored), position, supplier, current = await asyncio.gather(
+        (demand, censored), cells, supplier, current = await asyncio.gather(
             self._demand(sku, site, today) if days is None else _ready(self._series(sku, site, today, days)),
-            self._position(sku, site, now_ms),
+            self._position(sku, site, now_ms, position),
             self._supplier(sku, site, cached_terms),
-            self.store.get_suggestion(sku, site),
+            self._stored(sku, site, index),
         )
         self._remember(sku, site, current)
         open_todos = max(0, (current.panel.open_todos if current else 0) - self._received.get(pair_key(sku, site), 0))
@@ -494,13 +579,21 @@ class ReplenishService:
             today,
             demand,
             censored,
-            position,
+            cells,
             supplier,
             self._factors(factors, sku, site, today),
             open_todos,
             self.config,
         )
         return inputs, current
+
+    async def _stored(self, sku: str, site: str, index: bool = True) -> Suggestion | None:
+        """The pair's stored suggestion; none without a read when the store knows none is
+        stored (a first look: the write that follows is conditional on "none", so a suggestion
+        another gateway wrote meanwhile makes it StaleWrite and the pair is read again)."""
+        if index and self.store.suggestion_absent(sku, site):
+            return None
+        return await self.store.get_suggestion(sku, site)
 
     def _remember(self, sku: str, site: str, s: Suggestion | None) -> None:
         key = pair_key(sku, site)
@@ -572,14 +665,15 @@ class ReplenishService:
         already (the trigger's screen). A retry after a lost race reads everything afresh: the
         write is conditional on the version read, so inputs read a moment ago are safe."""
         async with self._lock(sku, site):
+            index = True
             for _ in range(MAX_WRITE_ATTEMPTS):
-                inputs, current = read if read is not None else await self._read(sku, site, factors, days)
+                inputs, current = read if read is not None else await self._read(sku, site, factors, days, index=index)
                 factors = days = read = None
                 planned = self.planner([inputs])[0]
                 try:
                     return await self._keep(inputs, planned, trigger, current)
                 except StaleWrite:
-                    continue  # another gateway wrote meanwhile: read again
+                    index = False  # another gateway wrote meanwhile (the index may not show it yet): read again
             raise FailedPrecondition(REASON_STALE, f"the suggestion of {sku}@{site} kept changing; try again")
 
     async def recompute_many(
@@ -600,20 +694,25 @@ class ReplenishService:
             return []
         now_ms = self.clock.now_ms()
         today = day_of(now_ms)
-        days, factors, _ = await asyncio.gather(
-            self._cached_day_inputs(pairs, today), self._all_factors(), self._warm_health(pairs)
+        days, factors, _, _ = await asyncio.gather(
+            self._cached_day_inputs(pairs, today),
+            self._all_factors(),
+            self._warm_health(pairs),
+            self._list_terms(pairs),
         )
         limit = asyncio.Semaphore(max(1, concurrency or self.config.recompute_concurrency))
 
         async def read(sku: str, site: str) -> tuple[PairInputs, Suggestion | None]:
             async with limit:
-                return await self._read(sku, site, factors, days[(sku, site)], cached_terms=True)
+                pair = (sku, site)
+                return await self._read(sku, site, factors, days[pair], cached_terms=True, position=cells.get(pair))
 
         found: list[Any] = [
             self._known_inputs(sku, site, factors, days[(sku, site)], now_ms, today) for sku, site in pairs
         ]
         known = {n for n, got in enumerate(found) if got is not None}  # screened without a read
         unread = [n for n in range(len(pairs)) if n not in known]
+        cells = await self._positions_many([pairs[n] for n in unread], now_ms)
         read_now = await asyncio.gather(*(read(*pairs[n]) for n in unread), return_exceptions=True)
         _reraise_cancelled(list(read_now))
         for n, got in zip(unread, read_now, strict=True):
@@ -645,16 +744,20 @@ class ReplenishService:
         """Per read pair, whether a recompute now would store nothing: the planner's batch
         screen finds it above its reorder point (so its plan orders nothing) and _stays."""
         screen: Callable[[Sequence[PairInputs]], list[bool]] | None = getattr(self.planner, "screen", None)
-        if screen is None or not reads:
-            return [False] * len(reads)
+        # A first look (nothing stored) is planned in full whatever the screen says (_stays):
+        # only the pairs with a stored suggestion are screened.
+        stored = [n for n, (_, current) in enumerate(reads) if current is not None]
+        out = [False] * len(reads)
+        if screen is None or not stored:
+            return out
         try:
-            hits = screen([inputs for inputs, _ in reads])
+            hits = screen([reads[n][0] for n in stored])
         except Exception as exc:  # the screen is a shortcut: without it, every pair is planned in full
             log.warning("trigger screen failed; planning the batch in full", error=f"{type(exc).__name__}: {exc}")
-            return [False] * len(reads)
-        return [
-            not hit and await self._stays(inputs, current) for (inputs, current), hit in zip(reads, hits, strict=True)
-        ]
+            return out
+        for n, hit in zip(stored, hits, strict=True):
+            out[n] = not hit and await self._stays(*reads[n])
+        return out
 
     async def _stays(self, inputs: PairInputs, current: Suggestion | None) -> bool:
         """Whether `current` stays as it is when the pair's plan orders nothing (qty 0, not below
@@ -871,6 +974,7 @@ class ReplenishService:
         await self.store.put_supplier(checked)
         self._health.entries.pop(pair_key(checked.sku, checked.site), None)
         self._terms.pop(pair_key(checked.sku, checked.site), None)
+        self._terms_listing = None  # it may say "no terms" of this pair
         return checked
 
     async def get_supplier(self, sku: str, site: str) -> SupplierTerms:

@@ -332,6 +332,13 @@ class ReplenishStore(Protocol):
         it (nothing stored, or not known yet): then read the suggestion."""
         ...
 
+    def suggestion_absent(self, sku: str, site: str) -> bool:
+        """True only when the store knows, without a read, that no suggestion of the pair is
+        stored (e.g. its index of the bucket is loaded and holds no such key): a first look
+        costs no read. False means "read it". A write that races it still cannot be lost:
+        put_suggestion is conditional on the version read (0 here), so it raises StaleWrite."""
+        ...
+
     async def put_supplier(self, terms: SupplierTerms) -> None: ...
 
     async def get_supplier(self, sku: str, site: str) -> SupplierTerms | None: ...
