@@ -12,8 +12,9 @@ two checkouts in one invocation.
 `git archive main | tar -x -C DIR`) in a subprocess, alternating with this checkout, and
 prints each run and the ratio of the medians; then one `--digest` run in each tree (journal
 times from a counter): the sha256 of every voucher row (its document byte for byte),
-valuation row and checkpoint state row stored must be the same, or it exits 1. Uses only what both sides have: bench.finance's
-Writer and SETUP, FinanceFeed(store, setup, rules), open_finance_store.
+valuation row and checkpoint state row stored must be the same, or it exits 1. Uses only what
+both sides have: bench.finance's Writer and SETUP, FinanceFeed(store, setup, rules),
+open_finance_store.
 """
 
 from __future__ import annotations
@@ -113,9 +114,8 @@ def _one(root: Path, movements: int, batch: int, digest: bool = False) -> tuple[
         module = "bench._finance_sink_run"
     env = {**os.environ, "PYTHONPATH": str(root)}
     args = [sys.executable, "-m", module, "--movements", str(movements), "--batch", str(batch), "--raw"]
-    out = subprocess.run(
-        [*args, "--digest"] if digest else args, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=True
-    )
+    args += ["--digest"] if digest else []
+    out = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=True)
     cpu, wall, *rest = out.stdout.strip().splitlines()[-1].split()
     return float(cpu), float(wall), rest[0] if rest else ""
 
@@ -135,7 +135,8 @@ def compare(other: Path, movements: int, batch: int, rounds: int) -> int:
     print(f"median: other {a:.1f}, this {b:.1f} µs CPU per movement → this/other = {b / a:.2f}")
     digests = {name: _one(root, movements, batch, digest=True)[2] for name, root in (("other", other), ("this", here))}
     same = digests["other"] == digests["this"]
-    print(f"stored vouchers, valuation rows and state, sha256: other {digests['other'][:16]}, this {digests['this'][:16]}")
+    other_digest, this_digest = digests["other"][:16], digests["this"][:16]
+    print(f"stored vouchers, valuation rows and state, sha256: other {other_digest}, this {this_digest}")
     print("→ the same bytes" if same else "→ DIFFERENT: the two trees do not store the same vouchers")
     return 0 if same else 1
 

@@ -3,6 +3,7 @@ bin queue) and by properties against a plain FIFO oracle written for the tests."
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal as D
 
 import pytest
@@ -223,20 +224,8 @@ def test_a_lots_kept_sums_equal_the_sums_over_its_layers(steps: list[tuple[str, 
         elif op == "landed":
             pos.add_cost(named, cost)
         else:
-            pos = Position(Method.FIFO, currency, layers=[Layer(*vars_of(ly)) for ly in pos.layers])
+            pos = Position(Method.FIFO, currency, layers=[dataclasses.replace(ly) for ly in pos.layers])
         for lot_id in ("L0", "L1", "L2", "L3"):
             kept, summed = pos.lot_value(lot_id), _summed_over_layers(pos, lot_id)
             assert kept == summed, lot_id
             assert str(kept[1]) == str(summed[1]), lot_id
-
-
-def vars_of(layer: Layer) -> tuple[object, ...]:
-    return (
-        layer.layer_id,
-        layer.lot_id,
-        layer.at_ms,
-        layer.qty,
-        layer.unit_cost,
-        layer.remaining_qty,
-        layer.remaining_value,
-    )
