@@ -73,6 +73,17 @@ class Receipt(NamedTuple):
         return self.value - self.inventory
 
 
+class LotLayers(NamedTuple):
+    """One lot's open FIFO layers in sum. The sums are exact (amounts of one currency, far
+    below 28 digits) and start from ZERO as a sum over the layers does, so they equal it to
+    the exponent; a lot with no open layer has no entry, as it has no layer to sum."""
+
+    layers: int  # how many
+    negative: int  # how many of them are negative (a shortfall a receipt of the lot fills)
+    qty: int
+    value: Decimal
+
+
 class LotValue(NamedTuple):
     lot_id: str
     qty: int
@@ -90,6 +101,12 @@ class Position:
     avg_value: Decimal = ZERO
     lot_qty: dict[str, int] = field(default_factory=dict)  # AVERAGE: per lot, for reports
     last_cost: dict[str, Decimal] = field(default_factory=dict)  # lot → its last unit cost; "" → the sku's
+    # FIFO: each lot's LotLayers, kept as its layers change, so that valuing the lot an event
+    # touches (before and after it: the follower's valuation rows) does not sum every open
+    # layer twice per movement (~9 % of the follower's CPU with ~50 layers a lot). Built from
+    # `layers` at first use — a position loaded from a checkpoint gets its layers assigned
+    # once, before any use — and every later change of a layer goes through this class.
+    _by_lot: dict[str, LotLayers] | None = field(default=None, repr=False, compare=False)
 
     # ---- in ----
 
@@ -128,6 +145,24 @@ class Position:
         self, layer_id: str, lot_id: str, qty: int, unit_cost: Decimal, value: Decimal, at_ms: int
     ) -> Decimal:
         inventory = ZERO
+        by_lot = self._lots_now()
+        lot = by_lot.get(lot_id, _NO_LAYERS)
+        if lot.negative:  # a shortfall of the lot to fill first (rare: negative stock allowed)
+            inventory, qty, value, lot = self._fill_shortfall(lot_id, qty, unit_cost, value, lot)
+        if qty > 0:
+            self.layers.append(Layer(layer_id, lot_id, at_ms, qty, unit_cost, qty, value))
+            inventory += value
+            lot = LotLayers(lot.layers + 1, lot.negative, lot.qty + qty, lot.value + value)
+        _set_lot(by_lot, lot_id, lot)
+        return inventory
+
+    def _fill_shortfall(
+        self, lot_id: str, qty: int, unit_cost: Decimal, value: Decimal, lot: LotLayers
+    ) -> tuple[Decimal, int, Decimal, LotLayers]:
+        """The lot's negative layers filled, oldest first, at the cost they went out at:
+        (what the inventory account gains, the qty and value left to receive, the lot after)."""
+        inventory = ZERO
+        layers, negative, lot_qty, lot_value = lot
         for layer in self.layers:  # bounded: one pass over the open layers
             if qty == 0:
                 break
@@ -140,14 +175,15 @@ class Position:
                 delta = money(layer.unit_cost * filled, self.currency)
             layer.remaining_qty += filled
             layer.remaining_value += delta
+            lot_qty, lot_value = lot_qty + filled, lot_value + delta
+            if layer.remaining_qty == 0:
+                negative -= 1
+                layers -= layer.remaining_value == 0  # emptied: dropped below
             inventory += delta
             qty -= filled
             value -= money(unit_cost * filled, self.currency)
         self.layers = [layer for layer in self.layers if layer.remaining_qty != 0 or layer.remaining_value != 0]
-        if qty > 0:
-            self.layers.append(Layer(layer_id, lot_id, at_ms, qty, unit_cost, qty, value))
-            inventory += value
-        return inventory
+        return inventory, qty, value, LotLayers(layers, negative, lot_qty, lot_value)
 
     def add_cost(self, lot_id: str, amount: Decimal) -> Decimal:
         """A landed cost (freight, duty) on a lot ("" = the whole sku): onto what is still
@@ -164,11 +200,14 @@ class Position:
         if total_qty == 0:
             return amount
         left = amount
+        by_lot = self._lots_now()
         for i, layer in enumerate(open_layers):
             share = (
                 left if i == len(open_layers) - 1 else money(amount * layer.remaining_qty / total_qty, self.currency)
             )
             layer.remaining_value += share
+            lot = by_lot[layer.lot_id]
+            by_lot[layer.lot_id] = lot._replace(value=lot.value + share)
             left -= share
         return ZERO
 
@@ -220,7 +259,9 @@ class Position:
 
     def _issue_fifo(self, lot_id: str, qty: int) -> Issue:
         consumed: list[Consumed] = []
+        by_lot = self._lots_now()
         left = qty
+        emptied = False
         for layer in self.layers:  # oldest first; bounded by the open layers
             if left == 0:
                 break
@@ -233,14 +274,23 @@ class Position:
                 value = money(layer.remaining_value * take / layer.remaining_qty, self.currency)
             layer.remaining_qty -= take
             layer.remaining_value -= value
+            lot = by_lot[layer.lot_id]
+            gone = layer.remaining_qty == 0 and layer.remaining_value == 0
+            emptied = emptied or gone
+            by_lot[layer.lot_id] = LotLayers(lot.layers - gone, lot.negative, lot.qty - take, lot.value - value)
             consumed.append(Consumed(layer.layer_id, layer.lot_id, take, value))
             left -= take
-        self.layers = [layer for layer in self.layers if layer.remaining_qty != 0 or layer.remaining_value != 0]
+        if emptied:  # only a layer taken whole can have emptied: else the list stays as it is
+            self.layers = [layer for layer in self.layers if layer.remaining_qty != 0 or layer.remaining_value != 0]
+            for lot_of in {c.lot_id for c in consumed}:
+                _set_lot(by_lot, lot_of, by_lot[lot_of])
         if left:
             cost = self.last_cost.get(lot_id, self.last_cost.get("", ZERO))
             value = money(cost * left, self.currency)
             self.layers.append(Layer(f"short:{lot_id}", lot_id, 0, -left, cost, -left, -value))
             consumed.append(Consumed(f"short:{lot_id}", lot_id, left, value))
+            lot = by_lot.get(lot_id, _NO_LAYERS)
+            by_lot[lot_id] = LotLayers(lot.layers + 1, lot.negative + 1, lot.qty - left, lot.value - value)
         return Issue(qty, sum((c.value for c in consumed), ZERO), tuple(consumed), left)
 
     # ---- reports ----
@@ -264,12 +314,14 @@ class Position:
 
     def lot_value(self, lot_id: str) -> tuple[int, Decimal]:
         """Qty and value of one lot of a FIFO position (its layers' remainders)."""
-        qty, value = 0, ZERO
-        for layer in self.layers:  # bounded by the open layers
-            if layer.lot_id == lot_id:
-                qty += layer.remaining_qty
-                value += layer.remaining_value
-        return qty, value
+        lot = self._lots_now().get(lot_id, _NO_LAYERS)
+        return lot.qty, lot.value
+
+    def _lots_now(self) -> dict[str, LotLayers]:
+        """The per-lot sums of the FIFO layers (built once, then kept by every change)."""
+        if self._by_lot is None:
+            self._by_lot = lot_layers(self.layers)
+        return self._by_lot
 
     def lots(self) -> list[LotValue]:
         """Qty and value per lot, summing exactly to the position's."""
@@ -291,3 +343,25 @@ class Position:
             out.append(LotValue(lot, q, v))
             left -= v
         return out
+
+
+_NO_LAYERS = LotLayers(0, 0, 0, ZERO)
+
+
+def lot_layers(layers: list[Layer]) -> dict[str, LotLayers]:
+    """Each lot's open layers in sum, oldest first (as a sum over the layers adds them)."""
+    out: dict[str, LotLayers] = {}
+    for layer in layers:  # bounded by the open layers
+        n, neg, q, v = out.get(layer.lot_id, _NO_LAYERS)
+        out[layer.lot_id] = LotLayers(
+            n + 1, neg + (layer.remaining_qty < 0), q + layer.remaining_qty, v + layer.remaining_value
+        )
+    return out
+
+
+def _set_lot(by_lot: dict[str, LotLayers], lot_id: str, lot: LotLayers) -> None:
+    """A lot left with no layer has no entry (its sum is ZERO again, as over no layers)."""
+    if lot.layers:
+        by_lot[lot_id] = lot
+    else:
+        by_lot.pop(lot_id, None)

@@ -27,9 +27,9 @@ from decimal import Decimal
 import structlog
 
 from engine.domain.errors import DomainError, FailedPrecondition
-from engine.domain.events import business_events
 from engine.domain.ports import FollowedEntry
 from engine.finance.documents import MAX_DOCUMENTS, DocumentRecord, FinanceDocument, PaymentBaseline, book
+from engine.finance.events import ledger_events
 from engine.finance.ledger import Ledger, Valuation
 from engine.finance.mapping import Rules
 from engine.finance.ports import Baseline, Checkpoint, FinanceDocuments, FinanceStore
@@ -166,11 +166,13 @@ class FinanceFeed:
                 self.counters.skipped += 1
                 continue
             self._apply_documents(followed.position - 1, booked)
-            for event in business_events(followed.entry, followed.position):
+            # Only the movements the ledgers value, derived lean (engine.finance.events): the
+            # same vouchers as booking every business event, at a fraction of the CPU.
+            for event in ledger_events(followed.entry):
                 effects = self.ledger.apply(event)
                 vouchers.extend(effects.vouchers)
                 valuations.extend(effects.valuations)
-                self.counters.events += 1
+            self.counters.events += len(followed.entry.movements)  # one business event each
             last = followed.position
             self.counters.entries += 1
         self._apply_documents(last, booked)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode
 
-from engine.domain.events import BusinessEvent, EventFinance
 from engine.finance.costing import Method, Position
 from engine.finance.mapping import Facts, Rules
 from engine.finance.money import ZERO, money, parse_amount
@@ -41,6 +40,74 @@ from engine.finance.vouchers import (
 )
 
 OWN = "own"
+
+
+class BookingFinance(Protocol):
+    """What the ledgers read of an event's finance: engine.domain.events.EventFinance, or
+    engine.finance.events.LedgerFinance (the follower's lean derivation of the same values)."""
+
+    @property
+    def unit_cost(self) -> str: ...
+    @property
+    def unit_price(self) -> str: ...
+    @property
+    def tax_rate(self) -> str: ...
+    @property
+    def terms(self) -> str: ...
+    @property
+    def customer_tier(self) -> str: ...
+    @property
+    def sales_channel(self) -> str: ...
+    @property
+    def tax_attribute(self) -> str: ...
+    @property
+    def gift(self) -> bool: ...
+    @property
+    def return_of(self) -> str: ...
+    @property
+    def to_site(self) -> str: ...
+    @property
+    def to_company(self) -> str: ...
+
+
+class BookingSide(Protocol):
+    @property
+    def external(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+
+
+class Booking(Protocol):
+    """What the ledgers read of a business event: engine.domain.events.BusinessEvent (the
+    reference, which documents and tests book), or engine.finance.events.LedgerEvent (the
+    follower's, with the same names and values)."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def lot_id(self) -> str: ...
+    @property
+    def qty(self) -> int: ...
+    @property
+    def from_(self) -> BookingSide: ...
+    @property
+    def to(self) -> BookingSide: ...
+    @property
+    def doc_ref(self) -> str: ...
+    @property
+    def at_ms(self) -> int: ...
+    @property
+    def finance(self) -> BookingFinance | None: ...
+
+
 MAX_TRANSIT_RECORDS = 100_000  # open transfer legs remembered (oldest dropped beyond)
 # Sales remembered for returns at their original amounts; beyond it the oldest is dropped and
 # a return of it is booked at the caller's figures (a return is rarely older than a million sales).
@@ -144,7 +211,7 @@ def doc_attrs(doc_ref: str) -> DocAttrs:
     )
 
 
-def event_attrs(event: BusinessEvent) -> DocAttrs:
+def event_attrs(event: Booking) -> DocAttrs:
     """The typed attributes of the event's Finance first; each one it does not say falls back
     to the doc_ref's `?key=value` (how movements journaled before v7 carry them)."""
     old = doc_attrs(event.doc_ref)
@@ -163,7 +230,7 @@ def event_attrs(event: BusinessEvent) -> DocAttrs:
     )
 
 
-def _says_attributes(fin: EventFinance) -> bool:
+def _says_attributes(fin: BookingFinance) -> bool:
     return bool(
         fin.customer_tier
         or fin.sales_channel
@@ -207,7 +274,7 @@ class Ledger:
             pos = self.positions[key] = Position(method, company.currency)
         return pos
 
-    def apply(self, event: BusinessEvent) -> Effects:
+    def apply(self, event: Booking) -> Effects:
         """The vouchers and valuation changes of one business event (none for most)."""
         if event.qty <= 0:
             return Effects()
@@ -220,7 +287,7 @@ class Ledger:
 
     # ---- helpers ----
 
-    def _facts(self, kind: str, event: BusinessEvent, company: Company, attrs: DocAttrs) -> Facts:
+    def _facts(self, kind: str, event: Booking, company: Company, attrs: DocAttrs) -> Facts:
         category, _ = self.setup.category_of(event.sku)
         currency = company.currency
         return Facts(
@@ -228,7 +295,7 @@ class Ledger:
         )
 
     def _valuation(
-        self, company: Company, event: BusinessEvent, before: dict[str, tuple[int, Decimal]], voucher_id: str
+        self, company: Company, event: Booking, before: dict[str, tuple[int, Decimal]], voucher_id: str
     ) -> tuple[Valuation, ...]:
         after = self._lots(company, event.sku, event.lot_id)
         out: list[Valuation] = []
@@ -252,14 +319,14 @@ class Ledger:
             return {lot_id: pos.lot_value(lot_id)}
         return {lot: (qty, value) for lot, qty, value in pos.lots()}
 
-    def _cost_of(self, event: BusinessEvent, pos: Position) -> Decimal:
+    def _cost_of(self, event: Booking, pos: Position) -> Decimal:
         """The unit cost an arriving unit carries: the caller's, else the lot's or sku's last cost."""
         given = parse_amount(event.finance.unit_cost) if event.finance else None
         if given is not None and given >= 0:
             return given
         return pos.last_cost.get(event.lot_id, pos.last_cost.get("", ZERO))
 
-    def _source(self, event: BusinessEvent, attrs: DocAttrs, layer_ids: tuple[str, ...] = ()) -> tuple[Source, ...]:
+    def _source(self, event: Booking, attrs: DocAttrs, layer_ids: tuple[str, ...] = ()) -> tuple[Source, ...]:
         """The voucher's source, with the attributes its accounts were chosen by (explain)."""
         return (
             Source(
@@ -279,7 +346,7 @@ class Ledger:
         )
 
     def _voucher(
-        self, kind: str, event: BusinessEvent, company: Company, attrs: DocAttrs, amounts: list[Amount], **extra: str
+        self, kind: str, event: Booking, company: Company, attrs: DocAttrs, amounts: list[Amount], **extra: str
     ) -> Voucher | None:
         return build(
             f"{kind}:{event.event_id}",
@@ -302,7 +369,7 @@ class Ledger:
 
     # ---- in ----
 
-    def _inbound(self, event: BusinessEvent, external: str) -> Effects:
+    def _inbound(self, event: Booking, external: str) -> Effects:
         company = self.setup.company_of(event.site)
         attrs = event_attrs(event)
         if external == "@customer":
@@ -324,7 +391,7 @@ class Ledger:
         voucher = self._voucher(kind, event, company, attrs, amounts)
         return self._effects(voucher, self._valuation(company, event, before, voucher.voucher_id if voucher else ""))
 
-    def _return(self, event: BusinessEvent, company: Company, attrs: DocAttrs) -> Effects:
+    def _return(self, event: Booking, company: Company, attrs: DocAttrs) -> Effects:
         """Goods back from a customer: at the sale's original cost and price, as a red-letter
         reversal of (a share of) the sale; without a known sale, at the caller's figures."""
         sale_doc = attrs.orig or attrs.key
@@ -390,7 +457,7 @@ class Ledger:
             tax = money(tax_left * qty / left, currency)
         return cost, revenue, tax
 
-    def _transfer_in(self, event: BusinessEvent, company: Company, attrs: DocAttrs) -> Effects:
+    def _transfer_in(self, event: Booking, company: Company, attrs: DocAttrs) -> Effects:
         pos = self.position(company, event.sku)
         before = self._lots(company, event.sku, event.lot_id)
         legs = self._take_transit(event, attrs)
@@ -409,7 +476,7 @@ class Ledger:
         return Effects(((voucher,) if voucher else ()) + cleared, valuations)
 
     def _clear_transit(
-        self, event: BusinessEvent, company: Company, attrs: DocAttrs, legs: list[tuple[TransitRecord, int, Decimal]]
+        self, event: Booking, company: Company, attrs: DocAttrs, legs: list[tuple[TransitRecord, int, Decimal]]
     ) -> tuple[Voucher, ...]:
         """Goods that left another company's site booked to its goods in transit (the
         dispatch did not name the destination) and arrived here: that company's transit is
@@ -441,7 +508,7 @@ class Ledger:
 
     def _cancelled_transfer(
         self,
-        event: BusinessEvent,
+        event: Booking,
         company: Company,
         attrs: DocAttrs,
         legs: list[tuple[TransitRecord, int, Decimal]],
@@ -475,7 +542,7 @@ class Ledger:
         )
         return self._effects(voucher, self._valuation(company, event, before, voucher.voucher_id if voucher else ""))
 
-    def _take_transit(self, event: BusinessEvent, attrs: DocAttrs) -> list[tuple[TransitRecord, int, Decimal]]:
+    def _take_transit(self, event: Booking, attrs: DocAttrs) -> list[tuple[TransitRecord, int, Decimal]]:
         """Oldest open transit legs of this sku and lot (same document first)."""
         doc = attrs.orig or attrs.key
         candidates = [t for t in self.transit if t.sku == event.sku and t.lot_id == event.lot_id and t.qty > 0]
@@ -499,7 +566,7 @@ class Ledger:
 
     # ---- out ----
 
-    def _outbound(self, event: BusinessEvent, external: str) -> Effects:
+    def _outbound(self, event: Booking, external: str) -> Effects:
         company = self.setup.company_of(event.site)
         attrs = event_attrs(event)
         pos = self.position(company, event.sku)
@@ -522,7 +589,7 @@ class Ledger:
             self._remember_transit(event, company, attrs, cost, vid, intercompany)
         return self._effects(voucher, self._valuation(company, event, before, vid))
 
-    def _dispatch_is_intercompany(self, event: BusinessEvent, company: Company, attrs: DocAttrs) -> bool:
+    def _dispatch_is_intercompany(self, event: Booking, company: Company, attrs: DocAttrs) -> bool:
         """A transfer names its destination company, or its destination site (whose company
         the org tree gives); when that is another company the leg is inter-company."""
         if attrs.to_company:
@@ -530,7 +597,7 @@ class Ledger:
         return bool(attrs.to_site) and self.setup.company_of(attrs.to_site).company != company.company
 
     def _remember_transit(
-        self, event: BusinessEvent, company: Company, attrs: DocAttrs, cost: Decimal, voucher_id: str, inter: bool
+        self, event: Booking, company: Company, attrs: DocAttrs, cost: Decimal, voucher_id: str, inter: bool
     ) -> None:
         self.transit.append(
             TransitRecord(
@@ -540,7 +607,7 @@ class Ledger:
         if len(self.transit) > MAX_TRANSIT_RECORDS:
             del self.transit[0]
 
-    def _price(self, event: BusinessEvent, company: Company) -> tuple[Decimal, Decimal]:
+    def _price(self, event: Booking, company: Company) -> tuple[Decimal, Decimal]:
         fin = event.finance
         price = parse_amount(fin.unit_price) if fin else None
         rate = parse_amount(fin.tax_rate) if fin else None
@@ -550,7 +617,7 @@ class Ledger:
 
     def _sale(
         self,
-        event: BusinessEvent,
+        event: Booking,
         company: Company,
         attrs: DocAttrs,
         cost: Decimal,

@@ -3,6 +3,7 @@ bin queue) and by properties against a plain FIFO oracle written for the tests."
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal as D
 
 import pytest
@@ -183,3 +184,48 @@ def test_moving_average_is_q_r_plus_q_in_r_in_over_q_plus_q_in(steps: list[tuple
         assert (pos.qty, pos.value) == (qty_on_hand, book)
         assert sum(lv.value for lv in pos.lots()) == book
         assert sum(lv.qty for lv in pos.lots()) == qty_on_hand
+
+
+def _summed_over_layers(pos: Position, lot_id: str) -> tuple[int, D]:
+    """A lot's qty and value as a sum over its open layers (what lot_value must equal)."""
+    qty, value = 0, D(0)
+    for layer in pos.layers:
+        if layer.lot_id == lot_id:
+            qty, value = qty + layer.remaining_qty, value + layer.remaining_value
+    return qty, value
+
+
+wider_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["receive", "issue", "landed", "reload"]),
+        st.sampled_from(["L1", "L2", "L3", ""]),
+        st.integers(1, 30),
+        costs,
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wider_ops, st.sampled_from(["CNY", "JPY", "KWD"]))
+def test_a_lots_kept_sums_equal_the_sums_over_its_layers(steps: list[tuple[str, str, int, D]], currency: str) -> None:
+    """lot_value is kept as layers change (not summed per call): through receipts, issues
+    beyond stock (negative layers) and the receipts that fill them, landed costs, and a
+    reload of the layers as a checkpoint does, it equals the sum over the lot's layers —
+    the same Decimal, exponent included (the valuation rows are written from it)."""
+    pos = Position(Method.FIFO, currency)
+    for n, (op, named, qty, cost) in enumerate(steps):
+        lot = named or "L0"
+        if op == "receive":
+            pos.receive(f"in{n}", lot, qty, cost, n)
+        elif op == "issue":
+            pos.issue(named, qty)  # may go negative: stock allowed below zero
+        elif op == "landed":
+            pos.add_cost(named, cost)
+        else:
+            pos = Position(Method.FIFO, currency, layers=[dataclasses.replace(ly) for ly in pos.layers])
+        for lot_id in ("L0", "L1", "L2", "L3"):
+            kept, summed = pos.lot_value(lot_id), _summed_over_layers(pos, lot_id)
+            assert kept == summed, lot_id
+            assert str(kept[1]) == str(summed[1]), lot_id
