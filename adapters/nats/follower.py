@@ -492,7 +492,9 @@ class JournalFollower:
         attempt = failures = 0
         one_at_a_time = False
         applied: set[int] = set()
-        while pending := [e for seq, e in self._held.entries.items() if seq not in applied]:
+        # In journal order: redeliveries may arrive out of it (JetStream redelivers each
+        # message when its own ack wait runs out), and the sinks rely on it.
+        while pending := [e for seq, e in sorted(self._held.entries.items()) if seq not in applied]:
             batch = tuple(pending[:1] if one_at_a_time else pending)
             try:
                 await self.sink.apply(batch)

@@ -76,3 +76,30 @@ def test_a_dropped_message_takes_its_journal_time_with_it() -> None:
         held.entries[seq] = FollowedEntry(seq, JournalEntry("s1", seq, 0, (), ()))
     held.drop(1)
     assert list(held.journaled_ns) == [2]  # the batch's delays are the messages it acks
+
+
+class _Recording:
+    name = "recording sink"
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def apply(self, entries: tuple[FollowedEntry, ...]) -> None:
+        self.batches.append([e.position for e in entries])
+
+
+async def test_a_batch_taken_out_of_journal_order_reaches_the_sink_in_it() -> None:
+    """JetStream redelivers each message when its own ack wait runs out: a follower may
+    take position 7 before 5. The sink still gets the batch in journal order."""
+    from adapters.nats.follower import FollowerConfig, JournalFollower
+    from adapters.nats.journal import NatsLink, engine_journal_config
+    from bench.followers import NullMetrics
+
+    sink = _Recording()
+    link = NatsLink(engine_journal_config("order", "nats://127.0.0.1:1"))  # never connected here
+    follower = JournalFollower(link, sink, FollowerConfig("c", "t"), NullMetrics())
+    for seq in (7, 5, 6):
+        follower._held.msgs[seq] = object()  # type: ignore[assignment] # not acked here
+        follower._held.entries[seq] = FollowedEntry(seq, JournalEntry("s1", seq, 0, (), ()), redelivered=True)
+    await follower._apply_held()
+    assert sink.batches == [[5, 6, 7]]
