@@ -1,5 +1,5 @@
 """What reading a journal message's ack subject costs a follower, per message: nats-py's
-`Msg.metadata` (what followers read until 2026-12-08: a datetime and three dataclasses)
+`Msg.metadata` (what followers read until 2026-12-07: a datetime and three dataclasses)
 against `adapters.nats.follower.message_delivery` (one split, four ints), interleaved in
 one process, CPU time. Every follower pays it once per journal message it takes.
 
