@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from engine.domain.errors import FieldViolation, InvalidArgument
 
 SCHEMA_VERSION = 1
-MAX_LEAD_TIMES = 12  # receipts kept per supplier and pair (the policy reads the last 3)
+MAX_LEAD_TIMES = 12  # receipts kept per supplier and pair (the policy reads the last lead_time_receipts: 12)
 MAX_FACTORS = 10_000  # per put
 MAX_TEXT = 256
 MAX_ID = 128
