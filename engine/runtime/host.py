@@ -676,6 +676,8 @@ class ShardHost:
         async with self._get_lock():
             await self._settle()
             if self.state is not HostState.READY:
+                if self.state is not HostState.STANDBY:
+                    self._kick()  # as a write would: `verify` after a restart starts the recovery
                 raise Unavailable(f"shard {self.name} is {self.state.value}")
             return self.batch_seq, self.core.state_hash()
 

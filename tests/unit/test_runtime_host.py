@@ -7,6 +7,7 @@ checked quickly and exhaustively, with faults injected at the journal port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 
@@ -384,3 +385,22 @@ async def test_a_started_host_raises_the_young_collection_threshold_and_never_lo
         assert gc.get_threshold()[0] == 50_000
     finally:
         gc.set_threshold(*saved)
+
+
+async def test_a_state_hash_asked_of_a_restarted_host_starts_its_recovery(
+    started: tuple[Store, ShardHost], clock: ManualClock
+) -> None:
+    store, h = started
+    before = await h.state_hash()
+    await h.stop()  # the process dies; Ray gives a new one that nothing has called yet
+    again = host(store, clock)
+    with pytest.raises(Unavailable, match="is new"):
+        await again.state_hash()  # `verify` right after the restart: not served yet ...
+    for _ in range(200):  # ... but it set the recovery going, as a write would
+        await asyncio.sleep(0.01)
+        with contextlib.suppress(Unavailable):
+            assert await again.state_hash() == before
+            break
+    else:
+        pytest.fail("the host never recovered after verify asked it")
+    await again.stop()
