@@ -447,10 +447,18 @@ class IngestConsumer:
         return IngestLag(info.num_pending or 0, info.num_ack_pending or 0, info.num_redelivered or 0)
 
     async def wait_idle(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> None:
-        """Until every message in the stream has been acked (tests, the bench, the demo)."""
-        await wait_until(
-            self.lag, lambda lag: not lag.pending_messages and not lag.ack_pending, timeout_s, poll_s, "ingestion"
-        )
+        """Until every message in the stream has been acked (tests, the bench, the demo).
+        The consumer's counts alone are not enough: read right after a publish they can
+        still show nothing pending, so its ack floor must also have reached the stream's
+        last message (work-queue retention: an acked message is gone, its sequence stays)."""
+        await wait_until(self._idle, bool, timeout_s, poll_s, "ingestion")
+
+    async def _idle(self) -> bool:
+        _, js = await self._link.client()
+        stream = await js.stream_info(self.stream)  # first: a message published after it is not waited for
+        info = await js.consumer_info(self.stream, self.config.consumer.durable)
+        floor = (info.ack_floor.stream_seq if info.ack_floor is not None else 0) or 0
+        return not info.num_pending and not info.num_ack_pending and floor >= (stream.state.last_seq or 0)
 
     # ---- NATS plumbing ----
 
