@@ -12,6 +12,7 @@ tables of bench/README.md ("Where the ~10 ms of an order go") are built:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import sys
@@ -131,8 +132,17 @@ def render(profiles: Sequence[Profile]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    paths = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
-    print(render([summarize(p) for p in paths]))
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pyspy",
+        description="Summarise raw py-spy files (bench.core --profile-dir): the share of the working "
+        "samples whose stack passes through each named place of the engine.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, help="raw py-spy output files")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.files if not p.is_file()]
+    if missing:
+        parser.error(f"no such file: {', '.join(missing)}")
+    print(render([summarize(p) for p in args.files]))
     return 0
 
 

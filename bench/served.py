@@ -11,6 +11,7 @@ wire-wait and admitted-time histograms), which bench/overload.py reads before an
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import subprocess
@@ -95,8 +96,20 @@ def served_process(max_cost: int = 0, wire_max_wait_ms: float | None = None) -> 
             proc.wait(timeout=10)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.served",
+        description="Serve an in-process engine (in-memory journal, no Ray) for another bench process "
+        "until killed; writes 'PORT METRICS_PORT' to PORT_FILE once it serves.",
+    )
+    parser.add_argument("port_file", type=Path, help="where the gRPC and metrics ports are written")
+    parser.add_argument("door_max_cost", type=int, nargs="?", default=0, help="the door's cost bound (0: its default)")
+    parser.add_argument("wire_max_wait_ms", type=float, nargs="?", default=None, help="the door's wire-wait bound")
+    args = parser.parse_args(argv)
+    if args.door_max_cost < 0:
+        parser.error("door_max_cost must be ≥ 0")
+    asyncio.run(serve(args.port_file, args.door_max_cost, args.wire_max_wait_ms))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3, 4):
-        sys.exit("usage: python -m bench.served PORT_FILE [DOOR_MAX_COST [WIRE_MAX_WAIT_MS]]")
-    cost = int(sys.argv[2]) if len(sys.argv) >= 3 else 0
-    asyncio.run(serve(Path(sys.argv[1]), cost, float(sys.argv[3]) if len(sys.argv) == 4 else None))
+    main()
