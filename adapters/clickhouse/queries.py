@@ -151,7 +151,8 @@ def movement_columns(records: Sequence[HistoryRecord]) -> list[list[Any]]:
     """Column-oriented data for clickhouse-connect's insert, in MOVEMENT_COLUMNS order: the
     same values as `movement_row` per record, built a column at a time (one comprehension
     per column instead of a 35-field row per movement, then a transpose: the sink builds
-    every movement of the journal here, ~4× cheaper this way, bench/history_columns.py)."""
+    every movement of the journal here; ~0.9 against ~1.7 µs per movement,
+    bench/results/2026-12-08/history/columns.py)."""
     if not records:
         return [[] for _ in MOVEMENT_COLUMNS]
     ms = [r.movement for r in records]
