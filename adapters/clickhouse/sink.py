@@ -60,12 +60,9 @@ class SinkConfig:
     # in each roll-up view whatever its size (bench/README.md, "Cheaper hops"): one insert
     # a second keeps that cost off the orders, and history one second behind is fresh enough.
     batch_max_ms: float = 1_000.0
-    # While the journal is busy, up to 4 s: a quarter of the inserts (and their parts and
-    # merges) while the orders need the cores; history is at most ~4 s behind then. An
-    # insert's CPU is mostly per part, not per row (bench/results/2026-12-08/history: at
-    # 2,600 movements/s one insert of 10,400 costs ~200 ms against ~130-170 ms for 5,200,
-    # so 4 s windows spend ~50 ms of CPU a second where 2 s windows spent ~65-85).
-    busy_batch_max_ms: float = 4_000.0
+    # While the journal is busy, up to 2 s: half the inserts (and their parts and merges)
+    # while the orders need the cores; history is at most ~2 s behind then.
+    busy_batch_max_ms: float = 2_000.0
     fetch_batch: int = 256  # messages per pull
     fetch_wait_s: float = 1.0  # a pull with nothing to deliver ends after this (an idle sink wakes once a second)
     ack_wait_s: float = 30.0  # JetStream redelivers a message unacked this long

@@ -112,4 +112,4 @@ def test_sink_bounds_are_checked_and_a_batch_token_names_its_messages() -> None:
     assert not c.due(config, 10.05, window_ms)
     assert c.due(config, 10.2, window_ms)
     assert not c.due(config, 10.2, config.busy_batch_max_ms)  # a busy journal's window is longer
-    assert config.busy_batch_max_ms == SinkConfig().busy_batch_max_ms == 4_000.0
+    assert config.busy_batch_max_ms == SinkConfig().busy_batch_max_ms == 2_000.0
