@@ -148,9 +148,86 @@ def movement_row(record: HistoryRecord) -> tuple[Any, ...]:
 
 
 def movement_columns(records: Sequence[HistoryRecord]) -> list[list[Any]]:
-    """Column-oriented data for clickhouse-connect's insert (faster than rows)."""
-    rows = [movement_row(r) for r in records]
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in MOVEMENT_COLUMNS]
+    """Column-oriented data for clickhouse-connect's insert, in MOVEMENT_COLUMNS order: the
+    same values as `movement_row` per record, built a column at a time (one comprehension
+    per column instead of a 35-field row per movement, then a transpose: the sink builds
+    every movement of the journal here; ~0.9 against ~1.7 µs per movement,
+    bench/results/2026-12-08/history/columns.py)."""
+    if not records:
+        return [[] for _ in MOVEMENT_COLUMNS]
+    ms = [r.movement for r in records]
+    _check_representable(ms)
+    src_bucket, src_bin, src_status, src_owner = _bucket_columns([m.src for m in ms])
+    dst_bucket, dst_bin, dst_status, dst_owner = _bucket_columns([m.dst for m in ms])
+    helds = [m.held_key for m in ms]
+    _, held_bin, held_status, held_owner = _bucket_columns([_NO_QUANT if k is None else k for k in helds])
+    qty = [m.qty for m in ms]
+    lots = [m.lot for m in ms]
+    provenances = [m.provenance for m in ms]
+    return [
+        [m.sku for m in ms],
+        [m.site for m in ms],
+        [m.seq for m in ms],
+        [m.kind.value for m in ms],
+        [m.lot_id for m in ms],
+        qty,
+        src_bucket,
+        src_bin,
+        src_status,
+        src_owner,
+        [-q for q in qty],
+        dst_bucket,
+        dst_bin,
+        dst_status,
+        dst_owner,
+        qty,
+        held_bin,
+        held_status,
+        held_owner,
+        [0 if k is None else m.held_delta for m, k in zip(ms, helds, strict=True)],
+        [m.hold_id for m in ms],
+        [m.request_id for m in ms],
+        [m.doc_ref for m in ms],
+        [m.at_ms for m in ms],
+        [m.expires_at_ms for m in ms],
+        [0 if lot is None else 1 for lot in lots],
+        [0 if lot is None else lot.received_at_ms for lot in lots],
+        [0 if lot is None else lot.expires_at_ms for lot in lots],
+        [0 if lot is None else lot.opened_at_ms for lot in lots],
+        [r.shard for r in records],
+        [r.batch_seq for r in records],
+        [r.position for r in records],
+        ["" if p is None else p.source for p in provenances],
+        [0.0 if p is None else p.confidence for p in provenances],
+        [0 if p is None else p.business_at_ms for p in provenances],
+    ]
+
+
+# A held column's stand-in for "no held quant": empty bin, status and owner, as movement_row writes.
+_NO_QUANT = QuantKey("", "", "", "")
+
+
+def _bucket_columns(buckets: list[QuantKey | External]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(bucket, bin, status, owner) columns: an external bucket by name, a quant by its fields."""
+    external = [b.value if b.__class__ is External else "" for b in buckets]
+    quants = [_NO_QUANT if b.__class__ is External else b for b in buckets]
+    return (
+        external,
+        [q.bin for q in quants],  # type: ignore[union-attr]
+        [q.status for q in quants],  # type: ignore[union-attr]
+        [q.owner for q in quants],  # type: ignore[union-attr]
+    )
+
+
+def _check_representable(ms: Sequence[Movement]) -> None:
+    """What movement_row refuses, refused for the whole batch before any column is built."""
+    for m in ms:
+        lot_id = m.lot_id
+        for key in (m.src, m.dst, m.held_key):
+            if isinstance(key, QuantKey) and key.lot_id != lot_id:
+                raise UnrepresentableMovement(f"bucket lot {key.lot_id!r} differs from the movement's lot {lot_id!r}")
+        if m.lot is not None and m.lot.lot_id != lot_id:
+            raise UnrepresentableMovement(f"receipt of lot {lot_id!r} carries the dates of {m.lot.lot_id!r}")
 
 
 def record_from_row(row: Sequence[Any]) -> HistoryRecord:

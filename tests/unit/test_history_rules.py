@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.clickhouse.queries import movement_row, quote_str, record_from_row
+from adapters.clickhouse.queries import (
+    MOVEMENT_COLUMNS,
+    UnrepresentableMovement,
+    movement_columns,
+    movement_row,
+    quote_str,
+    record_from_row,
+)
 from adapters.clickhouse.sink import SinkConfig, batch_token
 from adapters.nats.follower import _Held
 from adapters.nats.history import follower_config
@@ -19,7 +26,8 @@ from engine.domain.history import (
     quant_legs,
     unrepresentable,
 )
-from engine.domain.model import MS_PER_DAY, External, Lot, Movement, MovementKind, QuantKey
+from engine.domain.model import MS_PER_DAY, External, Lot, Movement, MovementKind, Provenance, QuantKey
+from tests.history_fixtures import all_records, sample_history
 
 T0 = 1_767_225_600_000
 A = QuantKey("L1", "A/01", "available", "own")
@@ -61,6 +69,24 @@ def test_a_row_holds_one_lot_and_round_trips() -> None:
         assert record_from_row(movement_row(record)) == record
     other_lot = Movement(3, MovementKind.MOVE, "s", "x", "L1", 1, A, QuantKey("L2", "", "available", "own"))
     assert "touches lot 'L2'" in unrepresentable(other_lot)
+
+
+def test_the_insert_columns_are_the_rows_column_by_column() -> None:
+    """The sink's column-wise build writes exactly what movement_row says of each movement."""
+    records = all_records(sample_history(seed=11))
+    counted = Movement(
+        9, MovementKind.COUNT, "s", "x", "L1", 2, External.COUNT_VARIANCE, A, provenance=Provenance("rfid", 0.9, T0)
+    )
+    records.append(HistoryRecord("shard-1", 8, 100, counted))
+    assert {r.movement.kind for r in records} >= {MovementKind.RECEIVE, MovementKind.RESERVE, MovementKind.COMMIT}
+    rows = [movement_row(r) for r in records]
+    assert movement_columns(records) == [list(column) for column in zip(*rows, strict=True)]
+    assert movement_columns([]) == [[] for _ in MOVEMENT_COLUMNS]
+    other_lot = Movement(3, MovementKind.MOVE, "s", "x", "L1", 1, A, QuantKey("L2", "", "available", "own"))
+    other_dates = Movement(4, MovementKind.RECEIVE, "s", "x", "L1", 1, External.SUPPLIER, A, lot=Lot("L2", T0))
+    for bad in (other_lot, other_dates):
+        with pytest.raises(UnrepresentableMovement):
+            movement_columns([*records[:3], HistoryRecord("shard-1", 9, 101, bad)])
 
 
 def test_string_literals_are_escaped() -> None:
