@@ -55,7 +55,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from adapters.nats.codec import decode_entry
 from adapters.nats.event_avro import event_avro
-from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower
+from adapters.nats.follower import DELAY_BUCKETS_S, FollowerConfig, JournalFollower, LoopTurns
 from adapters.nats.journal import JournalConfig, NatsLink, PullReader, ensure_stream
 from adapters.nats.outbound import check_payloads, header_block, send_commands
 from adapters.nats.pull import consumer_positions
@@ -812,7 +812,7 @@ class EventBusSink:
         return lost_from
 
     async def apply(self, entries: tuple[FollowedEntry, ...]) -> None:
-        outs = self._outgoing(entries)
+        outs = await self._outgoing(entries)
         if not outs:
             return
         nc, _ = await self._link.client()
@@ -824,9 +824,13 @@ class EventBusSink:
             self._count_published()
         self.metrics.duplicates.inc(duplicates)
 
-    def _outgoing(self, entries: tuple[FollowedEntry, ...]) -> list[Outgoing]:
+    async def _outgoing(self, entries: tuple[FollowedEntry, ...]) -> list[Outgoing]:
+        """The batch's events, in journal order; the loop gets a turn every couple of ms of
+        deriving (a busy batch carries thousands of movements; the order path shares the loop)."""
         outs: list[Outgoing] = []
+        turns = LoopTurns()
         for followed in entries:
+            await turns.maybe()
             try:
                 fresh = entry_outgoing(followed.entry, followed.position, self.config)
             except Exception as exc:  # an entry no event can be made of: a bug, but not one to stop on

@@ -82,6 +82,9 @@ _MIN_GATHER_S = 0.002
 # The pull that closes a gathered batch: the messages are in the stream already, so the
 # server answers at once; this only bounds the wait for a slow answer.
 _DUE_PULL_WAIT_S = 0.05
+# The longest a follower's synchronous work (decoding a pull, deriving a batch's events) runs
+# before the event loop gets a turn: the order path shares the loop (LoopTurns).
+LOOP_TURN_S = 0.002
 # The longest a busy journal may stretch a batch: the followers' lag under load stays bounded.
 MAX_BUSY_BATCH_MS = 5_000.0
 TRANSIENT: tuple[type[Exception], ...] = (TimeoutError, OSError, nats.errors.Error, JournalUnavailable, Unavailable)
@@ -254,6 +257,32 @@ def batch_opened_s(now_s: float, age_s: float, window_ms: float) -> float:
     return now_s - min(max(age_s, 0.0), window_ms / 1000)
 
 
+class LoopTurns:
+    """Gives the event loop a turn once `every_s` of synchronous work has passed.
+
+    The followers share the engine's process and event loop with the gRPC door and the
+    gateway. A pull of `fetch_batch` journal messages can carry thousands of movements, and
+    decoding them in one go (~23 µs a movement) held the loop for 100+ ms: orders waiting at
+    the door then passed its wire-wait bound and were refused RESOURCE_EXHAUSTED. A turn every
+    couple of milliseconds costs one loop iteration and bounds that stall."""
+
+    __slots__ = ("_every_s", "_next_at", "turns")
+
+    def __init__(self, every_s: float = LOOP_TURN_S) -> None:
+        if every_s <= 0:
+            raise ValueError("every_s must be positive")
+        self._every_s = every_s
+        self._next_at = time.perf_counter() + every_s
+        self.turns = 0  # turns given so far (tests, metrics)
+
+    async def maybe(self) -> None:
+        """A turn if the work since the last one took `every_s` or longer."""
+        if time.perf_counter() >= self._next_at:
+            await asyncio.sleep(0)
+            self.turns += 1
+            self._next_at = time.perf_counter() + self._every_s
+
+
 class DecodedCache:
     """The journal entries the followers of this process decoded lately, by message bytes.
 
@@ -307,6 +336,7 @@ class JournalFollower:
         self.delays_s: deque[float] = deque(maxlen=config.delay_samples)
         self.acked_messages = 0
         self.pulls = 0  # fetch requests made (each one a wake-up and a round trip)
+        self.loop_turns = 0  # turns given to the event loop in the middle of a pull's decoding
         self._drained = True  # the last pull took everything the journal had for us
         self._start_seq = 0  # > 0: the next start follows from this journal position (rewind_to)
         self.window_ms = config.batch_max_ms  # the open batch's time bound (stretched while busy)
@@ -437,8 +467,11 @@ class JournalFollower:
             self._drained = True
             return
         self._drained = len(msgs) < room
+        turns = LoopTurns()
         for msg in msgs:
             await self._take(msg)
+            await turns.maybe()
+        self.loop_turns += turns.turns
 
     async def _gather(self, seconds: float) -> None:
         """Sleep while journal messages gather for the open batch; a stop ends it early."""

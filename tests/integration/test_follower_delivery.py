@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from adapters.nats.codec import decode_entry
 from adapters.nats.follower import FollowerConfig, JournalFollower
 from adapters.nats.journal import (
     JetStreamJournal,
@@ -26,7 +27,7 @@ from adapters.nats.journal import (
 )
 from adapters.nats.server import EmbeddedNats
 from bench.followers import NullMetrics
-from engine.domain.ports import FollowedEntry
+from engine.domain.ports import FollowedEntry, JournalEntry
 from tests.nats_fixtures import journal_entry, nats_server  # noqa: F401 - a real nats-server, session-scoped
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -129,3 +130,40 @@ async def test_a_batch_in_hand_when_its_follower_dies_comes_back_redelivered(rig
     assert sorted(e.position for e in got) == [1, 2]  # each batch in journal order: tests/unit
     assert all(e.redelivered for e in got)  # JetStream's delivery count, read from the ack subject
     assert second.acked_messages == 2
+
+
+async def test_a_long_pull_gives_the_event_loop_turns_while_it_decodes(rig: Rig) -> None:
+    """Decoding a pull of many messages must not hold the loop the order path shares: a
+    ticker task keeps running between the decodes of one pull (it did not before)."""
+    await _journal(rig, 120)
+    ticks = 0
+    seen: list[int] = []
+
+    def slow_decode(data: bytes) -> JournalEntry:
+        spin_until = time.perf_counter() + 0.0005  # a heavy entry: 0.5 ms of decoding
+        while time.perf_counter() < spin_until:
+            pass
+        seen.append(ticks)
+        return decode_entry(data)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    config = dataclasses.replace(QUICK, fetch_batch=256, batch_max_messages=1_000)
+    sink = RecordingSink()
+    follower = JournalFollower(rig.link, sink, config, NullMetrics(), decode=slow_decode)
+    ticking = asyncio.get_running_loop().create_task(ticker())
+    await follower.start()
+    try:
+        await follower.wait_caught_up(timeout_s=20)
+    finally:
+        await follower.stop()
+        ticking.cancel()
+    assert [e.position for batch in sink.batches for e in batch] == list(range(1, 121))
+    # Between the first and the last decode of the run the ticker ran again and again: no stretch
+    # of decoding longer than a few turns' worth went without it.
+    assert len(set(seen)) >= 10
+    assert follower.loop_turns >= 10  # 60 ms of decoding, a turn every 2 ms
