@@ -50,6 +50,7 @@ from typing import Any
 import fastavro
 
 from adapters.nats import legacy, receipt_columns
+from adapters.nats.entry_writer import EntryWriter
 from adapters.nats.records import NS, cell_out, movement_in, movement_out, op_in, op_out
 from engine.domain.formats import UnsupportedFormat
 from engine.domain.model import QuantKey
@@ -70,9 +71,34 @@ def schema(version: int = SCHEMA_VERSION) -> Any:
     return fastavro.parse_schema(json.loads(schema_path(version).read_text()))
 
 
+@cache
+def _entry_writer() -> EntryWriter:
+    return EntryWriter(json.loads(schema_path().read_text()))
+
+
 def encode_entry(entry: JournalEntry, columns: bool = True) -> bytes:
-    """`columns=False`: records even for receipts only (as v4 wrote them; benches, tests)."""
+    """`columns=False`: records even for receipts only (as v4 wrote them; benches, tests).
+
+    The order path's entries (reserves, commits, releases and their movements) are written
+    by adapters/nats/entry_writer.py, ~3x cheaper than fastavro and byte for byte the same;
+    every other entry goes through fastavro (`encode_entry_fastavro`)."""
     receipts = receipt_columns.encode(entry.ops, entry.movements) if columns else None  # None: records
+    if receipts is None:
+        body = _entry_writer().write(
+            SCHEMA_VERSION, entry.shard, entry.batch_seq, entry.now_ms, entry.ops, entry.movements
+        )
+        if body is not None:
+            return body + zlib.crc32(body).to_bytes(4, "big")
+    return _encode_fastavro(entry, receipts)
+
+
+def encode_entry_fastavro(entry: JournalEntry, columns: bool = True) -> bytes:
+    """encode_entry through fastavro alone: the reference the direct writer must match."""
+    receipts = receipt_columns.encode(entry.ops, entry.movements) if columns else None
+    return _encode_fastavro(entry, receipts)
+
+
+def _encode_fastavro(entry: JournalEntry, receipts: bytes | None) -> bytes:
     record = {
         "schema_version": SCHEMA_VERSION,
         "shard": entry.shard,
