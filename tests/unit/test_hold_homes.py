@@ -1,0 +1,165 @@
+"""Where a hold's header lives (a one-pair hold's at its pair's shard, others' at a hash of
+the hold id) and how any gateway finds it (no Ray)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+
+from engine import bootstrap
+from engine.domain.catalog import Pair, Site, Sku
+from engine.domain.clock import ManualClock
+from engine.domain.commands import Receive, Reserve, ReserveLine
+from engine.domain.errors import NotFound, RequestConflict
+from engine.domain.shard import HoldHeader, RegisterHold
+from engine.domain.statuses import DEFAULT_DICTIONARY
+from engine.runtime.gateway import Gateway
+from engine.runtime.gateway.holds import HoldCoordinator
+from engine.runtime.gateway.router import Router
+from engine.runtime.routing import Directory
+from engine.runtime.types import AggregateState, HoldLine
+
+SHARDS = 3
+SKUS = tuple(f"sku{i}" for i in range(12))
+SITES = ("w1", "w2")
+TTL_MS = 60_000
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    clock: ManualClock
+
+
+@pytest_asyncio.fixture
+async def world() -> AsyncIterator[World]:
+    clock = ManualClock()
+    gateway = bootstrap.local_gateway(shards=SHARDS, clock=clock, sweep_interval_ms=0)
+    for sku in SKUS:
+        await gateway.put_sku(Sku(sku, sku))
+    for site in SITES:
+        await gateway.put_site(Site(site, "acme/east", "cabinet"))
+    for sku in SKUS:
+        for site in SITES:
+            await gateway.execute(Receive(f"rcv-{sku}-{site}", sku, site, "L1", 10, status="available"))
+    yield World(gateway, clock)
+    await gateway.close()
+
+
+def shard_of(w: World, pair: Pair) -> str:
+    return w.gateway.directory.shard_for(*pair)
+
+
+def pairs_on(w: World, shard: str) -> list[Pair]:
+    return [(sku, site) for sku in SKUS for site in SITES if shard_of(w, (sku, site)) == shard]
+
+
+def hashed_home(hold_id: str) -> str:
+    """Where a hold of several pairs keeps its header (and every hold did, before): a hash of the hold id."""
+    index = zlib.crc32(b"hold\x1f" + hold_id.encode()) % SHARDS
+    return f"shard-{index}"
+
+
+def line(pair: Pair, qty: int = 1) -> HoldLine:
+    return HoldLine(pair[0], pair[1], ReserveLine(qty))
+
+
+def shard_calls(w: World) -> int:
+    return sum(host.batches for host in w.gateway.handles.values())
+
+
+def headers_at(w: World, shard: str) -> dict[str, HoldHeader]:
+    return dict(w.gateway.handles[shard].core.headers)
+
+
+def other_gateway(w: World, directory: Directory | None = None) -> HoldCoordinator:
+    """A second gateway's hold coordinator over the same shards: its own (empty) header
+    cache and, when given, its own (older) view of the directory."""
+    router: Router = w.gateway.router
+    own = Router(directory or Directory(router.directory.shard_names), {}, router._factory, router._store)
+    return HoldCoordinator(own, DEFAULT_DICTIONARY)
+
+
+async def test_a_one_shard_hold_is_one_shard_call_with_its_header_beside_its_part(world: World) -> None:
+    # A hold id whose hash names another shard than its pair's: the header used to go there.
+    pair = pairs_on(world, "shard-0")[0]
+    hold_id = next(h for h in (f"H{i}" for i in range(100)) if hashed_home(h) != "shard-0")
+    before = shard_calls(world)
+    await world.gateway.reserve("o1", hold_id, [line(pair)], TTL_MS)
+    assert shard_calls(world) - before == 1  # the header and the part in one call, one journal entry
+    assert headers_at(world, "shard-0")[hold_id].pairs == (pair,)
+    assert hold_id not in headers_at(world, hashed_home(hold_id))
+
+
+async def test_a_hold_is_found_by_a_gateway_that_did_not_take_it(world: World) -> None:
+    one = pairs_on(world, "shard-1")[0]
+    across = [pairs_on(world, "shard-2")[0], pairs_on(world, "shard-0")[0], pairs_on(world, "shard-1")[2]]
+    await world.gateway.reserve("o1", "H-one", [line(one, 2)], TTL_MS)
+    await world.gateway.reserve("o2", "H-across", [line(p, 3) for p in across], TTL_MS)
+    assert "H-one" in headers_at(world, "shard-1")  # beside its one part
+    assert "H-across" in headers_at(world, hashed_home("H-across"))
+    other = other_gateway(world)
+    seen = await other.get_hold("H-across")
+    assert [(p.sku, p.site) for p in seen.parts] == across
+    assert seen.held_qty == 9
+    done = await other.commit("c1", "H-one", None, "", None, None)
+    assert (done.state, done.committed_qty) == (AggregateState.COMMITTED, 2)
+    released = await other_gateway(world).release("r2", "H-across", "", None, None)
+    assert released.state is AggregateState.RELEASED
+    for pair in across:
+        assert (await world.gateway.get_availability(*pair)).available == 10
+    with pytest.raises(NotFound) as missing:
+        await other.get_hold("H-none")
+    assert (missing.value.resource_type, missing.value.resource_name) == ("hold", "H-none")
+    assert all(check.ok for check in await world.gateway.verify())  # replay: the same headers, same cells
+
+
+async def test_a_hold_id_of_several_pairs_is_refused_to_another_request_whatever_its_pairs(world: World) -> None:
+    a, b, c = pairs_on(world, "shard-0")[0], pairs_on(world, "shard-1")[0], pairs_on(world, "shard-2")[0]
+    await world.gateway.reserve("o1", "H-many", [line(a), line(b)], TTL_MS)
+    with pytest.raises(RequestConflict):  # no pair in common: its hold id's home refuses it
+        await world.gateway.reserve("o2", "H-many", [line(c), line(pairs_on(world, "shard-0")[1])], TTL_MS)
+    assert (await world.gateway.get_availability(*c)).available == 10
+
+
+async def test_a_one_pair_hold_whose_pair_is_pinned_is_found_by_a_gateway_that_never_met_the_pin(
+    world: World,
+) -> None:
+    pair = pairs_on(world, "shard-0")[0]
+    stale = Directory(world.gateway.directory.shard_names)  # as another gateway started before the pin
+    pin = await world.gateway.pin(*pair)
+    await world.gateway.reserve("o1", "H-pinned", [line(pair, 4)], TTL_MS)
+    assert "H-pinned" in headers_at(world, pin)
+    done = await other_gateway(world, stale).commit("c1", "H-pinned", None, "", None, None)
+    assert done.committed_qty == 4
+    assert all(check.ok for check in await world.gateway.verify())
+
+
+async def test_a_one_pair_header_an_older_engine_kept_at_the_hold_ids_hash_is_still_found(world: World) -> None:
+    pair = pairs_on(world, "shard-0")[0]
+    hold_id = next(h for h in (f"H{i}" for i in range(100)) if hashed_home(h) != "shard-0")
+    router = world.gateway.router
+    header = HoldHeader(hold_id, "o-old", (pair,), TTL_MS)
+    await router.to_shard(hashed_home(hold_id), RegisterHold(header), None)  # as the journal of an older engine has it
+    await router.to_pair(*pair, Reserve("o-old", *pair, hold_id, (ReserveLine(2),), TTL_MS), None)
+    done = await other_gateway(world).commit("c-old", hold_id, None, "", None, None)
+    assert done.committed_qty == 2
+    assert all(check.ok for check in await world.gateway.verify())
+
+
+async def test_a_hold_id_reused_on_shards_apart_names_every_part_under_it(world: World) -> None:
+    # A one-pair hold's id is checked at its pair's shard (and by its cell): reused for a
+    # pair of another shard, a lookup finds both headers — the id names both parts, as a
+    # listing does, and a release lets go of both.
+    a, b = pairs_on(world, "shard-0")[0], pairs_on(world, "shard-2")[0]
+    await world.gateway.reserve("o1", "H-twice", [line(a)], TTL_MS)
+    await world.gateway.reserve("o2", "H-twice", [line(b)], TTL_MS)
+    seen = await other_gateway(world).get_hold("H-twice")
+    assert {(p.sku, p.site) for p in seen.parts} == {a, b}
+    await other_gateway(world).release("r1", "H-twice", "", None, None)
+    for pair in (a, b):
+        assert (await world.gateway.get_availability(*pair)).available == 10
