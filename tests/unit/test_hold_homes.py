@@ -14,7 +14,7 @@ from engine import bootstrap
 from engine.domain.catalog import Pair, Site, Sku
 from engine.domain.clock import ManualClock
 from engine.domain.commands import Receive, Reserve, ReserveLine
-from engine.domain.errors import NotFound, RequestConflict
+from engine.domain.errors import InvalidArgument, NotFound, RequestConflict
 from engine.domain.shard import HoldHeader, RegisterHold
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
@@ -163,3 +163,18 @@ async def test_a_hold_id_reused_on_shards_apart_names_every_part_under_it(world:
     await other_gateway(world).release("r1", "H-twice", "", None, None)
     for pair in (a, b):
         assert (await world.gateway.get_availability(*pair)).available == 10
+
+
+async def test_a_holds_bad_input_is_told_at_once_and_before_any_shard_call(world: World) -> None:
+    pair = pairs_on(world, "shard-0")[0]
+    calls = shard_calls(world)
+    with pytest.raises(InvalidArgument) as bad_reserve:  # every field at once, TTL and doc_ref too
+        await world.gateway.reserve("o1", "H1", [line(pair, 0)], 0, "d" * 257)
+    assert {v.field for v in bad_reserve.value.violations} == {"lines[0].qty", "ttl_ms", "doc_ref"}
+    with pytest.raises(InvalidArgument) as bad_commit:  # a hold no gateway cached: no lookup first
+        await world.gateway.commit("bad id", "H-unknown")
+    assert [v.field for v in bad_commit.value.violations] == ["request_id"]
+    with pytest.raises(InvalidArgument) as bad_release:
+        await world.gateway.release("r1", "H-unknown", "d" * 257)
+    assert [v.field for v in bad_release.value.violations] == ["doc_ref"]
+    assert shard_calls(world) == calls
