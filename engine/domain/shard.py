@@ -638,7 +638,8 @@ class ShardCore:
         for part in parts:  # a pair that moved stops it before anything applies: the sender follows
             if (part.reserve.sku, part.reserve.site) not in self.cells:
                 self._check_here((part.reserve.sku, part.reserve.site))
-        applied = op.applied
+        applied: list[Command] = []
+        op.applied = applied  # afresh: an op object applied again (in process) journals only this time
         reserved = [self._applied(part.reserve, applied, now_ms) for part in parts]
         refusal = sale_refusal(reserved) or self._vetoed(op, now_ms)
         if refusal is None:
