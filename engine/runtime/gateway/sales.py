@@ -72,9 +72,10 @@ class SaleDesk:
         the pair moved meanwhile (the shard then applied nothing): the coordinated way,
         which follows it."""
         shard = self._router.directory.shard_for(parts[0].reserve.sku, parts[0].reserve.site)
-        # The sale's last op: a batch's next command on these pairs may queue behind it.
+        # Not told as the request's last op (send_all's `last`): should the pair have moved, the
+        # coordinated way sends more, and a batch's next command on the pair must wait for them.
         (answer,) = await self._router.send_all(
-            [(shard, HoldParts.sale(sale.request_id, parts))], deadline, return_exceptions=True, last=True
+            [(shard, HoldParts.sale(sale.request_id, parts))], deadline, return_exceptions=True
         )
         if isinstance(answer, CellMoved | CellAdopting):
             return None
