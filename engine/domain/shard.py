@@ -74,8 +74,7 @@ class ReadCatalog:
 
 @dataclass(frozen=True, slots=True)
 class HoldHeader:
-    """Which pairs a hold spans; kept at the hold's home shard: its first pair's
-    (engine.runtime.gateway.holds), or a hash of its id for holds of older engines."""
+    """Which pairs a hold spans; kept at the hold's home shard (routing.hold_home_index)."""
 
     hold_id: str
     request_id: str

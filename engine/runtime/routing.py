@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.domain.catalog import Pair
@@ -15,7 +14,7 @@ def shard_index(sku: str, site: str, shard_count: int) -> int:
 
 
 def hold_home_index(hold_id: str, shard_count: int) -> int:
-    """The shard that keeps the header of a hold of several pairs (which pairs it spans)."""
+    """The shard that keeps a hold's header (which pairs the hold spans)."""
     return zlib.crc32(b"hold\x1f" + hold_id.encode()) % shard_count
 
 
@@ -41,14 +40,7 @@ class Directory:
             return pinned
         return self.shard_names[shard_index(sku, site, len(self.shard_names))]
 
-    def home_for(self, hold_id: str, pairs: Sequence[Pair]) -> str:
-        """Where a hold's header is kept. A hold of several pairs: at a hash of its id, so
-        every reserve that names the id meets there (the id is refused to another request).
-        A hold of one pair: at that pair's shard, with its one part — one shard call and
-        one journal append — and the id checked there and by the pair's cell, as every
-        single-cell command's request id is."""
-        if len(pairs) == 1:
-            return self.shard_for(*pairs[0])
+    def home_for(self, hold_id: str) -> str:
         return self.shard_names[hold_home_index(hold_id, len(self.shard_names))]
 
     def all_shards(self) -> tuple[str, ...]:

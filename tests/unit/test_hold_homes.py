@@ -1,5 +1,6 @@
-"""Where a hold's header lives (a one-pair hold's at its pair's shard, others' at a hash of
-the hold id) and how any gateway finds it (no Ray)."""
+"""Where a hold's header lives (at a hash of the hold id, whatever its pairs: the one place
+every reserve naming the id meets, so the id is refused to another request) and how any
+gateway finds it (no Ray)."""
 
 from __future__ import annotations
 
@@ -84,15 +85,19 @@ def other_gateway(w: World, directory: Directory | None = None) -> HoldCoordinat
     return HoldCoordinator(own, DEFAULT_DICTIONARY)
 
 
-async def test_a_one_shard_hold_is_one_shard_call_with_its_header_beside_its_part(world: World) -> None:
-    # A hold id whose hash names another shard than its pair's: the header used to go there.
-    pair = pairs_on(world, "shard-0")[0]
+async def test_a_one_pair_hold_id_is_refused_to_another_request_for_a_pair_of_another_shard(world: World) -> None:
+    # The id's home refuses the reuse: two orders must never share one hold (a commit of the
+    # id would commit both). The header is not kept beside the part for that reason.
+    a = pairs_on(world, "shard-0")[0]
     hold_id = next(h for h in (f"H{i}" for i in range(100)) if hashed_home(h) != "shard-0")
-    before = shard_calls(world)
-    await world.gateway.reserve("o1", hold_id, [line(pair)], TTL_MS)
-    assert shard_calls(world) - before == 1  # the header and the part in one call, one journal entry
-    assert headers_at(world, "shard-0")[hold_id].pairs == (pair,)
-    assert hold_id not in headers_at(world, hashed_home(hold_id))
+    b = pairs_on(world, next(s for s in ("shard-1", "shard-2") if s != hashed_home(hold_id)))[0]
+    await world.gateway.reserve("o1", hold_id, [line(a)], TTL_MS)
+    assert headers_at(world, hashed_home(hold_id))[hold_id].pairs == (a,)
+    with pytest.raises(RequestConflict):
+        await world.gateway.reserve("o2", hold_id, [line(b)], TTL_MS)
+    assert (await world.gateway.get_availability(*b)).available == 10
+    seen = await other_gateway(world).get_hold(hold_id)
+    assert [(p.sku, p.site) for p in seen.parts] == [a]
 
 
 async def test_a_hold_is_found_by_a_gateway_that_did_not_take_it(world: World) -> None:
@@ -100,7 +105,7 @@ async def test_a_hold_is_found_by_a_gateway_that_did_not_take_it(world: World) -
     across = [pairs_on(world, "shard-2")[0], pairs_on(world, "shard-0")[0], pairs_on(world, "shard-1")[2]]
     await world.gateway.reserve("o1", "H-one", [line(one, 2)], TTL_MS)
     await world.gateway.reserve("o2", "H-across", [line(p, 3) for p in across], TTL_MS)
-    assert "H-one" in headers_at(world, "shard-1")  # beside its one part
+    assert "H-one" in headers_at(world, hashed_home("H-one"))
     assert "H-across" in headers_at(world, hashed_home("H-across"))
     other = other_gateway(world)
     seen = await other.get_hold("H-across")
@@ -133,36 +138,11 @@ async def test_a_one_pair_hold_whose_pair_is_pinned_is_found_by_a_gateway_that_n
     stale = Directory(world.gateway.directory.shard_names)  # as another gateway started before the pin
     pin = await world.gateway.pin(*pair)
     await world.gateway.reserve("o1", "H-pinned", [line(pair, 4)], TTL_MS)
-    assert "H-pinned" in headers_at(world, pin)
+    assert pin not in (hashed_home("H-pinned"),)
+    assert "H-pinned" in headers_at(world, hashed_home("H-pinned"))
     done = await other_gateway(world, stale).commit("c1", "H-pinned", None, "", None, None)
     assert done.committed_qty == 4
     assert all(check.ok for check in await world.gateway.verify())
-
-
-async def test_a_one_pair_header_an_older_engine_kept_at_the_hold_ids_hash_is_still_found(world: World) -> None:
-    pair = pairs_on(world, "shard-0")[0]
-    hold_id = next(h for h in (f"H{i}" for i in range(100)) if hashed_home(h) != "shard-0")
-    router = world.gateway.router
-    header = HoldHeader(hold_id, "o-old", (pair,), TTL_MS)
-    await router.to_shard(hashed_home(hold_id), RegisterHold(header), None)  # as the journal of an older engine has it
-    await router.to_pair(*pair, Reserve("o-old", *pair, hold_id, (ReserveLine(2),), TTL_MS), None)
-    done = await other_gateway(world).commit("c-old", hold_id, None, "", None, None)
-    assert done.committed_qty == 2
-    assert all(check.ok for check in await world.gateway.verify())
-
-
-async def test_a_hold_id_reused_on_shards_apart_names_every_part_under_it(world: World) -> None:
-    # A one-pair hold's id is checked at its pair's shard (and by its cell): reused for a
-    # pair of another shard, a lookup finds both headers — the id names both parts, as a
-    # listing does, and a release lets go of both.
-    a, b = pairs_on(world, "shard-0")[0], pairs_on(world, "shard-2")[0]
-    await world.gateway.reserve("o1", "H-twice", [line(a)], TTL_MS)
-    await world.gateway.reserve("o2", "H-twice", [line(b)], TTL_MS)
-    seen = await other_gateway(world).get_hold("H-twice")
-    assert {(p.sku, p.site) for p in seen.parts} == {a, b}
-    await other_gateway(world).release("r1", "H-twice", "", None, None)
-    for pair in (a, b):
-        assert (await world.gateway.get_availability(*pair)).available == 10
 
 
 async def test_a_holds_bad_input_is_told_at_once_and_before_any_shard_call(world: World) -> None:

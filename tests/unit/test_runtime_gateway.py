@@ -26,7 +26,7 @@ from engine.domain.errors import (
 from engine.domain.inventory import CommitLine, StockQuery
 from engine.runtime.gateway import UNDO_SUFFIX, Gateway
 from engine.runtime.host import HostState
-from engine.runtime.routing import Directory, shard_index
+from engine.runtime.routing import Directory, hold_home_index, shard_index
 from engine.runtime.types import AggregateState, HoldLine
 
 DAY_MS = 86_400_000
@@ -75,6 +75,7 @@ def test_routing_is_stable_and_spreads() -> None:
     directory = Directory(("a", "b"), {("hot", "s1"): "pin-x"})
     assert directory.shard_for("hot", "s1") == "pin-x"
     assert directory.all_shards() == ("a", "b", "pin-x")
+    assert directory.home_for("H1") == ("a", "b")[hold_home_index("H1", 2)]
 
 
 async def test_multi_line_hold_across_sites_then_partial_commit(world: World) -> None:

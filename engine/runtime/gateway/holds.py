@@ -90,9 +90,8 @@ class HoldCoordinator:
             for (sku, site), ls in by_pair.items()
         ]
         header = HoldHeader(hold_id, request_id, tuple(by_pair), ttl_ms)
-        # The header and every part go out at once: one round trip, not two. A one-pair
-        # hold's header is queued right before its part on the pair's shard: one shard call.
-        home = self._router.directory.home_for(hold_id, header.pairs)
+        # The header and every part go out at once: one round trip, not two.
+        home = self._router.directory.home_for(hold_id)
         (header_result,), line_results = await self._send_parts(cmds, deadline, first=[(home, RegisterHold(header))])
         failures = [r for r in (header_result, *line_results) if isinstance(r, BaseException)]
         if failures:
@@ -283,37 +282,9 @@ class HoldCoordinator:
         if cached is not None:
             self._headers.move_to_end(hold_id)
             return cached
-        header = await self._find_header(hold_id, deadline)
+        header: HoldHeader = raise_if_refused(await self._router.home(hold_id, LookupHold(hold_id), deadline))
         self._remember(header)
         return header
-
-    async def _find_header(self, hold_id: str, deadline: float | None) -> HoldHeader:
-        """A header this gateway has not cached (it restarted, or another gateway took the
-        reserve): asked of every shard at once — reads, no journal. A one-pair hold's header
-        is at its pair's shard, which only the pair says (the hold id is the caller's); a
-        hold of several pairs has it at a hash of its id (Directory.home_for). A shard this
-        gateway does not know yet (a pair pinned by another gateway) may keep it: the
-        directory is reloaded once before NOT_FOUND."""
-        router = self._router
-        asked: set[str] = set()
-        found: list[HoldHeader] = []
-        failed: list[BaseException] = []
-        for _ in range(2):
-            names = [name for name in router.directory.all_shards() if name not in asked]
-            asked.update(names)
-            for answer in await router.ask(names, LookupHold(hold_id), deadline) if names else ():
-                if isinstance(answer, HoldHeader):
-                    found.append(answer)
-                elif not isinstance(answer, NotFound):
-                    failed.append(answer)
-            if found or failed:
-                break
-            await router.reload_directory()
-        if found:
-            return _one_header(hold_id, found)
-        if failed:  # a shard that did not answer may keep it: not NOT_FOUND
-            raise next((f for f in failed if not isinstance(f, DomainError)), failed[0])
-        raise hold_not_found(hold_id)
 
     async def list_holds(self, q: ScanHolds, deadline: float | None) -> tuple[list[HoldSummary], str]:
         """A page of holds, each with its parts that match (and that the caller may see),
@@ -404,19 +375,6 @@ def _first_refusal_last(results: Sequence[Any]) -> list[Any]:
     if failures:
         raise next((f for f in failures if not isinstance(f, DomainError)), failures[0])
     return list(results)
-
-
-def _one_header(hold_id: str, found: Sequence[HoldHeader]) -> HoldHeader:
-    """The header of a hold as every shard that keeps one tells it. Two shards keep one only
-    when a caller reused the id of a one-pair hold for a pair of another shard (a home
-    refuses a reuse it sees, a cell one at its own pair): the hold id then names every
-    part under it, as ListHolds shows it, and commit, release and GetHold act on all of them."""
-    first = found[0]
-    pairs = tuple(dict.fromkeys(pair for header in found for pair in header.pairs))
-    if pairs != first.pairs:
-        log.warning("one hold id registered at several shards", hold_id=hold_id, pairs=len(pairs))
-        return replace(first, pairs=pairs)
-    return first
 
 
 def _summary(hold_id: str, parts: Sequence[HoldView]) -> HoldSummary:

@@ -172,15 +172,9 @@ class Router:
         names = self.directory.all_shards()
         return list(await asyncio.gather(*(self.to_shard(name, op, deadline) for name in names)))
 
-    async def ask(self, names: Sequence[str], op: Any, deadline: float | None) -> list[Any]:
-        """Send one op to each named shard, all queued at once; each shard's answer, a
-        failure as a value (one shard down does not hide the others' answers)."""
-        return await self.send_all([(name, op) for name in names], deadline, return_exceptions=True)
-
-    async def reload_directory(self) -> Directory:
-        """The directory as the gateways share it now (pins made by other gateways)."""
-        self.directory = await self._store.load()
-        return self.directory
+    async def home(self, hold_id: str, op: Any, deadline: float | None) -> Any:
+        """Send an op to the shard that keeps the hold's header."""
+        return await self.to_shard(self.directory.home_for(hold_id), op, deadline)
 
     async def pin(self, sku: str, site: str) -> str:
         """Give a hot pair a shard of its own: snapshot hand-off from its current shard."""
