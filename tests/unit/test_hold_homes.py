@@ -14,9 +14,9 @@ import pytest_asyncio
 from engine import bootstrap
 from engine.domain.catalog import Pair, Site, Sku
 from engine.domain.clock import ManualClock
-from engine.domain.commands import Receive, Reserve, ReserveLine
+from engine.domain.commands import Receive, ReserveLine
 from engine.domain.errors import InvalidArgument, NotFound, RequestConflict
-from engine.domain.shard import HoldHeader, RegisterHold
+from engine.domain.shard import HoldHeader
 from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
 from engine.runtime.gateway.holds import HoldCoordinator
