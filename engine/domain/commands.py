@@ -21,6 +21,7 @@ from engine.domain.model import Allocation, External, Finance, HoldView, Terms
 from engine.domain.statuses import DEFAULT_DICTIONARY, Role, StatusDictionary
 
 MAX_ID_LEN = 128
+MAX_DOC_REF_LEN = 256
 # The request ids of the engine's own compensating releases (the abort of a multi-line hold
 # that failed) end with this suffix; a caller's request id may not, so the two namespaces
 # never meet (a caller id equal to an abort id would make the abort a RequestConflict).
@@ -469,8 +470,7 @@ def validate_sale(sale: Sell) -> None:
     out: list[FieldViolation] = []
     check_id(sale.request_id, "request_id", out)
     check_caller_id(sale.request_id, "request_id", out)
-    if len(sale.doc_ref) > 256:
-        out.append(FieldViolation("doc_ref", "must be at most 256 characters"))
+    check_doc_ref(sale.doc_ref, out)
     check_finance(sale.finance, "finance", out)
     check_line_count(len(sale.lines), out)
     for i, sl in enumerate(sale.lines[:MAX_LINES]):
@@ -687,6 +687,11 @@ def check_id(value: str, field: str, out: list[FieldViolation], *, required: boo
         out.append(FieldViolation(field, f"may contain only letters, digits and ._:-@#+{_got(value)}"))
 
 
+def check_doc_ref(value: str, out: list[FieldViolation]) -> None:
+    if len(value) > MAX_DOC_REF_LEN:
+        out.append(FieldViolation("doc_ref", f"must be at most {MAX_DOC_REF_LEN} characters"))
+
+
 def check_bin(value: str, field: str, out: list[FieldViolation]) -> None:
     """A bin is a path `zone/shelf/pallet`; "" is the site itself."""
     if not value:
@@ -852,8 +857,7 @@ def validate(cmd: Command, statuses: StatusDictionary) -> None:
     check_id(cmd.request_id, "request_id", out)
     check_id(cmd.sku, "sku", out)
     check_id(cmd.site, "site", out)
-    if len(cmd.doc_ref) > 256:
-        out.append(FieldViolation("doc_ref", "must be at most 256 characters"))
+    check_doc_ref(cmd.doc_ref, out)
     check_finance(cmd.finance, "finance", out)
     match cmd:
         case Receive():

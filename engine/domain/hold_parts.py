@@ -19,15 +19,26 @@ and the shard pre-checks every part as the coordinator would (`checks`, `check_p
 before it applies any, in the same batch (nothing runs between the two on a shard), and
 applies none if one would be refused (`vetoed`: the journal then records nothing of it).
 One shard round trip (and one wait for the journal) instead of a read, then the commands.
+
+A one-call sale of one pair (engine.runtime.gateway.sales; the op takes any parts of one
+shard) goes as one HoldParts of kind SELL: the shard applies each pair's Reserve, then —
+when every one held and the pre-check passes — each pair's Commit, or else the abort of
+every part it held, all in the same batch and one journal entry (the commands it applied,
+`applied`: replay applies them as they are). The parts' ids are the sale's
+(engine.domain.commands.sale_parts), so a retry is answered by the cells' windows, and
+nothing is ever left held between the reserve and the commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from engine.domain.commands import (
+    SALE_COMMIT_SUFFIX,
+    SALE_VOID_SUFFIX,
+    Command,
     Commit,
     Committed,
     Release,
@@ -35,10 +46,12 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    SalePart,
     Strategy,
+    derived_id,
 )
-from engine.domain.errors import DomainError, InvariantViolation
-from engine.domain.holds import check_resolvable
+from engine.domain.errors import DeadlineExceeded, DomainError, InvariantViolation, Unavailable
+from engine.domain.holds import check_resolvable, is_hold_aborted
 from engine.domain.model import Allocation, Finance, HoldState, HoldView
 
 MAX_PARTS = 256  # commands of one HoldParts: a hold's lines (engine.domain.holds.MAX_LINES)
@@ -53,6 +66,9 @@ class PartKind(StrEnum):
     # commit (release) would meet there, if any (engine.domain.holds.check_resolvable).
     CHECK_COMMIT = "check_commit"
     CHECK_RELEASE = "check_release"
+    # A one-shard sale: each part's Reserve, then every part's Commit or every held part's
+    # abort (the head's request id is the sale's; the parts' ids derive from it).
+    SELL = "sell"
 
 
 class ReadPart:
@@ -111,7 +127,7 @@ class HoldParts:
     """One hold's commands of one kind for cells of one shard (at most MAX_PARTS), in the
     order they apply; built from the commands (`of`) or from columns (a shard call)."""
 
-    __slots__ = ("_commands", "_head", "_rows", "all_or_nothing", "kind", "vetoed")
+    __slots__ = ("_commands", "_head", "_rows", "all_or_nothing", "applied", "kind", "vetoed")
 
     def __init__(
         self, kind: PartKind, head: _Head, rows: Sequence[tuple[Any, ...]], all_or_nothing: bool = False
@@ -126,6 +142,8 @@ class HoldParts:
         self._commands: tuple[PartCommand, ...] | None = None
         self.all_or_nothing = all_or_nothing  # pre-check every part, apply none if one is refused
         self.vetoed = False  # set by the shard that refused it all: nothing applied, nothing journaled
+        # A SELL: the commands the shard applied, in order (what the journal records).
+        self.applied: list[Command] = []
 
     @classmethod
     def of(cls, commands: Sequence[PartCommand], all_or_nothing: bool = False) -> HoldParts:
@@ -140,6 +158,31 @@ class HoldParts:
             raise InvariantViolation("the commands of one HoldParts must share kind, ids, TTL and finance")
         return parts
 
+    @classmethod
+    def sale(cls, request_id: str, parts: Sequence[SalePart]) -> HoldParts:
+        """A sale's parts (engine.domain.commands.sale_parts, all on one shard) as one SELL;
+        `request_id` is the sale's, which the parts' ids derive from."""
+        first = parts[0].reserve
+        head: _Head = (request_id, first.hold_id, first.doc_ref, first.ttl_ms, first.finance, False)
+        made = cls(PartKind.SELL, head, [_row(PartKind.RESERVE, part.reserve) for part in parts])
+        if made.sale_parts() != tuple(parts):  # as the shard will build them from the columns
+            raise InvariantViolation("a SELL's parts must be one sale's (engine.domain.commands.sale_parts)")
+        return made
+
+    def sale_parts(self) -> tuple[SalePart, ...]:
+        """A SELL's parts: each pair's Reserve and the Commit of all of it."""
+        request_id, hold_id, doc_ref, _, finance, _ = self._head
+        commit_id = derived_id(request_id, SALE_COMMIT_SUFFIX)
+        reserves = cast(tuple[Reserve, ...], self.commands)
+        return tuple(SalePart(r, Commit(commit_id, r.sku, r.site, hold_id, None, doc_ref, finance)) for r in reserves)
+
+    def voids(self) -> tuple[Release, ...]:
+        """A SELL's roll-back: the abort of each part, under the id a refused sale's roll-back
+        has always had (its hold id and #void)."""
+        _, hold_id, doc_ref, _, _, _ = self._head
+        void_id = derived_id(hold_id, SALE_VOID_SUFFIX)
+        return tuple(Release(void_id, sku, site, hold_id, doc_ref, abort=True) for sku, site, _ in self._rows)
+
     @property
     def commands(self) -> tuple[PartCommand, ...]:
         """The commands, built once from the columns (on the shard: what cells and journal take)."""
@@ -149,11 +192,12 @@ class HoldParts:
 
     @property
     def mutating(self) -> bool:
-        return self.kind in (PartKind.RESERVE, PartKind.COMMIT, PartKind.RELEASE)
+        return self.kind in (PartKind.RESERVE, PartKind.COMMIT, PartKind.RELEASE, PartKind.SELL)
 
     def checks(self) -> tuple[CheckPart, ...]:
-        """The pre-check of each part of a commit (release): what the coordinator would read."""
-        done = HoldState.COMMITTED if self.kind is PartKind.COMMIT else HoldState.RELEASED
+        """The pre-check of each part of a commit (release; a sale's commit of all that is
+        held): what the coordinator would read."""
+        done = HoldState.RELEASED if self.kind is PartKind.RELEASE else HoldState.COMMITTED
         hold_id = self._head[1]
         qty = self.kind is PartKind.COMMIT
         return tuple(CheckPart(sku, site, hold_id, done, own if qty else None) for sku, site, own in self._rows)
@@ -163,8 +207,9 @@ class HoldParts:
 
     @property
     def weight(self) -> int:
-        """What it weighs in a shard batch (engine.runtime.batcher): its commands."""
-        return len(self._rows)
+        """What it weighs in a shard batch (engine.runtime.batcher): its commands (a SELL's
+        reserve and commit of each part)."""
+        return 2 * len(self._rows) if self.kind is PartKind.SELL else len(self._rows)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HoldParts) and (self.kind, self._head, self._rows, self.all_or_nothing) == (
@@ -219,7 +264,8 @@ def _command(kind: PartKind, head: _Head, row: tuple[Any, ...]) -> PartCommand:
     request_id, hold_id, doc_ref, ttl_ms, finance, abort = head
     sku, site, own = row
     match kind:
-        case PartKind.RESERVE:
+        case PartKind.RESERVE | PartKind.SELL:  # a SELL's commands are its reserves (sale_parts)
+            request_id = hold_id if kind is PartKind.SELL else request_id
             lines = tuple(
                 ReserveLine(q, Strategy(s), lot, owner, life, prefix) for q, s, lot, owner, life, prefix in own
             )
@@ -252,6 +298,20 @@ def veto(found: Sequence[PartCheck]) -> DomainError | None:
     if not any(active for active, _ in found):
         return None
     return next((refusal for _, refusal in found if refusal is not None), None)
+
+
+def sale_refusal(answers: Sequence[PartAnswer]) -> DomainError | None:
+    """Of a sale's answers per part, the refusal that says why it was not made, if any: a
+    definite one (e.g. INSUFFICIENT_STOCK) before HOLD_ABORTED (an earlier attempt was
+    rolled back) before a retryable one (as the coordinator ranks a hold's refusals)."""
+
+    def rank(refusal: DomainError) -> int:
+        if isinstance(refusal, Unavailable | DeadlineExceeded):
+            return 2
+        return 1 if is_hold_aborted(refusal) else 0
+
+    refusals = [a for a in answers if isinstance(a, DomainError)]
+    return min(refusals, key=rank) if refusals else None
 
 
 def check_part(cmd: CheckPart, view: HoldView | None) -> PartCheck:

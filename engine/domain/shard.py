@@ -34,7 +34,17 @@ from engine.domain.errors import (
 from engine.domain.freshness import opened_shelf_life_ms
 from engine.domain.grants import ReadScope, narrow
 from engine.domain.hold_listing import ScanHolds, scan_holds
-from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, PartCheck, ReadPart, check_part, veto
+from engine.domain.hold_parts import (
+    CheckPart,
+    HoldParts,
+    PartAnswers,
+    PartCheck,
+    PartKind,
+    ReadPart,
+    check_part,
+    sale_refusal,
+    veto,
+)
 from engine.domain.inventory import StockKey
 from engine.domain.model import HoldView, Movement, MovementKind
 from engine.domain.receipts import ReceiptColumns
@@ -288,6 +298,8 @@ def journaled(op: Op) -> Sequence[Op]:
     if isinstance(op, ReceiveBulk):
         return op.receipts
     if isinstance(op, HoldParts):
+        if op.kind is PartKind.SELL:
+            return op.applied  # what the sale applied: its reserves, then commits or aborts
         return op.commands if op.mutating and not op.vetoed else ()  # type: ignore[return-value]
     return (op,)
 
@@ -340,7 +352,7 @@ def replay_ops(ops: Sequence[Op], movements: Sequence[Movement]) -> Sequence[Op]
 
 def op_weight(ops: Sequence[Op]) -> int:
     """How many journaled ops `ops` stand for (what bounds a group commit)."""
-    return sum(len(op) if isinstance(op, ReceiveBulk | HoldParts) else 1 for op in ops)
+    return sum(op.weight if isinstance(op, HoldParts) else len(op) if isinstance(op, ReceiveBulk) else 1 for op in ops)
 
 
 def new_total() -> list[int]:
@@ -591,6 +603,8 @@ class ShardCore:
     def _hold_parts(self, op: HoldParts, now_ms: int) -> PartAnswers:
         """Each part as if it had come alone, in order: its answer, or the refusal (a
         moved pair's CellMoved too: the sender follows it for that part alone)."""
+        if op.kind is PartKind.SELL:
+            return self._sell(op, now_ms)
         if op.all_or_nothing:
             # Vetoed until the checks pass: should one raise (a bug), nothing is applied and
             # nothing journaled (replay applies the journaled commands, without the checks).
@@ -612,6 +626,37 @@ class ShardCore:
                 log.exception("hold part failed", shard=self.name, op=type(cmd).__name__)
                 answers.append(Internal(f"{type(cmd).__name__} failed on shard {self.name}"))
         return answers
+
+    def _sell(self, op: HoldParts, now_ms: int) -> PartAnswers:
+        """A one-shard sale, all or nothing within this batch: every part's Reserve; then,
+        when each held and none would refuse its commit (the pre-check of a commit), every
+        part's Commit — else the abort of every part, and the reason, for each part. The
+        commands applied are what the journal records (`op.applied`), refused ones too (a
+        cell's window remembers a refusal, and replay must remember it as well)."""
+        parts = op.sale_parts()
+        for part in parts:  # a pair that moved stops it before anything applies: the sender follows
+            if (part.reserve.sku, part.reserve.site) not in self.cells:
+                self._check_here((part.reserve.sku, part.reserve.site))
+        applied: list[Command] = []
+        op.applied = applied  # afresh: an op object applied again (in process) journals only this time
+        reserved = [self._applied(part.reserve, applied, now_ms) for part in parts]
+        refusal = sale_refusal(reserved) or self._vetoed(op, now_ms)
+        if refusal is None:
+            return PartAnswers(self._applied(part.commit, applied, now_ms) for part in parts)
+        # Only what this sale holds is let go (a part refused outright may be another's,
+        # under a reused request id); an aborted part answers a retry's reserve HOLD_ABORTED.
+        for void, answer in zip(op.voids(), reserved, strict=True):
+            if not isinstance(answer, DomainError):
+                self._applied(void, applied, now_ms)
+        return PartAnswers([refusal] * len(op))
+
+    def _applied(self, cmd: Command, applied: list[Command], now_ms: int) -> Result:
+        """Apply one command of a compound op, noting it for the journal; its answer or refusal."""
+        applied.append(cmd)
+        try:
+            return self._command(cmd, now_ms)
+        except DomainError as refusal:
+            return refusal.with_traceback(None)  # no cycle kept (apply_batch says why)
 
     def _read_part(self, cmd: ReadPart | CheckPart, now_ms: int) -> HoldView | PartCheck | None:
         cell = self._existing_cell(cmd.sku, cmd.site)

@@ -15,12 +15,23 @@ from adapters.memory.backend import shared_in_memory_backend
 from engine import bootstrap
 from engine.domain.catalog import Site, Sku
 from engine.domain.clock import ManualClock
-from engine.domain.commands import Commit, Receive, Release, Reserve, ReserveLine, Strategy
+from engine.domain.commands import (
+    Commit,
+    Committed,
+    Receive,
+    Release,
+    Reserve,
+    ReserveLine,
+    SaleLine,
+    Sell,
+    Strategy,
+    sale_parts,
+)
 from engine.domain.errors import DomainError, FailedPrecondition, InsufficientStock, InvariantViolation, NotFound
 from engine.domain.hold_parts import CheckPart, HoldParts, PartAnswers, ReadPart
 from engine.domain.inventory import CommitLine
 from engine.domain.model import Finance, HoldState
-from engine.domain.shard import PutSite, PutSku, ReadHold, ShardCore, journaled, op_weight
+from engine.domain.shard import CellMoved, HandOff, PutSite, PutSku, ReadHold, ShardCore, journaled, op_weight
 from engine.runtime.gateway import Gateway
 from engine.runtime.host import ShardHost, rebuild
 from engine.runtime.types import AggregateState, HoldLine
@@ -297,6 +308,86 @@ async def test_a_host_journals_nothing_of_a_vetoed_commit_and_replays_to_the_sam
         assert host.batch_seq == seq  # nothing to journal
         await host.apply([HoldParts.of([Commit("c2", s, "w1", "H1") for s in SKUS[:3]], all_or_nothing=True)])
         store = await backend()
+        rebuilt, batch_seq, _ = await rebuild("s0", host.statuses, host.limits, store.journal, store.snapshots)
+        assert (batch_seq, rebuilt.state_hash()) == (host.batch_seq, host.core.state_hash())
+    finally:
+        await host.stop()
+
+
+# ---- a one-shard sale (kind SELL) ----
+
+
+def sale_of(request_id: str, skus: tuple[str, ...], qty: int = 3) -> HoldParts:
+    sale = Sell(request_id, tuple(SaleLine(sku, "w1", ReserveLine(qty)) for sku in skus), "receipt")
+    return HoldParts.sale(request_id, sale_parts(sale))
+
+
+def test_a_sale_reserves_then_commits_every_part_in_one_op_journaled_as_its_commands() -> None:
+    shard = core()
+    op = sale_of("s1", SKUS[:2])
+    (answers,) = shard.apply_batch([op], NOW_MS)
+    assert [type(a) for a in answers] == [Committed, Committed]
+    assert [a.hold.committed_qty for a in answers] == [3, 3]
+    assert [type(c) for c in journaled(op)] == [Reserve, Reserve, Commit, Commit]
+    assert [c.request_id for c in journaled(op)] == ["s1#sale", "s1#sale", "s1#sold", "s1#sold"]
+    assert op_weight([op]) == 4  # its reserves and commits (a group commit's bound)
+    replayed = core()
+    replayed.apply_batch(list(journaled(op)), NOW_MS)
+    assert replayed.drain() == shard.drain()
+    assert replayed.state_hash() == shard.state_hash()
+    (again,) = shard.apply_batch([sale_of("s1", SKUS[:2])], NOW_MS + 1)  # a retry: the cells' windows
+    assert [comparable(a) for a in again] == [comparable(a) for a in answers]
+    assert shard.drain() == []
+
+
+def test_a_sale_one_part_refuses_holds_nothing_and_lets_go_only_of_what_it_held() -> None:
+    shard, replayed = core(), core()
+    op = sale_of("s2", (SKUS[0], SKUS[39]))  # the last sku has no stock
+    (answers,) = shard.apply_batch([op], NOW_MS)
+    assert all(isinstance(a, InsufficientStock) for a in answers)
+    assert [(type(c), c.sku) for c in journaled(op)] == [(Reserve, SKUS[0]), (Reserve, SKUS[39]), (Release, SKUS[0])]
+    assert shard.cells[(SKUS[0], "w1")].ledger.active == {}
+    replayed.apply_batch(list(journaled(op)), NOW_MS)
+    assert replayed.state_hash() == shard.state_hash()
+    (again,) = shard.apply_batch([sale_of("s2", (SKUS[0], SKUS[39]))], NOW_MS + 1)
+    assert all(isinstance(a, InsufficientStock) for a in again)  # the retry: the same reason
+
+
+def test_a_sale_of_a_pair_that_moved_applies_nothing_and_says_where() -> None:
+    shard = core()
+    shard.apply(HandOff(SKUS[1], "w1", "pin-x"), NOW_MS)
+    shard.drain()
+    before = shard.state_hash()
+    op = sale_of("s3", SKUS[:2])
+    (answer,) = shard.apply_batch([op], NOW_MS)
+    assert isinstance(answer, CellMoved)
+    assert answer.to_shard == "pin-x"
+    assert journaled(op) == []
+    assert shard.state_hash() == before
+
+
+def test_a_sale_travels_as_plain_rows_and_only_a_sales_parts_make_one() -> None:
+    op = sale_of("s4", SKUS[:3])
+    back = pickle.loads(pickle.dumps(op))
+    assert back == op
+    assert back.sale_parts() == op.sale_parts()
+    sale = Sell("s4", (SaleLine(SKUS[0], "w1", ReserveLine(1)),))
+    with pytest.raises(InvariantViolation):
+        HoldParts.sale("other", sale_parts(sale))  # parts of another request id
+
+
+async def test_a_host_journals_a_sale_as_the_commands_it_applied_and_replays_to_the_same_state() -> None:
+    backend = shared_in_memory_backend()
+    host = ShardHost("s0", clock=ManualClock(NOW_MS), backend=backend, sweep_interval_ms=0)
+    await host.start()
+    try:
+        await host.apply([*(PutSku(Sku(s)) for s in SKUS[:3]), PutSite(Site("w1"))])
+        await host.apply([Receive(f"r{i}", s, "w1", "L1", 10, status="available") for i, s in enumerate(SKUS[:2])])
+        await host.apply([sale_of("s1", SKUS[:2])])
+        await host.apply([sale_of("s2", SKUS[:3])])  # the third has no stock: refused, rolled back
+        store = await backend()
+        entries = [entry async for _, entry in store.journal.read("s0", 0)]
+        assert [type(op).__name__ for op in entries[-1].ops] == ["Reserve"] * 3 + ["Release"] * 2
         rebuilt, batch_seq, _ = await rebuild("s0", host.statuses, host.limits, store.journal, store.snapshots)
         assert (batch_seq, rebuilt.state_hash()) == (host.batch_seq, host.core.state_hash())
     finally:

@@ -17,6 +17,7 @@ from engine.domain.commands import (
     MAX_ID_LEN,
     SALE_COMMIT_SUFFIX,
     SALE_HOLD_SUFFIX,
+    SALE_TTL_MS,
     Commit,
     Receive,
     Received,
@@ -28,12 +29,17 @@ from engine.domain.commands import (
     sale_parts,
     validate_sale,
 )
-from engine.domain.errors import InsufficientStock, InvalidArgument, RequestConflict, Unavailable
+from engine.domain.errors import FailedPrecondition, InsufficientStock, InvalidArgument, RequestConflict, Unavailable
 from engine.domain.events import business_events
 from engine.domain.model import External, Finance, HoldState, MovementKind
 from engine.domain.ports import JournalEntry
+from engine.domain.statuses import DEFAULT_DICTIONARY
 from engine.runtime.gateway import Gateway
+from engine.runtime.gateway.holds import HoldCoordinator
+from engine.runtime.gateway.router import Router
+from engine.runtime.gateway.sales import SaleDesk
 from engine.runtime.host import HostState
+from engine.runtime.routing import Directory
 from engine.runtime.types import AggregateState, HoldLine
 
 DAY_MS = 86_400_000
@@ -258,4 +264,51 @@ async def test_concurrent_sellers_never_oversell(world: World) -> None:
     qty2, held2, _ = await on_hand(world, "strip", "ward2")
     assert (qty1, held1, held2) == (0, 0, 0)
     assert qty2 == 10 - sum(1 for i, ok in enumerate(outcomes) if ok and i % 2)
+    await verified(world)
+
+
+def shard_work(w: World) -> tuple[int, int]:
+    """(shard calls, ops) every shard has served so far."""
+    hosts = w.gateway.handles.values()
+    return sum(h.batches for h in hosts), sum(h.ops for h in hosts)
+
+
+async def test_a_one_pair_sale_is_one_op_in_one_shard_call(world: World) -> None:
+    await stock(world, "strip", "ward1", "L1", 10)
+    calls, ops = shard_work(world)
+    await world.gateway.sell("s1", [line("strip", "ward1", 2), line("strip", "ward1", 1, lot_id="L1")])
+    assert shard_work(world) == (calls + 1, ops + 1)
+    with pytest.raises(InsufficientStock):  # refused: still one op, and nothing held
+        await world.gateway.sell("s2", [line("strip", "ward1", 8)])
+    assert shard_work(world) == (calls + 2, ops + 2)
+    assert await on_hand(world, "strip", "ward1") == (7, 0, 7)
+    await verified(world)
+
+
+async def test_a_one_pair_sale_whose_pair_moved_is_sold_where_it_went(world: World) -> None:
+    await stock(world, "strip", "ward1", "L1", 10)
+    stale = Directory(world.gateway.directory.shard_names)  # another gateway's, from before the pin
+    await world.gateway.pin("strip", "ward1")
+    router = world.gateway.router
+    own = Router(stale, {}, router._factory, router._store)
+    desk = SaleDesk(own, HoldCoordinator(own, DEFAULT_DICTIONARY), DEFAULT_DICTIONARY)
+    sold = await desk.sell(Sell("s1", (SaleLine("strip", "ward1", ReserveLine(3)),)), None)
+    assert sold.committed_qty == 3
+    assert await desk.sell(Sell("s1", (SaleLine("strip", "ward1", ReserveLine(3)),)), None) == sold
+    assert await on_hand(world, "strip", "ward1") == (7, 0, 7)
+    await verified(world)
+
+
+async def test_a_sale_whose_earlier_attempt_expired_is_refused_and_sells_nothing(world: World) -> None:
+    # An engine before this one sent a one-pair sale's Reserve and Commit as two ops: one
+    # that died between them left the part held until its TTL. The retry must not sell it.
+    await stock(world, "strip", "ward1", "L1", 10)
+    sale = Sell("s1", (SaleLine("strip", "ward1", ReserveLine(3)),))
+    (part,) = sale_parts(sale)
+    await world.gateway.router.to_pair("strip", "ward1", part.reserve, None)
+    world.clock.advance(SALE_TTL_MS + 1)
+    with pytest.raises(FailedPrecondition) as expired:
+        await world.gateway.sell("s1", [line("strip", "ward1", 3)])
+    assert expired.value.reason == "HOLD_EXPIRED"
+    assert await on_hand(world, "strip", "ward1") == (10, 0, 10)
     await verified(world)

@@ -24,11 +24,11 @@ from engine.domain.commands import (
     Reserve,
     Reserved,
     ReserveLine,
+    check_doc_ref,
     check_finance,
     check_id,
     check_qty,
     undo_request_id,
-    validate,
     validate_reserve_line,
 )
 from engine.domain.errors import (
@@ -45,6 +45,7 @@ from engine.domain.hold_parts import CheckPart, HoldParts, PartCheck, PartComman
 from engine.domain.holds import (
     MAX_LINES,
     check_line_count,
+    check_ttl,
     commit_plan,
     hold_not_found,
     is_hold_aborted,
@@ -81,14 +82,13 @@ class HoldCoordinator:
     ) -> HoldSummary:
         """Hold stock over the lines, all or nothing; each pair's Reserve carries `finance`."""
         hold_id = hold_id or request_id
-        by_pair = _validate_hold(request_id, hold_id, lines, finance)
+        # Every field of every part, checked once here (the parts differ only in their pair
+        # and lines): what engine.domain.commands.validate would refuse in any of them.
+        by_pair = _validate_hold(request_id, hold_id, lines, ttl_ms, doc_ref, finance)
         cmds = [
             Reserve(request_id, sku, site, hold_id, tuple(ls), ttl_ms, doc_ref, finance)
             for (sku, site), ls in by_pair.items()
         ]
-        # Every line was checked by _validate_hold; the rest of the shape (ids, TTL,
-        # doc_ref, finance) is the same in every part: the first part stands for all.
-        validate(cmds[0], self._statuses)
         header = HoldHeader(hold_id, request_id, tuple(by_pair), ttl_ms)
         # The header and every part go out at once: one round trip, not two.
         home = self._router.directory.home_for(hold_id)
@@ -133,7 +133,7 @@ class HoldCoordinator:
         finance: Finance | None,
     ) -> HoldSummary:
         """Commit the hold at every pair; each pair's Commit carries `finance`."""
-        _check_resolve_input(lines, finance)  # shape first: bad input costs no shard call
+        _check_resolve_input(request_id, doc_ref, lines, finance)  # shape first: bad input costs no shard call
         header = await self._header(hold_id, deadline)
         plan = commit_plan(header.pairs, lines) if lines is not None else {}
         cmds = [
@@ -147,7 +147,7 @@ class HoldCoordinator:
         self, request_id: str, hold_id: str, doc_ref: str, deadline: float | None, finance: Finance | None
     ) -> HoldSummary:
         """Release the hold at every pair; each pair's Release carries `finance`."""
-        _check_resolve_input(None, finance)  # bad input costs no shard call
+        _check_resolve_input(request_id, doc_ref, None, finance)  # bad input costs no shard call
         header = await self._header(hold_id, deadline)
         cmds = [Release(request_id, sku, site, hold_id, doc_ref, finance=finance) for sku, site in header.pairs]
         return await self._resolve(hold_id, header, cmds, dict.fromkeys(header.pairs), HoldState.RELEASED, deadline)
@@ -162,9 +162,8 @@ class HoldCoordinator:
         deadline: float | None,
     ) -> HoldSummary:
         """Pre-check, then send every part's commit or release at once."""
-        # The parts differ only in their pair (the header's) and a commit's qty (checked
-        # by _check_resolve_input): the first part's shape stands for all.
-        validate(cmds[0], self._statuses)
+        # The parts' shape was checked by _check_resolve_input (their ids, doc_ref, finance
+        # and a commit's qty) and _header (the hold id); their pairs are the header's.
         results = await self._resolve_on_one_shard(header, cmds, deadline)
         if results is None:
             await self._check_parts(hold_id, header, qty_by_pair, done_state, deadline)
@@ -315,12 +314,14 @@ class HoldCoordinator:
 
 
 def _validate_hold(
-    request_id: str, hold_id: str, lines: Sequence[HoldLine], finance: Finance | None
+    request_id: str, hold_id: str, lines: Sequence[HoldLine], ttl_ms: int, doc_ref: str, finance: Finance | None
 ) -> dict[Pair, list[ReserveLine]]:
     """A hold request's shape, every field at once; its lines grouped by pair."""
     out: list[FieldViolation] = []
     check_id(request_id, "request_id", out)
     check_id(hold_id, "hold_id", out)
+    check_ttl(ttl_ms, out)
+    check_doc_ref(doc_ref, out)
     check_finance(finance, "finance", out)
     check_line_count(len(lines), out)
     by_pair: dict[Pair, list[ReserveLine]] = {}
@@ -334,9 +335,13 @@ def _validate_hold(
     return by_pair
 
 
-def _check_resolve_input(lines: Sequence[CommitLine] | None, finance: Finance | None) -> None:
+def _check_resolve_input(
+    request_id: str, doc_ref: str, lines: Sequence[CommitLine] | None, finance: Finance | None
+) -> None:
     """What a commit (or release: no lines) can get wrong before its hold is looked up."""
     out: list[FieldViolation] = []
+    check_id(request_id, "request_id", out)
+    check_doc_ref(doc_ref, out)
     check_finance(finance, "finance", out)
     if lines is not None:
         check_line_count(len(lines), out, required=False)
