@@ -412,3 +412,27 @@ def test_a_failing_screen_plans_the_batch_in_full() -> None:
         assert planner.planned == planned + 2
 
     asyncio.run(run())
+
+
+def test_a_floor_counted_below_zero_is_screened_not_refused() -> None:
+    """Fails without the floor's clamp at 0: the screen refused the batch (InvalidArgument:
+    on_hand must be an integer ≥ 0) and every pair of it was planned in full. With it, only the
+    pair at zero is planned (from the cells' own position); the other one goes by."""
+    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0) for _ in range(2)]
+
+    async def run() -> None:
+        service, stock, _, planner = await _world(cases, follow=True)
+        pairs = [(f"S{n}", SITE) for n in range(len(cases))]
+        await service.recompute_many(pairs, "journal")
+        planned = planner.planned
+        now = service.clock.now_ms()
+        service.note_movement(_moved(0, 100, 0, now), fresh=True)  # a sale the read held already:
+        service.note_movement(_moved(0, 100, 0, now), fresh=True)  # counted twice, the floor is -100
+        stock.available[("S0", SITE)] = 0
+        service.note_movement(_moved(1, 100, 95, now), fresh=True)
+        stock.available[("S1", SITE)] = 95
+        got = await service.recompute_many(pairs, "journal")
+        assert [s.state for s in got if isinstance(s, Suggestion)] == ["open", "none"]
+        assert planner.planned == planned + 1
+
+    asyncio.run(run())
