@@ -118,7 +118,10 @@ class PositionFloors:
         if now_ms >= floor.fresh_until_ms:
             del self._floors[pair]
             return None
-        return Floored(floor.available, floor.in_transit)
+        # Decreases are counted even when the read may already hold them (see above), so the
+        # floor can fall below zero while the cells never do: 0 is still a floor, and the
+        # position a screen is given must be a valid one (on hand ≥ 0).
+        return Floored(max(floor.available, 0), max(floor.in_transit, 0))
 
     def note(self, m: Movement, fresh: bool) -> None:
         """One journal movement of a pair (in journal order); `fresh`: delivered for the first time."""

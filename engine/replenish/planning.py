@@ -26,6 +26,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from engine.domain.errors import FieldViolation, InvalidArgument
 from engine.replenish import model as m
 from engine.replenish.kernels import forecast_batch
 from engine.replenish.policy import (
@@ -83,9 +84,14 @@ def factors_of(factors: Sequence[StoredFactor]) -> tuple[m.Factor, ...]:
 def settings_of(inputs: PairInputs) -> m.PolicySettings:
     c = inputs.config
     level = inputs.supplier.service_level if inputs.supplier and inputs.supplier.service_level else c.service_level
-    return m.PolicySettings(
-        weights=c.weights, service_level=level, review_days=max(1, round(c.review_days)), demand_buffer=c.buffer
-    )
+    return _settings(c.weights, level, max(1, round(c.review_days)), c.buffer)
+
+
+@functools.lru_cache(maxsize=1_024)
+def _settings(weights: tuple[float, float, float], level: float, review_days: int, buffer: float) -> m.PolicySettings:
+    """The settings of these knobs, built and checked once: the trigger's screen asks for them
+    pair after pair (a frozen value: every pair with the same knobs shares it)."""
+    return m.PolicySettings(weights=weights, service_level=level, review_days=review_days, demand_buffer=buffer)
 
 
 def history_of(inputs: PairInputs) -> m.DemandHistory:
@@ -219,44 +225,59 @@ def _lead_stats(
 
 
 def _triggered(settings: m.PolicySettings, inputs: Sequence[PairInputs]) -> list[bool]:
-    histories = [history_of(i) for i in inputs]
+    """The batch policy's `triggered` of pairs with the same settings and history length: the
+    numbers `suggest` gives each, from arrays built for the whole batch at once (no
+    DemandHistory, PairPosition or arrival per pair: the screen runs for every moved pair)."""
     stats = [_lead_stats(i.supplier, i.today, i.config.default_lead_time_days, settings) for i in inputs]
     horizons = [math.ceil(mean) + settings.review_days + settings.horizon_days for mean, _, _, _ in stats]
+    demand = np.asarray([i.demand[-MAX_HISTORY:] for i in inputs], np.float64)
+    censored = np.asarray([i.censored[-MAX_HISTORY:] for i in inputs], np.bool_)
+    if demand.ndim != 2 or censored.shape != demand.shape or not np.isfinite(demand).all():
+        raise InvalidArgument((FieldViolation("demand", "finite days, as many as the censored marks"),))
     fc = forecast_batch(
-        np.stack([h.demand for h in histories]),
-        np.stack([h.censored for h in histories]),
+        demand,
+        censored,
         settings,
         seasonal_days=np.asarray(horizons, np.int64),
         risk_days=risk_days_of(np.asarray([mean for mean, _, _, _ in stats], np.float64), settings),
     )
     multipliers = [
-        horizon_factors(h, factors_of(i.factors), settings, days)[0]
-        for h, i, days in zip(histories, inputs, horizons, strict=True)
+        horizon_factors(history_of(i), factors_of(i.factors), settings, days)[0] if i.factors else 1.0
+        for i, days in zip(inputs, horizons, strict=True)
     ]
-    positions = [position_of(i) for i in inputs]
+    positions = np.asarray(
+        [_position_numbers(i, s[0], settings) for i, s in zip(inputs, stats, strict=True)], np.int64
+    ).reshape(len(inputs), 5)
     numbers = policy_batch(
         fc,
         settings,
-        on_hand=np.asarray([p.on_hand for p in positions], np.int64),
-        held=np.asarray([p.held for p in positions], np.int64),
-        in_transit_within=np.asarray(
-            [
-                split_in_transit(p.in_transit, h.today, s[0], settings)[0]
-                for p, h, s in zip(positions, histories, stats, strict=True)
-            ],
-            np.int64,
-        ),
-        open_todos=np.asarray([p.open_todos for p in positions], np.int64),
+        on_hand=positions[:, 0],
+        held=positions[:, 1],
+        in_transit_within=positions[:, 2],
+        open_todos=positions[:, 3],
         lead_mean=np.asarray([s[0] for s in stats], np.float64),
         lead_sigma=np.asarray([s[1] for s in stats], np.float64),
         lead_error=np.asarray([s[2] for s in stats], np.float64),
         factor_multiplier=np.asarray(multipliers, np.float64),
-        # As `draft` passes them: a shelf life shortens the cycle, which moves the reorder point.
-        backorders=np.asarray([p.backorders for p in positions], np.int64),
-        shelf_life_days=np.asarray([p.shelf_life_days or 0 for p in positions], np.int64),
-        min_remaining_days=np.asarray([p.min_remaining_days if p.shelf_life_days else 0 for p in positions], np.int64),
+        # As `draft` passes them: a shelf life shortens the cycle, which moves the reorder point
+        # (no backorders, no minimum remaining days: position_of sets neither).
+        shelf_life_days=positions[:, 4],
     )
     return [bool(t) for t in numbers.triggered]
+
+
+def _position_numbers(i: PairInputs, lead_mean: float, settings: m.PolicySettings) -> tuple[int, int, int, int, int]:
+    """(on hand, held, in transit within the risk period, open to-dos, shelf life or 0) as
+    position_of and split_in_transit give them, without building them for a pair with nothing
+    arriving. A number position_of would refuse (a negative one) goes through it: its typed error."""
+    p = i.position
+    if min(p.on_hand, p.held, p.in_transit, i.open_todos) < 0:
+        position_of(i)  # raises InvalidArgument, as the screen did before
+    within = 0
+    if p.in_transit > 0:
+        within = split_in_transit(arrivals_of(p, i.today), i.today + timedelta(days=1), lead_mean, settings)[0]
+    shelf = i.supplier.shelf_life_days if i.supplier and i.supplier.shelf_life_days > 0 else 0
+    return p.on_hand + p.held, p.held, within, i.open_todos, shelf
 
 
 core_planner = PolicyPlanner()

@@ -260,6 +260,8 @@ class ReplenishService:
         self._received: dict[str, int] = {}  # supplier receipts not yet taken off the to-dos
         self._gifts: dict[str, GiftCount] = {}
         self._health = _HealthCache()
+        # pair → ((counts read at, perishable, gifts, gifts without tax), health ok): _health_ok
+        self._health_ok_memo: dict[str, tuple[tuple[float, bool, int, int], bool]] = {}
         self._terms: dict[str, tuple[float, SupplierTerms | None]] = {}  # pair → (read at, terms)
         self._terms_listing: tuple[float, frozenset[str]] | None = None  # (listed at, pairs with terms)
         self._days: dict[Pair, tuple[float, date, DayInputs]] = {}  # pair → (kept until, today then, inputs)
@@ -710,6 +712,7 @@ class ReplenishService:
         found: list[Any] = [
             self._known_inputs(sku, site, factors, days[(sku, site)], now_ms, today) for sku, site in pairs
         ]
+        await asyncio.sleep(0)  # a batch's work in pieces: the orders' calls wait for none of it long
         known = {n for n, got in enumerate(found) if got is not None}  # screened without a read
         unread = [n for n in range(len(pairs)) if n not in known]
         cells = await self._positions_many([pairs[n] for n in unread], now_ms)
@@ -755,6 +758,7 @@ class ReplenishService:
         except Exception as exc:  # the screen is a shortcut: without it, every pair is planned in full
             log.warning("trigger screen failed; planning the batch in full", error=f"{type(exc).__name__}: {exc}")
             return out
+        await asyncio.sleep(0)  # the screen was one piece of the batch's work, the checks below another
         for n, hit in zip(stored, hits, strict=True):
             out[n] = not hit and await self._stays(*reads[n])
         return out
@@ -771,9 +775,28 @@ class ReplenishService:
             return True  # a decided one stays until a new need shows
         if current.state != "none" or current.qty or current.below_reorder_point:
             return False  # an open one must now say "none"
-        health = await self._health_with(inputs.sku, inputs.site, inputs.supplier)
         supplier = inputs.supplier.supplier if inputs.supplier else ""
-        return current.flagged == (not health.ok) and current.supplier == supplier
+        return current.supplier == supplier and current.flagged == (not await self._health_ok(inputs))
+
+    async def _health_ok(self, inputs: PairInputs) -> bool:
+        """_health_with(…).ok, kept per pair for as long as what it is finished from stays: the
+        cached counts (the same read), perishable or not, the gifts so far (the trigger asks it
+        of every moved pair that stays above its reorder point)."""
+        key = pair_key(inputs.sku, inputs.site)
+        cached = self._health.entries.get(key)
+        if cached is None or time.monotonic() - cached[0] >= HEALTH_TTL_S:
+            return (await self._health_with(inputs.sku, inputs.site, inputs.supplier)).ok
+        gifts = self._gifts.get(key)
+        perishable = bool(inputs.supplier and inputs.supplier.shelf_life_days > 0)
+        memo = (cached[0], perishable, gifts.gifts if gifts else 0, gifts.without_tax if gifts else 0)
+        hit = self._health_ok_memo.get(key)
+        if hit is not None and hit[0] == memo:
+            return hit[1]
+        ok = self._finished(cached[1], inputs.supplier).ok
+        if key not in self._health_ok_memo and len(self._health_ok_memo) >= MAX_CACHED_PAIRS:
+            self._health_ok_memo.clear()
+        self._health_ok_memo[key] = (memo, ok)
+        return ok
 
     async def recompute_all(self, trigger: str = "schedule") -> RecomputeResult:
         """Every pair with a supplier or a suggestion, planned in batches (the batch kernels)."""

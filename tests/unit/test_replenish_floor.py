@@ -260,3 +260,19 @@ def test_stock_of_a_lot_past_its_expiry_coming_back_to_a_sellable_status_is_not_
     w.command(ChangeStatus(w.rid(), SKU, SITE, "L1", 10, "promo_locked", "available"))
     w.deliver(len(w.journal))
     _checked(w)
+
+
+def test_a_sale_the_read_already_holds_counted_again_floors_at_zero_not_below() -> None:
+    """Fails without the clamp: the floor answered -10 and the trigger's screen refused the batch
+    (on_hand must be ≥ 0) and planned all of it in full. The cells never go below zero."""
+    w = _World()
+    w.command(Receive(w.rid(), SKU, SITE, "L1", 10, status="available", expires_at_ms=T0 + 9 * DAY_MS))
+    w.deliver(len(w.journal))
+    w.reading = w.floors.begin(PAIR, w.clock[0])
+    w.command(Consume(w.rid(), SKU, SITE, 10))  # in the cells before the read answers
+    asyncio.run(w.answer_read())  # the read holds the sale: 0 on hand
+    w.deliver(len(w.journal))  # and the floor counts the sale's decrease again
+    floored = w.floors.position(PAIR, w.clock[0])
+    assert floored is not None
+    assert (floored.available, floored.in_transit) == (0, 0)
+    _checked(w)

@@ -24,7 +24,7 @@ from engine.domain.ports import FollowedEntry, JournalEntry
 from engine.replenish.follower import ReplenishTrigger
 from engine.replenish.planning import PolicyPlanner
 from engine.replenish.service import PairInputs, Planned, ReplenishConfig, ReplenishService, StockPosition
-from engine.replenish.store import LeadTimeSample, Suggestion, SupplierTerms
+from engine.replenish.store import Factor, LeadTimeSample, Suggestion, SupplierTerms
 from tests.unit.test_replenish_service import FakeStock  # the stock reader the service's own tests use
 
 DAY_MS = 86_400_000
@@ -412,3 +412,84 @@ def test_a_failing_screen_plans_the_batch_in_full() -> None:
         assert planner.planned == planned + 2
 
     asyncio.run(run())
+
+
+def test_a_floor_counted_below_zero_is_screened_not_refused() -> None:
+    """Fails without the floor's clamp at 0: the screen refused the batch (InvalidArgument:
+    on_hand must be an integer ≥ 0) and every pair of it was planned in full. With it, only the
+    pair at zero is planned (from the cells' own position); the other one goes by."""
+    cases = [PairCase(5, 100, 100, True, True, 10, 1, 0, 7, 2, "", 0) for _ in range(2)]
+
+    async def run() -> None:
+        service, stock, _, planner = await _world(cases, follow=True)
+        pairs = [(f"S{n}", SITE) for n in range(len(cases))]
+        await service.recompute_many(pairs, "journal")
+        planned = planner.planned
+        now = service.clock.now_ms()
+        service.note_movement(_moved(0, 100, 0, now), fresh=True)  # a sale the read held already:
+        service.note_movement(_moved(0, 100, 0, now), fresh=True)  # counted twice, the floor is -100
+        stock.available[("S0", SITE)] = 0
+        service.note_movement(_moved(1, 100, 95, now), fresh=True)
+        stock.available[("S1", SITE)] = 95
+        got = await service.recompute_many(pairs, "journal")
+        assert [s.state for s in got if isinstance(s, Suggestion)] == ["open", "none"]
+        assert planner.planned == planned + 1
+
+    asyncio.run(run())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            pair_cases,
+            st.integers(0, 30),  # held
+            st.integers(0, 40),  # arriving units
+            st.lists(st.tuples(st.integers(1, 30), st.integers(-3, 20)), max_size=3),  # transfers: units, ETA day
+            st.integers(0, 30),  # open to-dos
+            st.sampled_from([(), (("promotion", 1, 6, 2.5),), (("weather", -2, 30, 0.8), ("event", 3, 3, 3.0))]),
+            st.sampled_from([0.0, 0.9, 0.99]),  # the supplier's own service level (0: the config's)
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_the_batch_screen_agrees_with_the_full_policy_with_arrivals_holds_todos_and_factors(
+    cases: list[tuple[Any, ...]],
+) -> None:
+    """The screen builds its positions and factors for the whole batch at once (no PairPosition,
+    arrival or DemandHistory per pair): it must still find exactly the pairs `suggest` finds."""
+    clock = ManualClock()
+    today = date(2026, 1, 1)
+    day_ms = 1_767_225_600_000  # 2026-01-01
+    inputs = []
+    for n, (c, held, arriving, transfers, todos, factors, level) in enumerate(cases):
+        stored = tuple(
+            Factor(
+                f"f{n}{k}",
+                kind,
+                "",
+                "",
+                date.fromordinal(today.toordinal() + a).isoformat(),
+                date.fromordinal(today.toordinal() + b).isoformat(),
+                mult,
+            )
+            for k, (kind, a, b, mult) in enumerate(factors)
+        )
+        arrivals = tuple((units, day_ms + eta * DAY_MS if eta >= 0 else 0) for units, eta in transfers)
+        inputs.append(
+            PairInputs(
+                f"S{n}",
+                SITE,
+                today,
+                tuple(float(c.rate * ((d * (n + 3)) % 4 != 0)) for d in range(90)),
+                tuple(d % 17 == 5 for d in range(90)),
+                StockPosition(c.stock, held, arriving, 0, arrivals=arrivals),
+                replace(_terms(n, c, clock), service_level=level) if c.terms_now else None,
+                stored,
+                todos,
+                ReplenishConfig(),
+            )
+        )
+    planner = PolicyPlanner()
+    assert planner.screen(inputs) == [p.below_reorder_point for p in planner(inputs)]

@@ -1,0 +1,1 @@
+scripts/in-netns .venv/bin/python -m bench.core --concurrency 64 --duration-s 8 --rounds 1 --idle-s 0 --ceiling-duration-s 2 --followers off --out /work/wt/trigger/bench/results/2026-12-08/trigger/runs/s1-off
